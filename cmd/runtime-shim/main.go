@@ -1,0 +1,84 @@
+// Command runtime-shim serves the Lambda Runtime, Extensions and Logs APIs and the invoke
+// endpoint for one execution environment. See runtime-shim/README.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	shim "github.com/klambda/klambda/runtime-shim"
+)
+
+type flags struct {
+	listen, runtimeAPI, secretFile, marker string
+	initTimeout, shutdownGrace             time.Duration
+}
+
+func main() {
+	var f flags
+	root := &cobra.Command{
+		Use:          "runtime-shim",
+		Short:        "Lambda Runtime API and invoke endpoint for one execution environment",
+		SilenceUsage: true,
+	}
+	root.PersistentFlags().StringVar(&f.listen, "listen", ":9000", "address of the invoke endpoint (and /healthz, /readyz)")
+	root.PersistentFlags().StringVar(&f.runtimeAPI, "runtime-api", "127.0.0.1:9001", "address of the Runtime, Extensions and Logs APIs")
+	root.PersistentFlags().StringVar(&f.secretFile, "secret-file", "", "file holding the invoke secret (overrides KLAMBDA_INVOKE_SECRET)")
+	root.PersistentFlags().DurationVar(&f.initTimeout, "init-timeout", shim.DefaultInitTimeout, "Init phase limit; a longer init is retried inside the first invoke")
+	root.PersistentFlags().DurationVar(&f.shutdownGrace, "shutdown-grace", 0, "time between SIGTERM/SHUTDOWN and SIGKILL (0: Lambda's 300 ms, 2 s with external extensions)")
+
+	execCmd := &cobra.Command{
+		Use:   "exec [flags] -- CMD [ARGS...]",
+		Short: "start the runtime as a child process with AWS_LAMBDA_RUNTIME_API set, and restart it on reset",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return run(f, shim.ModeExec, args)
+		},
+	}
+	sidecarCmd := &cobra.Command{
+		Use:   "sidecar",
+		Short: "serve a runtime that runs in another container of the pod (shared process namespace)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return run(f, shim.ModeSidecar, nil)
+		},
+	}
+	sidecarCmd.Flags().StringVar(&f.marker, "runtime-marker", "", "NAME=VALUE: only processes with this environment entry are the runtime's (default: every process but the shim and pid 1)")
+	root.AddCommand(execCmd, sidecarCmd)
+	if err := root.Execute(); err != nil {
+		os.Exit(1)
+	}
+}
+
+func run(f flags, mode shim.Mode, command []string) error {
+	cfg, err := shim.ConfigFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	if f.secretFile != "" {
+		b, err := os.ReadFile(f.secretFile)
+		if err != nil {
+			return fmt.Errorf("reading the invoke secret: %w", err)
+		}
+		cfg.InvokeSecret = strings.TrimSpace(string(b))
+	}
+	if mode == shim.ModeSidecar && cfg.InvokeSecret == "" {
+		fmt.Fprintln(os.Stderr, "runtime-shim: warning: sidecar mode without an invoke secret; anyone who reaches the port can invoke")
+	}
+	cfg.InitTimeout = f.initTimeout
+	cfg.ShutdownGrace = f.shutdownGrace
+	s, err := shim.New(shim.Options{Config: cfg, Mode: mode, Listen: f.listen, RuntimeAPI: f.runtimeAPI, Command: command, RuntimeMarker: f.marker})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return s.Run(ctx)
+}

@@ -1,0 +1,692 @@
+package shim
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Phase is the execution environment's lifecycle phase (spec §7.2).
+type Phase int
+
+const (
+	// PhaseInit: the runtime (and extensions) are initialising.
+	PhaseInit Phase = iota
+	// PhaseIdle: initialised; the runtime waits in /next and no invocation runs.
+	PhaseIdle
+	// PhaseInvoke: an invocation runs (or the runtime/extensions have not called next after it).
+	PhaseInvoke
+	// PhaseInitFailed: init failed; the next invoke retries it inside its own timeout.
+	PhaseInitFailed
+	// PhaseResetting: the runtime is being stopped after a timeout or crash.
+	PhaseResetting
+	// PhaseShutdown: the shim is stopping.
+	PhaseShutdown
+)
+
+var phaseNames = [...]string{"Init", "Idle", "Invoke", "InitFailed", "Resetting", "Shutdown"}
+
+func (p Phase) String() string { return phaseNames[p] }
+
+// RuntimeState is where the runtime is in its Runtime API loop.
+type RuntimeState int
+
+const (
+	// RuntimeStarting: started, has not called /next yet in this generation.
+	RuntimeStarting RuntimeState = iota
+	// RuntimeReady: blocked in /next.
+	RuntimeReady
+	// RuntimeInvoking: received an event, has not answered it.
+	RuntimeInvoking
+	// RuntimeResponded: answered, not back in /next yet.
+	RuntimeResponded
+	// RuntimeInitError: posted /init/error.
+	RuntimeInitError
+	// RuntimeExited: its process is gone (or being stopped).
+	RuntimeExited
+)
+
+var runtimeStateNames = [...]string{"Started", "Ready", "Invoking", "ResponseSent", "InitError", "Exited"}
+
+func (s RuntimeState) String() string { return runtimeStateNames[s] }
+
+// Reasons for a reset, as Lambda's SHUTDOWN event names them.
+const (
+	ResetTimeout  = "timeout"
+	ResetFailure  = "failure"
+	ResetSpindown = "spindown"
+)
+
+// Supervisor owns the runtime's processes.
+type Supervisor interface {
+	// Start starts the runtime (and external extensions) of generation gen; exits are
+	// reported with Environment.RuntimeExited(gen, err). Sidecar mode starts nothing.
+	Start(gen uint64) error
+	// Stop stops every runtime and extension process: SIGTERM, then SIGKILL after grace
+	// (grace 0: SIGKILL at once).
+	Stop(grace time.Duration)
+	// MaxMemoryUsedMB is the peak memory of the runtime's processes (see README).
+	MaxMemoryUsedMB() int
+	// HasExternalExtensions tells whether the shim started extension processes.
+	HasExternalExtensions() bool
+	// HasRestartingRuntime: something else (the kubelet) restarts the runtime after it
+	// exits, so a /next from a new process may arrive at any time (sidecar mode).
+	HasRestartingRuntime() bool
+}
+
+// initFailure is why an init failed, kept to answer the invoke that retries it.
+type initFailure struct {
+	errType string
+	body    []byte // the runtime's /init/error body, if it posted one
+	exit    error  // the process exit, if it exited
+	timeout bool
+}
+
+// Environment is the state machine of one execution environment.
+type Environment struct {
+	cfg  *Config
+	logs *LogSink
+	sup  Supervisor
+
+	mu      sync.Mutex
+	phase   Phase
+	runtime RuntimeState
+	gen     uint64
+	genDone chan struct{} // closed when the generation ends
+	changed chan struct{} // closed and replaced on every phase change
+
+	initStart    time.Time
+	initDuration time.Duration
+	reportInit   bool
+	failure      *initFailure
+
+	busy    bool        // an invoke waits for its result
+	current *Invocation // the invocation of PhaseInvoke
+	events  chan *Invocation
+
+	exts      []*Extension
+	extByID   map[string]*Extension
+	resetting bool
+}
+
+// NewEnvironment returns an environment in PhaseInit of generation 1. The caller starts
+// the supervisor (Begin).
+func NewEnvironment(cfg *Config, logs *LogSink, sup Supervisor) *Environment {
+	return &Environment{
+		cfg:       cfg,
+		logs:      logs,
+		sup:       sup,
+		phase:     PhaseInit,
+		gen:       1,
+		genDone:   make(chan struct{}),
+		changed:   make(chan struct{}),
+		initStart: time.Now(),
+		events:    make(chan *Invocation, 1),
+		extByID:   map[string]*Extension{},
+	}
+}
+
+// Begin starts the first generation's runtime.
+func (e *Environment) Begin() {
+	e.mu.Lock()
+	gen := e.gen
+	e.initStart = time.Now()
+	e.mu.Unlock()
+	if e.sup != nil {
+		if err := e.sup.Start(gen); err != nil {
+			e.RuntimeExited(gen, err)
+		}
+	}
+}
+
+// Phase reports the current phase (for probes and tests).
+func (e *Environment) Phase() Phase {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.phase
+}
+
+// Ready: init is done and the environment can take (or is running) an invocation.
+func (e *Environment) Ready() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.phase == PhaseIdle || (e.phase == PhaseInvoke && !e.resetting)
+}
+
+func (e *Environment) setPhaseLocked(p Phase) {
+	e.phase = p
+	close(e.changed)
+	e.changed = make(chan struct{})
+}
+
+// waitLocked releases the lock until the phase changes or until (zero: no limit) passes.
+func (e *Environment) waitLocked(until time.Time) {
+	ch := e.changed
+	e.mu.Unlock()
+	if until.IsZero() {
+		<-ch
+	} else if d := time.Until(until); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-ch:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	e.mu.Lock()
+}
+
+// ---- invoke side ----
+
+// Invoke runs inv and blocks until its result is known (inv.Done). It never depends on
+// the caller staying connected: a disconnected caller's invocation still completes or
+// times out. It returns ErrBusy or ErrShuttingDown without running anything.
+func (e *Environment) Invoke(inv *Invocation) error {
+	e.mu.Lock()
+	if e.phase == PhaseShutdown {
+		e.mu.Unlock()
+		return ErrShuttingDown
+	}
+	if e.busy {
+		e.mu.Unlock()
+		return ErrBusy
+	}
+	e.busy = true
+	arrival := time.Now()
+	// retryDeadline is set once a failed init is retried inside this invoke (Lambda's
+	// "suppressed init"): from then on the init counts against the invoke's timeout.
+	var retryDeadline time.Time
+	for {
+		switch e.phase {
+		case PhaseIdle:
+			e.dispatchLocked(inv, retryDeadline)
+			e.mu.Unlock()
+			<-inv.done
+			e.mu.Lock()
+			e.busy = false
+			e.mu.Unlock()
+			return nil
+		case PhaseInit:
+			limit := e.initStart.Add(e.cfg.InitTimeout)
+			if !retryDeadline.IsZero() {
+				limit = retryDeadline
+			}
+			if !time.Now().Before(limit) {
+				if retryDeadline.IsZero() {
+					e.failInitLocked(&initFailure{errType: ErrorTypeTimeout, timeout: true})
+					continue
+				}
+				e.answerUndispatchedLocked(inv, arrival, ErrorTypeTimeout, functionErrorJSON(ErrorTypeTimeout, timeoutMessage(inv.ID, e.cfg)))
+				e.resetLocked(ResetTimeout)
+				e.busy = false
+				e.mu.Unlock()
+				return nil
+			}
+			e.waitLocked(limit)
+		case PhaseInitFailed:
+			if !retryDeadline.IsZero() {
+				f := e.failure
+				errType, body := f.errType, f.body
+				if f.exit != nil || body == nil {
+					if f.timeout {
+						body = functionErrorJSON(ErrorTypeTimeout, timeoutMessage(inv.ID, e.cfg))
+					} else {
+						body = functionErrorJSON(ErrorTypeExit, exitMessage(inv.ID, f.exit))
+					}
+				}
+				e.answerUndispatchedLocked(inv, arrival, errType, body)
+				e.busy = false
+				e.mu.Unlock()
+				return nil
+			}
+			retryDeadline = time.Now().Add(e.cfg.Timeout)
+			if !inv.DeadlineHint.IsZero() && inv.DeadlineHint.Before(retryDeadline) {
+				retryDeadline = inv.DeadlineHint
+			}
+			e.resetLocked(ResetFailure)
+		case PhaseInvoke, PhaseResetting:
+			// The previous invocation's runtime or extensions are finishing (bounded by its
+			// deadline), or a reset is under way.
+			e.waitLocked(time.Time{})
+		case PhaseShutdown:
+			e.busy = false
+			e.mu.Unlock()
+			return ErrShuttingDown
+		}
+	}
+}
+
+func (e *Environment) dispatchLocked(inv *Invocation, retryDeadline time.Time) {
+	now := time.Now()
+	inv.start = now
+	dl := now.Add(e.cfg.Timeout)
+	if !retryDeadline.IsZero() {
+		dl = retryDeadline
+	}
+	if !inv.DeadlineHint.IsZero() && inv.DeadlineHint.Before(dl) {
+		dl = inv.DeadlineHint
+	}
+	inv.Deadline = dl
+	inv.deadlineMs = strconv.FormatInt(dl.UnixMilli(), 10)
+	if e.reportInit {
+		inv.result.InitDuration = e.initDuration
+		e.reportInit = false
+	}
+	inv.acquire() // the environment's reference, released when the phase ends
+	e.current = inv
+	e.setPhaseLocked(PhaseInvoke)
+	e.logs.StartInvocation(inv, e.cfg.FunctionVersion)
+	for _, x := range e.exts {
+		if x.invoke {
+			x.busy = true
+			x.deliver(invokeEvent(inv))
+		}
+	}
+	inv.timer = time.AfterFunc(dl.Sub(now), func() { e.deadlineExceeded(inv) })
+	e.events <- inv
+}
+
+// answerLocked sets inv's result once and writes END/REPORT.
+func (e *Environment) answerLocked(inv *Invocation, res Result) {
+	if inv.answered {
+		return
+	}
+	inv.answered = true
+	end := time.Now()
+	res.Duration = end.Sub(inv.start)
+	if res.ErrorType == ErrorTypeTimeout && res.Duration > e.cfg.Timeout {
+		res.Duration = e.cfg.Timeout
+	}
+	res.InitDuration = inv.result.InitDuration
+	mem := 0
+	if e.sup != nil {
+		mem = e.sup.MaxMemoryUsedMB()
+	}
+	res.Tail = e.logs.EndInvocation(inv, &res, e.cfg.MemorySizeMB, mem)
+	inv.result = res
+	close(inv.done)
+}
+
+// answerUndispatchedLocked answers an invocation that never reached the runtime (its
+// init failed or timed out): START, END and REPORT are still written, as Lambda does.
+func (e *Environment) answerUndispatchedLocked(inv *Invocation, arrival time.Time, errType string, body []byte) {
+	if errType == "" {
+		errType = ErrorTypeInit
+	}
+	inv.start = arrival
+	if e.reportInit {
+		inv.result.InitDuration = e.initDuration
+		e.reportInit = false
+	}
+	e.logs.StartInvocation(inv, e.cfg.FunctionVersion)
+	e.logs.Platform(inv, string(body))
+	e.answerLocked(inv, Result{Body: body, FunctionError: "Unhandled", ErrorType: errType})
+}
+
+func (e *Environment) deadlineExceeded(inv *Invocation) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.current != inv || e.phase != PhaseInvoke || e.resetting {
+		return
+	}
+	if !inv.answered {
+		msg := timeoutMessage(inv.ID, e.cfg)
+		e.logs.Platform(inv, time.Now().UTC().Format("2006-01-02T15:04:05.000Z")+" "+inv.ID+" Task timed out after "+strconv.FormatFloat(e.cfg.Timeout.Seconds(), 'f', 2, 64)+" seconds")
+		e.answerLocked(inv, Result{Body: functionErrorJSON(ErrorTypeTimeout, msg), FunctionError: "Unhandled", ErrorType: ErrorTypeTimeout, Reset: ResetTimeout})
+	}
+	e.resetLocked(ResetTimeout)
+}
+
+// finishInvokeLocked ends PhaseInvoke once the runtime and every INVOKE extension are
+// back in next: the environment can take the next invocation.
+func (e *Environment) finishInvokeLocked() {
+	if e.phase != PhaseInvoke || e.resetting || e.runtime != RuntimeReady || e.current == nil || !e.current.answered {
+		return
+	}
+	for _, x := range e.exts {
+		if x.busy {
+			return
+		}
+	}
+	inv := e.current
+	inv.timer.Stop()
+	e.current = nil
+	e.setPhaseLocked(PhaseIdle)
+	inv.Release()
+}
+
+func (e *Environment) finishInitLocked() {
+	if e.phase != PhaseInit || e.runtime != RuntimeReady {
+		return
+	}
+	for _, x := range e.exts {
+		if x.busy {
+			return
+		}
+	}
+	e.initDuration = time.Since(e.initStart)
+	e.reportInit = true
+	e.logs.InitDone(e.exts)
+	e.setPhaseLocked(PhaseIdle)
+}
+
+func (e *Environment) failInitLocked(f *initFailure) {
+	if e.phase != PhaseInit && e.phase != PhaseIdle {
+		return
+	}
+	if f.errType == "" {
+		f.errType = ErrorTypeInit
+	}
+	e.failure = f
+	e.setPhaseLocked(PhaseInitFailed)
+}
+
+// resetLocked starts a reset: the invocation (if any) has been answered; extensions get
+// SHUTDOWN, every runtime process is stopped, and (exec mode) started again as the next
+// generation, which re-initialises and reports Init Duration again.
+func (e *Environment) resetLocked(reason string) {
+	if e.resetting || e.phase == PhaseShutdown {
+		return
+	}
+	e.resetting = true
+	e.runtime = RuntimeExited
+	e.setPhaseLocked(PhaseResetting)
+	shutdownExts := e.sendShutdownLocked(reason)
+	go e.completeReset(shutdownExts)
+}
+
+func (e *Environment) completeReset(shutdownExts bool) {
+	grace := time.Duration(0)
+	if shutdownExts {
+		grace = e.cfg.shutdownGrace(e.sup != nil && e.sup.HasExternalExtensions())
+		e.waitExtensionsAcknowledged(grace)
+	}
+	e.mu.Lock()
+	e.endGenerationLocked()
+	gen := e.gen
+	e.mu.Unlock()
+	if e.sup != nil {
+		e.sup.Stop(e.cfg.shutdownGrace(e.sup.HasExternalExtensions()))
+	}
+	e.mu.Lock()
+	if e.phase == PhaseShutdown {
+		e.mu.Unlock()
+		return
+	}
+	e.resetting = false
+	e.runtime = RuntimeStarting
+	e.initStart = time.Now()
+	e.setPhaseLocked(PhaseInit)
+	e.mu.Unlock()
+	if e.sup != nil {
+		if err := e.sup.Start(gen); err != nil {
+			e.RuntimeExited(gen, err)
+		}
+	}
+}
+
+// endGenerationLocked wakes every call blocked on the old generation and forgets its
+// runtime, extensions and pending event.
+func (e *Environment) endGenerationLocked() {
+	close(e.genDone)
+	e.genDone = make(chan struct{})
+	e.gen++
+	select {
+	case <-e.events:
+	default:
+	}
+	if e.current != nil {
+		e.current.timer.Stop()
+		e.current.Release()
+		e.current = nil
+	}
+	e.exts = nil
+	e.extByID = map[string]*Extension{}
+	e.logs.Unsubscribe()
+}
+
+// RuntimeExited is the supervisor's report that generation gen's runtime exited.
+func (e *Environment) RuntimeExited(gen uint64, exit error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if gen != e.gen || e.resetting || e.phase == PhaseShutdown {
+		return
+	}
+	e.runtimeGoneLocked(exit)
+}
+
+func (e *Environment) runtimeGoneLocked(exit error) {
+	e.runtime = RuntimeExited
+	switch e.phase {
+	case PhaseInit, PhaseIdle:
+		if e.failure == nil || e.phase == PhaseIdle || e.failure.body == nil {
+			e.failure = nil
+			e.failInitLocked(&initFailure{errType: ErrorTypeExit, exit: exit})
+		} else {
+			e.setPhaseLocked(PhaseInitFailed)
+		}
+	case PhaseInitFailed:
+		// An init that failed already (e.g. /init/error, then exit): keep its reason.
+		if e.failure != nil && e.failure.body == nil && !e.failure.timeout {
+			e.failure.exit = exit
+		}
+	case PhaseInvoke:
+		inv := e.current
+		if !inv.answered {
+			msg := exitMessage(inv.ID, exit)
+			e.logs.Platform(inv, msg+"\n"+ErrorTypeExit)
+			e.answerLocked(inv, Result{Body: functionErrorJSON(ErrorTypeExit, msg), FunctionError: "Unhandled", ErrorType: ErrorTypeExit, Reset: ResetFailure})
+		}
+		e.resetLocked(ResetFailure)
+	}
+}
+
+// Shutdown ends the environment: SHUTDOWN (spindown) to extensions, SIGTERM to the
+// runtime, SIGKILL after the grace period.
+func (e *Environment) Shutdown() {
+	e.mu.Lock()
+	if e.phase == PhaseShutdown {
+		e.mu.Unlock()
+		return
+	}
+	if e.current != nil && !e.current.answered {
+		e.answerLocked(e.current, Result{Err: ErrShuttingDown})
+	}
+	ext := e.sendShutdownLocked(ResetSpindown)
+	e.setPhaseLocked(PhaseShutdown)
+	e.mu.Unlock()
+	grace := e.cfg.shutdownGrace(e.sup != nil && e.sup.HasExternalExtensions())
+	if ext {
+		e.waitExtensionsAcknowledged(grace)
+	}
+	e.mu.Lock()
+	e.endGenerationLocked()
+	e.mu.Unlock()
+	if e.sup != nil {
+		e.sup.Stop(grace)
+	}
+}
+
+// ---- runtime side ----
+
+// Next is GET /runtime/invocation/next: it blocks (without limit) until an event.
+func (e *Environment) Next(done, quit <-chan struct{}) (*Invocation, error) {
+	e.mu.Lock()
+	if e.phase == PhaseShutdown || e.resetting {
+		e.mu.Unlock()
+		return nil, ErrEnvironmentReset
+	}
+	switch e.runtime {
+	case RuntimeStarting:
+		e.runtime = RuntimeReady
+		e.finishInitLocked()
+	case RuntimeResponded:
+		e.runtime = RuntimeReady
+		e.finishInvokeLocked()
+	case RuntimeReady:
+		// A runtime whose /next connection dropped asks again.
+	case RuntimeInvoking:
+		if e.sup == nil || !e.sup.HasRestartingRuntime() {
+			err := &StateError{Who: "runtime", From: e.runtime.String(), To: RuntimeReady.String(), Why: "the invocation " + e.current.ID + " has not been answered"}
+			e.mu.Unlock()
+			return nil, err
+		}
+		// Sidecar mode: a new runtime process (the kubelet restarted the container)
+		// asks for work while the old one never answered: the old one crashed.
+		e.runtimeGoneLocked(nil)
+		e.mu.Unlock()
+		return nil, ErrEnvironmentReset
+	case RuntimeExited:
+		if e.phase == PhaseInitFailed && e.sup != nil && e.sup.HasRestartingRuntime() {
+			// Sidecar mode: the restarted runtime is initialising on its own.
+			e.failure = nil
+			e.runtime = RuntimeReady
+			e.setPhaseLocked(PhaseInit)
+			e.finishInitLocked()
+			break
+		}
+		fallthrough
+	default:
+		err := &StateError{Who: "runtime", From: e.runtime.String(), To: RuntimeReady.String(), Why: "the runtime cannot ask for events in this state"}
+		e.mu.Unlock()
+		return nil, err
+	}
+	genDone := e.genDone
+	e.mu.Unlock()
+	for {
+		select {
+		case inv := <-e.events:
+			e.mu.Lock()
+			if inv != e.current || inv.answered || e.phase != PhaseInvoke || e.resetting {
+				e.mu.Unlock()
+				continue
+			}
+			e.runtime = RuntimeInvoking
+			inv.acquire()
+			e.mu.Unlock()
+			return inv, nil
+		case <-genDone:
+			return nil, ErrEnvironmentReset
+		case <-done:
+			return nil, ErrShuttingDown
+		case <-quit:
+			return nil, ErrShuttingDown
+		}
+	}
+}
+
+// CheckAnswer is the cheap check before reading a response body: is id the invocation
+// the runtime may answer now?
+func (e *Environment) CheckAnswer(id string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.checkAnswerLocked(id)
+}
+
+func (e *Environment) checkAnswerLocked(id string) error {
+	if e.runtime != RuntimeInvoking {
+		return &StateError{Who: "runtime", From: e.runtime.String(), To: RuntimeResponded.String(), Why: "no invocation is waiting for an answer"}
+	}
+	if e.current == nil || e.current.ID != id {
+		return ErrInvalidRequestID
+	}
+	return nil
+}
+
+// Respond is POST /runtime/invocation/{id}/response. body is a pooled buffer whose
+// ownership passes to the invocation on success.
+func (e *Environment) Respond(id string, body []byte, buf *bytes.Buffer) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.checkAnswerLocked(id); err != nil {
+		return err
+	}
+	e.runtime = RuntimeResponded
+	e.answerLocked(e.current, Result{Body: body, BodyBuf: buf})
+	return nil
+}
+
+// RespondTooLarge records a response over MaxResponsePayload: the caller gets
+// Function.ResponseSizeTooLarge, the runtime 413, and the environment is not reset.
+func (e *Environment) RespondTooLarge(id string, size int64) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.checkAnswerLocked(id); err != nil {
+		return err
+	}
+	e.runtime = RuntimeResponded
+	msg := "Response payload size exceeded maximum allowed payload size (" + strconv.Itoa(MaxResponsePayload) + " bytes)."
+	e.logs.Platform(e.current, msg)
+	e.answerLocked(e.current, Result{Body: functionErrorJSON(ErrorTypeResponseTooLarge, msg), FunctionError: "Unhandled", ErrorType: ErrorTypeResponseTooLarge})
+	return nil
+}
+
+// ReportError is POST /runtime/invocation/{id}/error.
+func (e *Environment) ReportError(id, errType string, body []byte) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.checkAnswerLocked(id); err != nil {
+		return err
+	}
+	e.runtime = RuntimeResponded
+	errType, body = normalizeErrorBody(errType, body)
+	e.answerLocked(e.current, Result{Body: body, FunctionError: "Unhandled", ErrorType: errType})
+	return nil
+}
+
+// ReportInitError is POST /runtime/init/error.
+func (e *Environment) ReportInitError(errType string, body []byte) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.runtime != RuntimeStarting || e.phase != PhaseInit {
+		return &StateError{Who: "runtime", From: e.runtime.String(), To: RuntimeInitError.String(), Why: "init errors are accepted only during Init"}
+	}
+	e.runtime = RuntimeInitError
+	errType, body = normalizeErrorBody(errType, body)
+	if errType == ErrorTypeUnknown {
+		errType = ErrorTypeInit
+	}
+	e.logs.Platform(nil, "INIT_REPORT Phase: init Status: error Error Type: "+errType)
+	e.failInitLocked(&initFailure{errType: errType, body: body})
+	return nil
+}
+
+// normalizeErrorBody keeps a runtime's error object as it is when it is a JSON object
+// (Lambda passes it through) and wraps anything else in Lambda's error shape so callers
+// always get JSON. The error type comes from the header, else from the body.
+func normalizeErrorBody(errType string, body []byte) (string, []byte) {
+	var parsed struct {
+		ErrorType string `json:"errorType"`
+	}
+	isObject := len(body) > 0 && json.Valid(body) && firstNonSpace(body) == '{'
+	if isObject {
+		_ = json.Unmarshal(body, &parsed)
+	}
+	if errType == "" {
+		errType = parsed.ErrorType
+	}
+	if errType == "" {
+		errType = ErrorTypeUnknown
+	}
+	if !isObject {
+		msg := string(body)
+		if len(msg) > 256*1024 {
+			msg = msg[:256*1024]
+		}
+		body = functionErrorJSON(errType, msg)
+	}
+	return errType, body
+}
+
+func firstNonSpace(b []byte) byte {
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		}
+		return c
+	}
+	return 0
+}

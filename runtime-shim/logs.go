@@ -1,0 +1,183 @@
+package shim
+
+import (
+	"io"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// LogSink is where every log line of the environment goes: the shim's stdout (the pod's
+// log), the tail of the current invocation (X-Amz-Log-Result) and the Logs API
+// subscribers.
+type LogSink struct {
+	mu   sync.Mutex
+	out  io.Writer
+	cur  *Invocation
+	subs *subscriptions
+	line []byte
+	// drain, when set, waits until the runtime's captured output written so far has been
+	// read, so that its last lines land before END (exec mode).
+	drain func()
+}
+
+// NewLogSink writes to out.
+func NewLogSink(out io.Writer) *LogSink {
+	return &LogSink{out: out, subs: newSubscriptions()}
+}
+
+// SetDrain installs the output-capture drain (see Drain).
+func (s *LogSink) SetDrain(f func()) { s.drain = f }
+
+// Drain waits for captured runtime output to be processed (no-op without capture).
+func (s *LogSink) Drain() {
+	if s.drain != nil {
+		s.drain()
+	}
+}
+
+// tailBuffer keeps the last TailSize bytes appended to it.
+type tailBuffer struct{ b []byte }
+
+func (t *tailBuffer) write(p []byte) {
+	t.b = append(t.b, p...)
+	if len(t.b) > 4*TailSize {
+		n := copy(t.b, t.b[len(t.b)-TailSize:])
+		t.b = t.b[:n]
+	}
+}
+
+func (t *tailBuffer) last() []byte {
+	b := t.b
+	if len(b) > TailSize {
+		b = b[len(b)-TailSize:]
+	}
+	return append([]byte(nil), b...)
+}
+
+func (s *LogSink) emitLocked(inv *Invocation, line []byte) {
+	_, _ = s.out.Write(line)
+	if inv != nil && inv.WantTail {
+		inv.tail.write(line)
+	}
+}
+
+func rfc3339ms(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+// StartInvocation writes START and routes following function output to inv's tail.
+func (s *LogSink) StartInvocation(inv *Invocation, version string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur = inv
+	b := append(s.line[:0], "START RequestId: "...)
+	b = append(b, inv.ID...)
+	b = append(b, " Version: "...)
+	b = append(b, version...)
+	b = append(b, '\n')
+	s.line = b
+	s.emitLocked(inv, b)
+	if s.subs.active() {
+		s.subs.publish("platform.start", map[string]any{"requestId": inv.ID, "version": version})
+	}
+}
+
+// EndInvocation writes END and REPORT and returns the tail (nil unless asked for).
+func (s *LogSink) EndInvocation(inv *Invocation, res *Result, memorySizeMB, maxMemoryUsedMB int) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ms := float64(res.Duration) / float64(time.Millisecond)
+	billed := int64(math.Ceil(ms))
+	if billed < 1 {
+		billed = 1
+	}
+	b := append(s.line[:0], "END RequestId: "...)
+	b = append(b, inv.ID...)
+	b = append(b, "\nREPORT RequestId: "...)
+	b = append(b, inv.ID...)
+	b = append(b, "\tDuration: "...)
+	b = strconv.AppendFloat(b, ms, 'f', 2, 64)
+	b = append(b, " ms\tBilled Duration: "...)
+	b = strconv.AppendInt(b, billed, 10)
+	b = append(b, " ms\tMemory Size: "...)
+	b = strconv.AppendInt(b, int64(memorySizeMB), 10)
+	b = append(b, " MB\tMax Memory Used: "...)
+	b = strconv.AppendInt(b, int64(maxMemoryUsedMB), 10)
+	b = append(b, " MB\t"...)
+	if res.InitDuration > 0 {
+		b = append(b, "Init Duration: "...)
+		b = strconv.AppendFloat(b, float64(res.InitDuration)/float64(time.Millisecond), 'f', 2, 64)
+		b = append(b, " ms\t"...)
+	}
+	b = append(b, '\n')
+	s.line = b
+	s.emitLocked(inv, b)
+	if s.cur == inv {
+		s.cur = nil
+	}
+	if s.subs.active() {
+		s.subs.publish("platform.end", map[string]any{"requestId": inv.ID})
+		metrics := map[string]any{"durationMs": round2(ms), "billedDurationMs": billed, "memorySizeMB": memorySizeMB, "maxMemoryUsedMB": maxMemoryUsedMB}
+		if res.InitDuration > 0 {
+			metrics["initDurationMs"] = round2(float64(res.InitDuration) / float64(time.Millisecond))
+		}
+		s.subs.publish("platform.report", map[string]any{"requestId": inv.ID, "metrics": metrics})
+		status := "success"
+		switch {
+		case res.ErrorType == ErrorTypeTimeout:
+			status = "timeout"
+		case res.FunctionError != "":
+			status = "failure"
+		}
+		s.subs.publishRuntimeDone(map[string]any{"requestId": inv.ID, "status": status})
+	}
+	if !inv.WantTail {
+		return nil
+	}
+	return inv.tail.last()
+}
+
+func round2(f float64) float64 { return math.Round(f*100) / 100 }
+
+// Platform writes a line of the platform's own (a fault, a timeout) to the log, and to
+// inv's tail when inv is the current invocation.
+func (s *LogSink) Platform(inv *Invocation, line string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if inv != nil && inv != s.cur {
+		inv = nil
+	}
+	s.emitLocked(inv, append([]byte(line), '\n'))
+	if s.subs.active() {
+		s.subs.publish("platform.fault", line)
+	}
+}
+
+// Function is one line (with its newline) of the runtime's output.
+func (s *LogSink) Function(line []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.emitLocked(s.cur, line)
+	if s.subs.active() {
+		s.subs.publish("function", string(line))
+	}
+}
+
+// InitDone records the extensions that took part in Init (platform.extension records).
+func (s *LogSink) InitDone(exts []*Extension) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.subs.active() {
+		return
+	}
+	for _, x := range exts {
+		s.subs.publish("platform.extension", map[string]any{"name": x.Name, "state": "Ready", "events": x.Events})
+	}
+}
+
+// Unsubscribe drops every Logs API subscription (the extensions are gone).
+func (s *LogSink) Unsubscribe() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.subs.closeAll()
+}

@@ -1,0 +1,179 @@
+package shim
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ExecSupervisor runs the runtime as a child process (runtime-shim exec), like the
+// emulator does, and restarts it when the environment is reset.
+type ExecSupervisor struct {
+	Command []string
+	Env     []string // the child's environment, AWS_LAMBDA_RUNTIME_API included
+	Dir     string
+
+	env  *Environment
+	logs *LogSink
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	pipe    *os.File
+	reading atomic.Int32
+}
+
+// Attach connects the supervisor to its environment and log sink.
+func (s *ExecSupervisor) Attach(env *Environment, logs *LogSink) {
+	s.env = env
+	s.logs = logs
+	logs.SetDrain(s.drain)
+}
+
+// HasExternalExtensions: exec mode starts no extension processes of its own.
+func (s *ExecSupervisor) HasExternalExtensions() bool { return false }
+
+// HasRestartingRuntime: the shim itself restarts the child, nothing else does.
+func (s *ExecSupervisor) HasRestartingRuntime() bool { return false }
+
+// Start starts the runtime of generation gen. Its stdout and stderr share one pipe (as
+// in Lambda, where both go to the same log stream).
+func (s *ExecSupervisor) Start(gen uint64) error {
+	if len(s.Command) == 0 {
+		return errors.New("no runtime command")
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(s.Command[0], s.Command[1:]...)
+	cmd.Env = s.Env
+	cmd.Dir = s.Dir
+	cmd.Stdout = w
+	cmd.Stderr = w
+	// Its own process group, so that a reset stops everything it started.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		r.Close()
+		w.Close()
+		return err
+	}
+	w.Close()
+	exited := make(chan struct{})
+	s.mu.Lock()
+	s.cmd, s.exited, s.pipe = cmd, exited, r
+	s.mu.Unlock()
+	outputDone := make(chan struct{})
+	go func() {
+		s.copyOutput(r)
+		close(outputDone)
+	}()
+	go func() {
+		err := cmd.Wait()
+		// Let its last lines reach the log before the exit is reported.
+		select {
+		case <-outputDone:
+		case <-time.After(50 * time.Millisecond):
+		}
+		close(exited)
+		if err == nil {
+			err = errors.New("exit status 0")
+		}
+		s.env.RuntimeExited(gen, err)
+	}()
+	return nil
+}
+
+func (s *ExecSupervisor) copyOutput(r *os.File) {
+	defer r.Close()
+	br := bufio.NewReaderSize(r, 64*1024)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			s.reading.Store(1)
+			if line[len(line)-1] != '\n' {
+				line = append(line, '\n')
+			}
+			s.logs.Function(line)
+			s.reading.Store(0)
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			if err != io.EOF {
+				return
+			}
+			return
+		}
+	}
+}
+
+// drain waits (briefly) until output the runtime wrote so far has been logged: the pipe
+// holds no unread bytes and no line is being processed.
+func (s *ExecSupervisor) drain() {
+	s.mu.Lock()
+	p := s.pipe
+	s.mu.Unlock()
+	if p == nil {
+		return
+	}
+	rc, err := p.SyscallConn()
+	if err != nil {
+		return
+	}
+	deadline := time.Now().Add(20 * time.Millisecond)
+	for {
+		n := 0
+		_ = rc.Control(func(fd uintptr) {
+			if v, err := unix.IoctlGetInt(int(fd), unix.TIOCINQ); err == nil {
+				n = v
+			}
+		})
+		if (n == 0 && s.reading.Load() == 0) || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// Stop stops the runtime's process group: SIGTERM and up to grace to exit, then SIGKILL.
+func (s *ExecSupervisor) Stop(grace time.Duration) {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	pgid := cmd.Process.Pid
+	if grace > 0 {
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(grace):
+		}
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+// MaxMemoryUsedMB is the child's peak resident set (VmHWM). It counts the runtime's main
+// process only, not processes it forks; Lambda measures the whole sandbox.
+func (s *ExecSupervisor) MaxMemoryUsedMB() int {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return 0
+	}
+	return int((peakRSSKB(cmd.Process.Pid) + 1023) / 1024)
+}
