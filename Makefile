@@ -1,0 +1,130 @@
+# klambda — build, generate, test, run.
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+CACHE ?= $(HOME)/.cache/klambda
+TOOLS := $(CACHE)/bin
+export PATH := $(TOOLS):$(PATH)
+
+CONTROLLER_GEN_VERSION ?= v0.23.0
+GOLANGCI_LINT_VERSION ?= v2.15.0
+HELM_VERSION ?= v3.22.0
+
+CONTROLLER_GEN := $(TOOLS)/controller-gen-$(CONTROLLER_GEN_VERSION)
+GOLANGCI_LINT := $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+HELM := $(TOOLS)/helm-$(HELM_VERSION)
+
+.PHONY: all
+all: build
+
+##@ Development
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate deepcopy code from the API types.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers; copy the CRDs into the Helm chart.
+	$(CONTROLLER_GEN) rbac:roleName=klambda-manager crd:allowDangerousTypes=false paths="./api/..." paths="./controllers/..." \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	mkdir -p charts/klambda/crds && cp config/crd/bases/*.yaml charts/klambda/crds/
+
+.PHONY: verify-generated
+verify-generated: generate manifests ## Fail when generated files are stale.
+	@if [ -n "$$(git status --porcelain -- api config charts/klambda/crds)" ]; then \
+		echo "generated files are stale; run 'make generate manifests' and commit:"; \
+		git status --porcelain -- api config charts/klambda/crds; git --no-pager diff --stat; exit 1; fi
+
+.PHONY: fmt
+fmt: ## gofmt the tree.
+	gofmt -l -w $$(git ls-files '*.go')
+
+.PHONY: vet
+vet: ## go vet.
+	go vet ./...
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## golangci-lint (config in .golangci.yml).
+	$(GOLANGCI_LINT) run ./...
+
+##@ Test
+
+.PHONY: test-assets
+test-assets: ## Build/install the real kube-apiserver and etcd the integration tests run against.
+	@hack/envtest-assets.sh >/dev/null
+
+.PHONY: test
+test: test-assets ## Unit and integration tests (real kube-apiserver + etcd). README's test command.
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	go vet ./...
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test -count=1 -timeout 20m ./...
+
+##@ Build
+
+.PHONY: build
+build: ## Build every binary into bin/.
+	CGO_ENABLED=0 go build -trimpath -o bin/ ./cmd/...
+
+##@ Tools
+
+$(CONTROLLER_GEN):
+	mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+	mv $(TOOLS)/controller-gen $@
+
+$(GOLANGCI_LINT):
+	mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv $(TOOLS)/golangci-lint $@
+
+$(HELM):
+	mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(TOOLS)/helm $@
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-20s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Local cluster
+
+# CLUSTER=local starts (or reuses) the single-node cluster of hack/cluster/up.sh;
+# CLUSTER=existing installs into the cluster KUBECONFIG points at.
+CLUSTER ?= local
+
+.PHONY: dev
+dev: $(HELM) ## Start a local Kubernetes (once), install klambda with its Helm chart, invoke an example function.
+	CLUSTER=$(CLUSTER) HELM=$(HELM) hack/cluster/dev.sh
+
+.PHONY: dev-stop
+dev-stop: ## Stop the local cluster and keep its state; `make dev` starts it again.
+	hack/cluster/down.sh --keep
+
+.PHONY: dev-down
+dev-down: ## Stop the local cluster and delete its state: no process, mount or bridge is left.
+	hack/cluster/down.sh
+
+.PHONY: dev-images
+dev-images: ## Build klambda's images and the local Lambda base images (no Docker) and import them into the local cluster.
+	hack/cluster/images.sh
+
+.PHONY: chart-rbac
+chart-rbac: ## Copy the manager's generated RBAC (config/rbac/role.yaml, from `make manifests`) into the Helm chart.
+	@if [ -f config/rbac/role.yaml ]; then cp config/rbac/role.yaml charts/klambda/files/manager-role.yaml; \
+	else echo "config/rbac/role.yaml does not exist yet (make manifests); the chart's manager role stays empty"; fi
+
+.PHONY: chart-check
+chart-check: $(HELM) ## helm lint and helm template the chart; fail when its CRDs or RBAC are stale.
+	@if [ -f config/rbac/role.yaml ] && ! cmp -s config/rbac/role.yaml charts/klambda/files/manager-role.yaml; then \
+		echo "charts/klambda/files/manager-role.yaml differs from config/rbac/role.yaml: run 'make chart-rbac' and commit"; exit 1; fi
+	@for f in config/crd/bases/*.yaml; do [ -f "$$f" ] || continue; cmp -s "$$f" "charts/klambda/crds/$$(basename $$f)" || \
+		{ echo "charts/klambda/crds is stale ($$f): run 'make manifests' and commit"; exit 1; }; done
+	$(HELM) lint --strict charts/klambda
+	$(HELM) lint --strict charts/klambda --set activator.enabled=true --set metrics.serviceMonitor.enabled=true
+	$(HELM) template klambda charts/klambda --namespace klambda-system >/dev/null
+	$(HELM) template klambda charts/klambda --namespace klambda-system --set activator.enabled=true \
+		--set metrics.serviceMonitor.enabled=true -f hack/cluster/values-local.yaml >/dev/null
+
+.PHONY: test-e2e
+test-e2e: $(HELM) ## End-to-end tests (build tag e2e) against the local cluster; starts it when none is up.
+	HELM=$(HELM) go test -tags e2e -count=1 -timeout 60m -v ./test/e2e/...
