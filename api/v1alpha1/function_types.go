@@ -126,7 +126,7 @@ type Environment struct {
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=512
-	// +kubebuilder:validation:XValidation:rule=`self.filter(v, !has(v.valueFrom)).map(v, 6 + size(bytes(v.name)) + (has(v.value) ? size(bytes(v.value)) + size(v.value) - size(v.value.replace('\\', '').replace('"', '').replace('\n', '').replace('\r', '').replace('\t', '')) : 0)).sum() + 1 <= 4096`,message="the environment variables exceed the 4KB limit (compact JSON of names and values)"
+	// +kubebuilder:validation:XValidation:rule=`self.map(v, has(v.valueFrom) ? 0 : 6 + size(bytes(v.name)) + (has(v.value) ? size(bytes(v.value)) + size(v.value.findAll('["\\\\\\n\\r\\t]')) : 0)).sum() + 1 <= 4096`,message="the environment variables exceed the 4KB limit (compact JSON of names and values)"
 	Variables []EnvVar `json:"variables,omitempty"`
 }
 

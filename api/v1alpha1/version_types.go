@@ -7,7 +7,7 @@ import (
 // VersionSpec publishes a version of a function (Lambda's PublishVersion). The version freezes
 // the function's code and configuration as they are when it is published; afterwards only
 // provisionedConcurrentExecutions and eventInvokeConfig can change, as in Lambda.
-// +kubebuilder:validation:XValidation:rule="self.functionName == oldSelf.functionName && (has(self.description) ? self.description : ”) == (has(oldSelf.description) ? oldSelf.description : ”) && (has(self.codeSha256) ? self.codeSha256 : ”) == (has(oldSelf.codeSha256) ? oldSelf.codeSha256 : ”) && (has(self.revisionId) ? self.revisionId : ”) == (has(oldSelf.revisionId) ? oldSelf.revisionId : ”)",message="a published version is immutable: only provisionedConcurrentExecutions and eventInvokeConfig can be changed"
+// +kubebuilder:validation:XValidation:rule="self.functionName == oldSelf.functionName && has(self.description) == has(oldSelf.description) && (!has(self.description) || self.description == oldSelf.description) && has(self.codeSha256) == has(oldSelf.codeSha256) && (!has(self.codeSha256) || self.codeSha256 == oldSelf.codeSha256) && has(self.revisionId) == has(oldSelf.revisionId) && (!has(self.revisionId) || self.revisionId == oldSelf.revisionId)",message="a published version is immutable: only provisionedConcurrentExecutions and eventInvokeConfig can be changed"
 type VersionSpec struct {
 	// functionName is the Function (in the same namespace) to publish.
 	// +required
