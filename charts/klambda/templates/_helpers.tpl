@@ -1,0 +1,33 @@
+{{- define "klambda.fullname" -}}
+{{- if contains "klambda" .Release.Name -}}{{ .Release.Name | trunc 50 | trimSuffix "-" }}{{- else -}}{{ printf "%s-klambda" .Release.Name | trunc 50 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
+
+{{- define "klambda.labels" -}}
+app.kubernetes.io/name: klambda
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "klambda.selector" -}}
+app.kubernetes.io/name: klambda
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "klambda.image" -}}
+{{ .image.repository }}:{{ .image.tag | default .root.Chart.AppVersion }}
+{{- end -}}
+
+{{- define "klambda.config" -}}
+region: {{ .Values.config.region | quote }}
+imagePullPolicy: {{ .Values.config.imagePullPolicy }}
+shimImage: {{ include "klambda.image" (dict "image" .Values.runtimeShim.image "root" .) | quote }}
+runtimeImages:
+{{- range $runtime, $image := .Values.config.runtimeImages }}
+  {{ $runtime | quote }}: {{ $image | quote }}
+{{- end }}
+concurrency:
+  {{- toYaml .Values.config.concurrency | nindent 2 }}
+{{- end -}}

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Stops the local cluster started by up.sh and cleans what its pods left on the host:
+# pod sandboxes (via CRI, so CNI releases IPs and iptables rules), container shims, overlay,
+# shm and volume mounts, network namespaces, the cni0 bridge, our iptables chain.
+#   down.sh          stop and delete $KLAMBDA_CLUSTER_DIR (images, etcd data, everything)
+#   down.sh --keep   stop, keep the data: the next `make dev` starts the same cluster again
+# Only processes whose pid files this cluster wrote, and the shims serving its containerd
+# socket, are stopped.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+keep=false
+[ "${1:-}" != --keep ] || keep=true
+need_root
+[ -d "$D" ] || { log "no local cluster in $D"; exit 0; }
+
+stop() { # NAME: SIGTERM, then SIGKILL after 10 s
+	running "$1" || { rm -f "$RUN/$1.pid"; return 0; }
+	local pid i
+	pid=$(cat "$RUN/$1.pid")
+	log "stopping $1 (pid $pid)"
+	kill "$pid" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$pid" 2>/dev/null || true
+	rm -f "$RUN/$1.pid"
+}
+
+# shim_pids: containerd shims serving our socket (a system containerd's shims do not match).
+shim_pids() {
+	local p
+	for p in /proc/[0-9]*; do
+		tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "containerd-shim.* -address $CONTAINERD_SOCK " && echo "${p#/proc/}"
+	done
+	return 0
+}
+
+# The kubelet first, so that it does not restart what is being removed.
+stop kubelet
+
+netns=()
+if running containerd; then
+	# Network namespaces of our sandboxes, to clean up if CRI cannot.
+	for id in $(ctr_ -n k8s.io containers ls -q 2>/dev/null); do
+		ns=$(ctr_ -n k8s.io containers info "$id" 2>/dev/null |
+			jq -r '.Spec.linux.namespaces[]? | select(.type == "network") | .path // empty' 2>/dev/null || true)
+		[ -z "$ns" ] || netns+=("$ns")
+	done
+	if [ -x "$CRICTL" ]; then
+		log "removing pod sandboxes"
+		"$CRICTL" --runtime-endpoint "unix://$CONTAINERD_SOCK" --timeout 60s rmp --all --force >/dev/null 2>&1 ||
+			log "crictl rmp did not finish; cleaning up by hand"
+	fi
+fi
+for name in code-server kube-scheduler kube-controller-manager kube-apiserver etcd containerd; do stop "$name"; done
+
+# Shims outlive containerd; stop them with their containers (the container processes are
+# their children).
+for pid in $(shim_pids); do
+	for child in $(ps -o pid= --ppid "$pid"); do kill -9 "$child" 2>/dev/null || true; done
+	kill -9 "$pid" 2>/dev/null || true
+done
+sleep 0.5
+
+# Mounts: overlay rootfs, shm, secrets and projected volumes under our state dir, netns
+# bind mounts. Deepest first.
+for ns in "${netns[@]}"; do
+	umount "$ns" 2>/dev/null || true
+	rm -f "$ns"
+done
+mapfile -t mounts < <(awk -v d="$D" '$2 == d || index($2, d "/") == 1 {print $2}' /proc/self/mounts | sort -r)
+for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+# containerd 1.6's shims mount the rootfs under its state dir, which is ours; netns live in
+# /run/netns: the ones of our pods have been removed above.
+
+# Network: the bridge, our DNAT chain, the masquerade rules CNI left for our network.
+ip link delete "$CNI_BRIDGE" 2>/dev/null || true
+for chain in PREROUTING OUTPUT; do
+	while iptables -t nat -D "$chain" -j KLAMBDA-DEV 2>/dev/null; do :; done
+done
+iptables -t nat -F KLAMBDA-DEV 2>/dev/null || true
+iptables -t nat -X KLAMBDA-DEV 2>/dev/null || true
+iptables-save -t nat 2>/dev/null | grep -- "name: \\\\\"$CNI_NETWORK\\\\\"" | grep '^-A POSTROUTING' | while read -r _ _ rest; do
+	chainref=$(sed -E 's/.* -j (CNI-[0-9a-f]+).*/\1/' <<<"$rest")
+	eval "iptables -t nat -D POSTROUTING $rest" 2>/dev/null || true
+	iptables -t nat -F "$chainref" 2>/dev/null || true
+	iptables -t nat -X "$chainref" 2>/dev/null || true
+done
+
+left=$(awk -v d="$D" '$2 == d || index($2, d "/") == 1 {print $2}' /proc/self/mounts)
+[ -z "$left" ] || die "mounts are still in place under $D (not deleting it): $left"
+[ -z "$(shim_pids)" ] || die "containerd shims still running: $(shim_pids | tr '\n' ' ')"
+
+if $keep; then
+	log "cluster stopped; state kept in $D (make dev starts it again)"
+else
+	rm -rf "$D"
+	log "cluster stopped and $D removed"
+fi

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Builds klambda's images and the local stand-ins of the Lambda base images without Docker
+# (hack/imagebuild), and imports them into the local cluster's containerd. An image whose
+# digest has not changed since its last import is skipped.
+#
+#   klambda.local/manager:dev, klambda.local/runtime-shim:dev, klambda.local/activator:dev
+#       static binaries from cmd/<name>, non-root (65532); built only when cmd/<name> exists
+#   klambda.local/provided:al2023   busybox-static as /bin/sh + Lambda's directory layout;
+#       runs /var/task/bootstrap (or /opt/bootstrap, /var/runtime/bootstrap)
+#   klambda.local/nodejs:20         the above + this machine's node 20 and the npm
+#       aws-lambda-ric from test/compat/install-ric.sh; built only when that is installed
+#
+# IMAGES_ONLY=1 builds the tarballs into $KLAMBDA_CLUSTER_DIR/images without importing.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+OUT=$D/images
+BIN=$OUT/bin
+mkdir -p "$OUT" "$BIN"
+cd "$REPO_ROOT"
+
+IMAGEBUILD=$BIN/imagebuild
+go build -o "$IMAGEBUILD" ./hack/imagebuild
+
+# image NAME TAG IMAGEBUILD-ARGS...: build, and import unless containerd has this digest.
+image() {
+	local name=$1 tag=$2 digest
+	shift 2
+	digest=$("$IMAGEBUILD" -tag "$tag" -digest "$@")
+	if [ "${IMAGES_ONLY:-}" != 1 ] && [ "$(cat "$OUT/$name.digest" 2>/dev/null)" = "$digest" ] &&
+		ctr_ -n k8s.io images ls -q "name==$tag" | grep -qx "$tag"; then
+		return 0
+	fi
+	log "image $tag ($digest)"
+	"$IMAGEBUILD" -tag "$tag" -o "$OUT/$name.tar" "$@" >/dev/null
+	if [ "${IMAGES_ONLY:-}" != 1 ]; then
+		ctr_ -n k8s.io images import "$OUT/$name.tar" >/dev/null
+		echo "$digest" >"$OUT/$name.digest"
+	fi
+}
+
+# --- klambda's binaries --------------------------------------------------------------------
+
+for cmd in manager runtime-shim activator; do
+	if [ ! -d "cmd/$cmd" ] || ! ls cmd/$cmd/*.go >/dev/null 2>&1; then
+		log "cmd/$cmd does not exist yet: no klambda.local/$cmd:dev image"
+		continue
+	fi
+	CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$BIN/$cmd" "./cmd/$cmd"
+	image "$cmd" "klambda.local/$cmd:dev" -base-files -layer -add "$BIN/$cmd=/$cmd" \
+		-user 65532:65532 -entrypoint "/$cmd"
+done
+
+# --- provided.al2023 -----------------------------------------------------------------------
+
+busybox=/bin/busybox
+[ -x "$busybox" ] && "$busybox" --list >/dev/null 2>&1 || die "busybox-static is missing: apt-get install busybox-static"
+cat >"$OUT/lambda-entrypoint.sh" <<'EOF'
+#!/bin/sh
+# The entrypoint of klambda's local base images, like the public Lambda base images': run the
+# function's bootstrap with the handler (the container's arguments, or _HANDLER).
+export LAMBDA_TASK_ROOT=${LAMBDA_TASK_ROOT:-/var/task} LAMBDA_RUNTIME_DIR=${LAMBDA_RUNTIME_DIR:-/var/runtime}
+[ $# -gt 0 ] && export _HANDLER="$1"
+for b in /var/runtime/bootstrap /var/task/bootstrap /opt/bootstrap; do
+	if [ -x "$b" ]; then exec "$b" "$@"; fi
+done
+echo "klambda: no bootstrap in /var/runtime, /var/task or /opt" >&2
+exit 127
+EOF
+chmod 755 "$OUT/lambda-entrypoint.sh"
+provided=(-base-files -add "$busybox=/bin/busybox")
+for applet in $("$busybox" --list); do
+	[ "$applet" = busybox ] || provided+=(-symlink "/bin/$applet=busybox")
+done
+provided+=(-mkdir /var/task -mkdir /var/runtime -mkdir /opt -mkdir /var/lang/bin
+	-add "$OUT/lambda-entrypoint.sh=/lambda-entrypoint.sh"
+	-env LAMBDA_TASK_ROOT=/var/task -env LAMBDA_RUNTIME_DIR=/var/runtime -env LANG=en_US.UTF-8 -env TZ=:UTC
+	-env LD_LIBRARY_PATH=/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib
+	-workdir /var/task -entrypoint /lambda-entrypoint.sh)
+image provided-al2023 klambda.local/provided:al2023 "${provided[@]}"
+
+# --- nodejs20.x ------------------------------------------------------------------------------
+
+RIC=$KLAMBDA_CACHE/aws-lambda-ric
+if [ -f "$RIC/.complete" ] && command -v node >/dev/null && node --version | grep -q '^v20\.'; then
+	node=$(readlink -f "$(command -v node)")
+	nodefiles=(-layer -add "$node=/var/lang/bin/node")
+	# node is dynamically linked: bring its libraries, at the paths the loader looks them up.
+	for lib in $(ldd "$node" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
+		nodefiles+=(-add "$(readlink -f "$lib")=$lib")
+	done
+	cat >"$OUT/node-bootstrap" <<'EOF'
+#!/bin/sh
+# nodejs20.x: the npm aws-lambda-ric runs the handler (module.function) from /var/task.
+export NODE_PATH=/opt/nodejs/node20/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:/var/runtime:/var/task
+exec /var/lang/bin/node /var/runtime/node_modules/aws-lambda-ric/bin/index.mjs "${_HANDLER:-$1}"
+EOF
+	chmod 755 "$OUT/node-bootstrap"
+	image nodejs-20 klambda.local/nodejs:20 "${provided[@]}" "${nodefiles[@]}" \
+		-layer -add "$RIC/node_modules=/var/runtime/node_modules" -add "$OUT/node-bootstrap=/var/runtime/bootstrap" \
+		-env AWS_EXECUTION_ENV=AWS_Lambda_nodejs20.x
+else
+	log "no Node.js base image: needs node 20 and aws-lambda-ric (test/compat/install-ric.sh; ~8 min once)"
+fi

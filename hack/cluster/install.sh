@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs (or upgrades) klambda with charts/klambda into namespace klambda-system, with the
+# local images (hack/cluster/values-local.yaml) unless CLUSTER=existing, and waits for the
+# manager (and activator) to be available.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+export KUBECONFIG=${KUBECONFIG:-$KUBECONFIG_FILE}
+NAMESPACE=${NAMESPACE:-klambda-system}
+kubectl() { "$KUBE_BIN/kubectl" "$@"; }
+
+[ -x "$HELM" ] || die "helm is missing at $HELM (make dev builds it)"
+args=(upgrade --install klambda "$REPO_ROOT/charts/klambda" --namespace "$NAMESPACE" --create-namespace)
+if [ "${CLUSTER:-local}" = local ]; then
+	args+=(-f "$REPO_ROOT/hack/cluster/values-local.yaml")
+	# The tags stay :dev, so roll the pods when an image's content changed.
+	for c in manager activator; do
+		if [ -f "$D/images/$c.digest" ]; then
+			args+=(--set-string "$c.podAnnotations.klambda\.dev/image=$(cut -c8-19 "$D/images/$c.digest")")
+		fi
+	done
+	[ -f "$D/images/activator.digest" ] && args+=(--set activator.enabled=true)
+fi
+[ -z "${IMAGE_VALUES:-}" ] || args+=(-f "$IMAGE_VALUES")
+if [ ! -f "$D/images/manager.digest" ] && [ "${CLUSTER:-local}" = local ]; then
+	die "no manager image (cmd/manager does not build?); see the messages above"
+fi
+
+log "installing klambda with Helm (charts/klambda) into namespace $NAMESPACE"
+"$HELM" "${args[@]}" >/dev/null
+
+for d in manager activator; do
+	kubectl -n "$NAMESPACE" get deployment "klambda-$d" >/dev/null 2>&1 || continue
+	if ! kubectl -n "$NAMESPACE" rollout status "deployment/klambda-$d" --timeout "${READY_TIMEOUT}s" >/dev/null; then
+		kubectl -n "$NAMESPACE" get pods -l "app.kubernetes.io/component=$d" -o wide >&2 || true
+		kubectl -n "$NAMESPACE" logs "deployment/klambda-$d" --tail 30 >&2 || true
+		die "klambda-$d did not become available in ${READY_TIMEOUT}s (its pods and log are above)"
+	fi
+done
+log "klambda installed: $(kubectl -n "$NAMESPACE" get deployments -o name | tr '\n' ' ')"

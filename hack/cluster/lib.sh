@@ -1,0 +1,90 @@
+# Shared settings and helpers for the local cluster scripts. Sourced, not run.
+# Everything the cluster writes lives under $KLAMBDA_CLUSTER_DIR; nothing goes to /etc.
+
+KLAMBDA_CACHE=${KLAMBDA_CACHE:-$HOME/.cache/klambda}
+KLAMBDA_CLUSTER_DIR=${KLAMBDA_CLUSTER_DIR:-$KLAMBDA_CACHE/cluster}
+KUBE_VERSION=${KUBE_VERSION:-v1.37.2}
+NODE_NAME=${NODE_NAME:-klambda-dev}
+READY_TIMEOUT=${READY_TIMEOUT:-180}
+
+ETCD_PORT=${ETCD_PORT:-12379}
+ETCD_PEER_PORT=${ETCD_PEER_PORT:-12380}
+APISERVER_PORT=${APISERVER_PORT:-6443}
+KUBELET_PORT=${KUBELET_PORT:-10250}
+KUBELET_HEALTHZ_PORT=${KUBELET_HEALTHZ_PORT:-10248}
+KCM_PORT=${KCM_PORT:-10257}
+SCHEDULER_PORT=${SCHEDULER_PORT:-10259}
+CODE_PORT=${CODE_PORT:-18080} # the node's static file server for example packages (code.url)
+
+POD_CIDR=10.244.0.0/24
+SERVICE_CIDR=10.96.0.0/16
+KUBERNETES_SERVICE_IP=10.96.0.1
+CNI_BRIDGE=cni0
+CNI_NETWORK=klambda-dev
+SANDBOX_IMAGE=registry.k8s.io/pause:3.6 # what Debian's containerd 1.6 asks for
+
+D=$KLAMBDA_CLUSTER_DIR
+PKI=$D/pki
+RUN=$D/run
+LOGS=$D/logs
+CONTAINERD_SOCK=$D/containerd/containerd.sock
+KUBECONFIG_FILE=$D/kubeconfig
+KUBE_BIN=$KLAMBDA_CACHE/kube-$KUBE_VERSION/bin
+TOOLS=$KLAMBDA_CACHE/bin
+HELM=${HELM:-$TOOLS/helm-v3.22.0}
+CRICTL=$TOOLS/crictl
+
+here_lib=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$here_lib/../.." && pwd)
+
+log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+need_root() {
+	[ "$(id -u)" -eq 0 ] || die "the local cluster runs containerd and a kubelet, which need root; run as root (sudo -E make dev)"
+}
+
+kubectl_() { "$KUBE_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+ctr_() { ctr --address "$CONTAINERD_SOCK" "$@"; }
+
+# node_ip is the host's primary IPv4 address: the node's InternalIP and the apiserver's
+# advertise address (pods reach the apiserver there).
+node_ip() {
+	ip -4 route get 1.1.1.1 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "src") {print $(i + 1); exit}}'
+}
+
+# running NAME: the daemon we started under NAME is alive (pid file, and the pid still
+# runs the same binary, so a pid reused after a reboot does not count).
+running() {
+	local pidf=$RUN/$1.pid pid
+	[ -f "$pidf" ] || return 1
+	pid=$(cat "$pidf")
+	[ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$(cat "$RUN/$1.bin" 2>/dev/null || echo "$1")"
+}
+
+# start NAME BINARY ARGS...: run BINARY in its own session, logging to $LOGS/NAME.log.
+start() {
+	local name=$1 bin=$2
+	shift 2
+	mkdir -p "$RUN" "$LOGS"
+	echo "$bin" >"$RUN/$name.bin"
+	setsid nohup "$bin" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+	echo $! >"$RUN/$name.pid"
+}
+
+# port_free PORT: nothing listens on TCP PORT.
+port_free() {
+	! ss -Hltn "sport = :$1" 2>/dev/null | grep -q .
+}
+
+# wait_for DESCRIPTION SECONDS COMMAND...: poll COMMAND once a second.
+wait_for() {
+	local what=$1 secs=$2 i
+	shift 2
+	for ((i = 0; i < secs; i++)); do
+		if "$@" >/dev/null 2>&1; then return 0; fi
+		sleep 1
+	done
+	return 1
+}

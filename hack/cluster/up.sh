@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# Starts a single-node Kubernetes on this machine: etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, containerd and a kubelet, each a background
+# process with its data under $KLAMBDA_CLUSTER_DIR (default ~/.cache/klambda/cluster).
+# Idempotent: daemons already running are kept; after a stop or a reboot it starts them
+# again on the same data. Writes $KLAMBDA_CLUSTER_DIR/kubeconfig.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+need_root
+mkdir -p "$D" "$PKI" "$RUN" "$LOGS"
+
+# --- packages and binaries --------------------------------------------------------------
+
+missing=()
+command -v etcd >/dev/null || missing+=(etcd-server)
+command -v containerd >/dev/null || missing+=(containerd)
+command -v runc >/dev/null || missing+=(runc)
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static) # /bin/sh of the local provided.al2023 image
+command -v iptables >/dev/null || missing+=(iptables)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v ss >/dev/null || missing+=(iproute2)
+command -v zip >/dev/null || missing+=(zip)
+if [ ${#missing[@]} -gt 0 ]; then
+	log "installing from Debian: ${missing[*]}"
+	{ apt-get install -y -qq "${missing[@]}" || { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; }; } >"$LOGS/apt.log" 2>&1 ||
+		die "could not install ${missing[*]} with apt-get (see $LOGS/apt.log)"
+fi
+
+log "Kubernetes $KUBE_VERSION binaries (built once from the Go module proxy, cached in $KUBE_BIN)"
+"$REPO_ROOT/hack/kube-binaries.sh" kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl >/dev/null
+
+# --- ports ---------------------------------------------------------------------------------
+
+check_port() { # NAME PORT
+	running "$1" && return 0
+	port_free "$2" || die "port $2 (for $1) is already in use by another process: $(ss -Hltnp "sport = :$2" | awk '{print $NF}' | head -1); stop it or set ${3}=<free port>"
+}
+check_port etcd "$ETCD_PORT" ETCD_PORT
+check_port etcd "$ETCD_PEER_PORT" ETCD_PEER_PORT
+check_port kube-apiserver "$APISERVER_PORT" APISERVER_PORT
+check_port kube-controller-manager "$KCM_PORT" KCM_PORT
+check_port kube-scheduler "$SCHEDULER_PORT" SCHEDULER_PORT
+check_port kubelet "$KUBELET_PORT" KUBELET_PORT
+check_port kubelet "$KUBELET_HEALTHZ_PORT" KUBELET_HEALTHZ_PORT
+check_port code-server "$CODE_PORT" CODE_PORT
+
+# --- certificates, tokens, kubeconfig --------------------------------------------------------
+
+NODE_IP=$(node_ip)
+[ -n "$NODE_IP" ] || die "cannot find this machine's IPv4 address (ip route get 1.1.1.1)"
+
+if [ ! -f "$PKI/ca.crt" ]; then
+	log "creating the cluster CA and keys in $PKI"
+	openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=klambda-dev-ca" \
+		-keyout "$PKI/ca.key" -out "$PKI/ca.crt" 2>/dev/null
+	openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
+	openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+	head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$PKI/admin.token"
+fi
+sign() { # NAME SUBJECT [SANS]
+	local ext
+	ext=$(mktemp)
+	printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n' >"$ext"
+	[ -z "${3:-}" ] || echo "subjectAltName=$3" >>"$ext"
+	openssl req -newkey rsa:2048 -nodes -subj "$2" -keyout "$PKI/$1.key" -out "$PKI/$1.csr" 2>/dev/null
+	openssl x509 -req -in "$PKI/$1.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial -days 3650 \
+		-extfile "$ext" -out "$PKI/$1.crt" 2>/dev/null
+	rm -f "$ext" "$PKI/$1.csr"
+}
+# The serving certificate names the node IP, which can change across reboots: re-sign then.
+if ! openssl x509 -in "$PKI/apiserver.crt" -noout -text 2>/dev/null | grep -q "IP Address:$NODE_IP,"; then
+	sign apiserver "/CN=kube-apiserver" \
+		"DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:127.0.0.1,IP:$NODE_IP,IP:$KUBERNETES_SERVICE_IP"
+fi
+[ -f "$PKI/apiserver-kubelet-client.crt" ] || sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
+
+# One static admin token for every component and for the user: this is a throwaway,
+# single-user cluster. The kubelet's own API is guarded by the apiserver's client cert.
+echo "$(cat "$PKI/admin.token"),admin,admin,system:masters" >"$PKI/tokens.csv"
+cat >"$KUBECONFIG_FILE" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: klambda-dev
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority-data: $(base64 -w0 <"$PKI/ca.crt")
+users:
+- name: admin
+  user:
+    token: $(cat "$PKI/admin.token")
+contexts:
+- name: klambda-dev
+  context: {cluster: klambda-dev, user: admin}
+current-context: klambda-dev
+EOF
+chmod 600 "$KUBECONFIG_FILE"
+
+# --- etcd and the control plane -------------------------------------------------------------
+
+if ! running etcd; then
+	log "starting etcd on 127.0.0.1:$ETCD_PORT"
+	start etcd "$(command -v etcd)" --name "$NODE_NAME" --data-dir "$D/etcd" \
+		--listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+		--listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+		--initial-cluster "$NODE_NAME=http://127.0.0.1:$ETCD_PEER_PORT"
+	wait_for etcd 30 curl -fsS "http://127.0.0.1:$ETCD_PORT/health" || die "etcd did not become healthy in 30s; see $LOGS/etcd.log"
+fi
+
+if ! running kube-apiserver; then
+	log "starting kube-apiserver on :$APISERVER_PORT (advertised at $NODE_IP)"
+	start kube-apiserver "$KUBE_BIN/kube-apiserver" \
+		--etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+		--bind-address 0.0.0.0 --secure-port "$APISERVER_PORT" --advertise-address "$NODE_IP" \
+		--tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+		--client-ca-file "$PKI/ca.crt" --token-auth-file "$PKI/tokens.csv" \
+		--authorization-mode Node,RBAC --allow-privileged=true \
+		--service-account-issuer https://kubernetes.default.svc.cluster.local \
+		--service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+		--service-cluster-ip-range "$SERVICE_CIDR" \
+		--kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
+		--cert-dir "$PKI/apiserver-generated" --profiling=false --v=1
+fi
+wait_for kube-apiserver "$READY_TIMEOUT" kubectl_ get --raw /readyz ||
+	die "kube-apiserver did not become ready in ${READY_TIMEOUT}s; see $LOGS/kube-apiserver.log"
+
+if ! running kube-controller-manager; then
+	log "starting kube-controller-manager"
+	start kube-controller-manager "$KUBE_BIN/kube-controller-manager" \
+		--kubeconfig "$KUBECONFIG_FILE" --authentication-kubeconfig "$KUBECONFIG_FILE" --authorization-kubeconfig "$KUBECONFIG_FILE" \
+		--leader-elect=false --bind-address 127.0.0.1 --secure-port "$KCM_PORT" \
+		--service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
+		--use-service-account-credentials=true --service-cluster-ip-range "$SERVICE_CIDR" \
+		--cert-dir "$PKI/kcm-generated" --profiling=false --v=1
+fi
+if ! running kube-scheduler; then
+	log "starting kube-scheduler"
+	start kube-scheduler "$KUBE_BIN/kube-scheduler" \
+		--kubeconfig "$KUBECONFIG_FILE" --authentication-kubeconfig "$KUBECONFIG_FILE" --authorization-kubeconfig "$KUBECONFIG_FILE" \
+		--leader-elect=false --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" \
+		--cert-dir "$PKI/scheduler-generated" --profiling=false --v=1
+fi
+
+# --- node: containerd, CNI, kubelet ---------------------------------------------------------
+
+mkdir -p "$D/bin" "$D/cni/net.d" "$D/cni/ipam" "$D/containerd" "$D/kubelet" "$D/pod-logs"
+
+# This VM forbids a negative oom_score_adj, which the kubelet asks for (the pause container
+# gets -998), and runc then fails to start the container. The wrapper clamps it to 0 in the
+# bundle's config.json (and an exec's process.json), then runs the real runc.
+cat >"$D/bin/runc-wrapper" <<'EOF'
+#!/bin/sh
+prev=
+for a in "$@"; do
+	case $prev in --bundle | -b) f=$a/config.json ;; --process | -p) f=$a ;; esac
+	case $a in --bundle=*) f=${a#--bundle=}/config.json ;; --process=*) f=${a#--process=} ;; esac
+	prev=$a
+done
+if [ -n "${f:-}" ] && [ -f "$f" ]; then sed -i -E 's/"oomScoreAdj": ?-[0-9]+/"oomScoreAdj":0/' "$f"; fi
+exec runc "$@"
+EOF
+chmod +x "$D/bin/runc-wrapper"
+
+cat >"$D/containerd/config.toml" <<EOF
+version = 2
+root = "$D/containerd/root"
+state = "$D/containerd/state"
+[grpc]
+  address = "$CONTAINERD_SOCK"
+[ttrpc]
+  address = "$D/containerd/containerd.sock.ttrpc"
+[metrics]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$D/containerd/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$SANDBOX_IMAGE"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$D/cni/net.d"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        BinaryName = "$D/bin/runc-wrapper"
+        SystemdCgroup = false
+EOF
+
+cat >"$D/cni/net.d/10-klambda.conflist" <<EOF
+{
+  "cniVersion": "0.4.0",
+  "name": "$CNI_NETWORK",
+  "plugins": [
+    {
+      "type": "bridge", "bridge": "$CNI_BRIDGE", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$D/cni/ipam"}
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+EOF
+
+sysctl -qw net.ipv4.ip_forward=1
+
+if ! running containerd; then
+	log "starting containerd (socket $CONTAINERD_SOCK)"
+	start containerd "$(command -v containerd)" --config "$D/containerd/config.toml"
+	wait_for containerd 30 ctr_ version || die "containerd did not answer in 30s; see $LOGS/containerd.log"
+fi
+
+# The pod sandbox image: there is no registry to pull registry.k8s.io/pause from.
+if ! ctr_ -n k8s.io images ls -q | grep -qx "$SANDBOX_IMAGE"; then
+	log "building the pod sandbox image $SANDBOX_IMAGE"
+	(cd "$REPO_ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$D/bin/pause" ./hack/cluster/pause &&
+		go run ./hack/imagebuild -tag "$SANDBOX_IMAGE" -o "$D/pause.tar" -add "$D/bin/pause=/pause" -entrypoint /pause >/dev/null)
+	ctr_ -n k8s.io images import "$D/pause.tar" >/dev/null
+	ctr_ -n k8s.io images label "$SANDBOX_IMAGE" io.cri-containerd.pinned=pinned >/dev/null 2>&1 || true
+fi
+
+cat >"$D/kubelet/config.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+# This VM has a cgroup v1/v2 hybrid and no systemd.
+failCgroupV1: false
+cgroupDriver: cgroupfs
+cgroupsPerQOS: false
+enforceNodeAllocatable: []
+failSwapOn: false
+containerRuntimeEndpoint: unix://$CONTAINERD_SOCK
+imageServiceEndpoint: unix://$CONTAINERD_SOCK
+port: $KUBELET_PORT
+healthzPort: $KUBELET_HEALTHZ_PORT
+healthzBindAddress: 127.0.0.1
+readOnlyPort: 0
+podLogsDir: $D/pod-logs
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $PKI/ca.crt}
+authorization: {mode: Webhook}
+clusterDomain: cluster.local
+serializeImagePulls: false
+# A dev machine's disk is often fuller than the defaults allow; never evict for it.
+evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+EOF
+
+if ! running kubelet; then
+	log "starting kubelet (node $NODE_NAME)"
+	start kubelet "$KUBE_BIN/kubelet" --config "$D/kubelet/config.yaml" --kubeconfig "$KUBECONFIG_FILE" \
+		--root-dir "$D/kubelet" --cert-dir "$D/kubelet/pki" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v=1
+fi
+
+# No kube-proxy: pod IPs route from the host, ClusterIP Services do not. The one Service pods
+# need is the apiserver's (client-go's in-cluster config dials it), so forward just that one.
+iptables -t nat -N KLAMBDA-DEV 2>/dev/null || true
+iptables -t nat -F KLAMBDA-DEV
+iptables -t nat -A KLAMBDA-DEV -d "$KUBERNETES_SERVICE_IP/32" -p tcp --dport 443 -j DNAT --to-destination "$NODE_IP:$APISERVER_PORT"
+for chain in PREROUTING OUTPUT; do
+	iptables -t nat -C "$chain" -j KLAMBDA-DEV 2>/dev/null || iptables -t nat -I "$chain" -j KLAMBDA-DEV
+done
+
+# Function packages too big for a ConfigMap (1 MiB) are served to pods from here (code.url).
+mkdir -p "$D/www"
+if ! running code-server; then
+	log "starting the code server on :$CODE_PORT (serves $D/www)"
+	start code-server /bin/busybox httpd -f -p "$CODE_PORT" -h "$D/www"
+fi
+
+node_ready() { kubectl_ get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' | grep -qx True; }
+wait_for node "$READY_TIMEOUT" node_ready ||
+	die "node $NODE_NAME did not become Ready in ${READY_TIMEOUT}s; see $LOGS/kubelet.log and $LOGS/containerd.log"
+# Service accounts come from the controller manager; a pod created before they exist fails.
+wait_for serviceaccount 60 kubectl_ -n default get serviceaccount default ||
+	die "the default ServiceAccount did not appear in 60s; see $LOGS/kube-controller-manager.log"
+log "cluster up: node $NODE_NAME Ready (KUBECONFIG=$KUBECONFIG_FILE)"
