@@ -135,6 +135,9 @@ type Discarded struct {
 	// InvokeCount is how many invocations these records were part of (the record's
 	// approximateInvokeCount).
 	InvokeCount int
+	// LastOutcome is the last invocation's outcome for these records, for the record's
+	// responseContext; meaningless when InvokeCount is 0 (then responseContext is null).
+	LastOutcome Outcome
 }
 
 // Step is what the poller does next, in this order: send Discards to the on-failure
@@ -164,6 +167,7 @@ type work struct {
 	retries   int // function errors counted against MaximumRetryAttempts
 	invokes   int // invocations these records were part of
 	throttles int // consecutive throttles and system errors, for backoff
+	last      Outcome
 }
 
 // Delivery carries one batch from its first invocation until every record is settled. It is
@@ -245,6 +249,7 @@ func (d *Delivery) Report(r Result) Step {
 	if r.Outcome == OutcomePartialFailure && !d.policy.ReportBatchItemFailures {
 		r = Success()
 	}
+	w.last = r.Outcome
 	switch r.Outcome {
 	case OutcomeSuccess:
 		w.invokes++
@@ -304,8 +309,8 @@ func (d *Delivery) functionError(s *Step, w *work) {
 	w.throttles = 0
 	if d.policy.BisectBatchOnFunctionError && len(w.records) > 1 {
 		half := len(w.records) / 2
-		a := &work{records: w.records[:half:half], retries: w.retries, invokes: w.invokes}
-		b := &work{records: w.records[half:], retries: w.retries, invokes: w.invokes}
+		a := &work{records: w.records[:half:half], retries: w.retries, invokes: w.invokes, last: w.last}
+		b := &work{records: w.records[half:], retries: w.retries, invokes: w.invokes, last: w.last}
 		d.queue = append([]*work{a, b}, d.queue[1:]...)
 		return
 	}
@@ -321,7 +326,7 @@ func (d *Delivery) exhausted(w *work) bool {
 
 // discard gives up on all of queue[0] (which is w).
 func (d *Delivery) discard(s *Step, w *work, condition string) {
-	s.Discards = append(s.Discards, Discarded{Records: w.records, Condition: condition, InvokeCount: w.invokes})
+	s.Discards = append(s.Discards, Discarded{Records: w.records, Condition: condition, InvokeCount: w.invokes, LastOutcome: w.last})
 	d.finish(s, w.records)
 	d.queue = d.queue[1:]
 }
@@ -383,7 +388,7 @@ func (d *Delivery) expire(s *Step, w *work) {
 	if len(old) == 0 {
 		return
 	}
-	s.Discards = append(s.Discards, Discarded{Records: old, Condition: ConditionRecordAgeExceeded, InvokeCount: w.invokes})
+	s.Discards = append(s.Discards, Discarded{Records: old, Condition: ConditionRecordAgeExceeded, InvokeCount: w.invokes, LastOutcome: w.last})
 	d.finish(s, old)
 	w.records = live
 }

@@ -2,6 +2,7 @@ package batch
 
 import (
 	"fmt"
+	"math/rand"
 	"reflect"
 	"sort"
 	"strings"
@@ -70,8 +71,8 @@ func run(t *testing.T, records []Record, p Policy, clock *fakeClock, respond res
 	s := d.Start()
 	record(s)
 	for call := 0; !s.Done; call++ {
-		if call > 200 {
-			t.Fatalf("no end after 200 invocations: %+v", tr)
+		if call > 5000 {
+			t.Fatalf("no end after 5000 invocations: %+v", tr)
 		}
 		if len(s.Invoke) == 0 {
 			t.Fatal("a step that is not Done has nothing to invoke")
@@ -472,5 +473,56 @@ func TestOutcomeStrings(t *testing.T) {
 	sort.Strings(names)
 	if strings.Join(names, " ") != "BatchFull Flushed FunctionError Outcome(9) PartialFailure PayloadFull Success SystemError Throttled WindowElapsed" {
 		t.Errorf("names %v", names)
+	}
+}
+
+// TestDeliveryRandomized drives many batches with random outcomes and policies; run checks
+// the invariants (every record settled exactly once, checkpoints only move forward, order per
+// partition kept, termination with finite retries).
+func TestDeliveryRandomized(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	for i := 0; i < 300; i++ {
+		clock := newClock()
+		n := 1 + rng.Intn(16)
+		var rs []Record
+		for j := 0; j < n; j++ {
+			p := fmt.Sprintf("p%d", rng.Intn(3))
+			rs = append(rs, Record{ID: fmt.Sprint(j), Partition: p, Offset: int64(j), Timestamp: clock.Now().Add(-time.Duration(rng.Intn(120)) * time.Second)})
+		}
+		p := Policy{Mode: Stream, MaximumRetryAttempts: rng.Intn(4), MaximumRecordAgeInSeconds: []int{-1, 60, 90}[rng.Intn(3)],
+			BisectBatchOnFunctionError: rng.Intn(2) == 0, ReportBatchItemFailures: rng.Intn(2) == 0}
+		if rng.Intn(4) == 0 {
+			p.Mode = Queue
+		}
+		run(t, rs, p, clock, func(_ int, invoke []Record) Result {
+			clock.Advance(time.Duration(rng.Intn(10)) * time.Second)
+			switch rng.Intn(5) {
+			case 0:
+				return Success()
+			case 1:
+				return FunctionError()
+			case 2:
+				var failed []string
+				for _, r := range invoke {
+					if rng.Intn(3) == 0 {
+						failed = append(failed, r.ID)
+					}
+				}
+				return PartialFailure(failed...)
+			case 3:
+				return Throttled()
+			}
+			return SystemError()
+		})
+	}
+}
+
+func TestDiscardedLastOutcome(t *testing.T) {
+	clock := newClock()
+	d := NewDelivery(stream(2, clock), streamPolicy(0, false, false), clock)
+	d.Start()
+	s := d.Report(FunctionError())
+	if len(s.Discards) != 1 || s.Discards[0].LastOutcome != OutcomeFunctionError || s.Discards[0].InvokeCount != 1 {
+		t.Errorf("discard %+v", s.Discards)
 	}
 }

@@ -409,3 +409,25 @@ func TestDecodesWithAWSLambdaGo(t *testing.T) {
 		t.Errorf("aws-lambda-go response parsed as %v, %v", ids, err)
 	}
 }
+
+// FuzzParseBatchItemFailures: any payload yields either failed ids from the batch or a
+// whole-batch failure, never a panic.
+func FuzzParseBatchItemFailures(f *testing.F) {
+	for _, s := range []string{``, `null`, `{}`, `{"batchItemFailures":[{"itemIdentifier":"a"}]}`, `{"batchItemFailures":[{"itemIdentifier":null}]}`, `[`, `"ok"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, payload string) {
+		ids, err := ParseBatchItemFailures([]byte(payload), func(id string) bool { return id == "a" || id == "b" })
+		if err != nil {
+			if !errors.Is(err, ErrBatchFailed) || ids != nil {
+				t.Fatalf("ids %v with error %v", ids, err)
+			}
+			return
+		}
+		for _, id := range ids {
+			if id != "a" && id != "b" {
+				t.Fatalf("unknown id %q accepted", id)
+			}
+		}
+	})
+}
