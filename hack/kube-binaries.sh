@@ -21,6 +21,11 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
 
+# One build at a time: concurrent callers (parallel test packages, make dev) wait for it
+# instead of compiling the same packages twice on a small machine.
+exec 9>"$bin/.lock"
+flock 9
+
 for c in "${components[@]}"; do
   if [ -x "$bin/$c" ]; then continue; fi
   echo "building $c $KUBE_VERSION (first time only; ~4-10 min)" >&2
