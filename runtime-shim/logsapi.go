@@ -296,4 +296,3 @@ func (e *Environment) Subscribe(extID string, body []byte) error {
 	go sub.run()
 	return nil
 }
-

@@ -29,6 +29,8 @@ type ExecSupervisor struct {
 	exited  chan struct{}
 	pipe    *os.File
 	reading atomic.Int32
+	// lastPeakKB is the peak RSS of the last child that exited (from its rusage).
+	lastPeakKB atomic.Int64
 }
 
 // Attach connects the supervisor to its environment and log sink.
@@ -78,6 +80,9 @@ func (s *ExecSupervisor) Start(gen uint64) error {
 	}()
 	go func() {
 		err := cmd.Wait()
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			s.lastPeakKB.Store(ru.Maxrss) // kB on Linux
+		}
 		// Let its last lines reach the log before the exit is reported.
 		select {
 		case <-outputDone:
@@ -166,14 +171,23 @@ func (s *ExecSupervisor) Stop(grace time.Duration) {
 	}
 }
 
-// MaxMemoryUsedMB is the child's peak resident set (VmHWM). It counts the runtime's main
-// process only, not processes it forks; Lambda measures the whole sandbox.
+// MaxMemoryUsedMB is the child's peak resident set: VmHWM from /proc while it runs, its
+// rusage ru_maxrss once it has exited. It counts the runtime's main process only, not
+// processes it forks; Lambda measures the whole sandbox.
 func (s *ExecSupervisor) MaxMemoryUsedMB() int {
 	s.mu.Lock()
-	cmd := s.cmd
+	cmd, exited := s.cmd, s.exited
 	s.mu.Unlock()
-	if cmd == nil || cmd.Process == nil {
-		return 0
+	kb := int64(0)
+	if cmd != nil && cmd.Process != nil {
+		select {
+		case <-exited:
+		default:
+			kb = peakRSSKB(cmd.Process.Pid)
+		}
 	}
-	return int((peakRSSKB(cmd.Process.Pid) + 1023) / 1024)
+	if kb == 0 {
+		kb = s.lastPeakKB.Load()
+	}
+	return int((kb + 1023) / 1024)
 }

@@ -1,0 +1,262 @@
+// Command shim benchmarks warm invocations through runtime-shim (exec mode) against the
+// AWS runtime interface emulator, in one run, with the aws-lambda-go echo function of
+// test/compat. Figures are printed as ratios against the emulator measured in the same
+// run. Run from the repository root:
+//
+//	go run ./bench/shim [-n 3000] [-callers 8]
+//
+// The emulator must be installed (test/compat/install-rie.sh).
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+type server struct {
+	name string
+	cmd  *exec.Cmd
+	url  string
+}
+
+func main() {
+	n := flag.Int("n", 3000, "invocations per measurement")
+	callers := flag.Int("callers", 8, "concurrent callers (one environment each, as the activator dispatches)")
+	payload := flag.String("payload", `{"hello":"world","n":42}`, "event to echo")
+	flag.Parse()
+
+	cache := os.Getenv("KLAMBDA_CACHE")
+	if cache == "" {
+		home, _ := os.UserHomeDir()
+		cache = filepath.Join(home, ".cache", "klambda")
+	}
+	rie := filepath.Join(cache, "bin", "aws-lambda-rie")
+	if _, err := os.Stat(rie); err != nil {
+		fail("aws-lambda-rie not found at %s: run test/compat/install-rie.sh", rie)
+	}
+	dir, err := os.MkdirTemp("", "klambda-bench-")
+	check(err)
+	defer os.RemoveAll(dir)
+	shimBin, fnBin := filepath.Join(dir, "runtime-shim"), filepath.Join(dir, "gofunction")
+	build(shimBin, "./cmd/runtime-shim")
+	build(fnBin, "./test/compat/gofunction", "-tags", "lambda.norpc")
+
+	start := func(kind string, i int) *server {
+		invoke, api := freeAddr(), freeAddr()
+		var cmd *exec.Cmd
+		if kind == "shim" {
+			cmd = exec.Command(shimBin, "exec", "--listen", invoke, "--runtime-api", api, "--", fnBin)
+		} else {
+			cmd = exec.Command(rie, "--runtime-interface-emulator-address", invoke, "--runtime-api-address", api, "--log-level", "error", fnBin)
+		}
+		cmd.Env = append(os.Environ(), "AWS_LAMBDA_FUNCTION_TIMEOUT=30", "LOG_LEVEL=error")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		// Both write START/END/REPORT per invoke; discard them the same way.
+		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+		check(cmd.Start())
+		s := &server{name: fmt.Sprintf("%s-%d", kind, i), cmd: cmd, url: "http://" + invoke + "/2015-03-31/functions/function/invocations"}
+		waitListen(invoke)
+		return s
+	}
+	stopAll := func(ss []*server) {
+		for _, s := range ss {
+			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+			_ = s.cmd.Wait()
+		}
+	}
+
+	type result struct {
+		seq, par           stats
+		rssIdle, rssLoaded int64
+	}
+	results := map[string]*result{}
+	for _, kind := range []string{"rie", "shim"} {
+		ss := make([]*server, *callers)
+		for i := range ss {
+			ss[i] = start(kind, i)
+		}
+		for _, s := range ss {
+			warm(s, []byte(*payload), 200)
+		}
+		r := &result{}
+		time.Sleep(300 * time.Millisecond)
+		r.rssIdle = rssKB(ss[0].cmd.Process.Pid)
+		stop := make(chan struct{})
+		peak := make(chan int64)
+		go func() {
+			var max int64
+			t := time.NewTicker(20 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					peak <- max
+					return
+				case <-t.C:
+					if v := rssKB(ss[0].cmd.Process.Pid); v > max {
+						max = v
+					}
+				}
+			}
+		}()
+		r.seq = run([]*server{ss[0]}, []byte(*payload), *n)
+		r.par = run(ss, []byte(*payload), *n)
+		close(stop)
+		r.rssLoaded = <-peak
+		results[kind] = r
+		stopAll(ss)
+	}
+
+	base, shim := results["rie"], results["shim"]
+	fmt.Printf("warm invocations of the aws-lambda-go echo function, %d per measurement, host: %d cores\n\n", *n, numCPU())
+	fmt.Printf("%-34s %14s %14s %10s\n", "", "emulator", "runtime-shim", "ratio")
+	row := func(label string, b, s float64, unit string, ratio float64) {
+		fmt.Printf("%-34s %11.3f %s %11.3f %s %9.2fx\n", label, b, unit, s, unit, ratio)
+	}
+	row("sequential p50", ms(base.seq.p50), ms(shim.seq.p50), "ms", ms(shim.seq.p50)/ms(base.seq.p50))
+	row("sequential p99", ms(base.seq.p99), ms(shim.seq.p99), "ms", ms(shim.seq.p99)/ms(base.seq.p99))
+	row("sequential throughput", base.seq.rate, shim.seq.rate, "/s", shim.seq.rate/base.seq.rate)
+	row(fmt.Sprintf("%d callers p50", *callers), ms(base.par.p50), ms(shim.par.p50), "ms", ms(shim.par.p50)/ms(base.par.p50))
+	row(fmt.Sprintf("%d callers p99", *callers), ms(base.par.p99), ms(shim.par.p99), "ms", ms(shim.par.p99)/ms(base.par.p99))
+	row(fmt.Sprintf("%d callers throughput", *callers), base.par.rate, shim.par.rate, "/s", shim.par.rate/base.par.rate)
+	row("RSS idle (one server process)", float64(base.rssIdle)/1024, float64(shim.rssIdle)/1024, "MB", float64(shim.rssIdle)/float64(base.rssIdle))
+	row("RSS under load (peak)", float64(base.rssLoaded)/1024, float64(shim.rssLoaded)/1024, "MB", float64(shim.rssLoaded)/float64(base.rssLoaded))
+	fmt.Printf("\ntargets: p50 ratio <= 0.50: %v; throughput ratio >= 2: %v (sequential), %v (%d callers); shim idle RSS < 20 MB: %v\n",
+		ms(shim.seq.p50)/ms(base.seq.p50) <= 0.5, shim.seq.rate/base.seq.rate >= 2, shim.par.rate/base.par.rate >= 2, *callers, shim.rssIdle < 20*1024)
+	if shim.seq.errors+shim.par.errors+base.seq.errors+base.par.errors > 0 {
+		fmt.Printf("errors: emulator %d, shim %d\n", base.seq.errors+base.par.errors, shim.seq.errors+shim.par.errors)
+	}
+}
+
+type stats struct {
+	p50, p99 time.Duration
+	rate     float64
+	errors   int
+}
+
+var transport = &http.Transport{MaxIdleConnsPerHost: 64, MaxIdleConns: 256, DisableCompression: true}
+var client = &http.Client{Transport: transport, Timeout: 60 * time.Second}
+
+func invoke(url string, payload []byte) error {
+	resp, err := client.Post(url, "application/json", bytes.NewReader(payload))
+	if err != nil {
+		return err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != 200 || !bytes.Equal(b, payload) {
+		return fmt.Errorf("status %d body %q", resp.StatusCode, b)
+	}
+	return nil
+}
+
+func warm(s *server, payload []byte, n int) {
+	for i := 0; i < n; i++ {
+		if err := invoke(s.url, payload); err != nil {
+			fail("%s warm-up: %v", s.name, err)
+		}
+	}
+}
+
+// run sends n invocations, spread over one caller per server.
+func run(ss []*server, payload []byte, n int) stats {
+	lat := make([]time.Duration, n)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	errs := 0
+	per := n / len(ss)
+	begin := time.Now()
+	for c, s := range ss {
+		wg.Add(1)
+		go func(c int, s *server) {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				t0 := time.Now()
+				if err := invoke(s.url, payload); err != nil {
+					mu.Lock()
+					errs++
+					mu.Unlock()
+				}
+				lat[c*per+i] = time.Since(t0)
+			}
+		}(c, s)
+	}
+	wg.Wait()
+	elapsed := time.Since(begin)
+	lat = lat[:per*len(ss)]
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return stats{p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], rate: float64(len(lat)) / elapsed.Seconds(), errors: errs}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func rssKB(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			v, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "processor\t:")
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitListen(addr string) {
+	for i := 0; i < 400; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	fail("nothing listens on %s", addr)
+}
+
+func build(out, pkg string, extra ...string) {
+	cmd := exec.Command("go", append(append([]string{"build", "-o", out}, extra...), pkg)...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		fail("building %s: %v\n%s", pkg, err, b)
+	}
+}
+
+func check(err error) {
+	if err != nil {
+		fail("%v", err)
+	}
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench/shim: "+format+"\n", args...)
+	os.Exit(1)
+}

@@ -1,0 +1,262 @@
+// Package compat runs Lambda runtimes this project did not write (aws-lambda-go, the
+// Node.js runtime interface client, a curl bootstrap) against runtime-shim in exec mode
+// and, as the reference, against the AWS runtime interface emulator (aws-lambda-rie).
+//
+// Install the peers first (CI does):
+//
+//	test/compat/install-rie.sh   # aws-lambda-rie into ~/.cache/klambda/bin
+//	test/compat/install-ric.sh   # npm aws-lambda-ric 3.3.0 into ~/.cache/klambda/aws-lambda-ric
+//
+// Tests needing a missing peer skip with a message saying which script to run.
+package compat
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	binDir    string // built binaries, shared by every test
+	shimBin   string
+	goFuncBin string
+)
+
+func cacheDir() string {
+	if d := os.Getenv("KLAMBDA_CACHE"); d != "" {
+		return d
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "klambda")
+}
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "klambda-compat-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	shimBin = filepath.Join(dir, "runtime-shim")
+	goFuncBin = filepath.Join(dir, "gofunction")
+	for _, b := range []struct{ out, pkg, tags string }{
+		{shimBin, "./cmd/runtime-shim", ""},
+		{goFuncBin, "./test/compat/gofunction", "lambda.norpc"},
+	} {
+		args := []string{"build", "-o", b.out}
+		if b.tags != "" {
+			args = append(args, "-tags", b.tags)
+		}
+		cmd := exec.Command("go", append(args, b.pkg)...)
+		cmd.Dir = repoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", b.pkg, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// peer is one Lambda environment under test: runtime-shim or the emulator.
+type peer struct {
+	name string
+	url  string
+	logs *syncBuffer
+	cmd  *exec.Cmd
+}
+
+const (
+	peerShim = "shim"
+	peerRIE  = "rie"
+)
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func rieBin() string { return filepath.Join(cacheDir(), "bin", "aws-lambda-rie") }
+
+// startPeer starts kind ("shim" or "rie") running the runtime command, with the function
+// timeout in seconds and extra environment.
+func startPeer(t *testing.T, kind string, timeout string, env []string, dir string, command ...string) *peer {
+	t.Helper()
+	invokeAddr, apiAddr := freePort(t), freePort(t)
+	var cmd *exec.Cmd
+	switch kind {
+	case peerShim:
+		cmd = exec.Command(shimBin, append([]string{"exec", "--listen", invokeAddr, "--runtime-api", apiAddr, "--"}, command...)...)
+	case peerRIE:
+		if _, err := os.Stat(rieBin()); err != nil {
+			t.Skipf("aws-lambda-rie not installed at %s: run test/compat/install-rie.sh", rieBin())
+		}
+		cmd = exec.Command(rieBin(), append([]string{"--runtime-interface-emulator-address", invokeAddr, "--runtime-api-address", apiAddr}, command...)...)
+	}
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "AWS_LAMBDA_FUNCTION_TIMEOUT="+timeout, "AWS_LAMBDA_FUNCTION_NAME=compat", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128")
+	cmd.Env = append(cmd.Env, env...)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", kind, err)
+	}
+	p := &peer{name: kind, url: "http://" + invokeAddr, logs: logs, cmd: cmd}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("%s log:\n%s", kind, tailString(logs.String(), 6000))
+		}
+	})
+	// Wait until it listens (the shim also answers /healthz; the emulator has no probe).
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", invokeAddr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i > 200 {
+			t.Fatalf("%s never listened on %s:\n%s", kind, invokeAddr, logs.String())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return p
+}
+
+func tailString(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+type reply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+var client = &http.Client{Timeout: 60 * time.Second}
+
+func (p *peer) invoke(t *testing.T, body []byte, header map[string]string) reply {
+	t.Helper()
+	req, _ := http.NewRequest("POST", p.url+"/2015-03-31/functions/function/invocations", bytes.NewReader(body))
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s: invoke: %v", p.name, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, resp.Header, b}
+}
+
+func (p *peer) invokeJSON(t *testing.T, body string) reply {
+	return p.invoke(t, []byte(body), nil)
+}
+
+// warmUp makes the emulator initialise the runtime (it does so at the first invoke, and
+// counts the init against that invoke's timeout), so that timing assertions compare warm
+// environments. The shim initialises at start-up.
+func (p *peer) warmUp(t *testing.T, payload string) {
+	t.Helper()
+	if p.name != peerRIE {
+		return
+	}
+	for i := 0; i < 5; i++ {
+		r := p.invokeJSON(t, payload)
+		if !strings.Contains(string(r.body), "Task timed out") {
+			return
+		}
+	}
+	t.Fatalf("%s never finished its init", p.name)
+}
+
+// waitLog waits until the peer's log contains s.
+func (p *peer) waitLog(t *testing.T, s string) {
+	t.Helper()
+	for i := 0; i < 400; i++ {
+		if strings.Contains(p.logs.String(), s) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s log never showed %q:\n%s", p.name, s, tailString(p.logs.String(), 4000))
+}
+
+func expect(t *testing.T, what string, got, want any) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("%s = %#v, want %#v", what, got, want)
+	}
+}
+
+func decode(t *testing.T, b []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("not a JSON object: %q", tailString(string(b), 300))
+	}
+	return m
+}
+
+// bothPeers runs f against the shim and the emulator as subtests.
+func bothPeers(t *testing.T, f func(t *testing.T, kind string)) {
+	for _, kind := range []string{peerShim, peerRIE} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			f(t, kind)
+		})
+	}
+}
