@@ -20,14 +20,16 @@ app.kubernetes.io/component: {{ .component }}
 {{ .image.repository }}:{{ .image.tag | default .root.Chart.AppVersion }}
 {{- end -}}
 
+{{/* The manager's --config file: .Values.config as is, plus the shim image. */}}
 {{- define "klambda.config" -}}
-region: {{ .Values.config.region | quote }}
-imagePullPolicy: {{ .Values.config.imagePullPolicy }}
-shimImage: {{ include "klambda.image" (dict "image" .Values.runtimeShim.image "root" .) | quote }}
-runtimeImages:
-{{- range $runtime, $image := .Values.config.runtimeImages }}
-  {{ $runtime | quote }}: {{ $image | quote }}
-{{- end }}
-concurrency:
-  {{- toYaml .Values.config.concurrency | nindent 2 }}
+{{- $cfg := deepCopy .Values.config -}}
+{{- $_ := set $cfg "shimImage" (include "klambda.image" (dict "image" .Values.runtimeShim.image "root" .)) -}}
+{{- toYaml $cfg }}
+{{- end -}}
+
+{{/* The activator's --config file. */}}
+{{- define "klambda.activatorConfig" -}}
+{{- $cfg := deepCopy .Values.activator.config -}}
+{{- $_ := set $cfg "region" .Values.config.region -}}
+{{- toYaml $cfg }}
 {{- end -}}

@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1
+# One of klambda's binaries in a minimal, static, non-root image:
+#   docker build --build-arg BINARY=manager      -t ghcr.io/klambda/manager .
+#   docker build --build-arg BINARY=activator    -t ghcr.io/klambda/activator .
+#   docker build --build-arg BINARY=runtime-shim -t ghcr.io/klambda/runtime-shim .
+# The binary is /<BINARY> and is the entrypoint. (Without Docker, hack/imagebuild builds
+# the same layout; see hack/cluster/images.sh.)
+ARG BINARY=manager
+ARG GO_VERSION=1.26
+
+FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
+ARG BINARY
+ARG TARGETOS=linux
+ARG TARGETARCH=amd64
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
+COPY . .
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
+    go build -trimpath -ldflags="-s -w" -o /out/${BINARY} ./cmd/${BINARY}
+
+# distroless/static: CA certificates, /etc/passwd with nonroot (65532), no shell.
+FROM gcr.io/distroless/static-debian12:nonroot AS base
+USER 65532:65532
+
+# ENTRYPOINT does not expand build arguments, so each binary has its stage; the last
+# stage picks one by BINARY (BuildKit builds only that one).
+FROM base AS manager
+COPY --from=build /out/manager /manager
+ENTRYPOINT ["/manager"]
+
+FROM base AS activator
+COPY --from=build /out/activator /activator
+ENTRYPOINT ["/activator"]
+
+FROM base AS runtime-shim
+COPY --from=build /out/runtime-shim /runtime-shim
+ENTRYPOINT ["/runtime-shim"]
+
+FROM ${BINARY}
