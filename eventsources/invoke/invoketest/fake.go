@@ -1,0 +1,126 @@
+// Package invoketest is a fake activator for tests: an HTTP server speaking the Lambda
+// Invoke API (the subset a poller uses), so tests exercise the real SDK client, headers and
+// status codes, with a Go function in place of the function.
+package invoketest
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+
+	"github.com/google/uuid"
+
+	"github.com/klambda/klambda/eventsources/invoke"
+)
+
+// Outcome is what the fake function does with one invocation.
+type Outcome struct {
+	// Status: 200 (default), 429 throttles, 5xx a service error.
+	Status int
+	// FunctionError sets X-Amz-Function-Error (e.g. "Unhandled").
+	FunctionError string
+	// Body is the response payload.
+	Body []byte
+}
+
+// Call is a recorded invocation.
+type Call struct {
+	Namespace      string
+	Function       string
+	Qualifier      string
+	InvocationType string
+	Token          string
+	Payload        []byte
+}
+
+// Handler is the fake function.
+type Handler func(c Call) Outcome
+
+// Server is a running fake activator.
+type Server struct {
+	*httptest.Server
+	mu      sync.Mutex
+	calls   []Call
+	handler Handler
+}
+
+// New starts a fake activator calling h for every invocation (nil: always 200 "null").
+func New(h Handler) *Server {
+	s := &Server{handler: h}
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	return s
+}
+
+// SetHandler replaces the fake function.
+func (s *Server) SetHandler(h Handler) {
+	s.mu.Lock()
+	s.handler = h
+	s.mu.Unlock()
+}
+
+// Calls returns the invocations so far.
+func (s *Server) Calls() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Call(nil), s.calls...)
+}
+
+// Invoker is a real LambdaInvoker pointed at the fake.
+func (s *Server) Invoker() *invoke.LambdaInvoker {
+	return &invoke.LambdaInvoker{ActivatorURL: s.URL, Tokens: invoke.StaticToken("test-token")}
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	// /namespaces/{ns}/2015-03-31/functions/{name}/invocations
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	c := Call{InvocationType: r.Header.Get("X-Amz-Invocation-Type"), Token: r.Header.Get("X-Amz-Security-Token"), Qualifier: r.URL.Query().Get("Qualifier")}
+	if len(parts) >= 2 && parts[0] == "namespaces" {
+		c.Namespace = parts[1]
+		parts = parts[2:]
+	}
+	if r.Method != http.MethodPost || len(parts) != 4 || parts[1] != "functions" || parts[3] != "invocations" {
+		w.Header().Set("X-Amzn-ErrorType", "ResourceNotFoundException")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, `{"Type":"User","message":"unknown path"}`)
+		return
+	}
+	c.Function = parts[2]
+	c.Payload, _ = io.ReadAll(r.Body)
+	s.mu.Lock()
+	s.calls = append(s.calls, c)
+	h := s.handler
+	s.mu.Unlock()
+	out := Outcome{Status: http.StatusOK, Body: []byte("null")}
+	if h != nil {
+		out = h(c)
+	}
+	if out.Status == 0 {
+		out.Status = http.StatusOK
+	}
+	w.Header().Set("X-Amz-Request-Id", uuid.NewString())
+	switch {
+	case out.Status == http.StatusTooManyRequests:
+		w.Header().Set("X-Amzn-ErrorType", "TooManyRequestsException")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(out.Status)
+		_ = json.NewEncoder(w).Encode(map[string]string{"Type": "User", "message": "Rate Exceeded.", "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"})
+	case out.Status >= 300:
+		w.Header().Set("X-Amzn-ErrorType", "ServiceException")
+		w.WriteHeader(out.Status)
+		_, _ = io.WriteString(w, `{"Type":"Service","message":"fake service error"}`)
+	default:
+		if c.InvocationType == "Event" {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		w.Header().Set("X-Amz-Executed-Version", "$LATEST")
+		if out.FunctionError != "" {
+			w.Header().Set("X-Amz-Function-Error", out.FunctionError)
+		}
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(out.Body)
+	}
+}

@@ -1,0 +1,144 @@
+package invoke
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+)
+
+// TokenSource gives the Kubernetes bearer token the activator checks (it reads it from the
+// SigV4 session token, X-Amz-Security-Token). It is asked before every invocation, so a
+// rotated ServiceAccount token is picked up.
+type TokenSource interface {
+	Token() (string, error)
+}
+
+// FileToken reads a token file, such as the projected ServiceAccount token
+// /var/run/secrets/kubernetes.io/serviceaccount/token.
+type FileToken string
+
+// Token reads the file.
+func (f FileToken) Token() (string, error) {
+	b, err := os.ReadFile(string(f))
+	if err != nil {
+		return "", fmt.Errorf("reading token file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// StaticToken is a fixed token (tests, or no authentication with "").
+type StaticToken string
+
+// Token returns the string.
+func (s StaticToken) Token() (string, error) { return string(s), nil }
+
+// LambdaInvoker invokes through the activator with the AWS SDK's Lambda client.
+type LambdaInvoker struct {
+	// ActivatorURL is the activator's base URL, e.g. http://klambda-activator.klambda-system:8080.
+	ActivatorURL string
+	// Tokens authenticates the poller; nil sends no token.
+	Tokens TokenSource
+	// HTTPClient, nil for the SDK's default.
+	HTTPClient *http.Client
+	// Region signs requests (the activator ignores it); default us-east-1.
+	Region string
+
+	mu      sync.Mutex
+	clients map[string]*lambda.Client // by namespace
+}
+
+func (l *LambdaInvoker) client(ns string) *lambda.Client {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c, ok := l.clients[ns]; ok {
+		return c
+	}
+	if l.clients == nil {
+		l.clients = map[string]*lambda.Client{}
+	}
+	region := l.Region
+	if region == "" {
+		region = "us-east-1"
+	}
+	base := strings.TrimSuffix(l.ActivatorURL, "/")
+	if ns != "" {
+		base += "/namespaces/" + ns
+	}
+	opts := lambda.Options{
+		Region:       region,
+		BaseEndpoint: aws.String(base),
+		Credentials:  tokenCredentials{l.Tokens},
+		// Delivery owns retries: the SDK must not retry throttles behind its back.
+		RetryMaxAttempts: 1,
+	}
+	if l.HTTPClient != nil {
+		opts.HTTPClient = l.HTTPClient
+	}
+	c := lambda.New(opts)
+	l.clients[ns] = c
+	return c
+}
+
+// Invoke calls the function synchronously (or asynchronously with req.Async).
+func (l *LambdaInvoker) Invoke(ctx context.Context, req Request) (Response, error) {
+	typ := types.InvocationTypeRequestResponse
+	if req.Async {
+		typ = types.InvocationTypeEvent
+	}
+	in := &lambda.InvokeInput{FunctionName: aws.String(req.FunctionName), InvocationType: typ, Payload: req.Payload}
+	// A qualified name "fn:alias" goes as the Qualifier: the activator resolves it.
+	if !strings.HasPrefix(req.FunctionName, "arn:") {
+		if name, q, ok := strings.Cut(req.FunctionName, ":"); ok {
+			in.FunctionName, in.Qualifier = aws.String(name), aws.String(q)
+		}
+	}
+	out, err := l.client(req.Namespace).Invoke(ctx, in)
+	if err != nil {
+		var tooMany *types.TooManyRequestsException
+		if errors.As(err, &tooMany) {
+			return Response{StatusCode: http.StatusTooManyRequests}, &ThrottledError{Message: tooMany.ErrorMessage()}
+		}
+		var re *awshttp.ResponseError
+		if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusTooManyRequests {
+			return Response{StatusCode: http.StatusTooManyRequests}, &ThrottledError{Message: err.Error()}
+		}
+		return Response{}, fmt.Errorf("invoking %s: %w", req.FunctionName, err)
+	}
+	resp := Response{StatusCode: int(out.StatusCode), Payload: out.Payload}
+	if out.FunctionError != nil {
+		resp.FunctionError = *out.FunctionError
+	}
+	if out.ExecutedVersion != nil {
+		resp.ExecutedVersion = *out.ExecutedVersion
+	}
+	if id, ok := awsmiddleware.GetRequestIDMetadata(out.ResultMetadata); ok {
+		resp.RequestID = id
+	}
+	return resp, nil
+}
+
+// tokenCredentials presents the Kubernetes token as the SigV4 session token; the access key
+// pair is a placeholder the activator doesn't check.
+type tokenCredentials struct{ tokens TokenSource }
+
+func (t tokenCredentials) Retrieve(context.Context) (aws.Credentials, error) {
+	c := aws.Credentials{AccessKeyID: "klambda", SecretAccessKey: "klambda", Source: "klambda-token"}
+	if t.tokens != nil {
+		tok, err := t.tokens.Token()
+		if err != nil {
+			return aws.Credentials{}, err
+		}
+		c.SessionToken = tok
+	}
+	return c, nil
+}
