@@ -2,8 +2,9 @@ package shim
 
 import (
 	"bytes"
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,10 +108,13 @@ func putBuffer(b *bytes.Buffer) {
 	bufferPool.Put(b)
 }
 
-// newRequestID returns a random UUID (version 4), Lambda's request id shape.
+// newRequestID returns a random UUID (version 4), Lambda's request id shape. Request ids
+// need to be unique, not secret: the runtime-seeded generator spares a getrandom call
+// per invocation.
 func newRequestID() string {
 	var b [16]byte
-	_, _ = rand.Read(b[:])
+	binary.LittleEndian.PutUint64(b[0:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(b[8:16], rand.Uint64())
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	var s [36]byte

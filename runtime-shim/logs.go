@@ -15,6 +15,9 @@ type LogSink struct {
 	mu   sync.Mutex
 	out  io.Writer
 	cur  *Invocation
+	// pendingStart is a START line not written yet: it goes out with the invocation's
+	// first line, so an invocation that logs nothing costs one write, not two.
+	pendingStart []byte
 	subs *subscriptions
 	line []byte
 	// drain, when set, waits until the runtime's captured output written so far has been
@@ -57,7 +60,18 @@ func (t *tailBuffer) last() []byte {
 }
 
 func (s *LogSink) emitLocked(inv *Invocation, line []byte) {
-	_, _ = s.out.Write(line)
+	if len(s.pendingStart) > 0 {
+		start := s.pendingStart
+		s.pendingStart = s.pendingStart[:0]
+		if s.cur != nil && s.cur.WantTail {
+			s.cur.tail.write(start)
+		}
+		start = append(start, line...)
+		_, _ = s.out.Write(start)
+		s.pendingStart = start[:0]
+	} else {
+		_, _ = s.out.Write(line)
+	}
 	if inv != nil && inv.WantTail {
 		inv.tail.write(line)
 	}
@@ -70,13 +84,15 @@ func (s *LogSink) StartInvocation(inv *Invocation, version string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cur = inv
-	b := append(s.line[:0], "START RequestId: "...)
+	if len(s.pendingStart) > 0 { // a START never followed by anything (cannot happen, but keep order)
+		s.emitLocked(nil, nil)
+	}
+	b := append(s.pendingStart[:0], "START RequestId: "...)
 	b = append(b, inv.ID...)
 	b = append(b, " Version: "...)
 	b = append(b, version...)
 	b = append(b, '\n')
-	s.line = b
-	s.emitLocked(inv, b)
+	s.pendingStart = b
 	if s.subs.active() {
 		s.subs.publish("platform.start", map[string]any{"requestId": inv.ID, "version": version})
 	}

@@ -12,6 +12,32 @@ func peakRSSKB(pid int) int64 {
 	if err != nil {
 		return 0
 	}
+	return parseVmHWM(b)
+}
+
+// statusReader re-reads one process's /proc/<pid>/status through a descriptor kept open:
+// one pread per invocation instead of open, read and close.
+type statusReader struct {
+	f   *os.File
+	buf [4096]byte
+}
+
+func openStatus(pid int) *statusReader {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return nil
+	}
+	return &statusReader{f: f}
+}
+
+func (r *statusReader) peakKB() int64 {
+	n, _ := r.f.ReadAt(r.buf[:], 0)
+	return parseVmHWM(r.buf[:n])
+}
+
+func (r *statusReader) close() { r.f.Close() }
+
+func parseVmHWM(b []byte) int64 {
 	i := bytes.Index(b, []byte("VmHWM:"))
 	if i < 0 {
 		return 0

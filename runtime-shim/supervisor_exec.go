@@ -31,6 +31,7 @@ type ExecSupervisor struct {
 	reading atomic.Int32
 	// lastPeakKB is the peak RSS of the last child that exited (from its rusage).
 	lastPeakKB atomic.Int64
+	status     *statusReader // the running child's /proc/<pid>/status
 }
 
 // Attach connects the supervisor to its environment and log sink.
@@ -70,8 +71,9 @@ func (s *ExecSupervisor) Start(gen uint64) error {
 	}
 	w.Close()
 	exited := make(chan struct{})
+	status := openStatus(cmd.Process.Pid)
 	s.mu.Lock()
-	s.cmd, s.exited, s.pipe = cmd, exited, r
+	s.cmd, s.exited, s.pipe, s.status = cmd, exited, r, status
 	s.mu.Unlock()
 	outputDone := make(chan struct{})
 	go func() {
@@ -82,6 +84,14 @@ func (s *ExecSupervisor) Start(gen uint64) error {
 		err := cmd.Wait()
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			s.lastPeakKB.Store(ru.Maxrss) // kB on Linux
+		}
+		s.mu.Lock()
+		if s.status == status {
+			s.status = nil
+		}
+		s.mu.Unlock()
+		if status != nil {
+			status.close()
 		}
 		// Let its last lines reach the log before the exit is reported.
 		select {
@@ -175,17 +185,12 @@ func (s *ExecSupervisor) Stop(grace time.Duration) {
 // rusage ru_maxrss once it has exited. It counts the runtime's main process only, not
 // processes it forks; Lambda measures the whole sandbox.
 func (s *ExecSupervisor) MaxMemoryUsedMB() int {
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.mu.Unlock()
 	kb := int64(0)
-	if cmd != nil && cmd.Process != nil {
-		select {
-		case <-exited:
-		default:
-			kb = peakRSSKB(cmd.Process.Pid)
-		}
+	s.mu.Lock()
+	if s.status != nil {
+		kb = s.status.peakKB()
 	}
+	s.mu.Unlock()
 	if kb == 0 {
 		kb = s.lastPeakKB.Load()
 	}
