@@ -12,14 +12,14 @@ import (
 // log), the tail of the current invocation (X-Amz-Log-Result) and the Logs API
 // subscribers.
 type LogSink struct {
-	mu   sync.Mutex
-	out  io.Writer
-	cur  *Invocation
+	mu  sync.Mutex
+	out io.Writer
+	cur *Invocation
 	// pendingStart is a START line not written yet: it goes out with the invocation's
 	// first line, so an invocation that logs nothing costs one write, not two.
 	pendingStart []byte
-	subs *subscriptions
-	line []byte
+	subs         *subscriptions
+	line         []byte
 	// drain, when set, waits until the runtime's captured output written so far has been
 	// read, so that its last lines land before END (exec mode).
 	drain func()
