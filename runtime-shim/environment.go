@@ -322,7 +322,7 @@ func (e *Environment) answerUndispatchedLocked(inv *Invocation, arrival time.Tim
 	}
 	e.logs.StartInvocation(inv, e.cfg.FunctionVersion)
 	e.logs.Platform(inv, string(body))
-	e.answerLocked(inv, Result{Body: body, FunctionError: "Unhandled", ErrorType: errType})
+	e.answerLocked(inv, Result{Body: body, FunctionError: "Unhandled", ErrorType: errType, Reset: ResetFailure})
 }
 
 func (e *Environment) deadlineExceeded(inv *Invocation) {
