@@ -72,6 +72,7 @@ func main() {
 		return s
 	}
 	stopAll := func(ss []*server) {
+		// SIGKILL the process group: the server and its runtime.
 		for _, s := range ss {
 			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 			_ = s.cmd.Wait()
@@ -80,48 +81,75 @@ func main() {
 
 	type result struct {
 		seq, par           stats
+		seqLat, parLat     []time.Duration
+		seqTime, parTime   time.Duration
 		rssIdle, rssLoaded int64
+		cpuTicks           int64 // server processes' user+system time during the rounds
+		servers            []*server
 	}
 	results := map[string]*result{}
-	for _, kind := range []string{"rie", "shim"} {
-		ss := make([]*server, *callers)
-		for i := range ss {
-			ss[i] = start(kind, i)
+	kinds := []string{"rie", "shim"}
+	for _, kind := range kinds {
+		r := &result{servers: make([]*server, *callers)}
+		for i := range r.servers {
+			r.servers[i] = start(kind, i)
 		}
-		for _, s := range ss {
+		for _, s := range r.servers {
 			warm(s, []byte(*payload), 200)
 		}
-		r := &result{}
-		time.Sleep(300 * time.Millisecond)
-		r.rssIdle = rssKB(ss[0].cmd.Process.Pid)
-		stop := make(chan struct{})
-		peak := make(chan int64)
+		results[kind] = r
+	}
+	time.Sleep(300 * time.Millisecond)
+	for _, kind := range kinds {
+		r := results[kind]
+		r.rssIdle = rssKB(r.servers[0].cmd.Process.Pid)
+	}
+	// The machine may be shared: rounds alternate between the emulator and the shim so that
+	// a change of background load hits both alike.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, kind := range kinds {
+		r := results[kind]
+		wg.Add(1)
 		go func() {
-			var max int64
+			defer wg.Done()
 			t := time.NewTicker(20 * time.Millisecond)
 			defer t.Stop()
 			for {
 				select {
 				case <-stop:
-					peak <- max
 					return
 				case <-t.C:
-					if v := rssKB(ss[0].cmd.Process.Pid); v > max {
-						max = v
+					if v := rssKB(r.servers[0].cmd.Process.Pid); v > r.rssLoaded {
+						r.rssLoaded = v
 					}
 				}
 			}
 		}()
-		r.seq = run([]*server{ss[0]}, []byte(*payload), *n)
-		r.par = run(ss, []byte(*payload), *n)
-		close(stop)
-		r.rssLoaded = <-peak
-		results[kind] = r
-		stopAll(ss)
+	}
+	const rounds = 5
+	for round := 0; round < rounds; round++ {
+		for _, kind := range kinds {
+			r := results[kind]
+			before := cpuTicks(r.servers)
+			lat, took := run(r.servers[:1], []byte(*payload), *n/rounds)
+			r.seqLat, r.seqTime = append(r.seqLat, lat...), r.seqTime+took
+			lat, took = run(r.servers, []byte(*payload), *n/rounds)
+			r.parLat, r.parTime = append(r.parLat, lat...), r.parTime+took
+			r.cpuTicks += cpuTicks(r.servers) - before
+		}
+	}
+	close(stop)
+	wg.Wait()
+	for _, kind := range kinds {
+		r := results[kind]
+		r.seq = summarize(r.seqLat, r.seqTime)
+		r.par = summarize(r.parLat, r.parTime)
+		stopAll(r.servers)
 	}
 
 	base, shim := results["rie"], results["shim"]
-	fmt.Printf("warm invocations of the aws-lambda-go echo function, %d per measurement, host: %d cores\n\n", *n, numCPU())
+	fmt.Printf("warm invocations of the aws-lambda-go echo function, %d per measurement in %d alternating rounds, host: %d cores\n\n", *n, rounds, numCPU())
 	fmt.Printf("%-34s %14s %14s %10s\n", "", "emulator", "runtime-shim", "ratio")
 	row := func(label string, b, s float64, unit string, ratio float64) {
 		fmt.Printf("%-34s %11.3f %s %11.3f %s %9.2fx\n", label, b, unit, s, unit, ratio)
@@ -132,12 +160,16 @@ func main() {
 	row(fmt.Sprintf("%d callers p50", *callers), ms(base.par.p50), ms(shim.par.p50), "ms", ms(shim.par.p50)/ms(base.par.p50))
 	row(fmt.Sprintf("%d callers p99", *callers), ms(base.par.p99), ms(shim.par.p99), "ms", ms(shim.par.p99)/ms(base.par.p99))
 	row(fmt.Sprintf("%d callers throughput", *callers), base.par.rate, shim.par.rate, "/s", shim.par.rate/base.par.rate)
+	perInvoke := func(r *result) float64 { // µs of server CPU per invocation (clock ticks are 10 ms)
+		return float64(r.cpuTicks) * 10000 / float64(len(r.seqLat)+len(r.parLat))
+	}
+	row("server CPU per invocation", perInvoke(base), perInvoke(shim), "µs", perInvoke(shim)/perInvoke(base))
 	row("RSS idle (one server process)", float64(base.rssIdle)/1024, float64(shim.rssIdle)/1024, "MB", float64(shim.rssIdle)/float64(base.rssIdle))
 	row("RSS under load (peak)", float64(base.rssLoaded)/1024, float64(shim.rssLoaded)/1024, "MB", float64(shim.rssLoaded)/float64(base.rssLoaded))
 	fmt.Printf("\ntargets: p50 ratio <= 0.50: %v; throughput ratio >= 2: %v (sequential), %v (%d callers); shim idle RSS < 20 MB: %v\n",
 		ms(shim.seq.p50)/ms(base.seq.p50) <= 0.5, shim.seq.rate/base.seq.rate >= 2, shim.par.rate/base.par.rate >= 2, *callers, shim.rssIdle < 20*1024)
-	if shim.seq.errors+shim.par.errors+base.seq.errors+base.par.errors > 0 {
-		fmt.Printf("errors: emulator %d, shim %d\n", base.seq.errors+base.par.errors, shim.seq.errors+shim.par.errors)
+	if errorCount.n > 0 {
+		fmt.Printf("failed invocations: %d\n", errorCount.n)
 	}
 }
 
@@ -145,6 +177,16 @@ type stats struct {
 	p50, p99 time.Duration
 	rate     float64
 	errors   int
+}
+
+var errorCount struct {
+	sync.Mutex
+	n int
+}
+
+func summarize(lat []time.Duration, took time.Duration) stats {
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return stats{p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], rate: float64(len(lat)) / took.Seconds()}
 }
 
 var transport = &http.Transport{MaxIdleConnsPerHost: 64, MaxIdleConns: 256, DisableCompression: true}
@@ -174,13 +216,12 @@ func warm(s *server, payload []byte, n int) {
 	}
 }
 
-// run sends n invocations, spread over one caller per server.
-func run(ss []*server, payload []byte, n int) stats {
-	lat := make([]time.Duration, n)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	errs := 0
+// run sends n invocations, spread over one caller per server; it returns the latencies
+// and the wall time.
+func run(ss []*server, payload []byte, n int) ([]time.Duration, time.Duration) {
 	per := n / len(ss)
+	lat := make([]time.Duration, per*len(ss))
+	var wg sync.WaitGroup
 	begin := time.Now()
 	for c, s := range ss {
 		wg.Add(1)
@@ -189,19 +230,16 @@ func run(ss []*server, payload []byte, n int) stats {
 			for i := 0; i < per; i++ {
 				t0 := time.Now()
 				if err := invoke(s.url, payload); err != nil {
-					mu.Lock()
-					errs++
-					mu.Unlock()
+					errorCount.Lock()
+					errorCount.n++
+					errorCount.Unlock()
 				}
 				lat[c*per+i] = time.Since(t0)
 			}
 		}(c, s)
 	}
 	wg.Wait()
-	elapsed := time.Since(begin)
-	lat = lat[:per*len(ss)]
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	return stats{p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], rate: float64(len(lat)) / elapsed.Seconds(), errors: errs}
+	return lat, time.Since(begin)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -218,6 +256,23 @@ func rssKB(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// cpuTicks sums utime+stime (fields 14 and 15 of /proc/<pid>/stat) of the server
+// processes themselves, not of their runtimes.
+func cpuTicks(ss []*server) int64 {
+	var sum int64
+	for _, s := range ss {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(s.cmd.Process.Pid) + "/stat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		sum += u + st
+	}
+	return sum
 }
 
 func numCPU() int {

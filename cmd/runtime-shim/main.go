@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +20,7 @@ import (
 type flags struct {
 	listen, runtimeAPI, secretFile, marker string
 	initTimeout, shutdownGrace             time.Duration
+	procs                                  int
 }
 
 func main() {
@@ -32,6 +34,7 @@ func main() {
 	root.PersistentFlags().StringVar(&f.runtimeAPI, "runtime-api", "127.0.0.1:9001", "address of the Runtime, Extensions and Logs APIs")
 	root.PersistentFlags().StringVar(&f.secretFile, "secret-file", "", "file holding the invoke secret (overrides KLAMBDA_INVOKE_SECRET)")
 	root.PersistentFlags().DurationVar(&f.initTimeout, "init-timeout", shim.DefaultInitTimeout, "Init phase limit; a longer init is retried inside the first invoke")
+	root.PersistentFlags().IntVar(&f.procs, "procs", 1, "GOMAXPROCS of the shim (0: Go's default); one invocation at a time needs one")
 	root.PersistentFlags().DurationVar(&f.shutdownGrace, "shutdown-grace", 0, "time between SIGTERM/SHUTDOWN and SIGKILL (0: Lambda's 300 ms, 2 s with external extensions)")
 
 	execCmd := &cobra.Command{
@@ -71,6 +74,9 @@ func run(f flags, mode shim.Mode, command []string) error {
 	}
 	if mode == shim.ModeSidecar && cfg.InvokeSecret == "" {
 		fmt.Fprintln(os.Stderr, "runtime-shim: warning: sidecar mode without an invoke secret; anyone who reaches the port can invoke")
+	}
+	if f.procs > 0 {
+		runtime.GOMAXPROCS(f.procs)
 	}
 	cfg.InitTimeout = f.initTimeout
 	cfg.ShutdownGrace = f.shutdownGrace
