@@ -1,0 +1,285 @@
+// Package kafka is the self-managed Kafka event source: a franz-go group consumer whose
+// group is the mapping's UUID (or consumerGroupId), so that poller replicas share the
+// topic's partitions through the broker and never read a partition twice. Records become
+// Lambda's SelfManagedKafka event; offsets are committed (offset+1) once a record and every
+// record before it in its partition are finished, by marking them and committing the marks
+// every second, on partition revocation and on close.
+//
+// A record's batchItemFailures identifier is "<topic>-<partition>@<offset>" (e.g.
+// "orders-0@15"): Kafka offsets repeat across partitions, and a batch may span several.
+package kafka
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/klambda/klambda/eventsources/access"
+	"github.com/klambda/klambda/eventsources/batch"
+	"github.com/klambda/klambda/eventsources/events"
+	"github.com/klambda/klambda/eventsources/filter"
+	"github.com/klambda/klambda/eventsources/poller"
+)
+
+// Config is a Kafka source.
+type Config struct {
+	BootstrapServers []string
+	Topic            string
+	// Group is the consumer group: consumerGroupId, else the mapping's UUID.
+	Group string
+	// FromStart is startingPosition TRIM_HORIZON (else LATEST). A group's committed offsets
+	// win over it, as in Lambda.
+	FromStart bool
+	Access    access.Access
+	// CommitInterval between commits of finished offsets (default 1 s).
+	CommitInterval time.Duration
+	// Extra options (tests: a faster session timeout).
+	Extra []kgo.Opt
+}
+
+// Source reads one topic.
+type Source struct {
+	cfg     Config
+	cl      *kgo.Client
+	mu      sync.Mutex
+	highest map[string]int64 // per partition key, the highest offset fetched this session
+	lag     map[string]int64
+}
+
+var _ poller.Source = (*Source)(nil)
+
+// ClientOpts are the connection options (servers, SASL, TLS) for consumers and producers.
+func ClientOpts(servers []string, a access.Access) ([]kgo.Opt, error) {
+	opts := []kgo.Opt{kgo.SeedBrokers(servers...)}
+	tlsCfg, err := a.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case a.SCRAM512 != nil:
+		opts = append(opts, kgo.SASL(scram.Auth{User: a.SCRAM512.Username, Pass: a.SCRAM512.Password}.AsSha512Mechanism()))
+	case a.SCRAM256 != nil:
+		opts = append(opts, kgo.SASL(scram.Auth{User: a.SCRAM256.Username, Pass: a.SCRAM256.Password}.AsSha256Mechanism()))
+	case a.BasicAuth != nil:
+		// SASL/PLAIN sends the password in the clear: Lambda requires TLS with it.
+		opts = append(opts, kgo.SASL(plain.Auth{User: a.BasicAuth.Username, Pass: a.BasicAuth.Password}.AsMechanism()))
+		if tlsCfg == nil {
+			tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+	}
+	if tlsCfg != nil {
+		opts = append(opts, kgo.Dialer((&tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: tlsCfg}).DialContext))
+	}
+	return opts, nil
+}
+
+// Open joins the consumer group.
+func Open(cfg Config) (*Source, error) {
+	if cfg.Group == "" || cfg.Topic == "" || len(cfg.BootstrapServers) == 0 {
+		return nil, errors.New("kafka source: servers, topic and group are required")
+	}
+	if cfg.CommitInterval <= 0 {
+		cfg.CommitInterval = time.Second
+	}
+	opts, err := ClientOpts(cfg.BootstrapServers, cfg.Access)
+	if err != nil {
+		return nil, err
+	}
+	reset := kgo.NewOffset().AtEnd()
+	if cfg.FromStart {
+		reset = kgo.NewOffset().AtStart()
+	}
+	opts = append(opts,
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topic),
+		kgo.ConsumeResetOffset(reset),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(cfg.CommitInterval),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, _ map[string][]int32) {
+			_ = cl.CommitMarkedOffsets(ctx)
+		}),
+	)
+	opts = append(opts, cfg.Extra...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	return &Source{cfg: cfg, cl: cl, highest: map[string]int64{}, lag: map[string]int64{}}, nil
+}
+
+// Mode is Stream.
+func (s *Source) Mode() batch.Mode { return batch.Stream }
+
+// Fetch polls the group's partitions.
+func (s *Source) Fetch(ctx context.Context) ([]poller.Message, error) {
+	fs := s.cl.PollFetches(ctx)
+	if fs.IsClientClosed() {
+		return nil, errors.New("kafka client closed")
+	}
+	var errs []error
+	fs.EachError(func(topic string, p int32, err error) {
+		if !errors.Is(err, context.Canceled) {
+			errs = append(errs, fmt.Errorf("%s: %w", events.KafkaPartitionKey(topic, p), err))
+		}
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []poller.Message
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		key := events.KafkaPartitionKey(p.Topic, p.Partition)
+		for _, r := range p.Records {
+			if h, seen := s.highest[key]; seen && r.Offset <= h {
+				continue // refetched after a rebalance while still held here
+			}
+			s.highest[key] = r.Offset
+			out = append(out, s.message(key, r))
+		}
+		if h, ok := s.highest[key]; ok && p.HighWatermark > 0 {
+			s.lag[key] = max(0, p.HighWatermark-h-1)
+		}
+	})
+	if len(out) == 0 && len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// Lag is the sum over partitions of records behind the high watermark.
+func (s *Source) Lag() (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, l := range s.lag {
+		n += l
+	}
+	return n, len(s.lag) > 0
+}
+
+func eventRecord(r *kgo.Record) events.KafkaRecord {
+	er := events.KafkaRecord{
+		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
+		Timestamp: r.Timestamp.UnixMilli(), TimestampType: events.KafkaCreateTime,
+		Key: r.Key, Value: r.Value, Headers: events.KafkaHeaders{},
+	}
+	if r.Attrs.TimestampType() == 1 {
+		er.TimestampType = events.KafkaLogAppendTime
+	}
+	for _, h := range r.Headers {
+		er.Headers = append(er.Headers, events.KafkaHeader{Key: h.Key, Value: h.Value})
+	}
+	return er
+}
+
+func (s *Source) message(key string, r *kgo.Record) poller.Message {
+	return poller.Message{
+		Record: batch.Record{
+			ID:        key + "@" + strconv.FormatInt(r.Offset, 10),
+			Partition: key,
+			Offset:    r.Offset,
+			Size:      recordSize(r),
+			Timestamp: r.Timestamp,
+			Ref:       r,
+		},
+		Key:  string(r.Key),
+		View: func() filter.Record { return filter.FromKafka(eventRecord(r)) },
+	}
+}
+
+// recordSize bounds a record's JSON from above without marshalling it: base64 payloads,
+// headers as signed byte numbers (at most 5 characters each), and the fixed fields.
+func recordSize(r *kgo.Record) int {
+	n := 160 + 2*len(r.Topic) + b64(len(r.Key)) + b64(len(r.Value))
+	for _, h := range r.Headers {
+		n += 8 + 2*len(h.Key) + 5*len(h.Value)
+	}
+	return n
+}
+
+func b64(n int) int { return (n + 2) / 3 * 4 }
+
+// EnvelopeBytes bounds the event around its records.
+func (s *Source) EnvelopeBytes() int {
+	return 100 + len(strings.Join(s.cfg.BootstrapServers, ",")) + 2*len(s.cfg.Topic) + 16
+}
+
+// Event builds the SelfManagedKafka event.
+func (s *Source) Event(records []batch.Record) ([]byte, error) {
+	e := events.NewSelfManagedKafkaEvent(s.cfg.BootstrapServers)
+	for _, r := range records {
+		e.Add(eventRecord(r.Ref.(*kgo.Record)))
+	}
+	return json.Marshal(e)
+}
+
+// Settle marks checkpoints for commit (offset+1).
+func (s *Source) Settle(_ context.Context, st poller.Settlement) error {
+	if len(st.Checkpoints) == 0 {
+		return nil
+	}
+	marks := map[string]map[int32]kgo.EpochOffset{}
+	for key, off := range st.Checkpoints {
+		topic, p, err := splitKey(key)
+		if err != nil {
+			return err
+		}
+		if marks[topic] == nil {
+			marks[topic] = map[int32]kgo.EpochOffset{}
+		}
+		marks[topic][p] = kgo.EpochOffset{Epoch: -1, Offset: off + 1}
+	}
+	s.cl.MarkCommitOffsets(marks)
+	return nil
+}
+
+func splitKey(key string) (string, int32, error) {
+	i := strings.LastIndexByte(key, '-')
+	if i < 0 {
+		return "", 0, fmt.Errorf("bad partition key %q", key)
+	}
+	p, err := strconv.ParseInt(key[i+1:], 10, 32)
+	if err != nil {
+		return "", 0, fmt.Errorf("bad partition key %q", key)
+	}
+	return key[:i], int32(p), nil
+}
+
+// DescribeFailure fills KafkaBatchInfo.
+func (s *Source) DescribeFailure(rec *events.OnFailureRecord, records []batch.Record) {
+	info := &events.KafkaBatchInfo{
+		BatchSize:        len(records),
+		BootstrapServers: strings.Join(s.cfg.BootstrapServers, ","),
+		RecordsInfo:      map[string]events.KafkaPartitionRange{},
+	}
+	for _, r := range records {
+		info.PayloadSize += r.Size
+		ts := events.FormatTimestamp(r.Timestamp)
+		off := strconv.FormatInt(r.Offset, 10)
+		pr, ok := info.RecordsInfo[r.Partition]
+		if !ok {
+			pr.FirstRecordOffset, pr.FirstRecordTimestamp = off, ts
+		}
+		pr.LastRecordOffset, pr.LastRecordTimestamp = off, ts
+		info.RecordsInfo[r.Partition] = pr
+	}
+	rec.KafkaBatchInfo = info
+}
+
+// Close commits what is finished and leaves the group.
+func (s *Source) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.cl.CommitMarkedOffsets(ctx)
+	s.cl.Close()
+	return err
+}

@@ -1,0 +1,312 @@
+package kafka_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/klambda/klambda/eventsources/batch"
+	"github.com/klambda/klambda/eventsources/destination"
+	"github.com/klambda/klambda/eventsources/events"
+	"github.com/klambda/klambda/eventsources/filter"
+	"github.com/klambda/klambda/eventsources/invoke/invoketest"
+	"github.com/klambda/klambda/eventsources/kafka"
+	"github.com/klambda/klambda/eventsources/poller"
+)
+
+const topic = "orders"
+
+type env struct {
+	t       *testing.T
+	cluster *kfake.Cluster
+	addrs   []string
+	prod    *kgo.Client
+	fake    *invoketest.Server
+	mu      sync.Mutex
+	batches []events.KafkaEvent
+}
+
+func newEnv(t *testing.T, partitions int32, h func(e events.KafkaEvent) invoketest.Outcome) *env {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic, "failures"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	e := &env{t: t, cluster: c, addrs: c.ListenAddrs()}
+	e.prod, err = kgo.NewClient(kgo.SeedBrokers(e.addrs...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.prod.Close)
+	e.fake = invoketest.New(func(c invoketest.Call) invoketest.Outcome {
+		var ev events.KafkaEvent
+		if err := json.Unmarshal(c.Payload, &ev); err != nil {
+			t.Errorf("event is not a Kafka event: %v", err)
+		}
+		e.mu.Lock()
+		e.batches = append(e.batches, ev)
+		e.mu.Unlock()
+		if h == nil {
+			return invoketest.Outcome{}
+		}
+		return h(ev)
+	})
+	t.Cleanup(e.fake.Close)
+	return e
+}
+
+func (e *env) produce(partition int32, values ...string) {
+	e.t.Helper()
+	for _, v := range values {
+		if err := e.prod.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Partition: partition, Key: []byte("k-" + v), Value: []byte(v),
+			Headers: []kgo.RecordHeader{{Key: "h", Value: []byte("v")}}}).FirstErr(); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// run starts a poller; the returned stop waits for it to close.
+func (e *env) run(group string, cfg poller.Config) (stop func()) {
+	e.t.Helper()
+	src, err := kafka.Open(kafka.Config{BootstrapServers: e.addrs, Topic: topic, Group: group, FromStart: true, CommitInterval: 100 * time.Millisecond})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cfg.Namespace, cfg.Name, cfg.Function = "ns", "esm", "fn"
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = 100
+	}
+	p := poller.New(cfg, src, e.fake.Invoker(), testr.New(e.t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	e.t.Cleanup(stop)
+	return stop
+}
+
+// values lists, per batch, the record values the function saw.
+func (e *env) values() [][]string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out [][]string
+	for _, b := range e.batches {
+		var vs []string
+		for _, recs := range b.Records {
+			for _, r := range recs {
+				vs = append(vs, string(r.Value))
+			}
+		}
+		out = append(out, vs)
+	}
+	return out
+}
+
+func (e *env) seen() map[string]int {
+	n := map[string]int{}
+	for _, b := range e.values() {
+		for _, v := range b {
+			n[v]++
+		}
+	}
+	return n
+}
+
+func (e *env) committed(group string, partition int32) int64 {
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Group = group
+	rt := kmsg.NewOffsetFetchRequestTopic()
+	rt.Topic = topic
+	rt.Partitions = []int32{partition}
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(context.Background(), e.prod)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if p.Partition == partition {
+				return p.Offset
+			}
+		}
+	}
+	return -1
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRecordsReachTheFunctionInLambdasShapeAndOffsetsAreCommitted(t *testing.T) {
+	e := newEnv(t, 2, nil)
+	e.produce(0, "a", "b", "c")
+	e.produce(1, "d")
+	e.run("g1", poller.Config{BatchSize: 10, Window: 300 * time.Millisecond, Policy: batch.DefaultStreamPolicy()})
+	eventually(t, "committed offsets", func() bool { return e.committed("g1", 0) == 3 && e.committed("g1", 1) == 1 })
+	n := e.seen()
+	for _, v := range []string{"a", "b", "c", "d"} {
+		if n[v] != 1 {
+			t.Errorf("record %s seen %d times", v, n[v])
+		}
+	}
+	e.mu.Lock()
+	b := e.batches[0]
+	e.mu.Unlock()
+	if b.EventSource != "SelfManagedKafka" || b.BootstrapServers != strings.Join(e.addrs, ",") {
+		t.Errorf("envelope %+v", b)
+	}
+	r := b.Records[events.KafkaPartitionKey(topic, 0)]
+	if len(r) == 0 || r[0].Topic != topic || r[0].Offset != 0 || string(r[0].Key) != "k-a" || r[0].Headers[0].Key != "h" || r[0].TimestampType != "CREATE_TIME" {
+		t.Errorf("records %+v", b.Records)
+	}
+}
+
+func TestFilteredRecordsNeverReachTheFunctionButAreCommitted(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	e.produce(0, `{"kind":"keep","n":1}`, `{"kind":"drop"}`, "plain", `{"kind":"keep","n":2}`)
+	m, err := filter.CompilePatterns([]string{`{"value":{"kind":["keep"]}}`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.run("g2", poller.Config{Filter: m, Policy: batch.DefaultStreamPolicy()})
+	eventually(t, "commit past the filtered records", func() bool { return e.committed("g2", 0) == 4 })
+	// "plain" is not JSON: for Kafka, Lambda falls back to metadata-only filtering (spec §4),
+	// and this pattern has no metadata part, so it passes.
+	n := e.seen()
+	if n[`{"kind":"keep","n":1}`] != 1 || n[`{"kind":"keep","n":2}`] != 1 || n["plain"] != 1 || len(n) != 3 {
+		t.Errorf("function saw %v", n)
+	}
+}
+
+func TestReportBatchItemFailuresRetriesFromTheFailedRecord(t *testing.T) {
+	var mu sync.Mutex
+	failed := false
+	e := newEnv(t, 1, func(ev events.KafkaEvent) invoketest.Outcome {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range ev.Records[topic+"-0"] {
+			if string(r.Value) == "bad" && !failed {
+				failed = true
+				return invoketest.Outcome{Body: []byte(fmt.Sprintf(`{"batchItemFailures":[{"itemIdentifier":"%s-0@%d"}]}`, topic, r.Offset))}
+			}
+		}
+		return invoketest.Outcome{}
+	})
+	e.produce(0, "ok1", "ok2", "bad")
+	pol := batch.DefaultStreamPolicy()
+	pol.ReportBatchItemFailures = true
+	e.run("g3", poller.Config{Window: 300 * time.Millisecond, Policy: pol})
+	eventually(t, "commit", func() bool { return e.committed("g3", 0) == 3 })
+	got := e.values()
+	if len(got) != 2 || strings.Join(got[0], ",") != "ok1,ok2,bad" || strings.Join(got[1], ",") != "bad" {
+		t.Errorf("batches %v, want [ok1 ok2 bad] then [bad] alone", got)
+	}
+}
+
+func TestBisectSplitsAFailingBatchAndExhaustedRecordsGoToTheDestination(t *testing.T) {
+	e := newEnv(t, 1, func(ev events.KafkaEvent) invoketest.Outcome {
+		for _, r := range ev.Records[topic+"-0"] {
+			if string(r.Value) == "poison" {
+				return invoketest.Outcome{FunctionError: "Unhandled", Body: []byte(`{"errorMessage":"poison"}`)}
+			}
+		}
+		return invoketest.Outcome{}
+	})
+	e.produce(0, "r0", "r1", "poison", "r3")
+	dest, err := destination.NewKafka([]kgo.Opt{kgo.SeedBrokers(e.addrs...)}, "failures")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dest.Close()
+	pol := batch.DefaultStreamPolicy()
+	pol.BisectBatchOnFunctionError = true
+	pol.MaximumRetryAttempts = 1
+	e.run("g4", poller.Config{Window: 300 * time.Millisecond, Policy: pol, OnFailure: dest, FunctionARN: "arn:aws:lambda:us-east-1:000000000000:function:fn"})
+	eventually(t, "commit past the poison record", func() bool { return e.committed("g4", 0) == 4 })
+	got := e.values()
+	// [r0 r1 poison r3] fails → [r0 r1] ok, [poison r3] fails → [poison] fails, retried once, discarded; [r3] ok.
+	want := "r0,r1,poison,r3|r0,r1|poison,r3|poison|poison|r3"
+	var parts []string
+	for _, b := range got {
+		parts = append(parts, strings.Join(b, ","))
+	}
+	if strings.Join(parts, "|") != want {
+		t.Errorf("batches %v, want %s", parts, want)
+	}
+	// The on-failure record points at the poison record.
+	cons, err := kgo.NewClient(kgo.SeedBrokers(e.addrs...), kgo.ConsumeTopics("failures"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fs := cons.PollFetches(ctx)
+	if fs.NumRecords() != 1 {
+		t.Fatalf("%d on-failure records, want 1 (%v)", fs.NumRecords(), fs.Errors())
+	}
+	var rec events.OnFailureRecord
+	if err := json.Unmarshal(fs.Records()[0].Value, &rec); err != nil {
+		t.Fatal(err)
+	}
+	info := rec.KafkaBatchInfo
+	if rec.RequestContext.Condition != "RetryAttemptsExhausted" || info == nil || info.BatchSize != 1 ||
+		info.RecordsInfo[topic+"-0"].FirstRecordOffset != "2" || rec.ResponseContext == nil || rec.ResponseContext.FunctionError != "Unhandled" ||
+		rec.RequestContext.ApproximateInvokeCount != 4 {
+		b, _ := json.Marshal(rec)
+		t.Errorf("on-failure record %s", b)
+	}
+}
+
+func TestDisablingStopsConsumptionAndEnablingResumesWithoutLoss(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	e.produce(0, "1", "2")
+	stop := e.run("g5", poller.Config{Policy: batch.DefaultStreamPolicy()})
+	eventually(t, "first records", func() bool { return e.committed("g5", 0) == 2 })
+	stop() // disabled
+	e.produce(0, "3", "4")
+	time.Sleep(300 * time.Millisecond)
+	if n := e.seen(); n["3"] != 0 {
+		t.Fatalf("consumed while disabled: %v", n)
+	}
+	e.run("g5", poller.Config{Policy: batch.DefaultStreamPolicy()}) // enabled again
+	eventually(t, "records produced while disabled", func() bool { return e.committed("g5", 0) == 4 })
+	n := e.seen()
+	for _, v := range []string{"1", "2", "3", "4"} {
+		if n[v] != 1 {
+			t.Errorf("record %s seen %d times", v, n[v])
+		}
+	}
+}
+
+func TestParallelizationFactorKeepsOrderPerKeyAndCommitsContiguously(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	var vals []string
+	for i := range 50 {
+		vals = append(vals, fmt.Sprint(i))
+	}
+	e.produce(0, vals...)
+	e.run("g6", poller.Config{BatchSize: 5, Lanes: 4, Policy: batch.DefaultStreamPolicy()})
+	eventually(t, "all committed", func() bool { return e.committed("g6", 0) == 50 })
+	if n := e.seen(); len(n) != 50 {
+		t.Errorf("saw %d distinct records", len(n))
+	}
+}

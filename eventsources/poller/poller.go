@@ -1,0 +1,421 @@
+package poller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/google/uuid"
+
+	"github.com/klambda/klambda/eventsources/batch"
+	"github.com/klambda/klambda/eventsources/events"
+	"github.com/klambda/klambda/eventsources/filter"
+	"github.com/klambda/klambda/eventsources/invoke"
+)
+
+// Lambda's LastProcessingResult values.
+const (
+	ResultNoRecords = "No records processed"
+	ResultOK        = "OK"
+	ResultProblem   = "PROBLEM: Function call failed"
+)
+
+// Destination receives on-failure records (a NATS subject, Kafka topic, SQS queue or
+// Function); see package destination.
+type Destination interface {
+	Send(ctx context.Context, record []byte) error
+}
+
+// Config is one mapping's settings, resolved from the EventSourceMapping.
+type Config struct {
+	// Namespace and Name of the EventSourceMapping; Function as spec.functionName.
+	Namespace, Name, Function string
+	// FunctionARN goes into on-failure records.
+	FunctionARN string
+	BatchSize   int
+	Window      time.Duration
+	// Lanes: parallelizationFactor (streams) or maximumConcurrency (queues); 0 means 1.
+	Lanes  int
+	Policy batch.Policy
+	// Filter drops records no filter matches; nil keeps all.
+	Filter *filter.Matcher
+	// OnFailure receives records of discarded batches; nil logs them.
+	OnFailure Destination
+}
+
+// Poller runs one mapping until its context ends.
+type Poller struct {
+	cfg     Config
+	src     Source
+	invoker invoke.Invoker
+	log     logr.Logger
+	track   *tracker
+
+	settleMu sync.Mutex
+	result   atomic.Value // string: LastProcessingResult
+	onResult func(string)
+	robin    int
+}
+
+// New builds a poller; it does nothing until Run.
+func New(cfg Config, src Source, inv invoke.Invoker, log logr.Logger) *Poller {
+	if cfg.Lanes < 1 {
+		cfg.Lanes = 1
+	}
+	if cfg.BatchSize < 1 {
+		cfg.BatchSize = 100
+	}
+	cfg.Policy.Mode = src.Mode()
+	p := &Poller{cfg: cfg, src: src, invoker: inv, log: log, track: newTracker()}
+	p.result.Store(ResultNoRecords)
+	return p
+}
+
+// OnResult is called whenever LastProcessingResult changes (to wake the controller).
+func (p *Poller) OnResult(f func(string)) { p.onResult = f }
+
+// LastProcessingResult is Lambda's LastProcessingResult for the mapping.
+func (p *Poller) LastProcessingResult() string { return p.result.Load().(string) }
+
+func (p *Poller) setResult(r string) {
+	if old := p.result.Swap(r); old != r && p.onResult != nil {
+		p.onResult(r)
+	}
+}
+
+func (p *Poller) labels() []string { return []string{p.cfg.Namespace, p.cfg.Name, p.cfg.Function} }
+
+// lane batches and delivers the records of one ordering unit.
+type lane struct {
+	in chan []Message
+}
+
+// Run polls until ctx ends, then closes the source. Records being delivered when ctx ends
+// are left unsettled: the source redelivers them to the next poller.
+func (p *Poller) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+		if err := p.src.Close(); err != nil {
+			p.log.Error(err, "closing the event source")
+		}
+	}()
+	lanes := map[string]*lane{}
+	laneFor := func(key string) *lane {
+		l := lanes[key]
+		if l == nil {
+			l = &lane{in: make(chan []Message, 4)}
+			lanes[key] = l
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p.runLane(ctx, l)
+			}()
+		}
+		return l
+	}
+	for {
+		msgs, err := p.src.Fetch(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			p.log.Error(err, "polling the event source")
+			if !sleep(ctx, time.Second) {
+				return nil
+			}
+			continue
+		}
+		if lr, ok := p.src.(LagReporter); ok {
+			if n, ok := lr.Lag(); ok {
+				offsetLag.WithLabelValues(p.labels()...).Set(float64(n))
+			}
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		recordsInvoked.WithLabelValues(p.labels()...).Add(float64(len(msgs)))
+		byLane := map[string][]Message{}
+		var order []string
+		var filtered []Message
+		for _, m := range msgs {
+			if p.cfg.Policy.Mode == batch.Stream {
+				p.track.Fetched(m.Record.Partition, m.Record.Offset)
+			}
+			if p.cfg.Filter != nil && p.cfg.Filter.Filters() > 0 && m.View != nil && !p.cfg.Filter.Match(m.View()) {
+				filtered = append(filtered, m)
+				continue
+			}
+			k := p.laneKey(m)
+			if _, ok := byLane[k]; !ok {
+				order = append(order, k)
+			}
+			byLane[k] = append(byLane[k], m)
+		}
+		if len(filtered) > 0 {
+			recordsFiltered.WithLabelValues(p.labels()...).Add(float64(len(filtered)))
+			recs := make([]batch.Record, len(filtered))
+			for i, m := range filtered {
+				recs[i] = m.Record
+			}
+			p.finish(ctx, recs)
+		}
+		for _, k := range order {
+			select {
+			case laneFor(k).in <- byLane[k]:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+func (p *Poller) laneKey(m Message) string {
+	if p.cfg.Policy.Mode == batch.Queue {
+		p.robin = (p.robin + 1) % p.cfg.Lanes
+		return strconv.Itoa(p.robin)
+	}
+	if p.cfg.Lanes == 1 || m.Key == "" {
+		return m.Record.Partition
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(m.Key))
+	return m.Record.Partition + "/" + strconv.Itoa(int(h.Sum32()%uint32(p.cfg.Lanes)))
+}
+
+func (p *Poller) runLane(ctx context.Context, l *lane) {
+	b, err := batch.NewBatcher(batch.BatcherConfig{BatchSize: p.cfg.BatchSize, Window: p.cfg.Window, EnvelopeBytes: p.src.EnvelopeBytes()}, nil)
+	if err != nil {
+		p.log.Error(err, "invalid batching settings")
+		return
+	}
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		var timer <-chan time.Time
+		if dl, ok := b.Deadline(); ok {
+			t.Reset(time.Until(dl))
+			timer = t.C
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case msgs := <-l.in:
+			for _, m := range msgs {
+				cut, err := b.Add(m.Record)
+				for _, bt := range cut {
+					if !p.deliver(ctx, bt.Records) {
+						return
+					}
+				}
+				var tooLarge *batch.RecordTooLargeError
+				if errors.As(err, &tooLarge) {
+					p.tooLarge(ctx, tooLarge)
+				}
+			}
+			// A zero window invokes with whatever this poll brought.
+			if p.cfg.Window == 0 {
+				if bt, ok := b.Ready(); ok && !p.deliver(ctx, bt.Records) {
+					return
+				}
+			}
+		case <-timer:
+			if bt, ok := b.Ready(); ok && !p.deliver(ctx, bt.Records) {
+				return
+			}
+		}
+	}
+}
+
+// tooLarge handles a record that can never fit an invocation: streams send it to the
+// on-failure destination and move on; queues release it to the queue (and its DLQ).
+func (p *Poller) tooLarge(ctx context.Context, e *batch.RecordTooLargeError) {
+	p.log.Info("record exceeds the invocation payload limit", "record", e.Record.ID, "bytes", e.PayloadBytes)
+	if p.cfg.Policy.Mode == batch.Queue {
+		p.settle(ctx, Settlement{Released: []batch.Record{e.Record}})
+		return
+	}
+	p.sendDiscard(ctx, batch.Discarded{Records: []batch.Record{e.Record}}, events.ConditionMaximumPayloadSizeExceeded)
+	if ctx.Err() == nil {
+		p.finish(ctx, []batch.Record{e.Record})
+	}
+}
+
+// deliver runs a batch through Delivery until it is done; false when ctx ended first.
+func (p *Poller) deliver(ctx context.Context, records []batch.Record) bool {
+	d := batch.NewDelivery(records, p.cfg.Policy, nil)
+	step := d.Start()
+	var lastResp invoke.Response
+	for {
+		if ctx.Err() != nil {
+			return false
+		}
+		for _, disc := range step.Discards {
+			p.sendDiscardWith(ctx, disc, disc.Condition, lastResp)
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if p.cfg.Policy.Mode == batch.Stream {
+			p.finish(ctx, step.Committed)
+		} else if len(step.Committed) > 0 || len(step.Released) > 0 {
+			p.settle(ctx, Settlement{Acked: step.Committed, Released: step.Released})
+		}
+		if step.Backoff > 0 && !sleep(ctx, step.Backoff) {
+			return false
+		}
+		if step.Done {
+			return true
+		}
+		res, resp := p.invoke(ctx, step.Invoke)
+		if ctx.Err() != nil {
+			return false
+		}
+		lastResp = resp
+		step = d.Report(res)
+	}
+}
+
+// invoke sends one batch and classifies the answer.
+func (p *Poller) invoke(ctx context.Context, records []batch.Record) (batch.Result, invoke.Response) {
+	payload, err := p.src.Event(records)
+	if err != nil {
+		// Can't happen with the event types; treat as a function error so retry rules apply.
+		p.log.Error(err, "building the event")
+		return batch.FunctionError(), invoke.Response{}
+	}
+	resp, err := p.invoker.Invoke(ctx, invoke.Request{Namespace: p.cfg.Namespace, FunctionName: p.cfg.Function, Payload: payload})
+	ids := make(map[string]bool, len(records))
+	for _, r := range records {
+		ids[r.ID] = true
+	}
+	res := invoke.Classify(resp, err, p.cfg.Policy.ReportBatchItemFailures, func(id string) bool { return ids[id] })
+	batches.WithLabelValues(append(p.labels(), res.Outcome.String())...).Inc()
+	if len(records) > 0 {
+		iteratorAge.WithLabelValues(p.labels()...).Set(time.Since(records[len(records)-1].Timestamp).Seconds())
+	}
+	switch res.Outcome {
+	case batch.OutcomeSuccess, batch.OutcomePartialFailure:
+		p.setResult(ResultOK)
+	case batch.OutcomeFunctionError:
+		p.setResult(ResultProblem)
+	default:
+		if ctx.Err() == nil {
+			p.log.Info("invocation did not reach the function", "outcome", res.Outcome.String(), "error", errString(err))
+			p.setResult(ResultProblem)
+		}
+	}
+	return res, resp
+}
+
+// finish settles finished stream records: the tracker moves the checkpoints.
+func (p *Poller) finish(ctx context.Context, recs []batch.Record) {
+	if len(recs) == 0 {
+		return
+	}
+	if p.cfg.Policy.Mode == batch.Queue {
+		p.settle(ctx, Settlement{Acked: recs})
+		return
+	}
+	byPart := map[string][]int64{}
+	for _, r := range recs {
+		byPart[r.Partition] = append(byPart[r.Partition], r.Offset)
+	}
+	if cp := p.track.Finished(byPart); len(cp) > 0 {
+		p.settle(ctx, Settlement{Checkpoints: cp})
+	}
+}
+
+func (p *Poller) settle(ctx context.Context, s Settlement) {
+	p.settleMu.Lock()
+	defer p.settleMu.Unlock()
+	if err := p.src.Settle(ctx, s); err != nil && ctx.Err() == nil {
+		// Not fatal: the records are redelivered and processed again (at least once).
+		p.log.Error(err, "settling records with the event source")
+	}
+}
+
+func (p *Poller) sendDiscard(ctx context.Context, d batch.Discarded, condition string) {
+	p.sendDiscardWith(ctx, d, condition, invoke.Response{})
+}
+
+// sendDiscardWith builds the on-failure record and sends it, retrying until it is sent or
+// ctx ends: a discarded batch is never dropped silently.
+func (p *Poller) sendDiscardWith(ctx context.Context, d batch.Discarded, condition string, last invoke.Response) {
+	failures.WithLabelValues(append(p.labels(), condition)...).Add(float64(len(d.Records)))
+	rec := events.OnFailureRecord{
+		RequestContext: events.OnFailureRequestContext{
+			RequestID:              last.RequestID,
+			FunctionARN:            p.cfg.FunctionARN,
+			Condition:              condition,
+			ApproximateInvokeCount: d.InvokeCount,
+		},
+		Version:   events.OnFailureRecordVersion,
+		Timestamp: events.FormatTimestamp(time.Now()),
+	}
+	if rec.RequestContext.RequestID == "" {
+		rec.RequestContext.RequestID = uuid.NewString()
+	}
+	if d.InvokeCount > 0 {
+		rc := &events.OnFailureResponseContext{StatusCode: 200, ExecutedVersion: last.ExecutedVersion, FunctionError: last.FunctionError}
+		if last.StatusCode != 0 {
+			rc.StatusCode = last.StatusCode
+		}
+		if rc.ExecutedVersion == "" {
+			rc.ExecutedVersion = "$LATEST"
+		}
+		if rc.FunctionError == "" && d.LastOutcome == batch.OutcomeFunctionError {
+			rc.FunctionError = "Unhandled"
+		}
+		rec.ResponseContext = rc
+	}
+	p.src.DescribeFailure(&rec, d.Records)
+	body, err := json.Marshal(rec)
+	if err != nil {
+		p.log.Error(err, "encoding the on-failure record")
+		return
+	}
+	if p.cfg.OnFailure == nil {
+		p.log.Info("discarded records (no on-failure destination)", "condition", condition, "records", len(d.Records), "record", string(body))
+		return
+	}
+	for attempt := 1; ; attempt++ {
+		err := p.cfg.OnFailure.Send(ctx, body)
+		if err == nil {
+			return
+		}
+		destinationErrors.WithLabelValues(p.labels()...).Inc()
+		p.log.Error(err, "sending the on-failure record", "attempt", attempt)
+		if !sleep(ctx, batch.Backoff{}.Delay(attempt)) {
+			return
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return fmt.Sprint(err)
+}
