@@ -245,6 +245,13 @@ func (e *Environment) Invoke(inv *Invocation) error {
 			if !inv.DeadlineHint.IsZero() && inv.DeadlineHint.Before(retryDeadline) {
 				retryDeadline = inv.DeadlineHint
 			}
+			if e.sup != nil && e.sup.HasRestartingRuntime() && e.failure.exit != nil {
+				// Sidecar mode: the kubelet is already restarting the runtime that
+				// exited; killing the new one would only add a restart (and back-off).
+				e.runtime = RuntimeStarting
+				e.setPhaseLocked(PhaseInit)
+				continue
+			}
 			e.resetLocked(ResetFailure)
 		case PhaseInvoke, PhaseResetting:
 			// The previous invocation's runtime or extensions are finishing (bounded by its
@@ -459,6 +466,9 @@ func (e *Environment) RuntimeExited(gen uint64, exit error) {
 
 func (e *Environment) runtimeGoneLocked(exit error) {
 	e.runtime = RuntimeExited
+	if e.sup != nil && e.sup.HasRestartingRuntime() {
+		e.initStart = time.Now() // the kubelet starts the next runtime now
+	}
 	switch e.phase {
 	case PhaseInit, PhaseIdle:
 		if e.failure == nil || e.phase == PhaseIdle || e.failure.body == nil {
@@ -540,7 +550,8 @@ func (e *Environment) Next(done, quit <-chan struct{}) (*Invocation, error) {
 		return nil, ErrEnvironmentReset
 	case RuntimeExited:
 		if e.phase == PhaseInitFailed && e.sup != nil && e.sup.HasRestartingRuntime() {
-			// Sidecar mode: the restarted runtime is initialising on its own.
+			// Sidecar mode: the restarted runtime initialised on its own (its init began
+			// when the previous one exited).
 			e.failure = nil
 			e.runtime = RuntimeReady
 			e.setPhaseLocked(PhaseInit)
