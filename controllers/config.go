@@ -55,7 +55,7 @@ func DefaultRuntimeImages() map[string]string {
 		"python3.7": ecr + "python:3.7", "python3.8": ecr + "python:3.8", "python3.9": ecr + "python:3.9",
 		"python3.10": ecr + "python:3.10", "python3.11": ecr + "python:3.11", "python3.12": ecr + "python:3.12",
 		"python3.13": ecr + "python:3.13",
-		"java8": ecr + "java:8", "java8.al2": ecr + "java:8.al2", "java11": ecr + "java:11",
+		"java8":      ecr + "java:8", "java8.al2": ecr + "java:8.al2", "java11": ecr + "java:11",
 		"java17": ecr + "java:17", "java21": ecr + "java:21",
 		"dotnetcore3.1": ecr + "dotnet:core3.1", "dotnet6": ecr + "dotnet:6", "dotnet8": ecr + "dotnet:8",
 		"ruby2.7": ecr + "ruby:2.7", "ruby3.2": ecr + "ruby:3.2", "ruby3.3": ecr + "ruby:3.3",

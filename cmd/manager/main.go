@@ -14,6 +14,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/controllers"
 )
 
 func main() {
@@ -21,7 +22,9 @@ func main() {
 		metricsAddr string
 		probeAddr   string
 		leaderElect bool
+		configPath  string
 	)
+	flag.StringVar(&configPath, "config", "", "Path of the manager configuration file (YAML): runtimeImages, shimImage, region, imagePullPolicy, ...")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one manager replica reconciles at a time.")
@@ -44,6 +47,15 @@ func main() {
 	})
 	if err != nil {
 		log.Error(err, "unable to create the manager")
+		os.Exit(1)
+	}
+	cfg, err := controllers.LoadConfig(configPath)
+	if err != nil {
+		log.Error(err, "unable to load the configuration", "path", configPath)
+		os.Exit(1)
+	}
+	if err := controllers.Setup(mgr, cfg); err != nil {
+		log.Error(err, "unable to set up the controllers")
 		os.Exit(1)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -1,0 +1,184 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+)
+
+// AliasReconciler checks that an Alias's versions exist and reports what the router uses:
+// status.functionVersion and status.additionalVersionWeights are the last valid routing;
+// while a target is missing, condition Ready is False (reason VersionNotFound) and they
+// keep the previous valid routing, if any.
+type AliasReconciler struct {
+	client.Client
+	Recorder events.EventRecorder
+	Config   Config
+}
+
+// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=aliases,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=aliases/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=versions,verbs=get;list;watch
+// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=functions,verbs=get;list;watch
+
+func (r *AliasReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var a lambdav1alpha1.Alias
+	if err := r.Get(ctx, req.NamespacedName, &a); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !a.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	orig := a.DeepCopy()
+	gen := a.Generation
+	st := &a.Status
+	st.Name = a.EffectiveName()
+	st.AliasARN = lambdav1alpha1.QualifiedFunctionARN(r.Config.Region, r.Config.AccountID, a.Spec.FunctionName, st.Name)
+	st.ObservedGeneration = gen
+	if pc := a.Spec.ProvisionedConcurrentExecutions; pc != nil {
+		if st.ProvisionedConcurrency == nil || st.ProvisionedConcurrency.RequestedProvisionedConcurrentExecutions != *pc {
+			now := metav1.Now()
+			st.ProvisionedConcurrency = &lambdav1alpha1.ProvisionedConcurrencyStatus{RequestedProvisionedConcurrentExecutions: *pc, Status: lambdav1alpha1.ProvisionedConcurrencyInProgress, LastModified: &now}
+		}
+	} else {
+		st.ProvisionedConcurrency = nil
+	}
+
+	var fn lambdav1alpha1.Function
+	if err := r.Get(ctx, types.NamespacedName{Namespace: a.Namespace, Name: a.Spec.FunctionName}, &fn); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
+		}
+		return r.notReady(ctx, &a, orig, ReasonFunctionNotFound, "Function "+a.Spec.FunctionName+" not found")
+	}
+	if !metav1.IsControlledBy(&a, &fn) {
+		if err := controllerutil.SetControllerReference(&fn, &a, r.Scheme()); err != nil {
+			return ctrl.Result{}, err
+		}
+		if err := r.Update(ctx, &a); err != nil {
+			return ctrl.Result{}, err
+		}
+		// Update refreshed a from the server; put back the status computed so far.
+		a.Status = *st.DeepCopy()
+		st = &a.Status
+		orig.ObjectMeta = a.ObjectMeta
+	}
+
+	var versions lambdav1alpha1.VersionList
+	if err := r.List(ctx, &versions, client.InNamespace(a.Namespace), client.MatchingFields{indexFunctionName: fn.Name}); err != nil {
+		return ctrl.Result{}, err
+	}
+	find := func(num string) *lambdav1alpha1.Version {
+		for i := range versions.Items {
+			v := &versions.Items[i]
+			if v.Status.Version == num && isCanonical(v) && v.DeletionTimestamp.IsZero() {
+				return v
+			}
+		}
+		return nil
+	}
+	weights := additionalWeights(&a)
+	targets := []string{a.Spec.FunctionVersion}
+	keys := make([]string, 0, len(weights))
+	for k := range weights {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	targets = append(targets, keys...)
+	var found []*lambdav1alpha1.Version
+	for _, t := range targets {
+		if t == Latest {
+			continue
+		}
+		v := find(t)
+		if v == nil {
+			return r.notReady(ctx, &a, orig, ReasonVersionNotFound, fmt.Sprintf("version %s of function %s is not published", t, fn.Name))
+		}
+		found = append(found, v)
+	}
+	// Lambda: both versions of a weighted alias need the same role and dead-letter config.
+	if len(found) == 2 {
+		c1, c2 := found[0].Status.Configuration, found[1].Status.Configuration
+		if c1 != nil && c2 != nil {
+			if c1.ServiceAccountName != c2.ServiceAccountName {
+				return r.notReady(ctx, &a, orig, string(lambdav1alpha1.StateReasonInvalidConfiguration), "routingConfig: both versions must have the same serviceAccountName (execution role)")
+			}
+			if !reflect.DeepEqual(c1.DeadLetterConfig, c2.DeadLetterConfig) {
+				return r.notReady(ctx, &a, orig, string(lambdav1alpha1.StateReasonInvalidConfiguration), "routingConfig: both versions must have the same deadLetterConfig")
+			}
+		}
+	}
+	changed := st.FunctionVersion != a.Spec.FunctionVersion || !reflect.DeepEqual(st.AdditionalVersionWeights, weights)
+	st.FunctionVersion = a.Spec.FunctionVersion
+	st.AdditionalVersionWeights = nil
+	if len(weights) > 0 {
+		st.AdditionalVersionWeights = map[string]float64{}
+		for k, v := range weights {
+			st.AdditionalVersionWeights[k] = v
+		}
+	}
+	st.RevisionID = revisionID(string(a.UID), strconv.FormatInt(gen, 10))
+	if changed || !meta.IsStatusConditionTrue(st.Conditions, ConditionReady) {
+		r.Recorder.Eventf(&a, nil, corev1.EventTypeNormal, "Routed", "Resolve", "alias %s routes to version %s%s", st.Name, st.FunctionVersion, weightText(weights))
+	}
+	setCondition(&st.Conditions, gen, ConditionReady, true, ReasonResolved, "routes to version "+st.FunctionVersion+weightText(weights))
+	return ctrl.Result{}, r.Status().Patch(ctx, &a, client.MergeFrom(orig))
+}
+
+func weightText(w map[string]float64) string {
+	out := ""
+	for k, v := range w {
+		out += fmt.Sprintf(" and %g of invocations to version %s", v, k)
+	}
+	return out
+}
+
+func (r *AliasReconciler) notReady(ctx context.Context, a, orig *lambdav1alpha1.Alias, reason, msg string) (ctrl.Result, error) {
+	if c := meta.FindStatusCondition(a.Status.Conditions, ConditionReady); c == nil || c.Message != msg {
+		r.Recorder.Eventf(a, nil, corev1.EventTypeWarning, reason, "Resolve", "%s", msg)
+	}
+	setCondition(&a.Status.Conditions, a.Generation, ConditionReady, false, reason, msg)
+	return ctrl.Result{}, r.Status().Patch(ctx, a, client.MergeFrom(orig))
+}
+
+// SetupWithManager registers the controller; a Version or Function that changes re-checks
+// the aliases of its function. (The field index on spec.functionName is registered by the
+// Version controller.)
+func (r *AliasReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	aliasesOf := func(ctx context.Context, ns, fn string) []reconcile.Request {
+		var list lambdav1alpha1.AliasList
+		if err := r.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{indexFunctionName: fn}); err != nil {
+			return nil
+		}
+		out := make([]reconcile.Request, 0, len(list.Items))
+		for _, a := range list.Items {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&a)})
+		}
+		return out
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&lambdav1alpha1.Alias{}).
+		Watches(&lambdav1alpha1.Version{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return aliasesOf(ctx, o.GetNamespace(), o.(*lambdav1alpha1.Version).Spec.FunctionName)
+		})).
+		Watches(&lambdav1alpha1.Function{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return aliasesOf(ctx, o.GetNamespace(), o.GetName())
+		})).
+		Complete(r)
+}

@@ -1,0 +1,91 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+)
+
+// applyWorkload server-side applies a version's Deployment and headless Service, owned by
+// owner. The applied Deployment never has spec.replicas: a new one is first created with
+// replicas 0 by ScalerFieldManager, and from then on spec.replicas belongs to whoever
+// scales it (the activator), never to FieldManager.
+func applyWorkload(ctx context.Context, c client.Client, owner client.Object, dep *appsv1.Deployment, svc *corev1.Service) (*appsv1.Deployment, error) {
+	if err := controllerutil.SetControllerReference(owner, dep, c.Scheme()); err != nil {
+		return nil, err
+	}
+	if err := controllerutil.SetControllerReference(owner, svc, c.Scheme()); err != nil {
+		return nil, err
+	}
+	var existing appsv1.Deployment
+	err := c.Get(ctx, client.ObjectKeyFromObject(dep), &existing)
+	if apierrors.IsNotFound(err) {
+		initial := dep.DeepCopy()
+		initial.Spec.Replicas = ptrInt32(0)
+		if err := c.Create(ctx, initial, client.FieldOwner(ScalerFieldManager)); err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("creating Deployment %s at zero replicas: %w", dep.Name, err)
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	u, err := applyObject(dep)
+	if err != nil {
+		return nil, err
+	}
+	unstructured.RemoveNestedField(u.Object, "spec", "replicas")
+	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		return nil, fmt.Errorf("applying Deployment %s: %w", dep.Name, err)
+	}
+	us, err := applyObject(svc)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(us), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		return nil, fmt.Errorf("applying Service %s: %w", svc.Name, err)
+	}
+	var applied appsv1.Deployment
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &applied); err != nil {
+		return nil, err
+	}
+	return &applied, nil
+}
+
+// applyObject is obj as an apply configuration: without status and the null timestamps a
+// typed object would otherwise claim.
+func applyObject(obj client.Object) (*unstructured.Unstructured, error) {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{Object: m}
+	unstructured.RemoveNestedField(u.Object, "status")
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	unstructured.RemoveNestedField(u.Object, "spec", "template", "metadata", "creationTimestamp")
+	return u, nil
+}
+
+// rolloutComplete: the Deployment runs the applied template everywhere (no pods, or all
+// updated and available). Until then the old pods keep serving.
+func rolloutComplete(d *appsv1.Deployment) (done bool, failed string) {
+	for _, cond := range d.Status.Conditions {
+		if cond.Type == appsv1.DeploymentProgressing && cond.Status == corev1.ConditionFalse && cond.Reason == "ProgressDeadlineExceeded" {
+			return false, cond.Message
+		}
+	}
+	if d.Spec.Replicas != nil && *d.Spec.Replicas == 0 {
+		return true, ""
+	}
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	s := d.Status
+	return s.ObservedGeneration >= d.Generation && s.UpdatedReplicas >= want && s.Replicas == s.UpdatedReplicas && s.AvailableReplicas >= want, ""
+}

@@ -1,0 +1,381 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+)
+
+// FunctionReconciler makes $LATEST of a Function run: it resolves code and layers, keeps the
+// per-function invoke Secret, applies the $LATEST Deployment and headless Service, and
+// reports Lambda's state and lastUpdateStatus.
+type FunctionReconciler struct {
+	client.Client
+	Resolver *Resolver
+	Recorder events.EventRecorder
+	Config   Config
+}
+
+// retryResolve is how long a download that failed waits before it is tried again.
+const retryResolve = 30 * time.Second
+
+// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=functions,verbs=get;list;watch
+// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=functions/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=layerversions,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
+	var fn lambdav1alpha1.Function
+	if err := r.Get(ctx, req.NamespacedName, &fn); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !fn.DeletionTimestamp.IsZero() {
+		// Owner references take the versions, aliases, Deployments, Services, Secret and code copies.
+		return ctrl.Result{}, nil
+	}
+	orig := fn.DeepCopy()
+	st := &fn.Status
+	gen := fn.Generation
+	isUpdate := st.ObservedGeneration != 0 && st.ObservedGeneration != gen
+
+	// Creation: Pending until the Deployment is applied. Update: InProgress meanwhile.
+	if st.State == "" {
+		st.State, st.StateReasonCode, st.StateReason = lambdav1alpha1.StatePending, lambdav1alpha1.StateReasonCreating, "The function is being created."
+		st.Version = Latest
+		st.FunctionARN = lambdav1alpha1.FunctionARN(r.Config.Region, r.Config.AccountID, fn.Name)
+		r.Recorder.Eventf(&fn, nil, corev1.EventTypeNormal, "Creating", "Create", "Function is Pending while its code is resolved")
+		if err := r.patchStatus(ctx, &fn, orig); err != nil {
+			return ctrl.Result{}, err
+		}
+		orig = fn.DeepCopy()
+	} else if isUpdate && st.LastUpdateStatus != lambdav1alpha1.LastUpdateInProgress {
+		st.LastUpdateStatus, st.LastUpdateStatusReason, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateInProgress, "The function is being updated.", ""
+		r.Recorder.Eventf(&fn, nil, corev1.EventTypeNormal, "UpdateInProgress", "Update", "Update to generation %d in progress; the previous code keeps serving", gen)
+		if err := r.patchStatus(ctx, &fn, orig); err != nil {
+			return ctrl.Result{}, err
+		}
+		orig = fn.DeepCopy()
+	}
+
+	secret, err := r.ensureInvokeSecret(ctx, &fn)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+
+	w, layers, err := r.resolve(ctx, &fn)
+	var dep *appsv1.Deployment
+	if err == nil {
+		w.InvokeSecret = secret
+		var d *appsv1.Deployment
+		d, err = w.Deployment(r.Config, fn.Namespace)
+		if err == nil {
+			dep, err = applyWorkload(ctx, r.Client, &fn, d, w.Service(fn.Namespace))
+			if err != nil {
+				return ctrl.Result{}, err
+			}
+		}
+	}
+	var rerr *ResolveError
+	if err != nil && !errors.As(err, &rerr) {
+		return ctrl.Result{}, err
+	}
+	if rerr != nil {
+		return r.fail(ctx, &fn, orig, rerr)
+	}
+
+	// Applied: Active (a function at zero replicas is Active, as in Lambda).
+	prevRevision := st.RevisionID
+	st.CodeSha256, st.CodeSize = w.CodeDigest.Base64, w.CodeDigest.Size
+	st.ResolvedImageURI = ""
+	if fn.Spec.PackageType == lambdav1alpha1.PackageTypeImage {
+		st.ResolvedImageURI = w.ImageURI
+	}
+	st.Layers = layers
+	layerDigests := make([]string, 0, len(layers))
+	for _, l := range layers {
+		layerDigests = append(layerDigests, l.CodeSha256)
+	}
+	st.RevisionID = revisionID(string(fn.UID), strconv.FormatInt(gen, 10), st.CodeSha256, st.ResolvedImageURI, strings.Join(layerDigests, ","))
+	if st.RevisionID != prevRevision {
+		now := metav1.Now()
+		st.LastModified = &now
+	}
+	if st.State != lambdav1alpha1.StateActive {
+		r.Recorder.Eventf(&fn, nil, corev1.EventTypeNormal, "Active", "Deploy", "Function is Active (code %s)", st.CodeSha256)
+	}
+	st.State, st.StateReason, st.StateReasonCode = lambdav1alpha1.StateActive, "", ""
+	setCondition(&st.Conditions, gen, ConditionCodeResolved, true, ReasonResolved, "code and layers resolved")
+	setCondition(&st.Conditions, gen, ConditionReady, true, string(lambdav1alpha1.StateActive), "the $LATEST Deployment is applied")
+	done, failed := rolloutComplete(dep)
+	switch {
+	case failed != "":
+		if st.LastUpdateStatus != lambdav1alpha1.LastUpdateFailed {
+			r.Recorder.Eventf(&fn, nil, corev1.EventTypeWarning, "UpdateFailed", "Update", "new pods did not become ready: %s", failed)
+		}
+		st.LastUpdateStatus, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateFailed, lambdav1alpha1.LastUpdateStatusReasonCode(lambdav1alpha1.StateReasonInternalError)
+		st.LastUpdateStatusReason = "The new pods did not become ready: " + failed
+		setCondition(&st.Conditions, gen, ConditionRolloutComplete, false, "ProgressDeadlineExceeded", failed)
+	case done:
+		if st.LastUpdateStatus != lambdav1alpha1.LastUpdateSuccessful {
+			r.Recorder.Eventf(&fn, nil, corev1.EventTypeNormal, "UpdateSuccessful", "Update", "generation %d is deployed", gen)
+		}
+		st.LastUpdateStatus, st.LastUpdateStatusReason, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateSuccessful, "", ""
+		setCondition(&st.Conditions, gen, ConditionRolloutComplete, true, "RolloutComplete", "every pod runs the current template")
+	default:
+		if st.LastUpdateStatus == "" {
+			// A new function that already has pods waiting (the activator scaled it up early).
+			st.LastUpdateStatus = lambdav1alpha1.LastUpdateInProgress
+		}
+		setCondition(&st.Conditions, gen, ConditionRolloutComplete, false, ReasonInProgress, "new pods are rolling out; the previous ones keep serving")
+	}
+	st.ObservedGeneration = gen
+	log.V(1).Info("function reconciled", "state", st.State, "lastUpdateStatus", st.LastUpdateStatus, "revisionId", st.RevisionID)
+	return ctrl.Result{}, r.patchStatus(ctx, &fn, orig)
+}
+
+// fail records a resolution failure. A function that never ran is Failed; an update that
+// fails leaves the last good Deployment alone, so the function stays Active on it.
+func (r *FunctionReconciler) fail(ctx context.Context, fn *lambdav1alpha1.Function, orig *lambdav1alpha1.Function, rerr *ResolveError) (ctrl.Result, error) {
+	st := &fn.Status
+	gen := fn.Generation
+	code := rerr.Reason
+	if st.State == lambdav1alpha1.StateActive {
+		if st.LastUpdateStatus != lambdav1alpha1.LastUpdateFailed || st.LastUpdateStatusReason != rerr.Message {
+			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "UpdateFailed", "Update", "%s", rerr.Message)
+		}
+		setCondition(&st.Conditions, gen, ConditionReady, true, string(lambdav1alpha1.StateActive), "the previous code and configuration keep serving: the update failed")
+	} else {
+		if st.State != lambdav1alpha1.StateFailed || st.StateReason != rerr.Message {
+			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "Failed", "Create", "%s", rerr.Message)
+		}
+		st.State, st.StateReasonCode, st.StateReason = lambdav1alpha1.StateFailed, code, rerr.Message
+		setCondition(&st.Conditions, gen, ConditionReady, false, string(code), rerr.Message)
+	}
+	st.LastUpdateStatus, st.LastUpdateStatusReasonCode, st.LastUpdateStatusReason = lambdav1alpha1.LastUpdateFailed, lambdav1alpha1.LastUpdateStatusReasonCode(code), rerr.Message
+	setCondition(&st.Conditions, gen, ConditionCodeResolved, false, string(code), rerr.Message)
+	st.ObservedGeneration = gen
+	if err := r.patchStatus(ctx, fn, orig); err != nil {
+		return ctrl.Result{}, err
+	}
+	if rerr.Transient {
+		return ctrl.Result{RequeueAfter: retryResolve}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// patchStatus merge-patches the status fields this reconciler changed, so that it never
+// overwrites the version counter the Version controller keeps there.
+func (r *FunctionReconciler) patchStatus(ctx context.Context, fn, orig *lambdav1alpha1.Function) error {
+	if err := r.Status().Patch(ctx, fn, client.MergeFrom(orig)); err != nil {
+		return fmt.Errorf("updating the status of Function %s: %w", fn.Name, err)
+	}
+	return nil
+}
+
+// resolve turns $LATEST's spec into a Workload and the status' layer list.
+func (r *FunctionReconciler) resolve(ctx context.Context, fn *lambdav1alpha1.Function) (*Workload, []lambdav1alpha1.ResolvedLayer, error) {
+	w := &Workload{Function: fn.Name, Qualifier: Latest, Config: *fn.Spec.FunctionConfiguration.DeepCopy()}
+	if fn.Spec.PackageType == lambdav1alpha1.PackageTypeImage {
+		img, err := r.Resolver.ResolveImage(ctx, fn.Spec.Code.ImageURI)
+		if err != nil {
+			return nil, nil, err
+		}
+		if img.Unpinned != "" && fn.Status.ResolvedImageURI != img.URI {
+			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "ImageNotPinned", "Resolve", "%s: %s", fn.Spec.Code.ImageURI, img.Unpinned)
+		}
+		w.ImageURI, w.CodeDigest = img.URI, img.Digest
+		return w, nil, nil
+	}
+	if _, ok := r.Config.RuntimeImages[string(fn.Spec.Runtime)]; !ok {
+		return nil, nil, invalid("runtime %s has no base image: add it to runtimeImages in the manager configuration", fn.Spec.Runtime)
+	}
+	z, err := r.Resolver.ResolveZip(ctx, fn, "code", fn.Spec.Code.CodeSource, taskRoot)
+	if err != nil {
+		return nil, nil, err
+	}
+	w.CodeDigest, w.CodeCopy = z.Digest, z.ConfigMapCopy
+	var resolved []lambdav1alpha1.ResolvedLayer
+	for _, ref := range fn.Spec.Layers {
+		lv, err := findLayerVersion(ctx, r.Client, fn.Namespace, ref)
+		if err != nil {
+			return nil, nil, err
+		}
+		inUse := false
+		for _, l := range fn.Status.Layers {
+			if lv != nil && l.Name == lv.Name && l.Version == lv.Status.Version {
+				inUse = true
+			}
+		}
+		switch {
+		case lv == nil:
+			return nil, nil, invalid("layers: LayerVersion %s not found", ref)
+		case !lv.DeletionTimestamp.IsZero() && !inUse:
+			return nil, nil, invalid("layers: LayerVersion %s was deleted; it can't be added to a function", ref)
+		case !meta.IsStatusConditionTrue(lv.Status.Conditions, ConditionReady) || lv.Status.Version == 0:
+			c := meta.FindStatusCondition(lv.Status.Conditions, ConditionReady)
+			if c != nil && c.Reason != ReasonInProgress {
+				return nil, nil, invalid("layers: LayerVersion %s is not usable: %s", ref, c.Message)
+			}
+			return nil, nil, &ResolveError{Reason: lambdav1alpha1.StateReasonInvalidConfiguration, Message: fmt.Sprintf("layers: LayerVersion %s is not resolved yet", ref), Transient: true}
+		}
+		wl, err := workloadLayer(lv)
+		if err != nil {
+			return nil, nil, invalid("layers: %s: %v", ref, err)
+		}
+		w.Layers = append(w.Layers, wl)
+		resolved = append(resolved, lambdav1alpha1.ResolvedLayer{Name: lv.Name, Version: lv.Status.Version, ARN: lv.Status.LayerVersionARN, CodeSha256: lv.Status.CodeSha256, CodeSize: lv.Status.CodeSize})
+	}
+	return w, resolved, nil
+}
+
+// workloadLayer is a resolved LayerVersion as a pod loads it.
+func workloadLayer(lv *lambdav1alpha1.LayerVersion) (WorkloadLayer, error) {
+	d, err := digestFromBase64(lv.Status.CodeSha256, lv.Status.CodeSize)
+	if err != nil {
+		return WorkloadLayer{}, err
+	}
+	wl := WorkloadLayer{Content: lv.Spec.Content, Digest: d}
+	if lv.Spec.Content.ConfigMapRef != nil {
+		wl.Copy = codeConfigMapName(lv.Name, d.Hex)
+	}
+	return wl, nil
+}
+
+// findLayerVersion finds a layer reference: a LayerVersion's object name, or
+// <layerName>:<version>. It returns nil when there is none.
+func findLayerVersion(ctx context.Context, c client.Reader, ns, ref string) (*lambdav1alpha1.LayerVersion, error) {
+	if name, ver, ok := strings.Cut(ref, ":"); ok {
+		n, err := strconv.ParseInt(ver, 10, 64)
+		if err != nil {
+			return nil, invalid("layers: %q: bad version", ref)
+		}
+		var list lambdav1alpha1.LayerVersionList
+		if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return nil, err
+		}
+		for i := range list.Items {
+			lv := &list.Items[i]
+			if lv.EffectiveLayerName() == name && lv.Status.Version == n {
+				return lv, nil
+			}
+		}
+		return nil, nil
+	}
+	var lv lambdav1alpha1.LayerVersion
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref}, &lv); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return &lv, nil
+}
+
+// ensureInvokeSecret creates the function's invoke token once; it is owned by the Function.
+func (r *FunctionReconciler) ensureInvokeSecret(ctx context.Context, fn *lambdav1alpha1.Function) (string, error) {
+	name := InvokeSecretName(fn.Name)
+	var s corev1.Secret
+	err := r.Resolver.Reader.Get(ctx, types.NamespacedName{Namespace: fn.Namespace, Name: name}, &s)
+	if err == nil {
+		return name, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return "", err
+	}
+	s = corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: fn.Namespace,
+			Labels:      map[string]string{LabelFunction: labelValue(fn.Name), LabelComponent: "invoke-secret"},
+			Annotations: map[string]string{AnnotationFunctionName: fn.Name}},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{InvokeSecretKey: []byte(randomToken())},
+	}
+	if err := controllerutil.SetControllerReference(fn, &s, r.Scheme()); err != nil {
+		return "", err
+	}
+	if err := r.Create(ctx, &s); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", fmt.Errorf("creating the invoke Secret %s: %w", name, err)
+	}
+	return name, nil
+}
+
+// Field indexes.
+const (
+	indexCodeConfigMap = "spec.code.configMapRef.name"
+	indexFunctionName  = "spec.functionName"
+)
+
+// SetupWithManager registers the controller: Functions, the Deployments and Services they
+// own, the LayerVersions they use and the ConfigMaps their code comes from (metadata only).
+func (r *FunctionReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &lambdav1alpha1.Function{}, indexCodeConfigMap, func(o client.Object) []string {
+		if f := o.(*lambdav1alpha1.Function); f.Spec.Code.ConfigMapRef != nil {
+			return []string{f.Spec.Code.ConfigMapRef.Name}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&lambdav1alpha1.Function{}).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.Service{}).
+		Watches(&lambdav1alpha1.LayerVersion{}, handler.EnqueueRequestsFromMapFunc(r.functionsUsingLayer)).
+		WatchesMetadata(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.functionsUsingConfigMap), builder.WithPredicates()).
+		Complete(r)
+}
+
+func (r *FunctionReconciler) functionsUsingConfigMap(ctx context.Context, o client.Object) []reconcile.Request {
+	var list lambdav1alpha1.FunctionList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexCodeConfigMap: o.GetName()}); err != nil {
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, f := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&f)})
+	}
+	return out
+}
+
+func (r *FunctionReconciler) functionsUsingLayer(ctx context.Context, o client.Object) []reconcile.Request {
+	lv := o.(*lambdav1alpha1.LayerVersion)
+	var list lambdav1alpha1.FunctionList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for _, f := range list.Items {
+		for _, ref := range f.Spec.Layers {
+			name, _, isPair := strings.Cut(ref, ":")
+			if ref == lv.Name || (isPair && name == lv.EffectiveLayerName()) {
+				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&f)})
+				break
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,317 @@
+package controllers
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/runtime-shim/codeloader"
+)
+
+// Where a pod finds things.
+const (
+	taskRoot    = "/var/task"
+	optRoot     = "/opt"
+	runtimeDir  = "/var/runtime"
+	sourcesRoot = "/klambda/sources"
+	// codeZipKey is the binaryData key of klambda's immutable copies of ConfigMap code.
+	codeZipKey = "code.zip"
+)
+
+// ResolveError is a problem with a function's code, image or layers that fails the
+// Function (or its update) with one of Lambda's reason codes. Transient ones (a download
+// that failed) are retried after a while.
+type ResolveError struct {
+	Reason    lambdav1alpha1.StateReasonCode
+	Message   string
+	Transient bool
+}
+
+func (e *ResolveError) Error() string { return e.Message }
+
+func invalid(format string, args ...any) error {
+	return &ResolveError{Reason: lambdav1alpha1.StateReasonInvalidConfiguration, Message: fmt.Sprintf(format, args...)}
+}
+
+// Digest is the digest of resolved code or layer content.
+type Digest = codeloader.Digest
+
+// digestFromBase64 turns Lambda's base64 codeSha256 back into a Digest (hex for the loader).
+func digestFromBase64(b64 string, size int64) (Digest, error) {
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(raw) != 32 {
+		return Digest{}, fmt.Errorf("codeSha256 %q is not a base64 SHA-256", b64)
+	}
+	return Digest{Hex: hex.EncodeToString(raw), Base64: b64, Size: size}, nil
+}
+
+// Resolver fetches and checks code and layer content. Downloads (url, s3) are remembered by
+// source for the life of the process, so a reconcile doesn't download again; ConfigMaps
+// are read every time (they are small and read uncached).
+type Resolver struct {
+	// Reader reads ConfigMaps and Secrets from the API server (not from a cache, so the
+	// manager doesn't cache every ConfigMap and Secret of the cluster).
+	Reader client.Reader
+	Client client.Client
+	Config Config
+	// ScratchDir holds downloads while they are checked (default: the temporary folder).
+	ScratchDir string
+
+	mu    sync.Mutex
+	cache map[string]cachedDigest
+}
+
+type cachedDigest struct {
+	d   Digest
+	err error
+}
+
+// ZipResult is resolved .zip content.
+type ZipResult struct {
+	Digest Digest
+	// ConfigMapCopy is klambda's immutable copy of ConfigMap content, which pods mount.
+	ConfigMapCopy string
+}
+
+// ResolveZip resolves a .zip source of owner (a Function or a LayerVersion) that will be
+// unpacked into root: it reads or downloads the archive, checks its digest and that it
+// unpacks safely, and for a ConfigMap source makes an immutable copy owned by owner, named
+// by digest, so that published versions keep running the code they froze.
+func (r *Resolver) ResolveZip(ctx context.Context, owner client.Object, what string, src lambdav1alpha1.CodeSource, root string) (ZipResult, error) {
+	ns := owner.GetNamespace()
+	switch {
+	case src.ConfigMapRef != nil:
+		return r.resolveConfigMap(ctx, owner, what, src.ConfigMapRef, root)
+	case src.URL != "":
+		s := codeloader.Source{Scheme: "https", URL: src.URL, SHA256: strings.ToLower(src.SHA256)}
+		if strings.HasPrefix(src.URL, "http://") {
+			s.Scheme = "http"
+		}
+		d, err := r.fetchCached(ctx, what, s, nil, root)
+		return ZipResult{Digest: d}, err
+	case src.S3 != nil:
+		var creds *codeloader.Credentials
+		key := ""
+		if src.S3.Credentials != nil {
+			var sec corev1.Secret
+			if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: ns, Name: src.S3.Credentials.Name}, &sec); err != nil {
+				if apierrors.IsNotFound(err) {
+					return ZipResult{}, invalid("%s.s3.credentials: Secret %s not found", what, src.S3.Credentials.Name)
+				}
+				return ZipResult{}, err
+			}
+			creds = &codeloader.Credentials{AccessKeyID: string(sec.Data["AWS_ACCESS_KEY_ID"]), SecretAccessKey: string(sec.Data["AWS_SECRET_ACCESS_KEY"]), SessionToken: string(sec.Data["AWS_SESSION_TOKEN"])}
+			if creds.AccessKeyID == "" {
+				return ZipResult{}, invalid("%s.s3.credentials: Secret %s has no AWS_ACCESS_KEY_ID", what, src.S3.Credentials.Name)
+			}
+			key = sec.ResourceVersion
+		}
+		s := s3Source(src.S3, "")
+		d, err := r.fetchCachedKey(ctx, what, s.String()+"|"+key, s, creds, root)
+		return ZipResult{Digest: d}, err
+	}
+	return ZipResult{}, invalid("%s: no source: set configMapRef, url or s3", what)
+}
+
+func s3Source(l *lambdav1alpha1.S3Location, credPrefix string) codeloader.Source {
+	return codeloader.Source{Scheme: "s3", Bucket: l.Bucket, Key: l.Key, Endpoint: l.Endpoint, Region: l.Region, ObjectVersion: l.ObjectVersion, CredentialsEnv: credPrefix}
+}
+
+func (r *Resolver) fetchCached(ctx context.Context, what string, s codeloader.Source, creds *codeloader.Credentials, root string) (Digest, error) {
+	return r.fetchCachedKey(ctx, what, s.String(), s, creds, root)
+}
+
+func (r *Resolver) fetchCachedKey(ctx context.Context, what, key string, s codeloader.Source, creds *codeloader.Credentials, root string) (Digest, error) {
+	key += "|" + root
+	r.mu.Lock()
+	c, ok := r.cache[key]
+	r.mu.Unlock()
+	if ok {
+		return c.d, c.err
+	}
+	path, d, err := codeloader.Fetch(ctx, s, creds, r.ScratchDir)
+	if err != nil {
+		var dm *codeloader.DigestMismatchError
+		if errors.As(err, &dm) {
+			err = invalid("%s: %v", what, err)
+			r.remember(key, d, err)
+			return d, err
+		}
+		return d, &ResolveError{Reason: lambdav1alpha1.StateReasonInvalidConfiguration, Message: fmt.Sprintf("%s: %v", what, err), Transient: true}
+	}
+	defer os.Remove(path)
+	if _, err := codeloader.Check(path, root); err != nil {
+		err = invalid("%s: the package can't be unpacked into %s: %v", what, root, err)
+		r.remember(key, d, err)
+		return d, err
+	}
+	r.remember(key, d, nil)
+	return d, nil
+}
+
+func (r *Resolver) remember(key string, d Digest, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cache == nil {
+		r.cache = map[string]cachedDigest{}
+	}
+	r.cache[key] = cachedDigest{d, err}
+}
+
+func (r *Resolver) resolveConfigMap(ctx context.Context, owner client.Object, what string, ref *lambdav1alpha1.ConfigMapCodeSource, root string) (ZipResult, error) {
+	var cm corev1.ConfigMap
+	if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: owner.GetNamespace(), Name: ref.Name}, &cm); err != nil {
+		if apierrors.IsNotFound(err) {
+			return ZipResult{}, invalid("%s.configMapRef: ConfigMap %s not found", what, ref.Name)
+		}
+		return ZipResult{}, fmt.Errorf("reading ConfigMap %s: %w", ref.Name, err)
+	}
+	var zipData []byte
+	if ref.Key != "" {
+		if b, ok := cm.BinaryData[ref.Key]; ok {
+			zipData = b
+		} else if s, ok := cm.Data[ref.Key]; ok {
+			zipData = []byte(s)
+		} else {
+			return ZipResult{}, invalid("%s.configMapRef: ConfigMap %s has no key %q", what, ref.Name, ref.Key)
+		}
+	} else {
+		files := map[string][]byte{}
+		for k, v := range cm.Data {
+			files[k] = []byte(v)
+		}
+		for k, v := range cm.BinaryData {
+			files[k] = v
+		}
+		if len(files) == 0 {
+			return ZipResult{}, invalid("%s.configMapRef: ConfigMap %s is empty", what, ref.Name)
+		}
+		var err error
+		if zipData, err = codeloader.ZipFiles(files); err != nil {
+			return ZipResult{}, invalid("%s.configMapRef: %v", what, err)
+		}
+	}
+	d := codeloader.DigestOf(zipData)
+	if err := checkBytes(r.ScratchDir, zipData, root); err != nil {
+		return ZipResult{}, invalid("%s: the package in ConfigMap %s can't be unpacked into %s: %v", what, ref.Name, root, err)
+	}
+	copyName := codeConfigMapName(owner.GetName(), d.Hex)
+	if err := r.ensureCopy(ctx, owner, copyName, zipData); err != nil {
+		return ZipResult{}, err
+	}
+	return ZipResult{Digest: d, ConfigMapCopy: copyName}, nil
+}
+
+func checkBytes(dir string, data []byte, root string) error {
+	f, err := os.CreateTemp(dir, "klambda-*.zip")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	_, err = codeloader.Check(f.Name(), root)
+	return err
+}
+
+// ensureCopy creates the immutable, content-addressed copy of ConfigMap content. Several
+// owners may share content but each has its own copy (the name starts with the owner's).
+func (r *Resolver) ensureCopy(ctx context.Context, owner client.Object, copyName string, data []byte) error {
+	immutable := true
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: copyName, Namespace: owner.GetNamespace(),
+			Labels: map[string]string{LabelComponent: "code"},
+		},
+		Immutable:  &immutable,
+		BinaryData: map[string][]byte{codeZipKey: data},
+	}
+	if f, ok := owner.(*lambdav1alpha1.Function); ok {
+		cm.Labels[LabelFunction] = labelValue(f.Name)
+	}
+	if err := controllerutil.SetOwnerReference(owner, cm, r.Client.Scheme()); err != nil {
+		return err
+	}
+	if err := r.Client.Create(ctx, cm); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating the code copy %s: %w", copyName, err)
+	}
+	return nil
+}
+
+// ImageResult is a resolved container image.
+type ImageResult struct {
+	// URI is the image the pods run: pinned to a digest whenever one is known.
+	URI    string
+	Digest Digest
+	// Unpinned explains why URI is a tag (the registry couldn't be asked).
+	Unpinned string
+}
+
+// ResolveImage pins imageUri to its digest: the one it carries, or the registry's for its
+// tag (remembered for the life of the process, as Lambda resolves a tag once per deploy).
+func (r *Resolver) ResolveImage(ctx context.Context, imageURI string) (ImageResult, error) {
+	ref, err := name.ParseReference(imageURI)
+	if err != nil {
+		return ImageResult{}, &ResolveError{Reason: lambdav1alpha1.StateReasonInvalidImage, Message: fmt.Sprintf("code.imageUri %q is not a valid image reference: %v", imageURI, err)}
+	}
+	if dg, ok := ref.(name.Digest); ok {
+		return imageResult(imageURI, dg.DigestStr())
+	}
+	key := "image|" + imageURI
+	r.mu.Lock()
+	c, ok := r.cache[key]
+	r.mu.Unlock()
+	if ok && c.err == nil {
+		return imageResult(ref.Context().Name()+"@sha256:"+c.d.Hex, "sha256:"+c.d.Hex)
+	}
+	if r.Config.ResolveImageTags != nil && *r.Config.ResolveImageTags {
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		desc, herr := remote.Head(ref, remote.WithContext(hctx))
+		if herr == nil && desc.Digest.Algorithm == "sha256" {
+			raw, _ := hex.DecodeString(desc.Digest.Hex)
+			r.remember(key, Digest{Hex: desc.Digest.Hex, Base64: base64.StdEncoding.EncodeToString(raw), Size: desc.Size}, nil)
+			return imageResult(ref.Context().Name()+"@"+desc.Digest.String(), desc.Digest.String())
+		}
+		if herr == nil {
+			herr = fmt.Errorf("digest algorithm %s", desc.Digest.Algorithm)
+		}
+		err = herr
+	}
+	// Unpinned: the digest of the reference itself stands in for codeSha256.
+	res := ImageResult{URI: imageURI, Digest: codeloader.DigestOf([]byte(imageURI)), Unpinned: "tag not resolved to a digest"}
+	if err != nil {
+		res.Unpinned = fmt.Sprintf("tag not resolved to a digest: %v", err)
+	}
+	return res, nil
+}
+
+func imageResult(uri, digest string) (ImageResult, error) {
+	hexPart := strings.TrimPrefix(digest, "sha256:")
+	raw, err := hex.DecodeString(hexPart)
+	if err != nil || len(raw) != 32 {
+		return ImageResult{}, &ResolveError{Reason: lambdav1alpha1.StateReasonInvalidImage, Message: fmt.Sprintf("code.imageUri: digest %q is not a sha256 digest", digest)}
+	}
+	return ImageResult{URI: uri, Digest: Digest{Hex: hexPart, Base64: base64.StdEncoding.EncodeToString(raw)}}, nil
+}

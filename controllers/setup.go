@@ -1,0 +1,23 @@
+// Package controllers reconciles klambda's Function, Version, Alias and LayerVersion
+// objects into the Deployments, headless Services and Secrets that run them.
+package controllers
+
+import (
+	ctrl "sigs.k8s.io/controller-runtime"
+)
+
+// Setup registers every controller of the package with the manager.
+func Setup(mgr ctrl.Manager, cfg Config) error {
+	resolver := &Resolver{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Config: cfg}
+	rec := mgr.GetEventRecorder
+	if err := (&FunctionReconciler{Client: mgr.GetClient(), Resolver: resolver, Recorder: rec("klambda-function"), Config: cfg}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&VersionReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec("klambda-version"), Config: cfg}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&AliasReconciler{Client: mgr.GetClient(), Recorder: rec("klambda-alias"), Config: cfg}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	return (&LayerVersionReconciler{Client: mgr.GetClient(), Resolver: resolver, Recorder: rec("klambda-layerversion"), Config: cfg}).SetupWithManager(mgr)
+}

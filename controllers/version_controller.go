@@ -1,0 +1,438 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+)
+
+// VersionReconciler publishes Versions (Lambda's PublishVersion) and runs each published
+// version in its own Deployment and headless Service.
+//
+// Numbers come from the Function's status.nextVersionNumber, taken with an optimistic
+// update of the Function's status, so they never repeat, even after deletes. A publish
+// with nothing changed since the last published version doesn't take a number: the
+// Version reports that version's number, with condition Published=True reason Unchanged
+// (it has no Deployment of its own). The Version that took number N has label
+// lambda.klambda.dev/version=N and condition Published=True reason Published.
+type VersionReconciler struct {
+	client.Client
+	// APIReader reads Versions uncached while publishing, so that the no-op check and the
+	// numbering never see a stale list.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Config    Config
+}
+
+// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=versions,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=versions/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=versions/finalizers,verbs=update
+// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=functions,verbs=get;list;watch
+// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=functions/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=aliases,verbs=get;list;watch
+// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=layerversions,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
+
+func (r *VersionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var v lambdav1alpha1.Version
+	if err := r.Get(ctx, req.NamespacedName, &v); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	var fn lambdav1alpha1.Function
+	fnErr := r.Get(ctx, types.NamespacedName{Namespace: v.Namespace, Name: v.Spec.FunctionName}, &fn)
+	if fnErr != nil && !apierrors.IsNotFound(fnErr) {
+		return ctrl.Result{}, fnErr
+	}
+	fnGone := apierrors.IsNotFound(fnErr) || !fn.DeletionTimestamp.IsZero()
+	if !v.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, &v, fnGone)
+	}
+	orig := v.DeepCopy()
+	gen := v.Generation
+	if apierrors.IsNotFound(fnErr) {
+		setCondition(&v.Status.Conditions, gen, ConditionReady, false, ReasonFunctionNotFound, "Function "+v.Spec.FunctionName+" not found")
+		v.Status.ObservedGeneration = gen
+		return ctrl.Result{}, r.Status().Patch(ctx, &v, client.MergeFrom(orig))
+	}
+	// Owned by the Function (deleting it deletes its versions); kept while an Alias uses it.
+	if !metav1.IsControlledBy(&v, &fn) || !controllerutil.ContainsFinalizer(&v, versionFinalizer) {
+		if err := controllerutil.SetControllerReference(&fn, &v, r.Scheme()); err != nil {
+			return ctrl.Result{}, err
+		}
+		controllerutil.AddFinalizer(&v, versionFinalizer)
+		if err := r.Update(ctx, &v); err != nil {
+			return ctrl.Result{}, err
+		}
+		orig = v.DeepCopy()
+	}
+
+	if v.Status.Version == "" {
+		if c := meta.FindStatusCondition(v.Status.Conditions, ConditionPublished); c != nil && c.Reason == ReasonPreconditionFailed {
+			return ctrl.Result{}, nil // Lambda's 412 is final for this request
+		}
+		return r.publish(ctx, &v, orig, &fn)
+	}
+	if c := meta.FindStatusCondition(v.Status.Conditions, ConditionPublished); c != nil && c.Reason == ReasonUnchanged {
+		return ctrl.Result{}, nil
+	}
+	return r.deploy(ctx, &v, orig, &fn)
+}
+
+// publish takes the snapshot (or finds the unchanged version) and a number.
+func (r *VersionReconciler) publish(ctx context.Context, v *lambdav1alpha1.Version, orig *lambdav1alpha1.Version, fn *lambdav1alpha1.Function) (ctrl.Result, error) {
+	gen := v.Generation
+	fs := fn.Status
+	notReady := ""
+	switch {
+	case fs.ObservedGeneration != fn.Generation:
+		notReady = "the function's latest change is not processed yet"
+	case fs.State != lambdav1alpha1.StateActive:
+		notReady = fmt.Sprintf("the function is %s", fs.State)
+	case fs.LastUpdateStatus != lambdav1alpha1.LastUpdateSuccessful:
+		notReady = fmt.Sprintf("the function's last update is %s", fs.LastUpdateStatus)
+	}
+	if notReady != "" {
+		// Lambda answers 409 ResourceConflictException; a Version waits and publishes then.
+		setCondition(&v.Status.Conditions, gen, ConditionPublished, false, ReasonFunctionNotReady, "waiting to publish: "+notReady)
+		setCondition(&v.Status.Conditions, gen, ConditionReady, false, ReasonFunctionNotReady, "waiting to publish: "+notReady)
+		v.Status.State, v.Status.ObservedGeneration = lambdav1alpha1.StatePending, gen
+		return ctrl.Result{}, r.Status().Patch(ctx, v, client.MergeFrom(orig))
+	}
+	if want := v.Spec.CodeSha256; want != "" && want != fs.CodeSha256 {
+		return r.preconditionFailed(ctx, v, orig, fmt.Sprintf("codeSha256 %s does not match the function's code %s", want, fs.CodeSha256))
+	}
+	if want := v.Spec.RevisionID; want != "" && want != fs.RevisionID {
+		return r.preconditionFailed(ctx, v, orig, fmt.Sprintf("revisionId %s does not match the function's revision %s", want, fs.RevisionID))
+	}
+	snapshot := fn.Spec.FunctionConfiguration.DeepCopy()
+	if v.Spec.Description != "" {
+		snapshot.Description = v.Spec.Description
+	}
+
+	// No-op publish: nothing changed since the last published version.
+	if last := fs.LastPublishedVersion; last != "" {
+		prev, err := r.publishedVersion(ctx, v.Namespace, fn.Name, last)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if prev != nil && sameRevision(prev, fn) {
+			v.Status = *prev.Status.DeepCopy()
+			v.Status.Conditions = orig.Status.Conditions
+			v.Status.ObservedGeneration = gen
+			setCondition(&v.Status.Conditions, gen, ConditionPublished, true, ReasonUnchanged,
+				fmt.Sprintf("nothing changed since version %s: this Version refers to version %s (Version %s) and runs nothing of its own", last, last, prev.Name))
+			setCondition(&v.Status.Conditions, gen, ConditionReady, true, ReasonUnchanged, "version "+last+" is "+string(prev.Status.State))
+			r.Recorder.Eventf(v, nil, corev1.EventTypeNormal, "Unchanged", "Publish", "nothing changed since version %s; no new version published", last)
+			return ctrl.Result{}, r.Status().Patch(ctx, v, client.MergeFrom(orig))
+		}
+	}
+
+	// Take the next number with an optimistic update of the Function's status.
+	n := fs.NextVersionNumber
+	if n < 1 {
+		n = 1
+	}
+	fnNext := fn.DeepCopy()
+	fnNext.Status.NextVersionNumber = n + 1
+	fnNext.Status.LastPublishedVersion = strconv.FormatInt(n, 10)
+	if err := r.Status().Update(ctx, fnNext); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{Requeue: true}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("taking version number %d of %s: %w", n, fn.Name, err)
+	}
+	num := strconv.FormatInt(n, 10)
+	now := metav1.Now()
+	v.Status = lambdav1alpha1.VersionStatus{
+		ObservedGeneration: gen,
+		Version:            num,
+		FunctionARN:        lambdav1alpha1.QualifiedFunctionARN(r.Config.Region, r.Config.AccountID, fn.Name, num),
+		Configuration:      snapshot,
+		CodeSha256:         fs.CodeSha256,
+		CodeSize:           fs.CodeSize,
+		RevisionID:         revisionID(string(v.UID), num, fs.RevisionID),
+		ResolvedImageURI:   fs.ResolvedImageURI,
+		Layers:             append([]lambdav1alpha1.ResolvedLayer(nil), fs.Layers...),
+		LastModified:       &now,
+		State:              lambdav1alpha1.StatePending,
+		StateReasonCode:    lambdav1alpha1.StateReasonCreating,
+		StateReason:        "The version is being created.",
+		Conditions:         orig.Status.Conditions,
+	}
+	setCondition(&v.Status.Conditions, gen, ConditionPublished, true, ReasonPublished, "published as version "+num)
+	r.Recorder.Eventf(v, nil, corev1.EventTypeNormal, "Published", "Publish", "published version %s of %s (code %s)", num, fn.Name, fs.CodeSha256)
+	if err := r.Status().Patch(ctx, v, client.MergeFrom(orig)); err != nil {
+		return ctrl.Result{}, err
+	}
+	// Label the Version that owns number N, for the activator's selectors.
+	labeled := v.DeepCopy()
+	if labeled.Labels == nil {
+		labeled.Labels = map[string]string{}
+	}
+	labeled.Labels[LabelFunction] = labelValue(fn.Name)
+	labeled.Labels[LabelVersion] = num
+	if err := r.Patch(ctx, labeled, client.MergeFrom(v)); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{Requeue: true}, nil
+}
+
+func (r *VersionReconciler) preconditionFailed(ctx context.Context, v, orig *lambdav1alpha1.Version, msg string) (ctrl.Result, error) {
+	gen := v.Generation
+	setCondition(&v.Status.Conditions, gen, ConditionPublished, false, ReasonPreconditionFailed, msg)
+	setCondition(&v.Status.Conditions, gen, ConditionReady, false, ReasonPreconditionFailed, msg)
+	v.Status.State, v.Status.StateReason, v.Status.StateReasonCode = lambdav1alpha1.StateFailed, msg, lambdav1alpha1.StateReasonInvalidConfiguration
+	v.Status.ObservedGeneration = gen
+	r.Recorder.Eventf(v, nil, corev1.EventTypeWarning, ReasonPreconditionFailed, "Publish", "%s", msg)
+	return ctrl.Result{}, r.Status().Patch(ctx, v, client.MergeFrom(orig))
+}
+
+// sameRevision: the function's code and configuration are those version prev froze
+// (descriptions aside, as Lambda compares code and configuration).
+func sameRevision(prev *lambdav1alpha1.Version, fn *lambdav1alpha1.Function) bool {
+	if prev.Status.Configuration == nil || prev.Status.CodeSha256 != fn.Status.CodeSha256 || prev.Status.ResolvedImageURI != fn.Status.ResolvedImageURI {
+		return false
+	}
+	a, b := prev.Status.Configuration.DeepCopy(), fn.Spec.FunctionConfiguration.DeepCopy()
+	a.Description, b.Description = "", ""
+	if !reflect.DeepEqual(a, b) {
+		return false
+	}
+	if len(prev.Status.Layers) != len(fn.Status.Layers) {
+		return false
+	}
+	for i := range prev.Status.Layers {
+		if prev.Status.Layers[i].CodeSha256 != fn.Status.Layers[i].CodeSha256 || prev.Status.Layers[i].Name != fn.Status.Layers[i].Name {
+			return false
+		}
+	}
+	return true
+}
+
+// publishedVersion is the Version that took number num (uncached), or nil.
+func (r *VersionReconciler) publishedVersion(ctx context.Context, ns, fn, num string) (*lambdav1alpha1.Version, error) {
+	var list lambdav1alpha1.VersionList
+	if err := r.APIReader.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return nil, err
+	}
+	for i := range list.Items {
+		v := &list.Items[i]
+		if v.Spec.FunctionName == fn && v.Status.Version == num && isCanonical(v) {
+			return v, nil
+		}
+	}
+	return nil, nil
+}
+
+// isCanonical: this Version took its number (it is not an Unchanged publish).
+func isCanonical(v *lambdav1alpha1.Version) bool {
+	c := meta.FindStatusCondition(v.Status.Conditions, ConditionPublished)
+	return v.Status.Version != "" && c != nil && c.Status == metav1.ConditionTrue && c.Reason == ReasonPublished
+}
+
+// deploy runs a published version: its own Deployment and headless Service.
+func (r *VersionReconciler) deploy(ctx context.Context, v, orig *lambdav1alpha1.Version, fn *lambdav1alpha1.Function) (ctrl.Result, error) {
+	gen := v.Generation
+	w, err := r.workload(ctx, v, fn)
+	var dep *appsv1.Deployment
+	if err == nil {
+		var d *appsv1.Deployment
+		if d, err = w.Deployment(r.Config, v.Namespace); err == nil {
+			if dep, err = applyWorkload(ctx, r.Client, v, d, w.Service(v.Namespace)); err != nil {
+				return ctrl.Result{}, err
+			}
+		}
+	}
+	var rerr *ResolveError
+	if errors.As(err, &rerr) {
+		if v.Status.State != lambdav1alpha1.StateFailed {
+			r.Recorder.Eventf(v, nil, corev1.EventTypeWarning, "Failed", "Deploy", "%s", rerr.Message)
+		}
+		v.Status.State, v.Status.StateReasonCode, v.Status.StateReason = lambdav1alpha1.StateFailed, rerr.Reason, rerr.Message
+		setCondition(&v.Status.Conditions, gen, ConditionReady, false, string(rerr.Reason), rerr.Message)
+		v.Status.ObservedGeneration = gen
+		return ctrl.Result{}, r.Status().Patch(ctx, v, client.MergeFrom(orig))
+	} else if err != nil {
+		return ctrl.Result{}, err
+	}
+	if v.Status.State != lambdav1alpha1.StateActive {
+		r.Recorder.Eventf(v, nil, corev1.EventTypeNormal, "Active", "Deploy", "version %s is Active", v.Status.Version)
+	}
+	v.Status.State, v.Status.StateReason, v.Status.StateReasonCode = lambdav1alpha1.StateActive, "", ""
+	v.Status.LastUpdateStatus = lambdav1alpha1.LastUpdateSuccessful
+	setCondition(&v.Status.Conditions, gen, ConditionReady, true, string(lambdav1alpha1.StateActive), "Deployment "+dep.Name+" is applied")
+	if pc := v.Spec.ProvisionedConcurrentExecutions; pc != nil {
+		ps := &lambdav1alpha1.ProvisionedConcurrencyStatus{RequestedProvisionedConcurrentExecutions: *pc, Status: lambdav1alpha1.ProvisionedConcurrencyInProgress}
+		var live appsv1.Deployment
+		if err := r.Get(ctx, client.ObjectKeyFromObject(dep), &live); err == nil {
+			ps.AllocatedProvisionedConcurrentExecutions = min(live.Status.Replicas, *pc)
+			ps.AvailableProvisionedConcurrentExecutions = min(live.Status.AvailableReplicas, *pc)
+		}
+		if ps.AvailableProvisionedConcurrentExecutions >= *pc {
+			ps.Status = lambdav1alpha1.ProvisionedConcurrencyReady
+		}
+		if old := v.Status.ProvisionedConcurrency; old != nil && old.Status == ps.Status && old.AvailableProvisionedConcurrentExecutions == ps.AvailableProvisionedConcurrentExecutions {
+			ps.LastModified = old.LastModified
+		} else {
+			now := metav1.Now()
+			ps.LastModified = &now
+		}
+		v.Status.ProvisionedConcurrency = ps
+	} else {
+		v.Status.ProvisionedConcurrency = nil
+	}
+	v.Status.ObservedGeneration = gen
+	return ctrl.Result{}, r.Status().Patch(ctx, v, client.MergeFrom(orig))
+}
+
+// workload rebuilds a published version's pods from its snapshot alone: the code copy or
+// pinned source, the pinned image, and the LayerVersions (kept alive by their finalizer).
+func (r *VersionReconciler) workload(ctx context.Context, v *lambdav1alpha1.Version, fn *lambdav1alpha1.Function) (*Workload, error) {
+	st := v.Status
+	if st.Configuration == nil {
+		return nil, invalid("the version has no configuration snapshot")
+	}
+	w := &Workload{Function: fn.Name, Qualifier: st.Version, Config: *st.Configuration.DeepCopy(), InvokeSecret: InvokeSecretName(fn.Name)}
+	if st.Configuration.PackageType == lambdav1alpha1.PackageTypeImage {
+		w.ImageURI = st.ResolvedImageURI
+		if d, err := digestFromBase64(st.CodeSha256, st.CodeSize); err == nil {
+			w.CodeDigest = d
+		}
+		return w, nil
+	}
+	d, err := digestFromBase64(st.CodeSha256, st.CodeSize)
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	w.CodeDigest = d
+	if st.Configuration.Code.ConfigMapRef != nil {
+		w.CodeCopy = codeConfigMapName(fn.Name, d.Hex)
+	}
+	for _, l := range st.Layers {
+		var lv lambdav1alpha1.LayerVersion
+		if err := r.Get(ctx, types.NamespacedName{Namespace: v.Namespace, Name: l.Name}, &lv); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, invalid("layer %s (version %d) is gone", l.Name, l.Version)
+			}
+			return nil, err
+		}
+		wl, err := workloadLayer(&lv)
+		if err != nil {
+			return nil, invalid("layer %s: %v", l.Name, err)
+		}
+		w.Layers = append(w.Layers, wl)
+	}
+	return w, nil
+}
+
+// reconcileDelete keeps a version an Alias points to (Lambda refuses to delete it).
+func (r *VersionReconciler) reconcileDelete(ctx context.Context, v *lambdav1alpha1.Version, fnGone bool) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(v, versionFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	if !fnGone && isCanonical(v) {
+		aliases, err := aliasesUsing(ctx, r.Client, v.Namespace, v.Spec.FunctionName, v.Status.Version)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if len(aliases) > 0 {
+			msg := fmt.Sprintf("version %s can't be deleted: Alias %s points to it", v.Status.Version, strings.Join(aliases, ", "))
+			if c := meta.FindStatusCondition(v.Status.Conditions, ConditionDeletionBlocked); c == nil || c.Message != msg {
+				orig := v.DeepCopy()
+				setCondition(&v.Status.Conditions, v.Generation, ConditionDeletionBlocked, true, ReasonReferencedByAlias, msg)
+				r.Recorder.Eventf(v, nil, corev1.EventTypeWarning, ReasonReferencedByAlias, "Delete", "%s", msg)
+				return ctrl.Result{}, r.Status().Patch(ctx, v, client.MergeFrom(orig))
+			}
+			return ctrl.Result{}, nil
+		}
+	}
+	controllerutil.RemoveFinalizer(v, versionFinalizer)
+	return ctrl.Result{}, r.Update(ctx, v)
+}
+
+// aliasesUsing lists the Aliases of a function that route to version num.
+func aliasesUsing(ctx context.Context, c client.Reader, ns, fn, num string) ([]string, error) {
+	var list lambdav1alpha1.AliasList
+	if err := c.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{indexFunctionName: fn}); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, a := range list.Items {
+		if !a.DeletionTimestamp.IsZero() {
+			continue
+		}
+		_, weighted := additionalWeights(&a)[num]
+		if a.Spec.FunctionVersion == num || weighted {
+			out = append(out, a.Name)
+		}
+	}
+	return out, nil
+}
+
+// SetupWithManager registers the controller. Versions are reconciled one at a time: with
+// the optimistic update of the Function's counter, that keeps numbering simple.
+func (r *VersionReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	for _, obj := range []client.Object{&lambdav1alpha1.Version{}, &lambdav1alpha1.Alias{}} {
+		if err := mgr.GetFieldIndexer().IndexField(context.Background(), obj, indexFunctionName, func(o client.Object) []string {
+			switch t := o.(type) {
+			case *lambdav1alpha1.Version:
+				return []string{t.Spec.FunctionName}
+			case *lambdav1alpha1.Alias:
+				return []string{t.Spec.FunctionName}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	versionsOf := func(ctx context.Context, o client.Object, fn string) []reconcile.Request {
+		var list lambdav1alpha1.VersionList
+		if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexFunctionName: fn}); err != nil {
+			return nil
+		}
+		out := make([]reconcile.Request, 0, len(list.Items))
+		for _, v := range list.Items {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&v)})
+		}
+		return out
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&lambdav1alpha1.Version{}).
+		Owns(&appsv1.Deployment{}).
+		Watches(&lambdav1alpha1.Function{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return versionsOf(ctx, o, o.GetName())
+		})).
+		Watches(&lambdav1alpha1.Alias{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return versionsOf(ctx, o, o.(*lambdav1alpha1.Alias).Spec.FunctionName)
+		})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
+		Complete(r)
+}
+
+// additionalWeights is an Alias's additionalVersionWeights (nil when it has none).
+func additionalWeights(a *lambdav1alpha1.Alias) map[string]float64 {
+	if a.Spec.RoutingConfig == nil {
+		return nil
+	}
+	return a.Spec.RoutingConfig.AdditionalVersionWeights
+}
