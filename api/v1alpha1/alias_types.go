@@ -17,9 +17,9 @@ type AliasRoutingConfiguration struct {
 }
 
 // AliasSpec is Lambda's CreateAlias / UpdateAlias request.
-// +kubebuilder:validation:XValidation:rule="has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)",message="name is immutable"
-// +kubebuilder:validation:XValidation:rule="!has(self.routingConfig) || !has(self.routingConfig.additionalVersionWeights) || !(self.functionVersion in self.routingConfig.additionalVersionWeights)",message="routingConfig.additionalVersionWeights: the additional version must differ from functionVersion"
-// +kubebuilder:validation:XValidation:rule="!has(self.routingConfig) || !has(self.routingConfig.additionalVersionWeights) || size(self.routingConfig.additionalVersionWeights) == 0 || self.functionVersion != '$LATEST'",message="functionVersion: an alias with routingConfig must point to a published version, not $LATEST"
+// +kubebuilder:validation:XValidation:rule="has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)",fieldPath=".name",message="name is immutable"
+// +kubebuilder:validation:XValidation:rule="!has(self.routingConfig) || !has(self.routingConfig.additionalVersionWeights) || !(self.functionVersion in self.routingConfig.additionalVersionWeights)",fieldPath=".routingConfig.additionalVersionWeights",message="routingConfig.additionalVersionWeights: the additional version must differ from functionVersion"
+// +kubebuilder:validation:XValidation:rule="!has(self.routingConfig) || !has(self.routingConfig.additionalVersionWeights) || size(self.routingConfig.additionalVersionWeights) == 0 || self.functionVersion != '$LATEST'",fieldPath=".functionVersion",message="functionVersion: an alias with routingConfig must point to a published version, not $LATEST"
 type AliasSpec struct {
 	// functionName is the Function (in the same namespace) the alias belongs to; immutable.
 	// +required
@@ -116,9 +116,9 @@ type AliasStatus struct {
 // +kubebuilder:printcolumn:name="Weights",type=string,JSONPath=`.spec.routingConfig.additionalVersionWeights`
 // +kubebuilder:printcolumn:name="Provisioned",type=integer,JSONPath=`.spec.provisionedConcurrentExecutions`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
-// +kubebuilder:validation:XValidation:rule="(has(self.spec.name) ? self.spec.name : self.metadata.name).matches('^[a-zA-Z0-9-_]+$')",message="spec.name: an alias name (spec.name, or metadata.name when it is empty) may contain only letters, digits, hyphens and underscores"
-// +kubebuilder:validation:XValidation:rule="size(has(self.spec.name) ? self.spec.name : self.metadata.name) <= 128",message="spec.name: an alias name (spec.name, or metadata.name when it is empty) is at most 128 characters"
-// +kubebuilder:validation:XValidation:rule="!(has(self.spec.name) ? self.spec.name : self.metadata.name).matches('^[0-9]+$')",message="spec.name: an alias name (spec.name, or metadata.name when it is empty) can't be all digits"
+// +kubebuilder:validation:XValidation:rule="(has(self.spec.name) ? self.spec.name : self.metadata.name).matches('^[a-zA-Z0-9-_]+$')",fieldPath=".spec.name",message="spec.name: an alias name (spec.name, or metadata.name when it is empty) may contain only letters, digits, hyphens and underscores"
+// +kubebuilder:validation:XValidation:rule="size(has(self.spec.name) ? self.spec.name : self.metadata.name) <= 128",fieldPath=".spec.name",message="spec.name: an alias name (spec.name, or metadata.name when it is empty) is at most 128 characters"
+// +kubebuilder:validation:XValidation:rule="!(has(self.spec.name) ? self.spec.name : self.metadata.name).matches('^[0-9]+$')",fieldPath=".spec.name",message="spec.name: an alias name (spec.name, or metadata.name when it is empty) can't be all digits"
 type Alias struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

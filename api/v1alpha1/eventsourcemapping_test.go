@@ -150,9 +150,9 @@ func TestEventSourceMappingValidation(t *testing.T) {
 		// Topics and queues.
 		reject("Kafka without topics", kafkaESM(func(e *lambda.EventSourceMapping) { e.Spec.Topics = nil }),
 			"topics is required for, and only valid with, a Kafka source"),
-		reject("two topics", kafkaESM(func(e *lambda.EventSourceMapping) { e.Spec.Topics = []string{"a", "b"} }),
+		reject("two topics", kafkaESM(func(e *lambda.EventSourceMapping) { e.Spec.Topics = []string{"orders", "payments"} }),
 			"spec.topics", "must have at most 1 items"),
-		reject("topics on SQS", sqsESM(func(e *lambda.EventSourceMapping) { e.Spec.Topics = []string{"a"} }),
+		reject("topics on SQS", sqsESM(func(e *lambda.EventSourceMapping) { e.Spec.Topics = []string{"orders"} }),
 			"topics is required for, and only valid with, a Kafka source"),
 		reject("topic name over 249", kafkaESM(func(e *lambda.EventSourceMapping) { e.Spec.Topics = []string{strings.Repeat("t", 250)} }),
 			"spec.topics[0]", "may not be more than 249"),

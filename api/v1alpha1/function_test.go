@@ -79,7 +79,7 @@ func TestFunctionValidation(t *testing.T) {
 		reject("memorySize above 10240", zipFunction(func(f *lambda.Function) { f.Spec.MemorySize = 10241 }),
 			"spec.memorySize", "less than or equal to 10240"),
 		accept("memorySize 10240", zipFunction(func(f *lambda.Function) { f.Spec.MemorySize = 10240 })),
-		reject("timeout 0", zipFunction(func(f *lambda.Function) { f.Spec.Timeout = -1 }),
+		reject("timeout below 1", zipFunction(func(f *lambda.Function) { f.Spec.Timeout = -1 }),
 			"spec.timeout", "greater than or equal to 1"),
 		reject("timeout above 900", zipFunction(func(f *lambda.Function) { f.Spec.Timeout = 901 }),
 			"spec.timeout", "less than or equal to 900"),

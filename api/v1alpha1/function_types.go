@@ -161,11 +161,11 @@ type FileSystemConfig struct {
 // freezes (the Version controller copies it verbatim into Version.status.configuration).
 // +kubebuilder:validation:XValidation:rule="self.packageType != 'Zip' || (has(self.runtime) && has(self.handler))",message="runtime and handler are required when packageType is Zip"
 // +kubebuilder:validation:XValidation:rule="self.packageType != 'Image' || (!has(self.runtime) && !has(self.handler))",message="runtime and handler are not supported when packageType is Image"
-// +kubebuilder:validation:XValidation:rule="self.packageType != 'Image' || has(self.code.imageUri)",message="code.imageUri is required when packageType is Image"
-// +kubebuilder:validation:XValidation:rule="self.packageType != 'Zip' || !has(self.code.imageUri)",message="code.imageUri is only supported when packageType is Image"
-// +kubebuilder:validation:XValidation:rule="self.packageType != 'Zip' || has(self.code.configMapRef) || has(self.code.url) || has(self.code.s3)",message="packageType Zip requires one of code.configMapRef, code.url and code.s3"
-// +kubebuilder:validation:XValidation:rule="self.packageType == 'Zip' || !has(self.layers) || size(self.layers) == 0",message="layers are only supported when packageType is Zip"
-// +kubebuilder:validation:XValidation:rule="self.packageType == 'Image' || !has(self.imageConfig)",message="imageConfig is only supported when packageType is Image"
+// +kubebuilder:validation:XValidation:rule="self.packageType != 'Image' || has(self.code.imageUri)",fieldPath=".code.imageUri",message="code.imageUri is required when packageType is Image"
+// +kubebuilder:validation:XValidation:rule="self.packageType != 'Zip' || !has(self.code.imageUri)",fieldPath=".code.imageUri",message="code.imageUri is only supported when packageType is Image"
+// +kubebuilder:validation:XValidation:rule="self.packageType != 'Zip' || has(self.code.configMapRef) || has(self.code.url) || has(self.code.s3)",fieldPath=".code",message="packageType Zip requires one of code.configMapRef, code.url and code.s3"
+// +kubebuilder:validation:XValidation:rule="self.packageType == 'Zip' || !has(self.layers) || size(self.layers) == 0",fieldPath=".layers",message="layers are only supported when packageType is Zip"
+// +kubebuilder:validation:XValidation:rule="self.packageType == 'Image' || !has(self.imageConfig)",fieldPath=".imageConfig",message="imageConfig is only supported when packageType is Image"
 type FunctionConfiguration struct {
 	// description of the function (at most 256 characters).
 	// +optional

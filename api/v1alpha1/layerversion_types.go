@@ -90,8 +90,8 @@ type LayerVersionStatus struct {
 // +kubebuilder:printcolumn:name="CodeSize",type=integer,JSONPath=`.status.codeSize`,priority=1
 // +kubebuilder:printcolumn:name="Layer-Version-ARN",type=string,JSONPath=`.status.layerVersionArn`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
-// +kubebuilder:validation:XValidation:rule="(has(self.spec.layerName) ? self.spec.layerName : self.metadata.name).matches('^[a-zA-Z0-9-_]+$')",message="spec.layerName: a layer name (spec.layerName, or metadata.name when it is empty) may contain only letters, digits, hyphens and underscores"
-// +kubebuilder:validation:XValidation:rule="size(has(self.spec.layerName) ? self.spec.layerName : self.metadata.name) <= 140",message="spec.layerName: a layer name (spec.layerName, or metadata.name when it is empty) is at most 140 characters"
+// +kubebuilder:validation:XValidation:rule="(has(self.spec.layerName) ? self.spec.layerName : self.metadata.name).matches('^[a-zA-Z0-9-_]+$')",fieldPath=".spec.layerName",message="spec.layerName: a layer name (spec.layerName, or metadata.name when it is empty) may contain only letters, digits, hyphens and underscores"
+// +kubebuilder:validation:XValidation:rule="size(has(self.spec.layerName) ? self.spec.layerName : self.metadata.name) <= 140",fieldPath=".spec.layerName",message="spec.layerName: a layer name (spec.layerName, or metadata.name when it is empty) is at most 140 characters"
 type LayerVersion struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

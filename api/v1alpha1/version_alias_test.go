@@ -112,7 +112,7 @@ func TestAliasValidation(t *testing.T) {
 		reject("weighted alias on $LATEST", alias(func(a *lambda.Alias) {
 			a.Spec.FunctionVersion = "$LATEST"
 			weights(map[string]float64{"2": 0.5})(a)
-		}), "spec.functionVersion", "must point to a published version, not $LATEST"),
+		}), "spec", "functionVersion: an alias with routingConfig must point to a published version, not $LATEST"),
 		reject("provisioned concurrency 0", alias(func(a *lambda.Alias) { a.Spec.ProvisionedConcurrentExecutions = ptr(int32(0)) }),
 			"spec.provisionedConcurrentExecutions", "greater than or equal to 1"),
 		accept("function URL on an alias", alias(func(a *lambda.Alias) {
