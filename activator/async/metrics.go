@@ -1,0 +1,46 @@
+package async
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are named after Lambda's CloudWatch metrics (AsyncEventsReceived, AsyncEventAge,
+// AsyncEventsDropped, DestinationDeliveryFailures, DeadLetterErrors).
+type Metrics struct {
+	Received            *prometheus.CounterVec
+	Age                 *prometheus.HistogramVec
+	Dropped             *prometheus.CounterVec
+	DestinationFailures *prometheus.CounterVec
+	DeadLetterErrors    *prometheus.CounterVec
+}
+
+// NewMetrics creates the metrics and registers them with reg when it is not nil
+// (the activator passes controller-runtime's metrics.Registry).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	l := []string{"namespace", "function"}
+	m := &Metrics{
+		Received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "klambda_async_events_received_total",
+			Help: "Asynchronous events stored in the queue (Lambda's AsyncEventsReceived).",
+		}, l),
+		Age: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "klambda_async_event_age_seconds",
+			Help:    "Time from accepting an asynchronous event to each attempt to invoke it (Lambda's AsyncEventAge).",
+			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 10, 30, 60, 180, 600, 1800, 3600, 10800, 21600},
+		}, l),
+		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "klambda_async_events_dropped_total",
+			Help: "Asynchronous events discarded without a successful run: retries exhausted, maximum age exceeded, reserved concurrency 0 (Lambda's AsyncEventsDropped).",
+		}, l),
+		DestinationFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "klambda_destination_delivery_failures_total",
+			Help: "Invocation records that could not be delivered to their destination (Lambda's DestinationDeliveryFailures).",
+		}, l),
+		DeadLetterErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "klambda_dead_letter_errors_total",
+			Help: "Failed events that could not be sent to the dead-letter target (Lambda's DeadLetterErrors).",
+		}, l),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Received, m.Age, m.Dropped, m.DestinationFailures, m.DeadLetterErrors)
+	}
+	return m
+}

@@ -1,0 +1,137 @@
+package async
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// QueueOptions name the JetStream resources; the defaults suit one activator deployment.
+type QueueOptions struct {
+	// Stream holding accepted events (default KLAMBDA_ASYNC), on subjects
+	// <SubjectPrefix>.<namespace>.<function> (default klambda.async).
+	Stream        string
+	SubjectPrefix string
+	// StateBucket is the key-value bucket of retry state per request id
+	// (default klambda-async-state).
+	StateBucket string
+	// Replicas of the stream and bucket on an external NATS cluster (default 1).
+	Replicas int
+	Metrics  *Metrics
+}
+
+func (o *QueueOptions) defaults() {
+	if o.Stream == "" {
+		o.Stream = "KLAMBDA_ASYNC"
+	}
+	if o.SubjectPrefix == "" {
+		o.SubjectPrefix = "klambda.async"
+	}
+	if o.StateBucket == "" {
+		o.StateBucket = "klambda-async-state"
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+}
+
+// Queue is the durable queue of asynchronous events: a JetStream work-queue stream in file
+// storage.
+type Queue struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	state  jetstream.KeyValue
+	opts   QueueOptions
+}
+
+// NewQueue creates (or updates) the stream and the state bucket on nc's server.
+func NewQueue(ctx context.Context, nc *nats.Conn, opts QueueOptions) (*Queue, error) {
+	opts.defaults()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        opts.Stream,
+		Description: "klambda asynchronous invocations",
+		Subjects:    []string{opts.SubjectPrefix + ".>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    opts.Replicas,
+		// No MaxAge: an event leaves the stream only when a worker has settled it (the
+		// worker applies maximumEventAgeInSeconds and sends the expired event on).
+		Duplicates: 2 * time.Minute,
+		MaxMsgSize: maxPayload,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating stream %s: %w", opts.Stream, err)
+	}
+	state, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      opts.StateBucket,
+		Description: "klambda asynchronous invocation attempts per request id",
+		Storage:     jetstream.FileStorage,
+		Replicas:    opts.Replicas,
+		// Longer than the maximum event age plus retry delays; settled events delete theirs.
+		TTL: 24 * time.Hour,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating key-value bucket %s: %w", opts.StateBucket, err)
+	}
+	return &Queue{nc: nc, js: js, stream: stream, state: state, opts: opts}, nil
+}
+
+// Enqueue stores ev and returns its request id once JetStream has acknowledged the write
+// (the event is in the file store); only then may the caller answer 202. A payload over
+// PayloadLimit returns ErrRequestTooLarge and stores nothing.
+func (q *Queue) Enqueue(ctx context.Context, ev Event) (string, error) {
+	if len(ev.Payload) > PayloadLimit {
+		return "", ErrRequestTooLarge
+	}
+	return q.enqueue(ctx, ev)
+}
+
+// enqueue has no payload limit below the server's, for records sent to Function destinations.
+func (q *Queue) enqueue(ctx context.Context, ev Event) (string, error) {
+	if ev.Namespace == "" || ev.Function == "" {
+		return "", errors.New("async event without namespace or function")
+	}
+	if ev.RequestID == "" {
+		ev.RequestID = uuid.NewString()
+	}
+	if ev.Received.IsZero() {
+		ev.Received = time.Now()
+	}
+	ack, err := q.js.PublishMsg(ctx, ev.toMsg(q.subject(ev.Namespace, ev.Function)))
+	if err != nil {
+		return "", fmt.Errorf("storing async event %s for %s/%s: %w", ev.RequestID, ev.Namespace, ev.Function, err)
+	}
+	if !ack.Duplicate {
+		q.opts.Metrics.Received.WithLabelValues(ev.Namespace, ev.Function).Inc()
+	}
+	return ev.RequestID, nil
+}
+
+func (q *Queue) subject(ns, fn string) string {
+	return q.opts.SubjectPrefix + "." + ns + "." + fn
+}
+
+// Pending is the number of events stored and not yet settled.
+func (q *Queue) Pending(ctx context.Context) (uint64, error) {
+	info, err := q.stream.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Msgs, nil
+}
+
+// Conn is the queue's NATS connection (NATS destinations without servers publish on it).
+func (q *Queue) Conn() *nats.Conn { return q.nc }

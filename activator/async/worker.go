@@ -1,0 +1,422 @@
+package async
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-logr/logr"
+	"github.com/nats-io/nats.go/jetstream"
+
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+)
+
+// WorkerOptions tune the workers; zero values take the defaults.
+type WorkerOptions struct {
+	// Concurrency is the number of events invoked at once (default 64). The dispatcher
+	// still applies each function's concurrency limits.
+	Concurrency int
+	// Consumer is the durable consumer's name (default klambda-async-workers); activator
+	// replicas on one external NATS share it.
+	Consumer string
+	// AckWait before JetStream redelivers an event whose worker went silent (default 60s);
+	// a worker extends it while an invocation runs.
+	AckWait time.Duration
+	// MaxAckPending bounds events delivered and not settled, including those waiting out a
+	// retry delay (default 100000).
+	MaxAckPending int
+	// ShutdownGrace is how long Run waits for running invocations after its context ends
+	// (default 25s); unfinished events are redelivered.
+	ShutdownGrace time.Duration
+	Retry         RetryPolicy
+	// Region and AccountID make the functionArn of records (defaults: the API's).
+	Region, AccountID string
+	Log               logr.Logger
+	Metrics           *Metrics
+}
+
+func (o *WorkerOptions) defaults() {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 64
+	}
+	if o.Consumer == "" {
+		o.Consumer = "klambda-async-workers"
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = 60 * time.Second
+	}
+	if o.MaxAckPending <= 0 {
+		o.MaxAckPending = 100000
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = 25 * time.Second
+	}
+	if o.Retry.ThrottleBase == 0 && len(o.Retry.FunctionErrorDelays) == 0 {
+		o.Retry = DefaultRetryPolicy()
+	}
+	if o.Retry.DeliveryAttempts <= 0 {
+		o.Retry.DeliveryAttempts = 1
+	}
+	if o.Retry.DeliveryTimeout <= 0 {
+		o.Retry.DeliveryTimeout = 10 * time.Second
+	}
+	if o.Region == "" {
+		o.Region = lambdav1alpha1.DefaultRegion
+	}
+	if o.AccountID == "" {
+		o.AccountID = lambdav1alpha1.DefaultAccountID
+	}
+}
+
+// Workers consume the queue: each event is invoked through the Invoker until its fate is
+// settled (success and its record delivered, or the failure path done), and only then
+// acknowledged. Retries wait in JetStream (NakWithDelay), not in a goroutine; the attempt
+// counts live in the queue's key-value bucket, so they survive a restart.
+type Workers struct {
+	q       *Queue
+	inv     Invoker
+	configs ConfigSource
+	dst     *Deliverer
+	opts    WorkerOptions
+	now     func() time.Time
+}
+
+// NewWorkers prepares workers; Run starts them.
+func NewWorkers(q *Queue, inv Invoker, configs ConfigSource, dst *Deliverer, opts WorkerOptions) *Workers {
+	opts.defaults()
+	if opts.Metrics == nil {
+		opts.Metrics = q.opts.Metrics
+	}
+	return &Workers{q: q, inv: inv, configs: configs, dst: dst, opts: opts, now: time.Now}
+}
+
+// Run consumes until ctx ends, then waits up to ShutdownGrace for running invocations.
+func (w *Workers) Run(ctx context.Context) error {
+	cons, err := w.q.js.CreateOrUpdateConsumer(ctx, w.q.opts.Stream, jetstream.ConsumerConfig{
+		Durable:       w.opts.Consumer,
+		Description:   "klambda asynchronous invocation workers",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       w.opts.AckWait,
+		MaxDeliver:    -1, // the workers decide when an event has had enough
+		MaxAckPending: w.opts.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Replicas:      w.q.opts.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("creating consumer %s: %w", w.opts.Consumer, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(w.opts.Concurrency))
+	if err != nil {
+		return fmt.Errorf("consuming %s: %w", w.q.opts.Stream, err)
+	}
+	// In-flight invocations outlive ctx by ShutdownGrace, so a rolling restart does not
+	// cut them off.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, w.opts.Concurrency)
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for {
+		// Pull only with a free slot, so a delivered event starts at once.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		msg, err := it.Next()
+		if err != nil {
+			<-slots
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				break
+			}
+			w.opts.Log.Error(err, "Reading the async queue failed; retrying")
+			time.Sleep(time.Second)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			w.handle(work, msg)
+		}()
+	}
+	it.Stop()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(w.opts.ShutdownGrace):
+		cancelWork()
+		<-done
+	}
+	return nil
+}
+
+// attemptState is an event's history across deliveries, kept under its request id.
+type attemptState struct {
+	InvokeCount         int    `json:"invokeCount"`
+	FunctionErrors      int    `json:"functionErrors"`
+	Retryable           int    `json:"retryable"`
+	LastStatus          int    `json:"lastStatus,omitempty"`
+	LastExecutedVersion string `json:"lastExecutedVersion,omitempty"`
+	LastFunctionError   string `json:"lastFunctionError,omitempty"`
+	LastPayload         []byte `json:"lastPayload,omitempty"`
+}
+
+func (s *attemptState) remember(r InvokeResult) {
+	s.LastStatus, s.LastExecutedVersion, s.LastFunctionError = r.StatusCode, r.ExecutedVersion, r.FunctionError
+	s.LastPayload = r.Payload
+	if len(s.LastPayload) > PayloadLimit {
+		s.LastPayload = s.LastPayload[:PayloadLimit]
+	}
+}
+
+func (w *Workers) handle(ctx context.Context, msg jetstream.Msg) {
+	ev, err := eventFromMsg(msg.Headers(), msg.Data())
+	if err != nil {
+		w.opts.Log.Error(err, "Discarding an unreadable async event")
+		_ = msg.Term()
+		return
+	}
+	log := w.opts.Log.WithValues("namespace", ev.Namespace, "function", ev.Function, "requestId", ev.RequestID)
+	stopKeepAlive := w.keepAlive(msg)
+	defer stopKeepAlive()
+
+	var st attemptState
+	stored := false
+	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 {
+		// Only an event seen before can have a history.
+		if e, err := w.q.state.Get(ctx, ev.RequestID); err == nil {
+			stored = json.Unmarshal(e.Value(), &st) == nil
+		}
+	}
+
+	cfg, err := w.configs.AsyncConfig(ctx, ev.Namespace, ev.Function, ev.Qualifier)
+	if errors.Is(err, ErrFunctionNotFound) {
+		cfg = ConfigFrom(nil)
+	} else if err != nil {
+		log.Error(err, "Looking up the async configuration failed; retrying the event")
+		st.Retryable++
+		w.retryLater(ctx, msg, ev, cfg, &st, w.opts.Retry.throttleDelay(st.Retryable), log)
+		return
+	}
+
+	age := w.now().Sub(ev.Received)
+	if age >= cfg.MaximumEventAge {
+		w.fail(ctx, msg, ev, cfg, &st, stored, ConditionEventAgeExceeded, log)
+		return
+	}
+	if cfg.ReservedConcurrency != nil && *cfg.ReservedConcurrency == 0 {
+		// Lambda: reserved concurrency 0 sends events straight to the failure path.
+		st.remember(InvokeResult{StatusCode: 429, ExecutedVersion: cfg.Version,
+			Payload: []byte(`{"Type":"User","message":"Rate Exceeded.","Reason":"ReservedFunctionConcurrentInvocationLimitExceeded"}`)})
+		w.fail(ctx, msg, ev, cfg, &st, stored, ConditionRetriesExhausted, log)
+		return
+	}
+
+	w.opts.Metrics.Age.WithLabelValues(ev.Namespace, ev.Function).Observe(age.Seconds())
+	res, err := w.inv.Invoke(ctx, InvokeRequest{
+		RequestID: ev.RequestID, Namespace: ev.Namespace, Function: ev.Function, Qualifier: ev.Qualifier,
+		Payload: ev.Payload, ClientContext: ev.ClientContext, TraceID: ev.TraceID,
+	})
+	if ctx.Err() != nil {
+		// Shutting down: hand the event back for another worker, with no attempt counted.
+		_ = msg.Nak()
+		return
+	}
+	if err != nil {
+		res = InvokeResult{StatusCode: 500, Payload: serviceError(err)}
+	}
+
+	switch res.outcome() {
+	case outcomeSuccess:
+		st.InvokeCount++
+		st.remember(res)
+		rec := w.record(ev, ConditionSuccess, &st)
+		if cfg.OnSuccess != nil {
+			w.deliver(ctx, ev, cfg.OnSuccess, Letter{Body: rec, RequestID: ev.RequestID}, false, log)
+		}
+		w.settle(ctx, msg, ev, stored, log)
+	case outcomeFunctionError:
+		st.InvokeCount++
+		st.FunctionErrors++
+		st.remember(res)
+		if st.FunctionErrors > cfg.MaximumRetryAttempts {
+			w.fail(ctx, msg, ev, cfg, &st, stored, ConditionRetriesExhausted, log)
+			return
+		}
+		w.retryLater(ctx, msg, ev, cfg, &st, w.opts.Retry.functionErrorDelay(st.FunctionErrors), log)
+	case outcomeRetryable:
+		// Throttles and system errors do not use up maximumRetryAttempts.
+		st.Retryable++
+		if st.LastFunctionError == "" {
+			st.remember(res)
+		}
+		w.retryLater(ctx, msg, ev, cfg, &st, w.opts.Retry.throttleDelay(st.Retryable), log)
+	case outcomeInvocationError:
+		st.remember(res)
+		w.fail(ctx, msg, ev, cfg, &st, stored, ConditionRetriesExhausted, log)
+	}
+}
+
+// retryLater stores the event's history and has JetStream redeliver it after delay, or
+// at its expiry when that comes first (then it goes to the failure path).
+func (w *Workers) retryLater(ctx context.Context, msg jetstream.Msg, ev Event, cfg Config, st *attemptState, delay time.Duration, log logr.Logger) {
+	if cfg.MaximumEventAge > 0 {
+		if left := time.Until(ev.Received.Add(cfg.MaximumEventAge)); left < delay {
+			delay = max(left, 0)
+		}
+	}
+	b, _ := json.Marshal(st)
+	if _, err := w.q.state.Put(ctx, ev.RequestID, b); err != nil {
+		// Without the history the event would retry from scratch; let AckWait redeliver.
+		log.Error(err, "Saving async attempt state failed")
+	}
+	if err := msg.NakWithDelay(delay); err != nil {
+		log.Error(err, "Scheduling the retry failed; JetStream redelivers after AckWait")
+	}
+}
+
+// fail runs the failure path: the on-failure record and the dead-letter target, then settles.
+func (w *Workers) fail(ctx context.Context, msg jetstream.Msg, ev Event, cfg Config, st *attemptState, stored bool, condition string, log logr.Logger) {
+	w.opts.Metrics.Dropped.WithLabelValues(ev.Namespace, ev.Function).Inc()
+	log.Info("Async event failed", "condition", condition, "invokeCount", st.InvokeCount, "status", st.LastStatus)
+	if st.LastExecutedVersion == "" {
+		st.LastExecutedVersion = cfg.Version
+	}
+	if cfg.OnFailure != nil {
+		w.deliver(ctx, ev, cfg.OnFailure, Letter{Body: w.record(ev, condition, st), RequestID: ev.RequestID}, false, log)
+	}
+	dlq := cfg.DeadLetter
+	if v := st.LastExecutedVersion; v != "" && v != cfg.Version {
+		d, err := w.configs.DeadLetterConfig(ctx, ev.Namespace, ev.Function, v)
+		if err == nil {
+			dlq = d
+		} else if !errors.Is(err, ErrFunctionNotFound) {
+			log.Error(err, "Looking up the dead-letter config of the executed version failed", "version", v)
+		}
+	}
+	if dlq != nil {
+		status := st.LastStatus
+		if status == 0 {
+			status = 200
+		}
+		w.deliver(ctx, ev, &dlq.Target, Letter{
+			Body: ev.Payload, DeadLetter: true, RequestID: ev.RequestID,
+			ErrorCode: status, ErrorMessage: errorMessage(st.LastPayload, condition),
+		}, true, log)
+	}
+	w.settle(ctx, msg, ev, stored, log)
+}
+
+// settle acknowledges the event (it leaves the stream) and drops its history.
+func (w *Workers) settle(ctx context.Context, msg jetstream.Msg, ev Event, stored bool, log logr.Logger) {
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := msg.DoubleAck(actx); err != nil {
+		log.Error(err, "Acknowledging the async event failed; it may run again")
+		return
+	}
+	if stored {
+		_ = w.q.state.Purge(ctx, ev.RequestID)
+	}
+}
+
+// deliver sends one letter with bounded retries; a final failure is counted, not fatal.
+func (w *Workers) deliver(ctx context.Context, ev Event, dest *lambdav1alpha1.Destination, l Letter, deadLetter bool, log logr.Logger) {
+	p := w.opts.Retry
+	backoff := p.DeliveryBackoff
+	var err error
+	for attempt := 1; attempt <= p.DeliveryAttempts; attempt++ {
+		dctx, cancel := context.WithTimeout(ctx, p.DeliveryTimeout)
+		err = w.dst.Deliver(dctx, ev.Namespace, dest, l)
+		cancel()
+		if err == nil {
+			return
+		}
+		if attempt == p.DeliveryAttempts || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+		backoff *= 2
+	}
+	if deadLetter {
+		w.opts.Metrics.DeadLetterErrors.WithLabelValues(ev.Namespace, ev.Function).Inc()
+		log.Error(err, "Sending the failed event to its dead-letter target failed; the event is discarded")
+	} else {
+		w.opts.Metrics.DestinationFailures.WithLabelValues(ev.Namespace, ev.Function).Inc()
+		log.Error(err, "Delivering the invocation record to its destination failed")
+	}
+}
+
+func (w *Workers) record(ev Event, condition string, st *attemptState) []byte {
+	q := ev.Qualifier
+	if q == "" {
+		q = "$LATEST"
+	}
+	arn := lambdav1alpha1.QualifiedFunctionARN(w.opts.Region, w.opts.AccountID, ev.Function, q)
+	status := st.LastStatus
+	payload := st.LastPayload
+	b, _ := json.Marshal(newRecord(w.now(), ev.RequestID, arn, condition, st.InvokeCount,
+		ev.Payload, status, st.LastExecutedVersion, st.LastFunctionError, payload))
+	return b
+}
+
+// keepAlive extends AckWait while an event is being handled.
+func (w *Workers) keepAlive(msg jetstream.Msg) func() {
+	t := time.NewTicker(w.opts.AckWait / 3)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-t.C:
+				_ = msg.InProgress()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { t.Stop(); close(done) }
+}
+
+func serviceError(err error) []byte {
+	b, _ := json.Marshal(map[string]string{"Type": "Service", "message": err.Error()})
+	return b
+}
+
+// errorMessage is the dead letter's ErrorMessage: the error's message, first 1 KB.
+func errorMessage(payload []byte, condition string) string {
+	var e struct {
+		ErrorMessage string `json:"errorMessage"`
+		Message      string `json:"message"`
+	}
+	msg := ""
+	if json.Unmarshal(payload, &e) == nil {
+		msg = e.ErrorMessage
+		if msg == "" {
+			msg = e.Message
+		}
+	}
+	if msg == "" {
+		msg = string(payload)
+	}
+	if msg == "" {
+		msg = condition
+	}
+	if len(msg) > deadLetterMessageLimit {
+		msg = msg[:deadLetterMessageLimit]
+		for !utf8.ValidString(msg) {
+			msg = msg[:len(msg)-1]
+		}
+	}
+	return msg
+}
