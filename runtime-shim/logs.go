@@ -14,7 +14,12 @@ import (
 type LogSink struct {
 	mu  sync.Mutex
 	out io.Writer
-	cur *Invocation
+	// pending holds lines not yet written to out: they are written together at most
+	// flushDelay later (or at Flush), so that a busy environment does not pay one write
+	// per line. Tails and Logs API records are not delayed.
+	pending    []byte
+	flushTimer *time.Timer
+	cur        *Invocation
 	// pendingStart is a START line not written yet: it goes out with the invocation's
 	// first line, so an invocation that logs nothing costs one write, not two.
 	pendingStart []byte
@@ -59,19 +64,44 @@ func (t *tailBuffer) last() []byte {
 	return append([]byte(nil), b...)
 }
 
+// flushDelay bounds how long a log line waits in the shim before reaching its stdout.
+const flushDelay = 10 * time.Millisecond
+
+func (s *LogSink) writeLocked(b []byte) {
+	if len(s.pending) == 0 && s.flushTimer == nil {
+		s.flushTimer = time.AfterFunc(flushDelay, s.Flush)
+	}
+	s.pending = append(s.pending, b...)
+	if len(s.pending) > 64*1024 {
+		s.flushLocked()
+	}
+}
+
+func (s *LogSink) flushLocked() {
+	if len(s.pending) > 0 {
+		_, _ = s.out.Write(s.pending)
+		s.pending = s.pending[:0]
+	}
+}
+
+// Flush writes buffered log lines now.
+func (s *LogSink) Flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flushTimer = nil
+	s.flushLocked()
+}
+
 func (s *LogSink) emitLocked(inv *Invocation, line []byte) {
 	if len(s.pendingStart) > 0 {
 		start := s.pendingStart
-		s.pendingStart = s.pendingStart[:0]
 		if s.cur != nil && s.cur.WantTail {
 			s.cur.tail.write(start)
 		}
-		start = append(start, line...)
-		_, _ = s.out.Write(start)
-		s.pendingStart = start[:0]
-	} else {
-		_, _ = s.out.Write(line)
+		s.writeLocked(start)
+		s.pendingStart = s.pendingStart[:0]
 	}
+	s.writeLocked(line)
 	if inv != nil && inv.WantTail {
 		inv.tail.write(line)
 	}

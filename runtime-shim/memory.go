@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"strconv"
+	"syscall"
 )
 
 // peakRSSKB reads VmHWM (peak resident set size, kB) from /proc/<pid>/status.
@@ -31,7 +32,19 @@ func openStatus(pid int) *statusReader {
 }
 
 func (r *statusReader) peakKB() int64 {
-	n, _ := r.f.ReadAt(r.buf[:], 0)
+	// One pread: the whole file fits the buffer (os.File.ReadAt would read again for EOF).
+	var n int
+	rc, err := r.f.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	_ = rc.Read(func(fd uintptr) bool {
+		n, _ = syscall.Pread(int(fd), r.buf[:], 0)
+		return true
+	})
+	if n < 0 {
+		n = 0
+	}
 	return parseVmHWM(r.buf[:n])
 }
 

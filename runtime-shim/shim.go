@@ -162,6 +162,7 @@ func (s *Shim) Close() {
 	if s.sidecar != nil {
 		s.sidecar.Close()
 	}
+	s.Logs.Flush()
 }
 
 // Run starts the shim and stops it when ctx ends.

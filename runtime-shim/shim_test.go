@@ -214,6 +214,7 @@ func TestInvokeRoundTrip(t *testing.T) {
 	if m := reportRE.FindStringSubmatch(lines[len(lines)-1]); m == nil || m[2] != "" {
 		t.Fatalf("warm REPORT %q: want no Init Duration", lines[len(lines)-1])
 	}
+	h.env.logs.Flush() // lines reach stdout within flushDelay; do not wait for it
 	if !strings.Contains(h.out.String(), "START RequestId: req-1 Version: 3\nEND RequestId: req-1\nREPORT RequestId: req-1\tDuration: ") {
 		t.Fatalf("shim log lacks the platform lines:\n%s", h.out.String())
 	}
