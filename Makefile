@@ -25,7 +25,7 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code from the API types.
 
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers; copy the CRDs into the Helm chart.
-	$(CONTROLLER_GEN) rbac:roleName=klambda-manager crd:allowDangerousTypes=false paths="./api/..." paths="./controllers/..." \
+	$(CONTROLLER_GEN) rbac:roleName=klambda-manager crd:allowDangerousTypes=true paths="./api/..." paths="./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	mkdir -p charts/klambda/crds && cp config/crd/bases/*.yaml charts/klambda/crds/
 
