@@ -33,6 +33,7 @@ KUBE_BIN=$KLAMBDA_CACHE/kube-$KUBE_VERSION/bin
 TOOLS=$KLAMBDA_CACHE/bin
 HELM=${HELM:-$TOOLS/helm-v3.22.0}
 CRICTL=$TOOLS/crictl
+CRICTL_VERSION=${CRICTL_VERSION:-v1.37.0}
 
 here_lib=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$here_lib/../.." && pwd)

@@ -22,6 +22,8 @@ command -v iptables >/dev/null || missing+=(iptables)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v ss >/dev/null || missing+=(iproute2)
 command -v zip >/dev/null || missing+=(zip)
+command -v jq >/dev/null || missing+=(jq)
+command -v curl >/dev/null || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
 	log "installing from Debian: ${missing[*]}"
 	{ apt-get install -y -qq "${missing[@]}" || { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; }; } >"$LOGS/apt.log" 2>&1 ||
@@ -30,6 +32,13 @@ fi
 
 log "Kubernetes $KUBE_VERSION binaries (built once from the Go module proxy, cached in $KUBE_BIN)"
 "$REPO_ROOT/hack/kube-binaries.sh" kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl >/dev/null
+
+# crictl lets down.sh remove pod sandboxes through CRI (so CNI and mounts are cleaned up).
+if [ ! -x "$CRICTL" ]; then
+	log "building crictl $CRICTL_VERSION (once)"
+	mkdir -p "$TOOLS"
+	(cd "$REPO_ROOT" && GOBIN=$TOOLS go install "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION") || die "could not build crictl"
+fi
 
 # --- ports ---------------------------------------------------------------------------------
 
