@@ -54,6 +54,12 @@ func shutdownEvent(reason string, deadline time.Time) []byte {
 	return []byte(`{"eventType":"SHUTDOWN","shutdownReason":"` + reason + `","deadlineMs":` + strconv.FormatInt(deadline.UnixMilli(), 10) + `}`)
 }
 
+func (e *Environment) registeredExtensions() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.exts)
+}
+
 // RegisterExtension is POST /extension/register.
 func (e *Environment) RegisterExtension(name string, events []string) (*Extension, error) {
 	e.mu.Lock()

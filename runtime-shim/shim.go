@@ -29,6 +29,8 @@ type Options struct {
 	Listen     string   // invoke endpoint, default ":9000"
 	RuntimeAPI string   // Runtime API, default "127.0.0.1:9001"
 	Command    []string // exec mode: the runtime's command
+	// ExtensionsDir: exec mode, external extensions to start first (Lambda's /opt/extensions).
+	ExtensionsDir string
 	// RuntimeMarker: sidecar mode, see SidecarSupervisor.Marker.
 	RuntimeMarker string
 	Stdout        io.Writer // the shim's log, default os.Stdout
@@ -70,7 +72,7 @@ func New(opts Options) (*Shim, error) {
 		if len(opts.Command) == 0 {
 			return nil, errors.New("exec mode needs the runtime's command")
 		}
-		sup = &ExecSupervisor{Command: opts.Command}
+		sup = &ExecSupervisor{Command: opts.Command, ExtensionsDir: opts.ExtensionsDir, InitTimeout: cfg.InitTimeout}
 	case ModeSidecar:
 		s.sidecar = &SidecarSupervisor{Marker: opts.RuntimeMarker}
 		sup = s.sidecar

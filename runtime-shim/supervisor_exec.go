@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,6 +22,12 @@ type ExecSupervisor struct {
 	Command []string
 	Env     []string // the child's environment, AWS_LAMBDA_RUNTIME_API included
 	Dir     string
+	// ExtensionsDir holds external extensions (Lambda: /opt/extensions): every executable
+	// in it is started, in parallel, before the runtime, which starts once each has
+	// registered (or exited, or the init limit passed).
+	ExtensionsDir string
+	// InitTimeout bounds the wait for extensions to register.
+	InitTimeout time.Duration
 
 	env  *Environment
 	logs *LogSink
@@ -32,6 +40,83 @@ type ExecSupervisor struct {
 	// lastPeakKB is the peak RSS of the last child that exited (from its rusage).
 	lastPeakKB atomic.Int64
 	status     *statusReader // the running child's /proc/<pid>/status
+	extProcs   []*exec.Cmd
+	hadExts    atomic.Bool
+}
+
+// hiddenFromExtensions are the variables Lambda does not give external extensions (spec §7.1).
+var hiddenFromExtensions = map[string]bool{
+	"AWS_EXECUTION_ENV": true, "AWS_LAMBDA_LOG_GROUP_NAME": true, "AWS_LAMBDA_LOG_STREAM_NAME": true,
+	"AWS_XRAY_CONTEXT_MISSING": true, "AWS_XRAY_DAEMON_ADDRESS": true, "LAMBDA_RUNTIME_DIR": true,
+	"LAMBDA_TASK_ROOT": true, "_AWS_XRAY_DAEMON_ADDRESS": true, "_AWS_XRAY_DAEMON_PORT": true, "_HANDLER": true,
+}
+
+// extensionPaths lists the executables of ExtensionsDir, in name order.
+func (s *ExecSupervisor) extensionPaths() []string {
+	if s.ExtensionsDir == "" {
+		return nil
+	}
+	entries, err := os.ReadDir(s.ExtensionsDir)
+	if err != nil {
+		return nil
+	}
+	var paths []string
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || info.IsDir() || info.Mode()&0o111 == 0 {
+			continue
+		}
+		paths = append(paths, filepath.Join(s.ExtensionsDir, e.Name()))
+	}
+	return paths
+}
+
+// startExtensions starts the external extensions with the output pipe w and waits until
+// they have registered (or exited, or the init limit passed).
+func (s *ExecSupervisor) startExtensions(w *os.File) {
+	paths := s.extensionPaths()
+	if len(paths) == 0 {
+		return
+	}
+	s.hadExts.Store(true)
+	var env []string
+	for _, kv := range s.Env {
+		k, _, _ := strings.Cut(kv, "=")
+		if !hiddenFromExtensions[k] {
+			env = append(env, kv)
+		}
+	}
+	var started []*exec.Cmd
+	exited := make(chan struct{}, len(paths))
+	for _, p := range paths {
+		cmd := exec.Command(p)
+		cmd.Env = env
+		cmd.Dir = s.Dir
+		cmd.Stdout, cmd.Stderr = w, w
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			s.logs.Platform(nil, "EXTENSION "+filepath.Base(p)+" could not start: "+err.Error())
+			continue
+		}
+		started = append(started, cmd)
+		go func() { _ = cmd.Wait(); exited <- struct{}{} }()
+	}
+	s.mu.Lock()
+	s.extProcs = started
+	s.mu.Unlock()
+	limit := s.InitTimeout
+	if limit == 0 {
+		limit = DefaultInitTimeout
+	}
+	deadline := time.Now().Add(limit)
+	gone := 0
+	for time.Now().Before(deadline) && s.env.registeredExtensions()+gone < len(started) {
+		select {
+		case <-exited:
+			gone++
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // Attach connects the supervisor to its environment and log sink.
@@ -41,8 +126,8 @@ func (s *ExecSupervisor) Attach(env *Environment, logs *LogSink) {
 	logs.SetDrain(s.drain)
 }
 
-// HasExternalExtensions: exec mode starts no extension processes of its own.
-func (s *ExecSupervisor) HasExternalExtensions() bool { return false }
+// HasExternalExtensions: extensions were started from ExtensionsDir.
+func (s *ExecSupervisor) HasExternalExtensions() bool { return s.hadExts.Load() }
 
 // HasRestartingRuntime: the shim itself restarts the child, nothing else does.
 func (s *ExecSupervisor) HasRestartingRuntime() bool { return false }
@@ -57,6 +142,7 @@ func (s *ExecSupervisor) Start(gen uint64) error {
 	if err != nil {
 		return err
 	}
+	s.startExtensions(w)
 	cmd := exec.Command(s.Command[0], s.Command[1:]...)
 	cmd.Env = s.Env
 	cmd.Dir = s.Dir
@@ -160,9 +246,19 @@ func (s *ExecSupervisor) drain() {
 // Stop stops the runtime's process group: SIGTERM and up to grace to exit, then SIGKILL.
 func (s *ExecSupervisor) Stop(grace time.Duration) {
 	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.cmd = nil
+	cmd, exited, exts := s.cmd, s.exited, s.extProcs
+	s.cmd, s.extProcs = nil, nil
 	s.mu.Unlock()
+	for _, x := range exts {
+		if grace > 0 {
+			_ = syscall.Kill(-x.Process.Pid, syscall.SIGTERM)
+		}
+	}
+	defer func() {
+		for _, x := range exts {
+			_ = syscall.Kill(-x.Process.Pid, syscall.SIGKILL)
+		}
+	}()
 	if cmd == nil || cmd.Process == nil {
 		return
 	}

@@ -19,6 +19,7 @@ import (
 
 type flags struct {
 	listen, runtimeAPI, secretFile, marker string
+	extensionsDir                          string
 	initTimeout, shutdownGrace             time.Duration
 	procs                                  int
 }
@@ -45,6 +46,7 @@ func main() {
 			return run(f, shim.ModeExec, args)
 		},
 	}
+	execCmd.Flags().StringVar(&f.extensionsDir, "extensions-dir", "/opt/extensions", "external extensions to start before the runtime (every executable in it)")
 	sidecarCmd := &cobra.Command{
 		Use:   "sidecar",
 		Short: "serve a runtime that runs in another container of the pod (shared process namespace)",
@@ -80,7 +82,7 @@ func run(f flags, mode shim.Mode, command []string) error {
 	}
 	cfg.InitTimeout = f.initTimeout
 	cfg.ShutdownGrace = f.shutdownGrace
-	s, err := shim.New(shim.Options{Config: cfg, Mode: mode, Listen: f.listen, RuntimeAPI: f.runtimeAPI, Command: command, RuntimeMarker: f.marker})
+	s, err := shim.New(shim.Options{Config: cfg, Mode: mode, Listen: f.listen, RuntimeAPI: f.runtimeAPI, Command: command, RuntimeMarker: f.marker, ExtensionsDir: f.extensionsDir})
 	if err != nil {
 		return err
 	}

@@ -158,18 +158,23 @@ func startPeer(t *testing.T, kind string, timeout string, env []string, dir stri
 		}
 	})
 	// Wait until it listens (the shim also answers /healthz; the emulator has no probe).
+	waitListenAddr(t, invokeAddr)
+	return p
+}
+
+func waitListenAddr(t *testing.T, addr string) {
+	t.Helper()
 	for i := 0; ; i++ {
-		c, err := net.DialTimeout("tcp", invokeAddr, 100*time.Millisecond)
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
 		if err == nil {
 			c.Close()
-			break
+			return
 		}
 		if i > 200 {
-			t.Fatalf("%s never listened on %s:\n%s", kind, invokeAddr, logs.String())
+			t.Fatalf("nothing listens on %s", addr)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-	return p
 }
 
 func tailString(s string, n int) string {
