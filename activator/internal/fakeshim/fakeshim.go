@@ -1,0 +1,115 @@
+// Package fakeshim is an in-memory stand-in for the runtime shim's invoke endpoint
+// (runtime-shim/invoke.go), for the activator's tests and benchmarks. It keeps the
+// shim's contract: the invoke secret, one invocation at a time (a second concurrent
+// one is refused with 429, which a correct activator never sees), function errors as
+// 200 + X-Amz-Function-Error, the log tail, duration and init-duration headers.
+//
+// The function it runs echoes its payload, and obeys a few fields of a JSON object
+// payload: {"sleep_ms": N} sleeps, {"fail": "msg"} returns a function error.
+package fakeshim
+
+import (
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Shim is one fake environment.
+type Shim struct {
+	Secret  string
+	Version string
+	// InitDuration is reported on the first invocation.
+	InitDuration time.Duration
+
+	busy       atomic.Bool
+	inited     atomic.Bool
+	Calls      atomic.Int64
+	Overlaps   atomic.Int64 // concurrent invocations refused: a dispatcher bug
+	Server     *httptest.Server
+	mu         sync.Mutex
+	LastHeader http.Header
+}
+
+// Start serves a Shim on a local port.
+func Start(secret, version string) *Shim {
+	s := &Shim{Secret: secret, Version: version, InitDuration: 120 * time.Millisecond}
+	s.Server = httptest.NewServer(s)
+	return s
+}
+
+// Addr is host:port.
+func (s *Shim) Addr() string { return s.Server.Listener.Addr().String() }
+
+// Close stops the server.
+func (s *Shim) Close() { s.Server.Close() }
+
+func fail(w http.ResponseWriter, status int, typ, msg string) {
+	w.Header().Set("X-Amzn-Errortype", typ)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	b, _ := json.Marshal(map[string]string{"Type": "User", "message": msg})
+	_, _ = w.Write(b)
+}
+
+func (s *Shim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/2015-03-31/functions/function/invocations" || r.Method != http.MethodPost {
+		fail(w, 404, "ResourceNotFoundException", "no such endpoint")
+		return
+	}
+	if s.Secret != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Klambda-Invoke-Secret")), []byte(s.Secret)) != 1 {
+		fail(w, 401, "UnauthorizedException", "missing or wrong X-Klambda-Invoke-Secret")
+		return
+	}
+	if !s.busy.CompareAndSwap(false, true) {
+		s.Overlaps.Add(1)
+		fail(w, 429, "TooManyRequestsException", "This execution environment is already processing an invocation")
+		return
+	}
+	defer s.busy.Store(false)
+	s.Calls.Add(1)
+	s.mu.Lock()
+	s.LastHeader = r.Header.Clone()
+	s.mu.Unlock()
+	start := time.Now()
+	payload, _ := io.ReadAll(r.Body)
+	var ctl struct {
+		SleepMs int    `json:"sleep_ms"`
+		Fail    string `json:"fail"`
+	}
+	if len(payload) > 0 && payload[0] == '{' {
+		_ = json.Unmarshal(payload, &ctl)
+	}
+	if ctl.SleepMs > 0 {
+		time.Sleep(time.Duration(ctl.SleepMs) * time.Millisecond)
+	}
+	h := w.Header()
+	h["X-Amzn-Requestid"] = []string{r.Header.Get("X-Amzn-Requestid")}
+	h["X-Amz-Executed-Version"] = []string{s.Version}
+	h["Content-Type"] = []string{"application/json"}
+	if !s.inited.Swap(true) && s.InitDuration > 0 {
+		h["X-Klambda-Init-Duration-Ms"] = []string{strconv.FormatFloat(float64(s.InitDuration)/1e6, 'f', 2, 64)}
+	}
+	body := payload
+	if len(body) == 0 {
+		body = []byte("null")
+	}
+	if ctl.Fail != "" {
+		h["X-Amz-Function-Error"] = []string{"Unhandled"}
+		body, _ = json.Marshal(map[string]any{"errorMessage": ctl.Fail, "errorType": "errorString"})
+	}
+	if r.Header.Get("X-Amz-Log-Type") == "Tail" {
+		log := "START RequestId: " + r.Header.Get("X-Amzn-Requestid") + " Version: " + s.Version + "\nEND\n"
+		h["X-Amz-Log-Result"] = []string{base64.StdEncoding.EncodeToString([]byte(log))}
+	}
+	h["X-Klambda-Duration-Ms"] = []string{strconv.FormatFloat(float64(time.Since(start))/1e6, 'f', 2, 64)}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(200)
+	_, _ = w.Write(body)
+}

@@ -1,0 +1,140 @@
+package invoke
+
+import (
+	"net/http"
+	"strconv"
+)
+
+// Error is an invocation error in Lambda's wire format: the exception name in the
+// x-amzn-ErrorType header and a JSON body {"Type","message"[, "Reason"]}. The AWS SDKs
+// (restjson1) take the type from the header, the message from "message", and the members
+// of the modelled exception (TooManyRequestsException.Reason) from the body, so
+// errors.As(err, &types.ResourceNotFoundException{}) works against the activator.
+type Error struct {
+	Status int
+	Type   string // exception name, e.g. ResourceNotFoundException
+	// Fault is "User" for caller errors and "Service" for ours, as Lambda fills "Type".
+	Fault   string
+	Message string
+	// Reason is TooManyRequestsException's reason.
+	Reason string
+	// RetryAfterSeconds, when set, is sent as Retry-After.
+	RetryAfterSeconds int
+}
+
+func (e *Error) Error() string { return e.Type + ": " + e.Message }
+
+// Write answers the error.
+func (e *Error) Write(w http.ResponseWriter) {
+	h := w.Header()
+	h["X-Amzn-Errortype"] = []string{e.Type}
+	h["Content-Type"] = []string{"application/json"}
+	if e.RetryAfterSeconds > 0 {
+		h["Retry-After"] = []string{strconv.Itoa(e.RetryAfterSeconds)}
+	}
+	b := make([]byte, 0, 64+len(e.Message))
+	b = append(b, `{"Type":`...)
+	b = strconv.AppendQuote(b, e.Fault)
+	b = append(b, `,"message":`...)
+	b = appendJSONString(b, e.Message)
+	if e.Reason != "" {
+		b = append(b, `,"Reason":`...)
+		b = appendJSONString(b, e.Reason)
+	}
+	b = append(b, '}')
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(e.Status)
+	_, _ = w.Write(b)
+}
+
+// appendJSONString quotes s as a JSON string (strconv.Quote's escapes are not all JSON).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+func userError(status int, typ, msg string) *Error {
+	return &Error{Status: status, Type: typ, Fault: "User", Message: msg}
+}
+
+// Lambda's invocation errors, with Lambda's status codes and, where the guide or the
+// service give one, Lambda's message.
+
+func ErrFunctionNotFound(arn string) *Error {
+	return userError(http.StatusNotFound, "ResourceNotFoundException", "Function not found: "+arn)
+}
+
+func ErrInvalidJSON(detail string) *Error {
+	return userError(http.StatusBadRequest, "InvalidRequestContentException", "Could not parse request body into json: "+detail)
+}
+
+func ErrRequestTooLarge(limit int) *Error {
+	return userError(http.StatusRequestEntityTooLarge, "RequestTooLargeException",
+		"Request must be smaller than "+strconv.Itoa(limit)+" bytes for the InvokeFunction operation")
+}
+
+func ErrInvalidParameter(msg string) *Error {
+	return userError(http.StatusBadRequest, "InvalidParameterValueException", msg)
+}
+
+// ErrValidation is what Lambda answers for a parameter that fails its model's constraints
+// (a malformed function name, an invocation type outside the enum).
+func ErrValidation(msg string) *Error {
+	return userError(http.StatusBadRequest, "ValidationException", msg)
+}
+
+func ErrNotActive(state string) *Error {
+	return userError(http.StatusConflict, "ResourceConflictException",
+		"The operation cannot be performed at this time. The function is currently in the following state: "+state)
+}
+
+func ErrNotReady(msg string) *Error {
+	return userError(http.StatusBadGateway, "ResourceNotReadyException", msg)
+}
+
+const (
+	ReasonReserved = "ReservedFunctionConcurrentInvocationLimitExceeded"
+	ReasonAccount  = "ConcurrentInvocationLimitExceeded"
+)
+
+func ErrThrottled(reason string) *Error {
+	e := userError(http.StatusTooManyRequests, "TooManyRequestsException", "Rate Exceeded.")
+	e.Reason = reason
+	e.RetryAfterSeconds = 1
+	return e
+}
+
+func ErrService(msg string) *Error {
+	return &Error{Status: http.StatusInternalServerError, Type: "ServiceException", Fault: "Service", Message: msg}
+}
+
+// Authentication and authorization errors, as AWS answers them: the SDKs surface the
+// type name, and the CLI prints "An error occurred (<type>) when calling the Invoke
+// operation: <message>".
+
+func ErrMissingToken() *Error {
+	return userError(http.StatusForbidden, "MissingAuthenticationTokenException",
+		"Missing Authentication Token: send a Kubernetes token as the session token (AWS_SESSION_TOKEN) or as Authorization: Bearer")
+}
+
+func ErrInvalidToken() *Error {
+	return userError(http.StatusForbidden, "UnrecognizedClientException", "The security token included in the request is invalid.")
+}
+
+func ErrAccessDenied(user, arn string) *Error {
+	return userError(http.StatusForbidden, "AccessDeniedException",
+		"User: "+user+" is not authorized to perform: lambda:InvokeFunction on resource: "+arn+
+			" (Kubernetes: verb invoke on functions.lambda.klambda.dev)")
+}

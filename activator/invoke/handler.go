@@ -1,0 +1,321 @@
+// Package invoke serves the Lambda Invoke API:
+// POST [/namespaces/{ns}]/2015-03-31/functions/{FunctionName}/invocations. It parses the
+// call, authorizes it, asks the router for a version and the dispatcher for an
+// environment, and relays the call to that environment's shim.
+package invoke
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/klambda/klambda/activator/auth"
+	"github.com/klambda/klambda/activator/dispatch"
+	"github.com/klambda/klambda/activator/metrics"
+	"github.com/klambda/klambda/activator/router"
+	"github.com/klambda/klambda/activator/shimclient"
+)
+
+// MaxPayload is Lambda's synchronous request limit (6 MB).
+const MaxPayload = 6 * 1024 * 1024
+
+// Router resolves name + qualifier to a version (router.Table).
+type Router interface {
+	Resolve(namespace, function, qualifier string) (router.Route, error)
+	UnreservedLimit(namespace string, namespaceLimit int32) int32
+}
+
+// Dispatcher hands out environments (dispatch.Dispatcher).
+type Dispatcher interface {
+	Acquire(ctx context.Context, key router.Key, lim dispatch.Limits) (*dispatch.Lease, error)
+}
+
+// Shim sends one invocation to one environment (shimclient.Client).
+type Shim interface {
+	Do(ctx context.Context, c *shimclient.Call) (*http.Response, error)
+}
+
+// Authorizer decides whether a token may invoke a function (auth.Checker).
+type Authorizer interface {
+	Check(ctx context.Context, token, namespace, function string) (auth.Decision, error)
+}
+
+// Handler is the Invoke API.
+type Handler struct {
+	DefaultNamespace string
+	Region           string
+	AccountID        string
+	Router           Router
+	Dispatcher       Dispatcher
+	Shim             Shim
+	// Auth nil turns authorization off (local development only).
+	Auth Authorizer
+	// WaitDeadline bounds how long a request waits for an environment.
+	WaitDeadline time.Duration
+	// NamespaceLimit is the concurrency a namespace's functions share (Lambda's account
+	// limit); -1 for none.
+	NamespaceLimit int32
+	// ShimGrace is added to the function timeout for the call to the shim (init, reset).
+	ShimGrace time.Duration
+	Metrics   *metrics.Metrics
+	Log       logr.Logger
+}
+
+var bufPool = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, 4096)) }}
+
+const maxPooledBuffer = 1 << 20
+
+func (h *Handler) arn(fn, qualifier string) string {
+	s := "arn:aws:lambda:" + h.Region + ":" + h.AccountID + ":function:" + fn
+	if qualifier != "" {
+		s += ":" + qualifier
+	}
+	return s
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	req, perr := ParseRequest(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, r.Header, h.DefaultNamespace)
+	if perr != nil {
+		perr.Write(w)
+		return
+	}
+	if e := h.invoke(w, r, &req); e != nil {
+		if h.Metrics != nil && e.Type != "TooManyRequestsException" {
+			h.Metrics.InvokeFailure.WithLabelValues(req.Namespace, req.FunctionName, e.Type).Inc()
+		}
+		e.Write(w)
+	}
+}
+
+// invoke answers the call, or returns the invocation error to answer.
+func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request) *Error {
+	ctx := r.Context()
+	if req.InvocationType == Event {
+		// Asynchronous invocation (a durable queue, retries, destinations) is a later
+		// issue; refuse it rather than pretend that the event was queued.
+		return ErrInvalidParameter("Asynchronous invocation (X-Amz-Invocation-Type: Event) is not supported by this klambda activator yet; use RequestResponse.")
+	}
+	if h.Auth != nil {
+		d, err := h.Auth.Check(ctx, auth.TokenFrom(r.Header), req.Namespace, req.FunctionName)
+		if err != nil {
+			h.Log.Error(err, "authorization review failed", "namespace", req.Namespace, "function", req.FunctionName)
+			return ErrService("could not review the caller's token or permission")
+		}
+		switch d.Outcome {
+		case auth.NoToken:
+			return ErrMissingToken()
+		case auth.InvalidToken:
+			return ErrInvalidToken()
+		case auth.Denied:
+			return ErrAccessDenied(d.User, h.arn(req.FunctionName, req.Qualifier))
+		}
+	}
+	route, err := h.Router.Resolve(req.Namespace, req.FunctionName, req.Qualifier)
+	if err != nil {
+		var na *router.NotActiveError
+		switch {
+		case errors.Is(err, router.ErrFunctionNotFound):
+			return ErrFunctionNotFound(h.arn(req.FunctionName, ""))
+		case errors.Is(err, router.ErrQualifierNotFound):
+			return ErrFunctionNotFound(h.arn(req.FunctionName, req.Qualifier))
+		case errors.As(err, &na):
+			return ErrNotActive(na.State)
+		default:
+			return ErrService(err.Error())
+		}
+	}
+	if req.InvocationType == DryRun {
+		w.Header()["X-Amz-Executed-Version"] = []string{route.Version}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+
+	if r.ContentLength > MaxPayload {
+		return ErrRequestTooLarge(MaxPayload)
+	}
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= maxPooledBuffer {
+			bufPool.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, MaxPayload+1)); err != nil {
+		return ErrInvalidParameter("could not read the request body: " + err.Error())
+	}
+	if buf.Len() > MaxPayload {
+		return ErrRequestTooLarge(MaxPayload)
+	}
+	payload := buf.Bytes()
+	if len(payload) > 0 && !json.Valid(payload) {
+		var v any
+		detail := "the payload is not valid JSON"
+		if err := json.Unmarshal(payload, &v); err != nil {
+			detail = err.Error()
+		}
+		return ErrInvalidJSON(detail)
+	}
+
+	key := router.Key{Namespace: route.Namespace, Function: route.Function, Version: route.Version}
+	resource := route.Qualifier
+	if resource == "" {
+		resource = router.Latest
+	}
+	lim := dispatch.Limits{Reserved: route.ReservedConcurrency, Unreserved: -1}
+	if route.ReservedConcurrency < 0 && h.NamespaceLimit >= 0 {
+		lim.Unreserved = h.Router.UnreservedLimit(route.Namespace, h.NamespaceLimit)
+	}
+	waitCtx, cancelWait := context.WithTimeout(ctx, h.WaitDeadline)
+	lease, err := h.Dispatcher.Acquire(waitCtx, key, lim)
+	cancelWait()
+	if err != nil {
+		var te *dispatch.ThrottleError
+		switch {
+		case errors.As(err, &te):
+			if h.Metrics != nil {
+				h.Metrics.Throttles.WithLabelValues(key.Namespace, key.Function, key.Version, resource, te.Reason).Inc()
+			}
+			return ErrThrottled(te.Reason)
+		case errors.Is(err, dispatch.ErrNoEnvironment):
+			return ErrService("No execution environment of " + key.String() + " became ready within " + h.WaitDeadline.String() + "; the function is scaling up, retry.")
+		default:
+			// The caller went away while waiting; nobody reads this answer.
+			return ErrService("request cancelled: " + err.Error())
+		}
+	}
+	defer lease.Release()
+	var gauge interface {
+		Inc()
+		Dec()
+	}
+	if h.Metrics != nil {
+		gauge = h.Metrics.Concurrent.WithLabelValues(key.Namespace, key.Function, key.Version)
+		gauge.Inc()
+		defer gauge.Dec()
+		h.Metrics.QueueWait.WithLabelValues(key.Namespace, key.Function, key.Version).Observe(lease.Waited.Seconds())
+	}
+
+	// The call to the shim outlives the client: an environment is busy until its
+	// invocation ends, whether or not anyone waits for the answer.
+	shimCtx, cancelShim := context.WithTimeout(context.WithoutCancel(ctx), route.Timeout+h.ShimGrace)
+	defer cancelShim()
+	requestID := newRequestID()
+	call := shimclient.Call{
+		Addr:          lease.Env.Addr,
+		Secret:        lease.Env.Secret,
+		RequestID:     requestID,
+		InvokedARN:    h.arn(route.Function, route.Qualifier),
+		Deadline:      time.Now().Add(route.Timeout),
+		ClientContext: req.ClientContext,
+		TraceID:       r.Header.Get(shimclient.HeaderTraceID),
+		LogTail:       req.LogTail,
+		Body:          bytes.NewReader(payload),
+		ContentLength: int64(len(payload)),
+	}
+	resp, err := h.Shim.Do(shimCtx, &call)
+	if err != nil {
+		h.Log.Error(err, "invoking environment failed", "key", key.String(), "environment", lease.Env.Name, "requestId", requestID)
+		return ErrService("RequestId: " + requestID + " The execution environment could not be reached.")
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return h.shimError(resp, key, lease.Env.Name, requestID)
+	}
+
+	out := w.Header()
+	out["X-Amzn-Requestid"] = []string{requestID}
+	out["X-Amz-Executed-Version"] = []string{route.Version}
+	out["Content-Type"] = []string{"application/json"}
+	rh := resp.Header
+	fnErr := rh.Get(shimclient.HeaderFunctionError)
+	if fnErr != "" {
+		out["X-Amz-Function-Error"] = []string{fnErr}
+	}
+	if lr, ok := rh[shimclient.HeaderLogResult]; ok {
+		out["X-Amz-Log-Result"] = lr
+	}
+	if cl, ok := rh["Content-Length"]; ok {
+		out["Content-Length"] = cl
+	}
+	w.WriteHeader(http.StatusOK)
+	copyBody(w, resp.Body)
+
+	if h.Metrics != nil {
+		h.Metrics.Invocations.WithLabelValues(key.Namespace, key.Function, key.Version, resource).Inc()
+		if fnErr != "" {
+			h.Metrics.Errors.WithLabelValues(key.Namespace, key.Function, key.Version, resource).Inc()
+		}
+		if d := shimclient.Millis(rh, shimclient.HeaderDuration); d > 0 {
+			h.Metrics.Duration.WithLabelValues(key.Namespace, key.Function, key.Version, resource).Observe(d.Seconds())
+		}
+		if d := shimclient.Millis(rh, shimclient.HeaderInitDuration); d > 0 {
+			h.Metrics.InitDuration.WithLabelValues(key.Namespace, key.Function, key.Version).Observe(d.Seconds())
+		}
+	}
+	return nil
+}
+
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyBody relays the shim's answer; when the client has gone it still reads the body
+// to its end, so the connection to the shim stays reusable.
+func copyBody(w io.Writer, body io.Reader) {
+	bp := copyBufPool.Get().(*[]byte)
+	if _, err := io.CopyBuffer(w, body, *bp); err != nil {
+		_, _ = io.CopyBuffer(io.Discard, body, *bp)
+	}
+	copyBufPool.Put(bp)
+}
+
+// shimError turns a refusal by the shim into an invocation error. Its caller errors
+// (400, 413) are the caller's; a wrong secret or a busy environment is ours.
+func (h *Handler) shimError(resp *http.Response, key router.Key, env, requestID string) *Error {
+	typ := resp.Header.Get(shimclient.HeaderErrorType)
+	var body struct {
+		Message string `json:"message"`
+	}
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body)
+	h.Log.Info("environment refused an invocation", "key", key.String(), "environment", env,
+		"status", resp.StatusCode, "errorType", typ, "message", body.Message, "requestId", requestID)
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusTooManyRequests, typ == "":
+		return ErrService("RequestId: " + requestID + " The execution environment refused the invocation.")
+	case resp.StatusCode >= 500:
+		return &Error{Status: resp.StatusCode, Type: typ, Fault: "Service", Message: body.Message}
+	default:
+		return &Error{Status: resp.StatusCode, Type: typ, Fault: "User", Message: body.Message}
+	}
+}
+
+// newRequestID returns a UUID-shaped request id (random, not cryptographic: it names,
+// it does not protect).
+func newRequestID() string {
+	var b [16]byte
+	a, c := rand.Uint64(), rand.Uint64()
+	for i := 0; i < 8; i++ {
+		b[i] = byte(a >> (8 * i))
+		b[8+i] = byte(c >> (8 * i))
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], b[10:])
+	return string(s[:])
+}

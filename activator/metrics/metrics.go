@@ -1,0 +1,78 @@
+// Package metrics holds the activator's Prometheus metrics, named after Lambda's
+// CloudWatch metrics (Invocations, Errors, Throttles, Duration, ConcurrentExecutions,
+// InitDuration) and labelled namespace, function, version (the version that ran) and
+// resource (what the caller named: the alias, the version, or $LATEST).
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics is one set of the activator's metrics.
+type Metrics struct {
+	Invocations   *prometheus.CounterVec
+	Errors        *prometheus.CounterVec
+	Throttles     *prometheus.CounterVec
+	Duration      *prometheus.HistogramVec
+	Concurrent    *prometheus.GaugeVec
+	InitDuration  *prometheus.HistogramVec
+	QueueWait     *prometheus.HistogramVec
+	InvokeFailure *prometheus.CounterVec
+}
+
+var (
+	invocationLabels = []string{"namespace", "function", "version", "resource"}
+	versionLabels    = []string{"namespace", "function", "version"}
+)
+
+// New registers the metrics with reg (nil: a private registry, for tests).
+func New(reg prometheus.Registerer) *Metrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	buckets := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900}
+	m := &Metrics{
+		Invocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "klambda_invocations_total",
+			Help: "Invocations that ran the function (successful or with a function error), as Lambda's Invocations.",
+		}, invocationLabels),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "klambda_errors_total",
+			Help: "Invocations that ended in a function error (X-Amz-Function-Error), as Lambda's Errors.",
+		}, invocationLabels),
+		Throttles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "klambda_throttles_total",
+			Help: "Requests refused with TooManyRequestsException, by reason.",
+		}, append(append([]string{}, invocationLabels...), "reason")),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "klambda_duration_seconds",
+			Help:    "Time the function spent on an invocation, as the shim measured it (Lambda's Duration).",
+			Buckets: buckets,
+		}, invocationLabels),
+		Concurrent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "klambda_concurrent_executions",
+			Help: "Environments busy with an invocation now (Lambda's ConcurrentExecutions).",
+		}, versionLabels),
+		InitDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "klambda_init_duration_seconds",
+			Help:    "Init phase of environments, reported on their first invocation (cold starts).",
+			Buckets: buckets,
+		}, versionLabels),
+		QueueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "klambda_queue_wait_seconds",
+			Help:    "Time a request waited for a free environment (0 when one was idle).",
+			Buckets: buckets,
+		}, versionLabels),
+		InvokeFailure: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "klambda_invocation_failures_total",
+			Help: "Requests answered with an invocation error (4xx/5xx) other than a throttle, by error type.",
+		}, []string{"namespace", "function", "type"}),
+	}
+	reg.MustRegister(m.Invocations, m.Errors, m.Throttles, m.Duration, m.Concurrent, m.InitDuration, m.QueueWait, m.InvokeFailure)
+	return m
+}
+
+// Seconds converts for Observe.
+func Seconds(d time.Duration) float64 { return d.Seconds() }

@@ -1,0 +1,397 @@
+// Package router resolves a function name and qualifier ($LATEST, a version number, an
+// alias) to the version that runs, choosing by weight for an alias with
+// routingConfig.additionalVersionWeights. Its table is fed by informers (package kube);
+// a lookup never calls the API server.
+package router
+
+import (
+	"errors"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+)
+
+// Latest is the unpublished version.
+const Latest = "$LATEST"
+
+// DefaultTimeout is Lambda's default function timeout.
+const DefaultTimeout = 3 * time.Second
+
+var (
+	ErrFunctionNotFound  = errors.New("function not found")
+	ErrQualifierNotFound = errors.New("version or alias not found")
+)
+
+// NotActiveError says the function (or version) cannot run yet.
+type NotActiveError struct{ State string }
+
+func (e *NotActiveError) Error() string { return "function is " + e.State }
+
+// Route is where one invocation goes.
+type Route struct {
+	Namespace string
+	Function  string
+	// Version is the version that runs: $LATEST or a number (X-Amz-Executed-Version).
+	Version string
+	// Qualifier is what the caller named: "" (unqualified), $LATEST, a version or an alias.
+	Qualifier string
+	// Alias is the alias name when the caller named one.
+	Alias string
+	// ReservedConcurrency is the function's limit, or -1 when it has none.
+	ReservedConcurrency int32
+	Timeout             time.Duration
+}
+
+// Key names one version's pool of environments.
+type Key struct{ Namespace, Function, Version string }
+
+func (k Key) String() string { return k.Namespace + "/" + k.Function + ":" + k.Version }
+
+type versionEntry struct {
+	state       string
+	timeout     time.Duration
+	provisioned int32
+}
+
+type aliasEntry struct {
+	primary     string
+	additional  string
+	weight      float64 // of additional
+	provisioned int32
+}
+
+type functionEntry struct {
+	state    string
+	reserved int32
+	timeout  time.Duration
+	versions map[string]versionEntry
+	aliases  map[string]aliasEntry
+}
+
+type fnKey struct{ ns, name string }
+
+// Table is the router's view of Functions, Versions and Aliases.
+type Table struct {
+	mu       sync.RWMutex
+	fnObjs   map[fnKey]*lambdav1alpha1.Function
+	verObjs  map[types.NamespacedName]*lambdav1alpha1.Version
+	aliObjs  map[types.NamespacedName]*lambdav1alpha1.Alias
+	compiled map[fnKey]*functionEntry
+	// reservedByNS is the sum of reserved concurrency per namespace, kept with compiled.
+	reservedByNS map[string]int32
+	// Rand returns a number in [0,1); tests replace it.
+	Rand func() float64
+}
+
+// NewTable returns an empty table.
+func NewTable() *Table {
+	return &Table{
+		fnObjs:       map[fnKey]*lambdav1alpha1.Function{},
+		verObjs:      map[types.NamespacedName]*lambdav1alpha1.Version{},
+		aliObjs:      map[types.NamespacedName]*lambdav1alpha1.Alias{},
+		compiled:     map[fnKey]*functionEntry{},
+		reservedByNS: map[string]int32{},
+		Rand:         rand.Float64,
+	}
+}
+
+// SetFunction adds or replaces a Function.
+func (t *Table) SetFunction(f *lambdav1alpha1.Function) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := fnKey{f.Namespace, f.Name}
+	t.fnObjs[k] = f
+	t.compileLocked(k)
+}
+
+// DeleteFunction forgets a Function.
+func (t *Table) DeleteFunction(namespace, name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := fnKey{namespace, name}
+	delete(t.fnObjs, k)
+	t.compileLocked(k)
+}
+
+// SetVersion adds or replaces a Version.
+func (t *Table) SetVersion(v *lambdav1alpha1.Version) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	nn := types.NamespacedName{Namespace: v.Namespace, Name: v.Name}
+	if old, ok := t.verObjs[nn]; ok && old.Spec.FunctionName != v.Spec.FunctionName {
+		delete(t.verObjs, nn)
+		t.compileLocked(fnKey{old.Namespace, old.Spec.FunctionName})
+	}
+	t.verObjs[nn] = v
+	t.compileLocked(fnKey{v.Namespace, v.Spec.FunctionName})
+}
+
+// DeleteVersion forgets a Version.
+func (t *Table) DeleteVersion(namespace, name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	nn := types.NamespacedName{Namespace: namespace, Name: name}
+	if old, ok := t.verObjs[nn]; ok {
+		delete(t.verObjs, nn)
+		t.compileLocked(fnKey{namespace, old.Spec.FunctionName})
+	}
+}
+
+// SetAlias adds or replaces an Alias.
+func (t *Table) SetAlias(a *lambdav1alpha1.Alias) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	nn := types.NamespacedName{Namespace: a.Namespace, Name: a.Name}
+	if old, ok := t.aliObjs[nn]; ok && old.Spec.FunctionName != a.Spec.FunctionName {
+		delete(t.aliObjs, nn)
+		t.compileLocked(fnKey{old.Namespace, old.Spec.FunctionName})
+	}
+	t.aliObjs[nn] = a
+	t.compileLocked(fnKey{a.Namespace, a.Spec.FunctionName})
+}
+
+// DeleteAlias forgets an Alias.
+func (t *Table) DeleteAlias(namespace, name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	nn := types.NamespacedName{Namespace: namespace, Name: name}
+	if old, ok := t.aliObjs[nn]; ok {
+		delete(t.aliObjs, nn)
+		t.compileLocked(fnKey{namespace, old.Spec.FunctionName})
+	}
+}
+
+func timeoutOf(secs int32) time.Duration {
+	if secs <= 0 {
+		return DefaultTimeout
+	}
+	return time.Duration(secs) * time.Second
+}
+
+// compileLocked rebuilds one function's entry from the objects that name it. Functions
+// have few versions and aliases, and objects change rarely, so rebuilding is simpler
+// and safer than patching.
+func (t *Table) compileLocked(k fnKey) {
+	defer t.sumReservedLocked(k.ns)
+	f, ok := t.fnObjs[k]
+	if !ok || f.DeletionTimestamp != nil {
+		delete(t.compiled, k)
+		return
+	}
+	e := &functionEntry{
+		state:    string(f.Status.State),
+		reserved: -1,
+		timeout:  timeoutOf(f.Spec.Timeout),
+		versions: map[string]versionEntry{},
+		aliases:  map[string]aliasEntry{},
+	}
+	if f.Spec.ReservedConcurrentExecutions != nil {
+		e.reserved = *f.Spec.ReservedConcurrentExecutions
+	}
+	for _, v := range t.verObjs {
+		if v.Namespace != k.ns || v.Spec.FunctionName != k.name || v.Status.Version == "" || v.DeletionTimestamp != nil {
+			continue
+		}
+		ve := versionEntry{state: string(v.Status.State), timeout: e.timeout}
+		if v.Status.Configuration != nil {
+			ve.timeout = timeoutOf(v.Status.Configuration.Timeout)
+		}
+		if v.Spec.ProvisionedConcurrentExecutions != nil {
+			ve.provisioned = *v.Spec.ProvisionedConcurrentExecutions
+		}
+		e.versions[v.Status.Version] = ve
+	}
+	for _, a := range t.aliObjs {
+		if a.Namespace != k.ns || a.Spec.FunctionName != k.name || a.DeletionTimestamp != nil {
+			continue
+		}
+		ae := aliasEntry{primary: a.Spec.FunctionVersion}
+		if rc := a.Spec.RoutingConfig; rc != nil && len(rc.AdditionalVersionWeights) > 0 {
+			// Lambda allows one additional version; with more (CEL should prevent it),
+			// take the lowest-numbered one so the choice is stable.
+			vs := make([]string, 0, len(rc.AdditionalVersionWeights))
+			for v := range rc.AdditionalVersionWeights {
+				vs = append(vs, v)
+			}
+			sort.Strings(vs)
+			ae.additional = vs[0]
+			ae.weight = rc.AdditionalVersionWeights[vs[0]]
+		}
+		if a.Spec.ProvisionedConcurrentExecutions != nil {
+			ae.provisioned = *a.Spec.ProvisionedConcurrentExecutions
+		}
+		e.aliases[a.EffectiveName()] = ae
+	}
+	t.compiled[k] = e
+}
+
+func isVersionNumber(q string) bool {
+	if q == "" {
+		return false
+	}
+	for i := 0; i < len(q); i++ {
+		if q[i] < '0' || q[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// Resolve answers where an invocation of namespace/function:qualifier goes. Errors are
+// ErrFunctionNotFound, ErrQualifierNotFound or *NotActiveError.
+func (t *Table) Resolve(namespace, function, qualifier string) (Route, error) {
+	r := Route{Namespace: namespace, Function: function, Qualifier: qualifier}
+	t.mu.RLock()
+	e, ok := t.compiled[fnKey{namespace, function}]
+	if !ok {
+		t.mu.RUnlock()
+		return r, ErrFunctionNotFound
+	}
+	r.ReservedConcurrency = e.reserved
+	fnState := e.state
+	var version string
+	switch {
+	case qualifier == "" || qualifier == Latest:
+		version = Latest
+	case isVersionNumber(qualifier):
+		version = qualifier
+	default:
+		a, ok := e.aliases[qualifier]
+		if !ok {
+			t.mu.RUnlock()
+			return r, ErrQualifierNotFound
+		}
+		r.Alias = qualifier
+		version = a.primary
+		if a.additional != "" && a.weight > 0 && t.Rand() < a.weight {
+			version = a.additional
+		}
+	}
+	r.Version = version
+	if version == Latest {
+		r.Timeout = e.timeout
+		t.mu.RUnlock()
+		return r, activeOrError(fnState)
+	}
+	v, ok := e.versions[version]
+	t.mu.RUnlock()
+	if !ok {
+		return r, ErrQualifierNotFound
+	}
+	r.Timeout = v.timeout
+	if v.state == "" {
+		// A published version without a state yet runs what the function runs.
+		return r, activeOrError(fnState)
+	}
+	return r, activeOrError(v.state)
+}
+
+// activeOrError: Pending and Failed cannot be invoked (409). Inactive can: the first
+// invocation brings environments back, as Lambda reactivates an Inactive function.
+func activeOrError(state string) error {
+	switch state {
+	case string(lambdav1alpha1.StateActive), string(lambdav1alpha1.StateInactive):
+		return nil
+	case "":
+		return &NotActiveError{State: string(lambdav1alpha1.StatePending)}
+	default:
+		return &NotActiveError{State: state}
+	}
+}
+
+// Limits are the facts the scaler needs about one version.
+type Limits struct {
+	// Provisioned is the floor of warm environments: the version's own provisioned
+	// concurrency plus its share of its aliases' (split by routing weight).
+	Provisioned int32
+	// Reserved is the function's reserved concurrency, -1 when none.
+	Reserved int32
+}
+
+// LimitsFor answers the scaler's floor and ceiling for one version.
+func (t *Table) LimitsFor(k Key) Limits {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	e, ok := t.compiled[fnKey{k.Namespace, k.Function}]
+	if !ok {
+		return Limits{Reserved: -1}
+	}
+	l := Limits{Reserved: e.reserved}
+	if v, ok := e.versions[k.Version]; ok {
+		l.Provisioned += v.provisioned
+	}
+	for _, a := range e.aliases {
+		if a.provisioned == 0 {
+			continue
+		}
+		switch {
+		case a.additional == "" && a.primary == k.Version:
+			l.Provisioned += a.provisioned
+		case a.primary == k.Version:
+			l.Provisioned += ceilShare(a.provisioned, 1-a.weight)
+		case a.additional == k.Version:
+			l.Provisioned += ceilShare(a.provisioned, a.weight)
+		}
+	}
+	return l
+}
+
+func ceilShare(n int32, w float64) int32 {
+	x := float64(n) * w
+	c := int32(x)
+	if float64(c) < x {
+		c++
+	}
+	return c
+}
+
+// ProvisionedKeys lists the versions that have a floor, so the scaler keeps them warm
+// without any traffic.
+func (t *Table) ProvisionedKeys() []Key {
+	t.mu.RLock()
+	var keys []Key
+	for k, e := range t.compiled {
+		for v, ve := range e.versions {
+			if ve.provisioned > 0 {
+				keys = append(keys, Key{k.ns, k.name, v})
+			}
+		}
+		for _, a := range e.aliases {
+			if a.provisioned > 0 {
+				keys = append(keys, Key{k.ns, k.name, a.primary})
+				if a.additional != "" {
+					keys = append(keys, Key{k.ns, k.name, a.additional})
+				}
+			}
+		}
+	}
+	t.mu.RUnlock()
+	return keys
+}
+
+// UnreservedLimit is what a namespace's functions without reserved concurrency share:
+// the namespace limit minus every reservation in it (Lambda's unreserved pool).
+func (t *Table) UnreservedLimit(namespace string, namespaceLimit int32) int32 {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	n := namespaceLimit - t.reservedByNS[namespace]
+	if n < 0 {
+		n = 0
+	}
+	return n
+}
+
+func (t *Table) sumReservedLocked(ns string) {
+	var sum int32
+	for k, e := range t.compiled {
+		if k.ns == ns && e.reserved > 0 {
+			sum += e.reserved
+		}
+	}
+	t.reservedByNS[ns] = sum
+}

@@ -1,0 +1,153 @@
+package router
+
+import (
+	"errors"
+	"math"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+func fn(name string, state lambdav1alpha1.State) *lambdav1alpha1.Function {
+	f := &lambdav1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}}
+	f.Spec.Timeout = 7
+	f.Status.State = state
+	return f
+}
+
+func ver(name, function, n string, pc int32) *lambdav1alpha1.Version {
+	v := &lambdav1alpha1.Version{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}}
+	v.Spec.FunctionName = function
+	v.Status.Version = n
+	v.Status.State = lambdav1alpha1.StateActive
+	if pc > 0 {
+		v.Spec.ProvisionedConcurrentExecutions = ptr(pc)
+	}
+	return v
+}
+
+func alias(objName, specName, function, primary string, weights map[string]float64) *lambdav1alpha1.Alias {
+	a := &lambdav1alpha1.Alias{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: objName}}
+	a.Spec.Name = specName
+	a.Spec.FunctionName = function
+	a.Spec.FunctionVersion = primary
+	if weights != nil {
+		a.Spec.RoutingConfig = &lambdav1alpha1.AliasRoutingConfiguration{AdditionalVersionWeights: weights}
+	}
+	return a
+}
+
+func TestResolveLatestVersionAlias(t *testing.T) {
+	tb := NewTable()
+	// Versions and aliases may arrive before their function.
+	tb.SetVersion(ver("f-1", "f", "1", 0))
+	tb.SetAlias(alias("f-prod", "prod", "f", "1", nil))
+	if _, err := tb.Resolve("ns", "f", ""); !errors.Is(err, ErrFunctionNotFound) {
+		t.Fatalf("before the function: %v", err)
+	}
+	tb.SetFunction(fn("f", lambdav1alpha1.StateActive))
+	for q, want := range map[string]string{"": Latest, "$LATEST": Latest, "1": "1", "prod": "1"} {
+		r, err := tb.Resolve("ns", "f", q)
+		if err != nil || r.Version != want {
+			t.Errorf("Resolve(%q) = %+v, %v; want version %s", q, r, err, want)
+		}
+	}
+	if r, _ := tb.Resolve("ns", "f", "prod"); r.Alias != "prod" || r.Timeout.Seconds() != 7 {
+		t.Errorf("alias route = %+v", r)
+	}
+	for _, q := range []string{"2", "staging", "f-prod"} {
+		if _, err := tb.Resolve("ns", "f", q); !errors.Is(err, ErrQualifierNotFound) {
+			t.Errorf("Resolve(%q) err = %v, want ErrQualifierNotFound", q, err)
+		}
+	}
+	if _, err := tb.Resolve("other", "f", ""); !errors.Is(err, ErrFunctionNotFound) {
+		t.Errorf("other namespace: %v", err)
+	}
+	// Alias follows changes; deletes take effect.
+	tb.SetVersion(ver("f-2", "f", "2", 0))
+	tb.SetAlias(alias("f-prod", "prod", "f", "2", nil))
+	if r, _ := tb.Resolve("ns", "f", "prod"); r.Version != "2" {
+		t.Errorf("after update: %+v", r)
+	}
+	tb.DeleteAlias("ns", "f-prod")
+	if _, err := tb.Resolve("ns", "f", "prod"); !errors.Is(err, ErrQualifierNotFound) {
+		t.Errorf("after delete: %v", err)
+	}
+	tb.DeleteFunction("ns", "f")
+	if _, err := tb.Resolve("ns", "f", "1"); !errors.Is(err, ErrFunctionNotFound) {
+		t.Errorf("after function delete: %v", err)
+	}
+}
+
+func TestResolveStates(t *testing.T) {
+	tb := NewTable()
+	tb.SetFunction(fn("p", lambdav1alpha1.StatePending))
+	tb.SetFunction(fn("i", lambdav1alpha1.StateInactive))
+	tb.SetFunction(fn("n", ""))
+	var na *NotActiveError
+	if _, err := tb.Resolve("ns", "p", ""); !errors.As(err, &na) || na.State != "Pending" {
+		t.Errorf("pending: %v", err)
+	}
+	if _, err := tb.Resolve("ns", "n", ""); !errors.As(err, &na) || na.State != "Pending" {
+		t.Errorf("no state yet: %v", err)
+	}
+	if _, err := tb.Resolve("ns", "i", ""); err != nil {
+		t.Errorf("inactive must be invocable (it scales back up): %v", err)
+	}
+}
+
+func TestWeightedAliasDistribution(t *testing.T) {
+	tb := NewTable()
+	tb.SetFunction(fn("f", lambdav1alpha1.StateActive))
+	tb.SetVersion(ver("f-1", "f", "1", 0))
+	tb.SetVersion(ver("f-2", "f", "2", 0))
+	tb.SetAlias(alias("live", "", "f", "1", map[string]float64{"2": 0.1}))
+	const n = 10000
+	extra := 0
+	for i := 0; i < n; i++ {
+		r, err := tb.Resolve("ns", "f", "live")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Version == "2" {
+			extra++
+		}
+	}
+	frac := float64(extra) / n
+	if math.Abs(frac-0.1) > 0.015 {
+		t.Fatalf("additional version got %.4f of %d picks, want 0.10 ± 0.015", frac, n)
+	}
+	t.Logf("additional version: %.2f %%", frac*100)
+}
+
+func TestLimits(t *testing.T) {
+	tb := NewTable()
+	f := fn("f", lambdav1alpha1.StateActive)
+	f.Spec.ReservedConcurrentExecutions = ptr(int32(50))
+	tb.SetFunction(f)
+	tb.SetFunction(fn("g", lambdav1alpha1.StateActive))
+	tb.SetVersion(ver("f-1", "f", "1", 2))
+	tb.SetVersion(ver("f-2", "f", "2", 0))
+	a := alias("live", "", "f", "1", map[string]float64{"2": 0.25})
+	a.Spec.ProvisionedConcurrentExecutions = ptr(int32(8))
+	tb.SetAlias(a)
+	if l := tb.LimitsFor(Key{"ns", "f", "1"}); l.Provisioned != 2+6 || l.Reserved != 50 {
+		t.Errorf("v1 limits %+v", l)
+	}
+	if l := tb.LimitsFor(Key{"ns", "f", "2"}); l.Provisioned != 2 {
+		t.Errorf("v2 limits %+v", l)
+	}
+	if l := tb.LimitsFor(Key{"ns", "g", Latest}); l.Provisioned != 0 || l.Reserved != -1 {
+		t.Errorf("g limits %+v", l)
+	}
+	if u := tb.UnreservedLimit("ns", 1000); u != 950 {
+		t.Errorf("unreserved = %d", u)
+	}
+	if len(tb.ProvisionedKeys()) == 0 {
+		t.Error("no provisioned keys")
+	}
+}

@@ -1,0 +1,214 @@
+// Package scaler owns spec.replicas of every function version's Deployment. The
+// activator sees all demand, so it decides: desired = clamp(in-flight + waiting,
+// provisioned, reserved). Scale-up happens at once (a waiting request wakes the scaler);
+// scale-down only removes environments idle longer than the idle timeout, and marks
+// them (pod-deletion-cost) so the ReplicaSet removes those and not busy ones.
+package scaler
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
+
+	"github.com/klambda/klambda/activator/dispatch"
+	"github.com/klambda/klambda/activator/router"
+)
+
+// ErrNoDeployment: the version has no Deployment (yet).
+var ErrNoDeployment = errors.New("no Deployment for this version")
+
+// Pools is the dispatcher's side: demand, environments, draining.
+type Pools interface {
+	Stats() []dispatch.PoolStats
+	Drain(key router.Key, names []string) []string
+	Undrain(key router.Key, names []string)
+}
+
+// Floors is the router's side: provisioned floors and reserved ceilings.
+type Floors interface {
+	LimitsFor(router.Key) router.Limits
+	ProvisionedKeys() []router.Key
+}
+
+// Deployments is the cluster's side.
+type Deployments interface {
+	// Replicas is the Deployment's spec.replicas (from a cache); ErrNoDeployment if none.
+	Replicas(key router.Key) (int32, error)
+	// Scale sets spec.replicas.
+	Scale(ctx context.Context, key router.Key, replicas int32) error
+	// MarkForRemoval makes pods the ReplicaSet's first choice to remove.
+	MarkForRemoval(ctx context.Context, key router.Key, pods []string) error
+}
+
+// Scaler decides replicas.
+type Scaler struct {
+	Pools       Pools
+	Floors      Floors
+	Deployments Deployments
+	// IdleTimeout is how long an idle environment stays warm.
+	IdleTimeout time.Duration
+	// Interval between passes when nothing wakes the scaler.
+	Interval time.Duration
+	// NamespaceLimit caps a version without reserved concurrency; <= 0 for none.
+	NamespaceLimit int32
+	// Burst and BurstPerMinute, when Burst > 0, bound how many environments a namespace
+	// may add: Burst at once, then BurstPerMinute (Lambda: 500–3000, then 500/min).
+	Burst          int
+	BurstPerMinute int
+	Log            logr.Logger
+	now            func() time.Time
+
+	wake     chan struct{}
+	mu       sync.Mutex
+	limiters map[string]*rate.Limiter
+}
+
+// New returns a Scaler with Lambda-like defaults (10 minutes idle, 1 s passes).
+func New(p Pools, f Floors, d Deployments) *Scaler {
+	return &Scaler{Pools: p, Floors: f, Deployments: d, IdleTimeout: 10 * time.Minute, Interval: time.Second,
+		Log: logr.Discard(), now: time.Now, wake: make(chan struct{}, 1), limiters: map[string]*rate.Limiter{}}
+}
+
+// Wake asks for a pass now (a request is waiting).
+func (s *Scaler) Wake(router.Key) {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run makes passes until ctx ends.
+func (s *Scaler) Run(ctx context.Context) {
+	t := time.NewTicker(s.Interval)
+	defer t.Stop()
+	for {
+		s.Pass(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.wake:
+		}
+	}
+}
+
+// Pass looks at every version once and applies what changed.
+func (s *Scaler) Pass(ctx context.Context) {
+	now := s.now()
+	stats := s.Pools.Stats()
+	seen := make(map[router.Key]bool, len(stats))
+	for i := range stats {
+		seen[stats[i].Key] = true
+		s.scaleOne(ctx, now, &stats[i])
+	}
+	for _, k := range s.Floors.ProvisionedKeys() {
+		if !seen[k] {
+			seen[k] = true
+			s.scaleOne(ctx, now, &dispatch.PoolStats{Key: k})
+		}
+	}
+}
+
+func (s *Scaler) scaleOne(ctx context.Context, now time.Time, st *dispatch.PoolStats) {
+	key := st.Key
+	current, err := s.Deployments.Replicas(key)
+	if err != nil {
+		if !errors.Is(err, ErrNoDeployment) {
+			s.Log.Error(err, "reading replicas", "key", key.String())
+		}
+		return
+	}
+	lim := s.Floors.LimitsFor(key)
+	ceiling := lim.Reserved
+	if ceiling < 0 {
+		ceiling = s.NamespaceLimit
+		if ceiling <= 0 {
+			ceiling = 1 << 30
+		}
+	}
+	floor := lim.Provisioned
+	if floor > ceiling {
+		floor = ceiling
+	}
+	want := int32(st.InFlight + st.Waiting)
+	if want < floor {
+		want = floor
+	}
+	if want > ceiling {
+		want = ceiling
+	}
+	if want > current {
+		want = current + s.allowScaleUp(key.Namespace, now, want-current)
+		if want == current {
+			return
+		}
+		if err := s.Deployments.Scale(ctx, key, want); err != nil {
+			s.Log.Error(err, "scaling up", "key", key.String(), "from", current, "to", want)
+			return
+		}
+		s.Log.V(1).Info("scaled up", "key", key.String(), "from", current, "to", want, "inFlight", st.InFlight, "waiting", st.Waiting)
+		return
+	}
+	// Scale down only by environments idle past the timeout, the longest idle first.
+	var expired []dispatch.EnvironmentStats
+	for _, e := range st.Environments {
+		if !e.Busy && !e.Draining && !e.IdleSince.IsZero() && now.Sub(e.IdleSince) >= s.IdleTimeout {
+			expired = append(expired, e)
+		}
+	}
+	target := current - int32(len(expired))
+	if target < want {
+		target = want
+	}
+	if target >= current {
+		return
+	}
+	sort.Slice(expired, func(i, j int) bool { return expired[i].IdleSince.Before(expired[j].IdleSince) })
+	names := make([]string, 0, current-target)
+	for _, e := range expired[:current-target] {
+		names = append(names, e.Name)
+	}
+	drained := s.Pools.Drain(key, names)
+	if len(drained) == 0 {
+		return
+	}
+	target = current - int32(len(drained))
+	if err := s.Deployments.MarkForRemoval(ctx, key, drained); err != nil {
+		s.Log.Error(err, "marking idle pods for removal", "key", key.String(), "pods", drained)
+		s.Pools.Undrain(key, drained)
+		return
+	}
+	if err := s.Deployments.Scale(ctx, key, target); err != nil {
+		s.Log.Error(err, "scaling down", "key", key.String(), "from", current, "to", target)
+		s.Pools.Undrain(key, drained)
+		return
+	}
+	s.Log.V(1).Info("scaled down idle environments", "key", key.String(), "from", current, "to", target, "pods", drained)
+}
+
+// allowScaleUp answers how many of n new environments the namespace's burst allows.
+func (s *Scaler) allowScaleUp(namespace string, now time.Time, n int32) int32 {
+	if s.Burst <= 0 {
+		return n
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.limiters[namespace]
+	if l == nil {
+		l = rate.NewLimiter(rate.Limit(float64(s.BurstPerMinute)/60), s.Burst)
+		s.limiters[namespace] = l
+	}
+	avail := int32(l.TokensAt(now))
+	if avail < n {
+		n = avail
+	}
+	if n > 0 {
+		l.AllowN(now, int(n))
+	}
+	return n
+}

@@ -1,0 +1,120 @@
+// Package shimclient calls a runtime shim's invoke endpoint (runtime-shim/README.md,
+// "Invoke endpoint"). The header names of that contract live here and nowhere else in
+// the activator.
+package shimclient
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Header names of the shim's invoke endpoint. X-Amz-* and X-Amzn-* are Lambda's;
+// X-Klambda-* are the activator↔shim contract.
+const (
+	HeaderInvokeSecret    = "X-Klambda-Invoke-Secret"
+	HeaderInvokedARN      = "X-Klambda-Invoked-Function-Arn"
+	HeaderDeadlineMs      = "X-Klambda-Deadline-Ms"
+	HeaderDuration        = "X-Klambda-Duration-Ms"
+	HeaderInitDuration    = "X-Klambda-Init-Duration-Ms"
+	HeaderEnvReset        = "X-Klambda-Environment-Reset"
+	HeaderRequestID       = "X-Amzn-Requestid"
+	HeaderTraceID         = "X-Amzn-Trace-Id"
+	HeaderClientContext   = "X-Amz-Client-Context"
+	HeaderLogType         = "X-Amz-Log-Type"
+	HeaderLogResult       = "X-Amz-Log-Result"
+	HeaderFunctionError   = "X-Amz-Function-Error"
+	HeaderExecutedVersion = "X-Amz-Executed-Version"
+	HeaderErrorType       = "X-Amzn-Errortype"
+)
+
+// InvokePath is the shim's invoke path (the emulator's).
+const InvokePath = "/2015-03-31/functions/function/invocations"
+
+// Call is one invocation sent to one environment.
+type Call struct {
+	Addr          string // host:port
+	Secret        string
+	RequestID     string
+	InvokedARN    string
+	Deadline      time.Time
+	ClientContext string
+	TraceID       string
+	LogTail       bool
+	Body          io.Reader
+	ContentLength int64
+}
+
+// Client sends Calls over a keep-alive transport sized for many concurrent environments.
+type Client struct {
+	HTTP *http.Client
+}
+
+// New returns a Client whose transport keeps enough idle connections per environment
+// that a warm invocation never dials.
+func New() *Client {
+	t := &http.Transport{
+		Proxy: nil,
+		DialContext: (&net.Dialer{
+			Timeout:   5 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConns:        4096,
+		MaxIdleConnsPerHost: 16, // one invocation at a time per pod; a few spare for overlap
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   false,
+		WriteBufferSize:     32 << 10,
+		ReadBufferSize:      32 << 10,
+	}
+	return &Client{HTTP: &http.Client{Transport: t}}
+}
+
+// Do sends c and returns the shim's response; the caller closes its body.
+func (cl *Client) Do(ctx context.Context, c *Call) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.Addr+InvokePath, c.Body)
+	if err != nil {
+		return nil, err
+	}
+	req.ContentLength = c.ContentLength
+	h := req.Header
+	h["Content-Type"] = []string{"application/json"}
+	if c.Secret != "" {
+		h[HeaderInvokeSecret] = []string{c.Secret}
+	}
+	if c.RequestID != "" {
+		h[HeaderRequestID] = []string{c.RequestID}
+	}
+	if c.InvokedARN != "" {
+		h[HeaderInvokedARN] = []string{c.InvokedARN}
+	}
+	if !c.Deadline.IsZero() {
+		h[HeaderDeadlineMs] = []string{strconv.FormatInt(c.Deadline.UnixMilli(), 10)}
+	}
+	if c.ClientContext != "" {
+		h[HeaderClientContext] = []string{c.ClientContext}
+	}
+	if c.TraceID != "" {
+		h[HeaderTraceID] = []string{c.TraceID}
+	}
+	if c.LogTail {
+		h[HeaderLogType] = []string{"Tail"}
+	}
+	return cl.HTTP.Do(req)
+}
+
+// Millis reads one of the shim's *-Ms headers as a duration; 0 when absent.
+func Millis(h http.Header, name string) time.Duration {
+	v := h.Get(name)
+	if v == "" {
+		return 0
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 {
+		return 0
+	}
+	return time.Duration(f * float64(time.Millisecond))
+}

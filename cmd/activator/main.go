@@ -1,0 +1,196 @@
+// Command activator serves the Lambda Invoke API for klambda functions and owns the
+// replicas of their Deployments. Behaviour lives in package activator; this file only
+// reads flags and wires the parts together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/yaml"
+
+	"github.com/klambda/klambda/activator/auth"
+	"github.com/klambda/klambda/activator/dispatch"
+	"github.com/klambda/klambda/activator/invoke"
+	"github.com/klambda/klambda/activator/kube"
+	"github.com/klambda/klambda/activator/metrics"
+	"github.com/klambda/klambda/activator/router"
+	"github.com/klambda/klambda/activator/scaler"
+	"github.com/klambda/klambda/activator/shimclient"
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+)
+
+// fileConfig is the part of the shared configuration file (--config, the chart's
+// klambda.config) that the activator reads.
+type fileConfig struct {
+	Region      string `json:"region"`
+	Concurrency struct {
+		NamespaceLimit *int32  `json:"namespaceLimit"`
+		IdleTimeout    *string `json:"idleTimeout"`
+	} `json:"concurrency"`
+}
+
+func main() {
+	var (
+		configFile     = flag.String("config", "", "Shared klambda configuration file (region, concurrency.namespaceLimit, concurrency.idleTimeout); flags given explicitly win.")
+		listen         = flag.String("listen-address", ":8080", "Address of the Invoke API.")
+		metricsAddr    = flag.String("metrics-address", ":9090", "Address of the Prometheus metrics endpoint; empty disables it.")
+		defaultNS      = flag.String("default-namespace", "default", "Namespace of functions invoked without a /namespaces/{ns} path prefix.")
+		region         = flag.String("region", lambdav1alpha1.DefaultRegion, "Region in function ARNs.")
+		accountID      = flag.String("account-id", lambdav1alpha1.DefaultAccountID, "Account id in function ARNs.")
+		waitDeadline   = flag.Duration("wait-deadline", 30*time.Second, "How long a request waits for an execution environment (scale-up included) before ServiceException.")
+		idleTimeout    = flag.Duration("idle-timeout", 10*time.Minute, "How long an idle environment stays warm before it is removed.")
+		namespaceLimit = flag.Int("namespace-concurrency-limit", 1000, "Concurrency shared by a namespace's functions without reserved concurrency (Lambda's account limit); -1 for none.")
+		burst          = flag.Int("burst-limit", 0, "Environments a namespace may add at once (Lambda's burst concurrency, e.g. 3000); 0 disables the burst model.")
+		burstPerMinute = flag.Int("burst-per-minute", 500, "Environments a namespace may add per minute after the burst.")
+		authOn         = flag.Bool("auth", true, "Require a Kubernetes token (TokenReview) allowed to invoke the function (SubjectAccessReview). Disable only for local development.")
+		shimPort       = flag.Int("shim-port", 9000, "Port of the runtime shim's invoke endpoint in function pods.")
+		scaleInterval  = flag.Duration("scale-interval", time.Second, "Interval between scaler passes when no request wakes it.")
+	)
+	opts := zap.Options{}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	log := ctrl.Log.WithName("activator")
+
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *configFile != "" {
+		b, err := os.ReadFile(*configFile)
+		var fc fileConfig
+		if err == nil {
+			err = yaml.Unmarshal(b, &fc)
+		}
+		if err != nil {
+			log.Error(err, "reading the configuration file", "file", *configFile)
+			os.Exit(1)
+		}
+		if fc.Region != "" && !set["region"] {
+			*region = fc.Region
+		}
+		if fc.Concurrency.NamespaceLimit != nil && !set["namespace-concurrency-limit"] {
+			*namespaceLimit = int(*fc.Concurrency.NamespaceLimit)
+		}
+		if fc.Concurrency.IdleTimeout != nil && !set["idle-timeout"] {
+			d, err := time.ParseDuration(*fc.Concurrency.IdleTimeout)
+			if err != nil {
+				log.Error(err, "concurrency.idleTimeout", "file", *configFile)
+				os.Exit(1)
+			}
+			*idleTimeout = d
+		}
+	}
+
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(lambdav1alpha1.AddToScheme(scheme))
+	cfg := ctrl.GetConfigOrDie()
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	informers, err := kube.NewCache(cfg, scheme)
+	if err != nil {
+		log.Error(err, "building the informer cache")
+		os.Exit(1)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+
+	table := router.NewTable()
+	disp := dispatch.New(nil)
+	deployments := &kube.Deployments{Reader: informers, Client: cs}
+	sc := scaler.New(disp, table, deployments)
+	sc.IdleTimeout = *idleTimeout
+	sc.Interval = *scaleInterval
+	sc.NamespaceLimit = int32(*namespaceLimit)
+	sc.Burst, sc.BurstPerMinute = *burst, *burstPerMinute
+	sc.Log = log.WithName("scaler")
+	disp.SetWaker(sc)
+
+	h := &invoke.Handler{
+		DefaultNamespace: *defaultNS,
+		Region:           *region,
+		AccountID:        *accountID,
+		Router:           table,
+		Dispatcher:       disp,
+		Shim:             shimclient.New(),
+		WaitDeadline:     *waitDeadline,
+		NamespaceLimit:   int32(*namespaceLimit),
+		ShimGrace:        15 * time.Second,
+		Metrics:          m,
+		Log:              log.WithName("invoke"),
+	}
+	if *authOn {
+		k := &auth.Kube{Client: cs}
+		h.Auth = auth.NewChecker(k, k)
+	} else {
+		log.Info("authorization is OFF: anyone who reaches the activator can invoke any function")
+	}
+
+	ctx := ctrl.SetupSignalHandler()
+	feeder := &kube.Feeder{Cache: informers, Table: table, Dispatcher: disp, Secrets: &kube.SecretReader{Client: cs},
+		ShimPort: *shimPort, Log: log.WithName("feeder")}
+	if err := feeder.Register(ctx); err != nil {
+		log.Error(err, "registering informers")
+		os.Exit(1)
+	}
+	go func() {
+		if err := informers.Start(ctx); err != nil {
+			log.Error(err, "informer cache stopped")
+			os.Exit(1)
+		}
+	}()
+	var ready atomic.Bool
+	go func() {
+		if informers.WaitForCacheSync(ctx) {
+			ready.Store(true)
+			log.Info("informers synced; serving")
+			sc.Run(ctx)
+		}
+	}()
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "informers not synced", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("/", h)
+	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute}
+	if *metricsAddr != "" {
+		ms := &http.Server{Addr: *metricsAddr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := ms.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error(err, "metrics server stopped")
+			}
+		}()
+	}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	log.Info("serving the Invoke API", "address", *listen, "defaultNamespace", *defaultNS, "auth", *authOn)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error(err, "Invoke API server stopped")
+		os.Exit(1)
+	}
+}
