@@ -66,6 +66,10 @@ start() {
   export RABBITMQ_CONFIG_FILE="$base/rabbitmq"
   echo '[].' >"$base/enabled_plugins"
   : >"$base/rabbitmq.conf"
+  # Debian's wrapper drops to the rabbitmq user when started as root.
+  if [ "$(id -u)" = 0 ] && id rabbitmq >/dev/null 2>&1; then
+    chown -R rabbitmq: "$base"
+  fi
   nohup rabbitmq-server >"$base/log/stdout.log" 2>&1 &
   # rabbitmqctl wait blocks until the node has booted.
   if ! timeout 120 rabbitmqctl -n "$node" wait "$base/rabbitmq.pid" >/dev/null 2>&1; then
