@@ -3,6 +3,7 @@ package shim
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"sync"
 	"time"
@@ -462,6 +463,20 @@ func (e *Environment) RuntimeExited(gen uint64, exit error) {
 		return
 	}
 	e.runtimeGoneLocked(exit)
+}
+
+// ReportRuntimeExit is the runtime's wrapper (`runtime-shim pipe`) reporting its exit in
+// sidecar mode, sooner and with the exit status the /proc watcher cannot see.
+func (e *Environment) ReportRuntimeExit(status string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.resetting || e.phase == PhaseShutdown || e.runtime == RuntimeExited {
+		return
+	}
+	if status == "" {
+		status = "exit status unknown"
+	}
+	e.runtimeGoneLocked(errors.New(status))
 }
 
 func (e *Environment) runtimeGoneLocked(exit error) {

@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,8 @@ const (
 	routeExtInitError
 	routeExtExitError
 	routeLogsSubscribe
+	routePipeLogs
+	routePipeExit
 )
 
 const (
@@ -85,6 +88,10 @@ func parseRuntimeAPIPath(method, path string) (apiRoute, string, error) {
 		case "exit/error":
 			return want(routeExtExitError, http.MethodPost)
 		}
+	case path == pipeLogsPath:
+		return want(routePipeLogs, http.MethodPost)
+	case path == pipeExitPath:
+		return want(routePipeExit, http.MethodPost)
 	case path == logsPath || path == logsPath20210318:
 		if method != http.MethodPut && method != http.MethodPost {
 			return routeLogsSubscribe, "", errMethodNotAllowed
@@ -174,6 +181,10 @@ func (a *RuntimeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.extensionError(w, r, route == routeExtInitError)
 	case routeLogsSubscribe:
 		a.subscribe(w, r)
+	case routePipeLogs:
+		a.pipeLogs(w, r)
+	case routePipeExit:
+		a.pipeExit(w, r)
 	default:
 		writeAPIError(w, http.StatusNotFound, "NotFound", "no such endpoint: "+r.URL.Path)
 	}
@@ -410,4 +421,31 @@ func (a *RuntimeAPI) subscribe(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte("OK"))
+}
+
+// pipeLogs reads the function's output streamed by `runtime-shim pipe` (sidecar mode),
+// one line at a time, into the log sink as if the shim had captured it itself.
+func (a *RuntimeAPI) pipeLogs(w http.ResponseWriter, r *http.Request) {
+	br := bufio.NewReaderSize(r.Body, 64*1024)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			if line[len(line)-1] != '\n' {
+				line = append(line, '\n')
+			}
+			a.env.logs.Function(line)
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			break
+		}
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// pipeExit is `runtime-shim pipe` telling how the runtime exited (sidecar mode, where the
+// exit status is otherwise invisible).
+func (a *RuntimeAPI) pipeExit(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(io.LimitReader(r.Body, 256))
+	a.env.ReportRuntimeExit(strings.TrimSpace(string(b)))
+	writeAccepted(w)
 }

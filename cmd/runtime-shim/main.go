@@ -56,7 +56,19 @@ func main() {
 		},
 	}
 	sidecarCmd.Flags().StringVar(&f.marker, "runtime-marker", "", "NAME=VALUE: only processes with this environment entry are the runtime's (default: every process but the shim and pid 1)")
-	root.AddCommand(execCmd, sidecarCmd)
+	pipeCmd := &cobra.Command{
+		Use:   "pipe -- CMD [ARGS...]",
+		Short: "sidecar mode, in the function container: run CMD and stream its output to the sidecar (and to stdout)",
+		Args:  cobra.MinimumNArgs(1),
+		Run: func(cmd *cobra.Command, args []string) {
+			api := os.Getenv("AWS_LAMBDA_RUNTIME_API")
+			if api == "" {
+				api = "127.0.0.1:9001"
+			}
+			os.Exit(shim.RunPipe(api, args))
+		},
+	}
+	root.AddCommand(execCmd, sidecarCmd, pipeCmd)
 	if err := root.Execute(); err != nil {
 		os.Exit(1)
 	}

@@ -15,6 +15,7 @@ import (
 // fakeKubelet runs the function "container" and restarts it whenever it exits, as the
 // kubelet does for a container with restartPolicy Always.
 type fakeKubelet struct {
+	logs     syncBuffer // the container's stdout, as the kubelet would keep it
 	mu       sync.Mutex
 	stop     bool
 	restarts int
@@ -29,6 +30,7 @@ func startKubelet(t *testing.T, env []string, command ...string) *fakeKubelet {
 		for {
 			cmd := exec.Command(command[0], command[1:]...)
 			cmd.Env = append(os.Environ(), env...)
+			cmd.Stdout, cmd.Stderr = &k.logs, &k.logs
 			if err := cmd.Start(); err != nil {
 				return
 			}
@@ -104,7 +106,9 @@ func TestSidecarMode(t *testing.T) {
 	}
 	waitStatus("/healthz", 200)
 	waitStatus("/readyz", 503) // no runtime yet
-	k := startKubelet(t, []string{marker, "AWS_LAMBDA_RUNTIME_API=" + apiAddr}, goFuncBin)
+	// The function container's command wrapped by `runtime-shim pipe`, as the control plane
+	// would: its output reaches the shim's log (and the container's own log).
+	k := startKubelet(t, []string{marker, "AWS_LAMBDA_RUNTIME_API=" + apiAddr}, shimBin, "pipe", "--", goFuncBin)
 	waitStatus("/readyz", 200)
 
 	sec := map[string]string{"X-Klambda-Invoke-Secret": "pod-secret"}
@@ -112,6 +116,16 @@ func TestSidecarMode(t *testing.T) {
 	r := p.invoke(t, []byte(`{"side":"car"}`), sec)
 	expect(t, "echo", string(r.body), `{"side":"car"}`)
 	expect(t, "executed version", r.header.Get("X-Amz-Executed-Version"), "7")
+
+	r = p.invoke(t, []byte(`{"op":"log"}`), sec)
+	expect(t, "log op", string(r.body), `"logged"`)
+	p.waitLog(t, "a line from the function\n")
+	for i := 0; i < 100 && !strings.Contains(k.logs.String(), "a line on stderr\n"); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(k.logs.String(), "a line from the function\na line on stderr\n") {
+		t.Fatalf("container log: %q", k.logs.String())
+	}
 
 	// Timeout: the shim kills the runtime's processes; the "kubelet" restarts it.
 	r = p.invoke(t, []byte(`{"op":"sleep","ms":5000}`), sec)
@@ -122,13 +136,15 @@ func TestSidecarMode(t *testing.T) {
 		t.Fatalf("restarts %d, init duration %q: want the runtime killed, restarted and re-initialised", k.restartCount(), r.header.Get("X-Klambda-Init-Duration-Ms"))
 	}
 
-	// A crash mid-invocation is seen from /proc.
+	// A crash mid-invocation: `pipe` reports the exit status (without it the shim sees
+	// the processes gone from /proc).
 	start := time.Now()
+	sec["X-Amzn-RequestId"] = "c0ffee00-2222-4333-8444-555555555555"
 	r = p.invoke(t, []byte(`{"op":"exit"}`), sec)
-	m := decode(t, r.body)
-	expect(t, "crash type", m["errorType"], "Runtime.ExitError")
-	if !strings.Contains(m["errorMessage"].(string), "Error: Runtime exited") || time.Since(start) > 900*time.Millisecond {
-		t.Fatalf("crash answered after %v: %s", time.Since(start), r.body)
+	delete(sec, "X-Amzn-RequestId")
+	expect(t, "crash body", string(r.body), `{"errorMessage":"RequestId: c0ffee00-2222-4333-8444-555555555555 Error: Runtime exited with error: exit status 3","errorType":"Runtime.ExitError"}`)
+	if time.Since(start) > 900*time.Millisecond {
+		t.Fatalf("crash answered after %v", time.Since(start))
 	}
 	expect(t, "after crash", string(p.invoke(t, []byte(`"back"`), sec).body), `"back"`)
 }
