@@ -45,6 +45,19 @@ func (r *AliasReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if !a.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
 	}
+	var fn lambdav1alpha1.Function
+	fnErr := r.Get(ctx, types.NamespacedName{Namespace: a.Namespace, Name: a.Spec.FunctionName}, &fn)
+	if fnErr != nil && !apierrors.IsNotFound(fnErr) {
+		return ctrl.Result{}, fnErr
+	}
+	if fnErr == nil && !metav1.IsControlledBy(&a, &fn) {
+		if err := controllerutil.SetControllerReference(&fn, &a, r.Scheme()); err != nil {
+			return ctrl.Result{}, err
+		}
+		if err := r.Update(ctx, &a); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	orig := a.DeepCopy()
 	gen := a.Generation
 	st := &a.Status
@@ -59,25 +72,8 @@ func (r *AliasReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	} else {
 		st.ProvisionedConcurrency = nil
 	}
-
-	var fn lambdav1alpha1.Function
-	if err := r.Get(ctx, types.NamespacedName{Namespace: a.Namespace, Name: a.Spec.FunctionName}, &fn); err != nil {
-		if !apierrors.IsNotFound(err) {
-			return ctrl.Result{}, err
-		}
+	if fnErr != nil {
 		return r.notReady(ctx, &a, orig, ReasonFunctionNotFound, "Function "+a.Spec.FunctionName+" not found")
-	}
-	if !metav1.IsControlledBy(&a, &fn) {
-		if err := controllerutil.SetControllerReference(&fn, &a, r.Scheme()); err != nil {
-			return ctrl.Result{}, err
-		}
-		if err := r.Update(ctx, &a); err != nil {
-			return ctrl.Result{}, err
-		}
-		// Update refreshed a from the server; put back the status computed so far.
-		a.Status = *st.DeepCopy()
-		st = &a.Status
-		orig.ObjectMeta = a.ObjectMeta
 	}
 
 	var versions lambdav1alpha1.VersionList

@@ -17,7 +17,7 @@ import (
 // owner. The applied Deployment never has spec.replicas: a new one is first created with
 // replicas 0 by ScalerFieldManager, and from then on spec.replicas belongs to whoever
 // scales it (the activator), never to FieldManager.
-func applyWorkload(ctx context.Context, c client.Client, owner client.Object, dep *appsv1.Deployment, svc *corev1.Service) (*appsv1.Deployment, error) {
+func applyWorkload(ctx context.Context, c client.Client, live client.Reader, owner client.Object, dep *appsv1.Deployment, svc *corev1.Service) (*appsv1.Deployment, error) {
 	if err := controllerutil.SetControllerReference(owner, dep, c.Scheme()); err != nil {
 		return nil, err
 	}
@@ -50,8 +50,9 @@ func applyWorkload(ctx context.Context, c client.Client, owner client.Object, de
 	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(us), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
 		return nil, fmt.Errorf("applying Service %s: %w", svc.Name, err)
 	}
+	// The live object (uncached): its generation and status say whether the rollout is done.
 	var applied appsv1.Deployment
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &applied); err != nil {
+	if err := live.Get(ctx, client.ObjectKeyFromObject(dep), &applied); err != nil {
 		return nil, err
 	}
 	return &applied, nil

@@ -41,6 +41,7 @@ const retryResolve = 30 * time.Second
 
 // +kubebuilder:rbac:groups=lambda.klambda.dev,resources=functions,verbs=get;list;watch
 // +kubebuilder:rbac:groups=lambda.klambda.dev,resources=functions/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=functions/finalizers,verbs=update
 // +kubebuilder:rbac:groups=lambda.klambda.dev,resources=layerversions,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
@@ -94,7 +95,7 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		var d *appsv1.Deployment
 		d, err = w.Deployment(r.Config, fn.Namespace)
 		if err == nil {
-			dep, err = applyWorkload(ctx, r.Client, &fn, d, w.Service(fn.Namespace))
+			dep, err = applyWorkload(ctx, r.Client, r.Resolver.Reader, &fn, d, w.Service(fn.Namespace))
 			if err != nil {
 				return ctrl.Result{}, err
 			}

@@ -137,7 +137,7 @@ func (r *VersionReconciler) publish(ctx context.Context, v *lambdav1alpha1.Versi
 		}
 		if prev != nil && sameRevision(prev, fn) {
 			v.Status = *prev.Status.DeepCopy()
-			v.Status.Conditions = orig.Status.Conditions
+			v.Status.Conditions = append([]metav1.Condition(nil), orig.Status.Conditions...)
 			v.Status.ObservedGeneration = gen
 			setCondition(&v.Status.Conditions, gen, ConditionPublished, true, ReasonUnchanged,
 				fmt.Sprintf("nothing changed since version %s: this Version refers to version %s (Version %s) and runs nothing of its own", last, last, prev.Name))
@@ -177,7 +177,7 @@ func (r *VersionReconciler) publish(ctx context.Context, v *lambdav1alpha1.Versi
 		State:              lambdav1alpha1.StatePending,
 		StateReasonCode:    lambdav1alpha1.StateReasonCreating,
 		StateReason:        "The version is being created.",
-		Conditions:         orig.Status.Conditions,
+		Conditions:         append([]metav1.Condition(nil), orig.Status.Conditions...),
 	}
 	setCondition(&v.Status.Conditions, gen, ConditionPublished, true, ReasonPublished, "published as version "+num)
 	r.Recorder.Eventf(v, nil, corev1.EventTypeNormal, "Published", "Publish", "published version %s of %s (code %s)", num, fn.Name, fs.CodeSha256)
@@ -258,7 +258,7 @@ func (r *VersionReconciler) deploy(ctx context.Context, v, orig *lambdav1alpha1.
 	if err == nil {
 		var d *appsv1.Deployment
 		if d, err = w.Deployment(r.Config, v.Namespace); err == nil {
-			if dep, err = applyWorkload(ctx, r.Client, v, d, w.Service(v.Namespace)); err != nil {
+			if dep, err = applyWorkload(ctx, r.Client, r.APIReader, v, d, w.Service(v.Namespace)); err != nil {
 				return ctrl.Result{}, err
 			}
 		}
