@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -70,8 +69,6 @@ type Resolver struct {
 	Reader client.Reader
 	Client client.Client
 	Config Config
-	// ScratchDir holds downloads while they are checked (default: the temporary folder).
-	ScratchDir string
 
 	mu    sync.Mutex
 	cache map[string]cachedDigest
@@ -145,7 +142,8 @@ func (r *Resolver) fetchCachedKey(ctx context.Context, what, key string, s codel
 	if ok {
 		return c.d, c.err
 	}
-	path, d, err := codeloader.Fetch(ctx, s, creds, r.ScratchDir)
+	// In memory: the manager's root filesystem is read-only and it may have no /tmp.
+	data, d, err := codeloader.FetchBytes(ctx, s, creds)
 	if err != nil {
 		var dm *codeloader.DigestMismatchError
 		if errors.As(err, &dm) {
@@ -155,8 +153,7 @@ func (r *Resolver) fetchCachedKey(ctx context.Context, what, key string, s codel
 		}
 		return d, &ResolveError{Reason: lambdav1alpha1.StateReasonInvalidConfiguration, Message: fmt.Sprintf("%s: %v", what, err), Transient: true}
 	}
-	defer os.Remove(path)
-	if _, err := codeloader.Check(path, root); err != nil {
+	if _, err := codeloader.CheckBytes(data, root); err != nil {
 		err = invalid("%s: the package can't be unpacked into %s: %v", what, root, err)
 		r.remember(key, d, err)
 		return d, err
@@ -208,7 +205,7 @@ func (r *Resolver) resolveConfigMap(ctx context.Context, owner client.Object, wh
 		}
 	}
 	d := codeloader.DigestOf(zipData)
-	if err := checkBytes(r.ScratchDir, zipData, root); err != nil {
+	if _, err := codeloader.CheckBytes(zipData, root); err != nil {
 		return ZipResult{}, invalid("%s: the package in ConfigMap %s can't be unpacked into %s: %v", what, ref.Name, root, err)
 	}
 	copyName := codeConfigMapName(owner.GetName(), d.Hex)
@@ -216,23 +213,6 @@ func (r *Resolver) resolveConfigMap(ctx context.Context, owner client.Object, wh
 		return ZipResult{}, err
 	}
 	return ZipResult{Digest: d, ConfigMapCopy: copyName}, nil
-}
-
-func checkBytes(dir string, data []byte, root string) error {
-	f, err := os.CreateTemp(dir, "klambda-*.zip")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	_, err = codeloader.Check(f.Name(), root)
-	return err
 }
 
 // ensureCopy creates the immutable, content-addressed copy of ConfigMap content. Several

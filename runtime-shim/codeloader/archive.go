@@ -40,8 +40,17 @@ func Check(zipPath, root string) (ArchiveInfo, error) {
 		return ArchiveInfo{}, fmt.Errorf("not a valid .zip archive: %w", err)
 	}
 	defer r.Close()
-	entries, info, err := checkEntries(&r.Reader, root)
-	_ = entries
+	_, info, err := checkEntries(&r.Reader, root)
+	return info, err
+}
+
+// CheckBytes is Check for an archive in memory.
+func CheckBytes(data []byte, root string) (ArchiveInfo, error) {
+	r, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return ArchiveInfo{}, fmt.Errorf("not a valid .zip archive: %w", err)
+	}
+	_, info, err := checkEntries(r, root)
 	return info, err
 }
 

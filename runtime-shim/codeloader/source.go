@@ -174,6 +174,28 @@ func Fetch(ctx context.Context, src Source, creds *Credentials, dir string) (str
 	return f.Name(), d, nil
 }
 
+// FetchBytes is Fetch into memory, for a process without a writable folder (the manager
+// runs with a read-only root filesystem).
+func FetchBytes(ctx context.Context, src Source, creds *Credentials) ([]byte, Digest, error) {
+	body, err := open(ctx, src, creds)
+	if err != nil {
+		return nil, Digest{}, err
+	}
+	defer body.Close()
+	data, err := io.ReadAll(io.LimitReader(body, MaxArchiveSize+1))
+	if err != nil {
+		return nil, Digest{}, fmt.Errorf("reading %s: %w", src.redacted(), err)
+	}
+	if len(data) > MaxArchiveSize {
+		return nil, Digest{}, fmt.Errorf("%s: the archive is larger than %d bytes", src.redacted(), MaxArchiveSize)
+	}
+	d := DigestOf(data)
+	if src.SHA256 != "" && !strings.EqualFold(src.SHA256, d.Hex) {
+		return nil, Digest{}, &DigestMismatchError{Source: src.redacted(), Got: d.Hex, Want: src.SHA256}
+	}
+	return data, d, nil
+}
+
 func (s Source) redacted() string {
 	c := s
 	c.SHA256 = ""
