@@ -147,6 +147,9 @@ func (p *Poller) Run(ctx context.Context) error {
 		recordsInvoked.WithLabelValues(p.labels()...).Add(float64(len(msgs)))
 		byLane := map[string][]Message{}
 		var order []string
+		// Queues: one poll's messages go to one lane together (they are one batch when the
+		// window is 0), the next poll to the next lane.
+		p.robin = (p.robin + 1) % p.cfg.Lanes
 		var filtered []Message
 		for _, m := range msgs {
 			if p.cfg.Policy.Mode == batch.Stream {
@@ -181,13 +184,16 @@ func (p *Poller) Run(ctx context.Context) error {
 }
 
 func (p *Poller) laneKey(m Message) string {
-	if p.cfg.Policy.Mode == batch.Queue {
-		p.robin = (p.robin + 1) % p.cfg.Lanes
+	if p.cfg.Policy.Mode == batch.Queue && m.Key == "" {
 		return strconv.Itoa(p.robin)
 	}
-	if p.cfg.Lanes == 1 || m.Key == "" {
+	if p.cfg.Lanes == 1 {
 		return m.Record.Partition
 	}
+	if m.Key == "" {
+		return m.Record.Partition
+	}
+	// Same key, same lane: order is kept per key (Kafka key, NATS subject, SQS FIFO group).
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(m.Key))
 	return m.Record.Partition + "/" + strconv.Itoa(int(h.Sum32()%uint32(p.cfg.Lanes)))
