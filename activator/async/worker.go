@@ -315,17 +315,23 @@ func (w *Workers) fail(ctx context.Context, msg jetstream.Msg, ev Event, cfg Con
 	w.settle(ctx, msg, ev, stored, log)
 }
 
-// settle acknowledges the event (it leaves the stream) and drops its history.
+// settle acknowledges the event (it leaves the stream) and drops its history. An event
+// with a history waits for the server to confirm the ack before the history goes; a plain
+// ack that is lost in a crash only means the event runs again.
 func (w *Workers) settle(ctx context.Context, msg jetstream.Msg, ev Event, stored bool, log logr.Logger) {
+	if !stored {
+		if err := msg.Ack(); err != nil {
+			log.Error(err, "Acknowledging the async event failed; it may run again")
+		}
+		return
+	}
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := msg.DoubleAck(actx); err != nil {
 		log.Error(err, "Acknowledging the async event failed; it may run again")
 		return
 	}
-	if stored {
-		_ = w.q.state.Purge(ctx, ev.RequestID)
-	}
+	_ = w.q.state.Purge(ctx, ev.RequestID)
 }
 
 // deliver sends one letter with bounded retries; a final failure is counted, not fatal.

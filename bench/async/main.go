@@ -15,7 +15,9 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -166,15 +168,25 @@ func main() {
 	workers := flag.Int("workers", 64, "async workers (WorkerOptions.Concurrency)")
 	dir := flag.String("dir", os.TempDir(), "directory for the JetStream file store (use a disk, not tmpfs)")
 	syncN := flag.Int("sync-always-n", 2000, "events for the SyncAlways (fsync per event) run")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the async runs here")
 	flag.Parse()
 
 	base := runSync(*n, *callers)
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			panic(err)
+		}
+		_ = pprof.StartCPUProfile(f)
+	}
 	rows := []result{
 		base,
 		runAsync("async, JetStream file store (fsync every 2 min, nats default)", *n, *callers, *workers, *dir, false),
 		runAsync("async, JetStream file store, SyncAlways (fsync per event)", *syncN, *callers, *workers, *dir, true),
 	}
-	fmt.Printf("n=%d callers=%d workers=%d store=%s GOMAXPROCS-visible CPUs=%d\n\n", *n, *callers, *workers, *dir, numCPU())
+	pprof.StopCPUProfile()
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("n=%d callers=%d workers=%d store=%s CPUs=%d loadavg=%s\n", *n, *callers, *workers, *dir, numCPU(), strings.TrimSpace(string(load)))
 	fmt.Printf("| %-62s | %12s | %10s | %10s | %12s | %12s | %12s |\n", "path", "accepted/s", "accept p50", "accept p99", "to handler p50", "to handler p99", "processed/s")
 	fmt.Printf("|%s|%s|%s|%s|%s|%s|%s|\n", dash(64), dash(14), dash(12), dash(12), dash(16), dash(16), dash(14))
 	for _, r := range rows {
