@@ -45,7 +45,7 @@ const retryResolve = 30 * time.Second
 // +kubebuilder:rbac:groups=lambda.klambda.dev,resources=layerversions,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -155,6 +155,9 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		setCondition(&st.Conditions, gen, ConditionRolloutComplete, false, ReasonInProgress, "new pods are rolling out; the previous ones keep serving")
 	}
 	st.ObservedGeneration = gen
+	if err := r.deleteUnusedCodeCopies(ctx, &fn, w.CodeCopy); err != nil {
+		log.Error(err, "deleting unused code copies")
+	}
 	log.V(1).Info("function reconciled", "state", st.State, "lastUpdateStatus", st.LastUpdateStatus, "revisionId", st.RevisionID)
 	return ctrl.Result{}, r.patchStatus(ctx, &fn, orig)
 }
@@ -322,6 +325,55 @@ func (r *FunctionReconciler) ensureInvokeSecret(ctx context.Context, fn *lambdav
 		return "", fmt.Errorf("creating the invoke Secret %s: %w", name, err)
 	}
 	return name, nil
+}
+
+// deleteUnusedCodeCopies deletes the function's ConfigMap code copies that neither $LATEST
+// nor a published version runs any more.
+func (r *FunctionReconciler) deleteUnusedCodeCopies(ctx context.Context, fn *lambdav1alpha1.Function, current string) error {
+	var copies metav1.PartialObjectMetadataList
+	copies.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMapList"))
+	if err := r.List(ctx, &copies, client.InNamespace(fn.Namespace), client.MatchingLabels{LabelComponent: "code", LabelFunction: labelValue(fn.Name)}); err != nil {
+		return err
+	}
+	if len(copies.Items) <= 1 {
+		return nil
+	}
+	keep := map[string]bool{current: true}
+	var versions lambdav1alpha1.VersionList
+	if err := r.Resolver.Reader.List(ctx, &versions, client.InNamespace(fn.Namespace)); err != nil {
+		return err
+	}
+	for _, v := range versions.Items {
+		if v.Spec.FunctionName != fn.Name {
+			continue
+		}
+		if v.Status.Version == "" && v.Status.CodeSha256 == "" {
+			// Not published yet: it may be about to freeze the current code (kept above).
+			continue
+		}
+		if d, err := digestFromBase64(v.Status.CodeSha256, 0); err == nil {
+			keep[codeConfigMapName(fn.Name, d.Hex)] = true
+		}
+	}
+	for i := range copies.Items {
+		c := &copies.Items[i]
+		if keep[c.Name] || !metav1.IsControlledBy(c, fn) && !ownedBy(c, fn) {
+			continue
+		}
+		if err := r.Delete(ctx, c); client.IgnoreNotFound(err) != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func ownedBy(obj metav1.Object, owner metav1.Object) bool {
+	for _, ref := range obj.GetOwnerReferences() {
+		if ref.UID == owner.GetUID() {
+			return true
+		}
+	}
+	return false
 }
 
 // Field indexes.
