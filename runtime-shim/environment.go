@@ -636,7 +636,7 @@ func (e *Environment) Respond(id string, body []byte, buf *bytes.Buffer) error {
 
 // RespondTooLarge records a response over MaxResponsePayload: the caller gets
 // Function.ResponseSizeTooLarge, the runtime 413, and the environment is not reset.
-func (e *Environment) RespondTooLarge(id string, size int64) error {
+func (e *Environment) RespondTooLarge(id string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.checkAnswerLocked(id); err != nil {

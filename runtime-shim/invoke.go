@@ -25,13 +25,13 @@ const (
 	HeaderExecutedVersion = "X-Amz-Executed-Version"
 	HeaderErrorType       = "X-Amzn-Errortype"
 
-	HeaderInvokeSecret   = "X-Klambda-Invoke-Secret"
-	HeaderInvokedARN     = "X-Klambda-Invoked-Function-Arn"
-	HeaderDeadlineMs     = "X-Klambda-Deadline-Ms"
-	HeaderDuration       = "X-Klambda-Duration-Ms"
-	HeaderInitDuration   = "X-Klambda-Init-Duration-Ms"
-	HeaderEnvReset       = "X-Klambda-Environment-Reset"
-	HeaderFunctionErrTyp = "X-Klambda-Function-Error-Type"
+	HeaderInvokeSecret      = "X-Klambda-Invoke-Secret"
+	HeaderInvokedARN        = "X-Klambda-Invoked-Function-Arn"
+	HeaderDeadlineMs        = "X-Klambda-Deadline-Ms"
+	HeaderDuration          = "X-Klambda-Duration-Ms"
+	HeaderInitDuration      = "X-Klambda-Init-Duration-Ms"
+	HeaderEnvReset          = "X-Klambda-Environment-Reset"
+	HeaderFunctionErrorType = "X-Klambda-Function-Error-Type"
 )
 
 const invokePathPrefix = "/2015-03-31/functions/"
@@ -116,8 +116,7 @@ func (s *InvokeServer) invoke(w http.ResponseWriter, r *http.Request) {
 	}
 	inv := NewInvocation()
 	defer inv.Release()
-	buf, over, err := readBodyInto(r, inv.Payload, MaxRequestPayload)
-	_ = buf
+	_, over, err := readBodyInto(r, inv.Payload, MaxRequestPayload)
 	if err != nil {
 		invokeError(w, http.StatusBadRequest, "InvalidRequestContentException", "could not read the request body: "+err.Error())
 		return
@@ -196,7 +195,7 @@ func (s *InvokeServer) invoke(w http.ResponseWriter, r *http.Request) {
 	}
 	if res.FunctionError != "" {
 		out[HeaderFunctionError] = []string{res.FunctionError}
-		out[HeaderFunctionErrTyp] = []string{res.ErrorType}
+		out[HeaderFunctionErrorType] = []string{res.ErrorType}
 	}
 	if res.Reset != "" {
 		out[HeaderEnvReset] = []string{res.Reset}

@@ -275,7 +275,7 @@ func (a *RuntimeAPI) response(w http.ResponseWriter, r *http.Request, id string)
 	a.env.logs.Drain()
 	if over {
 		putBuffer(buf)
-		if err := a.env.RespondTooLarge(id, 0); err != nil {
+		if err := a.env.RespondTooLarge(id); err != nil {
 			writeStateMachineError(w, err)
 			return
 		}
@@ -303,7 +303,7 @@ func (a *RuntimeAPI) invocationError(w http.ResponseWriter, r *http.Request, id 
 	}
 	a.env.logs.Drain()
 	if over {
-		if err := a.env.RespondTooLarge(id, 0); err != nil {
+		if err := a.env.RespondTooLarge(id); err != nil {
 			writeStateMachineError(w, err)
 			return
 		}
