@@ -355,18 +355,22 @@ func TestDestinationDownIsRetriedCountedAndSettled(t *testing.T) {
 		"kafka":   {MaximumRetryAttempts: 0, MaximumEventAge: time.Hour, OnSuccess: kafkaDown},
 		"failing": {MaximumRetryAttempts: 0, MaximumEventAge: time.Hour, DeadLetter: &lambdav1alpha1.DeadLetterConfig{Target: *down}},
 		"after":   {MaximumRetryAttempts: 0, MaximumEventAge: time.Hour, OnSuccess: natsDest("after")},
+		"sqs": {MaximumRetryAttempts: 0, MaximumEventAge: time.Hour, OnSuccess: &lambdav1alpha1.Destination{
+			SQS: &lambdav1alpha1.SQSQueue{QueueURL: "http://127.0.0.1:1/000000000000/q"}}},
 	}))
 	after := e.subscribe("after")
 	e.enqueue("ok", `{}`)
 	e.enqueue("kafka", `{}`)
 	e.enqueue("failing", `{}`)
+	e.enqueue("sqs", `{}`)
 	e.enqueue("after", `{}`)
 	receive(t, after, 10*time.Second) // other events go on
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		if testutil.ToFloat64(e.metrics.DestinationFailures.WithLabelValues("default", "ok")) == 1 &&
 			testutil.ToFloat64(e.metrics.DestinationFailures.WithLabelValues("default", "kafka")) == 1 &&
-			testutil.ToFloat64(e.metrics.DeadLetterErrors.WithLabelValues("default", "failing")) == 1 {
+			testutil.ToFloat64(e.metrics.DeadLetterErrors.WithLabelValues("default", "failing")) == 1 &&
+			testutil.ToFloat64(e.metrics.DestinationFailures.WithLabelValues("default", "sqs")) == 1 {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -376,9 +380,12 @@ func TestDestinationDownIsRetriedCountedAndSettled(t *testing.T) {
 		testutil.ToFloat64(e.metrics.DeadLetterErrors.WithLabelValues("default", "failing")); a != 1 || b != 1 || c != 1 {
 		t.Fatalf("delivery failures nats=%v kafka=%v, dead-letter errors=%v; want 1 each", a, b, c)
 	}
+	if n := testutil.ToFloat64(e.metrics.DestinationFailures.WithLabelValues("default", "sqs")); n != 1 {
+		t.Fatalf("SQS delivery failures %v, want 1", n)
+	}
 	waitPending(t, e.q, 0)
-	if n := len(inv.order); n != 4 {
-		t.Errorf("%d invocations, want 4 (a failed delivery does not re-run the function)", n)
+	if n := inv.total(); n != 5 {
+		t.Errorf("%d invocations, want 5 (a failed delivery does not re-run the function)", n)
 	}
 }
 
@@ -417,4 +424,55 @@ func waitPending(t *testing.T, q *Queue, want uint64) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("%d events pending, want %d", n, want)
+}
+
+func TestDeadLetterAttributesOnSQSAndKafka(t *testing.T) {
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	sq := newSQSServer(t)
+	long := strings.Repeat("é", 600) // 1,200 bytes: the message is cut at 1 KB, on a rune boundary
+	inv := newInvoker(func(InvokeRequest, int) InvokeResult {
+		return InvokeResult{StatusCode: 200, ExecutedVersion: "$LATEST", FunctionError: "Unhandled",
+			Payload: []byte(`{"errorMessage":"` + long + `","errorType":"E"}`)}
+	})
+	e := startEnv(t, t.TempDir(), inv, configs(map[string]Config{
+		"sqs": {MaximumRetryAttempts: 0, MaximumEventAge: time.Hour, DeadLetter: &lambdav1alpha1.DeadLetterConfig{
+			Target: lambdav1alpha1.Destination{SQS: &lambdav1alpha1.SQSQueue{QueueURL: sq.URL + "/000000000000/dlq"}}}},
+		"kafka": {MaximumRetryAttempts: 0, MaximumEventAge: time.Hour, DeadLetter: &lambdav1alpha1.DeadLetterConfig{
+			Target: lambdav1alpha1.Destination{Kafka: &lambdav1alpha1.KafkaDestination{BootstrapServers: kc.ListenAddrs(), Topic: "dlq"}}}},
+	}))
+	idS := e.enqueue("sqs", `{"to":"sqs"}`)
+	m := sq.wait(t, 1)[0]
+	a := m.MessageAttributes
+	if m.MessageBody != `{"to":"sqs"}` || a["RequestID"].DataType != "String" || a["RequestID"].StringValue != idS ||
+		a["ErrorCode"].DataType != "Number" || a["ErrorCode"].StringValue != "200" ||
+		a["ErrorMessage"].DataType != "String" || len(a["ErrorMessage"].StringValue) != 1024 {
+		t.Errorf("SQS dead letter %+v", m)
+	}
+
+	idK := e.enqueue("kafka", `{"to":"kafka"}`)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...), kgo.ConsumeTopics("dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var rec *kgo.Record
+	for rec == nil && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { rec = r })
+	}
+	if rec == nil {
+		t.Fatal("no Kafka dead letter")
+	}
+	h := map[string]string{}
+	for _, kv := range rec.Headers {
+		h[kv.Key] = string(kv.Value)
+	}
+	if string(rec.Value) != `{"to":"kafka"}` || h["RequestID"] != idK || h["ErrorCode"] != "200" || len(h["ErrorMessage"]) != 1024 {
+		t.Errorf("Kafka dead letter %s %v", rec.Value, h)
+	}
 }
