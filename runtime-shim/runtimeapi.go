@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 )
 
@@ -287,6 +288,9 @@ func (a *RuntimeAPI) response(w http.ResponseWriter, r *http.Request, id string)
 		writeStateMachineError(w, err)
 		return
 	}
+	// Let the waiting invoke handler answer the caller before this 202 goes out: the
+	// caller is the one waiting on the critical path.
+	runtime.Gosched()
 	writeAccepted(w)
 }
 
