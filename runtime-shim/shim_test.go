@@ -463,7 +463,7 @@ func TestExtensionsLifecycle(t *testing.T) {
 
 func waitPhase(t *testing.T, env *Environment, p Phase) {
 	t.Helper()
-	for i := 0; i < 200; i++ {
+	for i := 0; i < 1000; i++ {
 		if env.Phase() == p {
 			return
 		}
