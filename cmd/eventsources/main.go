@@ -1,0 +1,116 @@
+// Command eventsources runs klambda's event source mapping pollers: every replica reconciles
+// every EventSourceMapping and polls those whose Lease it holds.
+package main
+
+import (
+	"flag"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/eventsources/controller"
+	"github.com/klambda/klambda/eventsources/invoke"
+	"github.com/klambda/klambda/eventsources/poller"
+)
+
+func main() {
+	var (
+		activatorURL, tokenFile, metricsAddr, probeAddr  string
+		leaseNamespace, identity, region, account, natsS string
+		leaseDuration, renewDeadline, retryPeriod        time.Duration
+	)
+	hostname, _ := os.Hostname()
+	flag.StringVar(&activatorURL, "activator-url", "http://klambda-activator.klambda-system.svc:8080", "Base URL of the activator's Lambda Invoke API.")
+	flag.StringVar(&tokenFile, "token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token", "Kubernetes token the activator authenticates the pollers with (re-read before each invocation); empty sends none.")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
+	flag.StringVar(&leaseNamespace, "lease-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the per-mapping Leases that assign mappings to replicas.")
+	flag.StringVar(&identity, "identity", hostname, "This replica's identity in the Leases.")
+	flag.DurationVar(&leaseDuration, "lease-duration", 15*time.Second, "How long a mapping's Lease lasts without renewal before another replica takes the mapping over.")
+	flag.DurationVar(&renewDeadline, "lease-renew-deadline", 10*time.Second, "How long the holder keeps trying to renew before giving the mapping up.")
+	flag.DurationVar(&retryPeriod, "lease-retry-period", 2*time.Second, "How often replicas try to acquire or renew Leases.")
+	flag.StringVar(&region, "region", "us-east-1", "Region in the ARNs klambda writes.")
+	flag.StringVar(&account, "account", "000000000000", "Account ID in the ARNs klambda writes.")
+	flag.StringVar(&natsS, "nats-servers", "", "Comma-separated NATS URLs for on-failure NATS destinations that name no servers (the activator's NATS).")
+	opts := zap.Options{}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	log := ctrl.Log.WithName("setup")
+	if leaseNamespace == "" {
+		leaseNamespace = "klambda-system"
+	}
+
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(lambdav1alpha1.AddToScheme(scheme))
+	utilruntime.Must(poller.Register(ctrlmetrics.Registry))
+
+	cfg := ctrl.GetConfigOrDie()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress: probeAddr,
+	})
+	if err != nil {
+		log.Error(err, "unable to create the manager")
+		os.Exit(1)
+	}
+	var tokens invoke.TokenSource
+	if tokenFile != "" {
+		tokens = invoke.FileToken(tokenFile)
+	}
+	var natsServers []string
+	if natsS != "" {
+		natsServers = strings.Split(natsS, ",")
+	}
+	builder := &controller.Builder{
+		Reader:             mgr.GetAPIReader(),
+		Invoker:            &invoke.LambdaInvoker{ActivatorURL: activatorURL, Tokens: tokens, Region: region},
+		Region:             region,
+		Account:            account,
+		DefaultNATSServers: natsServers,
+	}
+	r := &controller.Reconciler{
+		Client:  mgr.GetClient(),
+		Builder: builder,
+		Pollers: &controller.Pollers{
+			Kube:           kubernetes.NewForConfigOrDie(cfg),
+			LeaseNamespace: leaseNamespace,
+			Identity:       identity,
+			LeaseDuration:  leaseDuration,
+			RenewDeadline:  renewDeadline,
+			RetryPeriod:    retryPeriod,
+			Build:          builder.Build,
+			Log:            ctrl.Log.WithName("pollers"),
+		},
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		log.Error(err, "unable to set up the EventSourceMapping controller")
+		os.Exit(1)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		log.Error(err, "unable to set up the health check")
+		os.Exit(1)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		log.Error(err, "unable to set up the ready check")
+		os.Exit(1)
+	}
+	log.Info("starting event source pollers", "activator", activatorURL, "identity", identity)
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		log.Error(err, "manager stopped with an error")
+		os.Exit(1)
+	}
+}

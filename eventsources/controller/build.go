@@ -1,0 +1,260 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/eventsources/access"
+	"github.com/klambda/klambda/eventsources/batch"
+	"github.com/klambda/klambda/eventsources/destination"
+	"github.com/klambda/klambda/eventsources/filter"
+	"github.com/klambda/klambda/eventsources/invoke"
+	"github.com/klambda/klambda/eventsources/kafka"
+	"github.com/klambda/klambda/eventsources/nats"
+	"github.com/klambda/klambda/eventsources/poller"
+	"github.com/klambda/klambda/eventsources/rabbitmq"
+	"github.com/klambda/klambda/eventsources/sqs"
+)
+
+// ConfigError is a mapping that can't run as written (a bad filter, a missing Secret):
+// Lambda's ESM_CONFIG_NOT_VALID.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Builder turns an EventSourceMapping into a running poller's parts.
+type Builder struct {
+	// Reader reads Secrets and Functions.
+	Reader  client.Reader
+	Invoker invoke.Invoker
+	// Region and Account form ARNs (default us-east-1, 000000000000).
+	Region, Account string
+	// DefaultNATSServers for NATS destinations without servers (the activator's NATS).
+	DefaultNATSServers []string
+}
+
+// Built is a poller ready to Run, and what to close after it stops.
+type Built struct {
+	Poller *poller.Poller
+	Close  func()
+}
+
+func intOr(p *int32, def int) int {
+	if p == nil {
+		return def
+	}
+	return int(*p)
+}
+
+// FunctionARN is arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>].
+func (b *Builder) FunctionARN(functionName string) string {
+	if strings.HasPrefix(functionName, "arn:") {
+		return functionName
+	}
+	return fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", b.region(), b.account(), functionName)
+}
+
+// MappingARN is arn:aws:lambda:<region>:<account>:event-source-mapping:<uuid>.
+func (b *Builder) MappingARN(uuid string) string {
+	return fmt.Sprintf("arn:aws:lambda:%s:%s:event-source-mapping:%s", b.region(), b.account(), uuid)
+}
+
+func (b *Builder) region() string {
+	if b.Region == "" {
+		return "us-east-1"
+	}
+	return b.Region
+}
+
+func (b *Builder) account() string {
+	if b.Account == "" {
+		return "000000000000"
+	}
+	return b.Account
+}
+
+// functionName strips an ARN to name[:qualifier].
+func functionName(fn string) string {
+	if i := strings.Index(fn, "function:"); i >= 0 {
+		return fn[i+len("function:"):]
+	}
+	return fn
+}
+
+// functionTimeout reads the Function's timeout (Lambda's default 3 s when it can't).
+func (b *Builder) functionTimeout(ctx context.Context, ns, fn string) time.Duration {
+	name, _, _ := strings.Cut(functionName(fn), ":")
+	var f lambdav1alpha1.Function
+	if err := b.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &f); err != nil || f.Spec.Timeout == 0 {
+		return 3 * time.Second
+	}
+	return time.Duration(f.Spec.Timeout) * time.Second
+}
+
+// Build opens the source and builds the poller for esm.
+func (b *Builder) Build(ctx context.Context, esm *lambdav1alpha1.EventSourceMapping, log logr.Logger) (*Built, error) {
+	spec := &esm.Spec
+	uuid := esm.Status.UUID
+	if uuid == "" {
+		uuid = string(esm.UID)
+	}
+	var patterns []string
+	if spec.FilterCriteria != nil {
+		for _, f := range spec.FilterCriteria.Filters {
+			patterns = append(patterns, f.Pattern)
+		}
+	}
+	src := filter.SourceGeneric
+	switch {
+	case spec.SelfManagedEventSource != nil:
+		src = filter.SourceKafka
+	case spec.SQS != nil:
+		src = filter.SourceSQS
+	case spec.RabbitMQ != nil:
+		src = filter.SourceMQ
+	case spec.NATSJetStream != nil:
+		src = filter.SourceNATS
+	}
+	matcher, err := filter.CompilePatterns(patterns, filter.ForSource(src))
+	if err != nil {
+		return nil, &ConfigError{err}
+	}
+	acc, err := access.Resolve(ctx, b.Reader, esm.Namespace, spec.SourceAccessConfigurations)
+	if err != nil {
+		return nil, &ConfigError{err}
+	}
+	defBatch := 100
+	if spec.SQS != nil {
+		defBatch = 10
+	}
+	cfg := poller.Config{
+		Namespace: esm.Namespace, Name: esm.Name, Function: functionName(spec.FunctionName),
+		FunctionARN: b.FunctionARN(spec.FunctionName),
+		BatchSize:   intOr(spec.BatchSize, defBatch),
+		Window:      time.Duration(intOr(spec.MaximumBatchingWindowInSeconds, 0)) * time.Second,
+		Filter:      matcher,
+		Policy: batch.Policy{
+			MaximumRetryAttempts:       intOr(spec.MaximumRetryAttempts, -1),
+			MaximumRecordAgeInSeconds:  intOr(spec.MaximumRecordAgeInSeconds, -1),
+			BisectBatchOnFunctionError: spec.BisectBatchOnFunctionError != nil && *spec.BisectBatchOnFunctionError,
+		},
+	}
+	for _, t := range spec.FunctionResponseTypes {
+		if t == lambdav1alpha1.FunctionResponseTypeReportBatchItemFailures {
+			cfg.Policy.ReportBatchItemFailures = true
+		}
+	}
+	var closers []func()
+	closeAll := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	if spec.DestinationConfig != nil && spec.DestinationConfig.OnFailure != nil {
+		dest, err := b.destination(ctx, esm.Namespace, spec.DestinationConfig.OnFailure)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, dest.Close)
+		cfg.OnFailure = dest
+	}
+	var source poller.Source
+	switch {
+	case spec.SelfManagedEventSource != nil:
+		group := uuid
+		if c := spec.SelfManagedKafkaEventSourceConfig; c != nil && c.ConsumerGroupID != "" {
+			group = c.ConsumerGroupID
+		}
+		cfg.Lanes = intOr(spec.ParallelizationFactor, 1)
+		source, err = kafka.Open(kafka.Config{
+			BootstrapServers: spec.SelfManagedEventSource.Endpoints.KafkaBootstrapServers, Topic: spec.Topics[0], Group: group,
+			FromStart: spec.StartingPosition == lambdav1alpha1.StartingPositionTrimHorizon, Access: acc,
+		})
+	case spec.NATSJetStream != nil:
+		n := spec.NATSJetStream
+		durable := n.DurableName
+		if durable == "" {
+			durable = uuid
+		}
+		nc := nats.Config{Servers: n.Servers, Stream: n.Stream, Subject: n.Subject, Durable: durable, FetchSize: cfg.BatchSize, Access: acc}
+		switch spec.StartingPosition {
+		case lambdav1alpha1.StartingPositionLatest:
+			nc.Start = nats.Latest
+		case lambdav1alpha1.StartingPositionAtTimestamp:
+			nc.Start = nats.AtTimestamp
+			if spec.StartingPositionTimestamp != nil {
+				nc.StartTime = spec.StartingPositionTimestamp.Time
+			}
+		}
+		cfg.Lanes = intOr(spec.ParallelizationFactor, 1)
+		source, err = nats.Open(ctx, nc)
+	case spec.SQS != nil:
+		q := spec.SQS
+		id, secret, token, cerr := access.AWSCredentials(ctx, b.Reader, esm.Namespace, q.Credentials)
+		if cerr != nil {
+			closeAll()
+			return nil, &ConfigError{cerr}
+		}
+		cfg.Lanes = 5 // Lambda starts with five concurrent batches
+		if spec.ScalingConfig != nil && spec.ScalingConfig.MaximumConcurrency != nil {
+			cfg.Lanes = int(*spec.ScalingConfig.MaximumConcurrency)
+		}
+		source, err = sqs.Open(sqs.Config{
+			QueueURL: q.QueueURL, Endpoint: q.Endpoint, Region: q.Region,
+			AccessKeyID: id, SecretAccessKey: secret, SessionToken: token,
+			VisibilityTimeout: sqs.VisibilityFor(b.functionTimeout(ctx, esm.Namespace, spec.FunctionName), cfg.Window),
+		})
+	case spec.RabbitMQ != nil:
+		cfg.Lanes = 1
+		source, err = rabbitmq.Open(rabbitmq.Config{BrokerURL: spec.RabbitMQ.BrokerURL, Queue: spec.Queues[0], Access: acc, Prefetch: cfg.BatchSize * 2, FetchMax: cfg.BatchSize})
+	default:
+		err = &ConfigError{errors.New("no event source set")}
+	}
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("opening the event source: %w", err)
+	}
+	return &Built{Poller: poller.New(cfg, source, b.Invoker, log), Close: closeAll}, nil
+}
+
+func (b *Builder) destination(ctx context.Context, ns string, d *lambdav1alpha1.Destination) (destination.Sender, error) {
+	switch {
+	case d.Function != nil:
+		name := d.Function.Name
+		if d.Function.Qualifier != "" {
+			name += ":" + d.Function.Qualifier
+		}
+		return &destination.Function{Invoker: b.Invoker, Namespace: ns, Name: name}, nil
+	case d.NATS != nil:
+		servers := d.NATS.Servers
+		if len(servers) == 0 {
+			servers = b.DefaultNATSServers
+		}
+		if len(servers) == 0 {
+			return nil, &ConfigError{errors.New("destinationConfig.onFailure.nats: no servers, and no default NATS server is configured")}
+		}
+		return destination.NewNATS(servers, d.NATS.Subject)
+	case d.Kafka != nil:
+		return destination.NewKafka([]kgo.Opt{kgo.SeedBrokers(d.Kafka.BootstrapServers...)}, d.Kafka.Topic)
+	case d.SQS != nil:
+		id, secret, token, err := access.AWSCredentials(ctx, b.Reader, ns, d.SQS.Credentials)
+		if err != nil {
+			return nil, &ConfigError{err}
+		}
+		c, err := sqs.NewClient(sqs.Config{QueueURL: d.SQS.QueueURL, Endpoint: d.SQS.Endpoint, Region: d.SQS.Region, AccessKeyID: id, SecretAccessKey: secret, SessionToken: token})
+		if err != nil {
+			return nil, &ConfigError{err}
+		}
+		return &destination.SQS{Client: c, QueueURL: d.SQS.QueueURL}, nil
+	}
+	return nil, &ConfigError{errors.New("destinationConfig.onFailure: no destination set")}
+}

@@ -1,0 +1,251 @@
+package controller_test
+
+import (
+	"context"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/nats-io/nats-server/v2/server"
+	gonats "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/eventsources/controller"
+	"github.com/klambda/klambda/eventsources/invoke/invoketest"
+	"github.com/klambda/klambda/test/apiserver"
+)
+
+var srv *apiserver.Server
+
+func TestMain(m *testing.M) {
+	var err error
+	srv, err = apiserver.Start()
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	_ = srv.Stop()
+	os.Exit(code)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestStatesFollowLambdasLifecycle drives a NATS mapping through create, disable, enable,
+// update, an invalid filter and delete against a real kube-apiserver, with a real poller
+// reading an embedded nats-server and invoking a fake activator.
+func TestStatesFollowLambdasLifecycle(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	defer ns.Shutdown()
+	nc, err := gonats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var invoked []string
+	fake := invoketest.New(func(c invoketest.Call) invoketest.Outcome {
+		mu.Lock()
+		invoked = append(invoked, string(c.Payload))
+		mu.Unlock()
+		return invoketest.Outcome{}
+	})
+	defer fake.Close()
+	calls := func() int { mu.Lock(); defer mu.Unlock(); return len(invoked) }
+
+	mgr, err := ctrl.NewManager(srv.Config, ctrl.Options{Scheme: scheme.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube := kubernetes.NewForConfigOrDie(srv.Config)
+	b := &controller.Builder{Reader: mgr.GetAPIReader(), Invoker: fake.Invoker()}
+	r := &controller.Reconciler{
+		Client:  mgr.GetClient(),
+		Builder: b,
+		Pollers: &controller.Pollers{
+			Kube: kube, LeaseNamespace: "default", Identity: "replica-" + string(uuid.NewUUID()),
+			LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 200 * time.Millisecond,
+			Build: b.Build, Log: testr.New(t),
+		},
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = mgr.Start(ctx) }()
+
+	c := srv.Client
+	esm := &lambdav1alpha1.EventSourceMapping{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "orders"},
+		Spec: lambdav1alpha1.EventSourceMappingSpec{
+			FunctionName:     "fn",
+			BatchSize:        ptr(int32(10)),
+			StartingPosition: lambdav1alpha1.StartingPositionTrimHorizon,
+			NATSJetStream:    &lambdav1alpha1.NATSJetStreamSource{Servers: []string{ns.ClientURL()}, Stream: "ORDERS"},
+		},
+	}
+	if err := c.Create(ctx, esm); err != nil {
+		t.Fatal(err)
+	}
+
+	// Every state the object passes through, from a watch.
+	var smu sync.Mutex
+	var states []lambdav1alpha1.EventSourceMappingState
+	wc, err := client.NewWithWatch(srv.Config, client.Options{Scheme: scheme.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := wc.Watch(ctx, &lambdav1alpha1.EventSourceMappingList{}, client.InNamespace("default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	go func() {
+		for ev := range w.ResultChan() {
+			if o, ok := ev.Object.(*lambdav1alpha1.EventSourceMapping); ok {
+				smu.Lock()
+				if n := len(states); n == 0 || states[n-1] != o.Status.State {
+					states = append(states, o.Status.State)
+				}
+				smu.Unlock()
+			}
+		}
+	}()
+	seen := func(s lambdav1alpha1.EventSourceMappingState) bool {
+		smu.Lock()
+		defer smu.Unlock()
+		for _, x := range states {
+			if x == s {
+				return true
+			}
+		}
+		return false
+	}
+	get := func() *lambdav1alpha1.EventSourceMapping {
+		var o lambdav1alpha1.EventSourceMapping
+		if err := c.Get(ctx, client.ObjectKeyFromObject(esm), &o); err != nil {
+			t.Fatal(err)
+		}
+		return &o
+	}
+	waitFor := func(what string, cond func(*lambdav1alpha1.EventSourceMapping) bool) *lambdav1alpha1.EventSourceMapping {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			o := get()
+			if cond(o) {
+				return o
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; status %+v", what, o.Status)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	settled := func(state lambdav1alpha1.EventSourceMappingState) func(*lambdav1alpha1.EventSourceMapping) bool {
+		return func(o *lambdav1alpha1.EventSourceMapping) bool {
+			return o.Status.State == state && o.Status.ObservedGeneration == o.Generation
+		}
+	}
+	update := func(mutate func(*lambdav1alpha1.EventSourceMapping)) {
+		t.Helper()
+		o := get()
+		mutate(o)
+		if err := c.Update(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	o := waitFor("Enabled", settled(lambdav1alpha1.EventSourceMappingEnabled))
+	if o.Status.UUID != string(o.UID) || o.Status.StateTransitionReason != "USER_INITIATED" || len(o.Finalizers) == 0 ||
+		o.Status.EventSourceMappingARN != "arn:aws:lambda:us-east-1:000000000000:event-source-mapping:"+string(o.UID) ||
+		o.Status.LastProcessingResult != "No records processed" {
+		t.Errorf("status %+v finalizers %v", o.Status, o.Finalizers)
+	}
+	if !seen(lambdav1alpha1.EventSourceMappingCreating) {
+		t.Errorf("never Creating: %v", states)
+	}
+
+	if _, err := js.Publish(ctx, "orders.new", []byte(`{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("lastProcessingResult OK", func(o *lambdav1alpha1.EventSourceMapping) bool { return o.Status.LastProcessingResult == "OK" })
+
+	update(func(o *lambdav1alpha1.EventSourceMapping) { o.Spec.Enabled = ptr(false) })
+	waitFor("Disabled", settled(lambdav1alpha1.EventSourceMappingDisabled))
+	if !seen(lambdav1alpha1.EventSourceMappingDisabling) {
+		t.Errorf("never Disabling: %v", states)
+	}
+	before := calls()
+	if _, err := js.Publish(ctx, "orders.new", []byte(`{"n":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if calls() != before {
+		t.Errorf("invoked while disabled")
+	}
+
+	update(func(o *lambdav1alpha1.EventSourceMapping) { o.Spec.Enabled = ptr(true) })
+	waitFor("Enabled again", settled(lambdav1alpha1.EventSourceMappingEnabled))
+	if !seen(lambdav1alpha1.EventSourceMappingEnabling) {
+		t.Errorf("never Enabling: %v", states)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for calls() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the record published while disabled was not delivered after enabling")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	update(func(o *lambdav1alpha1.EventSourceMapping) { o.Spec.BatchSize = ptr(int32(5)) })
+	waitFor("Enabled after the update", settled(lambdav1alpha1.EventSourceMappingEnabled))
+	if !seen(lambdav1alpha1.EventSourceMappingUpdating) {
+		t.Errorf("never Updating: %v", states)
+	}
+
+	update(func(o *lambdav1alpha1.EventSourceMapping) {
+		o.Spec.FilterCriteria = &lambdav1alpha1.FilterCriteria{Filters: []lambdav1alpha1.Filter{{Pattern: `{"data":{"n":1}}`}}}
+	})
+	o = waitFor("Disabled for an invalid filter", settled(lambdav1alpha1.EventSourceMappingDisabled))
+	if o.Status.StateTransitionReason != "ESM_CONFIG_NOT_VALID" {
+		t.Errorf("reason %q", o.Status.StateTransitionReason)
+	}
+
+	if err := c.Delete(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		var gone lambdav1alpha1.EventSourceMapping
+		if err := c.Get(ctx, client.ObjectKeyFromObject(esm), &gone); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the mapping was not deleted (finalizer kept)")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("states: %v", states)
+}
