@@ -20,7 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/smithy-go"
 
-	"github.com/klambda/klambda/activator/internal/testrig"
+	"github.com/klambda/klambda/activator/testrig"
 )
 
 func compatRig(t *testing.T) *testrig.Rig {

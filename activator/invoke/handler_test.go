@@ -13,8 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/klambda/klambda/activator/internal/testrig"
 	"github.com/klambda/klambda/activator/router"
+	"github.com/klambda/klambda/activator/testrig"
 )
 
 type answer struct {

@@ -1,4 +1,4 @@
-// Package testrig runs the activator in-process against fake environments (fakeshim),
+// Package testrig (test support, not used by the binary) runs the activator in-process against fake environments (fakeshim),
 // for handler tests, real-client compatibility tests and benchmarks.
 package testrig
 
@@ -13,7 +13,7 @@ import (
 
 	"github.com/klambda/klambda/activator/auth"
 	"github.com/klambda/klambda/activator/dispatch"
-	"github.com/klambda/klambda/activator/internal/fakeshim"
+	"github.com/klambda/klambda/activator/fakeshim"
 	"github.com/klambda/klambda/activator/invoke"
 	"github.com/klambda/klambda/activator/metrics"
 	"github.com/klambda/klambda/activator/router"
