@@ -121,8 +121,8 @@ chart-check: $(HELM) ## helm lint and helm template the chart; fail when its CRD
 		{ echo "charts/klambda/crds is stale ($$f): run 'make manifests' and commit"; exit 1; }; done
 	$(HELM) lint --strict charts/klambda
 	$(HELM) lint --strict charts/klambda --set activator.enabled=true --set metrics.serviceMonitor.enabled=true
-	$(HELM) template klambda charts/klambda --namespace klambda-system >/dev/null
-	$(HELM) template klambda charts/klambda --namespace klambda-system --set activator.enabled=true \
+	$(HELM) template klambda charts/klambda --kube-version 1.37.2 --namespace klambda-system >/dev/null
+	$(HELM) template klambda charts/klambda --kube-version 1.37.2 --namespace klambda-system --set activator.enabled=true \
 		--set metrics.serviceMonitor.enabled=true -f hack/cluster/values-local.yaml >/dev/null
 
 .PHONY: test-e2e
