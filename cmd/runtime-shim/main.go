@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	shim "github.com/klambda/klambda/runtime-shim"
+	"github.com/klambda/klambda/runtime-shim/codeloader"
 )
 
 type flags struct {
@@ -68,7 +69,15 @@ func main() {
 			os.Exit(shim.RunPipe(api, args))
 		},
 	}
-	root.AddCommand(execCmd, sidecarCmd, pipeCmd)
+	loadCodeCmd := &cobra.Command{
+		Use:                "load-code [--task-root=DIR] [--opt=DIR] [--scratch=DIR] [--code=SOURCE] [--layer=SOURCE]...",
+		Short:              "init container: unpack the function's code into the task root and its layers into /opt",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return codeloader.Main(cmd.Context(), args)
+		},
+	}
+	root.AddCommand(execCmd, sidecarCmd, pipeCmd, loadCodeCmd)
 	if err := root.Execute(); err != nil {
 		os.Exit(1)
 	}
