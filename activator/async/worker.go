@@ -109,7 +109,10 @@ func (w *Workers) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("creating consumer %s: %w", w.opts.Consumer, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(w.opts.Concurrency))
+	// Short pull requests with heartbeats: a pull the server lost is re-issued within
+	// seconds, not after nats.go's default 30 s expiry (seen under CPU starvation).
+	it, err := cons.Messages(jetstream.PullMaxMessages(w.opts.Concurrency),
+		jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullExpiry/4))
 	if err != nil {
 		return fmt.Errorf("consuming %s: %w", w.q.opts.Stream, err)
 	}
@@ -136,8 +139,10 @@ func (w *Workers) Run(ctx context.Context) error {
 			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				break
 			}
-			w.opts.Log.Error(err, "Reading the async queue failed; retrying")
-			time.Sleep(time.Second)
+			if !errors.Is(err, jetstream.ErrNoHeartbeat) { // the iterator has already pulled again
+				w.opts.Log.Error(err, "Reading the async queue failed; retrying")
+				time.Sleep(100 * time.Millisecond)
+			}
 			continue
 		}
 		wg.Add(1)
@@ -157,6 +162,8 @@ func (w *Workers) Run(ctx context.Context) error {
 	}
 	return nil
 }
+
+const pullExpiry = 2 * time.Second
 
 // attemptState is an event's history across deliveries, kept under its request id.
 type attemptState struct {

@@ -22,7 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 
 	"github.com/klambda/klambda/activator/async"
 )
@@ -145,7 +145,7 @@ func runAsync(name string, n, callers, workers int, dir string, syncAlways bool)
 		panic(err)
 	}
 	h := &handler{delays: make([]time.Duration, n), all: make(chan struct{}), n: int64(n)}
-	w := async.NewWorkers(q, h, noConfig{}, async.NewDeliverer(q, nil), async.WorkerOptions{Concurrency: workers, Log: logr.Discard()})
+	w := async.NewWorkers(q, h, noConfig{}, async.NewDeliverer(q, nil), async.WorkerOptions{Concurrency: workers, Log: funcr.New(func(p, a string) { fmt.Fprintln(os.Stderr, p, a) }, funcr.Options{})})
 	go func() { _ = w.Run(ctx) }()
 	time.Sleep(200 * time.Millisecond) // consumer ready
 
