@@ -193,15 +193,12 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request) *
 		}
 	}
 	defer lease.Release()
-	var gauge interface {
-		Inc()
-		Dec()
-	}
+	var ms *metrics.Series
 	if h.Metrics != nil {
-		gauge = h.Metrics.Concurrent.WithLabelValues(key.Namespace, key.Function, key.Version)
-		gauge.Inc()
-		defer gauge.Dec()
-		h.Metrics.QueueWait.WithLabelValues(key.Namespace, key.Function, key.Version).Observe(lease.Waited.Seconds())
+		ms = h.Metrics.For(key.Namespace, key.Function, key.Version, resource)
+		ms.Concurrent.Inc()
+		defer ms.Concurrent.Dec()
+		ms.QueueWait.Observe(lease.Waited.Seconds())
 	}
 
 	// The call to the shim outlives the client: an environment is busy until its
@@ -249,16 +246,16 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request) *
 	w.WriteHeader(http.StatusOK)
 	copyBody(w, resp.Body)
 
-	if h.Metrics != nil {
-		h.Metrics.Invocations.WithLabelValues(key.Namespace, key.Function, key.Version, resource).Inc()
+	if ms != nil {
+		ms.Invocations.Inc()
 		if fnErr != "" {
-			h.Metrics.Errors.WithLabelValues(key.Namespace, key.Function, key.Version, resource).Inc()
+			ms.Errors.Inc()
 		}
 		if d := shimclient.Millis(rh, shimclient.HeaderDuration); d > 0 {
-			h.Metrics.Duration.WithLabelValues(key.Namespace, key.Function, key.Version, resource).Observe(d.Seconds())
+			ms.Duration.Observe(d.Seconds())
 		}
 		if d := shimclient.Millis(rh, shimclient.HeaderInitDuration); d > 0 {
-			h.Metrics.InitDuration.WithLabelValues(key.Namespace, key.Function, key.Version).Observe(d.Seconds())
+			ms.InitDuration.Observe(d.Seconds())
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@
 package metrics
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,8 @@ type Metrics struct {
 	InitDuration  *prometheus.HistogramVec
 	QueueWait     *prometheus.HistogramVec
 	InvokeFailure *prometheus.CounterVec
+
+	series sync.Map // seriesKey → *Series
 }
 
 var (
@@ -76,3 +79,34 @@ func New(reg prometheus.Registerer) *Metrics {
 
 // Seconds converts for Observe.
 func Seconds(d time.Duration) float64 { return d.Seconds() }
+
+// Series are one route's metric children, looked up once and reused, so that a warm
+// invocation does not hash label values five times.
+type Series struct {
+	Invocations  prometheus.Counter
+	Errors       prometheus.Counter
+	Duration     prometheus.Observer
+	Concurrent   prometheus.Gauge
+	InitDuration prometheus.Observer
+	QueueWait    prometheus.Observer
+}
+
+type seriesKey struct{ namespace, function, version, resource string }
+
+// For answers the series of one (namespace, function, version, resource).
+func (m *Metrics) For(namespace, function, version, resource string) *Series {
+	k := seriesKey{namespace, function, version, resource}
+	if s, ok := m.series.Load(k); ok {
+		return s.(*Series)
+	}
+	s := &Series{
+		Invocations:  m.Invocations.WithLabelValues(namespace, function, version, resource),
+		Errors:       m.Errors.WithLabelValues(namespace, function, version, resource),
+		Duration:     m.Duration.WithLabelValues(namespace, function, version, resource),
+		Concurrent:   m.Concurrent.WithLabelValues(namespace, function, version),
+		InitDuration: m.InitDuration.WithLabelValues(namespace, function, version),
+		QueueWait:    m.QueueWait.WithLabelValues(namespace, function, version),
+	}
+	actual, _ := m.series.LoadOrStore(k, s)
+	return actual.(*Series)
+}

@@ -1,0 +1,275 @@
+package kube_test
+
+// Against a real kube-apiserver (test/apiserver): the scaler's server-side apply owns
+// spec.replicas and leaves the manager's fields alone; the router and the dispatcher
+// follow Functions, Versions, Aliases and pods through the informers.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/klambda/klambda/activator/dispatch"
+	"github.com/klambda/klambda/activator/kube"
+	"github.com/klambda/klambda/activator/router"
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/test/apiserver"
+)
+
+var (
+	srv *apiserver.Server
+	cs  kubernetes.Interface
+)
+
+func TestMain(m *testing.M) {
+	var err error
+	srv, err = apiserver.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cs = kubernetes.NewForConfigOrDie(srv.Config)
+	code := m.Run()
+	_ = srv.Stop()
+	os.Exit(code)
+}
+
+func namespace(t *testing.T, name string) string {
+	t.Helper()
+	if err := srv.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// managerApply applies a Deployment the way the manager does: everything but replicas.
+func managerApply(t *testing.T, ns, image string) {
+	t.Helper()
+	lbl := map[string]string{kube.LabelFunction: "f", kube.LabelVersion: kube.LatestLabel}
+	ac := appsv1ac.Deployment("f-latest", ns).WithLabels(lbl).WithSpec(appsv1ac.DeploymentSpec().
+		WithSelector(metav1ac.LabelSelector().WithMatchLabels(lbl)).
+		WithTemplate(corev1ac.PodTemplateSpec().WithLabels(lbl).WithSpec(corev1ac.PodSpec().
+			WithContainers(corev1ac.Container().WithName("function").WithImage(image)))))
+	if _, err := cs.AppsV1().Deployments(ns).Apply(context.Background(), ac, metav1.ApplyOptions{FieldManager: "klambda-manager", Force: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func startCache(t *testing.T, ctx context.Context) cache.Cache {
+	t.Helper()
+	c, err := kube.NewCache(srv.Config, scheme.Scheme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func eventually(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestScaleOwnsReplicasOnly(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns := namespace(t, "scale")
+	managerApply(t, ns, "fn:1")
+	c := startCache(t, ctx)
+	// The scaler reads Deployments from the cache.
+	if _, err := c.GetInformer(ctx, &appsv1.Deployment{}); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = c.Start(ctx) }()
+	c.WaitForCacheSync(ctx)
+	d := &kube.Deployments{Reader: c, Client: cs}
+	key := router.Key{Namespace: ns, Function: "f", Version: router.Latest}
+	eventually(t, "the Deployment in the cache", func() bool { _, err := d.Replicas(key); return err == nil })
+	if err := d.Scale(ctx, key, 3); err != nil {
+		t.Fatal(err)
+	}
+	dep, err := cs.AppsV1().Deployments(ns).Get(ctx, "f-latest", metav1.GetOptions{})
+	if err != nil || *dep.Spec.Replicas != 3 {
+		t.Fatalf("replicas %v %v", dep.Spec.Replicas, err)
+	}
+	owners := map[string]string{}
+	for _, mf := range dep.ManagedFields {
+		owners[mf.Manager] = string(mf.FieldsV1.Raw)
+	}
+	if got := owners[kube.FieldManager]; got == "" || !contains(got, `"f:replicas"`) || contains(got, "f:template") {
+		t.Fatalf("activator owns %s", got)
+	}
+	if got := owners["klambda-manager"]; contains(got, "f:replicas") || !contains(got, "f:template") {
+		t.Fatalf("manager owns %s", got)
+	}
+	// The manager re-applies its Deployment (new image): replicas stay the activator's.
+	managerApply(t, ns, "fn:2")
+	dep, _ = cs.AppsV1().Deployments(ns).Get(ctx, "f-latest", metav1.GetOptions{})
+	if *dep.Spec.Replicas != 3 || dep.Spec.Template.Spec.Containers[0].Image != "fn:2" {
+		t.Fatalf("after the manager's apply: replicas %d image %s", *dep.Spec.Replicas, dep.Spec.Template.Spec.Containers[0].Image)
+	}
+	eventually(t, "cache sees 3", func() bool { n, _ := d.Replicas(key); return n == 3 })
+	if err := d.Scale(ctx, key, 0); err != nil {
+		t.Fatal(err)
+	}
+	dep, _ = cs.AppsV1().Deployments(ns).Get(ctx, "f-latest", metav1.GetOptions{})
+	if *dep.Spec.Replicas != 0 || dep.Spec.Template.Spec.Containers[0].Image != "fn:2" {
+		t.Fatalf("scale to zero: %d", *dep.Spec.Replicas)
+	}
+
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p1", Namespace: ns, Labels: map[string]string{kube.LabelFunction: "f"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x"}}}}
+	if err := srv.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.MarkForRemoval(ctx, key, []string{"p1"}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := cs.CoreV1().Pods(ns).Get(ctx, "p1", metav1.GetOptions{})
+	if got.Annotations[kube.PodDeletionCost] != "-1000" || got.Labels[kube.LabelFunction] != "f" {
+		t.Fatalf("pod %v %v", got.Annotations, got.Labels)
+	}
+}
+
+func contains(s, sub string) bool {
+	return len(s) >= len(sub) && (func() bool { return indexOf(s, sub) >= 0 })()
+}
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestFeederFollowsObjectsAndPods(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns := namespace(t, "feed")
+	table := router.NewTable()
+	disp := dispatch.New(nil)
+	c := startCache(t, ctx)
+	f := &kube.Feeder{Cache: c, Table: table, Dispatcher: disp, Secrets: &kube.SecretReader{Client: cs}, ShimPort: 9000, Log: logr.Discard()}
+	if err := f.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = c.Start(ctx) }()
+	c.WaitForCacheSync(ctx)
+
+	k := srv.Client
+	fn := &lambdav1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Name: "f", Namespace: ns}}
+	fn.Spec.PackageType = lambdav1alpha1.PackageTypeImage
+	fn.Spec.Code.ImageURI = "example/fn:1"
+	if err := k.Create(ctx, fn); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Pending function", func() bool {
+		_, err := table.Resolve(ns, "f", "")
+		var na *router.NotActiveError
+		return asNotActive(err, &na) && na.State == "Pending"
+	})
+	fn.Status.State = lambdav1alpha1.StateActive
+	if err := k.Status().Update(ctx, fn); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Active function", func() bool { _, err := table.Resolve(ns, "f", ""); return err == nil })
+
+	v := &lambdav1alpha1.Version{ObjectMeta: metav1.ObjectMeta{Name: "f-1", Namespace: ns}, Spec: lambdav1alpha1.VersionSpec{FunctionName: "f"}}
+	if err := k.Create(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	v.Status.Version = "1"
+	v.Status.State = lambdav1alpha1.StateActive
+	if err := k.Status().Update(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	a := &lambdav1alpha1.Alias{ObjectMeta: metav1.ObjectMeta{Name: "f-live", Namespace: ns},
+		Spec: lambdav1alpha1.AliasSpec{FunctionName: "f", Name: "live", FunctionVersion: "1"}}
+	if err := k.Create(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "alias live → 1", func() bool { r, err := table.Resolve(ns, "f", "live"); return err == nil && r.Version == "1" })
+	a.Spec.FunctionVersion = "$LATEST"
+	if err := k.Update(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "alias live → $LATEST", func() bool { r, err := table.Resolve(ns, "f", "live"); return err == nil && r.Version == router.Latest })
+	if err := k.Delete(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "alias gone", func() bool { _, err := table.Resolve(ns, "f", "live"); return err != nil })
+
+	// A Ready pod of version 1 becomes an environment, with the secret from its Secret.
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "f-invoke", Namespace: ns}, Data: map[string][]byte{"token": []byte("t0k")}}
+	if err := k.Create(ctx, sec); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "f-1-abc", Namespace: ns,
+		Labels: map[string]string{kube.LabelFunction: "f", kube.LabelVersion: "1"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "shim", Image: "x", Env: []corev1.EnvVar{{Name: kube.SecretEnv,
+			ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "f-invoke"}, Key: "token"}}}}}}}}
+	if err := k.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Status.Phase = corev1.PodRunning
+	pod.Status.PodIP = "10.0.0.7"
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	if err := k.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	key := router.Key{Namespace: ns, Function: "f", Version: "1"}
+	lim := dispatch.Limits{Reserved: -1, Unreserved: -1}
+	var lease *dispatch.Lease
+	eventually(t, "environment of version 1", func() bool {
+		c, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		defer cancel()
+		l, err := disp.Acquire(c, key, lim)
+		lease = l
+		return err == nil
+	})
+	if lease.Env.Addr != "10.0.0.7:9000" || lease.Env.Secret != "t0k" || lease.Env.Name != "f-1-abc" {
+		t.Fatalf("environment %+v", lease.Env)
+	}
+	lease.Release()
+	if err := k.Delete(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "environment gone", func() bool {
+		for _, s := range disp.Stats() {
+			if s.Key == key {
+				return len(s.Environments) == 0
+			}
+		}
+		return false
+	})
+	_ = client.ObjectKeyFromObject
+}
+
+func asNotActive(err error, target **router.NotActiveError) bool {
+	na, ok := err.(*router.NotActiveError)
+	if ok {
+		*target = na
+	}
+	return ok
+}
