@@ -45,6 +45,10 @@ need_root() {
 	[ "$(id -u)" -eq 0 ] || die "the local cluster runs containerd and a kubelet, which need root; run as root (sudo -E make dev)"
 }
 
+# api PATH: GET from the apiserver as admin (curl, so the checks need no kubectl).
+api() {
+	curl -fsS --max-time 5 --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(cat "$PKI/admin.token")" "https://127.0.0.1:$APISERVER_PORT$1"
+}
 kubectl_() { "$KUBE_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 ctr_() { ctr --address "$CONTAINERD_SOCK" "$@"; }
 

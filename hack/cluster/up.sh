@@ -132,7 +132,7 @@ if ! running kube-apiserver; then
 		--kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
 		--cert-dir "$PKI/apiserver-generated" --profiling=false --v=1
 fi
-wait_for kube-apiserver "$READY_TIMEOUT" kubectl_ get --raw /readyz ||
+wait_for kube-apiserver "$READY_TIMEOUT" api /readyz ||
 	die "kube-apiserver did not become ready in ${READY_TIMEOUT}s; see $LOGS/kube-apiserver.log"
 
 if ! running kube-controller-manager; then
@@ -281,10 +281,10 @@ if ! running code-server; then
 	start code-server /bin/busybox httpd -f -p "$CODE_PORT" -h "$D/www"
 fi
 
-node_ready() { kubectl_ get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' | grep -qx True; }
+node_ready() { api "/api/v1/nodes/$NODE_NAME" | jq -e '.status.conditions[] | select(.type == "Ready") | .status == "True"'; }
 wait_for node "$READY_TIMEOUT" node_ready ||
 	die "node $NODE_NAME did not become Ready in ${READY_TIMEOUT}s; see $LOGS/kubelet.log and $LOGS/containerd.log"
 # Service accounts come from the controller manager; a pod created before they exist fails.
-wait_for serviceaccount 60 kubectl_ -n default get serviceaccount default ||
+wait_for serviceaccount 60 api /api/v1/namespaces/default/serviceaccounts/default ||
 	die "the default ServiceAccount did not appear in 60s; see $LOGS/kube-controller-manager.log"
 log "cluster up: node $NODE_NAME Ready (KUBECONFIG=$KUBECONFIG_FILE)"
