@@ -112,56 +112,56 @@ func TestEventSourceMappingValidation(t *testing.T) {
 		accept("NATS batchSize 10000", natsESM(batchSize(10000))),
 		accept("SQS batchSize 10000 with a window", sqsESM(batchSize(10000), window(1))),
 		reject("SQS batchSize 11 without a window", sqsESM(batchSize(11)),
-			"maximumBatchingWindowInSeconds", "for a batch size over 10, you must also set maximumBatchingWindowInSeconds to at least 1 second"),
+			"spec.maximumBatchingWindowInSeconds", "for a batch size over 10, you must also set maximumBatchingWindowInSeconds to at least 1 second"),
 		reject("SQS batchSize 11 with a zero window", sqsESM(batchSize(11), window(0)),
-			"maximumBatchingWindowInSeconds", "at least 1 second"),
+			"spec.maximumBatchingWindowInSeconds", "at least 1 second"),
 		accept("FIFO batchSize 10", sqsESM(fifo, batchSize(10))),
 		reject("FIFO batchSize 11", sqsESM(fifo, batchSize(11), window(1)),
-			"batchSize", "the maximum batch size for a FIFO queue is 10"),
+			"spec.batchSize", "the maximum batch size for a FIFO queue is 10"),
 		reject("FIFO with a batching window", sqsESM(fifo, window(5)),
-			"maximumBatchingWindowInSeconds is not supported for FIFO queues"),
+			"spec.maximumBatchingWindowInSeconds", "maximumBatchingWindowInSeconds is not supported for FIFO queues"),
 		reject("window over 300", kafkaESM(window(301)),
 			"spec.maximumBatchingWindowInSeconds", "less than or equal to 300"),
 
 		// Starting position.
 		reject("Kafka without startingPosition", kafkaESM(func(e *lambda.EventSourceMapping) { e.Spec.StartingPosition = "" }),
-			"startingPosition is required for stream sources"),
+			"spec.startingPosition", "startingPosition is required for stream sources"),
 		reject("NATS without startingPosition", natsESM(func(e *lambda.EventSourceMapping) { e.Spec.StartingPosition = "" }),
-			"startingPosition is required for stream sources"),
+			"spec.startingPosition", "startingPosition is required for stream sources"),
 		reject("SQS with startingPosition", sqsESM(func(e *lambda.EventSourceMapping) { e.Spec.StartingPosition = lambda.StartingPositionLatest }),
-			"startingPosition is only supported for stream sources"),
+			"spec.startingPosition", "startingPosition is only supported for stream sources"),
 		reject("unknown startingPosition", kafkaESM(func(e *lambda.EventSourceMapping) { e.Spec.StartingPosition = "EARLIEST" }),
 			"spec.startingPosition", `Unsupported value: "EARLIEST"`),
 		reject("Kafka AT_TIMESTAMP", kafkaESM(func(e *lambda.EventSourceMapping) {
 			e.Spec.StartingPosition = lambda.StartingPositionAtTimestamp
 			e.Spec.StartingPositionTimestamp = &metav1.Time{Time: time.Unix(1700000000, 0)}
-		}), "startingPosition: AT_TIMESTAMP is not supported for Kafka sources"),
+		}), "spec.startingPosition", "AT_TIMESTAMP is not supported for Kafka sources"),
 		accept("NATS AT_TIMESTAMP with a timestamp", natsESM(func(e *lambda.EventSourceMapping) {
 			e.Spec.StartingPosition = lambda.StartingPositionAtTimestamp
 			e.Spec.StartingPositionTimestamp = &metav1.Time{Time: time.Unix(1700000000, 0)}
 		})),
 		reject("AT_TIMESTAMP without a timestamp", natsESM(func(e *lambda.EventSourceMapping) {
 			e.Spec.StartingPosition = lambda.StartingPositionAtTimestamp
-		}), "startingPositionTimestamp is required with, and only valid with, startingPosition AT_TIMESTAMP"),
+		}), "spec.startingPositionTimestamp", "startingPositionTimestamp is required with, and only valid with, startingPosition AT_TIMESTAMP"),
 		reject("timestamp without AT_TIMESTAMP", natsESM(func(e *lambda.EventSourceMapping) {
 			e.Spec.StartingPositionTimestamp = &metav1.Time{Time: time.Unix(1700000000, 0)}
-		}), "startingPositionTimestamp is required with, and only valid with, startingPosition AT_TIMESTAMP"),
+		}), "spec.startingPositionTimestamp", "startingPositionTimestamp is required with, and only valid with, startingPosition AT_TIMESTAMP"),
 
 		// Topics and queues.
 		reject("Kafka without topics", kafkaESM(func(e *lambda.EventSourceMapping) { e.Spec.Topics = nil }),
-			"topics is required for, and only valid with, a Kafka source"),
+			"spec.topics", "topics is required for, and only valid with, a Kafka source"),
 		reject("two topics", kafkaESM(func(e *lambda.EventSourceMapping) { e.Spec.Topics = []string{"orders", "payments"} }),
-			"spec.topics", "must have at most 1 items"),
+			"spec.topics", "must have at most 1 item"),
 		reject("topics on SQS", sqsESM(func(e *lambda.EventSourceMapping) { e.Spec.Topics = []string{"orders"} }),
-			"topics is required for, and only valid with, a Kafka source"),
+			"spec.topics", "topics is required for, and only valid with, a Kafka source"),
 		reject("topic name over 249", kafkaESM(func(e *lambda.EventSourceMapping) { e.Spec.Topics = []string{strings.Repeat("t", 250)} }),
 			"spec.topics[0]", "may not be more than 249"),
 		reject("RabbitMQ without queues", rabbitESM(func(e *lambda.EventSourceMapping) { e.Spec.Queues = nil }),
-			"queues is required for, and only valid with, a RabbitMQ source"),
+			"spec.queues", "queues is required for, and only valid with, a RabbitMQ source"),
 		reject("two queues", rabbitESM(func(e *lambda.EventSourceMapping) { e.Spec.Queues = []string{"a", "b"} }),
-			"spec.queues", "must have at most 1 items"),
+			"spec.queues", "must have at most 1 item"),
 		reject("queues on Kafka", kafkaESM(func(e *lambda.EventSourceMapping) { e.Spec.Queues = []string{"a"} }),
-			"queues is required for, and only valid with, a RabbitMQ source"),
+			"spec.queues", "queues is required for, and only valid with, a RabbitMQ source"),
 
 		// Stream settings.
 		accept("stream settings on Kafka", kafkaESM(func(e *lambda.EventSourceMapping) {
@@ -208,7 +208,7 @@ func TestEventSourceMappingValidation(t *testing.T) {
 		}), "spec.functionResponseTypes[0]", `Unsupported value: "ReportAll"`),
 		reject("two function response types", sqsESM(func(e *lambda.EventSourceMapping) {
 			e.Spec.FunctionResponseTypes = []lambda.FunctionResponseType{"ReportBatchItemFailures", "ReportBatchItemFailures"}
-		}), "spec.functionResponseTypes", "must have at most 1 items"),
+		}), "spec.functionResponseTypes", "must have at most 1 item"),
 		accept("five filters", sqsESM(filters(`{"body":{"a":[1]}}`, `{"body":{"b":[2]}}`, `{}`, ` {"attributes": {"x": ["y"]}} `, "{\n\"a\": [\"b\"]\n}"))),
 		reject("six filters", sqsESM(filters(`{}`, `{}`, `{}`, `{}`, `{}`, `{}`)),
 			"spec.filterCriteria.filters", "must have at most 5 items"),
@@ -227,7 +227,7 @@ func TestEventSourceMappingValidation(t *testing.T) {
 		}), "spec.scalingConfig.maximumConcurrency", "less than or equal to 1000"),
 		reject("scalingConfig on Kafka", kafkaESM(func(e *lambda.EventSourceMapping) {
 			e.Spec.ScalingConfig = &lambda.ScalingConfig{MaximumConcurrency: ptr(int32(5))}
-		}), "scalingConfig is only supported for SQS sources"),
+		}), "spec.scalingConfig", "scalingConfig is only supported for SQS sources"),
 
 		// Access configurations and the Kafka consumer group.
 		accept("Kafka SCRAM, TLS and CA", kafkaESM(func(e *lambda.EventSourceMapping) {
@@ -238,13 +238,13 @@ func TestEventSourceMappingValidation(t *testing.T) {
 		})),
 		reject("sourceAccessConfigurations on SQS", sqsESM(func(e *lambda.EventSourceMapping) {
 			e.Spec.SourceAccessConfigurations = []lambda.SourceAccessConfiguration{{Type: lambda.SourceAccessBasicAuth, SecretRef: &lambda.SecretReference{Name: "x"}}}
-		}), "sourceAccessConfigurations are not supported for SQS sources"),
+		}), "spec.sourceAccessConfigurations", "sourceAccessConfigurations are not supported for SQS sources"),
 		reject("VIRTUAL_HOST on Kafka", kafkaESM(func(e *lambda.EventSourceMapping) {
 			e.Spec.SourceAccessConfigurations = []lambda.SourceAccessConfiguration{{Type: lambda.SourceAccessVirtualHost, URI: "/"}}
-		}), "sourceAccessConfigurations", "VIRTUAL_HOST is only supported for RabbitMQ sources"),
+		}), "spec.sourceAccessConfigurations", "VIRTUAL_HOST is only supported for RabbitMQ sources"),
 		reject("SASL/SCRAM on RabbitMQ", rabbitESM(func(e *lambda.EventSourceMapping) {
 			e.Spec.SourceAccessConfigurations = []lambda.SourceAccessConfiguration{{Type: lambda.SourceAccessSASLSCRAM512Auth, SecretRef: &lambda.SecretReference{Name: "x"}}}
-		}), "sourceAccessConfigurations", "SASL_SCRAM_256_AUTH and SASL_SCRAM_512_AUTH are only supported for Kafka sources"),
+		}), "spec.sourceAccessConfigurations", "SASL_SCRAM_256_AUTH and SASL_SCRAM_512_AUTH are only supported for Kafka sources"),
 		reject("BASIC_AUTH without a Secret", natsESM(func(e *lambda.EventSourceMapping) {
 			e.Spec.SourceAccessConfigurations = []lambda.SourceAccessConfiguration{{Type: lambda.SourceAccessBasicAuth}}
 		}), "spec.sourceAccessConfigurations[0]", "every other type takes secretRef"),
@@ -262,7 +262,7 @@ func TestEventSourceMappingValidation(t *testing.T) {
 		}), "spec.selfManagedKafkaEventSourceConfig.consumerGroupId", "may not be more than 200"),
 		reject("Kafka consumer group on NATS", natsESM(func(e *lambda.EventSourceMapping) {
 			e.Spec.SelfManagedKafkaEventSourceConfig = &lambda.SelfManagedKafkaEventSourceConfig{ConsumerGroupID: "g"}
-		}), "selfManagedKafkaEventSourceConfig is only valid with a Kafka source"),
+		}), "spec.selfManagedKafkaEventSourceConfig", "selfManagedKafkaEventSourceConfig is only valid with a Kafka source"),
 		reject("SQS queue URL that isn't a URL", sqsESM(func(e *lambda.EventSourceMapping) { e.Spec.SQS.QueueURL = "jobs" }),
 			"spec.sqs.queueUrl", "should match"),
 		reject("RabbitMQ broker URL that isn't AMQP", rabbitESM(func(e *lambda.EventSourceMapping) { e.Spec.RabbitMQ.BrokerURL = "http://rabbitmq:15672" }),
@@ -307,15 +307,15 @@ func TestEventSourceMappingUpdates(t *testing.T) {
 			filters(`{"value":{"a":["b"]}}`)(e)
 		}),
 		updateTo("VIRTUAL_HOST can't change", rabbitESM(), func(e *lambda.EventSourceMapping) { e.Spec.SourceAccessConfigurations[1].URI = "/other" },
-			"sourceAccessConfigurations", "VIRTUAL_HOST can't be changed"),
+			"spec.sourceAccessConfigurations", "VIRTUAL_HOST can't be changed"),
 		updateTo("VIRTUAL_HOST can't be removed", rabbitESM(), func(e *lambda.EventSourceMapping) {
 			e.Spec.SourceAccessConfigurations = e.Spec.SourceAccessConfigurations[:1]
-		}, "sourceAccessConfigurations", "VIRTUAL_HOST can't be changed"),
+		}, "spec.sourceAccessConfigurations", "VIRTUAL_HOST can't be changed"),
 		updateTo("RabbitMQ credentials can change", rabbitESM(), func(e *lambda.EventSourceMapping) {
 			e.Spec.SourceAccessConfigurations[0].SecretRef.Name = "rotated"
 		}),
 		updateTo("SQS queue can't change", sqsESM(), func(e *lambda.EventSourceMapping) { e.Spec.SQS.QueueURL = "http://elasticmq:9324/000000000000/other" },
-			"spec", "sqs.queueUrl can't be changed"),
+			"spec.sqs.queueUrl", "sqs.queueUrl can't be changed"),
 		updateTo("the kind of source can't change", sqsESM(), func(e *lambda.EventSourceMapping) {
 			e.Spec.SQS = nil
 			e.Spec.NATSJetStream = &lambda.NATSJetStreamSource{Servers: []string{"nats://nats:4222"}, Stream: "S"}

@@ -126,7 +126,7 @@ func TestFunctionValidation(t *testing.T) {
 
 		// Architectures, runtime, package type.
 		reject("two architectures", zipFunction(func(f *lambda.Function) { f.Spec.Architectures = []lambda.Architecture{"x86_64", "arm64"} }),
-			"spec.architectures", "must have at most 1 items"),
+			"spec.architectures", "must have at most 1 item"),
 		reject("unknown architecture", zipFunction(func(f *lambda.Function) { f.Spec.Architectures = []lambda.Architecture{"mips"} }),
 			"spec.architectures[0]", `Unsupported value: "mips"`),
 		accept("arm64", zipFunction(func(f *lambda.Function) { f.Spec.Architectures = []lambda.Architecture{"arm64"} })),
@@ -152,15 +152,15 @@ func TestFunctionValidation(t *testing.T) {
 		// Code.
 		reject("Image without imageUri", imageFunction(func(f *lambda.Function) {
 			f.Spec.Code = lambda.FunctionCode{CodeSource: lambda.CodeSource{URL: "https://example.com/f.zip", SHA256: testSHA256}}
-		}), "spec", "code.imageUri is required when packageType is Image"),
+		}), "spec.code.imageUri", "code.imageUri is required when packageType is Image"),
 		reject("Zip with imageUri", zipFunction(func(f *lambda.Function) {
 			f.Spec.Code = lambda.FunctionCode{ImageURI: "registry.example.com/fn:1"}
-		}), "spec", "code.imageUri is only supported when packageType is Image"),
+		}), "spec.code.imageUri", "code.imageUri is only supported when packageType is Image"),
 		reject("imageUri with a zip source", imageFunction(func(f *lambda.Function) {
 			f.Spec.Code.ConfigMapRef = &lambda.ConfigMapCodeSource{Name: "code"}
 		}), "spec.code", "imageUri can't be combined with configMapRef, url or s3"),
 		reject("Zip without code", zipFunction(func(f *lambda.Function) { f.Spec.Code = lambda.FunctionCode{} }),
-			"spec", "packageType Zip requires one of code.configMapRef, code.url and code.s3"),
+			"spec.code", "packageType Zip requires one of code.configMapRef, code.url and code.s3"),
 		reject("two zip sources", zipFunction(func(f *lambda.Function) { f.Spec.Code.ConfigMapRef = &lambda.ConfigMapCodeSource{Name: "code"} }),
 			"spec.code", "at most one of configMapRef, url and s3"),
 		reject("url without sha256", zipFunction(func(f *lambda.Function) { f.Spec.Code.SHA256 = "" }),
@@ -177,7 +177,7 @@ func TestFunctionValidation(t *testing.T) {
 		}), "spec.code.s3.bucket", "at least 3 chars long"),
 		reject("s3 without key", zipFunction(func(f *lambda.Function) {
 			f.Spec.Code.CodeSource = lambda.CodeSource{S3: &lambda.S3Location{Bucket: "code"}}
-		}), "spec.code.s3.key", "Required value"),
+		}), "spec.code.s3.key", "at least 1 chars long"),
 
 		// Layers and image config.
 		accept("five layers, by object name and by name:version", zipFunction(func(f *lambda.Function) {
@@ -188,9 +188,9 @@ func TestFunctionValidation(t *testing.T) {
 		reject("malformed layer reference", zipFunction(func(f *lambda.Function) { f.Spec.Layers = []string{"My Layer"} }),
 			"spec.layers[0]", "should match"),
 		reject("layers on an Image function", imageFunction(func(f *lambda.Function) { f.Spec.Layers = []string{"layer-a-1"} }),
-			"spec", "layers are only supported when packageType is Zip"),
+			"spec.layers", "layers are only supported when packageType is Zip"),
 		reject("imageConfig on a Zip function", zipFunction(func(f *lambda.Function) { f.Spec.ImageConfig = &lambda.ImageConfig{Command: []string{"x"}} }),
-			"spec", "imageConfig is only supported when packageType is Image"),
+			"spec.imageConfig", "imageConfig is only supported when packageType is Image"),
 		reject("imageConfig workingDirectory over 1000", imageFunction(func(f *lambda.Function) {
 			f.Spec.ImageConfig = &lambda.ImageConfig{WorkingDirectory: "/" + strings.Repeat("w", 1000)}
 		}), "spec.imageConfig.workingDirectory", "may not be more than 1000"),

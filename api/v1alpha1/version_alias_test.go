@@ -40,7 +40,7 @@ func TestVersionValidation(t *testing.T) {
 			v.Spec.ProvisionedConcurrentExecutions = ptr(int32(1))
 		})),
 		reject("without functionName", version(func(v *lambda.Version) { v.Spec.FunctionName = "" }),
-			"spec.functionName", "Required value"),
+			"spec.functionName", "at least 1 chars long"),
 		reject("functionName that isn't a Function name", version(func(v *lambda.Version) { v.Spec.FunctionName = "My_Function" }),
 			"spec.functionName", "should match"),
 		reject("provisioned concurrency 0", version(func(v *lambda.Version) { v.Spec.ProvisionedConcurrentExecutions = ptr(int32(0)) }),
@@ -94,13 +94,13 @@ func TestAliasValidation(t *testing.T) {
 		reject("metadata.name over 128 and no spec.name", alias(func(a *lambda.Alias) { a.Name = strings.Repeat("a", 129) }),
 			"spec.name", "at most 128 characters"),
 		reject("without functionName", alias(func(a *lambda.Alias) { a.Spec.FunctionName = "" }),
-			"spec.functionName", "Required value"),
+			"spec.functionName", "at least 1 chars long"),
 		reject("functionVersion that isn't a version", alias(func(a *lambda.Alias) { a.Spec.FunctionVersion = "v1" }),
 			"spec.functionVersion", "should match"),
 		reject("two additional versions", alias(func(a *lambda.Alias) {
 			a.Spec.FunctionVersion = "1"
 			weights(map[string]float64{"2": 0.1, "3": 0.1})(a)
-		}), "spec.routingConfig.additionalVersionWeights", "must have at most 1 items"),
+		}), "spec.routingConfig.additionalVersionWeights", "must have at most 1 item"),
 		reject("weight over 1.0", alias(weights(map[string]float64{"2": 1.5})),
 			"spec.routingConfig.additionalVersionWeights", "between 0.0 and 1.0"),
 		reject("negative weight", alias(weights(map[string]float64{"2": -0.1})),
@@ -108,11 +108,11 @@ func TestAliasValidation(t *testing.T) {
 		reject("additional version that isn't a number", alias(weights(map[string]float64{"$LATEST": 0.1})),
 			"spec.routingConfig.additionalVersionWeights", "must be version numbers"),
 		reject("additional version equal to the primary", alias(weights(map[string]float64{"1": 0.5})),
-			"spec", "the additional version must differ from functionVersion"),
+			"spec.routingConfig.additionalVersionWeights", "the additional version must differ from functionVersion"),
 		reject("weighted alias on $LATEST", alias(func(a *lambda.Alias) {
 			a.Spec.FunctionVersion = "$LATEST"
 			weights(map[string]float64{"2": 0.5})(a)
-		}), "spec", "functionVersion: an alias with routingConfig must point to a published version, not $LATEST"),
+		}), "spec.functionVersion", "an alias with routingConfig must point to a published version, not $LATEST"),
 		reject("provisioned concurrency 0", alias(func(a *lambda.Alias) { a.Spec.ProvisionedConcurrentExecutions = ptr(int32(0)) }),
 			"spec.provisionedConcurrentExecutions", "greater than or equal to 1"),
 		accept("function URL on an alias", alias(func(a *lambda.Alias) {
@@ -126,9 +126,9 @@ func TestAliasUpdates(t *testing.T) {
 		updateTo("functionName can't change", alias(), func(a *lambda.Alias) { a.Spec.FunctionName = "other" },
 			"spec.functionName", "functionName is immutable"),
 		updateTo("name can't change", alias(func(a *lambda.Alias) { a.Spec.Name = "PROD" }), func(a *lambda.Alias) { a.Spec.Name = "STAGING" },
-			"spec", "name is immutable"),
+			"spec.name", "name is immutable"),
 		updateTo("name can't be added", alias(), func(a *lambda.Alias) { a.Spec.Name = "PROD" },
-			"spec", "name is immutable"),
+			"spec.name", "name is immutable"),
 		updateTo("version and weights can change", alias(), func(a *lambda.Alias) {
 			a.Spec.FunctionVersion = "2"
 			weights(map[string]float64{"3": 0.25})(a)
