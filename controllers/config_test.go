@@ -21,7 +21,7 @@ runtimeImages:
 		c.LogGroupPrefix != "/aws/lambda/" || c.RunAsUser != 993 || c.CPURequestFraction != 0.25 || !*c.ResolveImageTags {
 		t.Errorf("config %+v", c)
 	}
-	if _, err := ParseConfig([]byte("shimimage: typo\n")); err == nil || !strings.Contains(err.Error(), "shimimage") {
+	if _, err := ParseConfig([]byte("shimImag: typo\n")); err == nil || !strings.Contains(err.Error(), "shimImag") {
 		t.Errorf("unknown field accepted: %v", err)
 	}
 	if d := DefaultConfig(); d.Region != "us-east-1" || d.ShimImage != DefaultShimImage {

@@ -76,6 +76,13 @@ func (r *LayerVersionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		}
 		orig = lv.DeepCopy()
 	}
+	if lv.Status.Version == 0 {
+		// The cache may not show yet the number a previous reconcile took: ask the server.
+		if err := r.Resolver.Reader.Get(ctx, req.NamespacedName, &lv); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		orig = lv.DeepCopy()
+	}
 	if lv.Status.Version != 0 && meta.IsStatusConditionTrue(lv.Status.Conditions, ConditionReady) {
 		return ctrl.Result{}, nil // published: immutable
 	}

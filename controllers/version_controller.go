@@ -87,6 +87,13 @@ func (r *VersionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 
 	if v.Status.Version == "" {
+		// The cache may not show yet what the previous reconcile published: ask the server.
+		if err := r.APIReader.Get(ctx, req.NamespacedName, &v); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		orig = v.DeepCopy()
+	}
+	if v.Status.Version == "" {
 		if c := meta.FindStatusCondition(v.Status.Conditions, ConditionPublished); c != nil && c.Reason == ReasonPreconditionFailed {
 			return ctrl.Result{}, nil // Lambda's 412 is final for this request
 		}
