@@ -129,6 +129,14 @@ func TestAliasUpdates(t *testing.T) {
 			"spec.name", "name is immutable"),
 		updateTo("name can't be added", alias(), func(a *lambda.Alias) { a.Spec.Name = "PROD" },
 			"spec.name", "name is immutable"),
+		updateTo("provisioned concurrency can't change while weighted", alias(weights(map[string]float64{"2": 0.1})), func(a *lambda.Alias) {
+			a.Spec.ProvisionedConcurrentExecutions = ptr(int32(4))
+		}, "spec.provisionedConcurrentExecutions", "while the routing configuration is in place"),
+		updateTo("provisioned concurrency can change once the shift is complete", alias(weights(map[string]float64{"2": 0.1})), func(a *lambda.Alias) {
+			a.Spec.FunctionVersion = "2"
+			a.Spec.RoutingConfig = nil
+			a.Spec.ProvisionedConcurrentExecutions = ptr(int32(4))
+		}),
 		updateTo("version and weights can change", alias(), func(a *lambda.Alias) {
 			a.Spec.FunctionVersion = "2"
 			weights(map[string]float64{"3": 0.25})(a)
