@@ -49,6 +49,29 @@ type Authorizer interface {
 	Check(ctx context.Context, token, namespace, function string) (auth.Decision, error)
 }
 
+// EventQueue stores asynchronous (Event) invocations durably before the 202
+// (activator/async.Queue, adapted in cmd/activator).
+type EventQueue interface {
+	Enqueue(ctx context.Context, ev AsyncEvent) (requestID string, err error)
+}
+
+// AsyncEvent is one accepted Event invocation.
+type AsyncEvent struct {
+	Namespace, Function, Qualifier string
+	// Payload is only valid during Enqueue (a pooled buffer).
+	Payload       []byte
+	ClientContext string
+	TraceID       string
+	Received      time.Time
+}
+
+// AsyncPayloadLimit is Lambda's limit on an Event payload (256 KB).
+const AsyncPayloadLimit = 256 * 1024
+
+// HeaderAsyncRequestID carries a queued event's request id from the in-process async
+// worker (activator/async.HTTPInvoker); honoured only by a handler without Auth.
+const HeaderAsyncRequestID = "X-Klambda-Async-Request-Id"
+
 // Handler is the Invoke API.
 type Handler struct {
 	DefaultNamespace string
@@ -57,8 +80,11 @@ type Handler struct {
 	Router           Router
 	Dispatcher       Dispatcher
 	Shim             Shim
-	// Auth nil turns authorization off (local development only).
+	// Auth nil turns authorization off (local development, and the in-process copy the
+	// async workers call: their events were authorized when accepted).
 	Auth Authorizer
+	// Async stores Event invocations; nil answers them with an error.
+	Async EventQueue
 	// WaitDeadline bounds how long a request waits for an environment.
 	WaitDeadline time.Duration
 	// NamespaceLimit is the concurrency a namespace's functions share (Lambda's account
@@ -99,11 +125,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // invoke answers the call, or returns the invocation error to answer.
 func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request) *Error {
 	ctx := r.Context()
-	if req.InvocationType == Event {
-		// Asynchronous invocation (a durable queue, retries, destinations) is a later
-		// issue; refuse it rather than pretend that the event was queued.
-		return ErrInvalidParameter("Asynchronous invocation (X-Amz-Invocation-Type: Event) is not supported by this klambda activator yet; use RequestResponse.")
-	}
 	if h.Auth != nil {
 		d, err := h.Auth.Check(ctx, auth.TokenFrom(r.Header), req.Namespace, req.FunctionName)
 		if err != nil {
@@ -165,6 +186,10 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request) *
 		return ErrInvalidJSON(detail)
 	}
 
+	if req.InvocationType == Event {
+		return h.enqueue(w, r, req, payload)
+	}
+
 	key := router.Key{Namespace: route.Namespace, Function: route.Function, Version: route.Version}
 	resource := route.Qualifier
 	if resource == "" {
@@ -205,7 +230,13 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request) *
 	// invocation ends, whether or not anyone waits for the answer.
 	shimCtx, cancelShim := context.WithTimeout(context.WithoutCancel(ctx), route.Timeout+h.ShimGrace)
 	defer cancelShim()
-	requestID := newRequestID()
+	requestID := ""
+	if h.Auth == nil {
+		requestID = r.Header.Get(HeaderAsyncRequestID)
+	}
+	if requestID == "" {
+		requestID = newRequestID()
+	}
 	call := shimclient.Call{
 		Addr:          lease.Env.Addr,
 		Secret:        lease.Env.Secret,
@@ -258,6 +289,28 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request) *
 			ms.InitDuration.Observe(d.Seconds())
 		}
 	}
+	return nil
+}
+
+// enqueue accepts an Event invocation: stored durably, then 202. Without a queue it is
+// refused rather than pretended.
+func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request, req *Request, payload []byte) *Error {
+	if h.Async == nil {
+		return ErrInvalidParameter("Asynchronous invocation (X-Amz-Invocation-Type: Event) is not enabled on this klambda activator; use RequestResponse.")
+	}
+	if len(payload) > AsyncPayloadLimit {
+		return ErrRequestTooLarge(AsyncPayloadLimit)
+	}
+	id, err := h.Async.Enqueue(r.Context(), AsyncEvent{
+		Namespace: req.Namespace, Function: req.FunctionName, Qualifier: req.Qualifier, Payload: payload,
+		ClientContext: req.ClientContext, TraceID: r.Header.Get(shimclient.HeaderTraceID), Received: time.Now(),
+	})
+	if err != nil {
+		h.Log.Error(err, "storing an asynchronous event failed", "namespace", req.Namespace, "function", req.FunctionName)
+		return ErrService("The event could not be queued; retry.")
+	}
+	w.Header()["X-Amzn-Requestid"] = []string{id}
+	w.WriteHeader(http.StatusAccepted)
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/klambda/klambda/activator/router"
+	"github.com/klambda/klambda/activator/invoke"
 	"github.com/klambda/klambda/activator/testrig"
 )
 
@@ -133,7 +134,7 @@ func TestInvokeErrors(t *testing.T) {
 	wantError(t, call(t, r.URL(), invPath("f"), `{not json`, nil), 400, "InvalidRequestContentException", "Could not parse request body into json")
 	wantError(t, call(t, r.URL(), invPath("f"), `"`+strings.Repeat("x", 6*1024*1024)+`"`, nil), 413, "RequestTooLargeException",
 		"Request must be smaller than 6291456 bytes for the InvokeFunction operation")
-	wantError(t, call(t, r.URL(), invPath("f"), `{}`, map[string]string{"X-Amz-Invocation-Type": "Event"}), 400, "InvalidParameterValueException", "not supported")
+	wantError(t, call(t, r.URL(), invPath("f"), `{}`, map[string]string{"X-Amz-Invocation-Type": "Event"}), 400, "InvalidParameterValueException", "not enabled")
 	if a := call(t, r.URL(), invPath("f"), `{}`, map[string]string{"X-Amz-Invocation-Type": "DryRun"}); a.status != 204 {
 		t.Fatalf("dry run: %+v", a)
 	}
@@ -238,4 +239,40 @@ func TestAuthorization(t *testing.T) {
 
 func keyOf(fn, v string) router.Key {
 	return router.Key{Namespace: testrig.Namespace, Function: fn, Version: v}
+}
+
+type fakeQueue struct {
+	mu     sync.Mutex
+	events []invoke.AsyncEvent
+}
+
+func (q *fakeQueue) Enqueue(_ context.Context, ev invoke.AsyncEvent) (string, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ev.Payload = append([]byte(nil), ev.Payload...)
+	q.events = append(q.events, ev)
+	return "req-1", nil
+}
+
+func TestEventInvocationIsQueued(t *testing.T) {
+	r := testrig.New(testrig.Options{})
+	defer r.Close()
+	q := &fakeQueue{}
+	r.Handler.Async = q
+	r.Function("f", -1, 0)
+	shims := r.Environments("f", "$LATEST", 1)
+	a := call(t, r.URL(), invPath("f:$LATEST"), `{"x":1}`, map[string]string{"X-Amz-Invocation-Type": "Event"})
+	if a.status != 202 || a.header.Get("X-Amzn-RequestId") != "req-1" || len(q.events) != 1 || string(q.events[0].Payload) != `{"x":1}` || q.events[0].Qualifier != "$LATEST" {
+		t.Fatalf("%+v %+v", a, q.events)
+	}
+	wantError(t, call(t, r.URL(), invPath("f"), `"`+strings.Repeat("x", 300<<10)+`"`, map[string]string{"X-Amz-Invocation-Type": "Event"}),
+		413, "RequestTooLargeException", "262144 bytes")
+	wantError(t, call(t, r.URL(), invPath("nope"), `{}`, map[string]string{"X-Amz-Invocation-Type": "Event"}), 404, "ResourceNotFoundException", "nope")
+	// The async worker's request id reaches the function (handler without Auth).
+	if a := call(t, r.URL(), invPath("f"), `{}`, map[string]string{invoke.HeaderAsyncRequestID: "evt-42"}); a.status != 200 || a.header.Get("X-Amzn-RequestId") != "evt-42" {
+		t.Fatalf("%+v", a)
+	}
+	if got := shims[0].LastHeader.Get("X-Amzn-Requestid"); got != "evt-42" {
+		t.Fatalf("shim saw request id %q", got)
+	}
 }

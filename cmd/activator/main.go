@@ -12,9 +12,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -23,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/yaml"
 
+	"github.com/klambda/klambda/activator/async"
 	"github.com/klambda/klambda/activator/auth"
 	"github.com/klambda/klambda/activator/dispatch"
 	"github.com/klambda/klambda/activator/invoke"
@@ -60,6 +63,12 @@ func main() {
 		authOn         = flag.Bool("auth", true, "Require a Kubernetes token (TokenReview) allowed to invoke the function (SubjectAccessReview). Disable only for local development.")
 		shimPort       = flag.Int("shim-port", 9000, "Port of the runtime shim's invoke endpoint in function pods.")
 		scaleInterval  = flag.Duration("scale-interval", time.Second, "Interval between scaler passes when no request wakes it.")
+		asyncOn        = flag.Bool("async", true, "Accept Event (asynchronous) invocations into a durable NATS JetStream queue (activator/async).")
+		asyncStore     = flag.String("async-store-dir", "/var/lib/klambda/async", "JetStream file store of the embedded NATS for asynchronous invocations (a PersistentVolumeClaim).")
+		asyncNATS      = flag.String("async-nats-url", "", "External NATS (JetStream) URL for asynchronous invocations; empty runs NATS embedded.")
+		asyncListen    = flag.String("async-nats-listen", "", "Also serve the embedded NATS on this address (e.g. :4222); empty: in-process only.")
+		asyncFsync     = flag.Bool("async-sync-always", false, "fsync every accepted event before answering 202 (survives node crashes; slower).")
+		asyncWorkers   = flag.Int("async-workers", 64, "Asynchronous events invoked at once.")
 	)
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
@@ -148,6 +157,51 @@ func main() {
 		log.Error(err, "registering informers")
 		os.Exit(1)
 	}
+	if *asyncOn {
+		var nc *nats.Conn
+		if *asyncNATS == "" {
+			ns, err := async.StartServer(async.ServerOptions{StoreDir: *asyncStore, Listen: *asyncListen, SyncAlways: *asyncFsync})
+			if err != nil {
+				log.Error(err, "starting the embedded NATS for asynchronous invocations")
+				os.Exit(1)
+			}
+			defer ns.Shutdown()
+			if nc, err = ns.Connect(); err != nil {
+				log.Error(err, "connecting to the embedded NATS")
+				os.Exit(1)
+			}
+		} else if nc, err = nats.Connect(*asyncNATS, nats.Name("klambda-activator"), nats.MaxReconnects(-1)); err != nil {
+			log.Error(err, "connecting to NATS for asynchronous invocations", "url", *asyncNATS)
+			os.Exit(1)
+		}
+		am := async.NewMetrics(reg)
+		queue, err := async.NewQueue(ctx, nc, async.QueueOptions{Metrics: am})
+		if err != nil {
+			log.Error(err, "creating the asynchronous invocation queue")
+			os.Exit(1)
+		}
+		secrets := func(ctx context.Context, ns, name string) (map[string][]byte, error) {
+			s, err := cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			return s.Data, nil
+		}
+		deliverer := async.NewDeliverer(queue, secrets)
+		internal := *h // same routing, dispatcher and limits; the event was authorized when accepted
+		internal.Auth = nil
+		workers := async.NewWorkers(queue, async.HTTPInvoker{Handler: &internal},
+			&async.KubeConfigSource{Client: informers}, deliverer,
+			async.WorkerOptions{Concurrency: *asyncWorkers, Region: *region, AccountID: *accountID,
+				Log: log.WithName("async"), Metrics: am})
+		h.Async = asyncQueue{queue}
+		go func() {
+			if informers.WaitForCacheSync(ctx) {
+				_ = workers.Run(ctx)
+				deliverer.Close()
+			}
+		}()
+	}
 	go func() {
 		if err := informers.Start(ctx); err != nil {
 			log.Error(err, "informer cache stopped")
@@ -193,4 +247,12 @@ func main() {
 		log.Error(err, "Invoke API server stopped")
 		os.Exit(1)
 	}
+}
+
+// asyncQueue adapts activator/async's queue to the Invoke handler's EventQueue.
+type asyncQueue struct{ q *async.Queue }
+
+func (a asyncQueue) Enqueue(ctx context.Context, ev invoke.AsyncEvent) (string, error) {
+	return a.q.Enqueue(ctx, async.Event{Namespace: ev.Namespace, Function: ev.Function, Qualifier: ev.Qualifier,
+		Payload: ev.Payload, ClientContext: ev.ClientContext, TraceID: ev.TraceID, Received: ev.Received})
 }
