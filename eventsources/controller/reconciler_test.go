@@ -11,12 +11,15 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	gonats "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zapcore"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
@@ -29,6 +32,7 @@ var srv *apiserver.Server
 
 func TestMain(m *testing.M) {
 	var err error
+	ctrl.SetLogger(zap.New(zap.UseDevMode(false), zap.Level(zapcore.ErrorLevel)))
 	srv, err = apiserver.Start()
 	if err != nil {
 		panic(err)
@@ -93,7 +97,9 @@ func TestStatesFollowLambdasLifecycle(t *testing.T) {
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = mgr.Start(ctx) }()
+	mgrDone := make(chan struct{})
+	go func() { defer close(mgrDone); _ = mgr.Start(ctx) }()
+	defer func() { cancel(); <-mgrDone }() // pollers stop before the apiserver does
 
 	c := srv.Client
 	esm := &lambdav1alpha1.EventSourceMapping{
@@ -170,9 +176,12 @@ func TestStatesFollowLambdasLifecycle(t *testing.T) {
 	}
 	update := func(mutate func(*lambdav1alpha1.EventSourceMapping)) {
 		t.Helper()
-		o := get()
-		mutate(o)
-		if err := c.Update(ctx, o); err != nil {
+		// The status is written concurrently: retry spec updates on conflicts.
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			o := get()
+			mutate(o)
+			return c.Update(ctx, o)
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}
