@@ -142,7 +142,7 @@ func TestGoHandlerTimeout(t *testing.T) {
 		r = p.invokeJSON(t, `{"after":"timeout"}`)
 		expect(t, "after timeout", string(r.body), `{"after":"timeout"}`)
 		if kind == peerShim && r.header.Get("X-Klambda-Init-Duration-Ms") == "" {
-			// The emulator keeps the timed-out runtime; Lambda (and the shim) reset it.
+			// Both reset the environment; the emulator does not report Init Duration again.
 			t.Fatal("the invocation after a timeout must report Init Duration (reset environment)")
 		}
 	})

@@ -219,7 +219,7 @@ func (p *peer) warmUp(t *testing.T, payload string) {
 	if p.name != peerRIE {
 		return
 	}
-	for i := 0; i < 5; i++ {
+	for i := 0; i < 8; i++ {
 		r := p.invokeJSON(t, payload)
 		if !strings.Contains(string(r.body), "Task timed out") {
 			return

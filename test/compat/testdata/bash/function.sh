@@ -4,7 +4,7 @@ function handler () {
     echo "$EVENT_DATA" 1>&2
     case "$EVENT_DATA" in
         *fail*) echo "bad input"; return 1 ;;
-        *sleep*) sleep 10 ;;
+        *sleep*) sleep 5 ;;
     esac
     RESPONSE="Echoing request: '$EVENT_DATA'"
     echo $RESPONSE
