@@ -363,3 +363,65 @@ func TestFunctionNamesAreShortenedForServices(t *testing.T) {
 		t.Errorf("digit-first name: %s", WorkloadName("9lives", "12"))
 	}
 }
+
+func TestFunctionFromS3WithCredentialsSecret(t *testing.T) {
+	ns := newNamespace(t)
+	code := makeZip(t, zf{name: "bootstrap", body: "s3"})
+	var auth string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/bucket/fn.zip" {
+			http.Error(w, "NoSuchKey", http.StatusNotFound)
+			return
+		}
+		auth = r.Header.Get("Authorization")
+		w.Write(code)
+	}))
+	defer srv.Close()
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s3creds", Namespace: ns}, Data: map[string][]byte{
+		"AWS_ACCESS_KEY_ID": []byte("AKIDTEST"), "AWS_SECRET_ACCESS_KEY": []byte("shh")}})
+	fn := zipFunction(ns, "froms3", "")
+	fn.Spec.Code.CodeSource = lambdav1alpha1.CodeSource{S3: &lambdav1alpha1.S3Location{Endpoint: srv.URL, Bucket: "bucket", Key: "fn.zip", Credentials: &lambdav1alpha1.SecretReference{Name: "s3creds"}}}
+	create(t, fn)
+	got := waitFunction(t, ns, "froms3", isActive)
+	if got.Status.CodeSha256 != codeloader.DigestOf(code).Base64 || !strings.Contains(auth, "AKIDTEST") {
+		t.Errorf("codeSha256 %s, auth %q", got.Status.CodeSha256, auth)
+	}
+	loader := getDeployment(t, ns, "froms3-latest").Spec.Template.Spec.InitContainers[0]
+	e := envOf(loader)
+	if r := e["KLAMBDA_CODE_AWS_ACCESS_KEY_ID"].ValueFrom; r == nil || r.SecretKeyRef.Name != "s3creds" || r.SecretKeyRef.Key != "AWS_ACCESS_KEY_ID" {
+		t.Errorf("loader env %+v", loader.Env)
+	}
+	want := "--code=s3://bucket/fn.zip?credentials=KLAMBDA_CODE&endpoint=" + strings.ReplaceAll(strings.ReplaceAll(srv.URL, ":", "%3A"), "/", "%2F") + "#sha256=" + codeloader.DigestOf(code).Hex
+	if !contains(loader.Args, want) {
+		t.Errorf("loader args %v, want %s", loader.Args, want)
+	}
+}
+
+// Changing the ConfigMap's content is a code update: new digest and revision, a new copy,
+// and the copy nothing runs any more is deleted.
+func TestConfigMapChangeIsACodeUpdate(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	v1 := makeZip(t, zf{name: "bootstrap", body: "one"})
+	createZipConfigMap(t, ns, "code", v1)
+	create(t, zipFunction(ns, "cmupd", "code"))
+	before := waitFunction(t, ns, "cmupd", isActive)
+	v2 := makeZip(t, zf{name: "bootstrap", body: "two"})
+	updateObject(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "code", Namespace: ns}}, func(cm *corev1.ConfigMap) { cm.BinaryData["code.zip"] = v2 })
+	after := waitFunction(t, ns, "cmupd", func(f *lambdav1alpha1.Function) bool {
+		return isActive(f) && f.Status.CodeSha256 == codeloader.DigestOf(v2).Base64
+	})
+	if after.Status.RevisionID == before.Status.RevisionID {
+		t.Error("revisionId did not change with the code")
+	}
+	if a := getDeployment(t, ns, "cmupd-latest").Spec.Template.Annotations[AnnotationCodeSha256]; a != after.Status.CodeSha256 {
+		t.Errorf("template runs %s", a)
+	}
+	eventually(t, "old copy deleted", func() string {
+		var cm corev1.ConfigMap
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: codeConfigMapName("cmupd", codeloader.DigestOf(v1).Hex)}, &cm); err == nil {
+			return "old copy still there"
+		}
+		return ""
+	})
+}

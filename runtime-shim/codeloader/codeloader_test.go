@@ -183,3 +183,37 @@ func TestZipFilesIsDeterministic(t *testing.T) {
 		t.Fatal("ZipFiles accepted ../x")
 	}
 }
+
+// An S3-compatible endpoint (path-style, as MinIO): signed with the credentials from the
+// environment prefix the source names.
+func TestFetchS3CompatibleWithCredentialsFromEnv(t *testing.T) {
+	body := []byte("zip-bytes")
+	var auth string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/code-bucket/fns/a.zip" || r.URL.Query().Get("versionId") != "v7" {
+			http.Error(w, "no such key "+r.URL.String(), http.StatusNotFound)
+			return
+		}
+		auth = r.Header.Get("Authorization")
+		w.Write(body)
+	}))
+	defer srv.Close()
+	t.Setenv("KLAMBDA_CODE_AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("KLAMBDA_CODE_AWS_SECRET_ACCESS_KEY", "secret")
+	src := Source{Scheme: "s3", Bucket: "code-bucket", Key: "fns/a.zip", Endpoint: srv.URL, ObjectVersion: "v7", CredentialsEnv: "KLAMBDA_CODE", SHA256: DigestOf(body).Hex}
+	parsed, err := ParseSource(src.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, d, err := FetchBytes(context.Background(), parsed, nil)
+	if err != nil || string(data) != string(body) || d.Size != int64(len(body)) {
+		t.Fatalf("FetchBytes = %q %v %v", data, d, err)
+	}
+	if !strings.Contains(auth, "AKIDEXAMPLE") {
+		t.Errorf("request not signed with the credentials: %q", auth)
+	}
+	t.Setenv("KLAMBDA_CODE_AWS_ACCESS_KEY_ID", "")
+	if _, _, err := FetchBytes(context.Background(), parsed, nil); err == nil || !strings.Contains(err.Error(), "KLAMBDA_CODE_AWS_ACCESS_KEY_ID") {
+		t.Errorf("missing credentials: %v", err)
+	}
+}
