@@ -520,3 +520,38 @@ func TestLogsAPISubscription(t *testing.T) {
 		t.Fatalf("records seen: %v", types)
 	}
 }
+
+func TestExtensionInitErrorFailsInit(t *testing.T) {
+	h := newHarness(t, nil)
+	r := h.post("/2020-01-01/extension/register", map[string]string{"Lambda-Extension-Name": "broken"}, `{"events":["INVOKE"]}`)
+	id := r.header.Get("Lambda-Extension-Identifier")
+	expect(t, "missing type", h.post("/2020-01-01/extension/init/error", map[string]string{"Lambda-Extension-Identifier": id}, `{}`).status, 400)
+	expect(t, "unknown id", h.post("/2020-01-01/extension/init/error", map[string]string{"Lambda-Extension-Identifier": "nope", "Lambda-Extension-Function-Error-Type": "Extension.ConfigInvalid"}, `{}`).status, 403)
+	r = h.post("/2020-01-01/extension/init/error", map[string]string{"Lambda-Extension-Identifier": id, "Lambda-Extension-Function-Error-Type": "Extension.ConfigInvalid"}, `{"errorMessage":"bad config"}`)
+	expect(t, "init error", r.status, 202)
+	expect(t, "phase", h.env.Phase(), PhaseInitFailed)
+	// The extension may not carry on.
+	expect(t, "next after error", do(t, "GET", h.rapi.URL+"/2020-01-01/extension/event/next", map[string]string{"Lambda-Extension-Identifier": id}, nil).status, 403)
+	// An invoke retries the init (new generation), whose runtime fails it the same way.
+	resCh := h.invokeAsync(map[string]string{"X-Amzn-RequestId": "x"}, `{}`)
+	h.waitStart(2)
+	r = h.post("/2020-01-01/extension/register", map[string]string{"Lambda-Extension-Name": "broken"}, `{}`)
+	id = r.header.Get("Lambda-Extension-Identifier")
+	h.post("/2020-01-01/extension/init/error", map[string]string{"Lambda-Extension-Identifier": id, "Lambda-Extension-Function-Error-Type": "Extension.ConfigInvalid"}, `{}`)
+	res := <-resCh
+	expect(t, "function error", res.header.Get("X-Amz-Function-Error"), "Unhandled")
+	expect(t, "body", res.body, `{"errorMessage":"Extension broken failed to initialise: Extension.ConfigInvalid","errorType":"Extension.InitError"}`)
+}
+
+func TestLogsSubscriptionOnlyDuringInit(t *testing.T) {
+	h := newHarness(t, nil)
+	r := h.post("/2020-01-01/extension/register", map[string]string{"Lambda-Extension-Name": "late"}, `{}`)
+	id := r.header.Get("Lambda-Extension-Identifier")
+	go request("GET", h.rapi.URL+"/2020-01-01/extension/event/next", map[string]string{"Lambda-Extension-Identifier": id}, nil)
+	go request("GET", h.rapi.URL+"/2018-06-01/runtime/invocation/next", nil, nil)
+	waitPhase(t, h.env, PhaseIdle)
+	r = do(t, "PUT", h.rapi.URL+"/2020-08-15/logs", map[string]string{"Lambda-Extension-Identifier": id},
+		[]byte(`{"types":["platform"],"destination":{"protocol":"HTTP","URI":"http://127.0.0.1:8080/logs"}}`))
+	expect(t, "status", r.status, 403)
+	expect(t, "body", r.body, `{"errorMessage":"Logs API subscriptions are accepted only during the Init phase","errorType":"Logs.SubscriptionClosed"}`)
+}
