@@ -285,3 +285,27 @@ func TestFunctionUpdates(t *testing.T) {
 		}),
 	})
 }
+
+func TestFunctionStatus(t *testing.T) {
+	ns := newNamespace(t)
+	f := zipFunction()
+	f.Namespace = ns
+	if err := k8s.Create(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	f.Status = lambda.FunctionStatus{
+		ObservedGeneration: f.Generation,
+		FunctionARN:        lambda.FunctionARN(lambda.DefaultRegion, lambda.DefaultAccountID, f.Name),
+		Version:            "$LATEST",
+		State:              lambda.StateFailed,
+		StateReasonCode:    lambda.StateReasonInvalidZipFile,
+		LastUpdateStatus:   lambda.LastUpdateSuccessful,
+		NextVersionNumber:  1,
+		Conditions: []metav1.Condition{{Type: "Ready", Status: metav1.ConditionFalse, Reason: "InvalidZipFileException",
+			Message: "not a zip", ObservedGeneration: f.Generation, LastTransitionTime: metav1.Now()}},
+	}
+	assertResult(t, k8s.Status().Update(ctx, f), nil)
+	f.Status.State = "Running"
+	assertResult(t, k8s.Status().Update(ctx, f), []string{"status.state", `Unsupported value: "Running"`})
+	countCases(2)
+}

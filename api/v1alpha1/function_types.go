@@ -300,8 +300,9 @@ const (
 	StateFailed   State = "Failed"
 )
 
-// StateReasonCode is Lambda's StateReasonCode.
-// +kubebuilder:validation:Enum=Idle;Creating;Restoring;EniLimitExceeded;InsufficientRolePermissions;InvalidConfiguration;InternalError;SubnetOutOfIPAddresses;InvalidSubnet;InvalidSecurityGroup;ImageDeleted;ImageAccessDenied;InvalidImage
+// StateReasonCode is Lambda's StateReasonCode (the 2021 guide's values plus the newer
+// InvalidRuntime, InvalidZipFileException, FunctionError and EFS* codes).
+// +kubebuilder:validation:Enum=Idle;Creating;Restoring;EniLimitExceeded;InsufficientRolePermissions;InvalidConfiguration;InternalError;SubnetOutOfIPAddresses;InvalidSubnet;InvalidSecurityGroup;ImageDeleted;ImageAccessDenied;InvalidImage;InvalidRuntime;InvalidZipFileException;FunctionError;EFSIOError;EFSMountConnectivityError;EFSMountFailure;EFSMountTimeout
 type StateReasonCode string
 
 const (
@@ -313,6 +314,10 @@ const (
 	StateReasonImageDeleted         StateReasonCode = "ImageDeleted"
 	StateReasonImageAccessDenied    StateReasonCode = "ImageAccessDenied"
 	StateReasonInvalidImage         StateReasonCode = "InvalidImage"
+	StateReasonInvalidRuntime       StateReasonCode = "InvalidRuntime"
+	StateReasonInvalidZipFile       StateReasonCode = "InvalidZipFileException"
+	StateReasonFunctionError        StateReasonCode = "FunctionError"
+	StateReasonEFSMountFailure      StateReasonCode = "EFSMountFailure"
 )
 
 // LastUpdateStatus is Lambda's LastUpdateStatus.
@@ -325,8 +330,8 @@ const (
 	LastUpdateFailed     LastUpdateStatus = "Failed"
 )
 
-// LastUpdateStatusReasonCode is Lambda's LastUpdateStatusReasonCode.
-// +kubebuilder:validation:Enum=EniLimitExceeded;InsufficientRolePermissions;InvalidConfiguration;InternalError;SubnetOutOfIPAddresses;InvalidSubnet;InvalidSecurityGroup;ImageDeleted;ImageAccessDenied;InvalidImage
+// LastUpdateStatusReasonCode is Lambda's LastUpdateStatusReasonCode (with the same newer codes).
+// +kubebuilder:validation:Enum=EniLimitExceeded;InsufficientRolePermissions;InvalidConfiguration;InternalError;SubnetOutOfIPAddresses;InvalidSubnet;InvalidSecurityGroup;ImageDeleted;ImageAccessDenied;InvalidImage;InvalidRuntime;InvalidZipFileException;FunctionError;EFSIOError;EFSMountConnectivityError;EFSMountFailure;EFSMountTimeout
 type LastUpdateStatusReasonCode string
 
 // ResolvedLayer is a layer as the function uses it (Lambda's Layer in FunctionConfiguration).
