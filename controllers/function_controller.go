@@ -168,6 +168,15 @@ func (r *FunctionReconciler) fail(ctx context.Context, fn *lambdav1alpha1.Functi
 	st := &fn.Status
 	gen := fn.Generation
 	code := rerr.Reason
+	if rerr.Waiting {
+		// The LayerVersion watch brings the function back when the layer is published.
+		setCondition(&st.Conditions, gen, ConditionCodeResolved, false, ReasonInProgress, rerr.Message)
+		if st.State != lambdav1alpha1.StateActive {
+			st.State, st.StateReasonCode, st.StateReason = lambdav1alpha1.StatePending, lambdav1alpha1.StateReasonCreating, rerr.Message
+			setCondition(&st.Conditions, gen, ConditionReady, false, string(lambdav1alpha1.StatePending), rerr.Message)
+		}
+		return ctrl.Result{RequeueAfter: retryResolve}, r.patchStatus(ctx, fn, orig)
+	}
 	if st.State == lambdav1alpha1.StateActive {
 		if st.LastUpdateStatus != lambdav1alpha1.LastUpdateFailed || st.LastUpdateStatusReason != rerr.Message {
 			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "UpdateFailed", "Update", "%s", rerr.Message)
@@ -245,7 +254,7 @@ func (r *FunctionReconciler) resolve(ctx context.Context, fn *lambdav1alpha1.Fun
 			if c != nil && c.Reason != ReasonInProgress {
 				return nil, nil, invalid("layers: LayerVersion %s is not usable: %s", ref, c.Message)
 			}
-			return nil, nil, &ResolveError{Reason: lambdav1alpha1.StateReasonInvalidConfiguration, Message: fmt.Sprintf("layers: LayerVersion %s is not resolved yet", ref), Transient: true}
+			return nil, nil, &ResolveError{Reason: lambdav1alpha1.StateReasonCreating, Message: fmt.Sprintf("layers: waiting for LayerVersion %s to be published", ref), Waiting: true}
 		}
 		wl, err := workloadLayer(lv)
 		if err != nil {

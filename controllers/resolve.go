@@ -40,6 +40,9 @@ type ResolveError struct {
 	Reason    lambdav1alpha1.StateReasonCode
 	Message   string
 	Transient bool
+	// Waiting: nothing is wrong yet, something the function needs (a layer) is still being
+	// published; the function stays Pending (or its update InProgress) until it is.
+	Waiting bool
 }
 
 func (e *ResolveError) Error() string { return e.Message }
