@@ -230,7 +230,12 @@ func (e *Environment) Invoke(inv *Invocation) error {
 			if !retryDeadline.IsZero() {
 				f := e.failure
 				errType, body := f.errType, f.body
-				if f.exit != nil || body == nil {
+				var bad *EntrypointError
+				switch {
+				case f.exit != nil && errors.As(f.exit, &bad):
+					errType = ErrorTypeEntrypoint
+					body = functionErrorJSON(errType, "RequestId: "+inv.ID+" Error: "+bad.Error())
+				case f.exit != nil || body == nil:
 					if f.timeout {
 						body = functionErrorJSON(ErrorTypeTimeout, timeoutMessage(inv.ID, e.cfg))
 					} else {

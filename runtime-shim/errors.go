@@ -52,7 +52,15 @@ const (
 	ErrorTypeResponseTooLarge = "Function.ResponseSizeTooLarge"
 	ErrorTypeUnknown          = "Runtime.Unknown"
 	ErrorTypeExtensionInit    = "Extension.InitError"
+	ErrorTypeEntrypoint       = "Runtime.InvalidEntrypoint"
 )
+
+// EntrypointError: the runtime's command could not be started at all (missing, not
+// executable). Lambda answers Runtime.InvalidEntrypoint.
+type EntrypointError struct{ Err error }
+
+func (e *EntrypointError) Error() string { return e.Err.Error() }
+func (e *EntrypointError) Unwrap() error { return e.Err }
 
 // errorBody is Lambda's function error object.
 type errorBody struct {

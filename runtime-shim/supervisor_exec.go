@@ -153,7 +153,7 @@ func (s *ExecSupervisor) Start(gen uint64) error {
 	if err := cmd.Start(); err != nil {
 		r.Close()
 		w.Close()
-		return err
+		return &EntrypointError{Err: err}
 	}
 	w.Close()
 	exited := make(chan struct{})

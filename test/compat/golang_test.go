@@ -212,3 +212,13 @@ func TestGoHandlerInitError(t *testing.T) {
 		}
 	})
 }
+
+// A runtime command that cannot start (Lambda: a bad ENTRYPOINT or bootstrap).
+func TestInvalidEntrypoint(t *testing.T) {
+	p := startPeer(t, peerShim, "2", nil, "", "/nonexistent/bootstrap")
+	r := p.invoke(t, []byte(`{}`), map[string]string{"X-Amzn-RequestId": "0badc0de-2222-4333-8444-555555555555"})
+	expect(t, "status", r.status, 200)
+	expect(t, "function error", r.header.Get("X-Amz-Function-Error"), "Unhandled")
+	expect(t, "body", string(r.body), `{"errorMessage":"RequestId: 0badc0de-2222-4333-8444-555555555555 Error: fork/exec /nonexistent/bootstrap: no such file or directory","errorType":"Runtime.InvalidEntrypoint"}`)
+	expect(t, "readyz", p.status(t, "/readyz"), 503)
+}

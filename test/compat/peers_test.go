@@ -207,6 +207,16 @@ func (p *peer) invoke(t *testing.T, body []byte, header map[string]string) reply
 	return reply{resp.StatusCode, resp.Header, b}
 }
 
+func (p *peer) status(t *testing.T, path string) int {
+	t.Helper()
+	resp, err := client.Get(p.url + path)
+	if err != nil {
+		t.Fatalf("%s: GET %s: %v", p.name, path, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 func (p *peer) invokeJSON(t *testing.T, body string) reply {
 	return p.invoke(t, []byte(body), nil)
 }
