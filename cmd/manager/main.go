@@ -5,6 +5,12 @@ import (
 	"flag"
 	"os"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -34,6 +40,11 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
+	functionLabel, err := labels.Parse(controllers.LabelFunction)
+	if err != nil {
+		log.Error(err, "unable to build the cache selector")
+		os.Exit(1)
+	}
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(lambdav1alpha1.AddToScheme(scheme))
@@ -44,6 +55,11 @@ func main() {
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "manager.lambda.klambda.dev",
+		// Cache only the Deployments and Services klambda makes, not the whole cluster's.
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&appsv1.Deployment{}: {Label: functionLabel},
+			&corev1.Service{}:    {Label: functionLabel},
+		}},
 	})
 	if err != nil {
 		log.Error(err, "unable to create the manager")
