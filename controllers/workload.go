@@ -207,7 +207,10 @@ func (w *Workload) PodTemplate(cfg Config) (corev1.PodTemplateSpec, error) {
 			corev1.Volume{Name: "task", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 			corev1.Volume{Name: "opt", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 		)
-		loaderMounts := []corev1.VolumeMount{{Name: "task", MountPath: taskRoot}, {Name: "opt", MountPath: optRoot}, {Name: "shim-tmp", MountPath: "/tmp"}}
+		// Downloads wait in scratch while they are checked (an archive is at most 250 MB).
+		volumes = append(volumes, corev1.Volume{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+			SizeLimit: resource.NewQuantity(codeloader.MaxArchiveSize+(16<<20), resource.BinarySI)}}})
+		loaderMounts := []corev1.VolumeMount{{Name: "task", MountPath: taskRoot}, {Name: "opt", MountPath: optRoot}, {Name: "scratch", MountPath: "/tmp"}}
 		args := []string{"load-code", "--task-root=" + taskRoot, "--opt=" + optRoot, "--scratch=/tmp"}
 		var loaderEnv []corev1.EnvVar
 		add := func(flag string, src lambdav1alpha1.CodeSource, d Digest, cp, slot string) {
