@@ -268,7 +268,11 @@ func (r *Resolver) ResolveImage(ctx context.Context, imageURI string) (ImageResu
 	if ok && c.err == nil {
 		return imageResult(ref.Context().Name()+"@sha256:"+c.d.Hex, "sha256:"+c.d.Hex)
 	}
-	if r.Config.ResolveImageTags != nil && *r.Config.ResolveImageTags {
+	if ok {
+		// The registry couldn't be asked before: don't wait on it at every reconcile (a
+		// local cluster runs images no registry serves). A new imageUri asks again.
+		err = c.err
+	} else if r.Config.ResolveImageTags != nil && *r.Config.ResolveImageTags {
 		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		desc, herr := remote.Head(ref, remote.WithContext(hctx))
@@ -281,6 +285,7 @@ func (r *Resolver) ResolveImage(ctx context.Context, imageURI string) (ImageResu
 			herr = fmt.Errorf("digest algorithm %s", desc.Digest.Algorithm)
 		}
 		err = herr
+		r.remember(key, Digest{}, err)
 	}
 	// Unpinned: the digest of the reference itself stands in for codeSha256.
 	res := ImageResult{URI: imageURI, Digest: codeloader.DigestOf([]byte(imageURI)), Unpinned: "tag not resolved to a digest"}
