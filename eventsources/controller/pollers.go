@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -120,6 +121,15 @@ func (p *Pollers) Remove(key types.NamespacedName) {
 		s.cancel()
 		<-s.done
 	}
+}
+
+// DeleteLease removes a deleted mapping's Lease, so Leases don't outlive their mappings.
+func (p *Pollers) DeleteLease(ctx context.Context, uid string) error {
+	err := p.Kube.CoordinationV1().Leases(p.LeaseNamespace).Delete(ctx, "esm-"+uid, metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
 }
 
 // StopAll stops every poller (shutdown).

@@ -120,6 +120,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			}
 		}
 		r.Pollers.Remove(req.NamespacedName)
+		if err := r.Pollers.DeleteLease(ctx, string(esm.UID)); err != nil {
+			return ctrl.Result{}, fmt.Errorf("deleting the mapping's Lease: %w", err)
+		}
 		if controllerutil.ContainsFinalizer(&esm, Finalizer) {
 			base := esm.DeepCopy()
 			controllerutil.RemoveFinalizer(&esm, Finalizer)

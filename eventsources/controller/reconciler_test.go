@@ -256,5 +256,8 @@ func TestStatesFollowLambdasLifecycle(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	if _, err := kube.CoordinationV1().Leases("default").Get(ctx, "esm-"+string(o.UID), metav1.GetOptions{}); err == nil {
+		t.Error("the mapping's Lease outlived it")
+	}
 	t.Logf("states: %v", states)
 }
