@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/klambda/klambda/activator/testrig"
@@ -29,6 +30,22 @@ type result struct {
 	lat  []time.Duration
 	errs int
 	wall time.Duration
+	cpu  time.Duration // this process's user+system time during the run
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuPerRequest is the process CPU per successful request (client, activator and shims
+// together: the difference between the two paths is the activator's).
+func (r result) cpuPerRequest() time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	return r.cpu / time.Duration(len(r.lat))
 }
 
 func (r result) pct(p float64) time.Duration {
@@ -51,6 +68,7 @@ func run(callers int, d time.Duration, target func(i int) (string, http.Header),
 	errs := 0
 	var wg sync.WaitGroup
 	start := time.Now()
+	cpu0 := cpuTime()
 	stop := start.Add(d)
 	for i := 0; i < callers; i++ {
 		wg.Add(1)
@@ -92,7 +110,7 @@ func run(callers int, d time.Duration, target func(i int) (string, http.Header),
 		}(i)
 	}
 	wg.Wait()
-	r := result{lat: all, errs: errs, wall: time.Since(start)}
+	r := result{lat: all, errs: errs, wall: time.Since(start), cpu: cpuTime() - cpu0}
 	sort.Slice(r.lat, func(i, j int) bool { return r.lat[i] < r.lat[j] })
 	return r
 }
@@ -103,12 +121,15 @@ func merge(rs []result) result {
 		m.lat = append(m.lat, r.lat...)
 		m.errs += r.errs
 		m.wall += r.wall
+		m.cpu += r.cpu
 	}
 	sort.Slice(m.lat, func(i, j int) bool { return m.lat[i] < m.lat[j] })
 	return m
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
+
+func us(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond)) }
 
 func main() {
 	callers := flag.Int("callers", 16, "Concurrent callers (and environments).")
@@ -172,7 +193,9 @@ func main() {
 	fmt.Fprintf(&b, "\n| path | requests | errors | p50 | p99 | req/s |\n|---|---|---|---|---|---|\n")
 	fmt.Fprintf(&b, "| direct to fake shim | %d | %d | %s | %s | %.0f |\n", len(d.lat), d.errs, ms(d.pct(.5)), ms(d.pct(.99)), d.rps())
 	fmt.Fprintf(&b, "| through activator | %d | %d | %s | %s | %.0f |\n", len(a.lat), a.errs, ms(a.pct(.5)), ms(a.pct(.99)), a.rps())
-	fmt.Fprintf(&b, "\nadded p50 %s (target ≤ %s), added p99 %s (target ≤ %s), throughput ratio %.2f, overlapping invocations on one environment: %d\n",
+	fmt.Fprintf(&b, "\nCPU per invocation (whole process): direct %s, through activator %s: the activator adds %s\n",
+		us(d.cpuPerRequest()), us(a.cpuPerRequest()), us(a.cpuPerRequest()-d.cpuPerRequest()))
+	fmt.Fprintf(&b, "added p50 %s (target ≤ %s), added p99 %s (target ≤ %s), throughput ratio %.2f, overlapping invocations on one environment: %d\n",
 		ms(addP50), ms(*maxP50), ms(addP99), ms(*maxP99), a.rps()/d.rps(), overlaps)
 	fmt.Print(b.String())
 	if addP50 > *maxP50 || addP99 > *maxP99 || a.errs > 0 || overlaps > 0 {
