@@ -315,3 +315,45 @@ func TestParallelizationFactorKeepsOrderPerKeyAndCommitsContiguously(t *testing.
 		t.Errorf("saw %d distinct records", len(n))
 	}
 }
+
+func TestRecordsOlderThanTheMaximumAgeAreDiscardedToTheDestination(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	old := time.Now().Add(-time.Hour)
+	for _, v := range []string{"stale1", "stale2"} {
+		if err := e.prod.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Partition: 0, Value: []byte(v), Timestamp: old}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.produce(0, "fresh")
+	dest, err := destination.NewKafka([]kgo.Opt{kgo.SeedBrokers(e.addrs...)}, "failures")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dest.Close()
+	pol := batch.DefaultStreamPolicy()
+	pol.MaximumRecordAgeInSeconds = 60
+	e.run("g7", poller.Config{Window: 300 * time.Millisecond, Policy: pol, OnFailure: dest})
+	eventually(t, "commit past all three", func() bool { return e.committed("g7", 0) == 3 })
+	if n := e.seen(); n["stale1"] != 0 || n["stale2"] != 0 || n["fresh"] != 1 {
+		t.Errorf("function saw %v", n)
+	}
+	cons, err := kgo.NewClient(kgo.SeedBrokers(e.addrs...), kgo.ConsumeTopics("failures"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fs := cons.PollFetches(ctx)
+	if fs.NumRecords() != 1 {
+		t.Fatalf("%d on-failure records, want 1", fs.NumRecords())
+	}
+	var rec events.OnFailureRecord
+	if err := json.Unmarshal(fs.Records()[0].Value, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.RequestContext.Condition != "RecordAgeExceeded" || rec.ResponseContext != nil || rec.KafkaBatchInfo.BatchSize != 2 ||
+		rec.KafkaBatchInfo.RecordsInfo[topic+"-0"].LastRecordOffset != "1" {
+		t.Errorf("on-failure record %s", fs.Records()[0].Value)
+	}
+}

@@ -255,3 +255,34 @@ func TestDisablingStopsConsumptionAndEnablingResumesWithoutLoss(t *testing.T) {
 		}
 	}
 }
+
+func TestStartingPositionLatestAndAtTimestamp(t *testing.T) {
+	e := newEnv(t, nil)
+	e.publish("old1", "old2")
+	time.Sleep(50 * time.Millisecond)
+	mid := time.Now()
+	time.Sleep(50 * time.Millisecond)
+	e.publish("new1")
+	open := func(durable string, start nats.StartingPosition, at time.Time) func() {
+		src, err := nats.Open(context.Background(), nats.Config{Servers: []string{e.url}, Stream: "ORDERS", Durable: durable, Start: start, StartTime: at, MaxWait: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := poller.New(poller.Config{Namespace: "ns", Name: durable, Function: "fn", BatchSize: 10, Policy: batch.DefaultStreamPolicy()}, src, e.fake.Invoker(), testr.New(t))
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = p.Run(ctx) }()
+		return func() { cancel(); <-done }
+	}
+	stop := open("at-ts", nats.AtTimestamp, mid)
+	eventually(t, "new1 from AT_TIMESTAMP", func() bool { return e.seen()["new1"] == 1 })
+	stop()
+	stop = open("latest", nats.Latest, time.Time{})
+	time.Sleep(300 * time.Millisecond) // the consumer exists before new2
+	e.publish("new2")
+	eventually(t, "new2 from LATEST", func() bool { return e.seen()["new2"] == 1 })
+	stop()
+	if n := e.seen(); n["old1"] != 0 || n["old2"] != 0 || n["new1"] != 1 {
+		t.Errorf("function saw %v: AT_TIMESTAMP and LATEST must skip older messages", n)
+	}
+}
