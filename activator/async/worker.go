@@ -55,14 +55,27 @@ func (o *WorkerOptions) defaults() {
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = 25 * time.Second
 	}
-	if o.Retry.ThrottleBase == 0 && len(o.Retry.FunctionErrorDelays) == 0 {
-		o.Retry = DefaultRetryPolicy()
+	// Unset fields of the retry policy take Lambda's values (a zero throttle backoff
+	// would spin).
+	d := DefaultRetryPolicy()
+	r := &o.Retry
+	if r.FunctionErrorDelays == nil {
+		r.FunctionErrorDelays = d.FunctionErrorDelays
 	}
-	if o.Retry.DeliveryAttempts <= 0 {
-		o.Retry.DeliveryAttempts = 1
+	if r.ThrottleBase <= 0 {
+		r.ThrottleBase = d.ThrottleBase
 	}
-	if o.Retry.DeliveryTimeout <= 0 {
-		o.Retry.DeliveryTimeout = 10 * time.Second
+	if r.ThrottleMax < r.ThrottleBase {
+		r.ThrottleMax = max(d.ThrottleMax, r.ThrottleBase)
+	}
+	if r.DeliveryAttempts <= 0 {
+		r.DeliveryAttempts = d.DeliveryAttempts
+	}
+	if r.DeliveryBackoff <= 0 {
+		r.DeliveryBackoff = d.DeliveryBackoff
+	}
+	if r.DeliveryTimeout <= 0 {
+		r.DeliveryTimeout = d.DeliveryTimeout
 	}
 	if o.Region == "" {
 		o.Region = lambdav1alpha1.DefaultRegion
