@@ -3,6 +3,8 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -198,4 +200,40 @@ func TestEverythingAFunctionMakesIsOwnedByIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	gone(t, v)
+}
+
+// A function created while its layer is still being published is Pending, then Active.
+func TestFunctionWaitsPendingForALayerBeingPublished(t *testing.T) {
+	ns := newNamespace(t)
+	layer := makeZip(t, zf{name: "lib/x.so", body: "x"})
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		w.Write(layer)
+	}))
+	defer srv.Close()
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	lv := newLayer(ns, "slow", "", "")
+	lv.Spec.Content = lambdav1alpha1.CodeSource{URL: srv.URL + "/layer.zip", SHA256: codeloader.DigestOf(layer).Hex}
+	create(t, lv)
+	createZipConfigMap(t, ns, "code", makeZip(t, zf{name: "bootstrap", body: "x"}))
+	create(t, zipFunction(ns, "waits", "code", "slow"))
+	eventually(t, "Pending", func() string {
+		f := getFunction(t, ns, "waits")
+		if f.Status.State == lambdav1alpha1.StatePending && strings.Contains(f.Status.StateReason, "waiting for LayerVersion slow") {
+			return ""
+		}
+		return fmt.Sprintf("%+v", f.Status)
+	})
+	close(release)
+	fn := waitFunction(t, ns, "waits", isActive)
+	if len(fn.Status.Layers) != 1 || fn.Status.Layers[0].Version != 1 {
+		t.Errorf("layers %+v", fn.Status.Layers)
+	}
 }
