@@ -12,7 +12,6 @@ package kafka
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -50,11 +49,12 @@ type Config struct {
 
 // Source reads one topic.
 type Source struct {
-	cfg     Config
-	cl      *kgo.Client
-	mu      sync.Mutex
-	highest map[string]int64 // per partition key, the highest offset fetched this session
-	lag     map[string]int64
+	cfg       Config
+	cl        *kgo.Client
+	bootstrap string
+	mu        sync.Mutex
+	highest   map[string]int64 // per partition key, the highest offset fetched this session
+	lag       map[string]int64
 }
 
 var _ poller.Source = (*Source)(nil)
@@ -115,7 +115,7 @@ func Open(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
-	return &Source{cfg: cfg, cl: cl, highest: map[string]int64{}, lag: map[string]int64{}}, nil
+	return &Source{cfg: cfg, cl: cl, bootstrap: strings.Join(cfg.BootstrapServers, ","), highest: map[string]int64{}, lag: map[string]int64{}}, nil
 }
 
 // Mode is Stream.
@@ -213,13 +213,15 @@ func (s *Source) EnvelopeBytes() int {
 	return 100 + len(strings.Join(s.cfg.BootstrapServers, ",")) + 2*len(s.cfg.Topic) + 16
 }
 
-// Event builds the SelfManagedKafka event.
+// Event builds the SelfManagedKafka event (see appendEvent).
 func (s *Source) Event(records []batch.Record) ([]byte, error) {
-	e := events.NewSelfManagedKafkaEvent(s.cfg.BootstrapServers)
-	for _, r := range records {
-		e.Add(eventRecord(r.Ref.(*kgo.Record)))
+	n := s.EnvelopeBytes()
+	recs := make([]*kgo.Record, len(records))
+	for i, r := range records {
+		recs[i] = r.Ref.(*kgo.Record)
+		n += r.Size + 1
 	}
-	return json.Marshal(e)
+	return appendEvent(make([]byte, 0, n), s.bootstrap, recs), nil
 }
 
 // Settle marks checkpoints for commit (offset+1).

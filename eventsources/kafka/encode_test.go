@@ -1,0 +1,40 @@
+package kafka
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/klambda/klambda/eventsources/events"
+)
+
+// The hand-written encoder must produce exactly what json.Marshal of events.KafkaEvent does.
+func TestAppendEventMatchesTheEventsPackage(t *testing.T) {
+	ts := time.UnixMilli(1545084650987)
+	recs := []*kgo.Record{
+		{Topic: "orders", Partition: 0, Offset: 15, Timestamp: ts, Key: []byte("key"), Value: []byte(`{"a":1}`),
+			Headers: []kgo.RecordHeader{{Key: "h\"<é>", Value: []byte{0, 127, 128, 255}}, {Key: "empty"}}},
+		{Topic: "orders", Partition: 1, Offset: 3, Timestamp: ts, Value: nil},
+		{Topic: "orders", Partition: 0, Offset: 16, Timestamp: ts, Key: []byte{}, Value: []byte{}, Attrs: kgo.RecordAttrs{}},
+	}
+	got := appendEvent(nil, "h1:9092,h2:9092", recs)
+	e := events.NewSelfManagedKafkaEvent([]string{"h1:9092", "h2:9092"})
+	for _, r := range recs {
+		e.Add(eventRecord(r))
+	}
+	want, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g, w any
+	if err := json.Unmarshal(got, &g); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, got)
+	}
+	_ = json.Unmarshal(want, &w)
+	if !reflect.DeepEqual(g, w) {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
