@@ -13,8 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/klambda/klambda/activator/router"
 	"github.com/klambda/klambda/activator/invoke"
+	"github.com/klambda/klambda/activator/router"
 	"github.com/klambda/klambda/activator/testrig"
 )
 
