@@ -161,6 +161,12 @@ type Lease struct {
 // Acquire gives the request an environment of version key, waiting until ctx is done.
 // Errors: *ThrottleError at a limit (at once), ErrNoEnvironment when ctx ends first.
 func (d *Dispatcher) Acquire(ctx context.Context, key router.Key, lim Limits) (*Lease, error) {
+	return d.AcquireWithin(ctx, key, lim, 0)
+}
+
+// AcquireWithin is Acquire that waits at most maxWait (0: until ctx ends). The timer
+// exists only when the request has to wait: a warm acquisition costs no allocation of it.
+func (d *Dispatcher) AcquireWithin(ctx context.Context, key router.Key, lim Limits, maxWait time.Duration) (*Lease, error) {
 	f := d.function(key)
 	f.mu.Lock()
 	if lim.Reserved >= 0 && f.active >= lim.Reserved {
@@ -193,6 +199,11 @@ func (d *Dispatcher) Acquire(ctx context.Context, key router.Key, lim Limits) (*
 	d.mu.RUnlock()
 	wk.Wake(key)
 
+	if maxWait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, maxWait)
+		defer cancel()
+	}
 	start := d.now()
 	select {
 	case h := <-w.ch:

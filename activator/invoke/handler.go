@@ -36,7 +36,7 @@ type Router interface {
 
 // Dispatcher hands out environments (dispatch.Dispatcher).
 type Dispatcher interface {
-	Acquire(ctx context.Context, key router.Key, lim dispatch.Limits) (*dispatch.Lease, error)
+	AcquireWithin(ctx context.Context, key router.Key, lim dispatch.Limits, maxWait time.Duration) (*dispatch.Lease, error)
 }
 
 // Shim sends one invocation to one environment (shimclient.Client).
@@ -199,9 +199,7 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request) *
 	if route.ReservedConcurrency < 0 && h.NamespaceLimit >= 0 {
 		lim.Unreserved = h.Router.UnreservedLimit(route.Namespace, h.NamespaceLimit)
 	}
-	waitCtx, cancelWait := context.WithTimeout(ctx, h.WaitDeadline)
-	lease, err := h.Dispatcher.Acquire(waitCtx, key, lim)
-	cancelWait()
+	lease, err := h.Dispatcher.AcquireWithin(ctx, key, lim, h.WaitDeadline)
 	if err != nil {
 		var te *dispatch.ThrottleError
 		switch {
