@@ -14,9 +14,9 @@ import (
 )
 
 // applyWorkload server-side applies a version's Deployment and headless Service, owned by
-// owner. The applied Deployment never has spec.replicas: a new one is first created with
-// replicas 0 by ScalerFieldManager, and from then on spec.replicas belongs to whoever
-// scales it (the activator), never to FieldManager.
+// owner. The applied Deployment never has spec.replicas: a new one is first applied with
+// replicas 0 by ScalerFieldManager, which then keeps only spec.replicas; from then on
+// spec.replicas belongs to whoever scales it (the activator), never to FieldManager.
 func applyWorkload(ctx context.Context, c client.Client, live client.Reader, owner client.Object, dep *appsv1.Deployment, svc *corev1.Service) (*appsv1.Deployment, error) {
 	if err := controllerutil.SetControllerReference(owner, dep, c.Scheme()); err != nil {
 		return nil, err
@@ -24,24 +24,42 @@ func applyWorkload(ctx context.Context, c client.Client, live client.Reader, own
 	if err := controllerutil.SetControllerReference(owner, svc, c.Scheme()); err != nil {
 		return nil, err
 	}
-	var existing appsv1.Deployment
-	err := c.Get(ctx, client.ObjectKeyFromObject(dep), &existing)
-	if apierrors.IsNotFound(err) {
-		initial := dep.DeepCopy()
-		initial.Spec.Replicas = ptrInt32(0)
-		if err := c.Create(ctx, initial, client.FieldOwner(ScalerFieldManager)); err != nil && !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("creating Deployment %s at zero replicas: %w", dep.Name, err)
-		}
-	} else if err != nil {
-		return nil, err
-	}
 	u, err := applyObject(dep)
 	if err != nil {
+		return nil, err
+	}
+	var existing appsv1.Deployment
+	err = c.Get(ctx, client.ObjectKeyFromObject(dep), &existing)
+	created := false
+	if apierrors.IsNotFound(err) {
+		// Born at zero: ScalerFieldManager applies the whole object with replicas 0 ...
+		initial := u.DeepCopy()
+		if err := unstructured.SetNestedField(initial.Object, int64(0), "spec", "replicas"); err != nil {
+			return nil, err
+		}
+		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(initial), client.FieldOwner(ScalerFieldManager)); err != nil {
+			return nil, fmt.Errorf("creating Deployment %s at zero replicas: %w", dep.Name, err)
+		}
+		created = true
+	} else if err != nil {
 		return nil, err
 	}
 	unstructured.RemoveNestedField(u.Object, "spec", "replicas")
 	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
 		return nil, fmt.Errorf("applying Deployment %s: %w", dep.Name, err)
+	}
+	if created {
+		// ... and then keeps only spec.replicas, so that every other field is FieldManager's
+		// alone and disappears when a later apply drops it. If the activator has already
+		// scaled, the conflict means replicas are its own: nothing to do.
+		replicasOnly := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "apps/v1", "kind": "Deployment",
+			"metadata": map[string]any{"name": dep.Name, "namespace": dep.Namespace},
+			"spec":     map[string]any{"replicas": int64(0)},
+		}}
+		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(replicasOnly), client.FieldOwner(ScalerFieldManager)); err != nil && !apierrors.IsConflict(err) {
+			return nil, fmt.Errorf("handing Deployment %s over to %s: %w", dep.Name, FieldManager, err)
+		}
 	}
 	us, err := applyObject(svc)
 	if err != nil {

@@ -277,15 +277,22 @@ func TestUpdatesKeepReplicasAndLastGoodDeployment(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	createZipConfigMap(t, ns, "code", makeZip(t, zf{name: "bootstrap", body: "v1"}))
-	create(t, zipFunction(ns, "upd", "code"))
+	fn0 := zipFunction(ns, "upd", "code")
+	fn0.Spec.Environment = &lambdav1alpha1.Environment{Variables: []lambdav1alpha1.EnvVar{{Name: "DROPME", Value: "1"}}}
+	create(t, fn0)
 	waitFunction(t, ns, "upd", isActive)
+	for _, mf := range getDeployment(t, ns, "upd-latest").ManagedFields {
+		if mf.Manager == ScalerFieldManager && (!strings.Contains(string(mf.FieldsV1.Raw), `"f:replicas"`) || strings.Contains(string(mf.FieldsV1.Raw), `"f:template"`)) {
+			t.Errorf("%s must own spec.replicas only: %s", ScalerFieldManager, mf.FieldsV1.Raw)
+		}
+	}
 
 	// The activator scales to 3 with its own field manager.
 	ac := appsv1ac.Deployment("upd-latest", ns).WithSpec(appsv1ac.DeploymentSpec().WithReplicas(3))
 	if err := k8s.Apply(ctx, ac, client.FieldOwner("klambda-activator"), client.ForceOwnership); err != nil {
 		t.Fatal(err)
 	}
-	updateFunction(t, ns, "upd", func(f *lambdav1alpha1.Function) { f.Spec.MemorySize = 256 })
+	updateFunction(t, ns, "upd", func(f *lambdav1alpha1.Function) { f.Spec.MemorySize = 256; f.Spec.Environment = nil })
 	fn := waitFunction(t, ns, "upd", func(f *lambdav1alpha1.Function) bool {
 		return f.Status.LastUpdateStatus == lambdav1alpha1.LastUpdateInProgress
 	})
@@ -298,6 +305,9 @@ func TestUpdatesKeepReplicasAndLastGoodDeployment(t *testing.T) {
 	}
 	if dep.Spec.Template.Spec.Containers[0].Resources.Limits.Memory().Value() != 256<<20 {
 		t.Errorf("template not updated")
+	}
+	if _, ok := envOf(dep.Spec.Template.Spec.Containers[0])["DROPME"]; ok {
+		t.Errorf("a variable removed from the function is still in the Deployment")
 	}
 	if dep.Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue() != 0 {
 		t.Errorf("old pods must keep serving during a rollout: %+v", dep.Spec.Strategy)
