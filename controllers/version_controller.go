@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -164,7 +165,8 @@ func (r *VersionReconciler) publish(ctx context.Context, v *lambdav1alpha1.Versi
 	fnNext.Status.LastPublishedVersion = strconv.FormatInt(n, 10)
 	if err := r.Status().Update(ctx, fnNext); err != nil {
 		if apierrors.IsConflict(err) {
-			return ctrl.Result{Requeue: true}, nil
+			// Someone else took a number since the Function was read: read it again.
+			return ctrl.Result{RequeueAfter: conflictRetry}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("taking version number %d of %s: %w", n, fn.Name, err)
 	}
@@ -201,8 +203,11 @@ func (r *VersionReconciler) publish(ctx context.Context, v *lambdav1alpha1.Versi
 	if err := r.Patch(ctx, labeled, client.MergeFrom(v)); err != nil {
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{Requeue: true}, nil
+	return r.deploy(ctx, labeled, labeled.DeepCopy(), fn)
 }
+
+// conflictRetry is how soon a publish that lost the race for a number tries again.
+const conflictRetry = 50 * time.Millisecond
 
 func (r *VersionReconciler) preconditionFailed(ctx context.Context, v, orig *lambdav1alpha1.Version, msg string) (ctrl.Result, error) {
 	gen := v.Generation

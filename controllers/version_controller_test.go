@@ -144,7 +144,7 @@ func TestVersionNumbersUseOptimisticConcurrency(t *testing.T) {
 	v := newVersion(ns, "race-x", "race")
 	v.UID = "x"
 	res, err := r.publish(ctx, v, v.DeepCopy(), stale)
-	if err != nil || !res.Requeue || v.Status.Version != "" {
+	if err != nil || res.RequeueAfter == 0 || v.Status.Version != "" {
 		t.Fatalf("publish with a stale Function: %v %+v %q", err, res, v.Status.Version)
 	}
 	if f := getFunction(t, ns, "race"); f.Status.NextVersionNumber != 2 {
