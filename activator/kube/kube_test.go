@@ -26,6 +26,7 @@ import (
 	"github.com/klambda/klambda/activator/dispatch"
 	"github.com/klambda/klambda/activator/kube"
 	"github.com/klambda/klambda/activator/router"
+	"github.com/klambda/klambda/activator/scaler"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/test/apiserver"
 )
@@ -272,4 +273,63 @@ func asNotActive(err error, target **router.NotActiveError) bool {
 		*target = na
 	}
 	return ok
+}
+
+// The scaler against the real API server: a waiting request scales a Deployment from
+// zero; once its environment has been idle past the timeout, the pod is marked and the
+// Deployment goes back to zero.
+func TestScalerFromZeroAndBack(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns := namespace(t, "scaler")
+	managerApply(t, ns, "fn:1")
+	c := startCache(t, ctx)
+	if _, err := c.GetInformer(ctx, &appsv1.Deployment{}); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = c.Start(ctx) }()
+	c.WaitForCacheSync(ctx)
+	deps := &kube.Deployments{Reader: c, Client: cs}
+	key := router.Key{Namespace: ns, Function: "f", Version: router.Latest}
+	eventually(t, "the Deployment in the cache", func() bool { _, err := deps.Replicas(key); return err == nil })
+	if err := deps.Scale(ctx, key, 0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "zero in the cache", func() bool { n, _ := deps.Replicas(key); return n == 0 })
+
+	disp := dispatch.New(nil)
+	sc := scaler.New(disp, router.NewTable(), deps)
+	sc.IdleTimeout = 50 * time.Millisecond
+	got := make(chan *dispatch.Lease)
+	go func() {
+		l, err := disp.Acquire(ctx, key, dispatch.Limits{Reserved: -1, Unreserved: -1})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- l
+	}()
+	eventually(t, "a waiting request", func() bool { s := disp.Stats(); return len(s) == 1 && s[0].Waiting == 1 })
+	sc.Pass(ctx)
+	dep, _ := cs.AppsV1().Deployments(ns).Get(ctx, "f-latest", metav1.GetOptions{})
+	if *dep.Spec.Replicas != 1 {
+		t.Fatalf("scale from zero: replicas %d", *dep.Spec.Replicas)
+	}
+	// The pod the ReplicaSet would start becomes Ready (no kubelet here: we play it).
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "f-latest-1", Namespace: ns,
+		Labels: map[string]string{kube.LabelFunction: "f", kube.LabelVersion: kube.LatestLabel}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x"}}}}
+	if err := srv.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	disp.SetEnvironments(key, []dispatch.Environment{{Name: "f-latest-1", Addr: "10.0.0.1:9000"}})
+	l := <-got
+	l.Release()
+	eventually(t, "cache sees 1", func() bool { n, _ := deps.Replicas(key); return n == 1 })
+	time.Sleep(60 * time.Millisecond)
+	sc.Pass(ctx)
+	dep, _ = cs.AppsV1().Deployments(ns).Get(ctx, "f-latest", metav1.GetOptions{})
+	p, _ := cs.CoreV1().Pods(ns).Get(ctx, "f-latest-1", metav1.GetOptions{})
+	if *dep.Spec.Replicas != 0 || p.Annotations[kube.PodDeletionCost] != "-1000" {
+		t.Fatalf("scale to zero: replicas %d, pod annotations %v", *dep.Spec.Replicas, p.Annotations)
+	}
 }
