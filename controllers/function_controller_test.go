@@ -435,3 +435,22 @@ func TestConfigMapChangeIsACodeUpdate(t *testing.T) {
 		return ""
 	})
 }
+
+// A ConfigMap without key: each of its keys is a file at the top of the package (a
+// deterministic zip of them is the package klambda digests and copies).
+func TestFunctionFromConfigMapFiles(t *testing.T) {
+	ns := newNamespace(t)
+	create(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "files", Namespace: ns},
+		Data: map[string]string{"bootstrap": "#!/bin/sh\nexec /opt/bootstrap\n", "config.json": "{}"}})
+	fn := zipFunction(ns, "files", "files")
+	fn.Spec.Code.ConfigMapRef.Key = ""
+	create(t, fn)
+	got := waitFunction(t, ns, "files", isActive)
+	want, err := codeloader.ZipFiles(map[string][]byte{"bootstrap": []byte("#!/bin/sh\nexec /opt/bootstrap\n"), "config.json": []byte("{}")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := codeloader.DigestOf(want); got.Status.CodeSha256 != d.Base64 || got.Status.CodeSize != d.Size {
+		t.Errorf("codeSha256 %s/%d, want %s/%d", got.Status.CodeSha256, got.Status.CodeSize, d.Base64, d.Size)
+	}
+}
