@@ -101,6 +101,8 @@ func TestThrottlesDoNotUseUpRetriesAndAreCounted(t *testing.T) {
 	})
 	defer fake.Close()
 	src := &memSource{pending: []Message{msg(0, 10), msg(1, 10)}}
+	throttled0 := testutil.ToFloat64(batches.WithLabelValues("ns", "throttled", "fn", "Throttled"))
+	success0 := testutil.ToFloat64(batches.WithLabelValues("ns", "throttled", "fn", "Success"))
 	pol := batch.DefaultStreamPolicy()
 	pol.MaximumRetryAttempts = 0
 	pol.Backoff = batch.Backoff{Initial: 10 * time.Millisecond}
@@ -113,10 +115,10 @@ func TestThrottlesDoNotUseUpRetriesAndAreCounted(t *testing.T) {
 	if len(src.failed) != 0 {
 		t.Errorf("a throttled batch was discarded: %+v", src.failed)
 	}
-	if got := testutil.ToFloat64(batches.WithLabelValues("ns", "throttled", "fn", "Throttled")); got != 1 {
+	if got := testutil.ToFloat64(batches.WithLabelValues("ns", "throttled", "fn", "Throttled")) - throttled0; got != 1 {
 		t.Errorf("throttled batches = %v", got)
 	}
-	if got := testutil.ToFloat64(batches.WithLabelValues("ns", "throttled", "fn", "Success")); got != 1 {
+	if got := testutil.ToFloat64(batches.WithLabelValues("ns", "throttled", "fn", "Success")) - success0; got != 1 {
 		t.Errorf("successful batches = %v", got)
 	}
 	if p.LastProcessingResult() != ResultOK {
@@ -132,6 +134,7 @@ func TestARecordOverThePayloadLimitIsDiscardedAndPassed(t *testing.T) {
 	defer fake.Close()
 	src := &memSource{pending: []Message{msg(0, 10), msg(1, batch.MaxPayloadBytes), msg(2, 10)}}
 	dest := &memDest{}
+	failed0 := testutil.ToFloat64(failures.WithLabelValues("ns", "large", "fn", events.ConditionMaximumPayloadSizeExceeded))
 	p := New(Config{Namespace: "ns", Name: "large", Function: "fn", BatchSize: 10, Policy: batch.DefaultStreamPolicy(), OnFailure: dest}, src, fake.Invoker(), testr.New(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -152,7 +155,7 @@ func TestARecordOverThePayloadLimitIsDiscardedAndPassed(t *testing.T) {
 	if rec.RequestContext.Condition != events.ConditionMaximumPayloadSizeExceeded || rec.ResponseContext != nil || rec.RequestContext.ApproximateInvokeCount != 0 {
 		t.Errorf("on-failure record %s", dest.sent[0])
 	}
-	if got := testutil.ToFloat64(failures.WithLabelValues("ns", "large", "fn", events.ConditionMaximumPayloadSizeExceeded)); got != 1 {
+	if got := testutil.ToFloat64(failures.WithLabelValues("ns", "large", "fn", events.ConditionMaximumPayloadSizeExceeded)) - failed0; got != 1 {
 		t.Errorf("failures metric = %v", got)
 	}
 }
