@@ -29,7 +29,7 @@ stop() { # NAME: SIGTERM, then SIGKILL after 10 s
 shim_pids() {
 	local p
 	for p in /proc/[0-9]*; do
-		tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "containerd-shim.* -address $CONTAINERD_SOCK " && echo "${p#/proc/}"
+		tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -- "containerd-shim.* -address $CONTAINERD_SOCK " >/dev/null && echo "${p#/proc/}"
 	done
 	return 0
 }

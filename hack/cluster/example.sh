@@ -41,7 +41,7 @@ else
 	[ "$(kubectl -n "$NS" get "$deploy" -o jsonpath='{.spec.replicas}')" -ge 1 ] 2>/dev/null ||
 		kubectl -n "$NS" scale "$deploy" --replicas 1 >/dev/null
 	log "waiting for a Ready pod of $deploy"
-	pod_ready() { kubectl -n "$NS" get pods -l "$sel" -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -qx True; }
+	pod_ready() { kubectl -n "$NS" get pods -l "$sel" -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -x True >/dev/null; }
 	if ! wait_for pod "$READY_TIMEOUT" pod_ready; then
 		kubectl -n "$NS" get pods -l "$sel" -o wide >&2
 		kubectl -n "$NS" describe pods -l "$sel" | tail -25 >&2

@@ -28,7 +28,7 @@ image() {
 	shift 2
 	digest=$("$IMAGEBUILD" -tag "$tag" -digest "$@")
 	if [ "${IMAGES_ONLY:-}" != 1 ] && [ "$(cat "$OUT/$name.digest" 2>/dev/null)" = "$digest" ] &&
-		ctr_ -n k8s.io images ls -q "name==$tag" | grep -qx "$tag"; then
+		ctr_ -n k8s.io images ls -q "name==$tag" | grep -x "$tag" >/dev/null; then
 		return 0
 	fi
 	log "image $tag ($digest)"
@@ -82,7 +82,7 @@ image provided-al2023 klambda.local/provided:al2023 "${provided[@]}"
 # --- nodejs20.x ------------------------------------------------------------------------------
 
 RIC=$KLAMBDA_CACHE/aws-lambda-ric
-if [ -f "$RIC/.complete" ] && command -v node >/dev/null && node --version | grep -q '^v20\.'; then
+if [ -f "$RIC/.complete" ] && command -v node >/dev/null && node --version | grep '^v20\.' >/dev/null; then
 	node=$(readlink -f "$(command -v node)")
 	nodefiles=(-layer -add "$node=/var/lang/bin/node")
 	# node is dynamically linked: bring its libraries, at the paths the loader looks them up.

@@ -65,7 +65,7 @@ running() {
 	[ -f "$pidf" ] || return 1
 	pid=$(cat "$pidf")
 	[ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
-	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$(cat "$RUN/$1.bin" 2>/dev/null || echo "$1")"
+	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -- "$(cat "$RUN/$1.bin" 2>/dev/null || echo "$1")" >/dev/null
 }
 
 # start NAME BINARY ARGS...: run BINARY in its own session, logging to $LOGS/NAME.log.
@@ -80,7 +80,7 @@ start() {
 
 # port_free PORT: nothing listens on TCP PORT.
 port_free() {
-	! ss -Hltn "sport = :$1" 2>/dev/null | grep -q .
+	! ss -Hltn "sport = :$1" 2>/dev/null | grep . >/dev/null
 }
 
 # wait_for DESCRIPTION SECONDS COMMAND...: poll COMMAND once a second.

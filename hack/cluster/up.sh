@@ -79,7 +79,7 @@ sign() { # NAME SUBJECT [SANS]
 	rm -f "$ext" "$PKI/$1.csr"
 }
 # The serving certificate names the node IP, which can change across reboots: re-sign then.
-if ! openssl x509 -in "$PKI/apiserver.crt" -noout -text 2>/dev/null | grep -q "IP Address:$NODE_IP,"; then
+if ! openssl x509 -in "$PKI/apiserver.crt" -noout -text 2>/dev/null | grep "IP Address:$NODE_IP," >/dev/null; then
 	sign apiserver "/CN=kube-apiserver" \
 		"DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:127.0.0.1,IP:$NODE_IP,IP:$KUBERNETES_SERVICE_IP"
 fi
@@ -222,7 +222,7 @@ if ! running containerd; then
 fi
 
 # The pod sandbox image: there is no registry to pull registry.k8s.io/pause from.
-if ! ctr_ -n k8s.io images ls -q | grep -qx "$SANDBOX_IMAGE"; then
+if ! ctr_ -n k8s.io images ls -q | grep -x "$SANDBOX_IMAGE" >/dev/null; then
 	log "building the pod sandbox image $SANDBOX_IMAGE"
 	(cd "$REPO_ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$D/bin/pause" ./hack/cluster/pause &&
 		go run ./hack/imagebuild -tag "$SANDBOX_IMAGE" -o "$D/pause.tar" -add "$D/bin/pause=/pause" -entrypoint /pause >/dev/null)
