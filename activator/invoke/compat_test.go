@@ -7,10 +7,13 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,7 +130,7 @@ func TestAWSCLI(t *testing.T) {
 	}
 	r := compatRig(t)
 	dir := t.TempDir()
-	out := filepath.Join(dir, "out.json")
+	var seq atomic.Int32
 	run := func(token string, args ...string) (string, string, error) {
 		cmd := exec.Command(cli, append([]string{"lambda", "invoke", "--endpoint-url", r.URL(), "--cli-binary-format", "raw-in-base64-out", "--output", "json"}, args...)...)
 		cmd.Env = []string{"AWS_ACCESS_KEY_ID=klambda", "AWS_SECRET_ACCESS_KEY=unused", "AWS_DEFAULT_REGION=us-east-1",
@@ -140,25 +143,35 @@ func TestAWSCLI(t *testing.T) {
 		err := cmd.Run()
 		return so.String(), se.String(), err
 	}
+	// The CLI takes a second or more to start: the cases run side by side.
+	var wg sync.WaitGroup
 	expectOK := func(stdoutPart, file string, args ...string) {
-		t.Helper()
-		so, se, err := run("good", append(args, out)...)
-		if err != nil || !strings.Contains(so, stdoutPart) {
-			t.Fatalf("aws %v: %v\nstdout %s\nstderr %s", args, err, so, se)
-		}
-		if file != "" {
-			b, _ := os.ReadFile(out)
-			if !strings.Contains(string(b), file) {
-				t.Fatalf("aws %v wrote %s", args, b)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out := filepath.Join(dir, fmt.Sprintf("out%d.json", seq.Add(1)))
+			so, se, err := run("good", append(args, out)...)
+			if err != nil || !strings.Contains(so, stdoutPart) {
+				t.Errorf("aws %v: %v\nstdout %s\nstderr %s", args, err, so, se)
 			}
-		}
+			if file != "" {
+				b, _ := os.ReadFile(out)
+				if !strings.Contains(string(b), file) {
+					t.Errorf("aws %v wrote %s", args, b)
+				}
+			}
+		}()
 	}
 	expectErr := func(token, errPart string, args ...string) {
-		t.Helper()
-		so, se, err := run(token, append(args, out)...)
-		if err == nil || !strings.Contains(se, errPart) {
-			t.Fatalf("aws %v: want %q, got %v\nstdout %s\nstderr %s", args, errPart, err, so, se)
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out := filepath.Join(dir, fmt.Sprintf("out%d.json", seq.Add(1)))
+			so, se, err := run(token, append(args, out)...)
+			if err == nil || !strings.Contains(se, errPart) {
+				t.Errorf("aws %v: want %q, got %v\nstdout %s\nstderr %s", args, errPart, err, so, se)
+			}
+		}()
 	}
 	expectOK(`"ExecutedVersion": "$LATEST"`, `{"a": 1}`, "--function-name", "f", "--payload", `{"a": 1}`)
 	expectOK(`"ExecutedVersion": "2"`, "", "--function-name", "f", "--qualifier", "prod", "--payload", `{}`)
@@ -173,6 +186,7 @@ func TestAWSCLI(t *testing.T) {
 	expectErr("good", "(RequestTooLargeException)", "--function-name", "f", "--payload", "fileb://"+big)
 	expectErr("", "(MissingAuthenticationTokenException)", "--function-name", "f", "--payload", `{}`)
 	expectErr("nope", "(AccessDeniedException)", "--function-name", "f", "--payload", `{}`)
+	wg.Wait()
 
 	done := make(chan struct{})
 	go func() {
@@ -184,5 +198,6 @@ func TestAWSCLI(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	expectErr("good", "(TooManyRequestsException)", "--function-name", "slow", "--payload", `{}`)
+	wg.Wait()
 	<-done
 }
