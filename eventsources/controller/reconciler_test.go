@@ -148,6 +148,11 @@ func TestStatesFollowLambdasLifecycle(t *testing.T) {
 		}
 		return false
 	}
+	history := func() []lambdav1alpha1.EventSourceMappingState {
+		smu.Lock()
+		defer smu.Unlock()
+		return append([]lambdav1alpha1.EventSourceMappingState(nil), states...)
+	}
 	get := func() *lambdav1alpha1.EventSourceMapping {
 		var o lambdav1alpha1.EventSourceMapping
 		if err := c.Get(ctx, client.ObjectKeyFromObject(esm), &o); err != nil {
@@ -193,7 +198,7 @@ func TestStatesFollowLambdasLifecycle(t *testing.T) {
 		t.Errorf("status %+v finalizers %v", o.Status, o.Finalizers)
 	}
 	if !seen(lambdav1alpha1.EventSourceMappingCreating) {
-		t.Errorf("never Creating: %v", states)
+		t.Errorf("never Creating: %v", history())
 	}
 
 	if _, err := js.Publish(ctx, "orders.new", []byte(`{"n":1}`)); err != nil {
@@ -204,7 +209,7 @@ func TestStatesFollowLambdasLifecycle(t *testing.T) {
 	update(func(o *lambdav1alpha1.EventSourceMapping) { o.Spec.Enabled = ptr(false) })
 	waitFor("Disabled", settled(lambdav1alpha1.EventSourceMappingDisabled))
 	if !seen(lambdav1alpha1.EventSourceMappingDisabling) {
-		t.Errorf("never Disabling: %v", states)
+		t.Errorf("never Disabling: %v", history())
 	}
 	before := calls()
 	if _, err := js.Publish(ctx, "orders.new", []byte(`{"n":2}`)); err != nil {
@@ -218,7 +223,7 @@ func TestStatesFollowLambdasLifecycle(t *testing.T) {
 	update(func(o *lambdav1alpha1.EventSourceMapping) { o.Spec.Enabled = ptr(true) })
 	waitFor("Enabled again", settled(lambdav1alpha1.EventSourceMappingEnabled))
 	if !seen(lambdav1alpha1.EventSourceMappingEnabling) {
-		t.Errorf("never Enabling: %v", states)
+		t.Errorf("never Enabling: %v", history())
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for calls() == before {
@@ -231,7 +236,7 @@ func TestStatesFollowLambdasLifecycle(t *testing.T) {
 	update(func(o *lambdav1alpha1.EventSourceMapping) { o.Spec.BatchSize = ptr(int32(5)) })
 	waitFor("Enabled after the update", settled(lambdav1alpha1.EventSourceMappingEnabled))
 	if !seen(lambdav1alpha1.EventSourceMappingUpdating) {
-		t.Errorf("never Updating: %v", states)
+		t.Errorf("never Updating: %v", history())
 	}
 
 	update(func(o *lambdav1alpha1.EventSourceMapping) {
@@ -259,5 +264,5 @@ func TestStatesFollowLambdasLifecycle(t *testing.T) {
 	if _, err := kube.CoordinationV1().Leases("default").Get(ctx, "esm-"+string(o.UID), metav1.GetOptions{}); err == nil {
 		t.Error("the mapping's Lease outlived it")
 	}
-	t.Logf("states: %v", states)
+	t.Logf("states: %v", history())
 }
