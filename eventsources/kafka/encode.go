@@ -93,7 +93,9 @@ func appendRecord(b []byte, r *kgo.Record) []byte {
 // appendString writes s as a JSON string; plain ASCII (topic names, hosts) is copied, anything
 // else goes through encoding/json for its escaping rules.
 func appendString(b []byte, s string) []byte {
-	if strings.IndexFunc(s, func(c rune) bool { return c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' }) < 0 {
+	if strings.IndexFunc(s, func(c rune) bool {
+		return c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&'
+	}) < 0 {
 		b = append(b, '"')
 		b = append(b, s...)
 		return append(b, '"')
