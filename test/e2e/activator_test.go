@@ -1,0 +1,98 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+)
+
+// TestActivatorScalesFromZero invokes, with the AWS SDK, a function at zero replicas
+// through the activator the chart installed: it scales the Deployment up (server-side
+// apply, field manager klambda-activator), waits for the first Ready environment and
+// relays the invocation. (Back to zero takes the chart's idle timeout, minutes.)
+func TestActivatorScalesFromZero(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if !cluster.Local {
+		t.Skip("needs the local cluster (pod IPs must route from the test)")
+	}
+	ns := cluster.Namespace(t)
+	zip, err := BuildGoExample(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, sha, err := cluster.ServeCode(ns+"-hello-go.zip", zip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn := &lambdav1alpha1.Function{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hello-go"},
+		Spec: lambdav1alpha1.FunctionSpec{FunctionConfiguration: lambdav1alpha1.FunctionConfiguration{
+			Runtime: "provided.al2023", Handler: "bootstrap", Timeout: 10,
+			Code: lambdav1alpha1.FunctionCode{CodeSource: lambdav1alpha1.CodeSource{URL: url, SHA256: sha}},
+		}},
+	}
+	if err := cluster.Client.Create(ctx, fn); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cluster.WaitForFunctionActive(ctx, ns, fn.Name, 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.ScaleFunction(ctx, ns, fn.Name, VersionLatest, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	// The activator the chart installed (auth off in the dev values); pod IPs route from here.
+	var pods corev1.PodList
+	if err := cluster.Client.List(ctx, &pods, client.MatchingLabels{"app.kubernetes.io/component": "activator"}); err != nil {
+		t.Fatal(err)
+	}
+	endpoint := ""
+	for _, p := range pods.Items {
+		if podReady(&p) {
+			endpoint = "http://" + p.Status.PodIP + ":8080"
+		}
+	}
+	if endpoint == "" {
+		t.Skip("no Ready activator pod in the cluster (charts: activator.enabled)")
+	}
+	c := lambda.New(lambda.Options{BaseEndpoint: aws.String(endpoint + "/namespaces/" + ns), Region: "us-east-1",
+		Credentials: credentials.NewStaticCredentialsProvider("klambda", "unused", ""), RetryMaxAttempts: 1})
+	start := time.Now()
+	out, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(fn.Name), Payload: []byte(`{"name":"e2e"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.StatusCode != 200 || out.FunctionError != nil || aws.ToString(out.ExecutedVersion) != "$LATEST" {
+		t.Fatalf("cold invoke: %d %s %s", out.StatusCode, aws.ToString(out.FunctionError), out.Payload)
+	}
+	t.Logf("cold invocation through the activator (scale from zero) took %v: %s", time.Since(start).Round(time.Millisecond), out.Payload)
+	start = time.Now()
+	if _, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(fn.Name), Payload: []byte(`{"name":"warm"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("warm invocation took %v", time.Since(start).Round(time.Microsecond))
+
+	d, err := cluster.FunctionDeployment(ctx, ns, fn.Name, VersionLatest)
+	if err != nil || d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
+		t.Fatalf("after the first invocation: %v %v", d.Spec.Replicas, err)
+	}
+	owned := false
+	for _, mf := range d.ManagedFields {
+		owned = owned || mf.Manager == "klambda-activator"
+	}
+	if !owned {
+		t.Fatalf("spec.replicas is not applied by the activator's field manager: %v", d.ManagedFields)
+	}
+}
