@@ -29,13 +29,30 @@ stop() { # NAME: SIGTERM, then SIGKILL after 10 s
 shim_pids() {
 	local p
 	for p in /proc/[0-9]*; do
-		tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -- "containerd-shim.* -address $CONTAINERD_SOCK " >/dev/null && echo "${p#/proc/}"
+		{ tr '\0' ' ' <"$p/cmdline" | grep -- "containerd-shim.* -address $CONTAINERD_SOCK " >/dev/null && echo "${p#/proc/}"; } 2>/dev/null
+	done
+	return 0
+}
+
+# strays: daemons of this cluster whose pid file is lost (say, started by a concurrent
+# up.sh): one of our binaries, with our state dir on its command line.
+strays() {
+	local p cmd
+	for p in /proc/[0-9]*; do
+		cmd=$({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
+		case $cmd in
+		"$KUBE_BIN"/kube* | */etcd\ * | */containerd\ * | /bin/busybox\ httpd*)
+			case $cmd in *"$D/"*) echo "${p#/proc/}" ;; esac ;;
+		esac
 	done
 	return 0
 }
 
 # The kubelet first, so that it does not restart what is being removed.
 stop kubelet
+for pid in $(strays); do
+	if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -- "$KUBE_BIN/kubelet" >/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
+done
 
 netns=()
 if running containerd; then
@@ -52,6 +69,10 @@ if running containerd; then
 	fi
 fi
 for name in code-server kube-scheduler kube-controller-manager kube-apiserver etcd containerd; do stop "$name"; done
+for pid in $(strays); do
+	log "stopping stray $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-60) (pid $pid)"
+	kill -9 "$pid" 2>/dev/null || true
+done
 
 # Shims outlive containerd; stop them with their containers (the container processes are
 # their children).
@@ -67,6 +88,15 @@ for ns in "${netns[@]}"; do
 	umount "$ns" 2>/dev/null || true
 	rm -f "$ns"
 done
+# Netns of sandboxes CRI did not remove (e.g. made by a kubelet that was being stopped): a
+# CNI netns that no process is in any more is an orphan now that our pods are gone.
+used=$(for p in /proc/[0-9]*; do stat -L -c %i "$p/ns/net" 2>/dev/null; done | sort -u)
+for ns in /run/netns/cni-*; do
+	[ -e "$ns" ] || continue
+	grep -x "$(stat -L -c %i "$ns" 2>/dev/null)" <<<"$used" >/dev/null && continue
+	umount "$ns" 2>/dev/null || true
+	rm -f "$ns"
+done
 mapfile -t mounts < <(awk -v d="$D" '$2 == d || index($2, d "/") == 1 {print $2}' /proc/self/mounts | sort -r)
 for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
 # containerd 1.6's shims mount the rootfs under its state dir, which is ours; netns live in
@@ -79,12 +109,13 @@ for chain in PREROUTING OUTPUT; do
 done
 iptables -t nat -F KLAMBDA-DEV 2>/dev/null || true
 iptables -t nat -X KLAMBDA-DEV 2>/dev/null || true
-iptables-save -t nat 2>/dev/null | grep -- "name: \\\\\"$CNI_NETWORK\\\\\"" | grep '^-A POSTROUTING' | while read -r _ _ rest; do
-	chainref=$(sed -E 's/.* -j (CNI-[0-9a-f]+).*/\1/' <<<"$rest")
-	eval "iptables -t nat -D POSTROUTING $rest" 2>/dev/null || true
-	iptables -t nat -F "$chainref" 2>/dev/null || true
-	iptables -t nat -X "$chainref" 2>/dev/null || true
-done
+# Masquerade (bridge) and hostPort (portmap) rules CNI left for our network, when CRI could
+# not run CNI DEL: each names the network in a comment and jumps to a per-pod chain.
+iptables-save -t nat 2>/dev/null | grep -- "name: \\\\\"$CNI_NETWORK\\\\\"" | grep '^-A ' | while read -r _ chain rest; do
+	target=$(sed -E 's/.* -j (CNI-[A-Za-z0-9-]+).*/\1/' <<<"$rest")
+	eval "iptables -t nat -D $chain $rest" 2>/dev/null || true
+	case $target in CNI-HOSTPORT-*) ;; CNI-*) iptables -t nat -F "$target" 2>/dev/null || true; iptables -t nat -X "$target" 2>/dev/null || true ;; esac
+done || true
 
 left=$(awk -v d="$D" '$2 == d || index($2, d "/") == 1 {print $2}' /proc/self/mounts)
 [ -z "$left" ] || die "mounts are still in place under $D (not deleting it): $left"
