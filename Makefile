@@ -27,6 +27,8 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code from the API types.
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers; copy the CRDs into the Helm chart.
 	$(CONTROLLER_GEN) rbac:roleName=klambda-manager crd:allowDangerousTypes=true paths="./api/..." paths="./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=klambda-eventsources paths="./eventsources/..." \
+		output:rbac:artifacts:config=config/rbac/eventsources
 	mkdir -p charts/klambda/crds && cp config/crd/bases/*.yaml charts/klambda/crds/
 
 .PHONY: verify-generated
@@ -57,6 +59,7 @@ test-assets: ## Build/install the real kube-apiserver and etcd the integration t
 test: test-assets ## Unit and integration tests (real kube-apiserver + etcd). README's test command.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet ./...
+	@assets="$$(hack/envtest-assets.sh)"; echo "integration tests run against a real $$("$$assets/kube-apiserver" --version | sed 's/Kubernetes/kube-apiserver/') and etcd $$("$$assets/etcd" --version | sed -n 's/^etcd Version: //p')"
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test -count=1 -timeout 20m ./...
 
 ##@ Build
