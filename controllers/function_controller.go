@@ -204,7 +204,8 @@ func (r *FunctionReconciler) fail(ctx context.Context, fn *lambdav1alpha1.Functi
 // patchStatus merge-patches the status fields this reconciler changed, so that it never
 // overwrites the version counter the Version controller keeps there.
 func (r *FunctionReconciler) patchStatus(ctx context.Context, fn, orig *lambdav1alpha1.Function) error {
-	if err := r.Status().Patch(ctx, fn, client.MergeFrom(orig)); err != nil {
+	if err := r.Status().Patch(ctx, fn, client.MergeFrom(orig)); client.IgnoreNotFound(err) != nil {
+		// (NotFound: deleted meanwhile; nothing left to report on.)
 		return fmt.Errorf("updating the status of Function %s: %w", fn.Name, err)
 	}
 	return nil
