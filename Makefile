@@ -29,13 +29,14 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers; copy the CR
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=klambda-eventsources paths="./eventsources/..." \
 		output:rbac:artifacts:config=config/rbac/eventsources
-	mkdir -p charts/klambda/crds && cp config/crd/bases/*.yaml charts/klambda/crds/
+	mkdir -p charts/klambda/crds charts/klambda/files && cp config/crd/bases/*.yaml charts/klambda/crds/
+	cp config/rbac/role.yaml charts/klambda/files/manager-role.yaml
 
 .PHONY: verify-generated
 verify-generated: generate manifests ## Fail when generated files are stale.
-	@if [ -n "$$(git status --porcelain -- api config charts/klambda/crds)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api config charts/klambda/crds charts/klambda/files)" ]; then \
 		echo "generated files are stale; run 'make generate manifests' and commit:"; \
-		git status --porcelain -- api config charts/klambda/crds; git --no-pager diff --stat; exit 1; fi
+		git status --porcelain -- api config charts/klambda/crds charts/klambda/files; git --no-pager diff --stat; exit 1; fi
 
 .PHONY: fmt
 fmt: ## gofmt the tree.

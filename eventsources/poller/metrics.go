@@ -1,6 +1,10 @@
 package poller
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics of event source mappings, named after Lambda's CloudWatch metrics, labelled by
 // namespace, mapping and function.
@@ -39,7 +43,8 @@ var (
 func Register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{iteratorAge, offsetLag, batches, recordsInvoked, recordsFiltered, failures, destinationErrors} {
 		if err := reg.Register(c); err != nil {
-			if _, dup := err.(prometheus.AlreadyRegisteredError); !dup {
+			var dup prometheus.AlreadyRegisteredError
+			if !errors.As(err, &dup) {
 				return err
 			}
 		}
