@@ -122,7 +122,27 @@ func rieBin() string { return filepath.Join(cacheDir(), "bin", "aws-lambda-rie")
 // timeout in seconds and extra environment.
 func startPeer(t *testing.T, kind string, timeout string, env []string, dir string, command ...string) *peer {
 	t.Helper()
+	// freePort closes its listener before the peer binds the port, so another test process
+	// running at the same time (go test runs packages in parallel) can take it in between.
+	// A peer that then fails to bind exits; start it again on other ports.
+	for attempt := 1; ; attempt++ {
+		p, err := tryStartPeer(t, kind, timeout, env, dir, command...)
+		if err == nil {
+			return p
+		}
+		if attempt == 3 {
+			t.Fatalf("starting %s: %v", kind, err)
+		}
+		t.Logf("starting %s: %v; trying other ports", kind, err)
+	}
+}
+
+func tryStartPeer(t *testing.T, kind string, timeout string, env []string, dir string, command ...string) (*peer, error) {
+	t.Helper()
 	invokeAddr, apiAddr := freePort(t), freePort(t)
+	for apiAddr == invokeAddr {
+		apiAddr = freePort(t)
+	}
 	var cmd *exec.Cmd
 	switch kind {
 	case peerShim:
@@ -143,10 +163,10 @@ func startPeer(t *testing.T, kind string, timeout string, env []string, dir stri
 		t.Fatalf("starting %s: %v", kind, err)
 	}
 	p := &peer{name: kind, url: "http://" + invokeAddr, logs: logs, cmd: cmd}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(3 * time.Second):
@@ -159,7 +179,23 @@ func startPeer(t *testing.T, kind string, timeout string, env []string, dir stri
 	})
 	// Wait until it listens (the shim also answers /healthz; the emulator has no probe).
 	waitListenAddr(t, invokeAddr)
-	return p
+	// Give a peer that lost its port to another process the time to notice and exit.
+	select {
+	case <-done:
+		return nil, fmt.Errorf("%s exited at start-up: %s", kind, tailString(logs.String(), 2000))
+	case <-time.After(100 * time.Millisecond):
+	}
+	if kind == peerShim {
+		resp, err := client.Get(p.url + "/healthz")
+		if err != nil {
+			return nil, fmt.Errorf("asking %s for /healthz: %w", invokeAddr, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("something other than the shim answers on %s (/healthz: %d)", invokeAddr, resp.StatusCode)
+		}
+	}
+	return p, nil
 }
 
 func waitListenAddr(t *testing.T, addr string) {
