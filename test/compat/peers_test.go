@@ -122,8 +122,9 @@ func rieBin() string { return filepath.Join(cacheDir(), "bin", "aws-lambda-rie")
 // timeout in seconds and extra environment.
 func startPeer(t *testing.T, kind string, timeout string, env []string, dir string, command ...string) *peer {
 	t.Helper()
-	// freePort closes its listener before the peer binds the port, so another test process
-	// running at the same time (go test runs packages in parallel) can take it in between.
+	// freePort closes its listener before the peer binds the port, so another process can
+	// take it in between (a listener of a test package running in parallel, or simply the
+	// source port of an outgoing loopback connection: both come from the ephemeral range).
 	// A peer that then fails to bind exits; start it again on other ports.
 	for attempt := 1; ; attempt++ {
 		p, err := tryStartPeer(t, kind, timeout, env, dir, command...)
@@ -178,7 +179,22 @@ func tryStartPeer(t *testing.T, kind string, timeout string, env []string, dir s
 		}
 	})
 	// Wait until it listens (the shim also answers /healthz; the emulator has no probe).
-	waitListenAddr(t, invokeAddr)
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", invokeAddr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-done:
+			return nil, fmt.Errorf("%s exited at start-up: %s", kind, tailString(logs.String(), 2000))
+		default:
+		}
+		if i > 200 {
+			return nil, fmt.Errorf("nothing listens on %s", invokeAddr)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
 	// Give a peer that lost its port to another process the time to notice and exit.
 	select {
 	case <-done:
