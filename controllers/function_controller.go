@@ -292,13 +292,23 @@ func findLayerVersion(ctx context.Context, c client.Reader, ns, ref string) (*la
 		if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
 			return nil, err
 		}
+		// A LayerVersion of that layer that has no number yet may be about to become
+		// version n (applied together with the function, as GitOps does): the caller waits
+		// for it rather than failing the function; once numbered, the watch re-resolves.
+		var unnumbered *lambdav1alpha1.LayerVersion
 		for i := range list.Items {
 			lv := &list.Items[i]
-			if lv.EffectiveLayerName() == name && lv.Status.Version == n {
+			if lv.EffectiveLayerName() != name {
+				continue
+			}
+			if lv.Status.Version == n {
 				return lv, nil
 			}
+			if lv.Status.Version == 0 && lv.DeletionTimestamp.IsZero() {
+				unnumbered = lv
+			}
 		}
-		return nil, nil
+		return unnumbered, nil
 	}
 	var lv lambdav1alpha1.LayerVersion
 	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref}, &lv); err != nil {
