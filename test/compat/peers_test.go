@@ -179,21 +179,8 @@ func tryStartPeer(t *testing.T, kind string, timeout string, env []string, dir s
 		}
 	})
 	// Wait until it listens (the shim also answers /healthz; the emulator has no probe).
-	for i := 0; ; i++ {
-		c, err := net.DialTimeout("tcp", invokeAddr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			break
-		}
-		select {
-		case <-done:
-			return nil, fmt.Errorf("%s exited at start-up: %s", kind, tailString(logs.String(), 2000))
-		default:
-		}
-		if i > 200 {
-			return nil, fmt.Errorf("nothing listens on %s", invokeAddr)
-		}
-		time.Sleep(25 * time.Millisecond)
+	if err := waitListen(invokeAddr, done); err != nil {
+		return nil, fmt.Errorf("%s: %w: %s", kind, err, tailString(logs.String(), 2000))
 	}
 	// Give a peer that lost its port to another process the time to notice and exit.
 	select {
@@ -216,14 +203,27 @@ func tryStartPeer(t *testing.T, kind string, timeout string, env []string, dir s
 
 func waitListenAddr(t *testing.T, addr string) {
 	t.Helper()
+	if err := waitListen(addr, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitListen waits until something listens on addr, for about five seconds, or until
+// exited is closed (the process that should listen there has gone).
+func waitListen(addr string, exited <-chan struct{}) error {
 	for i := 0; ; i++ {
 		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
 		if err == nil {
 			c.Close()
-			return
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("exited before listening on %s", addr)
+		default:
 		}
 		if i > 200 {
-			t.Fatalf("nothing listens on %s", addr)
+			return fmt.Errorf("nothing listens on %s", addr)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
