@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -80,6 +81,9 @@ func StateDir() string {
 // nothing changed. With E2E_CLUSTER=existing it only connects to KUBECONFIG's cluster.
 func Start(ctx context.Context) (*Cluster, error) {
 	c := &Cluster{RepoRoot: RepoRoot(), stateDir: StateDir()}
+	if err := lockCluster(ctx, c.stateDir); err != nil {
+		return nil, err
+	}
 	if os.Getenv("E2E_CLUSTER") == "existing" {
 		c.Kubeconfig = os.Getenv("KUBECONFIG")
 		if c.Kubeconfig == "" {
@@ -110,6 +114,31 @@ func Start(ctx context.Context) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// lockCluster takes an exclusive lock on the local cluster for the life of this test
+// process: two suites (from two work trees, say) would otherwise install their own builds
+// of klambda over each other mid-run. The kernel drops the lock when the process ends.
+func lockCluster(ctx context.Context, stateDir string) error {
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(stateDir, "e2e.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	for {
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+			return nil // f stays open (and locked) until the process exits
+		}
+		fmt.Fprintln(os.Stderr, "e2e: another test run holds", f.Name(), "- waiting")
+		select {
+		case <-ctx.Done():
+			_ = f.Close()
+			return fmt.Errorf("waiting for %s: %w", f.Name(), ctx.Err())
+		case <-time.After(10 * time.Second):
+		}
+	}
 }
 
 func (c *Cluster) run(ctx context.Context, script string, args ...string) error {
