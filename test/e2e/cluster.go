@@ -116,6 +116,9 @@ func Start(ctx context.Context) (*Cluster, error) {
 	return c, nil
 }
 
+// clusterLock is the open, locked file of lockCluster.
+var clusterLock *os.File
+
 // lockCluster takes an exclusive lock on the local cluster for the life of this test
 // process: two suites (from two work trees, say) would otherwise install their own builds
 // of klambda over each other mid-run. The kernel drops the lock when the process ends.
@@ -129,7 +132,8 @@ func lockCluster(ctx context.Context, stateDir string) error {
 	}
 	for {
 		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
-			return nil // f stays open (and locked) until the process exits
+			clusterLock = f // kept reachable: os.File's finalizer would close it, and unlock
+			return nil
 		}
 		fmt.Fprintln(os.Stderr, "e2e: another test run holds", f.Name(), "- waiting")
 		select {
