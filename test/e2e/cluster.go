@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,6 +30,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
@@ -107,6 +109,7 @@ func Start(ctx context.Context) (*Cluster, error) {
 	if err := lambdav1alpha1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
+	ctrllog.SetLogger(logr.Discard()) // the client's own log lines are noise in test output
 	if c.Client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		return nil, err
 	}
