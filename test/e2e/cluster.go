@@ -57,6 +57,7 @@ type Cluster struct {
 	// RepoRoot is the repository's top folder.
 	RepoRoot string
 	stateDir string
+	lock     *os.File // held for the life of the process (lockCluster)
 }
 
 // RepoRoot is the repository's top folder (two up from this file).
@@ -83,7 +84,8 @@ func StateDir() string {
 // nothing changed. With E2E_CLUSTER=existing it only connects to KUBECONFIG's cluster.
 func Start(ctx context.Context) (*Cluster, error) {
 	c := &Cluster{RepoRoot: RepoRoot(), stateDir: StateDir()}
-	if err := lockCluster(ctx, c.stateDir); err != nil {
+	var err error
+	if c.lock, err = lockCluster(ctx, c.stateDir); err != nil {
 		return nil, err
 	}
 	if os.Getenv("E2E_CLUSTER") == "existing" {
@@ -119,30 +121,27 @@ func Start(ctx context.Context) (*Cluster, error) {
 	return c, nil
 }
 
-// clusterLock is the open, locked file of lockCluster.
-var clusterLock *os.File
-
 // lockCluster takes an exclusive lock on the local cluster for the life of this test
 // process: two suites (from two work trees, say) would otherwise install their own builds
 // of klambda over each other mid-run. The kernel drops the lock when the process ends.
-func lockCluster(ctx context.Context, stateDir string) error {
+// The file is returned to be kept reachable: os.File's finalizer would close it, and unlock.
+func lockCluster(ctx context.Context, stateDir string) (*os.File, error) {
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	f, err := os.OpenFile(filepath.Join(stateDir, "e2e.lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for {
 		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
-			clusterLock = f // kept reachable: os.File's finalizer would close it, and unlock
-			return nil
+			return f, nil
 		}
 		fmt.Fprintln(os.Stderr, "e2e: another test run holds", f.Name(), "- waiting")
 		select {
 		case <-ctx.Done():
 			_ = f.Close()
-			return fmt.Errorf("waiting for %s: %w", f.Name(), ctx.Err())
+			return nil, fmt.Errorf("waiting for %s: %w", f.Name(), ctx.Err())
 		case <-time.After(10 * time.Second):
 		}
 	}
@@ -376,7 +375,7 @@ func BuildGoExample(ctx context.Context) ([]byte, error) {
 	defer os.Remove(out)
 	cmd := exec.CommandContext(ctx, filepath.Join(RepoRoot(), "examples", "hello-go", "build.sh"), out)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building examples/hello-go: %v: %s", err, b)
+		return nil, fmt.Errorf("building examples/hello-go: %w: %s", err, b)
 	}
 	return os.ReadFile(out)
 }

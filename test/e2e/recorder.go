@@ -123,9 +123,9 @@ func (r *Recorder) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	// The first line says what to do, the rest is the body (see recorderBootstrap).
 	if a.ErrorType != "" {
-		fmt.Fprintf(w, "error %s\n", a.ErrorType)
+		_, _ = fmt.Fprintf(w, "error %s\n", a.ErrorType)
 	} else {
-		fmt.Fprint(w, "ok\n")
+		_, _ = io.WriteString(w, "ok\n")
 	}
 	_, _ = w.Write(a.Body)
 }
@@ -233,9 +233,12 @@ func (c *Cluster) NodeIP() (string, error) {
 	}
 	out, err := exec.CommandContext(context.Background(), "bash", "-c",
 		"source "+filepath.Join(c.RepoRoot, "hack/cluster/lib.sh")+" && node_ip").Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the node IP: %w", err)
+	}
 	ip := strings.TrimSpace(string(out))
-	if err != nil || net.ParseIP(ip) == nil {
-		return "", fmt.Errorf("finding the node IP: %v (%q)", err, out)
+	if net.ParseIP(ip) == nil {
+		return "", fmt.Errorf("finding the node IP: hack/cluster/lib.sh's node_ip printed %q", out)
 	}
 	return ip, nil
 }
