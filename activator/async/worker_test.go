@@ -145,6 +145,15 @@ func TestSuccessRecordReachesNATSKafkaAndSQS(t *testing.T) {
 	idN := e.enqueue("to-nats", `{"n":1}`)
 	m := receive(t, sub, 10*time.Second)
 	checkRecord(t, m.Data, idN, "to-nats", ConditionSuccess, 1, 200, "", `{"n":1}`, `{"ok":true}`)
+	// A plain subject (no stream) gets the record once, and that counts as delivered.
+	select {
+	case m := <-sub:
+		t.Errorf("a second record on a plain subject: %s", m.Data)
+	case <-time.After(time.Second):
+	}
+	if got := testutil.ToFloat64(e.metrics.DestinationFailures.WithLabelValues("default", "to-nats")); got != 0 {
+		t.Errorf("a delivered record counted as %v failures", got)
+	}
 
 	idK := e.enqueue("to-kafka", `{"k":2}`)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...), kgo.ConsumeTopics("records"))
