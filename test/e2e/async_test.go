@@ -18,8 +18,8 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
-	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/activator/async"
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
 // TestAsyncInvocation drives Lambda's asynchronous invocation end to end on the local
