@@ -32,7 +32,7 @@ import (
 // minimum, 60 s, so the subtests run in parallel in about 90 s.
 func TestAsyncInvocation(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel) // after the parallel subtests, not when this function returns
 	if !cluster.Local {
 		t.Skip("needs the local cluster (the activator's hostPort, the node's IP)")
 	}
