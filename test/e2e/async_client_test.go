@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +32,19 @@ const activatorURL = "http://127.0.0.1:18081"
 // cluster's activator runs with --auth=false; once auth is on, return a token allowed to
 // invoke functions in ns here — the only change the async tests need.
 func asyncCallerToken(t testing.TB, ns string) string { return "" }
+
+// asyncTokens caches asyncCallerToken per namespace: the kill test sends thousands of
+// invocations.
+var asyncTokens sync.Map
+
+func callerToken(t testing.TB, ns string) string {
+	if tok, ok := asyncTokens.Load(ns); ok {
+		return tok.(string)
+	}
+	tok := asyncCallerToken(t, ns)
+	asyncTokens.Store(ns, tok)
+	return tok
+}
 
 // asyncAnswer is the activator's answer to one invocation.
 type asyncAnswer struct {
@@ -54,7 +68,7 @@ func invokeAsync(ctx context.Context, t testing.TB, ns, fn string, payload []byt
 	}
 	req.Header.Set("X-Amz-Invocation-Type", "Event")
 	req.Header.Set("Content-Type", "application/json")
-	if tok := asyncCallerToken(t, ns); tok != "" {
+	if tok := callerToken(t, ns); tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := asyncHTTP.Do(req)
@@ -83,7 +97,7 @@ func invokeAsyncCLI(ctx context.Context, t testing.TB, ns, fn string, payload []
 		"--payload", string(payload), "--debug", out)
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=klambda", "AWS_SECRET_ACCESS_KEY=unused",
 		"AWS_DEFAULT_REGION=us-east-1", "AWS_MAX_ATTEMPTS=1", "AWS_CONFIG_FILE=/dev/null")
-	if tok := asyncCallerToken(t, ns); tok != "" {
+	if tok := callerToken(t, ns); tok != "" {
 		cmd.Env = append(cmd.Env, "AWS_SESSION_TOKEN="+tok)
 	}
 	var stdout, stderr bytes.Buffer
