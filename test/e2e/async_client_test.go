@@ -37,7 +37,7 @@ func asyncCallerToken(t testing.TB, ns string) string { return "" }
 // invocations.
 var asyncTokens sync.Map
 
-func callerToken(t testing.TB, ns string) string {
+func asyncCallerTokenCached(t testing.TB, ns string) string {
 	if tok, ok := asyncTokens.Load(ns); ok {
 		return tok.(string)
 	}
@@ -68,7 +68,7 @@ func invokeAsync(ctx context.Context, t testing.TB, ns, fn string, payload []byt
 	}
 	req.Header.Set("X-Amz-Invocation-Type", "Event")
 	req.Header.Set("Content-Type", "application/json")
-	if tok := callerToken(t, ns); tok != "" {
+	if tok := asyncCallerTokenCached(t, ns); tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := asyncHTTP.Do(req)
@@ -97,7 +97,7 @@ func invokeAsyncCLI(ctx context.Context, t testing.TB, ns, fn string, payload []
 		"--payload", string(payload), "--debug", out)
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=klambda", "AWS_SECRET_ACCESS_KEY=unused",
 		"AWS_DEFAULT_REGION=us-east-1", "AWS_MAX_ATTEMPTS=1", "AWS_CONFIG_FILE=/dev/null")
-	if tok := callerToken(t, ns); tok != "" {
+	if tok := asyncCallerTokenCached(t, ns); tok != "" {
 		cmd.Env = append(cmd.Env, "AWS_SESSION_TOKEN="+tok)
 	}
 	var stdout, stderr bytes.Buffer

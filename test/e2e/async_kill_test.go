@@ -35,6 +35,7 @@ func TestAsyncNothingLostWhenActivatorKilled(t *testing.T) {
 	}
 	ns := cluster.Namespace(t)
 	rec := cluster.StartRecorder(t)
+	asyncCallerTokenCached(t, ns) // here, not first in a sender goroutine (it may fail the test)
 	fn := fastRecorderFunction(ctx, t, rec, ns, "many")
 	if err := cluster.Client.Create(ctx, fn); err != nil {
 		t.Fatal(err)

@@ -38,6 +38,7 @@ func TestAsyncInvocation(t *testing.T) {
 	}
 	ns := cluster.Namespace(t)
 	rec := cluster.StartRecorder(t)
+	asyncCallerTokenCached(t, ns) // here, not first in a sender goroutine (it may fail the test)
 	nodeIP, err := cluster.NodeIP()
 	if err != nil {
 		t.Fatal(err)
