@@ -24,8 +24,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// activatorURL is the chart's activator on the local node (hostPort 18081).
-const activatorURL = "http://127.0.0.1:18081"
+// asyncActivatorURL is the chart's activator on the local node (hostPort 18081).
+const asyncActivatorURL = "http://127.0.0.1:18081"
 
 // asyncCallerToken is the Kubernetes token every invocation of the async tests carries
 // (Authorization: Bearer over HTTP, AWS_SESSION_TOKEN with the CLI). Empty while the local
@@ -61,7 +61,7 @@ var asyncHTTP = &http.Client{Timeout: 20 * time.Second}
 // invokeAsync sends one Event invocation of fn in ns to the activator, as the Invoke API's
 // HTTP request. Every HTTP invocation of the async tests goes through here.
 func invokeAsync(ctx context.Context, t testing.TB, ns, fn string, payload []byte) (asyncAnswer, error) {
-	url := fmt.Sprintf("%s/namespaces/%s/2015-03-31/functions/%s/invocations", activatorURL, ns, fn)
+	url := fmt.Sprintf("%s/namespaces/%s/2015-03-31/functions/%s/invocations", asyncActivatorURL, ns, fn)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
 	if err != nil {
 		return asyncAnswer{}, err
@@ -81,7 +81,7 @@ func invokeAsync(ctx context.Context, t testing.TB, ns, fn string, payload []byt
 		ErrorType: resp.Header.Get("X-Amzn-ErrorType"), Body: body}, err
 }
 
-var cliRequestID = regexp.MustCompile(`(?i)'x-amzn-requestid': '([^']+)'`)
+var asyncCLIRequestID = regexp.MustCompile(`(?i)'x-amzn-requestid': '([^']+)'`)
 
 // invokeAsyncCLI is `aws lambda invoke --invocation-type Event` against the activator; it
 // returns the StatusCode the CLI printed and the request id of the answer (from --debug).
@@ -93,7 +93,7 @@ func invokeAsyncCLI(ctx context.Context, t testing.TB, ns, fn string, payload []
 	}
 	out := filepath.Join(t.TempDir(), "out.json")
 	cmd := exec.CommandContext(ctx, aws, "lambda", "invoke", "--invocation-type", "Event",
-		"--endpoint-url", activatorURL+"/namespaces/"+ns, "--function-name", fn,
+		"--endpoint-url", asyncActivatorURL+"/namespaces/"+ns, "--function-name", fn,
 		"--payload", string(payload), "--debug", out)
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=klambda", "AWS_SECRET_ACCESS_KEY=unused",
 		"AWS_DEFAULT_REGION=us-east-1", "AWS_MAX_ATTEMPTS=1", "AWS_CONFIG_FILE=/dev/null")
@@ -103,28 +103,28 @@ func invokeAsyncCLI(ctx context.Context, t testing.TB, ns, fn string, payload []
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("aws lambda invoke: %v\n%s\n%s", err, stdout.Bytes(), lastChars(stderr.String(), 2000))
+		t.Fatalf("aws lambda invoke: %v\n%s\n%s", err, stdout.Bytes(), asyncLastChars(stderr.String(), 2000))
 	}
 	var printed struct{ StatusCode int }
 	if err := json.Unmarshal(stdout.Bytes(), &printed); err != nil {
 		t.Fatalf("aws lambda invoke printed %q: %v", stdout.Bytes(), err)
 	}
 	id := ""
-	if m := cliRequestID.FindStringSubmatch(stderr.String()); m != nil {
+	if m := asyncCLIRequestID.FindStringSubmatch(stderr.String()); m != nil {
 		id = m[1]
 	}
 	return printed.StatusCode, id
 }
 
-func lastChars(s string, n int) string {
+func asyncLastChars(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]
 	}
 	return s
 }
 
-// activatorPod is the chart's Ready activator pod.
-func activatorPod(ctx context.Context) (*corev1.Pod, error) {
+// asyncActivatorPod is the chart's Ready activator pod.
+func asyncActivatorPod(ctx context.Context) (*corev1.Pod, error) {
 	var pods corev1.PodList
 	if err := cluster.Client.List(ctx, &pods, client.MatchingLabels{"app.kubernetes.io/component": "activator"}); err != nil {
 		return nil, err
@@ -137,10 +137,10 @@ func activatorPod(ctx context.Context) (*corev1.Pod, error) {
 	return nil, fmt.Errorf("no Ready activator pod")
 }
 
-// activatorMetric is the value of a counter of the activator's /metrics for one
+// asyncActivatorMetric is the value of a counter of the activator's /metrics for one
 // function (0 when the series does not exist yet).
-func activatorMetric(ctx context.Context, name, ns, fn string) (float64, error) {
-	pod, err := activatorPod(ctx)
+func asyncActivatorMetric(ctx context.Context, name, ns, fn string) (float64, error) {
+	pod, err := asyncActivatorPod(ctx)
 	if err != nil {
 		return 0, err
 	}

@@ -36,14 +36,14 @@ func TestAsyncNothingLostWhenActivatorKilled(t *testing.T) {
 	ns := cluster.Namespace(t)
 	rec := cluster.StartRecorder(t)
 	asyncCallerTokenCached(t, ns) // here, not first in a sender goroutine (it may fail the test)
-	fn := fastRecorderFunction(ctx, t, rec, ns, "many")
+	fn := asyncFastRecorderFunction(ctx, t, rec, ns, "many")
 	if err := cluster.Client.Create(ctx, fn); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cluster.WaitForFunctionActive(ctx, ns, fn.Name, 3*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	pod, err := activatorPod(ctx)
+	pod, err := asyncActivatorPod(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,15 +110,15 @@ func TestAsyncNothingLostWhenActivatorKilled(t *testing.T) {
 	waitFor("700 accepted events", func() bool { return acceptedCount() >= 700 })
 	d, _, _ := processed()
 	t.Logf("kill 1 at %v: %d accepted, %d run", time.Since(start).Round(time.Millisecond), acceptedCount(), d)
-	killActivator(ctx, t, restarts)
+	asyncKillActivator(ctx, t, restarts)
 	waitFor("all accepted", func() bool { return acceptedCount() == total })
-	waitFor("a restarted activator", func() bool { return activatorRestarted(ctx, restarts+1) })
+	waitFor("a restarted activator", func() bool { return asyncActivatorRestarted(ctx, restarts+1) })
 	t.Logf("all %d accepted at %v (%d attempts refused while the activator was down)",
 		total, time.Since(start).Round(time.Millisecond), refused.Load())
 	waitFor("a quarter of the events run", func() bool { d, _, _ := processed(); return d >= total/4 })
 	d, _, _ = processed()
 	t.Logf("kill 2 at %v: %d run", time.Since(start).Round(time.Millisecond), d)
-	killActivator(ctx, t, restarts+1)
+	asyncKillActivator(ctx, t, restarts+1)
 	wg.Wait()
 
 	err = asyncWaitUntil(ctx, 3*time.Minute, func() bool { d, _, _ := processed(); return d == total })
@@ -142,24 +142,24 @@ func TestAsyncNothingLostWhenActivatorKilled(t *testing.T) {
 		"%d runs of events whose 202 was lost with the activator (sent again); %d attempts refused",
 		total, time.Since(start).Round(time.Millisecond), dup, unknown, refused.Load())
 	// The restarted activator may run the backlog before its readiness probe passes.
-	if err := asyncWaitUntil(ctx, time.Minute, func() bool { return activatorRestarted(ctx, restarts+2) }); err != nil {
+	if err := asyncWaitUntil(ctx, time.Minute, func() bool { return asyncActivatorRestarted(ctx, restarts+2) }); err != nil {
 		t.Errorf("the activator's container did not restart twice and become Ready: %v", err)
 	}
 }
 
-// activatorRestarted tells whether the activator's container has restarted at least n
+// asyncActivatorRestarted tells whether the activator's container has restarted at least n
 // times (in all) and is Ready again.
-func activatorRestarted(ctx context.Context, n int32) bool {
-	pod, err := activatorPod(ctx)
+func asyncActivatorRestarted(ctx context.Context, n int32) bool {
+	pod, err := asyncActivatorPod(ctx)
 	return err == nil && pod.Status.ContainerStatuses[0].RestartCount >= n
 }
 
-// killActivator sends SIGKILL to the activator's process on this node (the local cluster's
+// asyncKillActivator sends SIGKILL to the activator's process on this node (the local cluster's
 // node is this machine): the process whose cgroup is the activator pod's container and
 // whose name is "activator". restarts is the container's restart count it expects to kill.
-func killActivator(ctx context.Context, t *testing.T, restarts int32) {
+func asyncKillActivator(ctx context.Context, t *testing.T, restarts int32) {
 	t.Helper()
-	pod, err := activatorPod(ctx)
+	pod, err := asyncActivatorPod(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,10 +188,10 @@ func killActivator(ctx context.Context, t *testing.T, restarts int32) {
 	t.Fatalf("no activator process in container %.12s on this node", id)
 }
 
-// fastRecorderFunction is cluster.RecorderFunction with the recorder runtime built in Go
+// asyncFastRecorderFunction is cluster.RecorderFunction with the recorder runtime built in Go
 // (testdata/fastrecorder): the shell one forks about fifteen processes per event, which on
 // the shared two cores takes seconds per event under load.
-func fastRecorderFunction(ctx context.Context, t *testing.T, rec *Recorder, ns, name string) *lambdav1alpha1.Function {
+func asyncFastRecorderFunction(ctx context.Context, t *testing.T, rec *Recorder, ns, name string) *lambdav1alpha1.Function {
 	t.Helper()
 	fn := cluster.RecorderFunction(t, rec, ns, name)
 	bin := filepath.Join(t.TempDir(), "bootstrap")

@@ -43,8 +43,8 @@ func TestAsyncInvocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	natsURL, nc := startTestNATS(t, nodeIP)
-	downURL, downConns := startDeadNATS(t, nodeIP)
+	natsURL, nc := asyncStartNATS(t, nodeIP)
+	downURL, downConns := asyncStartDeadNATS(t, nodeIP)
 
 	// What each function answers: "target" fails when the event asks, the "failing" ones
 	// always fail, the others succeed with an echo of the event.
@@ -132,20 +132,20 @@ func TestAsyncInvocation(t *testing.T) {
 
 	t.Run("success record with the AWS CLI", func(t *testing.T) {
 		t.Parallel()
-		success := natsSubscribe(t, nc, ns+".success")
+		success := asyncSubscribe(t, nc, ns+".success")
 		payload := `{"order":1}`
 		status, id := invokeAsyncCLI(ctx, t, ns, "target", []byte(payload))
 		if status != 202 || id == "" {
 			t.Fatalf("aws lambda invoke --invocation-type Event: StatusCode %d, request id %q", status, id)
 		}
-		m := natsReceive(t, success, 90*time.Second, "the onSuccess record")
-		checkInvocationRecord(t, m.Data, wantInvocationRecord{requestID: id, function: "target", condition: "Success", invokeCount: 1,
+		m := asyncReceive(t, success, 90*time.Second, "the onSuccess record")
+		asyncCheckRecord(t, m.Data, asyncWantRecord{requestID: id, function: "target", condition: "Success", invokeCount: 1,
 			statusCode: 200, requestPayload: payload, responsePayload: string(asyncEcho([]byte(payload)))})
 		calls := withID(id, rec.Calls())
 		if len(calls) != 1 || string(calls[0].Event) != payload || calls[0].Version != "$LATEST" {
 			t.Fatalf("the function got %+v", calls)
 		}
-		natsNoMore(t, success, 2*time.Second)
+		asyncNoMore(t, success, 2*time.Second)
 	})
 
 	t.Run("function error retried maximumRetryAttempts times, then a Function destination", func(t *testing.T) {
@@ -176,7 +176,7 @@ func TestAsyncInvocation(t *testing.T) {
 				sink = s
 			}
 		}
-		checkInvocationRecord(t, sink.Event, wantInvocationRecord{requestID: id, function: "target", condition: "RetriesExhausted", invokeCount: 3,
+		asyncCheckRecord(t, sink.Event, asyncWantRecord{requestID: id, function: "target", condition: "RetriesExhausted", invokeCount: 3,
 			statusCode: 200, functionError: "Unhandled", requestPayload: payload,
 			responsePayload: `{"errorType":"Test.Failure","errorMessage":"asked to fail"}`})
 		if sink.RequestID == id {
@@ -190,14 +190,14 @@ func TestAsyncInvocation(t *testing.T) {
 
 	t.Run("maximumRetryAttempts 0 and a dead-letter target", func(t *testing.T) {
 		t.Parallel()
-		failure, dlq := natsSubscribe(t, nc, ns+".retry0.failure"), natsSubscribe(t, nc, ns+".retry0.dlq")
+		failure, dlq := asyncSubscribe(t, nc, ns+".retry0.failure"), asyncSubscribe(t, nc, ns+".retry0.dlq")
 		payload := `{"order":3}`
 		id := accepted(t, "retry0", payload)
-		m := natsReceive(t, failure, 90*time.Second, "the onFailure record")
-		checkInvocationRecord(t, m.Data, wantInvocationRecord{requestID: id, function: "retry0", condition: "RetriesExhausted", invokeCount: 1,
+		m := asyncReceive(t, failure, 90*time.Second, "the onFailure record")
+		asyncCheckRecord(t, m.Data, asyncWantRecord{requestID: id, function: "retry0", condition: "RetriesExhausted", invokeCount: 1,
 			statusCode: 200, functionError: "Unhandled", requestPayload: payload,
 			responsePayload: `{"errorType":"Test.Failure","errorMessage":"asked to fail"}`})
-		d := natsReceive(t, dlq, 30*time.Second, "the dead letter")
+		d := asyncReceive(t, dlq, 30*time.Second, "the dead letter")
 		if string(d.Data) != payload || d.Header.Get("RequestID") != id || d.Header.Get("ErrorCode") != "200" ||
 			d.Header.Get("ErrorMessage") != "asked to fail" {
 			t.Errorf("dead letter %s %v", d.Data, d.Header)
@@ -209,15 +209,15 @@ func TestAsyncInvocation(t *testing.T) {
 
 	t.Run("expired event goes to the failure destination", func(t *testing.T) {
 		t.Parallel()
-		failure := natsSubscribe(t, nc, ns+".aged.failure")
+		failure := asyncSubscribe(t, nc, ns+".aged.failure")
 		payload := `{"order":4}`
 		start := time.Now()
 		id := accepted(t, "aged", payload)
-		m := natsReceive(t, failure, 3*time.Minute, "the EventAgeExceeded record")
+		m := asyncReceive(t, failure, 3*time.Minute, "the EventAgeExceeded record")
 		if age := time.Since(start); age < 59*time.Second {
 			t.Errorf("the event expired after %v; maximumEventAgeInSeconds is 60", age)
 		}
-		checkInvocationRecord(t, m.Data, wantInvocationRecord{requestID: id, function: "aged", condition: "EventAgeExceeded", invokeCount: 1,
+		asyncCheckRecord(t, m.Data, asyncWantRecord{requestID: id, function: "aged", condition: "EventAgeExceeded", invokeCount: 1,
 			statusCode: 200, functionError: "Unhandled", requestPayload: payload,
 			responsePayload: `{"errorType":"Test.Failure","errorMessage":"asked to fail"}`})
 		if n := len(withID(id, rec.Calls())); n != 1 {
@@ -227,11 +227,11 @@ func TestAsyncInvocation(t *testing.T) {
 
 	t.Run("reserved concurrency 0 goes straight to the failure destination", func(t *testing.T) {
 		t.Parallel()
-		failure := natsSubscribe(t, nc, ns+".rc0.failure")
+		failure := asyncSubscribe(t, nc, ns+".rc0.failure")
 		payload := `{"order":5}`
 		id := accepted(t, "rc0", payload)
-		m := natsReceive(t, failure, 60*time.Second, "the onFailure record")
-		checkInvocationRecord(t, m.Data, wantInvocationRecord{requestID: id, function: "rc0", condition: "RetriesExhausted", invokeCount: 0,
+		m := asyncReceive(t, failure, 60*time.Second, "the onFailure record")
+		asyncCheckRecord(t, m.Data, asyncWantRecord{requestID: id, function: "rc0", condition: "RetriesExhausted", invokeCount: 0,
 			statusCode: 429, requestPayload: payload,
 			responsePayload: `{"Type":"User","message":"Rate Exceeded.","Reason":"ReservedFunctionConcurrentInvocationLimitExceeded"}`})
 		if n := len(callsOf("rc0", rec.Calls())); n != 0 {
@@ -256,21 +256,21 @@ func TestAsyncInvocation(t *testing.T) {
 		if got := callsOf("big", rec.Calls()); len(got) != 1 || len(got[0].Event) != async.PayloadLimit {
 			t.Errorf("the function got %d events (want only the 256 KB one)", len(callsOf("big", calls)))
 		}
-		if n, err := activatorMetric(ctx, "klambda_async_events_received_total", ns, "big"); err != nil || n != 1 {
+		if n, err := asyncActivatorMetric(ctx, "klambda_async_events_received_total", ns, "big"); err != nil || n != 1 {
 			t.Errorf("events received for big: %v (%v), want 1", n, err)
 		}
 	})
 
 	t.Run("destination down is retried, counted, and nothing crashes", func(t *testing.T) {
 		t.Parallel()
-		pod, err := activatorPod(ctx)
+		pod, err := asyncActivatorPod(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		restarts := pod.Status.ContainerStatuses[0].RestartCount
 		id := accepted(t, "down", `{"order":6}`)
 		if err := asyncWaitUntil(ctx, 90*time.Second, func() bool {
-			n, _ := activatorMetric(ctx, "klambda_destination_delivery_failures_total", ns, "down")
+			n, _ := asyncActivatorMetric(ctx, "klambda_destination_delivery_failures_total", ns, "down")
 			return n == 1
 		}); err != nil {
 			t.Fatalf("klambda_destination_delivery_failures_total{function=down} never reached 1: %v", err)
@@ -284,7 +284,7 @@ func TestAsyncInvocation(t *testing.T) {
 		if n := len(withID(id, rec.Calls())); n != 1 {
 			t.Errorf("the event ran %d times, want 1", n)
 		}
-		pod, err = activatorPod(ctx)
+		pod, err = asyncActivatorPod(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -307,7 +307,7 @@ func asyncPadded(n int) []byte {
 
 // startNATS runs a NATS server in the test process on the node's IP (pods reach it there)
 // and connects to it.
-func startTestNATS(t *testing.T, ip string) (string, *nats.Conn) {
+func asyncStartNATS(t *testing.T, ip string) (string, *nats.Conn) {
 	t.Helper()
 	s, err := natsserver.NewServer(&natsserver.Options{Host: ip, Port: -1, NoLog: true, NoSigs: true})
 	if err != nil {
@@ -326,9 +326,9 @@ func startTestNATS(t *testing.T, ip string) (string, *nats.Conn) {
 	return s.ClientURL(), nc
 }
 
-// startDeadNATS is a destination that is down: it accepts TCP connections and closes them
+// asyncStartDeadNATS is a destination that is down: it accepts TCP connections and closes them
 // at once, counting them (each delivery attempt is one connection attempt).
-func startDeadNATS(t *testing.T, ip string) (string, *atomic.Int64) {
+func asyncStartDeadNATS(t *testing.T, ip string) (string, *atomic.Int64) {
 	t.Helper()
 	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
@@ -349,7 +349,7 @@ func startDeadNATS(t *testing.T, ip string) (string, *atomic.Int64) {
 	return "nats://" + ln.Addr().String(), &n
 }
 
-func natsSubscribe(t *testing.T, nc *nats.Conn, subject string) chan *nats.Msg {
+func asyncSubscribe(t *testing.T, nc *nats.Conn, subject string) chan *nats.Msg {
 	t.Helper()
 	ch := make(chan *nats.Msg, 64)
 	s, err := nc.ChanSubscribe(subject, ch)
@@ -363,7 +363,7 @@ func natsSubscribe(t *testing.T, nc *nats.Conn, subject string) chan *nats.Msg {
 	return ch
 }
 
-func natsReceive(t *testing.T, ch chan *nats.Msg, within time.Duration, what string) *nats.Msg {
+func asyncReceive(t *testing.T, ch chan *nats.Msg, within time.Duration, what string) *nats.Msg {
 	t.Helper()
 	select {
 	case m := <-ch:
@@ -374,7 +374,7 @@ func natsReceive(t *testing.T, ch chan *nats.Msg, within time.Duration, what str
 	}
 }
 
-func natsNoMore(t *testing.T, ch chan *nats.Msg, within time.Duration) {
+func asyncNoMore(t *testing.T, ch chan *nats.Msg, within time.Duration) {
 	t.Helper()
 	select {
 	case m := <-ch:
@@ -396,8 +396,8 @@ func asyncWaitUntil(ctx context.Context, timeout time.Duration, cond func() bool
 	return nil
 }
 
-// wantInvocationRecord is Lambda's invocation record for one event.
-type wantInvocationRecord struct {
+// asyncWantRecord is Lambda's invocation record for one event.
+type asyncWantRecord struct {
 	requestID, function, condition string
 	invokeCount, statusCode        int
 	functionError                  string // absent when empty
@@ -407,7 +407,7 @@ type wantInvocationRecord struct {
 
 // checkRecord compares a destination's record with Lambda's shape field by field: no
 // field missing, none added.
-func checkInvocationRecord(t *testing.T, data []byte, w wantInvocationRecord) {
+func asyncCheckRecord(t *testing.T, data []byte, w asyncWantRecord) {
 	t.Helper()
 	var rec map[string]json.RawMessage
 	if err := json.Unmarshal(data, &rec); err != nil {
