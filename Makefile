@@ -128,6 +128,8 @@ chart-check: $(HELM) ## helm lint and helm template the chart; fail when its CRD
 	$(HELM) template klambda charts/klambda --kube-version 1.37.2 --namespace klambda-system >/dev/null
 	$(HELM) template klambda charts/klambda --kube-version 1.37.2 --namespace klambda-system --set activator.enabled=true \
 		--set metrics.serviceMonitor.enabled=true -f hack/cluster/values-local.yaml >/dev/null
+	$(HELM) template klambda charts/klambda --kube-version 1.37.2 --namespace klambda-system --set activator.enabled=true \
+		--set activator.replicas=2 --set activator.async.natsUrl=nats://nats.nats:4222 >/dev/null
 
 .PHONY: test-e2e
 test-e2e: $(HELM) ## End-to-end tests (build tag e2e) against the local cluster; starts it when none is up.

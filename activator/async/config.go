@@ -3,6 +3,8 @@ package async
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
@@ -32,6 +34,36 @@ type Config struct {
 	// fails before any invocation told the executed version.
 	Version    string
 	DeadLetter *lambdav1alpha1.DeadLetterConfig
+	// FunctionErrorDelays, when set, replaces the workers' RetryPolicy.FunctionErrorDelays
+	// for this function (AnnotationRetryDelays, honoured only when the operator allows it).
+	FunctionErrorDelays []time.Duration
+}
+
+// AnnotationRetryDelays on a Function overrides the waits between function-error retries
+// of its asynchronous events, e.g. "1s,2s" (Lambda: 1 min, then 2 min). KubeConfigSource
+// reads it only with RetryDelayAnnotation set (the activator's
+// --async-retry-delay-annotation, off by default), so that end-to-end tests can run
+// Lambda's retries in seconds on a development cluster without changing anyone else's.
+const AnnotationRetryDelays = "lambda.klambda.dev/async-retry-delays"
+
+// ParseRetryDelays reads "1m,2m": one or two durations between 0 and 1 h.
+func ParseRetryDelays(s string) ([]time.Duration, error) {
+	parts := strings.Split(s, ",")
+	if len(parts) > 2 {
+		return nil, fmt.Errorf("retry delays %q: at most two (before the 2nd and the 3rd attempt)", s)
+	}
+	ds := make([]time.Duration, 0, len(parts))
+	for _, p := range parts {
+		d, err := time.ParseDuration(strings.TrimSpace(p))
+		if err != nil {
+			return nil, fmt.Errorf("retry delays %q: %w", s, err)
+		}
+		if d < 0 || d > time.Hour {
+			return nil, fmt.Errorf("retry delays %q: %v is outside 0–1h", s, d)
+		}
+		ds = append(ds, d)
+	}
+	return ds, nil
 }
 
 // ConfigSource looks up the configuration that applies to an event.

@@ -111,15 +111,19 @@ func (d *Deliverer) deliverNATS(ctx context.Context, dest *lambdav1alpha1.NATSDe
 		m.Header.Set("ErrorMessage", headerValue(l.ErrorMessage))
 	}
 	// A subject a stream captures gets JetStream's stored acknowledgement; a plain subject
-	// gets the message once the server has it.
+	// gets the message once the server has it. (A JetStream publish to a plain subject
+	// would reach its subscribers and then wait for an ack nobody sends: a false failure,
+	// and a copy per retry.)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
 	}
-	_, err = js.PublishMsg(ctx, m)
-	if !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) {
+	if _, err := js.StreamNameBySubject(ctx, dest.Subject); err == nil {
+		_, err = js.PublishMsg(ctx, m)
 		return err
 	}
+	// No stream (or no JetStream on that server, or the lookup failed: a stream still
+	// captures a plain publish).
 	if err := nc.PublishMsg(m); err != nil {
 		return err
 	}

@@ -19,6 +19,9 @@ const latest = "$LATEST"
 // client; the activator passes its manager's cached client, so a lookup is a map read.
 type KubeConfigSource struct {
 	Client client.Reader
+	// RetryDelayAnnotation honours AnnotationRetryDelays on Functions (a malformed value
+	// is ignored: the workers' policy applies).
+	RetryDelayAnnotation bool
 }
 
 var _ ConfigSource = (*KubeConfigSource)(nil)
@@ -58,6 +61,11 @@ func (k *KubeConfigSource) AsyncConfig(ctx context.Context, ns, fn, qualifier st
 		}
 	}
 	cfg.ReservedConcurrency = f.Spec.ReservedConcurrentExecutions
+	if v, ok := f.Annotations[AnnotationRetryDelays]; ok && k.RetryDelayAnnotation {
+		if ds, err := ParseRetryDelays(v); err == nil {
+			cfg.FunctionErrorDelays = ds
+		}
+	}
 	return cfg, nil
 }
 

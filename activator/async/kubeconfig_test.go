@@ -3,6 +3,7 @@ package async
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -89,5 +90,38 @@ func TestKubeConfigSourcePerQualifier(t *testing.T) {
 	}
 	if data, err := KubeSecrets(c)(ctx, "ns", "sqs"); err != nil || string(data["AWS_ACCESS_KEY_ID"]) != "k" {
 		t.Errorf("secret: %v %v", data, err)
+	}
+}
+
+func TestRetryDelayAnnotation(t *testing.T) {
+	scheme := runtime.NewScheme()
+	_ = lambdav1alpha1.AddToScheme(scheme)
+	fn := func(name, delays string) *lambdav1alpha1.Function {
+		return &lambdav1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name,
+			Annotations: map[string]string{AnnotationRetryDelays: delays}}}
+	}
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(fn("fast", "1s, 2500ms"), fn("bad", "soon")).Build()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		allowed bool
+		fn      string
+		want    []time.Duration
+	}{
+		{false, "fast", nil}, // the operator did not allow it: Lambda's delays
+		{true, "fast", []time.Duration{time.Second, 2500 * time.Millisecond}},
+		{true, "bad", nil},
+	} {
+		got, err := (&KubeConfigSource{Client: c, RetryDelayAnnotation: tc.allowed}).AsyncConfig(ctx, "ns", tc.fn, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got.FunctionErrorDelays) != fmt.Sprint(tc.want) {
+			t.Errorf("allowed=%v %s: delays %v, want %v", tc.allowed, tc.fn, got.FunctionErrorDelays, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "1s,2s,3s", "-1s", "2h", "x"} {
+		if ds, err := ParseRetryDelays(bad); err == nil {
+			t.Errorf("ParseRetryDelays(%q) = %v, want an error", bad, ds)
+		}
 	}
 }

@@ -271,7 +271,11 @@ func (w *Workers) handle(ctx context.Context, msg jetstream.Msg) {
 			w.fail(ctx, msg, ev, cfg, &st, stored, ConditionRetriesExhausted, log)
 			return
 		}
-		w.retryLater(ctx, msg, ev, cfg, &st, w.opts.Retry.functionErrorDelay(st.FunctionErrors), log)
+		policy := w.opts.Retry
+		if cfg.FunctionErrorDelays != nil {
+			policy.FunctionErrorDelays = cfg.FunctionErrorDelays
+		}
+		w.retryLater(ctx, msg, ev, cfg, &st, policy.functionErrorDelay(st.FunctionErrors), log)
 	case outcomeRetryable:
 		// Throttles and system errors do not use up maximumRetryAttempts.
 		st.Retryable++

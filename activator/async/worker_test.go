@@ -145,6 +145,15 @@ func TestSuccessRecordReachesNATSKafkaAndSQS(t *testing.T) {
 	idN := e.enqueue("to-nats", `{"n":1}`)
 	m := receive(t, sub, 10*time.Second)
 	checkRecord(t, m.Data, idN, "to-nats", ConditionSuccess, 1, 200, "", `{"n":1}`, `{"ok":true}`)
+	// A plain subject (no stream) gets the record once, and that counts as delivered.
+	select {
+	case m := <-sub:
+		t.Errorf("a second record on a plain subject: %s", m.Data)
+	case <-time.After(time.Second):
+	}
+	if got := testutil.ToFloat64(e.metrics.DestinationFailures.WithLabelValues("default", "to-nats")); got != 0 {
+		t.Errorf("a delivered record counted as %v failures", got)
+	}
 
 	idK := e.enqueue("to-kafka", `{"k":2}`)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...), kgo.ConsumeTopics("records"))
@@ -184,8 +193,13 @@ func TestFunctionErrorRetriedThenRetriesExhausted(t *testing.T) {
 		"two": {MaximumRetryAttempts: 2, MaximumEventAge: time.Hour, OnFailure: natsDest("fail.two"),
 			DeadLetter: &lambdav1alpha1.DeadLetterConfig{Target: *natsDest("dlq.two")}},
 		"zero": {MaximumRetryAttempts: 0, MaximumEventAge: time.Hour, OnFailure: natsDest("fail.zero")},
+		// The function's own delays (AnnotationRetryDelays) replace the workers' policy.
+		"own": {MaximumRetryAttempts: 1, MaximumEventAge: time.Hour, OnFailure: natsDest("fail.own"),
+			FunctionErrorDelays: []time.Duration{1500 * time.Millisecond}},
 	}))
 	failTwo, dlq, failZero := e.subscribe("fail.two"), e.subscribe("dlq.two"), e.subscribe("fail.zero")
+	failOwn := e.subscribe("fail.own")
+	idOwn := e.enqueue("own", `{}`)
 
 	id := e.enqueue("two", `{"order":7}`)
 	m := receive(t, failTwo, 10*time.Second)
@@ -212,6 +226,11 @@ func TestFunctionErrorRetriedThenRetriesExhausted(t *testing.T) {
 		`{"errorMessage":"something went wrong!","errorType":"errorString"}`)
 	if n := len(inv.callTimes(id0)); n != 1 {
 		t.Errorf("maximumRetryAttempts 0: %d attempts", n)
+	}
+	receive(t, failOwn, 10*time.Second)
+	if times := inv.callTimes(idOwn); len(times) != 2 || times[1].Sub(times[0]) < 1500*time.Millisecond ||
+		times[1].Sub(times[0]) > 3500*time.Millisecond {
+		t.Errorf("the function's own retry delay (1.5 s): attempts at %v", times)
 	}
 	if got := testutil.ToFloat64(e.metrics.Dropped.WithLabelValues("default", "two")); got != 1 {
 		t.Errorf("dropped metric %v", got)

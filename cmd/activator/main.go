@@ -69,6 +69,9 @@ func main() {
 		asyncListen    = flag.String("async-nats-listen", "", "Also serve the embedded NATS on this address (e.g. :4222); empty: in-process only.")
 		asyncFsync     = flag.Bool("async-sync-always", false, "fsync every accepted event before answering 202 (survives node crashes; slower).")
 		asyncWorkers   = flag.Int("async-workers", 64, "Asynchronous events invoked at once.")
+		asyncDelays    = flag.String("async-retry-delays", "1m,2m", "Waits before the 2nd and 3rd attempt of an asynchronous event after a function error (Lambda's: 1m,2m).")
+		asyncDelayAnn  = flag.Bool("async-retry-delay-annotation", false, "Let a Function's "+async.AnnotationRetryDelays+" annotation set its own retry delays (for test clusters).")
+		asyncAckWait   = flag.Duration("async-ack-wait", 60*time.Second, "How long JetStream waits before redelivering an event whose worker went silent (e.g. the activator was killed).")
 	)
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
@@ -174,6 +177,11 @@ func main() {
 			log.Error(err, "connecting to NATS for asynchronous invocations", "url", *asyncNATS)
 			os.Exit(1)
 		}
+		delays, err := async.ParseRetryDelays(*asyncDelays)
+		if err != nil {
+			log.Error(err, "--async-retry-delays")
+			os.Exit(1)
+		}
 		am := async.NewMetrics(reg)
 		queue, err := async.NewQueue(ctx, nc, async.QueueOptions{Metrics: am})
 		if err != nil {
@@ -191,8 +199,9 @@ func main() {
 		internal := *h // same routing, dispatcher and limits; the event was authorized when accepted
 		internal.Auth = nil
 		workers := async.NewWorkers(queue, async.HTTPInvoker{Handler: &internal},
-			&async.KubeConfigSource{Client: informers}, deliverer,
+			&async.KubeConfigSource{Client: informers, RetryDelayAnnotation: *asyncDelayAnn}, deliverer,
 			async.WorkerOptions{Concurrency: *asyncWorkers, Region: *region, AccountID: *accountID,
+				AckWait: *asyncAckWait, Retry: async.RetryPolicy{FunctionErrorDelays: delays},
 				Log: log.WithName("async"), Metrics: am})
 		h.Async = asyncQueue{queue}
 		go func() {
