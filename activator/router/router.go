@@ -19,6 +19,15 @@ import (
 // Latest is the unpublished version.
 const Latest = "$LATEST"
 
+// AnnotationIdleTimeout on a Function overrides, for its versions, how long an idle
+// environment stays warm (a Go duration, e.g. "30s"; at least 1s). Lambda has no such
+// setting; it lets a cluster keep one function warmer than the rest, and lets tests see
+// scale to zero without waiting the activator's default minutes.
+const AnnotationIdleTimeout = "lambda.klambda.dev/idle-timeout"
+
+// minIdleTimeout keeps a typo ("1ms") from churning pods on every request.
+const minIdleTimeout = time.Second
+
 // DefaultTimeout is Lambda's default function timeout.
 const DefaultTimeout = 3 * time.Second
 
@@ -69,6 +78,8 @@ type functionEntry struct {
 	state    string
 	reserved int32
 	timeout  time.Duration
+	// idleTimeout from AnnotationIdleTimeout; 0: the scaler's default.
+	idleTimeout time.Duration
 	versions map[string]versionEntry
 	aliases  map[string]aliasEntry
 }
@@ -193,6 +204,7 @@ func (t *Table) compileLocked(k fnKey) {
 	if f.Spec.ReservedConcurrentExecutions != nil {
 		e.reserved = *f.Spec.ReservedConcurrentExecutions
 	}
+	e.idleTimeout = idleTimeoutOf(f.Annotations[AnnotationIdleTimeout])
 	for _, v := range t.verObjs {
 		if v.Namespace != k.ns || v.Spec.FunctionName != k.name || v.Status.Version == "" || v.DeletionTimestamp != nil {
 			continue
@@ -228,6 +240,19 @@ func (t *Table) compileLocked(k fnKey) {
 		e.aliases[a.EffectiveName()] = ae
 	}
 	t.compiled[k] = e
+}
+
+// idleTimeoutOf parses AnnotationIdleTimeout; an absent or unparsable value is 0 (the
+// default applies), a positive one is raised to minIdleTimeout.
+func idleTimeoutOf(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0
+	}
+	return max(d, minIdleTimeout)
 }
 
 func isVersionNumber(q string) bool {
@@ -311,6 +336,9 @@ type Limits struct {
 	Provisioned int32
 	// Reserved is the function's reserved concurrency, -1 when none.
 	Reserved int32
+	// IdleTimeout is the function's own idle timeout (AnnotationIdleTimeout); 0 when
+	// it has none.
+	IdleTimeout time.Duration
 }
 
 // LimitsFor answers the scaler's floor and ceiling for one version.
@@ -321,7 +349,7 @@ func (t *Table) LimitsFor(k Key) Limits {
 	if !ok {
 		return Limits{Reserved: -1}
 	}
-	l := Limits{Reserved: e.reserved}
+	l := Limits{Reserved: e.reserved, IdleTimeout: e.idleTimeout}
 	if v, ok := e.versions[k.Version]; ok {
 		l.Provisioned += v.provisioned
 	}

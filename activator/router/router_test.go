@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -149,5 +150,27 @@ func TestLimits(t *testing.T) {
 	}
 	if len(tb.ProvisionedKeys()) == 0 {
 		t.Error("no provisioned keys")
+	}
+}
+
+func TestIdleTimeoutAnnotation(t *testing.T) {
+	tb := NewTable()
+	for name, v := range map[string]string{"short": "5s", "tiny": "1ms", "bad": "soon", "negative": "-3s", "none": ""} {
+		f := fn(name, lambdav1alpha1.StateActive)
+		if v != "" {
+			f.Annotations = map[string]string{AnnotationIdleTimeout: v}
+		}
+		tb.SetFunction(f)
+	}
+	want := map[string]time.Duration{"short": 5 * time.Second, "tiny": time.Second, "bad": 0, "negative": 0, "none": 0}
+	for name, w := range want {
+		if got := tb.LimitsFor(Key{"ns", name, Latest}).IdleTimeout; got != w {
+			t.Errorf("%s: idle timeout %v, want %v", name, got, w)
+		}
+	}
+	// Versions of the function share it.
+	tb.SetVersion(ver("short-1", "short", "1", 0))
+	if got := tb.LimitsFor(Key{"ns", "short", "1"}).IdleTimeout; got != 5*time.Second {
+		t.Errorf("version 1: idle timeout %v", got)
 	}
 }
