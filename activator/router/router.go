@@ -80,8 +80,8 @@ type functionEntry struct {
 	timeout  time.Duration
 	// idleTimeout from AnnotationIdleTimeout; 0: the scaler's default.
 	idleTimeout time.Duration
-	versions map[string]versionEntry
-	aliases  map[string]aliasEntry
+	versions    map[string]versionEntry
+	aliases     map[string]aliasEntry
 }
 
 type fnKey struct{ ns, name string }
