@@ -197,7 +197,7 @@ func TestActivatorInvokeAPI(t *testing.T) {
 	}
 	ns := cluster.Namespace(t)
 	const idle = 20 * time.Second
-	probeFunction(ctx, t, ns, "probe", func(f *lambdav1alpha1.Function) {
+	probe := probeFunction(ctx, t, ns, "probe", func(f *lambdav1alpha1.Function) {
 		f.Annotations = map[string]string{"lambda.klambda.dev/idle-timeout": idle.String()}
 	})
 	probeFunction(ctx, t, ns, "stopped", func(f *lambdav1alpha1.Function) {
@@ -206,7 +206,14 @@ func TestActivatorInvokeAPI(t *testing.T) {
 	endpoint := cluster.ActivatorURL(ctx, t, ns)
 	token := cluster.InvokerToken(ctx, t, ns)
 	stranger := cluster.ServiceAccountToken(ctx, t, ns, "e2e-stranger", false)
-	arn := "arn:aws:lambda:us-east-1:123456789012:function:"
+	// arn:aws:lambda:<region>:<account>:function: as the cluster's configuration names them.
+	if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(probe), probe); err != nil {
+		t.Fatal(err)
+	}
+	arn := strings.TrimSuffix(probe.Status.FunctionARN, "probe")
+	if !strings.HasPrefix(arn, "arn:aws:lambda:") || !strings.HasSuffix(arn, ":function:") {
+		t.Fatalf("status.functionArn %q", probe.Status.FunctionARN)
+	}
 
 	// Unauthorized callers, while probe is at zero replicas: refused, and nothing runs.
 	r := awsInvoke(t, endpoint, "", "--function-name", "probe", "--payload", `{"x":1}`)

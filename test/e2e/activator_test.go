@@ -46,8 +46,9 @@ func TestActivatorScalesFromZero(t *testing.T) {
 	if _, err := cluster.WaitForFunctionActive(ctx, ns, fn.Name, 3*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := cluster.ScaleFunction(ctx, ns, fn.Name, VersionLatest, 0); err != nil {
-		t.Fatal(err)
+	// A function's Deployment is born at zero replicas; the activator alone scales it.
+	if d, err := cluster.FunctionDeployment(ctx, ns, fn.Name, VersionLatest); err != nil || d.Spec.Replicas == nil || *d.Spec.Replicas != 0 {
+		t.Fatalf("a new function's Deployment: replicas %v, want 0 (%v)", d.Spec.Replicas, err)
 	}
 
 	// The activator the chart installed authorizes callers: a token that may invoke here.
