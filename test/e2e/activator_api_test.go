@@ -176,6 +176,18 @@ func metricLines(metrics, family, ns string) []string {
 	return out
 }
 
+// replicas is spec.replicas of a function version's Deployment; -1 when unknown.
+func replicas(ctx context.Context, ns, name, version string) (int32, error) {
+	d, err := cluster.FunctionDeployment(ctx, ns, name, version)
+	if err != nil {
+		return -1, err
+	}
+	if d.Spec.Replicas == nil {
+		return -1, fmt.Errorf("Deployment %s has no spec.replicas", d.Name)
+	}
+	return *d.Spec.Replicas, nil
+}
+
 // functionPods lists the pods of a function version that are not being deleted.
 func functionPods(ctx context.Context, ns, name, version string) ([]corev1.Pod, error) {
 	var pods corev1.PodList
@@ -238,8 +250,8 @@ func TestActivatorInvokeAPI(t *testing.T) {
 		t.Errorf("caller without invoke (HTTP): %d %s %+v", resp.StatusCode, resp.Header.Get("X-Amzn-Errortype"), denied)
 	}
 	time.Sleep(2 * time.Second) // a scale-up would have been applied by now (1 s passes)
-	if d, err := cluster.FunctionDeployment(ctx, ns, "probe", VersionLatest); err != nil || d.Spec.Replicas == nil || *d.Spec.Replicas != 0 {
-		t.Fatalf("after refused invocations the Deployment must stay at zero: %v %v", d.Spec.Replicas, err)
+	if n, err := replicas(ctx, ns, "probe", VersionLatest); n != 0 {
+		t.Fatalf("after refused invocations the Deployment must stay at zero: replicas %d %v", n, err)
 	}
 	if pods, err := functionPods(ctx, ns, "probe", VersionLatest); err != nil || len(pods) != 0 {
 		t.Fatalf("after refused invocations: %d pods (%v)", len(pods), err)
@@ -264,8 +276,8 @@ func TestActivatorInvokeAPI(t *testing.T) {
 		t.Fatalf("cold invocation: %d %v %s %s", out.StatusCode, aws.ToString(out.FunctionError), aws.ToString(out.ExecutedVersion), out.Payload)
 	}
 	t.Logf("scale from zero: first invocation answered in %v", time.Since(start).Round(time.Millisecond))
-	if d, err := cluster.FunctionDeployment(ctx, ns, "probe", VersionLatest); err != nil || d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
-		t.Fatalf("after the cold invocation: replicas %v %v", d.Spec.Replicas, err)
+	if n, err := replicas(ctx, ns, "probe", VersionLatest); n != 1 {
+		t.Fatalf("after the cold invocation: replicas %d %v", n, err)
 	}
 
 	// The SDK: DryRun, function error, qualifiers, errors.
@@ -353,8 +365,7 @@ func TestActivatorInvokeAPI(t *testing.T) {
 	// Back to zero once the only environment has been idle for the function's idle time.
 	var gone time.Duration
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, idle+90*time.Second, true, func(ctx context.Context) (bool, error) {
-		d, err := cluster.FunctionDeployment(ctx, ns, "probe", VersionLatest)
-		if err != nil || d.Spec.Replicas == nil || *d.Spec.Replicas != 0 {
+		if n, _ := replicas(ctx, ns, "probe", VersionLatest); n != 0 {
 			return false, nil
 		}
 		if gone == 0 {

@@ -47,8 +47,8 @@ func TestActivatorScalesFromZero(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A function's Deployment is born at zero replicas; the activator alone scales it.
-	if d, err := cluster.FunctionDeployment(ctx, ns, fn.Name, VersionLatest); err != nil || d.Spec.Replicas == nil || *d.Spec.Replicas != 0 {
-		t.Fatalf("a new function's Deployment: replicas %v, want 0 (%v)", d.Spec.Replicas, err)
+	if n, err := replicas(ctx, ns, fn.Name, VersionLatest); n != 0 {
+		t.Fatalf("a new function's Deployment: replicas %d, want 0 (%v)", n, err)
 	}
 
 	// The activator the chart installed authorizes callers: a token that may invoke here.
@@ -69,7 +69,10 @@ func TestActivatorScalesFromZero(t *testing.T) {
 	t.Logf("warm invocation took %v", time.Since(start).Round(time.Microsecond))
 
 	d, err := cluster.FunctionDeployment(ctx, ns, fn.Name, VersionLatest)
-	if err != nil || d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
 		t.Fatalf("after the first invocation: %v %v", d.Spec.Replicas, err)
 	}
 	owned := false
