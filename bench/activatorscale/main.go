@@ -30,6 +30,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,6 +42,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/test/apiserver"
@@ -53,6 +55,7 @@ func main() {
 	changes := flag.Int("changes", 50, "Alias changes to time.")
 	workers := flag.Int("workers", 8, "Concurrent creates.")
 	flag.Parse()
+	ctrllog.SetLogger(logr.Discard()) // envtest's own chatter
 	if err := run(*functions, *changes, *workers); err != nil {
 		fmt.Fprintln(os.Stderr, "activatorscale:", err)
 		os.Exit(1)
