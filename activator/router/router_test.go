@@ -174,3 +174,51 @@ func TestIdleTimeoutAnnotation(t *testing.T) {
 		t.Errorf("version 1: idle timeout %v", got)
 	}
 }
+
+// The table's per-function indexes and the namespace's reserved sum follow changes and
+// deletions.
+func TestIndexesFollowChanges(t *testing.T) {
+	tb := NewTable()
+	f := fn("f", lambdav1alpha1.StateActive)
+	f.Spec.ReservedConcurrentExecutions = ptr(int32(50))
+	tb.SetFunction(f)
+	g := fn("g", lambdav1alpha1.StateActive)
+	g.Spec.ReservedConcurrentExecutions = ptr(int32(30))
+	tb.SetFunction(g)
+	if u := tb.UnreservedLimit("ns", 1000); u != 920 {
+		t.Fatalf("unreserved = %d, want 920", u)
+	}
+	f2 := f.DeepCopy()
+	f2.Spec.ReservedConcurrentExecutions = ptr(int32(20))
+	tb.SetFunction(f2)
+	tb.DeleteFunction("ns", "g")
+	if u := tb.UnreservedLimit("ns", 1000); u != 980 {
+		t.Fatalf("after changes: unreserved = %d, want 980", u)
+	}
+
+	tb.SetFunction(fn("h", lambdav1alpha1.StateActive))
+	tb.SetVersion(ver("v1", "f", "1", 0))
+	tb.SetAlias(alias("live", "", "f", "1", nil))
+	if _, err := tb.Resolve("ns", "f", "live"); err != nil {
+		t.Fatal(err)
+	}
+	// The Version object now names another function: f loses version 1, h gains it.
+	tb.SetVersion(ver("v1", "h", "1", 0))
+	if _, err := tb.Resolve("ns", "f", "1"); !errors.Is(err, ErrQualifierNotFound) {
+		t.Fatalf("f:1 after the move: %v", err)
+	}
+	if r, err := tb.Resolve("ns", "h", "1"); err != nil || r.Version != "1" {
+		t.Fatalf("h:1 after the move: %v %v", r, err)
+	}
+	tb.DeleteAlias("ns", "live")
+	if _, err := tb.Resolve("ns", "f", "live"); !errors.Is(err, ErrQualifierNotFound) {
+		t.Fatalf("deleted alias: %v", err)
+	}
+	tb.DeleteVersion("ns", "v1")
+	if _, err := tb.Resolve("ns", "h", "1"); !errors.Is(err, ErrQualifierNotFound) {
+		t.Fatalf("deleted version: %v", err)
+	}
+	if len(tb.verByFn) != 0 || len(tb.aliByFn) != 0 {
+		t.Fatalf("indexes keep deleted objects: %v %v", tb.verByFn, tb.aliByFn)
+	}
+}
