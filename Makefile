@@ -131,6 +131,14 @@ chart-check: $(HELM) ## helm lint and helm template the chart; fail when its CRD
 	$(HELM) template klambda charts/klambda --kube-version 1.37.2 --namespace klambda-system --set activator.enabled=true \
 		--set activator.replicas=2 --set activator.async.natsUrl=nats://nats.nats:4222 >/dev/null
 
+.PHONY: bench-coldstart
+bench-coldstart: $(HELM) ## Cold start on the local cluster: first invocation from zero vs a plain pod of the same image becoming Ready (ROUNDS=5).
+	HELM=$(HELM) go test -tags e2e -count=1 -timeout 30m -run '^$$' -bench ColdStart -benchtime 1x -v ./test/e2e/ -args -coldstart.rounds=$(or $(ROUNDS),5)
+
+.PHONY: bench-scale
+bench-scale: test-assets ## The activator with 1,000 functions at zero against a real kube-apiserver: RSS, alias change to routing.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./bench/activatorscale
+
 .PHONY: test-e2e
 test-e2e: $(HELM) ## End-to-end tests (build tag e2e) against the local cluster; starts it when none is up.
 	HELM=$(HELM) go test -tags e2e -count=1 -timeout 60m -v ./test/e2e/...

@@ -82,14 +82,15 @@ func TestParseHeaders(t *testing.T) {
 }
 
 func FuzzParseRequest(f *testing.F) {
-	f.Add("/2015-03-31/functions/my-fn:prod/invocations", "Qualifier=prod", "RequestResponse", "Tail")
-	f.Add("/namespaces/a/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:f:1/invocations", "", "DryRun", "")
-	f.Add("/2015-03-31/functions/%ZZ/invocations", "Qualifier=%", "Event", "None")
-	f.Add("/2015-03-31/functions/a:b:c:d:e:f:g:h:i/invocations", ";;", "", "")
-	f.Fuzz(func(t *testing.T, path, query, invType, logType string) {
+	f.Add("/2015-03-31/functions/my-fn:prod/invocations", "Qualifier=prod", "RequestResponse", "Tail", "")
+	f.Add("/namespaces/a/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:f:1/invocations", "", "DryRun", "", "eyJjdXN0b20iOnt9fQ==")
+	f.Add("/2015-03-31/functions/%ZZ/invocations", "Qualifier=%", "Event", "None", "not base64!")
+	f.Add("/2015-03-31/functions/a:b:c:d:e:f:g:h:i/invocations", ";;", "", "", "")
+	f.Fuzz(func(t *testing.T, path, query, invType, logType, clientContext string) {
 		h := http.Header{}
 		h.Set("X-Amz-Invocation-Type", invType)
 		h.Set("X-Amz-Log-Type", logType)
+		h.Set("X-Amz-Client-Context", clientContext)
 		r, err := ParseRequest("POST", path, query, h, "default")
 		if err != nil {
 			if err.Status < 400 || err.Status > 499 || err.Type == "" {
@@ -102,6 +103,14 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		if !utf8.ValidString(r.FunctionName) {
 			t.Fatal("non-UTF-8 name")
+		}
+		if r.ClientContext != "" && len(r.ClientContext) > maxClientContext {
+			t.Fatalf("accepted a client context of %d bytes", len(r.ClientContext))
+		}
+		switch r.InvocationType {
+		case RequestResponse, Event, DryRun:
+		default:
+			t.Fatalf("accepted invocation type %q", r.InvocationType)
 		}
 	})
 }

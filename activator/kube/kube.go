@@ -7,7 +7,9 @@ package kube
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -89,6 +92,20 @@ type Feeder struct {
 	// ShimPort is the shim's invoke port (9000).
 	ShimPort int
 	Log      logr.Logger
+	// Probe, when set, asks a starting pod's shim directly whether it is ready (its
+	// /readyz, which the kubelet's readiness probe also asks), every ProbeInterval from
+	// the moment the pod runs with an IP until the kubelet first reports it Ready. A cold
+	// start then does not wait for the kubelet's probe period and status update (up to
+	// ~1 s here). After the kubelet's first Ready, the kubelet alone decides.
+	Probe         func(ctx context.Context, addr string) bool
+	ProbeInterval time.Duration
+
+	probeMu sync.Mutex
+	// probing: pods (by UID) with a probe running; probedReady: pods the probe found
+	// ready that the kubelet has not reported Ready yet.
+	probing     map[types.UID]bool
+	probedReady map[types.UID]bool
+	wasReady    map[types.UID]bool
 }
 
 func objectOf(obj any) any {
@@ -166,10 +183,21 @@ func (f *Feeder) syncEnvironments(ctx context.Context, changed *corev1.Pod) {
 		f.Log.Error(err, "listing pods", "key", key.String())
 		return
 	}
+	if f.Probe != nil {
+		listed := false
+		for i := range pods.Items {
+			listed = listed || pods.Items[i].UID == changed.UID
+		}
+		if !listed {
+			f.forget(changed.UID)
+		}
+	}
 	envs := make([]dispatch.Environment, 0, len(pods.Items))
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		if !PodReady(p) {
+		if PodReady(p) {
+			f.kubeletReady(p.UID)
+		} else if !f.earlyReady(ctx, p) {
 			continue
 		}
 		secret, err := f.Secrets.ForPod(ctx, p)
@@ -184,6 +212,116 @@ func (f *Feeder) syncEnvironments(ctx context.Context, changed *corev1.Pod) {
 		})
 	}
 	f.Dispatcher.SetEnvironments(key, envs)
+}
+
+// earlyReady answers whether the probe found a pod ready before the kubelet did, and
+// starts probing a running pod that is not Ready yet.
+func (f *Feeder) earlyReady(ctx context.Context, p *corev1.Pod) bool {
+	if f.Probe == nil {
+		return false
+	}
+	f.probeMu.Lock()
+	defer f.probeMu.Unlock()
+	if f.probing == nil {
+		f.probing, f.probedReady = map[types.UID]bool{}, map[types.UID]bool{}
+	}
+	if f.wasReady == nil {
+		f.wasReady = map[types.UID]bool{}
+	}
+	if p.DeletionTimestamp != nil || p.Status.PodIP == "" || p.Status.Phase != corev1.PodRunning || f.everReady(p) {
+		delete(f.probedReady, p.UID)
+		return false
+	}
+	if f.probedReady[p.UID] {
+		return true
+	}
+	if !f.probing[p.UID] {
+		f.probing[p.UID] = true
+		go f.probe(ctx, p.DeepCopy())
+	}
+	return false
+}
+
+// kubeletReady remembers that the kubelet has reported the pod Ready: from then on its
+// Ready condition alone counts (a shim that resets makes the pod NotReady).
+func (f *Feeder) kubeletReady(uid types.UID) {
+	if f.Probe == nil {
+		return
+	}
+	f.probeMu.Lock()
+	defer f.probeMu.Unlock()
+	if f.wasReady == nil {
+		f.wasReady = map[types.UID]bool{}
+	}
+	f.wasReady[uid] = true
+	delete(f.probedReady, uid)
+}
+
+// forget drops what is known of a deleted pod.
+func (f *Feeder) forget(uid types.UID) {
+	f.probeMu.Lock()
+	defer f.probeMu.Unlock()
+	delete(f.wasReady, uid)
+	delete(f.probedReady, uid)
+}
+
+func (f *Feeder) everReady(p *corev1.Pod) bool {
+	return PodReady(p) || f.wasReady[p.UID]
+}
+
+// probe asks the pod's shim until it is ready, the pod is gone or Ready by the kubelet,
+// or a minute has passed; then recomputes the version's environments.
+func (f *Feeder) probe(ctx context.Context, p *corev1.Pod) {
+	defer func() {
+		f.probeMu.Lock()
+		delete(f.probing, p.UID)
+		f.probeMu.Unlock()
+	}()
+	interval := f.ProbeInterval
+	if interval <= 0 {
+		interval = 25 * time.Millisecond
+	}
+	addr := net.JoinHostPort(p.Status.PodIP, strconv.Itoa(f.ShimPort))
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		var cur corev1.Pod
+		err := f.Cache.Get(ctx, client.ObjectKeyFromObject(p), &cur)
+		f.probeMu.Lock()
+		stop := err != nil || cur.UID != p.UID || cur.DeletionTimestamp != nil || f.everReady(&cur) || cur.Status.PodIP != p.Status.PodIP
+		f.probeMu.Unlock()
+		if stop {
+			return
+		}
+		if f.Probe(ctx, addr) {
+			f.probeMu.Lock()
+			f.probedReady[p.UID] = true
+			f.probeMu.Unlock()
+			f.Log.V(1).Info("environment ready before the kubelet reported it", "pod", p.Name, "namespace", p.Namespace)
+			f.syncEnvironments(ctx, &cur)
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(interval):
+		}
+	}
+}
+
+// HTTPProbe is Feeder.Probe over HTTP: GET http://addr/readyz answers 200.
+func HTTPProbe(c *http.Client) func(ctx context.Context, addr string) bool {
+	return func(ctx context.Context, addr string) bool {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/readyz", nil)
+		if err != nil {
+			return false
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return false
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
 }
 
 // PodReady: running, Ready, has an IP, not being deleted. The shim makes the pod Ready

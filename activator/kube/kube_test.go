@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -331,5 +332,75 @@ func TestScalerFromZeroAndBack(t *testing.T) {
 	p, _ := cs.CoreV1().Pods(ns).Get(ctx, "f-latest-1", metav1.GetOptions{})
 	if *dep.Spec.Replicas != 0 || p.Annotations[kube.PodDeletionCost] != "-1000" {
 		t.Fatalf("scale to zero: replicas %d, pod annotations %v", *dep.Spec.Replicas, p.Annotations)
+	}
+}
+
+// A starting pod whose shim answers its readiness probe becomes an environment before
+// the kubelet reports it Ready; once the kubelet has, its Ready condition alone counts.
+func TestFeederProbesStartingPods(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns := namespace(t, "probe")
+	disp := dispatch.New(nil)
+	c := startCache(t, ctx)
+	var shimReady atomic.Bool
+	var probed atomic.Int32
+	f := &kube.Feeder{Cache: c, Table: router.NewTable(), Dispatcher: disp, Secrets: &kube.SecretReader{Client: cs}, ShimPort: 9000,
+		Log: logr.Discard(), ProbeInterval: 5 * time.Millisecond,
+		Probe: func(_ context.Context, addr string) bool {
+			probed.Add(1)
+			return addr == "10.0.0.9:9000" && shimReady.Load()
+		}}
+	if err := f.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = c.Start(ctx) }()
+	c.WaitForCacheSync(ctx)
+
+	k := srv.Client
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "g-abc", Namespace: ns,
+		Labels: map[string]string{kube.LabelFunction: "g", kube.LabelVersion: kube.LatestLabel}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "function", Image: "x"}}}}
+	if err := k.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Status.Phase = corev1.PodRunning
+	pod.Status.PodIP = "10.0.0.9"
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse, Reason: "ContainersNotReady"}}
+	if err := k.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	key := router.Key{Namespace: ns, Function: "g", Version: router.Latest}
+	environments := func() int {
+		for _, s := range disp.Stats() {
+			if s.Key == key {
+				return len(s.Environments)
+			}
+		}
+		return 0
+	}
+	eventually(t, "the starting pod probed", func() bool { return probed.Load() >= 3 })
+	if n := environments(); n != 0 {
+		t.Fatalf("%d environments while the shim is not ready", n)
+	}
+	shimReady.Store(true)
+	eventually(t, "environment before the kubelet's Ready", func() bool { return environments() == 1 })
+
+	// The kubelet reports Ready, then NotReady (say the shim reset): the environment goes,
+	// although the probe would still answer ready.
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	if err := k.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "environment while Ready", func() bool { return environments() == 1 })
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse, Reason: "ContainersNotReady"}}
+	if err := k.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "no environment once the kubelet says NotReady", func() bool { return environments() == 0 })
+	before := probed.Load()
+	time.Sleep(100 * time.Millisecond)
+	if environments() != 0 || probed.Load() != before {
+		t.Fatalf("the pod came back by probe after the kubelet's NotReady (%d environments, %d probes since)", environments(), probed.Load()-before)
 	}
 }

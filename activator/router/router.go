@@ -19,6 +19,15 @@ import (
 // Latest is the unpublished version.
 const Latest = "$LATEST"
 
+// AnnotationIdleTimeout on a Function overrides, for its versions, how long an idle
+// environment stays warm (a Go duration, e.g. "30s"; at least 1s). Lambda has no such
+// setting; it lets a cluster keep one function warmer than the rest, and lets tests see
+// scale to zero without waiting the activator's default minutes.
+const AnnotationIdleTimeout = "lambda.klambda.dev/idle-timeout"
+
+// minIdleTimeout keeps a typo ("1ms") from churning pods on every request.
+const minIdleTimeout = time.Second
+
 // DefaultTimeout is Lambda's default function timeout.
 const DefaultTimeout = 3 * time.Second
 
@@ -69,20 +78,27 @@ type functionEntry struct {
 	state    string
 	reserved int32
 	timeout  time.Duration
-	versions map[string]versionEntry
-	aliases  map[string]aliasEntry
+	// idleTimeout from AnnotationIdleTimeout; 0: the scaler's default.
+	idleTimeout time.Duration
+	versions    map[string]versionEntry
+	aliases     map[string]aliasEntry
 }
 
 type fnKey struct{ ns, name string }
 
 // Table is the router's view of Functions, Versions and Aliases.
 type Table struct {
-	mu       sync.RWMutex
-	fnObjs   map[fnKey]*lambdav1alpha1.Function
-	verObjs  map[types.NamespacedName]*lambdav1alpha1.Version
-	aliObjs  map[types.NamespacedName]*lambdav1alpha1.Alias
+	mu      sync.RWMutex
+	fnObjs  map[fnKey]*lambdav1alpha1.Function
+	verObjs map[types.NamespacedName]*lambdav1alpha1.Version
+	aliObjs map[types.NamespacedName]*lambdav1alpha1.Alias
+	// verByFn and aliByFn index the objects by the function they name, so that a
+	// change compiles one function without scanning every object of the cluster.
+	verByFn  map[fnKey]map[string]*lambdav1alpha1.Version
+	aliByFn  map[fnKey]map[string]*lambdav1alpha1.Alias
 	compiled map[fnKey]*functionEntry
-	// reservedByNS is the sum of reserved concurrency per namespace, kept with compiled.
+	// reservedByNS is the sum of reserved concurrency per namespace, kept with compiled
+	// (each compile takes the function's old reservation out and puts the new one in).
 	reservedByNS map[string]int32
 	// Rand returns a number in [0,1); tests replace it.
 	Rand func() float64
@@ -94,6 +110,8 @@ func NewTable() *Table {
 		fnObjs:       map[fnKey]*lambdav1alpha1.Function{},
 		verObjs:      map[types.NamespacedName]*lambdav1alpha1.Version{},
 		aliObjs:      map[types.NamespacedName]*lambdav1alpha1.Alias{},
+		verByFn:      map[fnKey]map[string]*lambdav1alpha1.Version{},
+		aliByFn:      map[fnKey]map[string]*lambdav1alpha1.Alias{},
 		compiled:     map[fnKey]*functionEntry{},
 		reservedByNS: map[string]int32{},
 		Rand:         rand.Float64,
@@ -124,11 +142,15 @@ func (t *Table) SetVersion(v *lambdav1alpha1.Version) {
 	defer t.mu.Unlock()
 	nn := types.NamespacedName{Namespace: v.Namespace, Name: v.Name}
 	if old, ok := t.verObjs[nn]; ok && old.Spec.FunctionName != v.Spec.FunctionName {
-		delete(t.verObjs, nn)
-		t.compileLocked(fnKey{old.Namespace, old.Spec.FunctionName})
+		t.forgetVersionLocked(old)
 	}
 	t.verObjs[nn] = v
-	t.compileLocked(fnKey{v.Namespace, v.Spec.FunctionName})
+	k := fnKey{v.Namespace, v.Spec.FunctionName}
+	if t.verByFn[k] == nil {
+		t.verByFn[k] = map[string]*lambdav1alpha1.Version{}
+	}
+	t.verByFn[k][v.Name] = v
+	t.compileLocked(k)
 }
 
 // DeleteVersion forgets a Version.
@@ -137,9 +159,17 @@ func (t *Table) DeleteVersion(namespace, name string) {
 	defer t.mu.Unlock()
 	nn := types.NamespacedName{Namespace: namespace, Name: name}
 	if old, ok := t.verObjs[nn]; ok {
-		delete(t.verObjs, nn)
-		t.compileLocked(fnKey{namespace, old.Spec.FunctionName})
+		t.forgetVersionLocked(old)
 	}
+}
+
+func (t *Table) forgetVersionLocked(v *lambdav1alpha1.Version) {
+	delete(t.verObjs, types.NamespacedName{Namespace: v.Namespace, Name: v.Name})
+	k := fnKey{v.Namespace, v.Spec.FunctionName}
+	if delete(t.verByFn[k], v.Name); len(t.verByFn[k]) == 0 {
+		delete(t.verByFn, k)
+	}
+	t.compileLocked(k)
 }
 
 // SetAlias adds or replaces an Alias.
@@ -148,11 +178,15 @@ func (t *Table) SetAlias(a *lambdav1alpha1.Alias) {
 	defer t.mu.Unlock()
 	nn := types.NamespacedName{Namespace: a.Namespace, Name: a.Name}
 	if old, ok := t.aliObjs[nn]; ok && old.Spec.FunctionName != a.Spec.FunctionName {
-		delete(t.aliObjs, nn)
-		t.compileLocked(fnKey{old.Namespace, old.Spec.FunctionName})
+		t.forgetAliasLocked(old)
 	}
 	t.aliObjs[nn] = a
-	t.compileLocked(fnKey{a.Namespace, a.Spec.FunctionName})
+	k := fnKey{a.Namespace, a.Spec.FunctionName}
+	if t.aliByFn[k] == nil {
+		t.aliByFn[k] = map[string]*lambdav1alpha1.Alias{}
+	}
+	t.aliByFn[k][a.Name] = a
+	t.compileLocked(k)
 }
 
 // DeleteAlias forgets an Alias.
@@ -161,9 +195,17 @@ func (t *Table) DeleteAlias(namespace, name string) {
 	defer t.mu.Unlock()
 	nn := types.NamespacedName{Namespace: namespace, Name: name}
 	if old, ok := t.aliObjs[nn]; ok {
-		delete(t.aliObjs, nn)
-		t.compileLocked(fnKey{namespace, old.Spec.FunctionName})
+		t.forgetAliasLocked(old)
 	}
+}
+
+func (t *Table) forgetAliasLocked(a *lambdav1alpha1.Alias) {
+	delete(t.aliObjs, types.NamespacedName{Namespace: a.Namespace, Name: a.Name})
+	k := fnKey{a.Namespace, a.Spec.FunctionName}
+	if delete(t.aliByFn[k], a.Name); len(t.aliByFn[k]) == 0 {
+		delete(t.aliByFn, k)
+	}
+	t.compileLocked(k)
 }
 
 func timeoutOf(secs int32) time.Duration {
@@ -177,7 +219,9 @@ func timeoutOf(secs int32) time.Duration {
 // have few versions and aliases, and objects change rarely, so rebuilding is simpler
 // and safer than patching.
 func (t *Table) compileLocked(k fnKey) {
-	defer t.sumReservedLocked(k.ns)
+	if old, ok := t.compiled[k]; ok && old.reserved > 0 {
+		t.reservedByNS[k.ns] -= old.reserved
+	}
 	f, ok := t.fnObjs[k]
 	if !ok || f.DeletionTimestamp != nil {
 		delete(t.compiled, k)
@@ -193,8 +237,9 @@ func (t *Table) compileLocked(k fnKey) {
 	if f.Spec.ReservedConcurrentExecutions != nil {
 		e.reserved = *f.Spec.ReservedConcurrentExecutions
 	}
-	for _, v := range t.verObjs {
-		if v.Namespace != k.ns || v.Spec.FunctionName != k.name || v.Status.Version == "" || v.DeletionTimestamp != nil {
+	e.idleTimeout = idleTimeoutOf(f.Annotations[AnnotationIdleTimeout])
+	for _, v := range t.verByFn[k] {
+		if v.Status.Version == "" || v.DeletionTimestamp != nil {
 			continue
 		}
 		ve := versionEntry{state: string(v.Status.State), timeout: e.timeout}
@@ -206,8 +251,8 @@ func (t *Table) compileLocked(k fnKey) {
 		}
 		e.versions[v.Status.Version] = ve
 	}
-	for _, a := range t.aliObjs {
-		if a.Namespace != k.ns || a.Spec.FunctionName != k.name || a.DeletionTimestamp != nil {
+	for _, a := range t.aliByFn[k] {
+		if a.DeletionTimestamp != nil {
 			continue
 		}
 		ae := aliasEntry{primary: a.Spec.FunctionVersion}
@@ -228,6 +273,22 @@ func (t *Table) compileLocked(k fnKey) {
 		e.aliases[a.EffectiveName()] = ae
 	}
 	t.compiled[k] = e
+	if e.reserved > 0 {
+		t.reservedByNS[k.ns] += e.reserved
+	}
+}
+
+// idleTimeoutOf parses AnnotationIdleTimeout; an absent or unparsable value is 0 (the
+// default applies), a positive one is raised to minIdleTimeout.
+func idleTimeoutOf(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0
+	}
+	return max(d, minIdleTimeout)
 }
 
 func isVersionNumber(q string) bool {
@@ -311,6 +372,9 @@ type Limits struct {
 	Provisioned int32
 	// Reserved is the function's reserved concurrency, -1 when none.
 	Reserved int32
+	// IdleTimeout is the function's own idle timeout (AnnotationIdleTimeout); 0 when
+	// it has none.
+	IdleTimeout time.Duration
 }
 
 // LimitsFor answers the scaler's floor and ceiling for one version.
@@ -321,7 +385,7 @@ func (t *Table) LimitsFor(k Key) Limits {
 	if !ok {
 		return Limits{Reserved: -1}
 	}
-	l := Limits{Reserved: e.reserved}
+	l := Limits{Reserved: e.reserved, IdleTimeout: e.idleTimeout}
 	if v, ok := e.versions[k.Version]; ok {
 		l.Provisioned += v.provisioned
 	}
@@ -384,14 +448,4 @@ func (t *Table) UnreservedLimit(namespace string, namespaceLimit int32) int32 {
 		n = 0
 	}
 	return n
-}
-
-func (t *Table) sumReservedLocked(ns string) {
-	var sum int32
-	for k, e := range t.compiled {
-		if k.ns == ns && e.reserved > 0 {
-			sum += e.reserved
-		}
-	}
-	t.reservedByNS[ns] = sum
 }

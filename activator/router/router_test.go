@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -149,5 +150,75 @@ func TestLimits(t *testing.T) {
 	}
 	if len(tb.ProvisionedKeys()) == 0 {
 		t.Error("no provisioned keys")
+	}
+}
+
+func TestIdleTimeoutAnnotation(t *testing.T) {
+	tb := NewTable()
+	for name, v := range map[string]string{"short": "5s", "tiny": "1ms", "bad": "soon", "negative": "-3s", "none": ""} {
+		f := fn(name, lambdav1alpha1.StateActive)
+		if v != "" {
+			f.Annotations = map[string]string{AnnotationIdleTimeout: v}
+		}
+		tb.SetFunction(f)
+	}
+	want := map[string]time.Duration{"short": 5 * time.Second, "tiny": time.Second, "bad": 0, "negative": 0, "none": 0}
+	for name, w := range want {
+		if got := tb.LimitsFor(Key{"ns", name, Latest}).IdleTimeout; got != w {
+			t.Errorf("%s: idle timeout %v, want %v", name, got, w)
+		}
+	}
+	// Versions of the function share it.
+	tb.SetVersion(ver("short-1", "short", "1", 0))
+	if got := tb.LimitsFor(Key{"ns", "short", "1"}).IdleTimeout; got != 5*time.Second {
+		t.Errorf("version 1: idle timeout %v", got)
+	}
+}
+
+// The table's per-function indexes and the namespace's reserved sum follow changes and
+// deletions.
+func TestIndexesFollowChanges(t *testing.T) {
+	tb := NewTable()
+	f := fn("f", lambdav1alpha1.StateActive)
+	f.Spec.ReservedConcurrentExecutions = ptr(int32(50))
+	tb.SetFunction(f)
+	g := fn("g", lambdav1alpha1.StateActive)
+	g.Spec.ReservedConcurrentExecutions = ptr(int32(30))
+	tb.SetFunction(g)
+	if u := tb.UnreservedLimit("ns", 1000); u != 920 {
+		t.Fatalf("unreserved = %d, want 920", u)
+	}
+	f2 := f.DeepCopy()
+	f2.Spec.ReservedConcurrentExecutions = ptr(int32(20))
+	tb.SetFunction(f2)
+	tb.DeleteFunction("ns", "g")
+	if u := tb.UnreservedLimit("ns", 1000); u != 980 {
+		t.Fatalf("after changes: unreserved = %d, want 980", u)
+	}
+
+	tb.SetFunction(fn("h", lambdav1alpha1.StateActive))
+	tb.SetVersion(ver("v1", "f", "1", 0))
+	tb.SetAlias(alias("live", "", "f", "1", nil))
+	if _, err := tb.Resolve("ns", "f", "live"); err != nil {
+		t.Fatal(err)
+	}
+	// The Version object now names another function: f loses version 1, h gains it.
+	tb.SetVersion(ver("v1", "h", "1", 0))
+	if _, err := tb.Resolve("ns", "f", "1"); !errors.Is(err, ErrQualifierNotFound) {
+		t.Fatalf("f:1 after the move: %v", err)
+	}
+	if r, err := tb.Resolve("ns", "h", "1"); err != nil || r.Version != "1" {
+		t.Fatalf("h:1 after the move: %v %v", r, err)
+	}
+	tb.DeleteAlias("ns", "live")
+	if _, err := tb.Resolve("ns", "f", "live"); !errors.Is(err, ErrQualifierNotFound) {
+		t.Fatalf("deleted alias: %v", err)
+	}
+	tb.DeleteVersion("ns", "v1")
+	if _, err := tb.Resolve("ns", "h", "1"); !errors.Is(err, ErrQualifierNotFound) {
+		t.Fatalf("deleted version: %v", err)
+	}
+	if len(tb.verByFn) != 0 || len(tb.aliByFn) != 0 {
+		t.Fatalf("indexes keep deleted objects: %v %v", tb.verByFn, tb.aliByFn)
 	}
 }

@@ -155,9 +155,13 @@ func (s *Scaler) scaleOne(ctx context.Context, now time.Time, st *dispatch.PoolS
 		return
 	}
 	// Scale down only by environments idle past the timeout, the longest idle first.
+	idle := s.IdleTimeout
+	if lim.IdleTimeout > 0 {
+		idle = lim.IdleTimeout
+	}
 	var expired []dispatch.EnvironmentStats
 	for _, e := range st.Environments {
-		if !e.Busy && !e.Draining && !e.IdleSince.IsZero() && now.Sub(e.IdleSince) >= s.IdleTimeout {
+		if !e.Busy && !e.Draining && !e.IdleSince.IsZero() && now.Sub(e.IdleSince) >= idle {
 			expired = append(expired, e)
 		}
 	}

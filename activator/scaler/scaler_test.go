@@ -114,3 +114,23 @@ func TestBurstLimit(t *testing.T) {
 		t.Fatalf("replicas = %d, want the burst 4", d.replicas)
 	}
 }
+
+func TestFunctionIdleTimeoutOverridesDefault(t *testing.T) {
+	base := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	st := dispatch.PoolStats{Key: key, Environments: []dispatch.EnvironmentStats{
+		{Name: "a", IdleSince: base.Add(-6 * time.Second)},
+		{Name: "b", IdleSince: base.Add(-2 * time.Second)},
+	}}
+	// Default 10 minutes: neither goes.
+	s, _, d, _ := rig(2, router.Limits{Reserved: -1}, st)
+	s.Pass(context.Background())
+	if len(d.scales) != 0 {
+		t.Fatalf("default timeout: scaled %v", d.scales)
+	}
+	// The function's 5 s: the one idle for 6 s goes.
+	s, _, d, _ = rig(2, router.Limits{Reserved: -1, IdleTimeout: 5 * time.Second}, st)
+	s.Pass(context.Background())
+	if d.replicas != 1 || len(d.marked) != 1 || d.marked[0] != "a" {
+		t.Fatalf("function timeout 5s: replicas %d marked %v", d.replicas, d.marked)
+	}
+}

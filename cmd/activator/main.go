@@ -63,6 +63,7 @@ func main() {
 		authOn         = flag.Bool("auth", true, "Require a Kubernetes token (TokenReview) allowed to invoke the function (SubjectAccessReview). Disable only for local development.")
 		shimPort       = flag.Int("shim-port", 9000, "Port of the runtime shim's invoke endpoint in function pods.")
 		scaleInterval  = flag.Duration("scale-interval", time.Second, "Interval between scaler passes when no request wakes it.")
+		probeInterval  = flag.Duration("probe-interval", 25*time.Millisecond, "How often a starting pod's shim is asked whether it is ready (/readyz), until the kubelet reports it; 0 waits for the kubelet's Ready only.")
 		asyncOn        = flag.Bool("async", true, "Accept Event (asynchronous) invocations into a durable NATS JetStream queue (activator/async).")
 		asyncStore     = flag.String("async-store-dir", "/var/lib/klambda/async", "JetStream file store of the embedded NATS for asynchronous invocations (a PersistentVolumeClaim).")
 		asyncNATS      = flag.String("async-nats-url", "", "External NATS (JetStream) URL for asynchronous invocations; empty runs NATS embedded.")
@@ -156,6 +157,10 @@ func main() {
 	ctx := ctrl.SetupSignalHandler()
 	feeder := &kube.Feeder{Cache: informers, Table: table, Dispatcher: disp, Secrets: &kube.SecretReader{Client: cs},
 		ShimPort: *shimPort, Log: log.WithName("feeder")}
+	if *probeInterval > 0 {
+		feeder.Probe = kube.HTTPProbe(&http.Client{Timeout: 500 * time.Millisecond})
+		feeder.ProbeInterval = *probeInterval
+	}
 	if err := feeder.Register(ctx); err != nil {
 		log.Error(err, "registering informers")
 		os.Exit(1)

@@ -7,6 +7,7 @@ export KUBECONFIG=${KUBECONFIG:-$KUBECONFIG_FILE}
 NS=${EXAMPLE_NAMESPACE:-default}
 FN=hello-go
 PAYLOAD=${PAYLOAD:-'{"name":"klambda"}'}
+INVOKER=klambda-invoker # the ServiceAccount whose token may invoke in $NS
 kubectl() { "$KUBE_BIN/kubectl" "$@"; }
 
 [ "${CLUSTER:-local}" = local ] || { log "CLUSTER=existing: skipping the example (its package is served from the local node)"; exit 0; }
@@ -50,9 +51,28 @@ else
 fi
 
 if $activator; then
-	endpoint="http://127.0.0.1:18081"
+	# The activator wants a Kubernetes token allowed to invoke (verb invoke on
+	# functions.lambda.klambda.dev): a ServiceAccount with that Role in the namespace.
+	kubectl -n "$NS" apply -f - >/dev/null <<-EOF
+		apiVersion: v1
+		kind: ServiceAccount
+		metadata: {name: $INVOKER}
+		---
+		apiVersion: rbac.authorization.k8s.io/v1
+		kind: Role
+		metadata: {name: klambda-invoke}
+		rules: [{apiGroups: [lambda.klambda.dev], resources: [functions], verbs: [invoke]}]
+		---
+		apiVersion: rbac.authorization.k8s.io/v1
+		kind: RoleBinding
+		metadata: {name: $INVOKER}
+		roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: klambda-invoke}
+		subjects: [{kind: ServiceAccount, name: $INVOKER, namespace: $NS}]
+	EOF
+	token=$(kubectl -n "$NS" create token "$INVOKER" --duration 24h)
+	endpoint="http://127.0.0.1:18081/namespaces/$NS"
 	invoke_url="$endpoint/2015-03-31/functions/$FN/invocations"
-	headers=()
+	headers=(-H "Authorization: Bearer $token")
 else
 	pod=$(kubectl -n "$NS" get pods -l "$sel" -o jsonpath='{range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | awk '$2 == "True" {print $1; exit}')
 	ip=$(kubectl -n "$NS" get pod "$pod" -o jsonpath='{.status.podIP}')
@@ -82,7 +102,9 @@ echo
 echo "kubectl:        export KUBECONFIG=$KUBECONFIG"
 echo "                kubectl get functions -A; kubectl get pods -A"
 if $activator; then
-	echo "invoke again:   AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x AWS_DEFAULT_REGION=us-east-1 /usr/bin/aws lambda invoke \\"
+	echo "token:          kubectl -n $NS create token $INVOKER   (ServiceAccount $INVOKER may invoke functions in $NS)"
+	echo "invoke again:   AWS_ACCESS_KEY_ID=klambda AWS_SECRET_ACCESS_KEY=unused AWS_DEFAULT_REGION=us-east-1 \\"
+	echo "                AWS_SESSION_TOKEN=\"\$(kubectl -n $NS create token $INVOKER)\" /usr/bin/aws lambda invoke \\"
 	echo "                  --endpoint-url $endpoint --function-name $FN --cli-binary-format raw-in-base64-out --payload '$PAYLOAD' /dev/stdout"
 else
 	echo "invoke again:   curl -X POST -H 'X-Klambda-Invoke-Secret: $secret' --data '$PAYLOAD' $invoke_url"

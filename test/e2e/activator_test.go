@@ -8,11 +8,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
@@ -49,26 +46,13 @@ func TestActivatorScalesFromZero(t *testing.T) {
 	if _, err := cluster.WaitForFunctionActive(ctx, ns, fn.Name, 3*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := cluster.ScaleFunction(ctx, ns, fn.Name, VersionLatest, 0); err != nil {
-		t.Fatal(err)
+	// A function's Deployment is born at zero replicas; the activator alone scales it.
+	if n, err := replicas(ctx, ns, fn.Name, VersionLatest); n != 0 {
+		t.Fatalf("a new function's Deployment: replicas %d, want 0 (%v)", n, err)
 	}
 
-	// The activator the chart installed (auth off in the dev values); pod IPs route from here.
-	var pods corev1.PodList
-	if err := cluster.Client.List(ctx, &pods, client.MatchingLabels{"app.kubernetes.io/component": "activator"}); err != nil {
-		t.Fatal(err)
-	}
-	endpoint := ""
-	for _, p := range pods.Items {
-		if podReady(&p) {
-			endpoint = "http://" + p.Status.PodIP + ":8080"
-		}
-	}
-	if endpoint == "" {
-		t.Skip("no Ready activator pod in the cluster (charts: activator.enabled)")
-	}
-	c := lambda.New(lambda.Options{BaseEndpoint: aws.String(endpoint + "/namespaces/" + ns), Region: "us-east-1",
-		Credentials: credentials.NewStaticCredentialsProvider("klambda", "unused", ""), RetryMaxAttempts: 1})
+	// The activator the chart installed authorizes callers: a token that may invoke here.
+	c := cluster.LambdaClient(ctx, t, ns, cluster.InvokerToken(ctx, t, ns))
 	start := time.Now()
 	out, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(fn.Name), Payload: []byte(`{"name":"e2e"}`)})
 	if err != nil {
@@ -85,7 +69,10 @@ func TestActivatorScalesFromZero(t *testing.T) {
 	t.Logf("warm invocation took %v", time.Since(start).Round(time.Microsecond))
 
 	d, err := cluster.FunctionDeployment(ctx, ns, fn.Name, VersionLatest)
-	if err != nil || d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
 		t.Fatalf("after the first invocation: %v %v", d.Spec.Replicas, err)
 	}
 	owned := false

@@ -28,10 +28,11 @@ import (
 const asyncActivatorURL = "http://127.0.0.1:18081"
 
 // asyncCallerToken is the Kubernetes token every invocation of the async tests carries
-// (Authorization: Bearer over HTTP, AWS_SESSION_TOKEN with the CLI). Empty while the local
-// cluster's activator runs with --auth=false; once auth is on, return a token allowed to
-// invoke functions in ns here — the only change the async tests need.
-func asyncCallerToken(t testing.TB, ns string) string { return "" }
+// (Authorization: Bearer over HTTP, AWS_SESSION_TOKEN with the CLI): one that may invoke
+// functions in ns, as the local cluster's activator checks.
+func asyncCallerToken(t testing.TB, ns string) string {
+	return cluster.InvokerToken(context.Background(), t, ns)
+}
 
 // asyncTokens caches asyncCallerToken per namespace: the kill test sends thousands of
 // invocations.

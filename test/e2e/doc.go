@@ -6,5 +6,7 @@
 // The suite starts the local cluster when none is up and reuses it when it is (set
 // E2E_CLUSTER=existing to use the cluster KUBECONFIG points at instead). Tests of other
 // features use the helpers of cluster.go: Start, Namespace, WaitForFunctionActive,
-// ScaleFunction, WaitForReadyPod, InvokePod, ServeCode.
+// ScaleFunction, WaitForReadyPod, InvokePod, ServeCode. The activator authorizes every
+// invocation: tests that go through it take a token from InvokerToken and a client from
+// LambdaClient or ActivatorURL (invoker.go).
 package e2e

@@ -1,0 +1,105 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// The activator authorizes every invocation (the chart's default, kept on the local
+// cluster): the caller's Kubernetes token must be allowed verb invoke on
+// functions.lambda.klambda.dev in the function's namespace. Tests that invoke through the
+// activator get such a token from InvokerToken and a client from LambdaClient.
+
+// Invoker is the ServiceAccount InvokerToken makes in a test's namespace.
+const Invoker = "e2e-invoker"
+
+// InvokerToken makes (once per namespace) ServiceAccount Invoker with a Role that may
+// invoke the namespace's functions, and returns a fresh token of it (TokenRequest, one hour).
+func (c *Cluster) InvokerToken(ctx context.Context, t testing.TB, ns string) string {
+	t.Helper()
+	return c.ServiceAccountToken(ctx, t, ns, Invoker, true)
+}
+
+// ServiceAccountToken returns a token of ServiceAccount ns/name, creating it when missing;
+// with mayInvoke it is also bound to a Role allowing verb invoke on functions. A token
+// without that binding authenticates but is not allowed (AccessDeniedException).
+func (c *Cluster) ServiceAccountToken(ctx context.Context, t testing.TB, ns, name string, mayInvoke bool) string {
+	t.Helper()
+	create := func(obj client.Object) {
+		if err := c.Client.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("creating %T %s/%s: %v", obj, ns, obj.GetName(), err)
+		}
+	}
+	create(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})
+	if mayInvoke {
+		create(&rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "klambda-invoke"},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"lambda.klambda.dev"}, Resources: []string{"functions"}, Verbs: []string{"invoke"}}},
+		})
+		create(&rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-invoke"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "klambda-invoke"},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: ns}},
+		})
+	}
+	secs := int64(3600)
+	tr, err := c.Kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("requesting a token of %s/%s: %v", ns, name, err)
+	}
+	return tr.Status.Token
+}
+
+// ActivatorPod is the Ready pod of the activator the chart installed; the test is skipped
+// when there is none. Its pod IP routes from the local node.
+func (c *Cluster) ActivatorPod(ctx context.Context, t testing.TB) *corev1.Pod {
+	t.Helper()
+	var pods corev1.PodList
+	if err := c.Client.List(ctx, &pods, client.MatchingLabels{"app.kubernetes.io/component": "activator"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range pods.Items {
+		if p := &pods.Items[i]; p.DeletionTimestamp == nil && podReady(p) && p.Status.PodIP != "" {
+			return p
+		}
+	}
+	t.Skip("no Ready activator pod in the cluster (charts: activator.enabled)")
+	return nil
+}
+
+// ActivatorURL is the Invoke API's base URL for namespace ns:
+// http://<activator pod IP>:8080/namespaces/<ns>.
+func (c *Cluster) ActivatorURL(ctx context.Context, t testing.TB, ns string) string {
+	t.Helper()
+	return fmt.Sprintf("http://%s:8080/namespaces/%s", c.ActivatorPod(ctx, t).Status.PodIP, ns)
+}
+
+// LambdaClient is an aws-sdk-go-v2 Lambda client for the activator's namespace ns whose
+// requests carry token as the AWS session token (X-Amz-Security-Token), as a caller
+// outside Kubernetes would send it. It never retries, so a throttle or error is seen as is.
+func (c *Cluster) LambdaClient(ctx context.Context, t testing.TB, ns, token string) *lambda.Client {
+	t.Helper()
+	return lambda.New(lambda.Options{
+		BaseEndpoint:     aws.String(c.ActivatorURL(ctx, t, ns)),
+		Region:           "us-east-1",
+		Credentials:      credentials.NewStaticCredentialsProvider("klambda", "unused", token),
+		RetryMaxAttempts: 1,
+		HTTPClient:       &http.Client{Timeout: 2 * time.Minute},
+	})
+}
