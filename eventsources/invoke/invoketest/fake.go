@@ -32,7 +32,8 @@ type Call struct {
 	Function       string
 	Qualifier      string
 	InvocationType string
-	Token          string
+	Token          string // the bearer token
+	Authorization  string // the header as sent
 	Payload        []byte
 }
 
@@ -76,7 +77,7 @@ func (s *Server) Invoker() *invoke.LambdaInvoker {
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	// /namespaces/{ns}/2015-03-31/functions/{name}/invocations
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
-	c := Call{InvocationType: r.Header.Get("X-Amz-Invocation-Type"), Token: r.Header.Get("X-Amz-Security-Token"), Qualifier: r.URL.Query().Get("Qualifier")}
+	c := Call{InvocationType: r.Header.Get("X-Amz-Invocation-Type"), Token: strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), Authorization: r.Header.Get("Authorization"), Qualifier: r.URL.Query().Get("Qualifier")}
 	if len(parts) >= 2 && parts[0] == "namespaces" {
 		c.Namespace = parts[1]
 		parts = parts[2:]
