@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -55,6 +56,7 @@ func TestEventSourceMappings(t *testing.T) {
 	if _, err := cluster.WaitForFunctionActive(ctx, ns, fn.Name, 3*time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	checkPollersMayInvoke(ctx, t, ns, fn.Name)
 	env := &esmEnv{ns: ns, fn: fn.Name, rec: rec, answers: answers}
 	t.Run("Kafka", func(t *testing.T) {
 		t.Parallel()
@@ -86,6 +88,32 @@ func (c *Cluster) WaitForPollers(ctx context.Context) error {
 		return fmt.Errorf("no Ready event source poller (charts: eventsources.enabled; last seen %q): %w", last, err)
 	}
 	return nil
+}
+
+// checkPollersMayInvoke asks the question the activator asks when auth is on (the local
+// cluster runs it off): may the pollers' ServiceAccount invoke the function?
+func checkPollersMayInvoke(ctx context.Context, t *testing.T, ns, fn string) {
+	t.Helper()
+	var pods corev1.PodList
+	if err := cluster.Client.List(ctx, &pods, client.MatchingLabels{"app.kubernetes.io/component": "eventsources"}); err != nil || len(pods.Items) == 0 {
+		t.Fatalf("no poller pod: %v", err)
+	}
+	p := pods.Items[0]
+	user := "system:serviceaccount:" + p.Namespace + ":" + p.Spec.ServiceAccountName
+	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User:   user,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + p.Namespace, "system:authenticated"},
+		ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Group: "lambda.klambda.dev", Resource: "functions", Verb: "invoke", Namespace: ns, Name: fn,
+		},
+	}}
+	res, err := cluster.Kube.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Status.Allowed {
+		t.Fatalf("%s may not invoke functions (%s): the activator would refuse the pollers once auth is on", user, res.Status.Reason)
+	}
 }
 
 // esmEnv is what the cases share: one function, its recorder, and the answers per source
