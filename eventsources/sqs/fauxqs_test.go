@@ -96,7 +96,9 @@ func newRealQueue(t *testing.T, h func([]events.SQSMessage) invoketest.Outcome) 
 		t.Fatalf("creating queue %s: %v", name, err)
 	}
 	q.url = aws.ToString(out.QueueUrl)
-	t.Cleanup(func() { _, _ = q.client.DeleteQueue(context.Background(), &awssqs.DeleteQueueInput{QueueUrl: aws.String(q.url)}) })
+	t.Cleanup(func() {
+		_, _ = q.client.DeleteQueue(context.Background(), &awssqs.DeleteQueueInput{QueueUrl: aws.String(q.url)})
+	})
 	q.fake = invoketest.New(func(c invoketest.Call) invoketest.Outcome {
 		var ev events.SQSEvent
 		if err := json.Unmarshal(c.Payload, &ev); err != nil {
@@ -234,6 +236,9 @@ func TestRealServerDisablingStopsConsumptionAndEnablingResumesWithoutLoss(t *tes
 	q.send("1")
 	stop := q.run(poller.Config{})
 	eventually(t, "the first message", func() bool { return q.seen()["1"] == 1 })
+	// Deleted after the function answered: stopping earlier would let it reappear (at least
+	// once), which is not what this test is about.
+	eventually(t, "the first message's deletion", q.empty)
 	stop()
 	q.send("2", "3")
 	time.Sleep(500 * time.Millisecond)
