@@ -333,9 +333,12 @@ func (p *Poller) invoke(ctx context.Context, records []batch.Record) (batch.Resu
 		return batch.FunctionError(), invoke.Response{}
 	}
 	resp, err := p.invoker.Invoke(ctx, invoke.Request{Namespace: p.cfg.Namespace, FunctionName: p.cfg.Function, Payload: payload})
-	ids := make(map[string]bool, len(records))
-	for _, r := range records {
-		ids[r.ID] = true
+	var ids map[string]bool // only a batchItemFailures response needs the batch's identifiers
+	if p.cfg.Policy.ReportBatchItemFailures {
+		ids = make(map[string]bool, len(records))
+		for _, r := range records {
+			ids[r.ID] = true
+		}
 	}
 	res := invoke.Classify(resp, err, p.cfg.Policy.ReportBatchItemFailures, func(id string) bool { return ids[id] })
 	batches.WithLabelValues(append(p.labels(), res.Outcome.String())...).Inc()
