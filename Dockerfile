@@ -3,6 +3,7 @@
 #   docker build --build-arg BINARY=manager      -t ghcr.io/klambda/manager .
 #   docker build --build-arg BINARY=activator    -t ghcr.io/klambda/activator .
 #   docker build --build-arg BINARY=runtime-shim -t ghcr.io/klambda/runtime-shim .
+#   docker build --build-arg BINARY=eventsources -t ghcr.io/klambda/eventsources .
 # The binary is /<BINARY> and is the entrypoint. (Without Docker, hack/imagebuild builds
 # the same layout; see hack/cluster/images.sh.)
 ARG BINARY=manager
@@ -37,5 +38,9 @@ ENTRYPOINT ["/activator"]
 FROM base AS runtime-shim
 COPY --from=build /out/runtime-shim /runtime-shim
 ENTRYPOINT ["/runtime-shim"]
+
+FROM base AS eventsources
+COPY --from=build /out/eventsources /eventsources
+ENTRYPOINT ["/eventsources"]
 
 FROM ${BINARY}

@@ -31,6 +31,7 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers; copy the CR
 		output:rbac:artifacts:config=config/rbac/eventsources
 	mkdir -p charts/klambda/crds charts/klambda/files && cp config/crd/bases/*.yaml charts/klambda/crds/
 	cp config/rbac/role.yaml charts/klambda/files/manager-role.yaml
+	cp config/rbac/eventsources/role.yaml charts/klambda/files/eventsources-role.yaml
 
 .PHONY: verify-generated
 verify-generated: generate manifests ## Fail when generated files are stale.
@@ -121,13 +122,15 @@ chart-rbac: ## Copy the manager's generated RBAC (config/rbac/role.yaml, from `m
 chart-check: $(HELM) ## helm lint and helm template the chart; fail when its CRDs or RBAC are stale.
 	@if [ -f config/rbac/role.yaml ] && ! cmp -s config/rbac/role.yaml charts/klambda/files/manager-role.yaml; then \
 		echo "charts/klambda/files/manager-role.yaml differs from config/rbac/role.yaml: run 'make chart-rbac' and commit"; exit 1; fi
+	@cmp -s config/rbac/eventsources/role.yaml charts/klambda/files/eventsources-role.yaml || \
+		{ echo "charts/klambda/files/eventsources-role.yaml differs from config/rbac/eventsources/role.yaml: run 'make manifests' and commit"; exit 1; }
 	@for f in config/crd/bases/*.yaml; do [ -f "$$f" ] || continue; cmp -s "$$f" "charts/klambda/crds/$$(basename $$f)" || \
 		{ echo "charts/klambda/crds is stale ($$f): run 'make manifests' and commit"; exit 1; }; done
 	$(HELM) lint --strict charts/klambda
-	$(HELM) lint --strict charts/klambda --set activator.enabled=true --set metrics.serviceMonitor.enabled=true
+	$(HELM) lint --strict charts/klambda --set activator.enabled=true --set eventsources.enabled=true --set metrics.serviceMonitor.enabled=true
 	$(HELM) template klambda charts/klambda --kube-version 1.37.2 --namespace klambda-system >/dev/null
 	$(HELM) template klambda charts/klambda --kube-version 1.37.2 --namespace klambda-system --set activator.enabled=true \
-		--set metrics.serviceMonitor.enabled=true -f hack/cluster/values-local.yaml >/dev/null
+		--set eventsources.enabled=true --set metrics.serviceMonitor.enabled=true -f hack/cluster/values-local.yaml >/dev/null
 	$(HELM) template klambda charts/klambda --kube-version 1.37.2 --namespace klambda-system --set activator.enabled=true \
 		--set activator.replicas=2 --set activator.async.natsUrl=nats://nats.nats:4222 >/dev/null
 

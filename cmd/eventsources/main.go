@@ -32,7 +32,7 @@ func main() {
 	)
 	hostname, _ := os.Hostname()
 	flag.StringVar(&activatorURL, "activator-url", "http://klambda-activator.klambda-system.svc:8080", "Base URL of the activator's Lambda Invoke API.")
-	flag.StringVar(&tokenFile, "token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token", "Kubernetes token the activator authenticates the pollers with (re-read before each invocation); empty sends none.")
+	flag.StringVar(&tokenFile, "token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token", "Kubernetes token sent to the activator as Authorization: Bearer (re-read when the file changes, as a rotated projected token does); empty sends none.")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	flag.StringVar(&leaseNamespace, "lease-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the per-mapping Leases that assign mappings to replicas.")
@@ -69,7 +69,7 @@ func main() {
 	}
 	var tokens invoke.TokenSource
 	if tokenFile != "" {
-		tokens = invoke.FileToken(tokenFile)
+		tokens = invoke.NewFileToken(tokenFile)
 	}
 	var natsServers []string
 	if natsS != "" {

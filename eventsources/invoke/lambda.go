@@ -5,42 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
-
-// TokenSource gives the Kubernetes bearer token the activator checks (it reads it from the
-// SigV4 session token, X-Amz-Security-Token). It is asked before every invocation, so a
-// rotated ServiceAccount token is picked up.
-type TokenSource interface {
-	Token() (string, error)
-}
-
-// FileToken reads a token file, such as the projected ServiceAccount token
-// /var/run/secrets/kubernetes.io/serviceaccount/token.
-type FileToken string
-
-// Token reads the file.
-func (f FileToken) Token() (string, error) {
-	b, err := os.ReadFile(string(f))
-	if err != nil {
-		return "", fmt.Errorf("reading token file: %w", err)
-	}
-	return strings.TrimSpace(string(b)), nil
-}
-
-// StaticToken is a fixed token (tests, or no authentication with "").
-type StaticToken string
-
-// Token returns the string.
-func (s StaticToken) Token() (string, error) { return string(s), nil }
 
 // LambdaInvoker invokes through the activator with the AWS SDK's Lambda client.
 type LambdaInvoker struct {
@@ -77,9 +53,12 @@ func (l *LambdaInvoker) client(ns string) *lambda.Client {
 	opts := lambda.Options{
 		Region:       region,
 		BaseEndpoint: aws.String(base),
-		Credentials:  tokenCredentials{l.Tokens},
+		// Anonymous: the SDK does not sign (the activator checks the bearer token instead).
+		Credentials: aws.AnonymousCredentials{},
 		// Delivery owns retries: the SDK must not retry throttles behind its back.
 		RetryMaxAttempts: 1,
+		// Unsigned, so the payload's SHA-256 (for SigV4) is wasted work on every batch.
+		APIOptions: []func(*middleware.Stack) error{bearerToken(l.Tokens), v4.RemoveComputePayloadSHA256Middleware},
 	}
 	if l.HTTPClient != nil {
 		opts.HTTPClient = l.HTTPClient
@@ -127,18 +106,22 @@ func (l *LambdaInvoker) Invoke(ctx context.Context, req Request) (Response, erro
 	return resp, nil
 }
 
-// tokenCredentials presents the Kubernetes token as the SigV4 session token; the access key
-// pair is a placeholder the activator doesn't check.
-type tokenCredentials struct{ tokens TokenSource }
-
-func (t tokenCredentials) Retrieve(context.Context) (aws.Credentials, error) {
-	c := aws.Credentials{AccessKeyID: "klambda", SecretAccessKey: "klambda", Source: "klambda-token"}
-	if t.tokens != nil {
-		tok, err := t.tokens.Token()
-		if err != nil {
-			return aws.Credentials{}, err
-		}
-		c.SessionToken = tok
+// bearerToken sets Authorization: Bearer <token> on every request, as the last step before
+// it is sent; with no TokenSource (or an empty token) the request goes without one.
+func bearerToken(tokens TokenSource) func(*middleware.Stack) error {
+	return func(stack *middleware.Stack) error {
+		return stack.Finalize.Add(middleware.FinalizeMiddlewareFunc("KubernetesBearerToken",
+			func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+				if tokens != nil {
+					tok, err := tokens.Token()
+					if err != nil {
+						return middleware.FinalizeOutput{}, middleware.Metadata{}, err
+					}
+					if req, ok := in.Request.(*smithyhttp.Request); ok && tok != "" {
+						req.Header.Set("Authorization", "Bearer "+tok)
+					}
+				}
+				return next.HandleFinalize(ctx, in)
+			}), middleware.After)
 	}
-	return c, nil
 }

@@ -135,18 +135,22 @@ func (s *Source) Fetch(ctx context.Context) ([]poller.Message, error) {
 	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []poller.Message
+	out := make([]poller.Message, 0, fs.NumRecords())
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		key := events.KafkaPartitionKey(p.Topic, p.Partition)
+		h, seen := s.highest[key]
 		for _, r := range p.Records {
-			if h, seen := s.highest[key]; seen && r.Offset <= h {
+			if seen && r.Offset <= h {
 				continue // refetched after a rebalance while still held here
 			}
-			s.highest[key] = r.Offset
+			h, seen = r.Offset, true
 			out = append(out, s.message(key, r))
 		}
-		if h, ok := s.highest[key]; ok && p.HighWatermark > 0 {
-			s.lag[key] = max(0, p.HighWatermark-h-1)
+		if seen {
+			s.highest[key] = h
+			if p.HighWatermark > 0 {
+				s.lag[key] = max(0, p.HighWatermark-h-1)
+			}
 		}
 	})
 	if len(out) == 0 && len(errs) > 0 {

@@ -217,20 +217,24 @@ func (p *Poller) runLane(ctx context.Context, l *lane) {
 		case <-ctx.Done():
 			return
 		case msgs := <-l.in:
-			for _, m := range msgs {
-				cut, err := b.Add(m.Record)
-				for _, bt := range cut {
-					if !p.deliver(ctx, bt.Records) {
-						return
+			if !p.add(ctx, b, msgs) {
+				return
+			}
+			// A zero window invokes with whatever has been fetched: this poll, and the polls
+			// that queued up for the lane while its last batch was being invoked, up to the
+			// batch size (a backlog then goes in full batches, not one per poll).
+			if p.cfg.Window == 0 {
+			more:
+				for b.Len() > 0 && b.Len() < p.cfg.BatchSize {
+					select {
+					case msgs := <-l.in:
+						if !p.add(ctx, b, msgs) {
+							return
+						}
+					default:
+						break more
 					}
 				}
-				var tooLarge *batch.RecordTooLargeError
-				if errors.As(err, &tooLarge) {
-					p.tooLarge(ctx, tooLarge)
-				}
-			}
-			// A zero window invokes with whatever this poll brought.
-			if p.cfg.Window == 0 {
 				if bt, ok := b.Ready(); ok && !p.deliver(ctx, bt.Records) {
 					return
 				}
@@ -241,6 +245,24 @@ func (p *Poller) runLane(ctx context.Context, l *lane) {
 			}
 		}
 	}
+}
+
+// add puts one poll's messages into the lane's batcher, delivering the batches it cuts;
+// false when ctx ended first.
+func (p *Poller) add(ctx context.Context, b *batch.Batcher, msgs []Message) bool {
+	for _, m := range msgs {
+		cut, err := b.Add(m.Record)
+		for _, bt := range cut {
+			if !p.deliver(ctx, bt.Records) {
+				return false
+			}
+		}
+		var tooLarge *batch.RecordTooLargeError
+		if errors.As(err, &tooLarge) {
+			p.tooLarge(ctx, tooLarge)
+		}
+	}
+	return true
 }
 
 // tooLarge handles a record that can never fit an invocation: streams send it to the
@@ -263,19 +285,29 @@ func (p *Poller) deliver(ctx context.Context, records []batch.Record) bool {
 	step := d.Start()
 	var lastResp invoke.Response
 	for {
-		if ctx.Err() != nil {
-			return false
-		}
 		for _, disc := range step.Discards {
 			p.sendDiscardWith(ctx, disc, disc.Condition, lastResp)
 		}
-		if ctx.Err() != nil {
+		// Discarded records are settled only once their on-failure record went out.
+		if ctx.Err() != nil && len(step.Discards) > 0 {
 			return false
 		}
+		// The function has answered for these records: settle them even when the poller is
+		// stopping (a disable right after a batch), or the source would redeliver work that
+		// is done.
+		settleCtx := ctx
+		if ctx.Err() != nil {
+			var cancel context.CancelFunc
+			settleCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+		}
 		if p.cfg.Policy.Mode == batch.Stream {
-			p.finish(ctx, step.Committed)
+			p.finish(settleCtx, step.Committed)
 		} else if len(step.Committed) > 0 || len(step.Released) > 0 {
-			p.settle(ctx, Settlement{Acked: step.Committed, Released: step.Released})
+			p.settle(settleCtx, Settlement{Acked: step.Committed, Released: step.Released})
+		}
+		if ctx.Err() != nil {
+			return false
 		}
 		if step.Backoff > 0 && !sleep(ctx, step.Backoff) {
 			return false
@@ -284,8 +316,8 @@ func (p *Poller) deliver(ctx context.Context, records []batch.Record) bool {
 			return true
 		}
 		res, resp := p.invoke(ctx, step.Invoke)
-		if ctx.Err() != nil {
-			return false
+		if ctx.Err() != nil && (res.Outcome == batch.OutcomeSystemError || res.Outcome == batch.OutcomeThrottled) {
+			return false // cut short by the stop, not an answer from the function
 		}
 		lastResp = resp
 		step = d.Report(res)
@@ -301,9 +333,12 @@ func (p *Poller) invoke(ctx context.Context, records []batch.Record) (batch.Resu
 		return batch.FunctionError(), invoke.Response{}
 	}
 	resp, err := p.invoker.Invoke(ctx, invoke.Request{Namespace: p.cfg.Namespace, FunctionName: p.cfg.Function, Payload: payload})
-	ids := make(map[string]bool, len(records))
-	for _, r := range records {
-		ids[r.ID] = true
+	var ids map[string]bool // only a batchItemFailures response needs the batch's identifiers
+	if p.cfg.Policy.ReportBatchItemFailures {
+		ids = make(map[string]bool, len(records))
+		for _, r := range records {
+			ids[r.ID] = true
+		}
 	}
 	res := invoke.Classify(resp, err, p.cfg.Policy.ReportBatchItemFailures, func(id string) bool { return ids[id] })
 	batches.WithLabelValues(append(p.labels(), res.Outcome.String())...).Inc()

@@ -3,7 +3,8 @@
 # (hack/imagebuild), and imports them into the local cluster's containerd. An image whose
 # digest has not changed since its last import is skipped.
 #
-#   klambda.local/manager:dev, klambda.local/runtime-shim:dev, klambda.local/activator:dev
+#   klambda.local/manager:dev, klambda.local/runtime-shim:dev, klambda.local/activator:dev,
+#   klambda.local/eventsources:dev
 #       static binaries from cmd/<name>, non-root (65532); built only when cmd/<name> exists
 #   klambda.local/provided:al2023   busybox-static as /bin/sh + Lambda's directory layout;
 #       runs /var/task/bootstrap (or /opt/bootstrap, /var/runtime/bootstrap)
@@ -41,7 +42,7 @@ image() {
 
 # --- klambda's binaries --------------------------------------------------------------------
 
-for cmd in manager runtime-shim activator; do
+for cmd in manager runtime-shim activator eventsources; do
 	if [ ! -d "cmd/$cmd" ] || ! ls cmd/$cmd/*.go >/dev/null 2>&1; then
 		log "cmd/$cmd does not exist yet: no klambda.local/$cmd:dev image"
 		continue

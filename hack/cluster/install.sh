@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs (or upgrades) klambda with charts/klambda into namespace klambda-system, with the
 # local images (hack/cluster/values-local.yaml) unless CLUSTER=existing, and waits for the
-# manager (and activator) to be available.
+# manager (and activator, event source pollers) to be available.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 export KUBECONFIG=${KUBECONFIG:-$KUBECONFIG_FILE}
@@ -13,12 +13,13 @@ args=(upgrade --install klambda "$REPO_ROOT/charts/klambda" --namespace "$NAMESP
 if [ "${CLUSTER:-local}" = local ]; then
 	args+=(-f "$REPO_ROOT/hack/cluster/values-local.yaml")
 	# The tags stay :dev, so roll the pods when an image's content changed.
-	for c in manager activator; do
+	for c in manager activator eventsources; do
 		if [ -f "$D/images/$c.digest" ]; then
 			args+=(--set-string "$c.podAnnotations.klambda\.dev/image=$(cut -c8-19 "$D/images/$c.digest")")
 		fi
 	done
 	[ -f "$D/images/activator.digest" ] && args+=(--set activator.enabled=true)
+	[ -f "$D/images/eventsources.digest" ] && args+=(--set eventsources.enabled=true)
 fi
 [ -z "${IMAGE_VALUES:-}" ] || args+=(-f "$IMAGE_VALUES")
 if [ ! -f "$D/images/manager.digest" ] && [ "${CLUSTER:-local}" = local ]; then
@@ -28,7 +29,7 @@ fi
 log "installing klambda with Helm (charts/klambda) into namespace $NAMESPACE"
 "$HELM" "${args[@]}" >/dev/null
 
-for d in manager activator; do
+for d in manager activator eventsources; do
 	kubectl -n "$NAMESPACE" get deployment "klambda-$d" >/dev/null 2>&1 || continue
 	if ! kubectl -n "$NAMESPACE" rollout status "deployment/klambda-$d" --timeout "${READY_TIMEOUT}s" >/dev/null; then
 		kubectl -n "$NAMESPACE" get pods -l "app.kubernetes.io/component=$d" -o wide >&2 || true

@@ -9,11 +9,17 @@
 #
 # The Go tests in eventsources/rabbitmq call "start" themselves when KLAMBDA_TEST_RABBITMQ_URL
 # is unset and rabbitmq-server is installed, and "stop" when they finish.
+#
+# KLAMBDA_RABBITMQ_BASE (directories), KLAMBDA_RABBITMQ_NODE (Erlang node name) and
+# KLAMBDA_RABBITMQ_ADDRESS (listen address, default 127.0.0.1) let a second broker run beside
+# the first; the end-to-end tests listen on the node's IP so that pods reach it, and then
+# guest may log in from other hosts (loopback_users = none).
 set -euo pipefail
 
 base="${KLAMBDA_RABBITMQ_BASE:-${TMPDIR:-/tmp}/klambda-rabbitmq}"
 port_file="$base/port"
-node="klambda-test@localhost"
+node="${KLAMBDA_RABBITMQ_NODE:-klambda-test@localhost}"
+address="${KLAMBDA_RABBITMQ_ADDRESS:-127.0.0.1}"
 
 install() {
   if command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ]; then
@@ -44,7 +50,7 @@ PY
 start() {
   export PATH="$PATH:/usr/sbin:/usr/lib/rabbitmq/bin"
   if [ -f "$port_file" ] && RABBITMQ_NODENAME="$node" rabbitmqctl -n "$node" status >/dev/null 2>&1; then
-    echo "amqp://guest:guest@127.0.0.1:$(cat "$port_file")/"
+    echo "amqp://guest:guest@$address:$(cat "$port_file")/"
     return 0
   fi
   rm -rf "$base"
@@ -56,7 +62,7 @@ start() {
   # The Erlang cookie: rabbitmqctl and the server must share it. Running as root, HOME's
   # cookie is used by both.
   export RABBITMQ_NODENAME="$node"
-  export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+  export RABBITMQ_NODE_IP_ADDRESS="$address"
   export RABBITMQ_NODE_PORT="$port"
   export RABBITMQ_DIST_PORT="$dist"
   export RABBITMQ_MNESIA_BASE="$base/mnesia"
@@ -65,7 +71,11 @@ start() {
   export RABBITMQ_ENABLED_PLUGINS_FILE="$base/enabled_plugins"
   export RABBITMQ_CONFIG_FILE="$base/rabbitmq"
   echo '[].' >"$base/enabled_plugins"
-  : >"$base/rabbitmq.conf"
+  if [ "$address" = 127.0.0.1 ]; then
+    : >"$base/rabbitmq.conf"
+  else
+    echo 'loopback_users = none' >"$base/rabbitmq.conf"
+  fi
   # Debian's wrapper drops to the rabbitmq user when started as root.
   if [ "$(id -u)" = 0 ] && id rabbitmq >/dev/null 2>&1; then
     chown -R rabbitmq: "$base"
@@ -77,7 +87,7 @@ start() {
     tail -50 "$base/log/stdout.log" >&2 || true
     exit 1
   fi
-  echo "amqp://guest:guest@127.0.0.1:$port/"
+  echo "amqp://guest:guest@$address:$port/"
 }
 
 stop() {

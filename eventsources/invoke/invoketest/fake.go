@@ -32,7 +32,8 @@ type Call struct {
 	Function       string
 	Qualifier      string
 	InvocationType string
-	Token          string
+	Token          string // the bearer token
+	Authorization  string // the header as sent
 	Payload        []byte
 }
 
@@ -45,6 +46,23 @@ type Server struct {
 	mu      sync.Mutex
 	calls   []Call
 	handler Handler
+	// forget: calls are counted, not kept (benchmarks: no payloads piling up).
+	forget bool
+	count  int
+}
+
+// Forget stops keeping calls (Calls returns none from now on; CallCount still counts).
+func (s *Server) Forget() {
+	s.mu.Lock()
+	s.forget = true
+	s.mu.Unlock()
+}
+
+// CallCount is the number of invocations so far.
+func (s *Server) CallCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.count
 }
 
 // New starts a fake activator calling h for every invocation (nil: always 200 "null").
@@ -76,7 +94,7 @@ func (s *Server) Invoker() *invoke.LambdaInvoker {
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	// /namespaces/{ns}/2015-03-31/functions/{name}/invocations
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
-	c := Call{InvocationType: r.Header.Get("X-Amz-Invocation-Type"), Token: r.Header.Get("X-Amz-Security-Token"), Qualifier: r.URL.Query().Get("Qualifier")}
+	c := Call{InvocationType: r.Header.Get("X-Amz-Invocation-Type"), Token: strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), Authorization: r.Header.Get("Authorization"), Qualifier: r.URL.Query().Get("Qualifier")}
 	if len(parts) >= 2 && parts[0] == "namespaces" {
 		c.Namespace = parts[1]
 		parts = parts[2:]
@@ -90,7 +108,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	c.Function = parts[2]
 	c.Payload, _ = io.ReadAll(r.Body)
 	s.mu.Lock()
-	s.calls = append(s.calls, c)
+	s.count++
+	if !s.forget {
+		s.calls = append(s.calls, c)
+	}
 	h := s.handler
 	s.mu.Unlock()
 	out := Outcome{Status: http.StatusOK, Body: []byte("null")}

@@ -1,0 +1,79 @@
+package poller
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+
+	"github.com/go-logr/logr/testr"
+
+	"github.com/klambda/klambda/eventsources/batch"
+	"github.com/klambda/klambda/eventsources/invoke"
+)
+
+// funcInvoker is an Invoker made of a function.
+type funcInvoker func(ctx context.Context, req invoke.Request) (invoke.Response, error)
+
+func (f funcInvoker) Invoke(ctx context.Context, req invoke.Request) (invoke.Response, error) {
+	return f(ctx, req)
+}
+
+// A stop that lands right after the function answered must not lose the answer: the batch
+// is settled (here: the checkpoint moves) before the poller returns, so a disable right
+// after a batch does not make the source redeliver finished records.
+func TestAnAnsweredBatchIsSettledWhenThePollerStopsMeanwhile(t *testing.T) {
+	src := &memSource{pending: []Message{msg(0, 10), msg(1, 10)}}
+	ctx, cancel := context.WithCancel(context.Background())
+	inv := funcInvoker(func(context.Context, invoke.Request) (invoke.Response, error) {
+		cancel() // the mapping is disabled while the function answers
+		return invoke.Response{StatusCode: 200, Payload: []byte(`null`)}, nil
+	})
+	p := New(Config{Namespace: "ns", Name: "stop", Function: "fn", BatchSize: 10, Policy: batch.DefaultStreamPolicy()}, src, inv, testr.New(t))
+	_ = p.Run(ctx)
+	if cp := src.checkpoint(); cp != 1 {
+		t.Fatalf("checkpoint %d after the stop, want 1: the answered batch was not settled", cp)
+	}
+}
+
+// With a zero window, records fetched while the lane was busy invoking go out together in the
+// next batch (up to the batch size), not one batch per poll.
+func TestPollsQueuedBehindABusyLaneShareTheNextBatch(t *testing.T) {
+	src := &memSource{pending: []Message{msg(0, 10)}}
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var batches [][]string
+	inv := funcInvoker(func(_ context.Context, req invoke.Request) (invoke.Response, error) {
+		var ids []string
+		_ = json.Unmarshal(req.Payload, &ids)
+		mu.Lock()
+		batches = append(batches, ids)
+		first := len(batches) == 1
+		mu.Unlock()
+		if first {
+			<-release
+		}
+		return invoke.Response{StatusCode: 200, Payload: []byte(`null`)}, nil
+	})
+	p := New(Config{Namespace: "ns", Name: "coalesce", Function: "fn", BatchSize: 10, Policy: batch.DefaultStreamPolicy()}, src, inv, testr.New(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	wait(t, "the first batch", func() bool { mu.Lock(); defer mu.Unlock(); return len(batches) == 1 })
+	// Three polls of one record each while the first batch is being invoked.
+	for off := int64(1); off <= 3; off++ {
+		src.mu.Lock()
+		src.pending = append(src.pending, msg(off, 10))
+		src.mu.Unlock()
+		wait(t, "the poll", func() bool { src.mu.Lock(); defer src.mu.Unlock(); return len(src.pending) == 0 })
+	}
+	close(release)
+	wait(t, "checkpoint 3", func() bool { return src.checkpoint() == 3 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(batches) != 2 || len(batches[1]) != 3 {
+		t.Fatalf("batches %v, want [[0] [1 2 3]]", batches)
+	}
+}
