@@ -68,8 +68,8 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 	h := &harness{t: t, sup: &fakeSupervisor{starts: make(chan uint64, 16)}, out: &syncBuffer{}, quit: make(chan struct{})}
 	logs := NewLogSink(h.out)
 	h.env = NewEnvironment(&cfg, logs, h.sup)
-	h.rapi = httptest.NewServer(NewRuntimeAPI(h.env, h.quit))
-	h.invoke = httptest.NewServer(NewInvokeServer(h.env))
+	h.rapi = newRawServer(NewRuntimeAPI(h.env, h.quit))
+	h.invoke = newRawServer(NewInvokeServer(h.env))
 	h.env.Begin()
 	h.waitStart(1)
 	t.Cleanup(func() {
@@ -79,6 +79,14 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 		h.invoke.Close()
 	})
 	return h
+}
+
+// newRawServer serves h over the connections the shim uses (rawListener).
+func newRawServer(h http.Handler) *httptest.Server {
+	s := httptest.NewUnstartedServer(h)
+	s.Listener = rawListener{s.Listener}
+	s.Start()
+	return s
 }
 
 func (h *harness) waitStart(gen uint64) {
