@@ -32,7 +32,7 @@ type LogSink struct {
 
 // NewLogSink writes to out.
 func NewLogSink(out io.Writer) *LogSink {
-	return &LogSink{out: out, subs: newSubscriptions()}
+	return &LogSink{out: newNowaitWriter(out), subs: newSubscriptions()}
 }
 
 // SetDrain installs the output-capture drain (see Drain).

@@ -3,6 +3,7 @@ package shim
 import (
 	"io"
 	"net"
+	"os"
 	"syscall"
 	"unsafe"
 
@@ -57,12 +58,21 @@ func (c *rawConn) opError(op string, err error) error {
 }
 
 func (c *rawConn) Read(p []byte) (int, error) {
+	n, err := rawRead(c.rc, p)
+	if err != nil && err != io.EOF {
+		err = c.opError("read", err)
+	}
+	return n, err
+}
+
+// rawRead reads from a non-blocking descriptor registered with the poller.
+func rawRead(rc syscall.RawConn, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	var n int
 	var errno syscall.Errno
-	err := c.rc.Read(func(fd uintptr) bool {
+	err := rc.Read(func(fd uintptr) bool {
 		for {
 			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 			switch e {
@@ -77,13 +87,83 @@ func (c *rawConn) Read(p []byte) (int, error) {
 	})
 	switch {
 	case err != nil:
-		return 0, c.opError("read", err)
+		return 0, err
 	case errno != 0:
-		return 0, c.opError("read", errno)
+		return 0, errno
 	case n == 0:
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// rawFileReader reads a pipe through rawRead (the runtime's output, exec mode).
+type rawFileReader struct{ rc syscall.RawConn }
+
+func newRawFileReader(f *os.File) io.Reader {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return f
+	}
+	return rawFileReader{rc}
+}
+
+func (r rawFileReader) Read(p []byte) (int, error) { return rawRead(r.rc, p) }
+
+// nowaitWriter writes to a file (the shim's stdout: a pipe in a pod) with
+// pwritev2(RWF_NOWAIT), a write that fails with EAGAIN instead of blocking, without
+// setting O_NONBLOCK on a descriptor the shim may share with others (a terminal, the
+// container's log pipe). What it cannot write at once (the reader is slow, or the kernel or
+// file does not support RWF_NOWAIT) goes through the ordinary blocking write, which the
+// scheduler must know about.
+type nowaitWriter struct {
+	f        *os.File
+	rc       syscall.RawConn
+	disabled bool
+}
+
+func newNowaitWriter(w io.Writer) io.Writer {
+	f, ok := w.(*os.File)
+	if !ok {
+		return w
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return w
+	}
+	return &nowaitWriter{f: f, rc: rc}
+}
+
+// Write is not safe for concurrent use (LogSink serialises it).
+func (w *nowaitWriter) Write(p []byte) (int, error) {
+	done := 0
+	for !w.disabled && done < len(p) {
+		var n int
+		var errno syscall.Errno
+		iov := syscall.Iovec{Base: &p[done]}
+		iov.SetLen(len(p) - done)
+		_ = w.rc.Control(func(fd uintptr) {
+			off := int64(-1) // the current position (the only one a pipe has)
+			r, _, e := syscall.RawSyscall6(unix.SYS_PWRITEV2, fd, uintptr(unsafe.Pointer(&iov)), 1, uintptr(off), 0, unix.RWF_NOWAIT)
+			n, errno = int(r), e
+		})
+		switch errno {
+		case 0:
+			done += n
+			continue
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+		default:
+			// EOPNOTSUPP (a terminal, an old kernel), ESPIPE, EINVAL...: never again.
+			w.disabled = true
+		}
+		break
+	}
+	if done == len(p) {
+		return done, nil
+	}
+	n, err := w.f.Write(p[done:])
+	return done + n, err
 }
 
 func (c *rawConn) Write(p []byte) (int, error) {

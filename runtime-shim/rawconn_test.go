@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -115,5 +116,65 @@ func TestRawConnWriteToAResetPeer(t *testing.T) {
 	var op *net.OpError
 	if !errors.As(err, &op) || op.Op != "write" {
 		t.Fatalf("write error %v (%T), want a *net.OpError", err, err)
+	}
+}
+
+func TestNowaitWriterFillsAPipeAndFallsBack(t *testing.T) {
+	// A blocking pipe, as the shim's stdout is (os.Pipe's would be non-blocking).
+	var fds [2]int
+	if err := syscall.Pipe(fds[:]); err != nil {
+		t.Fatal(err)
+	}
+	r, w := os.NewFile(uintptr(fds[0]), "r"), os.NewFile(uintptr(fds[1]), "w")
+	defer r.Close()
+	nw := newNowaitWriter(w)
+	if _, ok := nw.(*nowaitWriter); !ok {
+		t.Fatalf("newNowaitWriter(*os.File) = %T", nw)
+	}
+	// Four times a pipe's default capacity: the RWF_NOWAIT write stops short (EAGAIN) and
+	// the rest must go through the blocking write, in order.
+	want := make([]byte, 256<<10)
+	for i := range want {
+		want[i] = byte(i % 251)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		time.Sleep(50 * time.Millisecond) // let the pipe fill up first
+		b, _ := io.ReadAll(r)
+		got <- b
+	}()
+	n, err := nw.Write(want)
+	if err != nil || n != len(want) {
+		t.Fatalf("wrote %d, %v", n, err)
+	}
+	if _, err := nw.Write([]byte("tail\n")); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	b := <-got
+	if !bytes.Equal(b, append(want, "tail\n"...)) {
+		t.Fatalf("read %d bytes, not what was written", len(b))
+	}
+}
+
+func TestNowaitWriterOnFilesAndOtherWriters(t *testing.T) {
+	f, err := os.Create(t.TempDir() + "/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	nw := newNowaitWriter(f)
+	for _, line := range []string{"START\n", "END\n", "REPORT\n"} {
+		if _, err := nw.Write([]byte(line)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(f.Name())
+	if string(b) != "START\nEND\nREPORT\n" {
+		t.Fatalf("file holds %q", b)
+	}
+	var buf bytes.Buffer
+	if newNowaitWriter(&buf) != io.Writer(&buf) {
+		t.Fatal("a writer that is not a file must be used as it is")
 	}
 }

@@ -193,7 +193,7 @@ func (s *ExecSupervisor) Start(gen uint64) error {
 
 func (s *ExecSupervisor) copyOutput(r *os.File) {
 	defer r.Close()
-	br := bufio.NewReaderSize(r, 64*1024)
+	br := bufio.NewReaderSize(newRawFileReader(r), 64*1024)
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
