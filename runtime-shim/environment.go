@@ -301,25 +301,39 @@ func (e *Environment) dispatchLocked(inv *Invocation, retryDeadline time.Time) {
 	e.events <- inv
 }
 
-// answerLocked sets inv's result once and writes END/REPORT.
+// answerLocked sets inv's result once, writes END/REPORT and wakes the invoke.
 func (e *Environment) answerLocked(inv *Invocation, res Result) {
-	if inv.answered {
+	if !e.settleLocked(inv, &res) {
 		return
 	}
+	res.Tail = e.reportEnd(inv, &res)
+	inv.result = res
+	close(inv.done)
+}
+
+// settleLocked marks inv answered and fills in the result's durations; false if inv had
+// been answered already.
+func (e *Environment) settleLocked(inv *Invocation, res *Result) bool {
+	if inv.answered {
+		return false
+	}
 	inv.answered = true
-	end := time.Now()
-	res.Duration = end.Sub(inv.start)
+	res.Duration = time.Since(inv.start)
 	if res.ErrorType == ErrorTypeTimeout && res.Duration > e.cfg.Timeout {
 		res.Duration = e.cfg.Timeout
 	}
 	res.InitDuration = inv.result.InitDuration
+	return true
+}
+
+// reportEnd writes END and REPORT (and the Logs API records) of a settled invocation and
+// returns its tail (nil unless asked for).
+func (e *Environment) reportEnd(inv *Invocation, res *Result) []byte {
 	mem := 0
 	if e.sup != nil {
 		mem = e.sup.MaxMemoryUsedMB()
 	}
-	res.Tail = e.logs.EndInvocation(inv, &res, e.cfg.MemorySizeMB, mem)
-	inv.result = res
-	close(inv.done)
+	return e.logs.EndInvocation(inv, res, e.cfg.MemorySizeMB, mem)
 }
 
 // answerUndispatchedLocked answers an invocation that never reached the runtime (its
@@ -609,11 +623,14 @@ func (e *Environment) Next(done, quit <-chan struct{}) (*Invocation, error) {
 }
 
 // CheckAnswer is the cheap check before reading a response body: is id the invocation
-// the runtime may answer now?
-func (e *Environment) CheckAnswer(id string) error {
+// the runtime may answer now? wantTail tells whether its caller asked for the log tail.
+func (e *Environment) CheckAnswer(id string) (wantTail bool, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.checkAnswerLocked(id)
+	if err := e.checkAnswerLocked(id); err != nil {
+		return false, err
+	}
+	return e.current.WantTail, nil
 }
 
 func (e *Environment) checkAnswerLocked(id string) error {
@@ -626,17 +643,29 @@ func (e *Environment) checkAnswerLocked(id string) error {
 	return nil
 }
 
-// Respond is POST /runtime/invocation/{id}/response. body is a pooled buffer whose
-// ownership passes to the invocation on success.
-func (e *Environment) Respond(id string, body []byte, buf *bytes.Buffer) error {
+// Respond is POST /runtime/invocation/{id}/response. buf is a pooled buffer whose
+// ownership passes to the invocation on success. The caller is woken at once; unless it
+// asked for the log tail (which ends with them), END and REPORT are left to report, to be
+// called after the caller has its answer: reading the runtime's peak memory and writing the
+// lines are then off the invocation's critical path. The runtime must not get its 202
+// before report has run, so that END comes before the next START.
+func (e *Environment) Respond(id string, buf *bytes.Buffer) (report func(), err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.checkAnswerLocked(id); err != nil {
-		return err
+		return nil, err
 	}
 	e.runtime = RuntimeResponded
-	e.answerLocked(e.current, Result{Body: body, BodyBuf: buf})
-	return nil
+	inv := e.current
+	if inv.WantTail {
+		e.answerLocked(inv, Result{BodyBuf: buf})
+		return nil, nil
+	}
+	res := Result{BodyBuf: buf}
+	e.settleLocked(inv, &res) // checkAnswerLocked: not answered yet
+	inv.result = res
+	close(inv.done)
+	return func() { e.reportEnd(inv, &res) }, nil
 }
 
 // RespondTooLarge records a response over MaxResponsePayload: the caller gets

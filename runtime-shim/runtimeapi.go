@@ -262,7 +262,8 @@ func readBodyInto(r *http.Request, buf *bytes.Buffer, limit int64) (*bytes.Buffe
 }
 
 func (a *RuntimeAPI) response(w http.ResponseWriter, r *http.Request, id string) {
-	if err := a.env.CheckAnswer(id); err != nil {
+	wantTail, err := a.env.CheckAnswer(id)
+	if err != nil {
 		writeStateMachineError(w, err)
 		return
 	}
@@ -272,9 +273,8 @@ func (a *RuntimeAPI) response(w http.ResponseWriter, r *http.Request, id string)
 		writeAPIError(w, http.StatusBadRequest, "TruncatedHTTPRequest", "HTTP request detected as truncated: "+err.Error())
 		return
 	}
-	// Lines the function logged before answering belong before END.
-	a.env.logs.Drain()
 	if over {
+		a.env.logs.Drain() // lines the function logged before answering belong before END
 		putBuffer(buf)
 		if err := a.env.RespondTooLarge(id); err != nil {
 			writeStateMachineError(w, err)
@@ -283,19 +283,27 @@ func (a *RuntimeAPI) response(w http.ResponseWriter, r *http.Request, id string)
 		writeStateMachineError(w, ErrResponseTooLarge)
 		return
 	}
-	if err := a.env.Respond(id, nil, buf); err != nil {
+	if wantTail {
+		a.env.logs.Drain()
+	}
+	report, err := a.env.Respond(id, buf)
+	if err != nil {
 		putBuffer(buf)
 		writeStateMachineError(w, err)
 		return
 	}
-	// Let the waiting invoke handler answer the caller before this 202 goes out: the
-	// caller is the one waiting on the critical path.
+	// Let the waiting invoke handler answer the caller before END, REPORT and this 202:
+	// the caller is the one waiting on the critical path.
 	runtime.Gosched()
+	if report != nil {
+		a.env.logs.Drain()
+		report()
+	}
 	writeAccepted(w)
 }
 
 func (a *RuntimeAPI) invocationError(w http.ResponseWriter, r *http.Request, id string) {
-	if err := a.env.CheckAnswer(id); err != nil {
+	if _, err := a.env.CheckAnswer(id); err != nil {
 		writeStateMachineError(w, err)
 		return
 	}

@@ -565,3 +565,33 @@ func TestLogsSubscriptionOnlyDuringInit(t *testing.T) {
 	expect(t, "status", r.status, 403)
 	expect(t, "body", r.body, `{"errorMessage":"Logs API subscriptions are accepted only during the Init phase","errorType":"Logs.SubscriptionClosed"}`)
 }
+
+// Without X-Amz-Log-Type: Tail, END and REPORT are written after the caller has its answer
+// but before the runtime gets its 202, so that they still precede the next START.
+func TestReportWithoutTailPrecedesTheRuntimeAck(t *testing.T) {
+	h := newHarness(t, nil)
+	for i, id := range []string{"plain-1", "plain-2"} {
+		resCh := h.invokeAsync(map[string]string{"X-Amzn-RequestId": id}, `{}`)
+		h.next()
+		expect(t, "ack", h.post("/2018-06-01/runtime/invocation/"+id+"/response", nil, `"ok"`).status, 202)
+		h.env.logs.Flush()
+		out := h.out.String()
+		start := strings.Index(out, "START RequestId: "+id+" Version: 3\n")
+		end := strings.Index(out, "END RequestId: "+id+"\nREPORT RequestId: "+id+"\tDuration: ")
+		if start < 0 || end < start {
+			t.Fatalf("invocation %d: when the runtime got its 202 the log held:\n%s", i, out)
+		}
+		report := out[end+len("END RequestId: "+id+"\n"):]
+		report = report[:strings.IndexByte(report, '\n')]
+		m := reportRE.FindStringSubmatch(report)
+		if m == nil || (i == 0) != (m[2] != "") {
+			t.Fatalf("REPORT %q: want Lambda's format, Init Duration on the first invocation only", report)
+		}
+		res := <-resCh
+		expect(t, "body", res.body, `"ok"`)
+		expect(t, "no tail", res.header.Get("X-Amz-Log-Result"), "")
+		if res.header.Get("X-Klambda-Duration-Ms") == "" || (i == 0) != (res.header.Get("X-Klambda-Init-Duration-Ms") != "") {
+			t.Fatalf("invocation %d: duration headers %v", i, res.header)
+		}
+	}
+}
