@@ -110,6 +110,10 @@ type Environment struct {
 	exts      []*Extension
 	extByID   map[string]*Extension
 	resetting bool
+
+	// pendingReport writes END/REPORT of an invocation answered without a tail, once the
+	// caller has its answer (see Respond); nil when there is none.
+	pendingReport func()
 }
 
 // NewEnvironment returns an environment in PhaseInit of generation 1. The caller starts
@@ -290,6 +294,7 @@ func (e *Environment) dispatchLocked(inv *Invocation, retryDeadline time.Time) {
 	inv.acquire() // the environment's reference, released when the phase ends
 	e.current = inv
 	e.setPhaseLocked(PhaseInvoke)
+	e.writePendingReportLocked()
 	e.logs.StartInvocation(inv, e.cfg.FunctionVersion)
 	for _, x := range e.exts {
 		if x.invoke {
@@ -347,6 +352,7 @@ func (e *Environment) answerUndispatchedLocked(inv *Invocation, arrival time.Tim
 		inv.result.InitDuration = e.initDuration
 		e.reportInit = false
 	}
+	e.writePendingReportLocked()
 	e.logs.StartInvocation(inv, e.cfg.FunctionVersion)
 	e.logs.Platform(inv, string(body))
 	e.answerLocked(inv, Result{Body: body, FunctionError: "Unhandled", ErrorType: errType, Reset: ResetFailure})
@@ -417,6 +423,7 @@ func (e *Environment) resetLocked(reason string) {
 	if e.resetting || e.phase == PhaseShutdown {
 		return
 	}
+	e.writePendingReportLocked()
 	e.resetting = true
 	e.runtime = RuntimeExited
 	e.setPhaseLocked(PhaseResetting)
@@ -457,6 +464,7 @@ func (e *Environment) completeReset(shutdownExts bool) {
 // endGenerationLocked wakes every call blocked on the old generation and forgets its
 // runtime, extensions and pending event.
 func (e *Environment) endGenerationLocked() {
+	e.writePendingReportLocked()
 	close(e.genDone)
 	e.genDone = make(chan struct{})
 	e.gen++
@@ -535,6 +543,7 @@ func (e *Environment) Shutdown() {
 		e.mu.Unlock()
 		return
 	}
+	e.writePendingReportLocked()
 	if e.current != nil && !e.current.answered {
 		e.answerLocked(e.current, Result{Err: ErrShuttingDown})
 	}
@@ -558,6 +567,7 @@ func (e *Environment) Shutdown() {
 // Next is GET /runtime/invocation/next: it blocks (without limit) until an event.
 func (e *Environment) Next(done, quit <-chan struct{}) (*Invocation, error) {
 	e.mu.Lock()
+	e.writePendingReportLocked() // the invocation ends when the runtime asks for the next one
 	if e.phase == PhaseShutdown || e.resetting {
 		e.mu.Unlock()
 		return nil, ErrEnvironmentReset
@@ -644,28 +654,47 @@ func (e *Environment) checkAnswerLocked(id string) error {
 }
 
 // Respond is POST /runtime/invocation/{id}/response. buf is a pooled buffer whose
-// ownership passes to the invocation on success. The caller is woken at once; unless it
-// asked for the log tail (which ends with them), END and REPORT are left to report, to be
-// called after the caller has its answer: reading the runtime's peak memory and writing the
-// lines are then off the invocation's critical path. The runtime must not get its 202
-// before report has run, so that END comes before the next START.
-func (e *Environment) Respond(id string, buf *bytes.Buffer) (report func(), err error) {
+// ownership passes to the invocation on success. The caller is woken at once. Unless it
+// asked for the log tail (which ends with them), END and REPORT are left pending, so that
+// reading the runtime's peak memory and writing the lines stay off the caller's and the
+// runtime's way: WritePendingReport writes them once both have their answers, and at the
+// latest they are written when the runtime calls next (when Lambda ends the invocation)
+// or the environment moves on, always before the next START.
+func (e *Environment) Respond(id string, buf *bytes.Buffer) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.checkAnswerLocked(id); err != nil {
-		return nil, err
+		return err
 	}
 	e.runtime = RuntimeResponded
 	inv := e.current
 	if inv.WantTail {
 		e.answerLocked(inv, Result{BodyBuf: buf})
-		return nil, nil
+		return nil
 	}
 	res := Result{BodyBuf: buf}
 	e.settleLocked(inv, &res) // checkAnswerLocked: not answered yet
 	inv.result = res
 	close(inv.done)
-	return func() { e.reportEnd(inv, &res) }, nil
+	e.pendingReport = func() {
+		e.logs.Drain() // lines the function logged before answering belong before END
+		e.reportEnd(inv, &res)
+	}
+	return nil
+}
+
+// WritePendingReport writes END/REPORT left pending by Respond, if any.
+func (e *Environment) WritePendingReport() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.writePendingReportLocked()
+}
+
+func (e *Environment) writePendingReportLocked() {
+	if f := e.pendingReport; f != nil {
+		e.pendingReport = nil
+		f()
+	}
 }
 
 // RespondTooLarge records a response over MaxResponsePayload: the caller gets

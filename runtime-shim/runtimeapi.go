@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 )
 
@@ -122,10 +123,17 @@ func writeAPIError(w http.ResponseWriter, status int, errType, msg string) {
 	_, _ = w.Write(b)
 }
 
-var acceptedBody = []byte(`{"status":"OK"}`)
+var (
+	acceptedBody   = []byte(`{"status":"OK"}`)
+	acceptedLength = []string{strconv.Itoa(len(acceptedBody))}
+)
 
+// writeAccepted answers 202 with a Content-Length, so that a Flush sends the whole
+// answer (not the start of a chunked one).
 func writeAccepted(w http.ResponseWriter) {
-	w.Header().Set("Content-Type", "application/json")
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h["Content-Length"] = acceptedLength
 	w.WriteHeader(http.StatusAccepted)
 	_, _ = w.Write(acceptedBody)
 }
@@ -286,20 +294,18 @@ func (a *RuntimeAPI) response(w http.ResponseWriter, r *http.Request, id string)
 	if wantTail {
 		a.env.logs.Drain()
 	}
-	report, err := a.env.Respond(id, buf)
-	if err != nil {
+	if err := a.env.Respond(id, buf); err != nil {
 		putBuffer(buf)
 		writeStateMachineError(w, err)
 		return
 	}
-	// Let the waiting invoke handler answer the caller before END, REPORT and this 202:
-	// the caller is the one waiting on the critical path.
+	// Let the waiting invoke handler answer the caller before this 202: the caller is the
+	// one waiting on the critical path. Then the runtime: the sooner it is back in next,
+	// the sooner the environment takes the next invocation. END and REPORT come last.
 	runtime.Gosched()
-	if report != nil {
-		a.env.logs.Drain()
-		report()
-	}
 	writeAccepted(w)
+	w.(http.Flusher).Flush()
+	a.env.WritePendingReport()
 }
 
 func (a *RuntimeAPI) invocationError(w http.ResponseWriter, r *http.Request, id string) {

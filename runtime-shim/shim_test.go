@@ -566,32 +566,36 @@ func TestLogsSubscriptionOnlyDuringInit(t *testing.T) {
 	expect(t, "body", r.body, `{"errorMessage":"Logs API subscriptions are accepted only during the Init phase","errorType":"Logs.SubscriptionClosed"}`)
 }
 
-// Without X-Amz-Log-Type: Tail, END and REPORT are written after the caller has its answer
-// but before the runtime gets its 202, so that they still precede the next START.
-func TestReportWithoutTailPrecedesTheRuntimeAck(t *testing.T) {
+// Without X-Amz-Log-Type: Tail, END and REPORT are written after the caller (and the
+// runtime) have their answers, but always before the next START: by the time the runtime's
+// next call is served at the latest.
+func TestReportWithoutTailPrecedesTheNextStart(t *testing.T) {
 	h := newHarness(t, nil)
-	for i, id := range []string{"plain-1", "plain-2"} {
+	ids := []string{"plain-1", "plain-2", "plain-3"}
+	for i, id := range ids {
 		resCh := h.invokeAsync(map[string]string{"X-Amzn-RequestId": id}, `{}`)
 		h.next()
 		expect(t, "ack", h.post("/2018-06-01/runtime/invocation/"+id+"/response", nil, `"ok"`).status, 202)
-		h.env.logs.Flush()
-		out := h.out.String()
-		start := strings.Index(out, "START RequestId: "+id+" Version: 3\n")
-		end := strings.Index(out, "END RequestId: "+id+"\nREPORT RequestId: "+id+"\tDuration: ")
-		if start < 0 || end < start {
-			t.Fatalf("invocation %d: when the runtime got its 202 the log held:\n%s", i, out)
-		}
-		report := out[end+len("END RequestId: "+id+"\n"):]
-		report = report[:strings.IndexByte(report, '\n')]
-		m := reportRE.FindStringSubmatch(report)
-		if m == nil || (i == 0) != (m[2] != "") {
-			t.Fatalf("REPORT %q: want Lambda's format, Init Duration on the first invocation only", report)
-		}
 		res := <-resCh
 		expect(t, "body", res.body, `"ok"`)
 		expect(t, "no tail", res.header.Get("X-Amz-Log-Result"), "")
 		if res.header.Get("X-Klambda-Duration-Ms") == "" || (i == 0) != (res.header.Get("X-Klambda-Init-Duration-Ms") != "") {
 			t.Fatalf("invocation %d: duration headers %v", i, res.header)
+		}
+	}
+	go request("GET", h.rapi.URL+"/2018-06-01/runtime/invocation/next", nil, nil)
+	waitPhase(t, h.env, PhaseIdle)
+	h.env.logs.Flush()
+	lines := strings.Split(strings.TrimSuffix(h.out.String(), "\n"), "\n")
+	if len(lines) != 3*len(ids) {
+		t.Fatalf("log has %d lines, want START, END, REPORT per invocation:\n%s", len(lines), h.out.String())
+	}
+	for i, id := range ids {
+		expect(t, "START", lines[3*i], "START RequestId: "+id+" Version: 3")
+		expect(t, "END", lines[3*i+1], "END RequestId: "+id)
+		m := reportRE.FindStringSubmatch(lines[3*i+2])
+		if m == nil || m[1] != id || (i == 0) != (m[2] != "") {
+			t.Fatalf("REPORT %q: want Lambda's format, Init Duration on the first invocation only", lines[3*i+2])
 		}
 	}
 }
