@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -59,7 +60,7 @@ func (c *rawConn) opError(op string, err error) error {
 
 func (c *rawConn) Read(p []byte) (int, error) {
 	n, err := rawRead(c.rc, p)
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		err = c.opError("read", err)
 	}
 	return n, err
