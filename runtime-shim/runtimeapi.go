@@ -224,6 +224,8 @@ func (a *RuntimeAPI) next(w http.ResponseWriter, r *http.Request) {
 		h["Lambda-Runtime-Cognito-Identity"] = []string{inv.CognitoIdentity}
 	}
 	h["Content-Type"] = []string{"application/json"}
+	// A known length: one write for any event, not chunks past net/http's 2 KB buffer.
+	h["Content-Length"] = []string{strconv.Itoa(inv.Payload.Len())}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(inv.Payload.Bytes())
 }

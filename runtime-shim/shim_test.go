@@ -224,6 +224,15 @@ func TestInvokeRoundTrip(t *testing.T) {
 	if m := reportRE.FindStringSubmatch(lines[len(lines)-1]); m == nil || m[2] != "" {
 		t.Fatalf("warm REPORT %q: want no Init Duration", lines[len(lines)-1])
 	}
+	// A larger event goes with its length, not chunked.
+	big := `{"data":"` + strings.Repeat("x", 64<<10) + `"}`
+	resCh = h.invokeAsync(map[string]string{"X-Amzn-RequestId": "big-event"}, big)
+	ev = h.next()
+	expect(t, "big event", ev.body == big, true)
+	expect(t, "big event length", ev.header.Get("Content-Length"), strconv.Itoa(len(big)))
+	h.post("/2018-06-01/runtime/invocation/big-event/response", nil, `1`)
+	<-resCh
+
 	h.env.logs.Flush() // lines reach stdout within flushDelay; do not wait for it
 	if !strings.Contains(h.out.String(), "START RequestId: req-1 Version: 3\nEND RequestId: req-1\nREPORT RequestId: req-1\tDuration: ") {
 		t.Fatalf("shim log lacks the platform lines:\n%s", h.out.String())
