@@ -110,6 +110,10 @@ type Environment struct {
 	exts      []*Extension
 	extByID   map[string]*Extension
 	resetting bool
+
+	// pendingReport writes END/REPORT of an invocation answered without a tail, once the
+	// caller has its answer (see Respond); nil when there is none.
+	pendingReport func()
 }
 
 // NewEnvironment returns an environment in PhaseInit of generation 1. The caller starts
@@ -290,6 +294,7 @@ func (e *Environment) dispatchLocked(inv *Invocation, retryDeadline time.Time) {
 	inv.acquire() // the environment's reference, released when the phase ends
 	e.current = inv
 	e.setPhaseLocked(PhaseInvoke)
+	e.writePendingReportLocked()
 	e.logs.StartInvocation(inv, e.cfg.FunctionVersion)
 	for _, x := range e.exts {
 		if x.invoke {
@@ -301,25 +306,39 @@ func (e *Environment) dispatchLocked(inv *Invocation, retryDeadline time.Time) {
 	e.events <- inv
 }
 
-// answerLocked sets inv's result once and writes END/REPORT.
+// answerLocked sets inv's result once, writes END/REPORT and wakes the invoke.
 func (e *Environment) answerLocked(inv *Invocation, res Result) {
-	if inv.answered {
+	if !e.settleLocked(inv, &res) {
 		return
 	}
+	res.Tail = e.reportEnd(inv, &res)
+	inv.result = res
+	close(inv.done)
+}
+
+// settleLocked marks inv answered and fills in the result's durations; false if inv had
+// been answered already.
+func (e *Environment) settleLocked(inv *Invocation, res *Result) bool {
+	if inv.answered {
+		return false
+	}
 	inv.answered = true
-	end := time.Now()
-	res.Duration = end.Sub(inv.start)
+	res.Duration = time.Since(inv.start)
 	if res.ErrorType == ErrorTypeTimeout && res.Duration > e.cfg.Timeout {
 		res.Duration = e.cfg.Timeout
 	}
 	res.InitDuration = inv.result.InitDuration
+	return true
+}
+
+// reportEnd writes END and REPORT (and the Logs API records) of a settled invocation and
+// returns its tail (nil unless asked for).
+func (e *Environment) reportEnd(inv *Invocation, res *Result) []byte {
 	mem := 0
 	if e.sup != nil {
 		mem = e.sup.MaxMemoryUsedMB()
 	}
-	res.Tail = e.logs.EndInvocation(inv, &res, e.cfg.MemorySizeMB, mem)
-	inv.result = res
-	close(inv.done)
+	return e.logs.EndInvocation(inv, res, e.cfg.MemorySizeMB, mem)
 }
 
 // answerUndispatchedLocked answers an invocation that never reached the runtime (its
@@ -333,6 +352,7 @@ func (e *Environment) answerUndispatchedLocked(inv *Invocation, arrival time.Tim
 		inv.result.InitDuration = e.initDuration
 		e.reportInit = false
 	}
+	e.writePendingReportLocked()
 	e.logs.StartInvocation(inv, e.cfg.FunctionVersion)
 	e.logs.Platform(inv, string(body))
 	e.answerLocked(inv, Result{Body: body, FunctionError: "Unhandled", ErrorType: errType, Reset: ResetFailure})
@@ -403,6 +423,7 @@ func (e *Environment) resetLocked(reason string) {
 	if e.resetting || e.phase == PhaseShutdown {
 		return
 	}
+	e.writePendingReportLocked()
 	e.resetting = true
 	e.runtime = RuntimeExited
 	e.setPhaseLocked(PhaseResetting)
@@ -443,6 +464,7 @@ func (e *Environment) completeReset(shutdownExts bool) {
 // endGenerationLocked wakes every call blocked on the old generation and forgets its
 // runtime, extensions and pending event.
 func (e *Environment) endGenerationLocked() {
+	e.writePendingReportLocked()
 	close(e.genDone)
 	e.genDone = make(chan struct{})
 	e.gen++
@@ -521,6 +543,7 @@ func (e *Environment) Shutdown() {
 		e.mu.Unlock()
 		return
 	}
+	e.writePendingReportLocked()
 	if e.current != nil && !e.current.answered {
 		e.answerLocked(e.current, Result{Err: ErrShuttingDown})
 	}
@@ -544,6 +567,7 @@ func (e *Environment) Shutdown() {
 // Next is GET /runtime/invocation/next: it blocks (without limit) until an event.
 func (e *Environment) Next(done, quit <-chan struct{}) (*Invocation, error) {
 	e.mu.Lock()
+	e.writePendingReportLocked() // the invocation ends when the runtime asks for the next one
 	if e.phase == PhaseShutdown || e.resetting {
 		e.mu.Unlock()
 		return nil, ErrEnvironmentReset
@@ -609,11 +633,14 @@ func (e *Environment) Next(done, quit <-chan struct{}) (*Invocation, error) {
 }
 
 // CheckAnswer is the cheap check before reading a response body: is id the invocation
-// the runtime may answer now?
-func (e *Environment) CheckAnswer(id string) error {
+// the runtime may answer now? wantTail tells whether its caller asked for the log tail.
+func (e *Environment) CheckAnswer(id string) (wantTail bool, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.checkAnswerLocked(id)
+	if err := e.checkAnswerLocked(id); err != nil {
+		return false, err
+	}
+	return e.current.WantTail, nil
 }
 
 func (e *Environment) checkAnswerLocked(id string) error {
@@ -626,17 +653,48 @@ func (e *Environment) checkAnswerLocked(id string) error {
 	return nil
 }
 
-// Respond is POST /runtime/invocation/{id}/response. body is a pooled buffer whose
-// ownership passes to the invocation on success.
-func (e *Environment) Respond(id string, body []byte, buf *bytes.Buffer) error {
+// Respond is POST /runtime/invocation/{id}/response. buf is a pooled buffer whose
+// ownership passes to the invocation on success. The caller is woken at once. Unless it
+// asked for the log tail (which ends with them), END and REPORT are left pending, so that
+// reading the runtime's peak memory and writing the lines stay off the caller's and the
+// runtime's way: WritePendingReport writes them once both have their answers, and at the
+// latest they are written when the runtime calls next (when Lambda ends the invocation)
+// or the environment moves on, always before the next START.
+func (e *Environment) Respond(id string, buf *bytes.Buffer) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.checkAnswerLocked(id); err != nil {
 		return err
 	}
 	e.runtime = RuntimeResponded
-	e.answerLocked(e.current, Result{Body: body, BodyBuf: buf})
+	inv := e.current
+	if inv.WantTail {
+		e.answerLocked(inv, Result{BodyBuf: buf})
+		return nil
+	}
+	res := Result{BodyBuf: buf}
+	e.settleLocked(inv, &res) // checkAnswerLocked: not answered yet
+	inv.result = res
+	close(inv.done)
+	e.pendingReport = func() {
+		e.logs.Drain() // lines the function logged before answering belong before END
+		e.reportEnd(inv, &res)
+	}
 	return nil
+}
+
+// WritePendingReport writes END/REPORT left pending by Respond, if any.
+func (e *Environment) WritePendingReport() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.writePendingReportLocked()
+}
+
+func (e *Environment) writePendingReportLocked() {
+	if f := e.pendingReport; f != nil {
+		e.pendingReport = nil
+		f()
+	}
 }
 
 // RespondTooLarge records a response over MaxResponsePayload: the caller gets

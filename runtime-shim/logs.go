@@ -32,7 +32,7 @@ type LogSink struct {
 
 // NewLogSink writes to out.
 func NewLogSink(out io.Writer) *LogSink {
-	return &LogSink{out: out, subs: newSubscriptions()}
+	return &LogSink{out: newNowaitWriter(out), subs: newSubscriptions()}
 }
 
 // SetDrain installs the output-capture drain (see Drain).
@@ -64,8 +64,10 @@ func (t *tailBuffer) last() []byte {
 	return append([]byte(nil), b...)
 }
 
-// flushDelay bounds how long a log line waits in the shim before reaching its stdout.
-const flushDelay = 10 * time.Millisecond
+// flushDelay bounds how long a log line waits in the shim before reaching its stdout. Each
+// flush wakes the shim and the reader of its stdout; 50 ms is still immediate to a person
+// watching the log (Lambda's own take seconds to reach CloudWatch).
+const flushDelay = 50 * time.Millisecond
 
 func (s *LogSink) writeLocked(b []byte) {
 	if len(s.pending) == 0 && s.flushTimer == nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"os"
 	"strconv"
-	"syscall"
 )
 
 // peakRSSKB reads VmHWM (peak resident set size, kB) from /proc/<pid>/status.
@@ -38,13 +37,7 @@ func (r *statusReader) peakKB() int64 {
 	if err != nil {
 		return 0
 	}
-	_ = rc.Read(func(fd uintptr) bool {
-		n, _ = syscall.Pread(int(fd), r.buf[:], 0)
-		return true
-	})
-	if n < 0 {
-		n = 0
-	}
+	_ = rc.Control(func(fd uintptr) { n = rawPread(fd, r.buf[:]) })
 	return parseVmHWM(r.buf[:n])
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 )
 
@@ -122,10 +123,17 @@ func writeAPIError(w http.ResponseWriter, status int, errType, msg string) {
 	_, _ = w.Write(b)
 }
 
-var acceptedBody = []byte(`{"status":"OK"}`)
+var (
+	acceptedBody   = []byte(`{"status":"OK"}`)
+	acceptedLength = []string{strconv.Itoa(len(acceptedBody))}
+)
 
+// writeAccepted answers 202 with a Content-Length, so that a Flush sends the whole
+// answer (not the start of a chunked one).
 func writeAccepted(w http.ResponseWriter) {
-	w.Header().Set("Content-Type", "application/json")
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h["Content-Length"] = acceptedLength
 	w.WriteHeader(http.StatusAccepted)
 	_, _ = w.Write(acceptedBody)
 }
@@ -216,6 +224,8 @@ func (a *RuntimeAPI) next(w http.ResponseWriter, r *http.Request) {
 		h["Lambda-Runtime-Cognito-Identity"] = []string{inv.CognitoIdentity}
 	}
 	h["Content-Type"] = []string{"application/json"}
+	// A known length: one write for any event, not chunks past net/http's 2 KB buffer.
+	h["Content-Length"] = []string{strconv.Itoa(inv.Payload.Len())}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(inv.Payload.Bytes())
 }
@@ -262,7 +272,8 @@ func readBodyInto(r *http.Request, buf *bytes.Buffer, limit int64) (*bytes.Buffe
 }
 
 func (a *RuntimeAPI) response(w http.ResponseWriter, r *http.Request, id string) {
-	if err := a.env.CheckAnswer(id); err != nil {
+	wantTail, err := a.env.CheckAnswer(id)
+	if err != nil {
 		writeStateMachineError(w, err)
 		return
 	}
@@ -272,9 +283,8 @@ func (a *RuntimeAPI) response(w http.ResponseWriter, r *http.Request, id string)
 		writeAPIError(w, http.StatusBadRequest, "TruncatedHTTPRequest", "HTTP request detected as truncated: "+err.Error())
 		return
 	}
-	// Lines the function logged before answering belong before END.
-	a.env.logs.Drain()
 	if over {
+		a.env.logs.Drain() // lines the function logged before answering belong before END
 		putBuffer(buf)
 		if err := a.env.RespondTooLarge(id); err != nil {
 			writeStateMachineError(w, err)
@@ -283,19 +293,25 @@ func (a *RuntimeAPI) response(w http.ResponseWriter, r *http.Request, id string)
 		writeStateMachineError(w, ErrResponseTooLarge)
 		return
 	}
-	if err := a.env.Respond(id, nil, buf); err != nil {
+	if wantTail {
+		a.env.logs.Drain()
+	}
+	if err := a.env.Respond(id, buf); err != nil {
 		putBuffer(buf)
 		writeStateMachineError(w, err)
 		return
 	}
-	// Let the waiting invoke handler answer the caller before this 202 goes out: the
-	// caller is the one waiting on the critical path.
+	// Let the waiting invoke handler answer the caller before this 202: the caller is the
+	// one waiting on the critical path. Then the runtime: the sooner it is back in next,
+	// the sooner the environment takes the next invocation. END and REPORT come last.
 	runtime.Gosched()
 	writeAccepted(w)
+	w.(http.Flusher).Flush()
+	a.env.WritePendingReport()
 }
 
 func (a *RuntimeAPI) invocationError(w http.ResponseWriter, r *http.Request, id string) {
-	if err := a.env.CheckAnswer(id); err != nil {
+	if _, err := a.env.CheckAnswer(id); err != nil {
 		writeStateMachineError(w, err)
 		return
 	}

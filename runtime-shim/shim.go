@@ -142,8 +142,8 @@ func (s *Shim) RuntimeAPIAddr() string { return s.rapiLn.Addr().String() }
 
 // Start serves both endpoints and starts the runtime (exec mode).
 func (s *Shim) Start() {
-	go func() { _ = s.rapiSrv.Serve(s.rapiLn) }()
-	go func() { _ = s.invokeSrv.Serve(s.invokeLn) }()
+	go func() { _ = s.rapiSrv.Serve(rawListener{s.rapiLn}) }()
+	go func() { _ = s.invokeSrv.Serve(rawListener{s.invokeLn}) }()
 	s.Env.Begin()
 }
 

@@ -68,8 +68,8 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 	h := &harness{t: t, sup: &fakeSupervisor{starts: make(chan uint64, 16)}, out: &syncBuffer{}, quit: make(chan struct{})}
 	logs := NewLogSink(h.out)
 	h.env = NewEnvironment(&cfg, logs, h.sup)
-	h.rapi = httptest.NewServer(NewRuntimeAPI(h.env, h.quit))
-	h.invoke = httptest.NewServer(NewInvokeServer(h.env))
+	h.rapi = newRawServer(NewRuntimeAPI(h.env, h.quit))
+	h.invoke = newRawServer(NewInvokeServer(h.env))
 	h.env.Begin()
 	h.waitStart(1)
 	t.Cleanup(func() {
@@ -79,6 +79,14 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 		h.invoke.Close()
 	})
 	return h
+}
+
+// newRawServer serves h over the connections the shim uses (rawListener).
+func newRawServer(h http.Handler) *httptest.Server {
+	s := httptest.NewUnstartedServer(h)
+	s.Listener = rawListener{s.Listener}
+	s.Start()
+	return s
 }
 
 func (h *harness) waitStart(gen uint64) {
@@ -216,6 +224,15 @@ func TestInvokeRoundTrip(t *testing.T) {
 	if m := reportRE.FindStringSubmatch(lines[len(lines)-1]); m == nil || m[2] != "" {
 		t.Fatalf("warm REPORT %q: want no Init Duration", lines[len(lines)-1])
 	}
+	// A larger event goes with its length, not chunked.
+	big := `{"data":"` + strings.Repeat("x", 64<<10) + `"}`
+	resCh = h.invokeAsync(map[string]string{"X-Amzn-RequestId": "big-event"}, big)
+	ev = h.next()
+	expect(t, "big event", ev.body == big, true)
+	expect(t, "big event length", ev.header.Get("Content-Length"), strconv.Itoa(len(big)))
+	h.post("/2018-06-01/runtime/invocation/big-event/response", nil, `1`)
+	<-resCh
+
 	h.env.logs.Flush() // lines reach stdout within flushDelay; do not wait for it
 	if !strings.Contains(h.out.String(), "START RequestId: req-1 Version: 3\nEND RequestId: req-1\nREPORT RequestId: req-1\tDuration: ") {
 		t.Fatalf("shim log lacks the platform lines:\n%s", h.out.String())
@@ -556,4 +573,38 @@ func TestLogsSubscriptionOnlyDuringInit(t *testing.T) {
 		[]byte(`{"types":["platform"],"destination":{"protocol":"HTTP","URI":"http://127.0.0.1:8080/logs"}}`))
 	expect(t, "status", r.status, 403)
 	expect(t, "body", r.body, `{"errorMessage":"Logs API subscriptions are accepted only during the Init phase","errorType":"Logs.SubscriptionClosed"}`)
+}
+
+// Without X-Amz-Log-Type: Tail, END and REPORT are written after the caller (and the
+// runtime) have their answers, but always before the next START: by the time the runtime's
+// next call is served at the latest.
+func TestReportWithoutTailPrecedesTheNextStart(t *testing.T) {
+	h := newHarness(t, nil)
+	ids := []string{"plain-1", "plain-2", "plain-3"}
+	for i, id := range ids {
+		resCh := h.invokeAsync(map[string]string{"X-Amzn-RequestId": id}, `{}`)
+		h.next()
+		expect(t, "ack", h.post("/2018-06-01/runtime/invocation/"+id+"/response", nil, `"ok"`).status, 202)
+		res := <-resCh
+		expect(t, "body", res.body, `"ok"`)
+		expect(t, "no tail", res.header.Get("X-Amz-Log-Result"), "")
+		if res.header.Get("X-Klambda-Duration-Ms") == "" || (i == 0) != (res.header.Get("X-Klambda-Init-Duration-Ms") != "") {
+			t.Fatalf("invocation %d: duration headers %v", i, res.header)
+		}
+	}
+	go request("GET", h.rapi.URL+"/2018-06-01/runtime/invocation/next", nil, nil)
+	waitPhase(t, h.env, PhaseIdle)
+	h.env.logs.Flush()
+	lines := strings.Split(strings.TrimSuffix(h.out.String(), "\n"), "\n")
+	if len(lines) != 3*len(ids) {
+		t.Fatalf("log has %d lines, want START, END, REPORT per invocation:\n%s", len(lines), h.out.String())
+	}
+	for i, id := range ids {
+		expect(t, "START", lines[3*i], "START RequestId: "+id+" Version: 3")
+		expect(t, "END", lines[3*i+1], "END RequestId: "+id)
+		m := reportRE.FindStringSubmatch(lines[3*i+2])
+		if m == nil || m[1] != id || (i == 0) != (m[2] != "") {
+			t.Fatalf("REPORT %q: want Lambda's format, Init Duration on the first invocation only", lines[3*i+2])
+		}
+	}
 }

@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // ExecSupervisor runs the runtime as a child process (runtime-shim exec), like the
@@ -195,7 +193,7 @@ func (s *ExecSupervisor) Start(gen uint64) error {
 
 func (s *ExecSupervisor) copyOutput(r *os.File) {
 	defer r.Close()
-	br := bufio.NewReaderSize(r, 64*1024)
+	br := bufio.NewReaderSize(newRawFileReader(r), 64*1024)
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
@@ -231,11 +229,7 @@ func (s *ExecSupervisor) drain() {
 	deadline := time.Now().Add(20 * time.Millisecond)
 	for {
 		n := 0
-		_ = rc.Control(func(fd uintptr) {
-			if v, err := unix.IoctlGetInt(int(fd), unix.TIOCINQ); err == nil {
-				n = v
-			}
-		})
+		_ = rc.Control(func(fd uintptr) { n = rawInq(fd) })
 		if (n == 0 && s.reading.Load() == 0) || time.Now().After(deadline) {
 			return
 		}

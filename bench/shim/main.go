@@ -87,6 +87,7 @@ func main() {
 		cpuTicks           int64 // server processes' user+system time during the rounds
 		servers            []*server
 	}
+	loadBefore := loadAvg()
 	results := map[string]*result{}
 	kinds := []string{"rie", "shim"}
 	for _, kind := range kinds {
@@ -149,7 +150,8 @@ func main() {
 	}
 
 	base, shim := results["rie"], results["shim"]
-	fmt.Printf("warm invocations of the aws-lambda-go echo function, %d per measurement in %d alternating rounds, host: %d cores\n\n", *n, rounds, numCPU())
+	fmt.Printf("warm invocations of the aws-lambda-go echo function, %d per measurement in %d alternating rounds, host: %d cores\n", *n, rounds, numCPU())
+	fmt.Printf("load average (1, 5, 15 min) before: %s, after: %s\n\n", loadBefore, loadAvg())
 	fmt.Printf("%-34s %14s %14s %10s\n", "", "emulator", "runtime-shim", "ratio")
 	row := func(label string, b, s float64, unit string, ratio float64) {
 		fmt.Printf("%-34s %11.3f %s %11.3f %s %9.2fx\n", label, b, unit, s, unit, ratio)
@@ -273,6 +275,17 @@ func cpuTicks(ss []*server) int64 {
 		sum += u + st
 	}
 	return sum
+}
+
+// loadAvg is the first three fields of /proc/loadavg: the machine may be shared, and
+// figures mean little without it.
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func numCPU() int {
