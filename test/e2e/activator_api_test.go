@@ -480,22 +480,8 @@ func TestActivatorAliasWeights(t *testing.T) {
 		t.Skip("needs the local cluster (pod IPs must route from the test)")
 	}
 	ns := cluster.Namespace(t)
-	zip, err := BuildGoExample(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	codeURL, sha, err := cluster.ServeCode(ns+"-hello-go.zip", zip)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fn := &lambdav1alpha1.Function{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hello"},
-		Spec: lambdav1alpha1.FunctionSpec{FunctionConfiguration: lambdav1alpha1.FunctionConfiguration{
-			Runtime: "provided.al2023", Handler: "bootstrap", Timeout: 10,
-			Code:        lambdav1alpha1.FunctionCode{CodeSource: lambdav1alpha1.CodeSource{URL: codeURL, SHA256: sha}},
-			Environment: &lambdav1alpha1.Environment{Variables: []lambdav1alpha1.EnvVar{{Name: "RELEASE", Value: "one"}}},
-		}},
-	}
+	fn := cluster.HelloGoFunction(ctx, t, ns, "hello")
+	fn.Spec.Environment = &lambdav1alpha1.Environment{Variables: []lambdav1alpha1.EnvVar{{Name: "RELEASE", Value: "one"}}}
 	if err := cluster.Client.Create(ctx, fn); err != nil {
 		t.Fatal(err)
 	}
@@ -570,7 +556,7 @@ func TestActivatorAliasWeights(t *testing.T) {
 		return executed, nil
 	}
 	// The alias is routed once the activator has seen it; both versions warm.
-	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		_, err := invoke(ctx, "hello:live")
 		return err == nil, nil
 	})

@@ -3,8 +3,6 @@
 package e2e
 
 import (
-	"archive/zip"
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -205,21 +203,7 @@ func asyncFastRecorderFunction(ctx context.Context, t *testing.T, rec *Recorder,
 	if err != nil {
 		t.Fatal(err)
 	}
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	h := &zip.FileHeader{Name: "bootstrap", Method: zip.Deflate}
-	h.SetMode(0o755)
-	w, err := zw.CreateHeader(h)
-	if err == nil {
-		_, err = w.Write(code)
-	}
-	if err == nil {
-		err = zw.Close()
-	}
-	if err != nil {
-		t.Fatalf("zipping the Go recorder runtime: %v", err)
-	}
-	url, sha, err := cluster.ServeCode(ns+"-"+name+"-go.zip", buf.Bytes())
+	url, sha, err := cluster.ServeCode(ns+"-"+name+"-go.zip", BootstrapZip(t, code))
 	if err != nil {
 		t.Fatal(err)
 	}

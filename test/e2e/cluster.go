@@ -369,6 +369,30 @@ func (c *Cluster) ServeCode(name string, zip []byte) (url, sha string, err error
 	return fmt.Sprintf("http://%s:%s/%s", f[0], f[1], name), hex.EncodeToString(sum[:]), nil
 }
 
+// HelloGoFunction returns (does not create) Function ns/name running examples/hello-go
+// (aws-lambda-go on provided.al2023, 10 s timeout), its package served from the node; tests
+// adjust the spec before creating it.
+func (c *Cluster) HelloGoFunction(ctx context.Context, t testing.TB, ns, name string) *lambdav1alpha1.Function {
+	t.Helper()
+	zip, err := BuildGoExample(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, sha, err := c.ServeCode(ns+"-"+name+".zip", zip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &lambdav1alpha1.Function{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: lambdav1alpha1.FunctionSpec{FunctionConfiguration: lambdav1alpha1.FunctionConfiguration{
+			Runtime: "provided.al2023",
+			Handler: "bootstrap",
+			Timeout: 10,
+			Code:    lambdav1alpha1.FunctionCode{CodeSource: lambdav1alpha1.CodeSource{URL: url, SHA256: sha}},
+		}},
+	}
+}
+
 // BuildGoExample builds examples/hello-go's function.zip (aws-lambda-go, provided.al2023).
 func BuildGoExample(ctx context.Context) ([]byte, error) {
 	out := filepath.Join(os.TempDir(), fmt.Sprintf("klambda-e2e-hello-go-%d.zip", os.Getpid()))

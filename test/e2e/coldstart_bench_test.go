@@ -17,8 +17,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-
-	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
 var coldStartRounds = flag.Int("coldstart.rounds", 5, "BenchmarkColdStart: rounds (each: one plain pod, one cold invocation)")
@@ -37,23 +35,9 @@ func BenchmarkColdStart(b *testing.B) {
 		b.Skip("needs the local cluster")
 	}
 	ns := cluster.Namespace(b)
-	zip, err := BuildGoExample(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	url, sha, err := cluster.ServeCode(ns+"-hello-go.zip", zip)
-	if err != nil {
-		b.Fatal(err)
-	}
-	fn := &lambdav1alpha1.Function{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cold",
-			// Back to zero soon after each round (the activator's minimum is 1 s).
-			Annotations: map[string]string{"lambda.klambda.dev/idle-timeout": "1s"}},
-		Spec: lambdav1alpha1.FunctionSpec{FunctionConfiguration: lambdav1alpha1.FunctionConfiguration{
-			Runtime: "provided.al2023", Handler: "bootstrap", Timeout: 10,
-			Code: lambdav1alpha1.FunctionCode{CodeSource: lambdav1alpha1.CodeSource{URL: url, SHA256: sha}},
-		}},
-	}
+	fn := cluster.HelloGoFunction(ctx, b, ns, "cold")
+	// Back to zero soon after each round (the activator's minimum is 1 s).
+	fn.Annotations = map[string]string{"lambda.klambda.dev/idle-timeout": "1s"}
 	if err := cluster.Client.Create(ctx, fn); err != nil {
 		b.Fatal(err)
 	}

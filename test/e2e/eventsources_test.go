@@ -90,8 +90,9 @@ func (c *Cluster) WaitForPollers(ctx context.Context) error {
 	return nil
 }
 
-// checkPollersMayInvoke asks the question the activator asks when auth is on (the local
-// cluster runs it off): may the pollers' ServiceAccount invoke the function?
+// checkPollersMayInvoke asks the question the activator asks of every poller invocation
+// (auth is on, the local cluster's too): may the pollers' ServiceAccount invoke the
+// function? A failure here names the cause before the batches silently stop coming.
 func checkPollersMayInvoke(ctx context.Context, t *testing.T, ns, fn string) {
 	t.Helper()
 	var pods corev1.PodList

@@ -7,10 +7,6 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
 // TestHelloGoInvoked is the cheap end-to-end check CI runs: the cluster is up, klambda is
@@ -24,23 +20,7 @@ func TestHelloGoInvoked(t *testing.T) {
 	}
 	ns := cluster.Namespace(t)
 
-	zip, err := BuildGoExample(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	url, sha, err := cluster.ServeCode(ns+"-hello-go.zip", zip)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fn := &lambdav1alpha1.Function{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hello-go"},
-		Spec: lambdav1alpha1.FunctionSpec{FunctionConfiguration: lambdav1alpha1.FunctionConfiguration{
-			Runtime: "provided.al2023",
-			Handler: "bootstrap",
-			Timeout: 10,
-			Code:    lambdav1alpha1.FunctionCode{CodeSource: lambdav1alpha1.CodeSource{URL: url, SHA256: sha}},
-		}},
-	}
+	fn := cluster.HelloGoFunction(ctx, t, ns, "hello-go")
 	if err := cluster.Client.Create(ctx, fn); err != nil {
 		t.Fatalf("creating the function: %v", err)
 	}

@@ -196,21 +196,7 @@ done
 // the spec (timeout, concurrency, async config) before creating it.
 func (c *Cluster) RecorderFunction(t testing.TB, r *Recorder, ns, name string) *lambdav1alpha1.Function {
 	t.Helper()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	h := &zip.FileHeader{Name: "bootstrap", Method: zip.Deflate}
-	h.SetMode(0o755)
-	w, err := zw.CreateHeader(h)
-	if err == nil {
-		_, err = io.WriteString(w, recorderBootstrap)
-	}
-	if err == nil {
-		err = zw.Close()
-	}
-	if err != nil {
-		t.Fatalf("zipping the recorder runtime: %v", err)
-	}
-	url, sha, err := c.ServeCode(ns+"-"+name+".zip", buf.Bytes())
+	url, sha, err := c.ServeCode(ns+"-"+name+".zip", BootstrapZip(t, []byte(recorderBootstrap)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,6 +210,27 @@ func (c *Cluster) RecorderFunction(t testing.TB, r *Recorder, ns, name string) *
 			Environment: &lambdav1alpha1.Environment{Variables: []lambdav1alpha1.EnvVar{{Name: "RECORDER_URL", Value: r.URL}}},
 		}},
 	}
+}
+
+// BootstrapZip returns a .zip package holding one executable file, bootstrap (a custom
+// runtime for provided.al2023).
+func BootstrapZip(t testing.TB, bootstrap []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	h := &zip.FileHeader{Name: "bootstrap", Method: zip.Deflate}
+	h.SetMode(0o755)
+	w, err := zw.CreateHeader(h)
+	if err == nil {
+		_, err = w.Write(bootstrap)
+	}
+	if err == nil {
+		err = zw.Close()
+	}
+	if err != nil {
+		t.Fatalf("zipping a bootstrap: %v", err)
+	}
+	return buf.Bytes()
 }
 
 // NodeIP is the local node's IP: pods reach servers of the test process there.
