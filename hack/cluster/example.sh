@@ -105,7 +105,7 @@ if $activator; then
 	echo "token:          kubectl -n $NS create token $INVOKER   (ServiceAccount $INVOKER may invoke functions in $NS)"
 	echo "invoke again:   AWS_ACCESS_KEY_ID=klambda AWS_SECRET_ACCESS_KEY=unused AWS_DEFAULT_REGION=us-east-1 \\"
 	echo "                AWS_SESSION_TOKEN=\"\$(kubectl -n $NS create token $INVOKER)\" /usr/bin/aws lambda invoke \\"
-	echo "                  --endpoint-url $endpoint --function-name $FN --cli-binary-format raw-in-base64-out --payload '$PAYLOAD' /dev/stdout"
+	echo "                  --endpoint-url $endpoint --function-name $FN --cli-binary-format raw-in-base64-out --payload '$PAYLOAD' out.json && cat out.json"
 else
 	echo "invoke again:   curl -X POST -H 'X-Klambda-Invoke-Secret: $secret' --data '$PAYLOAD' $invoke_url"
 	echo "                (the shim in the pod, until the activator lands; then: /usr/bin/aws lambda invoke --endpoint-url http://127.0.0.1:18081 --function-name $FN ...)"
