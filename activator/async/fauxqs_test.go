@@ -2,11 +2,7 @@ package async
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,37 +12,22 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/test/brokers/fauxqs"
 )
 
-// startFauxqs starts a private fauxqs (a real SQS-compatible server, AWS JSON 1.0, installed
-// by test/brokers/fauxqs.sh) for one test and returns its endpoint; the test is skipped when
-// fauxqs is not installed.
+// startFauxqs starts a private fauxqs (a real SQS-compatible server) for one test and
+// returns its endpoint; the test is skipped when fauxqs is not installed.
 func startFauxqs(t *testing.T) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "..", "..", "test", "brokers", "fauxqs.sh")
-	cache := os.Getenv("KLAMBDA_CACHE")
-	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache", "klambda")
-	}
-	if _, err := os.Stat(filepath.Join(cache, "fauxqs", "node_modules", "fauxqs", "dist", "cli.js")); err != nil {
+	if !fauxqs.Installed() {
 		t.Skip("fauxqs is not installed: run test/brokers/fauxqs.sh install")
 	}
-	// A base of its own: other packages' tests run their fauxqs at the same time.
-	env := append(os.Environ(), "KLAMBDA_FAUXQS_BASE="+filepath.Join(t.TempDir(), "fauxqs"))
-	start := exec.Command("bash", script, "start")
-	start.Env = env
-	out, err := start.Output()
+	endpoint, stop, err := fauxqs.Start(filepath.Join(t.TempDir(), "fauxqs"))
 	if err != nil {
-		t.Fatalf("starting fauxqs: %v", err)
+		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		stop := exec.Command("bash", script, "stop")
-		stop.Env = env
-		_ = stop.Run()
-	})
-	return strings.TrimSpace(string(out))
+	t.Cleanup(stop)
+	return endpoint
 }
 
 // TestSQSDestinationsOnARealServer delivers a success record to an SQS destination and a

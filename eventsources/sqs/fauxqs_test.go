@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +23,7 @@ import (
 	"github.com/klambda/klambda/eventsources/invoke/invoketest"
 	"github.com/klambda/klambda/eventsources/poller"
 	"github.com/klambda/klambda/eventsources/sqs"
+	"github.com/klambda/klambda/test/brokers/fauxqs"
 )
 
 // The tests below run the SQS source against a real SQS-compatible server, fauxqs (AWS JSON
@@ -32,37 +31,24 @@ import (
 // test/brokers/fauxqs.sh when it is installed.
 var sqsEndpoint string
 
-func fauxqsScript() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "test", "brokers", "fauxqs.sh")
-}
-
-func fauxqsInstalled() bool {
-	cache := os.Getenv("KLAMBDA_CACHE")
-	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache", "klambda")
-	}
-	_, err := os.Stat(filepath.Join(cache, "fauxqs", "node_modules", "fauxqs", "dist", "cli.js"))
-	return err == nil
-}
-
 func TestMain(m *testing.M) {
 	sqsEndpoint = os.Getenv("KLAMBDA_TEST_SQS_ENDPOINT")
-	started := false
-	if sqsEndpoint == "" && fauxqsInstalled() {
-		out, err := exec.Command("bash", fauxqsScript(), "start").Output()
+	stop := func() {}
+	if sqsEndpoint == "" && fauxqs.Installed() {
+		base, err := os.MkdirTemp("", "klambda-fauxqs-sqs-")
+		if err == nil {
+			var stopServer func()
+			if sqsEndpoint, stopServer, err = fauxqs.Start(filepath.Join(base, "fauxqs")); err == nil {
+				stop = func() { stopServer(); _ = os.RemoveAll(base) }
+			}
+		}
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "starting fauxqs with %s: %v\n", fauxqsScript(), err)
+			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		sqsEndpoint = strings.TrimSpace(string(out))
-		started = true
 	}
 	code := m.Run()
-	if started {
-		_ = exec.Command("bash", fauxqsScript(), "stop").Run()
-	}
+	stop()
 	os.Exit(code)
 }
 
