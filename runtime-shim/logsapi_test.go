@@ -100,3 +100,83 @@ func TestLogsBufferingMaxItems(t *testing.T) {
 		}
 	}
 }
+
+// TestLogsDroppedForASlowConsumer: a subscriber that does not take its batches loses records
+// past four buffers' worth, never holding the environment's memory, and is told so with
+// Lambda's platform.logsDropped record (droppedRecords, droppedBytes) in its next batch.
+func TestLogsDroppedForASlowConsumer(t *testing.T) {
+	h := newHarness(t, nil)
+	release := make(chan struct{})
+	got := make(chan []map[string]any, 64)
+	first := true
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var batch []map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&batch); err != nil {
+			t.Errorf("batch is not a JSON array: %v", err)
+		}
+		if first { // the consumer falls behind on its first batch
+			first = false
+			<-release
+		}
+		got <- batch
+	}))
+	t.Cleanup(sink.Close)
+	id := h.post("/2020-01-01/extension/register", map[string]string{"Lambda-Extension-Name": "logs"}, `{"events":[]}`).header.Get("Lambda-Extension-Identifier")
+	r := do(t, "PUT", h.rapi.URL+"/2020-08-15/logs", map[string]string{"Lambda-Extension-Identifier": id},
+		[]byte(`{"types":["function"],"buffering":{"maxItems":1000,"timeoutMs":30000},"destination":{"protocol":"HTTP","URI":"`+sink.URL+`"}}`))
+	expect(t, "subscribe", r.status, 200)
+
+	const sent = 6000
+	for i := 0; i < 1000; i++ {
+		h.env.logs.Function([]byte("line\n"))
+	}
+	// Wait until the first batch is on its way (and stuck), then overflow the buffer.
+	h.env.logs.mu.Lock()
+	sub := h.env.logs.subs.list[0]
+	h.env.logs.mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		sub.mu.Lock()
+		n := len(sub.queue)
+		sub.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first batch of 1000 records was never taken from the buffer")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for i := 1000; i < sent; i++ {
+		h.env.logs.Function([]byte("line\n"))
+	}
+	close(release)
+
+	records, dropped := 0, 0.0
+	timeout := time.After(10 * time.Second)
+	for records+int(dropped) < sent {
+		select {
+		case batch := <-got:
+			for _, rec := range batch {
+				switch rec["type"] {
+				case "function":
+					records++
+				case "platform.logsDropped":
+					body, _ := rec["record"].(map[string]any)
+					if body["reason"] == "" || body["droppedBytes"].(float64) <= 0 {
+						t.Errorf("platform.logsDropped record %v lacks a reason or droppedBytes", rec)
+					}
+					dropped += body["droppedRecords"].(float64)
+				default:
+					t.Errorf("unexpected record %v", rec)
+				}
+			}
+		case <-timeout:
+			t.Fatalf("after 10 s: %d records delivered and %v reported dropped, of %d sent", records, dropped, sent)
+		}
+	}
+	// Four buffers of maxItems wait while the consumer is stuck; the rest is dropped.
+	if records != 5000 || dropped != 1000 {
+		t.Errorf("%d records delivered and %v reported dropped; want 5000 and 1000", records, dropped)
+	}
+}
