@@ -2,7 +2,6 @@ package sqs_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,8 +13,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/go-logr/logr/testr"
 
 	"github.com/klambda/klambda/eventsources/batch"
 	"github.com/klambda/klambda/eventsources/events"
@@ -52,26 +49,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// realQueue is one fresh queue on the real server, a fake activator, and the batches the
-// function got.
-type realQueue struct {
-	t       *testing.T
-	url     string
-	client  *awssqs.Client
-	fake    *invoketest.Server
-	mu      sync.Mutex
-	batches [][]events.SQSMessage
-}
-
-func newRealQueue(t *testing.T, h func([]events.SQSMessage) invoketest.Outcome) *realQueue {
+// newRealQueue is an env on a fresh queue of the real server.
+func newRealQueue(t *testing.T, h func([]events.SQSMessage) invoketest.Outcome) *env {
 	t.Helper()
 	if sqsEndpoint == "" {
 		t.Skip("no SQS-compatible server: run test/brokers/fauxqs.sh install (or set KLAMBDA_TEST_SQS_ENDPOINT)")
 	}
-	q := &realQueue{t: t}
-	var err error
 	// The endpoint is given: fauxqs's queue URLs name a host (sqs.<region>.localhost) that
 	// need not resolve here.
+	q := &env{t: t, endpoint: sqsEndpoint}
+	var err error
 	q.client, err = sqs.NewClient(sqs.Config{Endpoint: sqsEndpoint})
 	if err != nil {
 		t.Fatal(err)
@@ -85,75 +72,8 @@ func newRealQueue(t *testing.T, h func([]events.SQSMessage) invoketest.Outcome) 
 	t.Cleanup(func() {
 		_, _ = q.client.DeleteQueue(context.Background(), &awssqs.DeleteQueueInput{QueueUrl: aws.String(q.url)})
 	})
-	q.fake = invoketest.New(func(c invoketest.Call) invoketest.Outcome {
-		var ev events.SQSEvent
-		if err := json.Unmarshal(c.Payload, &ev); err != nil {
-			t.Errorf("not an SQS event: %v", err)
-		}
-		q.mu.Lock()
-		q.batches = append(q.batches, ev.Records)
-		q.mu.Unlock()
-		if h == nil {
-			return invoketest.Outcome{}
-		}
-		return h(ev.Records)
-	})
-	t.Cleanup(q.fake.Close)
+	q.startActivator(h)
 	return q
-}
-
-func (q *realQueue) send(bodies ...string) {
-	q.t.Helper()
-	for _, b := range bodies {
-		if _, err := q.client.SendMessage(context.Background(), &awssqs.SendMessageInput{QueueUrl: aws.String(q.url), MessageBody: aws.String(b),
-			MessageAttributes: map[string]types.MessageAttributeValue{"kind": {DataType: aws.String("String"), StringValue: aws.String("test")}}}); err != nil {
-			q.t.Fatal(err)
-		}
-	}
-}
-
-func (q *realQueue) run(cfg poller.Config) (stop func()) {
-	q.t.Helper()
-	src, err := sqs.Open(sqs.Config{QueueURL: q.url, Endpoint: sqsEndpoint, VisibilityTimeout: time.Second, WaitTime: time.Second})
-	if err != nil {
-		q.t.Fatal(err)
-	}
-	cfg.Namespace, cfg.Name, cfg.Function = "ns", "esm", "fn"
-	if cfg.BatchSize == 0 {
-		cfg.BatchSize = 10
-	}
-	cfg.Policy.Mode = batch.Queue
-	p := poller.New(cfg, src, q.fake.Invoker(), testr.New(q.t))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = p.Run(ctx) }()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	q.t.Cleanup(stop)
-	return stop
-}
-
-// empty: no message left, visible or in flight (deleted, not just received).
-func (q *realQueue) empty() bool {
-	out, err := q.client.GetQueueAttributes(context.Background(), &awssqs.GetQueueAttributesInput{QueueUrl: aws.String(q.url),
-		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessages, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
-	if err != nil {
-		q.t.Fatal(err)
-	}
-	return out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessages)] == "0" &&
-		out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)] == "0"
-}
-
-func (q *realQueue) seen() map[string]int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	n := map[string]int{}
-	for _, b := range q.batches {
-		for _, m := range b {
-			n[m.Body]++
-		}
-	}
-	return n
 }
 
 func TestRealServerMessagesReachTheFunctionInLambdasShapeAndAreDeleted(t *testing.T) {

@@ -22,14 +22,17 @@ import (
 	"github.com/klambda/klambda/eventsources/sqs/sqstest"
 )
 
+// env is one queue, a fake activator, and the batches the function got. The queue is on
+// sqstest's server (newEnv) or on a real SQS-compatible server (newRealQueue).
 type env struct {
-	t       *testing.T
-	srv     *sqstest.Server
-	url     string
-	client  *awssqs.Client
-	fake    *invoketest.Server
-	mu      sync.Mutex
-	batches [][]events.SQSMessage
+	t        *testing.T
+	srv      *sqstest.Server // nil on a real server
+	url      string
+	endpoint string // the source's Endpoint: empty means the host of url
+	client   *awssqs.Client
+	fake     *invoketest.Server
+	mu       sync.Mutex
+	batches  [][]events.SQSMessage
 }
 
 func newEnv(t *testing.T, h func([]events.SQSMessage) invoketest.Outcome) *env {
@@ -42,10 +45,17 @@ func newEnv(t *testing.T, h func([]events.SQSMessage) invoketest.Outcome) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.startActivator(h)
+	return e
+}
+
+// startActivator starts the fake activator, recording each batch and answering with h
+// (success when nil).
+func (e *env) startActivator(h func([]events.SQSMessage) invoketest.Outcome) {
 	e.fake = invoketest.New(func(c invoketest.Call) invoketest.Outcome {
 		var ev events.SQSEvent
 		if err := json.Unmarshal(c.Payload, &ev); err != nil {
-			t.Errorf("not an SQS event: %v", err)
+			e.t.Errorf("not an SQS event: %v", err)
 		}
 		e.mu.Lock()
 		e.batches = append(e.batches, ev.Records)
@@ -55,8 +65,7 @@ func newEnv(t *testing.T, h func([]events.SQSMessage) invoketest.Outcome) *env {
 		}
 		return h(ev.Records)
 	})
-	t.Cleanup(e.fake.Close)
-	return e
+	e.t.Cleanup(e.fake.Close)
 }
 
 func (e *env) send(bodies ...string) {
@@ -71,7 +80,7 @@ func (e *env) send(bodies ...string) {
 
 func (e *env) run(cfg poller.Config) (stop func()) {
 	e.t.Helper()
-	src, err := sqs.Open(sqs.Config{QueueURL: e.url, VisibilityTimeout: time.Second, WaitTime: time.Second})
+	src, err := sqs.Open(sqs.Config{QueueURL: e.url, Endpoint: e.endpoint, VisibilityTimeout: time.Second, WaitTime: time.Second})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -101,7 +110,19 @@ func (e *env) seen() map[string]int {
 	return n
 }
 
-func (e *env) empty() bool { return len(e.srv.Bodies(e.url)) == 0 }
+// empty: no message left, visible or in flight (deleted, not just received).
+func (e *env) empty() bool {
+	if e.srv != nil {
+		return len(e.srv.Bodies(e.url)) == 0
+	}
+	out, err := e.client.GetQueueAttributes(context.Background(), &awssqs.GetQueueAttributesInput{QueueUrl: aws.String(e.url),
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessages, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessages)] == "0" &&
+		out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)] == "0"
+}
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
