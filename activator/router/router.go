@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
@@ -88,14 +89,12 @@ type fnKey struct{ ns, name string }
 
 // Table is the router's view of Functions, Versions and Aliases.
 type Table struct {
-	mu      sync.RWMutex
-	fnObjs  map[fnKey]*lambdav1alpha1.Function
-	verObjs map[types.NamespacedName]*lambdav1alpha1.Version
-	aliObjs map[types.NamespacedName]*lambdav1alpha1.Alias
-	// verByFn and aliByFn index the objects by the function they name, so that a
-	// change compiles one function without scanning every object of the cluster.
-	verByFn  map[fnKey]map[string]*lambdav1alpha1.Version
-	aliByFn  map[fnKey]map[string]*lambdav1alpha1.Alias
+	mu     sync.RWMutex
+	fnObjs map[fnKey]*lambdav1alpha1.Function
+	// versions and aliases are indexed by the function they name, so that a change
+	// compiles one function without scanning every object of the cluster.
+	versions *byFunction[*lambdav1alpha1.Version]
+	aliases  *byFunction[*lambdav1alpha1.Alias]
 	compiled map[fnKey]*functionEntry
 	// reservedByNS is the sum of reserved concurrency per namespace, kept with compiled
 	// (each compile takes the function's old reservation out and puts the new one in).
@@ -108,10 +107,8 @@ type Table struct {
 func NewTable() *Table {
 	return &Table{
 		fnObjs:       map[fnKey]*lambdav1alpha1.Function{},
-		verObjs:      map[types.NamespacedName]*lambdav1alpha1.Version{},
-		aliObjs:      map[types.NamespacedName]*lambdav1alpha1.Alias{},
-		verByFn:      map[fnKey]map[string]*lambdav1alpha1.Version{},
-		aliByFn:      map[fnKey]map[string]*lambdav1alpha1.Alias{},
+		versions:     newByFunction(func(v *lambdav1alpha1.Version) string { return v.Spec.FunctionName }),
+		aliases:      newByFunction(func(a *lambdav1alpha1.Alias) string { return a.Spec.FunctionName }),
 		compiled:     map[fnKey]*functionEntry{},
 		reservedByNS: map[string]int32{},
 		Rand:         rand.Float64,
@@ -140,72 +137,72 @@ func (t *Table) DeleteFunction(namespace, name string) {
 func (t *Table) SetVersion(v *lambdav1alpha1.Version) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	nn := types.NamespacedName{Namespace: v.Namespace, Name: v.Name}
-	if old, ok := t.verObjs[nn]; ok && old.Spec.FunctionName != v.Spec.FunctionName {
-		t.forgetVersionLocked(old)
-	}
-	t.verObjs[nn] = v
-	k := fnKey{v.Namespace, v.Spec.FunctionName}
-	if t.verByFn[k] == nil {
-		t.verByFn[k] = map[string]*lambdav1alpha1.Version{}
-	}
-	t.verByFn[k][v.Name] = v
-	t.compileLocked(k)
+	t.compileLocked(t.versions.set(v)...)
 }
 
 // DeleteVersion forgets a Version.
 func (t *Table) DeleteVersion(namespace, name string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	nn := types.NamespacedName{Namespace: namespace, Name: name}
-	if old, ok := t.verObjs[nn]; ok {
-		t.forgetVersionLocked(old)
-	}
-}
-
-func (t *Table) forgetVersionLocked(v *lambdav1alpha1.Version) {
-	delete(t.verObjs, types.NamespacedName{Namespace: v.Namespace, Name: v.Name})
-	k := fnKey{v.Namespace, v.Spec.FunctionName}
-	if delete(t.verByFn[k], v.Name); len(t.verByFn[k]) == 0 {
-		delete(t.verByFn, k)
-	}
-	t.compileLocked(k)
+	t.compileLocked(t.versions.remove(namespace, name)...)
 }
 
 // SetAlias adds or replaces an Alias.
 func (t *Table) SetAlias(a *lambdav1alpha1.Alias) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	nn := types.NamespacedName{Namespace: a.Namespace, Name: a.Name}
-	if old, ok := t.aliObjs[nn]; ok && old.Spec.FunctionName != a.Spec.FunctionName {
-		t.forgetAliasLocked(old)
-	}
-	t.aliObjs[nn] = a
-	k := fnKey{a.Namespace, a.Spec.FunctionName}
-	if t.aliByFn[k] == nil {
-		t.aliByFn[k] = map[string]*lambdav1alpha1.Alias{}
-	}
-	t.aliByFn[k][a.Name] = a
-	t.compileLocked(k)
+	t.compileLocked(t.aliases.set(a)...)
 }
 
 // DeleteAlias forgets an Alias.
 func (t *Table) DeleteAlias(namespace, name string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	nn := types.NamespacedName{Namespace: namespace, Name: name}
-	if old, ok := t.aliObjs[nn]; ok {
-		t.forgetAliasLocked(old)
-	}
+	t.compileLocked(t.aliases.remove(namespace, name)...)
 }
 
-func (t *Table) forgetAliasLocked(a *lambdav1alpha1.Alias) {
-	delete(t.aliObjs, types.NamespacedName{Namespace: a.Namespace, Name: a.Name})
-	k := fnKey{a.Namespace, a.Spec.FunctionName}
-	if delete(t.aliByFn[k], a.Name); len(t.aliByFn[k]) == 0 {
-		delete(t.aliByFn, k)
+// byFunction holds the objects of one kind (Versions, Aliases) by name and by the function
+// they name.
+type byFunction[T client.Object] struct {
+	objs       map[types.NamespacedName]T
+	byFn       map[fnKey]map[string]T
+	functionOf func(T) string
+}
+
+func newByFunction[T client.Object](functionOf func(T) string) *byFunction[T] {
+	return &byFunction[T]{objs: map[types.NamespacedName]T{}, byFn: map[fnKey]map[string]T{}, functionOf: functionOf}
+}
+
+// set stores o and returns the functions to compile again: o's, and its old one's when o
+// moved to another function.
+func (ix *byFunction[T]) set(o T) []fnKey {
+	var changed []fnKey
+	nn := types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}
+	if old, ok := ix.objs[nn]; ok && ix.functionOf(old) != ix.functionOf(o) {
+		changed = ix.remove(nn.Namespace, nn.Name)
 	}
-	t.compileLocked(k)
+	ix.objs[nn] = o
+	k := fnKey{o.GetNamespace(), ix.functionOf(o)}
+	if ix.byFn[k] == nil {
+		ix.byFn[k] = map[string]T{}
+	}
+	ix.byFn[k][o.GetName()] = o
+	return append(changed, k)
+}
+
+// remove forgets an object and returns the function to compile again (none when unknown).
+func (ix *byFunction[T]) remove(namespace, name string) []fnKey {
+	nn := types.NamespacedName{Namespace: namespace, Name: name}
+	old, ok := ix.objs[nn]
+	if !ok {
+		return nil
+	}
+	delete(ix.objs, nn)
+	k := fnKey{namespace, ix.functionOf(old)}
+	if delete(ix.byFn[k], name); len(ix.byFn[k]) == 0 {
+		delete(ix.byFn, k)
+	}
+	return []fnKey{k}
 }
 
 func timeoutOf(secs int32) time.Duration {
@@ -215,10 +212,16 @@ func timeoutOf(secs int32) time.Duration {
 	return time.Duration(secs) * time.Second
 }
 
-// compileLocked rebuilds one function's entry from the objects that name it. Functions
+// compileLocked rebuilds each given function's entry from the objects that name it. Functions
 // have few versions and aliases, and objects change rarely, so rebuilding is simpler
 // and safer than patching.
-func (t *Table) compileLocked(k fnKey) {
+func (t *Table) compileLocked(keys ...fnKey) {
+	for _, k := range keys {
+		t.compileOneLocked(k)
+	}
+}
+
+func (t *Table) compileOneLocked(k fnKey) {
 	if old, ok := t.compiled[k]; ok && old.reserved > 0 {
 		t.reservedByNS[k.ns] -= old.reserved
 	}
@@ -238,7 +241,7 @@ func (t *Table) compileLocked(k fnKey) {
 		e.reserved = *f.Spec.ReservedConcurrentExecutions
 	}
 	e.idleTimeout = idleTimeoutOf(f.Annotations[AnnotationIdleTimeout])
-	for _, v := range t.verByFn[k] {
+	for _, v := range t.versions.byFn[k] {
 		if v.Status.Version == "" || v.DeletionTimestamp != nil {
 			continue
 		}
@@ -251,7 +254,7 @@ func (t *Table) compileLocked(k fnKey) {
 		}
 		e.versions[v.Status.Version] = ve
 	}
-	for _, a := range t.aliByFn[k] {
+	for _, a := range t.aliases.byFn[k] {
 		if a.DeletionTimestamp != nil {
 			continue
 		}

@@ -218,7 +218,7 @@ func TestIndexesFollowChanges(t *testing.T) {
 	if _, err := tb.Resolve("ns", "h", "1"); !errors.Is(err, ErrQualifierNotFound) {
 		t.Fatalf("deleted version: %v", err)
 	}
-	if len(tb.verByFn) != 0 || len(tb.aliByFn) != 0 {
-		t.Fatalf("indexes keep deleted objects: %v %v", tb.verByFn, tb.aliByFn)
+	if len(tb.versions.byFn) != 0 || len(tb.aliases.byFn) != 0 || len(tb.versions.objs) != 0 || len(tb.aliases.objs) != 0 {
+		t.Fatalf("indexes keep deleted objects: %v %v", tb.versions.byFn, tb.aliases.byFn)
 	}
 }
