@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/testr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -21,6 +20,7 @@ import (
 	"github.com/klambda/klambda/eventsources/invoke/invoketest"
 	"github.com/klambda/klambda/eventsources/kafka"
 	"github.com/klambda/klambda/eventsources/poller"
+	"github.com/klambda/klambda/eventsources/poller/pollertest"
 )
 
 const topic = "orders"
@@ -82,18 +82,7 @@ func (e *env) run(group string, cfg poller.Config) (stop func()) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	cfg.Namespace, cfg.Name, cfg.Function = "ns", "esm", "fn"
-	if cfg.BatchSize == 0 {
-		cfg.BatchSize = 100
-	}
-	p := poller.New(cfg, src, e.fake.Invoker(), testr.New(e.t))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = p.Run(ctx) }()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	e.t.Cleanup(stop)
-	return stop
+	return pollertest.Run(e.t, cfg, 100, src, e.fake.Invoker())
 }
 
 // values lists, per batch, the record values the function saw.

@@ -21,6 +21,7 @@ import (
 	"github.com/klambda/klambda/eventsources/invoke/invoketest"
 	"github.com/klambda/klambda/eventsources/nats"
 	"github.com/klambda/klambda/eventsources/poller"
+	"github.com/klambda/klambda/eventsources/poller/pollertest"
 )
 
 type env struct {
@@ -91,18 +92,7 @@ func (e *env) run(cfg poller.Config) (stop func()) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	cfg.Namespace, cfg.Name, cfg.Function = "ns", "esm", "fn"
-	if cfg.BatchSize == 0 {
-		cfg.BatchSize = 100
-	}
-	p := poller.New(cfg, src, e.fake.Invoker(), testr.New(e.t))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = p.Run(ctx) }()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	e.t.Cleanup(stop)
-	return stop
+	return pollertest.Run(e.t, cfg, 100, src, e.fake.Invoker())
 }
 
 func (e *env) acked() uint64 {

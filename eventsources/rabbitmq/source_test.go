@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/testr"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/klambda/klambda/eventsources/batch"
@@ -21,6 +20,7 @@ import (
 	"github.com/klambda/klambda/eventsources/filter"
 	"github.com/klambda/klambda/eventsources/invoke/invoketest"
 	"github.com/klambda/klambda/eventsources/poller"
+	"github.com/klambda/klambda/eventsources/poller/pollertest"
 	"github.com/klambda/klambda/eventsources/rabbitmq"
 )
 
@@ -128,19 +128,7 @@ func (e *env) run(cfg poller.Config) (stop func()) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	cfg.Namespace, cfg.Name, cfg.Function = "ns", "esm", "fn"
-	if cfg.BatchSize == 0 {
-		cfg.BatchSize = 100
-	}
-	cfg.Policy.Mode = batch.Queue
-	p := poller.New(cfg, src, e.fake.Invoker(), testr.New(e.t))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = p.Run(ctx) }()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	e.t.Cleanup(stop)
-	return stop
+	return pollertest.Run(e.t, cfg, 100, src, e.fake.Invoker())
 }
 
 // remaining counts the queue's messages (ready ones; unacked ones return when consumers close).

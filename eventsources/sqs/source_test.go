@@ -11,13 +11,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/go-logr/logr/testr"
 
 	"github.com/klambda/klambda/eventsources/batch"
 	"github.com/klambda/klambda/eventsources/events"
 	"github.com/klambda/klambda/eventsources/filter"
 	"github.com/klambda/klambda/eventsources/invoke/invoketest"
 	"github.com/klambda/klambda/eventsources/poller"
+	"github.com/klambda/klambda/eventsources/poller/pollertest"
 	"github.com/klambda/klambda/eventsources/sqs"
 	"github.com/klambda/klambda/eventsources/sqs/sqstest"
 )
@@ -84,18 +84,7 @@ func (e *env) run(cfg poller.Config) (stop func()) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	cfg.Namespace, cfg.Name, cfg.Function = "ns", "esm", "fn"
-	if cfg.BatchSize == 0 {
-		cfg.BatchSize = 10
-	}
-	p := poller.New(cfg, src, e.fake.Invoker(), testr.New(e.t))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = p.Run(ctx) }()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	e.t.Cleanup(stop)
-	return stop
+	return pollertest.Run(e.t, cfg, 10, src, e.fake.Invoker())
 }
 
 func (e *env) seen() map[string]int {
