@@ -23,6 +23,8 @@ type flags struct {
 	extensionsDir                          string
 	initTimeout, shutdownGrace             time.Duration
 	procs                                  int
+	// exec mode in a pod without a load-code init container: the shim loads the code.
+	load codeloader.Options
 }
 
 func main() {
@@ -44,10 +46,22 @@ func main() {
 		Short: "start the runtime as a child process with AWS_LAMBDA_RUNTIME_API set, and restart it on reset",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.load.Code != "" || len(f.load.Layers) > 0 {
+				// The pod's one container: unpack the code before anything listens, so that
+				// a package that cannot be loaded never looks like an environment.
+				if err := codeloader.Load(cmd.Context(), f.load, os.Stderr); err != nil {
+					return fmt.Errorf("loading the code: %w", err)
+				}
+			}
 			return run(f, shim.ModeExec, args)
 		},
 	}
 	execCmd.Flags().StringVar(&f.extensionsDir, "extensions-dir", "/opt/extensions", "external extensions to start before the runtime (every executable in it)")
+	execCmd.Flags().StringVar(&f.load.Code, "code", "", "before starting the runtime, unpack this code archive (a load-code SOURCE) into --task-root")
+	execCmd.Flags().StringArrayVar(&f.load.Layers, "layer", nil, "before starting the runtime, unpack this layer archive into --opt; repeat, in order")
+	execCmd.Flags().StringVar(&f.load.TaskRoot, "task-root", "/var/task", "folder --code is unpacked into")
+	execCmd.Flags().StringVar(&f.load.Opt, "opt", "/opt", "folder the --layer archives are unpacked into")
+	execCmd.Flags().StringVar(&f.load.Scratch, "scratch", "", "folder for downloads while they are checked (default: the system's temporary folder)")
 	sidecarCmd := &cobra.Command{
 		Use:   "sidecar",
 		Short: "serve a runtime that runs in another container of the pod (shared process namespace)",

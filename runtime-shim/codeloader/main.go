@@ -29,32 +29,56 @@ func (s *sourceList) Set(v string) error { *s = append(*s, v); return nil }
 func run(ctx context.Context, args []string, log io.Writer) error {
 	fs := flag.NewFlagSet("load-code", flag.ContinueOnError)
 	fs.SetOutput(log)
-	var (
-		taskRoot, optRoot, scratch, code string
-		layers                           sourceList
-		allowUnpinned                    bool
-	)
-	fs.StringVar(&taskRoot, "task-root", "/var/task", "folder the code is unpacked into")
-	fs.StringVar(&optRoot, "opt", "/opt", "folder the layers are unpacked into")
-	fs.StringVar(&scratch, "scratch", "", "folder for downloads (default: the system's temporary folder)")
-	fs.StringVar(&code, "code", "", "source of the code archive")
+	var o Options
+	var layers sourceList
+	fs.StringVar(&o.TaskRoot, "task-root", "/var/task", "folder the code is unpacked into")
+	fs.StringVar(&o.Opt, "opt", "/opt", "folder the layers are unpacked into")
+	fs.StringVar(&o.Scratch, "scratch", "", "folder for downloads (default: the system's temporary folder)")
+	fs.StringVar(&o.Code, "code", "", "source of the code archive")
 	fs.Var(&layers, "layer", "source of a layer archive; repeat, in order")
-	fs.BoolVar(&allowUnpinned, "allow-unpinned", false, "accept sources without #sha256=")
+	fs.BoolVar(&o.AllowUnpinned, "allow-unpinned", false, "accept sources without #sha256=")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("load-code: unexpected arguments %q", fs.Args())
 	}
+	o.Layers = layers
+	return Load(ctx, o, log)
+}
+
+// Options of Load: what to unpack where.
+type Options struct {
+	// TaskRoot receives the code, Opt the layers (defaults /var/task and /opt).
+	TaskRoot, Opt string
+	// Scratch holds downloads while they are checked (default: the system's temporary folder).
+	Scratch string
+	// Code and Layers are sources in the URL form of Source; Layers in order.
+	Code   string
+	Layers []string
+	// AllowUnpinned accepts sources without #sha256=.
+	AllowUnpinned bool
+}
+
+// Load unpacks the code into the task root and each layer, in order, into /opt, and logs
+// a line per archive to log. It is load-code's work; runtime-shim exec calls it before it
+// starts the runtime when the pod has no init container for it.
+func Load(ctx context.Context, o Options, log io.Writer) error {
+	if o.TaskRoot == "" {
+		o.TaskRoot = "/var/task"
+	}
+	if o.Opt == "" {
+		o.Opt = "/opt"
+	}
 	load := func(what, spec, dest string) error {
 		src, err := ParseSource(spec)
 		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		if src.SHA256 == "" && !allowUnpinned {
+		if src.SHA256 == "" && !o.AllowUnpinned {
 			return fmt.Errorf("%s: source %s does not pin its sha256", what, src.redacted())
 		}
-		file, d, err := Fetch(ctx, src, nil, scratch)
+		file, d, err := Fetch(ctx, src, nil, o.Scratch)
 		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
@@ -66,13 +90,13 @@ func run(ctx context.Context, args []string, log io.Writer) error {
 		fmt.Fprintf(log, "load-code: %s: unpacked %d entries (%d bytes, sha256 %s) into %s\n", what, info.Entries, info.UnpackedSize, d.Hex, dest)
 		return nil
 	}
-	if code != "" {
-		if err := load("code", code, taskRoot); err != nil {
+	if o.Code != "" {
+		if err := load("code", o.Code, o.TaskRoot); err != nil {
 			return err
 		}
 	}
-	for i, l := range layers {
-		if err := load(fmt.Sprintf("layer %d", i+1), l, optRoot); err != nil {
+	for i, l := range o.Layers {
+		if err := load(fmt.Sprintf("layer %d", i+1), l, o.Opt); err != nil {
 			return err
 		}
 	}

@@ -122,12 +122,18 @@ func rieBin() string { return filepath.Join(cacheDir(), "bin", "aws-lambda-rie")
 // timeout in seconds and extra environment.
 func startPeer(t *testing.T, kind string, timeout string, env []string, dir string, command ...string) *peer {
 	t.Helper()
+	return startPeerWith(t, kind, nil, timeout, env, dir, command...)
+}
+
+// startPeerWith is startPeer with more flags for runtime-shim exec (before the "--").
+func startPeerWith(t *testing.T, kind string, shimFlags []string, timeout string, env []string, dir string, command ...string) *peer {
+	t.Helper()
 	// freePort closes its listener before the peer binds the port, so another process can
 	// take it in between (a listener of a test package running in parallel, or simply the
 	// source port of an outgoing loopback connection: both come from the ephemeral range).
 	// A peer that then fails to bind exits; start it again on other ports.
 	for attempt := 1; ; attempt++ {
-		p, err := tryStartPeer(t, kind, timeout, env, dir, command...)
+		p, err := tryStartPeer(t, kind, shimFlags, timeout, env, dir, command...)
 		if err == nil {
 			return p
 		}
@@ -138,7 +144,7 @@ func startPeer(t *testing.T, kind string, timeout string, env []string, dir stri
 	}
 }
 
-func tryStartPeer(t *testing.T, kind string, timeout string, env []string, dir string, command ...string) (*peer, error) {
+func tryStartPeer(t *testing.T, kind string, shimFlags []string, timeout string, env []string, dir string, command ...string) (*peer, error) {
 	t.Helper()
 	invokeAddr, apiAddr := freePort(t), freePort(t)
 	for apiAddr == invokeAddr {
@@ -147,7 +153,8 @@ func tryStartPeer(t *testing.T, kind string, timeout string, env []string, dir s
 	var cmd *exec.Cmd
 	switch kind {
 	case peerShim:
-		cmd = exec.Command(shimBin, append([]string{"exec", "--listen", invokeAddr, "--runtime-api", apiAddr, "--"}, command...)...)
+		args := append([]string{"exec", "--listen", invokeAddr, "--runtime-api", apiAddr}, shimFlags...)
+		cmd = exec.Command(shimBin, append(append(args, "--"), command...)...)
 	case peerRIE:
 		if _, err := os.Stat(rieBin()); err != nil {
 			t.Skipf("aws-lambda-rie not installed at %s: run test/compat/install-rie.sh", rieBin())
