@@ -8,6 +8,11 @@
 # the same layout; see hack/cluster/images.sh.)
 ARG BINARY=manager
 ARG GO_VERSION=1.26
+# A Lambda base image with the runtime-shim added, for the manager's embeddedShim (one
+# container per environment):
+#   docker build --target runtime-image --build-arg BINARY=runtime-shim \
+#     --build-arg RUNTIME_BASE=public.ecr.aws/lambda/nodejs:22 -t registry.example/klambda/nodejs:22 .
+ARG RUNTIME_BASE=public.ecr.aws/lambda/provided:al2023
 
 FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
 ARG BINARY
@@ -42,5 +47,9 @@ ENTRYPOINT ["/runtime-shim"]
 FROM base AS eventsources
 COPY --from=build /out/eventsources /eventsources
 ENTRYPOINT ["/eventsources"]
+
+# Not a default target: build it with --target runtime-image (and BINARY=runtime-shim).
+FROM ${RUNTIME_BASE} AS runtime-image
+COPY --from=build /out/runtime-shim /klambda/runtime-shim
 
 FROM ${BINARY}

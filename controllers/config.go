@@ -3,8 +3,10 @@ package controllers
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
@@ -36,10 +38,43 @@ type Config struct {
 	// CPURequestFraction of the Lambda CPU share (memorySize/1769 vCPU, which is also the
 	// limit) is requested, so that idle functions don't reserve whole cores (default 0.25).
 	CPURequestFraction float64 `json:"cpuRequestFraction,omitempty"`
+	// EmbeddedShim lists the runtimes whose base image (runtimeImages) carries the
+	// runtime-shim binary. A Zip function on such a runtime runs in one container: the shim
+	// is its entrypoint, unpacks the code and layers, and starts the runtime as its child —
+	// one container start on a cold start instead of three (load-code, the shim sidecar, the
+	// function). Other runtimes, and Image functions, keep the sidecar shape.
+	//
+	//	embeddedShim:
+	//	  provided.al2023: {path: /klambda/runtime-shim}
+	//	  nodejs22.x: {path: /klambda/runtime-shim, entrypoint: [/lambda-entrypoint.sh]}
+	EmbeddedShim map[string]EmbeddedShim `json:"embeddedShim,omitempty"`
+	// InitCPU is the CPU limit an environment of the one-container shape starts with, while
+	// the shim unpacks the code and the runtime initialises (default 1, one vCPU); the
+	// activator resizes the container in place to Lambda's share (memorySize/1769 vCPU)
+	// once the environment is ready. Unpacking a package is klambda's work, which Lambda
+	// does not charge to the function's CPU either: at 128 MB (72m) a 2.6 MB package alone
+	// would take over a second. "0" starts at Lambda's share and never resizes.
+	InitCPU string `json:"initCPU,omitempty"`
+	// initCPUMillis is InitCPU parsed.
+	initCPUMillis int64
 	// ResolveImageTags asks the registry for the digest of an imageUri given by tag (default
 	// true). When the registry can't be reached the tag is used as is, with a Warning Event.
 	ResolveImageTags *bool `json:"resolveImageTags,omitempty"`
 }
+
+// EmbeddedShim is where a runtime image keeps the runtime-shim binary.
+type EmbeddedShim struct {
+	// Path of the runtime-shim binary in the image.
+	Path string `json:"path"`
+	// Entrypoint is the image's own entrypoint, which the shim starts with the handler as
+	// its argument (Kubernetes' command replaces the image's). Default
+	// /lambda-entrypoint.sh, the Lambda base images'. Custom runtimes (provided*, go1.x)
+	// run their bootstrap instead.
+	Entrypoint []string `json:"entrypoint,omitempty"`
+}
+
+// DefaultEntrypoint is the Lambda base images' entrypoint.
+const DefaultEntrypoint = "/lambda-entrypoint.sh"
 
 // DefaultShimImage is the runtime-shim image when the configuration names none.
 const DefaultShimImage = "ghcr.io/klambda/runtime-shim:latest"
@@ -90,6 +125,17 @@ func ParseConfig(data []byte) (Config, error) {
 	if err := yaml.UnmarshalStrict(data, &c); err != nil {
 		return Config{}, fmt.Errorf("parsing the manager configuration: %w", err)
 	}
+	for rt, e := range c.EmbeddedShim {
+		if !strings.HasPrefix(e.Path, "/") {
+			return Config{}, fmt.Errorf("embeddedShim[%s].path must be an absolute path in the image, got %q", rt, e.Path)
+		}
+	}
+	if c.InitCPU != "" {
+		q, err := resource.ParseQuantity(c.InitCPU)
+		if err != nil || q.Sign() < 0 {
+			return Config{}, fmt.Errorf("initCPU must be a CPU quantity such as 1 or 500m, got %q", c.InitCPU)
+		}
+	}
 	if c.CPURequestFraction < 0 || c.CPURequestFraction > 1 {
 		return Config{}, fmt.Errorf("cpuRequestFraction must be between 0 and 1, got %v", c.CPURequestFraction)
 	}
@@ -117,6 +163,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.RunAsUser == 0 {
 		c.RunAsUser = 993
+	}
+	if c.InitCPU == "" {
+		c.InitCPU = "1"
+	}
+	if q, err := resource.ParseQuantity(c.InitCPU); err == nil {
+		c.initCPUMillis = q.MilliValue()
 	}
 	if c.CPURequestFraction == 0 {
 		c.CPURequestFraction = 0.25

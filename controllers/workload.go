@@ -123,6 +123,13 @@ func (w *Workload) PodTemplate(cfg Config) (corev1.PodTemplateSpec, error) {
 		tmpMB = c.EphemeralStorage.Size
 	}
 	isZip := c.PackageType != lambdav1alpha1.PackageTypeImage
+	embed, embedded := EmbeddedShim{}, false
+	if isZip {
+		embed, embedded = cfg.EmbeddedShim[string(c.Runtime)]
+	}
+	// S3 credentials stay in a load-code init container: a long-running shim in the
+	// function's container would hold them where the function can read them.
+	shimLoads := embedded && !w.needsCredentials()
 	logGroup := cfg.LogGroupPrefix + w.Function
 	pull := cfg.ImagePullPolicy
 	f, t := false, true
@@ -193,7 +200,9 @@ func (w *Workload) PodTemplate(cfg Config) (corev1.PodTemplateSpec, error) {
 
 	volumes := []corev1.Volume{
 		{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: resource.NewQuantity(int64(tmpMB)<<20, resource.BinarySI)}}},
-		{Name: "shim-tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: resource.NewQuantity(64<<20, resource.BinarySI)}}},
+	}
+	if !embedded {
+		volumes = append(volumes, corev1.Volume{Name: "shim-tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: resource.NewQuantity(64<<20, resource.BinarySI)}}})
 	}
 	fnMounts := []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}}
 	for _, fs := range c.FileSystemConfigs {
@@ -202,42 +211,53 @@ func (w *Workload) PodTemplate(cfg Config) (corev1.PodTemplateSpec, error) {
 	}
 
 	var inits []corev1.Container
+	var shimLoadArgs []string
 	if isZip {
 		volumes = append(volumes,
 			corev1.Volume{Name: "task", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 			corev1.Volume{Name: "opt", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 		)
-		// Downloads wait in scratch while they are checked (an archive is at most 250 MB).
-		volumes = append(volumes, corev1.Volume{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
-			SizeLimit: resource.NewQuantity(codeloader.MaxArchiveSize+(16<<20), resource.BinarySI)}}})
-		loaderMounts := []corev1.VolumeMount{{Name: "task", MountPath: taskRoot}, {Name: "opt", MountPath: optRoot}, {Name: "scratch", MountPath: "/tmp"}}
-		args := []string{"load-code", "--task-root=" + taskRoot, "--opt=" + optRoot, "--scratch=/tmp"}
-		var loaderEnv []corev1.EnvVar
+		var args []string
+		var loaderMounts []corev1.VolumeMount
+		var credEnv []corev1.EnvVar
 		add := func(flag string, src lambdav1alpha1.CodeSource, d Digest, cp, slot string) {
 			s, vols, mounts, env := loaderSource(src, d, cp, slot)
 			args = append(args, flag+"="+s.String())
 			volumes = append(volumes, vols...)
 			loaderMounts = append(loaderMounts, mounts...)
-			loaderEnv = append(loaderEnv, env...)
+			credEnv = append(credEnv, env...)
 		}
 		add("--code", c.Code.CodeSource, w.CodeDigest, w.CodeCopy, "code")
 		for i, l := range w.Layers {
 			add("--layer", l.Content, l.Digest, l.Copy, fmt.Sprintf("layer-%d", i+1))
 		}
-		inits = append(inits, corev1.Container{
-			Name:            "load-code",
-			Image:           cfg.ShimImage,
-			ImagePullPolicy: pull,
-			Command:         []string{"/runtime-shim"},
-			Args:            args,
-			Env:             loaderEnv,
-			VolumeMounts:    loaderMounts,
-			SecurityContext: restricted.DeepCopy(),
-			Resources: corev1.ResourceRequirements{
-				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
-				Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
-			},
-		})
+		if shimLoads {
+			// The shim unpacks through its own writable mounts; the function sees the same
+			// folders read-only at /var/task and /opt, as in Lambda. Downloads wait in the
+			// function's /tmp, and are gone before the runtime starts.
+			shimLoadArgs = append([]string{"--task-root=" + shimTaskRoot, "--opt=" + shimOptRoot, "--scratch=/tmp"}, args...)
+			fnMounts = append(fnMounts, loaderMounts...)
+			fnMounts = append(fnMounts, corev1.VolumeMount{Name: "task", MountPath: shimTaskRoot}, corev1.VolumeMount{Name: "opt", MountPath: shimOptRoot})
+		} else {
+			// Downloads wait in scratch while they are checked (an archive is at most 250 MB).
+			volumes = append(volumes, corev1.Volume{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+				SizeLimit: resource.NewQuantity(codeloader.MaxArchiveSize+(16<<20), resource.BinarySI)}}})
+			loaderMounts = append(loaderMounts, corev1.VolumeMount{Name: "task", MountPath: taskRoot}, corev1.VolumeMount{Name: "opt", MountPath: optRoot}, corev1.VolumeMount{Name: "scratch", MountPath: "/tmp"})
+			inits = append(inits, corev1.Container{
+				Name:            "load-code",
+				Image:           cfg.ShimImage,
+				ImagePullPolicy: pull,
+				Command:         []string{"/runtime-shim"},
+				Args:            append([]string{"load-code", "--task-root=" + taskRoot, "--opt=" + optRoot, "--scratch=/tmp"}, args...),
+				Env:             credEnv,
+				VolumeMounts:    loaderMounts,
+				SecurityContext: restricted.DeepCopy(),
+				Resources: corev1.ResourceRequirements{
+					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
+					Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
+				},
+			})
+		}
 		fnMounts = append(fnMounts, corev1.VolumeMount{Name: "task", MountPath: taskRoot, ReadOnly: true}, corev1.VolumeMount{Name: "opt", MountPath: optRoot, ReadOnly: true})
 	}
 	always := corev1.ContainerRestartPolicyAlways
@@ -246,24 +266,26 @@ func (w *Workload) PodTemplate(cfg Config) (corev1.PodTemplateSpec, error) {
 	}
 	live := probe("/healthz")
 	live.PeriodSeconds, live.FailureThreshold = 10, 3
-	inits = append(inits, corev1.Container{
-		Name:            "runtime-shim",
-		Image:           cfg.ShimImage,
-		ImagePullPolicy: pull,
-		Command:         []string{"/runtime-shim"},
-		Args:            []string{"sidecar"},
-		RestartPolicy:   &always,
-		Env:             shimEnv,
-		Ports:           []corev1.ContainerPort{{Name: "invoke", ContainerPort: invokePort, Protocol: corev1.ProtocolTCP}},
-		ReadinessProbe:  probe("/readyz"),
-		LivenessProbe:   live,
-		VolumeMounts:    []corev1.VolumeMount{{Name: "shim-tmp", MountPath: "/tmp"}},
-		SecurityContext: restricted.DeepCopy(),
-		Resources: corev1.ResourceRequirements{
-			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
-			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
-		},
-	})
+	if !embedded {
+		inits = append(inits, corev1.Container{
+			Name:            "runtime-shim",
+			Image:           cfg.ShimImage,
+			ImagePullPolicy: pull,
+			Command:         []string{"/runtime-shim"},
+			Args:            []string{"sidecar"},
+			RestartPolicy:   &always,
+			Env:             shimEnv,
+			Ports:           []corev1.ContainerPort{{Name: "invoke", ContainerPort: invokePort, Protocol: corev1.ProtocolTCP}},
+			ReadinessProbe:  probe("/readyz"),
+			LivenessProbe:   live,
+			VolumeMounts:    []corev1.VolumeMount{{Name: "shim-tmp", MountPath: "/tmp"}},
+			SecurityContext: restricted.DeepCopy(),
+			Resources: corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
+				Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
+			},
+		})
+	}
 
 	fn := corev1.Container{
 		Name:            "function",
@@ -277,10 +299,26 @@ func (w *Workload) PodTemplate(cfg Config) (corev1.PodTemplateSpec, error) {
 	if cpuReq < 10 {
 		cpuReq = 10
 	}
-	mem := resource.NewQuantity(int64(memory)<<20, resource.BinarySI)
+	memBytes := int64(memory) << 20
+	if embedded {
+		// The shim shares the function's container (about 12 MB resident).
+		memBytes += embeddedShimMemory
+	}
+	mem := resource.NewQuantity(memBytes, resource.BinarySI)
+	annotations := map[string]string{
+		AnnotationFunctionName: w.Function,
+		AnnotationQualifier:    w.Qualifier,
+		AnnotationCodeSha256:   w.CodeDigest.Base64,
+	}
+	startLimit := cpuLimit
+	if embedded && cfg.initCPUMillis > cpuLimit {
+		// Unpacking and init with the init CPU; the activator resizes to the share.
+		startLimit = cfg.initCPUMillis
+		annotations[AnnotationCPULimit] = resource.NewMilliQuantity(cpuLimit, resource.DecimalSI).String()
+	}
 	fn.Resources = corev1.ResourceRequirements{
 		Requests: corev1.ResourceList{corev1.ResourceCPU: *resource.NewMilliQuantity(cpuReq, resource.DecimalSI), corev1.ResourceMemory: *mem},
-		Limits:   corev1.ResourceList{corev1.ResourceCPU: *resource.NewMilliQuantity(cpuLimit, resource.DecimalSI), corev1.ResourceMemory: *mem},
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: *resource.NewMilliQuantity(startLimit, resource.DecimalSI), corev1.ResourceMemory: *mem},
 	}
 	if isZip {
 		img, ok := cfg.RuntimeImages[string(c.Runtime)]
@@ -298,6 +336,17 @@ func (w *Workload) PodTemplate(cfg Config) (corev1.PodTemplateSpec, error) {
 		} else {
 			// The base image's entrypoint runs the runtime interface client for the handler.
 			fn.Args = []string{c.Handler}
+		}
+		if embedded {
+			fn.Command, fn.Args = embeddedCommand(embed, shimLoadArgs, fn.Command, fn.Args, c.Handler)
+			for _, v := range shimEnv {
+				if strings.HasPrefix(v.Name, "KLAMBDA_") {
+					fnEnv.set(v)
+				}
+			}
+			fn.Env = fnEnv
+			fn.Ports = []corev1.ContainerPort{{Name: "invoke", ContainerPort: invokePort, Protocol: corev1.ProtocolTCP}}
+			fn.ReadinessProbe, fn.LivenessProbe = probe("/readyz"), live
 		}
 	} else {
 		fn.Image = w.ImageURI
@@ -317,12 +366,8 @@ func (w *Workload) PodTemplate(cfg Config) (corev1.PodTemplateSpec, error) {
 	labels := selectorLabels(w.Function, w.Qualifier)
 	return corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{
-			Labels: labels,
-			Annotations: map[string]string{
-				AnnotationFunctionName: w.Function,
-				AnnotationQualifier:    w.Qualifier,
-				AnnotationCodeSha256:   w.CodeDigest.Base64,
-			},
+			Labels:      labels,
+			Annotations: annotations,
 		},
 		Spec: corev1.PodSpec{
 			ServiceAccountName:    c.ServiceAccountName,
@@ -342,6 +387,45 @@ func (w *Workload) PodTemplate(cfg Config) (corev1.PodTemplateSpec, error) {
 }
 
 func ptrInt64(v int64) *int64 { return &v }
+
+// Where the shim of the one-container shape unpacks code and layers (writable mounts of
+// the folders the function sees read-only at /var/task and /opt), and the memory it adds
+// to the container's limit.
+const (
+	shimTaskRoot       = "/klambda/task"
+	shimOptRoot        = "/klambda/opt"
+	embeddedShimMemory = 32 << 20
+)
+
+// embeddedCommand is the one container's command: the shim (exec mode, loading the code
+// when loadArgs says so), then the runtime — the custom runtime's command, or the image's
+// entrypoint with the handler.
+func embeddedCommand(e EmbeddedShim, loadArgs, command, args []string, handler string) ([]string, []string) {
+	runtime := append(append([]string(nil), command...), args...)
+	if len(command) == 0 {
+		entry := e.Entrypoint
+		if len(entry) == 0 {
+			entry = []string{DefaultEntrypoint}
+		}
+		runtime = append(append([]string(nil), entry...), handler)
+	}
+	shimArgs := append([]string{"exec", fmt.Sprintf("--listen=:%d", invokePort), "--runtime-api=" + runtimeAPIAddr}, loadArgs...)
+	shimArgs = append(append(shimArgs, "--"), runtime...)
+	return []string{e.Path}, shimArgs
+}
+
+// needsCredentials: the code or a layer comes from S3 with a credentials Secret.
+func (w *Workload) needsCredentials() bool {
+	if s3 := w.Config.Code.S3; s3 != nil && s3.Credentials != nil && w.CodeCopy == "" {
+		return true
+	}
+	for _, l := range w.Layers {
+		if l.Copy == "" && l.Content.S3 != nil && l.Content.S3.Credentials != nil {
+			return true
+		}
+	}
+	return false
+}
 
 // Deployment is the version's Deployment without spec.replicas (the activator's).
 func (w *Workload) Deployment(cfg Config, namespace string) (*appsv1.Deployment, error) {

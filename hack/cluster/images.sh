@@ -7,7 +7,8 @@
 #   klambda.local/eventsources:dev
 #       static binaries from cmd/<name>, non-root (65532); built only when cmd/<name> exists
 #   klambda.local/provided:al2023   busybox-static as /bin/sh + Lambda's directory layout;
-#       runs /var/task/bootstrap (or /opt/bootstrap, /var/runtime/bootstrap)
+#       runs /var/task/bootstrap (or /opt/bootstrap, /var/runtime/bootstrap); carries the
+#       runtime-shim at /klambda/runtime-shim (the one-container pod shape)
 #   klambda.local/nodejs:20         the above + this machine's node 20 and the npm
 #       aws-lambda-ric from test/compat/install-ric.sh; built only when that is installed
 #
@@ -78,6 +79,8 @@ provided+=(-mkdir /var/task -mkdir /var/runtime -mkdir /opt -mkdir /var/lang/bin
 	-env LAMBDA_TASK_ROOT=/var/task -env LAMBDA_RUNTIME_DIR=/var/runtime -env LANG=en_US.UTF-8 -env TZ=:UTC
 	-env LD_LIBRARY_PATH=/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib
 	-workdir /var/task -entrypoint /lambda-entrypoint.sh)
+# The shim in its own layer, for the one-container pod shape (embeddedShim in values-local.yaml).
+[ -x "$BIN/runtime-shim" ] && provided+=(-layer -add "$BIN/runtime-shim=/klambda/runtime-shim")
 image provided-al2023 klambda.local/provided:al2023 "${provided[@]}"
 
 # --- nodejs20.x ------------------------------------------------------------------------------
