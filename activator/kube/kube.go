@@ -6,6 +6,7 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -48,6 +50,10 @@ const (
 	PodDeletionCost = "controller.kubernetes.io/pod-deletion-cost"
 	// SecretEnv is the shim's variable holding the invoke secret (runtime-shim/README.md).
 	SecretEnv = "KLAMBDA_INVOKE_SECRET"
+	// AnnotationCPULimit is the function container's CPU limit after init, on a pod that
+	// starts with more (controllers: Config.InitCPU); FunctionContainer is its name.
+	AnnotationCPULimit = "lambda.klambda.dev/cpu-limit"
+	FunctionContainer  = "function"
 )
 
 // VersionLabel is the version label's value for a version.
@@ -99,6 +105,12 @@ type Feeder struct {
 	// ~1 s here). After the kubelet's first Ready, the kubelet alone decides.
 	Probe         func(ctx context.Context, addr string) bool
 	ProbeInterval time.Duration
+	// Resize, when set, resizes a pod's container in place (the pods/resize subresource):
+	// an environment that started with the init CPU gets Lambda's share once it is ready.
+	Resize func(ctx context.Context, p *corev1.Pod, container, cpuLimit string) error
+
+	resizeMu sync.Mutex
+	resizing map[types.UID]bool
 
 	probeMu sync.Mutex
 	// probing: pods (by UID) with a probe running; probedReady: pods the probe found
@@ -205,6 +217,7 @@ func (f *Feeder) syncEnvironments(ctx context.Context, changed *corev1.Pod) {
 			f.Log.Error(err, "reading the invoke secret; leaving the pod out", "pod", p.Name)
 			continue
 		}
+		f.resizeAfterInit(ctx, p)
 		envs = append(envs, dispatch.Environment{
 			Name:   p.Name,
 			Addr:   net.JoinHostPort(p.Status.PodIP, strconv.Itoa(f.ShimPort)),
@@ -304,6 +317,63 @@ func (f *Feeder) probe(ctx context.Context, p *corev1.Pod) {
 		case <-ctx.Done():
 		case <-time.After(interval):
 		}
+	}
+}
+
+// resizeAfterInit gives a ready environment that started with the init CPU its CPU
+// limit from the pod's annotation, once per pod (in the background: the environment
+// serves meanwhile; a failure is logged and tried again at the pod's next change).
+func (f *Feeder) resizeAfterInit(ctx context.Context, p *corev1.Pod) {
+	want, ok := p.Annotations[AnnotationCPULimit]
+	if !ok || f.Resize == nil || p.DeletionTimestamp != nil {
+		return
+	}
+	wantQ, err := resource.ParseQuantity(want)
+	if err != nil {
+		return
+	}
+	for _, c := range p.Spec.Containers {
+		if c.Name != FunctionContainer {
+			continue
+		}
+		if have, ok := c.Resources.Limits[corev1.ResourceCPU]; ok && have.Cmp(wantQ) == 0 {
+			return
+		}
+		f.resizeMu.Lock()
+		if f.resizing == nil {
+			f.resizing = map[types.UID]bool{}
+		}
+		if f.resizing[p.UID] {
+			f.resizeMu.Unlock()
+			return
+		}
+		f.resizing[p.UID] = true
+		f.resizeMu.Unlock()
+		go func() {
+			err := f.Resize(ctx, p, c.Name, want)
+			f.resizeMu.Lock()
+			delete(f.resizing, p.UID)
+			f.resizeMu.Unlock()
+			if err != nil {
+				f.Log.Error(err, "resizing the environment to its CPU share", "pod", p.Name, "namespace", p.Namespace, "cpu", want)
+				return
+			}
+			f.Log.V(1).Info("environment resized to its CPU share", "pod", p.Name, "namespace", p.Namespace, "cpu", want)
+		}()
+		return
+	}
+}
+
+// PodResizer is Feeder.Resize through the pods/resize subresource (Kubernetes ≥ 1.33).
+func PodResizer(c kubernetes.Interface) func(ctx context.Context, p *corev1.Pod, container, cpuLimit string) error {
+	return func(ctx context.Context, p *corev1.Pod, container, cpuLimit string) error {
+		patch, err := json.Marshal(map[string]any{"spec": map[string]any{"containers": []any{map[string]any{
+			"name": container, "resources": map[string]any{"limits": map[string]string{"cpu": cpuLimit}}}}}})
+		if err != nil {
+			return err
+		}
+		_, err = c.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "resize")
+		return err
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -402,5 +403,73 @@ func TestFeederProbesStartingPods(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if environments() != 0 || probed.Load() != before {
 		t.Fatalf("the pod came back by probe after the kubelet's NotReady (%d environments, %d probes since)", environments(), probed.Load()-before)
+	}
+}
+
+// An environment that started with the init CPU is resized through pods/resize to the
+// CPU limit its annotation names once it is ready, and only then; one without the
+// annotation is left alone.
+func TestFeederResizesReadyEnvironmentsToTheirShare(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns := namespace(t, "resize")
+	disp := dispatch.New(nil)
+	c := startCache(t, ctx)
+	var calls atomic.Int32
+	resize := kube.PodResizer(cs)
+	f := &kube.Feeder{Cache: c, Table: router.NewTable(), Dispatcher: disp, Secrets: &kube.SecretReader{Client: cs}, ShimPort: 9000,
+		Log: logr.Discard(),
+		Resize: func(ctx context.Context, p *corev1.Pod, container, cpu string) error {
+			calls.Add(1)
+			return resize(ctx, p, container, cpu)
+		}}
+	if err := f.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = c.Start(ctx) }()
+	c.WaitForCacheSync(ctx)
+
+	k := srv.Client
+	mkPod := func(name string, annotations map[string]string) *corev1.Pod {
+		res := corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("18m"), corev1.ResourceMemory: resource.MustParse("160Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("160Mi")}}
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations,
+			Labels: map[string]string{kube.LabelFunction: "r", kube.LabelVersion: kube.LatestLabel}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: kube.FunctionContainer, Image: "x", Resources: res}}}}
+		if err := k.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cpuLimit := func(name string) string {
+		var p corev1.Pod
+		if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &p); err != nil {
+			t.Fatal(err)
+		}
+		q := p.Spec.Containers[0].Resources.Limits[corev1.ResourceCPU]
+		return q.String()
+	}
+	boosted := mkPod("r-boosted", map[string]string{kube.AnnotationCPULimit: "72m"})
+	plain := mkPod("r-plain", nil)
+	time.Sleep(200 * time.Millisecond)
+	if calls.Load() != 0 || cpuLimit("r-boosted") != "1" {
+		t.Fatalf("resized before ready: %d calls, limit %s", calls.Load(), cpuLimit("r-boosted"))
+	}
+	for _, p := range []*corev1.Pod{boosted, plain} {
+		p.Status.Phase = corev1.PodRunning
+		p.Status.PodIP = "10.0.0.7"
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+		if err := k.Status().Update(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the ready environment resized to 72m", func() bool { return cpuLimit("r-boosted") == "72m" })
+	time.Sleep(200 * time.Millisecond)
+	if got := cpuLimit("r-plain"); got != "1" {
+		t.Fatalf("the pod without the annotation was resized to %s", got)
+	}
+	if n := calls.Load(); n < 1 || n > 2 {
+		t.Fatalf("%d resize calls, want one (two if the cache lagged)", n)
 	}
 }
