@@ -236,7 +236,7 @@ kind: KubeletConfiguration
 # This VM has a cgroup v1/v2 hybrid and no systemd.
 failCgroupV1: false
 cgroupDriver: cgroupfs
-cgroupsPerQOS: false
+cgroupsPerQOS: true
 enforceNodeAllocatable: []
 failSwapOn: false
 containerRuntimeEndpoint: unix://$CONTAINERD_SOCK
