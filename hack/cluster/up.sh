@@ -236,6 +236,8 @@ kind: KubeletConfiguration
 # This VM has a cgroup v1/v2 hybrid and no systemd.
 failCgroupV1: false
 cgroupDriver: cgroupfs
+# Pod and QoS cgroups (cgroupfs, /kubepods): the activator's in-place resize of a started
+# environment needs them (kubelet 1.37.2 panics in doPodResizeAction without them).
 cgroupsPerQOS: true
 enforceNodeAllocatable: []
 failSwapOn: false
