@@ -81,6 +81,16 @@ func startCache(t *testing.T, ctx context.Context) cache.Cache {
 	return c
 }
 
+// runFeeder registers the feeder's handlers on c, starts c and waits for its first sync.
+func runFeeder(t *testing.T, ctx context.Context, c cache.Cache, f *kube.Feeder) {
+	t.Helper()
+	if err := f.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = c.Start(ctx) }()
+	c.WaitForCacheSync(ctx)
+}
+
 func eventually(t *testing.T, what string, f func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
@@ -174,11 +184,7 @@ func TestFeederFollowsObjectsAndPods(t *testing.T) {
 	disp := dispatch.New(nil)
 	c := startCache(t, ctx)
 	f := &kube.Feeder{Cache: c, Table: table, Dispatcher: disp, Secrets: &kube.SecretReader{Client: cs}, ShimPort: 9000, Log: logr.Discard()}
-	if err := f.Register(ctx); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = c.Start(ctx) }()
-	c.WaitForCacheSync(ctx)
+	runFeeder(t, ctx, c, f)
 
 	k := srv.Client
 	fn := &lambdav1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Name: "f", Namespace: ns}}
@@ -352,11 +358,7 @@ func TestFeederProbesStartingPods(t *testing.T) {
 			probed.Add(1)
 			return addr == "10.0.0.9:9000" && shimReady.Load()
 		}}
-	if err := f.Register(ctx); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = c.Start(ctx) }()
-	c.WaitForCacheSync(ctx)
+	runFeeder(t, ctx, c, f)
 
 	k := srv.Client
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "g-abc", Namespace: ns,
@@ -423,11 +425,7 @@ func TestFeederResizesReadyEnvironmentsToTheirShare(t *testing.T) {
 			calls.Add(1)
 			return resize(ctx, p, container, cpu)
 		}}
-	if err := f.Register(ctx); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = c.Start(ctx) }()
-	c.WaitForCacheSync(ctx)
+	runFeeder(t, ctx, c, f)
 
 	k := srv.Client
 	mkPod := func(name string, annotations map[string]string) *corev1.Pod {
