@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -52,8 +53,8 @@ type harness struct {
 	t      *testing.T
 	env    *Environment
 	sup    *fakeSupervisor
-	rapi   *httptest.Server
-	invoke *httptest.Server
+	rapi   *testServer
+	invoke *testServer
 	out    *syncBuffer
 	quit   chan struct{}
 }
@@ -81,13 +82,24 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 	return h
 }
 
-// newRawServer serves h over the connections the shim uses (rawListener).
-func newRawServer(h http.Handler) *httptest.Server {
-	s := httptest.NewUnstartedServer(h)
-	s.Listener = rawListener{s.Listener}
-	s.Start()
+// testServer is the shim's HTTP server (httpServer over rawListener) on a loopback port.
+type testServer struct {
+	URL string
+	srv *httpServer
+}
+
+// newRawServer serves h as the shim does: httpServer over rawListener.
+func newRawServer(h http.Handler) *testServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	s := &testServer{URL: "http://" + ln.Addr().String(), srv: &httpServer{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
+	go func() { _ = s.srv.Serve(rawListener{ln}) }()
 	return s
 }
+
+func (s *testServer) Close() { _ = s.srv.Close() }
 
 func (h *harness) waitStart(gen uint64) {
 	h.t.Helper()
