@@ -606,9 +606,10 @@ func headEnd(b []byte) int {
 // so a Host line starts with "host:" in any case) and returns the value of the first,
 // continuation lines (obs-fold) joined as net/textproto joins them.
 func hostHeaders(head []byte) (n int, value string) {
-	lines := bytes.Split(head, []byte("\n"))
-	for i := 1; i < len(lines); i++ { // lines[0] is the request line
-		line := lines[i]
+	_, rest, _ := bytes.Cut(head, []byte("\n")) // the request line
+	for len(rest) > 0 {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
 		if len(line) < 5 || !strings.EqualFold(string(line[:5]), "host:") {
 			continue
 		}
@@ -617,9 +618,10 @@ func hostHeaders(head []byte) (n int, value string) {
 			continue
 		}
 		joined := textproto.TrimBytes(line)
-		for i+1 < len(lines) && len(lines[i+1]) > 0 && (lines[i+1][0] == ' ' || lines[i+1][0] == '\t') {
-			i++
-			joined = append(append(append([]byte(nil), joined...), ' '), textproto.TrimBytes(lines[i])...)
+		for len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
+			var cont []byte
+			cont, rest, _ = bytes.Cut(rest, []byte("\n"))
+			joined = append(append(append([]byte(nil), joined...), ' '), textproto.TrimBytes(cont)...)
 		}
 		value = string(textproto.TrimBytes(joined[5:]))
 	}
