@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -618,5 +619,38 @@ func TestReportWithoutTailPrecedesTheNextStart(t *testing.T) {
 		if m == nil || m[1] != id || (i == 0) != (m[2] != "") {
 			t.Fatalf("REPORT %q: want Lambda's format, Init Duration on the first invocation only", lines[3*i+2])
 		}
+	}
+}
+
+// TestNextAbandonedByTheRuntimeGetsNoEvent: a runtime whose /next connection closed while
+// it waited (a runtime that went away, or one that asks again) must not be handed the
+// event; the /next that is still waiting gets it.
+func TestNextAbandonedByTheRuntimeGetsNoEvent(t *testing.T) {
+	h := newHarness(t, nil)
+	addr := strings.TrimPrefix(h.rapi.URL, "http://")
+	for i := range 5 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(c, "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: rapi\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // waiting in next
+		c.Close()
+		time.Sleep(20 * time.Millisecond)
+		nextCh := make(chan reply, 1)
+		go func() { nextCh <- h.next() }()
+		time.Sleep(20 * time.Millisecond)
+		id := fmt.Sprintf("abandoned-%d", i)
+		resCh := h.invokeAsync(map[string]string{"X-Amzn-RequestId": id}, `{}`)
+		select {
+		case n := <-nextCh:
+			expect(t, "request id", n.header.Get("Lambda-Runtime-Aws-Request-Id"), id)
+		case <-time.After(2 * time.Second):
+			t.Fatalf("round %d: the waiting /next got no event (handed to the closed one?)", i)
+		}
+		h.post("/2018-06-01/runtime/invocation/"+id+"/response", nil, `"ok"`)
+		expect(t, "answer", (<-resCh).body, `"ok"`)
 	}
 }
