@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -342,7 +343,7 @@ func (w *httpResponse) settleBody() {
 		w.closeAfter = true // too much is left
 	default:
 		n, err := io.CopyN(io.Discard, b, httpMaxDiscard+1)
-		if n > httpMaxDiscard || err != nil && err != io.EOF {
+		if n > httpMaxDiscard || err != nil && !errors.Is(err, io.EOF) {
 			w.closeAfter = true
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/textproto"
 	"os"
 	"runtime"
 	"strings"
@@ -290,7 +289,7 @@ func (c *httpConn) answerBadRequest(err error) {
 }
 
 func isCommonNetReadError(err error) bool {
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		return true
 	}
 	var ne net.Error
@@ -548,7 +547,7 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	b.n += int64(n)
 	switch {
-	case err == io.EOF, err == io.ErrUnexpectedEOF && b.sized:
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF) && b.sized:
 		b.sawEOF = true
 	case err != nil && !errors.Is(err, http.ErrBodyReadAfterClose):
 		b.failed = true
@@ -604,7 +603,9 @@ func headEnd(b []byte) int {
 
 // hostHeaders counts the Host header lines of a request head (header names are tokens,
 // so a Host line starts with "host:" in any case) and returns the value of the first,
-// continuation lines (obs-fold) joined as net/textproto joins them.
+// continuation lines (obs-fold) joined as net/textproto joins them: each line without its
+// line end and its surrounding blanks, joined with one space; the value's leading blanks
+// dropped.
 func hostHeaders(head []byte) (n int, value string) {
 	_, rest, _ := bytes.Cut(head, []byte("\n")) // the request line
 	for len(rest) > 0 {
@@ -617,13 +618,19 @@ func hostHeaders(head []byte) (n int, value string) {
 		if n > 1 {
 			continue
 		}
-		joined := textproto.TrimBytes(line)
+		joined := trimBlanks(line)
 		for len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
 			var cont []byte
 			cont, rest, _ = bytes.Cut(rest, []byte("\n"))
-			joined = append(append(append([]byte(nil), joined...), ' '), textproto.TrimBytes(cont)...)
+			joined = append(append(append([]byte(nil), joined...), ' '), trimBlanks(cont)...)
 		}
-		value = string(textproto.TrimBytes(joined[5:]))
+		value = strings.TrimLeft(string(joined[5:]), " \t")
 	}
 	return n, value
+}
+
+// trimBlanks drops one line-ending CR, then spaces and tabs at both ends.
+func trimBlanks(line []byte) []byte {
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	return bytes.Trim(line, " \t")
 }
