@@ -504,10 +504,12 @@ func (x *requestContext) watch() {
 			return true
 		}
 	})
-	if err != nil {
-		return // stopped, or the connection was closed here
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return // stopped by end
 	}
-	if errno != 0 || n == 0 {
+	if err != nil || errno != 0 || n == 0 {
+		// The client hung up (end of stream, a reset), or the server closed the
+		// connection (Close): the handler has nobody to answer, as with net/http.
 		x.mu.Lock()
 		x.cancelLocked()
 		x.mu.Unlock()

@@ -372,3 +372,36 @@ func TestHTTPServerShutdown(t *testing.T) {
 		t.Fatal("still accepting after Shutdown")
 	}
 }
+
+// TestHTTPServerCloseCancelsWaitingHandlers: closing the server ends the contexts of
+// handlers waiting on them (as net/http's background read does).
+func TestHTTPServerCloseCancelsWaitingHandlers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting, canceled := make(chan struct{}), make(chan error, 1)
+	srv := &httpServer{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		done := r.Context().Done()
+		close(waiting)
+		select {
+		case <-done:
+			canceled <- r.Context().Err()
+		case <-time.After(5 * time.Second):
+			canceled <- nil
+		}
+	})}
+	go func() { _ = srv.Serve(rawListener{ln}) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = io.WriteString(c, "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-waiting
+	time.Sleep(20 * time.Millisecond)
+	_ = srv.Close()
+	if err := <-canceled; err != context.Canceled {
+		t.Fatalf("context after Close: %v, want canceled", err)
+	}
+}
