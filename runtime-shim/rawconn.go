@@ -223,3 +223,58 @@ func rawInq(fd uintptr) int {
 	}
 	return int(n)
 }
+
+// writeBuffers writes bufs in order with one writev when c is a rawConn (no copy of a
+// large body into the head's buffer), else through net.Buffers.
+func writeBuffers(c net.Conn, bufs [][]byte) error {
+	rc, ok := c.(*rawConn)
+	if !ok {
+		nb := net.Buffers(bufs)
+		_, err := nb.WriteTo(c)
+		return err
+	}
+	var iov [3]syscall.Iovec
+	var errno syscall.Errno
+	err := rc.rc.Write(func(fd uintptr) bool {
+		for {
+			n := 0
+			for _, b := range bufs {
+				if len(b) > 0 && n < len(iov) {
+					iov[n] = syscall.Iovec{Base: &b[0]}
+					iov[n].SetLen(len(b))
+					n++
+				}
+			}
+			if n == 0 {
+				return true
+			}
+			r, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(n))
+			switch e {
+			case 0:
+				consumeBuffers(bufs, int(r))
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false
+			default:
+				errno = e
+				return true
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return rc.opError("write", err)
+	case errno != 0:
+		return rc.opError("write", errno)
+	}
+	return nil
+}
+
+// consumeBuffers drops the first n bytes of bufs.
+func consumeBuffers(bufs [][]byte, n int) {
+	for i := range bufs {
+		k := min(n, len(bufs[i]))
+		bufs[i] = bufs[i][k:]
+		n -= k
+	}
+}

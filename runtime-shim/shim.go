@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -43,8 +42,8 @@ type Shim struct {
 	Logs      *LogSink
 	invokeLn  net.Listener
 	rapiLn    net.Listener
-	invokeSrv *http.Server
-	rapiSrv   *http.Server
+	invokeSrv *httpServer
+	rapiSrv   *httpServer
 	quit      chan struct{}
 	sidecar   *SidecarSupervisor
 }
@@ -99,8 +98,8 @@ func New(opts Options) (*Shim, error) {
 			return nil, err
 		}
 	}
-	s.rapiSrv = &http.Server{Handler: NewRuntimeAPI(s.Env, s.quit), ReadHeaderTimeout: 10 * time.Second}
-	s.invokeSrv = &http.Server{Handler: NewInvokeServer(s.Env), ReadHeaderTimeout: 10 * time.Second}
+	s.rapiSrv = &httpServer{Handler: NewRuntimeAPI(s.Env, s.quit), ReadHeaderTimeout: 10 * time.Second}
+	s.invokeSrv = &httpServer{Handler: NewInvokeServer(s.Env), ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
 }
 

@@ -6,7 +6,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -52,8 +54,8 @@ type harness struct {
 	t      *testing.T
 	env    *Environment
 	sup    *fakeSupervisor
-	rapi   *httptest.Server
-	invoke *httptest.Server
+	rapi   *testServer
+	invoke *testServer
 	out    *syncBuffer
 	quit   chan struct{}
 }
@@ -81,13 +83,24 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 	return h
 }
 
-// newRawServer serves h over the connections the shim uses (rawListener).
-func newRawServer(h http.Handler) *httptest.Server {
-	s := httptest.NewUnstartedServer(h)
-	s.Listener = rawListener{s.Listener}
-	s.Start()
+// testServer is the shim's HTTP server (httpServer over rawListener) on a loopback port.
+type testServer struct {
+	URL string
+	srv *httpServer
+}
+
+// newRawServer serves h as the shim does: httpServer over rawListener.
+func newRawServer(h http.Handler) *testServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	s := &testServer{URL: "http://" + ln.Addr().String(), srv: &httpServer{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
+	go func() { _ = s.srv.Serve(rawListener{ln}) }()
 	return s
 }
+
+func (s *testServer) Close() { _ = s.srv.Close() }
 
 func (h *harness) waitStart(gen uint64) {
 	h.t.Helper()
@@ -606,5 +619,38 @@ func TestReportWithoutTailPrecedesTheNextStart(t *testing.T) {
 		if m == nil || m[1] != id || (i == 0) != (m[2] != "") {
 			t.Fatalf("REPORT %q: want Lambda's format, Init Duration on the first invocation only", lines[3*i+2])
 		}
+	}
+}
+
+// TestNextAbandonedByTheRuntimeGetsNoEvent: a runtime whose /next connection closed while
+// it waited (a runtime that went away, or one that asks again) must not be handed the
+// event; the /next that is still waiting gets it.
+func TestNextAbandonedByTheRuntimeGetsNoEvent(t *testing.T) {
+	h := newHarness(t, nil)
+	addr := strings.TrimPrefix(h.rapi.URL, "http://")
+	for i := range 5 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(c, "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: rapi\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // waiting in next
+		c.Close()
+		time.Sleep(20 * time.Millisecond)
+		nextCh := make(chan reply, 1)
+		go func() { nextCh <- h.next() }()
+		time.Sleep(20 * time.Millisecond)
+		id := fmt.Sprintf("abandoned-%d", i)
+		resCh := h.invokeAsync(map[string]string{"X-Amzn-RequestId": id}, `{}`)
+		select {
+		case n := <-nextCh:
+			expect(t, "request id", n.header.Get("Lambda-Runtime-Aws-Request-Id"), id)
+		case <-time.After(2 * time.Second):
+			t.Fatalf("round %d: the waiting /next got no event (handed to the closed one?)", i)
+		}
+		h.post("/2018-06-01/runtime/invocation/"+id+"/response", nil, `"ok"`)
+		expect(t, "answer", (<-resCh).body, `"ok"`)
 	}
 }

@@ -3,7 +3,7 @@
 // test/compat. Figures are printed as ratios against the emulator measured in the same
 // run. Run from the repository root:
 //
-//	go run ./bench/shim [-n 3000] [-callers 8]
+//	go run ./bench/shim [-n 3000] [-callers 8] [-rounds 10]
 //
 // The emulator must be installed (test/compat/install-rie.sh).
 package main
@@ -36,6 +36,7 @@ func main() {
 	n := flag.Int("n", 3000, "invocations per measurement")
 	callers := flag.Int("callers", 8, "concurrent callers (one environment each, as the activator dispatches)")
 	payload := flag.String("payload", `{"hello":"world","n":42}`, "event to echo")
+	rounds := flag.Int("rounds", 10, "alternating rounds per side (more, shorter rounds spread changes of background load more evenly over both sides)")
 	flag.Parse()
 
 	cache := os.Getenv("KLAMBDA_CACHE")
@@ -128,14 +129,13 @@ func main() {
 			}
 		}()
 	}
-	const rounds = 5
-	for round := 0; round < rounds; round++ {
+	for round := 0; round < *rounds; round++ {
 		for _, kind := range kinds {
 			r := results[kind]
 			before := cpuTicks(r.servers)
-			lat, took := run(r.servers[:1], []byte(*payload), *n/rounds)
+			lat, took := run(r.servers[:1], []byte(*payload), *n / *rounds)
 			r.seqLat, r.seqTime = append(r.seqLat, lat...), r.seqTime+took
-			lat, took = run(r.servers, []byte(*payload), *n/rounds)
+			lat, took = run(r.servers, []byte(*payload), *n / *rounds)
 			r.parLat, r.parTime = append(r.parLat, lat...), r.parTime+took
 			r.cpuTicks += cpuTicks(r.servers) - before
 		}
@@ -150,7 +150,7 @@ func main() {
 	}
 
 	base, shim := results["rie"], results["shim"]
-	fmt.Printf("warm invocations of the aws-lambda-go echo function, %d per measurement in %d alternating rounds, host: %d cores\n", *n, rounds, numCPU())
+	fmt.Printf("warm invocations of the aws-lambda-go echo function, %d per measurement in %d alternating rounds, host: %d cores\n", *n, *rounds, numCPU())
 	fmt.Printf("load average (1, 5, 15 min) before: %s, after: %s\n\n", loadBefore, loadAvg())
 	fmt.Printf("%-34s %14s %14s %10s\n", "", "emulator", "runtime-shim", "ratio")
 	row := func(label string, b, s float64, unit string, ratio float64) {
