@@ -304,14 +304,7 @@ func appendHeaderValue(b []byte, v string) []byte {
 
 // finish completes the answer after the handler returned.
 func (w *httpResponse) finish() {
-	if !w.wroteHeader {
-		w.WriteHeader(http.StatusOK)
-	}
-	if !w.headSent {
-		w.sendHead(w.body)
-		_ = w.sendData(w.body)
-		w.body = w.body[:0]
-	}
+	w.Flush() // the head, and the body so far, if not sent yet
 	if w.chunked {
 		w.head = append(w.head[:0], "0\r\n\r\n"...)
 		_ = w.sendData(nil)
