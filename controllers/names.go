@@ -21,10 +21,6 @@ const (
 	AnnotationQualifier    = "lambda.klambda.dev/qualifier"
 	// AnnotationCodeSha256 is the code digest a pod template runs.
 	AnnotationCodeSha256 = "lambda.klambda.dev/code-sha256"
-	// AnnotationCPULimit, on a pod whose function container starts with the init CPU
-	// (Config.InitCPU), is the CPU limit Lambda's share gives it: the activator resizes the
-	// container to it once the environment is ready (activator/kube).
-	AnnotationCPULimit = "lambda.klambda.dev/cpu-limit"
 
 	// FieldManager applies everything the controllers own. ScalerFieldManager only creates a
 	// Deployment with replicas 0; the activator then owns spec.replicas with its own manager.

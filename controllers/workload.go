@@ -288,7 +288,7 @@ func (w *Workload) PodTemplate(cfg Config) (corev1.PodTemplateSpec, error) {
 	}
 
 	fn := corev1.Container{
-		Name:            "function",
+		Name:            lambdav1alpha1.FunctionContainerName,
 		ImagePullPolicy: pull,
 		Env:             fnEnv,
 		VolumeMounts:    fnMounts,
@@ -314,7 +314,7 @@ func (w *Workload) PodTemplate(cfg Config) (corev1.PodTemplateSpec, error) {
 	if embedded && cfg.initCPUMillis > cpuLimit {
 		// Unpacking and init with the init CPU; the activator resizes to the share.
 		startLimit = cfg.initCPUMillis
-		annotations[AnnotationCPULimit] = resource.NewMilliQuantity(cpuLimit, resource.DecimalSI).String()
+		annotations[lambdav1alpha1.AnnotationCPULimit] = resource.NewMilliQuantity(cpuLimit, resource.DecimalSI).String()
 	}
 	fn.Resources = corev1.ResourceRequirements{
 		Requests: corev1.ResourceList{corev1.ResourceCPU: *resource.NewMilliQuantity(cpuReq, resource.DecimalSI), corev1.ResourceMemory: *mem},

@@ -50,10 +50,6 @@ const (
 	PodDeletionCost = "controller.kubernetes.io/pod-deletion-cost"
 	// SecretEnv is the shim's variable holding the invoke secret (runtime-shim/README.md).
 	SecretEnv = "KLAMBDA_INVOKE_SECRET"
-	// AnnotationCPULimit is the function container's CPU limit after init, on a pod that
-	// starts with more (controllers: Config.InitCPU); FunctionContainer is its name.
-	AnnotationCPULimit = "lambda.klambda.dev/cpu-limit"
-	FunctionContainer  = "function"
 )
 
 // VersionLabel is the version label's value for a version.
@@ -324,44 +320,49 @@ func (f *Feeder) probe(ctx context.Context, p *corev1.Pod) {
 // limit from the pod's annotation, once per pod (in the background: the environment
 // serves meanwhile; a failure is logged and tried again at the pod's next change).
 func (f *Feeder) resizeAfterInit(ctx context.Context, p *corev1.Pod) {
-	want, ok := p.Annotations[AnnotationCPULimit]
+	want, ok := p.Annotations[lambdav1alpha1.AnnotationCPULimit]
 	if !ok || f.Resize == nil || p.DeletionTimestamp != nil {
 		return
 	}
 	wantQ, err := resource.ParseQuantity(want)
-	if err != nil {
+	c := functionContainer(p)
+	if err != nil || c == nil {
 		return
 	}
-	for _, c := range p.Spec.Containers {
-		if c.Name != FunctionContainer {
-			continue
-		}
-		if have, ok := c.Resources.Limits[corev1.ResourceCPU]; ok && have.Cmp(wantQ) == 0 {
-			return
-		}
+	if have, ok := c.Resources.Limits[corev1.ResourceCPU]; ok && have.Cmp(wantQ) == 0 {
+		return
+	}
+	f.resizeMu.Lock()
+	if f.resizing == nil {
+		f.resizing = map[types.UID]bool{}
+	}
+	busy := f.resizing[p.UID]
+	f.resizing[p.UID] = true
+	f.resizeMu.Unlock()
+	if busy {
+		return
+	}
+	go func() {
+		err := f.Resize(ctx, p, lambdav1alpha1.FunctionContainerName, want)
 		f.resizeMu.Lock()
-		if f.resizing == nil {
-			f.resizing = map[types.UID]bool{}
-		}
-		if f.resizing[p.UID] {
-			f.resizeMu.Unlock()
+		delete(f.resizing, p.UID)
+		f.resizeMu.Unlock()
+		if err != nil {
+			f.Log.Error(err, "resizing the environment to its CPU share", "pod", p.Name, "namespace", p.Namespace, "cpu", want)
 			return
 		}
-		f.resizing[p.UID] = true
-		f.resizeMu.Unlock()
-		go func() {
-			err := f.Resize(ctx, p, c.Name, want)
-			f.resizeMu.Lock()
-			delete(f.resizing, p.UID)
-			f.resizeMu.Unlock()
-			if err != nil {
-				f.Log.Error(err, "resizing the environment to its CPU share", "pod", p.Name, "namespace", p.Namespace, "cpu", want)
-				return
-			}
-			f.Log.V(1).Info("environment resized to its CPU share", "pod", p.Name, "namespace", p.Namespace, "cpu", want)
-		}()
-		return
+		f.Log.V(1).Info("environment resized to its CPU share", "pod", p.Name, "namespace", p.Namespace, "cpu", want)
+	}()
+}
+
+// functionContainer is the pod's function container, nil if it has none.
+func functionContainer(p *corev1.Pod) *corev1.Container {
+	for i := range p.Spec.Containers {
+		if p.Spec.Containers[i].Name == lambdav1alpha1.FunctionContainerName {
+			return &p.Spec.Containers[i]
+		}
 	}
+	return nil
 }
 
 // PodResizer is Feeder.Resize through the pods/resize subresource (Kubernetes ≥ 1.33).

@@ -434,7 +434,7 @@ func TestFeederResizesReadyEnvironmentsToTheirShare(t *testing.T) {
 			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("160Mi")}}
 		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations,
 			Labels: map[string]string{kube.LabelFunction: "r", kube.LabelVersion: kube.LatestLabel}},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: kube.FunctionContainer, Image: "x", Resources: res}}}}
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: lambdav1alpha1.FunctionContainerName, Image: "x", Resources: res}}}}
 		if err := k.Create(ctx, p); err != nil {
 			t.Fatal(err)
 		}
@@ -448,7 +448,7 @@ func TestFeederResizesReadyEnvironmentsToTheirShare(t *testing.T) {
 		q := p.Spec.Containers[0].Resources.Limits[corev1.ResourceCPU]
 		return q.String()
 	}
-	boosted := mkPod("r-boosted", map[string]string{kube.AnnotationCPULimit: "72m"})
+	boosted := mkPod("r-boosted", map[string]string{lambdav1alpha1.AnnotationCPULimit: "72m"})
 	plain := mkPod("r-plain", nil)
 	time.Sleep(200 * time.Millisecond)
 	if calls.Load() != 0 || cpuLimit("r-boosted") != "1" {
