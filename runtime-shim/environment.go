@@ -111,15 +111,25 @@ type Environment struct {
 	extByID   map[string]*Extension
 	resetting bool
 
+	// nextWaiter is closed when a newer /next replaces the one waiting (see Next).
+	nextWaiter chan struct{}
+
 	// pendingReport writes END/REPORT of an invocation answered without a tail, once the
 	// caller has its answer (see Respond); nil when there is none.
 	pendingReport func()
+
+	// maxMemoryUsed is maxMemoryUsedMB as a func made once; peakLater: the supervisor is
+	// a PeakKeeper, so REPORT lines may read it when they are written out.
+	maxMemoryUsed func() int
+	peakLater     bool
 }
 
 // NewEnvironment returns an environment in PhaseInit of generation 1. The caller starts
 // the supervisor (Begin).
 func NewEnvironment(cfg *Config, logs *LogSink, sup Supervisor) *Environment {
-	return &Environment{
+	_, peakLater := sup.(PeakKeeper)
+	e := &Environment{
+		peakLater: peakLater,
 		cfg:       cfg,
 		logs:      logs,
 		sup:       sup,
@@ -131,6 +141,8 @@ func NewEnvironment(cfg *Config, logs *LogSink, sup Supervisor) *Environment {
 		events:    make(chan *Invocation, 1),
 		extByID:   map[string]*Extension{},
 	}
+	e.maxMemoryUsed = e.maxMemoryUsedMB
+	return e
 }
 
 // Begin starts the first generation's runtime.
@@ -334,11 +346,23 @@ func (e *Environment) settleLocked(inv *Invocation, res *Result) bool {
 // reportEnd writes END and REPORT (and the Logs API records) of a settled invocation and
 // returns its tail (nil unless asked for).
 func (e *Environment) reportEnd(inv *Invocation, res *Result) []byte {
-	mem := 0
-	if e.sup != nil {
-		mem = e.sup.MaxMemoryUsedMB()
+	return e.logs.EndInvocation(inv, res, e.cfg.MemorySizeMB, e.maxMemoryUsed, e.peakLater)
+}
+
+// maxMemoryUsedMB is REPORT's Max Memory Used (0 without a supervisor).
+func (e *Environment) maxMemoryUsedMB() int {
+	if e.sup == nil {
+		return 0
 	}
-	return e.logs.EndInvocation(inv, res, e.cfg.MemorySizeMB, mem)
+	return e.sup.MaxMemoryUsedMB()
+}
+
+// PeakKeeper is a Supervisor whose MaxMemoryUsedMB keeps describing the runtime process
+// of a generation until the next Start, also after that process exited (exec mode: its
+// rusage). Its REPORT lines may then read the figure when they are written out, not
+// when the invocation ends (see LogSink.EndInvocation).
+type PeakKeeper interface {
+	KeepsPeakUntilStart()
 }
 
 // answerUndispatchedLocked answers an invocation that never reached the runtime (its
@@ -455,6 +479,9 @@ func (e *Environment) completeReset(shutdownExts bool) {
 	e.setPhaseLocked(PhaseInit)
 	e.mu.Unlock()
 	if e.sup != nil {
+		// REPORT lines still waiting read the old process's peak, before the new one
+		// replaces it.
+		e.logs.Flush()
 		if err := e.sup.Start(gen); err != nil {
 			e.RuntimeExited(gen, err)
 		}
@@ -564,8 +591,21 @@ func (e *Environment) Shutdown() {
 
 // ---- runtime side ----
 
+// nextPeerCheckAfter: a /next that waited longer than this checks that the runtime is
+// still connected (gone) before it takes an event. A shorter wait is the runtime asking
+// right after its previous answer, the hot path, where the check would cost a system
+// call on every warm invocation.
+const nextPeerCheckAfter = 50 * time.Millisecond
+
 // Next is GET /runtime/invocation/next: it blocks (without limit) until an event.
-func (e *Environment) Next(done, quit <-chan struct{}) (*Invocation, error) {
+//
+// Only the newest call waits: a /next that arrives while another one waits replaces it
+// (the earlier one gets a StateError), since a runtime asks again when its connection
+// dropped, and an event handed to a dropped connection would be lost. gone, when not nil,
+// tells whether the caller has hung up; it is asked before an event is taken after a wait
+// longer than nextPeerCheckAfter, and a caller that is gone leaves the event for the next
+// /next.
+func (e *Environment) Next(gone func() bool, quit <-chan struct{}) (*Invocation, error) {
 	e.mu.Lock()
 	e.writePendingReportLocked() // the invocation ends when the runtime asks for the next one
 	if e.phase == PhaseShutdown || e.resetting {
@@ -609,7 +649,20 @@ func (e *Environment) Next(done, quit <-chan struct{}) (*Invocation, error) {
 		return nil, err
 	}
 	genDone := e.genDone
+	if e.nextWaiter != nil {
+		close(e.nextWaiter)
+	}
+	mine := make(chan struct{})
+	e.nextWaiter = mine
 	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		if e.nextWaiter == mine {
+			e.nextWaiter = nil
+		}
+		e.mu.Unlock()
+	}()
+	since := time.Now()
 	for {
 		select {
 		case inv := <-e.events:
@@ -618,19 +671,37 @@ func (e *Environment) Next(done, quit <-chan struct{}) (*Invocation, error) {
 				e.mu.Unlock()
 				continue
 			}
+			if e.nextWaiter != mine {
+				// Replaced while the event came: it is the newer call's.
+				e.events <- inv // room: it was just taken, and sends happen under e.mu
+				e.mu.Unlock()
+				return nil, errNextReplaced
+			}
+			if gone != nil && time.Since(since) > nextPeerCheckAfter && gone() {
+				e.events <- inv
+				e.mu.Unlock()
+				return nil, errNextAbandoned
+			}
 			e.runtime = RuntimeInvoking
 			inv.acquire()
 			e.mu.Unlock()
 			return inv, nil
+		case <-mine:
+			return nil, errNextReplaced
 		case <-genDone:
 			return nil, ErrEnvironmentReset
-		case <-done:
-			return nil, ErrShuttingDown
 		case <-quit:
 			return nil, ErrShuttingDown
 		}
 	}
 }
+
+// errNextAbandoned: the runtime hung up a /next before its event came (nobody to answer).
+var errNextAbandoned = errors.New("the runtime hung up its call to next")
+
+// errNextReplaced answers a /next that a newer one replaced while it waited.
+var errNextReplaced = &StateError{Who: "runtime", From: RuntimeReady.String(), To: RuntimeReady.String(),
+	Why: "a newer call to next is waiting; only the newest one is given the next event"}
 
 // CheckAnswer is the cheap check before reading a response body: is id the invocation
 // the runtime may answer now? wantTail tells whether its caller asked for the log tail.

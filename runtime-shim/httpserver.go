@@ -516,6 +516,39 @@ func (x *requestContext) watch() {
 	}
 }
 
+// peerChecker is a request context that can tell, without waiting, whether the client
+// has hung up.
+type peerChecker interface {
+	PeerGone() bool
+}
+
+// PeerGone looks at the socket without reading or waiting: end of stream or an error
+// means the client hung up; nothing yet, or a pipelined request, means it is still there.
+// Only the connection's own goroutine (the handler) may call it.
+func (x *requestContext) PeerGone() bool {
+	c := x.conn
+	if c.rc == nil || c.br.Buffered() > 0 {
+		return false
+	}
+	var n uintptr
+	var errno syscall.Errno
+	var b [1]byte
+	if err := c.rc.Control(func(fd uintptr) {
+		for {
+			n, _, errno = syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+			if errno != syscall.EINTR {
+				return
+			}
+		}
+	}); err != nil {
+		return true // closed
+	}
+	if errno == syscall.EAGAIN {
+		return false
+	}
+	return errno != 0 || n == 0
+}
+
 // aLongTimeAgo is a read deadline that wakes a parked reader at once.
 var aLongTimeAgo = time.Unix(1, 0)
 

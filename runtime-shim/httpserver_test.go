@@ -265,14 +265,14 @@ func FuzzHTTPServer(f *testing.F) {
 // it canceled when the client goes away (the /next long-poll), and when it returns.
 func TestHTTPServerContextCanceledOnHangUp(t *testing.T) {
 	waiting, canceled := make(chan struct{}), make(chan error, 1)
-	var kept context.Context
+	keptCh := make(chan context.Context, 1)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &httpServer{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/quick" {
-			kept = r.Context()
+			keptCh <- r.Context()
 			_, _ = io.WriteString(w, "quick")
 			return
 		}
@@ -292,6 +292,7 @@ func TestHTTPServerContextCanceledOnHangUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	kept := <-keptCh
 	select {
 	case <-kept.Done():
 	default:

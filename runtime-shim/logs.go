@@ -28,6 +28,11 @@ type LogSink struct {
 	// drain, when set, waits until the runtime's captured output written so far has been
 	// read, so that its last lines land before END (exec mode).
 	drain func()
+	// memHoles are the offsets in pending where a REPORT line's Max Memory Used figure
+	// goes: read once (memUsed) when pending is written out, for every REPORT in it.
+	memHoles []int
+	memUsed  func() int
+	spliced  []byte
 }
 
 // NewLogSink writes to out.
@@ -80,10 +85,26 @@ func (s *LogSink) writeLocked(b []byte) {
 }
 
 func (s *LogSink) flushLocked() {
-	if len(s.pending) > 0 {
-		_, _ = s.out.Write(s.pending)
-		s.pending = s.pending[:0]
+	if len(s.pending) == 0 {
+		return
 	}
+	out := s.pending
+	if len(s.memHoles) > 0 {
+		var num [20]byte
+		mem := strconv.AppendInt(num[:0], int64(s.memUsed()), 10)
+		out = s.spliced[:0]
+		prev := 0
+		for _, h := range s.memHoles {
+			out = append(out, s.pending[prev:h]...)
+			out = append(out, mem...)
+			prev = h
+		}
+		out = append(out, s.pending[prev:]...)
+		s.spliced = out
+		s.memHoles = s.memHoles[:0]
+	}
+	_, _ = s.out.Write(out)
+	s.pending = s.pending[:0]
 }
 
 // Flush writes buffered log lines now.
@@ -131,9 +152,20 @@ func (s *LogSink) StartInvocation(inv *Invocation, version string) {
 }
 
 // EndInvocation writes END and REPORT and returns the tail (nil unless asked for).
-func (s *LogSink) EndInvocation(inv *Invocation, res *Result, memorySizeMB, maxMemoryUsedMB int) []byte {
+// maxMemoryUsedMB gives REPORT's Max Memory Used. It is called at once when the figure is
+// needed now (the invocation's tail, a Logs API subscriber) or when later is false; else
+// the line waits with the others in the buffer and the figure is read when they are
+// written out, once for all of them (reading it costs a /proc read): the peak then, at
+// most flushDelay after the invocation ended. The caller must Flush before the figure
+// stops describing the invocations whose lines wait (a new runtime process).
+func (s *LogSink) EndInvocation(inv *Invocation, res *Result, memorySizeMB int, maxMemoryUsedMB func() int, later bool) []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	later = later && !inv.WantTail && !s.subs.active()
+	maxMem := 0
+	if !later {
+		maxMem = maxMemoryUsedMB()
+	}
 	ms := float64(res.Duration) / float64(time.Millisecond)
 	billed := int64(math.Ceil(ms))
 	if billed < 1 {
@@ -150,7 +182,10 @@ func (s *LogSink) EndInvocation(inv *Invocation, res *Result, memorySizeMB, maxM
 	b = append(b, " ms\tMemory Size: "...)
 	b = strconv.AppendInt(b, int64(memorySizeMB), 10)
 	b = append(b, " MB\tMax Memory Used: "...)
-	b = strconv.AppendInt(b, int64(maxMemoryUsedMB), 10)
+	hole := len(b)
+	if !later {
+		b = strconv.AppendInt(b, int64(maxMem), 10)
+	}
 	b = append(b, " MB\t"...)
 	if res.InitDuration > 0 {
 		b = append(b, "Init Duration: "...)
@@ -159,13 +194,20 @@ func (s *LogSink) EndInvocation(inv *Invocation, res *Result, memorySizeMB, maxM
 	}
 	b = append(b, '\n')
 	s.line = b
-	s.emitLocked(inv, b)
+	if later {
+		s.emitLocked(inv, b[:hole])
+		s.memHoles = append(s.memHoles, len(s.pending))
+		s.memUsed = maxMemoryUsedMB
+		s.writeLocked(b[hole:])
+	} else {
+		s.emitLocked(inv, b)
+	}
 	if s.cur == inv {
 		s.cur = nil
 	}
 	if s.subs.active() {
 		s.subs.publish("platform.end", map[string]any{"requestId": inv.ID})
-		metrics := map[string]any{"durationMs": round2(ms), "billedDurationMs": billed, "memorySizeMB": memorySizeMB, "maxMemoryUsedMB": maxMemoryUsedMB}
+		metrics := map[string]any{"durationMs": round2(ms), "billedDurationMs": billed, "memorySizeMB": memorySizeMB, "maxMemoryUsedMB": maxMem}
 		if res.InitDuration > 0 {
 			metrics["initDurationMs"] = round2(float64(res.InitDuration) / float64(time.Millisecond))
 		}

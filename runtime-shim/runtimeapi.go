@@ -200,10 +200,16 @@ func (a *RuntimeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *RuntimeAPI) next(w http.ResponseWriter, r *http.Request) {
-	done := r.Context().Done()
-	inv, err := a.env.Next(done, a.quit)
+	// Not r.Context().Done(): watching the connection would cost a goroutine and a system
+	// call on every warm invocation; Next asks whether the runtime is gone only after a
+	// long wait, and a runtime that asks again replaces its earlier call.
+	var gone func() bool
+	if pc, ok := r.Context().(peerChecker); ok {
+		gone = pc.PeerGone
+	}
+	inv, err := a.env.Next(gone, a.quit)
 	if err != nil {
-		if r.Context().Err() != nil {
+		if r.Context().Err() != nil || errors.Is(err, errNextAbandoned) {
 			return // the runtime went away; nobody to answer
 		}
 		writeStateMachineError(w, err)

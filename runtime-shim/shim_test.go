@@ -654,3 +654,63 @@ func TestNextAbandonedByTheRuntimeGetsNoEvent(t *testing.T) {
 		expect(t, "answer", (<-resCh).body, `"ok"`)
 	}
 }
+
+// TestNextReplacedByANewerOne: a runtime that asks for the next event again while its
+// earlier call still waits (its connection dropped, as it sees it) is answered on the
+// newer call; the earlier one is told it was replaced, and no event is lost.
+func TestNextReplacedByANewerOne(t *testing.T) {
+	h := newHarness(t, nil)
+	first := make(chan reply, 1)
+	go func() { first <- h.next() }()
+	waitPhase(t, h.env, PhaseIdle)
+	time.Sleep(20 * time.Millisecond) // the first call waits
+	second := make(chan reply, 1)
+	go func() { second <- h.next() }()
+	select {
+	case r := <-first:
+		expect(t, "replaced /next status", r.status, 403)
+		if !strings.Contains(r.body, `"errorType":"InvalidStateTransition"`) {
+			t.Fatalf("replaced /next body %s", r.body)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the replaced /next was never answered")
+	}
+	resCh := h.invokeAsync(map[string]string{"X-Amzn-RequestId": "to-the-newer"}, `{}`)
+	select {
+	case n := <-second:
+		expect(t, "request id", n.header.Get("Lambda-Runtime-Aws-Request-Id"), "to-the-newer")
+	case <-time.After(2 * time.Second):
+		t.Fatal("the newer /next got no event")
+	}
+	h.post("/2018-06-01/runtime/invocation/to-the-newer/response", nil, `"ok"`)
+	expect(t, "answer", (<-resCh).body, `"ok"`)
+}
+
+// TestNextHungUpAloneKeepsTheEvent: the only /next waiting was hung up by the runtime
+// long enough ago that it is checked: the event is not written into the closed
+// connection but kept for the runtime's next call.
+func TestNextHungUpAloneKeepsTheEvent(t *testing.T) {
+	h := newHarness(t, nil)
+	c, err := net.Dial("tcp", strings.TrimPrefix(h.rapi.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: rapi\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitPhase(t, h.env, PhaseIdle)
+	c.Close()
+	time.Sleep(nextPeerCheckAfter + 30*time.Millisecond)
+	resCh := h.invokeAsync(map[string]string{"X-Amzn-RequestId": "kept"}, `{}`)
+	time.Sleep(30 * time.Millisecond) // dispatched, and refused by the hung-up call
+	nextCh := make(chan reply, 1)
+	go func() { nextCh <- request("GET", h.rapi.URL+"/2018-06-01/runtime/invocation/next", nil, nil) }()
+	select {
+	case n := <-nextCh:
+		expect(t, "request id", n.header.Get("Lambda-Runtime-Aws-Request-Id"), "kept")
+	case <-time.After(3 * time.Second):
+		t.Fatal("the event went to the hung-up /next: the next call never got it")
+	}
+	h.post("/2018-06-01/runtime/invocation/kept/response", nil, `"ok"`)
+	expect(t, "answer", (<-resCh).body, `"ok"`)
+}

@@ -286,3 +286,7 @@ func (s *ExecSupervisor) MaxMemoryUsedMB() int {
 	}
 	return int((kb + 1023) / 1024)
 }
+
+// KeepsPeakUntilStart: MaxMemoryUsedMB reads the child's VmHWM while it runs and its
+// rusage once it has exited, until Start replaces it (PeakKeeper).
+func (s *ExecSupervisor) KeepsPeakUntilStart() {}
