@@ -3,7 +3,9 @@
 // test/compat. Figures are printed as ratios against the emulator measured in the same
 // run. Run from the repository root:
 //
-//	go run ./bench/shim [-n 3000] [-callers 8] [-rounds 10]
+//	go run ./bench/shim [-n 3000] [-callers 8] [-rounds 10] [-floor]
+//
+// -floor adds bench/shim/relay, plain and with -epoll, as floors of the server's part.
 //
 // The emulator must be installed (test/compat/install-rie.sh).
 package main
@@ -37,6 +39,7 @@ func main() {
 	callers := flag.Int("callers", 8, "concurrent callers (one environment each, as the activator dispatches)")
 	payload := flag.String("payload", `{"hello":"world","n":42}`, "event to echo")
 	rounds := flag.Int("rounds", 10, "alternating rounds per side (more, shorter rounds spread changes of background load more evenly over both sides)")
+	floor := flag.Bool("floor", false, "also measure bench/shim/relay, the least a relay can do (no validation, logs or state machine), plain and on its own epoll loop, as floors of the server's part")
 	flag.Parse()
 
 	cache := os.Getenv("KLAMBDA_CACHE")
@@ -51,16 +54,24 @@ func main() {
 	dir, err := os.MkdirTemp("", "klambda-bench-")
 	check(err)
 	defer os.RemoveAll(dir)
-	shimBin, fnBin := filepath.Join(dir, "runtime-shim"), filepath.Join(dir, "gofunction")
+	shimBin, fnBin, relayBin := filepath.Join(dir, "runtime-shim"), filepath.Join(dir, "gofunction"), filepath.Join(dir, "relay")
 	build(shimBin, "./cmd/runtime-shim")
+	if *floor {
+		build(relayBin, "./bench/shim/relay")
+	}
 	build(fnBin, "./test/compat/gofunction", "-tags", "lambda.norpc")
 
 	start := func(kind string, i int) *server {
 		invoke, api := freeAddr(), freeAddr()
 		var cmd *exec.Cmd
-		if kind == "shim" {
+		switch kind {
+		case "shim":
 			cmd = exec.Command(shimBin, "exec", "--listen", invoke, "--runtime-api", api, "--", fnBin)
-		} else {
+		case "relay":
+			cmd = exec.Command(relayBin, invoke, api, "--", fnBin)
+		case "epoll":
+			cmd = exec.Command(relayBin, "-epoll", invoke, api, "--", fnBin)
+		default:
 			cmd = exec.Command(rie, "--runtime-interface-emulator-address", invoke, "--runtime-api-address", api, "--log-level", "error", fnBin)
 		}
 		cmd.Env = append(os.Environ(), "AWS_LAMBDA_FUNCTION_TIMEOUT=30", "LOG_LEVEL=error")
@@ -91,6 +102,9 @@ func main() {
 	loadBefore := loadAvg()
 	results := map[string]*result{}
 	kinds := []string{"rie", "shim"}
+	if *floor {
+		kinds = append(kinds, "relay", "epoll")
+	}
 	for _, kind := range kinds {
 		r := &result{servers: make([]*server, *callers)}
 		for i := range r.servers {
@@ -149,25 +163,36 @@ func main() {
 		stopAll(r.servers)
 	}
 
-	base, shim := results["rie"], results["shim"]
+	base, shim, relay, epoll := results["rie"], results["shim"], results["relay"], results["epoll"]
 	fmt.Printf("warm invocations of the aws-lambda-go echo function, %d per measurement in %d alternating rounds, host: %d cores\n", *n, *rounds, numCPU())
 	fmt.Printf("load average (1, 5, 15 min) before: %s, after: %s\n\n", loadBefore, loadAvg())
-	fmt.Printf("%-34s %14s %14s %10s\n", "", "emulator", "runtime-shim", "ratio")
-	row := func(label string, b, s float64, unit string, ratio float64) {
-		fmt.Printf("%-34s %11.3f %s %11.3f %s %9.2fx\n", label, b, unit, s, unit, ratio)
+	if relay != nil {
+		fmt.Printf("%-34s %14s %14s %10s   %s\n", "", "emulator", "runtime-shim", "ratio", "floors (ratio): plain relay, epoll relay")
+	} else {
+		fmt.Printf("%-34s %14s %14s %10s\n", "", "emulator", "runtime-shim", "ratio")
 	}
-	row("sequential p50", ms(base.seq.p50), ms(shim.seq.p50), "ms", ms(shim.seq.p50)/ms(base.seq.p50))
-	row("sequential p99", ms(base.seq.p99), ms(shim.seq.p99), "ms", ms(shim.seq.p99)/ms(base.seq.p99))
-	row("sequential throughput", base.seq.rate, shim.seq.rate, "/s", shim.seq.rate/base.seq.rate)
-	row(fmt.Sprintf("%d callers p50", *callers), ms(base.par.p50), ms(shim.par.p50), "ms", ms(shim.par.p50)/ms(base.par.p50))
-	row(fmt.Sprintf("%d callers p99", *callers), ms(base.par.p99), ms(shim.par.p99), "ms", ms(shim.par.p99)/ms(base.par.p99))
-	row(fmt.Sprintf("%d callers throughput", *callers), base.par.rate, shim.par.rate, "/s", shim.par.rate/base.par.rate)
+	// row prints one figure for each kind, and the shim's and the relay's ratios to the
+	// emulator's.
+	row := func(label, unit string, f func(*result) float64) {
+		b, sh := f(base), f(shim)
+		fmt.Printf("%-34s %11.3f %s %11.3f %s %9.2fx", label, b, unit, sh, unit, sh/b)
+		if relay != nil {
+			fmt.Printf("   %11.3f %s (%.2fx), %.3f %s (%.2fx)", f(relay), unit, f(relay)/b, f(epoll), unit, f(epoll)/b)
+		}
+		fmt.Println()
+	}
 	perInvoke := func(r *result) float64 { // µs of server CPU per invocation (clock ticks are 10 ms)
 		return float64(r.cpuTicks) * 10000 / float64(len(r.seqLat)+len(r.parLat))
 	}
-	row("server CPU per invocation", perInvoke(base), perInvoke(shim), "µs", perInvoke(shim)/perInvoke(base))
-	row("RSS idle (one server process)", float64(base.rssIdle)/1024, float64(shim.rssIdle)/1024, "MB", float64(shim.rssIdle)/float64(base.rssIdle))
-	row("RSS under load (peak)", float64(base.rssLoaded)/1024, float64(shim.rssLoaded)/1024, "MB", float64(shim.rssLoaded)/float64(base.rssLoaded))
+	row("sequential p50", "ms", func(r *result) float64 { return ms(r.seq.p50) })
+	row("sequential p99", "ms", func(r *result) float64 { return ms(r.seq.p99) })
+	row("sequential throughput", "/s", func(r *result) float64 { return r.seq.rate })
+	row(fmt.Sprintf("%d callers p50", *callers), "ms", func(r *result) float64 { return ms(r.par.p50) })
+	row(fmt.Sprintf("%d callers p99", *callers), "ms", func(r *result) float64 { return ms(r.par.p99) })
+	row(fmt.Sprintf("%d callers throughput", *callers), "/s", func(r *result) float64 { return r.par.rate })
+	row("server CPU per invocation", "µs", perInvoke)
+	row("RSS idle (one server process)", "MB", func(r *result) float64 { return float64(r.rssIdle) / 1024 })
+	row("RSS under load (peak)", "MB", func(r *result) float64 { return float64(r.rssLoaded) / 1024 })
 	fmt.Printf("\ntargets: p50 ratio <= 0.50: %v; throughput ratio >= 2: %v (sequential), %v (%d callers); shim idle RSS < 20 MB: %v\n",
 		ms(shim.seq.p50)/ms(base.seq.p50) <= 0.5, shim.seq.rate/base.seq.rate >= 2, shim.par.rate/base.par.rate >= 2, *callers, shim.rssIdle < 20*1024)
 	if errorCount.n > 0 {
