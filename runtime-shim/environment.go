@@ -118,10 +118,9 @@ type Environment struct {
 	// caller has its answer (see Respond); nil when there is none.
 	pendingReport func()
 
-	// maxMemoryUsed is maxMemoryUsedMB as a func made once; peakLater: the supervisor is
-	// a PeakKeeper, so REPORT lines may read it when they are written out.
-	maxMemoryUsed func() int
-	peakLater     bool
+	// peakLater: the supervisor is a PeakKeeper, so REPORT lines may read Max Memory Used
+	// when they are written out.
+	peakLater bool
 }
 
 // NewEnvironment returns an environment in PhaseInit of generation 1. The caller starts
@@ -141,7 +140,7 @@ func NewEnvironment(cfg *Config, logs *LogSink, sup Supervisor) *Environment {
 		events:    make(chan *Invocation, 1),
 		extByID:   map[string]*Extension{},
 	}
-	e.maxMemoryUsed = e.maxMemoryUsedMB
+	logs.SetMaxMemoryUsed(e.maxMemoryUsedMB)
 	return e
 }
 
@@ -346,7 +345,7 @@ func (e *Environment) settleLocked(inv *Invocation, res *Result) bool {
 // reportEnd writes END and REPORT (and the Logs API records) of a settled invocation and
 // returns its tail (nil unless asked for).
 func (e *Environment) reportEnd(inv *Invocation, res *Result) []byte {
-	return e.logs.EndInvocation(inv, res, e.cfg.MemorySizeMB, e.maxMemoryUsed, e.peakLater)
+	return e.logs.EndInvocation(inv, res, e.cfg.MemorySizeMB, e.peakLater)
 }
 
 // maxMemoryUsedMB is REPORT's Max Memory Used (0 without a supervisor).

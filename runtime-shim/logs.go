@@ -28,10 +28,11 @@ type LogSink struct {
 	// drain, when set, waits until the runtime's captured output written so far has been
 	// read, so that its last lines land before END (exec mode).
 	drain func()
-	// memHoles are the offsets in pending where a REPORT line's Max Memory Used figure
-	// goes: read once (memUsed) when pending is written out, for every REPORT in it.
-	memHoles []int
+	// memUsed reads REPORT's Max Memory Used (nil: 0). memHoles are the offsets in
+	// pending where a REPORT line's figure goes: read once when pending is written out,
+	// for every REPORT in it.
 	memUsed  func() int
+	memHoles []int
 	spliced  []byte
 }
 
@@ -42,6 +43,9 @@ func NewLogSink(out io.Writer) *LogSink {
 
 // SetDrain installs the output-capture drain (see Drain).
 func (s *LogSink) SetDrain(f func()) { s.drain = f }
+
+// SetMaxMemoryUsed installs what reads REPORT's Max Memory Used, in MB (see EndInvocation).
+func (s *LogSink) SetMaxMemoryUsed(f func() int) { s.memUsed = f }
 
 // Drain waits for captured runtime output to be processed (no-op without capture).
 func (s *LogSink) Drain() {
@@ -152,19 +156,19 @@ func (s *LogSink) StartInvocation(inv *Invocation, version string) {
 }
 
 // EndInvocation writes END and REPORT and returns the tail (nil unless asked for).
-// maxMemoryUsedMB gives REPORT's Max Memory Used. It is called at once when the figure is
-// needed now (the invocation's tail, a Logs API subscriber) or when later is false; else
-// the line waits with the others in the buffer and the figure is read when they are
-// written out, once for all of them (reading it costs a /proc read): the peak then, at
-// most flushDelay after the invocation ended. The caller must Flush before the figure
-// stops describing the invocations whose lines wait (a new runtime process).
-func (s *LogSink) EndInvocation(inv *Invocation, res *Result, memorySizeMB int, maxMemoryUsedMB func() int, later bool) []byte {
+// Max Memory Used (SetMaxMemoryUsed) is read at once when the figure is needed now (the
+// invocation's tail, a Logs API subscriber) or when later is false; else the line waits
+// with the others in the buffer and the figure is read when they are written out, once
+// for all of them (reading it costs a /proc read): the peak then, at most flushDelay after
+// the invocation ended. The caller must Flush before the figure stops describing the
+// invocations whose lines wait (a new runtime process).
+func (s *LogSink) EndInvocation(inv *Invocation, res *Result, memorySizeMB int, later bool) []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	later = later && !inv.WantTail && !s.subs.active()
+	later = later && s.memUsed != nil && !inv.WantTail && !s.subs.active()
 	maxMem := 0
-	if !later {
-		maxMem = maxMemoryUsedMB()
+	if !later && s.memUsed != nil {
+		maxMem = s.memUsed()
 	}
 	ms := float64(res.Duration) / float64(time.Millisecond)
 	billed := int64(math.Ceil(ms))
@@ -197,7 +201,6 @@ func (s *LogSink) EndInvocation(inv *Invocation, res *Result, memorySizeMB int, 
 	if later {
 		s.emitLocked(inv, b[:hole])
 		s.memHoles = append(s.memHoles, len(s.pending))
-		s.memUsed = maxMemoryUsedMB
 		s.writeLocked(b[hole:])
 	} else {
 		s.emitLocked(inv, b)

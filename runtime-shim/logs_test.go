@@ -15,13 +15,13 @@ func TestReportMemoryReadWhenWrittenOut(t *testing.T) {
 	var out bytes.Buffer
 	s := NewLogSink(&out)
 	reads, mem := 0, 30
-	read := func() int { reads++; return mem }
+	s.SetMaxMemoryUsed(func() int { reads++; return mem })
 	end := func(id string, tail bool) []byte {
 		inv := NewInvocation()
 		inv.ID, inv.WantTail = id, tail
 		s.StartInvocation(inv, "1")
 		s.Function([]byte("line of " + id + "\n"))
-		return s.EndInvocation(inv, &Result{Duration: 1500 * time.Microsecond}, 128, read, true)
+		return s.EndInvocation(inv, &Result{Duration: 1500 * time.Microsecond}, 128, true)
 	}
 	end("a", false)
 	end("b", false)
@@ -64,7 +64,8 @@ func TestReportMemoryAcrossABufferOverflow(t *testing.T) {
 	inv.ID = "big"
 	s.StartInvocation(inv, "1")
 	s.Function([]byte(strings.Repeat("x", 64*1024-40) + "\n"))
-	s.EndInvocation(inv, &Result{Duration: time.Millisecond}, 128, func() int { return 7 }, true)
+	s.SetMaxMemoryUsed(func() int { return 7 })
+	s.EndInvocation(inv, &Result{Duration: time.Millisecond}, 128, true)
 	s.Flush()
 	re := regexp.MustCompile(`(?m)^REPORT RequestId: big\tDuration: 1.00 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\tMax Memory Used: 7 MB\t$`)
 	if !re.MatchString(out.String()) {
