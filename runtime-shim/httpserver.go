@@ -484,32 +484,40 @@ func (x *requestContext) cancelLocked() {
 	}
 }
 
-// watch waits until the socket is readable and looks without reading: end of stream or
-// an error means the client hung up (cancel); data (a pipelined request) means it is
-// still there. end stops it with a read deadline in the past.
+// peekSocket looks at one byte of fd without taking it or waiting: (0, EAGAIN) when
+// nothing has arrived, (0, 0) at the end of the stream, (1, 0) when bytes are there.
+func peekSocket(fd uintptr) (uintptr, syscall.Errno) {
+	var b [1]byte
+	for {
+		n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if errno != syscall.EINTR {
+			return n, errno
+		}
+	}
+}
+
+// hungUp tells from a peekSocket result (not EAGAIN) whether the client is gone: end of
+// stream or an error (a reset) means it hung up; data (a pipelined request) means it is
+// still there.
+func hungUp(n uintptr, errno syscall.Errno) bool { return errno != 0 || n == 0 }
+
+// watch waits until the socket is readable and looks without reading (peekSocket);
+// a client that hung up cancels the context. end stops it with a read deadline in the
+// past.
 func (x *requestContext) watch() {
 	defer close(x.watchEnd)
 	var n uintptr
 	var errno syscall.Errno
-	var b [1]byte
 	err := x.conn.rc.Read(func(fd uintptr) bool {
-		for {
-			n, _, errno = syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-			switch errno {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			}
-			return true
-		}
+		n, errno = peekSocket(fd)
+		return errno != syscall.EAGAIN
 	})
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return // stopped by end
 	}
-	if err != nil || errno != 0 || n == 0 {
-		// The client hung up (end of stream, a reset), or the server closed the
-		// connection (Close): the handler has nobody to answer, as with net/http.
+	if err != nil || hungUp(n, errno) {
+		// The client hung up, or the server closed the connection (Close): the handler
+		// has nobody to answer, as with net/http.
 		x.mu.Lock()
 		x.cancelLocked()
 		x.mu.Unlock()
@@ -522,9 +530,9 @@ type peerChecker interface {
 	PeerGone() bool
 }
 
-// PeerGone looks at the socket without reading or waiting: end of stream or an error
-// means the client hung up; nothing yet, or a pipelined request, means it is still there.
-// Only the connection's own goroutine (the handler) may call it.
+// PeerGone is watch's look at the socket, once and without waiting: nothing yet, or a
+// pipelined request, means the client is still there. Only the connection's own goroutine
+// (the handler) may call it.
 func (x *requestContext) PeerGone() bool {
 	c := x.conn
 	if c.rc == nil || c.br.Buffered() > 0 {
@@ -532,21 +540,10 @@ func (x *requestContext) PeerGone() bool {
 	}
 	var n uintptr
 	var errno syscall.Errno
-	var b [1]byte
-	if err := c.rc.Control(func(fd uintptr) {
-		for {
-			n, _, errno = syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-			if errno != syscall.EINTR {
-				return
-			}
-		}
-	}); err != nil {
+	if err := c.rc.Control(func(fd uintptr) { n, errno = peekSocket(fd) }); err != nil {
 		return true // closed
 	}
-	if errno == syscall.EAGAIN {
-		return false
-	}
-	return errno != 0 || n == 0
+	return errno != syscall.EAGAIN && hungUp(n, errno)
 }
 
 // aLongTimeAgo is a read deadline that wakes a parked reader at once.

@@ -209,7 +209,7 @@ func (a *RuntimeAPI) next(w http.ResponseWriter, r *http.Request) {
 	}
 	inv, err := a.env.Next(gone, a.quit)
 	if err != nil {
-		if r.Context().Err() != nil || errors.Is(err, errNextAbandoned) {
+		if errors.Is(err, errNextAbandoned) {
 			return // the runtime went away; nobody to answer
 		}
 		writeStateMachineError(w, err)
