@@ -49,12 +49,8 @@ func rawWriteAll(fd int, b []byte) {
 }
 
 func (r *epollRelay) answer(fd int, status, headers string, body []byte) {
-	b := append(r.out[:0], "HTTP/1.1 "+status+"\r\nContent-Type: application/json\r\n"+headers+"Content-Length: "...)
-	b = strconv.AppendInt(b, int64(len(body)), 10)
-	b = append(b, "\r\n\r\n"...)
-	b = append(b, body...)
-	r.out = b
-	rawWriteAll(fd, b)
+	r.out = appendAnswer(r.out[:0], status, headers, body)
+	rawWriteAll(fd, r.out)
 }
 
 func (r *epollRelay) sendEvent(fd int, event []byte) {

@@ -99,13 +99,16 @@ func readRequest(br *bufio.Reader) (path string, body []byte, err error) {
 	}
 }
 
-func answer(c net.Conn, status, headers string, body []byte) error {
-	b := make([]byte, 0, 256+len(body))
+// appendAnswer appends an HTTP/1.1 answer with a JSON body to b.
+func appendAnswer(b []byte, status, headers string, body []byte) []byte {
 	b = append(b, "HTTP/1.1 "+status+"\r\nContent-Type: application/json\r\n"+headers+"Content-Length: "...)
 	b = strconv.AppendInt(b, int64(len(body)), 10)
 	b = append(b, "\r\n\r\n"...)
-	b = append(b, body...)
-	_, err := c.Write(b)
+	return append(b, body...)
+}
+
+func answer(c net.Conn, status, headers string, body []byte) error {
+	_, err := c.Write(appendAnswer(make([]byte, 0, 256+len(body)), status, headers, body))
 	return err
 }
 
