@@ -105,14 +105,15 @@ type Environment struct {
 
 	busy    bool        // an invoke waits for its result
 	current *Invocation // the invocation of PhaseInvoke
-	events  chan *Invocation
+	// pending is current's event until the runtime takes it (see offerLocked).
+	pending *Invocation
 
 	exts      []*Extension
 	extByID   map[string]*Extension
 	resetting bool
 
-	// nextWaiter is closed when a newer /next replaces the one waiting (see Next).
-	nextWaiter chan struct{}
+	// waiter is the /next call waiting for an event (see NextAsync), nil when none.
+	waiter *NextWait
 
 	// pendingReport writes END/REPORT of an invocation answered without a tail, once the
 	// caller has its answer (see Respond); nil when there is none.
@@ -137,7 +138,6 @@ func NewEnvironment(cfg *Config, logs *LogSink, sup Supervisor) *Environment {
 		genDone:   make(chan struct{}),
 		changed:   make(chan struct{}),
 		initStart: time.Now(),
-		events:    make(chan *Invocation, 1),
 		extByID:   map[string]*Extension{},
 	}
 	logs.SetMaxMemoryUsed(e.maxMemoryUsedMB)
@@ -286,6 +286,31 @@ func (e *Environment) Invoke(inv *Invocation) error {
 	}
 }
 
+// InvokeAsync starts inv without blocking when the environment is idle (the warm path):
+// started is true, and done is called (with the environment locked; it must not block)
+// once inv's result is known. When the environment is not idle (init, a reset, the end
+// of the previous invocation), it starts nothing and returns started false and no error:
+// the caller then calls Invoke, which waits. ErrBusy and ErrShuttingDown are as Invoke's.
+func (e *Environment) InvokeAsync(inv *Invocation, done func()) (started bool, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.phase == PhaseShutdown:
+		return false, ErrShuttingDown
+	case e.busy:
+		return false, ErrBusy
+	case e.phase != PhaseIdle:
+		return false, nil
+	}
+	e.busy = true
+	inv.onDone = func() {
+		e.busy = false
+		done()
+	}
+	e.dispatchLocked(inv, time.Time{})
+	return true, nil
+}
+
 func (e *Environment) dispatchLocked(inv *Invocation, retryDeadline time.Time) {
 	now := time.Now()
 	inv.start = now
@@ -314,7 +339,8 @@ func (e *Environment) dispatchLocked(inv *Invocation, retryDeadline time.Time) {
 		}
 	}
 	inv.timer = time.AfterFunc(dl.Sub(now), func() { e.deadlineExceeded(inv) })
-	e.events <- inv
+	e.pending = inv
+	e.offerLocked()
 }
 
 // answerLocked sets inv's result once, writes END/REPORT and wakes the invoke.
@@ -324,7 +350,7 @@ func (e *Environment) answerLocked(inv *Invocation, res Result) {
 	}
 	res.Tail = e.reportEnd(inv, &res)
 	inv.result = res
-	close(inv.done)
+	inv.markDoneLocked()
 }
 
 // settleLocked marks inv answered and fills in the result's durations; false if inv had
@@ -494,10 +520,8 @@ func (e *Environment) endGenerationLocked() {
 	close(e.genDone)
 	e.genDone = make(chan struct{})
 	e.gen++
-	select {
-	case <-e.events:
-	default:
-	}
+	e.pending = nil
+	e.endWaitLocked(ErrEnvironmentReset)
 	if e.current != nil {
 		e.current.timer.Stop()
 		e.current.Release()
@@ -573,6 +597,7 @@ func (e *Environment) Shutdown() {
 	if e.current != nil && !e.current.answered {
 		e.answerLocked(e.current, Result{Err: ErrShuttingDown})
 	}
+	e.endWaitLocked(ErrShuttingDown)
 	ext := e.sendShutdownLocked(ResetSpindown)
 	e.setPhaseLocked(PhaseShutdown)
 	e.mu.Unlock()
@@ -596,20 +621,59 @@ func (e *Environment) Shutdown() {
 // call on every warm invocation.
 const nextPeerCheckAfter = 50 * time.Millisecond
 
-// Next is GET /runtime/invocation/next: it blocks (without limit) until an event.
+// NextWait is a /next call waiting for an event (NextAsync).
+type NextWait struct {
+	// deliver is given the event (taken: the runtime is invoking it) or why the call
+	// ends without one; it runs with the environment locked, and must not block.
+	deliver func(*Invocation, error)
+	gone    func() bool
+	since   time.Time
+}
+
+// Next is GET /runtime/invocation/next: it blocks (without limit) until an event. See
+// NextAsync; quit ends the wait with ErrShuttingDown.
+func (e *Environment) Next(gone func() bool, quit <-chan struct{}) (*Invocation, error) {
+	type result struct {
+		inv *Invocation
+		err error
+	}
+	ch := make(chan result, 1)
+	inv, w, err := e.NextAsync(gone, func(inv *Invocation, err error) { ch <- result{inv, err} })
+	if w == nil {
+		return inv, err
+	}
+	select {
+	case r := <-ch:
+		return r.inv, r.err
+	case <-quit:
+		e.CancelNext(w)
+		select {
+		case r := <-ch: // delivered meanwhile: the shim is stopping, nobody takes it
+			if r.inv != nil {
+				r.inv.Release()
+			}
+		default:
+		}
+		return nil, ErrShuttingDown
+	}
+}
+
+// NextAsync is /next without blocking: it returns the event at once (inv), or why the
+// call fails (err), or, when the event is not there yet, the waiting call (w), whose
+// deliver is called later, exactly once, unless CancelNext takes it back first.
 //
 // Only the newest call waits: a /next that arrives while another one waits replaces it
-// (the earlier one gets a StateError), since a runtime asks again when its connection
+// (the earlier one is given a StateError), since a runtime asks again when its connection
 // dropped, and an event handed to a dropped connection would be lost. gone, when not nil,
-// tells whether the caller has hung up; it is asked before an event is taken after a wait
-// longer than nextPeerCheckAfter, and a caller that is gone leaves the event for the next
-// /next.
-func (e *Environment) Next(gone func() bool, quit <-chan struct{}) (*Invocation, error) {
+// tells whether the caller has hung up; it is asked before an event is given to a call
+// that waited longer than nextPeerCheckAfter, and a caller that is gone leaves the event
+// for the next /next.
+func (e *Environment) NextAsync(gone func() bool, deliver func(*Invocation, error)) (inv *Invocation, w *NextWait, err error) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.writePendingReportLocked() // the invocation ends when the runtime asks for the next one
 	if e.phase == PhaseShutdown || e.resetting {
-		e.mu.Unlock()
-		return nil, ErrEnvironmentReset
+		return nil, nil, ErrEnvironmentReset
 	}
 	switch e.runtime {
 	case RuntimeStarting:
@@ -622,15 +686,12 @@ func (e *Environment) Next(gone func() bool, quit <-chan struct{}) (*Invocation,
 		// A runtime whose /next connection dropped asks again.
 	case RuntimeInvoking:
 		if e.sup == nil || !e.sup.HasRestartingRuntime() {
-			err := &StateError{Who: "runtime", From: e.runtime.String(), To: RuntimeReady.String(), Why: "the invocation " + e.current.ID + " has not been answered"}
-			e.mu.Unlock()
-			return nil, err
+			return nil, nil, &StateError{Who: "runtime", From: e.runtime.String(), To: RuntimeReady.String(), Why: "the invocation " + e.current.ID + " has not been answered"}
 		}
 		// Sidecar mode: a new runtime process (the kubelet restarted the container)
 		// asks for work while the old one never answered: the old one crashed.
 		e.runtimeGoneLocked(nil)
-		e.mu.Unlock()
-		return nil, ErrEnvironmentReset
+		return nil, nil, ErrEnvironmentReset
 	case RuntimeExited:
 		if e.phase == PhaseInitFailed && e.sup != nil && e.sup.HasRestartingRuntime() {
 			// Sidecar mode: the restarted runtime initialised on its own (its init began
@@ -643,55 +704,64 @@ func (e *Environment) Next(gone func() bool, quit <-chan struct{}) (*Invocation,
 		}
 		fallthrough
 	default:
-		err := &StateError{Who: "runtime", From: e.runtime.String(), To: RuntimeReady.String(), Why: "the runtime cannot ask for events in this state"}
-		e.mu.Unlock()
-		return nil, err
+		return nil, nil, &StateError{Who: "runtime", From: e.runtime.String(), To: RuntimeReady.String(), Why: "the runtime cannot ask for events in this state"}
 	}
-	genDone := e.genDone
-	if e.nextWaiter != nil {
-		close(e.nextWaiter)
+	e.endWaitLocked(errNextReplaced)
+	if inv := e.takeLocked(); inv != nil {
+		return inv, nil, nil
 	}
-	mine := make(chan struct{})
-	e.nextWaiter = mine
-	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		if e.nextWaiter == mine {
-			e.nextWaiter = nil
-		}
-		e.mu.Unlock()
-	}()
-	since := time.Now()
-	for {
-		select {
-		case inv := <-e.events:
-			e.mu.Lock()
-			if inv != e.current || inv.answered || e.phase != PhaseInvoke || e.resetting {
-				e.mu.Unlock()
-				continue
-			}
-			if e.nextWaiter != mine {
-				// Replaced while the event came: it is the newer call's.
-				e.events <- inv // room: it was just taken, and sends happen under e.mu
-				e.mu.Unlock()
-				return nil, errNextReplaced
-			}
-			if gone != nil && time.Since(since) > nextPeerCheckAfter && gone() {
-				e.events <- inv
-				e.mu.Unlock()
-				return nil, errNextAbandoned
-			}
-			e.runtime = RuntimeInvoking
-			inv.acquire()
-			e.mu.Unlock()
-			return inv, nil
-		case <-mine:
-			return nil, errNextReplaced
-		case <-genDone:
-			return nil, ErrEnvironmentReset
-		case <-quit:
-			return nil, ErrShuttingDown
-		}
+	e.waiter = &NextWait{deliver: deliver, gone: gone, since: time.Now()}
+	return nil, e.waiter, nil
+}
+
+// CancelNext takes back a waiting call (its caller hung up, or stops waiting); false if
+// it was given its answer already.
+func (e *Environment) CancelNext(w *NextWait) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.waiter != w {
+		return false
+	}
+	e.waiter = nil
+	return true
+}
+
+// takeLocked takes the pending event for the runtime, if there is one still to run.
+func (e *Environment) takeLocked() *Invocation {
+	inv := e.pending
+	if inv == nil {
+		return nil
+	}
+	e.pending = nil
+	if inv != e.current || inv.answered || e.phase != PhaseInvoke || e.resetting {
+		return nil
+	}
+	e.runtime = RuntimeInvoking
+	inv.acquire()
+	return inv
+}
+
+// offerLocked gives the pending event to the waiting call, if there are both.
+func (e *Environment) offerLocked() {
+	w := e.waiter
+	if w == nil || e.pending == nil {
+		return
+	}
+	if w.gone != nil && time.Since(w.since) > nextPeerCheckAfter && w.gone() {
+		e.endWaitLocked(errNextAbandoned) // the event stays for the next call
+		return
+	}
+	if inv := e.takeLocked(); inv != nil {
+		e.waiter = nil
+		w.deliver(inv, nil)
+	}
+}
+
+// endWaitLocked ends the waiting call, if any, with err.
+func (e *Environment) endWaitLocked(err error) {
+	if w := e.waiter; w != nil {
+		e.waiter = nil
+		w.deliver(nil, err)
 	}
 }
 
@@ -745,7 +815,7 @@ func (e *Environment) Respond(id string, buf *bytes.Buffer) error {
 	res := Result{BodyBuf: buf}
 	e.settleLocked(inv, &res) // checkAnswerLocked: not answered yet
 	inv.result = res
-	close(inv.done)
+	inv.markDoneLocked()
 	e.pendingReport = func() {
 		e.logs.Drain() // lines the function logged before answering belong before END
 		e.reportEnd(inv, &res)

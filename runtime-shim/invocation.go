@@ -30,9 +30,11 @@ type Invocation struct {
 	timer    *time.Timer
 	answered bool
 	done     chan struct{}
-	result   Result
-	refs     atomic.Int32
-	tail     tailBuffer
+	// onDone, when set, is called (with the environment locked) once the result is known.
+	onDone func()
+	result Result
+	refs   atomic.Int32
+	tail   tailBuffer
 	// deadlineMs is the Lambda-Runtime-Deadline-Ms header value, formatted once.
 	deadlineMs string
 }
@@ -68,6 +70,15 @@ func (inv *Invocation) Done() <-chan struct{} { return inv.done }
 
 // Result is valid after Done is closed.
 func (inv *Invocation) Result() *Result { return &inv.result }
+
+// markDoneLocked publishes the result (the environment is locked).
+func (inv *Invocation) markDoneLocked() {
+	close(inv.done)
+	if f := inv.onDone; f != nil {
+		inv.onDone = nil
+		f()
+	}
+}
 
 func (inv *Invocation) acquire() { inv.refs.Add(1) }
 
