@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -51,15 +52,51 @@ func NewInvokeServer(env *Environment) *InvokeServer {
 	return &InvokeServer{env: env, cfg: env.cfg, secret: []byte(env.cfg.InvokeSecret)}
 }
 
-// invokeError answers an invocation error in the AWS REST-JSON shape the SDKs read.
-func invokeError(w http.ResponseWriter, status int, errType, msg string) {
-	b, _ := json.Marshal(map[string]string{"Type": "User", "message": msg})
-	h := w.Header()
-	h.Set(HeaderErrorType, errType)
-	h.Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
+// answer is a reply of the shim's own endpoints, written the same way by the
+// http.Handlers (writeReply) and by the event loop: a status, headers in canonical form,
+// a body. Content-Length and Date are added by whichever writes it.
+type answer struct {
+	status int
+	hdr    []headerField
+	body   []byte
 }
+
+type headerField struct{ k, v string }
+
+func (r *answer) set(k, v string) { r.hdr = append(r.hdr, headerField{k, v}) }
+
+// writeReply writes r through an http.ResponseWriter.
+func writeReply(w http.ResponseWriter, r *answer) {
+	h := w.Header()
+	for _, f := range r.hdr {
+		h[f.k] = []string{f.v}
+	}
+	if r.body != nil || bodyAllowedForStatus(r.status) {
+		h["Content-Length"] = []string{strconv.Itoa(len(r.body))}
+	}
+	w.WriteHeader(r.status)
+	if len(r.body) > 0 {
+		_, _ = w.Write(r.body)
+	}
+}
+
+// invokeErrorReply is an invocation error in the AWS REST-JSON shape the SDKs read.
+func invokeErrorReply(status int, errType, msg string) *answer {
+	b, _ := json.Marshal(map[string]string{"Type": "User", "message": msg})
+	r := &answer{status: status, body: b}
+	r.set(HeaderErrorType, errType)
+	r.set("Content-Type", "application/json")
+	return r
+}
+
+// invokeError answers an invocation error.
+func invokeError(w http.ResponseWriter, status int, errType, msg string) {
+	writeReply(w, invokeErrorReply(status, errType, msg))
+}
+
+// headerGetter is what the invoke and Runtime API code reads of a request's headers:
+// an http.Header, or the event loop's (loopHeaders).
+type headerGetter interface{ Get(string) string }
 
 func (s *InvokeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
@@ -101,17 +138,8 @@ func validRequestID(id string) bool {
 }
 
 func (s *InvokeServer) invoke(w http.ResponseWriter, r *http.Request) {
-	h := r.Header
-	if len(s.secret) > 0 {
-		got := h.Get(HeaderInvokeSecret)
-		if subtle.ConstantTimeCompare([]byte(got), s.secret) != 1 {
-			invokeError(w, http.StatusUnauthorized, "UnauthorizedException", "missing or wrong "+HeaderInvokeSecret)
-			return
-		}
-	}
-	if h.Get(HeaderInvocationType) == "DryRun" {
-		w.Header().Set(HeaderExecutedVersion, s.cfg.FunctionVersion)
-		w.WriteHeader(http.StatusNoContent)
+	if f := s.authorize(r.Header); f != nil {
+		writeReply(w, f)
 		return
 	}
 	inv := NewInvocation()
@@ -122,32 +150,60 @@ func (s *InvokeServer) invoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if over {
-		invokeError(w, http.StatusRequestEntityTooLarge, "RequestTooLargeException", "Request must be smaller than "+strconv.Itoa(MaxRequestPayload)+" bytes for the InvokeFunction operation")
+		writeReply(w, requestTooLarge())
 		return
 	}
-	if p := inv.Payload.Bytes(); len(p) > 0 && !json.Valid(p) {
-		invokeError(w, http.StatusBadRequest, "InvalidRequestContentException", "Could not parse request body into json: the payload is not valid JSON")
+	if f := s.fill(inv, r.Header, r.URL.RawQuery); f != nil {
+		writeReply(w, f)
 		return
+	}
+	writeReply(w, s.result(inv, s.env.Invoke(inv)))
+}
+
+// requestTooLarge answers a payload over MaxRequestPayload.
+func requestTooLarge() *answer {
+	return invokeErrorReply(http.StatusRequestEntityTooLarge, "RequestTooLargeException", "Request must be smaller than "+strconv.Itoa(MaxRequestPayload)+" bytes for the InvokeFunction operation")
+}
+
+// authorize checks the invoke secret and answers a dry run; nil when the invocation
+// may go on.
+func (s *InvokeServer) authorize(h headerGetter) *answer {
+	if len(s.secret) > 0 {
+		got := h.Get(HeaderInvokeSecret)
+		if subtle.ConstantTimeCompare([]byte(got), s.secret) != 1 {
+			return invokeErrorReply(http.StatusUnauthorized, "UnauthorizedException", "missing or wrong "+HeaderInvokeSecret)
+		}
+	}
+	if h.Get(HeaderInvocationType) == "DryRun" {
+		r := &answer{status: http.StatusNoContent}
+		r.set(HeaderExecutedVersion, s.cfg.FunctionVersion)
+		return r
+	}
+	return nil
+}
+
+// fill checks inv's payload (read into inv.Payload) and sets the rest of it from the
+// request's headers and query; nil when it can run, else the error to answer.
+func (s *InvokeServer) fill(inv *Invocation, h headerGetter, rawQuery string) *answer {
+	if p := inv.Payload.Bytes(); len(p) > 0 && !json.Valid(p) {
+		return invokeErrorReply(http.StatusBadRequest, "InvalidRequestContentException", "Could not parse request body into json: the payload is not valid JSON")
 	}
 	if cc := h.Get(HeaderClientContext); cc != "" {
 		raw, err := base64.StdEncoding.DecodeString(cc)
 		if err != nil || len(cc) > maxClientContext || !json.Valid(raw) {
-			invokeError(w, http.StatusBadRequest, "InvalidParameterValueException", "Client context must be a valid Base64-encoded JSON object of at most 3583 bytes.")
-			return
+			return invokeErrorReply(http.StatusBadRequest, "InvalidParameterValueException", "Client context must be a valid Base64-encoded JSON object of at most 3583 bytes.")
 		}
 		inv.ClientContext = string(raw)
 	}
 	if ci := h.Get(HeaderCognitoIdentity); ci != "" {
 		if !json.Valid([]byte(ci)) {
-			invokeError(w, http.StatusBadRequest, "InvalidParameterValueException", HeaderCognitoIdentity+" must be a JSON object")
-			return
+			return invokeErrorReply(http.StatusBadRequest, "InvalidParameterValueException", HeaderCognitoIdentity+" must be a JSON object")
 		}
 		inv.CognitoIdentity = ci
 	}
 	if id := h.Get(HeaderRequestID); id != "" {
 		if !validRequestID(id) {
-			invokeError(w, http.StatusBadRequest, "InvalidParameterValueException", "request id must be 1-128 characters of [A-Za-z0-9._-]")
-			return
+			return invokeErrorReply(http.StatusBadRequest, "InvalidParameterValueException", "request id must be 1-128 characters of [A-Za-z0-9._-]")
 		}
 		inv.ID = id
 	} else {
@@ -156,55 +212,55 @@ func (s *InvokeServer) invoke(w http.ResponseWriter, r *http.Request) {
 	if d := h.Get(HeaderDeadlineMs); d != "" {
 		ms, err := strconv.ParseInt(d, 10, 64)
 		if err != nil || ms <= 0 {
-			invokeError(w, http.StatusBadRequest, "InvalidParameterValueException", HeaderDeadlineMs+" must be epoch milliseconds")
-			return
+			return invokeErrorReply(http.StatusBadRequest, "InvalidParameterValueException", HeaderDeadlineMs+" must be epoch milliseconds")
 		}
 		inv.DeadlineHint = time.UnixMilli(ms)
 	}
 	inv.InvokedARN = h.Get(HeaderInvokedARN)
 	if inv.InvokedARN == "" {
 		inv.InvokedARN = s.cfg.defaultInvokedARN()
-		if q := r.URL.Query().Get("Qualifier"); q != "" {
-			inv.InvokedARN += ":" + q
+		if rawQuery != "" {
+			if q, _ := url.ParseQuery(rawQuery); q.Get("Qualifier") != "" {
+				inv.InvokedARN += ":" + q.Get("Qualifier")
+			}
 		}
 	}
 	inv.TraceID = h.Get(HeaderTraceID)
 	inv.WantTail = h.Get(HeaderLogType) == "Tail"
+	return nil
+}
 
-	switch err := s.env.Invoke(inv); {
+// result is the answer to an invocation that Invoke (or InvokeAsync) ran, or refused
+// with err. Its body is inv's: it is valid until inv is released.
+func (s *InvokeServer) result(inv *Invocation, err error) *answer {
+	switch {
 	case errors.Is(err, ErrBusy):
-		invokeError(w, http.StatusTooManyRequests, "TooManyRequestsException",
+		return invokeErrorReply(http.StatusTooManyRequests, "TooManyRequestsException",
 			"Rate Exceeded. This execution environment is already processing an invocation; klambda runs one invocation per environment at a time (the activator never sends a second one).")
-		return
 	case err != nil:
-		invokeError(w, http.StatusBadGateway, "ResourceNotReadyException", err.Error())
-		return
+		return invokeErrorReply(http.StatusBadGateway, "ResourceNotReadyException", err.Error())
 	}
 	res := inv.Result()
 	if res.Err != nil {
-		invokeError(w, http.StatusBadGateway, "ResourceNotReadyException", res.Err.Error())
-		return
+		return invokeErrorReply(http.StatusBadGateway, "ResourceNotReadyException", res.Err.Error())
 	}
-	out := w.Header()
-	out[HeaderRequestID] = []string{inv.ID}
-	out[HeaderExecutedVersion] = []string{s.cfg.FunctionVersion}
-	out["Content-Type"] = []string{"application/json"}
-	out[HeaderDuration] = []string{strconv.FormatFloat(float64(res.Duration)/float64(time.Millisecond), 'f', 2, 64)}
+	out := &answer{status: http.StatusOK, hdr: make([]headerField, 0, 10), body: res.ResultBody()}
+	out.set(HeaderRequestID, inv.ID)
+	out.set(HeaderExecutedVersion, s.cfg.FunctionVersion)
+	out.set("Content-Type", "application/json")
+	out.set(HeaderDuration, strconv.FormatFloat(float64(res.Duration)/float64(time.Millisecond), 'f', 2, 64))
 	if res.InitDuration > 0 {
-		out[HeaderInitDuration] = []string{strconv.FormatFloat(float64(res.InitDuration)/float64(time.Millisecond), 'f', 2, 64)}
+		out.set(HeaderInitDuration, strconv.FormatFloat(float64(res.InitDuration)/float64(time.Millisecond), 'f', 2, 64))
 	}
 	if res.FunctionError != "" {
-		out[HeaderFunctionError] = []string{res.FunctionError}
-		out[HeaderFunctionErrorType] = []string{res.ErrorType}
+		out.set(HeaderFunctionError, res.FunctionError)
+		out.set(HeaderFunctionErrorType, res.ErrorType)
 	}
 	if res.Reset != "" {
-		out[HeaderEnvReset] = []string{res.Reset}
+		out.set(HeaderEnvReset, res.Reset)
 	}
 	if inv.WantTail {
-		out[HeaderLogResult] = []string{base64.StdEncoding.EncodeToString(res.Tail)}
+		out.set(HeaderLogResult, base64.StdEncoding.EncodeToString(res.Tail))
 	}
-	body := res.ResultBody()
-	out["Content-Length"] = []string{strconv.Itoa(len(body))}
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(body)
+	return out
 }

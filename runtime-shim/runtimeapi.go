@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"runtime"
-	"strconv"
 	"strings"
 )
 
@@ -115,55 +114,58 @@ func NewRuntimeAPI(env *Environment, quit <-chan struct{}) *RuntimeAPI {
 	return &RuntimeAPI{env: env, cfg: env.cfg, quit: quit}
 }
 
-func writeAPIError(w http.ResponseWriter, status int, errType, msg string) {
+// apiError is an error answer of the Runtime, Extensions or Logs API.
+func apiError(status int, errType, msg string) *answer {
 	b, _ := json.Marshal(errorBody{ErrorMessage: msg, ErrorType: errType})
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	r := &answer{status: status, body: b}
+	r.set("Content-Type", "application/json")
+	return r
+}
+
+func writeAPIError(w http.ResponseWriter, status int, errType, msg string) {
+	writeReply(w, apiError(status, errType, msg))
 }
 
 var (
-	acceptedBody   = []byte(`{"status":"OK"}`)
-	acceptedLength = []string{strconv.Itoa(len(acceptedBody))}
+	acceptedBody = []byte(`{"status":"OK"}`)
+	// accepted is the 202 answer (shared: nothing may change it).
+	accepted = &answer{status: http.StatusAccepted, hdr: []headerField{{"Content-Type", "application/json"}}, body: acceptedBody}
 )
 
 // writeAccepted answers 202 with a Content-Length, so that a Flush sends the whole
 // answer (not the start of a chunked one).
-func writeAccepted(w http.ResponseWriter) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h["Content-Length"] = acceptedLength
-	w.WriteHeader(http.StatusAccepted)
-	_, _ = w.Write(acceptedBody)
-}
+func writeAccepted(w http.ResponseWriter) { writeReply(w, accepted) }
 
 // writeStateMachineError maps the environment's named errors to Lambda's answers.
 func writeStateMachineError(w http.ResponseWriter, err error) {
+	writeReply(w, stateMachineError(err))
+}
+
+func stateMachineError(err error) *answer {
 	var se *StateError
 	var lv *LogsValidationError
 	switch {
 	case errors.As(err, &se):
-		writeAPIError(w, http.StatusForbidden, "InvalidStateTransition", err.Error())
+		return apiError(http.StatusForbidden, "InvalidStateTransition", err.Error())
 	case errors.As(err, &lv):
-		writeAPIError(w, http.StatusBadRequest, "Logs.ValidationError", err.Error())
+		return apiError(http.StatusBadRequest, "Logs.ValidationError", err.Error())
 	case errors.Is(err, ErrInvalidRequestID):
-		writeAPIError(w, http.StatusBadRequest, "InvalidRequestID", err.Error())
+		return apiError(http.StatusBadRequest, "InvalidRequestID", err.Error())
 	case errors.Is(err, ErrResponseTooLarge):
-		writeAPIError(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", err.Error())
+		return apiError(http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", err.Error())
 	case errors.Is(err, ErrUnknownExtension):
-		writeAPIError(w, http.StatusForbidden, "Extension.UnknownExtensionIdentifier", err.Error())
+		return apiError(http.StatusForbidden, "Extension.UnknownExtensionIdentifier", err.Error())
 	case errors.Is(err, ErrRegistrationClosed):
-		writeAPIError(w, http.StatusForbidden, "Extension.RegistrationClosed", err.Error())
+		return apiError(http.StatusForbidden, "Extension.RegistrationClosed", err.Error())
 	case errors.Is(err, ErrTooManyExtensions):
-		writeAPIError(w, http.StatusForbidden, "Extension.TooManyExtensions", err.Error())
+		return apiError(http.StatusForbidden, "Extension.TooManyExtensions", err.Error())
 	case errors.Is(err, ErrExtensionNameCollision):
-		writeAPIError(w, http.StatusForbidden, "Extension.InvalidExtensionState", err.Error())
+		return apiError(http.StatusForbidden, "Extension.InvalidExtensionState", err.Error())
 	case errors.Is(err, ErrSubscriptionClosed):
-		writeAPIError(w, http.StatusForbidden, "Logs.SubscriptionClosed", err.Error())
+		return apiError(http.StatusForbidden, "Logs.SubscriptionClosed", err.Error())
 	default:
 		// Lambda's 500: "Non-recoverable state. Runtime should exit promptly."
-		writeAPIError(w, http.StatusInternalServerError, "InternalServerError", err.Error())
+		return apiError(http.StatusInternalServerError, "InternalServerError", err.Error())
 	}
 }
 
@@ -216,24 +218,27 @@ func (a *RuntimeAPI) next(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer inv.Release()
-	h := w.Header()
-	h["Lambda-Runtime-Aws-Request-Id"] = []string{inv.ID}
-	h["Lambda-Runtime-Deadline-Ms"] = []string{inv.deadlineMs}
-	h["Lambda-Runtime-Invoked-Function-Arn"] = []string{inv.InvokedARN}
+	writeReply(w, nextEvent(inv))
+}
+
+// nextEvent is /next's answer: inv's event. Its body is inv's: it is valid until inv
+// is released.
+func nextEvent(inv *Invocation) *answer {
+	r := &answer{status: http.StatusOK, hdr: make([]headerField, 0, 7), body: inv.Payload.Bytes()}
+	r.set("Lambda-Runtime-Aws-Request-Id", inv.ID)
+	r.set("Lambda-Runtime-Deadline-Ms", inv.deadlineMs)
+	r.set("Lambda-Runtime-Invoked-Function-Arn", inv.InvokedARN)
 	if inv.TraceID != "" {
-		h["Lambda-Runtime-Trace-Id"] = []string{inv.TraceID}
+		r.set("Lambda-Runtime-Trace-Id", inv.TraceID)
 	}
 	if inv.ClientContext != "" {
-		h["Lambda-Runtime-Client-Context"] = []string{inv.ClientContext}
+		r.set("Lambda-Runtime-Client-Context", inv.ClientContext)
 	}
 	if inv.CognitoIdentity != "" {
-		h["Lambda-Runtime-Cognito-Identity"] = []string{inv.CognitoIdentity}
+		r.set("Lambda-Runtime-Cognito-Identity", inv.CognitoIdentity)
 	}
-	h["Content-Type"] = []string{"application/json"}
-	// A known length: one write for any event, not chunks past net/http's 2 KB buffer.
-	h["Content-Length"] = []string{strconv.Itoa(inv.Payload.Len())}
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(inv.Payload.Bytes())
+	r.set("Content-Type", "application/json")
+	return r
 }
 
 // mergeDone is closed when either a or b is; it costs nothing when b is nil.
@@ -286,24 +291,10 @@ func (a *RuntimeAPI) response(w http.ResponseWriter, r *http.Request, id string)
 	buf, over, err := readBody(r, MaxResponsePayload)
 	if err != nil {
 		putBuffer(buf)
-		writeAPIError(w, http.StatusBadRequest, "TruncatedHTTPRequest", "HTTP request detected as truncated: "+err.Error())
+		writeReply(w, truncated(err))
 		return
 	}
-	if over {
-		a.env.logs.Drain() // lines the function logged before answering belong before END
-		putBuffer(buf)
-		if err := a.env.RespondTooLarge(id); err != nil {
-			writeStateMachineError(w, err)
-			return
-		}
-		writeStateMachineError(w, ErrResponseTooLarge)
-		return
-	}
-	if wantTail {
-		a.env.logs.Drain()
-	}
-	if err := a.env.Respond(id, buf); err != nil {
-		putBuffer(buf)
+	if err := a.takeResponse(id, buf, over, wantTail); err != nil {
 		writeStateMachineError(w, err)
 		return
 	}
@@ -316,6 +307,33 @@ func (a *RuntimeAPI) response(w http.ResponseWriter, r *http.Request, id string)
 	a.env.WritePendingReport()
 }
 
+// truncated answers a request whose body could not be read.
+func truncated(err error) *answer {
+	return apiError(http.StatusBadRequest, "TruncatedHTTPRequest", "HTTP request detected as truncated: "+err.Error())
+}
+
+// takeResponse is POST /response once its body is read into buf (a pooled buffer,
+// whose ownership it takes), over telling that the body was longer than
+// MaxResponsePayload: nil, or the error to answer.
+func (a *RuntimeAPI) takeResponse(id string, buf *bytes.Buffer, over, wantTail bool) error {
+	if over {
+		a.env.logs.Drain() // lines the function logged before answering belong before END
+		putBuffer(buf)
+		if err := a.env.RespondTooLarge(id); err != nil {
+			return err
+		}
+		return ErrResponseTooLarge
+	}
+	if wantTail {
+		a.env.logs.Drain()
+	}
+	if err := a.env.Respond(id, buf); err != nil {
+		putBuffer(buf)
+		return err
+	}
+	return nil
+}
+
 func (a *RuntimeAPI) invocationError(w http.ResponseWriter, r *http.Request, id string) {
 	if _, err := a.env.CheckAnswer(id); err != nil {
 		writeStateMachineError(w, err)
@@ -324,31 +342,34 @@ func (a *RuntimeAPI) invocationError(w http.ResponseWriter, r *http.Request, id 
 	buf, over, err := readBody(r, MaxErrorPayload)
 	defer putBuffer(buf)
 	if err != nil {
-		writeAPIError(w, http.StatusBadRequest, "TruncatedHTTPRequest", "HTTP request detected as truncated: "+err.Error())
+		writeReply(w, truncated(err))
 		return
 	}
-	a.env.logs.Drain()
-	if over {
-		if err := a.env.RespondTooLarge(id); err != nil {
-			writeStateMachineError(w, err)
-			return
-		}
-		writeStateMachineError(w, ErrResponseTooLarge)
-		return
-	}
-	body := append([]byte(nil), buf.Bytes()...)
-	if err := a.env.ReportError(id, r.Header.Get("Lambda-Runtime-Function-Error-Type"), body); err != nil {
+	if err := a.takeError(id, r.Header.Get("Lambda-Runtime-Function-Error-Type"), buf.Bytes(), over); err != nil {
 		writeStateMachineError(w, err)
 		return
 	}
 	writeAccepted(w)
 }
 
+// takeError is POST /error once its body is read (over: it was longer than
+// MaxErrorPayload): nil, or the error to answer.
+func (a *RuntimeAPI) takeError(id, errType string, body []byte, over bool) error {
+	a.env.logs.Drain()
+	if over {
+		if err := a.env.RespondTooLarge(id); err != nil {
+			return err
+		}
+		return ErrResponseTooLarge
+	}
+	return a.env.ReportError(id, errType, append([]byte(nil), body...))
+}
+
 func (a *RuntimeAPI) initError(w http.ResponseWriter, r *http.Request) {
 	buf, _, err := readBody(r, MaxErrorPayload)
 	defer putBuffer(buf)
 	if err != nil {
-		writeAPIError(w, http.StatusBadRequest, "TruncatedHTTPRequest", "HTTP request detected as truncated: "+err.Error())
+		writeReply(w, truncated(err))
 		return
 	}
 	a.env.logs.Drain()
