@@ -107,6 +107,8 @@ type Environment struct {
 	current *Invocation // the invocation of PhaseInvoke
 	// pending is current's event until the runtime takes it (see offerLocked).
 	pending *Invocation
+	// queued is the next invocation, waiting for the runtime to be back in next.
+	queued *queuedInvoke
 
 	exts      []*Extension
 	extByID   map[string]*Extension
@@ -175,6 +177,14 @@ func (e *Environment) setPhaseLocked(p Phase) {
 	e.phase = p
 	close(e.changed)
 	e.changed = make(chan struct{})
+	if q := e.queued; q != nil && p != PhaseInvoke {
+		e.queued = nil
+		if p == PhaseIdle {
+			e.dispatchLocked(q.inv, time.Time{})
+		} else {
+			e.runLaterLocked(q.inv, q.arrival, q.done)
+		}
+	}
 }
 
 // waitLocked releases the lock until the phase changes or until (zero: no limit) passes.
@@ -210,7 +220,13 @@ func (e *Environment) Invoke(inv *Invocation) error {
 		return ErrBusy
 	}
 	e.busy = true
-	arrival := time.Now()
+	return e.runLocked(inv, time.Now())
+}
+
+// runLocked is Invoke once busy is set: it waits for the environment to take inv (through
+// init, a reset, the end of the previous invocation), runs it and waits for its result.
+// It is called with e.mu held and returns with it released.
+func (e *Environment) runLocked(inv *Invocation, arrival time.Time) error {
 	// retryDeadline is set once a failed init is retried inside this invoke (Lambda's
 	// "suppressed init"): from then on the init counts against the invoke's timeout.
 	var retryDeadline time.Time
@@ -286,29 +302,55 @@ func (e *Environment) Invoke(inv *Invocation) error {
 	}
 }
 
-// InvokeAsync starts inv without blocking when the environment is idle (the warm path):
-// started is true, and done is called (with the environment locked; it must not block)
-// once inv's result is known. When the environment is not idle (init, a reset, the end
-// of the previous invocation), it starts nothing and returns started false and no error:
-// the caller then calls Invoke, which waits. ErrBusy and ErrShuttingDown are as Invoke's.
-func (e *Environment) InvokeAsync(inv *Invocation, done func()) (started bool, err error) {
+// InvokeAsync is Invoke without blocking: done is called once inv's result is known, or
+// with the error Invoke would return (ErrBusy, ErrShuttingDown) when it was not run. An
+// idle environment (the warm path) dispatches inv at once; one that waits for the runtime
+// to come back from the previous invocation keeps it for when it does; anything else
+// (init, a reset) is waited for on a goroutine, as Invoke does. done may be called with
+// the environment locked, and must not block; it may also be called before InvokeAsync
+// returns.
+func (e *Environment) InvokeAsync(inv *Invocation, done func(error)) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	switch {
 	case e.phase == PhaseShutdown:
-		return false, ErrShuttingDown
+		e.mu.Unlock()
+		done(ErrShuttingDown)
+		return
 	case e.busy:
-		return false, ErrBusy
-	case e.phase != PhaseIdle:
-		return false, nil
+		e.mu.Unlock()
+		done(ErrBusy)
+		return
 	}
 	e.busy = true
 	inv.onDone = func() {
 		e.busy = false
-		done()
+		done(nil)
 	}
-	e.dispatchLocked(inv, time.Time{})
-	return true, nil
+	switch {
+	case e.phase == PhaseIdle:
+		e.dispatchLocked(inv, time.Time{})
+	case e.phase == PhaseInvoke && !e.resetting:
+		e.queued = &queuedInvoke{inv: inv, arrival: time.Now(), done: done}
+	default:
+		e.runLaterLocked(inv, time.Now(), done)
+	}
+	e.mu.Unlock()
+}
+
+// queuedInvoke is an InvokeAsync waiting for the end of the previous invocation.
+type queuedInvoke struct {
+	inv     *Invocation
+	arrival time.Time
+	done    func(error)
+}
+
+// runLaterLocked runs inv through runLocked on its own goroutine.
+func (e *Environment) runLaterLocked(inv *Invocation, arrival time.Time, done func(error)) {
+	inv.onDone = nil // runLocked waits for the result itself
+	go func() {
+		e.mu.Lock()
+		done(e.runLocked(inv, arrival))
+	}()
 }
 
 func (e *Environment) dispatchLocked(inv *Invocation, retryDeadline time.Time) {
@@ -724,6 +766,21 @@ func (e *Environment) CancelNext(w *NextWait) bool {
 	}
 	e.waiter = nil
 	return true
+}
+
+// GiveBack returns an event a /next took but could not hand to the runtime (its
+// connection was gone) to be taken again by the next call, and releases the taker's
+// reference.
+func (e *Environment) GiveBack(inv *Invocation) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	defer inv.Release()
+	if inv != e.current || inv.answered || e.runtime != RuntimeInvoking || e.phase != PhaseInvoke || e.resetting {
+		return
+	}
+	e.runtime = RuntimeReady
+	e.pending = inv
+	e.offerLocked()
 }
 
 // takeLocked takes the pending event for the runtime, if there is one still to run.

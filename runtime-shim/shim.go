@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -33,6 +34,9 @@ type Options struct {
 	// RuntimeMarker: sidecar mode, see SidecarSupervisor.Marker.
 	RuntimeMarker string
 	Stdout        io.Writer // the shim's log, default os.Stdout
+	// NoEventLoop serves everything with httpServer (Go's network poller, a goroutine
+	// per connection) instead of the event loop for the warm path (see eventLoop).
+	NoEventLoop bool
 }
 
 // Shim is a running runtime shim: one environment, its Runtime API and invoke endpoint.
@@ -46,6 +50,8 @@ type Shim struct {
 	rapiSrv   *httpServer
 	quit      chan struct{}
 	sidecar   *SidecarSupervisor
+	loop      *eventLoop // nil with NoEventLoop
+	loopRuns  bool
 }
 
 // New listens on both addresses and prepares the environment; Start begins it.
@@ -99,8 +105,32 @@ func New(opts Options) (*Shim, error) {
 		}
 	}
 	s.rapiSrv = &httpServer{Handler: NewRuntimeAPI(s.Env, s.quit), ReadHeaderTimeout: 10 * time.Second}
-	s.invokeSrv = &httpServer{Handler: NewInvokeServer(s.Env), ReadHeaderTimeout: 10 * time.Second}
+	invoke := NewInvokeServer(s.Env)
+	s.invokeSrv = &httpServer{Handler: invoke, ReadHeaderTimeout: 10 * time.Second}
+	if !opts.NoEventLoop {
+		if s.loop, err = s.newLoop(invoke); err != nil {
+			s.rapiLn.Close()
+			s.invokeLn.Close()
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+func (s *Shim) newLoop(invoke *InvokeServer) (*eventLoop, error) {
+	l, err := newEventLoop(invoke, s.rapiSrv.Handler.(*RuntimeAPI))
+	if err != nil {
+		return nil, err
+	}
+	if err := l.listen(s.invokeLn, s.invokeSrv, true); err != nil {
+		l.closeFDs()
+		return nil, err
+	}
+	if err := l.listen(s.rapiLn, s.rapiSrv, false); err != nil {
+		l.closeFDs()
+		return nil, err
+	}
+	return l, nil
 }
 
 // childEnv is the runtime's environment in exec mode: the shim's own, without the invoke
@@ -141,8 +171,18 @@ func (s *Shim) RuntimeAPIAddr() string { return s.rapiLn.Addr().String() }
 
 // Start serves both endpoints and starts the runtime (exec mode).
 func (s *Shim) Start() {
-	go func() { _ = s.rapiSrv.Serve(rawListener{s.rapiLn}) }()
-	go func() { _ = s.invokeSrv.Serve(rawListener{s.invokeLn}) }()
+	if s.loop != nil {
+		// The loop keeps a P while it waits (see eventLoop): everything else needs
+		// another one.
+		if runtime.GOMAXPROCS(0) < 2 {
+			runtime.GOMAXPROCS(2)
+		}
+		s.loopRuns = true
+		go s.loop.run()
+	} else {
+		go func() { _ = s.rapiSrv.Serve(rawListener{s.rapiLn}) }()
+		go func() { _ = s.invokeSrv.Serve(rawListener{s.invokeLn}) }()
+	}
 	s.Env.Begin()
 }
 
@@ -158,6 +198,12 @@ func (s *Shim) Close() {
 	s.Env.Shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	switch {
+	case s.loopRuns:
+		s.loop.shutdown(ctx)
+	case s.loop != nil:
+		s.loop.closeFDs()
+	}
 	_ = s.invokeSrv.Shutdown(ctx)
 	_ = s.rapiSrv.Shutdown(ctx)
 	if s.sidecar != nil {

@@ -1,0 +1,738 @@
+package shim
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// eventLoop serves the warm path of both endpoints (an invoke, the runtime's /next, its
+// /response or /error) on one goroutine with its own epoll loop and raw system calls,
+// the way bench/shim/relay -epoll measured it (bench/README.md). Go's network poller costs
+// more than the shim's own work there: a read that ends in EAGAIN before every wait, the
+// scheduler's netpoll path, and a goroutine hand-off between the caller's and the
+// runtime's connections on every invocation. Here the caller's invoke, the event it
+// becomes on the runtime's waiting /next, the runtime's answer and the caller's answer
+// are all written by the thread that read them, without waking anything else.
+//
+// The loop only serves requests of a strict subset of HTTP/1.1 (parseLoopRequest) on the
+// routes of the warm path. At the first request it does not serve, it hands the
+// connection over to httpServer (loopHandOver) with what it read of it, and httpServer
+// serves it from then on exactly as before: every other endpoint, chunked bodies,
+// Expect, oversize bodies, malformed requests, slow heads. An invoke the environment
+// cannot start at once (init, a reset) waits on a goroutine, and its answer comes back to
+// the loop.
+//
+// The loop's goroutine keeps a P while it waits in epoll_pwait (a raw system call the
+// scheduler does not see), so the shim runs with GOMAXPROCS of at least 2 (Shim.Start).
+// A signal (the scheduler's preemption, a GC) interrupts the wait, and the loop then
+// yields.
+type eventLoop struct {
+	epfd   int
+	wakefd int // an eventfd: other goroutines wake the loop through it
+	lns    map[int]*loopListener
+	conns  map[int]*loopConn
+	invoke *InvokeServer
+	api    *RuntimeAPI
+
+	mu       sync.Mutex
+	inbox    []func() // work for the loop from other goroutines, or posted during its own
+	sleeping bool     // the loop waits in epoll_pwait (a post must wake it)
+	stopping bool
+	done     chan struct{}
+
+	head []byte // an answer's head being built
+	evs  [64]unix.EpollEvent
+}
+
+// loopYieldEvery: the loop's goroutine yields at least this often when it is busy.
+const loopYieldEvery = 2 * time.Millisecond
+
+// loopListener is a listening socket of the loop, and the server it hands over to.
+type loopListener struct {
+	fd     int
+	ln     net.Listener // the socket's Go side, closed at the end
+	srv    *httpServer
+	invoke bool // the invoke endpoint (else the Runtime API)
+}
+
+// loopConn is a connection the loop serves.
+type loopConn struct {
+	fd   int
+	ln   *loopListener
+	req  loopRequest
+	in   []byte // read and not yet served
+	out  []byte // answer bytes the socket did not take yet
+	busy bool   // a request is being served: later ones wait in in
+	// serving: serve is on the stack (an answer given during it must not serve the
+	// next request before this one is consumed).
+	serving bool
+	closed  bool // closed, or handed over
+	pollOut bool // EPOLLOUT is asked for
+	paused  bool // EPOLLIN is not asked for (too much read ahead, or the end of stream)
+	eof     bool // the client closed its side: close after the answer
+	wait    *NextWait
+	// served and lastPost: what httpServer needs to know on a hand-over.
+	served   bool
+	lastPost bool
+}
+
+func newEventLoop(invoke *InvokeServer, api *RuntimeAPI) (*eventLoop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	l := &eventLoop{epfd: epfd, wakefd: wakefd, lns: map[int]*loopListener{}, conns: map[int]*loopConn{},
+		invoke: invoke, api: api, done: make(chan struct{})}
+	if err := l.ctl(unix.EPOLL_CTL_ADD, wakefd, unix.EPOLLIN); err != nil {
+		l.closeFDs()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *eventLoop) ctl(op, fd int, events uint32) error {
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
+	if err := unix.EpollCtl(l.epfd, op, fd, &ev); err != nil {
+		return fmt.Errorf("epoll_ctl: %w", err)
+	}
+	return nil
+}
+
+// listen adds a TCP listener; srv serves the connections handed over.
+func (l *eventLoop) listen(ln net.Listener, srv *httpServer, invoke bool) error {
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return errors.New("the event loop needs a TCP listener")
+	}
+	f, err := tl.File() // a duplicate descriptor of the same socket
+	if err != nil {
+		return err
+	}
+	fd, err := unix.Dup(int(f.Fd()))
+	f.Close()
+	if err != nil {
+		return err
+	}
+	unix.CloseOnExec(fd)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	l.lns[fd] = &loopListener{fd: fd, ln: ln, srv: srv, invoke: invoke}
+	return nil
+}
+
+// post runs f on the loop: soon, and in order. Callable from any goroutine, also from
+// the loop itself (f then runs before the loop waits again) and with the environment
+// locked.
+func (l *eventLoop) post(f func()) {
+	l.mu.Lock()
+	l.inbox = append(l.inbox, f)
+	wake := l.sleeping
+	l.sleeping = false
+	l.mu.Unlock()
+	if wake {
+		one := uint64(1)
+		_, _ = unix.Write(l.wakefd, (*[8]byte)(unsafe.Pointer(&one))[:])
+	}
+}
+
+// runInbox runs what was posted, until nothing is left.
+func (l *eventLoop) runInbox() {
+	for {
+		l.mu.Lock()
+		work := l.inbox
+		l.inbox = nil // not reused: runInbox may run inside one of work's functions
+		l.mu.Unlock()
+		if len(work) == 0 {
+			return
+		}
+		for _, f := range work {
+			f()
+		}
+	}
+}
+
+// run serves until shutdown, on its own goroutine. It is not locked to its thread: its
+// yields (loopYieldEvery) are then a cheap trip through the scheduler.
+func (l *eventLoop) run() {
+	defer close(l.done)
+	defer l.closeFDs()
+	lastYield := time.Now()
+	for {
+		l.runInbox()
+		l.mu.Lock()
+		if len(l.inbox) > 0 {
+			l.mu.Unlock()
+			continue
+		}
+		if l.stopping && len(l.conns) == 0 {
+			l.mu.Unlock()
+			return
+		}
+		l.sleeping = true
+		l.mu.Unlock()
+		// A blocking system call the scheduler knows of: the P stays with this thread
+		// unless something else needs it for long (sysmon), a GC can stop the world
+		// meanwhile, and nothing is preempted or polled for the wait.
+		n, _, errno := syscall.Syscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.epfd), uintptr(unsafe.Pointer(&l.evs[0])), uintptr(len(l.evs)), ^uintptr(0), 0, 0)
+		l.mu.Lock()
+		l.sleeping = false
+		l.mu.Unlock()
+		if now := time.Now(); now.Sub(lastYield) > loopYieldEvery {
+			// Through the scheduler now and then: sysmon preempts a goroutine it has not
+			// seen scheduled for 10 ms (a signal), and then polls every 20 µs for a while.
+			lastYield = now
+			runtime.Gosched()
+		}
+		if errno != 0 {
+			if errno != syscall.EINTR {
+				fmt.Fprintln(os.Stderr, "runtime-shim: epoll_pwait:", errno)
+				time.Sleep(10 * time.Millisecond)
+			}
+			continue
+		}
+		for i := 0; i < int(n); i++ {
+			ev := l.evs[i]
+			fd := int(ev.Fd)
+			if fd == l.wakefd {
+				var b [8]byte
+				_, _ = unix.Read(l.wakefd, b[:])
+				continue
+			}
+			if ln := l.lns[fd]; ln != nil {
+				l.accept(ln)
+				continue
+			}
+			c := l.conns[fd]
+			if c == nil {
+				continue
+			}
+			if ev.Events&unix.EPOLLOUT != 0 {
+				l.flushOut(c)
+			}
+			if ev.Events&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR) != 0 && !c.closed {
+				l.read(c)
+			}
+		}
+	}
+}
+
+func (l *eventLoop) accept(ln *loopListener) {
+	for i := 0; i < 16; i++ {
+		fd, _, err := unix.Accept4(ln.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		if err != nil {
+			// EAGAIN: no more. EMFILE and the like: level-triggered, so this comes back;
+			// a short pause keeps it from spinning (as net/http backs off).
+			if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.ECONNABORTED) && !errors.Is(err, unix.EINTR) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			return
+		}
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		l.mu.Lock()
+		stopping := l.stopping
+		l.mu.Unlock()
+		if stopping {
+			unix.Close(fd)
+			continue
+		}
+		if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN); err != nil {
+			unix.Close(fd)
+			continue
+		}
+		l.conns[fd] = &loopConn{fd: fd, ln: ln}
+	}
+}
+
+// read takes what the socket has (one read: the epoll set is level-triggered) and serves
+// it.
+func (l *eventLoop) read(c *loopConn) {
+	if cap(c.in)-len(c.in) < 4096 {
+		grown := make([]byte, len(c.in), max(2*cap(c.in), 16<<10))
+		copy(grown, c.in)
+		c.in = grown
+	}
+	free := c.in[len(c.in):cap(c.in)]
+	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(c.fd), uintptr(unsafe.Pointer(&free[0])), uintptr(len(free)))
+	switch {
+	case errno == syscall.EAGAIN || errno == syscall.EINTR:
+		return
+	case errno != 0:
+		l.hangUp(c)
+		return
+	case n == 0:
+		// The end of the client's stream. An invocation it sent is still answered (it
+		// may only have closed its side, as net/http's server allows); a waiting /next
+		// or a half request has nobody left.
+		if !c.busy || c.wait != nil {
+			l.hangUp(c)
+			return
+		}
+		c.eof = true
+		l.pause(c, true)
+		return
+	}
+	c.in = c.in[:len(c.in)+int(n)]
+	if c.busy {
+		if len(c.in) > httpHeadLimit {
+			// A client that keeps sending while its request is served: stop reading
+			// until the answer (hang-ups are still seen).
+			l.pause(c, true)
+		}
+		return
+	}
+	l.serve(c)
+}
+
+// pause stops (or resumes) asking for EPOLLIN.
+func (l *eventLoop) pause(c *loopConn, paused bool) {
+	if c.paused != paused {
+		c.paused = paused
+		_ = l.ctl(unix.EPOLL_CTL_MOD, c.fd, c.events())
+	}
+}
+
+func (c *loopConn) events() uint32 {
+	var ev uint32
+	if !c.paused {
+		ev |= unix.EPOLLIN
+	}
+	if c.pollOut {
+		ev |= unix.EPOLLOUT
+	}
+	return ev
+}
+
+// serve serves the requests in c.in, one at a time, until one has to wait (for the
+// environment, for the rest of its bytes, for the socket to take an answer).
+func (l *eventLoop) serve(c *loopConn) {
+	if c.serving {
+		return
+	}
+	c.serving = true
+	defer func() { c.serving = false }()
+	if c.eof && !c.busy && len(c.out) == 0 {
+		l.hangUp(c) // its answer is out: nothing more can come
+		return
+	}
+	if c.paused && !c.busy && !c.eof {
+		l.pause(c, false)
+	}
+	for !c.closed && !c.busy && len(c.out) == 0 && len(c.in) > 0 {
+		if c.lastPost && (c.in[0] == '\r' || c.in[0] == '\n') {
+			l.handOver(c) // stray line ends after a POST: httpServer's rule
+			return
+		}
+		r := &c.req
+		switch parseLoopRequest(c.in, r) {
+		case loopIncomplete:
+			if !r.headDone || !l.fits(c, r) || l.routeOf(c, r) == routeNotFound {
+				// A head that did not arrive in one piece: httpServer has the time
+				// limit for it. A body too large: httpServer answers it. A request the
+				// loop does not serve: httpServer reads its body (perhaps a stream).
+				l.handOver(c)
+				return
+			}
+			if r.chunks == nil && cap(c.in) < r.size {
+				grown := make([]byte, len(c.in), r.size)
+				copy(grown, c.in)
+				c.in = grown
+			}
+			return
+		case loopHandOver:
+			l.handOver(c)
+			return
+		}
+		if !l.fits(c, r) || !l.route(c, r) {
+			l.handOver(c)
+			return
+		}
+		c.served, c.lastPost = true, r.post
+		c.in = c.in[:copy(c.in, c.in[r.size:])]
+		if len(c.in) == 0 && cap(c.in) > 1<<20 {
+			c.in = nil // a 6 MB payload should not stay
+		}
+	}
+}
+
+// fits tells whether the body r declares is within what the loop serves on r's route.
+func (l *eventLoop) fits(c *loopConn, r *loopRequest) bool {
+	limit := MaxResponsePayload
+	if c.ln.invoke {
+		limit = MaxRequestPayload
+	}
+	return r.bodyLen <= limit
+}
+
+// routeInvoke is the invoke endpoint's route in routeOf.
+const routeInvoke = routePipeExit + 1
+
+// routeOf is r's route if the loop serves it, else routeNotFound.
+func (l *eventLoop) routeOf(c *loopConn, r *loopRequest) apiRoute {
+	if c.ln.invoke {
+		if r.post && bytes.HasPrefix(r.path, []byte(invokePathPrefix)) && bytes.HasSuffix(r.path, []byte("/invocations")) {
+			return routeInvoke
+		}
+		return routeNotFound
+	}
+	method := http.MethodGet
+	if r.post {
+		method = http.MethodPost
+	}
+	route, _, err := parseRuntimeAPIPath(method, string(r.path))
+	if err != nil {
+		return routeNotFound
+	}
+	switch route {
+	case routeNext, routeResponse, routeError:
+		return route
+	}
+	return routeNotFound
+}
+
+// route serves r if it is a request of the warm path; false leaves it to httpServer.
+// r's slices are valid only during the call.
+func (l *eventLoop) route(c *loopConn, r *loopRequest) bool {
+	switch l.routeOf(c, r) {
+	case routeInvoke:
+		l.serveInvoke(c, r)
+	case routeNext:
+		l.serveNext(c)
+	case routeResponse:
+		l.serveResponse(c, requestID(r.path), r)
+	case routeError:
+		l.serveError(c, requestID(r.path), r)
+	default:
+		return false
+	}
+	return true
+}
+
+// requestID is the {id} of /runtime/invocation/{id}/response or /error.
+func requestID(path []byte) string {
+	rest := path[len(runtimePrefix+"invocation/"):]
+	return string(rest[:bytes.IndexByte(rest, '/')])
+}
+
+func (l *eventLoop) serveInvoke(c *loopConn, r *loopRequest) {
+	s := l.invoke
+	if a := s.authorize(&r.header); a != nil {
+		l.send(c, a)
+		return
+	}
+	inv := NewInvocation()
+	r.writeBody(inv.Payload)
+	if a := s.fill(inv, &r.header, string(r.rawQuery)); a != nil {
+		inv.Release()
+		l.send(c, a)
+		return
+	}
+	c.busy = true
+	finish := func(err error) {
+		c.busy = false
+		if !c.closed {
+			l.send(c, s.result(inv, err))
+		}
+		inv.Release()
+		l.resume(c)
+	}
+	s.env.InvokeAsync(inv, func(err error) { l.post(func() { finish(err) }) })
+}
+
+func (l *eventLoop) serveNext(c *loopConn) {
+	c.busy = true
+	env := l.api.env
+	var w *NextWait
+	since := time.Now()
+	finish := func(inv *Invocation, err error) {
+		if c.wait == w {
+			c.wait = nil
+		}
+		c.busy = false
+		if inv != nil && !c.closed && time.Since(since) > nextPeerCheckAfter && peerGone(c.fd) {
+			l.hangUp(c) // as Next's gone: a runtime that hung up leaves its event
+		}
+		switch {
+		case c.closed:
+			if inv != nil {
+				env.GiveBack(inv)
+				inv = nil
+			}
+		case err != nil:
+			l.send(c, stateMachineError(err))
+		default:
+			l.send(c, nextEvent(inv))
+		}
+		if inv != nil {
+			inv.Release()
+		}
+		l.resume(c)
+	}
+	inv, w, err := env.NextAsync(nil, func(inv *Invocation, err error) {
+		l.post(func() { finish(inv, err) })
+	})
+	if w != nil {
+		c.wait = w
+		return
+	}
+	finish(inv, err)
+}
+
+func (l *eventLoop) serveResponse(c *loopConn, id string, r *loopRequest) {
+	env := l.api.env
+	wantTail, err := env.CheckAnswer(id)
+	if err != nil {
+		l.send(c, stateMachineError(err))
+		return
+	}
+	buf := getBuffer()
+	r.writeBody(buf)
+	if err := l.api.takeResponse(id, buf, false, wantTail); err != nil {
+		l.send(c, stateMachineError(err))
+		return
+	}
+	// The caller's answer (posted by the invocation's done) first, then the runtime's.
+	l.runInbox()
+	l.send(c, accepted)
+	env.WritePendingReport()
+}
+
+func (l *eventLoop) serveError(c *loopConn, id string, r *loopRequest) {
+	if _, err := l.api.env.CheckAnswer(id); err != nil {
+		l.send(c, stateMachineError(err))
+		return
+	}
+	if err := l.api.takeError(id, r.header.Get("Lambda-Runtime-Function-Error-Type"), r.bodyBytes(), r.bodyLen > MaxErrorPayload); err != nil {
+		l.send(c, stateMachineError(err))
+		return
+	}
+	l.runInbox()
+	l.send(c, accepted)
+}
+
+// peerGone peeks at a socket without waiting: true when the client hung up.
+func peerGone(fd int) bool {
+	n, errno := peekSocket(uintptr(fd))
+	return errno != syscall.EAGAIN && hungUp(n, errno)
+}
+
+// resume serves what waited behind a request that was answered later (pipelined).
+func (l *eventLoop) resume(c *loopConn) {
+	if c.closed {
+		return
+	}
+	l.serve(c)
+	l.closeIfStopping(c)
+}
+
+// send writes a's head and body, as httpResponse would write them (Content-Length and
+// Date added); what the socket does not take now is kept for EPOLLOUT.
+func (l *eventLoop) send(c *loopConn, a *answer) {
+	if c.closed {
+		return
+	}
+	b := append(l.head[:0], "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(a.status), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(a.status)...)
+	b = append(b, "\r\n"...)
+	for _, f := range a.hdr {
+		b = append(b, f.k...)
+		b = append(b, ": "...)
+		b = appendHeaderValue(b, f.v)
+		b = append(b, "\r\n"...)
+	}
+	body := a.body
+	if bodyAllowedForStatus(a.status) {
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, int64(len(body)), 10)
+		b = append(b, "\r\n"...)
+	} else {
+		body = nil
+	}
+	b = append(b, "Date: "...)
+	b = append(b, httpDate()[0]...)
+	b = append(b, "\r\n\r\n"...)
+	l.head = b
+	l.write(c, b, body)
+}
+
+// write writes head and body with one writev; the rest is copied into c.out.
+func (l *eventLoop) write(c *loopConn, head, body []byte) {
+	if len(c.out) == 0 {
+		var iov [2]unix.Iovec
+		iov[0].Base = &head[0]
+		iov[0].SetLen(len(head))
+		cnt := 1
+		if len(body) > 0 {
+			iov[1].Base = &body[0]
+			iov[1].SetLen(len(body))
+			cnt = 2
+		}
+		for {
+			n, _, errno := syscall.RawSyscall(syscall.SYS_WRITEV, uintptr(c.fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(cnt))
+			if errno == syscall.EINTR {
+				continue
+			}
+			if errno == syscall.EAGAIN {
+				break
+			}
+			if errno != 0 {
+				l.hangUp(c)
+				return
+			}
+			k := int(n)
+			if k >= len(head)+len(body) {
+				return
+			}
+			if k >= len(head) {
+				body, head = body[k-len(head):], nil
+			} else {
+				head = head[k:]
+			}
+			break
+		}
+	}
+	c.out = append(append(c.out, head...), body...)
+	if !c.pollOut {
+		c.pollOut = true
+		_ = l.ctl(unix.EPOLL_CTL_MOD, c.fd, c.events())
+	}
+}
+
+// flushOut writes what c.out holds, once the socket can take it.
+func (l *eventLoop) flushOut(c *loopConn) {
+	for len(c.out) > 0 {
+		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.fd), uintptr(unsafe.Pointer(&c.out[0])), uintptr(len(c.out)))
+		if errno == syscall.EINTR {
+			continue
+		}
+		if errno == syscall.EAGAIN {
+			return
+		}
+		if errno != 0 {
+			l.hangUp(c)
+			return
+		}
+		c.out = c.out[int(n):]
+	}
+	c.out = nil
+	c.pollOut = false
+	_ = l.ctl(unix.EPOLL_CTL_MOD, c.fd, c.events())
+	l.resume(c)
+}
+
+// hangUp closes c: the client hung up, or a write failed. A waiting /next is taken
+// back, so that its event goes to the runtime's next call; an invocation still runs to
+// its end (its answer has nobody to go to).
+func (l *eventLoop) hangUp(c *loopConn) {
+	if c.closed {
+		return
+	}
+	if c.wait != nil {
+		l.api.env.CancelNext(c.wait)
+		c.wait = nil
+	}
+	c.closed = true
+	delete(l.conns, c.fd)
+	unix.Close(c.fd)
+}
+
+// handOver gives c to its listener's httpServer, with what was read and not served.
+func (l *eventLoop) handOver(c *loopConn) {
+	c.closed = true
+	delete(l.conns, c.fd)
+	_ = l.ctl(unix.EPOLL_CTL_DEL, c.fd, 0)
+	f := os.NewFile(uintptr(c.fd), "")
+	nc, err := net.FileConn(f) // a duplicate, on Go's poller
+	f.Close()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "runtime-shim: handing a connection over:", err)
+		return
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		if rc, err := tc.SyscallConn(); err == nil {
+			nc = &rawConn{TCPConn: tc, rc: rc}
+		}
+	}
+	prefix := append([]byte(nil), c.in...)
+	lastMethod := ""
+	if c.lastPost {
+		lastMethod = http.MethodPost
+	}
+	c.ln.srv.adopt(nc, prefix, c.served, lastMethod)
+}
+
+// closeIfStopping closes an idle connection once the loop stops.
+func (l *eventLoop) closeIfStopping(c *loopConn) {
+	l.mu.Lock()
+	stopping := l.stopping
+	l.mu.Unlock()
+	if stopping && !c.closed && !c.busy && len(c.out) == 0 {
+		l.hangUp(c)
+	}
+}
+
+// shutdown stops accepting and closes idle connections; the others close after their
+// answers. It waits until none is left, or until ctx ends (then all are closed).
+func (l *eventLoop) shutdown(ctx context.Context) {
+	l.post(func() {
+		l.mu.Lock()
+		l.stopping = true
+		l.mu.Unlock()
+		for fd, ln := range l.lns {
+			_ = l.ctl(unix.EPOLL_CTL_DEL, fd, 0)
+			unix.Close(fd)
+			ln.ln.Close()
+			delete(l.lns, fd)
+		}
+		for _, c := range l.conns {
+			l.closeIfStopping(c)
+		}
+	})
+	select {
+	case <-l.done:
+	case <-ctx.Done():
+		l.post(func() {
+			for _, c := range l.conns {
+				l.hangUp(c)
+			}
+		})
+		<-l.done
+	}
+}
+
+func (l *eventLoop) closeFDs() {
+	for fd, ln := range l.lns {
+		unix.Close(fd)
+		ln.ln.Close()
+	}
+	for fd := range l.conns {
+		unix.Close(fd)
+	}
+	unix.Close(l.wakefd)
+	unix.Close(l.epfd)
+}
