@@ -233,12 +233,12 @@ func (e *Environment) runLocked(inv *Invocation, arrival time.Time) error {
 	for {
 		switch e.phase {
 		case PhaseIdle:
+			// Free for the next invoke as soon as the result is known (not when this
+			// goroutine comes to it): the runtime's 202 may reach a caller first.
+			inv.onDone = func() { e.busy = false }
 			e.dispatchLocked(inv, retryDeadline)
 			e.mu.Unlock()
 			<-inv.done
-			e.mu.Lock()
-			e.busy = false
-			e.mu.Unlock()
 			return nil
 		case PhaseInit:
 			limit := e.initStart.Add(e.cfg.InitTimeout)

@@ -97,8 +97,7 @@ func TestReportMemoryOfTheOldRuntimeAfterAReset(t *testing.T) {
 	env := NewEnvironment(&cfg, NewLogSink(out), sup)
 	h := &harness{t: t, env: env, out: out, quit: make(chan struct{})}
 	h.sup = &sup.fakeSupervisor
-	h.rapi = newRawServer(NewRuntimeAPI(env, h.quit))
-	h.invoke = newRawServer(NewInvokeServer(env))
+	h.rapi, h.invoke = newServers(t, env, h.quit)
 	env.Begin()
 	h.waitStart(1)
 	t.Cleanup(func() { close(h.quit); env.Shutdown(); h.rapi.Close(); h.invoke.Close() })
@@ -113,6 +112,9 @@ func TestReportMemoryOfTheOldRuntimeAfterAReset(t *testing.T) {
 	h.next()
 	h.post("/2018-06-01/runtime/invocation/new/response", nil, `"ok"`)
 	<-resCh
+	// END and REPORT are written once the caller and the runtime have their answers, by
+	// the server, which may not have come to it yet.
+	env.WritePendingReport()
 	env.logs.Flush()
 	log := out.String()
 	for id, want := range map[string]string{"old": "100", "new": "200"} {

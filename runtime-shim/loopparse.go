@@ -199,6 +199,15 @@ func parseLoopRequest(b []byte, r *loopRequest) int {
 			}
 		case asciiEqualFold(name, "Expect"):
 			return loopHandOver
+		case asciiEqualFold(name, "Trailer"):
+			// Declared trailers (aws-lambda-go declares two on every answer; the loop
+			// serves only bodies that end without them): net/http refuses these keys.
+			for _, k := range bytes.Split(value, []byte(",")) {
+				k = bytes.Trim(k, " \t")
+				if asciiEqualFold(k, "Transfer-Encoding") || asciiEqualFold(k, "Trailer") || asciiEqualFold(k, "Content-Length") {
+					return loopHandOver
+				}
+			}
 		case asciiEqualFold(name, "Connection"):
 			if !asciiEqualFold(value, "keep-alive") {
 				return loopHandOver

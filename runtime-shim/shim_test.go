@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -70,8 +71,7 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 	h := &harness{t: t, sup: &fakeSupervisor{starts: make(chan uint64, 16)}, out: &syncBuffer{}, quit: make(chan struct{})}
 	logs := NewLogSink(h.out)
 	h.env = NewEnvironment(&cfg, logs, h.sup)
-	h.rapi = newRawServer(NewRuntimeAPI(h.env, h.quit))
-	h.invoke = newRawServer(NewInvokeServer(h.env))
+	h.rapi, h.invoke = newServers(t, h.env, h.quit)
 	h.env.Begin()
 	h.waitStart(1)
 	t.Cleanup(func() {
@@ -85,8 +85,9 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 
 // testServer is the shim's HTTP server (httpServer over rawListener) on a loopback port.
 type testServer struct {
-	URL string
-	srv *httpServer
+	URL  string
+	srv  *httpServer
+	stop func() // the event loop's shutdown, if there is one
 }
 
 // newRawServer serves h as the shim does: httpServer over rawListener.
@@ -100,7 +101,53 @@ func newRawServer(h http.Handler) *testServer {
 	return s
 }
 
-func (s *testServer) Close() { _ = s.srv.Close() }
+func (s *testServer) Close() {
+	if s.stop != nil {
+		s.stop()
+	}
+	_ = s.srv.Close()
+}
+
+// goIO runs the tests with httpServer alone (go test ./runtime-shim -args -goio), as the
+// shim runs with --no-event-loop; by default the event loop serves the warm path, as in
+// the shim.
+var goIO = flag.Bool("goio", false, "serve the harness without the event loop")
+
+// newServers serves env's Runtime API and invoke endpoint on loopback ports as the shim
+// does: through the event loop (its connections handed over to httpServers), or with
+// -goio through httpServer alone.
+func newServers(t *testing.T, env *Environment, quit chan struct{}) (rapi, invoke *testServer) {
+	api, inv := NewRuntimeAPI(env, quit), NewInvokeServer(env)
+	if *goIO {
+		return newRawServer(api), newRawServer(inv)
+	}
+	rapi = &testServer{srv: &httpServer{Handler: api, ReadHeaderTimeout: 10 * time.Second}}
+	invoke = &testServer{srv: &httpServer{Handler: inv, ReadHeaderTimeout: 10 * time.Second}}
+	l, err := newEventLoop(inv, api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*testServer{rapi, invoke} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.URL = "http://" + ln.Addr().String()
+		if err := l.listen(ln, s.srv, s == invoke); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go l.run()
+	stop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		l.shutdown(ctx)
+	}
+	var once sync.Once
+	rapi.stop = func() { once.Do(stop) }
+	invoke.stop = rapi.stop
+	return rapi, invoke
+}
 
 func (h *harness) waitStart(gen uint64) {
 	h.t.Helper()
