@@ -63,6 +63,12 @@ type harness struct {
 
 func newHarness(t *testing.T, mutate func(*Config)) *harness {
 	t.Helper()
+	return newHarnessIO(t, mutate, *goIO)
+}
+
+// newHarnessIO is newHarness, served with httpServer alone when goIO.
+func newHarnessIO(t *testing.T, mutate func(*Config), goIO bool) *harness {
+	t.Helper()
 	cfg := Config{FunctionName: "echo", FunctionVersion: "3", MemorySizeMB: 128, Timeout: time.Second,
 		Region: "eu-west-1", AccountID: "123456789012", InitTimeout: DefaultInitTimeout, ShutdownGrace: 20 * time.Millisecond}
 	if mutate != nil {
@@ -71,7 +77,7 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 	h := &harness{t: t, sup: &fakeSupervisor{starts: make(chan uint64, 16)}, out: &syncBuffer{}, quit: make(chan struct{})}
 	logs := NewLogSink(h.out)
 	h.env = NewEnvironment(&cfg, logs, h.sup)
-	h.rapi, h.invoke = newServers(t, h.env, h.quit)
+	h.rapi, h.invoke = newServersIO(t, h.env, h.quit, goIO)
 	h.env.Begin()
 	h.waitStart(1)
 	t.Cleanup(func() {
@@ -117,8 +123,12 @@ var goIO = flag.Bool("goio", false, "serve the harness without the event loop")
 // does: through the event loop (its connections handed over to httpServers), or with
 // -goio through httpServer alone.
 func newServers(t *testing.T, env *Environment, quit chan struct{}) (rapi, invoke *testServer) {
+	return newServersIO(t, env, quit, *goIO)
+}
+
+func newServersIO(t *testing.T, env *Environment, quit chan struct{}, goIO bool) (rapi, invoke *testServer) {
 	api, inv := NewRuntimeAPI(env, quit), NewInvokeServer(env)
-	if *goIO {
+	if goIO {
 		return newRawServer(api), newRawServer(inv)
 	}
 	rapi = &testServer{srv: &httpServer{Handler: api, ReadHeaderTimeout: 10 * time.Second}}
