@@ -57,8 +57,9 @@ type eventLoop struct {
 	evs  [64]unix.EpollEvent
 }
 
-// loopYieldEvery: the loop's goroutine yields at least this often when it is busy.
-const loopYieldEvery = 2 * time.Millisecond
+// loopYieldEvery: the loop's goroutine yields at least this often when it is busy, under
+// sysmon's 10 ms (a yield costs a trip through the scheduler, and often a thread switch).
+const loopYieldEvery = 8 * time.Millisecond
 
 // loopListener is a listening socket of the loop, and the server it hands over to.
 type loopListener struct {
