@@ -40,6 +40,7 @@ func main() {
 	payload := flag.String("payload", `{"hello":"world","n":42}`, "event to echo")
 	rounds := flag.Int("rounds", 10, "alternating rounds per side (more, shorter rounds spread changes of background load more evenly over both sides)")
 	floor := flag.Bool("floor", false, "also measure bench/shim/relay, the least a relay can do (no validation, logs or state machine), plain and on its own epoll loop, as floors of the server's part")
+	goio := flag.Bool("goio", false, "also measure the shim with --no-event-loop (every request on httpServer, Go's network poller), to show what the event loop saves")
 	flag.Parse()
 
 	cache := os.Getenv("KLAMBDA_CACHE")
@@ -67,6 +68,8 @@ func main() {
 		switch kind {
 		case "shim":
 			cmd = exec.Command(shimBin, "exec", "--listen", invoke, "--runtime-api", api, "--", fnBin)
+		case "goio":
+			cmd = exec.Command(shimBin, "exec", "--no-event-loop", "--listen", invoke, "--runtime-api", api, "--", fnBin)
 		case "relay":
 			cmd = exec.Command(relayBin, invoke, api, "--", fnBin)
 		case "epoll":
@@ -102,8 +105,17 @@ func main() {
 	loadBefore := loadAvg()
 	results := map[string]*result{}
 	kinds := []string{"rie", "shim"}
+	// extras are measured beside the two, each as a figure and its ratio to the emulator.
+	type extra struct{ kind, label string }
+	var extras []extra
+	if *goio {
+		extras = append(extras, extra{"goio", "shim --no-event-loop"})
+	}
 	if *floor {
-		kinds = append(kinds, "relay", "epoll")
+		extras = append(extras, extra{"relay", "plain relay"}, extra{"epoll", "epoll relay"})
+	}
+	for _, x := range extras {
+		kinds = append(kinds, x.kind)
 	}
 	for _, kind := range kinds {
 		r := &result{servers: make([]*server, *callers)}
@@ -163,21 +175,21 @@ func main() {
 		stopAll(r.servers)
 	}
 
-	base, shim, relay, epoll := results["rie"], results["shim"], results["relay"], results["epoll"]
+	base, shim := results["rie"], results["shim"]
 	fmt.Printf("warm invocations of the aws-lambda-go echo function, %d per measurement in %d alternating rounds, host: %d cores\n", *n, *rounds, numCPU())
 	fmt.Printf("load average (1, 5, 15 min) before: %s, after: %s\n\n", loadBefore, loadAvg())
-	if relay != nil {
-		fmt.Printf("%-34s %14s %14s %10s   %s\n", "", "emulator", "runtime-shim", "ratio", "floors (ratio): plain relay, epoll relay")
-	} else {
-		fmt.Printf("%-34s %14s %14s %10s\n", "", "emulator", "runtime-shim", "ratio")
+	fmt.Printf("%-34s %14s %14s %10s", "", "emulator", "runtime-shim", "ratio")
+	for _, x := range extras {
+		fmt.Printf("   %26s", x.label+" (ratio)")
 	}
-	// row prints one figure for each kind, and the shim's and the relay's ratios to the
-	// emulator's.
+	fmt.Println()
+	// row prints one figure for each kind, and the ratios of the others to the emulator's.
 	row := func(label, unit string, f func(*result) float64) {
 		b, sh := f(base), f(shim)
 		fmt.Printf("%-34s %11.3f %s %11.3f %s %9.2fx", label, b, unit, sh, unit, sh/b)
-		if relay != nil {
-			fmt.Printf("   %11.3f %s (%.2fx), %.3f %s (%.2fx)", f(relay), unit, f(relay)/b, f(epoll), unit, f(epoll)/b)
+		for _, x := range extras {
+			v := f(results[x.kind])
+			fmt.Printf("   %15.3f %s (%.2fx)", v, unit, v/b)
 		}
 		fmt.Println()
 	}
