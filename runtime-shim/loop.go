@@ -35,12 +35,13 @@ import (
 // cannot start at once (init, a reset) waits on a goroutine, and its answer comes back to
 // the loop.
 //
-// The loop's goroutine keeps a P while it waits in epoll_pwait (a raw system call the
-// scheduler does not see), so the shim runs with GOMAXPROCS of at least 2 (Shim.Start).
-// A signal (the scheduler's preemption, a GC) interrupts the wait, and the loop then
-// yields.
+// The loop's goroutine waits for its epoll set on Go's network poller (an epoll descriptor
+// is readable while events are ready; see wait), so it parks like any goroutine reading
+// a socket, and the shim needs no more than its one P.
 type eventLoop struct {
 	epfd   int
+	epf    *os.File        // epfd on Go's network poller (see wait)
+	eprc   syscall.RawConn // epf's
 	wakefd int // an eventfd: other goroutines wake the loop through it
 	lns    map[int]*loopListener
 	conns  map[int]*loopConn
@@ -103,6 +104,16 @@ func newEventLoop(invoke *InvokeServer, api *RuntimeAPI) (*eventLoop, error) {
 	l := &eventLoop{epfd: epfd, wakefd: wakefd, lns: map[int]*loopListener{}, conns: map[int]*loopConn{},
 		invoke: invoke, api: api, done: make(chan struct{})}
 	if err := l.ctl(unix.EPOLL_CTL_ADD, wakefd, unix.EPOLLIN); err != nil {
+		l.closeFDs()
+		return nil, err
+	}
+	// An epoll descriptor is itself pollable: readable while events are ready.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		l.closeFDs()
+		return nil, err
+	}
+	l.epf = os.NewFile(uintptr(epfd), "epoll")
+	if l.eprc, err = l.epf.SyscallConn(); err != nil {
 		l.closeFDs()
 		return nil, err
 	}
@@ -195,16 +206,17 @@ func (l *eventLoop) run() {
 		}
 		l.sleeping = true
 		l.mu.Unlock()
-		// A blocking system call the scheduler knows of: the P stays with this thread
-		// unless something else needs it for long (sysmon), a GC can stop the world
-		// meanwhile, and nothing is preempted or polled for the wait.
-		n, _, errno := syscall.Syscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.epfd), uintptr(unsafe.Pointer(&l.evs[0])), uintptr(len(l.evs)), ^uintptr(0), 0, 0)
+		n, errno, err := l.wait()
+		if err != nil {
+			return // the epoll descriptor was closed
+		}
 		l.mu.Lock()
 		l.sleeping = false
 		l.mu.Unlock()
 		if now := time.Now(); now.Sub(lastYield) > loopYieldEvery {
-			// Through the scheduler now and then: sysmon preempts a goroutine it has not
-			// seen scheduled for 10 ms (a signal), and then polls every 20 µs for a while.
+			// Through the scheduler now and then when the loop never has to wait:
+			// sysmon preempts a goroutine it has not seen scheduled for 10 ms (a signal),
+			// and then polls every 20 µs for a while.
 			lastYield = now
 			runtime.Gosched()
 		}
@@ -239,6 +251,24 @@ func (l *eventLoop) run() {
 			}
 		}
 	}
+}
+
+// wait takes the ready events, waiting on Go's network poller for the epoll set itself
+// to become readable when there are none: the goroutine parks as any reader of a socket
+// does, so the scheduler, the garbage collector and sysmon see nothing unusual, and the
+// shim's other goroutines share its one P. (Waiting in epoll_pwait as a blocking system
+// call instead needs a second P, and entering and leaving that call cost more on every
+// warm invocation: bench/README.md.)
+func (l *eventLoop) wait() (n uintptr, errno syscall.Errno, err error) {
+	err = l.eprc.Read(func(fd uintptr) bool {
+		for {
+			n, _, errno = syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&l.evs[0])), uintptr(len(l.evs)), 0, 0, 0)
+			if errno != syscall.EINTR {
+				return errno != 0 || n > 0
+			}
+		}
+	})
+	return n, errno, err
 }
 
 func (l *eventLoop) accept(ln *loopListener) {
@@ -735,5 +765,9 @@ func (l *eventLoop) closeFDs() {
 		unix.Close(fd)
 	}
 	unix.Close(l.wakefd)
-	unix.Close(l.epfd)
+	if l.epf != nil {
+		l.epf.Close()
+	} else {
+		unix.Close(l.epfd)
+	}
 }

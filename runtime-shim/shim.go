@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"strings"
 	"time"
 )
@@ -172,11 +171,6 @@ func (s *Shim) RuntimeAPIAddr() string { return s.rapiLn.Addr().String() }
 // Start serves both endpoints and starts the runtime (exec mode).
 func (s *Shim) Start() {
 	if s.loop != nil {
-		// The loop keeps a P while it waits (see eventLoop): everything else needs
-		// another one.
-		if runtime.GOMAXPROCS(0) < 2 {
-			runtime.GOMAXPROCS(2)
-		}
 		s.loopRuns = true
 		go s.loop.run()
 	} else {
