@@ -42,7 +42,7 @@ type eventLoop struct {
 	epfd   int
 	epf    *os.File        // epfd on Go's network poller (see wait)
 	eprc   syscall.RawConn // epf's
-	wakefd int // an eventfd: other goroutines wake the loop through it
+	wakefd int             // an eventfd: other goroutines wake the loop through it
 	lns    map[int]*loopListener
 	conns  map[int]*loopConn
 	invoke *InvokeServer
