@@ -20,18 +20,19 @@ import (
 
 // eventLoop serves the warm path of both endpoints (an invoke, the runtime's /next, its
 // /response or /error) on one goroutine with its own epoll loop and raw system calls,
-// the way bench/shim/relay -epoll measured it (bench/README.md). Go's network poller costs
-// more than the shim's own work there: a read that ends in EAGAIN before every wait, the
-// scheduler's netpoll path, and a goroutine hand-off between the caller's and the
-// runtime's connections on every invocation. Here the caller's invoke, the event it
-// becomes on the runtime's waiting /next, the runtime's answer and the caller's answer
-// are all written by the thread that read them, without waking anything else.
+// the way bench/shim/relay -epoll measured it (bench/README.md). A goroutine per
+// connection costs more than the shim's own work there: a read that ends in EAGAIN before
+// every wait, the scheduler's netpoll path for each connection, and a goroutine hand-off
+// between the caller's and the runtime's connections on every invocation. Here the
+// caller's invoke, the event it becomes on the runtime's waiting /next, the runtime's
+// answer and the caller's answer are all written by the goroutine that read them, and a
+// socket is read only when epoll says it is readable.
 //
 // The loop only serves requests of a strict subset of HTTP/1.1 (parseLoopRequest) on the
 // routes of the warm path. At the first request it does not serve, it hands the
-// connection over to httpServer (loopHandOver) with what it read of it, and httpServer
-// serves it from then on exactly as before: every other endpoint, chunked bodies,
-// Expect, oversize bodies, malformed requests, slow heads. An invoke the environment
+// connection over to httpServer (handOver) with what it read of it, and httpServer
+// serves it from then on exactly as before: every other endpoint, chunked bodies with
+// trailers, Expect, oversize bodies, malformed requests, slow heads. An invoke the environment
 // cannot start at once (init, a reset) waits on a goroutine, and its answer comes back to
 // the loop.
 //
@@ -58,8 +59,9 @@ type eventLoop struct {
 	evs  [64]unix.EpollEvent
 }
 
-// loopYieldEvery: the loop's goroutine yields at least this often when it is busy, under
-// sysmon's 10 ms (a yield costs a trip through the scheduler, and often a thread switch).
+// loopYieldEvery: the loop's goroutine yields at least this often when it never has to
+// wait, so that the shim's other goroutines (timers, the runtime's output) run, before
+// sysmon would preempt it (10 ms).
 const loopYieldEvery = 8 * time.Millisecond
 
 // loopListener is a listening socket of the loop, and the server it hands over to.
@@ -187,8 +189,7 @@ func (l *eventLoop) runInbox() {
 	}
 }
 
-// run serves until shutdown, on its own goroutine. It is not locked to its thread: its
-// yields (loopYieldEvery) are then a cheap trip through the scheduler.
+// run serves until shutdown, on its own goroutine.
 func (l *eventLoop) run() {
 	defer close(l.done)
 	defer l.closeFDs()

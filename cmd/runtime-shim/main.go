@@ -39,7 +39,7 @@ func main() {
 	root.PersistentFlags().StringVar(&f.runtimeAPI, "runtime-api", "127.0.0.1:9001", "address of the Runtime, Extensions and Logs APIs")
 	root.PersistentFlags().StringVar(&f.secretFile, "secret-file", "", "file holding the invoke secret (overrides KLAMBDA_INVOKE_SECRET)")
 	root.PersistentFlags().DurationVar(&f.initTimeout, "init-timeout", shim.DefaultInitTimeout, "Init phase limit; a longer init is retried inside the first invoke")
-	root.PersistentFlags().IntVar(&f.procs, "procs", 1, "GOMAXPROCS of the shim (0: Go's default); with the event loop at least 2 (the loop keeps one P while it waits)")
+	root.PersistentFlags().IntVar(&f.procs, "procs", 1, "GOMAXPROCS of the shim (0: Go's default); one invocation at a time needs one")
 	root.PersistentFlags().BoolVar(&f.noEventLoop, "no-event-loop", false, "serve every request with the goroutine-per-connection server, without the epoll loop for warm invocations")
 	root.PersistentFlags().DurationVar(&f.shutdownGrace, "shutdown-grace", 0, "time between SIGTERM/SHUTDOWN and SIGKILL (0: Lambda's 300 ms, 2 s with external extensions)")
 
