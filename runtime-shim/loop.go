@@ -100,7 +100,7 @@ func newEventLoop(invoke *InvokeServer, api *RuntimeAPI) (*eventLoop, error) {
 	}
 	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
-		unix.Close(epfd)
+		_ = unix.Close(epfd)
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
 	l := &eventLoop{epfd: epfd, wakefd: wakefd, lns: map[int]*loopListener{}, conns: map[int]*loopConn{},
@@ -141,17 +141,17 @@ func (l *eventLoop) listen(ln net.Listener, srv *httpServer, invoke bool) error 
 		return err
 	}
 	fd, err := unix.Dup(int(f.Fd()))
-	f.Close()
+	_ = f.Close()
 	if err != nil {
 		return err
 	}
 	unix.CloseOnExec(fd)
 	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		return err
 	}
 	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN); err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		return err
 	}
 	l.lns[fd] = &loopListener{fd: fd, ln: ln, srv: srv, invoke: invoke}
@@ -288,11 +288,11 @@ func (l *eventLoop) accept(ln *loopListener) {
 		stopping := l.stopping
 		l.mu.Unlock()
 		if stopping {
-			unix.Close(fd)
+			_ = unix.Close(fd)
 			continue
 		}
 		if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN); err != nil {
-			unix.Close(fd)
+			_ = unix.Close(fd)
 			continue
 		}
 		l.conns[fd] = &loopConn{fd: fd, ln: ln}
@@ -690,7 +690,7 @@ func (l *eventLoop) hangUp(c *loopConn) {
 	}
 	c.closed = true
 	delete(l.conns, c.fd)
-	unix.Close(c.fd)
+	_ = unix.Close(c.fd)
 }
 
 // handOver gives c to its listener's httpServer, with what was read and not served.
@@ -700,7 +700,7 @@ func (l *eventLoop) handOver(c *loopConn) {
 	_ = l.ctl(unix.EPOLL_CTL_DEL, c.fd, 0)
 	f := os.NewFile(uintptr(c.fd), "")
 	nc, err := net.FileConn(f) // a duplicate, on Go's poller
-	f.Close()
+	_ = f.Close()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "runtime-shim: handing a connection over:", err)
 		return
@@ -737,8 +737,8 @@ func (l *eventLoop) shutdown(ctx context.Context) {
 		l.mu.Unlock()
 		for fd, ln := range l.lns {
 			_ = l.ctl(unix.EPOLL_CTL_DEL, fd, 0)
-			unix.Close(fd)
-			ln.ln.Close()
+			_ = unix.Close(fd)
+			_ = ln.ln.Close()
 			delete(l.lns, fd)
 		}
 		for _, c := range l.conns {
@@ -759,16 +759,16 @@ func (l *eventLoop) shutdown(ctx context.Context) {
 
 func (l *eventLoop) closeFDs() {
 	for fd, ln := range l.lns {
-		unix.Close(fd)
-		ln.ln.Close()
+		_ = unix.Close(fd)
+		_ = ln.ln.Close()
 	}
 	for fd := range l.conns {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 	}
-	unix.Close(l.wakefd)
+	_ = unix.Close(l.wakefd)
 	if l.epf != nil {
-		l.epf.Close()
+		_ = l.epf.Close()
 	} else {
-		unix.Close(l.epfd)
+		_ = unix.Close(l.epfd)
 	}
 }
