@@ -95,13 +95,15 @@ func FuzzLoopParser(f *testing.F) {
 	})
 }
 
+type loopParseCase struct {
+	in   string
+	want int
+	body string
+	size int
+}
+
 func TestLoopParser(t *testing.T) {
-	cases := []struct {
-		in   string
-		want int
-		body string
-		size int
-	}{
+	cases := []loopParseCase{
 		{loopParserSeeds[0], loopParsed, "", len(loopParserSeeds[0])},
 		{loopParserSeeds[1], loopParsed, `{"hello":"world","n":42}`, len(loopParserSeeds[1])},
 		{loopParserSeeds[2], loopParsed, `{"a":1}`, strings.Index(loopParserSeeds[2], "}POST") + 1},
@@ -113,12 +115,7 @@ func TestLoopParser(t *testing.T) {
 		{"POST /x HTTP/1.1\r\nHost: x\r\n", loopIncomplete, "", 0},
 	}
 	for _, s := range loopParserSeeds[4:] {
-		cases = append(cases, struct {
-			in   string
-			want int
-			body string
-			size int
-		}{s, loopHandOver, "", 0})
+		cases = append(cases, loopParseCase{s, loopHandOver, "", 0})
 	}
 	for _, c := range cases {
 		var r loopRequest
