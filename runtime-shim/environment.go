@@ -756,16 +756,14 @@ func (e *Environment) NextAsync(gone func() bool, deliver func(*Invocation, erro
 	return nil, e.waiter, nil
 }
 
-// CancelNext takes back a waiting call (its caller hung up, or stops waiting); false if
-// it was given its answer already.
-func (e *Environment) CancelNext(w *NextWait) bool {
+// CancelNext takes back a waiting call (its caller hung up, or stops waiting), unless it
+// was given its answer already.
+func (e *Environment) CancelNext(w *NextWait) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.waiter != w {
-		return false
+	if e.waiter == w {
+		e.waiter = nil
 	}
-	e.waiter = nil
-	return true
 }
 
 // GiveBack returns an event a /next took but could not hand to the runtime (its
@@ -775,7 +773,7 @@ func (e *Environment) GiveBack(inv *Invocation) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	defer inv.Release()
-	if inv != e.current || inv.answered || e.runtime != RuntimeInvoking || e.phase != PhaseInvoke || e.resetting {
+	if e.runtime != RuntimeInvoking || !e.runnableLocked(inv) {
 		return
 	}
 	e.runtime = RuntimeReady
@@ -790,12 +788,18 @@ func (e *Environment) takeLocked() *Invocation {
 		return nil
 	}
 	e.pending = nil
-	if inv != e.current || inv.answered || e.phase != PhaseInvoke || e.resetting {
+	if !e.runnableLocked(inv) {
 		return nil
 	}
 	e.runtime = RuntimeInvoking
 	inv.acquire()
 	return inv
+}
+
+// runnableLocked: inv is the current invocation, still to be answered, and the
+// environment is not being reset.
+func (e *Environment) runnableLocked(inv *Invocation) bool {
+	return inv == e.current && !inv.answered && e.phase == PhaseInvoke && !e.resetting
 }
 
 // offerLocked gives the pending event to the waiting call, if there are both.

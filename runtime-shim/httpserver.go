@@ -561,11 +561,14 @@ func (x *requestContext) PeerGone() bool {
 	if c.rc == nil || c.br.Buffered() > 0 {
 		return false
 	}
-	var n uintptr
-	var errno syscall.Errno
-	if err := c.rc.Control(func(fd uintptr) { n, errno = peekSocket(fd) }); err != nil {
-		return true // closed
-	}
+	gone := true // closed
+	_ = c.rc.Control(func(fd uintptr) { gone = peerGone(fd) })
+	return gone
+}
+
+// peerGone is one look at socket fd without waiting: true when the client hung up.
+func peerGone(fd uintptr) bool {
+	n, errno := peekSocket(fd)
 	return errno != syscall.EAGAIN && hungUp(n, errno)
 }
 

@@ -220,8 +220,9 @@ func (s *InvokeServer) fill(inv *Invocation, h headerGetter, rawQuery string) *a
 	if inv.InvokedARN == "" {
 		inv.InvokedARN = s.cfg.defaultInvokedARN()
 		if rawQuery != "" {
-			if q, _ := url.ParseQuery(rawQuery); q.Get("Qualifier") != "" {
-				inv.InvokedARN += ":" + q.Get("Qualifier")
+			v, _ := url.ParseQuery(rawQuery)
+			if q := v.Get("Qualifier"); q != "" {
+				inv.InvokedARN += ":" + q
 			}
 		}
 	}

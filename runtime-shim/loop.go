@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -51,8 +52,10 @@ type eventLoop struct {
 
 	mu       sync.Mutex
 	inbox    []func() // work for the loop from other goroutines, or posted during its own
-	sleeping bool     // the loop waits in epoll_pwait (a post must wake it)
-	stopping bool
+	sleeping bool     // the loop waits for events (a post must wake it)
+
+	stopping bool // shutdown began (the loop's goroutine alone reads and writes it)
+	started  bool // run was started (before it runs, shutdown only closes)
 	done     chan struct{}
 
 	head []byte // an answer's head being built
@@ -93,7 +96,25 @@ type loopConn struct {
 	lastPost bool
 }
 
-func newEventLoop(invoke *InvokeServer, api *RuntimeAPI) (*eventLoop, error) {
+// newEventLoop serves the invoke endpoint on invokeLn and the Runtime API on apiLn (the
+// listeners stay theirs until shutdown); invokeSrv and apiSrv serve what it hands over.
+func newEventLoop(invoke *InvokeServer, api *RuntimeAPI, invokeLn, apiLn net.Listener, invokeSrv, apiSrv *httpServer) (*eventLoop, error) {
+	l, err := newEmptyLoop(invoke, api)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.listen(invokeLn, invokeSrv, true); err != nil {
+		l.closeFDs()
+		return nil, err
+	}
+	if err := l.listen(apiLn, apiSrv, false); err != nil {
+		l.closeFDs()
+		return nil, err
+	}
+	return l, nil
+}
+
+func newEmptyLoop(invoke *InvokeServer, api *RuntimeAPI) (*eventLoop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -136,18 +157,17 @@ func (l *eventLoop) listen(ln net.Listener, srv *httpServer, invoke bool) error 
 	if !ok {
 		return errors.New("the event loop needs a TCP listener")
 	}
-	f, err := tl.File() // a duplicate descriptor of the same socket
+	rc, err := tl.SyscallConn()
 	if err != nil {
 		return err
 	}
-	fd, err := unix.Dup(int(f.Fd()))
-	_ = f.Close()
-	if err != nil {
-		return err
+	// A duplicate descriptor of the same socket (non-blocking, as the original: the flag
+	// belongs to the socket).
+	fd := -1
+	if cerr := rc.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
+		return cerr
 	}
-	unix.CloseOnExec(fd)
-	if err := unix.SetNonblock(fd, true); err != nil {
-		_ = unix.Close(fd)
+	if err != nil {
 		return err
 	}
 	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN); err != nil {
@@ -189,7 +209,13 @@ func (l *eventLoop) runInbox() {
 	}
 }
 
-// run serves until shutdown, on its own goroutine.
+// start runs the loop on its own goroutine.
+func (l *eventLoop) start() {
+	l.started = true
+	go l.run()
+}
+
+// run serves until shutdown.
 func (l *eventLoop) run() {
 	defer close(l.done)
 	defer l.closeFDs()
@@ -284,10 +310,7 @@ func (l *eventLoop) accept(ln *loopListener) {
 			return
 		}
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-		l.mu.Lock()
-		stopping := l.stopping
-		l.mu.Unlock()
-		if stopping {
+		if l.stopping {
 			_ = unix.Close(fd)
 			continue
 		}
@@ -303,9 +326,7 @@ func (l *eventLoop) accept(ln *loopListener) {
 // it.
 func (l *eventLoop) read(c *loopConn) {
 	if cap(c.in)-len(c.in) < 4096 {
-		grown := make([]byte, len(c.in), max(2*cap(c.in), 16<<10))
-		copy(grown, c.in)
-		c.in = grown
+		c.in = slices.Grow(c.in, max(cap(c.in), 16<<10))
 	}
 	free := c.in[len(c.in):cap(c.in)]
 	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(c.fd), uintptr(unsafe.Pointer(&free[0])), uintptr(len(free)))
@@ -381,17 +402,15 @@ func (l *eventLoop) serve(c *loopConn) {
 		r := &c.req
 		switch parseLoopRequest(c.in, r) {
 		case loopIncomplete:
-			if !r.headDone || !l.fits(c, r) || l.routeOf(c, r) == routeNotFound {
+			if route, _ := l.routeOf(c, r); !r.headDone || !l.fits(c, r) || route == routeNotFound {
 				// A head that did not arrive in one piece: httpServer has the time
 				// limit for it. A body too large: httpServer answers it. A request the
 				// loop does not serve: httpServer reads its body (perhaps a stream).
 				l.handOver(c)
 				return
 			}
-			if r.chunks == nil && cap(c.in) < r.size {
-				grown := make([]byte, len(c.in), r.size)
-				copy(grown, c.in)
-				c.in = grown
+			if !r.chunked {
+				c.in = slices.Grow(c.in, r.size-len(c.in)) // room for the whole body
 			}
 			return
 		case loopHandOver:
@@ -422,51 +441,45 @@ func (l *eventLoop) fits(c *loopConn, r *loopRequest) bool {
 // routeInvoke is the invoke endpoint's route in routeOf.
 const routeInvoke = routePipeExit + 1
 
-// routeOf is r's route if the loop serves it, else routeNotFound.
-func (l *eventLoop) routeOf(c *loopConn, r *loopRequest) apiRoute {
+// routeOf is r's route (and request id) if the loop serves it, else routeNotFound.
+func (l *eventLoop) routeOf(c *loopConn, r *loopRequest) (apiRoute, string) {
 	if c.ln.invoke {
 		if r.post && bytes.HasPrefix(r.path, []byte(invokePathPrefix)) && bytes.HasSuffix(r.path, []byte("/invocations")) {
-			return routeInvoke
+			return routeInvoke, ""
 		}
-		return routeNotFound
+		return routeNotFound, ""
 	}
 	method := http.MethodGet
 	if r.post {
 		method = http.MethodPost
 	}
-	route, _, err := parseRuntimeAPIPath(method, string(r.path))
+	route, id, err := parseRuntimeAPIPath(method, string(r.path))
 	if err != nil {
-		return routeNotFound
+		return routeNotFound, ""
 	}
 	switch route {
 	case routeNext, routeResponse, routeError:
-		return route
+		return route, id
 	}
-	return routeNotFound
+	return routeNotFound, ""
 }
 
 // route serves r if it is a request of the warm path; false leaves it to httpServer.
 // r's slices are valid only during the call.
 func (l *eventLoop) route(c *loopConn, r *loopRequest) bool {
-	switch l.routeOf(c, r) {
+	switch route, id := l.routeOf(c, r); route {
 	case routeInvoke:
 		l.serveInvoke(c, r)
 	case routeNext:
 		l.serveNext(c)
 	case routeResponse:
-		l.serveResponse(c, requestID(r.path), r)
+		l.serveResponse(c, id, r)
 	case routeError:
-		l.serveError(c, requestID(r.path), r)
+		l.serveError(c, id, r)
 	default:
 		return false
 	}
 	return true
-}
-
-// requestID is the {id} of /runtime/invocation/{id}/response or /error.
-func requestID(path []byte) string {
-	rest := path[len(runtimePrefix+"invocation/"):]
-	return string(rest[:bytes.IndexByte(rest, '/')])
 }
 
 func (l *eventLoop) serveInvoke(c *loopConn, r *loopRequest) {
@@ -504,7 +517,7 @@ func (l *eventLoop) serveNext(c *loopConn) {
 			c.wait = nil
 		}
 		c.busy = false
-		if inv != nil && !c.closed && time.Since(since) > nextPeerCheckAfter && peerGone(c.fd) {
+		if inv != nil && !c.closed && time.Since(since) > nextPeerCheckAfter && peerGone(uintptr(c.fd)) {
 			l.hangUp(c) // as Next's gone: a runtime that hung up leaves its event
 		}
 		switch {
@@ -563,12 +576,6 @@ func (l *eventLoop) serveError(c *loopConn, id string, r *loopRequest) {
 	}
 	l.runInbox()
 	l.send(c, accepted)
-}
-
-// peerGone peeks at a socket without waiting: true when the client hung up.
-func peerGone(fd int) bool {
-	n, errno := peekSocket(uintptr(fd))
-	return errno != syscall.EAGAIN && hungUp(n, errno)
 }
 
 // resume serves what waited behind a request that was answered later (pipelined).
@@ -706,9 +713,7 @@ func (l *eventLoop) handOver(c *loopConn) {
 		return
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
-		if rc, err := tc.SyscallConn(); err == nil {
-			nc = &rawConn{TCPConn: tc, rc: rc}
-		}
+		nc = newRawConn(tc)
 	}
 	prefix := append([]byte(nil), c.in...)
 	lastMethod := ""
@@ -720,10 +725,7 @@ func (l *eventLoop) handOver(c *loopConn) {
 
 // closeIfStopping closes an idle connection once the loop stops.
 func (l *eventLoop) closeIfStopping(c *loopConn) {
-	l.mu.Lock()
-	stopping := l.stopping
-	l.mu.Unlock()
-	if stopping && !c.closed && !c.busy && len(c.out) == 0 {
+	if l.stopping && !c.closed && !c.busy && len(c.out) == 0 {
 		l.hangUp(c)
 	}
 }
@@ -731,10 +733,12 @@ func (l *eventLoop) closeIfStopping(c *loopConn) {
 // shutdown stops accepting and closes idle connections; the others close after their
 // answers. It waits until none is left, or until ctx ends (then all are closed).
 func (l *eventLoop) shutdown(ctx context.Context) {
+	if !l.started {
+		l.closeFDs()
+		return
+	}
 	l.post(func() {
-		l.mu.Lock()
 		l.stopping = true
-		l.mu.Unlock()
 		for fd, ln := range l.lns {
 			_ = l.ctl(unix.EPOLL_CTL_DEL, fd, 0)
 			_ = unix.Close(fd)

@@ -32,10 +32,10 @@ type loopRequest struct {
 	path     []byte
 	rawQuery []byte
 	header   loopHeaders
-	// body is the body when it came in one piece (Content-Length, or one chunk); else
-	// chunks holds its pieces.
-	body   []byte
-	chunks [][]byte
+	// body is a Content-Length body; chunks are a chunked one's pieces.
+	body    []byte
+	chunked bool
+	chunks  [][]byte
 	// size is the length of the whole request (head and body) in the buffer, once known.
 	size int
 	// headDone: the head is complete (an incomplete request waits for its body only).
@@ -44,10 +44,13 @@ type loopRequest struct {
 	bodyLen int
 }
 
-// bodyBytes is the whole body (a copy when it came in chunks).
+// bodyBytes is the whole body (a copy when it came in more than one chunk).
 func (r *loopRequest) bodyBytes() []byte {
-	if r.chunks == nil {
+	switch {
+	case !r.chunked:
 		return r.body
+	case len(r.chunks) == 1:
+		return r.chunks[0]
 	}
 	b := make([]byte, 0, r.bodyLen)
 	for _, c := range r.chunks {
@@ -59,7 +62,7 @@ func (r *loopRequest) bodyBytes() []byte {
 // writeBody appends the body to buf.
 func (r *loopRequest) writeBody(buf *bytes.Buffer) {
 	buf.Grow(r.bodyLen)
-	if r.chunks == nil {
+	if !r.chunked {
 		buf.Write(r.body)
 		return
 	}
@@ -117,7 +120,7 @@ func parseLoopRequest(b []byte, r *loopRequest) int {
 	}
 	head := b[:end+2] // every line with its CRLF
 	fields, chunks := r.header.fields[:0], r.chunks[:0]
-	*r = loopRequest{}
+	*r = loopRequest{chunks: chunks}
 	defer func() { r.header.fields = fields }()
 
 	// The request line.
@@ -220,14 +223,8 @@ func parseLoopRequest(b []byte, r *loopRequest) int {
 	}
 	r.headDone = true
 	if encodings == 1 {
-		st := parseChunks(b, end+4, r, chunks)
-		chunks = r.chunks
-		if len(chunks) == 1 {
-			r.body, r.chunks = chunks[0], nil
-		} else if len(chunks) == 0 {
-			r.body, r.chunks = nil, nil
-		}
-		return st
+		r.chunked = true
+		return parseChunks(b, end+4, r)
 	}
 	r.bodyLen = cl
 	r.size = end + 4 + cl
@@ -238,10 +235,9 @@ func parseLoopRequest(b []byte, r *loopRequest) int {
 	return loopParsed
 }
 
-// parseChunks parses a chunked body starting at b[off:] into r.chunks (appended to
-// chunks, whose array it reuses), r.bodyLen and r.size.
-func parseChunks(b []byte, off int, r *loopRequest, chunks [][]byte) int {
-	defer func() { r.chunks = chunks }()
+// parseChunks parses a chunked body starting at b[off:] into r.chunks, r.bodyLen and
+// r.size.
+func parseChunks(b []byte, off int, r *loopRequest) int {
 	for {
 		i := bytes.IndexByte(b[off:], '\n')
 		if i < 0 {
@@ -285,7 +281,7 @@ func parseChunks(b []byte, off int, r *loopRequest, chunks [][]byte) int {
 		if b[off+size] != '\r' || b[off+size+1] != '\n' {
 			return loopHandOver
 		}
-		chunks = append(chunks, b[off:off+size])
+		r.chunks = append(r.chunks, b[off:off+size])
 		off += size + 2
 	}
 }

@@ -36,15 +36,19 @@ func (l rawListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return c, nil
+	if tc, ok := c.(*net.TCPConn); ok {
+		return newRawConn(tc), nil
 	}
+	return c, nil
+}
+
+// newRawConn is tc with rawConn's Read and Write (tc itself if it has no RawConn).
+func newRawConn(tc *net.TCPConn) net.Conn {
 	rc, err := tc.SyscallConn()
 	if err != nil {
-		return c, nil
+		return tc
 	}
-	return &rawConn{TCPConn: tc, rc: rc}, nil
+	return &rawConn{TCPConn: tc, rc: rc}
 }
 
 // rawConn is a *net.TCPConn with Read and Write replaced; everything else (deadlines,

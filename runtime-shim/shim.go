@@ -50,7 +50,6 @@ type Shim struct {
 	quit      chan struct{}
 	sidecar   *SidecarSupervisor
 	loop      *eventLoop // nil with NoEventLoop
-	loopRuns  bool
 }
 
 // New listens on both addresses and prepares the environment; Start begins it.
@@ -103,33 +102,17 @@ func New(opts Options) (*Shim, error) {
 			return nil, err
 		}
 	}
-	s.rapiSrv = &httpServer{Handler: NewRuntimeAPI(s.Env, s.quit), ReadHeaderTimeout: 10 * time.Second}
-	invoke := NewInvokeServer(s.Env)
+	api, invoke := NewRuntimeAPI(s.Env, s.quit), NewInvokeServer(s.Env)
+	s.rapiSrv = &httpServer{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	s.invokeSrv = &httpServer{Handler: invoke, ReadHeaderTimeout: 10 * time.Second}
 	if !opts.NoEventLoop {
-		if s.loop, err = s.newLoop(invoke); err != nil {
+		if s.loop, err = newEventLoop(invoke, api, s.invokeLn, s.rapiLn, s.invokeSrv, s.rapiSrv); err != nil {
 			s.rapiLn.Close()
 			s.invokeLn.Close()
 			return nil, err
 		}
 	}
 	return s, nil
-}
-
-func (s *Shim) newLoop(invoke *InvokeServer) (*eventLoop, error) {
-	l, err := newEventLoop(invoke, s.rapiSrv.Handler.(*RuntimeAPI))
-	if err != nil {
-		return nil, err
-	}
-	if err := l.listen(s.invokeLn, s.invokeSrv, true); err != nil {
-		l.closeFDs()
-		return nil, err
-	}
-	if err := l.listen(s.rapiLn, s.rapiSrv, false); err != nil {
-		l.closeFDs()
-		return nil, err
-	}
-	return l, nil
 }
 
 // childEnv is the runtime's environment in exec mode: the shim's own, without the invoke
@@ -171,8 +154,7 @@ func (s *Shim) RuntimeAPIAddr() string { return s.rapiLn.Addr().String() }
 // Start serves both endpoints and starts the runtime (exec mode).
 func (s *Shim) Start() {
 	if s.loop != nil {
-		s.loopRuns = true
-		go s.loop.run()
+		s.loop.start()
 	} else {
 		go func() { _ = s.rapiSrv.Serve(rawListener{s.rapiLn}) }()
 		go func() { _ = s.invokeSrv.Serve(rawListener{s.invokeLn}) }()
@@ -192,11 +174,8 @@ func (s *Shim) Close() {
 	s.Env.Shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	switch {
-	case s.loopRuns:
+	if s.loop != nil {
 		s.loop.shutdown(ctx)
-	case s.loop != nil:
-		s.loop.closeFDs()
 	}
 	_ = s.invokeSrv.Shutdown(ctx)
 	_ = s.rapiSrv.Shutdown(ctx)

@@ -133,21 +133,20 @@ func newServersIO(t *testing.T, env *Environment, quit chan struct{}, goIO bool)
 	}
 	rapi = &testServer{srv: &httpServer{Handler: api, ReadHeaderTimeout: 10 * time.Second}}
 	invoke = &testServer{srv: &httpServer{Handler: inv, ReadHeaderTimeout: 10 * time.Second}}
-	l, err := newEventLoop(inv, api)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range []*testServer{rapi, invoke} {
+	var lns [2]net.Listener
+	for i, s := range []*testServer{rapi, invoke} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		s.URL = "http://" + ln.Addr().String()
-		if err := l.listen(ln, s.srv, s == invoke); err != nil {
-			t.Fatal(err)
-		}
+		lns[i] = ln
 	}
-	go l.run()
+	l, err := newEventLoop(inv, api, lns[1], lns[0], invoke.srv, rapi.srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.start()
 	stop := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
