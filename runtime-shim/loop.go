@@ -89,7 +89,7 @@ type loopConn struct {
 	closed  bool // closed, or handed over
 	pollOut bool // EPOLLOUT is asked for
 	paused  bool // EPOLLIN is not asked for (too much read ahead, or the end of stream)
-	eof     bool // the client closed its side: close after the answer
+	eof     bool // the client closed its side: close once what it sent is answered
 	wait    *NextWait
 	// served and lastPost: what httpServer needs to know on a hand-over.
 	served   bool
@@ -337,15 +337,18 @@ func (l *eventLoop) read(c *loopConn) {
 		l.hangUp(c)
 		return
 	case n == 0:
-		// The end of the client's stream. An invocation it sent is still answered (it
-		// may only have closed its side, as net/http's server allows); a waiting /next
-		// or a half request has nobody left.
-		if !c.busy || c.wait != nil {
+		// The end of the client's stream. A waiting /next has nobody left (as Next's
+		// gone). Otherwise the client may only have closed its side, as net/http's server
+		// allows: what it sent is still answered, then the connection closes (serve).
+		if c.wait != nil {
 			l.hangUp(c)
 			return
 		}
 		c.eof = true
 		l.pause(c, true)
+		if !c.busy {
+			l.serve(c)
+		}
 		return
 	}
 	c.in = c.in[:len(c.in)+int(n)]
@@ -387,10 +390,6 @@ func (l *eventLoop) serve(c *loopConn) {
 	}
 	c.serving = true
 	defer func() { c.serving = false }()
-	if c.eof && !c.busy && len(c.out) == 0 {
-		l.hangUp(c) // its answer is out: nothing more can come
-		return
-	}
 	if c.paused && !c.busy && !c.eof {
 		l.pause(c, false)
 	}
@@ -402,10 +401,12 @@ func (l *eventLoop) serve(c *loopConn) {
 		r := &c.req
 		switch parseLoopRequest(c.in, r) {
 		case loopIncomplete:
-			if route, _ := l.routeOf(c, r); !r.headDone || !l.fits(c, r) || route == routeNotFound {
+			if route, _ := l.routeOf(c, r); c.eof || !r.headDone || !l.fits(c, r) || route == routeNotFound {
 				// A head that did not arrive in one piece: httpServer has the time
 				// limit for it. A body too large: httpServer answers it. A request the
-				// loop does not serve: httpServer reads its body (perhaps a stream).
+				// loop does not serve: httpServer reads its body (perhaps a stream). A
+				// request cut short by the end of the stream: httpServer answers it as
+				// net/http would.
 				l.handOver(c)
 				return
 			}
@@ -426,6 +427,9 @@ func (l *eventLoop) serve(c *loopConn) {
 		if len(c.in) == 0 && cap(c.in) > 1<<20 {
 			c.in = nil // a 6 MB payload should not stay
 		}
+	}
+	if c.eof && !c.closed && !c.busy && len(c.out) == 0 {
+		l.hangUp(c) // everything the client sent before its end of stream is answered
 	}
 }
 
