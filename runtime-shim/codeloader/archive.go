@@ -14,8 +14,28 @@ import (
 	"time"
 )
 
-// MaxUnpackedSize is Lambda's limit on unzipped code (and on each layer here).
+// MaxUnpackedSize is Lambda's limit on unzipped code: the code and its layers together
+// (262144000 bytes, CodeSizeUnzipped of GetAccountSettings).
 const MaxUnpackedSize = 250 << 20
+
+// MaxEntries bounds the files, folders and symlinks of the code and its layers together.
+// Lambda documents no file count, but every entry costs a node an inode and at least a
+// block of the pod's emptyDir; 50,000 is well above the largest node_modules-heavy
+// packages that fit in 250 MB.
+const MaxEntries = 50000
+
+// MaxSymlinkHops bounds the symlinks followed to resolve one (Linux's limit is 40).
+const MaxSymlinkHops = 40
+
+// Budget is what the archives still to be unpacked into one environment may add: bytes
+// unpacked and entries. Load spends one Budget over the code and all layers.
+type Budget struct {
+	Bytes   int64
+	Entries int
+}
+
+// FullBudget is the budget of one environment: Lambda's 250 MB, MaxEntries.
+func FullBudget() *Budget { return &Budget{Bytes: MaxUnpackedSize, Entries: MaxEntries} }
 
 // ArchiveInfo describes a checked archive.
 type ArchiveInfo struct {
@@ -32,15 +52,16 @@ type entry struct {
 
 // Check opens the archive at zipPath and checks that every entry stays inside root (the
 // folder it will be unpacked into, e.g. /var/task): no absolute names, no "..", no symlink
-// pointing out of root, and no more than MaxUnpackedSize bytes unpacked. It reads symlink
-// targets but no file contents.
+// pointing out of root (also through other symlinks of the archive), no more than
+// MaxUnpackedSize bytes unpacked and MaxEntries entries. It reads symlink targets but no
+// file contents.
 func Check(zipPath, root string) (ArchiveInfo, error) {
 	r, err := zip.OpenReader(zipPath)
 	if err != nil {
 		return ArchiveInfo{}, fmt.Errorf("not a valid .zip archive: %w", err)
 	}
 	defer r.Close()
-	_, info, err := checkEntries(&r.Reader, root)
+	_, info, err := checkEntries(&r.Reader, root, FullBudget())
 	return info, err
 }
 
@@ -50,15 +71,20 @@ func CheckBytes(data []byte, root string) (ArchiveInfo, error) {
 	if err != nil {
 		return ArchiveInfo{}, fmt.Errorf("not a valid .zip archive: %w", err)
 	}
-	_, info, err := checkEntries(r, root)
+	_, info, err := checkEntries(r, root, FullBudget())
 	return info, err
 }
 
-func checkEntries(r *zip.Reader, root string) ([]entry, ArchiveInfo, error) {
+// checkEntries checks every entry of r against root and the budget b (not spent).
+func checkEntries(r *zip.Reader, root string, b *Budget) ([]entry, ArchiveInfo, error) {
 	var (
 		out  []entry
 		info ArchiveInfo
 	)
+	if len(r.File) > b.Entries {
+		return nil, info, fmt.Errorf("the archive has %d files, folders and symlinks; the code and its layers may have %d in all (%d left)", len(r.File), MaxEntries, b.Entries)
+	}
+	links := map[string]string{} // the archive's symlinks, by cleaned name (the last entry wins)
 	for _, f := range r.File {
 		name, err := entryPath(f.Name)
 		if err != nil {
@@ -74,19 +100,115 @@ func checkEntries(r *zip.Reader, root string) ([]entry, ArchiveInfo, error) {
 				return nil, info, err
 			}
 			e.target = target
+			links[name] = target
 		} else if !f.Mode().IsDir() && !f.Mode().IsRegular() {
 			return nil, info, fmt.Errorf("%w: entry %q is neither a file, a folder nor a symlink", ErrUnsafeArchive, f.Name)
+		} else {
+			delete(links, name)
 		}
 		info.UnpackedSize += int64(f.UncompressedSize64)
-		if info.UnpackedSize > MaxUnpackedSize || f.UncompressedSize64 > MaxUnpackedSize {
-			return nil, info, fmt.Errorf("the archive unpacks to more than %d bytes", MaxUnpackedSize)
+		if info.UnpackedSize > b.Bytes || f.UncompressedSize64 > MaxUnpackedSize {
+			return nil, info, tooManyBytes(b)
 		}
 		info.Entries++
 		if name != "." {
 			out = append(out, e)
 		}
 	}
+	// Each symlink, resolved through the others as the kernel will: a chain may leave root
+	// although every link alone stays inside.
+	readlink := func(rel string) (string, bool, error) {
+		t, ok := links[rel]
+		return t, ok, nil
+	}
+	for _, e := range out {
+		if e.target != "" {
+			if err := resolveInside(root, e.name, readlink); err != nil {
+				return nil, info, err
+			}
+		}
+	}
 	return out, info, nil
+}
+
+// cutRoot cuts root's components off the absolute path p, without cleaning what follows
+// (a ".." there may follow a symlink).
+func cutRoot(p, root string) (string, bool) {
+	if root == "" {
+		return "", false
+	}
+	parts := func(s string) []string {
+		var out []string
+		for _, c := range strings.Split(s, "/") {
+			if c != "" && c != "." {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	rp, pp := parts(path.Clean(root)), parts(p)
+	if len(pp) < len(rp) {
+		return "", false
+	}
+	for i, c := range rp {
+		if pp[i] != c {
+			return "", false
+		}
+	}
+	return strings.Join(pp[len(rp):], "/"), true
+}
+
+func tooManyBytes(b *Budget) error {
+	return fmt.Errorf("the archive unpacks to more than the %d bytes left of the %d bytes the code and its layers may unpack to", b.Bytes, MaxUnpackedSize)
+}
+
+// resolveInside resolves the symlink at name (relative to root) the way the kernel will,
+// following every symlink readlink knows on the way (readlink takes a path relative to
+// root, without symlinks in its folders), and fails with ErrUnsafeArchive when a step
+// leaves root or the chain is longer than MaxSymlinkHops.
+func resolveInside(root, name string, readlink func(rel string) (string, bool, error)) error {
+	hops := 0
+	var walk func(stack []string, p string) ([]string, error)
+	walk = func(stack []string, p string) ([]string, error) {
+		if path.IsAbs(p) {
+			// Root's own components, literally (no "..", no symlink), then the rest inside.
+			rel, ok := cutRoot(p, root)
+			if !ok {
+				return nil, fmt.Errorf("%w: symlink %q leads to %q, outside %s", ErrUnsafeArchive, name, p, root)
+			}
+			stack, p = nil, rel
+		}
+		for _, c := range strings.Split(p, "/") {
+			switch c {
+			case "", ".":
+				continue
+			case "..":
+				if len(stack) == 0 {
+					return nil, fmt.Errorf("%w: symlink %q leads out of %s (through %q)", ErrUnsafeArchive, name, root, p)
+				}
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			cur := append(stack[:len(stack):len(stack)], c)
+			target, isLink, err := readlink(strings.Join(cur, "/"))
+			if err != nil {
+				return nil, err
+			}
+			if !isLink {
+				stack = cur
+				continue
+			}
+			if hops++; hops > MaxSymlinkHops {
+				return nil, fmt.Errorf("%w: symlink %q: more than %d symlinks to follow (a loop?)", ErrUnsafeArchive, name, MaxSymlinkHops)
+			}
+			if stack, err = walk(stack, target); err != nil {
+				return nil, err
+			}
+		}
+		return stack, nil
+	}
+	_, err := walk(nil, name)
+	return err
 }
 
 // entryPath cleans an entry name and refuses one that escapes its folder (zip-slip).
@@ -142,16 +264,26 @@ func readSmall(f *zip.File, max int64) (string, error) {
 }
 
 // Extract unpacks the archive at zipPath into dest, which is root as the function sees it
-// (dest and root differ only in tests). Existing files are replaced, so that unpacking
-// layers one after the other into the same folder lets the last one win. Every write goes
-// through an os.Root, which refuses to follow a symlink out of dest even if Check missed one.
+// (dest and root differ only in tests), within a full budget (FullBudget).
 func Extract(zipPath, dest, root string) (ArchiveInfo, error) {
+	return ExtractWithin(zipPath, dest, root, FullBudget())
+}
+
+// ExtractWithin unpacks the archive at zipPath into dest, which is root as the function
+// sees it (dest and root differ only in tests), and spends what it unpacks from b: an
+// archive over what is left of b is refused before anything is written. Existing files are
+// replaced, so that unpacking layers one after the other into the same folder lets the
+// last one win. Every write goes through an os.Root, which refuses to follow a symlink out
+// of dest even if Check missed one; afterwards every symlink in dest (earlier layers'
+// included) is resolved again on disk, so that a chain through a link another archive left
+// is refused too.
+func ExtractWithin(zipPath, dest, root string, b *Budget) (ArchiveInfo, error) {
 	r, err := zip.OpenReader(zipPath)
 	if err != nil {
 		return ArchiveInfo{}, fmt.Errorf("not a valid .zip archive: %w", err)
 	}
 	defer r.Close()
-	entries, info, err := checkEntries(&r.Reader, root)
+	entries, info, err := checkEntries(&r.Reader, root, b)
 	if err != nil {
 		return info, err
 	}
@@ -165,14 +297,40 @@ func Extract(zipPath, dest, root string) (ArchiveInfo, error) {
 	defer dr.Close()
 	var written int64
 	for _, e := range entries {
-		if err := extractEntry(dr, e, &written); err != nil {
+		if err := extractEntry(dr, e, &written, b.Bytes); err != nil {
 			return info, fmt.Errorf("unpacking %q into %s: %w", e.f.Name, root, err)
 		}
+	}
+	b.Bytes -= written
+	b.Entries -= info.Entries
+	if err := checkLinksOnDisk(dr, root); err != nil {
+		return info, err
 	}
 	return info, nil
 }
 
-func extractEntry(dr *os.Root, e entry, written *int64) error {
+// checkLinksOnDisk resolves every symlink under dr as the kernel will.
+func checkLinksOnDisk(dr *os.Root, root string) error {
+	readlink := func(rel string) (string, bool, error) {
+		fi, err := dr.Lstat(rel)
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			return "", false, nil // missing (a dangling link) or not a link
+		}
+		t, err := dr.Readlink(rel)
+		return t, err == nil, err
+	}
+	return fs.WalkDir(dr.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			return resolveInside(root, p, readlink)
+		}
+		return nil
+	})
+}
+
+func extractEntry(dr *os.Root, e entry, written *int64, limit int64) error {
 	if dir := path.Dir(e.name); dir != "." {
 		if err := dr.MkdirAll(dir, 0o755); err != nil {
 			return err
@@ -210,13 +368,14 @@ func extractEntry(dr *os.Root, e entry, written *int64) error {
 	if err != nil {
 		return err
 	}
-	n, err := io.Copy(out, io.LimitReader(rc, MaxUnpackedSize-*written+1))
+	// The sizes in the archive's directory may lie: the bytes written are counted.
+	n, err := io.Copy(out, io.LimitReader(rc, limit-*written+1))
 	*written += n
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil && *written > MaxUnpackedSize {
-		err = fmt.Errorf("the archive unpacks to more than %d bytes", MaxUnpackedSize)
+	if err == nil && *written > limit {
+		err = fmt.Errorf("the archive unpacks to more than the %d bytes left of the %d bytes the code and its layers may unpack to", limit, MaxUnpackedSize)
 	}
 	if err == nil {
 		err = dr.Chmod(e.name, perm) // umask-free

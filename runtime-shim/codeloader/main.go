@@ -58,6 +58,9 @@ type Options struct {
 	Layers []string
 	// AllowUnpinned accepts sources without #sha256=.
 	AllowUnpinned bool
+	// Budget is what the code and the layers may unpack to in all (nil: FullBudget,
+	// Lambda's 250 MB and MaxEntries).
+	Budget *Budget
 }
 
 // Load unpacks the code into the task root and each layer, in order, into /opt, and logs
@@ -69,6 +72,10 @@ func Load(ctx context.Context, o Options, log io.Writer) error {
 	}
 	if o.Opt == "" {
 		o.Opt = "/opt"
+	}
+	budget := o.Budget // the code and its layers together
+	if budget == nil {
+		budget = FullBudget()
 	}
 	load := func(what, spec, dest string) error {
 		src, err := ParseSource(spec)
@@ -83,7 +90,7 @@ func Load(ctx context.Context, o Options, log io.Writer) error {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		defer os.Remove(file)
-		info, err := Extract(file, dest, dest)
+		info, err := ExtractWithin(file, dest, dest, budget)
 		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
