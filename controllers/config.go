@@ -7,9 +7,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/netguard"
+	"github.com/klambda/klambda/runtime-shim/codeloader"
 )
 
 // Config is the manager's configuration file (the --config flag of cmd/manager). Every
@@ -60,6 +63,87 @@ type Config struct {
 	// ResolveImageTags asks the registry for the digest of an imageUri given by tag (default
 	// true). When the registry can't be reached the tag is used as is, with a Warning Event.
 	ResolveImageTags *bool `json:"resolveImageTags,omitempty"`
+	// CodeFetch bounds the manager's downloads of code.url, s3 code and layer content.
+	CodeFetch CodeFetchConfig `json:"codeFetch,omitempty"`
+	// Egress is the address policy of every endpoint a tenant names that the manager dials
+	// (code.url and its redirects, s3 endpoints, registries of imageUri tags): checked on
+	// the IP after DNS, on every connection (internal/netguard).
+	Egress EgressConfig `json:"egress,omitempty"`
+	// egressPolicy is Egress parsed.
+	egressPolicy *netguard.Policy
+}
+
+// CodeFetchConfig bounds code downloads (codeloader.Limits). Zero values are the defaults.
+//
+//	codeFetch:
+//	  maxConcurrent: 2     # downloads at once; others wait their turn
+//	  timeout: 3m          # a whole download
+//	  stallTimeout: 20s    # every 20 s must bring minProgressBytes, else "timed out"
+//	  minProgressBytes: 16384
+//	  maxRedirects: 3      # -1: none
+//	  maxBytes: 262144000  # at most Lambda's 250 MB
+//	  tempDir: /tmp        # where downloads wait while they are checked
+type CodeFetchConfig struct {
+	MaxConcurrent    int              `json:"maxConcurrent,omitempty"`
+	Timeout          *metav1.Duration `json:"timeout,omitempty"`
+	StallTimeout     *metav1.Duration `json:"stallTimeout,omitempty"`
+	MinProgressBytes int64            `json:"minProgressBytes,omitempty"`
+	MaxRedirects     int              `json:"maxRedirects,omitempty"`
+	MaxBytes         int64            `json:"maxBytes,omitempty"`
+	TempDir          string           `json:"tempDir,omitempty"`
+}
+
+// DefaultMaxConcurrentFetches is codeFetch.maxConcurrent's default.
+const DefaultMaxConcurrentFetches = 2
+
+// EgressConfig is a netguard.Policy in the configuration file. Loopback, link-local (cloud
+// metadata), multicast and unspecified addresses are always refused; denyCIDRs adds the
+// cluster's own ranges (pod, service, node CIDRs), allowCIDRs reopens parts of them (an
+// in-cluster S3 service).
+type EgressConfig struct {
+	DenyCIDRs  []string `json:"denyCIDRs,omitempty"`
+	AllowCIDRs []string `json:"allowCIDRs,omitempty"`
+	// AllowLoopback is for tests and single-node development only.
+	AllowLoopback bool `json:"allowLoopback,omitempty"`
+}
+
+// Policy is the egress policy Egress describes.
+func (c *Config) Policy() *netguard.Policy {
+	if c.egressPolicy == nil {
+		p, err := c.Egress.policy()
+		if err != nil {
+			// ParseConfig refuses such a file; a Config built in code that got it wrong
+			// still refuses the always-refused ranges.
+			return &netguard.Policy{}
+		}
+		c.egressPolicy = p
+	}
+	return c.egressPolicy
+}
+
+func (e EgressConfig) policy() (*netguard.Policy, error) {
+	p := &netguard.Policy{AllowLoopback: e.AllowLoopback}
+	var err error
+	if p.Deny, err = netguard.ParsePrefixes(strings.Join(e.DenyCIDRs, ",")); err != nil {
+		return nil, fmt.Errorf("egress.denyCIDRs: %w", err)
+	}
+	if p.Allow, err = netguard.ParsePrefixes(strings.Join(e.AllowCIDRs, ",")); err != nil {
+		return nil, fmt.Errorf("egress.allowCIDRs: %w", err)
+	}
+	return p, nil
+}
+
+// FetchLimits are the codeloader.Limits of one download.
+func (c *Config) FetchLimits() codeloader.Limits {
+	f := c.CodeFetch
+	l := codeloader.Limits{MaxBytes: f.MaxBytes, MinProgress: f.MinProgressBytes, MaxRedirects: f.MaxRedirects, Policy: c.Policy()}
+	if f.Timeout != nil {
+		l.Timeout = f.Timeout.Duration
+	}
+	if f.StallTimeout != nil {
+		l.StallTimeout = f.StallTimeout.Duration
+	}
+	return l
 }
 
 // EmbeddedShim is where a runtime image keeps the runtime-shim binary.
@@ -122,7 +206,8 @@ func LoadConfig(path string) (Config, error) {
 // ParseConfig parses the YAML (or JSON) of a configuration file and fills in defaults.
 func ParseConfig(data []byte) (Config, error) {
 	var c Config
-	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+	var err error
+	if err = yaml.UnmarshalStrict(data, &c); err != nil {
 		return Config{}, fmt.Errorf("parsing the manager configuration: %w", err)
 	}
 	for rt, e := range c.EmbeddedShim {
@@ -138,6 +223,20 @@ func ParseConfig(data []byte) (Config, error) {
 	}
 	if c.CPURequestFraction < 0 || c.CPURequestFraction > 1 {
 		return Config{}, fmt.Errorf("cpuRequestFraction must be between 0 and 1, got %v", c.CPURequestFraction)
+	}
+	f := c.CodeFetch
+	switch {
+	case f.MaxConcurrent < 0:
+		return Config{}, fmt.Errorf("codeFetch.maxConcurrent must be at least 1, got %d", f.MaxConcurrent)
+	case f.MaxBytes < 0 || f.MaxBytes > codeloader.MaxArchiveSize:
+		return Config{}, fmt.Errorf("codeFetch.maxBytes must be between 1 and %d (Lambda's 250 MB), got %d", codeloader.MaxArchiveSize, f.MaxBytes)
+	case f.MinProgressBytes < 0:
+		return Config{}, fmt.Errorf("codeFetch.minProgressBytes must not be negative, got %d", f.MinProgressBytes)
+	case f.Timeout != nil && f.Timeout.Duration <= 0, f.StallTimeout != nil && f.StallTimeout.Duration <= 0:
+		return Config{}, fmt.Errorf("codeFetch.timeout and codeFetch.stallTimeout must be positive durations")
+	}
+	if c.egressPolicy, err = c.Egress.policy(); err != nil {
+		return Config{}, err
 	}
 	c.applyDefaults()
 	return c, nil
@@ -176,5 +275,8 @@ func (c *Config) applyDefaults() {
 	if c.ResolveImageTags == nil {
 		t := true
 		c.ResolveImageTags = &t
+	}
+	if c.CodeFetch.MaxConcurrent == 0 {
+		c.CodeFetch.MaxConcurrent = DefaultMaxConcurrentFetches
 	}
 }

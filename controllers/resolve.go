@@ -6,20 +6,25 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/sync/semaphore"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/netguard"
 	"github.com/klambda/klambda/runtime-shim/codeloader"
 )
 
@@ -75,6 +80,9 @@ type Resolver struct {
 
 	mu    sync.Mutex
 	cache map[string]cachedDigest
+
+	slotsOnce sync.Once
+	slots     *semaphore.Weighted
 }
 
 type cachedDigest struct {
@@ -145,24 +153,49 @@ func (r *Resolver) fetchCachedKey(ctx context.Context, what, key string, s codel
 	if ok {
 		return c.d, c.err
 	}
-	// In memory: the manager's root filesystem is read-only and it may have no /tmp.
-	data, d, err := codeloader.FetchBytes(ctx, s, creds)
-	if err != nil {
-		var dm *codeloader.DigestMismatchError
-		if errors.As(err, &dm) {
-			err = invalid("%s: %v", what, err)
-			r.remember(key, d, err)
-			return d, err
-		}
-		return d, &ResolveError{Reason: lambdav1alpha1.StateReasonInvalidConfiguration, Message: fmt.Sprintf("%s: %v", what, err), Transient: true}
+	// One download at a time per slot (codeFetch.maxConcurrent), streamed to a temporary
+	// file (codeFetch.tempDir) while it is hashed: the manager's memory does not depend on
+	// the archive's size, and the disk it uses is bounded by maxConcurrent × maxBytes.
+	if err := r.fetchSlots().Acquire(ctx, 1); err != nil {
+		return Digest{}, err
 	}
-	if _, err := codeloader.CheckBytes(data, root); err != nil {
+	defer r.fetchSlots().Release(1)
+	file, d, err := codeloader.FetchLimited(ctx, s, creds, r.Config.CodeFetch.TempDir, r.Config.FetchLimits())
+	if err != nil {
+		// The status says the category only (codeloader.FetchError): never what the
+		// server said, which would make the manager a scanner of the cluster's network.
+		// The manager's log has the rest.
+		var fe *codeloader.FetchError
+		if errors.As(err, &fe) {
+			log.FromContext(ctx).Info("code download failed", "what", what, "detail", fe.Detail())
+			if fe.Kind == codeloader.FetchChecksum || fe.Kind == codeloader.FetchTooLarge {
+				err = invalid("%s: %v", what, err)
+				r.remember(key, Digest{}, err)
+				return Digest{}, err
+			}
+		}
+		return Digest{}, &ResolveError{Reason: lambdav1alpha1.StateReasonInvalidConfiguration, Message: fmt.Sprintf("%s: %v", what, err), Transient: true}
+	}
+	defer func() { _ = os.Remove(file) }()
+	if _, err := codeloader.Check(file, root); err != nil {
 		err = invalid("%s: the package can't be unpacked into %s: %v", what, root, err)
-		r.remember(key, d, err)
-		return d, err
+		r.remember(key, Digest{}, err)
+		return Digest{}, err
 	}
 	r.remember(key, d, nil)
 	return d, nil
+}
+
+// fetchSlots bounds the downloads that run at once (codeFetch.maxConcurrent).
+func (r *Resolver) fetchSlots() *semaphore.Weighted {
+	r.slotsOnce.Do(func() {
+		n := r.Config.CodeFetch.MaxConcurrent
+		if n <= 0 {
+			n = DefaultMaxConcurrentFetches
+		}
+		r.slots = semaphore.NewWeighted(int64(n))
+	})
+	return r.slots
 }
 
 func (r *Resolver) remember(key string, d Digest, err error) {
@@ -275,16 +308,29 @@ func (r *Resolver) ResolveImage(ctx context.Context, imageURI string) (ImageResu
 	} else if r.Config.ResolveImageTags != nil && *r.Config.ResolveImageTags {
 		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		desc, herr := remote.Head(ref, remote.WithContext(hctx))
+		// The registry is the tenant's to name: dialed through the egress policy, and its
+		// answer is not echoed (the manager's log has it).
+		tr := &http.Transport{Proxy: nil, DialContext: r.Config.Policy().DialContext, TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 10 * time.Second, MaxResponseHeaderBytes: 64 << 10}
+		defer tr.CloseIdleConnections()
+		desc, herr := remote.Head(ref, remote.WithContext(hctx), remote.WithTransport(tr))
 		if herr == nil && desc.Digest.Algorithm == "sha256" {
 			raw, _ := hex.DecodeString(desc.Digest.Hex)
 			r.remember(key, Digest{Hex: desc.Digest.Hex, Base64: base64.StdEncoding.EncodeToString(raw), Size: desc.Size}, nil)
 			return imageResult(ref.Context().Name()+"@"+desc.Digest.String(), desc.Digest.String())
 		}
-		if herr == nil {
-			herr = fmt.Errorf("digest algorithm %s", desc.Digest.Algorithm)
+		switch {
+		case herr == nil:
+			err = fmt.Errorf("the registry answered a %s digest", desc.Digest.Algorithm)
+		case netguard.Denied(herr):
+			err = errors.New("the registry's address is not allowed by the manager's egress policy")
+		case hctx.Err() != nil:
+			err = errors.New("the registry did not answer in time")
+		default:
+			err = errors.New("the registry could not be asked")
 		}
-		err = herr
+		if herr != nil {
+			log.FromContext(ctx).Info("image tag not resolved", "imageUri", imageURI, "detail", herr.Error())
+		}
 		r.remember(key, Digest{}, err)
 	}
 	// Unpinned: the digest of the reference itself stands in for codeSha256.

@@ -214,8 +214,11 @@ func (w *Workload) PodTemplate(cfg Config) (corev1.PodTemplateSpec, error) {
 	var shimLoadArgs []string
 	if isZip {
 		volumes = append(volumes,
-			corev1.Volume{Name: "task", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-			corev1.Volume{Name: "opt", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			// Bounded on the node's disk: load-code unpacks at most Lambda's 250 MB and
+			// codeloader.MaxEntries entries for the code and its layers together, which
+			// UnpackedDiskBound turns into blocks; the kubelet evicts a pod past it.
+			corev1.Volume{Name: "task", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: resource.NewQuantity(codeloader.UnpackedDiskBound(), resource.BinarySI)}}},
+			corev1.Volume{Name: "opt", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: resource.NewQuantity(codeloader.UnpackedDiskBound(), resource.BinarySI)}}},
 		)
 		var args []string
 		var loaderMounts []corev1.VolumeMount

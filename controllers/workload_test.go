@@ -195,3 +195,37 @@ func TestEmbeddedShimPathMustBeAbsolute(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// The code and layers folders are bounded on the node's disk (issue #15, finding 13): each
+// emptyDir may hold what load-code lets the code and its layers unpack to, in both shapes.
+func TestCodeFoldersHaveASizeLimit(t *testing.T) {
+	cfg := embeddedConfig(t)
+	cfg.RuntimeImages["python3.12"] = "registry.test/python:3.12"
+	for _, rt := range []lambdav1alpha1.Runtime{"provided.al2023", "python3.12"} {
+		tpl, err := zipWorkload(rt, "h").PodTemplate(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := 0
+		for _, v := range tpl.Spec.Volumes {
+			if v.Name != "task" && v.Name != "opt" {
+				continue
+			}
+			seen++
+			if v.EmptyDir == nil || v.EmptyDir.SizeLimit == nil {
+				t.Errorf("%s: volume %s has no sizeLimit: %+v", rt, v.Name, v.VolumeSource)
+				continue
+			}
+			if got, want := v.EmptyDir.SizeLimit.Value(), codeloader.UnpackedDiskBound(); got != want {
+				t.Errorf("%s: volume %s sizeLimit %d, want %d", rt, v.Name, got, want)
+			}
+		}
+		if seen != 2 {
+			t.Errorf("%s: %d of the task and opt volumes", rt, seen)
+		}
+	}
+	// Larger than what may be unpacked (blocks and folders take room), far below unbounded.
+	if b := codeloader.UnpackedDiskBound(); b <= codeloader.MaxUnpackedSize || b > 1<<30 {
+		t.Errorf("UnpackedDiskBound = %d", b)
+	}
+}

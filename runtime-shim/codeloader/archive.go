@@ -412,3 +412,12 @@ func ZipFiles(files map[string][]byte) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+// diskBlock is what an entry may take on disk beyond its bytes: a folder's block, or the
+// rest of a file's last block.
+const diskBlock = 4096
+
+// UnpackedDiskBound is the most the code and its layers take on a node's disk once
+// unpacked within a FullBudget: the bytes, plus a block per entry. Function pods size the
+// emptyDirs they are unpacked into with it (the kubelet evicts a pod that writes more).
+func UnpackedDiskBound() int64 { return MaxUnpackedSize + MaxEntries*diskBlock }

@@ -141,13 +141,13 @@ func TestFetchHTTPVerifiesDigest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, got, err := Fetch(context.Background(), src, nil, t.TempDir())
+	p, got, err := FetchLimited(context.Background(), src, nil, t.TempDir(), loopbackOK)
 	if err != nil || got != d {
 		t.Fatalf("Fetch = %v %v", got, err)
 	}
 	os.Remove(p)
 	src.SHA256 = strings.Repeat("a", 64)
-	_, _, err = Fetch(context.Background(), src, nil, t.TempDir())
+	_, _, err = FetchLimited(context.Background(), src, nil, t.TempDir(), loopbackOK)
 	if err == nil || strings.Contains(err.Error(), "secret") {
 		t.Fatalf("mismatch error %v (must exist and not leak the query)", err)
 	}
@@ -205,15 +205,17 @@ func TestFetchS3CompatibleWithCredentialsFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, d, err := FetchBytes(context.Background(), parsed, nil)
+	p, d, err := FetchLimited(context.Background(), parsed, nil, t.TempDir(), loopbackOK)
+	data, _ := os.ReadFile(p)
 	if err != nil || string(data) != string(body) || d.Size != int64(len(body)) {
-		t.Fatalf("FetchBytes = %q %v %v", data, d, err)
+		t.Fatalf("FetchLimited = %q %v %v", data, d, err)
 	}
 	if !strings.Contains(auth, "AKIDEXAMPLE") {
 		t.Errorf("request not signed with the credentials: %q", auth)
 	}
 	t.Setenv("KLAMBDA_CODE_AWS_ACCESS_KEY_ID", "")
-	if _, _, err := FetchBytes(context.Background(), parsed, nil); err == nil || !strings.Contains(err.Error(), "KLAMBDA_CODE_AWS_ACCESS_KEY_ID") {
+	var fe *FetchError
+	if _, _, err := FetchLimited(context.Background(), parsed, nil, t.TempDir(), loopbackOK); !errors.As(err, &fe) || !strings.Contains(fe.Detail(), "KLAMBDA_CODE_AWS_ACCESS_KEY_ID") {
 		t.Errorf("missing credentials: %v", err)
 	}
 }

@@ -2,11 +2,14 @@ package codeloader
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+
+	"github.com/klambda/klambda/internal/netguard"
 )
 
 // Main is the `runtime-shim load-code` subcommand:
@@ -37,6 +40,7 @@ func run(ctx context.Context, args []string, log io.Writer) error {
 	fs.StringVar(&o.Code, "code", "", "source of the code archive")
 	fs.Var(&layers, "layer", "source of a layer archive; repeat, in order")
 	fs.BoolVar(&o.AllowUnpinned, "allow-unpinned", false, "accept sources without #sha256=")
+	fs.BoolVar(&o.AllowLoopback, "allow-loopback", false, "let downloads dial loopback addresses (tests and local development only)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -58,6 +62,9 @@ type Options struct {
 	Layers []string
 	// AllowUnpinned accepts sources without #sha256=.
 	AllowUnpinned bool
+	// AllowLoopback lets downloads dial loopback addresses, which Limits' policy otherwise
+	// refuses with link-local and the like (tests and local development only).
+	AllowLoopback bool
 	// Budget is what the code and the layers may unpack to in all (nil: FullBudget,
 	// Lambda's 250 MB and MaxEntries).
 	Budget *Budget
@@ -85,8 +92,18 @@ func Load(ctx context.Context, o Options, log io.Writer) error {
 		if src.SHA256 == "" && !o.AllowUnpinned {
 			return fmt.Errorf("%s: source %s does not pin its sha256", what, src.redacted())
 		}
-		file, d, err := Fetch(ctx, src, nil, o.Scratch)
+		lim := Limits{}
+		if o.AllowLoopback {
+			lim.Policy = &netguard.Policy{AllowLoopback: true}
+		}
+		file, d, err := FetchLimited(ctx, src, nil, o.Scratch, lim)
 		if err != nil {
+			// This log is the function's own (its pod fetched from its own network
+			// position): what happened is said in full.
+			var fe *FetchError
+			if errors.As(err, &fe) && fe.Err != nil {
+				return fmt.Errorf("%s: %w (%v)", what, err, fe.Err)
+			}
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		defer os.Remove(file)

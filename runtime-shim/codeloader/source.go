@@ -17,15 +17,76 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/klambda/klambda/internal/netguard"
 )
 
-// MaxArchiveSize bounds a downloaded archive (Lambda: 250 MB unzipped for code and layers).
+// MaxArchiveSize bounds a downloaded archive (Lambda: 250 MB unzipped for code and layers;
+// an archive is never larger than what it unpacks to, give or take its directory).
 const MaxArchiveSize = 250 << 20
+
+// Defaults of Limits.
+const (
+	DefaultFetchTimeout = 3 * time.Minute
+	DefaultStallTimeout = 20 * time.Second
+	DefaultMinProgress  = 16 << 10
+	DefaultMaxRedirects = 3
+)
+
+// Limits bound one download: its size, its time, its progress, its redirects, and the
+// addresses it may dial. The zero value is the defaults.
+type Limits struct {
+	// MaxBytes: a larger archive is refused as soon as that is known (Content-Length, or
+	// the byte past it), without reading the rest (0: MaxArchiveSize).
+	MaxBytes int64
+	// Timeout bounds the whole download (0: DefaultFetchTimeout).
+	Timeout time.Duration
+	// StallTimeout and MinProgress: every StallTimeout from the start (connecting and
+	// waiting for the answer included) must bring at least MinProgress bytes, else the
+	// download is abandoned as timed out: a server that trickles holds nothing for long
+	// (0: DefaultStallTimeout, DefaultMinProgress).
+	StallTimeout time.Duration
+	MinProgress  int64
+	// MaxRedirects followed (0: DefaultMaxRedirects; negative: none). A redirect to
+	// anything but http or https is refused; every redirect dials again through Policy.
+	MaxRedirects int
+	// Policy decides which addresses may be dialed, checked on the IP after DNS and on
+	// every redirect (nil: netguard's zero policy, which refuses loopback, link-local,
+	// multicast and unspecified addresses). Proxies from the environment are not used: a
+	// proxy would make the proxy's address the only one checked.
+	Policy *netguard.Policy
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = MaxArchiveSize
+	}
+	if l.Timeout <= 0 {
+		l.Timeout = DefaultFetchTimeout
+	}
+	if l.StallTimeout <= 0 {
+		l.StallTimeout = DefaultStallTimeout
+	}
+	if l.MinProgress <= 0 {
+		l.MinProgress = DefaultMinProgress
+	}
+	switch {
+	case l.MaxRedirects == 0:
+		l.MaxRedirects = DefaultMaxRedirects
+	case l.MaxRedirects < 0:
+		l.MaxRedirects = 0
+	}
+	if l.Policy == nil {
+		l.Policy = &netguard.Policy{}
+	}
+	return l
+}
 
 // Source is where one .zip archive comes from, written as a URL:
 //
@@ -128,72 +189,217 @@ func DigestOf(data []byte) Digest {
 	return Digest{Hex: hex.EncodeToString(sum[:]), Base64: base64.StdEncoding.EncodeToString(sum[:]), Size: int64(len(data))}
 }
 
-// DigestMismatchError: the archive isn't the one the source pins.
+// DigestMismatchError: the archive isn't the one the source pins. Its message names the
+// pinned digest only: the digest of what was downloaded instead would tell the author
+// whether an address they cannot read holds a content they guess (Got is for the caller's
+// own use, never shown).
 type DigestMismatchError struct {
 	Source    string
 	Got, Want string
 }
 
 func (e *DigestMismatchError) Error() string {
-	return fmt.Sprintf("%s: the archive's SHA-256 is %s, want %s", e.Source, e.Got, e.Want)
+	return fmt.Sprintf("%s: the archive's SHA-256 is not the pinned %s", e.Source, e.Want)
 }
 
+// FetchErrorKind is the fixed category of a failed download: all a status message says
+// about it.
+type FetchErrorKind string
+
+// The categories of FetchError.
+const (
+	FetchDenied   FetchErrorKind = "address not allowed"
+	FetchFailed   FetchErrorKind = "download failed"
+	FetchTooLarge FetchErrorKind = "too large"
+	FetchTimedOut FetchErrorKind = "timed out"
+	FetchChecksum FetchErrorKind = "checksum mismatch"
+)
+
+// FetchError is a download that failed. Error says the source (redacted) and the category
+// only, never what the server answered (its status, its body, a dial error naming a port):
+// the manager downloads from inside the cluster, and a message that echoes what an internal
+// address said makes it a port scanner and a content oracle for whoever writes code.url.
+// Err, for logs, holds what happened.
+type FetchError struct {
+	Kind   FetchErrorKind
+	Source string
+	// Limit is the size limit a FetchTooLarge exceeded.
+	Limit int64
+	Err   error
+}
+
+func (e *FetchError) Error() string {
+	switch e.Kind {
+	case FetchTooLarge:
+		return fmt.Sprintf("downloading %s: %s (over %d bytes)", e.Source, e.Kind, e.Limit)
+	case FetchChecksum:
+		var dm *DigestMismatchError
+		if errors.As(e.Err, &dm) {
+			return fmt.Sprintf("downloading %s: %s: the archive's SHA-256 is not the pinned %s", e.Source, e.Kind, dm.Want)
+		}
+	}
+	return fmt.Sprintf("downloading %s: %s", e.Source, e.Kind)
+}
+
+func (e *FetchError) Unwrap() error { return e.Err }
+
+// Detail is Error with what happened (a server's answer included): for logs of whoever may
+// see it, never for a status message.
+func (e *FetchError) Detail() string {
+	if e.Err == nil {
+		return e.Error()
+	}
+	return e.Error() + ": " + e.Err.Error()
+}
+
+var (
+	errTimedOut = errors.New("the download took longer than its time limit")
+	errStalled  = errors.New("the download made too little progress")
+)
+
 // Fetch downloads the archive of a source into a temporary file in dir (os.TempDir when
-// empty), checks the pinned digest, and returns the file's path (the caller removes it)
-// and its Digest. creds, when not nil, overrides the credentials from the environment.
+// empty) within the default Limits, checks the pinned digest, and returns the file's path
+// (the caller removes it) and its Digest. creds, when not nil, overrides the credentials
+// from the environment.
 func Fetch(ctx context.Context, src Source, creds *Credentials, dir string) (string, Digest, error) {
-	body, err := open(ctx, src, creds)
+	return FetchLimited(ctx, src, creds, dir, Limits{})
+}
+
+// FetchLimited is Fetch within lim. The archive is streamed to the file while it is
+// hashed: memory use does not depend on its size. Every failure is a *FetchError.
+func FetchLimited(ctx context.Context, src Source, creds *Credentials, dir string, lim Limits) (string, Digest, error) {
+	lim = lim.withDefaults()
+	name := src.redacted()
+	fail := func(kind FetchErrorKind, err error) (string, Digest, error) {
+		return "", Digest{}, &FetchError{Kind: kind, Source: name, Limit: lim.MaxBytes, Err: err}
+	}
+	ctx, cancelTimeout := context.WithTimeoutCause(ctx, lim.Timeout, errTimedOut)
+	defer cancelTimeout()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	w := &progressWatch{lim: lim, cancel: cancel}
+	w.start()
+	defer w.stop()
+	classify := func(err error) (string, Digest, error) {
+		switch cause := context.Cause(ctx); {
+		case netguard.Denied(err):
+			return fail(FetchDenied, err)
+		case errors.Is(err, errRedirectScheme):
+			return fail(FetchDenied, err)
+		case cause == errTimedOut || cause == errStalled:
+			return fail(FetchTimedOut, fmt.Errorf("%w (%v)", cause, err))
+		}
+		return fail(FetchFailed, err)
+	}
+
+	body, size, err := open(ctx, src, creds, lim)
 	if err != nil {
-		return "", Digest{}, err
+		return classify(err)
 	}
 	defer body.Close()
+	if size > lim.MaxBytes {
+		return fail(FetchTooLarge, fmt.Errorf("the server announces %d bytes", size))
+	}
 	f, err := os.CreateTemp(dir, "klambda-*.zip")
 	if err != nil {
-		return "", Digest{}, fmt.Errorf("creating a temporary file: %w", err)
+		return fail(FetchFailed, fmt.Errorf("creating a temporary file: %w", err))
 	}
+	keep := false
+	defer func() {
+		if !keep {
+			_ = os.Remove(f.Name())
+		}
+	}()
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(body, MaxArchiveSize+1))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	fail := func(err error) (string, Digest, error) {
-		_ = os.Remove(f.Name())
-		return "", Digest{}, err
+	n, err := io.Copy(io.MultiWriter(f, h, w), io.LimitReader(body, lim.MaxBytes+1))
+	if cerr := f.Close(); err == nil && cerr != nil {
+		return fail(FetchFailed, fmt.Errorf("writing the temporary file: %w", cerr))
 	}
 	if err != nil {
-		return fail(fmt.Errorf("reading %s: %w", src.redacted(), err))
+		return classify(err)
 	}
-	if n > MaxArchiveSize {
-		return fail(fmt.Errorf("%s: the archive is larger than %d bytes", src.redacted(), MaxArchiveSize))
+	if n > lim.MaxBytes {
+		return fail(FetchTooLarge, fmt.Errorf("more than %d bytes", lim.MaxBytes))
 	}
 	sum := h.Sum(nil)
 	d := Digest{Hex: hex.EncodeToString(sum), Base64: base64.StdEncoding.EncodeToString(sum), Size: n}
 	if src.SHA256 != "" && !strings.EqualFold(src.SHA256, d.Hex) {
-		return fail(&DigestMismatchError{Source: src.redacted(), Got: d.Hex, Want: src.SHA256})
+		return fail(FetchChecksum, &DigestMismatchError{Source: name, Got: d.Hex, Want: src.SHA256})
 	}
+	keep = true
 	return f.Name(), d, nil
 }
 
-// FetchBytes is Fetch into memory, for a process without a writable folder (the manager
-// runs with a read-only root filesystem).
-func FetchBytes(ctx context.Context, src Source, creds *Credentials) ([]byte, Digest, error) {
-	body, err := open(ctx, src, creds)
-	if err != nil {
-		return nil, Digest{}, err
+// progressWatch cancels a download when a StallTimeout window brings fewer than
+// MinProgress bytes. It is the io.Writer the downloaded bytes are counted by.
+type progressWatch struct {
+	lim    Limits
+	cancel context.CancelCauseFunc
+	mu     sync.Mutex
+	got    int64 // bytes so far
+	seen   int64 // at the last window's end
+	t      *time.Timer
+	done   bool
+}
+
+func (w *progressWatch) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.got += int64(len(p))
+	w.mu.Unlock()
+	return len(p), nil
+}
+
+func (w *progressWatch) start() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.t = time.AfterFunc(w.lim.StallTimeout, w.tick)
+}
+
+func (w *progressWatch) tick() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return
 	}
-	defer body.Close()
-	data, err := io.ReadAll(io.LimitReader(body, MaxArchiveSize+1))
-	if err != nil {
-		return nil, Digest{}, fmt.Errorf("reading %s: %w", src.redacted(), err)
+	if w.got-w.seen < w.lim.MinProgress {
+		w.cancel(errStalled)
+		return
 	}
-	if len(data) > MaxArchiveSize {
-		return nil, Digest{}, fmt.Errorf("%s: the archive is larger than %d bytes", src.redacted(), MaxArchiveSize)
+	w.seen = w.got
+	w.t.Reset(w.lim.StallTimeout)
+}
+
+func (w *progressWatch) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.done = true
+	w.t.Stop()
+}
+
+var errRedirectScheme = errors.New("redirected to a scheme other than http or https")
+
+// httpClient is a client for one download within lim: every dial through lim.Policy, no
+// proxy, redirects bounded, headers bounded in time and size.
+func httpClient(lim Limits) (*http.Client, func()) {
+	tr := &http.Transport{
+		Proxy:                  nil,
+		DialContext:            lim.Policy.Dialer(min(lim.StallTimeout, 10*time.Second)).DialContext,
+		TLSHandshakeTimeout:    min(lim.StallTimeout, 10*time.Second),
+		ResponseHeaderTimeout:  lim.StallTimeout,
+		MaxResponseHeaderBytes: 64 << 10,
+		DisableCompression:     true, // the bytes counted are the archive's
+		ForceAttemptHTTP2:      true,
 	}
-	d := DigestOf(data)
-	if src.SHA256 != "" && !strings.EqualFold(src.SHA256, d.Hex) {
-		return nil, Digest{}, &DigestMismatchError{Source: src.redacted(), Got: d.Hex, Want: src.SHA256}
-	}
-	return data, d, nil
+	c := &http.Client{Transport: tr, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+			return errRedirectScheme
+		}
+		if len(via) > lim.MaxRedirects {
+			return fmt.Errorf("more than %d redirects", lim.MaxRedirects)
+		}
+		return nil
+	}}
+	return c, tr.CloseIdleConnections
 }
 
 func (s Source) redacted() string {
@@ -208,48 +414,68 @@ func (s Source) redacted() string {
 	return c.String()
 }
 
-func open(ctx context.Context, src Source, creds *Credentials) (io.ReadCloser, error) {
+// open starts a download: the body, and its size when known (-1 otherwise).
+func open(ctx context.Context, src Source, creds *Credentials, lim Limits) (io.ReadCloser, int64, error) {
 	switch src.Scheme {
 	case "file":
 		f, err := os.Open(src.Path)
 		if err != nil {
-			return nil, fmt.Errorf("opening %s: %w", src.Path, err)
+			return nil, 0, fmt.Errorf("opening %s: %w", src.Path, err)
 		}
-		return f, nil
+		size := int64(-1)
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			size = fi.Size()
+		}
+		return f, size, nil
 	case "http", "https":
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		client := &http.Client{Timeout: 5 * time.Minute}
+		client, done := httpClient(lim)
 		resp, err := client.Do(req)
 		if err != nil {
-			return nil, fmt.Errorf("downloading %s: %w", src.redacted(), err)
+			done()
+			return nil, 0, err
 		}
 		if resp.StatusCode != http.StatusOK {
 			resp.Body.Close()
-			return nil, fmt.Errorf("downloading %s: HTTP %s", src.redacted(), resp.Status)
+			done()
+			return nil, 0, fmt.Errorf("HTTP %s", resp.Status)
 		}
-		return resp.Body, nil
+		return closeBoth{resp.Body, done}, resp.ContentLength, nil
 	case "s3":
-		return openS3(ctx, src, creds)
+		return openS3(ctx, src, creds, lim)
 	}
-	return nil, fmt.Errorf("unsupported source scheme %q", src.Scheme)
+	return nil, 0, fmt.Errorf("unsupported source scheme %q", src.Scheme)
 }
 
-func openS3(ctx context.Context, src Source, creds *Credentials) (io.ReadCloser, error) {
+// closeBoth closes a body, then releases its client's connections.
+type closeBoth struct {
+	io.ReadCloser
+	done func()
+}
+
+func (c closeBoth) Close() error {
+	err := c.ReadCloser.Close()
+	c.done()
+	return err
+}
+
+func openS3(ctx context.Context, src Source, creds *Credentials, lim Limits) (io.ReadCloser, int64, error) {
 	if creds == nil && src.CredentialsEnv != "" {
 		p := src.CredentialsEnv + "_"
 		creds = &Credentials{os.Getenv(p + "AWS_ACCESS_KEY_ID"), os.Getenv(p + "AWS_SECRET_ACCESS_KEY"), os.Getenv(p + "AWS_SESSION_TOKEN")}
 		if creds.AccessKeyID == "" {
-			return nil, fmt.Errorf("s3://%s/%s: %sAWS_ACCESS_KEY_ID is not set", src.Bucket, src.Key, p)
+			return nil, 0, fmt.Errorf("s3://%s/%s: %sAWS_ACCESS_KEY_ID is not set", src.Bucket, src.Key, p)
 		}
 	}
 	region := src.Region
 	if region == "" {
 		region = "us-east-1"
 	}
-	opts := s3.Options{Region: region, UsePathStyle: src.Endpoint != ""}
+	client, done := httpClient(lim)
+	opts := s3.Options{Region: region, UsePathStyle: src.Endpoint != "", HTTPClient: client, Retryer: aws.NopRetryer{}}
 	if src.Endpoint != "" {
 		opts.BaseEndpoint = aws.String(src.Endpoint)
 	}
@@ -264,9 +490,14 @@ func openS3(ctx context.Context, src Source, creds *Credentials) (io.ReadCloser,
 	}
 	out, err := s3.New(opts).GetObject(ctx, in)
 	if err != nil {
-		return nil, fmt.Errorf("getting s3://%s/%s: %w", src.Bucket, src.Key, err)
+		done()
+		return nil, 0, fmt.Errorf("getting s3://%s/%s: %w", src.Bucket, src.Key, err)
 	}
-	return out.Body, nil
+	size := int64(-1)
+	if out.ContentLength != nil {
+		size = *out.ContentLength
+	}
+	return closeBoth{out.Body, done}, size, nil
 }
 
 // ErrUnsafeArchive is wrapped by every error about an entry that would land outside its
