@@ -34,7 +34,12 @@ func TestResolveImagePinsTagToDigest(t *testing.T) {
 	}
 	first := push()
 	yes := true
-	r := &Resolver{Config: Config{ResolveImageTags: &yes}}
+	// The registry is on loopback, which the egress policy refuses by default.
+	refused, _ := (&Resolver{Config: Config{ResolveImageTags: &yes}}).ResolveImage(context.Background(), ref)
+	if refused.URI != ref || !strings.Contains(refused.Unpinned, "not allowed") {
+		t.Errorf("a registry on loopback: %+v, want unpinned, not allowed", refused)
+	}
+	r := &Resolver{Config: Config{ResolveImageTags: &yes, Egress: EgressConfig{AllowLoopback: true}}}
 	got, err := r.ResolveImage(context.Background(), ref)
 	if err != nil || got.URI != u.Host+"/team/fn@"+first || got.Unpinned != "" || got.Digest.Hex != strings.TrimPrefix(first, "sha256:") {
 		t.Fatalf("ResolveImage = %+v, %v; want pinned to %s", got, err, first)

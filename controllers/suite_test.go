@@ -58,7 +58,8 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		f := false
-		testCfg, _ = ParseConfig([]byte("shimImage: registry.test/runtime-shim:test\nimagePullPolicy: IfNotPresent\n"))
+		// The tests serve code on loopback, which the egress policy refuses by default.
+		testCfg, _ = ParseConfig([]byte("shimImage: registry.test/runtime-shim:test\nimagePullPolicy: IfNotPresent\negress: {allowLoopback: true}\n"))
 		testCfg.ResolveImageTags = &f
 		if err := Setup(mgr, testCfg); err != nil {
 			fmt.Fprintln(os.Stderr, err)

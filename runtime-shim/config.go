@@ -20,6 +20,8 @@ const (
 	MaxErrorPayload = MaxResponsePayload
 	// DefaultInitTimeout is Lambda's limit on the Init phase.
 	DefaultInitTimeout = 10 * time.Second
+	// DefaultBodyTimeout bounds the arrival of an invoke's body (6 MB at 600 KB/s).
+	DefaultBodyTimeout = 10 * time.Second
 	// TailSize is how much of an invocation's log X-Amz-Log-Result carries.
 	TailSize = 4096
 	// MaxExtensions is Lambda's limit on registered extensions.
@@ -45,6 +47,17 @@ type Config struct {
 	// ShutdownGrace is how long runtime and extensions get after SIGTERM/SHUTDOWN
 	// before SIGKILL. Zero means Lambda's: 300 ms, or 2 s with external extensions.
 	ShutdownGrace time.Duration
+	// BodyTimeout is how long an invoke's body may take to arrive once its head has
+	// (DefaultBodyTimeout when zero); a slower one is answered 408 and its connection closed.
+	BodyTimeout time.Duration
+}
+
+// bodyTimeout is BodyTimeout or its default.
+func (c *Config) bodyTimeout() time.Duration {
+	if c.BodyTimeout > 0 {
+		return c.BodyTimeout
+	}
+	return DefaultBodyTimeout
 }
 
 // ConfigFromEnv reads the variables the control plane sets (documented in README.md),

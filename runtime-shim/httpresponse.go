@@ -198,9 +198,6 @@ func (w *httpResponse) Flush() {
 func (w *httpResponse) sendHead(first []byte) {
 	w.headSent = true
 	req, h := w.req, w.header
-	// A body left unread: read and drop up to 256 KB of it before answering (a client
-	// that sends its whole request before reading could deadlock otherwise), or close.
-	w.settleBody()
 	_, hasCL := h["Content-Length"]
 	te := h.Get("Transfer-Encoding")
 	if w.handlerDone && te == "" && bodyAllowedForStatus(w.status) && !hasCL && (req.Method != http.MethodHead || len(first) > 0) {
@@ -220,6 +217,11 @@ func (w *httpResponse) sendHead(first []byte) {
 	if h.Get("Connection") == "close" || w.conn.srv.shutdown.Load() || req.Method == "PRI" && req.ProtoMajor == 2 {
 		w.closeAfter = true
 	}
+	// A body left unread: unless the connection closes after this answer (as net/http,
+	// which decides that first), read and drop up to 256 KB of it before answering (a
+	// client that sends its whole request before reading could deadlock otherwise), or
+	// close.
+	w.settleBody()
 	if bodyAllowedForStatus(w.status) {
 		if _, ok := h["Content-Type"]; !ok && te == "" && h.Get("Content-Encoding") == "" && len(first) > 0 {
 			h["Content-Type"] = []string{http.DetectContentType(first)}

@@ -46,6 +46,10 @@ import (
 type httpServer struct {
 	Handler           http.Handler
 	ReadHeaderTimeout time.Duration // 0: none
+	// BodyTimeout bounds the arrival of a request's body, from the handler's first read of
+	// it (0: none): a read past it fails with os.ErrDeadlineExceeded. As with the head, a
+	// timer is armed only when the body has not all arrived already.
+	BodyTimeout time.Duration
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -271,6 +275,11 @@ func (c *httpConn) serve() {
 			return
 		}
 		if !c.serveRequest(req) {
+			if c.body.unread() {
+				// As net/http: the client may still be sending the body nobody reads;
+				// closing now could reset the connection before it reads the answer.
+				c.closeWriteAndWait()
+			}
 			return
 		}
 		c.idle.Store(true)
@@ -431,7 +440,7 @@ func (c *httpConn) serveRequest(req *http.Request) bool {
 	rctx := &requestContext{conn: c}
 	req = req.WithContext(rctx)
 	w.req = req
-	c.body = requestBody{rc: req.Body, sized: len(req.TransferEncoding) == 0}
+	c.body = requestBody{rc: req.Body, sized: len(req.TransferEncoding) == 0, conn: c, length: req.ContentLength}
 	w.reqBody = &c.body
 	req.Body = w.reqBody
 	if ex := req.Header.Get("Expect"); ex != "" {
@@ -449,6 +458,10 @@ func (c *httpConn) serveRequest(req *http.Request) bool {
 		req.Body = w.ecr
 	}
 	c.srv.Handler.ServeHTTP(w, req)
+	if c.body.deadline {
+		_ = c.nc.SetReadDeadline(time.Time{})
+		c.body.deadline = false
+	}
 	w.handlerDone = true
 	rctx.end()
 	w.finish()
@@ -599,9 +612,28 @@ type requestBody struct {
 	// sized: the body has a Content-Length; as in net/http, its end of stream comes
 	// early (ErrUnexpectedEOF) only when the connection's does.
 	sized bool
+	// conn and length: for the server's BodyTimeout (length is the Content-Length, -1 when
+	// chunked); deadline: it is armed.
+	conn     *httpConn
+	length   int64
+	deadline bool
+}
+
+// unread tells whether the client may still be sending a body that was not read to its end.
+func (b *requestBody) unread() bool {
+	return b.length != 0 && !b.sawEOF && b.n != b.length
 }
 
 func (b *requestBody) Read(p []byte) (int, error) {
+	if b.closed {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	if c := b.conn; c != nil && !b.deadline && c.srv.BodyTimeout > 0 && !b.sawEOF &&
+		(b.length < 0 || int64(c.br.Buffered()) < b.length-b.n) {
+		// The rest of the body is still to come: it has BodyTimeout to arrive.
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.BodyTimeout))
+		b.deadline = true
+	}
 	n, err := b.rc.Read(p)
 	b.n += int64(n)
 	switch {
@@ -613,9 +645,15 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close does not read what is left of the body: net/http's body reader would read all of
+// it, with no deadline, for a client that may trickle it. What the handler left is read up
+// to httpMaxDiscard by settleBody, else the connection closes (net/http's server rules).
 func (b *requestBody) Close() error {
 	b.closed = true
-	return b.rc.Close()
+	if b.sawEOF || b.length == 0 {
+		return b.rc.Close()
+	}
+	return nil
 }
 
 // expectContinueReader sends 100 Continue when the handler first reads the body.

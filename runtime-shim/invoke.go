@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -145,6 +146,10 @@ func (s *InvokeServer) invoke(w http.ResponseWriter, r *http.Request) {
 	inv := NewInvocation()
 	defer inv.Release()
 	_, over, err := readBodyInto(r, inv.Payload, MaxRequestPayload)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		writeReply(w, s.bodyTimedOut()) // httpServer's BodyTimeout
+		return
+	}
 	if err != nil {
 		invokeError(w, http.StatusBadRequest, "InvalidRequestContentException", "could not read the request body: "+err.Error())
 		return
@@ -165,14 +170,35 @@ func requestTooLarge() *answer {
 	return invokeErrorReply(http.StatusRequestEntityTooLarge, "RequestTooLargeException", "Request must be smaller than "+strconv.Itoa(MaxRequestPayload)+" bytes for the InvokeFunction operation")
 }
 
+// unauthorized checks the invoke secret, from the request's head alone: nil when it is
+// right (or none is configured), else the 401 to answer at once, before reading (or
+// making room for) the body. The answer closes the connection: what the client sends
+// after it is not wanted.
+func (s *InvokeServer) unauthorized(h headerGetter) *answer {
+	if len(s.secret) == 0 {
+		return nil
+	}
+	if subtle.ConstantTimeCompare([]byte(h.Get(HeaderInvokeSecret)), s.secret) == 1 {
+		return nil
+	}
+	r := invokeErrorReply(http.StatusUnauthorized, "UnauthorizedException", "missing or wrong "+HeaderInvokeSecret)
+	r.set("Connection", "close")
+	return r
+}
+
+// bodyTimedOut answers an invoke whose body did not arrive within the body timeout (the
+// connection closes).
+func (s *InvokeServer) bodyTimedOut() *answer {
+	r := invokeErrorReply(http.StatusRequestTimeout, "RequestTimeoutException", "the request body did not arrive within "+s.cfg.bodyTimeout().String()+" of its headers")
+	r.set("Connection", "close")
+	return r
+}
+
 // authorize checks the invoke secret and answers a dry run; nil when the invocation
 // may go on.
 func (s *InvokeServer) authorize(h headerGetter) *answer {
-	if len(s.secret) > 0 {
-		got := h.Get(HeaderInvokeSecret)
-		if subtle.ConstantTimeCompare([]byte(got), s.secret) != 1 {
-			return invokeErrorReply(http.StatusUnauthorized, "UnauthorizedException", "missing or wrong "+HeaderInvokeSecret)
-		}
+	if a := s.unauthorized(h); a != nil {
+		return a
 	}
 	if h.Get(HeaderInvocationType) == "DryRun" {
 		r := &answer{status: http.StatusNoContent}

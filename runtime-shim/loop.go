@@ -58,9 +58,15 @@ type eventLoop struct {
 	started  bool // run was started (before it runs, shutdown only closes)
 	done     chan struct{}
 
-	head []byte // an answer's head being built
-	evs  [64]unix.EpollEvent
+	head    []byte // an answer's head being built
+	evs     [64]unix.EpollEvent
+	discard [16 << 10]byte // what draining connections send goes here
 }
+
+// loopDrainTime and httpMaxDiscard bound how long, and how much, a refused connection is
+// read (and dropped) after its answer before it closes, so that closing with unread bytes
+// does not reset it before the client has read the answer (net/http's closeWriteAndWait).
+const loopDrainTime = 500 * time.Millisecond
 
 // loopYieldEvery: the loop's goroutine yields at least this often when it never has to
 // wait, so that the shim's other goroutines (timers, the runtime's output) run, before
@@ -94,6 +100,15 @@ type loopConn struct {
 	// served and lastPost: what httpServer needs to know on a hand-over.
 	served   bool
 	lastPost bool
+	// draining: the connection was refused (an unauthenticated invoke, a body that took
+	// too long); once its answer is out, what the client still sends is read and dropped,
+	// for loopDrainTime at most, and the connection closes.
+	draining bool
+	drained  int
+	// deadline: when the invoke's body must have arrived (or the drain end); timer fires
+	// then (see setDeadline).
+	deadline time.Time
+	timer    *time.Timer
 }
 
 // newEventLoop serves the invoke endpoint on invokeLn and the Runtime API on apiLn (the
@@ -325,6 +340,10 @@ func (l *eventLoop) accept(ln *loopListener) {
 // read takes what the socket has (one read: the epoll set is level-triggered) and serves
 // it.
 func (l *eventLoop) read(c *loopConn) {
+	if c.draining {
+		l.drain(c)
+		return
+	}
 	if cap(c.in)-len(c.in) < 4096 {
 		c.in = slices.Grow(c.in, max(cap(c.in), 16<<10))
 	}
@@ -393,7 +412,7 @@ func (l *eventLoop) serve(c *loopConn) {
 	if c.paused && !c.busy && !c.eof {
 		l.pause(c, false)
 	}
-	for !c.closed && !c.busy && len(c.out) == 0 && len(c.in) > 0 {
+	for !c.closed && !c.busy && !c.draining && len(c.out) == 0 && len(c.in) > 0 {
 		if c.lastPost && (c.in[0] == '\r' || c.in[0] == '\n') {
 			l.handOver(c) // stray line ends after a POST: httpServer's rule
 			return
@@ -401,7 +420,18 @@ func (l *eventLoop) serve(c *loopConn) {
 		r := &c.req
 		switch parseLoopRequest(c.in, r) {
 		case loopIncomplete:
-			if route, _ := l.routeOf(c, r); c.eof || !r.headDone || !l.fits(c, r) || route == routeNotFound {
+			route, _ := l.routeOf(c, r)
+			if r.headDone && route == routeInvoke {
+				// The secret is checked as soon as the head is in: an unauthenticated
+				// client is answered before anything of its body is read or made room
+				// for.
+				if a := l.invoke.unauthorized(&r.header); a != nil {
+					c.in = nil
+					l.refuse(c, a)
+					return
+				}
+			}
+			if c.eof || !r.headDone || !l.fits(c, r) || route == routeNotFound {
 				// A head that did not arrive in one piece: httpServer has the time
 				// limit for it. A body too large: httpServer answers it. A request the
 				// loop does not serve: httpServer reads its body (perhaps a stream). A
@@ -413,11 +443,15 @@ func (l *eventLoop) serve(c *loopConn) {
 			if !r.chunked {
 				c.in = slices.Grow(c.in, r.size-len(c.in)) // room for the whole body
 			}
+			if c.ln.invoke && c.deadline.IsZero() {
+				l.setDeadline(c, l.invoke.cfg.bodyTimeout()) // the rest of the body has this long
+			}
 			return
 		case loopHandOver:
 			l.handOver(c)
 			return
 		}
+		l.clearDeadline(c)
 		if !l.fits(c, r) || !l.route(c, r) {
 			l.handOver(c)
 			return
@@ -428,9 +462,95 @@ func (l *eventLoop) serve(c *loopConn) {
 			c.in = nil // a 6 MB payload should not stay
 		}
 	}
+	if c.draining {
+		c.in = nil // nothing more is served
+	}
 	if c.eof && !c.closed && !c.busy && len(c.out) == 0 {
 		l.hangUp(c) // everything the client sent before its end of stream is answered
 	}
+}
+
+// refuse answers a and closes the connection: once the answer is out, the client's side
+// is drained for a while (drain), then closed.
+func (l *eventLoop) refuse(c *loopConn, a *answer) {
+	c.draining = true
+	l.clearDeadline(c)
+	l.send(c, a)
+	if !c.closed && len(c.out) == 0 {
+		l.startDrain(c)
+	} // else flushOut starts it once the answer is out
+}
+
+// startDrain ends the answers (FIN) and reads what the client still sends, for
+// loopDrainTime at most.
+func (l *eventLoop) startDrain(c *loopConn) {
+	_ = unix.Shutdown(c.fd, unix.SHUT_WR)
+	if c.eof {
+		l.hangUp(c)
+		return
+	}
+	l.pause(c, false)
+	l.setDeadline(c, loopDrainTime)
+}
+
+// drain reads what a refused client sends and drops it; its end of stream, an error or
+// more than httpMaxDiscard bytes close the connection.
+func (l *eventLoop) drain(c *loopConn) {
+	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(c.fd), uintptr(unsafe.Pointer(&l.discard[0])), uintptr(len(l.discard)))
+	switch {
+	case errno == syscall.EAGAIN || errno == syscall.EINTR:
+		return
+	case errno != 0:
+		l.hangUp(c)
+		return
+	case n == 0:
+		if len(c.out) > 0 { // the answer is not out yet: it still goes
+			c.eof = true
+			l.pause(c, true)
+			return
+		}
+		l.hangUp(c)
+		return
+	}
+	if c.drained += int(n); c.drained > httpMaxDiscard {
+		l.hangUp(c)
+	}
+}
+
+// setDeadline makes c's timer fire in d (deadlineHit).
+func (l *eventLoop) setDeadline(c *loopConn, d time.Duration) {
+	c.deadline = time.Now().Add(d)
+	if c.timer == nil {
+		c.timer = time.AfterFunc(d, func() { l.post(func() { l.deadlineHit(c) }) })
+		return
+	}
+	c.timer.Reset(d)
+}
+
+func (l *eventLoop) clearDeadline(c *loopConn) {
+	if !c.deadline.IsZero() {
+		c.deadline = time.Time{}
+		c.timer.Stop()
+	}
+}
+
+// deadlineHit: a refused connection's drain is over, or an invoke's body did not arrive
+// in time (408, and the connection closes).
+func (l *eventLoop) deadlineHit(c *loopConn) {
+	if c.closed || c.deadline.IsZero() {
+		return
+	}
+	if left := time.Until(c.deadline); left > 0 {
+		c.timer.Reset(left) // re-armed since
+		return
+	}
+	c.deadline = time.Time{}
+	if c.draining {
+		l.hangUp(c)
+		return
+	}
+	c.in = nil
+	l.refuse(c, l.invoke.bodyTimedOut())
 }
 
 // fits tells whether the body r declares is within what the loop serves on r's route.
@@ -488,6 +608,10 @@ func (l *eventLoop) route(c *loopConn, r *loopRequest) bool {
 
 func (l *eventLoop) serveInvoke(c *loopConn, r *loopRequest) {
 	s := l.invoke
+	if a := s.unauthorized(&r.header); a != nil {
+		l.refuse(c, a)
+		return
+	}
 	if a := s.authorize(&r.header); a != nil {
 		l.send(c, a)
 		return
@@ -685,6 +809,10 @@ func (l *eventLoop) flushOut(c *loopConn) {
 	c.out = nil
 	c.pollOut = false
 	_ = l.ctl(unix.EPOLL_CTL_MOD, c.fd, c.events())
+	if c.draining {
+		l.startDrain(c)
+		return
+	}
 	l.resume(c)
 }
 
@@ -700,6 +828,9 @@ func (l *eventLoop) hangUp(c *loopConn) {
 		c.wait = nil
 	}
 	c.closed = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
 	delete(l.conns, c.fd)
 	_ = unix.Close(c.fd)
 }
@@ -707,6 +838,9 @@ func (l *eventLoop) hangUp(c *loopConn) {
 // handOver gives c to its listener's httpServer, with what was read and not served.
 func (l *eventLoop) handOver(c *loopConn) {
 	c.closed = true
+	if c.timer != nil {
+		c.timer.Stop() // httpServer has its own
+	}
 	delete(l.conns, c.fd)
 	_ = l.ctl(unix.EPOLL_CTL_DEL, c.fd, 0)
 	f := os.NewFile(uintptr(c.fd), "")

@@ -97,12 +97,15 @@ type testServer struct {
 }
 
 // newRawServer serves h as the shim does: httpServer over rawListener.
-func newRawServer(h http.Handler) *testServer {
+func newRawServer(h http.Handler) *testServer { return newRawServerBody(h, 0) }
+
+// newRawServerBody is newRawServer with a BodyTimeout (the invoke endpoint's).
+func newRawServerBody(h http.Handler, bodyTimeout time.Duration) *testServer {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
 	}
-	s := &testServer{URL: "http://" + ln.Addr().String(), srv: &httpServer{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
+	s := &testServer{URL: "http://" + ln.Addr().String(), srv: &httpServer{Handler: h, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: bodyTimeout}}
 	go func() { _ = s.srv.Serve(rawListener{ln}) }()
 	return s
 }
@@ -129,10 +132,10 @@ func newServers(t *testing.T, env *Environment, quit chan struct{}) (rapi, invok
 func newServersIO(t *testing.T, env *Environment, quit chan struct{}, goIO bool) (rapi, invoke *testServer) {
 	api, inv := NewRuntimeAPI(env, quit), NewInvokeServer(env)
 	if goIO {
-		return newRawServer(api), newRawServer(inv)
+		return newRawServer(api), newRawServerBody(inv, env.cfg.bodyTimeout())
 	}
 	rapi = &testServer{srv: &httpServer{Handler: api, ReadHeaderTimeout: 10 * time.Second}}
-	invoke = &testServer{srv: &httpServer{Handler: inv, ReadHeaderTimeout: 10 * time.Second}}
+	invoke = &testServer{srv: &httpServer{Handler: inv, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: env.cfg.bodyTimeout()}}
 	var lns [2]net.Listener
 	for i, s := range []*testServer{rapi, invoke} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

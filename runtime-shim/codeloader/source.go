@@ -503,3 +503,19 @@ func openS3(ctx context.Context, src Source, creds *Credentials, lim Limits) (io
 // ErrUnsafeArchive is wrapped by every error about an entry that would land outside its
 // folder (zip-slip, absolute paths, symlinks that point out).
 var ErrUnsafeArchive = errors.New("unsafe archive")
+
+// DigestOfFile computes the Digest of a file's content.
+func DigestOfFile(p string) (Digest, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return Digest{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return Digest{}, err
+	}
+	sum := h.Sum(nil)
+	return Digest{Hex: hex.EncodeToString(sum), Base64: base64.StdEncoding.EncodeToString(sum), Size: n}, nil
+}
