@@ -1,8 +1,10 @@
 package controllers
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseConfigMergesRuntimeImagesAndDefaults(t *testing.T) {
@@ -52,5 +54,46 @@ func TestShortNamesFitKubernetes(t *testing.T) {
 	}
 	if labelValue(long) == long || len(labelValue(long)) > 63 {
 		t.Error("label value too long")
+	}
+}
+
+// codeFetch and egress reach the downloads (issue #15, finding 4), and bad values are
+// refused with a message.
+func TestParseConfigCodeFetchAndEgress(t *testing.T) {
+	c, err := ParseConfig([]byte(`
+codeFetch: {maxConcurrent: 3, timeout: 90s, stallTimeout: 5s, minProgressBytes: 1024, maxRedirects: -1, maxBytes: 1048576, tempDir: /scratch}
+egress: {denyCIDRs: [10.0.0.0/8, 192.168.1.7], allowCIDRs: [10.96.5.0/24], allowLoopback: true}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := c.FetchLimits()
+	if c.CodeFetch.MaxConcurrent != 3 || l.Timeout != 90*time.Second || l.StallTimeout != 5*time.Second || l.MinProgress != 1024 ||
+		l.MaxRedirects != -1 || l.MaxBytes != 1<<20 || c.CodeFetch.TempDir != "/scratch" {
+		t.Errorf("codeFetch %+v, limits %+v", c.CodeFetch, l)
+	}
+	p := c.Policy()
+	for addr, ok := range map[string]bool{"10.1.2.3": false, "10.96.5.9": true, "192.168.1.7": false, "192.168.1.8": true, "127.0.0.1": true, "169.254.169.254": false, "8.8.8.8": true} {
+		if err := p.Check(netip.MustParseAddr(addr)); (err == nil) != ok {
+			t.Errorf("%s: %v, want allowed %v", addr, err, ok)
+		}
+	}
+	d := DefaultConfig()
+	if d.CodeFetch.MaxConcurrent != DefaultMaxConcurrentFetches || d.Policy().Check(netip.MustParseAddr("127.0.0.1")) == nil || d.Policy().Check(netip.MustParseAddr("10.1.2.3")) != nil {
+		t.Errorf("defaults: %+v %+v", d.CodeFetch, d.Policy())
+	}
+	for _, bad := range []string{
+		"egress: {denyCIDRs: [10.0.0.0/33]}",
+		"egress: {allowCIDRs: [nonsense]}",
+		"codeFetch: {maxBytes: 262144001}",
+		"codeFetch: {maxConcurrent: -1}",
+		"codeFetch: {timeout: 0s}",
+		"codeFetch: {stallTimeout: -1s}",
+		"codeFetch: {timeout: soon}",
+		"egress: {denyCidrs: [10.0.0.0/8]}",
+	} {
+		if _, err := ParseConfig([]byte(bad)); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
 	}
 }

@@ -11,7 +11,10 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -152,5 +155,81 @@ func TestResolveZipStatusDoesNotEchoTheServer(t *testing.T) {
 				t.Errorf("%s: the message %q echoes %q", name, err, leak)
 			}
 		}
+	}
+}
+
+// TestResolveZipFetchLimits: codeFetch bounds a download's time (a trickling server no
+// longer holds the Function worker for 5 minutes), its size, and how many run at once; the
+// egress policy's denyCIDRs refuse the cluster's ranges.
+func TestResolveZipFetchLimits(t *testing.T) {
+	ip := localIPv4(t)
+	release := make(chan struct{})
+	var running, most atomic.Int32
+	url := serveAt(t, ip, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		switch r.URL.Path {
+		case "/trickle.zip":
+			w.Header().Set("Content-Length", "1000000")
+			for {
+				if _, err := w.Write([]byte{'x'}); err != nil {
+					return
+				}
+				w.(http.Flusher).Flush()
+				select {
+				case <-r.Context().Done():
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		case "/big.zip":
+			_, _ = w.Write(make([]byte, 2<<20))
+		default: // held until released
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+	}))
+	cfg, err := ParseConfig([]byte(fmt.Sprintf(`
+codeFetch: {maxConcurrent: 2, stallTimeout: 300ms, minProgressBytes: 4096, timeout: 3s, maxBytes: 1048576}
+egress: {allowLoopback: false}
+`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Resolver{Config: cfg}
+	start := time.Now()
+	err = resolveURL(t, r, url+"/trickle.zip", "")
+	if err == nil || !strings.Contains(err.Error(), "timed out") || time.Since(start) > 2*time.Second {
+		t.Errorf("trickle: %v after %v, want timed out within the 300 ms stall timeout", err, time.Since(start))
+	}
+	if err := resolveURL(t, r, url+"/big.zip", ""); err == nil || !strings.Contains(err.Error(), "too large") {
+		t.Errorf("2 MB over a 1 MB limit: %v", err)
+	}
+	// Four held downloads: two at a time.
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			_ = resolveURL(t, r, fmt.Sprintf("%s/held-%d.zip", url, i), "")
+		}(i)
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if m := most.Load(); m != 2 {
+		t.Errorf("%d downloads ran at once, want maxConcurrent 2", m)
+	}
+	// denyCIDRs: the server's own address, as a cluster CIDR would be.
+	cfg, err = ParseConfig([]byte("egress: {denyCIDRs: [" + ip + "/32]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := resolveURL(t, &Resolver{Config: cfg}, url+"/big.zip", ""); err == nil || !strings.Contains(err.Error(), "address not allowed") {
+		t.Errorf("a denied CIDR: %v", err)
 	}
 }

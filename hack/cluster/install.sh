@@ -18,6 +18,9 @@ if [ "${CLUSTER:-local}" = local ]; then
 			args+=(--set-string "$c.podAnnotations.klambda\.dev/image=$(cut -c8-19 "$D/images/$c.digest")")
 		fi
 	done
+	# The node's code server (code.url in test/e2e and example.sh) is allowed explicitly:
+	# values-local.yaml's egress policy denies the cluster's ranges.
+	args+=(--set-json "config.egress.allowCIDRs=[\"$(node_ip)/32\"]")
 	[ -f "$D/images/activator.digest" ] && args+=(--set activator.enabled=true)
 	[ -f "$D/images/eventsources.digest" ] && args+=(--set eventsources.enabled=true)
 fi
