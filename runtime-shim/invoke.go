@@ -200,6 +200,11 @@ func (s *InvokeServer) authorize(h headerGetter) *answer {
 	if a := s.unauthorized(h); a != nil {
 		return a
 	}
+	return s.dryRun(h)
+}
+
+// dryRun answers a dry run (nil for any other invocation type).
+func (s *InvokeServer) dryRun(h headerGetter) *answer {
 	if h.Get(HeaderInvocationType) == "DryRun" {
 		r := &answer{status: http.StatusNoContent}
 		r.set(HeaderExecutedVersion, s.cfg.FunctionVersion)

@@ -612,7 +612,7 @@ func (l *eventLoop) serveInvoke(c *loopConn, r *loopRequest) {
 		l.refuse(c, a)
 		return
 	}
-	if a := s.authorize(&r.header); a != nil {
+	if a := s.dryRun(&r.header); a != nil {
 		l.send(c, a)
 		return
 	}
