@@ -46,6 +46,9 @@ import (
 type httpServer struct {
 	Handler           http.Handler
 	ReadHeaderTimeout time.Duration // 0: none
+	// MaxHeaderBytes bounds a request's head (0: net/http's 1 MB), with net/http's slack
+	// of 4096 bytes; a larger one is answered 431.
+	MaxHeaderBytes int
 	// BodyTimeout bounds the arrival of a request's body, from the handler's first read of
 	// it (0: none): a read past it fails with os.ErrDeadlineExceeded. As with the head, a
 	// timer is armed only when the body has not all arrived already.
@@ -69,6 +72,19 @@ const (
 	// the handler runs is sent chunked; a shorter one gets a Content-Length (as net/http).
 	httpBufferBeforeChunking = 2048
 )
+
+// invokeMaxHeaderBytes bounds the head of a request to the invoke endpoint: what an
+// unauthenticated client can make the shim hold (the activator's heads are a few KB; a
+// client context is at most 3583 bytes).
+const invokeMaxHeaderBytes = 64 << 10
+
+// headLimit is how much may be read before a request head is complete.
+func (s *httpServer) headLimit() int64 {
+	if s.MaxHeaderBytes > 0 {
+		return int64(s.MaxHeaderBytes) + 4096
+	}
+	return httpHeadLimit
+}
 
 var errServerClosed = http.ErrServerClosed
 
@@ -343,7 +359,7 @@ func (c *httpConn) closeWriteAndWait() {
 
 // readRequest waits for a request and parses it with net/http's parser.
 func (c *httpConn) readRequest() (*http.Request, error) {
-	c.lr.remain, c.lr.hit = httpHeadLimit, false
+	c.lr.remain, c.lr.hit = c.srv.headLimit(), false
 	// Wait for the first bytes. After a request, as net/http: fewer than 4 bytes before
 	// the end of the stream close the connection without an answer.
 	peek := 1

@@ -418,7 +418,12 @@ func (l *eventLoop) serve(c *loopConn) {
 			return
 		}
 		r := &c.req
-		switch parseLoopRequest(c.in, r) {
+		res := parseLoopRequest(c.in, r)
+		if r.headDone && c.ln.invoke && r.headLen > invokeMaxHeaderBytes && res != loopHandOver {
+			l.handOver(c) // httpServer answers 431
+			return
+		}
+		switch res {
 		case loopIncomplete:
 			route, _ := l.routeOf(c, r)
 			if r.headDone && route == routeInvoke {

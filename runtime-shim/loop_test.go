@@ -100,6 +100,8 @@ func TestLoopAnswersAsHTTPServer(t *testing.T) {
 		{"HTTP/1.0", "POST /2015-03-31/functions/function/invocations HTTP/1.0\r\nX-Amzn-RequestId: h1\r\nContent-Length: 2\r\n\r\n{}", 0},
 		{"stray line ends after a POST", ok + "\r\n" + strings.Replace(ok, "a1", "a3", 1), 2},
 		{"bad chunk", inv + "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", 0},
+		{"head over the invoke endpoint's 64 KB", inv + "X-Pad: " + strings.Repeat("a", 80<<10) + "\r\nContent-Length: 2\r\n\r\n{}", 1},
+		{"head just under it", inv + "X-Amzn-RequestId: p1\r\nX-Pad: " + strings.Repeat("a", 60<<10) + "\r\nContent-Length: 2\r\n\r\n{}", 1},
 	}
 	loop, plain := newHarnessIO(t, nil, false), newHarnessIO(t, nil, true)
 	echoRuntime(loop)

@@ -38,8 +38,10 @@ type loopRequest struct {
 	chunks  [][]byte
 	// size is the length of the whole request (head and body) in the buffer, once known.
 	size int
-	// headDone: the head is complete (an incomplete request waits for its body only).
+	// headDone: the head is complete (an incomplete request waits for its body only);
+	// headLen is then its length.
 	headDone bool
+	headLen  int
 	// bodyLen is the body's length: the declared Content-Length, or the chunks so far.
 	bodyLen int
 }
@@ -221,7 +223,7 @@ func parseLoopRequest(b []byte, r *loopRequest) int {
 	if hosts != 1 || lengths > 1 || !r.post && (cl > 0 || encodings > 0) || encodings > 1 || encodings == 1 && lengths > 0 {
 		return loopHandOver
 	}
-	r.headDone = true
+	r.headDone, r.headLen = true, end+4
 	if encodings == 1 {
 		r.chunked = true
 		return parseChunks(b, end+4, r)

@@ -140,3 +140,47 @@ func TestTricklingBodyIsCut(t *testing.T) {
 		})
 	}
 }
+
+// TestInvokeHeadIsBounded: what a client can make the shim hold before its secret is known
+// is bounded by the invoke endpoint's head limit (64 KB, not net/http's 1 MB): 20
+// connections sending 900 KB of head each are answered 431 and the heap stays small.
+func TestInvokeHeadIsBounded(t *testing.T) {
+	for _, mode := range shimModes {
+		t.Run(mode.name, func(t *testing.T) {
+			h := newHarnessIO(t, func(c *Config) { c.InvokeSecret = "the-secret" }, mode.goIO)
+			addr := strings.TrimPrefix(h.invoke.URL, "http://")
+			const n = 20
+			var before, during runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			conns := make([]net.Conn, n)
+			for i := range conns {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				conns[i] = c
+				go func() { // the head never ends: only the limit stops it
+					_, _ = fmt.Fprintf(c, "POST /2015-03-31/functions/function/invocations HTTP/1.1\r\nHost: x\r\nX-Pad: %s", strings.Repeat("a", 900<<10))
+				}()
+			}
+			time.Sleep(500 * time.Millisecond)
+			runtime.GC()
+			runtime.ReadMemStats(&during)
+			if grew := int64(during.HeapInuse) - int64(before.HeapInuse); grew > 8<<20 {
+				t.Errorf("the heap grew by %d MB for %d connections sending heads", grew>>20, n)
+			}
+			for i, c := range conns {
+				_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					t.Fatalf("connection %d: %v", i, err)
+				}
+				if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+					t.Fatalf("connection %d: %d", i, resp.StatusCode)
+				}
+			}
+		})
+	}
+}

@@ -104,7 +104,7 @@ func New(opts Options) (*Shim, error) {
 	}
 	api, invoke := NewRuntimeAPI(s.Env, s.quit), NewInvokeServer(s.Env)
 	s.rapiSrv = &httpServer{Handler: api, ReadHeaderTimeout: 10 * time.Second}
-	s.invokeSrv = &httpServer{Handler: invoke, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: cfg.bodyTimeout()}
+	s.invokeSrv = &httpServer{Handler: invoke, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: cfg.bodyTimeout(), MaxHeaderBytes: invokeMaxHeaderBytes}
 	if !opts.NoEventLoop {
 		if s.loop, err = newEventLoop(invoke, api, s.invokeLn, s.rapiLn, s.invokeSrv, s.rapiSrv); err != nil {
 			s.rapiLn.Close()

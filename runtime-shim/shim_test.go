@@ -106,6 +106,9 @@ func newRawServerBody(h http.Handler, bodyTimeout time.Duration) *testServer {
 		panic(err)
 	}
 	s := &testServer{URL: "http://" + ln.Addr().String(), srv: &httpServer{Handler: h, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: bodyTimeout}}
+	if bodyTimeout > 0 { // the invoke endpoint's
+		s.srv.MaxHeaderBytes = invokeMaxHeaderBytes
+	}
 	go func() { _ = s.srv.Serve(rawListener{ln}) }()
 	return s
 }
@@ -135,7 +138,7 @@ func newServersIO(t *testing.T, env *Environment, quit chan struct{}, goIO bool)
 		return newRawServer(api), newRawServerBody(inv, env.cfg.bodyTimeout())
 	}
 	rapi = &testServer{srv: &httpServer{Handler: api, ReadHeaderTimeout: 10 * time.Second}}
-	invoke = &testServer{srv: &httpServer{Handler: inv, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: env.cfg.bodyTimeout()}}
+	invoke = &testServer{srv: &httpServer{Handler: inv, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: env.cfg.bodyTimeout(), MaxHeaderBytes: invokeMaxHeaderBytes}}
 	var lns [2]net.Listener
 	for i, s := range []*testServer{rapi, invoke} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -288,6 +289,8 @@ func FetchLimited(ctx context.Context, src Source, creds *Credentials, dir strin
 			return fail(FetchDenied, err)
 		case cause == errTimedOut || cause == errStalled:
 			return fail(FetchTimedOut, fmt.Errorf("%w (%v)", cause, err))
+		case isTimeout(err):
+			return fail(FetchTimedOut, err) // the dial's, the TLS handshake's
 		}
 		return fail(FetchFailed, err)
 	}
@@ -376,6 +379,11 @@ func (w *progressWatch) stop() {
 	w.t.Stop()
 }
 
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 var errRedirectScheme = errors.New("redirected to a scheme other than http or https")
 
 // httpClient is a client for one download within lim: every dial through lim.Policy, no
@@ -385,7 +393,6 @@ func httpClient(lim Limits) (*http.Client, func()) {
 		Proxy:                  nil,
 		DialContext:            lim.Policy.Dialer(min(lim.StallTimeout, 10*time.Second)).DialContext,
 		TLSHandshakeTimeout:    min(lim.StallTimeout, 10*time.Second),
-		ResponseHeaderTimeout:  lim.StallTimeout,
 		MaxResponseHeaderBytes: 64 << 10,
 		DisableCompression:     true, // the bytes counted are the archive's
 		ForceAttemptHTTP2:      true,
