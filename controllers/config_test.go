@@ -90,7 +90,7 @@ egress: {denyCIDRs: [10.0.0.0/8, 192.168.1.7], allowCIDRs: [10.96.5.0/24], allow
 		"codeFetch: {timeout: 0s}",
 		"codeFetch: {stallTimeout: -1s}",
 		"codeFetch: {timeout: soon}",
-		"egress: {denyCidrs: [10.0.0.0/8]}",
+		"egress: {denyNets: [10.0.0.0/8]}",
 	} {
 		if _, err := ParseConfig([]byte(bad)); err == nil {
 			t.Errorf("%s: accepted", bad)

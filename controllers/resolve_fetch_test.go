@@ -166,10 +166,6 @@ func TestResolveZipFetchLimits(t *testing.T) {
 	release := make(chan struct{})
 	var running, most atomic.Int32
 	url := serveAt(t, ip, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := running.Add(1)
-		defer running.Add(-1)
-		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
-		}
 		switch r.URL.Path {
 		case "/trickle.zip":
 			w.Header().Set("Content-Length", "1000000")
@@ -187,16 +183,20 @@ func TestResolveZipFetchLimits(t *testing.T) {
 		case "/big.zip":
 			_, _ = w.Write(make([]byte, 2<<20))
 		default: // held until released
+			n := running.Add(1)
+			defer running.Add(-1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
 			select {
 			case <-release:
 			case <-r.Context().Done():
 			}
 		}
 	}))
-	cfg, err := ParseConfig([]byte(fmt.Sprintf(`
+	cfg, err := ParseConfig([]byte(`
 codeFetch: {maxConcurrent: 2, stallTimeout: 300ms, minProgressBytes: 4096, timeout: 3s, maxBytes: 1048576}
 egress: {allowLoopback: false}
-`)))
+`))
 	if err != nil {
 		t.Fatal(err)
 	}
