@@ -71,6 +71,7 @@ func TestUnauthenticatedBodiesAreRefusedAtOnce(t *testing.T) {
 					t.Fatalf("connection %d: no answer: %v", i, err)
 				}
 				body, _ := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
 				if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get(HeaderErrorType) != "UnauthorizedException" || !strings.Contains(string(body), HeaderInvokeSecret) {
 					t.Fatalf("connection %d: %d %v %s", i, resp.StatusCode, resp.Header, body)
 				}
@@ -124,6 +125,7 @@ func TestTricklingBodyIsCut(t *testing.T) {
 				t.Fatalf("no answer within 5 s (body timeout 300 ms): %v", err)
 			}
 			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
 			if resp.StatusCode != http.StatusRequestTimeout || resp.Header.Get(HeaderErrorType) != "RequestTimeoutException" || !resp.Close {
 				t.Fatalf("%d %v %s", resp.StatusCode, resp.Header, body)
 			}
@@ -177,6 +179,7 @@ func TestInvokeHeadIsBounded(t *testing.T) {
 				if err != nil {
 					t.Fatalf("connection %d: %v", i, err)
 				}
+				_ = resp.Body.Close()
 				if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 					t.Fatalf("connection %d: %d", i, resp.StatusCode)
 				}

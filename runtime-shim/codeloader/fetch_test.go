@@ -177,7 +177,7 @@ func TestFetchRefusesInternalAddresses(t *testing.T) {
 			http.Redirect(w, r, "file:///etc/passwd", http.StatusFound)
 		default: // /loop/N redirects to /loop/N+1
 			var n int
-			fmt.Sscanf(r.URL.Path, "/loop/%d", &n)
+			_, _ = fmt.Sscanf(r.URL.Path, "/loop/%d", &n)
 			http.Redirect(w, r, fmt.Sprintf("/loop/%d", n+1), http.StatusFound)
 		}
 	}))
