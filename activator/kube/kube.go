@@ -114,6 +114,10 @@ type Feeder struct {
 	probing     map[types.UID]bool
 	probedReady map[types.UID]bool
 	wasReady    map[types.UID]bool
+
+	// started is when Register ran: a pod created before may run an invocation a previous
+	// activator sent (dispatch.Environment.Unverified).
+	started time.Time
 }
 
 func objectOf(obj any) any {
@@ -125,6 +129,7 @@ func objectOf(obj any) any {
 
 // Register adds the event handlers; call before the cache starts.
 func (f *Feeder) Register(ctx context.Context) error {
+	f.started = time.Now()
 	add := func(obj client.Object, h toolscache.ResourceEventHandlerFuncs) error {
 		inf, err := f.Cache.GetInformer(ctx, obj)
 		if err != nil {
@@ -218,6 +223,8 @@ func (f *Feeder) syncEnvironments(ctx context.Context, changed *corev1.Pod) {
 			Name:   p.Name,
 			Addr:   net.JoinHostPort(p.Status.PodIP, strconv.Itoa(f.ShimPort)),
 			Secret: secret,
+			// Creation times have whole seconds: a pod of the start's second counts as older.
+			Unverified: p.CreationTimestamp.Time.Before(f.started.Add(time.Second)),
 		})
 	}
 	f.Dispatcher.SetEnvironments(key, envs)

@@ -135,7 +135,9 @@ func (s *Scaler) scaleOne(ctx context.Context, now time.Time, st *dispatch.PoolS
 	if floor > ceiling {
 		floor = ceiling
 	}
-	want := int32(st.InFlight + st.Waiting)
+	// An environment busy with an invocation this activator did not send (after a
+	// restart) is demand too: it is neither free nor to be removed.
+	want := int32(st.InFlight + st.Waiting + st.BusyElsewhere)
 	if want < floor {
 		want = floor
 	}
