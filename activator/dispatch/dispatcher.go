@@ -28,6 +28,9 @@ type Environment struct {
 	// answers busy moves the request elsewhere, see Lease.Reassign), but is scaled away only
 	// once its shim says it is idle, it has served one of ours, or MaxInvocation has passed.
 	Unverified bool
+	// Marked: the pod carries the scaler's removal mark (pod-deletion-cost), e.g. left by a
+	// previous activator; the scaler clears it from an environment it is not removing.
+	Marked bool
 }
 
 // MaxInvocation bounds how long an invocation this dispatcher did not send may still run
@@ -307,6 +310,33 @@ func (l *Lease) Reassign(ctx context.Context, maxWait time.Duration) error {
 	return l.d.reassign(ctx, l, maxWait)
 }
 
+// verify asks an unverified environment's shim once, as it joins, whether it runs an
+// invocation: the dispatcher's view of busy environments is rebuilt from the shims after a
+// restart, before a request meets one busy. (It serves meanwhile; a request that finds it
+// busy first moves on, see Reassign.)
+func (d *Dispatcher) verify(f *function, p *pool, e *env) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	busy, err := d.Check(ctx, e.Environment)
+	cancel()
+	if err != nil {
+		return // unknown: Drain and Reassign still guard it
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e.gone || e.verified || e.elsewhere {
+		return
+	}
+	switch {
+	case !busy:
+		e.verified = true
+	case !e.busy && !e.draining:
+		// Idle here, busy at its shim: out of rotation until the shim is free.
+		p.removeIdle(e)
+		e.busy, e.elsewhere = true, true
+		go d.watch(f, p, e)
+	}
+}
+
 // watch checks an environment busy elsewhere, with back-off, until its shim is free (then
 // it serves again), it leaves, or MaxInvocation has passed. Without a checker, or while
 // the state is unknown, it is put back after each back-off: a request that meets it busy
@@ -447,7 +477,7 @@ func (d *Dispatcher) SetEnvironments(key router.Key, envs []Environment) {
 		keep[ne.Name] = struct{}{}
 		if e, ok := p.envs[ne.Name]; ok {
 			if e.Addr == ne.Addr {
-				e.Secret = ne.Secret
+				e.Secret, e.Marked = ne.Secret, ne.Marked
 				continue
 			}
 			p.drop(e) // same pod name, new address: a new environment
@@ -455,6 +485,9 @@ func (d *Dispatcher) SetEnvironments(key router.Key, envs []Environment) {
 		e := &env{Environment: ne, verified: !ne.Unverified, added: now}
 		p.envs[ne.Name] = e
 		p.putBack(e, now)
+		if !e.verified && d.Check != nil {
+			go d.verify(f, p, e)
+		}
 	}
 	for name, e := range p.envs {
 		if _, ok := keep[name]; !ok {
@@ -478,7 +511,9 @@ type EnvironmentStats struct {
 	Busy          bool
 	BusyElsewhere bool
 	Draining      bool
-	IdleSince     time.Time
+	// Marked: the pod carries the removal mark (Environment.Marked).
+	Marked    bool
+	IdleSince time.Time
 }
 
 // PoolStats describes one version's demand and capacity.
@@ -509,7 +544,7 @@ func (d *Dispatcher) Stats() []PoolStats {
 				if e.elsewhere {
 					s.BusyElsewhere++
 				}
-				s.Environments = append(s.Environments, EnvironmentStats{Name: e.Name, Busy: e.busy, BusyElsewhere: e.elsewhere, Draining: e.draining, IdleSince: e.idleSince})
+				s.Environments = append(s.Environments, EnvironmentStats{Name: e.Name, Busy: e.busy, BusyElsewhere: e.elsewhere, Draining: e.draining, Marked: e.Marked, IdleSince: e.idleSince})
 			}
 			out = append(out, s)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/activator/dispatch"
+	"github.com/klambda/klambda/activator/fakeshim"
 	"github.com/klambda/klambda/activator/router"
 	"github.com/klambda/klambda/activator/shimclient"
 	"github.com/klambda/klambda/activator/testrig"
@@ -101,5 +102,39 @@ func TestShimBusyOnlyEnvironmentWaits(t *testing.T) {
 	}
 	if shims[0].Calls.Load() != 1 {
 		t.Fatalf("calls %d", shims[0].Calls.Load())
+	}
+}
+
+// The busy view is rebuilt from the shims as environments that predate the activator join:
+// one whose shim runs an invocation is busy elsewhere before any request is sent to it.
+func TestUnverifiedEnvironmentCheckedAsItJoins(t *testing.T) {
+	busy, idle := fakeshim.Start("", "$LATEST"), fakeshim.Start("", "$LATEST")
+	defer busy.Close()
+	defer idle.Close()
+	busy.Hold()
+	d := dispatch.New(nil)
+	d.Check = checker()
+	d.RecheckMin = time.Hour
+	k := router.Key{Namespace: "ns", Function: "f", Version: "$LATEST"}
+	d.SetEnvironments(k, []dispatch.Environment{
+		{Name: "idle", Addr: idle.Addr(), Unverified: true},
+		{Name: "busy", Addr: busy.Addr(), Unverified: true},
+	})
+	deadline := time.Now().Add(2 * time.Second)
+	for busyElsewhere(d, k) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the environment busy at its shim was not marked busy elsewhere")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for i := 0; i < 3; i++ {
+		l, err := d.Acquire(context.Background(), k, dispatch.Limits{Reserved: -1, Unreserved: -1})
+		if err != nil || l.Env.Name != "idle" {
+			t.Fatalf("lease %+v %v: want the idle environment", l, err)
+		}
+		l.Release()
+	}
+	if busy.Overlaps.Load() != 0 {
+		t.Fatal("an invocation was sent to the busy environment")
 	}
 }

@@ -46,3 +46,33 @@ func TestScaleDownSkipsEnvironmentBusyElsewhere(t *testing.T) {
 		t.Fatalf("second pass: marked %v replicas %d", dep.marked, dep.replicas)
 	}
 }
+
+// A removal mark (pod-deletion-cost) that a previous activator left on a pod it never
+// removed, or that stays after a failed scale-down, is cleared: otherwise that pod, maybe
+// running an invocation by then, would be the ReplicaSet's first choice at the next
+// scale-down.
+func TestStaleRemovalMarksAreCleared(t *testing.T) {
+	d := dispatch.New(nil)
+	d.SetEnvironments(key, []dispatch.Environment{{Name: "left-marked", Addr: "a:9000", Marked: true}, {Name: "plain", Addr: "b:9000"}})
+	dep := &fakeDeploy{replicas: 2}
+	s := New(d, fakeFloors{router.Limits{Reserved: -1}}, dep)
+	s.Pass(context.Background())
+	if len(dep.unmarked) != 1 || dep.unmarked[0] != "left-marked" || len(dep.marked) != 0 {
+		t.Fatalf("unmarked %v marked %v", dep.unmarked, dep.marked)
+	}
+	// A failed scale-down unmarks what it marked.
+	dep = &fakeDeploy{replicas: 1}
+	d2 := dispatch.New(nil)
+	d2.SetEnvironments(key, []dispatch.Environment{{Name: "idle", Addr: "c:9000"}})
+	s = New(d2, fakeFloors{router.Limits{Reserved: -1}}, failingScale{dep})
+	later := time.Now().Add(11 * time.Minute)
+	s.now = func() time.Time { return later }
+	s.Pass(context.Background())
+	if len(dep.marked) != 1 || len(dep.unmarked) != 1 || dep.unmarked[0] != "idle" {
+		t.Fatalf("after a failed scale-down: marked %v unmarked %v", dep.marked, dep.unmarked)
+	}
+}
+
+type failingScale struct{ *fakeDeploy }
+
+func (failingScale) Scale(context.Context, router.Key, int32) error { return context.DeadlineExceeded }
