@@ -84,6 +84,9 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 
 	secret, err := r.ensureInvokeSecret(ctx, &fn)
+	if rerr := (*ResolveError)(nil); errors.As(err, &rerr) {
+		return r.fail(ctx, &fn, orig, rerr)
+	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -321,11 +324,18 @@ func findLayerVersion(ctx context.Context, c client.Reader, ns, ref string) (*la
 }
 
 // ensureInvokeSecret creates the function's invoke token once; it is owned by the Function.
+// A Secret of that name the Function does not control (made before it, by anyone who may
+// create Secrets in the namespace, so its token may be known) is never used: a transient
+// *ResolveError (InvalidConfiguration) until it is deleted.
 func (r *FunctionReconciler) ensureInvokeSecret(ctx context.Context, fn *lambdav1alpha1.Function) (string, error) {
 	name := InvokeSecretName(fn.Name)
 	var s corev1.Secret
 	err := r.Resolver.Reader.Get(ctx, types.NamespacedName{Namespace: fn.Namespace, Name: name}, &s)
 	if err == nil {
+		if !metav1.IsControlledBy(&s, fn) {
+			return "", &ResolveError{Reason: lambdav1alpha1.StateReasonInvalidConfiguration, Transient: true,
+				Message: fmt.Sprintf("Secret %s already exists and is not controlled by this Function: klambda does not use an invoke token it did not create. Delete or rename that Secret; the Function retries.", name)}
+		}
 		return name, nil
 	}
 	if !apierrors.IsNotFound(err) {

@@ -5,14 +5,16 @@ import (
 	"encoding/hex"
 	"regexp"
 	"strings"
+
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
 // Labels, annotations and field managers other components rely on.
 const (
 	// LabelFunction and LabelVersion select a version's Deployment, pods and Service.
 	// LabelVersion is "latest" for $LATEST (a label value can't hold "$") or the number.
-	LabelFunction = "lambda.klambda.dev/function"
-	LabelVersion  = "lambda.klambda.dev/version"
+	LabelFunction = lambdav1alpha1.LabelFunction
+	LabelVersion  = lambdav1alpha1.LabelVersion
 	// LabelComponent says what a klambda-made object is: invoke-secret, code.
 	LabelComponent = "lambda.klambda.dev/component"
 	// AnnotationFunctionName and AnnotationQualifier carry the exact names when a label
@@ -68,13 +70,9 @@ func hash8(s string) string {
 	return hex.EncodeToString(sum[:])[:8]
 }
 
-// labelValue fits a value into a label (≤ 63 characters), hashing the tail when too long.
-func labelValue(v string) string {
-	if len(v) <= 63 {
-		return v
-	}
-	return strings.TrimRight(v[:63-9], "-_.") + "-" + hash8(v)
-}
+// labelValue is LabelFunction's value for a function name (≤ 63 characters, the tail
+// hashed when longer): the definition the activator shares.
+func labelValue(function string) string { return lambdav1alpha1.FunctionLabelValue(function) }
 
 // versionLabel is LabelVersion's value for a qualifier ($LATEST or a number).
 func versionLabel(qualifier string) string {

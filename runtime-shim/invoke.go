@@ -33,6 +33,7 @@ const (
 	HeaderDuration          = "X-Klambda-Duration-Ms"
 	HeaderInitDuration      = "X-Klambda-Init-Duration-Ms"
 	HeaderEnvReset          = "X-Klambda-Environment-Reset"
+	HeaderEnvBusy           = "X-Klambda-Busy" // on /healthz: "true" while an invocation runs
 	HeaderFunctionErrorType = "X-Klambda-Function-Error-Type"
 )
 
@@ -102,6 +103,12 @@ type headerGetter interface{ Get(string) string }
 func (s *InvokeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/healthz":
+		// Whether an invocation is running: an activator that restarted rebuilds its view
+		// of busy environments from this (activator/README.md).
+		s.env.mu.Lock()
+		busy := s.env.busy
+		s.env.mu.Unlock()
+		w.Header()[HeaderEnvBusy] = []string{strconv.FormatBool(busy)}
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte("ok\n"))
 		return

@@ -23,7 +23,24 @@ type Environment struct {
 	Name   string // pod name
 	Addr   string // host:port
 	Secret string
+	// Unverified: the environment existed before this activator started, so it may still
+	// run an invocation a previous activator sent. It serves requests at once (a shim that
+	// answers busy moves the request elsewhere, see Lease.Reassign), but is scaled away only
+	// once its shim says it is idle, it has served one of ours, or MaxInvocation has passed.
+	Unverified bool
+	// Marked: the pod carries the scaler's removal mark (pod-deletion-cost), e.g. left by a
+	// previous activator; the scaler clears it from an environment it is not removing.
+	Marked bool
 }
+
+// MaxInvocation bounds how long an invocation this dispatcher did not send may still run
+// (Lambda's 900 s timeout plus the shim's grace): an unverified environment is known idle
+// after it.
+const MaxInvocation = 15*time.Minute + 30*time.Second
+
+// StateChecker asks an environment's shim whether it is running an invocation
+// (shimclient.Client.Busy). An error means the state is unknown.
+type StateChecker func(ctx context.Context, e Environment) (busy bool, err error)
 
 // Limits are a function's concurrency limits for one Acquire.
 type Limits struct {
@@ -62,6 +79,13 @@ type Dispatcher struct {
 	ns    map[string]*atomic.Int32
 	waker Waker
 	now   func() time.Time
+
+	// Check, when set, asks a shim whether it is busy: before an unverified environment
+	// is drained, and while an environment that answered busy is watched (set before use).
+	Check StateChecker
+	// RecheckMin and RecheckMax bound the back-off between checks of an environment busy
+	// with an invocation this dispatcher did not send (default 100 ms, 5 s).
+	RecheckMin, RecheckMax time.Duration
 }
 
 type fnKey struct{ ns, name string }
@@ -84,10 +108,16 @@ type pool struct {
 
 type env struct {
 	Environment
-	busy      bool
-	gone      bool
-	draining  bool
-	used      bool
+	busy     bool
+	gone     bool
+	draining bool
+	used     bool
+	// elsewhere: the shim answered busy (an invocation this dispatcher did not send, e.g.
+	// a previous activator's); busy is also set, and a watcher puts it back when free.
+	elsewhere bool
+	// verified: known not to run an invocation of someone else (see Environment.Unverified).
+	verified  bool
+	added     time.Time
 	idleSince time.Time
 }
 
@@ -193,7 +223,16 @@ func (d *Dispatcher) AcquireWithin(ctx context.Context, key router.Key, lim Limi
 	w := &waiter{ch: make(chan handoff, 1)}
 	p.waiters = append(p.waiters, w)
 	f.mu.Unlock()
+	if err := d.wait(ctx, l, w, maxWait); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
 
+// wait waits for w's handoff to l (w is queued in l.p); when ctx ends first it undoes
+// l's counts, as if it never acquired.
+func (d *Dispatcher) wait(ctx context.Context, l *Lease, w *waiter, maxWait time.Duration) error {
+	f, p, key := l.f, l.p, l.p.key
 	d.mu.RLock()
 	wk := d.waker
 	d.mu.RUnlock()
@@ -208,8 +247,8 @@ func (d *Dispatcher) AcquireWithin(ctx context.Context, key router.Key, lim Limi
 	select {
 	case h := <-w.ch:
 		l.bind(h)
-		l.Waited = d.now().Sub(start)
-		return l, nil
+		l.Waited += d.now().Sub(start)
+		return nil
 	case <-ctx.Done():
 	}
 	f.mu.Lock()
@@ -223,13 +262,122 @@ func (d *Dispatcher) AcquireWithin(ctx context.Context, key router.Key, lim Limi
 		p.removeWaiter(w)
 	}
 	f.active--
-	if countedNS {
+	if l.countedNS {
 		f.ns.Add(-1)
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return nil, ErrNoEnvironment
+		return ErrNoEnvironment
 	}
-	return nil, ctx.Err()
+	return ctx.Err()
+}
+
+// Reassign is for a lease whose environment answered that it is busy (its shim runs an
+// invocation this dispatcher did not send: a previous activator's). That environment is
+// kept busy and watched until its shim is free; the lease gets another environment of
+// the same version, waiting (and waking the scaler) as Acquire does, at most maxWait
+// (0: until ctx ends). The request keeps its place in the concurrency counts. On an
+// error (ErrNoEnvironment, ctx's) the lease holds nothing and Release does nothing.
+func (d *Dispatcher) reassign(ctx context.Context, l *Lease, maxWait time.Duration) error {
+	f, p := l.f, l.p
+	f.mu.Lock()
+	old := l.e
+	p.inflight--
+	if !old.gone && !old.elsewhere {
+		old.elsewhere, old.verified = true, false
+		go d.watch(f, p, old)
+	}
+	l.e, l.Env = nil, Environment{}
+	if e := p.popIdle(); e != nil {
+		l.bind(p.claim(e))
+		f.mu.Unlock()
+		return nil
+	}
+	w := &waiter{ch: make(chan handoff, 1)}
+	p.waiters = append(p.waiters, w)
+	f.mu.Unlock()
+	if err := d.wait(ctx, l, w, maxWait); err != nil {
+		l.released.Store(true)
+		return err
+	}
+	return nil
+}
+
+// Reassign: see Dispatcher.reassign.
+func (l *Lease) Reassign(ctx context.Context, maxWait time.Duration) error {
+	if l == nil || l.released.Load() {
+		return errors.New("dispatch: Reassign of a released lease")
+	}
+	return l.d.reassign(ctx, l, maxWait)
+}
+
+// verify asks an unverified environment's shim once, as it joins, whether it runs an
+// invocation: the dispatcher's view of busy environments is rebuilt from the shims after a
+// restart, before a request meets one busy. (It serves meanwhile; a request that finds it
+// busy first moves on, see Reassign.)
+func (d *Dispatcher) verify(f *function, p *pool, e *env) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	busy, err := d.Check(ctx, e.Environment)
+	cancel()
+	if err != nil {
+		return // unknown: Drain and Reassign still guard it
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e.gone || e.verified || e.elsewhere {
+		return
+	}
+	switch {
+	case !busy:
+		e.verified = true
+	case !e.busy && !e.draining:
+		// Idle here, busy at its shim: out of rotation until the shim is free.
+		p.removeIdle(e)
+		e.busy, e.elsewhere = true, true
+		go d.watch(f, p, e)
+	}
+}
+
+// watch checks an environment busy elsewhere, with back-off, until its shim is free (then
+// it serves again), it leaves, or MaxInvocation has passed. Without a checker, or while
+// the state is unknown, it is put back after each back-off: a request that meets it busy
+// again moves on (Reassign) and the watch starts over.
+func (d *Dispatcher) watch(f *function, p *pool, e *env) {
+	lo, hi := d.RecheckMin, d.RecheckMax
+	if lo <= 0 {
+		lo = 100 * time.Millisecond
+	}
+	if hi < lo {
+		hi = max(lo, 5*time.Second)
+	}
+	deadline := time.Now().Add(MaxInvocation)
+	for delay := lo; ; delay = min(2*delay, hi) {
+		time.Sleep(delay)
+		f.mu.Lock()
+		gone := e.gone || !e.elsewhere
+		env := e.Environment
+		f.mu.Unlock()
+		if gone {
+			return
+		}
+		busy, known := true, false
+		if d.Check != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			b, err := d.Check(ctx, env)
+			cancel()
+			busy, known = b, err == nil
+		}
+		if known && busy && time.Now().Before(deadline) {
+			continue
+		}
+		f.mu.Lock()
+		if !e.gone && e.elsewhere {
+			e.elsewhere = false
+			e.verified = known // free by its shim's word (or the back-off: unknown)
+			p.putBack(e, d.now())
+		}
+		f.mu.Unlock()
+		return
+	}
 }
 
 func (l *Lease) bind(h handoff) {
@@ -259,6 +407,7 @@ func (l *Lease) Release() {
 	if l.countedNS {
 		f.ns.Add(-1)
 	}
+	l.e.verified = true // it ran ours: nobody else's invocation is running there
 	l.p.putBack(l.e, l.d.now())
 	f.mu.Unlock()
 }
@@ -328,14 +477,17 @@ func (d *Dispatcher) SetEnvironments(key router.Key, envs []Environment) {
 		keep[ne.Name] = struct{}{}
 		if e, ok := p.envs[ne.Name]; ok {
 			if e.Addr == ne.Addr {
-				e.Secret = ne.Secret
+				e.Secret, e.Marked = ne.Secret, ne.Marked
 				continue
 			}
 			p.drop(e) // same pod name, new address: a new environment
 		}
-		e := &env{Environment: ne}
+		e := &env{Environment: ne, verified: !ne.Unverified, added: now}
 		p.envs[ne.Name] = e
 		p.putBack(e, now)
+		if !e.verified && d.Check != nil {
+			go d.verify(f, p, e)
+		}
 	}
 	for name, e := range p.envs {
 		if _, ok := keep[name]; !ok {
@@ -354,18 +506,25 @@ func (p *pool) drop(e *env) {
 
 // EnvironmentStats describes one environment for the scaler.
 type EnvironmentStats struct {
-	Name      string
-	Busy      bool
-	Draining  bool
+	Name string
+	// Busy: running an invocation, ours or (BusyElsewhere) one this dispatcher did not send.
+	Busy          bool
+	BusyElsewhere bool
+	Draining      bool
+	// Marked: the pod carries the removal mark (Environment.Marked).
+	Marked    bool
 	IdleSince time.Time
 }
 
 // PoolStats describes one version's demand and capacity.
 type PoolStats struct {
-	Key          router.Key
-	InFlight     int
-	Waiting      int
-	Environments []EnvironmentStats
+	Key      router.Key
+	InFlight int
+	Waiting  int
+	// BusyElsewhere counts environments whose shim answered busy with an invocation this
+	// dispatcher did not send: capacity that is not free, as if in flight.
+	BusyElsewhere int
+	Environments  []EnvironmentStats
 }
 
 // Stats reports every pool.
@@ -382,7 +541,10 @@ func (d *Dispatcher) Stats() []PoolStats {
 		for _, p := range f.pools {
 			s := PoolStats{Key: p.key, InFlight: p.inflight, Waiting: len(p.waiters)}
 			for _, e := range p.envs {
-				s.Environments = append(s.Environments, EnvironmentStats{Name: e.Name, Busy: e.busy, Draining: e.draining, IdleSince: e.idleSince})
+				if e.elsewhere {
+					s.BusyElsewhere++
+				}
+				s.Environments = append(s.Environments, EnvironmentStats{Name: e.Name, Busy: e.busy, BusyElsewhere: e.elsewhere, Draining: e.draining, Marked: e.Marked, IdleSince: e.idleSince})
 			}
 			out = append(out, s)
 		}
@@ -405,13 +567,17 @@ func (d *Dispatcher) Concurrency(namespace, function string) int {
 }
 
 // Drain takes idle environments out of rotation before the scaler removes them, and
-// answers the ones it took (a busy one stays).
+// answers the ones it took (a busy one stays). An unverified environment (one that may run
+// an invocation a previous activator sent) is taken only once its shim says it is idle
+// (Check) or MaxInvocation has passed since it joined: one whose shim answers busy becomes
+// busy elsewhere, and one whose state is unknown goes back into rotation.
 func (d *Dispatcher) Drain(key router.Key, names []string) []string {
 	f := d.function(key)
+	now := d.now()
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	p := f.pool(key)
 	var out []string
+	var unsure []*env
 	for _, n := range names {
 		e, ok := p.envs[n]
 		if !ok || e.busy || e.draining {
@@ -419,7 +585,43 @@ func (d *Dispatcher) Drain(key router.Key, names []string) []string {
 		}
 		p.removeIdle(e)
 		e.draining = true
-		out = append(out, n)
+		if e.verified || now.Sub(e.added) >= MaxInvocation {
+			out = append(out, n)
+		} else {
+			unsure = append(unsure, e)
+		}
+	}
+	f.mu.Unlock()
+	if len(unsure) == 0 {
+		return out
+	}
+	// Ask the shims with no lock held; the environments are out of rotation meanwhile.
+	busy := make([]bool, len(unsure))
+	known := make([]bool, len(unsure))
+	if d.Check != nil {
+		for i, e := range unsure {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			b, err := d.Check(ctx, e.Environment)
+			cancel()
+			busy[i], known[i] = b, err == nil
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, e := range unsure {
+		switch {
+		case e.gone:
+			e.draining = false
+		case known[i] && !busy[i]:
+			e.verified = true
+			out = append(out, e.Name)
+		case known[i]:
+			e.draining, e.busy, e.elsewhere = false, true, true
+			go d.watch(f, p, e)
+		default:
+			e.draining = false
+			p.putBack(e, e.idleSince) // still idle since then; asked again next time
+		}
 	}
 	return out
 }

@@ -1,7 +1,8 @@
 // Package fakeshim is an in-memory stand-in for the runtime shim's invoke endpoint
 // (runtime-shim/invoke.go), for the activator's tests and benchmarks. It keeps the
 // shim's contract: the invoke secret, one invocation at a time (a second concurrent
-// one is refused with 429, which a correct activator never sees), function errors as
+// one is refused with 429, which a correct activator sees only from an environment busy
+// with someone else's invocation: Hold), /healthz with X-Klambda-Busy, function errors as
 // 200 + X-Amz-Function-Error, the log tail, duration and init-duration headers.
 //
 // The function it runs echoes its payload, and obeys a few fields of a JSON object
@@ -58,7 +59,20 @@ func fail(w http.ResponseWriter, status int, typ, msg string) {
 	_, _ = w.Write(b)
 }
 
+// Hold makes the shim busy as if it ran an invocation nobody here sent (a previous
+// activator's): invocations get 429 until Free.
+func (s *Shim) Hold() bool { return s.busy.CompareAndSwap(false, true) }
+
+// Free ends Hold.
+func (s *Shim) Free() { s.busy.Store(false) }
+
 func (s *Shim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/healthz" && r.Method == http.MethodGet {
+		// As the real shim: whether an invocation is running.
+		w.Header().Set("X-Klambda-Busy", strconv.FormatBool(s.busy.Load()))
+		w.WriteHeader(200)
+		return
+	}
 	if r.URL.Path != "/2015-03-31/functions/function/invocations" || r.Method != http.MethodPost {
 		fail(w, 404, "ResourceNotFoundException", "no such endpoint")
 		return

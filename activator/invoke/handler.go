@@ -248,6 +248,29 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request) *
 		ContentLength: int64(len(payload)),
 	}
 	resp, err := h.Shim.Do(shimCtx, &call)
+	busyUntil := time.Now().Add(h.WaitDeadline) // bounds all the moves below together
+	for err == nil && shimclient.IsBusy(resp) {
+		// The environment runs an invocation we did not send (a previous activator's): it
+		// counts as busy, and this request takes another environment (or waits for one).
+		h.Log.Info("environment busy with an invocation this activator did not send; trying another", "key", key.String(), "environment", lease.Env.Name, "requestId", requestID)
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		wait := time.Duration(0)
+		if h.WaitDeadline > 0 {
+			if wait = time.Until(busyUntil); wait <= 0 {
+				wait = time.Nanosecond // no time left: an idle environment, or none
+			}
+		}
+		if err := lease.Reassign(ctx, wait); err != nil {
+			if errors.Is(err, dispatch.ErrNoEnvironment) {
+				return ErrService("No execution environment of " + key.String() + " became ready within " + h.WaitDeadline.String() + "; the function is scaling up, retry.")
+			}
+			return ErrService("request cancelled: " + err.Error())
+		}
+		call.Addr, call.Secret = lease.Env.Addr, lease.Env.Secret
+		call.Body = bytes.NewReader(payload)
+		resp, err = h.Shim.Do(shimCtx, &call)
+	}
 	if err != nil {
 		h.Log.Error(err, "invoking environment failed", "key", key.String(), "environment", lease.Env.Name, "requestId", requestID)
 		return ErrService("RequestId: " + requestID + " The execution environment could not be reached.")

@@ -18,10 +18,12 @@ import (
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
@@ -40,8 +42,9 @@ import (
 
 // Labels the controllers put on a version's Deployment, Service and pods.
 const (
-	LabelFunction = "lambda.klambda.dev/function"
-	LabelVersion  = "lambda.klambda.dev/version"
+	// LabelFunction's value is lambdav1alpha1.FunctionLabelValue of the function's name.
+	LabelFunction = lambdav1alpha1.LabelFunction
+	LabelVersion  = lambdav1alpha1.LabelVersion
 	// LatestLabel is the version label's value for $LATEST ("$" is not a label character).
 	LatestLabel = "latest"
 	// FieldManager is the activator's server-side apply identity; it owns spec.replicas.
@@ -60,15 +63,8 @@ func VersionLabel(v string) string {
 	return v
 }
 
-func versionFromLabel(l string) string {
-	if l == LatestLabel {
-		return router.Latest
-	}
-	return l
-}
-
-// NewCache returns a cache that watches klambda's kinds everywhere and only the pods
-// and Deployments that carry the function label.
+// NewCache returns a cache that watches klambda's kinds everywhere and only the pods,
+// ReplicaSets and Deployments that carry the function label.
 func NewCache(cfg *rest.Config, scheme *runtime.Scheme) (cache.Cache, error) {
 	hasFunction, err := labels.NewRequirement(LabelFunction, selection.Exists, nil)
 	if err != nil {
@@ -79,6 +75,7 @@ func NewCache(cfg *rest.Config, scheme *runtime.Scheme) (cache.Cache, error) {
 		Scheme: scheme,
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Pod{}:        {Label: sel},
+			&appsv1.ReplicaSet{}: {Label: sel},
 			&appsv1.Deployment{}: {Label: sel},
 		},
 	})
@@ -114,6 +111,14 @@ type Feeder struct {
 	probing     map[types.UID]bool
 	probedReady map[types.UID]bool
 	wasReady    map[types.UID]bool
+
+	syncMu sync.Mutex
+	// fed: the keys whose environments were last set from each function label.
+	fed map[fnLabel]map[router.Key]bool
+
+	// started is when Register ran: a pod created before may run an invocation a previous
+	// activator sent (dispatch.Environment.Unverified).
+	started time.Time
 }
 
 func objectOf(obj any) any {
@@ -125,6 +130,7 @@ func objectOf(obj any) any {
 
 // Register adds the event handlers; call before the cache starts.
 func (f *Feeder) Register(ctx context.Context) error {
+	f.started = time.Now()
 	add := func(obj client.Object, h toolscache.ResourceEventHandlerFuncs) error {
 		inf, err := f.Cache.GetInformer(ctx, obj)
 		if err != nil {
@@ -171,27 +177,90 @@ func (f *Feeder) Register(ctx context.Context) error {
 			f.syncEnvironments(ctx, p)
 		}
 	}
-	return add(&corev1.Pod{}, toolscache.ResourceEventHandlerFuncs{
+	if err := add(&corev1.Pod{}, toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    podChanged,
 		UpdateFunc: func(_, o any) { podChanged(o) },
 		DeleteFunc: podChanged,
+	}); err != nil {
+		return err
+	}
+	// The owner chain of a pod (ReplicaSet → Deployment → Function or Version) decides
+	// whether and for which version it serves: when a link appears, changes owner or goes,
+	// the function's pods are looked at again.
+	ownersChanged := func(o any) {
+		if m, ok := objectOf(o).(client.Object); ok {
+			if l := m.GetLabels()[LabelFunction]; l != "" {
+				f.syncLabel(ctx, m.GetNamespace(), l, nil)
+			}
+		}
+	}
+	ownerLinks := toolscache.ResourceEventHandlerFuncs{
+		AddFunc: ownersChanged,
+		UpdateFunc: func(old, o any) {
+			a, b := old.(client.Object), o.(client.Object)
+			if !equality.Semantic.DeepEqual(a.GetOwnerReferences(), b.GetOwnerReferences()) || a.GetUID() != b.GetUID() {
+				ownersChanged(o)
+			}
+		},
+		DeleteFunc: ownersChanged,
+	}
+	if err := add(&appsv1.ReplicaSet{}, ownerLinks); err != nil {
+		return err
+	}
+	if err := add(&appsv1.Deployment{}, ownerLinks); err != nil {
+		return err
+	}
+	fnChanged := func(o any) {
+		if fn, ok := objectOf(o).(*lambdav1alpha1.Function); ok {
+			f.syncLabel(ctx, fn.Namespace, lambdav1alpha1.FunctionLabelValue(fn.Name), nil)
+		}
+	}
+	verChanged := func(o any) {
+		if v, ok := objectOf(o).(*lambdav1alpha1.Version); ok {
+			f.syncLabel(ctx, v.Namespace, lambdav1alpha1.FunctionLabelValue(v.Spec.FunctionName), nil)
+		}
+	}
+	if err := add(&lambdav1alpha1.Function{}, toolscache.ResourceEventHandlerFuncs{AddFunc: fnChanged, DeleteFunc: fnChanged}); err != nil {
+		return err
+	}
+	return add(&lambdav1alpha1.Version{}, toolscache.ResourceEventHandlerFuncs{
+		AddFunc: verChanged,
+		UpdateFunc: func(old, o any) {
+			a, b := old.(*lambdav1alpha1.Version), o.(*lambdav1alpha1.Version)
+			if a.Status.Version != b.Status.Version || !equality.Semantic.DeepEqual(a.OwnerReferences, b.OwnerReferences) {
+				verChanged(o)
+			}
+		},
+		DeleteFunc: verChanged,
 	})
 }
 
-// syncEnvironments recomputes the ready environments of the changed pod's version.
+// fnLabel is a function's pods' LabelFunction value in a namespace.
+type fnLabel struct{ ns, value string }
+
+// syncEnvironments recomputes the ready environments of the changed pod's function.
 func (f *Feeder) syncEnvironments(ctx context.Context, changed *corev1.Pod) {
-	fn, vl := changed.Labels[LabelFunction], changed.Labels[LabelVersion]
-	if fn == "" || vl == "" {
-		return
+	if l := changed.Labels[LabelFunction]; l != "" {
+		f.syncLabel(ctx, changed.Namespace, l, changed)
 	}
-	key := router.Key{Namespace: changed.Namespace, Function: fn, Version: versionFromLabel(vl)}
+}
+
+// syncLabel recomputes the ready environments of every version whose pods carry function
+// label value l in ns. Only a pod whose owner chain leads to klambda's workload serves:
+// pod → ReplicaSet → Deployment → the Function ($LATEST) or a Version of it, each link
+// the controller reference with the UID of the object in the cache; its labels must be
+// those of that version. The key is the owner's (the function's full name, also when the
+// label value is shortened), never the labels'. A pod anyone else made with the same
+// labels gets no invocations. changed (may be nil) is the pod whose event this is.
+func (f *Feeder) syncLabel(ctx context.Context, ns, l string, changed *corev1.Pod) {
+	f.syncMu.Lock()
+	defer f.syncMu.Unlock()
 	var pods corev1.PodList
-	if err := f.Cache.List(ctx, &pods, client.InNamespace(changed.Namespace),
-		client.MatchingLabels{LabelFunction: fn, LabelVersion: vl}); err != nil {
-		f.Log.Error(err, "listing pods", "key", key.String())
+	if err := f.Cache.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{LabelFunction: l}); err != nil {
+		f.Log.Error(err, "listing pods", "namespace", ns, "function label", l)
 		return
 	}
-	if f.Probe != nil {
+	if f.Probe != nil && changed != nil {
 		listed := false
 		for i := range pods.Items {
 			listed = listed || pods.Items[i].UID == changed.UID
@@ -200,27 +269,158 @@ func (f *Feeder) syncEnvironments(ctx context.Context, changed *corev1.Pod) {
 			f.forget(changed.UID)
 		}
 	}
-	envs := make([]dispatch.Environment, 0, len(pods.Items))
+	envs := map[router.Key][]dispatch.Environment{}
 	for i := range pods.Items {
 		p := &pods.Items[i]
+		key, fnUID, err := f.owner(ctx, p)
+		if err != nil {
+			f.Log.V(1).Info("pod gets no invocations: "+err.Error(), "pod", p.Name, "namespace", p.Namespace)
+			continue
+		}
+		if _, ok := envs[key]; !ok {
+			envs[key] = nil
+		}
 		if PodReady(p) {
 			f.kubeletReady(p.UID)
 		} else if !f.earlyReady(ctx, p) {
 			continue
 		}
-		secret, err := f.Secrets.ForPod(ctx, p)
+		secret, err := f.Secrets.ForPod(ctx, p, fnUID)
 		if err != nil {
 			f.Log.Error(err, "reading the invoke secret; leaving the pod out", "pod", p.Name)
 			continue
 		}
 		f.resizeAfterInit(ctx, p)
-		envs = append(envs, dispatch.Environment{
+		envs[key] = append(envs[key], dispatch.Environment{
 			Name:   p.Name,
 			Addr:   net.JoinHostPort(p.Status.PodIP, strconv.Itoa(f.ShimPort)),
 			Secret: secret,
+			// Creation times have whole seconds: a pod of the start's second counts as older.
+			Unverified: p.CreationTimestamp.Time.Before(f.started.Add(time.Second)),
+			Marked:     p.Annotations[PodDeletionCost] == removalCost,
 		})
 	}
-	f.Dispatcher.SetEnvironments(key, envs)
+	fl := fnLabel{ns, l}
+	if f.fed == nil {
+		f.fed = map[fnLabel]map[router.Key]bool{}
+	}
+	for k := range f.fed[fl] {
+		if _, ok := envs[k]; !ok {
+			f.Dispatcher.SetEnvironments(k, nil)
+		}
+	}
+	keys := make(map[router.Key]bool, len(envs))
+	for k, e := range envs {
+		keys[k] = true
+		f.Dispatcher.SetEnvironments(k, e)
+	}
+	if len(keys) == 0 {
+		delete(f.fed, fl)
+	} else {
+		f.fed[fl] = keys
+	}
+}
+
+// controllerRef is o's controller reference if it is of group and kind.
+func controllerRef(o metav1.Object, group, kind string) (*metav1.OwnerReference, error) {
+	ref := metav1.GetControllerOfNoCopy(o)
+	if ref == nil {
+		return nil, fmt.Errorf("%s has no controller", o.GetName())
+	}
+	gv, err := schema.ParseGroupVersion(ref.APIVersion)
+	if err != nil || gv.Group != group || ref.Kind != kind {
+		return nil, fmt.Errorf("%s is controlled by %s %s, not a %s", o.GetName(), ref.APIVersion, ref.Kind, kind)
+	}
+	return ref, nil
+}
+
+// getRef reads ref's object (of o's type) from r (the cache) and checks its UID.
+func getRef(ctx context.Context, r client.Reader, ns string, ref *metav1.OwnerReference, o client.Object) error {
+	if err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.Name}, o); err != nil {
+		return fmt.Errorf("%s %s: %w", ref.Kind, ref.Name, err)
+	}
+	if o.GetUID() != ref.UID || o.GetDeletionTimestamp() != nil {
+		return fmt.Errorf("%s %s is not the one referenced (UID %s) or is being deleted", ref.Kind, ref.Name, ref.UID)
+	}
+	return nil
+}
+
+// owner follows p's owner chain to the version it belongs to (see syncLabel), from the
+// cache; it answers the version's key and its Function's UID (the invoke Secret's owner).
+func (f *Feeder) owner(ctx context.Context, p *corev1.Pod) (router.Key, types.UID, error) {
+	return ownerKey(ctx, f.Cache, p)
+}
+
+func ownerKey(ctx context.Context, r client.Reader, p *corev1.Pod) (router.Key, types.UID, error) {
+	var none router.Key
+	rsRef, err := controllerRef(p, appsv1.GroupName, "ReplicaSet")
+	if err != nil {
+		return none, "", err
+	}
+	var rs appsv1.ReplicaSet
+	if err := getRef(ctx, r, p.Namespace, rsRef, &rs); err != nil {
+		return none, "", err
+	}
+	depRef, err := controllerRef(&rs, appsv1.GroupName, "Deployment")
+	if err != nil {
+		return none, "", err
+	}
+	var dep appsv1.Deployment
+	if err := getRef(ctx, r, p.Namespace, depRef, &dep); err != nil {
+		return none, "", err
+	}
+	key, fnUID, err := deploymentOwner(ctx, r, &dep)
+	if err != nil {
+		return none, "", err
+	}
+	if p.Labels[LabelFunction] != lambdav1alpha1.FunctionLabelValue(key.Function) || p.Labels[LabelVersion] != VersionLabel(key.Version) {
+		return none, "", fmt.Errorf("labels %v are not those of %s", p.Labels, key.String())
+	}
+	return key, fnUID, nil
+}
+
+// deploymentOwner answers the version a Deployment runs: its controller is the Function
+// ($LATEST) or a published Version controlled by the Function, with the cache's UIDs.
+func deploymentOwner(ctx context.Context, r client.Reader, dep *appsv1.Deployment) (router.Key, types.UID, error) {
+	var none router.Key
+	ref := metav1.GetControllerOfNoCopy(dep)
+	if ref == nil {
+		return none, "", fmt.Errorf("Deployment %s has no controller", dep.Name)
+	}
+	if ref.Kind == "Version" {
+		vref, err := controllerRef(dep, lambdav1alpha1.GroupVersion.Group, "Version")
+		if err != nil {
+			return none, "", err
+		}
+		var v lambdav1alpha1.Version
+		if err := getRef(ctx, r, dep.Namespace, vref, &v); err != nil {
+			return none, "", err
+		}
+		if v.Status.Version == "" {
+			return none, "", fmt.Errorf("Version %s has no number yet", v.Name)
+		}
+		fref, err := controllerRef(&v, lambdav1alpha1.GroupVersion.Group, "Function")
+		if err != nil {
+			return none, "", err
+		}
+		var fn lambdav1alpha1.Function
+		if err := getRef(ctx, r, dep.Namespace, fref, &fn); err != nil {
+			return none, "", err
+		}
+		if fn.Name != v.Spec.FunctionName {
+			return none, "", fmt.Errorf("Version %s names function %s but is controlled by %s", v.Name, v.Spec.FunctionName, fn.Name)
+		}
+		return router.Key{Namespace: dep.Namespace, Function: fn.Name, Version: v.Status.Version}, fn.UID, nil
+	}
+	fref, err := controllerRef(dep, lambdav1alpha1.GroupVersion.Group, "Function")
+	if err != nil {
+		return none, "", err
+	}
+	var fn lambdav1alpha1.Function
+	if err := getRef(ctx, r, dep.Namespace, fref, &fn); err != nil {
+		return none, "", err
+	}
+	return router.Key{Namespace: dep.Namespace, Function: fn.Name, Version: router.Latest}, fn.UID, nil
 }
 
 // earlyReady answers whether the probe found a pod ready before the kubelet did, and
@@ -411,7 +611,9 @@ func PodReady(p *corev1.Pod) bool {
 
 // SecretReader finds the invoke secret of a pod's shim from the pod spec (the
 // KLAMBDA_INVOKE_SECRET variable, literal or secretKeyRef), reading Secrets through a
-// short-lived cache; it runs on pod events, never per request.
+// short-lived cache; it runs on pod events, never per request. A Secret is used only when
+// its controller is the pod's Function (the UID given): a Secret of that name someone else
+// made is refused, never read for its value.
 type SecretReader struct {
 	Client kubernetes.Interface
 	TTL    time.Duration
@@ -422,11 +624,13 @@ type SecretReader struct {
 
 type secretEntry struct {
 	data    map[string][]byte
+	owner   types.UID // the UID of the Function controlling the Secret; "" if none
 	expires time.Time
 }
 
-// ForPod answers the secret the pod's shim wants ("" when it wants none).
-func (s *SecretReader) ForPod(ctx context.Context, p *corev1.Pod) (string, error) {
+// ForPod answers the secret the pod's shim wants ("" when it wants none); a referenced
+// Secret must be controlled by the Function with UID owner.
+func (s *SecretReader) ForPod(ctx context.Context, p *corev1.Pod, owner types.UID) (string, error) {
 	cs := append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...)
 	for _, c := range cs {
 		for _, e := range c.Env {
@@ -436,13 +640,13 @@ func (s *SecretReader) ForPod(ctx context.Context, p *corev1.Pod) (string, error
 			if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
 				return e.Value, nil
 			}
-			return s.read(ctx, p.Namespace, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key)
+			return s.read(ctx, p.Namespace, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key, owner)
 		}
 	}
 	return "", nil
 }
 
-func (s *SecretReader) read(ctx context.Context, ns, name, key string) (string, error) {
+func (s *SecretReader) read(ctx context.Context, ns, name, key string, owner types.UID) (string, error) {
 	ck := ns + "/" + name
 	now := time.Now()
 	s.mu.Lock()
@@ -460,10 +664,19 @@ func (s *SecretReader) read(ctx context.Context, ns, name, key string) (string, 
 		if ttl == 0 {
 			ttl = time.Minute
 		}
-		e = secretEntry{data: sec.Data, expires: now.Add(ttl)}
+		e = secretEntry{expires: now.Add(ttl)}
+		if ref, err := controllerRef(sec, lambdav1alpha1.GroupVersion.Group, "Function"); err == nil {
+			e.owner = ref.UID
+		}
+		if e.owner != "" {
+			e.data = sec.Data // only a Function's Secret is kept
+		}
 		s.mu.Lock()
 		s.cache[ck] = e
 		s.mu.Unlock()
+	}
+	if owner == "" || e.owner != owner {
+		return "", fmt.Errorf("secret %s is not controlled by the pod's Function (UID %s): not used", ck, owner)
 	}
 	v, ok := e.data[key]
 	if !ok {
@@ -493,12 +706,18 @@ func (d *Deployments) manager() string {
 func (d *Deployments) find(ctx context.Context, key router.Key) (*appsv1.Deployment, error) {
 	var list appsv1.DeploymentList
 	if err := d.Reader.List(ctx, &list, client.InNamespace(key.Namespace),
-		client.MatchingLabels{LabelFunction: key.Function, LabelVersion: VersionLabel(key.Version)}); err != nil {
+		client.MatchingLabels{LabelFunction: lambdav1alpha1.FunctionLabelValue(key.Function), LabelVersion: VersionLabel(key.Version)}); err != nil {
 		return nil, err
 	}
 	for i := range list.Items {
-		if list.Items[i].DeletionTimestamp == nil {
-			return &list.Items[i], nil
+		dep := &list.Items[i]
+		if dep.DeletionTimestamp != nil {
+			continue
+		}
+		// Only the Deployment klambda made for this version: the labels alone could be
+		// anyone's (or another long-named function's).
+		if k, _, err := deploymentOwner(ctx, d.Reader, dep); err == nil && k == key {
+			return dep, nil
 		}
 	}
 	return nil, scaler.ErrNoDeployment
@@ -534,9 +753,24 @@ func (d *Deployments) Scale(ctx context.Context, key router.Key, replicas int32)
 // them before any busy pod.
 func (d *Deployments) MarkForRemoval(ctx context.Context, key router.Key, pods []string) error {
 	for _, name := range pods {
-		ac := corev1ac.Pod(name, key.Namespace).WithAnnotations(map[string]string{PodDeletionCost: "-1000"})
+		ac := corev1ac.Pod(name, key.Namespace).WithAnnotations(map[string]string{PodDeletionCost: removalCost})
 		if _, err := d.Client.CoreV1().Pods(key.Namespace).Apply(ctx, ac, metav1.ApplyOptions{FieldManager: d.manager(), Force: true}); err != nil {
 			return fmt.Errorf("marking pod %s/%s for removal: %w", key.Namespace, name, err)
+		}
+	}
+	return nil
+}
+
+// removalCost is the pod-deletion-cost MarkForRemoval gives.
+const removalCost = "-1000"
+
+// Unmark removes the mark MarkForRemoval gave: an apply of nothing by the same field
+// manager gives up the annotation, which nobody else owns.
+func (d *Deployments) Unmark(ctx context.Context, key router.Key, pods []string) error {
+	for _, name := range pods {
+		ac := corev1ac.Pod(name, key.Namespace)
+		if _, err := d.Client.CoreV1().Pods(key.Namespace).Apply(ctx, ac, metav1.ApplyOptions{FieldManager: d.manager(), Force: true}); err != nil {
+			return fmt.Errorf("unmarking pod %s/%s: %w", key.Namespace, name, err)
 		}
 	}
 	return nil

@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
@@ -59,14 +60,100 @@ func namespace(t *testing.T, name string) string {
 	return name
 }
 
-// managerApply applies a Deployment the way the manager does: everything but replicas.
+// mkFunction creates Function name in ns (an image function).
+func mkFunction(t *testing.T, ns, name string) *lambdav1alpha1.Function {
+	t.Helper()
+	fn := &lambdav1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+	fn.Spec.PackageType = lambdav1alpha1.PackageTypeImage
+	fn.Spec.Code.ImageURI = "example/fn:1"
+	if err := srv.Client.Create(context.Background(), fn); err != nil {
+		t.Fatal(err)
+	}
+	return fn
+}
+
+func controllerOf(apiVersion, kind, name string, uid types.UID) metav1.OwnerReference {
+	yes := true
+	return metav1.OwnerReference{APIVersion: apiVersion, Kind: kind, Name: name, UID: uid, Controller: &yes}
+}
+
+// ownedBy is a controller reference to a klambda object (a Function or a Version).
+func ownedBy(o client.Object) metav1.OwnerReference {
+	kind := "Function"
+	if _, ok := o.(*lambdav1alpha1.Version); ok {
+		kind = "Version"
+	}
+	return controllerOf(lambdav1alpha1.GroupVersion.String(), kind, o.GetName(), o.GetUID())
+}
+
+// workload creates what the controllers and the Deployment controller make for a version:
+// Deployment name controlled by owner (nil: nobody, as a tenant's own), and a ReplicaSet
+// controlled by that Deployment. It answers the controller reference of that ReplicaSet's
+// pods.
+func workload(t *testing.T, ns, name string, owner *metav1.OwnerReference, lbl map[string]string) metav1.OwnerReference {
+	t.Helper()
+	ctx := context.Background()
+	zero := int32(0)
+	tpl := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: lbl},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "function", Image: "x"}}}}
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: lbl},
+		Spec: appsv1.DeploymentSpec{Replicas: &zero, Selector: &metav1.LabelSelector{MatchLabels: lbl}, Template: tpl}}
+	if owner != nil {
+		dep.OwnerReferences = []metav1.OwnerReference{*owner}
+	}
+	if err := srv.Client.Create(ctx, dep); err != nil {
+		t.Fatal(err)
+	}
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: name + "-5d8f", Namespace: ns, Labels: lbl,
+		OwnerReferences: []metav1.OwnerReference{controllerOf("apps/v1", "Deployment", dep.Name, dep.UID)}},
+		Spec: appsv1.ReplicaSetSpec{Replicas: &zero, Selector: &metav1.LabelSelector{MatchLabels: lbl}, Template: tpl}}
+	if err := srv.Client.Create(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	return controllerOf("apps/v1", "ReplicaSet", rs.Name, rs.UID)
+}
+
+// readyPod creates a Ready pod at ip with labels, controller reference owner (nil: none)
+// and the invoke secret from Secret secretName.
+func readyPod(t *testing.T, ns, name, ip string, lbl map[string]string, owner *metav1.OwnerReference, secretName string) *corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	c := corev1.Container{Name: "function", Image: "x"}
+	if secretName != "" {
+		c.Env = []corev1.EnvVar{{Name: kube.SecretEnv, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: secretName}, Key: "token"}}}}
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: lbl}, Spec: corev1.PodSpec{Containers: []corev1.Container{c}}}
+	if owner != nil {
+		pod.OwnerReferences = []metav1.OwnerReference{*owner}
+	}
+	if err := srv.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Status.Phase = corev1.PodRunning
+	pod.Status.PodIP = ip
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	if err := srv.Client.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	return pod
+}
+
+// managerApply applies a Deployment the way the manager does: everything but replicas,
+// controlled by Function f (created on first use).
 func managerApply(t *testing.T, ns, image string) {
 	t.Helper()
+	var fn lambdav1alpha1.Function
+	if err := srv.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "f"}, &fn); err != nil {
+		fn = *mkFunction(t, ns, "f")
+	}
 	lbl := map[string]string{kube.LabelFunction: "f", kube.LabelVersion: kube.LatestLabel}
-	ac := appsv1ac.Deployment("f-latest", ns).WithLabels(lbl).WithSpec(appsv1ac.DeploymentSpec().
-		WithSelector(metav1ac.LabelSelector().WithMatchLabels(lbl)).
-		WithTemplate(corev1ac.PodTemplateSpec().WithLabels(lbl).WithSpec(corev1ac.PodSpec().
-			WithContainers(corev1ac.Container().WithName("function").WithImage(image)))))
+	ac := appsv1ac.Deployment("f-latest", ns).WithLabels(lbl).WithOwnerReferences(metav1ac.OwnerReference().
+		WithAPIVersion(lambdav1alpha1.GroupVersion.String()).WithKind("Function").WithName("f").WithUID(fn.UID).WithController(true)).
+		WithSpec(appsv1ac.DeploymentSpec().
+			WithSelector(metav1ac.LabelSelector().WithMatchLabels(lbl)).
+			WithTemplate(corev1ac.PodTemplateSpec().WithLabels(lbl).WithSpec(corev1ac.PodSpec().
+				WithContainers(corev1ac.Container().WithName("function").WithImage(image)))))
 	if _, err := cs.AppsV1().Deployments(ns).Apply(context.Background(), ac, metav1.ApplyOptions{FieldManager: "klambda-manager", Force: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -187,12 +274,7 @@ func TestFeederFollowsObjectsAndPods(t *testing.T) {
 	runFeeder(t, ctx, c, f)
 
 	k := srv.Client
-	fn := &lambdav1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Name: "f", Namespace: ns}}
-	fn.Spec.PackageType = lambdav1alpha1.PackageTypeImage
-	fn.Spec.Code.ImageURI = "example/fn:1"
-	if err := k.Create(ctx, fn); err != nil {
-		t.Fatal(err)
-	}
+	fn := mkFunction(t, ns, "f")
 	eventually(t, "Pending function", func() bool {
 		_, err := table.Resolve(ns, "f", "")
 		var na *router.NotActiveError
@@ -204,7 +286,8 @@ func TestFeederFollowsObjectsAndPods(t *testing.T) {
 	}
 	eventually(t, "Active function", func() bool { _, err := table.Resolve(ns, "f", ""); return err == nil })
 
-	v := &lambdav1alpha1.Version{ObjectMeta: metav1.ObjectMeta{Name: "f-1", Namespace: ns}, Spec: lambdav1alpha1.VersionSpec{FunctionName: "f"}}
+	v := &lambdav1alpha1.Version{ObjectMeta: metav1.ObjectMeta{Name: "f-1", Namespace: ns, OwnerReferences: []metav1.OwnerReference{ownedBy(fn)}},
+		Spec: lambdav1alpha1.VersionSpec{FunctionName: "f"}}
 	if err := k.Create(ctx, v); err != nil {
 		t.Fatal(err)
 	}
@@ -230,23 +313,15 @@ func TestFeederFollowsObjectsAndPods(t *testing.T) {
 	eventually(t, "alias gone", func() bool { _, err := table.Resolve(ns, "f", "live"); return err != nil })
 
 	// A Ready pod of version 1 becomes an environment, with the secret from its Secret.
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "f-invoke", Namespace: ns}, Data: map[string][]byte{"token": []byte("t0k")}}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "f-invoke", Namespace: ns, OwnerReferences: []metav1.OwnerReference{ownedBy(fn)}},
+		Data: map[string][]byte{"token": []byte("t0k")}}
 	if err := k.Create(ctx, sec); err != nil {
 		t.Fatal(err)
 	}
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "f-1-abc", Namespace: ns,
-		Labels: map[string]string{kube.LabelFunction: "f", kube.LabelVersion: "1"}},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "shim", Image: "x", Env: []corev1.EnvVar{{Name: kube.SecretEnv,
-			ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "f-invoke"}, Key: "token"}}}}}}}}
-	if err := k.Create(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
-	pod.Status.Phase = corev1.PodRunning
-	pod.Status.PodIP = "10.0.0.7"
-	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
-	if err := k.Status().Update(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
+	lbl1 := map[string]string{kube.LabelFunction: "f", kube.LabelVersion: "1"}
+	vref := ownedBy(v)
+	rs := workload(t, ns, "f-v1", &vref, lbl1)
+	pod := readyPod(t, ns, "f-1-abc", "10.0.0.7", lbl1, &rs, "f-invoke")
 	key := router.Key{Namespace: ns, Function: "f", Version: "1"}
 	lim := dispatch.Limits{Reserved: -1, Unreserved: -1}
 	var lease *dispatch.Lease
@@ -361,8 +436,10 @@ func TestFeederProbesStartingPods(t *testing.T) {
 	runFeeder(t, ctx, c, f)
 
 	k := srv.Client
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "g-abc", Namespace: ns,
-		Labels: map[string]string{kube.LabelFunction: "g", kube.LabelVersion: kube.LatestLabel}},
+	gref := ownedBy(mkFunction(t, ns, "g"))
+	glbl := map[string]string{kube.LabelFunction: "g", kube.LabelVersion: kube.LatestLabel}
+	rs := workload(t, ns, "g-latest", &gref, glbl)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "g-abc", Namespace: ns, Labels: glbl, OwnerReferences: []metav1.OwnerReference{rs}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "function", Image: "x"}}}}
 	if err := k.Create(ctx, pod); err != nil {
 		t.Fatal(err)
@@ -428,11 +505,13 @@ func TestFeederResizesReadyEnvironmentsToTheirShare(t *testing.T) {
 	runFeeder(t, ctx, c, f)
 
 	k := srv.Client
+	rref := ownedBy(mkFunction(t, ns, "r"))
+	rs := workload(t, ns, "r-latest", &rref, map[string]string{kube.LabelFunction: "r", kube.LabelVersion: kube.LatestLabel})
 	mkPod := func(name string, annotations map[string]string) *corev1.Pod {
 		res := corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("18m"), corev1.ResourceMemory: resource.MustParse("160Mi")},
 			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("160Mi")}}
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations,
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations, OwnerReferences: []metav1.OwnerReference{rs},
 			Labels: map[string]string{kube.LabelFunction: "r", kube.LabelVersion: kube.LatestLabel}},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: lambdav1alpha1.FunctionContainerName, Image: "x", Resources: res}}}}
 		if err := k.Create(ctx, p); err != nil {

@@ -43,6 +43,8 @@ type Deployments interface {
 	Scale(ctx context.Context, key router.Key, replicas int32) error
 	// MarkForRemoval makes pods the ReplicaSet's first choice to remove.
 	MarkForRemoval(ctx context.Context, key router.Key, pods []string) error
+	// Unmark takes the mark away again (pods that stay).
+	Unmark(ctx context.Context, key router.Key, pods []string) error
 }
 
 // Scaler decides replicas.
@@ -123,6 +125,7 @@ func (s *Scaler) scaleOne(ctx context.Context, now time.Time, st *dispatch.PoolS
 		}
 		return
 	}
+	s.unmarkStale(ctx, st)
 	lim := s.Floors.LimitsFor(key)
 	ceiling := lim.Reserved
 	if ceiling < 0 {
@@ -135,7 +138,9 @@ func (s *Scaler) scaleOne(ctx context.Context, now time.Time, st *dispatch.PoolS
 	if floor > ceiling {
 		floor = ceiling
 	}
-	want := int32(st.InFlight + st.Waiting)
+	// An environment busy with an invocation this activator did not send (after a
+	// restart) is demand too: it is neither free nor to be removed.
+	want := int32(st.InFlight + st.Waiting + st.BusyElsewhere)
 	if want < floor {
 		want = floor
 	}
@@ -190,9 +195,33 @@ func (s *Scaler) scaleOne(ctx context.Context, now time.Time, st *dispatch.PoolS
 	if err := s.Deployments.Scale(ctx, key, target); err != nil {
 		s.Log.Error(err, "scaling down", "key", key.String(), "from", current, "to", target)
 		s.Pools.Undrain(key, drained)
+		if err := s.Deployments.Unmark(ctx, key, drained); err != nil {
+			s.Log.Error(err, "unmarking pods that stay; the next pass tries again", "key", key.String(), "pods", drained)
+		}
 		return
 	}
 	s.Log.V(1).Info("scaled down idle environments", "key", key.String(), "from", current, "to", target, "pods", drained)
+}
+
+// unmarkStale clears the removal mark of environments that are not being removed: marks a
+// previous activator left (it stopped between marking and scaling down) or a scale-down
+// that failed. A marked pod would be the ReplicaSet's first choice at the next scale-down,
+// even while it runs an invocation.
+func (s *Scaler) unmarkStale(ctx context.Context, st *dispatch.PoolStats) {
+	var stale []string
+	for _, e := range st.Environments {
+		if e.Marked && !e.Draining {
+			stale = append(stale, e.Name)
+		}
+	}
+	if len(stale) == 0 {
+		return
+	}
+	if err := s.Deployments.Unmark(ctx, st.Key, stale); err != nil {
+		s.Log.Error(err, "unmarking pods that stay", "key", st.Key.String(), "pods", stale)
+		return
+	}
+	s.Log.V(1).Info("cleared stale removal marks", "key", st.Key.String(), "pods", stale)
 }
 
 // allowScaleUp answers how many of n new environments the namespace's burst allows.

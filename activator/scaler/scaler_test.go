@@ -39,7 +39,13 @@ func (f fakeFloors) ProvisionedKeys() []router.Key {
 type fakeDeploy struct {
 	replicas int32
 	marked   []string
+	unmarked []string
 	scales   []int32
+}
+
+func (f *fakeDeploy) Unmark(_ context.Context, _ router.Key, pods []string) error {
+	f.unmarked = append(f.unmarked, pods...)
+	return nil
 }
 
 func (f *fakeDeploy) Replicas(router.Key) (int32, error) { return f.replicas, nil }

@@ -5,6 +5,8 @@ package shimclient
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -29,7 +31,15 @@ const (
 	HeaderFunctionError   = "X-Amz-Function-Error"
 	HeaderExecutedVersion = "X-Amz-Executed-Version"
 	HeaderErrorType       = "X-Amzn-Errortype"
+	// HeaderBusy is on the shim's /healthz answer: "true" while an invocation runs.
+	HeaderBusy = "X-Klambda-Busy"
 )
+
+// HealthPath is the shim's liveness path; its answer carries HeaderBusy.
+const HealthPath = "/healthz"
+
+// ErrStateUnknown: the shim's /healthz did not say whether it is busy (an older shim).
+var ErrStateUnknown = errors.New("the shim does not report whether it is busy")
 
 // InvokePath is the shim's invoke path (the emulator's).
 const InvokePath = "/2015-03-31/functions/function/invocations"
@@ -117,4 +127,38 @@ func Millis(h http.Header, name string) time.Duration {
 		return 0
 	}
 	return time.Duration(f * float64(time.Millisecond))
+}
+
+// IsBusy tells whether resp is the shim's refusal of an invocation because it is running
+// another one (429 TooManyRequestsException). The activator sends one invocation at a
+// time per environment, so this means an invocation it did not send (a previous
+// activator's, before a restart). It does not read the body.
+func IsBusy(resp *http.Response) bool {
+	return resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get(HeaderErrorType) == "TooManyRequestsException"
+}
+
+// Busy asks the shim at addr whether it is running an invocation (GET /healthz,
+// HeaderBusy). ErrStateUnknown when the answer does not say; other errors when the shim
+// could not be asked.
+func (cl *Client) Busy(ctx context.Context, addr string) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+HealthPath, nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := cl.HTTP.Do(req)
+	if err != nil {
+		return false, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("shim %s: %s answered %d", addr, HealthPath, resp.StatusCode)
+	}
+	switch resp.Header.Get(HeaderBusy) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, ErrStateUnknown
 }

@@ -134,6 +134,9 @@ func main() {
 	sc.Burst, sc.BurstPerMinute = *burst, *burstPerMinute
 	sc.Log = log.WithName("scaler")
 	disp.SetWaker(sc)
+	// Shims report whether they run an invocation (a previous activator's, after a restart).
+	stateClient := shimclient.New()
+	disp.Check = func(ctx context.Context, e dispatch.Environment) (bool, error) { return stateClient.Busy(ctx, e.Addr) }
 
 	h := &invoke.Handler{
 		DefaultNamespace: *defaultNS,
