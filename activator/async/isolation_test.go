@@ -1,0 +1,110 @@
+package async
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+)
+
+// Issue #15, finding 1: a tenant's NATS dead-letter subject (stale object or CRD
+// validation bypassed) must not reach the queue's JetStream API. Before the fix the dead
+// letter of one `{}` event to "attacker" (reserved concurrency 0: nothing even runs)
+// purged every other function's accepted events, or deleted the stream.
+func TestTenantDeadLetterCannotPurgeOrDeleteTheQueue(t *testing.T) {
+	for _, api := range []string{"$JS.API.STREAM.PURGE.KLAMBDA_ASYNC", "$JS.API.STREAM.DELETE.KLAMBDA_ASYNC",
+		"$JS.API.STREAM.MSG.DELETE.KLAMBDA_ASYNC"} {
+		t.Run(api, func(t *testing.T) {
+			var attacked atomic.Bool
+			inv := newInvoker(func(req InvokeRequest, n int) InvokeResult {
+				if req.Function == "victim" && !attacked.Load() {
+					return throttle // the victim's events wait in the stream
+				}
+				return InvokeResult{StatusCode: 200, ExecutedVersion: "$LATEST", Payload: []byte(`"ok"`)}
+			})
+			zero := int32(0)
+			e := startEnv(t, t.TempDir(), inv, configs(map[string]Config{
+				"victim": cfg(2, time.Hour),
+				"attacker": {MaximumRetryAttempts: 0, MaximumEventAge: time.Hour, ReservedConcurrency: &zero,
+					DeadLetter: &lambdav1alpha1.DeadLetterConfig{Target: *natsDest(api)}},
+			}))
+			const victims = 20
+			ids := make([]string, victims)
+			for i := range ids {
+				ids[i] = e.enqueue("victim", `{"n":1}`)
+			}
+			e.enqueue("attacker", `{}`)
+			deadline := time.Now().Add(10 * time.Second)
+			for testutil.ToFloat64(e.metrics.Dropped.WithLabelValues("default", "attacker")) < 1 {
+				if time.Now().After(deadline) {
+					t.Fatal("the attacker's event never reached its failure path")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			// Let the dead-letter attempts finish (3 tries, 20/40 ms apart).
+			time.Sleep(300 * time.Millisecond)
+			if n, err := e.q.Pending(context.Background()); err != nil || n < victims {
+				t.Errorf("after the dead letter to %s the queue holds %d events (%v), want the %d accepted for victim", api, n, err, victims)
+			}
+			attacked.Store(true)
+			deadline = time.Now().Add(15 * time.Second)
+			for _, id := range ids {
+				for len(inv.callTimes(id)) < 2 && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Millisecond)
+				}
+				if len(inv.callTimes(id)) < 2 {
+					t.Errorf("victim's event %s never ran after the attack (calls %d)", id, len(inv.callTimes(id)))
+				}
+			}
+		})
+	}
+}
+
+// A destination without servers lives in its own account: publishing to the queue's own
+// subject does not reach the stream (its last sequence does not move, even though a worker
+// would at once discard a message without an event's headers).
+func TestDestinationWithoutServersCannotReachTheQueueAccount(t *testing.T) {
+	inv := newInvoker(success(`"ok"`))
+	e := startEnv(t, t.TempDir(), inv, configs(map[string]Config{}))
+	lastSeq := func() uint64 {
+		info, err := e.q.stream.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.LastSeq
+	}
+	before := lastSeq()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	// Delivery itself succeeds (a plain publish to an account without subscribers); what
+	// matters is where the message went.
+	if err := e.dst.Deliver(ctx, "tenant", natsDest("klambda.async.default.victim"), Letter{Body: []byte(`{}`)}); err != nil {
+		t.Logf("Deliver: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if after := lastSeq(); after != before {
+		t.Errorf("a tenant destination published into the queue's stream: last sequence %d before, %d after", before, after)
+	}
+}
+
+// Defence in depth: Deliver refuses a subject a tenant could not have written.
+func TestDeliverRefusesReservedSubjects(t *testing.T) {
+	e := startEnv(t, t.TempDir(), newInvoker(success(`"ok"`)), configs(map[string]Config{}))
+	for _, s := range []string{"$JS.API.STREAM.PURGE.KLAMBDA_ASYNC", "$SYS.REQ.SERVER.PING", "_INBOX.x", "a.*", "a.>", "a b", "a\tb", "", "a..b", ".a", "a."} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := e.dst.Deliver(ctx, "tenant", natsDest(s), Letter{Body: []byte(`{}`)})
+		cancel()
+		if err == nil {
+			t.Errorf("Deliver to NATS subject %q: no error", s)
+		}
+	}
+	if n, err := e.q.Pending(context.Background()); err != nil {
+		t.Fatal(err)
+	} else if n != 0 {
+		t.Errorf("queue holds %d events", n)
+	}
+}
