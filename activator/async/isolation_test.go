@@ -2,10 +2,14 @@ package async
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
@@ -106,5 +110,98 @@ func TestDeliverRefusesReservedSubjects(t *testing.T) {
 		t.Fatal(err)
 	} else if n != 0 {
 		t.Errorf("queue holds %d events", n)
+	}
+}
+
+// The destinations account has no JetStream API at all, and its user may not even publish
+// to NATS's reserved subjects; the stream denies purge and delete to the queue's own
+// connection too.
+func TestDestinationsAccountHasNoJetStreamAndTheStreamDeniesPurge(t *testing.T) {
+	e := startEnv(t, t.TempDir(), newInvoker(success(`"ok"`)), configs(map[string]Config{}))
+	short := func() context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	if acc, err := e.srv.ns.LookupAccount(DestinationsAccount); err != nil || acc.JetStreamEnabled() {
+		t.Errorf("destinations account %s: JetStream enabled or missing (%v)", DestinationsAccount, err)
+	}
+	if !e.srv.ns.GlobalAccount().JetStreamEnabled() {
+		t.Error("the queue's account has no JetStream")
+	}
+	js, err := jetstream.New(e.dnc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Stream(short(), "KLAMBDA_ASYNC"); err == nil {
+		t.Error("the destinations account sees the queue's stream")
+	}
+	if _, err := js.AccountInfo(short()); err == nil {
+		t.Error("the destinations account has JetStream")
+	}
+	if _, err := e.dnc.Request("$JS.API.STREAM.PURGE.KLAMBDA_ASYNC", []byte(`{}`), time.Second); err == nil {
+		t.Error("the destinations user got an answer from the JetStream API")
+	}
+	ctx := short()
+	info, err := e.q.stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.Config.DenyPurge || !info.Config.DenyDelete {
+		t.Errorf("stream config DenyPurge=%v DenyDelete=%v, want both", info.Config.DenyPurge, info.Config.DenyDelete)
+	}
+	if err := e.q.stream.Purge(ctx); err == nil {
+		t.Error("the queue's stream could be purged")
+	}
+}
+
+// A store written before the accounts existed (nats-server with only its global account)
+// keeps its events, and its stream is updated to deny purge and delete.
+func TestStoreFromBeforeAccountsKeepsItsEvents(t *testing.T) {
+	dir := t.TempDir()
+	old, err := server.NewServer(&server.Options{JetStream: true, StoreDir: dir, DontListen: true, NoLog: true, NoSigs: true, MaxPayload: maxPayload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go old.Start()
+	if !old.ReadyForConnections(10 * time.Second) {
+		t.Fatal("old-style server not ready")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	js, _ := jetstream.New(nc)
+	// The stream as main created it: no DenyPurge, no DenyDelete.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "KLAMBDA_ASYNC", Subjects: []string{"klambda.async.>"},
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute, MaxMsgSize: maxPayload}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		ev := Event{RequestID: fmt.Sprintf("old-%d", i), Namespace: "default", Function: "f", Payload: []byte(`{}`), Received: time.Now()}
+		if _, err := js.PublishMsg(ctx, ev.toMsg("klambda.async.default.f")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc.Close()
+	old.Shutdown()
+	old.WaitForShutdown()
+
+	inv := newInvoker(success(`"ok"`))
+	e := startEnv(t, dir, inv, configs(map[string]Config{"f": cfg(0, time.Hour)}))
+	deadline := time.Now().Add(15 * time.Second)
+	for inv.total() < 5 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if inv.total() != 5 {
+		t.Errorf("%d of the 5 events stored before the accounts ran", inv.total())
+	}
+	info, err := e.q.stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.Config.DenyPurge || !info.Config.DenyDelete {
+		t.Errorf("existing stream not updated: DenyPurge=%v DenyDelete=%v", info.Config.DenyPurge, info.Config.DenyDelete)
 	}
 }
