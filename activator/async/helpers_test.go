@@ -44,6 +44,12 @@ func fastRetry() RetryPolicy {
 
 func startEnv(t *testing.T, dir string, inv *fakeInvoker, configs *staticConfigs) *env {
 	t.Helper()
+	return startEnvWith(t, dir, inv, configs, QueueOptions{})
+}
+
+// startEnvWith is startEnv with queue options (signing); its Metrics are the env's.
+func startEnvWith(t *testing.T, dir string, inv *fakeInvoker, configs *staticConfigs, qopts QueueOptions) *env {
+	t.Helper()
 	e := &env{t: t, dir: dir, inv: inv, configs: configs, metrics: NewMetrics(prometheus.NewRegistry())}
 	srv, err := StartServer(ServerOptions{StoreDir: dir})
 	if err != nil {
@@ -54,7 +60,8 @@ func startEnv(t *testing.T, dir string, inv *fakeInvoker, configs *staticConfigs
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if e.q, err = NewQueue(ctx, e.nc, QueueOptions{Metrics: e.metrics}); err != nil {
+	qopts.Metrics = e.metrics
+	if e.q, err = NewQueue(ctx, e.nc, qopts); err != nil {
 		t.Fatal(err)
 	}
 	if e.dnc, err = srv.ConnectDestinations(); err != nil {
