@@ -2,6 +2,7 @@ package async
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -203,5 +204,91 @@ func TestStoreFromBeforeAccountsKeepsItsEvents(t *testing.T) {
 	}
 	if !info.Config.DenyPurge || !info.Config.DenyDelete {
 		t.Errorf("existing stream not updated: DenyPurge=%v DenyDelete=%v", info.Config.DenyPurge, info.Config.DenyDelete)
+	}
+}
+
+// Over TCP (--async-nats-listen) every client must authenticate: anonymous clients are
+// refused, the destinations user (with the operator's password) sees destination messages
+// and nothing of the queue.
+func TestEmbeddedListenRequiresAuthentication(t *testing.T) {
+	srv, err := StartServer(ServerOptions{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", DestinationsPassword: "operator-chosen"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	if nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Error("an anonymous client connected")
+	}
+	if nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(0), nats.UserInfo(QueueUser, "guess")); err == nil {
+		nc.Close()
+		t.Error("a client connected as the queue's user with a guessed password")
+	}
+	sub, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(0), nats.UserInfo(DestinationsUser, "operator-chosen"))
+	if err != nil {
+		t.Fatalf("destinations user over TCP: %v", err)
+	}
+	defer sub.Close()
+	ch := make(chan *nats.Msg, 1)
+	if _, err := sub.ChanSubscribe("records.ok", ch); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.ChanSubscribe("klambda.async.>", ch); err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.Flush()
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	q, err := NewQueue(context.Background(), nc, QueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dnc, err := srv.ConnectDestinations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dnc.Close()
+	d := NewDeliverer(q, nil)
+	d.SetLocalNATS(dnc, false)
+	if _, err := q.Enqueue(context.Background(), Event{Namespace: "default", Function: "f", Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.Deliver(dctx, "default", natsDest("records.ok"), Letter{Body: []byte(`{"r":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	m := receive(t, ch, 5*time.Second)
+	if m.Subject != "records.ok" || string(m.Data) != `{"r":1}` {
+		t.Errorf("received %s %s", m.Subject, m.Data)
+	}
+	select {
+	case m := <-ch:
+		t.Errorf("the destinations account saw %s", m.Subject)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// Without a connection for them (an external NATS without a destinations identity), NATS
+// destinations without servers fail with an error saying what to configure, and nothing is
+// published on the queue's connection.
+func TestDestinationWithoutServersNeedsAnIdentity(t *testing.T) {
+	e := startEnv(t, t.TempDir(), newInvoker(success(`"ok"`)), configs(map[string]Config{}))
+	d := NewDeliverer(e.q, nil)
+	sub, err := e.nc.SubscribeSync("records.x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = e.nc.Flush()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := d.Deliver(ctx, "t", natsDest("records.x"), Letter{Body: []byte(`{}`)}); !errors.Is(err, ErrNoLocalNATS) {
+		t.Errorf("Deliver: %v, want ErrNoLocalNATS", err)
+	}
+	if m, err := sub.NextMsg(200 * time.Millisecond); err == nil {
+		t.Errorf("published on the queue's connection: %s", m.Subject)
 	}
 }
