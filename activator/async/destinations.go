@@ -143,7 +143,12 @@ func (d *Deliverer) deliverNATS(ctx context.Context, dest *lambdav1alpha1.NATSDe
 		if err != nil {
 			return err
 		}
-		if _, err := js.StreamNameBySubject(ctx, dest.Subject); err == nil {
+		// Bounded: a user denied the JetStream API gets no answer, only a permissions
+		// error on the side, and the plain publish below still needs time.
+		lctx, cancel := context.WithTimeout(ctx, streamLookupTimeout)
+		_, err = js.StreamNameBySubject(lctx, dest.Subject)
+		cancel()
+		if err == nil {
 			_, err = js.PublishMsg(ctx, m)
 			return err
 		}
@@ -155,6 +160,8 @@ func (d *Deliverer) deliverNATS(ctx context.Context, dest *lambdav1alpha1.NATSDe
 	}
 	return nc.FlushWithContext(ctx)
 }
+
+const streamLookupTimeout = 2 * time.Second
 
 func (d *Deliverer) natsConn(servers []string) (*nats.Conn, error) {
 	key := strings.Join(servers, ",")

@@ -292,3 +292,20 @@ func TestDestinationWithoutServersNeedsAnIdentity(t *testing.T) {
 		t.Errorf("published on the queue's connection: %s", m.Subject)
 	}
 }
+
+// A destinations identity denied the JetStream API (as the README recommends for an
+// external NATS) still delivers: the stream lookup, which gets no answer, is bounded.
+func TestDestinationsIdentityWithoutJetStreamAPIStillDelivers(t *testing.T) {
+	e := startEnv(t, t.TempDir(), newInvoker(success(`"ok"`)), configs(map[string]Config{}))
+	d := NewDeliverer(e.q, nil)
+	d.SetLocalNATS(e.dnc, true) // look streams up, as with an external NATS
+	ch := e.subscribe("records.denied")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.Deliver(ctx, "t", natsDest("records.denied"), Letter{Body: []byte(`{"r":2}`)}); err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	if m := receive(t, ch, 2*time.Second); string(m.Data) != `{"r":2}` {
+		t.Errorf("received %s", m.Data)
+	}
+}
