@@ -109,10 +109,30 @@ var (
 
 const (
 	maxClientContext = 8 << 10 // Lambda: 3,583 bytes of base64
-	maxTraceID       = 2 << 10
+	maxTraceID       = 8 << 10
 	// maxClockSkew is how far in the future Received may be (replicas' clocks).
 	maxClockSkew = 5 * time.Minute
 )
+
+// check applies the bounds a worker applies (Enqueue refuses what a worker would refuse,
+// rather than accept an event that could never run).
+func (e *Event) check() error {
+	switch {
+	case !tokenRE.MatchString(e.RequestID):
+		return reject(RejectMalformed, "malformed async event: request id %.140q", e.RequestID)
+	case !namespaceRE.MatchString(e.Namespace):
+		return reject(RejectMalformed, "malformed async event %s: namespace %.80q", e.RequestID, e.Namespace)
+	case !functionRE.MatchString(e.Function):
+		return reject(RejectMalformed, "malformed async event %s: function %.80q", e.RequestID, e.Function)
+	case e.Qualifier != "" && !qualifierRE.MatchString(e.Qualifier):
+		return reject(RejectMalformed, "malformed async event %s: qualifier %.140q", e.RequestID, e.Qualifier)
+	case len(e.ClientContext) > maxClientContext, len(e.TraceID) > maxTraceID:
+		return reject(RejectMalformed, "malformed async event %s: client context or trace id too long", e.RequestID)
+	case strings.ContainsAny(e.ClientContext+e.TraceID, "\r\n"):
+		return reject(RejectMalformed, "malformed async event %s: line break in client context or trace id", e.RequestID)
+	}
+	return nil
+}
 
 // eventFromMsg reads a stored message, refusing any whose headers are missing, repeated,
 // out of bounds, or do not match the subject it was stored under.
@@ -131,17 +151,8 @@ func eventFromMsg(subjectPrefix, subject string, h nats.Header, data []byte) (Ev
 		TraceID:       h.Get(hdrTraceID),
 		Payload:       data,
 	}
-	switch {
-	case !tokenRE.MatchString(e.RequestID):
-		return Event{}, reject(RejectMalformed, "malformed async event: request id %.140q", e.RequestID)
-	case !namespaceRE.MatchString(e.Namespace):
-		return Event{}, reject(RejectMalformed, "malformed async event %s: namespace %.80q", e.RequestID, e.Namespace)
-	case !functionRE.MatchString(e.Function):
-		return Event{}, reject(RejectMalformed, "malformed async event %s: function %.80q", e.RequestID, e.Function)
-	case e.Qualifier != "" && !qualifierRE.MatchString(e.Qualifier):
-		return Event{}, reject(RejectMalformed, "malformed async event %s: qualifier %.140q", e.RequestID, e.Qualifier)
-	case len(e.ClientContext) > maxClientContext, len(e.TraceID) > maxTraceID:
-		return Event{}, reject(RejectMalformed, "malformed async event %s: client context or trace id too long", e.RequestID)
+	if err := e.check(); err != nil {
+		return Event{}, err
 	}
 	ns, err := strconv.ParseInt(h.Get(hdrReceived), 10, 64)
 	if err != nil || ns <= 0 {

@@ -3,6 +3,7 @@ package async
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,5 +171,33 @@ func TestSigningKeys(t *testing.T) {
 	}
 	if _, err := ParseSigningKeys([]byte(" \n\n")); err == nil {
 		t.Error("an empty key file was accepted")
+	}
+}
+
+// Enqueue refuses an event a worker would refuse, instead of answering 202 for an event
+// that could never run.
+func TestEnqueueRefusesWhatAWorkerWouldRefuse(t *testing.T) {
+	e := startEnv(t, t.TempDir(), newInvoker(success(`"ok"`)), configs(map[string]Config{}))
+	for name, ev := range map[string]Event{
+		"long trace id":  {Namespace: "default", Function: "f", TraceID: strings.Repeat("a", maxTraceID+1)},
+		"dotted name":    {Namespace: "default", Function: "a.b"},
+		"bad namespace":  {Namespace: "Default", Function: "f"},
+		"bad qualifier":  {Namespace: "default", Function: "f", Qualifier: "a.b"},
+		"spaced request": {Namespace: "default", Function: "f", RequestID: "a b"},
+	} {
+		if _, err := e.q.Enqueue(context.Background(), ev); err == nil {
+			t.Errorf("%s: stored", name)
+		}
+	}
+	if _, err := e.q.Enqueue(context.Background(), Event{Namespace: "default", Function: "f", Qualifier: "$LATEST",
+		TraceID: strings.Repeat("a", maxTraceID), ClientContext: strings.Repeat("A", 4000)}); err != nil {
+		t.Errorf("an event at the bounds: %v", err)
+	}
+	info, err := e.q.stream.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.LastSeq != 1 {
+		t.Errorf("%d events stored, want 1", info.State.LastSeq)
 	}
 }

@@ -122,6 +122,9 @@ func (q *Queue) enqueue(ctx context.Context, ev Event) (string, error) {
 	if ev.Received.IsZero() {
 		ev.Received = time.Now()
 	}
+	if err := ev.check(); err != nil {
+		return "", fmt.Errorf("refusing to store an async event a worker would refuse: %w", err)
+	}
 	m := ev.toMsg(q.subject(ev.Namespace, ev.Function))
 	if q.opts.Signer != nil {
 		q.opts.Signer.sign(m)
