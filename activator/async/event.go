@@ -252,6 +252,6 @@ func eventMAC(key []byte, subject string, h nats.Header, data []byte) []byte {
 
 func writeField(h hash.Hash, b []byte) {
 	var n [binary.MaxVarintLen64]byte
-	h.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))])
-	h.Write(b)
+	_, _ = h.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))])
+	_, _ = h.Write(b)
 }

@@ -2,6 +2,7 @@ package async
 
 import (
 	"bytes"
+	"errors"
 	"strconv"
 	"testing"
 	"time"
@@ -36,7 +37,8 @@ func FuzzReadEvent(f *testing.F) {
 		}
 		ev, err := q.readEvent(subject, h, data)
 		if err != nil {
-			if _, ok := err.(*RejectedError); !ok {
+			var re *RejectedError
+			if !errors.As(err, &re) {
 				t.Fatalf("error %v is not a *RejectedError", err)
 			}
 			return

@@ -205,8 +205,11 @@ func main() {
 					os.Exit(1)
 				}
 				b, err := os.ReadFile(dstPasswordFile)
-				if err != nil || strings.TrimSpace(string(b)) == "" {
-					log.Error(fmt.Errorf("reading %s: %v (empty or unreadable)", dstPasswordFile, err), "--async-nats-destinations-password-file")
+				if err == nil && strings.TrimSpace(string(b)) == "" {
+					err = fmt.Errorf("%s is empty", dstPasswordFile)
+				}
+				if err != nil {
+					log.Error(err, "--async-nats-destinations-password-file")
 					os.Exit(1)
 				}
 				dstPassword = strings.TrimRight(string(b), "\r\n")
