@@ -47,19 +47,36 @@ type Deliverer struct {
 	secrets SecretGetter
 	timeout time.Duration
 
+	// local is the connection NATS destinations without servers publish on (SetLocalNATS).
+	local   *nats.Conn
+	localJS bool
+
 	mu    sync.Mutex
 	nats  map[string]*nats.Conn
 	kafka map[string]*kgo.Client
 	sqs   map[string]*sqs.Client
 }
 
-// NewDeliverer sends Function letters into q, and NATS letters without servers over q's
-// connection. secrets may be nil when no SQS destination names credentials.
+// NewDeliverer sends Function letters into q. secrets may be nil when no SQS destination
+// names credentials. NATS destinations without servers need SetLocalNATS.
 func NewDeliverer(q *Queue, secrets SecretGetter) *Deliverer {
 	return &Deliverer{
 		queue: q, secrets: secrets, timeout: 10 * time.Second,
 		nats: map[string]*nats.Conn{}, kafka: map[string]*kgo.Client{}, sqs: map[string]*sqs.Client{},
 	}
+}
+
+// ErrNoLocalNATS is a NATS destination without servers on an activator that has no
+// connection for them (an external NATS without a destinations identity).
+var ErrNoLocalNATS = errors.New("NATS destination without servers: this activator has no NATS identity for tenants' destinations (activator.async.nats.destinations); name the destination's servers")
+
+// SetLocalNATS sets the connection NATS destinations without servers are published on. It
+// is never the queue's (issue #15): the embedded server's destinations account
+// (Server.ConnectDestinations, which has no JetStream: jetStream false), or a separate
+// identity on an external NATS (jetStream true: a stream capturing the subject gets a
+// stored publish). Call it before delivering.
+func (d *Deliverer) SetLocalNATS(nc *nats.Conn, jetStream bool) {
+	d.local, d.localJS = nc, jetStream
 }
 
 // Deliver sends one letter once.
@@ -96,12 +113,19 @@ func (d *Deliverer) Close() {
 }
 
 func (d *Deliverer) deliverNATS(ctx context.Context, dest *lambdav1alpha1.NATSDestination, l Letter) error {
-	nc := d.queue.Conn()
+	// Checked again here: a stale object, or one written before the schema refused it.
+	if err := lambdav1alpha1.ValidateNATSDestinationSubject(dest.Subject); err != nil {
+		return err
+	}
+	nc, lookup := d.local, d.localJS
 	if len(dest.Servers) > 0 {
 		var err error
 		if nc, err = d.natsConn(dest.Servers); err != nil {
 			return err
 		}
+		lookup = true
+	} else if nc == nil {
+		return ErrNoLocalNATS
 	}
 	m := nats.NewMsg(dest.Subject)
 	m.Data = l.Body
@@ -114,13 +138,20 @@ func (d *Deliverer) deliverNATS(ctx context.Context, dest *lambdav1alpha1.NATSDe
 	// gets the message once the server has it. (A JetStream publish to a plain subject
 	// would reach its subscribers and then wait for an ack nobody sends: a false failure,
 	// and a copy per retry.)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	if _, err := js.StreamNameBySubject(ctx, dest.Subject); err == nil {
-		_, err = js.PublishMsg(ctx, m)
-		return err
+	if lookup {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		// Bounded: a user denied the JetStream API gets no answer, only a permissions
+		// error on the side, and the plain publish below still needs time.
+		lctx, cancel := context.WithTimeout(ctx, streamLookupTimeout)
+		_, err = js.StreamNameBySubject(lctx, dest.Subject)
+		cancel()
+		if err == nil {
+			_, err = js.PublishMsg(ctx, m)
+			return err
+		}
 	}
 	// No stream (or no JetStream on that server, or the lookup failed: a stream still
 	// captures a plain publish).
@@ -129,6 +160,8 @@ func (d *Deliverer) deliverNATS(ctx context.Context, dest *lambdav1alpha1.NATSDe
 	}
 	return nc.FlushWithContext(ctx)
 }
+
+const streamLookupTimeout = 2 * time.Second
 
 func (d *Deliverer) natsConn(servers []string) (*nats.Conn, error) {
 	key := strings.Join(servers, ",")

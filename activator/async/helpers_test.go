@@ -20,6 +20,7 @@ type env struct {
 	dir     string
 	srv     *Server
 	nc      *nats.Conn
+	dnc     *nats.Conn // the destinations account's connection
 	q       *Queue
 	dst     *Deliverer
 	metrics *Metrics
@@ -43,6 +44,12 @@ func fastRetry() RetryPolicy {
 
 func startEnv(t *testing.T, dir string, inv *fakeInvoker, configs *staticConfigs) *env {
 	t.Helper()
+	return startEnvWith(t, dir, inv, configs, QueueOptions{})
+}
+
+// startEnvWith is startEnv with queue options (signing); its Metrics are the env's.
+func startEnvWith(t *testing.T, dir string, inv *fakeInvoker, configs *staticConfigs, qopts QueueOptions) *env {
+	t.Helper()
 	e := &env{t: t, dir: dir, inv: inv, configs: configs, metrics: NewMetrics(prometheus.NewRegistry())}
 	srv, err := StartServer(ServerOptions{StoreDir: dir})
 	if err != nil {
@@ -53,10 +60,15 @@ func startEnv(t *testing.T, dir string, inv *fakeInvoker, configs *staticConfigs
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if e.q, err = NewQueue(ctx, e.nc, QueueOptions{Metrics: e.metrics}); err != nil {
+	qopts.Metrics = e.metrics
+	if e.q, err = NewQueue(ctx, e.nc, qopts); err != nil {
+		t.Fatal(err)
+	}
+	if e.dnc, err = srv.ConnectDestinations(); err != nil {
 		t.Fatal(err)
 	}
 	e.dst = NewDeliverer(e.q, nil)
+	e.dst.SetLocalNATS(e.dnc, false)
 	w := NewWorkers(e.q, inv, configs, e.dst, WorkerOptions{
 		Concurrency: 32, AckWait: 5 * time.Second, ShutdownGrace: 2 * time.Second,
 		Retry: fastRetry(), Log: testr.New(t),
@@ -76,6 +88,7 @@ func (e *env) stop() {
 	e.cancel()
 	<-e.done
 	e.dst.Close()
+	e.dnc.Close()
 	e.nc.Close()
 	e.srv.Shutdown()
 	e.cancel = nil
@@ -90,14 +103,15 @@ func (e *env) enqueue(fn string, payload string) string {
 	return id
 }
 
-// subscribe collects messages on a NATS subject of the env's server.
+// subscribe collects messages on a NATS subject of the env's server, in the account NATS
+// destinations without servers are published in.
 func (e *env) subscribe(subject string) chan *nats.Msg {
 	e.t.Helper()
 	ch := make(chan *nats.Msg, 100)
-	if _, err := e.nc.ChanSubscribe(subject, ch); err != nil {
+	if _, err := e.dnc.ChanSubscribe(subject, ch); err != nil {
 		e.t.Fatal(err)
 	}
-	if err := e.nc.Flush(); err != nil {
+	if err := e.dnc.Flush(); err != nil {
 		e.t.Fatal(err)
 	}
 	return ch

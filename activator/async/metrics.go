@@ -10,6 +10,11 @@ type Metrics struct {
 	Dropped             *prometheus.CounterVec
 	DestinationFailures *prometheus.CounterVec
 	DeadLetterErrors    *prometheus.CounterVec
+	// Rejected counts messages on the queue's subjects that are not events an activator
+	// accepted, by reason (RejectMalformed, ...): never invoked. Unsigned counts events run
+	// without a signature (QueueOptions.AcceptUnsigned).
+	Rejected *prometheus.CounterVec
+	Unsigned prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg when it is not nil
@@ -38,9 +43,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "klambda_dead_letter_errors_total",
 			Help: "Failed events that could not be sent to the dead-letter target (Lambda's DeadLetterErrors).",
 		}, l),
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "klambda_async_events_rejected_total",
+			Help: "Messages on the async queue's subjects refused without an invocation: malformed, subject_mismatch, unsigned, bad_signature.",
+		}, []string{"reason"}),
+		Unsigned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "klambda_async_events_unsigned_total",
+			Help: "Async events run without a signature (--async-accept-unsigned, while an older queue drains).",
+		}),
+	}
+	for _, r := range []string{RejectMalformed, RejectSubjectMismatch, RejectUnsigned, RejectBadSignature} {
+		m.Rejected.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Received, m.Age, m.Dropped, m.DestinationFailures, m.DeadLetterErrors)
+		reg.MustRegister(m.Received, m.Age, m.Dropped, m.DestinationFailures, m.DeadLetterErrors, m.Rejected, m.Unsigned)
 	}
 	return m
 }

@@ -23,6 +23,14 @@ type QueueOptions struct {
 	// Replicas of the stream and bucket on an external NATS cluster (default 1).
 	Replicas int
 	Metrics  *Metrics
+	// Signer, when set, signs every stored event, and the workers refuse a message without
+	// a valid signature (anyone else who can publish on an external NATS). Nil: events are
+	// neither signed nor checked (the embedded server, whose queue account only this
+	// process can reach).
+	Signer *Signer
+	// AcceptUnsigned lets events without a signature run (counted) while a queue filled by
+	// an activator older than signing drains; a wrong signature is always refused.
+	AcceptUnsigned bool
 }
 
 func (o *QueueOptions) defaults() {
@@ -71,6 +79,10 @@ func NewQueue(ctx context.Context, nc *nats.Conn, opts QueueOptions) (*Queue, er
 		// worker applies maximumEventAgeInSeconds and sends the expired event on).
 		Duplicates: 2 * time.Minute,
 		MaxMsgSize: maxPayload,
+		// Nobody empties or deletes accepted events through the JetStream API (issue #15);
+		// an existing stream is updated to this (nats-server allows turning these on).
+		DenyDelete: true,
+		DenyPurge:  true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating stream %s: %w", opts.Stream, err)
@@ -110,7 +122,14 @@ func (q *Queue) enqueue(ctx context.Context, ev Event) (string, error) {
 	if ev.Received.IsZero() {
 		ev.Received = time.Now()
 	}
-	ack, err := q.js.PublishMsg(ctx, ev.toMsg(q.subject(ev.Namespace, ev.Function)))
+	if err := ev.check(); err != nil {
+		return "", fmt.Errorf("refusing to store an async event a worker would refuse: %w", err)
+	}
+	m := ev.toMsg(q.subject(ev.Namespace, ev.Function))
+	if q.opts.Signer != nil {
+		q.opts.Signer.sign(m)
+	}
+	ack, err := q.js.PublishMsg(ctx, m)
 	if err != nil {
 		return "", fmt.Errorf("storing async event %s for %s/%s: %w", ev.RequestID, ev.Namespace, ev.Function, err)
 	}
@@ -133,5 +152,22 @@ func (q *Queue) Pending(ctx context.Context) (uint64, error) {
 	return info.State.Msgs, nil
 }
 
-// Conn is the queue's NATS connection (NATS destinations without servers publish on it).
+// Conn is the queue's NATS connection. Only the queue uses it: tenants' destinations never
+// publish on it (Deliverer.SetLocalNATS).
 func (q *Queue) Conn() *nats.Conn { return q.nc }
+
+// readEvent is a stored message as the event an activator accepted, or a *RejectedError:
+// a wrong or (unless AcceptUnsigned) missing signature, malformed headers, or headers that
+// do not match the subject.
+func (q *Queue) readEvent(subject string, h nats.Header, data []byte) (Event, error) {
+	if q.opts.Signer != nil {
+		if err := q.opts.Signer.verify(subject, h, data); err != nil {
+			var re *RejectedError
+			if !q.opts.AcceptUnsigned || !errors.As(err, &re) || re.Reason != RejectUnsigned {
+				return Event{}, err
+			}
+			q.opts.Metrics.Unsigned.Inc()
+		}
+	}
+	return eventFromMsg(q.opts.SubjectPrefix, subject, h, data)
+}

@@ -198,9 +198,16 @@ func (s *attemptState) remember(r InvokeResult) {
 }
 
 func (w *Workers) handle(ctx context.Context, msg jetstream.Msg) {
-	ev, err := eventFromMsg(msg.Headers(), msg.Data())
+	ev, err := w.q.readEvent(msg.Subject(), msg.Headers(), msg.Data())
 	if err != nil {
-		w.opts.Log.Error(err, "Discarding an unreadable async event")
+		// Not an event an activator accepted (issue #15): never invoked, never redelivered.
+		reason := RejectMalformed
+		var re *RejectedError
+		if errors.As(err, &re) {
+			reason = re.Reason
+		}
+		w.opts.Metrics.Rejected.WithLabelValues(reason).Inc()
+		w.opts.Log.Error(err, "Refusing a message on the async queue", "reason", reason)
 		_ = msg.Term()
 		return
 	}

@@ -146,11 +146,14 @@ type NATSDestination struct {
 	// +kubebuilder:validation:items:MaxLength=512
 	Servers []string `json:"servers,omitempty"`
 
-	// subject to publish to.
+	// subject to publish to: dot-separated tokens without wildcards (*, >) or whitespace,
+	// not starting with $ or _ (NATS reserves those for its own APIs: $JS.API, $SYS,
+	// _INBOX, ...). The activator checks the same again at delivery.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
-	// +kubebuilder:validation:Pattern=`^[^\s*>]+$`
+	// +kubebuilder:validation:Pattern=`^[^\x00-\x20\x7f*>.]+(\.[^\x00-\x20\x7f*>.]+)*$`
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('$') && !self.startsWith('_')",message="a subject starting with $ or _ is reserved for NATS itself ($JS.API, $SYS, _INBOX, ...)"
 	Subject string `json:"subject"`
 }
 

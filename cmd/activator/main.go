@@ -7,8 +7,10 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -74,7 +76,23 @@ func main() {
 		asyncDelays     = flag.String("async-retry-delays", "1m,2m", "Waits before the 2nd and 3rd attempt of an asynchronous event after a function error (Lambda's: 1m,2m).")
 		asyncDelayAnn   = flag.Bool("async-retry-delay-annotation", false, "Let a Function's "+async.AnnotationRetryDelays+" annotation set its own retry delays (for test clusters).")
 		asyncAckWait    = flag.Duration("async-ack-wait", 60*time.Second, "How long JetStream waits before redelivering an event whose worker went silent (e.g. the activator was killed).")
+		asyncSigningKey = flag.String("async-signing-key-file", "", "File of the key(s) that sign stored async events (one per line, at least 32 bytes; the first signs, all verify); workers then refuse messages without a valid signature. Needed with --async-nats-url.")
+		asyncUnsigned   = flag.Bool("async-accept-unsigned", false, "Also run async events without a signature (while a queue filled by an activator older than signing drains); a wrong signature is always refused.")
+		ext             async.ExternalNATS
+		dstPasswordFile string
 	)
+	flag.StringVar(&ext.Auth.CredsFile, "async-nats-creds", "", "External NATS: the activator's .creds file (JWT and nkey seed).")
+	flag.StringVar(&ext.Auth.NKeySeedFile, "async-nats-nkey-seed", "", "External NATS: the activator's nkey seed file.")
+	flag.StringVar(&ext.Auth.User, "async-nats-user", "", "External NATS: the activator's user (with --async-nats-password-file).")
+	flag.StringVar(&ext.Auth.PasswordFile, "async-nats-password-file", "", "External NATS: file holding the password of --async-nats-user.")
+	flag.StringVar(&ext.TLS.CAFile, "async-nats-tls-ca", "", "External NATS: CA bundle (PEM) that signed the server's certificate.")
+	flag.StringVar(&ext.TLS.CertFile, "async-nats-tls-cert", "", "External NATS: client certificate (PEM).")
+	flag.StringVar(&ext.TLS.KeyFile, "async-nats-tls-key", "", "External NATS: client key (PEM).")
+	flag.StringVar(&ext.TLS.ServerName, "async-nats-tls-server-name", "", "External NATS: name the server's certificate must carry, when not the URL's host.")
+	flag.StringVar(&ext.Destinations.CredsFile, "async-nats-destinations-creds", "", "External NATS: .creds file of the identity tenants' NATS destinations without servers publish with (not the queue's).")
+	flag.StringVar(&ext.Destinations.NKeySeedFile, "async-nats-destinations-nkey-seed", "", "External NATS: nkey seed file of the destinations identity.")
+	flag.StringVar(&ext.Destinations.User, "async-nats-destinations-user", "", "External NATS: user of the destinations identity (with --async-nats-destinations-password-file).")
+	flag.StringVar(&dstPasswordFile, "async-nats-destinations-password-file", "", "External NATS: password file of --async-nats-destinations-user. Embedded NATS: password of user "+async.DestinationsUser+" over --async-nats-listen (subscribers of destinations without servers).")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -173,20 +191,86 @@ func main() {
 		os.Exit(1)
 	}
 	if *asyncOn {
-		var nc *nats.Conn
+		var nc, dnc *nats.Conn
+		dstJetStream := false
+		natsErrors := nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Error(err, "NATS")
+		})
 		if *asyncNATS == "" {
-			ns, err := async.StartServer(async.ServerOptions{StoreDir: *asyncStore, Listen: *asyncListen, SyncAlways: *asyncFsync})
+			if !ext.Auth.IsZero() || !ext.Destinations.IsZero() || ext.TLS != (async.NATSTLS{}) {
+				log.Error(errors.New("--async-nats-creds, -nkey-seed, -user, -password-file, -tls-* and -destinations-* (but -destinations-password-file) apply to --async-nats-url only"), "async flags")
+				os.Exit(1)
+			}
+			var dstPassword string
+			if dstPasswordFile != "" {
+				if *asyncListen == "" {
+					log.Error(errors.New("--async-nats-destinations-password-file with the embedded NATS needs --async-nats-listen"), "async flags")
+					os.Exit(1)
+				}
+				b, err := os.ReadFile(dstPasswordFile)
+				if err == nil && strings.TrimSpace(string(b)) == "" {
+					err = fmt.Errorf("%s is empty", dstPasswordFile)
+				}
+				if err != nil {
+					log.Error(err, "--async-nats-destinations-password-file")
+					os.Exit(1)
+				}
+				dstPassword = strings.TrimRight(string(b), "\r\n")
+			}
+			ns, err := async.StartServer(async.ServerOptions{StoreDir: *asyncStore, Listen: *asyncListen, SyncAlways: *asyncFsync,
+				DestinationsPassword: dstPassword})
 			if err != nil {
 				log.Error(err, "starting the embedded NATS for asynchronous invocations")
 				os.Exit(1)
 			}
 			defer ns.Shutdown()
-			if nc, err = ns.Connect(); err != nil {
+			if nc, err = ns.Connect(natsErrors); err != nil {
 				log.Error(err, "connecting to the embedded NATS")
 				os.Exit(1)
 			}
-		} else if nc, err = nats.Connect(*asyncNATS, nats.Name("klambda-activator"), nats.MaxReconnects(-1)); err != nil {
-			log.Error(err, "connecting to NATS for asynchronous invocations", "url", *asyncNATS)
+			if dnc, err = ns.ConnectDestinations(natsErrors); err != nil {
+				log.Error(err, "connecting to the embedded NATS's destinations account")
+				os.Exit(1)
+			}
+		} else {
+			ext.URL, ext.Destinations.PasswordFile = *asyncNATS, dstPasswordFile
+			if err := ext.Validate(); err != nil {
+				log.Error(err, "async NATS flags")
+				os.Exit(1)
+			}
+			if *asyncSigningKey == "" {
+				log.Error(errors.New("--async-nats-url needs --async-signing-key-file: whoever else can publish on that NATS must not run functions"), "async flags")
+				os.Exit(1)
+			}
+			if nc, err = ext.ConnectQueue(natsErrors); err != nil {
+				log.Error(err, "connecting to NATS for asynchronous invocations", "url", *asyncNATS)
+				os.Exit(1)
+			}
+			if dnc, err = ext.ConnectDestinations(natsErrors); err != nil {
+				log.Error(err, "connecting to NATS for tenants' destinations", "url", *asyncNATS)
+				os.Exit(1)
+			}
+			if dnc == nil {
+				log.Info("no NATS identity for tenants' destinations (--async-nats-destinations-*): NATS destinations without servers will fail")
+			}
+			dstJetStream = true
+		}
+		var signer *async.Signer
+		if *asyncSigningKey != "" {
+			b, err := os.ReadFile(*asyncSigningKey)
+			var keys [][]byte
+			if err == nil {
+				keys, err = async.ParseSigningKeys(b)
+			}
+			if err == nil {
+				signer, err = async.NewSigner(keys...)
+			}
+			if err != nil {
+				log.Error(err, "--async-signing-key-file", "file", *asyncSigningKey)
+				os.Exit(1)
+			}
+		} else if *asyncUnsigned {
+			log.Error(errors.New("--async-accept-unsigned needs --async-signing-key-file"), "async flags")
 			os.Exit(1)
 		}
 		delays, err := async.ParseRetryDelays(*asyncDelays)
@@ -195,7 +279,7 @@ func main() {
 			os.Exit(1)
 		}
 		am := async.NewMetrics(reg)
-		queue, err := async.NewQueue(ctx, nc, async.QueueOptions{Metrics: am})
+		queue, err := async.NewQueue(ctx, nc, async.QueueOptions{Metrics: am, Signer: signer, AcceptUnsigned: *asyncUnsigned})
 		if err != nil {
 			log.Error(err, "creating the asynchronous invocation queue")
 			os.Exit(1)
@@ -208,6 +292,9 @@ func main() {
 			return s.Data, nil
 		}
 		deliverer := async.NewDeliverer(queue, secrets)
+		if dnc != nil {
+			deliverer.SetLocalNATS(dnc, dstJetStream)
+		}
 		internal := *h // same routing, dispatcher and limits; the event was authorized when accepted
 		internal.Auth = nil
 		workers := async.NewWorkers(queue, async.HTTPInvoker{Handler: &internal},
