@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -31,6 +32,8 @@ type QueueOptions struct {
 	// AcceptUnsigned lets events without a signature run (counted) while a queue filled by
 	// an activator older than signing drains; a wrong signature is always refused.
 	AcceptUnsigned bool
+	// Limits bound the stream as a whole and each namespace's share of it (limits.go).
+	Limits Limits
 }
 
 func (o *QueueOptions) defaults() {
@@ -49,6 +52,7 @@ func (o *QueueOptions) defaults() {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
 	}
+	o.Limits.defaults()
 }
 
 // Queue is the durable queue of asynchronous events: a JetStream work-queue stream in file
@@ -59,15 +63,23 @@ type Queue struct {
 	stream jetstream.Stream
 	state  jetstream.KeyValue
 	opts   QueueOptions
+	usage  *usage
+	// notify, when set, hears the subject of every event this queue stored (the workers
+	// start that function's consumer at once instead of at their next look at the stream).
+	notify atomic.Pointer[func(subject string)]
 }
 
 // NewQueue creates (or updates) the stream and the state bucket on nc's server.
 func NewQueue(ctx context.Context, nc *nats.Conn, opts QueueOptions) (*Queue, error) {
 	opts.defaults()
+	if err := opts.Limits.validate(); err != nil {
+		return nil, err
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
+	lim := opts.Limits
 	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        opts.Stream,
 		Description: "klambda asynchronous invocations",
@@ -83,6 +95,15 @@ func NewQueue(ctx context.Context, nc *nats.Conn, opts QueueOptions) (*Queue, er
 		// an existing stream is updated to this (nats-server allows turning these on).
 		DenyDelete: true,
 		DenyPurge:  true,
+		// The whole stream is bounded, and a full stream refuses new events (DiscardNew):
+		// the default, DiscardOld, would delete accepted events to make room.
+		MaxBytes: lim.MaxBytes,
+		MaxMsgs:  lim.MaxMessages,
+		Discard:  jetstream.DiscardNew,
+		// One function (one subject) never holds more than its namespace may: JetStream
+		// enforces this itself, whatever the activators' accounting says.
+		MaxMsgsPerSubject:    lim.NamespaceMaxMessages,
+		DiscardNewPerSubject: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating stream %s: %w", opts.Stream, err)
@@ -93,12 +114,19 @@ func NewQueue(ctx context.Context, nc *nats.Conn, opts QueueOptions) (*Queue, er
 		Storage:     jetstream.FileStorage,
 		Replicas:    opts.Replicas,
 		// Longer than the maximum event age plus retry delays; settled events delete theirs.
-		TTL: 24 * time.Hour,
+		TTL:      24 * time.Hour,
+		MaxBytes: lim.StateMaxBytes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating key-value bucket %s: %w", opts.StateBucket, err)
 	}
-	return &Queue{nc: nc, js: js, stream: stream, state: state, opts: opts}, nil
+	q := &Queue{nc: nc, js: js, stream: stream, state: state, opts: opts}
+	// Each namespace's usage is read from the stream itself, so that quotas hold across
+	// a restart of the activator.
+	if q.usage, err = q.scanUsage(ctx); err != nil {
+		return nil, fmt.Errorf("reading the usage of stream %s: %w", opts.Stream, err)
+	}
+	return q, nil
 }
 
 // Enqueue stores ev and returns its request id once JetStream has acknowledged the write
@@ -125,16 +153,32 @@ func (q *Queue) enqueue(ctx context.Context, ev Event) (string, error) {
 	if err := ev.check(); err != nil {
 		return "", fmt.Errorf("refusing to store an async event a worker would refuse: %w", err)
 	}
-	m := ev.toMsg(q.subject(ev.Namespace, ev.Function))
+	size := int64(len(ev.Payload))
+	// The namespace's share is taken before the publish (concurrent events cannot overrun
+	// it) and given back when the stream did not store the event.
+	if err := q.usage.reserve(ev.Namespace, size); err != nil {
+		return "", err
+	}
+	subject := q.subject(ev.Namespace, ev.Function)
+	m := ev.toMsg(subject)
 	if q.opts.Signer != nil {
 		q.opts.Signer.sign(m)
 	}
 	ack, err := q.js.PublishMsg(ctx, m)
 	if err != nil {
+		q.usage.release(ev.Namespace, size)
+		if lerr := limitError(err, ev.Namespace); lerr != nil {
+			return "", lerr
+		}
 		return "", fmt.Errorf("storing async event %s for %s/%s: %w", ev.RequestID, ev.Namespace, ev.Function, err)
 	}
-	if !ack.Duplicate {
+	if ack.Duplicate {
+		q.usage.release(ev.Namespace, size)
+	} else {
 		q.opts.Metrics.Received.WithLabelValues(ev.Namespace, ev.Function).Inc()
+	}
+	if n := q.notify.Load(); n != nil {
+		(*n)(subject)
 	}
 	return ev.RequestID, nil
 }

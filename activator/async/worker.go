@@ -2,6 +2,8 @@ package async
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-logr/logr"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
@@ -20,8 +23,15 @@ type WorkerOptions struct {
 	// Concurrency is the number of events invoked at once (default 64). The dispatcher
 	// still applies each function's concurrency limits.
 	Concurrency int
-	// Consumer is the durable consumer's name (default klambda-async-workers); activator
-	// replicas on one external NATS share it.
+	// MaxPerFunction is how many of the Concurrency workers one function's events may hold
+	// at once (default a quarter of Concurrency, at least 1): a flood of one function's
+	// events, or its long ones, leaves the rest to the other functions.
+	MaxPerFunction int
+	// DiscoverInterval is how often the workers look for functions with waiting events
+	// that this activator did not accept itself (default 1s).
+	DiscoverInterval time.Duration
+	// Consumer prefixes the durable consumers' names, one per function (default
+	// klambda-async-workers); activator replicas on one external NATS share them.
 	Consumer string
 	// AckWait before JetStream redelivers an event whose worker went silent (default 60s);
 	// a worker extends it while an invocation runs.
@@ -42,6 +52,13 @@ type WorkerOptions struct {
 func (o *WorkerOptions) defaults() {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 64
+	}
+	if o.MaxPerFunction <= 0 {
+		o.MaxPerFunction = max(1, o.Concurrency/4)
+	}
+	o.MaxPerFunction = min(o.MaxPerFunction, o.Concurrency)
+	if o.DiscoverInterval <= 0 {
+		o.DiscoverInterval = time.Second
 	}
 	if o.Consumer == "" {
 		o.Consumer = "klambda-async-workers"
@@ -108,65 +125,50 @@ func NewWorkers(q *Queue, inv Invoker, configs ConfigSource, dst *Deliverer, opt
 }
 
 // Run consumes until ctx ends, then waits up to ShutdownGrace for running invocations.
+//
+// Each function has its own durable consumer (filtered on its subject), started when the
+// function has events waiting and stopped when it has none left, and may hold at most
+// MaxPerFunction of the Concurrency workers: a flood of events for one function — or its
+// 15-minute events — leaves the other workers to the other functions, so another
+// function's event waits for at most MaxPerFunction-sized turns of the functions competing
+// for a worker, not for the flood. Events of one function are fetched in stream order.
 func (w *Workers) Run(ctx context.Context) error {
-	cons, err := w.q.js.CreateOrUpdateConsumer(ctx, w.q.opts.Stream, jetstream.ConsumerConfig{
-		Durable:       w.opts.Consumer,
-		Description:   "klambda asynchronous invocation workers",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       w.opts.AckWait,
-		MaxDeliver:    -1, // the workers decide when an event has had enough
-		MaxAckPending: w.opts.MaxAckPending,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		Replicas:      w.q.opts.Replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("creating consumer %s: %w", w.opts.Consumer, err)
-	}
-	// Short pull requests with heartbeats: a pull the server lost is re-issued within
-	// seconds, not after nats.go's default 30 s expiry (seen under CPU starvation).
-	it, err := cons.Messages(jetstream.PullMaxMessages(w.opts.Concurrency),
-		jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullExpiry/4))
-	if err != nil {
-		return fmt.Errorf("consuming %s: %w", w.q.opts.Stream, err)
+	// Before per-function consumers, one unfiltered consumer served every function; on a
+	// work-queue stream it would overlap them. Its unacknowledged events go to the new ones.
+	if err := w.q.js.DeleteConsumer(ctx, w.q.opts.Stream, w.opts.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("removing the former consumer %s: %w", w.opts.Consumer, err)
 	}
 	// In-flight invocations outlive ctx by ShutdownGrace, so a rolling restart does not
 	// cut them off.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, w.opts.Concurrency)
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	for {
-		// Pull only with a free slot, so a delivered event starts at once.
+	f := &fetchers{w: w, ctx: ctx, work: work, slots: make(chan struct{}, w.opts.Concurrency), active: map[string]bool{}}
+	notify := make(chan string, 1024)
+	hook := func(subject string) {
 		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
+		case notify <- subject:
+		default: // the next look at the stream finds it
 		}
-		if ctx.Err() != nil {
-			break
-		}
-		msg, err := it.Next()
-		if err != nil {
-			<-slots
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				break
-			}
-			if !errors.Is(err, jetstream.ErrNoHeartbeat) { // the iterator has already pulled again
-				w.opts.Log.Error(err, "Reading the async queue failed; retrying")
-				time.Sleep(100 * time.Millisecond)
-			}
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-slots; wg.Done() }()
-			w.handle(work, msg)
-		}()
 	}
-	it.Stop()
+	w.q.notify.Store(&hook)
+	defer w.q.notify.Store(nil)
+
+	f.discover()
+	tick := time.NewTicker(w.opts.DiscoverInterval)
+	defer tick.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case s := <-notify:
+			f.start(s)
+		case <-tick.C:
+			f.discover()
+		}
+	}
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() { f.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(w.opts.ShutdownGrace):
@@ -176,7 +178,155 @@ func (w *Workers) Run(ctx context.Context) error {
 	return nil
 }
 
-const pullExpiry = 2 * time.Second
+// fetchers run one consumer per function with waiting events, sharing the workers.
+type fetchers struct {
+	w         *Workers
+	ctx, work context.Context
+	// slots are the Concurrency workers; goroutines waiting for one are served in turn.
+	slots chan struct{}
+	wg    sync.WaitGroup
+
+	mu     sync.Mutex
+	active map[string]bool
+}
+
+// discover starts a consumer for every function with events in the stream (events
+// another activator replica accepted, events waiting out a retry after a restart).
+func (f *fetchers) discover() {
+	q := f.w.q
+	ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
+	defer cancel()
+	info, err := q.stream.Info(ctx, jetstream.WithSubjectFilter(q.opts.SubjectPrefix+".>"))
+	if err != nil {
+		if f.ctx.Err() == nil {
+			f.w.opts.Log.Error(err, "Listing the async queue's functions failed; retrying")
+		}
+		return
+	}
+	for s := range info.State.Subjects {
+		f.start(s)
+	}
+}
+
+func (f *fetchers) start(subject string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.active[subject] || f.ctx.Err() != nil {
+		return
+	}
+	f.active[subject] = true
+	f.wg.Add(1)
+	go f.run(subject)
+}
+
+// consumerName is a durable consumer's name for a function's subject (names cannot hold
+// dots; the subject is in the consumer's filter and description).
+func (w *Workers) consumerName(subject string) string {
+	h := sha256.Sum256([]byte(subject))
+	return w.opts.Consumer + "-" + hex.EncodeToString(h[:12])
+}
+
+// run consumes one function's events until it has none left (none waiting, none being
+// handled or waiting out a retry delay) or ctx ends.
+func (f *fetchers) run(subject string) {
+	w := f.w
+	defer f.wg.Done()
+	defer func() {
+		f.mu.Lock()
+		delete(f.active, subject)
+		f.mu.Unlock()
+	}()
+	cons, err := w.q.js.CreateOrUpdateConsumer(f.ctx, w.q.opts.Stream, jetstream.ConsumerConfig{
+		Durable:       w.consumerName(subject),
+		Description:   "klambda asynchronous invocation workers for " + subject,
+		FilterSubject: subject,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       w.opts.AckWait,
+		MaxDeliver:    -1, // the workers decide when an event has had enough
+		MaxAckPending: w.opts.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Replicas:      w.q.opts.Replicas,
+		// A consumer nobody pulls from (the function's events are all gone) is removed.
+		InactiveThreshold: consumerInactive,
+	})
+	if err != nil {
+		if f.ctx.Err() == nil {
+			w.opts.Log.Error(err, "Creating an async consumer failed; retrying", "subject", subject)
+		}
+		return
+	}
+	own := make(chan struct{}, w.opts.MaxPerFunction) // this function's share of the workers
+	for {
+		// Take every free place of the function's share (at least one), pull that many.
+		select {
+		case own <- struct{}{}:
+		case <-f.ctx.Done():
+			return
+		}
+		n := 1
+	more:
+		for n < w.opts.MaxPerFunction {
+			select {
+			case own <- struct{}{}:
+				n++
+			default:
+				break more
+			}
+		}
+		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(pullExpiry))
+		got := 0
+		if err == nil {
+			for msg := range batch.Messages() {
+				got++
+				f.wg.Add(1)
+				go f.handle(msg, own)
+			}
+			err = batch.Error()
+		}
+		for ; got < n; got++ {
+			<-own
+		}
+		if f.ctx.Err() != nil {
+			return
+		}
+		if err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			w.opts.Log.Error(err, "Reading the async queue failed; retrying", "subject", subject)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if len(own) == 0 {
+			// Nothing in hand: stop when the function has nothing left in the stream either.
+			ictx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
+			info, err := cons.Info(ictx)
+			cancel()
+			if err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
+				return
+			}
+		}
+	}
+}
+
+// handle waits for a worker (keeping the event alive meanwhile), then handles the event.
+func (f *fetchers) handle(msg jetstream.Msg, own chan struct{}) {
+	defer f.wg.Done()
+	defer func() { <-own }()
+	stop := f.w.keepAlive(msg)
+	select {
+	case f.slots <- struct{}{}:
+	case <-f.ctx.Done():
+		stop()
+		_ = msg.Nak() // shutting down before it started: another worker takes it
+		return
+	}
+	stop()
+	defer func() { <-f.slots }()
+	f.w.handle(f.work, msg)
+}
+
+const (
+	pullExpiry       = 2 * time.Second
+	consumerInactive = time.Hour
+)
 
 // attemptState is an event's history across deliveries, kept under its request id.
 type attemptState struct {
@@ -208,7 +358,9 @@ func (w *Workers) handle(ctx context.Context, msg jetstream.Msg) {
 		}
 		w.opts.Metrics.Rejected.WithLabelValues(reason).Inc()
 		w.opts.Log.Error(err, "Refusing a message on the async queue", "reason", reason)
-		_ = msg.Term()
+		if msg.Term() == nil {
+			w.q.settled(msg.Subject(), len(msg.Data())) // it has left the stream
+		}
 		return
 	}
 	log := w.opts.Log.WithValues("namespace", ev.Namespace, "function", ev.Function, "requestId", ev.RequestID)
@@ -353,7 +505,9 @@ func (w *Workers) settle(ctx context.Context, msg jetstream.Msg, ev Event, store
 	if !stored {
 		if err := msg.Ack(); err != nil {
 			log.Error(err, "Acknowledging the async event failed; it may run again")
+			return
 		}
+		w.q.settled(msg.Subject(), len(msg.Data()))
 		return
 	}
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -362,6 +516,7 @@ func (w *Workers) settle(ctx context.Context, msg jetstream.Msg, ev Event, store
 		log.Error(err, "Acknowledging the async event failed; it may run again")
 		return
 	}
+	w.q.settled(msg.Subject(), len(msg.Data()))
 	_ = w.q.state.Purge(ctx, ev.RequestID)
 }
 

@@ -327,6 +327,10 @@ func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request, req *Request, 
 		ClientContext: req.ClientContext, TraceID: r.Header.Get(shimclient.HeaderTraceID), Received: time.Now(),
 	})
 	if err != nil {
+		var refused *Error // the queue refused the event for the caller (429 over a quota)
+		if errors.As(err, &refused) {
+			return refused
+		}
 		h.Log.Error(err, "storing an asynchronous event failed", "namespace", req.Namespace, "function", req.FunctionName)
 		return ErrService("The event could not be queued; retry.")
 	}
