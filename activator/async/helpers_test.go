@@ -47,8 +47,19 @@ func startEnv(t *testing.T, dir string, inv *fakeInvoker, configs *staticConfigs
 	return startEnvWith(t, dir, inv, configs, QueueOptions{})
 }
 
+// startEnvWorkers is startEnv with a number of workers.
+func startEnvWorkers(t *testing.T, dir string, inv *fakeInvoker, configs *staticConfigs, workers int) *env {
+	t.Helper()
+	return startEnvFull(t, dir, inv, configs, QueueOptions{}, workers)
+}
+
 // startEnvWith is startEnv with queue options (signing); its Metrics are the env's.
 func startEnvWith(t *testing.T, dir string, inv *fakeInvoker, configs *staticConfigs, qopts QueueOptions) *env {
+	t.Helper()
+	return startEnvFull(t, dir, inv, configs, qopts, 32)
+}
+
+func startEnvFull(t *testing.T, dir string, inv *fakeInvoker, configs *staticConfigs, qopts QueueOptions, workers int) *env {
 	t.Helper()
 	e := &env{t: t, dir: dir, inv: inv, configs: configs, metrics: NewMetrics(prometheus.NewRegistry())}
 	srv, err := StartServer(ServerOptions{StoreDir: dir})
@@ -70,7 +81,7 @@ func startEnvWith(t *testing.T, dir string, inv *fakeInvoker, configs *staticCon
 	e.dst = NewDeliverer(e.q, nil)
 	e.dst.SetLocalNATS(e.dnc, false)
 	w := NewWorkers(e.q, inv, configs, e.dst, WorkerOptions{
-		Concurrency: 32, AckWait: 5 * time.Second, ShutdownGrace: 2 * time.Second,
+		Concurrency: workers, AckWait: 5 * time.Second, ShutdownGrace: 2 * time.Second,
 		Retry: fastRetry(), Log: testr.New(t),
 	})
 	wctx, cancel := context.WithCancel(ctx)
