@@ -2,12 +2,17 @@ package async
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -19,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/netguard"
 )
 
 // SecretGetter reads a Secret's data (SQS credentials); kubeconfig.go has one over a
@@ -40,30 +46,58 @@ type Letter struct {
 // deadLetterMessageLimit is Lambda's: the first 1 KB of the error message.
 const deadLetterMessageLimit = 1024
 
-// Deliverer sends letters to Function, NATS, Kafka and SQS destinations, keeping one client
-// per distinct target endpoint.
+// Deliverer sends letters to Function, NATS, Kafka and SQS destinations. Clients of
+// tenant-supplied endpoints are kept in a bounded cache (DestinationOptions.MaxClients,
+// closed after IdleTimeout without use), and every connection they make is checked against
+// the egress policy (DestinationOptions.Egress) on the address actually dialed.
 type Deliverer struct {
 	queue   *Queue
 	secrets SecretGetter
 	timeout time.Duration
+	egress  netguard.Policy
+	clients *clientCache
 
 	// local is the connection NATS destinations without servers publish on (SetLocalNATS).
 	local   *nats.Conn
 	localJS bool
-
-	mu    sync.Mutex
-	nats  map[string]*nats.Conn
-	kafka map[string]*kgo.Client
-	sqs   map[string]*sqs.Client
 }
 
+// DestinationOptions bound the destination clients and say where they may connect.
+type DestinationOptions struct {
+	// Egress is the address policy of tenant-supplied endpoints (NATS servers, Kafka
+	// brokers, SQS endpoints). The zero value refuses loopback, link-local (cloud metadata),
+	// multicast and unspecified addresses; the operator adds Deny (the cluster's CIDRs) and
+	// Allow ranges. AllowLoopback is for tests and single-node development.
+	Egress netguard.Policy
+	// MaxClients is how many destination clients are kept at most (default 128); the least
+	// recently used is closed to make room.
+	MaxClients int
+	// IdleTimeout closes a client unused this long (default 5m).
+	IdleTimeout time.Duration
+}
+
+// Defaults of DestinationOptions.
+const (
+	DefaultMaxDestinationClients  = 128
+	DefaultDestinationIdleTimeout = 5 * time.Minute
+)
+
 // NewDeliverer sends Function letters into q. secrets may be nil when no SQS destination
-// names credentials. NATS destinations without servers need SetLocalNATS.
-func NewDeliverer(q *Queue, secrets SecretGetter) *Deliverer {
-	return &Deliverer{
-		queue: q, secrets: secrets, timeout: 10 * time.Second,
-		nats: map[string]*nats.Conn{}, kafka: map[string]*kgo.Client{}, sqs: map[string]*sqs.Client{},
+// names credentials. NATS destinations without servers need SetLocalNATS. Without options,
+// the default bounds and the strict egress policy apply.
+func NewDeliverer(q *Queue, secrets SecretGetter, opts ...DestinationOptions) *Deliverer {
+	var o DestinationOptions
+	if len(opts) > 0 {
+		o = opts[0]
 	}
+	if o.MaxClients <= 0 {
+		o.MaxClients = DefaultMaxDestinationClients
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultDestinationIdleTimeout
+	}
+	return &Deliverer{queue: q, secrets: secrets, timeout: 10 * time.Second, egress: o.Egress,
+		clients: newClientCache(o.MaxClients, o.IdleTimeout)}
 }
 
 // ErrNoLocalNATS is a NATS destination without servers on an activator that has no
@@ -99,18 +133,8 @@ func (d *Deliverer) Deliver(ctx context.Context, namespace string, dest *lambdav
 	return errors.New("destination names no target")
 }
 
-// Close closes the clients Deliver opened.
-func (d *Deliverer) Close() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, c := range d.nats {
-		c.Close()
-	}
-	for _, c := range d.kafka {
-		c.Close()
-	}
-	d.nats, d.kafka, d.sqs = map[string]*nats.Conn{}, map[string]*kgo.Client{}, map[string]*sqs.Client{}
-}
+// Close closes the clients Deliver opened (those in use once their delivery ends).
+func (d *Deliverer) Close() { d.clients.purge() }
 
 func (d *Deliverer) deliverNATS(ctx context.Context, dest *lambdav1alpha1.NATSDestination, l Letter) error {
 	// Checked again here: a stale object, or one written before the schema refused it.
@@ -119,11 +143,12 @@ func (d *Deliverer) deliverNATS(ctx context.Context, dest *lambdav1alpha1.NATSDe
 	}
 	nc, lookup := d.local, d.localJS
 	if len(dest.Servers) > 0 {
-		var err error
-		if nc, err = d.natsConn(dest.Servers); err != nil {
+		c, release, err := d.natsConn(dest.Servers)
+		if err != nil {
 			return err
 		}
-		lookup = true
+		defer release()
+		nc, lookup = c, true
 	} else if nc == nil {
 		return ErrNoLocalNATS
 	}
@@ -163,26 +188,42 @@ func (d *Deliverer) deliverNATS(ctx context.Context, dest *lambdav1alpha1.NATSDe
 
 const streamLookupTimeout = 2 * time.Second
 
-func (d *Deliverer) natsConn(servers []string) (*nats.Conn, error) {
+func (d *Deliverer) natsConn(servers []string) (*nats.Conn, func(), error) {
+	for _, s := range servers {
+		for _, one := range strings.Split(s, ",") {
+			if u, err := url.Parse(strings.TrimSpace(one)); err == nil && u.Host != "" {
+				if err := d.checkLiteral(u.Host); err != nil {
+					return nil, nil, err
+				}
+			}
+		}
+	}
 	key := strings.Join(servers, ",")
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if c, ok := d.nats[key]; ok && !c.IsClosed() {
-		return c, nil
-	}
-	c, err := nats.Connect(key, nats.Name("klambda-destinations"), nats.Timeout(d.timeout), nats.MaxReconnects(-1))
+	c, release, err := d.clients.get("nats\x00"+key, func() (any, func(), error) {
+		// Every dial, reconnects included, goes through the egress policy.
+		c, err := nats.Connect(key, nats.Name("klambda-destinations"), nats.Timeout(d.timeout), nats.MaxReconnects(-1),
+			nats.SetCustomDialer(d.egress.Dialer(d.timeout)))
+		if err != nil {
+			return nil, nil, fmt.Errorf("connecting to NATS %s: %w", key, err)
+		}
+		return c, c.Close, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("connecting to NATS %s: %w", key, err)
+		return nil, nil, err
 	}
-	d.nats[key] = c
-	return c, nil
+	return c.(*nats.Conn), release, nil
 }
 
 func (d *Deliverer) deliverKafka(ctx context.Context, dest *lambdav1alpha1.KafkaDestination, l Letter) error {
-	c, err := d.kafkaClient(dest.BootstrapServers)
+	if err := d.checkLiteral(dest.BootstrapServers...); err != nil {
+		return err
+	}
+	kc, release, err := d.kafkaClient(dest.BootstrapServers)
 	if err != nil {
 		return err
 	}
+	defer release()
+	c := kc.Client
 	r := &kgo.Record{Topic: dest.Topic, Value: l.Body}
 	if l.RequestID != "" {
 		r.Key = []byte(l.RequestID)
@@ -194,30 +235,72 @@ func (d *Deliverer) deliverKafka(ctx context.Context, dest *lambdav1alpha1.Kafka
 			{Key: "ErrorMessage", Value: []byte(l.ErrorMessage)},
 		}
 	}
-	return c.ProduceSync(ctx, r).FirstErr()
+	if err := c.ProduceSync(ctx, r).FirstErr(); err != nil {
+		// franz-go retries refused dials until the deadline; say why.
+		if denied := kc.denied.Load(); denied != nil {
+			return fmt.Errorf("kafka %s: %w", strings.Join(dest.BootstrapServers, ","), *denied)
+		}
+		return err
+	}
+	return nil
 }
 
-func (d *Deliverer) kafkaClient(brokers []string) (*kgo.Client, error) {
+// kafkaClient is a producer and the last refusal of its dials by the egress policy.
+type kafkaClient struct {
+	*kgo.Client
+	denied atomic.Pointer[error]
+}
+
+func (d *Deliverer) kafkaClient(brokers []string) (*kafkaClient, func(), error) {
 	key := strings.Join(brokers, ",")
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if c, ok := d.kafka[key]; ok {
-		return c, nil
-	}
-	c, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ClientID("klambda-destinations"),
-		kgo.RecordDeliveryTimeout(d.timeout), kgo.ProducerLinger(0))
+	c, release, err := d.clients.get("kafka\x00"+key, func() (any, func(), error) {
+		kc := &kafkaClient{}
+		dialer := d.egress.Dialer(d.timeout)
+		dial := func(ctx context.Context, network, host string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, host)
+			if netguard.Denied(err) {
+				kc.denied.Store(&err)
+			}
+			return c, err
+		}
+		var err error
+		kc.Client, err = kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ClientID("klambda-destinations"),
+			kgo.RecordDeliveryTimeout(d.timeout), kgo.ProducerLinger(0), kgo.Dialer(dial))
+		if err != nil {
+			return nil, nil, fmt.Errorf("creating Kafka client for %s: %w", key, err)
+		}
+		return kc, kc.Close, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("creating Kafka client for %s: %w", key, err)
+		return nil, nil, err
 	}
-	d.kafka[key] = c
-	return c, nil
+	return c.(*kafkaClient), release, nil
+}
+
+// checkLiteral refuses an endpoint whose host is an IP address the egress policy denies
+// before any client is made (a clear error at once); names are checked when they are
+// dialed, on every address they resolve to.
+func (d *Deliverer) checkLiteral(hostports ...string) error {
+	for _, hp := range hostports {
+		host := hp
+		if h, _, err := net.SplitHostPort(hp); err == nil {
+			host = h
+		}
+		if a, err := netip.ParseAddr(host); err == nil {
+			if err := d.egress.Check(a); err != nil {
+				return fmt.Errorf("destination endpoint %s: %w", hp, err)
+			}
+		}
+	}
+	return nil
 }
 
 func (d *Deliverer) deliverSQS(ctx context.Context, namespace string, dest *lambdav1alpha1.SQSQueue, l Letter) error {
-	c, err := d.sqsClient(ctx, namespace, dest)
+	c, release, err := d.sqsClient(ctx, namespace, dest)
 	if err != nil {
 		return err
 	}
+	defer release()
 	in := &sqs.SendMessageInput{QueueUrl: aws.String(dest.QueueURL), MessageBody: aws.String(string(l.Body))}
 	if l.DeadLetter {
 		in.MessageAttributes = map[string]sqstypes.MessageAttributeValue{
@@ -230,14 +313,19 @@ func (d *Deliverer) deliverSQS(ctx context.Context, namespace string, dest *lamb
 	return err
 }
 
-func (d *Deliverer) sqsClient(ctx context.Context, namespace string, dest *lambdav1alpha1.SQSQueue) (*sqs.Client, error) {
+func (d *Deliverer) sqsClient(ctx context.Context, namespace string, dest *lambdav1alpha1.SQSQueue) (*sqs.Client, func(), error) {
 	endpoint := dest.Endpoint
 	if endpoint == "" {
 		u, err := url.Parse(dest.QueueURL)
 		if err != nil {
-			return nil, fmt.Errorf("SQS queue URL %q: %w", dest.QueueURL, err)
+			return nil, nil, fmt.Errorf("SQS queue URL %q: %w", dest.QueueURL, err)
 		}
 		endpoint = u.Scheme + "://" + u.Host
+	}
+	if u, err := url.Parse(endpoint); err != nil || u.Host == "" {
+		return nil, nil, fmt.Errorf("SQS endpoint %q is not a URL", endpoint)
+	} else if err := d.checkLiteral(u.Host); err != nil {
+		return nil, nil, err
 	}
 	region := dest.Region
 	if region == "" {
@@ -247,28 +335,33 @@ func (d *Deliverer) sqsClient(ctx context.Context, namespace string, dest *lambd
 	credKey := ""
 	if dest.Credentials != nil {
 		if d.secrets == nil {
-			return nil, errors.New("SQS credentials named but no Secret reader configured")
+			return nil, nil, errors.New("SQS credentials named but no Secret reader configured")
 		}
 		data, err := d.secrets(ctx, namespace, dest.Credentials.Name)
 		if err != nil {
-			return nil, fmt.Errorf("reading SQS credentials Secret %s/%s: %w", namespace, dest.Credentials.Name, err)
+			return nil, nil, fmt.Errorf("reading SQS credentials Secret %s/%s: %w", namespace, dest.Credentials.Name, err)
 		}
 		id, secret, token := string(data["AWS_ACCESS_KEY_ID"]), string(data["AWS_SECRET_ACCESS_KEY"]), string(data["AWS_SESSION_TOKEN"])
 		creds = credentials.NewStaticCredentialsProvider(id, secret, token)
 		credKey = id + "\x00" + secret + "\x00" + token
 	}
-	key := endpoint + "\x00" + region + "\x00" + credKey
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if c, ok := d.sqs[key]; ok {
-		return c, nil
-	}
-	c := sqs.New(sqs.Options{
-		Region: region, BaseEndpoint: aws.String(endpoint), Credentials: creds,
-		RetryMaxAttempts: 1, // the worker retries, bounded
+	// The key holds the credentials only as a hash.
+	sum := sha256.Sum256([]byte(endpoint + "\x00" + region + "\x00" + credKey))
+	c, release, err := d.clients.get("sqs\x00"+hex.EncodeToString(sum[:]), func() (any, func(), error) {
+		// No proxy: the policy checks the address of the endpoint itself.
+		tr := &http.Transport{DialContext: d.egress.Dialer(d.timeout).DialContext, ForceAttemptHTTP2: true,
+			MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: d.timeout}
+		c := sqs.New(sqs.Options{
+			Region: region, BaseEndpoint: aws.String(endpoint), Credentials: creds,
+			HTTPClient:       &http.Client{Transport: tr},
+			RetryMaxAttempts: 1, // the worker retries, bounded
+		})
+		return c, tr.CloseIdleConnections, nil
 	})
-	d.sqs[key] = c
-	return c, nil
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.(*sqs.Client), release, nil
 }
 
 // headerValue keeps a NATS header value on one line.

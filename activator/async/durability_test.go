@@ -177,7 +177,7 @@ func TestAsyncHelperProcess(t *testing.T) {
 		processed(r.RequestID)
 		return InvokeResult{StatusCode: 200, ExecutedVersion: "$LATEST"}
 	})
-	w := NewWorkers(q, inv, configs(map[string]Config{"f": cfg(2, time.Hour)}), NewDeliverer(q, nil),
+	w := NewWorkers(q, inv, configs(map[string]Config{"f": cfg(2, time.Hour)}), NewDeliverer(q, nil, testDestinations),
 		WorkerOptions{Concurrency: 16, AckWait: 2 * time.Second, Retry: fastRetry(), Log: logr.Discard()})
 	go func() { _ = w.Run(ctx) }()
 	if os.Getenv("KLAMBDA_ASYNC_HELPER_ENQUEUE") == "true" {

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/netguard"
 )
 
 // env is an embedded JetStream in a temp dir with a queue, a deliverer and workers.
@@ -29,6 +30,9 @@ type env struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
+
+// testDestinations let destinations reach brokers on loopback, where the tests run them.
+var testDestinations = DestinationOptions{Egress: netguard.Policy{AllowLoopback: true}}
 
 // fastRetry is Lambda's policy shrunk to test time.
 func fastRetry() RetryPolicy {
@@ -78,7 +82,7 @@ func startEnvFull(t *testing.T, dir string, inv *fakeInvoker, configs *staticCon
 	if e.dnc, err = srv.ConnectDestinations(); err != nil {
 		t.Fatal(err)
 	}
-	e.dst = NewDeliverer(e.q, nil)
+	e.dst = NewDeliverer(e.q, nil, testDestinations)
 	e.dst.SetLocalNATS(e.dnc, false)
 	w := NewWorkers(e.q, inv, configs, e.dst, WorkerOptions{
 		Concurrency: workers, AckWait: 5 * time.Second, ShutdownGrace: 2 * time.Second,
@@ -227,4 +231,12 @@ func decodeRecord(t *testing.T, b []byte) Record {
 		t.Fatalf("record %s: %v", b, err)
 	}
 	return r
+}
+
+// newBoundedTestDeliverer keeps at most max destination clients and lets them reach
+// loopback.
+func newBoundedTestDeliverer(q *Queue, max int) *Deliverer {
+	o := testDestinations
+	o.MaxClients = max
+	return NewDeliverer(q, nil, o)
 }

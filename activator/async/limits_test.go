@@ -110,7 +110,7 @@ func TestNamespaceOverQuotaGets429WhileOthersRun(t *testing.T) {
 
 	// Every accepted event runs, and then the namespace has room again.
 	inv := newInvoker(success(`"ok"`))
-	w := NewWorkers(q, inv, configs(map[string]Config{"flood": cfg(0, time.Hour), "other": cfg(0, time.Hour)}), NewDeliverer(q, nil),
+	w := NewWorkers(q, inv, configs(map[string]Config{"flood": cfg(0, time.Hour), "other": cfg(0, time.Hour)}), NewDeliverer(q, nil, testDestinations),
 		WorkerOptions{Concurrency: 4, AckWait: 5 * time.Second, ShutdownGrace: time.Second, Retry: fastRetry(), Log: testr.New(t)})
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
