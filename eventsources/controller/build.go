@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
@@ -22,6 +21,7 @@ import (
 	"github.com/klambda/klambda/eventsources/poller"
 	"github.com/klambda/klambda/eventsources/rabbitmq"
 	"github.com/klambda/klambda/eventsources/sqs"
+	"github.com/klambda/klambda/internal/netguard"
 )
 
 // ConfigError is a mapping that can't run as written (a bad filter, a missing Secret):
@@ -40,6 +40,10 @@ type Builder struct {
 	Region, Account string
 	// DefaultNATSServers for NATS destinations without servers (the activator's NATS).
 	DefaultNATSServers []string
+	// Egress is the address policy of tenant-supplied destination endpoints (the zero
+	// value refuses loopback, link-local, multicast and unspecified addresses). The
+	// DefaultNATSServers are the operator's and are not checked.
+	Egress netguard.Policy
 }
 
 // Built is a poller ready to Run, and what to close after it stops.
@@ -235,16 +239,16 @@ func (b *Builder) destination(ctx context.Context, ns string, d *lambdav1alpha1.
 		}
 		return &destination.Function{Invoker: b.Invoker, Namespace: ns, Name: name}, nil
 	case d.NATS != nil:
-		servers := d.NATS.Servers
+		servers, egress := d.NATS.Servers, &b.Egress
 		if len(servers) == 0 {
-			servers = b.DefaultNATSServers
+			servers, egress = b.DefaultNATSServers, nil // the operator's servers
 		}
 		if len(servers) == 0 {
 			return nil, &ConfigError{errors.New("destinationConfig.onFailure.nats: no servers, and no default NATS server is configured")}
 		}
-		return destination.NewNATS(servers, d.NATS.Subject)
+		return destination.NewNATS(servers, d.NATS.Subject, egress)
 	case d.Kafka != nil:
-		return destination.NewKafka([]kgo.Opt{kgo.SeedBrokers(d.Kafka.BootstrapServers...)}, d.Kafka.Topic)
+		return destination.NewKafka(d.Kafka.BootstrapServers, d.Kafka.Topic, &b.Egress)
 	case d.SQS != nil:
 		id, secret, token, err := access.AWSCredentials(ctx, b.Reader, ns, d.SQS.Credentials)
 		if err != nil {
@@ -254,7 +258,7 @@ func (b *Builder) destination(ctx context.Context, ns string, d *lambdav1alpha1.
 		if err != nil {
 			return nil, &ConfigError{err}
 		}
-		return &destination.SQS{Client: c, QueueURL: d.SQS.QueueURL}, nil
+		return destination.NewSQS(c, d.SQS.QueueURL, &b.Egress)
 	}
 	return nil, &ConfigError{errors.New("destinationConfig.onFailure: no destination set")}
 }

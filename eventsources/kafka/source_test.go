@@ -21,6 +21,7 @@ import (
 	"github.com/klambda/klambda/eventsources/kafka"
 	"github.com/klambda/klambda/eventsources/poller"
 	"github.com/klambda/klambda/eventsources/poller/pollertest"
+	"github.com/klambda/klambda/internal/netguard"
 )
 
 const topic = "orders"
@@ -225,7 +226,7 @@ func TestBisectSplitsAFailingBatchAndExhaustedRecordsGoToTheDestination(t *testi
 		return invoketest.Outcome{}
 	})
 	e.produce(0, "r0", "r1", "poison", "r3")
-	dest, err := destination.NewKafka([]kgo.Opt{kgo.SeedBrokers(e.addrs...)}, "failures")
+	dest, err := destination.NewKafka(e.addrs, "failures", &netguard.Policy{AllowLoopback: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +315,7 @@ func TestRecordsOlderThanTheMaximumAgeAreDiscardedToTheDestination(t *testing.T)
 		}
 	}
 	e.produce(0, "fresh")
-	dest, err := destination.NewKafka([]kgo.Opt{kgo.SeedBrokers(e.addrs...)}, "failures")
+	dest, err := destination.NewKafka(e.addrs, "failures", &netguard.Policy{AllowLoopback: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/klambda/klambda/eventsources/nats"
 	"github.com/klambda/klambda/eventsources/poller"
 	"github.com/klambda/klambda/eventsources/poller/pollertest"
+	"github.com/klambda/klambda/internal/netguard"
 )
 
 type env struct {
@@ -188,7 +189,7 @@ func TestFailedItemIsRetriedAloneAndExhaustedRecordsGoToTheNATSDestination(t *te
 	if err != nil {
 		t.Fatal(err)
 	}
-	dest, err := destination.NewNATS([]string{e.url}, "failures")
+	dest, err := destination.NewNATS([]string{e.url}, "failures", &netguard.Policy{AllowLoopback: true})
 	if err != nil {
 		t.Fatal(err)
 	}
