@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -37,6 +38,7 @@ import (
 	"github.com/klambda/klambda/activator/scaler"
 	"github.com/klambda/klambda/activator/shimclient"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/netguard"
 )
 
 // fileConfig is the part of the shared configuration file (--config, the chart's
@@ -93,6 +95,20 @@ func main() {
 	flag.StringVar(&ext.Destinations.NKeySeedFile, "async-nats-destinations-nkey-seed", "", "External NATS: nkey seed file of the destinations identity.")
 	flag.StringVar(&ext.Destinations.User, "async-nats-destinations-user", "", "External NATS: user of the destinations identity (with --async-nats-destinations-password-file).")
 	flag.StringVar(&dstPasswordFile, "async-nats-destinations-password-file", "", "External NATS: password file of --async-nats-destinations-user. Embedded NATS: password of user "+async.DestinationsUser+" over --async-nats-listen (subscribers of destinations without servers).")
+	// Bounds of the async queue, fairness of its workers, destination clients and the
+	// egress policy of tenant-supplied destination endpoints (issue #15, findings 10, 12).
+	var (
+		asyncMaxBytes     = flag.String("async-max-bytes", "512Mi", "Bound of the whole async queue (JetStream stream bytes; a full queue refuses events with 429). Must fit in the JetStream store.")
+		asyncMaxMsgs      = flag.Int64("async-max-messages", async.DefaultMaxMessages, "Bound of the whole async queue in events.")
+		asyncNSMaxBytes   = flag.String("async-namespace-max-bytes", "128Mi", "Payload bytes one namespace's waiting async events may hold; past it the namespace's Event invocations get 429 TooManyRequestsException.")
+		asyncNSMaxMsgs    = flag.Int64("async-namespace-max-messages", async.DefaultNamespaceMaxMessages, "Async events one namespace may have waiting (also each function's bound).")
+		asyncPerFunction  = flag.Int("async-workers-per-function", 0, "Async workers one function's events may hold at once; 0: a quarter of --async-workers.")
+		destMaxClients    = flag.Int("destination-max-clients", async.DefaultMaxDestinationClients, "Destination clients (NATS, Kafka, SQS endpoints) kept at most; the least recently used is closed.")
+		destIdle          = flag.Duration("destination-idle-timeout", async.DefaultDestinationIdleTimeout, "A destination client unused this long is closed.")
+		egressDeny        = flag.String("egress-deny-cidrs", "", "Comma-separated CIDRs tenant-supplied destination endpoints may not reach (e.g. the cluster's pod, service and node ranges), besides loopback, link-local, multicast and unspecified addresses, which are always refused.")
+		egressAllow       = flag.String("egress-allow-cidrs", "", "Comma-separated CIDRs let through although --egress-deny-cidrs covers them.")
+		egressAllowLoopbk = flag.Bool("egress-allow-loopback", false, "Let destinations reach loopback addresses (single-node development and tests only).")
+	)
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -279,7 +295,17 @@ func main() {
 			os.Exit(1)
 		}
 		am := async.NewMetrics(reg)
-		queue, err := async.NewQueue(ctx, nc, async.QueueOptions{Metrics: am, Signer: signer, AcceptUnsigned: *asyncUnsigned})
+		limits, err := asyncLimits(*asyncMaxBytes, *asyncMaxMsgs, *asyncNSMaxBytes, *asyncNSMaxMsgs)
+		if err != nil {
+			log.Error(err, "async queue limits")
+			os.Exit(1)
+		}
+		egress, err := egressPolicy(*egressDeny, *egressAllow, *egressAllowLoopbk)
+		if err != nil {
+			log.Error(err, "egress policy")
+			os.Exit(1)
+		}
+		queue, err := async.NewQueue(ctx, nc, async.QueueOptions{Metrics: am, Signer: signer, AcceptUnsigned: *asyncUnsigned, Limits: limits})
 		if err != nil {
 			log.Error(err, "creating the asynchronous invocation queue")
 			os.Exit(1)
@@ -291,7 +317,8 @@ func main() {
 			}
 			return s.Data, nil
 		}
-		deliverer := async.NewDeliverer(queue, secrets)
+		deliverer := async.NewDeliverer(queue, secrets,
+			async.DestinationOptions{Egress: egress, MaxClients: *destMaxClients, IdleTimeout: *destIdle})
 		if dnc != nil {
 			deliverer.SetLocalNATS(dnc, dstJetStream)
 		}
@@ -299,10 +326,10 @@ func main() {
 		internal.Auth = nil
 		workers := async.NewWorkers(queue, async.HTTPInvoker{Handler: &internal},
 			&async.KubeConfigSource{Client: informers, RetryDelayAnnotation: *asyncDelayAnn}, deliverer,
-			async.WorkerOptions{Concurrency: *asyncWorkers, Region: *region, AccountID: *accountID,
+			async.WorkerOptions{Concurrency: *asyncWorkers, MaxPerFunction: *asyncPerFunction, Region: *region, AccountID: *accountID,
 				AckWait: *asyncAckWait, Retry: async.RetryPolicy{FunctionErrorDelays: delays},
 				Log: log.WithName("async"), Metrics: am})
-		h.Async = asyncQueue{queue}
+		h.Async = async.Acceptor{Queue: queue} // 429 over a namespace's quota
 		go func() {
 			if informers.WaitForCacheSync(ctx) {
 				_ = workers.Run(ctx)
@@ -357,10 +384,31 @@ func main() {
 	}
 }
 
-// asyncQueue adapts activator/async's queue to the Invoke handler's EventQueue.
-type asyncQueue struct{ q *async.Queue }
+// asyncLimits reads the async queue's bounds (quantities such as 512Mi).
+func asyncLimits(maxBytes string, maxMsgs int64, nsMaxBytes string, nsMaxMsgs int64) (async.Limits, error) {
+	mb, err := resource.ParseQuantity(maxBytes)
+	if err != nil {
+		return async.Limits{}, fmt.Errorf("--async-max-bytes %q: %w", maxBytes, err)
+	}
+	nb, err := resource.ParseQuantity(nsMaxBytes)
+	if err != nil {
+		return async.Limits{}, fmt.Errorf("--async-namespace-max-bytes %q: %w", nsMaxBytes, err)
+	}
+	if mb.Value() <= 0 || nb.Value() <= 0 || maxMsgs <= 0 || nsMaxMsgs <= 0 {
+		return async.Limits{}, errors.New("async queue limits must be positive")
+	}
+	return async.Limits{MaxBytes: mb.Value(), MaxMessages: maxMsgs, NamespaceMaxBytes: nb.Value(), NamespaceMaxMessages: nsMaxMsgs}, nil
+}
 
-func (a asyncQueue) Enqueue(ctx context.Context, ev invoke.AsyncEvent) (string, error) {
-	return a.q.Enqueue(ctx, async.Event{Namespace: ev.Namespace, Function: ev.Function, Qualifier: ev.Qualifier,
-		Payload: ev.Payload, ClientContext: ev.ClientContext, TraceID: ev.TraceID, Received: ev.Received})
+// egressPolicy builds the address policy of tenant-supplied destination endpoints.
+func egressPolicy(deny, allow string, loopback bool) (netguard.Policy, error) {
+	d, err := netguard.ParsePrefixes(deny)
+	if err != nil {
+		return netguard.Policy{}, fmt.Errorf("--egress-deny-cidrs: %w", err)
+	}
+	a, err := netguard.ParsePrefixes(allow)
+	if err != nil {
+		return netguard.Policy{}, fmt.Errorf("--egress-allow-cidrs: %w", err)
+	}
+	return netguard.Policy{Deny: d, Allow: a, AllowLoopback: loopback}, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/klambda/klambda/eventsources/controller"
 	"github.com/klambda/klambda/eventsources/invoke"
 	"github.com/klambda/klambda/eventsources/poller"
+	"github.com/klambda/klambda/internal/netguard"
 )
 
 func main() {
@@ -44,6 +45,12 @@ func main() {
 	flag.StringVar(&account, "account", "000000000000", "Account ID in the ARNs klambda writes.")
 	flag.StringVar(&natsS, "nats-servers", "", "Comma-separated NATS URLs for on-failure NATS destinations that name no servers (the activator's NATS).")
 	opts := zap.Options{}
+	// The egress policy of tenant-supplied on-failure destinations (issue #15, finding 12).
+	var egressDeny, egressAllow string
+	var egressLoopback bool
+	flag.StringVar(&egressDeny, "egress-deny-cidrs", "", "Comma-separated CIDRs on-failure destinations may not reach (e.g. the cluster's pod, service and node ranges), besides loopback, link-local, multicast and unspecified addresses, which are always refused.")
+	flag.StringVar(&egressAllow, "egress-allow-cidrs", "", "Comma-separated CIDRs let through although --egress-deny-cidrs covers them.")
+	flag.BoolVar(&egressLoopback, "egress-allow-loopback", false, "Let on-failure destinations reach loopback addresses (single-node development and tests only).")
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
@@ -82,6 +89,15 @@ func main() {
 		Account:            account,
 		DefaultNATSServers: natsServers,
 	}
+	if builder.Egress.Deny, err = netguard.ParsePrefixes(egressDeny); err != nil {
+		log.Error(err, "--egress-deny-cidrs")
+		os.Exit(1)
+	}
+	if builder.Egress.Allow, err = netguard.ParsePrefixes(egressAllow); err != nil {
+		log.Error(err, "--egress-allow-cidrs")
+		os.Exit(1)
+	}
+	builder.Egress.AllowLoopback = egressLoopback
 	r := &controller.Reconciler{
 		Client:  mgr.GetClient(),
 		Builder: builder,
