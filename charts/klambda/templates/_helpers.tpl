@@ -33,3 +33,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- $_ := set $cfg "region" .Values.config.region -}}
 {{- toYaml $cfg }}
 {{- end -}}
+
+{{/* The egress policy of tenant-supplied destination endpoints (values: egress). */}}
+{{- define "klambda.egressArgs" -}}
+- --egress-deny-cidrs={{ join "," .Values.egress.denyCIDRs }}
+- --egress-allow-cidrs={{ join "," .Values.egress.allowCIDRs }}
+- --egress-allow-loopback={{ .Values.egress.allowLoopback }}
+{{- end }}
