@@ -2,6 +2,7 @@ package async
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -46,5 +47,42 @@ func TestFloodOfOneFunctionDoesNotDelayAnother(t *testing.T) {
 	// Bounded by one flood event's duration plus pulling, not by the flood's length.
 	if bound := slow + 500*time.Millisecond; delay > bound {
 		t.Errorf("the other function's event waited %v behind the flood; want at most %v", delay.Round(time.Millisecond), bound)
+	}
+}
+
+// TestLongEventsHoldOnlyTheirFunctionsShare: a function's events that run for a long time
+// (15 minutes in Lambda; here until the test releases them) hold at most its share of the
+// workers, so another function's event runs meanwhile. Before, they held every worker and
+// the other event waited for them.
+func TestLongEventsHoldOnlyTheirFunctionsShare(t *testing.T) {
+	const workers = 4
+	release := make(chan struct{})
+	var running, most atomic.Int64
+	inv := newInvoker(func(req InvokeRequest, _ int) InvokeResult {
+		if req.Function == "long" {
+			n := running.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			<-release
+			running.Add(-1)
+		}
+		return InvokeResult{StatusCode: 200, ExecutedVersion: "$LATEST"}
+	})
+	e := startEnvWorkers(t, t.TempDir(), inv, configs(map[string]Config{"long": cfg(0, time.Hour), "other": cfg(0, time.Hour)}), workers)
+	defer close(release)
+	for i := 0; i < 20; i++ {
+		e.enqueue("long", fmt.Sprint(i))
+	}
+	time.Sleep(500 * time.Millisecond) // the long events take what they may
+	id := e.enqueue("other", "{}")
+	deadline := time.Now().Add(3 * time.Second)
+	for len(inv.callTimes(id)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(inv.callTimes(id)) == 0 {
+		t.Fatalf("the other function's event did not run within 3 s while %d long events held the workers", running.Load())
+	}
+	if m := most.Load(); m > workers/4 {
+		t.Errorf("the long function held %d workers at once; want at most its share, %d", m, workers/4)
 	}
 }
