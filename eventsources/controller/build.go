@@ -165,6 +165,9 @@ func (b *Builder) Build(ctx context.Context, esm *lambdav1alpha1.EventSourceMapp
 	}
 	if spec.DestinationConfig != nil && spec.DestinationConfig.OnFailure != nil {
 		dest, err := b.destination(ctx, esm.Namespace, spec.DestinationConfig.OnFailure)
+		if netguard.Denied(err) {
+			err = &ConfigError{err} // an endpoint the egress policy refuses: fix the mapping
+		}
 		if err != nil {
 			return nil, err
 		}
