@@ -3,6 +3,7 @@ package async
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -209,4 +210,50 @@ func TestQuotaCountsConcurrentEvents(t *testing.T) {
 func isQueueFull(err error) bool {
 	_, ok := err.(*QueueFullError)
 	return ok
+}
+
+// TestFullStreamRefusesAndKeepsWhatItHolds: past the stream's own bound every namespace is
+// refused with a QueueFullError (429), and nothing stored is deleted to make room (the
+// stream's discard policy is DiscardNew, not the default DiscardOld).
+func TestFullStreamRefusesAndKeepsWhatItHolds(t *testing.T) {
+	srv, err := StartServer(ServerOptions{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	lim := quotaLimits
+	lim.MaxMessages, lim.NamespaceMaxMessages = 5, 5
+	q, err := NewQueue(context.Background(), nc, QueueOptions{Limits: lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first string
+	for i, ns := range []string{"a", "a", "b", "b", "c"} {
+		id, err := q.Enqueue(context.Background(), Event{Namespace: ns, Function: "f", Payload: []byte("{}")})
+		if err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+		if i == 0 {
+			first = id
+		}
+	}
+	_, err = q.Enqueue(context.Background(), Event{Namespace: "c", Function: "f", Payload: []byte("{}")})
+	var full *QueueFullError
+	if !errors.As(err, &full) || !errors.Is(err, ErrQueueFull) || !strings.Contains(full.Reason, "queue is full") {
+		t.Fatalf("6th event into a stream of 5: %v; want a QueueFullError", err)
+	}
+	if n, _ := q.Pending(context.Background()); n != 5 {
+		t.Errorf("stream holds %d events; want 5", n)
+	}
+	if m, err := q.stream.GetMsg(context.Background(), 1); err != nil || m.Header.Get(hdrRequestID) != first {
+		t.Errorf("the first event is gone (%v)", err)
+	}
+	if m, _ := q.Usage("c"); m != 1 {
+		t.Errorf("namespace c counts %d events after the refusal; want 1", m)
+	}
 }
