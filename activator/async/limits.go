@@ -205,6 +205,45 @@ func (q *Queue) scanUsage(ctx context.Context) (*usage, error) {
 	return u, nil
 }
 
+// correct sets each namespace's event count to the stream's own (subjects: the stream's
+// per-subject counts, taken by the workers every DiscoverInterval), for a stream shared by
+// several activator replicas: events another replica accepted count, and events another
+// replica settled stop counting. Bytes follow the count at the namespace's average event
+// size (JetStream counts bytes per stream, not per subject), so the byte quota is
+// approximate with several replicas; the message quota is exact to within a look.
+func (q *Queue) correct(subjects map[string]uint64) {
+	prefix := q.opts.SubjectPrefix + "."
+	stored := map[string]int64{}
+	for s, n := range subjects {
+		if ns, _, ok := strings.Cut(strings.TrimPrefix(s, prefix), "."); ok {
+			stored[ns] += int64(n)
+		}
+	}
+	u := q.usage
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for ns, n := range u.ns {
+		s := stored[ns]
+		if s == n.msgs {
+			continue
+		}
+		if s == 0 {
+			delete(u.ns, ns)
+			continue
+		}
+		avg := int64(PayloadLimit / 4) // unknown sizes (all accepted elsewhere): a guess
+		if n.msgs > 0 {
+			avg = n.bytes / n.msgs
+		}
+		u.ns[ns] = nsUsage{msgs: s, bytes: avg * s}
+	}
+	for ns, s := range stored {
+		if _, ok := u.ns[ns]; !ok {
+			u.ns[ns] = nsUsage{msgs: s, bytes: int64(PayloadLimit/4) * s}
+		}
+	}
+}
+
 // settled gives an event's room back once it has left the stream.
 func (q *Queue) settled(subject string, size int) {
 	prefix := q.opts.SubjectPrefix + "."

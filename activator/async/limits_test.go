@@ -257,3 +257,68 @@ func TestFullStreamRefusesAndKeepsWhatItHolds(t *testing.T) {
 		t.Errorf("namespace c counts %d events after the refusal; want 1", m)
 	}
 }
+
+// TestSharedStreamQuotaFollowsOtherReplicas: two activator replicas on one NATS. Replica A
+// fills namespace x's quota; replica B's workers run and settle the events; A's count
+// follows the stream (its workers' next look at it), so x is accepted again on A.
+func TestSharedStreamQuotaFollowsOtherReplicas(t *testing.T) {
+	srv, err := StartServer(ServerOptions{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	lim := quotaLimits
+	lim.NamespaceMaxMessages = 3
+	replica := func() *Queue {
+		nc, err := srv.Connect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		q, err := NewQueue(context.Background(), nc, QueueOptions{Limits: lim, Shared: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q
+	}
+	a, b := replica(), replica()
+	enqueue := func(q *Queue) error {
+		_, err := q.Enqueue(context.Background(), Event{Namespace: "x", Function: "f", Payload: []byte("{}")})
+		return err
+	}
+	for i := 0; i < 3; i++ {
+		if err := enqueue(a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := enqueue(a); !isQueueFull(err) {
+		t.Fatalf("4th event on replica A: %v; want QueueFullError", err)
+	}
+	run := func(q *Queue, inv *fakeInvoker) func() {
+		w := NewWorkers(q, inv, configs(map[string]Config{"f": cfg(0, time.Hour)}), NewDeliverer(q, nil, testDestinations),
+			WorkerOptions{Concurrency: 4, AckWait: 5 * time.Second, ShutdownGrace: time.Second, DiscoverInterval: 100 * time.Millisecond,
+				Retry: fastRetry(), Log: testr.New(t)})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = w.Run(ctx) }()
+		return func() { cancel(); <-done }
+	}
+	invB := newInvoker(success(`"ok"`))
+	stopB := run(b, invB)
+	deadline := time.Now().Add(10 * time.Second)
+	for n, _ := a.Pending(context.Background()); n > 0 && time.Now().Before(deadline); n, _ = a.Pending(context.Background()) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopB()
+	if invB.total() != 3 {
+		t.Fatalf("replica B ran %d events; want 3", invB.total())
+	}
+	stopA := run(a, newInvoker(success(`"ok"`)))
+	defer stopA()
+	for m, _ := a.Usage("x"); m > 0 && time.Now().Before(deadline); m, _ = a.Usage("x") {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := enqueue(a); err != nil {
+		t.Errorf("replica A after replica B settled namespace x's events: %v; want accepted", err)
+	}
+}

@@ -34,6 +34,10 @@ type QueueOptions struct {
 	AcceptUnsigned bool
 	// Limits bound the stream as a whole and each namespace's share of it (limits.go).
 	Limits Limits
+	// Shared says other activator replicas use the stream too (external NATS): the
+	// namespaces' usage is then corrected from the stream's own counts every time the
+	// workers look at it, as this replica does not see the others' accepts and settles.
+	Shared bool
 }
 
 func (o *QueueOptions) defaults() {

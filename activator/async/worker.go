@@ -203,6 +203,9 @@ func (f *fetchers) discover() {
 		}
 		return
 	}
+	if q.opts.Shared {
+		q.correct(info.State.Subjects)
+	}
 	for s := range info.State.Subjects {
 		f.start(s)
 	}

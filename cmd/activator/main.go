@@ -305,7 +305,8 @@ func main() {
 			log.Error(err, "egress policy")
 			os.Exit(1)
 		}
-		queue, err := async.NewQueue(ctx, nc, async.QueueOptions{Metrics: am, Signer: signer, AcceptUnsigned: *asyncUnsigned, Limits: limits})
+		queue, err := async.NewQueue(ctx, nc, async.QueueOptions{Metrics: am, Signer: signer, AcceptUnsigned: *asyncUnsigned,
+			Limits: limits, Shared: *asyncNATS != ""})
 		if err != nil {
 			log.Error(err, "creating the asynchronous invocation queue")
 			os.Exit(1)
