@@ -34,9 +34,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- toYaml $cfg }}
 {{- end -}}
 
-{{/* The egress policy of tenant-supplied destination endpoints (values: egress). */}}
+{{/* The egress policy of tenant-supplied destination endpoints: the manager's (config.egress). */}}
 {{- define "klambda.egressArgs" -}}
-- --egress-deny-cidrs={{ join "," .Values.egress.denyCIDRs }}
-- --egress-allow-cidrs={{ join "," .Values.egress.allowCIDRs }}
-- --egress-allow-loopback={{ .Values.egress.allowLoopback }}
+{{- $e := .Values.config.egress | default dict -}}
+- --egress-deny-cidrs={{ join "," ($e.denyCIDRs | default list) }}
+- --egress-allow-cidrs={{ join "," ($e.allowCIDRs | default list) }}
+- --egress-allow-loopback={{ $e.allowLoopback | default false }}
 {{- end }}
