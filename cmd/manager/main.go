@@ -17,6 +17,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
@@ -32,6 +33,7 @@ func main() {
 	)
 	flag.StringVar(&configPath, "config", "", "Path of the manager configuration file (YAML): runtimeImages, shimImage, region, imagePullPolicy, ...")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	metricsSecure := flag.Bool("metrics-secure", true, "Serve the metrics endpoint over HTTPS to callers the API server authenticates and allows get on the non-resource URL /metrics (TokenReview, SubjectAccessReview); false: plain HTTP to anyone.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one manager replica reconciles at a time.")
 	opts := zap.Options{}
@@ -51,7 +53,7 @@ func main() {
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		Metrics:                metricsOptions(metricsAddr, *metricsSecure),
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "manager.lambda.klambda.dev",
@@ -88,4 +90,14 @@ func main() {
 		log.Error(err, "manager stopped with an error")
 		os.Exit(1)
 	}
+}
+
+// metricsOptions serves the metrics endpoint; secure: over HTTPS (a self-signed
+// certificate), to callers the API server authenticates and allows get on the non-resource
+// URL /metrics (controller-runtime's secure metrics).
+func metricsOptions(addr string, secure bool) metricsserver.Options {
+	if !secure {
+		return metricsserver.Options{BindAddress: addr}
+	}
+	return metricsserver.Options{BindAddress: addr, SecureServing: true, FilterProvider: filters.WithAuthenticationAndAuthorization}
 }

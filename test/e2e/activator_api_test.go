@@ -155,8 +155,7 @@ func wantSDKError(t *testing.T, what string, err error, code string, status int)
 // activatorMetrics scrapes the activator's Prometheus endpoint.
 func activatorMetrics(ctx context.Context, t *testing.T) string {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+cluster.ActivatorPod(ctx, t).Status.PodIP+":9090/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := cluster.ActivatorMetrics(ctx, cluster.ActivatorPod(ctx, t).Status.PodIP)
 	if err != nil {
 		t.Fatal(err)
 	}
