@@ -2,6 +2,8 @@ package invoke_test
 
 import (
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,5 +53,35 @@ func TestAdmissionRefusesBudgetsSmallerThanAPayload(t *testing.T) {
 	}
 	if _, err := invoke.NewAdmission(invoke.DefaultRequestBytes, 1<<20, 0); err == nil {
 		t.Fatal("a 1 MiB namespace share cannot hold one 6 MB payload: want an error")
+	}
+}
+
+// A flood of made-up tokens from one client is answered TooManyRequestsException
+// (CallerRateLimitExceeded) once its review budget is spent, while a known caller's cached
+// decision still lets it invoke.
+func TestTokenFloodAnsweredCallerRateLimit(t *testing.T) {
+	r := testrig.New(testrig.Options{Auth: testrig.Tokens{"good": "alice"}})
+	defer r.Close()
+	r.Function("f", -1, 0)
+	r.Environments("f", "$LATEST", 1)
+	good := map[string]string{"Authorization": "Bearer good"}
+	if a := call(t, r.URL(), invPath("f"), `{}`, good); a.status != 200 {
+		t.Fatalf("%+v", a)
+	}
+	limited := 0
+	for i := 0; i < 200; i++ {
+		a := call(t, r.URL(), invPath("f"), `{}`, map[string]string{"Authorization": "Bearer forged-" + strconv.Itoa(i)})
+		switch {
+		case a.status == http.StatusTooManyRequests && strings.Contains(a.body, invoke.ReasonCallerRate):
+			limited++
+		case a.status != http.StatusForbidden:
+			t.Fatalf("forged token: %+v", a)
+		}
+	}
+	if limited == 0 {
+		t.Fatal("200 forged tokens from one client were never rate-limited")
+	}
+	if a := call(t, r.URL(), invPath("f"), `{}`, good); a.status != 200 {
+		t.Fatalf("the known caller during the flood: %+v", a)
 	}
 }

@@ -110,6 +110,9 @@ const (
 	// ReasonCallerRate: the caller's source sent more unknown tokens than the activator
 	// reviews (auth.Checker's per-source review budget).
 	ReasonCallerRate = "CallerRateLimitExceeded"
+	// ReasonActivatorBusy labels (in klambda_throttles_total only; Lambda has no such
+	// reason) the activator's own refusals: request bytes or waiting requests at their bound.
+	ReasonActivatorBusy = "ActivatorBusy"
 )
 
 func ErrThrottled(reason string) *Error {

@@ -133,8 +133,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type resolved struct{ namespace, function string }
 
 func (h *Handler) countFailure(at resolved, e *Error) {
-	if h.Metrics != nil && e.Type != "TooManyRequestsException" {
+	if h.Metrics == nil {
+		return
+	}
+	if e.Type != "TooManyRequestsException" {
 		h.Metrics.InvokeFailure.WithLabelValues(at.namespace, at.function, metrics.ErrorType(e.Type)).Inc()
+		return
+	}
+	// Concurrency throttles are counted where they happen, with their version; the
+	// activator's own (review budget, request bytes, waiters) here.
+	switch e.Reason {
+	case ReasonCallerRate:
+		h.Metrics.Throttles.WithLabelValues(at.namespace, at.function, "", "", ReasonCallerRate).Inc()
+	case "":
+		h.Metrics.Throttles.WithLabelValues(at.namespace, at.function, "", "", ReasonActivatorBusy).Inc()
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/klambda/klambda/activator/dispatch"
@@ -142,6 +143,9 @@ func TestRequestBytesAreBudgeted(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("X-Amzn-ErrorType") != "TooManyRequestsException" {
 		t.Fatalf("past the request byte budget: %d %s, want 429 TooManyRequestsException", resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"))
+	}
+	if v := testutil.ToFloat64(r.Handler.Metrics.Throttles.WithLabelValues("default", "f", "", "", invoke.ReasonActivatorBusy)); v < 1 {
+		t.Errorf("the activator's own throttle was not counted: %v", v)
 	}
 	// Another namespace is not starved by the first one's slow callers.
 	if a := call(t, r.URL(), "/namespaces/team-b"+invPath("g"), `{"x":1}`, nil); a.status != 200 {

@@ -72,7 +72,7 @@ func TestInvokeAPIServesTLSAndReloadsTheCertificate(t *testing.T) {
 	}
 	srv := fd.invokeServer("", r.Handler)
 	go func() { _ = serveOn(ln, srv, tc) }()
-	defer srv.Close()
+	defer func() { _ = srv.Close() }()
 	url := fmt.Sprintf("https://localhost:%d/2015-03-31/functions/f/invocations", ln.Addr().(*net.TCPAddr).Port)
 
 	client := func(pool *x509.CertPool) *http.Client {
@@ -153,7 +153,7 @@ func TestInvokeServerTimeouts(t *testing.T) {
 	}
 	srv := fd.invokeServer("", r.Handler)
 	go func() { _ = serveOn(ln, srv, nil) }()
-	defer srv.Close()
+	defer func() { _ = srv.Close() }()
 	base := "http://" + ln.Addr().String()
 
 	// A function running 3x the read timeout answers.

@@ -70,7 +70,7 @@ func TestMetricsNeedAuthorizedToken(t *testing.T) {
 			t.Fatal(err)
 		}
 		go func() { _ = serveOn(ln, ms, tc) }()
-		defer ms.Close()
+		defer func() { _ = ms.Close() }()
 		scheme := "http"
 		if tc != nil {
 			scheme = "https"
