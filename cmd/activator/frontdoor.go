@@ -28,6 +28,13 @@ import (
 
 	"github.com/klambda/klambda/activator/auth"
 	"github.com/klambda/klambda/activator/invoke"
+	"github.com/klambda/klambda/internal/persource"
+)
+
+// A scraper asks every few seconds; more is a flood (each unknown token is a TokenReview).
+const (
+	metricsRequestsPerSecond = 2
+	metricsRequestBurst      = 10
 )
 
 type frontDoor struct {
@@ -158,7 +165,8 @@ func (f *frontDoor) metricsServer(addr string, reg *prometheus.Registry, cfg *re
 	if h, err = filter(log, h); err != nil {
 		return nil, nil, err
 	}
-	srv.Handler = h
+	// Every request with an unknown token costs a TokenReview: bound them per client.
+	srv.Handler = persource.Limit(metricsRequestsPerSecond, metricsRequestBurst, h)
 	tc := invokeTLS
 	if tc == nil {
 		tc, err = selfSigned()

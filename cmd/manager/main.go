@@ -3,6 +3,7 @@ package main
 
 import (
 	"flag"
+	"net/http"
 	"os"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -11,9 +12,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -22,6 +25,7 @@ import (
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/controllers"
+	"github.com/klambda/klambda/internal/persource"
 )
 
 func main() {
@@ -99,5 +103,21 @@ func metricsOptions(addr string, secure bool) metricsserver.Options {
 	if !secure {
 		return metricsserver.Options{BindAddress: addr}
 	}
-	return metricsserver.Options{BindAddress: addr, SecureServing: true, FilterProvider: filters.WithAuthenticationAndAuthorization}
+	return metricsserver.Options{BindAddress: addr, SecureServing: true, FilterProvider: limitedAuthFilter}
+}
+
+// limitedAuthFilter is controller-runtime's authentication and authorization filter behind
+// a per-client request limit: each request with an unknown token costs a TokenReview.
+func limitedAuthFilter(cfg *rest.Config, hc *http.Client) (metricsserver.Filter, error) {
+	f, err := filters.WithAuthenticationAndAuthorization(cfg, hc)
+	if err != nil {
+		return nil, err
+	}
+	return func(log logr.Logger, h http.Handler) (http.Handler, error) {
+		h, err := f(log, h)
+		if err != nil {
+			return nil, err
+		}
+		return persource.Limit(2, 10, h), nil
+	}, nil
 }
