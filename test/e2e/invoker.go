@@ -74,6 +74,19 @@ func (c *Cluster) ServiceAccountToken(ctx context.Context, t testing.TB, ns, nam
 	return tr.Status.Token
 }
 
+// APIToken is a token of ServiceAccount ns/name made for the API server (no audience
+// klambda), which the activator must refuse; the ServiceAccount must exist.
+func (c *Cluster) APIToken(ctx context.Context, t testing.TB, ns, name string) string {
+	t.Helper()
+	secs := int64(600)
+	tr, err := c.Kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("requesting an API token of %s/%s: %v", ns, name, err)
+	}
+	return tr.Status.Token
+}
+
 // ActivatorPod is the Ready pod of the activator the chart installed; the test is skipped
 // when there is none. Its pod IP routes from the local node.
 func (c *Cluster) ActivatorPod(ctx context.Context, t testing.TB) *corev1.Pod {
