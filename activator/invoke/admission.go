@@ -18,7 +18,6 @@ import (
 // A body of unknown length (chunked) reserves the largest payload (6 MB) for as long as
 // it is held; one with a Content-Length reserves that.
 type Admission struct {
-	total      int64
 	bytes      *semaphore.Weighted
 	nsLimit    int64
 	mu         sync.Mutex
@@ -51,7 +50,7 @@ func NewAdmission(totalBytes, perNamespaceBytes int64, maxWaiting int) (*Admissi
 	if maxWaiting < 0 {
 		return nil, &configError{"the bound on waiting requests must not be negative"}
 	}
-	return &Admission{total: totalBytes, bytes: semaphore.NewWeighted(totalBytes), nsLimit: perNamespaceBytes,
+	return &Admission{bytes: semaphore.NewWeighted(totalBytes), nsLimit: perNamespaceBytes,
 		nsHeld: map[string]int64{}, maxWaiting: int64(maxWaiting)}, nil
 }
 
