@@ -128,12 +128,14 @@ chart-check: $(HELM) ## helm lint and helm template the chart; fail when its CRD
 	@for f in config/crd/bases/*.yaml; do [ -f "$$f" ] || continue; cmp -s "$$f" "charts/klambda/crds/$$(basename $$f)" || \
 		{ echo "charts/klambda/crds is stale ($$f): run 'make manifests' and commit"; exit 1; }; done
 	$(HELM) lint --strict charts/klambda
-	$(HELM) lint --strict charts/klambda --set activator.enabled=true --set eventsources.enabled=true --set metrics.serviceMonitor.enabled=true
+	$(HELM) lint --strict charts/klambda --set activator.enabled=true --set eventsources.enabled=true --set metrics.serviceMonitor.enabled=true \
+		--set activator.tls.certManager.issuer=klambda-ca
 	$(HELM) template klambda charts/klambda --kube-version 1.37.2 --namespace klambda-system >/dev/null
 	$(HELM) template klambda charts/klambda --kube-version 1.37.2 --namespace klambda-system --set activator.enabled=true \
 		--set eventsources.enabled=true --set metrics.serviceMonitor.enabled=true -f hack/cluster/values-local.yaml >/dev/null
 	$(HELM) template klambda charts/klambda --kube-version 1.37.2 --namespace klambda-system --set activator.enabled=true \
-		--set activator.replicas=2 --set activator.async.natsUrl=nats://nats.nats:4222 >/dev/null
+		--set activator.replicas=2 --set activator.async.natsUrl=nats://nats.nats:4222 --set activator.tls.secretName=activator-tls >/dev/null
+	HELM=$(HELM) go test -count=1 -run TestChart ./test/chart/
 
 .PHONY: bench-coldstart
 bench-coldstart: $(HELM) ## Cold start on the local cluster: first invocation from zero vs a plain pod of the same image becoming Ready (ROUNDS=5).

@@ -23,6 +23,10 @@ var ErrFunctionNotFound = errors.New("function or qualifier not found")
 
 // Config is the effective asynchronous configuration of one invocation target.
 type Config struct {
+	// Unresolved: the event's function (or qualifier) does not exist (deleted since the
+	// event was accepted, or a message the activator did not accept); its metrics then
+	// carry no names (Metrics.series).
+	Unresolved           bool
 	MaximumRetryAttempts int
 	MaximumEventAge      time.Duration
 	OnSuccess, OnFailure *lambdav1alpha1.Destination

@@ -17,6 +17,15 @@ type Metrics struct {
 	Unsigned prometheus.Counter
 }
 
+// series are an event's label values: its namespace and function once they resolved to a
+// Function, else empty (a message's headers are not a reason for a new series).
+func series(ev Event, cfg Config) []string {
+	if cfg.Unresolved {
+		return []string{"", ""}
+	}
+	return []string{ev.Namespace, ev.Function}
+}
+
 // NewMetrics creates the metrics and registers them with reg when it is not nil
 // (the activator passes controller-runtime's metrics.Registry).
 func NewMetrics(reg prometheus.Registerer) *Metrics {

@@ -382,6 +382,7 @@ func (w *Workers) handle(ctx context.Context, msg jetstream.Msg) {
 	cfg, err := w.configs.AsyncConfig(ctx, ev.Namespace, ev.Function, ev.Qualifier)
 	if errors.Is(err, ErrFunctionNotFound) {
 		cfg = ConfigFrom(nil)
+		cfg.Unresolved = true
 	} else if err != nil {
 		log.Error(err, "Looking up the async configuration failed; retrying the event")
 		st.Retryable++
@@ -402,7 +403,7 @@ func (w *Workers) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 
-	w.opts.Metrics.Age.WithLabelValues(ev.Namespace, ev.Function).Observe(age.Seconds())
+	w.opts.Metrics.Age.WithLabelValues(series(ev, cfg)...).Observe(age.Seconds())
 	res, err := w.inv.Invoke(ctx, InvokeRequest{
 		RequestID: ev.RequestID, Namespace: ev.Namespace, Function: ev.Function, Qualifier: ev.Qualifier,
 		Payload: ev.Payload, ClientContext: ev.ClientContext, TraceID: ev.TraceID,
@@ -471,7 +472,7 @@ func (w *Workers) retryLater(ctx context.Context, msg jetstream.Msg, ev Event, c
 
 // fail runs the failure path: the on-failure record and the dead-letter target, then settles.
 func (w *Workers) fail(ctx context.Context, msg jetstream.Msg, ev Event, cfg Config, st *attemptState, stored bool, condition string, log logr.Logger) {
-	w.opts.Metrics.Dropped.WithLabelValues(ev.Namespace, ev.Function).Inc()
+	w.opts.Metrics.Dropped.WithLabelValues(series(ev, cfg)...).Inc()
 	log.Info("Async event failed", "condition", condition, "invokeCount", st.InvokeCount, "status", st.LastStatus)
 	if st.LastExecutedVersion == "" {
 		st.LastExecutedVersion = cfg.Version

@@ -8,20 +8,26 @@
 // token travels as the AWS session token:
 //
 //	AWS_ACCESS_KEY_ID=klambda AWS_SECRET_ACCESS_KEY=unused \
-//	AWS_SESSION_TOKEN=$(kubectl create token my-sa) aws lambda invoke --endpoint-url ...
+//	AWS_SESSION_TOKEN=$(kubectl create token my-sa --audience klambda) aws lambda invoke --endpoint-url ...
 //
-// The SigV4 signature itself is not verified (there is no shared secret key); the token
-// is the credential, so use TLS in front of the activator. Plain HTTP clients may send
-// Authorization: Bearer <token> instead.
+// The token must be made for the activator: its audience must be klambda (Kube.Audiences),
+// so that an API server token (and a token stolen from a caller) is of no use at the
+// other. The SigV4 signature itself is not verified (there is no shared secret key); the
+// token is the credential, so serve the activator over TLS (cmd/activator --tls-cert-file).
+// Plain HTTP clients may send Authorization: Bearer <token> instead.
 package auth
 
 import (
 	"context"
 	"crypto/sha256"
 	"net/http"
+	"slices"
 	"strings"
-	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
+	"k8s.io/utils/lru"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -74,6 +80,9 @@ const (
 	NoToken
 	InvalidToken
 	Denied
+	// RateLimited: the review the request needs was refused by the per-source review
+	// budget (a flood of unknown tokens); answer 429 and let the caller retry.
+	RateLimited
 )
 
 // Decision is a check's answer; User names the caller for the error message.
@@ -82,20 +91,42 @@ type Decision struct {
 	User    string
 }
 
-// Checker combines the two reviews with a cache.
+// Checker combines the two reviews with caches that a flood cannot flush:
+//
+//   - allowed decisions (token, namespace, function) live AllowTTL in their own bounded
+//     LRU, and so do the identities of tokens the API server accepted;
+//   - refusals (a token the API server rejected, a permission it denied) live in a
+//     separate bounded LRU (InvalidTTL, DenyTTL), so a flood of bad tokens evicts only
+//     other bad tokens;
+//   - a review the caches cannot answer costs API calls, so it is rate-limited per
+//     source (the client's IP; ReviewRate, ReviewBurst; a bounded LRU of limiters), and
+//     concurrent reviews of the same token (and of the same decision) are made once
+//     (singleflight).
 type Checker struct {
 	Authn Authenticator
 	Authz Authorizer
-	// AllowTTL and DenyTTL bound how long a decision is reused.
-	AllowTTL, DenyTTL time.Duration
-	now               func() time.Time
+	// AllowTTL and DenyTTL bound how long an allowed and a denied decision is reused;
+	// InvalidTTL how long a token the API server rejected is refused without asking again.
+	AllowTTL, DenyTTL, InvalidTTL time.Duration
+	// ReviewRate and ReviewBurst bound the reviews (cache misses) one source may cause:
+	// past them a request is answered RateLimited without a review. ReviewRate 0: no limit.
+	ReviewRate  rate.Limit
+	ReviewBurst int
+	// ReviewTimeout bounds one review (it is shared by the callers waiting for it).
+	ReviewTimeout time.Duration
+	now           func() time.Time
 
-	mu    sync.Mutex
-	cache map[cacheKey]cached
+	allowed    *lru.Cache // decisionKey → cached
+	identities *lru.Cache // tokenKey → cachedIdentity
+	refused    *lru.Cache // decisionKey (InvalidToken: namespace and function empty) → cached
+	sources    *lru.Cache // source → *rate.Limiter
+	flight     singleflight.Group
 }
 
-type cacheKey struct {
-	token     [32]byte
+type tokenKey [32]byte
+
+type decisionKey struct {
+	token     tokenKey
 	namespace string
 	function  string
 }
@@ -105,87 +136,199 @@ type cached struct {
 	expires time.Time
 }
 
-// NewChecker returns a Checker with short cache lifetimes (10 s allowed, 2 s denied).
-func NewChecker(authn Authenticator, authz Authorizer) *Checker {
-	return &Checker{Authn: authn, Authz: authz, AllowTTL: 10 * time.Second, DenyTTL: 2 * time.Second,
-		now: time.Now, cache: map[cacheKey]cached{}}
+type cachedIdentity struct {
+	id      Identity
+	expires time.Time
 }
 
-const maxCacheEntries = 10000
+// Bounds of the caches.
+const (
+	maxCacheEntries   = 10000 // allowed decisions; and identities
+	maxRefusedEntries = 10000 // refused tokens and denied decisions
+	maxSources        = 4096  // per-source review limiters
+)
 
-// Check decides whether token may invoke namespace/function. An error means a review
-// could not be made (the API server is unreachable): answer 500, never allow.
+// Defaults of NewChecker.
+const (
+	DefaultAllowTTL      = 10 * time.Second
+	DefaultDenyTTL       = 2 * time.Second
+	DefaultInvalidTTL    = 10 * time.Second
+	DefaultReviewRate    = 20 // reviews per second per source
+	DefaultReviewBurst   = 40
+	DefaultReviewTimeout = 10 * time.Second
+)
+
+// NewChecker returns a Checker with short cache lifetimes (10 s allowed, 2 s denied, 10 s
+// for a rejected token) and reviews limited to 20 a second (bursts of 40) per source.
+func NewChecker(authn Authenticator, authz Authorizer) *Checker {
+	return &Checker{Authn: authn, Authz: authz,
+		AllowTTL: DefaultAllowTTL, DenyTTL: DefaultDenyTTL, InvalidTTL: DefaultInvalidTTL,
+		ReviewRate: DefaultReviewRate, ReviewBurst: DefaultReviewBurst, ReviewTimeout: DefaultReviewTimeout,
+		now:        time.Now,
+		allowed:    lru.New(maxCacheEntries),
+		identities: lru.New(maxCacheEntries),
+		refused:    lru.New(maxRefusedEntries),
+		sources:    lru.New(maxSources),
+	}
+}
+
+// Check is CheckFrom for a caller whose source is unknown (all such callers share one
+// review budget).
 func (c *Checker) Check(ctx context.Context, token, namespace, function string) (Decision, error) {
+	return c.CheckFrom(ctx, "", token, namespace, function)
+}
+
+// CheckFrom decides whether token, presented from source (the client's IP), may invoke
+// namespace/function. An error means a review could not be made (the API server is
+// unreachable): answer 500, never allow.
+func (c *Checker) CheckFrom(ctx context.Context, source, token, namespace, function string) (Decision, error) {
 	if token == "" {
 		return Decision{Outcome: NoToken}, nil
 	}
-	k := cacheKey{token: sha256.Sum256([]byte(token)), namespace: namespace, function: function}
+	tk := tokenKey(sha256.Sum256([]byte(token)))
+	k := decisionKey{token: tk, namespace: namespace, function: function}
 	now := c.now()
-	c.mu.Lock()
-	if e, ok := c.cache[k]; ok && now.Before(e.expires) {
-		c.mu.Unlock()
-		return e.d, nil
+	if d, ok := c.lookup(c.allowed, k, now); ok {
+		return d, nil
 	}
-	c.mu.Unlock()
+	if d, ok := c.lookup(c.refused, decisionKey{token: tk}, now); ok {
+		return d, nil
+	}
+	if d, ok := c.lookup(c.refused, k, now); ok {
+		return d, nil
+	}
 
-	d, err := c.review(ctx, token, namespace, function)
+	// One review for every caller of the same decision; the review outlives a caller
+	// that gives up, as the others may still wait for it.
+	fk := "d\x00" + string(tk[:]) + "\x00" + namespace + "\x00" + function
+	v, err, _ := c.flight.Do(fk, func() (any, error) {
+		if !c.admit(source) {
+			return Decision{Outcome: RateLimited}, nil
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.ReviewTimeout)
+		defer cancel()
+		return c.review(rctx, tk, token, namespace, function)
+	})
 	if err != nil {
-		return d, err
+		return Decision{}, err
 	}
-	ttl := c.DenyTTL
-	if d.Outcome == Allowed {
-		ttl = c.AllowTTL
-	}
-	c.mu.Lock()
-	if len(c.cache) >= maxCacheEntries {
-		for ck, e := range c.cache {
-			if !now.Before(e.expires) {
-				delete(c.cache, ck)
-			}
-		}
-		if len(c.cache) >= maxCacheEntries {
-			clear(c.cache)
-		}
-	}
-	c.cache[k] = cached{d: d, expires: now.Add(ttl)}
-	c.mu.Unlock()
-	return d, nil
+	return v.(Decision), nil
 }
 
-func (c *Checker) review(ctx context.Context, token, namespace, function string) (Decision, error) {
-	id, ok, err := c.Authn.Authenticate(ctx, token)
+func (c *Checker) lookup(cache *lru.Cache, k decisionKey, now time.Time) (Decision, bool) {
+	if v, ok := cache.Get(k); ok {
+		if e := v.(cached); now.Before(e.expires) {
+			return e.d, true
+		}
+		cache.Remove(k)
+	}
+	return Decision{}, false
+}
+
+// admit takes one review from source's budget.
+func (c *Checker) admit(source string) bool {
+	if c.ReviewRate == 0 {
+		return true
+	}
+	var lim *rate.Limiter
+	if v, ok := c.sources.Get(source); ok {
+		lim = v.(*rate.Limiter)
+	} else {
+		lim = rate.NewLimiter(c.ReviewRate, max(c.ReviewBurst, 1))
+		c.sources.Add(source, lim)
+	}
+	return lim.AllowN(c.now(), 1)
+}
+
+func (c *Checker) review(ctx context.Context, tk tokenKey, token, namespace, function string) (Decision, error) {
+	id, ok, err := c.identity(ctx, tk, token)
 	if err != nil {
 		return Decision{}, err
 	}
 	if !ok {
-		return Decision{Outcome: InvalidToken}, nil
+		d := Decision{Outcome: InvalidToken}
+		c.refused.Add(decisionKey{token: tk}, cached{d: d, expires: c.now().Add(c.InvalidTTL)})
+		return d, nil
 	}
 	allowed, err := c.Authz.Allowed(ctx, id, namespace, function)
 	if err != nil {
 		return Decision{}, err
 	}
+	k := decisionKey{token: tk, namespace: namespace, function: function}
 	if !allowed {
-		return Decision{Outcome: Denied, User: id.User}, nil
+		d := Decision{Outcome: Denied, User: id.User}
+		c.refused.Add(k, cached{d: d, expires: c.now().Add(c.DenyTTL)})
+		return d, nil
 	}
-	return Decision{Outcome: Allowed, User: id.User}, nil
+	d := Decision{Outcome: Allowed, User: id.User}
+	c.allowed.Add(k, cached{d: d, expires: c.now().Add(c.AllowTTL)})
+	return d, nil
 }
+
+// identity reviews token once for all the decisions it is used for (AllowTTL), and once
+// for concurrent callers.
+func (c *Checker) identity(ctx context.Context, tk tokenKey, token string) (Identity, bool, error) {
+	if v, ok := c.identities.Get(tk); ok {
+		if e := v.(cachedIdentity); c.now().Before(e.expires) {
+			return e.id, true, nil
+		}
+		c.identities.Remove(tk)
+	}
+	type result struct {
+		id Identity
+		ok bool
+	}
+	v, err, _ := c.flight.Do("t\x00"+string(tk[:]), func() (any, error) {
+		id, ok, err := c.Authn.Authenticate(ctx, token)
+		if err == nil && ok {
+			c.identities.Add(tk, cachedIdentity{id: id, expires: c.now().Add(c.AllowTTL)})
+		}
+		return result{id, ok}, err
+	})
+	if err != nil {
+		return Identity{}, false, err
+	}
+	r := v.(result)
+	return r.id, r.ok, nil
+}
+
+// DefaultAudience is the audience a caller's token must carry: a token made for the
+// activator (kubectl create token --audience klambda, a projected ServiceAccount token
+// with audience klambda), never one made for the API server, so a token the activator
+// sees cannot be replayed against the API server, and an API token cannot invoke.
+const DefaultAudience = "klambda"
 
 // Kube reviews tokens and permissions with the API server.
 type Kube struct {
 	Client kubernetes.Interface
-	// Audiences the token must carry; empty: the API server's.
+	// Audiences the token must carry one of; empty: DefaultAudience. (Never the API
+	// server's own: that would accept every token the cluster issues.)
 	Audiences []string
 }
 
-// Authenticate sends a TokenReview.
+func (k *Kube) audiences() []string {
+	if len(k.Audiences) == 0 {
+		return []string{DefaultAudience}
+	}
+	return k.Audiences
+}
+
+// Authenticate sends a TokenReview for the Kube's audiences and accepts the token only
+// when the API server says it is valid for one of them (status.audiences).
 func (k *Kube) Authenticate(ctx context.Context, token string) (Identity, bool, error) {
+	want := k.audiences()
 	tr, err := k.Client.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{
-		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: k.Audiences},
+		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: want},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return Identity{}, false, err
 	}
 	if !tr.Status.Authenticated {
+		return Identity{}, false, nil
+	}
+	// An authenticator that ignores audiences answers without status.audiences: such a
+	// token was not made for klambda.
+	if !slices.ContainsFunc(tr.Status.Audiences, func(a string) bool { return slices.Contains(want, a) }) {
 		return Identity{}, false, nil
 	}
 	u := tr.Status.User

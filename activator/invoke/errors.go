@@ -107,11 +107,25 @@ func ErrNotReady(msg string) *Error {
 const (
 	ReasonReserved = "ReservedFunctionConcurrentInvocationLimitExceeded"
 	ReasonAccount  = "ConcurrentInvocationLimitExceeded"
+	// ReasonCallerRate: the caller's source sent more unknown tokens than the activator
+	// reviews (auth.Checker's per-source review budget).
+	ReasonCallerRate = "CallerRateLimitExceeded"
+	// ReasonActivatorBusy labels (in klambda_throttles_total only; Lambda has no such
+	// reason) the activator's own refusals: request bytes or waiting requests at their bound.
+	ReasonActivatorBusy = "ActivatorBusy"
 )
 
 func ErrThrottled(reason string) *Error {
 	e := userError(http.StatusTooManyRequests, "TooManyRequestsException", "Rate Exceeded.")
 	e.Reason = reason
+	e.RetryAfterSeconds = 1
+	return e
+}
+
+// ErrBusy is the activator's own throttle: it holds as much as it may of what requests
+// use (request bytes, waiting requests; Admission). Lambda has no reason for it.
+func ErrBusy(msg string) *Error {
+	e := userError(http.StatusTooManyRequests, "TooManyRequestsException", "Rate Exceeded. "+msg)
 	e.RetryAfterSeconds = 1
 	return e
 }

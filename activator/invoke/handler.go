@@ -12,6 +12,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -44,9 +45,10 @@ type Shim interface {
 	Do(ctx context.Context, c *shimclient.Call) (*http.Response, error)
 }
 
-// Authorizer decides whether a token may invoke a function (auth.Checker).
+// Authorizer decides whether a token, presented from source (the client's IP), may invoke
+// a function (auth.Checker).
 type Authorizer interface {
-	Check(ctx context.Context, token, namespace, function string) (auth.Decision, error)
+	CheckFrom(ctx context.Context, source, token, namespace, function string) (auth.Decision, error)
 }
 
 // EventQueue stores asynchronous (Event) invocations durably before the 202
@@ -92,6 +94,9 @@ type Handler struct {
 	NamespaceLimit int32
 	// ShimGrace is added to the function timeout for the call to the shim (init, reset).
 	ShimGrace time.Duration
+	// Admission bounds the request bytes held and the requests waiting for an
+	// environment (NewAdmission); nil: no bound.
+	Admission *Admission
 	Metrics   *metrics.Metrics
 	Log       logr.Logger
 }
@@ -111,22 +116,46 @@ func (h *Handler) arn(fn, qualifier string) string {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req, perr := ParseRequest(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, r.Header, h.DefaultNamespace)
 	if perr != nil {
+		h.countFailure(resolved{metrics.Unresolved, metrics.Unresolved}, perr)
 		perr.Write(w)
 		return
 	}
-	if e := h.invoke(w, r, &req); e != nil {
-		if h.Metrics != nil && e.Type != "TooManyRequestsException" {
-			h.Metrics.InvokeFailure.WithLabelValues(req.Namespace, req.FunctionName, e.Type).Inc()
-		}
+	// The failure metric names a function only once the router resolved it: a name the
+	// caller made up (before or without authentication) must not become a series.
+	at := resolved{namespace: metrics.Unresolved, function: metrics.Unresolved}
+	if e := h.invoke(w, r, &req, &at); e != nil {
+		h.countFailure(at, e)
 		e.Write(w)
 	}
 }
 
-// invoke answers the call, or returns the invocation error to answer.
-func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request) *Error {
+// resolved is the function a request was routed to, for metric labels.
+type resolved struct{ namespace, function string }
+
+func (h *Handler) countFailure(at resolved, e *Error) {
+	if h.Metrics == nil {
+		return
+	}
+	if e.Type != "TooManyRequestsException" {
+		h.Metrics.InvokeFailure.WithLabelValues(at.namespace, at.function, metrics.ErrorType(e.Type)).Inc()
+		return
+	}
+	// Concurrency throttles are counted where they happen, with their version; the
+	// activator's own (review budget, request bytes, waiters) here.
+	switch e.Reason {
+	case ReasonCallerRate:
+		h.Metrics.Throttles.WithLabelValues(at.namespace, at.function, "", "", ReasonCallerRate).Inc()
+	case "":
+		h.Metrics.Throttles.WithLabelValues(at.namespace, at.function, "", "", ReasonActivatorBusy).Inc()
+	}
+}
+
+// invoke answers the call, or returns the invocation error to answer; it fills at once the
+// function is resolved.
+func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request, at *resolved) *Error {
 	ctx := r.Context()
 	if h.Auth != nil {
-		d, err := h.Auth.Check(ctx, auth.TokenFrom(r.Header), req.Namespace, req.FunctionName)
+		d, err := h.Auth.CheckFrom(ctx, clientIP(r), auth.TokenFrom(r.Header), req.Namespace, req.FunctionName)
 		if err != nil {
 			h.Log.Error(err, "authorization review failed", "namespace", req.Namespace, "function", req.FunctionName)
 			return ErrService("could not review the caller's token or permission")
@@ -138,6 +167,8 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request) *
 			return ErrInvalidToken()
 		case auth.Denied:
 			return ErrAccessDenied(d.User, h.arn(req.FunctionName, req.Qualifier))
+		case auth.RateLimited:
+			return ErrThrottled(ReasonCallerRate)
 		}
 	}
 	route, err := h.Router.Resolve(req.Namespace, req.FunctionName, req.Qualifier)
@@ -154,6 +185,7 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request) *
 			return ErrService(err.Error())
 		}
 	}
+	at.namespace, at.function = route.Namespace, route.Function
 	if req.InvocationType == DryRun {
 		w.Header()["X-Amz-Executed-Version"] = []string{route.Version}
 		w.WriteHeader(http.StatusNoContent)
@@ -163,6 +195,18 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request) *
 	if r.ContentLength > MaxPayload {
 		return ErrRequestTooLarge(MaxPayload)
 	}
+	if h.Admission != nil {
+		// The body's bytes are reserved before a byte of it is read, for as long as the
+		// request holds them; past the budget the body is never read.
+		n := r.ContentLength
+		if n < 0 {
+			n = MaxPayload
+		}
+		if !h.Admission.reserve(route.Namespace, n) {
+			return ErrBusy("the activator holds as many request bytes as it may (" + route.Namespace + "'s share or all namespaces'); retry")
+		}
+		defer h.Admission.release(route.Namespace, n)
+	}
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer func() {
@@ -170,6 +214,11 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request) *
 			bufPool.Put(buf)
 		}
 	}()
+	if r.ContentLength > 0 {
+		// Room for the whole body at once, so that reading it does not grow the buffer
+		// past what was reserved.
+		buf.Grow(int(r.ContentLength) + bytes.MinRead)
+	}
 	if _, err := buf.ReadFrom(io.LimitReader(r.Body, MaxPayload+1)); err != nil {
 		return ErrInvalidParameter("could not read the request body: " + err.Error())
 	}
@@ -199,7 +248,15 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request) *
 	if route.ReservedConcurrency < 0 && h.NamespaceLimit >= 0 {
 		lim.Unreserved = h.Router.UnreservedLimit(route.Namespace, h.NamespaceLimit)
 	}
+	if h.Admission != nil {
+		if !h.Admission.enterWait() {
+			return ErrBusy("too many requests are waiting for an execution environment; retry")
+		}
+	}
 	lease, err := h.Dispatcher.AcquireWithin(ctx, key, lim, h.WaitDeadline)
+	if h.Admission != nil {
+		h.Admission.leaveWait()
+	}
 	if err != nil {
 		var te *dispatch.ThrottleError
 		switch {
@@ -369,6 +426,15 @@ func (h *Handler) shimError(resp *http.Response, key router.Key, env, requestID 
 	default:
 		return &Error{Status: resp.StatusCode, Type: typ, Fault: "User", Message: body.Message}
 	}
+}
+
+// clientIP is the request's peer address without the port: the source whose token
+// reviews are rate-limited together.
+func clientIP(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
 }
 
 // newRequestID returns a UUID-shaped request id (random, not cryptographic: it names,

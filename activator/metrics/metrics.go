@@ -2,6 +2,13 @@
 // CloudWatch metrics (Invocations, Errors, Throttles, Duration, ConcurrentExecutions,
 // InitDuration) and labelled namespace, function, version (the version that ran) and
 // resource (what the caller named: the alias, the version, or $LATEST).
+//
+// Label values never come from what a caller merely typed: namespace, function, version
+// and resource label only functions the router resolved (Kubernetes objects, bounded by
+// what the API server holds). A request refused before that (bad path, no or bad token,
+// denied, no such function or qualifier) counts under namespace="" and function="", and
+// the error type label is one of a fixed set (ErrorType), so a flood of made-up names
+// makes no new series.
 package metrics
 
 import (
@@ -75,6 +82,43 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.Invocations, m.Errors, m.Throttles, m.Duration, m.Concurrent, m.InitDuration, m.QueueWait, m.InvokeFailure)
 	return m
+}
+
+// Unresolved is the namespace and function label of a failure that happened before the
+// request's function was resolved (a name the caller made up must not become a series).
+const Unresolved = ""
+
+// errorTypes are the invocation error types of Lambda's Invoke API and the activator's
+// own; any other type (an environment can answer with one) counts as "Other".
+var errorTypes = map[string]bool{}
+
+func init() {
+	for _, t := range []string{
+		// Lambda's Invoke errors.
+		"EC2AccessDeniedException", "EC2ThrottledException", "EC2UnexpectedException", "EFSIOException",
+		"EFSMountConnectivityException", "EFSMountFailureException", "EFSMountTimeoutException",
+		"ENILimitReachedException", "InvalidParameterValueException", "InvalidRequestContentException",
+		"InvalidRuntimeException", "InvalidSecurityGroupIDException", "InvalidSubnetIDException",
+		"InvalidZipFileException", "KMSAccessDeniedException", "KMSDisabledException", "KMSInvalidStateException",
+		"KMSNotFoundException", "RecursiveInvocationException", "RequestTooLargeException",
+		"ResourceConflictException", "ResourceNotFoundException", "ResourceNotReadyException", "ServiceException",
+		"SnapStartException", "SnapStartNotReadyException", "SnapStartTimeoutException",
+		"SubnetIPAddressLimitReachedException", "TooManyRequestsException", "UnsupportedMediaTypeException",
+		// The activator's (request validation and authentication, as AWS answers them).
+		"ValidationException", "UnknownOperationException", "AccessDeniedException",
+		"MissingAuthenticationTokenException", "UnrecognizedClientException",
+	} {
+		errorTypes[t] = true
+	}
+}
+
+// ErrorType is the type label of an invocation error: t when it is one of the known
+// types, else "Other".
+func ErrorType(t string) string {
+	if errorTypes[t] {
+		return t
+	}
+	return "Other"
 }
 
 // Seconds converts for Observe.

@@ -77,6 +77,12 @@ func New(o Options) *Rig {
 		Metrics:          metrics.New(nil),
 		Log:              logr.Discard(),
 	}
+	// The activator's default bounds on what requests hold (cmd/activator's flags).
+	adm, err := invoke.NewAdmission(invoke.DefaultRequestBytes, invoke.DefaultRequestBytesPerNamespace, invoke.DefaultMaxWaiting)
+	if err != nil {
+		panic(err)
+	}
+	r.Handler.Admission = adm
 	if o.Auth != nil {
 		f := fakeAuth{o.Auth}
 		r.Handler.Auth = auth.NewChecker(f, f)

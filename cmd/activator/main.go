@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -29,7 +28,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/klambda/klambda/activator/async"
-	"github.com/klambda/klambda/activator/auth"
 	"github.com/klambda/klambda/activator/dispatch"
 	"github.com/klambda/klambda/activator/invoke"
 	"github.com/klambda/klambda/activator/kube"
@@ -109,6 +107,9 @@ func main() {
 		egressAllow       = flag.String("egress-allow-cidrs", "", "Comma-separated CIDRs let through although --egress-deny-cidrs covers them.")
 		egressAllowLoopbk = flag.Bool("egress-allow-loopback", false, "Let destinations reach loopback addresses (single-node development and tests only).")
 	)
+	// The front door's flags (TLS, server timeouts, request budget, token audience,
+	// review limits, metrics authorization): frontdoor.go.
+	fd := bindFrontDoorFlags(flag.CommandLine)
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -185,9 +186,19 @@ func main() {
 		Metrics:          m,
 		Log:              log.WithName("invoke"),
 	}
+	adm, err := fd.admission()
+	if err != nil {
+		log.Error(err, "--request-bytes, --request-bytes-per-namespace, --max-waiting-requests")
+		os.Exit(1)
+	}
+	h.Admission = adm
 	if *authOn {
-		k := &auth.Kube{Client: cs}
-		h.Auth = auth.NewChecker(k, k)
+		checker, err := fd.checker(cs)
+		if err != nil {
+			log.Error(err, "authorization flags")
+			os.Exit(1)
+		}
+		h.Auth = checker
 	} else {
 		log.Info("authorization is OFF: anyone who reaches the activator can invoke any function")
 	}
@@ -363,11 +374,20 @@ func main() {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("/", h)
-	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute}
+	srv := fd.invokeServer(*listen, mux)
+	invokeTLS, err := fd.tlsConfig(ctx, *authOn, log)
+	if err != nil {
+		log.Error(err, "serving the Invoke API")
+		os.Exit(1)
+	}
 	if *metricsAddr != "" {
-		ms := &http.Server{Addr: *metricsAddr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		ms, metricsTLS, err := fd.metricsServer(*metricsAddr, reg, cfg, invokeTLS, log.WithName("metrics"))
+		if err != nil {
+			log.Error(err, "building the metrics server")
+			os.Exit(1)
+		}
 		go func() {
-			if err := ms.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := serve(ms, metricsTLS); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error(err, "metrics server stopped")
 			}
 		}()
@@ -378,8 +398,8 @@ func main() {
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 	}()
-	log.Info("serving the Invoke API", "address", *listen, "defaultNamespace", *defaultNS, "auth", *authOn)
-	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	log.Info("serving the Invoke API", "address", *listen, "defaultNamespace", *defaultNS, "auth", *authOn, "tls", invokeTLS != nil)
+	if err := serve(srv, invokeTLS); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error(err, "Invoke API server stopped")
 		os.Exit(1)
 	}

@@ -3,19 +3,26 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
+	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
@@ -23,6 +30,7 @@ import (
 	"github.com/klambda/klambda/eventsources/invoke"
 	"github.com/klambda/klambda/eventsources/poller"
 	"github.com/klambda/klambda/internal/netguard"
+	"github.com/klambda/klambda/internal/persource"
 )
 
 func main() {
@@ -33,8 +41,11 @@ func main() {
 	)
 	hostname, _ := os.Hostname()
 	flag.StringVar(&activatorURL, "activator-url", "http://klambda-activator.klambda-system.svc:8080", "Base URL of the activator's Lambda Invoke API.")
-	flag.StringVar(&tokenFile, "token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token", "Kubernetes token sent to the activator as Authorization: Bearer (re-read when the file changes, as a rotated projected token does); empty sends none.")
+	flag.StringVar(&tokenFile, "token-file", DefaultTokenFile, "Kubernetes token sent to the activator as Authorization: Bearer: a projected ServiceAccount token whose audience is the activator's (klambda), not the pod's API token (re-read when the kubelet rotates it); empty sends none.")
+	activatorCA := flag.String("activator-ca-file", "", "PEM CA bundle that signed the activator's certificate, for an https --activator-url (empty: the system's roots).")
+	activatorServerName := flag.String("activator-server-name", "", "Name to verify the activator's certificate against, when --activator-url names it otherwise (e.g. by a node IP).")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	metricsSecure := flag.Bool("metrics-secure", true, "Serve the metrics endpoint over HTTPS to callers the API server authenticates and allows get on the non-resource URL /metrics (TokenReview, SubjectAccessReview); false: plain HTTP to anyone.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	flag.StringVar(&leaseNamespace, "lease-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the per-mapping Leases that assign mappings to replicas.")
 	flag.StringVar(&identity, "identity", hostname, "This replica's identity in the Leases.")
@@ -67,7 +78,7 @@ func main() {
 	cfg := ctrl.GetConfigOrDie()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		Metrics:                metricsOptions(metricsAddr, *metricsSecure),
 		HealthProbeBindAddress: probeAddr,
 	})
 	if err != nil {
@@ -78,13 +89,18 @@ func main() {
 	if tokenFile != "" {
 		tokens = invoke.NewFileToken(tokenFile)
 	}
+	activatorTLS, err := activatorTLSConfig(*activatorCA, *activatorServerName)
+	if err != nil {
+		log.Error(err, "--activator-ca-file")
+		os.Exit(1)
+	}
 	var natsServers []string
 	if natsS != "" {
 		natsServers = strings.Split(natsS, ",")
 	}
 	builder := &controller.Builder{
 		Reader:             mgr.GetAPIReader(),
-		Invoker:            &invoke.LambdaInvoker{ActivatorURL: activatorURL, Tokens: tokens, Region: region},
+		Invoker:            &invoke.LambdaInvoker{ActivatorURL: activatorURL, Tokens: tokens, Region: region, TLS: activatorTLS},
 		Region:             region,
 		Account:            account,
 		DefaultNATSServers: natsServers,
@@ -129,4 +145,55 @@ func main() {
 		log.Error(err, "manager stopped with an error")
 		os.Exit(1)
 	}
+}
+
+// metricsOptions serves the metrics endpoint; secure: over HTTPS (a self-signed
+// certificate), to callers the API server authenticates and allows get on the non-resource
+// URL /metrics (controller-runtime's secure metrics).
+func metricsOptions(addr string, secure bool) metricsserver.Options {
+	if !secure {
+		return metricsserver.Options{BindAddress: addr}
+	}
+	return metricsserver.Options{BindAddress: addr, SecureServing: true, FilterProvider: limitedAuthFilter}
+}
+
+// limitedAuthFilter is controller-runtime's authentication and authorization filter behind
+// a per-client request limit: each request with an unknown token costs a TokenReview.
+func limitedAuthFilter(cfg *rest.Config, hc *http.Client) (metricsserver.Filter, error) {
+	f, err := filters.WithAuthenticationAndAuthorization(cfg, hc)
+	if err != nil {
+		return nil, err
+	}
+	return func(log logr.Logger, h http.Handler) (http.Handler, error) {
+		h, err := f(log, h)
+		if err != nil {
+			return nil, err
+		}
+		return persource.Limit(2, 10, h), nil
+	}, nil
+}
+
+// DefaultTokenFile is where the chart mounts the pollers' projected ServiceAccount token
+// with audience klambda (charts/klambda/templates/eventsources.yaml).
+const DefaultTokenFile = "/var/run/secrets/klambda/token"
+
+// activatorTLSConfig trusts caFile's CAs (and checks serverName) for the activator; nil
+// when neither is given (the SDK's defaults).
+func activatorTLSConfig(caFile, serverName string) (*tls.Config, error) {
+	if caFile == "" && serverName == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
 }

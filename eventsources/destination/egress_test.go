@@ -59,8 +59,12 @@ func TestDestinationsRefuseLoopbackAndMetadataAddresses(t *testing.T) {
 		return destination.NewSQS(c, u, strict)
 	}
 	for name, sender := range map[string]func() (destination.Sender, error){
-		"nats loopback":  func() (destination.Sender, error) { return destination.NewNATS([]string{"nats://" + addr}, "x", strict) },
-		"nats localhost": func() (destination.Sender, error) { return destination.NewNATS([]string{"nats://localhost:" + port}, "x", strict) },
+		"nats loopback": func() (destination.Sender, error) {
+			return destination.NewNATS([]string{"nats://" + addr}, "x", strict)
+		},
+		"nats localhost": func() (destination.Sender, error) {
+			return destination.NewNATS([]string{"nats://localhost:" + port}, "x", strict)
+		},
 		"kafka loopback": func() (destination.Sender, error) { return destination.NewKafka([]string{addr}, "x", strict) },
 		"kafka localhost": func() (destination.Sender, error) {
 			return destination.NewKafka([]string{"localhost:" + port}, "x", strict)

@@ -2,6 +2,7 @@ package invoke
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -26,6 +27,9 @@ type LambdaInvoker struct {
 	Tokens TokenSource
 	// HTTPClient, nil for the SDK's default.
 	HTTPClient *http.Client
+	// TLS, when HTTPClient is nil, is the SDK's default client's TLS configuration (the
+	// CA that signed an https ActivatorURL's certificate).
+	TLS *tls.Config
 	// Region signs requests (the activator ignores it); default us-east-1.
 	Region string
 
@@ -62,6 +66,10 @@ func (l *LambdaInvoker) client(ns string) *lambda.Client {
 	}
 	if l.HTTPClient != nil {
 		opts.HTTPClient = l.HTTPClient
+	} else if l.TLS != nil {
+		opts.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+			tr.TLSClientConfig = l.TLS.Clone()
+		})
 	}
 	c := lambda.New(opts)
 	l.clients[ns] = c

@@ -52,6 +52,17 @@ func Register(reg prometheus.Registerer) error {
 	return nil
 }
 
+// forgetSeries deletes a stopped mapping's series (labels: namespace, mapping, function),
+// so that mappings created and deleted over time do not accumulate series.
+func forgetSeries(labels []string) {
+	m := prometheus.Labels{"namespace": labels[0], "mapping": labels[1], "function": labels[2]}
+	for _, c := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{iteratorAge, offsetLag, batches, recordsInvoked, recordsFiltered, failures, destinationErrors} {
+		c.DeletePartialMatch(m)
+	}
+}
+
 // LagReporter is implemented by sources that know how far behind the mapping is.
 type LagReporter interface {
 	Lag() (records int64, ok bool)

@@ -109,6 +109,7 @@ func (p *Poller) Run(ctx context.Context) error {
 		if err := p.src.Close(); err != nil {
 			p.log.Error(err, "closing the event source")
 		}
+		forgetSeries(p.labels())
 	}()
 	lanes := map[string]*lane{}
 	laneFor := func(key string) *lane {

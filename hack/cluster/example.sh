@@ -51,8 +51,9 @@ else
 fi
 
 if $activator; then
-	# The activator wants a Kubernetes token allowed to invoke (verb invoke on
-	# functions.lambda.klambda.dev): a ServiceAccount with that Role in the namespace.
+	# The activator wants a Kubernetes token made for it (audience klambda) and allowed to
+	# invoke (verb invoke on functions.lambda.klambda.dev): a ServiceAccount with that Role
+	# in the namespace.
 	kubectl -n "$NS" apply -f - >/dev/null <<-EOF
 		apiVersion: v1
 		kind: ServiceAccount
@@ -69,7 +70,7 @@ if $activator; then
 		roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: klambda-invoke}
 		subjects: [{kind: ServiceAccount, name: $INVOKER, namespace: $NS}]
 	EOF
-	token=$(kubectl -n "$NS" create token "$INVOKER" --duration 24h)
+	token=$(kubectl -n "$NS" create token "$INVOKER" --audience klambda --duration 24h)
 	endpoint="http://127.0.0.1:18081/namespaces/$NS"
 	invoke_url="$endpoint/2015-03-31/functions/$FN/invocations"
 	headers=(-H "Authorization: Bearer $token")
@@ -102,9 +103,9 @@ echo
 echo "kubectl:        export KUBECONFIG=$KUBECONFIG"
 echo "                kubectl get functions -A; kubectl get pods -A"
 if $activator; then
-	echo "token:          kubectl -n $NS create token $INVOKER   (ServiceAccount $INVOKER may invoke functions in $NS)"
+	echo "token:          kubectl -n $NS create token $INVOKER --audience klambda   (ServiceAccount $INVOKER may invoke functions in $NS)"
 	echo "invoke again:   AWS_ACCESS_KEY_ID=klambda AWS_SECRET_ACCESS_KEY=unused AWS_DEFAULT_REGION=us-east-1 \\"
-	echo "                AWS_SESSION_TOKEN=\"\$(kubectl -n $NS create token $INVOKER)\" /usr/bin/aws lambda invoke \\"
+	echo "                AWS_SESSION_TOKEN=\"\$(kubectl -n $NS create token $INVOKER --audience klambda)\" /usr/bin/aws lambda invoke \\"
 	echo "                  --endpoint-url $endpoint --function-name $FN --cli-binary-format raw-in-base64-out --payload '$PAYLOAD' out.json && cat out.json"
 else
 	echo "invoke again:   curl -X POST -H 'X-Klambda-Invoke-Secret: $secret' --data '$PAYLOAD' $invoke_url"

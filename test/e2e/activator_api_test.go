@@ -155,8 +155,7 @@ func wantSDKError(t *testing.T, what string, err error, code string, status int)
 // activatorMetrics scrapes the activator's Prometheus endpoint.
 func activatorMetrics(ctx context.Context, t *testing.T) string {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+cluster.ActivatorPod(ctx, t).Status.PodIP+":9090/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := cluster.ActivatorMetrics(ctx, cluster.ActivatorPod(ctx, t).Status.PodIP)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,6 +233,11 @@ func TestActivatorInvokeAPI(t *testing.T) {
 	wantCLIError(t, "DryRun by a caller without invoke (CLI)", r, "AccessDeniedException", "is not authorized to perform: lambda:InvokeFunction")
 	_, err := cluster.LambdaClient(ctx, t, ns, "not-a-token").Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("probe"), Payload: []byte(`{}`)})
 	wantSDKError(t, "invalid token (SDK)", err, "UnrecognizedClientException", http.StatusForbidden)
+	// Issue 15, finding 8: a token of the invoker made for the API server (no audience
+	// klambda) is not a caller's credential, although its ServiceAccount may invoke.
+	apiToken := cluster.APIToken(ctx, t, ns, Invoker)
+	_, err = cluster.LambdaClient(ctx, t, ns, apiToken).Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("probe"), Payload: []byte(`{}`)})
+	wantSDKError(t, "the invoker's API-audience token (SDK)", err, "UnrecognizedClientException", http.StatusForbidden)
 	_, err = cluster.LambdaClient(ctx, t, ns, stranger).Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("probe"), Payload: []byte(`{}`)})
 	wantSDKError(t, "caller without invoke (SDK)", err, "AccessDeniedException", http.StatusForbidden)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, endpoint+"/2015-03-31/functions/probe/invocations", strings.NewReader(`{}`))

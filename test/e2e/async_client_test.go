@@ -145,11 +145,7 @@ func asyncActivatorMetric(ctx context.Context, name, ns, fn string) (float64, er
 	if err != nil {
 		return 0, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+pod.Status.PodIP+":9090/metrics", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := cluster.ActivatorMetrics(ctx, pod.Status.PodIP)
 	if err != nil {
 		return 0, err
 	}

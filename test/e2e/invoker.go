@@ -4,8 +4,11 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/http"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,7 +38,12 @@ func (c *Cluster) InvokerToken(ctx context.Context, t testing.TB, ns string) str
 	return c.ServiceAccountToken(ctx, t, ns, Invoker, true)
 }
 
-// ServiceAccountToken returns a token of ServiceAccount ns/name, creating it when missing;
+// TokenAudience is the audience the activator wants in callers' tokens (the chart's
+// activator.auth.audiences): kubectl create token --audience klambda.
+const TokenAudience = "klambda"
+
+// ServiceAccountToken returns a token of ServiceAccount ns/name for the activator
+// (audience TokenAudience), creating the ServiceAccount when missing;
 // with mayInvoke it is also bound to a Role allowing verb invoke on functions. A token
 // without that binding authenticates but is not allowed (AccessDeniedException).
 func (c *Cluster) ServiceAccountToken(ctx context.Context, t testing.TB, ns, name string, mayInvoke bool) string {
@@ -59,9 +67,22 @@ func (c *Cluster) ServiceAccountToken(ctx context.Context, t testing.TB, ns, nam
 	}
 	secs := int64(3600)
 	tr, err := c.Kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs, Audiences: []string{TokenAudience}}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("requesting a token of %s/%s: %v", ns, name, err)
+	}
+	return tr.Status.Token
+}
+
+// APIToken is a token of ServiceAccount ns/name made for the API server (no audience
+// klambda), which the activator must refuse; the ServiceAccount must exist.
+func (c *Cluster) APIToken(ctx context.Context, t testing.TB, ns, name string) string {
+	t.Helper()
+	secs := int64(600)
+	tr, err := c.Kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("requesting an API token of %s/%s: %v", ns, name, err)
 	}
 	return tr.Status.Token
 }
@@ -102,4 +123,35 @@ func (c *Cluster) LambdaClient(ctx context.Context, t testing.TB, ns, token stri
 		RetryMaxAttempts: 1,
 		HTTPClient:       &http.Client{Timeout: 2 * time.Minute},
 	})
+}
+
+// ActivatorMetrics fetches the activator's /metrics: served over HTTPS (a self-signed
+// certificate) to a token allowed get on /metrics (the chart's metrics.secure), here the
+// test's own kubeconfig credentials.
+func (c *Cluster) ActivatorMetrics(ctx context.Context, podIP string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+podIP+":9090/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	tok := c.REST.BearerToken
+	if tok == "" && c.REST.BearerTokenFile != "" {
+		b, err := os.ReadFile(c.REST.BearerTokenFile)
+		if err != nil {
+			return nil, err
+		}
+		tok = strings.TrimSpace(string(b))
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // the activator's metrics certificate is self-signed
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: HTTP %d", req.URL, resp.StatusCode)
+	}
+	return resp, nil
 }

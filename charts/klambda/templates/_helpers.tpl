@@ -41,3 +41,16 @@ app.kubernetes.io/component: {{ .component }}
 - --egress-allow-cidrs={{ join "," ($e.allowCIDRs | default list) }}
 - --egress-allow-loopback={{ $e.allowLoopback | default false }}
 {{- end }}
+
+{{/*
+The Secret holding the activator's Invoke API certificate: activator.tls.secretName, else
+the one the cert-manager Certificate writes when activator.tls.certManager.issuer is set;
+empty: plain HTTP (only with activator.tls.plainHTTP).
+*/}}
+{{- define "klambda.activatorTLSSecret" -}}
+{{- if .Values.activator.tls.secretName -}}
+{{- .Values.activator.tls.secretName -}}
+{{- else if .Values.activator.tls.certManager.issuer -}}
+{{- printf "%s-activator-tls" (include "klambda.fullname" .) -}}
+{{- end -}}
+{{- end }}
