@@ -111,11 +111,18 @@ func (k *KubeConfigSource) alias(ctx context.Context, ns, fn, name string) (*lam
 	if err := k.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
 		return nil, fmt.Errorf("listing Aliases in %s: %w", ns, err)
 	}
+	// Of two Aliases with one effective name the older one owns it (the other is a
+	// DuplicateAlias the router ignores too).
+	var owner *lambdav1alpha1.Alias
 	for i := range list.Items {
 		a := &list.Items[i]
-		if a.Spec.FunctionName == fn && a.EffectiveName() == name {
-			return a, nil
+		if a.Spec.FunctionName == fn && a.EffectiveName() == name && a.DeletionTimestamp == nil &&
+			(owner == nil || lambdav1alpha1.AliasPrecedes(a, owner)) {
+			owner = a
 		}
+	}
+	if owner != nil {
+		return owner, nil
 	}
 	return nil, fmt.Errorf("alias %s of %s/%s: %w", name, ns, fn, ErrFunctionNotFound)
 }

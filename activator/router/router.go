@@ -254,10 +254,19 @@ func (t *Table) compileOneLocked(k fnKey) {
 		}
 		e.versions[v.Status.Version] = ve
 	}
+	// Two Aliases with one effective name: the older one (lambdav1alpha1.AliasPrecedes)
+	// routes, the other is ignored (the alias controller reports it DuplicateAlias), so a
+	// second Alias never takes a share of the first one's traffic, whatever the map order.
+	owners := map[string]*lambdav1alpha1.Alias{}
 	for _, a := range t.aliases.byFn[k] {
 		if a.DeletionTimestamp != nil {
 			continue
 		}
+		if o, ok := owners[a.EffectiveName()]; !ok || lambdav1alpha1.AliasPrecedes(a, o) {
+			owners[a.EffectiveName()] = a
+		}
+	}
+	for _, a := range owners {
 		ae := aliasEntry{primary: a.Spec.FunctionVersion}
 		if rc := a.Spec.RoutingConfig; rc != nil && len(rc.AdditionalVersionWeights) > 0 {
 			// Lambda allows one additional version; with more (CEL should prevent it),

@@ -222,3 +222,60 @@ func TestIndexesFollowChanges(t *testing.T) {
 		t.Fatalf("indexes keep deleted objects: %v %v", tb.versions.byFn, tb.aliases.byFn)
 	}
 }
+
+// TestDuplicateAliasNeverShadows: a second Alias with the same effective name (here
+// metadata.name "prod" against spec.name "prod") must not take any of the first one's
+// traffic, whatever the order the informer delivers them in; the older one (by
+// creationTimestamp, then metadata.name) routes, as the alias controller reports.
+func TestDuplicateAliasNeverShadows(t *testing.T) {
+	older := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	newer := metav1.NewTime(older.Add(time.Minute))
+	for _, order := range []string{"owner first", "intruder first"} {
+		t.Run(order, func(t *testing.T) {
+			tb := NewTable()
+			tb.SetFunction(fn("f", lambdav1alpha1.StateActive))
+			tb.SetVersion(ver("f-1", "f", "1", 0))
+			tb.SetVersion(ver("f-2", "f", "2", 0))
+			owner := alias("f-prod", "prod", "f", "1", nil)
+			owner.CreationTimestamp = older
+			intruder := alias("prod", "", "f", "2", nil)
+			intruder.CreationTimestamp = newer
+			intruder.Spec.ProvisionedConcurrentExecutions = ptr(int32(5))
+			objs := []*lambdav1alpha1.Alias{owner, intruder}
+			if order == "intruder first" {
+				objs[0], objs[1] = objs[1], objs[0]
+			}
+			for _, a := range objs {
+				tb.SetAlias(a)
+			}
+			picks := 0
+			for i := 0; i < 200; i++ {
+				r, err := tb.Resolve("ns", "f", "prod")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Version != "1" {
+					picks++
+				}
+			}
+			if picks != 0 {
+				t.Fatalf("%d of 200 invocations of alias prod went to the newer duplicate's version 2", picks)
+			}
+			if l := tb.LimitsFor(Key{"ns", "f", "2"}); l.Provisioned != 0 {
+				t.Errorf("the duplicate's provisioned concurrency counts: %+v", l)
+			}
+			// Same creationTimestamp: the lower metadata.name wins.
+			intruder = intruder.DeepCopy()
+			intruder.CreationTimestamp = older
+			tb.SetAlias(intruder)
+			if r, _ := tb.Resolve("ns", "f", "prod"); r.Version != "1" {
+				t.Errorf("equal timestamps: f-prod must win over prod, got version %s", r.Version)
+			}
+			// The owner goes: the duplicate takes the name.
+			tb.DeleteAlias("ns", "f-prod")
+			if r, _ := tb.Resolve("ns", "f", "prod"); r.Version != "2" {
+				t.Errorf("after the owner is deleted: version %s, want 2", r.Version)
+			}
+		})
+	}
+}
