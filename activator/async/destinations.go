@@ -51,6 +51,10 @@ const deadLetterMessageLimit = 1024
 // closed after IdleTimeout without use), and every connection they make is checked against
 // the egress policy (DestinationOptions.Egress) on the address actually dialed.
 type Deliverer struct {
+	// FunctionDestinations, when set, refuses a function destination the source function's
+	// ServiceAccount may not invoke (destauth.go).
+	FunctionDestinations *FunctionDestinationAuthorizer
+
 	queue   *Queue
 	secrets SecretGetter
 	timeout time.Duration

@@ -526,6 +526,9 @@ func (w *Workers) settle(ctx context.Context, msg jetstream.Msg, ev Event, store
 
 // deliver sends one letter with bounded retries; a final failure is counted, not fatal.
 func (w *Workers) deliver(ctx context.Context, ev Event, dest *lambdav1alpha1.Destination, l Letter, deadLetter bool, log logr.Logger) {
+	if w.destinationRefused(ctx, ev, dest, deadLetter, log) {
+		return
+	}
 	p := w.opts.Retry
 	backoff := p.DeliveryBackoff
 	var err error

@@ -334,6 +334,11 @@ func main() {
 		if dnc != nil {
 			deliverer.SetLocalNATS(dnc, dstJetStream)
 		}
+		if *authOn {
+			// A function destination is invoked only if the source function's own
+			// ServiceAccount may invoke it (not with the activator's authority).
+			deliverer.FunctionDestinations = &async.FunctionDestinationAuthorizer{Reader: informers, Review: async.KubeReview(cs)}
+		}
 		internal := *h // same routing, dispatcher and limits; the event was authorized when accepted
 		internal.Auth = nil
 		workers := async.NewWorkers(queue, async.HTTPInvoker{Handler: &internal},
