@@ -29,9 +29,12 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers; copy the CR
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=klambda-eventsources paths="./eventsources/..." \
 		output:rbac:artifacts:config=config/rbac/eventsources
+	$(CONTROLLER_GEN) rbac:roleName=klambda-activator paths="./activator/..." \
+		output:rbac:artifacts:config=config/rbac/activator
 	mkdir -p charts/klambda/crds charts/klambda/files && cp config/crd/bases/*.yaml charts/klambda/crds/
 	cp config/rbac/role.yaml charts/klambda/files/manager-role.yaml
 	cp config/rbac/eventsources/role.yaml charts/klambda/files/eventsources-role.yaml
+	cp config/rbac/activator/role.yaml charts/klambda/files/activator-role.yaml
 
 .PHONY: verify-generated
 verify-generated: generate manifests ## Fail when generated files are stale.
@@ -125,6 +128,8 @@ chart-check: $(HELM) ## helm lint and helm template the chart; fail when its CRD
 		echo "charts/klambda/files/manager-role.yaml differs from config/rbac/role.yaml: run 'make chart-rbac' and commit"; exit 1; fi
 	@cmp -s config/rbac/eventsources/role.yaml charts/klambda/files/eventsources-role.yaml || \
 		{ echo "charts/klambda/files/eventsources-role.yaml differs from config/rbac/eventsources/role.yaml: run 'make manifests' and commit"; exit 1; }
+	@cmp -s config/rbac/activator/role.yaml charts/klambda/files/activator-role.yaml || \
+		{ echo "charts/klambda/files/activator-role.yaml differs from config/rbac/activator/role.yaml: run 'make manifests' and commit"; exit 1; }
 	@for f in config/crd/bases/*.yaml; do [ -f "$$f" ] || continue; cmp -s "$$f" "charts/klambda/crds/$$(basename $$f)" || \
 		{ echo "charts/klambda/crds is stale ($$f): run 'make manifests' and commit"; exit 1; }; done
 	$(HELM) lint --strict charts/klambda

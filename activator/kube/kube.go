@@ -26,7 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
-	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	autoscalingv1ac "k8s.io/client-go/applyconfigurations/autoscaling/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -735,14 +735,17 @@ func (d *Deployments) Replicas(key router.Key) (int32, error) {
 	return *dep.Spec.Replicas, nil
 }
 
-// Scale applies spec.replicas, and nothing else, as the activator's field manager.
+// Scale applies spec.replicas, and nothing else, as the activator's field manager, through
+// the Deployment's scale subresource: the activator's role grants deployments/scale and no
+// write on Deployments themselves, so it cannot change a function's pod template (image,
+// ServiceAccount, volumes).
 func (d *Deployments) Scale(ctx context.Context, key router.Key, replicas int32) error {
 	dep, err := d.find(ctx, key)
 	if err != nil {
 		return err
 	}
-	ac := appsv1ac.Deployment(dep.Name, dep.Namespace).WithSpec(appsv1ac.DeploymentSpec().WithReplicas(replicas))
-	_, err = d.Client.AppsV1().Deployments(dep.Namespace).Apply(ctx, ac, metav1.ApplyOptions{FieldManager: d.manager(), Force: true})
+	ac := autoscalingv1ac.Scale().WithSpec(autoscalingv1ac.ScaleSpec().WithReplicas(replicas))
+	_, err = d.Client.AppsV1().Deployments(dep.Namespace).ApplyScale(ctx, dep.Name, ac, metav1.ApplyOptions{FieldManager: d.manager(), Force: true})
 	if err != nil {
 		return fmt.Errorf("applying replicas=%d to Deployment %s/%s: %w", replicas, dep.Namespace, dep.Name, err)
 	}
