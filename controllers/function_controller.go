@@ -161,8 +161,14 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if err := r.deleteUnusedCodeCopies(ctx, &fn, w.CodeCopy); err != nil {
 		log.Error(err, "deleting unused code copies")
 	}
+	var res ctrl.Result
+	if denied, err := r.checkDestinations(ctx, &fn); err != nil {
+		return ctrl.Result{}, err
+	} else if denied {
+		res.RequeueAfter = time.Minute // a RoleBinding granted later shows up here
+	}
 	log.V(1).Info("function reconciled", "state", st.State, "lastUpdateStatus", st.LastUpdateStatus, "revisionId", st.RevisionID)
-	return ctrl.Result{}, r.patchStatus(ctx, &fn, orig)
+	return res, r.patchStatus(ctx, &fn, orig)
 }
 
 // fail records a resolution failure. A function that never ran is Failed; an update that
