@@ -32,6 +32,11 @@ type AliasReconciler struct {
 	Config   Config
 }
 
+// ReasonDuplicateAlias: another Alias of the function already has this effective name (the
+// older one, by creationTimestamp then metadata.name, owns it; lambdav1alpha1.AliasPrecedes).
+// The activator's router ignores the duplicate.
+const ReasonDuplicateAlias = "DuplicateAlias"
+
 // +kubebuilder:rbac:groups=lambda.klambda.dev,resources=aliases,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=lambda.klambda.dev,resources=aliases/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=lambda.klambda.dev,resources=versions,verbs=get;list;watch
@@ -74,6 +79,15 @@ func (r *AliasReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 	if fnErr != nil {
 		return r.notReady(ctx, &a, orig, ReasonFunctionNotFound, "Function "+a.Spec.FunctionName+" not found")
+	}
+	if owner, err := r.nameOwner(ctx, &a); err != nil {
+		return ctrl.Result{}, err
+	} else if owner != nil {
+		// A duplicate routes nothing: no routing is reported, as the router ignores it.
+		st.FunctionVersion, st.AdditionalVersionWeights = "", nil
+		return r.notReady(ctx, &a, orig, ReasonDuplicateAlias, fmt.Sprintf(
+			"alias name %q of function %s is already taken by Alias %s (the older one); this alias routes nothing: delete it or give it another spec.name",
+			st.Name, a.Spec.FunctionName, owner.Name))
 	}
 
 	var versions lambdav1alpha1.VersionList
@@ -137,6 +151,27 @@ func (r *AliasReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	return ctrl.Result{}, r.Status().Patch(ctx, &a, client.MergeFrom(orig))
 }
 
+// nameOwner answers the other Alias of a's function that owns a's effective name, nil when
+// a owns it (lambdav1alpha1.AliasPrecedes decides between duplicates).
+func (r *AliasReconciler) nameOwner(ctx context.Context, a *lambdav1alpha1.Alias) (*lambdav1alpha1.Alias, error) {
+	var list lambdav1alpha1.AliasList
+	if err := r.List(ctx, &list, client.InNamespace(a.Namespace), client.MatchingFields{indexFunctionName: a.Spec.FunctionName}); err != nil {
+		return nil, err
+	}
+	var owner *lambdav1alpha1.Alias
+	name := a.EffectiveName()
+	for i := range list.Items {
+		o := &list.Items[i]
+		if o.UID == a.UID || !o.DeletionTimestamp.IsZero() || o.Spec.FunctionName != a.Spec.FunctionName || o.EffectiveName() != name {
+			continue
+		}
+		if lambdav1alpha1.AliasPrecedes(o, a) && (owner == nil || lambdav1alpha1.AliasPrecedes(o, owner)) {
+			owner = o
+		}
+	}
+	return owner, nil
+}
+
 func weightText(w map[string]float64) string {
 	out := ""
 	for k, v := range w {
@@ -175,6 +210,11 @@ func (r *AliasReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		})).
 		Watches(&lambdav1alpha1.Function{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return aliasesOf(ctx, o.GetNamespace(), o.GetName())
+		})).
+		// An alias that comes or goes can make another one of its function a duplicate, or
+		// give it the name back.
+		Watches(&lambdav1alpha1.Alias{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return aliasesOf(ctx, o.GetNamespace(), o.(*lambdav1alpha1.Alias).Spec.FunctionName)
 		})).
 		Complete(r)
 }
