@@ -209,6 +209,18 @@ type EventSourceMappingSpec struct {
 	// +kubebuilder:default=true
 	Enabled *bool `json:"enabled,omitempty"`
 
+	// serviceAccountName: the ServiceAccount of this namespace whose permissions the mapping
+	// uses, in place of Lambda's execution role: before a poller starts, the pollers check
+	// (SubjectAccessReview) that it may invoke the function (and an on-failure function
+	// destination) and get every Secret the mapping names; if not, the mapping is Disabled,
+	// Ready=False with reason AccessDenied, and nothing is polled. Empty means the
+	// namespace's default ServiceAccount. Whoever may create mappings in a namespace may name
+	// any of its ServiceAccounts here, so grant a ServiceAccount only what its mappings need.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+
 	// batchSize: the most records per invocation (1–10000; at most 10 for a FIFO queue).
 	// Unset means Lambda's default for the source: 10 for SQS, 100 for the others.
 	// +optional

@@ -98,7 +98,9 @@ func main() {
 	if natsS != "" {
 		natsServers = strings.Split(natsS, ",")
 	}
+	kube := kubernetes.NewForConfigOrDie(cfg)
 	builder := &controller.Builder{
+		Authorizer:         controller.KubeAuthorizer{Client: kube},
 		Reader:             mgr.GetAPIReader(),
 		Invoker:            &invoke.LambdaInvoker{ActivatorURL: activatorURL, Tokens: tokens, Region: region, TLS: activatorTLS},
 		Region:             region,
@@ -118,7 +120,7 @@ func main() {
 		Client:  mgr.GetClient(),
 		Builder: builder,
 		Pollers: &controller.Pollers{
-			Kube:           kubernetes.NewForConfigOrDie(cfg),
+			Kube:           kube,
 			LeaseNamespace: leaseNamespace,
 			Identity:       identity,
 			LeaseDuration:  leaseDuration,

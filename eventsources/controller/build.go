@@ -44,6 +44,9 @@ type Builder struct {
 	// value refuses loopback, link-local, multicast and unspecified addresses). The
 	// DefaultNATSServers are the operator's and are not checked.
 	Egress netguard.Policy
+	// Authorizer checks that a mapping's ServiceAccount may do what its poller does on its
+	// behalf (authorize.go); Build refuses every mapping without one.
+	Authorizer Authorizer
 }
 
 // Built is a poller ready to Run, and what to close after it stops.
@@ -106,6 +109,12 @@ func (b *Builder) functionTimeout(ctx context.Context, ns, fn string) time.Durat
 
 // Build opens the source and builds the poller for esm.
 func (b *Builder) Build(ctx context.Context, esm *lambdav1alpha1.EventSourceMapping, log logr.Logger) (*Built, error) {
+	if b.Authorizer == nil {
+		return nil, errors.New("no Authorizer: the pollers can't check the mapping's ServiceAccount")
+	}
+	if err := authorize(ctx, b.Authorizer, esm); err != nil {
+		return nil, err
+	}
 	spec := &esm.Spec
 	uuid := esm.Status.UUID
 	if uuid == "" {

@@ -45,6 +45,9 @@ const (
 	conditionReasonStarting  = "Starting"
 	conditionReasonBadConfig = "ConfigNotValid"
 	conditionReasonNoPoller  = "PollerNotStarted"
+	// ConditionReasonAccessDenied: the mapping's ServiceAccount may not invoke the function
+	// or read a Secret the mapping names; nothing is polled (authorize.go).
+	ConditionReasonAccessDenied = "AccessDenied"
 )
 
 // Reconciler reconciles EventSourceMappings.
@@ -56,12 +59,18 @@ type Reconciler struct {
 	events chan event.GenericEvent
 }
 
-// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=eventsourcemappings,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=eventsourcemappings/status;eventsourcemappings/finalizers,verbs=get;update;patch
-// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=functions,verbs=get;list;watch
-// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=functions,verbs=invoke
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// The pollers' RBAC, exactly what they call (test/rbac checks it on a real kube-apiserver):
+// their mappings through the manager's cache, finalizer and status patches; a Function's
+// timeout and a mapping's Secrets by a single uncached Get (Builder.Reader is the API
+// reader: no cache, so no list or watch of every Secret); invoke on functions, which the
+// activator checks for the token every invocation carries (authorize.go first checks the
+// mapping's own ServiceAccount); the per-mapping Leases, in the release namespace only (a
+// Role; the chart sets its namespace).
+// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=eventsourcemappings,verbs=list;watch;patch
+// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=eventsourcemappings/status,verbs=patch
+// +kubebuilder:rbac:groups=lambda.klambda.dev,resources=functions,verbs=get;invoke
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update;delete,namespace=klambda-system
 
 // SetupWithManager registers the reconciler, and wires the pollers' notifications back into it.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -181,6 +190,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	err := r.patchStatus(ctx, &esm, func(s *lambdav1alpha1.EventSourceMappingStatus) {
 		s.ObservedGeneration = esm.Generation
 		switch {
+		case st.Err != nil && isAccessDenied(st.Err):
+			transition(s, lambdav1alpha1.EventSourceMappingDisabled, ReasonConfigNotValid)
+			setReady(s, esm.Generation, metav1.ConditionFalse, ConditionReasonAccessDenied, st.Err.Error())
 		case st.Err != nil && isConfigError(st.Err):
 			transition(s, lambdav1alpha1.EventSourceMappingDisabled, ReasonConfigNotValid)
 			setReady(s, esm.Generation, metav1.ConditionFalse, conditionReasonBadConfig, st.Err.Error())

@@ -84,7 +84,9 @@ func TestStatesFollowLambdasLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	kube := kubernetes.NewForConfigOrDie(srv.Config)
-	b := &controller.Builder{Reader: mgr.GetAPIReader(), Invoker: fake.Invoker()}
+	// The mapping acts as the namespace's default ServiceAccount, which may invoke fn.
+	grantInvoke(t, ctx, "default", "default", "fn")
+	b := &controller.Builder{Reader: mgr.GetAPIReader(), Invoker: fake.Invoker(), Authorizer: controller.KubeAuthorizer{Client: kube}}
 	r := &controller.Reconciler{
 		Client:  mgr.GetClient(),
 		Builder: b,
