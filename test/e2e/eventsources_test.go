@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
@@ -57,6 +58,7 @@ func TestEventSourceMappings(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkPollersMayInvoke(ctx, t, ns, fn.Name)
+	grantMappings(ctx, t, ns, fn.Name)
 	env := &esmEnv{ns: ns, fn: fn.Name, rec: rec, answers: answers}
 	t.Run("Kafka", func(t *testing.T) {
 		t.Parallel()
@@ -805,4 +807,23 @@ func sorted(xs []string) []string {
 	out := append([]string(nil), xs...)
 	sort.Strings(out)
 	return out
+}
+
+// grantMappings lets the namespace's default ServiceAccount, which mappings without
+// spec.serviceAccountName act as, invoke the function and read the namespace's Secrets:
+// the pollers start a mapping's poller only when its ServiceAccount may do both.
+func grantMappings(ctx context.Context, t *testing.T, ns, fn string) {
+	t.Helper()
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mappings"}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{lambdav1alpha1.GroupVersion.Group}, Resources: []string{"functions"}, Verbs: []string{"invoke"}, ResourceNames: []string{fn}},
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}},
+	}}
+	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mappings"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "mappings"},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: "default"}}}
+	for _, o := range []client.Object{role, rb} {
+		if err := cluster.Client.Create(ctx, o); err != nil {
+			t.Fatalf("granting the mappings' ServiceAccount: %v", err)
+		}
+	}
 }
