@@ -378,7 +378,11 @@ func TestActivatorCodeRunsWithItsRole(t *testing.T) {
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "function", Image: "registry.test/fn:1"}}}}}})
 	mustCreate(t, ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "g-pod", Labels: lbl},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "function", Image: "registry.test/fn:1"}}}})
-	mustCreate(t, ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "g-invoke"}, Data: map[string][]byte{"token": []byte("s3cret")}})
+	const fnUID = types.UID("5f0c1d2e-3a4b-4c5d-8e9f-0a1b2c3d4e5f")
+	yes := true
+	mustCreate(t, ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "g-invoke",
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: lambdav1alpha1.GroupVersion.String(), Kind: "Function", Name: "g", UID: fnUID, Controller: &yes}}},
+		Data: map[string][]byte{"token": []byte("s3cret")}})
 
 	cfg := impersonate("activator")
 	act := kubernetes.NewForConfigOrDie(cfg)
@@ -416,7 +420,7 @@ func TestActivatorCodeRunsWithItsRole(t *testing.T) {
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: tenant}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "shim",
 		Env: []corev1.EnvVar{{Name: kube.SecretEnv, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: "g-invoke"}, Key: "token"}}}}}}}}
-	if s, err := sr.ForPod(ctx, p); err != nil || s != "s3cret" {
+	if s, err := sr.ForPod(ctx, p, fnUID); err != nil || s != "s3cret" {
 		t.Fatalf("reading the invoke secret as the activator: %q, %v", s, err)
 	}
 	var dep appsv1.Deployment
