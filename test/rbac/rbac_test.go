@@ -370,18 +370,24 @@ func TestActivatorCodeRunsWithItsRole(t *testing.T) {
 		mustCreate(t, ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	}
 	install(t, ctx, "activator")
+	// Function g, its $LATEST Deployment and invoke Secret, as the manager makes them (the
+	// activator follows the owner chain).
+	fn := &lambdav1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "g"}}
+	fn.Spec.PackageType = lambdav1alpha1.PackageTypeImage
+	fn.Spec.Code.ImageURI = "registry.test/fn:1"
+	mustCreate(t, ctx, fn)
+	yes := true
+	owner := []metav1.OwnerReference{{APIVersion: lambdav1alpha1.GroupVersion.String(), Kind: "Function", Name: "g", UID: fn.UID, Controller: &yes}}
+	fnUID := fn.UID
 	lbl := map[string]string{kube.LabelFunction: "g", kube.LabelVersion: kube.LatestLabel}
 	one := int32(1)
-	mustCreate(t, ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "g-latest", Labels: lbl},
+	mustCreate(t, ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "g-latest", Labels: lbl, OwnerReferences: owner},
 		Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: lbl},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: lbl},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "function", Image: "registry.test/fn:1"}}}}}})
 	mustCreate(t, ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "g-pod", Labels: lbl},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "function", Image: "registry.test/fn:1"}}}})
-	const fnUID = types.UID("5f0c1d2e-3a4b-4c5d-8e9f-0a1b2c3d4e5f")
-	yes := true
-	mustCreate(t, ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "g-invoke",
-		OwnerReferences: []metav1.OwnerReference{{APIVersion: lambdav1alpha1.GroupVersion.String(), Kind: "Function", Name: "g", UID: fnUID, Controller: &yes}}},
+	mustCreate(t, ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "g-invoke", OwnerReferences: owner},
 		Data: map[string][]byte{"token": []byte("s3cret")}})
 
 	cfg := impersonate("activator")
