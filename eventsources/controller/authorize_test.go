@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
@@ -93,7 +94,8 @@ func TestMappingActsAsItsServiceAccount(t *testing.T) {
 		Data: map[string][]byte{"username": []byte("u"), "password": []byte("p")}}); err != nil {
 		t.Fatal(err)
 	}
-	mgr, err := ctrl.NewManager(srv.Config, ctrl.Options{Scheme: scheme.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	mgr, err := ctrl.NewManager(srv.Config, ctrl.Options{Scheme: scheme.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Controller: crconfig.Controller{SkipNameValidation: ptr(true)}})
 	if err != nil {
 		t.Fatal(err)
 	}

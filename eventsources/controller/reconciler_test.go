@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -79,7 +80,8 @@ func TestStatesFollowLambdasLifecycle(t *testing.T) {
 	defer fake.Close()
 	calls := func() int { mu.Lock(); defer mu.Unlock(); return len(invoked) }
 
-	mgr, err := ctrl.NewManager(srv.Config, ctrl.Options{Scheme: scheme.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	mgr, err := ctrl.NewManager(srv.Config, ctrl.Options{Scheme: scheme.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Controller: crconfig.Controller{SkipNameValidation: ptr(true)}})
 	if err != nil {
 		t.Fatal(err)
 	}
