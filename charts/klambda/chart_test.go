@@ -135,7 +135,7 @@ func ingressPorts(t *testing.T, np *networkingv1.NetworkPolicy) map[int][]networ
 // By default the chart closes klambda's own pods to everything but the activator's Invoke
 // API, and tells the manager to guard function pods for this release's activator.
 func TestChartNetworkPoliciesByDefault(t *testing.T) {
-	objs, errOut := render(t, "activator.enabled=true", "eventsources.enabled=true")
+	objs, errOut := render(t, "activator.enabled=true", "activator.tls.plainHTTP=true", "eventsources.enabled=true")
 	if errOut != "" {
 		t.Fatal(errOut)
 	}
@@ -167,7 +167,7 @@ func TestChartNetworkPoliciesByDefault(t *testing.T) {
 }
 
 func TestChartNetworkPoliciesMetricsFrom(t *testing.T) {
-	objs, errOut := render(t, "activator.enabled=true", "eventsources.enabled=true", "metrics.serviceMonitor.enabled=true",
+	objs, errOut := render(t, "activator.enabled=true", "activator.tls.plainHTTP=true", "eventsources.enabled=true", "metrics.serviceMonitor.enabled=true",
 		"networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring")
 	if errOut != "" {
 		t.Fatal(errOut)
@@ -182,8 +182,22 @@ func TestChartNetworkPoliciesMetricsFrom(t *testing.T) {
 	}
 }
 
+// A ServiceMonitor without metricsFrom: Prometheus must connect, so any pod may (the
+// endpoint's own authentication and authorization still apply with metrics.secure).
+func TestChartNetworkPoliciesSecureMetricsScrapedFromAnyPod(t *testing.T) {
+	objs, errOut := render(t, "activator.enabled=true", "activator.tls.plainHTTP=true", "metrics.serviceMonitor.enabled=true")
+	if errOut != "" {
+		t.Fatal(errOut)
+	}
+	np := decode[networkingv1.NetworkPolicy](t, objs, "NetworkPolicy/klambda-activator")
+	want := []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{}}}
+	if got := ingressPorts(t, np); len(got) != 2 || got[8080] != nil || !reflect.DeepEqual(got[9090], want) {
+		t.Errorf("the activator admits %+v, want 8080 from anywhere and 9090 from any pod", got)
+	}
+}
+
 func TestChartNetworkPoliciesOff(t *testing.T) {
-	objs, errOut := render(t, "activator.enabled=true", "eventsources.enabled=true", "networkPolicy.enabled=false", "metrics.serviceMonitor.enabled=true")
+	objs, errOut := render(t, "activator.enabled=true", "activator.tls.plainHTTP=true", "eventsources.enabled=true", "networkPolicy.enabled=false", "metrics.serviceMonitor.enabled=true")
 	if errOut != "" {
 		t.Fatal(errOut)
 	}
@@ -197,7 +211,6 @@ func TestChartNetworkPoliciesOff(t *testing.T) {
 
 func TestChartRefusesNetworkPolicyMisconfiguration(t *testing.T) {
 	for set, want := range map[string]string{
-		"metrics.serviceMonitor.enabled=true": "networkPolicy.metricsFrom",
 		"config.networkPolicy.enabled=false":  "use networkPolicy.enabled",
 	} {
 		if _, errOut := render(t, set); !strings.Contains(errOut, want) {
