@@ -211,7 +211,7 @@ func TestChartNetworkPoliciesOff(t *testing.T) {
 
 func TestChartRefusesNetworkPolicyMisconfiguration(t *testing.T) {
 	for set, want := range map[string]string{
-		"config.networkPolicy.enabled=false":  "use networkPolicy.enabled",
+		"config.networkPolicy.enabled=false": "use networkPolicy.enabled",
 	} {
 		if _, errOut := render(t, set); !strings.Contains(errOut, want) {
 			t.Errorf("--set %s: helm said %q, want an error naming %s", set, errOut, want)
