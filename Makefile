@@ -122,6 +122,9 @@ chart-rbac: ## Copy the manager's generated RBAC (config/rbac/role.yaml, from `m
 	@if [ -f config/rbac/role.yaml ]; then cp config/rbac/role.yaml charts/klambda/files/manager-role.yaml; \
 	else echo "config/rbac/role.yaml does not exist yet (make manifests); the chart's manager role stays empty"; fi
 
+# A metricsFrom for renders with a ServiceMonitor (without one, any pod may scrape).
+METRICS_FROM := networkPolicy.metricsFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]
+
 .PHONY: chart-check
 chart-check: $(HELM) ## helm lint and helm template the chart; fail when its CRDs or RBAC are stale.
 	@if [ -f config/rbac/role.yaml ] && ! cmp -s config/rbac/role.yaml charts/klambda/files/manager-role.yaml; then \
@@ -134,10 +137,14 @@ chart-check: $(HELM) ## helm lint and helm template the chart; fail when its CRD
 		{ echo "charts/klambda/crds is stale ($$f): run 'make manifests' and commit"; exit 1; }; done
 	$(HELM) lint --strict charts/klambda
 	$(HELM) lint --strict charts/klambda --set activator.enabled=true --set eventsources.enabled=true --set metrics.serviceMonitor.enabled=true \
-		--set activator.tls.certManager.issuer=klambda-ca
+		--set activator.tls.certManager.issuer=klambda-ca --set-json '$(METRICS_FROM)'
 	$(HELM) template klambda charts/klambda --kube-version 1.37.2 --namespace klambda-system >/dev/null
 	$(HELM) template klambda charts/klambda --kube-version 1.37.2 --namespace klambda-system --set activator.enabled=true \
-		--set eventsources.enabled=true --set metrics.serviceMonitor.enabled=true -f hack/cluster/values-local.yaml >/dev/null
+		--set eventsources.enabled=true --set metrics.serviceMonitor.enabled=true --set-json '$(METRICS_FROM)' -f hack/cluster/values-local.yaml >/dev/null
+	$(HELM) template klambda charts/klambda --kube-version 1.37.2 --namespace klambda-system --set activator.enabled=true \
+		--set eventsources.enabled=true --set activator.tls.plainHTTP=true --set networkPolicy.enabled=false >/dev/null
+	@# The NetworkPolicies the chart renders, and the manager configuration it passes (chart_test.go).
+	HELM=$(HELM) go test -count=1 ./charts/klambda/
 	$(HELM) template klambda charts/klambda --kube-version 1.37.2 --namespace klambda-system --set activator.enabled=true \
 		--set activator.replicas=2 --set activator.async.natsUrl=nats://nats.nats:4222 --set activator.tls.secretName=activator-tls >/dev/null
 	HELM=$(HELM) go test -count=1 -run TestChart ./test/chart/

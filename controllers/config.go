@@ -69,6 +69,9 @@ type Config struct {
 	// (code.url and its redirects, s3 endpoints, registries of imageUri tags): checked on
 	// the IP after DNS, on every connection (internal/netguard).
 	Egress EgressConfig `json:"egress,omitempty"`
+	// NetworkPolicy: the NetworkPolicy kept next to every Function, so that only the
+	// activator reaches its pods' invoke port (controllers/networkpolicy.go).
+	NetworkPolicy NetworkPolicyConfig `json:"networkPolicy,omitempty"`
 	// egressPolicy is Egress parsed.
 	egressPolicy *netguard.Policy
 }
@@ -238,6 +241,9 @@ func ParseConfig(data []byte) (Config, error) {
 	if c.egressPolicy, err = c.Egress.policy(); err != nil {
 		return Config{}, err
 	}
+	if err := c.NetworkPolicy.validate(); err != nil {
+		return Config{}, err
+	}
 	c.applyDefaults()
 	return c, nil
 }
@@ -279,4 +285,5 @@ func (c *Config) applyDefaults() {
 	if c.CodeFetch.MaxConcurrent == 0 {
 		c.CodeFetch.MaxConcurrent = DefaultMaxConcurrentFetches
 	}
+	c.NetworkPolicy.applyDefaults()
 }

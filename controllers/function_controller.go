@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -88,6 +89,10 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		return r.fail(ctx, &fn, orig, rerr)
 	}
 	if err != nil {
+		return ctrl.Result{}, err
+	}
+	// Before any pod can exist: only the activator may reach its invoke port.
+	if err := reconcileNetworkPolicy(ctx, r.Client, &fn, r.Config.NetworkPolicy); err != nil {
 		return ctrl.Result{}, err
 	}
 
@@ -433,6 +438,7 @@ func (r *FunctionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&lambdav1alpha1.Function{}).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
+		Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&lambdav1alpha1.LayerVersion{}, handler.EnqueueRequestsFromMapFunc(r.functionsUsingLayer)).
 		WatchesMetadata(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.functionsUsingConfigMap), builder.WithPredicates()).
 		Complete(r)

@@ -41,7 +41,7 @@ strays() {
 	for p in /proc/[0-9]*; do
 		cmd=$({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
 		case $cmd in
-		"$KUBE_BIN"/kube* | */etcd\ * | */containerd\ * | /bin/busybox\ httpd*)
+		"$KUBE_BIN"/kube* | */kube-router\ * | */etcd\ * | */containerd\ * | /bin/busybox\ httpd*)
 			case $cmd in *"$D/"*) echo "${p#/proc/}" ;; esac ;;
 		esac
 	done
@@ -68,6 +68,8 @@ if running containerd; then
 			log "crictl rmp did not finish; cleaning up by hand"
 	fi
 fi
+kr_bin=$(cat "$RUN/kube-router.bin" 2>/dev/null || true)
+stop kube-router
 for name in code-server kube-scheduler kube-controller-manager kube-apiserver etcd containerd; do stop "$name"; done
 for pid in $(strays); do
 	log "stopping stray $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-60) (pid $pid)"
@@ -109,6 +111,10 @@ for chain in PREROUTING OUTPUT; do
 done
 iptables -t nat -F KLAMBDA-DEV 2>/dev/null || true
 iptables -t nat -X KLAMBDA-DEV 2>/dev/null || true
+# kube-router's NetworkPolicy chains and ipsets.
+if [ -n "$kr_bin" ] && [ -x "$kr_bin" ]; then
+	"$kr_bin" --cleanup-config >>"$LOGS/kube-router.log" 2>&1 || log "kube-router --cleanup-config failed; see $LOGS/kube-router.log"
+fi
 # Masquerade (bridge) and hostPort (portmap) rules CNI left for our network, when CRI could
 # not run CNI DEL: each names the network in a comment and jumps to a per-pod chain.
 iptables-save -t nat 2>/dev/null | grep -- "name: \\\\\"$CNI_NETWORK\\\\\"" | grep '^-A ' | while read -r _ chain rest; do

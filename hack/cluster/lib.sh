@@ -15,6 +15,7 @@ KUBELET_HEALTHZ_PORT=${KUBELET_HEALTHZ_PORT:-10248}
 KCM_PORT=${KCM_PORT:-10257}
 SCHEDULER_PORT=${SCHEDULER_PORT:-10259}
 CODE_PORT=${CODE_PORT:-18080} # the node's static file server for example packages (code.url)
+KUBE_ROUTER_HEALTH_PORT=${KUBE_ROUTER_HEALTH_PORT:-20244} # kube-router's /healthz (NetworkPolicy enforcement)
 
 POD_CIDR=10.244.0.0/24
 SERVICE_CIDR=10.96.0.0/16

@@ -24,6 +24,7 @@ command -v ss >/dev/null || missing+=(iproute2)
 command -v zip >/dev/null || missing+=(zip)
 command -v jq >/dev/null || missing+=(jq)
 command -v curl >/dev/null || missing+=(curl)
+command -v ipset >/dev/null || missing+=(ipset) # kube-router's NetworkPolicy sets
 if [ ${#missing[@]} -gt 0 ]; then
 	log "installing from Debian: ${missing[*]}"
 	{ apt-get install -y -qq "${missing[@]}" || { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; }; } >"$LOGS/apt.log" 2>&1 ||
@@ -54,6 +55,7 @@ check_port kube-scheduler "$SCHEDULER_PORT" SCHEDULER_PORT
 check_port kubelet "$KUBELET_PORT" KUBELET_PORT
 check_port kubelet "$KUBELET_HEALTHZ_PORT" KUBELET_HEALTHZ_PORT
 check_port code-server "$CODE_PORT" CODE_PORT
+check_port kube-router "$KUBE_ROUTER_HEALTH_PORT" KUBE_ROUTER_HEALTH_PORT
 
 # --- certificates, tokens, kubeconfig --------------------------------------------------------
 
@@ -286,6 +288,18 @@ fi
 node_ready() { api "/api/v1/nodes/$NODE_NAME" | jq -e '.status.conditions[] | select(.type == "Ready") | .status == "True"'; }
 wait_for node "$READY_TIMEOUT" node_ready ||
 	die "node $NODE_NAME did not become Ready in ${READY_TIMEOUT}s; see $LOGS/kubelet.log and $LOGS/containerd.log"
+# NetworkPolicy: the bridge CNI does not enforce it; kube-router's network policy controller
+# (alone: no routing, no service proxy) does, with iptables and ipset rules on this node.
+# It needs the Node object, so it starts once the node is registered.
+KUBE_ROUTER=$("$REPO_ROOT/hack/cluster/kube-router.sh" | tail -1) || die "could not build kube-router (hack/cluster/kube-router.sh)"
+if ! running kube-router; then
+	log "starting kube-router's network policy controller (NetworkPolicy enforcement)"
+	start kube-router "$KUBE_ROUTER" --kubeconfig "$KUBECONFIG_FILE" --hostname-override "$NODE_NAME" \
+		--run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
+		--service-cluster-ip-range "$SERVICE_CIDR" --health-addr 127.0.0.1 --health-port "$KUBE_ROUTER_HEALTH_PORT" --metrics-port 0 --v=1
+fi
+wait_for kube-router 60 curl -fsS "http://127.0.0.1:$KUBE_ROUTER_HEALTH_PORT/healthz" ||
+	die "kube-router did not become healthy in 60s; see $LOGS/kube-router.log"
 # Service accounts come from the controller manager; a pod created before they exist fails.
 wait_for serviceaccount 60 api /api/v1/namespaces/default/serviceaccounts/default ||
 	die "the default ServiceAccount did not appear in 60s; see $LOGS/kube-controller-manager.log"

@@ -20,10 +20,16 @@ app.kubernetes.io/component: {{ .component }}
 {{ .image.repository }}:{{ .image.tag | default .root.Chart.AppVersion }}
 {{- end -}}
 
-{{/* The manager's --config file: .Values.config as is, plus the shim image. */}}
+{{/* The manager's --config file: .Values.config as is, plus the shim image and the
+NetworkPolicy of function pods (networkPolicy.enabled; the activator's namespace and labels). */}}
 {{- define "klambda.config" -}}
+{{- if hasKey .Values.config "networkPolicy" -}}
+{{- fail "config.networkPolicy is set by the chart: use networkPolicy.enabled" -}}
+{{- end -}}
 {{- $cfg := deepCopy .Values.config -}}
 {{- $_ := set $cfg "shimImage" (include "klambda.image" (dict "image" .Values.runtimeShim.image "root" .)) -}}
+{{- $activator := include "klambda.selector" (dict "root" . "component" "activator") | fromYaml -}}
+{{- $_ := set $cfg "networkPolicy" (dict "enabled" .Values.networkPolicy.enabled "activatorNamespace" .Release.Namespace "activatorPodLabels" $activator) -}}
 {{- toYaml $cfg }}
 {{- end -}}
 

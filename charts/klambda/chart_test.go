@@ -1,0 +1,220 @@
+// Package klambda_test renders the Helm chart with `helm template` and checks what it
+// makes. The helm binary: $HELM, else ~/.cache/klambda/bin/helm-v3.22.0 (make chart-check
+// installs it and runs these tests); without one the tests are skipped.
+package klambda_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/yaml"
+
+	"github.com/klambda/klambda/controllers"
+)
+
+const releaseNS = "tenant-platform"
+
+func helm(t *testing.T) string {
+	t.Helper()
+	if h := os.Getenv("HELM"); h != "" {
+		return h
+	}
+	home, _ := os.UserHomeDir()
+	h := filepath.Join(home, ".cache", "klambda", "bin", "helm-v3.22.0")
+	if _, err := os.Stat(h); err != nil {
+		t.Skip("no helm binary (set HELM, or run make chart-check)")
+	}
+	return h
+}
+
+// render runs helm template with --set arguments; it returns the objects by kind/name, or
+// helm's error output.
+func render(t *testing.T, set ...string) (map[string][]byte, string) {
+	t.Helper()
+	args := []string{"template", "klambda", ".", "--kube-version", "1.37.2", "--namespace", releaseNS}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	cmd := exec.Command(helm(t), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, stderr.String()
+	}
+	objs := map[string][]byte{}
+	for _, doc := range strings.Split(stdout.String(), "\n---") {
+		var meta struct {
+			Kind     string            `json:"kind"`
+			Metadata metav1.ObjectMeta `json:"metadata"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatalf("rendered YAML: %v\n%s", err, doc)
+		}
+		if meta.Kind != "" {
+			objs[meta.Kind+"/"+meta.Metadata.Name] = []byte(doc)
+		}
+	}
+	return objs, ""
+}
+
+func decode[T any](t *testing.T, objs map[string][]byte, key string) *T {
+	t.Helper()
+	doc, ok := objs[key]
+	if !ok {
+		t.Fatalf("%s was not rendered", key)
+	}
+	var v T
+	if err := yaml.UnmarshalStrict(doc, &v); err != nil {
+		t.Fatalf("%s: %v", key, err)
+	}
+	return &v
+}
+
+func networkPolicies(objs map[string][]byte) []string {
+	var out []string
+	for k := range objs {
+		if strings.HasPrefix(k, "NetworkPolicy/") {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// managerConfig parses the manager's rendered --config with the manager's own parser.
+func managerConfig(t *testing.T, objs map[string][]byte) controllers.Config {
+	t.Helper()
+	cm := decode[corev1.ConfigMap](t, objs, "ConfigMap/klambda-config")
+	cfg, err := controllers.ParseConfig([]byte(cm.Data["config.yaml"]))
+	if err != nil {
+		t.Fatalf("the manager refuses the chart's configuration: %v\n%s", err, cm.Data["config.yaml"])
+	}
+	return cfg
+}
+
+func selects(t *testing.T, np *networkingv1.NetworkPolicy, podLabels map[string]string) bool {
+	t.Helper()
+	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return !sel.Empty() && sel.Matches(labels.Set(podLabels))
+}
+
+// ingressPorts maps each admitted TCP port to its peers (nil: from anywhere).
+func ingressPorts(t *testing.T, np *networkingv1.NetworkPolicy) map[int][]networkingv1.NetworkPolicyPeer {
+	t.Helper()
+	if !reflect.DeepEqual(np.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}) {
+		t.Errorf("%s: policyTypes %v, want [Ingress]", np.Name, np.Spec.PolicyTypes)
+	}
+	out := map[int][]networkingv1.NetworkPolicyPeer{}
+	for _, r := range np.Spec.Ingress {
+		if len(r.Ports) == 0 {
+			t.Errorf("%s: a rule admits every port: %+v", np.Name, r)
+		}
+		for _, p := range r.Ports {
+			if p.Protocol == nil || *p.Protocol != corev1.ProtocolTCP || p.Port == nil || p.EndPort != nil {
+				t.Errorf("%s: port %+v, want one TCP port", np.Name, p)
+				continue
+			}
+			out[p.Port.IntValue()] = r.From
+		}
+	}
+	return out
+}
+
+// By default the chart closes klambda's own pods to everything but the activator's Invoke
+// API, and tells the manager to guard function pods for this release's activator.
+func TestChartNetworkPoliciesByDefault(t *testing.T) {
+	objs, errOut := render(t, "activator.enabled=true", "activator.tls.plainHTTP=true", "eventsources.enabled=true")
+	if errOut != "" {
+		t.Fatal(errOut)
+	}
+	activator := decode[appsv1.Deployment](t, objs, "Deployment/klambda-activator").Spec.Template.Labels
+	manager := decode[appsv1.Deployment](t, objs, "Deployment/klambda-manager").Spec.Template.Labels
+	pollers := decode[appsv1.Deployment](t, objs, "Deployment/klambda-eventsources").Spec.Template.Labels
+
+	np := decode[networkingv1.NetworkPolicy](t, objs, "NetworkPolicy/klambda-activator")
+	if np.Namespace != releaseNS || !selects(t, np, activator) || selects(t, np, manager) || selects(t, np, pollers) {
+		t.Errorf("the activator's policy selects %v in %s", np.Spec.PodSelector, np.Namespace)
+	}
+	if got := ingressPorts(t, np); len(got) != 1 || got[8080] != nil || len(np.Spec.Ingress[0].From) != 0 {
+		t.Errorf("the activator admits %v, want the Invoke API (8080) from anywhere and nothing else", got)
+	}
+	for key, pods := range map[string]map[string]string{"NetworkPolicy/klambda-manager": manager, "NetworkPolicy/klambda-eventsources": pollers} {
+		np := decode[networkingv1.NetworkPolicy](t, objs, key)
+		if !selects(t, np, pods) || selects(t, np, activator) {
+			t.Errorf("%s selects %v", key, np.Spec.PodSelector)
+		}
+		if got := ingressPorts(t, np); len(got) != 0 {
+			t.Errorf("%s admits %v, want nothing (metricsFrom is empty)", key, got)
+		}
+	}
+
+	cfg := managerConfig(t, objs).NetworkPolicy
+	if !*cfg.Enabled || cfg.ActivatorNamespace != releaseNS || !reflect.DeepEqual(cfg.ActivatorPodLabels, activator) {
+		t.Errorf("the manager's networkPolicy %+v; want enabled, namespace %s, the activator's pod labels %v", cfg, releaseNS, activator)
+	}
+}
+
+func TestChartNetworkPoliciesMetricsFrom(t *testing.T) {
+	objs, errOut := render(t, "activator.enabled=true", "activator.tls.plainHTTP=true", "eventsources.enabled=true", "metrics.serviceMonitor.enabled=true",
+		"networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring")
+	if errOut != "" {
+		t.Fatal(errOut)
+	}
+	want := []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"}}}}
+	for key, port := range map[string]int{"NetworkPolicy/klambda-activator": 9090, "NetworkPolicy/klambda-manager": 8080, "NetworkPolicy/klambda-eventsources": 8080} {
+		np := decode[networkingv1.NetworkPolicy](t, objs, key)
+		got := ingressPorts(t, np)
+		if !reflect.DeepEqual(got[port], want) {
+			t.Errorf("%s: metrics port %d admits %+v, want %+v", key, port, got[port], want)
+		}
+	}
+}
+
+// A ServiceMonitor without metricsFrom: Prometheus must connect, so any pod may (the
+// endpoint's own authentication and authorization still apply with metrics.secure).
+func TestChartNetworkPoliciesSecureMetricsScrapedFromAnyPod(t *testing.T) {
+	objs, errOut := render(t, "activator.enabled=true", "activator.tls.plainHTTP=true", "metrics.serviceMonitor.enabled=true")
+	if errOut != "" {
+		t.Fatal(errOut)
+	}
+	np := decode[networkingv1.NetworkPolicy](t, objs, "NetworkPolicy/klambda-activator")
+	want := []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{}}}
+	if got := ingressPorts(t, np); len(got) != 2 || got[8080] != nil || !reflect.DeepEqual(got[9090], want) {
+		t.Errorf("the activator admits %+v, want 8080 from anywhere and 9090 from any pod", got)
+	}
+}
+
+func TestChartNetworkPoliciesOff(t *testing.T) {
+	objs, errOut := render(t, "activator.enabled=true", "activator.tls.plainHTTP=true", "eventsources.enabled=true", "networkPolicy.enabled=false", "metrics.serviceMonitor.enabled=true")
+	if errOut != "" {
+		t.Fatal(errOut)
+	}
+	if nps := networkPolicies(objs); len(nps) != 0 {
+		t.Errorf("networkPolicy.enabled=false rendered %v", nps)
+	}
+	if cfg := managerConfig(t, objs).NetworkPolicy; *cfg.Enabled {
+		t.Errorf("networkPolicy.enabled=false, the manager's networkPolicy %+v", cfg)
+	}
+}
+
+func TestChartRefusesNetworkPolicyMisconfiguration(t *testing.T) {
+	for set, want := range map[string]string{
+		"config.networkPolicy.enabled=false": "use networkPolicy.enabled",
+	} {
+		if _, errOut := render(t, set); !strings.Contains(errOut, want) {
+			t.Errorf("--set %s: helm said %q, want an error naming %s", set, errOut, want)
+		}
+	}
+}
