@@ -86,8 +86,5 @@ func (cc *clientCache) get(key string, create func() (any, func(), error)) (any,
 	}
 }
 
-// len is the number of clients in the cache (in-use evicted ones not counted).
-func (cc *clientCache) len() int { return cc.lru.Len() }
-
 // purge closes every client (those in use when their delivery ends).
 func (cc *clientCache) purge() { cc.lru.Purge() }

@@ -65,10 +65,10 @@ func (a *FunctionDestinationAuthorizer) Authorize(ctx context.Context, ev Event,
 	}
 	key := ev.Namespace + "/" + sa + "/" + dest.Name
 	if v, ok := a.cache.Get(key); ok {
-		if v == errNone {
-			return nil
+		if err, _ := v.(error); err != nil && !errors.Is(err, errNone) {
+			return err
 		}
-		return v.(error)
+		return nil
 	}
 	user := "system:serviceaccount:" + ev.Namespace + ":" + sa
 	allowed, err := a.Review(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
@@ -80,7 +80,7 @@ func (a *FunctionDestinationAuthorizer) Authorize(ctx context.Context, ev Event,
 	if err != nil {
 		return fmt.Errorf("reviewing whether %s may invoke %s: %w", user, dest.Name, err)
 	}
-	var res error = errNone
+	res := errNone
 	if !allowed {
 		res = fmt.Errorf("%w: ServiceAccount %s of function %s may not invoke destination function %s", ErrDestinationDenied, sa, ev.Function, dest.Name)
 	}
@@ -89,7 +89,7 @@ func (a *FunctionDestinationAuthorizer) Authorize(ctx context.Context, ev Event,
 		ttl = 10 * time.Second
 	}
 	a.cache.Add(key, res, ttl)
-	if res == errNone {
+	if errors.Is(res, errNone) {
 		return nil
 	}
 	return res

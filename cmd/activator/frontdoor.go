@@ -148,7 +148,7 @@ func serveOn(ln net.Listener, srv *http.Server, tc *tls.Config) error {
 // certificate, else a self-signed one, as controller-runtime's secure metrics), to
 // callers allowed get on the non-resource URL /metrics.
 func (f *frontDoor) metricsServer(addr string, reg *prometheus.Registry, cfg *rest.Config, invokeTLS *tls.Config, log logr.Logger) (*http.Server, *tls.Config, error) {
-	var h http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	srv := &http.Server{Addr: addr, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	if !f.metricsAuth {
 		srv.Handler = h

@@ -102,7 +102,7 @@ func Load(ctx context.Context, o Options, log io.Writer) error {
 			// position): what happened is said in full.
 			var fe *FetchError
 			if errors.As(err, &fe) && fe.Err != nil {
-				return fmt.Errorf("%s: %w (%v)", what, err, fe.Err)
+				return fmt.Errorf("%s: %w (%w)", what, err, fe.Err)
 			}
 			return fmt.Errorf("%s: %w", what, err)
 		}

@@ -288,7 +288,7 @@ func FetchLimited(ctx context.Context, src Source, creds *Credentials, dir strin
 		case errors.Is(err, errRedirectScheme):
 			return fail(FetchDenied, err)
 		case errors.Is(cause, errTimedOut) || errors.Is(cause, errStalled):
-			return fail(FetchTimedOut, fmt.Errorf("%w (%v)", cause, err))
+			return fail(FetchTimedOut, fmt.Errorf("%w (%w)", cause, err))
 		case isTimeout(err):
 			return fail(FetchTimedOut, err) // the dial's, the TLS handshake's
 		}
