@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -310,7 +311,7 @@ func (d *Deliverer) deliverSQS(ctx context.Context, namespace string, dest *lamb
 		in.MessageAttributes = map[string]sqstypes.MessageAttributeValue{
 			"RequestID":    {DataType: aws.String("String"), StringValue: aws.String(l.RequestID)},
 			"ErrorCode":    {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(l.ErrorCode))},
-			"ErrorMessage": {DataType: aws.String("String"), StringValue: aws.String(nonEmpty(l.ErrorMessage))},
+			"ErrorMessage": {DataType: aws.String("String"), StringValue: aws.String(sqsAttribute(l.ErrorMessage))},
 		}
 	}
 	_, err = c.SendMessage(ctx, in)
@@ -378,4 +379,19 @@ func nonEmpty(s string) string {
 		return " " // SQS rejects an empty attribute value
 	}
 	return s
+}
+
+// sqsAttribute is s as a String message attribute SQS accepts: characters SQS refuses
+// (control characters other than tab, LF and CR; U+FFFE, U+FFFF) become U+FFFD, and an
+// empty value a space. A function's error message is the tenant's; a refused attribute
+// would fail the dead letter's delivery.
+func sqsAttribute(s string) string {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == 0x9, r == 0xA, r == 0xD, r >= 0x20 && r <= 0xD7FF, r >= 0xE000 && r <= 0xFFFD, r >= 0x10000 && r <= 0x10FFFF:
+			return r
+		}
+		return utf8.RuneError
+	}, s)
+	return nonEmpty(s)
 }

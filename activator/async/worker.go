@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -611,6 +612,7 @@ func errorMessage(payload []byte, condition string) string {
 	if msg == "" {
 		msg = condition
 	}
+	msg = strings.ToValidUTF8(msg, "\uFFFD")
 	if len(msg) > deadLetterMessageLimit {
 		msg = msg[:deadLetterMessageLimit]
 		for !utf8.ValidString(msg) {
