@@ -7,30 +7,25 @@ import (
 	"crypto/x509"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/eventsources/controller"
 	"github.com/klambda/klambda/eventsources/invoke"
 	"github.com/klambda/klambda/eventsources/poller"
+	"github.com/klambda/klambda/internal/metricsauth"
 	"github.com/klambda/klambda/internal/netguard"
-	"github.com/klambda/klambda/internal/persource"
 )
 
 func main() {
@@ -78,7 +73,7 @@ func main() {
 	cfg := ctrl.GetConfigOrDie()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsOptions(metricsAddr, *metricsSecure),
+		Metrics:                metricsauth.Options(metricsAddr, *metricsSecure),
 		HealthProbeBindAddress: probeAddr,
 	})
 	if err != nil {
@@ -147,32 +142,6 @@ func main() {
 		log.Error(err, "manager stopped with an error")
 		os.Exit(1)
 	}
-}
-
-// metricsOptions serves the metrics endpoint; secure: over HTTPS (a self-signed
-// certificate), to callers the API server authenticates and allows get on the non-resource
-// URL /metrics (controller-runtime's secure metrics).
-func metricsOptions(addr string, secure bool) metricsserver.Options {
-	if !secure {
-		return metricsserver.Options{BindAddress: addr}
-	}
-	return metricsserver.Options{BindAddress: addr, SecureServing: true, FilterProvider: limitedAuthFilter}
-}
-
-// limitedAuthFilter is controller-runtime's authentication and authorization filter behind
-// a per-client request limit: each request with an unknown token costs a TokenReview.
-func limitedAuthFilter(cfg *rest.Config, hc *http.Client) (metricsserver.Filter, error) {
-	f, err := filters.WithAuthenticationAndAuthorization(cfg, hc)
-	if err != nil {
-		return nil, err
-	}
-	return func(log logr.Logger, h http.Handler) (http.Handler, error) {
-		h, err := f(log, h)
-		if err != nil {
-			return nil, err
-		}
-		return persource.Limit(2, 10, h), nil
-	}, nil
 }
 
 // DefaultTokenFile is where the chart mounts the pollers' projected ServiceAccount token

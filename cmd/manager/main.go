@@ -3,7 +3,6 @@ package main
 
 import (
 	"flag"
-	"net/http"
 	"os"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -12,20 +11,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/controllers"
-	"github.com/klambda/klambda/internal/persource"
+	"github.com/klambda/klambda/internal/metricsauth"
 )
 
 func main() {
@@ -57,7 +52,7 @@ func main() {
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsOptions(metricsAddr, *metricsSecure),
+		Metrics:                metricsauth.Options(metricsAddr, *metricsSecure),
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "manager.lambda.klambda.dev",
@@ -94,30 +89,4 @@ func main() {
 		log.Error(err, "manager stopped with an error")
 		os.Exit(1)
 	}
-}
-
-// metricsOptions serves the metrics endpoint; secure: over HTTPS (a self-signed
-// certificate), to callers the API server authenticates and allows get on the non-resource
-// URL /metrics (controller-runtime's secure metrics).
-func metricsOptions(addr string, secure bool) metricsserver.Options {
-	if !secure {
-		return metricsserver.Options{BindAddress: addr}
-	}
-	return metricsserver.Options{BindAddress: addr, SecureServing: true, FilterProvider: limitedAuthFilter}
-}
-
-// limitedAuthFilter is controller-runtime's authentication and authorization filter behind
-// a per-client request limit: each request with an unknown token costs a TokenReview.
-func limitedAuthFilter(cfg *rest.Config, hc *http.Client) (metricsserver.Filter, error) {
-	f, err := filters.WithAuthenticationAndAuthorization(cfg, hc)
-	if err != nil {
-		return nil, err
-	}
-	return func(log logr.Logger, h http.Handler) (http.Handler, error) {
-		h, err := f(log, h)
-		if err != nil {
-			return nil, err
-		}
-		return persource.Limit(2, 10, h), nil
-	}, nil
 }
