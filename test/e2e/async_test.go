@@ -37,6 +37,10 @@ func TestAsyncInvocation(t *testing.T) {
 		t.Skip("needs the local cluster (the activator's hostPort, the node's IP)")
 	}
 	ns := cluster.Namespace(t)
+	// A Function destination invokes with the authority of the source function's
+	// ServiceAccount (issue #15 finding 9b): the functions here run as default, which may
+	// invoke the namespace's functions.
+	cluster.ServiceAccountToken(ctx, t, ns, "default", true)
 	rec := cluster.StartRecorder(t)
 	asyncCallerTokenCached(t, ns) // here, not first in a sender goroutine (it may fail the test)
 	nodeIP, err := cluster.NodeIP()

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -198,8 +199,16 @@ func tenantOf(ctx context.Context, t *testing.T, ns string) tenantIdentity {
 	if err := cluster.Client.Create(ctx, rb); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
+	// The token above is for the activator (audience klambda), which the API server refuses;
+	// the tenant's API client gets a token of the API server's own audience.
+	secs := int64(3600)
+	tr, err := cluster.Kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "tenant",
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("requesting an API token of %s/tenant: %v", ns, err)
+	}
 	cfg := rest.AnonymousClientConfig(cluster.REST)
-	cfg.BearerToken = token
+	cfg.BearerToken = tr.Status.Token
 	c, err := client.New(cfg, client.Options{Scheme: cluster.Client.Scheme()})
 	if err != nil {
 		t.Fatal(err)
