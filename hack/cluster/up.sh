@@ -131,6 +131,7 @@ if ! running kube-apiserver; then
 		--service-account-issuer https://kubernetes.default.svc.cluster.local \
 		--service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
 		--service-cluster-ip-range "$SERVICE_CIDR" \
+		--kubelet-preferred-address-types InternalIP,Hostname \
 		--kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
 		--cert-dir "$PKI/apiserver-generated" --profiling=false --v=1
 fi
