@@ -141,11 +141,10 @@ func (w *Workers) destinationRefused(ctx context.Context, ev Event, dest *lambda
 	if err == nil {
 		return false
 	}
+	w.countDeliveryFailure(ev, deadLetter)
 	if deadLetter {
-		w.opts.Metrics.DeadLetterErrors.WithLabelValues(ev.Namespace, ev.Function).Inc()
 		log.Error(err, "Not sending the failed event to its dead-letter function; the event is discarded")
 	} else {
-		w.opts.Metrics.DestinationFailures.WithLabelValues(ev.Namespace, ev.Function).Inc()
 		log.Error(err, "Not delivering the invocation record to its destination function")
 	}
 	return true

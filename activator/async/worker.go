@@ -525,6 +525,16 @@ func (w *Workers) settle(ctx context.Context, msg jetstream.Msg, ev Event, store
 	_ = w.q.state.Purge(ctx, ev.RequestID)
 }
 
+// countDeliveryFailure counts a letter that was not delivered: a dead letter's or a
+// destination's.
+func (w *Workers) countDeliveryFailure(ev Event, deadLetter bool) {
+	if deadLetter {
+		w.opts.Metrics.DeadLetterErrors.WithLabelValues(ev.Namespace, ev.Function).Inc()
+	} else {
+		w.opts.Metrics.DestinationFailures.WithLabelValues(ev.Namespace, ev.Function).Inc()
+	}
+}
+
 // deliver sends one letter with bounded retries; a final failure is counted, not fatal.
 func (w *Workers) deliver(ctx context.Context, ev Event, dest *lambdav1alpha1.Destination, l Letter, deadLetter bool, log logr.Logger) {
 	if w.destinationRefused(ctx, ev, dest, deadLetter, log) {
@@ -549,11 +559,10 @@ func (w *Workers) deliver(ctx context.Context, ev Event, dest *lambdav1alpha1.De
 		}
 		backoff *= 2
 	}
+	w.countDeliveryFailure(ev, deadLetter)
 	if deadLetter {
-		w.opts.Metrics.DeadLetterErrors.WithLabelValues(ev.Namespace, ev.Function).Inc()
 		log.Error(err, "Sending the failed event to its dead-letter target failed; the event is discarded")
 	} else {
-		w.opts.Metrics.DestinationFailures.WithLabelValues(ev.Namespace, ev.Function).Inc()
 		log.Error(err, "Delivering the invocation record to its destination failed")
 	}
 }
