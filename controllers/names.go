@@ -6,15 +6,15 @@ import (
 	"regexp"
 	"strings"
 
-	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/api/contract"
 )
 
 // Labels, annotations and field managers other components rely on.
 const (
 	// LabelFunction and LabelVersion select a version's Deployment, pods and Service.
 	// LabelVersion is "latest" for $LATEST (a label value can't hold "$") or the number.
-	LabelFunction = lambdav1alpha1.LabelFunction
-	LabelVersion  = lambdav1alpha1.LabelVersion
+	LabelFunction = contract.LabelFunction
+	LabelVersion  = contract.LabelVersion
 	// LabelComponent says what a klambda-made object is: invoke-secret, code.
 	LabelComponent = "lambda.klambda.dev/component"
 	// AnnotationFunctionName and AnnotationQualifier carry the exact names when a label
@@ -72,7 +72,7 @@ func hash8(s string) string {
 
 // labelValue is LabelFunction's value for a function name (≤ 63 characters, the tail
 // hashed when longer): the definition the activator shares.
-func labelValue(function string) string { return lambdav1alpha1.FunctionLabelValue(function) }
+func labelValue(function string) string { return contract.FunctionLabelValue(function) }
 
 // versionLabel is LabelVersion's value for a qualifier ($LATEST or a number).
 func versionLabel(qualifier string) string {

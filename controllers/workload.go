@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/klambda/klambda/api/contract"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -291,7 +293,7 @@ func (w *Workload) PodTemplate(cfg Config) (corev1.PodTemplateSpec, error) {
 	}
 
 	fn := corev1.Container{
-		Name:            lambdav1alpha1.FunctionContainerName,
+		Name:            contract.FunctionContainerName,
 		ImagePullPolicy: pull,
 		Env:             fnEnv,
 		VolumeMounts:    fnMounts,
@@ -317,7 +319,7 @@ func (w *Workload) PodTemplate(cfg Config) (corev1.PodTemplateSpec, error) {
 	if embedded && cfg.initCPUMillis > cpuLimit {
 		// Unpacking and init with the init CPU; the activator resizes to the share.
 		startLimit = cfg.initCPUMillis
-		annotations[lambdav1alpha1.AnnotationCPULimit] = resource.NewMilliQuantity(cpuLimit, resource.DecimalSI).String()
+		annotations[contract.AnnotationCPULimit] = resource.NewMilliQuantity(cpuLimit, resource.DecimalSI).String()
 	}
 	fn.Resources = corev1.ResourceRequirements{
 		Requests: corev1.ResourceList{corev1.ResourceCPU: *resource.NewMilliQuantity(cpuReq, resource.DecimalSI), corev1.ResourceMemory: *mem},

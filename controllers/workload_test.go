@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klambda/klambda/api/contract"
+
 	corev1 "k8s.io/api/core/v1"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
@@ -88,8 +90,8 @@ func TestEmbeddedShimIsOneContainer(t *testing.T) {
 		t.Errorf("memory limit %d", got)
 	}
 	// Unpacking and init run with one vCPU; the pod says what the activator resizes it to.
-	if got := c.Resources.Limits.Cpu().MilliValue(); got != 1000 || tpl.Annotations[lambdav1alpha1.AnnotationCPULimit] != "72m" {
-		t.Errorf("cpu limit %dm, annotation %q", got, tpl.Annotations[lambdav1alpha1.AnnotationCPULimit])
+	if got := c.Resources.Limits.Cpu().MilliValue(); got != 1000 || tpl.Annotations[contract.AnnotationCPULimit] != "72m" {
+		t.Errorf("cpu limit %dm, annotation %q", got, tpl.Annotations[contract.AnnotationCPULimit])
 	}
 	for _, v := range pod.Volumes {
 		if v.Name == "scratch" || v.Name == "shim-tmp" {
@@ -177,7 +179,7 @@ func TestEmbeddedShimWithoutInitCPU(t *testing.T) {
 	if got := tpl.Spec.Containers[0].Resources.Limits.Cpu().MilliValue(); got != cpuMillis(128) {
 		t.Errorf("cpu limit %dm", got)
 	}
-	if _, ok := tpl.Annotations[lambdav1alpha1.AnnotationCPULimit]; ok {
+	if _, ok := tpl.Annotations[contract.AnnotationCPULimit]; ok {
 		t.Errorf("annotations %v", tpl.Annotations)
 	}
 	cfg, err = ParseConfig([]byte("initCPU: \"0\"\n"))

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klambda/klambda/api/contract"
+
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -42,9 +44,9 @@ import (
 
 // Labels the controllers put on a version's Deployment, Service and pods.
 const (
-	// LabelFunction's value is lambdav1alpha1.FunctionLabelValue of the function's name.
-	LabelFunction = lambdav1alpha1.LabelFunction
-	LabelVersion  = lambdav1alpha1.LabelVersion
+	// LabelFunction's value is contract.FunctionLabelValue of the function's name.
+	LabelFunction = contract.LabelFunction
+	LabelVersion  = contract.LabelVersion
 	// LatestLabel is the version label's value for $LATEST ("$" is not a label character).
 	LatestLabel = "latest"
 	// FieldManager is the activator's server-side apply identity; it owns spec.replicas.
@@ -212,12 +214,12 @@ func (f *Feeder) Register(ctx context.Context) error {
 	}
 	fnChanged := func(o any) {
 		if fn, ok := objectOf(o).(*lambdav1alpha1.Function); ok {
-			f.syncLabel(ctx, fn.Namespace, lambdav1alpha1.FunctionLabelValue(fn.Name), nil)
+			f.syncLabel(ctx, fn.Namespace, contract.FunctionLabelValue(fn.Name), nil)
 		}
 	}
 	verChanged := func(o any) {
 		if v, ok := objectOf(o).(*lambdav1alpha1.Version); ok {
-			f.syncLabel(ctx, v.Namespace, lambdav1alpha1.FunctionLabelValue(v.Spec.FunctionName), nil)
+			f.syncLabel(ctx, v.Namespace, contract.FunctionLabelValue(v.Spec.FunctionName), nil)
 		}
 	}
 	if err := add(&lambdav1alpha1.Function{}, toolscache.ResourceEventHandlerFuncs{AddFunc: fnChanged, DeleteFunc: fnChanged}); err != nil {
@@ -373,7 +375,7 @@ func ownerKey(ctx context.Context, r client.Reader, p *corev1.Pod) (router.Key, 
 	if err != nil {
 		return none, "", err
 	}
-	if p.Labels[LabelFunction] != lambdav1alpha1.FunctionLabelValue(key.Function) || p.Labels[LabelVersion] != VersionLabel(key.Version) {
+	if p.Labels[LabelFunction] != contract.FunctionLabelValue(key.Function) || p.Labels[LabelVersion] != VersionLabel(key.Version) {
 		return none, "", fmt.Errorf("labels %v are not those of %s", p.Labels, key.String())
 	}
 	return key, fnUID, nil
@@ -520,7 +522,7 @@ func (f *Feeder) probe(ctx context.Context, p *corev1.Pod) {
 // limit from the pod's annotation, once per pod (in the background: the environment
 // serves meanwhile; a failure is logged and tried again at the pod's next change).
 func (f *Feeder) resizeAfterInit(ctx context.Context, p *corev1.Pod) {
-	want, ok := p.Annotations[lambdav1alpha1.AnnotationCPULimit]
+	want, ok := p.Annotations[contract.AnnotationCPULimit]
 	if !ok || f.Resize == nil || p.DeletionTimestamp != nil {
 		return
 	}
@@ -543,7 +545,7 @@ func (f *Feeder) resizeAfterInit(ctx context.Context, p *corev1.Pod) {
 		return
 	}
 	go func() {
-		err := f.Resize(ctx, p, lambdav1alpha1.FunctionContainerName, want)
+		err := f.Resize(ctx, p, contract.FunctionContainerName, want)
 		f.resizeMu.Lock()
 		delete(f.resizing, p.UID)
 		f.resizeMu.Unlock()
@@ -558,7 +560,7 @@ func (f *Feeder) resizeAfterInit(ctx context.Context, p *corev1.Pod) {
 // functionContainer is the pod's function container, nil if it has none.
 func functionContainer(p *corev1.Pod) *corev1.Container {
 	for i := range p.Spec.Containers {
-		if p.Spec.Containers[i].Name == lambdav1alpha1.FunctionContainerName {
+		if p.Spec.Containers[i].Name == contract.FunctionContainerName {
 			return &p.Spec.Containers[i]
 		}
 	}
@@ -706,7 +708,7 @@ func (d *Deployments) manager() string {
 func (d *Deployments) find(ctx context.Context, key router.Key) (*appsv1.Deployment, error) {
 	var list appsv1.DeploymentList
 	if err := d.Reader.List(ctx, &list, client.InNamespace(key.Namespace),
-		client.MatchingLabels{LabelFunction: lambdav1alpha1.FunctionLabelValue(key.Function), LabelVersion: VersionLabel(key.Version)}); err != nil {
+		client.MatchingLabels{LabelFunction: contract.FunctionLabelValue(key.Function), LabelVersion: VersionLabel(key.Version)}); err != nil {
 		return nil, err
 	}
 	for i := range list.Items {

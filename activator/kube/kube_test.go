@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klambda/klambda/api/contract"
+
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -513,7 +515,7 @@ func TestFeederResizesReadyEnvironmentsToTheirShare(t *testing.T) {
 			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("160Mi")}}
 		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations, OwnerReferences: []metav1.OwnerReference{rs},
 			Labels: map[string]string{kube.LabelFunction: "r", kube.LabelVersion: kube.LatestLabel}},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: lambdav1alpha1.FunctionContainerName, Image: "x", Resources: res}}}}
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: contract.FunctionContainerName, Image: "x", Resources: res}}}}
 		if err := k.Create(ctx, p); err != nil {
 			t.Fatal(err)
 		}
@@ -527,7 +529,7 @@ func TestFeederResizesReadyEnvironmentsToTheirShare(t *testing.T) {
 		q := p.Spec.Containers[0].Resources.Limits[corev1.ResourceCPU]
 		return q.String()
 	}
-	boosted := mkPod("r-boosted", map[string]string{lambdav1alpha1.AnnotationCPULimit: "72m"})
+	boosted := mkPod("r-boosted", map[string]string{contract.AnnotationCPULimit: "72m"})
 	plain := mkPod("r-plain", nil)
 	time.Sleep(200 * time.Millisecond)
 	if calls.Load() != 0 || cpuLimit("r-boosted") != "1" {

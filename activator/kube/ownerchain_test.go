@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klambda/klambda/api/contract"
+
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -13,7 +15,6 @@ import (
 	"github.com/klambda/klambda/activator/dispatch"
 	"github.com/klambda/klambda/activator/kube"
 	"github.com/klambda/klambda/activator/router"
-	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
 func environmentsOf(d *dispatch.Dispatcher, key router.Key) []string {
@@ -100,7 +101,7 @@ func TestFeederFindsPodsOfLongFunctionName(t *testing.T) {
 	disp := feeder(t, ctx)
 	name := strings.Repeat("l", 64)
 	fn := mkFunction(t, ns, name)
-	lv := lambdav1alpha1.FunctionLabelValue(name)
+	lv := contract.FunctionLabelValue(name)
 	if len(lv) > 63 || lv == name {
 		t.Fatalf("label value %q", lv)
 	}
