@@ -10,7 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/klambda/klambda/eventsources/invoke"
+	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/eventsources/invokeclient"
 )
 
 // Issue 15, finding 8: the pollers reach an activator that serves TLS, trusting the CA
@@ -24,7 +25,7 @@ func TestPollersInvokeOverTLSWithProjectedToken(t *testing.T) {
 			http.NotFound(w, r)
 			return
 		}
-		w.Header().Set("X-Amz-Executed-Version", "$LATEST")
+		w.Header().Set(contract.HeaderExecutedVersion, contract.Latest)
 		_, _ = w.Write([]byte(`"ok"`))
 	}))
 	defer srv.Close()
@@ -41,10 +42,10 @@ func TestPollersInvokeOverTLSWithProjectedToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens := invoke.NewFileToken(tokenPath)
-	inv := &invoke.LambdaInvoker{ActivatorURL: srv.URL, Tokens: tokens, TLS: tc}
+	tokens := invokeclient.NewFileToken(tokenPath)
+	inv := &invokeclient.LambdaInvoker{ActivatorURL: srv.URL, Tokens: tokens, TLS: tc}
 	ctx := context.Background()
-	resp, err := inv.Invoke(ctx, invoke.Request{Namespace: "team-a", FunctionName: "f", Payload: []byte(`{}`)})
+	resp, err := inv.Invoke(ctx, invokeclient.Request{Namespace: "team-a", FunctionName: "f", Payload: []byte(`{}`)})
 	if err != nil || string(resp.Payload) != `"ok"` {
 		t.Fatalf("invoke over TLS: %+v %v", resp, err)
 	}
@@ -55,7 +56,7 @@ func TestPollersInvokeOverTLSWithProjectedToken(t *testing.T) {
 	if err := os.Rename(tokenPath+".new", tokenPath); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := inv.Invoke(ctx, invoke.Request{Namespace: "team-a", FunctionName: "f", Payload: []byte(`{}`)}); err != nil {
+	if _, err := inv.Invoke(ctx, invokeclient.Request{Namespace: "team-a", FunctionName: "f", Payload: []byte(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
 	if len(gotAuth) != 2 || gotAuth[0] != "Bearer projected-1" || gotAuth[1] != "Bearer projected-2-longer" {
@@ -63,8 +64,8 @@ func TestPollersInvokeOverTLSWithProjectedToken(t *testing.T) {
 	}
 
 	// Without the CA the activator's certificate is not trusted.
-	plain := &invoke.LambdaInvoker{ActivatorURL: srv.URL, Tokens: tokens}
-	if _, err := plain.Invoke(ctx, invoke.Request{Namespace: "team-a", FunctionName: "f", Payload: []byte(`{}`)}); err == nil {
+	plain := &invokeclient.LambdaInvoker{ActivatorURL: srv.URL, Tokens: tokens}
+	if _, err := plain.Invoke(ctx, invokeclient.Request{Namespace: "team-a", FunctionName: "f", Payload: []byte(`{}`)}); err == nil {
 		t.Fatal("an untrusted certificate was accepted")
 	}
 	if _, err := activatorTLSConfig(tokenPath, ""); err == nil {

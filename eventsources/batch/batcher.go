@@ -10,10 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
-)
 
-// MaxPayloadBytes is Lambda's synchronous invocation payload limit, 6 MB.
-const MaxPayloadBytes = 6 * 1024 * 1024
+	"github.com/klambda/klambda/api/contract"
+)
 
 // Clock tells the time; tests inject a fake one.
 type Clock interface {
@@ -56,7 +55,7 @@ type BatcherConfig struct {
 	// Window is MaximumBatchingWindowInSeconds: how long to gather records after the first
 	// one arrives. 0 invokes as soon as records are available (whatever one poll returned).
 	Window time.Duration
-	// MaxPayloadBytes caps the invocation payload; 0 means MaxPayloadBytes (6 MB).
+	// MaxPayloadBytes caps the invocation payload; 0 means contract.MaxSyncPayload (6 MB).
 	MaxPayloadBytes int
 	// EnvelopeBytes is the size of the event around its records (e.g. {"Records":[]}).
 	EnvelopeBytes int
@@ -128,7 +127,7 @@ func NewBatcher(cfg BatcherConfig, clock Clock) (*Batcher, error) {
 		return nil, errors.New("batching window must not be negative")
 	}
 	if cfg.MaxPayloadBytes == 0 {
-		cfg.MaxPayloadBytes = MaxPayloadBytes
+		cfg.MaxPayloadBytes = contract.MaxSyncPayload
 	}
 	if cfg.EnvelopeBytes < 0 || cfg.EnvelopeBytes >= cfg.MaxPayloadBytes {
 		return nil, errors.New("envelope must be smaller than the payload limit")

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/klambda/klambda/api/contract"
 )
 
 // fakeClock is a settable clock.
@@ -38,7 +40,7 @@ func TestNewBatcherValidates(t *testing.T) {
 	for _, cfg := range []BatcherConfig{
 		{BatchSize: 0},
 		{BatchSize: 1, Window: -time.Second},
-		{BatchSize: 1, EnvelopeBytes: MaxPayloadBytes},
+		{BatchSize: 1, EnvelopeBytes: contract.MaxSyncPayload},
 		{BatchSize: 1, MaxPayloadBytes: 10, EnvelopeBytes: -1},
 	} {
 		if _, err := NewBatcher(cfg, nil); err == nil {
@@ -143,7 +145,7 @@ func TestBatcherPayloadLimit(t *testing.T) {
 		t.Fatalf("an exact fit was cut: %v", batchIDs(got))
 	}
 	add("c", 1) // one byte over: a and b go, c starts the next batch
-	if want := [][]string{{"a", "b"}}; !reflect.DeepEqual(batchIDs(got), want) || got[0].Reason != PayloadFull || got[0].PayloadBytes != MaxPayloadBytes {
+	if want := [][]string{{"a", "b"}}; !reflect.DeepEqual(batchIDs(got), want) || got[0].Reason != PayloadFull || got[0].PayloadBytes != contract.MaxSyncPayload {
 		t.Fatalf("batches %v (%v, %d bytes)", batchIDs(got), got[0].Reason, got[0].PayloadBytes)
 	}
 	rest, _ := b.Flush()

@@ -15,7 +15,7 @@ import (
 	"github.com/klambda/klambda/eventsources/batch"
 	"github.com/klambda/klambda/eventsources/destination"
 	"github.com/klambda/klambda/eventsources/filter"
-	"github.com/klambda/klambda/eventsources/invoke"
+	"github.com/klambda/klambda/eventsources/invokeclient"
 	"github.com/klambda/klambda/eventsources/kafka"
 	"github.com/klambda/klambda/eventsources/nats"
 	"github.com/klambda/klambda/eventsources/poller"
@@ -35,7 +35,7 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 type Builder struct {
 	// Reader reads Secrets and Functions.
 	Reader  client.Reader
-	Invoker invoke.Invoker
+	Invoker invokeclient.Invoker
 	// Region and Account form ARNs (default us-east-1, 000000000000).
 	Region, Account string
 	// DefaultNATSServers for NATS destinations without servers (the activator's NATS).

@@ -25,7 +25,7 @@ import (
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/eventsources/controller"
-	"github.com/klambda/klambda/eventsources/invoke/invoketest"
+	"github.com/klambda/klambda/eventsources/invokeclient/invoketest"
 	"github.com/klambda/klambda/test/apiserver"
 )
 

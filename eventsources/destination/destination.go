@@ -29,7 +29,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/klambda/klambda/eventsources/invoke"
+	"github.com/klambda/klambda/eventsources/invokeclient"
 	"github.com/klambda/klambda/internal/netguard"
 )
 
@@ -191,14 +191,14 @@ func (s *SQS) Close() {
 
 // Function invokes a function asynchronously (InvocationType Event) with the record.
 type Function struct {
-	Invoker   invoke.Invoker
+	Invoker   invokeclient.Invoker
 	Namespace string
 	Name      string // name or name:qualifier
 }
 
 // Send invokes.
 func (f *Function) Send(ctx context.Context, record []byte) error {
-	resp, err := f.Invoker.Invoke(ctx, invoke.Request{Namespace: f.Namespace, FunctionName: f.Name, Payload: record, Async: true})
+	resp, err := f.Invoker.Invoke(ctx, invokeclient.Request{Namespace: f.Namespace, FunctionName: f.Name, Payload: record, Async: true})
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/klambda/klambda/eventsources/destination"
-	"github.com/klambda/klambda/eventsources/invoke/invoketest"
+	"github.com/klambda/klambda/eventsources/invokeclient/invoketest"
 	"github.com/klambda/klambda/eventsources/sqs"
 	"github.com/klambda/klambda/eventsources/sqs/sqstest"
 )

@@ -11,7 +11,7 @@ import (
 
 	"github.com/klambda/klambda/eventsources/access"
 	"github.com/klambda/klambda/eventsources/batch"
-	"github.com/klambda/klambda/eventsources/invoke/invoketest"
+	"github.com/klambda/klambda/eventsources/invokeclient/invoketest"
 	"github.com/klambda/klambda/eventsources/kafka"
 	"github.com/klambda/klambda/eventsources/poller"
 )

@@ -17,7 +17,7 @@ import (
 	"github.com/klambda/klambda/eventsources/destination"
 	"github.com/klambda/klambda/eventsources/events"
 	"github.com/klambda/klambda/eventsources/filter"
-	"github.com/klambda/klambda/eventsources/invoke/invoketest"
+	"github.com/klambda/klambda/eventsources/invokeclient/invoketest"
 	"github.com/klambda/klambda/eventsources/kafka"
 	"github.com/klambda/klambda/eventsources/poller"
 	"github.com/klambda/klambda/eventsources/poller/pollertest"

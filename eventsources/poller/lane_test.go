@@ -9,13 +9,13 @@ import (
 	"github.com/go-logr/logr/testr"
 
 	"github.com/klambda/klambda/eventsources/batch"
-	"github.com/klambda/klambda/eventsources/invoke"
+	"github.com/klambda/klambda/eventsources/invokeclient"
 )
 
 // funcInvoker is an Invoker made of a function.
-type funcInvoker func(ctx context.Context, req invoke.Request) (invoke.Response, error)
+type funcInvoker func(ctx context.Context, req invokeclient.Request) (invokeclient.Response, error)
 
-func (f funcInvoker) Invoke(ctx context.Context, req invoke.Request) (invoke.Response, error) {
+func (f funcInvoker) Invoke(ctx context.Context, req invokeclient.Request) (invokeclient.Response, error) {
 	return f(ctx, req)
 }
 
@@ -25,9 +25,9 @@ func (f funcInvoker) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 func TestAnAnsweredBatchIsSettledWhenThePollerStopsMeanwhile(t *testing.T) {
 	src := &memSource{pending: []Message{msg(0, 10), msg(1, 10)}}
 	ctx, cancel := context.WithCancel(context.Background())
-	inv := funcInvoker(func(context.Context, invoke.Request) (invoke.Response, error) {
+	inv := funcInvoker(func(context.Context, invokeclient.Request) (invokeclient.Response, error) {
 		cancel() // the mapping is disabled while the function answers
-		return invoke.Response{StatusCode: 200, Payload: []byte(`null`)}, nil
+		return invokeclient.Response{StatusCode: 200, Payload: []byte(`null`)}, nil
 	})
 	p := New(Config{Namespace: "ns", Name: "stop", Function: "fn", BatchSize: 10, Policy: batch.DefaultStreamPolicy()}, src, inv, testr.New(t))
 	_ = p.Run(ctx)
@@ -43,7 +43,7 @@ func TestPollsQueuedBehindABusyLaneShareTheNextBatch(t *testing.T) {
 	release := make(chan struct{})
 	var mu sync.Mutex
 	var batches [][]string
-	inv := funcInvoker(func(_ context.Context, req invoke.Request) (invoke.Response, error) {
+	inv := funcInvoker(func(_ context.Context, req invokeclient.Request) (invokeclient.Response, error) {
 		var ids []string
 		_ = json.Unmarshal(req.Payload, &ids)
 		mu.Lock()
@@ -53,7 +53,7 @@ func TestPollsQueuedBehindABusyLaneShareTheNextBatch(t *testing.T) {
 		if first {
 			<-release
 		}
-		return invoke.Response{StatusCode: 200, Payload: []byte(`null`)}, nil
+		return invokeclient.Response{StatusCode: 200, Payload: []byte(`null`)}, nil
 	})
 	p := New(Config{Namespace: "ns", Name: "coalesce", Function: "fn", BatchSize: 10, Policy: batch.DefaultStreamPolicy()}, src, inv, testr.New(t))
 	ctx, cancel := context.WithCancel(context.Background())

@@ -12,12 +12,12 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/google/uuid"
 
+	"github.com/klambda/klambda/api/contract"
 	"github.com/klambda/klambda/eventsources/batch"
 	"github.com/klambda/klambda/eventsources/events"
 	"github.com/klambda/klambda/eventsources/filter"
-	"github.com/klambda/klambda/eventsources/invoke"
+	"github.com/klambda/klambda/eventsources/invokeclient"
 )
 
 // Lambda's LastProcessingResult values.
@@ -54,7 +54,7 @@ type Config struct {
 type Poller struct {
 	cfg     Config
 	src     Source
-	invoker invoke.Invoker
+	invoker invokeclient.Invoker
 	log     logr.Logger
 	track   *tracker
 
@@ -65,7 +65,7 @@ type Poller struct {
 }
 
 // New builds a poller; it does nothing until Run.
-func New(cfg Config, src Source, inv invoke.Invoker, log logr.Logger) *Poller {
+func New(cfg Config, src Source, inv invokeclient.Invoker, log logr.Logger) *Poller {
 	if cfg.Lanes < 1 {
 		cfg.Lanes = 1
 	}
@@ -137,43 +137,12 @@ func (p *Poller) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		if lr, ok := p.src.(LagReporter); ok {
-			if n, ok := lr.Lag(); ok {
-				offsetLag.WithLabelValues(p.labels()...).Set(float64(n))
-			}
-		}
+		p.reportLag()
 		if len(msgs) == 0 {
 			continue
 		}
 		recordsInvoked.WithLabelValues(p.labels()...).Add(float64(len(msgs)))
-		byLane := map[string][]Message{}
-		var order []string
-		// Queues: one poll's messages go to one lane together (they are one batch when the
-		// window is 0), the next poll to the next lane.
-		p.robin = (p.robin + 1) % p.cfg.Lanes
-		var filtered []Message
-		for _, m := range msgs {
-			if p.cfg.Policy.Mode == batch.Stream {
-				p.track.Fetched(m.Record.Partition, m.Record.Offset)
-			}
-			if p.cfg.Filter != nil && p.cfg.Filter.Filters() > 0 && m.View != nil && !p.cfg.Filter.Match(m.View()) {
-				filtered = append(filtered, m)
-				continue
-			}
-			k := p.laneKey(m)
-			if _, ok := byLane[k]; !ok {
-				order = append(order, k)
-			}
-			byLane[k] = append(byLane[k], m)
-		}
-		if len(filtered) > 0 {
-			recordsFiltered.WithLabelValues(p.labels()...).Add(float64(len(filtered)))
-			recs := make([]batch.Record, len(filtered))
-			for i, m := range filtered {
-				recs[i] = m.Record
-			}
-			p.finish(ctx, recs)
-		}
+		byLane, order := p.route(ctx, msgs)
 		for _, k := range order {
 			select {
 			case laneFor(k).in <- byLane[k]:
@@ -182,6 +151,48 @@ func (p *Poller) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// reportLag sets the offset lag metric, for a source that knows its lag.
+func (p *Poller) reportLag() {
+	if lr, ok := p.src.(LagReporter); ok {
+		if n, ok := lr.Lag(); ok {
+			offsetLag.WithLabelValues(p.labels()...).Set(float64(n))
+		}
+	}
+}
+
+// route sorts one poll's messages into lanes (byLane, keys in order of first appearance);
+// the messages the filter drops are finished here, never delivered.
+func (p *Poller) route(ctx context.Context, msgs []Message) (byLane map[string][]Message, order []string) {
+	byLane = map[string][]Message{}
+	// Queues: one poll's messages go to one lane together (they are one batch when the
+	// window is 0), the next poll to the next lane.
+	p.robin = (p.robin + 1) % p.cfg.Lanes
+	var filtered []Message
+	for _, m := range msgs {
+		if p.cfg.Policy.Mode == batch.Stream {
+			p.track.Fetched(m.Record.Partition, m.Record.Offset)
+		}
+		if p.cfg.Filter != nil && p.cfg.Filter.Filters() > 0 && m.View != nil && !p.cfg.Filter.Match(m.View()) {
+			filtered = append(filtered, m)
+			continue
+		}
+		k := p.laneKey(m)
+		if _, ok := byLane[k]; !ok {
+			order = append(order, k)
+		}
+		byLane[k] = append(byLane[k], m)
+	}
+	if len(filtered) > 0 {
+		recordsFiltered.WithLabelValues(p.labels()...).Add(float64(len(filtered)))
+		recs := make([]batch.Record, len(filtered))
+		for i, m := range filtered {
+			recs[i] = m.Record
+		}
+		p.finish(ctx, recs)
+	}
+	return byLane, order
 }
 
 func (p *Poller) laneKey(m Message) string {
@@ -284,7 +295,7 @@ func (p *Poller) tooLarge(ctx context.Context, e *batch.RecordTooLargeError) {
 func (p *Poller) deliver(ctx context.Context, records []batch.Record) bool {
 	d := batch.NewDelivery(records, p.cfg.Policy, nil)
 	step := d.Start()
-	var lastResp invoke.Response
+	var lastResp invokeclient.Response
 	for {
 		for _, disc := range step.Discards {
 			p.sendDiscardWith(ctx, disc, disc.Condition, lastResp)
@@ -326,14 +337,14 @@ func (p *Poller) deliver(ctx context.Context, records []batch.Record) bool {
 }
 
 // invoke sends one batch and classifies the answer.
-func (p *Poller) invoke(ctx context.Context, records []batch.Record) (batch.Result, invoke.Response) {
+func (p *Poller) invoke(ctx context.Context, records []batch.Record) (batch.Result, invokeclient.Response) {
 	payload, err := p.src.Event(records)
 	if err != nil {
 		// Can't happen with the event types; treat as a function error so retry rules apply.
 		p.log.Error(err, "building the event")
-		return batch.FunctionError(), invoke.Response{}
+		return batch.FunctionError(), invokeclient.Response{}
 	}
-	resp, err := p.invoker.Invoke(ctx, invoke.Request{Namespace: p.cfg.Namespace, FunctionName: p.cfg.Function, Payload: payload})
+	resp, err := p.invoker.Invoke(ctx, invokeclient.Request{Namespace: p.cfg.Namespace, FunctionName: p.cfg.Function, Payload: payload})
 	var ids map[string]bool // only a batchItemFailures response needs the batch's identifiers
 	if p.cfg.Policy.ReportBatchItemFailures {
 		ids = make(map[string]bool, len(records))
@@ -341,7 +352,7 @@ func (p *Poller) invoke(ctx context.Context, records []batch.Record) (batch.Resu
 			ids[r.ID] = true
 		}
 	}
-	res := invoke.Classify(resp, err, p.cfg.Policy.ReportBatchItemFailures, func(id string) bool { return ids[id] })
+	res := invokeclient.Classify(resp, err, p.cfg.Policy.ReportBatchItemFailures, func(id string) bool { return ids[id] })
 	batches.WithLabelValues(append(p.labels(), res.Outcome.String())...).Inc()
 	if len(records) > 0 {
 		iteratorAge.WithLabelValues(p.labels()...).Set(time.Since(records[len(records)-1].Timestamp).Seconds())
@@ -388,12 +399,12 @@ func (p *Poller) settle(ctx context.Context, s Settlement) {
 }
 
 func (p *Poller) sendDiscard(ctx context.Context, d batch.Discarded, condition string) {
-	p.sendDiscardWith(ctx, d, condition, invoke.Response{})
+	p.sendDiscardWith(ctx, d, condition, invokeclient.Response{})
 }
 
 // sendDiscardWith builds the on-failure record and sends it, retrying until it is sent or
 // ctx ends: a discarded batch is never dropped silently.
-func (p *Poller) sendDiscardWith(ctx context.Context, d batch.Discarded, condition string, last invoke.Response) {
+func (p *Poller) sendDiscardWith(ctx context.Context, d batch.Discarded, condition string, last invokeclient.Response) {
 	failures.WithLabelValues(append(p.labels(), condition)...).Add(float64(len(d.Records)))
 	rec := events.OnFailureRecord{
 		RequestContext: events.OnFailureRequestContext{
@@ -406,7 +417,7 @@ func (p *Poller) sendDiscardWith(ctx context.Context, d batch.Discarded, conditi
 		Timestamp: events.FormatTimestamp(time.Now()),
 	}
 	if rec.RequestContext.RequestID == "" {
-		rec.RequestContext.RequestID = uuid.NewString()
+		rec.RequestContext.RequestID = contract.NewRequestID()
 	}
 	if d.InvokeCount > 0 {
 		rc := &events.OnFailureResponseContext{StatusCode: 200, ExecutedVersion: last.ExecutedVersion, FunctionError: last.FunctionError}
@@ -414,7 +425,7 @@ func (p *Poller) sendDiscardWith(ctx context.Context, d batch.Discarded, conditi
 			rc.StatusCode = last.StatusCode
 		}
 		if rc.ExecutedVersion == "" {
-			rc.ExecutedVersion = "$LATEST"
+			rc.ExecutedVersion = contract.Latest
 		}
 		if rc.FunctionError == "" && d.LastOutcome == batch.OutcomeFunctionError {
 			rc.FunctionError = "Unhandled"

@@ -11,9 +11,10 @@ import (
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/klambda/klambda/api/contract"
 	"github.com/klambda/klambda/eventsources/batch"
 	"github.com/klambda/klambda/eventsources/events"
-	"github.com/klambda/klambda/eventsources/invoke/invoketest"
+	"github.com/klambda/klambda/eventsources/invokeclient/invoketest"
 )
 
 // memSource is an in-memory stream: one partition "p", records fetched once, checkpoints
@@ -132,7 +133,7 @@ func TestThrottlesDoNotUseUpRetriesAndAreCounted(t *testing.T) {
 func TestARecordOverThePayloadLimitIsDiscardedAndPassed(t *testing.T) {
 	fake := invoketest.New(nil)
 	defer fake.Close()
-	src := &memSource{pending: []Message{msg(0, 10), msg(1, batch.MaxPayloadBytes), msg(2, 10)}}
+	src := &memSource{pending: []Message{msg(0, 10), msg(1, contract.MaxSyncPayload), msg(2, 10)}}
 	dest := &memDest{}
 	failed0 := testutil.ToFloat64(failures.WithLabelValues("ns", "large", "fn", events.ConditionMaximumPayloadSizeExceeded))
 	p := New(Config{Namespace: "ns", Name: "large", Function: "fn", BatchSize: 10, Policy: batch.DefaultStreamPolicy(), OnFailure: dest}, src, fake.Invoker(), testr.New(t))

@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/klambda/klambda/eventsources/batch"
-	"github.com/klambda/klambda/eventsources/invoke/invoketest"
+	"github.com/klambda/klambda/eventsources/invokeclient/invoketest"
 )
 
 // Issue 15, finding 5 (pollers): a mapping's series are labelled by its namespace, name and

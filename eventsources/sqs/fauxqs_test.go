@@ -17,7 +17,7 @@ import (
 	"github.com/klambda/klambda/eventsources/batch"
 	"github.com/klambda/klambda/eventsources/events"
 	"github.com/klambda/klambda/eventsources/filter"
-	"github.com/klambda/klambda/eventsources/invoke/invoketest"
+	"github.com/klambda/klambda/eventsources/invokeclient/invoketest"
 	"github.com/klambda/klambda/eventsources/poller"
 	"github.com/klambda/klambda/eventsources/sqs"
 	"github.com/klambda/klambda/test/brokers/fauxqs"

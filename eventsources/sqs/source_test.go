@@ -15,7 +15,7 @@ import (
 	"github.com/klambda/klambda/eventsources/batch"
 	"github.com/klambda/klambda/eventsources/events"
 	"github.com/klambda/klambda/eventsources/filter"
-	"github.com/klambda/klambda/eventsources/invoke/invoketest"
+	"github.com/klambda/klambda/eventsources/invokeclient/invoketest"
 	"github.com/klambda/klambda/eventsources/poller"
 	"github.com/klambda/klambda/eventsources/poller/pollertest"
 	"github.com/klambda/klambda/eventsources/sqs"

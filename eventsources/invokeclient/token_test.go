@@ -1,4 +1,4 @@
-package invoke_test
+package invokeclient_test
 
 import (
 	"context"
@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klambda/klambda/eventsources/invoke"
-	"github.com/klambda/klambda/eventsources/invoke/invoketest"
+	"github.com/klambda/klambda/eventsources/invokeclient"
+	"github.com/klambda/klambda/eventsources/invokeclient/invoketest"
 )
 
 // The kubelet rotates a projected token by pointing a symlink at a new file; each
@@ -33,10 +33,10 @@ func TestRotatedTokenFileIsSentAsBearer(t *testing.T) {
 
 	fake := invoketest.New(nil)
 	defer fake.Close()
-	inv := &invoke.LambdaInvoker{ActivatorURL: fake.URL, Tokens: invoke.NewFileToken(link)}
+	inv := &invokeclient.LambdaInvoker{ActivatorURL: fake.URL, Tokens: invokeclient.NewFileToken(link)}
 	call := func() {
 		t.Helper()
-		if _, err := inv.Invoke(context.Background(), invoke.Request{Namespace: "ns", FunctionName: "fn", Payload: []byte(`{}`)}); err != nil {
+		if _, err := inv.Invoke(context.Background(), invokeclient.Request{Namespace: "ns", FunctionName: "fn", Payload: []byte(`{}`)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -66,8 +66,8 @@ func TestRotatedTokenFileIsSentAsBearer(t *testing.T) {
 func TestNoTokenSendsNoAuthorization(t *testing.T) {
 	fake := invoketest.New(nil)
 	defer fake.Close()
-	inv := &invoke.LambdaInvoker{ActivatorURL: fake.URL}
-	if _, err := inv.Invoke(context.Background(), invoke.Request{FunctionName: "fn", Payload: []byte(`{}`)}); err != nil {
+	inv := &invokeclient.LambdaInvoker{ActivatorURL: fake.URL}
+	if _, err := inv.Invoke(context.Background(), invokeclient.Request{FunctionName: "fn", Payload: []byte(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
 	if a := fake.Calls()[0].Authorization; a != "" {
@@ -80,7 +80,7 @@ func TestEmptyTokenFileFailsTheInvocation(t *testing.T) {
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := invoke.NewFileToken(path).Token(); err == nil {
+	if _, err := invokeclient.NewFileToken(path).Token(); err == nil {
 		t.Fatal("an empty token file gave a token")
 	}
 }

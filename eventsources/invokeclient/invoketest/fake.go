@@ -13,7 +13,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/klambda/klambda/eventsources/invoke"
+	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/eventsources/invokeclient"
 )
 
 // Outcome is what the fake function does with one invocation.
@@ -87,20 +88,20 @@ func (s *Server) Calls() []Call {
 }
 
 // Invoker is a real LambdaInvoker pointed at the fake.
-func (s *Server) Invoker() *invoke.LambdaInvoker {
-	return &invoke.LambdaInvoker{ActivatorURL: s.URL, Tokens: invoke.StaticToken("test-token")}
+func (s *Server) Invoker() *invokeclient.LambdaInvoker {
+	return &invokeclient.LambdaInvoker{ActivatorURL: s.URL, Tokens: invokeclient.StaticToken("test-token")}
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	// /namespaces/{ns}/2015-03-31/functions/{name}/invocations
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
-	c := Call{InvocationType: r.Header.Get("X-Amz-Invocation-Type"), Token: strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), Authorization: r.Header.Get("Authorization"), Qualifier: r.URL.Query().Get("Qualifier")}
+	c := Call{InvocationType: r.Header.Get(contract.HeaderInvocationType), Token: strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), Authorization: r.Header.Get("Authorization"), Qualifier: r.URL.Query().Get("Qualifier")}
 	if len(parts) >= 2 && parts[0] == "namespaces" {
 		c.Namespace = parts[1]
 		parts = parts[2:]
 	}
 	if r.Method != http.MethodPost || len(parts) != 4 || parts[1] != "functions" || parts[3] != "invocations" {
-		w.Header().Set("X-Amzn-ErrorType", "ResourceNotFoundException")
+		w.Header().Set(contract.HeaderErrorType, "ResourceNotFoundException")
 		w.WriteHeader(http.StatusNotFound)
 		_, _ = io.WriteString(w, `{"Type":"User","message":"unknown path"}`)
 		return
@@ -124,22 +125,22 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Amz-Request-Id", uuid.NewString())
 	switch {
 	case out.Status == http.StatusTooManyRequests:
-		w.Header().Set("X-Amzn-ErrorType", "TooManyRequestsException")
+		w.Header().Set(contract.HeaderErrorType, "TooManyRequestsException")
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(out.Status)
-		_ = json.NewEncoder(w).Encode(map[string]string{"Type": "User", "message": "Rate Exceeded.", "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"})
+		_ = json.NewEncoder(w).Encode(map[string]string{"Type": "User", "message": contract.ThrottleMessage, "Reason": contract.ReasonReservedConcurrency})
 	case out.Status >= 300:
-		w.Header().Set("X-Amzn-ErrorType", "ServiceException")
+		w.Header().Set(contract.HeaderErrorType, "ServiceException")
 		w.WriteHeader(out.Status)
 		_, _ = io.WriteString(w, `{"Type":"Service","message":"fake service error"}`)
 	default:
-		if c.InvocationType == "Event" {
+		if c.InvocationType == contract.InvocationEvent {
 			w.WriteHeader(http.StatusAccepted)
 			return
 		}
-		w.Header().Set("X-Amz-Executed-Version", "$LATEST")
+		w.Header().Set(contract.HeaderExecutedVersion, contract.Latest)
 		if out.FunctionError != "" {
-			w.Header().Set("X-Amz-Function-Error", out.FunctionError)
+			w.Header().Set(contract.HeaderFunctionError, out.FunctionError)
 		}
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(out.Body)

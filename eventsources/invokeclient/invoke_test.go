@@ -1,12 +1,12 @@
-package invoke_test
+package invokeclient_test
 
 import (
 	"context"
 	"testing"
 
 	"github.com/klambda/klambda/eventsources/batch"
-	"github.com/klambda/klambda/eventsources/invoke"
-	"github.com/klambda/klambda/eventsources/invoke/invoketest"
+	"github.com/klambda/klambda/eventsources/invokeclient"
+	"github.com/klambda/klambda/eventsources/invokeclient/invoketest"
 )
 
 func TestLambdaInvokerAgainstFakeActivator(t *testing.T) {
@@ -34,8 +34,8 @@ func TestLambdaInvokerAgainstFakeActivator(t *testing.T) {
 		`"partial"`:  batch.OutcomePartialFailure,
 	}
 	for payload, want := range cases {
-		resp, err := inv.Invoke(context.Background(), invoke.Request{Namespace: "team-a", FunctionName: "fn:live", Payload: []byte(payload)})
-		got := invoke.Classify(resp, err, true, known)
+		resp, err := inv.Invoke(context.Background(), invokeclient.Request{Namespace: "team-a", FunctionName: "fn:live", Payload: []byte(payload)})
+		got := invokeclient.Classify(resp, err, true, known)
 		if got.Outcome != want {
 			t.Errorf("%s: got %v (err %v), want %v", payload, got.Outcome, err, want)
 		}
@@ -49,8 +49,8 @@ func TestLambdaInvokerAgainstFakeActivator(t *testing.T) {
 		t.Errorf("call %+v", c)
 	}
 	// Without ReportBatchItemFailures, a partial response is a success.
-	resp, err := inv.Invoke(context.Background(), invoke.Request{Namespace: "team-a", FunctionName: "fn", Payload: []byte(`"partial"`)})
-	if got := invoke.Classify(resp, err, false, known); got.Outcome != batch.OutcomeSuccess {
+	resp, err := inv.Invoke(context.Background(), invokeclient.Request{Namespace: "team-a", FunctionName: "fn", Payload: []byte(`"partial"`)})
+	if got := invokeclient.Classify(resp, err, false, known); got.Outcome != batch.OutcomeSuccess {
 		t.Errorf("partial without the flag: %v", got.Outcome)
 	}
 }

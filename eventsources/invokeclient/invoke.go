@@ -1,10 +1,10 @@
-// Package invoke is how a poller calls its function: synchronously (RequestResponse)
+// Package invokeclient is how a poller calls its function: synchronously (RequestResponse)
 // through the activator's Lambda Invoke API, with the AWS SDK's Lambda client, exactly as any
 // Lambda client would. It also turns the activator's answer into the batch package's Result:
 // 200 is a success (or a partial failure under ReportBatchItemFailures), 200 with
 // X-Amz-Function-Error a function error, 429 TooManyRequestsException a throttle, anything
 // else a system error (the batch never reached the function).
-package invoke
+package invokeclient
 
 import (
 	"context"
