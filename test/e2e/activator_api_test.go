@@ -29,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -410,7 +411,7 @@ func TestActivatorReservedConcurrencyThrottles(t *testing.T) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(payload))
 		req.Header.Set("Authorization", "Bearer "+token)
 		if invocationType != "" {
-			req.Header.Set("X-Amz-Invocation-Type", invocationType)
+			req.Header.Set(contract.HeaderInvocationType, invocationType)
 		}
 		start := time.Now()
 		resp, err := http.DefaultClient.Do(req)

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klambda/klambda/api/contract"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -67,7 +68,7 @@ func invokeAsync(ctx context.Context, t testing.TB, ns, fn string, payload []byt
 	if err != nil {
 		return asyncAnswer{}, err
 	}
-	req.Header.Set("X-Amz-Invocation-Type", "Event")
+	req.Header.Set(contract.HeaderInvocationType, contract.InvocationEvent)
 	req.Header.Set("Content-Type", "application/json")
 	if tok := asyncCallerTokenCached(t, ns); tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)

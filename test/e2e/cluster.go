@@ -32,18 +32,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
-// Labels the manager puts on a function version's Deployment and pods.
-const (
-	LabelFunction = "lambda.klambda.dev/function"
-	LabelVersion  = "lambda.klambda.dev/version"
-	// VersionLatest is the label value of $LATEST.
-	VersionLatest = "latest"
-	// ShimInvokePort is the runtime shim's invoke endpoint in every function pod.
-	ShimInvokePort = 9000
-)
+// VersionLatest is the version label value of $LATEST, which the tests name most.
+const VersionLatest = contract.LatestLabelValue
 
 // Cluster is the cluster the tests run against.
 type Cluster struct {
@@ -204,7 +198,7 @@ func (c *Cluster) WaitForFunctionActive(ctx context.Context, ns, name string, ti
 // versionSelector selects the Deployment and pods of one version of a function
 // (version "latest" for $LATEST, or a number).
 func versionSelector(name, version string) client.MatchingLabels {
-	return client.MatchingLabels{LabelFunction: name, LabelVersion: version}
+	return client.MatchingLabels{contract.LabelFunction: name, contract.LabelVersion: version}
 }
 
 // FunctionDeployment is the Deployment of one version of a function.
@@ -286,12 +280,12 @@ func podSummary(p *corev1.Pod) string {
 }
 
 // InvokeSecret is the per-function secret a pod's shim wants on its invoke endpoint: the
-// value of its KLAMBDA_INVOKE_SECRET, read from the Secret it references.
+// value of its contract.InvokeSecretEnv, read from the Secret it references.
 func (c *Cluster) InvokeSecret(ctx context.Context, pod *corev1.Pod) (string, error) {
 	containers := append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...)
 	for _, ctr := range containers {
 		for _, e := range ctr.Env {
-			if e.Name != "KLAMBDA_INVOKE_SECRET" {
+			if e.Name != contract.InvokeSecretEnv {
 				continue
 			}
 			if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
@@ -323,7 +317,7 @@ func (c *Cluster) InvokePod(ctx context.Context, pod *corev1.Pod, payload []byte
 	if err != nil {
 		return nil, err
 	}
-	url := fmt.Sprintf("http://%s:%d/2015-03-31/functions/function/invocations", pod.Status.PodIP, ShimInvokePort)
+	url := fmt.Sprintf("http://%s:%d%s", pod.Status.PodIP, contract.ShimPort, contract.InvokePath)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
 	if err != nil {
 		return nil, err
@@ -333,7 +327,7 @@ func (c *Cluster) InvokePod(ctx context.Context, pod *corev1.Pod, payload []byte
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if secret != "" {
-		req.Header.Set("X-Klambda-Invoke-Secret", secret)
+		req.Header.Set(contract.HeaderInvokeSecret, secret)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

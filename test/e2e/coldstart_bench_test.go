@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klambda/klambda/api/contract"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -196,7 +197,7 @@ func (pt *podTimeline) String() string {
 func watchPodStart(ctx context.Context, ns, name string, start time.Time) (*podTimeline, error) {
 	pt := &podTimeline{start: start, seen: map[string]bool{}}
 	w, err := cluster.Kube.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{
-		LabelSelector: LabelFunction + "=" + name + "," + LabelVersion + "=" + VersionLatest})
+		LabelSelector: contract.LabelFunction + "=" + name + "," + contract.LabelVersion + "=" + contract.LatestLabelValue})
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -82,7 +83,7 @@ func TestOneContainerEnvironment(t *testing.T) {
 	if len(spec.InitContainers) != 0 || len(spec.Containers) != 1 || !strings.HasSuffix(spec.Containers[0].Command[0], "/runtime-shim") {
 		t.Fatalf("pod shape: %d init containers, containers %+v", len(spec.InitContainers), spec.Containers)
 	}
-	if got := d.Spec.Template.Annotations["lambda.klambda.dev/cpu-limit"]; got != "72m" {
+	if got := d.Spec.Template.Annotations[contract.AnnotationCPULimit]; got != "72m" {
 		t.Fatalf("cpu-limit annotation %q", got)
 	}
 

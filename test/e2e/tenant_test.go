@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -81,15 +82,15 @@ func TestTenantCannotReachAnotherNamespace(t *testing.T) {
 		// invocation.
 		out := runProbePod(ctx, t, tenant, nsA, "attacker", map[string]string{
 			"activator": activator.Status.PodIP + ":8080 GET /readyz",
-			"shim":      bPod.Status.PodIP + fmt.Sprintf(":%d GET /healthz", ShimInvokePort),
-			"invoke":    bPod.Status.PodIP + fmt.Sprintf(":%d POST /2015-03-31/functions/function/invocations", ShimInvokePort),
+			"shim":      bPod.Status.PodIP + fmt.Sprintf(":%d GET %s", contract.ShimPort, contract.HealthPath),
+			"invoke":    bPod.Status.PodIP + fmt.Sprintf(":%d POST %s", contract.ShimPort, contract.InvokePath),
 		})
 		if !out["activator"] {
 			t.Fatalf("the attacker pod could not reach the activator's Invoke API (the probe itself is broken?)")
 		}
 		for _, target := range []string{"shim", "invoke"} {
 			if out[target] {
-				t.Errorf("a pod of namespace %s reached port %d of b's function pod (%s): no NetworkPolicy is enforced on it", nsA, ShimInvokePort, target)
+				t.Errorf("a pod of namespace %s reached port %d of b's function pod (%s): no NetworkPolicy is enforced on it", nsA, contract.ShimPort, target)
 			}
 		}
 		// The activator still reaches it.
@@ -333,14 +334,14 @@ type impostor struct{ ns, name string }
 
 func startImpostor(ctx context.Context, t *testing.T, tenant tenantIdentity, ns, name, function string) impostor {
 	t.Helper()
-	script := fmt.Sprintf("mkdir -p /tmp/www && echo ok >/tmp/www/readyz && echo ok >/tmp/www/healthz && exec httpd -f -vv -p %d -h /tmp/www", ShimInvokePort)
-	pod := probePod(ns, name, script, map[string]string{LabelFunction: function, LabelVersion: VersionLatest})
-	pod.Annotations = map[string]string{"lambda.klambda.dev/function-name": function, "lambda.klambda.dev/qualifier": "$LATEST"}
+	script := fmt.Sprintf("mkdir -p /tmp/www && echo ok >/tmp/www/readyz && echo ok >/tmp/www/healthz && exec httpd -f -vv -p %d -h /tmp/www", contract.ShimPort)
+	pod := probePod(ns, name, script, map[string]string{contract.LabelFunction: function, contract.LabelVersion: contract.LatestLabelValue})
+	pod.Annotations = map[string]string{contract.AnnotationFunctionName: function, contract.AnnotationQualifier: contract.Latest}
 	pod.Spec.RestartPolicy = corev1.RestartPolicyAlways
 	c := &pod.Spec.Containers[0]
-	c.Ports = []corev1.ContainerPort{{Name: "invoke", ContainerPort: ShimInvokePort}}
-	c.Env = []corev1.EnvVar{{Name: "KLAMBDA_INVOKE_SECRET", Value: "impostor"}}
-	c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromInt32(ShimInvokePort)}}, PeriodSeconds: 1}
+	c.Ports = []corev1.ContainerPort{{Name: "invoke", ContainerPort: contract.ShimPort}}
+	c.Env = []corev1.EnvVar{{Name: contract.InvokeSecretEnv, Value: "impostor"}}
+	c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: contract.ReadyPath, Port: intstr.FromInt32(contract.ShimPort)}}, PeriodSeconds: 1}
 	if err := tenant.client.Create(ctx, pod); err != nil {
 		t.Fatalf("the tenant creating the impostor %s/%s: %v", ns, name, err)
 	}
