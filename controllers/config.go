@@ -12,7 +12,7 @@ import (
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/internal/netguard"
-	"github.com/klambda/klambda/runtime-shim/codeloader"
+	"github.com/klambda/klambda/internal/codeloader"
 )
 
 // Config is the manager's configuration file (the --config flag of cmd/manager). Every

@@ -25,7 +25,7 @@ import (
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/internal/netguard"
-	"github.com/klambda/klambda/runtime-shim/codeloader"
+	"github.com/klambda/klambda/internal/codeloader"
 )
 
 // Where a pod finds things.

@@ -1,5 +1,5 @@
 // Command runtime-shim serves the Lambda Runtime, Extensions and Logs APIs and the invoke
-// endpoint for one execution environment. See runtime-shim/README.md.
+// endpoint for one execution environment. See shim/README.md.
 package main
 
 import (
@@ -14,8 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	shim "github.com/klambda/klambda/runtime-shim"
-	"github.com/klambda/klambda/runtime-shim/codeloader"
+	"github.com/klambda/klambda/shim"
+	"github.com/klambda/klambda/internal/codeloader"
 )
 
 type flags struct {

@@ -120,7 +120,7 @@ func (s *testServer) Close() {
 	_ = s.srv.Close()
 }
 
-// goIO runs the tests with httpServer alone (go test ./runtime-shim -args -goio), as the
+// goIO runs the tests with httpServer alone (go test ./shim -args -goio), as the
 // shim runs with --no-event-loop; by default the event loop serves the warm path, as in
 // the shim.
 var goIO = flag.Bool("goio", false, "serve the harness without the event loop")
