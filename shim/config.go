@@ -6,12 +6,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/klambda/klambda/api/contract"
 )
 
 // Limits Lambda applies to every environment (spec §7.2, §11).
 const (
-	// MaxRequestPayload is the largest synchronous invoke payload Lambda accepts (6 MB).
-	MaxRequestPayload = 6 * 1024 * 1024
 	// MaxResponsePayload is the largest response a runtime may post; Lambda's error
 	// message names 6291556 bytes (6 MiB + 100).
 	MaxResponsePayload = 6*1024*1024 + 100
@@ -74,15 +74,15 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	c := Config{
 		FunctionName:    get("AWS_LAMBDA_FUNCTION_NAME", "function"),
-		FunctionVersion: get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+		FunctionVersion: get("AWS_LAMBDA_FUNCTION_VERSION", contract.Latest),
 		Region:          get("AWS_REGION", get("AWS_DEFAULT_REGION", "us-east-1")),
 		Handler:         get("_HANDLER", ""),
 		AccountID:       get("KLAMBDA_ACCOUNT_ID", "000000000000"),
-		InvokeSecret:    getenv("KLAMBDA_INVOKE_SECRET"),
+		InvokeSecret:    getenv(contract.InvokeSecretEnv),
 		InitTimeout:     DefaultInitTimeout,
 	}
 	c.LogGroupName = get("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/"+c.FunctionName)
-	c.LogStreamName = get("AWS_LAMBDA_LOG_STREAM_NAME", time.Now().UTC().Format("2006/01/02")+"/["+c.FunctionVersion+"]"+strings.ReplaceAll(newRequestID(), "-", ""))
+	c.LogStreamName = get("AWS_LAMBDA_LOG_STREAM_NAME", time.Now().UTC().Format("2006/01/02")+"/["+c.FunctionVersion+"]"+strings.ReplaceAll(contract.NewRequestID(), "-", ""))
 	mem, err := strconv.Atoi(get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
 	if err != nil || mem < 1 {
 		return c, fmt.Errorf("AWS_LAMBDA_FUNCTION_MEMORY_SIZE: want a positive number of MB, got %q", getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"))

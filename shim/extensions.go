@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
+
+	"github.com/klambda/klambda/api/contract"
 )
 
 // Extension is one registered extension (Extensions API 2020-01-01).
@@ -75,7 +77,7 @@ func (e *Environment) RegisterExtension(name string, events []string) (*Extensio
 			return nil, ErrExtensionNameCollision
 		}
 	}
-	x := &Extension{ID: newRequestID(), Name: name, Events: events, busy: true, events: make(chan []byte, 2)}
+	x := &Extension{ID: contract.NewRequestID(), Name: name, Events: events, busy: true, events: make(chan []byte, 2)}
 	for _, ev := range events {
 		switch ev {
 		case "INVOKE":

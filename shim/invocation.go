@@ -2,9 +2,6 @@ package shim
 
 import (
 	"bytes"
-	"encoding/binary"
-	"encoding/hex"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -117,26 +114,4 @@ func putBuffer(b *bytes.Buffer) {
 	}
 	b.Reset()
 	bufferPool.Put(b)
-}
-
-// newRequestID returns a random UUID (version 4), Lambda's request id shape. Request ids
-// need to be unique, not secret: the runtime-seeded generator spares a getrandom call
-// per invocation.
-func newRequestID() string {
-	var b [16]byte
-	binary.LittleEndian.PutUint64(b[0:8], rand.Uint64())
-	binary.LittleEndian.PutUint64(b[8:16], rand.Uint64())
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], b[10:])
-	return string(s[:])
 }

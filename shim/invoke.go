@@ -11,36 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/klambda/klambda/api/contract"
 )
-
-// Header names of the invoke endpoint's contract (README.md, "Invoke endpoint"). The
-// X-Amz-* and X-Amzn-* names are Lambda's and the emulator's; X-Klambda-* are ours.
-const (
-	HeaderRequestID       = "X-Amzn-Requestid" // canonical form of X-Amzn-RequestId
-	HeaderTraceID         = "X-Amzn-Trace-Id"
-	HeaderClientContext   = "X-Amz-Client-Context"
-	HeaderCognitoIdentity = "X-Amz-Cognito-Identity"
-	HeaderLogType         = "X-Amz-Log-Type"
-	HeaderInvocationType  = "X-Amz-Invocation-Type"
-	HeaderLogResult       = "X-Amz-Log-Result"
-	HeaderFunctionError   = "X-Amz-Function-Error"
-	HeaderExecutedVersion = "X-Amz-Executed-Version"
-	HeaderErrorType       = "X-Amzn-Errortype"
-
-	HeaderInvokeSecret      = "X-Klambda-Invoke-Secret"
-	HeaderInvokedARN        = "X-Klambda-Invoked-Function-Arn"
-	HeaderDeadlineMs        = "X-Klambda-Deadline-Ms"
-	HeaderDuration          = "X-Klambda-Duration-Ms"
-	HeaderInitDuration      = "X-Klambda-Init-Duration-Ms"
-	HeaderEnvReset          = "X-Klambda-Environment-Reset"
-	HeaderEnvBusy           = "X-Klambda-Busy" // on /healthz: "true" while an invocation runs
-	HeaderFunctionErrorType = "X-Klambda-Function-Error-Type"
-)
-
-const invokePathPrefix = "/2015-03-31/functions/"
-
-// maxClientContext is Lambda's limit on X-Amz-Client-Context (base64 bytes).
-const maxClientContext = 3583
 
 // InvokeServer is the invoke endpoint (:9000) plus /healthz and /readyz.
 type InvokeServer struct {
@@ -86,7 +59,7 @@ func writeReply(w http.ResponseWriter, r *answer) {
 func invokeErrorReply(status int, errType, msg string) *answer {
 	b, _ := json.Marshal(map[string]string{"Type": "User", "message": msg})
 	r := &answer{status: status, body: b}
-	r.set(HeaderErrorType, errType)
+	r.set(contract.HeaderErrorType, errType)
 	r.set("Content-Type", "application/json")
 	return r
 }
@@ -102,17 +75,17 @@ type headerGetter interface{ Get(string) string }
 
 func (s *InvokeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
-	case r.URL.Path == "/healthz":
+	case r.URL.Path == contract.HealthPath:
 		// Whether an invocation is running: an activator that restarted rebuilds its view
 		// of busy environments from this (activator/README.md).
 		s.env.mu.Lock()
 		busy := s.env.busy
 		s.env.mu.Unlock()
-		w.Header()[HeaderEnvBusy] = []string{strconv.FormatBool(busy)}
+		w.Header()[contract.HeaderBusy] = []string{strconv.FormatBool(busy)}
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte("ok\n"))
 		return
-	case r.URL.Path == "/readyz":
+	case r.URL.Path == contract.ReadyPath:
 		if s.env.Ready() {
 			w.WriteHeader(http.StatusOK)
 			_, _ = w.Write([]byte("ready\n"))
@@ -121,7 +94,7 @@ func (s *InvokeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("not ready: " + s.env.Phase().String() + "\n"))
 		return
-	case strings.HasPrefix(r.URL.Path, invokePathPrefix) && strings.HasSuffix(r.URL.Path, "/invocations"):
+	case strings.HasPrefix(r.URL.Path, contract.InvokePathPrefix) && strings.HasSuffix(r.URL.Path, "/invocations"):
 		if r.Method != http.MethodPost {
 			invokeError(w, http.StatusMethodNotAllowed, "InvalidRequestContentException", "invoke with POST")
 			return
@@ -152,7 +125,7 @@ func (s *InvokeServer) invoke(w http.ResponseWriter, r *http.Request) {
 	}
 	inv := NewInvocation()
 	defer inv.Release()
-	_, over, err := readBodyInto(r, inv.Payload, MaxRequestPayload)
+	_, over, err := readBodyInto(r, inv.Payload, contract.MaxSyncPayload)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		writeReply(w, s.bodyTimedOut()) // httpServer's BodyTimeout
 		return
@@ -172,9 +145,9 @@ func (s *InvokeServer) invoke(w http.ResponseWriter, r *http.Request) {
 	writeReply(w, s.result(inv, s.env.Invoke(inv)))
 }
 
-// requestTooLarge answers a payload over MaxRequestPayload.
+// requestTooLarge answers a payload over contract.MaxSyncPayload.
 func requestTooLarge() *answer {
-	return invokeErrorReply(http.StatusRequestEntityTooLarge, "RequestTooLargeException", "Request must be smaller than "+strconv.Itoa(MaxRequestPayload)+" bytes for the InvokeFunction operation")
+	return invokeErrorReply(http.StatusRequestEntityTooLarge, "RequestTooLargeException", "Request must be smaller than "+strconv.Itoa(contract.MaxSyncPayload)+" bytes for the InvokeFunction operation")
 }
 
 // unauthorized checks the invoke secret, from the request's head alone: nil when it is
@@ -185,10 +158,10 @@ func (s *InvokeServer) unauthorized(h headerGetter) *answer {
 	if len(s.secret) == 0 {
 		return nil
 	}
-	if subtle.ConstantTimeCompare([]byte(h.Get(HeaderInvokeSecret)), s.secret) == 1 {
+	if subtle.ConstantTimeCompare([]byte(h.Get(contract.HeaderInvokeSecret)), s.secret) == 1 {
 		return nil
 	}
-	r := invokeErrorReply(http.StatusUnauthorized, "UnauthorizedException", "missing or wrong "+HeaderInvokeSecret)
+	r := invokeErrorReply(http.StatusUnauthorized, "UnauthorizedException", "missing or wrong "+contract.HeaderInvokeSecret)
 	r.set("Connection", "close")
 	return r
 }
@@ -212,9 +185,9 @@ func (s *InvokeServer) authorize(h headerGetter) *answer {
 
 // dryRun answers a dry run (nil for any other invocation type).
 func (s *InvokeServer) dryRun(h headerGetter) *answer {
-	if h.Get(HeaderInvocationType) == "DryRun" {
+	if h.Get(contract.HeaderInvocationType) == "DryRun" {
 		r := &answer{status: http.StatusNoContent}
-		r.set(HeaderExecutedVersion, s.cfg.FunctionVersion)
+		r.set(contract.HeaderExecutedVersion, s.cfg.FunctionVersion)
 		return r
 	}
 	return nil
@@ -226,35 +199,35 @@ func (s *InvokeServer) fill(inv *Invocation, h headerGetter, rawQuery string) *a
 	if p := inv.Payload.Bytes(); len(p) > 0 && !json.Valid(p) {
 		return invokeErrorReply(http.StatusBadRequest, "InvalidRequestContentException", "Could not parse request body into json: the payload is not valid JSON")
 	}
-	if cc := h.Get(HeaderClientContext); cc != "" {
+	if cc := h.Get(contract.HeaderClientContext); cc != "" {
 		raw, err := base64.StdEncoding.DecodeString(cc)
-		if err != nil || len(cc) > maxClientContext || !json.Valid(raw) {
+		if err != nil || len(cc) > contract.MaxClientContext || !json.Valid(raw) {
 			return invokeErrorReply(http.StatusBadRequest, "InvalidParameterValueException", "Client context must be a valid Base64-encoded JSON object of at most 3583 bytes.")
 		}
 		inv.ClientContext = string(raw)
 	}
-	if ci := h.Get(HeaderCognitoIdentity); ci != "" {
+	if ci := h.Get(contract.HeaderCognitoIdentity); ci != "" {
 		if !json.Valid([]byte(ci)) {
-			return invokeErrorReply(http.StatusBadRequest, "InvalidParameterValueException", HeaderCognitoIdentity+" must be a JSON object")
+			return invokeErrorReply(http.StatusBadRequest, "InvalidParameterValueException", contract.HeaderCognitoIdentity+" must be a JSON object")
 		}
 		inv.CognitoIdentity = ci
 	}
-	if id := h.Get(HeaderRequestID); id != "" {
+	if id := h.Get(contract.HeaderRequestID); id != "" {
 		if !validRequestID(id) {
 			return invokeErrorReply(http.StatusBadRequest, "InvalidParameterValueException", "request id must be 1-128 characters of [A-Za-z0-9._-]")
 		}
 		inv.ID = id
 	} else {
-		inv.ID = newRequestID()
+		inv.ID = contract.NewRequestID()
 	}
-	if d := h.Get(HeaderDeadlineMs); d != "" {
+	if d := h.Get(contract.HeaderDeadlineMs); d != "" {
 		ms, err := strconv.ParseInt(d, 10, 64)
 		if err != nil || ms <= 0 {
-			return invokeErrorReply(http.StatusBadRequest, "InvalidParameterValueException", HeaderDeadlineMs+" must be epoch milliseconds")
+			return invokeErrorReply(http.StatusBadRequest, "InvalidParameterValueException", contract.HeaderDeadlineMs+" must be epoch milliseconds")
 		}
 		inv.DeadlineHint = time.UnixMilli(ms)
 	}
-	inv.InvokedARN = h.Get(HeaderInvokedARN)
+	inv.InvokedARN = h.Get(contract.HeaderInvokedARN)
 	if inv.InvokedARN == "" {
 		inv.InvokedARN = s.cfg.defaultInvokedARN()
 		if rawQuery != "" {
@@ -264,8 +237,8 @@ func (s *InvokeServer) fill(inv *Invocation, h headerGetter, rawQuery string) *a
 			}
 		}
 	}
-	inv.TraceID = h.Get(HeaderTraceID)
-	inv.WantTail = h.Get(HeaderLogType) == "Tail"
+	inv.TraceID = h.Get(contract.HeaderTraceID)
+	inv.WantTail = h.Get(contract.HeaderLogType) == "Tail"
 	return nil
 }
 
@@ -284,22 +257,22 @@ func (s *InvokeServer) result(inv *Invocation, err error) *answer {
 		return invokeErrorReply(http.StatusBadGateway, "ResourceNotReadyException", res.Err.Error())
 	}
 	out := &answer{status: http.StatusOK, hdr: make([]headerField, 0, 10), body: res.ResultBody()}
-	out.set(HeaderRequestID, inv.ID)
-	out.set(HeaderExecutedVersion, s.cfg.FunctionVersion)
+	out.set(contract.HeaderRequestID, inv.ID)
+	out.set(contract.HeaderExecutedVersion, s.cfg.FunctionVersion)
 	out.set("Content-Type", "application/json")
-	out.set(HeaderDuration, strconv.FormatFloat(float64(res.Duration)/float64(time.Millisecond), 'f', 2, 64))
+	out.set(contract.HeaderDuration, strconv.FormatFloat(float64(res.Duration)/float64(time.Millisecond), 'f', 2, 64))
 	if res.InitDuration > 0 {
-		out.set(HeaderInitDuration, strconv.FormatFloat(float64(res.InitDuration)/float64(time.Millisecond), 'f', 2, 64))
+		out.set(contract.HeaderInitDuration, strconv.FormatFloat(float64(res.InitDuration)/float64(time.Millisecond), 'f', 2, 64))
 	}
 	if res.FunctionError != "" {
-		out.set(HeaderFunctionError, res.FunctionError)
-		out.set(HeaderFunctionErrorType, res.ErrorType)
+		out.set(contract.HeaderFunctionError, res.FunctionError)
+		out.set(contract.HeaderFunctionErrorType, res.ErrorType)
 	}
 	if res.Reset != "" {
-		out.set(HeaderEnvReset, res.Reset)
+		out.set(contract.HeaderEnvReset, res.Reset)
 	}
 	if inv.WantTail {
-		out.set(HeaderLogResult, base64.StdEncoding.EncodeToString(res.Tail))
+		out.set(contract.HeaderLogResult, base64.StdEncoding.EncodeToString(res.Tail))
 	}
 	return out
 }

@@ -12,18 +12,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/klambda/klambda/api/contract"
 )
 
 // Issue #15, finding 3: an unauthenticated client must not make the shim hold its body.
-// Before, the event loop grew a connection's buffer to the declared Content-Length (6 MB)
-// and checked the secret only once the body had all arrived, with no deadline (20
-// connections: heap 0.8 MB → 121 MB, open past the header timeout); httpServer answered
-// 401 but then read and discarded what the client trickled, without a deadline.
+// Before, httpServer answered 401 but then read and discarded what the client trickled,
+// without a deadline (and the event loop, since removed, grew a connection's buffer to the
+// declared Content-Length).
 
-var shimModes = []struct {
-	name string
-	goIO bool
-}{{"event loop", false}, {"httpServer", true}}
+var shimModes = []struct{ name string }{{"httpServer"}}
 
 // TestUnauthenticatedBodiesAreRefusedAtOnce: 20 connections that send a head with a wrong
 // or no secret, a Content-Length of 6 MB (or 100 KB), and then only part of the body, are
@@ -32,7 +30,7 @@ var shimModes = []struct {
 func TestUnauthenticatedBodiesAreRefusedAtOnce(t *testing.T) {
 	for _, mode := range shimModes {
 		t.Run(mode.name, func(t *testing.T) {
-			h := newHarnessIO(t, func(c *Config) { c.InvokeSecret = "the-secret" }, mode.goIO)
+			h := newHarness(t, func(c *Config) { c.InvokeSecret = "the-secret" })
 			addr := strings.TrimPrefix(h.invoke.URL, "http://")
 			const n = 20
 			var before, during runtime.MemStats
@@ -48,9 +46,9 @@ func TestUnauthenticatedBodiesAreRefusedAtOnce(t *testing.T) {
 				conns[i] = c
 				secret := ""
 				if i%2 == 0 {
-					secret = HeaderInvokeSecret + ": wrong\r\n"
+					secret = contract.HeaderInvokeSecret + ": wrong\r\n"
 				}
-				size := MaxRequestPayload
+				size := contract.MaxSyncPayload
 				if i%4 >= 2 {
 					size = 100 << 10
 				}
@@ -72,7 +70,7 @@ func TestUnauthenticatedBodiesAreRefusedAtOnce(t *testing.T) {
 				}
 				body, _ := io.ReadAll(resp.Body)
 				_ = resp.Body.Close()
-				if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get(HeaderErrorType) != "UnauthorizedException" || !strings.Contains(string(body), HeaderInvokeSecret) {
+				if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get(contract.HeaderErrorType) != "UnauthorizedException" || !strings.Contains(string(body), contract.HeaderInvokeSecret) {
 					t.Fatalf("connection %d: %d %v %s", i, resp.StatusCode, resp.Header, body)
 				}
 				if !resp.Close {
@@ -93,16 +91,16 @@ func TestUnauthenticatedBodiesAreRefusedAtOnce(t *testing.T) {
 func TestTricklingBodyIsCut(t *testing.T) {
 	for _, mode := range shimModes {
 		t.Run(mode.name, func(t *testing.T) {
-			h := newHarnessIO(t, func(c *Config) {
+			h := newHarness(t, func(c *Config) {
 				c.InvokeSecret = "the-secret"
 				c.BodyTimeout = 300 * time.Millisecond
-			}, mode.goIO)
+			})
 			c, err := net.Dial("tcp", strings.TrimPrefix(h.invoke.URL, "http://"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			fmt.Fprintf(c, "POST /2015-03-31/functions/function/invocations HTTP/1.1\r\nHost: x\r\n%s: the-secret\r\nContent-Length: 100000\r\n\r\n{", HeaderInvokeSecret)
+			fmt.Fprintf(c, "POST /2015-03-31/functions/function/invocations HTTP/1.1\r\nHost: x\r\n%s: the-secret\r\nContent-Length: 100000\r\n\r\n{", contract.HeaderInvokeSecret)
 			stop := make(chan struct{})
 			defer close(stop)
 			go func() { // a byte every 50 ms: 100 KB would take 80 minutes
@@ -126,7 +124,7 @@ func TestTricklingBodyIsCut(t *testing.T) {
 			}
 			body, _ := io.ReadAll(resp.Body)
 			_ = resp.Body.Close()
-			if resp.StatusCode != http.StatusRequestTimeout || resp.Header.Get(HeaderErrorType) != "RequestTimeoutException" || !resp.Close {
+			if resp.StatusCode != http.StatusRequestTimeout || resp.Header.Get(contract.HeaderErrorType) != "RequestTimeoutException" || !resp.Close {
 				t.Fatalf("%d %v %s", resp.StatusCode, resp.Header, body)
 			}
 			if _, err := io.Copy(io.Discard, br); errors.Is(err, os.ErrDeadlineExceeded) {
@@ -137,7 +135,7 @@ func TestTricklingBodyIsCut(t *testing.T) {
 			}
 			// The shim serves the next caller as before.
 			echoRuntime(h)
-			r := h.callInvoke(map[string]string{HeaderInvokeSecret: "the-secret"}, `{"a":1}`)
+			r := h.callInvoke(map[string]string{contract.HeaderInvokeSecret: "the-secret"}, `{"a":1}`)
 			expect(t, "next invoke", r.status, http.StatusOK)
 		})
 	}
@@ -149,7 +147,7 @@ func TestTricklingBodyIsCut(t *testing.T) {
 func TestInvokeHeadIsBounded(t *testing.T) {
 	for _, mode := range shimModes {
 		t.Run(mode.name, func(t *testing.T) {
-			h := newHarnessIO(t, func(c *Config) { c.InvokeSecret = "the-secret" }, mode.goIO)
+			h := newHarness(t, func(c *Config) { c.InvokeSecret = "the-secret" })
 			addr := strings.TrimPrefix(h.invoke.URL, "http://")
 			const n = 20
 			var before, during runtime.MemStats

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+
+	"github.com/klambda/klambda/api/contract"
 )
 
 // apiRoute is one endpoint of the Runtime, Extensions and Logs APIs.
@@ -432,7 +434,7 @@ func (a *RuntimeAPI) extensionNext(w http.ResponseWriter, r *http.Request) {
 		writeStateMachineError(w, err)
 		return
 	}
-	w.Header().Set("Lambda-Extension-Event-Identifier", newRequestID())
+	w.Header().Set("Lambda-Extension-Event-Identifier", contract.NewRequestID())
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(ev)

@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/klambda/klambda/api/contract"
 )
 
 // Mode is how the shim finds the runtime.
@@ -33,9 +35,6 @@ type Options struct {
 	// RuntimeMarker: sidecar mode, see SidecarSupervisor.Marker.
 	RuntimeMarker string
 	Stdout        io.Writer // the shim's log, default os.Stdout
-	// NoEventLoop serves everything with httpServer (Go's network poller, a goroutine
-	// per connection) instead of the event loop for the warm path (see eventLoop).
-	NoEventLoop bool
 }
 
 // Shim is a running runtime shim: one environment, its Runtime API and invoke endpoint.
@@ -49,7 +48,6 @@ type Shim struct {
 	rapiSrv   *httpServer
 	quit      chan struct{}
 	sidecar   *SidecarSupervisor
-	loop      *eventLoop // nil with NoEventLoop
 }
 
 // New listens on both addresses and prepares the environment; Start begins it.
@@ -105,13 +103,6 @@ func New(opts Options) (*Shim, error) {
 	api, invoke := NewRuntimeAPI(s.Env, s.quit), NewInvokeServer(s.Env)
 	s.rapiSrv = &httpServer{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	s.invokeSrv = &httpServer{Handler: invoke, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: cfg.bodyTimeout(), MaxHeaderBytes: invokeMaxHeaderBytes}
-	if !opts.NoEventLoop {
-		if s.loop, err = newEventLoop(invoke, api, s.invokeLn, s.rapiLn, s.invokeSrv, s.rapiSrv); err != nil {
-			s.rapiLn.Close()
-			s.invokeLn.Close()
-			return nil, err
-		}
-	}
 	return s, nil
 }
 
@@ -134,7 +125,7 @@ func childEnv(base []string, cfg *Config, runtimeAPI string) []string {
 	out := make([]string, 0, len(base)+len(set))
 	for _, kv := range base {
 		k, _, _ := strings.Cut(kv, "=")
-		if _, ok := set[k]; ok || k == "KLAMBDA_INVOKE_SECRET" {
+		if _, ok := set[k]; ok || k == contract.InvokeSecretEnv {
 			continue
 		}
 		out = append(out, kv)
@@ -153,12 +144,8 @@ func (s *Shim) RuntimeAPIAddr() string { return s.rapiLn.Addr().String() }
 
 // Start serves both endpoints and starts the runtime (exec mode).
 func (s *Shim) Start() {
-	if s.loop != nil {
-		s.loop.start()
-	} else {
-		go func() { _ = s.rapiSrv.Serve(rawListener{s.rapiLn}) }()
-		go func() { _ = s.invokeSrv.Serve(rawListener{s.invokeLn}) }()
-	}
+	go func() { _ = s.rapiSrv.Serve(rawListener{s.rapiLn}) }()
+	go func() { _ = s.invokeSrv.Serve(rawListener{s.invokeLn}) }()
 	s.Env.Begin()
 }
 
@@ -174,9 +161,6 @@ func (s *Shim) Close() {
 	s.Env.Shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if s.loop != nil {
-		s.loop.shutdown(ctx)
-	}
 	_ = s.invokeSrv.Shutdown(ctx)
 	_ = s.rapiSrv.Shutdown(ctx)
 	if s.sidecar != nil {

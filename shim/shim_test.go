@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/klambda/klambda/api/contract"
 )
 
 // fakeSupervisor stands in for the runtime's processes: the test plays the runtime over
@@ -63,12 +64,6 @@ type harness struct {
 
 func newHarness(t *testing.T, mutate func(*Config)) *harness {
 	t.Helper()
-	return newHarnessIO(t, mutate, *goIO)
-}
-
-// newHarnessIO is newHarness, served with httpServer alone when goIO.
-func newHarnessIO(t *testing.T, mutate func(*Config), goIO bool) *harness {
-	t.Helper()
 	cfg := Config{FunctionName: "echo", FunctionVersion: "3", MemorySizeMB: 128, Timeout: time.Second,
 		Region: "eu-west-1", AccountID: "123456789012", InitTimeout: DefaultInitTimeout, ShutdownGrace: 20 * time.Millisecond}
 	if mutate != nil {
@@ -77,7 +72,7 @@ func newHarnessIO(t *testing.T, mutate func(*Config), goIO bool) *harness {
 	h := &harness{t: t, sup: &fakeSupervisor{starts: make(chan uint64, 16)}, out: &syncBuffer{}, quit: make(chan struct{})}
 	logs := NewLogSink(h.out)
 	h.env = NewEnvironment(&cfg, logs, h.sup)
-	h.rapi, h.invoke = newServersIO(t, h.env, h.quit, goIO)
+	h.rapi, h.invoke = newServers(t, h.env, h.quit)
 	h.env.Begin()
 	h.waitStart(1)
 	t.Cleanup(func() {
@@ -91,9 +86,8 @@ func newHarnessIO(t *testing.T, mutate func(*Config), goIO bool) *harness {
 
 // testServer is the shim's HTTP server (httpServer over rawListener) on a loopback port.
 type testServer struct {
-	URL  string
-	srv  *httpServer
-	stop func() // the event loop's shutdown, if there is one
+	URL string
+	srv *httpServer
 }
 
 // newRawServer serves h as the shim does: httpServer over rawListener.
@@ -114,54 +108,14 @@ func newRawServerBody(h http.Handler, bodyTimeout time.Duration) *testServer {
 }
 
 func (s *testServer) Close() {
-	if s.stop != nil {
-		s.stop()
-	}
 	_ = s.srv.Close()
 }
 
-// goIO runs the tests with httpServer alone (go test ./shim -args -goio), as the
-// shim runs with --no-event-loop; by default the event loop serves the warm path, as in
-// the shim.
-var goIO = flag.Bool("goio", false, "serve the harness without the event loop")
-
 // newServers serves env's Runtime API and invoke endpoint on loopback ports as the shim
-// does: through the event loop (its connections handed over to httpServers), or with
-// -goio through httpServer alone.
+// does: httpServer over rawListener.
 func newServers(t *testing.T, env *Environment, quit chan struct{}) (rapi, invoke *testServer) {
-	return newServersIO(t, env, quit, *goIO)
-}
-
-func newServersIO(t *testing.T, env *Environment, quit chan struct{}, goIO bool) (rapi, invoke *testServer) {
 	api, inv := NewRuntimeAPI(env, quit), NewInvokeServer(env)
-	if goIO {
-		return newRawServer(api), newRawServerBody(inv, env.cfg.bodyTimeout())
-	}
-	rapi = &testServer{srv: &httpServer{Handler: api, ReadHeaderTimeout: 10 * time.Second}}
-	invoke = &testServer{srv: &httpServer{Handler: inv, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: env.cfg.bodyTimeout(), MaxHeaderBytes: invokeMaxHeaderBytes}}
-	var lns [2]net.Listener
-	for i, s := range []*testServer{rapi, invoke} {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.URL = "http://" + ln.Addr().String()
-		lns[i] = ln
-	}
-	l, err := newEventLoop(inv, api, lns[1], lns[0], invoke.srv, rapi.srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.start()
-	stop := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		l.shutdown(ctx)
-	}
-	var once sync.Once
-	rapi.stop = func() { once.Do(stop) }
-	invoke.stop = rapi.stop
-	return rapi, invoke
+	return newRawServer(api), newRawServerBody(inv, env.cfg.bodyTimeout())
 }
 
 func (h *harness) waitStart(gen uint64) {
@@ -352,7 +306,7 @@ func TestInvokeEndpointRejections(t *testing.T) {
 	r = h.callInvoke(sec, `{not json`)
 	expect(t, "bad json", r.status, 400)
 	expect(t, "bad json type", r.header.Get("X-Amzn-ErrorType"), "InvalidRequestContentException")
-	big := `"` + strings.Repeat("x", MaxRequestPayload-1) + `"`
+	big := `"` + strings.Repeat("x", contract.MaxSyncPayload-1) + `"`
 	r = h.callInvoke(sec, big)
 	expect(t, "too large", r.status, 413)
 	expect(t, "too large body", r.body, `{"Type":"User","message":"Request must be smaller than 6291456 bytes for the InvokeFunction operation"}`)
