@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/shim/internal/transport"
 )
 
 // InvokeServer is the invoke endpoint (:9000) plus /healthz and /readyz.
@@ -46,7 +47,7 @@ func writeReply(w http.ResponseWriter, r *answer) {
 	for _, f := range r.hdr {
 		h[f.k] = []string{f.v}
 	}
-	if r.body != nil || bodyAllowedForStatus(r.status) {
+	if r.body != nil || transport.BodyAllowedForStatus(r.status) {
 		h["Content-Length"] = []string{strconv.Itoa(len(r.body))}
 	}
 	w.WriteHeader(r.status)
@@ -127,7 +128,7 @@ func (s *InvokeServer) invoke(w http.ResponseWriter, r *http.Request) {
 	defer inv.Release()
 	_, over, err := readBodyInto(r, inv.Payload, contract.MaxSyncPayload)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		writeReply(w, s.bodyTimedOut()) // httpServer's BodyTimeout
+		writeReply(w, s.bodyTimedOut()) // transport.Server's BodyTimeout
 		return
 	}
 	if err != nil {
@@ -276,3 +277,8 @@ func (s *InvokeServer) result(inv *Invocation, err error) *answer {
 	}
 	return out
 }
+
+// invokeMaxHeaderBytes bounds the head of a request to the invoke endpoint: what an
+// unauthenticated client can make the shim hold (the activator's heads are a few KB; a
+// client context is at most 3583 bytes).
+const invokeMaxHeaderBytes = 64 << 10

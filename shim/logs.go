@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/klambda/klambda/shim/internal/transport"
 )
 
 // LogSink is where every log line of the environment goes: the shim's stdout (the pod's
@@ -38,7 +40,7 @@ type LogSink struct {
 
 // NewLogSink writes to out.
 func NewLogSink(out io.Writer) *LogSink {
-	return &LogSink{out: newNowaitWriter(out), subs: newSubscriptions()}
+	return &LogSink{out: transport.NewNowaitWriter(out), subs: newSubscriptions()}
 }
 
 // SetDrain installs the output-capture drain (see Drain).

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"os"
 	"strconv"
+
+	"github.com/klambda/klambda/shim/internal/transport"
 )
 
 // peakRSSKB reads VmHWM (peak resident set size, kB) from /proc/<pid>/status.
@@ -37,7 +39,7 @@ func (r *statusReader) peakKB() int64 {
 	if err != nil {
 		return 0
 	}
-	_ = rc.Control(func(fd uintptr) { n = rawPread(fd, r.buf[:]) })
+	_ = rc.Control(func(fd uintptr) { n = transport.RawPread(fd, r.buf[:]) })
 	return parseVmHWM(r.buf[:n])
 }
 

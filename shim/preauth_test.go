@@ -17,11 +17,11 @@ import (
 )
 
 // Issue #15, finding 3: an unauthenticated client must not make the shim hold its body.
-// Before, httpServer answered 401 but then read and discarded what the client trickled,
+// Before, transport.Server answered 401 but then read and discarded what the client trickled,
 // without a deadline (and the event loop, since removed, grew a connection's buffer to the
 // declared Content-Length).
 
-var shimModes = []struct{ name string }{{"httpServer"}}
+var shimModes = []struct{ name string }{{"transport.Server"}}
 
 // TestUnauthenticatedBodiesAreRefusedAtOnce: 20 connections that send a head with a wrong
 // or no secret, a Content-Length of 6 MB (or 100 KB), and then only part of the body, are

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/shim/internal/transport"
 )
 
 // apiRoute is one endpoint of the Runtime, Extensions and Logs APIs.
@@ -208,7 +209,7 @@ func (a *RuntimeAPI) next(w http.ResponseWriter, r *http.Request) {
 	// call on every warm invocation; Next asks whether the runtime is gone only after a
 	// long wait, and a runtime that asks again replaces its earlier call.
 	var gone func() bool
-	if pc, ok := r.Context().(peerChecker); ok {
+	if pc, ok := r.Context().(transport.PeerChecker); ok {
 		gone = pc.PeerGone
 	}
 	inv, err := a.env.Next(gone, a.quit)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/shim/internal/transport"
 )
 
 // Mode is how the shim finds the runtime.
@@ -44,8 +45,8 @@ type Shim struct {
 	Logs      *LogSink
 	invokeLn  net.Listener
 	rapiLn    net.Listener
-	invokeSrv *httpServer
-	rapiSrv   *httpServer
+	invokeSrv *transport.Server
+	rapiSrv   *transport.Server
 	quit      chan struct{}
 	sidecar   *SidecarSupervisor
 }
@@ -101,8 +102,8 @@ func New(opts Options) (*Shim, error) {
 		}
 	}
 	api, invoke := NewRuntimeAPI(s.Env, s.quit), NewInvokeServer(s.Env)
-	s.rapiSrv = &httpServer{Handler: api, ReadHeaderTimeout: 10 * time.Second}
-	s.invokeSrv = &httpServer{Handler: invoke, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: cfg.bodyTimeout(), MaxHeaderBytes: invokeMaxHeaderBytes}
+	s.rapiSrv = &transport.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	s.invokeSrv = &transport.Server{Handler: invoke, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: cfg.bodyTimeout(), MaxHeaderBytes: invokeMaxHeaderBytes}
 	return s, nil
 }
 
@@ -144,8 +145,8 @@ func (s *Shim) RuntimeAPIAddr() string { return s.rapiLn.Addr().String() }
 
 // Start serves both endpoints and starts the runtime (exec mode).
 func (s *Shim) Start() {
-	go func() { _ = s.rapiSrv.Serve(rawListener{s.rapiLn}) }()
-	go func() { _ = s.invokeSrv.Serve(rawListener{s.invokeLn}) }()
+	go func() { _ = s.rapiSrv.Serve(transport.Listener{Listener: s.rapiLn}) }()
+	go func() { _ = s.invokeSrv.Serve(transport.Listener{Listener: s.invokeLn}) }()
 	s.Env.Begin()
 }
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/shim/internal/transport"
 )
 
 // fakeSupervisor stands in for the runtime's processes: the test plays the runtime over
@@ -84,13 +85,13 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 	return h
 }
 
-// testServer is the shim's HTTP server (httpServer over rawListener) on a loopback port.
+// testServer is the shim's HTTP server (transport.Server over transport.Listener) on a loopback port.
 type testServer struct {
 	URL string
-	srv *httpServer
+	srv *transport.Server
 }
 
-// newRawServer serves h as the shim does: httpServer over rawListener.
+// newRawServer serves h as the shim does: transport.Server over transport.Listener.
 func newRawServer(h http.Handler) *testServer { return newRawServerBody(h, 0) }
 
 // newRawServerBody is newRawServer with a BodyTimeout (the invoke endpoint's).
@@ -99,11 +100,11 @@ func newRawServerBody(h http.Handler, bodyTimeout time.Duration) *testServer {
 	if err != nil {
 		panic(err)
 	}
-	s := &testServer{URL: "http://" + ln.Addr().String(), srv: &httpServer{Handler: h, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: bodyTimeout}}
+	s := &testServer{URL: "http://" + ln.Addr().String(), srv: &transport.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: bodyTimeout}}
 	if bodyTimeout > 0 { // the invoke endpoint's
 		s.srv.MaxHeaderBytes = invokeMaxHeaderBytes
 	}
-	go func() { _ = s.srv.Serve(rawListener{ln}) }()
+	go func() { _ = s.srv.Serve(transport.Listener{Listener: ln}) }()
 	return s
 }
 
@@ -112,7 +113,7 @@ func (s *testServer) Close() {
 }
 
 // newServers serves env's Runtime API and invoke endpoint on loopback ports as the shim
-// does: httpServer over rawListener.
+// does: transport.Server over transport.Listener.
 func newServers(t *testing.T, env *Environment, quit chan struct{}) (rapi, invoke *testServer) {
 	api, inv := NewRuntimeAPI(env, quit), NewInvokeServer(env)
 	return newRawServer(api), newRawServerBody(inv, env.cfg.bodyTimeout())

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/klambda/klambda/shim/internal/transport"
 )
 
 // ExecSupervisor runs the runtime as a child process (runtime-shim exec), like the
@@ -193,7 +195,7 @@ func (s *ExecSupervisor) Start(gen uint64) error {
 
 func (s *ExecSupervisor) copyOutput(r *os.File) {
 	defer r.Close()
-	br := bufio.NewReaderSize(newRawFileReader(r), 64*1024)
+	br := bufio.NewReaderSize(transport.NewRawFileReader(r), 64*1024)
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
@@ -229,7 +231,7 @@ func (s *ExecSupervisor) drain() {
 	deadline := time.Now().Add(20 * time.Millisecond)
 	for {
 		n := 0
-		_ = rc.Control(func(fd uintptr) { n = rawInq(fd) })
+		_ = rc.Control(func(fd uintptr) { n = transport.RawInq(fd) })
 		if (n == 0 && s.reading.Load() == 0) || time.Now().After(deadline) {
 			return
 		}

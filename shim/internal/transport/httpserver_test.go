@@ -1,4 +1,4 @@
-package shim
+package transport
 
 import (
 	"bufio"
@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-// diffHandler is one handler served by both net/http's server and httpServer in the
+// diffHandler is one handler served by both net/http's server and Server in the
 // differential tests: the request path picks what it does, and the answer describes the
 // request as the handler saw it.
 func diffHandler(w http.ResponseWriter, r *http.Request) {
@@ -151,7 +151,7 @@ func parseAnswers(stream, method string) []string {
 	}
 }
 
-// diffServers starts net/http's server and httpServer with diffHandler.
+// diffServers starts net/http's server and Server with diffHandler.
 func diffServers(t testing.TB) (std, lean string) {
 	t.Helper()
 	s := httptest.NewUnstartedServer(http.HandlerFunc(diffHandler))
@@ -163,14 +163,14 @@ func diffServers(t testing.TB) (std, lean string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &httpServer{Handler: http.HandlerFunc(diffHandler), ReadHeaderTimeout: 2 * time.Second}
-	go func() { _ = srv.Serve(rawListener{ln}) }()
+	srv := &Server{Handler: http.HandlerFunc(diffHandler), ReadHeaderTimeout: 2 * time.Second}
+	go func() { _ = srv.Serve(Listener{ln}) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return s.Listener.Addr().String(), ln.Addr().String()
 }
 
 // TestHTTPServerMatchesNetHTTP sends the same bytes to net/http's server and to
-// httpServer and expects the same answers.
+// Server and expects the same answers.
 func TestHTTPServerMatchesNetHTTP(t *testing.T) {
 	std, lean := diffServers(t)
 	const h = "Host: x\r\n"
@@ -270,7 +270,7 @@ func TestHTTPServerContextCanceledOnHangUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &httpServer{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/quick" {
 			keptCh <- r.Context()
 			_, _ = io.WriteString(w, "quick")
@@ -284,7 +284,7 @@ func TestHTTPServerContextCanceledOnHangUp(t *testing.T) {
 			canceled <- nil
 		}
 	})}
-	go func() { _ = srv.Serve(rawListener{ln}) }()
+	go func() { _ = srv.Serve(Listener{ln}) }()
 	defer srv.Close()
 
 	resp, err := http.Get("http://" + ln.Addr().String() + "/quick")
@@ -321,7 +321,7 @@ func TestHTTPServerShutdown(t *testing.T) {
 	}
 	release := make(chan struct{})
 	started := make(chan struct{})
-	srv := &httpServer{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			close(started)
 			<-release
@@ -329,7 +329,7 @@ func TestHTTPServerShutdown(t *testing.T) {
 		_, _ = io.WriteString(w, "done")
 	})}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(rawListener{ln}) }()
+	go func() { served <- srv.Serve(Listener{ln}) }()
 	addr := ln.Addr().String()
 	idle, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -382,7 +382,7 @@ func TestHTTPServerCloseCancelsWaitingHandlers(t *testing.T) {
 		t.Fatal(err)
 	}
 	waiting, canceled := make(chan struct{}), make(chan error, 1)
-	srv := &httpServer{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		done := r.Context().Done()
 		close(waiting)
 		select {
@@ -392,7 +392,7 @@ func TestHTTPServerCloseCancelsWaitingHandlers(t *testing.T) {
 			canceled <- nil
 		}
 	})}
-	go func() { _ = srv.Serve(rawListener{ln}) }()
+	go func() { _ = srv.Serve(Listener{ln}) }()
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package shim
+package transport
 
 import (
 	"bytes"
@@ -23,7 +23,7 @@ func rawPair(t *testing.T) (*rawConn, net.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := rawListener{ln}.Accept()
+	c, err := Listener{ln}.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,9 +127,9 @@ func TestNowaitWriterFillsAPipeAndFallsBack(t *testing.T) {
 	}
 	r, w := os.NewFile(uintptr(fds[0]), "r"), os.NewFile(uintptr(fds[1]), "w")
 	defer r.Close()
-	nw := newNowaitWriter(w)
+	nw := NewNowaitWriter(w)
 	if _, ok := nw.(*nowaitWriter); !ok {
-		t.Fatalf("newNowaitWriter(*os.File) = %T", nw)
+		t.Fatalf("NewNowaitWriter(*os.File) = %T", nw)
 	}
 	// Four times a pipe's default capacity: the RWF_NOWAIT write stops short (EAGAIN) and
 	// the rest must go through the blocking write, in order.
@@ -163,7 +163,7 @@ func TestNowaitWriterOnFilesAndOtherWriters(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	nw := newNowaitWriter(f)
+	nw := NewNowaitWriter(f)
 	for _, line := range []string{"START\n", "END\n", "REPORT\n"} {
 		if _, err := nw.Write([]byte(line)); err != nil {
 			t.Fatal(err)
@@ -174,7 +174,7 @@ func TestNowaitWriterOnFilesAndOtherWriters(t *testing.T) {
 		t.Fatalf("file holds %q", b)
 	}
 	var buf bytes.Buffer
-	if newNowaitWriter(&buf) != io.Writer(&buf) {
+	if NewNowaitWriter(&buf) != io.Writer(&buf) {
 		t.Fatal("a writer that is not a file must be used as it is")
 	}
 }

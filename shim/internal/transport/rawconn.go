@@ -1,4 +1,4 @@
-package shim
+package transport
 
 import (
 	"errors"
@@ -28,10 +28,10 @@ import (
 // and EAGAIN still parks the goroutine on the network poller (deadlines included), exactly
 // as net.Conn does.
 
-// rawListener wraps a TCP listener so that its connections are rawConns.
-type rawListener struct{ net.Listener }
+// Listener wraps a TCP listener so that its connections are rawConns.
+type Listener struct{ net.Listener }
 
-func (l rawListener) Accept() (net.Conn, error) {
+func (l Listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
@@ -104,7 +104,7 @@ func rawRead(rc syscall.RawConn, p []byte) (int, error) {
 // rawFileReader reads a pipe through rawRead (the runtime's output, exec mode).
 type rawFileReader struct{ rc syscall.RawConn }
 
-func newRawFileReader(f *os.File) io.Reader {
+func NewRawFileReader(f *os.File) io.Reader {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return f
@@ -126,7 +126,7 @@ type nowaitWriter struct {
 	disabled bool
 }
 
-func newNowaitWriter(w io.Writer) io.Writer {
+func NewNowaitWriter(w io.Writer) io.Writer {
 	f, ok := w.(*os.File)
 	if !ok {
 		return w
@@ -199,9 +199,9 @@ func (c *rawConn) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-// rawPread reads from fd at offset 0 without the scheduler's system-call bookkeeping (see
+// RawPread reads from fd at offset 0 without the scheduler's system-call bookkeeping (see
 // above); fd must not block (a /proc file).
-func rawPread(fd uintptr, buf []byte) int {
+func RawPread(fd uintptr, buf []byte) int {
 	if len(buf) == 0 {
 		return 0
 	}
@@ -217,9 +217,9 @@ func rawPread(fd uintptr, buf []byte) int {
 	}
 }
 
-// rawInq is the number of unread bytes in the pipe or socket fd (FIONREAD), without the
+// RawInq is the number of unread bytes in the pipe or socket fd (FIONREAD), without the
 // scheduler's system-call bookkeeping.
-func rawInq(fd uintptr) int {
+func RawInq(fd uintptr) int {
 	var n int32
 	_, _, e := syscall.RawSyscall(syscall.SYS_IOCTL, fd, uintptr(unix.TIOCINQ), uintptr(unsafe.Pointer(&n)))
 	if e != 0 {

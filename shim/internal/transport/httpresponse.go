@@ -1,4 +1,4 @@
-package shim
+package transport
 
 import (
 	"errors"
@@ -13,7 +13,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// httpResponse is the http.ResponseWriter of httpServer. A connection reuses one for each
+// httpResponse is the http.ResponseWriter of Server. A connection reuses one for each
 // of its requests. The answer's head is built once the handler writes (or returns) and
 // goes out with the body in one system call: a body the handler writes at once is not
 // copied, a short one is buffered.
@@ -102,10 +102,10 @@ func (w *httpResponse) WriteHeader(code int) {
 			w.header.Del("Content-Length")
 		}
 	}
-	w.noBody = !bodyAllowedForStatus(code)
+	w.noBody = !BodyAllowedForStatus(code)
 }
 
-func bodyAllowedForStatus(status int) bool {
+func BodyAllowedForStatus(status int) bool {
 	return !(status >= 100 && status <= 199 || status == http.StatusNoContent || status == http.StatusNotModified)
 }
 
@@ -200,14 +200,14 @@ func (w *httpResponse) sendHead(first []byte) {
 	req, h := w.req, w.header
 	_, hasCL := h["Content-Length"]
 	te := h.Get("Transfer-Encoding")
-	if w.handlerDone && te == "" && bodyAllowedForStatus(w.status) && !hasCL && (req.Method != http.MethodHead || len(first) > 0) {
+	if w.handlerDone && te == "" && BodyAllowedForStatus(w.status) && !hasCL && (req.Method != http.MethodHead || len(first) > 0) {
 		w.contentLength = int64(len(first))
 		h["Content-Length"] = []string{strconv.Itoa(len(first))}
 		hasCL = true
 	}
 	keepAlive10 := req.ProtoMajor == 1 && req.ProtoMinor == 0 && hasToken(req.Header.Get("Connection"), "keep-alive")
 	wantsClose := req.Close || hasToken(req.Header.Get("Connection"), "close")
-	if keepAlive10 && (req.Method == http.MethodHead || hasCL || !bodyAllowedForStatus(w.status)) {
+	if keepAlive10 && (req.Method == http.MethodHead || hasCL || !BodyAllowedForStatus(w.status)) {
 		if _, ok := h["Connection"]; !ok {
 			h["Connection"] = []string{"keep-alive"}
 		}
@@ -222,7 +222,7 @@ func (w *httpResponse) sendHead(first []byte) {
 	// client that sends its whole request before reading could deadlock otherwise), or
 	// close.
 	w.settleBody()
-	if bodyAllowedForStatus(w.status) {
+	if BodyAllowedForStatus(w.status) {
 		if _, ok := h["Content-Type"]; !ok && te == "" && h.Get("Content-Encoding") == "" && len(first) > 0 {
 			h["Content-Type"] = []string{http.DetectContentType(first)}
 		}

@@ -1,4 +1,4 @@
-package shim
+package transport
 
 import (
 	"bufio"
@@ -22,7 +22,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// httpServer is the shim's HTTP/1.1 server for the invoke endpoint and the Runtime API:
+// Server is the shim's HTTP/1.1 server for the invoke endpoint and the Runtime API:
 // requests are parsed by net/http's own parser (http.ReadRequest) and served by ordinary
 // http.Handlers, but the connection loop is a lean one. net/http's server costs more than
 // the shim's own work on a warm invocation (three requests): a context with a cancel func
@@ -43,7 +43,7 @@ import (
 // for HEAD, 204 and 304, Content-Length computed for short unsized answers and chunked
 // encoding for long ones, Content-Type sniffing, Date. What it does not do: HTTP/2,
 // TLS, Hijack, trailers in answers, 1xx answers from handlers.
-type httpServer struct {
+type Server struct {
 	Handler           http.Handler
 	ReadHeaderTimeout time.Duration // 0: none
 	// MaxHeaderBytes bounds a request's head (0: net/http's 1 MB), with net/http's slack
@@ -73,13 +73,8 @@ const (
 	httpBufferBeforeChunking = 2048
 )
 
-// invokeMaxHeaderBytes bounds the head of a request to the invoke endpoint: what an
-// unauthenticated client can make the shim hold (the activator's heads are a few KB; a
-// client context is at most 3583 bytes).
-const invokeMaxHeaderBytes = 64 << 10
-
 // headLimit is how much may be read before a request head is complete.
-func (s *httpServer) headLimit() int64 {
+func (s *Server) headLimit() int64 {
 	if s.MaxHeaderBytes > 0 {
 		return int64(s.MaxHeaderBytes) + 4096
 	}
@@ -89,7 +84,7 @@ func (s *httpServer) headLimit() int64 {
 var errServerClosed = http.ErrServerClosed
 
 // Serve accepts connections on ln until Shutdown or an accept error.
-func (s *httpServer) Serve(ln net.Listener) error {
+func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.shutdown.Load() {
 		s.mu.Unlock()
@@ -133,7 +128,7 @@ func (s *httpServer) Serve(ln net.Listener) error {
 // adopt serves a connection the event loop hands over (see eventLoop.handOver): prefix
 // is what the loop read of it and did not serve; served and lastMethod tell what it
 // served before, as the connection's own loop would know them.
-func (s *httpServer) adopt(nc net.Conn, prefix []byte, served bool, lastMethod string) {
+func (s *Server) adopt(nc net.Conn, prefix []byte, served bool, lastMethod string) {
 	c := newHTTPConn(s, nc)
 	if len(prefix) > 0 {
 		c.lr.r = io.MultiReader(bytes.NewReader(prefix), nc)
@@ -155,7 +150,7 @@ func (s *httpServer) adopt(nc net.Conn, prefix []byte, served bool, lastMethod s
 
 // Shutdown stops accepting, closes idle connections, and waits (until ctx ends) for
 // connections serving a request to finish it; the rest are then closed.
-func (s *httpServer) Shutdown(ctx context.Context) error {
+func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdown.Store(true)
 	s.mu.Lock()
 	if s.ln != nil {
@@ -178,7 +173,7 @@ func (s *httpServer) Shutdown(ctx context.Context) error {
 }
 
 // Close closes the listener and every connection at once.
-func (s *httpServer) Close() error {
+func (s *Server) Close() error {
 	s.shutdown.Store(true)
 	s.mu.Lock()
 	if s.ln != nil {
@@ -191,7 +186,7 @@ func (s *httpServer) Close() error {
 
 // closeConns closes idle connections (all of them with all) and reports whether none is
 // left.
-func (s *httpServer) closeConns(all bool) bool {
+func (s *Server) closeConns(all bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
@@ -203,7 +198,7 @@ func (s *httpServer) closeConns(all bool) bool {
 	return len(s.conns) == 0
 }
 
-func (s *httpServer) forget(c *httpConn) {
+func (s *Server) forget(c *httpConn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
@@ -211,7 +206,7 @@ func (s *httpServer) forget(c *httpConn) {
 
 // httpConn is one client connection.
 type httpConn struct {
-	srv  *httpServer
+	srv  *Server
 	nc   net.Conn
 	rc   syscall.RawConn // nil when nc is not a socket (no disconnect watcher)
 	lr   limitedConnReader
@@ -226,7 +221,7 @@ type httpConn struct {
 	body       requestBody // the current request's body
 }
 
-func newHTTPConn(s *httpServer, nc net.Conn) *httpConn {
+func newHTTPConn(s *Server, nc net.Conn) *httpConn {
 	c := &httpConn{srv: s, nc: nc, remoteAddr: nc.RemoteAddr().String()}
 	switch t := nc.(type) {
 	case *rawConn:
@@ -576,9 +571,9 @@ func (x *requestContext) watch() {
 	}
 }
 
-// peerChecker is a request context that can tell, without waiting, whether the client
+// PeerChecker is a request context that can tell, without waiting, whether the client
 // has hung up.
-type peerChecker interface {
+type PeerChecker interface {
 	PeerGone() bool
 }
 
