@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/klambda/klambda/api/contract"
@@ -21,11 +20,25 @@ type InvokeServer struct {
 	env    *Environment
 	cfg    *Config
 	secret []byte
+	routes *routeTable
 }
 
 // NewInvokeServer serves env.
 func NewInvokeServer(env *Environment) *InvokeServer {
-	return &InvokeServer{env: env, cfg: env.cfg, secret: []byte(env.cfg.InvokeSecret)}
+	s := &InvokeServer{env: env, cfg: env.cfg, secret: []byte(env.cfg.InvokeSecret)}
+	s.routes = newRouteTable(
+		func(w http.ResponseWriter, r *http.Request) {
+			invokeError(w, http.StatusNotFound, "ResourceNotFoundException", "no such endpoint: "+r.URL.Path)
+		},
+		func(w http.ResponseWriter, _ *http.Request) {
+			invokeError(w, http.StatusMethodNotAllowed, "InvalidRequestContentException", "invoke with POST")
+		},
+		route{path: contract.HealthPath, handle: s.health},
+		route{path: contract.ReadyPath, handle: s.ready},
+		// functions/{name}/invocations, as Lambda's Invoke API; any name is this function.
+		route{methods: []string{http.MethodPost}, path: contract.InvokePathPrefix + "{name...}/invocations", handle: s.invoke},
+	)
+	return s
 }
 
 // answer is a reply of the shim's own endpoints, written the same way by the
@@ -74,36 +87,29 @@ func invokeError(w http.ResponseWriter, status int, errType, msg string) {
 // an http.Header, or the event loop's (loopHeaders).
 type headerGetter interface{ Get(string) string }
 
-func (s *InvokeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch {
-	case r.URL.Path == contract.HealthPath:
-		// Whether an invocation is running: an activator that restarted rebuilds its view
-		// of busy environments from this (activator/README.md).
-		s.env.mu.Lock()
-		busy := s.env.busy
-		s.env.mu.Unlock()
-		w.Header()[contract.HeaderBusy] = []string{strconv.FormatBool(busy)}
+func (s *InvokeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.routes.ServeHTTP(w, r) }
+
+// health answers /healthz with whether an invocation is running: an activator that
+// restarted rebuilds its view of busy environments from this (activator/README.md).
+func (s *InvokeServer) health(w http.ResponseWriter, _ *http.Request, _ string) {
+	s.env.mu.Lock()
+	busy := s.env.busy
+	s.env.mu.Unlock()
+	w.Header()[contract.HeaderBusy] = []string{strconv.FormatBool(busy)}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// ready answers /readyz: 200 once init is done and while the environment can take (or
+// runs) an invocation.
+func (s *InvokeServer) ready(w http.ResponseWriter, _ *http.Request, _ string) {
+	if s.env.Ready() {
 		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte("ok\n"))
+		_, _ = w.Write([]byte("ready\n"))
 		return
-	case r.URL.Path == contract.ReadyPath:
-		if s.env.Ready() {
-			w.WriteHeader(http.StatusOK)
-			_, _ = w.Write([]byte("ready\n"))
-			return
-		}
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("not ready: " + s.env.Phase().String() + "\n"))
-		return
-	case strings.HasPrefix(r.URL.Path, contract.InvokePathPrefix) && strings.HasSuffix(r.URL.Path, "/invocations"):
-		if r.Method != http.MethodPost {
-			invokeError(w, http.StatusMethodNotAllowed, "InvalidRequestContentException", "invoke with POST")
-			return
-		}
-		s.invoke(w, r)
-	default:
-		invokeError(w, http.StatusNotFound, "ResourceNotFoundException", "no such endpoint: "+r.URL.Path)
 	}
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write([]byte("not ready: " + s.env.Phase().String() + "\n"))
 }
 
 func validRequestID(id string) bool {
@@ -119,7 +125,7 @@ func validRequestID(id string) bool {
 	return true
 }
 
-func (s *InvokeServer) invoke(w http.ResponseWriter, r *http.Request) {
+func (s *InvokeServer) invoke(w http.ResponseWriter, r *http.Request, _ string) {
 	if f := s.authorize(r.Header); f != nil {
 		writeReply(w, f)
 		return

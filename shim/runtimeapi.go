@@ -14,24 +14,7 @@ import (
 	"github.com/klambda/klambda/shim/internal/transport"
 )
 
-// apiRoute is one endpoint of the Runtime, Extensions and Logs APIs.
-type apiRoute int
-
-const (
-	routeNotFound apiRoute = iota
-	routeNext
-	routeResponse
-	routeError
-	routeInitError
-	routeExtRegister
-	routeExtNext
-	routeExtInitError
-	routeExtExitError
-	routeLogsSubscribe
-	routePipeLogs
-	routePipeExit
-)
-
+// Paths of the Runtime, Extensions and Logs APIs.
 const (
 	runtimePrefix    = "/2018-06-01/runtime/"
 	extensionPrefix  = "/2020-01-01/extension/"
@@ -39,82 +22,44 @@ const (
 	logsPath20210318 = "/2021-03-18/logs"
 )
 
-// errMethodNotAllowed: a known path with the wrong method.
-var errMethodNotAllowed = errors.New("method not allowed")
-
-// parseRuntimeAPIPath maps a request to its route and request id.
-func parseRuntimeAPIPath(method, path string) (apiRoute, string, error) {
-	want := func(r apiRoute, m string) (apiRoute, string, error) {
-		if method != m {
-			return r, "", errMethodNotAllowed
-		}
-		return r, "", nil
-	}
-	switch {
-	case strings.HasPrefix(path, runtimePrefix):
-		rest := path[len(runtimePrefix):]
-		switch rest {
-		case "invocation/next":
-			return want(routeNext, http.MethodGet)
-		case "init/error":
-			return want(routeInitError, http.MethodPost)
-		}
-		if !strings.HasPrefix(rest, "invocation/") {
-			return routeNotFound, "", nil
-		}
-		rest = rest[len("invocation/"):]
-		slash := strings.IndexByte(rest, '/')
-		if slash <= 0 {
-			return routeNotFound, "", nil
-		}
-		id, verb := rest[:slash], rest[slash+1:]
-		var r apiRoute
-		switch verb {
-		case "response":
-			r = routeResponse
-		case "error":
-			r = routeError
-		default:
-			return routeNotFound, "", nil
-		}
-		if method != http.MethodPost {
-			return r, "", errMethodNotAllowed
-		}
-		return r, id, nil
-	case strings.HasPrefix(path, extensionPrefix):
-		switch path[len(extensionPrefix):] {
-		case "register":
-			return want(routeExtRegister, http.MethodPost)
-		case "event/next":
-			return want(routeExtNext, http.MethodGet)
-		case "init/error":
-			return want(routeExtInitError, http.MethodPost)
-		case "exit/error":
-			return want(routeExtExitError, http.MethodPost)
-		}
-	case path == pipeLogsPath:
-		return want(routePipeLogs, http.MethodPost)
-	case path == pipeExitPath:
-		return want(routePipeExit, http.MethodPost)
-	case path == logsPath || path == logsPath20210318:
-		if method != http.MethodPut && method != http.MethodPost {
-			return routeLogsSubscribe, "", errMethodNotAllowed
-		}
-		return routeLogsSubscribe, "", nil
-	}
-	return routeNotFound, "", nil
-}
-
 // RuntimeAPI serves the Runtime, Extensions and Logs APIs for one Environment.
 type RuntimeAPI struct {
-	env  *Environment
-	cfg  *Config
-	quit <-chan struct{}
+	env    *Environment
+	cfg    *Config
+	quit   <-chan struct{}
+	routes *routeTable
 }
 
 // NewRuntimeAPI returns the handler; quit ends blocked /next calls at shutdown.
 func NewRuntimeAPI(env *Environment, quit <-chan struct{}) *RuntimeAPI {
-	return &RuntimeAPI{env: env, cfg: env.cfg, quit: quit}
+	a := &RuntimeAPI{env: env, cfg: env.cfg, quit: quit}
+	get, post, putOrPost := []string{http.MethodGet}, []string{http.MethodPost}, []string{http.MethodPut, http.MethodPost}
+	noParam := func(h func(http.ResponseWriter, *http.Request)) func(http.ResponseWriter, *http.Request, string) {
+		return func(w http.ResponseWriter, r *http.Request, _ string) { h(w, r) }
+	}
+	a.routes = newRouteTable(a.notFound, a.methodNotAllowed,
+		route{methods: get, path: runtimePrefix + "invocation/next", handle: noParam(a.next)},
+		route{methods: post, path: runtimePrefix + "init/error", handle: noParam(a.initError)},
+		route{methods: post, path: runtimePrefix + "invocation/{id}/response", handle: a.response},
+		route{methods: post, path: runtimePrefix + "invocation/{id}/error", handle: a.invocationError},
+		route{methods: post, path: extensionPrefix + "register", handle: noParam(a.register)},
+		route{methods: get, path: extensionPrefix + "event/next", handle: noParam(a.extensionNext)},
+		route{methods: post, path: extensionPrefix + "init/error", handle: func(w http.ResponseWriter, r *http.Request, _ string) { a.extensionError(w, r, true) }},
+		route{methods: post, path: extensionPrefix + "exit/error", handle: func(w http.ResponseWriter, r *http.Request, _ string) { a.extensionError(w, r, false) }},
+		route{methods: post, path: pipeLogsPath, handle: noParam(a.pipeLogs)},
+		route{methods: post, path: pipeExitPath, handle: noParam(a.pipeExit)},
+		route{methods: putOrPost, path: logsPath, handle: noParam(a.subscribe)},
+		route{methods: putOrPost, path: logsPath20210318, handle: noParam(a.subscribe)},
+	)
+	return a
+}
+
+func (a *RuntimeAPI) notFound(w http.ResponseWriter, r *http.Request) {
+	writeAPIError(w, http.StatusNotFound, "NotFound", "no such endpoint: "+r.URL.Path)
+}
+
+func (a *RuntimeAPI) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	writeAPIError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", r.Method+" is not allowed on "+r.URL.Path)
 }
 
 // apiError is an error answer of the Runtime, Extensions or Logs API.
@@ -172,37 +117,7 @@ func stateMachineError(err error) *answer {
 	}
 }
 
-func (a *RuntimeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	route, id, err := parseRuntimeAPIPath(r.Method, r.URL.Path)
-	if err != nil {
-		writeAPIError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", r.Method+" is not allowed on "+r.URL.Path)
-		return
-	}
-	switch route {
-	case routeNext:
-		a.next(w, r)
-	case routeResponse:
-		a.response(w, r, id)
-	case routeError:
-		a.invocationError(w, r, id)
-	case routeInitError:
-		a.initError(w, r)
-	case routeExtRegister:
-		a.register(w, r)
-	case routeExtNext:
-		a.extensionNext(w, r)
-	case routeExtInitError, routeExtExitError:
-		a.extensionError(w, r, route == routeExtInitError)
-	case routeLogsSubscribe:
-		a.subscribe(w, r)
-	case routePipeLogs:
-		a.pipeLogs(w, r)
-	case routePipeExit:
-		a.pipeExit(w, r)
-	default:
-		writeAPIError(w, http.StatusNotFound, "NotFound", "no such endpoint: "+r.URL.Path)
-	}
-}
+func (a *RuntimeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.routes.ServeHTTP(w, r) }
 
 func (a *RuntimeAPI) next(w http.ResponseWriter, r *http.Request) {
 	// Not r.Context().Done(): watching the connection would cost a goroutine and a system
