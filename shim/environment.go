@@ -114,7 +114,7 @@ type Environment struct {
 	extByID   map[string]*Extension
 	resetting bool
 
-	// waiter is the /next call waiting for an event (see NextAsync), nil when none.
+	// waiter is the /next call waiting for an event (see Next), nil when none.
 	waiter *NextWait
 
 	// pendingReport writes END/REPORT of an invocation answered without a tail, once the
@@ -206,24 +206,7 @@ func (e *Environment) waitLocked(until time.Time) {
 
 // ---- invoke side ----
 
-// Invoke runs inv and blocks until its result is known (inv.Done). It never depends on
-// the caller staying connected: a disconnected caller's invocation still completes or
-// times out. It returns ErrBusy or ErrShuttingDown without running anything.
-func (e *Environment) Invoke(inv *Invocation) error {
-	e.mu.Lock()
-	if e.phase == PhaseShutdown {
-		e.mu.Unlock()
-		return ErrShuttingDown
-	}
-	if e.busy {
-		e.mu.Unlock()
-		return ErrBusy
-	}
-	e.busy = true
-	return e.runLocked(inv, time.Now())
-}
-
-// runLocked is Invoke once busy is set: it waits for the environment to take inv (through
+// runLocked is Invoke's slow path once busy is set, on a goroutine of its own: it waits for the environment to take inv (through
 // init, a reset, the end of the previous invocation), runs it and waits for its result.
 // It is called with e.mu held and returns with it released.
 func (e *Environment) runLocked(inv *Invocation, arrival time.Time) error {
@@ -302,14 +285,15 @@ func (e *Environment) runLocked(inv *Invocation, arrival time.Time) error {
 	}
 }
 
-// InvokeAsync is Invoke without blocking: done is called once inv's result is known, or
-// with the error Invoke would return (ErrBusy, ErrShuttingDown) when it was not run. An
-// idle environment (the warm path) dispatches inv at once; one that waits for the runtime
-// to come back from the previous invocation keeps it for when it does; anything else
-// (init, a reset) is waited for on a goroutine, as Invoke does. done may be called with
-// the environment locked, and must not block; it may also be called before InvokeAsync
-// returns.
-func (e *Environment) InvokeAsync(inv *Invocation, done func(error)) {
+// Invoke runs inv without blocking: done is called once inv's result is known (inv.Done),
+// or with ErrBusy or ErrShuttingDown when it was not run. An idle environment (the warm
+// path) dispatches inv at once; one that waits for the runtime to come back from the
+// previous invocation keeps it for when it does; anything else (init, a reset) is waited
+// for on a goroutine (runLocked). The invocation never depends on the caller staying
+// connected: a disconnected caller's invocation still completes or times out. done may be
+// called with the environment locked, and must not block; it may also be called before
+// Invoke returns.
+func (e *Environment) Invoke(inv *Invocation, done func(error)) {
 	e.mu.Lock()
 	switch {
 	case e.phase == PhaseShutdown:
@@ -337,7 +321,7 @@ func (e *Environment) InvokeAsync(inv *Invocation, done func(error)) {
 	e.mu.Unlock()
 }
 
-// queuedInvoke is an InvokeAsync waiting for the end of the previous invocation.
+// queuedInvoke is an Invoke waiting for the end of the previous invocation.
 type queuedInvoke struct {
 	inv     *Invocation
 	arrival time.Time
@@ -663,7 +647,7 @@ func (e *Environment) Shutdown() {
 // call on every warm invocation.
 const nextPeerCheckAfter = 50 * time.Millisecond
 
-// NextWait is a /next call waiting for an event (NextAsync).
+// NextWait is a /next call waiting for an event (Next).
 type NextWait struct {
 	// deliver is given the event (taken: the runtime is invoking it) or why the call
 	// ends without one; it runs with the environment locked, and must not block.
@@ -672,35 +656,7 @@ type NextWait struct {
 	since   time.Time
 }
 
-// Next is GET /runtime/invocation/next: it blocks (without limit) until an event. See
-// NextAsync; quit ends the wait with ErrShuttingDown.
-func (e *Environment) Next(gone func() bool, quit <-chan struct{}) (*Invocation, error) {
-	type result struct {
-		inv *Invocation
-		err error
-	}
-	ch := make(chan result, 1)
-	inv, w, err := e.NextAsync(gone, func(inv *Invocation, err error) { ch <- result{inv, err} })
-	if w == nil {
-		return inv, err
-	}
-	select {
-	case r := <-ch:
-		return r.inv, r.err
-	case <-quit:
-		e.CancelNext(w)
-		select {
-		case r := <-ch: // delivered meanwhile: the shim is stopping, nobody takes it
-			if r.inv != nil {
-				r.inv.Release()
-			}
-		default:
-		}
-		return nil, ErrShuttingDown
-	}
-}
-
-// NextAsync is /next without blocking: it returns the event at once (inv), or why the
+// Next is GET /runtime/invocation/next, without blocking: it returns the event at once (inv), or why the
 // call fails (err), or, when the event is not there yet, the waiting call (w), whose
 // deliver is called later, exactly once, unless CancelNext takes it back first.
 //
@@ -710,7 +666,7 @@ func (e *Environment) Next(gone func() bool, quit <-chan struct{}) (*Invocation,
 // tells whether the caller has hung up; it is asked before an event is given to a call
 // that waited longer than nextPeerCheckAfter, and a caller that is gone leaves the event
 // for the next /next.
-func (e *Environment) NextAsync(gone func() bool, deliver func(*Invocation, error)) (inv *Invocation, w *NextWait, err error) {
+func (e *Environment) Next(gone func() bool, deliver func(*Invocation, error)) (inv *Invocation, w *NextWait, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.writePendingReportLocked() // the invocation ends when the runtime asks for the next one
@@ -764,21 +720,6 @@ func (e *Environment) CancelNext(w *NextWait) {
 	if e.waiter == w {
 		e.waiter = nil
 	}
-}
-
-// GiveBack returns an event a /next took but could not hand to the runtime (its
-// connection was gone) to be taken again by the next call, and releases the taker's
-// reference.
-func (e *Environment) GiveBack(inv *Invocation) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	defer inv.Release()
-	if e.runtime != RuntimeInvoking || !e.runnableLocked(inv) {
-		return
-	}
-	e.runtime = RuntimeReady
-	e.pending = inv
-	e.offerLocked()
 }
 
 // takeLocked takes the pending event for the runtime, if there is one still to run.

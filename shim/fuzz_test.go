@@ -41,8 +41,8 @@ func FuzzRuntimeAPIRequest(f *testing.F) {
 		env.runtime = RuntimeReady
 		env.finishInitLocked()
 		env.mu.Unlock()
-		go func() { _ = env.Invoke(inv) }()
-		got, _ := env.Next(nil, nil)
+		env.Invoke(inv, func(error) {})
+		got, _ := awaitNext(env, nil, nil)
 		got.Release()
 
 		req, rerr := http.NewRequest(method, "http://rapi"+path, bytes.NewReader(body))

@@ -149,7 +149,15 @@ func (s *InvokeServer) invoke(w http.ResponseWriter, r *http.Request, _ string) 
 		writeReply(w, f)
 		return
 	}
-	writeReply(w, s.result(inv, s.env.Invoke(inv)))
+	writeReply(w, s.result(inv, runInvocation(s.env, inv)))
+}
+
+// runInvocation runs inv and waits until its result is known; the error is why it did
+// not run (ErrBusy, ErrShuttingDown).
+func runInvocation(env *Environment, inv *Invocation) error {
+	done := make(chan error, 1)
+	env.Invoke(inv, func(err error) { done <- err })
+	return <-done
 }
 
 // requestTooLarge answers a payload over contract.MaxSyncPayload.
@@ -249,7 +257,7 @@ func (s *InvokeServer) fill(inv *Invocation, h headerGetter, rawQuery string) *a
 	return nil
 }
 
-// result is the answer to an invocation that Invoke (or InvokeAsync) ran, or refused
+// result is the answer to an invocation that Invoke ran, or refused
 // with err. Its body is inv's: it is valid until inv is released.
 func (s *InvokeServer) result(inv *Invocation, err error) *answer {
 	switch {

@@ -127,7 +127,7 @@ func (a *RuntimeAPI) next(w http.ResponseWriter, r *http.Request) {
 	if pc, ok := r.Context().(transport.PeerChecker); ok {
 		gone = pc.PeerGone
 	}
-	inv, err := a.env.Next(gone, a.quit)
+	inv, err := awaitNext(a.env, gone, a.quit)
 	if err != nil {
 		if errors.Is(err, errNextAbandoned) {
 			return // the runtime went away; nobody to answer
@@ -137,6 +137,34 @@ func (a *RuntimeAPI) next(w http.ResponseWriter, r *http.Request) {
 	}
 	defer inv.Release()
 	writeReply(w, nextEvent(inv))
+}
+
+// awaitNext waits (without limit) for env's next event; quit ends the wait with
+// ErrShuttingDown.
+func awaitNext(env *Environment, gone func() bool, quit <-chan struct{}) (*Invocation, error) {
+	type result struct {
+		inv *Invocation
+		err error
+	}
+	ch := make(chan result, 1)
+	inv, w, err := env.Next(gone, func(inv *Invocation, err error) { ch <- result{inv, err} })
+	if w == nil {
+		return inv, err
+	}
+	select {
+	case r := <-ch:
+		return r.inv, r.err
+	case <-quit:
+		env.CancelNext(w)
+		select {
+		case r := <-ch: // delivered meanwhile: the shim is stopping, nobody takes it
+			if r.inv != nil {
+				r.inv.Release()
+			}
+		default:
+		}
+		return nil, ErrShuttingDown
+	}
 }
 
 // nextEvent is /next's answer: inv's event. Its body is inv's: it is valid until inv
