@@ -173,8 +173,10 @@ func (e *Environment) Ready() bool {
 	return e.phase == PhaseIdle || (e.phase == PhaseInvoke && !e.resetting)
 }
 
-func (e *Environment) setPhaseLocked(p Phase) {
-	e.phase = p
+// phaseChangedLocked wakes everything waiting for a phase change and dispatches a queued
+// invocation once the previous one is over (see setPhaseLocked).
+func (e *Environment) phaseChangedLocked() {
+	p := e.phase
 	close(e.changed)
 	e.changed = make(chan struct{})
 	if q := e.queued; q != nil && p != PhaseInvoke {
@@ -268,7 +270,7 @@ func (e *Environment) runLocked(inv *Invocation, arrival time.Time) error {
 			if e.sup != nil && e.sup.HasRestartingRuntime() && e.failure.exit != nil {
 				// Sidecar mode: the kubelet is already restarting the runtime that
 				// exited; killing the new one would only add a restart (and back-off).
-				e.runtime = RuntimeStarting
+				e.setRuntimeLocked(RuntimeStarting)
 				e.setPhaseLocked(PhaseInit)
 				continue
 			}
@@ -500,7 +502,7 @@ func (e *Environment) resetLocked(reason string) {
 	}
 	e.writePendingReportLocked()
 	e.resetting = true
-	e.runtime = RuntimeExited
+	e.setRuntimeLocked(RuntimeExited)
 	e.setPhaseLocked(PhaseResetting)
 	shutdownExts := e.sendShutdownLocked(reason)
 	go e.completeReset(shutdownExts)
@@ -525,7 +527,7 @@ func (e *Environment) completeReset(shutdownExts bool) {
 		return
 	}
 	e.resetting = false
-	e.runtime = RuntimeStarting
+	e.setRuntimeLocked(RuntimeStarting)
 	e.initStart = time.Now()
 	e.setPhaseLocked(PhaseInit)
 	e.mu.Unlock()
@@ -583,7 +585,7 @@ func (e *Environment) ReportRuntimeExit(status string) {
 }
 
 func (e *Environment) runtimeGoneLocked(exit error) {
-	e.runtime = RuntimeExited
+	e.setRuntimeLocked(RuntimeExited)
 	if e.sup != nil && e.sup.HasRestartingRuntime() {
 		e.initStart = time.Now() // the kubelet starts the next runtime now
 	}
@@ -675,10 +677,10 @@ func (e *Environment) Next(gone func() bool, deliver func(*Invocation, error)) (
 	}
 	switch e.runtime {
 	case RuntimeStarting:
-		e.runtime = RuntimeReady
+		e.setRuntimeLocked(RuntimeReady)
 		e.finishInitLocked()
 	case RuntimeResponded:
-		e.runtime = RuntimeReady
+		e.setRuntimeLocked(RuntimeReady)
 		e.finishInvokeLocked()
 	case RuntimeReady:
 		// A runtime whose /next connection dropped asks again.
@@ -695,7 +697,7 @@ func (e *Environment) Next(gone func() bool, deliver func(*Invocation, error)) (
 			// Sidecar mode: the restarted runtime initialised on its own (its init began
 			// when the previous one exited).
 			e.failure = nil
-			e.runtime = RuntimeReady
+			e.setRuntimeLocked(RuntimeReady)
 			e.setPhaseLocked(PhaseInit)
 			e.finishInitLocked()
 			break
@@ -732,7 +734,7 @@ func (e *Environment) takeLocked() *Invocation {
 	if !e.runnableLocked(inv) {
 		return nil
 	}
-	e.runtime = RuntimeInvoking
+	e.setRuntimeLocked(RuntimeInvoking)
 	inv.acquire()
 	return inv
 }
@@ -808,7 +810,7 @@ func (e *Environment) Respond(id string, buf *bytes.Buffer) error {
 	if err := e.checkAnswerLocked(id); err != nil {
 		return err
 	}
-	e.runtime = RuntimeResponded
+	e.setRuntimeLocked(RuntimeResponded)
 	inv := e.current
 	if inv.WantTail {
 		e.answerLocked(inv, Result{BodyBuf: buf})
@@ -847,7 +849,7 @@ func (e *Environment) RespondTooLarge(id string) error {
 	if err := e.checkAnswerLocked(id); err != nil {
 		return err
 	}
-	e.runtime = RuntimeResponded
+	e.setRuntimeLocked(RuntimeResponded)
 	msg := "Response payload size exceeded maximum allowed payload size (" + strconv.Itoa(MaxResponsePayload) + " bytes)."
 	e.logs.Platform(e.current, msg)
 	e.answerLocked(e.current, Result{Body: functionErrorJSON(ErrorTypeResponseTooLarge, msg), FunctionError: "Unhandled", ErrorType: ErrorTypeResponseTooLarge})
@@ -861,7 +863,7 @@ func (e *Environment) ReportError(id, errType string, body []byte) error {
 	if err := e.checkAnswerLocked(id); err != nil {
 		return err
 	}
-	e.runtime = RuntimeResponded
+	e.setRuntimeLocked(RuntimeResponded)
 	errType, body = normalizeErrorBody(errType, body)
 	e.answerLocked(e.current, Result{Body: body, FunctionError: "Unhandled", ErrorType: errType})
 	return nil
@@ -874,7 +876,7 @@ func (e *Environment) ReportInitError(errType string, body []byte) error {
 	if e.runtime != RuntimeStarting || e.phase != PhaseInit {
 		return &StateError{Who: "runtime", From: e.runtime.String(), To: RuntimeInitError.String(), Why: "init errors are accepted only during Init"}
 	}
-	e.runtime = RuntimeInitError
+	e.setRuntimeLocked(RuntimeInitError)
 	errType, body = normalizeErrorBody(errType, body)
 	if errType == ErrorTypeUnknown {
 		errType = ErrorTypeInit
