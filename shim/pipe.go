@@ -11,13 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
-)
 
-// Paths the `runtime-shim pipe` wrapper uses to reach the sidecar (on the Runtime API's
-// loopback address; not part of any Lambda API).
-const (
-	pipeLogsPath = "/klambda/v1/function-logs"
-	pipeExitPath = "/klambda/v1/runtime-exit"
+	"github.com/klambda/klambda/shim/internal/api"
 )
 
 // RunPipe is `runtime-shim pipe -- CMD...`, meant as the function container's command in
@@ -53,7 +48,7 @@ func RunPipe(runtimeAPI string, command []string) int {
 	lines := make(chan []byte, 1024)
 	streamDone := make(chan struct{})
 	go func() {
-		streamLines("http://"+runtimeAPI+pipeLogsPath, lines)
+		streamLines("http://"+runtimeAPI+api.PipeLogsPath, lines)
 		close(streamDone)
 	}()
 	br := bufio.NewReaderSize(r, 64*1024)
@@ -91,7 +86,7 @@ func RunPipe(runtimeAPI string, command []string) int {
 		}
 	}
 	c := &http.Client{Timeout: time.Second}
-	if resp, err := c.Post("http://"+runtimeAPI+pipeExitPath, "text/plain", strings.NewReader(status)); err == nil {
+	if resp, err := c.Post("http://"+runtimeAPI+api.PipeExitPath, "text/plain", strings.NewReader(status)); err == nil {
 		resp.Body.Close()
 	}
 	return code

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/shim/internal/api"
+	"github.com/klambda/klambda/shim/internal/environment"
 	"github.com/klambda/klambda/shim/internal/transport"
 )
 
@@ -41,8 +43,8 @@ type Options struct {
 // Shim is a running runtime shim: one environment, its Runtime API and invoke endpoint.
 type Shim struct {
 	opts      Options
-	Env       *Environment
-	Logs      *LogSink
+	Env       *environment.Environment
+	Logs      *environment.LogSink
 	invokeLn  net.Listener
 	rapiLn    net.Listener
 	invokeSrv *transport.Server
@@ -65,10 +67,10 @@ func New(opts Options) (*Shim, error) {
 	s := &Shim{opts: opts, quit: make(chan struct{})}
 	cfg := opts.Config
 	if cfg.InitTimeout == 0 {
-		cfg.InitTimeout = DefaultInitTimeout
+		cfg.InitTimeout = environment.DefaultInitTimeout
 	}
-	s.Logs = NewLogSink(opts.Stdout)
-	var sup Supervisor
+	s.Logs = environment.NewLogSink(opts.Stdout)
+	var sup environment.Supervisor
 	switch opts.Mode {
 	case ModeExec:
 		if len(opts.Command) == 0 {
@@ -89,7 +91,7 @@ func New(opts Options) (*Shim, error) {
 		s.rapiLn.Close()
 		return nil, fmt.Errorf("listening for invokes on %s: %w", opts.Listen, err)
 	}
-	s.Env = NewEnvironment(&cfg, s.Logs, sup)
+	s.Env = environment.NewEnvironment(&cfg, s.Logs, sup)
 	switch sv := sup.(type) {
 	case *ExecSupervisor:
 		sv.Env = childEnv(os.Environ(), &cfg, s.rapiLn.Addr().String())
@@ -101,15 +103,15 @@ func New(opts Options) (*Shim, error) {
 			return nil, err
 		}
 	}
-	api, invoke := NewRuntimeAPI(s.Env, s.quit), NewInvokeServer(s.Env)
-	s.rapiSrv = &transport.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
-	s.invokeSrv = &transport.Server{Handler: invoke, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: cfg.bodyTimeout(), MaxHeaderBytes: invokeMaxHeaderBytes}
+	rapi, invoke := api.NewRuntimeAPI(s.Env, s.quit), api.NewInvokeServer(s.Env)
+	s.rapiSrv = &transport.Server{Handler: rapi, ReadHeaderTimeout: 10 * time.Second}
+	s.invokeSrv = &transport.Server{Handler: invoke, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: cfg.EffectiveBodyTimeout(), MaxHeaderBytes: api.InvokeMaxHeaderBytes}
 	return s, nil
 }
 
 // childEnv is the runtime's environment in exec mode: the shim's own, without the invoke
 // secret, plus what Lambda defines for a runtime.
-func childEnv(base []string, cfg *Config, runtimeAPI string) []string {
+func childEnv(base []string, cfg *environment.Config, runtimeAPI string) []string {
 	set := map[string]string{
 		"AWS_LAMBDA_RUNTIME_API":          runtimeAPI,
 		"AWS_LAMBDA_FUNCTION_NAME":        cfg.FunctionName,
@@ -176,4 +178,17 @@ func (s *Shim) Run(ctx context.Context) error {
 	<-ctx.Done()
 	s.Close()
 	return nil
+}
+
+// Config is the function configuration the control plane puts in the pod's environment
+// (see README.md, "Configuration").
+type Config = environment.Config
+
+// DefaultInitTimeout is Lambda's limit on the Init phase.
+const DefaultInitTimeout = environment.DefaultInitTimeout
+
+// ConfigFromEnv reads the variables the control plane sets, with the emulator's defaults
+// for the ones it leaves out.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	return environment.ConfigFromEnv(getenv)
 }

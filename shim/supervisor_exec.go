@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/klambda/klambda/shim/internal/environment"
 	"github.com/klambda/klambda/shim/internal/transport"
 )
 
@@ -29,8 +30,8 @@ type ExecSupervisor struct {
 	// InitTimeout bounds the wait for extensions to register.
 	InitTimeout time.Duration
 
-	env  *Environment
-	logs *LogSink
+	env  *environment.Environment
+	logs *environment.LogSink
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -106,11 +107,11 @@ func (s *ExecSupervisor) startExtensions(w *os.File) {
 	s.mu.Unlock()
 	limit := s.InitTimeout
 	if limit == 0 {
-		limit = DefaultInitTimeout
+		limit = environment.DefaultInitTimeout
 	}
 	deadline := time.Now().Add(limit)
 	gone := 0
-	for time.Now().Before(deadline) && s.env.registeredExtensions()+gone < len(started) {
+	for time.Now().Before(deadline) && s.env.RegisteredExtensions()+gone < len(started) {
 		select {
 		case <-exited:
 			gone++
@@ -120,7 +121,7 @@ func (s *ExecSupervisor) startExtensions(w *os.File) {
 }
 
 // Attach connects the supervisor to its environment and log sink.
-func (s *ExecSupervisor) Attach(env *Environment, logs *LogSink) {
+func (s *ExecSupervisor) Attach(env *environment.Environment, logs *environment.LogSink) {
 	s.env = env
 	s.logs = logs
 	logs.SetDrain(s.drain)
@@ -153,7 +154,7 @@ func (s *ExecSupervisor) Start(gen uint64) error {
 	if err := cmd.Start(); err != nil {
 		r.Close()
 		w.Close()
-		return &EntrypointError{Err: err}
+		return &environment.EntrypointError{Err: err}
 	}
 	w.Close()
 	exited := make(chan struct{})

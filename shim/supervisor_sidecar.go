@@ -8,6 +8,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/klambda/klambda/shim/internal/environment"
 )
 
 // SidecarSupervisor is the supervisor of sidecar mode: the runtime runs in another
@@ -23,7 +25,7 @@ type SidecarSupervisor struct {
 	// Poll is how often /proc is scanned for a runtime that exited (default 100 ms).
 	Poll time.Duration
 
-	env  *Environment
+	env  *environment.Environment
 	self int
 
 	mu   sync.Mutex
@@ -36,7 +38,7 @@ type SidecarSupervisor struct {
 var ErrNotInPod = errors.New("sidecar mode needs a shared process namespace (pid 1 = pause) or --runtime-marker")
 
 // Attach connects the supervisor to its environment and starts watching /proc.
-func (s *SidecarSupervisor) Attach(env *Environment) error {
+func (s *SidecarSupervisor) Attach(env *environment.Environment) error {
 	s.env = env
 	s.self = os.Getpid()
 	if s.Marker == "" {

@@ -1,4 +1,4 @@
-package shim
+package environment
 
 import (
 	"bytes"
@@ -57,10 +57,13 @@ type Result struct {
 
 // NewInvocation returns an invocation with a fresh request id and a pooled payload buffer.
 func NewInvocation() *Invocation {
-	inv := &Invocation{done: make(chan struct{}), Payload: getBuffer()}
+	inv := &Invocation{done: make(chan struct{}), Payload: GetBuffer()}
 	inv.refs.Store(1)
 	return inv
 }
+
+// DeadlineMs is the invocation's deadline in epoch milliseconds (Lambda-Runtime-Deadline-Ms).
+func (inv *Invocation) DeadlineMs() string { return inv.deadlineMs }
 
 // Done is closed once the result is known.
 func (inv *Invocation) Done() <-chan struct{} { return inv.done }
@@ -84,10 +87,10 @@ func (inv *Invocation) Release() {
 	if inv.refs.Add(-1) != 0 {
 		return
 	}
-	putBuffer(inv.Payload)
+	PutBuffer(inv.Payload)
 	inv.Payload = nil
 	if inv.result.BodyBuf != nil {
-		putBuffer(inv.result.BodyBuf)
+		PutBuffer(inv.result.BodyBuf)
 		inv.result.BodyBuf = nil
 	}
 }
@@ -102,9 +105,9 @@ func (r *Result) ResultBody() []byte {
 
 var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-func getBuffer() *bytes.Buffer { return bufferPool.Get().(*bytes.Buffer) }
+func GetBuffer() *bytes.Buffer { return bufferPool.Get().(*bytes.Buffer) }
 
-func putBuffer(b *bytes.Buffer) {
+func PutBuffer(b *bytes.Buffer) {
 	if b == nil {
 		return
 	}

@@ -1,4 +1,4 @@
-package shim
+package api
 
 import (
 	"crypto/subtle"
@@ -12,20 +12,21 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/shim/internal/environment"
 	"github.com/klambda/klambda/shim/internal/transport"
 )
 
 // InvokeServer is the invoke endpoint (:9000) plus /healthz and /readyz.
 type InvokeServer struct {
-	env    *Environment
-	cfg    *Config
+	env    *environment.Environment
+	cfg    *environment.Config
 	secret []byte
 	routes *routeTable
 }
 
 // NewInvokeServer serves env.
-func NewInvokeServer(env *Environment) *InvokeServer {
-	s := &InvokeServer{env: env, cfg: env.cfg, secret: []byte(env.cfg.InvokeSecret)}
+func NewInvokeServer(env *environment.Environment) *InvokeServer {
+	s := &InvokeServer{env: env, cfg: env.Config(), secret: []byte(env.Config().InvokeSecret)}
 	s.routes = newRouteTable(
 		func(w http.ResponseWriter, r *http.Request) {
 			invokeError(w, http.StatusNotFound, "ResourceNotFoundException", "no such endpoint: "+r.URL.Path)
@@ -92,10 +93,7 @@ func (s *InvokeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.rou
 // health answers /healthz with whether an invocation is running: an activator that
 // restarted rebuilds its view of busy environments from this (activator/README.md).
 func (s *InvokeServer) health(w http.ResponseWriter, _ *http.Request, _ string) {
-	s.env.mu.Lock()
-	busy := s.env.busy
-	s.env.mu.Unlock()
-	w.Header()[contract.HeaderBusy] = []string{strconv.FormatBool(busy)}
+	w.Header()[contract.HeaderBusy] = []string{strconv.FormatBool(s.env.Busy())}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte("ok\n"))
 }
@@ -130,7 +128,7 @@ func (s *InvokeServer) invoke(w http.ResponseWriter, r *http.Request, _ string) 
 		writeReply(w, f)
 		return
 	}
-	inv := NewInvocation()
+	inv := environment.NewInvocation()
 	defer inv.Release()
 	_, over, err := readBodyInto(r, inv.Payload, contract.MaxSyncPayload)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -153,8 +151,8 @@ func (s *InvokeServer) invoke(w http.ResponseWriter, r *http.Request, _ string) 
 }
 
 // runInvocation runs inv and waits until its result is known; the error is why it did
-// not run (ErrBusy, ErrShuttingDown).
-func runInvocation(env *Environment, inv *Invocation) error {
+// not run (environment.ErrBusy, environment.ErrShuttingDown).
+func runInvocation(env *environment.Environment, inv *environment.Invocation) error {
 	done := make(chan error, 1)
 	env.Invoke(inv, func(err error) { done <- err })
 	return <-done
@@ -184,7 +182,7 @@ func (s *InvokeServer) unauthorized(h headerGetter) *answer {
 // bodyTimedOut answers an invoke whose body did not arrive within the body timeout (the
 // connection closes).
 func (s *InvokeServer) bodyTimedOut() *answer {
-	r := invokeErrorReply(http.StatusRequestTimeout, "RequestTimeoutException", "the request body did not arrive within "+s.cfg.bodyTimeout().String()+" of its headers")
+	r := invokeErrorReply(http.StatusRequestTimeout, "RequestTimeoutException", "the request body did not arrive within "+s.cfg.EffectiveBodyTimeout().String()+" of its headers")
 	r.set("Connection", "close")
 	return r
 }
@@ -210,7 +208,7 @@ func (s *InvokeServer) dryRun(h headerGetter) *answer {
 
 // fill checks inv's payload (read into inv.Payload) and sets the rest of it from the
 // request's headers and query; nil when it can run, else the error to answer.
-func (s *InvokeServer) fill(inv *Invocation, h headerGetter, rawQuery string) *answer {
+func (s *InvokeServer) fill(inv *environment.Invocation, h headerGetter, rawQuery string) *answer {
 	if p := inv.Payload.Bytes(); len(p) > 0 && !json.Valid(p) {
 		return invokeErrorReply(http.StatusBadRequest, "InvalidRequestContentException", "Could not parse request body into json: the payload is not valid JSON")
 	}
@@ -244,7 +242,7 @@ func (s *InvokeServer) fill(inv *Invocation, h headerGetter, rawQuery string) *a
 	}
 	inv.InvokedARN = h.Get(contract.HeaderInvokedARN)
 	if inv.InvokedARN == "" {
-		inv.InvokedARN = s.cfg.defaultInvokedARN()
+		inv.InvokedARN = s.cfg.DefaultInvokedARN()
 		if rawQuery != "" {
 			v, _ := url.ParseQuery(rawQuery)
 			if q := v.Get("Qualifier"); q != "" {
@@ -259,9 +257,9 @@ func (s *InvokeServer) fill(inv *Invocation, h headerGetter, rawQuery string) *a
 
 // result is the answer to an invocation that Invoke ran, or refused
 // with err. Its body is inv's: it is valid until inv is released.
-func (s *InvokeServer) result(inv *Invocation, err error) *answer {
+func (s *InvokeServer) result(inv *environment.Invocation, err error) *answer {
 	switch {
-	case errors.Is(err, ErrBusy):
+	case errors.Is(err, environment.ErrBusy):
 		return invokeErrorReply(http.StatusTooManyRequests, "TooManyRequestsException",
 			"Rate Exceeded. This execution environment is already processing an invocation; klambda runs one invocation per environment at a time (the activator never sends a second one).")
 	case err != nil:
@@ -292,7 +290,7 @@ func (s *InvokeServer) result(inv *Invocation, err error) *answer {
 	return out
 }
 
-// invokeMaxHeaderBytes bounds the head of a request to the invoke endpoint: what an
+// InvokeMaxHeaderBytes bounds the head of a request to the invoke endpoint: what an
 // unauthenticated client can make the shim hold (the activator's heads are a few KB; a
 // client context is at most 3583 bytes).
-const invokeMaxHeaderBytes = 64 << 10
+const InvokeMaxHeaderBytes = 64 << 10

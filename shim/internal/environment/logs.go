@@ -1,4 +1,4 @@
-package shim
+package environment
 
 import (
 	"io"
@@ -246,6 +246,17 @@ func (s *LogSink) Platform(inv *Invocation, line string) {
 	if s.subs.active() {
 		s.subs.publish("platform.fault", line)
 	}
+}
+
+// Queued is how many records wait in the buffer of the i-th Logs API subscriber (tests
+// and diagnostics).
+func (s *LogSink) Queued(i int) int {
+	s.mu.Lock()
+	sub := s.subs.list[i]
+	s.mu.Unlock()
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	return len(sub.queue)
 }
 
 // Function is one line (with its newline) of the runtime's output.

@@ -1,16 +1,18 @@
-package shim
+package api
 
 import (
 	"bytes"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/klambda/klambda/shim/internal/environment"
 )
 
 // TestRouteTable: the Runtime API's and the invoke endpoint's paths map to one route
 // each, as the hand-written parser they replace did: {id} is one non-empty segment,
 // {name...} anything; a known path with another method is 405, anything else 404.
 func TestRouteTable(t *testing.T) {
-	env := NewEnvironment(&Config{FunctionName: "f"}, NewLogSink(&bytes.Buffer{}), nil)
+	env := environment.NewEnvironment(&environment.Config{FunctionName: "f"}, environment.NewLogSink(&bytes.Buffer{}), nil)
 	api, inv := NewRuntimeAPI(env, nil), NewInvokeServer(env)
 	cases := []struct {
 		table       *routeTable
@@ -31,8 +33,8 @@ func TestRouteTable(t *testing.T) {
 		{api.routes, "/2020-01-01/extension/exit/error", extensionPrefix + "exit/error", ""},
 		{api.routes, "/2020-08-15/logs", logsPath, ""},
 		{api.routes, "/2021-03-18/logs", logsPath20210318, ""},
-		{api.routes, pipeLogsPath, pipeLogsPath, ""},
-		{api.routes, pipeExitPath, pipeExitPath, ""},
+		{api.routes, PipeLogsPath, PipeLogsPath, ""},
+		{api.routes, PipeExitPath, PipeExitPath, ""},
 		{api.routes, "/2018-06-01/runtime/invocation/next/", "", ""},
 		{inv.routes, "/2015-03-31/functions/function/invocations", "/2015-03-31/functions/{name...}/invocations", "function"},
 		{inv.routes, "/2015-03-31/functions/a/b/invocations", "/2015-03-31/functions/{name...}/invocations", "a/b"},

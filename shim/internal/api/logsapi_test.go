@@ -1,4 +1,4 @@
-package shim
+package api
 
 import (
 	"encoding/json"
@@ -60,8 +60,8 @@ func TestLogsBufferingTimeoutAndTypes(t *testing.T) {
 		[]byte(`{"types":["function"],"buffering":{"timeoutMs":400},"destination":{"protocol":"HTTP","URI":"`+sink.URL+`"}}`))
 	expect(t, "subscribe", r.status, 200)
 	sent := time.Now()
-	h.env.logs.Function([]byte("hello from the function\n"))
-	h.env.logs.Platform(nil, "a platform line nobody subscribed to")
+	h.env.Logs().Function([]byte("hello from the function\n"))
+	h.env.Logs().Platform(nil, "a platform line nobody subscribed to")
 	select {
 	case batch := <-got:
 		if d := time.Since(sent); d < 300*time.Millisecond {
@@ -86,7 +86,7 @@ func TestLogsBufferingMaxItems(t *testing.T) {
 		[]byte(`{"types":["function"],"buffering":{"maxItems":1000,"timeoutMs":30000},"destination":{"protocol":"HTTP","URI":"`+sink.URL+`"}}`))
 	expect(t, "subscribe", r.status, 200)
 	for i := 0; i < 1000; i++ {
-		h.env.logs.Function([]byte("line\n"))
+		h.env.Logs().Function([]byte("line\n"))
 	}
 	// maxItems reached: the batch goes now, not after the 30 s timeout.
 	total := 0
@@ -128,17 +128,12 @@ func TestLogsDroppedForASlowConsumer(t *testing.T) {
 
 	const sent = 6000
 	for i := 0; i < 1000; i++ {
-		h.env.logs.Function([]byte("line\n"))
+		h.env.Logs().Function([]byte("line\n"))
 	}
 	// Wait until the first batch is on its way (and stuck), then overflow the buffer.
-	h.env.logs.mu.Lock()
-	sub := h.env.logs.subs.list[0]
-	h.env.logs.mu.Unlock()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		sub.mu.Lock()
-		n := len(sub.queue)
-		sub.mu.Unlock()
+		n := h.env.Logs().Queued(0)
 		if n == 0 {
 			break
 		}
@@ -148,7 +143,7 @@ func TestLogsDroppedForASlowConsumer(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	for i := 1000; i < sent; i++ {
-		h.env.logs.Function([]byte("line\n"))
+		h.env.Logs().Function([]byte("line\n"))
 	}
 	close(release)
 

@@ -1,4 +1,4 @@
-package shim
+package api
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/shim/internal/environment"
 	"github.com/klambda/klambda/shim/internal/transport"
 )
 
@@ -55,7 +56,7 @@ func (s *syncBuffer) String() string {
 
 type harness struct {
 	t      *testing.T
-	env    *Environment
+	env    *environment.Environment
 	sup    *fakeSupervisor
 	rapi   *testServer
 	invoke *testServer
@@ -63,16 +64,16 @@ type harness struct {
 	quit   chan struct{}
 }
 
-func newHarness(t *testing.T, mutate func(*Config)) *harness {
+func newHarness(t *testing.T, mutate func(*environment.Config)) *harness {
 	t.Helper()
-	cfg := Config{FunctionName: "echo", FunctionVersion: "3", MemorySizeMB: 128, Timeout: time.Second,
-		Region: "eu-west-1", AccountID: "123456789012", InitTimeout: DefaultInitTimeout, ShutdownGrace: 20 * time.Millisecond}
+	cfg := environment.Config{FunctionName: "echo", FunctionVersion: "3", MemorySizeMB: 128, Timeout: time.Second,
+		Region: "eu-west-1", AccountID: "123456789012", InitTimeout: environment.DefaultInitTimeout, ShutdownGrace: 20 * time.Millisecond}
 	if mutate != nil {
 		mutate(&cfg)
 	}
 	h := &harness{t: t, sup: &fakeSupervisor{starts: make(chan uint64, 16)}, out: &syncBuffer{}, quit: make(chan struct{})}
-	logs := NewLogSink(h.out)
-	h.env = NewEnvironment(&cfg, logs, h.sup)
+	logs := environment.NewLogSink(h.out)
+	h.env = environment.NewEnvironment(&cfg, logs, h.sup)
 	h.rapi, h.invoke = newServers(t, h.env, h.quit)
 	h.env.Begin()
 	h.waitStart(1)
@@ -102,7 +103,7 @@ func newRawServerBody(h http.Handler, bodyTimeout time.Duration) *testServer {
 	}
 	s := &testServer{URL: "http://" + ln.Addr().String(), srv: &transport.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: bodyTimeout}}
 	if bodyTimeout > 0 { // the invoke endpoint's
-		s.srv.MaxHeaderBytes = invokeMaxHeaderBytes
+		s.srv.MaxHeaderBytes = InvokeMaxHeaderBytes
 	}
 	go func() { _ = s.srv.Serve(transport.Listener{Listener: ln}) }()
 	return s
@@ -114,9 +115,9 @@ func (s *testServer) Close() {
 
 // newServers serves env's Runtime API and invoke endpoint on loopback ports as the shim
 // does: transport.Server over transport.Listener.
-func newServers(t *testing.T, env *Environment, quit chan struct{}) (rapi, invoke *testServer) {
+func newServers(t *testing.T, env *environment.Environment, quit chan struct{}) (rapi, invoke *testServer) {
 	api, inv := NewRuntimeAPI(env, quit), NewInvokeServer(env)
-	return newRawServer(api), newRawServerBody(inv, env.cfg.bodyTimeout())
+	return newRawServer(api), newRawServerBody(inv, env.Config().EffectiveBodyTimeout())
 }
 
 func (h *harness) waitStart(gen uint64) {
@@ -263,7 +264,7 @@ func TestInvokeRoundTrip(t *testing.T) {
 	h.post("/2018-06-01/runtime/invocation/big-event/response", nil, `1`)
 	<-resCh
 
-	h.env.logs.Flush() // lines reach stdout within flushDelay; do not wait for it
+	h.env.Logs().Flush() // lines reach stdout within flushDelay; do not wait for it
 	if !strings.Contains(h.out.String(), "START RequestId: req-1 Version: 3\nEND RequestId: req-1\nREPORT RequestId: req-1\tDuration: ") {
 		t.Fatalf("shim log lacks the platform lines:\n%s", h.out.String())
 	}
@@ -298,7 +299,7 @@ func TestRuntimeAPIIllegalCalls(t *testing.T) {
 }
 
 func TestInvokeEndpointRejections(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.InvokeSecret = "s3cret"; c.Timeout = 30 * time.Second })
+	h := newHarness(t, func(c *environment.Config) { c.InvokeSecret = "s3cret"; c.Timeout = 30 * time.Second })
 	r := h.callInvoke(nil, `{}`)
 	expect(t, "no secret", r.status, 401)
 	expect(t, "no secret type", r.header.Get("X-Amzn-ErrorType"), "UnauthorizedException")
@@ -331,10 +332,10 @@ func TestInvokeEndpointRejections(t *testing.T) {
 }
 
 func TestResponseTooLarge(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Timeout = 30 * time.Second }) // 6 MB bodies, maybe under -race
+	h := newHarness(t, func(c *environment.Config) { c.Timeout = 30 * time.Second }) // 6 MB bodies, maybe under -race
 	resCh := h.invokeAsync(map[string]string{"X-Amzn-RequestId": "big"}, `{}`)
 	h.next()
-	r := h.post("/2018-06-01/runtime/invocation/big/response", nil, strings.Repeat("x", MaxResponsePayload+1))
+	r := h.post("/2018-06-01/runtime/invocation/big/response", nil, strings.Repeat("x", environment.MaxResponsePayload+1))
 	expect(t, "runtime status", r.status, 413)
 	expect(t, "runtime body", r.body, `{"errorMessage":"Exceeded maximum allowed payload size (6291556 bytes).","errorType":"RequestEntityTooLarge"}`)
 	res := <-resCh
@@ -367,7 +368,7 @@ func TestErrorBodies(t *testing.T) {
 }
 
 func TestTimeoutResetsEnvironment(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Timeout = 200 * time.Millisecond })
+	h := newHarness(t, func(c *environment.Config) { c.Timeout = 200 * time.Millisecond })
 	resCh := h.invokeAsync(map[string]string{"X-Amzn-RequestId": "slow", "X-Amz-Log-Type": "Tail"}, `{}`)
 	h.next() // and never answer
 	res := <-resCh
@@ -412,7 +413,7 @@ func TestInitErrorIsRetriedInsideTheInvoke(t *testing.T) {
 	initErr := `{"errorMessage":"Unable to import module 'index'","errorType":"Runtime.ImportModuleError"}`
 	r := h.post("/2018-06-01/runtime/init/error", map[string]string{"Lambda-Runtime-Function-Error-Type": "Runtime.ImportModuleError"}, initErr)
 	expect(t, "init error", r.status, 202)
-	expect(t, "phase", h.env.Phase(), PhaseInitFailed)
+	expect(t, "phase", h.env.Phase(), environment.PhaseInitFailed)
 	expect(t, "readyz", do(t, "GET", h.invoke.URL+"/readyz", nil, nil).status, 503)
 	resCh := h.invokeAsync(map[string]string{"X-Amzn-RequestId": "i1"}, `{}`)
 	h.waitStart(2) // the retried init
@@ -431,7 +432,10 @@ func TestInitErrorIsRetriedInsideTheInvoke(t *testing.T) {
 }
 
 func TestSlowInitCountsAgainstTheInvoke(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.InitTimeout = 100 * time.Millisecond; c.Timeout = 300 * time.Millisecond })
+	h := newHarness(t, func(c *environment.Config) {
+		c.InitTimeout = 100 * time.Millisecond
+		c.Timeout = 300 * time.Millisecond
+	})
 	time.Sleep(150 * time.Millisecond) // the runtime never calls /next
 	start := time.Now()
 	res := h.callInvoke(map[string]string{"X-Amzn-RequestId": "never"}, `{}`)
@@ -481,9 +485,9 @@ func TestExtensionsLifecycle(t *testing.T) {
 	runtimeNext := make(chan reply, 1)
 	go func() { runtimeNext <- request("GET", h.rapi.URL+"/2018-06-01/runtime/invocation/next", nil, nil) }()
 	time.Sleep(50 * time.Millisecond)
-	expect(t, "init waits for the extension", h.env.Phase(), PhaseInit)
+	expect(t, "init waits for the extension", h.env.Phase(), environment.PhaseInit)
 	evCh := extNext()
-	waitPhase(t, h.env, PhaseIdle)
+	waitPhase(t, h.env, environment.PhaseIdle)
 	resCh := h.invokeAsync(map[string]string{"X-Amzn-RequestId": "x1"}, `{"payload":"not for extensions"}`)
 	ev := <-evCh
 	var got map[string]any
@@ -499,9 +503,9 @@ func TestExtensionsLifecycle(t *testing.T) {
 	runtimeNext2 := make(chan reply, 1)
 	go func() { runtimeNext2 <- request("GET", h.rapi.URL+"/2018-06-01/runtime/invocation/next", nil, nil) }()
 	time.Sleep(30 * time.Millisecond)
-	expect(t, "environment busy until the extension is done", h.env.Phase(), PhaseInvoke)
+	expect(t, "environment busy until the extension is done", h.env.Phase(), environment.PhaseInvoke)
 	evCh = extNext()
-	waitPhase(t, h.env, PhaseIdle)
+	waitPhase(t, h.env, environment.PhaseIdle)
 	expect(t, "register after init", h.post("/2020-01-01/extension/register", map[string]string{"Lambda-Extension-Name": "late"}, `{}`).status, 403)
 	go h.env.Shutdown()
 	ev = <-evCh
@@ -510,7 +514,7 @@ func TestExtensionsLifecycle(t *testing.T) {
 	}
 }
 
-func waitPhase(t *testing.T, env *Environment, p Phase) {
+func waitPhase(t *testing.T, env *environment.Environment, p environment.Phase) {
 	t.Helper()
 	for i := 0; i < 1000; i++ {
 		if env.Phase() == p {
@@ -542,7 +546,7 @@ func TestLogsAPISubscription(t *testing.T) {
 	expect(t, "subscribe", ok.status, 200)
 	go request("GET", h.rapi.URL+"/2020-01-01/extension/event/next", map[string]string{"Lambda-Extension-Identifier": extID}, nil)
 	go request("GET", h.rapi.URL+"/2018-06-01/runtime/invocation/next", nil, nil)
-	waitPhase(t, h.env, PhaseIdle)
+	waitPhase(t, h.env, environment.PhaseIdle)
 	resCh := h.invokeAsync(map[string]string{"X-Amzn-RequestId": "l1"}, `{}`)
 	time.Sleep(20 * time.Millisecond)
 	h.post("/2018-06-01/runtime/invocation/l1/response", nil, `1`)
@@ -578,7 +582,7 @@ func TestExtensionInitErrorFailsInit(t *testing.T) {
 	expect(t, "unknown id", h.post("/2020-01-01/extension/init/error", map[string]string{"Lambda-Extension-Identifier": "nope", "Lambda-Extension-Function-Error-Type": "Extension.ConfigInvalid"}, `{}`).status, 403)
 	r = h.post("/2020-01-01/extension/init/error", map[string]string{"Lambda-Extension-Identifier": id, "Lambda-Extension-Function-Error-Type": "Extension.ConfigInvalid"}, `{"errorMessage":"bad config"}`)
 	expect(t, "init error", r.status, 202)
-	expect(t, "phase", h.env.Phase(), PhaseInitFailed)
+	expect(t, "phase", h.env.Phase(), environment.PhaseInitFailed)
 	// The extension may not carry on.
 	expect(t, "next after error", do(t, "GET", h.rapi.URL+"/2020-01-01/extension/event/next", map[string]string{"Lambda-Extension-Identifier": id}, nil).status, 403)
 	// An invoke retries the init (new generation), whose runtime fails it the same way.
@@ -598,7 +602,7 @@ func TestLogsSubscriptionOnlyDuringInit(t *testing.T) {
 	id := r.header.Get("Lambda-Extension-Identifier")
 	go request("GET", h.rapi.URL+"/2020-01-01/extension/event/next", map[string]string{"Lambda-Extension-Identifier": id}, nil)
 	go request("GET", h.rapi.URL+"/2018-06-01/runtime/invocation/next", nil, nil)
-	waitPhase(t, h.env, PhaseIdle)
+	waitPhase(t, h.env, environment.PhaseIdle)
 	r = do(t, "PUT", h.rapi.URL+"/2020-08-15/logs", map[string]string{"Lambda-Extension-Identifier": id},
 		[]byte(`{"types":["platform"],"destination":{"protocol":"HTTP","URI":"http://127.0.0.1:8080/logs"}}`))
 	expect(t, "status", r.status, 403)
@@ -623,8 +627,8 @@ func TestReportWithoutTailPrecedesTheNextStart(t *testing.T) {
 		}
 	}
 	go request("GET", h.rapi.URL+"/2018-06-01/runtime/invocation/next", nil, nil)
-	waitPhase(t, h.env, PhaseIdle)
-	h.env.logs.Flush()
+	waitPhase(t, h.env, environment.PhaseIdle)
+	h.env.Logs().Flush()
 	lines := strings.Split(strings.TrimSuffix(h.out.String(), "\n"), "\n")
 	if len(lines) != 3*len(ids) {
 		t.Fatalf("log has %d lines, want START, END, REPORT per invocation:\n%s", len(lines), h.out.String())
@@ -679,7 +683,7 @@ func TestNextReplacedByANewerOne(t *testing.T) {
 	h := newHarness(t, nil)
 	first := make(chan reply, 1)
 	go func() { first <- h.next() }()
-	waitPhase(t, h.env, PhaseIdle)
+	waitPhase(t, h.env, environment.PhaseIdle)
 	time.Sleep(20 * time.Millisecond) // the first call waits
 	second := make(chan reply, 1)
 	go func() { second <- h.next() }()
@@ -715,9 +719,9 @@ func TestNextHungUpAloneKeepsTheEvent(t *testing.T) {
 	if _, err := io.WriteString(c, "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: rapi\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	waitPhase(t, h.env, PhaseIdle)
+	waitPhase(t, h.env, environment.PhaseIdle)
 	c.Close()
-	time.Sleep(nextPeerCheckAfter + 30*time.Millisecond)
+	time.Sleep(environment.NextPeerCheckAfter + 30*time.Millisecond)
 	resCh := h.invokeAsync(map[string]string{"X-Amzn-RequestId": "kept"}, `{}`)
 	time.Sleep(30 * time.Millisecond) // dispatched, and refused by the hung-up call
 	nextCh := make(chan reply, 1)

@@ -1,4 +1,4 @@
-package shim
+package environment
 
 import (
 	"encoding/json"
@@ -56,7 +56,9 @@ func shutdownEvent(reason string, deadline time.Time) []byte {
 	return []byte(`{"eventType":"SHUTDOWN","shutdownReason":"` + reason + `","deadlineMs":` + strconv.FormatInt(deadline.UnixMilli(), 10) + `}`)
 }
 
-func (e *Environment) registeredExtensions() int {
+// RegisteredExtensions is how many extensions have registered (exec mode waits for the
+// ones it started).
+func (e *Environment) RegisteredExtensions() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return len(e.exts)

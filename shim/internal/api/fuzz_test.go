@@ -1,4 +1,4 @@
-package shim
+package api
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/klambda/klambda/shim/internal/environment"
 )
 
 // FuzzRuntimeAPIRequest feeds arbitrary requests to the Runtime, Extensions and Logs API
@@ -27,23 +29,23 @@ func FuzzRuntimeAPIRequest(f *testing.F) {
 		if !strings.HasPrefix(path, "/") {
 			path = "/" + path
 		}
-		cfg := Config{FunctionName: "f", FunctionVersion: "$LATEST", MemorySizeMB: 128, Timeout: time.Minute, InitTimeout: time.Minute, Region: "us-east-1", AccountID: "1"}
-		env := NewEnvironment(&cfg, NewLogSink(&bytes.Buffer{}), nil)
+		cfg := environment.Config{FunctionName: "f", FunctionVersion: "$LATEST", MemorySizeMB: 128, Timeout: time.Minute, InitTimeout: time.Minute, Region: "us-east-1", AccountID: "1"}
+		env := environment.NewEnvironment(&cfg, environment.NewLogSink(&bytes.Buffer{}), nil)
 		quit := make(chan struct{})
 		close(quit) // nothing may block in a fuzz run
 		api := NewRuntimeAPI(env, quit)
 		if rt, id := api.routes.match(path); rt != nil && rt.param && (id == "" || strings.Contains(id, "/")) {
 			t.Fatalf("route %s with request id %q from %q", rt.path, id, path)
 		}
-		inv := NewInvocation()
+		inv := environment.NewInvocation()
 		inv.ID = "fuzz-id"
-		env.mu.Lock()
-		env.runtime = RuntimeReady
-		env.finishInitLocked()
-		env.mu.Unlock()
+		// The runtime's first next ends init; it is given the invocation.
+		taken := make(chan *environment.Invocation, 1)
+		if _, _, err := env.Next(nil, func(inv *environment.Invocation, _ error) { taken <- inv }); err != nil {
+			t.Fatal(err)
+		}
 		env.Invoke(inv, func(error) {})
-		got, _ := awaitNext(env, nil, nil)
-		got.Release()
+		(<-taken).Release()
 
 		req, rerr := http.NewRequest(method, "http://rapi"+path, bytes.NewReader(body))
 		if rerr != nil {

@@ -1,14 +1,33 @@
-package shim
+package environment
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
 // These tests drive the state machine through its own API, without HTTP.
+
+type fakeSupervisor struct {
+	starts chan uint64
+	stops  atomic.Int32
+}
+
+func (f *fakeSupervisor) Start(gen uint64) error      { f.starts <- gen; return nil }
+func (f *fakeSupervisor) Stop(time.Duration)          { f.stops.Add(1) }
+func (f *fakeSupervisor) MaxMemoryUsedMB() int        { return 20 }
+func (f *fakeSupervisor) HasExternalExtensions() bool { return false }
+func (f *fakeSupervisor) HasRestartingRuntime() bool  { return false }
+
+func expect(t *testing.T, what string, got, want any) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("%s: got %v, want %v", what, got, want)
+	}
+}
 
 // TestTransitionTables: setPhaseLocked and setRuntimeLocked accept exactly the
 // transitions of their tables, and every state has an entry.
@@ -115,7 +134,7 @@ func into(t *testing.T, rt RuntimeState) *machine {
 		}
 	case RuntimeResponded:
 		m = into(t, RuntimeInvoking)
-		if err := m.env.Respond("inv-1", getBuffer()); err != nil {
+		if err := m.env.Respond("inv-1", GetBuffer()); err != nil {
 			t.Fatal(err)
 		}
 	case RuntimeInitError:
@@ -135,7 +154,7 @@ func into(t *testing.T, rt RuntimeState) *machine {
 func TestRuntimeCallsInEveryState(t *testing.T) {
 	calls := map[string]func(m *machine) error{
 		"next":       func(m *machine) error { _, err := m.callNext(); return err },
-		"response":   func(m *machine) error { return m.env.Respond("inv-1", getBuffer()) },
+		"response":   func(m *machine) error { return m.env.Respond("inv-1", GetBuffer()) },
 		"error":      func(m *machine) error { return m.env.ReportError("inv-1", "Runtime.X", []byte(`{}`)) },
 		"init/error": func(m *machine) error { return m.env.ReportInitError("Runtime.X", []byte(`{}`)) },
 	}
@@ -179,14 +198,14 @@ func TestRuntimeCallsInEveryState(t *testing.T) {
 // with ErrInvalidRequestID, and the invocation can still be answered.
 func TestAnswerForAnotherInvocation(t *testing.T) {
 	m := into(t, RuntimeInvoking)
-	if err := m.env.Respond("other", getBuffer()); !errors.Is(err, ErrInvalidRequestID) {
+	if err := m.env.Respond("other", GetBuffer()); !errors.Is(err, ErrInvalidRequestID) {
 		t.Fatalf("response: %v", err)
 	}
 	if err := m.env.ReportError("other", "", nil); !errors.Is(err, ErrInvalidRequestID) {
 		t.Fatalf("error: %v", err)
 	}
 	m.want(PhaseInvoke, RuntimeInvoking)
-	if err := m.env.Respond("inv-1", getBuffer()); err != nil {
+	if err := m.env.Respond("inv-1", GetBuffer()); err != nil {
 		t.Fatal(err)
 	}
 	m.want(PhaseInvoke, RuntimeResponded)
@@ -213,7 +232,7 @@ func TestPhasesOfAWarmInvocation(t *testing.T) {
 		t.Fatalf("done before the answer: %v", err)
 	default:
 	}
-	buf := getBuffer()
+	buf := GetBuffer()
 	buf.WriteString(`"ok"`)
 	if err := m.env.Respond("a", buf); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package shim
+package api
 
 import (
 	"bytes"
@@ -7,21 +7,23 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/klambda/klambda/shim/internal/environment"
 )
 
 // TestReportMemoryReadWhenWrittenOut: REPORT lines without a tail wait in the buffer and
 // read Max Memory Used once, when they are written out; a tail reads it at once.
 func TestReportMemoryReadWhenWrittenOut(t *testing.T) {
 	var out bytes.Buffer
-	s := NewLogSink(&out)
+	s := environment.NewLogSink(&out)
 	reads, mem := 0, 30
 	s.SetMaxMemoryUsed(func() int { reads++; return mem })
 	end := func(id string, tail bool) []byte {
-		inv := NewInvocation()
+		inv := environment.NewInvocation()
 		inv.ID, inv.WantTail = id, tail
 		s.StartInvocation(inv, "1")
 		s.Function([]byte("line of " + id + "\n"))
-		return s.EndInvocation(inv, &Result{Duration: 1500 * time.Microsecond}, 128, true)
+		return s.EndInvocation(inv, &environment.Result{Duration: 1500 * time.Microsecond}, 128, true)
 	}
 	end("a", false)
 	end("b", false)
@@ -59,13 +61,13 @@ func TestReportMemoryReadWhenWrittenOut(t *testing.T) {
 // early write still gets its figure in the right place.
 func TestReportMemoryAcrossABufferOverflow(t *testing.T) {
 	var out bytes.Buffer
-	s := NewLogSink(&out)
-	inv := NewInvocation()
+	s := environment.NewLogSink(&out)
+	inv := environment.NewInvocation()
 	inv.ID = "big"
 	s.StartInvocation(inv, "1")
 	s.Function([]byte(strings.Repeat("x", 64*1024-40) + "\n"))
 	s.SetMaxMemoryUsed(func() int { return 7 })
-	s.EndInvocation(inv, &Result{Duration: time.Millisecond}, 128, true)
+	s.EndInvocation(inv, &environment.Result{Duration: time.Millisecond}, 128, true)
 	s.Flush()
 	re := regexp.MustCompile(`(?m)^REPORT RequestId: big\tDuration: 1.00 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\tMax Memory Used: 7 MB\t$`)
 	if !re.MatchString(out.String()) {
@@ -74,7 +76,7 @@ func TestReportMemoryAcrossABufferOverflow(t *testing.T) {
 }
 
 // peakSupervisor is a fakeSupervisor whose runtime processes have their own peaks, one per
-// generation, kept until the next Start (a PeakKeeper, as exec mode).
+// generation, kept until the next Start (an environment.PeakKeeper, as exec mode).
 type peakSupervisor struct {
 	fakeSupervisor
 	peak atomic.Int64
@@ -90,11 +92,11 @@ func (p *peakSupervisor) KeepsPeakUntilStart() {}
 // TestReportMemoryOfTheOldRuntimeAfterAReset: REPORT lines still waiting when a reset
 // starts a new runtime process carry the old process's peak.
 func TestReportMemoryOfTheOldRuntimeAfterAReset(t *testing.T) {
-	cfg := Config{FunctionName: "echo", FunctionVersion: "3", MemorySizeMB: 128, Timeout: time.Second,
-		Region: "eu-west-1", AccountID: "123456789012", InitTimeout: DefaultInitTimeout, ShutdownGrace: 20 * time.Millisecond}
+	cfg := environment.Config{FunctionName: "echo", FunctionVersion: "3", MemorySizeMB: 128, Timeout: time.Second,
+		Region: "eu-west-1", AccountID: "123456789012", InitTimeout: environment.DefaultInitTimeout, ShutdownGrace: 20 * time.Millisecond}
 	sup := &peakSupervisor{fakeSupervisor: fakeSupervisor{starts: make(chan uint64, 16)}}
 	out := &syncBuffer{}
-	env := NewEnvironment(&cfg, NewLogSink(out), sup)
+	env := environment.NewEnvironment(&cfg, environment.NewLogSink(out), sup)
 	h := &harness{t: t, env: env, out: out, quit: make(chan struct{})}
 	h.sup = &sup.fakeSupervisor
 	h.rapi, h.invoke = newServers(t, env, h.quit)
@@ -115,7 +117,7 @@ func TestReportMemoryOfTheOldRuntimeAfterAReset(t *testing.T) {
 	// END and REPORT are written once the caller and the runtime have their answers, by
 	// the server, which may not have come to it yet.
 	env.WritePendingReport()
-	env.logs.Flush()
+	env.Logs().Flush()
 	log := out.String()
 	for id, want := range map[string]string{"old": "100", "new": "200"} {
 		if !regexp.MustCompile(`(?m)^REPORT RequestId: ` + id + `\t.*\tMax Memory Used: ` + want + ` MB\t`).MatchString(log) {

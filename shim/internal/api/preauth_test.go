@@ -1,4 +1,4 @@
-package shim
+package api
 
 import (
 	"bufio"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/shim/internal/environment"
 )
 
 // Issue #15, finding 3: an unauthenticated client must not make the shim hold its body.
@@ -30,7 +31,7 @@ var shimModes = []struct{ name string }{{"transport.Server"}}
 func TestUnauthenticatedBodiesAreRefusedAtOnce(t *testing.T) {
 	for _, mode := range shimModes {
 		t.Run(mode.name, func(t *testing.T) {
-			h := newHarness(t, func(c *Config) { c.InvokeSecret = "the-secret" })
+			h := newHarness(t, func(c *environment.Config) { c.InvokeSecret = "the-secret" })
 			addr := strings.TrimPrefix(h.invoke.URL, "http://")
 			const n = 20
 			var before, during runtime.MemStats
@@ -91,7 +92,7 @@ func TestUnauthenticatedBodiesAreRefusedAtOnce(t *testing.T) {
 func TestTricklingBodyIsCut(t *testing.T) {
 	for _, mode := range shimModes {
 		t.Run(mode.name, func(t *testing.T) {
-			h := newHarness(t, func(c *Config) {
+			h := newHarness(t, func(c *environment.Config) {
 				c.InvokeSecret = "the-secret"
 				c.BodyTimeout = 300 * time.Millisecond
 			})
@@ -147,7 +148,7 @@ func TestTricklingBodyIsCut(t *testing.T) {
 func TestInvokeHeadIsBounded(t *testing.T) {
 	for _, mode := range shimModes {
 		t.Run(mode.name, func(t *testing.T) {
-			h := newHarness(t, func(c *Config) { c.InvokeSecret = "the-secret" })
+			h := newHarness(t, func(c *environment.Config) { c.InvokeSecret = "the-secret" })
 			addr := strings.TrimPrefix(h.invoke.URL, "http://")
 			const n = 20
 			var before, during runtime.MemStats

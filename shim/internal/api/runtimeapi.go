@@ -1,4 +1,4 @@
-package shim
+package api
 
 import (
 	"bufio"
@@ -11,7 +11,15 @@ import (
 	"strings"
 
 	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/shim/internal/environment"
 	"github.com/klambda/klambda/shim/internal/transport"
+)
+
+// Paths the `runtime-shim pipe` wrapper uses to reach the sidecar (on the Runtime API's
+// loopback address; not part of any Lambda API).
+const (
+	PipeLogsPath = "/klambda/v1/function-logs"
+	PipeExitPath = "/klambda/v1/runtime-exit"
 )
 
 // Paths of the Runtime, Extensions and Logs APIs.
@@ -22,17 +30,17 @@ const (
 	logsPath20210318 = "/2021-03-18/logs"
 )
 
-// RuntimeAPI serves the Runtime, Extensions and Logs APIs for one Environment.
+// RuntimeAPI serves the Runtime, Extensions and Logs APIs for one environment.Environment.
 type RuntimeAPI struct {
-	env    *Environment
-	cfg    *Config
+	env    *environment.Environment
+	cfg    *environment.Config
 	quit   <-chan struct{}
 	routes *routeTable
 }
 
 // NewRuntimeAPI returns the handler; quit ends blocked /next calls at shutdown.
-func NewRuntimeAPI(env *Environment, quit <-chan struct{}) *RuntimeAPI {
-	a := &RuntimeAPI{env: env, cfg: env.cfg, quit: quit}
+func NewRuntimeAPI(env *environment.Environment, quit <-chan struct{}) *RuntimeAPI {
+	a := &RuntimeAPI{env: env, cfg: env.Config(), quit: quit}
 	get, post, putOrPost := []string{http.MethodGet}, []string{http.MethodPost}, []string{http.MethodPut, http.MethodPost}
 	noParam := func(h func(http.ResponseWriter, *http.Request)) func(http.ResponseWriter, *http.Request, string) {
 		return func(w http.ResponseWriter, r *http.Request, _ string) { h(w, r) }
@@ -46,8 +54,8 @@ func NewRuntimeAPI(env *Environment, quit <-chan struct{}) *RuntimeAPI {
 		route{methods: get, path: extensionPrefix + "event/next", handle: noParam(a.extensionNext)},
 		route{methods: post, path: extensionPrefix + "init/error", handle: func(w http.ResponseWriter, r *http.Request, _ string) { a.extensionError(w, r, true) }},
 		route{methods: post, path: extensionPrefix + "exit/error", handle: func(w http.ResponseWriter, r *http.Request, _ string) { a.extensionError(w, r, false) }},
-		route{methods: post, path: pipeLogsPath, handle: noParam(a.pipeLogs)},
-		route{methods: post, path: pipeExitPath, handle: noParam(a.pipeExit)},
+		route{methods: post, path: PipeLogsPath, handle: noParam(a.pipeLogs)},
+		route{methods: post, path: PipeExitPath, handle: noParam(a.pipeExit)},
 		route{methods: putOrPost, path: logsPath, handle: noParam(a.subscribe)},
 		route{methods: putOrPost, path: logsPath20210318, handle: noParam(a.subscribe)},
 	)
@@ -64,7 +72,7 @@ func (a *RuntimeAPI) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 
 // apiError is an error answer of the Runtime, Extensions or Logs API.
 func apiError(status int, errType, msg string) *answer {
-	b, _ := json.Marshal(errorBody{ErrorMessage: msg, ErrorType: errType})
+	b, _ := json.Marshal(environment.ErrorBody{ErrorMessage: msg, ErrorType: errType})
 	r := &answer{status: status, body: b}
 	r.set("Content-Type", "application/json")
 	return r
@@ -90,26 +98,26 @@ func writeStateMachineError(w http.ResponseWriter, err error) {
 }
 
 func stateMachineError(err error) *answer {
-	var se *StateError
-	var lv *LogsValidationError
+	var se *environment.StateError
+	var lv *environment.LogsValidationError
 	switch {
 	case errors.As(err, &se):
 		return apiError(http.StatusForbidden, "InvalidStateTransition", err.Error())
 	case errors.As(err, &lv):
 		return apiError(http.StatusBadRequest, "Logs.ValidationError", err.Error())
-	case errors.Is(err, ErrInvalidRequestID):
+	case errors.Is(err, environment.ErrInvalidRequestID):
 		return apiError(http.StatusBadRequest, "InvalidRequestID", err.Error())
-	case errors.Is(err, ErrResponseTooLarge):
+	case errors.Is(err, environment.ErrResponseTooLarge):
 		return apiError(http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", err.Error())
-	case errors.Is(err, ErrUnknownExtension):
+	case errors.Is(err, environment.ErrUnknownExtension):
 		return apiError(http.StatusForbidden, "Extension.UnknownExtensionIdentifier", err.Error())
-	case errors.Is(err, ErrRegistrationClosed):
+	case errors.Is(err, environment.ErrRegistrationClosed):
 		return apiError(http.StatusForbidden, "Extension.RegistrationClosed", err.Error())
-	case errors.Is(err, ErrTooManyExtensions):
+	case errors.Is(err, environment.ErrTooManyExtensions):
 		return apiError(http.StatusForbidden, "Extension.TooManyExtensions", err.Error())
-	case errors.Is(err, ErrExtensionNameCollision):
+	case errors.Is(err, environment.ErrExtensionNameCollision):
 		return apiError(http.StatusForbidden, "Extension.InvalidExtensionState", err.Error())
-	case errors.Is(err, ErrSubscriptionClosed):
+	case errors.Is(err, environment.ErrSubscriptionClosed):
 		return apiError(http.StatusForbidden, "Logs.SubscriptionClosed", err.Error())
 	default:
 		// Lambda's 500: "Non-recoverable state. Runtime should exit promptly."
@@ -129,7 +137,7 @@ func (a *RuntimeAPI) next(w http.ResponseWriter, r *http.Request) {
 	}
 	inv, err := awaitNext(a.env, gone, a.quit)
 	if err != nil {
-		if errors.Is(err, errNextAbandoned) {
+		if errors.Is(err, environment.ErrNextAbandoned) {
 			return // the runtime went away; nobody to answer
 		}
 		writeStateMachineError(w, err)
@@ -140,14 +148,14 @@ func (a *RuntimeAPI) next(w http.ResponseWriter, r *http.Request) {
 }
 
 // awaitNext waits (without limit) for env's next event; quit ends the wait with
-// ErrShuttingDown.
-func awaitNext(env *Environment, gone func() bool, quit <-chan struct{}) (*Invocation, error) {
+// environment.ErrShuttingDown.
+func awaitNext(env *environment.Environment, gone func() bool, quit <-chan struct{}) (*environment.Invocation, error) {
 	type result struct {
-		inv *Invocation
+		inv *environment.Invocation
 		err error
 	}
 	ch := make(chan result, 1)
-	inv, w, err := env.Next(gone, func(inv *Invocation, err error) { ch <- result{inv, err} })
+	inv, w, err := env.Next(gone, func(inv *environment.Invocation, err error) { ch <- result{inv, err} })
 	if w == nil {
 		return inv, err
 	}
@@ -163,16 +171,16 @@ func awaitNext(env *Environment, gone func() bool, quit <-chan struct{}) (*Invoc
 			}
 		default:
 		}
-		return nil, ErrShuttingDown
+		return nil, environment.ErrShuttingDown
 	}
 }
 
 // nextEvent is /next's answer: inv's event. Its body is inv's: it is valid until inv
 // is released.
-func nextEvent(inv *Invocation) *answer {
+func nextEvent(inv *environment.Invocation) *answer {
 	r := &answer{status: http.StatusOK, hdr: make([]headerField, 0, 7), body: inv.Payload.Bytes()}
 	r.set("Lambda-Runtime-Aws-Request-Id", inv.ID)
-	r.set("Lambda-Runtime-Deadline-Ms", inv.deadlineMs)
+	r.set("Lambda-Runtime-Deadline-Ms", inv.DeadlineMs())
 	r.set("Lambda-Runtime-Invoked-Function-Arn", inv.InvokedARN)
 	if inv.TraceID != "" {
 		r.set("Lambda-Runtime-Trace-Id", inv.TraceID)
@@ -206,7 +214,7 @@ func mergeDone(a, b <-chan struct{}) <-chan struct{} {
 // readBody reads at most limit bytes into a pooled buffer; over reports a larger body
 // (which is drained so the connection stays usable).
 func readBody(r *http.Request, limit int64) (buf *bytes.Buffer, over bool, err error) {
-	return readBodyInto(r, getBuffer(), limit)
+	return readBodyInto(r, environment.GetBuffer(), limit)
 }
 
 func readBodyInto(r *http.Request, buf *bytes.Buffer, limit int64) (*bytes.Buffer, bool, error) {
@@ -234,9 +242,9 @@ func (a *RuntimeAPI) response(w http.ResponseWriter, r *http.Request, id string)
 		writeStateMachineError(w, err)
 		return
 	}
-	buf, over, err := readBody(r, MaxResponsePayload)
+	buf, over, err := readBody(r, environment.MaxResponsePayload)
 	if err != nil {
-		putBuffer(buf)
+		environment.PutBuffer(buf)
 		writeReply(w, truncated(err))
 		return
 	}
@@ -263,18 +271,18 @@ func truncated(err error) *answer {
 // MaxResponsePayload: nil, or the error to answer.
 func (a *RuntimeAPI) takeResponse(id string, buf *bytes.Buffer, over, wantTail bool) error {
 	if over {
-		a.env.logs.Drain() // lines the function logged before answering belong before END
-		putBuffer(buf)
+		a.env.Logs().Drain() // lines the function logged before answering belong before END
+		environment.PutBuffer(buf)
 		if err := a.env.RespondTooLarge(id); err != nil {
 			return err
 		}
-		return ErrResponseTooLarge
+		return environment.ErrResponseTooLarge
 	}
 	if wantTail {
-		a.env.logs.Drain()
+		a.env.Logs().Drain()
 	}
 	if err := a.env.Respond(id, buf); err != nil {
-		putBuffer(buf)
+		environment.PutBuffer(buf)
 		return err
 	}
 	return nil
@@ -285,8 +293,8 @@ func (a *RuntimeAPI) invocationError(w http.ResponseWriter, r *http.Request, id 
 		writeStateMachineError(w, err)
 		return
 	}
-	buf, over, err := readBody(r, MaxErrorPayload)
-	defer putBuffer(buf)
+	buf, over, err := readBody(r, environment.MaxErrorPayload)
+	defer environment.PutBuffer(buf)
 	if err != nil {
 		writeReply(w, truncated(err))
 		return
@@ -299,26 +307,26 @@ func (a *RuntimeAPI) invocationError(w http.ResponseWriter, r *http.Request, id 
 }
 
 // takeError is POST /error once its body is read (over: it was longer than
-// MaxErrorPayload): nil, or the error to answer.
+// environment.MaxErrorPayload): nil, or the error to answer.
 func (a *RuntimeAPI) takeError(id, errType string, body []byte, over bool) error {
-	a.env.logs.Drain()
+	a.env.Logs().Drain()
 	if over {
 		if err := a.env.RespondTooLarge(id); err != nil {
 			return err
 		}
-		return ErrResponseTooLarge
+		return environment.ErrResponseTooLarge
 	}
 	return a.env.ReportError(id, errType, append([]byte(nil), body...))
 }
 
 func (a *RuntimeAPI) initError(w http.ResponseWriter, r *http.Request) {
-	buf, _, err := readBody(r, MaxErrorPayload)
-	defer putBuffer(buf)
+	buf, _, err := readBody(r, environment.MaxErrorPayload)
+	defer environment.PutBuffer(buf)
 	if err != nil {
 		writeReply(w, truncated(err))
 		return
 	}
-	a.env.logs.Drain()
+	a.env.Logs().Drain()
 	body := append([]byte(nil), buf.Bytes()...)
 	if err := a.env.ReportInitError(r.Header.Get("Lambda-Runtime-Function-Error-Type"), body); err != nil {
 		writeStateMachineError(w, err)
@@ -338,7 +346,7 @@ func (a *RuntimeAPI) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	buf, over, err := readBody(r, 64*1024)
-	defer putBuffer(buf)
+	defer environment.PutBuffer(buf)
 	if err != nil || over {
 		writeAPIError(w, http.StatusBadRequest, "InvalidRequestFormat", "could not read the registration request")
 		return
@@ -391,7 +399,7 @@ func (a *RuntimeAPI) extensionError(w http.ResponseWriter, r *http.Request, init
 		writeAPIError(w, http.StatusBadRequest, "InvalidRequestFormat", "missing header Lambda-Extension-Function-Error-Type")
 		return
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, MaxErrorPayload))
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, environment.MaxErrorPayload))
 	if err := a.env.ExtensionError(id, errType, initPhase); err != nil {
 		writeStateMachineError(w, err)
 		return
@@ -402,7 +410,7 @@ func (a *RuntimeAPI) extensionError(w http.ResponseWriter, r *http.Request, init
 func (a *RuntimeAPI) subscribe(w http.ResponseWriter, r *http.Request) {
 	id := r.Header.Get("Lambda-Extension-Identifier")
 	buf, over, err := readBody(r, 64*1024)
-	defer putBuffer(buf)
+	defer environment.PutBuffer(buf)
 	if err != nil || over {
 		writeAPIError(w, http.StatusBadRequest, "Logs.ValidationError", "could not read the subscription request")
 		return
@@ -426,7 +434,7 @@ func (a *RuntimeAPI) pipeLogs(w http.ResponseWriter, r *http.Request) {
 			if line[len(line)-1] != '\n' {
 				line = append(line, '\n')
 			}
-			a.env.logs.Function(line)
+			a.env.Logs().Function(line)
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			break

@@ -1,4 +1,4 @@
-package shim
+package environment
 
 import (
 	"fmt"
@@ -52,8 +52,8 @@ type Config struct {
 	BodyTimeout time.Duration
 }
 
-// bodyTimeout is BodyTimeout or its default.
-func (c *Config) bodyTimeout() time.Duration {
+// EffectiveBodyTimeout is BodyTimeout or its default.
+func (c *Config) EffectiveBodyTimeout() time.Duration {
 	if c.BodyTimeout > 0 {
 		return c.BodyTimeout
 	}
@@ -97,8 +97,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	return c, nil
 }
 
-// defaultInvokedARN is the ARN the runtime sees when the caller does not name one.
-func (c *Config) defaultInvokedARN() string {
+// DefaultInvokedARN is the ARN the runtime sees when the caller does not name one.
+func (c *Config) DefaultInvokedARN() string {
 	return "arn:aws:lambda:" + c.Region + ":" + c.AccountID + ":function:" + c.FunctionName
 }
 

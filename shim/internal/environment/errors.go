@@ -1,4 +1,4 @@
-package shim
+package environment
 
 import (
 	"encoding/json"
@@ -62,14 +62,14 @@ type EntrypointError struct{ Err error }
 func (e *EntrypointError) Error() string { return e.Err.Error() }
 func (e *EntrypointError) Unwrap() error { return e.Err }
 
-// errorBody is Lambda's function error object.
-type errorBody struct {
+// ErrorBody is Lambda's function error object.
+type ErrorBody struct {
 	ErrorMessage string `json:"errorMessage"`
 	ErrorType    string `json:"errorType"`
 }
 
 func functionErrorJSON(errType, msg string) []byte {
-	b, _ := json.Marshal(errorBody{ErrorMessage: msg, ErrorType: errType})
+	b, _ := json.Marshal(ErrorBody{ErrorMessage: msg, ErrorType: errType})
 	return b
 }
 

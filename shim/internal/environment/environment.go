@@ -1,4 +1,4 @@
-package shim
+package environment
 
 import (
 	"bytes"
@@ -157,6 +157,19 @@ func (e *Environment) Begin() {
 			e.RuntimeExited(gen, err)
 		}
 	}
+}
+
+// Config is the environment's function configuration.
+func (e *Environment) Config() *Config { return e.cfg }
+
+// Logs is the environment's log sink.
+func (e *Environment) Logs() *LogSink { return e.logs }
+
+// Busy tells whether an invoke waits for its result (/healthz's HeaderBusy).
+func (e *Environment) Busy() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.busy
 }
 
 // Phase reports the current phase (for probes and tests).
@@ -643,11 +656,11 @@ func (e *Environment) Shutdown() {
 
 // ---- runtime side ----
 
-// nextPeerCheckAfter: a /next that waited longer than this checks that the runtime is
+// NextPeerCheckAfter: a /next that waited longer than this checks that the runtime is
 // still connected (gone) before it takes an event. A shorter wait is the runtime asking
 // right after its previous answer, the hot path, where the check would cost a system
 // call on every warm invocation.
-const nextPeerCheckAfter = 50 * time.Millisecond
+const NextPeerCheckAfter = 50 * time.Millisecond
 
 // NextWait is a /next call waiting for an event (Next).
 type NextWait struct {
@@ -666,7 +679,7 @@ type NextWait struct {
 // (the earlier one is given a StateError), since a runtime asks again when its connection
 // dropped, and an event handed to a dropped connection would be lost. gone, when not nil,
 // tells whether the caller has hung up; it is asked before an event is given to a call
-// that waited longer than nextPeerCheckAfter, and a caller that is gone leaves the event
+// that waited longer than NextPeerCheckAfter, and a caller that is gone leaves the event
 // for the next /next.
 func (e *Environment) Next(gone func() bool, deliver func(*Invocation, error)) (inv *Invocation, w *NextWait, err error) {
 	e.mu.Lock()
@@ -751,8 +764,8 @@ func (e *Environment) offerLocked() {
 	if w == nil || e.pending == nil {
 		return
 	}
-	if w.gone != nil && time.Since(w.since) > nextPeerCheckAfter && w.gone() {
-		e.endWaitLocked(errNextAbandoned) // the event stays for the next call
+	if w.gone != nil && time.Since(w.since) > NextPeerCheckAfter && w.gone() {
+		e.endWaitLocked(ErrNextAbandoned) // the event stays for the next call
 		return
 	}
 	if inv := e.takeLocked(); inv != nil {
@@ -769,8 +782,8 @@ func (e *Environment) endWaitLocked(err error) {
 	}
 }
 
-// errNextAbandoned: the runtime hung up a /next before its event came (nobody to answer).
-var errNextAbandoned = errors.New("the runtime hung up its call to next")
+// ErrNextAbandoned: the runtime hung up a /next before its event came (nobody to answer).
+var ErrNextAbandoned = errors.New("the runtime hung up its call to next")
 
 // errNextReplaced answers a /next that a newer one replaced while it waited.
 var errNextReplaced = &StateError{Who: "runtime", From: RuntimeReady.String(), To: RuntimeReady.String(),
