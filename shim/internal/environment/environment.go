@@ -221,9 +221,10 @@ func (e *Environment) waitLocked(until time.Time) {
 
 // ---- invoke side ----
 
-// runLocked is Invoke's slow path once busy is set, on a goroutine of its own: it waits for the environment to take inv (through
-// init, a reset, the end of the previous invocation), runs it and waits for its result.
-// It is called with e.mu held and returns with it released.
+// runLocked is Invoke's slow path once busy is set, on a goroutine of its own: it waits
+// for the environment to take inv (through init, a reset, the end of the previous
+// invocation), runs it and waits for its result. It is called with e.mu held and returns
+// with it released.
 func (e *Environment) runLocked(inv *Invocation, arrival time.Time) error {
 	// retryDeadline is set once a failed init is retried inside this invoke (Lambda's
 	// "suppressed init"): from then on the init counts against the invoke's timeout.
@@ -257,37 +258,14 @@ func (e *Environment) runLocked(inv *Invocation, arrival time.Time) error {
 			e.waitLocked(limit)
 		case PhaseInitFailed:
 			if !retryDeadline.IsZero() {
-				f := e.failure
-				errType, body := f.errType, f.body
-				var bad *EntrypointError
-				switch {
-				case f.exit != nil && errors.As(f.exit, &bad):
-					errType = ErrorTypeEntrypoint
-					body = functionErrorJSON(errType, "RequestId: "+inv.ID+" Error: "+bad.Error())
-				case f.exit != nil || body == nil:
-					if f.timeout {
-						body = functionErrorJSON(ErrorTypeTimeout, timeoutMessage(inv.ID, e.cfg))
-					} else {
-						body = functionErrorJSON(ErrorTypeExit, exitMessage(inv.ID, f.exit))
-					}
-				}
+				// The retry failed too: the invoke is answered with why.
+				errType, body := e.failedInitAnswer(inv)
 				e.answerUndispatchedLocked(inv, arrival, errType, body)
 				e.busy = false
 				e.mu.Unlock()
 				return nil
 			}
-			retryDeadline = time.Now().Add(e.cfg.Timeout)
-			if !inv.DeadlineHint.IsZero() && inv.DeadlineHint.Before(retryDeadline) {
-				retryDeadline = inv.DeadlineHint
-			}
-			if e.sup != nil && e.sup.HasRestartingRuntime() && e.failure.exit != nil {
-				// Sidecar mode: the kubelet is already restarting the runtime that
-				// exited; killing the new one would only add a restart (and back-off).
-				e.setRuntimeLocked(RuntimeStarting)
-				e.setPhaseLocked(PhaseInit)
-				continue
-			}
-			e.resetLocked(ResetFailure)
+			retryDeadline = e.retryInitLocked(inv)
 		case PhaseInvoke, PhaseResetting:
 			// The previous invocation's runtime or extensions are finishing (bounded by its
 			// deadline), or a reset is under way.
@@ -298,6 +276,44 @@ func (e *Environment) runLocked(inv *Invocation, arrival time.Time) error {
 			return ErrShuttingDown
 		}
 	}
+}
+
+// failedInitAnswer is the error type and body that answer inv when the init it retried
+// failed (e.failure).
+func (e *Environment) failedInitAnswer(inv *Invocation) (errType string, body []byte) {
+	f := e.failure
+	errType, body = f.errType, f.body
+	var bad *EntrypointError
+	switch {
+	case f.exit != nil && errors.As(f.exit, &bad):
+		errType = ErrorTypeEntrypoint
+		body = functionErrorJSON(errType, "RequestId: "+inv.ID+" Error: "+bad.Error())
+	case f.exit != nil || body == nil:
+		if f.timeout {
+			body = functionErrorJSON(ErrorTypeTimeout, timeoutMessage(inv.ID, e.cfg))
+		} else {
+			body = functionErrorJSON(ErrorTypeExit, exitMessage(inv.ID, f.exit))
+		}
+	}
+	return errType, body
+}
+
+// retryInitLocked starts again the init that failed, inside inv (Lambda's "suppressed
+// init"), and returns the deadline the retried init and inv share: inv's timeout.
+func (e *Environment) retryInitLocked(inv *Invocation) time.Time {
+	deadline := time.Now().Add(e.cfg.Timeout)
+	if !inv.DeadlineHint.IsZero() && inv.DeadlineHint.Before(deadline) {
+		deadline = inv.DeadlineHint
+	}
+	if e.sup != nil && e.sup.HasRestartingRuntime() && e.failure.exit != nil {
+		// Sidecar mode: the kubelet is already restarting the runtime that exited;
+		// killing the new one would only add a restart (and back-off).
+		e.setRuntimeLocked(RuntimeStarting)
+		e.setPhaseLocked(PhaseInit)
+		return deadline
+	}
+	e.resetLocked(ResetFailure)
+	return deadline
 }
 
 // Invoke runs inv without blocking: done is called once inv's result is known (inv.Done),

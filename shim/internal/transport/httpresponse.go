@@ -197,9 +197,23 @@ func (w *httpResponse) Flush() {
 // before it answers; the caller sends it, then first, the body's first bytes.
 func (w *httpResponse) sendHead(first []byte) {
 	w.headSent = true
+	hasCL, te := w.decideKeepAlive(first)
+	// A body left unread: unless the connection closes after this answer (as net/http,
+	// which decides that first), read and drop up to 256 KB of it before answering (a
+	// client that sends its whole request before reading could deadlock otherwise), or
+	// close.
+	w.settleBody()
+	w.frameBody(first, hasCL, te)
+	w.head = w.appendHead(w.head[:0])
+}
+
+// decideKeepAlive sets the Content-Length of a short answer the handler has finished,
+// and whether the connection closes after this answer; it returns whether the answer
+// has a Content-Length and its Transfer-Encoding.
+func (w *httpResponse) decideKeepAlive(first []byte) (hasCL bool, te string) {
 	req, h := w.req, w.header
-	_, hasCL := h["Content-Length"]
-	te := h.Get("Transfer-Encoding")
+	_, hasCL = h["Content-Length"]
+	te = h.Get("Transfer-Encoding")
 	if w.handlerDone && te == "" && BodyAllowedForStatus(w.status) && !hasCL && (req.Method != http.MethodHead || len(first) > 0) {
 		w.contentLength = int64(len(first))
 		h["Content-Length"] = []string{strconv.Itoa(len(first))}
@@ -217,11 +231,13 @@ func (w *httpResponse) sendHead(first []byte) {
 	if h.Get("Connection") == "close" || w.conn.srv.shutdown.Load() || req.Method == "PRI" && req.ProtoMajor == 2 {
 		w.closeAfter = true
 	}
-	// A body left unread: unless the connection closes after this answer (as net/http,
-	// which decides that first), read and drop up to 256 KB of it before answering (a
-	// client that sends its whole request before reading could deadlock otherwise), or
-	// close.
-	w.settleBody()
+	return hasCL, te
+}
+
+// frameBody settles the headers that frame the body (Content-Type sniffing, Date,
+// Content-Length or chunked encoding, Connection: close), as net/http does.
+func (w *httpResponse) frameBody(first []byte, hasCL bool, te string) {
+	req, h := w.req, w.header
 	if BodyAllowedForStatus(w.status) {
 		if _, ok := h["Content-Type"]; !ok && te == "" && h.Get("Content-Encoding") == "" && len(first) > 0 {
 			h["Content-Type"] = []string{http.DetectContentType(first)}
@@ -261,8 +277,11 @@ func (w *httpResponse) sendHead(first []byte) {
 			delete(h, "Connection")
 		}
 	}
-	b := w.head[:0]
-	if req.ProtoAtLeast(1, 1) {
+}
+
+// appendHead appends the status line and the header fields to b.
+func (w *httpResponse) appendHead(b []byte) []byte {
+	if w.req.ProtoAtLeast(1, 1) {
 		b = append(b, "HTTP/1.1 "...)
 	} else {
 		b = append(b, "HTTP/1.0 "...)
@@ -276,7 +295,7 @@ func (w *httpResponse) sendHead(first []byte) {
 		b = strconv.AppendInt(b, int64(w.status), 10)
 	}
 	b = append(b, "\r\n"...)
-	for k, vv := range h {
+	for k, vv := range w.header {
 		if !httpguts.ValidHeaderFieldName(k) {
 			continue // as net/http: an invalid name is dropped
 		}
@@ -287,7 +306,7 @@ func (w *httpResponse) sendHead(first []byte) {
 			b = append(b, "\r\n"...)
 		}
 	}
-	w.head = append(b, "\r\n"...)
+	return append(b, "\r\n"...)
 }
 
 // appendHeaderValue appends v with CR and LF turned into spaces and surrounding blanks

@@ -355,17 +355,38 @@ func (c *httpConn) closeWriteAndWait() {
 // readRequest waits for a request and parses it with net/http's parser.
 func (c *httpConn) readRequest() (*http.Request, error) {
 	c.lr.remain, c.lr.hit = c.srv.headLimit(), false
-	// Wait for the first bytes. After a request, as net/http: fewer than 4 bytes before
-	// the end of the stream close the connection without an answer.
+	if err := c.awaitRequest(); err != nil {
+		return nil, err
+	}
+	req, hosts, hostValue, err := c.parseHead()
+	if err != nil {
+		if c.lr.hit {
+			return nil, errHeadTooLarge
+		}
+		return nil, err
+	}
+	c.lr.remain = math.MaxInt64
+	c.lastMethod = req.Method
+	if err := checkRequest(req, hosts, hostValue); err != nil {
+		return nil, err
+	}
+	req.RemoteAddr = c.remoteAddr
+	return req, nil
+}
+
+// awaitRequest waits for a request's first bytes. After a request, as net/http: fewer
+// than 4 bytes before the end of the stream close the connection without an answer, and
+// the blank lines a client may send after a POST's body are dropped.
+func (c *httpConn) awaitRequest() error {
 	peek := 1
 	if c.served {
 		peek = 4
 	}
 	if _, err := c.br.Peek(peek); err != nil {
 		if c.served {
-			return nil, io.EOF
+			return io.EOF
 		}
-		return nil, err
+		return err
 	}
 	c.served = true
 	c.idle.Store(false)
@@ -377,10 +398,17 @@ func (c *httpConn) readRequest() (*http.Request, error) {
 		}
 		_, _ = c.br.Discard(n)
 	}
-	// The head usually arrives in one piece; a deadline (a timer) is armed only when it
-	// did not, so that a client cannot hold the connection with half a head. The head's
-	// bytes are kept for the Host checks net/http's server makes (http.ReadRequest folds
-	// the Host header into req.Host).
+	return nil
+}
+
+// parseHead parses a request head with http.ReadRequest, and counts its Host headers
+// (hosts, the value of the last) for checkRequest.
+//
+// The head usually arrives in one piece; a deadline (a timer) is armed only when it did
+// not, so that a client cannot hold the connection with half a head. The head's bytes are
+// kept for the Host checks net/http's server makes (http.ReadRequest folds the Host
+// header into req.Host).
+func (c *httpConn) parseHead() (req *http.Request, hosts int, hostValue string, err error) {
 	buffered, _ := c.br.Peek(c.br.Buffered())
 	var head []byte
 	complete := headEnd(buffered) >= 0
@@ -390,13 +418,13 @@ func (c *httpConn) readRequest() (*http.Request, error) {
 		c.lr.capture = append(c.lr.capture[:0], buffered...)
 		c.lr.capturing = true
 	}
-	hosts, hostValue := hostHeaders(head)
+	hosts, hostValue = hostHeaders(head)
 	deadline := false
 	if d := c.srv.ReadHeaderTimeout; d > 0 && !complete {
 		_ = c.nc.SetReadDeadline(time.Now().Add(d))
 		deadline = true
 	}
-	req, err := http.ReadRequest(c.br)
+	req, err = http.ReadRequest(c.br)
 	if deadline {
 		_ = c.nc.SetReadDeadline(time.Time{})
 	}
@@ -409,38 +437,33 @@ func (c *httpConn) readRequest() (*http.Request, error) {
 			c.lr.capture = nil
 		}
 	}
-	if err != nil {
-		if c.lr.hit {
-			return nil, errHeadTooLarge
-		}
-		return nil, err
-	}
-	c.lr.remain = math.MaxInt64
-	c.lastMethod = req.Method
-	// The checks net/http's server makes after parsing.
+	return req, hosts, hostValue, err
+}
+
+// checkRequest makes the checks net/http's server makes after parsing.
+func checkRequest(req *http.Request, hosts int, hostValue string) error {
 	if req.ProtoMajor != 1 && !(req.ProtoMajor == 2 && req.ProtoMinor == 0 && req.Method == "PRI" && req.RequestURI == "*") {
-		return nil, statusError{http.StatusHTTPVersionNotSupported, "unsupported protocol version"}
+		return statusError{http.StatusHTTPVersionNotSupported, "unsupported protocol version"}
 	}
 	// The HTTP/2 preface reaches the handler, as in net/http (then the connection closes).
 	h2Preface := req.Method == "PRI" && len(req.Header) == 0 && req.URL.Path == "*" && req.Proto == "HTTP/2.0"
 	if req.ProtoAtLeast(1, 1) && hosts == 0 && req.Method != http.MethodConnect && !h2Preface {
-		return nil, statusError{http.StatusBadRequest, "missing required Host header"}
+		return statusError{http.StatusBadRequest, "missing required Host header"}
 	}
 	if hosts == 1 && !httpguts.ValidHostHeader(hostValue) {
-		return nil, statusError{http.StatusBadRequest, "malformed Host header"}
+		return statusError{http.StatusBadRequest, "malformed Host header"}
 	}
 	for k, vv := range req.Header {
 		if !httpguts.ValidHeaderFieldName(k) {
-			return nil, statusError{http.StatusBadRequest, "invalid header name"}
+			return statusError{http.StatusBadRequest, "invalid header name"}
 		}
 		for _, v := range vv {
 			if !httpguts.ValidHeaderFieldValue(v) {
-				return nil, statusError{http.StatusBadRequest, "invalid header value"}
+				return statusError{http.StatusBadRequest, "invalid header value"}
 			}
 		}
 	}
-	req.RemoteAddr = c.remoteAddr
-	return req, nil
+	return nil
 }
 
 // serveRequest runs the handler for req and finishes its answer; false when the
