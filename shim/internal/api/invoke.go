@@ -42,9 +42,8 @@ func NewInvokeServer(env *environment.Environment) *InvokeServer {
 	return s
 }
 
-// answer is a reply of the shim's own endpoints, written the same way by the
-// http.Handlers (writeReply) and by the event loop: a status, headers in canonical form,
-// a body. Content-Length and Date are added by whichever writes it.
+// answer is a reply of the shim's own endpoints, written by writeReply: a status, headers
+// in canonical form, a body (Content-Length is added by writeReply, Date by the transport).
 type answer struct {
 	status int
 	hdr    []headerField
@@ -84,8 +83,7 @@ func invokeError(w http.ResponseWriter, status int, errType, msg string) {
 	writeReply(w, invokeErrorReply(status, errType, msg))
 }
 
-// headerGetter is what the invoke and Runtime API code reads of a request's headers:
-// an http.Header, or the event loop's (loopHeaders).
+// headerGetter is what the invoke code reads of a request's headers (an http.Header).
 type headerGetter interface{ Get(string) string }
 
 func (s *InvokeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.routes.ServeHTTP(w, r) }

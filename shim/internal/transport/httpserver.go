@@ -125,29 +125,6 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// adopt serves a connection the event loop hands over (see eventLoop.handOver): prefix
-// is what the loop read of it and did not serve; served and lastMethod tell what it
-// served before, as the connection's own loop would know them.
-func (s *Server) adopt(nc net.Conn, prefix []byte, served bool, lastMethod string) {
-	c := newHTTPConn(s, nc)
-	if len(prefix) > 0 {
-		c.lr.r = io.MultiReader(bytes.NewReader(prefix), nc)
-	}
-	c.served, c.lastMethod = served, lastMethod
-	s.mu.Lock()
-	if s.shutdown.Load() {
-		s.mu.Unlock()
-		nc.Close()
-		return
-	}
-	if s.conns == nil {
-		s.conns = map[*httpConn]struct{}{}
-	}
-	s.conns[c] = struct{}{}
-	s.mu.Unlock()
-	go c.serve()
-}
-
 // Shutdown stops accepting, closes idle connections, and waits (until ctx ends) for
 // connections serving a request to finish it; the rest are then closed.
 func (s *Server) Shutdown(ctx context.Context) error {
