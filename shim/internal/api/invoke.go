@@ -213,7 +213,7 @@ func (s *InvokeServer) fill(inv *environment.Invocation, h headerGetter, rawQuer
 	if cc := h.Get(contract.HeaderClientContext); cc != "" {
 		raw, err := base64.StdEncoding.DecodeString(cc)
 		if err != nil || len(cc) > contract.MaxClientContext || !json.Valid(raw) {
-			return invokeErrorReply(http.StatusBadRequest, "InvalidParameterValueException", "Client context must be a valid Base64-encoded JSON object of at most 3583 bytes.")
+			return invokeErrorReply(http.StatusBadRequest, "InvalidParameterValueException", "Client context must be a valid Base64-encoded JSON object of at most "+strconv.Itoa(contract.MaxClientContext)+" bytes.")
 		}
 		inv.ClientContext = string(raw)
 	}

@@ -46,7 +46,7 @@ type invokeEventJSON struct {
 func invokeEvent(inv *Invocation) []byte {
 	ev := invokeEventJSON{EventType: "INVOKE", DeadlineMs: inv.Deadline.UnixMilli(), RequestID: inv.ID, InvokedFunctionArn: inv.InvokedARN}
 	if inv.TraceID != "" {
-		ev.Tracing = &tracing{Type: "X-Amzn-Trace-Id", Value: inv.TraceID}
+		ev.Tracing = &tracing{Type: contract.HeaderTraceID, Value: inv.TraceID}
 	}
 	b, _ := json.Marshal(ev)
 	return b
