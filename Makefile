@@ -66,7 +66,6 @@ test: test-assets ## Unit and integration tests (real kube-apiserver + etcd). RE
 	go vet ./...
 	@assets="$$(hack/envtest-assets.sh)"; echo "integration tests run against a real $$("$$assets/kube-apiserver" --version | sed 's/Kubernetes/kube-apiserver/') and etcd $$("$$assets/etcd" --version | sed -n 's/^etcd Version: //p')"
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test -count=1 -timeout 20m ./...
-	go test -count=1 ./runtime-shim -args -goio  # the shim's tests again without its event loop (--no-event-loop)
 
 ##@ Build
 

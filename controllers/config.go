@@ -11,8 +11,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/codeloader"
 	"github.com/klambda/klambda/internal/netguard"
-	"github.com/klambda/klambda/runtime-shim/codeloader"
 )
 
 // Config is the manager's configuration file (the --config flag of cmd/manager). Every

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
-	"github.com/klambda/klambda/runtime-shim/codeloader"
+	"github.com/klambda/klambda/internal/codeloader"
 )
 
 func newLayer(ns, name, layerName, cm string) *lambdav1alpha1.LayerVersion {

@@ -24,8 +24,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/codeloader"
 	"github.com/klambda/klambda/internal/netguard"
-	"github.com/klambda/klambda/runtime-shim/codeloader"
 )
 
 // Where a pod finds things.

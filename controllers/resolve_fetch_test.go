@@ -19,7 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
-	"github.com/klambda/klambda/runtime-shim/codeloader"
+	"github.com/klambda/klambda/internal/codeloader"
 )
 
 // Issue #15, finding 4: a Function author must not be able to exhaust the manager or use

@@ -40,7 +40,6 @@ func main() {
 	payload := flag.String("payload", `{"hello":"world","n":42}`, "event to echo")
 	rounds := flag.Int("rounds", 10, "alternating rounds per side (more, shorter rounds spread changes of background load more evenly over both sides)")
 	floor := flag.Bool("floor", false, "also measure bench/shim/relay, the least a relay can do (no validation, logs or state machine), plain and on its own epoll loop, as floors of the server's part")
-	goio := flag.Bool("goio", false, "also measure the shim with --no-event-loop (every request on httpServer, Go's network poller), to show what the event loop saves")
 	flag.Parse()
 
 	cache := os.Getenv("KLAMBDA_CACHE")
@@ -68,8 +67,6 @@ func main() {
 		switch kind {
 		case "shim":
 			cmd = exec.Command(shimBin, "exec", "--listen", invoke, "--runtime-api", api, "--", fnBin)
-		case "goio":
-			cmd = exec.Command(shimBin, "exec", "--no-event-loop", "--listen", invoke, "--runtime-api", api, "--", fnBin)
 		case "relay":
 			cmd = exec.Command(relayBin, invoke, api, "--", fnBin)
 		case "epoll":
@@ -108,9 +105,6 @@ func main() {
 	// extras are measured beside the two, each as a figure and its ratio to the emulator.
 	type extra struct{ kind, label string }
 	var extras []extra
-	if *goio {
-		extras = append(extras, extra{"goio", "shim --no-event-loop"})
-	}
 	if *floor {
 		extras = append(extras, extra{"relay", "plain relay"}, extra{"epoll", "epoll relay"})
 	}

@@ -1,5 +1,5 @@
 // Command runtime-shim serves the Lambda Runtime, Extensions and Logs APIs and the invoke
-// endpoint for one execution environment. See runtime-shim/README.md.
+// endpoint for one execution environment. See shim/README.md.
 package main
 
 import (
@@ -14,8 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	shim "github.com/klambda/klambda/runtime-shim"
-	"github.com/klambda/klambda/runtime-shim/codeloader"
+	"github.com/klambda/klambda/internal/codeloader"
+	"github.com/klambda/klambda/shim"
 )
 
 type flags struct {
@@ -23,7 +23,6 @@ type flags struct {
 	extensionsDir                          string
 	initTimeout, shutdownGrace             time.Duration
 	procs                                  int
-	noEventLoop                            bool
 	// exec mode in a pod without a load-code init container: the shim loads the code.
 	load codeloader.Options
 }
@@ -40,7 +39,6 @@ func main() {
 	root.PersistentFlags().StringVar(&f.secretFile, "secret-file", "", "file holding the invoke secret (overrides KLAMBDA_INVOKE_SECRET)")
 	root.PersistentFlags().DurationVar(&f.initTimeout, "init-timeout", shim.DefaultInitTimeout, "Init phase limit; a longer init is retried inside the first invoke")
 	root.PersistentFlags().IntVar(&f.procs, "procs", 1, "GOMAXPROCS of the shim (0: Go's default); one invocation at a time needs one")
-	root.PersistentFlags().BoolVar(&f.noEventLoop, "no-event-loop", false, "serve every request with the goroutine-per-connection server, without the epoll loop for warm invocations")
 	root.PersistentFlags().DurationVar(&f.shutdownGrace, "shutdown-grace", 0, "time between SIGTERM/SHUTDOWN and SIGKILL (0: Lambda's 300 ms, 2 s with external extensions)")
 
 	execCmd := &cobra.Command{
@@ -119,7 +117,7 @@ func run(f flags, mode shim.Mode, command []string) error {
 	}
 	cfg.InitTimeout = f.initTimeout
 	cfg.ShutdownGrace = f.shutdownGrace
-	s, err := shim.New(shim.Options{Config: cfg, Mode: mode, Listen: f.listen, RuntimeAPI: f.runtimeAPI, Command: command, RuntimeMarker: f.marker, ExtensionsDir: f.extensionsDir, NoEventLoop: f.noEventLoop})
+	s, err := shim.New(shim.Options{Config: cfg, Mode: mode, Listen: f.listen, RuntimeAPI: f.runtimeAPI, Command: command, RuntimeMarker: f.marker, ExtensionsDir: f.extensionsDir})
 	if err != nil {
 		return err
 	}

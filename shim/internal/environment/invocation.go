@@ -1,0 +1,120 @@
+package environment
+
+import (
+	"bytes"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Invocation is one invoke, from the invoke endpoint to the runtime and back.
+type Invocation struct {
+	ID              string
+	TraceID         string
+	ClientContext   string // decoded JSON, as the runtime receives it
+	CognitoIdentity string
+	InvokedARN      string
+	// Payload is the event; owned by the invocation until released.
+	Payload *bytes.Buffer
+	// DeadlineHint is an absolute deadline from the caller (zero: none); the effective
+	// deadline is the earlier of it and start + timeout.
+	DeadlineHint time.Time
+	// WantTail asks for the log tail (X-Amz-Log-Type: Tail).
+	WantTail bool
+
+	Deadline time.Time // set at dispatch
+	start    time.Time
+	timer    *time.Timer
+	answered bool
+	done     chan struct{}
+	// onDone, when set, is called (with the environment locked) once the result is known.
+	onDone func()
+	result Result
+	refs   atomic.Int32
+	tail   tailBuffer
+	// deadlineMs is the Lambda-Runtime-Deadline-Ms header value, formatted once.
+	deadlineMs string
+}
+
+// Result is what the caller of the invoke endpoint gets.
+type Result struct {
+	// Body is the runtime's response or error object; nil with BodyBuf set when it is a
+	// pooled buffer (released by Release).
+	Body    []byte
+	BodyBuf *bytes.Buffer
+	// FunctionError is "Unhandled" on a function error, empty otherwise.
+	FunctionError string
+	// ErrorType is the error type of a function error (for logs and metrics).
+	ErrorType string
+	// Reset names why the environment was reset after this invocation ("" if it was not).
+	Reset        string
+	Duration     time.Duration
+	InitDuration time.Duration // zero unless this invocation reported Init Duration
+	Tail         []byte        // last TailSize bytes of the invocation's log, if asked
+	// Err is set (and nothing ran, or the result is unknown) for an invocation error.
+	Err error
+}
+
+// NewInvocation returns an invocation with a fresh request id and a pooled payload buffer.
+func NewInvocation() *Invocation {
+	inv := &Invocation{done: make(chan struct{}), Payload: GetBuffer()}
+	inv.refs.Store(1)
+	return inv
+}
+
+// DeadlineMs is the invocation's deadline in epoch milliseconds (Lambda-Runtime-Deadline-Ms).
+func (inv *Invocation) DeadlineMs() string { return inv.deadlineMs }
+
+// Done is closed once the result is known.
+func (inv *Invocation) Done() <-chan struct{} { return inv.done }
+
+// Result is valid after Done is closed.
+func (inv *Invocation) Result() *Result { return &inv.result }
+
+// markDoneLocked publishes the result (the environment is locked).
+func (inv *Invocation) markDoneLocked() {
+	close(inv.done)
+	if f := inv.onDone; f != nil {
+		inv.onDone = nil
+		f()
+	}
+}
+
+func (inv *Invocation) acquire() { inv.refs.Add(1) }
+
+// Release gives the invocation's buffers back; every holder calls it once.
+func (inv *Invocation) Release() {
+	if inv.refs.Add(-1) != 0 {
+		return
+	}
+	PutBuffer(inv.Payload)
+	inv.Payload = nil
+	if inv.result.BodyBuf != nil {
+		PutBuffer(inv.result.BodyBuf)
+		inv.result.BodyBuf = nil
+	}
+}
+
+// ResultBody is the bytes to send to the caller.
+func (r *Result) ResultBody() []byte {
+	if r.BodyBuf != nil {
+		return r.BodyBuf.Bytes()
+	}
+	return r.Body
+}
+
+var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func GetBuffer() *bytes.Buffer { return bufferPool.Get().(*bytes.Buffer) }
+
+func PutBuffer(b *bytes.Buffer) {
+	if b == nil {
+		return
+	}
+	// A 6 MB payload should not pin 6 MB forever.
+	if b.Cap() > 1<<20 {
+		return
+	}
+	b.Reset()
+	bufferPool.Put(b)
+}
