@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -78,7 +79,7 @@ func (r *AliasReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		st.ProvisionedConcurrency = nil
 	}
 	if fnErr != nil {
-		return r.notReady(ctx, &a, orig, ReasonFunctionNotFound, "Function "+a.Spec.FunctionName+" not found")
+		return r.notReady(ctx, &a, orig, contract.ReasonFunctionNotFound, "Function "+a.Spec.FunctionName+" not found")
 	}
 	if owner, err := r.nameOwner(ctx, &a); err != nil {
 		return ctrl.Result{}, err
@@ -113,12 +114,12 @@ func (r *AliasReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	targets = append(targets, keys...)
 	var found []*lambdav1alpha1.Version
 	for _, t := range targets {
-		if t == Latest {
+		if t == contract.Latest {
 			continue
 		}
 		v := find(t)
 		if v == nil {
-			return r.notReady(ctx, &a, orig, ReasonVersionNotFound, fmt.Sprintf("version %s of function %s is not published", t, fn.Name))
+			return r.notReady(ctx, &a, orig, contract.ReasonVersionNotFound, fmt.Sprintf("version %s of function %s is not published", t, fn.Name))
 		}
 		found = append(found, v)
 	}
@@ -144,10 +145,10 @@ func (r *AliasReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		}
 	}
 	st.RevisionID = revisionID(string(a.UID), strconv.FormatInt(gen, 10))
-	if changed || !meta.IsStatusConditionTrue(st.Conditions, ConditionReady) {
+	if changed || !meta.IsStatusConditionTrue(st.Conditions, contract.ConditionReady) {
 		r.Recorder.Eventf(&a, nil, corev1.EventTypeNormal, "Routed", "Resolve", "alias %s routes to version %s%s", st.Name, st.FunctionVersion, weightText(weights))
 	}
-	setCondition(&st.Conditions, gen, ConditionReady, true, ReasonResolved, "routes to version "+st.FunctionVersion+weightText(weights))
+	setCondition(&st.Conditions, gen, contract.ConditionReady, true, contract.ReasonResolved, "routes to version "+st.FunctionVersion+weightText(weights))
 	return ctrl.Result{}, r.Status().Patch(ctx, &a, client.MergeFrom(orig))
 }
 
@@ -181,10 +182,10 @@ func weightText(w map[string]float64) string {
 }
 
 func (r *AliasReconciler) notReady(ctx context.Context, a, orig *lambdav1alpha1.Alias, reason, msg string) (ctrl.Result, error) {
-	if c := meta.FindStatusCondition(a.Status.Conditions, ConditionReady); c == nil || c.Message != msg {
+	if c := meta.FindStatusCondition(a.Status.Conditions, contract.ConditionReady); c == nil || c.Message != msg {
 		r.Recorder.Eventf(a, nil, corev1.EventTypeWarning, reason, "Resolve", "%s", msg)
 	}
-	setCondition(&a.Status.Conditions, a.Generation, ConditionReady, false, reason, msg)
+	setCondition(&a.Status.Conditions, a.Generation, contract.ConditionReady, false, reason, msg)
 	return ctrl.Result{}, r.Status().Patch(ctx, a, client.MergeFrom(orig))
 }
 

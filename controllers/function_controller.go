@@ -24,6 +24,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -68,7 +69,7 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	// Creation: Pending until the Deployment is applied. Update: InProgress meanwhile.
 	if st.State == "" {
 		st.State, st.StateReasonCode, st.StateReason = lambdav1alpha1.StatePending, lambdav1alpha1.StateReasonCreating, "The function is being created."
-		st.Version = Latest
+		st.Version = contract.Latest
 		st.FunctionARN = lambdav1alpha1.FunctionARN(r.Config.Region, r.Config.AccountID, fn.Name)
 		r.Recorder.Eventf(&fn, nil, corev1.EventTypeNormal, "Creating", "Create", "Function is Pending while its code is resolved")
 		if err := r.patchStatus(ctx, &fn, orig); err != nil {
@@ -138,8 +139,8 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		r.Recorder.Eventf(&fn, nil, corev1.EventTypeNormal, "Active", "Deploy", "Function is Active (code %s)", st.CodeSha256)
 	}
 	st.State, st.StateReason, st.StateReasonCode = lambdav1alpha1.StateActive, "", ""
-	setCondition(&st.Conditions, gen, ConditionCodeResolved, true, ReasonResolved, "code and layers resolved")
-	setCondition(&st.Conditions, gen, ConditionReady, true, string(lambdav1alpha1.StateActive), "the $LATEST Deployment is applied")
+	setCondition(&st.Conditions, gen, contract.ConditionCodeResolved, true, contract.ReasonResolved, "code and layers resolved")
+	setCondition(&st.Conditions, gen, contract.ConditionReady, true, string(lambdav1alpha1.StateActive), "the $LATEST Deployment is applied")
 	done, failed := rolloutComplete(dep)
 	switch {
 	case failed != "":
@@ -148,19 +149,19 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		}
 		st.LastUpdateStatus, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateFailed, lambdav1alpha1.LastUpdateStatusReasonCode(lambdav1alpha1.StateReasonInternalError)
 		st.LastUpdateStatusReason = "The new pods did not become ready: " + failed
-		setCondition(&st.Conditions, gen, ConditionRolloutComplete, false, "ProgressDeadlineExceeded", failed)
+		setCondition(&st.Conditions, gen, contract.ConditionRolloutComplete, false, "ProgressDeadlineExceeded", failed)
 	case done:
 		if st.LastUpdateStatus != lambdav1alpha1.LastUpdateSuccessful {
 			r.Recorder.Eventf(&fn, nil, corev1.EventTypeNormal, "UpdateSuccessful", "Update", "generation %d is deployed", gen)
 		}
 		st.LastUpdateStatus, st.LastUpdateStatusReason, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateSuccessful, "", ""
-		setCondition(&st.Conditions, gen, ConditionRolloutComplete, true, "RolloutComplete", "every pod runs the current template")
+		setCondition(&st.Conditions, gen, contract.ConditionRolloutComplete, true, "RolloutComplete", "every pod runs the current template")
 	default:
 		if st.LastUpdateStatus == "" {
 			// A new function that already has pods waiting (the activator scaled it up early).
 			st.LastUpdateStatus = lambdav1alpha1.LastUpdateInProgress
 		}
-		setCondition(&st.Conditions, gen, ConditionRolloutComplete, false, ReasonInProgress, "new pods are rolling out; the previous ones keep serving")
+		setCondition(&st.Conditions, gen, contract.ConditionRolloutComplete, false, contract.ReasonInProgress, "new pods are rolling out; the previous ones keep serving")
 	}
 	st.ObservedGeneration = gen
 	if err := r.deleteUnusedCodeCopies(ctx, &fn, w.CodeCopy); err != nil {
@@ -184,10 +185,10 @@ func (r *FunctionReconciler) fail(ctx context.Context, fn *lambdav1alpha1.Functi
 	code := rerr.Reason
 	if rerr.Waiting {
 		// The LayerVersion watch brings the function back when the layer is published.
-		setCondition(&st.Conditions, gen, ConditionCodeResolved, false, ReasonInProgress, rerr.Message)
+		setCondition(&st.Conditions, gen, contract.ConditionCodeResolved, false, contract.ReasonInProgress, rerr.Message)
 		if st.State != lambdav1alpha1.StateActive {
 			st.State, st.StateReasonCode, st.StateReason = lambdav1alpha1.StatePending, lambdav1alpha1.StateReasonCreating, rerr.Message
-			setCondition(&st.Conditions, gen, ConditionReady, false, string(lambdav1alpha1.StatePending), rerr.Message)
+			setCondition(&st.Conditions, gen, contract.ConditionReady, false, string(lambdav1alpha1.StatePending), rerr.Message)
 		}
 		return ctrl.Result{RequeueAfter: retryResolve}, r.patchStatus(ctx, fn, orig)
 	}
@@ -195,16 +196,16 @@ func (r *FunctionReconciler) fail(ctx context.Context, fn *lambdav1alpha1.Functi
 		if st.LastUpdateStatus != lambdav1alpha1.LastUpdateFailed || st.LastUpdateStatusReason != rerr.Message {
 			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "UpdateFailed", "Update", "%s", rerr.Message)
 		}
-		setCondition(&st.Conditions, gen, ConditionReady, true, string(lambdav1alpha1.StateActive), "the previous code and configuration keep serving: the update failed")
+		setCondition(&st.Conditions, gen, contract.ConditionReady, true, string(lambdav1alpha1.StateActive), "the previous code and configuration keep serving: the update failed")
 	} else {
 		if st.State != lambdav1alpha1.StateFailed || st.StateReason != rerr.Message {
 			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "Failed", "Create", "%s", rerr.Message)
 		}
 		st.State, st.StateReasonCode, st.StateReason = lambdav1alpha1.StateFailed, code, rerr.Message
-		setCondition(&st.Conditions, gen, ConditionReady, false, string(code), rerr.Message)
+		setCondition(&st.Conditions, gen, contract.ConditionReady, false, string(code), rerr.Message)
 	}
 	st.LastUpdateStatus, st.LastUpdateStatusReasonCode, st.LastUpdateStatusReason = lambdav1alpha1.LastUpdateFailed, lambdav1alpha1.LastUpdateStatusReasonCode(code), rerr.Message
-	setCondition(&st.Conditions, gen, ConditionCodeResolved, false, string(code), rerr.Message)
+	setCondition(&st.Conditions, gen, contract.ConditionCodeResolved, false, string(code), rerr.Message)
 	st.ObservedGeneration = gen
 	if err := r.patchStatus(ctx, fn, orig); err != nil {
 		return ctrl.Result{}, err
@@ -227,7 +228,7 @@ func (r *FunctionReconciler) patchStatus(ctx context.Context, fn, orig *lambdav1
 
 // resolve turns $LATEST's spec into a Workload and the status' layer list.
 func (r *FunctionReconciler) resolve(ctx context.Context, fn *lambdav1alpha1.Function) (*Workload, []lambdav1alpha1.ResolvedLayer, error) {
-	w := &Workload{Function: fn.Name, Qualifier: Latest, Config: *fn.Spec.FunctionConfiguration.DeepCopy()}
+	w := &Workload{Function: fn.Name, Qualifier: contract.Latest, Config: *fn.Spec.FunctionConfiguration.DeepCopy()}
 	if fn.Spec.PackageType == lambdav1alpha1.PackageTypeImage {
 		img, err := r.Resolver.ResolveImage(ctx, fn.Spec.Code.ImageURI)
 		if err != nil {
@@ -264,9 +265,9 @@ func (r *FunctionReconciler) resolve(ctx context.Context, fn *lambdav1alpha1.Fun
 			return nil, nil, invalid("layers: LayerVersion %s not found", ref)
 		case !lv.DeletionTimestamp.IsZero() && !inUse:
 			return nil, nil, invalid("layers: LayerVersion %s was deleted; it can't be added to a function", ref)
-		case !meta.IsStatusConditionTrue(lv.Status.Conditions, ConditionReady) || lv.Status.Version == 0:
-			c := meta.FindStatusCondition(lv.Status.Conditions, ConditionReady)
-			if c != nil && c.Reason != ReasonInProgress {
+		case !meta.IsStatusConditionTrue(lv.Status.Conditions, contract.ConditionReady) || lv.Status.Version == 0:
+			c := meta.FindStatusCondition(lv.Status.Conditions, contract.ConditionReady)
+			if c != nil && c.Reason != contract.ReasonInProgress {
 				return nil, nil, invalid("layers: LayerVersion %s is not usable: %s", ref, c.Message)
 			}
 			return nil, nil, &ResolveError{Reason: lambdav1alpha1.StateReasonCreating, Message: fmt.Sprintf("layers: waiting for LayerVersion %s to be published", ref), Waiting: true}
@@ -354,10 +355,10 @@ func (r *FunctionReconciler) ensureInvokeSecret(ctx context.Context, fn *lambdav
 	}
 	s = corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: fn.Namespace,
-			Labels:      map[string]string{LabelFunction: labelValue(fn.Name), LabelComponent: "invoke-secret"},
-			Annotations: map[string]string{AnnotationFunctionName: fn.Name}},
+			Labels:      map[string]string{contract.LabelFunction: contract.FunctionLabelValue(fn.Name), contract.LabelComponent: "invoke-secret"},
+			Annotations: map[string]string{contract.AnnotationFunctionName: fn.Name}},
 		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{InvokeSecretKey: []byte(randomToken())},
+		Data: map[string][]byte{contract.InvokeSecretKey: []byte(randomToken())},
 	}
 	if err := controllerutil.SetControllerReference(fn, &s, r.Scheme()); err != nil {
 		return "", err
@@ -373,7 +374,7 @@ func (r *FunctionReconciler) ensureInvokeSecret(ctx context.Context, fn *lambdav
 func (r *FunctionReconciler) deleteUnusedCodeCopies(ctx context.Context, fn *lambdav1alpha1.Function, current string) error {
 	var copies metav1.PartialObjectMetadataList
 	copies.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMapList"))
-	if err := r.List(ctx, &copies, client.InNamespace(fn.Namespace), client.MatchingLabels{LabelComponent: "code", LabelFunction: labelValue(fn.Name)}); err != nil {
+	if err := r.List(ctx, &copies, client.InNamespace(fn.Namespace), client.MatchingLabels{contract.LabelComponent: "code", contract.LabelFunction: contract.FunctionLabelValue(fn.Name)}); err != nil {
 		return err
 	}
 	if len(copies.Items) <= 1 {

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -58,9 +59,9 @@ func (r *LayerVersionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		}
 		if len(users) > 0 {
 			msg := "still used by " + strings.Join(users, ", ") + "; it is kept until they stop using it"
-			if c := meta.FindStatusCondition(lv.Status.Conditions, ConditionDeletionBlocked); c == nil || c.Message != msg {
+			if c := meta.FindStatusCondition(lv.Status.Conditions, contract.ConditionDeletionBlocked); c == nil || c.Message != msg {
 				r.Recorder.Eventf(&lv, nil, corev1.EventTypeNormal, "DeletionDeferred", "Delete", "%s", msg)
-				setCondition(&lv.Status.Conditions, gen, ConditionDeletionBlocked, true, ReasonInUse, msg)
+				setCondition(&lv.Status.Conditions, gen, contract.ConditionDeletionBlocked, true, contract.ReasonInUse, msg)
 				return ctrl.Result{}, r.Status().Patch(ctx, &lv, client.MergeFrom(orig))
 			}
 			return ctrl.Result{}, nil
@@ -83,16 +84,16 @@ func (r *LayerVersionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		}
 		orig = lv.DeepCopy()
 	}
-	if lv.Status.Version != 0 && meta.IsStatusConditionTrue(lv.Status.Conditions, ConditionReady) {
+	if lv.Status.Version != 0 && meta.IsStatusConditionTrue(lv.Status.Conditions, contract.ConditionReady) {
 		return ctrl.Result{}, nil // published: immutable
 	}
 	z, err := r.Resolver.ResolveZip(ctx, &lv, "content", lv.Spec.Content, optRoot)
 	var rerr *ResolveError
 	if errors.As(err, &rerr) {
-		if c := meta.FindStatusCondition(lv.Status.Conditions, ConditionReady); c == nil || c.Message != rerr.Message {
+		if c := meta.FindStatusCondition(lv.Status.Conditions, contract.ConditionReady); c == nil || c.Message != rerr.Message {
 			r.Recorder.Eventf(&lv, nil, corev1.EventTypeWarning, "Failed", "Publish", "%s", rerr.Message)
 		}
-		setCondition(&lv.Status.Conditions, gen, ConditionReady, false, string(rerr.Reason), rerr.Message)
+		setCondition(&lv.Status.Conditions, gen, contract.ConditionReady, false, string(rerr.Reason), rerr.Message)
 		lv.Status.ObservedGeneration = gen
 		if err := r.Status().Patch(ctx, &lv, client.MergeFrom(orig)); err != nil {
 			return ctrl.Result{}, err
@@ -123,7 +124,7 @@ func (r *LayerVersionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		CreatedDate:        &now,
 		Conditions:         lv.Status.Conditions,
 	}
-	setCondition(&lv.Status.Conditions, gen, ConditionReady, true, ReasonResolved, fmt.Sprintf("published as version %d of layer %s", n, name))
+	setCondition(&lv.Status.Conditions, gen, contract.ConditionReady, true, contract.ReasonResolved, fmt.Sprintf("published as version %d of layer %s", n, name))
 	r.Recorder.Eventf(&lv, nil, corev1.EventTypeNormal, "Published", "Publish", "version %d of layer %s (%s)", n, name, z.Digest.Base64)
 	return ctrl.Result{}, r.Status().Patch(ctx, &lv, client.MergeFrom(orig))
 }
@@ -135,7 +136,7 @@ func (r *LayerVersionReconciler) nextNumber(ctx context.Context, ns, layer strin
 	err := r.Resolver.Reader.Get(ctx, types.NamespacedName{Namespace: ns, Name: LayerVersionCounterConfigMap}, &cm)
 	if apierrors.IsNotFound(err) {
 		cm = corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: LayerVersionCounterConfigMap, Namespace: ns,
-			Labels: map[string]string{LabelComponent: "layer-version-counter"}}, Data: map[string]string{layer: "2"}}
+			Labels: map[string]string{contract.LabelComponent: "layer-version-counter"}}, Data: map[string]string{layer: "2"}}
 		if err := r.Create(ctx, &cm); err != nil {
 			return 0, fmt.Errorf("creating the layer version counter: %w", err)
 		}

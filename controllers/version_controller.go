@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -71,7 +72,7 @@ func (r *VersionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	orig := v.DeepCopy()
 	gen := v.Generation
 	if apierrors.IsNotFound(fnErr) {
-		setCondition(&v.Status.Conditions, gen, ConditionReady, false, ReasonFunctionNotFound, "Function "+v.Spec.FunctionName+" not found")
+		setCondition(&v.Status.Conditions, gen, contract.ConditionReady, false, contract.ReasonFunctionNotFound, "Function "+v.Spec.FunctionName+" not found")
 		v.Status.ObservedGeneration = gen
 		return ctrl.Result{}, r.Status().Patch(ctx, &v, client.MergeFrom(orig))
 	}
@@ -95,12 +96,12 @@ func (r *VersionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		orig = v.DeepCopy()
 	}
 	if v.Status.Version == "" {
-		if c := meta.FindStatusCondition(v.Status.Conditions, ConditionPublished); c != nil && c.Reason == ReasonPreconditionFailed {
+		if c := meta.FindStatusCondition(v.Status.Conditions, contract.ConditionPublished); c != nil && c.Reason == contract.ReasonPreconditionFailed {
 			return ctrl.Result{}, nil // Lambda's 412 is final for this request
 		}
 		return r.publish(ctx, &v, orig, &fn)
 	}
-	if c := meta.FindStatusCondition(v.Status.Conditions, ConditionPublished); c != nil && c.Reason == ReasonUnchanged {
+	if c := meta.FindStatusCondition(v.Status.Conditions, contract.ConditionPublished); c != nil && c.Reason == contract.ReasonUnchanged {
 		return ctrl.Result{}, nil
 	}
 	return r.deploy(ctx, &v, orig, &fn)
@@ -121,8 +122,8 @@ func (r *VersionReconciler) publish(ctx context.Context, v *lambdav1alpha1.Versi
 	}
 	if notReady != "" {
 		// Lambda answers 409 ResourceConflictException; a Version waits and publishes then.
-		setCondition(&v.Status.Conditions, gen, ConditionPublished, false, ReasonFunctionNotReady, "waiting to publish: "+notReady)
-		setCondition(&v.Status.Conditions, gen, ConditionReady, false, ReasonFunctionNotReady, "waiting to publish: "+notReady)
+		setCondition(&v.Status.Conditions, gen, contract.ConditionPublished, false, contract.ReasonFunctionNotReady, "waiting to publish: "+notReady)
+		setCondition(&v.Status.Conditions, gen, contract.ConditionReady, false, contract.ReasonFunctionNotReady, "waiting to publish: "+notReady)
 		v.Status.State, v.Status.ObservedGeneration = lambdav1alpha1.StatePending, gen
 		return ctrl.Result{}, r.Status().Patch(ctx, v, client.MergeFrom(orig))
 	}
@@ -147,9 +148,9 @@ func (r *VersionReconciler) publish(ctx context.Context, v *lambdav1alpha1.Versi
 			v.Status = *prev.Status.DeepCopy()
 			v.Status.Conditions = append([]metav1.Condition(nil), orig.Status.Conditions...)
 			v.Status.ObservedGeneration = gen
-			setCondition(&v.Status.Conditions, gen, ConditionPublished, true, ReasonUnchanged,
+			setCondition(&v.Status.Conditions, gen, contract.ConditionPublished, true, contract.ReasonUnchanged,
 				fmt.Sprintf("nothing changed since version %s: this Version refers to version %s (Version %s) and runs nothing of its own", last, last, prev.Name))
-			setCondition(&v.Status.Conditions, gen, ConditionReady, true, ReasonUnchanged, "version "+last+" is "+string(prev.Status.State))
+			setCondition(&v.Status.Conditions, gen, contract.ConditionReady, true, contract.ReasonUnchanged, "version "+last+" is "+string(prev.Status.State))
 			r.Recorder.Eventf(v, nil, corev1.EventTypeNormal, "Unchanged", "Publish", "nothing changed since version %s; no new version published", last)
 			return ctrl.Result{}, r.Status().Patch(ctx, v, client.MergeFrom(orig))
 		}
@@ -188,7 +189,7 @@ func (r *VersionReconciler) publish(ctx context.Context, v *lambdav1alpha1.Versi
 		StateReason:        "The version is being created.",
 		Conditions:         append([]metav1.Condition(nil), orig.Status.Conditions...),
 	}
-	setCondition(&v.Status.Conditions, gen, ConditionPublished, true, ReasonPublished, "published as version "+num)
+	setCondition(&v.Status.Conditions, gen, contract.ConditionPublished, true, contract.ReasonPublished, "published as version "+num)
 	r.Recorder.Eventf(v, nil, corev1.EventTypeNormal, "Published", "Publish", "published version %s of %s (code %s)", num, fn.Name, fs.CodeSha256)
 	if err := r.Status().Patch(ctx, v, client.MergeFrom(orig)); err != nil {
 		return ctrl.Result{}, err
@@ -198,8 +199,8 @@ func (r *VersionReconciler) publish(ctx context.Context, v *lambdav1alpha1.Versi
 	if labeled.Labels == nil {
 		labeled.Labels = map[string]string{}
 	}
-	labeled.Labels[LabelFunction] = labelValue(fn.Name)
-	labeled.Labels[LabelVersion] = num
+	labeled.Labels[contract.LabelFunction] = contract.FunctionLabelValue(fn.Name)
+	labeled.Labels[contract.LabelVersion] = num
 	if err := r.Patch(ctx, labeled, client.MergeFrom(v)); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -211,11 +212,11 @@ const conflictRetry = 50 * time.Millisecond
 
 func (r *VersionReconciler) preconditionFailed(ctx context.Context, v, orig *lambdav1alpha1.Version, msg string) (ctrl.Result, error) {
 	gen := v.Generation
-	setCondition(&v.Status.Conditions, gen, ConditionPublished, false, ReasonPreconditionFailed, msg)
-	setCondition(&v.Status.Conditions, gen, ConditionReady, false, ReasonPreconditionFailed, msg)
+	setCondition(&v.Status.Conditions, gen, contract.ConditionPublished, false, contract.ReasonPreconditionFailed, msg)
+	setCondition(&v.Status.Conditions, gen, contract.ConditionReady, false, contract.ReasonPreconditionFailed, msg)
 	v.Status.State, v.Status.StateReason, v.Status.StateReasonCode = lambdav1alpha1.StateFailed, msg, lambdav1alpha1.StateReasonInvalidConfiguration
 	v.Status.ObservedGeneration = gen
-	r.Recorder.Eventf(v, nil, corev1.EventTypeWarning, ReasonPreconditionFailed, "Publish", "%s", msg)
+	r.Recorder.Eventf(v, nil, corev1.EventTypeWarning, contract.ReasonPreconditionFailed, "Publish", "%s", msg)
 	return ctrl.Result{}, r.Status().Patch(ctx, v, client.MergeFrom(orig))
 }
 
@@ -258,8 +259,8 @@ func (r *VersionReconciler) publishedVersion(ctx context.Context, ns, fn, num st
 
 // isCanonical: this Version took its number (it is not an Unchanged publish).
 func isCanonical(v *lambdav1alpha1.Version) bool {
-	c := meta.FindStatusCondition(v.Status.Conditions, ConditionPublished)
-	return v.Status.Version != "" && c != nil && c.Status == metav1.ConditionTrue && c.Reason == ReasonPublished
+	c := meta.FindStatusCondition(v.Status.Conditions, contract.ConditionPublished)
+	return v.Status.Version != "" && c != nil && c.Status == metav1.ConditionTrue && c.Reason == contract.ReasonPublished
 }
 
 // deploy runs a published version: its own Deployment and headless Service.
@@ -281,7 +282,7 @@ func (r *VersionReconciler) deploy(ctx context.Context, v, orig *lambdav1alpha1.
 			r.Recorder.Eventf(v, nil, corev1.EventTypeWarning, "Failed", "Deploy", "%s", rerr.Message)
 		}
 		v.Status.State, v.Status.StateReasonCode, v.Status.StateReason = lambdav1alpha1.StateFailed, rerr.Reason, rerr.Message
-		setCondition(&v.Status.Conditions, gen, ConditionReady, false, string(rerr.Reason), rerr.Message)
+		setCondition(&v.Status.Conditions, gen, contract.ConditionReady, false, string(rerr.Reason), rerr.Message)
 		v.Status.ObservedGeneration = gen
 		return ctrl.Result{}, r.Status().Patch(ctx, v, client.MergeFrom(orig))
 	} else if err != nil {
@@ -292,7 +293,7 @@ func (r *VersionReconciler) deploy(ctx context.Context, v, orig *lambdav1alpha1.
 	}
 	v.Status.State, v.Status.StateReason, v.Status.StateReasonCode = lambdav1alpha1.StateActive, "", ""
 	v.Status.LastUpdateStatus = lambdav1alpha1.LastUpdateSuccessful
-	setCondition(&v.Status.Conditions, gen, ConditionReady, true, string(lambdav1alpha1.StateActive), "Deployment "+dep.Name+" is applied")
+	setCondition(&v.Status.Conditions, gen, contract.ConditionReady, true, string(lambdav1alpha1.StateActive), "Deployment "+dep.Name+" is applied")
 	if pc := v.Spec.ProvisionedConcurrentExecutions; pc != nil {
 		ps := &lambdav1alpha1.ProvisionedConcurrencyStatus{RequestedProvisionedConcurrentExecutions: *pc, Status: lambdav1alpha1.ProvisionedConcurrencyInProgress}
 		var live appsv1.Deployment
@@ -369,10 +370,10 @@ func (r *VersionReconciler) reconcileDelete(ctx context.Context, v *lambdav1alph
 		}
 		if len(aliases) > 0 {
 			msg := fmt.Sprintf("version %s can't be deleted: Alias %s points to it", v.Status.Version, strings.Join(aliases, ", "))
-			if c := meta.FindStatusCondition(v.Status.Conditions, ConditionDeletionBlocked); c == nil || c.Message != msg {
+			if c := meta.FindStatusCondition(v.Status.Conditions, contract.ConditionDeletionBlocked); c == nil || c.Message != msg {
 				orig := v.DeepCopy()
-				setCondition(&v.Status.Conditions, v.Generation, ConditionDeletionBlocked, true, ReasonReferencedByAlias, msg)
-				r.Recorder.Eventf(v, nil, corev1.EventTypeWarning, ReasonReferencedByAlias, "Delete", "%s", msg)
+				setCondition(&v.Status.Conditions, v.Generation, contract.ConditionDeletionBlocked, true, contract.ReasonReferencedByAlias, msg)
+				r.Recorder.Eventf(v, nil, corev1.EventTypeWarning, contract.ReasonReferencedByAlias, "Delete", "%s", msg)
 				return ctrl.Result{}, r.Status().Patch(ctx, v, client.MergeFrom(orig))
 			}
 			return ctrl.Result{}, nil
