@@ -26,6 +26,7 @@ import (
 
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/statuspatch"
 )
 
 // FunctionReconciler makes $LATEST of a Function run: it resolves code and layers, keeps the
@@ -51,8 +52,7 @@ const retryResolve = 30 * time.Second
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	log := logf.FromContext(ctx)
+func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, err error) {
 	var fn lambdav1alpha1.Function
 	if err := r.Get(ctx, req.NamespacedName, &fn); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -61,64 +61,88 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		// Owner references take the versions, aliases, Deployments, Services, Secret and code copies.
 		return ctrl.Result{}, nil
 	}
-	orig := fn.DeepCopy()
-	st := &fn.Status
-	gen := fn.Generation
-	isUpdate := st.ObservedGeneration != 0 && st.ObservedGeneration != gen
+	// A merge patch of the fields this reconcile changed, so that it never overwrites the
+	// version counter the Version controller keeps in the status.
+	patch := statuspatch.New(r.Client, &fn)
+	defer patch.Close(ctx, &err, func() { fn.Status.ObservedGeneration = fn.Generation })
+	return r.reconcileNormal(ctx, &fn, patch)
+}
 
-	// Creation: Pending until the Deployment is applied. Update: InProgress meanwhile.
-	if st.State == "" {
-		st.State, st.StateReasonCode, st.StateReason = lambdav1alpha1.StatePending, lambdav1alpha1.StateReasonCreating, "The function is being created."
-		st.Version = contract.Latest
-		st.FunctionARN = lambdav1alpha1.FunctionARN(r.Config.Region, r.Config.AccountID, fn.Name)
-		r.Recorder.Eventf(&fn, nil, corev1.EventTypeNormal, "Creating", "Create", "Function is Pending while its code is resolved")
-		if err := r.patchStatus(ctx, &fn, orig); err != nil {
-			return ctrl.Result{}, err
-		}
-		orig = fn.DeepCopy()
-	} else if isUpdate && st.LastUpdateStatus != lambdav1alpha1.LastUpdateInProgress {
-		st.LastUpdateStatus, st.LastUpdateStatusReason, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateInProgress, "The function is being updated.", ""
-		r.Recorder.Eventf(&fn, nil, corev1.EventTypeNormal, "UpdateInProgress", "Update", "Update to generation %d in progress; the previous code keeps serving", gen)
-		if err := r.patchStatus(ctx, &fn, orig); err != nil {
-			return ctrl.Result{}, err
-		}
-		orig = fn.DeepCopy()
-	}
-
-	secret, err := r.ensureInvokeSecret(ctx, &fn)
-	if rerr := (*ResolveError)(nil); errors.As(err, &rerr) {
-		return r.fail(ctx, &fn, orig, rerr)
+// reconcileNormal runs $LATEST: the invoke Secret and NetworkPolicy first, then the code,
+// layers and Deployment, then the state they leave the function in.
+func (r *FunctionReconciler) reconcileNormal(ctx context.Context, fn *lambdav1alpha1.Function, patch *statuspatch.Patch) (ctrl.Result, error) {
+	r.startChange(fn)
+	var rerr *ResolveError
+	secret, err := r.ensureInvokeSecret(ctx, fn)
+	if errors.As(err, &rerr) {
+		return r.fail(fn, patch, rerr), nil
 	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	// Before any pod can exist: only the activator may reach its invoke port.
-	if err := reconcileNetworkPolicy(ctx, r.Client, &fn, r.Config.NetworkPolicy); err != nil {
+	if err := reconcileNetworkPolicy(ctx, r.Client, fn, r.Config.NetworkPolicy); err != nil {
 		return ctrl.Result{}, err
 	}
-
-	w, layers, err := r.resolve(ctx, &fn)
-	var dep *appsv1.Deployment
-	if err == nil {
-		w.InvokeSecret = secret
-		var d *appsv1.Deployment
-		d, err = w.Deployment(r.Config, fn.Namespace)
-		if err == nil {
-			dep, err = applyWorkload(ctx, r.Client, r.Resolver.Reader, &fn, d, w.Service(fn.Namespace))
-			if err != nil {
-				return ctrl.Result{}, err
-			}
-		}
+	w, layers, dep, err := r.applyLatest(ctx, fn, secret)
+	if errors.As(err, &rerr) {
+		return r.fail(fn, patch, rerr), nil
 	}
-	var rerr *ResolveError
-	if err != nil && !errors.As(err, &rerr) {
+	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if rerr != nil {
-		return r.fail(ctx, &fn, orig, rerr)
+	r.reportActive(fn, w, layers)
+	r.reportRollout(fn, dep)
+	if err := r.deleteUnusedCodeCopies(ctx, fn, w.CodeCopy); err != nil {
+		logf.FromContext(ctx).Error(err, "deleting unused code copies")
 	}
+	var res ctrl.Result
+	if denied, err := r.checkDestinations(ctx, fn); err != nil {
+		return ctrl.Result{}, err
+	} else if denied {
+		res.RequeueAfter = time.Minute // a RoleBinding granted later shows up here
+	}
+	st := &fn.Status
+	logf.FromContext(ctx).V(1).Info("function reconciled", "state", st.State, "lastUpdateStatus", st.LastUpdateStatus, "revisionId", st.RevisionID)
+	return res, nil
+}
 
-	// Applied: Active (a function at zero replicas is Active, as in Lambda).
+// startChange reports what a new generation starts: a new function is Pending until its
+// Deployment is applied; an update is InProgress meanwhile (the previous code keeps serving).
+func (r *FunctionReconciler) startChange(fn *lambdav1alpha1.Function) {
+	st := &fn.Status
+	isUpdate := st.ObservedGeneration != 0 && st.ObservedGeneration != fn.Generation
+	if st.State == "" {
+		st.State, st.StateReasonCode, st.StateReason = lambdav1alpha1.StatePending, lambdav1alpha1.StateReasonCreating, "The function is being created."
+		st.Version = contract.Latest
+		st.FunctionARN = lambdav1alpha1.FunctionARN(r.Config.Region, r.Config.AccountID, fn.Name)
+		r.Recorder.Eventf(fn, nil, corev1.EventTypeNormal, "Creating", "Create", "Function is Pending while its code is resolved")
+	} else if isUpdate && st.LastUpdateStatus != lambdav1alpha1.LastUpdateInProgress {
+		st.LastUpdateStatus, st.LastUpdateStatusReason, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateInProgress, "The function is being updated.", ""
+		r.Recorder.Eventf(fn, nil, corev1.EventTypeNormal, "UpdateInProgress", "Update", "Update to generation %d in progress; the previous code keeps serving", fn.Generation)
+	}
+}
+
+// applyLatest resolves $LATEST and applies its Deployment and headless Service; a
+// *ResolveError says why it can't.
+func (r *FunctionReconciler) applyLatest(ctx context.Context, fn *lambdav1alpha1.Function, secret string) (*Workload, []lambdav1alpha1.ResolvedLayer, *appsv1.Deployment, error) {
+	w, layers, err := r.resolve(ctx, fn)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	w.InvokeSecret = secret
+	d, err := w.Deployment(r.Config, fn.Namespace)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	dep, err := applyWorkload(ctx, r.Client, r.Resolver.Reader, fn, d, w.Service(fn.Namespace))
+	return w, layers, dep, err
+}
+
+// reportActive records the applied code and revision: the function is Active (at zero
+// replicas too, as in Lambda).
+func (r *FunctionReconciler) reportActive(fn *lambdav1alpha1.Function, w *Workload, layers []lambdav1alpha1.ResolvedLayer) {
+	st, gen := &fn.Status, fn.Generation
 	prevRevision := st.RevisionID
 	st.CodeSha256, st.CodeSize = w.CodeDigest.Base64, w.CodeDigest.Size
 	st.ResolvedImageURI = ""
@@ -136,23 +160,28 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		st.LastModified = &now
 	}
 	if st.State != lambdav1alpha1.StateActive {
-		r.Recorder.Eventf(&fn, nil, corev1.EventTypeNormal, "Active", "Deploy", "Function is Active (code %s)", st.CodeSha256)
+		r.Recorder.Eventf(fn, nil, corev1.EventTypeNormal, "Active", "Deploy", "Function is Active (code %s)", st.CodeSha256)
 	}
 	st.State, st.StateReason, st.StateReasonCode = lambdav1alpha1.StateActive, "", ""
 	setCondition(&st.Conditions, gen, contract.ConditionCodeResolved, true, contract.ReasonResolved, "code and layers resolved")
 	setCondition(&st.Conditions, gen, contract.ConditionReady, true, string(lambdav1alpha1.StateActive), "the $LATEST Deployment is applied")
+}
+
+// reportRollout is lastUpdateStatus as the Deployment's rollout says.
+func (r *FunctionReconciler) reportRollout(fn *lambdav1alpha1.Function, dep *appsv1.Deployment) {
+	st, gen := &fn.Status, fn.Generation
 	done, failed := rolloutComplete(dep)
 	switch {
 	case failed != "":
 		if st.LastUpdateStatus != lambdav1alpha1.LastUpdateFailed {
-			r.Recorder.Eventf(&fn, nil, corev1.EventTypeWarning, "UpdateFailed", "Update", "new pods did not become ready: %s", failed)
+			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "UpdateFailed", "Update", "new pods did not become ready: %s", failed)
 		}
 		st.LastUpdateStatus, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateFailed, lambdav1alpha1.LastUpdateStatusReasonCode(lambdav1alpha1.StateReasonInternalError)
 		st.LastUpdateStatusReason = "The new pods did not become ready: " + failed
 		setCondition(&st.Conditions, gen, contract.ConditionRolloutComplete, false, "ProgressDeadlineExceeded", failed)
 	case done:
 		if st.LastUpdateStatus != lambdav1alpha1.LastUpdateSuccessful {
-			r.Recorder.Eventf(&fn, nil, corev1.EventTypeNormal, "UpdateSuccessful", "Update", "generation %d is deployed", gen)
+			r.Recorder.Eventf(fn, nil, corev1.EventTypeNormal, "UpdateSuccessful", "Update", "generation %d is deployed", gen)
 		}
 		st.LastUpdateStatus, st.LastUpdateStatusReason, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateSuccessful, "", ""
 		setCondition(&st.Conditions, gen, contract.ConditionRolloutComplete, true, "RolloutComplete", "every pod runs the current template")
@@ -163,23 +192,12 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		}
 		setCondition(&st.Conditions, gen, contract.ConditionRolloutComplete, false, contract.ReasonInProgress, "new pods are rolling out; the previous ones keep serving")
 	}
-	st.ObservedGeneration = gen
-	if err := r.deleteUnusedCodeCopies(ctx, &fn, w.CodeCopy); err != nil {
-		log.Error(err, "deleting unused code copies")
-	}
-	var res ctrl.Result
-	if denied, err := r.checkDestinations(ctx, &fn); err != nil {
-		return ctrl.Result{}, err
-	} else if denied {
-		res.RequeueAfter = time.Minute // a RoleBinding granted later shows up here
-	}
-	log.V(1).Info("function reconciled", "state", st.State, "lastUpdateStatus", st.LastUpdateStatus, "revisionId", st.RevisionID)
-	return res, r.patchStatus(ctx, &fn, orig)
 }
 
 // fail records a resolution failure. A function that never ran is Failed; an update that
-// fails leaves the last good Deployment alone, so the function stays Active on it.
-func (r *FunctionReconciler) fail(ctx context.Context, fn *lambdav1alpha1.Function, orig *lambdav1alpha1.Function, rerr *ResolveError) (ctrl.Result, error) {
+// fails leaves the last good Deployment alone, so the function stays Active on it. A
+// function waiting for a layer has not acted on its generation yet (patch.Pending).
+func (r *FunctionReconciler) fail(fn *lambdav1alpha1.Function, patch *statuspatch.Patch, rerr *ResolveError) ctrl.Result {
 	st := &fn.Status
 	gen := fn.Generation
 	code := rerr.Reason
@@ -190,7 +208,8 @@ func (r *FunctionReconciler) fail(ctx context.Context, fn *lambdav1alpha1.Functi
 			st.State, st.StateReasonCode, st.StateReason = lambdav1alpha1.StatePending, lambdav1alpha1.StateReasonCreating, rerr.Message
 			setCondition(&st.Conditions, gen, contract.ConditionReady, false, string(lambdav1alpha1.StatePending), rerr.Message)
 		}
-		return ctrl.Result{RequeueAfter: retryResolve}, r.patchStatus(ctx, fn, orig)
+		patch.Pending()
+		return ctrl.Result{RequeueAfter: retryResolve}
 	}
 	if st.State == lambdav1alpha1.StateActive {
 		if st.LastUpdateStatus != lambdav1alpha1.LastUpdateFailed || st.LastUpdateStatusReason != rerr.Message {
@@ -206,24 +225,10 @@ func (r *FunctionReconciler) fail(ctx context.Context, fn *lambdav1alpha1.Functi
 	}
 	st.LastUpdateStatus, st.LastUpdateStatusReasonCode, st.LastUpdateStatusReason = lambdav1alpha1.LastUpdateFailed, lambdav1alpha1.LastUpdateStatusReasonCode(code), rerr.Message
 	setCondition(&st.Conditions, gen, contract.ConditionCodeResolved, false, string(code), rerr.Message)
-	st.ObservedGeneration = gen
-	if err := r.patchStatus(ctx, fn, orig); err != nil {
-		return ctrl.Result{}, err
-	}
 	if rerr.Transient {
-		return ctrl.Result{RequeueAfter: retryResolve}, nil
+		return ctrl.Result{RequeueAfter: retryResolve}
 	}
-	return ctrl.Result{}, nil
-}
-
-// patchStatus merge-patches the status fields this reconciler changed, so that it never
-// overwrites the version counter the Version controller keeps there.
-func (r *FunctionReconciler) patchStatus(ctx context.Context, fn, orig *lambdav1alpha1.Function) error {
-	if err := r.Status().Patch(ctx, fn, client.MergeFrom(orig)); client.IgnoreNotFound(err) != nil {
-		// (NotFound: deleted meanwhile; nothing left to report on.)
-		return fmt.Errorf("updating the status of Function %s: %w", fn.Name, err)
-	}
-	return nil
+	return ctrl.Result{}
 }
 
 // resolve turns $LATEST's spec into a Workload and the status' layer list.
@@ -436,8 +441,8 @@ func (r *FunctionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&lambdav1alpha1.Function{}).
-		Owns(&appsv1.Deployment{}).
+		For(&lambdav1alpha1.Function{}, ownObjectChanged).
+		Owns(&appsv1.Deployment{}, deploymentChanged).
 		Owns(&corev1.Service{}).
 		Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&lambdav1alpha1.LayerVersion{}, handler.EnqueueRequestsFromMapFunc(r.functionsUsingLayer)).

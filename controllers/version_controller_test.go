@@ -13,6 +13,7 @@ import (
 
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/statuspatch"
 )
 
 func newVersion(ns, name, fn string) *lambdav1alpha1.Version {
@@ -144,7 +145,7 @@ func TestVersionNumbersUseOptimisticConcurrency(t *testing.T) {
 	r := &VersionReconciler{Client: k8s, APIReader: k8s, Recorder: nopRecorder{}, Config: testCfg}
 	v := newVersion(ns, "race-x", "race")
 	v.UID = "x"
-	res, err := r.publish(ctx, v, v.DeepCopy(), stale)
+	res, err := r.publish(ctx, v, stale, statuspatch.New(k8s, v))
 	if err != nil || res.RequeueAfter == 0 || v.Status.Version != "" {
 		t.Fatalf("publish with a stale Function: %v %+v %q", err, res, v.Status.Version)
 	}

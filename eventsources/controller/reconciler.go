@@ -86,7 +86,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		// Status patches (this reconcile's own, or another replica's) wake no one: the
 		// pollers' notifications bring back what their progress changes.
-		For(&lambdav1alpha1.EventSourceMapping{}, builder.WithPredicates(statuspatch.SpecChanged())).
+		For(&lambdav1alpha1.EventSourceMapping{}, builder.WithPredicates(statuspatch.SpecOrMetadataChanged())).
 		WatchesRawSource(source.Channel(r.events, &handler.EnqueueRequestForObject{})).
 		Named("eventsourcemapping").
 		Complete(r)

@@ -6,10 +6,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 )
 
-// SpecChanged passes creations, deletions and the updates a reconcile acts on: a new
+// SpecOrMetadataChanged passes creations, deletions and the updates a reconcile acts on: a new
 // generation (spec), the deletion timestamp, finalizers, labels or annotations. An update
 // of the status alone, such as the reconcile's own patch, passes not.
-func SpecChanged() predicate.Predicate {
+func SpecOrMetadataChanged() predicate.Predicate {
 	return predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{},
 		predicate.AnnotationChangedPredicate{}, lifecycleChanged())
 }

@@ -1,7 +1,13 @@
 // Package statuspatch writes a reconciled object's status once per reconcile, the way
-// cluster-api's deferred patch does, with controller-runtime's merge patch on the status
-// subresource: snapshot the object after fetch, let the reconcile change its status, and
-// patch the status at the end only when it changed.
+// cluster-api's deferred patch does, with a merge patch on the status subresource: snapshot
+// the object after fetch, let the reconcile change its status, and patch the status at the
+// end only when it changed.
+//
+// The patch carries only the status fields that changed, so it never overwrites a field
+// another writer keeps in the same status (the Version controller's counter in a
+// Function's), and the object's resourceVersion: computed against a stale (cached) copy, a
+// diff would miss the fields the server has but the copy not, so a stale copy is a conflict,
+// and the reconcile runs again on a fresh one.
 package statuspatch
 
 import (
@@ -29,7 +35,8 @@ func New(c client.Client, obj client.Object) *Patch {
 }
 
 // Rebase takes obj as it is now as the snapshot: after the reconcile wrote it (a finalizer,
-// an owner) or read it again from the server.
+// an owner) or read it again from the server. (A write that changes neither status nor
+// the snapshot's view of it, such as a labels patch, needs only obj's new resourceVersion.)
 func (p *Patch) Rebase() { p.base = p.obj.DeepCopyObject().(client.Object) }
 
 // Pending says the reconcile ends before it acted on the object's generation (it waits, or
@@ -65,7 +72,10 @@ func (p *Patch) patch(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
-	only, err := json.Marshal(map[string]json.RawMessage{"status": status})
+	only, err := json.Marshal(map[string]any{
+		"metadata": map[string]string{"resourceVersion": p.obj.GetResourceVersion()},
+		"status":   status,
+	})
 	if err != nil {
 		return err
 	}
