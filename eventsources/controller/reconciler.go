@@ -173,7 +173,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, esm *lambdav1alpha1.Ev
 	s := &esm.Status
 	if s.UUID == "" {
 		s.UUID = string(esm.UID)
-		s.EventSourceMappingARN = lambdav1alpha1.EventSourceMappingARN(r.Builder.region(), r.Builder.account(), s.UUID)
+		s.EventSourceMappingARN = r.Builder.MappingARN(s.UUID)
 		s.FunctionARN = r.Builder.FunctionARN(esm.Spec.FunctionName)
 		s.LastProcessingResult = poller.ResultNoRecords
 		transition(s, lambdav1alpha1.EventSourceMappingCreating, ReasonUserInitiated)
