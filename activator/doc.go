@@ -7,6 +7,12 @@
 //	dispatch    one invocation per environment, waiting for capacity, throttling at limits
 //	shimclient  the HTTP call to a runtime shim's invoke endpoint
 //	scaler      spec.replicas of function Deployments, idle environments, pod-deletion-cost
-//	kube        informers that feed router and dispatcher; the scaler's Kubernetes writes
+//	fnkey         the key of one function version, shared by router, dispatch, scaler and feeder
+//	feeder        informers that feed router and dispatcher (pods → environments)
+//	ownerchain    which version a pod or Deployment serves, by its owner chain
+//	invokesecret  the invoke token a pod's shim wants (the Secret its annotation names)
+//	scaleclient   the scaler's Kubernetes writes (spec.replicas, pod-deletion-cost)
 //	metrics     Prometheus metrics named after Lambda's CloudWatch metrics
+//
+// The activator's RBAC markers are in rbac.go.
 package activator

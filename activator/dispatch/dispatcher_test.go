@@ -8,16 +8,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klambda/klambda/activator/router"
+	"github.com/klambda/klambda/activator/fnkey"
 )
 
-var key = router.Key{Namespace: "ns", Function: "f", Version: "1"}
+var key = fnkey.Key{Namespace: "ns", Function: "f", Version: "1"}
 
 var noLimit = Limits{Reserved: -1, Unreserved: -1}
 
 type countingWaker struct{ n atomic.Int32 }
 
-func (w *countingWaker) Wake(router.Key) { w.n.Add(1) }
+func (w *countingWaker) Wake(fnkey.Key) { w.n.Add(1) }
 
 func envs(names ...string) []Environment {
 	var out []Environment
@@ -210,7 +210,7 @@ func TestReservedZeroAndNamespaceLimit(t *testing.T) {
 		t.Fatalf("reserved 0: %v", err)
 	}
 	d.SetEnvironments(key, envs("a"))
-	other := router.Key{Namespace: "ns", Function: "g", Version: "$LATEST"}
+	other := fnkey.Key{Namespace: "ns", Function: "g", Version: "$LATEST"}
 	d.SetEnvironments(other, envs("g1"))
 	lim := Limits{Reserved: -1, Unreserved: 1}
 	l, err := d.Acquire(context.Background(), key, lim)

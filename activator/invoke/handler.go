@@ -21,9 +21,11 @@ import (
 
 	"github.com/klambda/klambda/activator/auth"
 	"github.com/klambda/klambda/activator/dispatch"
+	"github.com/klambda/klambda/activator/fnkey"
 	"github.com/klambda/klambda/activator/metrics"
 	"github.com/klambda/klambda/activator/router"
 	"github.com/klambda/klambda/activator/shimclient"
+	"github.com/klambda/klambda/api/contract"
 )
 
 // MaxPayload is Lambda's synchronous request limit (6 MB).
@@ -37,7 +39,7 @@ type Router interface {
 
 // Dispatcher hands out environments (dispatch.Dispatcher).
 type Dispatcher interface {
-	AcquireWithin(ctx context.Context, key router.Key, lim dispatch.Limits, maxWait time.Duration) (*dispatch.Lease, error)
+	AcquireWithin(ctx context.Context, key fnkey.Key, lim dispatch.Limits, maxWait time.Duration) (*dispatch.Lease, error)
 }
 
 // Shim sends one invocation to one environment (shimclient.Client).
@@ -239,10 +241,10 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request, a
 		return h.enqueue(w, r, req, payload)
 	}
 
-	key := router.Key{Namespace: route.Namespace, Function: route.Function, Version: route.Version}
+	key := fnkey.Key{Namespace: route.Namespace, Function: route.Function, Version: route.Version}
 	resource := route.Qualifier
 	if resource == "" {
-		resource = router.Latest
+		resource = contract.Latest
 	}
 	lim := dispatch.Limits{Reserved: route.ReservedConcurrency, Unreserved: -1}
 	if route.ReservedConcurrency < 0 && h.NamespaceLimit >= 0 {
@@ -410,7 +412,7 @@ func copyBody(w io.Writer, body io.Reader) {
 
 // shimError turns a refusal by the shim into an invocation error. Its caller errors
 // (400, 413) are the caller's; a wrong secret or a busy environment is ours.
-func (h *Handler) shimError(resp *http.Response, key router.Key, env, requestID string) *Error {
+func (h *Handler) shimError(resp *http.Response, key fnkey.Key, env, requestID string) *Error {
 	typ := resp.Header.Get(shimclient.HeaderErrorType)
 	var body struct {
 		Message string `json:"message"`

@@ -14,11 +14,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/klambda/klambda/activator/fnkey"
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
-
-// Latest is the unpublished version.
-const Latest = "$LATEST"
 
 // AnnotationIdleTimeout on a Function overrides, for its versions, how long an idle
 // environment stays warm (a Go duration, e.g. "30s"; at least 1s). Lambda has no such
@@ -28,9 +27,6 @@ const AnnotationIdleTimeout = "lambda.klambda.dev/idle-timeout"
 
 // minIdleTimeout keeps a typo ("1ms") from churning pods on every request.
 const minIdleTimeout = time.Second
-
-// DefaultTimeout is Lambda's default function timeout.
-const DefaultTimeout = 3 * time.Second
 
 var (
 	ErrFunctionNotFound  = errors.New("function not found")
@@ -56,11 +52,6 @@ type Route struct {
 	ReservedConcurrency int32
 	Timeout             time.Duration
 }
-
-// Key names one version's pool of environments.
-type Key struct{ Namespace, Function, Version string }
-
-func (k Key) String() string { return k.Namespace + "/" + k.Function + ":" + k.Version }
 
 type versionEntry struct {
 	state       string
@@ -205,13 +196,6 @@ func (ix *byFunction[T]) remove(namespace, name string) []fnKey {
 	return []fnKey{k}
 }
 
-func timeoutOf(secs int32) time.Duration {
-	if secs <= 0 {
-		return DefaultTimeout
-	}
-	return time.Duration(secs) * time.Second
-}
-
 // compileLocked rebuilds each given function's entry from the objects that name it. Functions
 // have few versions and aliases, and objects change rarely, so rebuilding is simpler
 // and safer than patching.
@@ -233,7 +217,7 @@ func (t *Table) compileOneLocked(k fnKey) {
 	e := &functionEntry{
 		state:    string(f.Status.State),
 		reserved: -1,
-		timeout:  timeoutOf(f.Spec.Timeout),
+		timeout:  f.Spec.EffectiveTimeout(),
 		versions: map[string]versionEntry{},
 		aliases:  map[string]aliasEntry{},
 	}
@@ -247,7 +231,7 @@ func (t *Table) compileOneLocked(k fnKey) {
 		}
 		ve := versionEntry{state: string(v.Status.State), timeout: e.timeout}
 		if v.Status.Configuration != nil {
-			ve.timeout = timeoutOf(v.Status.Configuration.Timeout)
+			ve.timeout = v.Status.Configuration.EffectiveTimeout()
 		}
 		if v.Spec.ProvisionedConcurrentExecutions != nil {
 			ve.provisioned = *v.Spec.ProvisionedConcurrentExecutions
@@ -329,8 +313,8 @@ func (t *Table) Resolve(namespace, function, qualifier string) (Route, error) {
 	fnState := e.state
 	var version string
 	switch {
-	case qualifier == "" || qualifier == Latest:
-		version = Latest
+	case qualifier == "" || qualifier == contract.Latest:
+		version = contract.Latest
 	case isVersionNumber(qualifier):
 		version = qualifier
 	default:
@@ -346,7 +330,7 @@ func (t *Table) Resolve(namespace, function, qualifier string) (Route, error) {
 		}
 	}
 	r.Version = version
-	if version == Latest {
+	if version == contract.Latest {
 		r.Timeout = e.timeout
 		t.mu.RUnlock()
 		return r, activeOrError(fnState)
@@ -390,7 +374,7 @@ type Limits struct {
 }
 
 // LimitsFor answers the scaler's floor and ceiling for one version.
-func (t *Table) LimitsFor(k Key) Limits {
+func (t *Table) LimitsFor(k fnkey.Key) Limits {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	e, ok := t.compiled[fnKey{k.Namespace, k.Function}]
@@ -428,20 +412,20 @@ func ceilShare(n int32, w float64) int32 {
 
 // ProvisionedKeys lists the versions that have a floor, so the scaler keeps them warm
 // without any traffic.
-func (t *Table) ProvisionedKeys() []Key {
+func (t *Table) ProvisionedKeys() []fnkey.Key {
 	t.mu.RLock()
-	var keys []Key
+	var keys []fnkey.Key
 	for k, e := range t.compiled {
 		for v, ve := range e.versions {
 			if ve.provisioned > 0 {
-				keys = append(keys, Key{k.ns, k.name, v})
+				keys = append(keys, fnkey.Key{Namespace: k.ns, Function: k.name, Version: v})
 			}
 		}
 		for _, a := range e.aliases {
 			if a.provisioned > 0 {
-				keys = append(keys, Key{k.ns, k.name, a.primary})
+				keys = append(keys, fnkey.Key{Namespace: k.ns, Function: k.name, Version: a.primary})
 				if a.additional != "" {
-					keys = append(keys, Key{k.ns, k.name, a.additional})
+					keys = append(keys, fnkey.Key{Namespace: k.ns, Function: k.name, Version: a.additional})
 				}
 			}
 		}

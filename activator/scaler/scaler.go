@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/klambda/klambda/activator/dispatch"
+	"github.com/klambda/klambda/activator/fnkey"
 	"github.com/klambda/klambda/activator/router"
 )
 
@@ -25,26 +26,26 @@ var ErrNoDeployment = errors.New("no Deployment for this version")
 // Pools is the dispatcher's side: demand, environments, draining.
 type Pools interface {
 	Stats() []dispatch.PoolStats
-	Drain(key router.Key, names []string) []string
-	Undrain(key router.Key, names []string)
+	Drain(key fnkey.Key, names []string) []string
+	Undrain(key fnkey.Key, names []string)
 }
 
 // Floors is the router's side: provisioned floors and reserved ceilings.
 type Floors interface {
-	LimitsFor(router.Key) router.Limits
-	ProvisionedKeys() []router.Key
+	LimitsFor(fnkey.Key) router.Limits
+	ProvisionedKeys() []fnkey.Key
 }
 
 // Deployments is the cluster's side.
 type Deployments interface {
 	// Replicas is the Deployment's spec.replicas (from a cache); ErrNoDeployment if none.
-	Replicas(key router.Key) (int32, error)
+	Replicas(key fnkey.Key) (int32, error)
 	// Scale sets spec.replicas.
-	Scale(ctx context.Context, key router.Key, replicas int32) error
+	Scale(ctx context.Context, key fnkey.Key, replicas int32) error
 	// MarkForRemoval makes pods the ReplicaSet's first choice to remove.
-	MarkForRemoval(ctx context.Context, key router.Key, pods []string) error
+	MarkForRemoval(ctx context.Context, key fnkey.Key, pods []string) error
 	// Unmark takes the mark away again (pods that stay).
-	Unmark(ctx context.Context, key router.Key, pods []string) error
+	Unmark(ctx context.Context, key fnkey.Key, pods []string) error
 }
 
 // Scaler decides replicas.
@@ -77,7 +78,7 @@ func New(p Pools, f Floors, d Deployments) *Scaler {
 }
 
 // Wake asks for a pass now (a request is waiting).
-func (s *Scaler) Wake(router.Key) {
+func (s *Scaler) Wake(fnkey.Key) {
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -103,7 +104,7 @@ func (s *Scaler) Run(ctx context.Context) {
 func (s *Scaler) Pass(ctx context.Context) {
 	now := s.now()
 	stats := s.Pools.Stats()
-	seen := make(map[router.Key]bool, len(stats))
+	seen := make(map[fnkey.Key]bool, len(stats))
 	for i := range stats {
 		seen[stats[i].Key] = true
 		s.scaleOne(ctx, now, &stats[i])

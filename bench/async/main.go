@@ -35,8 +35,8 @@ import (
 	"github.com/klambda/klambda/activator/async"
 	"github.com/klambda/klambda/activator/dispatch"
 	"github.com/klambda/klambda/activator/fakeshim"
+	"github.com/klambda/klambda/activator/fnkey"
 	"github.com/klambda/klambda/activator/invoke"
-	"github.com/klambda/klambda/activator/router"
 	"github.com/klambda/klambda/activator/testrig"
 )
 
@@ -90,7 +90,7 @@ type activator struct {
 func newActivator(envs int, arr *arrivals) *activator {
 	a := &activator{rig: testrig.New(testrig.Options{WaitDeadline: 30 * time.Second}), arr: arr}
 	a.rig.Function(function, -1, 0)
-	k := router.Key{Namespace: testrig.Namespace, Function: function, Version: "$LATEST"}
+	k := fnkey.Key{Namespace: testrig.Namespace, Function: function, Version: "$LATEST"}
 	var list []dispatch.Environment
 	for i := range envs {
 		s := &fakeshim.Shim{Secret: testrig.Secret, Version: "$LATEST"}

@@ -29,10 +29,12 @@ import (
 
 	"github.com/klambda/klambda/activator/async"
 	"github.com/klambda/klambda/activator/dispatch"
+	"github.com/klambda/klambda/activator/feeder"
 	"github.com/klambda/klambda/activator/invoke"
-	"github.com/klambda/klambda/activator/kube"
+	"github.com/klambda/klambda/activator/invokesecret"
 	"github.com/klambda/klambda/activator/metrics"
 	"github.com/klambda/klambda/activator/router"
+	"github.com/klambda/klambda/activator/scaleclient"
 	"github.com/klambda/klambda/activator/scaler"
 	"github.com/klambda/klambda/activator/shimclient"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
@@ -64,7 +66,6 @@ func main() {
 		burst           = flag.Int("burst-limit", 0, "Environments a namespace may add at once (Lambda's burst concurrency, e.g. 3000); 0 disables the burst model.")
 		burstPerMinute  = flag.Int("burst-per-minute", 500, "Environments a namespace may add per minute after the burst.")
 		authOn          = flag.Bool("auth", true, "Require a Kubernetes token (TokenReview) allowed to invoke the function (SubjectAccessReview). Disable only for local development.")
-		shimPort        = flag.Int("shim-port", 9000, "Port of the runtime shim's invoke endpoint in function pods.")
 		scaleInterval   = flag.Duration("scale-interval", time.Second, "Interval between scaler passes when no request wakes it.")
 		probeInterval   = flag.Duration("probe-interval", 25*time.Millisecond, "How often a starting pod's shim is asked whether it is ready (/readyz), until the kubelet reports it; 0 waits for the kubelet's Ready only.")
 		asyncOn         = flag.Bool("async", true, "Accept Event (asynchronous) invocations into a durable NATS JetStream queue (activator/async).")
@@ -149,7 +150,7 @@ func main() {
 	utilruntime.Must(lambdav1alpha1.AddToScheme(scheme))
 	cfg := ctrl.GetConfigOrDie()
 	cs := kubernetes.NewForConfigOrDie(cfg)
-	informers, err := kube.NewCache(cfg, scheme)
+	informers, err := feeder.NewCache(cfg, scheme)
 	if err != nil {
 		log.Error(err, "building the informer cache")
 		os.Exit(1)
@@ -161,7 +162,7 @@ func main() {
 
 	table := router.NewTable()
 	disp := dispatch.New(nil)
-	deployments := &kube.Deployments{Reader: informers, Client: cs}
+	deployments := &scaleclient.Deployments{Reader: informers, Client: cs}
 	sc := scaler.New(disp, table, deployments)
 	sc.IdleTimeout = *idleTimeout
 	sc.Interval = *scaleInterval
@@ -204,16 +205,16 @@ func main() {
 	}
 
 	ctx := ctrl.SetupSignalHandler()
-	feeder := &kube.Feeder{Cache: informers, Table: table, Dispatcher: disp, Secrets: &kube.SecretReader{Client: cs},
-		ShimPort: *shimPort, Log: log.WithName("feeder")}
+	feed := &feeder.Feeder{Cache: informers, Table: table, Dispatcher: disp, Secrets: &invokesecret.Reader{Client: cs},
+		Log: log.WithName("feeder")}
 	if *resizeAfterInit {
-		feeder.Resize = kube.PodResizer(cs)
+		feed.Resize = feeder.PodResizer(cs)
 	}
 	if *probeInterval > 0 {
-		feeder.Probe = kube.HTTPProbe(&http.Client{Timeout: 500 * time.Millisecond})
-		feeder.ProbeInterval = *probeInterval
+		feed.Probe = feeder.HTTPProbe(&http.Client{Timeout: 500 * time.Millisecond})
+		feed.ProbeInterval = *probeInterval
 	}
-	if err := feeder.Register(ctx); err != nil {
+	if err := feed.Register(ctx); err != nil {
 		log.Error(err, "registering informers")
 		os.Exit(1)
 	}

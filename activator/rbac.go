@@ -1,4 +1,4 @@
-package kube
+package activator
 
 // The activator's RBAC: exactly what this binary calls. `make manifests` generates
 // config/rbac/activator/role.yaml from these markers and copies it into the chart
