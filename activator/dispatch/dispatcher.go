@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/activator/fnkey"
+	"github.com/klambda/klambda/api/contract"
 )
 
 // Environment is one ready pod of a version: where its shim's invoke endpoint listens and
@@ -51,13 +52,8 @@ type Limits struct {
 	Unreserved int32
 }
 
-// Throttle reasons, as Lambda names them in TooManyRequestsException.Reason.
-const (
-	ReasonReserved = "ReservedFunctionConcurrentInvocationLimitExceeded"
-	ReasonAccount  = "ConcurrentInvocationLimitExceeded"
-)
-
-// ThrottleError is a request refused at a concurrency limit.
+// ThrottleError is a request refused at a concurrency limit; Reason is
+// contract.ReasonReservedConcurrency or contract.ReasonAccountConcurrency.
 type ThrottleError struct{ Reason string }
 
 func (e *ThrottleError) Error() string { return "throttled: " + e.Reason }
@@ -201,14 +197,14 @@ func (d *Dispatcher) AcquireWithin(ctx context.Context, key fnkey.Key, lim Limit
 	f.mu.Lock()
 	if lim.Reserved >= 0 && f.active >= lim.Reserved {
 		f.mu.Unlock()
-		return nil, &ThrottleError{Reason: ReasonReserved}
+		return nil, &ThrottleError{Reason: contract.ReasonReservedConcurrency}
 	}
 	countedNS := false
 	if lim.Reserved < 0 && lim.Unreserved >= 0 {
 		if f.ns.Add(1) > lim.Unreserved {
 			f.ns.Add(-1)
 			f.mu.Unlock()
-			return nil, &ThrottleError{Reason: ReasonAccount}
+			return nil, &ThrottleError{Reason: contract.ReasonAccountConcurrency}
 		}
 		countedNS = true
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/activator/fnkey"
+	"github.com/klambda/klambda/api/contract"
 )
 
 var key = fnkey.Key{Namespace: "ns", Function: "f", Version: "1"}
@@ -176,7 +177,7 @@ func TestReservedConcurrencyThrottlesAtOnce(t *testing.T) {
 			l, err := d.Acquire(context.Background(), key, lim)
 			var te *ThrottleError
 			if errors.As(err, &te) {
-				if te.Reason != ReasonReserved || time.Since(t0) > 100*time.Millisecond {
+				if te.Reason != contract.ReasonReservedConcurrency || time.Since(t0) > 100*time.Millisecond {
 					t.Errorf("throttle %v after %v", te, time.Since(t0))
 				}
 				throttled.Add(1)
@@ -217,7 +218,7 @@ func TestReservedZeroAndNamespaceLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Acquire(context.Background(), other, lim); !errors.As(err, &te) || te.Reason != ReasonAccount {
+	if _, err := d.Acquire(context.Background(), other, lim); !errors.As(err, &te) || te.Reason != contract.ReasonAccountConcurrency {
 		t.Fatalf("namespace pool: %v", err)
 	}
 	l.Release()

@@ -20,6 +20,7 @@ import (
 	"github.com/klambda/klambda/activator/invoke"
 	"github.com/klambda/klambda/activator/metrics"
 	"github.com/klambda/klambda/activator/testrig"
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -131,9 +132,9 @@ func TestRequestBytesAreBudgeted(t *testing.T) {
 		}
 	}()
 	for i := 0; i < 50; i++ {
-		conns = append(conns, stalledRequest(t, r.URL(), invPath("f"), invoke.MaxPayload))
+		conns = append(conns, stalledRequest(t, r.URL(), invPath("f"), contract.MaxSyncPayload))
 	}
-	c := stalledRequest(t, r.URL(), invPath("f"), invoke.MaxPayload)
+	c := stalledRequest(t, r.URL(), invPath("f"), contract.MaxSyncPayload)
 	conns = append(conns, c)
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
