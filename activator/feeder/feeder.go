@@ -74,15 +74,27 @@ func objectOf(obj any) any {
 // Register adds the event handlers; call before the cache starts.
 func (f *Feeder) Register(ctx context.Context) error {
 	f.started = time.Now()
-	add := func(obj client.Object, h toolscache.ResourceEventHandlerFuncs) error {
-		inf, err := f.Cache.GetInformer(ctx, obj)
-		if err != nil {
-			return fmt.Errorf("informer for %T: %w", obj, err)
+	for _, register := range []func(context.Context) error{f.registerTable, f.registerPods, f.registerOwnerLinks} {
+		if err := register(ctx); err != nil {
+			return err
 		}
-		_, err = inf.AddEventHandler(h)
-		return err
 	}
-	if err := add(&lambdav1alpha1.Function{}, toolscache.ResourceEventHandlerFuncs{
+	return nil
+}
+
+// addHandler adds h to the cache's informer for obj's kind.
+func (f *Feeder) addHandler(ctx context.Context, obj client.Object, h toolscache.ResourceEventHandlerFuncs) error {
+	inf, err := f.Cache.GetInformer(ctx, obj)
+	if err != nil {
+		return fmt.Errorf("informer for %T: %w", obj, err)
+	}
+	_, err = inf.AddEventHandler(h)
+	return err
+}
+
+// registerTable feeds the router's table with Functions, Versions and Aliases.
+func (f *Feeder) registerTable(ctx context.Context) error {
+	if err := f.addHandler(ctx, &lambdav1alpha1.Function{}, toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { f.Table.SetFunction(o.(*lambdav1alpha1.Function)) },
 		UpdateFunc: func(_, o any) { f.Table.SetFunction(o.(*lambdav1alpha1.Function)) },
 		DeleteFunc: func(o any) {
@@ -93,7 +105,7 @@ func (f *Feeder) Register(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if err := add(&lambdav1alpha1.Version{}, toolscache.ResourceEventHandlerFuncs{
+	if err := f.addHandler(ctx, &lambdav1alpha1.Version{}, toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { f.Table.SetVersion(o.(*lambdav1alpha1.Version)) },
 		UpdateFunc: func(_, o any) { f.Table.SetVersion(o.(*lambdav1alpha1.Version)) },
 		DeleteFunc: func(o any) {
@@ -104,7 +116,7 @@ func (f *Feeder) Register(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if err := add(&lambdav1alpha1.Alias{}, toolscache.ResourceEventHandlerFuncs{
+	return f.addHandler(ctx, &lambdav1alpha1.Alias{}, toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { f.Table.SetAlias(o.(*lambdav1alpha1.Alias)) },
 		UpdateFunc: func(_, o any) { f.Table.SetAlias(o.(*lambdav1alpha1.Alias)) },
 		DeleteFunc: func(o any) {
@@ -112,24 +124,27 @@ func (f *Feeder) Register(ctx context.Context) error {
 				f.Table.DeleteAlias(a.Namespace, a.Name)
 			}
 		},
-	}); err != nil {
-		return err
-	}
+	})
+}
+
+// registerPods recomputes a function's environments when one of its pods changes.
+func (f *Feeder) registerPods(ctx context.Context) error {
 	podChanged := func(o any) {
 		if p, ok := objectOf(o).(*corev1.Pod); ok {
 			f.syncEnvironments(ctx, p)
 		}
 	}
-	if err := add(&corev1.Pod{}, toolscache.ResourceEventHandlerFuncs{
+	return f.addHandler(ctx, &corev1.Pod{}, toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    podChanged,
 		UpdateFunc: func(_, o any) { podChanged(o) },
 		DeleteFunc: podChanged,
-	}); err != nil {
-		return err
-	}
-	// The owner chain of a pod (ReplicaSet → Deployment → Function or Version) decides
-	// whether and for which version it serves: when a link appears, changes owner or goes,
-	// the function's pods are looked at again.
+	})
+}
+
+// registerOwnerLinks: the owner chain of a pod (ReplicaSet → Deployment → Function or
+// Version) decides whether and for which version it serves: when a link appears, changes
+// owner or goes, the function's pods are looked at again.
+func (f *Feeder) registerOwnerLinks(ctx context.Context) error {
 	ownersChanged := func(o any) {
 		if m, ok := objectOf(o).(client.Object); ok {
 			if l := m.GetLabels()[contract.LabelFunction]; l != "" {
@@ -147,10 +162,10 @@ func (f *Feeder) Register(ctx context.Context) error {
 		},
 		DeleteFunc: ownersChanged,
 	}
-	if err := add(&appsv1.ReplicaSet{}, ownerLinks); err != nil {
+	if err := f.addHandler(ctx, &appsv1.ReplicaSet{}, ownerLinks); err != nil {
 		return err
 	}
-	if err := add(&appsv1.Deployment{}, ownerLinks); err != nil {
+	if err := f.addHandler(ctx, &appsv1.Deployment{}, ownerLinks); err != nil {
 		return err
 	}
 	fnChanged := func(o any) {
@@ -163,10 +178,10 @@ func (f *Feeder) Register(ctx context.Context) error {
 			f.syncLabel(ctx, v.Namespace, contract.FunctionLabelValue(v.Spec.FunctionName), nil)
 		}
 	}
-	if err := add(&lambdav1alpha1.Function{}, toolscache.ResourceEventHandlerFuncs{AddFunc: fnChanged, DeleteFunc: fnChanged}); err != nil {
+	if err := f.addHandler(ctx, &lambdav1alpha1.Function{}, toolscache.ResourceEventHandlerFuncs{AddFunc: fnChanged, DeleteFunc: fnChanged}); err != nil {
 		return err
 	}
-	return add(&lambdav1alpha1.Version{}, toolscache.ResourceEventHandlerFuncs{
+	return f.addHandler(ctx, &lambdav1alpha1.Version{}, toolscache.ResourceEventHandlerFuncs{
 		AddFunc: verChanged,
 		UpdateFunc: func(old, o any) {
 			a, b := old.(*lambdav1alpha1.Version), o.(*lambdav1alpha1.Version)

@@ -117,6 +117,9 @@ func (s *Scaler) Pass(ctx context.Context) {
 	}
 }
 
+// scaleOne sizes one version's Deployment: up to its demand (within its floor and
+// ceiling, at the namespace's burst rate), or down by its environments idle past the
+// timeout.
 func (s *Scaler) scaleOne(ctx context.Context, now time.Time, st *dispatch.PoolStats) {
 	key := st.Key
 	current, err := s.Deployments.Replicas(key)
@@ -128,6 +131,17 @@ func (s *Scaler) scaleOne(ctx context.Context, now time.Time, st *dispatch.PoolS
 	}
 	s.unmarkStale(ctx, st)
 	lim := s.Floors.LimitsFor(key)
+	want := s.wanted(lim, st)
+	if want > current {
+		s.scaleUp(ctx, now, st, current, want)
+		return
+	}
+	s.scaleDown(ctx, now, st, lim, current, want)
+}
+
+// wanted is the replicas st's demand asks for, within the version's provisioned floor and
+// its concurrency ceiling.
+func (s *Scaler) wanted(lim router.Limits, st *dispatch.PoolStats) int32 {
 	ceiling := lim.Reserved
 	if ceiling < 0 {
 		ceiling = s.NamespaceLimit
@@ -148,19 +162,27 @@ func (s *Scaler) scaleOne(ctx context.Context, now time.Time, st *dispatch.PoolS
 	if want > ceiling {
 		want = ceiling
 	}
-	if want > current {
-		want = current + s.allowScaleUp(key.Namespace, now, want-current)
-		if want == current {
-			return
-		}
-		if err := s.Deployments.Scale(ctx, key, want); err != nil {
-			s.Log.Error(err, "scaling up", "key", key.String(), "from", current, "to", want)
-			return
-		}
-		s.Log.V(1).Info("scaled up", "key", key.String(), "from", current, "to", want, "inFlight", st.InFlight, "waiting", st.Waiting)
+	return want
+}
+
+// scaleUp adds what the namespace's burst allows of want-current replicas.
+func (s *Scaler) scaleUp(ctx context.Context, now time.Time, st *dispatch.PoolStats, current, want int32) {
+	key := st.Key
+	want = current + s.allowScaleUp(key.Namespace, now, want-current)
+	if want == current {
 		return
 	}
-	// Scale down only by environments idle past the timeout, the longest idle first.
+	if err := s.Deployments.Scale(ctx, key, want); err != nil {
+		s.Log.Error(err, "scaling up", "key", key.String(), "from", current, "to", want)
+		return
+	}
+	s.Log.V(1).Info("scaled up", "key", key.String(), "from", current, "to", want, "inFlight", st.InFlight, "waiting", st.Waiting)
+}
+
+// scaleDown removes environments idle past the timeout, the longest idle first, down to
+// want at the least: drained, marked for removal, then the replicas applied.
+func (s *Scaler) scaleDown(ctx context.Context, now time.Time, st *dispatch.PoolStats, lim router.Limits, current, want int32) {
+	key := st.Key
 	idle := s.IdleTimeout
 	if lim.IdleTimeout > 0 {
 		idle = lim.IdleTimeout
