@@ -12,7 +12,7 @@ import (
 
 	"github.com/klambda/klambda/activator/dispatch"
 	"github.com/klambda/klambda/activator/fnkey"
-	"github.com/klambda/klambda/activator/ownerchain"
+	"github.com/klambda/klambda/activator/internal/ownerchain"
 	"github.com/klambda/klambda/activator/scaleclient"
 	"github.com/klambda/klambda/api/contract"
 )

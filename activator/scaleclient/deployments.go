@@ -15,7 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/klambda/klambda/activator/fnkey"
-	"github.com/klambda/klambda/activator/ownerchain"
+	"github.com/klambda/klambda/activator/internal/ownerchain"
 	"github.com/klambda/klambda/activator/scaler"
 	"github.com/klambda/klambda/api/contract"
 )
