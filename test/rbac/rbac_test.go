@@ -33,8 +33,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	"github.com/klambda/klambda/activator/fnkey"
 	"github.com/klambda/klambda/activator/feeder"
+	"github.com/klambda/klambda/activator/fnkey"
 	"github.com/klambda/klambda/activator/invokesecret"
 	"github.com/klambda/klambda/activator/scaleclient"
 	"github.com/klambda/klambda/api/contract"
