@@ -19,7 +19,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/statuspatch"
 )
 
 // AliasReconciler checks that an Alias's versions exist and reports what the router uses:
@@ -42,7 +44,7 @@ const ReasonDuplicateAlias = "DuplicateAlias"
 // +kubebuilder:rbac:groups=lambda.klambda.dev,resources=versions,verbs=get;list;watch
 // +kubebuilder:rbac:groups=lambda.klambda.dev,resources=functions,verbs=get;list;watch
 
-func (r *AliasReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+func (r *AliasReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, err error) {
 	var a lambdav1alpha1.Alias
 	if err := r.Get(ctx, req.NamespacedName, &a); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -63,36 +65,64 @@ func (r *AliasReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 			return ctrl.Result{}, err
 		}
 	}
-	orig := a.DeepCopy()
-	gen := a.Generation
+	patch := statuspatch.New(r.Client, &a)
+	defer patch.Close(ctx, &err, func() { a.Status.ObservedGeneration = a.Generation })
+	r.reportIdentity(&a)
+	if fnErr != nil {
+		r.notReady(&a, contract.ReasonFunctionNotFound, "Function "+a.Spec.FunctionName+" not found")
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, r.reconcileNormal(ctx, &a, &fn)
+}
+
+// reportIdentity is the alias's name, ARN and provisioned concurrency request.
+func (r *AliasReconciler) reportIdentity(a *lambdav1alpha1.Alias) {
 	st := &a.Status
 	st.Name = a.EffectiveName()
 	st.AliasARN = lambdav1alpha1.QualifiedFunctionARN(r.Config.Region, r.Config.AccountID, a.Spec.FunctionName, st.Name)
-	st.ObservedGeneration = gen
-	if pc := a.Spec.ProvisionedConcurrentExecutions; pc != nil {
-		if st.ProvisionedConcurrency == nil || st.ProvisionedConcurrency.RequestedProvisionedConcurrentExecutions != *pc {
-			now := metav1.Now()
-			st.ProvisionedConcurrency = &lambdav1alpha1.ProvisionedConcurrencyStatus{RequestedProvisionedConcurrentExecutions: *pc, Status: lambdav1alpha1.ProvisionedConcurrencyInProgress, LastModified: &now}
-		}
-	} else {
+	pc := a.Spec.ProvisionedConcurrentExecutions
+	switch {
+	case pc == nil:
 		st.ProvisionedConcurrency = nil
+	case st.ProvisionedConcurrency == nil || st.ProvisionedConcurrency.RequestedProvisionedConcurrentExecutions != *pc:
+		now := metav1.Now()
+		st.ProvisionedConcurrency = &lambdav1alpha1.ProvisionedConcurrencyStatus{RequestedProvisionedConcurrentExecutions: *pc, Status: lambdav1alpha1.ProvisionedConcurrencyInProgress, LastModified: &now}
 	}
-	if fnErr != nil {
-		return r.notReady(ctx, &a, orig, ReasonFunctionNotFound, "Function "+a.Spec.FunctionName+" not found")
-	}
-	if owner, err := r.nameOwner(ctx, &a); err != nil {
-		return ctrl.Result{}, err
+}
+
+// reconcileNormal routes the alias when it owns its name and its versions exist and agree;
+// else it is not Ready and keeps its last valid routing.
+func (r *AliasReconciler) reconcileNormal(ctx context.Context, a *lambdav1alpha1.Alias, fn *lambdav1alpha1.Function) error {
+	st := &a.Status
+	if owner, err := r.nameOwner(ctx, a); err != nil {
+		return err
 	} else if owner != nil {
 		// A duplicate routes nothing: no routing is reported, as the router ignores it.
 		st.FunctionVersion, st.AdditionalVersionWeights = "", nil
-		return r.notReady(ctx, &a, orig, ReasonDuplicateAlias, fmt.Sprintf(
+		r.notReady(a, ReasonDuplicateAlias, fmt.Sprintf(
 			"alias name %q of function %s is already taken by Alias %s (the older one); this alias routes nothing: delete it or give it another spec.name",
 			st.Name, a.Spec.FunctionName, owner.Name))
+		return nil
 	}
+	reason, msg, err := r.checkTargets(ctx, a, fn)
+	if err != nil {
+		return err
+	}
+	if reason != "" {
+		r.notReady(a, reason, msg)
+		return nil
+	}
+	r.route(a)
+	return nil
+}
 
+// checkTargets answers why the alias can't route (reason and message; "" when it can):
+// a version it names is not published, or its two versions differ where Lambda requires
+// them to agree.
+func (r *AliasReconciler) checkTargets(ctx context.Context, a *lambdav1alpha1.Alias, fn *lambdav1alpha1.Function) (string, string, error) {
 	var versions lambdav1alpha1.VersionList
 	if err := r.List(ctx, &versions, client.InNamespace(a.Namespace), client.MatchingFields{indexFunctionName: fn.Name}); err != nil {
-		return ctrl.Result{}, err
+		return "", "", err
 	}
 	find := func(num string) *lambdav1alpha1.Version {
 		for i := range versions.Items {
@@ -103,22 +133,20 @@ func (r *AliasReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		}
 		return nil
 	}
-	weights := additionalWeights(&a)
-	targets := []string{a.Spec.FunctionVersion}
+	weights := additionalWeights(a)
 	keys := make([]string, 0, len(weights))
 	for k := range weights {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	targets = append(targets, keys...)
 	var found []*lambdav1alpha1.Version
-	for _, t := range targets {
-		if t == Latest {
+	for _, t := range append([]string{a.Spec.FunctionVersion}, keys...) {
+		if t == contract.Latest {
 			continue
 		}
 		v := find(t)
 		if v == nil {
-			return r.notReady(ctx, &a, orig, ReasonVersionNotFound, fmt.Sprintf("version %s of function %s is not published", t, fn.Name))
+			return contract.ReasonVersionNotFound, fmt.Sprintf("version %s of function %s is not published", t, fn.Name), nil
 		}
 		found = append(found, v)
 	}
@@ -127,13 +155,20 @@ func (r *AliasReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		c1, c2 := found[0].Status.Configuration, found[1].Status.Configuration
 		if c1 != nil && c2 != nil {
 			if c1.ServiceAccountName != c2.ServiceAccountName {
-				return r.notReady(ctx, &a, orig, string(lambdav1alpha1.StateReasonInvalidConfiguration), "routingConfig: both versions must have the same serviceAccountName (execution role)")
+				return string(lambdav1alpha1.StateReasonInvalidConfiguration), "routingConfig: both versions must have the same serviceAccountName (execution role)", nil
 			}
 			if !reflect.DeepEqual(c1.DeadLetterConfig, c2.DeadLetterConfig) {
-				return r.notReady(ctx, &a, orig, string(lambdav1alpha1.StateReasonInvalidConfiguration), "routingConfig: both versions must have the same deadLetterConfig")
+				return string(lambdav1alpha1.StateReasonInvalidConfiguration), "routingConfig: both versions must have the same deadLetterConfig", nil
 			}
 		}
 	}
+	return "", "", nil
+}
+
+// route reports the alias's routing as the router uses it.
+func (r *AliasReconciler) route(a *lambdav1alpha1.Alias) {
+	st := &a.Status
+	weights := additionalWeights(a)
 	changed := st.FunctionVersion != a.Spec.FunctionVersion || !reflect.DeepEqual(st.AdditionalVersionWeights, weights)
 	st.FunctionVersion = a.Spec.FunctionVersion
 	st.AdditionalVersionWeights = nil
@@ -143,12 +178,11 @@ func (r *AliasReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 			st.AdditionalVersionWeights[k] = v
 		}
 	}
-	st.RevisionID = revisionID(string(a.UID), strconv.FormatInt(gen, 10))
-	if changed || !meta.IsStatusConditionTrue(st.Conditions, ConditionReady) {
-		r.Recorder.Eventf(&a, nil, corev1.EventTypeNormal, "Routed", "Resolve", "alias %s routes to version %s%s", st.Name, st.FunctionVersion, weightText(weights))
+	st.RevisionID = revisionID(string(a.UID), strconv.FormatInt(a.Generation, 10))
+	if changed || !meta.IsStatusConditionTrue(st.Conditions, contract.ConditionReady) {
+		r.Recorder.Eventf(a, nil, corev1.EventTypeNormal, "Routed", "Resolve", "alias %s routes to version %s%s", st.Name, st.FunctionVersion, weightText(weights))
 	}
-	setCondition(&st.Conditions, gen, ConditionReady, true, ReasonResolved, "routes to version "+st.FunctionVersion+weightText(weights))
-	return ctrl.Result{}, r.Status().Patch(ctx, &a, client.MergeFrom(orig))
+	setCondition(&st.Conditions, a.Generation, contract.ConditionReady, true, contract.ReasonResolved, "routes to version "+st.FunctionVersion+weightText(weights))
 }
 
 // nameOwner answers the other Alias of a's function that owns a's effective name, nil when
@@ -180,12 +214,11 @@ func weightText(w map[string]float64) string {
 	return out
 }
 
-func (r *AliasReconciler) notReady(ctx context.Context, a, orig *lambdav1alpha1.Alias, reason, msg string) (ctrl.Result, error) {
-	if c := meta.FindStatusCondition(a.Status.Conditions, ConditionReady); c == nil || c.Message != msg {
+func (r *AliasReconciler) notReady(a *lambdav1alpha1.Alias, reason, msg string) {
+	if c := meta.FindStatusCondition(a.Status.Conditions, contract.ConditionReady); c == nil || c.Message != msg {
 		r.Recorder.Eventf(a, nil, corev1.EventTypeWarning, reason, "Resolve", "%s", msg)
 	}
-	setCondition(&a.Status.Conditions, a.Generation, ConditionReady, false, reason, msg)
-	return ctrl.Result{}, r.Status().Patch(ctx, a, client.MergeFrom(orig))
+	setCondition(&a.Status.Conditions, a.Generation, contract.ConditionReady, false, reason, msg)
 }
 
 // SetupWithManager registers the controller; a Version or Function that changes re-checks
@@ -204,17 +237,17 @@ func (r *AliasReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return out
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&lambdav1alpha1.Alias{}).
+		For(&lambdav1alpha1.Alias{}, ownObjectChanged).
 		Watches(&lambdav1alpha1.Version{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return aliasesOf(ctx, o.GetNamespace(), o.(*lambdav1alpha1.Version).Spec.FunctionName)
 		})).
 		Watches(&lambdav1alpha1.Function{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return aliasesOf(ctx, o.GetNamespace(), o.GetName())
 		})).
-		// An alias that comes or goes can make another one of its function a duplicate, or
-		// give it the name back.
+		// An alias that comes or goes (or changes its name) can make another one of its
+		// function a duplicate, or give it the name back; an alias's status changes nothing.
 		Watches(&lambdav1alpha1.Alias{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return aliasesOf(ctx, o.GetNamespace(), o.(*lambdav1alpha1.Alias).Spec.FunctionName)
-		})).
+		}), ownObjectChanged).
 		Complete(r)
 }

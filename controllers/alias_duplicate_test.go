@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -34,7 +35,7 @@ func TestDuplicateAliasIsRefused(t *testing.T) {
 			if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &a); err != nil {
 				return err.Error()
 			}
-			c := meta.FindStatusCondition(a.Status.Conditions, ConditionReady)
+			c := meta.FindStatusCondition(a.Status.Conditions, contract.ConditionReady)
 			if c != nil && c.ObservedGeneration == a.Generation && ok(c) {
 				return ""
 			}
@@ -52,7 +53,7 @@ func TestDuplicateAliasIsRefused(t *testing.T) {
 	a := ready("prod", func(c *metav1.Condition) bool {
 		return c.Status == metav1.ConditionFalse && c.Reason == "DuplicateAlias"
 	})
-	if c := meta.FindStatusCondition(a.Status.Conditions, ConditionReady); !strings.Contains(c.Message, "dup-prod") {
+	if c := meta.FindStatusCondition(a.Status.Conditions, contract.ConditionReady); !strings.Contains(c.Message, "dup-prod") {
 		t.Errorf("the duplicate's message must name the alias that owns the name: %q", c.Message)
 	}
 	if a.Status.FunctionVersion != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/klambda/klambda/api/contract"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,8 +16,8 @@ import (
 
 // applyWorkload server-side applies a version's Deployment and headless Service, owned by
 // owner. The applied Deployment never has spec.replicas: a new one is first applied with
-// replicas 0 by ScalerFieldManager, which then keeps only spec.replicas; from then on
-// spec.replicas belongs to whoever scales it (the activator), never to FieldManager.
+// replicas 0 by contract.ScalerFieldManager, which then keeps only spec.replicas; from then on
+// spec.replicas belongs to whoever scales it (the activator), never to contract.FieldManager.
 func applyWorkload(ctx context.Context, c client.Client, live client.Reader, owner client.Object, dep *appsv1.Deployment, svc *corev1.Service) (*appsv1.Deployment, error) {
 	if err := controllerutil.SetControllerReference(owner, dep, c.Scheme()); err != nil {
 		return nil, err
@@ -32,12 +33,12 @@ func applyWorkload(ctx context.Context, c client.Client, live client.Reader, own
 	err = c.Get(ctx, client.ObjectKeyFromObject(dep), &existing)
 	created := false
 	if apierrors.IsNotFound(err) {
-		// Born at zero: ScalerFieldManager applies the whole object with replicas 0 ...
+		// Born at zero: contract.ScalerFieldManager applies the whole object with replicas 0 ...
 		initial := u.DeepCopy()
 		if err := unstructured.SetNestedField(initial.Object, int64(0), "spec", "replicas"); err != nil {
 			return nil, err
 		}
-		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(initial), client.FieldOwner(ScalerFieldManager)); err != nil {
+		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(initial), client.FieldOwner(contract.ScalerFieldManager)); err != nil {
 			return nil, fmt.Errorf("creating Deployment %s at zero replicas: %w", dep.Name, err)
 		}
 		created = true
@@ -45,11 +46,11 @@ func applyWorkload(ctx context.Context, c client.Client, live client.Reader, own
 		return nil, err
 	}
 	unstructured.RemoveNestedField(u.Object, "spec", "replicas")
-	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(contract.FieldManager), client.ForceOwnership); err != nil {
 		return nil, fmt.Errorf("applying Deployment %s: %w", dep.Name, err)
 	}
 	if created {
-		// ... and then keeps only spec.replicas, so that every other field is FieldManager's
+		// ... and then keeps only spec.replicas, so that every other field is contract.FieldManager's
 		// alone and disappears when a later apply drops it. If the activator has already
 		// scaled, the conflict means replicas are its own: nothing to do.
 		replicasOnly := &unstructured.Unstructured{Object: map[string]any{
@@ -57,15 +58,15 @@ func applyWorkload(ctx context.Context, c client.Client, live client.Reader, own
 			"metadata": map[string]any{"name": dep.Name, "namespace": dep.Namespace},
 			"spec":     map[string]any{"replicas": int64(0)},
 		}}
-		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(replicasOnly), client.FieldOwner(ScalerFieldManager)); err != nil && !apierrors.IsConflict(err) {
-			return nil, fmt.Errorf("handing Deployment %s over to %s: %w", dep.Name, FieldManager, err)
+		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(replicasOnly), client.FieldOwner(contract.ScalerFieldManager)); err != nil && !apierrors.IsConflict(err) {
+			return nil, fmt.Errorf("handing Deployment %s over to %s: %w", dep.Name, contract.FieldManager, err)
 		}
 	}
 	us, err := applyObject(svc)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(us), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(us), client.FieldOwner(contract.FieldManager), client.ForceOwnership); err != nil {
 		return nil, fmt.Errorf("applying Service %s: %w", svc.Name, err)
 	}
 	// The live object (uncached): its generation and status say whether the rollout is done.

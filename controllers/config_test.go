@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/klambda/klambda/api/contract"
 )
 
 func TestParseConfigMergesRuntimeImagesAndDefaults(t *testing.T) {
@@ -41,18 +43,18 @@ func TestCPUIsProportionalToMemory(t *testing.T) {
 
 func TestShortNamesFitKubernetes(t *testing.T) {
 	long := strings.Repeat("x", 64)
-	for _, n := range []string{WorkloadName(long, Latest), WorkloadName(long, "123456"), InvokeSecretName(long), codeConfigMapName(long, strings.Repeat("a", 64))} {
+	for _, n := range []string{WorkloadName(long, contract.Latest), WorkloadName(long, "123456"), InvokeSecretName(long), codeConfigMapName(long, strings.Repeat("a", 64))} {
 		if len(n) > 63 || n[0] < 'a' || n[0] > 'z' {
 			t.Errorf("%q does not fit", n)
 		}
 	}
-	if WorkloadName("hello", Latest) != "hello-latest" || WorkloadName("hello", "3") != "hello-v3" {
+	if WorkloadName("hello", contract.Latest) != "hello-latest" || WorkloadName("hello", "3") != "hello-v3" {
 		t.Error("short names changed")
 	}
-	if WorkloadName(long+"a", Latest) == WorkloadName(long+"b", Latest) {
+	if WorkloadName(long+"a", contract.Latest) == WorkloadName(long+"b", contract.Latest) {
 		t.Error("long names collide")
 	}
-	if labelValue(long) == long || len(labelValue(long)) > 63 {
+	if contract.FunctionLabelValue(long) == long || len(contract.FunctionLabelValue(long)) > 63 {
 		t.Error("label value too long")
 	}
 }

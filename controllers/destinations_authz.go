@@ -9,6 +9,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -20,15 +21,10 @@ import (
 // condition DestinationsAuthorized.
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
-const (
-	// ConditionDestinationsAuthorized (Function): the function's ServiceAccount may invoke
-	// every function its destinations name. Absent when it names none.
-	ConditionDestinationsAuthorized = "DestinationsAuthorized"
-	// ReasonAccessDenied: it may not; those deliveries are refused.
-	ReasonAccessDenied = "AccessDenied"
-	// ReasonAuthorized: it may.
-	ReasonAuthorized = "Authorized"
-)
+// ReasonAuthorized (condition contract.ConditionDestinationsAuthorized, absent when the
+// function names no destination): its ServiceAccount may invoke every destination function;
+// contract.ReasonAccessDenied: it may not, and those deliveries are refused.
+const ReasonAuthorized = "Authorized"
 
 // ServiceAccountOf is the ServiceAccount a function configuration runs as.
 func ServiceAccountOf(c *lambdav1alpha1.FunctionConfiguration) string {
@@ -66,7 +62,7 @@ func destinationFunctions(fn *lambdav1alpha1.Function) []string {
 func (r *FunctionReconciler) checkDestinations(ctx context.Context, fn *lambdav1alpha1.Function) (bool, error) {
 	targets := destinationFunctions(fn)
 	if len(targets) == 0 {
-		meta.RemoveStatusCondition(&fn.Status.Conditions, ConditionDestinationsAuthorized)
+		meta.RemoveStatusCondition(&fn.Status.Conditions, contract.ConditionDestinationsAuthorized)
 		return false, nil
 	}
 	sa := ServiceAccountOf(&fn.Spec.FunctionConfiguration)
@@ -86,12 +82,12 @@ func (r *FunctionReconciler) checkDestinations(ctx context.Context, fn *lambdav1
 		}
 	}
 	if len(denied) > 0 {
-		setCondition(&fn.Status.Conditions, fn.Generation, ConditionDestinationsAuthorized, false, ReasonAccessDenied,
+		setCondition(&fn.Status.Conditions, fn.Generation, contract.ConditionDestinationsAuthorized, false, contract.ReasonAccessDenied,
 			fmt.Sprintf("ServiceAccount %s may not invoke destination function(s) %s: deliveries to them are refused; grant it verb invoke on functions.lambda.klambda.dev (a Role and RoleBinding)",
 				sa, strings.Join(denied, ", ")))
 		return true, nil
 	}
-	setCondition(&fn.Status.Conditions, fn.Generation, ConditionDestinationsAuthorized, true, ReasonAuthorized,
+	setCondition(&fn.Status.Conditions, fn.Generation, contract.ConditionDestinationsAuthorized, true, ReasonAuthorized,
 		fmt.Sprintf("ServiceAccount %s may invoke every destination function", sa))
 	return false, nil
 }

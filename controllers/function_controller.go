@@ -24,7 +24,9 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/statuspatch"
 )
 
 // FunctionReconciler makes $LATEST of a Function run: it resolves code and layers, keeps the
@@ -50,8 +52,7 @@ const retryResolve = 30 * time.Second
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	log := logf.FromContext(ctx)
+func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, err error) {
 	var fn lambdav1alpha1.Function
 	if err := r.Get(ctx, req.NamespacedName, &fn); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -60,64 +61,88 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		// Owner references take the versions, aliases, Deployments, Services, Secret and code copies.
 		return ctrl.Result{}, nil
 	}
-	orig := fn.DeepCopy()
-	st := &fn.Status
-	gen := fn.Generation
-	isUpdate := st.ObservedGeneration != 0 && st.ObservedGeneration != gen
+	// A merge patch of the fields this reconcile changed, so that it never overwrites the
+	// version counter the Version controller keeps in the status.
+	patch := statuspatch.New(r.Client, &fn)
+	defer patch.Close(ctx, &err, func() { fn.Status.ObservedGeneration = fn.Generation })
+	return r.reconcileNormal(ctx, &fn, patch)
+}
 
-	// Creation: Pending until the Deployment is applied. Update: InProgress meanwhile.
-	if st.State == "" {
-		st.State, st.StateReasonCode, st.StateReason = lambdav1alpha1.StatePending, lambdav1alpha1.StateReasonCreating, "The function is being created."
-		st.Version = Latest
-		st.FunctionARN = lambdav1alpha1.FunctionARN(r.Config.Region, r.Config.AccountID, fn.Name)
-		r.Recorder.Eventf(&fn, nil, corev1.EventTypeNormal, "Creating", "Create", "Function is Pending while its code is resolved")
-		if err := r.patchStatus(ctx, &fn, orig); err != nil {
-			return ctrl.Result{}, err
-		}
-		orig = fn.DeepCopy()
-	} else if isUpdate && st.LastUpdateStatus != lambdav1alpha1.LastUpdateInProgress {
-		st.LastUpdateStatus, st.LastUpdateStatusReason, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateInProgress, "The function is being updated.", ""
-		r.Recorder.Eventf(&fn, nil, corev1.EventTypeNormal, "UpdateInProgress", "Update", "Update to generation %d in progress; the previous code keeps serving", gen)
-		if err := r.patchStatus(ctx, &fn, orig); err != nil {
-			return ctrl.Result{}, err
-		}
-		orig = fn.DeepCopy()
-	}
-
-	secret, err := r.ensureInvokeSecret(ctx, &fn)
-	if rerr := (*ResolveError)(nil); errors.As(err, &rerr) {
-		return r.fail(ctx, &fn, orig, rerr)
+// reconcileNormal runs $LATEST: the invoke Secret and NetworkPolicy first, then the code,
+// layers and Deployment, then the state they leave the function in.
+func (r *FunctionReconciler) reconcileNormal(ctx context.Context, fn *lambdav1alpha1.Function, patch *statuspatch.Patch) (ctrl.Result, error) {
+	r.startChange(fn)
+	var rerr *ResolveError
+	secret, err := r.ensureInvokeSecret(ctx, fn)
+	if errors.As(err, &rerr) {
+		return r.fail(fn, patch, rerr), nil
 	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	// Before any pod can exist: only the activator may reach its invoke port.
-	if err := reconcileNetworkPolicy(ctx, r.Client, &fn, r.Config.NetworkPolicy); err != nil {
+	if err := reconcileNetworkPolicy(ctx, r.Client, fn, r.Config.NetworkPolicy); err != nil {
 		return ctrl.Result{}, err
 	}
-
-	w, layers, err := r.resolve(ctx, &fn)
-	var dep *appsv1.Deployment
-	if err == nil {
-		w.InvokeSecret = secret
-		var d *appsv1.Deployment
-		d, err = w.Deployment(r.Config, fn.Namespace)
-		if err == nil {
-			dep, err = applyWorkload(ctx, r.Client, r.Resolver.Reader, &fn, d, w.Service(fn.Namespace))
-			if err != nil {
-				return ctrl.Result{}, err
-			}
-		}
+	w, layers, dep, err := r.applyLatest(ctx, fn, secret)
+	if errors.As(err, &rerr) {
+		return r.fail(fn, patch, rerr), nil
 	}
-	var rerr *ResolveError
-	if err != nil && !errors.As(err, &rerr) {
+	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if rerr != nil {
-		return r.fail(ctx, &fn, orig, rerr)
+	r.reportActive(fn, w, layers)
+	r.reportRollout(fn, dep)
+	if err := r.deleteUnusedCodeCopies(ctx, fn, w.CodeCopy); err != nil {
+		logf.FromContext(ctx).Error(err, "deleting unused code copies")
 	}
+	var res ctrl.Result
+	if denied, err := r.checkDestinations(ctx, fn); err != nil {
+		return ctrl.Result{}, err
+	} else if denied {
+		res.RequeueAfter = time.Minute // a RoleBinding granted later shows up here
+	}
+	st := &fn.Status
+	logf.FromContext(ctx).V(1).Info("function reconciled", "state", st.State, "lastUpdateStatus", st.LastUpdateStatus, "revisionId", st.RevisionID)
+	return res, nil
+}
 
-	// Applied: Active (a function at zero replicas is Active, as in Lambda).
+// startChange reports what a new generation starts: a new function is Pending until its
+// Deployment is applied; an update is InProgress meanwhile (the previous code keeps serving).
+func (r *FunctionReconciler) startChange(fn *lambdav1alpha1.Function) {
+	st := &fn.Status
+	isUpdate := st.ObservedGeneration != 0 && st.ObservedGeneration != fn.Generation
+	if st.State == "" {
+		st.State, st.StateReasonCode, st.StateReason = lambdav1alpha1.StatePending, lambdav1alpha1.StateReasonCreating, "The function is being created."
+		st.Version = contract.Latest
+		st.FunctionARN = lambdav1alpha1.FunctionARN(r.Config.Region, r.Config.AccountID, fn.Name)
+		r.Recorder.Eventf(fn, nil, corev1.EventTypeNormal, "Creating", "Create", "Function is Pending while its code is resolved")
+	} else if isUpdate && st.LastUpdateStatus != lambdav1alpha1.LastUpdateInProgress {
+		st.LastUpdateStatus, st.LastUpdateStatusReason, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateInProgress, "The function is being updated.", ""
+		r.Recorder.Eventf(fn, nil, corev1.EventTypeNormal, "UpdateInProgress", "Update", "Update to generation %d in progress; the previous code keeps serving", fn.Generation)
+	}
+}
+
+// applyLatest resolves $LATEST and applies its Deployment and headless Service; a
+// *ResolveError says why it can't.
+func (r *FunctionReconciler) applyLatest(ctx context.Context, fn *lambdav1alpha1.Function, secret string) (*Workload, []lambdav1alpha1.ResolvedLayer, *appsv1.Deployment, error) {
+	w, layers, err := r.resolve(ctx, fn)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	w.InvokeSecret = secret
+	d, err := w.Deployment(r.Config, fn.Namespace)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	dep, err := applyWorkload(ctx, r.Client, r.Resolver.Reader, fn, d, w.Service(fn.Namespace))
+	return w, layers, dep, err
+}
+
+// reportActive records the applied code and revision: the function is Active (at zero
+// replicas too, as in Lambda).
+func (r *FunctionReconciler) reportActive(fn *lambdav1alpha1.Function, w *Workload, layers []lambdav1alpha1.ResolvedLayer) {
+	st, gen := &fn.Status, fn.Generation
 	prevRevision := st.RevisionID
 	st.CodeSha256, st.CodeSize = w.CodeDigest.Base64, w.CodeDigest.Size
 	st.ResolvedImageURI = ""
@@ -135,99 +160,80 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		st.LastModified = &now
 	}
 	if st.State != lambdav1alpha1.StateActive {
-		r.Recorder.Eventf(&fn, nil, corev1.EventTypeNormal, "Active", "Deploy", "Function is Active (code %s)", st.CodeSha256)
+		r.Recorder.Eventf(fn, nil, corev1.EventTypeNormal, "Active", "Deploy", "Function is Active (code %s)", st.CodeSha256)
 	}
 	st.State, st.StateReason, st.StateReasonCode = lambdav1alpha1.StateActive, "", ""
-	setCondition(&st.Conditions, gen, ConditionCodeResolved, true, ReasonResolved, "code and layers resolved")
-	setCondition(&st.Conditions, gen, ConditionReady, true, string(lambdav1alpha1.StateActive), "the $LATEST Deployment is applied")
+	setCondition(&st.Conditions, gen, contract.ConditionCodeResolved, true, contract.ReasonResolved, "code and layers resolved")
+	setCondition(&st.Conditions, gen, contract.ConditionReady, true, string(lambdav1alpha1.StateActive), "the $LATEST Deployment is applied")
+}
+
+// reportRollout is lastUpdateStatus as the Deployment's rollout says.
+func (r *FunctionReconciler) reportRollout(fn *lambdav1alpha1.Function, dep *appsv1.Deployment) {
+	st, gen := &fn.Status, fn.Generation
 	done, failed := rolloutComplete(dep)
 	switch {
 	case failed != "":
 		if st.LastUpdateStatus != lambdav1alpha1.LastUpdateFailed {
-			r.Recorder.Eventf(&fn, nil, corev1.EventTypeWarning, "UpdateFailed", "Update", "new pods did not become ready: %s", failed)
+			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "UpdateFailed", "Update", "new pods did not become ready: %s", failed)
 		}
 		st.LastUpdateStatus, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateFailed, lambdav1alpha1.LastUpdateStatusReasonCode(lambdav1alpha1.StateReasonInternalError)
 		st.LastUpdateStatusReason = "The new pods did not become ready: " + failed
-		setCondition(&st.Conditions, gen, ConditionRolloutComplete, false, "ProgressDeadlineExceeded", failed)
+		setCondition(&st.Conditions, gen, contract.ConditionRolloutComplete, false, "ProgressDeadlineExceeded", failed)
 	case done:
 		if st.LastUpdateStatus != lambdav1alpha1.LastUpdateSuccessful {
-			r.Recorder.Eventf(&fn, nil, corev1.EventTypeNormal, "UpdateSuccessful", "Update", "generation %d is deployed", gen)
+			r.Recorder.Eventf(fn, nil, corev1.EventTypeNormal, "UpdateSuccessful", "Update", "generation %d is deployed", gen)
 		}
 		st.LastUpdateStatus, st.LastUpdateStatusReason, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateSuccessful, "", ""
-		setCondition(&st.Conditions, gen, ConditionRolloutComplete, true, "RolloutComplete", "every pod runs the current template")
+		setCondition(&st.Conditions, gen, contract.ConditionRolloutComplete, true, "RolloutComplete", "every pod runs the current template")
 	default:
 		if st.LastUpdateStatus == "" {
 			// A new function that already has pods waiting (the activator scaled it up early).
 			st.LastUpdateStatus = lambdav1alpha1.LastUpdateInProgress
 		}
-		setCondition(&st.Conditions, gen, ConditionRolloutComplete, false, ReasonInProgress, "new pods are rolling out; the previous ones keep serving")
+		setCondition(&st.Conditions, gen, contract.ConditionRolloutComplete, false, contract.ReasonInProgress, "new pods are rolling out; the previous ones keep serving")
 	}
-	st.ObservedGeneration = gen
-	if err := r.deleteUnusedCodeCopies(ctx, &fn, w.CodeCopy); err != nil {
-		log.Error(err, "deleting unused code copies")
-	}
-	var res ctrl.Result
-	if denied, err := r.checkDestinations(ctx, &fn); err != nil {
-		return ctrl.Result{}, err
-	} else if denied {
-		res.RequeueAfter = time.Minute // a RoleBinding granted later shows up here
-	}
-	log.V(1).Info("function reconciled", "state", st.State, "lastUpdateStatus", st.LastUpdateStatus, "revisionId", st.RevisionID)
-	return res, r.patchStatus(ctx, &fn, orig)
 }
 
 // fail records a resolution failure. A function that never ran is Failed; an update that
-// fails leaves the last good Deployment alone, so the function stays Active on it.
-func (r *FunctionReconciler) fail(ctx context.Context, fn *lambdav1alpha1.Function, orig *lambdav1alpha1.Function, rerr *ResolveError) (ctrl.Result, error) {
+// fails leaves the last good Deployment alone, so the function stays Active on it. A
+// function waiting for a layer has not acted on its generation yet (patch.Pending).
+func (r *FunctionReconciler) fail(fn *lambdav1alpha1.Function, patch *statuspatch.Patch, rerr *ResolveError) ctrl.Result {
 	st := &fn.Status
 	gen := fn.Generation
 	code := rerr.Reason
 	if rerr.Waiting {
 		// The LayerVersion watch brings the function back when the layer is published.
-		setCondition(&st.Conditions, gen, ConditionCodeResolved, false, ReasonInProgress, rerr.Message)
+		setCondition(&st.Conditions, gen, contract.ConditionCodeResolved, false, contract.ReasonInProgress, rerr.Message)
 		if st.State != lambdav1alpha1.StateActive {
 			st.State, st.StateReasonCode, st.StateReason = lambdav1alpha1.StatePending, lambdav1alpha1.StateReasonCreating, rerr.Message
-			setCondition(&st.Conditions, gen, ConditionReady, false, string(lambdav1alpha1.StatePending), rerr.Message)
+			setCondition(&st.Conditions, gen, contract.ConditionReady, false, string(lambdav1alpha1.StatePending), rerr.Message)
 		}
-		return ctrl.Result{RequeueAfter: retryResolve}, r.patchStatus(ctx, fn, orig)
+		patch.Pending()
+		return ctrl.Result{RequeueAfter: retryResolve}
 	}
 	if st.State == lambdav1alpha1.StateActive {
 		if st.LastUpdateStatus != lambdav1alpha1.LastUpdateFailed || st.LastUpdateStatusReason != rerr.Message {
 			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "UpdateFailed", "Update", "%s", rerr.Message)
 		}
-		setCondition(&st.Conditions, gen, ConditionReady, true, string(lambdav1alpha1.StateActive), "the previous code and configuration keep serving: the update failed")
+		setCondition(&st.Conditions, gen, contract.ConditionReady, true, string(lambdav1alpha1.StateActive), "the previous code and configuration keep serving: the update failed")
 	} else {
 		if st.State != lambdav1alpha1.StateFailed || st.StateReason != rerr.Message {
 			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "Failed", "Create", "%s", rerr.Message)
 		}
 		st.State, st.StateReasonCode, st.StateReason = lambdav1alpha1.StateFailed, code, rerr.Message
-		setCondition(&st.Conditions, gen, ConditionReady, false, string(code), rerr.Message)
+		setCondition(&st.Conditions, gen, contract.ConditionReady, false, string(code), rerr.Message)
 	}
 	st.LastUpdateStatus, st.LastUpdateStatusReasonCode, st.LastUpdateStatusReason = lambdav1alpha1.LastUpdateFailed, lambdav1alpha1.LastUpdateStatusReasonCode(code), rerr.Message
-	setCondition(&st.Conditions, gen, ConditionCodeResolved, false, string(code), rerr.Message)
-	st.ObservedGeneration = gen
-	if err := r.patchStatus(ctx, fn, orig); err != nil {
-		return ctrl.Result{}, err
-	}
+	setCondition(&st.Conditions, gen, contract.ConditionCodeResolved, false, string(code), rerr.Message)
 	if rerr.Transient {
-		return ctrl.Result{RequeueAfter: retryResolve}, nil
+		return ctrl.Result{RequeueAfter: retryResolve}
 	}
-	return ctrl.Result{}, nil
-}
-
-// patchStatus merge-patches the status fields this reconciler changed, so that it never
-// overwrites the version counter the Version controller keeps there.
-func (r *FunctionReconciler) patchStatus(ctx context.Context, fn, orig *lambdav1alpha1.Function) error {
-	if err := r.Status().Patch(ctx, fn, client.MergeFrom(orig)); client.IgnoreNotFound(err) != nil {
-		// (NotFound: deleted meanwhile; nothing left to report on.)
-		return fmt.Errorf("updating the status of Function %s: %w", fn.Name, err)
-	}
-	return nil
+	return ctrl.Result{}
 }
 
 // resolve turns $LATEST's spec into a Workload and the status' layer list.
 func (r *FunctionReconciler) resolve(ctx context.Context, fn *lambdav1alpha1.Function) (*Workload, []lambdav1alpha1.ResolvedLayer, error) {
-	w := &Workload{Function: fn.Name, Qualifier: Latest, Config: *fn.Spec.FunctionConfiguration.DeepCopy()}
+	w := &Workload{Function: fn.Name, Qualifier: contract.Latest, Config: *fn.Spec.FunctionConfiguration.DeepCopy()}
 	if fn.Spec.PackageType == lambdav1alpha1.PackageTypeImage {
 		img, err := r.Resolver.ResolveImage(ctx, fn.Spec.Code.ImageURI)
 		if err != nil {
@@ -264,9 +270,9 @@ func (r *FunctionReconciler) resolve(ctx context.Context, fn *lambdav1alpha1.Fun
 			return nil, nil, invalid("layers: LayerVersion %s not found", ref)
 		case !lv.DeletionTimestamp.IsZero() && !inUse:
 			return nil, nil, invalid("layers: LayerVersion %s was deleted; it can't be added to a function", ref)
-		case !meta.IsStatusConditionTrue(lv.Status.Conditions, ConditionReady) || lv.Status.Version == 0:
-			c := meta.FindStatusCondition(lv.Status.Conditions, ConditionReady)
-			if c != nil && c.Reason != ReasonInProgress {
+		case !meta.IsStatusConditionTrue(lv.Status.Conditions, contract.ConditionReady) || lv.Status.Version == 0:
+			c := meta.FindStatusCondition(lv.Status.Conditions, contract.ConditionReady)
+			if c != nil && c.Reason != contract.ReasonInProgress {
 				return nil, nil, invalid("layers: LayerVersion %s is not usable: %s", ref, c.Message)
 			}
 			return nil, nil, &ResolveError{Reason: lambdav1alpha1.StateReasonCreating, Message: fmt.Sprintf("layers: waiting for LayerVersion %s to be published", ref), Waiting: true}
@@ -354,10 +360,10 @@ func (r *FunctionReconciler) ensureInvokeSecret(ctx context.Context, fn *lambdav
 	}
 	s = corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: fn.Namespace,
-			Labels:      map[string]string{LabelFunction: labelValue(fn.Name), LabelComponent: "invoke-secret"},
-			Annotations: map[string]string{AnnotationFunctionName: fn.Name}},
+			Labels:      map[string]string{contract.LabelFunction: contract.FunctionLabelValue(fn.Name), contract.LabelComponent: "invoke-secret"},
+			Annotations: map[string]string{contract.AnnotationFunctionName: fn.Name}},
 		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{InvokeSecretKey: []byte(randomToken())},
+		Data: map[string][]byte{contract.InvokeSecretKey: []byte(randomToken())},
 	}
 	if err := controllerutil.SetControllerReference(fn, &s, r.Scheme()); err != nil {
 		return "", err
@@ -373,7 +379,7 @@ func (r *FunctionReconciler) ensureInvokeSecret(ctx context.Context, fn *lambdav
 func (r *FunctionReconciler) deleteUnusedCodeCopies(ctx context.Context, fn *lambdav1alpha1.Function, current string) error {
 	var copies metav1.PartialObjectMetadataList
 	copies.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMapList"))
-	if err := r.List(ctx, &copies, client.InNamespace(fn.Namespace), client.MatchingLabels{LabelComponent: "code", LabelFunction: labelValue(fn.Name)}); err != nil {
+	if err := r.List(ctx, &copies, client.InNamespace(fn.Namespace), client.MatchingLabels{contract.LabelComponent: "code", contract.LabelFunction: contract.FunctionLabelValue(fn.Name)}); err != nil {
 		return err
 	}
 	if len(copies.Items) <= 1 {
@@ -435,8 +441,8 @@ func (r *FunctionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&lambdav1alpha1.Function{}).
-		Owns(&appsv1.Deployment{}).
+		For(&lambdav1alpha1.Function{}, ownObjectChanged).
+		Owns(&appsv1.Deployment{}, deploymentChanged).
 		Owns(&corev1.Service{}).
 		Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&lambdav1alpha1.LayerVersion{}, handler.EnqueueRequestsFromMapFunc(r.functionsUsingLayer)).

@@ -16,6 +16,7 @@ import (
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/internal/codeloader"
 )
@@ -59,7 +60,7 @@ func TestFunctionFromConfigMapBecomesActiveWithItsPod(t *testing.T) {
 	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 0 {
 		t.Errorf("a new Deployment starts at 0 replicas, got %v", dep.Spec.Replicas)
 	}
-	if dep.Labels[LabelFunction] != "hello" || dep.Labels[LabelVersion] != "latest" || !metav1.IsControlledBy(dep, got) {
+	if dep.Labels[contract.LabelFunction] != "hello" || dep.Labels[contract.LabelVersion] != "latest" || !metav1.IsControlledBy(dep, got) {
 		t.Errorf("deployment labels/owner: %v %v", dep.Labels, dep.OwnerReferences)
 	}
 	pod := dep.Spec.Template.Spec
@@ -71,7 +72,7 @@ func TestFunctionFromConfigMapBecomesActiveWithItsPod(t *testing.T) {
 		t.Errorf("shim is not a native sidecar with /readyz: %+v", shim)
 	}
 	se := envOf(shim)
-	if se["KLAMBDA_INVOKE_SECRET"].ValueFrom.SecretKeyRef.Name != "hello-invoke" || se["KLAMBDA_INVOKE_SECRET"].ValueFrom.SecretKeyRef.Key != InvokeSecretKey {
+	if se["KLAMBDA_INVOKE_SECRET"].ValueFrom.SecretKeyRef.Name != "hello-invoke" || se["KLAMBDA_INVOKE_SECRET"].ValueFrom.SecretKeyRef.Key != contract.InvokeSecretKey {
 		t.Errorf("shim secret env: %+v", se["KLAMBDA_INVOKE_SECRET"])
 	}
 	if se["AWS_LAMBDA_FUNCTION_TIMEOUT"].Value != "30" || se["AWS_LAMBDA_FUNCTION_VERSION"].Value != "$$LATEST" {
@@ -130,14 +131,14 @@ func TestFunctionFromConfigMapBecomesActiveWithItsPod(t *testing.T) {
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "hello-latest"}, &svc); err != nil {
 		t.Fatal(err)
 	}
-	if svc.Spec.ClusterIP != corev1.ClusterIPNone || svc.Spec.Selector[LabelVersion] != "latest" || !metav1.IsControlledBy(&svc, got) {
+	if svc.Spec.ClusterIP != corev1.ClusterIPNone || svc.Spec.Selector[contract.LabelVersion] != "latest" || !metav1.IsControlledBy(&svc, got) {
 		t.Errorf("service %+v", svc.Spec)
 	}
 	var sec corev1.Secret
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "hello-invoke"}, &sec); err != nil {
 		t.Fatal(err)
 	}
-	if len(sec.Data[InvokeSecretKey]) != 64 || !metav1.IsControlledBy(&sec, got) {
+	if len(sec.Data[contract.InvokeSecretKey]) != 64 || !metav1.IsControlledBy(&sec, got) {
 		t.Errorf("secret: %v %v", sec.Data, sec.OwnerReferences)
 	}
 	var cp corev1.ConfigMap
@@ -282,8 +283,8 @@ func TestUpdatesKeepReplicasAndLastGoodDeployment(t *testing.T) {
 	create(t, fn0)
 	waitFunction(t, ns, "upd", isActive)
 	for _, mf := range getDeployment(t, ns, "upd-latest").ManagedFields {
-		if mf.Manager == ScalerFieldManager && (!strings.Contains(string(mf.FieldsV1.Raw), `"f:replicas"`) || strings.Contains(string(mf.FieldsV1.Raw), `"f:template"`)) {
-			t.Errorf("%s must own spec.replicas only: %s", ScalerFieldManager, mf.FieldsV1.Raw)
+		if mf.Manager == contract.ScalerFieldManager && (!strings.Contains(string(mf.FieldsV1.Raw), `"f:replicas"`) || strings.Contains(string(mf.FieldsV1.Raw), `"f:template"`)) {
+			t.Errorf("%s must own spec.replicas only: %s", contract.ScalerFieldManager, mf.FieldsV1.Raw)
 		}
 	}
 
@@ -313,8 +314,8 @@ func TestUpdatesKeepReplicasAndLastGoodDeployment(t *testing.T) {
 		t.Errorf("old pods must keep serving during a rollout: %+v", dep.Spec.Strategy)
 	}
 	for _, mf := range dep.ManagedFields {
-		if mf.Manager == FieldManager && strings.Contains(string(mf.FieldsV1.Raw), `"f:replicas"`) {
-			t.Errorf("%s owns spec.replicas: %s", FieldManager, mf.FieldsV1.Raw)
+		if mf.Manager == contract.FieldManager && strings.Contains(string(mf.FieldsV1.Raw), `"f:replicas"`) {
+			t.Errorf("%s owns spec.replicas: %s", contract.FieldManager, mf.FieldsV1.Raw)
 		}
 	}
 
@@ -330,7 +331,7 @@ func TestUpdatesKeepReplicasAndLastGoodDeployment(t *testing.T) {
 		}
 		return "timeout not 9"
 	})
-	goodAnnotation := getDeployment(t, ns, "upd-latest").Spec.Template.Annotations[AnnotationCodeSha256]
+	goodAnnotation := getDeployment(t, ns, "upd-latest").Spec.Template.Annotations[contract.AnnotationCodeSha256]
 
 	// The rollout finishes (envtest has no deployment controller: play its part).
 	dep = getDeployment(t, ns, "upd-latest")
@@ -349,7 +350,7 @@ func TestUpdatesKeepReplicasAndLastGoodDeployment(t *testing.T) {
 		t.Errorf("after a failed update: %+v", fn.Status)
 	}
 	dep = getDeployment(t, ns, "upd-latest")
-	if dep.Spec.Template.Annotations[AnnotationCodeSha256] != goodAnnotation || *dep.Spec.Replicas != 3 {
+	if dep.Spec.Template.Annotations[contract.AnnotationCodeSha256] != goodAnnotation || *dep.Spec.Replicas != 3 {
 		t.Errorf("the failed update touched the Deployment")
 	}
 }
@@ -360,7 +361,7 @@ func TestFunctionNamesAreShortenedForServices(t *testing.T) {
 	createZipConfigMap(t, ns, "code", makeZip(t, zf{name: "bootstrap", body: "x"}))
 	create(t, zipFunction(ns, long, "code"))
 	waitFunction(t, ns, long, isActive)
-	name := WorkloadName(long, Latest)
+	name := WorkloadName(long, contract.Latest)
 	if len(name) > 63 {
 		t.Fatalf("name %s too long", name)
 	}
@@ -424,7 +425,7 @@ func TestConfigMapChangeIsACodeUpdate(t *testing.T) {
 	if after.Status.RevisionID == before.Status.RevisionID {
 		t.Error("revisionId did not change with the code")
 	}
-	if a := getDeployment(t, ns, "cmupd-latest").Spec.Template.Annotations[AnnotationCodeSha256]; a != after.Status.CodeSha256 {
+	if a := getDeployment(t, ns, "cmupd-latest").Spec.Template.Annotations[contract.AnnotationCodeSha256]; a != after.Status.CodeSha256 {
 		t.Errorf("template runs %s", a)
 	}
 	eventually(t, "old copy deleted", func() string {

@@ -19,7 +19,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/statuspatch"
 )
 
 // LayerVersionCounterConfigMap holds, per namespace, the next version number of every layer
@@ -44,59 +46,66 @@ type LayerVersionReconciler struct {
 // +kubebuilder:rbac:groups=lambda.klambda.dev,resources=versions,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update
 
-func (r *LayerVersionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+func (r *LayerVersionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, err error) {
 	var lv lambdav1alpha1.LayerVersion
 	if err := r.Get(ctx, req.NamespacedName, &lv); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	orig := lv.DeepCopy()
-	gen := lv.Generation
+	patch := statuspatch.New(r.Client, &lv)
+	defer patch.Close(ctx, &err, func() { lv.Status.ObservedGeneration = lv.Generation })
 	if !lv.DeletionTimestamp.IsZero() {
-		users, err := r.users(ctx, &lv)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		if len(users) > 0 {
-			msg := "still used by " + strings.Join(users, ", ") + "; it is kept until they stop using it"
-			if c := meta.FindStatusCondition(lv.Status.Conditions, ConditionDeletionBlocked); c == nil || c.Message != msg {
-				r.Recorder.Eventf(&lv, nil, corev1.EventTypeNormal, "DeletionDeferred", "Delete", "%s", msg)
-				setCondition(&lv.Status.Conditions, gen, ConditionDeletionBlocked, true, ReasonInUse, msg)
-				return ctrl.Result{}, r.Status().Patch(ctx, &lv, client.MergeFrom(orig))
-			}
-			return ctrl.Result{}, nil
-		}
-		if controllerutil.RemoveFinalizer(&lv, layerFinalizer) {
-			return ctrl.Result{}, r.Update(ctx, &lv)
-		}
-		return ctrl.Result{}, nil
+		patch.Pending()
+		return ctrl.Result{}, r.reconcileDelete(ctx, &lv)
 	}
-	if controllerutil.AddFinalizer(&lv, layerFinalizer) {
-		if err := r.Update(ctx, &lv); err != nil {
+	return r.reconcileNormal(ctx, &lv, patch)
+}
+
+// reconcileDelete keeps a deleted layer version while a Function or Version uses it.
+func (r *LayerVersionReconciler) reconcileDelete(ctx context.Context, lv *lambdav1alpha1.LayerVersion) error {
+	users, err := r.users(ctx, lv)
+	if err != nil {
+		return err
+	}
+	if len(users) > 0 {
+		msg := "still used by " + strings.Join(users, ", ") + "; it is kept until they stop using it"
+		if c := meta.FindStatusCondition(lv.Status.Conditions, contract.ConditionDeletionBlocked); c == nil || c.Message != msg {
+			r.Recorder.Eventf(lv, nil, corev1.EventTypeNormal, "DeletionDeferred", "Delete", "%s", msg)
+			setCondition(&lv.Status.Conditions, lv.Generation, contract.ConditionDeletionBlocked, true, contract.ReasonInUse, msg)
+		}
+		return nil
+	}
+	if controllerutil.RemoveFinalizer(lv, layerFinalizer) {
+		return r.Update(ctx, lv)
+	}
+	return nil
+}
+
+// reconcileNormal publishes the layer version once: its content resolved and checked, and
+// the layer's next number.
+func (r *LayerVersionReconciler) reconcileNormal(ctx context.Context, lv *lambdav1alpha1.LayerVersion, patch *statuspatch.Patch) (ctrl.Result, error) {
+	if controllerutil.AddFinalizer(lv, layerFinalizer) {
+		if err := r.Update(ctx, lv); err != nil {
 			return ctrl.Result{}, err
 		}
-		orig = lv.DeepCopy()
+		patch.Rebase()
 	}
 	if lv.Status.Version == 0 {
 		// The cache may not show yet the number a previous reconcile took: ask the server.
-		if err := r.Resolver.Reader.Get(ctx, req.NamespacedName, &lv); err != nil {
+		if err := r.Resolver.Reader.Get(ctx, client.ObjectKeyFromObject(lv), lv); err != nil {
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
-		orig = lv.DeepCopy()
+		patch.Rebase()
 	}
-	if lv.Status.Version != 0 && meta.IsStatusConditionTrue(lv.Status.Conditions, ConditionReady) {
+	if lv.Status.Version != 0 && meta.IsStatusConditionTrue(lv.Status.Conditions, contract.ConditionReady) {
 		return ctrl.Result{}, nil // published: immutable
 	}
-	z, err := r.Resolver.ResolveZip(ctx, &lv, "content", lv.Spec.Content, optRoot)
+	z, err := r.Resolver.ResolveZip(ctx, lv, "content", lv.Spec.Content, optRoot)
 	var rerr *ResolveError
 	if errors.As(err, &rerr) {
-		if c := meta.FindStatusCondition(lv.Status.Conditions, ConditionReady); c == nil || c.Message != rerr.Message {
-			r.Recorder.Eventf(&lv, nil, corev1.EventTypeWarning, "Failed", "Publish", "%s", rerr.Message)
+		if c := meta.FindStatusCondition(lv.Status.Conditions, contract.ConditionReady); c == nil || c.Message != rerr.Message {
+			r.Recorder.Eventf(lv, nil, corev1.EventTypeWarning, "Failed", "Publish", "%s", rerr.Message)
 		}
-		setCondition(&lv.Status.Conditions, gen, ConditionReady, false, string(rerr.Reason), rerr.Message)
-		lv.Status.ObservedGeneration = gen
-		if err := r.Status().Patch(ctx, &lv, client.MergeFrom(orig)); err != nil {
-			return ctrl.Result{}, err
-		}
+		setCondition(&lv.Status.Conditions, lv.Generation, contract.ConditionReady, false, string(rerr.Reason), rerr.Message)
 		if rerr.Transient {
 			return ctrl.Result{RequeueAfter: retryResolve}, nil
 		}
@@ -104,28 +113,35 @@ func (r *LayerVersionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	} else if err != nil {
 		return ctrl.Result{}, err
 	}
+	return ctrl.Result{}, r.publish(ctx, lv, z.Digest)
+}
+
+// publish records the layer version's number (taken now unless a previous reconcile took
+// it), ARNs and digest.
+func (r *LayerVersionReconciler) publish(ctx context.Context, lv *lambdav1alpha1.LayerVersion, d Digest) error {
 	name := lv.EffectiveLayerName()
 	n := lv.Status.Version
 	if n == 0 {
+		var err error
 		if n, err = r.nextNumber(ctx, lv.Namespace, name); err != nil {
-			return ctrl.Result{}, err
+			return err
 		}
 	}
 	now := metav1.Now()
 	lv.Status = lambdav1alpha1.LayerVersionStatus{
-		ObservedGeneration: gen,
+		ObservedGeneration: lv.Status.ObservedGeneration,
 		LayerName:          name,
 		Version:            n,
 		LayerARN:           lambdav1alpha1.LayerARN(r.Config.Region, r.Config.AccountID, name),
 		LayerVersionARN:    lambdav1alpha1.LayerVersionARN(r.Config.Region, r.Config.AccountID, name, n),
-		CodeSha256:         z.Digest.Base64,
-		CodeSize:           z.Digest.Size,
+		CodeSha256:         d.Base64,
+		CodeSize:           d.Size,
 		CreatedDate:        &now,
 		Conditions:         lv.Status.Conditions,
 	}
-	setCondition(&lv.Status.Conditions, gen, ConditionReady, true, ReasonResolved, fmt.Sprintf("published as version %d of layer %s", n, name))
-	r.Recorder.Eventf(&lv, nil, corev1.EventTypeNormal, "Published", "Publish", "version %d of layer %s (%s)", n, name, z.Digest.Base64)
-	return ctrl.Result{}, r.Status().Patch(ctx, &lv, client.MergeFrom(orig))
+	setCondition(&lv.Status.Conditions, lv.Generation, contract.ConditionReady, true, contract.ReasonResolved, fmt.Sprintf("published as version %d of layer %s", n, name))
+	r.Recorder.Eventf(lv, nil, corev1.EventTypeNormal, "Published", "Publish", "version %d of layer %s (%s)", n, name, d.Base64)
+	return nil
 }
 
 // nextNumber takes the next number of a layer from the namespace's counter ConfigMap with
@@ -135,7 +151,7 @@ func (r *LayerVersionReconciler) nextNumber(ctx context.Context, ns, layer strin
 	err := r.Resolver.Reader.Get(ctx, types.NamespacedName{Namespace: ns, Name: LayerVersionCounterConfigMap}, &cm)
 	if apierrors.IsNotFound(err) {
 		cm = corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: LayerVersionCounterConfigMap, Namespace: ns,
-			Labels: map[string]string{LabelComponent: "layer-version-counter"}}, Data: map[string]string{layer: "2"}}
+			Labels: map[string]string{contract.LabelComponent: "layer-version-counter"}}, Data: map[string]string{layer: "2"}}
 		if err := r.Create(ctx, &cm); err != nil {
 			return 0, fmt.Errorf("creating the layer version counter: %w", err)
 		}
@@ -209,7 +225,7 @@ func (r *LayerVersionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return out
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&lambdav1alpha1.LayerVersion{}).
+		For(&lambdav1alpha1.LayerVersion{}, ownObjectChanged).
 		Watches(&lambdav1alpha1.Function{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return layersOf(ctx, o.GetNamespace(), o.(*lambdav1alpha1.Function).Status.Layers)
 		})).

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/internal/codeloader"
 )
@@ -40,7 +41,7 @@ func waitLayer(t *testing.T, ns, name string, ok func(*lambdav1alpha1.LayerVersi
 }
 
 func layerReady(lv *lambdav1alpha1.LayerVersion) bool {
-	return meta.IsStatusConditionTrue(lv.Status.Conditions, ConditionReady)
+	return meta.IsStatusConditionTrue(lv.Status.Conditions, contract.ConditionReady)
 }
 
 func gone(t *testing.T, obj client.Object) {
@@ -117,7 +118,7 @@ func TestLayersInOrderNumberingAndDeletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitLayer(t, ns, "tools-a", func(lv *lambdav1alpha1.LayerVersion) bool {
-		return meta.IsStatusConditionTrue(lv.Status.Conditions, ConditionDeletionBlocked)
+		return meta.IsStatusConditionTrue(lv.Status.Conditions, contract.ConditionDeletionBlocked)
 	})
 	updateFunction(t, ns, "withlayers", func(f *lambdav1alpha1.Function) { f.Spec.MemorySize = 300 })
 	waitFunction(t, ns, "withlayers", func(f *lambdav1alpha1.Function) bool { return isActive(f) && len(f.Status.Layers) == 2 })
@@ -152,9 +153,9 @@ func TestLayerWithUnsafeContentFails(t *testing.T) {
 	createZipConfigMap(t, ns, "evil", makeZip(t, zf{name: "../../etc/x", body: "x"}))
 	create(t, newLayer(ns, "evil", "", "evil"))
 	lv := waitLayer(t, ns, "evil", func(lv *lambdav1alpha1.LayerVersion) bool {
-		return meta.FindStatusCondition(lv.Status.Conditions, ConditionReady) != nil
+		return meta.FindStatusCondition(lv.Status.Conditions, contract.ConditionReady) != nil
 	})
-	c := meta.FindStatusCondition(lv.Status.Conditions, ConditionReady)
+	c := meta.FindStatusCondition(lv.Status.Conditions, contract.ConditionReady)
 	if c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "unsafe archive") || lv.Status.Version != 0 {
 		t.Errorf("unsafe layer: %+v %+v", c, lv.Status)
 	}

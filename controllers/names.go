@@ -9,35 +9,9 @@ import (
 	"github.com/klambda/klambda/api/contract"
 )
 
-// Labels, annotations and field managers other components rely on.
+// Finalizers. (Labels, annotations, field managers and the invoke Secret's key are the pod
+// contract's: api/contract.)
 const (
-	// LabelFunction and LabelVersion select a version's Deployment, pods and Service.
-	// LabelVersion is "latest" for $LATEST (a label value can't hold "$") or the number.
-	LabelFunction = contract.LabelFunction
-	LabelVersion  = contract.LabelVersion
-	// LabelComponent says what a klambda-made object is: invoke-secret, code.
-	LabelComponent = "lambda.klambda.dev/component"
-	// AnnotationFunctionName and AnnotationQualifier carry the exact names when a label
-	// value had to be shortened.
-	AnnotationFunctionName = "lambda.klambda.dev/function-name"
-	AnnotationQualifier    = "lambda.klambda.dev/qualifier"
-	// AnnotationCodeSha256 is the code digest a pod template runs.
-	AnnotationCodeSha256 = "lambda.klambda.dev/code-sha256"
-
-	// FieldManager applies everything the controllers own. ScalerFieldManager only creates a
-	// Deployment with replicas 0; the activator then owns spec.replicas with its own manager.
-	FieldManager       = "klambda-manager"
-	ScalerFieldManager = "klambda-scaler"
-
-	// InvokeSecretKey is the key of the per-function Secret that holds the token the
-	// activator presents to the shim (KLAMBDA_INVOKE_SECRET).
-	InvokeSecretKey = "token"
-
-	// LatestLabelValue is LabelVersion's value for $LATEST.
-	LatestLabelValue = "latest"
-	Latest           = "$LATEST"
-
-	// Finalizers.
 	versionFinalizer = "lambda.klambda.dev/version-in-use"
 	layerFinalizer   = "lambda.klambda.dev/layer-in-use"
 )
@@ -70,28 +44,17 @@ func hash8(s string) string {
 	return hex.EncodeToString(sum[:])[:8]
 }
 
-// labelValue is LabelFunction's value for a function name (≤ 63 characters, the tail
-// hashed when longer): the definition the activator shares.
-func labelValue(function string) string { return contract.FunctionLabelValue(function) }
-
-// versionLabel is LabelVersion's value for a qualifier ($LATEST or a number).
-func versionLabel(qualifier string) string {
-	if qualifier == Latest {
-		return LatestLabelValue
-	}
-	return qualifier
-}
-
 // WorkloadName is the name of the Deployment and of the headless Service of a function's
 // version: <function>-latest or <function>-v<N>, shortened with a hash when needed.
 func WorkloadName(function, qualifier string) string {
-	if qualifier == Latest {
+	if qualifier == contract.Latest {
 		return shortName(function, "latest")
 	}
 	return shortName(function, "v"+qualifier)
 }
 
-// InvokeSecretName is the per-function Secret with the invoke token (key InvokeSecretKey).
+// InvokeSecretName is the per-function Secret with the invoke token (key
+// contract.InvokeSecretKey).
 func InvokeSecretName(function string) string { return shortName(function, "invoke") }
 
 // codeConfigMapName is the immutable copy of ConfigMap code, named by its digest.
@@ -101,5 +64,5 @@ func codeConfigMapName(owner, hexDigest string) string {
 
 // selectorLabels select the pods of one version of a function.
 func selectorLabels(function, qualifier string) map[string]string {
-	return map[string]string{LabelFunction: labelValue(function), LabelVersion: versionLabel(qualifier)}
+	return map[string]string{contract.LabelFunction: contract.FunctionLabelValue(function), contract.LabelVersion: contract.VersionLabelValue(qualifier)}
 }

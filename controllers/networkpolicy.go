@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -37,7 +38,7 @@ type NetworkPolicyConfig struct {
 // DefaultActivatorNamespace is where the activator runs when the configuration names none.
 const DefaultActivatorNamespace = "klambda-system"
 
-// LabelComponentShimIngress is LabelComponent's value on the NetworkPolicy of a function.
+// LabelComponentShimIngress is contract.LabelComponent's value on the NetworkPolicy of a function.
 const LabelComponentShimIngress = "shim-ingress"
 
 func (n *NetworkPolicyConfig) applyDefaults() {
@@ -74,21 +75,21 @@ func (n *NetworkPolicyConfig) validate() error {
 func NetworkPolicyName(function string) string { return shortName(function, "shim-ingress") }
 
 // functionNetworkPolicy admits, to every pod of the function (all versions: they share
-// LabelFunction), only TCP to the shim's invoke port from the activator's pods. Every
+// contract.LabelFunction), only TCP to the shim's invoke port from the activator's pods. Every
 // other ingress to those pods is denied; the kubelet's probes come from the node, which
 // NetworkPolicy implementations admit.
 func functionNetworkPolicy(fn *lambdav1alpha1.Function, cfg NetworkPolicyConfig) *networkingv1.NetworkPolicy {
 	tcp := corev1.ProtocolTCP
-	port := intstr.FromInt32(invokePort)
+	port := intstr.FromInt32(contract.ShimPort)
 	return &networkingv1.NetworkPolicy{
 		TypeMeta: metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name: NetworkPolicyName(fn.Name), Namespace: fn.Namespace,
-			Labels:      map[string]string{LabelFunction: labelValue(fn.Name), LabelComponent: LabelComponentShimIngress},
-			Annotations: map[string]string{AnnotationFunctionName: fn.Name},
+			Labels:      map[string]string{contract.LabelFunction: contract.FunctionLabelValue(fn.Name), contract.LabelComponent: LabelComponentShimIngress},
+			Annotations: map[string]string{contract.AnnotationFunctionName: fn.Name},
 		},
 		Spec: networkingv1.NetworkPolicySpec{
-			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{LabelFunction: labelValue(fn.Name)}},
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{contract.LabelFunction: contract.FunctionLabelValue(fn.Name)}},
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
 			Ingress: []networkingv1.NetworkPolicyIngressRule{{
 				Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &port}},
@@ -132,7 +133,7 @@ func reconcileNetworkPolicy(ctx context.Context, c client.Client, fn *lambdav1al
 	if err != nil {
 		return err
 	}
-	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(contract.FieldManager), client.ForceOwnership); err != nil {
 		return fmt.Errorf("applying NetworkPolicy %s: %w", np.Name, err)
 	}
 	return nil

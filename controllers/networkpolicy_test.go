@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klambda/klambda/api/contract"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -76,7 +77,7 @@ func TestFunctionPodsAdmitOnlyTheActivator(t *testing.T) {
 	activatorLabels := map[string]string{"app.kubernetes.io/name": "klambda", "app.kubernetes.io/component": "activator"}
 	for _, name := range []string{"hello", long} {
 		fn := waitFunction(t, ns, name, isActive)
-		pod := getDeployment(t, ns, WorkloadName(name, Latest)).Spec.Template.Labels
+		pod := getDeployment(t, ns, WorkloadName(name, contract.Latest)).Spec.Template.Labels
 		var nps []networkingv1.NetworkPolicy
 		eventually(t, "NetworkPolicy of "+name, func() string {
 			if nps = policiesSelecting(t, ns, pod); len(nps) != 1 {
@@ -97,12 +98,12 @@ func TestFunctionPodsAdmitOnlyTheActivator(t *testing.T) {
 		}
 	}
 	// Another function's pods are not this one's business.
-	if n := len(policiesSelecting(t, ns, map[string]string{LabelFunction: "other"})); n != 0 {
+	if n := len(policiesSelecting(t, ns, map[string]string{contract.LabelFunction: "other"})); n != 0 {
 		t.Errorf("%d policies select another function's pods", n)
 	}
 
 	// Someone opens the policy to every pod: the manager puts it back.
-	np := policiesSelecting(t, ns, selectorLabels("hello", Latest))[0]
+	np := policiesSelecting(t, ns, selectorLabels("hello", contract.Latest))[0]
 	updateObject(t, &np, func(p *networkingv1.NetworkPolicy) {
 		p.Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{{}}
 	})

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/internal/codeloader"
 	"github.com/klambda/klambda/internal/netguard"
@@ -258,13 +259,13 @@ func (r *Resolver) ensureCopy(ctx context.Context, owner client.Object, copyName
 	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: copyName, Namespace: owner.GetNamespace(),
-			Labels: map[string]string{LabelComponent: "code"},
+			Labels: map[string]string{contract.LabelComponent: "code"},
 		},
 		Immutable:  &immutable,
 		BinaryData: map[string][]byte{codeZipKey: data},
 	}
 	if f, ok := owner.(*lambdav1alpha1.Function); ok {
-		cm.Labels[LabelFunction] = labelValue(f.Name)
+		cm.Labels[contract.LabelFunction] = contract.FunctionLabelValue(f.Name)
 	}
 	if err := controllerutil.SetOwnerReference(owner, cm, r.Client.Scheme()); err != nil {
 		return err

@@ -11,38 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Condition types.
-const (
-	// ConditionReady: the object is usable (a Function Active, a Version published and
-	// deployed, an Alias resolved, a LayerVersion resolved).
-	ConditionReady = "Ready"
-	// ConditionCodeResolved: code and layers were fetched and checked.
-	ConditionCodeResolved = "CodeResolved"
-	// ConditionRolloutComplete: the Deployment runs the current template everywhere.
-	ConditionRolloutComplete = "RolloutComplete"
-	// ConditionPublished (Version): the version has a number. Reason Published when this
-	// object published it; reason Unchanged when nothing changed since the last published
-	// version, whose number status.version then holds (as Lambda's PublishVersion answers).
-	ConditionPublished = "Published"
-	// ConditionDeletionBlocked: a Version referenced by an Alias, or a LayerVersion in use,
-	// waits to be deleted.
-	ConditionDeletionBlocked = "DeletionBlocked"
-)
-
-// Condition reasons other components may test.
-const (
-	ReasonPublished          = "Published"
-	ReasonUnchanged          = "Unchanged"
-	ReasonPreconditionFailed = "PreconditionFailed"
-	ReasonFunctionNotReady   = "FunctionNotReady"
-	ReasonFunctionNotFound   = "FunctionNotFound"
-	ReasonVersionNotFound    = "VersionNotFound"
-	ReasonReferencedByAlias  = "ReferencedByAlias"
-	ReasonInUse              = "InUse"
-	ReasonResolved           = "Resolved"
-	ReasonInProgress         = "InProgress"
-)
-
 func setCondition(conds *[]metav1.Condition, gen int64, typ string, ok bool, reason, msg string) {
 	s := metav1.ConditionFalse
 	if ok {

@@ -23,7 +23,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/statuspatch"
 )
 
 // VersionReconciler publishes Versions (Lambda's PublishVersion) and runs each published
@@ -54,7 +56,7 @@ type VersionReconciler struct {
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
 
-func (r *VersionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+func (r *VersionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, err error) {
 	var v lambdav1alpha1.Version
 	if err := r.Get(ctx, req.NamespacedName, &v); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -64,79 +66,69 @@ func (r *VersionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if fnErr != nil && !apierrors.IsNotFound(fnErr) {
 		return ctrl.Result{}, fnErr
 	}
-	fnGone := apierrors.IsNotFound(fnErr) || !fn.DeletionTimestamp.IsZero()
+	patch := statuspatch.New(r.Client, &v)
+	defer patch.Close(ctx, &err, func() { v.Status.ObservedGeneration = v.Generation })
 	if !v.DeletionTimestamp.IsZero() {
-		return r.reconcileDelete(ctx, &v, fnGone)
+		patch.Pending()
+		return ctrl.Result{}, r.reconcileDelete(ctx, &v, apierrors.IsNotFound(fnErr) || !fn.DeletionTimestamp.IsZero())
 	}
-	orig := v.DeepCopy()
-	gen := v.Generation
 	if apierrors.IsNotFound(fnErr) {
-		setCondition(&v.Status.Conditions, gen, ConditionReady, false, ReasonFunctionNotFound, "Function "+v.Spec.FunctionName+" not found")
-		v.Status.ObservedGeneration = gen
-		return ctrl.Result{}, r.Status().Patch(ctx, &v, client.MergeFrom(orig))
-	}
-	// Owned by the Function (deleting it deletes its versions); kept while an Alias uses it.
-	if !metav1.IsControlledBy(&v, &fn) || !controllerutil.ContainsFinalizer(&v, versionFinalizer) {
-		if err := controllerutil.SetControllerReference(&fn, &v, r.Scheme()); err != nil {
-			return ctrl.Result{}, err
-		}
-		controllerutil.AddFinalizer(&v, versionFinalizer)
-		if err := r.Update(ctx, &v); err != nil {
-			return ctrl.Result{}, err
-		}
-		orig = v.DeepCopy()
-	}
-
-	if v.Status.Version == "" {
-		// The cache may not show yet what the previous reconcile published: ask the server.
-		if err := r.APIReader.Get(ctx, req.NamespacedName, &v); err != nil {
-			return ctrl.Result{}, client.IgnoreNotFound(err)
-		}
-		orig = v.DeepCopy()
-	}
-	if v.Status.Version == "" {
-		if c := meta.FindStatusCondition(v.Status.Conditions, ConditionPublished); c != nil && c.Reason == ReasonPreconditionFailed {
-			return ctrl.Result{}, nil // Lambda's 412 is final for this request
-		}
-		return r.publish(ctx, &v, orig, &fn)
-	}
-	if c := meta.FindStatusCondition(v.Status.Conditions, ConditionPublished); c != nil && c.Reason == ReasonUnchanged {
+		setCondition(&v.Status.Conditions, v.Generation, contract.ConditionReady, false, contract.ReasonFunctionNotFound, "Function "+v.Spec.FunctionName+" not found")
 		return ctrl.Result{}, nil
 	}
-	return r.deploy(ctx, &v, orig, &fn)
+	return r.reconcileNormal(ctx, &v, &fn, patch)
+}
+
+// reconcileNormal adopts the Version, then publishes it or runs what it published.
+func (r *VersionReconciler) reconcileNormal(ctx context.Context, v *lambdav1alpha1.Version, fn *lambdav1alpha1.Function, patch *statuspatch.Patch) (ctrl.Result, error) {
+	// Owned by the Function (deleting it deletes its versions); kept while an Alias uses it.
+	if !metav1.IsControlledBy(v, fn) || !controllerutil.ContainsFinalizer(v, versionFinalizer) {
+		if err := controllerutil.SetControllerReference(fn, v, r.Scheme()); err != nil {
+			return ctrl.Result{}, err
+		}
+		controllerutil.AddFinalizer(v, versionFinalizer)
+		if err := r.Update(ctx, v); err != nil {
+			return ctrl.Result{}, err
+		}
+		patch.Rebase()
+	}
+	if v.Status.Version == "" {
+		// The cache may not show yet what the previous reconcile published: ask the server.
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(v), v); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		patch.Rebase()
+	}
+	published := meta.FindStatusCondition(v.Status.Conditions, contract.ConditionPublished)
+	switch {
+	case v.Status.Version == "" && published != nil && published.Reason == contract.ReasonPreconditionFailed:
+		return ctrl.Result{}, nil // Lambda's 412 is final for this request
+	case v.Status.Version == "":
+		return r.publish(ctx, v, fn, patch)
+	case published != nil && published.Reason == contract.ReasonUnchanged:
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, r.deploy(ctx, v, fn)
 }
 
 // publish takes the snapshot (or finds the unchanged version) and a number.
-func (r *VersionReconciler) publish(ctx context.Context, v *lambdav1alpha1.Version, orig *lambdav1alpha1.Version, fn *lambdav1alpha1.Function) (ctrl.Result, error) {
-	gen := v.Generation
+func (r *VersionReconciler) publish(ctx context.Context, v *lambdav1alpha1.Version, fn *lambdav1alpha1.Function, patch *statuspatch.Patch) (ctrl.Result, error) {
 	fs := fn.Status
-	notReady := ""
-	switch {
-	case fs.ObservedGeneration != fn.Generation:
-		notReady = "the function's latest change is not processed yet"
-	case fs.State != lambdav1alpha1.StateActive:
-		notReady = fmt.Sprintf("the function is %s", fs.State)
-	case fs.LastUpdateStatus != lambdav1alpha1.LastUpdateSuccessful:
-		notReady = fmt.Sprintf("the function's last update is %s", fs.LastUpdateStatus)
-	}
-	if notReady != "" {
+	if notReady := functionNotReady(fn); notReady != "" {
 		// Lambda answers 409 ResourceConflictException; a Version waits and publishes then.
-		setCondition(&v.Status.Conditions, gen, ConditionPublished, false, ReasonFunctionNotReady, "waiting to publish: "+notReady)
-		setCondition(&v.Status.Conditions, gen, ConditionReady, false, ReasonFunctionNotReady, "waiting to publish: "+notReady)
-		v.Status.State, v.Status.ObservedGeneration = lambdav1alpha1.StatePending, gen
-		return ctrl.Result{}, r.Status().Patch(ctx, v, client.MergeFrom(orig))
+		setCondition(&v.Status.Conditions, v.Generation, contract.ConditionPublished, false, contract.ReasonFunctionNotReady, "waiting to publish: "+notReady)
+		setCondition(&v.Status.Conditions, v.Generation, contract.ConditionReady, false, contract.ReasonFunctionNotReady, "waiting to publish: "+notReady)
+		v.Status.State = lambdav1alpha1.StatePending
+		return ctrl.Result{}, nil
 	}
 	if want := v.Spec.CodeSha256; want != "" && want != fs.CodeSha256 {
-		return r.preconditionFailed(ctx, v, orig, fmt.Sprintf("codeSha256 %s does not match the function's code %s", want, fs.CodeSha256))
+		r.preconditionFailed(v, fmt.Sprintf("codeSha256 %s does not match the function's code %s", want, fs.CodeSha256))
+		return ctrl.Result{}, nil
 	}
 	if want := v.Spec.RevisionID; want != "" && want != fs.RevisionID {
-		return r.preconditionFailed(ctx, v, orig, fmt.Sprintf("revisionId %s does not match the function's revision %s", want, fs.RevisionID))
+		r.preconditionFailed(v, fmt.Sprintf("revisionId %s does not match the function's revision %s", want, fs.RevisionID))
+		return ctrl.Result{}, nil
 	}
-	snapshot := fn.Spec.FunctionConfiguration.DeepCopy()
-	if v.Spec.Description != "" {
-		snapshot.Description = v.Spec.Description
-	}
-
 	// No-op publish: nothing changed since the last published version.
 	if last := fs.LastPublishedVersion; last != "" {
 		prev, err := r.publishedVersion(ctx, v.Namespace, fn.Name, last)
@@ -144,36 +136,87 @@ func (r *VersionReconciler) publish(ctx context.Context, v *lambdav1alpha1.Versi
 			return ctrl.Result{}, err
 		}
 		if prev != nil && sameRevision(prev, fn) {
-			v.Status = *prev.Status.DeepCopy()
-			v.Status.Conditions = append([]metav1.Condition(nil), orig.Status.Conditions...)
-			v.Status.ObservedGeneration = gen
-			setCondition(&v.Status.Conditions, gen, ConditionPublished, true, ReasonUnchanged,
-				fmt.Sprintf("nothing changed since version %s: this Version refers to version %s (Version %s) and runs nothing of its own", last, last, prev.Name))
-			setCondition(&v.Status.Conditions, gen, ConditionReady, true, ReasonUnchanged, "version "+last+" is "+string(prev.Status.State))
-			r.Recorder.Eventf(v, nil, corev1.EventTypeNormal, "Unchanged", "Publish", "nothing changed since version %s; no new version published", last)
-			return ctrl.Result{}, r.Status().Patch(ctx, v, client.MergeFrom(orig))
+			r.publishUnchanged(v, prev)
+			return ctrl.Result{}, nil
 		}
 	}
-
-	// Take the next number with an optimistic update of the Function's status.
-	n := fs.NextVersionNumber
-	if n < 1 {
-		n = 1
+	num, err := r.takeNumber(ctx, fn)
+	if apierrors.IsConflict(err) {
+		// Someone else took a number since the Function was read: read it again.
+		patch.Pending()
+		return ctrl.Result{RequeueAfter: conflictRetry}, nil
 	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	r.recordPublished(v, fn, num)
+	// Label the Version that owns number N, for the activator's selectors.
+	labeled := v.DeepCopy()
+	if labeled.Labels == nil {
+		labeled.Labels = map[string]string{}
+	}
+	labeled.Labels[contract.LabelFunction] = contract.FunctionLabelValue(fn.Name)
+	labeled.Labels[contract.LabelVersion] = num
+	if err := r.Patch(ctx, labeled, client.MergeFrom(v)); err != nil {
+		return ctrl.Result{}, err
+	}
+	v.Labels, v.ResourceVersion = labeled.Labels, labeled.ResourceVersion
+	return ctrl.Result{}, r.deploy(ctx, v, fn)
+}
+
+// functionNotReady says why the function can't be published yet ("" when it can).
+func functionNotReady(fn *lambdav1alpha1.Function) string {
+	fs := fn.Status
+	switch {
+	case fs.ObservedGeneration != fn.Generation:
+		return "the function's latest change is not processed yet"
+	case fs.State != lambdav1alpha1.StateActive:
+		return fmt.Sprintf("the function is %s", fs.State)
+	case fs.LastUpdateStatus != lambdav1alpha1.LastUpdateSuccessful:
+		return fmt.Sprintf("the function's last update is %s", fs.LastUpdateStatus)
+	}
+	return ""
+}
+
+// publishUnchanged makes v refer to version prev, as Lambda's PublishVersion answers when
+// nothing changed.
+func (r *VersionReconciler) publishUnchanged(v, prev *lambdav1alpha1.Version) {
+	gen, last := v.Generation, prev.Status.Version
+	conditions := v.Status.Conditions
+	v.Status = *prev.Status.DeepCopy()
+	v.Status.Conditions = append([]metav1.Condition(nil), conditions...)
+	setCondition(&v.Status.Conditions, gen, contract.ConditionPublished, true, contract.ReasonUnchanged,
+		fmt.Sprintf("nothing changed since version %s: this Version refers to version %s (Version %s) and runs nothing of its own", last, last, prev.Name))
+	setCondition(&v.Status.Conditions, gen, contract.ConditionReady, true, contract.ReasonUnchanged, "version "+last+" is "+string(prev.Status.State))
+	r.Recorder.Eventf(v, nil, corev1.EventTypeNormal, "Unchanged", "Publish", "nothing changed since version %s; no new version published", last)
+}
+
+// takeNumber takes the function's next version number with an optimistic update of its
+// status (a conflict: someone else took one since the Function was read).
+func (r *VersionReconciler) takeNumber(ctx context.Context, fn *lambdav1alpha1.Function) (string, error) {
+	n := max(fn.Status.NextVersionNumber, 1)
 	fnNext := fn.DeepCopy()
 	fnNext.Status.NextVersionNumber = n + 1
 	fnNext.Status.LastPublishedVersion = strconv.FormatInt(n, 10)
 	if err := r.Status().Update(ctx, fnNext); err != nil {
 		if apierrors.IsConflict(err) {
-			// Someone else took a number since the Function was read: read it again.
-			return ctrl.Result{RequeueAfter: conflictRetry}, nil
+			return "", err
 		}
-		return ctrl.Result{}, fmt.Errorf("taking version number %d of %s: %w", n, fn.Name, err)
+		return "", fmt.Errorf("taking version number %d of %s: %w", n, fn.Name, err)
 	}
-	num := strconv.FormatInt(n, 10)
+	return strconv.FormatInt(n, 10), nil
+}
+
+// recordPublished freezes the function's configuration and code as version num.
+func (r *VersionReconciler) recordPublished(v *lambdav1alpha1.Version, fn *lambdav1alpha1.Function, num string) {
+	fs := fn.Status
+	snapshot := fn.Spec.FunctionConfiguration.DeepCopy()
+	if v.Spec.Description != "" {
+		snapshot.Description = v.Spec.Description
+	}
 	now := metav1.Now()
 	v.Status = lambdav1alpha1.VersionStatus{
-		ObservedGeneration: gen,
+		ObservedGeneration: v.Status.ObservedGeneration,
 		Version:            num,
 		FunctionARN:        lambdav1alpha1.QualifiedFunctionARN(r.Config.Region, r.Config.AccountID, fn.Name, num),
 		Configuration:      snapshot,
@@ -186,37 +229,21 @@ func (r *VersionReconciler) publish(ctx context.Context, v *lambdav1alpha1.Versi
 		State:              lambdav1alpha1.StatePending,
 		StateReasonCode:    lambdav1alpha1.StateReasonCreating,
 		StateReason:        "The version is being created.",
-		Conditions:         append([]metav1.Condition(nil), orig.Status.Conditions...),
+		Conditions:         append([]metav1.Condition(nil), v.Status.Conditions...),
 	}
-	setCondition(&v.Status.Conditions, gen, ConditionPublished, true, ReasonPublished, "published as version "+num)
+	setCondition(&v.Status.Conditions, v.Generation, contract.ConditionPublished, true, contract.ReasonPublished, "published as version "+num)
 	r.Recorder.Eventf(v, nil, corev1.EventTypeNormal, "Published", "Publish", "published version %s of %s (code %s)", num, fn.Name, fs.CodeSha256)
-	if err := r.Status().Patch(ctx, v, client.MergeFrom(orig)); err != nil {
-		return ctrl.Result{}, err
-	}
-	// Label the Version that owns number N, for the activator's selectors.
-	labeled := v.DeepCopy()
-	if labeled.Labels == nil {
-		labeled.Labels = map[string]string{}
-	}
-	labeled.Labels[LabelFunction] = labelValue(fn.Name)
-	labeled.Labels[LabelVersion] = num
-	if err := r.Patch(ctx, labeled, client.MergeFrom(v)); err != nil {
-		return ctrl.Result{}, err
-	}
-	return r.deploy(ctx, labeled, labeled.DeepCopy(), fn)
 }
 
 // conflictRetry is how soon a publish that lost the race for a number tries again.
 const conflictRetry = 50 * time.Millisecond
 
-func (r *VersionReconciler) preconditionFailed(ctx context.Context, v, orig *lambdav1alpha1.Version, msg string) (ctrl.Result, error) {
+func (r *VersionReconciler) preconditionFailed(v *lambdav1alpha1.Version, msg string) {
 	gen := v.Generation
-	setCondition(&v.Status.Conditions, gen, ConditionPublished, false, ReasonPreconditionFailed, msg)
-	setCondition(&v.Status.Conditions, gen, ConditionReady, false, ReasonPreconditionFailed, msg)
+	setCondition(&v.Status.Conditions, gen, contract.ConditionPublished, false, contract.ReasonPreconditionFailed, msg)
+	setCondition(&v.Status.Conditions, gen, contract.ConditionReady, false, contract.ReasonPreconditionFailed, msg)
 	v.Status.State, v.Status.StateReason, v.Status.StateReasonCode = lambdav1alpha1.StateFailed, msg, lambdav1alpha1.StateReasonInvalidConfiguration
-	v.Status.ObservedGeneration = gen
-	r.Recorder.Eventf(v, nil, corev1.EventTypeWarning, ReasonPreconditionFailed, "Publish", "%s", msg)
-	return ctrl.Result{}, r.Status().Patch(ctx, v, client.MergeFrom(orig))
+	r.Recorder.Eventf(v, nil, corev1.EventTypeWarning, contract.ReasonPreconditionFailed, "Publish", "%s", msg)
 }
 
 // sameRevision: the function's code and configuration are those version prev froze
@@ -258,63 +285,73 @@ func (r *VersionReconciler) publishedVersion(ctx context.Context, ns, fn, num st
 
 // isCanonical: this Version took its number (it is not an Unchanged publish).
 func isCanonical(v *lambdav1alpha1.Version) bool {
-	c := meta.FindStatusCondition(v.Status.Conditions, ConditionPublished)
-	return v.Status.Version != "" && c != nil && c.Status == metav1.ConditionTrue && c.Reason == ReasonPublished
+	c := meta.FindStatusCondition(v.Status.Conditions, contract.ConditionPublished)
+	return v.Status.Version != "" && c != nil && c.Status == metav1.ConditionTrue && c.Reason == contract.ReasonPublished
 }
 
 // deploy runs a published version: its own Deployment and headless Service.
-func (r *VersionReconciler) deploy(ctx context.Context, v, orig *lambdav1alpha1.Version, fn *lambdav1alpha1.Function) (ctrl.Result, error) {
+func (r *VersionReconciler) deploy(ctx context.Context, v *lambdav1alpha1.Version, fn *lambdav1alpha1.Function) error {
 	gen := v.Generation
-	w, err := r.workload(ctx, v, fn)
-	var dep *appsv1.Deployment
-	if err == nil {
-		var d *appsv1.Deployment
-		if d, err = w.Deployment(r.Config, v.Namespace); err == nil {
-			if dep, err = applyWorkload(ctx, r.Client, r.APIReader, v, d, w.Service(v.Namespace)); err != nil {
-				return ctrl.Result{}, err
-			}
-		}
-	}
+	dep, err := r.applyVersion(ctx, v, fn)
 	var rerr *ResolveError
 	if errors.As(err, &rerr) {
 		if v.Status.State != lambdav1alpha1.StateFailed {
 			r.Recorder.Eventf(v, nil, corev1.EventTypeWarning, "Failed", "Deploy", "%s", rerr.Message)
 		}
 		v.Status.State, v.Status.StateReasonCode, v.Status.StateReason = lambdav1alpha1.StateFailed, rerr.Reason, rerr.Message
-		setCondition(&v.Status.Conditions, gen, ConditionReady, false, string(rerr.Reason), rerr.Message)
-		v.Status.ObservedGeneration = gen
-		return ctrl.Result{}, r.Status().Patch(ctx, v, client.MergeFrom(orig))
+		setCondition(&v.Status.Conditions, gen, contract.ConditionReady, false, string(rerr.Reason), rerr.Message)
+		return nil
 	} else if err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
 	if v.Status.State != lambdav1alpha1.StateActive {
 		r.Recorder.Eventf(v, nil, corev1.EventTypeNormal, "Active", "Deploy", "version %s is Active", v.Status.Version)
 	}
 	v.Status.State, v.Status.StateReason, v.Status.StateReasonCode = lambdav1alpha1.StateActive, "", ""
 	v.Status.LastUpdateStatus = lambdav1alpha1.LastUpdateSuccessful
-	setCondition(&v.Status.Conditions, gen, ConditionReady, true, string(lambdav1alpha1.StateActive), "Deployment "+dep.Name+" is applied")
-	if pc := v.Spec.ProvisionedConcurrentExecutions; pc != nil {
-		ps := &lambdav1alpha1.ProvisionedConcurrencyStatus{RequestedProvisionedConcurrentExecutions: *pc, Status: lambdav1alpha1.ProvisionedConcurrencyInProgress}
-		var live appsv1.Deployment
-		if err := r.Get(ctx, client.ObjectKeyFromObject(dep), &live); err == nil {
-			ps.AllocatedProvisionedConcurrentExecutions = min(live.Status.Replicas, *pc)
-			ps.AvailableProvisionedConcurrentExecutions = min(live.Status.AvailableReplicas, *pc)
-		}
-		if ps.AvailableProvisionedConcurrentExecutions >= *pc {
-			ps.Status = lambdav1alpha1.ProvisionedConcurrencyReady
-		}
-		if old := v.Status.ProvisionedConcurrency; old != nil && old.Status == ps.Status && old.AvailableProvisionedConcurrentExecutions == ps.AvailableProvisionedConcurrentExecutions {
-			ps.LastModified = old.LastModified
-		} else {
-			now := metav1.Now()
-			ps.LastModified = &now
-		}
-		v.Status.ProvisionedConcurrency = ps
-	} else {
-		v.Status.ProvisionedConcurrency = nil
+	setCondition(&v.Status.Conditions, gen, contract.ConditionReady, true, string(lambdav1alpha1.StateActive), "Deployment "+dep.Name+" is applied")
+	r.reportProvisionedConcurrency(ctx, v, dep)
+	return nil
+}
+
+// applyVersion applies the version's Deployment and headless Service; a *ResolveError says
+// why it can't.
+func (r *VersionReconciler) applyVersion(ctx context.Context, v *lambdav1alpha1.Version, fn *lambdav1alpha1.Function) (*appsv1.Deployment, error) {
+	w, err := r.workload(ctx, v, fn)
+	if err != nil {
+		return nil, err
 	}
-	v.Status.ObservedGeneration = gen
-	return ctrl.Result{}, r.Status().Patch(ctx, v, client.MergeFrom(orig))
+	d, err := w.Deployment(r.Config, v.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	return applyWorkload(ctx, r.Client, r.APIReader, v, d, w.Service(v.Namespace))
+}
+
+// reportProvisionedConcurrency is how much of spec.provisionedConcurrentExecutions the
+// version's Deployment has allocated and made available.
+func (r *VersionReconciler) reportProvisionedConcurrency(ctx context.Context, v *lambdav1alpha1.Version, dep *appsv1.Deployment) {
+	pc := v.Spec.ProvisionedConcurrentExecutions
+	if pc == nil {
+		v.Status.ProvisionedConcurrency = nil
+		return
+	}
+	ps := &lambdav1alpha1.ProvisionedConcurrencyStatus{RequestedProvisionedConcurrentExecutions: *pc, Status: lambdav1alpha1.ProvisionedConcurrencyInProgress}
+	var live appsv1.Deployment
+	if err := r.Get(ctx, client.ObjectKeyFromObject(dep), &live); err == nil {
+		ps.AllocatedProvisionedConcurrentExecutions = min(live.Status.Replicas, *pc)
+		ps.AvailableProvisionedConcurrentExecutions = min(live.Status.AvailableReplicas, *pc)
+	}
+	if ps.AvailableProvisionedConcurrentExecutions >= *pc {
+		ps.Status = lambdav1alpha1.ProvisionedConcurrencyReady
+	}
+	if old := v.Status.ProvisionedConcurrency; old != nil && old.Status == ps.Status && old.AvailableProvisionedConcurrentExecutions == ps.AvailableProvisionedConcurrentExecutions {
+		ps.LastModified = old.LastModified
+	} else {
+		now := metav1.Now()
+		ps.LastModified = &now
+	}
+	v.Status.ProvisionedConcurrency = ps
 }
 
 // workload rebuilds a published version's pods from its snapshot alone: the code copy or
@@ -358,28 +395,26 @@ func (r *VersionReconciler) workload(ctx context.Context, v *lambdav1alpha1.Vers
 }
 
 // reconcileDelete keeps a version an Alias points to (Lambda refuses to delete it).
-func (r *VersionReconciler) reconcileDelete(ctx context.Context, v *lambdav1alpha1.Version, fnGone bool) (ctrl.Result, error) {
+func (r *VersionReconciler) reconcileDelete(ctx context.Context, v *lambdav1alpha1.Version, fnGone bool) error {
 	if !controllerutil.ContainsFinalizer(v, versionFinalizer) {
-		return ctrl.Result{}, nil
+		return nil
 	}
 	if !fnGone && isCanonical(v) {
 		aliases, err := aliasesUsing(ctx, r.Client, v.Namespace, v.Spec.FunctionName, v.Status.Version)
 		if err != nil {
-			return ctrl.Result{}, err
+			return err
 		}
 		if len(aliases) > 0 {
 			msg := fmt.Sprintf("version %s can't be deleted: Alias %s points to it", v.Status.Version, strings.Join(aliases, ", "))
-			if c := meta.FindStatusCondition(v.Status.Conditions, ConditionDeletionBlocked); c == nil || c.Message != msg {
-				orig := v.DeepCopy()
-				setCondition(&v.Status.Conditions, v.Generation, ConditionDeletionBlocked, true, ReasonReferencedByAlias, msg)
-				r.Recorder.Eventf(v, nil, corev1.EventTypeWarning, ReasonReferencedByAlias, "Delete", "%s", msg)
-				return ctrl.Result{}, r.Status().Patch(ctx, v, client.MergeFrom(orig))
+			if c := meta.FindStatusCondition(v.Status.Conditions, contract.ConditionDeletionBlocked); c == nil || c.Message != msg {
+				setCondition(&v.Status.Conditions, v.Generation, contract.ConditionDeletionBlocked, true, contract.ReasonReferencedByAlias, msg)
+				r.Recorder.Eventf(v, nil, corev1.EventTypeWarning, contract.ReasonReferencedByAlias, "Delete", "%s", msg)
 			}
-			return ctrl.Result{}, nil
+			return nil
 		}
 	}
 	controllerutil.RemoveFinalizer(v, versionFinalizer)
-	return ctrl.Result{}, r.Update(ctx, v)
+	return r.Update(ctx, v)
 }
 
 // aliasesUsing lists the Aliases of a function that route to version num.
@@ -429,8 +464,8 @@ func (r *VersionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return out
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&lambdav1alpha1.Version{}).
-		Owns(&appsv1.Deployment{}).
+		For(&lambdav1alpha1.Version{}, ownObjectChanged).
+		Owns(&appsv1.Deployment{}, deploymentChanged).
 		Watches(&lambdav1alpha1.Function{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return versionsOf(ctx, o, o.GetName())
 		})).

@@ -11,7 +11,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/statuspatch"
 )
 
 func newVersion(ns, name, fn string) *lambdav1alpha1.Version {
@@ -34,11 +36,11 @@ func waitVersion(t *testing.T, ns, name string, ok func(*lambdav1alpha1.Version)
 }
 
 func published(v *lambdav1alpha1.Version) bool {
-	return meta.IsStatusConditionTrue(v.Status.Conditions, ConditionPublished) && v.Status.State == lambdav1alpha1.StateActive
+	return meta.IsStatusConditionTrue(v.Status.Conditions, contract.ConditionPublished) && v.Status.State == lambdav1alpha1.StateActive
 }
 
 func publishedReason(v *lambdav1alpha1.Version) string {
-	if c := meta.FindStatusCondition(v.Status.Conditions, ConditionPublished); c != nil {
+	if c := meta.FindStatusCondition(v.Status.Conditions, contract.ConditionPublished); c != nil {
 		return c.Reason
 	}
 	return ""
@@ -57,16 +59,16 @@ func TestVersionPublishRules(t *testing.T) {
 	v1.Spec.RevisionID = fn.Status.RevisionID
 	create(t, v1)
 	got := waitVersion(t, ns, "pub-1", published)
-	if got.Status.Version != "1" || publishedReason(got) != ReasonPublished || got.Status.CodeSha256 != fn.Status.CodeSha256 ||
+	if got.Status.Version != "1" || publishedReason(got) != contract.ReasonPublished || got.Status.CodeSha256 != fn.Status.CodeSha256 ||
 		got.Status.Configuration.Description != "first" || got.Status.Configuration.Runtime != "provided.al2023" ||
-		got.Status.FunctionARN != "arn:aws:lambda:us-east-1:000000000000:function:pub:1" || got.Labels[LabelVersion] != "1" {
+		got.Status.FunctionARN != "arn:aws:lambda:us-east-1:000000000000:function:pub:1" || got.Labels[contract.LabelVersion] != "1" {
 		t.Errorf("version 1: %+v labels %v", got.Status, got.Labels)
 	}
 	if !metav1.IsControlledBy(got, fn) || !contains(got.Finalizers, versionFinalizer) {
 		t.Errorf("owner/finalizer: %v %v", got.OwnerReferences, got.Finalizers)
 	}
 	dep := getDeployment(t, ns, "pub-v1")
-	if !metav1.IsControlledBy(dep, got) || dep.Labels[LabelVersion] != "1" || *dep.Spec.Replicas != 0 {
+	if !metav1.IsControlledBy(dep, got) || dep.Labels[contract.LabelVersion] != "1" || *dep.Spec.Replicas != 0 {
 		t.Errorf("version Deployment: %v %v", dep.OwnerReferences, dep.Labels)
 	}
 	if e := envOf(dep.Spec.Template.Spec.Containers[0]); e["AWS_LAMBDA_FUNCTION_VERSION"].Value != "1" {
@@ -79,7 +81,7 @@ func TestVersionPublishRules(t *testing.T) {
 	// Nothing changed: the existing version.
 	create(t, newVersion(ns, "pub-again", "pub"))
 	same := waitVersion(t, ns, "pub-again", func(v *lambdav1alpha1.Version) bool { return v.Status.Version != "" })
-	if same.Status.Version != "1" || publishedReason(same) != ReasonUnchanged {
+	if same.Status.Version != "1" || publishedReason(same) != contract.ReasonUnchanged {
 		t.Errorf("no-op publish: %s %s", same.Status.Version, publishedReason(same))
 	}
 
@@ -91,7 +93,7 @@ func TestVersionPublishRules(t *testing.T) {
 	badRev.Spec.RevisionID = "not-the-revision"
 	create(t, badRev)
 	for _, n := range []string{"pub-badsha", "pub-badrev"} {
-		v := waitVersion(t, ns, n, func(v *lambdav1alpha1.Version) bool { return publishedReason(v) == ReasonPreconditionFailed })
+		v := waitVersion(t, ns, n, func(v *lambdav1alpha1.Version) bool { return publishedReason(v) == contract.ReasonPreconditionFailed })
 		if v.Status.Version != "" || v.Status.State != lambdav1alpha1.StateFailed {
 			t.Errorf("%s: %+v", n, v.Status)
 		}
@@ -143,7 +145,7 @@ func TestVersionNumbersUseOptimisticConcurrency(t *testing.T) {
 	r := &VersionReconciler{Client: k8s, APIReader: k8s, Recorder: nopRecorder{}, Config: testCfg}
 	v := newVersion(ns, "race-x", "race")
 	v.UID = "x"
-	res, err := r.publish(ctx, v, v.DeepCopy(), stale)
+	res, err := r.publish(ctx, v, stale, statuspatch.New(k8s, v))
 	if err != nil || res.RequeueAfter == 0 || v.Status.Version != "" {
 		t.Fatalf("publish with a stale Function: %v %+v %q", err, res, v.Status.Version)
 	}
@@ -184,10 +186,10 @@ func TestAliasValidationAndVersionDeletionGuard(t *testing.T) {
 		return &a
 	}
 	a := waitAlias(func(a *lambdav1alpha1.Alias) bool {
-		c := meta.FindStatusCondition(a.Status.Conditions, ConditionReady)
-		return c != nil && c.Reason == ReasonVersionNotFound
+		c := meta.FindStatusCondition(a.Status.Conditions, contract.ConditionReady)
+		return c != nil && c.Reason == contract.ReasonVersionNotFound
 	})
-	if !strings.Contains(meta.FindStatusCondition(a.Status.Conditions, ConditionReady).Message, "version 2") {
+	if !strings.Contains(meta.FindStatusCondition(a.Status.Conditions, contract.ConditionReady).Message, "version 2") {
 		t.Errorf("alias message: %+v", a.Status.Conditions)
 	}
 	// Publishing version 2 makes the alias valid (it watches Versions).
@@ -196,7 +198,7 @@ func TestAliasValidationAndVersionDeletionGuard(t *testing.T) {
 	create(t, newVersion(ns, "al-2", "al"))
 	waitVersion(t, ns, "al-2", published)
 	a = waitAlias(func(a *lambdav1alpha1.Alias) bool {
-		return meta.IsStatusConditionTrue(a.Status.Conditions, ConditionReady)
+		return meta.IsStatusConditionTrue(a.Status.Conditions, contract.ConditionReady)
 	})
 	if a.Status.FunctionVersion != "1" || a.Status.AdditionalVersionWeights["2"] != 0.25 || a.Status.Name != "prod" ||
 		a.Status.AliasARN != "arn:aws:lambda:us-east-1:000000000000:function:al:prod" || a.Status.RevisionID == "" {
@@ -211,9 +213,9 @@ func TestAliasValidationAndVersionDeletionGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := waitVersion(t, ns, "al-1", func(v *lambdav1alpha1.Version) bool {
-		return meta.IsStatusConditionTrue(v.Status.Conditions, ConditionDeletionBlocked)
+		return meta.IsStatusConditionTrue(v.Status.Conditions, contract.ConditionDeletionBlocked)
 	})
-	if c := meta.FindStatusCondition(v.Status.Conditions, ConditionDeletionBlocked); c.Reason != ReasonReferencedByAlias || !strings.Contains(c.Message, "prod") {
+	if c := meta.FindStatusCondition(v.Status.Conditions, contract.ConditionDeletionBlocked); c.Reason != contract.ReasonReferencedByAlias || !strings.Contains(c.Message, "prod") {
 		t.Errorf("blocked condition %+v", c)
 	}
 	// The alias moves to version 2 only: version 1 goes.
@@ -229,8 +231,8 @@ func TestAliasValidationAndVersionDeletionGuard(t *testing.T) {
 	a = waitAlias(func(a *lambdav1alpha1.Alias) bool { return a.Status.FunctionVersion == "2" })
 	updateObject(t, a, func(a *lambdav1alpha1.Alias) { a.Spec.FunctionVersion = "1" })
 	a = waitAlias(func(a *lambdav1alpha1.Alias) bool {
-		c := meta.FindStatusCondition(a.Status.Conditions, ConditionReady)
-		return c != nil && c.Reason == ReasonVersionNotFound && c.ObservedGeneration == a.Generation
+		c := meta.FindStatusCondition(a.Status.Conditions, contract.ConditionReady)
+		return c != nil && c.Reason == contract.ReasonVersionNotFound && c.ObservedGeneration == a.Generation
 	})
 	if a.Status.FunctionVersion != "2" {
 		t.Errorf("an invalid alias must keep its last valid routing, got %s", a.Status.FunctionVersion)

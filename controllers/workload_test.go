@@ -231,3 +231,30 @@ func TestCodeFoldersHaveASizeLimit(t *testing.T) {
 		t.Errorf("UnpackedDiskBound = %d", b)
 	}
 }
+
+// Both pod shapes name the invoke Secret in contract.AnnotationInvokeSecret, where the
+// activator reads it; the shim still gets the token through its variable.
+func TestPodTemplateNamesTheInvokeSecret(t *testing.T) {
+	cfg := embeddedConfig(t)
+	cfg.RuntimeImages["python3.12"] = "registry.test/python:3.12"
+	for _, w := range []*Workload{zipWorkload("provided.al2023", "bootstrap"), zipWorkload("python3.12", "app.handler")} {
+		tpl, err := w.PodTemplate(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tpl.Annotations[contract.AnnotationInvokeSecret]; got != "fn-invoke" {
+			t.Errorf("%s: annotation %s = %q, want fn-invoke", w.Config.Runtime, contract.AnnotationInvokeSecret, got)
+		}
+		found := false
+		for _, c := range append(tpl.Spec.InitContainers, tpl.Spec.Containers...) {
+			for _, e := range c.Env {
+				if e.Name == contract.InvokeSecretEnv && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef.Name == "fn-invoke" && e.ValueFrom.SecretKeyRef.Key == contract.InvokeSecretKey {
+					found = true
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: no container has %s from Secret fn-invoke", w.Config.Runtime, contract.InvokeSecretEnv)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -107,14 +108,14 @@ func (a *FunctionDestinationAuthorizer) serviceAccount(ctx context.Context, ns, 
 		return sa
 	}
 	version := qualifier
-	if version != "" && version != latest && !isVersionNumber(version) {
+	if version != "" && version != contract.Latest && !isVersionNumber(version) {
 		a, err := (&KubeConfigSource{Client: a.Reader}).alias(ctx, ns, fn, qualifier)
 		if err != nil {
 			return "", err
 		}
 		version = a.Spec.FunctionVersion
 	}
-	if version == "" || version == latest {
+	if version == "" || version == contract.Latest {
 		var f lambdav1alpha1.Function
 		if err := a.Reader.Get(ctx, types.NamespacedName{Namespace: ns, Name: fn}, &f); err != nil {
 			return "", err

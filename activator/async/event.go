@@ -14,14 +14,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/klambda/klambda/api/contract"
 )
 
-// PayloadLimit is Lambda's limit on an asynchronous invocation's payload (256 KB).
-const PayloadLimit = 256 * 1024
-
-// ErrRequestTooLarge is returned by Enqueue for a payload over PayloadLimit; nothing is
+// ErrRequestTooLarge is returned by Enqueue for a payload over contract.MaxAsyncPayload; nothing is
 // stored. The Invoke API answers 413 RequestTooLargeException.
-var ErrRequestTooLarge = errors.New("Request must be smaller than " + strconv.Itoa(PayloadLimit) + " bytes for the InvokeFunction operation")
+var ErrRequestTooLarge = errors.New("Request must be smaller than " + strconv.Itoa(contract.MaxAsyncPayload) + " bytes for the InvokeFunction operation")
 
 // Event is one accepted asynchronous invocation.
 type Event struct {

@@ -5,12 +5,10 @@ import (
 	"context"
 	"net/http"
 	"net/url"
-)
 
-// HeaderRequestID carries an event's request id into the activator's Invoke handler, which
-// should use it as the invocation's request id (Lambda keeps one id from the 202 to the
-// function's context). Only HTTPInvoker sets it; the handler may ignore it from outside.
-const HeaderRequestID = "X-Klambda-Async-Request-Id"
+	"github.com/klambda/klambda/activator/invoke"
+	"github.com/klambda/klambda/api/contract"
+)
 
 // HTTPInvoker is an Invoker over the activator's own Invoke API handler, called in
 // process: each event becomes a RequestResponse call, so routing, concurrency limits,
@@ -25,7 +23,7 @@ var _ Invoker = HTTPInvoker{}
 
 // Invoke builds the call, runs the handler and reads the answer.
 func (h HTTPInvoker) Invoke(ctx context.Context, req InvokeRequest) (InvokeResult, error) {
-	u := "/namespaces/" + url.PathEscape(req.Namespace) + "/2015-03-31/functions/" + url.PathEscape(req.Function) + "/invocations"
+	u := "/namespaces/" + url.PathEscape(req.Namespace) + contract.InvokePathPrefix + url.PathEscape(req.Function) + "/invocations"
 	if req.Qualifier != "" {
 		u += "?Qualifier=" + url.QueryEscape(req.Qualifier)
 	}
@@ -33,14 +31,16 @@ func (h HTTPInvoker) Invoke(ctx context.Context, req InvokeRequest) (InvokeResul
 	if err != nil {
 		return InvokeResult{}, err
 	}
-	r.Header.Set("X-Amz-Invocation-Type", "RequestResponse")
+	r.Header.Set(contract.HeaderInvocationType, contract.InvocationRequestResponse)
 	r.Header.Set("Content-Type", "application/json")
-	r.Header.Set(HeaderRequestID, req.RequestID)
+	// The event's request id becomes the invocation's (Lambda keeps one id from the 202 to
+	// the function's context); the handler honours it only without Auth.
+	r.Header.Set(invoke.HeaderAsyncRequestID, req.RequestID)
 	if req.ClientContext != "" {
-		r.Header.Set("X-Amz-Client-Context", req.ClientContext)
+		r.Header.Set(contract.HeaderClientContext, req.ClientContext)
 	}
 	if req.TraceID != "" {
-		r.Header.Set("X-Amzn-Trace-Id", req.TraceID)
+		r.Header.Set(contract.HeaderTraceID, req.TraceID)
 	}
 	w := &answer{header: http.Header{}}
 	h.Handler.ServeHTTP(w, r)
@@ -49,8 +49,8 @@ func (h HTTPInvoker) Invoke(ctx context.Context, req InvokeRequest) (InvokeResul
 	}
 	return InvokeResult{
 		StatusCode:      w.status,
-		ExecutedVersion: w.header.Get("X-Amz-Executed-Version"),
-		FunctionError:   w.header.Get("X-Amz-Function-Error"),
+		ExecutedVersion: w.header.Get(contract.HeaderExecutedVersion),
+		FunctionError:   w.header.Get(contract.HeaderFunctionError),
 		Payload:         w.body.Bytes(),
 	}, nil
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"testing"
+
+	"github.com/klambda/klambda/activator/invoke"
 )
 
 func TestHTTPInvokerMapsTheInvokeAPI(t *testing.T) {
@@ -33,7 +35,7 @@ func TestHTTPInvokerMapsTheInvokeAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.URL.Path != "/namespaces/team-a/2015-03-31/functions/fn/invocations" || got.Header.Get("X-Amz-Invocation-Type") != "RequestResponse" ||
-		got.Header.Get(HeaderRequestID) != "r-1" || got.Header.Get("X-Amz-Client-Context") != "e30=" ||
+		got.Header.Get(invoke.HeaderAsyncRequestID) != "r-1" || got.Header.Get("X-Amz-Client-Context") != "e30=" ||
 		got.Header.Get("X-Amzn-Trace-Id") != "Root=1-abc" || string(body) != `{"x":1}` {
 		t.Errorf("request %s %v %s", got.URL, got.Header, body)
 	}

@@ -10,10 +10,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
-
-const latest = "$LATEST"
 
 // KubeConfigSource reads Functions, Versions and Aliases through a controller-runtime
 // client; the activator passes its manager's cached client, so a lookup is a map read.
@@ -36,9 +35,9 @@ func (k *KubeConfigSource) AsyncConfig(ctx context.Context, ns, fn, qualifier st
 	}
 	var cfg Config
 	switch {
-	case qualifier == "" || qualifier == latest:
+	case qualifier == "" || qualifier == contract.Latest:
 		cfg = ConfigFrom(f.Spec.EventInvokeConfig)
-		cfg.Version, cfg.DeadLetter = latest, f.Spec.DeadLetterConfig
+		cfg.Version, cfg.DeadLetter = contract.Latest, f.Spec.DeadLetterConfig
 	case isVersionNumber(qualifier):
 		v, err := k.version(ctx, ns, fn, qualifier)
 		if err != nil {
@@ -79,7 +78,7 @@ func (k *KubeConfigSource) DeadLetterConfig(ctx context.Context, ns, fn, version
 }
 
 func (k *KubeConfigSource) deadLetter(ctx context.Context, f *lambdav1alpha1.Function, version string) (*lambdav1alpha1.DeadLetterConfig, error) {
-	if version == "" || version == latest {
+	if version == "" || version == contract.Latest {
 		return f.Spec.DeadLetterConfig, nil
 	}
 	v, err := k.version(ctx, f.Namespace, f.Name, version)

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/klambda/klambda/activator/invoke"
+	"github.com/klambda/klambda/api/contract"
 )
 
 // Limits bound the queue. The stream as a whole refuses events past MaxBytes or MaxMessages
@@ -69,8 +70,8 @@ func (l *Limits) validate() error {
 		return fmt.Errorf("async queue: maximum bytes %d is below one event (%d)", l.MaxBytes, maxPayload)
 	case l.MaxMessages < 1, l.NamespaceMaxMessages < 1:
 		return errors.New("async queue: message limits must be at least 1")
-	case l.NamespaceMaxBytes < PayloadLimit:
-		return fmt.Errorf("async queue: namespace maximum bytes %d is below one event (%d)", l.NamespaceMaxBytes, PayloadLimit)
+	case l.NamespaceMaxBytes < contract.MaxAsyncPayload:
+		return fmt.Errorf("async queue: namespace maximum bytes %d is below one event (%d)", l.NamespaceMaxBytes, contract.MaxAsyncPayload)
 	case l.NamespaceMaxBytes > l.MaxBytes || l.NamespaceMaxMessages > l.MaxMessages:
 		return errors.New("async queue: a namespace's quota cannot exceed the whole queue's limit")
 	case l.StateMaxBytes < maxPayload:
@@ -231,7 +232,7 @@ func (q *Queue) correct(subjects map[string]uint64) {
 			delete(u.ns, ns)
 			continue
 		}
-		avg := int64(PayloadLimit / 4) // unknown sizes (all accepted elsewhere): a guess
+		avg := int64(contract.MaxAsyncPayload / 4) // unknown sizes (all accepted elsewhere): a guess
 		if n.msgs > 0 {
 			avg = n.bytes / n.msgs
 		}
@@ -239,7 +240,7 @@ func (q *Queue) correct(subjects map[string]uint64) {
 	}
 	for ns, s := range stored {
 		if _, ok := u.ns[ns]; !ok {
-			u.ns[ns] = nsUsage{msgs: s, bytes: int64(PayloadLimit/4) * s}
+			u.ns[ns] = nsUsage{msgs: s, bytes: int64(contract.MaxAsyncPayload/4) * s}
 		}
 	}
 }
@@ -271,7 +272,7 @@ func (a Acceptor) Enqueue(ctx context.Context, ev invoke.AsyncEvent) (string, er
 		e.Message = full.Reason
 		return "", e
 	case errors.Is(err, ErrRequestTooLarge):
-		return "", invoke.ErrRequestTooLarge(PayloadLimit)
+		return "", invoke.ErrRequestTooLarge(contract.MaxAsyncPayload)
 	}
 	return id, err
 }

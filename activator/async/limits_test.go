@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/klambda/klambda/activator/testrig"
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -52,7 +53,7 @@ func TestNamespaceOverQuotaGets429WhileOthersRun(t *testing.T) {
 	rig.Table.SetFunction(fb)
 	rig.Handler.Async = Acceptor{Queue: q}
 
-	body := `{"pad":"` + strings.Repeat("x", PayloadLimit-20) + `"}`
+	body := `{"pad":"` + strings.Repeat("x", contract.MaxAsyncPayload-20) + `"}`
 	post := func(ns, fn string) (int, string, string) {
 		req, _ := http.NewRequest(http.MethodPost, rig.URL()+"/namespaces/"+ns+"/2015-03-31/functions/"+fn+"/invocations", strings.NewReader(body))
 		req.Header.Set("X-Amz-Invocation-Type", "Event")

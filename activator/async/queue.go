@@ -7,9 +7,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/klambda/klambda/api/contract"
 )
 
 // QueueOptions name the JetStream resources; the defaults suit one activator deployment.
@@ -135,9 +136,9 @@ func NewQueue(ctx context.Context, nc *nats.Conn, opts QueueOptions) (*Queue, er
 
 // Enqueue stores ev and returns its request id once JetStream has acknowledged the write
 // (the event is in the file store); only then may the caller answer 202. A payload over
-// PayloadLimit returns ErrRequestTooLarge and stores nothing.
+// contract.MaxAsyncPayload returns ErrRequestTooLarge and stores nothing.
 func (q *Queue) Enqueue(ctx context.Context, ev Event) (string, error) {
-	if len(ev.Payload) > PayloadLimit {
+	if len(ev.Payload) > contract.MaxAsyncPayload {
 		return "", ErrRequestTooLarge
 	}
 	return q.enqueue(ctx, ev)
@@ -149,7 +150,7 @@ func (q *Queue) enqueue(ctx context.Context, ev Event) (string, error) {
 		return "", errors.New("async event without namespace or function")
 	}
 	if ev.RequestID == "" {
-		ev.RequestID = uuid.NewString()
+		ev.RequestID = contract.NewRequestID()
 	}
 	if ev.Received.IsZero() {
 		ev.Received = time.Now()

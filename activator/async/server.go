@@ -61,7 +61,7 @@ type Server struct {
 	queuePass, dstPass string
 }
 
-// maxPayload is above PayloadLimit so that invocation records (request and response
+// maxPayload is above contract.MaxAsyncPayload so that invocation records (request and response
 // payloads, each up to 256 KB) fit, when they go to a Function destination.
 const maxPayload = 4 << 20
 

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -346,40 +347,24 @@ type attemptState struct {
 func (s *attemptState) remember(r InvokeResult) {
 	s.LastStatus, s.LastExecutedVersion, s.LastFunctionError = r.StatusCode, r.ExecutedVersion, r.FunctionError
 	s.LastPayload = r.Payload
-	if len(s.LastPayload) > PayloadLimit {
-		s.LastPayload = s.LastPayload[:PayloadLimit]
+	if len(s.LastPayload) > contract.MaxAsyncPayload {
+		s.LastPayload = s.LastPayload[:contract.MaxAsyncPayload]
 	}
 }
 
+// handle runs one delivery of an event: refuses a message that is not an event, sends an
+// event past its age or at reserved concurrency 0 to the failure path, else invokes it and
+// acts on the outcome.
 func (w *Workers) handle(ctx context.Context, msg jetstream.Msg) {
-	ev, err := w.q.readEvent(msg.Subject(), msg.Headers(), msg.Data())
-	if err != nil {
-		// Not an event an activator accepted (issue #15): never invoked, never redelivered.
-		reason := RejectMalformed
-		var re *RejectedError
-		if errors.As(err, &re) {
-			reason = re.Reason
-		}
-		w.opts.Metrics.Rejected.WithLabelValues(reason).Inc()
-		w.opts.Log.Error(err, "Refusing a message on the async queue", "reason", reason)
-		if msg.Term() == nil {
-			w.q.settled(msg.Subject(), len(msg.Data())) // it has left the stream
-		}
+	ev, ok := w.readOrRefuse(msg)
+	if !ok {
 		return
 	}
 	log := w.opts.Log.WithValues("namespace", ev.Namespace, "function", ev.Function, "requestId", ev.RequestID)
 	stopKeepAlive := w.keepAlive(msg)
 	defer stopKeepAlive()
 
-	var st attemptState
-	stored := false
-	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 {
-		// Only an event seen before can have a history.
-		if e, err := w.q.state.Get(ctx, ev.RequestID); err == nil {
-			stored = json.Unmarshal(e.Value(), &st) == nil
-		}
-	}
-
+	st, stored := w.history(ctx, msg, ev)
 	cfg, err := w.configs.AsyncConfig(ctx, ev.Namespace, ev.Function, ev.Qualifier)
 	if errors.Is(err, ErrFunctionNotFound) {
 		cfg = ConfigFrom(nil)
@@ -399,7 +384,7 @@ func (w *Workers) handle(ctx context.Context, msg jetstream.Msg) {
 	if cfg.ReservedConcurrency != nil && *cfg.ReservedConcurrency == 0 {
 		// Lambda: reserved concurrency 0 sends events straight to the failure path.
 		st.remember(InvokeResult{StatusCode: 429, ExecutedVersion: cfg.Version,
-			Payload: []byte(`{"Type":"User","message":"Rate Exceeded.","Reason":"ReservedFunctionConcurrentInvocationLimitExceeded"}`)})
+			Payload: []byte(reservedZeroAnswer)})
 		w.fail(ctx, msg, ev, cfg, &st, stored, ConditionRetriesExhausted, log)
 		return
 	}
@@ -417,12 +402,49 @@ func (w *Workers) handle(ctx context.Context, msg jetstream.Msg) {
 	if err != nil {
 		res = InvokeResult{StatusCode: 500, Payload: serviceError(err)}
 	}
+	w.onOutcome(ctx, msg, ev, cfg, &st, stored, res, log)
+}
 
+// readOrRefuse reads the event a message carries; a message that is not an event an
+// activator accepted (issue #15) is counted, logged and terminated: never invoked, never
+// redelivered.
+func (w *Workers) readOrRefuse(msg jetstream.Msg) (Event, bool) {
+	ev, err := w.q.readEvent(msg.Subject(), msg.Headers(), msg.Data())
+	if err == nil {
+		return ev, true
+	}
+	reason := RejectMalformed
+	var re *RejectedError
+	if errors.As(err, &re) {
+		reason = re.Reason
+	}
+	w.opts.Metrics.Rejected.WithLabelValues(reason).Inc()
+	w.opts.Log.Error(err, "Refusing a message on the async queue", "reason", reason)
+	if msg.Term() == nil {
+		w.q.settled(msg.Subject(), len(msg.Data())) // it has left the stream
+	}
+	return ev, false
+}
+
+// history is the event's attempts so far, and whether they were stored; only an event
+// delivered before can have any.
+func (w *Workers) history(ctx context.Context, msg jetstream.Msg, ev Event) (st attemptState, stored bool) {
+	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 {
+		if e, err := w.q.state.Get(ctx, ev.RequestID); err == nil {
+			stored = json.Unmarshal(e.Value(), &st) == nil
+		}
+	}
+	return st, stored
+}
+
+// onOutcome acts on an invocation's result: the success destination and settling, a retry
+// after a function error or a throttle, or the failure path.
+func (w *Workers) onOutcome(ctx context.Context, msg jetstream.Msg, ev Event, cfg Config, st *attemptState, stored bool, res InvokeResult, log logr.Logger) {
 	switch res.outcome() {
 	case outcomeSuccess:
 		st.InvokeCount++
 		st.remember(res)
-		rec := w.record(ev, ConditionSuccess, &st)
+		rec := w.record(ev, ConditionSuccess, st)
 		if cfg.OnSuccess != nil {
 			w.deliver(ctx, ev, cfg.OnSuccess, Letter{Body: rec, RequestID: ev.RequestID}, false, log)
 		}
@@ -432,24 +454,24 @@ func (w *Workers) handle(ctx context.Context, msg jetstream.Msg) {
 		st.FunctionErrors++
 		st.remember(res)
 		if st.FunctionErrors > cfg.MaximumRetryAttempts {
-			w.fail(ctx, msg, ev, cfg, &st, stored, ConditionRetriesExhausted, log)
+			w.fail(ctx, msg, ev, cfg, st, stored, ConditionRetriesExhausted, log)
 			return
 		}
 		policy := w.opts.Retry
 		if cfg.FunctionErrorDelays != nil {
 			policy.FunctionErrorDelays = cfg.FunctionErrorDelays
 		}
-		w.retryLater(ctx, msg, ev, cfg, &st, policy.functionErrorDelay(st.FunctionErrors), log)
+		w.retryLater(ctx, msg, ev, cfg, st, policy.functionErrorDelay(st.FunctionErrors), log)
 	case outcomeRetryable:
 		// Throttles and system errors do not use up maximumRetryAttempts.
 		st.Retryable++
 		if st.LastFunctionError == "" {
 			st.remember(res)
 		}
-		w.retryLater(ctx, msg, ev, cfg, &st, w.opts.Retry.throttleDelay(st.Retryable), log)
+		w.retryLater(ctx, msg, ev, cfg, st, w.opts.Retry.throttleDelay(st.Retryable), log)
 	case outcomeInvocationError:
 		st.remember(res)
-		w.fail(ctx, msg, ev, cfg, &st, stored, ConditionRetriesExhausted, log)
+		w.fail(ctx, msg, ev, cfg, st, stored, ConditionRetriesExhausted, log)
 	}
 }
 
@@ -570,7 +592,7 @@ func (w *Workers) deliver(ctx context.Context, ev Event, dest *lambdav1alpha1.De
 func (w *Workers) record(ev Event, condition string, st *attemptState) []byte {
 	q := ev.Qualifier
 	if q == "" {
-		q = "$LATEST"
+		q = contract.Latest
 	}
 	arn := lambdav1alpha1.QualifiedFunctionARN(w.opts.Region, w.opts.AccountID, ev.Function, q)
 	status := st.LastStatus
@@ -630,3 +652,7 @@ func errorMessage(payload []byte, condition string) string {
 	}
 	return msg
 }
+
+// reservedZeroAnswer is the TooManyRequestsException the invoke handler would answer at a
+// reserved concurrency of 0, recorded for an event that is not tried.
+const reservedZeroAnswer = `{"Type":"User","message":"` + contract.ThrottleMessage + `","Reason":"` + contract.ReasonReservedConcurrency + `"}`

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -342,14 +343,14 @@ func TestOversizeIsRejectedAndNothingStored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = q.Enqueue(context.Background(), Event{Namespace: "default", Function: "f", Payload: make([]byte, PayloadLimit+1)})
+	_, err = q.Enqueue(context.Background(), Event{Namespace: "default", Function: "f", Payload: make([]byte, contract.MaxAsyncPayload+1)})
 	if !errors.Is(err, ErrRequestTooLarge) {
 		t.Fatalf("err %v, want ErrRequestTooLarge", err)
 	}
 	if n, _ := q.Pending(context.Background()); n != 0 {
 		t.Fatalf("%d events stored after a rejected one", n)
 	}
-	payload := `"` + strings.Repeat("a", PayloadLimit-2) + `"`
+	payload := `"` + strings.Repeat("a", contract.MaxAsyncPayload-2) + `"`
 	if _, err := q.Enqueue(context.Background(), Event{Namespace: "default", Function: "f", Payload: []byte(payload)}); err != nil {
 		t.Fatalf("exactly 256 KB: %v", err)
 	}

@@ -14,7 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/klambda/klambda/activator/router"
+	"github.com/klambda/klambda/activator/fnkey"
+	"github.com/klambda/klambda/api/contract"
 )
 
 // Environment is one ready pod of a version: where its shim's invoke endpoint listens and
@@ -51,13 +52,8 @@ type Limits struct {
 	Unreserved int32
 }
 
-// Throttle reasons, as Lambda names them in TooManyRequestsException.Reason.
-const (
-	ReasonReserved = "ReservedFunctionConcurrentInvocationLimitExceeded"
-	ReasonAccount  = "ConcurrentInvocationLimitExceeded"
-)
-
-// ThrottleError is a request refused at a concurrency limit.
+// ThrottleError is a request refused at a concurrency limit; Reason is
+// contract.ReasonReservedConcurrency or contract.ReasonAccountConcurrency.
 type ThrottleError struct{ Reason string }
 
 func (e *ThrottleError) Error() string { return "throttled: " + e.Reason }
@@ -66,11 +62,11 @@ func (e *ThrottleError) Error() string { return "throttled: " + e.Reason }
 var ErrNoEnvironment = errors.New("no execution environment became available in time")
 
 // Waker is told that a version has a request waiting (the scaler).
-type Waker interface{ Wake(router.Key) }
+type Waker interface{ Wake(fnkey.Key) }
 
 type nopWaker struct{}
 
-func (nopWaker) Wake(router.Key) {}
+func (nopWaker) Wake(fnkey.Key) {}
 
 // Dispatcher holds every version's pool.
 type Dispatcher struct {
@@ -99,7 +95,7 @@ type function struct {
 }
 
 type pool struct {
-	key      router.Key
+	key      fnkey.Key
 	envs     map[string]*env
 	idle     []*env // a stack: the most recently used is reused first, so the rest can age out
 	waiters  []*waiter
@@ -140,7 +136,7 @@ func New(waker Waker) *Dispatcher {
 // SetWaker replaces the waker (wiring: the scaler is built after the dispatcher).
 func (d *Dispatcher) SetWaker(w Waker) { d.mu.Lock(); d.waker = w; d.mu.Unlock() }
 
-func (d *Dispatcher) function(k router.Key) *function {
+func (d *Dispatcher) function(k fnkey.Key) *function {
 	fk := fnKey{k.Namespace, k.Function}
 	d.mu.RLock()
 	f := d.fns[fk]
@@ -162,7 +158,7 @@ func (d *Dispatcher) function(k router.Key) *function {
 	return f
 }
 
-func (f *function) pool(k router.Key) *pool {
+func (f *function) pool(k fnkey.Key) *pool {
 	p := f.pools[k.Version]
 	if p == nil {
 		p = &pool{key: k, envs: map[string]*env{}}
@@ -190,25 +186,25 @@ type Lease struct {
 
 // Acquire gives the request an environment of version key, waiting until ctx is done.
 // Errors: *ThrottleError at a limit (at once), ErrNoEnvironment when ctx ends first.
-func (d *Dispatcher) Acquire(ctx context.Context, key router.Key, lim Limits) (*Lease, error) {
+func (d *Dispatcher) Acquire(ctx context.Context, key fnkey.Key, lim Limits) (*Lease, error) {
 	return d.AcquireWithin(ctx, key, lim, 0)
 }
 
 // AcquireWithin is Acquire that waits at most maxWait (0: until ctx ends). The timer
 // exists only when the request has to wait: a warm acquisition costs no allocation of it.
-func (d *Dispatcher) AcquireWithin(ctx context.Context, key router.Key, lim Limits, maxWait time.Duration) (*Lease, error) {
+func (d *Dispatcher) AcquireWithin(ctx context.Context, key fnkey.Key, lim Limits, maxWait time.Duration) (*Lease, error) {
 	f := d.function(key)
 	f.mu.Lock()
 	if lim.Reserved >= 0 && f.active >= lim.Reserved {
 		f.mu.Unlock()
-		return nil, &ThrottleError{Reason: ReasonReserved}
+		return nil, &ThrottleError{Reason: contract.ReasonReservedConcurrency}
 	}
 	countedNS := false
 	if lim.Reserved < 0 && lim.Unreserved >= 0 {
 		if f.ns.Add(1) > lim.Unreserved {
 			f.ns.Add(-1)
 			f.mu.Unlock()
-			return nil, &ThrottleError{Reason: ReasonAccount}
+			return nil, &ThrottleError{Reason: contract.ReasonAccountConcurrency}
 		}
 		countedNS = true
 	}
@@ -466,7 +462,7 @@ func (p *pool) removeWaiter(w *waiter) {
 // SetEnvironments replaces version key's ready environments (from the pod informer).
 // New ones serve waiting requests first; missing ones leave (a busy one when its
 // invocation ends).
-func (d *Dispatcher) SetEnvironments(key router.Key, envs []Environment) {
+func (d *Dispatcher) SetEnvironments(key fnkey.Key, envs []Environment) {
 	f := d.function(key)
 	now := d.now()
 	f.mu.Lock()
@@ -518,7 +514,7 @@ type EnvironmentStats struct {
 
 // PoolStats describes one version's demand and capacity.
 type PoolStats struct {
-	Key      router.Key
+	Key      fnkey.Key
 	InFlight int
 	Waiting  int
 	// BusyElsewhere counts environments whose shim answered busy with an invocation this
@@ -571,7 +567,7 @@ func (d *Dispatcher) Concurrency(namespace, function string) int {
 // an invocation a previous activator sent) is taken only once its shim says it is idle
 // (Check) or MaxInvocation has passed since it joined: one whose shim answers busy becomes
 // busy elsewhere, and one whose state is unknown goes back into rotation.
-func (d *Dispatcher) Drain(key router.Key, names []string) []string {
+func (d *Dispatcher) Drain(key fnkey.Key, names []string) []string {
 	f := d.function(key)
 	now := d.now()
 	f.mu.Lock()
@@ -627,7 +623,7 @@ func (d *Dispatcher) Drain(key router.Key, names []string) []string {
 }
 
 // Undrain puts drained environments back (the scale-down did not happen).
-func (d *Dispatcher) Undrain(key router.Key, names []string) {
+func (d *Dispatcher) Undrain(key fnkey.Key, names []string) {
 	f := d.function(key)
 	now := d.now()
 	f.mu.Lock()

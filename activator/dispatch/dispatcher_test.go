@@ -8,16 +8,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klambda/klambda/activator/router"
+	"github.com/klambda/klambda/activator/fnkey"
+	"github.com/klambda/klambda/api/contract"
 )
 
-var key = router.Key{Namespace: "ns", Function: "f", Version: "1"}
+var key = fnkey.Key{Namespace: "ns", Function: "f", Version: "1"}
 
 var noLimit = Limits{Reserved: -1, Unreserved: -1}
 
 type countingWaker struct{ n atomic.Int32 }
 
-func (w *countingWaker) Wake(router.Key) { w.n.Add(1) }
+func (w *countingWaker) Wake(fnkey.Key) { w.n.Add(1) }
 
 func envs(names ...string) []Environment {
 	var out []Environment
@@ -176,7 +177,7 @@ func TestReservedConcurrencyThrottlesAtOnce(t *testing.T) {
 			l, err := d.Acquire(context.Background(), key, lim)
 			var te *ThrottleError
 			if errors.As(err, &te) {
-				if te.Reason != ReasonReserved || time.Since(t0) > 100*time.Millisecond {
+				if te.Reason != contract.ReasonReservedConcurrency || time.Since(t0) > 100*time.Millisecond {
 					t.Errorf("throttle %v after %v", te, time.Since(t0))
 				}
 				throttled.Add(1)
@@ -210,14 +211,14 @@ func TestReservedZeroAndNamespaceLimit(t *testing.T) {
 		t.Fatalf("reserved 0: %v", err)
 	}
 	d.SetEnvironments(key, envs("a"))
-	other := router.Key{Namespace: "ns", Function: "g", Version: "$LATEST"}
+	other := fnkey.Key{Namespace: "ns", Function: "g", Version: "$LATEST"}
 	d.SetEnvironments(other, envs("g1"))
 	lim := Limits{Reserved: -1, Unreserved: 1}
 	l, err := d.Acquire(context.Background(), key, lim)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Acquire(context.Background(), other, lim); !errors.As(err, &te) || te.Reason != ReasonAccount {
+	if _, err := d.Acquire(context.Background(), other, lim); !errors.As(err, &te) || te.Reason != contract.ReasonAccountConcurrency {
 		t.Fatalf("namespace pool: %v", err)
 	}
 	l.Release()

@@ -10,7 +10,7 @@ import (
 
 	"github.com/klambda/klambda/activator/dispatch"
 	"github.com/klambda/klambda/activator/fakeshim"
-	"github.com/klambda/klambda/activator/router"
+	"github.com/klambda/klambda/activator/fnkey"
 	"github.com/klambda/klambda/activator/shimclient"
 	"github.com/klambda/klambda/activator/testrig"
 )
@@ -31,7 +31,7 @@ func checker() dispatch.StateChecker {
 	return func(ctx context.Context, e dispatch.Environment) (bool, error) { return cl.Busy(ctx, e.Addr) }
 }
 
-func busyElsewhere(d *dispatch.Dispatcher, k router.Key) int {
+func busyElsewhere(d *dispatch.Dispatcher, k fnkey.Key) int {
 	for _, s := range d.Stats() {
 		if s.Key == k {
 			return s.BusyElsewhere
@@ -64,7 +64,7 @@ func TestShimBusyMovesRequestToAnotherEnvironment(t *testing.T) {
 	if shims[0].Calls.Load() != 4 {
 		t.Fatalf("the free environment ran %d calls, want 4", shims[0].Calls.Load())
 	}
-	k := router.Key{Namespace: testrig.Namespace, Function: "f", Version: "$LATEST"}
+	k := fnkey.Key{Namespace: testrig.Namespace, Function: "f", Version: "$LATEST"}
 	if n := busyElsewhere(r.Dispatcher, k); n != 1 {
 		t.Fatalf("BusyElsewhere = %d, want 1 (the scaler counts it as demand)", n)
 	}
@@ -115,7 +115,7 @@ func TestUnverifiedEnvironmentCheckedAsItJoins(t *testing.T) {
 	d := dispatch.New(nil)
 	d.Check = checker()
 	d.RecheckMin = time.Hour
-	k := router.Key{Namespace: "ns", Function: "f", Version: "$LATEST"}
+	k := fnkey.Key{Namespace: "ns", Function: "f", Version: "$LATEST"}
 	d.SetEnvironments(k, []dispatch.Environment{
 		{Name: "idle", Addr: idle.Addr(), Unverified: true},
 		{Name: "busy", Addr: busy.Addr(), Unverified: true},

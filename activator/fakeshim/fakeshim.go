@@ -20,6 +20,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/klambda/klambda/api/contract"
 )
 
 // Shim is one fake environment.
@@ -52,7 +54,7 @@ func (s *Shim) Addr() string { return s.Server.Listener.Addr().String() }
 func (s *Shim) Close() { s.Server.Close() }
 
 func fail(w http.ResponseWriter, status int, typ, msg string) {
-	w.Header().Set("X-Amzn-Errortype", typ)
+	w.Header().Set(contract.HeaderErrorType, typ)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	b, _ := json.Marshal(map[string]string{"Type": "User", "message": msg})
@@ -67,17 +69,17 @@ func (s *Shim) Hold() bool { return s.busy.CompareAndSwap(false, true) }
 func (s *Shim) Free() { s.busy.Store(false) }
 
 func (s *Shim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/healthz" && r.Method == http.MethodGet {
+	if r.URL.Path == contract.HealthPath && r.Method == http.MethodGet {
 		// As the real shim: whether an invocation is running.
-		w.Header().Set("X-Klambda-Busy", strconv.FormatBool(s.busy.Load()))
+		w.Header().Set(contract.HeaderBusy, strconv.FormatBool(s.busy.Load()))
 		w.WriteHeader(200)
 		return
 	}
-	if r.URL.Path != "/2015-03-31/functions/function/invocations" || r.Method != http.MethodPost {
+	if r.URL.Path != contract.InvokePath || r.Method != http.MethodPost {
 		fail(w, 404, "ResourceNotFoundException", "no such endpoint")
 		return
 	}
-	if s.Secret != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Klambda-Invoke-Secret")), []byte(s.Secret)) != 1 {
+	if s.Secret != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get(contract.HeaderInvokeSecret)), []byte(s.Secret)) != 1 {
 		fail(w, 401, "UnauthorizedException", "missing or wrong X-Klambda-Invoke-Secret")
 		return
 	}
@@ -104,25 +106,25 @@ func (s *Shim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(time.Duration(ctl.SleepMs) * time.Millisecond)
 	}
 	h := w.Header()
-	h["X-Amzn-Requestid"] = []string{r.Header.Get("X-Amzn-Requestid")}
-	h["X-Amz-Executed-Version"] = []string{s.Version}
+	h[contract.HeaderRequestID] = []string{r.Header.Get(contract.HeaderRequestID)}
+	h[contract.HeaderExecutedVersion] = []string{s.Version}
 	h["Content-Type"] = []string{"application/json"}
 	if !s.inited.Swap(true) && s.InitDuration > 0 {
-		h["X-Klambda-Init-Duration-Ms"] = []string{strconv.FormatFloat(float64(s.InitDuration)/1e6, 'f', 2, 64)}
+		h[contract.HeaderInitDuration] = []string{strconv.FormatFloat(float64(s.InitDuration)/1e6, 'f', 2, 64)}
 	}
 	body := payload
 	if len(body) == 0 {
 		body = []byte("null")
 	}
 	if ctl.Fail != "" {
-		h["X-Amz-Function-Error"] = []string{"Unhandled"}
+		h[contract.HeaderFunctionError] = []string{"Unhandled"}
 		body, _ = json.Marshal(map[string]any{"errorMessage": ctl.Fail, "errorType": "errorString"})
 	}
-	if r.Header.Get("X-Amz-Log-Type") == "Tail" {
-		log := "START RequestId: " + r.Header.Get("X-Amzn-Requestid") + " Version: " + s.Version + "\nEND\n"
-		h["X-Amz-Log-Result"] = []string{base64.StdEncoding.EncodeToString([]byte(log))}
+	if r.Header.Get(contract.HeaderLogType) == contract.LogTypeTail {
+		log := "START RequestId: " + r.Header.Get(contract.HeaderRequestID) + " Version: " + s.Version + "\nEND\n"
+		h[contract.HeaderLogResult] = []string{base64.StdEncoding.EncodeToString([]byte(log))}
 	}
-	h["X-Klambda-Duration-Ms"] = []string{strconv.FormatFloat(float64(time.Since(start))/1e6, 'f', 2, 64)}
+	h[contract.HeaderDuration] = []string{strconv.FormatFloat(float64(time.Since(start))/1e6, 'f', 2, 64)}
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(200)
 	_, _ = w.Write(body)

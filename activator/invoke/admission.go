@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sync/semaphore"
+
+	"github.com/klambda/klambda/api/contract"
 )
 
 // Admission bounds what requests may hold in the activator at once, so that no caller
@@ -38,14 +40,14 @@ const (
 // environment (maxWaiting; 0 = no bound). totalBytes must hold at least one largest
 // payload.
 func NewAdmission(totalBytes, perNamespaceBytes int64, maxWaiting int) (*Admission, error) {
-	if totalBytes < MaxPayload {
-		return nil, &configError{"the request byte budget (" + strconv.FormatInt(totalBytes, 10) + ") must hold at least one largest payload (" + strconv.Itoa(MaxPayload) + " bytes)"}
+	if totalBytes < contract.MaxSyncPayload {
+		return nil, &configError{"the request byte budget (" + strconv.FormatInt(totalBytes, 10) + ") must hold at least one largest payload (" + strconv.Itoa(contract.MaxSyncPayload) + " bytes)"}
 	}
 	if perNamespaceBytes == 0 || perNamespaceBytes > totalBytes {
 		perNamespaceBytes = totalBytes
 	}
-	if perNamespaceBytes < MaxPayload {
-		return nil, &configError{"the per-namespace request byte budget (" + strconv.FormatInt(perNamespaceBytes, 10) + ") must hold at least one largest payload (" + strconv.Itoa(MaxPayload) + " bytes)"}
+	if perNamespaceBytes < contract.MaxSyncPayload {
+		return nil, &configError{"the per-namespace request byte budget (" + strconv.FormatInt(perNamespaceBytes, 10) + ") must hold at least one largest payload (" + strconv.Itoa(contract.MaxSyncPayload) + " bytes)"}
 	}
 	if maxWaiting < 0 {
 		return nil, &configError{"the bound on waiting requests must not be negative"}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/klambda/klambda/activator/invoke"
 	"github.com/klambda/klambda/activator/testrig"
+	"github.com/klambda/klambda/api/contract"
 )
 
 // The requests waiting for an environment are bounded (they were bounded only by each
@@ -72,7 +73,7 @@ func TestTokenFloodAnsweredCallerRateLimit(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		a := call(t, r.URL(), invPath("f"), `{}`, map[string]string{"Authorization": "Bearer forged-" + strconv.Itoa(i)})
 		switch {
-		case a.status == http.StatusTooManyRequests && strings.Contains(a.body, invoke.ReasonCallerRate):
+		case a.status == http.StatusTooManyRequests && strings.Contains(a.body, contract.ReasonCallerRate):
 			limited++
 		case a.status != http.StatusForbidden:
 			t.Fatalf("forged token: %+v", a)

@@ -3,6 +3,8 @@ package invoke
 import (
 	"net/http"
 	"strconv"
+
+	"github.com/klambda/klambda/api/contract"
 )
 
 // Error is an invocation error in Lambda's wire format: the exception name in the
@@ -27,7 +29,7 @@ func (e *Error) Error() string { return e.Type + ": " + e.Message }
 // Write answers the error.
 func (e *Error) Write(w http.ResponseWriter) {
 	h := w.Header()
-	h["X-Amzn-Errortype"] = []string{e.Type}
+	h[contract.HeaderErrorType] = []string{e.Type}
 	h["Content-Type"] = []string{"application/json"}
 	if e.RetryAfterSeconds > 0 {
 		h["Retry-After"] = []string{strconv.Itoa(e.RetryAfterSeconds)}
@@ -104,19 +106,17 @@ func ErrNotReady(msg string) *Error {
 	return userError(http.StatusBadGateway, "ResourceNotReadyException", msg)
 }
 
+// Throttle reasons are contract's (ReasonReservedConcurrency, ReasonAccountConcurrency,
+// ReasonCallerRate: the caller's source sent more unknown tokens than auth.Checker's
+// per-source review budget), but for the activator's own:
 const (
-	ReasonReserved = "ReservedFunctionConcurrentInvocationLimitExceeded"
-	ReasonAccount  = "ConcurrentInvocationLimitExceeded"
-	// ReasonCallerRate: the caller's source sent more unknown tokens than the activator
-	// reviews (auth.Checker's per-source review budget).
-	ReasonCallerRate = "CallerRateLimitExceeded"
 	// ReasonActivatorBusy labels (in klambda_throttles_total only; Lambda has no such
 	// reason) the activator's own refusals: request bytes or waiting requests at their bound.
 	ReasonActivatorBusy = "ActivatorBusy"
 )
 
 func ErrThrottled(reason string) *Error {
-	e := userError(http.StatusTooManyRequests, "TooManyRequestsException", "Rate Exceeded.")
+	e := userError(http.StatusTooManyRequests, "TooManyRequestsException", contract.ThrottleMessage)
 	e.Reason = reason
 	e.RetryAfterSeconds = 1
 	return e
@@ -125,7 +125,7 @@ func ErrThrottled(reason string) *Error {
 // ErrBusy is the activator's own throttle: it holds as much as it may of what requests
 // use (request bytes, waiting requests; Admission). Lambda has no reason for it.
 func ErrBusy(msg string) *Error {
-	e := userError(http.StatusTooManyRequests, "TooManyRequestsException", "Rate Exceeded. "+msg)
+	e := userError(http.StatusTooManyRequests, "TooManyRequestsException", contract.ThrottleMessage+" "+msg)
 	e.RetryAfterSeconds = 1
 	return e
 }

@@ -7,11 +7,9 @@ package invoke
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -21,13 +19,13 @@ import (
 
 	"github.com/klambda/klambda/activator/auth"
 	"github.com/klambda/klambda/activator/dispatch"
+	"github.com/klambda/klambda/activator/fnkey"
 	"github.com/klambda/klambda/activator/metrics"
 	"github.com/klambda/klambda/activator/router"
 	"github.com/klambda/klambda/activator/shimclient"
+	"github.com/klambda/klambda/api/contract"
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
-
-// MaxPayload is Lambda's synchronous request limit (6 MB).
-const MaxPayload = 6 * 1024 * 1024
 
 // Router resolves name + qualifier to a version (router.Table).
 type Router interface {
@@ -37,7 +35,7 @@ type Router interface {
 
 // Dispatcher hands out environments (dispatch.Dispatcher).
 type Dispatcher interface {
-	AcquireWithin(ctx context.Context, key router.Key, lim dispatch.Limits, maxWait time.Duration) (*dispatch.Lease, error)
+	AcquireWithin(ctx context.Context, key fnkey.Key, lim dispatch.Limits, maxWait time.Duration) (*dispatch.Lease, error)
 }
 
 // Shim sends one invocation to one environment (shimclient.Client).
@@ -66,9 +64,6 @@ type AsyncEvent struct {
 	TraceID       string
 	Received      time.Time
 }
-
-// AsyncPayloadLimit is Lambda's limit on an Event payload (256 KB).
-const AsyncPayloadLimit = 256 * 1024
 
 // HeaderAsyncRequestID carries a queued event's request id from the in-process async
 // worker (activator/async.HTTPInvoker); honoured only by a handler without Auth.
@@ -105,12 +100,12 @@ var bufPool = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0,
 
 const maxPooledBuffer = 1 << 20
 
+// arn is the function's ARN, qualified when qualifier is not "".
 func (h *Handler) arn(fn, qualifier string) string {
-	s := "arn:aws:lambda:" + h.Region + ":" + h.AccountID + ":function:" + fn
-	if qualifier != "" {
-		s += ":" + qualifier
+	if qualifier == "" {
+		return lambdav1alpha1.FunctionARN(h.Region, h.AccountID, fn)
 	}
-	return s
+	return lambdav1alpha1.QualifiedFunctionARN(h.Region, h.AccountID, fn, qualifier)
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -143,8 +138,8 @@ func (h *Handler) countFailure(at resolved, e *Error) {
 	// Concurrency throttles are counted where they happen, with their version; the
 	// activator's own (review budget, request bytes, waiters) here.
 	switch e.Reason {
-	case ReasonCallerRate:
-		h.Metrics.Throttles.WithLabelValues(at.namespace, at.function, "", "", ReasonCallerRate).Inc()
+	case contract.ReasonCallerRate:
+		h.Metrics.Throttles.WithLabelValues(at.namespace, at.function, "", "", contract.ReasonCallerRate).Inc()
 	case "":
 		h.Metrics.Throttles.WithLabelValues(at.namespace, at.function, "", "", ReasonActivatorBusy).Inc()
 	}
@@ -153,77 +148,124 @@ func (h *Handler) countFailure(at resolved, e *Error) {
 // invoke answers the call, or returns the invocation error to answer; it fills at once the
 // function is resolved.
 func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request, at *resolved) *Error {
-	ctx := r.Context()
-	if h.Auth != nil {
-		d, err := h.Auth.CheckFrom(ctx, clientIP(r), auth.TokenFrom(r.Header), req.Namespace, req.FunctionName)
-		if err != nil {
-			h.Log.Error(err, "authorization review failed", "namespace", req.Namespace, "function", req.FunctionName)
-			return ErrService("could not review the caller's token or permission")
-		}
-		switch d.Outcome {
-		case auth.NoToken:
-			return ErrMissingToken()
-		case auth.InvalidToken:
-			return ErrInvalidToken()
-		case auth.Denied:
-			return ErrAccessDenied(d.User, h.arn(req.FunctionName, req.Qualifier))
-		case auth.RateLimited:
-			return ErrThrottled(ReasonCallerRate)
-		}
+	if e := h.authorize(r, req); e != nil {
+		return e
 	}
-	route, err := h.Router.Resolve(req.Namespace, req.FunctionName, req.Qualifier)
-	if err != nil {
-		var na *router.NotActiveError
-		switch {
-		case errors.Is(err, router.ErrFunctionNotFound):
-			return ErrFunctionNotFound(h.arn(req.FunctionName, ""))
-		case errors.Is(err, router.ErrQualifierNotFound):
-			return ErrFunctionNotFound(h.arn(req.FunctionName, req.Qualifier))
-		case errors.As(err, &na):
-			return ErrNotActive(na.State)
-		default:
-			return ErrService(err.Error())
-		}
+	route, e := h.resolve(req)
+	if e != nil {
+		return e
 	}
 	at.namespace, at.function = route.Namespace, route.Function
 	if req.InvocationType == DryRun {
-		w.Header()["X-Amz-Executed-Version"] = []string{route.Version}
+		w.Header()[contract.HeaderExecutedVersion] = []string{route.Version}
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
+	payload, done, e := h.readPayload(r, route.Namespace)
+	if e != nil {
+		return e
+	}
+	defer done()
+	if req.InvocationType == Event {
+		return h.enqueue(w, r, req, payload)
+	}
+	return h.run(w, r, req, route, payload)
+}
 
-	if r.ContentLength > MaxPayload {
-		return ErrRequestTooLarge(MaxPayload)
+// authorize reviews the caller's token and its permission to invoke the function (nil
+// when the handler has no Auth).
+func (h *Handler) authorize(r *http.Request, req *Request) *Error {
+	if h.Auth == nil {
+		return nil
+	}
+	d, err := h.Auth.CheckFrom(r.Context(), clientIP(r), auth.TokenFrom(r.Header), req.Namespace, req.FunctionName)
+	if err != nil {
+		h.Log.Error(err, "authorization review failed", "namespace", req.Namespace, "function", req.FunctionName)
+		return ErrService("could not review the caller's token or permission")
+	}
+	switch d.Outcome {
+	case auth.NoToken:
+		return ErrMissingToken()
+	case auth.InvalidToken:
+		return ErrInvalidToken()
+	case auth.Denied:
+		return ErrAccessDenied(d.User, h.arn(req.FunctionName, req.Qualifier))
+	case auth.RateLimited:
+		return ErrThrottled(contract.ReasonCallerRate)
+	}
+	return nil
+}
+
+// resolve asks the router for the version the call runs.
+func (h *Handler) resolve(req *Request) (router.Route, *Error) {
+	route, err := h.Router.Resolve(req.Namespace, req.FunctionName, req.Qualifier)
+	if err == nil {
+		return route, nil
+	}
+	var na *router.NotActiveError
+	switch {
+	case errors.Is(err, router.ErrFunctionNotFound):
+		return route, ErrFunctionNotFound(h.arn(req.FunctionName, ""))
+	case errors.Is(err, router.ErrQualifierNotFound):
+		return route, ErrFunctionNotFound(h.arn(req.FunctionName, req.Qualifier))
+	case errors.As(err, &na):
+		return route, ErrNotActive(na.State)
+	default:
+		return route, ErrService(err.Error())
+	}
+}
+
+// readPayload reads the request body (at most contract.MaxSyncPayload bytes, reserved with the
+// Admission for namespace ns before a byte is read) and checks it is JSON. done releases
+// the reservation and the buffer; call it once the payload is no longer used.
+func (h *Handler) readPayload(r *http.Request, ns string) (payload []byte, done func(), e *Error) {
+	if r.ContentLength > contract.MaxSyncPayload {
+		return nil, nil, ErrRequestTooLarge(contract.MaxSyncPayload)
+	}
+	var cleanups []func()
+	done = func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
 	}
 	if h.Admission != nil {
 		// The body's bytes are reserved before a byte of it is read, for as long as the
 		// request holds them; past the budget the body is never read.
 		n := r.ContentLength
 		if n < 0 {
-			n = MaxPayload
+			n = contract.MaxSyncPayload
 		}
-		if !h.Admission.reserve(route.Namespace, n) {
-			return ErrBusy("the activator holds as many request bytes as it may (" + route.Namespace + "'s share or all namespaces'); retry")
+		if !h.Admission.reserve(ns, n) {
+			return nil, nil, ErrBusy("the activator holds as many request bytes as it may (" + ns + "'s share or all namespaces'); retry")
 		}
-		defer h.Admission.release(route.Namespace, n)
+		cleanups = append(cleanups, func() { h.Admission.release(ns, n) })
 	}
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
-	defer func() {
+	cleanups = append(cleanups, func() {
 		if buf.Cap() <= maxPooledBuffer {
 			bufPool.Put(buf)
 		}
-	}()
+	})
+	if e := readBody(r, buf); e != nil {
+		done()
+		return nil, nil, e
+	}
+	return buf.Bytes(), done, nil
+}
+
+// readBody reads r's body into buf: at most contract.MaxSyncPayload bytes, empty or valid JSON.
+func readBody(r *http.Request, buf *bytes.Buffer) *Error {
 	if r.ContentLength > 0 {
 		// Room for the whole body at once, so that reading it does not grow the buffer
 		// past what was reserved.
 		buf.Grow(int(r.ContentLength) + bytes.MinRead)
 	}
-	if _, err := buf.ReadFrom(io.LimitReader(r.Body, MaxPayload+1)); err != nil {
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, contract.MaxSyncPayload+1)); err != nil {
 		return ErrInvalidParameter("could not read the request body: " + err.Error())
 	}
-	if buf.Len() > MaxPayload {
-		return ErrRequestTooLarge(MaxPayload)
+	if buf.Len() > contract.MaxSyncPayload {
+		return ErrRequestTooLarge(contract.MaxSyncPayload)
 	}
 	payload := buf.Bytes()
 	if len(payload) > 0 && !json.Valid(payload) {
@@ -234,43 +276,20 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request, a
 		}
 		return ErrInvalidJSON(detail)
 	}
+	return nil
+}
 
-	if req.InvocationType == Event {
-		return h.enqueue(w, r, req, payload)
-	}
-
-	key := router.Key{Namespace: route.Namespace, Function: route.Function, Version: route.Version}
+// run sends a synchronous invocation to an environment of the route's version and relays
+// the answer.
+func (h *Handler) run(w http.ResponseWriter, r *http.Request, req *Request, route router.Route, payload []byte) *Error {
+	key := fnkey.Key{Namespace: route.Namespace, Function: route.Function, Version: route.Version}
 	resource := route.Qualifier
 	if resource == "" {
-		resource = router.Latest
+		resource = contract.Latest
 	}
-	lim := dispatch.Limits{Reserved: route.ReservedConcurrency, Unreserved: -1}
-	if route.ReservedConcurrency < 0 && h.NamespaceLimit >= 0 {
-		lim.Unreserved = h.Router.UnreservedLimit(route.Namespace, h.NamespaceLimit)
-	}
-	if h.Admission != nil {
-		if !h.Admission.enterWait() {
-			return ErrBusy("too many requests are waiting for an execution environment; retry")
-		}
-	}
-	lease, err := h.Dispatcher.AcquireWithin(ctx, key, lim, h.WaitDeadline)
-	if h.Admission != nil {
-		h.Admission.leaveWait()
-	}
-	if err != nil {
-		var te *dispatch.ThrottleError
-		switch {
-		case errors.As(err, &te):
-			if h.Metrics != nil {
-				h.Metrics.Throttles.WithLabelValues(key.Namespace, key.Function, key.Version, resource, te.Reason).Inc()
-			}
-			return ErrThrottled(te.Reason)
-		case errors.Is(err, dispatch.ErrNoEnvironment):
-			return ErrService("No execution environment of " + key.String() + " became ready within " + h.WaitDeadline.String() + "; the function is scaling up, retry.")
-		default:
-			// The caller went away while waiting; nobody reads this answer.
-			return ErrService("request cancelled: " + err.Error())
-		}
+	lease, e := h.acquire(r.Context(), key, route, resource)
+	if e != nil {
+		return e
 	}
 	defer lease.Release()
 	var ms *metrics.Series
@@ -283,33 +302,86 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request, a
 
 	// The call to the shim outlives the client: an environment is busy until its
 	// invocation ends, whether or not anyone waits for the answer.
-	shimCtx, cancelShim := context.WithTimeout(context.WithoutCancel(ctx), route.Timeout+h.ShimGrace)
+	shimCtx, cancelShim := context.WithTimeout(context.WithoutCancel(r.Context()), route.Timeout+h.ShimGrace)
 	defer cancelShim()
 	requestID := ""
 	if h.Auth == nil {
 		requestID = r.Header.Get(HeaderAsyncRequestID)
 	}
 	if requestID == "" {
-		requestID = newRequestID()
+		requestID = contract.NewRequestID()
 	}
 	call := shimclient.Call{
-		Addr:          lease.Env.Addr,
-		Secret:        lease.Env.Secret,
 		RequestID:     requestID,
 		InvokedARN:    h.arn(route.Function, route.Qualifier),
 		Deadline:      time.Now().Add(route.Timeout),
 		ClientContext: req.ClientContext,
-		TraceID:       r.Header.Get(shimclient.HeaderTraceID),
+		TraceID:       r.Header.Get(contract.HeaderTraceID),
 		LogTail:       req.LogTail,
-		Body:          bytes.NewReader(payload),
 		ContentLength: int64(len(payload)),
 	}
-	resp, err := h.Shim.Do(shimCtx, &call)
+	resp, e := h.callShim(r.Context(), shimCtx, key, lease, &call, payload)
+	if e != nil {
+		return e
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return h.shimError(resp, key, lease.Env.Name, requestID)
+	}
+	relay(w, resp, route.Version, requestID, ms)
+	return nil
+}
+
+// acquire leases an environment of key within the function's and the namespace's
+// concurrency, waiting up to WaitDeadline.
+func (h *Handler) acquire(ctx context.Context, key fnkey.Key, route router.Route, resource string) (*dispatch.Lease, *Error) {
+	lim := dispatch.Limits{Reserved: route.ReservedConcurrency, Unreserved: -1}
+	if route.ReservedConcurrency < 0 && h.NamespaceLimit >= 0 {
+		lim.Unreserved = h.Router.UnreservedLimit(route.Namespace, h.NamespaceLimit)
+	}
+	if h.Admission != nil {
+		if !h.Admission.enterWait() {
+			return nil, ErrBusy("too many requests are waiting for an execution environment; retry")
+		}
+	}
+	lease, err := h.Dispatcher.AcquireWithin(ctx, key, lim, h.WaitDeadline)
+	if h.Admission != nil {
+		h.Admission.leaveWait()
+	}
+	if err == nil {
+		return lease, nil
+	}
+	var te *dispatch.ThrottleError
+	switch {
+	case errors.As(err, &te):
+		if h.Metrics != nil {
+			h.Metrics.Throttles.WithLabelValues(key.Namespace, key.Function, key.Version, resource, te.Reason).Inc()
+		}
+		return nil, ErrThrottled(te.Reason)
+	case errors.Is(err, dispatch.ErrNoEnvironment):
+		return nil, h.errNotReady(key)
+	default:
+		// The caller went away while waiting; nobody reads this answer.
+		return nil, ErrService("request cancelled: " + err.Error())
+	}
+}
+
+func (h *Handler) errNotReady(key fnkey.Key) *Error {
+	return ErrService("No execution environment of " + key.String() + " became ready within " + h.WaitDeadline.String() + "; the function is scaling up, retry.")
+}
+
+// callShim sends call with payload to the lease's environment (under shimCtx); an
+// environment busy with an invocation this activator did not send is traded for another
+// (waiting, under ctx, at most WaitDeadline for all the trades together).
+func (h *Handler) callShim(ctx, shimCtx context.Context, key fnkey.Key, lease *dispatch.Lease, call *shimclient.Call, payload []byte) (*http.Response, *Error) {
+	call.Addr, call.Secret = lease.Env.Addr, lease.Env.Secret
+	call.Body = bytes.NewReader(payload)
+	resp, err := h.Shim.Do(shimCtx, call)
 	busyUntil := time.Now().Add(h.WaitDeadline) // bounds all the moves below together
 	for err == nil && shimclient.IsBusy(resp) {
 		// The environment runs an invocation we did not send (a previous activator's): it
 		// counts as busy, and this request takes another environment (or waits for one).
-		h.Log.Info("environment busy with an invocation this activator did not send; trying another", "key", key.String(), "environment", lease.Env.Name, "requestId", requestID)
+		h.Log.Info("environment busy with an invocation this activator did not send; trying another", "key", key.String(), "environment", lease.Env.Name, "requestId", call.RequestID)
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
 		wait := time.Duration(0)
@@ -320,34 +392,34 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request, a
 		}
 		if err := lease.Reassign(ctx, wait); err != nil {
 			if errors.Is(err, dispatch.ErrNoEnvironment) {
-				return ErrService("No execution environment of " + key.String() + " became ready within " + h.WaitDeadline.String() + "; the function is scaling up, retry.")
+				return nil, h.errNotReady(key)
 			}
-			return ErrService("request cancelled: " + err.Error())
+			return nil, ErrService("request cancelled: " + err.Error())
 		}
 		call.Addr, call.Secret = lease.Env.Addr, lease.Env.Secret
 		call.Body = bytes.NewReader(payload)
-		resp, err = h.Shim.Do(shimCtx, &call)
+		resp, err = h.Shim.Do(shimCtx, call)
 	}
 	if err != nil {
-		h.Log.Error(err, "invoking environment failed", "key", key.String(), "environment", lease.Env.Name, "requestId", requestID)
-		return ErrService("RequestId: " + requestID + " The execution environment could not be reached.")
+		h.Log.Error(err, "invoking environment failed", "key", key.String(), "environment", lease.Env.Name, "requestId", call.RequestID)
+		return nil, ErrService("RequestId: " + call.RequestID + " The execution environment could not be reached.")
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return h.shimError(resp, key, lease.Env.Name, requestID)
-	}
+	return resp, nil
+}
 
+// relay answers the caller with the shim's 200 and counts the invocation in ms (may be nil).
+func relay(w http.ResponseWriter, resp *http.Response, version, requestID string, ms *metrics.Series) {
 	out := w.Header()
-	out["X-Amzn-Requestid"] = []string{requestID}
-	out["X-Amz-Executed-Version"] = []string{route.Version}
+	out[contract.HeaderRequestID] = []string{requestID}
+	out[contract.HeaderExecutedVersion] = []string{version}
 	out["Content-Type"] = []string{"application/json"}
 	rh := resp.Header
-	fnErr := rh.Get(shimclient.HeaderFunctionError)
+	fnErr := rh.Get(contract.HeaderFunctionError)
 	if fnErr != "" {
-		out["X-Amz-Function-Error"] = []string{fnErr}
+		out[contract.HeaderFunctionError] = []string{fnErr}
 	}
-	if lr, ok := rh[shimclient.HeaderLogResult]; ok {
-		out["X-Amz-Log-Result"] = lr
+	if lr, ok := rh[contract.HeaderLogResult]; ok {
+		out[contract.HeaderLogResult] = lr
 	}
 	if cl, ok := rh["Content-Length"]; ok {
 		out["Content-Length"] = cl
@@ -360,14 +432,13 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, req *Request, a
 		if fnErr != "" {
 			ms.Errors.Inc()
 		}
-		if d := shimclient.Millis(rh, shimclient.HeaderDuration); d > 0 {
+		if d := shimclient.Millis(rh, contract.HeaderDuration); d > 0 {
 			ms.Duration.Observe(d.Seconds())
 		}
-		if d := shimclient.Millis(rh, shimclient.HeaderInitDuration); d > 0 {
+		if d := shimclient.Millis(rh, contract.HeaderInitDuration); d > 0 {
 			ms.InitDuration.Observe(d.Seconds())
 		}
 	}
-	return nil
 }
 
 // enqueue accepts an Event invocation: stored durably, then 202. Without a queue it is
@@ -376,12 +447,12 @@ func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request, req *Request, 
 	if h.Async == nil {
 		return ErrInvalidParameter("Asynchronous invocation (X-Amz-Invocation-Type: Event) is not enabled on this klambda activator; use RequestResponse.")
 	}
-	if len(payload) > AsyncPayloadLimit {
-		return ErrRequestTooLarge(AsyncPayloadLimit)
+	if len(payload) > contract.MaxAsyncPayload {
+		return ErrRequestTooLarge(contract.MaxAsyncPayload)
 	}
 	id, err := h.Async.Enqueue(r.Context(), AsyncEvent{
 		Namespace: req.Namespace, Function: req.FunctionName, Qualifier: req.Qualifier, Payload: payload,
-		ClientContext: req.ClientContext, TraceID: r.Header.Get(shimclient.HeaderTraceID), Received: time.Now(),
+		ClientContext: req.ClientContext, TraceID: r.Header.Get(contract.HeaderTraceID), Received: time.Now(),
 	})
 	if err != nil {
 		var refused *Error // the queue refused the event for the caller (429 over a quota)
@@ -391,7 +462,7 @@ func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request, req *Request, 
 		h.Log.Error(err, "storing an asynchronous event failed", "namespace", req.Namespace, "function", req.FunctionName)
 		return ErrService("The event could not be queued; retry.")
 	}
-	w.Header()["X-Amzn-Requestid"] = []string{id}
+	w.Header()[contract.HeaderRequestID] = []string{id}
 	w.WriteHeader(http.StatusAccepted)
 	return nil
 }
@@ -410,8 +481,8 @@ func copyBody(w io.Writer, body io.Reader) {
 
 // shimError turns a refusal by the shim into an invocation error. Its caller errors
 // (400, 413) are the caller's; a wrong secret or a busy environment is ours.
-func (h *Handler) shimError(resp *http.Response, key router.Key, env, requestID string) *Error {
-	typ := resp.Header.Get(shimclient.HeaderErrorType)
+func (h *Handler) shimError(resp *http.Response, key fnkey.Key, env, requestID string) *Error {
+	typ := resp.Header.Get(contract.HeaderErrorType)
 	var body struct {
 		Message string `json:"message"`
 	}
@@ -435,28 +506,4 @@ func clientIP(r *http.Request) string {
 		return host
 	}
 	return r.RemoteAddr
-}
-
-// newRequestID returns a UUID-shaped request id (random, not cryptographic: it names,
-// it does not protect).
-func newRequestID() string {
-	var b [16]byte
-	a, c := rand.Uint64(), rand.Uint64()
-	for i := 0; i < 8; i++ {
-		b[i] = byte(a >> (8 * i))
-		b[8+i] = byte(c >> (8 * i))
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], b[10:])
-	return string(s[:])
 }

@@ -13,8 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/klambda/klambda/activator/fnkey"
 	"github.com/klambda/klambda/activator/invoke"
-	"github.com/klambda/klambda/activator/router"
 	"github.com/klambda/klambda/activator/testrig"
 )
 
@@ -237,8 +237,8 @@ func TestAuthorization(t *testing.T) {
 	}
 }
 
-func keyOf(fn, v string) router.Key {
-	return router.Key{Namespace: testrig.Namespace, Function: fn, Version: v}
+func keyOf(fn, v string) fnkey.Key {
+	return fnkey.Key{Namespace: testrig.Namespace, Function: fn, Version: v}
 }
 
 type fakeQueue struct {

@@ -16,10 +16,11 @@ import (
 
 	"github.com/klambda/klambda/activator/dispatch"
 	"github.com/klambda/klambda/activator/fakeshim"
+	"github.com/klambda/klambda/activator/fnkey"
 	"github.com/klambda/klambda/activator/invoke"
 	"github.com/klambda/klambda/activator/metrics"
-	"github.com/klambda/klambda/activator/router"
 	"github.com/klambda/klambda/activator/testrig"
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -120,7 +121,7 @@ func TestRequestBytesAreBudgeted(t *testing.T) {
 	r.Table.SetFunction(other)
 	shim := fakeshim.Start(testrig.Secret, "$LATEST")
 	defer shim.Close()
-	r.Dispatcher.SetEnvironments(router.Key{Namespace: "team-b", Function: "g", Version: "$LATEST"},
+	r.Dispatcher.SetEnvironments(fnkey.Key{Namespace: "team-b", Function: "g", Version: "$LATEST"},
 		[]dispatch.Environment{{Name: "g-0", Addr: shim.Addr(), Secret: testrig.Secret}})
 
 	// 300 MB declared by slow callers of namespace default: far more than any budget.
@@ -131,9 +132,9 @@ func TestRequestBytesAreBudgeted(t *testing.T) {
 		}
 	}()
 	for i := 0; i < 50; i++ {
-		conns = append(conns, stalledRequest(t, r.URL(), invPath("f"), invoke.MaxPayload))
+		conns = append(conns, stalledRequest(t, r.URL(), invPath("f"), contract.MaxSyncPayload))
 	}
-	c := stalledRequest(t, r.URL(), invPath("f"), invoke.MaxPayload)
+	c := stalledRequest(t, r.URL(), invPath("f"), contract.MaxSyncPayload)
 	conns = append(conns, c)
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)

@@ -4,14 +4,17 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+
+	"github.com/klambda/klambda/api/contract"
 )
 
 // Invocation types (X-Amz-Invocation-Type).
 const (
-	RequestResponse = "RequestResponse"
-	Event           = "Event"
-	DryRun          = "DryRun"
+	RequestResponse = contract.InvocationRequestResponse
+	Event           = contract.InvocationEvent
+	DryRun          = contract.InvocationDryRun
 )
 
 // Request is an Invoke call once its path, query and headers are understood; the payload
@@ -30,16 +33,16 @@ type Request struct {
 }
 
 const (
-	apiPrefix       = "/2015-03-31/functions/"
+	apiPrefix       = contract.InvokePathPrefix
 	invocationsPart = "/invocations"
 	nsPrefix        = "/namespaces/"
 	maxFunctionName = 170 // Lambda's FunctionName length limit on Invoke
-	maxQualifier    = 128
-	// maxClientContext is Lambda's limit on X-Amz-Client-Context (base64 bytes).
-	maxClientContext = 3583
 
 	functionNamePattern = `(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\d{1}:)?(\d{12}:)?(function:)?([a-zA-Z0-9-_\.]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?`
 )
+
+// clientContextMessage refuses an X-Amz-Client-Context over Lambda's limit or not base64.
+var clientContextMessage = "Client context must be a valid Base64-encoded JSON object of at most " + strconv.Itoa(contract.MaxClientContext) + " bytes."
 
 // ParseRequest reads an Invoke call. defaultNamespace applies when the path has no
 // /namespaces/{ns} prefix.
@@ -95,7 +98,7 @@ func ParseRequest(method, escapedPath, rawQuery string, h http.Header, defaultNa
 		}
 	}
 
-	switch t := h.Get("X-Amz-Invocation-Type"); t {
+	switch t := h.Get(contract.HeaderInvocationType); t {
 	case "", RequestResponse:
 		req.InvocationType = RequestResponse
 	case Event, DryRun:
@@ -103,19 +106,19 @@ func ParseRequest(method, escapedPath, rawQuery string, h http.Header, defaultNa
 	default:
 		return req, ErrValidation("1 validation error detected: Value '" + t + "' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]")
 	}
-	switch t := h.Get("X-Amz-Log-Type"); t {
+	switch t := h.Get(contract.HeaderLogType); t {
 	case "", "None":
-	case "Tail":
+	case contract.LogTypeTail:
 		req.LogTail = true
 	default:
 		return req, ErrValidation("1 validation error detected: Value '" + t + "' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]")
 	}
-	if cc := h.Get("X-Amz-Client-Context"); cc != "" {
-		if len(cc) > maxClientContext {
-			return req, ErrInvalidParameter("Client context must be a valid Base64-encoded JSON object of at most 3583 bytes.")
+	if cc := h.Get(contract.HeaderClientContext); cc != "" {
+		if len(cc) > contract.MaxClientContext {
+			return req, ErrInvalidParameter(clientContextMessage)
 		}
 		if _, err := base64.StdEncoding.DecodeString(cc); err != nil {
-			return req, ErrInvalidParameter("Client context must be a valid Base64-encoded JSON object of at most 3583 bytes.")
+			return req, ErrInvalidParameter(clientContextMessage)
 		}
 		req.ClientContext = cc
 	}
@@ -184,7 +187,7 @@ func splitFunctionName(s string) (name, qualifier string, ok bool) {
 		return "", "", false
 	}
 	if n == 2 || n == 4 || n == 8 {
-		if qualifier == "" || !(qualifier == "$LATEST" || validAliasOrVersion(qualifier)) {
+		if qualifier == "" || !(qualifier == contract.Latest || validAliasOrVersion(qualifier)) {
 			return "", "", false
 		}
 	}
@@ -205,7 +208,7 @@ func validName(s string) bool {
 }
 
 func validAliasOrVersion(s string) bool {
-	if len(s) == 0 || len(s) > maxQualifier {
+	if len(s) == 0 || len(s) > contract.MaxQualifier {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -218,7 +221,7 @@ func validAliasOrVersion(s string) bool {
 }
 
 func validQualifier(s string) bool {
-	return s == "$LATEST" || validAliasOrVersion(s)
+	return s == contract.Latest || validAliasOrVersion(s)
 }
 
 func validAccount(s string) bool {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/klambda/klambda/api/contract"
 )
 
 func TestParseRequestForms(t *testing.T) {
@@ -104,7 +106,7 @@ func FuzzParseRequest(f *testing.F) {
 		if !utf8.ValidString(r.FunctionName) {
 			t.Fatal("non-UTF-8 name")
 		}
-		if r.ClientContext != "" && len(r.ClientContext) > maxClientContext {
+		if r.ClientContext != "" && len(r.ClientContext) > contract.MaxClientContext {
 			t.Fatalf("accepted a client context of %d bytes", len(r.ClientContext))
 		}
 		switch r.InvocationType {

@@ -14,11 +14,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/klambda/klambda/activator/fnkey"
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
-
-// Latest is the unpublished version.
-const Latest = "$LATEST"
 
 // AnnotationIdleTimeout on a Function overrides, for its versions, how long an idle
 // environment stays warm (a Go duration, e.g. "30s"; at least 1s). Lambda has no such
@@ -28,9 +27,6 @@ const AnnotationIdleTimeout = "lambda.klambda.dev/idle-timeout"
 
 // minIdleTimeout keeps a typo ("1ms") from churning pods on every request.
 const minIdleTimeout = time.Second
-
-// DefaultTimeout is Lambda's default function timeout.
-const DefaultTimeout = 3 * time.Second
 
 var (
 	ErrFunctionNotFound  = errors.New("function not found")
@@ -57,11 +53,6 @@ type Route struct {
 	Timeout             time.Duration
 }
 
-// Key names one version's pool of environments.
-type Key struct{ Namespace, Function, Version string }
-
-func (k Key) String() string { return k.Namespace + "/" + k.Function + ":" + k.Version }
-
 type versionEntry struct {
 	state       string
 	timeout     time.Duration
@@ -85,17 +76,18 @@ type functionEntry struct {
 	aliases     map[string]aliasEntry
 }
 
-type fnKey struct{ ns, name string }
+// functionName is a function in a namespace (the table's key; a version's is fnkey.Key).
+type functionName struct{ ns, name string }
 
 // Table is the router's view of Functions, Versions and Aliases.
 type Table struct {
 	mu     sync.RWMutex
-	fnObjs map[fnKey]*lambdav1alpha1.Function
+	fnObjs map[functionName]*lambdav1alpha1.Function
 	// versions and aliases are indexed by the function they name, so that a change
 	// compiles one function without scanning every object of the cluster.
 	versions *byFunction[*lambdav1alpha1.Version]
 	aliases  *byFunction[*lambdav1alpha1.Alias]
-	compiled map[fnKey]*functionEntry
+	compiled map[functionName]*functionEntry
 	// reservedByNS is the sum of reserved concurrency per namespace, kept with compiled
 	// (each compile takes the function's old reservation out and puts the new one in).
 	reservedByNS map[string]int32
@@ -106,10 +98,10 @@ type Table struct {
 // NewTable returns an empty table.
 func NewTable() *Table {
 	return &Table{
-		fnObjs:       map[fnKey]*lambdav1alpha1.Function{},
+		fnObjs:       map[functionName]*lambdav1alpha1.Function{},
 		versions:     newByFunction(func(v *lambdav1alpha1.Version) string { return v.Spec.FunctionName }),
 		aliases:      newByFunction(func(a *lambdav1alpha1.Alias) string { return a.Spec.FunctionName }),
-		compiled:     map[fnKey]*functionEntry{},
+		compiled:     map[functionName]*functionEntry{},
 		reservedByNS: map[string]int32{},
 		Rand:         rand.Float64,
 	}
@@ -119,7 +111,7 @@ func NewTable() *Table {
 func (t *Table) SetFunction(f *lambdav1alpha1.Function) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	k := fnKey{f.Namespace, f.Name}
+	k := functionName{f.Namespace, f.Name}
 	t.fnObjs[k] = f
 	t.compileLocked(k)
 }
@@ -128,7 +120,7 @@ func (t *Table) SetFunction(f *lambdav1alpha1.Function) {
 func (t *Table) DeleteFunction(namespace, name string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	k := fnKey{namespace, name}
+	k := functionName{namespace, name}
 	delete(t.fnObjs, k)
 	t.compileLocked(k)
 }
@@ -165,24 +157,24 @@ func (t *Table) DeleteAlias(namespace, name string) {
 // they name.
 type byFunction[T client.Object] struct {
 	objs       map[types.NamespacedName]T
-	byFn       map[fnKey]map[string]T
+	byFn       map[functionName]map[string]T
 	functionOf func(T) string
 }
 
 func newByFunction[T client.Object](functionOf func(T) string) *byFunction[T] {
-	return &byFunction[T]{objs: map[types.NamespacedName]T{}, byFn: map[fnKey]map[string]T{}, functionOf: functionOf}
+	return &byFunction[T]{objs: map[types.NamespacedName]T{}, byFn: map[functionName]map[string]T{}, functionOf: functionOf}
 }
 
 // set stores o and returns the functions to compile again: o's, and its old one's when o
 // moved to another function.
-func (ix *byFunction[T]) set(o T) []fnKey {
-	var changed []fnKey
+func (ix *byFunction[T]) set(o T) []functionName {
+	var changed []functionName
 	nn := types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}
 	if old, ok := ix.objs[nn]; ok && ix.functionOf(old) != ix.functionOf(o) {
 		changed = ix.remove(nn.Namespace, nn.Name)
 	}
 	ix.objs[nn] = o
-	k := fnKey{o.GetNamespace(), ix.functionOf(o)}
+	k := functionName{o.GetNamespace(), ix.functionOf(o)}
 	if ix.byFn[k] == nil {
 		ix.byFn[k] = map[string]T{}
 	}
@@ -191,37 +183,30 @@ func (ix *byFunction[T]) set(o T) []fnKey {
 }
 
 // remove forgets an object and returns the function to compile again (none when unknown).
-func (ix *byFunction[T]) remove(namespace, name string) []fnKey {
+func (ix *byFunction[T]) remove(namespace, name string) []functionName {
 	nn := types.NamespacedName{Namespace: namespace, Name: name}
 	old, ok := ix.objs[nn]
 	if !ok {
 		return nil
 	}
 	delete(ix.objs, nn)
-	k := fnKey{namespace, ix.functionOf(old)}
+	k := functionName{namespace, ix.functionOf(old)}
 	if delete(ix.byFn[k], name); len(ix.byFn[k]) == 0 {
 		delete(ix.byFn, k)
 	}
-	return []fnKey{k}
-}
-
-func timeoutOf(secs int32) time.Duration {
-	if secs <= 0 {
-		return DefaultTimeout
-	}
-	return time.Duration(secs) * time.Second
+	return []functionName{k}
 }
 
 // compileLocked rebuilds each given function's entry from the objects that name it. Functions
 // have few versions and aliases, and objects change rarely, so rebuilding is simpler
 // and safer than patching.
-func (t *Table) compileLocked(keys ...fnKey) {
+func (t *Table) compileLocked(keys ...functionName) {
 	for _, k := range keys {
 		t.compileOneLocked(k)
 	}
 }
 
-func (t *Table) compileOneLocked(k fnKey) {
+func (t *Table) compileOneLocked(k functionName) {
 	if old, ok := t.compiled[k]; ok && old.reserved > 0 {
 		t.reservedByNS[k.ns] -= old.reserved
 	}
@@ -233,7 +218,7 @@ func (t *Table) compileOneLocked(k fnKey) {
 	e := &functionEntry{
 		state:    string(f.Status.State),
 		reserved: -1,
-		timeout:  timeoutOf(f.Spec.Timeout),
+		timeout:  f.Spec.EffectiveTimeout(),
 		versions: map[string]versionEntry{},
 		aliases:  map[string]aliasEntry{},
 	}
@@ -247,7 +232,7 @@ func (t *Table) compileOneLocked(k fnKey) {
 		}
 		ve := versionEntry{state: string(v.Status.State), timeout: e.timeout}
 		if v.Status.Configuration != nil {
-			ve.timeout = timeoutOf(v.Status.Configuration.Timeout)
+			ve.timeout = v.Status.Configuration.EffectiveTimeout()
 		}
 		if v.Spec.ProvisionedConcurrentExecutions != nil {
 			ve.provisioned = *v.Spec.ProvisionedConcurrentExecutions
@@ -320,7 +305,7 @@ func isVersionNumber(q string) bool {
 func (t *Table) Resolve(namespace, function, qualifier string) (Route, error) {
 	r := Route{Namespace: namespace, Function: function, Qualifier: qualifier}
 	t.mu.RLock()
-	e, ok := t.compiled[fnKey{namespace, function}]
+	e, ok := t.compiled[functionName{namespace, function}]
 	if !ok {
 		t.mu.RUnlock()
 		return r, ErrFunctionNotFound
@@ -329,8 +314,8 @@ func (t *Table) Resolve(namespace, function, qualifier string) (Route, error) {
 	fnState := e.state
 	var version string
 	switch {
-	case qualifier == "" || qualifier == Latest:
-		version = Latest
+	case qualifier == "" || qualifier == contract.Latest:
+		version = contract.Latest
 	case isVersionNumber(qualifier):
 		version = qualifier
 	default:
@@ -346,7 +331,7 @@ func (t *Table) Resolve(namespace, function, qualifier string) (Route, error) {
 		}
 	}
 	r.Version = version
-	if version == Latest {
+	if version == contract.Latest {
 		r.Timeout = e.timeout
 		t.mu.RUnlock()
 		return r, activeOrError(fnState)
@@ -390,10 +375,10 @@ type Limits struct {
 }
 
 // LimitsFor answers the scaler's floor and ceiling for one version.
-func (t *Table) LimitsFor(k Key) Limits {
+func (t *Table) LimitsFor(k fnkey.Key) Limits {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	e, ok := t.compiled[fnKey{k.Namespace, k.Function}]
+	e, ok := t.compiled[functionName{k.Namespace, k.Function}]
 	if !ok {
 		return Limits{Reserved: -1}
 	}
@@ -428,20 +413,20 @@ func ceilShare(n int32, w float64) int32 {
 
 // ProvisionedKeys lists the versions that have a floor, so the scaler keeps them warm
 // without any traffic.
-func (t *Table) ProvisionedKeys() []Key {
+func (t *Table) ProvisionedKeys() []fnkey.Key {
 	t.mu.RLock()
-	var keys []Key
+	var keys []fnkey.Key
 	for k, e := range t.compiled {
 		for v, ve := range e.versions {
 			if ve.provisioned > 0 {
-				keys = append(keys, Key{k.ns, k.name, v})
+				keys = append(keys, fnkey.Key{Namespace: k.ns, Function: k.name, Version: v})
 			}
 		}
 		for _, a := range e.aliases {
 			if a.provisioned > 0 {
-				keys = append(keys, Key{k.ns, k.name, a.primary})
+				keys = append(keys, fnkey.Key{Namespace: k.ns, Function: k.name, Version: a.primary})
 				if a.additional != "" {
-					keys = append(keys, Key{k.ns, k.name, a.additional})
+					keys = append(keys, fnkey.Key{Namespace: k.ns, Function: k.name, Version: a.additional})
 				}
 			}
 		}

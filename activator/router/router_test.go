@@ -8,6 +8,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/klambda/klambda/activator/fnkey"
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -51,7 +53,7 @@ func TestResolveLatestVersionAlias(t *testing.T) {
 		t.Fatalf("before the function: %v", err)
 	}
 	tb.SetFunction(fn("f", lambdav1alpha1.StateActive))
-	for q, want := range map[string]string{"": Latest, "$LATEST": Latest, "1": "1", "prod": "1"} {
+	for q, want := range map[string]string{"": contract.Latest, "$LATEST": contract.Latest, "1": "1", "prod": "1"} {
 		r, err := tb.Resolve("ns", "f", q)
 		if err != nil || r.Version != want {
 			t.Errorf("Resolve(%q) = %+v, %v; want version %s", q, r, err, want)
@@ -136,13 +138,13 @@ func TestLimits(t *testing.T) {
 	a := alias("live", "", "f", "1", map[string]float64{"2": 0.25})
 	a.Spec.ProvisionedConcurrentExecutions = ptr(int32(8))
 	tb.SetAlias(a)
-	if l := tb.LimitsFor(Key{"ns", "f", "1"}); l.Provisioned != 2+6 || l.Reserved != 50 {
+	if l := tb.LimitsFor(fnkey.Key{Namespace: "ns", Function: "f", Version: "1"}); l.Provisioned != 2+6 || l.Reserved != 50 {
 		t.Errorf("v1 limits %+v", l)
 	}
-	if l := tb.LimitsFor(Key{"ns", "f", "2"}); l.Provisioned != 2 {
+	if l := tb.LimitsFor(fnkey.Key{Namespace: "ns", Function: "f", Version: "2"}); l.Provisioned != 2 {
 		t.Errorf("v2 limits %+v", l)
 	}
-	if l := tb.LimitsFor(Key{"ns", "g", Latest}); l.Provisioned != 0 || l.Reserved != -1 {
+	if l := tb.LimitsFor(fnkey.Key{Namespace: "ns", Function: "g", Version: contract.Latest}); l.Provisioned != 0 || l.Reserved != -1 {
 		t.Errorf("g limits %+v", l)
 	}
 	if u := tb.UnreservedLimit("ns", 1000); u != 950 {
@@ -164,13 +166,13 @@ func TestIdleTimeoutAnnotation(t *testing.T) {
 	}
 	want := map[string]time.Duration{"short": 5 * time.Second, "tiny": time.Second, "bad": 0, "negative": 0, "none": 0}
 	for name, w := range want {
-		if got := tb.LimitsFor(Key{"ns", name, Latest}).IdleTimeout; got != w {
+		if got := tb.LimitsFor(fnkey.Key{Namespace: "ns", Function: name, Version: contract.Latest}).IdleTimeout; got != w {
 			t.Errorf("%s: idle timeout %v, want %v", name, got, w)
 		}
 	}
 	// Versions of the function share it.
 	tb.SetVersion(ver("short-1", "short", "1", 0))
-	if got := tb.LimitsFor(Key{"ns", "short", "1"}).IdleTimeout; got != 5*time.Second {
+	if got := tb.LimitsFor(fnkey.Key{Namespace: "ns", Function: "short", Version: "1"}).IdleTimeout; got != 5*time.Second {
 		t.Errorf("version 1: idle timeout %v", got)
 	}
 }
@@ -261,7 +263,7 @@ func TestDuplicateAliasNeverShadows(t *testing.T) {
 			if picks != 0 {
 				t.Fatalf("%d of 200 invocations of alias prod went to the newer duplicate's version 2", picks)
 			}
-			if l := tb.LimitsFor(Key{"ns", "f", "2"}); l.Provisioned != 0 {
+			if l := tb.LimitsFor(fnkey.Key{Namespace: "ns", Function: "f", Version: "2"}); l.Provisioned != 0 {
 				t.Errorf("the duplicate's provisioned concurrency counts: %+v", l)
 			}
 			// Same creationTimestamp: the lower metadata.name wins.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/klambda/klambda/activator/dispatch"
 	"github.com/klambda/klambda/activator/fakeshim"
+	"github.com/klambda/klambda/activator/fnkey"
 	"github.com/klambda/klambda/activator/router"
 	"github.com/klambda/klambda/activator/shimclient"
 )
@@ -75,4 +76,4 @@ func TestStaleRemovalMarksAreCleared(t *testing.T) {
 
 type failingScale struct{ *fakeDeploy }
 
-func (failingScale) Scale(context.Context, router.Key, int32) error { return context.DeadlineExceeded }
+func (failingScale) Scale(context.Context, fnkey.Key, int32) error { return context.DeadlineExceeded }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/klambda/klambda/activator/dispatch"
+	"github.com/klambda/klambda/activator/fnkey"
 	"github.com/klambda/klambda/activator/router"
 )
 
@@ -25,26 +26,26 @@ var ErrNoDeployment = errors.New("no Deployment for this version")
 // Pools is the dispatcher's side: demand, environments, draining.
 type Pools interface {
 	Stats() []dispatch.PoolStats
-	Drain(key router.Key, names []string) []string
-	Undrain(key router.Key, names []string)
+	Drain(key fnkey.Key, names []string) []string
+	Undrain(key fnkey.Key, names []string)
 }
 
 // Floors is the router's side: provisioned floors and reserved ceilings.
 type Floors interface {
-	LimitsFor(router.Key) router.Limits
-	ProvisionedKeys() []router.Key
+	LimitsFor(fnkey.Key) router.Limits
+	ProvisionedKeys() []fnkey.Key
 }
 
 // Deployments is the cluster's side.
 type Deployments interface {
 	// Replicas is the Deployment's spec.replicas (from a cache); ErrNoDeployment if none.
-	Replicas(key router.Key) (int32, error)
+	Replicas(key fnkey.Key) (int32, error)
 	// Scale sets spec.replicas.
-	Scale(ctx context.Context, key router.Key, replicas int32) error
+	Scale(ctx context.Context, key fnkey.Key, replicas int32) error
 	// MarkForRemoval makes pods the ReplicaSet's first choice to remove.
-	MarkForRemoval(ctx context.Context, key router.Key, pods []string) error
+	MarkForRemoval(ctx context.Context, key fnkey.Key, pods []string) error
 	// Unmark takes the mark away again (pods that stay).
-	Unmark(ctx context.Context, key router.Key, pods []string) error
+	Unmark(ctx context.Context, key fnkey.Key, pods []string) error
 }
 
 // Scaler decides replicas.
@@ -77,7 +78,7 @@ func New(p Pools, f Floors, d Deployments) *Scaler {
 }
 
 // Wake asks for a pass now (a request is waiting).
-func (s *Scaler) Wake(router.Key) {
+func (s *Scaler) Wake(fnkey.Key) {
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -103,7 +104,7 @@ func (s *Scaler) Run(ctx context.Context) {
 func (s *Scaler) Pass(ctx context.Context) {
 	now := s.now()
 	stats := s.Pools.Stats()
-	seen := make(map[router.Key]bool, len(stats))
+	seen := make(map[fnkey.Key]bool, len(stats))
 	for i := range stats {
 		seen[stats[i].Key] = true
 		s.scaleOne(ctx, now, &stats[i])
@@ -116,6 +117,9 @@ func (s *Scaler) Pass(ctx context.Context) {
 	}
 }
 
+// scaleOne sizes one version's Deployment: up to its demand (within its floor and
+// ceiling, at the namespace's burst rate), or down by its environments idle past the
+// timeout.
 func (s *Scaler) scaleOne(ctx context.Context, now time.Time, st *dispatch.PoolStats) {
 	key := st.Key
 	current, err := s.Deployments.Replicas(key)
@@ -127,6 +131,17 @@ func (s *Scaler) scaleOne(ctx context.Context, now time.Time, st *dispatch.PoolS
 	}
 	s.unmarkStale(ctx, st)
 	lim := s.Floors.LimitsFor(key)
+	want := s.wanted(lim, st)
+	if want > current {
+		s.scaleUp(ctx, now, st, current, want)
+		return
+	}
+	s.scaleDown(ctx, now, st, lim, current, want)
+}
+
+// wanted is the replicas st's demand asks for, within the version's provisioned floor and
+// its concurrency ceiling.
+func (s *Scaler) wanted(lim router.Limits, st *dispatch.PoolStats) int32 {
 	ceiling := lim.Reserved
 	if ceiling < 0 {
 		ceiling = s.NamespaceLimit
@@ -147,19 +162,27 @@ func (s *Scaler) scaleOne(ctx context.Context, now time.Time, st *dispatch.PoolS
 	if want > ceiling {
 		want = ceiling
 	}
-	if want > current {
-		want = current + s.allowScaleUp(key.Namespace, now, want-current)
-		if want == current {
-			return
-		}
-		if err := s.Deployments.Scale(ctx, key, want); err != nil {
-			s.Log.Error(err, "scaling up", "key", key.String(), "from", current, "to", want)
-			return
-		}
-		s.Log.V(1).Info("scaled up", "key", key.String(), "from", current, "to", want, "inFlight", st.InFlight, "waiting", st.Waiting)
+	return want
+}
+
+// scaleUp adds what the namespace's burst allows of want-current replicas.
+func (s *Scaler) scaleUp(ctx context.Context, now time.Time, st *dispatch.PoolStats, current, want int32) {
+	key := st.Key
+	want = current + s.allowScaleUp(key.Namespace, now, want-current)
+	if want == current {
 		return
 	}
-	// Scale down only by environments idle past the timeout, the longest idle first.
+	if err := s.Deployments.Scale(ctx, key, want); err != nil {
+		s.Log.Error(err, "scaling up", "key", key.String(), "from", current, "to", want)
+		return
+	}
+	s.Log.V(1).Info("scaled up", "key", key.String(), "from", current, "to", want, "inFlight", st.InFlight, "waiting", st.Waiting)
+}
+
+// scaleDown removes environments idle past the timeout, the longest idle first, down to
+// want at the least: drained, marked for removal, then the replicas applied.
+func (s *Scaler) scaleDown(ctx context.Context, now time.Time, st *dispatch.PoolStats, lim router.Limits, current, want int32) {
+	key := st.Key
 	idle := s.IdleTimeout
 	if lim.IdleTimeout > 0 {
 		idle = lim.IdleTimeout

@@ -6,10 +6,11 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/activator/dispatch"
+	"github.com/klambda/klambda/activator/fnkey"
 	"github.com/klambda/klambda/activator/router"
 )
 
-var key = router.Key{Namespace: "ns", Function: "f", Version: "1"}
+var key = fnkey.Key{Namespace: "ns", Function: "f", Version: "1"}
 
 type fakePools struct {
 	stats     []dispatch.PoolStats
@@ -18,20 +19,20 @@ type fakePools struct {
 }
 
 func (f *fakePools) Stats() []dispatch.PoolStats { return f.stats }
-func (f *fakePools) Drain(_ router.Key, names []string) []string {
+func (f *fakePools) Drain(_ fnkey.Key, names []string) []string {
 	f.drained = append(f.drained, names...)
 	return names
 }
-func (f *fakePools) Undrain(_ router.Key, names []string) {
+func (f *fakePools) Undrain(_ fnkey.Key, names []string) {
 	f.undrained = append(f.undrained, names...)
 }
 
 type fakeFloors struct{ lim router.Limits }
 
-func (f fakeFloors) LimitsFor(router.Key) router.Limits { return f.lim }
-func (f fakeFloors) ProvisionedKeys() []router.Key {
+func (f fakeFloors) LimitsFor(fnkey.Key) router.Limits { return f.lim }
+func (f fakeFloors) ProvisionedKeys() []fnkey.Key {
 	if f.lim.Provisioned > 0 {
-		return []router.Key{key}
+		return []fnkey.Key{key}
 	}
 	return nil
 }
@@ -43,18 +44,18 @@ type fakeDeploy struct {
 	scales   []int32
 }
 
-func (f *fakeDeploy) Unmark(_ context.Context, _ router.Key, pods []string) error {
+func (f *fakeDeploy) Unmark(_ context.Context, _ fnkey.Key, pods []string) error {
 	f.unmarked = append(f.unmarked, pods...)
 	return nil
 }
 
-func (f *fakeDeploy) Replicas(router.Key) (int32, error) { return f.replicas, nil }
-func (f *fakeDeploy) Scale(_ context.Context, _ router.Key, n int32) error {
+func (f *fakeDeploy) Replicas(fnkey.Key) (int32, error) { return f.replicas, nil }
+func (f *fakeDeploy) Scale(_ context.Context, _ fnkey.Key, n int32) error {
 	f.replicas = n
 	f.scales = append(f.scales, n)
 	return nil
 }
-func (f *fakeDeploy) MarkForRemoval(_ context.Context, _ router.Key, pods []string) error {
+func (f *fakeDeploy) MarkForRemoval(_ context.Context, _ fnkey.Key, pods []string) error {
 	f.marked = append(f.marked, pods...)
 	return nil
 }

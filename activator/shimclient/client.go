@@ -1,6 +1,5 @@
 // Package shimclient calls a runtime shim's invoke endpoint (runtime-shim/README.md,
-// "Invoke endpoint"). The header names of that contract live here and nowhere else in
-// the activator.
+// "Invoke endpoint"). The header names and paths of that contract are in api/contract.
 package shimclient
 
 import (
@@ -12,37 +11,12 @@ import (
 	"net/http"
 	"strconv"
 	"time"
-)
 
-// Header names of the shim's invoke endpoint. X-Amz-* and X-Amzn-* are Lambda's;
-// X-Klambda-* are the activator↔shim contract.
-const (
-	HeaderInvokeSecret    = "X-Klambda-Invoke-Secret"
-	HeaderInvokedARN      = "X-Klambda-Invoked-Function-Arn"
-	HeaderDeadlineMs      = "X-Klambda-Deadline-Ms"
-	HeaderDuration        = "X-Klambda-Duration-Ms"
-	HeaderInitDuration    = "X-Klambda-Init-Duration-Ms"
-	HeaderEnvReset        = "X-Klambda-Environment-Reset"
-	HeaderRequestID       = "X-Amzn-Requestid"
-	HeaderTraceID         = "X-Amzn-Trace-Id"
-	HeaderClientContext   = "X-Amz-Client-Context"
-	HeaderLogType         = "X-Amz-Log-Type"
-	HeaderLogResult       = "X-Amz-Log-Result"
-	HeaderFunctionError   = "X-Amz-Function-Error"
-	HeaderExecutedVersion = "X-Amz-Executed-Version"
-	HeaderErrorType       = "X-Amzn-Errortype"
-	// HeaderBusy is on the shim's /healthz answer: "true" while an invocation runs.
-	HeaderBusy = "X-Klambda-Busy"
+	"github.com/klambda/klambda/api/contract"
 )
-
-// HealthPath is the shim's liveness path; its answer carries HeaderBusy.
-const HealthPath = "/healthz"
 
 // ErrStateUnknown: the shim's /healthz did not say whether it is busy (an older shim).
 var ErrStateUnknown = errors.New("the shim does not report whether it is busy")
-
-// InvokePath is the shim's invoke path (the emulator's).
-const InvokePath = "/2015-03-31/functions/function/invocations"
 
 // Call is one invocation sent to one environment.
 type Call struct {
@@ -85,7 +59,7 @@ func New() *Client {
 
 // Do sends c and returns the shim's response; the caller closes its body.
 func (cl *Client) Do(ctx context.Context, c *Call) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.Addr+InvokePath, c.Body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.Addr+contract.InvokePath, c.Body)
 	if err != nil {
 		return nil, err
 	}
@@ -93,25 +67,25 @@ func (cl *Client) Do(ctx context.Context, c *Call) (*http.Response, error) {
 	h := req.Header
 	h["Content-Type"] = []string{"application/json"}
 	if c.Secret != "" {
-		h[HeaderInvokeSecret] = []string{c.Secret}
+		h[contract.HeaderInvokeSecret] = []string{c.Secret}
 	}
 	if c.RequestID != "" {
-		h[HeaderRequestID] = []string{c.RequestID}
+		h[contract.HeaderRequestID] = []string{c.RequestID}
 	}
 	if c.InvokedARN != "" {
-		h[HeaderInvokedARN] = []string{c.InvokedARN}
+		h[contract.HeaderInvokedARN] = []string{c.InvokedARN}
 	}
 	if !c.Deadline.IsZero() {
-		h[HeaderDeadlineMs] = []string{strconv.FormatInt(c.Deadline.UnixMilli(), 10)}
+		h[contract.HeaderDeadlineMs] = []string{strconv.FormatInt(c.Deadline.UnixMilli(), 10)}
 	}
 	if c.ClientContext != "" {
-		h[HeaderClientContext] = []string{c.ClientContext}
+		h[contract.HeaderClientContext] = []string{c.ClientContext}
 	}
 	if c.TraceID != "" {
-		h[HeaderTraceID] = []string{c.TraceID}
+		h[contract.HeaderTraceID] = []string{c.TraceID}
 	}
 	if c.LogTail {
-		h[HeaderLogType] = []string{"Tail"}
+		h[contract.HeaderLogType] = []string{contract.LogTypeTail}
 	}
 	return cl.HTTP.Do(req)
 }
@@ -134,14 +108,14 @@ func Millis(h http.Header, name string) time.Duration {
 // time per environment, so this means an invocation it did not send (a previous
 // activator's, before a restart). It does not read the body.
 func IsBusy(resp *http.Response) bool {
-	return resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get(HeaderErrorType) == "TooManyRequestsException"
+	return resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get(contract.HeaderErrorType) == "TooManyRequestsException"
 }
 
 // Busy asks the shim at addr whether it is running an invocation (GET /healthz,
-// HeaderBusy). ErrStateUnknown when the answer does not say; other errors when the shim
+// contract.HeaderBusy). ErrStateUnknown when the answer does not say; other errors when the shim
 // could not be asked.
 func (cl *Client) Busy(ctx context.Context, addr string) (bool, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+HealthPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+contract.HealthPath, nil)
 	if err != nil {
 		return false, err
 	}
@@ -152,9 +126,9 @@ func (cl *Client) Busy(ctx context.Context, addr string) (bool, error) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return false, fmt.Errorf("shim %s: %s answered %d", addr, HealthPath, resp.StatusCode)
+		return false, fmt.Errorf("shim %s: %s answered %d", addr, contract.HealthPath, resp.StatusCode)
 	}
-	switch resp.Header.Get(HeaderBusy) {
+	switch resp.Header.Get(contract.HeaderBusy) {
 	case "true":
 		return true, nil
 	case "false":

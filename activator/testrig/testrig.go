@@ -14,6 +14,7 @@ import (
 	"github.com/klambda/klambda/activator/auth"
 	"github.com/klambda/klambda/activator/dispatch"
 	"github.com/klambda/klambda/activator/fakeshim"
+	"github.com/klambda/klambda/activator/fnkey"
 	"github.com/klambda/klambda/activator/invoke"
 	"github.com/klambda/klambda/activator/metrics"
 	"github.com/klambda/klambda/activator/router"
@@ -33,7 +34,7 @@ type Rig struct {
 	Dispatcher *dispatch.Dispatcher
 	Handler    *invoke.Handler
 	Server     *httptest.Server
-	Shims      map[router.Key][]*fakeshim.Shim
+	Shims      map[fnkey.Key][]*fakeshim.Shim
 }
 
 // Tokens maps a bearer token to a user allowed to invoke (the fake TokenReview and SAR).
@@ -63,7 +64,7 @@ func New(o Options) *Rig {
 	if o.WaitDeadline == 0 {
 		o.WaitDeadline = 200 * time.Millisecond
 	}
-	r := &Rig{Table: router.NewTable(), Dispatcher: dispatch.New(nil), Shims: map[router.Key][]*fakeshim.Shim{}}
+	r := &Rig{Table: router.NewTable(), Dispatcher: dispatch.New(nil), Shims: map[fnkey.Key][]*fakeshim.Shim{}}
 	r.Handler = &invoke.Handler{
 		DefaultNamespace: Namespace,
 		Region:           "us-east-1",
@@ -144,7 +145,7 @@ func (r *Rig) Alias(function, name, primary string, weights map[string]float64) 
 // Environments starts n fake environments for function:version and hands them to the
 // dispatcher.
 func (r *Rig) Environments(function, version string, n int) []*fakeshim.Shim {
-	k := router.Key{Namespace: Namespace, Function: function, Version: version}
+	k := fnkey.Key{Namespace: Namespace, Function: function, Version: version}
 	for i := 0; i < n; i++ {
 		r.Shims[k] = append(r.Shims[k], fakeshim.Start(Secret, version))
 	}

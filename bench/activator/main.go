@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/activator/testrig"
+	"github.com/klambda/klambda/api/contract"
 )
 
 type result struct {
@@ -147,13 +148,13 @@ func main() {
 	rig := testrig.New(testrig.Options{WaitDeadline: 10 * time.Second})
 	defer rig.Close()
 	rig.Function("echo", -1, 0)
-	shims := rig.Environments("echo", "$LATEST", *callers)
+	shims := rig.Environments("echo", contract.Latest, *callers)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute}}
 	payload := []byte(`{"key1":"value1","key2":"value2","key3":"value3"}`)
 
 	direct := func(i int) (string, http.Header) {
-		return shims[i].Server.URL + "/2015-03-31/functions/function/invocations",
-			http.Header{"X-Klambda-Invoke-Secret": {testrig.Secret}, "Content-Type": {"application/json"}}
+		return shims[i].Server.URL + contract.InvokePath,
+			http.Header{contract.HeaderInvokeSecret: {testrig.Secret}, "Content-Type": {"application/json"}}
 	}
 	via := func(int) (string, http.Header) {
 		return rig.URL() + "/2015-03-31/functions/echo/invocations", http.Header{"Content-Type": {"application/json"}}

@@ -44,6 +44,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/test/apiserver"
 )
@@ -415,16 +416,16 @@ var hc = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}, Timeou
 // executedVersion asks for a DryRun of name:qualifier and answers X-Amz-Executed-Version.
 func executedVersion(ctx context.Context, base, target string) (string, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/2015-03-31/functions/"+target+"/invocations", nil)
-	req.Header.Set("X-Amz-Invocation-Type", "DryRun")
+	req.Header.Set(contract.HeaderInvocationType, contract.InvocationDryRun)
 	resp, err := hc.Do(req)
 	if err != nil {
 		return "", err
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNoContent {
-		return "", fmt.Errorf("DryRun %s: HTTP %d %s", target, resp.StatusCode, resp.Header.Get("X-Amzn-Errortype"))
+		return "", fmt.Errorf("DryRun %s: HTTP %d %s", target, resp.StatusCode, resp.Header.Get(contract.HeaderErrorType))
 	}
-	return resp.Header.Get("X-Amz-Executed-Version"), nil
+	return resp.Header.Get(contract.HeaderExecutedVersion), nil
 }
 
 func waitRoute(ctx context.Context, base, target, version string, timeout time.Duration) error {

@@ -35,9 +35,10 @@ import (
 	"github.com/klambda/klambda/activator/async"
 	"github.com/klambda/klambda/activator/dispatch"
 	"github.com/klambda/klambda/activator/fakeshim"
+	"github.com/klambda/klambda/activator/fnkey"
 	"github.com/klambda/klambda/activator/invoke"
-	"github.com/klambda/klambda/activator/router"
 	"github.com/klambda/klambda/activator/testrig"
+	"github.com/klambda/klambda/api/contract"
 )
 
 const function = "echo"
@@ -90,10 +91,10 @@ type activator struct {
 func newActivator(envs int, arr *arrivals) *activator {
 	a := &activator{rig: testrig.New(testrig.Options{WaitDeadline: 30 * time.Second}), arr: arr}
 	a.rig.Function(function, -1, 0)
-	k := router.Key{Namespace: testrig.Namespace, Function: function, Version: "$LATEST"}
+	k := fnkey.Key{Namespace: testrig.Namespace, Function: function, Version: contract.Latest}
 	var list []dispatch.Environment
 	for i := range envs {
-		s := &fakeshim.Shim{Secret: testrig.Secret, Version: "$LATEST"}
+		s := &fakeshim.Shim{Secret: testrig.Secret, Version: contract.Latest}
 		srv := httptest.NewServer(arr.wrap(s))
 		a.servers = append(a.servers, srv)
 		list = append(list, dispatch.Environment{Name: "echo-" + strconv.Itoa(i), Addr: srv.Listener.Addr().String(), Secret: testrig.Secret})
@@ -121,7 +122,7 @@ type noConfig struct{ async.ConfigSource }
 
 func (noConfig) AsyncConfig(context.Context, string, string, string) (async.Config, error) {
 	c := async.ConfigFrom(nil)
-	c.Version = "$LATEST"
+	c.Version = contract.Latest
 	return c, nil
 }
 
@@ -146,7 +147,7 @@ func drive(url string, n, callers int, invocationType string, want int) (rate fl
 				t0 := time.Now()
 				body := fmt.Appendf(nil, `{"i":%d,"sent":%d,"hello":"world"}`, i, t0.UnixNano())
 				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-				req.Header.Set("X-Amz-Invocation-Type", invocationType)
+				req.Header.Set(contract.HeaderInvocationType, invocationType)
 				resp, err := client.Do(req)
 				if err == nil {
 					_, _ = io.Copy(io.Discard, resp.Body)

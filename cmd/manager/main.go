@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/controllers"
 	"github.com/klambda/klambda/internal/metricsauth"
@@ -41,7 +42,7 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
-	functionLabel, err := labels.Parse(controllers.LabelFunction)
+	functionLabel, err := labels.Parse(contract.LabelFunction)
 	if err != nil {
 		log.Error(err, "unable to build the cache selector")
 		os.Exit(1)

@@ -24,6 +24,7 @@ import (
 	crconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/eventsources/controller"
 	"github.com/klambda/klambda/eventsources/invokeclient/invoketest"
@@ -135,7 +136,7 @@ func TestMappingActsAsItsServiceAccount(t *testing.T) {
 			if err := srv.Client.Get(ctx, client.ObjectKeyFromObject(m), &o); err != nil {
 				t.Fatal(err)
 			}
-			c := meta.FindStatusCondition(o.Status.Conditions, controller.ConditionReady)
+			c := meta.FindStatusCondition(o.Status.Conditions, contract.ConditionReady)
 			if c != nil && c.Status == status && c.Reason == reason {
 				return c
 			}
@@ -153,7 +154,7 @@ func TestMappingActsAsItsServiceAccount(t *testing.T) {
 
 	// A ServiceAccount with no permission: nothing runs, and the status says what is missing.
 	m := mapping("payments", "charge", "mapper", "pay.in", "")
-	c := ready(m, metav1.ConditionFalse, controller.ConditionReasonAccessDenied)
+	c := ready(m, metav1.ConditionFalse, contract.ReasonAccessDenied)
 	if !strings.Contains(c.Message, "mapper") || !strings.Contains(c.Message, "invoke functions.lambda.klambda.dev charge") {
 		t.Errorf("message %q must name the ServiceAccount and the missing permission", c.Message)
 	}
@@ -176,7 +177,7 @@ func TestMappingActsAsItsServiceAccount(t *testing.T) {
 	// it may not read is not sent to any broker, even though the function may be invoked.
 	grantInvoke(t, ctx, tns, "default", "refund")
 	m2 := mapping("refunds", "refund", "", "pay.refund", "broker")
-	c = ready(m2, metav1.ConditionFalse, controller.ConditionReasonAccessDenied)
+	c = ready(m2, metav1.ConditionFalse, contract.ReasonAccessDenied)
 	if !strings.Contains(c.Message, "ServiceAccount default") || !strings.Contains(c.Message, "get secrets broker") || strings.Contains(c.Message, "invoke") {
 		t.Errorf("message %q must name the default ServiceAccount and only the Secret", c.Message)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/go-logr/logr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/eventsources/access"
 	"github.com/klambda/klambda/eventsources/batch"
@@ -62,29 +63,29 @@ func intOr(p *int32, def int) int {
 	return int(*p)
 }
 
-// FunctionARN is arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>].
+// FunctionARN is the ARN of the mapping's function (name[:qualifier]), or the ARN it names.
 func (b *Builder) FunctionARN(functionName string) string {
 	if strings.HasPrefix(functionName, "arn:") {
 		return functionName
 	}
-	return fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", b.region(), b.account(), functionName)
+	return lambdav1alpha1.FunctionARN(b.region(), b.account(), functionName)
 }
 
-// MappingARN is arn:aws:lambda:<region>:<account>:event-source-mapping:<uuid>.
+// MappingARN is the ARN of the mapping with this uuid.
 func (b *Builder) MappingARN(uuid string) string {
-	return fmt.Sprintf("arn:aws:lambda:%s:%s:event-source-mapping:%s", b.region(), b.account(), uuid)
+	return lambdav1alpha1.EventSourceMappingARN(b.region(), b.account(), uuid)
 }
 
 func (b *Builder) region() string {
 	if b.Region == "" {
-		return "us-east-1"
+		return lambdav1alpha1.DefaultRegion
 	}
 	return b.Region
 }
 
 func (b *Builder) account() string {
 	if b.Account == "" {
-		return "000000000000"
+		return lambdav1alpha1.DefaultAccountID
 	}
 	return b.Account
 }
@@ -101,10 +102,10 @@ func functionName(fn string) string {
 func (b *Builder) functionTimeout(ctx context.Context, ns, fn string) time.Duration {
 	name, _, _ := strings.Cut(functionName(fn), ":")
 	var f lambdav1alpha1.Function
-	if err := b.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &f); err != nil || f.Spec.Timeout == 0 {
-		return 3 * time.Second
+	if err := b.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &f); err != nil {
+		return contract.DefaultTimeout
 	}
-	return time.Duration(f.Spec.Timeout) * time.Second
+	return f.Spec.EffectiveTimeout()
 }
 
 // Build opens the source and builds the poller for esm.
@@ -115,35 +116,47 @@ func (b *Builder) Build(ctx context.Context, esm *lambdav1alpha1.EventSourceMapp
 	if err := authorize(ctx, b.Authorizer, esm); err != nil {
 		return nil, err
 	}
-	spec := &esm.Spec
-	uuid := esm.Status.UUID
-	if uuid == "" {
-		uuid = string(esm.UID)
+	cfg, err := b.pollerConfig(esm)
+	if err != nil {
+		return nil, err
 	}
-	var patterns []string
-	if spec.FilterCriteria != nil {
-		for _, f := range spec.FilterCriteria.Filters {
-			patterns = append(patterns, f.Pattern)
+	acc, err := access.Resolve(ctx, b.Reader, esm.Namespace, esm.Spec.SourceAccessConfigurations)
+	if err != nil {
+		return nil, &ConfigError{err}
+	}
+	var closers []func()
+	closeAll := func() {
+		for _, c := range closers {
+			c()
 		}
 	}
-	src := filter.SourceGeneric
-	switch {
-	case spec.SelfManagedEventSource != nil:
-		src = filter.SourceKafka
-	case spec.SQS != nil:
-		src = filter.SourceSQS
-	case spec.RabbitMQ != nil:
-		src = filter.SourceMQ
-	case spec.NATSJetStream != nil:
-		src = filter.SourceNATS
+	spec := &esm.Spec
+	if spec.DestinationConfig != nil && spec.DestinationConfig.OnFailure != nil {
+		dest, err := b.destination(ctx, esm.Namespace, spec.DestinationConfig.OnFailure)
+		if netguard.Denied(err) {
+			err = &ConfigError{err} // an endpoint the egress policy refuses: fix the mapping
+		}
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, dest.Close)
+		cfg.OnFailure = dest
 	}
-	matcher, err := filter.CompilePatterns(patterns, filter.ForSource(src))
+	source, err := b.openSource(ctx, esm, &cfg, acc)
 	if err != nil {
-		return nil, &ConfigError{err}
+		closeAll()
+		return nil, err
 	}
-	acc, err := access.Resolve(ctx, b.Reader, esm.Namespace, spec.SourceAccessConfigurations)
+	return &Built{Poller: poller.New(cfg, source, b.Invoker, log), Close: closeAll}, nil
+}
+
+// pollerConfig is the poller's configuration for esm: batching, filtering and the retry
+// policy, with Lambda's defaults for what the mapping leaves out.
+func (b *Builder) pollerConfig(esm *lambdav1alpha1.EventSourceMapping) (poller.Config, error) {
+	spec := &esm.Spec
+	matcher, err := compileFilter(spec)
 	if err != nil {
-		return nil, &ConfigError{err}
+		return poller.Config{}, &ConfigError{err}
 	}
 	defBatch := 100
 	if spec.SQS != nil {
@@ -166,24 +179,42 @@ func (b *Builder) Build(ctx context.Context, esm *lambdav1alpha1.EventSourceMapp
 			cfg.Policy.ReportBatchItemFailures = true
 		}
 	}
-	var closers []func()
-	closeAll := func() {
-		for _, c := range closers {
-			c()
+	return cfg, nil
+}
+
+// compileFilter compiles the mapping's filter criteria for its kind of source.
+func compileFilter(spec *lambdav1alpha1.EventSourceMappingSpec) (*filter.Matcher, error) {
+	var patterns []string
+	if spec.FilterCriteria != nil {
+		for _, f := range spec.FilterCriteria.Filters {
+			patterns = append(patterns, f.Pattern)
 		}
 	}
-	if spec.DestinationConfig != nil && spec.DestinationConfig.OnFailure != nil {
-		dest, err := b.destination(ctx, esm.Namespace, spec.DestinationConfig.OnFailure)
-		if netguard.Denied(err) {
-			err = &ConfigError{err} // an endpoint the egress policy refuses: fix the mapping
-		}
-		if err != nil {
-			return nil, err
-		}
-		closers = append(closers, dest.Close)
-		cfg.OnFailure = dest
+	src := filter.SourceGeneric
+	switch {
+	case spec.SelfManagedEventSource != nil:
+		src = filter.SourceKafka
+	case spec.SQS != nil:
+		src = filter.SourceSQS
+	case spec.RabbitMQ != nil:
+		src = filter.SourceMQ
+	case spec.NATSJetStream != nil:
+		src = filter.SourceNATS
+	}
+	return filter.CompilePatterns(patterns, filter.ForSource(src))
+}
+
+// openSource opens the mapping's event source and sets the poller's lanes for it. A
+// credentials Secret it can't read is a *ConfigError; any other failure says it was
+// opening the source.
+func (b *Builder) openSource(ctx context.Context, esm *lambdav1alpha1.EventSourceMapping, cfg *poller.Config, acc access.Access) (poller.Source, error) {
+	spec := &esm.Spec
+	uuid := esm.Status.UUID
+	if uuid == "" {
+		uuid = string(esm.UID)
 	}
 	var source poller.Source
+	var err error
 	switch {
 	case spec.SelfManagedEventSource != nil:
 		group := uuid
@@ -196,39 +227,10 @@ func (b *Builder) Build(ctx context.Context, esm *lambdav1alpha1.EventSourceMapp
 			FromStart: spec.StartingPosition == lambdav1alpha1.StartingPositionTrimHorizon, Access: acc,
 		})
 	case spec.NATSJetStream != nil:
-		n := spec.NATSJetStream
-		durable := n.DurableName
-		if durable == "" {
-			durable = uuid
-		}
-		nc := nats.Config{Servers: n.Servers, Stream: n.Stream, Subject: n.Subject, Durable: durable, FetchSize: cfg.BatchSize, Access: acc}
-		switch spec.StartingPosition {
-		case lambdav1alpha1.StartingPositionLatest:
-			nc.Start = nats.Latest
-		case lambdav1alpha1.StartingPositionAtTimestamp:
-			nc.Start = nats.AtTimestamp
-			if spec.StartingPositionTimestamp != nil {
-				nc.StartTime = spec.StartingPositionTimestamp.Time
-			}
-		}
 		cfg.Lanes = intOr(spec.ParallelizationFactor, 1)
-		source, err = nats.Open(ctx, nc)
+		source, err = nats.Open(ctx, natsConfig(spec, uuid, cfg.BatchSize, acc))
 	case spec.SQS != nil:
-		q := spec.SQS
-		id, secret, token, cerr := access.AWSCredentials(ctx, b.Reader, esm.Namespace, q.Credentials)
-		if cerr != nil {
-			closeAll()
-			return nil, &ConfigError{cerr}
-		}
-		cfg.Lanes = 5 // Lambda starts with five concurrent batches
-		if spec.ScalingConfig != nil && spec.ScalingConfig.MaximumConcurrency != nil {
-			cfg.Lanes = int(*spec.ScalingConfig.MaximumConcurrency)
-		}
-		source, err = sqs.Open(sqs.Config{
-			QueueURL: q.QueueURL, Endpoint: q.Endpoint, Region: q.Region,
-			AccessKeyID: id, SecretAccessKey: secret, SessionToken: token,
-			VisibilityTimeout: sqs.VisibilityFor(b.functionTimeout(ctx, esm.Namespace, spec.FunctionName), cfg.Window),
-		})
+		return b.openSQS(ctx, esm, cfg)
 	case spec.RabbitMQ != nil:
 		cfg.Lanes = 1
 		source, err = rabbitmq.Open(rabbitmq.Config{BrokerURL: spec.RabbitMQ.BrokerURL, Queue: spec.Queues[0], Access: acc, Prefetch: cfg.BatchSize * 2, FetchMax: cfg.BatchSize})
@@ -236,10 +238,53 @@ func (b *Builder) Build(ctx context.Context, esm *lambdav1alpha1.EventSourceMapp
 		err = &ConfigError{errors.New("no event source set")}
 	}
 	if err != nil {
-		closeAll()
 		return nil, fmt.Errorf("opening the event source: %w", err)
 	}
-	return &Built{Poller: poller.New(cfg, source, b.Invoker, log), Close: closeAll}, nil
+	return source, nil
+}
+
+// natsConfig is the JetStream consumer of a NATS mapping (durable name: the uuid unless set).
+func natsConfig(spec *lambdav1alpha1.EventSourceMappingSpec, uuid string, fetch int, acc access.Access) nats.Config {
+	n := spec.NATSJetStream
+	durable := n.DurableName
+	if durable == "" {
+		durable = uuid
+	}
+	nc := nats.Config{Servers: n.Servers, Stream: n.Stream, Subject: n.Subject, Durable: durable, FetchSize: fetch, Access: acc}
+	switch spec.StartingPosition {
+	case lambdav1alpha1.StartingPositionLatest:
+		nc.Start = nats.Latest
+	case lambdav1alpha1.StartingPositionAtTimestamp:
+		nc.Start = nats.AtTimestamp
+		if spec.StartingPositionTimestamp != nil {
+			nc.StartTime = spec.StartingPositionTimestamp.Time
+		}
+	}
+	return nc
+}
+
+// openSQS opens an SQS queue with the mapping's credentials; Lambda starts with five
+// concurrent batches, up to scalingConfig.maximumConcurrency.
+func (b *Builder) openSQS(ctx context.Context, esm *lambdav1alpha1.EventSourceMapping, cfg *poller.Config) (poller.Source, error) {
+	spec := &esm.Spec
+	q := spec.SQS
+	id, secret, token, err := access.AWSCredentials(ctx, b.Reader, esm.Namespace, q.Credentials)
+	if err != nil {
+		return nil, &ConfigError{err}
+	}
+	cfg.Lanes = 5
+	if spec.ScalingConfig != nil && spec.ScalingConfig.MaximumConcurrency != nil {
+		cfg.Lanes = int(*spec.ScalingConfig.MaximumConcurrency)
+	}
+	source, err := sqs.Open(sqs.Config{
+		QueueURL: q.QueueURL, Endpoint: q.Endpoint, Region: q.Region,
+		AccessKeyID: id, SecretAccessKey: secret, SessionToken: token,
+		VisibilityTimeout: sqs.VisibilityFor(b.functionTimeout(ctx, esm.Namespace, spec.FunctionName), cfg.Window),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening the event source: %w", err)
+	}
+	return source, nil
 }
 
 func (b *Builder) destination(ctx context.Context, ns string, d *lambdav1alpha1.Destination) (destination.Sender, error) {

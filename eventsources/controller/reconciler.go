@@ -15,12 +15,12 @@ import (
 	"fmt"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -28,26 +28,30 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/eventsources/poller"
+	"github.com/klambda/klambda/internal/statuspatch"
 )
 
 // Finalizer keeps a mapping until its poller has stopped.
 const Finalizer = "lambda.klambda.dev/event-source-poller"
 
-// Reasons of state transitions.
+// Lambda's stateTransitionReason values the mappings report (only the mappings use them).
 const (
-	ReasonUserInitiated      = "USER_INITIATED"
-	ReasonConfigNotValid     = "ESM_CONFIG_NOT_VALID"
-	ConditionReady           = "Ready"
+	ReasonUserInitiated  = "USER_INITIATED"
+	ReasonConfigNotValid = "ESM_CONFIG_NOT_VALID"
+)
+
+// Reasons of condition contract.ConditionReady (contract.ReasonAccessDenied: the
+// mapping's ServiceAccount may not invoke the function or read a Secret the mapping names;
+// nothing is polled, authorize.go).
+const (
 	conditionReasonPolling   = "Polling"
 	conditionReasonDisabled  = "Disabled"
 	conditionReasonStarting  = "Starting"
 	conditionReasonBadConfig = "ConfigNotValid"
 	conditionReasonNoPoller  = "PollerNotStarted"
-	// ConditionReasonAccessDenied: the mapping's ServiceAccount may not invoke the function
-	// or read a Secret the mapping names; nothing is polled (authorize.go).
-	ConditionReasonAccessDenied = "AccessDenied"
 )
 
 // Reconciler reconciles EventSourceMappings.
@@ -80,7 +84,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&lambdav1alpha1.EventSourceMapping{}).
+		// Status patches (this reconcile's own, or another replica's) wake no one: the
+		// pollers' notifications bring back what their progress changes.
+		For(&lambdav1alpha1.EventSourceMapping{}, builder.WithPredicates(statuspatch.SpecOrMetadataChanged())).
 		WatchesRawSource(source.Channel(r.events, &handler.EnqueueRequestForObject{})).
 		Named("eventsourcemapping").
 		Complete(r)
@@ -107,10 +113,9 @@ func (s stopPollersOnShutdown) Start(ctx context.Context) error {
 
 func (stopPollersOnShutdown) NeedLeaderElection() bool { return false }
 
-// Reconcile reads top to bottom: fetch, deletion, finalizer, uuid, transitional state,
-// apply to the poller, settled state.
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	logger := log.FromContext(ctx)
+// Reconcile reads top to bottom: fetch, one deferred status patch (observedGeneration set
+// once the mapping's poller runs its generation), then deletion or the normal path.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, err error) {
 	var esm lambdav1alpha1.EventSourceMapping
 	if err := r.Client.Get(ctx, req.NamespacedName, &esm); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -119,99 +124,112 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		return ctrl.Result{}, err
 	}
-
+	patch := statuspatch.New(r.Client, &esm)
+	defer patch.Close(ctx, &err, func() { esm.Status.ObservedGeneration = esm.Generation })
 	if !esm.DeletionTimestamp.IsZero() {
-		if esm.Status.State != lambdav1alpha1.EventSourceMappingDeleting {
-			if err := r.patchStatus(ctx, &esm, func(s *lambdav1alpha1.EventSourceMappingStatus) {
-				transition(s, lambdav1alpha1.EventSourceMappingDeleting, ReasonUserInitiated)
-			}); err != nil {
-				return ctrl.Result{}, err
-			}
-		}
-		r.Pollers.Remove(req.NamespacedName)
-		if err := r.Pollers.DeleteLease(ctx, string(esm.UID)); err != nil {
-			return ctrl.Result{}, fmt.Errorf("deleting the mapping's Lease: %w", err)
-		}
-		if controllerutil.ContainsFinalizer(&esm, Finalizer) {
-			base := esm.DeepCopy()
-			controllerutil.RemoveFinalizer(&esm, Finalizer)
-			if err := r.Client.Patch(ctx, &esm, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
-				return ctrl.Result{}, fmt.Errorf("removing the finalizer: %w", err)
-			}
-		}
-		logger.Info("event source mapping deleted, its poller stopped")
-		return ctrl.Result{}, nil
+		patch.Pending()
+		return ctrl.Result{}, r.reconcileDelete(ctx, &esm, patch)
 	}
+	return ctrl.Result{}, r.reconcileNormal(ctx, &esm, patch)
+}
 
-	if !controllerutil.ContainsFinalizer(&esm, Finalizer) {
+// reconcileDelete reports Deleting, stops the poller, deletes its Lease and lets the
+// mapping go.
+func (r *Reconciler) reconcileDelete(ctx context.Context, esm *lambdav1alpha1.EventSourceMapping, patch *statuspatch.Patch) error {
+	transition(&esm.Status, lambdav1alpha1.EventSourceMappingDeleting, ReasonUserInitiated)
+	// Written now: once the finalizer goes, so does the mapping.
+	if err := patch.Flush(ctx); err != nil {
+		return err
+	}
+	key := client.ObjectKeyFromObject(esm)
+	r.Pollers.Remove(key)
+	if err := r.Pollers.DeleteLease(ctx, string(esm.UID)); err != nil {
+		return fmt.Errorf("deleting the mapping's Lease: %w", err)
+	}
+	if controllerutil.ContainsFinalizer(esm, Finalizer) {
 		base := esm.DeepCopy()
-		controllerutil.AddFinalizer(&esm, Finalizer)
-		if err := r.Client.Patch(ctx, &esm, client.MergeFrom(base)); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
+		controllerutil.RemoveFinalizer(esm, Finalizer)
+		if err := r.Client.Patch(ctx, esm, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("removing the finalizer: %w", err)
 		}
+		patch.Rebase()
 	}
+	log.FromContext(ctx).Info("event source mapping deleted, its poller stopped")
+	return nil
+}
 
-	if esm.Status.UUID == "" {
-		err := r.patchStatus(ctx, &esm, func(s *lambdav1alpha1.EventSourceMappingStatus) {
-			s.UUID = string(esm.UID)
-			s.EventSourceMappingARN = r.Builder.MappingARN(s.UUID)
-			s.FunctionARN = r.Builder.FunctionARN(esm.Spec.FunctionName)
-			s.LastProcessingResult = poller.ResultNoRecords
-			transition(s, lambdav1alpha1.EventSourceMappingCreating, ReasonUserInitiated)
-			setReady(s, esm.Generation, metav1.ConditionFalse, conditionReasonStarting, "the poller is starting")
-		})
-		return ctrl.Result{}, err
-	}
-
-	enabled := esm.Spec.Enabled == nil || *esm.Spec.Enabled
-	if esm.Status.ObservedGeneration != 0 && esm.Status.ObservedGeneration != esm.Generation && !inTransition(esm.Status.State) {
-		next := lambdav1alpha1.EventSourceMappingUpdating
-		switch {
-		case esm.Status.State == lambdav1alpha1.EventSourceMappingDisabled && enabled:
-			next = lambdav1alpha1.EventSourceMappingEnabling
-		case esm.Status.State == lambdav1alpha1.EventSourceMappingEnabled && !enabled:
-			next = lambdav1alpha1.EventSourceMappingDisabling
+// reconcileNormal holds the finalizer, assigns the uuid, reports the transitional state a
+// spec change starts, applies the spec to the poller and, on the replica that polls,
+// reports the settled state.
+func (r *Reconciler) reconcileNormal(ctx context.Context, esm *lambdav1alpha1.EventSourceMapping, patch *statuspatch.Patch) error {
+	if !controllerutil.ContainsFinalizer(esm, Finalizer) {
+		base := esm.DeepCopy()
+		controllerutil.AddFinalizer(esm, Finalizer)
+		if err := r.Client.Patch(ctx, esm, client.MergeFrom(base)); err != nil {
+			return fmt.Errorf("adding the finalizer: %w", err)
 		}
-		if err := r.patchStatus(ctx, &esm, func(s *lambdav1alpha1.EventSourceMappingStatus) {
-			transition(s, next, ReasonUserInitiated)
-			s.FunctionARN = r.Builder.FunctionARN(esm.Spec.FunctionName)
-		}); err != nil {
-			return ctrl.Result{}, err
-		}
+		patch.Rebase()
 	}
-
-	st := r.Pollers.Apply(&esm)
+	s := &esm.Status
+	if s.UUID == "" {
+		s.UUID = string(esm.UID)
+		s.EventSourceMappingARN = r.Builder.MappingARN(s.UUID)
+		s.FunctionARN = r.Builder.FunctionARN(esm.Spec.FunctionName)
+		s.LastProcessingResult = poller.ResultNoRecords
+		transition(s, lambdav1alpha1.EventSourceMappingCreating, ReasonUserInitiated)
+		setReady(s, esm.Generation, metav1.ConditionFalse, conditionReasonStarting, "the poller is starting")
+	} else if s.ObservedGeneration != 0 && s.ObservedGeneration != esm.Generation && !inTransition(s.State) {
+		transition(s, nextTransition(esm), ReasonUserInitiated)
+		s.FunctionARN = r.Builder.FunctionARN(esm.Spec.FunctionName)
+	}
+	st := r.Pollers.Apply(esm)
 	if !st.Leading || st.Applied != esm.Generation {
 		// Another replica polls this mapping, or ours is still applying: its notification
 		// (or the Lease holder's) brings us back.
-		return ctrl.Result{}, nil
+		patch.Pending()
+		return nil
 	}
+	settle(esm, st)
+	return nil
+}
 
-	err := r.patchStatus(ctx, &esm, func(s *lambdav1alpha1.EventSourceMappingStatus) {
-		s.ObservedGeneration = esm.Generation
-		switch {
-		case st.Err != nil && isAccessDenied(st.Err):
-			transition(s, lambdav1alpha1.EventSourceMappingDisabled, ReasonConfigNotValid)
-			setReady(s, esm.Generation, metav1.ConditionFalse, ConditionReasonAccessDenied, st.Err.Error())
-		case st.Err != nil && isConfigError(st.Err):
-			transition(s, lambdav1alpha1.EventSourceMappingDisabled, ReasonConfigNotValid)
-			setReady(s, esm.Generation, metav1.ConditionFalse, conditionReasonBadConfig, st.Err.Error())
-		case st.Err != nil:
-			transition(s, lambdav1alpha1.EventSourceMappingEnabled, ReasonUserInitiated)
-			s.LastProcessingResult = "PROBLEM: " + st.Err.Error()
-			setReady(s, esm.Generation, metav1.ConditionFalse, conditionReasonNoPoller, st.Err.Error())
-		case enabled:
-			transition(s, lambdav1alpha1.EventSourceMappingEnabled, ReasonUserInitiated)
-			if st.LastResult != "" {
-				s.LastProcessingResult = st.LastResult
-			}
-			setReady(s, esm.Generation, metav1.ConditionTrue, conditionReasonPolling, "polling the event source")
-		default:
-			transition(s, lambdav1alpha1.EventSourceMappingDisabled, ReasonUserInitiated)
-			setReady(s, esm.Generation, metav1.ConditionFalse, conditionReasonDisabled, "the mapping is disabled")
+// nextTransition is the transitional state a spec change starts.
+func nextTransition(esm *lambdav1alpha1.EventSourceMapping) lambdav1alpha1.EventSourceMappingState {
+	enabled := esm.Spec.Enabled == nil || *esm.Spec.Enabled
+	switch {
+	case esm.Status.State == lambdav1alpha1.EventSourceMappingDisabled && enabled:
+		return lambdav1alpha1.EventSourceMappingEnabling
+	case esm.Status.State == lambdav1alpha1.EventSourceMappingEnabled && !enabled:
+		return lambdav1alpha1.EventSourceMappingDisabling
+	}
+	return lambdav1alpha1.EventSourceMappingUpdating
+}
+
+// settle reports the state the poller settled in for the mapping's generation.
+func settle(esm *lambdav1alpha1.EventSourceMapping, st SlotStatus) {
+	s, gen := &esm.Status, esm.Generation
+	enabled := esm.Spec.Enabled == nil || *esm.Spec.Enabled
+	switch {
+	case st.Err != nil && isAccessDenied(st.Err):
+		transition(s, lambdav1alpha1.EventSourceMappingDisabled, ReasonConfigNotValid)
+		setReady(s, gen, metav1.ConditionFalse, contract.ReasonAccessDenied, st.Err.Error())
+	case st.Err != nil && isConfigError(st.Err):
+		transition(s, lambdav1alpha1.EventSourceMappingDisabled, ReasonConfigNotValid)
+		setReady(s, gen, metav1.ConditionFalse, conditionReasonBadConfig, st.Err.Error())
+	case st.Err != nil:
+		transition(s, lambdav1alpha1.EventSourceMappingEnabled, ReasonUserInitiated)
+		s.LastProcessingResult = "PROBLEM: " + st.Err.Error()
+		setReady(s, gen, metav1.ConditionFalse, conditionReasonNoPoller, st.Err.Error())
+	case enabled:
+		transition(s, lambdav1alpha1.EventSourceMappingEnabled, ReasonUserInitiated)
+		if st.LastResult != "" {
+			s.LastProcessingResult = st.LastResult
 		}
-	})
-	return ctrl.Result{}, err
+		setReady(s, gen, metav1.ConditionTrue, conditionReasonPolling, "polling the event source")
+	default:
+		transition(s, lambdav1alpha1.EventSourceMappingDisabled, ReasonUserInitiated)
+		setReady(s, gen, metav1.ConditionFalse, conditionReasonDisabled, "the mapping is disabled")
+	}
 }
 
 func inTransition(s lambdav1alpha1.EventSourceMappingState) bool {
@@ -234,18 +252,5 @@ func transition(s *lambdav1alpha1.EventSourceMappingStatus, state lambdav1alpha1
 }
 
 func setReady(s *lambdav1alpha1.EventSourceMappingStatus, gen int64, status metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen})
-}
-
-// patchStatus applies mutate to the status and patches it when it changed.
-func (r *Reconciler) patchStatus(ctx context.Context, esm *lambdav1alpha1.EventSourceMapping, mutate func(*lambdav1alpha1.EventSourceMappingStatus)) error {
-	base := esm.DeepCopy()
-	mutate(&esm.Status)
-	if equality.Semantic.DeepEqual(base.Status, esm.Status) {
-		return nil
-	}
-	if err := r.Client.Status().Patch(ctx, esm, client.MergeFrom(base)); err != nil {
-		return fmt.Errorf("writing the status of %s/%s: %w", esm.Namespace, esm.Name, err)
-	}
-	return nil
+	meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: contract.ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen})
 }

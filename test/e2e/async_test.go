@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/klambda/klambda/activator/async"
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -245,7 +246,7 @@ func TestAsyncInvocation(t *testing.T) {
 
 	t.Run("oversize event is rejected and nothing is stored", func(t *testing.T) {
 		t.Parallel()
-		over := asyncPadded(async.PayloadLimit + 1)
+		over := asyncPadded(contract.MaxAsyncPayload + 1)
 		a, err := invokeAsync(ctx, t, ns, "big", over)
 		if err != nil {
 			t.Fatal(err)
@@ -254,10 +255,10 @@ func TestAsyncInvocation(t *testing.T) {
 			t.Fatalf("256 KB + 1: HTTP %d %s %s", a.Status, a.ErrorType, a.Body)
 		}
 		// Exactly the limit is accepted and runs; the oversize one never does.
-		id := accepted(t, "big", string(asyncPadded(async.PayloadLimit)))
+		id := accepted(t, "big", string(asyncPadded(contract.MaxAsyncPayload)))
 		calls := rec.WaitFor(t, 90*time.Second, "the 256 KB event", func(c []RecordedCall) bool { return len(withID(id, c)) == 1 })
 		time.Sleep(2 * time.Second)
-		if got := callsOf("big", rec.Calls()); len(got) != 1 || len(got[0].Event) != async.PayloadLimit {
+		if got := callsOf("big", rec.Calls()); len(got) != 1 || len(got[0].Event) != contract.MaxAsyncPayload {
 			t.Errorf("the function got %d events (want only the 256 KB one)", len(callsOf("big", calls)))
 		}
 		if n, err := asyncActivatorMetric(ctx, "klambda_async_events_received_total", ns, "big"); err != nil || n != 1 {

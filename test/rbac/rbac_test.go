@@ -33,8 +33,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	"github.com/klambda/klambda/activator/kube"
-	"github.com/klambda/klambda/activator/router"
+	"github.com/klambda/klambda/activator/feeder"
+	"github.com/klambda/klambda/activator/fnkey"
+	"github.com/klambda/klambda/activator/invokesecret"
+	"github.com/klambda/klambda/activator/scaleclient"
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/test/apiserver"
 )
@@ -379,7 +382,7 @@ func TestActivatorCodeRunsWithItsRole(t *testing.T) {
 	yes := true
 	owner := []metav1.OwnerReference{{APIVersion: lambdav1alpha1.GroupVersion.String(), Kind: "Function", Name: "g", UID: fn.UID, Controller: &yes}}
 	fnUID := fn.UID
-	lbl := map[string]string{kube.LabelFunction: "g", kube.LabelVersion: kube.LatestLabel}
+	lbl := map[string]string{contract.LabelFunction: "g", contract.LabelVersion: contract.LatestLabelValue}
 	one := int32(1)
 	mustCreate(t, ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "g-latest", Labels: lbl, OwnerReferences: owner},
 		Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: lbl},
@@ -392,7 +395,7 @@ func TestActivatorCodeRunsWithItsRole(t *testing.T) {
 
 	cfg := impersonate("activator")
 	act := kubernetes.NewForConfigOrDie(cfg)
-	c, err := kube.NewCache(cfg, scheme.Scheme)
+	c, err := feeder.NewCache(cfg, scheme.Scheme)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,8 +408,8 @@ func TestActivatorCodeRunsWithItsRole(t *testing.T) {
 	if !c.WaitForCacheSync(ctx) {
 		t.Fatal("the activator's informers did not sync with its role")
 	}
-	d := &kube.Deployments{Reader: c, Client: act}
-	key := router.Key{Namespace: tenant, Function: "g", Version: router.Latest}
+	d := &scaleclient.Deployments{Reader: c, Client: act}
+	key := fnkey.Key{Namespace: tenant, Function: "g", Version: contract.Latest}
 	for {
 		if _, err := d.Replicas(key); err == nil {
 			break
@@ -422,10 +425,8 @@ func TestActivatorCodeRunsWithItsRole(t *testing.T) {
 	if err := d.MarkForRemoval(ctx, key, []string{"g-pod"}); err != nil {
 		t.Fatalf("marking a pod for removal as the activator: %v", err)
 	}
-	sr := &kube.SecretReader{Client: act}
-	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: tenant}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "shim",
-		Env: []corev1.EnvVar{{Name: kube.SecretEnv, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-			LocalObjectReference: corev1.LocalObjectReference{Name: "g-invoke"}, Key: "token"}}}}}}}}
+	sr := &invokesecret.Reader{Client: act}
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Annotations: map[string]string{contract.AnnotationInvokeSecret: "g-invoke"}}}
 	if s, err := sr.ForPod(ctx, p, fnUID); err != nil || s != "s3cret" {
 		t.Fatalf("reading the invoke secret as the activator: %q, %v", s, err)
 	}

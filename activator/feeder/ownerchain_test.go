@@ -1,4 +1,4 @@
-package kube_test
+package feeder_test
 
 import (
 	"context"
@@ -6,18 +6,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klambda/klambda/api/contract"
-
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/klambda/klambda/activator/dispatch"
-	"github.com/klambda/klambda/activator/kube"
+	"github.com/klambda/klambda/activator/feeder"
+	"github.com/klambda/klambda/activator/fnkey"
+	"github.com/klambda/klambda/activator/invokesecret"
 	"github.com/klambda/klambda/activator/router"
+	"github.com/klambda/klambda/activator/scaleclient"
+	"github.com/klambda/klambda/api/contract"
 )
 
-func environmentsOf(d *dispatch.Dispatcher, key router.Key) []string {
+func environmentsOf(d *dispatch.Dispatcher, key fnkey.Key) []string {
 	for _, s := range d.Stats() {
 		if s.Key == key {
 			var out []string
@@ -30,11 +32,11 @@ func environmentsOf(d *dispatch.Dispatcher, key router.Key) []string {
 	return nil
 }
 
-func feeder(t *testing.T, ctx context.Context) *dispatch.Dispatcher {
+func startFeeder(t *testing.T, ctx context.Context) *dispatch.Dispatcher {
 	disp := dispatch.New(nil)
 	c := startCache(t, ctx)
-	runFeeder(t, ctx, c, &kube.Feeder{Cache: c, Table: router.NewTable(), Dispatcher: disp, Secrets: &kube.SecretReader{Client: cs},
-		ShimPort: 9000, Log: logr.Discard()})
+	runFeeder(t, ctx, c, &feeder.Feeder{Cache: c, Table: router.NewTable(), Dispatcher: disp, Secrets: &invokesecret.Reader{Client: cs},
+		Log: logr.Discard()})
 	return disp
 }
 
@@ -46,14 +48,14 @@ func TestFeederRequiresOwnerChain(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ns := namespace(t, "chain")
-	disp := feeder(t, ctx)
+	disp := startFeeder(t, ctx)
 	fn := mkFunction(t, ns, "o")
 	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "o-invoke", Namespace: ns, OwnerReferences: []metav1.OwnerReference{ownedBy(fn)}},
 		Data: map[string][]byte{"token": []byte("t0k")}}
 	if err := srv.Client.Create(ctx, sec); err != nil {
 		t.Fatal(err)
 	}
-	lbl := map[string]string{kube.LabelFunction: "o", kube.LabelVersion: kube.LatestLabel}
+	lbl := map[string]string{contract.LabelFunction: "o", contract.LabelVersion: contract.LatestLabelValue}
 	fref := ownedBy(fn)
 	good := workload(t, ns, "o-latest", &fref, lbl)
 	tenants := workload(t, ns, "tenant", nil, lbl)
@@ -64,7 +66,7 @@ func TestFeederRequiresOwnerChain(t *testing.T) {
 	readyPod(t, ns, "tenant-pod", "10.0.1.2", lbl, &tenants, "o-invoke")
 	readyPod(t, ns, "forged-pod", "10.0.1.3", lbl, &forgedRS, "o-invoke")
 	readyPod(t, ns, "o-latest-abc", "10.0.1.4", lbl, &good, "o-invoke")
-	key := router.Key{Namespace: ns, Function: "o", Version: router.Latest}
+	key := fnkey.Key{Namespace: ns, Function: "o", Version: contract.Latest}
 	eventually(t, "the Function's pod as an environment", func() bool { return len(environmentsOf(disp, key)) > 0 })
 	time.Sleep(200 * time.Millisecond) // the other pods' events have arrived too
 	if got := environmentsOf(disp, key); len(got) != 1 || got[0] != "o-latest-abc" {
@@ -78,7 +80,7 @@ func TestFeederRequiresOwnerChain(t *testing.T) {
 
 	// The scaler's Deployment lookup also takes only klambda's Deployment: "tenant" and
 	// "forged" carry the same labels.
-	deps := &kube.Deployments{Reader: srv.Client, Client: cs}
+	deps := &scaleclient.Deployments{Reader: srv.Client, Client: cs}
 	for i := 0; i < 5; i++ {
 		if err := deps.Scale(ctx, key, int32(2+i)); err != nil {
 			t.Fatal(err)
@@ -98,18 +100,18 @@ func TestFeederFindsPodsOfLongFunctionName(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ns := namespace(t, "long")
-	disp := feeder(t, ctx)
+	disp := startFeeder(t, ctx)
 	name := strings.Repeat("l", 64)
 	fn := mkFunction(t, ns, name)
 	lv := contract.FunctionLabelValue(name)
 	if len(lv) > 63 || lv == name {
 		t.Fatalf("label value %q", lv)
 	}
-	lbl := map[string]string{kube.LabelFunction: lv, kube.LabelVersion: kube.LatestLabel}
+	lbl := map[string]string{contract.LabelFunction: lv, contract.LabelVersion: contract.LatestLabelValue}
 	fref := ownedBy(fn)
 	rs := workload(t, ns, "long-latest", &fref, lbl)
 	readyPod(t, ns, "long-latest-abc", "10.0.2.1", lbl, &rs, "")
-	key := router.Key{Namespace: ns, Function: name, Version: router.Latest}
+	key := fnkey.Key{Namespace: ns, Function: name, Version: contract.Latest}
 	eventually(t, "the long-named function's pod as an environment of "+name, func() bool {
 		c, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
 		defer cancel()
@@ -120,7 +122,7 @@ func TestFeederFindsPodsOfLongFunctionName(t *testing.T) {
 		l.Release()
 		return l.Env.Name == "long-latest-abc"
 	})
-	deps := &kube.Deployments{Reader: srv.Client, Client: cs}
+	deps := &scaleclient.Deployments{Reader: srv.Client, Client: cs}
 	if n, err := deps.Replicas(key); err != nil || n != 0 {
 		t.Fatalf("the scaler does not find the long-named function's Deployment: %d %v", n, err)
 	}
@@ -132,13 +134,13 @@ func TestFeederRefusesForeignInvokeSecret(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ns := namespace(t, "foreign")
-	disp := feeder(t, ctx)
+	disp := startFeeder(t, ctx)
 	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s-invoke", Namespace: ns}, Data: map[string][]byte{"token": []byte("known-to-the-tenant")}}
 	if err := srv.Client.Create(ctx, sec); err != nil {
 		t.Fatal(err)
 	}
 	fn := mkFunction(t, ns, "s")
-	lbl := map[string]string{kube.LabelFunction: "s", kube.LabelVersion: kube.LatestLabel}
+	lbl := map[string]string{contract.LabelFunction: "s", contract.LabelVersion: contract.LatestLabelValue}
 	fref := ownedBy(fn)
 	rs := workload(t, ns, "s-latest", &fref, lbl)
 	readyPod(t, ns, "s-latest-abc", "10.0.3.1", lbl, &rs, "s-invoke")
@@ -149,15 +151,15 @@ func TestFeederRefusesForeignInvokeSecret(t *testing.T) {
 	if err := srv.Client.Create(ctx, sec2); err != nil {
 		t.Fatal(err)
 	}
-	lbl2 := map[string]string{kube.LabelFunction: "s2", kube.LabelVersion: kube.LatestLabel}
+	lbl2 := map[string]string{contract.LabelFunction: "s2", contract.LabelVersion: contract.LatestLabelValue}
 	fref2 := ownedBy(fn2)
 	rs2 := workload(t, ns, "s2-latest", &fref2, lbl2)
 	readyPod(t, ns, "s2-latest-abc", "10.0.3.2", lbl2, &rs2, "s2-invoke")
 	eventually(t, "the twin's environment", func() bool {
-		return len(environmentsOf(disp, router.Key{Namespace: ns, Function: "s2", Version: router.Latest})) == 1
+		return len(environmentsOf(disp, fnkey.Key{Namespace: ns, Function: "s2", Version: contract.Latest})) == 1
 	})
 	time.Sleep(200 * time.Millisecond)
-	if got := environmentsOf(disp, router.Key{Namespace: ns, Function: "s", Version: router.Latest}); len(got) != 0 {
+	if got := environmentsOf(disp, fnkey.Key{Namespace: ns, Function: "s", Version: contract.Latest}); len(got) != 0 {
 		t.Fatalf("environments %v with a Secret the Function does not own", got)
 	}
 }

@@ -1,4 +1,4 @@
-package kube_test
+package feeder_test
 
 // Against a real kube-apiserver (test/apiserver): the scaler's server-side apply owns
 // spec.replicas and leaves the manager's fields alone; the router and the dispatcher
@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/klambda/klambda/api/contract"
 
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
@@ -29,9 +27,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/klambda/klambda/activator/dispatch"
-	"github.com/klambda/klambda/activator/kube"
+	"github.com/klambda/klambda/activator/feeder"
+	"github.com/klambda/klambda/activator/fnkey"
+	"github.com/klambda/klambda/activator/invokesecret"
 	"github.com/klambda/klambda/activator/router"
+	"github.com/klambda/klambda/activator/scaleclient"
 	"github.com/klambda/klambda/activator/scaler"
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/test/apiserver"
 )
@@ -121,11 +123,10 @@ func readyPod(t *testing.T, ns, name, ip string, lbl map[string]string, owner *m
 	t.Helper()
 	ctx := context.Background()
 	c := corev1.Container{Name: "function", Image: "x"}
-	if secretName != "" {
-		c.Env = []corev1.EnvVar{{Name: kube.SecretEnv, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-			LocalObjectReference: corev1.LocalObjectReference{Name: secretName}, Key: "token"}}}}
-	}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: lbl}, Spec: corev1.PodSpec{Containers: []corev1.Container{c}}}
+	if secretName != "" {
+		pod.Annotations = map[string]string{contract.AnnotationInvokeSecret: secretName}
+	}
 	if owner != nil {
 		pod.OwnerReferences = []metav1.OwnerReference{*owner}
 	}
@@ -149,7 +150,7 @@ func managerApply(t *testing.T, ns, image string) {
 	if err := srv.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "f"}, &fn); err != nil {
 		fn = *mkFunction(t, ns, "f")
 	}
-	lbl := map[string]string{kube.LabelFunction: "f", kube.LabelVersion: kube.LatestLabel}
+	lbl := map[string]string{contract.LabelFunction: "f", contract.LabelVersion: contract.LatestLabelValue}
 	ac := appsv1ac.Deployment("f-latest", ns).WithLabels(lbl).WithOwnerReferences(metav1ac.OwnerReference().
 		WithAPIVersion(lambdav1alpha1.GroupVersion.String()).WithKind("Function").WithName("f").WithUID(fn.UID).WithController(true)).
 		WithSpec(appsv1ac.DeploymentSpec().
@@ -163,7 +164,7 @@ func managerApply(t *testing.T, ns, image string) {
 
 func startCache(t *testing.T, ctx context.Context) cache.Cache {
 	t.Helper()
-	c, err := kube.NewCache(srv.Config, scheme.Scheme)
+	c, err := feeder.NewCache(srv.Config, scheme.Scheme)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +172,7 @@ func startCache(t *testing.T, ctx context.Context) cache.Cache {
 }
 
 // runFeeder registers the feeder's handlers on c, starts c and waits for its first sync.
-func runFeeder(t *testing.T, ctx context.Context, c cache.Cache, f *kube.Feeder) {
+func runFeeder(t *testing.T, ctx context.Context, c cache.Cache, f *feeder.Feeder) {
 	t.Helper()
 	if err := f.Register(ctx); err != nil {
 		t.Fatal(err)
@@ -203,8 +204,8 @@ func TestScaleOwnsReplicasOnly(t *testing.T) {
 	}
 	go func() { _ = c.Start(ctx) }()
 	c.WaitForCacheSync(ctx)
-	d := &kube.Deployments{Reader: c, Client: cs}
-	key := router.Key{Namespace: ns, Function: "f", Version: router.Latest}
+	d := &scaleclient.Deployments{Reader: c, Client: cs}
+	key := fnkey.Key{Namespace: ns, Function: "f", Version: contract.Latest}
 	eventually(t, "the Deployment in the cache", func() bool { _, err := d.Replicas(key); return err == nil })
 	if err := d.Scale(ctx, key, 3); err != nil {
 		t.Fatal(err)
@@ -217,7 +218,7 @@ func TestScaleOwnsReplicasOnly(t *testing.T) {
 	for _, mf := range dep.ManagedFields {
 		owners[mf.Manager] = string(mf.FieldsV1.Raw)
 	}
-	if got := owners[kube.FieldManager]; got == "" || !contains(got, `"f:replicas"`) || contains(got, "f:template") {
+	if got := owners[scaleclient.FieldManager]; got == "" || !contains(got, `"f:replicas"`) || contains(got, "f:template") {
 		t.Fatalf("activator owns %s", got)
 	}
 	if got := owners["klambda-manager"]; contains(got, "f:replicas") || !contains(got, "f:template") {
@@ -238,7 +239,7 @@ func TestScaleOwnsReplicasOnly(t *testing.T) {
 		t.Fatalf("scale to zero: %d", *dep.Spec.Replicas)
 	}
 
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p1", Namespace: ns, Labels: map[string]string{kube.LabelFunction: "f"}},
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p1", Namespace: ns, Labels: map[string]string{contract.LabelFunction: "f"}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x"}}}}
 	if err := srv.Client.Create(ctx, pod); err != nil {
 		t.Fatal(err)
@@ -247,7 +248,7 @@ func TestScaleOwnsReplicasOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := cs.CoreV1().Pods(ns).Get(ctx, "p1", metav1.GetOptions{})
-	if got.Annotations[kube.PodDeletionCost] != "-1000" || got.Labels[kube.LabelFunction] != "f" {
+	if got.Annotations[scaleclient.PodDeletionCost] != "-1000" || got.Labels[contract.LabelFunction] != "f" {
 		t.Fatalf("pod %v %v", got.Annotations, got.Labels)
 	}
 }
@@ -272,7 +273,7 @@ func TestFeederFollowsObjectsAndPods(t *testing.T) {
 	table := router.NewTable()
 	disp := dispatch.New(nil)
 	c := startCache(t, ctx)
-	f := &kube.Feeder{Cache: c, Table: table, Dispatcher: disp, Secrets: &kube.SecretReader{Client: cs}, ShimPort: 9000, Log: logr.Discard()}
+	f := &feeder.Feeder{Cache: c, Table: table, Dispatcher: disp, Secrets: &invokesecret.Reader{Client: cs}, Log: logr.Discard()}
 	runFeeder(t, ctx, c, f)
 
 	k := srv.Client
@@ -308,7 +309,10 @@ func TestFeederFollowsObjectsAndPods(t *testing.T) {
 	if err := k.Update(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "alias live → $LATEST", func() bool { r, err := table.Resolve(ns, "f", "live"); return err == nil && r.Version == router.Latest })
+	eventually(t, "alias live → $LATEST", func() bool {
+		r, err := table.Resolve(ns, "f", "live")
+		return err == nil && r.Version == contract.Latest
+	})
 	if err := k.Delete(ctx, a); err != nil {
 		t.Fatal(err)
 	}
@@ -320,11 +324,11 @@ func TestFeederFollowsObjectsAndPods(t *testing.T) {
 	if err := k.Create(ctx, sec); err != nil {
 		t.Fatal(err)
 	}
-	lbl1 := map[string]string{kube.LabelFunction: "f", kube.LabelVersion: "1"}
+	lbl1 := map[string]string{contract.LabelFunction: "f", contract.LabelVersion: "1"}
 	vref := ownedBy(v)
 	rs := workload(t, ns, "f-v1", &vref, lbl1)
 	pod := readyPod(t, ns, "f-1-abc", "10.0.0.7", lbl1, &rs, "f-invoke")
-	key := router.Key{Namespace: ns, Function: "f", Version: "1"}
+	key := fnkey.Key{Namespace: ns, Function: "f", Version: "1"}
 	lim := dispatch.Limits{Reserved: -1, Unreserved: -1}
 	var lease *dispatch.Lease
 	eventually(t, "environment of version 1", func() bool {
@@ -374,8 +378,8 @@ func TestScalerFromZeroAndBack(t *testing.T) {
 	}
 	go func() { _ = c.Start(ctx) }()
 	c.WaitForCacheSync(ctx)
-	deps := &kube.Deployments{Reader: c, Client: cs}
-	key := router.Key{Namespace: ns, Function: "f", Version: router.Latest}
+	deps := &scaleclient.Deployments{Reader: c, Client: cs}
+	key := fnkey.Key{Namespace: ns, Function: "f", Version: contract.Latest}
 	eventually(t, "the Deployment in the cache", func() bool { _, err := deps.Replicas(key); return err == nil })
 	if err := deps.Scale(ctx, key, 0); err != nil {
 		t.Fatal(err)
@@ -401,7 +405,7 @@ func TestScalerFromZeroAndBack(t *testing.T) {
 	}
 	// The pod the ReplicaSet would start becomes Ready (no kubelet here: we play it).
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "f-latest-1", Namespace: ns,
-		Labels: map[string]string{kube.LabelFunction: "f", kube.LabelVersion: kube.LatestLabel}},
+		Labels: map[string]string{contract.LabelFunction: "f", contract.LabelVersion: contract.LatestLabelValue}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x"}}}}
 	if err := srv.Client.Create(ctx, pod); err != nil {
 		t.Fatal(err)
@@ -414,7 +418,7 @@ func TestScalerFromZeroAndBack(t *testing.T) {
 	sc.Pass(ctx)
 	dep, _ = cs.AppsV1().Deployments(ns).Get(ctx, "f-latest", metav1.GetOptions{})
 	p, _ := cs.CoreV1().Pods(ns).Get(ctx, "f-latest-1", metav1.GetOptions{})
-	if *dep.Spec.Replicas != 0 || p.Annotations[kube.PodDeletionCost] != "-1000" {
+	if *dep.Spec.Replicas != 0 || p.Annotations[scaleclient.PodDeletionCost] != "-1000" {
 		t.Fatalf("scale to zero: replicas %d, pod annotations %v", *dep.Spec.Replicas, p.Annotations)
 	}
 }
@@ -429,7 +433,7 @@ func TestFeederProbesStartingPods(t *testing.T) {
 	c := startCache(t, ctx)
 	var shimReady atomic.Bool
 	var probed atomic.Int32
-	f := &kube.Feeder{Cache: c, Table: router.NewTable(), Dispatcher: disp, Secrets: &kube.SecretReader{Client: cs}, ShimPort: 9000,
+	f := &feeder.Feeder{Cache: c, Table: router.NewTable(), Dispatcher: disp, Secrets: &invokesecret.Reader{Client: cs},
 		Log: logr.Discard(), ProbeInterval: 5 * time.Millisecond,
 		Probe: func(_ context.Context, addr string) bool {
 			probed.Add(1)
@@ -439,7 +443,7 @@ func TestFeederProbesStartingPods(t *testing.T) {
 
 	k := srv.Client
 	gref := ownedBy(mkFunction(t, ns, "g"))
-	glbl := map[string]string{kube.LabelFunction: "g", kube.LabelVersion: kube.LatestLabel}
+	glbl := map[string]string{contract.LabelFunction: "g", contract.LabelVersion: contract.LatestLabelValue}
 	rs := workload(t, ns, "g-latest", &gref, glbl)
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "g-abc", Namespace: ns, Labels: glbl, OwnerReferences: []metav1.OwnerReference{rs}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "function", Image: "x"}}}}
@@ -452,7 +456,7 @@ func TestFeederProbesStartingPods(t *testing.T) {
 	if err := k.Status().Update(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
-	key := router.Key{Namespace: ns, Function: "g", Version: router.Latest}
+	key := fnkey.Key{Namespace: ns, Function: "g", Version: contract.Latest}
 	environments := func() int {
 		for _, s := range disp.Stats() {
 			if s.Key == key {
@@ -497,8 +501,8 @@ func TestFeederResizesReadyEnvironmentsToTheirShare(t *testing.T) {
 	disp := dispatch.New(nil)
 	c := startCache(t, ctx)
 	var calls atomic.Int32
-	resize := kube.PodResizer(cs)
-	f := &kube.Feeder{Cache: c, Table: router.NewTable(), Dispatcher: disp, Secrets: &kube.SecretReader{Client: cs}, ShimPort: 9000,
+	resize := feeder.PodResizer(cs)
+	f := &feeder.Feeder{Cache: c, Table: router.NewTable(), Dispatcher: disp, Secrets: &invokesecret.Reader{Client: cs},
 		Log: logr.Discard(),
 		Resize: func(ctx context.Context, p *corev1.Pod, container, cpu string) error {
 			calls.Add(1)
@@ -508,13 +512,13 @@ func TestFeederResizesReadyEnvironmentsToTheirShare(t *testing.T) {
 
 	k := srv.Client
 	rref := ownedBy(mkFunction(t, ns, "r"))
-	rs := workload(t, ns, "r-latest", &rref, map[string]string{kube.LabelFunction: "r", kube.LabelVersion: kube.LatestLabel})
+	rs := workload(t, ns, "r-latest", &rref, map[string]string{contract.LabelFunction: "r", contract.LabelVersion: contract.LatestLabelValue})
 	mkPod := func(name string, annotations map[string]string) *corev1.Pod {
 		res := corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("18m"), corev1.ResourceMemory: resource.MustParse("160Mi")},
 			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("160Mi")}}
 		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations, OwnerReferences: []metav1.OwnerReference{rs},
-			Labels: map[string]string{kube.LabelFunction: "r", kube.LabelVersion: kube.LatestLabel}},
+			Labels: map[string]string{contract.LabelFunction: "r", contract.LabelVersion: contract.LatestLabelValue}},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: contract.FunctionContainerName, Image: "x", Resources: res}}}}
 		if err := k.Create(ctx, p); err != nil {
 			t.Fatal(err)

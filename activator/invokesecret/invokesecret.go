@@ -1,0 +1,87 @@
+// Package invokesecret reads the token a function pod's shim wants on its invoke endpoint.
+package invokesecret
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/klambda/klambda/activator/internal/ownerchain"
+	"github.com/klambda/klambda/api/contract"
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+)
+
+// Reader finds the invoke secret of a pod's shim: the pod's annotation
+// contract.AnnotationInvokeSecret names a Secret in the pod's namespace whose key
+// contract.InvokeSecretKey holds it. Secrets are read through a short-lived cache; it runs
+// on pod events, never per request. A Secret is used only when its controller is the
+// pod's Function (the UID given): a Secret of that name someone else made is refused,
+// never read for its value.
+type Reader struct {
+	Client kubernetes.Interface
+	TTL    time.Duration
+
+	mu    sync.Mutex
+	cache map[string]secretEntry
+}
+
+type secretEntry struct {
+	data    map[string][]byte
+	owner   types.UID // the UID of the Function controlling the Secret; "" if none
+	expires time.Time
+}
+
+// ForPod answers the secret the pod's shim wants ("" when the pod names no Secret); the
+// named Secret must be controlled by the Function with UID owner.
+func (s *Reader) ForPod(ctx context.Context, p *corev1.Pod, owner types.UID) (string, error) {
+	name := p.Annotations[contract.AnnotationInvokeSecret]
+	if name == "" {
+		return "", nil
+	}
+	return s.read(ctx, p.Namespace, name, contract.InvokeSecretKey, owner)
+}
+
+func (s *Reader) read(ctx context.Context, ns, name, key string, owner types.UID) (string, error) {
+	ck := ns + "/" + name
+	now := time.Now()
+	s.mu.Lock()
+	if s.cache == nil {
+		s.cache = map[string]secretEntry{}
+	}
+	e, ok := s.cache[ck]
+	s.mu.Unlock()
+	if !ok || now.After(e.expires) {
+		sec, err := s.Client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return "", fmt.Errorf("secret %s: %w", ck, err)
+		}
+		ttl := s.TTL
+		if ttl == 0 {
+			ttl = time.Minute
+		}
+		e = secretEntry{expires: now.Add(ttl)}
+		if ref, err := ownerchain.ControllerRef(sec, lambdav1alpha1.GroupVersion.Group, "Function"); err == nil {
+			e.owner = ref.UID
+		}
+		if e.owner != "" {
+			e.data = sec.Data // only a Function's Secret is kept
+		}
+		s.mu.Lock()
+		s.cache[ck] = e
+		s.mu.Unlock()
+	}
+	if owner == "" || e.owner != owner {
+		return "", fmt.Errorf("secret %s is not controlled by the pod's Function (UID %s): not used", ck, owner)
+	}
+	v, ok := e.data[key]
+	if !ok {
+		return "", fmt.Errorf("secret %s has no key %q", ck, key)
+	}
+	return string(v), nil
+}
