@@ -39,16 +39,9 @@ type Config struct {
 	Version    string
 	DeadLetter *lambdav1alpha1.DeadLetterConfig
 	// FunctionErrorDelays, when set, replaces the workers' RetryPolicy.FunctionErrorDelays
-	// for this function (AnnotationRetryDelays, honoured only when the operator allows it).
+	// for this function (contract.AnnotationAsyncRetryDelays, honoured only when the operator allows it).
 	FunctionErrorDelays []time.Duration
 }
-
-// AnnotationRetryDelays on a Function overrides the waits between function-error retries
-// of its asynchronous events, e.g. "1s,2s" (Lambda: 1 min, then 2 min). KubeConfigSource
-// reads it only with RetryDelayAnnotation set (the activator's
-// --async-retry-delay-annotation, off by default), so that end-to-end tests can run
-// Lambda's retries in seconds on a development cluster without changing anyone else's.
-const AnnotationRetryDelays = "lambda.klambda.dev/async-retry-delays"
 
 // ParseRetryDelays reads "1m,2m": one or two durations between 0 and 1 h.
 func ParseRetryDelays(s string) ([]time.Duration, error) {

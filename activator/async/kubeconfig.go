@@ -18,7 +18,7 @@ import (
 // client; the activator passes its manager's cached client, so a lookup is a map read.
 type KubeConfigSource struct {
 	Client client.Reader
-	// RetryDelayAnnotation honours AnnotationRetryDelays on Functions (a malformed value
+	// RetryDelayAnnotation honours contract.AnnotationAsyncRetryDelays on Functions (a malformed value
 	// is ignored: the workers' policy applies).
 	RetryDelayAnnotation bool
 }
@@ -60,7 +60,7 @@ func (k *KubeConfigSource) AsyncConfig(ctx context.Context, ns, fn, qualifier st
 		}
 	}
 	cfg.ReservedConcurrency = f.Spec.ReservedConcurrentExecutions
-	if v, ok := f.Annotations[AnnotationRetryDelays]; ok && k.RetryDelayAnnotation {
+	if v, ok := f.Annotations[contract.AnnotationAsyncRetryDelays]; ok && k.RetryDelayAnnotation {
 		if ds, err := ParseRetryDelays(v); err == nil {
 			cfg.FunctionErrorDelays = ds
 		}

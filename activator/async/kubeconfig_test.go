@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klambda/klambda/api/contract"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -98,7 +100,7 @@ func TestRetryDelayAnnotation(t *testing.T) {
 	_ = lambdav1alpha1.AddToScheme(scheme)
 	fn := func(name, delays string) *lambdav1alpha1.Function {
 		return &lambdav1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name,
-			Annotations: map[string]string{AnnotationRetryDelays: delays}}}
+			Annotations: map[string]string{contract.AnnotationAsyncRetryDelays: delays}}}
 	}
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(fn("fast", "1s, 2500ms"), fn("bad", "soon")).Build()
 	ctx := context.Background()

@@ -194,7 +194,7 @@ func TestFunctionErrorRetriedThenRetriesExhausted(t *testing.T) {
 		"two": {MaximumRetryAttempts: 2, MaximumEventAge: time.Hour, OnFailure: natsDest("fail.two"),
 			DeadLetter: &lambdav1alpha1.DeadLetterConfig{Target: *natsDest("dlq.two")}},
 		"zero": {MaximumRetryAttempts: 0, MaximumEventAge: time.Hour, OnFailure: natsDest("fail.zero")},
-		// The function's own delays (AnnotationRetryDelays) replace the workers' policy.
+		// The function's own delays (contract.AnnotationAsyncRetryDelays) replace the workers' policy.
 		"own": {MaximumRetryAttempts: 1, MaximumEventAge: time.Hour, OnFailure: natsDest("fail.own"),
 			FunctionErrorDelays: []time.Duration{1500 * time.Millisecond}},
 	}))

@@ -19,12 +19,6 @@ import (
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
-// AnnotationIdleTimeout on a Function overrides, for its versions, how long an idle
-// environment stays warm (a Go duration, e.g. "30s"; at least 1s). Lambda has no such
-// setting; it lets a cluster keep one function warmer than the rest, and lets tests see
-// scale to zero without waiting the activator's default minutes.
-const AnnotationIdleTimeout = "lambda.klambda.dev/idle-timeout"
-
 // minIdleTimeout keeps a typo ("1ms") from churning pods on every request.
 const minIdleTimeout = time.Second
 
@@ -70,7 +64,7 @@ type functionEntry struct {
 	state    string
 	reserved int32
 	timeout  time.Duration
-	// idleTimeout from AnnotationIdleTimeout; 0: the scaler's default.
+	// idleTimeout from contract.AnnotationIdleTimeout; 0: the scaler's default.
 	idleTimeout time.Duration
 	versions    map[string]versionEntry
 	aliases     map[string]aliasEntry
@@ -225,7 +219,7 @@ func (t *Table) compileOneLocked(k functionName) {
 	if f.Spec.ReservedConcurrentExecutions != nil {
 		e.reserved = *f.Spec.ReservedConcurrentExecutions
 	}
-	e.idleTimeout = idleTimeoutOf(f.Annotations[AnnotationIdleTimeout])
+	e.idleTimeout = idleTimeoutOf(f.Annotations[contract.AnnotationIdleTimeout])
 	for _, v := range t.versions.byFn[k] {
 		if v.Status.Version == "" || v.DeletionTimestamp != nil {
 			continue
@@ -275,7 +269,7 @@ func (t *Table) compileOneLocked(k functionName) {
 	}
 }
 
-// idleTimeoutOf parses AnnotationIdleTimeout; an absent or unparsable value is 0 (the
+// idleTimeoutOf parses contract.AnnotationIdleTimeout; an absent or unparsable value is 0 (the
 // default applies), a positive one is raised to minIdleTimeout.
 func idleTimeoutOf(v string) time.Duration {
 	if v == "" {
@@ -369,7 +363,7 @@ type Limits struct {
 	Provisioned int32
 	// Reserved is the function's reserved concurrency, -1 when none.
 	Reserved int32
-	// IdleTimeout is the function's own idle timeout (AnnotationIdleTimeout); 0 when
+	// IdleTimeout is the function's own idle timeout (contract.AnnotationIdleTimeout); 0 when
 	// it has none.
 	IdleTimeout time.Duration
 }

@@ -160,7 +160,7 @@ func TestIdleTimeoutAnnotation(t *testing.T) {
 	for name, v := range map[string]string{"short": "5s", "tiny": "1ms", "bad": "soon", "negative": "-3s", "none": ""} {
 		f := fn(name, lambdav1alpha1.StateActive)
 		if v != "" {
-			f.Annotations = map[string]string{AnnotationIdleTimeout: v}
+			f.Annotations = map[string]string{contract.AnnotationIdleTimeout: v}
 		}
 		tb.SetFunction(f)
 	}

@@ -31,6 +31,17 @@ const (
 	// wants on its invoke endpoint. The activator reads it from here, never from the env.
 	AnnotationInvokeSecret = "lambda.klambda.dev/invoke-secret"
 
+	// AnnotationIdleTimeout on a Function overrides, for its versions, how long an idle
+	// environment stays warm (a Go duration, e.g. "30s"; at least 1s). Lambda has no such
+	// setting; it lets a cluster keep one function warmer than the rest, and lets tests see
+	// scale to zero without waiting the activator's default minutes.
+	AnnotationIdleTimeout = "lambda.klambda.dev/idle-timeout"
+	// AnnotationAsyncRetryDelays on a Function overrides the waits between function-error
+	// retries of its asynchronous events, e.g. "1s,2s" (Lambda: 1 min, then 2 min). The
+	// activator reads it only with --async-retry-delay-annotation (off by default), so that
+	// end-to-end tests can run Lambda's retries in seconds on a development cluster.
+	AnnotationAsyncRetryDelays = "lambda.klambda.dev/async-retry-delays"
+
 	// InvokeSecretKey is the key of the per-function Secret that holds the invoke token.
 	InvokeSecretKey = "token"
 	// InvokeSecretEnv is the shim's variable holding the invoke token.

@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/klambda/klambda/api/contract"
+
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/yaml"
 
@@ -84,7 +86,7 @@ func bindAsyncFlags(a *asyncOptions) {
 	a.fsync = flag.Bool("async-sync-always", false, "fsync every accepted event before answering 202 (survives node crashes; slower).")
 	a.workers = flag.Int("async-workers", 64, "Asynchronous events invoked at once.")
 	a.delays = flag.String("async-retry-delays", "1m,2m", "Waits before the 2nd and 3rd attempt of an asynchronous event after a function error (Lambda's: 1m,2m).")
-	a.delayAnn = flag.Bool("async-retry-delay-annotation", false, "Let a Function's "+async.AnnotationRetryDelays+" annotation set its own retry delays (for test clusters).")
+	a.delayAnn = flag.Bool("async-retry-delay-annotation", false, "Let a Function's "+contract.AnnotationAsyncRetryDelays+" annotation set its own retry delays (for test clusters).")
 	a.ackWait = flag.Duration("async-ack-wait", 60*time.Second, "How long JetStream waits before redelivering an event whose worker went silent (e.g. the activator was killed).")
 	a.signingKey = flag.String("async-signing-key-file", "", "File of the key(s) that sign stored async events (one per line, at least 32 bytes; the first signs, all verify); workers then refuse messages without a valid signature. Needed with --async-nats-url.")
 	a.unsigned = flag.Bool("async-accept-unsigned", false, "Also run async events without a signature (while a queue filled by an activator older than signing drains); a wrong signature is always refused.")

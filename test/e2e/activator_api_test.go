@@ -210,7 +210,7 @@ func TestActivatorInvokeAPI(t *testing.T) {
 	ns := cluster.Namespace(t)
 	const idle = 20 * time.Second
 	probe := probeFunction(ctx, t, ns, "probe", func(f *lambdav1alpha1.Function) {
-		f.Annotations = map[string]string{"lambda.klambda.dev/idle-timeout": idle.String()}
+		f.Annotations = map[string]string{contract.AnnotationIdleTimeout: idle.String()}
 	})
 	probeFunction(ctx, t, ns, "stopped", func(f *lambdav1alpha1.Function) {
 		f.Spec.ReservedConcurrentExecutions = aws.Int32(0) // Lambda: throttle every invocation

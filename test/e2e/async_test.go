@@ -18,7 +18,6 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
-	"github.com/klambda/klambda/activator/async"
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
@@ -66,7 +65,7 @@ func TestAsyncInvocation(t *testing.T) {
 	}
 	fns := map[string]func(f *lambdav1alpha1.Function){
 		"target": func(f *lambdav1alpha1.Function) {
-			f.Annotations = map[string]string{async.AnnotationRetryDelays: "1s,2s"}
+			f.Annotations = map[string]string{contract.AnnotationAsyncRetryDelays: "1s,2s"}
 			f.Spec.EventInvokeConfig = &lambdav1alpha1.EventInvokeConfig{MaximumRetryAttempts: asyncI32(2),
 				DestinationConfig: &lambdav1alpha1.DestinationConfig{OnSuccess: sub("success"),
 					OnFailure: &lambdav1alpha1.Destination{Function: &lambdav1alpha1.FunctionDestination{Name: "sink"}}}}

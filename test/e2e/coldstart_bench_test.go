@@ -38,7 +38,7 @@ func BenchmarkColdStart(b *testing.B) {
 	ns := cluster.Namespace(b)
 	fn := cluster.HelloGoFunction(ctx, b, ns, "cold")
 	// Back to zero soon after each round (the activator's minimum is 1 s).
-	fn.Annotations = map[string]string{"lambda.klambda.dev/idle-timeout": "1s"}
+	fn.Annotations = map[string]string{contract.AnnotationIdleTimeout: "1s"}
 	if err := cluster.Client.Create(ctx, fn); err != nil {
 		b.Fatal(err)
 	}
