@@ -12,8 +12,8 @@ import (
 // Finalizers. (Labels, annotations, field managers and the invoke Secret's key are the pod
 // contract's: api/contract.)
 const (
-	versionFinalizer = "lambda.klambda.dev/version-in-use"
-	layerFinalizer   = "lambda.klambda.dev/layer-in-use"
+	versionFinalizer = contract.FinalizerVersionInUse
+	layerFinalizer   = contract.FinalizerLayerInUse
 )
 
 var notDNSLabel = regexp.MustCompile(`[^a-z0-9-]+`)

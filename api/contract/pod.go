@@ -85,3 +85,11 @@ func VersionLabelValue(qualifier string) string {
 	}
 	return qualifier
 }
+
+// klambda's finalizers: the controllers put the first two, the EventSourceMapping
+// reconciler the third; hack/remove-finalizers (internal/finalizers) removes only these.
+const (
+	FinalizerVersionInUse      = "lambda.klambda.dev/version-in-use"      // Version
+	FinalizerLayerInUse        = "lambda.klambda.dev/layer-in-use"        // LayerVersion
+	FinalizerEventSourcePoller = "lambda.klambda.dev/event-source-poller" // EventSourceMapping
+)

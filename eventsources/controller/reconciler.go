@@ -35,7 +35,7 @@ import (
 )
 
 // Finalizer keeps a mapping until its poller has stopped.
-const Finalizer = "lambda.klambda.dev/event-source-poller"
+const Finalizer = contract.FinalizerEventSourcePoller
 
 // Lambda's stateTransitionReason values the mappings report (only the mappings use them).
 const (

@@ -13,14 +13,15 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
 // Names are klambda's finalizers; no other finalizer is touched.
 var Names = []string{
-	"lambda.klambda.dev/version-in-use",      // Version (controllers)
-	"lambda.klambda.dev/layer-in-use",        // LayerVersion (controllers)
-	"lambda.klambda.dev/event-source-poller", // EventSourceMapping (eventsources/controller)
+	contract.FinalizerVersionInUse,      // Version (controllers)
+	contract.FinalizerLayerInUse,        // LayerVersion (controllers)
+	contract.FinalizerEventSourcePoller, // EventSourceMapping (eventsources/controller)
 }
 
 // Options choose what to clean.
