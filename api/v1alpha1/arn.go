@@ -1,9 +1,6 @@
 package v1alpha1
 
-import (
-	"fmt"
-	"strconv"
-)
+import "github.com/klambda/klambda/api/contract"
 
 // klambda's ARNs look like Lambda's so that SDKs and the CLI accept them:
 //
@@ -18,29 +15,32 @@ const (
 	DefaultAccountID = "000000000000"
 )
 
+// The builders below are api/contract's (which the shim, importing no Kubernetes package,
+// uses too), kept here for the API packages that build ARNs from the CRD types.
+
 // FunctionARN is the unqualified ARN of a function.
 func FunctionARN(region, account, name string) string {
-	return fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", region, account, name)
+	return contract.FunctionARN(region, account, name)
 }
 
 // QualifiedFunctionARN is the ARN of $LATEST, a version or an alias of a function.
 func QualifiedFunctionARN(region, account, name, qualifier string) string {
-	return FunctionARN(region, account, name) + ":" + qualifier
+	return contract.QualifiedFunctionARN(region, account, name, qualifier)
 }
 
 // LayerARN is the ARN of a layer (all its versions).
 func LayerARN(region, account, layerName string) string {
-	return fmt.Sprintf("arn:aws:lambda:%s:%s:layer:%s", region, account, layerName)
+	return contract.LayerARN(region, account, layerName)
 }
 
 // LayerVersionARN is the ARN of one version of a layer.
 func LayerVersionARN(region, account, layerName string, version int64) string {
-	return LayerARN(region, account, layerName) + ":" + strconv.FormatInt(version, 10)
+	return contract.LayerVersionARN(region, account, layerName, version)
 }
 
 // EventSourceMappingARN is the ARN of an event source mapping.
 func EventSourceMappingARN(region, account, uuid string) string {
-	return fmt.Sprintf("arn:aws:lambda:%s:%s:event-source-mapping:%s", region, account, uuid)
+	return contract.EventSourceMappingARN(region, account, uuid)
 }
 
 // EffectiveName is the alias name callers use: spec.name, or metadata.name when it is empty.

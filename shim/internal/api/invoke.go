@@ -22,11 +22,13 @@ type InvokeServer struct {
 	cfg    *environment.Config
 	secret []byte
 	routes *routeTable
+	// defaultARN is the ARN the runtime sees when the caller names none (built once).
+	defaultARN string
 }
 
 // NewInvokeServer serves env.
 func NewInvokeServer(env *environment.Environment) *InvokeServer {
-	s := &InvokeServer{env: env, cfg: env.Config(), secret: []byte(env.Config().InvokeSecret)}
+	s := &InvokeServer{env: env, cfg: env.Config(), secret: []byte(env.Config().InvokeSecret), defaultARN: env.Config().DefaultInvokedARN()}
 	s.routes = newRouteTable(
 		func(w http.ResponseWriter, r *http.Request) {
 			invokeError(w, http.StatusNotFound, "ResourceNotFoundException", "no such endpoint: "+r.URL.Path)
@@ -240,7 +242,7 @@ func (s *InvokeServer) fill(inv *environment.Invocation, h headerGetter, rawQuer
 	}
 	inv.InvokedARN = h.Get(contract.HeaderInvokedARN)
 	if inv.InvokedARN == "" {
-		inv.InvokedARN = s.cfg.DefaultInvokedARN()
+		inv.InvokedARN = s.defaultARN
 		if rawQuery != "" {
 			v, _ := url.ParseQuery(rawQuery)
 			if q := v.Get("Qualifier"); q != "" {

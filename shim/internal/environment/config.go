@@ -99,7 +99,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 
 // DefaultInvokedARN is the ARN the runtime sees when the caller does not name one.
 func (c *Config) DefaultInvokedARN() string {
-	return "arn:aws:lambda:" + c.Region + ":" + c.AccountID + ":function:" + c.FunctionName
+	return contract.FunctionARN(c.Region, c.AccountID, c.FunctionName)
 }
 
 func (c *Config) shutdownGrace(externalExtensions bool) time.Duration {
