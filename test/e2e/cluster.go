@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/util/retry"
+
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -220,13 +222,17 @@ func (c *Cluster) ScaleFunction(ctx context.Context, ns, name, version string, r
 	if err != nil {
 		return err
 	}
-	scale, err := c.Kube.AppsV1().Deployments(ns).GetScale(ctx, d.Name, metav1.GetOptions{})
-	if err != nil {
+	// The scale subresource carries the Deployment's resourceVersion, which the Deployment
+	// controller's status writes move (right after creation, too): retry on a conflict.
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		scale, err := c.Kube.AppsV1().Deployments(ns).GetScale(ctx, d.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		scale.Spec.Replicas = replicas
+		_, err = c.Kube.AppsV1().Deployments(ns).UpdateScale(ctx, d.Name, scale, metav1.UpdateOptions{})
 		return err
-	}
-	scale.Spec.Replicas = replicas
-	_, err = c.Kube.AppsV1().Deployments(ns).UpdateScale(ctx, d.Name, scale, metav1.UpdateOptions{})
-	return err
+	})
 }
 
 // WaitForReadyPod waits for a Ready pod of a function version and returns it.
