@@ -2,6 +2,7 @@ package scaler
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -121,4 +122,44 @@ func TestRateValidate(t *testing.T) {
 			t.Errorf("%+v: %v", r, err)
 		}
 	}
+}
+
+// With the real dispatcher: of 6 requests waiting for a function whose burst is 4, the 2
+// that came last are refused with the rate's reason; the others keep waiting for the 4
+// environments the scaler adds.
+func TestScalingRateRefusesWaitersBeyondIt(t *testing.T) {
+	disp := dispatch.New(nil)
+	d := &fakeDeploy{}
+	s := New(disp, fakeFloors{router.Limits{Reserved: -1}}, d)
+	s.Rate = Rate{Model: PerFunction, Burst: 4, Per: 1, Interval: time.Minute}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errs := make(chan error, 6)
+	for i := 0; i < 6; i++ {
+		go func() {
+			_, err := disp.Acquire(ctx, key, dispatch.Limits{Reserved: -1, Unreserved: -1})
+			errs <- err
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for st := disp.Stats(); len(st) == 0 || st[0].Waiting < 6; st = disp.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatal("6 requests never waited")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s.Pass(ctx)
+	if d.replicas != 4 {
+		t.Fatalf("replicas = %d, want the burst 4", d.replicas)
+	}
+	for i := 0; i < 2; i++ {
+		var ce *dispatch.CapacityError
+		if err := <-errs; !errors.As(err, &ce) || ce.Reason != contract.ReasonFunctionRate {
+			t.Fatalf("refused request: %v", err)
+		}
+	}
+	if st := disp.Stats(); st[0].Waiting != 4 {
+		t.Fatalf("%d waiting, want the 4 the scaler added environments for", st[0].Waiting)
+	}
+	cancel()
 }
