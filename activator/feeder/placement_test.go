@@ -50,6 +50,7 @@ func refusedFor(t *testing.T, ch chan acquired, cause string) {
 		if !errors.As(a.err, &ce) || ce.Cause != cause || ce.Reason != contract.ReasonAccountConcurrency {
 			t.Fatalf("after %s: %v, want a CapacityError %s", a.took, a.err, cause)
 		}
+		t.Logf("refused (%s) after waiting %s", cause, a.took)
 	case <-time.After(10 * time.Second):
 		t.Fatalf("still waiting after 10 s, want refused (%s)", cause)
 	}
