@@ -75,15 +75,20 @@ type bucket struct {
 	last   time.Time
 }
 
+// id is the bucket key's version draws from.
+func (r Rate) id(key fnkey.Key) fnkey.Key {
+	if r.Model == PerNamespace {
+		return fnkey.Key{Namespace: key.Namespace}
+	}
+	return fnkey.Key{Namespace: key.Namespace, Function: key.Function}
+}
+
 // take takes up to n tokens for key at now, and answers how many it took.
 func (b *buckets) take(r Rate, key fnkey.Key, now time.Time, n int) int {
 	if r.Model == Unbounded || n <= 0 {
 		return max(n, 0)
 	}
-	id := fnkey.Key{Namespace: key.Namespace, Function: key.Function}
-	if r.Model == PerNamespace {
-		id.Function = ""
-	}
+	id := r.id(key)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.m == nil {
@@ -98,6 +103,16 @@ func (b *buckets) take(r Rate, key fnkey.Key, now time.Time, n int) int {
 	n = min(n, k.tokens)
 	k.tokens -= n
 	return n
+}
+
+// giveBack returns n tokens key took for environments that were not added (the scale
+// failed).
+func (b *buckets) giveBack(r Rate, key fnkey.Key, n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if k := b.m[r.id(key)]; k != nil {
+		k.tokens = min(r.Burst, k.tokens+n)
+	}
 }
 
 func (k *bucket) refill(r Rate, now time.Time) {

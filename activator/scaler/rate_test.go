@@ -163,3 +163,23 @@ func TestScalingRateRefusesWaitersBeyondIt(t *testing.T) {
 	}
 	cancel()
 }
+
+// failingDeploy refuses every scale.
+type failingDeploy struct{ fakeDeploy }
+
+func (f *failingDeploy) Scale(context.Context, fnkey.Key, int32) error { return errors.New("apiserver down") }
+
+// A scale-up that fails spends nothing of the bucket: the next pass may add the burst.
+func TestScalingRateFailedScaleGivesTokensBack(t *testing.T) {
+	p := &fakePools{stats: []dispatch.PoolStats{{Key: key, Waiting: 4}}}
+	fail := &failingDeploy{}
+	s := New(p, fakeFloors{router.Limits{Reserved: -1}}, fail)
+	s.Rate = Rate{Model: PerFunction, Burst: 4, Per: 1, Interval: time.Hour}
+	s.Pass(context.Background())
+	d := &fakeDeploy{}
+	s.Deployments = d
+	s.Pass(context.Background())
+	if d.replicas != 4 || len(p.refused) != 0 {
+		t.Fatalf("after a failed scale: replicas %d refused %+v, want the whole burst 4", d.replicas, p.refused)
+	}
+}

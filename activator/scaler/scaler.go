@@ -192,6 +192,7 @@ func (s *Scaler) scaleUp(ctx context.Context, now time.Time, st *dispatch.PoolSt
 	}
 	want = current + granted
 	if err := s.Deployments.Scale(ctx, key, want); err != nil {
+		s.buckets.giveBack(s.Rate, key, int(granted))
 		s.Log.Error(err, "scaling up", "key", key.String(), "from", current, "to", want)
 		return
 	}
