@@ -167,7 +167,9 @@ func TestScalingRateRefusesWaitersBeyondIt(t *testing.T) {
 // failingDeploy refuses every scale.
 type failingDeploy struct{ fakeDeploy }
 
-func (f *failingDeploy) Scale(context.Context, fnkey.Key, int32) error { return errors.New("apiserver down") }
+func (f *failingDeploy) Scale(context.Context, fnkey.Key, int32) error {
+	return errors.New("apiserver down")
+}
 
 // A scale-up that fails spends nothing of the bucket: the next pass may add the burst.
 func TestScalingRateFailedScaleGivesTokensBack(t *testing.T) {
