@@ -100,6 +100,9 @@ type pool struct {
 	idle     []*env // a stack: the most recently used is reused first, so the rest can age out
 	waiters  []*waiter
 	inflight int
+	// starting and refused: what the cluster says of environments not ready yet (capacity.go).
+	starting int
+	refused  *CapacityError
 }
 
 type env struct {
@@ -119,10 +122,12 @@ type env struct {
 
 type waiter struct{ ch chan handoff }
 
-// handoff is an environment given to a waiter; first is decided under the lock.
+// handoff is an environment given to a waiter; first is decided under the lock. Or,
+// with err, the waiter is refused (capacity.go).
 type handoff struct {
 	e     *env
 	first bool
+	err   *CapacityError
 }
 
 // New returns a Dispatcher that wakes waker when requests wait.
@@ -185,7 +190,8 @@ type Lease struct {
 }
 
 // Acquire gives the request an environment of version key, waiting until ctx is done.
-// Errors: *ThrottleError at a limit (at once), ErrNoEnvironment when ctx ends first.
+// Errors: *ThrottleError at a limit (at once), *CapacityError when no environment can be
+// added (capacity.go), ErrNoEnvironment when ctx ends first.
 func (d *Dispatcher) Acquire(ctx context.Context, key fnkey.Key, lim Limits) (*Lease, error) {
 	return d.AcquireWithin(ctx, key, lim, 0)
 }
@@ -216,6 +222,11 @@ func (d *Dispatcher) AcquireWithin(ctx context.Context, key fnkey.Key, lim Limit
 		f.mu.Unlock()
 		return l, nil
 	}
+	if err := p.refusal(); err != nil {
+		l.unwait()
+		f.mu.Unlock()
+		return nil, err
+	}
 	w := &waiter{ch: make(chan handoff, 1)}
 	p.waiters = append(p.waiters, w)
 	f.mu.Unlock()
@@ -242,24 +253,30 @@ func (d *Dispatcher) wait(ctx context.Context, l *Lease, w *waiter, maxWait time
 	start := d.now()
 	select {
 	case h := <-w.ch:
-		l.bind(h)
-		l.Waited += d.now().Sub(start)
-		return nil
+		if h.err == nil {
+			l.bind(h)
+			l.Waited += d.now().Sub(start)
+			return nil
+		}
+		f.mu.Lock()
+		l.unwait()
+		f.mu.Unlock()
+		return h.err
 	case <-ctx.Done():
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	l.unwait()
 	select {
 	case h := <-w.ch:
+		if h.err != nil {
+			return h.err
+		}
 		// Handed over just as the deadline passed: give it back.
 		p.inflight--
 		p.putBack(h.e, d.now())
 	default:
 		p.removeWaiter(w)
-	}
-	f.active--
-	if l.countedNS {
-		f.ns.Add(-1)
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return ErrNoEnvironment

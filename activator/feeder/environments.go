@@ -52,6 +52,7 @@ func (f *Feeder) syncLabel(ctx context.Context, ns, l string, changed *corev1.Po
 		}
 	}
 	envs := map[fnkey.Key][]dispatch.Environment{}
+	pls := map[fnkey.Key]*placement{}
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		key, fnUID, err := f.owner(ctx, p)
@@ -65,6 +66,10 @@ func (f *Feeder) syncLabel(ctx context.Context, ns, l string, changed *corev1.Po
 		if PodReady(p) {
 			f.kubeletReady(p.UID)
 		} else if !f.earlyReady(ctx, p) {
+			if pls[key] == nil {
+				pls[key] = &placement{}
+			}
+			pls[key].countNotReady(p)
 			continue
 		}
 		secret, err := f.Secrets.ForPod(ctx, p, fnUID)
@@ -82,6 +87,12 @@ func (f *Feeder) syncLabel(ctx context.Context, ns, l string, changed *corev1.Po
 			Marked:     p.Annotations[scaleclient.PodDeletionCost] == scaleclient.RemovalCost,
 		})
 	}
+	f.replicaFailures(ctx, ns, l, pls)
+	for k := range pls {
+		if _, ok := envs[k]; !ok {
+			envs[k] = nil
+		}
+	}
 	fl := fnLabel{ns, l}
 	if f.fed == nil {
 		f.fed = map[fnLabel]map[fnkey.Key]bool{}
@@ -89,6 +100,7 @@ func (f *Feeder) syncLabel(ctx context.Context, ns, l string, changed *corev1.Po
 	for k := range f.fed[fl] {
 		if _, ok := envs[k]; !ok {
 			f.Dispatcher.SetEnvironments(k, nil)
+			f.Dispatcher.SetPlacement(k, 0, nil)
 		}
 	}
 	keys := make(map[fnkey.Key]bool, len(envs))
@@ -96,6 +108,7 @@ func (f *Feeder) syncLabel(ctx context.Context, ns, l string, changed *corev1.Po
 		keys[k] = true
 		f.Dispatcher.SetEnvironments(k, e)
 	}
+	f.setPlacements(keys, pls)
 	if len(keys) == 0 {
 		delete(f.fed, fl)
 	} else {

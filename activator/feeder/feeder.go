@@ -74,7 +74,7 @@ func objectOf(obj any) any {
 // Register adds the event handlers; call before the cache starts.
 func (f *Feeder) Register(ctx context.Context) error {
 	f.started = time.Now()
-	for _, register := range []func(context.Context) error{f.registerTable, f.registerPods, f.registerOwnerLinks} {
+	for _, register := range []func(context.Context) error{f.registerTable, f.registerPods, f.registerOwnerLinks, f.registerPlacement} {
 		if err := register(ctx); err != nil {
 			return err
 		}

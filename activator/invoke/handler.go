@@ -352,12 +352,22 @@ func (h *Handler) acquire(ctx context.Context, key fnkey.Key, route router.Route
 		return lease, nil
 	}
 	var te *dispatch.ThrottleError
+	var ce *dispatch.CapacityError
 	switch {
 	case errors.As(err, &te):
 		if h.Metrics != nil {
 			h.Metrics.Throttles.WithLabelValues(key.Namespace, key.Function, key.Version, resource, te.Reason).Inc()
 		}
 		return nil, ErrThrottled(te.Reason)
+	case errors.As(err, &ce):
+		// No environment can be added (cluster full, quota, scaling rate): Lambda's 429.
+		if h.Metrics != nil {
+			h.Metrics.Throttles.WithLabelValues(key.Namespace, key.Function, key.Version, resource, ce.Cause).Inc()
+		}
+		h.Log.V(1).Info("throttled: no environment can be added", "key", key.String(), "cause", ce.Cause, "detail", ce.Detail)
+		e := ErrThrottled(ce.Reason)
+		e.Message += " " + ce.Hint()
+		return nil, e
 	case errors.Is(err, dispatch.ErrNoEnvironment):
 		return nil, h.errNotReady(key)
 	default:

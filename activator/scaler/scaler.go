@@ -8,12 +8,12 @@ package scaler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
-	"golang.org/x/time/rate"
 
 	"github.com/klambda/klambda/activator/dispatch"
 	"github.com/klambda/klambda/activator/fnkey"
@@ -28,6 +28,8 @@ type Pools interface {
 	Stats() []dispatch.PoolStats
 	Drain(key fnkey.Key, names []string) []string
 	Undrain(key fnkey.Key, names []string)
+	// Refuse refuses the n requests of key that began waiting last (see Rate).
+	Refuse(key fnkey.Key, n int, err *dispatch.CapacityError) int
 }
 
 // Floors is the router's side: provisioned floors and reserved ceilings.
@@ -59,22 +61,31 @@ type Scaler struct {
 	Interval time.Duration
 	// NamespaceLimit caps a version without reserved concurrency; <= 0 for none.
 	NamespaceLimit int32
-	// Burst and BurstPerMinute, when Burst > 0, bound how many environments a namespace
-	// may add: Burst at once, then BurstPerMinute (Lambda: 500–3000, then 500/min).
-	Burst          int
-	BurstPerMinute int
-	Log            logr.Logger
-	now            func() time.Time
+	// Rate bounds how fast environments are added (rate.go); DefaultRate unless set.
+	Rate Rate
+	Log  logr.Logger
+	now  func() time.Time
 
-	wake     chan struct{}
-	mu       sync.Mutex
-	limiters map[string]*rate.Limiter
+	wake    chan struct{}
+	buckets buckets
+	mu      sync.Mutex
+	applied map[fnkey.Key]applied
 }
 
-// New returns a Scaler with Lambda-like defaults (10 minutes idle, 1 s passes).
+// applied is the replicas the scaler last set, and when: the cache may not show them yet.
+type applied struct {
+	replicas int32
+	at       time.Time
+}
+
+// cacheLag bounds how long the informer cache may lag behind the scaler's own writes.
+const cacheLag = 2 * time.Second
+
+// New returns a Scaler with Lambda-like defaults (10 minutes idle, 1 s passes, Lambda's
+// scaling rate).
 func New(p Pools, f Floors, d Deployments) *Scaler {
 	return &Scaler{Pools: p, Floors: f, Deployments: d, IdleTimeout: 10 * time.Minute, Interval: time.Second,
-		Log: logr.Discard(), now: time.Now, wake: make(chan struct{}, 1), limiters: map[string]*rate.Limiter{}}
+		Rate: DefaultRate, Log: logr.Discard(), now: time.Now, wake: make(chan struct{}, 1), applied: map[fnkey.Key]applied{}}
 }
 
 // Wake asks for a pass now (a request is waiting).
@@ -115,10 +126,12 @@ func (s *Scaler) Pass(ctx context.Context) {
 			s.scaleOne(ctx, now, &dispatch.PoolStats{Key: k})
 		}
 	}
+	s.buckets.prune(s.Rate, now)
+	s.forgetApplied(now)
 }
 
 // scaleOne sizes one version's Deployment: up to its demand (within its floor and
-// ceiling, at the namespace's burst rate), or down by its environments idle past the
+// ceiling, at the scaling rate), or down by its environments idle past the
 // timeout.
 func (s *Scaler) scaleOne(ctx context.Context, now time.Time, st *dispatch.PoolStats) {
 	key := st.Key
@@ -129,6 +142,7 @@ func (s *Scaler) scaleOne(ctx context.Context, now time.Time, st *dispatch.PoolS
 		}
 		return
 	}
+	current = s.lastApplied(key, now, current)
 	s.unmarkStale(ctx, st)
 	lim := s.Floors.LimitsFor(key)
 	want := s.wanted(lim, st)
@@ -165,17 +179,24 @@ func (s *Scaler) wanted(lim router.Limits, st *dispatch.PoolStats) int32 {
 	return want
 }
 
-// scaleUp adds what the namespace's burst allows of want-current replicas.
+// scaleUp adds what the scaling rate allows of want-current replicas, and refuses the
+// requests waiting beyond it.
 func (s *Scaler) scaleUp(ctx context.Context, now time.Time, st *dispatch.PoolStats, current, want int32) {
 	key := st.Key
-	want = current + s.allowScaleUp(key.Namespace, now, want-current)
-	if want == current {
+	granted := int32(s.buckets.take(s.Rate, key, now, int(want-current)))
+	if short := int(want - current - granted); short > 0 && st.Waiting > 0 {
+		s.refuse(key, min(short, st.Waiting))
+	}
+	if granted == 0 {
 		return
 	}
+	want = current + granted
 	if err := s.Deployments.Scale(ctx, key, want); err != nil {
+		s.buckets.giveBack(s.Rate, key, int(granted))
 		s.Log.Error(err, "scaling up", "key", key.String(), "from", current, "to", want)
 		return
 	}
+	s.setApplied(key, want, now)
 	s.Log.V(1).Info("scaled up", "key", key.String(), "from", current, "to", want, "inFlight", st.InFlight, "waiting", st.Waiting)
 }
 
@@ -223,6 +244,7 @@ func (s *Scaler) scaleDown(ctx context.Context, now time.Time, st *dispatch.Pool
 		}
 		return
 	}
+	s.setApplied(key, target, now)
 	s.Log.V(1).Info("scaled down idle environments", "key", key.String(), "from", current, "to", target, "pods", drained)
 }
 
@@ -247,24 +269,39 @@ func (s *Scaler) unmarkStale(ctx context.Context, st *dispatch.PoolStats) {
 	s.Log.V(1).Info("cleared stale removal marks", "key", st.Key.String(), "pods", stale)
 }
 
-// allowScaleUp answers how many of n new environments the namespace's burst allows.
-func (s *Scaler) allowScaleUp(namespace string, now time.Time, n int32) int32 {
-	if s.Burst <= 0 {
-		return n
+// refuse refuses n requests of key waiting beyond what the scaling rate lets the scaler
+// add now.
+func (s *Scaler) refuse(key fnkey.Key, n int) {
+	err := &dispatch.CapacityError{Reason: s.Rate.reason(), Cause: dispatch.CauseScalingRate,
+		Detail: fmt.Sprintf("scaling rate %d environments per %s (burst %d, per %s) spent", s.Rate.Per, s.Rate.Interval, s.Rate.Burst, s.Rate.Model)}
+	if got := s.Pools.Refuse(key, n, err); got > 0 {
+		s.Log.V(1).Info("refused requests waiting beyond the scaling rate", "key", key.String(), "refused", got)
 	}
+}
+
+// lastApplied answers the replicas the scaler set for key within cacheLag, else current
+// (the cache's).
+func (s *Scaler) lastApplied(key fnkey.Key, now time.Time, current int32) int32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := s.limiters[namespace]
-	if l == nil {
-		l = rate.NewLimiter(rate.Limit(float64(s.BurstPerMinute)/60), s.Burst)
-		s.limiters[namespace] = l
+	if a, ok := s.applied[key]; ok && now.Sub(a.at) < cacheLag {
+		return a.replicas
 	}
-	avail := int32(l.TokensAt(now))
-	if avail < n {
-		n = avail
+	return current
+}
+
+func (s *Scaler) setApplied(key fnkey.Key, replicas int32, now time.Time) {
+	s.mu.Lock()
+	s.applied[key] = applied{replicas: replicas, at: now}
+	s.mu.Unlock()
+}
+
+func (s *Scaler) forgetApplied(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, a := range s.applied {
+		if now.Sub(a.at) >= cacheLag {
+			delete(s.applied, k)
+		}
 	}
-	if n > 0 {
-		l.AllowN(now, int(n))
-	}
-	return n
 }

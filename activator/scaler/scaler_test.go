@@ -16,6 +16,13 @@ type fakePools struct {
 	stats     []dispatch.PoolStats
 	drained   []string
 	undrained []string
+	refused   []refusal
+}
+
+type refusal struct {
+	key fnkey.Key
+	n   int
+	err *dispatch.CapacityError
 }
 
 func (f *fakePools) Stats() []dispatch.PoolStats { return f.stats }
@@ -25,6 +32,10 @@ func (f *fakePools) Drain(_ fnkey.Key, names []string) []string {
 }
 func (f *fakePools) Undrain(_ fnkey.Key, names []string) {
 	f.undrained = append(f.undrained, names...)
+}
+func (f *fakePools) Refuse(k fnkey.Key, n int, err *dispatch.CapacityError) int {
+	f.refused = append(f.refused, refusal{k, n, err})
+	return n
 }
 
 type fakeFloors struct{ lim router.Limits }
@@ -110,15 +121,6 @@ func TestIdleEnvironmentsGoAfterTimeout(t *testing.T) {
 	s.Pass(context.Background())
 	if len(d.scales) != 0 {
 		t.Fatalf("scaled %v", d.scales)
-	}
-}
-
-func TestBurstLimit(t *testing.T) {
-	s, _, d, _ := rig(0, router.Limits{Reserved: -1}, dispatch.PoolStats{Key: key, Waiting: 10})
-	s.Burst, s.BurstPerMinute = 4, 60
-	s.Pass(context.Background())
-	if d.replicas != 4 {
-		t.Fatalf("replicas = %d, want the burst 4", d.replicas)
 	}
 }
 

@@ -34,6 +34,10 @@ const (
 	// ReasonCallerRate: a caller's source sent more unknown tokens than the activator
 	// reviews per second.
 	ReasonCallerRate = "CallerRateLimitExceeded"
+	// ReasonFunctionRate: Lambda's function-level rate reason. klambda answers it when a
+	// function's scaling rate (new environments per interval, the activator's
+	// --scaling-model=function) is spent: requests arrive faster than the function may scale.
+	ReasonFunctionRate = "FunctionInvocationRateLimitExceeded"
 )
 
 // ThrottleMessage is the message of Lambda's TooManyRequestsException for a concurrency

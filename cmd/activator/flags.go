@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/klambda/klambda/activator/async"
+	"github.com/klambda/klambda/activator/scaler"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -30,7 +31,11 @@ type options struct {
 	configFile, listen, metricsAddr, defaultNS, region, accountID *string
 	waitDeadline, idleTimeout, scaleInterval, probeInterval       *time.Duration
 	resizeAfterInit, authOn                                       *bool
-	namespaceLimit, burst, burstPerMinute                         *int
+	namespaceLimit                                                *int
+	// scaling: the scaling rate's model, burst, environments per interval and interval.
+	scalingModel             *string
+	scalingBurst, scalingPer *int
+	scalingInterval          *time.Duration
 
 	async asyncOptions
 	// frontDoor: TLS, server timeouts, request budget, token audience, review limits,
@@ -65,8 +70,10 @@ func parseFlags() *options {
 		resizeAfterInit: flag.Bool("resize-after-init", true, "Resize an environment that started with the init CPU (annotation lambda.klambda.dev/cpu-limit) to its CPU share once it is ready (pods/resize)."),
 		idleTimeout:     flag.Duration("idle-timeout", 10*time.Minute, "How long an idle environment stays warm before it is removed."),
 		namespaceLimit:  flag.Int("namespace-concurrency-limit", 1000, "Concurrency shared by a namespace's functions without reserved concurrency (Lambda's account limit); -1 for none."),
-		burst:           flag.Int("burst-limit", 0, "Environments a namespace may add at once (Lambda's burst concurrency, e.g. 3000); 0 disables the burst model."),
-		burstPerMinute:  flag.Int("burst-per-minute", 500, "Environments a namespace may add per minute after the burst."),
+		scalingModel:    flag.String("scaling-model", string(scaler.DefaultRate.Model), "What shares one bucket of new environments: function (Lambda today: each function scales on its own), namespace (Lambda's earlier account-wide burst, e.g. --scaling-burst 3000 --scaling-rate 500 --scaling-interval 1m) or none. Requests waiting beyond the rate get 429 TooManyRequestsException."),
+		scalingBurst:    flag.Int("scaling-burst", scaler.DefaultRate.Burst, "Environments a function (or namespace, see --scaling-model) may add at once."),
+		scalingPer:      flag.Int("scaling-rate", scaler.DefaultRate.Per, "Environments a function (or namespace) may add per --scaling-interval after the burst."),
+		scalingInterval: flag.Duration("scaling-interval", scaler.DefaultRate.Interval, "Interval of --scaling-rate."),
 		authOn:          flag.Bool("auth", true, "Require a Kubernetes token (TokenReview) allowed to invoke the function (SubjectAccessReview). Disable only for local development."),
 		scaleInterval:   flag.Duration("scale-interval", time.Second, "Interval between scaler passes when no request wakes it."),
 		probeInterval:   flag.Duration("probe-interval", 25*time.Millisecond, "How often a starting pod's shim is asked whether it is ready (/readyz), until the kubelet reports it; 0 waits for the kubelet's Ready only."),

@@ -83,7 +83,10 @@ func newScaler(o *options, disp *dispatch.Dispatcher, table *router.Table, deplo
 	sc.IdleTimeout = *o.idleTimeout
 	sc.Interval = *o.scaleInterval
 	sc.NamespaceLimit = int32(*o.namespaceLimit)
-	sc.Burst, sc.BurstPerMinute = *o.burst, *o.burstPerMinute
+	sc.Rate = scaler.Rate{Model: scaler.Model(*o.scalingModel), Burst: *o.scalingBurst, Per: *o.scalingPer, Interval: *o.scalingInterval}
+	if err := sc.Rate.Validate(); err != nil {
+		fatal(log, err, "--scaling-model, --scaling-burst, --scaling-rate, --scaling-interval")
+	}
 	sc.Log = log.WithName("scaler")
 	disp.SetWaker(sc)
 	// Shims report whether they run an invocation (a previous activator's, after a restart).

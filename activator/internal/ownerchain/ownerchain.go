@@ -57,15 +57,7 @@ func OfPod(ctx context.Context, r client.Reader, p *corev1.Pod) (fnkey.Key, type
 	if err := getRef(ctx, r, p.Namespace, rsRef, &rs); err != nil {
 		return none, "", err
 	}
-	depRef, err := ControllerRef(&rs, appsv1.GroupName, "Deployment")
-	if err != nil {
-		return none, "", err
-	}
-	var dep appsv1.Deployment
-	if err := getRef(ctx, r, p.Namespace, depRef, &dep); err != nil {
-		return none, "", err
-	}
-	key, fnUID, err := OfDeployment(ctx, r, &dep)
+	key, fnUID, err := OfReplicaSet(ctx, r, &rs)
 	if err != nil {
 		return none, "", err
 	}
@@ -73,6 +65,20 @@ func OfPod(ctx context.Context, r client.Reader, p *corev1.Pod) (fnkey.Key, type
 		return none, "", fmt.Errorf("labels %v are not those of %s", p.Labels, key.String())
 	}
 	return key, fnUID, nil
+}
+
+// OfReplicaSet answers the version a ReplicaSet's pods run: its controller is a Deployment
+// OfDeployment accepts.
+func OfReplicaSet(ctx context.Context, r client.Reader, rs *appsv1.ReplicaSet) (fnkey.Key, types.UID, error) {
+	depRef, err := ControllerRef(rs, appsv1.GroupName, "Deployment")
+	if err != nil {
+		return fnkey.Key{}, "", err
+	}
+	var dep appsv1.Deployment
+	if err := getRef(ctx, r, rs.Namespace, depRef, &dep); err != nil {
+		return fnkey.Key{}, "", err
+	}
+	return OfDeployment(ctx, r, &dep)
 }
 
 // OfDeployment answers the version a Deployment runs: its controller is the Function
