@@ -33,10 +33,10 @@ type Rig struct {
 	Table      *router.Table
 	Dispatcher *dispatch.Dispatcher
 	// Core is the typed invoke core; Handler the Invoke API over it.
-	Core       *invoke.Core
-	Handler    *invoke.Handler
-	Server     *httptest.Server
-	Shims      map[fnkey.Key][]*fakeshim.Shim
+	Core    *invoke.Core
+	Handler *invoke.Handler
+	Server  *httptest.Server
+	Shims   map[fnkey.Key][]*fakeshim.Shim
 }
 
 // Tokens maps a bearer token to a user allowed to invoke (the fake TokenReview and SAR).

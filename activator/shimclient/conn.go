@@ -1,0 +1,253 @@
+package shimclient
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/klambda/klambda/api/contract"
+)
+
+// An environment runs one invocation at a time, so an invocation needs none of what
+// net/http's Transport does for concurrent requests on shared connections (a reader and
+// a writer goroutine per connection, channels between them and the caller). Do writes
+// the request and reads the answer on the caller's goroutine, over keep-alive
+// connections kept per environment address.
+
+// idleTimeout is how long an idle connection is kept; the pool forgets connections of
+// addresses not used for longer (environments that went away).
+const idleTimeout = 30 * time.Second
+
+type conn struct {
+	nc     net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idleAt time.Time
+}
+
+// conns holds idle connections per address.
+type conns struct {
+	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
+	mu    sync.Mutex
+	idle  map[string][]*conn
+	swept time.Time
+}
+
+func newConns(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *conns {
+	return &conns{dial: dial, idle: map[string][]*conn{}}
+}
+
+// get returns a live idle connection to addr, or a new one.
+func (p *conns) get(ctx context.Context, addr string) (*conn, error) {
+	for {
+		p.mu.Lock()
+		list := p.idle[addr]
+		var c *conn
+		if n := len(list); n > 0 {
+			c = list[n-1]
+			list[n-1] = nil
+			p.idle[addr] = list[:n-1]
+		}
+		p.mu.Unlock()
+		if c == nil {
+			break
+		}
+		if c.alive() {
+			return c, nil
+		}
+		c.nc.Close()
+	}
+	nc, err := p.dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &conn{nc: nc, br: bufio.NewReaderSize(nc, 4<<10), bw: bufio.NewWriterSize(nc, 4<<10)}, nil
+}
+
+// alive: the connection has not been idle too long, and the shim has neither closed it
+// nor sent anything on it (a read that would block says so).
+func (c *conn) alive() bool {
+	if time.Since(c.idleAt) > idleTimeout {
+		return false
+	}
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	_ = c.nc.SetReadDeadline(time.Now())
+	_, err := c.br.Peek(1)
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		return false
+	}
+	return c.nc.SetReadDeadline(time.Time{}) == nil
+}
+
+// put keeps c for the next invocation of addr, and forgets connections idle too long.
+func (p *conns) put(addr string, c *conn) {
+	now := time.Now()
+	c.idleAt = now
+	var stale []*conn
+	p.mu.Lock()
+	p.idle[addr] = append(p.idle[addr], c)
+	if now.Sub(p.swept) > idleTimeout {
+		p.swept = now
+		for a, list := range p.idle {
+			keep := list[:0]
+			for _, x := range list {
+				if now.Sub(x.idleAt) > idleTimeout {
+					stale = append(stale, x)
+				} else {
+					keep = append(keep, x)
+				}
+			}
+			if len(keep) == 0 {
+				delete(p.idle, a)
+			} else {
+				p.idle[a] = keep
+			}
+		}
+	}
+	p.mu.Unlock()
+	for _, x := range stale {
+		x.nc.Close()
+	}
+}
+
+// do sends c over a pooled connection and reads the answer's head; the body returns the
+// connection to the pool once read to its end (closing it earlier closes the connection).
+func (p *conns) do(ctx context.Context, c *Call) (*http.Response, error) {
+	head, err := requestHead(c)
+	if err != nil {
+		return nil, err
+	}
+	cn, err := p.get(ctx, c.Addr)
+	if err != nil {
+		return nil, err
+	}
+	dl, _ := ctx.Deadline()
+	_ = cn.nc.SetDeadline(dl)
+	stop := context.AfterFunc(ctx, func() { _ = cn.nc.SetDeadline(time.Unix(1, 0)) })
+	resp, err := cn.roundTrip(head, c)
+	if err != nil {
+		stop()
+		cn.nc.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	resp.Body = &body{r: resp.Body, p: p, c: cn, addr: c.Addr, stop: stop, reuse: !resp.Close}
+	return resp, nil
+}
+
+func (cn *conn) roundTrip(head []byte, c *Call) (*http.Response, error) {
+	if _, err := cn.bw.Write(head); err != nil {
+		return nil, err
+	}
+	if c.Body != nil {
+		n, err := io.Copy(cn.bw, io.LimitReader(c.Body, c.ContentLength))
+		if err != nil {
+			return nil, err
+		}
+		if n != c.ContentLength {
+			return nil, errors.New("shimclient: the body is shorter than its ContentLength")
+		}
+	}
+	if err := cn.bw.Flush(); err != nil {
+		return nil, err
+	}
+	return http.ReadResponse(cn.br, nil)
+}
+
+// requestHead is c's request line and headers. A header value with a control character
+// is refused (it would split the request).
+func requestHead(c *Call) ([]byte, error) {
+	if c.Body != nil && c.ContentLength < 0 {
+		return nil, errors.New("shimclient: a body needs its ContentLength")
+	}
+	b := make([]byte, 0, 512)
+	b = append(b, "POST "+contract.InvokePath+" HTTP/1.1\r\nHost: "...)
+	b = append(b, c.Addr...)
+	b = append(b, "\r\nContent-Type: application/json\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, max(c.ContentLength, 0), 10)
+	b = append(b, "\r\n"...)
+	var bad bool
+	header := func(name, value string) {
+		if value == "" {
+			return
+		}
+		for i := 0; i < len(value); i++ {
+			if c := value[i]; c < 0x20 && c != '\t' || c == 0x7f {
+				bad = true
+			}
+		}
+		b = append(b, name...)
+		b = append(b, ": "...)
+		b = append(b, value...)
+		b = append(b, "\r\n"...)
+	}
+	header(contract.HeaderInvokeSecret, c.Secret)
+	header(contract.HeaderRequestID, c.RequestID)
+	header(contract.HeaderInvokedARN, c.InvokedARN)
+	if !c.Deadline.IsZero() {
+		header(contract.HeaderDeadlineMs, strconv.FormatInt(c.Deadline.UnixMilli(), 10))
+	}
+	header(contract.HeaderClientContext, c.ClientContext)
+	header(contract.HeaderTraceID, c.TraceID)
+	if c.LogTail {
+		header(contract.HeaderLogType, contract.LogTypeTail)
+	}
+	if bad {
+		return nil, errors.New("shimclient: a header value holds a control character")
+	}
+	return append(b, "\r\n"...), nil
+}
+
+// body is an answer's body over a pooled connection.
+type body struct {
+	r     io.ReadCloser
+	p     *conns
+	c     *conn
+	addr  string
+	stop  func() bool
+	reuse bool
+	done  bool
+}
+
+func (b *body) Read(q []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	n, err := b.r.Read(q)
+	if errors.Is(err, io.EOF) {
+		b.finish(true)
+	} else if err != nil {
+		b.finish(false)
+	}
+	return n, err
+}
+
+// Close before the end closes the connection (what is left of the answer is not read).
+func (b *body) Close() error {
+	if !b.done {
+		b.finish(false)
+	}
+	return nil
+}
+
+// finish gives the connection back (the answer was read to its end) or closes it.
+func (b *body) finish(atEOF bool) {
+	b.done = true
+	// stop false: ctx ended and its func is setting a past deadline; the connection goes.
+	if b.stop() && atEOF && b.reuse && b.c.nc.SetDeadline(time.Time{}) == nil {
+		b.p.put(b.addr, b.c)
+		return
+	}
+	b.c.nc.Close()
+}
