@@ -122,8 +122,7 @@ func (p *conns) put(addr string, c *conn) {
 // do sends c over a pooled connection and reads the answer's head; the body returns the
 // connection to the pool once read to its end (closing it earlier closes the connection).
 func (p *conns) do(ctx context.Context, c *Call) (*http.Response, error) {
-	head, err := requestHead(c)
-	if err != nil {
+	if err := validHeaders(c); err != nil {
 		return nil, err
 	}
 	cn, err := p.get(ctx, c.Addr)
@@ -133,7 +132,7 @@ func (p *conns) do(ctx context.Context, c *Call) (*http.Response, error) {
 	dl, _ := ctx.Deadline()
 	_ = cn.nc.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { _ = cn.nc.SetDeadline(time.Unix(1, 0)) })
-	resp, err := cn.roundTrip(head, c)
+	resp, err := cn.roundTrip(c)
 	if err != nil {
 		stop()
 		cn.nc.Close()
@@ -146,10 +145,8 @@ func (p *conns) do(ctx context.Context, c *Call) (*http.Response, error) {
 	return resp, nil
 }
 
-func (cn *conn) roundTrip(head []byte, c *Call) (*http.Response, error) {
-	if _, err := cn.bw.Write(head); err != nil {
-		return nil, err
-	}
+func (cn *conn) roundTrip(c *Call) (*http.Response, error) {
+	writeHead(cn.bw, c)
 	if c.Body != nil {
 		n, err := io.Copy(cn.bw, io.LimitReader(c.Body, c.ContentLength))
 		if err != nil {
@@ -165,48 +162,52 @@ func (cn *conn) roundTrip(head []byte, c *Call) (*http.Response, error) {
 	return http.ReadResponse(cn.br, nil)
 }
 
-// requestHead is c's request line and headers. A header value with a control character
-// is refused (it would split the request).
-func requestHead(c *Call) ([]byte, error) {
+// validHeaders refuses a header value with a control character (it would split the
+// request).
+func validHeaders(c *Call) error {
 	if c.Body != nil && c.ContentLength < 0 {
-		return nil, errors.New("shimclient: a body needs its ContentLength")
+		return errors.New("shimclient: a body needs its ContentLength")
 	}
-	b := make([]byte, 0, 512)
-	b = append(b, "POST "+contract.InvokePath+" HTTP/1.1\r\nHost: "...)
-	b = append(b, c.Addr...)
-	b = append(b, "\r\nContent-Type: application/json\r\nContent-Length: "...)
-	b = strconv.AppendInt(b, max(c.ContentLength, 0), 10)
-	b = append(b, "\r\n"...)
-	var bad bool
-	header := func(name, value string) {
-		if value == "" {
-			return
-		}
-		for i := 0; i < len(value); i++ {
-			if c := value[i]; c < 0x20 && c != '\t' || c == 0x7f {
-				bad = true
+	for _, v := range [...]string{c.Addr, c.Secret, c.RequestID, c.InvokedARN, c.ClientContext, c.TraceID} {
+		for i := 0; i < len(v); i++ {
+			if b := v[i]; b < 0x20 && b != '\t' || b == 0x7f {
+				return errors.New("shimclient: a header value holds a control character")
 			}
 		}
-		b = append(b, name...)
-		b = append(b, ": "...)
-		b = append(b, value...)
-		b = append(b, "\r\n"...)
+	}
+	return nil
+}
+
+// writeHead writes c's request line and headers into w (a bufio.Writer: no allocation).
+func writeHead(w *bufio.Writer, c *Call) {
+	var num [20]byte
+	_, _ = w.WriteString("POST " + contract.InvokePath + " HTTP/1.1\r\nHost: ")
+	_, _ = w.WriteString(c.Addr)
+	_, _ = w.WriteString("\r\nContent-Type: application/json\r\nContent-Length: ")
+	_, _ = w.Write(strconv.AppendInt(num[:0], max(c.ContentLength, 0), 10))
+	_, _ = w.WriteString("\r\n")
+	header := func(name, value string) {
+		if value != "" {
+			_, _ = w.WriteString(name)
+			_, _ = w.WriteString(": ")
+			_, _ = w.WriteString(value)
+			_, _ = w.WriteString("\r\n")
+		}
 	}
 	header(contract.HeaderInvokeSecret, c.Secret)
 	header(contract.HeaderRequestID, c.RequestID)
 	header(contract.HeaderInvokedARN, c.InvokedARN)
 	if !c.Deadline.IsZero() {
-		header(contract.HeaderDeadlineMs, strconv.FormatInt(c.Deadline.UnixMilli(), 10))
+		_, _ = w.WriteString(contract.HeaderDeadlineMs + ": ")
+		_, _ = w.Write(strconv.AppendInt(num[:0], c.Deadline.UnixMilli(), 10))
+		_, _ = w.WriteString("\r\n")
 	}
 	header(contract.HeaderClientContext, c.ClientContext)
 	header(contract.HeaderTraceID, c.TraceID)
 	if c.LogTail {
 		header(contract.HeaderLogType, contract.LogTypeTail)
 	}
-	if bad {
-		return nil, errors.New("shimclient: a header value holds a control character")
-	}
-	return append(b, "\r\n"...), nil
+	_, _ = w.WriteString("\r\n")
 }
 
 // body is an answer's body over a pooled connection.
