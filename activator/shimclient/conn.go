@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/klambda/klambda/api/contract"
@@ -71,21 +72,32 @@ func (p *conns) get(ctx context.Context, addr string) (*conn, error) {
 }
 
 // alive: the connection has not been idle too long, and the shim has neither closed it
-// nor sent anything on it (a read that would block says so).
+// nor sent anything on it: a peek that must not block finds nothing to read yet.
 func (c *conn) alive() bool {
-	if time.Since(c.idleAt) > idleTimeout {
+	if time.Since(c.idleAt) > idleTimeout || c.br.Buffered() > 0 {
 		return false
 	}
-	if c.br.Buffered() > 0 {
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
 		return false
 	}
-	_ = c.nc.SetReadDeadline(time.Now())
-	_, err := c.br.Peek(1)
-	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() {
-		return false
-	}
-	return c.nc.SetReadDeadline(time.Time{}) == nil
+	var peekErr error
+	err = rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		var n int
+		n, _, peekErr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		if peekErr == nil && n == 0 {
+			peekErr = io.EOF
+		} else if peekErr == nil {
+			peekErr = errors.New("unexpected bytes on an idle connection")
+		}
+		return true
+	})
+	return err == nil && errors.Is(peekErr, syscall.EAGAIN)
 }
 
 // put keeps c for the next invocation of addr, and forgets connections idle too long.
