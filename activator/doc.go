@@ -1,10 +1,10 @@
 // Package activator is klambda's invoke front end. Its parts, each in its own package and
 // each testable alone with an in-memory fake of the next:
 //
-//	invoke               the Lambda Invoke API over HTTP: parsing, Lambda's errors, the handler
+//	invoke               the typed invoke core (Core.Invoke: Input → Output) and the Lambda Invoke API over it
 //	auth                 Kubernetes tokens (TokenReview) and the invoke permission (SubjectAccessReview)
 //	router               function name + qualifier → version, aliases chosen by weight
-//	dispatch             one invocation per environment, waiting for capacity, throttling at limits
+//	dispatch             one invocation per environment, waiting for capacity, every concurrency limit
 //	shimclient           the HTTP call to a runtime shim's invoke endpoint
 //	scaler               spec.replicas of function Deployments, idle environments, pod-deletion-cost
 //	fnkey                the key of one function version, shared by router, dispatch, scaler and feeder

@@ -51,7 +51,7 @@ func TestNamespaceOverQuotaGets429WhileOthersRun(t *testing.T) {
 	fb := &lambdav1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Namespace: "b", Name: "other"}}
 	fb.Status.State = lambdav1alpha1.StateActive
 	rig.Table.SetFunction(fb)
-	rig.Handler.Async = Acceptor{Queue: q}
+	rig.Core.Async = Acceptor{Queue: q}
 
 	body := `{"pad":"` + strings.Repeat("x", contract.MaxAsyncPayload-20) + `"}`
 	post := func(ns, fn string) (int, string, string) {
@@ -102,7 +102,7 @@ func TestNamespaceOverQuotaGets429WhileOthersRun(t *testing.T) {
 	if q, err = NewQueue(ctx, nc, QueueOptions{Metrics: NewMetrics(prometheus.NewRegistry()), Limits: quotaLimits}); err != nil {
 		t.Fatal(err)
 	}
-	rig.Handler.Async = Acceptor{Queue: q}
+	rig.Core.Async = Acceptor{Queue: q}
 	if m, _ := q.Usage(testrig.Namespace); m != int64(accepted) {
 		t.Errorf("after a restart the queue counts %d events of namespace default; want %d", m, accepted)
 	}

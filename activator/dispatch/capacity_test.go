@@ -13,7 +13,7 @@ var unschedulable = &CapacityError{Reason: contract.ReasonAccountConcurrency, Ca
 
 // waitFor starts n requests that wait for an environment of key, one after the other (so
 // their order in the queue is known), and answers where each one's result arrives.
-func waitFor(t *testing.T, d *Dispatcher, n int, lim Limits) []chan error {
+func waitFor(t *testing.T, d *Dispatcher, n int, lim int32) []chan error {
 	t.Helper()
 	out := make([]chan error, n)
 	for i := range out {
@@ -60,7 +60,8 @@ func result(t *testing.T, ch chan error) error {
 
 func TestUnplaceableRefusesWaitersBeyondStarting(t *testing.T) {
 	d := New(nil)
-	lim := Limits{Reserved: -1, Unreserved: 10}
+	d.SetNamespaceLimit(10, fakeReservations{})
+	lim := int32(noLimit)
 	ch := waitFor(t, d, 3, lim)
 	// One environment is placed and starting, the next cannot be placed: the two newest
 	// waiters are refused at once, the oldest keeps waiting for the starting one.

@@ -43,13 +43,11 @@ const MaxInvocation = 15*time.Minute + 30*time.Second
 // (shimclient.Client.Busy). An error means the state is unknown.
 type StateChecker func(ctx context.Context, e Environment) (busy bool, err error)
 
-// Limits are a function's concurrency limits for one Acquire.
-type Limits struct {
-	// Reserved is the function's reserved concurrency; -1 when it has none.
-	Reserved int32
-	// Unreserved is the namespace pool shared by functions without a reservation;
-	// -1 for no limit.
-	Unreserved int32
+// Reservations knows the reserved concurrency a namespace's functions hold (the router's
+// table): what the namespace limit leaves to the functions without a reservation.
+type Reservations interface {
+	// UnreservedLimit is namespaceLimit minus every reservation in namespace, at least 0.
+	UnreservedLimit(namespace string, namespaceLimit int32) int32
 }
 
 // ThrottleError is a request refused at a concurrency limit; Reason is
@@ -75,6 +73,11 @@ type Dispatcher struct {
 	ns    map[string]*atomic.Int32
 	waker Waker
 	now   func() time.Time
+
+	// namespaceLimit is the concurrency a namespace's functions share (Lambda's account
+	// limit), -1 for none; reservations splits it (SetNamespaceLimit).
+	namespaceLimit atomic.Int32
+	reservations   Reservations
 
 	// Check, when set, asks a shim whether it is busy: before an unverified environment
 	// is drained, and while an environment that answered busy is watched (set before use).
@@ -135,7 +138,35 @@ func New(waker Waker) *Dispatcher {
 	if waker == nil {
 		waker = nopWaker{}
 	}
-	return &Dispatcher{fns: map[fnKey]*function{}, ns: map[string]*atomic.Int32{}, waker: waker, now: time.Now}
+	d := &Dispatcher{fns: map[fnKey]*function{}, ns: map[string]*atomic.Int32{}, waker: waker, now: time.Now}
+	d.namespaceLimit.Store(-1)
+	return d
+}
+
+// SetNamespaceLimit sets the concurrency a namespace's functions share (Lambda's account
+// limit; -1 for none). Functions with reserved concurrency take theirs out of it: the
+// rest, r.UnreservedLimit, is the pool of the functions without one. Set it before use.
+func (d *Dispatcher) SetNamespaceLimit(limit int32, r Reservations) {
+	d.mu.Lock()
+	d.reservations = r
+	d.mu.Unlock()
+	if limit < 0 || r == nil {
+		limit = -1
+	}
+	d.namespaceLimit.Store(limit)
+}
+
+// NamespaceLimit is the limit SetNamespaceLimit set; -1 for none.
+func (d *Dispatcher) NamespaceLimit() int32 { return d.namespaceLimit.Load() }
+
+// unreserved is the pool namespace's functions without reserved concurrency share; -1 for
+// no limit.
+func (d *Dispatcher) unreserved(namespace string) int32 {
+	limit := d.namespaceLimit.Load()
+	if limit < 0 {
+		return -1
+	}
+	return d.reservations.UnreservedLimit(namespace, limit)
 }
 
 // SetWaker replaces the waker (wiring: the scaler is built after the dispatcher).
@@ -190,24 +221,30 @@ type Lease struct {
 }
 
 // Acquire gives the request an environment of version key, waiting until ctx is done.
-// Errors: *ThrottleError at a limit (at once), *CapacityError when no environment can be
-// added (capacity.go), ErrNoEnvironment when ctx ends first.
-func (d *Dispatcher) Acquire(ctx context.Context, key fnkey.Key, lim Limits) (*Lease, error) {
-	return d.AcquireWithin(ctx, key, lim, 0)
+// reserved is the function's reserved concurrency (-1: none; it then shares the
+// namespace's unreserved pool, SetNamespaceLimit). Errors: *ThrottleError at a limit (at
+// once), *CapacityError when no environment can be added (capacity.go), ErrNoEnvironment
+// when ctx ends first.
+func (d *Dispatcher) Acquire(ctx context.Context, key fnkey.Key, reserved int32) (*Lease, error) {
+	return d.AcquireWithin(ctx, key, reserved, 0)
 }
 
 // AcquireWithin is Acquire that waits at most maxWait (0: until ctx ends). The timer
 // exists only when the request has to wait: a warm acquisition costs no allocation of it.
-func (d *Dispatcher) AcquireWithin(ctx context.Context, key fnkey.Key, lim Limits, maxWait time.Duration) (*Lease, error) {
+func (d *Dispatcher) AcquireWithin(ctx context.Context, key fnkey.Key, reserved int32, maxWait time.Duration) (*Lease, error) {
+	unreserved := int32(-1)
+	if reserved < 0 {
+		unreserved = d.unreserved(key.Namespace)
+	}
 	f := d.function(key)
 	f.mu.Lock()
-	if lim.Reserved >= 0 && f.active >= lim.Reserved {
+	if reserved >= 0 && f.active >= reserved {
 		f.mu.Unlock()
 		return nil, &ThrottleError{Reason: contract.ReasonReservedConcurrency}
 	}
 	countedNS := false
-	if lim.Reserved < 0 && lim.Unreserved >= 0 {
-		if f.ns.Add(1) > lim.Unreserved {
+	if unreserved >= 0 {
+		if f.ns.Add(1) > unreserved {
 			f.ns.Add(-1)
 			f.mu.Unlock()
 			return nil, &ThrottleError{Reason: contract.ReasonAccountConcurrency}

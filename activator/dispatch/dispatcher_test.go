@@ -14,7 +14,8 @@ import (
 
 var key = fnkey.Key{Namespace: "ns", Function: "f", Version: "1"}
 
-var noLimit = Limits{Reserved: -1, Unreserved: -1}
+// noLimit: no reserved concurrency (and, without SetNamespaceLimit, no namespace limit).
+const noLimit = -1
 
 type countingWaker struct{ n atomic.Int32 }
 
@@ -163,7 +164,7 @@ func TestReservedConcurrencyThrottlesAtOnce(t *testing.T) {
 	const n, k = 4, 3
 	d := New(nil)
 	d.SetEnvironments(key, envs("a", "b", "c", "d"))
-	lim := Limits{Reserved: n, Unreserved: -1}
+	lim := int32(n)
 	var throttled, ok atomic.Int32
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -207,13 +208,19 @@ func TestReservedConcurrencyThrottlesAtOnce(t *testing.T) {
 func TestReservedZeroAndNamespaceLimit(t *testing.T) {
 	d := New(nil)
 	var te *ThrottleError
-	if _, err := d.Acquire(context.Background(), key, Limits{Reserved: 0, Unreserved: -1}); !errors.As(err, &te) {
+	if _, err := d.Acquire(context.Background(), key, 0); !errors.As(err, &te) || te.Reason != contract.ReasonReservedConcurrency {
 		t.Fatalf("reserved 0: %v", err)
 	}
 	d.SetEnvironments(key, envs("a"))
 	other := fnkey.Key{Namespace: "ns", Function: "g", Version: "$LATEST"}
 	d.SetEnvironments(other, envs("g1"))
-	lim := Limits{Reserved: -1, Unreserved: 1}
+	// A namespace limit of 3, of which another function reserves 2: one left to share.
+	res := fakeReservations{key.Namespace: 2}
+	d.SetNamespaceLimit(3, res)
+	if d.NamespaceLimit() != 3 {
+		t.Fatalf("NamespaceLimit %d", d.NamespaceLimit())
+	}
+	const lim = noLimit
 	l, err := d.Acquire(context.Background(), key, lim)
 	if err != nil {
 		t.Fatal(err)
@@ -226,8 +233,30 @@ func TestReservedZeroAndNamespaceLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A reservation in the namespace is not drawn from the shared pool.
+	l3, err := d.Acquire(context.Background(), key, 1)
+	if err != nil {
+		t.Fatalf("a function's own reservation: %v", err)
+	}
 	l2.Release()
+	l3.Release()
+	// The reservations are read at each Acquire: with 3 reserved, nothing is left.
+	res[key.Namespace] = 3
+	if _, err := d.Acquire(context.Background(), other, lim); !errors.As(err, &te) || te.Reason != contract.ReasonAccountConcurrency {
+		t.Fatalf("namespace pool all reserved: %v", err)
+	}
+	d.SetNamespaceLimit(-1, res)
+	l4, err := d.Acquire(context.Background(), other, lim)
+	if err != nil || d.NamespaceLimit() != -1 {
+		t.Fatalf("no namespace limit: %v", err)
+	}
+	l4.Release()
 }
+
+// fakeReservations is the reserved concurrency per namespace (router.Table's role).
+type fakeReservations map[string]int32
+
+func (f fakeReservations) UnreservedLimit(ns string, limit int32) int32 { return max(0, limit-f[ns]) }
 
 func TestEnvironmentsLeaveAndDrain(t *testing.T) {
 	d := New(nil)

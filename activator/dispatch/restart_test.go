@@ -128,7 +128,7 @@ func TestUnverifiedEnvironmentCheckedAsItJoins(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	for i := 0; i < 3; i++ {
-		l, err := d.Acquire(context.Background(), k, dispatch.Limits{Reserved: -1, Unreserved: -1})
+		l, err := d.Acquire(context.Background(), k, -1)
 		if err != nil || l.Env.Name != "idle" {
 			t.Fatalf("lease %+v %v: want the idle environment", l, err)
 		}

@@ -329,7 +329,7 @@ func TestFeederFollowsObjectsAndPods(t *testing.T) {
 	rs := workload(t, ns, "f-v1", &vref, lbl1)
 	pod := readyPod(t, ns, "f-1-abc", "10.0.0.7", lbl1, &rs, "f-invoke")
 	key := fnkey.Key{Namespace: ns, Function: "f", Version: "1"}
-	lim := dispatch.Limits{Reserved: -1, Unreserved: -1}
+	lim := int32(-1) // no reserved concurrency
 	var lease *dispatch.Lease
 	eventually(t, "environment of version 1", func() bool {
 		c, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
@@ -391,7 +391,7 @@ func TestScalerFromZeroAndBack(t *testing.T) {
 	sc.IdleTimeout = 50 * time.Millisecond
 	got := make(chan *dispatch.Lease)
 	go func() {
-		l, err := disp.Acquire(ctx, key, dispatch.Limits{Reserved: -1, Unreserved: -1})
+		l, err := disp.Acquire(ctx, key, -1)
 		if err != nil {
 			t.Error(err)
 		}

@@ -72,7 +72,7 @@ func TestFeederRequiresOwnerChain(t *testing.T) {
 	if got := environmentsOf(disp, key); len(got) != 1 || got[0] != "o-latest-abc" {
 		t.Fatalf("environments %v: want only o-latest-abc", got)
 	}
-	l, err := disp.Acquire(ctx, key, dispatch.Limits{Reserved: -1, Unreserved: -1})
+	l, err := disp.Acquire(ctx, key, -1)
 	if err != nil || l.Env.Addr != "10.0.1.4:9000" || l.Env.Secret != "t0k" {
 		t.Fatalf("lease %+v %v", l, err)
 	}
@@ -115,7 +115,7 @@ func TestFeederFindsPodsOfLongFunctionName(t *testing.T) {
 	eventually(t, "the long-named function's pod as an environment of "+name, func() bool {
 		c, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
 		defer cancel()
-		l, err := disp.Acquire(c, key, dispatch.Limits{Reserved: -1, Unreserved: -1})
+		l, err := disp.Acquire(c, key, -1)
 		if err != nil {
 			return false
 		}

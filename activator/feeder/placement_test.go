@@ -26,7 +26,7 @@ func acquireAsync(d *dispatch.Dispatcher, key fnkey.Key) chan acquired {
 	ch := make(chan acquired, 1)
 	go func() {
 		start := time.Now()
-		l, err := d.AcquireWithin(context.Background(), key, dispatch.Limits{Reserved: -1, Unreserved: -1}, 30*time.Second)
+		l, err := d.AcquireWithin(context.Background(), key, -1, 30*time.Second)
 		if err == nil {
 			l.Release()
 		}

@@ -21,7 +21,7 @@ func TestWaitingRequestsAreBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Handler.Admission = adm
+	r.UseAdmission(adm)
 	r.Function("f", -1, 0) // no environment: every request waits
 	done := make(chan answer, 5)
 	for i := 0; i < 5; i++ {

@@ -1,6 +1,7 @@
 package invoke
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 
@@ -34,6 +35,14 @@ func (e *Error) Write(w http.ResponseWriter) {
 	if e.RetryAfterSeconds > 0 {
 		h["Retry-After"] = []string{strconv.Itoa(e.RetryAfterSeconds)}
 	}
+	b := e.Body()
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(e.Status)
+	_, _ = w.Write(b)
+}
+
+// Body is the error's JSON body: {"Type","message"[, "Reason"]}.
+func (e *Error) Body() []byte {
 	b := make([]byte, 0, 64+len(e.Message))
 	b = append(b, `{"Type":`...)
 	b = strconv.AppendQuote(b, e.Fault)
@@ -43,10 +52,17 @@ func (e *Error) Write(w http.ResponseWriter) {
 		b = append(b, `,"Reason":`...)
 		b = appendJSONString(b, e.Reason)
 	}
-	b = append(b, '}')
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
-	w.WriteHeader(e.Status)
-	_, _ = w.Write(b)
+	return append(b, '}')
+}
+
+// AsError is err as an invocation error: err's *Error, or a ServiceException for any
+// other failure (an Invoker that could not answer).
+func AsError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return ErrService(err.Error())
 }
 
 // appendJSONString quotes s as a JSON string (strconv.Quote's escapes are not all JSON).
@@ -65,6 +81,10 @@ func appendJSONString(b []byte, s string) []byte {
 		}
 	}
 	return append(b, '"')
+}
+
+func errInvocationType(t string) *Error {
+	return ErrValidation("1 validation error detected: Value '" + t + "' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]")
 }
 
 func userError(status int, typ, msg string) *Error {

@@ -258,7 +258,7 @@ func TestEventInvocationIsQueued(t *testing.T) {
 	r := testrig.New(testrig.Options{})
 	defer r.Close()
 	q := &fakeQueue{}
-	r.Handler.Async = q
+	r.Core.Async = q
 	r.Function("f", -1, 0)
 	shims := r.Environments("f", "$LATEST", 1)
 	a := call(t, r.URL(), invPath("f:$LATEST"), `{"x":1}`, map[string]string{"X-Amz-Invocation-Type": "Event"})
@@ -268,11 +268,13 @@ func TestEventInvocationIsQueued(t *testing.T) {
 	wantError(t, call(t, r.URL(), invPath("f"), `"`+strings.Repeat("x", 300<<10)+`"`, map[string]string{"X-Amz-Invocation-Type": "Event"}),
 		413, "RequestTooLargeException", "262144 bytes")
 	wantError(t, call(t, r.URL(), invPath("nope"), `{}`, map[string]string{"X-Amz-Invocation-Type": "Event"}), 404, "ResourceNotFoundException", "nope")
-	// The async worker's request id reaches the function (handler without Auth).
-	if a := call(t, r.URL(), invPath("f"), `{}`, map[string]string{invoke.HeaderAsyncRequestID: "evt-42"}); a.status != 200 || a.header.Get("X-Amzn-RequestId") != "evt-42" {
+	// No header lets a caller of the Invoke API choose the request id (the async
+	// workers give theirs to the core: Input.RequestID).
+	a = call(t, r.URL(), invPath("f"), `{}`, map[string]string{"X-Klambda-Async-Request-Id": "evt-42"})
+	if a.status != 200 || a.header.Get("X-Amzn-RequestId") == "evt-42" || a.header.Get("X-Amzn-RequestId") == "" {
 		t.Fatalf("%+v", a)
 	}
-	if got := shims[0].LastHeader.Get("X-Amzn-Requestid"); got != "evt-42" {
-		t.Fatalf("shim saw request id %q", got)
+	if got := shims[0].LastHeader.Get("X-Amzn-Requestid"); got != a.header.Get("X-Amzn-RequestId") {
+		t.Fatalf("shim saw request id %q, the caller %q", got, a.header.Get("X-Amzn-RequestId"))
 	}
 }

@@ -104,7 +104,7 @@ func ParseRequest(method, escapedPath, rawQuery string, h http.Header, defaultNa
 	case Event, DryRun:
 		req.InvocationType = t
 	default:
-		return req, ErrValidation("1 validation error detected: Value '" + t + "' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]")
+		return req, errInvocationType(t)
 	}
 	switch t := h.Get(contract.HeaderLogType); t {
 	case "", "None":

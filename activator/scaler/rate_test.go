@@ -137,7 +137,7 @@ func TestScalingRateRefusesWaitersBeyondIt(t *testing.T) {
 	errs := make(chan error, 6)
 	for i := 0; i < 6; i++ {
 		go func() {
-			_, err := disp.Acquire(ctx, key, dispatch.Limits{Reserved: -1, Unreserved: -1})
+			_, err := disp.Acquire(ctx, key, -1)
 			errs <- err
 		}()
 	}

@@ -23,9 +23,12 @@ import (
 // ErrNoDeployment: the version has no Deployment (yet).
 var ErrNoDeployment = errors.New("no Deployment for this version")
 
-// Pools is the dispatcher's side: demand, environments, draining.
+// Pools is the dispatcher's side: demand, environments, draining, and the namespace
+// limit it enforces.
 type Pools interface {
 	Stats() []dispatch.PoolStats
+	// NamespaceLimit caps a version without reserved concurrency; <= 0 for none.
+	NamespaceLimit() int32
 	Drain(key fnkey.Key, names []string) []string
 	Undrain(key fnkey.Key, names []string)
 	// Refuse refuses the n requests of key that began waiting last (see Rate).
@@ -59,8 +62,6 @@ type Scaler struct {
 	IdleTimeout time.Duration
 	// Interval between passes when nothing wakes the scaler.
 	Interval time.Duration
-	// NamespaceLimit caps a version without reserved concurrency; <= 0 for none.
-	NamespaceLimit int32
 	// Rate bounds how fast environments are added (rate.go); DefaultRate unless set.
 	Rate Rate
 	Log  logr.Logger
@@ -158,7 +159,7 @@ func (s *Scaler) scaleOne(ctx context.Context, now time.Time, st *dispatch.PoolS
 func (s *Scaler) wanted(lim router.Limits, st *dispatch.PoolStats) int32 {
 	ceiling := lim.Reserved
 	if ceiling < 0 {
-		ceiling = s.NamespaceLimit
+		ceiling = s.Pools.NamespaceLimit()
 		if ceiling <= 0 {
 			ceiling = 1 << 30
 		}

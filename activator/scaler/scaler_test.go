@@ -17,6 +17,7 @@ type fakePools struct {
 	drained   []string
 	undrained []string
 	refused   []refusal
+	nsLimit   int32
 }
 
 type refusal struct {
@@ -25,6 +26,7 @@ type refusal struct {
 	err *dispatch.CapacityError
 }
 
+func (f *fakePools) NamespaceLimit() int32       { return f.nsLimit }
 func (f *fakePools) Stats() []dispatch.PoolStats { return f.stats }
 func (f *fakePools) Drain(_ fnkey.Key, names []string) []string {
 	f.drained = append(f.drained, names...)
@@ -98,6 +100,23 @@ func TestReservedCeilingAndProvisionedFloor(t *testing.T) {
 	s.Pass(context.Background())
 	if d.replicas != 4 {
 		t.Fatalf("replicas = %d, want provisioned 4", d.replicas)
+	}
+}
+
+// The namespace limit the scaler caps a version without reservation by is the
+// dispatcher's (the one owner of every concurrency limit).
+func TestNamespaceLimitCeilingIsTheDispatchers(t *testing.T) {
+	s, p, d, _ := rig(0, router.Limits{Reserved: -1}, dispatch.PoolStats{Key: key, Waiting: 7})
+	p.nsLimit = 5
+	s.Pass(context.Background())
+	if d.replicas != 5 {
+		t.Fatalf("replicas = %d, want the namespace limit 5", d.replicas)
+	}
+	s, p, d, _ = rig(0, router.Limits{Reserved: -1}, dispatch.PoolStats{Key: key, Waiting: 7})
+	p.nsLimit = -1
+	s.Pass(context.Background())
+	if d.replicas != 7 {
+		t.Fatalf("replicas = %d, want 7 (no namespace limit)", d.replicas)
 	}
 }
 

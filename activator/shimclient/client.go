@@ -32,62 +32,33 @@ type Call struct {
 	ContentLength int64
 }
 
-// Client sends Calls over a keep-alive transport sized for many concurrent environments.
+// Client sends Calls over keep-alive connections kept per environment (conn.go), and
+// asks shims their state over HTTP. Make it with New.
 type Client struct {
-	HTTP *http.Client
+	HTTP  *http.Client
+	conns *conns
 }
 
-// New returns a Client whose transport keeps enough idle connections per environment
-// that a warm invocation never dials.
+// New returns a Client: a warm invocation reuses its environment's idle connection.
 func New() *Client {
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	// The state checks (Busy) are rare: one idle connection per shim is plenty.
 	t := &http.Transport{
-		Proxy: nil,
-		DialContext: (&net.Dialer{
-			Timeout:   5 * time.Second,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		MaxIdleConns:        4096,
-		MaxIdleConnsPerHost: 16, // one invocation at a time per pod; a few spare for overlap
-		IdleConnTimeout:     90 * time.Second,
+		Proxy:               nil,
+		DialContext:         dialer.DialContext,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 1,
+		IdleConnTimeout:     idleTimeout,
 		DisableCompression:  true,
-		ForceAttemptHTTP2:   false,
-		WriteBufferSize:     32 << 10,
-		ReadBufferSize:      32 << 10,
 	}
-	return &Client{HTTP: &http.Client{Transport: t}}
+	return &Client{HTTP: &http.Client{Transport: t}, conns: newConns(dialer.DialContext)}
 }
 
-// Do sends c and returns the shim's response; the caller closes its body.
+// Do sends c and returns the shim's response; the caller closes its body (reading it to
+// its end first keeps the connection for the next invocation). ctx's deadline and
+// cancellation bound the whole exchange, body included.
 func (cl *Client) Do(ctx context.Context, c *Call) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.Addr+contract.InvokePath, c.Body)
-	if err != nil {
-		return nil, err
-	}
-	req.ContentLength = c.ContentLength
-	h := req.Header
-	h["Content-Type"] = []string{"application/json"}
-	if c.Secret != "" {
-		h[contract.HeaderInvokeSecret] = []string{c.Secret}
-	}
-	if c.RequestID != "" {
-		h[contract.HeaderRequestID] = []string{c.RequestID}
-	}
-	if c.InvokedARN != "" {
-		h[contract.HeaderInvokedARN] = []string{c.InvokedARN}
-	}
-	if !c.Deadline.IsZero() {
-		h[contract.HeaderDeadlineMs] = []string{strconv.FormatInt(c.Deadline.UnixMilli(), 10)}
-	}
-	if c.ClientContext != "" {
-		h[contract.HeaderClientContext] = []string{c.ClientContext}
-	}
-	if c.TraceID != "" {
-		h[contract.HeaderTraceID] = []string{c.TraceID}
-	}
-	if c.LogTail {
-		h[contract.HeaderLogType] = []string{contract.LogTypeTail}
-	}
-	return cl.HTTP.Do(req)
+	return cl.conns.do(ctx, c)
 }
 
 // Millis reads one of the shim's *-Ms headers as a duration; 0 when absent.

@@ -32,9 +32,11 @@ const Secret = "s3cret"
 type Rig struct {
 	Table      *router.Table
 	Dispatcher *dispatch.Dispatcher
-	Handler    *invoke.Handler
-	Server     *httptest.Server
-	Shims      map[fnkey.Key][]*fakeshim.Shim
+	// Core is the typed invoke core; Handler the Invoke API over it.
+	Core    *invoke.Core
+	Handler *invoke.Handler
+	Server  *httptest.Server
+	Shims   map[fnkey.Key][]*fakeshim.Shim
 }
 
 // Tokens maps a bearer token to a user allowed to invoke (the fake TokenReview and SAR).
@@ -65,25 +67,34 @@ func New(o Options) *Rig {
 		o.WaitDeadline = 200 * time.Millisecond
 	}
 	r := &Rig{Table: router.NewTable(), Dispatcher: dispatch.New(nil), Shims: map[fnkey.Key][]*fakeshim.Shim{}}
-	r.Handler = &invoke.Handler{
-		DefaultNamespace: Namespace,
-		Region:           "us-east-1",
-		AccountID:        "000000000000",
-		Router:           r.Table,
-		Dispatcher:       r.Dispatcher,
-		Shim:             shimclient.New(),
-		WaitDeadline:     o.WaitDeadline,
-		NamespaceLimit:   1000,
-		ShimGrace:        5 * time.Second,
-		Metrics:          metrics.New(nil),
-		Log:              logr.Discard(),
-	}
+	r.Dispatcher.SetNamespaceLimit(1000, r.Table)
 	// The activator's default bounds on what requests hold (cmd/activator's flags).
 	adm, err := invoke.NewAdmission(invoke.DefaultRequestBytes, invoke.DefaultRequestBytesPerNamespace, invoke.DefaultMaxWaiting)
 	if err != nil {
 		panic(err)
 	}
-	r.Handler.Admission = adm
+	m := metrics.New(nil)
+	r.Core = &invoke.Core{
+		Region:       "us-east-1",
+		AccountID:    "000000000000",
+		Router:       r.Table,
+		Dispatcher:   r.Dispatcher,
+		Shim:         shimclient.New(),
+		WaitDeadline: o.WaitDeadline,
+		ShimGrace:    5 * time.Second,
+		Admission:    adm,
+		Metrics:      m,
+		Log:          logr.Discard(),
+	}
+	r.Handler = &invoke.Handler{
+		DefaultNamespace: Namespace,
+		Region:           r.Core.Region,
+		AccountID:        r.Core.AccountID,
+		Invoker:          r.Core,
+		Admission:        adm,
+		Metrics:          m,
+		Log:              logr.Discard(),
+	}
 	if o.Auth != nil {
 		f := fakeAuth{o.Auth}
 		r.Handler.Auth = auth.NewChecker(f, f)
@@ -91,6 +102,12 @@ func New(o Options) *Rig {
 	r.Server = httptest.NewServer(r.Handler)
 	return r
 }
+
+// UseMetrics makes the core and the Invoke API count in m.
+func (r *Rig) UseMetrics(m *metrics.Metrics) { r.Core.Metrics, r.Handler.Metrics = m, m }
+
+// UseAdmission makes the core and the Invoke API bound what requests hold with a.
+func (r *Rig) UseAdmission(a *invoke.Admission) { r.Core.Admission, r.Handler.Admission = a, a }
 
 // URL is the activator's base URL.
 func (r *Rig) URL() string { return r.Server.URL }

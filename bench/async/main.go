@@ -1,7 +1,7 @@
 // Command async benchmarks asynchronous invocation through one activator: the activator's
 // Invoke API (invoke.Handler over real HTTP, activator/testrig) with its queue in an
 // embedded NATS JetStream on a file store and its async workers, which invoke through the
-// same dispatcher and shim client as synchronous calls, into fake environments
+// typed invoke core (same dispatcher and shim client as synchronous calls), into fake environments
 // (activator/fakeshim behind a wrapper that notes when each event arrives). The baseline,
 // in the same run, is the synchronous path: RequestResponse calls through the same
 // activator into the same environments. It reports accepted events per second (202s) and
@@ -221,10 +221,9 @@ func runAsync(name string, n, callers, envs, workers int, dir string, syncAlways
 	arr := newArrivals(n)
 	a := newActivator(envs, arr)
 	defer a.close()
-	internal := *a.rig.Handler // as cmd/activator: the same routing and dispatcher, no token check
-	internal.Auth = nil
-	a.rig.Handler.Async = queue{q}
-	w := async.NewWorkers(q, async.HTTPInvoker{Handler: &internal}, noConfig{}, async.NewDeliverer(q, nil),
+	a.rig.Core.Async = queue{q}
+	// As cmd/activator: the workers call the typed invoke core (same routing and dispatcher).
+	w := async.NewWorkers(q, async.CoreInvoker{Core: a.rig.Core}, noConfig{}, async.NewDeliverer(q, nil),
 		async.WorkerOptions{Concurrency: workers, Log: logr.Discard()})
 	go func() { _ = w.Run(ctx) }()
 	time.Sleep(200 * time.Millisecond) // consumer ready

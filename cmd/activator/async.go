@@ -31,9 +31,9 @@ type asyncQueueNATS struct {
 }
 
 // startAsync connects (or starts) the queue's NATS and runs the workers that invoke
-// queued events once the informers have synced; it sets h.Async. The returned func
-// stops the embedded NATS.
-func startAsync(ctx context.Context, a *asyncOptions, o *options, h *invoke.Handler, informers cache.Cache, cs kubernetes.Interface, reg *prometheus.Registry, log logr.Logger) func() {
+// queued events through the core once the informers have synced; it sets core.Async.
+// The returned func stops the embedded NATS.
+func startAsync(ctx context.Context, a *asyncOptions, o *options, core *invoke.Core, informers cache.Cache, cs kubernetes.Interface, reg *prometheus.Registry, log logr.Logger) func() {
 	natsErrors := nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		log.Error(err, "NATS")
 	})
@@ -79,14 +79,13 @@ func startAsync(ctx context.Context, a *asyncOptions, o *options, h *invoke.Hand
 		// ServiceAccount may invoke it (not with the activator's authority).
 		deliverer.FunctionDestinations = &async.FunctionDestinationAuthorizer{Reader: informers, Review: async.KubeReview(cs)}
 	}
-	internal := *h // same routing, dispatcher and limits; the event was authorized when accepted
-	internal.Auth = nil
-	workers := async.NewWorkers(queue, async.HTTPInvoker{Handler: &internal},
+	// The event was authorized when it was accepted: the workers call the core directly.
+	workers := async.NewWorkers(queue, async.CoreInvoker{Core: core},
 		&async.KubeConfigSource{Client: informers, RetryDelayAnnotation: *a.delayAnn}, deliverer,
 		async.WorkerOptions{Concurrency: *a.workers, MaxPerFunction: *a.perFunction, Region: *o.region, AccountID: *o.accountID,
 			AckWait: *a.ackWait, Retry: async.RetryPolicy{FunctionErrorDelays: delays},
 			Log: log.WithName("async"), Metrics: am})
-	h.Async = async.Acceptor{Queue: queue} // 429 over a namespace's quota
+	core.Async = async.Acceptor{Queue: queue} // 429 over a namespace's quota
 	go func() {
 		if informers.WaitForCacheSync(ctx) {
 			_ = workers.Run(ctx)

@@ -58,13 +58,15 @@ func main() {
 
 	table := router.NewTable()
 	disp := dispatch.New(nil)
+	// The dispatcher owns every concurrency limit; the scaler reads the namespace's from it.
+	disp.SetNamespaceLimit(int32(*o.namespaceLimit), table)
 	sc := newScaler(o, disp, table, &scaleclient.Deployments{Reader: informers, Client: cs}, log)
-	h := newHandler(o, table, disp, cs, metrics.New(reg), log)
+	core, h := newInvokePath(o, table, disp, cs, metrics.New(reg), log)
 
 	ctx := ctrl.SetupSignalHandler()
 	startFeeder(ctx, o, informers, table, disp, cs, log)
 	if *o.async.on {
-		defer startAsync(ctx, &o.async, o, h, informers, cs, reg, log)()
+		defer startAsync(ctx, &o.async, o, core, informers, cs, reg, log)()
 	}
 	var ready atomic.Bool
 	startInformers(ctx, informers, sc, &ready, log)
@@ -82,7 +84,6 @@ func newScaler(o *options, disp *dispatch.Dispatcher, table *router.Table, deplo
 	sc := scaler.New(disp, table, deployments)
 	sc.IdleTimeout = *o.idleTimeout
 	sc.Interval = *o.scaleInterval
-	sc.NamespaceLimit = int32(*o.namespaceLimit)
 	sc.Rate = scaler.Rate{Model: scaler.Model(*o.scalingModel), Burst: *o.scalingBurst, Per: *o.scalingPer, Interval: *o.scalingInterval}
 	if err := sc.Rate.Validate(); err != nil {
 		fatal(log, err, "--scaling-model, --scaling-burst, --scaling-rate, --scaling-interval")
@@ -95,26 +96,35 @@ func newScaler(o *options, disp *dispatch.Dispatcher, table *router.Table, deplo
 	return sc
 }
 
-// newHandler builds the Invoke API handler with its admission bounds and authorization.
-func newHandler(o *options, table *router.Table, disp *dispatch.Dispatcher, cs kubernetes.Interface, m *metrics.Metrics, log logr.Logger) *invoke.Handler {
-	h := &invoke.Handler{
-		DefaultNamespace: *o.defaultNS,
-		Region:           *o.region,
-		AccountID:        *o.accountID,
-		Router:           table,
-		Dispatcher:       disp,
-		Shim:             shimclient.New(),
-		WaitDeadline:     *o.waitDeadline,
-		NamespaceLimit:   int32(*o.namespaceLimit),
-		ShimGrace:        15 * time.Second,
-		Metrics:          m,
-		Log:              log.WithName("invoke"),
-	}
+// newInvokePath builds the typed invoke core and the Invoke API handler over it, with
+// their admission bounds (request bytes in the handler, waiting requests in the core) and
+// the handler's authorization.
+func newInvokePath(o *options, table *router.Table, disp *dispatch.Dispatcher, cs kubernetes.Interface, m *metrics.Metrics, log logr.Logger) (*invoke.Core, *invoke.Handler) {
 	adm, err := o.frontDoor.admission()
 	if err != nil {
 		fatal(log, err, "--request-bytes, --request-bytes-per-namespace, --max-waiting-requests")
 	}
-	h.Admission = adm
+	core := &invoke.Core{
+		Region:       *o.region,
+		AccountID:    *o.accountID,
+		Router:       table,
+		Dispatcher:   disp,
+		Shim:         shimclient.New(),
+		WaitDeadline: *o.waitDeadline,
+		ShimGrace:    15 * time.Second,
+		Admission:    adm,
+		Metrics:      m,
+		Log:          log.WithName("invoke"),
+	}
+	h := &invoke.Handler{
+		DefaultNamespace: *o.defaultNS,
+		Region:           *o.region,
+		AccountID:        *o.accountID,
+		Invoker:          core,
+		Admission:        adm,
+		Metrics:          m,
+		Log:              log.WithName("invoke-api"),
+	}
 	if *o.authOn {
 		checker, err := o.frontDoor.checker(cs)
 		if err != nil {
@@ -124,7 +134,7 @@ func newHandler(o *options, table *router.Table, disp *dispatch.Dispatcher, cs k
 	} else {
 		log.Info("authorization is OFF: anyone who reaches the activator can invoke any function")
 	}
-	return h
+	return core, h
 }
 
 // startFeeder registers the informers' handlers that feed the router's table and the

@@ -1,0 +1,95 @@
+package shimclient
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/klambda/klambda/api/contract"
+)
+
+// A warm invocation reuses its environment's connection; one the shim closed is not used.
+func TestDoReusesConnectionsAndSendsTheCall(t *testing.T) {
+	var conns atomic.Int32
+	var got http.Header
+	var body string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		b, _ := io.ReadAll(r.Body)
+		body = string(b)
+		if r.URL.Path != contract.InvokePath || r.Method != http.MethodPost {
+			w.WriteHeader(404)
+			return
+		}
+		w.Header().Set(contract.HeaderFunctionError, "Unhandled")
+		_, _ = w.Write([]byte(`{"ok":1}`))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	cl := New()
+	addr := srv.Listener.Addr().String()
+	call := func() {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c := &Call{Addr: addr, Secret: "s", RequestID: "r-1", InvokedARN: "arn:x", Deadline: time.UnixMilli(1234),
+			ClientContext: "e30=", TraceID: "Root=1", LogTail: true, Body: strings.NewReader(`{"a":1}`), ContentLength: 7}
+		resp, err := cl.Do(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != `{"ok":1}` || resp.Header.Get(contract.HeaderFunctionError) != "Unhandled" {
+			t.Fatalf("%d %s %v", resp.StatusCode, b, resp.Header)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		call()
+	}
+	if conns.Load() != 1 {
+		t.Fatalf("%d connections for 3 sequential invocations, want 1", conns.Load())
+	}
+	if body != `{"a":1}` || got.Get(contract.HeaderInvokeSecret) != "s" || got.Get(contract.HeaderRequestID) != "r-1" ||
+		got.Get(contract.HeaderInvokedARN) != "arn:x" || got.Get(contract.HeaderDeadlineMs) != "1234" ||
+		got.Get(contract.HeaderClientContext) != "e30=" || got.Get(contract.HeaderTraceID) != "Root=1" ||
+		got.Get(contract.HeaderLogType) != contract.LogTypeTail || got.Get("Content-Type") != "application/json" {
+		t.Fatalf("shim saw %v %q", got, body)
+	}
+	// The shim closes its idle connections: the next invocation dials anew.
+	srv.CloseClientConnections()
+	time.Sleep(50 * time.Millisecond)
+	call()
+	if conns.Load() != 2 {
+		t.Fatalf("%d connections, want a new one after the shim closed the first", conns.Load())
+	}
+}
+
+func TestDoRefusesHeaderSplittingAndHonoursTheDeadline(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+	}))
+	defer srv.Close()
+	cl := New()
+	addr := srv.Listener.Addr().String()
+	if _, err := cl.Do(context.Background(), &Call{Addr: addr, TraceID: "x\r\nX-Evil: 1"}); err == nil {
+		t.Fatal("a header value with CR LF was sent")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := cl.Do(ctx, &Call{Addr: addr}); err == nil || time.Since(start) > 250*time.Millisecond {
+		t.Fatalf("past the deadline: %v after %v", err, time.Since(start))
+	}
+}
