@@ -44,6 +44,11 @@ func startNATSCluster(t *testing.T, n int) *natsCluster {
 		t.Cleanup(s.Shutdown)
 		c.servers = append(c.servers, s)
 	}
+	for _, s := range c.servers {
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatalf("NATS server %s not ready after 10s", s.Name())
+		}
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for !c.formed() {
 		if time.Now().After(deadline) {
@@ -54,11 +59,11 @@ func startNATSCluster(t *testing.T, n int) *natsCluster {
 	return c
 }
 
-// formed: every server takes clients, one leads JetStream's meta group, all follow it.
+// formed: one server leads JetStream's meta group, all follow it.
 func (c *natsCluster) formed() bool {
 	leader := false
 	for _, s := range c.servers {
-		if !s.ReadyForConnections(0) || !s.JetStreamIsCurrent() {
+		if !s.JetStreamIsCurrent() {
 			return false
 		}
 		leader = leader || s.JetStreamIsLeader()
@@ -308,7 +313,7 @@ func TestNothingLostOnANATSCluster(t *testing.T) {
 	alive := []*activatorReplica{a, b}
 	replicas := func() []*activatorReplica { mu.Lock(); defer mu.Unlock(); return alive }
 
-	accepted, refusals := make(chan string, durabilityEvents), 0
+	accepted, refusals, slowest := make(chan string, durabilityEvents), 0, time.Duration(0)
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Add(1)
@@ -321,7 +326,11 @@ func TestNothingLostOnANATSCluster(t *testing.T) {
 				// A caller whose request failed sends it again, to whichever replica.
 				for attempt := 0; ; attempt++ {
 					rs := replicas()
+					start := time.Now()
 					_, err := rs[(i+attempt)%len(rs)].q.Enqueue(context.Background(), ev)
+					mu.Lock()
+					slowest = max(slowest, time.Since(start))
+					mu.Unlock()
 					if err == nil {
 						accepted <- ev.RequestID
 						break
@@ -377,8 +386,8 @@ func TestNothingLostOnANATSCluster(t *testing.T) {
 	waitPending(t, a.q, 0)
 	_, ranOnA := a.inv.counts()
 	distinct, invocations := ran.totals()
-	t.Logf("%d accepted, all run: %d invocations (%d on A, %d on B), %d duplicates; %d enqueue attempts failed and were sent again",
-		len(ids), invocations, ranOnA, ranOnB, invocations-distinct, refusals)
+	t.Logf("%d accepted, all run: %d invocations (%d on A, %d on B), %d duplicates; %d enqueue attempts failed and were sent again; slowest enqueue %s",
+		len(ids), invocations, ranOnA, ranOnB, invocations-distinct, refusals, slowest.Round(time.Millisecond))
 	if len(ids) != durabilityEvents || ranOnA == 0 || ranOnB == 0 {
 		t.Fatalf("%d accepted, %d run on A, %d on B: both replicas should have shared the work", len(ids), ranOnA, ranOnB)
 	}
