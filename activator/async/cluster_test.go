@@ -17,7 +17,6 @@ import (
 // natsCluster is n nats-servers with JetStream clustered in this process, each with its
 // own store, on random ports.
 type natsCluster struct {
-	mu      sync.Mutex
 	servers []*server.Server
 }
 
@@ -30,13 +29,8 @@ func startNATSCluster(t *testing.T, n int) *natsCluster {
 	}
 	c := &natsCluster{}
 	for i := range n {
-		s, err := server.NewServer(&server.Options{
-			ServerName: fmt.Sprintf("nats-%d", i), Host: "127.0.0.1", Port: -1,
-			JetStream: true, StoreDir: t.TempDir(), JetStreamMaxStore: 1 << 30, JetStreamMaxMemory: 64 << 20,
-			MaxPayload: maxPayload, NoLog: true, NoSigs: true,
-			Cluster: server.ClusterOpts{Name: "klambda-test", Host: "127.0.0.1", Port: ports[i]},
-			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
-		})
+		s, err := server.NewServer(clusterNode(natsNode{Name: fmt.Sprintf("nats-%d", i), ClientPort: -1,
+			ClusterPort: ports[i], Routes: strings.Join(routes, ","), StoreDir: t.TempDir()}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,6 +53,23 @@ func startNATSCluster(t *testing.T, n int) *natsCluster {
 	return c
 }
 
+// natsNode is one server of a test cluster.
+type natsNode struct {
+	Name                    string
+	ClientPort, ClusterPort int
+	Routes, StoreDir        string
+}
+
+func clusterNode(n natsNode) *server.Options {
+	return &server.Options{
+		ServerName: n.Name, Host: "127.0.0.1", Port: n.ClientPort,
+		JetStream: true, StoreDir: n.StoreDir, JetStreamMaxStore: 1 << 30, JetStreamMaxMemory: 64 << 20,
+		MaxPayload: maxPayload, NoLog: true, NoSigs: true,
+		Cluster: server.ClusterOpts{Name: "klambda-test", Host: "127.0.0.1", Port: n.ClusterPort},
+		Routes:  server.RoutesFromStr(n.Routes),
+	}
+}
+
 // formed: one server leads JetStream's meta group, all follow it.
 func (c *natsCluster) formed() bool {
 	leader := false
@@ -73,8 +84,6 @@ func (c *natsCluster) formed() bool {
 
 // urls are the client URLs of the servers still running.
 func (c *natsCluster) urls() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	var u []string
 	for _, s := range c.servers {
 		if s.Running() {
@@ -82,17 +91,6 @@ func (c *natsCluster) urls() string {
 		}
 	}
 	return strings.Join(u, ",")
-}
-
-// kill stops the named server at once: its clients are cut and its store stays behind.
-func (c *natsCluster) kill(name string) bool {
-	for _, s := range c.servers {
-		if s.Name() == name {
-			s.Shutdown()
-			return true
-		}
-	}
-	return false
 }
 
 func freePorts(t *testing.T, n int) []int {
@@ -113,7 +111,10 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
-func connectCluster(t *testing.T, c *natsCluster) *nats.Conn {
+// testCluster is a NATS cluster of the tests: in process, or in child processes.
+type testCluster interface{ urls() string }
+
+func connectCluster(t *testing.T, c testCluster) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(c.urls(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
@@ -206,7 +207,7 @@ type activatorReplica struct {
 	done    chan struct{}
 }
 
-func startActivatorReplica(t *testing.T, c *natsCluster, ran *ranLog) *activatorReplica {
+func startActivatorReplica(t *testing.T, c testCluster, ran *ranLog) *activatorReplica {
 	t.Helper()
 	r := &activatorReplica{nc: connectCluster(t, c), done: make(chan struct{}),
 		inv: &recordingInvoker{ran: ran, killed: make(chan struct{})}}
@@ -298,15 +299,15 @@ func (i *recordingInvoker) counts() (inFlight, ran int) {
 const clusterFunctions = 4
 
 // TestNothingLostOnANATSCluster runs two activator replicas (each its own NATS connection,
-// queue and workers, pulling from the same durable consumers) on a 3-server cluster with
-// an R3 queue, accepts 2,000 events through both, and midway kills the stream's leader
-// server and then one replica with invocations in flight. Every accepted event runs at
+// queue and workers, pulling from the same durable consumers) on a 3-server cluster (child
+// processes) with an R3 queue, accepts 2,000 events through both, and midway SIGKILLs the
+// stream's leader server, then kills one replica with invocations in flight. Every accepted event runs at
 // least once; the duplicates (redeliveries after AckWait) are counted.
 func TestNothingLostOnANATSCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-server NATS cluster")
 	}
-	c := startNATSCluster(t, 3)
+	c := startNATSProcesses(t, 3)
 	ran := &ranLog{ran: map[string]int{}}
 	a, b := startActivatorReplica(t, c, ran), startActivatorReplica(t, c, ran)
 	var mu sync.Mutex
@@ -356,7 +357,7 @@ func TestNothingLostOnANATSCluster(t *testing.T) {
 	if !c.kill(si.Cluster.Leader) {
 		t.Fatalf("no server %s", si.Cluster.Leader)
 	}
-	t.Logf("killed NATS server %s (the stream's leader) after %d accepted", si.Cluster.Leader, len(accepted))
+	t.Logf("SIGKILLed NATS server %s (the stream's leader) after %d accepted", si.Cluster.Leader, len(accepted))
 
 	waitUntil(t, "1300 accepted and replica B busy", func() bool {
 		inFlight, _ := b.inv.counts()
