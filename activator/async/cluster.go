@@ -35,7 +35,10 @@ const (
 	defaultSetupPatience = 30 * time.Second
 	publishPatience      = 15 * time.Second
 	apiAttemptTimeout    = 5 * time.Second
-	retryWait            = 250 * time.Millisecond
+	// A store normally answers in milliseconds; a publish unanswered for this long most
+	// likely went to a dead leader, and is sent again (a duplicate is dropped).
+	publishAttemptTimeout = 2 * time.Second
+	retryWait             = 250 * time.Millisecond
 )
 
 func validateReplicas(r int) error {
@@ -77,10 +80,10 @@ func transient(err error) bool {
 
 // retrying runs op until it succeeds, fails for good, ctx ends or patience runs out; each
 // attempt has its own timeout, so a request lost with a dying server is sent again.
-func retrying[T any](ctx context.Context, patience time.Duration, op func(context.Context) (T, error)) (T, int, error) {
+func retrying[T any](ctx context.Context, patience, perAttempt time.Duration, op func(context.Context) (T, error)) (T, int, error) {
 	deadline := time.Now().Add(patience)
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, apiAttemptTimeout)
+		actx, cancel := context.WithTimeout(ctx, perAttempt)
 		v, err := op(actx)
 		cancel()
 		if err == nil || !transient(err) || ctx.Err() != nil || time.Now().After(deadline) {
@@ -98,7 +101,7 @@ func retrying[T any](ctx context.Context, patience time.Duration, op func(contex
 // replicas) one of the queue's JetStream resources, explaining a replication the servers
 // cannot place.
 func createOrUpdate[T any](ctx context.Context, o *QueueOptions, what string, op func(context.Context) (T, error)) (T, error) {
-	v, _, err := retrying(ctx, o.SetupPatience, op)
+	v, _, err := retrying(ctx, o.SetupPatience, apiAttemptTimeout, op)
 	if err == nil {
 		return v, nil
 	}
@@ -115,7 +118,7 @@ func createOrUpdate[T any](ctx context.Context, o *QueueOptions, what string, op
 // died); the Nats-Msg-Id header (the request id) makes JetStream drop a second copy. It
 // reports whether an earlier attempt may have stored m.
 func (q *Queue) publish(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, bool, error) {
-	ack, attempts, err := retrying(ctx, publishPatience, func(actx context.Context) (*jetstream.PubAck, error) {
+	ack, attempts, err := retrying(ctx, publishPatience, publishAttemptTimeout, func(actx context.Context) (*jetstream.PubAck, error) {
 		return q.js.PublishMsg(actx, m)
 	})
 	return ack, attempts > 1, err

@@ -354,10 +354,27 @@ func TestNothingLostOnANATSCluster(t *testing.T) {
 	if err != nil || si.Cluster == nil || si.Cluster.Leader == "" {
 		t.Fatalf("stream leader: %v %+v", err, si)
 	}
+	_, ranA0 := a.inv.counts()
+	_, ranB0 := b.inv.counts()
+	killed := time.Now()
 	if !c.kill(si.Cluster.Leader) {
 		t.Fatalf("no server %s", si.Cluster.Leader)
 	}
 	t.Logf("SIGKILLed NATS server %s (the stream's leader) after %d accepted", si.Cluster.Leader, len(accepted))
+	// Both replicas go on working: each runs 20 more events.
+	resumed := map[string]time.Duration{}
+	waitUntil(t, "both replicas running events again", func() bool {
+		_, ranA := a.inv.counts()
+		_, ranB := b.inv.counts()
+		for name, more := range map[string]bool{"A": ranA >= ranA0+20, "B": ranB >= ranB0+20} {
+			if _, ok := resumed[name]; more && !ok {
+				resumed[name] = time.Since(killed)
+			}
+		}
+		return len(resumed) == 2
+	})
+	t.Logf("20 more events run on A %s and on B %s after the SIGKILL",
+		resumed["A"].Round(time.Millisecond), resumed["B"].Round(time.Millisecond))
 
 	waitUntil(t, "1300 accepted and replica B busy", func() bool {
 		inFlight, _ := b.inv.counts()
