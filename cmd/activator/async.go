@@ -142,6 +142,9 @@ func externalNATS(a *asyncOptions, natsErrors nats.Option, log logr.Logger) asyn
 	if err := ext.Validate(); err != nil {
 		fatal(log, err, "async NATS flags")
 	}
+	if r := *a.replicas; r < 1 || r > async.MaxReplicas {
+		fatal(log, fmt.Errorf("--async-stream-replicas=%d: JetStream allows 1 to %d", r, async.MaxReplicas), "async flags")
+	}
 	if *a.signingKey == "" {
 		fatal(log, errors.New("--async-nats-url needs --async-signing-key-file: whoever else can publish on that NATS must not run functions"), "async flags")
 	}
