@@ -101,7 +101,7 @@ func retrying[T any](ctx context.Context, patience, perAttempt time.Duration, op
 // replicas) one of the queue's JetStream resources, explaining a replication the servers
 // cannot place.
 func createOrUpdate[T any](ctx context.Context, o *QueueOptions, what string, op func(context.Context) (T, error)) (T, error) {
-	v, _, err := retrying(ctx, o.SetupPatience, apiAttemptTimeout, op)
+	v, _, err := retrying(ctx, o.SetupPatience, min(apiAttemptTimeout, o.SetupPatience), op)
 	if err == nil {
 		return v, nil
 	}

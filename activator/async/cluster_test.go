@@ -421,3 +421,34 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestQueueSetupWithoutAJetStreamLeaderFails: a server of a cluster whose peers are all
+// down has no JetStream leader; NewQueue retries for SetupPatience, then fails saying so,
+// rather than hanging.
+func TestQueueSetupWithoutAJetStreamLeaderFails(t *testing.T) {
+	ports := freePorts(t, 3)
+	s, err := server.NewServer(clusterNode(natsNode{Name: "alone", ClientPort: -1, ClusterPort: ports[0], StoreDir: t.TempDir(),
+		Routes: fmt.Sprintf("nats://127.0.0.1:%d,nats://127.0.0.1:%d", ports[1], ports[2])}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(s.Shutdown)
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	start := time.Now()
+	_, err = NewQueue(context.Background(), nc, QueueOptions{Replicas: 3, Limits: clusterLimits, SetupPatience: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "did not answer within 1s") {
+		t.Fatalf("NewQueue without a JetStream leader: %v", err)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Fatalf("NewQueue took %s to give up (patience 1s)", took)
+	}
+	t.Logf("refused after %s: %v", time.Since(start).Round(time.Millisecond), err)
+}
