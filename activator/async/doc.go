@@ -6,6 +6,7 @@
 //	event.go         Event and its encoding as a JetStream message
 //	server.go        the embedded nats-server (JetStream file store)
 //	queue.go         Queue: the stream, Enqueue (returns once JetStream has stored the event)
+//	cluster.go       the queue on a JetStream cluster: replicas, their refusals, retries during elections
 //	retry.go         RetryPolicy: Lambda's delays, all configurable
 //	config.go        Config and ConfigSource: the effective async settings of a qualifier
 //	kubeconfig.go    ConfigSource over a controller-runtime client (API types)

@@ -22,9 +22,15 @@ type QueueOptions struct {
 	// StateBucket is the key-value bucket of retry state per request id
 	// (default klambda-async-state).
 	StateBucket string
-	// Replicas of the stream and bucket on an external NATS cluster (default 1).
+	// Replicas of the stream, its consumers and the state bucket (default 1, at most 5).
+	// More than 1 needs a NATS JetStream cluster of at least that many servers (3 for
+	// several activator replicas, README "Clustering"); a single server refuses it, and
+	// NewQueue says so. An existing stream and bucket are updated to it.
 	Replicas int
-	Metrics  *Metrics
+	// SetupPatience is how long NewQueue retries while the JetStream API does not answer
+	// or the cluster elects its leaders (default 30s); then it fails.
+	SetupPatience time.Duration
+	Metrics       *Metrics
 	// Signer, when set, signs every stored event, and the workers refuse a message without
 	// a valid signature (anyone else who can publish on an external NATS). Nil: events are
 	// neither signed nor checked (the embedded server, whose queue account only this
@@ -54,6 +60,9 @@ func (o *QueueOptions) defaults() {
 	if o.Replicas == 0 {
 		o.Replicas = 1
 	}
+	if o.SetupPatience <= 0 {
+		o.SetupPatience = defaultSetupPatience
+	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
 	}
@@ -74,24 +83,59 @@ type Queue struct {
 	notify atomic.Pointer[func(subject string)]
 }
 
-// NewQueue creates (or updates) the stream and the state bucket on nc's server.
+// NewQueue creates (or updates) the stream and the state bucket on nc's server, with
+// opts.Replicas replicas.
 func NewQueue(ctx context.Context, nc *nats.Conn, opts QueueOptions) (*Queue, error) {
 	opts.defaults()
 	if err := opts.Limits.validate(); err != nil {
+		return nil, err
+	}
+	if err := validateReplicas(opts.Replicas); err != nil {
 		return nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
-	lim := opts.Limits
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        opts.Stream,
+	stream, err := createOrUpdate(ctx, &opts, "stream "+opts.Stream, func(ctx context.Context) (jetstream.Stream, error) {
+		return js.CreateOrUpdateStream(ctx, opts.streamConfig())
+	})
+	if err != nil {
+		return nil, err
+	}
+	state, err := createOrUpdate(ctx, &opts, "key-value bucket "+opts.StateBucket, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      opts.StateBucket,
+			Description: "klambda asynchronous invocation attempts per request id",
+			Storage:     jetstream.FileStorage,
+			Replicas:    opts.Replicas,
+			// Longer than the maximum event age plus retry delays; settled events delete theirs.
+			TTL:      24 * time.Hour,
+			MaxBytes: opts.Limits.StateMaxBytes,
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	q := &Queue{nc: nc, js: js, stream: stream, state: state, opts: opts}
+	// Each namespace's usage is read from the stream itself, so that quotas hold across
+	// a restart of the activator.
+	if q.usage, err = q.scanUsage(ctx); err != nil {
+		return nil, fmt.Errorf("reading the usage of stream %s: %w", opts.Stream, err)
+	}
+	return q, nil
+}
+
+// streamConfig is the work-queue stream of accepted events.
+func (o *QueueOptions) streamConfig() jetstream.StreamConfig {
+	lim := o.Limits
+	return jetstream.StreamConfig{
+		Name:        o.Stream,
 		Description: "klambda asynchronous invocations",
-		Subjects:    []string{opts.SubjectPrefix + ".>"},
+		Subjects:    []string{o.SubjectPrefix + ".>"},
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
-		Replicas:    opts.Replicas,
+		Replicas:    o.Replicas,
 		// No MaxAge: an event leaves the stream only when a worker has settled it (the
 		// worker applies maximumEventAgeInSeconds and sends the expired event on).
 		Duplicates: 2 * time.Minute,
@@ -109,29 +153,7 @@ func NewQueue(ctx context.Context, nc *nats.Conn, opts QueueOptions) (*Queue, er
 		// enforces this itself, whatever the activators' accounting says.
 		MaxMsgsPerSubject:    lim.NamespaceMaxMessages,
 		DiscardNewPerSubject: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("creating stream %s: %w", opts.Stream, err)
 	}
-	state, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      opts.StateBucket,
-		Description: "klambda asynchronous invocation attempts per request id",
-		Storage:     jetstream.FileStorage,
-		Replicas:    opts.Replicas,
-		// Longer than the maximum event age plus retry delays; settled events delete theirs.
-		TTL:      24 * time.Hour,
-		MaxBytes: lim.StateMaxBytes,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("creating key-value bucket %s: %w", opts.StateBucket, err)
-	}
-	q := &Queue{nc: nc, js: js, stream: stream, state: state, opts: opts}
-	// Each namespace's usage is read from the stream itself, so that quotas hold across
-	// a restart of the activator.
-	if q.usage, err = q.scanUsage(ctx); err != nil {
-		return nil, fmt.Errorf("reading the usage of stream %s: %w", opts.Stream, err)
-	}
-	return q, nil
 }
 
 // Enqueue stores ev and returns its request id once JetStream has acknowledged the write
@@ -169,7 +191,7 @@ func (q *Queue) enqueue(ctx context.Context, ev Event) (string, error) {
 	if q.opts.Signer != nil {
 		q.opts.Signer.sign(m)
 	}
-	ack, err := q.js.PublishMsg(ctx, m)
+	ack, retried, err := q.publish(ctx, m)
 	if err != nil {
 		q.usage.release(ev.Namespace, size)
 		if lerr := limitError(err, ev.Namespace); lerr != nil {
@@ -177,7 +199,9 @@ func (q *Queue) enqueue(ctx context.Context, ev Event) (string, error) {
 		}
 		return "", fmt.Errorf("storing async event %s for %s/%s: %w", ev.RequestID, ev.Namespace, ev.Function, err)
 	}
-	if ack.Duplicate {
+	if ack.Duplicate && !retried {
+		// A second copy of an event already stored (the caller sent it again). After a
+		// retry, the copy stored is most likely this call's own first attempt.
 		q.usage.release(ev.Namespace, size)
 	} else {
 		q.opts.Metrics.Received.WithLabelValues(ev.Namespace, ev.Function).Inc()

@@ -301,7 +301,10 @@ func (f *fetchers) run(subject string) {
 		}
 		if len(own) == 0 {
 			// Nothing in hand: stop when the function has nothing left in the stream either.
-			ictx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
+			// A short wait: on a cluster whose server leading this consumer died, the
+			// question goes unanswered until a new leader is elected, and pulling again
+			// finds that leader sooner.
+			ictx, cancel := context.WithTimeout(f.ctx, pullExpiry)
 			info, err := cons.Info(ictx)
 			cancel()
 			if err == nil && info.NumPending == 0 && info.NumAckPending == 0 {

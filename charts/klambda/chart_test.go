@@ -218,3 +218,62 @@ func TestChartRefusesNetworkPolicyMisconfiguration(t *testing.T) {
 		}
 	}
 }
+
+// activatorArgs are the activator container's arguments as rendered with set.
+func activatorArgs(t *testing.T, set ...string) []string {
+	t.Helper()
+	objs, errOut := render(t, append([]string{"activator.enabled=true", "activator.tls.secretName=activator-tls"}, set...)...)
+	if errOut != "" {
+		t.Fatalf("--set %v: %s", set, errOut)
+	}
+	d := decode[appsv1.Deployment](t, objs, "Deployment/klambda-activator")
+	return d.Spec.Template.Spec.Containers[0].Args
+}
+
+// The async queue's stream replicas: 3 by default for several activator replicas on an
+// external NATS, 1 for one, as given otherwise; never above 1 on the embedded server.
+func TestChartAsyncStreamReplicas(t *testing.T) {
+	const url = "activator.async.natsUrl=nats://nats.nats:4222"
+	for _, c := range []struct {
+		set  []string
+		want string
+	}{
+		{[]string{url, "activator.replicas=2"}, "--async-stream-replicas=3"},
+		{[]string{url}, "--async-stream-replicas=1"},
+		{[]string{url, "activator.replicas=3", "activator.async.streamReplicas=5"}, "--async-stream-replicas=5"},
+		{[]string{url, "activator.async.streamReplicas=3"}, "--async-stream-replicas=3"},
+	} {
+		args := activatorArgs(t, c.set...)
+		found := 0
+		for _, a := range args {
+			if strings.HasPrefix(a, "--async-stream-replicas=") {
+				found++
+				if a != c.want {
+					t.Errorf("--set %v: %s, want %s", c.set, a, c.want)
+				}
+			}
+		}
+		if found != 1 {
+			t.Errorf("--set %v: %d --async-stream-replicas arguments, want one (%s)", c.set, found, c.want)
+		}
+	}
+	for _, a := range activatorArgs(t) {
+		if strings.HasPrefix(a, "--async-stream-replicas") {
+			t.Errorf("embedded NATS: %s rendered (the flag's default, 1, is the only valid value)", a)
+		}
+	}
+}
+
+func TestChartRefusesAsyncReplicationItCannotHave(t *testing.T) {
+	base := []string{"activator.enabled=true", "activator.tls.secretName=activator-tls"}
+	for want, set := range map[string][]string{
+		"activator.replicas > 1 needs activator.async.natsUrl": {"activator.replicas=2"},
+		"streamReplicas > 1 needs activator.async.natsUrl":     {"activator.async.streamReplicas=3"},
+		"streamReplicas must be at least 3":                    {"activator.async.natsUrl=nats://n:4222", "activator.replicas=2", "activator.async.streamReplicas=1"},
+		"must be 0 (chosen by the chart) or 1 to 5":            {"activator.async.natsUrl=nats://n:4222", "activator.async.streamReplicas=7"},
+	} {
+		if _, errOut := render(t, append(base, set...)...); !strings.Contains(errOut, want) {
+			t.Errorf("--set %v: helm said %q, want an error containing %q", set, errOut, want)
+		}
+	}
+}

@@ -58,7 +58,7 @@ func startAsync(ctx context.Context, a *asyncOptions, o *options, core *invoke.C
 		fatal(log, err, "egress policy")
 	}
 	queue, err := async.NewQueue(ctx, conns.queue, async.QueueOptions{Metrics: am, Signer: signer, AcceptUnsigned: *a.unsigned,
-		Limits: limits, Shared: *a.nats != ""})
+		Limits: limits, Shared: *a.nats != "", Replicas: *a.replicas})
 	if err != nil {
 		fatal(log, err, "creating the asynchronous invocation queue")
 	}
@@ -101,6 +101,9 @@ func embeddedNATS(a *asyncOptions, natsErrors nats.Option, log logr.Logger) asyn
 	if !a.ext.Auth.IsZero() || !a.ext.Destinations.IsZero() || a.ext.TLS != (async.NATSTLS{}) {
 		fatal(log, errors.New("--async-nats-creds, -nkey-seed, -user, -password-file, -tls-* and -destinations-* (but -destinations-password-file) apply to --async-nats-url only"), "async flags")
 	}
+	if *a.replicas != 1 {
+		fatal(log, fmt.Errorf("--async-stream-replicas=%d needs --async-nats-url (a NATS JetStream cluster of at least that many servers): the embedded NATS is a single server", *a.replicas), "async flags")
+	}
 	var dstPassword string
 	if a.dstPasswordFile != "" {
 		if *a.listen == "" {
@@ -137,6 +140,9 @@ func externalNATS(a *asyncOptions, natsErrors nats.Option, log logr.Logger) asyn
 	ext.URL, ext.Destinations.PasswordFile = *a.nats, a.dstPasswordFile
 	if err := ext.Validate(); err != nil {
 		fatal(log, err, "async NATS flags")
+	}
+	if r := *a.replicas; r < 1 || r > async.MaxReplicas {
+		fatal(log, fmt.Errorf("--async-stream-replicas=%d: JetStream allows 1 to %d", r, async.MaxReplicas), "async flags")
 	}
 	if *a.signingKey == "" {
 		fatal(log, errors.New("--async-nats-url needs --async-signing-key-file: whoever else can publish on that NATS must not run functions"), "async flags")

@@ -49,7 +49,7 @@ type options struct {
 type asyncOptions struct {
 	on, fsync, delayAnn, unsigned, egressAllowLoopback *bool
 	store, nats, listen, delays, signingKey            *string
-	workers, perFunction, destMaxClients               *int
+	workers, perFunction, destMaxClients, replicas     *int
 	ackWait, destIdle                                  *time.Duration
 	maxBytes, nsMaxBytes, egressDeny, egressAllow      *string
 	maxMsgs, nsMaxMsgs                                 *int64
@@ -89,6 +89,7 @@ func bindAsyncFlags(a *asyncOptions) {
 	a.on = flag.Bool("async", true, "Accept Event (asynchronous) invocations into a durable NATS JetStream queue (activator/async).")
 	a.store = flag.String("async-store-dir", "/var/lib/klambda/async", "JetStream file store of the embedded NATS for asynchronous invocations (a PersistentVolumeClaim).")
 	a.nats = flag.String("async-nats-url", "", "External NATS (JetStream) URL for asynchronous invocations; empty runs NATS embedded.")
+	a.replicas = flag.Int("async-stream-replicas", 1, "Replicas (1-5) of the async queue's JetStream stream, consumers and state bucket; more than 1 needs --async-nats-url, a NATS JetStream cluster of at least that many servers (3 for several activator replicas). An existing stream is updated to it.")
 	a.listen = flag.String("async-nats-listen", "", "Also serve the embedded NATS on this address (e.g. :4222); empty: in-process only.")
 	a.fsync = flag.Bool("async-sync-always", false, "fsync every accepted event before answering 202 (survives node crashes; slower).")
 	a.workers = flag.Int("async-workers", 64, "Asynchronous events invoked at once.")
