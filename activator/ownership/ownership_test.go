@@ -250,9 +250,11 @@ func TestConfigIsChecked(t *testing.T) {
 		"too many shards": func(c *Config) { c.Shards = 1000 },
 		"@ in identity":   func(c *Config) { c.Identity = "a@b" },
 		"renew >= lease":  func(c *Config) { c.RenewDeadline = c.LeaseDuration },
-		"sub-second":      func(c *Config) { c.LeaseDuration, c.RenewDeadline, c.RetryPeriod = 900*time.Millisecond, 500*time.Millisecond, 100*time.Millisecond },
-		"no members":      func(c *Config) { c.Members = nil },
-		"no address":      func(c *Config) { c.Address = "" },
+		"sub-second": func(c *Config) {
+			c.LeaseDuration, c.RenewDeadline, c.RetryPeriod = 900*time.Millisecond, 500*time.Millisecond, 100*time.Millisecond
+		},
+		"no members": func(c *Config) { c.Members = nil },
+		"no address": func(c *Config) { c.Address = "" },
 	} {
 		c := ok
 		mut(&c)
