@@ -230,17 +230,17 @@ func activatorArgs(t *testing.T, set ...string) []string {
 	return d.Spec.Template.Spec.Containers[0].Args
 }
 
-// The async queue's stream replicas: 3 by default for several activator replicas on an
-// external NATS, 1 for one, as given otherwise; never above 1 on the embedded server.
+// The async queue's stream replicas: 1 for one activator replica on an external NATS, as
+// given otherwise; never above 1 on the embedded server. (3 by default for several
+// replicas, once several are allowed: TestChartRefusesSeveralActivatorsUntilShardsAreWired.)
 func TestChartAsyncStreamReplicas(t *testing.T) {
 	const url = "activator.async.natsUrl=nats://nats.nats:4222"
 	for _, c := range []struct {
 		set  []string
 		want string
 	}{
-		{[]string{url, "activator.replicas=2"}, "--async-stream-replicas=3"},
 		{[]string{url}, "--async-stream-replicas=1"},
-		{[]string{url, "activator.replicas=3", "activator.async.streamReplicas=5"}, "--async-stream-replicas=5"},
+		{[]string{url, "activator.async.streamReplicas=5"}, "--async-stream-replicas=5"},
 		{[]string{url, "activator.async.streamReplicas=3"}, "--async-stream-replicas=3"},
 	} {
 		args := activatorArgs(t, c.set...)
@@ -260,6 +260,17 @@ func TestChartAsyncStreamReplicas(t *testing.T) {
 	for _, a := range activatorArgs(t) {
 		if strings.HasPrefix(a, "--async-stream-replicas") {
 			t.Errorf("embedded NATS: %s rendered (the flag's default, 1, is the only valid value)", a)
+		}
+	}
+}
+
+// Several activator replicas would each count concurrency and lease environments alone:
+// refused, also with a clustered queue, until the shard ownership is wired (issue 17).
+func TestChartRefusesSeveralActivatorsUntilShardsAreWired(t *testing.T) {
+	base := []string{"activator.enabled=true", "activator.tls.secretName=activator-tls", "activator.async.natsUrl=nats://n:4222"}
+	for _, set := range [][]string{{"activator.replicas=2"}, {"activator.replicas=3", "activator.async.streamReplicas=3"}} {
+		if _, errOut := render(t, append(base, set...)...); !strings.Contains(errOut, "activator.replicas > 1 is not supported yet") {
+			t.Errorf("--set %v: helm said %q, want the refusal of several replicas", set, errOut)
 		}
 	}
 }

@@ -4,19 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	appsv1 "k8s.io/api/apps/v1"
 )
-
-// activatorArgs renders the chart with the activator on and answers its command line.
-func activatorArgs(t *testing.T, set ...string) []string {
-	t.Helper()
-	objs, errOut := render(t, append([]string{"activator.enabled=true", "activator.tls.plainHTTP=true"}, set...)...)
-	if errOut != "" {
-		t.Fatal(errOut)
-	}
-	return decode[appsv1.Deployment](t, objs, "Deployment/klambda-activator").Spec.Template.Spec.Containers[0].Args
-}
 
 // The scaling rate is on by default, at Lambda's per-function 1,000 per 10 s, and its
 // values reach the activator's flags.

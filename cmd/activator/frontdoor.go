@@ -47,6 +47,7 @@ type frontDoor struct {
 	reviewRate                                  float64
 	reviewBurst                                 int
 	metricsAuth                                 bool
+	shutdownDelay, shutdownTimeout              time.Duration
 }
 
 func bindFrontDoorFlags(fs *flag.FlagSet) *frontDoor {
@@ -64,6 +65,8 @@ func bindFrontDoorFlags(fs *flag.FlagSet) *frontDoor {
 	fs.Float64Var(&f.reviewRate, "auth-review-rate", auth.DefaultReviewRate, "TokenReviews and SubjectAccessReviews (decision cache misses) one client IP may cause per second; past it and --auth-review-burst: TooManyRequestsException (CallerRateLimitExceeded). 0: no limit.")
 	fs.IntVar(&f.reviewBurst, "auth-review-burst", auth.DefaultReviewBurst, "Burst of --auth-review-rate.")
 	fs.BoolVar(&f.metricsAuth, "metrics-auth", true, "Serve the metrics endpoint over HTTPS to callers whose token the API server accepts and who may get the non-resource URL /metrics (TokenReview, SubjectAccessReview), as controller-runtime's secure metrics; false: plain HTTP to anyone.")
+	fs.DurationVar(&f.shutdownDelay, "shutdown-delay", 5*time.Second, "On SIGTERM, how long the activator goes on accepting requests (answering Connection: close) after its readiness turned false, while the Service's endpoints and kube-proxy stop sending here.")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Minute+15*time.Second, "On SIGTERM, after --shutdown-delay, how long the activator waits for invocations in flight (up to the longest function timeout) before it exits; keep --shutdown-delay + --shutdown-timeout below the pod's terminationGracePeriodSeconds.")
 	return f
 }
 

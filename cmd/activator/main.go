@@ -177,9 +177,10 @@ func serveInvokeAPI(ctx context.Context, o *options, h *invoke.Handler, ready *a
 	fd := o.frontDoor
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	drain := &drainer{delay: fd.shutdownDelay, timeout: fd.shutdownTimeout, log: log}
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
-			http.Error(w, "informers not synced", http.StatusServiceUnavailable)
+		if !ready.Load() || drain.Draining() {
+			http.Error(w, "informers not synced, or draining", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))
@@ -201,14 +202,11 @@ func serveInvokeAPI(ctx context.Context, o *options, h *invoke.Handler, ready *a
 			}
 		}()
 	}
-	go func() {
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdown)
-	}()
+	drained := make(chan struct{})
+	go func() { drain.run(ctx, srv); close(drained) }()
 	log.Info("serving the Invoke API", "address", *o.listen, "defaultNamespace", *o.defaultNS, "auth", *o.authOn, "tls", invokeTLS != nil)
 	if err := serve(srv, invokeTLS); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		fatal(log, err, "Invoke API server stopped")
 	}
+	<-drained // Serve returns as the drain begins; the invocations in flight end first
 }

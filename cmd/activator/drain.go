@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+)
+
+// drainer takes a replica out of service without failing a request (issue 17): when its
+// context ends (SIGTERM), readiness goes false at once; the server goes on accepting for
+// delay, answering with "Connection: close", so that the Service's endpoints and every
+// kube-proxy stop sending new connections here and kept-alive clients reconnect elsewhere;
+// then Shutdown closes the listener and idle connections and waits for the requests in
+// flight, each of which ends with its invocation (the longest function timeout being
+// served), at most timeout.
+type drainer struct {
+	delay, timeout time.Duration
+	draining       atomic.Bool
+	log            logr.Logger
+}
+
+// Draining tells the readiness probe to fail.
+func (d *drainer) Draining() bool { return d.draining.Load() }
+
+// run waits for ctx to end, then drains servers; it returns once they are shut down.
+func (d *drainer) run(ctx context.Context, servers ...*http.Server) {
+	<-ctx.Done()
+	d.draining.Store(true)
+	for _, s := range servers {
+		s.SetKeepAlivesEnabled(false)
+	}
+	d.log.Info("draining: readiness is false; still accepting while the endpoints update", "delay", d.delay, "timeout", d.timeout)
+	time.Sleep(d.delay)
+	shutdown, cancel := context.WithTimeout(context.Background(), d.timeout)
+	defer cancel()
+	done := make(chan struct{}, len(servers))
+	for _, s := range servers {
+		go func() {
+			if err := s.Shutdown(shutdown); err != nil {
+				d.log.Error(err, "requests still in flight at the end of the drain were cut", "timeout", d.timeout)
+			}
+			done <- struct{}{}
+		}()
+	}
+	for range servers {
+		<-done
+	}
+	d.log.Info("drained")
+}
