@@ -1,0 +1,139 @@
+// Package peer carries invocations between activator replicas. A replica that receives an
+// invocation of a namespace another replica owns (activator/ownership) forwards the typed
+// invoke.Input to that replica's peer port and relays its invoke.Output, so a caller never
+// needs to know which replica it reached. The owner trusts a forwarded invocation as
+// authorized: only activators may call the peer port (their ServiceAccount's token, made
+// for the peer audience, is reviewed and cached; see Verifier).
+package peer
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/klambda/klambda/activator/invoke"
+	"github.com/klambda/klambda/api/contract"
+)
+
+// Path is the peer endpoint.
+const Path = "/klambda-peer/v1/invocations"
+
+// The Input's fields travel as headers; the payload is the body.
+const (
+	hNamespace      = "X-Klambda-Peer-Namespace"
+	hFunction       = "X-Klambda-Peer-Function"
+	hQualifier      = "X-Klambda-Peer-Qualifier"
+	hInvocationType = "X-Klambda-Peer-Invocation-Type"
+	hClientContext  = "X-Klambda-Peer-Client-Context"
+	hTraceID        = "X-Klambda-Peer-Trace-Id"
+	hLogTail        = "X-Klambda-Peer-Log-Tail"
+	hRequestID      = "X-Klambda-Peer-Request-Id"
+	// hNotOwner marks the answer of a replica that does not own the namespace (any more):
+	// the forwarder looks the owner up again. Nothing ran.
+	hNotOwner = "X-Klambda-Peer-Not-Owner"
+)
+
+// ErrNotOwner: the peer does not own the namespace (ownership moved); nothing ran.
+var ErrNotOwner = errors.New("peer: the replica does not own the namespace")
+
+// encode writes in onto r's headers.
+func encode(h http.Header, in *invoke.Input) {
+	set := func(k, v string) {
+		if v != "" {
+			h[k] = []string{v}
+		}
+	}
+	set(hNamespace, in.Namespace)
+	set(hFunction, in.Function)
+	set(hQualifier, in.Qualifier)
+	set(hInvocationType, in.InvocationType)
+	set(hClientContext, in.ClientContext)
+	set(hTraceID, in.TraceID)
+	set(hRequestID, in.RequestID)
+	if in.LogTail {
+		h[hLogTail] = []string{"true"}
+	}
+	h["Content-Type"] = []string{"application/json"}
+}
+
+// decode reads an Input from a peer request's headers (the payload is read apart).
+func decode(h http.Header) (invoke.Input, error) {
+	in := invoke.Input{
+		Namespace: h.Get(hNamespace), Function: h.Get(hFunction), Qualifier: h.Get(hQualifier),
+		InvocationType: h.Get(hInvocationType), ClientContext: h.Get(hClientContext),
+		TraceID: h.Get(hTraceID), RequestID: h.Get(hRequestID), LogTail: h.Get(hLogTail) == "true",
+	}
+	if in.Namespace == "" || in.Function == "" {
+		return in, errors.New("peer: a forwarded invocation names its namespace and function")
+	}
+	return in, nil
+}
+
+// writeOutput answers a forwarded invocation with out (its Body streamed).
+func writeOutput(w http.ResponseWriter, out *invoke.Output) {
+	h := w.Header()
+	set := func(k, v string) {
+		if v != "" {
+			h[k] = []string{v}
+		}
+	}
+	set(contract.HeaderRequestID, out.RequestID)
+	set(contract.HeaderExecutedVersion, out.ExecutedVersion)
+	set(contract.HeaderFunctionError, out.FunctionError)
+	set(contract.HeaderLogResult, out.LogResult)
+	if out.ContentLength >= 0 && out.Body != nil {
+		h["Content-Length"] = []string{strconv.FormatInt(out.ContentLength, 10)}
+	}
+	w.WriteHeader(out.StatusCode)
+	if out.Body != nil {
+		_, _ = io.Copy(w, out.Body)
+	}
+}
+
+// readOutput turns a peer's answer into an Output or an *invoke.Error.
+func readOutput(resp *http.Response) (*invoke.Output, error) {
+	if resp.Header.Get(hNotOwner) != "" {
+		drain(resp.Body)
+		return nil, ErrNotOwner
+	}
+	if resp.StatusCode >= 300 {
+		defer drain(resp.Body)
+		return nil, readError(resp)
+	}
+	h := resp.Header
+	out := &invoke.Output{StatusCode: resp.StatusCode, RequestID: h.Get(contract.HeaderRequestID),
+		ExecutedVersion: h.Get(contract.HeaderExecutedVersion), FunctionError: h.Get(contract.HeaderFunctionError),
+		LogResult: h.Get(contract.HeaderLogResult), ContentLength: resp.ContentLength}
+	if resp.StatusCode == http.StatusOK {
+		out.Body = resp.Body
+	} else {
+		drain(resp.Body)
+	}
+	return out, nil
+}
+
+// readError reads an invocation error in Lambda's wire format (invoke.Error.Write).
+func readError(resp *http.Response) *invoke.Error {
+	var body struct {
+		Type, Message, Reason string
+	}
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	_ = json.Unmarshal(raw, &body)
+	e := &invoke.Error{Status: resp.StatusCode, Type: resp.Header.Get(contract.HeaderErrorType),
+		Fault: body.Type, Message: body.Message, Reason: body.Reason}
+	if e.Type == "" {
+		return invoke.ErrService("the owning activator answered " + resp.Status + ": " + string(bytes.TrimSpace(raw)))
+	}
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+		e.RetryAfterSeconds = s
+	}
+	return e
+}
+
+func drain(r io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(r, 64<<10))
+	r.Close()
+}

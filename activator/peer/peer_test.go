@@ -1,0 +1,187 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/klambda/klambda/activator/invoke"
+	"github.com/klambda/klambda/api/contract"
+)
+
+// fakeCore answers by function name and records what it ran.
+type fakeCore struct {
+	mu  sync.Mutex
+	ran []invoke.Input
+}
+
+func (c *fakeCore) Invoke(_ context.Context, in *invoke.Input) (*invoke.Output, error) {
+	c.mu.Lock()
+	cp := *in
+	cp.Payload = append([]byte(nil), in.Payload...)
+	c.ran = append(c.ran, cp)
+	c.mu.Unlock()
+	switch in.Function {
+	case "throttled":
+		return nil, invoke.ErrThrottled(contract.ReasonReservedConcurrency)
+	case "missing":
+		return nil, invoke.ErrFunctionNotFound("arn:aws:lambda:us-east-1:000000000000:function:missing")
+	case "dry":
+		return &invoke.Output{StatusCode: http.StatusNoContent, ExecutedVersion: "3", ContentLength: -1}, nil
+	}
+	body := `{"echo":` + string(in.Payload) + `}`
+	return &invoke.Output{StatusCode: http.StatusOK, RequestID: in.RequestID, ExecutedVersion: "7",
+		FunctionError: map[bool]string{true: "Unhandled"}[in.Function == "fails"], LogResult: "bG9n",
+		ContentLength: int64(len(body)), Body: io.NopCloser(strings.NewReader(body))}, nil
+}
+
+type tokens map[string]bool
+
+func (t tokens) IsPeer(_ context.Context, tok string) (bool, error) { return t[tok], nil }
+
+type owns struct {
+	mine  atomic.Bool
+	owner atomic.Value // string
+}
+
+func (o *owns) OwnsNamespace(string) bool { return o.mine.Load() }
+func (o *owns) Owner(string) (string, bool) {
+	a, _ := o.owner.Load().(string)
+	return a, a != ""
+}
+
+// peerServer is a replica's peer port with core behind it.
+func peerServer(t *testing.T, core invoke.Invoker, owned *atomic.Bool) *httptest.Server {
+	t.Helper()
+	s := httptest.NewServer(&Handler{Core: core, Owns: func(string) bool { return owned.Load() }, Verify: tokens{"peer-token": true}})
+	t.Cleanup(s.Close)
+	return s
+}
+
+func client(tok string) *Client {
+	return &Client{HTTP: &http.Client{Timeout: 5 * time.Second}, Token: func() (string, error) { return tok, nil }}
+}
+
+func TestForwardCarriesTheInputAndTheOutput(t *testing.T) {
+	core := &fakeCore{}
+	var owned atomic.Bool
+	owned.Store(true)
+	s := peerServer(t, core, &owned)
+	in := &invoke.Input{Namespace: "team-a", Function: "fails", Qualifier: "live", InvocationType: invoke.RequestResponse,
+		Payload: []byte(`{"k":1}`), ClientContext: "e30=", TraceID: "Root=1-abc", LogTail: true, RequestID: "req-1"}
+	out, err := client("peer-token").Forward(context.Background(), strings.TrimPrefix(s.URL, "http://"), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(out.Body)
+	out.Close()
+	if string(body) != `{"echo":{"k":1}}` || out.StatusCode != 200 || out.RequestID != "req-1" || out.ExecutedVersion != "7" ||
+		out.FunctionError != "Unhandled" || out.LogResult != "bG9n" {
+		t.Fatalf("output: %+v body %s", out, body)
+	}
+	got := core.ran[0]
+	got.Payload = nil
+	want := *in
+	want.Payload = nil
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("the owner ran %+v, want %+v", got, want)
+	}
+}
+
+func TestForwardedErrorsKeepLambdasTypeAndReason(t *testing.T) {
+	var owned atomic.Bool
+	owned.Store(true)
+	s := peerServer(t, &fakeCore{}, &owned)
+	addr := strings.TrimPrefix(s.URL, "http://")
+	_, err := client("peer-token").Forward(context.Background(), addr, &invoke.Input{Namespace: "a", Function: "throttled"})
+	var e *invoke.Error
+	if !errors.As(err, &e) || e.Status != 429 || e.Type != "TooManyRequestsException" ||
+		e.Reason != contract.ReasonReservedConcurrency || e.RetryAfterSeconds != 1 || e.Fault != "User" {
+		t.Fatalf("throttle: %#v", err)
+	}
+	_, err = client("peer-token").Forward(context.Background(), addr, &invoke.Input{Namespace: "a", Function: "missing"})
+	if !errors.As(err, &e) || e.Status != 404 || e.Type != "ResourceNotFoundException" || !strings.Contains(e.Message, "function:missing") {
+		t.Fatalf("not found: %#v", err)
+	}
+	out, err := client("peer-token").Forward(context.Background(), addr, &invoke.Input{Namespace: "a", Function: "dry", InvocationType: invoke.DryRun})
+	if err != nil || out.StatusCode != 204 || out.ExecutedVersion != "3" || out.Body != nil {
+		t.Fatalf("dry run: %+v %v", out, err)
+	}
+}
+
+func TestPeerPortRefusesStrangersAndMisdirectedCalls(t *testing.T) {
+	core := &fakeCore{}
+	var owned atomic.Bool
+	owned.Store(true)
+	s := peerServer(t, core, &owned)
+	addr := strings.TrimPrefix(s.URL, "http://")
+	_, err := client("tenant-token").Forward(context.Background(), addr, &invoke.Input{Namespace: "a", Function: "f"})
+	var e *invoke.Error
+	if !errors.As(err, &e) || e.Type != "UnrecognizedClientException" {
+		t.Fatalf("a token that is not a peer's: %v", err)
+	}
+	owned.Store(false)
+	if _, err = client("peer-token").Forward(context.Background(), addr, &invoke.Input{Namespace: "a", Function: "f"}); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("a replica that does not own the namespace: %v", err)
+	}
+	if len(core.ran) != 0 {
+		t.Fatalf("ran %d invocations it should have refused", len(core.ran))
+	}
+	if _, err = client("peer-token").Forward(context.Background(), "127.0.0.1:1", &invoke.Input{Namespace: "a", Function: "f"}); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("a closed port: %v", err)
+	}
+}
+
+func TestRouterRunsHereForwardsOrWaitsForAnOwner(t *testing.T) {
+	local, remote := &fakeCore{}, &fakeCore{}
+	var remoteOwns atomic.Bool
+	s := peerServer(t, remote, &remoteOwns)
+	o := &owns{}
+	r := &Router{Local: local, Ownership: o, Client: client("peer-token"), Wait: 2 * time.Second, Retry: 10 * time.Millisecond}
+	ctx := context.Background()
+
+	o.mine.Store(true)
+	if out, err := r.Invoke(ctx, &invoke.Input{Namespace: "a", Function: "f"}); err != nil || len(local.ran) != 1 {
+		t.Fatalf("owned here: %v, local ran %d", err, len(local.ran))
+	} else {
+		out.Close()
+	}
+	// Events are stored by whichever replica accepts them.
+	o.mine.Store(false)
+	if out, err := r.Invoke(ctx, &invoke.Input{Namespace: "a", Function: "f", InvocationType: invoke.Event}); err != nil || len(local.ran) != 2 {
+		t.Fatalf("event: %v", err)
+	} else {
+		out.Close()
+	}
+	// The shard is changing hands: no owner, then the peer that does not own it yet, then it does.
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		o.owner.Store(strings.TrimPrefix(s.URL, "http://"))
+		time.Sleep(50 * time.Millisecond)
+		remoteOwns.Store(true)
+	}()
+	out, err := r.Invoke(ctx, &invoke.Input{Namespace: "a", Function: "f", Payload: []byte(`1`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	if len(remote.ran) != 1 || len(local.ran) != 2 {
+		t.Fatalf("after the handoff: remote ran %d, local %d", len(remote.ran), len(local.ran))
+	}
+	// Nobody ever owns it: a ServiceException after Wait, not a hang.
+	o.owner.Store("")
+	r.Wait = 100 * time.Millisecond
+	_, err = r.Invoke(ctx, &invoke.Input{Namespace: "b", Function: "f"})
+	var e *invoke.Error
+	if !errors.As(err, &e) || e.Type != "ServiceException" {
+		t.Fatalf("no owner: %v", err)
+	}
+}

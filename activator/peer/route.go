@@ -1,0 +1,59 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/klambda/klambda/activator/invoke"
+)
+
+// Ownership is activator/ownership.Manager's side the Router needs.
+type Ownership interface {
+	OwnsNamespace(namespace string) bool
+	Owner(namespace string) (addr string, ok bool)
+}
+
+// Router is the Invoker the Invoke API, the async workers and the function URLs call: it
+// runs an invocation here when this replica owns its namespace, and forwards it to the
+// owner otherwise. While a namespace's shard changes hands (no live owner, or the one asked
+// no longer owns it), it looks again every Retry, at most Wait in all. Event invocations
+// are stored here (the queue is shared by every replica); only their runs are owned.
+type Router struct {
+	Local     invoke.Invoker
+	Ownership Ownership
+	Client    *Client
+	Wait      time.Duration
+	Retry     time.Duration
+}
+
+var _ invoke.Invoker = (*Router)(nil)
+
+// Invoke runs in where its namespace is owned.
+func (r *Router) Invoke(ctx context.Context, in *invoke.Input) (*invoke.Output, error) {
+	if in.InvocationType == invoke.Event {
+		return r.Local.Invoke(ctx, in)
+	}
+	deadline := time.Now().Add(r.Wait)
+	for {
+		if r.Ownership.OwnsNamespace(in.Namespace) {
+			out, err := r.Local.Invoke(ctx, in)
+			if !errors.Is(err, ErrNotOwner) {
+				return out, err
+			}
+		} else if addr, ok := r.Ownership.Owner(in.Namespace); ok {
+			out, err := r.Client.Forward(ctx, addr, in)
+			if !errors.Is(err, ErrNotOwner) && !errors.Is(err, ErrUnreachable) {
+				return out, err
+			}
+		}
+		if !time.Now().Before(deadline) {
+			return nil, invoke.ErrService("No activator replica owns namespace " + in.Namespace + " yet (its shard is changing hands); retry.")
+		}
+		select {
+		case <-ctx.Done():
+			return nil, invoke.ErrService("request cancelled: " + ctx.Err().Error())
+		case <-time.After(r.Retry):
+		}
+	}
+}
