@@ -145,7 +145,7 @@ chart-check: $(HELM) ## helm lint and helm template the chart; fail when its CRD
 	@# The NetworkPolicies the chart renders, and the manager configuration it passes (chart_test.go).
 	HELM=$(HELM) go test -count=1 ./charts/klambda/
 	$(HELM) template klambda charts/klambda --kube-version 1.37.2 --namespace klambda-system --set activator.enabled=true \
-		--set activator.replicas=2 --set activator.async.natsUrl=nats://nats.nats:4222 --set activator.tls.secretName=activator-tls >/dev/null
+		--set activator.async.natsUrl=nats://nats.nats:4222 --set activator.tls.secretName=activator-tls >/dev/null
 	HELM=$(HELM) go test -count=1 -run TestChart ./test/chart/
 	$(HELM) template klambda charts/klambda --kube-version 1.37.2 --namespace klambda-system --set activator.enabled=true \
 		--set activator.tls.secretName=activator-tls \
