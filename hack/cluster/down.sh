@@ -108,6 +108,12 @@ iptables -t nat -X KLAMBDA-DEV 2>/dev/null || true
 if [ -n "$kp_bin" ] && [ -x "$kp_bin" ]; then
 	"$kp_bin" --cleanup >>"$LOGS/kube-proxy.log" 2>&1 || log "kube-proxy --cleanup failed; see $LOGS/kube-proxy.log"
 fi
+# ... except its "block incoming localnet connections" rule (chain KUBE-FIREWALL), which
+# --cleanup leaves.
+for chain in INPUT OUTPUT; do
+	while iptables -D "$chain" -j KUBE-FIREWALL 2>/dev/null; do :; done
+done
+iptables -F KUBE-FIREWALL 2>/dev/null && iptables -X KUBE-FIREWALL 2>/dev/null || true
 # kube-router's NetworkPolicy chains and ipsets.
 if [ -n "$kr_bin" ] && [ -x "$kr_bin" ]; then
 	"$kr_bin" --cleanup-config >>"$LOGS/kube-router.log" 2>&1 || log "kube-router --cleanup-config failed; see $LOGS/kube-router.log"
