@@ -12,7 +12,7 @@ bin="$cache/kube-$KUBE_VERSION/bin"
 mkdir -p "$bin"
 
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
+[ ${#components[@]} -gt 0 ] || components=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy)
 
 minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
 ldflags=""

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stops the local cluster started by up.sh and cleans what its pods left on the host:
 # pod sandboxes (via CRI, so CNI releases IPs and iptables rules), container shims, overlay,
-# shm and volume mounts, network namespaces, the cni0 bridge, our iptables chain.
+# shm and volume mounts, network namespaces, the cni0 bridge, kube-proxy's and kube-router's
+# iptables rules.
 #   down.sh          stop and delete $KLAMBDA_CLUSTER_DIR (images, etcd data, everything)
 #   down.sh --keep   stop, keep the data: the next `make dev` starts the same cluster again
 # Only processes whose pid files this cluster wrote, and the shims serving its containerd
@@ -13,17 +14,6 @@ keep=false
 [ "${1:-}" != --keep ] || keep=true
 need_root
 [ -d "$D" ] || { log "no local cluster in $D"; exit 0; }
-
-stop() { # NAME: SIGTERM, then SIGKILL after 10 s
-	running "$1" || { rm -f "$RUN/$1.pid"; return 0; }
-	local pid i
-	pid=$(cat "$RUN/$1.pid")
-	log "stopping $1 (pid $pid)"
-	kill "$pid" 2>/dev/null || true
-	for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	kill -9 "$pid" 2>/dev/null || true
-	rm -f "$RUN/$1.pid"
-}
 
 # shim_pids: containerd shims serving our socket (a system containerd's shims do not match).
 shim_pids() {
@@ -69,7 +59,9 @@ if running containerd; then
 	fi
 fi
 kr_bin=$(cat "$RUN/kube-router.bin" 2>/dev/null || true)
+kp_bin=$(cat "$RUN/kube-proxy.bin" 2>/dev/null || true)
 stop kube-router
+stop kube-proxy
 for name in code-server kube-scheduler kube-controller-manager kube-apiserver etcd containerd; do stop "$name"; done
 for pid in $(strays); do
 	log "stopping stray $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-60) (pid $pid)"
@@ -104,13 +96,24 @@ for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/nul
 # containerd 1.6's shims mount the rootfs under its state dir, which is ours; netns live in
 # /run/netns: the ones of our pods have been removed above.
 
-# Network: the bridge, our DNAT chain, the masquerade rules CNI left for our network.
+# Network: the bridge, the DNAT chain of clusters started before kube-proxy ran here, the
+# masquerade rules CNI left for our network.
 ip link delete "$CNI_BRIDGE" 2>/dev/null || true
 for chain in PREROUTING OUTPUT; do
 	while iptables -t nat -D "$chain" -j KLAMBDA-DEV 2>/dev/null; do :; done
 done
 iptables -t nat -F KLAMBDA-DEV 2>/dev/null || true
 iptables -t nat -X KLAMBDA-DEV 2>/dev/null || true
+# kube-proxy's Service chains (KUBE-SERVICES, KUBE-SVC-*, ...; every proxy mode's).
+if [ -n "$kp_bin" ] && [ -x "$kp_bin" ]; then
+	"$kp_bin" --cleanup >>"$LOGS/kube-proxy.log" 2>&1 || log "kube-proxy --cleanup failed; see $LOGS/kube-proxy.log"
+fi
+# ... except its "block incoming localnet connections" rule (chain KUBE-FIREWALL), which
+# --cleanup leaves.
+for chain in INPUT OUTPUT; do
+	while iptables -D "$chain" -j KUBE-FIREWALL 2>/dev/null; do :; done
+done
+iptables -F KUBE-FIREWALL 2>/dev/null && iptables -X KUBE-FIREWALL 2>/dev/null || true
 # kube-router's NetworkPolicy chains and ipsets.
 if [ -n "$kr_bin" ] && [ -x "$kr_bin" ]; then
 	"$kr_bin" --cleanup-config >>"$LOGS/kube-router.log" 2>&1 || log "kube-router --cleanup-config failed; see $LOGS/kube-router.log"

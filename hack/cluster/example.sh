@@ -71,7 +71,10 @@ if $activator; then
 		subjects: [{kind: ServiceAccount, name: $INVOKER, namespace: $NS}]
 	EOF
 	token=$(kubectl -n "$NS" create token "$INVOKER" --audience klambda --duration 24h)
-	endpoint="http://127.0.0.1:18081/namespaces/$NS"
+	# The activator's Service: its ClusterIP routes from this node (kube-proxy), as from pods.
+	svc=$(kubectl -n klambda-system get service klambda-activator -o jsonpath='{.spec.clusterIP}:{.spec.ports[?(@.name=="http")].port}')
+	[[ $svc =~ ^[0-9.]+:[0-9]+$ ]] || die "Service klambda-system/klambda-activator has no ClusterIP and http port (got '$svc')"
+	endpoint="http://$svc/namespaces/$NS"
 	invoke_url="$endpoint/2015-03-31/functions/$FN/invocations"
 	headers=(-H "Authorization: Bearer $token")
 else
@@ -109,6 +112,6 @@ if $activator; then
 	echo "                  --endpoint-url $endpoint --function-name $FN --cli-binary-format raw-in-base64-out --payload '$PAYLOAD' out.json && cat out.json"
 else
 	echo "invoke again:   curl -X POST -H 'X-Klambda-Invoke-Secret: $secret' --data '$PAYLOAD' $invoke_url"
-	echo "                (the shim in the pod, until the activator lands; then: /usr/bin/aws lambda invoke --endpoint-url http://127.0.0.1:18081 --function-name $FN ...)"
+	echo "                (the shim in the pod, until the activator lands; then /usr/bin/aws lambda invoke through Service klambda-system/klambda-activator)"
 fi
 echo "stop:           make dev-stop (keep state) | make dev-down (remove everything)"

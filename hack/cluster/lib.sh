@@ -16,10 +16,14 @@ KCM_PORT=${KCM_PORT:-10257}
 SCHEDULER_PORT=${SCHEDULER_PORT:-10259}
 CODE_PORT=${CODE_PORT:-18080} # the node's static file server for example packages (code.url)
 KUBE_ROUTER_HEALTH_PORT=${KUBE_ROUTER_HEALTH_PORT:-20244} # kube-router's /healthz (NetworkPolicy enforcement)
+KUBE_PROXY_HEALTH_PORT=${KUBE_PROXY_HEALTH_PORT:-10256}   # kube-proxy's /healthz
+KUBE_PROXY_METRICS_PORT=${KUBE_PROXY_METRICS_PORT:-10249} # kube-proxy's /metrics
 
 POD_CIDR=10.244.0.0/24
 SERVICE_CIDR=10.96.0.0/16
 KUBERNETES_SERVICE_IP=10.96.0.1
+DNS_SERVICE_IP=10.96.0.10 # Service kube-dns (CoreDNS), the kubelet's clusterDNS
+CLUSTER_DOMAIN=cluster.local
 CNI_BRIDGE=cni0
 CNI_NETWORK=klambda-dev
 SANDBOX_IMAGE=registry.k8s.io/pause:3.6 # what Debian's containerd 1.6 asks for
@@ -77,6 +81,34 @@ start() {
 	echo "$bin" >"$RUN/$name.bin"
 	setsid nohup "$bin" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
 	echo $! >"$RUN/$name.pid"
+}
+
+# stop NAME: SIGTERM the daemon started as NAME, then SIGKILL after 10 s.
+stop() {
+	running "$1" || { rm -f "$RUN/$1.pid"; return 0; }
+	local pid i
+	pid=$(cat "$RUN/$1.pid")
+	log "stopping $1 (pid $pid)"
+	kill "$pid" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$pid" 2>/dev/null || true
+	rm -f "$RUN/$1.pid"
+}
+
+# write_config FILE NAME: write stdin to FILE; when that changes FILE and daemon NAME runs,
+# stop it, so that up.sh starts it again on the new configuration.
+write_config() {
+	local file=$1 name=$2
+	cat >"$file.new"
+	if cmp -s "$file.new" "$file"; then
+		rm -f "$file.new"
+		return 0
+	fi
+	mv "$file.new" "$file"
+	if running "$name"; then
+		log "$name's configuration changed: restarting it"
+		stop "$name"
+	fi
 }
 
 # port_free PORT: nothing listens on TCP PORT.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts a single-node Kubernetes on this machine: etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, containerd and a kubelet, each a background
-# process with its data under $KLAMBDA_CLUSTER_DIR (default ~/.cache/klambda/cluster).
+# kube-controller-manager, kube-scheduler, containerd, a kubelet, kube-proxy and kube-router
+# (NetworkPolicy), each a background process with its data under $KLAMBDA_CLUSTER_DIR
+# (default ~/.cache/klambda/cluster), and CoreDNS as the cluster's DNS add-on (a Deployment).
 # Idempotent: daemons already running are kept; after a stop or a reboot it starts them
 # again on the same data. Writes $KLAMBDA_CLUSTER_DIR/kubeconfig.
 set -euo pipefail
@@ -32,7 +33,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 log "Kubernetes $KUBE_VERSION binaries (built once from the Go module proxy, cached in $KUBE_BIN)"
-"$REPO_ROOT/hack/kube-binaries.sh" kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl >/dev/null
+"$REPO_ROOT/hack/kube-binaries.sh" kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy >/dev/null
 
 # crictl lets down.sh remove pod sandboxes through CRI (so CNI and mounts are cleaned up).
 if [ ! -x "$CRICTL" ]; then
@@ -56,6 +57,8 @@ check_port kubelet "$KUBELET_PORT" KUBELET_PORT
 check_port kubelet "$KUBELET_HEALTHZ_PORT" KUBELET_HEALTHZ_PORT
 check_port code-server "$CODE_PORT" CODE_PORT
 check_port kube-router "$KUBE_ROUTER_HEALTH_PORT" KUBE_ROUTER_HEALTH_PORT
+check_port kube-proxy "$KUBE_PROXY_HEALTH_PORT" KUBE_PROXY_HEALTH_PORT
+check_port kube-proxy "$KUBE_PROXY_METRICS_PORT" KUBE_PROXY_METRICS_PORT
 
 # --- certificates, tokens, kubeconfig --------------------------------------------------------
 
@@ -157,7 +160,7 @@ fi
 
 # --- node: containerd, CNI, kubelet ---------------------------------------------------------
 
-mkdir -p "$D/bin" "$D/cni/net.d" "$D/cni/ipam" "$D/containerd" "$D/kubelet" "$D/pod-logs"
+mkdir -p "$D/bin" "$D/cni/net.d" "$D/cni/ipam" "$D/containerd" "$D/kubelet" "$D/kube-proxy" "$D/pod-logs"
 
 # This VM forbids a negative oom_score_adj, which the kubelet asks for (the pause container
 # gets -998), and runc then fails to start the container. The wrapper clamps it to 0 in the
@@ -217,6 +220,10 @@ cat >"$D/cni/net.d/10-klambda.conflist" <<EOF
 EOF
 
 sysctl -qw net.ipv4.ip_forward=1
+# A pod calling a Service whose endpoint is on the same bridge gets the answer bridged,
+# not routed: kube-proxy's DNAT is undone only if bridged traffic passes iptables.
+sysctl -qw net.bridge.bridge-nf-call-iptables=1 ||
+	die "cannot set net.bridge.bridge-nf-call-iptables=1 (kube-proxy needs the kernel's br_netfilter)"
 
 if ! running containerd; then
 	log "starting containerd (socket $CONTAINERD_SOCK)"
@@ -233,7 +240,7 @@ if ! ctr_ -n k8s.io images ls -q | grep -x "$SANDBOX_IMAGE" >/dev/null; then
 	ctr_ -n k8s.io images label "$SANDBOX_IMAGE" io.cri-containerd.pinned=pinned >/dev/null 2>&1 || true
 fi
 
-cat >"$D/kubelet/config.yaml" <<EOF
+write_config "$D/kubelet/config.yaml" kubelet <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 # This VM has a cgroup v1/v2 hybrid and no systemd.
@@ -256,7 +263,8 @@ authentication:
   webhook: {enabled: true}
   x509: {clientCAFile: $PKI/ca.crt}
 authorization: {mode: Webhook}
-clusterDomain: cluster.local
+clusterDomain: $CLUSTER_DOMAIN
+clusterDNS: [$DNS_SERVICE_IP] # Service kube-dns (CoreDNS, below)
 serializeImagePulls: false
 # A dev machine's disk is often fuller than the defaults allow; never evict for it.
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
@@ -270,15 +278,6 @@ if ! running kubelet; then
 		--root-dir "$D/kubelet" --cert-dir "$D/kubelet/pki" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v=1
 fi
 
-# No kube-proxy: pod IPs route from the host, ClusterIP Services do not. The one Service pods
-# need is the apiserver's (client-go's in-cluster config dials it), so forward just that one.
-iptables -t nat -N KLAMBDA-DEV 2>/dev/null || true
-iptables -t nat -F KLAMBDA-DEV
-iptables -t nat -A KLAMBDA-DEV -d "$KUBERNETES_SERVICE_IP/32" -p tcp --dport 443 -j DNAT --to-destination "$NODE_IP:$APISERVER_PORT"
-for chain in PREROUTING OUTPUT; do
-	iptables -t nat -C "$chain" -j KLAMBDA-DEV 2>/dev/null || iptables -t nat -I "$chain" -j KLAMBDA-DEV
-done
-
 # Function packages too big for a ConfigMap (1 MiB) are served to pods from here (code.url).
 mkdir -p "$D/www"
 if ! running code-server; then
@@ -289,6 +288,41 @@ fi
 node_ready() { api "/api/v1/nodes/$NODE_NAME" | jq -e '.status.conditions[] | select(.type == "Ready") | .status == "True"'; }
 wait_for node "$READY_TIMEOUT" node_ready ||
 	die "node $NODE_NAME did not become Ready in ${READY_TIMEOUT}s; see $LOGS/kubelet.log and $LOGS/containerd.log"
+# Services: kube-proxy in iptables mode (Debian's iptables, the nf_tables backend) routes
+# ClusterIPs from pods and from this host (its OUTPUT rules), the apiserver's 10.96.0.1:443
+# included, which client-go's in-cluster config dials.
+write_config "$D/kube-proxy/config.yaml" kube-proxy <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: $KUBECONFIG_FILE}
+hostnameOverride: $NODE_NAME
+mode: iptables
+# Traffic from outside the pod network to a Service is masqueraded (the host's callers).
+clusterCIDR: $POD_CIDR
+healthzBindAddress: 127.0.0.1:$KUBE_PROXY_HEALTH_PORT
+metricsBindAddress: 127.0.0.1:$KUBE_PROXY_METRICS_PORT
+nodePortAddresses: [primary]
+# This VM forbids a negative oom_score_adj (kube-proxy's default is -999), and the host's
+# conntrack limits and timeouts are left as they are (0: do not set).
+oomScoreAdj: 0
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+EOF
+if ! running kube-proxy; then
+	log "starting kube-proxy (iptables mode: Services)"
+	start kube-proxy "$KUBE_BIN/kube-proxy" --config "$D/kube-proxy/config.yaml" --v=1
+fi
+wait_for kube-proxy 60 curl -fsS "http://127.0.0.1:$KUBE_PROXY_HEALTH_PORT/healthz" ||
+	die "kube-proxy did not become healthy in 60s; see $LOGS/kube-proxy.log"
+# A cluster started by an older up.sh forwarded 10.96.0.1:443 by hand (chain KLAMBDA-DEV);
+# kube-proxy does it now.
+for chain in PREROUTING OUTPUT; do
+	while iptables -t nat -D "$chain" -j KLAMBDA-DEV 2>/dev/null; do :; done
+done
+iptables -t nat -F KLAMBDA-DEV 2>/dev/null && iptables -t nat -X KLAMBDA-DEV 2>/dev/null || true
+apiserver_service() { curl -fsS --max-time 2 --cacert "$PKI/ca.crt" "https://$KUBERNETES_SERVICE_IP/readyz"; }
+wait_for "Service kubernetes" 30 apiserver_service ||
+	die "the apiserver is not reachable at its Service https://$KUBERNETES_SERVICE_IP (kube-proxy's rules); see $LOGS/kube-proxy.log"
+
 # NetworkPolicy: the bridge CNI does not enforce it; kube-router's network policy controller
 # (alone: no routing, no service proxy) does, with iptables and ipset rules on this node.
 # It needs the Node object, so it starts once the node is registered.
@@ -304,4 +338,36 @@ wait_for kube-router 60 curl -fsS "http://127.0.0.1:$KUBE_ROUTER_HEALTH_PORT/hea
 # Service accounts come from the controller manager; a pod created before they exist fails.
 wait_for serviceaccount 60 api /api/v1/namespaces/default/serviceaccounts/default ||
 	die "the default ServiceAccount did not appear in 60s; see $LOGS/kube-controller-manager.log"
+
+# Cluster DNS: CoreDNS as a Deployment behind Service kube-dns ($DNS_SERVICE_IP, the kubelet's
+# clusterDNS), its image made here from a binary built once from the Go module proxy.
+COREDNS=$("$REPO_ROOT/hack/cluster/coredns.sh" | tail -1) || die "could not build CoreDNS (hack/cluster/coredns.sh)"
+coredns_version=$(basename "$(dirname "$COREDNS")")
+COREDNS_IMAGE=klambda.local/coredns:${coredns_version#coredns-}
+if ! ctr_ -n k8s.io images ls -q | grep -x "$COREDNS_IMAGE" >/dev/null; then
+	log "building the image $COREDNS_IMAGE"
+	(cd "$REPO_ROOT" && go run ./hack/imagebuild -tag "$COREDNS_IMAGE" -o "$D/coredns.tar" \
+		-base-files -add "$COREDNS=/coredns" -user 65532:65532 -entrypoint /coredns >/dev/null)
+	ctr_ -n k8s.io images import "$D/coredns.tar" >/dev/null
+	rm -f "$D/coredns.tar"
+fi
+# Names outside the cluster go to the host's resolver, when it has one a pod can reach.
+forward="# no forward: the host's /etc/resolv.conf names no resolver a pod can reach"
+if awk '$1 == "nameserver" && $2 !~ /^127\./ && $2 != "::1" {ok = 1} END {exit !ok}' /etc/resolv.conf 2>/dev/null; then
+	forward="forward . /etc/resolv.conf"
+fi
+dns_manifest() { # CONFIG_HASH
+	sed -e "s|\${CLUSTER_DOMAIN}|$CLUSTER_DOMAIN|" -e "s|\${FORWARD}|$forward|" -e "s|\${COREDNS_IMAGE}|$COREDNS_IMAGE|" \
+		-e "s|\${DNS_SERVICE_IP}|$DNS_SERVICE_IP|" -e "s|\${CONFIG_HASH}|$1|" "$REPO_ROOT/hack/cluster/coredns.yaml"
+}
+dns_manifest "$(dns_manifest - | sha256sum | cut -c1-16)" | kubectl_ apply -f - >/dev/null ||
+	die "could not apply CoreDNS (hack/cluster/coredns.yaml)"
+if ! kubectl_ -n kube-system rollout status deployment/coredns --timeout "${READY_TIMEOUT}s" >/dev/null; then
+	kubectl_ -n kube-system get pods -l k8s-app=kube-dns -o wide >&2 || true
+	kubectl_ -n kube-system logs deployment/coredns --tail 20 >&2 || true
+	die "CoreDNS did not become available in ${READY_TIMEOUT}s (its pods and log are above)"
+fi
+dns_answers() { /bin/busybox nslookup "kubernetes.default.svc.$CLUSTER_DOMAIN" "$DNS_SERVICE_IP" | grep "$KUBERNETES_SERVICE_IP"; }
+wait_for "cluster DNS" 30 dns_answers ||
+	die "CoreDNS at $DNS_SERVICE_IP does not resolve kubernetes.default.svc.$CLUSTER_DOMAIN; see kubectl -n kube-system logs deploy/coredns"
 log "cluster up: node $NODE_NAME Ready (KUBECONFIG=$KUBECONFIG_FILE)"

@@ -25,8 +25,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// asyncActivatorURL is the chart's activator on the local node (hostPort 18081).
-const asyncActivatorURL = "http://127.0.0.1:18081"
+// asyncActivatorURL is the base URL of the chart's activator Service
+// (Cluster.ActivatorServiceURL); a test without one fails here.
+func asyncActivatorURL(ctx context.Context, t testing.TB) string {
+	t.Helper()
+	url, err := cluster.ActivatorServiceURL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url
+}
 
 // asyncCallerToken is the Kubernetes token every invocation of the async tests carries
 // (Authorization: Bearer over HTTP, AWS_SESSION_TOKEN with the CLI): one that may invoke
@@ -63,7 +71,11 @@ var asyncHTTP = &http.Client{Timeout: 20 * time.Second}
 // invokeAsync sends one Event invocation of fn in ns to the activator, as the Invoke API's
 // HTTP request. Every HTTP invocation of the async tests goes through here.
 func invokeAsync(ctx context.Context, t testing.TB, ns, fn string, payload []byte) (asyncAnswer, error) {
-	url := fmt.Sprintf("%s/namespaces/%s/2015-03-31/functions/%s/invocations", asyncActivatorURL, ns, fn)
+	base, err := cluster.ActivatorServiceURL(ctx) // an error, not t.Fatal: senders are goroutines
+	if err != nil {
+		return asyncAnswer{}, err
+	}
+	url := fmt.Sprintf("%s/namespaces/%s/2015-03-31/functions/%s/invocations", base, ns, fn)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
 	if err != nil {
 		return asyncAnswer{}, err
@@ -95,7 +107,7 @@ func invokeAsyncCLI(ctx context.Context, t testing.TB, ns, fn string, payload []
 	}
 	out := filepath.Join(t.TempDir(), "out.json")
 	cmd := exec.CommandContext(ctx, aws, "lambda", "invoke", "--invocation-type", "Event",
-		"--endpoint-url", asyncActivatorURL+"/namespaces/"+ns, "--function-name", fn,
+		"--endpoint-url", asyncActivatorURL(ctx, t)+"/namespaces/"+ns, "--function-name", fn,
 		"--payload", string(payload), "--debug", out)
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=klambda", "AWS_SECRET_ACCESS_KEY=unused",
 		"AWS_DEFAULT_REGION=us-east-1", "AWS_MAX_ATTEMPTS=1", "AWS_CONFIG_FILE=/dev/null")

@@ -34,7 +34,7 @@ func TestAsyncInvocation(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	t.Cleanup(cancel) // after the parallel subtests, not when this function returns
 	if !cluster.Local {
-		t.Skip("needs the local cluster (the activator's hostPort, the node's IP)")
+		t.Skip("needs the local cluster (the activator's ClusterIP routed from here, the node's IP)")
 	}
 	ns := cluster.Namespace(t)
 	// A Function destination invokes with the authority of the source function's

@@ -104,11 +104,45 @@ func (c *Cluster) ActivatorPod(ctx context.Context, t testing.TB) *corev1.Pod {
 	return nil
 }
 
-// ActivatorURL is the Invoke API's base URL for namespace ns:
-// http://<activator pod IP>:8080/namespaces/<ns>.
+// ActivatorURL is the Invoke API's base URL for namespace ns, through the activator's
+// Service: http://<ClusterIP>:<port>/namespaces/<ns>. The test is skipped when no activator
+// pod is Ready.
 func (c *Cluster) ActivatorURL(ctx context.Context, t testing.TB, ns string) string {
 	t.Helper()
-	return fmt.Sprintf("http://%s:8080/namespaces/%s", c.ActivatorPod(ctx, t).Status.PodIP, ns)
+	c.ActivatorPod(ctx, t)
+	base, err := c.ActivatorServiceURL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base + "/namespaces/" + ns
+}
+
+// ActivatorServiceURL is the base URL of the activator's Service, http://<ClusterIP>:<port
+// http>, which reaches whichever replica is Ready, as callers on any cluster do (on the local
+// cluster kube-proxy routes ClusterIPs from the node). Found once through the API, then
+// cached: a Service keeps its ClusterIP for life.
+func (c *Cluster) ActivatorServiceURL(ctx context.Context) (string, error) {
+	c.activatorMu.Lock()
+	defer c.activatorMu.Unlock()
+	if c.activatorURL != "" {
+		return c.activatorURL, nil
+	}
+	var svcs corev1.ServiceList
+	if err := c.Client.List(ctx, &svcs, client.MatchingLabels{"app.kubernetes.io/component": "activator"}); err != nil {
+		return "", fmt.Errorf("listing the activator's Services: %w", err)
+	}
+	for _, s := range svcs.Items {
+		if s.Spec.ClusterIP == "" || s.Spec.ClusterIP == corev1.ClusterIPNone {
+			continue // a headless Service routes to no replica of its own
+		}
+		for _, p := range s.Spec.Ports {
+			if p.Name == "http" {
+				c.activatorURL = fmt.Sprintf("http://%s:%d", s.Spec.ClusterIP, p.Port)
+				return c.activatorURL, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no activator Service (label app.kubernetes.io/component=activator) with a ClusterIP and a port named http among %d", len(svcs.Items))
 }
 
 // LambdaClient is an aws-sdk-go-v2 Lambda client for the activator's namespace ns whose
