@@ -115,7 +115,6 @@ type Manager struct {
 	mu       sync.Mutex
 	electors map[int]*elector
 	leaving  bool
-	stopped  chan struct{}
 }
 
 // elector is one shard's leader election, running or winding down.
@@ -143,7 +142,6 @@ func New(cfg Config) (*Manager, error) {
 		owned:    make([]atomic.Bool, cfg.Shards),
 		view:     newLeaseView(cfg.Client, cfg.Namespace, cfg.Name),
 		electors: map[int]*elector{},
-		stopped:  make(chan struct{}),
 	}, nil
 }
 
@@ -183,7 +181,6 @@ func (m *Manager) Owner(namespace string) (addr string, ok bool) {
 // Run watches the Leases and balances the shards until ctx ends; then it gives up every
 // shard it holds (Releasing runs for each) and returns.
 func (m *Manager) Run(ctx context.Context) error {
-	defer close(m.stopped)
 	if err := m.view.start(ctx); err != nil {
 		return err
 	}
@@ -208,12 +205,7 @@ func (m *Manager) Leave(ctx context.Context) error {
 	m.mu.Unlock()
 	for {
 		m.mu.Lock()
-		var held []int
-		for s, e := range m.electors {
-			if e.leading.Load() {
-				held = append(held, s)
-			}
-		}
+		held := m.heldLocked()
 		m.mu.Unlock()
 		var wg sync.WaitGroup
 		for _, s := range held {
@@ -282,14 +274,20 @@ func (m *Manager) candidates() []int {
 	return out
 }
 
-// extraShard picks a held shard to give up (m.mu held): the highest-numbered.
-func (m *Manager) extraShard() (int, bool) {
+// heldLocked lists the shards whose elector leads (m.mu held).
+func (m *Manager) heldLocked() []int {
 	var held []int
 	for s, e := range m.electors {
 		if e.leading.Load() {
 			held = append(held, s)
 		}
 	}
+	return held
+}
+
+// extraShard picks a held shard to give up (m.mu held): the highest-numbered.
+func (m *Manager) extraShard() (int, bool) {
+	held := m.heldLocked()
 	if len(held) == 0 {
 		return 0, false
 	}
