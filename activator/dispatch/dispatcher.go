@@ -85,6 +85,9 @@ type Dispatcher struct {
 	// RecheckMin and RecheckMax bound the back-off between checks of an environment busy
 	// with an invocation this dispatcher did not send (default 100 ms, 5 s).
 	RecheckMin, RecheckMax time.Duration
+
+	// owns, when set, tells which namespaces this replica serves (ownership.go).
+	owns func(namespace string) bool
 }
 
 type fnKey struct{ ns, name string }
@@ -126,11 +129,12 @@ type env struct {
 type waiter struct{ ch chan handoff }
 
 // handoff is an environment given to a waiter; first is decided under the lock. Or,
-// with err, the waiter is refused (capacity.go).
+// with err, the waiter is refused: a *CapacityError (capacity.go) or ErrNotOwner
+// (ownership.go).
 type handoff struct {
 	e     *env
 	first bool
-	err   *CapacityError
+	err   error
 }
 
 // New returns a Dispatcher that wakes waker when requests wait.
@@ -238,6 +242,10 @@ func (d *Dispatcher) AcquireWithin(ctx context.Context, key fnkey.Key, reserved 
 	}
 	f := d.function(key)
 	f.mu.Lock()
+	if d.owns != nil && !d.owns(key.Namespace) {
+		f.mu.Unlock()
+		return nil, ErrNotOwner
+	}
 	if reserved >= 0 && f.active >= reserved {
 		f.mu.Unlock()
 		return nil, &ThrottleError{Reason: contract.ReasonReservedConcurrency}
@@ -337,6 +345,13 @@ func (d *Dispatcher) reassign(ctx context.Context, l *Lease, maxWait time.Durati
 		go d.watch(f, p, old)
 	}
 	l.e, l.Env = nil, Environment{}
+	if d.owns != nil && !d.owns(p.key.Namespace) {
+		// The namespace moved to another replica meanwhile: nothing ran; the request goes there.
+		l.unwait()
+		f.mu.Unlock()
+		l.released.Store(true)
+		return ErrNotOwner
+	}
 	if e := p.popIdle(); e != nil {
 		l.bind(p.claim(e))
 		f.mu.Unlock()

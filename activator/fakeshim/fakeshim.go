@@ -31,13 +31,30 @@ type Shim struct {
 	// InitDuration is reported on the first invocation.
 	InitDuration time.Duration
 
-	busy       atomic.Bool
-	inited     atomic.Bool
-	Calls      atomic.Int64
-	Overlaps   atomic.Int64 // concurrent invocations refused: a dispatcher bug
+	busy     atomic.Bool
+	inited   atomic.Bool
+	Calls    atomic.Int64
+	Overlaps atomic.Int64 // concurrent invocations refused: a dispatcher bug
+	// Gauge, when set, counts this shim's invocations with those of the other shims that
+	// share it (a function's concurrency over all its environments).
+	Gauge      *Gauge
 	Server     *httptest.Server
 	mu         sync.Mutex
 	LastHeader http.Header
+}
+
+// Gauge counts invocations running at once over several shims, and the most seen.
+type Gauge struct {
+	running, peak atomic.Int64
+}
+
+// Peak is the most invocations that ran at once.
+func (g *Gauge) Peak() int64 { return g.peak.Load() }
+
+func (g *Gauge) enter() {
+	n := g.running.Add(1)
+	for p := g.peak.Load(); n > p && !g.peak.CompareAndSwap(p, n); p = g.peak.Load() {
+	}
 }
 
 // Start serves a Shim on a local port.
@@ -89,6 +106,10 @@ func (s *Shim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.busy.Store(false)
+	if g := s.Gauge; g != nil {
+		g.enter()
+		defer g.running.Add(-1)
+	}
 	s.Calls.Add(1)
 	s.mu.Lock()
 	s.LastHeader = r.Header.Clone()

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/klambda/klambda/activator/dispatch"
 	"github.com/klambda/klambda/api/contract"
 )
 
@@ -23,9 +24,25 @@ type Error struct {
 	Reason string
 	// RetryAfterSeconds, when set, is sent as Retry-After.
 	RetryAfterSeconds int
+
+	// cause, when set, is the error errors.Is and errors.As see through this one.
+	cause error
 }
 
 func (e *Error) Error() string { return e.Type + ": " + e.Message }
+
+// Unwrap is the error's cause: dispatch.ErrNotOwner for ErrNotOwner's.
+func (e *Error) Unwrap() error { return e.cause }
+
+// ErrNotOwner answers an invocation of a namespace this replica does not serve (any
+// more): nothing ran, and errors.Is(err, dispatch.ErrNotOwner) holds, so the peer router
+// (activator/peer) sends it to the namespace's owner. A caller that meets it anyway gets
+// a ServiceException to retry.
+func ErrNotOwner() *Error {
+	e := ErrService("The activator replica serving this function is changing; retry.")
+	e.cause = dispatch.ErrNotOwner
+	return e
+}
 
 // Write answers the error.
 func (e *Error) Write(w http.ResponseWriter) {

@@ -257,8 +257,8 @@ func (h *Handler) releasePayload(ns string, p *payload) {
 // series). Concurrency throttles are counted where they happen, with their version;
 // the callers' rate and the activator's own bounds here.
 func countFailure(m *metrics.Metrics, namespace, function string, e *Error) {
-	if m == nil {
-		return
+	if m == nil || e.cause != nil {
+		return // ErrNotOwner: not a failure; the invocation is sent to the owner
 	}
 	switch {
 	case e.Type != "TooManyRequestsException":

@@ -105,6 +105,8 @@ func (c *Core) acquire(ctx context.Context, key fnkey.Key, route *router.Route) 
 		return nil, e
 	case errors.Is(err, dispatch.ErrNoEnvironment):
 		return nil, c.errNotReady(key)
+	case errors.Is(err, dispatch.ErrNotOwner):
+		return nil, ErrNotOwner()
 	default:
 		// The caller went away while waiting; nobody reads this answer.
 		return nil, ErrService("request cancelled: " + err.Error())
@@ -138,6 +140,9 @@ func (c *Core) callShim(ctx, shimCtx context.Context, key fnkey.Key, lease *disp
 		if err := lease.Reassign(ctx, wait); err != nil {
 			if errors.Is(err, dispatch.ErrNoEnvironment) {
 				return nil, c.errNotReady(key)
+			}
+			if errors.Is(err, dispatch.ErrNotOwner) {
+				return nil, ErrNotOwner()
 			}
 			return nil, ErrService("request cancelled: " + err.Error())
 		}

@@ -313,7 +313,9 @@ func (m *Manager) reapElectors() {
 
 // stand starts an elector for shard s (m.mu held).
 func (m *Manager) stand(ctx context.Context, s int) {
-	ectx, cancel := context.WithCancel(ctx)
+	// Not ctx's child: when ctx ends, stopAll gives each Lease up only after its shard's
+	// Releasing hook has returned (the invocations it admitted have ended).
+	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e := &elector{cancel: cancel, started: time.Now(), done: make(chan struct{})}
 	m.electors[s] = e
 	lock := &resourcelock.LeaseLock{
@@ -391,7 +393,8 @@ func (m *Manager) release(s int) {
 	m.cfg.Log.Info("gave up shard", "shard", s)
 }
 
-// stopAll ends every elector (giving the Leases up, unless abandoning) and waits for them.
+// stopAll ends every elector and waits for them: the shards held are given up together,
+// each Lease once its Releasing hook has returned (unless abandoning).
 func (m *Manager) stopAll() {
 	m.mu.Lock()
 	es := make(map[int]*elector, len(m.electors))
@@ -399,10 +402,21 @@ func (m *Manager) stopAll() {
 		es[s] = e
 	}
 	m.mu.Unlock()
-	for s, e := range es {
-		if m.owned[s].Swap(false) && !m.cfg.abandon && m.cfg.Hooks.Releasing != nil {
-			m.cfg.Hooks.Releasing(s)
+	var held []int
+	for s := range es {
+		if m.owned[s].Swap(false) {
+			held = append(held, s)
 		}
+	}
+	if !m.cfg.abandon && m.cfg.Hooks.Releasing != nil {
+		var wg sync.WaitGroup
+		for _, s := range held {
+			wg.Add(1)
+			go func() { defer wg.Done(); m.cfg.Hooks.Releasing(s) }()
+		}
+		wg.Wait()
+	}
+	for _, e := range es {
 		e.cancel()
 	}
 	for _, e := range es {

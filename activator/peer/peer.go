@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/klambda/klambda/activator/dispatch"
 	"github.com/klambda/klambda/activator/invoke"
 	"github.com/klambda/klambda/api/contract"
 )
@@ -36,8 +37,9 @@ const (
 	hNotOwner = "X-Klambda-Peer-Not-Owner"
 )
 
-// ErrNotOwner: the peer does not own the namespace (ownership moved); nothing ran.
-var ErrNotOwner = errors.New("peer: the replica does not own the namespace")
+// ErrNotOwner: the replica (the peer, or this one) does not own the namespace (ownership
+// moved); nothing ran.
+var ErrNotOwner = dispatch.ErrNotOwner
 
 // encode writes in onto r's headers.
 func encode(h http.Header, in *invoke.Input) {

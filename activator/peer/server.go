@@ -3,6 +3,7 @@ package peer
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"sync"
@@ -47,8 +48,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !h.Owns(in.Namespace) {
-		w.Header()[hNotOwner] = []string{"true"}
-		w.WriteHeader(http.StatusMisdirectedRequest)
+		notOwner(w)
 		return
 	}
 	buf := payloadPool.Get().(*bytes.Buffer)
@@ -60,10 +60,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	in.Payload = buf.Bytes()
 	out, err := h.Core.Invoke(r.Context(), &in)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrNotOwner):
+		notOwner(w) // the shard moved on while the invocation was on its way: nothing ran
+		return
+	case err != nil:
 		invoke.AsError(err).Write(w)
 		return
 	}
 	defer out.Close()
 	writeOutput(w, out)
+}
+
+// notOwner answers a forwarded invocation of a namespace this replica does not own: the
+// forwarder looks the owner up again.
+func notOwner(w http.ResponseWriter) {
+	w.Header()[hNotOwner] = []string{"true"}
+	w.WriteHeader(http.StatusMisdirectedRequest)
 }

@@ -64,6 +64,10 @@ type Scaler struct {
 	Interval time.Duration
 	// Rate bounds how fast environments are added (rate.go); DefaultRate unless set.
 	Rate Rate
+	// Owns, when set, tells which namespaces this activator replica serves
+	// (activator/ownership): the scaler sizes only their functions; the owners of the
+	// others size theirs.
+	Owns func(namespace string) bool
 	Log  logr.Logger
 	now  func() time.Time
 
@@ -119,10 +123,12 @@ func (s *Scaler) Pass(ctx context.Context) {
 	seen := make(map[fnkey.Key]bool, len(stats))
 	for i := range stats {
 		seen[stats[i].Key] = true
-		s.scaleOne(ctx, now, &stats[i])
+		if s.owns(stats[i].Key) {
+			s.scaleOne(ctx, now, &stats[i])
+		}
 	}
 	for _, k := range s.Floors.ProvisionedKeys() {
-		if !seen[k] {
+		if !seen[k] && s.owns(k) {
 			seen[k] = true
 			s.scaleOne(ctx, now, &dispatch.PoolStats{Key: k})
 		}
@@ -130,6 +136,9 @@ func (s *Scaler) Pass(ctx context.Context) {
 	s.buckets.prune(s.Rate, now)
 	s.forgetApplied(now)
 }
+
+// owns: this replica sizes key's Deployment.
+func (s *Scaler) owns(key fnkey.Key) bool { return s.Owns == nil || s.Owns(key.Namespace) }
 
 // scaleOne sizes one version's Deployment: up to its demand (within its floor and
 // ceiling, at the scaling rate), or down by its environments idle past the

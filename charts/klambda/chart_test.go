@@ -15,6 +15,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
@@ -147,8 +148,10 @@ func TestChartNetworkPoliciesByDefault(t *testing.T) {
 	if np.Namespace != releaseNS || !selects(t, np, activator) || selects(t, np, manager) || selects(t, np, pollers) {
 		t.Errorf("the activator's policy selects %v in %s", np.Spec.PodSelector, np.Namespace)
 	}
-	if got := ingressPorts(t, np); len(got) != 1 || got[8080] != nil || len(np.Spec.Ingress[0].From) != 0 {
-		t.Errorf("the activator admits %v, want the Invoke API (8080) from anywhere and nothing else", got)
+	got := ingressPorts(t, np)
+	if len(got) != 2 || got[8080] != nil || len(np.Spec.Ingress[0].From) != 0 || len(got[8082]) != 1 ||
+		!reflect.DeepEqual(got[8082][0].PodSelector.MatchLabels, decode[appsv1.Deployment](t, objs, "Deployment/klambda-activator").Spec.Selector.MatchLabels) {
+		t.Errorf("the activator admits %v, want the Invoke API (8080) from anywhere, the peer port (8082) from activator pods, and nothing else", got)
 	}
 	for key, pods := range map[string]map[string]string{"NetworkPolicy/klambda-manager": manager, "NetworkPolicy/klambda-eventsources": pollers} {
 		np := decode[networkingv1.NetworkPolicy](t, objs, key)
@@ -191,8 +194,8 @@ func TestChartNetworkPoliciesSecureMetricsScrapedFromAnyPod(t *testing.T) {
 	}
 	np := decode[networkingv1.NetworkPolicy](t, objs, "NetworkPolicy/klambda-activator")
 	want := []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{}}}
-	if got := ingressPorts(t, np); len(got) != 2 || got[8080] != nil || !reflect.DeepEqual(got[9090], want) {
-		t.Errorf("the activator admits %+v, want 8080 from anywhere and 9090 from any pod", got)
+	if got := ingressPorts(t, np); len(got) != 3 || got[8080] != nil || len(got[8082]) != 1 || !reflect.DeepEqual(got[9090], want) {
+		t.Errorf("the activator admits %+v, want 8080 from anywhere, 8082 from activators and 9090 from any pod", got)
 	}
 }
 
@@ -232,7 +235,7 @@ func activatorArgs(t *testing.T, set ...string) []string {
 
 // The async queue's stream replicas: 1 for one activator replica on an external NATS, as
 // given otherwise; never above 1 on the embedded server. (3 by default for several
-// replicas, once several are allowed: TestChartRefusesSeveralActivatorsUntilShardsAreWired.)
+// replicas: TestChartSeveralActivatorsShareShards.)
 func TestChartAsyncStreamReplicas(t *testing.T) {
 	const url = "activator.async.natsUrl=nats://nats.nats:4222"
 	for _, c := range []struct {
@@ -264,13 +267,78 @@ func TestChartAsyncStreamReplicas(t *testing.T) {
 	}
 }
 
-// Several activator replicas would each count concurrency and lease environments alone:
-// refused, also with a clustered queue, until the shard ownership is wired (issue 17).
-func TestChartRefusesSeveralActivatorsUntilShardsAreWired(t *testing.T) {
+// Several activator replicas share the namespaces by shard: the chart renders the shard
+// flags, the peer port (and its NetworkPolicy rule, from activator pods only), the peer
+// token and the Role of the Leases; a clustered queue gets 3 stream replicas by default.
+func TestChartSeveralActivatorsShareShards(t *testing.T) {
+	base := []string{"activator.enabled=true", "activator.tls.secretName=activator-tls", "activator.async.natsUrl=nats://n:4222", "activator.replicas=3"}
+	objs, errOut := render(t, base...)
+	if errOut != "" {
+		t.Fatal(errOut)
+	}
+	d := decode[appsv1.Deployment](t, objs, "Deployment/klambda-activator")
+	if *d.Spec.Replicas != 3 {
+		t.Errorf("replicas %d, want 3", *d.Spec.Replicas)
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	args := strings.Join(c.Args, " ")
+	for _, want := range []string{"--shards=8", "--peer-listen-address=:8082", "--members-service=klambda-activator",
+		"--peer-service-account=system:serviceaccount:" + releaseNS + ":klambda-activator", "--peer-token-file=/var/run/secrets/klambda/peer/token",
+		"--async-stream-replicas=3"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("activator args lack %s: %s", want, args)
+		}
+	}
+	env := map[string]string{}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+			env[e.Name] = e.ValueFrom.FieldRef.FieldPath
+		}
+	}
+	if env["POD_NAME"] != "metadata.name" || env["POD_IP"] != "status.podIP" {
+		t.Errorf("downward API env %v, want POD_NAME and POD_IP", env)
+	}
+	var audience string
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Name == "peer-token" && v.Projected != nil && len(v.Projected.Sources) == 1 && v.Projected.Sources[0].ServiceAccountToken != nil {
+			audience = v.Projected.Sources[0].ServiceAccountToken.Audience
+		}
+	}
+	if audience != "klambda-activator-peer" {
+		t.Errorf("peer token audience %q, want klambda-activator-peer", audience)
+	}
+	role := decode[rbacv1.Role](t, objs, "Role/klambda-activator-shards")
+	if len(role.Rules) != 2 || role.Rules[0].Resources[0] != "leases" || role.Rules[1].Resources[0] != "endpointslices" {
+		t.Errorf("shard Role rules %+v, want leases and endpointslices", role.Rules)
+	}
+	np := decode[networkingv1.NetworkPolicy](t, objs, "NetworkPolicy/klambda-activator")
+	peerRule := false
+	for _, r := range np.Spec.Ingress {
+		if len(r.Ports) == 1 && r.Ports[0].Port.IntValue() == 8082 {
+			peerRule = len(r.From) == 1 && r.From[0].PodSelector != nil && r.From[0].PodSelector.MatchLabels["app.kubernetes.io/component"] == "activator"
+		}
+	}
+	if !peerRule {
+		t.Errorf("the activator's NetworkPolicy does not admit the peer port from activator pods only: %+v", np.Spec.Ingress)
+	}
+}
+
+// Several replicas without shards would each count concurrency and lease environments
+// alone: refused, as are shard counts out of range.
+func TestChartRefusesSeveralActivatorsWithoutShards(t *testing.T) {
 	base := []string{"activator.enabled=true", "activator.tls.secretName=activator-tls", "activator.async.natsUrl=nats://n:4222"}
-	for _, set := range [][]string{{"activator.replicas=2"}, {"activator.replicas=3", "activator.async.streamReplicas=3"}} {
-		if _, errOut := render(t, append(base, set...)...); !strings.Contains(errOut, "activator.replicas > 1 is not supported yet") {
-			t.Errorf("--set %v: helm said %q, want the refusal of several replicas", set, errOut)
+	for want, set := range map[string][]string{
+		"activator.replicas > 1 needs activator.shards": {"activator.replicas=2", "activator.shards=0"},
+		"activator.shards must be 0":                    {"activator.shards=300"},
+	} {
+		if _, errOut := render(t, append(base, set...)...); !strings.Contains(errOut, want) {
+			t.Errorf("--set %v: helm said %q, want an error containing %q", set, errOut, want)
+		}
+	}
+	// One replica without shards renders no ownership at all.
+	for _, a := range activatorArgs(t, "activator.shards=0") {
+		if strings.HasPrefix(a, "--shards") || strings.HasPrefix(a, "--peer") {
+			t.Errorf("activator.shards=0 rendered %s", a)
 		}
 	}
 }

@@ -31,9 +31,10 @@ type asyncQueueNATS struct {
 }
 
 // startAsync connects (or starts) the queue's NATS and runs the workers that invoke
-// queued events through the core once the informers have synced; it sets core.Async.
+// queued events through inv (the core, or the router to each namespace's owner) once the
+// informers have synced; it sets core.Async.
 // The returned func stops the embedded NATS.
-func startAsync(ctx context.Context, a *asyncOptions, o *options, core *invoke.Core, informers cache.Cache, cs kubernetes.Interface, reg *prometheus.Registry, log logr.Logger) func() {
+func startAsync(ctx context.Context, a *asyncOptions, o *options, core *invoke.Core, inv invoke.Invoker, informers cache.Cache, cs kubernetes.Interface, reg *prometheus.Registry, log logr.Logger) func() {
 	natsErrors := nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		log.Error(err, "NATS")
 	})
@@ -80,7 +81,7 @@ func startAsync(ctx context.Context, a *asyncOptions, o *options, core *invoke.C
 		deliverer.FunctionDestinations = &async.FunctionDestinationAuthorizer{Reader: informers, Review: async.KubeReview(cs)}
 	}
 	// The event was authorized when it was accepted: the workers call the core directly.
-	workers := async.NewWorkers(queue, async.CoreInvoker{Core: core},
+	workers := async.NewWorkers(queue, async.CoreInvoker{Core: inv},
 		&async.KubeConfigSource{Client: informers, RetryDelayAnnotation: *a.delayAnn}, deliverer,
 		async.WorkerOptions{Concurrency: *a.workers, MaxPerFunction: *a.perFunction, Region: *o.region, AccountID: *o.accountID,
 			AckWait: *a.ackWait, Retry: async.RetryPolicy{FunctionErrorDelays: delays},

@@ -38,6 +38,8 @@ type options struct {
 	scalingInterval          *time.Duration
 
 	async asyncOptions
+	// replicas: shard ownership among several replicas, and the peer port (replicas.go).
+	replicas *replicaOptions
 	// frontDoor: TLS, server timeouts, request budget, token audience, review limits,
 	// metrics authorization (frontdoor.go).
 	frontDoor *frontDoor
@@ -79,6 +81,7 @@ func parseFlags() *options {
 		probeInterval:   flag.Duration("probe-interval", 25*time.Millisecond, "How often a starting pod's shim is asked whether it is ready (/readyz), until the kubelet reports it; 0 waits for the kubelet's Ready only."),
 	}
 	bindAsyncFlags(&o.async)
+	o.replicas = bindReplicaFlags(flag.CommandLine)
 	o.frontDoor = bindFrontDoorFlags(flag.CommandLine)
 	o.zap.BindFlags(flag.CommandLine)
 	flag.Parse()

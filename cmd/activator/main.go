@@ -43,6 +43,9 @@ func main() {
 	if err := o.applyConfigFile(); err != nil {
 		fatal(log, err, "--config")
 	}
+	if err := o.replicas.check(); err != nil {
+		fatal(log, err, "--shards")
+	}
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -64,13 +67,21 @@ func main() {
 	core, h := newInvokePath(o, table, disp, cs, metrics.New(reg), log)
 
 	ctx := ctrl.SetupSignalHandler()
+	// With several replicas, each invocation goes to its namespace's owner.
+	rp, inv := startReplicas(ctx, o.replicas, cs, core, disp, sc, log)
+	h.Invoker = inv
 	startFeeder(ctx, o, informers, table, disp, cs, log)
 	if *o.async.on {
-		defer startAsync(ctx, &o.async, o, core, informers, cs, reg, log)()
+		defer startAsync(ctx, &o.async, o, core, inv, informers, cs, reg, log)()
 	}
 	var ready atomic.Bool
-	startInformers(ctx, informers, sc, &ready, log)
+	startInformers(ctx, informers, func() { rp.start(); sc.Run(ctx) }, &ready, log)
 	serveInvokeAPI(ctx, o, h, &ready, reg, cfg, log)
+	// The drain is over: the shards go to the other replicas once this one's invocations
+	// have ended (already, but for the async workers'); the peer port closes last.
+	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rp.stop(stopCtx)
 }
 
 // fatal logs err and exits.
@@ -155,8 +166,8 @@ func startFeeder(ctx context.Context, o *options, informers cache.Cache, table *
 }
 
 // startInformers starts the informer cache; once it has synced, the activator is ready
-// and the scaler runs.
-func startInformers(ctx context.Context, informers cache.Cache, sc *scaler.Scaler, ready *atomic.Bool, log logr.Logger) {
+// and synced runs (the scaler, the shard ownership).
+func startInformers(ctx context.Context, informers cache.Cache, synced func(), ready *atomic.Bool, log logr.Logger) {
 	go func() {
 		if err := informers.Start(ctx); err != nil {
 			fatal(log, err, "informer cache stopped")
@@ -166,7 +177,7 @@ func startInformers(ctx context.Context, informers cache.Cache, sc *scaler.Scale
 		if informers.WaitForCacheSync(ctx) {
 			ready.Store(true)
 			log.Info("informers synced; serving")
-			sc.Run(ctx)
+			synced()
 		}
 	}()
 }

@@ -561,7 +561,8 @@ func TestActivatorAliasWeights(t *testing.T) {
 		}
 		executed := resp.Header.Get("X-Amz-Executed-Version")
 		if executed != got.Version {
-			return "", fmt.Errorf("X-Amz-Executed-Version %q but version %q ran", executed, got.Version)
+			return "", fmt.Errorf("X-Amz-Executed-Version %q but version %q ran (X-Amz-Function-Error %q): %s", executed, got.Version,
+				resp.Header.Get("X-Amz-Function-Error"), b)
 		}
 		return executed, nil
 	}

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+
+	"github.com/klambda/klambda/activator/auth"
+	"github.com/klambda/klambda/activator/dispatch"
+	"github.com/klambda/klambda/activator/invoke"
+	"github.com/klambda/klambda/activator/ownership"
+	"github.com/klambda/klambda/activator/peer"
+	"github.com/klambda/klambda/activator/replicas"
+	"github.com/klambda/klambda/activator/scaler"
+)
+
+// Several activator replicas (activator/README.md, "Several replicas"): the namespaces are
+// divided into shards, each held by one replica with a coordination Lease
+// (activator/ownership); a replica runs the invocations of the namespaces it owns and
+// forwards the others to their owner's peer port (activator/peer).
+
+// replicaOptions are the flags of shard ownership and the peer port.
+type replicaOptions struct {
+	shards                                      *int
+	peerListen, leaseNamespace, leaseName       *string
+	podName, podIP, membersService, peerAccount *string
+	peerTokenFile                               *string
+	handoffWait                                 *time.Duration
+}
+
+func bindReplicaFlags(fs *flag.FlagSet) *replicaOptions {
+	return &replicaOptions{
+		shards:         fs.Int("shards", 0, "Shards (1-256) the namespaces are divided into among the activator's replicas, each held by one replica with a coordination Lease; 0: this activator serves every namespace alone (run exactly one replica)."),
+		peerListen:     fs.String("peer-listen-address", ":8082", "With --shards: address of the peer port, where replicas forward the invocations of namespaces they do not own."),
+		leaseNamespace: fs.String("lease-namespace", os.Getenv("POD_NAMESPACE"), "With --shards: namespace of the shard Leases and of --members-service (default: $POD_NAMESPACE)."),
+		leaseName:      fs.String("lease-name", "klambda-activator", "With --shards: prefix of the shard Leases (<name>-shard-<i>)."),
+		podName:        fs.String("pod-name", os.Getenv("POD_NAME"), "With --shards: this replica's identity in the Leases (default: $POD_NAME)."),
+		podIP:          fs.String("pod-ip", os.Getenv("POD_IP"), "With --shards: the address peers reach this replica at (default: $POD_IP)."),
+		membersService: fs.String("members-service", "", "With --shards: the Service whose ready endpoints are the replicas sharing the shards (each takes its share)."),
+		peerAccount:    fs.String("peer-service-account", "", "With --shards: the activators' ServiceAccount (system:serviceaccount:<namespace>:<name>); only its tokens may call the peer port."),
+		peerTokenFile:  fs.String("peer-token-file", "", "With --shards: this replica's token for the peer port (a projected ServiceAccount token with audience "+peer.Audience+"); re-read as the kubelet rotates it."),
+		handoffWait:    fs.Duration("shard-handoff-wait", 20*time.Second, "With --shards: how long an invocation waits for its namespace's shard to find an owner (a replica died: its Leases expire first)."),
+	}
+}
+
+// check refuses incomplete ownership settings: every one is needed once --shards is set.
+func (r *replicaOptions) check() error {
+	if *r.shards == 0 {
+		return nil
+	}
+	if *r.shards < 0 || *r.shards > 256 {
+		return fmt.Errorf("--shards %d: want 0 (one replica) or 1 to 256", *r.shards)
+	}
+	missing := []string{}
+	for name, v := range map[string]string{"--lease-namespace": *r.leaseNamespace, "--pod-name": *r.podName, "--pod-ip": *r.podIP,
+		"--members-service": *r.membersService, "--peer-service-account": *r.peerAccount, "--peer-token-file": *r.peerTokenFile} {
+		if v == "" {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("--shards needs %s", strings.Join(missing, ", "))
+	}
+	if *r.handoffWait <= 0 {
+		return errors.New("--shard-handoff-wait must be positive")
+	}
+	return nil
+}
+
+// replicaSet runs this replica's part in the shard ownership, and the peer port.
+type replicaSet struct {
+	peer *http.Server
+	// run takes part in the ownership until ctx ends (startReplicas's), once the
+	// informers have synced: a replica that owns a namespace must know its functions.
+	run  func()
+	done chan struct{}
+}
+
+// start runs the ownership in the background (r may be nil: one replica).
+func (r *replicaSet) start() {
+	if r != nil {
+		go r.run()
+	}
+}
+
+// startReplicas sets up shard ownership when --shards is set (nil otherwise): the
+// dispatcher and the scaler serve only the owned namespaces, the returned Invoker routes
+// each invocation to its namespace's owner, and the peer port serves the forwarded ones.
+// Ownership runs from start until ctx ends; then the replica gives its shards up, each
+// once the invocations it admitted have ended.
+func startReplicas(ctx context.Context, r *replicaOptions, cs kubernetes.Interface, core *invoke.Core, disp *dispatch.Dispatcher,
+	sc *scaler.Scaler, log logr.Logger) (*replicaSet, invoke.Invoker) {
+	if *r.shards == 0 {
+		return nil, core
+	}
+	log = log.WithName("ownership")
+	members, err := endpointMembers(ctx, cs, *r.leaseNamespace, *r.membersService)
+	if err != nil {
+		fatal(log, err, "watching the activator's endpoints", "service", *r.membersService)
+	}
+	_, port, err := net.SplitHostPort(*r.peerListen)
+	if err != nil {
+		fatal(log, err, "--peer-listen-address")
+	}
+	wired, err := replicas.New(replicas.Config{
+		Ownership: ownership.Config{
+			Client: cs, Namespace: *r.leaseNamespace, Name: *r.leaseName,
+			Identity: *r.podName, Address: net.JoinHostPort(*r.podIP, port), Shards: *r.shards, Members: members,
+			LeaseDuration: ownership.DefaultLeaseDuration, RenewDeadline: ownership.DefaultRenewDeadline, RetryPeriod: ownership.DefaultRetryPeriod,
+			Log: log,
+		},
+		Core: core, Dispatcher: disp, Scaled: &sc.Owns,
+		Client: &peer.Client{
+			HTTP:  &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}},
+			Token: tokenFile(*r.peerTokenFile),
+		},
+		Verify:      peer.NewKubeVerifier(&auth.Kube{Client: cs, Audiences: []string{peer.Audience}}, *r.peerAccount, time.Minute),
+		HandoffWait: *r.handoffWait,
+		Log:         log,
+	})
+	if err != nil {
+		fatal(log, err, "--shards")
+	}
+	srv := &http.Server{Addr: *r.peerListen, Handler: wired.Peer, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	rp := &replicaSet{peer: srv, done: make(chan struct{})}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fatal(log, err, "peer port")
+		}
+	}()
+	rp.run = func() {
+		defer close(rp.done)
+		log.Info("sharing the namespaces with the other replicas", "shards", *r.shards, "peer", *r.peerListen, "members", *r.membersService)
+		if err := wired.Manager.Run(ctx); err != nil {
+			fatal(log, err, "shard ownership")
+		}
+	}
+	return rp, wired.Router
+}
+
+// stop waits (within ctx) until the shards are given up, then closes the peer port: the
+// replica's own invocations have ended, and forwarded ones were answered not-owner.
+func (r *replicaSet) stop(ctx context.Context) {
+	if r == nil {
+		return
+	}
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+	}
+	_ = r.peer.Shutdown(ctx)
+}
+
+// endpointMembers counts the ready endpoints of service (its EndpointSlices in
+// namespace): the replicas sharing the shards. A replica that is not ready (starting, or
+// draining on SIGTERM) is not counted, so the others take its share.
+func endpointMembers(ctx context.Context, cs kubernetes.Interface, namespace, service string) (ownership.Members, error) {
+	f := informers.NewSharedInformerFactoryWithOptions(cs, 10*time.Minute, informers.WithNamespace(namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = discoveryv1.LabelServiceName + "=" + service }))
+	lister := f.Discovery().V1().EndpointSlices().Lister()
+	f.Start(ctx.Done())
+	for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return nil, fmt.Errorf("the %v informer did not sync", typ)
+		}
+	}
+	return func() int { return readyEndpoints(lister, namespace) }, nil
+}
+
+// readyEndpoints counts the distinct ready addresses of the listed slices.
+func readyEndpoints(lister discoverylisters.EndpointSliceLister, namespace string) int {
+	slices, err := lister.EndpointSlices(namespace).List(labels.Everything())
+	if err != nil {
+		return 1
+	}
+	seen := map[string]bool{}
+	for _, s := range slices {
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready != nil && !*e.Conditions.Ready || len(e.Addresses) == 0 {
+				continue
+			}
+			seen[e.Addresses[0]] = true
+		}
+	}
+	return len(seen)
+}
+
+// tokenFile reads a projected token, again at most every 30 s (the kubelet rotates it
+// well before it expires).
+func tokenFile(path string) func() (string, error) {
+	var mu sync.Mutex
+	var tok string
+	var at time.Time
+	return func() (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if tok != "" && time.Since(at) < 30*time.Second {
+			return tok, nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", err
+		}
+		if t := strings.TrimSpace(string(b)); t != "" {
+			tok, at = t, time.Now()
+			return tok, nil
+		}
+		return "", fmt.Errorf("%s is empty", path)
+	}
+}
