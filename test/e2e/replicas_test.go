@@ -1,0 +1,321 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/klambda/klambda/activator/ownership"
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+)
+
+// TestActivatorReplicas runs three activator replicas (helm upgrade: activator.replicas=3;
+// async off, since the local cluster's queue is the embedded one, which belongs to one
+// replica) and invokes a function with reserved concurrency 4 from 16 callers through the
+// activator's Service, which spreads them over the replicas:
+//   - only successes and reserved-concurrency throttles come back, whichever replica a
+//     caller reaches (the exactness of the shared count is proven in-process, where
+//     nothing else caps it: activator/replicas; here the Deployment is capped at 4 too);
+//   - a rolling restart of the activator fails no invocation;
+//   - SIGKILL of the namespace's owner fails at most the invocations it held, and the
+//     shard moves to a live replica within its Lease's expiry.
+//
+// The install is restored (one replica, async on) at the end.
+func TestActivatorReplicas(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	defer cancel()
+	if !cluster.Local {
+		t.Skip("needs the local cluster (it reinstalls klambda and kills an activator process on this node)")
+	}
+	values := filepath.Join(t.TempDir(), "replicas.yaml")
+	if err := os.WriteFile(values, []byte("activator:\n  replicas: 3\n  async: {enabled: false}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reinstall(ctx, t, values)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		reinstall(ctx, t, "")
+	})
+	holders := waitForShardHolders(ctx, t, 3)
+	t.Logf("three replicas hold the shards: %v", holders)
+
+	const reserved, sleep = 4, 1
+	ns := cluster.Namespace(t)
+	probeFunction(ctx, t, ns, "slow", func(f *lambdav1alpha1.Function) { f.Spec.ReservedConcurrentExecutions = aws.Int32(reserved) })
+	url := cluster.ActivatorURL(ctx, t, ns) + "/2015-03-31/functions/slow/invocations"
+	token := cluster.InvokerToken(ctx, t, ns)
+	// Warm: the first environments start from zero.
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		return replicaCall(ctx, url, token, `{"sleep":0}`) == "200", nil
+	})
+	if err != nil {
+		t.Fatal("the function never answered through the replicas")
+	}
+
+	// 1. Steady: only successes and throttles, successes within what 4 environments run.
+	seen, took := replicaLoad(ctx, url, token, 16, 20*time.Second, nil)
+	t.Logf("steady, 16 callers for %v: %v", took.Round(time.Millisecond), seen)
+	checkReplicaAnswers(t, seen, 0)
+	if max := reserved*int(took/(sleep*time.Second)) + reserved; seen["200"] > max {
+		t.Errorf("%d invocations of %d s ran in %v with reserved concurrency %d (at most %d): the replicas did not share one count",
+			seen["200"], sleep, took, reserved, max)
+	}
+
+	// 2. A rolling restart of the activator while the callers go on: no invocation fails.
+	seen, took = replicaLoad(ctx, url, token, 16, 0, func() {
+		restart := exec.CommandContext(ctx, kubectlPath(), "-n", "klambda-system", "rollout", "restart", "deployment/klambda-activator")
+		restart.Env = append(os.Environ(), "KUBECONFIG="+cluster.Kubeconfig)
+		if out, err := restart.CombinedOutput(); err != nil {
+			t.Errorf("rollout restart: %v: %s", err, out)
+			return
+		}
+		status := exec.CommandContext(ctx, kubectlPath(), "-n", "klambda-system", "rollout", "status", "deployment/klambda-activator", "--timeout=5m")
+		status.Env = restart.Env
+		if out, err := status.CombinedOutput(); err != nil {
+			t.Errorf("rollout status: %v: %s", err, out)
+		}
+		time.Sleep(5 * time.Second) // the last replaced replica drains
+	})
+	t.Logf("rolling restart, 16 callers for %v: %v", took.Round(time.Millisecond), seen)
+	checkReplicaAnswers(t, seen, 0)
+	holders = waitForShardHolders(ctx, t, 3)
+
+	// 3. SIGKILL of the replica that owns the test's namespace: what it held fails (its
+	// callers' requests in flight, and new connections the Service still sends it until
+	// its endpoint goes); the shard moves once its Lease expires, and then nothing fails.
+	owner := holders[ownership.ShardOf(ns, ownership.DefaultShards)]
+	var killedAt time.Time
+	const recovery = 20 * time.Second
+	seen, took = replicaLoad(ctx, url, token, 16, 0, func() {
+		time.Sleep(3 * time.Second)
+		killedAt = time.Now()
+		killActivatorPod(ctx, t, owner)
+		time.Sleep(recovery + 10*time.Second)
+	})
+	failed := 0
+	for k, n := range seen {
+		if k != "200" && k != "429 TooManyRequestsException" {
+			failed += n
+		}
+	}
+	t.Logf("SIGKILL of the owner %s, 16 callers for %v: %v", owner, took.Round(time.Millisecond), seen)
+	switch {
+	case failed > 0 && lastFailure.Before(killedAt):
+		t.Errorf("answers failed before the kill: %v", seen)
+	case failed > 0 && lastFailure.Sub(killedAt) > recovery:
+		t.Errorf("answers still failed %v after the kill (want none after %v): %v", lastFailure.Sub(killedAt).Round(time.Millisecond), recovery, seen)
+	case failed > 0:
+		t.Logf("%d answers failed, the last %v after the kill", failed, lastFailure.Sub(killedAt).Round(time.Millisecond))
+	}
+	if seen["200"] == 0 {
+		t.Errorf("no invocation succeeded: %v", seen)
+	}
+}
+
+// reinstall runs hack/cluster/install.sh (helm upgrade, then the rollouts' end) with an
+// extra values file (none: the usual install).
+func reinstall(ctx context.Context, t *testing.T, values string) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, filepath.Join(cluster.RepoRoot, "hack", "cluster", "install.sh"))
+	cmd.Dir = cluster.RepoRoot
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+cluster.Kubeconfig, "IMAGE_VALUES="+values)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("hack/cluster/install.sh with %q: %v\n%s", values, err, out)
+	}
+}
+
+func kubectlPath() string {
+	if p, err := exec.LookPath("kubectl"); err == nil {
+		return p
+	}
+	matches, _ := filepath.Glob(filepath.Join(os.Getenv("HOME"), ".cache", "klambda", "kube-v*", "bin", "kubectl"))
+	sort.Strings(matches)
+	if len(matches) > 0 {
+		return matches[len(matches)-1]
+	}
+	return "kubectl"
+}
+
+// waitForShardHolders waits until every shard Lease is held by a live replica and n
+// replicas hold some; it returns each shard's holder (pod name).
+func waitForShardHolders(ctx context.Context, t *testing.T, n int) []string {
+	t.Helper()
+	var holders []string
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		var leases coordinationv1.LeaseList
+		if err := cluster.Client.List(ctx, &leases, client.InNamespace("klambda-system"), client.HasLabels{ownership.LeaseLabel}); err != nil {
+			return false, nil
+		}
+		holders = make([]string, ownership.DefaultShards)
+		distinct := map[string]bool{}
+		for _, l := range leases.Items {
+			s, err := strconv.Atoi(l.Name[strings.LastIndex(l.Name, "-")+1:])
+			if err != nil || s >= len(holders) || l.Spec.HolderIdentity == nil || l.Spec.RenewTime == nil ||
+				time.Since(l.Spec.RenewTime.Time) > 6*time.Second {
+				continue
+			}
+			pod, _, _ := strings.Cut(*l.Spec.HolderIdentity, "@")
+			holders[s] = pod
+			distinct[pod] = true
+		}
+		for _, h := range holders {
+			if h == "" {
+				return false, nil
+			}
+		}
+		return len(distinct) == n && readyActivators(ctx) == n, nil
+	})
+	if err != nil {
+		t.Fatalf("the shards are not held by %d replicas: %v", n, holders)
+	}
+	return holders
+}
+
+func readyActivators(ctx context.Context) int {
+	var pods corev1.PodList
+	if err := cluster.Client.List(ctx, &pods, client.InNamespace("klambda-system"), client.MatchingLabels{"app.kubernetes.io/component": "activator"}); err != nil {
+		return 0
+	}
+	n := 0
+	for i := range pods.Items {
+		if p := &pods.Items[i]; p.DeletionTimestamp == nil && podReady(p) {
+			n++
+		}
+	}
+	return n
+}
+
+// killActivatorPod sends SIGKILL to the activator process of pod name (this node's).
+func killActivatorPod(ctx context.Context, t *testing.T, name string) {
+	t.Helper()
+	var pod corev1.Pod
+	if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: "klambda-system", Name: name}, &pod); err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimPrefix(pod.Status.ContainerStatuses[0].ContainerID, "containerd://")
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		comm, err := os.ReadFile(filepath.Join(p, "comm"))
+		if err != nil || strings.TrimSpace(string(comm)) != "activator" {
+			continue
+		}
+		if cg, err := os.ReadFile(filepath.Join(p, "cgroup")); err != nil || !strings.Contains(string(cg), id) {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(p))
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill -9 %d: %v", pid, err)
+		}
+		t.Logf("killed activator %s (pid %d) with SIGKILL", name, pid)
+		return
+	}
+	t.Fatalf("no activator process of pod %s on this node", name)
+}
+
+// replicaCall invokes once; the answer as "200", "429 <type>", "<status> <type>: <body>"
+// or "error: ...".
+func replicaCall(ctx context.Context, url, token, payload string) string {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(payload))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := replicaClient.Do(req)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	switch resp.StatusCode {
+	case http.StatusOK:
+		if resp.Header.Get("X-Amz-Function-Error") != "" {
+			return "200 function error: " + string(b)
+		}
+		return "200"
+	case http.StatusTooManyRequests:
+		return "429 " + resp.Header.Get("X-Amzn-Errortype")
+	}
+	return strconv.Itoa(resp.StatusCode) + " " + resp.Header.Get("X-Amzn-Errortype") + ": " + string(b)
+}
+
+var replicaClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}, Timeout: time.Minute}
+
+// lastFailure is when replicaLoad last saw an answer other than a success or a throttle.
+var lastFailure time.Time
+
+// replicaLoad runs callers invoking the function (1 s each) until d has passed, or, with
+// during, until during returns; it returns the answers seen and how long it ran, and sets
+// lastFailure.
+func replicaLoad(ctx context.Context, url, token string, callers int, d time.Duration, during func()) (map[string]int, time.Duration) {
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	seen := map[string]int{}
+	lastFailure = time.Time{}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				got := replicaCall(ctx, url, token, `{"sleep":1}`)
+				mu.Lock()
+				seen[got]++
+				if got != "200" && got != "429 TooManyRequestsException" {
+					lastFailure = time.Now()
+				}
+				mu.Unlock()
+				if got != "200" {
+					time.Sleep(100 * time.Millisecond) // a throttled caller retries, not spins
+				}
+			}
+		}()
+	}
+	if during != nil {
+		during()
+	} else {
+		time.Sleep(d)
+	}
+	close(stop)
+	wg.Wait()
+	return seen, time.Since(start)
+}
+
+// checkReplicaAnswers fails unless the answers are successes and reserved-concurrency
+// throttles, but for at most failures others.
+func checkReplicaAnswers(t *testing.T, seen map[string]int, failures int) {
+	t.Helper()
+	other := 0
+	for k, n := range seen {
+		if k != "200" && k != "429 TooManyRequestsException" {
+			other += n
+		}
+	}
+	if other > failures {
+		t.Errorf("%d answers were neither a success nor the reserved-concurrency throttle (at most %d may be): %v", other, failures, seen)
+	}
+	if seen["200"] == 0 {
+		t.Errorf("no invocation succeeded: %v", seen)
+	}
+}
