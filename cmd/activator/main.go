@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"net/http"
 	"os"
 	"sync/atomic"
@@ -43,7 +44,9 @@ func main() {
 	if err := o.applyConfigFile(); err != nil {
 		fatal(log, err, "--config")
 	}
-	if err := o.replicas.check(); err != nil {
+	explicit := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if err := o.replicas.check(explicit); err != nil {
 		fatal(log, err, "--shards")
 	}
 

@@ -58,9 +58,19 @@ func bindReplicaFlags(fs *flag.FlagSet) *replicaOptions {
 	}
 }
 
-// check refuses incomplete ownership settings: every one is needed once --shards is set.
-func (r *replicaOptions) check() error {
+// replicaFlags are the flags that mean something only with --shards.
+var replicaFlags = []string{"peer-listen-address", "lease-namespace", "lease-name", "pod-name", "pod-ip",
+	"members-service", "peer-service-account", "peer-token-file", "shard-handoff-wait"}
+
+// check refuses incomplete ownership settings (every one is needed once --shards is set),
+// and ownership flags given without --shards (set: the flags given explicitly).
+func (r *replicaOptions) check(set map[string]bool) error {
 	if *r.shards == 0 {
+		for _, name := range replicaFlags {
+			if set[name] {
+				return fmt.Errorf("--%s applies only with --shards (several replicas)", name)
+			}
+		}
 		return nil
 	}
 	if *r.shards < 0 || *r.shards > 256 {
