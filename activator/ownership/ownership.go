@@ -295,8 +295,8 @@ func (m *Manager) extraShard() (int, bool) {
 	return held[len(held)-1], true
 }
 
-// reapElectors stops standing for shards another replica kept for a while, and forgets
-// electors that ended (m.mu held).
+// reapElectors stops standing for shards another replica holds (or kept for a while),
+// and forgets electors that ended (m.mu held).
 func (m *Manager) reapElectors() {
 	for s, e := range m.electors {
 		select {
@@ -305,7 +305,13 @@ func (m *Manager) reapElectors() {
 			continue
 		default:
 		}
-		if !e.leading.Load() && time.Since(e.started) > m.cfg.LeaseDuration+3*m.cfg.RetryPeriod {
+		if e.leading.Load() {
+			continue
+		}
+		// Another replica won the shard (it holds a live Lease): standing on would only
+		// keep this replica from standing for a shard that is free, as during a rollout.
+		h, live := m.view.holder(s, m.cfg.LeaseDuration)
+		if live && h != m.holder || time.Since(e.started) > m.cfg.LeaseDuration+3*m.cfg.RetryPeriod {
 			e.cancel()
 		}
 	}
