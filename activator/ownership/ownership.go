@@ -115,6 +115,17 @@ type Manager struct {
 	mu       sync.Mutex
 	electors map[int]*elector
 	leaving  bool
+	stopView context.CancelFunc
+}
+
+// Close stops watching the Leases, once Run has returned and nothing asks Owner any more.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	stop := m.stopView
+	m.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 }
 
 // elector is one shard's leader election, running or winding down.
@@ -179,9 +190,16 @@ func (m *Manager) Owner(namespace string) (addr string, ok bool) {
 }
 
 // Run watches the Leases and balances the shards until ctx ends; then it gives up every
-// shard it holds (Releasing runs for each) and returns.
+// shard it holds (Releasing runs for each) and returns. Owner keeps answering from the
+// Leases until Close.
 func (m *Manager) Run(ctx context.Context) error {
-	if err := m.view.start(ctx); err != nil {
+	// The view of the Leases outlives ctx (until Close): a replica shutting down still
+	// forwards the invocations that reach it while it drains, to the shards' new holders.
+	vctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	m.mu.Lock()
+	m.stopView = stop
+	m.mu.Unlock()
+	if err := m.view.start(vctx); err != nil {
 		return err
 	}
 	t := time.NewTicker(m.cfg.RetryPeriod)

@@ -59,7 +59,7 @@ func start(t *testing.T, prefix, id string, shards int, members *atomic.Int32, h
 			t.Error(err)
 		}
 	}()
-	t.Cleanup(func() { cancel(); <-r.done })
+	t.Cleanup(func() { cancel(); <-r.done; m.Close() })
 	return r
 }
 

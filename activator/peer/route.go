@@ -36,19 +36,24 @@ func (r *Router) Invoke(ctx context.Context, in *invoke.Input) (*invoke.Output, 
 	}
 	deadline := time.Now().Add(r.Wait)
 	for {
+		var last string // why this round did not run it, for the answer when time is up
 		if r.Ownership.OwnsNamespace(in.Namespace) {
 			out, err := r.Local.Invoke(ctx, in)
 			if !errors.Is(err, ErrNotOwner) {
 				return out, err
 			}
+			last = "this replica was giving its shard up"
 		} else if addr, ok := r.Ownership.Owner(in.Namespace); ok {
 			out, err := r.Client.Forward(ctx, addr, in)
 			if !errors.Is(err, ErrNotOwner) && !errors.Is(err, ErrUnreachable) {
 				return out, err
 			}
+			last = "the holder at " + addr + ": " + err.Error()
+		} else {
+			last = "no live holder"
 		}
 		if !time.Now().Before(deadline) {
-			return nil, invoke.ErrService("No activator replica owns namespace " + in.Namespace + " yet (its shard is changing hands); retry.")
+			return nil, invoke.ErrService("No activator replica owns namespace " + in.Namespace + " yet (its shard is changing hands; " + last + "); retry.")
 		}
 		select {
 		case <-ctx.Done():

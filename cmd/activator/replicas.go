@@ -97,8 +97,9 @@ type replicaSet struct {
 	peer *http.Server
 	// run takes part in the ownership until ctx ends (startReplicas's), once the
 	// informers have synced: a replica that owns a namespace must know its functions.
-	run  func()
-	done chan struct{}
+	run       func()
+	closeView func()
+	done      chan struct{}
 }
 
 // start runs the ownership in the background (r may be nil: one replica).
@@ -147,7 +148,7 @@ func startReplicas(ctx context.Context, r *replicaOptions, cs kubernetes.Interfa
 		fatal(log, err, "--shards")
 	}
 	srv := &http.Server{Addr: *r.peerListen, Handler: wired.Peer, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	rp := &replicaSet{peer: srv, done: make(chan struct{})}
+	rp := &replicaSet{peer: srv, closeView: wired.Manager.Close, done: make(chan struct{})}
 	go func() {
 		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			fatal(log, err, "peer port")
@@ -174,6 +175,7 @@ func (r *replicaSet) stop(ctx context.Context) {
 	case <-ctx.Done():
 	}
 	_ = r.peer.Shutdown(ctx)
+	r.closeView()
 }
 
 // endpointMembers counts the ready endpoints of service (its EndpointSlices in
