@@ -14,6 +14,12 @@ CONTROLLER_GEN := $(TOOLS)/controller-gen-$(CONTROLLER_GEN_VERSION)
 GOLANGCI_LINT := $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 HELM := $(TOOLS)/helm-$(HELM_VERSION)
 
+# The version and commit every binary reports (--version, klambda_build_info).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILDINFO := github.com/klambda/klambda/internal/buildinfo
+LDFLAGS := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT)
+
 .PHONY: all
 all: build
 
@@ -71,7 +77,7 @@ test: test-assets ## Unit and integration tests (real kube-apiserver + etcd). RE
 
 .PHONY: build
 build: ## Build every binary into bin/.
-	CGO_ENABLED=0 go build -trimpath -o bin/ ./cmd/...
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
 
 ##@ Tools
 
