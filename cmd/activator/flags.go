@@ -14,10 +14,11 @@ import (
 	"github.com/klambda/klambda/activator/async"
 	"github.com/klambda/klambda/activator/scaler"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/buildinfo"
 )
 
-// fileConfig is the part of the shared configuration file (--config, the chart's
-// klambda.config) that the activator reads.
+// fileConfig is the activator's configuration file (--config, the chart's
+// klambda.activatorConfig). A key it does not know is an error naming it, not ignored.
 type fileConfig struct {
 	Region      string `json:"region"`
 	Concurrency struct {
@@ -81,6 +82,7 @@ func parseFlags() *options {
 	bindAsyncFlags(&o.async)
 	o.frontDoor = bindFrontDoorFlags(flag.CommandLine)
 	o.zap.BindFlags(flag.CommandLine)
+	buildinfo.RegisterFlag(flag.CommandLine, "activator")
 	flag.Parse()
 	return o
 }
@@ -136,7 +138,7 @@ func (o *options) applyConfigFile() error {
 	b, err := os.ReadFile(*o.configFile)
 	var fc fileConfig
 	if err == nil {
-		err = yaml.Unmarshal(b, &fc)
+		fc, err = parseFileConfig(b)
 	}
 	if err != nil {
 		return fmt.Errorf("reading the configuration file %s: %w", *o.configFile, err)
@@ -155,4 +157,14 @@ func (o *options) applyConfigFile() error {
 		*o.idleTimeout = d
 	}
 	return nil
+}
+
+// parseFileConfig reads the configuration file strictly: an unknown key (a typo, or a
+// setting the activator does not implement) is an error that names it.
+func parseFileConfig(b []byte) (fileConfig, error) {
+	var fc fileConfig
+	if err := yaml.UnmarshalStrict(b, &fc); err != nil {
+		return fileConfig{}, err
+	}
+	return fc, nil
 }
