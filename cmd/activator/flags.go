@@ -61,7 +61,7 @@ type asyncOptions struct {
 // parseFlags binds and parses the command line.
 func parseFlags() *options {
 	o := &options{
-		configFile:      flag.String("config", "", "Shared klambda configuration file (region, concurrency.namespaceLimit, concurrency.idleTimeout); flags given explicitly win."),
+		configFile:      flag.String("config", "", "Configuration file (YAML: region, concurrency.namespaceLimit, concurrency.idleTimeout; any other key is an error); flags given explicitly win."),
 		listen:          flag.String("listen-address", ":8080", "Address of the Invoke API."),
 		metricsAddr:     flag.String("metrics-address", ":9090", "Address of the Prometheus metrics endpoint; empty disables it."),
 		defaultNS:       flag.String("default-namespace", "default", "Namespace of functions invoked without a /namespaces/{ns} path prefix."),
