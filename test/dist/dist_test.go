@@ -91,6 +91,9 @@ func TestInstallManifestApplies(t *testing.T) {
 	kinds := map[string]int{}
 	for _, u := range objs {
 		kinds[u.GetKind()]++
+		if u.GetLabels()["app.kubernetes.io/name"] != "klambda" {
+			t.Errorf("%s %s: labels %v lack app.kubernetes.io/name=klambda", u.GetKind(), u.GetName(), u.GetLabels())
+		}
 		if ns := u.GetNamespace(); ns != "" && ns != "klambda-system" {
 			t.Errorf("%s %s in namespace %s", u.GetKind(), u.GetName(), ns)
 		}
