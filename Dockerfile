@@ -19,9 +19,10 @@ ARG BINARY
 ARG TARGETOS=linux
 ARG TARGETARCH=amd64
 # What --version and klambda_build_info report: docker build --build-arg VERSION=$(git
-# describe --tags) --build-arg COMMIT=$(git rev-parse HEAD) ...
-ARG VERSION=dev
-ARG COMMIT=unknown
+# describe --tags) --build-arg COMMIT=$(git rev-parse HEAD) ... Empty: "dev", and the
+# commit Go stamps from .git when the build context has it (else "unknown").
+ARG VERSION=
+ARG COMMIT=
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
