@@ -202,6 +202,10 @@ func TestChartPodDisruptionBudget(t *testing.T) {
 	if _, ok := objs["PodDisruptionBudget/klambda-manager"]; ok {
 		t.Error("podDisruptionBudget.enabled=false rendered one")
 	}
+	if _, errOut := renderArgs(t, "--set", "manager.podDisruptionBudget.maxUnavailable=1"); !strings.Contains(errOut,
+		"manager.podDisruptionBudget.minAvailable/maxUnavailable: a budget is made with replicas > 1 only") {
+		t.Errorf("a budget for one manager: helm said %q", errOut)
+	}
 	for _, tc := range []struct{ set, want string }{
 		{"eventsources.podDisruptionBudget.minAvailable=3", "eventsources.podDisruptionBudget.minAvailable 3 with 3 replicas would block every eviction"},
 		{"eventsources.podDisruptionBudget.maxUnavailable=1", "set minAvailable or maxUnavailable, not both"},

@@ -75,9 +75,12 @@ more than one replica: for a single pod any budget either blocks every node drai
 allows nothing. Args: root, component, values. */}}
 {{- define "klambda.pdb" -}}
 {{- $pdb := .values.podDisruptionBudget -}}
-{{- if and $pdb.enabled (gt (int .values.replicas) 1) -}}
 {{- $min := $pdb.minAvailable | default "" | toString -}}
 {{- $max := $pdb.maxUnavailable | default "" | toString -}}
+{{- if and $pdb.enabled (or $min $max) (le (int .values.replicas) 1) -}}
+{{- fail (printf "%s.podDisruptionBudget.minAvailable/maxUnavailable: a budget is made with replicas > 1 only (for one pod it blocks every node drain or allows everything); raise %s.replicas or leave them empty" .component .component) -}}
+{{- end -}}
+{{- if and $pdb.enabled (gt (int .values.replicas) 1) -}}
 {{- if and $min $max -}}
 {{- fail (printf "%s.podDisruptionBudget: set minAvailable or maxUnavailable, not both" .component) -}}
 {{- end -}}
