@@ -18,13 +18,19 @@ FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
 ARG BINARY
 ARG TARGETOS=linux
 ARG TARGETARCH=amd64
+# What --version and klambda_build_info report: docker build --build-arg VERSION=$(git
+# describe --tags) --build-arg COMMIT=$(git rev-parse HEAD) ... Empty: "dev", and the
+# commit Go stamps from .git when the build context has it (else "unknown").
+ARG VERSION=
+ARG COMMIT=
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags="-s -w" -o /out/${BINARY} ./cmd/${BINARY}
+    go build -trimpath -ldflags="-s -w -X github.com/klambda/klambda/internal/buildinfo.version=${VERSION} -X github.com/klambda/klambda/internal/buildinfo.commit=${COMMIT}" \
+      -o /out/${BINARY} ./cmd/${BINARY}
 
 # distroless/static: CA certificates, /etc/passwd with nonroot (65532), no shell.
 FROM gcr.io/distroless/static-debian12:nonroot AS base

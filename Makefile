@@ -14,6 +14,12 @@ CONTROLLER_GEN := $(TOOLS)/controller-gen-$(CONTROLLER_GEN_VERSION)
 GOLANGCI_LINT := $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 HELM := $(TOOLS)/helm-$(HELM_VERSION)
 
+# The version and commit every binary reports (--version, klambda_build_info).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILDINFO := github.com/klambda/klambda/internal/buildinfo
+LDFLAGS := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT)
+
 .PHONY: all
 all: build
 
@@ -24,7 +30,7 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code from the API types.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers; copy the CRDs into the Helm chart.
+manifests: $(CONTROLLER_GEN) $(HELM) ## Generate CRDs and RBAC from markers; copy the CRDs into the Helm chart; render dist/install.yaml and dist/crds.yaml from it.
 	$(CONTROLLER_GEN) rbac:roleName=klambda-manager crd:allowDangerousTypes=true paths="./api/..." paths="./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=klambda-eventsources paths="./eventsources/..." \
@@ -35,12 +41,13 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers; copy the CR
 	cp config/rbac/role.yaml charts/klambda/files/manager-role.yaml
 	cp config/rbac/eventsources/role.yaml charts/klambda/files/eventsources-role.yaml
 	cp config/rbac/activator/role.yaml charts/klambda/files/activator-role.yaml
+	HELM=$(HELM) hack/dist-manifests.sh
 
 .PHONY: verify-generated
 verify-generated: generate manifests ## Fail when generated files are stale.
-	@if [ -n "$$(git status --porcelain -- api config charts/klambda/crds charts/klambda/files)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api config charts/klambda/crds charts/klambda/files dist)" ]; then \
 		echo "generated files are stale; run 'make generate manifests' and commit:"; \
-		git status --porcelain -- api config charts/klambda/crds charts/klambda/files; git --no-pager diff --stat; exit 1; fi
+		git status --porcelain -- api config charts/klambda/crds charts/klambda/files dist; git --no-pager diff --stat; exit 1; fi
 
 .PHONY: fmt
 fmt: ## gofmt the tree.
@@ -71,7 +78,7 @@ test: test-assets ## Unit and integration tests (real kube-apiserver + etcd). RE
 
 .PHONY: build
 build: ## Build every binary into bin/.
-	CGO_ENABLED=0 go build -trimpath -o bin/ ./cmd/...
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
 
 ##@ Tools
 

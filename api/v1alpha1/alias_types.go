@@ -111,6 +111,7 @@ type AliasStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=fna,categories=klambda
+// +kubebuilder:metadata:labels="app.kubernetes.io/name=klambda"
 // +kubebuilder:printcolumn:name="Function",type=string,JSONPath=`.spec.functionName`
 // +kubebuilder:printcolumn:name="Alias",type=string,JSONPath=`.status.name`,priority=1
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.functionVersion`

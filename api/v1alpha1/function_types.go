@@ -428,6 +428,7 @@ type FunctionStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=fn,categories=klambda
+// +kubebuilder:metadata:labels="app.kubernetes.io/name=klambda"
 // +kubebuilder:printcolumn:name="Runtime",type=string,JSONPath=`.spec.runtime`
 // +kubebuilder:printcolumn:name="Package",type=string,JSONPath=`.spec.packageType`,priority=1
 // +kubebuilder:printcolumn:name="Memory",type=integer,JSONPath=`.spec.memorySize`

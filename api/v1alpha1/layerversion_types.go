@@ -85,6 +85,7 @@ type LayerVersionStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=lv,categories=klambda
+// +kubebuilder:metadata:labels="app.kubernetes.io/name=klambda"
 // +kubebuilder:printcolumn:name="Layer",type=string,JSONPath=`.status.layerName`
 // +kubebuilder:printcolumn:name="Version",type=integer,JSONPath=`.status.version`
 // +kubebuilder:printcolumn:name="CodeSize",type=integer,JSONPath=`.status.codeSize`,priority=1

@@ -112,6 +112,7 @@ type VersionStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=fnv,categories=klambda
+// +kubebuilder:metadata:labels="app.kubernetes.io/name=klambda"
 // +kubebuilder:printcolumn:name="Function",type=string,JSONPath=`.spec.functionName`
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.version`
 // +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.state`

@@ -14,10 +14,11 @@ import (
 	"github.com/klambda/klambda/activator/async"
 	"github.com/klambda/klambda/activator/scaler"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/buildinfo"
 )
 
-// fileConfig is the part of the shared configuration file (--config, the chart's
-// klambda.config) that the activator reads.
+// fileConfig is the activator's configuration file (--config, the chart's
+// klambda.activatorConfig). A key it does not know is an error naming it, not ignored.
 type fileConfig struct {
 	Region      string `json:"region"`
 	Concurrency struct {
@@ -62,7 +63,7 @@ type asyncOptions struct {
 // parseFlags binds and parses the command line.
 func parseFlags() *options {
 	o := &options{
-		configFile:      flag.String("config", "", "Shared klambda configuration file (region, concurrency.namespaceLimit, concurrency.idleTimeout); flags given explicitly win."),
+		configFile:      flag.String("config", "", "Configuration file (YAML: region, concurrency.namespaceLimit, concurrency.idleTimeout; any other key is an error); flags given explicitly win."),
 		listen:          flag.String("listen-address", ":8080", "Address of the Invoke API."),
 		metricsAddr:     flag.String("metrics-address", ":9090", "Address of the Prometheus metrics endpoint; empty disables it."),
 		defaultNS:       flag.String("default-namespace", "default", "Namespace of functions invoked without a /namespaces/{ns} path prefix."),
@@ -84,6 +85,7 @@ func parseFlags() *options {
 	o.replicas = bindReplicaFlags(flag.CommandLine)
 	o.frontDoor = bindFrontDoorFlags(flag.CommandLine)
 	o.zap.BindFlags(flag.CommandLine)
+	buildinfo.RegisterFlag(flag.CommandLine, "activator")
 	flag.Parse()
 	return o
 }
@@ -139,7 +141,7 @@ func (o *options) applyConfigFile() error {
 	b, err := os.ReadFile(*o.configFile)
 	var fc fileConfig
 	if err == nil {
-		err = yaml.Unmarshal(b, &fc)
+		fc, err = parseFileConfig(b)
 	}
 	if err != nil {
 		return fmt.Errorf("reading the configuration file %s: %w", *o.configFile, err)
@@ -158,4 +160,14 @@ func (o *options) applyConfigFile() error {
 		*o.idleTimeout = d
 	}
 	return nil
+}
+
+// parseFileConfig reads the configuration file strictly: an unknown key (a typo, or a
+// setting the activator does not implement) is an error that names it.
+func parseFileConfig(b []byte) (fileConfig, error) {
+	var fc fileConfig
+	if err := yaml.UnmarshalStrict(b, &fc); err != nil {
+		return fileConfig{}, err
+	}
+	return fc, nil
 }

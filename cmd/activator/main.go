@@ -35,6 +35,7 @@ import (
 	"github.com/klambda/klambda/activator/scaler"
 	"github.com/klambda/klambda/activator/shimclient"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/buildinfo"
 )
 
 func main() {
@@ -60,7 +61,7 @@ func main() {
 		fatal(log, err, "building the informer cache")
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.NewCollector())
 
 	table := router.NewTable()
 	disp := dispatch.New(nil)

@@ -27,6 +27,7 @@ import (
 	"github.com/klambda/klambda/eventsources/controller"
 	"github.com/klambda/klambda/eventsources/invokeclient"
 	"github.com/klambda/klambda/eventsources/poller"
+	"github.com/klambda/klambda/internal/buildinfo"
 	"github.com/klambda/klambda/internal/metricsauth"
 	"github.com/klambda/klambda/internal/netguard"
 )
@@ -114,6 +115,7 @@ func parseFlags() *options {
 	flag.StringVar(&o.egressAllow, "egress-allow-cidrs", "", "Comma-separated CIDRs let through although --egress-deny-cidrs covers them.")
 	flag.BoolVar(&o.egressLoopback, "egress-allow-loopback", false, "Let on-failure destinations reach loopback addresses (single-node development and tests only).")
 	o.zap.BindFlags(flag.CommandLine)
+	buildinfo.RegisterFlag(flag.CommandLine, "eventsources")
 	flag.Parse()
 	if o.leaseNamespace == "" {
 		o.leaseNamespace = "klambda-system"
@@ -128,6 +130,7 @@ func newManager(cfg *rest.Config, o *options) (ctrl.Manager, error) {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(lambdav1alpha1.AddToScheme(scheme))
 	utilruntime.Must(poller.Register(ctrlmetrics.Registry))
+	utilruntime.Must(ctrlmetrics.Registry.Register(buildinfo.NewCollector()))
 	return ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsauth.Options(o.metricsAddr, o.metricsSecure),

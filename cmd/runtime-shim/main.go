@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/klambda/klambda/internal/buildinfo"
 	"github.com/klambda/klambda/internal/codeloader"
 	"github.com/klambda/klambda/shim"
 )
@@ -33,7 +34,9 @@ func main() {
 		Use:          "runtime-shim",
 		Short:        "Lambda Runtime API and invoke endpoint for one execution environment",
 		SilenceUsage: true,
+		Version:      buildinfo.Get().String(),
 	}
+	root.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	root.PersistentFlags().StringVar(&f.listen, "listen", ":9000", "address of the invoke endpoint (and /healthz, /readyz)")
 	root.PersistentFlags().StringVar(&f.runtimeAPI, "runtime-api", "127.0.0.1:9001", "address of the Runtime, Extensions and Logs APIs")
 	root.PersistentFlags().StringVar(&f.secretFile, "secret-file", "", "file holding the invoke secret (overrides KLAMBDA_INVOKE_SECRET)")

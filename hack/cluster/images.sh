@@ -43,12 +43,15 @@ image() {
 
 # --- klambda's binaries --------------------------------------------------------------------
 
+# What --version and klambda_build_info report (internal/buildinfo).
+BUILDINFO=github.com/klambda/klambda/internal/buildinfo
+LDFLAGS="-s -w -X $BUILDINFO.version=${VERSION:-dev} -X $BUILDINFO.commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)"
 for cmd in manager runtime-shim activator eventsources; do
 	if [ ! -d "cmd/$cmd" ] || ! ls cmd/$cmd/*.go >/dev/null 2>&1; then
 		log "cmd/$cmd does not exist yet: no klambda.local/$cmd:dev image"
 		continue
 	fi
-	CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$BIN/$cmd" "./cmd/$cmd"
+	CGO_ENABLED=0 go build -trimpath -ldflags "$LDFLAGS" -o "$BIN/$cmd" "./cmd/$cmd"
 	image "$cmd" "klambda.local/$cmd:dev" -base-files -layer -add "$BIN/$cmd=/$cmd" \
 		-user 65532:65532 -entrypoint "/$cmd"
 done

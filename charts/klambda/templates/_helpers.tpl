@@ -16,8 +16,96 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{/* An image reference: repository:tag, or repository@digest when image.digest is set. */}}
 {{- define "klambda.image" -}}
+{{- if .image.digest -}}
+{{ .image.repository }}@{{ .image.digest }}
+{{- else -}}
 {{ .image.repository }}:{{ .image.tag | default .root.Chart.AppVersion }}
+{{- end -}}
+{{- end -}}
+
+{{/* A component's pod labels: klambda.labels, its component and <component>.podLabels,
+which may not replace the labels the Deployment selects on. Args: root, component, values. */}}
+{{- define "klambda.podLabels" -}}
+{{- $selector := include "klambda.selector" . | fromYaml -}}
+{{- range $k, $_ := .values.podLabels -}}
+{{- if hasKey $selector $k -}}
+{{- fail (printf "%s.podLabels.%s: the chart sets this label (the Deployment selects pods by it)" $.component $k) -}}
+{{- end -}}
+{{- end -}}
+{{- $labels := merge (include "klambda.labels" .root | fromYaml) $selector -}}
+{{- toYaml (merge $labels (.values.podLabels | default dict)) -}}
+{{- end -}}
+
+{{/* A component's pod scheduling: priorityClassName, topologySpreadConstraints (a
+constraint without labelSelector spreads the component's pods), nodeSelector, tolerations,
+affinity. Args: root, component, values. */}}
+{{- define "klambda.podScheduling" -}}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with .values.topologySpreadConstraints }}
+{{- $selector := dict "matchLabels" (include "klambda.selector" $ | fromYaml) }}
+{{- $constraints := list }}
+{{- range . }}
+{{- $c := deepCopy . }}
+{{- if not (hasKey $c "labelSelector") }}{{ $_ := set $c "labelSelector" $selector }}{{ end }}
+{{- $constraints = append $constraints $c }}
+{{- end }}
+topologySpreadConstraints:
+  {{- toYaml $constraints | nindent 2 }}
+{{- end }}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* A component's PodDisruptionBudget (<component>.podDisruptionBudget), rendered with
+more than one replica: for a single pod any budget either blocks every node drain or
+allows nothing. Args: root, component, values. */}}
+{{- define "klambda.pdb" -}}
+{{- $pdb := .values.podDisruptionBudget -}}
+{{- $min := $pdb.minAvailable | default "" | toString -}}
+{{- $max := $pdb.maxUnavailable | default "" | toString -}}
+{{- if and $pdb.enabled (or $min $max) (le (int .values.replicas) 1) -}}
+{{- fail (printf "%s.podDisruptionBudget.minAvailable/maxUnavailable: a budget is made with replicas > 1 only (for one pod it blocks every node drain or allows everything); raise %s.replicas or leave them empty" .component .component) -}}
+{{- end -}}
+{{- if and $pdb.enabled (gt (int .values.replicas) 1) -}}
+{{- if and $min $max -}}
+{{- fail (printf "%s.podDisruptionBudget: set minAvailable or maxUnavailable, not both" .component) -}}
+{{- end -}}
+{{- if and $min (not (contains "%" $min)) (ge (int $min) (int .values.replicas)) -}}
+{{- fail (printf "%s.podDisruptionBudget.minAvailable %s with %d replicas would block every eviction (node drains, upgrades): keep it below replicas" .component $min (int .values.replicas)) -}}
+{{- end }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "klambda.fullname" .root }}-{{ .component }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "klambda.labels" .root | nindent 4 }}
+    app.kubernetes.io/component: {{ .component }}
+spec:
+  {{- if $min }}
+  minAvailable: {{ if contains "%" $min }}{{ $min | quote }}{{ else }}{{ int $min }}{{ end }}
+  {{- else }}
+  maxUnavailable: {{ if contains "%" $max }}{{ $max | quote }}{{ else }}{{ $max | default "1" | int }}{{ end }}
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "klambda.selector" . | nindent 6 }}
+{{- end }}
 {{- end -}}
 
 {{/* The manager's --config file: .Values.config as is, plus the shim image and the
