@@ -34,9 +34,10 @@ import (
 //   - only successes and reserved-concurrency throttles come back, whichever replica a
 //     caller reaches (the exactness of the shared count is proven in-process, where
 //     nothing else caps it: activator/replicas; here the Deployment is capped at 4 too);
+//   - a function at zero scales up whichever replica its first request reaches;
 //   - a rolling restart of the activator fails no invocation;
-//   - SIGKILL of the namespace's owner fails at most the invocations it held, and the
-//     shard moves to a live replica within its Lease's expiry.
+//   - SIGKILL of the namespace's owner fails only what it held or was sent before its
+//     endpoint went, within 20 s of the kill; then the shard has moved and nothing fails.
 //
 // The install is restored (one replica, async on) at the end.
 func TestActivatorReplicas(t *testing.T) {
@@ -78,6 +79,22 @@ func TestActivatorReplicas(t *testing.T) {
 	if max := reserved*int(took/(sleep*time.Second)) + reserved; seen["200"] > max {
 		t.Errorf("%d invocations of %d s ran in %v with reserved concurrency %d (at most %d): the replicas did not share one count",
 			seen["200"], sleep, took, reserved, max)
+	}
+
+	// Scale from zero whichever replica the first request reaches: one function born at
+	// zero per replica, each first invoked through that replica's own address.
+	pods := activatorPods(ctx, t)
+	for i, pod := range pods {
+		name := "cold-" + strconv.Itoa(i)
+		probeFunction(ctx, t, ns, name, nil)
+		direct := "http://" + pod.Status.PodIP + ":8080/namespaces/" + ns + "/2015-03-31/functions/" + name + "/invocations"
+		start := time.Now()
+		if got := replicaCall(ctx, direct, token, `{"sleep":0}`); got != "200" {
+			t.Errorf("%s from zero through replica %s: %s", name, pod.Name, got)
+		} else {
+			t.Logf("%s from zero through replica %s (shard owner %s): %v", name, pod.Name,
+				holders[ownership.ShardOf(ns, ownership.DefaultShards)], time.Since(start).Round(time.Millisecond))
+		}
 	}
 
 	// 2. A rolling restart of the activator while the callers go on: no invocation fails.
@@ -188,6 +205,22 @@ func waitForShardHolders(ctx context.Context, t *testing.T, n int) []string {
 		t.Fatalf("the shards are not held by %d replicas: %v", n, holders)
 	}
 	return holders
+}
+
+// activatorPods are the Ready activator pods.
+func activatorPods(ctx context.Context, t *testing.T) []corev1.Pod {
+	t.Helper()
+	var pods corev1.PodList
+	if err := cluster.Client.List(ctx, &pods, client.InNamespace("klambda-system"), client.MatchingLabels{"app.kubernetes.io/component": "activator"}); err != nil {
+		t.Fatal(err)
+	}
+	var out []corev1.Pod
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil && podReady(&p) && p.Status.PodIP != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func readyActivators(ctx context.Context) int {
