@@ -21,6 +21,7 @@ import (
 
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/readiness"
 	"github.com/klambda/klambda/internal/statuspatch"
 )
 
@@ -52,7 +53,9 @@ func (r *LayerVersionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	patch := statuspatch.New(r.Client, &lv)
-	defer patch.Close(ctx, &err, func() { lv.Status.ObservedGeneration = lv.Generation })
+	defer patch.Close(ctx, &err, func(rerr error) {
+		lv.Status.ObservedGeneration = readiness.Observe(&lv.Status.Conditions, lv.Generation, rerr)
+	})
 	if !lv.DeletionTimestamp.IsZero() {
 		patch.Pending()
 		return ctrl.Result{}, r.reconcileDelete(ctx, &lv)
@@ -105,7 +108,8 @@ func (r *LayerVersionReconciler) reconcileNormal(ctx context.Context, lv *lambda
 		if c := meta.FindStatusCondition(lv.Status.Conditions, contract.ConditionReady); c == nil || c.Message != rerr.Message {
 			r.Recorder.Eventf(lv, nil, corev1.EventTypeWarning, "Failed", "Publish", "%s", rerr.Message)
 		}
-		setCondition(&lv.Status.Conditions, lv.Generation, contract.ConditionReady, false, string(rerr.Reason), rerr.Message)
+		// Stalled as Lambda's PublishLayerVersion fails; a transient failure is retried.
+		readiness.Stalled(&lv.Status.Conditions, lv.Generation, string(rerr.Reason), rerr.Message)
 		if rerr.Transient {
 			return ctrl.Result{RequeueAfter: retryResolve}, nil
 		}
@@ -139,7 +143,7 @@ func (r *LayerVersionReconciler) publish(ctx context.Context, lv *lambdav1alpha1
 		CreatedDate:        &now,
 		Conditions:         lv.Status.Conditions,
 	}
-	setCondition(&lv.Status.Conditions, lv.Generation, contract.ConditionReady, true, contract.ReasonResolved, fmt.Sprintf("published as version %d of layer %s", n, name))
+	readiness.Ready(&lv.Status.Conditions, lv.Generation, contract.ReasonResolved, fmt.Sprintf("published as version %d of layer %s", n, name))
 	r.Recorder.Eventf(lv, nil, corev1.EventTypeNormal, "Published", "Publish", "version %d of layer %s (%s)", n, name, d.Base64)
 	return nil
 }
