@@ -68,13 +68,15 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_
 	defer patch.Close(ctx, &err, func(rerr error) {
 		fn.Status.ObservedGeneration = readiness.Observe(&fn.Status.Conditions, fn.Generation, rerr)
 	})
-	return r.reconcileNormal(ctx, &fn)
+	return r.reconcileNormal(ctx, &fn, patch)
 }
 
 // reconcileNormal runs $LATEST: the invoke Secret and NetworkPolicy first, then the code,
 // layers and Deployment, then the state they leave the function in.
-func (r *FunctionReconciler) reconcileNormal(ctx context.Context, fn *lambdav1alpha1.Function) (ctrl.Result, error) {
-	r.startChange(fn)
+func (r *FunctionReconciler) reconcileNormal(ctx context.Context, fn *lambdav1alpha1.Function, patch *statuspatch.Patch) (ctrl.Result, error) {
+	if err := r.startChange(ctx, fn, patch); err != nil {
+		return ctrl.Result{}, err
+	}
 	var rerr *ResolveError
 	secret, err := r.ensureInvokeSecret(ctx, fn)
 	if errors.As(err, &rerr) {
@@ -112,7 +114,9 @@ func (r *FunctionReconciler) reconcileNormal(ctx context.Context, fn *lambdav1al
 
 // startChange reports what a new generation starts: a new function is Pending until its
 // Deployment is applied; an update is InProgress meanwhile (the previous code keeps serving).
-func (r *FunctionReconciler) startChange(fn *lambdav1alpha1.Function) {
+// A generation seen for the first time is written as Reconciling at once, before its code
+// is fetched, so that no tool takes the time a download lasts for the previous verdict.
+func (r *FunctionReconciler) startChange(ctx context.Context, fn *lambdav1alpha1.Function, patch *statuspatch.Patch) error {
 	st := &fn.Status
 	isUpdate := st.ObservedGeneration != 0 && st.ObservedGeneration != fn.Generation
 	if st.State == "" {
@@ -124,6 +128,12 @@ func (r *FunctionReconciler) startChange(fn *lambdav1alpha1.Function) {
 		st.LastUpdateStatus, st.LastUpdateStatusReason, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateInProgress, "The function is being updated.", ""
 		r.Recorder.Eventf(fn, nil, corev1.EventTypeNormal, "UpdateInProgress", "Update", "Update to generation %d in progress; the previous code keeps serving", fn.Generation)
 	}
+	if c := meta.FindStatusCondition(st.Conditions, contract.ConditionReady); c != nil && c.ObservedGeneration == fn.Generation {
+		return nil
+	}
+	readiness.Reconciling(&st.Conditions, fn.Generation, contract.ReasonInProgress, "resolving code and layers")
+	st.ObservedGeneration = fn.Generation
+	return patch.Flush(ctx)
 }
 
 // applyLatest resolves $LATEST and applies its Deployment and headless Service; a
@@ -196,8 +206,17 @@ func (r *FunctionReconciler) reportRollout(fn *lambdav1alpha1.Function, dep *app
 			st.LastUpdateStatus = lambdav1alpha1.LastUpdateInProgress
 		}
 		setCondition(&st.Conditions, gen, contract.ConditionRolloutComplete, false, contract.ReasonInProgress, "new pods are rolling out; the previous ones keep serving")
-		readiness.Reconciling(&st.Conditions, gen, contract.ReasonInProgress, fmt.Sprintf("generation %d is rolling out", gen))
+		if !readyAt(st.Conditions, gen) {
+			// Once rolled out, a generation stays Ready while the activator scales it.
+			readiness.Reconciling(&st.Conditions, gen, contract.ReasonInProgress, fmt.Sprintf("generation %d is rolling out", gen))
+		}
 	}
+}
+
+// readyAt: generation gen was found realized.
+func readyAt(conds []metav1.Condition, gen int64) bool {
+	c := meta.FindStatusCondition(conds, contract.ConditionReady)
+	return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == gen
 }
 
 // fail records a resolution failure. A function that never ran is Failed; an update that

@@ -102,6 +102,14 @@ func (r *LayerVersionReconciler) reconcileNormal(ctx context.Context, lv *lambda
 	if lv.Status.Version != 0 && meta.IsStatusConditionTrue(lv.Status.Conditions, contract.ConditionReady) {
 		return ctrl.Result{}, nil // published: immutable
 	}
+	if c := meta.FindStatusCondition(lv.Status.Conditions, contract.ConditionReady); c == nil || c.ObservedGeneration != lv.Generation {
+		// Written before the content is fetched, which may take a while.
+		readiness.Reconciling(&lv.Status.Conditions, lv.Generation, contract.ReasonInProgress, "resolving the content")
+		lv.Status.ObservedGeneration = lv.Generation
+		if err := patch.Flush(ctx); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	z, err := r.Resolver.ResolveZip(ctx, lv, "content", lv.Spec.Content, optRoot)
 	var rerr *ResolveError
 	if errors.As(err, &rerr) {
