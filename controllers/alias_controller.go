@@ -68,7 +68,7 @@ func (r *AliasReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 	}
 	patch := statuspatch.New(r.Client, &a)
 	defer patch.Close(ctx, &err, func(rerr error) {
-		a.Status.ObservedGeneration = readiness.Observe(&a.Status.Conditions, a.Generation, rerr)
+		a.Status.ObservedGeneration = readiness.Observe(&a.Status.Conditions, a.Generation, a.Status.ObservedGeneration, rerr)
 	})
 	r.reportIdentity(&a)
 	if fnErr != nil {

@@ -66,7 +66,7 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_
 	// version counter the Version controller keeps in the status.
 	patch := statuspatch.New(r.Client, &fn)
 	defer patch.Close(ctx, &err, func(rerr error) {
-		fn.Status.ObservedGeneration = readiness.Observe(&fn.Status.Conditions, fn.Generation, rerr)
+		fn.Status.ObservedGeneration = readiness.Observe(&fn.Status.Conditions, fn.Generation, fn.Status.ObservedGeneration, rerr)
 	})
 	return r.reconcileNormal(ctx, &fn, patch)
 }
@@ -114,8 +114,8 @@ func (r *FunctionReconciler) reconcileNormal(ctx context.Context, fn *lambdav1al
 
 // startChange reports what a new generation starts: a new function is Pending until its
 // Deployment is applied; an update is InProgress meanwhile (the previous code keeps serving).
-// A generation seen for the first time is written as Reconciling at once, before its code
-// is fetched, so that no tool takes the time a download lasts for the previous verdict.
+// A new function's first status is written at once, Reconciling, before its code is
+// fetched: until then kstatus would read the object without status as current.
 func (r *FunctionReconciler) startChange(ctx context.Context, fn *lambdav1alpha1.Function, patch *statuspatch.Patch) error {
 	st := &fn.Status
 	isUpdate := st.ObservedGeneration != 0 && st.ObservedGeneration != fn.Generation
@@ -128,8 +128,8 @@ func (r *FunctionReconciler) startChange(ctx context.Context, fn *lambdav1alpha1
 		st.LastUpdateStatus, st.LastUpdateStatusReason, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateInProgress, "The function is being updated.", ""
 		r.Recorder.Eventf(fn, nil, corev1.EventTypeNormal, "UpdateInProgress", "Update", "Update to generation %d in progress; the previous code keeps serving", fn.Generation)
 	}
-	if c := meta.FindStatusCondition(st.Conditions, contract.ConditionReady); c != nil && c.ObservedGeneration == fn.Generation {
-		return nil
+	if st.ObservedGeneration != 0 {
+		return nil // an older generation's status: tools see it is not this one's
 	}
 	readiness.Reconciling(&st.Conditions, fn.Generation, contract.ReasonInProgress, "resolving code and layers")
 	st.ObservedGeneration = fn.Generation

@@ -54,7 +54,7 @@ func (r *LayerVersionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	patch := statuspatch.New(r.Client, &lv)
 	defer patch.Close(ctx, &err, func(rerr error) {
-		lv.Status.ObservedGeneration = readiness.Observe(&lv.Status.Conditions, lv.Generation, rerr)
+		lv.Status.ObservedGeneration = readiness.Observe(&lv.Status.Conditions, lv.Generation, lv.Status.ObservedGeneration, rerr)
 	})
 	if !lv.DeletionTimestamp.IsZero() {
 		patch.Pending()
@@ -102,8 +102,9 @@ func (r *LayerVersionReconciler) reconcileNormal(ctx context.Context, lv *lambda
 	if lv.Status.Version != 0 && meta.IsStatusConditionTrue(lv.Status.Conditions, contract.ConditionReady) {
 		return ctrl.Result{}, nil // published: immutable
 	}
-	if c := meta.FindStatusCondition(lv.Status.Conditions, contract.ConditionReady); c == nil || c.ObservedGeneration != lv.Generation {
-		// Written before the content is fetched, which may take a while.
+	if lv.Status.ObservedGeneration == 0 {
+		// The first status, before the content is fetched (which may take a while): until
+		// then kstatus would read the object without status as current.
 		readiness.Reconciling(&lv.Status.Conditions, lv.Generation, contract.ReasonInProgress, "resolving the content")
 		lv.Status.ObservedGeneration = lv.Generation
 		if err := patch.Flush(ctx); err != nil {

@@ -69,7 +69,7 @@ func (r *VersionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 	}
 	patch := statuspatch.New(r.Client, &v)
 	defer patch.Close(ctx, &err, func(rerr error) {
-		v.Status.ObservedGeneration = readiness.Observe(&v.Status.Conditions, v.Generation, rerr)
+		v.Status.ObservedGeneration = readiness.Observe(&v.Status.Conditions, v.Generation, v.Status.ObservedGeneration, rerr)
 	})
 	if !v.DeletionTimestamp.IsZero() {
 		patch.Pending()

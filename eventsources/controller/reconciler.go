@@ -128,7 +128,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}
 	patch := statuspatch.New(r.Client, &esm)
 	defer patch.Close(ctx, &err, func(rerr error) {
-		esm.Status.ObservedGeneration = readiness.Observe(&esm.Status.Conditions, esm.Generation, rerr)
+		esm.Status.ObservedGeneration = readiness.Observe(&esm.Status.Conditions, esm.Generation, esm.Status.ObservedGeneration, rerr)
 	})
 	if !esm.DeletionTimestamp.IsZero() {
 		patch.Pending()

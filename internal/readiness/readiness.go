@@ -47,14 +47,17 @@ func Stalled(conds *[]metav1.Condition, gen int64, reason, msg string) {
 // ReasonRetrying: the last reconcile failed and is retried.
 const ReasonRetrying = "Retrying"
 
-// Observe ends a reconcile of generation gen before its status is written, and returns gen
-// for status.observedGeneration: every status write says which generation it describes.
+// Observe ends a reconcile of generation gen before its status is written, and returns the
+// generation for status.observedGeneration (observed is the one the status had): gen,
+// unless the reconcile failed on an object whose status already names a generation — a
+// failed reconcile has not acted on gen. So every status write names a generation, the first
+// one included (kstatus reads a status without one as current).
 //
 // A reconcile that failed (reconcileErr) is retried: Reconciling True (reason Retrying)
 // beside the verdict already reached on gen, if any, else Ready False (reason InProgress).
 // One that succeeded without a verdict on gen (Ready describes an older generation, or is
 // missing) is Reconciling; one that succeeded after a retry drops Reconciling Retrying.
-func Observe(conds *[]metav1.Condition, gen int64, reconcileErr error) int64 {
+func Observe(conds *[]metav1.Condition, gen, observed int64, reconcileErr error) int64 {
 	ready := meta.FindStatusCondition(*conds, contract.ConditionReady)
 	current := ready != nil && ready.ObservedGeneration == gen
 	switch {
@@ -70,6 +73,9 @@ func Observe(conds *[]metav1.Condition, gen int64, reconcileErr error) int64 {
 		if c := meta.FindStatusCondition(*conds, contract.ConditionReconciling); c != nil && c.Reason == ReasonRetrying {
 			meta.RemoveStatusCondition(conds, contract.ConditionReconciling)
 		}
+	}
+	if reconcileErr != nil && observed != 0 {
+		return observed
 	}
 	return gen
 }

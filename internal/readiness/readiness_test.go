@@ -41,31 +41,36 @@ func TestObserve(t *testing.T) {
 	// No verdict on the generation: Reconciling.
 	var conds []metav1.Condition
 	Ready(&conds, 1, "Active", "")
-	if gen := Observe(&conds, 2, nil); gen != 2 || summary(conds) != " Ready=False(InProgress)/2 Reconciling=True(InProgress)/2" {
+	if gen := Observe(&conds, 2, 1, nil); gen != 2 || summary(conds) != " Ready=False(InProgress)/2 Reconciling=True(InProgress)/2" {
 		t.Errorf("no verdict: %d %s", gen, summary(conds))
 	}
 	// An error beside a verdict on the generation keeps it, Reconciling while retried ...
 	conds = nil
 	Stalled(&conds, 3, "PreconditionFailed", "")
-	Observe(&conds, 3, errors.New("conflict"))
+	if gen := Observe(&[]metav1.Condition{}, 4, 3, errors.New("conflict")); gen != 3 {
+		t.Errorf("a failed reconcile observed generation %d", gen)
+	}
+	Observe(&conds, 3, 3, errors.New("conflict"))
 	if got := summary(conds); got != " Ready=False(PreconditionFailed)/3 Reconciling=True(Retrying)/3 Stalled=True(PreconditionFailed)/3" {
 		t.Errorf("error after a verdict: %s", got)
 	}
 	// ... and a success without a new verdict drops the retry.
-	Observe(&conds, 3, nil)
+	Observe(&conds, 3, 3, nil)
 	if got := summary(conds); got != " Ready=False(PreconditionFailed)/3 Stalled=True(PreconditionFailed)/3" {
 		t.Errorf("success after a retry: %s", got)
 	}
 	// An error before any verdict: Ready False, InProgress.
 	conds = nil
-	Observe(&conds, 1, errors.New("apiserver down"))
+	if gen := Observe(&conds, 1, 0, errors.New("apiserver down")); gen != 1 {
+		t.Errorf("the first write must name the generation, not %d", gen)
+	}
 	if got := summary(conds); got != " Ready=False(InProgress)/1 Reconciling=True(Retrying)/1" {
 		t.Errorf("error without a verdict: %s", got)
 	}
 	// A verdict on the generation is left alone.
 	conds = nil
 	Ready(&conds, 4, "Active", "")
-	Observe(&conds, 4, nil)
+	Observe(&conds, 4, 4, nil)
 	if got := summary(conds); got != " Ready=True(Active)/4" {
 		t.Errorf("verdict: %s", got)
 	}
