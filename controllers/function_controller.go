@@ -233,7 +233,11 @@ func (r *FunctionReconciler) fail(fn *lambdav1alpha1.Function, rerr *ResolveErro
 		if st.State != lambdav1alpha1.StateActive {
 			st.State, st.StateReasonCode, st.StateReason = lambdav1alpha1.StatePending, lambdav1alpha1.StateReasonCreating, rerr.Message
 		}
-		readiness.Reconciling(&st.Conditions, gen, string(rerr.Reason), rerr.Message)
+		reason := string(rerr.Reason) // Creating
+		if st.State == lambdav1alpha1.StateActive {
+			reason = contract.ReasonInProgress // an update
+		}
+		readiness.Reconciling(&st.Conditions, gen, reason, rerr.Message)
 		return ctrl.Result{RequeueAfter: retryResolve}
 	}
 	if st.State == lambdav1alpha1.StateActive {

@@ -317,6 +317,10 @@ func TestLayerVersionConditionsThroughItsLifecycle(t *testing.T) {
 	expect(t, "Function", ns, "user", step{state: "Active once its layer is published",
 		ready: metav1.ConditionTrue, kstatus: status.CurrentStatus, argo: "Healthy"})
 
+	create(t, zipFunction(ns, "nolayer", "code", "absent"))
+	expect(t, "Function", ns, "nolayer", step{state: "create names a LayerVersion that does not exist: state Failed",
+		ready: metav1.ConditionFalse, reason: string(lambdav1alpha1.StateReasonInvalidConfiguration), stalled: true, kstatus: status.FailedStatus, argo: "Degraded"})
+
 	create(t, newLayer(ns, "nocontent", "", "absent"))
 	expect(t, "LayerVersion", ns, "nocontent", step{state: "content missing (ConfigMap not found)",
 		ready: metav1.ConditionFalse, reason: string(lambdav1alpha1.StateReasonInvalidConfiguration), stalled: true, kstatus: status.FailedStatus, argo: "Degraded"})
