@@ -108,7 +108,7 @@ func (r *VersionReconciler) reconcileNormal(ctx context.Context, v *lambdav1alph
 	case v.Status.Version == "" && published != nil && published.Reason == contract.ReasonPreconditionFailed:
 		return ctrl.Result{}, nil // Lambda's 412 is final for this request
 	case v.Status.Version == "":
-		return r.publish(ctx, v, fn, patch)
+		return r.publish(ctx, v, fn)
 	case published != nil && published.Reason == contract.ReasonUnchanged:
 		return ctrl.Result{}, nil
 	}
@@ -116,7 +116,7 @@ func (r *VersionReconciler) reconcileNormal(ctx context.Context, v *lambdav1alph
 }
 
 // publish takes the snapshot (or finds the unchanged version) and a number.
-func (r *VersionReconciler) publish(ctx context.Context, v *lambdav1alpha1.Version, fn *lambdav1alpha1.Function, patch *statuspatch.Patch) (ctrl.Result, error) {
+func (r *VersionReconciler) publish(ctx context.Context, v *lambdav1alpha1.Version, fn *lambdav1alpha1.Function) (ctrl.Result, error) {
 	fs := fn.Status
 	if notReady := functionNotReady(fn); notReady != "" {
 		// Lambda answers 409 ResourceConflictException; a Version waits and publishes then.
