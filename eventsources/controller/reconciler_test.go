@@ -230,6 +230,50 @@ func TestStatesFollowLambdasLifecycle(t *testing.T) {
 
 	o := waitFor("Enabled", settled(lambdav1alpha1.EventSourceMappingEnabled))
 	judge("Enabled, polling", metav1.ConditionTrue, "Polling", false, status.CurrentStatus, "Healthy")
+
+	// A broker that can't be reached: the poller retries, the mapping is Reconciling.
+	down := &lambdav1alpha1.EventSourceMapping{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "unreachable"}, Spec: lambdav1alpha1.EventSourceMappingSpec{
+		FunctionName: "fn", StartingPosition: lambdav1alpha1.StartingPositionTrimHorizon,
+		NATSJetStream: &lambdav1alpha1.NATSJetStreamSource{Servers: []string{"nats://127.0.0.1:1"}, Stream: "ORDERS"}}}
+	if err := c.Create(ctx, down); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		u, v, err := gitopshealth.Read(ctx, c, "EventSourceMapping", client.ObjectKeyFromObject(down))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d lambdav1alpha1.EventSourceMapping
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &d); err != nil {
+			t.Fatal(err)
+		}
+		r := meta.FindStatusCondition(d.Status.Conditions, contract.ConditionReconciling)
+		if r != nil && r.Reason == "PollerNotStarted" && d.Status.ObservedGeneration == d.Generation {
+			if v.Kstatus != status.InProgressStatus || v.Argo != "Progressing" {
+				t.Errorf("a poller that can't start: %s", v)
+			}
+			t.Logf("TABLE| EventSourceMapping | Enabled, its poller can't start (broker unreachable; retried) | %s | %s | %s (%s) |", conditionsText(d.Status.Conditions), v.Kstatus, v.Argo, v.ArgoMessage)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("unreachable broker: %+v", d.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := c.Delete(ctx, down); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		var gone lambdav1alpha1.EventSourceMapping
+		if err := c.Get(ctx, client.ObjectKeyFromObject(down), &gone); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the unreachable mapping was not deleted")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if o.Status.UUID != string(o.UID) || o.Status.StateTransitionReason != "USER_INITIATED" || len(o.Finalizers) == 0 ||
 		o.Status.EventSourceMappingARN != "arn:aws:lambda:us-east-1:000000000000:event-source-mapping:"+string(o.UID) ||
 		o.Status.LastProcessingResult != "No records processed" {
@@ -264,7 +308,7 @@ func TestStatesFollowLambdasLifecycle(t *testing.T) {
 	if !seen(lambdav1alpha1.EventSourceMappingEnabling) {
 		t.Errorf("never Enabling: %v", history())
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for calls() == before {
 		if time.Now().After(deadline) {
 			t.Fatal("the record published while disabled was not delivered after enabling")
