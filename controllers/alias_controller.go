@@ -21,6 +21,7 @@ import (
 
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/readiness"
 	"github.com/klambda/klambda/internal/statuspatch"
 )
 
@@ -66,7 +67,9 @@ func (r *AliasReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 		}
 	}
 	patch := statuspatch.New(r.Client, &a)
-	defer patch.Close(ctx, &err, func() { a.Status.ObservedGeneration = a.Generation })
+	defer patch.Close(ctx, &err, func(rerr error) {
+		a.Status.ObservedGeneration = readiness.Observe(&a.Status.Conditions, a.Generation, a.Status.ObservedGeneration, rerr)
+	})
 	r.reportIdentity(&a)
 	if fnErr != nil {
 		r.notReady(&a, contract.ReasonFunctionNotFound, "Function "+a.Spec.FunctionName+" not found")
@@ -182,7 +185,7 @@ func (r *AliasReconciler) route(a *lambdav1alpha1.Alias) {
 	if changed || !meta.IsStatusConditionTrue(st.Conditions, contract.ConditionReady) {
 		r.Recorder.Eventf(a, nil, corev1.EventTypeNormal, "Routed", "Resolve", "alias %s routes to version %s%s", st.Name, st.FunctionVersion, weightText(weights))
 	}
-	setCondition(&st.Conditions, a.Generation, contract.ConditionReady, true, contract.ReasonResolved, "routes to version "+st.FunctionVersion+weightText(weights))
+	readiness.Ready(&st.Conditions, a.Generation, contract.ReasonResolved, "routes to version "+st.FunctionVersion+weightText(weights))
 }
 
 // nameOwner answers the other Alias of a's function that owns a's effective name, nil when
@@ -214,11 +217,20 @@ func weightText(w map[string]float64) string {
 	return out
 }
 
+// notReady reports why the alias does not route as its spec says: Reconciling while it
+// waits for its function or a version to be published (applied together, as GitOps
+// does), Stalled when only a change of an Alias can fix it (a duplicate name, versions
+// that disagree).
 func (r *AliasReconciler) notReady(a *lambdav1alpha1.Alias, reason, msg string) {
 	if c := meta.FindStatusCondition(a.Status.Conditions, contract.ConditionReady); c == nil || c.Message != msg {
 		r.Recorder.Eventf(a, nil, corev1.EventTypeWarning, reason, "Resolve", "%s", msg)
 	}
-	setCondition(&a.Status.Conditions, a.Generation, contract.ConditionReady, false, reason, msg)
+	switch reason {
+	case contract.ReasonFunctionNotFound, contract.ReasonVersionNotFound:
+		readiness.Reconciling(&a.Status.Conditions, a.Generation, reason, msg)
+	default:
+		readiness.Stalled(&a.Status.Conditions, a.Generation, reason, msg)
+	}
 }
 
 // SetupWithManager registers the controller; a Version or Function that changes re-checks

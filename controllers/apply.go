@@ -94,8 +94,11 @@ func applyObject(obj client.Object) (*unstructured.Unstructured, error) {
 // rolloutComplete: the Deployment runs the applied template everywhere (no pods, or all
 // updated and available). Until then the old pods keep serving.
 func rolloutComplete(d *appsv1.Deployment) (done bool, failed string) {
-	for _, cond := range d.Status.Conditions {
-		if cond.Type == appsv1.DeploymentProgressing && cond.Status == corev1.ConditionFalse && cond.Reason == "ProgressDeadlineExceeded" {
+	s := d.Status
+	for _, cond := range s.Conditions {
+		// A failure the deployment controller reported before it saw the latest spec is
+		// about an older template.
+		if cond.Type == appsv1.DeploymentProgressing && cond.Status == corev1.ConditionFalse && cond.Reason == "ProgressDeadlineExceeded" && s.ObservedGeneration >= d.Generation {
 			return false, cond.Message
 		}
 	}
@@ -106,6 +109,5 @@ func rolloutComplete(d *appsv1.Deployment) (done bool, failed string) {
 	if d.Spec.Replicas != nil {
 		want = *d.Spec.Replicas
 	}
-	s := d.Status
 	return s.ObservedGeneration >= d.Generation && s.UpdatedReplicas >= want && s.Replicas == s.UpdatedReplicas && s.AvailableReplicas >= want, ""
 }

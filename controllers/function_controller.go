@@ -26,6 +26,7 @@ import (
 
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/readiness"
 	"github.com/klambda/klambda/internal/statuspatch"
 )
 
@@ -64,18 +65,22 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_
 	// A merge patch of the fields this reconcile changed, so that it never overwrites the
 	// version counter the Version controller keeps in the status.
 	patch := statuspatch.New(r.Client, &fn)
-	defer patch.Close(ctx, &err, func() { fn.Status.ObservedGeneration = fn.Generation })
+	defer patch.Close(ctx, &err, func(rerr error) {
+		fn.Status.ObservedGeneration = readiness.Observe(&fn.Status.Conditions, fn.Generation, fn.Status.ObservedGeneration, rerr)
+	})
 	return r.reconcileNormal(ctx, &fn, patch)
 }
 
 // reconcileNormal runs $LATEST: the invoke Secret and NetworkPolicy first, then the code,
 // layers and Deployment, then the state they leave the function in.
 func (r *FunctionReconciler) reconcileNormal(ctx context.Context, fn *lambdav1alpha1.Function, patch *statuspatch.Patch) (ctrl.Result, error) {
-	r.startChange(fn)
+	if err := r.startChange(ctx, fn, patch); err != nil {
+		return ctrl.Result{}, err
+	}
 	var rerr *ResolveError
 	secret, err := r.ensureInvokeSecret(ctx, fn)
 	if errors.As(err, &rerr) {
-		return r.fail(fn, patch, rerr), nil
+		return r.fail(fn, rerr), nil
 	}
 	if err != nil {
 		return ctrl.Result{}, err
@@ -86,7 +91,7 @@ func (r *FunctionReconciler) reconcileNormal(ctx context.Context, fn *lambdav1al
 	}
 	w, layers, dep, err := r.applyLatest(ctx, fn, secret)
 	if errors.As(err, &rerr) {
-		return r.fail(fn, patch, rerr), nil
+		return r.fail(fn, rerr), nil
 	}
 	if err != nil {
 		return ctrl.Result{}, err
@@ -109,7 +114,9 @@ func (r *FunctionReconciler) reconcileNormal(ctx context.Context, fn *lambdav1al
 
 // startChange reports what a new generation starts: a new function is Pending until its
 // Deployment is applied; an update is InProgress meanwhile (the previous code keeps serving).
-func (r *FunctionReconciler) startChange(fn *lambdav1alpha1.Function) {
+// A new function's first status is written at once, Reconciling, before its code is
+// fetched: until then kstatus would read the object without status as current.
+func (r *FunctionReconciler) startChange(ctx context.Context, fn *lambdav1alpha1.Function, patch *statuspatch.Patch) error {
 	st := &fn.Status
 	isUpdate := st.ObservedGeneration != 0 && st.ObservedGeneration != fn.Generation
 	if st.State == "" {
@@ -121,6 +128,12 @@ func (r *FunctionReconciler) startChange(fn *lambdav1alpha1.Function) {
 		st.LastUpdateStatus, st.LastUpdateStatusReason, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateInProgress, "The function is being updated.", ""
 		r.Recorder.Eventf(fn, nil, corev1.EventTypeNormal, "UpdateInProgress", "Update", "Update to generation %d in progress; the previous code keeps serving", fn.Generation)
 	}
+	if st.ObservedGeneration != 0 {
+		return nil // an older generation's status: tools see it is not this one's
+	}
+	readiness.Reconciling(&st.Conditions, fn.Generation, contract.ReasonInProgress, "resolving code and layers")
+	st.ObservedGeneration = fn.Generation
+	return patch.Flush(ctx)
 }
 
 // applyLatest resolves $LATEST and applies its Deployment and headless Service; a
@@ -164,10 +177,10 @@ func (r *FunctionReconciler) reportActive(fn *lambdav1alpha1.Function, w *Worklo
 	}
 	st.State, st.StateReason, st.StateReasonCode = lambdav1alpha1.StateActive, "", ""
 	setCondition(&st.Conditions, gen, contract.ConditionCodeResolved, true, contract.ReasonResolved, "code and layers resolved")
-	setCondition(&st.Conditions, gen, contract.ConditionReady, true, string(lambdav1alpha1.StateActive), "the $LATEST Deployment is applied")
 }
 
-// reportRollout is lastUpdateStatus as the Deployment's rollout says.
+// reportRollout is lastUpdateStatus as the Deployment's rollout says, and the function's
+// readiness: Ready once this generation's rollout completed, Stalled if it failed.
 func (r *FunctionReconciler) reportRollout(fn *lambdav1alpha1.Function, dep *appsv1.Deployment) {
 	st, gen := &fn.Status, fn.Generation
 	done, failed := rolloutComplete(dep)
@@ -179,25 +192,38 @@ func (r *FunctionReconciler) reportRollout(fn *lambdav1alpha1.Function, dep *app
 		st.LastUpdateStatus, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateFailed, lambdav1alpha1.LastUpdateStatusReasonCode(lambdav1alpha1.StateReasonInternalError)
 		st.LastUpdateStatusReason = "The new pods did not become ready: " + failed
 		setCondition(&st.Conditions, gen, contract.ConditionRolloutComplete, false, "ProgressDeadlineExceeded", failed)
+		readiness.Stalled(&st.Conditions, gen, string(st.LastUpdateStatusReasonCode), st.LastUpdateStatusReason)
 	case done:
 		if st.LastUpdateStatus != lambdav1alpha1.LastUpdateSuccessful {
 			r.Recorder.Eventf(fn, nil, corev1.EventTypeNormal, "UpdateSuccessful", "Update", "generation %d is deployed", gen)
 		}
 		st.LastUpdateStatus, st.LastUpdateStatusReason, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateSuccessful, "", ""
 		setCondition(&st.Conditions, gen, contract.ConditionRolloutComplete, true, "RolloutComplete", "every pod runs the current template")
+		readiness.Ready(&st.Conditions, gen, string(lambdav1alpha1.StateActive), fmt.Sprintf("generation %d is rolled out", gen))
 	default:
 		if st.LastUpdateStatus == "" {
 			// A new function that already has pods waiting (the activator scaled it up early).
 			st.LastUpdateStatus = lambdav1alpha1.LastUpdateInProgress
 		}
 		setCondition(&st.Conditions, gen, contract.ConditionRolloutComplete, false, contract.ReasonInProgress, "new pods are rolling out; the previous ones keep serving")
+		if !readyAt(st.Conditions, gen) {
+			// Once rolled out, a generation stays Ready while the activator scales it.
+			readiness.Reconciling(&st.Conditions, gen, contract.ReasonInProgress, fmt.Sprintf("generation %d is rolling out", gen))
+		}
 	}
 }
 
+// readyAt: generation gen was found realized.
+func readyAt(conds []metav1.Condition, gen int64) bool {
+	c := meta.FindStatusCondition(conds, contract.ConditionReady)
+	return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == gen
+}
+
 // fail records a resolution failure. A function that never ran is Failed; an update that
-// fails leaves the last good Deployment alone, so the function stays Active on it. A
-// function waiting for a layer has not acted on its generation yet (patch.Pending).
-func (r *FunctionReconciler) fail(fn *lambdav1alpha1.Function, patch *statuspatch.Patch, rerr *ResolveError) ctrl.Result {
+// fails leaves the last good Deployment alone, so the function stays Active on it. Either
+// is Stalled with Lambda's reason code (a transient failure is retried meanwhile). A
+// function waiting for a layer being published is Reconciling.
+func (r *FunctionReconciler) fail(fn *lambdav1alpha1.Function, rerr *ResolveError) ctrl.Result {
 	st := &fn.Status
 	gen := fn.Generation
 	code := rerr.Reason
@@ -206,25 +232,31 @@ func (r *FunctionReconciler) fail(fn *lambdav1alpha1.Function, patch *statuspatc
 		setCondition(&st.Conditions, gen, contract.ConditionCodeResolved, false, contract.ReasonInProgress, rerr.Message)
 		if st.State != lambdav1alpha1.StateActive {
 			st.State, st.StateReasonCode, st.StateReason = lambdav1alpha1.StatePending, lambdav1alpha1.StateReasonCreating, rerr.Message
-			setCondition(&st.Conditions, gen, contract.ConditionReady, false, string(lambdav1alpha1.StatePending), rerr.Message)
 		}
-		patch.Pending()
+		reason := string(rerr.Reason) // Creating
+		if st.State == lambdav1alpha1.StateActive {
+			reason = contract.ReasonInProgress // an update
+		}
+		readiness.Reconciling(&st.Conditions, gen, reason, rerr.Message)
 		return ctrl.Result{RequeueAfter: retryResolve}
 	}
 	if st.State == lambdav1alpha1.StateActive {
 		if st.LastUpdateStatus != lambdav1alpha1.LastUpdateFailed || st.LastUpdateStatusReason != rerr.Message {
 			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "UpdateFailed", "Update", "%s", rerr.Message)
 		}
-		setCondition(&st.Conditions, gen, contract.ConditionReady, true, string(lambdav1alpha1.StateActive), "the previous code and configuration keep serving: the update failed")
 	} else {
 		if st.State != lambdav1alpha1.StateFailed || st.StateReason != rerr.Message {
 			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "Failed", "Create", "%s", rerr.Message)
 		}
 		st.State, st.StateReasonCode, st.StateReason = lambdav1alpha1.StateFailed, code, rerr.Message
-		setCondition(&st.Conditions, gen, contract.ConditionReady, false, string(code), rerr.Message)
 	}
 	st.LastUpdateStatus, st.LastUpdateStatusReasonCode, st.LastUpdateStatusReason = lambdav1alpha1.LastUpdateFailed, lambdav1alpha1.LastUpdateStatusReasonCode(code), rerr.Message
 	setCondition(&st.Conditions, gen, contract.ConditionCodeResolved, false, string(code), rerr.Message)
+	msg := rerr.Message
+	if st.State == lambdav1alpha1.StateActive {
+		msg = "the update failed; the previous code and configuration keep serving: " + msg
+	}
+	readiness.Stalled(&st.Conditions, gen, string(code), msg)
 	if rerr.Transient {
 		return ctrl.Result{RequeueAfter: retryResolve}
 	}

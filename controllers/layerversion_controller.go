@@ -21,6 +21,7 @@ import (
 
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/readiness"
 	"github.com/klambda/klambda/internal/statuspatch"
 )
 
@@ -52,7 +53,9 @@ func (r *LayerVersionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	patch := statuspatch.New(r.Client, &lv)
-	defer patch.Close(ctx, &err, func() { lv.Status.ObservedGeneration = lv.Generation })
+	defer patch.Close(ctx, &err, func(rerr error) {
+		lv.Status.ObservedGeneration = readiness.Observe(&lv.Status.Conditions, lv.Generation, lv.Status.ObservedGeneration, rerr)
+	})
 	if !lv.DeletionTimestamp.IsZero() {
 		patch.Pending()
 		return ctrl.Result{}, r.reconcileDelete(ctx, &lv)
@@ -99,13 +102,23 @@ func (r *LayerVersionReconciler) reconcileNormal(ctx context.Context, lv *lambda
 	if lv.Status.Version != 0 && meta.IsStatusConditionTrue(lv.Status.Conditions, contract.ConditionReady) {
 		return ctrl.Result{}, nil // published: immutable
 	}
+	if lv.Status.ObservedGeneration == 0 {
+		// The first status, before the content is fetched (which may take a while): until
+		// then kstatus would read the object without status as current.
+		readiness.Reconciling(&lv.Status.Conditions, lv.Generation, contract.ReasonInProgress, "resolving the content")
+		lv.Status.ObservedGeneration = lv.Generation
+		if err := patch.Flush(ctx); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	z, err := r.Resolver.ResolveZip(ctx, lv, "content", lv.Spec.Content, optRoot)
 	var rerr *ResolveError
 	if errors.As(err, &rerr) {
 		if c := meta.FindStatusCondition(lv.Status.Conditions, contract.ConditionReady); c == nil || c.Message != rerr.Message {
 			r.Recorder.Eventf(lv, nil, corev1.EventTypeWarning, "Failed", "Publish", "%s", rerr.Message)
 		}
-		setCondition(&lv.Status.Conditions, lv.Generation, contract.ConditionReady, false, string(rerr.Reason), rerr.Message)
+		// Stalled as Lambda's PublishLayerVersion fails; a transient failure is retried.
+		readiness.Stalled(&lv.Status.Conditions, lv.Generation, string(rerr.Reason), rerr.Message)
 		if rerr.Transient {
 			return ctrl.Result{RequeueAfter: retryResolve}, nil
 		}
@@ -139,7 +152,7 @@ func (r *LayerVersionReconciler) publish(ctx context.Context, lv *lambdav1alpha1
 		CreatedDate:        &now,
 		Conditions:         lv.Status.Conditions,
 	}
-	setCondition(&lv.Status.Conditions, lv.Generation, contract.ConditionReady, true, contract.ReasonResolved, fmt.Sprintf("published as version %d of layer %s", n, name))
+	readiness.Ready(&lv.Status.Conditions, lv.Generation, contract.ReasonResolved, fmt.Sprintf("published as version %d of layer %s", n, name))
 	r.Recorder.Eventf(lv, nil, corev1.EventTypeNormal, "Published", "Publish", "version %d of layer %s (%s)", n, name, d.Base64)
 	return nil
 }

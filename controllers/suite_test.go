@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crconfig "sigs.k8s.io/controller-runtime/pkg/config"
@@ -30,9 +31,11 @@ import (
 )
 
 var (
-	k8s     client.Client
-	testCfg Config
-	nsSeq   atomic.Int64
+	k8s client.Client
+	// testRestConfig reaches the test's kube-apiserver (for watches).
+	testRestConfig *rest.Config
+	testCfg        Config
+	nsSeq          atomic.Int64
 )
 
 func TestMain(m *testing.M) {
@@ -72,6 +75,7 @@ func TestMain(m *testing.M) {
 				fmt.Fprintln(os.Stderr, "manager:", err)
 			}
 		}()
+		testRestConfig = srv.Config
 		k8s, err = client.New(srv.Config, client.Options{Scheme: scheme})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -25,6 +25,7 @@ import (
 
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/readiness"
 	"github.com/klambda/klambda/internal/statuspatch"
 )
 
@@ -67,13 +68,16 @@ func (r *VersionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 		return ctrl.Result{}, fnErr
 	}
 	patch := statuspatch.New(r.Client, &v)
-	defer patch.Close(ctx, &err, func() { v.Status.ObservedGeneration = v.Generation })
+	defer patch.Close(ctx, &err, func(rerr error) {
+		v.Status.ObservedGeneration = readiness.Observe(&v.Status.Conditions, v.Generation, v.Status.ObservedGeneration, rerr)
+	})
 	if !v.DeletionTimestamp.IsZero() {
 		patch.Pending()
 		return ctrl.Result{}, r.reconcileDelete(ctx, &v, apierrors.IsNotFound(fnErr) || !fn.DeletionTimestamp.IsZero())
 	}
 	if apierrors.IsNotFound(fnErr) {
-		setCondition(&v.Status.Conditions, v.Generation, contract.ConditionReady, false, contract.ReasonFunctionNotFound, "Function "+v.Spec.FunctionName+" not found")
+		// Applied together with its Function (GitOps), it publishes once the Function comes.
+		readiness.Reconciling(&v.Status.Conditions, v.Generation, contract.ReasonFunctionNotFound, "waiting for Function "+v.Spec.FunctionName+": not found")
 		return ctrl.Result{}, nil
 	}
 	return r.reconcileNormal(ctx, &v, &fn, patch)
@@ -104,7 +108,7 @@ func (r *VersionReconciler) reconcileNormal(ctx context.Context, v *lambdav1alph
 	case v.Status.Version == "" && published != nil && published.Reason == contract.ReasonPreconditionFailed:
 		return ctrl.Result{}, nil // Lambda's 412 is final for this request
 	case v.Status.Version == "":
-		return r.publish(ctx, v, fn, patch)
+		return r.publish(ctx, v, fn)
 	case published != nil && published.Reason == contract.ReasonUnchanged:
 		return ctrl.Result{}, nil
 	}
@@ -112,12 +116,12 @@ func (r *VersionReconciler) reconcileNormal(ctx context.Context, v *lambdav1alph
 }
 
 // publish takes the snapshot (or finds the unchanged version) and a number.
-func (r *VersionReconciler) publish(ctx context.Context, v *lambdav1alpha1.Version, fn *lambdav1alpha1.Function, patch *statuspatch.Patch) (ctrl.Result, error) {
+func (r *VersionReconciler) publish(ctx context.Context, v *lambdav1alpha1.Version, fn *lambdav1alpha1.Function) (ctrl.Result, error) {
 	fs := fn.Status
 	if notReady := functionNotReady(fn); notReady != "" {
 		// Lambda answers 409 ResourceConflictException; a Version waits and publishes then.
 		setCondition(&v.Status.Conditions, v.Generation, contract.ConditionPublished, false, contract.ReasonFunctionNotReady, "waiting to publish: "+notReady)
-		setCondition(&v.Status.Conditions, v.Generation, contract.ConditionReady, false, contract.ReasonFunctionNotReady, "waiting to publish: "+notReady)
+		readiness.Reconciling(&v.Status.Conditions, v.Generation, contract.ReasonFunctionNotReady, "waiting to publish: "+notReady)
 		v.Status.State = lambdav1alpha1.StatePending
 		return ctrl.Result{}, nil
 	}
@@ -143,7 +147,7 @@ func (r *VersionReconciler) publish(ctx context.Context, v *lambdav1alpha1.Versi
 	num, err := r.takeNumber(ctx, fn)
 	if apierrors.IsConflict(err) {
 		// Someone else took a number since the Function was read: read it again.
-		patch.Pending()
+		readiness.Reconciling(&v.Status.Conditions, v.Generation, contract.ReasonInProgress, "publishing: another version took the next number first; retrying")
 		return ctrl.Result{RequeueAfter: conflictRetry}, nil
 	}
 	if err != nil {
@@ -187,7 +191,7 @@ func (r *VersionReconciler) publishUnchanged(v, prev *lambdav1alpha1.Version) {
 	v.Status.Conditions = append([]metav1.Condition(nil), conditions...)
 	setCondition(&v.Status.Conditions, gen, contract.ConditionPublished, true, contract.ReasonUnchanged,
 		fmt.Sprintf("nothing changed since version %s: this Version refers to version %s (Version %s) and runs nothing of its own", last, last, prev.Name))
-	setCondition(&v.Status.Conditions, gen, contract.ConditionReady, true, contract.ReasonUnchanged, "version "+last+" is "+string(prev.Status.State))
+	readiness.Ready(&v.Status.Conditions, gen, contract.ReasonUnchanged, "version "+last+" is "+string(prev.Status.State))
 	r.Recorder.Eventf(v, nil, corev1.EventTypeNormal, "Unchanged", "Publish", "nothing changed since version %s; no new version published", last)
 }
 
@@ -235,13 +239,17 @@ func (r *VersionReconciler) recordPublished(v *lambdav1alpha1.Version, fn *lambd
 	r.Recorder.Eventf(v, nil, corev1.EventTypeNormal, "Published", "Publish", "published version %s of %s (code %s)", num, fn.Name, fs.CodeSha256)
 }
 
+// ReasonProvisioning: a Version's Deployment is applied and its provisioned concurrency is
+// being allocated (Ready once it is READY).
+const ReasonProvisioning = "ProvisionedConcurrencyInProgress"
+
 // conflictRetry is how soon a publish that lost the race for a number tries again.
 const conflictRetry = 50 * time.Millisecond
 
 func (r *VersionReconciler) preconditionFailed(v *lambdav1alpha1.Version, msg string) {
 	gen := v.Generation
 	setCondition(&v.Status.Conditions, gen, contract.ConditionPublished, false, contract.ReasonPreconditionFailed, msg)
-	setCondition(&v.Status.Conditions, gen, contract.ConditionReady, false, contract.ReasonPreconditionFailed, msg)
+	readiness.Stalled(&v.Status.Conditions, gen, contract.ReasonPreconditionFailed, msg)
 	v.Status.State, v.Status.StateReason, v.Status.StateReasonCode = lambdav1alpha1.StateFailed, msg, lambdav1alpha1.StateReasonInvalidConfiguration
 	r.Recorder.Eventf(v, nil, corev1.EventTypeWarning, contract.ReasonPreconditionFailed, "Publish", "%s", msg)
 }
@@ -299,7 +307,7 @@ func (r *VersionReconciler) deploy(ctx context.Context, v *lambdav1alpha1.Versio
 			r.Recorder.Eventf(v, nil, corev1.EventTypeWarning, "Failed", "Deploy", "%s", rerr.Message)
 		}
 		v.Status.State, v.Status.StateReasonCode, v.Status.StateReason = lambdav1alpha1.StateFailed, rerr.Reason, rerr.Message
-		setCondition(&v.Status.Conditions, gen, contract.ConditionReady, false, string(rerr.Reason), rerr.Message)
+		readiness.Stalled(&v.Status.Conditions, gen, string(rerr.Reason), rerr.Message)
 		return nil
 	} else if err != nil {
 		return err
@@ -309,8 +317,13 @@ func (r *VersionReconciler) deploy(ctx context.Context, v *lambdav1alpha1.Versio
 	}
 	v.Status.State, v.Status.StateReason, v.Status.StateReasonCode = lambdav1alpha1.StateActive, "", ""
 	v.Status.LastUpdateStatus = lambdav1alpha1.LastUpdateSuccessful
-	setCondition(&v.Status.Conditions, gen, contract.ConditionReady, true, string(lambdav1alpha1.StateActive), "Deployment "+dep.Name+" is applied")
 	r.reportProvisionedConcurrency(ctx, v, dep)
+	if pc := v.Status.ProvisionedConcurrency; pc != nil && pc.Status != lambdav1alpha1.ProvisionedConcurrencyReady {
+		readiness.Reconciling(&v.Status.Conditions, gen, ReasonProvisioning, fmt.Sprintf("Deployment %s is applied; %d of %d provisioned environments are available",
+			dep.Name, pc.AvailableProvisionedConcurrentExecutions, pc.RequestedProvisionedConcurrentExecutions))
+		return nil
+	}
+	readiness.Ready(&v.Status.Conditions, gen, string(lambdav1alpha1.StateActive), "Deployment "+dep.Name+" is applied")
 	return nil
 }
 

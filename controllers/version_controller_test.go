@@ -13,7 +13,6 @@ import (
 
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
-	"github.com/klambda/klambda/internal/statuspatch"
 )
 
 func newVersion(ns, name, fn string) *lambdav1alpha1.Version {
@@ -145,9 +144,12 @@ func TestVersionNumbersUseOptimisticConcurrency(t *testing.T) {
 	r := &VersionReconciler{Client: k8s, APIReader: k8s, Recorder: nopRecorder{}, Config: testCfg}
 	v := newVersion(ns, "race-x", "race")
 	v.UID = "x"
-	res, err := r.publish(ctx, v, stale, statuspatch.New(k8s, v))
+	res, err := r.publish(ctx, v, stale)
 	if err != nil || res.RequeueAfter == 0 || v.Status.Version != "" {
 		t.Fatalf("publish with a stale Function: %v %+v %q", err, res, v.Status.Version)
+	}
+	if !meta.IsStatusConditionTrue(v.Status.Conditions, contract.ConditionReconciling) {
+		t.Errorf("a publish that lost the race for a number is Reconciling: %+v", v.Status.Conditions)
 	}
 	if f := getFunction(t, ns, "race"); f.Status.NextVersionNumber != 2 {
 		t.Errorf("counter %d", f.Status.NextVersionNumber)

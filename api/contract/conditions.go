@@ -2,9 +2,16 @@ package contract
 
 // Condition types on klambda's objects (status.conditions).
 const (
-	// ConditionReady: the object is usable (a Function Active, a Version published and
-	// rolled out, an Alias routing, a mapping polling).
+	// ConditionReady: the object's generation is fully realized (a Function Active with its
+	// rollout complete, a Version's environments applied, an Alias routing as its spec says,
+	// a mapping in its desired state, a LayerVersion's content available).
 	ConditionReady = "Ready"
+	// ConditionReconciling (kstatus): True, with a reason, while work on the object's
+	// generation is in progress; absent otherwise.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled (kstatus): True, with Lambda's reason code, when the object cannot
+	// progress without a change; absent otherwise.
+	ConditionStalled = "Stalled"
 	// ConditionCodeResolved: code and layers were fetched and checked.
 	ConditionCodeResolved = "CodeResolved"
 	// ConditionRolloutComplete: the Deployment runs the current template everywhere.

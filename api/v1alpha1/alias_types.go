@@ -100,7 +100,9 @@ type AliasStatus struct {
 	// +optional
 	FunctionURL string `json:"functionUrl,omitempty"`
 
-	// conditions: Ready (the versions exist and are Active), each with its observedGeneration.
+	// conditions: Ready (the routing is validated and in effect), Reconciling (waiting for
+	// its function or a version to be published), Stalled (a duplicate name, versions that
+	// disagree), each with its observedGeneration (docs/status.md).
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -394,7 +394,9 @@ type EventSourceMappingStatus struct {
 	// +optional
 	LastModified *metav1.Time `json:"lastModified,omitempty"`
 
-	// conditions: Ready, each with its observedGeneration.
+	// conditions: Ready (in its desired state: Enabled and polling, or Disabled with reason
+	// Disabled), Reconciling (a transition in progress), Stalled (invalid configuration,
+	// access denied), each with its observedGeneration (docs/status.md).
 	// +optional
 	// +listType=map
 	// +listMapKey=type

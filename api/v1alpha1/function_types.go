@@ -416,7 +416,9 @@ type FunctionStatus struct {
 	// +optional
 	FunctionURL string `json:"functionUrl,omitempty"`
 
-	// conditions: Ready and others, each with its observedGeneration.
+	// conditions: Ready (this generation rolled out and Active), Reconciling (in progress),
+	// Stalled (a failed create or update, with Lambda's reason code), and others, each with
+	// its observedGeneration (docs/status.md).
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -74,7 +74,8 @@ type LayerVersionStatus struct {
 	// +optional
 	CreatedDate *metav1.Time `json:"createdDate,omitempty"`
 
-	// conditions: Ready, each with its observedGeneration.
+	// conditions: Ready (the content is available), Reconciling (being fetched), Stalled
+	// (the content can't be used), each with its observedGeneration (docs/status.md).
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -101,7 +101,10 @@ type VersionStatus struct {
 	// +optional
 	ProvisionedConcurrency *ProvisionedConcurrencyStatus `json:"provisionedConcurrency,omitempty"`
 
-	// conditions: Ready (and Published), each with its observedGeneration.
+	// conditions: Ready (published, its environments' template applied, provisioned
+	// concurrency READY if requested), Reconciling (waiting to publish, provisioning),
+	// Stalled (PreconditionFailed, unusable code), and Published, each with its
+	// observedGeneration (docs/status.md).
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -16,9 +16,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crconfig "sigs.k8s.io/controller-runtime/pkg/config"
@@ -28,6 +30,7 @@ import (
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/eventsources/controller"
 	"github.com/klambda/klambda/eventsources/invokeclient/invoketest"
+	"github.com/klambda/klambda/test/gitopshealth"
 )
 
 // grantInvoke lets ServiceAccount ns/sa invoke function fn (a Role and RoleBinding).
@@ -158,6 +161,18 @@ func TestMappingActsAsItsServiceAccount(t *testing.T) {
 	if !strings.Contains(c.Message, "mapper") || !strings.Contains(c.Message, "invoke functions.lambda.klambda.dev charge") {
 		t.Errorf("message %q must name the ServiceAccount and the missing permission", c.Message)
 	}
+	u, v, err := gitopshealth.Read(ctx, srv.Client, "EventSourceMapping", client.ObjectKeyFromObject(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o lambdav1alpha1.EventSourceMapping
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &o); err != nil {
+		t.Fatal(err)
+	}
+	if !meta.IsStatusConditionTrue(o.Status.Conditions, contract.ConditionStalled) || v.Kstatus != status.FailedStatus || v.Argo != "Degraded" {
+		t.Errorf("a mapping denied access must be Stalled, Failed to kstatus, Degraded to Argo CD: %+v, %s", o.Status.Conditions, v)
+	}
+	t.Logf("TABLE| EventSourceMapping | ServiceAccount may not invoke the function | %s | %s | %s (%s) |", conditionsText(o.Status.Conditions), v.Kstatus, v.Argo, v.ArgoMessage)
 	time.Sleep(time.Second)
 	if n := invoked("charge"); n != 0 {
 		t.Fatalf("the function was invoked %d times for a mapping whose ServiceAccount may not invoke it", n)

@@ -13,10 +13,10 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -31,6 +31,7 @@ import (
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/eventsources/poller"
+	"github.com/klambda/klambda/internal/readiness"
 	"github.com/klambda/klambda/internal/statuspatch"
 )
 
@@ -113,8 +114,9 @@ func (s stopPollersOnShutdown) Start(ctx context.Context) error {
 
 func (stopPollersOnShutdown) NeedLeaderElection() bool { return false }
 
-// Reconcile reads top to bottom: fetch, one deferred status patch (observedGeneration set
-// once the mapping's poller runs its generation), then deletion or the normal path.
+// Reconcile reads top to bottom: fetch, one deferred status patch (observedGeneration and
+// the readiness conditions: Reconciling until the mapping's poller runs its generation),
+// then deletion or the normal path.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, err error) {
 	var esm lambdav1alpha1.EventSourceMapping
 	if err := r.Client.Get(ctx, req.NamespacedName, &esm); err != nil {
@@ -125,7 +127,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		return ctrl.Result{}, err
 	}
 	patch := statuspatch.New(r.Client, &esm)
-	defer patch.Close(ctx, &err, func() { esm.Status.ObservedGeneration = esm.Generation })
+	defer patch.Close(ctx, &err, func(rerr error) {
+		esm.Status.ObservedGeneration = readiness.Observe(&esm.Status.Conditions, esm.Generation, esm.Status.ObservedGeneration, rerr)
+	})
 	if !esm.DeletionTimestamp.IsZero() {
 		patch.Pending()
 		return ctrl.Result{}, r.reconcileDelete(ctx, &esm, patch)
@@ -177,16 +181,18 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, esm *lambdav1alpha1.Ev
 		s.FunctionARN = r.Builder.FunctionARN(esm.Spec.FunctionName)
 		s.LastProcessingResult = poller.ResultNoRecords
 		transition(s, lambdav1alpha1.EventSourceMappingCreating, ReasonUserInitiated)
-		setReady(s, esm.Generation, metav1.ConditionFalse, conditionReasonStarting, "the poller is starting")
+		readiness.Reconciling(&s.Conditions, esm.Generation, conditionReasonStarting, "the poller is starting")
 	} else if s.ObservedGeneration != 0 && s.ObservedGeneration != esm.Generation && !inTransition(s.State) {
-		transition(s, nextTransition(esm), ReasonUserInitiated)
+		next := nextTransition(esm)
+		transition(s, next, ReasonUserInitiated)
 		s.FunctionARN = r.Builder.FunctionARN(esm.Spec.FunctionName)
+		readiness.Reconciling(&s.Conditions, esm.Generation, string(next), "the poller is applying generation "+strconv.FormatInt(esm.Generation, 10))
 	}
 	st := r.Pollers.Apply(esm)
 	if !st.Leading || st.Applied != esm.Generation {
 		// Another replica polls this mapping, or ours is still applying: its notification
-		// (or the Lease holder's) brings us back.
-		patch.Pending()
+		// (or the Lease holder's) brings us back. Until then the generation is Reconciling
+		// (readiness.Observe), and a settled one stays as its poller reported it.
 		return nil
 	}
 	settle(esm, st)
@@ -205,30 +211,32 @@ func nextTransition(esm *lambdav1alpha1.EventSourceMapping) lambdav1alpha1.Event
 	return lambdav1alpha1.EventSourceMappingUpdating
 }
 
-// settle reports the state the poller settled in for the mapping's generation.
+// settle reports the state the poller settled in for the mapping's generation: Ready in
+// the desired state (Enabled and polling, or Disabled), Stalled when the configuration or
+// the permissions keep it from polling, Reconciling while its poller can't start (retried).
 func settle(esm *lambdav1alpha1.EventSourceMapping, st SlotStatus) {
 	s, gen := &esm.Status, esm.Generation
 	enabled := esm.Spec.Enabled == nil || *esm.Spec.Enabled
 	switch {
 	case st.Err != nil && isAccessDenied(st.Err):
 		transition(s, lambdav1alpha1.EventSourceMappingDisabled, ReasonConfigNotValid)
-		setReady(s, gen, metav1.ConditionFalse, contract.ReasonAccessDenied, st.Err.Error())
+		readiness.Stalled(&s.Conditions, gen, contract.ReasonAccessDenied, st.Err.Error())
 	case st.Err != nil && isConfigError(st.Err):
 		transition(s, lambdav1alpha1.EventSourceMappingDisabled, ReasonConfigNotValid)
-		setReady(s, gen, metav1.ConditionFalse, conditionReasonBadConfig, st.Err.Error())
+		readiness.Stalled(&s.Conditions, gen, conditionReasonBadConfig, st.Err.Error())
 	case st.Err != nil:
 		transition(s, lambdav1alpha1.EventSourceMappingEnabled, ReasonUserInitiated)
 		s.LastProcessingResult = "PROBLEM: " + st.Err.Error()
-		setReady(s, gen, metav1.ConditionFalse, conditionReasonNoPoller, st.Err.Error())
+		readiness.Reconciling(&s.Conditions, gen, conditionReasonNoPoller, st.Err.Error())
 	case enabled:
 		transition(s, lambdav1alpha1.EventSourceMappingEnabled, ReasonUserInitiated)
 		if st.LastResult != "" {
 			s.LastProcessingResult = st.LastResult
 		}
-		setReady(s, gen, metav1.ConditionTrue, conditionReasonPolling, "polling the event source")
+		readiness.Ready(&s.Conditions, gen, conditionReasonPolling, "polling the event source")
 	default:
 		transition(s, lambdav1alpha1.EventSourceMappingDisabled, ReasonUserInitiated)
-		setReady(s, gen, metav1.ConditionFalse, conditionReasonDisabled, "the mapping is disabled")
+		readiness.Ready(&s.Conditions, gen, conditionReasonDisabled, "the mapping is disabled, as its spec says")
 	}
 }
 
@@ -249,8 +257,4 @@ func transition(s *lambdav1alpha1.EventSourceMappingStatus, state lambdav1alpha1
 	s.State, s.StateTransitionReason = state, reason
 	now := metav1.NewTime(time.Now().Truncate(time.Second))
 	s.LastModified = &now
-}
-
-func setReady(s *lambdav1alpha1.EventSourceMappingStatus, gen int64, status metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: contract.ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen})
 }

@@ -39,16 +39,19 @@ func New(c client.Client, obj client.Object) *Patch {
 // the snapshot's view of it, such as a labels patch, needs only obj's new resourceVersion.)
 func (p *Patch) Rebase() { p.base = p.obj.DeepCopyObject().(client.Object) }
 
-// Pending says the reconcile ends before it acted on the object's generation (it waits, or
-// retries soon): Close writes the status but does not observe the generation.
+// Pending says the reconcile does not act on the object's generation (it is being
+// deleted): Close writes the status but does not observe the generation.
 func (p *Patch) Pending() { p.pending = true }
 
-// Close ends the reconcile: when it succeeded (*err nil, not Pending) observe sets
-// status.observedGeneration; then the status is merge-patched if it changed. A patch error
-// joins *err; an object deleted meanwhile has nothing left to report on.
-func (p *Patch) Close(ctx context.Context, err *error, observe func()) {
-	if *err == nil && !p.pending {
-		observe()
+// Close ends the reconcile: unless Pending, observe gets the reconcile's error (nil when it
+// succeeded) and sets status.observedGeneration, and the conditions that say how far that
+// generation is (internal/readiness.Observe), so that every status write names its
+// generation (kstatus reads a status without one as current); then the status is
+// merge-patched if it changed. A patch error joins *err; an object deleted meanwhile has
+// nothing left to report on.
+func (p *Patch) Close(ctx context.Context, err *error, observe func(reconcileErr error)) {
+	if !p.pending {
+		observe(*err)
 	}
 	if perr := p.patch(ctx); perr != nil {
 		*err = errors.Join(*err, perr)

@@ -48,7 +48,7 @@ func TestCloseObservesAndPatchesOnce(t *testing.T) {
 	p := New(c, a)
 	a.Status.Name = "prod"
 	var err error
-	p.Close(ctx, &err, func() { a.Status.ObservedGeneration = a.Generation })
+	p.Close(ctx, &err, func(error) { a.Status.ObservedGeneration = a.Generation })
 	if err != nil || *patches != 1 {
 		t.Fatalf("err %v, patches %d", err, *patches)
 	}
@@ -58,31 +58,34 @@ func TestCloseObservesAndPatchesOnce(t *testing.T) {
 	// Nothing changed: no patch.
 	a = get(t, c)
 	p = New(c, a)
-	p.Close(ctx, &err, func() { a.Status.ObservedGeneration = a.Generation })
+	p.Close(ctx, &err, func(error) { a.Status.ObservedGeneration = a.Generation })
 	if err != nil || *patches != 1 {
 		t.Errorf("unchanged status patched: err %v, patches %d", err, *patches)
 	}
 }
 
-// A failed or waiting reconcile writes its status but does not observe the generation.
-func TestCloseWithoutSuccessDoesNotObserve(t *testing.T) {
+// A failed reconcile still observes its generation, and observe learns the error; a
+// Pending one (an object being deleted) writes its status without observing.
+func TestCloseObservesFailuresButNotPending(t *testing.T) {
 	ctx := context.Background()
 	c, _ := setup(t)
 	a := get(t, c)
 	p := New(c, a)
 	a.Status.Name = "failing"
 	err := errors.New("boom")
-	p.Close(ctx, &err, func() { a.Status.ObservedGeneration = a.Generation })
-	if got := get(t, c); got.Status.Name != "failing" || got.Status.ObservedGeneration != 0 {
-		t.Errorf("status %+v", got.Status)
+	var seen error
+	p.Close(ctx, &err, func(rerr error) { seen = rerr; a.Status.ObservedGeneration = a.Generation })
+	if got := get(t, c); got.Status.Name != "failing" || got.Status.ObservedGeneration != 2 || seen == nil || seen.Error() != "boom" {
+		t.Errorf("status %+v, observe saw %v", got.Status, seen)
 	}
 	a = get(t, c)
+	a.Status.ObservedGeneration = 0
 	p = New(c, a)
 	p.Pending()
-	a.Status.Name = "waiting"
+	a.Status.Name = "deleting"
 	err = nil
-	p.Close(ctx, &err, func() { a.Status.ObservedGeneration = a.Generation })
-	if got := get(t, c); err != nil || got.Status.Name != "waiting" || got.Status.ObservedGeneration != 0 {
+	p.Close(ctx, &err, func(error) { a.Status.ObservedGeneration = 7 })
+	if got := get(t, c); err != nil || got.Status.Name != "deleting" || got.Status.ObservedGeneration != 2 {
 		t.Errorf("err %v, status %+v", err, got.Status)
 	}
 }
@@ -100,7 +103,7 @@ func TestStaleCopyConflicts(t *testing.T) {
 	p := New(c, stale)
 	stale.Status.FunctionVersion = "1"
 	var err error
-	p.Close(ctx, &err, func() {})
+	p.Close(ctx, &err, func(error) {})
 	if !apierrors.IsConflict(err) {
 		t.Errorf("err %v, want a conflict", err)
 	}
