@@ -612,9 +612,39 @@ func TestActivatorAliasWeights(t *testing.T) {
 	t.Logf("%d invocations of hello:live in %v (%.0f/s): version 1 %d, version 2 %d (%.2f %%)", total, took.Round(time.Millisecond),
 		total/took.Seconds(), counts["1"], counts["2"], 100*share)
 	if counts["1"]+counts["2"] != total {
+		dumpFunctionErrors(ctx, t, ns)
 		t.Fatalf("not every invocation ran on version 1 or 2: %v", counts)
 	}
 	if share < 0.085 || share > 0.115 {
 		t.Fatalf("version 2 ran %.2f %% of the alias's invocations; want 10 %% ± 1.5 %%", 100*share)
+	}
+}
+
+// dumpFunctionErrors logs what the namespace's function pods logged about failures (the
+// shim's and the runtime's lines), for a test that met an unexpected function error.
+func dumpFunctionErrors(ctx context.Context, t *testing.T, ns string) {
+	t.Helper()
+	var pods corev1.PodList
+	if err := cluster.Client.List(ctx, &pods, client.InNamespace(ns)); err != nil {
+		t.Logf("listing the pods of %s: %v", ns, err)
+		return
+	}
+	for _, p := range pods.Items {
+		for _, st := range p.Status.ContainerStatuses {
+			t.Logf("pod %s container %s: restarts %d, last state %+v", p.Name, st.Name, st.RestartCount, st.LastTerminationState.Terminated)
+		}
+		rc, err := cluster.Kube.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{}).Stream(ctx)
+		if err != nil {
+			t.Logf("logs of %s: %v", p.Name, err)
+			continue
+		}
+		b, _ := io.ReadAll(io.LimitReader(rc, 64<<20))
+		rc.Close()
+		for _, line := range strings.Split(string(b), "\n") {
+			if l := strings.ToLower(line); strings.Contains(l, "error") || strings.Contains(l, "timed out") || strings.Contains(l, "panic") ||
+				strings.Contains(l, "fatal") || strings.Contains(l, "exit") || strings.Contains(l, "signal") {
+				t.Logf("%s: %s", p.Name, line)
+			}
+		}
 	}
 }
