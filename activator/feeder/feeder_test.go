@@ -304,9 +304,22 @@ func TestFeederFollowsObjectsAndPods(t *testing.T) {
 	if err := k.Create(ctx, a); err != nil {
 		t.Fatal(err)
 	}
+	// Routed once the alias controller has validated it (its status), not before.
+	time.Sleep(200 * time.Millisecond)
+	if _, err := table.Resolve(ns, "f", "live"); err == nil {
+		t.Error("an alias the controller has not validated is routed")
+	}
+	a.Status.FunctionVersion = "1"
+	if err := k.Status().Update(ctx, a); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, "alias live → 1", func() bool { r, err := table.Resolve(ns, "f", "live"); return err == nil && r.Version == "1" })
 	a.Spec.FunctionVersion = "$LATEST"
 	if err := k.Update(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	a.Status.FunctionVersion = "$LATEST"
+	if err := k.Status().Update(ctx, a); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "alias live → $LATEST", func() bool {

@@ -246,17 +246,24 @@ func (t *Table) compileOneLocked(k functionName) {
 		}
 	}
 	for _, a := range owners {
-		ae := aliasEntry{primary: a.Spec.FunctionVersion}
-		if rc := a.Spec.RoutingConfig; rc != nil && len(rc.AdditionalVersionWeights) > 0 {
+		// The routing the alias controller validated (status), not what the spec asks: a
+		// spec naming a version not published yet, or versions that may not be weighted
+		// together, keeps the last valid routing; an alias never validated routes nothing.
+		st := &a.Status
+		if st.FunctionVersion == "" {
+			continue
+		}
+		ae := aliasEntry{primary: st.FunctionVersion}
+		if w := st.AdditionalVersionWeights; len(w) > 0 {
 			// Lambda allows one additional version; with more (CEL should prevent it),
 			// take the lowest-numbered one so the choice is stable.
-			vs := make([]string, 0, len(rc.AdditionalVersionWeights))
-			for v := range rc.AdditionalVersionWeights {
+			vs := make([]string, 0, len(w))
+			for v := range w {
 				vs = append(vs, v)
 			}
 			sort.Strings(vs)
 			ae.additional = vs[0]
-			ae.weight = rc.AdditionalVersionWeights[vs[0]]
+			ae.weight = w[vs[0]]
 		}
 		if a.Spec.ProvisionedConcurrentExecutions != nil {
 			ae.provisioned = *a.Spec.ProvisionedConcurrentExecutions

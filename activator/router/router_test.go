@@ -41,7 +41,35 @@ func alias(objName, specName, function, primary string, weights map[string]float
 	if weights != nil {
 		a.Spec.RoutingConfig = &lambdav1alpha1.AliasRoutingConfiguration{AdditionalVersionWeights: weights}
 	}
+	// As the alias controller reports it once validated (the router routes by status).
+	a.Status.FunctionVersion, a.Status.AdditionalVersionWeights = primary, weights
 	return a
+}
+
+// The router routes by the alias's validated status: a spec the controller has not
+// validated (a version not published yet) keeps the last valid routing, and an alias
+// never validated routes nothing.
+func TestAliasRoutesByValidatedStatus(t *testing.T) {
+	tb := NewTable()
+	tb.SetFunction(fn("f", lambdav1alpha1.StateActive))
+	tb.SetVersion(ver("f-1", "f", "1", 0))
+	a := alias("live", "", "f", "1", nil)
+	tb.SetAlias(a)
+	if r, err := tb.Resolve("ns", "f", "live"); err != nil || r.Version != "1" {
+		t.Fatalf("live: %+v %v, want version 1", r, err)
+	}
+	ahead := a.DeepCopy()
+	ahead.Spec.FunctionVersion = "7" // not published: the controller keeps status at 1
+	tb.SetAlias(ahead)
+	if r, err := tb.Resolve("ns", "f", "live"); err != nil || r.Version != "1" {
+		t.Errorf("spec ahead of the validated status: %+v %v, want the last valid routing (version 1)", r, err)
+	}
+	fresh := alias("canary", "", "f", "1", nil)
+	fresh.Status = lambdav1alpha1.AliasStatus{} // not validated yet
+	tb.SetAlias(fresh)
+	if _, err := tb.Resolve("ns", "f", "canary"); !errors.Is(err, ErrQualifierNotFound) {
+		t.Errorf("an alias never validated: %v, want ErrQualifierNotFound", err)
+	}
 }
 
 func TestResolveLatestVersionAlias(t *testing.T) {

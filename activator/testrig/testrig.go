@@ -156,6 +156,8 @@ func (r *Rig) Alias(function, name, primary string, weights map[string]float64) 
 	if weights != nil {
 		a.Spec.RoutingConfig = &lambdav1alpha1.AliasRoutingConfiguration{AdditionalVersionWeights: weights}
 	}
+	// Validated, as the alias controller reports it (the router routes by status).
+	a.Status.FunctionVersion, a.Status.AdditionalVersionWeights = primary, weights
 	r.Table.SetAlias(a)
 }
 
