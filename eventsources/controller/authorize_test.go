@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/testr"
 	"github.com/nats-io/nats-server/v2/server"
 	gonats "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -108,9 +107,8 @@ func TestMappingActsAsItsServiceAccount(t *testing.T) {
 	r := &controller.Reconciler{Client: mgr.GetClient(), Builder: b, Pollers: &controller.Pollers{
 		Kube: kube, LeaseNamespace: tns, Identity: "replica-" + string(uuid.NewUUID()),
 		LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 200 * time.Millisecond,
-		Build: b.Build, Log: testr.New(t),
+		Build: b.Build, Log: pollerLog(),
 	}}
-	r.Pollers.Log = testr.New(t)
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
