@@ -5,8 +5,13 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // TestHelloGoInvoked is the cheap end-to-end check CI runs: the cluster is up, klambda is
@@ -60,5 +65,21 @@ func TestHelloGoInvoked(t *testing.T) {
 	}
 	if fe := res.Header.Get("X-Amz-Function-Error"); fe != "" {
 		t.Errorf("X-Amz-Function-Error = %q", fe)
+	}
+	// The cluster behaves like one: the function's log is read as kubectl logs reads it
+	// (the API server streams it from the kubelet), with the line the function wrote and
+	// the invocation's REPORT.
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		rc, err := cluster.Kube.CoreV1().Pods(ns).GetLogs(pod.Name, &corev1.PodLogOptions{}).Stream(ctx)
+		if err != nil {
+			t.Logf("logs of %s: %v", pod.Name, err)
+			return false, nil
+		}
+		defer rc.Close()
+		b, _ := io.ReadAll(io.LimitReader(rc, 1<<20))
+		return strings.Contains(string(b), "greeting e2e") && strings.Contains(string(b), "REPORT RequestId: "+got.RequestID), nil
+	})
+	if err != nil {
+		t.Errorf("the function pod's log (pods/log, as kubectl logs) never showed its greeting and REPORT: %v", err)
 	}
 }
