@@ -165,7 +165,13 @@ func asyncKillActivator(ctx context.Context, t *testing.T, restarts int32) {
 	if st.RestartCount != restarts || !strings.HasPrefix(st.ContainerID, "containerd://") {
 		t.Fatalf("activator container %s restarted %d times, want %d", st.ContainerID, st.RestartCount, restarts)
 	}
-	id := strings.TrimPrefix(st.ContainerID, "containerd://")
+	killActivatorProcess(t, strings.TrimPrefix(st.ContainerID, "containerd://"))
+}
+
+// killActivatorProcess sends SIGKILL to the process named "activator" whose cgroup is
+// container id's (this node's: the local cluster's node is this machine).
+func killActivatorProcess(t *testing.T, id string) {
+	t.Helper()
 	pids, _ := filepath.Glob("/proc/[0-9]*")
 	for _, p := range pids {
 		comm, err := os.ReadFile(filepath.Join(p, "comm"))

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -244,24 +243,8 @@ func killActivatorPod(ctx context.Context, t *testing.T, name string) {
 	if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: "klambda-system", Name: name}, &pod); err != nil {
 		t.Fatal(err)
 	}
-	id := strings.TrimPrefix(pod.Status.ContainerStatuses[0].ContainerID, "containerd://")
-	procs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, p := range procs {
-		comm, err := os.ReadFile(filepath.Join(p, "comm"))
-		if err != nil || strings.TrimSpace(string(comm)) != "activator" {
-			continue
-		}
-		if cg, err := os.ReadFile(filepath.Join(p, "cgroup")); err != nil || !strings.Contains(string(cg), id) {
-			continue
-		}
-		pid, _ := strconv.Atoi(filepath.Base(p))
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			t.Fatalf("kill -9 %d: %v", pid, err)
-		}
-		t.Logf("killed activator %s (pid %d) with SIGKILL", name, pid)
-		return
-	}
-	t.Fatalf("no activator process of pod %s on this node", name)
+	t.Logf("killing activator %s", name)
+	killActivatorProcess(t, strings.TrimPrefix(pod.Status.ContainerStatuses[0].ContainerID, "containerd://"))
 }
 
 // replicaCall invokes once; the answer as "200", "429 <type>", "<status> <type>: <body>"
