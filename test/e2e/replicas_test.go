@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/klambda/klambda/activator/ownership"
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -33,7 +34,8 @@ import (
 //   - only successes and reserved-concurrency throttles come back, whichever replica a
 //     caller reaches (the exactness of the shared count is proven in-process, where
 //     nothing else caps it: activator/replicas; here the Deployment is capped at 4 too);
-//   - a function at zero scales up whichever replica its first request reaches;
+//   - a function at zero scales up whichever replica its first request reaches, and back
+//     to zero once idle;
 //   - a rolling restart of the activator fails no invocation;
 //   - SIGKILL of the namespace's owner fails only what it held or was sent before its
 //     endpoint went, within 20 s of the kill; then the shard has moved and nothing fails.
@@ -81,11 +83,16 @@ func TestActivatorReplicas(t *testing.T) {
 	}
 
 	// Scale from zero whichever replica the first request reaches: one function born at
-	// zero per replica, each first invoked through that replica's own address.
+	// zero per replica, each first invoked through that replica's own address; and back to
+	// zero once idle (2 s here, by annotation), by the owner alone.
 	pods := activatorPods(ctx, t)
+	var cold []string
 	for i, pod := range pods {
 		name := "cold-" + strconv.Itoa(i)
-		probeFunction(ctx, t, ns, name, nil)
+		cold = append(cold, name)
+		probeFunction(ctx, t, ns, name, func(f *lambdav1alpha1.Function) {
+			f.Annotations = map[string]string{contract.AnnotationIdleTimeout: "2s"}
+		})
 		direct := "http://" + pod.Status.PodIP + ":8080/namespaces/" + ns + "/2015-03-31/functions/" + name + "/invocations"
 		start := time.Now()
 		if got := replicaCall(ctx, direct, token, `{"sleep":0}`); got != "200" {
@@ -94,6 +101,22 @@ func TestActivatorReplicas(t *testing.T) {
 			t.Logf("%s from zero through replica %s (shard owner %s): %v", name, pod.Name,
 				holders[ownership.ShardOf(ns, ownership.DefaultShards)], time.Since(start).Round(time.Millisecond))
 		}
+	}
+
+	start := time.Now()
+	err = wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		for _, name := range cold {
+			d, err := cluster.FunctionDeployment(ctx, ns, name, VersionLatest)
+			if err != nil || d.Spec.Replicas == nil || *d.Spec.Replicas != 0 || d.Status.Replicas != 0 {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Errorf("the functions invoked through each replica did not scale back to zero: %v", err)
+	} else {
+		t.Logf("all three back to zero %v after their invocations", time.Since(start).Round(time.Millisecond))
 	}
 
 	// 2. A rolling restart of the activator while the callers go on: no invocation fails.
