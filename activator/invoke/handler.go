@@ -10,6 +10,7 @@ package invoke
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/klambda/klambda/activator/auth"
+	"github.com/klambda/klambda/activator/dispatch"
 	"github.com/klambda/klambda/activator/metrics"
 	"github.com/klambda/klambda/api/contract"
 )
@@ -257,8 +259,8 @@ func (h *Handler) releasePayload(ns string, p *payload) {
 // series). Concurrency throttles are counted where they happen, with their version;
 // the callers' rate and the activator's own bounds here.
 func countFailure(m *metrics.Metrics, namespace, function string, e *Error) {
-	if m == nil || e.cause != nil {
-		return // ErrNotOwner: not a failure; the invocation is sent to the owner
+	if m == nil || errors.Is(e, dispatch.ErrNotOwner) {
+		return // not a failure: the invocation is sent to the namespace's owner
 	}
 	switch {
 	case e.Type != "TooManyRequestsException":

@@ -30,21 +30,21 @@ type Config struct {
 	Ownership ownership.Config
 	// Core runs the invocations of the namespaces this replica owns.
 	Core invoke.Invoker
-	// Dispatcher and Scaled (the scaler's Owns) are limited to the owned namespaces.
+	// Dispatcher is limited to the owned namespaces (the scaler too: its Owns is
+	// Replica.Manager.OwnsNamespace).
 	Dispatcher *dispatch.Dispatcher
-	Scaled     *func(namespace string) bool
 	// Client forwards invocations to their owners; Verify checks the peers that forward
 	// invocations here.
 	Client *peer.Client
 	Verify peer.Verifier
 	// HandoffWait bounds how long an invocation waits for its shard to find an owner (a
-	// dead replica's Leases expire first); Retry is how often it looks.
-	HandoffWait, Retry time.Duration
-	// GiveTimeout bounds how long a replica giving a shard up waits for its invocations
-	// of the shard (dispatch.MaxInvocation when 0).
-	GiveTimeout time.Duration
+	// dead replica's Leases expire first).
+	HandoffWait time.Duration
 	Log         logr.Logger
 }
+
+// handoffRetry is how often an invocation waiting for its shard's owner looks again.
+const handoffRetry = 100 * time.Millisecond
 
 // Replica is the wired ownership of one replica.
 type Replica struct {
@@ -62,10 +62,6 @@ func New(cfg Config) (*Replica, error) {
 	inShard := func(s int) func(string) bool {
 		return func(ns string) bool { return ownership.ShardOf(ns, shards) == s }
 	}
-	giveTimeout := cfg.GiveTimeout
-	if giveTimeout <= 0 {
-		giveTimeout = dispatch.MaxInvocation
-	}
 	log := cfg.Log
 	if log.GetSink() == nil {
 		log = logr.Discard()
@@ -74,7 +70,8 @@ func New(cfg Config) (*Replica, error) {
 	oc.Hooks = ownership.Hooks{
 		Acquired: func(s int) { cfg.Dispatcher.Take(inShard(s)) },
 		Releasing: func(s int) {
-			ctx, cancel := context.WithTimeout(context.Background(), giveTimeout)
+			// An invocation admitted here ends within MaxInvocation.
+			ctx, cancel := context.WithTimeout(context.Background(), dispatch.MaxInvocation)
 			defer cancel()
 			if err := cfg.Dispatcher.Give(ctx, inShard(s)); err != nil {
 				log.Error(err, "gave up a shard with invocations still running", "shard", s)
@@ -86,16 +83,9 @@ func New(cfg Config) (*Replica, error) {
 		return nil, err
 	}
 	cfg.Dispatcher.SetOwnership(m.OwnsNamespace)
-	if cfg.Scaled != nil {
-		*cfg.Scaled = m.OwnsNamespace
-	}
-	retry := cfg.Retry
-	if retry <= 0 {
-		retry = 100 * time.Millisecond
-	}
 	return &Replica{
 		Manager: m,
-		Router:  &peer.Router{Local: cfg.Core, Ownership: m, Client: cfg.Client, Wait: cfg.HandoffWait, Retry: retry},
+		Router:  &peer.Router{Local: cfg.Core, Ownership: m, Client: cfg.Client, Wait: cfg.HandoffWait, Retry: handoffRetry},
 		Peer:    &peer.Handler{Core: cfg.Core, Owns: m.OwnsNamespace, Verify: cfg.Verify},
 	}, nil
 }

@@ -79,7 +79,7 @@ func main() {
 		defer startAsync(ctx, &o.async, o, core, inv, informers, cs, reg, log)()
 	}
 	var ready atomic.Bool
-	startInformers(ctx, informers, func() { rp.start(); sc.Run(ctx) }, &ready, log)
+	startInformers(ctx, informers, func() { rp.start(ctx); sc.Run(ctx) }, &ready, log)
 	serveInvokeAPI(ctx, o, h, &ready, reg, cfg, log)
 	// The drain is over: the shards go to the other replicas once this one's invocations
 	// have ended (already, but for the async workers'); the peer port closes last.

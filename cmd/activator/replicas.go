@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -19,6 +18,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/transport"
 
 	"github.com/klambda/klambda/activator/auth"
 	"github.com/klambda/klambda/activator/dispatch"
@@ -95,25 +95,31 @@ func (r *replicaOptions) check(set map[string]bool) error {
 // replicaSet runs this replica's part in the shard ownership, and the peer port.
 type replicaSet struct {
 	peer *http.Server
-	// run takes part in the ownership until ctx ends (startReplicas's), once the
-	// informers have synced: a replica that owns a namespace must know its functions.
-	run       func()
-	closeView func()
-	done      chan struct{}
+	mgr  *ownership.Manager
+	log  logr.Logger
+	done chan struct{}
 }
 
-// start runs the ownership in the background (r may be nil: one replica).
-func (r *replicaSet) start() {
-	if r != nil {
-		go r.run()
+// start takes part in the ownership until ctx ends, in the background (r may be nil: one
+// replica). Called once the informers have synced: a replica that owns a namespace must
+// know its functions.
+func (r *replicaSet) start(ctx context.Context) {
+	if r == nil {
+		return
 	}
+	go func() {
+		defer close(r.done)
+		if err := r.mgr.Run(ctx); err != nil {
+			fatal(r.log, err, "shard ownership")
+		}
+	}()
 }
 
 // startReplicas sets up shard ownership when --shards is set (nil otherwise): the
 // dispatcher and the scaler serve only the owned namespaces, the returned Invoker routes
 // each invocation to its namespace's owner, and the peer port serves the forwarded ones.
-// Ownership runs from start until ctx ends; then the replica gives its shards up, each
-// once the invocations it admitted have ended.
+// Ownership runs from start until its context ends; then the replica gives its shards up,
+// each once the invocations it admitted have ended.
 func startReplicas(ctx context.Context, r *replicaOptions, cs kubernetes.Interface, core *invoke.Core, disp *dispatch.Dispatcher,
 	sc *scaler.Scaler, log logr.Logger) (*replicaSet, invoke.Invoker) {
 	if *r.shards == 0 {
@@ -135,7 +141,7 @@ func startReplicas(ctx context.Context, r *replicaOptions, cs kubernetes.Interfa
 			LeaseDuration: ownership.DefaultLeaseDuration, RenewDeadline: ownership.DefaultRenewDeadline, RetryPeriod: ownership.DefaultRetryPeriod,
 			Log: log,
 		},
-		Core: core, Dispatcher: disp, Scaled: &sc.Owns,
+		Core: core, Dispatcher: disp,
 		Client: &peer.Client{
 			HTTP:  &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}},
 			Token: tokenFile(*r.peerTokenFile),
@@ -147,21 +153,15 @@ func startReplicas(ctx context.Context, r *replicaOptions, cs kubernetes.Interfa
 	if err != nil {
 		fatal(log, err, "--shards")
 	}
+	sc.Owns = wired.Manager.OwnsNamespace
 	srv := &http.Server{Addr: *r.peerListen, Handler: wired.Peer, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	rp := &replicaSet{peer: srv, closeView: wired.Manager.Close, done: make(chan struct{})}
 	go func() {
 		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			fatal(log, err, "peer port")
 		}
 	}()
-	rp.run = func() {
-		defer close(rp.done)
-		log.Info("sharing the namespaces with the other replicas", "shards", *r.shards, "peer", *r.peerListen, "members", *r.membersService)
-		if err := wired.Manager.Run(ctx); err != nil {
-			fatal(log, err, "shard ownership")
-		}
-	}
-	return rp, wired.Router
+	log.Info("sharing the namespaces with the other replicas once the informers have synced", "shards", *r.shards, "peer", *r.peerListen, "members", *r.membersService)
+	return &replicaSet{peer: srv, mgr: wired.Manager, log: log, done: make(chan struct{})}, wired.Router
 }
 
 // stop waits (within ctx) until the shards are given up, then closes the peer port: the
@@ -175,7 +175,7 @@ func (r *replicaSet) stop(ctx context.Context) {
 	case <-ctx.Done():
 	}
 	_ = r.peer.Shutdown(ctx)
-	r.closeView()
+	r.mgr.Close()
 }
 
 // endpointMembers counts the ready endpoints of service (its EndpointSlices in
@@ -212,26 +212,15 @@ func readyEndpoints(lister discoverylisters.EndpointSliceLister, namespace strin
 	return len(seen)
 }
 
-// tokenFile reads a projected token, again at most every 30 s (the kubelet rotates it
-// well before it expires).
+// tokenFile reads a projected token through client-go's cached file token source (read
+// again every minute: the kubelet rotates it well before it expires).
 func tokenFile(path string) func() (string, error) {
-	var mu sync.Mutex
-	var tok string
-	var at time.Time
+	ts := transport.NewCachedFileTokenSource(path)
 	return func() (string, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if tok != "" && time.Since(at) < 30*time.Second {
-			return tok, nil
-		}
-		b, err := os.ReadFile(path)
+		t, err := ts.Token()
 		if err != nil {
 			return "", err
 		}
-		if t := strings.TrimSpace(string(b)); t != "" {
-			tok, at = t, time.Now()
-			return tok, nil
-		}
-		return "", fmt.Errorf("%s is empty", path)
+		return t.AccessToken, nil
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"os"
 	"strings"
 	"testing"
 )
@@ -44,5 +45,28 @@ func TestReplicaFlagsRefuseWhatWouldBeIgnored(t *testing.T) {
 		for k := range c.env {
 			t.Setenv(k, "")
 		}
+	}
+}
+
+// The peer token is read from the projected file (trimmed), and a missing or empty file
+// is an error, not an empty credential.
+func TestPeerTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/token"
+	if err := os.WriteFile(path, []byte("peer-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := tokenFile(path)(); err != nil || tok != "peer-token" {
+		t.Errorf("token %q, %v; want peer-token", tok, err)
+	}
+	if _, err := tokenFile(dir + "/missing")(); err == nil {
+		t.Error("a missing token file gave no error")
+	}
+	empty := dir + "/empty"
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := tokenFile(empty)(); err == nil {
+		t.Errorf("an empty token file gave %q and no error", tok)
 	}
 }
