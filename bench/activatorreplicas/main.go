@@ -13,24 +13,20 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"runtime"
-	"sort"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/klambda/klambda/activator/peer"
 	"github.com/klambda/klambda/activator/testrig"
 	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/bench/internal/load"
 )
 
 // fixed is an ownership that does not change: owner or not, and the owner's peer address.
@@ -47,96 +43,6 @@ func (f fixed) Owner(string) (string, bool) {
 type peerToken struct{}
 
 func (peerToken) IsPeer(_ context.Context, tok string) (bool, error) { return tok == "peer", nil }
-
-type result struct {
-	lat  []time.Duration
-	errs int
-	wall time.Duration
-	cpu  time.Duration
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func (r result) pct(p float64) time.Duration {
-	if len(r.lat) == 0 {
-		return 0
-	}
-	return r.lat[int(p*float64(len(r.lat)-1))]
-}
-
-func (r result) cpuPer() time.Duration {
-	if len(r.lat) == 0 {
-		return 0
-	}
-	return r.cpu / time.Duration(len(r.lat))
-}
-
-// run sends requests from callers (caller i to urls[i%len(urls)]), paced when pace > 0.
-func run(callers int, d, pace time.Duration, urls []string, client *http.Client, payload []byte) result {
-	var mu sync.Mutex
-	var all []time.Duration
-	errs := 0
-	var wg sync.WaitGroup
-	start, cpu0 := time.Now(), cpuTime()
-	stop := start.Add(d)
-	for i := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			url := urls[i%len(urls)]
-			lat := make([]time.Duration, 0, 4096)
-			e := 0
-			next := time.Now().Add(pace * time.Duration(i) / time.Duration(callers))
-			for time.Now().Before(stop) {
-				if pace > 0 {
-					if w := time.Until(next); w > 0 {
-						time.Sleep(w)
-					}
-					next = next.Add(pace)
-				}
-				t0 := time.Now()
-				resp, err := client.Post(url, "application/json", bytes.NewReader(payload))
-				if err != nil {
-					e++
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					e++
-					continue
-				}
-				lat = append(lat, time.Since(t0))
-			}
-			mu.Lock()
-			all = append(all, lat...)
-			errs += e
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	r := result{lat: all, errs: errs, wall: time.Since(start), cpu: cpuTime() - cpu0}
-	sort.Slice(r.lat, func(i, j int) bool { return r.lat[i] < r.lat[j] })
-	return r
-}
-
-func merge(rs []result) result {
-	var m result
-	for _, r := range rs {
-		m.lat = append(m.lat, r.lat...)
-		m.errs += r.errs
-		m.wall += r.wall
-		m.cpu += r.cpu
-	}
-	sort.Slice(m.lat, func(i, j int) bool { return m.lat[i] < m.lat[j] })
-	return m
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
 
 func main() {
 	callers := flag.Int("callers", 16, "Concurrent callers (and environments).")
@@ -170,51 +76,44 @@ func main() {
 		r.Handler.Invoker = &peer.Router{Local: r.Core, Ownership: fixed{addr: addr}, Client: client, Wait: time.Second, Retry: 10 * time.Millisecond}
 	}
 	path := "/2015-03-31/functions/echo/invocations"
-	one := []string{rigs[0].URL() + path}
-	three := []string{rigs[0].URL() + path, rigs[1].URL() + path, rigs[2].URL() + path}
+	json := http.Header{"Content-Type": {"application/json"}}
+	// Caller i: one replica; one of three in turn (as the Service spreads them); or the
+	// environment i directly, with its invoke secret.
+	one := func(int) (string, http.Header) { return rigs[0].URL() + path, json }
+	three := func(i int) (string, http.Header) { return rigs[i%3].URL() + path, json }
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute}}
 	payload := []byte(`{"key1":"value1","key2":"value2","key3":"value3"}`)
 	// The baseline: the environments called directly (the client's and the shims' CPU),
 	// taken off both paths' CPU to give the activators' own.
-	direct := []string{}
-	for _, a := range shims {
-		direct = append(direct, "http://"+a+contract.InvokePath)
+	direct := func(i int) (string, http.Header) {
+		return "http://" + shims[i%len(shims)] + contract.InvokePath,
+			http.Header{"Content-Type": {"application/json"}, contract.HeaderInvokeSecret: {testrig.Secret}}
 	}
-	hd := &http.Client{Transport: &secretTransport{base: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256}}}
-	run(*callers, 300*time.Millisecond, pace, direct, hd, payload)
-	run(*callers, 300*time.Millisecond, pace, one, hc, payload)
-	run(*callers, 300*time.Millisecond, pace, three, hc, payload)
-	var ds, os1, os3 []result
+	load.Run(*callers, 300*time.Millisecond, pace, direct, hc, payload)
+	load.Run(*callers, 300*time.Millisecond, pace, one, hc, payload)
+	load.Run(*callers, 300*time.Millisecond, pace, three, hc, payload)
+	var ds, os1, os3 []load.Result
 	for range *rounds {
-		ds = append(ds, run(*callers, *dur, pace, direct, hd, payload))
-		os1 = append(os1, run(*callers, *dur, pace, one, hc, payload))
-		os3 = append(os3, run(*callers, *dur, pace, three, hc, payload))
+		ds = append(ds, load.Run(*callers, *dur, pace, direct, hc, payload))
+		os1 = append(os1, load.Run(*callers, *dur, pace, one, hc, payload))
+		os3 = append(os3, load.Run(*callers, *dur, pace, three, hc, payload))
 	}
-	d, a, b := merge(ds), merge(os1), merge(os3)
-	load, _ := os.ReadFile("/proc/loadavg")
+	d, a, b := load.Merge(ds), load.Merge(os1), load.Merge(os3)
+	loadavg, _ := os.ReadFile("/proc/loadavg")
 	mode := "closed loop"
 	if *rate > 0 {
 		mode = fmt.Sprintf("paced at %.0f req/s in total", *rate)
 	}
 	fmt.Printf("%s; callers %d, %d rounds x %s each, GOMAXPROCS %d, load average %s; %d environments\n", mode, *callers, *rounds, *dur,
-		runtime.GOMAXPROCS(0), strings.Join(strings.Fields(string(load))[:3], " "), len(shims))
-	us := func(x time.Duration) string { return fmt.Sprintf("%.1f µs", float64(x)/1e3) }
+		runtime.GOMAXPROCS(0), strings.Join(strings.Fields(string(loadavg))[:3], " "), len(shims))
 	fmt.Printf("| path | requests | errors | p50 | p99 | CPU per invocation (process) | the activators' (minus direct) |\n|---|---|---|---|---|---|---|\n")
-	fmt.Printf("| direct to the environments | %d | %d | %s | %s | %s | - |\n", len(d.lat), d.errs, ms(d.pct(.5)), ms(d.pct(.99)), us(d.cpuPer()))
-	fmt.Printf("| one replica | %d | %d | %s | %s | %s | %s |\n", len(a.lat), a.errs, ms(a.pct(.5)), ms(a.pct(.99)), us(a.cpuPer()), us(a.cpuPer()-d.cpuPer()))
-	fmt.Printf("| three replicas (2/3 forwarded) | %d | %d | %s | %s | %s | %s |\n", len(b.lat), b.errs, ms(b.pct(.5)), ms(b.pct(.99)), us(b.cpuPer()), us(b.cpuPer()-d.cpuPer()))
+	fmt.Printf("| direct to the environments | %d | %d | %s | %s | %s | - |\n", len(d.Lat), d.Errs, load.Ms(d.Pct(.5)), load.Ms(d.Pct(.99)), load.Us(d.CPUPer()))
+	fmt.Printf("| one replica | %d | %d | %s | %s | %s | %s |\n", len(a.Lat), a.Errs, load.Ms(a.Pct(.5)), load.Ms(a.Pct(.99)), load.Us(a.CPUPer()), load.Us(a.CPUPer()-d.CPUPer()))
+	fmt.Printf("| three replicas (2/3 forwarded) | %d | %d | %s | %s | %s | %s |\n", len(b.Lat), b.Errs, load.Ms(b.Pct(.5)), load.Ms(b.Pct(.99)), load.Us(b.CPUPer()), load.Us(b.CPUPer()-d.CPUPer()))
 	fmt.Printf("three vs one replica: added p50 %s (target ≤ 0.200 ms), added p99 %s; the activators' CPU per invocation %.2fx (target ≤ 1.2x)\n",
-		ms(b.pct(.5)-a.pct(.5)), ms(b.pct(.99)-a.pct(.99)), float64(b.cpuPer()-d.cpuPer())/float64(a.cpuPer()-d.cpuPer()))
-	if d.errs+a.errs+b.errs > 0 {
+		load.Ms(b.Pct(.5)-a.Pct(.5)), load.Ms(b.Pct(.99)-a.Pct(.99)), float64(b.CPUPer()-d.CPUPer())/float64(a.CPUPer()-d.CPUPer()))
+	if d.Errs+a.Errs+b.Errs > 0 {
 		fmt.Println("FAIL: requests failed")
 		os.Exit(1)
 	}
-}
-
-// secretTransport adds the environments' invoke secret to direct calls.
-type secretTransport struct{ base http.RoundTripper }
-
-func (t *secretTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r.Header.Set(contract.HeaderInvokeSecret, testrig.Secret)
-	return t.base.RoundTrip(r)
 }
