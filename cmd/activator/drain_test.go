@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,7 +47,7 @@ func newDrainRig(t *testing.T, delay, timeout time.Duration) *drainRig {
 		t.Fatal(err)
 	}
 	r.url = "http://" + ln.Addr().String()
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: time.Second}
+	srv := &http.Server{Handler: r.d.Handler(mux), ReadHeaderTimeout: time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go func() { r.d.run(ctx, srv); close(r.drained) }()
@@ -125,5 +127,41 @@ func TestDrainCutsWhatOutlivesTheTimeout(t *testing.T) {
 	case <-r.drained:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the drain did not end at its timeout")
+	}
+}
+
+// A kept-alive connection idle at SIGTERM stays open through the delay: the client's next
+// request on it is served (and told to close), not met by a closed connection.
+func TestDrainKeepsIdleConnectionsThroughTheDelay(t *testing.T) {
+	r := newDrainRig(t, 2*time.Second, 10*time.Second)
+	defer close(r.release)
+	c, err := net.Dial("tcp", strings.TrimPrefix(r.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	ask := func() (*http.Response, error) {
+		if _, err := io.WriteString(c, "GET /fast HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			return nil, err
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	if resp, err := ask(); err != nil || resp.Close {
+		t.Fatalf("before the drain: %v (close %v)", err, resp != nil && resp.Close)
+	}
+	r.cancel() // SIGTERM, the connection idle
+	for !r.d.Draining() {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	resp, err := ask()
+	if err != nil || resp.StatusCode != http.StatusOK || !resp.Close {
+		t.Fatalf("the next request on the idle connection during the delay: %v %v (close %v)", resp, err, resp != nil && resp.Close)
 	}
 }

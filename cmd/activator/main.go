@@ -201,7 +201,7 @@ func serveInvokeAPI(ctx context.Context, o *options, h *invoke.Handler, ready *a
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("/", h)
-	srv := fd.invokeServer(*o.listen, mux)
+	srv := fd.invokeServer(*o.listen, drain.Handler(mux))
 	invokeTLS, err := fd.tlsConfig(ctx, *o.authOn, log)
 	if err != nil {
 		fatal(log, err, "serving the Invoke API")
