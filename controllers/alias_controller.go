@@ -107,7 +107,7 @@ func (r *AliasReconciler) reconcileNormal(ctx context.Context, a *lambdav1alpha1
 			st.Name, a.Spec.FunctionName, owner.Name))
 		return nil
 	}
-	reason, msg, err := r.checkTargets(ctx, a, fn)
+	rt, reason, msg, err := r.checkTargets(ctx, a, fn)
 	if err != nil {
 		return err
 	}
@@ -115,17 +115,26 @@ func (r *AliasReconciler) reconcileNormal(ctx context.Context, a *lambdav1alpha1
 		r.notReady(a, reason, msg)
 		return nil
 	}
-	r.route(a)
+	r.route(a, rt)
 	return nil
 }
 
-// checkTargets answers why the alias can't route (reason and message; "" when it can):
-// a version it names is not published, or its two versions differ where Lambda requires
-// them to agree.
-func (r *AliasReconciler) checkTargets(ctx context.Context, a *lambdav1alpha1.Alias, fn *lambdav1alpha1.Function) (string, string, error) {
+// routing is where an alias sends invocations: a version number (or $LATEST) and at most
+// one more version number with its weight.
+type routing struct {
+	primary string
+	weights map[string]float64
+}
+
+// checkTargets resolves the alias's targets to version numbers (a Version object named by
+// functionVersionRef or additionalVersionRefWeights stands for the number it published)
+// and answers why the alias can't route (reason and message; "" when it can): a version
+// it names is not published, or its two versions differ where Lambda requires them to
+// agree.
+func (r *AliasReconciler) checkTargets(ctx context.Context, a *lambdav1alpha1.Alias, fn *lambdav1alpha1.Function) (routing, string, string, error) {
 	var versions lambdav1alpha1.VersionList
 	if err := r.List(ctx, &versions, client.InNamespace(a.Namespace), client.MatchingFields{indexFunctionName: fn.Name}); err != nil {
-		return "", "", err
+		return routing{}, "", "", err
 	}
 	find := func(num string) *lambdav1alpha1.Version {
 		for i := range versions.Items {
@@ -136,20 +145,27 @@ func (r *AliasReconciler) checkTargets(ctx context.Context, a *lambdav1alpha1.Al
 		}
 		return nil
 	}
-	weights := additionalWeights(a)
-	keys := make([]string, 0, len(weights))
-	for k := range weights {
+	rt, reason, msg, err := r.resolveRefs(ctx, a, fn, versions.Items)
+	if err != nil || reason != "" {
+		return routing{}, reason, msg, err
+	}
+	keys := make([]string, 0, len(rt.weights))
+	for k := range rt.weights {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	if len(keys) > 0 && keys[0] == rt.primary {
+		return routing{}, string(lambdav1alpha1.StateReasonInvalidConfiguration),
+			fmt.Sprintf("routingConfig: the additional version must differ from the primary version (both are version %s)", rt.primary), nil
+	}
 	var found []*lambdav1alpha1.Version
-	for _, t := range append([]string{a.Spec.FunctionVersion}, keys...) {
+	for _, t := range append([]string{rt.primary}, keys...) {
 		if t == contract.Latest {
 			continue
 		}
 		v := find(t)
 		if v == nil {
-			return contract.ReasonVersionNotFound, fmt.Sprintf("version %s of function %s is not published", t, fn.Name), nil
+			return routing{}, contract.ReasonVersionNotFound, fmt.Sprintf("version %s of function %s is not published", t, fn.Name), nil
 		}
 		found = append(found, v)
 	}
@@ -158,34 +174,91 @@ func (r *AliasReconciler) checkTargets(ctx context.Context, a *lambdav1alpha1.Al
 		c1, c2 := found[0].Status.Configuration, found[1].Status.Configuration
 		if c1 != nil && c2 != nil {
 			if c1.ServiceAccountName != c2.ServiceAccountName {
-				return string(lambdav1alpha1.StateReasonInvalidConfiguration), "routingConfig: both versions must have the same serviceAccountName (execution role)", nil
+				return routing{}, string(lambdav1alpha1.StateReasonInvalidConfiguration), "routingConfig: both versions must have the same serviceAccountName (execution role)", nil
 			}
 			if !reflect.DeepEqual(c1.DeadLetterConfig, c2.DeadLetterConfig) {
-				return string(lambdav1alpha1.StateReasonInvalidConfiguration), "routingConfig: both versions must have the same deadLetterConfig", nil
+				return routing{}, string(lambdav1alpha1.StateReasonInvalidConfiguration), "routingConfig: both versions must have the same deadLetterConfig", nil
 			}
 		}
 	}
-	return "", "", nil
+	return rt, "", "", nil
+}
+
+// resolveRefs turns the alias's spec into version numbers: functionVersion and
+// additionalVersionWeights as they are, a Version object's name as the number it
+// published. A Version not published yet is waited for (Reconciling); one that can't
+// publish (its precondition failed) or belongs to another function stalls the alias.
+func (r *AliasReconciler) resolveRefs(ctx context.Context, a *lambdav1alpha1.Alias, fn *lambdav1alpha1.Function, versions []lambdav1alpha1.Version) (routing, string, string, error) {
+	number := func(name string) (string, string, string, error) {
+		for i := range versions {
+			v := &versions[i]
+			if v.Name != name {
+				continue
+			}
+			published := meta.FindStatusCondition(v.Status.Conditions, contract.ConditionPublished)
+			switch {
+			case !v.DeletionTimestamp.IsZero():
+				return "", contract.ReasonVersionNotFound, fmt.Sprintf("Version %s is being deleted", name), nil
+			case v.Status.Version != "":
+				return v.Status.Version, "", "", nil
+			case published != nil && published.Reason == contract.ReasonPreconditionFailed:
+				return "", contract.ReasonPreconditionFailed, fmt.Sprintf("Version %s can't publish: %s", name, published.Message), nil
+			}
+			return "", contract.ReasonVersionNotFound, fmt.Sprintf("Version %s of function %s is not published yet", name, fn.Name), nil
+		}
+		var other lambdav1alpha1.Version
+		err := r.Get(ctx, types.NamespacedName{Namespace: a.Namespace, Name: name}, &other)
+		switch {
+		case apierrors.IsNotFound(err):
+			return "", contract.ReasonVersionNotFound, fmt.Sprintf("Version %s does not exist (yet)", name), nil
+		case err != nil:
+			return "", "", "", err
+		case other.Spec.FunctionName != fn.Name:
+			return "", string(lambdav1alpha1.StateReasonInvalidConfiguration), fmt.Sprintf("Version %s is a version of function %s, not of %s", name, other.Spec.FunctionName, fn.Name), nil
+		}
+		return "", contract.ReasonVersionNotFound, fmt.Sprintf("Version %s of function %s is not published yet", name, fn.Name), nil
+	}
+	rt := routing{primary: a.Spec.FunctionVersion}
+	if ref := a.Spec.FunctionVersionRef; ref != nil {
+		num, reason, msg, err := number(ref.Name)
+		if err != nil || reason != "" {
+			return routing{}, reason, "functionVersionRef: " + msg, err
+		}
+		rt.primary = num
+	}
+	if rc := a.Spec.RoutingConfig; rc != nil {
+		for k, w := range rc.AdditionalVersionWeights {
+			rt.weights = map[string]float64{k: w}
+		}
+		for name, w := range rc.AdditionalVersionRefWeights {
+			num, reason, msg, err := number(name)
+			if err != nil || reason != "" {
+				return routing{}, reason, "routingConfig.additionalVersionRefWeights: " + msg, err
+			}
+			rt.weights = map[string]float64{num: w}
+		}
+	}
+	return rt, "", "", nil
 }
 
 // route reports the alias's routing as the router uses it.
-func (r *AliasReconciler) route(a *lambdav1alpha1.Alias) {
+func (r *AliasReconciler) route(a *lambdav1alpha1.Alias, rt routing) {
 	st := &a.Status
-	weights := additionalWeights(a)
-	changed := st.FunctionVersion != a.Spec.FunctionVersion || !reflect.DeepEqual(st.AdditionalVersionWeights, weights)
-	st.FunctionVersion = a.Spec.FunctionVersion
+	changed := st.FunctionVersion != rt.primary || !reflect.DeepEqual(st.AdditionalVersionWeights, rt.weights)
+	st.FunctionVersion = rt.primary
 	st.AdditionalVersionWeights = nil
-	if len(weights) > 0 {
+	if len(rt.weights) > 0 {
 		st.AdditionalVersionWeights = map[string]float64{}
-		for k, v := range weights {
+		for k, v := range rt.weights {
 			st.AdditionalVersionWeights[k] = v
 		}
 	}
-	st.RevisionID = revisionID(string(a.UID), strconv.FormatInt(a.Generation, 10))
+	// The revision changes with the spec and with what a reference resolves to.
+	st.RevisionID = revisionID(string(a.UID), strconv.FormatInt(a.Generation, 10), st.FunctionVersion, weightText(st.AdditionalVersionWeights))
 	if changed || !meta.IsStatusConditionTrue(st.Conditions, contract.ConditionReady) {
-		r.Recorder.Eventf(a, nil, corev1.EventTypeNormal, "Routed", "Resolve", "alias %s routes to version %s%s", st.Name, st.FunctionVersion, weightText(weights))
+		r.Recorder.Eventf(a, nil, corev1.EventTypeNormal, "Routed", "Resolve", "alias %s routes to version %s%s", st.Name, st.FunctionVersion, weightText(rt.weights))
 	}
-	readiness.Ready(&st.Conditions, a.Generation, contract.ReasonResolved, "routes to version "+st.FunctionVersion+weightText(weights))
+	readiness.Ready(&st.Conditions, a.Generation, contract.ReasonResolved, "routes to version "+st.FunctionVersion+weightText(rt.weights))
 }
 
 // nameOwner answers the other Alias of a's function that owns a's effective name, nil when

@@ -430,7 +430,7 @@ func (r *VersionReconciler) reconcileDelete(ctx context.Context, v *lambdav1alph
 	return r.Update(ctx, v)
 }
 
-// aliasesUsing lists the Aliases of a function that route to version num.
+// aliasesUsing lists the Aliases of a function that route to version num or name it.
 func aliasesUsing(ctx context.Context, c client.Reader, ns, fn, num string) ([]string, error) {
 	var list lambdav1alpha1.AliasList
 	if err := c.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{indexFunctionName: fn}); err != nil {
@@ -441,8 +441,10 @@ func aliasesUsing(ctx context.Context, c client.Reader, ns, fn, num string) ([]s
 		if !a.DeletionTimestamp.IsZero() {
 			continue
 		}
+		// What the alias routes now (its status) and what its spec asks for.
 		_, weighted := additionalWeights(&a)[num]
-		if a.Spec.FunctionVersion == num || weighted {
+		_, routed := a.Status.AdditionalVersionWeights[num]
+		if a.Spec.FunctionVersion == num || weighted || a.Status.FunctionVersion == num || routed {
 			out = append(out, a.Name)
 		}
 	}

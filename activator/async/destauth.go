@@ -113,7 +113,7 @@ func (a *FunctionDestinationAuthorizer) serviceAccount(ctx context.Context, ns, 
 		if err != nil {
 			return "", err
 		}
-		version = a.Spec.FunctionVersion
+		version = routedVersion(a)
 	}
 	if version == "" || version == contract.Latest {
 		var f lambdav1alpha1.Function

@@ -54,7 +54,7 @@ func (k *KubeConfigSource) AsyncConfig(ctx context.Context, ns, fn, qualifier st
 			return Config{}, err
 		}
 		cfg = ConfigFrom(a.Spec.EventInvokeConfig)
-		cfg.Version = a.Spec.FunctionVersion
+		cfg.Version = routedVersion(a)
 		if cfg.DeadLetter, err = k.deadLetter(ctx, &f, cfg.Version); err != nil {
 			return Config{}, err
 		}
@@ -147,4 +147,13 @@ func notFound(err error, format string, args ...any) error {
 func isVersionNumber(q string) bool {
 	_, err := strconv.ParseUint(q, 10, 64)
 	return err == nil
+}
+
+// routedVersion is the version an alias routes to: its validated status (what the router
+// uses), or its spec's version number before the controller first validated it.
+func routedVersion(a *lambdav1alpha1.Alias) string {
+	if a.Status.FunctionVersion != "" {
+		return a.Status.FunctionVersion
+	}
+	return a.Spec.FunctionVersion
 }

@@ -14,13 +14,35 @@ type AliasRoutingConfiguration struct {
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[0-9]+$') && size(k) <= 1024)",message="additional version keys must be version numbers"
 	// +kubebuilder:validation:XValidation:rule="self.all(k, self[k] >= 0.0 && self[k] <= 1.0)",message="additional version weights must be between 0.0 and 1.0"
 	AdditionalVersionWeights map[string]float64 `json:"additionalVersionWeights,omitempty"`
+
+	// additionalVersionRefWeights is additionalVersionWeights keyed by the name of a Version
+	// object (in the alias's namespace, of the same function) instead of a version number:
+	// the canary a Git repository can describe without knowing the numbers the cluster
+	// assigns. At most one entry, and not together with additionalVersionWeights.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=1
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 253 && k.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$'))",message="additional version refs must be Version object names"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, self[k] >= 0.0 && self[k] <= 1.0)",message="additional version weights must be between 0.0 and 1.0"
+	AdditionalVersionRefWeights map[string]float64 `json:"additionalVersionRefWeights,omitempty"`
+}
+
+// VersionReference names a Version object in the alias's namespace.
+type VersionReference struct {
+	// name of the Version object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
 }
 
 // AliasSpec is Lambda's CreateAlias / UpdateAlias request.
 // +kubebuilder:validation:XValidation:rule="has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)",fieldPath=".name",message="name is immutable"
-// +kubebuilder:validation:XValidation:rule="!has(self.routingConfig) || !has(self.routingConfig.additionalVersionWeights) || !(self.functionVersion in self.routingConfig.additionalVersionWeights)",fieldPath=".routingConfig.additionalVersionWeights",message="routingConfig.additionalVersionWeights: the additional version must differ from functionVersion"
-// +kubebuilder:validation:XValidation:rule="!has(self.routingConfig) || !has(self.routingConfig.additionalVersionWeights) || size(self.routingConfig.additionalVersionWeights) == 0 || self.functionVersion != '$LATEST'",fieldPath=".functionVersion",message="functionVersion: an alias with routingConfig must point to a published version, not $LATEST"
-// +kubebuilder:validation:XValidation:rule="!has(self.routingConfig) || !has(self.routingConfig.additionalVersionWeights) || size(self.routingConfig.additionalVersionWeights) == 0 || (has(self.provisionedConcurrentExecutions) == has(oldSelf.provisionedConcurrentExecutions) && (!has(self.provisionedConcurrentExecutions) || self.provisionedConcurrentExecutions == oldSelf.provisionedConcurrentExecutions))",fieldPath=".provisionedConcurrentExecutions",message="you can't manage provisioned concurrency on the alias while the routing configuration is in place"
+// +kubebuilder:validation:XValidation:rule="has(self.functionVersion) != has(self.functionVersionRef)",message="exactly one of functionVersion and functionVersionRef must be set"
+// +kubebuilder:validation:XValidation:rule="!has(self.routingConfig) || !has(self.routingConfig.additionalVersionWeights) || !has(self.routingConfig.additionalVersionRefWeights) || size(self.routingConfig.additionalVersionWeights) + size(self.routingConfig.additionalVersionRefWeights) <= 1",fieldPath=".routingConfig",message="routingConfig: at most one additional version, in additionalVersionWeights or additionalVersionRefWeights"
+// +kubebuilder:validation:XValidation:rule="!has(self.routingConfig) || !has(self.routingConfig.additionalVersionWeights) || !has(self.functionVersion) || !(self.functionVersion in self.routingConfig.additionalVersionWeights)",fieldPath=".routingConfig.additionalVersionWeights",message="routingConfig.additionalVersionWeights: the additional version must differ from functionVersion"
+// +kubebuilder:validation:XValidation:rule="!has(self.routingConfig) || !has(self.routingConfig.additionalVersionRefWeights) || !has(self.functionVersionRef) || !(self.functionVersionRef.name in self.routingConfig.additionalVersionRefWeights)",fieldPath=".routingConfig.additionalVersionRefWeights",message="routingConfig.additionalVersionRefWeights: the additional version must differ from functionVersionRef"
+// +kubebuilder:validation:XValidation:rule="!has(self.routingConfig) || ((!has(self.routingConfig.additionalVersionWeights) || size(self.routingConfig.additionalVersionWeights) == 0) && (!has(self.routingConfig.additionalVersionRefWeights) || size(self.routingConfig.additionalVersionRefWeights) == 0)) || !has(self.functionVersion) || self.functionVersion != '$LATEST'",fieldPath=".functionVersion",message="functionVersion: an alias with routingConfig must point to a published version, not $LATEST"
+// +kubebuilder:validation:XValidation:rule="!has(self.routingConfig) || ((!has(self.routingConfig.additionalVersionWeights) || size(self.routingConfig.additionalVersionWeights) == 0) && (!has(self.routingConfig.additionalVersionRefWeights) || size(self.routingConfig.additionalVersionRefWeights) == 0)) || (has(self.provisionedConcurrentExecutions) == has(oldSelf.provisionedConcurrentExecutions) && (!has(self.provisionedConcurrentExecutions) || self.provisionedConcurrentExecutions == oldSelf.provisionedConcurrentExecutions))",fieldPath=".provisionedConcurrentExecutions",message="you can't manage provisioned concurrency on the alias while the routing configuration is in place"
 type AliasSpec struct {
 	// functionName is the Function (in the same namespace) the alias belongs to; immutable.
 	// +required
@@ -38,11 +60,20 @@ type AliasSpec struct {
 	// +kubebuilder:validation:MaxLength=128
 	Name string `json:"name,omitempty"`
 
-	// functionVersion the alias points to: $LATEST or a version number.
-	// +required
+	// functionVersion the alias points to: $LATEST or a version number. Exactly one of
+	// functionVersion and functionVersionRef.
+	// +optional
 	// +kubebuilder:validation:MaxLength=1024
 	// +kubebuilder:validation:Pattern=`^(\$LATEST|[0-9]+)$`
-	FunctionVersion string `json:"functionVersion"`
+	FunctionVersion string `json:"functionVersion,omitempty"`
+
+	// functionVersionRef points the alias at the version a Version object published (in the
+	// alias's namespace, of the same function), whatever number the cluster gave it: what a
+	// Git repository can describe ("live is the version I published from this commit").
+	// The alias routes once that Version is published; until then it keeps its last valid
+	// routing. Exactly one of functionVersion and functionVersionRef.
+	// +optional
+	FunctionVersionRef *VersionReference `json:"functionVersionRef,omitempty"`
 
 	// description of the alias (at most 256 characters).
 	// +optional
@@ -116,8 +147,8 @@ type AliasStatus struct {
 // +kubebuilder:metadata:labels="app.kubernetes.io/name=klambda"
 // +kubebuilder:printcolumn:name="Function",type=string,JSONPath=`.spec.functionName`
 // +kubebuilder:printcolumn:name="Alias",type=string,JSONPath=`.status.name`,priority=1
-// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.functionVersion`
-// +kubebuilder:printcolumn:name="Weights",type=string,JSONPath=`.spec.routingConfig.additionalVersionWeights`
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.functionVersion`
+// +kubebuilder:printcolumn:name="Weights",type=string,JSONPath=`.status.additionalVersionWeights`
 // +kubebuilder:printcolumn:name="Provisioned",type=integer,JSONPath=`.spec.provisionedConcurrentExecutions`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="(has(self.spec.name) ? self.spec.name : self.metadata.name).matches('^[a-zA-Z0-9-_]+$')",fieldPath=".spec.name",message="spec.name: an alias name (spec.name, or metadata.name when it is empty) may contain only letters, digits, hyphens and underscores"
