@@ -76,6 +76,13 @@ func (e *env) produce(partition int32, values ...string) {
 	}
 }
 
+func (e *env) produceKeyed(partition int32, key, value string) {
+	e.t.Helper()
+	if err := e.prod.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Partition: partition, Key: []byte(key), Value: []byte(value)}).FirstErr(); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // run starts a poller; the returned stop waits for it to close.
 func (e *env) run(group string, cfg poller.Config) (stop func()) {
 	e.t.Helper()
@@ -293,16 +300,65 @@ func TestDisablingStopsConsumptionAndEnablingResumesWithoutLoss(t *testing.T) {
 }
 
 func TestParallelizationFactorKeepsOrderPerKeyAndCommitsContiguously(t *testing.T) {
-	e := newEnv(t, 1, nil)
-	var vals []string
-	for i := range 50 {
-		vals = append(vals, fmt.Sprint(i))
+	const keys, perKey = 6, 10
+	var (
+		mu         sync.Mutex
+		slowed     bool
+		slowOffset int64 = -1
+		commitSeen int64 = -1
+		e          *env
+	)
+	// The first batch holding k0's first record is held for a while: the other lanes go on
+	// and commit, but never past that record.
+	e = newEnv(t, 1, func(ev events.KafkaEvent) invoketest.Outcome {
+		mu.Lock()
+		hold := false
+		for _, r := range ev.Records[topic+"-0"] {
+			if string(r.Value) == "k0:0" && !slowed {
+				slowed, hold, slowOffset = true, true, r.Offset
+			}
+		}
+		mu.Unlock()
+		if hold {
+			time.Sleep(600 * time.Millisecond)
+			c := e.committed("g6", 0)
+			mu.Lock()
+			commitSeen = c
+			mu.Unlock()
+		}
+		return invoketest.Outcome{}
+	})
+	for i := range perKey {
+		for k := range keys {
+			e.produceKeyed(0, fmt.Sprintf("k%d", k), fmt.Sprintf("k%d:%d", k, i))
+		}
 	}
-	e.produce(0, vals...)
 	e.run("g6", poller.Config{BatchSize: 5, Lanes: 4, Policy: batch.DefaultStreamPolicy()})
-	eventually(t, "all committed", func() bool { return e.committed("g6", 0) == 50 })
-	if n := e.seen(); len(n) != 50 {
-		t.Errorf("saw %d distinct records", len(n))
+	eventually(t, "all committed", func() bool { return e.committed("g6", 0) == keys*perKey })
+	next := map[string]int{}
+	for _, b := range e.values() {
+		for _, v := range b {
+			k, n, _ := strings.Cut(v, ":")
+			if want := fmt.Sprint(next[k]); n != want {
+				t.Errorf("key %s: record %s came when %s was next", k, n, want)
+			}
+			next[k]++
+		}
+	}
+	for k := range keys {
+		if n := next[fmt.Sprintf("k%d", k)]; n != perKey {
+			t.Errorf("key k%d: %d records delivered, want %d", k, n, perKey)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if slowOffset < 0 {
+		t.Fatal("the held batch never came")
+	}
+	// Offset slowOffset is unfinished while held: the commit (next offset to read; -1 none)
+	// is at most it.
+	if commitSeen > slowOffset {
+		t.Errorf("committed %d while offset %d was still being invoked", commitSeen, slowOffset)
 	}
 }
 

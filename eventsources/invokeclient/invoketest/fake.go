@@ -87,8 +87,13 @@ func (s *Server) Calls() []Call {
 	return append([]Call(nil), s.calls...)
 }
 
-// Invoker is a real LambdaInvoker pointed at the fake.
-func (s *Server) Invoker() *invokeclient.LambdaInvoker {
+// Invoker is the pollers' invoker (HTTPInvoker) pointed at the fake.
+func (s *Server) Invoker() *invokeclient.HTTPInvoker {
+	return invokeclient.NewHTTPInvoker(s.URL, invokeclient.StaticToken("test-token"), nil)
+}
+
+// SDKInvoker is a LambdaInvoker (the AWS SDK's client) pointed at the fake.
+func (s *Server) SDKInvoker() *invokeclient.LambdaInvoker {
 	return &invokeclient.LambdaInvoker{ActivatorURL: s.URL, Tokens: invokeclient.StaticToken("test-token")}
 }
 
@@ -122,7 +127,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if out.Status == 0 {
 		out.Status = http.StatusOK
 	}
-	w.Header().Set("X-Amz-Request-Id", uuid.NewString())
+	w.Header().Set(contract.HeaderRequestID, uuid.NewString())
 	switch {
 	case out.Status == http.StatusTooManyRequests:
 		w.Header().Set(contract.HeaderErrorType, "TooManyRequestsException")
