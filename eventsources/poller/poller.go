@@ -165,32 +165,41 @@ func (p *Poller) reportLag() {
 // route sorts one poll's messages into lanes (byLane, keys in order of first appearance);
 // the messages the filter drops are finished here, never delivered.
 func (p *Poller) route(ctx context.Context, msgs []Message) (byLane map[string][]Message, order []string) {
-	byLane = map[string][]Message{}
 	// Queues: one poll's messages go to one lane together (they are one batch when the
 	// window is 0), the next poll to the next lane.
 	p.robin = (p.robin + 1) % p.cfg.Lanes
-	var filtered []Message
-	for _, m := range msgs {
-		if p.cfg.Policy.Mode == batch.Stream {
-			p.track.Fetched(m.Record.Partition, m.Record.Offset)
-		}
+	if p.cfg.Policy.Mode == batch.Stream {
+		p.track.FetchedAll(msgs)
+	}
+	// Two passes: each message's lane, then each lane's slice at its exact size (appending
+	// grew slices record by record, the poller's largest cost per record).
+	keys := make([]string, len(msgs))
+	counts := map[string]int{}
+	var filtered []batch.Record
+	for i, m := range msgs {
 		if p.cfg.Filter != nil && p.cfg.Filter.Filters() > 0 && m.View != nil && !p.cfg.Filter.Match(m.View()) {
-			filtered = append(filtered, m)
+			filtered = append(filtered, m.Record)
 			continue
 		}
 		k := p.laneKey(m)
-		if _, ok := byLane[k]; !ok {
+		keys[i] = k
+		if _, ok := counts[k]; !ok {
 			order = append(order, k)
 		}
-		byLane[k] = append(byLane[k], m)
+		counts[k]++
+	}
+	byLane = make(map[string][]Message, len(order))
+	for _, k := range order {
+		byLane[k] = make([]Message, 0, counts[k])
+	}
+	for i, m := range msgs {
+		if k := keys[i]; k != "" {
+			byLane[k] = append(byLane[k], m)
+		}
 	}
 	if len(filtered) > 0 {
 		recordsFiltered.WithLabelValues(p.labels()...).Add(float64(len(filtered)))
-		recs := make([]batch.Record, len(filtered))
-		for i, m := range filtered {
-			recs[i] = m.Record
-		}
-		p.finish(ctx, recs)
+		p.finish(ctx, filtered)
 	}
 	return byLane, order
 }

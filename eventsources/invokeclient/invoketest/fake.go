@@ -112,7 +112,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.Function = parts[2]
-	c.Payload, _ = io.ReadAll(r.Body)
+	if r.ContentLength > 0 && r.ContentLength <= 7<<20 {
+		c.Payload = make([]byte, r.ContentLength)
+		_, _ = io.ReadFull(r.Body, c.Payload)
+	} else {
+		c.Payload, _ = io.ReadAll(r.Body)
+	}
 	s.mu.Lock()
 	s.count++
 	if !s.forget {
