@@ -98,3 +98,12 @@ func (t *tracker) Finished(recs map[string][]int64) map[string]int64 {
 	}
 	return out
 }
+
+// Forget drops partitions (revoked: their next owner resumes from the committed offset).
+func (t *tracker) Forget(partitions []string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range partitions {
+		delete(t.parts, p)
+	}
+}
