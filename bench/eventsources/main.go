@@ -1,5 +1,5 @@
 // Command eventsources benchmarks the Kafka poller: records per second from a topic to a
-// trivial function behind a fake activator (the real SDK client, HTTP and the Invoke API) at
+// trivial function behind a fake activator (the pollers' HTTP invoke client, HTTP and the Invoke API) at
 // batch size 100, and the delay from produce to handler, against a plain franz-go group
 // consumer reading the same kind of topic in the same run, in the same process, from the
 // same in-process kfake cluster.
