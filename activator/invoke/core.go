@@ -16,6 +16,7 @@ import (
 	"github.com/klambda/klambda/activator/router"
 	"github.com/klambda/klambda/activator/shimclient"
 	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/internal/jsonvalid"
 )
 
 // Invoker runs invocations: the Core here, or anything that stands in for it (an
@@ -191,7 +192,7 @@ func checkPayload(p []byte, limit int) *Error {
 	if len(p) > limit {
 		return ErrRequestTooLarge(limit)
 	}
-	if len(p) > 0 && !json.Valid(p) {
+	if len(p) > 0 && !jsonvalid.Valid(p) {
 		var v any
 		detail := "the payload is not valid JSON"
 		if err := json.Unmarshal(p, &v); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/internal/jsonvalid"
 	"github.com/klambda/klambda/shim/internal/environment"
 	"github.com/klambda/klambda/shim/internal/transport"
 )
@@ -130,7 +131,8 @@ func (s *InvokeServer) invoke(w http.ResponseWriter, r *http.Request, _ string) 
 	}
 	inv := environment.NewInvocation()
 	defer inv.Release()
-	_, over, err := readBodyInto(r, inv.Payload, contract.MaxSyncPayload)
+	buf, over, err := readBodyInto(r, inv.Payload, contract.MaxSyncPayload)
+	inv.Payload = buf
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		writeReply(w, s.bodyTimedOut()) // transport.Server's BodyTimeout
 		return
@@ -209,7 +211,7 @@ func (s *InvokeServer) dryRun(h headerGetter) *answer {
 // fill checks inv's payload (read into inv.Payload) and sets the rest of it from the
 // request's headers and query; nil when it can run, else the error to answer.
 func (s *InvokeServer) fill(inv *environment.Invocation, h headerGetter, rawQuery string) *answer {
-	if p := inv.Payload.Bytes(); len(p) > 0 && !json.Valid(p) {
+	if p := inv.Payload.Bytes(); len(p) > 0 && !jsonvalid.Valid(p) {
 		return invokeErrorReply(http.StatusBadRequest, "InvalidRequestContentException", "Could not parse request body into json: the payload is not valid JSON")
 	}
 	if cc := h.Get(contract.HeaderClientContext); cc != "" {

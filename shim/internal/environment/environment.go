@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/klambda/klambda/internal/jsonvalid"
 )
 
 // Phase is the execution environment's lifecycle phase (spec §7.2).
@@ -922,7 +924,7 @@ func normalizeErrorBody(errType string, body []byte) (string, []byte) {
 	var parsed struct {
 		ErrorType string `json:"errorType"`
 	}
-	isObject := len(body) > 0 && json.Valid(body) && firstNonSpace(body) == '{'
+	isObject := len(body) > 0 && jsonvalid.Valid(body) && firstNonSpace(body) == '{'
 	if isObject {
 		_ = json.Unmarshal(body, &parsed)
 	}
