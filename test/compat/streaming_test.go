@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -178,4 +181,85 @@ func TestNodeStreamingResponseThroughActivator(t *testing.T) {
 	if m := decode(t, out.Payload); m["errorType"] != "Error" || m["errorMessage"] != "the stream broke" {
 		t.Fatalf("buffered error body %s", out.Payload)
 	}
+}
+
+// streamingRig is the activator in-process (testrig) in front of the shim at addr
+// (invoke secret testrig.Secret), and an aws-sdk-go-v2 client of it.
+func streamingRig(t *testing.T, addr string) *lambda.Client {
+	rig := testrig.New(testrig.Options{WaitDeadline: 20 * time.Second})
+	t.Cleanup(rig.Close)
+	rig.Function("streamer", -1, 0)
+	rig.Endpoints("streamer", "$LATEST", addr)
+	return lambda.New(lambda.Options{BaseEndpoint: aws.String(rig.URL()), Region: "us-east-1",
+		Credentials: credentials.NewStaticCredentialsProvider("k", "unused", ""), RetryMaxAttempts: 1})
+}
+
+// goStreaming checks aws-lambda-go's streamed io.Reader (chunked, error trailers, no
+// streaming-mode header) through the shim and the activator, chunk by chunk.
+func goStreaming(t *testing.T, c *lambda.Client) {
+	ctx := context.Background()
+	invoke := func(payload string) *streamReader {
+		t.Helper()
+		out, err := c.InvokeWithResponseStream(ctx, &lambda.InvokeWithResponseStreamInput{FunctionName: aws.String("streamer"), Payload: []byte(payload)})
+		if err != nil {
+			t.Fatalf("InvokeWithResponseStream: %v", err)
+		}
+		t.Cleanup(func() { out.GetStream().Close() })
+		return &streamReader{t: t, out: out}
+	}
+	g := newGates(t)
+	s := invoke(fmt.Sprintf(`{"op":"stream","n":3,"gate":%q}`, g.srv.URL))
+	for i := 0; i < 3; i++ {
+		if !s.until(fmt.Sprintf("%d ", i)) {
+			t.Fatalf("completed before chunk %d: %q", i, s.text.String())
+		}
+		if strings.Contains(s.text.String(), fmt.Sprintf("\n%d ", i+1)) {
+			t.Fatalf("chunk %d came before its gate opened", i+1)
+		}
+		if i < 2 {
+			g.release(i + 1)
+		}
+	}
+	expect(t, "error code", aws.ToString(s.complete().ErrorCode), "")
+	expect(t, "lines", strings.Count(s.text.String(), "\n"), 3)
+
+	s = invoke(`{"op":"streamfail","n":2}`)
+	done := s.complete()
+	expect(t, "lines before the error", strings.Count(s.text.String(), "\n"), 2)
+	expect(t, "error code", aws.ToString(done.ErrorCode), "errorString")
+	expect(t, "error details", aws.ToString(done.ErrorDetails), "the stream broke")
+}
+
+// aws-lambda-go's streaming, with runtime-shim in exec mode (the one-container pod).
+func TestGoStreamingResponseExec(t *testing.T) {
+	p := startPeer(t, peerShim, "10", []string{"KLAMBDA_INVOKE_SECRET=" + testrig.Secret}, t.TempDir(), goFuncBin)
+	goStreaming(t, streamingRig(t, strings.TrimPrefix(p.url, "http://")))
+}
+
+// The same with runtime-shim as a sidecar and the function in its own "container"
+// (wrapped by `runtime-shim pipe`), as in a sidecar pod.
+func TestGoStreamingResponseSidecar(t *testing.T) {
+	marker := fmt.Sprintf("KLAMBDA_COMPAT_STREAM=%d", time.Now().UnixNano())
+	invokeAddr, apiAddr := freePort(t), freePort(t)
+	secretFile := t.TempDir() + "/secret"
+	if err := os.WriteFile(secretFile, []byte(testrig.Secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	shim := exec.Command(shimBin, "sidecar", "--listen", invokeAddr, "--runtime-api", apiAddr, "--runtime-marker", marker, "--secret-file", secretFile)
+	shim.Env = append(os.Environ(), "AWS_LAMBDA_FUNCTION_TIMEOUT=10", "AWS_LAMBDA_FUNCTION_NAME=side")
+	logs := &syncBuffer{}
+	shim.Stdout, shim.Stderr = logs, logs
+	if err := shim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = shim.Process.Signal(syscall.SIGTERM)
+		_ = shim.Wait()
+		if t.Failed() {
+			t.Logf("shim log:\n%s", tailString(logs.String(), 5000))
+		}
+	})
+	waitListenAddr(t, invokeAddr)
+	startKubelet(t, []string{marker, "AWS_LAMBDA_RUNTIME_API=" + apiAddr}, shimBin, "pipe", "--", goFuncBin)
+	goStreaming(t, streamingRig(t, invokeAddr))
 }

@@ -43,6 +43,15 @@ func isStreamingResponse(r *http.Request) bool {
 	return len(v) > 0 && strings.EqualFold(v[0], responseModeStreaming)
 }
 
+// streamWanted: the caller of invocation id asked for a stream. A chunked response that
+// declares trailers (aws-lambda-go posts every response so, and streams a handler's
+// io.Reader as it is read, without the streaming-mode header) is then streamed as well;
+// for other callers it takes the buffered path, unchanged.
+func (a *RuntimeAPI) streamWanted(id string) bool {
+	want, err := a.env.StreamWanted(id)
+	return err == nil && want
+}
+
 // streamedResponse is a POST /response in streaming mode. A caller that asked for a
 // stream gets the bytes as they come; any other gets them buffered (as a response
 // posted at once, within the same 6 MB).

@@ -24,9 +24,17 @@ type streamingRuntime struct {
 }
 
 func (h *harness) startStreamedResponse(id, contentType string) *streamingRuntime {
+	return h.startChunkedResponse(id, contentType, true)
+}
+
+// startChunkedResponse is startStreamedResponse with or without the streaming-mode
+// header (aws-lambda-go streams an io.Reader without it).
+func (h *harness) startChunkedResponse(id, contentType string, modeHeader bool) *streamingRuntime {
 	pr, pw := io.Pipe()
 	req, _ := http.NewRequest("POST", h.rapi.URL+"/2018-06-01/runtime/invocation/"+id+"/response", pr)
-	req.Header.Set("Lambda-Runtime-Function-Response-Mode", "streaming")
+	if modeHeader {
+		req.Header.Set("Lambda-Runtime-Function-Response-Mode", "streaming")
+	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
@@ -265,4 +273,22 @@ func TestStreamedResponseLimits(t *testing.T) {
 	_ = json.Unmarshal(b, &e)
 	expect(t, "error body type", e.ErrorType, "Function.ResponseSizeTooLarge")
 	expect(t, "runtime answer", (<-rt.answer).status, 413)
+}
+
+// A chunked response that declares the error trailers, without the streaming-mode
+// header (aws-lambda-go's io.Reader), streams to a caller that asked for a stream.
+func TestChunkedResponseWithTrailersStreams(t *testing.T) {
+	h := newHarness(t, nil)
+	callCh := h.invokeStreaming(nil)
+	id := takeEvent(t, h)
+	rt := h.startChunkedResponse(id, "application/json", false)
+	rt.write(t, "[1,")
+	c := <-callCh
+	expect(t, "mode", c.resp.Header.Get(contract.HeaderResponseStream), "streaming")
+	c.read(t, "[1,")
+	rt.write(t, "2]")
+	c.read(t, "2]")
+	rt.fail("errorString", `{"errorType":"errorString","errorMessage":"late"}`)
+	expect(t, "error type", c.end(t).Get(contract.TrailerFunctionErrorType), "errorString")
+	expect(t, "runtime answer", (<-rt.answer).status, 202)
 }
