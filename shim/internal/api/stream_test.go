@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -291,4 +292,46 @@ func TestChunkedResponseWithTrailersStreams(t *testing.T) {
 	rt.fail("errorString", `{"errorType":"errorString","errorMessage":"late"}`)
 	expect(t, "error type", c.end(t).Get(contract.TrailerFunctionErrorType), "errorString")
 	expect(t, "runtime answer", (<-rt.answer).status, 202)
+}
+
+// A runtime that exits mid-stream ends the stream with Runtime.ExitError; a second
+// /response during the stream is refused.
+func TestStreamedResponseRuntimeExit(t *testing.T) {
+	h := newHarness(t, nil)
+	callCh := h.invokeStreaming(map[string]string{"X-Amzn-RequestId": "crash"})
+	id := takeEvent(t, h)
+	rt := h.startStreamedResponse(id, "")
+	rt.write(t, "before")
+	c := <-callCh
+	c.read(t, "before")
+	r := h.post("/2018-06-01/runtime/invocation/"+id+"/response", nil, `"again"`)
+	expect(t, "second response", r.status, 403)
+	h.env.RuntimeExited(1, errors.New("exit status 2"))
+	tr := c.end(t)
+	expect(t, "error type", tr.Get(contract.TrailerFunctionErrorType), "Runtime.ExitError")
+	expect(t, "reset", tr.Get(contract.TrailerEnvReset), "failure")
+	rt.pw.Close()
+	h.waitStart(2)
+}
+
+// A caller that hangs up mid-stream does not stop the function: the rest is read and
+// dropped, the runtime gets its 202 and the environment takes the next invocation.
+func TestStreamedResponseCallerHangsUp(t *testing.T) {
+	h := newHarness(t, nil)
+	callCh := h.invokeStreaming(nil)
+	id := takeEvent(t, h)
+	rt := h.startStreamedResponse(id, "")
+	rt.write(t, "seen")
+	c := <-callCh
+	c.read(t, "seen")
+	c.resp.Body.Close()
+	for i := 0; i < 50; i++ {
+		rt.write(t, strings.Repeat("y", 32<<10)) // more than the sockets hold
+	}
+	rt.pw.Close()
+	expect(t, "runtime answer", (<-rt.answer).status, 202)
+	resCh := h.invokeAsync(nil, `{}`)
+	id = takeEvent(t, h)
+	h.post("/2018-06-01/runtime/invocation/"+id+"/response", nil, `"next"`)
+	expect(t, "next invocation", (<-resCh).body, `"next"`)
 }
