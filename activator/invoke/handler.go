@@ -151,7 +151,7 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request) {
 	in := &c.in
 	*in = Input{Namespace: c.req.Namespace, Function: c.req.FunctionName, Qualifier: c.req.Qualifier,
 		InvocationType: c.req.InvocationType, ClientContext: c.req.ClientContext,
-		TraceID: r.Header.Get(contract.HeaderTraceID), LogTail: c.req.LogTail}
+		TraceID: r.Header.Get(contract.HeaderTraceID), LogTail: c.req.LogTail, ResponseStream: c.req.ResponseStream}
 	if in.InvocationType != DryRun { // a DryRun's body is never read
 		p, e := h.readPayload(r, in.Namespace)
 		if e != nil {
@@ -164,6 +164,10 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request) {
 	out, err := h.Invoker.Invoke(r.Context(), in)
 	if err != nil {
 		AsError(err).Write(w)
+		return
+	}
+	if in.ResponseStream {
+		writeStream(w, out)
 		return
 	}
 	writeOutput(w, out)

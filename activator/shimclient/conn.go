@@ -229,6 +229,9 @@ func writeHead(w *bufio.Writer, c *Call) {
 	if c.LogTail {
 		header(contract.HeaderLogType, contract.LogTypeTail)
 	}
+	if c.ResponseStream {
+		header(contract.HeaderResponseStream, "1")
+	}
 	_, _ = w.WriteString("\r\n")
 }
 

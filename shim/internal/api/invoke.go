@@ -149,7 +149,12 @@ func (s *InvokeServer) invoke(w http.ResponseWriter, r *http.Request, _ string) 
 		writeReply(w, f)
 		return
 	}
-	writeReply(w, s.result(inv, runInvocation(s.env, inv)))
+	err = runInvocation(s.env, inv)
+	if err == nil && inv.Result().Stream != nil {
+		s.streamAnswer(w, inv)
+		return
+	}
+	writeReply(w, s.result(inv, err))
 }
 
 // runInvocation runs inv and waits until its result is known; the error is why it did
@@ -254,6 +259,7 @@ func (s *InvokeServer) fill(inv *environment.Invocation, h headerGetter, rawQuer
 	}
 	inv.TraceID = h.Get(contract.HeaderTraceID)
 	inv.WantTail = h.Get(contract.HeaderLogType) == "Tail"
+	inv.WantStream = h.Get(contract.HeaderResponseStream) == "1"
 	return nil
 }
 

@@ -275,6 +275,10 @@ func readBodyInto(r *http.Request, buf *bytes.Buffer, limit int64) (*bytes.Buffe
 }
 
 func (a *RuntimeAPI) response(w http.ResponseWriter, r *http.Request, id string) {
+	if isStreamingResponse(r) || r.ContentLength < 0 && r.Trailer != nil && a.streamWanted(id) {
+		a.streamedResponse(w, r, id)
+		return
+	}
 	wantTail, err := a.env.CheckAnswer(id)
 	if err != nil {
 		writeStateMachineError(w, err)

@@ -21,6 +21,9 @@ type Invocation struct {
 	DeadlineHint time.Time
 	// WantTail asks for the log tail (X-Amz-Log-Type: Tail).
 	WantTail bool
+	// WantStream: the caller takes a streamed response as a stream (see ResponseStream);
+	// otherwise one is buffered.
+	WantStream bool
 
 	Deadline time.Time // set at dispatch
 	start    time.Time
@@ -30,6 +33,8 @@ type Invocation struct {
 	// onDone, when set, is called (with the environment locked) once the result is known.
 	onDone func()
 	result Result
+	// stream is the streamed response under way, if any.
+	stream *ResponseStream
 	refs   atomic.Int32
 	tail   tailBuffer
 	// deadlineMs is the Lambda-Runtime-Deadline-Ms header value, formatted once.
@@ -53,6 +58,9 @@ type Result struct {
 	Tail         []byte        // last TailSize bytes of the invocation's log, if asked
 	// Err is set (and nothing ran, or the result is unknown) for an invocation error.
 	Err error
+	// Stream, when set, is the response the runtime is streaming; the rest of the result
+	// is its Outcome once it ends.
+	Stream *ResponseStream
 }
 
 // NewInvocation returns an invocation with a fresh request id and a pooled payload buffer.
