@@ -49,7 +49,6 @@ func function(name string, c *lambdav1alpha1.FunctionURLConfig) *lambdav1alpha1.
 	return f
 }
 
-
 // urlOf is the path-based URL of f's URL on base.
 func urlOf(base string, f *lambdav1alpha1.Function) string {
 	return base + contract.FunctionURLPathPrefix + contract.FunctionURLID(string(f.UID), f.Namespace, f.Name, "") + "/"

@@ -71,19 +71,11 @@ func (t *Table) SetAlias(a *lambdav1alpha1.Alias) {
 		t.remove(k)
 		return
 	}
-	t.set(k, newTarget(string(a.UID), a.Namespace, a.Spec.FunctionName, AliasName(a), a.Spec.FunctionURLConfig))
+	t.set(k, newTarget(string(a.UID), a.Namespace, a.Spec.FunctionName, a.EffectiveName(), a.Spec.FunctionURLConfig))
 }
 
 // DeleteAlias forgets the URL of Alias object name.
 func (t *Table) DeleteAlias(namespace, name string) { t.remove(objKey{"Alias", namespace, name}) }
-
-// AliasName is an alias's effective name (spec.name, else metadata.name).
-func AliasName(a *lambdav1alpha1.Alias) string {
-	if a.Spec.Name != "" {
-		return a.Spec.Name
-	}
-	return a.Name
-}
 
 func newTarget(uid, ns, fn, qualifier string, c *lambdav1alpha1.FunctionURLConfig) *Target {
 	mode := c.InvokeMode

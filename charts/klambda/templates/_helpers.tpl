@@ -118,6 +118,7 @@ NetworkPolicy of function pods (networkPolicy.enabled; the activator's namespace
 {{- $_ := set $cfg "shimImage" (include "klambda.image" (dict "image" .Values.runtimeShim.image "root" .)) -}}
 {{- $activator := include "klambda.selector" (dict "root" . "component" "activator") | fromYaml -}}
 {{- $_ := set $cfg "networkPolicy" (dict "enabled" .Values.networkPolicy.enabled "activatorNamespace" .Release.Namespace "activatorPodLabels" $activator) -}}
+{{- $_ := set $cfg "functionUrls" (include "klambda.functionUrls" . | fromYaml) -}}
 {{- toYaml $cfg }}
 {{- end -}}
 
@@ -148,3 +149,12 @@ empty: plain HTTP (only with activator.tls.plainHTTP).
 {{- printf "%s-activator-tls" (include "klambda.fullname" .) -}}
 {{- end -}}
 {{- end }}
+
+{{/* How the manager spells function URLs in status.functionUrl (controllers.FunctionURLsConfig). */}}
+{{- define "klambda.functionUrls" -}}
+{{- $scheme := ternary "https" "http" (ne (include "klambda.activatorTLSSecret" .) "") -}}
+{{- $base := .Values.functionUrls.pathBaseUrl | default (printf "%s://%s-activator.%s.svc:%v" $scheme (include "klambda.fullname" .) .Release.Namespace .Values.activator.service.port) -}}
+domain: {{ .Values.functionUrls.domain | quote }}
+scheme: {{ $scheme }}
+pathBase: {{ $base | quote }}
+{{- end -}}
