@@ -56,7 +56,9 @@ func main() {
 	payload := []byte(`{"key1":"value1","key2":"value2","key3":"value3"}`)
 	hdr := http.Header{"Content-Type": {"application/json"}}
 	api := func(int) (string, http.Header) { return srv.URL + "/2015-03-31/functions/echo/invocations", hdr }
-	url := func(int) (string, http.Header) { return srv.URL + contract.FunctionURLPathPrefix + id + "/path?q=1", hdr }
+	url := func(int) (string, http.Header) {
+		return srv.URL + contract.FunctionURLPathPrefix + id + "/path?q=1", hdr
+	}
 	load.Run(*callers, 300*time.Millisecond, pace, api, client, payload)
 	load.Run(*callers, 300*time.Millisecond, pace, url, client, payload)
 
