@@ -76,6 +76,7 @@ func TestChartRefusesFunctionURLMisconfiguration(t *testing.T) {
 		{[]string{"functionUrls.domain=Not_A_Domain"}, "/functionUrls/domain"},
 		{[]string{"functionUrls.pathBaseUrl=ftp://x"}, "/functionUrls/pathBaseUrl"},
 		{[]string{"functionUrls.ingres.enabled=true"}, "additional properties 'ingres' not allowed"},
+		{[]string{"config.functionUrls.domain=x"}, "use functionUrls.domain"},
 	} {
 		if _, errOut := render(t, tc.set...); !strings.Contains(errOut, tc.want) {
 			t.Errorf("--set %v: helm said %q, want %q", tc.set, errOut, tc.want)

@@ -114,6 +114,9 @@ NetworkPolicy of function pods (networkPolicy.enabled; the activator's namespace
 {{- if hasKey .Values.config "networkPolicy" -}}
 {{- fail "config.networkPolicy is set by the chart: use networkPolicy.enabled" -}}
 {{- end -}}
+{{- if hasKey .Values.config "functionUrls" -}}
+{{- fail "config.functionUrls is set by the chart: use functionUrls.domain and functionUrls.pathBaseUrl" -}}
+{{- end -}}
 {{- $cfg := deepCopy .Values.config -}}
 {{- $_ := set $cfg "shimImage" (include "klambda.image" (dict "image" .Values.runtimeShim.image "root" .)) -}}
 {{- $activator := include "klambda.selector" (dict "root" . "component" "activator") | fromYaml -}}
