@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/internal/codeloader"
 	"github.com/klambda/klambda/internal/netguard"
@@ -72,8 +73,26 @@ type Config struct {
 	// NetworkPolicy: the NetworkPolicy kept next to every Function, so that only the
 	// activator reaches its pods' invoke port (controllers/networkpolicy.go).
 	NetworkPolicy NetworkPolicyConfig `json:"networkPolicy,omitempty"`
+	// FunctionURLs: how the URLs reported in status.functionUrl are spelled (the activator
+	// serves them; cmd/activator --function-url-domain).
+	FunctionURLs FunctionURLsConfig `json:"functionUrls,omitempty"`
 	// egressPolicy is Egress parsed.
 	egressPolicy *netguard.Policy
+}
+
+// FunctionURLsConfig spells function URLs: host-based https://<url-id>.lambda-url.<domain>/
+// when domain is set (scheme http for a plain-HTTP activator), else path-based
+// <pathBase>/lambda-url/<url-id>/ (pathBase: the activator's address, e.g.
+// http://klambda-activator.klambda-system.svc:8080; empty: the path alone).
+type FunctionURLsConfig struct {
+	Domain   string `json:"domain,omitempty"`
+	Scheme   string `json:"scheme,omitempty"`
+	PathBase string `json:"pathBase,omitempty"`
+}
+
+// FunctionURL is the URL of the function URL with url-id id.
+func (c FunctionURLsConfig) FunctionURL(id string) string {
+	return contract.FunctionURL(id, c.Scheme, c.Domain, c.PathBase)
 }
 
 // CodeFetchConfig bounds code downloads (codeloader.Limits). Zero values are the defaults.

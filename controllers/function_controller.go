@@ -68,7 +68,17 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_
 	defer patch.Close(ctx, &err, func(rerr error) {
 		fn.Status.ObservedGeneration = readiness.Observe(&fn.Status.Conditions, fn.Generation, fn.Status.ObservedGeneration, rerr)
 	})
+	r.reportURL(&fn)
 	return r.reconcileNormal(ctx, &fn, patch)
+}
+
+// reportURL sets status.functionUrl while spec.functionUrlConfig is set (the activator
+// serves it from its informers), and clears it when the config is removed.
+func (r *FunctionReconciler) reportURL(fn *lambdav1alpha1.Function) {
+	fn.Status.FunctionURL = ""
+	if fn.Spec.FunctionURLConfig != nil {
+		fn.Status.FunctionURL = r.Config.FunctionURLs.FunctionURL(contract.FunctionURLID(string(fn.UID), fn.Namespace, fn.Name, ""))
+	}
 }
 
 // reconcileNormal runs $LATEST: the invoke Secret and NetworkPolicy first, then the code,
