@@ -26,6 +26,7 @@ import (
 
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/codestore"
 	"github.com/klambda/klambda/internal/readiness"
 	"github.com/klambda/klambda/internal/statuspatch"
 )
@@ -162,6 +163,7 @@ func (r *FunctionReconciler) reportActive(fn *lambdav1alpha1.Function, w *Worklo
 	if fn.Spec.PackageType == lambdav1alpha1.PackageTypeImage {
 		st.ResolvedImageURI = w.ImageURI
 	}
+	st.CodeStoreRef = w.CodeStoreRef
 	st.Layers = layers
 	layerDigests := make([]string, 0, len(layers))
 	for _, l := range layers {
@@ -280,11 +282,11 @@ func (r *FunctionReconciler) resolve(ctx context.Context, fn *lambdav1alpha1.Fun
 	if _, ok := r.Config.RuntimeImages[string(fn.Spec.Runtime)]; !ok {
 		return nil, nil, invalid("runtime %s has no base image: add it to runtimeImages in the manager configuration", fn.Spec.Runtime)
 	}
-	z, err := r.Resolver.ResolveZip(ctx, fn, "code", fn.Spec.Code.CodeSource, taskRoot)
+	z, err := r.resolveCode(ctx, fn)
 	if err != nil {
 		return nil, nil, err
 	}
-	w.CodeDigest, w.CodeCopy = z.Digest, z.ConfigMapCopy
+	w.CodeDigest, w.CodeCopy, w.CodeStoreRef = z.Digest, z.ConfigMapCopy, z.StoreRef
 	var resolved []lambdav1alpha1.ResolvedLayer
 	for _, ref := range fn.Spec.Layers {
 		lv, err := findLayerVersion(ctx, r.Client, fn.Namespace, ref)
@@ -319,13 +321,42 @@ func (r *FunctionReconciler) resolve(ctx context.Context, fn *lambdav1alpha1.Fun
 	return w, resolved, nil
 }
 
+// resolveCode resolves $LATEST's .zip. Code from a URL or S3 that this generation already
+// resolved into the code store is taken from the status, not downloaded again: after a
+// restart of the manager, a source that changed or disappeared changes nothing (a new
+// generation, an edit of the spec, resolves again). ConfigMap code is read every time: its
+// ConfigMap's changes are updates.
+func (r *FunctionReconciler) resolveCode(ctx context.Context, fn *lambdav1alpha1.Function) (ZipResult, error) {
+	st := &fn.Status
+	if r.Resolver.Store != nil && fn.Spec.Code.ConfigMapRef == nil && st.CodeStoreRef != "" && resolvedThisGeneration(fn) {
+		if d, err := digestFromBase64(st.CodeSha256, st.CodeSize); err == nil {
+			ref, err := r.Resolver.Stored(ctx, d)
+			if err == nil {
+				return ZipResult{Digest: d, StoreRef: ref}, nil
+			}
+			if !errors.Is(err, codestore.ErrNotFound) {
+				return ZipResult{}, storeError("code", err)
+			}
+			// Not in the store any more (it was emptied): resolved again from the source.
+		}
+	}
+	return r.Resolver.ResolveZip(ctx, fn, "code", fn.Spec.Code.CodeSource, taskRoot)
+}
+
+// resolvedThisGeneration: the status' code is this generation's (CodeResolved is True
+// for it).
+func resolvedThisGeneration(fn *lambdav1alpha1.Function) bool {
+	c := meta.FindStatusCondition(fn.Status.Conditions, contract.ConditionCodeResolved)
+	return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == fn.Generation
+}
+
 // workloadLayer is a resolved LayerVersion as a pod loads it.
 func workloadLayer(lv *lambdav1alpha1.LayerVersion) (WorkloadLayer, error) {
 	d, err := digestFromBase64(lv.Status.CodeSha256, lv.Status.CodeSize)
 	if err != nil {
 		return WorkloadLayer{}, err
 	}
-	wl := WorkloadLayer{Content: lv.Spec.Content, Digest: d}
+	wl := WorkloadLayer{Content: lv.Spec.Content, Digest: d, StoreRef: lv.Status.CodeStoreRef}
 	if lv.Spec.Content.ConfigMapRef != nil {
 		wl.Copy = codeConfigMapName(lv.Name, d.Hex)
 	}
