@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	k8sauthn "github.com/google/go-containerregistry/pkg/authn/kubernetes"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -52,6 +54,7 @@ const retryResolve = 30 * time.Second
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, err error) {
@@ -269,7 +272,7 @@ func (r *FunctionReconciler) fail(fn *lambdav1alpha1.Function, rerr *ResolveErro
 func (r *FunctionReconciler) resolve(ctx context.Context, fn *lambdav1alpha1.Function) (*Workload, []lambdav1alpha1.ResolvedLayer, error) {
 	w := &Workload{Function: fn.Name, Qualifier: contract.Latest, Config: *fn.Spec.FunctionConfiguration.DeepCopy()}
 	if fn.Spec.PackageType == lambdav1alpha1.PackageTypeImage {
-		img, err := r.Resolver.ResolveImage(ctx, fn.Spec.Code.ImageURI)
+		img, err := r.resolveImage(ctx, fn)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -319,6 +322,56 @@ func (r *FunctionReconciler) resolve(ctx context.Context, fn *lambdav1alpha1.Fun
 		resolved = append(resolved, lambdav1alpha1.ResolvedLayer{Name: lv.Name, Version: lv.Status.Version, ARN: lv.Status.LayerVersionARN, CodeSha256: lv.Status.CodeSha256, CodeSize: lv.Status.CodeSize})
 	}
 	return w, resolved, nil
+}
+
+// resolveImage pins $LATEST's image. The digest this generation resolved is kept in
+// status.resolvedImageUri and reused, so that a tag re-pointed while the manager restarts or
+// fails over does not change $LATEST (a new generation resolves again, as Lambda resolves
+// at every UpdateFunctionCode). The registry is asked with the function's ServiceAccount's
+// imagePullSecrets.
+func (r *FunctionReconciler) resolveImage(ctx context.Context, fn *lambdav1alpha1.Function) (ImageResult, error) {
+	st := &fn.Status
+	if resolvedThisGeneration(fn) && strings.Contains(st.ResolvedImageURI, "@sha256:") {
+		_, d, _ := strings.Cut(st.ResolvedImageURI, "@")
+		return imageResult(st.ResolvedImageURI, d)
+	}
+	kc, err := r.pullKeychain(ctx, fn)
+	if err != nil {
+		return ImageResult{}, err
+	}
+	return r.Resolver.ResolveImage(ctx, fn.Spec.Code.ImageURI, kc)
+}
+
+// pullKeychain is the registry credentials of the function's pods: the imagePullSecrets of
+// its ServiceAccount (go-containerregistry's pkg/authn/kubernetes reads them as the kubelet
+// does). A missing ServiceAccount or Secret is skipped, as the kubelet skips it.
+func (r *FunctionReconciler) pullKeychain(ctx context.Context, fn *lambdav1alpha1.Function) (authn.Keychain, error) {
+	saName := fn.Spec.ServiceAccountName
+	if saName == "" {
+		saName = "default"
+	}
+	var sa corev1.ServiceAccount
+	if err := r.Resolver.Reader.Get(ctx, types.NamespacedName{Namespace: fn.Namespace, Name: saName}, &sa); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var secrets []corev1.Secret
+	for _, ref := range sa.ImagePullSecrets {
+		var sec corev1.Secret
+		if err := r.Resolver.Reader.Get(ctx, types.NamespacedName{Namespace: fn.Namespace, Name: ref.Name}, &sec); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return nil, err
+		}
+		secrets = append(secrets, sec)
+	}
+	if len(secrets) == 0 {
+		return nil, nil
+	}
+	return k8sauthn.NewFromPullSecrets(ctx, secrets)
 }
 
 // resolveCode resolves $LATEST's .zip. Code from a URL or S3 that this generation already

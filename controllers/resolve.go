@@ -12,8 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sync/semaphore"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -378,14 +380,23 @@ type ImageResult struct {
 }
 
 // ResolveImage pins imageUri to its digest: the one it carries, or the registry's for its
-// tag (remembered for the life of the process, as Lambda resolves a tag once per deploy).
-func (r *Resolver) ResolveImage(ctx context.Context, imageURI string) (ImageResult, error) {
+// tag (remembered for the life of the process, as Lambda resolves a tag once per deploy;
+// the function controller also keeps it in status.resolvedImageUri across restarts).
+// keychain authenticates to the registry (the function's ServiceAccount's
+// imagePullSecrets; nil: anonymous). A tag that can't be resolved is a *ResolveError
+// (ImageAccessDenied, InvalidImage, or a transient InternalError), never a silently
+// unpinned tag; only resolveImageTags: false runs tags unpinned.
+func (r *Resolver) ResolveImage(ctx context.Context, imageURI string, keychain authn.Keychain) (ImageResult, error) {
 	ref, err := name.ParseReference(imageURI)
 	if err != nil {
 		return ImageResult{}, &ResolveError{Reason: lambdav1alpha1.StateReasonInvalidImage, Message: fmt.Sprintf("code.imageUri %q is not a valid image reference: %v", imageURI, err)}
 	}
 	if dg, ok := ref.(name.Digest); ok {
 		return imageResult(imageURI, dg.DigestStr())
+	}
+	if r.Config.ResolveImageTags == nil || !*r.Config.ResolveImageTags {
+		// Unpinned by the operator's choice: the digest of the reference stands in for codeSha256.
+		return ImageResult{URI: imageURI, Digest: codeloader.DigestOf([]byte(imageURI)), Unpinned: "tag not resolved to a digest: resolveImageTags is false"}, nil
 	}
 	key := "image|" + imageURI
 	r.mu.Lock()
@@ -394,44 +405,41 @@ func (r *Resolver) ResolveImage(ctx context.Context, imageURI string) (ImageResu
 	if ok && c.err == nil {
 		return imageResult(ref.Context().Name()+"@sha256:"+c.d.Hex, "sha256:"+c.d.Hex)
 	}
-	if ok {
-		// The registry couldn't be asked before: don't wait on it at every reconcile (a
-		// local cluster runs images no registry serves). A new imageUri asks again.
-		err = c.err
-	} else if r.Config.ResolveImageTags != nil && *r.Config.ResolveImageTags {
-		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		// The registry is the tenant's to name: dialed through the egress policy, and its
-		// answer is not echoed (the manager's log has it).
-		tr := &http.Transport{Proxy: nil, DialContext: r.Config.Policy().DialContext, TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 10 * time.Second, MaxResponseHeaderBytes: 64 << 10}
-		defer tr.CloseIdleConnections()
-		desc, herr := remote.Head(ref, remote.WithContext(hctx), remote.WithTransport(tr))
-		if herr == nil && desc.Digest.Algorithm == "sha256" {
-			raw, _ := hex.DecodeString(desc.Digest.Hex)
-			r.remember(key, Digest{Hex: desc.Digest.Hex, Base64: base64.StdEncoding.EncodeToString(raw), Size: desc.Size}, nil)
-			return imageResult(ref.Context().Name()+"@"+desc.Digest.String(), desc.Digest.String())
-		}
-		switch {
-		case herr == nil:
-			err = fmt.Errorf("the registry answered a %s digest", desc.Digest.Algorithm)
-		case netguard.Denied(herr):
-			err = errors.New("the registry's address is not allowed by the manager's egress policy")
-		case hctx.Err() != nil:
-			err = errors.New("the registry did not answer in time")
-		default:
-			err = errors.New("the registry could not be asked")
-		}
-		if herr != nil {
-			log.FromContext(ctx).Info("image tag not resolved", "imageUri", imageURI, "detail", herr.Error())
-		}
-		r.remember(key, Digest{}, err)
+	if keychain == nil {
+		keychain = authn.NewMultiKeychain() // anonymous
 	}
-	// Unpinned: the digest of the reference itself stands in for codeSha256.
-	res := ImageResult{URI: imageURI, Digest: codeloader.DigestOf([]byte(imageURI)), Unpinned: "tag not resolved to a digest"}
-	if err != nil {
-		res.Unpinned = fmt.Sprintf("tag not resolved to a digest: %v", err)
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	// The registry is the tenant's to name: dialed through the egress policy, and its
+	// answer is not echoed (the manager's log has it).
+	tr := &http.Transport{Proxy: nil, DialContext: r.Config.Policy().DialContext, TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 10 * time.Second, MaxResponseHeaderBytes: 64 << 10}
+	defer tr.CloseIdleConnections()
+	desc, herr := remote.Head(ref, remote.WithContext(hctx), remote.WithTransport(tr), remote.WithAuthFromKeychain(keychain))
+	if herr == nil && desc.Digest.Algorithm == "sha256" {
+		raw, _ := hex.DecodeString(desc.Digest.Hex)
+		r.remember(key, Digest{Hex: desc.Digest.Hex, Base64: base64.StdEncoding.EncodeToString(raw), Size: desc.Size}, nil)
+		return imageResult(ref.Context().Name()+"@"+desc.Digest.String(), desc.Digest.String())
 	}
-	return res, nil
+	if herr != nil {
+		log.FromContext(ctx).Info("image tag not resolved", "imageUri", imageURI, "detail", herr.Error())
+	}
+	var te *transport.Error
+	rerr := &ResolveError{Reason: lambdav1alpha1.StateReasonInternalError, Transient: true}
+	switch {
+	case herr == nil:
+		rerr.Reason, rerr.Message = lambdav1alpha1.StateReasonInvalidImage, fmt.Sprintf("code.imageUri %s: the registry answered a %s digest", imageURI, desc.Digest.Algorithm)
+	case netguard.Denied(herr):
+		rerr.Message = fmt.Sprintf("code.imageUri %s: the registry's address is not allowed by the manager's egress policy", imageURI)
+	case errors.As(herr, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden):
+		rerr.Reason, rerr.Message = lambdav1alpha1.StateReasonImageAccessDenied, fmt.Sprintf("code.imageUri %s: the registry refused access (the function's ServiceAccount's imagePullSecrets are used)", imageURI)
+	case errors.As(herr, &te) && te.StatusCode == http.StatusNotFound:
+		rerr.Reason, rerr.Message = lambdav1alpha1.StateReasonInvalidImage, fmt.Sprintf("code.imageUri %s: the registry has no such image", imageURI)
+	case hctx.Err() != nil:
+		rerr.Message = fmt.Sprintf("code.imageUri %s: the tag could not be resolved to a digest: the registry did not answer in time", imageURI)
+	default:
+		rerr.Message = fmt.Sprintf("code.imageUri %s: the tag could not be resolved to a digest: the registry could not be asked", imageURI)
+	}
+	return ImageResult{}, rerr
 }
 
 func imageResult(uri, digest string) (ImageResult, error) {

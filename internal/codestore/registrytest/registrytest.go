@@ -13,6 +13,7 @@ import (
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // storage
+	"github.com/sirupsen/logrus"
 )
 
 // Start serves a distribution registry with deletes enabled, its blobs in a temporary
@@ -39,6 +40,8 @@ http:
 	if err != nil {
 		t.Fatalf("registry configuration: %v", err)
 	}
+	// The registry logs every request through logrus' standard logger at info.
+	logrus.SetLevel(logrus.ErrorLevel)
 	ctx, cancel := context.WithCancel(context.Background())
 	app := handlers.NewApp(ctx, cfg)
 	srv := httptest.NewServer(app)
