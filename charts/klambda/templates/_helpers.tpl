@@ -122,6 +122,20 @@ NetworkPolicy of function pods (networkPolicy.enabled; the activator's namespace
 {{- $activator := include "klambda.selector" (dict "root" . "component" "activator") | fromYaml -}}
 {{- $_ := set $cfg "networkPolicy" (dict "enabled" .Values.networkPolicy.enabled "activatorNamespace" .Release.Namespace "activatorPodLabels" $activator) -}}
 {{- $_ := set $cfg "functionUrls" (include "klambda.functionUrls" . | fromYaml) -}}
+{{- if hasKey .Values.config "codeStore" -}}
+{{- fail "config.codeStore is set by the chart: use codeStore" -}}
+{{- end -}}
+{{- with .Values.codeStore -}}
+{{- if .repository -}}
+{{- $cs := dict "repository" .repository "plainHTTP" .plainHTTP -}}
+{{- if .readRepository }}{{- $_ := set $cs "readRepository" .readRepository -}}{{- end -}}
+{{- if .credentialsSecret }}{{- $_ := set $cs "credentialsDir" "/etc/klambda/code-store" -}}{{- end -}}
+{{- range $k := list "gcInterval" "gcGrace" "gcMaxDeletes" }}{{- if hasKey $.Values.codeStore $k }}{{- $_ := set $cs $k (get $.Values.codeStore $k) -}}{{- end -}}{{- end -}}
+{{- $_ := set $cfg "codeStore" $cs -}}
+{{- else if or .readRepository .credentialsSecret .plainHTTP -}}
+{{- fail "codeStore: set codeStore.repository (or unset the other codeStore values)" -}}
+{{- end -}}
+{{- end -}}
 {{- toYaml $cfg }}
 {{- end -}}
 
