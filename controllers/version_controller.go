@@ -105,9 +105,11 @@ func (r *VersionReconciler) reconcileNormal(ctx context.Context, v *lambdav1alph
 	}
 	published := meta.FindStatusCondition(v.Status.Conditions, contract.ConditionPublished)
 	switch {
-	case v.Status.Version == "" && published != nil && published.Reason == contract.ReasonPreconditionFailed:
-		return ctrl.Result{}, nil // Lambda's 412 is final for this request
 	case v.Status.Version == "":
+		// Also after a failed precondition: Lambda's 412 is final for one request, but a
+		// Version is declarative; applied together with its Function (GitOps), it may be
+		// read before the Function's change, so it is evaluated again whenever the Function
+		// changes, and publishes once the Function is what it pins.
 		return r.publish(ctx, v, fn)
 	case published != nil && published.Reason == contract.ReasonUnchanged:
 		return ctrl.Result{}, nil
@@ -249,10 +251,12 @@ const conflictRetry = 50 * time.Millisecond
 
 func (r *VersionReconciler) preconditionFailed(v *lambdav1alpha1.Version, msg string) {
 	gen := v.Generation
+	if c := meta.FindStatusCondition(v.Status.Conditions, contract.ConditionPublished); c == nil || c.Message != msg {
+		r.Recorder.Eventf(v, nil, corev1.EventTypeWarning, contract.ReasonPreconditionFailed, "Publish", "%s", msg)
+	}
 	setCondition(&v.Status.Conditions, gen, contract.ConditionPublished, false, contract.ReasonPreconditionFailed, msg)
 	readiness.Stalled(&v.Status.Conditions, gen, contract.ReasonPreconditionFailed, msg)
 	v.Status.State, v.Status.StateReason, v.Status.StateReasonCode = lambdav1alpha1.StateFailed, msg, lambdav1alpha1.StateReasonInvalidConfiguration
-	r.Recorder.Eventf(v, nil, corev1.EventTypeWarning, contract.ReasonPreconditionFailed, "Publish", "%s", msg)
 }
 
 // sameRevision: the function's code and configuration are those version prev froze

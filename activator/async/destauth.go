@@ -113,7 +113,9 @@ func (a *FunctionDestinationAuthorizer) serviceAccount(ctx context.Context, ns, 
 		if err != nil {
 			return "", err
 		}
-		version = routedVersion(a)
+		if version, err = routedVersion(a); err != nil {
+			return "", err
+		}
 	}
 	if version == "" || version == contract.Latest {
 		var f lambdav1alpha1.Function

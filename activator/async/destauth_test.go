@@ -33,7 +33,8 @@ func TestFunctionDestinationNeedsTheSourcesServiceAccount(t *testing.T) {
 		Spec:   lambdav1alpha1.VersionSpec{FunctionName: "viaalias"},
 		Status: lambdav1alpha1.VersionStatus{Version: "1", Configuration: &lambdav1alpha1.FunctionConfiguration{ServiceAccountName: "auditor"}}}
 	live := &lambdav1alpha1.Alias{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "viaalias-live"},
-		Spec: lambdav1alpha1.AliasSpec{FunctionName: "viaalias", Name: "live", FunctionVersion: "1"}}
+		Spec:   lambdav1alpha1.AliasSpec{FunctionName: "viaalias", Name: "live", FunctionVersion: "1"},
+		Status: lambdav1alpha1.AliasStatus{FunctionVersion: "1"}}
 	reader := fake.NewClientBuilder().WithScheme(scheme).
 		WithObjects(fn("intruder", ""), fn("allowed", "auditor"), fn("viaalias", ""), v1, live).
 		WithStatusSubresource(&lambdav1alpha1.Version{}).Build()

@@ -54,7 +54,9 @@ func (k *KubeConfigSource) AsyncConfig(ctx context.Context, ns, fn, qualifier st
 			return Config{}, err
 		}
 		cfg = ConfigFrom(a.Spec.EventInvokeConfig)
-		cfg.Version = routedVersion(a)
+		if cfg.Version, err = routedVersion(a); err != nil {
+			return Config{}, err
+		}
 		if cfg.DeadLetter, err = k.deadLetter(ctx, &f, cfg.Version); err != nil {
 			return Config{}, err
 		}
@@ -149,11 +151,13 @@ func isVersionNumber(q string) bool {
 	return err == nil
 }
 
-// routedVersion is the version an alias routes to: its validated status (what the router
-// uses), or its spec's version number before the controller first validated it.
-func routedVersion(a *lambdav1alpha1.Alias) string {
-	if a.Status.FunctionVersion != "" {
-		return a.Status.FunctionVersion
+// routedVersion is the version an alias routes to: its validated status, as the router
+// uses it (never its spec, which may name a version not published yet, a Version object,
+// or versions that may not be weighted together). An alias the controller has not
+// validated yet routes nothing: ErrFunctionNotFound, as the router answers.
+func routedVersion(a *lambdav1alpha1.Alias) (string, error) {
+	if a.Status.FunctionVersion == "" {
+		return "", fmt.Errorf("alias %s of %s/%s has no validated routing yet: %w", a.EffectiveName(), a.Namespace, a.Spec.FunctionName, ErrFunctionNotFound)
 	}
-	return a.Spec.FunctionVersion
+	return a.Status.FunctionVersion, nil
 }

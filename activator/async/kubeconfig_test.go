@@ -43,6 +43,7 @@ func TestKubeConfigSourcePerQualifier(t *testing.T) {
 	live := &lambdav1alpha1.Alias{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "fn-live"},
 		Spec:       lambdav1alpha1.AliasSpec{FunctionName: "fn", Name: "live", FunctionVersion: "1"},
+		Status:     lambdav1alpha1.AliasStatus{FunctionVersion: "1"},
 	}
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "sqs"},
 		Data: map[string][]byte{"AWS_ACCESS_KEY_ID": []byte("k")}}

@@ -64,6 +64,16 @@ func TestAliasRoutesByValidatedStatus(t *testing.T) {
 	if r, err := tb.Resolve("ns", "f", "live"); err != nil || r.Version != "1" {
 		t.Errorf("spec ahead of the validated status: %+v %v, want the last valid routing (version 1)", r, err)
 	}
+	// An alias naming a Version object (functionVersionRef, no number in its spec) routes
+	// by the number the controller resolved it to.
+	tb.SetVersion(ver("f-2", "f", "2", 0))
+	byRef := alias("byref", "", "f", "", nil)
+	byRef.Spec.FunctionVersionRef = &lambdav1alpha1.VersionReference{Name: "f-2"}
+	byRef.Status.FunctionVersion = "2"
+	tb.SetAlias(byRef)
+	if r, err := tb.Resolve("ns", "f", "byref"); err != nil || r.Version != "2" {
+		t.Errorf("alias by functionVersionRef resolved to 2: %+v %v, want version 2", r, err)
+	}
 	fresh := alias("canary", "", "f", "1", nil)
 	fresh.Status = lambdav1alpha1.AliasStatus{} // not validated yet
 	tb.SetAlias(fresh)

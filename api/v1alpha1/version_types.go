@@ -22,12 +22,16 @@ type VersionSpec struct {
 	Description string `json:"description,omitempty"`
 
 	// codeSha256 publishes only if the function's code has this digest (base64, as
-	// Function.status.codeSha256); otherwise the Version fails with PreconditionFailed.
+	// Function.status.codeSha256); otherwise the Version is Stalled with PreconditionFailed
+	// and is evaluated again whenever the Function changes, publishing once the function's
+	// code has this digest (how a Version applied together with its Function's change
+	// captures that change, not the code before it).
 	// +optional
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9+/]{43}=$`
 	CodeSha256 string `json:"codeSha256,omitempty"`
 
-	// revisionId publishes only if the function's revisionId still has this value.
+	// revisionId publishes only if the function's revisionId still has this value
+	// (evaluated again whenever the Function changes, as codeSha256).
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
 	RevisionID string `json:"revisionId,omitempty"`
