@@ -79,7 +79,9 @@ func TestAliasVersionRefs(t *testing.T) {
 	updateObject(t, live, func(a *lambdav1alpha1.Alias) {
 		a.Spec.RoutingConfig = &lambdav1alpha1.AliasRoutingConfiguration{AdditionalVersionRefWeights: map[string]float64{"rel-b": 0.2}}
 	})
-	a := waitAliasStatus(t, ns, "live", func(a *lambdav1alpha1.Alias) bool { return meta.IsStatusConditionTrue(a.Status.Conditions, contract.ConditionReady) })
+	a := waitAliasStatus(t, ns, "live", func(a *lambdav1alpha1.Alias) bool {
+		return meta.IsStatusConditionTrue(a.Status.Conditions, contract.ConditionReady)
+	})
 	if a.Status.FunctionVersion != "1" || len(a.Status.AdditionalVersionWeights) != 1 || a.Status.AdditionalVersionWeights["2"] != 0.2 {
 		t.Errorf("canary by ref: %+v, want version 1 and 0.2 to version 2", a.Status)
 	}
@@ -119,7 +121,9 @@ func TestAliasVersionRefs(t *testing.T) {
 	if v.Status.Version != "3" || v.Status.CodeSha256 != relC.Spec.CodeSha256 {
 		t.Errorf("rel-c published %+v", v.Status)
 	}
-	a = waitAliasStatus(t, ns, "live", func(a *lambdav1alpha1.Alias) bool { return meta.IsStatusConditionTrue(a.Status.Conditions, contract.ConditionReady) })
+	a = waitAliasStatus(t, ns, "live", func(a *lambdav1alpha1.Alias) bool {
+		return meta.IsStatusConditionTrue(a.Status.Conditions, contract.ConditionReady)
+	})
 	if a.Status.FunctionVersion != "3" || a.Status.AdditionalVersionWeights["2"] != 0.2 {
 		t.Errorf("after rel-c published: %+v, want 3 and 0.2 to 2", a.Status)
 	}
