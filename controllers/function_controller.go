@@ -172,9 +172,9 @@ func (r *FunctionReconciler) reportActive(fn *lambdav1alpha1.Function, w *Worklo
 	st, gen := &fn.Status, fn.Generation
 	prevRevision := st.RevisionID
 	st.CodeSha256, st.CodeSize = w.CodeDigest.Base64, w.CodeDigest.Size
-	st.ResolvedImageURI = ""
+	st.ResolvedImageURI, st.ImageURI = "", ""
 	if fn.Spec.PackageType == lambdav1alpha1.PackageTypeImage {
-		st.ResolvedImageURI = w.ImageURI
+		st.ResolvedImageURI, st.ImageURI = w.ImageURI, fn.Spec.Code.ImageURI
 	}
 	st.CodeStoreRef = w.CodeStoreRef
 	st.Layers = layers
@@ -334,14 +334,17 @@ func (r *FunctionReconciler) resolve(ctx context.Context, fn *lambdav1alpha1.Fun
 	return w, resolved, nil
 }
 
-// resolveImage pins $LATEST's image. The digest this generation resolved is kept in
-// status.resolvedImageUri and reused, so that a tag re-pointed while the manager restarts or
-// fails over does not change $LATEST (a new generation resolves again, as Lambda resolves
-// at every UpdateFunctionCode). The registry is asked with the function's ServiceAccount's
-// imagePullSecrets.
+// resolveImage pins $LATEST's image. The digest resolved for code.imageUri is kept in
+// status.resolvedImageUri (with status.imageUri, the reference it was resolved from) and
+// reused, so that a tag re-pointed while the manager restarts or fails over, or before a
+// configuration-only update, does not change $LATEST: as Lambda resolves a tag only at
+// UpdateFunctionCode, the registry is asked again only when code.imageUri changes. The
+// registry is asked with the function's ServiceAccount's imagePullSecrets.
 func (r *FunctionReconciler) resolveImage(ctx context.Context, fn *lambdav1alpha1.Function) (ImageResult, error) {
 	st := &fn.Status
-	if resolvedThisGeneration(fn) && strings.Contains(st.ResolvedImageURI, "@sha256:") {
+	// A status written before status.imageUri existed: reused for its own generation only.
+	sameImage := st.ImageURI == fn.Spec.Code.ImageURI || (st.ImageURI == "" && resolvedThisGeneration(fn))
+	if sameImage && strings.Contains(st.ResolvedImageURI, "@sha256:") {
 		_, d, _ := strings.Cut(st.ResolvedImageURI, "@")
 		return imageResult(st.ResolvedImageURI, d)
 	}

@@ -406,6 +406,12 @@ type FunctionStatus struct {
 	// +optional
 	ResolvedImageURI string `json:"resolvedImageUri,omitempty"`
 
+	// imageUri is the code.imageUri that resolvedImageUri was resolved from (Image only).
+	// As Lambda resolves a tag only on a code update, the tag is resolved again only when
+	// code.imageUri changes, not on a configuration-only update or a manager restart.
+	// +optional
+	ImageURI string `json:"imageUri,omitempty"`
+
 	// layers as resolved, in order.
 	// +optional
 	// +listType=atomic

@@ -424,18 +424,27 @@ func TestGCDeletesOnlyUnreferenced(t *testing.T) {
 	}
 }
 
-// TestImageDigestSurvivesRestart: an Image function's tag is resolved once per generation
-// and kept in status.resolvedImageUri: after the tag is re-pointed and the manager restarts
-// with nothing in memory, $LATEST still runs the digest it had; a new generation resolves
-// the tag again. A tag the registry does not have fails the function with InvalidImage
-// (Stalled), not a silently unpinned tag.
+// TestImageDigestSurvivesRestart: an Image function's tag is resolved once per code.imageUri
+// (as Lambda resolves a tag only on a code update) and kept in status.resolvedImageUri:
+// after the tag is re-pointed and the manager restarts with nothing in memory, $LATEST
+// still runs the digest it had, and a configuration-only update does not ask the registry
+// again; a change of code.imageUri resolves again. A tag the registry does not have fails
+// the function with InvalidImage (Stalled), not a silently unpinned tag.
 func TestImageDigestSurvivesRestart(t *testing.T) {
 	ctx := context.Background()
-	host := registrytest.Start(t)
+	var manifestQueries atomic.Int64 // the manager's questions about team/fn's tags
+	host := registrytest.StartWith(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if (r.Method == http.MethodHead || r.Method == http.MethodGet) && strings.HasPrefix(r.URL.Path, "/v2/team/fn/manifests/") {
+				manifestQueries.Add(1)
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
 	stop := startManager(t, host+"/klambda/code")
 	ns := newNamespace(t)
 	ref := host + "/team/fn:v1"
-	push := func() string {
+	push := func(ref string) string {
 		img, err := random.Image(64, 1)
 		if err != nil {
 			t.Fatal(err)
@@ -447,7 +456,7 @@ func TestImageDigestSurvivesRestart(t *testing.T) {
 		d, _ := img.Digest()
 		return host + "/team/fn@" + d.String()
 	}
-	first := push()
+	first := push(ref)
 	fn := &lambdav1alpha1.Function{
 		ObjectMeta: metav1.ObjectMeta{Name: "img", Namespace: ns},
 		Spec: lambdav1alpha1.FunctionSpec{FunctionConfiguration: lambdav1alpha1.FunctionConfiguration{
@@ -472,10 +481,10 @@ func TestImageDigestSurvivesRestart(t *testing.T) {
 	}
 	eventually(t, "pinned to the first digest", func() (bool, string) {
 		st := getFn(t, ns, "img").Status
-		return st.ResolvedImageURI == first && image() == first, fmt.Sprintf("resolved %q image %q state %s %s", st.ResolvedImageURI, image(), st.State, st.StateReason)
+		return st.ResolvedImageURI == first && st.ImageURI == ref && image() == first, fmt.Sprintf("resolved %q from %q image %q state %s %s", st.ResolvedImageURI, st.ImageURI, image(), st.State, st.StateReason)
 	})
 	stop()
-	second := push() // the tag is re-pointed while the manager is down
+	push(ref) // the tag is re-pointed while the manager is down
 	startManager(t, host+"/klambda/code")
 	f := getFn(t, ns, "img")
 	f.Labels = map[string]string{"touched": "1"}
@@ -486,17 +495,36 @@ func TestImageDigestSurvivesRestart(t *testing.T) {
 	if st := getFn(t, ns, "img").Status; st.ResolvedImageURI != first || image() != first {
 		t.Fatalf("after a restart with a re-pointed tag: resolved %q, image %q; want %s", st.ResolvedImageURI, image(), first)
 	}
-	// A new generation (an update of the function) resolves the tag again.
+	// A configuration-only update (a new generation, same code.imageUri): the digest is
+	// kept and the registry is not asked.
+	asked := manifestQueries.Load()
 	f = getFn(t, ns, "img")
 	f.Spec.MemorySize = 256
 	if err := k8s.Update(ctx, f); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the update resolves the tag again", func() (bool, string) {
-		st := getFn(t, ns, "img").Status
-		return st.ResolvedImageURI == second, fmt.Sprintf("resolved %q", st.ResolvedImageURI)
+	eventually(t, "the configuration-only update is applied", func() (bool, string) {
+		f := getFn(t, ns, "img")
+		return f.Status.ObservedGeneration == f.Generation && f.Status.State == lambdav1alpha1.StateActive && f.Status.RevisionID != "",
+			fmt.Sprintf("generation %d observed %d state %s", f.Generation, f.Status.ObservedGeneration, f.Status.State)
 	})
-
+	if st := getFn(t, ns, "img").Status; st.ResolvedImageURI != first || image() != first {
+		t.Errorf("a configuration-only update re-resolved the tag: resolved %q, image %q; want %s", st.ResolvedImageURI, image(), first)
+	}
+	if n := manifestQueries.Load() - asked; n != 0 {
+		t.Errorf("a configuration-only update asked the registry %d times; want 0", n)
+	}
+	// A code update (code.imageUri changes) resolves the new reference.
+	third := push(host + "/team/fn:v2")
+	f = getFn(t, ns, "img")
+	f.Spec.Code.ImageURI = host + "/team/fn:v2"
+	if err := k8s.Update(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the code update resolves the new tag", func() (bool, string) {
+		st := getFn(t, ns, "img").Status
+		return st.ResolvedImageURI == third && image() == third, fmt.Sprintf("resolved %q image %q", st.ResolvedImageURI, image())
+	})
 	bad := &lambdav1alpha1.Function{
 		ObjectMeta: metav1.ObjectMeta{Name: "img-missing", Namespace: ns},
 		Spec: lambdav1alpha1.FunctionSpec{FunctionConfiguration: lambdav1alpha1.FunctionConfiguration{

@@ -5,6 +5,7 @@ package registrytest
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -19,6 +20,13 @@ import (
 // Start serves a distribution registry with deletes enabled, its blobs in a temporary
 // folder, until the test ends. It returns the registry's host:port (plain HTTP).
 func Start(t testing.TB) string {
+	t.Helper()
+	return StartWith(t, nil)
+}
+
+// StartWith is Start with the registry's handler wrapped by wrap (nil: none), e.g. to count
+// the requests the code under test makes.
+func StartWith(t testing.TB, wrap func(http.Handler) http.Handler) string {
 	t.Helper()
 	// The registry exports traces to localhost:4318 unless told not to.
 	if os.Getenv("OTEL_TRACES_EXPORTER") == "" {
@@ -43,8 +51,11 @@ http:
 	// The registry logs every request through logrus' standard logger at info.
 	logrus.SetLevel(logrus.ErrorLevel)
 	ctx, cancel := context.WithCancel(context.Background())
-	app := handlers.NewApp(ctx, cfg)
-	srv := httptest.NewServer(app)
+	var h http.Handler = handlers.NewApp(ctx, cfg)
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
 		srv.Close()
 		cancel()
