@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -44,6 +45,7 @@ const ReasonDuplicateAlias = "DuplicateAlias"
 // +kubebuilder:rbac:groups=lambda.klambda.dev,resources=aliases/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=lambda.klambda.dev,resources=versions,verbs=get;list;watch
 // +kubebuilder:rbac:groups=lambda.klambda.dev,resources=functions,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch
 
 func (r *AliasReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, err error) {
 	var a lambdav1alpha1.Alias
@@ -87,14 +89,47 @@ func (r *AliasReconciler) reportIdentity(a *lambdav1alpha1.Alias) {
 	if a.Spec.FunctionURLConfig != nil {
 		st.FunctionURL = r.Config.FunctionURLs.FunctionURL(contract.FunctionURLID(string(a.UID), a.Namespace, a.Spec.FunctionName, st.Name))
 	}
-	pc := a.Spec.ProvisionedConcurrentExecutions
-	switch {
-	case pc == nil:
+	if a.Spec.ProvisionedConcurrentExecutions == nil {
 		st.ProvisionedConcurrency = nil
-	case st.ProvisionedConcurrency == nil || st.ProvisionedConcurrency.RequestedProvisionedConcurrentExecutions != *pc:
-		now := metav1.Now()
-		st.ProvisionedConcurrency = &lambdav1alpha1.ProvisionedConcurrencyStatus{RequestedProvisionedConcurrentExecutions: *pc, Status: lambdav1alpha1.ProvisionedConcurrencyInProgress, LastModified: &now}
 	}
+}
+
+// reportProvisioned follows the alias's provisioned concurrency once its routing is in
+// effect: FAILED when Lambda would refuse it (on $LATEST, over the function's reserved
+// concurrency, on a version already provisioned) or its environments can't start;
+// IN_PROGRESS until the routed versions' Deployments have that many available
+// environments (the activator keeps them warm), then READY. The alias is Ready only then.
+func (r *AliasReconciler) reportProvisioned(ctx context.Context, a *lambdav1alpha1.Alias, fn *lambdav1alpha1.Function) error {
+	pc := a.Spec.ProvisionedConcurrentExecutions
+	if pc == nil {
+		return nil
+	}
+	st := &a.Status
+	self := pcConfig{obj: a, isAlias: true, shares: aliasShares(*pc, st.FunctionVersion, st.AdditionalVersionWeights)}
+	reason, failed, err := pcRefusal(ctx, r.Client, fn, self)
+	if err != nil {
+		return err
+	}
+	var allocated, available int32
+	if failed == "" {
+		if allocated, available, failed, err = pcAllocation(ctx, r.Client, a.Namespace, fn.Name, self.shares); err != nil {
+			return err
+		}
+		reason = pcReasonAllocation
+	}
+	old := st.ProvisionedConcurrency
+	st.ProvisionedConcurrency = nextPCStatus(old, *pc, allocated, available, failed)
+	switch ps := st.ProvisionedConcurrency; ps.Status {
+	case lambdav1alpha1.ProvisionedConcurrencyFailed:
+		if old == nil || old.StatusReason != ps.StatusReason {
+			r.Recorder.Eventf(a, nil, corev1.EventTypeWarning, reason, "Provision", "%s", failed)
+		}
+		readiness.Stalled(&st.Conditions, a.Generation, reason, "provisionedConcurrentExecutions: "+failed)
+	case lambdav1alpha1.ProvisionedConcurrencyInProgress:
+		readiness.Reconciling(&st.Conditions, a.Generation, ReasonProvisioning, fmt.Sprintf("routes to version %s%s; %d of %d provisioned environments are available",
+			st.FunctionVersion, weightText(st.AdditionalVersionWeights), ps.AvailableProvisionedConcurrentExecutions, *pc))
+	}
+	return nil
 }
 
 // reconcileNormal routes the alias when it owns its name and its versions exist and agree;
@@ -120,7 +155,7 @@ func (r *AliasReconciler) reconcileNormal(ctx context.Context, a *lambdav1alpha1
 		return nil
 	}
 	r.route(a, rt)
-	return nil
+	return r.reportProvisioned(ctx, a, fn)
 }
 
 // routing is where an alias sends invocations: a version number (or $LATEST) and at most
@@ -333,6 +368,25 @@ func (r *AliasReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&lambdav1alpha1.Function{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return aliasesOf(ctx, o.GetNamespace(), o.GetName())
 		})).
+		// The Deployments of the versions an alias provisions say how much of its
+		// provisioned concurrency is available.
+		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			fnLabel := o.GetLabels()[contract.LabelFunction]
+			if fnLabel == "" {
+				return nil
+			}
+			var list lambdav1alpha1.AliasList
+			if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+				return nil
+			}
+			var out []reconcile.Request
+			for _, a := range list.Items {
+				if a.Spec.ProvisionedConcurrentExecutions != nil && contract.FunctionLabelValue(a.Spec.FunctionName) == fnLabel {
+					out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&a)})
+				}
+			}
+			return out
+		}), deploymentChanged).
 		// An alias that comes or goes (or changes its name) can make another one of its
 		// function a duplicate, or give it the name back; an alias's status changes nothing.
 		Watches(&lambdav1alpha1.Alias{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {

@@ -281,6 +281,9 @@ func (r *FunctionReconciler) fail(fn *lambdav1alpha1.Function, rerr *ResolveErro
 // resolve turns $LATEST's spec into a Workload and the status' layer list.
 func (r *FunctionReconciler) resolve(ctx context.Context, fn *lambdav1alpha1.Function) (*Workload, []lambdav1alpha1.ResolvedLayer, error) {
 	w := &Workload{Function: fn.Name, Qualifier: contract.Latest, Config: *fn.Spec.FunctionConfiguration.DeepCopy()}
+	if err := checkEnvironmentSize(ctx, r.Resolver.Reader, fn.Namespace, fn.Spec.Environment); err != nil {
+		return nil, nil, err
+	}
 	if fn.Spec.PackageType == lambdav1alpha1.PackageTypeImage {
 		img, err := r.resolveImage(ctx, fn)
 		if err != nil {

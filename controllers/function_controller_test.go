@@ -40,6 +40,9 @@ func TestFunctionFromConfigMapBecomesActiveWithItsPod(t *testing.T) {
 	fn.Spec.EphemeralStorage = &lambdav1alpha1.EphemeralStorage{Size: 1024}
 	fn.Spec.Architectures = []lambdav1alpha1.Architecture{lambdav1alpha1.ArchitectureArm64}
 	fn.Spec.ServiceAccountName = "runner"
+	if err := k8s.Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "s"}, StringData: map[string]string{"k": "token"}}); err != nil {
+		t.Fatal(err)
+	}
 	fn.Spec.Environment = &lambdav1alpha1.Environment{Variables: []lambdav1alpha1.EnvVar{
 		{Name: "GREETING", Value: "cost $(HOME) $5"},
 		{Name: "PATH", Value: "/custom/bin"},

@@ -322,7 +322,14 @@ func (r *VersionReconciler) deploy(ctx context.Context, v *lambdav1alpha1.Versio
 	}
 	v.Status.State, v.Status.StateReason, v.Status.StateReasonCode = lambdav1alpha1.StateActive, "", ""
 	v.Status.LastUpdateStatus = lambdav1alpha1.LastUpdateSuccessful
-	r.reportProvisionedConcurrency(ctx, v, dep)
+	pcReason, err := r.reportProvisionedConcurrency(ctx, v, fn)
+	if err != nil {
+		return err
+	}
+	if pc := v.Status.ProvisionedConcurrency; pc != nil && pc.Status == lambdav1alpha1.ProvisionedConcurrencyFailed {
+		readiness.Stalled(&v.Status.Conditions, gen, pcReason, "provisionedConcurrentExecutions: "+pc.StatusReason)
+		return nil
+	}
 	if pc := v.Status.ProvisionedConcurrency; pc != nil && pc.Status != lambdav1alpha1.ProvisionedConcurrencyReady {
 		readiness.Reconciling(&v.Status.Conditions, gen, ReasonProvisioning, fmt.Sprintf("Deployment %s is applied; %d of %d provisioned environments are available",
 			dep.Name, pc.AvailableProvisionedConcurrentExecutions, pc.RequestedProvisionedConcurrentExecutions))
@@ -347,29 +354,33 @@ func (r *VersionReconciler) applyVersion(ctx context.Context, v *lambdav1alpha1.
 }
 
 // reportProvisionedConcurrency is how much of spec.provisionedConcurrentExecutions the
-// version's Deployment has allocated and made available.
-func (r *VersionReconciler) reportProvisionedConcurrency(ctx context.Context, v *lambdav1alpha1.Version, dep *appsv1.Deployment) {
+// version's Deployment has allocated and made available; FAILED when Lambda would refuse
+// the configuration (over the function's reserved concurrency, or an alias configured
+// before it already provisions this version) or its environments can't start.
+func (r *VersionReconciler) reportProvisionedConcurrency(ctx context.Context, v *lambdav1alpha1.Version, fn *lambdav1alpha1.Function) (string, error) {
 	pc := v.Spec.ProvisionedConcurrentExecutions
 	if pc == nil {
 		v.Status.ProvisionedConcurrency = nil
-		return
+		return "", nil
 	}
-	ps := &lambdav1alpha1.ProvisionedConcurrencyStatus{RequestedProvisionedConcurrentExecutions: *pc, Status: lambdav1alpha1.ProvisionedConcurrencyInProgress}
-	var live appsv1.Deployment
-	if err := r.Get(ctx, client.ObjectKeyFromObject(dep), &live); err == nil {
-		ps.AllocatedProvisionedConcurrentExecutions = min(live.Status.Replicas, *pc)
-		ps.AvailableProvisionedConcurrentExecutions = min(live.Status.AvailableReplicas, *pc)
+	self := pcConfig{obj: v, shares: map[string]int32{v.Status.Version: *pc}}
+	reason, failed, err := pcRefusal(ctx, r.Client, fn, self)
+	if err != nil {
+		return "", err
 	}
-	if ps.AvailableProvisionedConcurrentExecutions >= *pc {
-		ps.Status = lambdav1alpha1.ProvisionedConcurrencyReady
+	var allocated, available int32
+	if failed == "" {
+		if allocated, available, failed, err = pcAllocation(ctx, r.Client, v.Namespace, fn.Name, self.shares); err != nil {
+			return "", err
+		}
+		reason = pcReasonAllocation
 	}
-	if old := v.Status.ProvisionedConcurrency; old != nil && old.Status == ps.Status && old.AvailableProvisionedConcurrentExecutions == ps.AvailableProvisionedConcurrentExecutions {
-		ps.LastModified = old.LastModified
-	} else {
-		now := metav1.Now()
-		ps.LastModified = &now
+	old := v.Status.ProvisionedConcurrency
+	v.Status.ProvisionedConcurrency = nextPCStatus(old, *pc, allocated, available, failed)
+	if ps := v.Status.ProvisionedConcurrency; ps.Status == lambdav1alpha1.ProvisionedConcurrencyFailed && (old == nil || old.StatusReason != ps.StatusReason) {
+		r.Recorder.Eventf(v, nil, corev1.EventTypeWarning, reason, "Provision", "%s", failed)
 	}
-	v.Status.ProvisionedConcurrency = ps
+	return reason, nil
 }
 
 // workload rebuilds a published version's pods from its snapshot alone: the code copy or

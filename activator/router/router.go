@@ -228,9 +228,7 @@ func (t *Table) compileOneLocked(k functionName) {
 		if v.Status.Configuration != nil {
 			ve.timeout = v.Status.Configuration.EffectiveTimeout()
 		}
-		if v.Spec.ProvisionedConcurrentExecutions != nil {
-			ve.provisioned = *v.Spec.ProvisionedConcurrentExecutions
-		}
+		ve.provisioned = validatedProvisioned(v.Status.ProvisionedConcurrency)
 		e.versions[v.Status.Version] = ve
 	}
 	// Two Aliases with one effective name: the older one (lambdav1alpha1.AliasPrecedes)
@@ -266,7 +264,7 @@ func (t *Table) compileOneLocked(k functionName) {
 			ae.weight = w[vs[0]]
 		}
 		if a.Spec.ProvisionedConcurrentExecutions != nil {
-			ae.provisioned = *a.Spec.ProvisionedConcurrentExecutions
+			ae.provisioned = validatedProvisioned(a.Status.ProvisionedConcurrency)
 		}
 		e.aliases[a.EffectiveName()] = ae
 	}
@@ -274,6 +272,17 @@ func (t *Table) compileOneLocked(k functionName) {
 	if e.reserved > 0 {
 		t.reservedByNS[k.ns] += e.reserved
 	}
+}
+
+// validatedProvisioned is the provisioned concurrency the controllers accepted (status):
+// none before they judged it, none when they refused it as Lambda would (on $LATEST, over
+// reserved concurrency, a second one for a version), else the amount requested (also when
+// FAILED because its environments could not start: they are still wanted).
+func validatedProvisioned(st *lambdav1alpha1.ProvisionedConcurrencyStatus) int32 {
+	if st == nil || (st.Status == lambdav1alpha1.ProvisionedConcurrencyFailed && contract.ProvisionedRefused(st.StatusReason)) {
+		return 0
+	}
+	return st.RequestedProvisionedConcurrentExecutions
 }
 
 // idleTimeoutOf parses contract.AnnotationIdleTimeout; an absent or unparsable value is 0 (the

@@ -29,8 +29,14 @@ func ver(name, function, n string, pc int32) *lambdav1alpha1.Version {
 	v.Status.State = lambdav1alpha1.StateActive
 	if pc > 0 {
 		v.Spec.ProvisionedConcurrentExecutions = ptr(pc)
+		v.Status.ProvisionedConcurrency = accepted(pc) // as the version controller reports it
 	}
 	return v
+}
+
+// accepted is a provisioned-concurrency status the controllers accepted (not FAILED).
+func accepted(pc int32) *lambdav1alpha1.ProvisionedConcurrencyStatus {
+	return &lambdav1alpha1.ProvisionedConcurrencyStatus{RequestedProvisionedConcurrentExecutions: pc, Status: lambdav1alpha1.ProvisionedConcurrencyInProgress}
 }
 
 func alias(objName, specName, function, primary string, weights map[string]float64) *lambdav1alpha1.Alias {
@@ -175,7 +181,26 @@ func TestLimits(t *testing.T) {
 	tb.SetVersion(ver("f-2", "f", "2", 0))
 	a := alias("live", "", "f", "1", map[string]float64{"2": 0.25})
 	a.Spec.ProvisionedConcurrentExecutions = ptr(int32(8))
+	// Not judged by the alias controller yet: no floor.
 	tb.SetAlias(a)
+	if l := tb.LimitsFor(fnkey.Key{Namespace: "ns", Function: "f", Version: "2"}); l.Provisioned != 0 {
+		t.Errorf("an alias's provisioned concurrency counts before the controller accepted it: %+v", l)
+	}
+	// Refused (FAILED: e.g. over reserved concurrency): no floor either.
+	a.Status.ProvisionedConcurrency = &lambdav1alpha1.ProvisionedConcurrencyStatus{RequestedProvisionedConcurrentExecutions: 8,
+		Status: lambdav1alpha1.ProvisionedConcurrencyFailed, StatusReason: contract.ProvisionedOverReserved}
+	tb.SetAlias(a.DeepCopy())
+	if l := tb.LimitsFor(fnkey.Key{Namespace: "ns", Function: "f", Version: "2"}); l.Provisioned != 0 {
+		t.Errorf("a refused provisioned concurrency counts: %+v", l)
+	}
+	// FAILED because its environments could not start: still wanted.
+	a.Status.ProvisionedConcurrency.StatusReason = "the environments of version 2 could not be started"
+	tb.SetAlias(a.DeepCopy())
+	if l := tb.LimitsFor(fnkey.Key{Namespace: "ns", Function: "f", Version: "2"}); l.Provisioned != 2 {
+		t.Errorf("a provisioned concurrency whose environments failed must stay wanted: %+v", l)
+	}
+	a.Status.ProvisionedConcurrency = accepted(8)
+	tb.SetAlias(a.DeepCopy())
 	if l := tb.LimitsFor(fnkey.Key{Namespace: "ns", Function: "f", Version: "1"}); l.Provisioned != 2+6 || l.Reserved != 50 {
 		t.Errorf("v1 limits %+v", l)
 	}
@@ -281,6 +306,7 @@ func TestDuplicateAliasNeverShadows(t *testing.T) {
 			intruder := alias("prod", "", "f", "2", nil)
 			intruder.CreationTimestamp = newer
 			intruder.Spec.ProvisionedConcurrentExecutions = ptr(int32(5))
+			intruder.Status.ProvisionedConcurrency = accepted(5)
 			objs := []*lambdav1alpha1.Alias{owner, intruder}
 			if order == "intruder first" {
 				objs[0], objs[1] = objs[1], objs[0]
