@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -12,7 +13,7 @@ import (
 )
 
 func TestJSONStringLen(t *testing.T) {
-	for s, want := range map[string]int{"": 2, "my-bucket": 11, `a"b`: 5, "a\nb\\": 8, "\x01": 8, "é": 4} {
+	for s, want := range map[string]int{"": 2, "my-bucket": 11, `a"b`: 6, "a\nb\\": 8, "\x01": 8, "é": 4} {
 		if got := jsonStringLen(s); got != want {
 			t.Errorf("jsonStringLen(%q) = %d, want %d", s, got, want)
 		}
@@ -38,7 +39,14 @@ func TestEnvironmentFromSecretsCountsTowardTheLimit(t *testing.T) {
 	})
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vals"}, Data: map[string][]byte{"v": []byte(strings.Repeat("s", 100))}}
 	create(t, secret)
-	waitFunction(t, ns, "envf", isActive)
+	// The waiting function retries (retryResolve, 30 s): no Secret watch is needed.
+	deadline := time.Now().Add(2*retryResolve + 10*time.Second)
+	for f := getFunction(t, ns, "envf"); !isActive(f); f = getFunction(t, ns, "envf") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the function did not become Active once its Secret came: %+v", f.Status)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 
 	// {"PLAIN":"x","FROM_SECRET":"<4067 bytes>"} is 4097 bytes: one over.
 	secret.Data["v"] = []byte(strings.Repeat("s", 4067))

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/klambda/klambda/api/contract"
@@ -47,7 +48,7 @@ func (b *podBuilder) functionEnv(common envList) envList {
 	env.lit("AWS_LAMBDA_RUNTIME_API", runtimeAPIAddr)
 	env.lit("LAMBDA_TASK_ROOT", taskRoot)
 	env.lit("LAMBDA_RUNTIME_DIR", runtimeDir)
-	env.lit("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
+	env.lit("AWS_LAMBDA_INITIALIZATION_TYPE", initOnDemand)
 	env.lit("TZ", ":UTC")
 	env.lit("KLAMBDA_ROLE", "function")
 	if b.isZip {
@@ -81,5 +82,33 @@ func (b *podBuilder) zipRuntimeEnv(env *envList) {
 		env.lit("NODE_PATH", "/opt/nodejs/node"+strings.TrimSuffix(strings.TrimPrefix(rt, "nodejs"), ".x")+"/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:/var/runtime:/var/task")
 	case strings.HasPrefix(rt, "python"):
 		env.lit("PYTHONPATH", "/var/runtime")
+	}
+}
+
+// Initialization types (AWS_LAMBDA_INITIALIZATION_TYPE).
+const (
+	initOnDemand    = "on-demand"
+	initProvisioned = "provisioned-concurrency"
+)
+
+// setInitializationType sets AWS_LAMBDA_INITIALIZATION_TYPE in every container of d that
+// has it: provisioned-concurrency for a version whose environments a provisioned-concurrency
+// configuration keeps warm (started ahead of invocations), else on-demand. It is set for the
+// version's pod template, so the environments the activator starts beyond the provisioned
+// ones (spillover) say provisioned-concurrency too.
+func setInitializationType(d *appsv1.Deployment, provisioned bool) {
+	value := initOnDemand
+	if provisioned {
+		value = initProvisioned
+	}
+	spec := &d.Spec.Template.Spec
+	for _, cs := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
+		for i := range cs {
+			for j := range cs[i].Env {
+				if cs[i].Env[j].Name == "AWS_LAMBDA_INITIALIZATION_TYPE" {
+					cs[i].Env[j].Value = value
+				}
+			}
+		}
 	}
 }

@@ -188,3 +188,30 @@ func nextPCStatus(old *lambdav1alpha1.ProvisionedConcurrencyStatus, pc, allocate
 	}
 	return ps
 }
+
+// versionProvisioned: a provisioned-concurrency configuration the controllers have not
+// refused keeps environments of version v warm, its own or an alias's routing to it. Its
+// environments are started ahead of invocations, and see
+// AWS_LAMBDA_INITIALIZATION_TYPE=provisioned-concurrency.
+func versionProvisioned(ctx context.Context, c client.Reader, v *lambdav1alpha1.Version, fn *lambdav1alpha1.Function) (bool, error) {
+	if pc := v.Spec.ProvisionedConcurrentExecutions; pc != nil {
+		_, msg, err := pcRefusal(ctx, c, fn, pcConfig{obj: v, shares: map[string]int32{v.Status.Version: *pc}})
+		if err != nil || msg == "" {
+			return msg == "", err
+		}
+	}
+	var aliases lambdav1alpha1.AliasList
+	if err := c.List(ctx, &aliases, client.InNamespace(fn.Namespace), client.MatchingFields{indexFunctionName: fn.Name}); err != nil {
+		return false, err
+	}
+	for i := range aliases.Items {
+		a := &aliases.Items[i]
+		if a.Spec.ProvisionedConcurrentExecutions == nil || a.Status.ProvisionedConcurrency == nil || refused(a.Status.ProvisionedConcurrency) || !a.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if _, ok := aliasShares(*a.Spec.ProvisionedConcurrentExecutions, a.Status.FunctionVersion, a.Status.AdditionalVersionWeights)[v.Status.Version]; ok {
+			return true, nil
+		}
+	}
+	return false, nil
+}

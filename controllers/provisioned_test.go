@@ -15,6 +15,28 @@ import (
 
 func i32(n int32) *int32 { return &n }
 
+// initTypeIs waits until every container of Deployment name that has
+// AWS_LAMBDA_INITIALIZATION_TYPE has it set to want.
+func initTypeIs(t *testing.T, ns, name, want string) {
+	t.Helper()
+	eventually(t, "AWS_LAMBDA_INITIALIZATION_TYPE of "+name, func() string {
+		d := getDeployment(t, ns, name)
+		seen := 0
+		for _, c := range append(d.Spec.Template.Spec.InitContainers, d.Spec.Template.Spec.Containers...) {
+			if e, ok := envOf(c)["AWS_LAMBDA_INITIALIZATION_TYPE"]; ok {
+				if e.Value != want {
+					return c.Name + ": " + e.Value
+				}
+				seen++
+			}
+		}
+		if seen == 0 {
+			return "not set"
+		}
+		return ""
+	})
+}
+
 // TestProvisionedConcurrencyLifecycle: an Alias's provisioned concurrency goes IN_PROGRESS →
 // READY as its version's environments become available (the alias is Ready only then), and
 // FAILED when they can't start; configurations Lambda refuses are FAILED with Lambda's
@@ -48,6 +70,9 @@ func TestProvisionedConcurrencyLifecycle(t *testing.T) {
 		t.Errorf("live READY: %+v", ps)
 	}
 
+	// Version 1's environments are started for provisioned concurrency.
+	initTypeIs(t, ns, WorkloadName("pcf", "1"), "provisioned-concurrency")
+
 	// A second alias provisioning version 1: one configuration per version.
 	create(t, &lambdav1alpha1.Alias{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "second"}, Spec: lambdav1alpha1.AliasSpec{
 		FunctionName: "pcf", FunctionVersion: "1", ProvisionedConcurrentExecutions: i32(1)}})
@@ -70,10 +95,12 @@ func TestProvisionedConcurrencyLifecycle(t *testing.T) {
 	if ps := v.Status.ProvisionedConcurrency; ps == nil || ps.Status != lambdav1alpha1.ProvisionedConcurrencyFailed || ps.StatusReason != pcOverReserved {
 		t.Errorf("pcf-2: %+v", ps)
 	}
+	initTypeIs(t, ns, WorkloadName("pcf", "2"), "on-demand") // refused: nothing provisioned
 	// Within it, the same version is accepted.
 	updateObject(t, v, func(v *lambdav1alpha1.Version) { v.Spec.ProvisionedConcurrentExecutions = i32(3) })
 	expect(t, "Version", ns, "pcf-2", step{state: "provisioned concurrency IN_PROGRESS",
 		ready: metav1.ConditionFalse, reason: ReasonProvisioning, reconciling: true, kstatus: status.InProgressStatus, argo: "Progressing"})
+	initTypeIs(t, ns, WorkloadName("pcf", "2"), "provisioned-concurrency")
 
 	// On $LATEST.
 	create(t, &lambdav1alpha1.Alias{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "latest"}, Spec: lambdav1alpha1.AliasSpec{

@@ -350,6 +350,11 @@ func (r *VersionReconciler) applyVersion(ctx context.Context, v *lambdav1alpha1.
 	if err != nil {
 		return nil, err
 	}
+	provisioned, err := versionProvisioned(ctx, r.Client, v, fn)
+	if err != nil {
+		return nil, err
+	}
+	setInitializationType(d, provisioned)
 	return applyWorkload(ctx, r.Client, r.APIReader, v, d, w.Service(v.Namespace))
 }
 

@@ -122,6 +122,13 @@ func childEnv(base []string, cfg *environment.Config, runtimeAPI string) []strin
 		"AWS_REGION":                      cfg.Region,
 		"AWS_LAMBDA_INITIALIZATION_TYPE":  "on-demand",
 	}
+	// An environment the manager started for provisioned concurrency says so in the
+	// shim's own environment (the pod template); anything else is on-demand.
+	for _, kv := range base {
+		if kv == "AWS_LAMBDA_INITIALIZATION_TYPE=provisioned-concurrency" {
+			set["AWS_LAMBDA_INITIALIZATION_TYPE"] = "provisioned-concurrency"
+		}
+	}
 	if cfg.Handler != "" {
 		set["_HANDLER"] = cfg.Handler
 	}
