@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -68,13 +67,19 @@ func TestNotesWorkAsWritten(t *testing.T) {
 	// The port-forward the notes start in the background is in this process group.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	// A file, not a pipe: the port-forward left in the background keeps its output open.
+	outFile, err := os.Create(filepath.Join(t.TempDir(), "output"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outFile.Close()
+	cmd.Stdout, cmd.Stderr = outFile, outFile
 	err = cmd.Run()
 	if cmd.Process != nil {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
-	t.Logf("NOTES.txt's commands:\n%s\noutput:\n%s", body, out.String())
+	out, _ := os.ReadFile(outFile.Name())
+	t.Logf("NOTES.txt's commands:\n%s\noutput:\n%s", body, out)
 	if err != nil {
 		t.Fatalf("NOTES.txt's commands failed: %v", err)
 	}
