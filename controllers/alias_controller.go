@@ -83,6 +83,10 @@ func (r *AliasReconciler) reportIdentity(a *lambdav1alpha1.Alias) {
 	st := &a.Status
 	st.Name = a.EffectiveName()
 	st.AliasARN = lambdav1alpha1.QualifiedFunctionARN(r.Config.Region, r.Config.AccountID, a.Spec.FunctionName, st.Name)
+	st.FunctionURL = "" // set while functionUrlConfig is; the activator serves it from its informers
+	if a.Spec.FunctionURLConfig != nil {
+		st.FunctionURL = r.Config.FunctionURLs.FunctionURL(contract.FunctionURLID(string(a.UID), a.Namespace, a.Spec.FunctionName, st.Name))
+	}
 	pc := a.Spec.ProvisionedConcurrentExecutions
 	switch {
 	case pc == nil:

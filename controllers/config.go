@@ -4,14 +4,18 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/internal/codeloader"
+	"github.com/klambda/klambda/internal/codestore"
 	"github.com/klambda/klambda/internal/netguard"
 )
 
@@ -72,8 +76,115 @@ type Config struct {
 	// NetworkPolicy: the NetworkPolicy kept next to every Function, so that only the
 	// activator reaches its pods' invoke port (controllers/networkpolicy.go).
 	NetworkPolicy NetworkPolicyConfig `json:"networkPolicy,omitempty"`
+	// FunctionURLs: how the URLs reported in status.functionUrl are spelled (the activator
+	// serves them; cmd/activator --function-url-domain).
+	FunctionURLs FunctionURLsConfig `json:"functionUrls,omitempty"`
+	// CodeStore: where code, layers and published versions' code are kept once resolved
+	// (internal/codestore). Off when repository is empty: pods then load from the source.
+	CodeStore CodeStoreConfig `json:"codeStore,omitempty"`
 	// egressPolicy is Egress parsed.
 	egressPolicy *netguard.Policy
+}
+
+// FunctionURLsConfig spells function URLs: host-based https://<url-id>.lambda-url.<domain>/
+// when domain is set (scheme http for a plain-HTTP activator), else path-based
+// <pathBase>/lambda-url/<url-id>/ (pathBase: the activator's address, e.g.
+// http://klambda-activator.klambda-system.svc:8080; empty: the path alone).
+type FunctionURLsConfig struct {
+	Domain   string `json:"domain,omitempty"`
+	Scheme   string `json:"scheme,omitempty"`
+	PathBase string `json:"pathBase,omitempty"`
+}
+
+// FunctionURL is the URL of the function URL with url-id id.
+func (c FunctionURLsConfig) FunctionURL(id string) string {
+	return contract.FunctionURL(id, c.Scheme, c.Domain, c.PathBase)
+}
+
+// CodeStoreConfig is the code store: an OCI registry's repository (docs/code-store.md).
+//
+//	codeStore:
+//	  repository: klambda-code-store.klambda-system.svc:5000/klambda/code  # the manager writes
+//	  readRepository: klambda-code-store.klambda-system.svc:5001/klambda/code  # pods read (default: repository)
+//	  plainHTTP: true          # no TLS (an in-cluster registry)
+//	  credentialsDir: /etc/klambda/code-store   # files username and password (write access)
+//	  gcInterval: 10m          # how often unreferenced code is collected (0s: never)
+//	  gcGrace: 1h              # how long content stays unreferenced before it is deleted
+//	  gcMaxDeletes: 100        # deletions per collection at most
+type CodeStoreConfig struct {
+	Repository     string           `json:"repository,omitempty"`
+	ReadRepository string           `json:"readRepository,omitempty"`
+	PlainHTTP      bool             `json:"plainHTTP,omitempty"`
+	CredentialsDir string           `json:"credentialsDir,omitempty"`
+	GCInterval     *metav1.Duration `json:"gcInterval,omitempty"`
+	GCGrace        *metav1.Duration `json:"gcGrace,omitempty"`
+	GCMaxDeletes   int              `json:"gcMaxDeletes,omitempty"`
+}
+
+// Defaults of CodeStoreConfig.
+const (
+	DefaultCodeStoreGCInterval   = 10 * time.Minute
+	DefaultCodeStoreGCGrace      = time.Hour
+	DefaultCodeStoreGCMaxDeletes = 100
+)
+
+// codeStoreReadLocation is where pods read the code store.
+func (c *Config) codeStoreReadLocation() codestore.Location {
+	r := c.CodeStore.ReadRepository
+	if r == "" {
+		r = c.CodeStore.Repository
+	}
+	var opts []name.Option
+	if c.CodeStore.PlainHTTP {
+		opts = append(opts, name.Insecure)
+	}
+	repo, err := name.NewRepository(r, opts...)
+	if err != nil {
+		return codestore.Location{} // refused by ParseConfig
+	}
+	return codestore.Location{Registry: repo.RegistryStr(), Repository: repo.RepositoryStr(), PlainHTTP: c.CodeStore.PlainHTTP}
+}
+
+func (c *CodeStoreConfig) validate() error {
+	if c.Repository == "" {
+		if c.ReadRepository != "" || c.CredentialsDir != "" || c.PlainHTTP || c.GCInterval != nil || c.GCGrace != nil || c.GCMaxDeletes != 0 {
+			return fmt.Errorf("codeStore: repository is empty (no code store), but other codeStore fields are set")
+		}
+		return nil
+	}
+	for _, r := range []string{c.Repository, c.ReadRepository} {
+		if r == "" {
+			continue
+		}
+		if _, err := name.NewRepository(r, name.StrictValidation); err != nil {
+			return fmt.Errorf("codeStore: %q is not a registry/repository: %w", r, err)
+		}
+	}
+	switch {
+	case c.GCInterval != nil && c.GCInterval.Duration < 0, c.GCGrace != nil && c.GCGrace.Duration < 0:
+		return fmt.Errorf("codeStore.gcInterval and codeStore.gcGrace must not be negative")
+	case c.GCMaxDeletes < 0:
+		return fmt.Errorf("codeStore.gcMaxDeletes must not be negative, got %d", c.GCMaxDeletes)
+	}
+	return nil
+}
+
+func (c *CodeStoreConfig) applyDefaults() {
+	if c.Repository == "" {
+		return
+	}
+	if c.ReadRepository == "" {
+		c.ReadRepository = c.Repository
+	}
+	if c.GCInterval == nil {
+		c.GCInterval = &metav1.Duration{Duration: DefaultCodeStoreGCInterval}
+	}
+	if c.GCGrace == nil {
+		c.GCGrace = &metav1.Duration{Duration: DefaultCodeStoreGCGrace}
+	}
+	if c.GCMaxDeletes == 0 {
+		c.GCMaxDeletes = DefaultCodeStoreGCMaxDeletes
+	}
 }
 
 // CodeFetchConfig bounds code downloads (codeloader.Limits). Zero values are the defaults.
@@ -244,6 +355,9 @@ func ParseConfig(data []byte) (Config, error) {
 	if err := c.NetworkPolicy.validate(); err != nil {
 		return Config{}, err
 	}
+	if err := c.CodeStore.validate(); err != nil {
+		return Config{}, err
+	}
 	c.applyDefaults()
 	return c, nil
 }
@@ -286,4 +400,5 @@ func (c *Config) applyDefaults() {
 		c.CodeFetch.MaxConcurrent = DefaultMaxConcurrentFetches
 	}
 	c.NetworkPolicy.applyDefaults()
+	c.CodeStore.applyDefaults()
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	k8sauthn "github.com/google/go-containerregistry/pkg/authn/kubernetes"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -26,6 +28,7 @@ import (
 
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/codestore"
 	"github.com/klambda/klambda/internal/readiness"
 	"github.com/klambda/klambda/internal/statuspatch"
 )
@@ -51,6 +54,7 @@ const retryResolve = 30 * time.Second
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, err error) {
@@ -68,7 +72,17 @@ func (r *FunctionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_
 	defer patch.Close(ctx, &err, func(rerr error) {
 		fn.Status.ObservedGeneration = readiness.Observe(&fn.Status.Conditions, fn.Generation, fn.Status.ObservedGeneration, rerr)
 	})
+	r.reportURL(&fn)
 	return r.reconcileNormal(ctx, &fn, patch)
+}
+
+// reportURL sets status.functionUrl while spec.functionUrlConfig is set (the activator
+// serves it from its informers), and clears it when the config is removed.
+func (r *FunctionReconciler) reportURL(fn *lambdav1alpha1.Function) {
+	fn.Status.FunctionURL = ""
+	if fn.Spec.FunctionURLConfig != nil {
+		fn.Status.FunctionURL = r.Config.FunctionURLs.FunctionURL(contract.FunctionURLID(string(fn.UID), fn.Namespace, fn.Name, ""))
+	}
 }
 
 // reconcileNormal runs $LATEST: the invoke Secret and NetworkPolicy first, then the code,
@@ -162,6 +176,7 @@ func (r *FunctionReconciler) reportActive(fn *lambdav1alpha1.Function, w *Worklo
 	if fn.Spec.PackageType == lambdav1alpha1.PackageTypeImage {
 		st.ResolvedImageURI = w.ImageURI
 	}
+	st.CodeStoreRef = w.CodeStoreRef
 	st.Layers = layers
 	layerDigests := make([]string, 0, len(layers))
 	for _, l := range layers {
@@ -267,7 +282,7 @@ func (r *FunctionReconciler) fail(fn *lambdav1alpha1.Function, rerr *ResolveErro
 func (r *FunctionReconciler) resolve(ctx context.Context, fn *lambdav1alpha1.Function) (*Workload, []lambdav1alpha1.ResolvedLayer, error) {
 	w := &Workload{Function: fn.Name, Qualifier: contract.Latest, Config: *fn.Spec.FunctionConfiguration.DeepCopy()}
 	if fn.Spec.PackageType == lambdav1alpha1.PackageTypeImage {
-		img, err := r.Resolver.ResolveImage(ctx, fn.Spec.Code.ImageURI)
+		img, err := r.resolveImage(ctx, fn)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -280,11 +295,11 @@ func (r *FunctionReconciler) resolve(ctx context.Context, fn *lambdav1alpha1.Fun
 	if _, ok := r.Config.RuntimeImages[string(fn.Spec.Runtime)]; !ok {
 		return nil, nil, invalid("runtime %s has no base image: add it to runtimeImages in the manager configuration", fn.Spec.Runtime)
 	}
-	z, err := r.Resolver.ResolveZip(ctx, fn, "code", fn.Spec.Code.CodeSource, taskRoot)
+	z, err := r.resolveCode(ctx, fn)
 	if err != nil {
 		return nil, nil, err
 	}
-	w.CodeDigest, w.CodeCopy = z.Digest, z.ConfigMapCopy
+	w.CodeDigest, w.CodeCopy, w.CodeStoreRef = z.Digest, z.ConfigMapCopy, z.StoreRef
 	var resolved []lambdav1alpha1.ResolvedLayer
 	for _, ref := range fn.Spec.Layers {
 		lv, err := findLayerVersion(ctx, r.Client, fn.Namespace, ref)
@@ -319,13 +334,92 @@ func (r *FunctionReconciler) resolve(ctx context.Context, fn *lambdav1alpha1.Fun
 	return w, resolved, nil
 }
 
+// resolveImage pins $LATEST's image. The digest this generation resolved is kept in
+// status.resolvedImageUri and reused, so that a tag re-pointed while the manager restarts or
+// fails over does not change $LATEST (a new generation resolves again, as Lambda resolves
+// at every UpdateFunctionCode). The registry is asked with the function's ServiceAccount's
+// imagePullSecrets.
+func (r *FunctionReconciler) resolveImage(ctx context.Context, fn *lambdav1alpha1.Function) (ImageResult, error) {
+	st := &fn.Status
+	if resolvedThisGeneration(fn) && strings.Contains(st.ResolvedImageURI, "@sha256:") {
+		_, d, _ := strings.Cut(st.ResolvedImageURI, "@")
+		return imageResult(st.ResolvedImageURI, d)
+	}
+	kc, err := r.pullKeychain(ctx, fn)
+	if err != nil {
+		return ImageResult{}, err
+	}
+	return r.Resolver.ResolveImage(ctx, fn.Spec.Code.ImageURI, kc)
+}
+
+// pullKeychain is the registry credentials of the function's pods: the imagePullSecrets of
+// its ServiceAccount (go-containerregistry's pkg/authn/kubernetes reads them as the kubelet
+// does). A missing ServiceAccount or Secret is skipped, as the kubelet skips it.
+func (r *FunctionReconciler) pullKeychain(ctx context.Context, fn *lambdav1alpha1.Function) (authn.Keychain, error) {
+	saName := fn.Spec.ServiceAccountName
+	if saName == "" {
+		saName = "default"
+	}
+	var sa corev1.ServiceAccount
+	if err := r.Resolver.Reader.Get(ctx, types.NamespacedName{Namespace: fn.Namespace, Name: saName}, &sa); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var secrets []corev1.Secret
+	for _, ref := range sa.ImagePullSecrets {
+		var sec corev1.Secret
+		if err := r.Resolver.Reader.Get(ctx, types.NamespacedName{Namespace: fn.Namespace, Name: ref.Name}, &sec); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return nil, err
+		}
+		secrets = append(secrets, sec)
+	}
+	if len(secrets) == 0 {
+		return nil, nil
+	}
+	return k8sauthn.NewFromPullSecrets(ctx, secrets)
+}
+
+// resolveCode resolves $LATEST's .zip. Code from a URL or S3 that this generation already
+// resolved into the code store is taken from the status, not downloaded again: after a
+// restart of the manager, a source that changed or disappeared changes nothing (a new
+// generation, an edit of the spec, resolves again). ConfigMap code is read every time: its
+// ConfigMap's changes are updates.
+func (r *FunctionReconciler) resolveCode(ctx context.Context, fn *lambdav1alpha1.Function) (ZipResult, error) {
+	st := &fn.Status
+	if r.Resolver.Store != nil && fn.Spec.Code.ConfigMapRef == nil && st.CodeStoreRef != "" && resolvedThisGeneration(fn) {
+		if d, err := digestFromBase64(st.CodeSha256, st.CodeSize); err == nil {
+			ref, err := r.Resolver.Stored(ctx, d)
+			if err == nil {
+				return ZipResult{Digest: d, StoreRef: ref}, nil
+			}
+			if !errors.Is(err, codestore.ErrNotFound) {
+				return ZipResult{}, storeError("code", err)
+			}
+			// Not in the store any more (it was emptied): resolved again from the source.
+		}
+	}
+	return r.Resolver.ResolveZip(ctx, fn, "code", fn.Spec.Code.CodeSource, taskRoot)
+}
+
+// resolvedThisGeneration: the status' code is this generation's (CodeResolved is True
+// for it).
+func resolvedThisGeneration(fn *lambdav1alpha1.Function) bool {
+	c := meta.FindStatusCondition(fn.Status.Conditions, contract.ConditionCodeResolved)
+	return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == fn.Generation
+}
+
 // workloadLayer is a resolved LayerVersion as a pod loads it.
 func workloadLayer(lv *lambdav1alpha1.LayerVersion) (WorkloadLayer, error) {
 	d, err := digestFromBase64(lv.Status.CodeSha256, lv.Status.CodeSize)
 	if err != nil {
 		return WorkloadLayer{}, err
 	}
-	wl := WorkloadLayer{Content: lv.Spec.Content, Digest: d}
+	wl := WorkloadLayer{Content: lv.Spec.Content, Digest: d, StoreRef: lv.Status.CodeStoreRef}
 	if lv.Spec.Content.ConfigMapRef != nil {
 		wl.Copy = codeConfigMapName(lv.Name, d.Hex)
 	}

@@ -126,12 +126,13 @@ func (r *LayerVersionReconciler) reconcileNormal(ctx context.Context, lv *lambda
 	} else if err != nil {
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{}, r.publish(ctx, lv, z.Digest)
+	return ctrl.Result{}, r.publish(ctx, lv, z)
 }
 
 // publish records the layer version's number (taken now unless a previous reconcile took
 // it), ARNs and digest.
-func (r *LayerVersionReconciler) publish(ctx context.Context, lv *lambdav1alpha1.LayerVersion, d Digest) error {
+func (r *LayerVersionReconciler) publish(ctx context.Context, lv *lambdav1alpha1.LayerVersion, z ZipResult) error {
+	d := z.Digest
 	name := lv.EffectiveLayerName()
 	n := lv.Status.Version
 	if n == 0 {
@@ -149,6 +150,7 @@ func (r *LayerVersionReconciler) publish(ctx context.Context, lv *lambdav1alpha1
 		LayerVersionARN:    lambdav1alpha1.LayerVersionARN(r.Config.Region, r.Config.AccountID, name, n),
 		CodeSha256:         d.Base64,
 		CodeSize:           d.Size,
+		CodeStoreRef:       z.StoreRef,
 		CreatedDate:        &now,
 		Conditions:         lv.Status.Conditions,
 	}

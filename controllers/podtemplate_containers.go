@@ -124,11 +124,12 @@ func runtimeCommand(c *lambdav1alpha1.FunctionConfiguration) (command, args []st
 }
 
 // functionResources are Lambda's memory and its CPU share (1769 MB = 1 vCPU). In the
-// one-container shape the container also holds the shim, and may start with the init CPU
+// one-container shape the container also holds the shim, whose memory and CPU allowances
+// are added (embeddedShimMemory, embeddedShimCPUMillis), and may start with the init CPU
 // (resizedCPULimit).
 func (b *podBuilder) functionResources() corev1.ResourceRequirements {
-	cpuLimit := cpuMillis(b.memory)
-	cpuReq := max(int64(float64(cpuLimit)*b.cfg.CPURequestFraction), 10)
+	cpuLimit := b.runningCPUMillis()
+	cpuReq := max(int64(float64(cpuMillis(b.memory))*b.cfg.CPURequestFraction), 10)
 	memBytes := int64(b.memory) << 20
 	if b.embedded {
 		// The shim shares the function's container (about 12 MB resident).
@@ -145,11 +146,20 @@ func (b *podBuilder) functionResources() corev1.ResourceRequirements {
 	}
 }
 
+// runningCPUMillis is the function container's CPU limit once the environment is ready:
+// Lambda's share, plus the shim's allowance in the one-container shape.
+func (b *podBuilder) runningCPUMillis() int64 {
+	if b.embedded {
+		return cpuMillis(b.memory) + embeddedShimCPUMillis
+	}
+	return cpuMillis(b.memory)
+}
+
 // resizedCPULimit is, for a one-container pod that starts with the init CPU (unpacking and
 // init), the CPU limit the activator resizes it to once ready (contract.AnnotationCPULimit);
 // "" when the pod starts with its share.
 func (b *podBuilder) resizedCPULimit() string {
-	share := cpuMillis(b.memory)
+	share := b.runningCPUMillis()
 	if !b.embedded || b.cfg.initCPUMillis <= share {
 		return ""
 	}

@@ -64,16 +64,16 @@ func (b *podBuilder) codeVolumes() codeSetup {
 	var args []string
 	var loaderMounts []corev1.VolumeMount
 	var credEnv []corev1.EnvVar
-	add := func(flag string, src lambdav1alpha1.CodeSource, d Digest, cp, slot string) {
-		src2, vols, mounts, env := loaderSource(src, d, cp, slot)
+	add := func(flag string, src lambdav1alpha1.CodeSource, d Digest, cp, storeRef, slot string) {
+		src2, vols, mounts, env := loaderSource(b.cfg, src, d, cp, storeRef, slot)
 		args = append(args, flag+"="+src2.String())
 		s.volumes = append(s.volumes, vols...)
 		loaderMounts = append(loaderMounts, mounts...)
 		credEnv = append(credEnv, env...)
 	}
-	add("--code", b.c.Code.CodeSource, b.w.CodeDigest, b.w.CodeCopy, "code")
+	add("--code", b.c.Code.CodeSource, b.w.CodeDigest, b.w.CodeCopy, b.w.CodeStoreRef, "code")
 	for i, l := range b.w.Layers {
-		add("--layer", l.Content, l.Digest, l.Copy, fmt.Sprintf("layer-%d", i+1))
+		add("--layer", l.Content, l.Digest, l.Copy, l.StoreRef, fmt.Sprintf("layer-%d", i+1))
 	}
 	if b.shimLoads {
 		// The shim unpacks through its own writable mounts; the function sees the same

@@ -12,8 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sync/semaphore"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -26,6 +28,7 @@ import (
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/internal/codeloader"
+	"github.com/klambda/klambda/internal/codestore"
 	"github.com/klambda/klambda/internal/netguard"
 )
 
@@ -78,6 +81,9 @@ type Resolver struct {
 	Reader client.Reader
 	Client client.Client
 	Config Config
+	// Store is the code store (nil: none). With one, every archive is put into it once
+	// resolved, and pods load it from there.
+	Store codestore.Store
 
 	mu    sync.Mutex
 	cache map[string]cachedDigest
@@ -91,11 +97,66 @@ type cachedDigest struct {
 	err error
 }
 
+// storeError is a code store that could not be used: retried, the function's previous code
+// keeps serving.
+func storeError(what string, err error) error {
+	return &ResolveError{Reason: lambdav1alpha1.StateReasonInternalError, Message: fmt.Sprintf("%s: the code store: %v", what, err), Transient: true}
+}
+
+// Stored returns the code store's reference of stored content ("" and no error without a
+// code store; codestore.ErrNotFound when it is not there).
+func (r *Resolver) Stored(ctx context.Context, d Digest) (string, error) {
+	if r.Store == nil {
+		return "", nil
+	}
+	ref, err := r.Store.Stat(ctx, d.Hex)
+	return ref.Artifact, err
+}
+
+// put stores a checked archive file in the code store ("" without one).
+func (r *Resolver) put(ctx context.Context, what, file string, d Digest) (string, error) {
+	if r.Store == nil {
+		return "", nil
+	}
+	ref, err := r.Store.Put(ctx, file, d.Hex)
+	if err != nil {
+		return "", storeError(what, err)
+	}
+	log.FromContext(ctx).V(1).Info("code stored", "what", what, "sha256", d.Hex, "artifact", ref.Artifact)
+	return ref.Artifact, nil
+}
+
+// putBytes stores a checked archive held in memory (ConfigMap content).
+func (r *Resolver) putBytes(ctx context.Context, what string, data []byte, d Digest) (string, error) {
+	if r.Store == nil {
+		return "", nil
+	}
+	if ref, err := r.Stored(ctx, d); err == nil {
+		return ref, nil
+	}
+	f, err := os.CreateTemp(r.Config.CodeFetch.TempDir, "klambda-*.zip")
+	if err != nil {
+		return "", storeError(what, err)
+	}
+	defer func() { _ = os.Remove(f.Name()) }()
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", storeError(what, err)
+	}
+	return r.put(ctx, what, f.Name(), d)
+}
+
 // ZipResult is resolved .zip content.
 type ZipResult struct {
 	Digest Digest
-	// ConfigMapCopy is klambda's immutable copy of ConfigMap content, which pods mount.
+	// ConfigMapCopy is klambda's immutable copy of ConfigMap content, which pods mount
+	// (without a code store).
 	ConfigMapCopy string
+	// StoreRef is the code store's artifact holding the archive (with a code store).
+	StoreRef string
 }
 
 // ResolveZip resolves a .zip source of owner (a Function or a LayerVersion) that will be
@@ -112,8 +173,8 @@ func (r *Resolver) ResolveZip(ctx context.Context, owner client.Object, what str
 		if strings.HasPrefix(src.URL, "http://") {
 			s.Scheme = "http"
 		}
-		d, err := r.fetchCached(ctx, what, s, nil, root)
-		return ZipResult{Digest: d}, err
+		d, ref, err := r.fetchCached(ctx, what, s, nil, root)
+		return ZipResult{Digest: d, StoreRef: ref}, err
 	case src.S3 != nil:
 		var creds *codeloader.Credentials
 		key := ""
@@ -132,8 +193,8 @@ func (r *Resolver) ResolveZip(ctx context.Context, owner client.Object, what str
 			key = sec.ResourceVersion
 		}
 		s := s3Source(src.S3, "")
-		d, err := r.fetchCachedKey(ctx, what, s.String()+"|"+key, s, creds, root)
-		return ZipResult{Digest: d}, err
+		d, ref, err := r.fetchCachedKey(ctx, what, s.String()+"|"+key, s, creds, root)
+		return ZipResult{Digest: d, StoreRef: ref}, err
 	}
 	return ZipResult{}, invalid("%s: no source: set configMapRef, url or s3", what)
 }
@@ -142,23 +203,48 @@ func s3Source(l *lambdav1alpha1.S3Location, credPrefix string) codeloader.Source
 	return codeloader.Source{Scheme: "s3", Bucket: l.Bucket, Key: l.Key, Endpoint: l.Endpoint, Region: l.Region, ObjectVersion: l.ObjectVersion, CredentialsEnv: credPrefix}
 }
 
-func (r *Resolver) fetchCached(ctx context.Context, what string, s codeloader.Source, creds *codeloader.Credentials, root string) (Digest, error) {
+func (r *Resolver) fetchCached(ctx context.Context, what string, s codeloader.Source, creds *codeloader.Credentials, root string) (Digest, string, error) {
 	return r.fetchCachedKey(ctx, what, s.String(), s, creds, root)
 }
 
-func (r *Resolver) fetchCachedKey(ctx context.Context, what, key string, s codeloader.Source, creds *codeloader.Credentials, root string) (Digest, error) {
+// fetchCachedKey downloads, checks and (with a code store) stores an archive, once: a
+// source seen before is not downloaded again while the store holds what it gave, and a
+// source that pins a digest the store holds is not downloaded at all.
+func (r *Resolver) fetchCachedKey(ctx context.Context, what, key string, s codeloader.Source, creds *codeloader.Credentials, root string) (Digest, string, error) {
 	key += "|" + root
 	r.mu.Lock()
 	c, ok := r.cache[key]
 	r.mu.Unlock()
+	if ok && (c.err != nil || r.Store == nil) {
+		return c.d, "", c.err
+	}
 	if ok {
-		return c.d, c.err
+		ref, err := r.Stored(ctx, c.d)
+		if err == nil {
+			return c.d, ref, nil
+		}
+		if !errors.Is(err, codestore.ErrNotFound) {
+			return Digest{}, "", storeError(what, err)
+		}
+		// Gone from the store (collected, or the store was emptied): fetched again.
+	}
+	if r.Store != nil && codestore.ValidHex(s.SHA256) {
+		ref, err := r.Store.Stat(ctx, s.SHA256)
+		if err == nil {
+			raw, _ := hex.DecodeString(s.SHA256)
+			d := Digest{Hex: s.SHA256, Base64: base64.StdEncoding.EncodeToString(raw), Size: ref.Size}
+			r.remember(key, d, nil)
+			return d, ref.Artifact, nil
+		}
+		if !errors.Is(err, codestore.ErrNotFound) {
+			return Digest{}, "", storeError(what, err)
+		}
 	}
 	// One download at a time per slot (codeFetch.maxConcurrent), streamed to a temporary
 	// file (codeFetch.tempDir) while it is hashed: the manager's memory does not depend on
 	// the archive's size, and the disk it uses is bounded by maxConcurrent × maxBytes.
 	if err := r.fetchSlots().Acquire(ctx, 1); err != nil {
-		return Digest{}, err
+		return Digest{}, "", err
 	}
 	defer r.fetchSlots().Release(1)
 	file, d, err := codeloader.FetchLimited(ctx, s, creds, r.Config.CodeFetch.TempDir, r.Config.FetchLimits())
@@ -172,19 +258,23 @@ func (r *Resolver) fetchCachedKey(ctx context.Context, what, key string, s codel
 			if fe.Kind == codeloader.FetchChecksum || fe.Kind == codeloader.FetchTooLarge {
 				err = invalid("%s: %v", what, err)
 				r.remember(key, Digest{}, err)
-				return Digest{}, err
+				return Digest{}, "", err
 			}
 		}
-		return Digest{}, &ResolveError{Reason: lambdav1alpha1.StateReasonInvalidConfiguration, Message: fmt.Sprintf("%s: %v", what, err), Transient: true}
+		return Digest{}, "", &ResolveError{Reason: lambdav1alpha1.StateReasonInvalidConfiguration, Message: fmt.Sprintf("%s: %v", what, err), Transient: true}
 	}
 	defer func() { _ = os.Remove(file) }()
 	if _, err := codeloader.Check(file, root); err != nil {
 		err = invalid("%s: the package can't be unpacked into %s: %v", what, root, err)
 		r.remember(key, Digest{}, err)
-		return Digest{}, err
+		return Digest{}, "", err
+	}
+	ref, err := r.put(ctx, what, file, d)
+	if err != nil {
+		return Digest{}, "", err
 	}
 	r.remember(key, d, nil)
-	return d, nil
+	return d, ref, nil
 }
 
 // fetchSlots bounds the downloads that run at once (codeFetch.maxConcurrent).
@@ -245,6 +335,10 @@ func (r *Resolver) resolveConfigMap(ctx context.Context, owner client.Object, wh
 	if _, err := codeloader.CheckBytes(zipData, root); err != nil {
 		return ZipResult{}, invalid("%s: the package in ConfigMap %s can't be unpacked into %s: %v", what, ref.Name, root, err)
 	}
+	if r.Store != nil {
+		ref, err := r.putBytes(ctx, what, zipData, d)
+		return ZipResult{Digest: d, StoreRef: ref}, err
+	}
 	copyName := codeConfigMapName(owner.GetName(), d.Hex)
 	if err := r.ensureCopy(ctx, owner, copyName, zipData); err != nil {
 		return ZipResult{}, err
@@ -286,14 +380,23 @@ type ImageResult struct {
 }
 
 // ResolveImage pins imageUri to its digest: the one it carries, or the registry's for its
-// tag (remembered for the life of the process, as Lambda resolves a tag once per deploy).
-func (r *Resolver) ResolveImage(ctx context.Context, imageURI string) (ImageResult, error) {
+// tag (remembered for the life of the process, as Lambda resolves a tag once per deploy;
+// the function controller also keeps it in status.resolvedImageUri across restarts).
+// keychain authenticates to the registry (the function's ServiceAccount's
+// imagePullSecrets; nil: anonymous). A tag that can't be resolved is a *ResolveError
+// (ImageAccessDenied, InvalidImage, or a transient InternalError), never a silently
+// unpinned tag; only resolveImageTags: false runs tags unpinned.
+func (r *Resolver) ResolveImage(ctx context.Context, imageURI string, keychain authn.Keychain) (ImageResult, error) {
 	ref, err := name.ParseReference(imageURI)
 	if err != nil {
 		return ImageResult{}, &ResolveError{Reason: lambdav1alpha1.StateReasonInvalidImage, Message: fmt.Sprintf("code.imageUri %q is not a valid image reference: %v", imageURI, err)}
 	}
 	if dg, ok := ref.(name.Digest); ok {
 		return imageResult(imageURI, dg.DigestStr())
+	}
+	if r.Config.ResolveImageTags == nil || !*r.Config.ResolveImageTags {
+		// Unpinned by the operator's choice: the digest of the reference stands in for codeSha256.
+		return ImageResult{URI: imageURI, Digest: codeloader.DigestOf([]byte(imageURI)), Unpinned: "tag not resolved to a digest: resolveImageTags is false"}, nil
 	}
 	key := "image|" + imageURI
 	r.mu.Lock()
@@ -302,44 +405,41 @@ func (r *Resolver) ResolveImage(ctx context.Context, imageURI string) (ImageResu
 	if ok && c.err == nil {
 		return imageResult(ref.Context().Name()+"@sha256:"+c.d.Hex, "sha256:"+c.d.Hex)
 	}
-	if ok {
-		// The registry couldn't be asked before: don't wait on it at every reconcile (a
-		// local cluster runs images no registry serves). A new imageUri asks again.
-		err = c.err
-	} else if r.Config.ResolveImageTags != nil && *r.Config.ResolveImageTags {
-		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		// The registry is the tenant's to name: dialed through the egress policy, and its
-		// answer is not echoed (the manager's log has it).
-		tr := &http.Transport{Proxy: nil, DialContext: r.Config.Policy().DialContext, TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 10 * time.Second, MaxResponseHeaderBytes: 64 << 10}
-		defer tr.CloseIdleConnections()
-		desc, herr := remote.Head(ref, remote.WithContext(hctx), remote.WithTransport(tr))
-		if herr == nil && desc.Digest.Algorithm == "sha256" {
-			raw, _ := hex.DecodeString(desc.Digest.Hex)
-			r.remember(key, Digest{Hex: desc.Digest.Hex, Base64: base64.StdEncoding.EncodeToString(raw), Size: desc.Size}, nil)
-			return imageResult(ref.Context().Name()+"@"+desc.Digest.String(), desc.Digest.String())
-		}
-		switch {
-		case herr == nil:
-			err = fmt.Errorf("the registry answered a %s digest", desc.Digest.Algorithm)
-		case netguard.Denied(herr):
-			err = errors.New("the registry's address is not allowed by the manager's egress policy")
-		case hctx.Err() != nil:
-			err = errors.New("the registry did not answer in time")
-		default:
-			err = errors.New("the registry could not be asked")
-		}
-		if herr != nil {
-			log.FromContext(ctx).Info("image tag not resolved", "imageUri", imageURI, "detail", herr.Error())
-		}
-		r.remember(key, Digest{}, err)
+	if keychain == nil {
+		keychain = authn.NewMultiKeychain() // anonymous
 	}
-	// Unpinned: the digest of the reference itself stands in for codeSha256.
-	res := ImageResult{URI: imageURI, Digest: codeloader.DigestOf([]byte(imageURI)), Unpinned: "tag not resolved to a digest"}
-	if err != nil {
-		res.Unpinned = fmt.Sprintf("tag not resolved to a digest: %v", err)
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	// The registry is the tenant's to name: dialed through the egress policy, and its
+	// answer is not echoed (the manager's log has it).
+	tr := &http.Transport{Proxy: nil, DialContext: r.Config.Policy().DialContext, TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 10 * time.Second, MaxResponseHeaderBytes: 64 << 10}
+	defer tr.CloseIdleConnections()
+	desc, herr := remote.Head(ref, remote.WithContext(hctx), remote.WithTransport(tr), remote.WithAuthFromKeychain(keychain))
+	if herr == nil && desc.Digest.Algorithm == "sha256" {
+		raw, _ := hex.DecodeString(desc.Digest.Hex)
+		r.remember(key, Digest{Hex: desc.Digest.Hex, Base64: base64.StdEncoding.EncodeToString(raw), Size: desc.Size}, nil)
+		return imageResult(ref.Context().Name()+"@"+desc.Digest.String(), desc.Digest.String())
 	}
-	return res, nil
+	if herr != nil {
+		log.FromContext(ctx).Info("image tag not resolved", "imageUri", imageURI, "detail", herr.Error())
+	}
+	var te *transport.Error
+	rerr := &ResolveError{Reason: lambdav1alpha1.StateReasonInternalError, Transient: true}
+	switch {
+	case herr == nil:
+		rerr.Reason, rerr.Message = lambdav1alpha1.StateReasonInvalidImage, fmt.Sprintf("code.imageUri %s: the registry answered a %s digest", imageURI, desc.Digest.Algorithm)
+	case netguard.Denied(herr):
+		rerr.Message = fmt.Sprintf("code.imageUri %s: the registry's address is not allowed by the manager's egress policy", imageURI)
+	case errors.As(herr, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden):
+		rerr.Reason, rerr.Message = lambdav1alpha1.StateReasonImageAccessDenied, fmt.Sprintf("code.imageUri %s: the registry refused access (the function's ServiceAccount's imagePullSecrets are used)", imageURI)
+	case errors.As(herr, &te) && te.StatusCode == http.StatusNotFound:
+		rerr.Reason, rerr.Message = lambdav1alpha1.StateReasonInvalidImage, fmt.Sprintf("code.imageUri %s: the registry has no such image", imageURI)
+	case hctx.Err() != nil:
+		rerr.Message = fmt.Sprintf("code.imageUri %s: the tag could not be resolved to a digest: the registry did not answer in time", imageURI)
+	default:
+		rerr.Message = fmt.Sprintf("code.imageUri %s: the tag could not be resolved to a digest: the registry could not be asked", imageURI)
+	}
+	return ImageResult{}, rerr
 }
 
 func imageResult(uri, digest string) (ImageResult, error) {

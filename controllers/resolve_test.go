@@ -2,15 +2,23 @@ package controllers
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	k8sauthn "github.com/google/go-containerregistry/pkg/authn/kubernetes"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	corev1 "k8s.io/api/core/v1"
+
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
 // A tag is resolved to its digest once (Lambda resolves at deploy); re-pointing the tag
@@ -34,24 +42,72 @@ func TestResolveImagePinsTagToDigest(t *testing.T) {
 	}
 	first := push()
 	yes := true
-	// The registry is on loopback, which the egress policy refuses by default.
-	refused, _ := (&Resolver{Config: Config{ResolveImageTags: &yes}}).ResolveImage(context.Background(), ref)
-	if refused.URI != ref || !strings.Contains(refused.Unpinned, "not allowed") {
-		t.Errorf("a registry on loopback: %+v, want unpinned, not allowed", refused)
+	// The registry is on loopback, which the egress policy refuses by default: a clear,
+	// retried failure, not a silently unpinned tag.
+	_, err := (&Resolver{Config: Config{ResolveImageTags: &yes}}).ResolveImage(context.Background(), ref, nil)
+	var rerr *ResolveError
+	if !errors.As(err, &rerr) || !rerr.Transient || !strings.Contains(rerr.Message, "not allowed") {
+		t.Errorf("a registry on loopback: %v, want a transient ResolveError saying not allowed", err)
 	}
 	r := &Resolver{Config: Config{ResolveImageTags: &yes, Egress: EgressConfig{AllowLoopback: true}}}
-	got, err := r.ResolveImage(context.Background(), ref)
+	got, err := r.ResolveImage(context.Background(), ref, nil)
 	if err != nil || got.URI != u.Host+"/team/fn@"+first || got.Unpinned != "" || got.Digest.Hex != strings.TrimPrefix(first, "sha256:") {
 		t.Fatalf("ResolveImage = %+v, %v; want pinned to %s", got, err, first)
 	}
 	push() // re-point the tag
-	again, _ := r.ResolveImage(context.Background(), ref)
+	again, _ := r.ResolveImage(context.Background(), ref, nil)
 	if again.URI != got.URI {
 		t.Errorf("re-pointing the tag changed the resolved image: %s", again.URI)
 	}
+	if _, err := r.ResolveImage(context.Background(), u.Host+"/team/none:v1", nil); !errors.As(err, &rerr) || rerr.Reason != lambdav1alpha1.StateReasonInvalidImage {
+		t.Errorf("a tag the registry does not have: %v, want InvalidImage", err)
+	}
 	no := false
-	unpinned, _ := (&Resolver{Config: Config{ResolveImageTags: &no}}).ResolveImage(context.Background(), ref)
+	unpinned, _ := (&Resolver{Config: Config{ResolveImageTags: &no}}).ResolveImage(context.Background(), ref, nil)
 	if unpinned.URI != ref || unpinned.Unpinned == "" {
 		t.Errorf("without resolution: %+v", unpinned)
+	}
+}
+
+// A private registry: without credentials the tag's resolution fails with
+// ImageAccessDenied; with the keychain built from a dockerconfigjson pull Secret (as the
+// function's ServiceAccount's imagePullSecrets give it) it resolves.
+func TestResolveImageWithPullSecret(t *testing.T) {
+	reg := registry.New()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if user, pass, ok := req.BasicAuth(); !ok || user != "puller" || pass != "s3cret" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		reg.ServeHTTP(w, req)
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	ref := u.Host + "/private/fn:v1"
+	img, err := random.Image(128, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, _ := name.NewTag(ref)
+	if err := remote.Write(tag, img, remote.WithAuth(&authn.Basic{Username: "puller", Password: "s3cret"})); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := img.Digest()
+	yes := true
+	r := &Resolver{Config: Config{ResolveImageTags: &yes, Egress: EgressConfig{AllowLoopback: true}}}
+	var rerr *ResolveError
+	if _, err := r.ResolveImage(context.Background(), ref, nil); !errors.As(err, &rerr) || rerr.Reason != lambdav1alpha1.StateReasonImageAccessDenied {
+		t.Fatalf("without credentials: %v, want ImageAccessDenied", err)
+	}
+	cfg := fmt.Sprintf(`{"auths":{%q:{"username":"puller","password":"s3cret"}}}`, u.Host)
+	sec := corev1.Secret{Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(cfg)}}
+	kc, err := k8sauthn.NewFromPullSecrets(context.Background(), []corev1.Secret{sec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.ResolveImage(context.Background(), ref, kc)
+	if err != nil || got.URI != u.Host+"/private/fn@"+want.String() {
+		t.Fatalf("with the pull Secret: %+v, %v; want pinned to %s", got, err, want)
 	}
 }

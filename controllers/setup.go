@@ -9,6 +9,17 @@ import (
 // Setup registers every controller of the package with the manager.
 func Setup(mgr ctrl.Manager, cfg Config) error {
 	resolver := &Resolver{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Config: cfg}
+	store, err := NewCodeStore(cfg)
+	if err != nil {
+		return err
+	}
+	if store != nil {
+		resolver.Store = store
+		c := cfg.CodeStore
+		if err := mgr.Add(&CodeStoreGC{Reader: mgr.GetClient(), Store: store, Interval: c.GCInterval.Duration, Grace: c.GCGrace.Duration, MaxDeletes: c.GCMaxDeletes}); err != nil {
+			return err
+		}
+	}
 	rec := mgr.GetEventRecorder
 	if err := (&FunctionReconciler{Client: mgr.GetClient(), Resolver: resolver, Recorder: rec("klambda-function"), Config: cfg}).SetupWithManager(mgr); err != nil {
 		return err

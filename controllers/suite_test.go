@@ -62,7 +62,7 @@ func TestMain(m *testing.M) {
 		}
 		f := false
 		// The tests serve code on loopback, which the egress policy refuses by default.
-		testCfg, _ = ParseConfig([]byte("shimImage: registry.test/runtime-shim:test\nimagePullPolicy: IfNotPresent\negress: {allowLoopback: true}\n"))
+		testCfg, _ = ParseConfig([]byte("shimImage: registry.test/runtime-shim:test\nimagePullPolicy: IfNotPresent\negress: {allowLoopback: true}\nfunctionUrls: {domain: lambda.test}\n"))
 		testCfg.ResolveImageTags = &f
 		if err := Setup(mgr, testCfg); err != nil {
 			fmt.Fprintln(os.Stderr, err)

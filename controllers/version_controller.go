@@ -228,6 +228,7 @@ func (r *VersionReconciler) recordPublished(v *lambdav1alpha1.Version, fn *lambd
 		CodeSize:           fs.CodeSize,
 		RevisionID:         revisionID(string(v.UID), num, fs.RevisionID),
 		ResolvedImageURI:   fs.ResolvedImageURI,
+		CodeStoreRef:       fs.CodeStoreRef,
 		Layers:             append([]lambdav1alpha1.ResolvedLayer(nil), fs.Layers...),
 		LastModified:       &now,
 		State:              lambdav1alpha1.StatePending,
@@ -387,6 +388,7 @@ func (r *VersionReconciler) workload(ctx context.Context, v *lambdav1alpha1.Vers
 		return nil, invalid("%v", err)
 	}
 	w.CodeDigest = d
+	w.CodeStoreRef = st.CodeStoreRef
 	if st.Configuration.Code.ConfigMapRef != nil {
 		w.CodeCopy = codeConfigMapName(fn.Name, d.Hex)
 	}

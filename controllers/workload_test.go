@@ -89,8 +89,9 @@ func TestEmbeddedShimIsOneContainer(t *testing.T) {
 	if got := c.Resources.Limits.Memory().Value(); got != 128<<20+embeddedShimMemory {
 		t.Errorf("memory limit %d", got)
 	}
-	// Unpacking and init run with one vCPU; the pod says what the activator resizes it to.
-	if got := c.Resources.Limits.Cpu().MilliValue(); got != 1000 || tpl.Annotations[contract.AnnotationCPULimit] != "72m" {
+	// Unpacking and init run with one vCPU; the pod says what the activator resizes it to:
+	// Lambda's share (72m at 128 MB) plus the shim's allowance.
+	if got := c.Resources.Limits.Cpu().MilliValue(); got != 1000 || tpl.Annotations[contract.AnnotationCPULimit] != "122m" {
 		t.Errorf("cpu limit %dm, annotation %q", got, tpl.Annotations[contract.AnnotationCPULimit])
 	}
 	for _, v := range pod.Volumes {
@@ -157,6 +158,10 @@ func TestWithoutEmbeddedShimTheShimIsASidecar(t *testing.T) {
 	if ic := tpl.Spec.InitContainers; len(ic) != 2 || ic[0].Name != "load-code" || ic[1].Name != "runtime-shim" {
 		t.Fatalf("init containers %+v", ic)
 	}
+	// The sidecar has a container of its own: the function's has Lambda's share alone.
+	if got := tpl.Spec.Containers[0].Resources.Limits.Cpu().MilliValue(); got != cpuMillis(128) {
+		t.Errorf("sidecar shape: function cpu limit %dm, want %dm", got, cpuMillis(128))
+	}
 	img := &Workload{Function: "img", Qualifier: "$LATEST", InvokeSecret: "img-invoke", ImageURI: "registry.test/app@sha256:" + strings.Repeat("a", 64)}
 	img.Config.PackageType = lambdav1alpha1.PackageTypeImage
 	tpl, err = img.PodTemplate(cfg)
@@ -176,7 +181,7 @@ func TestEmbeddedShimWithoutInitCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := tpl.Spec.Containers[0].Resources.Limits.Cpu().MilliValue(); got != cpuMillis(128) {
+	if got := tpl.Spec.Containers[0].Resources.Limits.Cpu().MilliValue(); got != cpuMillis(128)+embeddedShimCPUMillis || got != 122 {
 		t.Errorf("cpu limit %dm", got)
 	}
 	if _, ok := tpl.Annotations[contract.AnnotationCPULimit]; ok {

@@ -6,7 +6,10 @@
 // 200 + X-Amz-Function-Error, the log tail, duration and init-duration headers.
 //
 // The function it runs echoes its payload, and obeys a few fields of a JSON object
-// payload: {"sleep_ms": N} sleeps, {"fail": "msg"} returns a function error.
+// payload: {"sleep_ms": N} sleeps, {"fail": "msg"} returns a function error,
+// {"stream": ["a","b"]} streams those pieces (as the shim answers a function in the
+// Runtime API's streaming mode, to a caller that asked for a stream; "fail" then ends
+// the stream with an error in the trailers).
 package fakeshim
 
 import (
@@ -41,6 +44,9 @@ type Shim struct {
 	Server     *httptest.Server
 	mu         sync.Mutex
 	LastHeader http.Header
+	// StreamGate, when set, is waited on before each streamed piece after the first:
+	// a test proves a piece arrived before the next one is written.
+	StreamGate chan struct{}
 }
 
 // Gauge counts invocations running at once over several shims, and the most seen.
@@ -117,8 +123,9 @@ func (s *Shim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	payload, _ := io.ReadAll(r.Body)
 	var ctl struct {
-		SleepMs int    `json:"sleep_ms"`
-		Fail    string `json:"fail"`
+		SleepMs int      `json:"sleep_ms"`
+		Fail    string   `json:"fail"`
+		Stream  []string `json:"stream"`
 	}
 	if len(payload) > 0 && payload[0] == '{' {
 		_ = json.Unmarshal(payload, &ctl)
@@ -132,6 +139,10 @@ func (s *Shim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h["Content-Type"] = []string{"application/json"}
 	if !s.inited.Swap(true) && s.InitDuration > 0 {
 		h[contract.HeaderInitDuration] = []string{strconv.FormatFloat(float64(s.InitDuration)/1e6, 'f', 2, 64)}
+	}
+	if ctl.Stream != nil && r.Header.Get(contract.HeaderResponseStream) == "1" {
+		s.stream(w, r, ctl.Stream, ctl.Fail, start)
+		return
 	}
 	body := payload
 	if len(body) == 0 {
@@ -149,4 +160,32 @@ func (s *Shim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(200)
 	_, _ = w.Write(body)
+}
+
+// stream answers as the shim does for a function that streams its response: the head at
+// once, each piece flushed as written, the outcome in trailers.
+func (s *Shim) stream(w http.ResponseWriter, r *http.Request, pieces []string, fail string, start time.Time) {
+	h := w.Header()
+	h["Content-Type"] = []string{"text/plain"}
+	h[contract.HeaderResponseStream] = []string{contract.ResponseStreamMode}
+	w.WriteHeader(200)
+	w.(http.Flusher).Flush()
+	for i, p := range pieces {
+		if i > 0 && s.StreamGate != nil {
+			<-s.StreamGate
+		}
+		_, _ = io.WriteString(w, p)
+		w.(http.Flusher).Flush()
+	}
+	if fail != "" {
+		body, _ := json.Marshal(map[string]any{"errorMessage": fail, "errorType": "errorString"})
+		h[http.TrailerPrefix+contract.TrailerFunctionError] = []string{"Unhandled"}
+		h[http.TrailerPrefix+contract.TrailerFunctionErrorType] = []string{"errorString"}
+		h[http.TrailerPrefix+contract.TrailerFunctionErrorBody] = []string{base64.StdEncoding.EncodeToString(body)}
+	}
+	if r.Header.Get(contract.HeaderLogType) == contract.LogTypeTail {
+		log := "START RequestId: " + r.Header.Get(contract.HeaderRequestID) + " Version: " + s.Version + "\nEND\n"
+		h[http.TrailerPrefix+contract.TrailerLogResult] = []string{base64.StdEncoding.EncodeToString([]byte(log))}
+	}
+	h[http.TrailerPrefix+contract.TrailerDuration] = []string{strconv.FormatFloat(float64(time.Since(start))/1e6, 'f', 2, 64)}
 }

@@ -28,8 +28,10 @@ import (
 
 // Feeder keeps the router table and the dispatcher's environments in step with the cache.
 type Feeder struct {
-	Cache      cache.Cache
-	Table      *router.Table
+	Cache cache.Cache
+	Table *router.Table
+	// URLs, when set, learns the function URLs of Functions and Aliases.
+	URLs       URLTable
 	Dispatcher *dispatch.Dispatcher
 	// Secrets reads the invoke secret a pod's shim expects.
 	Secrets *invokesecret.Reader
@@ -64,6 +66,14 @@ type Feeder struct {
 	started time.Time
 }
 
+// URLTable maps function URLs to their Function or Alias (functionurl.Table).
+type URLTable interface {
+	SetFunction(*lambdav1alpha1.Function)
+	DeleteFunction(namespace, name string)
+	SetAlias(*lambdav1alpha1.Alias)
+	DeleteAlias(namespace, name string)
+}
+
 func objectOf(obj any) any {
 	if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 		return t.Obj
@@ -95,11 +105,14 @@ func (f *Feeder) addHandler(ctx context.Context, obj client.Object, h toolscache
 // registerTable feeds the router's table with Functions, Versions and Aliases.
 func (f *Feeder) registerTable(ctx context.Context) error {
 	if err := f.addHandler(ctx, &lambdav1alpha1.Function{}, toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { f.Table.SetFunction(o.(*lambdav1alpha1.Function)) },
-		UpdateFunc: func(_, o any) { f.Table.SetFunction(o.(*lambdav1alpha1.Function)) },
+		AddFunc:    func(o any) { f.setFunction(o.(*lambdav1alpha1.Function)) },
+		UpdateFunc: func(_, o any) { f.setFunction(o.(*lambdav1alpha1.Function)) },
 		DeleteFunc: func(o any) {
 			if fn, ok := objectOf(o).(*lambdav1alpha1.Function); ok {
 				f.Table.DeleteFunction(fn.Namespace, fn.Name)
+				if f.URLs != nil {
+					f.URLs.DeleteFunction(fn.Namespace, fn.Name)
+				}
 			}
 		},
 	}); err != nil {
@@ -117,14 +130,31 @@ func (f *Feeder) registerTable(ctx context.Context) error {
 		return err
 	}
 	return f.addHandler(ctx, &lambdav1alpha1.Alias{}, toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { f.Table.SetAlias(o.(*lambdav1alpha1.Alias)) },
-		UpdateFunc: func(_, o any) { f.Table.SetAlias(o.(*lambdav1alpha1.Alias)) },
+		AddFunc:    func(o any) { f.setAlias(o.(*lambdav1alpha1.Alias)) },
+		UpdateFunc: func(_, o any) { f.setAlias(o.(*lambdav1alpha1.Alias)) },
 		DeleteFunc: func(o any) {
 			if a, ok := objectOf(o).(*lambdav1alpha1.Alias); ok {
 				f.Table.DeleteAlias(a.Namespace, a.Name)
+				if f.URLs != nil {
+					f.URLs.DeleteAlias(a.Namespace, a.Name)
+				}
 			}
 		},
 	})
+}
+
+func (f *Feeder) setFunction(fn *lambdav1alpha1.Function) {
+	f.Table.SetFunction(fn)
+	if f.URLs != nil {
+		f.URLs.SetFunction(fn)
+	}
+}
+
+func (f *Feeder) setAlias(a *lambdav1alpha1.Alias) {
+	f.Table.SetAlias(a)
+	if f.URLs != nil {
+		f.URLs.SetAlias(a)
+	}
 }
 
 // registerPods recomputes a function's environments when one of its pods changes.

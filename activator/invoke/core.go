@@ -16,6 +16,7 @@ import (
 	"github.com/klambda/klambda/activator/router"
 	"github.com/klambda/klambda/activator/shimclient"
 	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/internal/jsonvalid"
 )
 
 // Invoker runs invocations: the Core here, or anything that stands in for it (an
@@ -44,6 +45,9 @@ type Input struct {
 	TraceID string
 	// LogTail asks for the tail of the invocation's log (X-Amz-Log-Type: Tail).
 	LogTail bool
+	// ResponseStream asks for the function's response as it writes it
+	// (InvokeWithResponseStream): a function that streams gives an Output with Streamed.
+	ResponseStream bool
 	// RequestID is the invocation's id when the caller has one (an async event's: Lambda
 	// keeps one id from the 202 to the function); "" and the core makes one. An Event
 	// invocation gets its id from the queue and takes none.
@@ -65,6 +69,22 @@ type Output struct {
 	// Body is the response (200 only; nil otherwise), streamed from the environment. Close
 	// it once read (or not): closing ends the invocation and frees the environment.
 	Body io.ReadCloser
+
+	// ContentType is the response's media type (the function's, when it streams).
+	ContentType string
+	// ErrorType is the function error's type (with FunctionError).
+	ErrorType string
+	// Streamed: the function streamed its response and Input.ResponseStream asked for it.
+	// Body is then the function's bytes as it writes them (not JSON, any length), read
+	// from the environment without buffering; the environment stays leased until Body is
+	// closed. FunctionError, ErrorType, ErrorBody and LogResult are known only once Body
+	// has been read to its end: Complete tells that they are.
+	Streamed bool
+	// Complete: a streamed Body was read to its end and the outcome fields are set; false
+	// when the stream was cut off (the environment could not finish it).
+	Complete bool
+	// ErrorBody is a streamed response's error object (JSON), set with FunctionError.
+	ErrorBody []byte
 }
 
 // Close closes the Body, if any.
@@ -191,7 +211,7 @@ func checkPayload(p []byte, limit int) *Error {
 	if len(p) > limit {
 		return ErrRequestTooLarge(limit)
 	}
-	if len(p) > 0 && !json.Valid(p) {
+	if len(p) > 0 && !jsonvalid.Valid(p) {
 		var v any
 		detail := "the payload is not valid JSON"
 		if err := json.Unmarshal(p, &v); err != nil {

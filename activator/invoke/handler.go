@@ -112,37 +112,59 @@ func (h *Handler) parse(next http.Handler) http.Handler {
 // when the handler has no Auth).
 func (h *Handler) authorize(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h.Auth == nil {
-			next.ServeHTTP(w, r)
-			return
-		}
 		c := callOf(r)
-		ns, fn := c.req.Namespace, c.req.FunctionName
-		d, err := h.Auth.CheckFrom(r.Context(), clientIP(r), auth.TokenFrom(r.Header), ns, fn)
-		var e *Error
-		switch {
-		case err != nil:
-			h.Log.Error(err, "authorization review failed", "namespace", ns, "function", fn)
-			e = ErrService("could not review the caller's token or permission")
-		case d.Outcome == auth.NoToken:
-			e = ErrMissingToken()
-		case d.Outcome == auth.InvalidToken:
-			e = ErrInvalidToken()
-		case d.Outcome == auth.Denied:
-			arn := contract.FunctionARN(h.Region, h.AccountID, fn)
-			if c.req.Qualifier != "" {
-				arn = contract.QualifiedFunctionARN(h.Region, h.AccountID, fn, c.req.Qualifier)
-			}
-			e = ErrAccessDenied(d.User, arn)
-		case d.Outcome == auth.RateLimited:
-			e = ErrThrottled(contract.ReasonCallerRate)
-		}
-		if e != nil {
+		if _, e := h.Authorize(r, c.req.Namespace, c.req.FunctionName, c.req.Qualifier); e != nil {
 			refuse(w, c, e)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// Authorize reviews r's caller (its token: Bearer, else the SigV4 session token) and its
+// permission to invoke fn in ns, as the Invoke API does; it answers the caller's user
+// name when allowed ("" without Auth), else the error to answer. Function URLs with
+// authType AWS_IAM/KUBERNETES call it too.
+func (h *Handler) Authorize(r *http.Request, ns, fn, qualifier string) (string, *Error) {
+	if h.Auth == nil {
+		return "", nil
+	}
+	d, err := h.Auth.CheckFrom(r.Context(), clientIP(r), auth.TokenFrom(r.Header), ns, fn)
+	switch {
+	case err != nil:
+		h.Log.Error(err, "authorization review failed", "namespace", ns, "function", fn)
+		return "", ErrService("could not review the caller's token or permission")
+	case d.Outcome == auth.NoToken:
+		return "", ErrMissingToken()
+	case d.Outcome == auth.InvalidToken:
+		return "", ErrInvalidToken()
+	case d.Outcome == auth.Denied:
+		arn := contract.FunctionARN(h.Region, h.AccountID, fn)
+		if qualifier != "" {
+			arn = contract.QualifiedFunctionARN(h.Region, h.AccountID, fn, qualifier)
+		}
+		return "", ErrAccessDenied(d.User, arn)
+	case d.Outcome == auth.RateLimited:
+		return "", ErrThrottled(contract.ReasonCallerRate)
+	}
+	return d.User, nil
+}
+
+// ReadBody reads r's body for namespace ns within the Invoke API's bounds (6 MB, the
+// request bytes the activator and the namespace may hold: reserved before a byte is
+// read). Call release once the body is no longer used. Function URLs read theirs so.
+func (h *Handler) ReadBody(r *http.Request, ns string) (body []byte, release func(), e *Error) {
+	p, e := h.readPayload(r, ns)
+	if e != nil {
+		return nil, nil, e
+	}
+	return p.buf.Bytes(), func() { h.releasePayload(ns, p) }, nil
+}
+
+// CountRefusal counts a request refused before its function was resolved, as the Invoke
+// API's own refusals are counted.
+func (h *Handler) CountRefusal(e *Error) {
+	countFailure(h.Metrics, metrics.Unresolved, metrics.Unresolved, e)
 }
 
 // invoke reads the payload, runs the call and answers it.
@@ -151,7 +173,7 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request) {
 	in := &c.in
 	*in = Input{Namespace: c.req.Namespace, Function: c.req.FunctionName, Qualifier: c.req.Qualifier,
 		InvocationType: c.req.InvocationType, ClientContext: c.req.ClientContext,
-		TraceID: r.Header.Get(contract.HeaderTraceID), LogTail: c.req.LogTail}
+		TraceID: r.Header.Get(contract.HeaderTraceID), LogTail: c.req.LogTail, ResponseStream: c.req.ResponseStream}
 	if in.InvocationType != DryRun { // a DryRun's body is never read
 		p, e := h.readPayload(r, in.Namespace)
 		if e != nil {
@@ -164,6 +186,10 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request) {
 	out, err := h.Invoker.Invoke(r.Context(), in)
 	if err != nil {
 		AsError(err).Write(w)
+		return
+	}
+	if in.ResponseStream {
+		writeStream(w, out)
 		return
 	}
 	writeOutput(w, out)

@@ -30,6 +30,8 @@ type Request struct {
 	LogTail        bool
 	// ClientContext is the X-Amz-Client-Context header as sent (base64 JSON).
 	ClientContext string
+	// ResponseStream: the call is InvokeWithResponseStream (stream.go).
+	ResponseStream bool
 }
 
 const (
@@ -63,13 +65,18 @@ func ParseRequest(method, escapedPath, rawQuery string, h http.Header, defaultNa
 		req.Namespace = ns
 		p = rest[i:]
 	}
-	if !strings.HasPrefix(p, apiPrefix) || !strings.HasSuffix(p, invocationsPart) || len(p) <= len(apiPrefix)+len(invocationsPart) {
+	prefix, part := apiPrefix, invocationsPart
+	if strings.HasPrefix(p, streamPrefix) {
+		prefix, part = streamPrefix, streamPart
+		req.ResponseStream = true
+	}
+	if !strings.HasPrefix(p, prefix) || !strings.HasSuffix(p, part) || len(p) <= len(prefix)+len(part) {
 		return req, errUnknownOperation(escapedPath)
 	}
 	if method != http.MethodPost {
 		return req, &Error{Status: http.StatusMethodNotAllowed, Type: "UnknownOperationException", Fault: "User", Message: "Invoke takes POST, not " + method}
 	}
-	rawName := p[len(apiPrefix) : len(p)-len(invocationsPart)]
+	rawName := p[len(prefix) : len(p)-len(part)]
 	name, err := url.PathUnescape(rawName)
 	if err != nil || strings.IndexByte(name, '/') >= 0 {
 		return req, errFunctionNamePattern(rawName)
@@ -102,8 +109,14 @@ func ParseRequest(method, escapedPath, rawQuery string, h http.Header, defaultNa
 	case "", RequestResponse:
 		req.InvocationType = RequestResponse
 	case Event, DryRun:
+		if t == Event && req.ResponseStream {
+			return req, errStreamInvocationType(t)
+		}
 		req.InvocationType = t
 	default:
+		if req.ResponseStream {
+			return req, errStreamInvocationType(t)
+		}
 		return req, errInvocationType(t)
 	}
 	switch t := h.Get(contract.HeaderLogType); t {
@@ -127,7 +140,7 @@ func ParseRequest(method, escapedPath, rawQuery string, h http.Header, defaultNa
 
 func errUnknownOperation(path string) *Error {
 	return &Error{Status: http.StatusNotFound, Type: "UnknownOperationException", Fault: "User",
-		Message: "This activator serves POST /2015-03-31/functions/{FunctionName}/invocations, optionally under /namespaces/{namespace}; not " + path}
+		Message: "This activator serves POST /2015-03-31/functions/{FunctionName}/invocations and /2021-11-15/functions/{FunctionName}/response-streaming-invocations, optionally under /namespaces/{namespace}; not " + path}
 }
 
 func errFunctionNamePattern(name string) *Error {

@@ -3,6 +3,7 @@ package invoke
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -41,13 +42,14 @@ func (c *Core) run(ctx context.Context, in *Input, route *router.Route) (*Output
 		requestID = contract.NewRequestID()
 	}
 	r.call = shimclient.Call{
-		RequestID:     requestID,
-		InvokedARN:    c.arn(route.Function, route.Qualifier),
-		Deadline:      time.Now().Add(route.Timeout),
-		ClientContext: in.ClientContext,
-		TraceID:       in.TraceID,
-		LogTail:       in.LogTail,
-		ContentLength: int64(len(in.Payload)),
+		RequestID:      requestID,
+		InvokedARN:     c.arn(route.Function, route.Qualifier),
+		Deadline:       time.Now().Add(route.Timeout),
+		ClientContext:  in.ClientContext,
+		TraceID:        in.TraceID,
+		LogTail:        in.LogTail,
+		ResponseStream: in.ResponseStream,
+		ContentLength:  int64(len(in.Payload)),
 	}
 	resp, e := c.callShim(ctx, shimCtx, key, lease, &r.call, in.Payload)
 	if e != nil {
@@ -188,6 +190,8 @@ type running struct {
 	ms     *metrics.Series
 	body   io.ReadCloser
 	closed bool
+	// resp is the shim's answer of a streamed response, whose trailers carry its outcome.
+	resp *http.Response
 }
 
 // output fills the Output of the shim's 200 and counts the invocation.
@@ -195,7 +199,16 @@ func (r *running) output(resp *http.Response, version, requestID string) *Output
 	rh := resp.Header
 	r.out = Output{StatusCode: http.StatusOK, RequestID: requestID, ExecutedVersion: version,
 		FunctionError: rh.Get(contract.HeaderFunctionError), LogResult: rh.Get(contract.HeaderLogResult),
-		ContentLength: resp.ContentLength, Body: r}
+		ContentLength: resp.ContentLength, Body: r,
+		ContentType: rh.Get("Content-Type"), ErrorType: rh.Get(contract.HeaderFunctionErrorType)}
+	if rh.Get(contract.HeaderResponseStream) == contract.ResponseStreamMode {
+		r.out.Streamed = true
+		r.resp = resp
+		if d := shimclient.Millis(rh, contract.HeaderInitDuration); d > 0 && r.ms != nil {
+			r.ms.InitDuration.Observe(d.Seconds())
+		}
+		return &r.out // counted at its end (streamEnded)
+	}
 	if ms := r.ms; ms != nil {
 		ms.Invocations.Inc()
 		if r.out.FunctionError != "" {
@@ -215,7 +228,37 @@ func (r *running) Read(p []byte) (int, error) {
 	if r.closed {
 		return 0, errors.New("invoke: read of a closed Output body")
 	}
-	return r.body.Read(p)
+	n, err := r.body.Read(p)
+	if r.resp != nil && err != nil {
+		r.streamEnded(errors.Is(err, io.EOF))
+	}
+	return n, err
+}
+
+// streamEnded fills in the outcome of a streamed response from the shim's trailers
+// (atEOF: the stream was read to its end) and counts the invocation.
+func (r *running) streamEnded(atEOF bool) {
+	resp := r.resp
+	r.resp = nil
+	if atEOF {
+		t := resp.Trailer
+		r.out.Complete = true
+		r.out.FunctionError = t.Get(contract.TrailerFunctionError)
+		r.out.ErrorType = t.Get(contract.TrailerFunctionErrorType)
+		r.out.LogResult = t.Get(contract.TrailerLogResult)
+		if b := t.Get(contract.TrailerFunctionErrorBody); b != "" {
+			r.out.ErrorBody, _ = base64.StdEncoding.DecodeString(b)
+		}
+	}
+	if ms := r.ms; ms != nil {
+		ms.Invocations.Inc()
+		if r.out.FunctionError != "" || !atEOF {
+			ms.Errors.Inc()
+		}
+		if d := shimclient.Millis(resp.Trailer, contract.TrailerDuration); d > 0 {
+			ms.Duration.Observe(d.Seconds())
+		}
+	}
 }
 
 // Close reads what is left of the answer (so the connection to the shim is reused),

@@ -28,8 +28,12 @@ type Call struct {
 	ClientContext string
 	TraceID       string
 	LogTail       bool
-	Body          io.Reader
-	ContentLength int64
+	// ResponseStream asks for a function's streamed response as a stream
+	// (contract.HeaderResponseStream): the answer's body then carries the function's
+	// bytes as it writes them, and its outcome comes in the trailers.
+	ResponseStream bool
+	Body           io.Reader
+	ContentLength  int64
 }
 
 // Client sends Calls over keep-alive connections kept per environment (conn.go), and

@@ -1,6 +1,7 @@
 package shimclient
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -91,5 +92,57 @@ func TestDoRefusesHeaderSplittingAndHonoursTheDeadline(t *testing.T) {
 	start := time.Now()
 	if _, err := cl.Do(ctx, &Call{Addr: addr}); err == nil || time.Since(start) > 250*time.Millisecond {
 		t.Fatalf("past the deadline: %v after %v", err, time.Since(start))
+	}
+}
+
+// countingConn counts the Write calls made on a connection.
+type countingConn struct {
+	net.Conn
+	writes *atomic.Int32
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestLargePayloadGoesInFewWrites: a payload is written to the shim in one write after the
+// head (two in all), not through the 4 KB buffer (over a thousand for 4 MB); a small one
+// goes with the head in one.
+func TestLargePayloadGoesInFewWrites(t *testing.T) {
+	var got atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		got.Store(n)
+	}))
+	defer srv.Close()
+	var writes atomic.Int32
+	d := &net.Dialer{}
+	cl := &Client{HTTP: http.DefaultClient, conns: newConns(func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return countingConn{c, &writes}, nil
+	})}
+	for _, size := range []int{7, 4 << 20} {
+		writes.Store(0)
+		payload := []byte(`"` + strings.Repeat("x", size-2) + `"`)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		resp, err := cl.Do(ctx, &Call{Addr: srv.Listener.Addr().String(), Body: bytes.NewReader(payload), ContentLength: int64(size)})
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		cancel()
+		want := int32(2)
+		if size < 4096 {
+			want = 1
+		}
+		if got.Load() != int64(size) || writes.Load() != want {
+			t.Errorf("%d-byte payload: shim got %d bytes in %d writes, want %d writes", size, got.Load(), writes.Load(), want)
+		}
 	}
 }

@@ -175,3 +175,14 @@ func (r *Rig) Environments(function, version string, n int) []*fakeshim.Shim {
 	r.Dispatcher.SetEnvironments(k, envs)
 	return r.Shims[k]
 }
+
+// Endpoints hands the dispatcher environments of function:version at addrs (real shims,
+// with the invoke secret Secret), in place of fake ones.
+func (r *Rig) Endpoints(function, version string, addrs ...string) {
+	k := fnkey.Key{Namespace: Namespace, Function: function, Version: version}
+	var envs []dispatch.Environment
+	for i, a := range addrs {
+		envs = append(envs, dispatch.Environment{Name: function + "-" + version + "-real-" + strconv.Itoa(i), Addr: a, Secret: Secret})
+	}
+	r.Dispatcher.SetEnvironments(k, envs)
+}

@@ -169,7 +169,7 @@ func TestEventSourceMappingValidation(t *testing.T) {
 			e.Spec.MaximumRecordAgeInSeconds = ptr(int32(-1))
 			e.Spec.MaximumRetryAttempts = ptr(int32(10000))
 			e.Spec.BisectBatchOnFunctionError = ptr(true)
-			e.Spec.TumblingWindowInSeconds = ptr(int32(900))
+			e.Spec.TumblingWindowInSeconds = ptr(int32(0))
 			e.Spec.DestinationConfig = &lambda.EventSourceMappingDestinationConfig{OnFailure: nats("failed")}
 		})),
 		reject("parallelizationFactor 0", natsESM(func(e *lambda.EventSourceMapping) { e.Spec.ParallelizationFactor = ptr(int32(0)) }),
@@ -184,6 +184,8 @@ func TestEventSourceMappingValidation(t *testing.T) {
 			"spec.maximumRetryAttempts", "greater than or equal to -1"),
 		reject("maximumRetryAttempts 10001", kafkaESM(func(e *lambda.EventSourceMapping) { e.Spec.MaximumRetryAttempts = ptr(int32(10001)) }),
 			"spec.maximumRetryAttempts", "less than or equal to 10000"),
+		reject("tumblingWindowInSeconds 60 (tumbling windows are not implemented)", kafkaESM(func(e *lambda.EventSourceMapping) { e.Spec.TumblingWindowInSeconds = ptr(int32(60)) }),
+			"spec.tumblingWindowInSeconds", "tumblingWindowInSeconds is not supported by klambda"),
 		reject("tumblingWindowInSeconds 901", kafkaESM(func(e *lambda.EventSourceMapping) { e.Spec.TumblingWindowInSeconds = ptr(int32(901)) }),
 			"spec.tumblingWindowInSeconds", "less than or equal to 900"),
 		reject("bisectBatchOnFunctionError on SQS", sqsESM(func(e *lambda.EventSourceMapping) { e.Spec.BisectBatchOnFunctionError = ptr(true) }),

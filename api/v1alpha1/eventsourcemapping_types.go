@@ -273,10 +273,13 @@ type EventSourceMappingSpec struct {
 	// +optional
 	DestinationConfig *EventSourceMappingDestinationConfig `json:"destinationConfig,omitempty"`
 
-	// tumblingWindowInSeconds: the window for aggregating state across invocations (0–900). Streams only.
+	// tumblingWindowInSeconds: Lambda's window for aggregating state across invocations
+	// (0–900). Streams only. klambda does not implement tumbling windows yet: only 0 (no
+	// window) is accepted, anything else is refused rather than ignored.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=900
+	// +kubebuilder:validation:XValidation:rule="self == 0",message="tumblingWindowInSeconds is not supported by klambda: tumbling windows (state carried between invocations, isFinalInvokeForWindow) are not implemented; remove the field or set it to 0"
 	TumblingWindowInSeconds *int32 `json:"tumblingWindowInSeconds,omitempty"`
 
 	// functionResponseTypes: [ReportBatchItemFailures] lets the function return the records

@@ -230,8 +230,8 @@ func TestFunctionValidation(t *testing.T) {
 		}), "spec.fileSystemConfigs[0].localMountPath", "should match"),
 
 		// Function URL and tags.
-		reject("function URL with AWS_IAM", zipFunction(func(f *lambda.Function) { f.Spec.FunctionURLConfig = &lambda.FunctionURLConfig{AuthType: "AWS_IAM"} }),
-			"spec.functionUrlConfig.authType", `Unsupported value: "AWS_IAM"`),
+		reject("function URL with an unknown authType", zipFunction(func(f *lambda.Function) { f.Spec.FunctionURLConfig = &lambda.FunctionURLConfig{AuthType: "IAM"} }),
+			"spec.functionUrlConfig.authType", `Unsupported value: "IAM"`),
 		reject("CORS with seven methods", zipFunction(func(f *lambda.Function) {
 			f.Spec.FunctionURLConfig = &lambda.FunctionURLConfig{AuthType: "NONE", Cors: &lambda.Cors{AllowMethods: []string{"GET", "PUT", "POST", "HEAD", "PATCH", "DELETE", "OPTIONS"}}}
 		}), "spec.functionUrlConfig.cors.allowMethods", "must have at most 6 items"),

@@ -395,6 +395,13 @@ type FunctionStatus struct {
 	// +optional
 	LastModified *metav1.Time `json:"lastModified,omitempty"`
 
+	// codeStoreRef is the OCI artifact in klambda's code store that holds this code
+	// (registry/repository@sha256:<manifest>); its one layer is the .zip, whose digest is
+	// codeSha256. Environments load the code from the store, never from the source again
+	// (docs/code-store.md). Empty when the manager runs without a code store.
+	// +optional
+	CodeStoreRef string `json:"codeStoreRef,omitempty"`
+
 	// resolvedImageUri is code.imageUri with its tag resolved to a digest (Image only).
 	// +optional
 	ResolvedImageURI string `json:"resolvedImageUri,omitempty"`

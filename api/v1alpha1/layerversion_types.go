@@ -70,6 +70,13 @@ type LayerVersionStatus struct {
 	// +optional
 	CodeSize int64 `json:"codeSize,omitempty"`
 
+	// codeStoreRef is the OCI artifact in klambda's code store that holds this layer content
+	// (registry/repository@sha256:<manifest>); its one layer is the .zip, whose digest is
+	// codeSha256. Environments load the code from the store, never from the source again
+	// (docs/code-store.md). Empty when the manager runs without a code store.
+	// +optional
+	CodeStoreRef string `json:"codeStoreRef,omitempty"`
+
 	// createdDate is when the version was published.
 	// +optional
 	CreatedDate *metav1.Time `json:"createdDate,omitempty"`

@@ -242,7 +242,7 @@ type DeadLetterConfig struct {
 }
 
 // FunctionURLAuthType says who may call a function URL.
-// +kubebuilder:validation:Enum=NONE;KUBERNETES
+// +kubebuilder:validation:Enum=NONE;AWS_IAM;KUBERNETES
 type FunctionURLAuthType string
 
 const (
@@ -251,6 +251,10 @@ const (
 	// FunctionURLAuthKubernetes requires a Kubernetes bearer token allowed to `invoke`
 	// functions (it takes the place of Lambda's AWS_IAM).
 	FunctionURLAuthKubernetes FunctionURLAuthType = "KUBERNETES"
+	// FunctionURLAuthAWSIAM is Lambda's name for authenticated URLs; klambda checks it as
+	// KUBERNETES (the Kubernetes token as Bearer or as the SigV4 session token), so
+	// Lambda's templates keep working.
+	FunctionURLAuthAWSIAM FunctionURLAuthType = "AWS_IAM"
 )
 
 // InvokeMode is how a function URL returns the response.
@@ -264,7 +268,9 @@ const (
 
 // FunctionURLConfig is a dedicated HTTP endpoint for $LATEST or an alias (Lambda's function URL).
 type FunctionURLConfig struct {
-	// authType: NONE (public) or KUBERNETES (bearer token allowed to invoke the function).
+	// authType: NONE (public), or AWS_IAM / KUBERNETES (the same: a Kubernetes token, as
+	// Bearer or as the SigV4 session token, allowed to invoke the function, checked as the
+	// Invoke API checks it).
 	// +required
 	AuthType FunctionURLAuthType `json:"authType"`
 

@@ -72,6 +72,12 @@ type VersionStatus struct {
 	// revisionId of the version.
 	// +optional
 	RevisionID string `json:"revisionId,omitempty"`
+	// codeStoreRef is the OCI artifact in klambda's code store that holds the code frozen by this version
+	// (registry/repository@sha256:<manifest>); its one layer is the .zip, whose digest is
+	// codeSha256. Environments load the code from the store, never from the source again, so it outlives a change or deletion of the source
+	// (docs/code-store.md). Empty when the manager runs without a code store.
+	// +optional
+	CodeStoreRef string `json:"codeStoreRef,omitempty"`
 	// resolvedImageUri: the image digest the version runs (Image only).
 	// +optional
 	ResolvedImageURI string `json:"resolvedImageUri,omitempty"`

@@ -5,6 +5,8 @@
 //
 //	go run ./bench/shim [-n 3000] [-callers 8] [-rounds 10] [-floor]
 //
+//	go run ./bench/shim -payload-mb 1 -n 100 -rounds 5   # shim CPU per MB moved, each direction
+//
 // -floor adds bench/shim/relay, plain and with -epoll, as floors of the server's part.
 //
 // The emulator must be installed (test/compat/install-rie.sh).
@@ -40,6 +42,7 @@ func main() {
 	payload := flag.String("payload", `{"hello":"world","n":42}`, "event to echo")
 	rounds := flag.Int("rounds", 10, "alternating rounds per side (more, shorter rounds spread changes of background load more evenly over both sides)")
 	floor := flag.Bool("floor", false, "also measure bench/shim/relay, the least a relay can do (no validation, logs or state machine), plain and on its own epoll loop, as floors of the server's part")
+	payloadMB := flag.Int("payload-mb", 0, "instead: the shim's CPU per MB moved in each direction with payloads of this many MB, against io.Copy over loopback (-n invocations per direction and round)")
 	flag.Parse()
 
 	cache := os.Getenv("KLAMBDA_CACHE")
@@ -60,6 +63,10 @@ func main() {
 		build(relayBin, "./bench/shim/relay")
 	}
 	build(fnBin, "./test/compat/gofunction", "-tags", "lambda.norpc")
+	if *payloadMB > 0 {
+		payloadBench(shimBin, fnBin, *payloadMB, max(*n / *rounds, 1), *rounds)
+		return
+	}
 
 	start := func(kind string, i int) *server {
 		invoke, api := freeAddr(), freeAddr()

@@ -30,9 +30,11 @@ type fileConfig struct {
 // options are the activator's flags.
 type options struct {
 	configFile, listen, metricsAddr, defaultNS, region, accountID *string
-	waitDeadline, idleTimeout, scaleInterval, probeInterval       *time.Duration
-	resizeAfterInit, authOn                                       *bool
-	namespaceLimit                                                *int
+	// urlDomain serves host-based function URLs <url-id>.lambda-url.<domain>.
+	urlDomain                                               *string
+	waitDeadline, idleTimeout, scaleInterval, probeInterval *time.Duration
+	resizeAfterInit, authOn                                 *bool
+	namespaceLimit                                          *int
 	// scaling: the scaling rate's model, burst, environments per interval and interval.
 	scalingModel             *string
 	scalingBurst, scalingPer *int
@@ -77,6 +79,7 @@ func parseFlags() *options {
 		scalingBurst:    flag.Int("scaling-burst", scaler.DefaultRate.Burst, "Environments a function (or namespace, see --scaling-model) may add at once."),
 		scalingPer:      flag.Int("scaling-rate", scaler.DefaultRate.Per, "Environments a function (or namespace) may add per --scaling-interval after the burst."),
 		scalingInterval: flag.Duration("scaling-interval", scaler.DefaultRate.Interval, "Interval of --scaling-rate."),
+		urlDomain:       flag.String("function-url-domain", "", "Serve host-based function URLs <url-id>.lambda-url.<domain> on the Invoke API's listener (needs wildcard DNS to the activator); path-based URLs /lambda-url/<url-id>/ are served always."),
 		authOn:          flag.Bool("auth", true, "Require a Kubernetes token (TokenReview) allowed to invoke the function (SubjectAccessReview). Disable only for local development."),
 		scaleInterval:   flag.Duration("scale-interval", time.Second, "Interval between scaler passes when no request wakes it."),
 		probeInterval:   flag.Duration("probe-interval", 25*time.Millisecond, "How often a starting pod's shim is asked whether it is ready (/readyz), until the kubelet reports it; 0 waits for the kubelet's Ready only."),

@@ -27,6 +27,7 @@ import (
 
 	"github.com/klambda/klambda/activator/dispatch"
 	"github.com/klambda/klambda/activator/feeder"
+	"github.com/klambda/klambda/activator/functionurl"
 	"github.com/klambda/klambda/activator/invoke"
 	"github.com/klambda/klambda/activator/invokesecret"
 	"github.com/klambda/klambda/activator/metrics"
@@ -69,18 +70,20 @@ func main() {
 	disp.SetNamespaceLimit(int32(*o.namespaceLimit), table)
 	sc := newScaler(o, disp, table, &scaleclient.Deployments{Reader: informers, Client: cs}, log)
 	core, h := newInvokePath(o, table, disp, cs, metrics.New(reg), log)
+	// Function URLs share the Invoke API's listener, authorization, bounds and invoker.
+	urls := &functionurl.Handler{Table: functionurl.NewTable(), API: h, AccountID: *o.accountID, Domain: *o.urlDomain}
 
 	ctx := ctrl.SetupSignalHandler()
 	// With several replicas, each invocation goes to its namespace's owner.
 	rp, inv := startReplicas(ctx, o.replicas, cs, core, disp, sc, log)
-	h.Invoker = inv
-	startFeeder(ctx, o, informers, table, disp, cs, log)
+	h.Invoker, urls.Invoker = inv, inv
+	startFeeder(ctx, o, informers, table, urls.Table, disp, cs, log)
 	if *o.async.on {
 		defer startAsync(ctx, &o.async, o, core, inv, informers, cs, reg, log)()
 	}
 	var ready atomic.Bool
 	startInformers(ctx, informers, func() { rp.start(ctx); sc.Run(ctx) }, &ready, log)
-	serveInvokeAPI(ctx, o, h, &ready, reg, cfg, cs, log)
+	serveInvokeAPI(ctx, o, h, urls, &ready, reg, cfg, cs, log)
 	// The drain is over: the shards go to the other replicas once this one's invocations
 	// have ended (already, but for the async workers'); the peer port closes last.
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -154,8 +157,8 @@ func newInvokePath(o *options, table *router.Table, disp *dispatch.Dispatcher, c
 
 // startFeeder registers the informers' handlers that feed the router's table and the
 // dispatcher's environments.
-func startFeeder(ctx context.Context, o *options, informers cache.Cache, table *router.Table, disp *dispatch.Dispatcher, cs kubernetes.Interface, log logr.Logger) {
-	feed := &feeder.Feeder{Cache: informers, Table: table, Dispatcher: disp, Secrets: &invokesecret.Reader{Client: cs},
+func startFeeder(ctx context.Context, o *options, informers cache.Cache, table *router.Table, urls *functionurl.Table, disp *dispatch.Dispatcher, cs kubernetes.Interface, log logr.Logger) {
+	feed := &feeder.Feeder{Cache: informers, Table: table, URLs: urls, Dispatcher: disp, Secrets: &invokesecret.Reader{Client: cs},
 		Log: log.WithName("feeder")}
 	if *o.resizeAfterInit {
 		feed.Resize = feeder.PodResizer(cs)
@@ -186,9 +189,10 @@ func startInformers(ctx context.Context, informers cache.Cache, synced func(), r
 	}()
 }
 
-// serveInvokeAPI serves the Invoke API (with /healthz and /readyz) and the metrics
+// serveInvokeAPI serves the Invoke API (with /healthz and /readyz) and function URLs
+// (host-based ones before any path; path-based ones under /lambda-url/) and the metrics
 // endpoint until ctx ends.
-func serveInvokeAPI(ctx context.Context, o *options, h *invoke.Handler, ready *atomic.Bool, reg *prometheus.Registry, cfg *rest.Config, cs kubernetes.Interface, log logr.Logger) {
+func serveInvokeAPI(ctx context.Context, o *options, h *invoke.Handler, urls *functionurl.Handler, ready *atomic.Bool, reg *prometheus.Registry, cfg *rest.Config, cs kubernetes.Interface, log logr.Logger) {
 	fd := o.frontDoor
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -201,7 +205,7 @@ func serveInvokeAPI(ctx context.Context, o *options, h *invoke.Handler, ready *a
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("/", h)
-	srv := fd.invokeServer(*o.listen, drain.Handler(mux))
+	srv := fd.invokeServer(*o.listen, drain.Handler(urls.Wrap(mux)))
 	invokeTLS, err := fd.tlsConfig(ctx, *o.authOn, cs, os.Getenv("POD_NAMESPACE"), log)
 	if err != nil {
 		fatal(log, err, "serving the Invoke API")

@@ -158,7 +158,7 @@ func mustBuilder(o *options, reader client.Reader, kube kubernetes.Interface, lo
 	builder := &controller.Builder{
 		Authorizer:         controller.KubeAuthorizer{Client: kube},
 		Reader:             reader,
-		Invoker:            &invokeclient.LambdaInvoker{ActivatorURL: o.activatorURL, Tokens: tokens, Region: o.region, TLS: activatorTLS},
+		Invoker:            invokeclient.NewHTTPInvoker(o.activatorURL, tokens, activatorTLS),
 		Region:             o.region,
 		Account:            o.account,
 		DefaultNATSServers: natsServers,

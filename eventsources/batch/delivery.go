@@ -180,7 +180,7 @@ type Delivery struct {
 
 	records     []Record
 	finished    []bool
-	position    map[string]int   // positionKey → index in records
+	position    map[posKey]int   // positionKey → index in records
 	partitions  map[string][]int // partition → indices in order
 	checkpoints map[string]int   // partition → how many of its records are checkpointed
 
@@ -202,13 +202,16 @@ func NewDelivery(records []Record, policy Policy, clock Clock) *Delivery {
 		finished:    make([]bool, len(records)),
 		partitions:  map[string][]int{},
 		checkpoints: map[string]int{},
-		position:    make(map[string]int, len(records)),
+		position:    make(map[posKey]int, len(records)),
 	}
-	first := &work{}
+	first := &work{records: append(make([]Record, 0, len(d.records)), d.records...)}
 	for i := range d.records {
 		d.position[positionKey(d.records[i])] = i
-		d.partitions[d.records[i].Partition] = append(d.partitions[d.records[i].Partition], i)
-		first.records = append(first.records, d.records[i])
+		idx := d.partitions[d.records[i].Partition]
+		if idx == nil {
+			idx = make([]int, 0, len(d.records)-i)
+		}
+		d.partitions[d.records[i].Partition] = append(idx, i)
 	}
 	if len(first.records) > 0 {
 		d.queue = []*work{first}
@@ -422,7 +425,9 @@ func (d *Delivery) finish(s *Step, recs []Record) {
 
 // positionKey identifies a record in its batch: partition and ID together, since Kafka
 // offsets repeat across partitions.
-func positionKey(r Record) string { return r.Partition + "\x00" + r.ID }
+func positionKey(r Record) posKey { return posKey{r.Partition, r.ID} }
+
+type posKey struct{ partition, id string }
 
 // reportQueue settles a queue batch: it is over after one invocation.
 func (d *Delivery) reportQueue(r Result) Step {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -22,9 +23,13 @@ import (
 // coordination.k8s.io Lease per mapping ("esm-<uuid>" in LeaseNamespace): every replica
 // competes for every mapping, the holder runs its poller, and when it dies or is partitioned
 // the Lease expires and another replica takes over. So a mapping is never consumed twice at
-// once — which SQS (visibility timeouts) and Kafka (consumer groups) would survive, but
-// RabbitMQ ordering and NATS ordering would not — and mappings spread over replicas as they
-// are acquired.
+// once — which SQS (visibility timeouts) would survive, but RabbitMQ ordering and NATS
+// ordering would not — and mappings spread over replicas as they are acquired.
+//
+// Kafka mappings are the exception: every replica runs their poller, as a member of the
+// mapping's consumer group, so the topic's partitions are spread over all replicas by
+// Kafka's group assignment (and move within the session timeout when a replica dies). Their
+// Lease then only chooses the replica that writes the settled status.
 type Pollers struct {
 	Kube           kubernetes.Interface
 	LeaseNamespace string
@@ -54,7 +59,10 @@ type SlotStatus struct {
 }
 
 type slot struct {
-	key     types.NamespacedName
+	key types.NamespacedName
+	// shared: every replica polls (Kafka); the Lease holder writes the status.
+	shared  bool
+	leader  atomic.Bool
 	cancel  context.CancelFunc
 	done    chan struct{}
 	changed chan struct{}
@@ -69,6 +77,9 @@ func (s *slot) get() SlotStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.status
+	if s.shared {
+		st.Leading = s.leader.Load()
+	}
 	if s.poller != nil {
 		st.LastResult = s.poller.LastProcessingResult()
 	}
@@ -91,11 +102,16 @@ func (p *Pollers) Apply(esm *lambdav1alpha1.EventSourceMapping) SlotStatus {
 			p.mu.Lock()
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		s = &slot{key: key, cancel: cancel, done: make(chan struct{}), changed: make(chan struct{}, 1), desired: esm.DeepCopy()}
+		s = &slot{key: key, cancel: cancel, done: make(chan struct{}), changed: make(chan struct{}, 1), desired: esm.DeepCopy(),
+			shared: esm.Spec.SelfManagedEventSource != nil}
 		p.slots[key] = s
 		go func() {
 			defer close(s.done)
-			p.compete(ctx, s, string(esm.UID))
+			if s.shared {
+				p.share(ctx, s, string(esm.UID))
+			} else {
+				p.compete(ctx, s, string(esm.UID))
+			}
 		}()
 	}
 	p.mu.Unlock()
@@ -155,6 +171,41 @@ func orDefault(d, def time.Duration) time.Duration {
 // compete holds the mapping's Lease whenever it can, and runs the poller while it does.
 func (p *Pollers) compete(ctx context.Context, s *slot, uid string) {
 	log := p.Log.WithValues("eventSourceMapping", s.key)
+	p.elect(ctx, s, uid, log, func(ctx context.Context) {
+		log.Info("acquired the mapping's Lease: this replica polls it")
+		p.lead(ctx, s, log)
+	}, func() {
+		s.mu.Lock()
+		s.status, s.poller = SlotStatus{}, nil
+		s.mu.Unlock()
+		p.Notify(s.key)
+	})
+}
+
+// share runs the poller on this replica whatever the Lease, which only decides who writes
+// the mapping's settled status.
+func (p *Pollers) share(ctx context.Context, s *slot, uid string) {
+	log := p.Log.WithValues("eventSourceMapping", s.key)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.elect(ctx, s, uid, log, func(ctx context.Context) {
+			log.Info("acquired the mapping's Lease: this replica writes its status")
+			s.leader.Store(true)
+			p.Notify(s.key)
+			<-ctx.Done()
+		}, func() {
+			s.leader.Store(false)
+			p.Notify(s.key)
+		})
+	}()
+	p.lead(ctx, s, log)
+	wg.Wait()
+}
+
+// elect competes for the mapping's Lease until ctx ends, calling started while holding it.
+func (p *Pollers) elect(ctx context.Context, s *slot, uid string, log logr.Logger, started func(context.Context), stopped func()) {
 	for ctx.Err() == nil {
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 			Lock: &resourcelock.LeaseLock{
@@ -167,15 +218,7 @@ func (p *Pollers) compete(ctx context.Context, s *slot, uid string) {
 			RetryPeriod:     orDefault(p.RetryPeriod, 2*time.Second),
 			ReleaseOnCancel: true,
 			Name:            "esm-" + uid,
-			Callbacks: leaderelection.LeaderCallbacks{
-				OnStartedLeading: func(ctx context.Context) { p.lead(ctx, s, log) },
-				OnStoppedLeading: func() {
-					s.mu.Lock()
-					s.status, s.poller = SlotStatus{}, nil
-					s.mu.Unlock()
-					p.Notify(s.key)
-				},
-			},
+			Callbacks:       leaderelection.LeaderCallbacks{OnStartedLeading: started, OnStoppedLeading: stopped},
 		})
 		if err != nil {
 			log.Error(err, "building the Lease elector")
@@ -188,7 +231,6 @@ func (p *Pollers) compete(ctx context.Context, s *slot, uid string) {
 // lead runs the poller as desired until leadership ends: restarted on every spec change,
 // stopped while disabled, retried when it can't start.
 func (p *Pollers) lead(ctx context.Context, s *slot, log logr.Logger) {
-	log.Info("acquired the mapping's Lease: this replica polls it")
 	s.mu.Lock()
 	s.status.Leading = true
 	s.mu.Unlock()

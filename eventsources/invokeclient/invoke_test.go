@@ -2,6 +2,8 @@ package invokeclient_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/klambda/klambda/eventsources/batch"
@@ -10,6 +12,15 @@ import (
 )
 
 func TestLambdaInvokerAgainstFakeActivator(t *testing.T) {
+	testInvoker(t, func(f *invoketest.Server) invokeclient.Invoker { return f.SDKInvoker() })
+}
+
+// The lean client sends what the SDK sends and reads the answers alike.
+func TestHTTPInvokerAgainstFakeActivator(t *testing.T) {
+	testInvoker(t, func(f *invoketest.Server) invokeclient.Invoker { return f.Invoker() })
+}
+
+func testInvoker(t *testing.T, newInvoker func(*invoketest.Server) invokeclient.Invoker) {
 	fake := invoketest.New(func(c invoketest.Call) invoketest.Outcome {
 		switch string(c.Payload) {
 		case `"fail"`:
@@ -24,7 +35,7 @@ func TestLambdaInvokerAgainstFakeActivator(t *testing.T) {
 		return invoketest.Outcome{Body: []byte(`{"ok":true}`)}
 	})
 	defer fake.Close()
-	inv := fake.Invoker()
+	inv := newInvoker(fake)
 	known := func(id string) bool { return id == "a" || id == "b" }
 	cases := map[string]batch.Outcome{
 		`"ok"`:       batch.OutcomeSuccess,
@@ -48,8 +59,28 @@ func TestLambdaInvokerAgainstFakeActivator(t *testing.T) {
 	if c.Namespace != "team-a" || c.Function != "fn" || c.Qualifier != "live" || c.InvocationType != "RequestResponse" || c.Token != "test-token" {
 		t.Errorf("call %+v", c)
 	}
+	resp, err := inv.Invoke(context.Background(), invokeclient.Request{Namespace: "team-a", FunctionName: "fn", Payload: []byte(`"fail"`)})
+	if err != nil || resp.StatusCode != 200 || resp.FunctionError != "Unhandled" || resp.ExecutedVersion != "$LATEST" || resp.RequestID == "" ||
+		string(resp.Payload) != `{"errorMessage":"boom"}` {
+		t.Errorf("function error answer %+v, %v", resp, err)
+	}
+	_, err = inv.Invoke(context.Background(), invokeclient.Request{Namespace: "team-a", FunctionName: "fn", Payload: []byte(`"throttle"`)})
+	var thr *invokeclient.ThrottledError
+	if !errors.As(err, &thr) || !strings.Contains(thr.Message, "Rate Exceeded") {
+		t.Errorf("throttle: %v", err)
+	}
+	// An ARN goes whole in the path; Event invocations are accepted with 202.
+	arn := "arn:aws:lambda:us-east-1:000000000000:function:fn:live"
+	resp, err = inv.Invoke(context.Background(), invokeclient.Request{Namespace: "team-a", FunctionName: arn, Payload: []byte(`{}`), Async: true})
+	if err != nil || resp.StatusCode != 202 {
+		t.Errorf("async: %+v, %v", resp, err)
+	}
+	calls = fake.Calls()
+	if c := calls[len(calls)-1]; c.Function != arn || c.InvocationType != "Event" || c.Qualifier != "" {
+		t.Errorf("ARN call %+v", c)
+	}
 	// Without ReportBatchItemFailures, a partial response is a success.
-	resp, err := inv.Invoke(context.Background(), invokeclient.Request{Namespace: "team-a", FunctionName: "fn", Payload: []byte(`"partial"`)})
+	resp, err = inv.Invoke(context.Background(), invokeclient.Request{Namespace: "team-a", FunctionName: "fn", Payload: []byte(`"partial"`)})
 	if got := invokeclient.Classify(resp, err, false, known); got.Outcome != batch.OutcomeSuccess {
 		t.Errorf("partial without the flag: %v", got.Outcome)
 	}

@@ -55,9 +55,16 @@ type Source struct {
 	mu        sync.Mutex
 	highest   map[string]int64 // per partition key, the highest offset fetched this session
 	lag       map[string]int64
+	owned     map[string]bool // partitions assigned to this member
+
+	rebalanceMu sync.Mutex
+	onRebalance func(assigned bool, partitions []string)
 }
 
-var _ poller.Source = (*Source)(nil)
+var (
+	_ poller.Source     = (*Source)(nil)
+	_ poller.Rebalancer = (*Source)(nil)
+)
 
 // ClientOpts are the connection options (servers, SASL, TLS) for consumers and producers.
 func ClientOpts(servers []string, a access.Access) ([]kgo.Opt, error) {
@@ -106,8 +113,21 @@ func Open(cfg Config) (*Source, error) {
 		kgo.ConsumeResetOffset(reset),
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(cfg.CommitInterval),
-		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, _ map[string][]int32) {
+	)
+	s := &Source{cfg: cfg, bootstrap: strings.Join(cfg.BootstrapServers, ","), highest: map[string]int64{}, lag: map[string]int64{}, owned: map[string]bool{}}
+	// Partitions move between the group's members (poller replicas): before a partition
+	// leaves, the poller finishes the invocation it is in and marks what the function
+	// answered for, and that is committed; the next owner resumes from there.
+	opts = append(opts,
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+			s.rebalance(true, assigned)
+		}),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+			s.rebalance(false, revoked)
 			_ = cl.CommitMarkedOffsets(ctx)
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+			s.rebalance(false, lost) // nothing to commit: the group has moved on
 		}),
 	)
 	opts = append(opts, cfg.Extra...)
@@ -115,7 +135,50 @@ func Open(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
-	return &Source{cfg: cfg, cl: cl, bootstrap: strings.Join(cfg.BootstrapServers, ","), highest: map[string]int64{}, lag: map[string]int64{}}, nil
+	s.cl = cl
+	return s, nil
+}
+
+// OnRebalance implements poller.Rebalancer.
+func (s *Source) OnRebalance(f func(assigned bool, partitions []string)) {
+	s.rebalanceMu.Lock()
+	s.onRebalance = f
+	s.rebalanceMu.Unlock()
+}
+
+func (s *Source) rebalance(assigned bool, tps map[string][]int32) {
+	var keys []string
+	for topic, ps := range tps {
+		for _, p := range ps {
+			keys = append(keys, events.KafkaPartitionKey(topic, p))
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	if assigned {
+		s.mu.Lock()
+		for _, k := range keys {
+			s.owned[k] = true
+		}
+		s.mu.Unlock()
+	}
+	s.rebalanceMu.Lock()
+	f := s.onRebalance
+	s.rebalanceMu.Unlock()
+	if f != nil {
+		f(assigned, keys)
+	}
+	if !assigned {
+		// A partition given back later is read again from its committed offset.
+		s.mu.Lock()
+		for _, k := range keys {
+			delete(s.owned, k)
+			delete(s.highest, k)
+			delete(s.lag, k)
+		}
+		s.mu.Unlock()
+	}
 }
 
 // Mode is Stream.
@@ -138,6 +201,9 @@ func (s *Source) Fetch(ctx context.Context) ([]poller.Message, error) {
 	out := make([]poller.Message, 0, fs.NumRecords())
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		key := events.KafkaPartitionKey(p.Topic, p.Partition)
+		if !s.owned[key] {
+			return // fetched before the partition was revoked: its next owner reads it
+		}
 		h, seen := s.highest[key]
 		for _, r := range p.Records {
 			if seen && r.Offset <= h {

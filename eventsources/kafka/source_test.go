@@ -17,6 +17,7 @@ import (
 	"github.com/klambda/klambda/eventsources/destination"
 	"github.com/klambda/klambda/eventsources/events"
 	"github.com/klambda/klambda/eventsources/filter"
+	"github.com/klambda/klambda/eventsources/invokeclient"
 	"github.com/klambda/klambda/eventsources/invokeclient/invoketest"
 	"github.com/klambda/klambda/eventsources/kafka"
 	"github.com/klambda/klambda/eventsources/poller"
@@ -73,6 +74,13 @@ func (e *env) produce(partition int32, values ...string) {
 			Headers: []kgo.RecordHeader{{Key: "h", Value: []byte("v")}}}).FirstErr(); err != nil {
 			e.t.Fatal(err)
 		}
+	}
+}
+
+func (e *env) produceKeyed(partition int32, key, value string) {
+	e.t.Helper()
+	if err := e.prod.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Partition: partition, Key: []byte(key), Value: []byte(value)}).FirstErr(); err != nil {
+		e.t.Fatal(err)
 	}
 }
 
@@ -293,16 +301,65 @@ func TestDisablingStopsConsumptionAndEnablingResumesWithoutLoss(t *testing.T) {
 }
 
 func TestParallelizationFactorKeepsOrderPerKeyAndCommitsContiguously(t *testing.T) {
-	e := newEnv(t, 1, nil)
-	var vals []string
-	for i := range 50 {
-		vals = append(vals, fmt.Sprint(i))
+	const keys, perKey = 6, 10
+	var (
+		mu         sync.Mutex
+		slowed     bool
+		slowOffset int64 = -1
+		commitSeen int64 = -1
+		e          *env
+	)
+	// The first batch holding k0's first record is held for a while: the other lanes go on
+	// and commit, but never past that record.
+	e = newEnv(t, 1, func(ev events.KafkaEvent) invoketest.Outcome {
+		mu.Lock()
+		hold := false
+		for _, r := range ev.Records[topic+"-0"] {
+			if string(r.Value) == "k0:0" && !slowed {
+				slowed, hold, slowOffset = true, true, r.Offset
+			}
+		}
+		mu.Unlock()
+		if hold {
+			time.Sleep(600 * time.Millisecond)
+			c := e.committed("g6", 0)
+			mu.Lock()
+			commitSeen = c
+			mu.Unlock()
+		}
+		return invoketest.Outcome{}
+	})
+	for i := range perKey {
+		for k := range keys {
+			e.produceKeyed(0, fmt.Sprintf("k%d", k), fmt.Sprintf("k%d:%d", k, i))
+		}
 	}
-	e.produce(0, vals...)
 	e.run("g6", poller.Config{BatchSize: 5, Lanes: 4, Policy: batch.DefaultStreamPolicy()})
-	eventually(t, "all committed", func() bool { return e.committed("g6", 0) == 50 })
-	if n := e.seen(); len(n) != 50 {
-		t.Errorf("saw %d distinct records", len(n))
+	eventually(t, "all committed", func() bool { return e.committed("g6", 0) == keys*perKey })
+	next := map[string]int{}
+	for _, b := range e.values() {
+		for _, v := range b {
+			k, n, _ := strings.Cut(v, ":")
+			if want := fmt.Sprint(next[k]); n != want {
+				t.Errorf("key %s: record %s came when %s was next", k, n, want)
+			}
+			next[k]++
+		}
+	}
+	for k := range keys {
+		if n := next[fmt.Sprintf("k%d", k)]; n != perKey {
+			t.Errorf("key k%d: %d records delivered, want %d", k, n, perKey)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if slowOffset < 0 {
+		t.Fatal("the held batch never came")
+	}
+	// Offset slowOffset is unfinished while held: the commit (next offset to read; -1 none)
+	// is at most it.
+	if commitSeen > slowOffset {
+		t.Errorf("committed %d while offset %d was still being invoked", commitSeen, slowOffset)
 	}
 }
 
@@ -346,4 +403,137 @@ func TestRecordsOlderThanTheMaximumAgeAreDiscardedToTheDestination(t *testing.T)
 		rec.KafkaBatchInfo.RecordsInfo[topic+"-0"].LastRecordOffset != "1" {
 		t.Errorf("on-failure record %s", fs.Records()[0].Value)
 	}
+}
+
+// Two pollers of one mapping (one consumer group, as two poller replicas run it) share a
+// topic's partitions; the first is stopped mid-stream and the second takes its partitions.
+// Every record reaches the function at least once, and per partition the function never
+// has two invocations at once nor sees a record before every earlier one (a replay after the
+// hand-over starts again from the committed offset, never past an unseen record).
+// kfake, in process.
+func TestTwoPollersSharePartitionsAndHandOverWithoutSkipping(t *testing.T) {
+	const parts, perPart = 4, 600
+	type seen struct {
+		replica string
+		offsets []int64
+	}
+	var (
+		mu       sync.Mutex
+		inFlight = map[string]int{}
+		byPart   = map[string][]int64{}
+		replicas = map[string]map[string]bool{} // replica → partitions it invoked
+		problems []string
+	)
+	e := newEnv(t, parts, nil)
+	e.fake.SetHandler(func(c invoketest.Call) invoketest.Outcome {
+		var ev events.KafkaEvent
+		if err := json.Unmarshal(c.Payload, &ev); err != nil {
+			t.Error(err)
+			return invoketest.Outcome{}
+		}
+		mu.Lock()
+		for p, recs := range ev.Records {
+			inFlight[p]++
+			if inFlight[p] > 1 {
+				problems = append(problems, fmt.Sprintf("two invocations of %s at once", p))
+			}
+			if replicas[c.Token] == nil {
+				replicas[c.Token] = map[string]bool{}
+			}
+			replicas[c.Token][p] = true
+			for _, r := range recs {
+				prev := byPart[p]
+				if n := len(prev); n > 0 && r.Offset > prev[n-1]+1 {
+					problems = append(problems, fmt.Sprintf("%s: offset %d after %d", p, r.Offset, prev[n-1]))
+				} else if n == 0 && r.Offset != 0 {
+					problems = append(problems, fmt.Sprintf("%s: first offset %d", p, r.Offset))
+				}
+				byPart[p] = append(byPart[p], r.Offset)
+			}
+		}
+		mu.Unlock()
+		time.Sleep(40 * time.Millisecond) // a function that takes a while: batches are in flight at the hand-overs
+		mu.Lock()
+		for p := range ev.Records {
+			inFlight[p]--
+		}
+		mu.Unlock()
+		return invoketest.Outcome{}
+	})
+	produceAll := func(from, to int) {
+		for p := range int32(parts) {
+			var recs []*kgo.Record
+			for i := from; i < to; i++ {
+				recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Key: []byte(fmt.Sprint(i % 7)), Value: []byte(fmt.Sprint(i))})
+			}
+			if err := e.prod.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	start := func(name string) (stop func()) {
+		src, err := kafka.Open(kafka.Config{BootstrapServers: e.addrs, Topic: topic, Group: "shared", FromStart: true, CommitInterval: 100 * time.Millisecond,
+			Extra: []kgo.Opt{kgo.HeartbeatInterval(100 * time.Millisecond), kgo.SessionTimeout(6 * time.Second), kgo.RebalanceTimeout(10 * time.Second)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pollertest.Run(t, poller.Config{BatchSize: 10, Policy: batch.DefaultStreamPolicy()}, 10, src,
+			invokeclient.NewHTTPInvoker(e.fake.URL, invokeclient.StaticToken(name), nil))
+	}
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, o := range byPart {
+			n += len(o)
+		}
+		return n
+	}
+	produceAll(0, 2*perPart/3) // a backlog: both are busy when the partitions move
+	stopA := start("A")
+	eventually(t, "A invoking", func() bool { return count() > 0 })
+	stopB := start("B")
+	defer stopB()
+	eventually(t, "B given partitions", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(replicas["B"]) > 0
+	})
+	mu.Lock()
+	shared := len(replicas["A"]) > 0 && len(replicas["B"]) > 0 && len(replicas["B"]) < parts
+	mu.Unlock()
+	time.Sleep(300 * time.Millisecond)
+	stopA() // mid-stream: A's partitions move to B
+	produceAll(2*perPart/3, perPart)
+	eventually(t, "every partition committed to its end", func() bool {
+		for p := range int32(parts) {
+			if e.committed("shared", p) != perPart {
+				return false
+			}
+		}
+		return true
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if !shared {
+		t.Errorf("partitions were not shared while both ran: %v", replicas)
+	}
+	for _, p := range problems {
+		t.Error(p)
+	}
+	for p := range int32(parts) {
+		k := events.KafkaPartitionKey(topic, p)
+		got := map[int64]bool{}
+		for _, o := range byPart[k] {
+			got[o] = true
+		}
+		if len(got) != perPart {
+			t.Errorf("%s: %d distinct records reached the function, want %d", k, len(got), perPart)
+		}
+	}
+	n := 0
+	for _, o := range byPart {
+		n += len(o)
+	}
+	t.Logf("partitions invoked by replica: %v; %d records reached the function for %d produced", replicas, n, parts*perPart)
 }

@@ -277,3 +277,58 @@ func TestStartingPositionLatestAndAtTimestamp(t *testing.T) {
 		t.Errorf("function saw %v: AT_TIMESTAMP and LATEST must skip older messages", n)
 	}
 }
+
+// With parallelizationFactor > 1, a stream's subjects are spread over lanes invoked at once,
+// and each subject's messages still reach the function in stream order, each once.
+func TestParallelizationFactorKeepsOrderPerSubject(t *testing.T) {
+	const subjects, perSubject = 6, 12
+	var (
+		mu                 sync.Mutex
+		inFlight, maxFlies int
+	)
+	e := newEnv(t, func([]events.NATSRecord) invoketest.Outcome {
+		mu.Lock()
+		inFlight++
+		maxFlies = max(maxFlies, inFlight)
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+		return invoketest.Outcome{}
+	})
+	for i := range perSubject {
+		for s := range subjects {
+			if _, err := e.js.Publish(context.Background(), fmt.Sprintf("orders.s%d", s), fmt.Appendf(nil, "s%d:%d", s, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	e.run(poller.Config{BatchSize: 3, Lanes: 4, Policy: batch.DefaultStreamPolicy()})
+	eventually(t, "everything acknowledged", func() bool { return e.acked() == subjects*perSubject })
+	next := map[string]int{}
+	e.mu.Lock()
+	for _, b := range e.batches {
+		for _, r := range b {
+			s, n, _ := strings.Cut(string(r.Data), ":")
+			if r.Subject != "orders."+s {
+				t.Errorf("record %s on subject %s", r.Data, r.Subject)
+			}
+			if want := fmt.Sprint(next[s]); n != want {
+				t.Errorf("subject %s: message %s came when %s was next", s, n, want)
+			}
+			next[s]++
+		}
+	}
+	e.mu.Unlock()
+	for s := range subjects {
+		if n := next[fmt.Sprintf("s%d", s)]; n != perSubject {
+			t.Errorf("subject s%d: %d messages delivered, want %d", s, n, perSubject)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if maxFlies < 2 {
+		t.Errorf("at most %d invocation at once: the lanes did not run in parallel", maxFlies)
+	}
+}

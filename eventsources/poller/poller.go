@@ -62,6 +62,7 @@ type Poller struct {
 	result   atomic.Value // string: LastProcessingResult
 	onResult func(string)
 	robin    int
+	lanes    *lanes
 }
 
 // New builds a poller; it does nothing until Run.
@@ -94,7 +95,29 @@ func (p *Poller) labels() []string { return []string{p.cfg.Namespace, p.cfg.Name
 
 // lane batches and delivers the records of one ordering unit.
 type lane struct {
-	in chan []Message
+	key       string
+	partition string
+	in        chan []Message
+	// stop ends the lane after the invocation it is in (a revoked partition); done closes
+	// when it has ended.
+	stop, done chan struct{}
+}
+
+func (l *lane) stopped() bool {
+	select {
+	case <-l.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// lanes are the running lanes, and the partitions revoked from this poller (whose records
+// still in hand are dropped: another poller owns them now).
+type lanes struct {
+	mu      sync.Mutex
+	byKey   map[string]*lane
+	revoked map[string]bool
 }
 
 // Run polls until ctx ends, then closes the source. Records being delivered when ctx ends
@@ -111,15 +134,35 @@ func (p *Poller) Run(ctx context.Context) error {
 		}
 		forgetSeries(p.labels())
 	}()
-	lanes := map[string]*lane{}
-	laneFor := func(key string) *lane {
-		l := lanes[key]
+	ls := &lanes{byKey: map[string]*lane{}, revoked: map[string]bool{}}
+	p.lanes = ls
+	if r, ok := p.src.(Rebalancer); ok {
+		r.OnRebalance(func(assigned bool, partitions []string) {
+			if assigned {
+				ls.mu.Lock()
+				for _, part := range partitions {
+					delete(ls.revoked, part)
+				}
+				ls.mu.Unlock()
+				return
+			}
+			p.revoke(ls, partitions)
+		})
+	}
+	laneFor := func(key, partition string) *lane {
+		ls.mu.Lock()
+		defer ls.mu.Unlock()
+		if ls.revoked[partition] {
+			return nil
+		}
+		l := ls.byKey[key]
 		if l == nil {
-			l = &lane{in: make(chan []Message, 4)}
-			lanes[key] = l
+			l = &lane{key: key, partition: partition, in: make(chan []Message, 4), stop: make(chan struct{}), done: make(chan struct{})}
+			ls.byKey[key] = l
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer close(l.done)
 				p.runLane(ctx, l)
 			}()
 		}
@@ -144,13 +187,53 @@ func (p *Poller) Run(ctx context.Context) error {
 		recordsInvoked.WithLabelValues(p.labels()...).Add(float64(len(msgs)))
 		byLane, order := p.route(ctx, msgs)
 		for _, k := range order {
+			part := byLane[k][0].Record.Partition
+			l := laneFor(k, part)
+			if l == nil {
+				continue // revoked while in hand
+			}
 			select {
-			case laneFor(k).in <- byLane[k]:
+			case l.in <- byLane[k]:
+			case <-l.done: // revoked meanwhile
 			case <-ctx.Done():
 				return nil
 			}
 		}
 	}
+}
+
+// Rebalancer is a source whose partitions move between pollers (Kafka's group
+// assignment): f is called with assigned=false before partitions are taken away (and must
+// return before they are handed on), with assigned=true when partitions are given.
+type Rebalancer interface {
+	OnRebalance(f func(assigned bool, partitions []string))
+}
+
+// revoke stops the lanes of partitions taken from this poller: each finishes the invocation
+// it is in (settling what the function answered for), drops what it holds, and the tracker
+// forgets the partition, so that the next owner alone invokes its records, in order.
+func (p *Poller) revoke(ls *lanes, partitions []string) {
+	gone := map[string]bool{}
+	for _, part := range partitions {
+		gone[part] = true
+	}
+	ls.mu.Lock()
+	var stopping []*lane
+	for _, part := range partitions {
+		ls.revoked[part] = true
+	}
+	for k, l := range ls.byKey {
+		if gone[l.partition] {
+			close(l.stop)
+			stopping = append(stopping, l)
+			delete(ls.byKey, k)
+		}
+	}
+	ls.mu.Unlock()
+	for _, l := range stopping {
+		<-l.done
+	}
+	p.track.Forget(partitions)
 }
 
 // reportLag sets the offset lag metric, for a source that knows its lag.
@@ -165,32 +248,56 @@ func (p *Poller) reportLag() {
 // route sorts one poll's messages into lanes (byLane, keys in order of first appearance);
 // the messages the filter drops are finished here, never delivered.
 func (p *Poller) route(ctx context.Context, msgs []Message) (byLane map[string][]Message, order []string) {
-	byLane = map[string][]Message{}
 	// Queues: one poll's messages go to one lane together (they are one batch when the
 	// window is 0), the next poll to the next lane.
 	p.robin = (p.robin + 1) % p.cfg.Lanes
-	var filtered []Message
-	for _, m := range msgs {
-		if p.cfg.Policy.Mode == batch.Stream {
-			p.track.Fetched(m.Record.Partition, m.Record.Offset)
+	if p.cfg.Policy.Mode == batch.Stream && p.lanes != nil {
+		// Under the lanes' lock: records of a partition revoked meanwhile are dropped, and
+		// the tracker never learns of them (revoke forgets the partition after this).
+		p.lanes.mu.Lock()
+		if len(p.lanes.revoked) > 0 {
+			kept := msgs[:0:0]
+			for _, m := range msgs {
+				if !p.lanes.revoked[m.Record.Partition] {
+					kept = append(kept, m)
+				}
+			}
+			msgs = kept
 		}
+		p.track.FetchedAll(msgs)
+		p.lanes.mu.Unlock()
+	} else if p.cfg.Policy.Mode == batch.Stream {
+		p.track.FetchedAll(msgs)
+	}
+	// Two passes: each message's lane, then each lane's slice at its exact size (appending
+	// grew slices record by record, the poller's largest cost per record).
+	keys := make([]string, len(msgs))
+	counts := map[string]int{}
+	var filtered []batch.Record
+	for i, m := range msgs {
 		if p.cfg.Filter != nil && p.cfg.Filter.Filters() > 0 && m.View != nil && !p.cfg.Filter.Match(m.View()) {
-			filtered = append(filtered, m)
+			filtered = append(filtered, m.Record)
 			continue
 		}
 		k := p.laneKey(m)
-		if _, ok := byLane[k]; !ok {
+		keys[i] = k
+		if _, ok := counts[k]; !ok {
 			order = append(order, k)
 		}
-		byLane[k] = append(byLane[k], m)
+		counts[k]++
+	}
+	byLane = make(map[string][]Message, len(order))
+	for _, k := range order {
+		byLane[k] = make([]Message, 0, counts[k])
+	}
+	for i, m := range msgs {
+		if k := keys[i]; k != "" {
+			byLane[k] = append(byLane[k], m)
+		}
 	}
 	if len(filtered) > 0 {
 		recordsFiltered.WithLabelValues(p.labels()...).Add(float64(len(filtered)))
-		recs := make([]batch.Record, len(filtered))
-		for i, m := range filtered {
-			recs[i] = m.Record
-		}
-		p.finish(ctx, recs)
+		p.finish(ctx, filtered)
 	}
 	return byLane, order
 }
@@ -228,8 +335,10 @@ func (p *Poller) runLane(ctx context.Context, l *lane) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-l.stop:
+			return
 		case msgs := <-l.in:
-			if !p.add(ctx, b, msgs) {
+			if !p.add(ctx, l, b, msgs) {
 				return
 			}
 			// A zero window invokes with whatever has been fetched: this poll, and the polls
@@ -240,19 +349,19 @@ func (p *Poller) runLane(ctx context.Context, l *lane) {
 				for b.Len() > 0 && b.Len() < p.cfg.BatchSize {
 					select {
 					case msgs := <-l.in:
-						if !p.add(ctx, b, msgs) {
+						if !p.add(ctx, l, b, msgs) {
 							return
 						}
 					default:
 						break more
 					}
 				}
-				if bt, ok := b.Ready(); ok && !p.deliver(ctx, bt.Records) {
+				if bt, ok := b.Ready(); ok && !p.deliver(ctx, l, bt.Records) {
 					return
 				}
 			}
 		case <-timer:
-			if bt, ok := b.Ready(); ok && !p.deliver(ctx, bt.Records) {
+			if bt, ok := b.Ready(); ok && !p.deliver(ctx, l, bt.Records) {
 				return
 			}
 		}
@@ -261,11 +370,11 @@ func (p *Poller) runLane(ctx context.Context, l *lane) {
 
 // add puts one poll's messages into the lane's batcher, delivering the batches it cuts;
 // false when ctx ended first.
-func (p *Poller) add(ctx context.Context, b *batch.Batcher, msgs []Message) bool {
+func (p *Poller) add(ctx context.Context, l *lane, b *batch.Batcher, msgs []Message) bool {
 	for _, m := range msgs {
 		cut, err := b.Add(m.Record)
 		for _, bt := range cut {
-			if !p.deliver(ctx, bt.Records) {
+			if !p.deliver(ctx, l, bt.Records) {
 				return false
 			}
 		}
@@ -291,8 +400,9 @@ func (p *Poller) tooLarge(ctx context.Context, e *batch.RecordTooLargeError) {
 	}
 }
 
-// deliver runs a batch through Delivery until it is done; false when ctx ended first.
-func (p *Poller) deliver(ctx context.Context, records []batch.Record) bool {
+// deliver runs a batch through Delivery until it is done; false when ctx ended first, or
+// the lane was stopped (its partition revoked) before the next invocation.
+func (p *Poller) deliver(ctx context.Context, l *lane, records []batch.Record) bool {
 	d := batch.NewDelivery(records, p.cfg.Policy, nil)
 	step := d.Start()
 	var lastResp invokeclient.Response
@@ -321,11 +431,14 @@ func (p *Poller) deliver(ctx context.Context, records []batch.Record) bool {
 		if ctx.Err() != nil {
 			return false
 		}
-		if step.Backoff > 0 && !sleep(ctx, step.Backoff) {
+		if step.Backoff > 0 && !sleepLane(ctx, l, step.Backoff) {
 			return false
 		}
 		if step.Done {
 			return true
+		}
+		if l != nil && l.stopped() {
+			return false
 		}
 		res, resp := p.invoke(ctx, step.Invoke)
 		if ctx.Err() != nil && (res.Outcome == batch.OutcomeSystemError || res.Outcome == batch.OutcomeThrottled) {
@@ -460,6 +573,23 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// sleepLane sleeps like sleep, and also ends (false) when the lane is stopped.
+func sleepLane(ctx context.Context, l *lane, d time.Duration) bool {
+	if l == nil {
+		return sleep(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-l.stop:
 		return false
 	case <-t.C:
 		return true

@@ -1,31 +1,67 @@
 package poller
 
-import "sync"
+import (
+	"slices"
+	"sync"
+)
 
 // tracker keeps, per partition, the records fetched and not yet checkpointed, in fetch
-// order, and says how far the checkpoint may move when records finish.
+// order, and says how far the checkpoint may move when records finish. A partition's
+// offsets are fetched in increasing order (Kafka offsets, stream sequences), so a finished
+// record is found by binary search.
 type tracker struct {
 	mu    sync.Mutex
 	parts map[string]*partitionTrack
 }
 
 type partitionTrack struct {
-	offsets []int64        // fetched, in order, not yet checkpointed
-	done    map[int64]bool // finished among offsets
+	offsets []int64 // fetched, in order, not yet checkpointed
+	done    []bool  // finished, parallel to offsets
 }
 
 func newTracker() *tracker { return &tracker{parts: map[string]*partitionTrack{}} }
 
-// Fetched registers records in fetch order.
+func (t *tracker) part(partition string) *partitionTrack {
+	p := t.parts[partition]
+	if p == nil {
+		p = &partitionTrack{}
+		t.parts[partition] = p
+	}
+	return p
+}
+
+// Fetched registers a record in fetch order.
 func (t *tracker) Fetched(partition string, offset int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	p := t.parts[partition]
-	if p == nil {
-		p = &partitionTrack{done: map[int64]bool{}}
-		t.parts[partition] = p
+	t.part(partition).add(offset)
+}
+
+// FetchedAll registers one poll's records in fetch order.
+func (t *tracker) FetchedAll(msgs []Message) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var (
+		last string
+		p    *partitionTrack
+	)
+	for i := range msgs {
+		r := &msgs[i].Record
+		if p == nil || r.Partition != last {
+			p, last = t.part(r.Partition), r.Partition
+		}
+		p.add(r.Offset)
+	}
+}
+
+// add appends an offset; one not above the last tracked one (a redelivery the source did
+// not drop) is already tracked, or checkpointed.
+func (p *partitionTrack) add(offset int64) {
+	if n := len(p.offsets); n > 0 && offset <= p.offsets[n-1] {
+		return
 	}
 	p.offsets = append(p.offsets, offset)
+	p.done = append(p.done, false)
 }
 
 // Finished marks records finished and returns the checkpoints that moved.
@@ -39,11 +75,12 @@ func (t *tracker) Finished(recs map[string][]int64) map[string]int64 {
 			continue
 		}
 		for _, o := range offsets {
-			p.done[o] = true
+			if i, ok := slices.BinarySearch(p.offsets, o); ok {
+				p.done[i] = true
+			}
 		}
 		n := 0
-		for n < len(p.offsets) && p.done[p.offsets[n]] {
-			delete(p.done, p.offsets[n])
+		for n < len(p.offsets) && p.done[n] {
 			n++
 		}
 		if n == 0 {
@@ -53,7 +90,20 @@ func (t *tracker) Finished(recs map[string][]int64) map[string]int64 {
 			out = map[string]int64{}
 		}
 		out[partition] = p.offsets[n-1]
-		p.offsets = p.offsets[n:]
+		// Drop the checkpointed prefix, reusing the arrays once they are mostly prefix.
+		p.offsets, p.done = p.offsets[n:], p.done[n:]
+		if cap(p.offsets) > 1024 && len(p.offsets) < cap(p.offsets)/4 {
+			p.offsets, p.done = slices.Clone(p.offsets), slices.Clone(p.done)
+		}
 	}
 	return out
+}
+
+// Forget drops partitions (revoked: their next owner resumes from the committed offset).
+func (t *tracker) Forget(partitions []string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range partitions {
+		delete(t.parts, p)
+	}
 }

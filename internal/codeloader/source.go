@@ -94,12 +94,16 @@ func (l Limits) withDefaults() Limits {
 //	file:///klambda/sources/code/code.zip#sha256=<hex>
 //	https://example.com/fn.zip#sha256=<hex>
 //	s3://bucket/key?endpoint=http://minio:9000&region=us-east-1&versionId=v&credentials=KLAMBDA_CODE#sha256=<hex>
+//	oci://registry:5000/klambda/code?plainHTTP=true#sha256=<hex>
 //
 // The fragment pins the SHA-256 (hex) the archive must have. For s3, credentials names an
 // environment prefix: <prefix>_AWS_ACCESS_KEY_ID, <prefix>_AWS_SECRET_ACCESS_KEY and
 // optionally <prefix>_AWS_SESSION_TOKEN; without it the bucket is read anonymously.
+//
+// oci is klambda's code store (internal/codestore): the blob whose digest is the pinned
+// SHA-256, in a repository of an OCI registry, read anonymously (plainHTTP: without TLS).
 type Source struct {
-	// Scheme is file, http, https or s3.
+	// Scheme is file, http, https, s3 or oci.
 	Scheme string
 	// Path of a file, or the URL to download (without fragment).
 	Path string
@@ -108,6 +112,10 @@ type Source struct {
 	Bucket, Key, Endpoint, Region, ObjectVersion string
 	// CredentialsEnv is the environment prefix of the S3 credentials (loader side).
 	CredentialsEnv string
+	// Registry (host[:port]) and Repository of an oci source; PlainHTTP reaches it
+	// without TLS.
+	Registry, Repository string
+	PlainHTTP            bool
 	// SHA256 is the expected hex digest; empty means unchecked (the controller, which
 	// computes it).
 	SHA256 string
@@ -144,8 +152,14 @@ func ParseSource(s string) (Source, error) {
 		src.Key = strings.TrimPrefix(u.Path, "/")
 		src.Endpoint, src.Region, src.ObjectVersion = q.Get("endpoint"), q.Get("region"), q.Get("versionId")
 		src.CredentialsEnv = q.Get("credentials")
+	case "oci":
+		src.Registry, src.Repository = u.Host, strings.TrimPrefix(u.Path, "/")
+		src.PlainHTTP = u.Query().Get("plainHTTP") == "true"
+		if src.Registry == "" || src.Repository == "" {
+			return Source{}, fmt.Errorf("source %q: oci wants oci://registry/repository", s)
+		}
 	default:
-		return Source{}, fmt.Errorf("source %q: unsupported scheme %q (want file, http, https or s3)", s, u.Scheme)
+		return Source{}, fmt.Errorf("source %q: unsupported scheme %q (want file, http, https, s3 or oci)", s, u.Scheme)
 	}
 	return src, nil
 }
@@ -169,6 +183,12 @@ func (s Source) String() string {
 			}
 		}
 		u := url.URL{Scheme: "s3", Host: s.Bucket, Path: "/" + s.Key, RawQuery: q.Encode()}
+		out = u.String()
+	case "oci":
+		u := url.URL{Scheme: "oci", Host: s.Registry, Path: "/" + s.Repository}
+		if s.PlainHTTP {
+			u.RawQuery = "plainHTTP=true"
+		}
 		out = u.String()
 	}
 	if s.SHA256 != "" {
@@ -453,6 +473,8 @@ func open(ctx context.Context, src Source, creds *Credentials, lim Limits) (io.R
 		return closeBoth{resp.Body, done}, resp.ContentLength, nil
 	case "s3":
 		return openS3(ctx, src, creds, lim)
+	case "oci":
+		return openOCI(ctx, src, lim)
 	}
 	return nil, 0, fmt.Errorf("unsupported source scheme %q", src.Scheme)
 }

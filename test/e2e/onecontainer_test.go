@@ -83,7 +83,7 @@ func TestOneContainerEnvironment(t *testing.T) {
 	if len(spec.InitContainers) != 0 || len(spec.Containers) != 1 || !strings.HasSuffix(spec.Containers[0].Command[0], "/runtime-shim") {
 		t.Fatalf("pod shape: %d init containers, containers %+v", len(spec.InitContainers), spec.Containers)
 	}
-	if got := d.Spec.Template.Annotations[contract.AnnotationCPULimit]; got != "72m" {
+	if got := d.Spec.Template.Annotations[contract.AnnotationCPULimit]; got != "122m" {
 		t.Fatalf("cpu-limit annotation %q", got)
 	}
 
@@ -112,7 +112,8 @@ func TestOneContainerEnvironment(t *testing.T) {
 		t.Error("the function could write /var/task")
 	}
 
-	// The activator resizes the ready environment to 72m; the kubelet writes the quota.
+	// The activator resizes the ready environment to 122m (Lambda's 72m at 128 MB and the
+	// shim's 50m allowance); the kubelet writes the quota.
 	var pod *corev1.Pod
 	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		pods, err := functionPods(ctx, ns, fn.Name, VersionLatest)
@@ -121,15 +122,15 @@ func TestOneContainerEnvironment(t *testing.T) {
 		}
 		pod = &pods[0]
 		q := pod.Spec.Containers[0].Resources.Limits[corev1.ResourceCPU]
-		return q.String() == "72m", nil
+		return q.String() == "122m", nil
 	})
 	if err != nil {
-		t.Fatalf("the pod's CPU limit was never resized to 72m: %v", err)
+		t.Fatalf("the pod's CPU limit was never resized to 122m: %v", err)
 	}
 	var last inside
 	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		_, last = invoke(`{}`)
-		return last.Quota == "7200", nil // 72m of a 100 ms period
+		return last.Quota == "12200", nil // 122m of a 100 ms period
 	})
 	if err != nil {
 		t.Fatalf("the cgroup quota stayed %q (first invoke saw %q)", last.Quota, first.Quota)
@@ -142,7 +143,7 @@ func TestOneContainerEnvironment(t *testing.T) {
 		t.Fatalf("timeout answer %q %s", aws.ToString(out.FunctionError), out.Payload)
 	}
 	_, after := invoke(`{}`)
-	if after.PID == last.PID || after.Quota != "7200" {
+	if after.PID == last.PID || after.Quota != "12200" {
 		t.Fatalf("after the reset: pid %d (before %d), quota %s", after.PID, last.PID, after.Quota)
 	}
 	var now corev1.Pod

@@ -114,10 +114,28 @@ NetworkPolicy of function pods (networkPolicy.enabled; the activator's namespace
 {{- if hasKey .Values.config "networkPolicy" -}}
 {{- fail "config.networkPolicy is set by the chart: use networkPolicy.enabled" -}}
 {{- end -}}
+{{- if hasKey .Values.config "functionUrls" -}}
+{{- fail "config.functionUrls is set by the chart: use functionUrls.domain and functionUrls.pathBaseUrl" -}}
+{{- end -}}
 {{- $cfg := deepCopy .Values.config -}}
 {{- $_ := set $cfg "shimImage" (include "klambda.image" (dict "image" .Values.runtimeShim.image "root" .)) -}}
 {{- $activator := include "klambda.selector" (dict "root" . "component" "activator") | fromYaml -}}
 {{- $_ := set $cfg "networkPolicy" (dict "enabled" .Values.networkPolicy.enabled "activatorNamespace" .Release.Namespace "activatorPodLabels" $activator) -}}
+{{- $_ := set $cfg "functionUrls" (include "klambda.functionUrls" . | fromYaml) -}}
+{{- if hasKey .Values.config "codeStore" -}}
+{{- fail "config.codeStore is set by the chart: use codeStore" -}}
+{{- end -}}
+{{- with .Values.codeStore -}}
+{{- if .repository -}}
+{{- $cs := dict "repository" .repository "plainHTTP" .plainHTTP -}}
+{{- if .readRepository }}{{- $_ := set $cs "readRepository" .readRepository -}}{{- end -}}
+{{- if .credentialsSecret }}{{- $_ := set $cs "credentialsDir" "/etc/klambda/code-store" -}}{{- end -}}
+{{- range $k := list "gcInterval" "gcGrace" "gcMaxDeletes" }}{{- if hasKey $.Values.codeStore $k }}{{- $_ := set $cs $k (get $.Values.codeStore $k) -}}{{- end -}}{{- end -}}
+{{- $_ := set $cfg "codeStore" $cs -}}
+{{- else if or .readRepository .credentialsSecret .plainHTTP -}}
+{{- fail "codeStore: set codeStore.repository (or unset the other codeStore values)" -}}
+{{- end -}}
+{{- end -}}
 {{- toYaml $cfg }}
 {{- end -}}
 
@@ -155,3 +173,12 @@ cert-manager issuer, no plainHTTP): it writes it into klambda.activatorTLSSecret
 {{- $t := .Values.activator.tls -}}
 {{- if not (or $t.secretName $t.certManager.issuer $t.plainHTTP) -}}true{{- end -}}
 {{- end }}
+
+{{/* How the manager spells function URLs in status.functionUrl (controllers.FunctionURLsConfig). */}}
+{{- define "klambda.functionUrls" -}}
+{{- $scheme := ternary "https" "http" (ne (include "klambda.activatorTLSSecret" .) "") -}}
+{{- $base := .Values.functionUrls.pathBaseUrl | default (printf "%s://%s-activator.%s.svc:%v" $scheme (include "klambda.fullname" .) .Release.Namespace .Values.activator.service.port) -}}
+domain: {{ .Values.functionUrls.domain | quote }}
+scheme: {{ $scheme }}
+pathBase: {{ $base | quote }}
+{{- end -}}

@@ -87,8 +87,13 @@ func (s *Server) Calls() []Call {
 	return append([]Call(nil), s.calls...)
 }
 
-// Invoker is a real LambdaInvoker pointed at the fake.
-func (s *Server) Invoker() *invokeclient.LambdaInvoker {
+// Invoker is the pollers' invoker (HTTPInvoker) pointed at the fake.
+func (s *Server) Invoker() *invokeclient.HTTPInvoker {
+	return invokeclient.NewHTTPInvoker(s.URL, invokeclient.StaticToken("test-token"), nil)
+}
+
+// SDKInvoker is a LambdaInvoker (the AWS SDK's client) pointed at the fake.
+func (s *Server) SDKInvoker() *invokeclient.LambdaInvoker {
 	return &invokeclient.LambdaInvoker{ActivatorURL: s.URL, Tokens: invokeclient.StaticToken("test-token")}
 }
 
@@ -107,7 +112,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.Function = parts[2]
-	c.Payload, _ = io.ReadAll(r.Body)
+	if r.ContentLength > 0 && r.ContentLength <= 7<<20 {
+		c.Payload = make([]byte, r.ContentLength)
+		_, _ = io.ReadFull(r.Body, c.Payload)
+	} else {
+		c.Payload, _ = io.ReadAll(r.Body)
+	}
 	s.mu.Lock()
 	s.count++
 	if !s.forget {
@@ -122,7 +132,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if out.Status == 0 {
 		out.Status = http.StatusOK
 	}
-	w.Header().Set("X-Amz-Request-Id", uuid.NewString())
+	w.Header().Set(contract.HeaderRequestID, uuid.NewString())
 	switch {
 	case out.Status == http.StatusTooManyRequests:
 		w.Header().Set(contract.HeaderErrorType, "TooManyRequestsException")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/internal/jsonvalid"
 	"github.com/klambda/klambda/shim/internal/environment"
 	"github.com/klambda/klambda/shim/internal/transport"
 )
@@ -130,7 +131,8 @@ func (s *InvokeServer) invoke(w http.ResponseWriter, r *http.Request, _ string) 
 	}
 	inv := environment.NewInvocation()
 	defer inv.Release()
-	_, over, err := readBodyInto(r, inv.Payload, contract.MaxSyncPayload)
+	buf, over, err := readBodyInto(r, inv.Payload, contract.MaxSyncPayload)
+	inv.Payload = buf
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		writeReply(w, s.bodyTimedOut()) // transport.Server's BodyTimeout
 		return
@@ -147,7 +149,12 @@ func (s *InvokeServer) invoke(w http.ResponseWriter, r *http.Request, _ string) 
 		writeReply(w, f)
 		return
 	}
-	writeReply(w, s.result(inv, runInvocation(s.env, inv)))
+	err = runInvocation(s.env, inv)
+	if err == nil && inv.Result().Stream != nil {
+		s.streamAnswer(w, inv)
+		return
+	}
+	writeReply(w, s.result(inv, err))
 }
 
 // runInvocation runs inv and waits until its result is known; the error is why it did
@@ -209,7 +216,7 @@ func (s *InvokeServer) dryRun(h headerGetter) *answer {
 // fill checks inv's payload (read into inv.Payload) and sets the rest of it from the
 // request's headers and query; nil when it can run, else the error to answer.
 func (s *InvokeServer) fill(inv *environment.Invocation, h headerGetter, rawQuery string) *answer {
-	if p := inv.Payload.Bytes(); len(p) > 0 && !json.Valid(p) {
+	if p := inv.Payload.Bytes(); len(p) > 0 && !jsonvalid.Valid(p) {
 		return invokeErrorReply(http.StatusBadRequest, "InvalidRequestContentException", "Could not parse request body into json: the payload is not valid JSON")
 	}
 	if cc := h.Get(contract.HeaderClientContext); cc != "" {
@@ -252,6 +259,7 @@ func (s *InvokeServer) fill(inv *environment.Invocation, h headerGetter, rawQuer
 	}
 	inv.TraceID = h.Get(contract.HeaderTraceID)
 	inv.WantTail = h.Get(contract.HeaderLogType) == "Tail"
+	inv.WantStream = h.Get(contract.HeaderResponseStream) == "1"
 	return nil
 }
 

@@ -217,26 +217,68 @@ func readBody(r *http.Request, limit int64) (buf *bytes.Buffer, over bool, err e
 	return readBodyInto(r, environment.GetBuffer(), limit)
 }
 
+// bodyReadSize is the room an unsized (chunked) body starts with.
+const bodyReadSize = 64 << 10
+
+// readBodyInto reads the body into buf, which must be empty, or into a larger pooled
+// buffer that replaces it (buf is then given back): the returned buffer is the one
+// holding the body. A body with a Content-Length is read straight into a buffer of
+// that size, in as few reads as the connection allows, never grown or copied;
+// a chunked one into a buffer that doubles, from the pool.
 func readBodyInto(r *http.Request, buf *bytes.Buffer, limit int64) (*bytes.Buffer, bool, error) {
 	if r.ContentLength > limit {
 		_, _ = io.Copy(io.Discard, r.Body)
 		return buf, true, nil
 	}
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+	// One byte more than the body: the read that finds its end has room.
+	room := int64(bodyReadSize)
+	if r.ContentLength >= 0 {
+		room = r.ContentLength + 1
 	}
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
-	if err != nil {
-		return buf, false, err
+	if int64(buf.Cap()) < room {
+		environment.PutBuffer(buf)
+		buf = environment.GetBufferCap(int(room))
 	}
-	if n > limit {
-		_, _ = io.Copy(io.Discard, r.Body)
+	b := buf.AvailableBuffer()
+	b = b[:cap(b)]
+	n := 0
+	for {
+		if n == len(b) {
+			if int64(n) > limit {
+				_, _ = io.Copy(io.Discard, r.Body)
+				buf.Reset()
+				return buf, true, nil
+			}
+			bigger := environment.GetBufferCap(int(min(2*int64(n), limit+1)))
+			nb := bigger.AvailableBuffer()
+			nb = append(nb, b[:n]...)
+			environment.PutBuffer(buf)
+			buf, b = bigger, nb[:cap(nb)]
+		}
+		k, err := r.Body.Read(b[n:])
+		n += k
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			buf.Reset()
+			return buf, false, err
+		}
+	}
+	if int64(n) > limit {
+		buf.Reset()
 		return buf, true, nil
 	}
+	// b is buf's own (empty) storage: buf now holds what was read into it, not copied.
+	*buf = *bytes.NewBuffer(b[:n])
 	return buf, false, nil
 }
 
 func (a *RuntimeAPI) response(w http.ResponseWriter, r *http.Request, id string) {
+	if isStreamingResponse(r) || r.ContentLength < 0 && r.Trailer != nil && a.streamWanted(id) {
+		a.streamedResponse(w, r, id)
+		return
+	}
 	wantTail, err := a.env.CheckAnswer(id)
 	if err != nil {
 		writeStateMachineError(w, err)

@@ -15,6 +15,8 @@ const (
 	// MaxResponsePayload is the largest response a runtime may post; Lambda's error
 	// message names 6291556 bytes (6 MiB + 100).
 	MaxResponsePayload = 6*1024*1024 + 100
+	// MaxStreamedResponse is Lambda's limit on a streamed response.
+	MaxStreamedResponse = contract.MaxStreamedResponse
 	// MaxErrorPayload bounds an error body posted by the runtime (Lambda logs 256 KB of it;
 	// it still answers the caller with up to the response limit).
 	MaxErrorPayload = MaxResponsePayload

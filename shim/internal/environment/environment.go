@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/klambda/klambda/internal/jsonvalid"
 )
 
 // Phase is the execution environment's lifecycle phase (spec §7.2).
@@ -169,7 +171,7 @@ func (e *Environment) Logs() *LogSink { return e.logs }
 func (e *Environment) Busy() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.busy
+	return e.busy || e.current != nil && e.current.stream != nil && !e.current.answered
 }
 
 // Phase reports the current phase (for probes and tests).
@@ -406,6 +408,10 @@ func (e *Environment) answerLocked(inv *Invocation, res Result) {
 		return
 	}
 	res.Tail = e.reportEnd(inv, &res)
+	if inv.stream != nil { // the caller has the stream: its end carries the result
+		endStreamLocked(inv, res)
+		return
+	}
 	inv.result = res
 	inv.markDoneLocked()
 }
@@ -823,6 +829,9 @@ func (e *Environment) checkAnswerLocked(id string) error {
 	if e.current == nil || e.current.ID != id {
 		return ErrInvalidRequestID
 	}
+	if e.current.stream != nil {
+		return &StateError{Who: "runtime", From: e.runtime.String(), To: RuntimeResponded.String(), Why: "the response is being streamed"}
+	}
 	return nil
 }
 
@@ -922,7 +931,7 @@ func normalizeErrorBody(errType string, body []byte) (string, []byte) {
 	var parsed struct {
 		ErrorType string `json:"errorType"`
 	}
-	isObject := len(body) > 0 && json.Valid(body) && firstNonSpace(body) == '{'
+	isObject := len(body) > 0 && jsonvalid.Valid(body) && firstNonSpace(body) == '{'
 	if isObject {
 		_ = json.Unmarshal(body, &parsed)
 	}

@@ -21,6 +21,9 @@ type Invocation struct {
 	DeadlineHint time.Time
 	// WantTail asks for the log tail (X-Amz-Log-Type: Tail).
 	WantTail bool
+	// WantStream: the caller takes a streamed response as a stream (see ResponseStream);
+	// otherwise one is buffered.
+	WantStream bool
 
 	Deadline time.Time // set at dispatch
 	start    time.Time
@@ -30,6 +33,8 @@ type Invocation struct {
 	// onDone, when set, is called (with the environment locked) once the result is known.
 	onDone func()
 	result Result
+	// stream is the streamed response under way, if any.
+	stream *ResponseStream
 	refs   atomic.Int32
 	tail   tailBuffer
 	// deadlineMs is the Lambda-Runtime-Deadline-Ms header value, formatted once.
@@ -53,6 +58,9 @@ type Result struct {
 	Tail         []byte        // last TailSize bytes of the invocation's log, if asked
 	// Err is set (and nothing ran, or the result is unknown) for an invocation error.
 	Err error
+	// Stream, when set, is the response the runtime is streaming; the rest of the result
+	// is its Outcome once it ends.
+	Stream *ResponseStream
 }
 
 // NewInvocation returns an invocation with a fresh request id and a pooled payload buffer.
@@ -105,16 +113,102 @@ func (r *Result) ResultBody() []byte {
 
 var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+// Payload buffers. Small ones (up to smallBufferMax) are in a sync.Pool. Large ones, up to
+// 6 MB payloads, are kept too, or every large invocation would allocate, zero and later
+// collect megabytes (bytes.Buffer's doubling copies them once more): at most
+// largeBuffersMax of them, each at most largeBufferMax, dropped after largeBufferIdle
+// without a large payload. One invocation at a time holds two (its payload and its
+// response), so the bound is what one invocation needs anyway.
+const (
+	smallBufferMax  = 1 << 20
+	largeBufferMax  = 8 << 20
+	largeBuffersMax = 2
+	largeBufferIdle = 10 * time.Second
+)
+
+var largeBuffers struct {
+	sync.Mutex
+	bufs  []*bytes.Buffer
+	timer *time.Timer
+}
+
+// GetBuffer is an empty pooled buffer.
 func GetBuffer() *bytes.Buffer { return bufferPool.Get().(*bytes.Buffer) }
 
+// GetBufferCap is an empty pooled buffer whose capacity is at least n.
+func GetBufferCap(n int) *bytes.Buffer {
+	if n <= smallBufferMax {
+		b := GetBuffer()
+		b.Grow(n)
+		return b
+	}
+	l := &largeBuffers
+	l.Lock()
+	best := -1
+	for i, b := range l.bufs {
+		if b.Cap() >= n && (best < 0 || b.Cap() < l.bufs[best].Cap()) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		b := l.bufs[best]
+		l.bufs = append(l.bufs[:best], l.bufs[best+1:]...)
+		l.Unlock()
+		return b
+	}
+	l.Unlock()
+	// Round up to a MiB so that a slightly larger payload next time fits too.
+	return bytes.NewBuffer(make([]byte, 0, (n+smallBufferMax-1)&^(smallBufferMax-1)))
+}
+
+// PutBuffer gives b back to the pool (nil is ignored).
 func PutBuffer(b *bytes.Buffer) {
 	if b == nil {
 		return
 	}
-	// A 6 MB payload should not pin 6 MB forever.
-	if b.Cap() > 1<<20 {
-		return
-	}
 	b.Reset()
-	bufferPool.Put(b)
+	switch c := b.Cap(); {
+	case c <= smallBufferMax:
+		bufferPool.Put(b)
+	case c <= largeBufferMax:
+		l := &largeBuffers
+		l.Lock()
+		defer l.Unlock()
+		if len(l.bufs) == largeBuffersMax {
+			// Keep the largest: a smaller one is the one to allocate again.
+			smallest := 0
+			for i, o := range l.bufs {
+				if o.Cap() < l.bufs[smallest].Cap() {
+					smallest = i
+				}
+			}
+			if l.bufs[smallest].Cap() >= c {
+				return
+			}
+			l.bufs[smallest] = b
+		} else {
+			l.bufs = append(l.bufs, b)
+		}
+		if l.timer == nil {
+			l.timer = time.AfterFunc(largeBufferIdle, dropLargeBuffers)
+		} else {
+			l.timer.Reset(largeBufferIdle)
+		}
+	}
+}
+
+func dropLargeBuffers() {
+	l := &largeBuffers
+	l.Lock()
+	clear(l.bufs)
+	l.bufs = l.bufs[:0]
+	l.Unlock()
+}
+
+// LargeBuffersKept is how many large buffers the pool holds (tests).
+func LargeBuffersKept() int {
+	l := &largeBuffers
+	l.Lock()
+	defer l.Unlock()
+	return len(l.bufs)
 }

@@ -323,11 +323,30 @@ func appendHeaderValue(b []byte, v string) []byte {
 	return b
 }
 
+// appendTrailers appends the trailers of a chunked answer: the header fields the handler
+// set under http.TrailerPrefix (net/http's convention; such names are never sent in the
+// head, as they are not valid field names).
+func (w *httpResponse) appendTrailers(b []byte) []byte {
+	for k, vv := range w.header {
+		name, ok := strings.CutPrefix(k, http.TrailerPrefix)
+		if !ok || !httpguts.ValidHeaderFieldName(name) {
+			continue
+		}
+		for _, v := range vv {
+			b = append(b, name...)
+			b = append(b, ": "...)
+			b = appendHeaderValue(b, v)
+			b = append(b, "\r\n"...)
+		}
+	}
+	return b
+}
+
 // finish completes the answer after the handler returned.
 func (w *httpResponse) finish() {
 	w.Flush() // the head, and the body so far, if not sent yet
 	if w.chunked {
-		w.head = append(w.head[:0], "0\r\n\r\n"...)
+		w.head = append(w.appendTrailers(append(w.head[:0], "0\r\n"...)), "\r\n"...)
 		_ = w.sendData(nil)
 	}
 	if w.contentLength >= 0 && w.written < w.contentLength && !w.noBody && !w.isHEAD {

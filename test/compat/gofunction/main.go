@@ -8,8 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log"
+	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,9 +21,10 @@ import (
 )
 
 type event struct {
-	Op string `json:"op"`
-	Ms int    `json:"ms"`
-	N  int    `json:"n"`
+	Op   string `json:"op"`
+	Ms   int    `json:"ms"`
+	N    int    `json:"n"`
+	Gate string `json:"gate"`
 }
 
 func handle(ctx context.Context, raw json.RawMessage) (any, error) {
@@ -56,8 +60,42 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 		return "logged", nil
 	case "exit":
 		os.Exit(3)
+	case "stream", "streamfail":
+		return stream(ev), nil
 	}
 	return raw, nil
+}
+
+// stream answers with an io.Reader, which aws-lambda-go streams to the Runtime API as
+// it is written (chunked, with the error trailers): N chunks, each "<i> <the wall clock
+// in Unix ns when it was written>\n"; before each chunk after the first it waits for GET
+// <gate>/<i> to answer when a gate is given, then Ms ms. "streamfail" ends with an error.
+func stream(ev event) io.Reader {
+	r, w := io.Pipe()
+	go func() {
+		for i := 0; i < ev.N; i++ {
+			if i > 0 && ev.Gate != "" {
+				resp, err := http.Get(ev.Gate + "/" + strconv.Itoa(i))
+				if err != nil || resp.StatusCode != http.StatusOK {
+					w.CloseWithError(fmt.Errorf("gate %d never opened", i))
+					return
+				}
+				resp.Body.Close()
+			}
+			if i > 0 && ev.Ms > 0 {
+				time.Sleep(time.Duration(ev.Ms) * time.Millisecond)
+			}
+			if _, err := fmt.Fprintf(w, "%d %d\n", i, time.Now().UnixNano()); err != nil {
+				return
+			}
+		}
+		if ev.Op == "streamfail" {
+			w.CloseWithError(errors.New("the stream broke"))
+			return
+		}
+		w.Close()
+	}()
+	return r
 }
 
 func main() {

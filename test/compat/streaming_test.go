@@ -1,0 +1,265 @@
+package compat
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/klambda/klambda/activator/testrig"
+)
+
+// gates is the test's side of the streaming function's gate: the function asks for
+// GET /<i> before it writes chunk i, and the answer comes once the test received chunk i-1.
+type gates struct {
+	mu   sync.Mutex
+	open map[int]chan struct{}
+	srv  *httptest.Server
+}
+
+func newGates(t *testing.T) *gates {
+	g := &gates{open: map[int]chan struct{}{}}
+	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
+		select {
+		case <-g.ch(i):
+		case <-time.After(5 * time.Second): // the test never received chunk i-1
+			w.WriteHeader(http.StatusGatewayTimeout)
+		}
+	}))
+	t.Cleanup(g.srv.Close)
+	return g
+}
+
+func (g *gates) ch(i int) chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c, ok := g.open[i]
+	if !ok {
+		c = make(chan struct{})
+		g.open[i] = c
+	}
+	return c
+}
+
+// release lets the function write chunk i.
+func (g *gates) release(i int) { close(g.ch(i)) }
+
+// streamReader reads an InvokeWithResponseStream answer event by event.
+type streamReader struct {
+	t    *testing.T
+	out  *lambda.InvokeWithResponseStreamOutput
+	text strings.Builder
+	done *types.InvokeWithResponseStreamCompleteEvent
+}
+
+// until reads PayloadChunk events until the text received contains want (false when
+// the stream completed first).
+func (s *streamReader) until(want string) bool {
+	s.t.Helper()
+	for !strings.Contains(s.text.String(), want) {
+		select {
+		case ev, ok := <-s.out.GetStream().Events():
+			if !ok {
+				s.t.Fatalf("stream ended without InvokeComplete (%v) after %q", s.out.GetStream().Err(), s.text.String())
+			}
+			switch v := ev.(type) {
+			case *types.InvokeWithResponseStreamResponseEventMemberPayloadChunk:
+				s.text.Write(v.Value.Payload)
+			case *types.InvokeWithResponseStreamResponseEventMemberInvokeComplete:
+				s.done = &v.Value
+				return false
+			default:
+				s.t.Fatalf("unexpected event %T", ev)
+			}
+		case <-time.After(60 * time.Second):
+			s.t.Fatalf("waited 30 s for %q; got %q", want, s.text.String())
+		}
+	}
+	return true
+}
+
+func (s *streamReader) complete() *types.InvokeWithResponseStreamCompleteEvent {
+	s.t.Helper()
+	if s.done == nil && s.until("\x00never\x00") {
+		s.t.Fatal("unreachable")
+	}
+	return s.done
+}
+
+// aws-lambda-ric's streamifyResponse through runtime-shim and the activator to
+// aws-sdk-go-v2's InvokeWithResponseStream: each chunk reaches the SDK before the
+// function writes the next one (the function waits for the test's gate, which opens
+// only once the SDK delivered the previous chunk), and an error thrown mid-stream
+// reaches the SDK as InvokeComplete.ErrorCode after the chunks written before it.
+func TestNodeStreamingResponseThroughActivator(t *testing.T) {
+	cmd := ricCommand(t)
+	dir, _ := filepath.Abs("testdata/nodestream")
+	p := startPeer(t, peerShim, "10", []string{"LAMBDA_TASK_ROOT=" + dir, "_HANDLER=index.handler", "KLAMBDA_INVOKE_SECRET=" + testrig.Secret}, dir, cmd...)
+	rig := testrig.New(testrig.Options{WaitDeadline: 20 * time.Second})
+	t.Cleanup(rig.Close)
+	rig.Function("streamer", -1, 0)
+	rig.Endpoints("streamer", "$LATEST", strings.TrimPrefix(p.url, "http://"))
+	c := lambda.New(lambda.Options{BaseEndpoint: aws.String(rig.URL()), Region: "us-east-1",
+		Credentials: credentials.NewStaticCredentialsProvider("k", "unused", ""), RetryMaxAttempts: 1})
+	ctx := context.Background()
+	invoke := func(payload string) *streamReader {
+		t.Helper()
+		out, err := c.InvokeWithResponseStream(ctx, &lambda.InvokeWithResponseStreamInput{FunctionName: aws.String("streamer"), Payload: []byte(payload), LogType: types.LogTypeTail})
+		if err != nil {
+			t.Fatalf("InvokeWithResponseStream: %v", err)
+		}
+		t.Cleanup(func() { out.GetStream().Close() })
+		return &streamReader{t: t, out: out}
+	}
+
+	g := newGates(t)
+	const n = 4
+	s := invoke(fmt.Sprintf(`{"chunks":%d,"gate":%q}`, n, g.srv.URL))
+	expect(t, "content type", aws.ToString(s.out.ResponseStreamContentType), "text/plain")
+	for i := 0; i < n; i++ {
+		if !s.until(fmt.Sprintf("chunk %d\n", i)) {
+			t.Fatalf("completed before chunk %d: %q", i, s.text.String())
+		}
+		if strings.Contains(s.text.String(), fmt.Sprintf("chunk %d", i+1)) {
+			t.Fatalf("chunk %d came before its gate opened", i+1)
+		}
+		if i+1 < n {
+			g.release(i + 1)
+		}
+	}
+	done := s.complete()
+	expect(t, "body", s.text.String(), "chunk 0\nchunk 1\nchunk 2\nchunk 3\n")
+	expect(t, "error code", aws.ToString(done.ErrorCode), "")
+	if aws.ToString(done.LogResult) == "" {
+		t.Fatal("InvokeComplete carries no LogResult although LogType Tail was asked")
+	}
+
+	// Mid-stream error.
+	g = newGates(t)
+	s = invoke(fmt.Sprintf(`{"chunks":2,"gate":%q,"fail":true}`, g.srv.URL))
+	s.until("chunk 0\n")
+	g.release(1)
+	done = s.complete()
+	expect(t, "partial body", s.text.String(), "chunk 0\nchunk 1\n")
+	expect(t, "error code", aws.ToString(done.ErrorCode), "Error")
+	expect(t, "error details", aws.ToString(done.ErrorDetails), "the stream broke")
+
+	// awslambda.HttpResponseStream.from: the prelude and its 8 NUL bytes pass through
+	// with the function's content type.
+	s = invoke(`{"chunks":1,"http":true}`)
+	s.complete()
+	expect(t, "http content type", aws.ToString(s.out.ResponseStreamContentType), "application/vnd.awslambda.http-integration-response")
+	expect(t, "prelude", s.text.String(), `{"statusCode":201,"headers":{"x-custom":"yes"}}`+"\x00\x00\x00\x00\x00\x00\x00\x00chunk 0\n")
+
+	// The buffered Invoke API gets a streaming function's whole response, and its error
+	// as a function error.
+	out, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("streamer"), Payload: []byte(`{"chunks":3}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "buffered body", string(out.Payload), "chunk 0\nchunk 1\nchunk 2\n")
+	out, err = c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("streamer"), Payload: []byte(`{"chunks":1,"fail":true}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "buffered function error", aws.ToString(out.FunctionError), "Unhandled")
+	if m := decode(t, out.Payload); m["errorType"] != "Error" || m["errorMessage"] != "the stream broke" {
+		t.Fatalf("buffered error body %s", out.Payload)
+	}
+}
+
+// streamingRig is the activator in-process (testrig) in front of the shim at addr
+// (invoke secret testrig.Secret), and an aws-sdk-go-v2 client of it.
+func streamingRig(t *testing.T, addr string) *lambda.Client {
+	rig := testrig.New(testrig.Options{WaitDeadline: 20 * time.Second})
+	t.Cleanup(rig.Close)
+	rig.Function("streamer", -1, 0)
+	rig.Endpoints("streamer", "$LATEST", addr)
+	return lambda.New(lambda.Options{BaseEndpoint: aws.String(rig.URL()), Region: "us-east-1",
+		Credentials: credentials.NewStaticCredentialsProvider("k", "unused", ""), RetryMaxAttempts: 1})
+}
+
+// goStreaming checks aws-lambda-go's streamed io.Reader (chunked, error trailers, no
+// streaming-mode header) through the shim and the activator, chunk by chunk.
+func goStreaming(t *testing.T, c *lambda.Client) {
+	ctx := context.Background()
+	invoke := func(payload string) *streamReader {
+		t.Helper()
+		out, err := c.InvokeWithResponseStream(ctx, &lambda.InvokeWithResponseStreamInput{FunctionName: aws.String("streamer"), Payload: []byte(payload)})
+		if err != nil {
+			t.Fatalf("InvokeWithResponseStream: %v", err)
+		}
+		t.Cleanup(func() { out.GetStream().Close() })
+		return &streamReader{t: t, out: out}
+	}
+	g := newGates(t)
+	s := invoke(fmt.Sprintf(`{"op":"stream","n":3,"gate":%q}`, g.srv.URL))
+	for i := 0; i < 3; i++ {
+		if !s.until(fmt.Sprintf("%d ", i)) {
+			t.Fatalf("completed before chunk %d: %q", i, s.text.String())
+		}
+		if strings.Contains(s.text.String(), fmt.Sprintf("\n%d ", i+1)) {
+			t.Fatalf("chunk %d came before its gate opened", i+1)
+		}
+		if i < 2 {
+			g.release(i + 1)
+		}
+	}
+	expect(t, "error code", aws.ToString(s.complete().ErrorCode), "")
+	expect(t, "lines", strings.Count(s.text.String(), "\n"), 3)
+
+	s = invoke(`{"op":"streamfail","n":2}`)
+	done := s.complete()
+	expect(t, "lines before the error", strings.Count(s.text.String(), "\n"), 2)
+	expect(t, "error code", aws.ToString(done.ErrorCode), "errorString")
+	expect(t, "error details", aws.ToString(done.ErrorDetails), "the stream broke")
+}
+
+// aws-lambda-go's streaming, with runtime-shim in exec mode (the one-container pod).
+func TestGoStreamingResponseExec(t *testing.T) {
+	p := startPeer(t, peerShim, "10", []string{"KLAMBDA_INVOKE_SECRET=" + testrig.Secret}, t.TempDir(), goFuncBin)
+	goStreaming(t, streamingRig(t, strings.TrimPrefix(p.url, "http://")))
+}
+
+// The same with runtime-shim as a sidecar and the function in its own "container"
+// (wrapped by `runtime-shim pipe`), as in a sidecar pod.
+func TestGoStreamingResponseSidecar(t *testing.T) {
+	marker := fmt.Sprintf("KLAMBDA_COMPAT_STREAM=%d", time.Now().UnixNano())
+	invokeAddr, apiAddr := freePort(t), freePort(t)
+	secretFile := t.TempDir() + "/secret"
+	if err := os.WriteFile(secretFile, []byte(testrig.Secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	shim := exec.Command(shimBin, "sidecar", "--listen", invokeAddr, "--runtime-api", apiAddr, "--runtime-marker", marker, "--secret-file", secretFile)
+	shim.Env = append(os.Environ(), "AWS_LAMBDA_FUNCTION_TIMEOUT=10", "AWS_LAMBDA_FUNCTION_NAME=side")
+	logs := &syncBuffer{}
+	shim.Stdout, shim.Stderr = logs, logs
+	if err := shim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = shim.Process.Signal(syscall.SIGTERM)
+		_ = shim.Wait()
+		if t.Failed() {
+			t.Logf("shim log:\n%s", tailString(logs.String(), 5000))
+		}
+	})
+	waitListenAddr(t, invokeAddr)
+	startKubelet(t, []string{marker, "AWS_LAMBDA_RUNTIME_API=" + apiAddr}, shimBin, "pipe", "--", goFuncBin)
+	goStreaming(t, streamingRig(t, invokeAddr))
+}
