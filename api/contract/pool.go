@@ -87,3 +87,82 @@ type EnvVar struct {
 	Name  string `json:"name"`
 	Value string `json:"value"`
 }
+
+// AnnotationSpecialization, on a function version's Deployment whose pods a pool can
+// serve, is its SpecializationTemplate (JSON): what a generic pod of Pool is given to
+// become one of that Deployment's environments. AnnotationPoolIneligible says instead why
+// a version whose runtime, architecture and memory have a pool cannot use it.
+const (
+	AnnotationSpecialization = "lambda.klambda.dev/specialization"
+	AnnotationPoolIneligible = "lambda.klambda.dev/pool-ineligible"
+)
+
+// SpecializationTemplate is a Specialization before the activator fills it in for one
+// pod: Secret values are references, the pod's UID a field reference.
+type SpecializationTemplate struct {
+	Pool PoolKey `json:"pool"`
+	// Env in order; literal values are written as in a pod spec ($$ for $, $(NAME) for an
+	// earlier variable: ExpandEnv).
+	Env     []TemplateEnvVar `json:"env"`
+	Command []string         `json:"command"`
+	Code    string           `json:"code,omitempty"`
+	Layers  []string         `json:"layers,omitempty"`
+	// InvokeSecretName is the function's invoke Secret (key InvokeSecretKey).
+	InvokeSecretName string `json:"invokeSecretName"`
+}
+
+// TemplateEnvVar is one variable: a literal Value, a SecretKeyRef in the pod's namespace,
+// or the pod's UID (PodUID).
+type TemplateEnvVar struct {
+	Name         string        `json:"name"`
+	Value        string        `json:"value,omitempty"`
+	SecretKeyRef *SecretKeyRef `json:"secretKeyRef,omitempty"`
+	PodUID       bool          `json:"podUID,omitempty"`
+}
+
+// SecretKeyRef names a key of a Secret in the function's namespace.
+type SecretKeyRef struct {
+	Name     string `json:"name"`
+	Key      string `json:"key"`
+	Optional bool   `json:"optional,omitempty"`
+}
+
+// ExpandEnv expands a literal value as the kubelet expands a container's variable: "$$"
+// is "$", "$(NAME)" is the value of an earlier variable NAME (left as written when there
+// is none), anything else is kept.
+func ExpandEnv(value string, earlier func(string) (string, bool)) string {
+	var b []byte
+	for i := 0; i < len(value); i++ {
+		c := value[i]
+		if c != '$' || i+1 >= len(value) {
+			b = append(b, c)
+			continue
+		}
+		switch value[i+1] {
+		case '$':
+			b = append(b, '$')
+			i++
+		case '(':
+			end := -1
+			for j := i + 2; j < len(value); j++ {
+				if value[j] == ')' {
+					end = j
+					break
+				}
+			}
+			if end < 0 {
+				b = append(b, value[i:]...)
+				return string(b)
+			}
+			if v, ok := earlier(value[i+2 : end]); ok {
+				b = append(b, v...)
+			} else {
+				b = append(b, value[i:end+1]...)
+			}
+			i = end
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
