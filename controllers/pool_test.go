@@ -183,7 +183,7 @@ func TestPoolConfigValidation(t *testing.T) {
 		"- {runtime: provided.al2023, size: 1, architecture: sparc}": "architecture",
 		"- {size: 1}": "runtime is required",
 		"- {runtime: provided.al2023, size: 1}\n- {runtime: provided.al2023, size: 2, memorySize: 128}": "listed twice",
-		"- {runtime: provided.al2023, size: 1, extra: 1}":                                             "unknown field",
+		"- {runtime: provided.al2023, size: 1, extra: 1}":                                               "unknown field",
 	} {
 		_, err := ParseConfig([]byte("embeddedShim: {provided.al2023: {path: /klambda/runtime-shim}}\npools:\n" + pools))
 		if err == nil || !strings.Contains(err.Error(), want) {
