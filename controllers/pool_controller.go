@@ -35,8 +35,10 @@ const PoolNetworkPolicyName = "klambda-pool-shim-ingress"
 // back): pool Deployments are not in the manager's cache.
 const poolResync = 5 * time.Minute
 
+// Pool Deployments of keys no version uses any more are deleted. The pool Secret is never
+// deleted (the manager may not delete Secrets, test/rbac): it stays, unused, in a
+// namespace whose pools are gone, and is used again when they come back.
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=delete
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=delete
 
 // PoolReconciler keeps, per namespace, one Deployment of generic pods for every configured
 // pool key that one of the namespace's function versions can use (its Deployment carries
@@ -214,18 +216,9 @@ func (r *PoolReconciler) deleteNetworkPolicy(ctx context.Context, ns string) err
 	return client.IgnoreNotFound(r.Delete(ctx, &np, client.Preconditions{UID: &np.UID}))
 }
 
-// removeShared deletes the pool Secret and NetworkPolicy of a namespace without pools.
+// removeShared deletes the pool NetworkPolicy of a namespace without pools (the Secret
+// stays, see above).
 func (r *PoolReconciler) removeShared(ctx context.Context, ns string) error {
-	var s corev1.Secret
-	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: contract.PoolSecretName}, &s)
-	if err != nil && !apierrors.IsNotFound(err) {
-		return err
-	}
-	if err == nil && s.Labels[contract.LabelComponent] == LabelComponentPool {
-		if err := r.Delete(ctx, &s, client.Preconditions{UID: &s.UID}); client.IgnoreNotFound(err) != nil {
-			return err
-		}
-	}
 	return r.deleteNetworkPolicy(ctx, ns)
 }
 

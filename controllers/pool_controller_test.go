@@ -86,12 +86,13 @@ func TestPoolObjectsFollowTheVersionsThatUseThem(t *testing.T) {
 		t.Fatalf("the pool Secret changed (%v)", err)
 	}
 
-	// The last version that used it goes: so do the pool and its Secret and policy.
+	// The last version that used it goes: so do the pool and its policy (the Secret stays:
+	// the manager may not delete Secrets).
 	if err := k8s.Delete(ctx, dep); err != nil {
 		t.Fatal(err)
 	}
 	reconcileNS()
-	for name, obj := range map[string]client.Object{key.PoolWorkloadName(): &appsv1.Deployment{}, contract.PoolSecretName: &corev1.Secret{}, PoolNetworkPolicyName: &networkingv1.NetworkPolicy{}} {
+	for name, obj := range map[string]client.Object{key.PoolWorkloadName(): &appsv1.Deployment{}, PoolNetworkPolicyName: &networkingv1.NetworkPolicy{}} {
 		err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj)
 		if err == nil && obj.GetDeletionTimestamp() == nil {
 			t.Errorf("%s is still there", name)
