@@ -82,6 +82,9 @@ type Config struct {
 	// CodeStore: where code, layers and published versions' code are kept once resolved
 	// (internal/codestore). Off when repository is empty: pods then load from the source.
 	CodeStore CodeStoreConfig `json:"codeStore,omitempty"`
+	// Pools of pre-warmed generic environments, per runtime, architecture and memory size
+	// (controllers/pool.go, docs/pools.md). None by default.
+	Pools []PoolConfig `json:"pools,omitempty"`
 	// egressPolicy is Egress parsed.
 	egressPolicy *netguard.Policy
 }
@@ -356,6 +359,9 @@ func ParseConfig(data []byte) (Config, error) {
 		return Config{}, err
 	}
 	if err := c.CodeStore.validate(); err != nil {
+		return Config{}, err
+	}
+	if err := validatePools(c.Pools, c.EmbeddedShim); err != nil {
 		return Config{}, err
 	}
 	c.applyDefaults()

@@ -54,13 +54,7 @@ func (b *podBuilder) codeVolumes() codeSetup {
 	if !b.isZip {
 		return s
 	}
-	s.volumes = []corev1.Volume{
-		// Bounded on the node's disk: load-code unpacks at most Lambda's 250 MB and
-		// codeloader.MaxEntries entries for the code and its layers together, which
-		// UnpackedDiskBound turns into blocks; the kubelet evicts a pod past it.
-		{Name: "task", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: resource.NewQuantity(codeloader.UnpackedDiskBound(), resource.BinarySI)}}},
-		{Name: "opt", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: resource.NewQuantity(codeloader.UnpackedDiskBound(), resource.BinarySI)}}},
-	}
+	s.volumes = codeDirVolumes()
 	var args []string
 	var loaderMounts []corev1.VolumeMount
 	var credEnv []corev1.EnvVar

@@ -30,5 +30,12 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	if err := (&AliasReconciler{Client: mgr.GetClient(), Recorder: rec("klambda-alias"), Config: cfg}).SetupWithManager(mgr); err != nil {
 		return err
 	}
+	if len(cfg.Pools) > 0 {
+		// Only with pools configured: removing every pool from the configuration leaves the
+		// pool objects of earlier runs (docs/pools.md, "Operating").
+		if err := (&PoolReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Config: cfg}).SetupWithManager(mgr); err != nil {
+			return err
+		}
+	}
 	return (&LayerVersionReconciler{Client: mgr.GetClient(), Resolver: resolver, Recorder: rec("klambda-layerversion"), Config: cfg}).SetupWithManager(mgr)
 }

@@ -165,6 +165,10 @@ func (w *Workload) Deployment(cfg Config, namespace string) (*appsv1.Deployment,
 		return nil, err
 	}
 	name := WorkloadName(w.Function, w.Qualifier)
+	annotations := map[string]string{contract.AnnotationFunctionName: w.Function, contract.AnnotationQualifier: w.Qualifier}
+	for k, v := range poolAnnotations(cfg, w, &tpl) {
+		annotations[k] = v
+	}
 	zero := intstr.FromInt32(0)
 	surge := intstr.FromString("25%")
 	return &appsv1.Deployment{
@@ -172,7 +176,7 @@ func (w *Workload) Deployment(cfg Config, namespace string) (*appsv1.Deployment,
 		ObjectMeta: metav1.ObjectMeta{
 			Name: name, Namespace: namespace,
 			Labels:      selectorLabels(w.Function, w.Qualifier),
-			Annotations: map[string]string{contract.AnnotationFunctionName: w.Function, contract.AnnotationQualifier: w.Qualifier},
+			Annotations: annotations,
 		},
 		Spec: appsv1.DeploymentSpec{
 			Selector: &metav1.LabelSelector{MatchLabels: selectorLabels(w.Function, w.Qualifier)},

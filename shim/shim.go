@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -49,8 +50,11 @@ type Shim struct {
 	rapiLn    net.Listener
 	invokeSrv *transport.Server
 	rapiSrv   *transport.Server
-	quit      chan struct{}
-	sidecar   *SidecarSupervisor
+	// invokeHandler serves the invoke endpoint (invokeSrv's handler; a generic shim's
+	// front server hands requests to it once specialized).
+	invokeHandler http.Handler
+	quit          chan struct{}
+	sidecar       *SidecarSupervisor
 }
 
 // New listens on both addresses and prepares the environment; Start begins it.
@@ -65,23 +69,11 @@ func New(opts Options) (*Shim, error) {
 		opts.Stdout = os.Stdout
 	}
 	s := &Shim{opts: opts, quit: make(chan struct{})}
-	cfg := opts.Config
-	if cfg.InitTimeout == 0 {
-		cfg.InitTimeout = environment.DefaultInitTimeout
-	}
-	s.Logs = environment.NewLogSink(opts.Stdout)
-	var sup environment.Supervisor
-	switch opts.Mode {
-	case ModeExec:
-		if len(opts.Command) == 0 {
-			return nil, errors.New("exec mode needs the runtime's command")
-		}
-		sup = &ExecSupervisor{Command: opts.Command, ExtensionsDir: opts.ExtensionsDir, InitTimeout: cfg.InitTimeout}
-	case ModeSidecar:
-		s.sidecar = &SidecarSupervisor{Marker: opts.RuntimeMarker}
-		sup = s.sidecar
-	default:
+	if opts.Mode != ModeExec && opts.Mode != ModeSidecar {
 		return nil, fmt.Errorf("unknown mode %q", opts.Mode)
+	}
+	if opts.Mode == ModeExec && len(opts.Command) == 0 {
+		return nil, errors.New("exec mode needs the runtime's command")
 	}
 	var err error
 	if s.rapiLn, err = net.Listen("tcp", opts.RuntimeAPI); err != nil {
@@ -91,22 +83,47 @@ func New(opts Options) (*Shim, error) {
 		s.rapiLn.Close()
 		return nil, fmt.Errorf("listening for invokes on %s: %w", opts.Listen, err)
 	}
+	if err := s.assemble(os.Environ()); err != nil {
+		s.rapiLn.Close()
+		s.invokeLn.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// assemble builds the environment, its supervisor and both servers over the listeners
+// s already holds. baseEnv is what the runtime's environment starts from in exec mode
+// (childEnv adds Lambda's variables and removes the invoke secret).
+func (s *Shim) assemble(baseEnv []string) error {
+	opts := s.opts
+	cfg := opts.Config
+	if cfg.InitTimeout == 0 {
+		cfg.InitTimeout = environment.DefaultInitTimeout
+	}
+	s.Logs = environment.NewLogSink(opts.Stdout)
+	var sup environment.Supervisor
+	switch opts.Mode {
+	case ModeExec:
+		sup = &ExecSupervisor{Command: opts.Command, ExtensionsDir: opts.ExtensionsDir, InitTimeout: cfg.InitTimeout}
+	case ModeSidecar:
+		s.sidecar = &SidecarSupervisor{Marker: opts.RuntimeMarker}
+		sup = s.sidecar
+	}
 	s.Env = environment.NewEnvironment(&cfg, s.Logs, sup)
 	switch sv := sup.(type) {
 	case *ExecSupervisor:
-		sv.Env = childEnv(os.Environ(), &cfg, s.rapiLn.Addr().String())
+		sv.Env = childEnv(baseEnv, &cfg, s.rapiLn.Addr().String())
 		sv.Attach(s.Env, s.Logs)
 	case *SidecarSupervisor:
 		if err := sv.Attach(s.Env); err != nil {
-			s.rapiLn.Close()
-			s.invokeLn.Close()
-			return nil, err
+			return err
 		}
 	}
 	rapi, invoke := api.NewRuntimeAPI(s.Env, s.quit), api.NewInvokeServer(s.Env)
+	s.invokeHandler = invoke
 	s.rapiSrv = &transport.Server{Handler: rapi, ReadHeaderTimeout: 10 * time.Second}
 	s.invokeSrv = &transport.Server{Handler: invoke, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: cfg.EffectiveBodyTimeout(), MaxHeaderBytes: api.InvokeMaxHeaderBytes}
-	return s, nil
+	return nil
 }
 
 // childEnv is the runtime's environment in exec mode: the shim's own, without the invoke

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/klambda/klambda/api/contract"
 	"github.com/klambda/klambda/internal/buildinfo"
 	"github.com/klambda/klambda/internal/codeloader"
 	"github.com/klambda/klambda/shim"
@@ -65,6 +66,18 @@ func main() {
 	execCmd.Flags().StringVar(&f.load.TaskRoot, "task-root", "/var/task", "folder --code is unpacked into")
 	execCmd.Flags().StringVar(&f.load.Opt, "opt", "/opt", "folder the --layer archives are unpacked into")
 	execCmd.Flags().StringVar(&f.load.Scratch, "scratch", "", "folder for downloads while they are checked (default: the system's temporary folder)")
+	genericCmd := &cobra.Command{
+		Use:   "generic [--task-root=DIR] [--opt=DIR] [--scratch=DIR]",
+		Short: "a pool's pre-warmed environment: wait, with no function, for one specialization (docs/pools.md)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runGeneric(f)
+		},
+	}
+	genericCmd.Flags().StringVar(&f.extensionsDir, "extensions-dir", "/opt/extensions", "external extensions to start before the runtime, once specialized")
+	genericCmd.Flags().StringVar(&f.load.TaskRoot, "task-root", "/var/task", "folder the function's code is unpacked into (must be empty)")
+	genericCmd.Flags().StringVar(&f.load.Opt, "opt", "/opt", "folder the function's layers are unpacked into (must be empty)")
+	genericCmd.Flags().StringVar(&f.load.Scratch, "scratch", "", "folder for downloads while they are checked (default: the system's temporary folder)")
 	sidecarCmd := &cobra.Command{
 		Use:   "sidecar",
 		Short: "serve a runtime that runs in another container of the pod (shared process namespace)",
@@ -94,7 +107,7 @@ func main() {
 			return codeloader.Main(cmd.Context(), args)
 		},
 	}
-	root.AddCommand(execCmd, sidecarCmd, pipeCmd, loadCodeCmd)
+	root.AddCommand(execCmd, genericCmd, sidecarCmd, pipeCmd, loadCodeCmd)
 	if err := root.Execute(); err != nil {
 		os.Exit(1)
 	}
@@ -127,4 +140,28 @@ func run(f flags, mode shim.Mode, command []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	return s.Run(ctx)
+}
+
+func runGeneric(f flags) error {
+	secret := os.Getenv(contract.PoolSecretEnv)
+	if f.secretFile != "" {
+		b, err := os.ReadFile(f.secretFile)
+		if err != nil {
+			return fmt.Errorf("reading the pool secret: %w", err)
+		}
+		secret = string(b)
+	}
+	if f.procs > 0 {
+		runtime.GOMAXPROCS(f.procs)
+	}
+	g, err := shim.NewGeneric(shim.GenericOptions{
+		Listen: f.listen, RuntimeAPI: f.runtimeAPI, PoolSecret: strings.TrimSpace(secret),
+		Load: f.load, ExtensionsDir: f.extensionsDir, InitTimeout: f.initTimeout, ShutdownGrace: f.shutdownGrace,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return g.Run(ctx)
 }

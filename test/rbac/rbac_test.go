@@ -235,6 +235,8 @@ func TestRolesGrantWhatTheCodeCallsAndNothingMore(t *testing.T) {
 		{"manager", "watch", "", "secrets", "", tenant, false},
 		{"manager", "delete", "", "secrets", "", tenant, false},
 		{"manager", "update", "", "secrets", "", tenant, false},
+		// PoolReconciler deletes pool Deployments no version needs any more.
+		{"manager", "delete", "apps", "deployments", "", tenant, true},
 	}
 	for _, c := range checks {
 		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
