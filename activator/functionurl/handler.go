@@ -31,8 +31,8 @@ type Handler struct {
 	// Domain, when set, serves host-based URLs <url-id>.lambda-url.<Domain>; path-based
 	// URLs (/lambda-url/<url-id>/...) are served always.
 	Domain string
-	// Buffered answers BUFFERED URLs (nil: WriteBuffered). Stream answers RESPONSE_STREAM
-	// URLs; nil refuses them (501) rather than buffering them silently.
+	// Buffered answers BUFFERED URLs (nil: WriteBuffered); Stream answers RESPONSE_STREAM
+	// URLs (nil: WriteStream), whose invocations ask for the function's response stream.
 	Buffered, Stream Writer
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
@@ -88,10 +88,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id, rawPath, dom
 	if write == nil {
 		write = WriteBuffered
 	}
-	if t.InvokeMode == lambdav1alpha1.InvokeModeResponseStream {
+	stream := t.InvokeMode == lambdav1alpha1.InvokeModeResponseStream
+	if stream {
 		if write = h.Stream; write == nil {
-			h.refuse(w, r, t, http.StatusNotImplemented, "", "This function URL's invokeMode is RESPONSE_STREAM, which this klambda activator does not serve yet; set invokeMode: BUFFERED.")
-			return
+			write = WriteStream
 		}
 	}
 	if !Methods[r.Method] {
@@ -138,7 +138,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id, rawPath, dom
 	}
 	out, err := h.Invoker.Invoke(r.Context(), &invoke.Input{Namespace: t.Namespace, Function: t.Function,
 		Qualifier: t.Qualifier, InvocationType: invoke.RequestResponse, Payload: payload,
-		TraceID: r.Header.Get(contract.HeaderTraceID), RequestID: rid})
+		TraceID: r.Header.Get(contract.HeaderTraceID), RequestID: rid, ResponseStream: stream})
 	if err != nil {
 		h.invokeError(w, r, t, invoke.AsError(err))
 		return
@@ -198,16 +198,13 @@ func WriteBuffered(w http.ResponseWriter, r *http.Request, t *Target, out *invok
 			resp = Interpret(b)
 		}
 	}
+	writeResponse(w, r, t, out, resp)
+}
+
+// writeResponse answers resp whole (with the request id and the URL's CORS headers).
+func writeResponse(w http.ResponseWriter, r *http.Request, t *Target, out *invoke.Output, resp *Response) {
 	hd := w.Header()
-	for k, v := range resp.Header {
-		hd[k] = v
-	}
-	if out.RequestID != "" {
-		hd.Set(contract.HeaderRequestID, out.RequestID)
-	}
-	if t.CORS != nil {
-		t.CORS.Apply(hd, r)
-	}
+	setHeader(hd, r, t, out, resp)
 	hd.Set("Content-Length", strconv.Itoa(len(resp.Body)))
 	w.WriteHeader(resp.StatusCode)
 	if r.Method != http.MethodHead {
