@@ -34,8 +34,13 @@ type Handler struct {
 	// Buffered answers BUFFERED URLs (nil: WriteBuffered); Stream answers RESPONSE_STREAM
 	// URLs (nil: WriteStream), whose invocations ask for the function's response stream.
 	Buffered, Stream Writer
+	// Reservations tells each function's reserved concurrency, for Lambda's per-URL rate
+	// cap (RateCapPerReserved); nil: no cap.
+	Reservations Reservations
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+
+	caps rateCaps
 }
 
 // Match reports whether r is addressed to a function URL: its url-id, the path the
@@ -109,6 +114,18 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id, rawPath, dom
 		authz = &Authorizer{IAM: IAM{AccessKey: sigV4AccessKey(r.Header), AccountID: h.AccountID,
 			CallerID: user, UserARN: user, UserID: user}}
 	}
+	now := time.Now
+	if h.Now != nil {
+		now = h.Now
+	}
+	if h.Reservations != nil {
+		if route, err := h.Reservations.Resolve(t.Namespace, t.Function, ""); err == nil && !h.caps.allow(t.ID, route.ReservedConcurrency, now(), h.Table) {
+			e := invoke.ErrThrottled(contract.ReasonReservedRate)
+			h.API.CountRefusal(e)
+			h.invokeError(w, r, t, e)
+			return
+		}
+	}
 	body, release, e := h.API.ReadBody(r, t.Namespace)
 	if e != nil {
 		h.API.CountRefusal(e)
@@ -116,10 +133,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id, rawPath, dom
 		return
 	}
 	defer release()
-	now := time.Now
-	if h.Now != nil {
-		now = h.Now
-	}
 	rid := contract.NewRequestID()
 	if t.Auth { // the caller's klambda token is not the function's to replay
 		r.Header.Del("Authorization")
