@@ -15,8 +15,7 @@ func ptr[T any](v T) *T { return &v }
 
 // Function errors (a timeout included) → 502; throttles → 429; an unreadable response
 // object → 502 "Internal Server Error"; the function's own status, headers and cookies
-// otherwise; a method Lambda refuses → 400 without invoking; RESPONSE_STREAM → 501
-// (not served yet) without invoking.
+// otherwise; a method Lambda refuses → 400 without invoking.
 func TestURLResults(t *testing.T) {
 	inv := &fakeInvoker{}
 	x := newRigURL(t, testrig.Options{}, inv)
@@ -46,12 +45,6 @@ func TestURLResults(t *testing.T) {
 	resp, _ := do(t, mustReq("TRACE", u, ""))
 	if resp.StatusCode != 400 || inv.calls.Load() != n {
 		t.Errorf("TRACE: %d, invoked %d", resp.StatusCode, inv.calls.Load()-n)
-	}
-	x.table.SetFunction(function("f", &lambdav1alpha1.FunctionURLConfig{AuthType: lambdav1alpha1.FunctionURLAuthNone,
-		InvokeMode: lambdav1alpha1.InvokeModeResponseStream}))
-	resp, b := do(t, mustReq(http.MethodGet, u, ""))
-	if resp.StatusCode != 501 || !strings.Contains(string(b), "RESPONSE_STREAM") || inv.calls.Load() != n {
-		t.Errorf("RESPONSE_STREAM: %d %s", resp.StatusCode, b)
 	}
 }
 

@@ -31,11 +31,16 @@ type Handler struct {
 	// Domain, when set, serves host-based URLs <url-id>.lambda-url.<Domain>; path-based
 	// URLs (/lambda-url/<url-id>/...) are served always.
 	Domain string
-	// Buffered answers BUFFERED URLs (nil: WriteBuffered). Stream answers RESPONSE_STREAM
-	// URLs; nil refuses them (501) rather than buffering them silently.
+	// Buffered answers BUFFERED URLs (nil: WriteBuffered); Stream answers RESPONSE_STREAM
+	// URLs (nil: WriteStream), whose invocations ask for the function's response stream.
 	Buffered, Stream Writer
+	// Reservations tells each function's reserved concurrency, for Lambda's per-URL rate
+	// cap (RateCapPerReserved); nil: no cap.
+	Reservations Reservations
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+
+	caps rateCaps
 }
 
 // Match reports whether r is addressed to a function URL: its url-id, the path the
@@ -88,10 +93,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id, rawPath, dom
 	if write == nil {
 		write = WriteBuffered
 	}
-	if t.InvokeMode == lambdav1alpha1.InvokeModeResponseStream {
+	stream := t.InvokeMode == lambdav1alpha1.InvokeModeResponseStream
+	if stream {
 		if write = h.Stream; write == nil {
-			h.refuse(w, r, t, http.StatusNotImplemented, "", "This function URL's invokeMode is RESPONSE_STREAM, which this klambda activator does not serve yet; set invokeMode: BUFFERED.")
-			return
+			write = WriteStream
 		}
 	}
 	if !Methods[r.Method] {
@@ -109,6 +114,18 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id, rawPath, dom
 		authz = &Authorizer{IAM: IAM{AccessKey: sigV4AccessKey(r.Header), AccountID: h.AccountID,
 			CallerID: user, UserARN: user, UserID: user}}
 	}
+	now := time.Now
+	if h.Now != nil {
+		now = h.Now
+	}
+	if h.Reservations != nil {
+		if route, err := h.Reservations.Resolve(t.Namespace, t.Function, ""); err == nil && !h.caps.allow(t.ID, route.ReservedConcurrency, now(), h.Table) {
+			e := invoke.ErrThrottled(contract.ReasonReservedRate)
+			h.API.CountRefusal(e)
+			h.invokeError(w, r, t, e)
+			return
+		}
+	}
 	body, release, e := h.API.ReadBody(r, t.Namespace)
 	if e != nil {
 		h.API.CountRefusal(e)
@@ -116,10 +133,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id, rawPath, dom
 		return
 	}
 	defer release()
-	now := time.Now
-	if h.Now != nil {
-		now = h.Now
-	}
 	rid := contract.NewRequestID()
 	if t.Auth { // the caller's klambda token is not the function's to replay
 		r.Header.Del("Authorization")
@@ -138,7 +151,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id, rawPath, dom
 	}
 	out, err := h.Invoker.Invoke(r.Context(), &invoke.Input{Namespace: t.Namespace, Function: t.Function,
 		Qualifier: t.Qualifier, InvocationType: invoke.RequestResponse, Payload: payload,
-		TraceID: r.Header.Get(contract.HeaderTraceID), RequestID: rid})
+		TraceID: r.Header.Get(contract.HeaderTraceID), RequestID: rid, ResponseStream: stream})
 	if err != nil {
 		h.invokeError(w, r, t, invoke.AsError(err))
 		return
@@ -198,16 +211,13 @@ func WriteBuffered(w http.ResponseWriter, r *http.Request, t *Target, out *invok
 			resp = Interpret(b)
 		}
 	}
+	writeResponse(w, r, t, out, resp)
+}
+
+// writeResponse answers resp whole (with the request id and the URL's CORS headers).
+func writeResponse(w http.ResponseWriter, r *http.Request, t *Target, out *invoke.Output, resp *Response) {
 	hd := w.Header()
-	for k, v := range resp.Header {
-		hd[k] = v
-	}
-	if out.RequestID != "" {
-		hd.Set(contract.HeaderRequestID, out.RequestID)
-	}
-	if t.CORS != nil {
-		t.CORS.Apply(hd, r)
-	}
+	setHeader(hd, r, t, out, resp)
 	hd.Set("Content-Length", strconv.Itoa(len(resp.Body)))
 	w.WriteHeader(resp.StatusCode)
 	if r.Method != http.MethodHead {

@@ -44,7 +44,7 @@ func Interpret(payload []byte) *Response {
 	if !ok {
 		return jsonValue(payload)
 	}
-	resp, ok := responseObject(obj, sc)
+	resp, ok := responseObject(obj, sc, "application/json")
 	if !ok {
 		return InternalServerError()
 	}
@@ -63,8 +63,8 @@ func jsonValue(payload []byte) *Response {
 
 // responseObject reads {statusCode, headers, cookies, body, isBase64Encoded}; false:
 // a field of the wrong type, a status outside 100-599, a body that is not base64 while
-// isBase64Encoded says so.
-func responseObject(obj map[string]json.RawMessage, rawStatus json.RawMessage) (*Response, bool) {
+// isBase64Encoded says so. Without a content-type header, the answer's is ct.
+func responseObject(obj map[string]json.RawMessage, rawStatus json.RawMessage, ct string) (*Response, bool) {
 	status, ok := statusCode(rawStatus)
 	if !ok {
 		return nil, false
@@ -120,7 +120,7 @@ func responseObject(obj map[string]json.RawMessage, rawStatus json.RawMessage) (
 		}
 	}
 	if r.Header.Get("Content-Type") == "" {
-		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Content-Type", ct)
 	}
 	return r, true
 }

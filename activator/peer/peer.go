@@ -8,11 +8,13 @@ package peer
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/klambda/klambda/activator/dispatch"
 	"github.com/klambda/klambda/activator/invoke"
@@ -32,6 +34,11 @@ const (
 	hTraceID        = "X-Klambda-Peer-Trace-Id"
 	hLogTail        = "X-Klambda-Peer-Log-Tail"
 	hRequestID      = "X-Klambda-Peer-Request-Id"
+	// hResponseStream asks for the response stream (Input.ResponseStream). A streamed
+	// answer is marked with contract.HeaderResponseStream, relayed piece by piece as the
+	// owner reads it, and carries its outcome in trailers (as the shim's): a stream the
+	// owner could not finish is aborted, so the forwarder's read fails.
+	hResponseStream = "X-Klambda-Peer-Response-Stream"
 	// hNotOwner marks the answer of a replica that does not own the namespace (any more):
 	// the forwarder looks the owner up again. Nothing ran.
 	hNotOwner = "X-Klambda-Peer-Not-Owner"
@@ -58,6 +65,9 @@ func encode(h http.Header, in *invoke.Input) {
 	if in.LogTail {
 		h[hLogTail] = []string{"true"}
 	}
+	if in.ResponseStream {
+		h[hResponseStream] = []string{"true"}
+	}
 	h["Content-Type"] = []string{"application/json"}
 }
 
@@ -67,6 +77,7 @@ func decode(h http.Header) (invoke.Input, error) {
 		Namespace: h.Get(hNamespace), Function: h.Get(hFunction), Qualifier: h.Get(hQualifier),
 		InvocationType: h.Get(hInvocationType), ClientContext: h.Get(hClientContext),
 		TraceID: h.Get(hTraceID), RequestID: h.Get(hRequestID), LogTail: h.Get(hLogTail) == "true",
+		ResponseStream: h.Get(hResponseStream) == "true",
 	}
 	if in.Namespace == "" || in.Function == "" {
 		return in, errors.New("peer: a forwarded invocation names its namespace and function")
@@ -85,7 +96,13 @@ func writeOutput(w http.ResponseWriter, out *invoke.Output) {
 	set(contract.HeaderRequestID, out.RequestID)
 	set(contract.HeaderExecutedVersion, out.ExecutedVersion)
 	set(contract.HeaderFunctionError, out.FunctionError)
+	set(contract.HeaderFunctionErrorType, out.ErrorType)
 	set(contract.HeaderLogResult, out.LogResult)
+	set("Content-Type", out.ContentType)
+	if out.Streamed {
+		writeStream(w, out)
+		return
+	}
 	if out.ContentLength >= 0 && out.Body != nil {
 		h["Content-Length"] = []string{strconv.FormatInt(out.ContentLength, 10)}
 	}
@@ -94,6 +111,54 @@ func writeOutput(w http.ResponseWriter, out *invoke.Output) {
 		_, _ = io.Copy(w, out.Body)
 	}
 }
+
+// writeStream relays a streamed Output: each piece flushed as it is read, the outcome in
+// trailers; a stream cut off at the owner is aborted here too.
+func writeStream(w http.ResponseWriter, out *invoke.Output) {
+	h := w.Header()
+	h[contract.HeaderResponseStream] = []string{contract.ResponseStreamMode}
+	w.WriteHeader(out.StatusCode)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		n, err := out.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return // the forwarder went away; the Output's Close reads the rest
+			}
+			_ = rc.Flush()
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			panic(http.ErrAbortHandler)
+		}
+	}
+	if !out.Complete {
+		panic(http.ErrAbortHandler)
+	}
+	trailer := func(k, v string) {
+		if v != "" {
+			h[http.TrailerPrefix+k] = []string{v}
+		}
+	}
+	trailer(contract.TrailerFunctionError, out.FunctionError)
+	trailer(contract.TrailerFunctionErrorType, out.ErrorType)
+	trailer(contract.TrailerLogResult, out.LogResult)
+	if len(out.ErrorBody) > 0 {
+		trailer(contract.TrailerFunctionErrorBody, base64.StdEncoding.EncodeToString(out.ErrorBody))
+	}
+	h[http.TrailerPrefix+hStreamComplete] = []string{"true"}
+}
+
+// hStreamComplete is the trailer that ends a streamed answer the owner read to its end.
+const hStreamComplete = "X-Klambda-Peer-Stream-Complete"
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // readOutput turns a peer's answer into an Output or an *invoke.Error.
 func readOutput(resp *http.Response) (*invoke.Output, error) {
@@ -108,13 +173,51 @@ func readOutput(resp *http.Response) (*invoke.Output, error) {
 	h := resp.Header
 	out := &invoke.Output{StatusCode: resp.StatusCode, RequestID: h.Get(contract.HeaderRequestID),
 		ExecutedVersion: h.Get(contract.HeaderExecutedVersion), FunctionError: h.Get(contract.HeaderFunctionError),
+		ErrorType: h.Get(contract.HeaderFunctionErrorType), ContentType: h.Get("Content-Type"),
 		LogResult: h.Get(contract.HeaderLogResult), ContentLength: resp.ContentLength}
-	if resp.StatusCode == http.StatusOK {
-		out.Body = resp.Body
-	} else {
+	switch {
+	case resp.StatusCode != http.StatusOK:
 		drain(resp.Body)
+	case h.Get(contract.HeaderResponseStream) == contract.ResponseStreamMode:
+		out.Streamed = true
+		out.Body = &streamBody{resp: resp, out: out}
+	default:
+		out.Body = resp.Body
 	}
 	return out, nil
+}
+
+// streamBody is a forwarded streamed answer; at its end the outcome comes from the
+// trailers.
+type streamBody struct {
+	resp *http.Response
+	out  *invoke.Output
+	done bool
+}
+
+func (s *streamBody) Read(p []byte) (int, error) {
+	n, err := s.resp.Body.Read(p)
+	if err != nil && !s.done {
+		s.done = true
+		t := s.resp.Trailer
+		if errors.Is(err, io.EOF) && t.Get(hStreamComplete) == "true" {
+			s.out.Complete = true
+			s.out.FunctionError = t.Get(contract.TrailerFunctionError)
+			s.out.ErrorType = t.Get(contract.TrailerFunctionErrorType)
+			s.out.LogResult = t.Get(contract.TrailerLogResult)
+			if b := t.Get(contract.TrailerFunctionErrorBody); b != "" {
+				s.out.ErrorBody, _ = base64.StdEncoding.DecodeString(b)
+			}
+		} else if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF // ended without the owner's outcome: cut off
+		}
+	}
+	return n, err
+}
+
+func (s *streamBody) Close() error {
+	_, _ = io.Copy(io.Discard, io.LimitReader(s.resp.Body, 64<<10))
+	return s.resp.Body.Close()
 }
 
 // readError reads an invocation error in Lambda's wire format (invoke.Error.Write).

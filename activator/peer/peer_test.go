@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/activator/invoke"
+	"github.com/klambda/klambda/activator/testrig"
 	"github.com/klambda/klambda/api/contract"
 )
 
@@ -184,4 +185,81 @@ func TestRouterRunsHereForwardsOrWaitsForAnOwner(t *testing.T) {
 	if !errors.As(err, &e) || e.Type != "ServiceException" {
 		t.Fatalf("no owner: %v", err)
 	}
+}
+
+// A streamed invocation that reaches a replica not owning its namespace is forwarded and
+// relayed piece by piece: the first piece reaches the caller before the function writes
+// the next (the owner's environment waits for the test's gate, opened only once the
+// piece arrived), and the outcome (a function error after the pieces) arrives at the end.
+func TestForwardedStreamArrivesAsWritten(t *testing.T) {
+	rig := testrig.New(testrig.Options{})
+	t.Cleanup(rig.Close)
+	rig.Function("f", -1, 0)
+	shims := rig.Environments("f", "$LATEST", 1)
+	gate := make(chan struct{})
+	shims[0].StreamGate = gate
+	var owned atomic.Bool
+	owned.Store(true)
+	s := peerServer(t, rig.Core, &owned)
+	var o owns
+	o.owner.Store(strings.TrimPrefix(s.URL, "http://"))
+	r := &Router{Local: &fakeCore{}, Ownership: &o, Client: client("peer-token"), Wait: time.Second, Retry: 10 * time.Millisecond}
+
+	out, err := r.Invoke(context.Background(), &invoke.Input{Namespace: testrig.Namespace, Function: "f",
+		Payload: []byte(`{"stream":["first ","second"],"fail":"boom"}`), ResponseStream: true, LogTail: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if !out.Streamed || out.ContentType != "text/plain" {
+		t.Fatalf("forwarded output: streamed %v, content type %q", out.Streamed, out.ContentType)
+	}
+	buf := make([]byte, 64)
+	got := make(chan string, 1)
+	go func() { n, _ := io.ReadAtLeast(out.Body, buf, len("first ")); got <- string(buf[:n]) }()
+	select {
+	case p := <-got:
+		if p != "first " {
+			t.Fatalf("first piece %q", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first piece did not arrive before the function wrote the next: the forward buffers")
+	}
+	close(gate)
+	rest, err := io.ReadAll(out.Body)
+	if err != nil || string(rest) != "second" {
+		t.Fatalf("rest %q %v", rest, err)
+	}
+	if !out.Complete || out.FunctionError != "Unhandled" || out.ErrorType != "errorString" ||
+		!strings.Contains(string(out.ErrorBody), "boom") || out.LogResult == "" {
+		t.Fatalf("outcome: %+v", out)
+	}
+}
+
+// A stream the owner could not finish is not relayed as complete.
+func TestForwardedStreamCutOff(t *testing.T) {
+	core := invokerFunc(func(_ context.Context, in *invoke.Input) (*invoke.Output, error) {
+		pr, pw := io.Pipe()
+		go func() { _, _ = pw.Write([]byte("part")); pw.CloseWithError(io.ErrUnexpectedEOF) }()
+		return &invoke.Output{StatusCode: 200, Streamed: true, ContentLength: -1, Body: pr}, nil
+	})
+	var owned atomic.Bool
+	owned.Store(true)
+	s := peerServer(t, core, &owned)
+	out, err := client("peer-token").Forward(context.Background(), strings.TrimPrefix(s.URL, "http://"),
+		&invoke.Input{Namespace: "ns", Function: "f", ResponseStream: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	b, err := io.ReadAll(out.Body)
+	if err == nil || out.Complete || string(b) != "part" {
+		t.Fatalf("cut-off stream: %q %v complete %v", b, err, out.Complete)
+	}
+}
+
+type invokerFunc func(context.Context, *invoke.Input) (*invoke.Output, error)
+
+func (f invokerFunc) Invoke(ctx context.Context, in *invoke.Input) (*invoke.Output, error) {
+	return f(ctx, in)
 }

@@ -38,6 +38,9 @@ const (
 	// function's scaling rate (new environments per interval, the activator's
 	// --scaling-model=function) is spent: requests arrive faster than the function may scale.
 	ReasonFunctionRate = "FunctionInvocationRateLimitExceeded"
+	// ReasonReservedRate: a function URL's request rate is over 10 × the function's
+	// reserved concurrency per second.
+	ReasonReservedRate = "ReservedFunctionInvocationRateLimitExceeded"
 )
 
 // ThrottleMessage is the message of Lambda's TooManyRequestsException for a concurrency

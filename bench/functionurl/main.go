@@ -28,26 +28,19 @@ import (
 )
 
 func main() {
-	callers := flag.Int("callers", 4, "Concurrent callers (and environments).")
-	rounds := flag.Int("rounds", 3, "Alternating rounds of Invoke API and function URL runs.")
-	dur := flag.Duration("duration", 3*time.Second, "Length of each run.")
+	lf := load.RegisterFlags(4, 800)
 	maxP50 := flag.Duration("max-added-p50", 200*time.Microsecond, "Target for the added p50.")
-	rate := flag.Float64("rate", 800, "Total requests per second, paced over the callers; 0: closed loop.")
 	flag.Parse()
-	var pace time.Duration
-	if *rate > 0 {
-		pace = time.Duration(float64(*callers) / *rate * float64(time.Second))
-	}
 
 	rig := testrig.New(testrig.Options{WaitDeadline: 10 * time.Second})
 	defer rig.Close()
 	rig.Function("echo", -1, 0)
-	rig.Environments("echo", contract.Latest, *callers)
+	rig.Environments("echo", contract.Latest, *lf.Callers)
 	table := functionurl.NewTable()
 	fn := &lambdav1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Namespace: testrig.Namespace, Name: "echo", UID: "bench"}}
 	fn.Spec.FunctionURLConfig = &lambdav1alpha1.FunctionURLConfig{AuthType: lambdav1alpha1.FunctionURLAuthNone}
 	table.SetFunction(fn)
-	urls := &functionurl.Handler{Table: table, API: rig.Handler, Invoker: rig.Core, AccountID: rig.Core.AccountID}
+	urls := &functionurl.Handler{Table: table, API: rig.Handler, Invoker: rig.Core, AccountID: rig.Core.AccountID, Reservations: rig.Table}
 	srv := httptest.NewServer(urls.Wrap(rig.Handler)) // one listener, as cmd/activator
 	defer srv.Close()
 	id := contract.FunctionURLID("bench", testrig.Namespace, "echo", "")
@@ -59,20 +52,12 @@ func main() {
 	url := func(int) (string, http.Header) {
 		return srv.URL + contract.FunctionURLPathPrefix + id + "/path?q=1", hdr
 	}
-	load.Run(*callers, 300*time.Millisecond, pace, api, client, payload)
-	load.Run(*callers, 300*time.Millisecond, pace, url, client, payload)
-
-	var as, us []load.Result
-	for i := 0; i < *rounds; i++ {
-		as = append(as, load.Run(*callers, *dur, pace, api, client, payload))
-		us = append(us, load.Run(*callers, *dur, pace, url, client, payload))
-	}
-	a, u := load.Merge(as), load.Merge(us)
-	loadavg, _ := os.ReadFile("/proc/loadavg")
+	rs := lf.Compare(client, payload, nil, api, url)
+	a, u := rs[0], rs[1]
 	addP50, addP99 := u.Pct(.50)-a.Pct(.50), u.Pct(.99)-a.Pct(.99)
 	var b strings.Builder
 	fmt.Fprintf(&b, "paced at %.0f req/s (0: closed loop); callers %d, %d rounds x %s each path, GOMAXPROCS %d, load average %s\n",
-		*rate, *callers, *rounds, *dur, runtime.GOMAXPROCS(0), strings.Join(strings.Fields(string(loadavg))[:3], " "))
+		*lf.Rate, *lf.Callers, *lf.Rounds, *lf.Duration, runtime.GOMAXPROCS(0), load.LoadAvg())
 	fmt.Fprintf(&b, "| path | requests | errors | p50 | p99 | req/s |\n|---|---|---|---|---|---|\n")
 	fmt.Fprintf(&b, "| Invoke API | %d | %d | %s | %s | %.0f |\n", len(a.Lat), a.Errs, load.Ms(a.Pct(.5)), load.Ms(a.Pct(.99)), a.RPS())
 	fmt.Fprintf(&b, "| function URL | %d | %d | %s | %s | %.0f |\n", len(u.Lat), u.Errs, load.Ms(u.Pct(.5)), load.Ms(u.Pct(.99)), u.RPS())

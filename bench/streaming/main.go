@@ -1,6 +1,7 @@
 // Command streaming measures a streamed response's time to first byte: from the
-// function's own first write to the caller's receipt of it, through runtime-shim alone
-// and through the activator (InvokeWithResponseStream) in front of it, in one run. The
+// function's own first write to the caller's receipt of it, through runtime-shim alone,
+// through the activator (InvokeWithResponseStream) in front of it, and through a
+// RESPONSE_STREAM function URL on the activator, in one run. The
 // function is test/compat's aws-lambda-go function returning an io.Reader (op "stream"):
 // each chunk carries the wall clock of its write (Unix ns), read on the same host.
 // Run from the repository root:
@@ -17,12 +18,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,8 +30,13 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws/protocol/eventstream"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/klambda/klambda/activator/functionurl"
 	"github.com/klambda/klambda/activator/testrig"
 	"github.com/klambda/klambda/api/contract"
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/bench/internal/load"
 )
 
 func main() {
@@ -40,25 +45,34 @@ func main() {
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "klambda-bench-streaming-")
-	check(err)
+	load.Check(err)
 	defer os.RemoveAll(dir)
 	shimBin, fnBin := filepath.Join(dir, "runtime-shim"), filepath.Join(dir, "gofunction")
-	build(shimBin, "./cmd/runtime-shim")
-	build(fnBin, "./test/compat/gofunction", "-tags", "lambda.norpc")
+	load.Build(shimBin, "./cmd/runtime-shim")
+	load.Build(fnBin, "./test/compat/gofunction", "-tags", "lambda.norpc")
 
-	invokeAddr, apiAddr := freeAddr(), freeAddr()
+	invokeAddr, apiAddr := load.FreeAddr(), load.FreeAddr()
 	cmd := exec.Command(shimBin, "exec", "--listen", invokeAddr, "--runtime-api", apiAddr, "--", fnBin)
 	cmd.Env = append(os.Environ(), "AWS_LAMBDA_FUNCTION_TIMEOUT=30", "KLAMBDA_INVOKE_SECRET="+testrig.Secret)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	check(cmd.Start())
+	load.Check(cmd.Start())
 	defer func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() }()
-	waitReady("http://" + invokeAddr + contract.ReadyPath)
+	load.WaitReady("http://" + invokeAddr + contract.ReadyPath)
 
 	rig := testrig.New(testrig.Options{WaitDeadline: 10 * time.Second})
 	defer rig.Close()
 	rig.Function("streamer", -1, 0)
 	rig.Endpoints("streamer", "$LATEST", invokeAddr)
+	// The same function behind a RESPONSE_STREAM function URL on the activator's listener.
+	fn := &lambdav1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Namespace: testrig.Namespace, Name: "streamer", UID: "bench"}}
+	fn.Spec.FunctionURLConfig = &lambdav1alpha1.FunctionURLConfig{AuthType: lambdav1alpha1.FunctionURLAuthNone, InvokeMode: lambdav1alpha1.InvokeModeResponseStream}
+	urls := &functionurl.Handler{Table: functionurl.NewTable(), API: rig.Handler, Invoker: rig.Core, AccountID: rig.Core.AccountID}
+	urls.Table.SetFunction(fn)
+	urlSrv := httptest.NewServer(urls.Wrap(rig.Handler))
+	defer urlSrv.Close()
+	streamURL := urlSrv.URL + contract.FunctionURLPathPrefix + contract.FunctionURLID("bench", testrig.Namespace, "streamer", "") + "/"
+	urlPayload := []byte(fmt.Sprintf(`{"op":"urlstream","n":2,"ms":%d}`, gap.Milliseconds()))
 
 	payload := []byte(fmt.Sprintf(`{"op":"stream","n":2,"ms":%d}`, gap.Milliseconds()))
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, DisableCompression: true}}
@@ -68,13 +82,13 @@ func main() {
 		req.Header.Set(contract.HeaderResponseStream, "1")
 		start := time.Now()
 		resp, err := client.Do(req)
-		check(err)
+		load.Check(err)
 		defer resp.Body.Close()
 		br := bufio.NewReader(resp.Body)
 		var d [2]time.Duration
 		for i := range d {
 			line, err := br.ReadString('\n')
-			check(err)
+			load.Check(err)
 			d[i] = sinceWrite(line)
 		}
 		_, _ = io.Copy(io.Discard, br)
@@ -84,18 +98,18 @@ func main() {
 		req, _ := http.NewRequest("POST", rig.URL()+"/2021-11-15/functions/streamer/response-streaming-invocations", bytes.NewReader(payload))
 		start := time.Now()
 		resp, err := client.Do(req)
-		check(err)
+		load.Check(err)
 		defer resp.Body.Close()
 		if resp.StatusCode != 200 {
 			b, _ := io.ReadAll(resp.Body)
-			fail("activator answered %d: %s", resp.StatusCode, b)
+			load.Fail("activator answered %d: %s", resp.StatusCode, b)
 		}
 		dec := eventstream.NewDecoder()
 		var d []time.Duration
 		var text []byte
 		for {
 			msg, err := dec.Decode(resp.Body, nil)
-			check(err)
+			load.Check(err)
 			if msg.Headers.Get(":event-type").String() != "PayloadChunk" {
 				break // InvokeComplete
 			}
@@ -110,32 +124,57 @@ func main() {
 			}
 		}
 		if len(d) != 2 {
-			fail("got %d chunks, want 2", len(d))
+			load.Fail("got %d chunks, want 2", len(d))
 		}
 		return d[0], d[1], time.Since(start)
 	}
 
-	for i := 0; i < 50; i++ { // warm up both paths
+	urlCall := func() (first, last, total time.Duration) {
+		start := time.Now()
+		resp, err := client.Post(streamURL, "application/json", bytes.NewReader(urlPayload))
+		load.Check(err)
+		defer resp.Body.Close()
+		if resp.StatusCode != 201 {
+			b, _ := io.ReadAll(resp.Body)
+			load.Fail("function URL answered %d: %s", resp.StatusCode, b)
+		}
+		br := bufio.NewReader(resp.Body)
+		var d [2]time.Duration
+		for i := range d {
+			line, err := br.ReadString('\n')
+			load.Check(err)
+			d[i] = sinceWrite(line)
+		}
+		_, _ = io.Copy(io.Discard, br)
+		return d[0], d[1], time.Since(start)
+	}
+
+	for i := 0; i < 50; i++ { // warm up the paths
 		shimCall()
 		activatorCall()
+		urlCall()
 	}
-	var shimFirst, shimLast, actFirst, actLast, actTotal []time.Duration
-	for i := 0; i < *n; i++ { // alternate, so that both see the same background load
+	var shimFirst, shimLast, actFirst, actLast, actTotal, urlFirst, urlLast []time.Duration
+	for i := 0; i < *n; i++ { // alternate, so that all see the same background load
 		f, l, _ := shimCall()
 		shimFirst, shimLast = append(shimFirst, f), append(shimLast, l)
 		f, l, tot := activatorCall()
 		actFirst, actLast, actTotal = append(actFirst, f), append(actLast, l), append(actTotal, tot)
+		f, l, _ = urlCall()
+		urlFirst, urlLast = append(urlFirst, f), append(urlLast, l)
 	}
-	fmt.Printf("streamed responses of the aws-lambda-go function (2 chunks, %v apart), %d per path, host: %d cores\n", *gap, *n, numCPU())
-	fmt.Printf("load average before/after: %s\n\n", loadavg())
+	fmt.Printf("streamed responses of the aws-lambda-go function (2 chunks, %v apart), %d per path, host: %d cores\n", *gap, *n, load.NumCPU())
+	fmt.Printf("load average before/after: %s\n\n", load.LoadAvg())
 	fmt.Printf("%-58s %10s %10s\n", "time from the function's write to the caller's receipt", "p50", "p99")
 	row := func(name string, d []time.Duration) {
-		fmt.Printf("%-58s %10s %10s\n", name, ms(pct(d, 50)), ms(pct(d, 99)))
+		fmt.Printf("%-58s %10s %10s\n", name, load.Ms(load.Percentile(d, .50)), load.Ms(load.Percentile(d, .99)))
 	}
 	row("first chunk, runtime-shim alone", shimFirst)
 	row("first chunk, activator + runtime-shim", actFirst)
+	row("first chunk, RESPONSE_STREAM function URL", urlFirst)
 	row("last chunk, runtime-shim alone", shimLast)
 	row("last chunk, activator + runtime-shim", actLast)
+	row("last chunk, RESPONSE_STREAM function URL", urlLast)
 	row("whole call, activator + runtime-shim", actTotal)
 	early := 0
 	for i := range actFirst {
@@ -145,75 +184,16 @@ func main() {
 		}
 	}
 	fmt.Printf("\nfirst chunk received before the function's second write: %d of %d calls\n", early, len(actFirst))
-	fmt.Printf("target: first chunk through activator + shim p50 <= 1 ms after the function's write: %v\n", pct(actFirst, 50) <= time.Millisecond)
+	fmt.Printf("target: first chunk through activator + shim p50 <= 1 ms after the function's write: %v\n", load.Percentile(actFirst, .50) <= time.Millisecond)
 }
 
 // sinceWrite reads "<i> <unix ns>\n" and returns the time since that write.
 func sinceWrite(line string) time.Duration {
 	f := strings.Fields(line)
 	if len(f) != 2 {
-		fail("unexpected chunk %q", line)
+		load.Fail("unexpected chunk %q", line)
 	}
 	ns, err := strconv.ParseInt(f[1], 10, 64)
-	check(err)
+	load.Check(err)
 	return time.Since(time.Unix(0, ns))
-}
-
-func pct(d []time.Duration, p int) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[(len(s)-1)*p/100]
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
-
-func numCPU() int {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	return strings.Count(string(b), "processor\t:")
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func waitReady(url string) {
-	for i := 0; i < 600; i++ {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	fail("%s never answered 200", url)
-}
-
-func build(out, pkg string, args ...string) {
-	c := exec.Command("go", append(append([]string{"build", "-o", out}, args...), pkg)...)
-	c.Stdout, c.Stderr = os.Stderr, os.Stderr
-	check(c.Run())
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func check(err error) {
-	if err != nil {
-		fail("%v", err)
-	}
-}
-
-func fail(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench/streaming: "+format+"\n", args...)
-	os.Exit(1)
 }

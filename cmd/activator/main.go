@@ -71,7 +71,7 @@ func main() {
 	sc := newScaler(o, disp, table, &scaleclient.Deployments{Reader: informers, Client: cs}, log)
 	core, h := newInvokePath(o, table, disp, cs, metrics.New(reg), log)
 	// Function URLs share the Invoke API's listener, authorization, bounds and invoker.
-	urls := &functionurl.Handler{Table: functionurl.NewTable(), API: h, AccountID: *o.accountID, Domain: *o.urlDomain}
+	urls := &functionurl.Handler{Table: functionurl.NewTable(), API: h, AccountID: *o.accountID, Domain: *o.urlDomain, Reservations: table}
 
 	ctx := ctrl.SetupSignalHandler()
 	// With several replicas, each invocation goes to its namespace's owner.

@@ -27,6 +27,11 @@ if [ ! -f "$D/images/manager.digest" ] && [ "${CLUSTER:-local}" = local ]; then
 	die "no manager image (cmd/manager does not build?); see the messages above"
 fi
 
+# Helm installs a chart's crds/ once and never upgrades them: apply the current ones, so
+# a cluster made before a CRD change serves the new fields and enum values.
+if [ "${CLUSTER:-local}" = local ]; then
+	kubectl apply --server-side --force-conflicts -f "$REPO_ROOT/charts/klambda/crds/" >/dev/null
+fi
 log "installing klambda with Helm (charts/klambda) into namespace $NAMESPACE"
 "$HELM" "${args[@]}" >/dev/null
 

@@ -1,8 +1,10 @@
 package compat
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -17,7 +19,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/klambda/klambda/activator/functionurl"
 	"github.com/klambda/klambda/activator/testrig"
+	"github.com/klambda/klambda/api/contract"
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
 // gates is the test's side of the streaming function's gate: the function asks for
@@ -241,4 +248,134 @@ func TestGoStreamingResponseSidecar(t *testing.T) {
 	waitListenAddr(t, invokeAddr)
 	startKubelet(t, []string{marker, "AWS_LAMBDA_RUNTIME_API=" + apiAddr}, shimBin, "pipe", "--", goFuncBin)
 	goStreaming(t, streamingRig(t, invokeAddr))
+}
+
+// aws-lambda-ric's streamifyResponse through runtime-shim and the activator to an HTTP
+// client of a RESPONSE_STREAM function URL: each chunk reaches the client before the
+// function writes the next (the gate opens only once the client has read the previous
+// one); HttpResponseStream.from's prelude becomes the status and headers (and is not in
+// the body); an error thrown mid-stream aborts the answer after the chunks written before
+// it; one thrown before any write answers 502.
+func TestNodeStreamingFunctionURL(t *testing.T) {
+	cmd := ricCommand(t)
+	dir, _ := filepath.Abs("testdata/nodestream")
+	p := startPeer(t, peerShim, "10", []string{"LAMBDA_TASK_ROOT=" + dir, "_HANDLER=index.handler", "KLAMBDA_INVOKE_SECRET=" + testrig.Secret}, dir, cmd...)
+	u := streamingURL(t, strings.TrimPrefix(p.url, "http://"))
+	post := func(event string) *http.Response { return postURL(t, u, event) }
+	line := func(br *bufio.Reader) string { return readChunk(t, br) }
+
+	g := newGates(t)
+	const n = 4
+	resp := post(fmt.Sprintf(`{"chunks":%d,"gate":%q}`, n, g.srv.URL))
+	expect(t, "status", resp.StatusCode, 200)
+	expect(t, "content type", resp.Header.Get("Content-Type"), "text/plain")
+	br := bufio.NewReader(resp.Body)
+	for i := 0; i < n; i++ {
+		expect(t, "chunk", line(br), fmt.Sprintf("chunk %d\n", i))
+		if br.Buffered() > 0 {
+			t.Fatalf("more than chunk %d came before its gate opened", i)
+		}
+		if i+1 < n {
+			g.release(i + 1)
+		}
+	}
+	if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
+		t.Fatalf("after the last chunk: %q %v", rest, err)
+	}
+
+	// HttpResponseStream.from: its status and headers; the body without the prelude.
+	resp = post(`{"chunks":2,"http":true}`)
+	b, err := io.ReadAll(resp.Body)
+	expect(t, "prelude status", resp.StatusCode, 201)
+	expect(t, "prelude header", resp.Header.Get("X-Custom"), "yes")
+	if err != nil || string(b) != "chunk 0\nchunk 1\n" {
+		t.Fatalf("body after the prelude: %q %v", b, err)
+	}
+
+	// Thrown mid-stream: the chunks before it, then an aborted answer.
+	g = newGates(t)
+	resp = post(fmt.Sprintf(`{"chunks":2,"gate":%q,"fail":true}`, g.srv.URL))
+	br = bufio.NewReader(resp.Body)
+	expect(t, "chunk before the error", line(br), "chunk 0\n")
+	g.release(1)
+	expect(t, "chunk before the error", line(br), "chunk 1\n")
+	if rest, err := io.ReadAll(br); err == nil {
+		t.Fatalf("a mid-stream error ended the answer as complete (after %q)", rest)
+	}
+
+	// Thrown before any write: 502.
+	resp = post(`{"chunks":0,"fail":true}`)
+	b, _ = io.ReadAll(resp.Body)
+	expect(t, "error before any write", resp.StatusCode, 502)
+	expect(t, "502 body", string(b), functionurl.MsgInternalServerError)
+}
+
+// streamingURL is the activator in-process (testrig) in front of the shim at addr, and
+// the path-based address of a RESPONSE_STREAM function URL of its function.
+func streamingURL(t *testing.T, addr string) string {
+	rig := testrig.New(testrig.Options{WaitDeadline: 20 * time.Second})
+	t.Cleanup(rig.Close)
+	rig.Function("streamer", -1, 0)
+	rig.Endpoints("streamer", "$LATEST", addr)
+	f := &lambdav1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Namespace: testrig.Namespace, Name: "streamer", UID: "uid-streamer"}}
+	f.Spec.FunctionURLConfig = &lambdav1alpha1.FunctionURLConfig{AuthType: lambdav1alpha1.FunctionURLAuthNone, InvokeMode: lambdav1alpha1.InvokeModeResponseStream}
+	urls := &functionurl.Handler{Table: functionurl.NewTable(), API: rig.Handler, Invoker: rig.Core, AccountID: rig.Core.AccountID}
+	urls.Table.SetFunction(f)
+	srv := httptest.NewServer(urls.Wrap(rig.Handler))
+	t.Cleanup(srv.Close)
+	return srv.URL + contract.FunctionURLPathPrefix + contract.FunctionURLID(string(f.UID), f.Namespace, f.Name, "") + "/"
+}
+
+func postURL(t *testing.T, u, event string) *http.Response {
+	t.Helper()
+	resp, err := http.Post(u, "application/json", strings.NewReader(event))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func readChunk(t *testing.T, br *bufio.Reader) string {
+	t.Helper()
+	l, err := br.ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading a chunk: %q %v", l, err)
+	}
+	return l
+}
+
+// aws-lambda-go's events.LambdaFunctionURLStreamingResponse (its own prelude writer)
+// through runtime-shim and the activator to a RESPONSE_STREAM function URL: the prelude's
+// status, headers and cookie; each chunk before the next is written; an error after the
+// chunks aborts the answer.
+func TestGoStreamingFunctionURL(t *testing.T) {
+	p := startPeer(t, peerShim, "10", []string{"KLAMBDA_INVOKE_SECRET=" + testrig.Secret}, t.TempDir(), goFuncBin)
+	u := streamingURL(t, strings.TrimPrefix(p.url, "http://"))
+	g := newGates(t)
+	resp := postURL(t, u, fmt.Sprintf(`{"op":"urlstream","n":3,"gate":%q}`, g.srv.URL))
+	expect(t, "status", resp.StatusCode, 201)
+	expect(t, "content type", resp.Header.Get("Content-Type"), "text/plain")
+	expect(t, "header", resp.Header.Get("X-Custom"), "yes")
+	expect(t, "cookie", resp.Header.Get("Set-Cookie"), "a=1")
+	br := bufio.NewReader(resp.Body)
+	for i := 0; i < 3; i++ {
+		if l := readChunk(t, br); !strings.HasPrefix(l, fmt.Sprintf("%d ", i)) {
+			t.Fatalf("chunk %d: %q", i, l)
+		}
+		if br.Buffered() > 0 {
+			t.Fatalf("more than chunk %d came before its gate opened", i)
+		}
+		if i < 2 {
+			g.release(i + 1)
+		}
+	}
+	if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
+		t.Fatalf("after the last chunk: %q %v", rest, err)
+	}
+	resp = postURL(t, u, `{"op":"urlstreamfail","n":2}`)
+	b, err := io.ReadAll(resp.Body)
+	if err == nil || resp.StatusCode != 201 || strings.Count(string(b), "\n") != 2 {
+		t.Fatalf("error after 2 chunks: %d %q %v", resp.StatusCode, b, err)
+	}
 }

@@ -275,7 +275,10 @@ func readBodyInto(r *http.Request, buf *bytes.Buffer, limit int64) (*bytes.Buffe
 }
 
 func (a *RuntimeAPI) response(w http.ResponseWriter, r *http.Request, id string) {
-	if isStreamingResponse(r) || r.ContentLength < 0 && r.Trailer != nil && a.streamWanted(id) {
+	// A response posted in streaming mode, or chunked with trailers (aws-lambda-go's), is
+	// streamed to a caller that asked for a stream; for any other caller it is read here
+	// whole, within the same 6 MB as a response posted at once.
+	if (isStreamingResponse(r) || r.ContentLength < 0 && r.Trailer != nil) && a.streamWanted(id) {
 		a.streamedResponse(w, r, id)
 		return
 	}
@@ -288,6 +291,19 @@ func (a *RuntimeAPI) response(w http.ResponseWriter, r *http.Request, id string)
 	if err != nil {
 		environment.PutBuffer(buf)
 		writeReply(w, truncated(err))
+		return
+	}
+	// The error trailers (read with the body's end) make it a function error.
+	if errType, body := errorTrailers(r.Trailer); !over && (errType != "" || body != nil) {
+		environment.PutBuffer(buf)
+		if errType == "" {
+			errType = environment.ErrorTypeUnknown
+		}
+		if err := a.takeError(id, errType, body, false); err != nil {
+			writeStateMachineError(w, err)
+			return
+		}
+		writeAccepted(w)
 		return
 	}
 	if err := a.takeResponse(id, buf, over, wantTail); err != nil {

@@ -52,19 +52,9 @@ func (a *RuntimeAPI) streamWanted(id string) bool {
 	return err == nil && want
 }
 
-// streamedResponse is a POST /response in streaming mode. A caller that asked for a
-// stream gets the bytes as they come; any other gets them buffered (as a response
-// posted at once, within the same 6 MB).
+// streamedResponse is a POST /response in streaming mode whose caller asked for a
+// stream: the bytes go to the caller as they come.
 func (a *RuntimeAPI) streamedResponse(w http.ResponseWriter, r *http.Request, id string) {
-	want, err := a.env.StreamWanted(id)
-	if err != nil {
-		writeStateMachineError(w, err)
-		return
-	}
-	if !want {
-		a.bufferStreamedResponse(w, r, id)
-		return
-	}
 	ct := r.Header.Get("Content-Type")
 	if ct == "" {
 		ct = defaultStreamMediaType
@@ -156,40 +146,6 @@ func errorTrailers(t http.Header) (errType string, body []byte) {
 		return errType, raw
 	}
 	return errType, []byte(b)
-}
-
-// bufferStreamedResponse takes a streamed response whole for a caller that did not ask
-// for a stream: up to MaxResponsePayload, the error trailers making it a function error.
-func (a *RuntimeAPI) bufferStreamedResponse(w http.ResponseWriter, r *http.Request, id string) {
-	wantTail, err := a.env.CheckAnswer(id)
-	if err != nil {
-		writeStateMachineError(w, err)
-		return
-	}
-	buf, over, err := readBody(r, environment.MaxResponsePayload)
-	if err != nil {
-		environment.PutBuffer(buf)
-		writeReply(w, truncated(err))
-		return
-	}
-	if errType, body := errorTrailers(r.Trailer); !over && (errType != "" || body != nil) {
-		environment.PutBuffer(buf)
-		if errType == "" {
-			errType = environment.ErrorTypeUnknown
-		}
-		if err := a.takeError(id, errType, body, false); err != nil {
-			writeStateMachineError(w, err)
-			return
-		}
-		writeAccepted(w)
-		return
-	}
-	if err := a.takeResponse(id, buf, over, wantTail); err != nil {
-		writeStateMachineError(w, err)
-		return
-	}
-	writeAccepted(w)
-	a.env.WritePendingReport()
 }
 
 // streamAnswer answers an invoke whose response the runtime streams (its result's

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 )
@@ -30,6 +31,10 @@ type event struct {
 func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 	var ev event
 	_ = json.Unmarshal(raw, &ev) // not every event is an object
+	var url events.LambdaFunctionURLRequest
+	if json.Unmarshal(raw, &url) == nil && url.Version == "2.0" && url.RequestContext.RequestID != "" {
+		_ = json.Unmarshal([]byte(url.Body), &ev) // through a function URL: the event is the body
+	}
 	lc, _ := lambdacontext.FromContext(ctx)
 	switch ev.Op {
 	case "error":
@@ -62,6 +67,12 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 		os.Exit(3)
 	case "stream", "streamfail":
 		return stream(ev), nil
+	case "urlstream", "urlstreamfail":
+		// A RESPONSE_STREAM function URL's answer: aws-lambda-go writes the
+		// HttpResponseStream prelude (status, headers, cookies, 8 NUL bytes), then the body.
+		ev.Op = strings.TrimPrefix(ev.Op, "url")
+		return &events.LambdaFunctionURLStreamingResponse{StatusCode: 201, Cookies: []string{"a=1"},
+			Headers: map[string]string{"Content-Type": "text/plain", "X-Custom": "yes"}, Body: stream(ev)}, nil
 	}
 	return raw, nil
 }

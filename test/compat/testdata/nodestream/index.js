@@ -3,7 +3,8 @@
 //
 // Event: {"chunks": N, "gate": URL, "delayMs": D, "fail": bool, "http": bool}. Before each
 // chunk after the first it waits for GET <gate>/<i> to answer (the test answers once it
-// has received chunk i-1), then D ms more; with fail it throws after the chunks.
+// has received chunk i-1), then D ms more; with fail it throws after the chunks. Through a
+// function URL, that event is the request's body.
 const http = require('http');
 
 const waitGate = (url) =>
@@ -15,6 +16,9 @@ const waitGate = (url) =>
   });
 
 exports.handler = awslambda.streamifyResponse(async (event, responseStream, context) => {
+  if (event.version === '2.0' && event.requestContext) {
+    event = JSON.parse(event.body || '{}'); // through a function URL: the body is the event above
+  }
   if (event.http) {
     responseStream = awslambda.HttpResponseStream.from(responseStream, {
       statusCode: 201,
