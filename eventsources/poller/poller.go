@@ -449,15 +449,44 @@ func (p *Poller) deliver(ctx context.Context, l *lane, records []batch.Record) b
 	}
 }
 
+// eventBuffers are reused event buffers (a batch of 100 Kafka records is ~50 kB); buffers
+// over maxPooledEvent are left to the garbage collector, and the pool itself is emptied by
+// every collection.
+var eventBuffers sync.Pool
+
+const maxPooledEvent = 1 << 20
+
+// event builds the batch's event, in a reused buffer when the source can write into one;
+// release gives the buffer back (nil when there is nothing to give back).
+func (p *Poller) event(records []batch.Record) (payload []byte, release func(), err error) {
+	ap, ok := p.src.(EventAppender)
+	if !ok {
+		payload, err = p.src.Event(records)
+		return payload, nil, err
+	}
+	var buf []byte
+	if b, ok := eventBuffers.Get().(*[]byte); ok {
+		buf = (*b)[:0]
+	}
+	payload, err = ap.AppendEvent(buf, records)
+	if err != nil || cap(payload) > maxPooledEvent {
+		return payload, nil, err
+	}
+	return payload, func() {
+		b := payload[:0]
+		eventBuffers.Put(&b)
+	}, nil
+}
+
 // invoke sends one batch and classifies the answer.
 func (p *Poller) invoke(ctx context.Context, records []batch.Record) (batch.Result, invokeclient.Response) {
-	payload, err := p.src.Event(records)
+	payload, release, err := p.event(records)
 	if err != nil {
 		// Can't happen with the event types; treat as a function error so retry rules apply.
 		p.log.Error(err, "building the event")
 		return batch.FunctionError(), invokeclient.Response{}
 	}
-	resp, err := p.invoker.Invoke(ctx, invokeclient.Request{Namespace: p.cfg.Namespace, FunctionName: p.cfg.Function, Payload: payload})
+	resp, err := p.invoker.Invoke(ctx, invokeclient.Request{Namespace: p.cfg.Namespace, FunctionName: p.cfg.Function, Payload: payload, Release: release})
 	var ids map[string]bool // only a batchItemFailures response needs the batch's identifiers
 	if p.cfg.Policy.ReportBatchItemFailures {
 		ids = make(map[string]bool, len(records))
