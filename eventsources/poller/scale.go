@@ -170,6 +170,9 @@ func (p *Poller) worker(ctx context.Context, s *scaler) {
 		}
 		select {
 		case l.in <- kept:
+		case <-l.done: // the lane ended (bad batching settings, logged): so does the poller
+			s.active.Add(-1)
+			return
 		case <-ctx.Done():
 			s.active.Add(-1)
 			return
