@@ -29,18 +29,19 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/klambda/klambda/eventsources/batch"
-	"github.com/klambda/klambda/eventsources/invokeclient/invoketest"
+	"github.com/klambda/klambda/eventsources/invokeclient"
 	"github.com/klambda/klambda/eventsources/kafka"
 	"github.com/klambda/klambda/eventsources/poller"
 )
 
 var (
-	records    = flag.Int("records", 50000, "records in the backlog drained for throughput")
-	rate       = flag.Int("rate", 2000, "records per second produced for the delay measurement")
-	seconds    = flag.Int("seconds", 5, "how long the paced production lasts")
-	partitions = flag.Int("partitions", 4, "partitions of each topic")
-	size       = flag.Int("size", 256, "value size in bytes")
-	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
+	records       = flag.Int("records", 50000, "records in the backlog drained for throughput")
+	rate          = flag.Int("rate", 2000, "records per second produced for the delay measurement")
+	seconds       = flag.Int("seconds", 5, "how long the paced production lasts")
+	partitions    = flag.Int("partitions", 4, "partitions of each topic")
+	size          = flag.Int("size", 256, "value size in bytes")
+	serveFunction = flag.Bool("serve-function", false, "internal: run the fake activator and function (a child process of the bench)")
+	cpuProfile    = flag.String("cpuprofile", "", "write a CPU profile of the poller's backlog drains (only those) here")
 )
 
 // sink counts records reaching a handler and their produce-to-handler delays.
@@ -78,10 +79,39 @@ func (s *sink) percentile(p float64) time.Duration {
 	return d[min(len(d)-1, int(float64(len(d))*p))]
 }
 
-// consumer is one way of reading a topic into a sink.
-type consumer func(ctx context.Context, addrs []string, topic, group string, s *sink) (stop func())
+// counter is where a consumer's handler counts records and delays: a sink in this process
+// (the plain consumer) or the fake activator's, in its own process (the poller).
+type counter interface {
+	count() int64
+	reset()
+	percentile(p float64) time.Duration
+	// waitFor waits until n records arrived, false after limit.
+	waitFor(n int, limit time.Duration) bool
+}
 
-func plain(ctx context.Context, addrs []string, topic, group string, s *sink) func() {
+func (s *sink) count() int64 { return s.n.Load() }
+
+func (s *sink) waitFor(n int, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for s.n.Load() < int64(n) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}
+
+// consumer is one way of reading a topic into a counter.
+type consumer func(ctx context.Context, addrs []string, topic, group string) (stop func())
+
+func plain(s *sink) consumer {
+	return func(ctx context.Context, addrs []string, topic, group string) func() {
+		return plainConsumer(ctx, addrs, topic, group, s)
+	}
+}
+
+func plainConsumer(ctx context.Context, addrs []string, topic, group string, s *sink) func() {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
@@ -105,21 +135,14 @@ func plain(ctx context.Context, addrs []string, topic, group string, s *sink) fu
 	return func() { cancel(); <-done; cl.Close() }
 }
 
-func klambda(fake *invoketest.Server) consumer {
-	return func(ctx context.Context, addrs []string, topic, group string, s *sink) func() {
-		fake.SetHandler(func(c invoketest.Call) invoketest.Outcome {
-			// A trivial function: it reads only each record's timestamp, scanning for the
-			// field rather than decoding the event (the function's own cost is not the
-			// poller's, and CPU per record counts everything in this process).
-			s.add(timestamps(c.Payload))
-			return invoketest.Outcome{}
-		})
+func klambda(fake *remote) consumer {
+	return func(ctx context.Context, addrs []string, topic, group string) func() {
 		src, err := kafka.Open(kafka.Config{BootstrapServers: addrs, Topic: topic, Group: group, FromStart: true})
 		if err != nil {
 			log.Fatal(err)
 		}
 		p := poller.New(poller.Config{Namespace: "bench", Name: "esm", Function: "fn", BatchSize: 100, Policy: batch.DefaultStreamPolicy()},
-			src, fake.Invoker(), logr.Discard())
+			src, invokeclient.NewHTTPInvoker(fake.url, invokeclient.StaticToken("bench"), nil), logr.Discard())
 		ctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); _ = p.Run(ctx) }()
@@ -175,27 +198,17 @@ func produce(ctx context.Context, prod *kgo.Client, topic string, n int, perSeco
 	wg.Wait()
 }
 
-func waitFor(s *sink, n int, limit time.Duration) bool {
-	deadline := time.Now().Add(limit)
-	for s.n.Load() < int64(n) {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return true
-}
-
 type result struct {
 	throughput float64
 	p50, p99   time.Duration
 	// perInvoke: mean records per invocation while draining the backlog, and while paced
 	// (0 for the plain consumer).
 	perInvoke, pacedPerInvoke float64
-	// cpuPerRecord: this process's user+system CPU per backlog record (broker, producer,
-	// consumer and, for the poller, the fake activator and function all count), which
-	// depends far less on the machine's other load than the rates do.
-	cpuPerRecord time.Duration
+	// cpuPerRecord: this process's user+system CPU per backlog record (broker and consumer
+	// for both; for the poller its HTTP client too), which depends far less on the machine's
+	// other load than the rates do. fnCPUPerRecord: the fake activator's and function's
+	// process (the poller only).
+	cpuPerRecord, fnCPUPerRecord time.Duration
 }
 
 func cpuTime() time.Duration {
@@ -204,45 +217,73 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// invocations counts the poller's invocations (the fake activator's calls).
-var invocations func() int
+// startProfile starts the CPU profile of one round's backlog drain by the poller: round 0
+// in -cpuprofile, round N in -cpuprofile.N (go tool pprof merges the files it is given).
+func startProfile(round int) {
+	if *cpuProfile == "" {
+		return
+	}
+	name := *cpuProfile
+	if round > 0 {
+		name += "." + strconv.Itoa(round)
+	}
+	f, err := os.Create(name)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		log.Fatal(err)
+	}
+}
 
-func measure(ctx context.Context, addrs []string, prod *kgo.Client, name string, c consumer, round int) result {
+func measure(ctx context.Context, addrs []string, prod *kgo.Client, name string, c consumer, s counter, fn *remote, round int) result {
 	var r result
-	s := &sink{}
+	s.reset()
 	// Throughput: a backlog drained from a cold start (group join included).
 	topic := fmt.Sprintf("%s-backlog-%d", name, round)
 	produce(ctx, prod, topic, *records, 0)
-	calls := invocations()
+	calls, fnCPU := 0, time.Duration(0)
+	if fn != nil {
+		calls, fnCPU = fn.calls(), fn.cpu()
+		startProfile(round)
+	}
 	cpu := cpuTime()
 	start := time.Now()
-	stop := c(ctx, addrs, topic, topic, s)
-	if !waitFor(s, *records, 5*time.Minute) {
-		log.Fatalf("%s: only %d of %d records arrived", name, s.n.Load(), *records)
+	stop := c(ctx, addrs, topic, topic)
+	if !s.waitFor(*records, 5*time.Minute) {
+		log.Fatalf("%s: only %d of %d records arrived", name, s.count(), *records)
 	}
 	r.throughput = float64(*records) / time.Since(start).Seconds()
 	stop()
+	pprof.StopCPUProfile()
 	r.cpuPerRecord = (cpuTime() - cpu) / time.Duration(*records)
-	if n := invocations() - calls; n > 0 && name == "klambda" {
-		r.perInvoke = float64(*records) / float64(n)
+	if fn != nil {
+		r.fnCPUPerRecord = (fn.cpu() - fnCPU) / time.Duration(*records)
+		if n := fn.calls() - calls; n > 0 {
+			r.perInvoke = float64(*records) / float64(n)
+		}
 	}
 	// Delay: records produced at a steady rate to a consumer already running.
 	s.reset()
 	topic = fmt.Sprintf("%s-paced-%d", name, round)
 	produce(ctx, prod, topic, 1, 0) // create the topic's data before the group joins
-	stop = c(ctx, addrs, topic, topic, s)
-	if !waitFor(s, 1, time.Minute) {
+	stop = c(ctx, addrs, topic, topic)
+	if !s.waitFor(1, time.Minute) {
 		log.Fatalf("%s: consumer never started", name)
 	}
 	s.reset()
 	n := *rate * *seconds
-	calls = invocations()
-	produce(ctx, prod, topic, n, *rate)
-	if !waitFor(s, n, 2*time.Minute) {
-		log.Fatalf("%s: only %d of %d paced records arrived", name, s.n.Load(), n)
+	if fn != nil {
+		calls = fn.calls()
 	}
-	if c := invocations() - calls; c > 0 && name == "klambda" {
-		r.pacedPerInvoke = float64(n) / float64(c)
+	produce(ctx, prod, topic, n, *rate)
+	if !s.waitFor(n, 2*time.Minute) {
+		log.Fatalf("%s: only %d of %d paced records arrived", name, s.count(), n)
+	}
+	if fn != nil {
+		if c := fn.calls() - calls; c > 0 {
+			r.pacedPerInvoke = float64(n) / float64(c)
+		}
 	}
 	r.p50, r.p99 = s.percentile(0.50), s.percentile(0.99)
 	stop()
@@ -252,15 +293,9 @@ func measure(ctx context.Context, addrs []string, prod *kgo.Client, name string,
 func main() {
 	flag.Parse()
 	log.SetOutput(os.Stderr)
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			log.Fatal(err)
-		}
-		defer pprof.StopCPUProfile()
+	if *serveFunction {
+		serveFake()
+		return
 	}
 	ctx := context.Background()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(*partitions), kfake.AllowAutoTopicCreation())
@@ -274,16 +309,16 @@ func main() {
 		log.Fatal(err)
 	}
 	defer prod.Close()
-	fake := invoketest.New(nil)
-	defer fake.Close()
-	fake.Forget()
-	invocations = fake.CallCount
+	fake := startFake()
+	defer fake.close()
 
-	// Two alternating rounds so that background load hits both alike; the best round of each counts.
-	var base, kl []result
+	// Alternating rounds so that background load hits all sides alike; the best round of each counts.
+	var base, kl, fl []result
 	for round := range 2 {
-		base = append(base, measure(ctx, addrs, prod, "plain", plain, round))
-		kl = append(kl, measure(ctx, addrs, prod, "klambda", klambda(fake), round))
+		s := &sink{}
+		base = append(base, measure(ctx, addrs, prod, "plain", plain(s), s, nil, round))
+		kl = append(kl, measure(ctx, addrs, prod, "klambda", klambda(fake), fake, fake, round))
+		fl = append(fl, httpFloor(fake))
 	}
 	best := func(rs []result) result {
 		b := rs[0]
@@ -299,18 +334,22 @@ func main() {
 			}
 			b.perInvoke = max(b.perInvoke, r.perInvoke)
 			b.cpuPerRecord = min(b.cpuPerRecord, r.cpuPerRecord)
+			b.fnCPUPerRecord = min(b.fnCPUPerRecord, r.fnCPUPerRecord)
 			b.pacedPerInvoke = max(b.pacedPerInvoke, r.pacedPerInvoke)
 		}
 		return b
 	}
-	b, k := best(base), best(kl)
+	b, k, f := best(base), best(kl), best(fl)
 	w := io.Writer(os.Stdout)
+	us := func(d time.Duration) string { return d.Round(10 * time.Nanosecond).String() }
 	fmt.Fprintf(w, "Kafka (kfake, %d partitions, %d-byte values) to a trivial function, batch size 100; host: %d cores\n", *partitions, *size, runtime.NumCPU())
-	fmt.Fprintf(w, "throughput: %d-record backlog from a cold start; delay: %d records/s for %d s; best of 2 alternating rounds\n\n", *records, *rate, *seconds)
-	fmt.Fprintf(w, "%-34s %16s %16s %10s\n", "", "franz-go consumer", "klambda poller", "ratio")
-	fmt.Fprintf(w, "%-34s %14.0f/s %14.0f/s %9.2fx\n", "throughput (records)", b.throughput, k.throughput, k.throughput/b.throughput)
+	fmt.Fprintf(w, "throughput: %d-record backlog from a cold start; delay: %d records/s for %d s; best of 2 alternating rounds\n", *records, *rate, *seconds)
+	fmt.Fprintf(w, "HTTP floor: the same events (100 records) posted by %d callers, one invocation each in flight, no broker: what any poller invoking over HTTP pays\n\n", *partitions)
+	fmt.Fprintf(w, "%-34s %16s %16s %10s %16s %10s\n", "", "franz-go consumer", "klambda poller", "ratio", "HTTP floor", "poller/floor")
+	fmt.Fprintf(w, "%-34s %14.0f/s %14.0f/s %9.2fx %14.0f/s %9.2fx\n", "throughput (records)", b.throughput, k.throughput, k.throughput/b.throughput, f.throughput, k.throughput/f.throughput)
 	fmt.Fprintf(w, "%-34s %16s %16s %9.2fx\n", "produce-to-handler delay p50", b.p50.Round(10*time.Microsecond), k.p50.Round(10*time.Microsecond), float64(k.p50)/float64(b.p50))
-	fmt.Fprintf(w, "%-34s %16s %16s %9.2fx\n", "CPU per record (backlog, process)", b.cpuPerRecord.Round(10*time.Nanosecond), k.cpuPerRecord.Round(10*time.Nanosecond), float64(k.cpuPerRecord)/float64(b.cpuPerRecord))
+	fmt.Fprintf(w, "%-34s %16s %16s %9.2fx %16s %9.2fx\n", "CPU/record, consumer's process", us(b.cpuPerRecord), us(k.cpuPerRecord), float64(k.cpuPerRecord)/float64(b.cpuPerRecord), us(f.cpuPerRecord), float64(k.cpuPerRecord)/float64(f.cpuPerRecord))
+	fmt.Fprintf(w, "%-34s %16s %16s %10s %16s\n", "CPU/record, activator+function", "-", us(k.fnCPUPerRecord), "", us(f.fnCPUPerRecord))
 	fmt.Fprintf(w, "%-34s %16s %16.1f\n", "records per invoke (backlog)", "", k.perInvoke)
 	fmt.Fprintf(w, "%-34s %16s %16.1f\n", "records per invoke (paced)", "", k.pacedPerInvoke)
 	fmt.Fprintf(w, "%-34s %16s %16s %9.2fx\n", "produce-to-handler delay p99", b.p99.Round(10*time.Microsecond), k.p99.Round(10*time.Microsecond), float64(k.p99)/float64(b.p99))

@@ -108,6 +108,17 @@ func (b *Builder) functionTimeout(ctx context.Context, ns, fn string) time.Durat
 	return f.Spec.EffectiveTimeout()
 }
 
+// functionReserved is the function's reservedConcurrentExecutions (nil when unset or the
+// function is not found).
+func (b *Builder) functionReserved(ctx context.Context, ns, fn string) *int32 {
+	name, _, _ := strings.Cut(functionName(fn), ":")
+	var f lambdav1alpha1.Function
+	if err := b.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &f); err != nil {
+		return nil
+	}
+	return f.Spec.ReservedConcurrentExecutions
+}
+
 // Build opens the source and builds the poller for esm.
 func (b *Builder) Build(ctx context.Context, esm *lambdav1alpha1.EventSourceMapping, log logr.Logger) (*Built, error) {
 	if b.Authorizer == nil {
@@ -263,8 +274,14 @@ func natsConfig(spec *lambdav1alpha1.EventSourceMappingSpec, uuid string, fetch 
 	return nc
 }
 
+// DefaultSQSMaxConcurrency bounds an SQS mapping's concurrent pollers when
+// scalingConfig.maximumConcurrency is not set (Lambda's bound is 1,000; this one keeps a
+// mapping's connections and goroutines to what a poller replica holds).
+const DefaultSQSMaxConcurrency = 100
+
 // openSQS opens an SQS queue with the mapping's credentials; Lambda starts with five
-// concurrent batches, up to scalingConfig.maximumConcurrency.
+// concurrent pollers and scales up to scalingConfig.maximumConcurrency and the function's
+// reserved concurrency (poller.Scaling).
 func (b *Builder) openSQS(ctx context.Context, esm *lambdav1alpha1.EventSourceMapping, cfg *poller.Config) (poller.Source, error) {
 	spec := &esm.Spec
 	q := spec.SQS
@@ -272,10 +289,15 @@ func (b *Builder) openSQS(ctx context.Context, esm *lambdav1alpha1.EventSourceMa
 	if err != nil {
 		return nil, &ConfigError{err}
 	}
-	cfg.Lanes = 5
+	maxConc := DefaultSQSMaxConcurrency
 	if spec.ScalingConfig != nil && spec.ScalingConfig.MaximumConcurrency != nil {
-		cfg.Lanes = int(*spec.ScalingConfig.MaximumConcurrency)
+		maxConc = int(*spec.ScalingConfig.MaximumConcurrency)
 	}
+	if r := b.functionReserved(ctx, esm.Namespace, spec.FunctionName); r != nil && *r > 0 {
+		maxConc = min(maxConc, int(*r))
+	}
+	cfg.Lanes = maxConc
+	cfg.Scaling = &poller.Scaling{Start: 5, Max: maxConc}
 	source, err := sqs.Open(sqs.Config{
 		QueueURL: q.QueueURL, Endpoint: q.Endpoint, Region: q.Region,
 		AccessKeyID: id, SecretAccessKey: secret, SessionToken: token,

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klambda/klambda/api/contract"
@@ -92,9 +93,21 @@ func (h *HTTPInvoker) Invoke(ctx context.Context, req Request) (Response, error)
 	if qualifier != "" {
 		u += "?Qualifier=" + url.QueryEscape(qualifier)
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(req.Payload))
+	// The payload is read by the request body and by any copy the transport makes to retry
+	// on a dead keep-alive connection (GetBody); it is released once those are closed and
+	// Invoke has returned.
+	pl := &payloadUse{payload: req.Payload, release: req.Release}
+	pl.users.Store(2) // the body, and this call
+	defer pl.done()
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, u, pl.body())
 	if err != nil {
+		pl.done() // the body was never handed over
 		return Response{}, fmt.Errorf("invoking %s: %w", req.FunctionName, err)
+	}
+	hr.ContentLength = int64(len(req.Payload))
+	hr.GetBody = func() (io.ReadCloser, error) {
+		pl.users.Add(1)
+		return pl.body(), nil
 	}
 	typ := contract.InvocationRequestResponse
 	if req.Async {
@@ -135,6 +148,38 @@ func (h *HTTPInvoker) Invoke(ctx context.Context, req Request) (Response, error)
 		RequestID:       res.Header.Get(contract.HeaderRequestID),
 	}
 	return resp, nil
+}
+
+// payloadUse counts the readers of a request's payload; the last one to finish releases it.
+type payloadUse struct {
+	payload []byte
+	release func()
+	users   atomic.Int32
+}
+
+func (p *payloadUse) done() {
+	if p.users.Add(-1) == 0 && p.release != nil {
+		p.release()
+	}
+}
+
+func (p *payloadUse) body() io.ReadCloser {
+	return &payloadBody{Reader: bytes.NewReader(p.payload), use: p}
+}
+
+// payloadBody is one reader of the payload; Close (the transport closes every request body
+// it is given, once) ends its use.
+type payloadBody struct {
+	*bytes.Reader
+	use    *payloadUse
+	closed atomic.Bool
+}
+
+func (b *payloadBody) Close() error {
+	if b.closed.CompareAndSwap(false, true) {
+		b.use.done()
+	}
+	return nil
 }
 
 // maxResponse bounds an answer read into memory: Lambda's 6 MB response limit, with room.

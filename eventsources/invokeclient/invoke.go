@@ -24,6 +24,10 @@ type Request struct {
 	Payload []byte
 	// Async invokes with InvocationType Event (on-failure destinations that are Functions).
 	Async bool
+	// Release, if set, is called once the invoker will never read Payload again, so that the
+	// caller may reuse its buffer. An invoker that cannot tell never calls it (the buffer is
+	// then left to the garbage collector).
+	Release func()
 }
 
 // Response is the activator's answer to an invocation that reached it.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/klambda/klambda/eventsources/batch"
 	"github.com/klambda/klambda/eventsources/invokeclient"
@@ -83,5 +85,46 @@ func testInvoker(t *testing.T, newInvoker func(*invoketest.Server) invokeclient.
 	resp, err = inv.Invoke(context.Background(), invokeclient.Request{Namespace: "team-a", FunctionName: "fn", Payload: []byte(`"partial"`)})
 	if got := invokeclient.Classify(resp, err, false, known); got.Outcome != batch.OutcomeSuccess {
 		t.Errorf("partial without the flag: %v", got.Outcome)
+	}
+}
+
+// Release is called once per invocation, after the payload went out whole, whatever the
+// answer (and also when the request never left): the poller then reuses the buffer.
+func TestHTTPInvokerReleasesThePayloadOnce(t *testing.T) {
+	fake := invoketest.New(func(c invoketest.Call) invoketest.Outcome {
+		if len(c.Payload) != 64<<10 {
+			return invoketest.Outcome{Status: 503}
+		}
+		return invoketest.Outcome{}
+	})
+	defer fake.Close()
+	inv := fake.Invoker()
+	payload := []byte(`"` + strings.Repeat("x", 64<<10-2) + `"`)
+	for range 20 {
+		var released atomic.Int32
+		resp, err := inv.Invoke(context.Background(), invokeclient.Request{Namespace: "ns", FunctionName: "fn", Payload: payload,
+			Release: func() { released.Add(1) }})
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("invoke: %+v %v", resp, err)
+		}
+		// The transport may close the body just after the answer came back.
+		for deadline := time.Now().Add(2 * time.Second); released.Load() == 0 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		if n := released.Load(); n != 1 {
+			t.Fatalf("released %d times, want 1", n)
+		}
+	}
+	// A request that cannot be sent (no server) releases too.
+	down := invokeclient.NewHTTPInvoker("http://127.0.0.1:1", nil, nil)
+	var released atomic.Int32
+	if _, err := down.Invoke(context.Background(), invokeclient.Request{FunctionName: "fn", Payload: payload, Release: func() { released.Add(1) }}); err == nil {
+		t.Fatal("no error from a closed port")
+	}
+	for deadline := time.Now().Add(2 * time.Second); released.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if n := released.Load(); n != 1 {
+		t.Fatalf("released %d times after a failed request, want 1", n)
 	}
 }

@@ -18,6 +18,21 @@ func appendEvent(b []byte, bootstrap string, recs []*kgo.Record) []byte {
 	b = append(b, `{"eventSource":"SelfManagedKafka","bootstrapServers":`...)
 	b = appendString(b, bootstrap)
 	b = append(b, `,"records":{`...)
+	// One partition (a lane's batch without parallelizationFactor): no grouping needed.
+	if single(recs) {
+		if len(recs) > 0 {
+			b = appendString(b, events.KafkaPartitionKey(recs[0].Topic, recs[0].Partition))
+			b = append(b, ":["...)
+			for j, r := range recs {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = appendRecord(b, r)
+			}
+			b = append(b, ']')
+		}
+		return append(b, "}}"...)
+	}
 	// Group by partition, keeping each partition's records in order.
 	var keys []string
 	groups := map[string][]*kgo.Record{}
@@ -43,6 +58,16 @@ func appendEvent(b []byte, bootstrap string, recs []*kgo.Record) []byte {
 		b = append(b, ']')
 	}
 	return append(b, "}}"...)
+}
+
+// single tells whether recs all come from one partition.
+func single(recs []*kgo.Record) bool {
+	for _, r := range recs[min(1, len(recs)):] {
+		if r.Partition != recs[0].Partition || r.Topic != recs[0].Topic {
+			return false
+		}
+	}
+	return true
 }
 
 func appendRecord(b []byte, r *kgo.Record) []byte {

@@ -20,21 +20,29 @@ func TestAppendEventMatchesTheEventsPackage(t *testing.T) {
 		{Topic: "orders", Partition: 1, Offset: 3, Timestamp: ts, Value: nil},
 		{Topic: "orders", Partition: 0, Offset: 16, Timestamp: ts, Key: []byte{}, Value: []byte{}, Attrs: kgo.RecordAttrs{}},
 	}
-	got := appendEvent(nil, "h1:9092,h2:9092", recs)
-	e := events.NewSelfManagedKafkaEvent([]string{"h1:9092", "h2:9092"})
-	for _, r := range recs {
-		e.Add(eventRecord(r))
-	}
-	want, err := json.Marshal(e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g, w any
-	if err := json.Unmarshal(got, &g); err != nil {
-		t.Fatalf("not JSON: %v\n%s", err, got)
-	}
-	_ = json.Unmarshal(want, &w)
-	if !reflect.DeepEqual(g, w) {
-		t.Errorf("got  %s\nwant %s", got, want)
+	// Several partitions, one partition (the single-partition fast path), none; and
+	// appended after what a reused buffer held.
+	for _, rs := range [][]*kgo.Record{recs, {recs[0], recs[2]}, {recs[1]}, nil} {
+		got := appendEvent(nil, "h1:9092,h2:9092", rs)
+		e := events.NewSelfManagedKafkaEvent([]string{"h1:9092", "h2:9092"})
+		for _, r := range rs {
+			e.Add(eventRecord(r))
+		}
+		want, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var g, w any
+		if err := json.Unmarshal(got, &g); err != nil {
+			t.Fatalf("not JSON: %v\n%s", err, got)
+		}
+		_ = json.Unmarshal(want, &w)
+		if !reflect.DeepEqual(g, w) {
+			t.Errorf("got  %s\nwant %s", got, want)
+		}
+		reused := appendEvent([]byte("garbage"), "h1:9092,h2:9092", rs)
+		if string(reused[len("garbage"):]) != string(got) {
+			t.Errorf("appended after a buffer's content: %s", reused)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,8 +63,9 @@ type Source struct {
 }
 
 var (
-	_ poller.Source     = (*Source)(nil)
-	_ poller.Rebalancer = (*Source)(nil)
+	_ poller.Source        = (*Source)(nil)
+	_ poller.Rebalancer    = (*Source)(nil)
+	_ poller.EventAppender = (*Source)(nil)
 )
 
 // ClientOpts are the connection options (servers, SASL, TLS) for consumers and producers.
@@ -285,13 +287,19 @@ func (s *Source) EnvelopeBytes() int {
 
 // Event builds the SelfManagedKafka event (see appendEvent).
 func (s *Source) Event(records []batch.Record) ([]byte, error) {
+	return s.AppendEvent(nil, records)
+}
+
+// AppendEvent appends the SelfManagedKafka event to dst (poller.EventAppender), growing it
+// once to a bound of the event's size.
+func (s *Source) AppendEvent(dst []byte, records []batch.Record) ([]byte, error) {
 	n := s.EnvelopeBytes()
 	recs := make([]*kgo.Record, len(records))
 	for i, r := range records {
 		recs[i] = r.Ref.(*kgo.Record)
 		n += r.Size + 1
 	}
-	return appendEvent(make([]byte, 0, n), s.bootstrap, recs), nil
+	return appendEvent(slices.Grow(dst[:0], n), s.bootstrap, recs), nil
 }
 
 // Settle marks checkpoints for commit (offset+1).

@@ -37,11 +37,15 @@ var (
 		Name: "klambda_esm_destination_delivery_failures_total",
 		Help: "Failed attempts to send an on-failure record to the mapping's destination.",
 	}, []string{"namespace", "mapping", "function"})
+	concurrency = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "klambda_esm_concurrency",
+		Help: "Concurrent pollers of a scaled queue mapping (SQS), each with one batch in flight at most.",
+	}, []string{"namespace", "mapping", "function"})
 )
 
 // Register adds the metrics to reg (the controller-runtime metrics registry in the binary).
 func Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{iteratorAge, offsetLag, batches, recordsInvoked, recordsFiltered, failures, destinationErrors} {
+	for _, c := range []prometheus.Collector{iteratorAge, offsetLag, batches, recordsInvoked, recordsFiltered, failures, destinationErrors, concurrency} {
 		if err := reg.Register(c); err != nil {
 			var dup prometheus.AlreadyRegisteredError
 			if !errors.As(err, &dup) {
@@ -58,7 +62,7 @@ func forgetSeries(labels []string) {
 	m := prometheus.Labels{"namespace": labels[0], "mapping": labels[1], "function": labels[2]}
 	for _, c := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{iteratorAge, offsetLag, batches, recordsInvoked, recordsFiltered, failures, destinationErrors} {
+	}{iteratorAge, offsetLag, batches, recordsInvoked, recordsFiltered, failures, destinationErrors, concurrency} {
 		c.DeletePartialMatch(m)
 	}
 }

@@ -48,6 +48,9 @@ type Config struct {
 	Filter *filter.Matcher
 	// OnFailure receives records of discarded batches; nil logs them.
 	OnFailure Destination
+	// Scaling, for a queue, runs concurrent pollers scaled as Lambda scales SQS's (Lanes is
+	// then unused); nil runs Lanes lanes behind one receiver.
+	Scaling *Scaling
 }
 
 // Poller runs one mapping until its context ends.
@@ -63,6 +66,7 @@ type Poller struct {
 	onResult func(string)
 	robin    int
 	lanes    *lanes
+	scale    *scaler
 }
 
 // New builds a poller; it does nothing until Run.
@@ -75,6 +79,22 @@ func New(cfg Config, src Source, inv invokeclient.Invoker, log logr.Logger) *Pol
 	}
 	cfg.Policy.Mode = src.Mode()
 	p := &Poller{cfg: cfg, src: src, invoker: inv, log: log, track: newTracker()}
+	if sc := cfg.Scaling; sc != nil && cfg.Policy.Mode == batch.Queue {
+		c := *sc
+		c.Max = max(c.Max, 1)
+		c.Start = min(max(c.Start, 1), c.Max)
+		if c.Interval <= 0 {
+			c.Interval = time.Second
+		}
+		if c.Step <= 0 {
+			c.Step = 5
+		}
+		if c.Full <= 0 {
+			c.Full = 10
+		}
+		p.scale = &scaler{cfg: c}
+		p.scale.target.Store(int32(c.Start))
+	}
 	p.result.Store(ResultNoRecords)
 	return p
 }
@@ -101,6 +121,9 @@ type lane struct {
 	// stop ends the lane after the invocation it is in (a revoked partition); done closes
 	// when it has ended.
 	stop, done chan struct{}
+	// drain (a scaled queue's poller leaving) ends the lane once it has delivered what it
+	// holds; nil for other lanes.
+	drain chan struct{}
 }
 
 func (l *lane) stopped() bool {
@@ -123,6 +146,9 @@ type lanes struct {
 // Run polls until ctx ends, then closes the source. Records being delivered when ctx ends
 // are left unsettled: the source redelivers them to the next poller.
 func (p *Poller) Run(ctx context.Context) error {
+	if p.scale != nil {
+		return p.runScaled(ctx)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -364,6 +390,22 @@ func (p *Poller) runLane(ctx context.Context, l *lane) {
 			if bt, ok := b.Ready(); ok && !p.deliver(ctx, l, bt.Records) {
 				return
 			}
+		case <-l.drain:
+			for {
+				select {
+				case msgs := <-l.in:
+					if !p.add(ctx, l, b, msgs) {
+						return
+					}
+					continue
+				default:
+				}
+				break
+			}
+			if bt, ok := b.Flush(); ok {
+				p.deliver(ctx, l, bt.Records)
+			}
+			return
 		}
 	}
 }
@@ -431,8 +473,18 @@ func (p *Poller) deliver(ctx context.Context, l *lane, records []batch.Record) b
 		if ctx.Err() != nil {
 			return false
 		}
-		if step.Backoff > 0 && !sleepLane(ctx, l, step.Backoff) {
-			return false
+		if step.Backoff > 0 {
+			// A scaled queue adds no poller while a batch waits out a throttle.
+			if p.scale != nil {
+				p.scale.backingOff.Add(1)
+			}
+			ok := sleepLane(ctx, l, step.Backoff)
+			if p.scale != nil {
+				p.scale.backingOff.Add(-1)
+			}
+			if !ok {
+				return false
+			}
 		}
 		if step.Done {
 			return true
@@ -449,15 +501,44 @@ func (p *Poller) deliver(ctx context.Context, l *lane, records []batch.Record) b
 	}
 }
 
+// eventBuffers are reused event buffers (a batch of 100 Kafka records is ~50 kB); buffers
+// over maxPooledEvent are left to the garbage collector, and the pool itself is emptied by
+// every collection.
+var eventBuffers sync.Pool
+
+const maxPooledEvent = 1 << 20
+
+// event builds the batch's event, in a reused buffer when the source can write into one;
+// release gives the buffer back (nil when there is nothing to give back).
+func (p *Poller) event(records []batch.Record) (payload []byte, release func(), err error) {
+	ap, ok := p.src.(EventAppender)
+	if !ok {
+		payload, err = p.src.Event(records)
+		return payload, nil, err
+	}
+	var buf []byte
+	if b, ok := eventBuffers.Get().(*[]byte); ok {
+		buf = (*b)[:0]
+	}
+	payload, err = ap.AppendEvent(buf, records)
+	if err != nil || cap(payload) > maxPooledEvent {
+		return payload, nil, err
+	}
+	return payload, func() {
+		b := payload[:0]
+		eventBuffers.Put(&b)
+	}, nil
+}
+
 // invoke sends one batch and classifies the answer.
 func (p *Poller) invoke(ctx context.Context, records []batch.Record) (batch.Result, invokeclient.Response) {
-	payload, err := p.src.Event(records)
+	payload, release, err := p.event(records)
 	if err != nil {
 		// Can't happen with the event types; treat as a function error so retry rules apply.
 		p.log.Error(err, "building the event")
 		return batch.FunctionError(), invokeclient.Response{}
 	}
-	resp, err := p.invoker.Invoke(ctx, invokeclient.Request{Namespace: p.cfg.Namespace, FunctionName: p.cfg.Function, Payload: payload})
+	resp, err := p.invoker.Invoke(ctx, invokeclient.Request{Namespace: p.cfg.Namespace, FunctionName: p.cfg.Function, Payload: payload, Release: release})
 	var ids map[string]bool // only a batchItemFailures response needs the batch's identifiers
 	if p.cfg.Policy.ReportBatchItemFailures {
 		ids = make(map[string]bool, len(records))
@@ -469,6 +550,9 @@ func (p *Poller) invoke(ctx context.Context, records []batch.Record) (batch.Resu
 	batches.WithLabelValues(append(p.labels(), res.Outcome.String())...).Inc()
 	if len(records) > 0 {
 		iteratorAge.WithLabelValues(p.labels()...).Set(time.Since(records[len(records)-1].Timestamp).Seconds())
+	}
+	if res.Outcome == batch.OutcomeThrottled && p.scale != nil {
+		p.scale.throttle.Add(1)
 	}
 	switch res.Outcome {
 	case batch.OutcomeSuccess, batch.OutcomePartialFailure:

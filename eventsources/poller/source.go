@@ -50,3 +50,10 @@ type Source interface {
 	// offsets, unacked messages, visibility timeouts).
 	Close() error
 }
+
+// EventAppender is a Source that can write its event into a caller's buffer (the poller
+// reuses event buffers between invocations instead of allocating one per batch).
+type EventAppender interface {
+	// AppendEvent appends the event of records to dst, as Event builds it.
+	AppendEvent(dst []byte, records []batch.Record) ([]byte, error)
+}
