@@ -105,7 +105,14 @@ func (r *FunctionReconciler) reconcileNormal(ctx context.Context, fn *lambdav1al
 	}
 	w, layers, ro, err := r.applyLatest(ctx, fn, secret)
 	if errors.As(err, &rerr) {
-		return r.fail(fn, rerr), nil
+		res := r.fail(fn, rerr)
+		// The serving revision stays; revisions it replaced still drain and go.
+		if wait, err := r.removeDrainedRevisions(ctx, fn); err != nil {
+			return ctrl.Result{}, err
+		} else if wait > 0 && (res.RequeueAfter == 0 || wait < res.RequeueAfter) {
+			res.RequeueAfter = wait
+		}
+		return res, nil
 	}
 	if err != nil {
 		return ctrl.Result{}, err

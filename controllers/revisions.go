@@ -216,6 +216,20 @@ func (r *FunctionReconciler) removeDrained(ctx context.Context, fn *lambdav1alph
 	return next, nil
 }
 
+// removeDrainedRevisions removes the drained revisions that are not serving when this
+// generation has none (its resolution failed): a pending revision of an earlier generation
+// is superseded.
+func (r *FunctionReconciler) removeDrainedRevisions(ctx context.Context, fn *lambdav1alpha1.Function) (time.Duration, error) {
+	if fn.Status.ServingDeployment == "" {
+		return 0, nil // a function from before revisions, or one that never served
+	}
+	deps, err := r.latestDeployments(ctx, fn)
+	if err != nil {
+		return 0, err
+	}
+	return r.removeDrained(ctx, fn, deps, fn.Status.ServingDeployment, "")
+}
+
 // progressFailed is the deployment controller's verdict on a revision that made no progress
 // (its template is never changed, so the verdict is about this revision).
 func progressFailed(d *appsv1.Deployment) string {

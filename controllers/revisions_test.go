@@ -124,12 +124,26 @@ func TestUpdateRunsNewRevisionBesideTheOld(t *testing.T) {
 	if _, ok := latestRevisions(t, ns, "rev")["rev-latest"]; !ok {
 		t.Errorf("the old revision was removed at the switch, before its invocations could drain")
 	}
+	// An update whose code can't be resolved makes no revision; the second keeps serving,
+	// and the first still goes once drained.
+	updateFunction(t, ns, "rev", func(f *lambdav1alpha1.Function) { f.Spec.Code.ConfigMapRef.Name = "gone" })
+	fn = waitFunction(t, ns, "rev", func(f *lambdav1alpha1.Function) bool {
+		return f.Status.LastUpdateStatus == lambdav1alpha1.LastUpdateFailed
+	})
+	if fn.Status.ServingDeployment != second.Name || !meta.IsStatusConditionTrue(fn.Status.Conditions, contract.ConditionStalled) {
+		t.Fatalf("a failed resolution: %+v", fn.Status)
+	}
 	eventually(t, "the old revision removed after draining", func() string {
 		if got := names(latestRevisions(t, ns, "rev")); got != second.Name {
 			return got
 		}
 		return ""
 	})
+	// Back to the serving revision's spec: nothing new to run, Successful at once.
+	updateFunction(t, ns, "rev", func(f *lambdav1alpha1.Function) { f.Spec.Code.ConfigMapRef.Name = "code" })
+	if fn = waitFunction(t, ns, "rev", isActive); fn.Status.ServingDeployment != second.Name {
+		t.Fatalf("serving %s, want %s", fn.Status.ServingDeployment, second.Name)
+	}
 
 	// A failed update: the new revision makes no progress. The second keeps serving.
 	updateFunction(t, ns, "rev", func(f *lambdav1alpha1.Function) { f.Spec.MemorySize = 512 })
