@@ -19,6 +19,12 @@ import (
 // replicas 0 by contract.ScalerFieldManager, which then keeps only spec.replicas; from then on
 // spec.replicas belongs to whoever scales it (the activator), never to contract.FieldManager.
 func applyWorkload(ctx context.Context, c client.Client, live client.Reader, owner client.Object, dep *appsv1.Deployment, svc *corev1.Service) (*appsv1.Deployment, error) {
+	return applyWorkloadAt(ctx, c, live, owner, dep, svc, 0)
+}
+
+// applyWorkloadAt is applyWorkload with the replicas a new Deployment is born with (a new
+// revision of $LATEST starts with as many as the revision it replaces: revisions.go).
+func applyWorkloadAt(ctx context.Context, c client.Client, live client.Reader, owner client.Object, dep *appsv1.Deployment, svc *corev1.Service, initial int32) (*appsv1.Deployment, error) {
 	if err := controllerutil.SetControllerReference(owner, dep, c.Scheme()); err != nil {
 		return nil, err
 	}
@@ -33,13 +39,14 @@ func applyWorkload(ctx context.Context, c client.Client, live client.Reader, own
 	err = c.Get(ctx, client.ObjectKeyFromObject(dep), &existing)
 	created := false
 	if apierrors.IsNotFound(err) {
-		// Born at zero: contract.ScalerFieldManager applies the whole object with replicas 0 ...
-		initial := u.DeepCopy()
-		if err := unstructured.SetNestedField(initial.Object, int64(0), "spec", "replicas"); err != nil {
+		// Born at `initial` (0 but for a new revision): contract.ScalerFieldManager applies
+		// the whole object with those replicas ...
+		born := u.DeepCopy()
+		if err := unstructured.SetNestedField(born.Object, int64(initial), "spec", "replicas"); err != nil {
 			return nil, err
 		}
-		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(initial), client.FieldOwner(contract.ScalerFieldManager)); err != nil {
-			return nil, fmt.Errorf("creating Deployment %s at zero replicas: %w", dep.Name, err)
+		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(born), client.FieldOwner(contract.ScalerFieldManager)); err != nil {
+			return nil, fmt.Errorf("creating Deployment %s at %d replicas: %w", dep.Name, initial, err)
 		}
 		created = true
 	} else if err != nil {
@@ -56,7 +63,7 @@ func applyWorkload(ctx context.Context, c client.Client, live client.Reader, own
 		replicasOnly := &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "apps/v1", "kind": "Deployment",
 			"metadata": map[string]any{"name": dep.Name, "namespace": dep.Namespace},
-			"spec":     map[string]any{"replicas": int64(0)},
+			"spec":     map[string]any{"replicas": int64(initial)},
 		}}
 		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(replicasOnly), client.FieldOwner(contract.ScalerFieldManager)); err != nil && !apierrors.IsConflict(err) {
 			return nil, fmt.Errorf("handing Deployment %s over to %s: %w", dep.Name, contract.FieldManager, err)

@@ -50,7 +50,7 @@ const retryResolve = 30 * time.Second
 // +kubebuilder:rbac:groups=lambda.klambda.dev,resources=functions/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=lambda.klambda.dev,resources=functions/finalizers,verbs=update
 // +kubebuilder:rbac:groups=lambda.klambda.dev,resources=layerversions,verbs=get;list;watch
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create
@@ -103,23 +103,32 @@ func (r *FunctionReconciler) reconcileNormal(ctx context.Context, fn *lambdav1al
 	if err := reconcileNetworkPolicy(ctx, r.Client, fn, r.Config.NetworkPolicy); err != nil {
 		return ctrl.Result{}, err
 	}
-	w, layers, dep, err := r.applyLatest(ctx, fn, secret)
+	w, layers, ro, err := r.applyLatest(ctx, fn, secret)
 	if errors.As(err, &rerr) {
-		return r.fail(fn, rerr), nil
+		res := r.fail(fn, rerr)
+		// The serving revision stays; revisions it replaced still drain and go.
+		if wait, err := r.removeDrainedRevisions(ctx, fn); err != nil {
+			return ctrl.Result{}, err
+		} else if wait > 0 && (res.RequeueAfter == 0 || wait < res.RequeueAfter) {
+			res.RequeueAfter = wait
+		}
+		return res, nil
 	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	r.reportActive(fn, w, layers)
-	r.reportRollout(fn, dep)
+	r.reportRollout(fn, ro)
 	if err := r.deleteUnusedCodeCopies(ctx, fn, w.CodeCopy); err != nil {
 		logf.FromContext(ctx).Error(err, "deleting unused code copies")
 	}
-	var res ctrl.Result
+	res := ctrl.Result{RequeueAfter: ro.RequeueAfter}
 	if denied, err := r.checkDestinations(ctx, fn); err != nil {
 		return ctrl.Result{}, err
 	} else if denied {
-		res.RequeueAfter = time.Minute // a RoleBinding granted later shows up here
+		if res.RequeueAfter == 0 || res.RequeueAfter > time.Minute {
+			res.RequeueAfter = time.Minute // a RoleBinding granted later shows up here
+		}
 	}
 	st := &fn.Status
 	logf.FromContext(ctx).V(1).Info("function reconciled", "state", st.State, "lastUpdateStatus", st.LastUpdateStatus, "revisionId", st.RevisionID)
@@ -150,9 +159,9 @@ func (r *FunctionReconciler) startChange(ctx context.Context, fn *lambdav1alpha1
 	return patch.Flush(ctx)
 }
 
-// applyLatest resolves $LATEST and applies its Deployment and headless Service; a
-// *ResolveError says why it can't.
-func (r *FunctionReconciler) applyLatest(ctx context.Context, fn *lambdav1alpha1.Function, secret string) (*Workload, []lambdav1alpha1.ResolvedLayer, *appsv1.Deployment, error) {
+// applyLatest resolves $LATEST and applies its revision's Deployment and the headless
+// Service (revisions.go); a *ResolveError says why it can't.
+func (r *FunctionReconciler) applyLatest(ctx context.Context, fn *lambdav1alpha1.Function, secret string) (*Workload, []lambdav1alpha1.ResolvedLayer, *rollout, error) {
 	w, layers, err := r.resolve(ctx, fn)
 	if err != nil {
 		return nil, nil, nil, err
@@ -162,8 +171,8 @@ func (r *FunctionReconciler) applyLatest(ctx context.Context, fn *lambdav1alpha1
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	dep, err := applyWorkload(ctx, r.Client, r.Resolver.Reader, fn, d, w.Service(fn.Namespace))
-	return w, layers, dep, err
+	ro, err := r.applyRevision(ctx, fn, d, w.Service(fn.Namespace))
+	return w, layers, ro, err
 }
 
 // reportActive records the applied code and revision: the function is Active (at zero
@@ -194,36 +203,41 @@ func (r *FunctionReconciler) reportActive(fn *lambdav1alpha1.Function, w *Worklo
 	setCondition(&st.Conditions, gen, contract.ConditionCodeResolved, true, contract.ReasonResolved, "code and layers resolved")
 }
 
-// reportRollout is lastUpdateStatus as the Deployment's rollout says, and the function's
-// readiness: Ready once this generation's rollout completed, Stalled if it failed.
-func (r *FunctionReconciler) reportRollout(fn *lambdav1alpha1.Function, dep *appsv1.Deployment) {
+// reportRollout is lastUpdateStatus as the revisions stand: InProgress until invocations
+// switch to this generation's revision, Successful from the switch, Failed when the new
+// revision made no progress (the previous one keeps serving). Ready from the switch;
+// Stalled when the update failed. RolloutComplete says whether the serving revision runs
+// all its replicas.
+func (r *FunctionReconciler) reportRollout(fn *lambdav1alpha1.Function, ro *rollout) {
 	st, gen := &fn.Status, fn.Generation
-	done, failed := rolloutComplete(dep)
 	switch {
-	case failed != "":
-		if st.LastUpdateStatus != lambdav1alpha1.LastUpdateFailed {
-			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "UpdateFailed", "Update", "new pods did not become ready: %s", failed)
-		}
-		st.LastUpdateStatus, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateFailed, lambdav1alpha1.LastUpdateStatusReasonCode(lambdav1alpha1.StateReasonInternalError)
-		st.LastUpdateStatusReason = "The new pods did not become ready: " + failed
-		setCondition(&st.Conditions, gen, contract.ConditionRolloutComplete, false, "ProgressDeadlineExceeded", failed)
-		readiness.Stalled(&st.Conditions, gen, string(st.LastUpdateStatusReasonCode), st.LastUpdateStatusReason)
-	case done:
+	case ro.Switched:
 		if st.LastUpdateStatus != lambdav1alpha1.LastUpdateSuccessful {
-			r.Recorder.Eventf(fn, nil, corev1.EventTypeNormal, "UpdateSuccessful", "Update", "generation %d is deployed", gen)
+			r.Recorder.Eventf(fn, nil, corev1.EventTypeNormal, "UpdateSuccessful", "Update", "generation %d serves (Deployment %s)", gen, ro.Serving.Name)
 		}
 		st.LastUpdateStatus, st.LastUpdateStatusReason, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateSuccessful, "", ""
-		setCondition(&st.Conditions, gen, contract.ConditionRolloutComplete, true, "RolloutComplete", "every pod runs the current template")
-		readiness.Ready(&st.Conditions, gen, string(lambdav1alpha1.StateActive), fmt.Sprintf("generation %d is rolled out", gen))
-	default:
-		if st.LastUpdateStatus == "" {
-			// A new function that already has pods waiting (the activator scaled it up early).
-			st.LastUpdateStatus = lambdav1alpha1.LastUpdateInProgress
+		if done, _ := rolloutComplete(ro.Serving); done {
+			setCondition(&st.Conditions, gen, contract.ConditionRolloutComplete, true, "RolloutComplete", "every pod of the serving revision is available")
+		} else {
+			setCondition(&st.Conditions, gen, contract.ConditionRolloutComplete, false, contract.ReasonInProgress, "the serving revision's new pods are starting")
 		}
-		setCondition(&st.Conditions, gen, contract.ConditionRolloutComplete, false, contract.ReasonInProgress, "new pods are rolling out; the previous ones keep serving")
+		readiness.Ready(&st.Conditions, gen, string(lambdav1alpha1.StateActive), fmt.Sprintf("generation %d serves", gen))
+	case ro.Failed != "":
+		if st.LastUpdateStatus != lambdav1alpha1.LastUpdateFailed {
+			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "UpdateFailed", "Update", "the new revision's environments did not become ready: %s", ro.Failed)
+		}
+		st.LastUpdateStatus, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateFailed, lambdav1alpha1.LastUpdateStatusReasonCode(lambdav1alpha1.StateReasonInternalError)
+		st.LastUpdateStatusReason = "The new code's environments did not become ready; the previous code keeps serving: " + ro.Failed
+		setCondition(&st.Conditions, gen, contract.ConditionRolloutComplete, false, "ProgressDeadlineExceeded", ro.Failed)
+		readiness.Stalled(&st.Conditions, gen, string(st.LastUpdateStatusReasonCode), st.LastUpdateStatusReason)
+	default:
+		if st.LastUpdateStatus != lambdav1alpha1.LastUpdateInProgress {
+			// Also an update that is no new generation (its ConfigMap code changed).
+			st.LastUpdateStatus, st.LastUpdateStatusReason, st.LastUpdateStatusReasonCode = lambdav1alpha1.LastUpdateInProgress, "The function is being updated.", ""
+		}
+		setCondition(&st.Conditions, gen, contract.ConditionRolloutComplete, false, contract.ReasonInProgress, "the new revision's first environment is starting; the previous revision keeps serving")
 		if !readyAt(st.Conditions, gen) {
-			// Once rolled out, a generation stays Ready while the activator scales it.
-			readiness.Reconciling(&st.Conditions, gen, contract.ReasonInProgress, fmt.Sprintf("generation %d is rolling out", gen))
+			readiness.Reconciling(&st.Conditions, gen, contract.ReasonInProgress, fmt.Sprintf("generation %d: waiting for its first environment", gen))
 		}
 	}
 }

@@ -303,9 +303,13 @@ func TestUpdatesKeepReplicasAndLastGoodDeployment(t *testing.T) {
 	if fn.Status.State != lambdav1alpha1.StateActive {
 		t.Errorf("state during an update: %s", fn.Status.State)
 	}
-	dep := getDeployment(t, ns, "upd-latest")
+	// The new code runs in a new revision's Deployment, born with the serving one's 3.
+	dep := revisionWith(t, ns, "upd", memoryIs(256))
 	if *dep.Spec.Replicas != 3 {
 		t.Fatalf("replicas = %d after a reconcile, want the activator's 3", *dep.Spec.Replicas)
+	}
+	if serving := getDeployment(t, ns, "upd-latest"); *serving.Spec.Replicas != 3 || !memoryIs(128)(serving) {
+		t.Errorf("the serving revision changed during the update")
 	}
 	if dep.Spec.Template.Spec.Containers[0].Resources.Limits.Memory().Value() != 256<<20 {
 		t.Errorf("template not updated")
@@ -327,22 +331,20 @@ func TestUpdatesKeepReplicasAndLastGoodDeployment(t *testing.T) {
 	waitFunction(t, ns, "upd", func(f *lambdav1alpha1.Function) bool {
 		return f.Status.LastUpdateStatus == lambdav1alpha1.LastUpdateInProgress
 	})
-	eventually(t, "newest template", func() string {
-		d := getDeployment(t, ns, "upd-latest")
-		if envOf(d.Spec.Template.Spec.InitContainers[1])["AWS_LAMBDA_FUNCTION_TIMEOUT"].Value == "9" {
-			return ""
-		}
-		return "timeout not 9"
-	})
-	goodAnnotation := getDeployment(t, ns, "upd-latest").Spec.Template.Annotations[contract.AnnotationCodeSha256]
+	timeout9 := func(d *appsv1.Deployment) bool {
+		return envOf(d.Spec.Template.Spec.InitContainers[1])["AWS_LAMBDA_FUNCTION_TIMEOUT"].Value == "9"
+	}
+	dep = revisionWith(t, ns, "upd", timeout9)
+	goodAnnotation := dep.Spec.Template.Annotations[contract.AnnotationCodeSha256]
 
 	// The rollout finishes (envtest has no deployment controller: play its part).
-	dep = getDeployment(t, ns, "upd-latest")
 	dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: 3, UpdatedReplicas: 3, ReadyReplicas: 3, AvailableReplicas: 3}
 	if err := k8s.Status().Update(ctx, dep); err != nil {
 		t.Fatal(err)
 	}
-	waitFunction(t, ns, "upd", isActive)
+	if fn := waitFunction(t, ns, "upd", isActive); fn.Status.ServingDeployment != dep.Name {
+		t.Fatalf("serving %s, want the newest revision %s", fn.Status.ServingDeployment, dep.Name)
+	}
 
 	// A failed update (the new code is missing) keeps the last good Deployment spec.
 	updateFunction(t, ns, "upd", func(f *lambdav1alpha1.Function) { f.Spec.Code.ConfigMapRef.Name = "gone" })
@@ -352,8 +354,8 @@ func TestUpdatesKeepReplicasAndLastGoodDeployment(t *testing.T) {
 	if fn.Status.State != lambdav1alpha1.StateActive || !strings.Contains(fn.Status.LastUpdateStatusReason, "gone") {
 		t.Errorf("after a failed update: %+v", fn.Status)
 	}
-	dep = getDeployment(t, ns, "upd-latest")
-	if dep.Spec.Template.Annotations[contract.AnnotationCodeSha256] != goodAnnotation || *dep.Spec.Replicas != 3 {
+	dep = getDeployment(t, ns, fn.Status.ServingDeployment)
+	if !timeout9(dep) || dep.Spec.Template.Annotations[contract.AnnotationCodeSha256] != goodAnnotation || *dep.Spec.Replicas != 3 {
 		t.Errorf("the failed update touched the Deployment")
 	}
 }
@@ -428,7 +430,7 @@ func TestConfigMapChangeIsACodeUpdate(t *testing.T) {
 	if after.Status.RevisionID == before.Status.RevisionID {
 		t.Error("revisionId did not change with the code")
 	}
-	if a := getDeployment(t, ns, "cmupd-latest").Spec.Template.Annotations[contract.AnnotationCodeSha256]; a != after.Status.CodeSha256 {
+	if a := getDeployment(t, ns, after.Status.ServingDeployment).Spec.Template.Annotations[contract.AnnotationCodeSha256]; a != after.Status.CodeSha256 {
 		t.Errorf("template runs %s", a)
 	}
 	eventually(t, "old copy deleted", func() string {

@@ -246,12 +246,12 @@ func TestFunctionConditionsThroughItsLifecycle(t *testing.T) {
 		t.Errorf("state during a rollout: %s", fn.Status.State)
 	}
 
-	deploymentReports(t, ns, "life-latest", memoryIs(256), rolledOut(2))
+	deploymentReports(t, ns, revisionWith(t, ns, "life", memoryIs(256)).Name, memoryIs(256), rolledOut(2))
 	expect(t, "Function", ns, "life", step{state: "update rolled out: lastUpdateStatus Successful",
 		ready: metav1.ConditionTrue, reason: string(lambdav1alpha1.StateActive), kstatus: status.CurrentStatus, argo: "Healthy"})
 
 	// The activator scales a rolled-out generation: it stays Ready.
-	activatorScales(t, ns, "life-latest", 3)
+	activatorScales(t, ns, servingDeployment(t, ns, "life"), 3)
 	eventually(t, "the scale seen", func() string {
 		if c := meta.FindStatusCondition(getFunction(t, ns, "life").Status.Conditions, contract.ConditionRolloutComplete); c != nil && c.Status == metav1.ConditionFalse {
 			return ""
@@ -262,10 +262,11 @@ func TestFunctionConditionsThroughItsLifecycle(t *testing.T) {
 		ready: metav1.ConditionTrue, kstatus: status.CurrentStatus, argo: "Healthy"})
 
 	updateFunction(t, ns, "life", func(f *lambdav1alpha1.Function) { f.Spec.MemorySize = 512 })
-	failed := rolledOut(3)
-	failed.UpdatedReplicas, failed.Replicas = 1, 4
+	// The new revision's pods never become available (its own Deployment: none of the
+	// serving revision's pods are counted there).
+	failed := appsv1.DeploymentStatus{Replicas: 3, UpdatedReplicas: 3}
 	failed.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded", Message: `ReplicaSet "life-latest-abc" has timed out progressing.`}}
-	deploymentReports(t, ns, "life-latest", memoryIs(512), failed)
+	deploymentReports(t, ns, revisionWith(t, ns, "life", memoryIs(512)).Name, memoryIs(512), failed)
 	expect(t, "Function", ns, "life", step{state: "update's rollout failed (ProgressDeadlineExceeded): lastUpdateStatus Failed",
 		ready: metav1.ConditionFalse, reason: string(lambdav1alpha1.StateReasonInternalError), stalled: true, kstatus: status.FailedStatus, argo: "Degraded"})
 
@@ -282,7 +283,7 @@ func TestFunctionConditionsThroughItsLifecycle(t *testing.T) {
 	updateFunction(t, ns, "life", func(f *lambdav1alpha1.Function) { f.Spec.Code.ConfigMapRef.Name = "code"; f.Spec.MemorySize = 1024 })
 	expect(t, "Function", ns, "life", step{state: "fixed by a new generation, rolling out",
 		ready: metav1.ConditionFalse, reconciling: true, kstatus: status.InProgressStatus, argo: "Progressing"})
-	deploymentReports(t, ns, "life-latest", memoryIs(1024), rolledOut(3))
+	deploymentReports(t, ns, revisionWith(t, ns, "life", memoryIs(1024)).Name, memoryIs(1024), rolledOut(3))
 	expect(t, "Function", ns, "life", step{state: "recovered: rolled out",
 		ready: metav1.ConditionTrue, reason: string(lambdav1alpha1.StateActive), kstatus: status.CurrentStatus, argo: "Healthy"})
 }

@@ -208,7 +208,18 @@ func (f *Feeder) registerOwnerLinks(ctx context.Context) error {
 			f.syncLabel(ctx, v.Namespace, contract.FunctionLabelValue(v.Spec.FunctionName), nil)
 		}
 	}
-	if err := f.addHandler(ctx, &lambdav1alpha1.Function{}, toolscache.ResourceEventHandlerFuncs{AddFunc: fnChanged, DeleteFunc: fnChanged}); err != nil {
+	if err := f.addHandler(ctx, &lambdav1alpha1.Function{}, toolscache.ResourceEventHandlerFuncs{
+		AddFunc: fnChanged,
+		// The switch to a new revision of $LATEST: its pods serve from now on, the old
+		// revision's get no more invocations (ownerchain.Serving).
+		UpdateFunc: func(old, o any) {
+			a, b := old.(*lambdav1alpha1.Function), o.(*lambdav1alpha1.Function)
+			if a.Status.ServingDeployment != b.Status.ServingDeployment {
+				fnChanged(o)
+			}
+		},
+		DeleteFunc: fnChanged,
+	}); err != nil {
 		return err
 	}
 	return f.addHandler(ctx, &lambdav1alpha1.Version{}, toolscache.ResourceEventHandlerFuncs{

@@ -13,6 +13,10 @@ const (
 	// a version's Deployment, ReplicaSets, pods and Service.
 	LabelFunction = "lambda.klambda.dev/function"
 	LabelVersion  = "lambda.klambda.dev/version"
+	// LabelRevision marks the Deployment and pods of one revision of $LATEST (a hash of its
+	// pod template): an update runs the new revision beside the old one until the switch
+	// (Function status.servingDeployment).
+	LabelRevision = "lambda.klambda.dev/revision"
 	// LabelComponent says what a klambda-made object is: invoke-secret, code.
 	LabelComponent = "lambda.klambda.dev/component"
 

@@ -425,6 +425,17 @@ type FunctionStatus struct {
 	// +optional
 	NextVersionNumber int64 `json:"nextVersionNumber,omitempty"`
 
+	// servingDeployment is the Deployment of $LATEST whose environments take invocations:
+	// the activator routes $LATEST to its pods alone. An update creates the new code's
+	// Deployment beside it (one Deployment per pod template, a revision) and switches this
+	// field to it when its first environment is ready, or at once when this one runs none;
+	// the previous revision is removed once its invocations have drained (controllers/README.md).
+	// +optional
+	ServingDeployment string `json:"servingDeployment,omitempty"`
+	// servingSince is when servingDeployment last changed.
+	// +optional
+	ServingSince *metav1.Time `json:"servingSince,omitempty"`
+
 	// functionUrl is the function URL of $LATEST, when functionUrlConfig is set.
 	// +optional
 	FunctionURL string `json:"functionUrl,omitempty"`

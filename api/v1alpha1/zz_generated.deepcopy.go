@@ -923,6 +923,10 @@ func (in *FunctionStatus) DeepCopyInto(out *FunctionStatus) {
 		*out = make([]ResolvedLayer, len(*in))
 		copy(*out, *in)
 	}
+	if in.ServingSince != nil {
+		in, out := &in.ServingSince, &out.ServingSince
+		*out = (*in).DeepCopy()
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]v1.Condition, len(*in))

@@ -213,6 +213,19 @@ func (c *Cluster) FunctionDeployment(ctx context.Context, ns, name, version stri
 	if err := c.Client.List(ctx, &list, client.InNamespace(ns), versionSelector(name, version)); err != nil {
 		return nil, err
 	}
+	if len(list.Items) > 1 && version == VersionLatest {
+		// During an update $LATEST has two revisions: the one serving is the Function's
+		// status.servingDeployment.
+		var fn lambdav1alpha1.Function
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &fn); err != nil {
+			return nil, err
+		}
+		for i := range list.Items {
+			if list.Items[i].Name == fn.Status.ServingDeployment {
+				return &list.Items[i], nil
+			}
+		}
+	}
 	if len(list.Items) != 1 {
 		return nil, fmt.Errorf("%d Deployments for function %s/%s version %s, want 1", len(list.Items), ns, name, version)
 	}

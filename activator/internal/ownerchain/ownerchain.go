@@ -82,7 +82,8 @@ func OfReplicaSet(ctx context.Context, r client.Reader, rs *appsv1.ReplicaSet) (
 }
 
 // OfDeployment answers the version a Deployment runs: its controller is the Function
-// ($LATEST) or a published Version controlled by the Function, with the cache's UIDs.
+// ($LATEST; only its serving revision, see Serving) or a published Version controlled by
+// the Function, with the cache's UIDs.
 func OfDeployment(ctx context.Context, r client.Reader, dep *appsv1.Deployment) (fnkey.Key, types.UID, error) {
 	var none fnkey.Key
 	ref := metav1.GetControllerOfNoCopy(dep)
@@ -122,5 +123,17 @@ func OfDeployment(ctx context.Context, r client.Reader, dep *appsv1.Deployment) 
 	if err := getRef(ctx, r, dep.Namespace, fref, &fn); err != nil {
 		return none, "", err
 	}
+	if !Serving(&fn, dep.Name) {
+		return none, "", fmt.Errorf("Deployment %s is not the serving revision of %s (%s)", dep.Name, fn.Name, fn.Status.ServingDeployment)
+	}
 	return fnkey.Key{Namespace: dep.Namespace, Function: fn.Name, Version: contract.Latest}, fn.UID, nil
+}
+
+// Serving: deployment (one of fn's $LATEST revisions) is the one invocations go to, as
+// the Function's status.servingDeployment says. An update runs the new revision beside
+// the serving one until the manager switches this field; the old revision's pods then get
+// no more invocations (those in flight finish). Before any switch was recorded (a
+// Function from before revisions) its one Deployment serves.
+func Serving(fn *lambdav1alpha1.Function, deployment string) bool {
+	return fn.Status.ServingDeployment == "" || fn.Status.ServingDeployment == deployment
 }
