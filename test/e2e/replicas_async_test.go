@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +29,11 @@ import (
 // namespace and, then, the NATS server that leads the queue's stream are killed with
 // SIGKILL. Every event answered 202 must run at least once, counted from the function's side
 // (the recorder); the test reports duplicates and refused attempts.
+//
+// Meanwhile 200 synchronous invocations a second (paced) go to another function through the
+// Service: only those the killed replica held, or was sent before its endpoint went, may
+// fail, all within 20 s of its kill; the NATS server's death fails none (the sync path does
+// not use the queue).
 //
 // The install is restored (one replica, the embedded queue) at the end.
 func TestAsyncNothingLostOnReplicasAndNATS(t *testing.T) {
@@ -63,7 +70,24 @@ func TestAsyncNothingLostOnReplicasAndNATS(t *testing.T) {
 	if _, err := cluster.WaitForFunctionActive(ctx, ns, fn.Name, 3*time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	syncRec := cluster.StartRecorder(t)
+	syncFn := asyncFastRecorderFunction(ctx, t, syncRec, ns, "sync")
+	if err := cluster.Client.Create(ctx, syncFn); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cluster.WaitForFunctionActive(ctx, ns, syncFn.Name, 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	owner := holders[ownership.ShardOf(ns, ownership.DefaultShards)]
+
+	syncURL := cluster.ActivatorURL(ctx, t, ns) + "/2015-03-31/functions/sync/invocations"
+	token := cluster.InvokerToken(ctx, t, ns)
+	if err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		return replicaCall(ctx, syncURL, token, `{}`) == "200", nil
+	}); err != nil {
+		t.Fatal("the sync function never answered through the replicas")
+	}
+	load := startPacedLoad(ctx, syncURL, token, 200)
 
 	start := time.Now()
 	ev := sendAsyncEvents(ctx, t, ns, fn.Name, rec, total)
@@ -80,6 +104,7 @@ func TestAsyncNothingLostOnReplicasAndNATS(t *testing.T) {
 	d, _, _ := ev.processed()
 	t.Logf("kill 1 at %v: %d accepted, %d run; SIGKILL of activator %s (the namespace's owner)",
 		time.Since(start).Round(time.Millisecond), ev.acceptedCount(), d, owner)
+	activatorKilled := time.Now()
 	killActivatorPod(ctx, t, owner)
 
 	// Kill 2: the NATS server leading the queue's stream, while events are still accepted.
@@ -88,6 +113,7 @@ func TestAsyncNothingLostOnReplicasAndNATS(t *testing.T) {
 	d, _, _ = ev.processed()
 	t.Logf("kill 2 at %v: %d accepted, %d run; SIGKILL of NATS server %s (the stream's leader)",
 		time.Since(start).Round(time.Millisecond), ev.acceptedCount(), d, leader.Name)
+	natsKilled := time.Now()
 	killContainerProcess(t, strings.TrimPrefix(leader.Status.ContainerStatuses[0].ContainerID, "containerd://"), "nats-server")
 
 	waitFor("all accepted", func() bool { return ev.acceptedCount() == total })
@@ -95,7 +121,30 @@ func TestAsyncNothingLostOnReplicasAndNATS(t *testing.T) {
 	t.Logf("all %d accepted at %v (%d attempts refused)", total, time.Since(start).Round(time.Millisecond), ev.refused.Load())
 
 	err := asyncWaitUntil(ctx, 4*time.Minute, func() bool { d, _, _ := ev.processed(); return d == total })
+	took := load.stop()
 	d, dup, unknown := ev.processed()
+
+	// The sync load: failures only within 20 s of the activator's kill.
+	const recovery = 20 * time.Second
+	var late []string
+	for _, f := range load.failures {
+		if f.at.Before(activatorKilled) || f.at.Sub(activatorKilled) > recovery {
+			late = append(late, fmt.Sprintf("%v after the activator's kill (%v after the NATS server's): %s",
+				f.at.Sub(activatorKilled).Round(time.Millisecond), f.at.Sub(natsKilled).Round(time.Millisecond), f.answer))
+		}
+	}
+	t.Logf("sync load: %d invocations in %v (%.0f/s; %d not sent, the load's 64 callers all busy), %d succeeded, %d failed",
+		load.sent, took.Round(time.Millisecond), float64(load.sent)/took.Seconds(), load.skipped, load.ok, len(load.failures))
+	if len(load.failures) > 0 {
+		last := load.failures[len(load.failures)-1]
+		t.Logf("sync failures: %v; the last %v after the activator's kill", load.kinds, last.at.Sub(activatorKilled).Round(time.Millisecond))
+	}
+	if len(late) > 0 {
+		t.Errorf("%d sync invocations failed outside the %v after the activator's kill, e.g. %s", len(late), recovery, late[0])
+	}
+	if load.ok == 0 {
+		t.Error("no sync invocation succeeded")
+	}
 	if err != nil {
 		t.Fatalf("LOST: %d of %d accepted events never ran (e.g. %s)", total-d, total, strings.Join(ev.missing(10), ", "))
 	}
@@ -171,4 +220,81 @@ func natsStreamLeader(ctx context.Context, t *testing.T) corev1.Pod {
 	}
 	t.Logf("no server names the stream's leader: killing %s", pods[0].Name)
 	return pods[0]
+}
+
+// pacedLoad invokes a function synchronously at a fixed rate (from at most 64 callers at once;
+// a tick that finds them all busy is counted as skipped, not queued).
+type pacedLoad struct {
+	mu       sync.Mutex
+	sent     int
+	skipped  int
+	ok       int
+	failures []loadFailure
+	kinds    map[string]int
+	done     chan struct{}
+	wg       sync.WaitGroup
+	start    time.Time
+}
+
+type loadFailure struct {
+	at     time.Time
+	answer string
+}
+
+func startPacedLoad(ctx context.Context, url, token string, perSecond int) *pacedLoad {
+	l := &pacedLoad{kinds: map[string]int{}, done: make(chan struct{}), start: time.Now()}
+	slots := make(chan struct{}, 64)
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		tick := time.NewTicker(time.Second / time.Duration(perSecond))
+		defer tick.Stop()
+		for {
+			select {
+			case <-l.done:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			select {
+			case slots <- struct{}{}:
+			default:
+				l.mu.Lock()
+				l.skipped++
+				l.mu.Unlock()
+				continue
+			}
+			l.wg.Add(1)
+			go func() {
+				defer l.wg.Done()
+				defer func() { <-slots }()
+				got := replicaCall(ctx, url, token, `{}`)
+				l.mu.Lock()
+				defer l.mu.Unlock()
+				l.sent++
+				if got == "200" {
+					l.ok++
+					return
+				}
+				l.failures = append(l.failures, loadFailure{time.Now(), got})
+				k := got
+				if len(k) > 80 {
+					k = k[:80]
+				}
+				l.kinds[k]++
+			}()
+		}
+	}()
+	return l
+}
+
+// stop ends the load, waits for the invocations in flight, and says how long it ran.
+func (l *pacedLoad) stop() time.Duration {
+	close(l.done)
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sort.Slice(l.failures, func(i, j int) bool { return l.failures[i].at.Before(l.failures[j].at) })
+	return time.Since(l.start)
 }
