@@ -80,6 +80,10 @@ test: test-assets ## Unit and integration tests (real kube-apiserver + etcd). RE
 build: ## Build every binary into bin/.
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
 
+.PHONY: release
+release: $(HELM) ## Versioned artifacts in dist/release/VERSION: binaries (linux amd64+arm64), the chart package, install.yaml/crds.yaml with tags VERSION, SHA256SUMS (make release VERSION=x.y.z).
+	HELM=$(HELM) VERSION=$(VERSION) hack/release.sh
+
 ##@ Tools
 
 $(CONTROLLER_GEN):

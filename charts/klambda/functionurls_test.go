@@ -72,7 +72,7 @@ func TestChartRefusesFunctionURLMisconfiguration(t *testing.T) {
 		want string
 	}{
 		{[]string{"activator.enabled=true", "activator.tls.plainHTTP=true", "functionUrls.httpRoute.enabled=true"}, "functionUrls.httpRoute.parentRefs"},
-		{[]string{"functionUrls.ingress.enabled=true"}, "activator.enabled=true"},
+		{[]string{"activator.enabled=false", "eventsources.enabled=false", "functionUrls.ingress.enabled=true"}, "activator.enabled=true"},
 		{[]string{"functionUrls.domain=Not_A_Domain"}, "/functionUrls/domain"},
 		{[]string{"functionUrls.pathBaseUrl=ftp://x"}, "/functionUrls/pathBaseUrl"},
 		{[]string{"functionUrls.ingres.enabled=true"}, "additional properties 'ingres' not allowed"},

@@ -240,3 +240,45 @@ func TestChartPodDisruptionBudget(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// The defaults alone make an install that invokes (issue #16): the activator (over TLS,
+// with authorization) and the pollers run, and each runtime klambda ships an image for gets
+// the one-container shape with that image, tagged with the chart's appVersion.
+func TestChartDefaultsInvoke(t *testing.T) {
+	objs, errOut := renderArgs(t)
+	if errOut != "" {
+		t.Fatal(errOut)
+	}
+	for _, c := range []string{"manager", "activator", "eventsources"} {
+		decode[appsv1.Deployment](t, objs, "Deployment/klambda-"+c)
+	}
+	a := decode[appsv1.Deployment](t, objs, "Deployment/klambda-activator")
+	for _, arg := range a.Spec.Template.Spec.Containers[0].Args {
+		if arg == "--plain-http" || arg == "--auth=false" {
+			t.Errorf("activator by default: %s", arg)
+		}
+	}
+	cfg := managerConfig(t, objs)
+	shipped := []string{"provided.al2023", "provided.al2", "nodejs20.x", "nodejs22.x", "python3.12", "python3.13"}
+	if len(cfg.EmbeddedShim) != len(shipped) {
+		t.Errorf("embeddedShim %v, want exactly %v", cfg.EmbeddedShim, shipped)
+	}
+	for _, rt := range shipped {
+		if _, ok := cfg.EmbeddedShim[rt]; !ok {
+			t.Errorf("embeddedShim lacks %s", rt)
+		}
+		img := cfg.RuntimeImages[rt]
+		if !strings.HasPrefix(img, "ghcr.io/klambda/runtime-") || !strings.HasSuffix(img, "-0.1.0") {
+			t.Errorf("%s image %q: want klambda's runtime image tagged with appVersion 0.1.0", rt, img)
+		}
+	}
+	for rt, img := range cfg.RuntimeImages {
+		if _, ok := cfg.EmbeddedShim[rt]; !ok && strings.HasPrefix(img, "ghcr.io/klambda/") {
+			t.Errorf("%s runs klambda's image %s without embeddedShim", rt, img)
+		}
+	}
+	// Pollers without an activator to call are refused.
+	if _, errOut := renderArgs(t, "--set", "activator.enabled=false"); !strings.Contains(errOut, "eventsources.enabled") {
+		t.Errorf("pollers without an activator: %q", errOut)
+	}
+}

@@ -39,6 +39,7 @@ const (
 
 type frontDoor struct {
 	tlsCert, tlsKey                             string
+	selfSignedSecret, selfSignedNames           string
 	plainHTTP                                   bool
 	readHeaderTimeout, readTimeout, idleTimeout time.Duration
 	requestBytes, requestBytesPerNamespace      int64
@@ -54,6 +55,8 @@ func bindFrontDoorFlags(fs *flag.FlagSet) *frontDoor {
 	f := &frontDoor{}
 	fs.StringVar(&f.tlsCert, "tls-cert-file", "", "Serve the Invoke API over TLS with this certificate (PEM; reloaded when the file changes). Callers' tokens travel in every request: without TLS, --plain-http must be given.")
 	fs.StringVar(&f.tlsKey, "tls-key-file", "", "Private key of --tls-cert-file.")
+	fs.StringVar(&f.selfSignedSecret, "tls-self-signed-secret", "", "Serve the Invoke API over TLS with a self-signed certificate kept in this kubernetes.io/tls Secret of $POD_NAMESPACE (tls.crt, tls.key, ca.crt): created when missing, replaced 30 days before it ends or when not valid for --tls-self-signed-names; clients trust its ca.crt. Instead of --tls-cert-file.")
+	fs.StringVar(&f.selfSignedNames, "tls-self-signed-names", "", "Comma-separated DNS names and IP addresses of --tls-self-signed-secret's certificate (the activator Service's names).")
 	fs.BoolVar(&f.plainHTTP, "plain-http", false, "Serve the Invoke API over plain HTTP although authorization is on (callers' tokens then cross the network in clear). Needed, explicitly, when no --tls-cert-file is given.")
 	fs.DurationVar(&f.readHeaderTimeout, "http-read-header-timeout", 10*time.Second, "How long a client may take to send a request's headers.")
 	fs.DurationVar(&f.readTimeout, "http-read-timeout", time.Minute, "How long a client may take to send a whole request, body included (a 6 MB payload). It does not bound the response: a synchronous invocation may run its function's whole timeout (up to 15 minutes).")
@@ -105,13 +108,26 @@ func (f *frontDoor) invokeServer(addr string, h http.Handler) *http.Server {
 
 // tlsConfig loads --tls-cert-file and watches it for changes (cert-manager renewals); nil
 // when plain HTTP was chosen. authOn: tokens travel, so plain HTTP must be explicit.
-func (f *frontDoor) tlsConfig(ctx context.Context, authOn bool, log logr.Logger) (*tls.Config, error) {
+func (f *frontDoor) tlsConfig(ctx context.Context, authOn bool, cs kubernetes.Interface, namespace string, log logr.Logger) (*tls.Config, error) {
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return nil, errors.New("--tls-cert-file and --tls-key-file go together")
 	}
+	if (f.selfSignedSecret == "") != (f.selfSignedNames == "") {
+		return nil, errors.New("--tls-self-signed-secret and --tls-self-signed-names go together")
+	}
+	if f.selfSignedSecret != "" {
+		if f.tlsCert != "" || f.plainHTTP {
+			return nil, errors.New("--tls-self-signed-secret contradicts --tls-cert-file and --plain-http")
+		}
+		if namespace == "" {
+			return nil, errors.New("--tls-self-signed-secret needs $POD_NAMESPACE (the Secret's namespace)")
+		}
+		s := &selfSignedSecret{client: cs, namespace: namespace, name: f.selfSignedSecret, names: splitNames(f.selfSignedNames), now: time.Now}
+		return s.tlsConfig(ctx, log)
+	}
 	if f.tlsCert == "" {
 		if authOn && !f.plainHTTP {
-			return nil, errors.New("callers' tokens would cross the network in clear: give --tls-cert-file and --tls-key-file, or --plain-http to accept that")
+			return nil, errors.New("callers' tokens would cross the network in clear: give --tls-cert-file and --tls-key-file (or --tls-self-signed-secret), or --plain-http to accept that")
 		}
 		return nil, nil
 	}

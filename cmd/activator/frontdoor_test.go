@@ -62,7 +62,7 @@ func TestInvokeAPIServesTLSAndReloadsTheCertificate(t *testing.T) {
 	fd.tlsCert, fd.tlsKey = certFile, keyFile
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	tc, err := fd.tlsConfig(ctx, true, logr.Discard())
+	tc, err := fd.tlsConfig(ctx, true, nil, "", logr.Discard())
 	if err != nil || tc == nil {
 		t.Fatalf("tlsConfig: %v %v", tc, err)
 	}
@@ -114,19 +114,19 @@ func TestInvokeAPIServesTLSAndReloadsTheCertificate(t *testing.T) {
 
 func TestPlainHTTPIsExplicit(t *testing.T) {
 	fd := testFrontDoor()
-	if _, err := fd.tlsConfig(context.Background(), true, logr.Discard()); err == nil {
+	if _, err := fd.tlsConfig(context.Background(), true, nil, "", logr.Discard()); err == nil {
 		t.Fatal("authorization on, no certificate, no --plain-http: want an error")
 	}
 	fd.plainHTTP = true
-	if tc, err := fd.tlsConfig(context.Background(), true, logr.Discard()); err != nil || tc != nil {
+	if tc, err := fd.tlsConfig(context.Background(), true, nil, "", logr.Discard()); err != nil || tc != nil {
 		t.Fatalf("--plain-http: %v %v", tc, err)
 	}
 	fd = testFrontDoor()
-	if tc, err := fd.tlsConfig(context.Background(), false, logr.Discard()); err != nil || tc != nil {
+	if tc, err := fd.tlsConfig(context.Background(), false, nil, "", logr.Discard()); err != nil || tc != nil {
 		t.Fatalf("--auth=false (no tokens travel): %v %v", tc, err)
 	}
 	fd.tlsCert = "/x"
-	if _, err := fd.tlsConfig(context.Background(), true, logr.Discard()); err == nil {
+	if _, err := fd.tlsConfig(context.Background(), true, nil, "", logr.Discard()); err == nil {
 		t.Fatal("--tls-cert-file without --tls-key-file: want an error")
 	}
 	fd = testFrontDoor()

@@ -83,7 +83,7 @@ func main() {
 	}
 	var ready atomic.Bool
 	startInformers(ctx, informers, func() { rp.start(ctx); sc.Run(ctx) }, &ready, log)
-	serveInvokeAPI(ctx, o, h, urls, &ready, reg, cfg, log)
+	serveInvokeAPI(ctx, o, h, urls, &ready, reg, cfg, cs, log)
 	// The drain is over: the shards go to the other replicas once this one's invocations
 	// have ended (already, but for the async workers'); the peer port closes last.
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -192,7 +192,7 @@ func startInformers(ctx context.Context, informers cache.Cache, synced func(), r
 // serveInvokeAPI serves the Invoke API (with /healthz and /readyz) and function URLs
 // (host-based ones before any path; path-based ones under /lambda-url/) and the metrics
 // endpoint until ctx ends.
-func serveInvokeAPI(ctx context.Context, o *options, h *invoke.Handler, urls *functionurl.Handler, ready *atomic.Bool, reg *prometheus.Registry, cfg *rest.Config, log logr.Logger) {
+func serveInvokeAPI(ctx context.Context, o *options, h *invoke.Handler, urls *functionurl.Handler, ready *atomic.Bool, reg *prometheus.Registry, cfg *rest.Config, cs kubernetes.Interface, log logr.Logger) {
 	fd := o.frontDoor
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -206,7 +206,7 @@ func serveInvokeAPI(ctx context.Context, o *options, h *invoke.Handler, urls *fu
 	})
 	mux.Handle("/", h)
 	srv := fd.invokeServer(*o.listen, drain.Handler(urls.Wrap(mux)))
-	invokeTLS, err := fd.tlsConfig(ctx, *o.authOn, log)
+	invokeTLS, err := fd.tlsConfig(ctx, *o.authOn, cs, os.Getenv("POD_NAMESPACE"), log)
 	if err != nil {
 		fatal(log, err, "serving the Invoke API")
 	}

@@ -21,8 +21,6 @@ if [ "${CLUSTER:-local}" = local ]; then
 	# The node's code server (code.url in test/e2e and example.sh) is allowed explicitly:
 	# values-local.yaml's egress policy denies the cluster's ranges.
 	args+=(--set-json "config.egress.allowCIDRs=[\"$(node_ip)/32\"]")
-	[ -f "$D/images/activator.digest" ] && args+=(--set activator.enabled=true)
-	[ -f "$D/images/eventsources.digest" ] && args+=(--set eventsources.enabled=true)
 fi
 [ -z "${IMAGE_VALUES:-}" ] || args+=(-f "$IMAGE_VALUES")
 if [ ! -f "$D/images/manager.digest" ] && [ "${CLUSTER:-local}" = local ]; then

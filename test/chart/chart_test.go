@@ -94,9 +94,27 @@ func hasArg(d *appsv1.Deployment, arg string) bool {
 	return false
 }
 
-func TestChartActivatorNeedsTLSOrExplicitPlainHTTP(t *testing.T) {
-	if _, err := render(t); err == nil || !strings.Contains(err.Error(), "activator.tls.plainHTTP") {
-		t.Fatalf("activator without a certificate or plainHTTP: want a refusal naming the values, got %v", err)
+// Without a certificate or plainHTTP the activator makes a self-signed one in a Secret it
+// alone may change, and the pollers trust that Secret's ca.crt.
+func TestChartActivatorTLSSelfSignedByDefault(t *testing.T) {
+	out := mustRender(t)
+	a := deployment(t, out, "klambda-activator")
+	if !hasArg(a, "--tls-self-signed-secret=klambda-activator-tls") || hasArg(a, "--plain-http") || hasArg(a, "--tls-cert-file=/etc/klambda/tls/tls.crt") ||
+		!hasArg(a, "--tls-self-signed-names=klambda-activator.klambda-system.svc,klambda-activator,klambda-activator.klambda-system,klambda-activator.klambda-system.svc.cluster.local,localhost,127.0.0.1") {
+		t.Fatalf("self-signed: args %v", a.Spec.Template.Spec.Containers[0].Args)
+	}
+	if !strings.Contains(out, "name: klambda-activator-tls\n  namespace: klambda-system") || !strings.Contains(out, "resourceNames: [klambda-activator-tls]") {
+		t.Fatal("no Role letting the activator write its certificate's Secret")
+	}
+	e := deployment(t, out, "klambda-eventsources")
+	if !hasArg(e, "--activator-url=https://klambda-activator.klambda-system.svc:8080") || !hasArg(e, "--activator-ca-file=/etc/klambda/activator-ca/ca.crt") {
+		t.Fatalf("pollers with the self-signed certificate: %v", e.Spec.Template.Spec.Containers[0].Args)
+	}
+	if !strings.Contains(out, "secretName: klambda-activator-tls") {
+		t.Fatal("the pollers do not mount the self-signed certificate's Secret")
+	}
+	if out := mustRender(t, "activator.tls.plainHTTP=true"); strings.Contains(out, "tls-self-signed") || strings.Contains(out, "klambda-activator-tls") {
+		t.Fatal("plainHTTP still renders the self-signed certificate")
 	}
 	if _, err := render(t, "activator.tls.secretName=x", "activator.tls.plainHTTP=true"); err == nil {
 		t.Fatal("secretName and plainHTTP together: want a refusal")
@@ -104,8 +122,8 @@ func TestChartActivatorNeedsTLSOrExplicitPlainHTTP(t *testing.T) {
 	if _, err := render(t, "activator.tls.plainHTTP=true", "activator.auth.audiences=null"); err == nil {
 		t.Fatal("no audience: want a refusal")
 	}
-	out := mustRender(t, "activator.tls.plainHTTP=true")
-	a := deployment(t, out, "klambda-activator")
+	out = mustRender(t, "activator.tls.plainHTTP=true")
+	a = deployment(t, out, "klambda-activator")
 	if !hasArg(a, "--plain-http") || hasArg(a, "--tls-cert-file=/etc/klambda/tls/tls.crt") || strings.Contains(out, "kind: Certificate") {
 		t.Fatalf("plainHTTP: args %v", a.Spec.Template.Spec.Containers[0].Args)
 	}

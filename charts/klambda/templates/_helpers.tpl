@@ -162,9 +162,16 @@ empty: plain HTTP (only with activator.tls.plainHTTP).
 {{- define "klambda.activatorTLSSecret" -}}
 {{- if .Values.activator.tls.secretName -}}
 {{- .Values.activator.tls.secretName -}}
-{{- else if .Values.activator.tls.certManager.issuer -}}
+{{- else if or .Values.activator.tls.certManager.issuer (not .Values.activator.tls.plainHTTP) -}}
 {{- printf "%s-activator-tls" (include "klambda.fullname" .) -}}
 {{- end -}}
+{{- end }}
+
+{{/* "true" when the activator makes its own self-signed certificate (no secretName, no
+cert-manager issuer, no plainHTTP): it writes it into klambda.activatorTLSSecret. */}}
+{{- define "klambda.activatorSelfSigned" -}}
+{{- $t := .Values.activator.tls -}}
+{{- if not (or $t.secretName $t.certManager.issuer $t.plainHTTP) -}}true{{- end -}}
 {{- end }}
 
 {{/* How the manager spells function URLs in status.functionUrl (controllers.FunctionURLsConfig). */}}
