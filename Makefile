@@ -156,11 +156,11 @@ chart-check: $(HELM) ## helm lint and helm template the chart; fail when its CRD
 	@# The NetworkPolicies the chart renders, and the manager configuration it passes (chart_test.go).
 	HELM=$(HELM) go test -count=1 ./charts/klambda/
 	$(HELM) template klambda charts/klambda --kube-version 1.37.2 --namespace klambda-system --set activator.enabled=true \
-		--set activator.async.natsUrl=nats://nats.nats:4222 --set activator.tls.secretName=activator-tls >/dev/null
+		--set activator.async.natsUrl=nats://nats.nats:4222 --set nats.enabled=false --set activator.tls.secretName=activator-tls >/dev/null
 	HELM=$(HELM) go test -count=1 -run TestChart ./test/chart/
 	$(HELM) template klambda charts/klambda --kube-version 1.37.2 --namespace klambda-system --set activator.enabled=true \
 		--set activator.tls.secretName=activator-tls \
-		--set activator.async.natsUrl=tls://nats.nats:4222 --set activator.async.nats.secretName=nats-client \
+		--set activator.async.natsUrl=tls://nats.nats:4222 --set nats.enabled=false --set activator.async.nats.secretName=nats-client \
 		--set activator.async.nats.user=klambda-activator --set activator.async.nats.passwordKey=password \
 		--set activator.async.nats.tls.caKey=ca.crt --set activator.async.nats.destinations.credsKey=tenants.creds \
 		| grep -q -- '--async-nats-tls-ca=/var/run/secrets/klambda/nats/ca.crt' || { echo "activator.async.nats.* not rendered"; exit 1; }

@@ -31,7 +31,9 @@ crds() {
 } >"$DIST/crds.yaml"
 
 {
-	echo "# klambda $version with the Helm chart's default values, for clusters without Helm:"
+	echo "# klambda $version with the Helm chart's default values but one activator replica with its"
+	echo "# embedded async queue (the chart's NATS cluster needs passwords made at install), for"
+	echo "# clusters without Helm:"
 	echo "#   kubectl apply -f dist/install.yaml"
 	echo "# Generated from charts/klambda by hack/dist-manifests.sh (make manifests); do not edit."
 	echo "---"
@@ -48,5 +50,9 @@ metadata:
     pod-security.kubernetes.io/enforce: restricted
 YAML
 	crds
-	"$HELM" template klambda "$CHART_DIR" --namespace "$NS" --kube-version "$KUBE_VERSION" --skip-crds
+	# One activator replica with the embedded queue, not the chart's default two on its own
+	# NATS cluster: that cluster's passwords and the events' signing key are generated at
+	# install time, which a static file cannot do (Helm does).
+	"$HELM" template klambda "$CHART_DIR" --namespace "$NS" --kube-version "$KUBE_VERSION" --skip-crds \
+		--set activator.replicas=1 --set nats.enabled=false
 } >"$DIST/install.yaml"

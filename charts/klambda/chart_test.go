@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -248,14 +249,16 @@ func activatorArgs(t *testing.T, set ...string) []string {
 // given otherwise; never above 1 on the embedded server. (3 by default for several
 // replicas: TestChartSeveralActivatorsShareShards.)
 func TestChartAsyncStreamReplicas(t *testing.T) {
-	const url = "activator.async.natsUrl=nats://nats.nats:4222"
+	url := []string{"activator.async.natsUrl=nats://nats.nats:4222", "nats.enabled=false", "activator.replicas=1"}
 	for _, c := range []struct {
 		set  []string
 		want string
 	}{
-		{[]string{url}, "--async-stream-replicas=1"},
-		{[]string{url, "activator.async.streamReplicas=5"}, "--async-stream-replicas=5"},
-		{[]string{url, "activator.async.streamReplicas=3"}, "--async-stream-replicas=3"},
+		{url, "--async-stream-replicas=1"},
+		{append(slices.Clone(url), "activator.async.streamReplicas=5"), "--async-stream-replicas=5"},
+		{append(slices.Clone(url), "activator.async.streamReplicas=3"), "--async-stream-replicas=3"},
+		// The chart's NATS cluster: R3 by default, even for one activator replica.
+		{[]string{"activator.replicas=1"}, "--async-stream-replicas=3"},
 	} {
 		args := activatorArgs(t, c.set...)
 		found := 0
@@ -271,7 +274,7 @@ func TestChartAsyncStreamReplicas(t *testing.T) {
 			t.Errorf("--set %v: %d --async-stream-replicas arguments, want one (%s)", c.set, found, c.want)
 		}
 	}
-	for _, a := range activatorArgs(t) {
+	for _, a := range activatorArgs(t, "activator.replicas=1", "nats.enabled=false") {
 		if strings.HasPrefix(a, "--async-stream-replicas") {
 			t.Errorf("embedded NATS: %s rendered (the flag's default, 1, is the only valid value)", a)
 		}
@@ -282,7 +285,7 @@ func TestChartAsyncStreamReplicas(t *testing.T) {
 // flags, the peer port (and its NetworkPolicy rule, from activator pods only), the peer
 // token and the Role of the Leases; a clustered queue gets 3 stream replicas by default.
 func TestChartSeveralActivatorsShareShards(t *testing.T) {
-	base := []string{"activator.enabled=true", "activator.tls.secretName=activator-tls", "activator.async.natsUrl=nats://n:4222", "activator.replicas=3"}
+	base := []string{"activator.enabled=true", "activator.tls.secretName=activator-tls", "activator.async.natsUrl=nats://n:4222", "nats.enabled=false", "activator.replicas=3"}
 	objs, errOut := render(t, base...)
 	if errOut != "" {
 		t.Fatal(errOut)
@@ -337,7 +340,7 @@ func TestChartSeveralActivatorsShareShards(t *testing.T) {
 // Several replicas without shards would each count concurrency and lease environments
 // alone: refused, as are shard counts out of range.
 func TestChartRefusesSeveralActivatorsWithoutShards(t *testing.T) {
-	base := []string{"activator.enabled=true", "activator.tls.secretName=activator-tls", "activator.async.natsUrl=nats://n:4222"}
+	base := []string{"activator.enabled=true", "activator.tls.secretName=activator-tls", "activator.async.natsUrl=nats://n:4222", "nats.enabled=false"}
 	for want, set := range map[string][]string{
 		"activator.replicas > 1 needs activator.shards": {"activator.replicas=2", "activator.shards=0"},
 		"activator.shards must be 0":                    {"activator.shards=300"},
@@ -347,7 +350,7 @@ func TestChartRefusesSeveralActivatorsWithoutShards(t *testing.T) {
 		}
 	}
 	// One replica without shards renders no ownership at all.
-	for _, a := range activatorArgs(t, "activator.shards=0") {
+	for _, a := range activatorArgs(t, "activator.shards=0", "activator.replicas=1") {
 		if strings.HasPrefix(a, "--shards") || strings.HasPrefix(a, "--peer") {
 			t.Errorf("activator.shards=0 rendered %s", a)
 		}
@@ -355,12 +358,12 @@ func TestChartRefusesSeveralActivatorsWithoutShards(t *testing.T) {
 }
 
 func TestChartRefusesAsyncReplicationItCannotHave(t *testing.T) {
-	base := []string{"activator.enabled=true", "activator.tls.secretName=activator-tls"}
+	base := []string{"activator.enabled=true", "activator.tls.secretName=activator-tls", "nats.enabled=false"}
 	for want, set := range map[string][]string{
-		"activator.replicas > 1 needs activator.async.natsUrl": {"activator.replicas=2"},
-		"streamReplicas > 1 needs activator.async.natsUrl":     {"activator.async.streamReplicas=3"},
-		"streamReplicas must be at least 3":                    {"activator.async.natsUrl=nats://n:4222", "activator.replicas=2", "activator.async.streamReplicas=1"},
-		"must be 0 (chosen by the chart) or 1 to 5":            {"activator.async.natsUrl=nats://n:4222", "activator.async.streamReplicas=7"},
+		"activator.replicas > 1 needs a NATS cluster for the async queue": {"activator.replicas=2"},
+		"streamReplicas > 1 needs a NATS JetStream cluster":               {"activator.replicas=1", "activator.async.streamReplicas=3"},
+		"streamReplicas must be at least 3":                               {"activator.async.natsUrl=nats://n:4222", "activator.replicas=2", "activator.async.streamReplicas=1"},
+		"must be 0 (chosen by the chart) or 1 to 5":                       {"activator.async.natsUrl=nats://n:4222", "activator.async.streamReplicas=7"},
 	} {
 		if _, errOut := render(t, append(base, set...)...); !strings.Contains(errOut, want) {
 			t.Errorf("--set %v: helm said %q, want an error containing %q", set, errOut, want)

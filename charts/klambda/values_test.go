@@ -104,7 +104,10 @@ func TestChartDefaultsAndLabels(t *testing.T) {
 			if o.Spec.Template != nil {
 				checkLabels(t, key+" pods", o.Spec.Template.Labels)
 			}
-			if strings.HasPrefix(key, "PodDisruptionBudget/") {
+			// The activator's two replicas and the NATS cluster's servers have budgets by
+			// default; the other components run one replica.
+			if strings.HasPrefix(key, "PodDisruptionBudget/") && key != "PodDisruptionBudget/klambda-activator" &&
+				key != "PodDisruptionBudget/klambda-nats" {
 				t.Errorf("%v: %s rendered for one replica", args, key)
 			}
 		}
@@ -118,6 +121,12 @@ func TestChartDefaultsAndLabels(t *testing.T) {
 	}
 	if img := managerConfig(t, objs).ShimImage; img != "ghcr.io/klambda/runtime-shim:0.1.0" {
 		t.Errorf("shim image %s", img)
+	}
+	if d := decode[appsv1.Deployment](t, objs, "Deployment/klambda-activator"); *d.Spec.Replicas != 2 {
+		t.Errorf("activator replicas %d by default, want 2", *d.Spec.Replicas)
+	}
+	if img := decode[appsv1.StatefulSet](t, objs, "StatefulSet/klambda-nats").Spec.Template.Spec.Containers[0].Image; img != "nats:2.15.2" {
+		t.Errorf("nats image %s", img)
 	}
 }
 
@@ -195,6 +204,19 @@ func TestChartPodDisruptionBudget(t *testing.T) {
 		}
 		checkLabels(t, "PodDisruptionBudget/klambda-"+c, pdb.Labels)
 	}
+	// The chart's default activator replicas (2) and NATS servers (3) have budgets of one
+	// pod unavailable at a time.
+	for key, pods := range map[string]map[string]string{
+		"activator": decode[appsv1.Deployment](t, objs, "Deployment/klambda-activator").Spec.Template.Labels,
+		"nats":      decode[appsv1.StatefulSet](t, objs, "StatefulSet/klambda-nats").Spec.Template.Labels,
+	} {
+		pdb := decode[policyv1.PodDisruptionBudget](t, objs, "PodDisruptionBudget/klambda-"+key)
+		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+		if err != nil || !sel.Matches(labels.Set(pods)) || !reflect.DeepEqual(pdb.Spec.MaxUnavailable, ptr(intstr.FromInt32(1))) {
+			t.Errorf("%s: budget %+v (selector error %v), pods %v", key, pdb.Spec, err, pods)
+		}
+	}
+	objs, _ = renderArgs(t, append(slices.Clone(all), "--set", "activator.replicas=1", "--set", "nats.enabled=false")...)
 	if _, ok := objs["PodDisruptionBudget/klambda-activator"]; ok {
 		t.Error("a budget for the single activator")
 	}

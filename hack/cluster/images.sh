@@ -6,6 +6,8 @@
 #   klambda.local/manager:dev, klambda.local/runtime-shim:dev, klambda.local/activator:dev,
 #   klambda.local/eventsources:dev
 #       static binaries from cmd/<name>, non-root (65532); built only when cmd/<name> exists
+#   klambda.local/nats:<version>   nats-server from the Go module klambda's go.mod pins, for
+#       the chart's NATS JetStream cluster (nats.enabled); entrypoint /nats-server, non-root
 #   klambda.local/provided:al2023   busybox-static as /bin/sh + Lambda's directory layout;
 #       runs /var/task/bootstrap (or /opt/bootstrap, /var/runtime/bootstrap); carries the
 #       runtime-shim at /klambda/runtime-shim (the one-container pod shape)
@@ -55,6 +57,16 @@ for cmd in manager runtime-shim activator eventsources; do
 	image "$cmd" "klambda.local/$cmd:dev" -base-files -layer -add "$BIN/$cmd=/$cmd" \
 		-user 65532:65532 -entrypoint "/$cmd"
 done
+
+# --- nats-server ---------------------------------------------------------------------------
+
+# The chart's NATS JetStream cluster (values nats.*): nats-server at the version klambda's
+# go.mod pins (the one the embedded queue runs), built from the Go module proxy like
+# klambda's binaries (no container registry here). Tagged with the chart's nats.image.tag.
+nats_version=$(go list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/nats-server" github.com/nats-io/nats-server/v2
+image nats "klambda.local/nats:${nats_version#v}" -base-files -layer -add "$BIN/nats-server=/nats-server" \
+	-user 65532:65532 -entrypoint /nats-server
 
 # --- provided.al2023 -----------------------------------------------------------------------
 

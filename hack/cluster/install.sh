@@ -43,4 +43,12 @@ for d in manager activator eventsources; do
 		die "klambda-$d did not become available in ${READY_TIMEOUT}s (its pods and log are above)"
 	fi
 done
+# The chart's NATS cluster (nats.enabled, in an IMAGE_VALUES file here): all servers Ready.
+if kubectl -n "$NAMESPACE" get statefulset klambda-nats >/dev/null 2>&1; then
+	if ! kubectl -n "$NAMESPACE" rollout status statefulset/klambda-nats --timeout "${READY_TIMEOUT}s" >/dev/null; then
+		kubectl -n "$NAMESPACE" get pods -l app.kubernetes.io/component=nats -o wide >&2 || true
+		kubectl -n "$NAMESPACE" logs statefulset/klambda-nats --tail 30 >&2 || true
+		die "klambda-nats did not become ready in ${READY_TIMEOUT}s (its pods and log are above)"
+	fi
+fi
 log "klambda installed: $(kubectl -n "$NAMESPACE" get deployments -o name | tr '\n' ' ')"

@@ -47,56 +47,9 @@ func TestAsyncNothingLostWhenActivatorKilled(t *testing.T) {
 	}
 	restarts := pod.Status.ContainerStatuses[0].RestartCount
 
-	var (
-		mu       sync.Mutex
-		accepted = map[string]int{} // request id → event number
-		refused  atomic.Int64       // attempts not answered 202 (the activator was down)
-		next     atomic.Int64
-		wg       sync.WaitGroup
-	)
-	acceptedCount := func() int { mu.Lock(); defer mu.Unlock(); return len(accepted) }
-	processed := func() (distinct, duplicates, unknown int) {
-		runs := map[string]int{}
-		for _, c := range rec.Calls() {
-			runs[c.RequestID]++
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		for id, n := range runs {
-			if _, ok := accepted[id]; !ok {
-				unknown += n // stored, but the 202 was lost with the activator; sent again
-				continue
-			}
-			distinct++
-			duplicates += n - 1
-		}
-		return distinct, duplicates, unknown
-	}
 	start := time.Now()
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				n := int(next.Add(1) - 1)
-				if n >= total {
-					return
-				}
-				// Each event is sent until one attempt is answered 202.
-				for try := 0; ctx.Err() == nil; try++ {
-					a, err := invokeAsync(ctx, t, ns, fn.Name, fmt.Appendf(nil, `{"n":%d,"try":%d}`, n, try))
-					if err == nil && a.Status == 202 && a.RequestID != "" {
-						mu.Lock()
-						accepted[a.RequestID] = n
-						mu.Unlock()
-						break
-					}
-					refused.Add(1)
-					time.Sleep(200 * time.Millisecond)
-				}
-			}
-		}()
-	}
+	ev := sendAsyncEvents(ctx, t, ns, fn.Name, rec, total)
+	acceptedCount, processed := ev.acceptedCount, ev.processed
 
 	// Kill 1: while events are accepted (the function may still be starting from zero).
 	// Kill 2: once all are accepted, while the backlog runs.
@@ -112,37 +65,105 @@ func TestAsyncNothingLostWhenActivatorKilled(t *testing.T) {
 	waitFor("all accepted", func() bool { return acceptedCount() == total })
 	waitFor("a restarted activator", func() bool { return asyncActivatorRestarted(ctx, restarts+1) })
 	t.Logf("all %d accepted at %v (%d attempts refused while the activator was down)",
-		total, time.Since(start).Round(time.Millisecond), refused.Load())
+		total, time.Since(start).Round(time.Millisecond), ev.refused.Load())
 	waitFor("a quarter of the events run", func() bool { d, _, _ := processed(); return d >= total/4 })
 	d, _, _ = processed()
 	t.Logf("kill 2 at %v: %d run", time.Since(start).Round(time.Millisecond), d)
 	asyncKillActivator(ctx, t, restarts+1)
-	wg.Wait()
+	ev.wg.Wait()
 
 	err = asyncWaitUntil(ctx, 3*time.Minute, func() bool { d, _, _ := processed(); return d == total })
 	d, dup, unknown := processed()
 	if err != nil {
-		var missing []string
-		runs := map[string]bool{}
-		for _, c := range rec.Calls() {
-			runs[c.RequestID] = true
-		}
-		mu.Lock()
-		for id, n := range accepted {
-			if !runs[id] && len(missing) < 10 {
-				missing = append(missing, fmt.Sprintf("%d (%s)", n, id))
-			}
-		}
-		mu.Unlock()
-		t.Fatalf("LOST: %d of %d accepted events never ran (e.g. %s)", total-d, total, strings.Join(missing, ", "))
+		t.Fatalf("LOST: %d of %d accepted events never ran (e.g. %s)", total-d, total, strings.Join(ev.missing(10), ", "))
 	}
 	t.Logf("nothing lost: %d accepted events all ran, in %v, with the activator SIGKILLed twice; %d duplicate runs; "+
 		"%d runs of events whose 202 was lost with the activator (sent again); %d attempts refused",
-		total, time.Since(start).Round(time.Millisecond), dup, unknown, refused.Load())
+		total, time.Since(start).Round(time.Millisecond), dup, unknown, ev.refused.Load())
 	// The restarted activator may run the backlog before its readiness probe passes.
 	if err := asyncWaitUntil(ctx, time.Minute, func() bool { return asyncActivatorRestarted(ctx, restarts+2) }); err != nil {
 		t.Errorf("the activator's container did not restart twice and become Ready: %v", err)
 	}
+}
+
+// asyncEvents are total asynchronous events sent by 16 senders, each until one attempt is
+// answered 202 (attempts refused while an activator or the queue is down are counted and
+// sent again), and what the function's side (rec) saw of them.
+type asyncEvents struct {
+	rec      *Recorder
+	mu       sync.Mutex
+	accepted map[string]int // request id → event number
+	refused  atomic.Int64   // attempts not answered 202
+	next     atomic.Int64
+	wg       sync.WaitGroup // the senders; done once every event is accepted
+}
+
+func sendAsyncEvents(ctx context.Context, t *testing.T, ns, fn string, rec *Recorder, total int) *asyncEvents {
+	e := &asyncEvents{rec: rec, accepted: map[string]int{}}
+	for range 16 {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			for {
+				n := int(e.next.Add(1) - 1)
+				if n >= total {
+					return
+				}
+				for try := 0; ctx.Err() == nil; try++ {
+					a, err := invokeAsync(ctx, t, ns, fn, fmt.Appendf(nil, `{"n":%d,"try":%d}`, n, try))
+					if err == nil && a.Status == 202 && a.RequestID != "" {
+						e.mu.Lock()
+						e.accepted[a.RequestID] = n
+						e.mu.Unlock()
+						break
+					}
+					e.refused.Add(1)
+					time.Sleep(200 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	return e
+}
+
+func (e *asyncEvents) acceptedCount() int { e.mu.Lock(); defer e.mu.Unlock(); return len(e.accepted) }
+
+// processed counts the accepted events the function ran (distinct), their runs beyond the
+// first (duplicates), and runs of events never answered 202 (unknown: stored, but the 202
+// was lost with an activator, and the event was sent again).
+func (e *asyncEvents) processed() (distinct, duplicates, unknown int) {
+	runs := map[string]int{}
+	for _, c := range e.rec.Calls() {
+		runs[c.RequestID]++
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for id, n := range runs {
+		if _, ok := e.accepted[id]; !ok {
+			unknown += n
+			continue
+		}
+		distinct++
+		duplicates += n - 1
+	}
+	return distinct, duplicates, unknown
+}
+
+// missing names up to max accepted events the function has not run.
+func (e *asyncEvents) missing(max int) []string {
+	runs := map[string]bool{}
+	for _, c := range e.rec.Calls() {
+		runs[c.RequestID] = true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for id, n := range e.accepted {
+		if !runs[id] && len(out) < max {
+			out = append(out, fmt.Sprintf("%d (%s)", n, id))
+		}
+	}
+	return out
 }
 
 // asyncActivatorRestarted tells whether the activator's container has restarted at least n
@@ -172,10 +193,17 @@ func asyncKillActivator(ctx context.Context, t *testing.T, restarts int32) {
 // container id's (this node's: the local cluster's node is this machine).
 func killActivatorProcess(t *testing.T, id string) {
 	t.Helper()
+	killContainerProcess(t, id, "activator")
+}
+
+// killContainerProcess sends SIGKILL to the process named comm whose cgroup is container
+// id's (this node's: the local cluster's node is this machine).
+func killContainerProcess(t *testing.T, id, comm string) {
+	t.Helper()
 	pids, _ := filepath.Glob("/proc/[0-9]*")
 	for _, p := range pids {
-		comm, err := os.ReadFile(filepath.Join(p, "comm"))
-		if err != nil || strings.TrimSpace(string(comm)) != "activator" {
+		name, err := os.ReadFile(filepath.Join(p, "comm"))
+		if err != nil || strings.TrimSpace(string(name)) != comm {
 			continue
 		}
 		cg, err := os.ReadFile(filepath.Join(p, "cgroup"))
@@ -186,10 +214,10 @@ func killActivatorProcess(t *testing.T, id string) {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatalf("kill -9 %d: %v", pid, err)
 		}
-		t.Logf("killed the activator (pid %d, container %.12s) with SIGKILL", pid, id)
+		t.Logf("killed %s (pid %d, container %.12s) with SIGKILL", comm, pid, id)
 		return
 	}
-	t.Fatalf("no activator process in container %.12s on this node", id)
+	t.Fatalf("no %s process in container %.12s on this node", comm, id)
 }
 
 // asyncFastRecorderFunction is cluster.RecorderFunction with the recorder runtime built in Go

@@ -182,3 +182,21 @@ domain: {{ .Values.functionUrls.domain | quote }}
 scheme: {{ $scheme }}
 pathBase: {{ $base | quote }}
 {{- end -}}
+
+{{/* "true" when the chart runs its NATS JetStream cluster (nats.*) for the activator's
+async queue: the activator and its queue on, nats.enabled, no external natsUrl. */}}
+{{- define "klambda.natsCluster" -}}
+{{- $a := .Values.activator -}}
+{{- if and $a.enabled $a.async.enabled .Values.nats.enabled (not $a.async.natsUrl) -}}true{{- end -}}
+{{- end -}}
+
+{{/* The chart's NATS servers' client URLs, one per pod of the StatefulSet (names of its
+headless Service), comma-separated as --async-nats-url takes them. */}}
+{{- define "klambda.natsClusterURL" -}}
+{{- $fullname := include "klambda.fullname" . -}}
+{{- $urls := list -}}
+{{- range $i := until (int .Values.nats.replicas) -}}
+{{- $urls = append $urls (printf "nats://%s-nats-%d.%s-nats-headless.%s.svc:4222" $fullname $i $fullname $.Release.Namespace) -}}
+{{- end -}}
+{{- join "," $urls -}}
+{{- end -}}
