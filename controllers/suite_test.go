@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,15 +15,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	crconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/test/apiserver"
@@ -35,7 +29,7 @@ var (
 	// testRestConfig reaches the test's kube-apiserver (for watches).
 	testRestConfig *rest.Config
 	testCfg        Config
-	nsSeq          atomic.Int64
+	testServer     *apiserver.Server
 )
 
 func TestMain(m *testing.M) {
@@ -44,18 +38,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	testServer = srv
 	code := func() int {
 		defer srv.Stop()
 		ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.Level(zapcore.Level(zapLevel()))))
-		scheme := runtime.NewScheme()
-		utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-		utilruntime.Must(lambdav1alpha1.AddToScheme(scheme))
-		mgr, err := ctrl.NewManager(srv.Config, ctrl.Options{
-			Scheme:                 scheme,
-			Metrics:                metricsserver.Options{BindAddress: "0"},
-			HealthProbeBindAddress: "0",
-			Controller:             crconfig.Controller{SkipNameValidation: ptrBool(true)},
-		})
+		mgr, err := srv.NewManager()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -68,19 +55,9 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go func() {
-			if err := mgr.Start(ctx); err != nil {
-				fmt.Fprintln(os.Stderr, "manager:", err)
-			}
-		}()
+		defer apiserver.Run(mgr, func(err error) { fmt.Fprintln(os.Stderr, "manager:", err) })()
 		testRestConfig = srv.Config
-		k8s, err = client.New(srv.Config, client.Options{Scheme: scheme})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
+		k8s = srv.Client
 		return m.Run()
 	}()
 	os.Exit(code)
@@ -96,14 +73,7 @@ func zapLevel() int8 {
 func ptrBool(b bool) *bool { return &b }
 
 // newNamespace gives each test its own namespace.
-func newNamespace(t *testing.T) string {
-	t.Helper()
-	ns := fmt.Sprintf("t%d-%d", time.Now().Unix()%100000, nsSeq.Add(1))
-	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	return ns
-}
+func newNamespace(t *testing.T) string { return testServer.NewNamespace(t, "t") }
 
 type zf struct {
 	name, body string

@@ -28,15 +28,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	crconfig "sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/controllers"
@@ -46,24 +39,17 @@ import (
 )
 
 var (
-	restConfig *rest.Config
-	scheme     = runtime.NewScheme()
-	k8s        client.Client
+	srv *apiserver.Server
+	k8s client.Client
 )
 
 func TestMain(m *testing.M) {
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(lambdav1alpha1.AddToScheme(scheme))
-	srv, err := apiserver.Start()
-	if err != nil {
+	var err error
+	if srv, err = apiserver.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	restConfig = srv.Config
-	if k8s, err = client.New(restConfig, client.Options{Scheme: scheme}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	k8s = srv.Client
 	code := m.Run()
 	_ = srv.Stop()
 	os.Exit(code)
@@ -81,42 +67,21 @@ codeStore: {repository: %q, plainHTTP: true, gcInterval: 0s}
 	if err != nil {
 		t.Fatal(err)
 	}
-	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
-		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
-		Controller: crconfig.Controller{SkipNameValidation: ptr(true)},
-	})
+	mgr, err := srv.NewManager()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := controllers.Setup(mgr, cfg); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
+	stop = apiserver.Run(mgr, func(err error) { t.Errorf("manager: %v", err) })
 	t.Cleanup(stop)
 	return stop
 }
 
 func ptr[T any](v T) *T { return &v }
 
-var nsSeq atomic.Int64
-
-func newNamespace(t *testing.T) string {
-	t.Helper()
-	ns := fmt.Sprintf("store%d-%d", time.Now().Unix()%100000, nsSeq.Add(1))
-	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	return ns
-}
+func newNamespace(t *testing.T) string { return srv.NewNamespace(t, "store") }
 
 func makeZip(t *testing.T, body string) []byte {
 	t.Helper()

@@ -18,17 +18,14 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	crconfig "sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/eventsources/controller"
 	"github.com/klambda/klambda/eventsources/invokeclient/invoketest"
+	"github.com/klambda/klambda/test/apiserver"
 	"github.com/klambda/klambda/test/gitopshealth"
 )
 
@@ -97,8 +94,7 @@ func TestMappingActsAsItsServiceAccount(t *testing.T) {
 		Data: map[string][]byte{"username": []byte("u"), "password": []byte("p")}}); err != nil {
 		t.Fatal(err)
 	}
-	mgr, err := ctrl.NewManager(srv.Config, ctrl.Options{Scheme: scheme.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		Controller: crconfig.Controller{SkipNameValidation: ptr(true)}})
+	mgr, err := srv.NewManager()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,9 +108,7 @@ func TestMappingActsAsItsServiceAccount(t *testing.T) {
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	mgrDone := make(chan struct{})
-	go func() { defer close(mgrDone); _ = mgr.Start(ctx) }()
-	defer func() { cancel(); <-mgrDone }()
+	defer apiserver.Run(mgr, nil)()
 
 	mapping := func(name, fn, sa, subject string, secret string) *lambdav1alpha1.EventSourceMapping {
 		m := &lambdav1alpha1.EventSourceMapping{ObjectMeta: metav1.ObjectMeta{Namespace: tns, Name: name},

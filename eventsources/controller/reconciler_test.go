@@ -24,9 +24,7 @@ import (
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	crconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
@@ -87,8 +85,7 @@ func TestStatesFollowLambdasLifecycle(t *testing.T) {
 	defer fake.Close()
 	calls := func() int { mu.Lock(); defer mu.Unlock(); return len(invoked) }
 
-	mgr, err := ctrl.NewManager(srv.Config, ctrl.Options{Scheme: scheme.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		Controller: crconfig.Controller{SkipNameValidation: ptr(true)}})
+	mgr, err := srv.NewManager()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,9 +105,7 @@ func TestStatesFollowLambdasLifecycle(t *testing.T) {
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	mgrDone := make(chan struct{})
-	go func() { defer close(mgrDone); _ = mgr.Start(ctx) }()
-	defer func() { cancel(); <-mgrDone }() // pollers stop before the apiserver does
+	defer apiserver.Run(mgr, nil)() // pollers stop before the apiserver does
 
 	c := srv.Client
 	esm := &lambdav1alpha1.EventSourceMapping{

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -35,20 +34,5 @@ func openOCI(ctx context.Context, src Source, lim Limits) (io.ReadCloser, int64,
 	}
 	client.Transport = tr
 	u := fmt.Sprintf("%s://%s/v2/%s/blobs/sha256:%s", repo.Scheme(), repo.RegistryStr(), repo.RepositoryStr(), src.SHA256)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		done()
-		return nil, 0, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		done()
-		return nil, 0, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		done()
-		return nil, 0, fmt.Errorf("HTTP %s", resp.Status)
-	}
-	return closeBoth{resp.Body, done}, resp.ContentLength, nil
+	return get(ctx, client, done, u)
 }

@@ -455,28 +455,35 @@ func open(ctx context.Context, src Source, creds *Credentials, lim Limits) (io.R
 		}
 		return f, size, nil
 	case "http", "https":
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
-		if err != nil {
-			return nil, 0, err
-		}
 		client, done := httpClient(lim)
-		resp, err := client.Do(req)
-		if err != nil {
-			done()
-			return nil, 0, err
-		}
-		if resp.StatusCode != http.StatusOK {
-			resp.Body.Close()
-			done()
-			return nil, 0, fmt.Errorf("HTTP %s", resp.Status)
-		}
-		return closeBoth{resp.Body, done}, resp.ContentLength, nil
+		return get(ctx, client, done, src.URL)
 	case "s3":
 		return openS3(ctx, src, creds, lim)
 	case "oci":
 		return openOCI(ctx, src, lim)
 	}
 	return nil, 0, fmt.Errorf("unsupported source scheme %q", src.Scheme)
+}
+
+// get downloads url with client: the body (closing it releases the client through done) and
+// its size when known. A non-200 answer is an error; done is called on every failure.
+func get(ctx context.Context, client *http.Client, done func(), url string) (io.ReadCloser, int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		done()
+		return nil, 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		done()
+		return nil, 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		done()
+		return nil, 0, fmt.Errorf("HTTP %s", resp.Status)
+	}
+	return closeBoth{resp.Body, done}, resp.ContentLength, nil
 }
 
 // closeBoth closes a body, then releases its client's connections.

@@ -4,16 +4,27 @@
 package apiserver
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
@@ -76,3 +87,44 @@ func Start() (*Server, error) {
 
 // Stop stops kube-apiserver and etcd.
 func (s *Server) Stop() error { return s.env.Stop() }
+
+// NewManager is a controller manager on this server for a test: no metrics or health
+// listeners, and controller names may repeat (tests build several managers in one process).
+func (s *Server) NewManager() (ctrl.Manager, error) {
+	skip := true
+	return ctrl.NewManager(s.Config, ctrl.Options{
+		Scheme:                 scheme.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Controller:             crconfig.Controller{SkipNameValidation: &skip},
+	})
+}
+
+// Run starts mgr in the background. stop cancels it and returns once it has ended (so
+// its pollers and watches end before the apiserver does); stop may be called more than once.
+// A manager that ends by itself with an error reports it through report (nil: ignored).
+func Run(mgr ctrl.Manager, report func(error)) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(ctx); err != nil && report != nil {
+			report(err)
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { cancel(); <-done }) }
+}
+
+var nsSeq atomic.Int64
+
+// NewNamespace creates a namespace of its own for a test: prefix, then a number unique
+// across runs sharing an apiserver.
+func (s *Server) NewNamespace(t testing.TB, prefix string) string {
+	t.Helper()
+	ns := fmt.Sprintf("%s%d-%d", prefix, time.Now().Unix()%100000, nsSeq.Add(1))
+	if err := s.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}

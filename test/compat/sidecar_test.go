@@ -66,19 +66,19 @@ func (k *fakeKubelet) restartCount() int {
 	return k.restarts
 }
 
-// Sidecar mode: the runtime runs beside the shim (here: a process the test restarts like
-// the kubelet; in a pod: another container in the shared process namespace). The shim
-// finds its processes by the marker, kills them on a reset and sees crashes in /proc.
-func TestSidecarMode(t *testing.T) {
-	marker := fmt.Sprintf("KLAMBDA_COMPAT_SIDECAR=%d", time.Now().UnixNano())
-	invokeAddr, apiAddr := freePort(t), freePort(t)
+// startSidecarShim starts `runtime-shim sidecar` for the runtime processes carrying marker,
+// with secret as its invoke secret and env added to its environment; it is stopped (its log
+// printed if the test failed) when the test ends.
+func startSidecarShim(t *testing.T, marker, secret string, env ...string) (invokeAddr, apiAddr string, logs *syncBuffer, shim *exec.Cmd) {
+	t.Helper()
+	invokeAddr, apiAddr = freePort(t), freePort(t)
 	secretFile := t.TempDir() + "/secret"
-	if err := os.WriteFile(secretFile, []byte("pod-secret\n"), 0o600); err != nil {
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	shim := exec.Command(shimBin, "sidecar", "--listen", invokeAddr, "--runtime-api", apiAddr, "--runtime-marker", marker, "--secret-file", secretFile)
-	shim.Env = append(os.Environ(), "AWS_LAMBDA_FUNCTION_TIMEOUT=1", "AWS_LAMBDA_FUNCTION_NAME=side", "AWS_LAMBDA_FUNCTION_VERSION=7")
-	logs := &syncBuffer{}
+	shim = exec.Command(shimBin, "sidecar", "--listen", invokeAddr, "--runtime-api", apiAddr, "--runtime-marker", marker, "--secret-file", secretFile)
+	shim.Env = append(os.Environ(), env...)
+	logs = &syncBuffer{}
 	shim.Stdout, shim.Stderr = logs, logs
 	if err := shim.Start(); err != nil {
 		t.Fatal(err)
@@ -90,6 +90,15 @@ func TestSidecarMode(t *testing.T) {
 			t.Logf("shim log:\n%s", tailString(logs.String(), 5000))
 		}
 	})
+	return invokeAddr, apiAddr, logs, shim
+}
+
+// Sidecar mode: the runtime runs beside the shim (here: a process the test restarts like
+// the kubelet; in a pod: another container in the shared process namespace). The shim
+// finds its processes by the marker, kills them on a reset and sees crashes in /proc.
+func TestSidecarMode(t *testing.T) {
+	marker := fmt.Sprintf("KLAMBDA_COMPAT_SIDECAR=%d", time.Now().UnixNano())
+	invokeAddr, apiAddr, logs, shim := startSidecarShim(t, marker, "pod-secret", "AWS_LAMBDA_FUNCTION_TIMEOUT=1", "AWS_LAMBDA_FUNCTION_NAME=side", "AWS_LAMBDA_FUNCTION_VERSION=7")
 	p := &peer{name: "sidecar", url: "http://" + invokeAddr, logs: logs, cmd: shim}
 	waitStatus := func(path string, want int) {
 		t.Helper()

@@ -5,13 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -240,25 +237,7 @@ func TestGoStreamingResponseExec(t *testing.T) {
 // (wrapped by `runtime-shim pipe`), as in a sidecar pod.
 func TestGoStreamingResponseSidecar(t *testing.T) {
 	marker := fmt.Sprintf("KLAMBDA_COMPAT_STREAM=%d", time.Now().UnixNano())
-	invokeAddr, apiAddr := freePort(t), freePort(t)
-	secretFile := t.TempDir() + "/secret"
-	if err := os.WriteFile(secretFile, []byte(testrig.Secret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	shim := exec.Command(shimBin, "sidecar", "--listen", invokeAddr, "--runtime-api", apiAddr, "--runtime-marker", marker, "--secret-file", secretFile)
-	shim.Env = append(os.Environ(), "AWS_LAMBDA_FUNCTION_TIMEOUT=10", "AWS_LAMBDA_FUNCTION_NAME=side")
-	logs := &syncBuffer{}
-	shim.Stdout, shim.Stderr = logs, logs
-	if err := shim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = shim.Process.Signal(syscall.SIGTERM)
-		_ = shim.Wait()
-		if t.Failed() {
-			t.Logf("shim log:\n%s", tailString(logs.String(), 5000))
-		}
-	})
+	invokeAddr, apiAddr, _, _ := startSidecarShim(t, marker, testrig.Secret, "AWS_LAMBDA_FUNCTION_TIMEOUT=10", "AWS_LAMBDA_FUNCTION_NAME=side")
 	waitListenAddr(t, invokeAddr)
 	startKubelet(t, []string{marker, "AWS_LAMBDA_RUNTIME_API=" + apiAddr}, shimBin, "pipe", "--", goFuncBin)
 	goStreaming(t, streamingRig(t, invokeAddr))
