@@ -13,6 +13,9 @@
 #       runtime-shim at /klambda/runtime-shim (the one-container pod shape)
 #   klambda.local/nodejs:20         the above + this machine's node 20 and the npm
 #       aws-lambda-ric from test/compat/install-ric.sh; built only when that is installed
+#   klambda.local/python:3.11       the provided image + Debian's python3.11 (/var/lang) and
+#       klambda's minimal Python runtime interface client (hack/runtimes/python: awslambdaric
+#       comes from PyPI, unreachable here); built only when /usr/bin/python3.11 exists
 #
 # IMAGES_ONLY=1 builds the tarballs into $KLAMBDA_CLUSTER_DIR/images without importing.
 set -euo pipefail
@@ -120,4 +123,29 @@ EOF
 		-env AWS_EXECUTION_ENV=AWS_Lambda_nodejs20.x
 else
 	log "no Node.js base image: needs node 20 and aws-lambda-ric (test/compat/install-ric.sh; ~8 min once)"
+fi
+
+# --- python3.11 ------------------------------------------------------------------------------
+
+if [ -x /usr/bin/python3.11 ] && [ -f /usr/lib/python3.11/os.py ]; then
+	# Python finds its standard library from its own path: /var/lang/bin -> /var/lang/lib/python3.11.
+	pyfiles=(-layer -add /usr/bin/python3.11=/var/lang/bin/python3.11 -symlink /var/lang/bin/python3=python3.11
+		-add /usr/lib/python3.11=/var/lang/lib/python3.11)
+	# The interpreter and its extension modules are dynamically linked: bring their libraries.
+	for lib in $(ldd /usr/bin/python3.11 /usr/lib/python3.11/lib-dynload/*.so 2>/dev/null |
+		awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// && $1 !~ /:$/ {print $1}' | sort -u); do
+		pyfiles+=(-add "$(readlink -f "$lib")=$lib")
+	done
+	cat >"$OUT/python-bootstrap" <<'EOF'
+#!/bin/sh
+# python3.11: klambda's minimal runtime interface client runs the handler (module.function).
+export PYTHONPATH=/opt/python/lib/python3.11/site-packages:/opt/python:/var/runtime${PYTHONPATH:+:$PYTHONPATH}
+exec /var/lang/bin/python3 /var/runtime/klambda_ric.py "${_HANDLER:-$1}"
+EOF
+	chmod 755 "$OUT/python-bootstrap"
+	image python-3.11 klambda.local/python:3.11 "${provided[@]}" "${pyfiles[@]}" \
+		-layer -add "$REPO_ROOT/hack/runtimes/python/klambda_ric.py=/var/runtime/klambda_ric.py" \
+		-add "$OUT/python-bootstrap=/var/runtime/bootstrap" -env AWS_EXECUTION_ENV=AWS_Lambda_python3.11
+else
+	log "no Python base image: needs Debian's python3.11 (apt-get install python3.11)"
 fi

@@ -1,15 +1,23 @@
 // Command imagebuild builds an OCI image from files on this machine, without Docker or a
-// registry, and writes it as a docker-archive tarball that `ctr images import` reads.
+// registry, and writes it as a docker-archive tarball that `ctr images import` reads, or,
+// for several platforms, as an OCI image index in an OCI image layout directory.
 //
 // The local cluster (hack/cluster) uses it for klambda's own images and for the local
-// stand-ins of the Lambda base images. Output is reproducible: every file is owned by
-// root with a fixed mtime, so unchanged inputs give the same image digest, and callers can
-// skip an import when the digest is already in containerd.
+// stand-ins of the Lambda base images; `make release` for the multi-arch images. Output is
+// reproducible: every file is owned by root with a fixed mtime, so unchanged inputs give
+// the same image digest, and callers can skip an import when the digest is already in
+// containerd.
 //
 //	imagebuild -tag klambda.local/manager:dev -o manager.tar \
 //	    -base-files -add bin/manager=/manager -user 65532:65532 -entrypoint /manager
+//	imagebuild -tag ghcr.io/klambda/manager:1.2.3 -oci out/manager \
+//	    -platform linux/amd64 -platform linux/arm64 \
+//	    -base-files -add 'bin/manager-{arch}=/manager' -user 65532:65532 -entrypoint /manager
 //
-// Filesystem flags are applied in order; -layer starts a new layer.
+// Filesystem flags are applied in order; -layer starts a new layer. In an -add source,
+// {arch} is the platform's architecture (amd64, arm64): each platform's image gets its
+// own files. -o writes one platform's image (a single manifest, which containerd's CRI
+// runs whatever the node's platform); -oci writes an index of all the -platform images.
 package main
 
 import (
@@ -31,6 +39,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -114,13 +123,15 @@ func run() error {
 		entries    []entry
 		env, cmd   stringsFlag
 		entrypoint stringsFlag
+		platforms  stringsFlag
 		tag        = flag.String("tag", "", "image reference to tag the image with (required)")
-		out        = flag.String("o", "", "docker-archive tarball to write (required)")
+		out        = flag.String("o", "", "docker-archive tarball to write (one platform)")
+		ociDir     = flag.String("oci", "", "OCI image layout directory to write: an index of every -platform image")
 		user       = flag.String("user", "", "user[:group] the image runs as")
 		workdir    = flag.String("workdir", "", "working directory")
-		digestOnly = flag.Bool("digest", false, "print the image digest and write nothing")
+		digestOnly = flag.Bool("digest", false, "print the digest of the image (with -oci: of the index) and write nothing")
 	)
-	flag.Var(listFlag{"add", &entries}, "add", "SRC=/DST: copy a file or a directory tree into the image")
+	flag.Var(listFlag{"add", &entries}, "add", "SRC=/DST: copy a file or a directory tree into the image ({arch} in SRC: the platform's architecture)")
 	flag.Var(listFlag{"mkdir", &entries}, "mkdir", "/DIR[:MODE]: create a directory (octal mode, default 755)")
 	flag.Var(listFlag{"symlink", &entries}, "symlink", "/LINK=TARGET: create a symbolic link")
 	flag.Var(boolEntry{"layer", &entries}, "layer", "start a new layer")
@@ -128,50 +139,63 @@ func run() error {
 	flag.Var(&env, "env", "K=V environment variable (repeatable)")
 	flag.Var(&entrypoint, "entrypoint", "entrypoint argument (repeatable, in order)")
 	flag.Var(&cmd, "cmd", "cmd argument (repeatable, in order)")
+	flag.Var(&platforms, "platform", "os/arch[/variant] to build for (repeatable; default linux/amd64): linux/amd64, linux/arm64")
 	flag.Parse()
-	if *tag == "" || (*out == "" && !*digestOnly) {
+	if flag.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", flag.Args())
+	}
+	if *tag == "" || (*out == "" && *ociDir == "" && !*digestOnly) {
 		flag.Usage()
-		return errors.New("-tag and -o are required")
+		return errors.New("-tag and -o or -oci are required")
+	}
+	if *out != "" && *ociDir != "" {
+		return errors.New("-o and -oci: give one")
 	}
 	ref, err := name.NewTag(*tag)
 	if err != nil {
 		return fmt.Errorf("parsing -tag: %w", err)
 	}
-
-	var layers []v1.Layer
-	for _, group := range splitLayers(entries) {
-		data, err := layerTar(group)
+	if len(platforms) == 0 {
+		platforms = stringsFlag{"linux/amd64"}
+	}
+	if len(platforms) > 1 && *ociDir == "" {
+		return errors.New("several -platform images need -oci (a docker archive holds one image)")
+	}
+	cfg := imageConfig{env: env, entrypoint: entrypoint, cmd: cmd, user: *user, workdir: *workdir, oci: *ociDir != ""}
+	var imgs []v1.Image
+	var plats []v1.Platform
+	for _, p := range platforms {
+		plat, err := parsePlatform(p)
 		if err != nil {
 			return err
 		}
-		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-			return io.NopCloser(bytes.NewReader(data)), nil
-		})
+		img, err := buildImage(entries, plat, cfg)
 		if err != nil {
-			return fmt.Errorf("making layer: %w", err)
+			return fmt.Errorf("%s: %w", p, err)
 		}
-		layers = append(layers, l)
+		imgs, plats = append(imgs, img), append(plats, plat)
 	}
 
-	img := mutate.MediaType(empty.Image, types.DockerManifestSchema2)
-	img, err = mutate.AppendLayers(img, layers...)
-	if err != nil {
-		return fmt.Errorf("appending layers: %w", err)
+	if *ociDir == "" {
+		dig, err := imgs[0].Digest()
+		if err != nil {
+			return err
+		}
+		if *digestOnly {
+			fmt.Println(dig)
+			return nil
+		}
+		if err := tarball.WriteToFile(*out, ref, imgs[0]); err != nil {
+			return fmt.Errorf("writing %s: %w", *out, err)
+		}
+		fmt.Println(dig)
+		return nil
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return err
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for i, img := range imgs {
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &plats[i]}})
 	}
-	cf = cf.DeepCopy()
-	cf.Architecture, cf.OS, cf.Created = "amd64", "linux", v1.Time{Time: epoch}
-	cf.Config.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, env...)
-	cf.Config.Entrypoint, cf.Config.Cmd = entrypoint, cmd
-	cf.Config.User, cf.Config.WorkingDir = *user, *workdir
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		return fmt.Errorf("setting config: %w", err)
-	}
-	dig, err := img.Digest()
+	dig, err := idx.Digest()
 	if err != nil {
 		return err
 	}
@@ -179,11 +203,95 @@ func run() error {
 		fmt.Println(dig)
 		return nil
 	}
-	if err := tarball.WriteToFile(*out, ref, img); err != nil {
-		return fmt.Errorf("writing %s: %w", *out, err)
+	if err := os.RemoveAll(*ociDir); err != nil {
+		return err
+	}
+	p, err := layout.Write(*ociDir, empty.Index)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", *ociDir, err)
+	}
+	// The ref.name annotation is the tag (OCI image layout), as `skopeo copy oci:DIR:TAG` and
+	// `crane push DIR REF` expect.
+	if err := p.AppendIndex(idx, layout.WithAnnotations(map[string]string{
+		"org.opencontainers.image.ref.name": ref.TagStr(),
+		"io.containerd.image.name":          ref.Name(),
+	})); err != nil {
+		return fmt.Errorf("writing %s: %w", *ociDir, err)
 	}
 	fmt.Println(dig)
 	return nil
+}
+
+type imageConfig struct {
+	env, entrypoint, cmd []string
+	user, workdir        string
+	oci                  bool // OCI media types (in an index) rather than Docker's
+}
+
+func parsePlatform(s string) (v1.Platform, error) {
+	parts := strings.Split(s, "/")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] != "linux" {
+		return v1.Platform{}, fmt.Errorf("-platform %q: want linux/ARCH[/VARIANT]", s)
+	}
+	p := v1.Platform{OS: parts[0], Architecture: parts[1]}
+	if len(parts) == 3 {
+		p.Variant = parts[2]
+	}
+	switch p.Architecture {
+	case "amd64", "arm64":
+	default:
+		return v1.Platform{}, fmt.Errorf("-platform %q: klambda builds linux/amd64 and linux/arm64", s)
+	}
+	return p, nil
+}
+
+// buildImage makes one platform's image: {arch} in -add sources is its architecture.
+func buildImage(entries []entry, plat v1.Platform, c imageConfig) (v1.Image, error) {
+	var layers []v1.Layer
+	for _, group := range splitLayers(entries) {
+		group = append([]entry(nil), group...)
+		for i := range group {
+			group[i].src = strings.ReplaceAll(group[i].src, "{arch}", plat.Architecture)
+		}
+		data, err := layerTar(group)
+		if err != nil {
+			return nil, err
+		}
+		opts := []tarball.LayerOption{}
+		if c.oci {
+			opts = append(opts, tarball.WithMediaType(types.OCILayer))
+		}
+		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+			return io.NopCloser(bytes.NewReader(data)), nil
+		}, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("making layer: %w", err)
+		}
+		layers = append(layers, l)
+	}
+
+	img := mutate.MediaType(empty.Image, types.DockerManifestSchema2)
+	if c.oci {
+		img = mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	}
+	img, err := mutate.AppendLayers(img, layers...)
+	if err != nil {
+		return nil, fmt.Errorf("appending layers: %w", err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.Architecture, cf.OS, cf.Variant, cf.Created = plat.Architecture, plat.OS, plat.Variant, v1.Time{Time: epoch}
+	cf.Config.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, c.env...)
+	cf.Config.Entrypoint, cf.Config.Cmd = c.entrypoint, c.cmd
+	cf.Config.User, cf.Config.WorkingDir = c.user, c.workdir
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		return nil, fmt.Errorf("setting config: %w", err)
+	}
+	return img, nil
 }
 
 func splitLayers(entries []entry) [][]entry {
