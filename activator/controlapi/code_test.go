@@ -1,0 +1,65 @@
+package controlapi_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+)
+
+// CreateFunction's other code sources become the Function's: ImageUri (packageType Image,
+// shown back in GetFunction's Code) and S3Bucket/S3Key/S3ObjectVersion (code.s3); Publish
+// creates a Version that the version controller numbers 1 once the function is Active.
+func TestImageS3AndPublishOnCreate(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	api := r.sdk("")
+	out, err := api.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("img"), Role: aws.String(role),
+		PackageType: types.PackageTypeImage, Code: &types.FunctionCode{ImageUri: aws.String("registry.test/app:v1")},
+		ImageConfig: &types.ImageConfig{Command: []string{"handler"}}, Publish: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.PackageType != types.PackageTypeImage {
+		t.Fatalf("CreateFunction answered %+v", out)
+	}
+	f := r.function(t, "img")
+	if f.Spec.PackageType != lambdav1alpha1.PackageTypeImage || f.Spec.Code.ImageURI != "registry.test/app:v1" || f.Spec.ImageConfig.Command[0] != "handler" {
+		t.Fatalf("Function spec %+v", f.Spec)
+	}
+	got, err := api.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String("img")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aws.ToString(got.Code.ImageUri) != "registry.test/app:v1" || aws.ToString(got.Code.RepositoryType) != "ECR" ||
+		got.Configuration.ImageConfigResponse.ImageConfig.Command[0] != "handler" {
+		t.Fatalf("GetFunction Code %+v", got.Code)
+	}
+	var vl lambdav1alpha1.VersionList
+	if err := k8s.List(ctx, &vl, client.InNamespace(r.ns)); err != nil || len(vl.Items) != 1 || vl.Items[0].Spec.FunctionName != "img" {
+		t.Fatalf("Publish on CreateFunction: %v %+v", err, vl.Items)
+	}
+	if err := lambda.NewPublishedVersionActiveWaiter(api).Wait(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String("img"), Qualifier: aws.String("1")}, time.Minute); err != nil {
+		t.Fatal("version 1 published on create:", err)
+	}
+
+	if _, err := api.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("s3"), Role: aws.String(role),
+		Runtime: types.RuntimePython312, Handler: aws.String("app.handler"),
+		Code: &types.FunctionCode{S3Bucket: aws.String("my-bucket"), S3Key: aws.String("app.zip"), S3ObjectVersion: aws.String("3")}}); err != nil {
+		t.Fatal(err)
+	}
+	s3 := r.function(t, "s3").Spec.Code.S3
+	if s3 == nil || s3.Bucket != "my-bucket" || s3.Key != "app.zip" || s3.ObjectVersion != "3" {
+		t.Fatalf("code.s3 = %+v", s3)
+	}
+	g, err := api.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String("s3")})
+	if err != nil || aws.ToString(g.Code.Location) != "s3://my-bucket/app.zip" {
+		t.Fatalf("GetFunction of an S3 function: %v %+v", err, g)
+	}
+}
