@@ -46,6 +46,12 @@ func (h *Handler) routes() []route {
 		{"PUT /2017-10-31/functions/{fn}/concurrency", h.serve("PutFunctionConcurrency", false, h.putConcurrency)},
 		{"DELETE /2017-10-31/functions/{fn}/concurrency", h.serve("DeleteFunctionConcurrency", false, h.deleteConcurrency)},
 		{"GET /2019-09-30/functions/{fn}/concurrency", h.serve("GetFunctionConcurrency", false, h.getConcurrency)},
+		{"PUT /2019-09-30/functions/{fn}/provisioned-concurrency", h.serve("PutProvisionedConcurrencyConfig", false, h.putProvisioned)},
+		{"GET /2019-09-30/functions/{fn}/provisioned-concurrency", h.serve("GetProvisionedConcurrencyConfig", false, h.getProvisioned)},
+		{"DELETE /2019-09-30/functions/{fn}/provisioned-concurrency", h.serve("DeleteProvisionedConcurrencyConfig", false, h.deleteProvisioned)},
+		{"POST /2017-03-31/tags/{arn}", h.serve("TagResource", false, h.tagResource)},
+		{"DELETE /2017-03-31/tags/{arn}", h.serve("UntagResource", false, h.untagResource)},
+		{"GET /2017-03-31/tags/{arn}", h.serve("ListTags", false, h.listTags)},
 		{"GET /2016-08-19/account-settings", h.serve("GetAccountSettings", false, h.getAccountSettings)},
 		{"GET /2016-08-19/account-settings/{$}", h.serve("GetAccountSettings", false, h.getAccountSettings)},
 	}
