@@ -10,8 +10,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/klambda/klambda/activator/invoke"
-	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/api/contract"
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
 // Provisioned concurrency is spec.provisionedConcurrentExecutions of the Version (a version
@@ -23,10 +23,10 @@ func errPCNotFound(arn string) *invoke.Error {
 
 // pcTarget is the object holding a qualifier's provisioned concurrency.
 type pcTarget struct {
-	obj      client.Object
-	kind     string
-	spec     **int32
-	status   *lambdav1alpha1.ProvisionedConcurrencyStatus
+	obj    client.Object
+	kind   string
+	spec   **int32
+	status *lambdav1alpha1.ProvisionedConcurrencyStatus
 }
 
 func (c *call) pcTarget(name, qual string) (*pcTarget, *invoke.Error) {
