@@ -47,6 +47,22 @@ func TestImageS3PublishOnCreateAndProvisioned(t *testing.T) {
 	if err := k8s.List(ctx, &vl, client.InNamespace(r.ns)); err != nil || len(vl.Items) != 1 || vl.Items[0].Spec.FunctionName != "img" {
 		t.Fatalf("Publish on CreateFunction: %v %+v", err, vl.Items)
 	}
+	// The number comes once the function is Active (README: Publish on CreateFunction
+	// answers $LATEST); then version 1 is there for the waiter.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		vs, err := api.ListVersionsByFunction(ctx, &lambda.ListVersionsByFunctionInput{FunctionName: aws.String("img")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(vs.Versions) == 2 && aws.ToString(vs.Versions[1].Version) == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no version 1 a minute after CreateFunction with Publish: %+v", vs.Versions)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	if err := lambda.NewPublishedVersionActiveWaiter(api).Wait(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String("img"), Qualifier: aws.String("1")}, time.Minute); err != nil {
 		t.Fatal("version 1 published on create:", err)
 	}
