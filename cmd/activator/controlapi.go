@@ -64,7 +64,9 @@ func (o *controlAPIOptions) wrap(next http.Handler, scheme *runtime.Scheme, cfg 
 		}
 		// Its own checker: the same token reviews (audiences), SubjectAccessReviews of the
 		// operation's verb and resource, its own caches and review budget.
-		h.Auth = controlapi.NewChecker(checker.Authn, cs)
+		c := controlapi.NewChecker(checker.Authn, cs)
+		c.ReviewRate, c.ReviewBurst = checker.ReviewRate, checker.ReviewBurst
+		h.Auth = c
 	}
 	if *o.repository != "" {
 		so := codestore.OCIOptions{Repository: *o.repository, PlainHTTP: *o.plainHTTP}
