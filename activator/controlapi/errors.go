@@ -65,6 +65,10 @@ func errRevision() *invoke.Error {
 	return errPrecondition("The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
 }
 
+// conflictMessage: the object changed between the API's read and its write (a controller's
+// status update, another writer). Handler.run serves the operation again, from a new read.
+const conflictMessage = "The resource changed while the request was served; read it again (its RevisionId) and retry."
+
 // fromAPI turns an error of the Kubernetes API into Lambda's: a refused object
 // (validation, CEL rules) is InvalidParameterValueException with the apiserver's
 // message; a lost optimistic-concurrency race is PreconditionFailedException (the object
@@ -98,7 +102,7 @@ func fromAPI(err error, what string) *invoke.Error {
 	case apierrors.IsAlreadyExists(err):
 		return errConflict(what + " already exist")
 	case apierrors.IsConflict(err):
-		return errPrecondition("The resource changed while the request was served; read it again (its RevisionId) and retry.")
+		return errPrecondition(conflictMessage)
 	case apierrors.IsNotFound(err):
 		return errNotFound(what + " not found")
 	case apierrors.IsForbidden(err):

@@ -200,8 +200,19 @@ func (h *Handler) run(c *call, upload bool, fn op) (int, any, *invoke.Error) {
 		}
 		c.body = buf.Bytes()
 	}
-	return fn(c)
+	// A write that lost an optimistic-concurrency race (mostly to a controller's status
+	// update) is served again from a fresh read, which checks the caller's preconditions
+	// (RevisionId, CodeSha256, the update state) again.
+	for attempt := 1; ; attempt++ {
+		status, out, e := fn(c)
+		if e == nil || e.Message != conflictMessage || attempt == maxConflictRetries {
+			return status, out, e
+		}
+	}
 }
+
+// maxConflictRetries bounds how often an operation is served again after a lost race.
+const maxConflictRetries = 5
 
 // authorize checks the caller may do verb on resource (name: "" for a collection) in the
 // call's namespace; arn and action name the resource and Lambda's action in a refusal.
