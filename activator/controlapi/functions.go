@@ -130,10 +130,6 @@ type codeInput struct {
 	SourceKMSKeyArn                  *string
 }
 
-func (ci codeInput) empty() bool {
-	return ci.ZipFile == nil && ci.S3Bucket == nil && ci.S3Key == nil && ci.ImageURI == nil
-}
-
 // code turns Lambda's code members into the Function's code, storing a ZipFile in the
 // code store (unless dryRun): the Function then names the archive by its URL in the store
 // and its sha256, which the manager finds already stored.
@@ -215,28 +211,24 @@ func (c *call) put(st codestore.Store, data []byte, hx string) *invoke.Error {
 
 // configInput is what CreateFunction and UpdateFunctionConfiguration share.
 type configInput struct {
-	Description                  *string
-	Handler                      *string
-	Runtime                      types.Runtime
-	MemorySize, Timeout          *int32
-	Role                         *string
-	Environment                  *types.Environment
-	EphemeralStorage             *types.EphemeralStorage
-	TracingConfig                *types.TracingConfig
-	ImageConfig                  *types.ImageConfig
-	Layers                       []string
-	layersSet                    bool
-	DeadLetterConfig             *types.DeadLetterConfig
-	FileSystemConfigs            []types.FileSystemConfig
-	VpcConfig                    *types.VpcConfig
-	KMSKeyArn                    *string
-	SnapStart                    *types.SnapStart
-	LoggingConfig                *types.LoggingConfig
-	CodeSigningConfigArn         *string
-	unsupportedCapacityProvider  bool
-	unsupportedDurable           bool
-	unsupportedTenancyOrPublish  bool
-	unsupportedPublishToSnapshot bool
+	Description          *string
+	Handler              *string
+	Runtime              types.Runtime
+	MemorySize, Timeout  *int32
+	Role                 *string
+	Environment          *types.Environment
+	EphemeralStorage     *types.EphemeralStorage
+	TracingConfig        *types.TracingConfig
+	ImageConfig          *types.ImageConfig
+	Layers               []string
+	layersSet            bool
+	DeadLetterConfig     *types.DeadLetterConfig
+	FileSystemConfigs    []types.FileSystemConfig
+	VpcConfig            *types.VpcConfig
+	KMSKeyArn            *string
+	SnapStart            *types.SnapStart
+	LoggingConfig        *types.LoggingConfig
+	CodeSigningConfigArn *string
 }
 
 // apply writes the members that were given into c; members klambda has no equivalent for
