@@ -46,7 +46,9 @@ type options struct {
 	// frontDoor: TLS, server timeouts, request budget, token audience, review limits,
 	// metrics authorization (frontdoor.go).
 	frontDoor *frontDoor
-	zap       zap.Options
+	// controlAPI: the Lambda control-plane API (controlapi.go).
+	controlAPI *controlAPIOptions
+	zap        zap.Options
 }
 
 // asyncOptions are the flags of asynchronous invocations: the queue, its NATS, its
@@ -87,6 +89,7 @@ func parseFlags() *options {
 	bindAsyncFlags(&o.async)
 	o.replicas = bindReplicaFlags(flag.CommandLine)
 	o.frontDoor = bindFrontDoorFlags(flag.CommandLine)
+	o.controlAPI = bindControlAPIFlags(flag.CommandLine)
 	o.zap.BindFlags(flag.CommandLine)
 	buildinfo.RegisterFlag(flag.CommandLine, "activator")
 	flag.Parse()

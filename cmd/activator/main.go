@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/klambda/klambda/activator/auth"
 	"github.com/klambda/klambda/activator/dispatch"
 	"github.com/klambda/klambda/activator/feeder"
 	"github.com/klambda/klambda/activator/functionurl"
@@ -83,7 +84,15 @@ func main() {
 	}
 	var ready atomic.Bool
 	startInformers(ctx, informers, func() { rp.start(ctx); sc.Run(ctx) }, &ready, log)
-	serveInvokeAPI(ctx, o, h, urls, &ready, reg, cfg, cs, log)
+	var checker *auth.Checker
+	if c, ok := h.Auth.(*auth.Checker); ok {
+		checker = c
+	}
+	api, err := o.controlAPI.wrap(h, scheme, cfg, cs, checker, *o.authOn, o, log)
+	if err != nil {
+		fatal(log, err, "--control-api")
+	}
+	serveInvokeAPI(ctx, o, api, urls, &ready, reg, cfg, cs, log)
 	// The drain is over: the shards go to the other replicas once this one's invocations
 	// have ended (already, but for the async workers'); the peer port closes last.
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -192,7 +201,7 @@ func startInformers(ctx context.Context, informers cache.Cache, synced func(), r
 // serveInvokeAPI serves the Invoke API (with /healthz and /readyz) and function URLs
 // (host-based ones before any path; path-based ones under /lambda-url/) and the metrics
 // endpoint until ctx ends.
-func serveInvokeAPI(ctx context.Context, o *options, h *invoke.Handler, urls *functionurl.Handler, ready *atomic.Bool, reg *prometheus.Registry, cfg *rest.Config, cs kubernetes.Interface, log logr.Logger) {
+func serveInvokeAPI(ctx context.Context, o *options, h http.Handler, urls *functionurl.Handler, ready *atomic.Bool, reg *prometheus.Registry, cfg *rest.Config, cs kubernetes.Interface, log logr.Logger) {
 	fd := o.frontDoor
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
