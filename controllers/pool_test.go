@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -189,5 +190,21 @@ func TestPoolConfigValidation(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err %v, want %q", pools, err, want)
 		}
+	}
+}
+
+// The manager's configuration file refuses pools while no invocation takes a pool
+// environment: they would be idle pods.
+func TestLoadConfigRefusesPoolsUntilTheActivatorTakesThem(t *testing.T) {
+	p := t.TempDir() + "/config.yaml"
+	data := "embeddedShim: {provided.al2023: {path: /klambda/runtime-shim}}\npools:\n- {runtime: provided.al2023, architecture: x86_64, memorySize: 128, size: 1}\n"
+	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseConfig([]byte(data)); err != nil {
+		t.Fatalf("the entry itself should parse: %v", err)
+	}
+	if _, err := LoadConfig(p); err == nil || !strings.Contains(err.Error(), "docs/pools.md") {
+		t.Fatalf("LoadConfig: %v, want a refusal naming docs/pools.md", err)
 	}
 }
