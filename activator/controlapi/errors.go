@@ -39,10 +39,6 @@ func errPrecondition(msg string) *invoke.Error {
 	return userErr(http.StatusPreconditionFailed, "PreconditionFailedException", msg)
 }
 
-func errInUse(msg string) *invoke.Error {
-	return userErr(http.StatusBadRequest, "ResourceInUseException", msg)
-}
-
 func errTooLarge(msg string) *invoke.Error {
 	return userErr(http.StatusRequestEntityTooLarge, "RequestTooLargeException", msg)
 }

@@ -102,7 +102,7 @@ func writable(obj client.Object, kind string) *invoke.Error {
 	}
 	var owners []string
 	for _, mf := range obj.GetManagedFields() {
-		if mf.Manager == FieldManager || mf.Subresource != "" || mf.FieldsV1 == nil || !bytes.Contains(mf.FieldsV1.Raw, []byte(`"f:spec"`)) {
+		if mf.Manager == FieldManager || mf.Subresource != "" || mf.FieldsV1 == nil || !bytes.Contains(mf.FieldsV1.GetRawBytes(), []byte(`"f:spec"`)) {
 			continue
 		}
 		owners = append(owners, mf.Manager+" ("+string(mf.Operation)+")")
