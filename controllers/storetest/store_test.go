@@ -432,9 +432,15 @@ func TestImageDigestSurvivesRestart(t *testing.T) {
 	if err := k8s.Create(ctx, fn); err != nil {
 		t.Fatal(err)
 	}
+	// The image of the serving revision's Deployment (an update runs a new revision beside
+	// the old one and switches to it).
 	image := func() string {
+		name := getFn(t, ns, "img").Status.ServingDeployment
+		if name == "" {
+			name = controllers.WorkloadName("img", "$LATEST")
+		}
 		var dep appsv1.Deployment
-		if err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: controllers.WorkloadName("img", "$LATEST")}, &dep); err != nil {
+		if err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &dep); err != nil {
 			return ""
 		}
 		for _, c := range dep.Spec.Template.Spec.Containers {

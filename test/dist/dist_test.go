@@ -163,14 +163,16 @@ func TestChartWithEveryValueApplies(t *testing.T) {
 		t.Fatalf("helm template: %v", err)
 	}
 	objs := objects(t, out)
-	pdbs := 0
+	var pdbs []string
 	for _, u := range objs {
 		if u.GetKind() == "PodDisruptionBudget" {
-			pdbs++
+			pdbs = append(pdbs, u.GetName())
 		}
 	}
-	if pdbs != 2 {
-		t.Errorf("%d PodDisruptionBudgets rendered, want the manager's and the pollers'", pdbs)
+	// The manager's and the pollers' (replicas > 1 here), the activator's (2 replicas by
+	// default) and the NATS cluster's (on by default with them).
+	if len(pdbs) != 4 {
+		t.Errorf("PodDisruptionBudgets rendered: %v, want the manager's, the pollers', the activator's and the NATS cluster's", pdbs)
 	}
 	apply(t, append(objects(t, read(t, "install.yaml"))[:1], objs...))
 }
