@@ -112,11 +112,18 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.Function = parts[2]
+	var err error
 	if r.ContentLength > 0 && r.ContentLength <= 7<<20 {
 		c.Payload = make([]byte, r.ContentLength)
-		_, _ = io.ReadFull(r.Body, c.Payload)
+		_, err = io.ReadFull(r.Body, c.Payload)
 	} else {
-		c.Payload, _ = io.ReadAll(r.Body)
+		c.Payload, err = io.ReadAll(r.Body)
+	}
+	if err != nil {
+		// The caller left mid-body (a cancelled poller): as the activator, no invocation. A
+		// short read used to reach the handler as a payload padded with NULs.
+		w.WriteHeader(http.StatusBadRequest)
+		return
 	}
 	s.mu.Lock()
 	s.count++
