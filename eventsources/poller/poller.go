@@ -501,18 +501,33 @@ func (p *Poller) deliver(ctx context.Context, l *lane, records []batch.Record) b
 	}
 }
 
-// event builds the batch's event (in one allocation when the source can append it). The
-// buffer is not reused across invocations: net/http's transport may still read a request
-// body after RoundTrip has answered (an early 429 while the body is being written), and a
-// reused buffer then sent another batch's bytes (seen as NULs under throttling in
-// TestRealServerThrottlesHoldTheRamp); the reuse measured no gain (bench/README.md).
+// eventBuffers are reused event buffers (a batch of 100 Kafka records is ~50 kB); buffers
+// over maxPooledEvent are left to the garbage collector, and the pool itself is emptied by
+// every collection.
+var eventBuffers sync.Pool
+
+const maxPooledEvent = 1 << 20
+
+// event builds the batch's event, in a reused buffer when the source can write into one;
+// release gives the buffer back (nil when there is nothing to give back).
 func (p *Poller) event(records []batch.Record) (payload []byte, release func(), err error) {
-	if ap, ok := p.src.(EventAppender); ok {
-		payload, err = ap.AppendEvent(nil, records)
+	ap, ok := p.src.(EventAppender)
+	if !ok {
+		payload, err = p.src.Event(records)
 		return payload, nil, err
 	}
-	payload, err = p.src.Event(records)
-	return payload, nil, err
+	var buf []byte
+	if b, ok := eventBuffers.Get().(*[]byte); ok {
+		buf = (*b)[:0]
+	}
+	payload, err = ap.AppendEvent(buf, records)
+	if err != nil || cap(payload) > maxPooledEvent {
+		return payload, nil, err
+	}
+	return payload, func() {
+		b := payload[:0]
+		eventBuffers.Put(&b)
+	}, nil
 }
 
 // invoke sends one batch and classifies the answer.
