@@ -90,8 +90,15 @@ func TestInvokeWithResponseStreamSDK(t *testing.T) {
 	expect(t, "executed version", aws.ToString(out.ExecutedVersion), "$LATEST")
 	expect(t, "content type", aws.ToString(out.ResponseStreamContentType), "text/plain")
 	expectChunk(t, out, "one ")
-	// The only environment is still held by this stream: another invocation finds none.
-	if _, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("f"), Payload: []byte(`{}`)}); err == nil {
+	// The only environment is still held by this stream: another invocation finds none. It
+	// goes through a client of its own, bounded, so that its failure (or a slow refusal on
+	// a loaded machine) cannot touch the stream's connection (CI once saw the stream's
+	// connection closed while this call took 15 s).
+	other := sdkClient(r.URL()+"/namespaces/default", "good")
+	octx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err = other.Invoke(octx, &lambda.InvokeInput{FunctionName: aws.String("f"), Payload: []byte(`{}`)})
+	cancel()
+	if err == nil {
 		t.Fatal("an invocation ran on the environment leased by a stream")
 	}
 	gate <- struct{}{}
