@@ -53,6 +53,7 @@ func (f *Feeder) syncLabel(ctx context.Context, ns, l string, changed *corev1.Po
 	}
 	envs := map[fnkey.Key][]dispatch.Environment{}
 	pls := map[fnkey.Key]*placement{}
+	secretsMissing := false
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		key, fnUID, err := f.owner(ctx, p)
@@ -74,7 +75,8 @@ func (f *Feeder) syncLabel(ctx context.Context, ns, l string, changed *corev1.Po
 		}
 		secret, err := f.Secrets.ForPod(ctx, p, fnUID)
 		if err != nil {
-			f.Log.Error(err, "reading the invoke secret; leaving the pod out", "pod", p.Name)
+			f.Log.Error(err, "reading the invoke secret; leaving the pod out for now", "pod", p.Name)
+			secretsMissing = true
 			continue
 		}
 		f.resizeAfterInit(ctx, p)
@@ -87,6 +89,7 @@ func (f *Feeder) syncLabel(ctx context.Context, ns, l string, changed *corev1.Po
 			Marked:     p.Annotations[scaleclient.PodDeletionCost] == scaleclient.RemovalCost,
 		})
 	}
+	f.retrySecrets(ctx, fnLabel{ns, l}, secretsMissing)
 	f.replicaFailures(ctx, ns, l, pls)
 	for k := range pls {
 		if _, ok := envs[k]; !ok {
@@ -120,4 +123,51 @@ func (f *Feeder) syncLabel(ctx context.Context, ns, l string, changed *corev1.Po
 // cache; it answers the version's key and its Function's UID (the invoke Secret's owner).
 func (f *Feeder) owner(ctx context.Context, p *corev1.Pod) (fnkey.Key, types.UID, error) {
 	return ownerchain.OfPod(ctx, f.Cache, p)
+}
+
+// Retry delays for pods left out because their invoke secret could not be read: no pod
+// event may come again (the pod is Ready and stays so), so a timer looks again, from
+// retryFirst doubling to retryMax, for as long as a pod of the label is left out.
+const (
+	retryFirst = 500 * time.Millisecond
+	retryMax   = 30 * time.Second
+)
+
+// retrySecrets arranges for label fl to be looked at again when missing (some pod was left
+// out for its invoke secret), and forgets it when not; one timer per label at a time.
+func (f *Feeder) retrySecrets(ctx context.Context, fl fnLabel, missing bool) {
+	f.retryMu.Lock()
+	defer f.retryMu.Unlock()
+	r, known := f.retries[fl]
+	if !missing {
+		if known && !r.timerSet {
+			delete(f.retries, fl)
+		}
+		return
+	}
+	if r.timerSet {
+		return
+	}
+	if f.retries == nil {
+		f.retries = map[fnLabel]retry{}
+	}
+	delay := min(retryFirst<<min(r.attempts, 6), retryMax)
+	f.retries[fl] = retry{attempts: r.attempts + 1, timerSet: true}
+	time.AfterFunc(delay, func() {
+		if ctx.Err() != nil {
+			return
+		}
+		f.retryMu.Lock()
+		r := f.retries[fl]
+		r.timerSet = false
+		f.retries[fl] = r
+		f.retryMu.Unlock()
+		f.syncLabel(ctx, fl.ns, fl.value, nil)
+	})
+}
+
+// retry is a label's state in Feeder.retries.
+type retry struct {
+	attempts int
+	timerSet bool
 }

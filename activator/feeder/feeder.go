@@ -61,6 +61,11 @@ type Feeder struct {
 	// fed: the keys whose environments were last set from each function label.
 	fed map[fnLabel]map[fnkey.Key]bool
 
+	retryMu sync.Mutex
+	// retries: function labels whose pods were left out for want of their invoke secret,
+	// with the attempts so far; a timer looks at them again (retrySecrets).
+	retries map[fnLabel]retry
+
 	// started is when Register ran: a pod created before may run an invocation a previous
 	// activator sent (dispatch.Environment.Unverified).
 	started time.Time

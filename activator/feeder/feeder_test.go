@@ -569,3 +569,76 @@ func TestFeederResizesReadyEnvironmentsToTheirShare(t *testing.T) {
 		t.Fatalf("%d resize calls, want one (two if the cache lagged)", n)
 	}
 }
+
+// A GitOps tool deletes a function's objects and applies them again: the Function, its
+// invoke Secret and its Version come back under the same names with new UIDs and a new
+// token. The new pod gets invocations with the new token, though its Secret appears after
+// the pod is Ready (no pod event follows) and the reader still holds the old Secret.
+func TestFeederTakesTheSecretOfARecreatedFunction(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns := namespace(t, "recreate")
+	disp := dispatch.New(nil)
+	c := startCache(t, ctx)
+	f := &feeder.Feeder{Cache: c, Table: router.NewTable(), Dispatcher: disp, Secrets: &invokesecret.Reader{Client: cs}, Log: logr.Discard()}
+	runFeeder(t, ctx, c, f)
+	k := srv.Client
+	key := fnkey.Key{Namespace: ns, Function: "f", Version: "1"}
+	envSecret := func() string {
+		c, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		defer cancel()
+		l, err := disp.Acquire(c, key, -1)
+		if err != nil {
+			return ""
+		}
+		defer l.Release()
+		return l.Env.Secret
+	}
+	lbl := map[string]string{contract.LabelFunction: "f", contract.LabelVersion: "1"}
+	var objs []client.Object
+	round := func(token string) {
+		t.Helper()
+		fn := mkFunction(t, ns, "f")
+		v := &lambdav1alpha1.Version{ObjectMeta: metav1.ObjectMeta{Name: "f-1", Namespace: ns, OwnerReferences: []metav1.OwnerReference{ownedBy(fn)}},
+			Spec: lambdav1alpha1.VersionSpec{FunctionName: "f"}}
+		if err := k.Create(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+		v.Status.Version = "1"
+		v.Status.State = lambdav1alpha1.StateActive
+		if err := k.Status().Update(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+		vref := ownedBy(v)
+		rs := workload(t, ns, "f-v1", &vref, lbl)
+		pod := readyPod(t, ns, "f-1-abc", "10.0.0.7", lbl, &rs, "f-invoke")
+		time.Sleep(300 * time.Millisecond)
+		if s := envSecret(); s != "" {
+			t.Fatalf("an environment with secret %q before its Secret exists", s)
+		}
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "f-invoke", Namespace: ns, OwnerReferences: []metav1.OwnerReference{ownedBy(fn)}},
+			Data: map[string][]byte{contract.InvokeSecretKey: []byte(token)}}
+		if err := k.Create(ctx, sec); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the environment with token "+token, func() bool { return envSecret() == token })
+		var dep appsv1.Deployment
+		var set appsv1.ReplicaSet
+		if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: "f-v1"}, &dep); err != nil {
+			t.Fatal(err)
+		}
+		if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: rs.Name}, &set); err != nil {
+			t.Fatal(err)
+		}
+		objs = []client.Object{pod, &set, &dep, v, sec, fn}
+	}
+	round("t0k")
+	// No garbage collector here: delete what it would.
+	for _, o := range objs {
+		if err := k.Delete(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the environment gone", func() bool { return envSecret() == "" })
+	round("t1k")
+}

@@ -26,6 +26,11 @@ import (
 type Reader struct {
 	Client kubernetes.Interface
 	TTL    time.Duration
+	// MinRefresh: a cached Secret that does not answer (another owner, no such key) is read
+	// again once it is older than this (default 1 s) — the Secret may have been deleted and
+	// made again by a new Function of the same name (a GitOps tool deleting and applying a
+	// directory), whose pods must not wait out the TTL.
+	MinRefresh time.Duration
 
 	mu    sync.Mutex
 	cache map[string]secretEntry
@@ -34,7 +39,14 @@ type Reader struct {
 type secretEntry struct {
 	data    map[string][]byte
 	owner   types.UID // the UID of the Function controlling the Secret; "" if none
+	fetched time.Time
 	expires time.Time
+}
+
+// answers: the entry has key from a Secret controlled by owner.
+func (e secretEntry) answers(owner types.UID, key string) bool {
+	_, ok := e.data[key]
+	return owner != "" && e.owner == owner && ok
 }
 
 // ForPod answers the secret the pod's shim wants ("" when the pod names no Secret); the
@@ -47,6 +59,9 @@ func (s *Reader) ForPod(ctx context.Context, p *corev1.Pod, owner types.UID) (st
 	return s.read(ctx, p.Namespace, name, contract.InvokeSecretKey, owner)
 }
 
+// pruneAt: the cache drops its expired entries when it holds this many.
+const pruneAt = 1024
+
 func (s *Reader) read(ctx context.Context, ns, name, key string, owner types.UID) (string, error) {
 	ck := ns + "/" + name
 	now := time.Now()
@@ -56,7 +71,11 @@ func (s *Reader) read(ctx context.Context, ns, name, key string, owner types.UID
 	}
 	e, ok := s.cache[ck]
 	s.mu.Unlock()
-	if !ok || now.After(e.expires) {
+	minRefresh := s.MinRefresh
+	if minRefresh == 0 {
+		minRefresh = time.Second
+	}
+	if !ok || now.After(e.expires) || (!e.answers(owner, key) && now.Sub(e.fetched) >= minRefresh) {
 		sec, err := s.Client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return "", fmt.Errorf("secret %s: %w", ck, err)
@@ -65,7 +84,7 @@ func (s *Reader) read(ctx context.Context, ns, name, key string, owner types.UID
 		if ttl == 0 {
 			ttl = time.Minute
 		}
-		e = secretEntry{expires: now.Add(ttl)}
+		e = secretEntry{fetched: now, expires: now.Add(ttl)}
 		if ref, err := ownerchain.ControllerRef(sec, lambdav1alpha1.GroupVersion.Group, "Function"); err == nil {
 			e.owner = ref.UID
 		}
@@ -73,6 +92,13 @@ func (s *Reader) read(ctx context.Context, ns, name, key string, owner types.UID
 			e.data = sec.Data // only a Function's Secret is kept
 		}
 		s.mu.Lock()
+		if len(s.cache) >= pruneAt {
+			for k, old := range s.cache {
+				if now.After(old.expires) {
+					delete(s.cache, k)
+				}
+			}
+		}
 		s.cache[ck] = e
 		s.mu.Unlock()
 	}
