@@ -222,8 +222,10 @@ func TestFunctionURLStreamCurl(t *testing.T) {
 		t.Fatalf("curl's head:\n%s", hb)
 	}
 
-	// An error after two chunks: curl gets them, then reports the transfer cut short.
-	out, err := exec.CommandContext(ctx, "curl", "-sS", "-N", "--max-time", "60", "--data", `{"op":"urlstreamfail","n":2}`, u).CombinedOutput()
+	// An error after two chunks: curl gets them, then reports the transfer cut short. (JSON:
+	// curl's default form type would reach the function base64-encoded, as in Lambda.)
+	out, err := exec.CommandContext(ctx, "curl", "-sS", "-N", "--max-time", "60", "-H", "Content-Type: application/json",
+		"--data", `{"op":"urlstreamfail","n":2}`, u).CombinedOutput()
 	if err == nil || strings.Count(string(out), "\n") < 2 {
 		t.Fatalf("error mid-stream: curl %v: %q", err, out)
 	}
