@@ -556,15 +556,12 @@ func (h *Handler) listFunctions(c *call) (int, any, *invoke.Error) {
 // versionSortKey sorts version numbers numerically.
 func versionSortKey(v string) string { return strings.Repeat("0", max(0, 20-len(v))) + v }
 
-// beginUpdate reads the function for an update: it must be the API's to change, its last
+// beginUpdate authorizes and reads the function for an update: it must be the API's to change, its last
 // update must be over (Lambda's ResourceConflictException while InProgress) and RevisionId,
 // when given, must still be its revision.
-func (c *call) beginUpdate(name string, revision *string) (*lambdav1alpha1.Function, *invoke.Error) {
-	f, e := c.function(name)
+func (c *call) beginUpdate(action, name string, revision *string) (*lambdav1alpha1.Function, *invoke.Error) {
+	f, e := c.functionToChange("update", action, name)
 	if e != nil {
-		return nil, e
-	}
-	if e := writable(f, "function"); e != nil {
 		return nil, e
 	}
 	st := functionState(f)
@@ -589,13 +586,10 @@ func (h *Handler) updateFunctionCode(c *call) (int, any, *invoke.Error) {
 	if e := c.decode(&in); e != nil {
 		return 0, nil, e
 	}
-	if e := c.authorize(Permission{"update", "functions", name}, "UpdateFunctionCode", h.arn(name, "")); e != nil {
-		return 0, nil, e
-	}
 	if in.PublishTo != "" || in.S3ObjectStorageMode != "" {
 		return 0, nil, errInvalid("klambda does not support PublishTo or S3ObjectStorageMode")
 	}
-	f, e := c.beginUpdate(name, in.RevisionId)
+	f, e := c.beginUpdate("UpdateFunctionCode", name, in.RevisionId)
 	if e != nil {
 		return 0, nil, e
 	}
@@ -647,13 +641,10 @@ func (h *Handler) updateFunctionConfiguration(c *call) (int, any, *invoke.Error)
 	if e := c.decode(&in); e != nil {
 		return 0, nil, e
 	}
-	if e := c.authorize(Permission{"update", "functions", name}, "UpdateFunctionConfiguration", h.arn(name, "")); e != nil {
-		return 0, nil, e
-	}
 	if in.CapacityProviderConfig != nil || in.DurableConfig != nil {
 		return 0, nil, errInvalid("klambda does not support CapacityProviderConfig or DurableConfig")
 	}
-	f, e := c.beginUpdate(name, in.RevisionId)
+	f, e := c.beginUpdate("UpdateFunctionConfiguration", name, in.RevisionId)
 	if e != nil {
 		return 0, nil, e
 	}
@@ -680,14 +671,7 @@ func (h *Handler) deleteFunction(c *call) (int, any, *invoke.Error) {
 		return 0, nil, errInvalid("Deletion of aliases is not supported with DeleteFunction: use DeleteAlias.")
 	}
 	if qual != "" {
-		if e := c.authorize(Permission{"delete", "versions", ""}, "DeleteFunction", h.arn(name, qual)); e != nil {
-			return 0, nil, e
-		}
-		v, e := c.version(name, qual)
-		if e != nil {
-			return 0, nil, e
-		}
-		if e := writable(v, "version"); e != nil {
+		if _, e := c.object("delete", "DeleteFunction", name, qual); e != nil {
 			return 0, nil, e
 		}
 		var al lambdav1alpha1.AliasList
@@ -710,14 +694,8 @@ func (h *Handler) deleteFunction(c *call) (int, any, *invoke.Error) {
 		}
 		return http.StatusNoContent, nil, nil
 	}
-	if e := c.authorize(Permission{"delete", "functions", name}, "DeleteFunction", h.arn(name, "")); e != nil {
-		return 0, nil, e
-	}
-	f, e := c.function(name)
+	f, e := c.functionToChange("delete", "DeleteFunction", name)
 	if e != nil {
-		return 0, nil, e
-	}
-	if e := writable(f, "function"); e != nil {
 		return 0, nil, e
 	}
 	// Its Versions and Aliases go with it (their controller references the Function).
