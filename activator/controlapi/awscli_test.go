@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/klambda/klambda/test/ziptest"
 )
 
 // The AWS CLI v2 (a client this project did not write) drives the control plane: the
@@ -51,14 +53,14 @@ func TestAWSCLIControlPlane(t *testing.T) {
 		return out
 	}
 	zip1, zip2 := filepath.Join(tmp, "v1.zip"), filepath.Join(tmp, "v2.zip")
-	if err := os.WriteFile(zip1, makeZip(t, "v1"), 0o600); err != nil {
+	if err := os.WriteFile(zip1, ziptest.Bootstrap(t, "v1"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(zip2, makeZip(t, "v2"), 0o600); err != nil {
+	if err := os.WriteFile(zip2, ziptest.Bootstrap(t, "v2"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, b641 := digest(makeZip(t, "v1"))
-	_, b642 := digest(makeZip(t, "v2"))
+	_, b641 := ziptest.Digest(ziptest.Bootstrap(t, "v1"))
+	_, b642 := ziptest.Digest(ziptest.Bootstrap(t, "v2"))
 
 	out := must("create-function", "--function-name", "cli", "--runtime", "provided.al2023", "--handler", "bootstrap",
 		"--role", role, "--zip-file", "fileb://"+zip1, "--architectures", "arm64")

@@ -23,6 +23,7 @@ import (
 	"github.com/klambda/klambda/activator/auth"
 	"github.com/klambda/klambda/activator/controlapi"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/test/ziptest"
 )
 
 func status(err error) int {
@@ -39,7 +40,7 @@ func TestErrorCases(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
 	api := r.sdk("")
-	zip := makeZip(t, "x")
+	zip := ziptest.Bootstrap(t, "x")
 	create := func(name string, mod func(*lambda.CreateFunctionInput)) error {
 		in := &lambda.CreateFunctionInput{FunctionName: aws.String(name), Role: aws.String(role), Runtime: types.RuntimeProvidedal2023,
 			Handler: aws.String("bootstrap"), Code: &types.FunctionCode{ZipFile: zip}}
@@ -224,7 +225,7 @@ func TestListFunctionsPagination(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
 	api := r.sdk("")
-	zip := makeZip(t, "x")
+	zip := ziptest.Bootstrap(t, "x")
 	var want []string
 	for i := range 5 {
 		name := fmt.Sprintf("fn-%d", i)
@@ -282,7 +283,7 @@ func TestAuthorization(t *testing.T) {
 	r.handler.Auth = controlapi.NewChecker(kube, clientset)
 	admin := r.sdk("")
 	r.handler.Auth = nil
-	zip := makeZip(t, "x")
+	zip := ziptest.Bootstrap(t, "x")
 	if _, err := admin.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("seen"), Role: aws.String(role),
 		Runtime: types.RuntimeProvidedal2023, Handler: aws.String("bootstrap"), Code: &types.FunctionCode{ZipFile: zip}}); err != nil {
 		t.Fatal(err)
@@ -321,7 +322,7 @@ func TestAuthorization(t *testing.T) {
 		return errors.As(err, &ae) && ae.ErrorCode() == "AccessDeniedException"
 	}
 	_, err := reader.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("sneaky"), Role: aws.String(role),
-		Runtime: types.RuntimeProvidedal2023, Handler: aws.String("bootstrap"), Code: &types.FunctionCode{ZipFile: makeZip(t, "sneaky")}})
+		Runtime: types.RuntimeProvidedal2023, Handler: aws.String("bootstrap"), Code: &types.FunctionCode{ZipFile: ziptest.Bootstrap(t, "sneaky")}})
 	if !deniedErr(err) || status(err) != 403 || !strings.Contains(err.Error(), "system:serviceaccount:"+r.ns+":reader") ||
 		!strings.Contains(err.Error(), "verb create on functions") {
 		t.Fatalf("CreateFunction without create functions: %v", err)
@@ -329,7 +330,7 @@ func TestAuthorization(t *testing.T) {
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: r.ns, Name: "sneaky"}, &lambdav1alpha1.Function{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("a refused CreateFunction created the function (%v)", err)
 	}
-	sneaky, _ := digest(makeZip(t, "sneaky"))
+	sneaky, _ := ziptest.Digest(ziptest.Bootstrap(t, "sneaky"))
 	if _, err := r.store.Stat(ctx, sneaky); err == nil {
 		t.Fatal("a refused CreateFunction stored its code")
 	}
