@@ -305,7 +305,9 @@ func (h *Handler) listLayerVersions(c *call) (int, any, *invoke.Error) {
 		}
 	}
 	// Newest first: the marker is the last number answered, as a key that sorts downwards.
-	key := func(lv *lambdav1alpha1.LayerVersion) string { return versionSortKey(strconv.FormatInt(1<<62-lv.Status.Version, 10)) }
+	key := func(lv *lambdav1alpha1.LayerVersion) string {
+		return versionSortKey(strconv.FormatInt(1<<62-lv.Status.Version, 10))
+	}
 	page, next, e := listPage(c, items, key, 50, 50)
 	if e != nil {
 		return 0, nil, e
