@@ -347,10 +347,50 @@ func TestAuthorization(t *testing.T) {
 			_, err := reader.PublishVersion(ctx, &lambda.PublishVersionInput{FunctionName: aws.String("seen")})
 			return err
 		},
+		"CreateFunctionUrlConfig": func() error {
+			_, err := reader.CreateFunctionUrlConfig(ctx, &lambda.CreateFunctionUrlConfigInput{FunctionName: aws.String("seen"), AuthType: types.FunctionUrlAuthTypeNone})
+			return err
+		},
+		"PutFunctionEventInvokeConfig": func() error {
+			_, err := reader.PutFunctionEventInvokeConfig(ctx, &lambda.PutFunctionEventInvokeConfigInput{FunctionName: aws.String("seen"), MaximumRetryAttempts: aws.Int32(0)})
+			return err
+		},
+		"CreateEventSourceMapping": func() error {
+			_, err := reader.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("seen"), EventSourceArn: aws.String("arn:aws:sqs:us-east-1:000000000000:q")})
+			return err
+		},
+		"ListEventSourceMappings": func() error {
+			_, err := reader.ListEventSourceMappings(ctx, &lambda.ListEventSourceMappingsInput{})
+			return err
+		},
+		"PublishLayerVersion": func() error {
+			_, err := reader.PublishLayerVersion(ctx, &lambda.PublishLayerVersionInput{LayerName: aws.String("sneaky"), Content: &types.LayerVersionContentInput{ZipFile: ziptest.Bootstrap(t, "sneaky layer")}})
+			return err
+		},
+		"ListLayers": func() error {
+			_, err := reader.ListLayers(ctx, &lambda.ListLayersInput{})
+			return err
+		},
 	} {
 		if err := call(); !deniedErr(err) || status(err) != 403 {
 			t.Errorf("%s without its verb: %v", name, err)
 		}
+	}
+	// Nothing was written by the refused calls; reading a URL config is get functions.
+	if f := r.function(t, "seen"); f.Spec.FunctionURLConfig != nil || f.Spec.EventInvokeConfig != nil {
+		t.Fatalf("a refused call changed the function: %+v", f.Spec)
+	}
+	var esms lambdav1alpha1.EventSourceMappingList
+	if err := k8s.List(ctx, &esms, client.InNamespace(r.ns)); err != nil || len(esms.Items) != 0 {
+		t.Fatalf("a refused CreateEventSourceMapping: %v %d mappings", err, len(esms.Items))
+	}
+	sneakyLayer, _ := ziptest.Digest(ziptest.Bootstrap(t, "sneaky layer"))
+	if _, err := r.store.Stat(ctx, sneakyLayer); err == nil {
+		t.Fatal("a refused PublishLayerVersion stored its content")
+	}
+	var nf *types.ResourceNotFoundException
+	if _, err := reader.GetFunctionUrlConfig(ctx, &lambda.GetFunctionUrlConfigInput{FunctionName: aws.String("seen")}); !errors.As(err, &nf) {
+		t.Fatalf("GetFunctionUrlConfig with get functions: %v", err)
 	}
 	// A token for the API server (no klambda audience) is no credential here.
 	var unrecognized interface{ ErrorCode() string }
