@@ -32,6 +32,13 @@ func (r *rig) createActive(t *testing.T, api *lambda.Client, name string) {
 	}
 }
 
+func (r *rig) waitUpdated(t *testing.T, api *lambda.Client, name string) {
+	t.Helper()
+	if err := lambda.NewFunctionUpdatedV2Waiter(api).Wait(context.Background(), &lambda.GetFunctionInput{FunctionName: aws.String(name)}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // gitopsFunction is a function applied by another field manager (no API label).
 func (r *rig) gitopsFunction(t *testing.T, name string) {
 	t.Helper()
@@ -110,7 +117,9 @@ func TestFunctionURLConfigs(t *testing.T) {
 		t.Fatalf("GetFunctionUrlConfig: %v %+v", err, got)
 	}
 
-	// An alias's URL (Qualifier); a version number is no URL qualifier.
+	// An alias's URL (Qualifier); a version number is no URL qualifier. The URL config is
+	// a change of the Function's spec: PublishVersion waits for the controller to take it in.
+	r.waitUpdated(t, api, "web")
 	if _, err := api.PublishVersion(ctx, &lambda.PublishVersionInput{FunctionName: aws.String("web")}); err != nil {
 		t.Fatal(err)
 	}
@@ -219,6 +228,7 @@ func TestEventInvokeConfigs(t *testing.T) {
 	}
 
 	// A version's and an alias's.
+	r.waitUpdated(t, api, "async")
 	if _, err := api.PublishVersion(ctx, &lambda.PublishVersionInput{FunctionName: aws.String("async")}); err != nil {
 		t.Fatal(err)
 	}
