@@ -273,9 +273,10 @@ func TestListFunctionsPagination(t *testing.T) {
 	}
 }
 
-// Authorization: a ServiceAccount allowed only to get and list functions can GetFunction
-// and ListFunctions; CreateFunction is 403 AccessDeniedException and creates nothing; a
-// token not made for klambda is refused.
+// Authorization: a ServiceAccount allowed only to get and list functions can GetFunction,
+// ListFunctions and GetFunctionUrlConfig; CreateFunction, the writes of URL and event invoke
+// configs, event source mappings and layers (and their lists) are 403
+// AccessDeniedException and create or store nothing; a token not made for klambda is refused.
 func TestAuthorization(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
