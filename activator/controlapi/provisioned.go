@@ -31,10 +31,10 @@ type pcTarget struct {
 
 // pcTarget authorizes verb on the version or alias qual names and reads it.
 func (c *call) pcTarget(verb, action, name, qual string) (*pcTarget, *invoke.Error) {
-	switch {
-	case qual == "":
+	switch qual {
+	case "":
 		return nil, errValidation("1 validation error detected: Value null at 'qualifier' failed to satisfy constraint: Member must not be null")
-	case qual == contract.Latest:
+	case contract.Latest:
 		return nil, errInvalid("Provisioned Concurrency Configs cannot be applied to unpublished function versions.")
 	}
 	q, e := c.object(verb, action, name, qual)
