@@ -190,14 +190,11 @@ func (h *Handler) getAlias(c *call) (int, any, *invoke.Error) {
 	if e != nil {
 		return 0, nil, e
 	}
-	if e := c.authorize(Permission{"get", "aliases", ""}, "GetAlias", h.arn(fn, name)); e != nil {
-		return 0, nil, e
-	}
-	a, e := c.alias(fn, name)
+	q, e := c.object("get", "GetAlias", fn, name)
 	if e != nil {
 		return 0, nil, e
 	}
-	return http.StatusOK, h.aliasConfiguration(fn, a), nil
+	return http.StatusOK, h.aliasConfiguration(fn, q.alias), nil
 }
 
 func (h *Handler) listAliases(c *call) (int, any, *invoke.Error) {
@@ -242,16 +239,11 @@ func (h *Handler) updateAlias(c *call) (int, any, *invoke.Error) {
 	if e := c.decode(&in); e != nil {
 		return 0, nil, e
 	}
-	if e := c.authorize(Permission{"update", "aliases", ""}, "UpdateAlias", h.arn(fn, name)); e != nil {
-		return 0, nil, e
-	}
-	a, e := c.alias(fn, name)
+	q, e := c.object("update", "UpdateAlias", fn, name)
 	if e != nil {
 		return 0, nil, e
 	}
-	if e := writable(a, "alias"); e != nil {
-		return 0, nil, e
-	}
+	a := q.alias
 	if in.RevisionId != nil && *in.RevisionId != a.Status.RevisionID {
 		return 0, nil, errRevision()
 	}
@@ -278,20 +270,14 @@ func (h *Handler) deleteAlias(c *call) (int, any, *invoke.Error) {
 	if e != nil {
 		return 0, nil, e
 	}
-	if e := c.authorize(Permission{"delete", "aliases", ""}, "DeleteAlias", h.arn(fn, name)); e != nil {
-		return 0, nil, e
-	}
-	a, e := c.alias(fn, name)
+	q, e := c.object("delete", "DeleteAlias", fn, name)
 	if e != nil {
 		if e.Type == "ResourceNotFoundException" {
 			return http.StatusNoContent, nil, nil // Lambda's DeleteAlias is idempotent
 		}
 		return 0, nil, e
 	}
-	if e := writable(a, "alias"); e != nil {
-		return 0, nil, e
-	}
-	if err := h.Client.Delete(c, a); err != nil && !apierrors.IsNotFound(err) {
+	if err := h.Client.Delete(c, q.alias); err != nil && !apierrors.IsNotFound(err) {
 		return 0, nil, fromAPI(err, "alias")
 	}
 	return http.StatusNoContent, nil, nil

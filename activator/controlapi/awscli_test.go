@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/klambda/klambda/test/ziptest"
 )
 
 // The AWS CLI v2 (a client this project did not write) drives the control plane: the
@@ -16,49 +18,18 @@ import (
 // --routing-config, put-function-concurrency, list-functions with pagination, errors as
 // the CLI prints them, delete-function.
 func TestAWSCLIControlPlane(t *testing.T) {
-	const cli = "/usr/bin/aws"
-	if _, err := os.Stat(cli); err != nil {
-		t.Skip("AWS CLI v2 not installed at /usr/bin/aws (apt-get install -y awscli)")
-	}
 	r := newRig(t)
 	tmp := t.TempDir()
-	endpoint := r.server.URL + "/namespaces/" + r.ns
-	run := func(args ...string) (map[string]any, string, error) {
-		cmd := exec.Command(cli, append([]string{"lambda", "--endpoint-url", endpoint, "--output", "json"}, args...)...)
-		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=klambda", "AWS_SECRET_ACCESS_KEY=unused", "AWS_DEFAULT_REGION=us-east-1",
-			"AWS_MAX_ATTEMPTS=1", "AWS_PAGER=", "HOME="+tmp)
-		stdout, err := cmd.Output()
-		if err != nil {
-			if ee, ok := err.(*exec.ExitError); ok {
-				return nil, string(ee.Stderr), err
-			}
-			t.Fatal(err)
-		}
-		var out map[string]any
-		if len(strings.TrimSpace(string(stdout))) > 0 {
-			if err := json.Unmarshal(stdout, &out); err != nil {
-				t.Fatalf("aws %v printed %q", args, stdout)
-			}
-		}
-		return out, "", nil
-	}
-	must := func(args ...string) map[string]any {
-		t.Helper()
-		out, stderr, err := run(args...)
-		if err != nil {
-			t.Fatalf("aws lambda %v: %v\n%s", args, err, stderr)
-		}
-		return out
-	}
+	run, must := awsCLI(t, r, tmp)
 	zip1, zip2 := filepath.Join(tmp, "v1.zip"), filepath.Join(tmp, "v2.zip")
-	if err := os.WriteFile(zip1, makeZip(t, "v1"), 0o600); err != nil {
+	if err := os.WriteFile(zip1, ziptest.Bootstrap(t, "v1"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(zip2, makeZip(t, "v2"), 0o600); err != nil {
+	if err := os.WriteFile(zip2, ziptest.Bootstrap(t, "v2"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, b641 := digest(makeZip(t, "v1"))
-	_, b642 := digest(makeZip(t, "v2"))
+	_, b641 := ziptest.Digest(ziptest.Bootstrap(t, "v1"))
+	_, b642 := ziptest.Digest(ziptest.Bootstrap(t, "v2"))
 
 	out := must("create-function", "--function-name", "cli", "--runtime", "provided.al2023", "--handler", "bootstrap",
 		"--role", role, "--zip-file", "fileb://"+zip1, "--architectures", "arm64")
@@ -114,4 +85,118 @@ func TestAWSCLIControlPlane(t *testing.T) {
 	if _, stderr, err := run("get-function", "--function-name", "cli"); err == nil || !strings.Contains(stderr, "ResourceNotFoundException") {
 		t.Fatalf("get-function after delete-function: %v %q", err, stderr)
 	}
+}
+
+const awsCLIPath = "/usr/bin/aws"
+
+// awsCLI runs the AWS CLI v2's lambda commands against the rig: run answers the printed
+// JSON or the CLI's stderr and error; must fails the test on an error.
+func awsCLI(t *testing.T, r *rig, home string) (run func(args ...string) (map[string]any, string, error), must func(args ...string) map[string]any) {
+	t.Helper()
+	if _, err := os.Stat(awsCLIPath); err != nil {
+		t.Skip("AWS CLI v2 not installed at /usr/bin/aws (apt-get install -y awscli)")
+	}
+	endpoint := r.server.URL + "/namespaces/" + r.ns
+	run = func(args ...string) (map[string]any, string, error) {
+		cmd := exec.Command(awsCLIPath, append([]string{"lambda", "--endpoint-url", endpoint, "--output", "json"}, args...)...)
+		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=klambda", "AWS_SECRET_ACCESS_KEY=unused", "AWS_DEFAULT_REGION=us-east-1",
+			"AWS_MAX_ATTEMPTS=1", "AWS_PAGER=", "HOME="+home)
+		stdout, err := cmd.Output()
+		if err != nil {
+			if ee, ok := err.(*exec.ExitError); ok {
+				return nil, string(ee.Stderr), err
+			}
+			t.Fatal(err)
+		}
+		var out map[string]any
+		if len(strings.TrimSpace(string(stdout))) > 0 {
+			if err := json.Unmarshal(stdout, &out); err != nil {
+				t.Fatalf("aws %v printed %q", args, stdout)
+			}
+		}
+		return out, "", nil
+	}
+	must = func(args ...string) map[string]any {
+		t.Helper()
+		out, stderr, err := run(args...)
+		if err != nil {
+			t.Fatalf("aws lambda %v: %v\n%s", args, err, stderr)
+		}
+		return out
+	}
+	return run, must
+}
+
+// The AWS CLI v2 drives function URL configs, event invoke configs, event source mappings
+// and layers: create/get/update/list/delete-function-url-config, put/get-function-event-
+// invoke-config, create/get/update/list/delete-event-source-mapping (Kafka), and
+// publish-layer-version --zip-file fileb:// used by create-function --layers.
+func TestAWSCLIURLsEventSourceMappingsAndLayers(t *testing.T) {
+	r := newRig(t)
+	tmp := t.TempDir()
+	run, must := awsCLI(t, r, tmp)
+	zip := filepath.Join(tmp, "fn.zip")
+	if err := os.WriteFile(zip, ziptest.Bootstrap(t, "fn"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	layer := must("publish-layer-version", "--layer-name", "deps", "--zip-file", "fileb://"+zip, "--compatible-runtimes", "provided.al2023")
+	if layer["Version"] != float64(1) || layer["LayerVersionArn"] != "arn:aws:lambda:us-east-1:000000000000:layer:deps:1" {
+		t.Fatalf("publish-layer-version printed %v", layer)
+	}
+	if l := must("list-layers"); len(l["Layers"].([]any)) != 1 {
+		t.Fatalf("list-layers printed %v", l)
+	}
+	must("create-function", "--function-name", "cli", "--runtime", "provided.al2023", "--handler", "bootstrap",
+		"--role", role, "--zip-file", "fileb://"+zip, "--layers", "arn:aws:lambda:us-east-1:000000000000:layer:deps:1")
+	must("wait", "function-active-v2", "--function-name", "cli")
+
+	url := must("create-function-url-config", "--function-name", "cli", "--auth-type", "NONE")
+	if u, _ := url["FunctionUrl"].(string); !strings.Contains(u, "/lambda-url/") || url["AuthType"] != "NONE" {
+		t.Fatalf("create-function-url-config printed %v", url)
+	}
+	must("update-function-url-config", "--function-name", "cli", "--cors", `{"AllowOrigins":["https://example.com"],"MaxAge":30}`)
+	got := must("get-function-url-config", "--function-name", "cli")
+	if cors, _ := got["Cors"].(map[string]any); cors == nil || cors["MaxAge"] != float64(30) || got["FunctionUrl"] != url["FunctionUrl"] {
+		t.Fatalf("get-function-url-config printed %v", got)
+	}
+	if l := must("list-function-url-configs", "--function-name", "cli"); len(l["FunctionUrlConfigs"].([]any)) != 1 {
+		t.Fatalf("list-function-url-configs printed %v", l)
+	}
+	must("delete-function-url-config", "--function-name", "cli")
+	if _, stderr, err := run("get-function-url-config", "--function-name", "cli"); err == nil ||
+		!strings.Contains(stderr, "An error occurred (ResourceNotFoundException) when calling the GetFunctionUrlConfig operation") {
+		t.Fatalf("get-function-url-config after the delete: %v %q", err, stderr)
+	}
+
+	eic := must("put-function-event-invoke-config", "--function-name", "cli", "--maximum-retry-attempts", "0")
+	if eic["MaximumRetryAttempts"] != float64(0) || eic["LastModified"] == nil {
+		t.Fatalf("put-function-event-invoke-config printed %v", eic)
+	}
+	if g := must("get-function-event-invoke-config", "--function-name", "cli"); g["MaximumRetryAttempts"] != float64(0) {
+		t.Fatalf("get-function-event-invoke-config printed %v", g)
+	}
+
+	m := must("create-event-source-mapping", "--function-name", "cli", "--topics", "orders", "--starting-position", "LATEST",
+		"--self-managed-event-source", `{"Endpoints":{"KAFKA_BOOTSTRAP_SERVERS":["kafka:9092"]}}`)
+	uuid, _ := m["UUID"].(string)
+	if uuid == "" || m["State"] != "Creating" {
+		t.Fatalf("create-event-source-mapping printed %v", m)
+	}
+	must("update-event-source-mapping", "--uuid", uuid, "--batch-size", "7")
+	if g := must("get-event-source-mapping", "--uuid", uuid); g["BatchSize"] != float64(7) {
+		t.Fatalf("get-event-source-mapping printed %v", g)
+	}
+	if l := must("list-event-source-mappings", "--function-name", "cli"); len(l["EventSourceMappings"].([]any)) != 1 {
+		t.Fatalf("list-event-source-mappings printed %v", l)
+	}
+	if _, stderr, err := run("create-event-source-mapping", "--function-name", "cli", "--event-source-arn",
+		"arn:aws:dynamodb:us-east-1:000000000000:table/t/stream/x", "--starting-position", "LATEST"); err == nil ||
+		!strings.Contains(stderr, "(InvalidParameterValueException) when calling the CreateEventSourceMapping operation") {
+		t.Fatalf("a DynamoDB stream: %v %q", err, stderr)
+	}
+	if d := must("delete-event-source-mapping", "--uuid", uuid); d["State"] != "Deleting" {
+		t.Fatalf("delete-event-source-mapping printed %v", d)
+	}
+	must("delete-layer-version", "--layer-name", "deps", "--version-number", "1")
 }

@@ -35,14 +35,8 @@ func (h *Handler) putConcurrency(c *call) (int, any, *invoke.Error) {
 	if in.ReservedConcurrentExecutions == nil || *in.ReservedConcurrentExecutions < 0 {
 		return 0, nil, errValidation("1 validation error detected: Value at 'reservedConcurrentExecutions' failed to satisfy constraint: Member must have value greater than or equal to 0")
 	}
-	if e := c.authorize(Permission{"update", "functions", name}, "PutFunctionConcurrency", h.arn(name, "")); e != nil {
-		return 0, nil, e
-	}
-	f, e := c.function(name)
+	f, e := c.functionToChange("update", "PutFunctionConcurrency", name)
 	if e != nil {
-		return 0, nil, e
-	}
-	if e := writable(f, "function"); e != nil {
 		return 0, nil, e
 	}
 	if h.NamespaceConcurrency > 0 {
@@ -72,13 +66,11 @@ func (h *Handler) getConcurrency(c *call) (int, any, *invoke.Error) {
 	if e != nil {
 		return 0, nil, e
 	}
-	if e := c.authorize(Permission{"get", "functions", name}, "GetFunctionConcurrency", h.arn(name, "")); e != nil {
-		return 0, nil, e
-	}
-	f, e := c.function(name)
+	q, e := c.object("get", "GetFunctionConcurrency", name, "")
 	if e != nil {
 		return 0, nil, e
 	}
+	f := q.fn
 	return http.StatusOK, map[string]any{"ReservedConcurrentExecutions": f.Spec.ReservedConcurrentExecutions}, nil
 }
 
@@ -87,14 +79,8 @@ func (h *Handler) deleteConcurrency(c *call) (int, any, *invoke.Error) {
 	if e != nil {
 		return 0, nil, e
 	}
-	if e := c.authorize(Permission{"update", "functions", name}, "DeleteFunctionConcurrency", h.arn(name, "")); e != nil {
-		return 0, nil, e
-	}
-	f, e := c.function(name)
+	f, e := c.functionToChange("update", "DeleteFunctionConcurrency", name)
 	if e != nil {
-		return 0, nil, e
-	}
-	if e := writable(f, "function"); e != nil {
 		return 0, nil, e
 	}
 	f.Spec.ReservedConcurrentExecutions = nil

@@ -3,6 +3,7 @@ package controlapi
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"regexp"
 	"sort"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/klambda/klambda/activator/invoke"
 
@@ -276,4 +278,41 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// specModified is when obj's spec was last written (its newest managed-fields entry outside
+// the status subresource), else its creation: klambda keeps no separate timestamps for the
+// settings an object holds (function URL, asynchronous invocation).
+func specModified(obj client.Object) time.Time {
+	t := obj.GetCreationTimestamp().Time
+	for _, mf := range obj.GetManagedFields() {
+		if mf.Subresource == "" && mf.Time != nil && mf.Time.After(t) {
+			t = mf.Time.Time
+		}
+	}
+	return t
+}
+
+// isoTime is the ISO 8601 form of the function URL API's CreationTime and LastModifiedTime.
+func isoTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z") }
+
+// jsonObject is v as a JSON object with the timestamp members named in times written as
+// Lambda's epoch seconds (encoding/json would write a time.Time as an RFC 3339 string,
+// which the SDKs do not read).
+func jsonObject(v any, times map[string]*time.Time) (map[string]any, *invoke.Error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, errService("encoding the answer: " + err.Error())
+	}
+	var out map[string]any
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, errService("encoding the answer: " + err.Error())
+	}
+	for k, t := range times {
+		delete(out, k)
+		if t != nil && !t.IsZero() {
+			out[k] = float64(t.UnixMilli()) / 1000
+		}
+	}
+	return out, nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/klambda/klambda/activator/auth"
 	"github.com/klambda/klambda/activator/controlapi"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/test/ziptest"
 )
 
 func status(err error) int {
@@ -39,7 +40,7 @@ func TestErrorCases(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
 	api := r.sdk("")
-	zip := makeZip(t, "x")
+	zip := ziptest.Bootstrap(t, "x")
 	create := func(name string, mod func(*lambda.CreateFunctionInput)) error {
 		in := &lambda.CreateFunctionInput{FunctionName: aws.String(name), Role: aws.String(role), Runtime: types.RuntimeProvidedal2023,
 			Handler: aws.String("bootstrap"), Code: &types.FunctionCode{ZipFile: zip}}
@@ -224,7 +225,7 @@ func TestListFunctionsPagination(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
 	api := r.sdk("")
-	zip := makeZip(t, "x")
+	zip := ziptest.Bootstrap(t, "x")
 	var want []string
 	for i := range 5 {
 		name := fmt.Sprintf("fn-%d", i)
@@ -272,9 +273,10 @@ func TestListFunctionsPagination(t *testing.T) {
 	}
 }
 
-// Authorization: a ServiceAccount allowed only to get and list functions can GetFunction
-// and ListFunctions; CreateFunction is 403 AccessDeniedException and creates nothing; a
-// token not made for klambda is refused.
+// Authorization: a ServiceAccount allowed only to get and list functions can GetFunction,
+// ListFunctions and GetFunctionUrlConfig; CreateFunction, the writes of URL and event invoke
+// configs, event source mappings and layers (and their lists) are 403
+// AccessDeniedException and create or store nothing; a token not made for klambda is refused.
 func TestAuthorization(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
@@ -282,7 +284,7 @@ func TestAuthorization(t *testing.T) {
 	r.handler.Auth = controlapi.NewChecker(kube, clientset)
 	admin := r.sdk("")
 	r.handler.Auth = nil
-	zip := makeZip(t, "x")
+	zip := ziptest.Bootstrap(t, "x")
 	if _, err := admin.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("seen"), Role: aws.String(role),
 		Runtime: types.RuntimeProvidedal2023, Handler: aws.String("bootstrap"), Code: &types.FunctionCode{ZipFile: zip}}); err != nil {
 		t.Fatal(err)
@@ -321,7 +323,7 @@ func TestAuthorization(t *testing.T) {
 		return errors.As(err, &ae) && ae.ErrorCode() == "AccessDeniedException"
 	}
 	_, err := reader.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("sneaky"), Role: aws.String(role),
-		Runtime: types.RuntimeProvidedal2023, Handler: aws.String("bootstrap"), Code: &types.FunctionCode{ZipFile: makeZip(t, "sneaky")}})
+		Runtime: types.RuntimeProvidedal2023, Handler: aws.String("bootstrap"), Code: &types.FunctionCode{ZipFile: ziptest.Bootstrap(t, "sneaky")}})
 	if !deniedErr(err) || status(err) != 403 || !strings.Contains(err.Error(), "system:serviceaccount:"+r.ns+":reader") ||
 		!strings.Contains(err.Error(), "verb create on functions") {
 		t.Fatalf("CreateFunction without create functions: %v", err)
@@ -329,7 +331,7 @@ func TestAuthorization(t *testing.T) {
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: r.ns, Name: "sneaky"}, &lambdav1alpha1.Function{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("a refused CreateFunction created the function (%v)", err)
 	}
-	sneaky, _ := digest(makeZip(t, "sneaky"))
+	sneaky, _ := ziptest.Digest(ziptest.Bootstrap(t, "sneaky"))
 	if _, err := r.store.Stat(ctx, sneaky); err == nil {
 		t.Fatal("a refused CreateFunction stored its code")
 	}
@@ -346,10 +348,50 @@ func TestAuthorization(t *testing.T) {
 			_, err := reader.PublishVersion(ctx, &lambda.PublishVersionInput{FunctionName: aws.String("seen")})
 			return err
 		},
+		"CreateFunctionUrlConfig": func() error {
+			_, err := reader.CreateFunctionUrlConfig(ctx, &lambda.CreateFunctionUrlConfigInput{FunctionName: aws.String("seen"), AuthType: types.FunctionUrlAuthTypeNone})
+			return err
+		},
+		"PutFunctionEventInvokeConfig": func() error {
+			_, err := reader.PutFunctionEventInvokeConfig(ctx, &lambda.PutFunctionEventInvokeConfigInput{FunctionName: aws.String("seen"), MaximumRetryAttempts: aws.Int32(0)})
+			return err
+		},
+		"CreateEventSourceMapping": func() error {
+			_, err := reader.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("seen"), EventSourceArn: aws.String("arn:aws:sqs:us-east-1:000000000000:q")})
+			return err
+		},
+		"ListEventSourceMappings": func() error {
+			_, err := reader.ListEventSourceMappings(ctx, &lambda.ListEventSourceMappingsInput{})
+			return err
+		},
+		"PublishLayerVersion": func() error {
+			_, err := reader.PublishLayerVersion(ctx, &lambda.PublishLayerVersionInput{LayerName: aws.String("sneaky"), Content: &types.LayerVersionContentInput{ZipFile: ziptest.Bootstrap(t, "sneaky layer")}})
+			return err
+		},
+		"ListLayers": func() error {
+			_, err := reader.ListLayers(ctx, &lambda.ListLayersInput{})
+			return err
+		},
 	} {
 		if err := call(); !deniedErr(err) || status(err) != 403 {
 			t.Errorf("%s without its verb: %v", name, err)
 		}
+	}
+	// Nothing was written by the refused calls; reading a URL config is get functions.
+	if f := r.function(t, "seen"); f.Spec.FunctionURLConfig != nil || f.Spec.EventInvokeConfig != nil {
+		t.Fatalf("a refused call changed the function: %+v", f.Spec)
+	}
+	var esms lambdav1alpha1.EventSourceMappingList
+	if err := k8s.List(ctx, &esms, client.InNamespace(r.ns)); err != nil || len(esms.Items) != 0 {
+		t.Fatalf("a refused CreateEventSourceMapping: %v %d mappings", err, len(esms.Items))
+	}
+	sneakyLayer, _ := ziptest.Digest(ziptest.Bootstrap(t, "sneaky layer"))
+	if _, err := r.store.Stat(ctx, sneakyLayer); err == nil {
+		t.Fatal("a refused PublishLayerVersion stored its content")
+	}
+	var nf *types.ResourceNotFoundException
+	if _, err := reader.GetFunctionUrlConfig(ctx, &lambda.GetFunctionUrlConfigInput{FunctionName: aws.String("seen")}); !errors.As(err, &nf) {
+		t.Fatalf("GetFunctionUrlConfig with get functions: %v", err)
 	}
 	// A token for the API server (no klambda audience) is no credential here.
 	var unrecognized interface{ ErrorCode() string }

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/klambda/klambda/activator/controlapi"
+	"github.com/klambda/klambda/test/ziptest"
 )
 
 const role = "arn:aws:iam::000000000000:role/default"
@@ -25,8 +26,8 @@ func TestSDKFlow(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
 	api := r.sdk("")
-	zip1 := makeZip(t, "v1")
-	hex1, b641 := digest(zip1)
+	zip1 := ziptest.Bootstrap(t, "v1")
+	hex1, b641 := ziptest.Digest(zip1)
 
 	out, err := api.CreateFunction(ctx, &lambda.CreateFunctionInput{
 		FunctionName: aws.String("hello"), Role: aws.String(role), Runtime: types.RuntimeProvidedal2023,
@@ -66,8 +67,8 @@ func TestSDKFlow(t *testing.T) {
 	rev1 := aws.ToString(c.RevisionId)
 
 	// UpdateFunctionCode: InProgress at once; a second update meanwhile is Lambda's conflict.
-	zip2 := makeZip(t, "v2")
-	_, b642 := digest(zip2)
+	zip2 := ziptest.Bootstrap(t, "v2")
+	_, b642 := ziptest.Digest(zip2)
 	up, err := api.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: aws.String("hello"), ZipFile: zip2, RevisionId: aws.String(rev1)})
 	if err != nil {
 		t.Fatal(err)
@@ -96,8 +97,8 @@ func TestSDKFlow(t *testing.T) {
 	if _, err := api.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: aws.String("hello"), ZipFile: zip1, RevisionId: aws.String(rev1)}); !errors.As(err, &pre) {
 		t.Fatalf("stale RevisionId: %v", err)
 	}
-	zip3 := makeZip(t, "dry")
-	hex3, b643 := digest(zip3)
+	zip3 := ziptest.Bootstrap(t, "dry")
+	hex3, b643 := ziptest.Digest(zip3)
 	dry, err := api.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: aws.String("hello"), ZipFile: zip3, DryRun: true})
 	if err != nil {
 		t.Fatal(err)

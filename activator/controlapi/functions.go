@@ -52,6 +52,29 @@ func (h *Handler) routes() []route {
 		{"POST /2017-03-31/tags/{arn}", h.serve("TagResource", false, h.tagResource)},
 		{"DELETE /2017-03-31/tags/{arn}", h.serve("UntagResource", false, h.untagResource)},
 		{"GET /2017-03-31/tags/{arn}", h.serve("ListTags", false, h.listTags)},
+		{"POST /2021-10-31/functions/{fn}/url", h.serve("CreateFunctionUrlConfig", false, h.createURL)},
+		{"GET /2021-10-31/functions/{fn}/url", h.serve("GetFunctionUrlConfig", false, h.getURL)},
+		{"PUT /2021-10-31/functions/{fn}/url", h.serve("UpdateFunctionUrlConfig", false, h.updateURL)},
+		{"DELETE /2021-10-31/functions/{fn}/url", h.serve("DeleteFunctionUrlConfig", false, h.deleteURL)},
+		{"GET /2021-10-31/functions/{fn}/urls", h.serve("ListFunctionUrlConfigs", false, h.listURLs)},
+		{"PUT /2019-09-25/functions/{fn}/event-invoke-config", h.serve("PutFunctionEventInvokeConfig", false, h.putEventInvokeConfig(true, "PutFunctionEventInvokeConfig"))},
+		{"POST /2019-09-25/functions/{fn}/event-invoke-config", h.serve("UpdateFunctionEventInvokeConfig", false, h.putEventInvokeConfig(false, "UpdateFunctionEventInvokeConfig"))},
+		{"GET /2019-09-25/functions/{fn}/event-invoke-config", h.serve("GetFunctionEventInvokeConfig", false, h.getEventInvokeConfig)},
+		{"DELETE /2019-09-25/functions/{fn}/event-invoke-config", h.serve("DeleteFunctionEventInvokeConfig", false, h.deleteEventInvokeConfig)},
+		{"GET /2019-09-25/functions/{fn}/event-invoke-config/list", h.serve("ListFunctionEventInvokeConfigs", false, h.listEventInvokeConfigs)},
+		{"POST /2015-03-31/event-source-mappings", h.serve("CreateEventSourceMapping", false, h.createESM)},
+		{"POST /2015-03-31/event-source-mappings/{$}", h.serve("CreateEventSourceMapping", false, h.createESM)},
+		{"GET /2015-03-31/event-source-mappings", h.serve("ListEventSourceMappings", false, h.listESMs)},
+		{"GET /2015-03-31/event-source-mappings/{$}", h.serve("ListEventSourceMappings", false, h.listESMs)},
+		{"GET /2015-03-31/event-source-mappings/{uuid}", h.serve("GetEventSourceMapping", false, h.getESM)},
+		{"PUT /2015-03-31/event-source-mappings/{uuid}", h.serve("UpdateEventSourceMapping", false, h.updateESM)},
+		{"DELETE /2015-03-31/event-source-mappings/{uuid}", h.serve("DeleteEventSourceMapping", false, h.deleteESM)},
+		{"POST /2018-10-31/layers/{layer}/versions", h.serve("PublishLayerVersion", true, h.publishLayerVersion)},
+		{"GET /2018-10-31/layers/{layer}/versions", h.serve("ListLayerVersions", false, h.listLayerVersions)},
+		{"GET /2018-10-31/layers/{layer}/versions/{num}", h.serve("GetLayerVersion", false, h.getLayerVersion)},
+		{"DELETE /2018-10-31/layers/{layer}/versions/{num}", h.serve("DeleteLayerVersion", false, h.deleteLayerVersion)},
+		{"GET /2018-10-31/layers", h.serve("ListLayers", false, h.listLayers)},
+		{"GET /2018-10-31/layers/{$}", h.serve("ListLayers", false, h.listLayers)},
 		{"GET /2016-08-19/account-settings", h.serve("GetAccountSettings", false, h.getAccountSettings)},
 		{"GET /2016-08-19/account-settings/{$}", h.serve("GetAccountSettings", false, h.getAccountSettings)},
 	}
@@ -556,15 +579,12 @@ func (h *Handler) listFunctions(c *call) (int, any, *invoke.Error) {
 // versionSortKey sorts version numbers numerically.
 func versionSortKey(v string) string { return strings.Repeat("0", max(0, 20-len(v))) + v }
 
-// beginUpdate reads the function for an update: it must be the API's to change, its last
+// beginUpdate authorizes and reads the function for an update: it must be the API's to change, its last
 // update must be over (Lambda's ResourceConflictException while InProgress) and RevisionId,
 // when given, must still be its revision.
-func (c *call) beginUpdate(name string, revision *string) (*lambdav1alpha1.Function, *invoke.Error) {
-	f, e := c.function(name)
+func (c *call) beginUpdate(action, name string, revision *string) (*lambdav1alpha1.Function, *invoke.Error) {
+	f, e := c.functionToChange("update", action, name)
 	if e != nil {
-		return nil, e
-	}
-	if e := writable(f, "function"); e != nil {
 		return nil, e
 	}
 	st := functionState(f)
@@ -589,13 +609,10 @@ func (h *Handler) updateFunctionCode(c *call) (int, any, *invoke.Error) {
 	if e := c.decode(&in); e != nil {
 		return 0, nil, e
 	}
-	if e := c.authorize(Permission{"update", "functions", name}, "UpdateFunctionCode", h.arn(name, "")); e != nil {
-		return 0, nil, e
-	}
 	if in.PublishTo != "" || in.S3ObjectStorageMode != "" {
 		return 0, nil, errInvalid("klambda does not support PublishTo or S3ObjectStorageMode")
 	}
-	f, e := c.beginUpdate(name, in.RevisionId)
+	f, e := c.beginUpdate("UpdateFunctionCode", name, in.RevisionId)
 	if e != nil {
 		return 0, nil, e
 	}
@@ -647,13 +664,10 @@ func (h *Handler) updateFunctionConfiguration(c *call) (int, any, *invoke.Error)
 	if e := c.decode(&in); e != nil {
 		return 0, nil, e
 	}
-	if e := c.authorize(Permission{"update", "functions", name}, "UpdateFunctionConfiguration", h.arn(name, "")); e != nil {
-		return 0, nil, e
-	}
 	if in.CapacityProviderConfig != nil || in.DurableConfig != nil {
 		return 0, nil, errInvalid("klambda does not support CapacityProviderConfig or DurableConfig")
 	}
-	f, e := c.beginUpdate(name, in.RevisionId)
+	f, e := c.beginUpdate("UpdateFunctionConfiguration", name, in.RevisionId)
 	if e != nil {
 		return 0, nil, e
 	}
@@ -680,14 +694,7 @@ func (h *Handler) deleteFunction(c *call) (int, any, *invoke.Error) {
 		return 0, nil, errInvalid("Deletion of aliases is not supported with DeleteFunction: use DeleteAlias.")
 	}
 	if qual != "" {
-		if e := c.authorize(Permission{"delete", "versions", ""}, "DeleteFunction", h.arn(name, qual)); e != nil {
-			return 0, nil, e
-		}
-		v, e := c.version(name, qual)
-		if e != nil {
-			return 0, nil, e
-		}
-		if e := writable(v, "version"); e != nil {
+		if _, e := c.object("delete", "DeleteFunction", name, qual); e != nil {
 			return 0, nil, e
 		}
 		var al lambdav1alpha1.AliasList
@@ -710,14 +717,8 @@ func (h *Handler) deleteFunction(c *call) (int, any, *invoke.Error) {
 		}
 		return http.StatusNoContent, nil, nil
 	}
-	if e := c.authorize(Permission{"delete", "functions", name}, "DeleteFunction", h.arn(name, "")); e != nil {
-		return 0, nil, e
-	}
-	f, e := c.function(name)
+	f, e := c.functionToChange("delete", "DeleteFunction", name)
 	if e != nil {
-		return 0, nil, e
-	}
-	if e := writable(f, "function"); e != nil {
 		return 0, nil, e
 	}
 	// Its Versions and Aliases go with it (their controller references the Function).

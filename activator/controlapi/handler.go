@@ -1,9 +1,9 @@
 // Package controlapi serves Lambda's control-plane REST API (CreateFunction,
 // UpdateFunctionCode, PublishVersion, CreateAlias, PutFunctionConcurrency, ...) on the
 // activator's endpoint, under the Invoke API's /namespaces/{ns} prefix and with its
-// authentication, over the klambda CRDs: the API reads and writes Function, Version and
-// Alias objects with the activator's client, so kubectl, GitOps and the API see the same
-// objects. Each operation is authorized with a SubjectAccessReview on the Kubernetes verb
+// authentication, over the klambda CRDs: the API reads and writes Function, Version,
+// Alias, EventSourceMapping and LayerVersion objects with the activator's client, so
+// kubectl, GitOps and the API see the same objects. Each operation is authorized with a SubjectAccessReview on the Kubernetes verb
 // and resource it amounts to (README.md).
 package controlapi
 

@@ -17,6 +17,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/test/ziptest"
 )
 
 // kubectl runs the real kubectl against the test's apiserver.
@@ -54,8 +55,8 @@ func TestKubectlAndAPISeeTheSameObjects(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
 	api := r.sdk("")
-	zip := makeZip(t, "k")
-	_, b64 := digest(zip)
+	zip := ziptest.Bootstrap(t, "k")
+	_, b64 := ziptest.Digest(zip)
 	cm, _ := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
 		"metadata": map[string]any{"name": "code", "namespace": r.ns}, "binaryData": map[string][]byte{"code.zip": zip}, "data": map[string]string{}})
 	kubectl(t, string(cm), "apply", "-f", "-")

@@ -29,32 +29,23 @@ type pcTarget struct {
 	status *lambdav1alpha1.ProvisionedConcurrencyStatus
 }
 
-func (c *call) pcTarget(name, qual string) (*pcTarget, *invoke.Error) {
-	switch {
-	case qual == "":
+// pcTarget authorizes verb on the version or alias qual names and reads it.
+func (c *call) pcTarget(verb, action, name, qual string) (*pcTarget, *invoke.Error) {
+	switch qual {
+	case "":
 		return nil, errValidation("1 validation error detected: Value null at 'qualifier' failed to satisfy constraint: Member must not be null")
-	case qual == contract.Latest:
+	case contract.Latest:
 		return nil, errInvalid("Provisioned Concurrency Configs cannot be applied to unpublished function versions.")
-	case isNumber(qual):
-		v, e := c.version(name, qual)
-		if e != nil {
-			return nil, e
-		}
-		return &pcTarget{obj: v, kind: "version", spec: &v.Spec.ProvisionedConcurrentExecutions, status: v.Status.ProvisionedConcurrency}, nil
 	}
-	a, e := c.alias(name, qual)
+	q, e := c.object(verb, action, name, qual)
 	if e != nil {
 		return nil, e
 	}
-	return &pcTarget{obj: a, kind: "alias", spec: &a.Spec.ProvisionedConcurrentExecutions, status: a.Status.ProvisionedConcurrency}, nil
-}
-
-// qualifierResource is the resource a qualifier names: versions for a number, else aliases.
-func qualifierResource(qual string) string {
-	if isNumber(qual) {
-		return "versions"
+	if v := q.version; v != nil {
+		return &pcTarget{obj: v, kind: "version", spec: &v.Spec.ProvisionedConcurrentExecutions, status: v.Status.ProvisionedConcurrency}, nil
 	}
-	return "aliases"
+	a := q.alias
+	return &pcTarget{obj: a, kind: "alias", spec: &a.Spec.ProvisionedConcurrentExecutions, status: a.Status.ProvisionedConcurrency}, nil
 }
 
 func pcOutput(requested int32, st *lambdav1alpha1.ProvisionedConcurrencyStatus) types.ProvisionedConcurrencyConfigListItem {
@@ -87,14 +78,8 @@ func (h *Handler) putProvisioned(c *call) (int, any, *invoke.Error) {
 	if in.ProvisionedConcurrentExecutions == nil || *in.ProvisionedConcurrentExecutions < 1 {
 		return 0, nil, errValidation("1 validation error detected: Value at 'provisionedConcurrentExecutions' failed to satisfy constraint: Member must have value greater than or equal to 1")
 	}
-	if e := c.authorize(Permission{"update", qualifierResource(qual), ""}, "PutProvisionedConcurrencyConfig", h.arn(name, qual)); e != nil {
-		return 0, nil, e
-	}
-	t, e := c.pcTarget(name, qual)
+	t, e := c.pcTarget("update", "PutProvisionedConcurrencyConfig", name, qual)
 	if e != nil {
-		return 0, nil, e
-	}
-	if e := writable(t.obj, t.kind); e != nil {
 		return 0, nil, e
 	}
 	*t.spec = in.ProvisionedConcurrentExecutions
@@ -114,10 +99,7 @@ func (h *Handler) getProvisioned(c *call) (int, any, *invoke.Error) {
 	if e != nil {
 		return 0, nil, e
 	}
-	if e := c.authorize(Permission{"get", qualifierResource(qual), ""}, "GetProvisionedConcurrencyConfig", h.arn(name, qual)); e != nil {
-		return 0, nil, e
-	}
-	t, e := c.pcTarget(name, qual)
+	t, e := c.pcTarget("get", "GetProvisionedConcurrencyConfig", name, qual)
 	if e != nil {
 		return 0, nil, e
 	}
@@ -132,18 +114,12 @@ func (h *Handler) deleteProvisioned(c *call) (int, any, *invoke.Error) {
 	if e != nil {
 		return 0, nil, e
 	}
-	if e := c.authorize(Permission{"update", qualifierResource(qual), ""}, "DeleteProvisionedConcurrencyConfig", h.arn(name, qual)); e != nil {
-		return 0, nil, e
-	}
-	t, e := c.pcTarget(name, qual)
+	t, e := c.pcTarget("update", "DeleteProvisionedConcurrencyConfig", name, qual)
 	if e != nil {
 		return 0, nil, e
 	}
 	if *t.spec == nil {
 		return 0, nil, errPCNotFound(h.arn(name, qual))
-	}
-	if e := writable(t.obj, t.kind); e != nil {
-		return 0, nil, e
 	}
 	*t.spec = nil
 	if err := h.Client.Update(c, t.obj, client.FieldOwner(FieldManager)); err != nil {

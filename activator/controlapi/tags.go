@@ -36,14 +36,8 @@ func (h *Handler) tagResource(c *call) (int, any, *invoke.Error) {
 	if e := c.decode(&in); e != nil {
 		return 0, nil, e
 	}
-	if e := c.authorize(Permission{"update", "functions", name}, "TagResource", h.arn(name, "")); e != nil {
-		return 0, nil, e
-	}
-	f, e := c.function(name)
+	f, e := c.functionToChange("update", "TagResource", name)
 	if e != nil {
-		return 0, nil, e
-	}
-	if e := writable(f, "function"); e != nil {
 		return 0, nil, e
 	}
 	if f.Spec.Tags == nil {
@@ -67,14 +61,8 @@ func (h *Handler) untagResource(c *call) (int, any, *invoke.Error) {
 	if len(keys) == 0 {
 		return 0, nil, errValidation("1 validation error detected: Value null at 'tagKeys' failed to satisfy constraint: Member must not be null")
 	}
-	if e := c.authorize(Permission{"update", "functions", name}, "UntagResource", h.arn(name, "")); e != nil {
-		return 0, nil, e
-	}
-	f, e := c.function(name)
+	f, e := c.functionToChange("update", "UntagResource", name)
 	if e != nil {
-		return 0, nil, e
-	}
-	if e := writable(f, "function"); e != nil {
 		return 0, nil, e
 	}
 	for _, k := range keys {
@@ -91,13 +79,11 @@ func (h *Handler) listTags(c *call) (int, any, *invoke.Error) {
 	if e != nil {
 		return 0, nil, e
 	}
-	if e := c.authorize(Permission{"get", "functions", name}, "ListTags", h.arn(name, "")); e != nil {
-		return 0, nil, e
-	}
-	f, e := c.function(name)
+	q, e := c.object("get", "ListTags", name, "")
 	if e != nil {
 		return 0, nil, e
 	}
+	f := q.fn
 	tags := f.Spec.Tags
 	if tags == nil {
 		tags = map[string]string{}

@@ -31,7 +31,7 @@ type controlAPIOptions struct {
 
 func bindControlAPIFlags(fs *flag.FlagSet) *controlAPIOptions {
 	return &controlAPIOptions{
-		on:         fs.Bool("control-api", false, "Serve Lambda's control-plane API (CreateFunction, UpdateFunctionCode, PublishVersion, CreateAlias, ...) on the Invoke API's listener, authorized per operation by SubjectAccessReviews; the activator then needs write access to Functions, Versions and Aliases (chart activator.controlAPI.enabled)."),
+		on:         fs.Bool("control-api", false, "Serve Lambda's control-plane API (CreateFunction, UpdateFunctionCode, PublishVersion, CreateAlias, ...) on the Invoke API's listener, authorized per operation by SubjectAccessReviews; the activator then needs write access to Functions, Versions, Aliases, EventSourceMappings and LayerVersions (chart activator.controlAPI.enabled)."),
 		repository: fs.String("code-store-repository", "", "The code store (registry/path, as the manager's codeStore.repository) that CreateFunction's and UpdateFunctionCode's ZipFile uploads go to; empty: ZipFile is refused."),
 		plainHTTP:  fs.Bool("code-store-plain-http", false, "Reach --code-store-repository without TLS (an in-cluster registry)."),
 		credsDir:   fs.String("code-store-credentials-dir", "", "Directory with files username and password: write credentials of --code-store-repository, read at every request."),

@@ -4,12 +4,8 @@
 package storetest
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -36,6 +32,7 @@ import (
 	"github.com/klambda/klambda/internal/codestore"
 	"github.com/klambda/klambda/internal/codestore/registrytest"
 	"github.com/klambda/klambda/test/apiserver"
+	"github.com/klambda/klambda/test/ziptest"
 )
 
 var (
@@ -82,28 +79,6 @@ codeStore: {repository: %q, plainHTTP: true, gcInterval: 0s}
 func ptr[T any](v T) *T { return &v }
 
 func newNamespace(t *testing.T) string { return srv.NewNamespace(t, "store") }
-
-func makeZip(t *testing.T, body string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	h := &zip.FileHeader{Name: "bootstrap", Method: zip.Deflate}
-	h.SetMode(0o755)
-	w, err := zw.CreateHeader(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = w.Write([]byte(body))
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-func digest(b []byte) (hexDigest, b64 string) {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:]), base64.StdEncoding.EncodeToString(s[:])
-}
 
 // source is an HTTP server whose /code.zip the test replaces or removes; it counts GETs.
 type source struct {
@@ -205,8 +180,8 @@ func TestVersionCodeOutlivesItsSource(t *testing.T) {
 	stop := startManager(t, repo)
 	ns := newNamespace(t)
 
-	v1zip := makeZip(t, "#!/bin/sh\necho v1\n")
-	h1, b1 := digest(v1zip)
+	v1zip := ziptest.Bootstrap(t, "#!/bin/sh\necho v1\n")
+	h1, b1 := ziptest.Digest(v1zip)
 	src := newSource(t, v1zip)
 	fn := &lambdav1alpha1.Function{
 		ObjectMeta: metav1.ObjectMeta{Name: "durable", Namespace: ns},
@@ -267,8 +242,8 @@ func TestVersionCodeOutlivesItsSource(t *testing.T) {
 	}
 
 	// The source is replaced by new code, and the Function updated to it.
-	v2zip := makeZip(t, "#!/bin/sh\necho v2\n")
-	h2, b2 := digest(v2zip)
+	v2zip := ziptest.Bootstrap(t, "#!/bin/sh\necho v2\n")
+	h2, b2 := ziptest.Digest(v2zip)
 	src.set(v2zip)
 	f = getFn(t, ns, "durable")
 	f.Spec.Code.SHA256 = h2
@@ -307,8 +282,8 @@ func TestGCDeletesOnlyUnreferenced(t *testing.T) {
 	}
 	startManager(t, repo)
 	ns := newNamespace(t)
-	used := makeZip(t, "#!/bin/sh\necho used\n")
-	hUsed, bUsed := digest(used)
+	used := ziptest.Bootstrap(t, "#!/bin/sh\necho used\n")
+	hUsed, bUsed := ziptest.Digest(used)
 	if err := k8s.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "code", Namespace: ns}, BinaryData: map[string][]byte{"code.zip": used}}); err != nil {
 		t.Fatal(err)
 	}
@@ -328,8 +303,8 @@ func TestGCDeletesOnlyUnreferenced(t *testing.T) {
 	})
 	var garbage []string
 	for i := range 3 {
-		z := makeZip(t, fmt.Sprintf("garbage %d", i))
-		h, _ := digest(z)
+		z := ziptest.Bootstrap(t, fmt.Sprintf("garbage %d", i))
+		h, _ := ziptest.Digest(z)
 		p := t.TempDir() + "/z.zip"
 		if err := os.WriteFile(p, z, 0o600); err != nil {
 			t.Fatal(err)
