@@ -62,8 +62,7 @@ func main() {
 	}
 	ownerPeer := httptest.NewServer(&peer.Handler{Core: rigs[0].Core, Owns: func(string) bool { return true }, Verify: peerToken{}})
 	defer ownerPeer.Close()
-	client := &peer.Client{HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}},
-		Token: func() (string, error) { return "peer", nil }}
+	client := &peer.Client{Token: func() (string, error) { return "peer", nil }}
 	addr := strings.TrimPrefix(ownerPeer.URL, "http://")
 	rigs[0].Handler.Invoker = &peer.Router{Local: rigs[0].Core, Ownership: fixed{owner: true}, Client: client, Wait: time.Second, Retry: 10 * time.Millisecond}
 	for _, r := range rigs[1:] {
