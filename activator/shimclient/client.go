@@ -35,6 +35,9 @@ type Call struct {
 	ResponseStream bool
 	Body           io.Reader
 	ContentLength  int64
+	// Until, when not zero, bounds the whole exchange, body included, besides the
+	// context (the function's timeout and a grace, without a context of its own).
+	Until time.Time
 }
 
 // Client sends Calls over keep-alive connections kept per environment (conn.go), and

@@ -22,7 +22,7 @@ func do(ctx context.Context, p *keepalive.Pool, c *Call) (*http.Response, error)
 	if err := validHeaders(c); err != nil {
 		return nil, err
 	}
-	return p.Do(ctx, &keepalive.Request{Addr: c.Addr, Head: c, Body: c.Body, ContentLength: c.ContentLength})
+	return p.Do(ctx, &keepalive.Request{Addr: c.Addr, Head: c, Body: c.Body, ContentLength: c.ContentLength, Until: c.Until})
 }
 
 // validHeaders refuses a header value with a control character (it would split the

@@ -38,6 +38,9 @@ type Request struct {
 	Head          HeadWriter
 	Body          io.Reader
 	ContentLength int64
+	// Until, when not zero, bounds the exchange (body included) as a deadline of ctx
+	// would, without a context of its own.
+	Until time.Time
 }
 
 // HeadWriter writes a request's head into a buffered writer (which does not fail: an
@@ -176,9 +179,15 @@ func (p *Pool) Do(ctx context.Context, r *Request) (*http.Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
-	dl, _ := ctx.Deadline()
+	dl, ok := ctx.Deadline()
+	if !r.Until.IsZero() && (!ok || r.Until.Before(dl)) {
+		dl = r.Until
+	}
 	_ = cn.nc.SetDeadline(dl)
-	stop := context.AfterFunc(ctx, func() { _ = cn.nc.SetDeadline(time.Unix(1, 0)) })
+	stop := notStopped
+	if ctx.Done() != nil { // a context that can end (else the deadline is all)
+		stop = context.AfterFunc(ctx, func() { _ = cn.nc.SetDeadline(time.Unix(1, 0)) })
+	}
 	resp, err := cn.roundTrip(r)
 	if err != nil {
 		stop()
@@ -194,6 +203,9 @@ func (p *Pool) Do(ctx context.Context, r *Request) (*http.Response, error) {
 	resp.Body = &body{r: resp.Body, p: p, c: cn, addr: r.Addr, stop: stop, reuse: !resp.Close}
 	return resp, nil
 }
+
+// notStopped is the stop of a context that cannot end: there is nothing to stop.
+func notStopped() bool { return true }
 
 func (cn *conn) roundTrip(r *Request) (*http.Response, error) {
 	if err := cn.write(r); err != nil {
