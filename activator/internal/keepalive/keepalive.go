@@ -211,7 +211,7 @@ func (cn *conn) roundTrip(r *Request) (*http.Response, error) {
 	if err := cn.write(r); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
-	return http.ReadResponse(cn.br, nil)
+	return readResponse(cn.br)
 }
 
 // write writes the request. An error means its last bytes were not sent.
