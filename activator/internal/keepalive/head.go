@@ -16,8 +16,12 @@ import (
 // header, all of the head already buffered) by a parse that allocates the head once,
 // anything else by http.ReadResponse. Both give the same Response (TestFastHeadMatches).
 func readResponse(br *bufio.Reader) (*http.Response, error) {
-	if resp := parsePlainHead(br); resp != nil {
-		return resp, nil
+	// Wait for the answer's first bytes (an error is met again, and answered, by
+	// http.ReadResponse).
+	if _, err := br.Peek(1); err == nil {
+		if resp := parsePlainHead(br); resp != nil {
+			return resp, nil
+		}
 	}
 	return http.ReadResponse(br, nil)
 }

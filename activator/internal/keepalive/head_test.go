@@ -3,11 +3,14 @@ package keepalive
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
+	"net"
 	"net/http"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // heads are answers as shims and peers send them, and variations the plain parse must
@@ -139,4 +142,38 @@ func FuzzFastHead(f *testing.F) {
 			t.Errorf("%q:\n got %+v, %v\nwant %+v, %v", raw, got, gerr, want, werr)
 		}
 	})
+}
+
+type headOnly string
+
+func (h headOnly) WriteHead(w *bufio.Writer) { _, _ = w.WriteString(string(h)) }
+
+// Over a connection, Do reads a plain answer with the plain parse (it waits for the
+// answer's first bytes before looking at what is buffered), and a chunked one with
+// net/http's.
+func TestDoReadsPlainAnswersWithThePlainParse(t *testing.T) {
+	answers := []string{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"}
+	for i, answer := range answers {
+		client, server := net.Pipe()
+		go func() {
+			br := bufio.NewReader(server)
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond) // the client is waiting for the answer by now
+			_, _ = io.WriteString(server, answer)
+		}()
+		p := New(func(context.Context, string, string) (net.Conn, error) { return client, nil })
+		resp, err := p.Do(context.Background(), &Request{Addr: "env", Head: headOnly("GET / HTTP/1.1\r\nHost: env\r\n\r\n")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, plain := resp.Body.(*body).r.(*plainBody)
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != "ok" || plain != (i == 0) {
+			t.Fatalf("answer %d: body %q, plain parse %v", i, b, plain)
+		}
+		client.Close()
+		server.Close()
+	}
 }
