@@ -9,10 +9,13 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/klambda/klambda/activator/dispatch"
 	"github.com/klambda/klambda/activator/invoke"
 	"github.com/klambda/klambda/activator/testrig"
 	"github.com/klambda/klambda/api/contract"
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
 func input(fn string) *invoke.Input {
@@ -197,4 +200,26 @@ func TestCoreThrottlesWithLambdasReasons(t *testing.T) {
 		t.Fatalf("after the release: %v", err)
 	}
 	out.Close()
+}
+
+// The call to the environment is bounded by the function's timeout plus ShimGrace (the
+// caller's own context aside): an environment that does not answer by then is an error.
+func TestCoreBoundsTheShimCallByTheTimeoutAndGrace(t *testing.T) {
+	r := testrig.New(testrig.Options{})
+	defer r.Close()
+	f := &lambdav1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Namespace: testrig.Namespace, Name: "slow"}}
+	f.Spec.Timeout = 1
+	f.Status.State = lambdav1alpha1.StateActive
+	r.Table.SetFunction(f)
+	r.Core.ShimGrace = 200 * time.Millisecond
+	r.Environments("slow", contract.Latest, 1)
+	in := input("slow")
+	in.Payload = []byte(`{"sleep_ms":2500}`)
+	start := time.Now()
+	out, err := r.Core.Invoke(context.Background(), in)
+	took := time.Since(start)
+	wantCoreError(t, out, err, 500, "ServiceException", "")
+	if took < 1100*time.Millisecond || took > 2*time.Second {
+		t.Fatalf("the call ended after %v, want about 1.2 s (timeout 1 s + grace 0.2 s)", took)
+	}
 }

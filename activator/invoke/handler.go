@@ -62,6 +62,9 @@ type call struct {
 	req     Request
 	in      Input
 	refused *Error // answered by a handler of the chain (not the Invoker)
+	// headers backs the answer's header values (writeOutput): one array, not a slice
+	// allocated per header.
+	headers [6]string
 }
 
 type callKey struct{}
@@ -192,32 +195,33 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request) {
 		writeStream(w, out)
 		return
 	}
-	writeOutput(w, out)
+	writeOutput(w, out, &c.headers)
 }
 
-// writeOutput answers out, relaying its body as it comes, and closes it.
-func writeOutput(w http.ResponseWriter, out *Output) {
+// writeOutput answers out, relaying its body as it comes, and closes it. The header
+// values are slices of vals.
+func writeOutput(w http.ResponseWriter, out *Output, vals *[6]string) {
 	hd := w.Header()
-	if out.RequestID != "" {
-		hd[contract.HeaderRequestID] = []string{out.RequestID}
+	n := 0
+	set := func(k, v string) {
+		if v != "" {
+			vals[n] = v
+			hd[k] = vals[n : n+1 : n+1]
+			n++
+		}
 	}
-	if out.ExecutedVersion != "" {
-		hd[contract.HeaderExecutedVersion] = []string{out.ExecutedVersion}
-	}
+	set(contract.HeaderRequestID, out.RequestID)
+	set(contract.HeaderExecutedVersion, out.ExecutedVersion)
 	if out.Body == nil {
 		w.WriteHeader(out.StatusCode)
 		return
 	}
 	defer out.Body.Close() // reads what the client did not take: the shim connection is reused
-	hd["Content-Type"] = []string{"application/json"}
-	if out.FunctionError != "" {
-		hd[contract.HeaderFunctionError] = []string{out.FunctionError}
-	}
-	if out.LogResult != "" {
-		hd[contract.HeaderLogResult] = []string{out.LogResult}
-	}
+	set("Content-Type", "application/json")
+	set(contract.HeaderFunctionError, out.FunctionError)
+	set(contract.HeaderLogResult, out.LogResult)
 	if out.ContentLength >= 0 {
-		hd["Content-Length"] = []string{strconv.FormatInt(out.ContentLength, 10)}
+		set("Content-Length", strconv.FormatInt(out.ContentLength, 10))
 	}
 	w.WriteHeader(out.StatusCode)
 	bp := copyBufPool.Get().(*[]byte)

@@ -34,17 +34,19 @@ func (c *Core) run(ctx context.Context, in *Input, route *router.Route) (*Output
 		r.ms.QueueWait.Observe(lease.Waited.Seconds())
 	}
 	// The call to the shim outlives the caller: an environment is busy until its
-	// invocation ends, whether or not anyone waits for the answer.
-	shimCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), route.Timeout+c.ShimGrace)
-	r.cancel = cancel
+	// invocation ends, whether or not anyone waits for the answer. It is bounded by the
+	// function's timeout and a grace (Call.Until, without a timer of its own).
+	shimCtx := context.WithoutCancel(ctx)
 	requestID := in.RequestID
 	if requestID == "" {
 		requestID = contract.NewRequestID()
 	}
+	now := time.Now()
 	r.call = shimclient.Call{
 		RequestID:      requestID,
 		InvokedARN:     c.arn(route.Function, route.Qualifier),
-		Deadline:       time.Now().Add(route.Timeout),
+		Deadline:       now.Add(route.Timeout),
+		Until:          now.Add(route.Timeout + c.ShimGrace),
 		ClientContext:  in.ClientContext,
 		TraceID:        in.TraceID,
 		LogTail:        in.LogTail,
@@ -186,7 +188,6 @@ type running struct {
 	out    Output
 	call   shimclient.Call
 	lease  *dispatch.Lease
-	cancel context.CancelFunc
 	ms     *metrics.Series
 	body   io.ReadCloser
 	closed bool
@@ -276,7 +277,6 @@ func (r *running) Close() error {
 
 // end frees the environment.
 func (r *running) end() {
-	r.cancel()
 	if r.ms != nil {
 		r.ms.Concurrent.Dec()
 	}

@@ -1,24 +1,29 @@
 package peer
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
-	"net/http"
-	"net/http/httptrace"
-	"sync/atomic"
+	"net"
+	"strconv"
+	"sync"
+	"time"
 
+	"github.com/klambda/klambda/activator/internal/keepalive"
 	"github.com/klambda/klambda/activator/invoke"
 )
 
-// Client forwards invocations to peer replicas.
+// Client forwards invocations to peer replicas, over keep-alive connections kept per
+// replica (activator/internal/keepalive: the request written and the answer's head read
+// on the caller's goroutine). The peer port is plain HTTP inside the cluster.
 type Client struct {
-	HTTP *http.Client
 	// Token is this replica's credential for the peer port (its ServiceAccount token made
 	// for the peer audience; a projected token file is re-read as the kubelet rotates it).
 	Token func() (string, error)
-	// Scheme is "http" or "https" (the peer port serves the Invoke API's certificate).
-	Scheme string
+
+	once  sync.Once
+	conns *keepalive.Pool
 }
 
 // ErrUnreachable: the request could not be sent to the peer; nothing ran there.
@@ -28,28 +33,68 @@ var ErrUnreachable = errors.New("peer: the owning replica could not be reached")
 // ran: look the owner up again), *invoke.Error (the invocation's answer), anything else (the
 // call failed after it was sent: the invocation may have run).
 func (c *Client) Forward(ctx context.Context, addr string, in *invoke.Input) (*invoke.Output, error) {
+	c.once.Do(func() {
+		dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+		c.conns = keepalive.New(dialer.DialContext)
+	})
 	tok, err := c.Token()
 	if err != nil {
 		return nil, invoke.ErrService("this activator has no peer credential: " + err.Error())
 	}
-	scheme := c.Scheme
-	if scheme == "" {
-		scheme = "http"
+	h := head{addr: addr, token: tok, in: in}
+	if !h.valid() {
+		return nil, invoke.ErrInvalidParameter("a header value of the invocation holds a control character")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+addr+Path, bytes.NewReader(in.Payload))
+	resp, err := c.conns.Do(ctx, &keepalive.Request{Addr: addr, Head: &h, Body: bytes.NewReader(in.Payload), ContentLength: int64(len(in.Payload))}) //nolint:bodyclose // readOutput closes it, or hands it to the Output whose Close does
 	if err != nil {
-		return nil, invoke.ErrService(err.Error())
-	}
-	encode(req.Header, in)
-	req.Header["Authorization"] = []string{"Bearer " + tok}
-	var sent atomic.Bool // headers written: the peer may have started the invocation
-	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaders: func() { sent.Store(true) }}))
-	resp, err := c.HTTP.Do(req) //nolint:bodyclose // readOutput closes it, or hands it to the Output whose Close does
-	if err != nil {
-		if !sent.Load() {
+		if errors.Is(err, keepalive.ErrNotSent) {
 			return nil, errors.Join(ErrUnreachable, err)
 		}
 		return nil, invoke.ErrService("the owning activator did not answer: " + err.Error())
 	}
 	return readOutput(resp)
+}
+
+// head is a forwarded invocation's request head: the Input's fields as headers (the
+// payload is the body), and the peer credential.
+type head struct {
+	addr, token string
+	in          *invoke.Input
+}
+
+func (h *head) valid() bool {
+	in := h.in
+	for _, v := range [...]string{h.addr, h.token, in.Namespace, in.Function, in.Qualifier, in.InvocationType, in.ClientContext, in.TraceID, in.RequestID} {
+		if !keepalive.ValidHeaderValue(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// WriteHead writes the request line and headers (no allocation).
+func (h *head) WriteHead(w *bufio.Writer) {
+	var num [20]byte
+	in := h.in
+	_, _ = w.WriteString("POST " + Path + " HTTP/1.1\r\nHost: ")
+	_, _ = w.WriteString(h.addr)
+	_, _ = w.WriteString("\r\nContent-Type: application/json\r\nContent-Length: ")
+	_, _ = w.Write(strconv.AppendInt(num[:0], int64(len(in.Payload)), 10))
+	_, _ = w.WriteString("\r\nAuthorization: Bearer ")
+	_, _ = w.WriteString(h.token)
+	_, _ = w.WriteString("\r\n")
+	keepalive.WriteHeader(w, hNamespace, in.Namespace)
+	keepalive.WriteHeader(w, hFunction, in.Function)
+	keepalive.WriteHeader(w, hQualifier, in.Qualifier)
+	keepalive.WriteHeader(w, hInvocationType, in.InvocationType)
+	keepalive.WriteHeader(w, hClientContext, in.ClientContext)
+	keepalive.WriteHeader(w, hTraceID, in.TraceID)
+	keepalive.WriteHeader(w, hRequestID, in.RequestID)
+	if in.LogTail {
+		keepalive.WriteHeader(w, hLogTail, "true")
+	}
+	if in.ResponseStream {
+		keepalive.WriteHeader(w, hResponseStream, "true")
+	}
+	_, _ = w.WriteString("\r\n")
 }

@@ -48,29 +48,6 @@ const (
 // moved); nothing ran.
 var ErrNotOwner = dispatch.ErrNotOwner
 
-// encode writes in onto r's headers.
-func encode(h http.Header, in *invoke.Input) {
-	set := func(k, v string) {
-		if v != "" {
-			h[k] = []string{v}
-		}
-	}
-	set(hNamespace, in.Namespace)
-	set(hFunction, in.Function)
-	set(hQualifier, in.Qualifier)
-	set(hInvocationType, in.InvocationType)
-	set(hClientContext, in.ClientContext)
-	set(hTraceID, in.TraceID)
-	set(hRequestID, in.RequestID)
-	if in.LogTail {
-		h[hLogTail] = []string{"true"}
-	}
-	if in.ResponseStream {
-		h[hResponseStream] = []string{"true"}
-	}
-	h["Content-Type"] = []string{"application/json"}
-}
-
 // decode reads an Input from a peer request's headers (the payload is read apart).
 func decode(h http.Header) (invoke.Input, error) {
 	in := invoke.Input{

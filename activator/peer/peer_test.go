@@ -68,7 +68,7 @@ func peerServer(t *testing.T, core invoke.Invoker, owned *atomic.Bool) *httptest
 }
 
 func client(tok string) *Client {
-	return &Client{HTTP: &http.Client{Timeout: 5 * time.Second}, Token: func() (string, error) { return tok, nil }}
+	return &Client{Token: func() (string, error) { return tok, nil }}
 }
 
 func TestForwardCarriesTheInputAndTheOutput(t *testing.T) {

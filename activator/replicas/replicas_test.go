@@ -99,7 +99,7 @@ func (c *cluster) start(i int, reserved int32) *replica {
 			Address: ps.Listener.Addr().String(), Shards: 8, Members: func() int { return int(c.members.Load()) },
 			LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 250 * time.Millisecond},
 		Core: rig.Core, Dispatcher: rig.Dispatcher,
-		Client: &peer.Client{HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}},
+		Client: &peer.Client{
 			Token: func() (string, error) { return "peer", nil }},
 		Verify:      peerTokens{},
 		HandoffWait: 3 * time.Second,

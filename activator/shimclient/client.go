@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/klambda/klambda/activator/internal/keepalive"
 	"github.com/klambda/klambda/api/contract"
 )
 
@@ -34,13 +35,16 @@ type Call struct {
 	ResponseStream bool
 	Body           io.Reader
 	ContentLength  int64
+	// Until, when not zero, bounds the whole exchange, body included, besides the
+	// context (the function's timeout and a grace, without a context of its own).
+	Until time.Time
 }
 
 // Client sends Calls over keep-alive connections kept per environment (conn.go), and
 // asks shims their state over HTTP. Make it with New.
 type Client struct {
 	HTTP  *http.Client
-	conns *conns
+	conns *keepalive.Pool
 }
 
 // New returns a Client: a warm invocation reuses its environment's idle connection.
@@ -52,17 +56,17 @@ func New() *Client {
 		DialContext:         dialer.DialContext,
 		MaxIdleConns:        1024,
 		MaxIdleConnsPerHost: 1,
-		IdleConnTimeout:     idleTimeout,
+		IdleConnTimeout:     keepalive.IdleTimeout,
 		DisableCompression:  true,
 	}
-	return &Client{HTTP: &http.Client{Transport: t}, conns: newConns(dialer.DialContext)}
+	return &Client{HTTP: &http.Client{Transport: t}, conns: keepalive.New(dialer.DialContext)}
 }
 
 // Do sends c and returns the shim's response; the caller closes its body (reading it to
 // its end first keeps the connection for the next invocation). ctx's deadline and
 // cancellation bound the whole exchange, body included.
 func (cl *Client) Do(ctx context.Context, c *Call) (*http.Response, error) {
-	return cl.conns.do(ctx, c)
+	return do(ctx, cl.conns, c)
 }
 
 // Millis reads one of the shim's *-Ms headers as a duration; 0 when absent.

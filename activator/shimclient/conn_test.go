@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klambda/klambda/activator/internal/keepalive"
 	"github.com/klambda/klambda/api/contract"
 )
 
@@ -118,7 +119,7 @@ func TestLargePayloadGoesInFewWrites(t *testing.T) {
 	defer srv.Close()
 	var writes atomic.Int32
 	d := &net.Dialer{}
-	cl := &Client{HTTP: http.DefaultClient, conns: newConns(func(ctx context.Context, network, addr string) (net.Conn, error) {
+	cl := &Client{HTTP: http.DefaultClient, conns: keepalive.New(func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := d.DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err

@@ -9,7 +9,7 @@
 // The Leases (activator/ownership) are off this path: ownership is fixed here (replica 0
 // owns the namespace), so the figures are the forwarding's, not the Lease traffic's.
 //
-//	go run ./bench/activatorreplicas [-callers 16] [-rounds 3] [-duration 3s] [-rate 1000]
+//	go run ./bench/activatorreplicas [-callers 16] [-rounds 3] [-duration 3s] [-rate 1000] [-cpuprofile F] [-memprofile F]
 package main
 
 import (
@@ -45,15 +45,9 @@ type peerToken struct{}
 func (peerToken) IsPeer(_ context.Context, tok string) (bool, error) { return tok == "peer", nil }
 
 func main() {
-	callers := flag.Int("callers", 16, "Concurrent callers (and environments).")
-	rounds := flag.Int("rounds", 3, "Alternating rounds of one-replica and three-replica runs.")
-	dur := flag.Duration("duration", 3*time.Second, "Length of each run.")
-	rate := flag.Float64("rate", 1000, "Total requests per second, paced over the callers; 0: closed loop (as fast as they can).")
+	lf := load.RegisterFlags(16, 1000)
 	flag.Parse()
-	var pace time.Duration
-	if *rate > 0 {
-		pace = time.Duration(float64(*callers) / *rate * float64(time.Second))
-	}
+	callers := lf.Callers
 
 	// Three replicas' cores over the same environments; replica 0 owns the namespace.
 	rigs := make([]*testrig.Rig, 3)
@@ -68,8 +62,7 @@ func main() {
 	}
 	ownerPeer := httptest.NewServer(&peer.Handler{Core: rigs[0].Core, Owns: func(string) bool { return true }, Verify: peerToken{}})
 	defer ownerPeer.Close()
-	client := &peer.Client{HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}},
-		Token: func() (string, error) { return "peer", nil }}
+	client := &peer.Client{Token: func() (string, error) { return "peer", nil }}
 	addr := strings.TrimPrefix(ownerPeer.URL, "http://")
 	rigs[0].Handler.Invoker = &peer.Router{Local: rigs[0].Core, Ownership: fixed{owner: true}, Client: client, Wait: time.Second, Retry: 10 * time.Millisecond}
 	for _, r := range rigs[1:] {
@@ -89,27 +82,18 @@ func main() {
 		return "http://" + shims[i%len(shims)] + contract.InvokePath,
 			http.Header{"Content-Type": {"application/json"}, contract.HeaderInvokeSecret: {testrig.Secret}}
 	}
-	load.Run(*callers, 300*time.Millisecond, pace, direct, hc, payload)
-	load.Run(*callers, 300*time.Millisecond, pace, one, hc, payload)
-	load.Run(*callers, 300*time.Millisecond, pace, three, hc, payload)
-	var ds, os1, os3 []load.Result
-	for range *rounds {
-		ds = append(ds, load.Run(*callers, *dur, pace, direct, hc, payload))
-		os1 = append(os1, load.Run(*callers, *dur, pace, one, hc, payload))
-		os3 = append(os3, load.Run(*callers, *dur, pace, three, hc, payload))
-	}
-	d, a, b := load.Merge(ds), load.Merge(os1), load.Merge(os3)
-	loadavg, _ := os.ReadFile("/proc/loadavg")
+	rs := lf.Compare(hc, payload, nil, direct, one, three)
+	d, a, b := rs[0], rs[1], rs[2]
 	mode := "closed loop"
-	if *rate > 0 {
-		mode = fmt.Sprintf("paced at %.0f req/s in total", *rate)
+	if *lf.Rate > 0 {
+		mode = fmt.Sprintf("paced at %.0f req/s in total", *lf.Rate)
 	}
-	fmt.Printf("%s; callers %d, %d rounds x %s each, GOMAXPROCS %d, load average %s; %d environments\n", mode, *callers, *rounds, *dur,
-		runtime.GOMAXPROCS(0), strings.Join(strings.Fields(string(loadavg))[:3], " "), len(shims))
-	fmt.Printf("| path | requests | errors | p50 | p99 | CPU per invocation (process) | the activators' (minus direct) |\n|---|---|---|---|---|---|---|\n")
-	fmt.Printf("| direct to the environments | %d | %d | %s | %s | %s | - |\n", len(d.Lat), d.Errs, load.Ms(d.Pct(.5)), load.Ms(d.Pct(.99)), load.Us(d.CPUPer()))
-	fmt.Printf("| one replica | %d | %d | %s | %s | %s | %s |\n", len(a.Lat), a.Errs, load.Ms(a.Pct(.5)), load.Ms(a.Pct(.99)), load.Us(a.CPUPer()), load.Us(a.CPUPer()-d.CPUPer()))
-	fmt.Printf("| three replicas (2/3 forwarded) | %d | %d | %s | %s | %s | %s |\n", len(b.Lat), b.Errs, load.Ms(b.Pct(.5)), load.Ms(b.Pct(.99)), load.Us(b.CPUPer()), load.Us(b.CPUPer()-d.CPUPer()))
+	fmt.Printf("%s; callers %d, %d rounds x %s each, GOMAXPROCS %d, load average %s; %d environments\n", mode, *callers, *lf.Rounds, *lf.Duration,
+		runtime.GOMAXPROCS(0), load.LoadAvg(), len(shims))
+	fmt.Printf("| path | requests | errors | p50 | p99 | CPU per invocation (process) | the activators' (minus direct) | the activators' allocations |\n|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| direct to the environments | %d | %d | %s | %s | %s | - | - |\n", len(d.Lat), d.Errs, load.Ms(d.Pct(.5)), load.Ms(d.Pct(.99)), load.Us(d.CPUPer()))
+	fmt.Printf("| one replica | %d | %d | %s | %s | %s | %s | %.1f |\n", len(a.Lat), a.Errs, load.Ms(a.Pct(.5)), load.Ms(a.Pct(.99)), load.Us(a.CPUPer()), load.Us(a.CPUPer()-d.CPUPer()), a.AllocsPer()-d.AllocsPer())
+	fmt.Printf("| three replicas (2/3 forwarded) | %d | %d | %s | %s | %s | %s | %.1f |\n", len(b.Lat), b.Errs, load.Ms(b.Pct(.5)), load.Ms(b.Pct(.99)), load.Us(b.CPUPer()), load.Us(b.CPUPer()-d.CPUPer()), b.AllocsPer()-d.AllocsPer())
 	fmt.Printf("three vs one replica: added p50 %s (target ≤ 0.200 ms), added p99 %s; the activators' CPU per invocation %.2fx (target ≤ 1.2x)\n",
 		load.Ms(b.Pct(.5)-a.Pct(.5)), load.Ms(b.Pct(.99)-a.Pct(.99)), float64(b.CPUPer()-d.CPUPer())/float64(a.CPUPer()-d.CPUPer()))
 	if d.Errs+a.Errs+b.Errs > 0 {

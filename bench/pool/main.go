@@ -18,16 +18,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"time"
 
 	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/bench/internal/load"
 )
 
 func main() {
@@ -48,20 +47,15 @@ func run(rounds int, shimBin, fnBin string) error {
 	}
 	defer os.RemoveAll(dir)
 	shim, fn := filepath.Join(dir, "runtime-shim"), filepath.Join(dir, "bootstrap")
-	for _, b := range [][2]string{{shim, "./cmd/runtime-shim"}, {fn, "./test/compat/gofunction"}} {
-		if given := map[string]string{shim: shimBin, fn: fnBin}[b[0]]; given != "" {
-			if b[0] == shim {
-				shim = given
-			} else {
-				fn = given
-			}
-			continue
-		}
-		cmd := exec.Command("go", "build", "-o", b[0], b[1])
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("building %s: %v\n%s", b[1], err, out)
-		}
+	if shimBin != "" {
+		shim = shimBin
+	} else {
+		load.BuildEnv([]string{"CGO_ENABLED=0"}, shim, "./cmd/runtime-shim")
+	}
+	if fnBin != "" {
+		fn = fnBin
+	} else {
+		load.BuildEnv([]string{"CGO_ENABLED=0"}, fn, "./test/compat/gofunction")
 	}
 	code, err := zipSource(fn, filepath.Join(dir, "code.zip"))
 	if err != nil {
@@ -80,8 +74,8 @@ func run(rounds int, shimBin, fnBin string) error {
 		}
 		pooled = append(pooled, d)
 	}
-	p50, p95 := pct(plain, 50), pct(plain, 95)
-	g50, g95 := pct(pooled, 50), pct(pooled, 95)
+	p50, p95 := load.Percentile(plain, .50), load.Percentile(plain, .95)
+	g50, g95 := load.Percentile(pooled, .50), load.Percentile(pooled, .95)
 	fmt.Printf("cold start to first answer, %d rounds each (in-pod part only, no pod start)\n", rounds)
 	fmt.Printf("  exec --code (today's one-container pod): p50 %7.1f ms  p95 %7.1f ms\n", ms(p50), ms(p95))
 	fmt.Printf("  generic, specialized then invoked:       p50 %7.1f ms  p95 %7.1f ms\n", ms(g50), ms(g95))
@@ -90,12 +84,6 @@ func run(rounds int, shimBin, fnBin string) error {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func pct(ds []time.Duration, p int) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[(len(s)-1)*p/100]
-}
 
 func zipSource(bin, path string) (string, error) {
 	b, err := os.ReadFile(bin)
@@ -121,24 +109,8 @@ func zipSource(bin, path string) (string, error) {
 	return "file://" + path + "#sha256=" + hex.EncodeToString(sum[:]), nil
 }
 
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 func startShim(shim string, args []string, env []string) (*exec.Cmd, string, error) {
-	invoke, err := freePort()
-	if err != nil {
-		return nil, "", err
-	}
-	rapi, err := freePort()
-	if err != nil {
-		return nil, "", err
-	}
+	invoke, rapi := load.FreeAddr(), load.FreeAddr()
 	cmd := exec.Command(shim, append([]string{args[0], "--listen=" + invoke, "--runtime-api=" + rapi}, args[1:]...)...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr

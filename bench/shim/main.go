@@ -17,17 +17,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/klambda/klambda/bench/internal/load"
 )
 
 type server struct {
@@ -52,24 +52,24 @@ func main() {
 	}
 	rie := filepath.Join(cache, "bin", "aws-lambda-rie")
 	if _, err := os.Stat(rie); err != nil {
-		fail("aws-lambda-rie not found at %s: run test/compat/install-rie.sh", rie)
+		load.Fail("aws-lambda-rie not found at %s: run test/compat/install-rie.sh", rie)
 	}
 	dir, err := os.MkdirTemp("", "klambda-bench-")
-	check(err)
+	load.Check(err)
 	defer os.RemoveAll(dir)
 	shimBin, fnBin, relayBin := filepath.Join(dir, "runtime-shim"), filepath.Join(dir, "gofunction"), filepath.Join(dir, "relay")
-	build(shimBin, "./cmd/runtime-shim")
+	load.Build(shimBin, "./cmd/runtime-shim")
 	if *floor {
-		build(relayBin, "./bench/shim/relay")
+		load.Build(relayBin, "./bench/shim/relay")
 	}
-	build(fnBin, "./test/compat/gofunction", "-tags", "lambda.norpc")
+	load.Build(fnBin, "./test/compat/gofunction", "-tags", "lambda.norpc")
 	if *payloadMB > 0 {
 		payloadBench(shimBin, fnBin, *payloadMB, max(*n / *rounds, 1), *rounds)
 		return
 	}
 
 	start := func(kind string, i int) *server {
-		invoke, api := freeAddr(), freeAddr()
+		invoke, api := load.FreeAddr(), load.FreeAddr()
 		var cmd *exec.Cmd
 		switch kind {
 		case "shim":
@@ -85,9 +85,9 @@ func main() {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		// Both write START/END/REPORT per invoke; discard them the same way.
 		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-		check(cmd.Start())
+		load.Check(cmd.Start())
 		s := &server{name: fmt.Sprintf("%s-%d", kind, i), cmd: cmd, url: "http://" + invoke + "/2015-03-31/functions/function/invocations"}
-		waitListen(invoke)
+		load.WaitListen(invoke)
 		return s
 	}
 	stopAll := func(ss []*server) {
@@ -106,7 +106,7 @@ func main() {
 		cpuTicks           int64 // server processes' user+system time during the rounds
 		servers            []*server
 	}
-	loadBefore := loadAvg()
+	loadBefore := load.LoadAvg()
 	results := map[string]*result{}
 	kinds := []string{"rie", "shim"}
 	// extras are measured beside the two, each as a figure and its ratio to the emulator.
@@ -177,8 +177,8 @@ func main() {
 	}
 
 	base, shim := results["rie"], results["shim"]
-	fmt.Printf("warm invocations of the aws-lambda-go echo function, %d per measurement in %d alternating rounds, host: %d cores\n", *n, *rounds, numCPU())
-	fmt.Printf("load average (1, 5, 15 min) before: %s, after: %s\n\n", loadBefore, loadAvg())
+	fmt.Printf("warm invocations of the aws-lambda-go echo function, %d per measurement in %d alternating rounds, host: %d cores\n", *n, *rounds, load.NumCPU())
+	fmt.Printf("load average (1, 5, 15 min) before: %s, after: %s\n\n", loadBefore, load.LoadAvg())
 	fmt.Printf("%-34s %14s %14s %10s", "", "emulator", "runtime-shim", "ratio")
 	for _, x := range extras {
 		fmt.Printf("   %26s", x.label+" (ratio)")
@@ -216,7 +216,6 @@ func main() {
 type stats struct {
 	p50, p99 time.Duration
 	rate     float64
-	errors   int
 }
 
 var errorCount struct {
@@ -225,8 +224,8 @@ var errorCount struct {
 }
 
 func summarize(lat []time.Duration, took time.Duration) stats {
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	return stats{p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], rate: float64(len(lat)) / took.Seconds()}
+	r := load.Sorted(lat, took)
+	return stats{p50: r.Pct(.50), p99: r.Pct(.99), rate: r.RPS()}
 }
 
 var transport = &http.Transport{MaxIdleConnsPerHost: 64, MaxIdleConns: 256, DisableCompression: true}
@@ -251,7 +250,7 @@ func invoke(url string, payload []byte) error {
 func warm(s *server, payload []byte, n int) {
 	for i := 0; i < n; i++ {
 		if err := invoke(s.url, payload); err != nil {
-			fail("%s warm-up: %v", s.name, err)
+			load.Fail("%s warm-up: %v", s.name, err)
 		}
 	}
 }
@@ -313,56 +312,4 @@ func cpuTicks(ss []*server) int64 {
 		sum += u + st
 	}
 	return sum
-}
-
-// loadAvg is the first three fields of /proc/loadavg: the machine may be shared, and
-// figures mean little without it.
-func loadAvg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func numCPU() int {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	return strings.Count(string(b), "processor\t:")
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitListen(addr string) {
-	for i := 0; i < 400; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	fail("nothing listens on %s", addr)
-}
-
-func build(out, pkg string, extra ...string) {
-	cmd := exec.Command("go", append(append([]string{"build", "-o", out}, extra...), pkg)...)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		fail("building %s: %v\n%s", pkg, err, b)
-	}
-}
-
-func check(err error) {
-	if err != nil {
-		fail("%v", err)
-	}
-}
-
-func fail(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench/shim: "+format+"\n", args...)
-	os.Exit(1)
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/klambda/klambda/bench/internal/load"
 )
 
 // payloadBench is `-payload-mb N`: the shim's CPU per MB moved in each direction against
@@ -29,14 +31,14 @@ import (
 // thread of its own, io.Copy-ing as many megabytes from one loopback connection to another
 // (a read and a write per byte, as the shim does per direction; Go splices it).
 func payloadBench(shimBin, fnBin string, mb, n, rounds int) {
-	invoke, api := freeAddr(), freeAddr()
+	invoke, api := load.FreeAddr(), load.FreeAddr()
 	cmd := exec.Command(shimBin, "exec", "--listen", invoke, "--runtime-api", api, "--", fnBin)
 	cmd.Env = append(os.Environ(), "AWS_LAMBDA_FUNCTION_TIMEOUT=30", "LOG_LEVEL=error")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	check(cmd.Start())
+	load.Check(cmd.Start())
 	defer func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() }()
-	waitListen(invoke)
+	load.WaitListen(invoke)
 	url := "http://" + invoke + "/2015-03-31/functions/function/invocations"
 
 	size := mb << 20
@@ -47,12 +49,12 @@ func payloadBench(shimBin, fnBin string, mb, n, rounds int) {
 	call := func(event []byte, wantLen int) {
 		resp, err := client.Post(url, "application/json", bytes.NewReader(event))
 		if err != nil {
-			fail("invoke: %v", err)
+			load.Fail("invoke: %v", err)
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != 200 || (wantLen > 0 && len(b) != wantLen) {
-			fail("invoke: status %d, %d bytes: %.200s", resp.StatusCode, len(b), b)
+			load.Fail("invoke: status %d, %d bytes: %.200s", resp.StatusCode, len(b), b)
 		}
 	}
 	pid := cmd.Process.Pid
@@ -77,8 +79,8 @@ func payloadBench(shimBin, fnBin string, mb, n, rounds int) {
 	total := float64(mb * n * rounds)
 	perMB := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / total }
 	b, rq, rs := perMB(base), perMB(req-tinyCPU), perMB(resp-tinyCPU)
-	fmt.Printf("payloads of %d MB through runtime-shim (exec mode, aws-lambda-go function), %d invocations per direction in %d rounds, host: %d cores\n", mb, n*rounds, rounds, numCPU())
-	fmt.Printf("load average (1, 5, 15 min): %s\n\n", loadAvg())
+	fmt.Printf("payloads of %d MB through runtime-shim (exec mode, aws-lambda-go function), %d invocations per direction in %d rounds, host: %d cores\n", mb, n*rounds, rounds, load.NumCPU())
+	fmt.Printf("load average (1, 5, 15 min): %s\n\n", load.LoadAvg())
 	fmt.Printf("%-52s %10s %10s\n", "CPU per MB moved", "ms/MB", "ratio")
 	fmt.Printf("%-52s %10.3f %10s\n", "io.Copy between two loopback connections (baseline)", b, "1.00x")
 	fmt.Printf("%-52s %10.3f %9.2fx\n", "shim, request (invoke in, /next out)", rq, rq/b)
@@ -92,7 +94,7 @@ func threadsCPU(pid int) time.Duration {
 	dir := "/proc/" + strconv.Itoa(pid) + "/task"
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		fail("%v", err)
+		load.Fail("%v", err)
 	}
 	var sum int64
 	for _, e := range ents {
@@ -111,12 +113,12 @@ func threadsCPU(pid int) time.Duration {
 func copyCPU(n int) time.Duration {
 	pair := func() (net.Conn, net.Conn) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		check(err)
+		load.Check(err)
 		defer ln.Close()
 		a, err := net.Dial("tcp", ln.Addr().String())
-		check(err)
+		load.Check(err)
 		b, err := ln.Accept()
-		check(err)
+		load.Check(err)
 		return a, b
 	}
 	inA, inB := pair()   // sender -> relay

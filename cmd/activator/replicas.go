@@ -142,10 +142,7 @@ func startReplicas(ctx context.Context, r *replicaOptions, cs kubernetes.Interfa
 			Log: log,
 		},
 		Core: core, Dispatcher: disp,
-		Client: &peer.Client{
-			HTTP:  &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}},
-			Token: tokenFile(*r.peerTokenFile),
-		},
+		Client:      &peer.Client{Token: tokenFile(*r.peerTokenFile)},
 		Verify:      peer.NewKubeVerifier(&auth.Kube{Client: cs, Audiences: []string{peer.Audience}}, *r.peerAccount, time.Minute),
 		HandoffWait: *r.handoffWait,
 		Log:         log,

@@ -8,19 +8,29 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
+	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
 )
 
 // Result is one run: the latencies of the successful requests (sorted), the failures, the
-// wall time and the process's CPU time (user + system) during the run.
+// wall time, the process's CPU time (user + system) and its heap allocations during the
+// run.
 type Result struct {
-	Lat  []time.Duration
-	Errs int
-	Wall time.Duration
-	CPU  time.Duration
+	Lat    []time.Duration
+	Errs   int
+	Wall   time.Duration
+	CPU    time.Duration
+	Allocs uint64
+}
+
+// mallocs is the heap allocations this process made so far.
+func mallocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
 }
 
 // CPUTime is this process's user + system time so far.
@@ -38,12 +48,27 @@ func (r Result) CPUPer() time.Duration {
 	return r.CPU / time.Duration(len(r.Lat))
 }
 
-// Pct is the p-quantile (0..1) of the latencies.
+// AllocsPer is the process's heap allocations per successful request.
+func (r Result) AllocsPer() float64 {
+	if len(r.Lat) == 0 {
+		return 0
+	}
+	return float64(r.Allocs) / float64(len(r.Lat))
+}
+
+// Pct is the p-quantile (0..1) of the latencies (sorted: nearest rank below).
 func (r Result) Pct(p float64) time.Duration {
 	if len(r.Lat) == 0 {
 		return 0
 	}
 	return r.Lat[int(p*float64(len(r.Lat)-1))]
+}
+
+// Sorted is a Result of latencies measured elsewhere (sorted here) over wall time.
+func Sorted(lat []time.Duration, wall time.Duration) Result {
+	r := Result{Lat: lat, Wall: wall}
+	slices.Sort(r.Lat)
+	return r
 }
 
 // RPS is the successful requests per second of wall time.
@@ -57,7 +82,7 @@ func Run(callers int, d, pace time.Duration, target func(i int) (string, http.He
 	var all []time.Duration
 	errs := 0
 	var wg sync.WaitGroup
-	start, cpu0 := time.Now(), CPUTime()
+	start, cpu0, m0 := time.Now(), CPUTime(), mallocs()
 	stop := start.Add(d)
 	for i := range callers {
 		wg.Add(1)
@@ -99,8 +124,8 @@ func Run(callers int, d, pace time.Duration, target func(i int) (string, http.He
 		}()
 	}
 	wg.Wait()
-	r := Result{Lat: all, Errs: errs, Wall: time.Since(start), CPU: CPUTime() - cpu0}
-	sort.Slice(r.Lat, func(i, j int) bool { return r.Lat[i] < r.Lat[j] })
+	r := Result{Lat: all, Errs: errs, Wall: time.Since(start), CPU: CPUTime() - cpu0, Allocs: mallocs() - m0}
+	slices.Sort(r.Lat)
 	return r
 }
 
@@ -112,8 +137,9 @@ func Merge(rs []Result) Result {
 		m.Errs += r.Errs
 		m.Wall += r.Wall
 		m.CPU += r.CPU
+		m.Allocs += r.Allocs
 	}
-	sort.Slice(m.Lat, func(i, j int) bool { return m.Lat[i] < m.Lat[j] })
+	slices.Sort(m.Lat)
 	return m
 }
 

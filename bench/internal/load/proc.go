@@ -7,7 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -67,8 +67,13 @@ func WaitReady(url string) {
 }
 
 // Build builds Go package pkg (run from the repository root) into out.
-func Build(out, pkg string, extra ...string) {
+func Build(out, pkg string, extra ...string) { BuildEnv(nil, out, pkg, extra...) }
+
+// BuildEnv builds as Build with env added to the environment of go build
+// (CGO_ENABLED=0 for a static binary).
+func BuildEnv(env []string, out, pkg string, extra ...string) {
 	cmd := exec.Command("go", append(append([]string{"build", "-o", out}, extra...), pkg)...)
+	cmd.Env = append(os.Environ(), env...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		Fail("building %s: %v\n%s", pkg, err, b)
 	}
@@ -87,12 +92,8 @@ func Fail(format string, args ...any) {
 	os.Exit(1)
 }
 
-// Percentile is the p-quantile (0..1) of d (not changed; nearest rank below).
+// Percentile is the p-quantile (0..1) of d (not changed; nearest rank below, as
+// Result.Pct).
 func Percentile(d []time.Duration, p float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[int(p*float64(len(s)-1))]
+	return Sorted(slices.Clone(d), 0).Pct(p)
 }
