@@ -120,6 +120,11 @@ func TestPayloadSyscallsPerMB(t *testing.T) {
 				{fmt.Sprintf("/response in, chunked %v (reads)", chunked), &rapiCounts.reads, &rapiCounts.readBytes},
 				{"answer out (writes)", &invokeCounts.writes, &invokeCounts.writtenBytes},
 			} {
+				// The counting conn adds a write once the call returns, which may be after
+				// the client has read what it wrote: give the count a moment to land.
+				for deadline := time.Now().Add(5 * time.Second); c.bytes.Load() < mb<<20 && time.Now().Before(deadline); {
+					time.Sleep(time.Millisecond)
+				}
 				if c.bytes.Load() < mb<<20 {
 					t.Fatalf("%s: %d bytes moved, want %d or more", c.what, c.bytes.Load(), mb<<20)
 				}
