@@ -203,7 +203,13 @@ func (s *Source) Fetch(ctx context.Context) ([]poller.Message, error) {
 	out := make([]poller.Message, 0, fs.NumRecords())
 	// The poll's record IDs and keys are written into one buffer and become substrings of
 	// one string: two allocations per poll instead of two per record.
-	var text []byte
+	size := 0
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		for _, r := range p.Records {
+			size += len(p.Topic) + 32 + len(r.Key) // "<topic>-<partition>@<offset>" and the key
+		}
+	})
+	text := make([]byte, 0, size)
 	ends := make([]int, 0, 2*fs.NumRecords()) // per message, where its ID and its key end in text
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		key := events.KafkaPartitionKey(p.Topic, p.Partition)
