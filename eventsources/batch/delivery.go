@@ -190,23 +190,30 @@ type Delivery struct {
 	inFlight bool
 }
 
-// NewDelivery starts tracking a batch (in arrival order) under policy. A nil clock is the
-// system clock.
+// NewDelivery starts tracking a batch (in arrival order) under policy, on a copy of
+// records. A nil clock is the system clock.
 func NewDelivery(records []Record, policy Policy, clock Clock) *Delivery {
+	return NewDeliveryOwning(append([]Record(nil), records...), policy, clock)
+}
+
+// NewDeliveryOwning is NewDelivery on records themselves, not a copy: the caller hands them
+// over and never changes them again (a poller's batch, just cut: the copy was 3 % of its CPU
+// in bench/eventsources).
+func NewDeliveryOwning(records []Record, policy Policy, clock Clock) *Delivery {
 	if clock == nil {
 		clock = SystemClock{}
 	}
+	n := len(records)
 	d := &Delivery{
 		policy:      policy,
 		clock:       clock,
-		records:     append([]Record(nil), records...),
+		records:     records[:n:n],
 		finished:    make([]bool, len(records)),
 		partitions:  map[string][]int{},
 		checkpoints: map[string]int{},
 	}
 	// Works never change their records in place (they take subslices or new slices), so
 	// the first one shares the batch's.
-	n := len(d.records)
 	first := &work{records: d.records[:n:n]}
 	// A batch's records come in runs of one partition (one run, without
 	// parallelizationFactor): the map is consulted once per run, not per record.

@@ -449,6 +449,9 @@ func (p *Poller) add(ctx context.Context, l *lane, b *batch.Batcher, msgs []Mess
 				return false
 			}
 		}
+		if err == nil {
+			continue // no errors.As: its target would escape, an allocation per record
+		}
 		var tooLarge *batch.RecordTooLargeError
 		if errors.As(err, &tooLarge) {
 			p.tooLarge(ctx, tooLarge)
@@ -474,7 +477,7 @@ func (p *Poller) tooLarge(ctx context.Context, e *batch.RecordTooLargeError) {
 // deliver runs a batch through Delivery until it is done; false when ctx ended first, or
 // the lane was stopped (its partition revoked) before the next invocation.
 func (p *Poller) deliver(ctx context.Context, l *lane, records []batch.Record) bool {
-	d := batch.NewDelivery(records, p.cfg.Policy, nil)
+	d := batch.NewDeliveryOwning(records, p.cfg.Policy, nil) // a batch just cut, nobody else's
 	step := d.Start()
 	var lastResp invokeclient.Response
 	for {
