@@ -239,11 +239,20 @@ func (c *ConnInvoker) exchange(ctx context.Context, kc *keptConn, head, payload 
 		}
 	}()
 	bufs := net.Buffers{head, payload}
-	if _, err := bufs.WriteTo(kc.Conn); err != nil {
+	if _, werr := bufs.WriteTo(kc.Conn); werr != nil {
+		// The activator may have answered without reading the whole event (a 401, a 413)
+		// and closed: read that answer if it came, as net/http does.
+		_ = kc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, err := kc.br.Peek(1); err != nil {
+			return nil, nil, false, false, werr
+		}
+		// It came whole or not at all: bounded, it cannot hold a cancelled call either.
+		_ = kc.SetReadDeadline(time.Now().Add(time.Second))
+		reusable = false
+	} else if _, err := kc.br.Peek(1); err != nil {
 		return nil, nil, false, false, err
-	}
-	if _, err := kc.br.Peek(1); err != nil {
-		return nil, nil, false, false, err
+	} else {
+		reusable = true
 	}
 	res, err = http.ReadResponse(kc.br, nil)
 	if err != nil {
@@ -259,7 +268,7 @@ func (c *ConnInvoker) exchange(ctx context.Context, kc *keptConn, head, payload 
 	if err != nil {
 		return nil, nil, true, false, fmt.Errorf("reading the answer: %w", err)
 	}
-	return res, body, true, !res.Close, nil
+	return res, body, true, reusable && !res.Close, nil
 }
 
 // putBack keeps the connection for the next invocation, unless it is not reusable (the

@@ -366,3 +366,21 @@ func TestConnInvokerTLS(t *testing.T) {
 		t.Error("an unknown CA was accepted")
 	}
 }
+
+// An activator that answers before reading the whole event (a 401) and closes: the write
+// fails, and the answer is what the caller gets, as with net/http.
+func TestConnInvokerReadsAnEarlyAnswer(t *testing.T) {
+	srv := newRawServer(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil { // the head only
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 401 Unauthorized\r\nX-Amzn-Errortype: UnauthorizedException\r\nConnection: close\r\nContent-Length: 24\r\n\r\n{\"message\":\"bad token!\"}")
+		// Closing with the event unread resets the connection: the client's write fails.
+	})
+	inv := invokeclient.NewConnInvoker(srv.url(), nil, nil)
+	payload := make([]byte, 64<<20) // past any socket buffers
+	_, err := inv.Invoke(context.Background(), invokeclient.Request{FunctionName: "fn", Payload: payload})
+	if err == nil || !strings.Contains(err.Error(), "401 UnauthorizedException: bad token!") {
+		t.Fatalf("early 401: %v", err)
+	}
+}
