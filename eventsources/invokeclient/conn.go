@@ -135,7 +135,7 @@ func (c *ConnInvoker) Invoke(ctx context.Context, req Request) (Response, error)
 			<-c.slots
 			return Response{}, fmt.Errorf("invoking %s: %w", req.FunctionName, err)
 		}
-		res, body, answered, reusable, err := c.exchange(ctx, kc, head, req.Payload)
+		res, body, answered, reusable, err := c.exchange(ctx, kc, head, req.Payload) //nolint:bodyclose // exchange read the body whole and closed it
 		if err == nil {
 			c.putBack(kc, reusable)
 			return answer(req.FunctionName, res, body)
@@ -265,6 +265,7 @@ func (c *ConnInvoker) exchange(ctx context.Context, kc *keptConn, head, payload 
 	// readBody reads the body to its end (Content-Length, or the last chunk) or fails: the
 	// connection is then at the next answer's first byte.
 	body, err = readBody(res)
+	_ = res.Body.Close()
 	if err != nil {
 		return nil, nil, true, false, fmt.Errorf("reading the answer: %w", err)
 	}
