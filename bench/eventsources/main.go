@@ -4,7 +4,7 @@
 // consumer reading the same kind of topic in the same run, in the same process, from the
 // same in-process kfake cluster.
 //
-//	go run ./bench/eventsources [-records 50000] [-rate 2000] [-seconds 5] [-partitions 4]
+//	go run ./bench/eventsources [-records 50000] [-rate 2000] [-seconds 5] [-partitions 4] [-invoker conn|http]
 package main
 
 import (
@@ -42,7 +42,20 @@ var (
 	size          = flag.Int("size", 256, "value size in bytes")
 	serveFunction = flag.Bool("serve-function", false, "internal: run the fake activator and function (a child process of the bench)")
 	cpuProfile    = flag.String("cpuprofile", "", "write a CPU profile of the poller's backlog drains (only those) here")
+	invoker       = flag.String("invoker", "conn", "the poller's and the HTTP floor's invoke client: conn (invokeclient.ConnInvoker, the pollers') or http (invokeclient.HTTPInvoker, net/http's client)")
 )
+
+// newInvoker is the invoke client -invoker names.
+func newInvoker(url string) invokeclient.Invoker {
+	switch *invoker {
+	case "conn":
+		return invokeclient.NewConnInvoker(url, invokeclient.StaticToken("bench"), nil)
+	case "http":
+		return invokeclient.NewHTTPInvoker(url, invokeclient.StaticToken("bench"), nil)
+	}
+	log.Fatalf("-invoker %q: want conn or http", *invoker)
+	return nil
+}
 
 // sink counts records reaching a handler and their produce-to-handler delays.
 type sink struct {
@@ -142,7 +155,7 @@ func klambda(fake *remote) consumer {
 			log.Fatal(err)
 		}
 		p := poller.New(poller.Config{Namespace: "bench", Name: "esm", Function: "fn", BatchSize: 100, Policy: batch.DefaultStreamPolicy()},
-			src, invokeclient.NewHTTPInvoker(fake.url, invokeclient.StaticToken("bench"), nil), logr.Discard())
+			src, newInvoker(fake.url), logr.Discard())
 		ctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); _ = p.Run(ctx) }()
@@ -297,6 +310,7 @@ func main() {
 		serveFake()
 		return
 	}
+	newInvoker("") // -invoker is valid
 	ctx := context.Background()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(*partitions), kfake.AllowAutoTopicCreation())
 	if err != nil {
@@ -342,7 +356,7 @@ func main() {
 	b, k, f := best(base), best(kl), best(fl)
 	w := io.Writer(os.Stdout)
 	us := func(d time.Duration) string { return d.Round(10 * time.Nanosecond).String() }
-	fmt.Fprintf(w, "Kafka (kfake, %d partitions, %d-byte values) to a trivial function, batch size 100; host: %d cores\n", *partitions, *size, runtime.NumCPU())
+	fmt.Fprintf(w, "Kafka (kfake, %d partitions, %d-byte values) to a trivial function, batch size 100, -invoker %s; host: %d cores\n", *partitions, *size, *invoker, runtime.NumCPU())
 	fmt.Fprintf(w, "throughput: %d-record backlog from a cold start; delay: %d records/s for %d s; best of 2 alternating rounds\n", *records, *rate, *seconds)
 	fmt.Fprintf(w, "HTTP floor: the same events (100 records) posted by %d callers, one invocation each in flight, no broker: what any poller invoking over HTTP pays\n\n", *partitions)
 	fmt.Fprintf(w, "%-34s %16s %16s %10s %16s %10s\n", "", "franz-go consumer", "klambda poller", "ratio", "HTTP floor", "poller/floor")

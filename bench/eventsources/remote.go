@@ -151,7 +151,7 @@ func httpFloor(fn *remote) result {
 	if err != nil {
 		log.Fatal(err)
 	}
-	inv := invokeclient.NewHTTPInvoker(fn.url, invokeclient.StaticToken("bench"), nil)
+	inv := newInvoker(fn.url)
 	fn.reset()
 	calls, fnCPU, cpu := fn.calls(), fn.cpu(), cpuTime()
 	start := time.Now()

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
 )
 
 // The scaling rate is on by default, at Lambda's per-function 1,000 per 10 s, and its
@@ -31,6 +33,30 @@ func TestChartRefusesBadScalingRate(t *testing.T) {
 	} {
 		if _, errOut := render(t, "activator.enabled=true", "activator.tls.plainHTTP=true", set); !strings.Contains(errOut, want) {
 			t.Errorf("--set %s: helm said %q, want %q", set, errOut, want)
+		}
+	}
+}
+
+// eventsources.sqsMaxConcurrency reaches the pollers' --sqs-max-concurrency (100 by
+// default); the schema refuses values outside maximumConcurrency's range, 2-1000.
+func TestChartSQSMaxConcurrency(t *testing.T) {
+	pollerArgs := func(set ...string) []string {
+		t.Helper()
+		objs, errOut := render(t, append([]string{"activator.enabled=true", "activator.tls.plainHTTP=true", "eventsources.enabled=true"}, set...)...)
+		if errOut != "" {
+			t.Fatalf("--set %v: %s", set, errOut)
+		}
+		return decode[appsv1.Deployment](t, objs, "Deployment/klambda-eventsources").Spec.Template.Spec.Containers[0].Args
+	}
+	if args := pollerArgs(); !slices.Contains(args, "--sqs-max-concurrency=100") {
+		t.Errorf("default args %v lack --sqs-max-concurrency=100", args)
+	}
+	if args := pollerArgs("eventsources.sqsMaxConcurrency=1000"); !slices.Contains(args, "--sqs-max-concurrency=1000") {
+		t.Errorf("args %v lack --sqs-max-concurrency=1000", args)
+	}
+	for _, v := range []string{"1", "1001", "many"} {
+		if _, errOut := render(t, "activator.enabled=true", "activator.tls.plainHTTP=true", "eventsources.sqsMaxConcurrency="+v); !strings.Contains(errOut, "at '/eventsources/sqsMaxConcurrency'") {
+			t.Errorf("sqsMaxConcurrency=%s: helm said %q", v, errOut)
 		}
 	}
 }

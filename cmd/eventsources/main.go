@@ -43,11 +43,17 @@ type options struct {
 	// The egress policy of tenant-supplied on-failure destinations (issue #15, finding 12).
 	egressDeny, egressAllow string
 	egressLoopback          bool
-	zap                     zap.Options
+	// sqsMaxConcurrency caps an SQS mapping's pollers when it sets no maximumConcurrency.
+	sqsMaxConcurrency int
+	zap               zap.Options
 }
 
 func main() {
-	o := parseFlags()
+	o, err := parseFlags(flag.CommandLine, os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
 	log := ctrl.Log.WithName("setup")
 
@@ -92,35 +98,41 @@ func main() {
 	}
 }
 
-// parseFlags reads the command line.
-func parseFlags() *options {
+// parseFlags reads the command line into fs.
+func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	o := &options{}
 	hostname, _ := os.Hostname()
-	flag.StringVar(&o.activatorURL, "activator-url", "http://klambda-activator.klambda-system.svc:8080", "Base URL of the activator's Lambda Invoke API.")
-	flag.StringVar(&o.tokenFile, "token-file", DefaultTokenFile, "Kubernetes token sent to the activator as Authorization: Bearer: a projected ServiceAccount token whose audience is the activator's (klambda), not the pod's API token (re-read when the kubelet rotates it); empty sends none.")
-	flag.StringVar(&o.activatorCA, "activator-ca-file", "", "PEM CA bundle that signed the activator's certificate, for an https --activator-url (empty: the system's roots).")
-	flag.StringVar(&o.activatorServerName, "activator-server-name", "", "Name to verify the activator's certificate against, when --activator-url names it otherwise (e.g. by a node IP).")
-	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
-	flag.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve the metrics endpoint over HTTPS to callers the API server authenticates and allows get on the non-resource URL /metrics (TokenReview, SubjectAccessReview); false: plain HTTP to anyone.")
-	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
-	flag.StringVar(&o.leaseNamespace, "lease-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the per-mapping Leases that assign mappings to replicas.")
-	flag.StringVar(&o.identity, "identity", hostname, "This replica's identity in the Leases.")
-	flag.DurationVar(&o.leaseDuration, "lease-duration", 15*time.Second, "How long a mapping's Lease lasts without renewal before another replica takes the mapping over.")
-	flag.DurationVar(&o.renewDeadline, "lease-renew-deadline", 10*time.Second, "How long the holder keeps trying to renew before giving the mapping up.")
-	flag.DurationVar(&o.retryPeriod, "lease-retry-period", 2*time.Second, "How often replicas try to acquire or renew Leases.")
-	flag.StringVar(&o.region, "region", lambdav1alpha1.DefaultRegion, "Region in the ARNs klambda writes.")
-	flag.StringVar(&o.account, "account", lambdav1alpha1.DefaultAccountID, "Account ID in the ARNs klambda writes.")
-	flag.StringVar(&o.natsServers, "nats-servers", "", "Comma-separated NATS URLs for on-failure NATS destinations that name no servers (the activator's NATS).")
-	flag.StringVar(&o.egressDeny, "egress-deny-cidrs", "", "Comma-separated CIDRs on-failure destinations may not reach (e.g. the cluster's pod, service and node ranges), besides loopback, link-local, multicast and unspecified addresses, which are always refused.")
-	flag.StringVar(&o.egressAllow, "egress-allow-cidrs", "", "Comma-separated CIDRs let through although --egress-deny-cidrs covers them.")
-	flag.BoolVar(&o.egressLoopback, "egress-allow-loopback", false, "Let on-failure destinations reach loopback addresses (single-node development and tests only).")
-	o.zap.BindFlags(flag.CommandLine)
-	buildinfo.RegisterFlag(flag.CommandLine, "eventsources")
-	flag.Parse()
+	fs.StringVar(&o.activatorURL, "activator-url", "http://klambda-activator.klambda-system.svc:8080", "Base URL of the activator's Lambda Invoke API.")
+	fs.StringVar(&o.tokenFile, "token-file", DefaultTokenFile, "Kubernetes token sent to the activator as Authorization: Bearer: a projected ServiceAccount token whose audience is the activator's (klambda), not the pod's API token (re-read when the kubelet rotates it); empty sends none.")
+	fs.StringVar(&o.activatorCA, "activator-ca-file", "", "PEM CA bundle that signed the activator's certificate, for an https --activator-url (empty: the system's roots).")
+	fs.StringVar(&o.activatorServerName, "activator-server-name", "", "Name to verify the activator's certificate against, when --activator-url names it otherwise (e.g. by a node IP).")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	fs.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve the metrics endpoint over HTTPS to callers the API server authenticates and allows get on the non-resource URL /metrics (TokenReview, SubjectAccessReview); false: plain HTTP to anyone.")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
+	fs.StringVar(&o.leaseNamespace, "lease-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the per-mapping Leases that assign mappings to replicas.")
+	fs.StringVar(&o.identity, "identity", hostname, "This replica's identity in the Leases.")
+	fs.DurationVar(&o.leaseDuration, "lease-duration", 15*time.Second, "How long a mapping's Lease lasts without renewal before another replica takes the mapping over.")
+	fs.DurationVar(&o.renewDeadline, "lease-renew-deadline", 10*time.Second, "How long the holder keeps trying to renew before giving the mapping up.")
+	fs.DurationVar(&o.retryPeriod, "lease-retry-period", 2*time.Second, "How often replicas try to acquire or renew Leases.")
+	fs.StringVar(&o.region, "region", lambdav1alpha1.DefaultRegion, "Region in the ARNs klambda writes.")
+	fs.StringVar(&o.account, "account", lambdav1alpha1.DefaultAccountID, "Account ID in the ARNs klambda writes.")
+	fs.StringVar(&o.natsServers, "nats-servers", "", "Comma-separated NATS URLs for on-failure NATS destinations that name no servers (the activator's NATS).")
+	fs.StringVar(&o.egressDeny, "egress-deny-cidrs", "", "Comma-separated CIDRs on-failure destinations may not reach (e.g. the cluster's pod, service and node ranges), besides loopback, link-local, multicast and unspecified addresses, which are always refused.")
+	fs.StringVar(&o.egressAllow, "egress-allow-cidrs", "", "Comma-separated CIDRs let through although --egress-deny-cidrs covers them.")
+	fs.BoolVar(&o.egressLoopback, "egress-allow-loopback", false, "Let on-failure destinations reach loopback addresses (single-node development and tests only).")
+	fs.IntVar(&o.sqsMaxConcurrency, "sqs-max-concurrency", controller.DefaultSQSMaxConcurrency, fmt.Sprintf("Most concurrent pollers (batches in flight) of an SQS mapping that sets no scalingConfig.maximumConcurrency, 2-%d (Lambda's bound is %d; the pollers of a mapping run in one replica).", controller.MaxSQSConcurrency, controller.MaxSQSConcurrency))
+	o.zap.BindFlags(fs)
+	buildinfo.RegisterFlag(fs, "eventsources")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if o.sqsMaxConcurrency < 2 || o.sqsMaxConcurrency > controller.MaxSQSConcurrency {
+		return nil, fmt.Errorf("--sqs-max-concurrency=%d: must be between 2 and %d (scalingConfig.maximumConcurrency's range)", o.sqsMaxConcurrency, controller.MaxSQSConcurrency)
+	}
 	if o.leaseNamespace == "" {
 		o.leaseNamespace = "klambda-system"
 	}
-	return o
+	return o, nil
 }
 
 // newManager is the controller manager with klambda's types and the pollers' metrics
@@ -158,10 +170,11 @@ func mustBuilder(o *options, reader client.Reader, kube kubernetes.Interface, lo
 	builder := &controller.Builder{
 		Authorizer:         controller.KubeAuthorizer{Client: kube},
 		Reader:             reader,
-		Invoker:            invokeclient.NewHTTPInvoker(o.activatorURL, tokens, activatorTLS),
+		Invoker:            invokeclient.NewConnInvoker(o.activatorURL, tokens, activatorTLS),
 		Region:             o.region,
 		Account:            o.account,
 		DefaultNATSServers: natsServers,
+		SQSMaxConcurrency:  o.sqsMaxConcurrency,
 	}
 	if builder.Egress.Deny, err = netguard.ParsePrefixes(o.egressDeny); err != nil {
 		log.Error(err, "--egress-deny-cidrs")

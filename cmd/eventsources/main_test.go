@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/pem"
+	"flag"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -43,7 +45,7 @@ func TestPollersInvokeOverTLSWithProjectedToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	tokens := invokeclient.NewFileToken(tokenPath)
-	inv := &invokeclient.LambdaInvoker{ActivatorURL: srv.URL, Tokens: tokens, TLS: tc}
+	inv := invokeclient.NewConnInvoker(srv.URL, tokens, tc) // the invoker main builds
 	ctx := context.Background()
 	resp, err := inv.Invoke(ctx, invokeclient.Request{Namespace: "team-a", FunctionName: "f", Payload: []byte(`{}`)})
 	if err != nil || string(resp.Payload) != `"ok"` {
@@ -73,5 +75,35 @@ func TestPollersInvokeOverTLSWithProjectedToken(t *testing.T) {
 	}
 	if DefaultTokenFile == "/var/run/secrets/kubernetes.io/serviceaccount/token" {
 		t.Fatal("the default token is the pod's API token")
+	}
+}
+
+// --sqs-max-concurrency reaches the options, defaults to 100 and is refused outside
+// scalingConfig.maximumConcurrency's range, 2-1000.
+func TestSQSMaxConcurrencyFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+		err  string
+	}{
+		{nil, 100, ""},
+		{[]string{"--sqs-max-concurrency=1000"}, 1000, ""},
+		{[]string{"--sqs-max-concurrency=2"}, 2, ""},
+		{[]string{"--sqs-max-concurrency=1"}, 0, "--sqs-max-concurrency=1: must be between 2 and 1000"},
+		{[]string{"--sqs-max-concurrency=1001"}, 0, "--sqs-max-concurrency=1001: must be between 2 and 1000"},
+		{[]string{"--sqs-max-concurrency=many"}, 0, "invalid value"},
+	} {
+		fs := flag.NewFlagSet("eventsources", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		o, err := parseFlags(fs, tc.args)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%v: error %v, want %q", tc.args, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || o.sqsMaxConcurrency != tc.want {
+			t.Errorf("%v: %+v, %v; want sqsMaxConcurrency %d", tc.args, o, err, tc.want)
+		}
 	}
 }

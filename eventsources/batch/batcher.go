@@ -116,6 +116,7 @@ type Batcher struct {
 	pending []Record
 	bytes   int // payload of pending, envelope included
 	started time.Time
+	lastLen int // records in the last batch cut
 }
 
 // NewBatcher validates cfg.
@@ -157,6 +158,11 @@ func (b *Batcher) Add(r Record) ([]Batch, error) {
 	if len(b.pending) == 0 {
 		b.started = b.clock.Now()
 		b.bytes = b.cfg.EnvelopeBytes + r.Size
+		if b.pending == nil {
+			// Room for as many records as the last batch held, up to the batch size: one
+			// allocation per batch rather than one per doubling.
+			b.pending = make([]Record, 0, min(b.cfg.BatchSize, max(b.lastLen, 16)))
+		}
 	} else {
 		b.bytes += 1 + r.Size // a comma between records
 	}
@@ -200,6 +206,7 @@ func (b *Batcher) Len() int { return len(b.pending) }
 
 func (b *Batcher) cut(reason FlushReason) Batch {
 	batch := Batch{Records: b.pending, PayloadBytes: b.bytes, Reason: reason}
+	b.lastLen = len(b.pending)
 	b.pending, b.bytes = nil, 0
 	return batch
 }

@@ -180,7 +180,8 @@ type Delivery struct {
 
 	records     []Record
 	finished    []bool
-	position    map[posKey]int   // positionKey → index in records
+	position    map[posKey]int   // positionKey → index in records, built when first needed
+	nFinished   int              // records finished
 	partitions  map[string][]int // partition → indices in order
 	checkpoints map[string]int   // partition → how many of its records are checkpointed
 
@@ -189,29 +190,51 @@ type Delivery struct {
 	inFlight bool
 }
 
-// NewDelivery starts tracking a batch (in arrival order) under policy. A nil clock is the
-// system clock.
+// NewDelivery starts tracking a batch (in arrival order) under policy, on a copy of
+// records. A nil clock is the system clock.
 func NewDelivery(records []Record, policy Policy, clock Clock) *Delivery {
+	return NewDeliveryOwning(append([]Record(nil), records...), policy, clock)
+}
+
+// NewDeliveryOwning is NewDelivery on records themselves, not a copy: the caller hands them
+// over and never changes them again (a poller's batch, just cut: the copy was 3 % of its CPU
+// in bench/eventsources).
+func NewDeliveryOwning(records []Record, policy Policy, clock Clock) *Delivery {
 	if clock == nil {
 		clock = SystemClock{}
 	}
+	n := len(records)
 	d := &Delivery{
 		policy:      policy,
 		clock:       clock,
-		records:     append([]Record(nil), records...),
+		records:     records[:n:n],
 		finished:    make([]bool, len(records)),
 		partitions:  map[string][]int{},
 		checkpoints: map[string]int{},
-		position:    make(map[posKey]int, len(records)),
 	}
-	first := &work{records: append(make([]Record, 0, len(d.records)), d.records...)}
+	// Works never change their records in place (they take subslices or new slices), so
+	// the first one shares the batch's.
+	first := &work{records: d.records[:n:n]}
+	// A batch's records come in runs of one partition (one run, without
+	// parallelizationFactor): the map is consulted once per run, not per record.
+	var (
+		last string
+		idx  []int
+	)
 	for i := range d.records {
-		d.position[positionKey(d.records[i])] = i
-		idx := d.partitions[d.records[i].Partition]
-		if idx == nil {
-			idx = make([]int, 0, len(d.records)-i)
+		if p := d.records[i].Partition; i == 0 || p != last {
+			if i > 0 {
+				d.partitions[last] = idx
+			}
+			last, idx = p, d.partitions[p]
+			if idx == nil {
+				idx = make([]int, 0, len(d.records)-i)
+			}
 		}
-		d.partitions[d.records[i].Partition] = append(idx, i)
+		idx = append(idx, i)
+	}
+	if n > 0 {
+		d.partitions[last] = idx
 	}
 	if len(first.records) > 0 {
 		d.queue = []*work{first}
@@ -271,7 +294,7 @@ func (d *Delivery) Report(r Result) Step {
 		default:
 			var done, rest []Record
 			for _, rec := range w.records {
-				if i, failed := failedFrom[rec.Partition]; failed && d.position[positionKey(rec)] >= i {
+				if i, failed := failedFrom[rec.Partition]; failed && d.pos(rec) >= i {
 					rest = append(rest, rec)
 				} else {
 					done = append(done, rec)
@@ -347,7 +370,7 @@ func (d *Delivery) firstFailures(w *work, ids []string) (map[string]int, bool) {
 		if !ok {
 			return nil, false
 		}
-		pos := d.position[positionKey(rec)]
+		pos := d.pos(rec)
 		if cur, seen := first[rec.Partition]; !seen || pos < cur {
 			first[rec.Partition] = pos
 		}
@@ -404,10 +427,22 @@ func (d *Delivery) stepDone(s Step) Step {
 
 // finish marks records settled, adds them to Committed and moves checkpoints.
 func (d *Delivery) finish(s *Step, recs []Record) {
-	for _, rec := range recs {
-		d.finished[d.position[positionKey(rec)]] = true
+	if d.nFinished == 0 && len(recs) == len(d.records) {
+		// The whole batch at once (its success, the common case): no lookups.
+		for i := range d.finished {
+			d.finished[i] = true
+		}
+	} else {
+		for _, rec := range recs {
+			d.finished[d.pos(rec)] = true
+		}
 	}
-	s.Committed = append(s.Committed, recs...)
+	d.nFinished += len(recs)
+	if s.Committed == nil {
+		s.Committed = recs[:len(recs):len(recs)] // read only; an append copies
+	} else {
+		s.Committed = append(s.Committed, recs...)
+	}
 	for p, idx := range d.partitions {
 		n := d.checkpoints[p]
 		for n < len(idx) && d.finished[idx[n]] {
@@ -421,6 +456,17 @@ func (d *Delivery) finish(s *Step, recs []Record) {
 			s.Checkpoints[p] = d.records[idx[n-1]].Offset
 		}
 	}
+}
+
+// pos is rec's index in the batch.
+func (d *Delivery) pos(rec Record) int {
+	if d.position == nil {
+		d.position = make(map[posKey]int, len(d.records))
+		for i := range d.records {
+			d.position[positionKey(d.records[i])] = i
+		}
+	}
+	return d.position[positionKey(rec)]
 }
 
 // positionKey identifies a record in its batch: partition and ID together, since Kafka

@@ -460,6 +460,15 @@ func TestDeliveryEdges(t *testing.T) {
 	if got := d.Start(); got.Invoke[0].ID != "0" {
 		t.Error("Delivery aliases the caller's records")
 	}
+	// NewDeliveryOwning takes them as they are (and delivers them alike).
+	rs = stream(2, clock)
+	d = NewDeliveryOwning(rs, DefaultStreamPolicy(), clock)
+	if got := d.Start(); &got.Invoke[0] != &rs[0] {
+		t.Error("NewDeliveryOwning copied the records")
+	}
+	if s := d.Report(Success()); !s.Done || len(s.Committed) != 2 || s.Checkpoints["p"] != 101 {
+		t.Errorf("owning delivery's step %+v", s)
+	}
 }
 
 func TestOutcomeStrings(t *testing.T) {

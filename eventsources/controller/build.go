@@ -48,6 +48,10 @@ type Builder struct {
 	// Authorizer checks that a mapping's ServiceAccount may do what its poller does on its
 	// behalf (authorize.go); Build refuses every mapping without one.
 	Authorizer Authorizer
+	// SQSMaxConcurrency caps the concurrent pollers of an SQS mapping that sets no
+	// scalingConfig.maximumConcurrency (--sqs-max-concurrency); 0 means
+	// DefaultSQSMaxConcurrency.
+	SQSMaxConcurrency int
 }
 
 // Built is a poller ready to Run, and what to close after it stops.
@@ -275,9 +279,30 @@ func natsConfig(spec *lambdav1alpha1.EventSourceMappingSpec, uuid string, fetch 
 }
 
 // DefaultSQSMaxConcurrency bounds an SQS mapping's concurrent pollers when
-// scalingConfig.maximumConcurrency is not set (Lambda's bound is 1,000; this one keeps a
-// mapping's connections and goroutines to what a poller replica holds).
-const DefaultSQSMaxConcurrency = 100
+// scalingConfig.maximumConcurrency is not set and Builder.SQSMaxConcurrency is 0 (Lambda's
+// bound is 1,000; this one keeps a mapping's connections and goroutines to what a poller
+// replica holds). MaxSQSConcurrency is Lambda's bound, the most either may be.
+const (
+	DefaultSQSMaxConcurrency = 100
+	MaxSQSConcurrency        = 1000
+)
+
+// sqsMaxConcurrency is an SQS mapping's cap of concurrent pollers: its
+// scalingConfig.maximumConcurrency, else def (the pollers' --sqs-max-concurrency), and
+// never more than the function's reserved concurrency when that is set (> 0).
+func sqsMaxConcurrency(spec *lambdav1alpha1.EventSourceMappingSpec, reserved *int32, def int) int {
+	maxConc := def
+	if maxConc <= 0 {
+		maxConc = DefaultSQSMaxConcurrency
+	}
+	if spec.ScalingConfig != nil && spec.ScalingConfig.MaximumConcurrency != nil {
+		maxConc = int(*spec.ScalingConfig.MaximumConcurrency)
+	}
+	if reserved != nil && *reserved > 0 {
+		maxConc = min(maxConc, int(*reserved))
+	}
+	return maxConc
+}
 
 // openSQS opens an SQS queue with the mapping's credentials; Lambda starts with five
 // concurrent pollers and scales up to scalingConfig.maximumConcurrency and the function's
@@ -289,13 +314,7 @@ func (b *Builder) openSQS(ctx context.Context, esm *lambdav1alpha1.EventSourceMa
 	if err != nil {
 		return nil, &ConfigError{err}
 	}
-	maxConc := DefaultSQSMaxConcurrency
-	if spec.ScalingConfig != nil && spec.ScalingConfig.MaximumConcurrency != nil {
-		maxConc = int(*spec.ScalingConfig.MaximumConcurrency)
-	}
-	if r := b.functionReserved(ctx, esm.Namespace, spec.FunctionName); r != nil && *r > 0 {
-		maxConc = min(maxConc, int(*r))
-	}
+	maxConc := sqsMaxConcurrency(spec, b.functionReserved(ctx, esm.Namespace, spec.FunctionName), b.SQSMaxConcurrency)
 	cfg.Lanes = maxConc
 	cfg.Scaling = &poller.Scaling{Start: 5, Max: maxConc}
 	source, err := sqs.Open(sqs.Config{

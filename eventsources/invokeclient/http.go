@@ -78,21 +78,7 @@ func (h *HTTPInvoker) init() {
 // Invoke calls the function synchronously (or asynchronously with req.Async).
 func (h *HTTPInvoker) Invoke(ctx context.Context, req Request) (Response, error) {
 	h.once.Do(h.init)
-	name, qualifier := req.FunctionName, ""
-	// A qualified name "fn:alias" goes as the Qualifier: the activator resolves it.
-	if !strings.HasPrefix(name, "arn:") {
-		if n, q, ok := strings.Cut(name, ":"); ok {
-			name, qualifier = n, q
-		}
-	}
-	u := h.base
-	if req.Namespace != "" {
-		u += "/namespaces/" + url.PathEscape(req.Namespace)
-	}
-	u += "/2015-03-31/functions/" + url.PathEscape(name) + "/invocations"
-	if qualifier != "" {
-		u += "?Qualifier=" + url.QueryEscape(qualifier)
-	}
+	u := h.base + invocationPath(req.Namespace, req.FunctionName)
 	// The payload is read by the request body and by any copy the transport makes to retry
 	// on a dead keep-alive connection (GetBody); it is released once those are closed and
 	// Invoke has returned.
@@ -133,21 +119,47 @@ func (h *HTTPInvoker) Invoke(ctx context.Context, req Request) (Response, error)
 	if err != nil {
 		return Response{}, fmt.Errorf("invoking %s: reading the answer: %w", req.FunctionName, err)
 	}
+	return answer(req.FunctionName, res, body)
+}
+
+// invocationPath is the Invoke API's path (and query) for a function as a mapping names it:
+// /namespaces/{ns}/2015-03-31/functions/{name}/invocations[?Qualifier=q]. A qualified name
+// "fn:alias" goes as the Qualifier (the activator resolves it); an ARN goes whole.
+func invocationPath(namespace, functionName string) string {
+	name, qualifier := functionName, ""
+	if !strings.HasPrefix(name, "arn:") {
+		if n, q, ok := strings.Cut(name, ":"); ok {
+			name, qualifier = n, q
+		}
+	}
+	u := ""
+	if namespace != "" {
+		u += "/namespaces/" + url.PathEscape(namespace)
+	}
+	u += "/2015-03-31/functions/" + url.PathEscape(name) + "/invocations"
+	if qualifier != "" {
+		u += "?Qualifier=" + url.QueryEscape(qualifier)
+	}
+	return u
+}
+
+// answer turns the activator's answer into a Response, or the error it stands for: a 429
+// is a *ThrottledError, any other status outside 2xx an error naming Lambda's error type.
+func answer(functionName string, res *http.Response, body []byte) (Response, error) {
 	if res.StatusCode < 200 || res.StatusCode > 299 {
 		msg := errorMessage(body)
 		if res.StatusCode == http.StatusTooManyRequests {
 			return Response{StatusCode: http.StatusTooManyRequests}, &ThrottledError{Message: msg}
 		}
-		return Response{}, fmt.Errorf("invoking %s: %d %s: %s", req.FunctionName, res.StatusCode, res.Header.Get(contract.HeaderErrorType), msg)
+		return Response{}, fmt.Errorf("invoking %s: %d %s: %s", functionName, res.StatusCode, res.Header.Get(contract.HeaderErrorType), msg)
 	}
-	resp := Response{
+	return Response{
 		StatusCode:      res.StatusCode,
 		Payload:         body,
 		FunctionError:   res.Header.Get(contract.HeaderFunctionError),
 		ExecutedVersion: res.Header.Get(contract.HeaderExecutedVersion),
 		RequestID:       res.Header.Get(contract.HeaderRequestID),
-	}
-	return resp, nil
+	}, nil
 }
 
 // payloadUse counts the readers of a request's payload; the last one to finish releases it.

@@ -19,7 +19,7 @@ func TestLambdaInvokerAgainstFakeActivator(t *testing.T) {
 
 // The lean client sends what the SDK sends and reads the answers alike.
 func TestHTTPInvokerAgainstFakeActivator(t *testing.T) {
-	testInvoker(t, func(f *invoketest.Server) invokeclient.Invoker { return f.Invoker() })
+	testInvoker(t, func(f *invoketest.Server) invokeclient.Invoker { return f.HTTPInvoker() })
 }
 
 func testInvoker(t *testing.T, newInvoker func(*invoketest.Server) invokeclient.Invoker) {
@@ -91,6 +91,13 @@ func testInvoker(t *testing.T, newInvoker func(*invoketest.Server) invokeclient.
 // Release is called once per invocation, after the payload went out whole, whatever the
 // answer (and also when the request never left): the poller then reuses the buffer.
 func TestHTTPInvokerReleasesThePayloadOnce(t *testing.T) {
+	testRelease(t, func(f *invoketest.Server) invokeclient.Invoker { return f.HTTPInvoker() },
+		invokeclient.NewHTTPInvoker("http://127.0.0.1:1", nil, nil))
+}
+
+// testRelease checks Release with invokers from newInvoker, and down, an invoker of a
+// closed port.
+func testRelease(t *testing.T, newInvoker func(*invoketest.Server) invokeclient.Invoker, down invokeclient.Invoker) {
 	fake := invoketest.New(func(c invoketest.Call) invoketest.Outcome {
 		if len(c.Payload) != 64<<10 {
 			return invoketest.Outcome{Status: 503}
@@ -98,7 +105,7 @@ func TestHTTPInvokerReleasesThePayloadOnce(t *testing.T) {
 		return invoketest.Outcome{}
 	})
 	defer fake.Close()
-	inv := fake.Invoker()
+	inv := newInvoker(fake)
 	payload := []byte(`"` + strings.Repeat("x", 64<<10-2) + `"`)
 	for range 20 {
 		var released atomic.Int32
@@ -116,7 +123,6 @@ func TestHTTPInvokerReleasesThePayloadOnce(t *testing.T) {
 		}
 	}
 	// A request that cannot be sent (no server) releases too.
-	down := invokeclient.NewHTTPInvoker("http://127.0.0.1:1", nil, nil)
 	var released atomic.Int32
 	if _, err := down.Invoke(context.Background(), invokeclient.Request{FunctionName: "fn", Payload: payload, Release: func() { released.Add(1) }}); err == nil {
 		t.Fatal("no error from a closed port")

@@ -1,7 +1,6 @@
 package kafka
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -86,14 +85,14 @@ func appendRecord(b []byte, r *kgo.Record) []byte {
 	}
 	if len(r.Key) > 0 {
 		b = append(b, `,"key":"`...)
-		b = base64.StdEncoding.AppendEncode(b, r.Key)
+		b = appendBase64(b, r.Key)
 		b = append(b, '"')
 	}
 	if r.Value == nil {
 		b = append(b, `,"value":null`...)
 	} else {
 		b = append(b, `,"value":"`...)
-		b = base64.StdEncoding.AppendEncode(b, r.Value)
+		b = appendBase64(b, r.Value)
 		b = append(b, '"')
 	}
 	b = append(b, `,"headers":[`...)

@@ -295,13 +295,21 @@ func (p *Poller) route(ctx context.Context, msgs []Message) (byLane map[string][
 	} else if p.cfg.Policy.Mode == batch.Stream {
 		p.track.FetchedAll(msgs)
 	}
+	filtering := p.cfg.Filter != nil && p.cfg.Filter.Filters() > 0
+	if p.cfg.Policy.Mode == batch.Stream && p.cfg.Lanes == 1 && !filtering {
+		// A lane per partition, and a poll brings each partition's records together: the
+		// lanes get subslices of the poll, no copy.
+		if byLane, order, ok := partitionRuns(msgs); ok {
+			return byLane, order
+		}
+	}
 	// Two passes: each message's lane, then each lane's slice at its exact size (appending
 	// grew slices record by record, the poller's largest cost per record).
 	keys := make([]string, len(msgs))
 	counts := map[string]int{}
 	var filtered []batch.Record
 	for i, m := range msgs {
-		if p.cfg.Filter != nil && p.cfg.Filter.Filters() > 0 && m.View != nil && !p.cfg.Filter.Match(m.View()) {
+		if filtering && m.View != nil && !p.cfg.Filter.Match(m.View()) {
 			filtered = append(filtered, m.Record)
 			continue
 		}
@@ -326,6 +334,27 @@ func (p *Poller) route(ctx context.Context, msgs []Message) (byLane map[string][
 		p.finish(ctx, filtered)
 	}
 	return byLane, order
+}
+
+// partitionRuns splits msgs into runs of one partition each, keyed by partition (no copy:
+// lanes only read what they receive); false when a partition's records are not all
+// together.
+func partitionRuns(msgs []Message) (byLane map[string][]Message, order []string, ok bool) {
+	byLane = map[string][]Message{}
+	for start := 0; start < len(msgs); {
+		k := msgs[start].Record.Partition
+		end := start + 1
+		for end < len(msgs) && msgs[end].Record.Partition == k {
+			end++
+		}
+		if _, seen := byLane[k]; seen {
+			return nil, nil, false
+		}
+		byLane[k] = msgs[start:end:end]
+		order = append(order, k)
+		start = end
+	}
+	return byLane, order, true
 }
 
 func (p *Poller) laneKey(m Message) string {
@@ -420,6 +449,9 @@ func (p *Poller) add(ctx context.Context, l *lane, b *batch.Batcher, msgs []Mess
 				return false
 			}
 		}
+		if err == nil {
+			continue // no errors.As: its target would escape, an allocation per record
+		}
 		var tooLarge *batch.RecordTooLargeError
 		if errors.As(err, &tooLarge) {
 			p.tooLarge(ctx, tooLarge)
@@ -445,7 +477,7 @@ func (p *Poller) tooLarge(ctx context.Context, e *batch.RecordTooLargeError) {
 // deliver runs a batch through Delivery until it is done; false when ctx ended first, or
 // the lane was stopped (its partition revoked) before the next invocation.
 func (p *Poller) deliver(ctx context.Context, l *lane, records []batch.Record) bool {
-	d := batch.NewDelivery(records, p.cfg.Policy, nil)
+	d := batch.NewDeliveryOwning(records, p.cfg.Policy, nil) // a batch just cut, nobody else's
 	step := d.Start()
 	var lastResp invokeclient.Response
 	for {
@@ -577,11 +609,7 @@ func (p *Poller) finish(ctx context.Context, recs []batch.Record) {
 		p.settle(ctx, Settlement{Acked: recs})
 		return
 	}
-	byPart := map[string][]int64{}
-	for _, r := range recs {
-		byPart[r.Partition] = append(byPart[r.Partition], r.Offset)
-	}
-	if cp := p.track.Finished(byPart); len(cp) > 0 {
+	if cp := p.track.Finished(recs); len(cp) > 0 {
 		p.settle(ctx, Settlement{Checkpoints: cp})
 	}
 }

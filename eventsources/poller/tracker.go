@@ -3,6 +3,8 @@ package poller
 import (
 	"slices"
 	"sync"
+
+	"github.com/klambda/klambda/eventsources/batch"
 )
 
 // tracker keeps, per partition, the records fetched and not yet checkpointed, in fetch
@@ -65,19 +67,34 @@ func (p *partitionTrack) add(offset int64) {
 }
 
 // Finished marks records finished and returns the checkpoints that moved.
-func (t *tracker) Finished(recs map[string][]int64) map[string]int64 {
+func (t *tracker) Finished(recs []batch.Record) map[string]int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	var (
+		touched []string // partitions of recs, each once (a batch holds a few)
+		last    string
+		p       *partitionTrack
+	)
+	for i := range recs {
+		r := &recs[i]
+		if p == nil || r.Partition != last {
+			last, p = r.Partition, t.parts[r.Partition]
+			if !slices.Contains(touched, last) {
+				touched = append(touched, last)
+			}
+		}
+		if p == nil {
+			continue // forgotten (revoked)
+		}
+		if j, ok := slices.BinarySearch(p.offsets, r.Offset); ok {
+			p.done[j] = true
+		}
+	}
 	var out map[string]int64
-	for partition, offsets := range recs {
+	for _, partition := range touched {
 		p := t.parts[partition]
 		if p == nil {
 			continue
-		}
-		for _, o := range offsets {
-			if i, ok := slices.BinarySearch(p.offsets, o); ok {
-				p.done[i] = true
-			}
 		}
 		n := 0
 		for n < len(p.offsets) && p.done[n] {

@@ -3,6 +3,8 @@ package poller
 import (
 	"reflect"
 	"testing"
+
+	"github.com/klambda/klambda/eventsources/batch"
 )
 
 func TestTrackerMovesOnlyPastContiguouslyFinishedRecords(t *testing.T) {
@@ -22,7 +24,13 @@ func TestTrackerMovesOnlyPastContiguouslyFinishedRecords(t *testing.T) {
 		{map[string][]int64{"p": {13}}, nil}, // already checkpointed
 	}
 	for i, s := range steps {
-		if got := tr.Finished(s.done); !reflect.DeepEqual(got, s.want) {
+		var recs []batch.Record
+		for _, part := range []string{"p", "q"} {
+			for _, o := range s.done[part] {
+				recs = append(recs, batch.Record{Partition: part, Offset: o})
+			}
+		}
+		if got := tr.Finished(recs); !reflect.DeepEqual(got, s.want) {
 			t.Errorf("step %d: checkpoints %v, want %v", i, got, s.want)
 		}
 	}

@@ -87,8 +87,13 @@ func (s *Server) Calls() []Call {
 	return append([]Call(nil), s.calls...)
 }
 
-// Invoker is the pollers' invoker (HTTPInvoker) pointed at the fake.
-func (s *Server) Invoker() *invokeclient.HTTPInvoker {
+// Invoker is the pollers' invoker (ConnInvoker) pointed at the fake.
+func (s *Server) Invoker() *invokeclient.ConnInvoker {
+	return invokeclient.NewConnInvoker(s.URL, invokeclient.StaticToken("test-token"), nil)
+}
+
+// HTTPInvoker is an HTTPInvoker (net/http's client) pointed at the fake.
+func (s *Server) HTTPInvoker() *invokeclient.HTTPInvoker {
 	return invokeclient.NewHTTPInvoker(s.URL, invokeclient.StaticToken("test-token"), nil)
 }
 

@@ -1,0 +1,35 @@
+package controller
+
+import (
+	"testing"
+
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+)
+
+// An SQS mapping's poller cap: maximumConcurrency when set, else the pollers' flag (0: the
+// default of 100), never above the function's reserved concurrency.
+func TestSQSMaxConcurrency(t *testing.T) {
+	i32 := func(v int32) *int32 { return &v }
+	withMax := func(v int32) *lambdav1alpha1.EventSourceMappingSpec {
+		return &lambdav1alpha1.EventSourceMappingSpec{ScalingConfig: &lambdav1alpha1.ScalingConfig{MaximumConcurrency: i32(v)}}
+	}
+	none := &lambdav1alpha1.EventSourceMappingSpec{}
+	for _, tc := range []struct {
+		name     string
+		spec     *lambdav1alpha1.EventSourceMappingSpec
+		reserved *int32
+		flag     int
+		want     int
+	}{
+		{"default", none, nil, 0, DefaultSQSMaxConcurrency},
+		{"flag", none, nil, 400, 400},
+		{"maximumConcurrency wins over the flag", withMax(700), nil, 400, 700},
+		{"reserved concurrency caps the flag", none, i32(50), 400, 50},
+		{"reserved concurrency caps maximumConcurrency", withMax(700), i32(50), 400, 50},
+		{"reserved 0 is no cap", none, i32(0), 300, 300},
+	} {
+		if got := sqsMaxConcurrency(tc.spec, tc.reserved, tc.flag); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
