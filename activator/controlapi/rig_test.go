@@ -23,6 +23,8 @@ import (
 	"github.com/klambda/klambda/internal/codestore"
 	"github.com/klambda/klambda/internal/codestore/registrytest"
 	"github.com/klambda/klambda/test/apiserver"
+
+	"github.com/klambda/klambda/internal/sdkbody"
 )
 
 var (
@@ -113,6 +115,7 @@ func (r *rig) sdk(token string) *lambda.Client {
 		Credentials:      credentials.NewStaticCredentialsProvider("klambda", "unused", token),
 		BaseEndpoint:     aws.String(r.server.URL + "/namespaces/" + r.ns),
 		RetryMaxAttempts: 1,
+		HTTPClient:       sdkbody.Client(0), // aws-sdk-go-v2 may close the body under net/http (internal/sdkbody)
 	})
 }
 

@@ -4,13 +4,10 @@ package invoke_test
 // aws-sdk-go-v2 Lambda client and the AWS CLI.
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +24,8 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/klambda/klambda/activator/testrig"
+
+	"github.com/klambda/klambda/internal/sdkbody"
 )
 
 func compatRig(t *testing.T) *testrig.Rig {
@@ -43,35 +42,12 @@ func compatRig(t *testing.T) *testrig.Rig {
 
 func sdkClient(endpoint, sessionToken string) *lambda.Client {
 	return lambda.New(lambda.Options{
-		HTTPClient:       &http.Client{Transport: ownBody{http.DefaultTransport.(*http.Transport).Clone()}},
+		HTTPClient:       sdkbody.Client(0), // aws-sdk-go-v2 may close the body under net/http (internal/sdkbody)
 		BaseEndpoint:     aws.String(endpoint),
 		Region:           "us-east-1",
 		Credentials:      credentials.NewStaticCredentialsProvider("klambda", "unused", sessionToken),
 		RetryMaxAttempts: 1,
 	})
-}
-
-// ownBody hands the transport a copy of the request body. aws-sdk-go-v2 closes its request
-// body stream once the answer's head has come; when that happens before net/http's write
-// loop has made its last read of the body (the read that finds EOF), the write fails and
-// the transport closes the connection — under a streamed answer still being read
-// (TestInvokeWithResponseStreamSDK saw "use of closed network connection" about one run
-// in six; the close came from persistConn.writeLoop). The race is the client's: the
-// activator has read the whole request before it answers.
-type ownBody struct{ rt http.RoundTripper }
-
-func (o ownBody) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Body != nil && req.Body != http.NoBody {
-		b, err := io.ReadAll(req.Body)
-		_ = req.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-		req = req.Clone(req.Context())
-		req.Body = io.NopCloser(bytes.NewReader(b))
-		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
-	}
-	return o.rt.RoundTrip(req)
 }
 
 func TestAWSSDKGoV2(t *testing.T) {

@@ -25,6 +25,8 @@ import (
 	"github.com/klambda/klambda/activator/testrig"
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+
+	"github.com/klambda/klambda/internal/sdkbody"
 )
 
 // gates is the test's side of the streaming function's gate: the function asks for
@@ -118,7 +120,7 @@ func TestNodeStreamingResponseThroughActivator(t *testing.T) {
 	t.Cleanup(rig.Close)
 	rig.Function("streamer", -1, 0)
 	rig.Endpoints("streamer", "$LATEST", strings.TrimPrefix(p.url, "http://"))
-	c := lambda.New(lambda.Options{BaseEndpoint: aws.String(rig.URL()), Region: "us-east-1",
+	c := lambda.New(lambda.Options{BaseEndpoint: aws.String(rig.URL()), Region: "us-east-1", HTTPClient: sdkbody.Client(0),
 		Credentials: credentials.NewStaticCredentialsProvider("k", "unused", ""), RetryMaxAttempts: 1})
 	ctx := context.Background()
 	invoke := func(payload string) *streamReader {
@@ -194,7 +196,7 @@ func streamingRig(t *testing.T, addr string) *lambda.Client {
 	t.Cleanup(rig.Close)
 	rig.Function("streamer", -1, 0)
 	rig.Endpoints("streamer", "$LATEST", addr)
-	return lambda.New(lambda.Options{BaseEndpoint: aws.String(rig.URL()), Region: "us-east-1",
+	return lambda.New(lambda.Options{BaseEndpoint: aws.String(rig.URL()), Region: "us-east-1", HTTPClient: sdkbody.Client(0),
 		Credentials: credentials.NewStaticCredentialsProvider("k", "unused", ""), RetryMaxAttempts: 1})
 }
 

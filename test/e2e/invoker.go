@@ -21,6 +21,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/klambda/klambda/internal/sdkbody"
 )
 
 // The activator authorizes every invocation (the chart's default, kept on the local
@@ -155,7 +157,7 @@ func (c *Cluster) LambdaClient(ctx context.Context, t testing.TB, ns, token stri
 		Region:           "us-east-1",
 		Credentials:      credentials.NewStaticCredentialsProvider("klambda", "unused", token),
 		RetryMaxAttempts: 1,
-		HTTPClient:       &http.Client{Timeout: 2 * time.Minute},
+		HTTPClient:       sdkbody.Client(2 * time.Minute), // aws-sdk-go-v2 may close the body under net/http (internal/sdkbody)
 	})
 }
 
