@@ -67,7 +67,7 @@ func countingServer(t *testing.T, h http.Handler, counts *connCounts) string {
 // both directions: the invoke's body in and the event out to /next (the request's way),
 // the runtime's /response in, sized or chunked (aws-lambda-go's), and the answer out (the
 // response's way). It counts the server's reads and writes per MB moved and fails past
-// a bound: at most 32 of each per MB (32 KB or more each on average). Before, a chunked
+// a bound: at most 32 of each per MB (64 for a chunked /response, see below). Before, a chunked
 // /response took 72 reads per MB through a 4 KB buffer. A write that meets a full socket
 // waits for it and goes on within the same call: what is counted for writes is calls,
 // not system calls (the kernel's socket buffers decide those).
@@ -136,8 +136,15 @@ func TestPayloadSyscallsPerMB(t *testing.T) {
 	}
 	for what, v := range best {
 		t.Logf("%s: %.1f per MB", what, v)
-		if v > 32 {
-			t.Errorf("%s: %.1f calls per MB at best, want at most 32", what, v)
+		// net/http's client sends a chunked body in 32 KB chunks: a read per chunk, when
+		// each arrives alone (a loaded machine; CI saw 44 per MB at best of five), is 32
+		// per MB plus the chunk heads. The 4 KB read buffer this guards against took 72.
+		bound := 32.0
+		if strings.Contains(what, "chunked true") {
+			bound = 64
+		}
+		if v > bound {
+			t.Errorf("%s: %.1f calls per MB at best, want at most %.0f", what, v, bound)
 		}
 	}
 }
