@@ -4,6 +4,7 @@
 #   docker build --build-arg BINARY=activator    -t ghcr.io/klambda/activator .
 #   docker build --build-arg BINARY=runtime-shim -t ghcr.io/klambda/runtime-shim .
 #   docker build --build-arg BINARY=eventsources -t ghcr.io/klambda/eventsources .
+#   docker build --build-arg BINARY=code-store   -t ghcr.io/klambda/code-store .
 # The binary is /<BINARY> and is the entrypoint. (Without Docker, hack/imagebuild builds
 # the same layout; see hack/cluster/images.sh.)
 ARG BINARY=manager
@@ -53,6 +54,10 @@ ENTRYPOINT ["/runtime-shim"]
 FROM base AS eventsources
 COPY --from=build /out/eventsources /eventsources
 ENTRYPOINT ["/eventsources"]
+
+FROM base AS code-store
+COPY --from=build /out/code-store /code-store
+ENTRYPOINT ["/code-store"]
 
 # Not a default target: build it with --target runtime-image (and BINARY=runtime-shim).
 FROM ${RUNTIME_BASE} AS runtime-image

@@ -1,18 +1,21 @@
 package klambda_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 )
 
 // TestChartCodeStore: codeStore values become the manager's codeStore configuration (which
 // the manager accepts), and credentialsSecret is mounted where credentialsDir points;
 // without a repository there is no store and no mount; inconsistent values are refused.
 func TestChartCodeStore(t *testing.T) {
-	objs, errOut := render(t, "codeStore.repository=registry.example.com:5000/klambda/code", "codeStore.readRepository=registry-ro.example.com:5001/klambda/code",
+	objs, errOut := render(t, "codeStore.bundled.enabled=false", "codeStore.repository=registry.example.com:5000/klambda/code", "codeStore.readRepository=registry-ro.example.com:5001/klambda/code",
 		"codeStore.plainHTTP=true", "codeStore.credentialsSecret=store-writer", "codeStore.gcGrace=2h")
 	if errOut != "" {
 		t.Fatal(errOut)
@@ -37,20 +40,122 @@ func TestChartCodeStore(t *testing.T) {
 		t.Errorf("Secret store-writer is not mounted at %s", cs.CredentialsDir)
 	}
 
-	objs, errOut = render(t)
+	if _, ok := objs["Deployment/klambda-code-store"]; ok {
+		t.Error("with a registry of the user's, the bundled store is rendered too")
+	}
+
+	objs, errOut = render(t, "codeStore.bundled.enabled=false")
 	if errOut != "" {
 		t.Fatal(errOut)
 	}
 	if cs := managerConfig(t, objs).CodeStore; cs.Repository != "" {
-		t.Errorf("by default the manager has a code store: %+v", cs)
+		t.Errorf("with neither a bundled store nor a repository the manager has a code store: %+v", cs)
 	}
 	for set, want := range map[string]string{
-		"codeStore.credentialsSecret=x":         "set codeStore.repository",
-		"config.codeStore.repository=r.io/code": "use codeStore",
-		"codeStore.gcMaxDeletes=0":              "gcMaxDeletes",
+		"codeStore.bundled.enabled=false,codeStore.credentialsSecret=x": "set codeStore.repository",
+		"config.codeStore.repository=r.io/code":                         "use codeStore",
+		"codeStore.gcMaxDeletes=0":                                      "gcMaxDeletes",
+		// The bundled store is on by default: a registry of the user's needs it off.
+		"codeStore.repository=r.io/code":            "set codeStore.bundled.enabled=false",
+		"codeStore.credentialsSecret=x":             "set codeStore.bundled.enabled=false",
+		"codeStore.bundled.persistence.size=lots":   "size",
+		"codeStore.bundled.image.digest=sha256:abc": "digest",
+		"codeStore.bundled.replicas=2":              "replicas",
 	} {
 		if _, errOut := render(t, set); !strings.Contains(errOut, want) {
 			t.Errorf("--set %s: helm said %q, want an error naming %s", set, errOut, want)
 		}
+	}
+}
+
+// TestChartBundledCodeStore: by default the chart runs its own code store, and the manager
+// and the activator's control-plane API write its read-write port while function pods
+// read its read-only port; only the manager and the activator reach the write port.
+func TestChartBundledCodeStore(t *testing.T) {
+	objs, errOut := render(t, "activator.controlAPI.enabled=true")
+	if errOut != "" {
+		t.Fatal(errOut)
+	}
+	const svc = "klambda-code-store." + releaseNS + ".svc"
+	cs := managerConfig(t, objs).CodeStore
+	if cs.Repository != svc+":5000/klambda/code" || cs.ReadRepository != svc+":5001/klambda/code" || !cs.PlainHTTP || cs.CredentialsDir != "" {
+		t.Fatalf("manager codeStore = %+v", cs)
+	}
+	act := decode[appsv1.Deployment](t, objs, "Deployment/klambda-activator")
+	args := strings.Join(act.Spec.Template.Spec.Containers[0].Args, " ")
+	if !strings.Contains(args, "--code-store-repository="+svc+":5000/klambda/code") || !strings.Contains(args, "--code-store-plain-http=true") {
+		t.Errorf("activator args %s: want the bundled store's write port over plain HTTP", args)
+	}
+
+	dep := decode[appsv1.Deployment](t, objs, "Deployment/klambda-code-store")
+	pod := dep.Spec.Template.Spec
+	c := pod.Containers[0]
+	if *dep.Spec.Replicas != 1 || dep.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+		t.Errorf("code store: %d replicas, strategy %s; want one pod, Recreate (one process owns the directory)", *dep.Spec.Replicas, dep.Spec.Strategy.Type)
+	}
+	if c.Image != "ghcr.io/klambda/code-store:0.1.0" || !slices.Equal(c.Args, []string{"--root=/var/lib/code-store", "--listen=:5000", "--read-listen=:5001"}) {
+		t.Errorf("code store container: %s %v", c.Image, c.Args)
+	}
+	if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken || pod.SecurityContext.FSGroup == nil || *pod.SecurityContext.FSGroup != 65532 {
+		t.Errorf("code store pod: automount %v, fsGroup %v; want no token, fsGroup 65532", pod.AutomountServiceAccountToken, pod.SecurityContext.FSGroup)
+	}
+	if len(pod.Volumes) != 1 || pod.Volumes[0].PersistentVolumeClaim == nil || pod.Volumes[0].PersistentVolumeClaim.ClaimName != "klambda-code-store" {
+		t.Fatalf("code store volumes %+v, want the claim klambda-code-store", pod.Volumes)
+	}
+	pvc := decode[corev1.PersistentVolumeClaim](t, objs, "PersistentVolumeClaim/klambda-code-store")
+	if q := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; q.String() != "10Gi" || pvc.Annotations["helm.sh/resource-policy"] != "keep" {
+		t.Errorf("claim: %s, annotations %v; want 10Gi, kept", q.String(), pvc.Annotations)
+	}
+	s := decode[corev1.Service](t, objs, "Service/klambda-code-store")
+	if len(s.Spec.Ports) != 2 || s.Spec.Ports[0].Port != 5000 || s.Spec.Ports[1].Port != 5001 {
+		t.Errorf("Service ports %+v", s.Spec.Ports)
+	}
+
+	np := decode[networkingv1.NetworkPolicy](t, objs, "NetworkPolicy/klambda-code-store")
+	if !selects(t, np, dep.Spec.Template.Labels) {
+		t.Error("the code store's NetworkPolicy does not select its pod")
+	}
+	ports := ingressPorts(t, np)
+	if len(ports) != 2 {
+		t.Fatalf("code store admits ports %v, want 5000 and 5001", ports)
+	}
+	var writers []string
+	for _, p := range ports[5000] {
+		if p.PodSelector == nil || p.NamespaceSelector != nil || p.IPBlock != nil {
+			t.Errorf("write port peer %+v: want pods of the release namespace only", p)
+			continue
+		}
+		writers = append(writers, p.PodSelector.MatchLabels["app.kubernetes.io/component"])
+	}
+	if slices.Sort(writers); !slices.Equal(writers, []string{"activator", "manager"}) {
+		t.Errorf("write port admits %v, want the activator and the manager", writers)
+	}
+	if r := ports[5001]; len(r) != 1 || r[0].NamespaceSelector == nil || len(r[0].NamespaceSelector.MatchLabels) != 0 || r[0].PodSelector != nil {
+		t.Errorf("read port peers %+v: want every pod of every namespace", r)
+	}
+
+	// Without persistence, an emptyDir of persistence.size and no claim; an existing claim
+	// is used as it is.
+	objs, errOut = render(t, "codeStore.bundled.persistence.enabled=false", "codeStore.bundled.persistence.size=2Gi")
+	if errOut != "" {
+		t.Fatal(errOut)
+	}
+	if _, ok := objs["PersistentVolumeClaim/klambda-code-store"]; ok {
+		t.Error("a claim without persistence")
+	}
+	v := decode[appsv1.Deployment](t, objs, "Deployment/klambda-code-store").Spec.Template.Spec.Volumes[0]
+	if v.EmptyDir == nil || v.EmptyDir.SizeLimit.String() != "2Gi" {
+		t.Errorf("volume without persistence: %+v", v)
+	}
+	objs, errOut = render(t, "codeStore.bundled.persistence.existingClaim=mine", "codeStore.bundled.nodeSelector.disk=ssd", "codeStore.bundled.podLabels.team=a")
+	if errOut != "" {
+		t.Fatal(errOut)
+	}
+	if _, ok := objs["PersistentVolumeClaim/klambda-code-store"]; ok {
+		t.Error("a claim made although existingClaim names one")
+	}
+	d := decode[appsv1.Deployment](t, objs, "Deployment/klambda-code-store")
+	if d.Spec.Template.Spec.Volumes[0].PersistentVolumeClaim.ClaimName != "mine" || d.Spec.Template.Spec.NodeSelector["disk"] != "ssd" || d.Spec.Template.Labels["team"] != "a" {
+		t.Errorf("existingClaim/nodeSelector/podLabels not applied: %+v", d.Spec.Template)
 	}
 }

@@ -4,7 +4,7 @@
 # digest has not changed since its last import is skipped.
 #
 #   klambda.local/manager:dev, klambda.local/runtime-shim:dev, klambda.local/activator:dev,
-#   klambda.local/eventsources:dev
+#   klambda.local/eventsources:dev, klambda.local/code-store:dev
 #       static binaries from cmd/<name>, non-root (65532); built only when cmd/<name> exists
 #   klambda.local/nats:<version>   nats-server from the Go module klambda's go.mod pins, for
 #       the chart's NATS JetStream cluster (nats.enabled); entrypoint /nats-server, non-root
@@ -51,7 +51,7 @@ image() {
 # What --version and klambda_build_info report (internal/buildinfo).
 BUILDINFO=github.com/klambda/klambda/internal/buildinfo
 LDFLAGS="-s -w -X $BUILDINFO.version=${VERSION:-dev} -X $BUILDINFO.commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)"
-for cmd in manager runtime-shim activator eventsources; do
+for cmd in manager runtime-shim activator eventsources code-store; do
 	if [ ! -d "cmd/$cmd" ] || ! ls cmd/$cmd/*.go >/dev/null 2>&1; then
 		log "cmd/$cmd does not exist yet: no klambda.local/$cmd:dev image"
 		continue

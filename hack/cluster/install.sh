@@ -35,7 +35,7 @@ fi
 log "installing klambda with Helm (charts/klambda) into namespace $NAMESPACE"
 "$HELM" "${args[@]}" >/dev/null
 
-for d in manager activator eventsources; do
+for d in manager activator eventsources code-store; do
 	kubectl -n "$NAMESPACE" get deployment "klambda-$d" >/dev/null 2>&1 || continue
 	if ! kubectl -n "$NAMESPACE" rollout status "deployment/klambda-$d" --timeout "${READY_TIMEOUT}s" >/dev/null; then
 		kubectl -n "$NAMESPACE" get pods -l "app.kubernetes.io/component=$d" -o wide >&2 || true

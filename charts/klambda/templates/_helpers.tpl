@@ -125,16 +125,13 @@ NetworkPolicy of function pods (networkPolicy.enabled; the activator's namespace
 {{- if hasKey .Values.config "codeStore" -}}
 {{- fail "config.codeStore is set by the chart: use codeStore" -}}
 {{- end -}}
-{{- with .Values.codeStore -}}
-{{- if .repository -}}
-{{- $cs := dict "repository" .repository "plainHTTP" .plainHTTP -}}
-{{- if .readRepository }}{{- $_ := set $cs "readRepository" .readRepository -}}{{- end -}}
-{{- if .credentialsSecret }}{{- $_ := set $cs "credentialsDir" "/etc/klambda/code-store" -}}{{- end -}}
+{{- $store := include "klambda.codeStore" . | fromYaml -}}
+{{- if $store.repository -}}
+{{- $cs := dict "repository" $store.repository "plainHTTP" $store.plainHTTP -}}
+{{- if $store.readRepository }}{{- $_ := set $cs "readRepository" $store.readRepository -}}{{- end -}}
+{{- if .Values.codeStore.credentialsSecret }}{{- $_ := set $cs "credentialsDir" "/etc/klambda/code-store" -}}{{- end -}}
 {{- range $k := list "gcInterval" "gcGrace" "gcMaxDeletes" }}{{- if hasKey $.Values.codeStore $k }}{{- $_ := set $cs $k (get $.Values.codeStore $k) -}}{{- end -}}{{- end -}}
 {{- $_ := set $cfg "codeStore" $cs -}}
-{{- else if or .readRepository .credentialsSecret .plainHTTP -}}
-{{- fail "codeStore: set codeStore.repository (or unset the other codeStore values)" -}}
-{{- end -}}
 {{- end -}}
 {{- toYaml $cfg }}
 {{- end -}}
@@ -199,4 +196,28 @@ headless Service), comma-separated as --async-nats-url takes them. */}}
 {{- $urls = append $urls (printf "nats://%s-nats-%d.%s-nats-headless.%s.svc:4222" $fullname $i $fullname $.Release.Namespace) -}}
 {{- end -}}
 {{- join "," $urls -}}
+{{- end -}}
+
+{{/* The code store the manager and the activator use (values codeStore): repository,
+readRepository, plainHTTP — the bundled store's Service, a registry you run, or none
+(repository empty). Inconsistent values fail here. */}}
+{{- define "klambda.codeStore" -}}
+{{- $v := .Values.codeStore -}}
+{{- if $v.bundled.enabled -}}
+{{- if or $v.repository $v.readRepository $v.plainHTTP $v.credentialsSecret -}}
+{{- fail "codeStore.bundled.enabled: the chart runs the code store, so codeStore.repository, readRepository, plainHTTP and credentialsSecret do not apply; to use your own registry set codeStore.bundled.enabled=false" -}}
+{{- end -}}
+{{- $svc := printf "%s-code-store.%s.svc" (include "klambda.fullname" .) .Release.Namespace -}}
+repository: {{ printf "%s:5000/klambda/code" $svc }}
+readRepository: {{ printf "%s:5001/klambda/code" $svc }}
+plainHTTP: true
+{{- else if $v.repository -}}
+repository: {{ $v.repository }}
+readRepository: {{ $v.readRepository | quote }}
+plainHTTP: {{ $v.plainHTTP }}
+{{- else if or $v.readRepository $v.credentialsSecret $v.plainHTTP -}}
+{{- fail "codeStore: set codeStore.repository (or unset the other codeStore values)" -}}
+{{- else -}}
+repository: ""
+{{- end -}}
 {{- end -}}
