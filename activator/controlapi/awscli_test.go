@@ -48,8 +48,13 @@ func TestAWSCLIControlPlane(t *testing.T) {
 		t.Fatalf("publish-version printed %v", v)
 	}
 	must("wait", "published-version-active", "--function-name", "cli", "--qualifier", "1")
-	must("update-function-code", "--function-name", "cli", "--zip-file", "fileb://"+zip1, "--publish")
+	// --publish answers the version it published, which holds the new code (not the code
+	// $LATEST ran while the update was in progress).
+	if up := must("update-function-code", "--function-name", "cli", "--zip-file", "fileb://"+zip1, "--publish"); up["Version"] != "2" || up["CodeSha256"] != b641 {
+		t.Fatalf("update-function-code --publish printed %v, want version 2 with the new code %s", up, b641)
+	}
 	must("wait", "function-updated-v2", "--function-name", "cli")
+	// Nothing changed since version 2: publish-version answers it again.
 	v2 := must("publish-version", "--function-name", "cli")
 	if v2["Version"] != "2" {
 		t.Fatalf("the second publish-version printed %v", v2)

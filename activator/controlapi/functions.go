@@ -631,12 +631,21 @@ func (h *Handler) updateFunctionCode(c *call) (int, any, *invoke.Error) {
 			f.Spec.Architectures = append(f.Spec.Architectures, lambdav1alpha1.Architecture(a))
 		}
 	}
-	return c.finishUpdate(f, in.DryRun, in.Publish)
+	// Publish: the version must capture this code, not the code $LATEST still runs while
+	// the update is in progress: its codeSha256 precondition holds it until the function
+	// runs the new code (an S3 or image source's digest is known only once it is resolved).
+	publishSha := ""
+	if in.Publish && code.SHA256 != "" {
+		publishSha = hexToB64(code.SHA256)
+	}
+	return c.finishUpdate(f, in.DryRun, in.Publish, publishSha)
 }
 
 // finishUpdate writes f (optimistically: a change since it was read is
-// PreconditionFailedException), or only has the apiserver validate it for DryRun.
-func (c *call) finishUpdate(f *lambdav1alpha1.Function, dryRun, publish bool) (int, any, *invoke.Error) {
+// PreconditionFailedException), or only has the apiserver validate it for DryRun. With
+// publish it then publishes a version, as PublishVersion with codeSha256 does, and answers
+// that version's configuration, as Lambda does.
+func (c *call) finishUpdate(f *lambdav1alpha1.Function, dryRun, publish bool, codeSha256 string) (int, any, *invoke.Error) {
 	opts := []client.UpdateOption{client.FieldOwner(FieldManager)}
 	if dryRun {
 		opts = append(opts, client.DryRunAll)
@@ -645,9 +654,15 @@ func (c *call) finishUpdate(f *lambdav1alpha1.Function, dryRun, publish bool) (i
 		return 0, nil, fromAPI(err, "function")
 	}
 	if publish && !dryRun {
-		if _, e := c.newVersion(f, "", "", ""); e != nil {
+		v, e := c.newVersion(f, "", codeSha256, "")
+		if e != nil {
 			return 0, nil, e
 		}
+		_, cfg, e := c.awaitVersion(f.Name, v)
+		if e != nil {
+			return 0, nil, e
+		}
+		return http.StatusOK, cfg, nil
 	}
 	return http.StatusOK, c.h.configuration(f.Name, contract.Latest, &f.Spec.FunctionConfiguration, functionState(f)), nil
 }
@@ -679,7 +694,7 @@ func (h *Handler) updateFunctionConfiguration(c *call) (int, any, *invoke.Error)
 	if e := cfg.apply(&f.Spec.FunctionConfiguration); e != nil {
 		return 0, nil, e
 	}
-	return c.finishUpdate(f, false, false)
+	return c.finishUpdate(f, false, false, "")
 }
 
 func (h *Handler) deleteFunction(c *call) (int, any, *invoke.Error) {

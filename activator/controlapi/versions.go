@@ -137,7 +137,14 @@ func (h *Handler) publishVersion(c *call) (int, any, *invoke.Error) {
 	if e != nil {
 		return 0, nil, e
 	}
-	// Wait for the version controller to number it (or refuse it).
+	return c.awaitVersion(name, v)
+}
+
+// awaitVersion waits for the version controller to number v (or refuse it) and answers
+// the published version's configuration: v's, or the existing version's when nothing
+// changed since it (then v is deleted, as Lambda publishes nothing new).
+func (c *call) awaitVersion(name string, v *lambdav1alpha1.Version) (int, any, *invoke.Error) {
+	h := c.h
 	deadline := time.Now().Add(PublishWait)
 	for {
 		var got lambdav1alpha1.Version

@@ -86,6 +86,22 @@ func TestChartBundledCodeStore(t *testing.T) {
 	if !strings.Contains(args, "--code-store-repository="+svc+":5000/klambda/code") || !strings.Contains(args, "--code-store-plain-http=true") {
 		t.Errorf("activator args %s: want the bundled store's write port over plain HTTP", args)
 	}
+	// The control API keeps each upload in a file under /tmp while it is put into the store:
+	// the root filesystem is read-only, so /tmp is an emptyDir sized for maxUploads of 50 MB
+	// (e2e TestAWSCLIDeployAndInvoke failed with "read-only file system" without it).
+	tmp := false
+	for _, m := range act.Spec.Template.Spec.Containers[0].VolumeMounts {
+		if m.MountPath == "/tmp" {
+			for _, v := range act.Spec.Template.Spec.Volumes {
+				if v.Name == m.Name && v.EmptyDir != nil && v.EmptyDir.SizeLimit.String() == "256Mi" {
+					tmp = true
+				}
+			}
+		}
+	}
+	if !tmp {
+		t.Errorf("the activator has no writable /tmp of 4 × 64Mi for the control API's uploads: %+v", act.Spec.Template.Spec.Volumes)
+	}
 
 	dep := decode[appsv1.Deployment](t, objs, "Deployment/klambda-code-store")
 	pod := dep.Spec.Template.Spec
