@@ -175,6 +175,10 @@ bench-coldstart: $(HELM) ## Cold start on the local cluster: first invocation fr
 bench-payload: $(HELM) ## A 5 MB response on the local cluster, end to end: 128 MB against 1,769 MB in the same run (ROUNDS=10).
 	HELM=$(HELM) go test -tags e2e -count=1 -timeout 30m -run '^$$' -bench Payload5MB -benchtime 1x -v ./test/e2e/ -args -payload.rounds=$(or $(ROUNDS),10)
 
+.PHONY: bench-controlplane
+bench-controlplane: $(HELM) ## CreateFunction/UpdateFunctionCode (3 MB zip, control-plane API) to realized on the local cluster vs kubectl apply of the same change (ROUNDS=5).
+	HELM=$(HELM) go test -tags e2e -count=1 -timeout 40m -run '^$$' -bench ControlPlane -benchtime 1x -v ./test/e2e/ -args -controlplane.rounds=$(or $(ROUNDS),5)
+
 .PHONY: bench-scale
 bench-scale: test-assets ## The activator with 1,000 functions at zero against a real kube-apiserver: RSS, alias change to routing.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./bench/activatorscale

@@ -35,6 +35,26 @@ while true; do
 done
 `
 
+// deployerToken is a token (audience klambda) of ServiceAccount deployer in ns, which may
+// do everything to klambda's resources there, invoke included: what a deploy job holds.
+func deployerToken(ctx context.Context, t testing.TB, ns string) string {
+	t.Helper()
+	if err := cluster.Client.Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "deployer"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{lambdav1alpha1.GroupVersion.Group}, Resources: []string{"*"}, Verbs: []string{"*"}}},
+	}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	if err := cluster.Client.Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "deployer"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "deployer"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "deployer", Namespace: ns}},
+	}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	return cluster.ServiceAccountToken(ctx, t, ns, "deployer", false)
+}
+
 // TestAWSCLIDeployAndInvoke is issue 20's deploy-script flow with the AWS CLI v2 against
 // the local cluster's activator, as a deploy job outside the cluster runs it: the code is
 // uploaded with --zip-file into the chart's bundled code store, function pods load it from
@@ -51,21 +71,7 @@ func TestAWSCLIDeployAndInvoke(t *testing.T) {
 	defer cancel()
 	ns := cluster.Namespace(t)
 
-	// A deployer: every verb on klambda's resources in its namespace, invoke included.
-	if err := cluster.Client.Create(ctx, &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "deployer"},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{lambdav1alpha1.GroupVersion.Group}, Resources: []string{"*"}, Verbs: []string{"*"}}},
-	}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	if err := cluster.Client.Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "deployer"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "deployer"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "deployer", Namespace: ns}},
-	}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	token := cluster.ServiceAccountToken(ctx, t, ns, "deployer", false)
+	token := deployerToken(ctx, t, ns)
 	endpoint := cluster.ActivatorURL(ctx, t, ns)
 
 	tmp := t.TempDir()
