@@ -266,6 +266,23 @@ func indexOf(s, sub string) int {
 	return -1
 }
 
+// publishedVersion creates Version <fn>-<n> of fn, owned by it, with the status the
+// version controller gives a published version n.
+func publishedVersion(t *testing.T, ctx context.Context, fn *lambdav1alpha1.Function, n string) *lambdav1alpha1.Version {
+	t.Helper()
+	v := &lambdav1alpha1.Version{ObjectMeta: metav1.ObjectMeta{Name: fn.Name + "-" + n, Namespace: fn.Namespace, OwnerReferences: []metav1.OwnerReference{ownedBy(fn)}},
+		Spec: lambdav1alpha1.VersionSpec{FunctionName: fn.Name}}
+	if err := srv.Client.Create(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	v.Status.Version = n
+	v.Status.State = lambdav1alpha1.StateActive
+	if err := srv.Client.Status().Update(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 func TestFeederFollowsObjectsAndPods(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -289,16 +306,7 @@ func TestFeederFollowsObjectsAndPods(t *testing.T) {
 	}
 	eventually(t, "Active function", func() bool { _, err := table.Resolve(ns, "f", ""); return err == nil })
 
-	v := &lambdav1alpha1.Version{ObjectMeta: metav1.ObjectMeta{Name: "f-1", Namespace: ns, OwnerReferences: []metav1.OwnerReference{ownedBy(fn)}},
-		Spec: lambdav1alpha1.VersionSpec{FunctionName: "f"}}
-	if err := k.Create(ctx, v); err != nil {
-		t.Fatal(err)
-	}
-	v.Status.Version = "1"
-	v.Status.State = lambdav1alpha1.StateActive
-	if err := k.Status().Update(ctx, v); err != nil {
-		t.Fatal(err)
-	}
+	v := publishedVersion(t, ctx, fn, "1")
 	a := &lambdav1alpha1.Alias{ObjectMeta: metav1.ObjectMeta{Name: "f-live", Namespace: ns},
 		Spec: lambdav1alpha1.AliasSpec{FunctionName: "f", Name: "live", FunctionVersion: "1"}}
 	if err := k.Create(ctx, a); err != nil {
@@ -599,16 +607,7 @@ func TestFeederTakesTheSecretOfARecreatedFunction(t *testing.T) {
 	round := func(token string) {
 		t.Helper()
 		fn := mkFunction(t, ns, "f")
-		v := &lambdav1alpha1.Version{ObjectMeta: metav1.ObjectMeta{Name: "f-1", Namespace: ns, OwnerReferences: []metav1.OwnerReference{ownedBy(fn)}},
-			Spec: lambdav1alpha1.VersionSpec{FunctionName: "f"}}
-		if err := k.Create(ctx, v); err != nil {
-			t.Fatal(err)
-		}
-		v.Status.Version = "1"
-		v.Status.State = lambdav1alpha1.StateActive
-		if err := k.Status().Update(ctx, v); err != nil {
-			t.Fatal(err)
-		}
+		v := publishedVersion(t, ctx, fn, "1")
 		vref := ownedBy(v)
 		rs := workload(t, ns, "f-v1", &vref, lbl)
 		pod := readyPod(t, ns, "f-1-abc", "10.0.0.7", lbl, &rs, "f-invoke")

@@ -43,10 +43,17 @@ type secretEntry struct {
 	expires time.Time
 }
 
-// answers: the entry has key from a Secret controlled by owner.
-func (e secretEntry) answers(owner types.UID, key string) bool {
-	_, ok := e.data[key]
-	return owner != "" && e.owner == owner && ok
+// value is the entry's value of key for the Function with UID owner, or why it has none
+// (another owner, or no such key): a reason to read the Secret again, and the error then.
+func (e secretEntry) value(ck string, owner types.UID, key string) (string, error) {
+	if owner == "" || e.owner != owner {
+		return "", fmt.Errorf("secret %s is not controlled by the pod's Function (UID %s): not used", ck, owner)
+	}
+	v, ok := e.data[key]
+	if !ok {
+		return "", fmt.Errorf("secret %s has no key %q", ck, key)
+	}
+	return string(v), nil
 }
 
 // ForPod answers the secret the pod's shim wants ("" when the pod names no Secret); the
@@ -75,7 +82,7 @@ func (s *Reader) read(ctx context.Context, ns, name, key string, owner types.UID
 	if minRefresh == 0 {
 		minRefresh = time.Second
 	}
-	if !ok || now.After(e.expires) || (!e.answers(owner, key) && now.Sub(e.fetched) >= minRefresh) {
+	if _, verr := e.value(ck, owner, key); !ok || now.After(e.expires) || (verr != nil && now.Sub(e.fetched) >= minRefresh) {
 		sec, err := s.Client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return "", fmt.Errorf("secret %s: %w", ck, err)
@@ -102,12 +109,5 @@ func (s *Reader) read(ctx context.Context, ns, name, key string, owner types.UID
 		s.cache[ck] = e
 		s.mu.Unlock()
 	}
-	if owner == "" || e.owner != owner {
-		return "", fmt.Errorf("secret %s is not controlled by the pod's Function (UID %s): not used", ck, owner)
-	}
-	v, ok := e.data[key]
-	if !ok {
-		return "", fmt.Errorf("secret %s has no key %q", ck, key)
-	}
-	return string(v), nil
+	return e.value(ck, owner, key)
 }

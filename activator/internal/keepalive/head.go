@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"strconv"
+	"strings"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -59,7 +60,7 @@ func parsePlainHead(br *bufio.Reader) *http.Response {
 	length := int64(-1)
 	for i := 0; rest != ""; i++ {
 		line, rest, _ = cutLine(rest)
-		colon := indexByte(line, ':')
+		colon := strings.IndexByte(line, ':')
 		if colon <= 0 {
 			return nil
 		}
@@ -122,15 +123,6 @@ func cutLine(s string) (line, rest string, ok bool) {
 		}
 	}
 	return s, "", false
-}
-
-func indexByte(s string, c byte) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return i
-		}
-	}
-	return -1
 }
 
 // plainBody reads the n bytes of a body with a Content-Length; an answer that ends
