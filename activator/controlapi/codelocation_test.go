@@ -1,8 +1,10 @@
 package controlapi_test
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"io"
@@ -272,5 +274,59 @@ func TestLoadCodeLocationKey(t *testing.T) {
 	}
 	if _, err := controlapi.LoadCodeLocationKey(ctx, clientset, ns, "short"); err == nil || !strings.Contains(err.Error(), "at least 32 bytes") {
 		t.Fatalf("a 10-byte key: %v", err)
+	}
+}
+
+// Code downloads held at once are bounded (MaxDownloads): past it 429
+// TooManyRequestsException; a slot is free again once its client went away.
+func TestCodeDownloadsBounded(t *testing.T) {
+	r := newRig(t)
+	r.handler.MaxDownloads = 1
+	api := r.sdk("")
+	ctx := context.Background()
+	// More than loopback's socket buffers hold: the first download stays in flight while
+	// its client reads nothing.
+	big := make([]byte, 24<<20)
+	if _, err := rand.Read(big); err != nil {
+		t.Fatal(err)
+	}
+	var zb bytes.Buffer
+	zw := zip.NewWriter(&zb)
+	w, err := zw.CreateHeader(&zip.FileHeader{Name: "blob", Method: zip.Store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(big); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lv, err := api.PublishLayerVersion(ctx, &lambda.PublishLayerVersionInput{LayerName: aws.String("big"), Content: &types.LayerVersionContentInput{ZipFile: zb.Bytes()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := aws.ToString(lv.Content.Location)
+	held, err := http.Get(link)
+	if err != nil || held.StatusCode != http.StatusOK || held.ContentLength != int64(zb.Len()) {
+		t.Fatalf("the first download: %v %+v", err, held)
+	}
+	if code, body := download(t, link); code != http.StatusTooManyRequests || !strings.Contains(string(body), "TooManyRequestsException") {
+		t.Fatalf("a second download at once: %d %s", code, body)
+	}
+	_ = held.Body.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := download(t, link)
+		if code == http.StatusOK {
+			if !bytes.Equal(body, zb.Bytes()) {
+				t.Fatalf("the download after: %d bytes, not the layer", len(body))
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the slot is still held 10 s after its client went away: %d %s", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
