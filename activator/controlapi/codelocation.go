@@ -153,7 +153,7 @@ func (h *Handler) downloadCode(w http.ResponseWriter, r *http.Request) {
 	}
 	ref, err := h.Store.Stat(r.Context(), hx)
 	var rc io.ReadCloser
-	if err == nil {
+	if err == nil && r.Method != http.MethodHead {
 		rc, err = h.Store.Get(r.Context(), hx)
 	}
 	switch {
@@ -165,14 +165,17 @@ func (h *Handler) downloadCode(w http.ResponseWriter, r *http.Request) {
 		errService("could not read the code store").Write(w)
 		return
 	}
-	defer func() { _ = rc.Close() }()
 	w.Header().Set("Content-Type", "application/zip")
 	w.Header().Set("Content-Length", strconv.FormatInt(ref.Size, 10))
 	w.Header().Set("Content-Disposition", `attachment; filename="`+hx+`.zip"`)
+	if rc == nil { // HEAD
+		return
+	}
+	defer func() { _ = rc.Close() }()
 	buf := make([]byte, 32<<10)
 	if _, err := io.CopyBuffer(w, rc, buf); err != nil {
-		// The status and length are sent: cut the connection so that the client sees a
-		// truncated body (the store's reader fails on a digest mismatch too).
+		// The status and length are sent: cut the connection, so that the client sees a
+		// truncated body, not a whole one.
 		h.Log.Info("code download cut", "namespace", ns, "digest", hx, "error", err.Error())
 		panic(http.ErrAbortHandler)
 	}

@@ -119,6 +119,11 @@ func TestCodeLocation(t *testing.T) {
 	if code != http.StatusOK || sha256B64(body) != aws.ToString(got.Configuration.CodeSha256) || !bytes.Equal(body, zip1) {
 		t.Fatalf("downloading Code.Location: %d, %d bytes, sha256 %s, want CodeSha256 %s", code, len(body), sha256B64(body), aws.ToString(got.Configuration.CodeSha256))
 	}
+	head, err := http.Head(link)
+	if err != nil || head.StatusCode != http.StatusOK || head.ContentLength != int64(len(zip1)) || head.Header.Get("Content-Type") != "application/zip" {
+		t.Fatalf("HEAD Code.Location: %v %+v", err, head)
+	}
+	_ = head.Body.Close()
 	u, err := url.Parse(link)
 	if err != nil {
 		t.Fatal(err)
