@@ -17,15 +17,13 @@ import (
 // Asynchronous invocation settings are spec.eventInvokeConfig of the Function (no
 // Qualifier, or $LATEST), the Version (a number) or the Alias (a name) the call names.
 
-// eventInvokeConfig is the object's spec.eventInvokeConfig, to read or set.
-func eventInvokeConfig(q *qualified) **lambdav1alpha1.EventInvokeConfig {
-	switch {
-	case q.fn != nil:
-		return &q.fn.Spec.EventInvokeConfig
-	case q.version != nil:
-		return &q.version.Spec.EventInvokeConfig
-	}
-	return &q.alias.Spec.EventInvokeConfig
+// eventInvokeConfigs is the event invoke config of the Function, Versions and Aliases.
+var eventInvokeConfigs = setting[lambdav1alpha1.EventInvokeConfig]{
+	fn:       func(f *lambdav1alpha1.Function) **lambdav1alpha1.EventInvokeConfig { return &f.Spec.EventInvokeConfig },
+	version:  func(v *lambdav1alpha1.Version) **lambdav1alpha1.EventInvokeConfig { return &v.Spec.EventInvokeConfig },
+	alias:    func(a *lambdav1alpha1.Alias) **lambdav1alpha1.EventInvokeConfig { return &a.Spec.EventInvokeConfig },
+	target:   (*call).eicTarget,
+	notFound: errEICNotFound,
 }
 
 // eicTarget authorizes verb on what the function name and Qualifier name and reads it; the
@@ -155,7 +153,7 @@ func (h *Handler) putEventInvokeConfig(replace bool, action string) op {
 		if e != nil {
 			return 0, nil, e
 		}
-		spec := eventInvokeConfig(q)
+		spec := eventInvokeConfigs.of(q)
 		cfg := &lambdav1alpha1.EventInvokeConfig{}
 		if !replace && *spec != nil {
 			cfg = (*spec).DeepCopy()
@@ -167,7 +165,7 @@ func (h *Handler) putEventInvokeConfig(replace bool, action string) op {
 		if err := h.Client.Update(c, q.object(), client.FieldOwner(FieldManager)); err != nil {
 			return 0, nil, fromAPI(err, q.kind())
 		}
-		out, e := h.eicOutput(name, qual, q.object(), *eventInvokeConfig(q))
+		out, e := h.eicOutput(name, qual, q.object(), *eventInvokeConfigs.of(q))
 		if e != nil {
 			return 0, nil, e
 		}
@@ -180,7 +178,7 @@ func (h *Handler) getEventInvokeConfig(c *call) (int, any, *invoke.Error) {
 	if e != nil {
 		return 0, nil, e
 	}
-	cfg := *eventInvokeConfig(q)
+	cfg := *eventInvokeConfigs.of(q)
 	if cfg == nil {
 		return 0, nil, errEICNotFound(h.arn(name, qual))
 	}
@@ -191,71 +189,23 @@ func (h *Handler) getEventInvokeConfig(c *call) (int, any, *invoke.Error) {
 	return http.StatusOK, out, nil
 }
 
-func (h *Handler) deleteEventInvokeConfig(c *call) (int, any, *invoke.Error) {
-	name, qual, q, e := c.eicTarget("update", "DeleteFunctionEventInvokeConfig")
-	if e != nil {
-		return 0, nil, e
-	}
-	spec := eventInvokeConfig(q)
-	if *spec == nil {
-		return 0, nil, errEICNotFound(h.arn(name, qual))
-	}
-	*spec = nil
-	if err := h.Client.Update(c, q.object(), client.FieldOwner(FieldManager)); err != nil {
-		return 0, nil, fromAPI(err, q.kind())
-	}
-	return http.StatusNoContent, nil, nil
-}
-
 func (h *Handler) listEventInvokeConfigs(c *call) (int, any, *invoke.Error) {
-	name, e := c.unqualified("ListFunctionEventInvokeConfigs")
-	if e != nil {
-		return 0, nil, e
-	}
-	q, e := c.object("get", "ListFunctionEventInvokeConfigs", name, "")
-	if e != nil {
-		return 0, nil, e
-	}
-	for _, res := range []string{"versions", "aliases"} {
-		if e := c.authorize(Permission{"list", res, ""}, "ListFunctionEventInvokeConfigs", h.arn(name, "")); e != nil {
-			return 0, nil, e
-		}
-	}
-	vs, e := c.versionsOf(name)
-	if e != nil {
-		return 0, nil, e
-	}
-	as, e := c.aliasesOf(name)
-	if e != nil {
-		return 0, nil, e
-	}
-	type item struct {
-		key  string
-		qual string
-		obj  client.Object
-		cfg  *lambdav1alpha1.EventInvokeConfig
-	}
-	var items []item
-	if cfg := q.fn.Spec.EventInvokeConfig; cfg != nil {
-		items = append(items, item{"\x00", contract.Latest, q.fn, cfg})
-	}
-	for _, v := range publishedVersions(vs) {
-		if cfg := v.Spec.EventInvokeConfig; cfg != nil {
-			items = append(items, item{"\x01" + versionSortKey(v.Status.Version), v.Status.Version, v, cfg})
-		}
-	}
-	for i := range as {
-		if cfg := as[i].Spec.EventInvokeConfig; cfg != nil {
-			items = append(items, item{"\x02" + aliasName(&as[i]), aliasName(&as[i]), &as[i], cfg})
-		}
-	}
-	page, next, e := listPage(c, items, func(it item) string { return it.key }, 50, 50)
+	name, page, next, e := eventInvokeConfigs.list(c, "ListFunctionEventInvokeConfigs",
+		func(_ string, it held[lambdav1alpha1.EventInvokeConfig]) string {
+			switch {
+			case it.q.fn != nil:
+				return "\x00"
+			case it.q.version != nil:
+				return "\x01" + versionSortKey(it.qual)
+			}
+			return "\x02" + it.qual
+		})
 	if e != nil {
 		return 0, nil, e
 	}
 	out := []map[string]any{}
 	for _, it := range page {
-		o, e := h.eicOutput(name, it.qual, it.obj, it.cfg)
+		o, e := h.eicOutput(name, it.qual, it.q.object(), it.cfg)
 		if e != nil {
 			return 0, nil, e
 		}

@@ -48,19 +48,19 @@ func (h *Handler) routes() []route {
 		{"GET /2019-09-30/functions/{fn}/concurrency", h.serve("GetFunctionConcurrency", false, h.getConcurrency)},
 		{"PUT /2019-09-30/functions/{fn}/provisioned-concurrency", h.serve("PutProvisionedConcurrencyConfig", false, h.putProvisioned)},
 		{"GET /2019-09-30/functions/{fn}/provisioned-concurrency", h.serve("GetProvisionedConcurrencyConfig", false, h.getProvisioned)},
-		{"DELETE /2019-09-30/functions/{fn}/provisioned-concurrency", h.serve("DeleteProvisionedConcurrencyConfig", false, h.deleteProvisioned)},
+		{"DELETE /2019-09-30/functions/{fn}/provisioned-concurrency", h.serve("DeleteProvisionedConcurrencyConfig", false, provisionedConfigs.delete("DeleteProvisionedConcurrencyConfig"))},
 		{"POST /2017-03-31/tags/{arn}", h.serve("TagResource", false, h.tagResource)},
 		{"DELETE /2017-03-31/tags/{arn}", h.serve("UntagResource", false, h.untagResource)},
 		{"GET /2017-03-31/tags/{arn}", h.serve("ListTags", false, h.listTags)},
 		{"POST /2021-10-31/functions/{fn}/url", h.serve("CreateFunctionUrlConfig", false, h.createURL)},
 		{"GET /2021-10-31/functions/{fn}/url", h.serve("GetFunctionUrlConfig", false, h.getURL)},
 		{"PUT /2021-10-31/functions/{fn}/url", h.serve("UpdateFunctionUrlConfig", false, h.updateURL)},
-		{"DELETE /2021-10-31/functions/{fn}/url", h.serve("DeleteFunctionUrlConfig", false, h.deleteURL)},
+		{"DELETE /2021-10-31/functions/{fn}/url", h.serve("DeleteFunctionUrlConfig", false, urlConfigs.delete("DeleteFunctionUrlConfig"))},
 		{"GET /2021-10-31/functions/{fn}/urls", h.serve("ListFunctionUrlConfigs", false, h.listURLs)},
 		{"PUT /2019-09-25/functions/{fn}/event-invoke-config", h.serve("PutFunctionEventInvokeConfig", false, h.putEventInvokeConfig(true, "PutFunctionEventInvokeConfig"))},
 		{"POST /2019-09-25/functions/{fn}/event-invoke-config", h.serve("UpdateFunctionEventInvokeConfig", false, h.putEventInvokeConfig(false, "UpdateFunctionEventInvokeConfig"))},
 		{"GET /2019-09-25/functions/{fn}/event-invoke-config", h.serve("GetFunctionEventInvokeConfig", false, h.getEventInvokeConfig)},
-		{"DELETE /2019-09-25/functions/{fn}/event-invoke-config", h.serve("DeleteFunctionEventInvokeConfig", false, h.deleteEventInvokeConfig)},
+		{"DELETE /2019-09-25/functions/{fn}/event-invoke-config", h.serve("DeleteFunctionEventInvokeConfig", false, eventInvokeConfigs.delete("DeleteFunctionEventInvokeConfig"))},
 		{"GET /2019-09-25/functions/{fn}/event-invoke-config/list", h.serve("ListFunctionEventInvokeConfigs", false, h.listEventInvokeConfigs)},
 		{"POST /2015-03-31/event-source-mappings", h.serve("CreateEventSourceMapping", false, h.createESM)},
 		{"POST /2015-03-31/event-source-mappings/{$}", h.serve("CreateEventSourceMapping", false, h.createESM)},
@@ -201,12 +201,7 @@ func (c *call) code(ci codeInput, dryRun bool) (lambdav1alpha1.FunctionCode, lam
 			return out, "", e
 		}
 	}
-	loc := st.Location()
-	scheme := "https://"
-	if loc.PlainHTTP {
-		scheme = "http://"
-	}
-	out.URL = scheme + loc.Registry + "/v2/" + loc.Repository + "/blobs/sha256:" + hx
+	out.URL = storeBlobURL(st.Location(), hx)
 	out.SHA256 = hx
 	return out, lambdav1alpha1.PackageTypeZip, nil
 }
@@ -413,29 +408,35 @@ func (h *Handler) createFunction(c *call) (int, any, *invoke.Error) {
 
 // resolve is the configuration of fn's $LATEST, version or alias (the alias's primary version).
 func (c *call) resolve(name, qualifier string) (*lambdav1alpha1.Function, types.FunctionConfiguration, *invoke.Error) {
+	f, _, cfg, e := c.resolveVersion(name, qualifier)
+	return f, cfg, e
+}
+
+// resolveVersion is resolve, with the Version the configuration is of (nil: $LATEST).
+func (c *call) resolveVersion(name, qualifier string) (*lambdav1alpha1.Function, *lambdav1alpha1.Version, types.FunctionConfiguration, *invoke.Error) {
 	f, e := c.function(name)
 	if e != nil {
-		return nil, types.FunctionConfiguration{}, e
+		return nil, nil, types.FunctionConfiguration{}, e
 	}
 	if qualifier == "" || qualifier == contract.Latest {
-		return f, c.h.configuration(name, contract.Latest, &f.Spec.FunctionConfiguration, functionState(f)), nil
+		return f, nil, c.h.configuration(name, contract.Latest, &f.Spec.FunctionConfiguration, functionState(f)), nil
 	}
 	num := qualifier
 	if !isNumber(qualifier) {
 		a, e := c.alias(name, qualifier)
 		if e != nil {
-			return nil, types.FunctionConfiguration{}, e
+			return nil, nil, types.FunctionConfiguration{}, e
 		}
 		num = a.Spec.FunctionVersion
 		if num == contract.Latest {
-			return f, c.h.configuration(name, contract.Latest, &f.Spec.FunctionConfiguration, functionState(f)), nil
+			return f, nil, c.h.configuration(name, contract.Latest, &f.Spec.FunctionConfiguration, functionState(f)), nil
 		}
 	}
 	v, e := c.version(name, num)
 	if e != nil {
-		return nil, types.FunctionConfiguration{}, e
+		return nil, nil, types.FunctionConfiguration{}, e
 	}
-	return f, c.h.versionConfiguration(name, v), nil
+	return f, v, c.h.versionConfiguration(name, v), nil
 }
 
 func (h *Handler) versionConfiguration(name string, v *lambdav1alpha1.Version) types.FunctionConfiguration {
@@ -462,27 +463,48 @@ func (h *Handler) getFunction(c *call) (int, any, *invoke.Error) {
 	if e := c.authorize(Permission{"get", "functions", name}, "GetFunction", h.arn(name, qual)); e != nil {
 		return 0, nil, e
 	}
-	f, cfg, e := c.resolve(name, qual)
+	f, v, cfg, e := c.resolveVersion(name, qual)
 	if e != nil {
 		return 0, nil, e
 	}
-	out := &lambda.GetFunctionOutput{Configuration: &cfg, Tags: f.Spec.Tags}
+	out := &lambda.GetFunctionOutput{Configuration: &cfg, Tags: f.Spec.Tags, Code: c.codeLocation(f, v, cfg)}
 	if f.Spec.ReservedConcurrentExecutions != nil {
 		out.Concurrency = &types.Concurrency{ReservedConcurrentExecutions: f.Spec.ReservedConcurrentExecutions}
 	}
+	return http.StatusOK, map[string]any{"Configuration": out.Configuration, "Code": out.Code, "Tags": out.Tags, "Concurrency": out.Concurrency}, nil
+}
+
+// codeLocation is GetFunction's Code: the image; a link valid CodeLocationTTL to the
+// archive in the code store when the store holds the code of cfg (of version v, or of the
+// function's $LATEST when v is nil); else where the code comes from (code.url, s3://).
+func (c *call) codeLocation(f *lambdav1alpha1.Function, v *lambdav1alpha1.Version, cfg types.FunctionConfiguration) *types.FunctionCodeLocation {
 	loc := &types.FunctionCodeLocation{}
-	switch code := f.Spec.Code; {
-	case code.ImageURI != "":
+	code := f.Spec.Code
+	if code.ImageURI != "" {
 		loc.RepositoryType, loc.ImageUri = aws.String("ECR"), aws.String(code.ImageURI)
 		loc.ResolvedImageUri = strOrNil(f.Status.ResolvedImageURI)
+		return loc
+	}
+	sum := aws.ToString(cfg.CodeSha256)
+	if sum == "" && v == nil && code.SHA256 != "" {
+		sum = hexToB64(strings.ToLower(code.SHA256)) // the controller has not reported a digest yet
+	}
+	stored, specURL, specSHA := f.Status.CodeStoreRef != "" && f.Status.CodeSha256 == sum, code.URL, code.SHA256
+	if v != nil {
+		stored, specURL, specSHA = v.Status.CodeStoreRef != "" && v.Status.CodeSha256 == sum, "", ""
+	}
+	if hx := c.h.storedCode(sum, stored, specURL, specSHA); hx != "" {
+		loc.RepositoryType, loc.Location = aws.String("S3"), aws.String(c.codeLink(hx))
+		return loc
+	}
+	switch {
 	case code.URL != "":
 		loc.RepositoryType, loc.Location = aws.String("S3"), aws.String(code.URL)
 	case code.S3 != nil:
 		loc.RepositoryType = aws.String("S3")
 		loc.Location = aws.String("s3://" + code.S3.Bucket + "/" + code.S3.Key)
 	}
-	out.Code = loc
-	return http.StatusOK, map[string]any{"Configuration": out.Configuration, "Code": out.Code, "Tags": out.Tags, "Concurrency": out.Concurrency}, nil
+	return loc
 }
 
 func (h *Handler) getFunctionConfiguration(c *call) (int, any, *invoke.Error) {

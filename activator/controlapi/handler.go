@@ -10,6 +10,7 @@ package controlapi
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -51,13 +53,24 @@ type Handler struct {
 	// MaxUploads bounds the requests carrying a code upload (up to MaxUploadBytes each)
 	// served at once; past it TooManyRequestsException. 0: DefaultMaxUploads.
 	MaxUploads int
+	// CodeKey signs and verifies the code links of GetFunction's Code.Location and
+	// GetLayerVersion's Content.Location (codelocation.go); every replica needs the same
+	// (LoadCodeLocationKey). nil: a random key of this Handler, whose links only it verifies.
+	CodeKey []byte
+	// MaxDownloads bounds the code downloads (each holding a code store connection) served
+	// at once; past it TooManyRequestsException. 0: DefaultMaxDownloads.
+	MaxDownloads int
+	// Now is the clock of code links; nil: time.Now.
+	Now func() time.Time
 	// Next serves everything else.
 	Next http.Handler
 	Log  logr.Logger
 
-	once    sync.Once
-	mux     *http.ServeMux
-	uploads chan struct{}
+	once      sync.Once
+	mux       *http.ServeMux
+	uploads   chan struct{}
+	downloads chan struct{}
+	codeKey   []byte
 }
 
 // Bounds of request bodies.
@@ -92,6 +105,16 @@ func (h *Handler) init() {
 		n = DefaultMaxUploads
 	}
 	h.uploads = make(chan struct{}, n)
+	if n = h.MaxDownloads; n <= 0 {
+		n = DefaultMaxDownloads
+	}
+	h.downloads = make(chan struct{}, n)
+	h.codeKey = h.CodeKey
+	if len(h.codeKey) == 0 {
+		h.codeKey = make([]byte, CodeLocationKeyBytes)
+		_, _ = rand.Read(h.codeKey)
+	}
+	h.mux.HandleFunc("GET /klambda/code/{digest}", h.downloadCode)
 	for _, rt := range h.routes() {
 		h.mux.HandleFunc(rt.pattern, rt.fn)
 	}

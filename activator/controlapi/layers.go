@@ -95,15 +95,20 @@ func (c *call) layerVersionTarget() (string, int64, *invoke.Error) {
 	return layer, n, nil
 }
 
-// layerOutput is Lambda's GetLayerVersion answer for lv.
-func (h *Handler) layerOutput(lv *lambdav1alpha1.LayerVersion) map[string]any {
+// layerOutput is Lambda's GetLayerVersion answer for lv: Content.Location is a link valid
+// CodeLocationTTL when the code store holds the content, else where it comes from.
+func (c *call) layerOutput(lv *lambdav1alpha1.LayerVersion) map[string]any {
+	h := c.h
 	item := h.layerListItem(lv)
 	content := types.LayerVersionContentOutput{CodeSha256: strOrNil(lv.Status.CodeSha256), CodeSize: lv.Status.CodeSize}
-	switch c := lv.Spec.Content; {
-	case c.URL != "":
-		content.Location = aws.String(c.URL)
-	case c.S3 != nil:
-		content.Location = aws.String("s3://" + c.S3.Bucket + "/" + c.S3.Key)
+	src := lv.Spec.Content
+	switch hx := h.storedCode(lv.Status.CodeSha256, lv.Status.CodeStoreRef != "", src.URL, src.SHA256); {
+	case hx != "":
+		content.Location = aws.String(c.codeLink(hx))
+	case src.URL != "":
+		content.Location = aws.String(src.URL)
+	case src.S3 != nil:
+		content.Location = aws.String("s3://" + src.S3.Bucket + "/" + src.S3.Key)
 	}
 	return map[string]any{"Content": content, "LayerArn": h.layerARNOf(lv), "LayerVersionArn": item.LayerVersionArn,
 		"Version": item.Version, "Description": item.Description, "CreatedDate": item.CreatedDate, "LicenseInfo": item.LicenseInfo,
@@ -181,7 +186,7 @@ func (h *Handler) publishLayerVersion(c *call) (int, any, *invoke.Error) {
 			return 0, nil, fromAPI(err, "layer version")
 		}
 		if got.Status.Version != 0 && meta.IsStatusConditionTrue(got.Status.Conditions, contract.ConditionReady) {
-			return http.StatusCreated, h.layerOutput(&got), nil
+			return http.StatusCreated, c.layerOutput(&got), nil
 		}
 		if st := meta.FindStatusCondition(got.Status.Conditions, contract.ConditionStalled); st != nil && st.Status == metav1.ConditionTrue &&
 			st.ObservedGeneration == got.Generation {
@@ -215,7 +220,7 @@ func (h *Handler) answerLayerVersion(c *call, action, layer string, num int64) (
 	if e != nil {
 		return 0, nil, e
 	}
-	return http.StatusOK, h.layerOutput(lv), nil
+	return http.StatusOK, c.layerOutput(lv), nil
 }
 
 // getLayerVersionByARN is GET /2018-10-31/layers?find=LayerVersion&Arn=….

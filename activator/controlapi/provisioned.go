@@ -2,7 +2,6 @@ package controlapi
 
 import (
 	"net/http"
-	"sort"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
@@ -21,31 +20,39 @@ func errPCNotFound(arn string) *invoke.Error {
 	return userErr(http.StatusNotFound, "ProvisionedConcurrencyConfigNotFoundException", "No Provisioned Concurrency Config found for this function: "+arn)
 }
 
-// pcTarget is the object holding a qualifier's provisioned concurrency.
-type pcTarget struct {
-	obj    client.Object
-	kind   string
-	spec   **int32
-	status *lambdav1alpha1.ProvisionedConcurrencyStatus
+// provisionedConfigs is the provisioned concurrency of Versions and Aliases.
+var provisionedConfigs = setting[int32]{
+	version:  func(v *lambdav1alpha1.Version) **int32 { return &v.Spec.ProvisionedConcurrentExecutions },
+	alias:    func(a *lambdav1alpha1.Alias) **int32 { return &a.Spec.ProvisionedConcurrentExecutions },
+	target:   (*call).pcTarget,
+	notFound: errPCNotFound,
 }
 
-// pcTarget authorizes verb on the version or alias qual names and reads it.
-func (c *call) pcTarget(verb, action, name, qual string) (*pcTarget, *invoke.Error) {
+// provisionedStatus is the provisioned concurrency the controllers report for q's object.
+func provisionedStatus(q *qualified) *lambdav1alpha1.ProvisionedConcurrencyStatus {
+	if q.version != nil {
+		return q.version.Status.ProvisionedConcurrency
+	}
+	return q.alias.Status.ProvisionedConcurrency
+}
+
+// pcTarget authorizes verb on the version or alias the call's Qualifier names and reads it.
+func (c *call) pcTarget(verb, action string) (string, string, *qualified, *invoke.Error) {
+	name, qual, e := c.target()
+	if e != nil {
+		return "", "", nil, e
+	}
 	switch qual {
 	case "":
-		return nil, errValidation("1 validation error detected: Value null at 'qualifier' failed to satisfy constraint: Member must not be null")
+		return "", "", nil, errValidation("1 validation error detected: Value null at 'qualifier' failed to satisfy constraint: Member must not be null")
 	case contract.Latest:
-		return nil, errInvalid("Provisioned Concurrency Configs cannot be applied to unpublished function versions.")
+		return "", "", nil, errInvalid("Provisioned Concurrency Configs cannot be applied to unpublished function versions.")
 	}
 	q, e := c.object(verb, action, name, qual)
 	if e != nil {
-		return nil, e
+		return "", "", nil, e
 	}
-	if v := q.version; v != nil {
-		return &pcTarget{obj: v, kind: "version", spec: &v.Spec.ProvisionedConcurrentExecutions, status: v.Status.ProvisionedConcurrency}, nil
-	}
-	a := q.alias
-	return &pcTarget{obj: a, kind: "alias", spec: &a.Spec.ProvisionedConcurrentExecutions, status: a.Status.ProvisionedConcurrency}, nil
+	return name, qual, q, nil
 }
 
 func pcOutput(requested int32, st *lambdav1alpha1.ProvisionedConcurrencyStatus) types.ProvisionedConcurrencyConfigListItem {
@@ -67,8 +74,7 @@ func pcOutput(requested int32, st *lambdav1alpha1.ProvisionedConcurrencyStatus) 
 }
 
 func (h *Handler) putProvisioned(c *call) (int, any, *invoke.Error) {
-	name, qual, e := c.target()
-	if e != nil {
+	if _, _, e := c.target(); e != nil {
 		return 0, nil, e
 	}
 	var in lambda.PutProvisionedConcurrencyConfigInput
@@ -78,15 +84,16 @@ func (h *Handler) putProvisioned(c *call) (int, any, *invoke.Error) {
 	if in.ProvisionedConcurrentExecutions == nil || *in.ProvisionedConcurrentExecutions < 1 {
 		return 0, nil, errValidation("1 validation error detected: Value at 'provisionedConcurrentExecutions' failed to satisfy constraint: Member must have value greater than or equal to 1")
 	}
-	t, e := c.pcTarget("update", "PutProvisionedConcurrencyConfig", name, qual)
+	_, _, q, e := c.pcTarget("update", "PutProvisionedConcurrencyConfig")
 	if e != nil {
 		return 0, nil, e
 	}
-	*t.spec = in.ProvisionedConcurrentExecutions
-	if err := h.Client.Update(c, t.obj, client.FieldOwner(FieldManager)); err != nil {
-		return 0, nil, fromAPI(err, t.kind)
+	*provisionedConfigs.of(q) = in.ProvisionedConcurrentExecutions
+	status := provisionedStatus(q)
+	if err := h.Client.Update(c, q.object(), client.FieldOwner(FieldManager)); err != nil {
+		return 0, nil, fromAPI(err, q.kind())
 	}
-	out := pcOutput(*in.ProvisionedConcurrentExecutions, t.status)
+	out := pcOutput(*in.ProvisionedConcurrentExecutions, status)
 	out.FunctionArn = nil
 	return http.StatusAccepted, out, nil
 }
@@ -95,86 +102,28 @@ func (h *Handler) getProvisioned(c *call) (int, any, *invoke.Error) {
 	if c.query.Get("List") == "ALL" {
 		return h.listProvisioned(c)
 	}
-	name, qual, e := c.target()
+	name, qual, q, e := c.pcTarget("get", "GetProvisionedConcurrencyConfig")
 	if e != nil {
 		return 0, nil, e
 	}
-	t, e := c.pcTarget("get", "GetProvisionedConcurrencyConfig", name, qual)
-	if e != nil {
-		return 0, nil, e
-	}
-	if *t.spec == nil {
+	spec := *provisionedConfigs.of(q)
+	if spec == nil {
 		return 0, nil, errPCNotFound(h.arn(name, qual))
 	}
-	return http.StatusOK, pcOutput(**t.spec, t.status), nil
-}
-
-func (h *Handler) deleteProvisioned(c *call) (int, any, *invoke.Error) {
-	name, qual, e := c.target()
-	if e != nil {
-		return 0, nil, e
-	}
-	t, e := c.pcTarget("update", "DeleteProvisionedConcurrencyConfig", name, qual)
-	if e != nil {
-		return 0, nil, e
-	}
-	if *t.spec == nil {
-		return 0, nil, errPCNotFound(h.arn(name, qual))
-	}
-	*t.spec = nil
-	if err := h.Client.Update(c, t.obj, client.FieldOwner(FieldManager)); err != nil {
-		return 0, nil, fromAPI(err, t.kind)
-	}
-	return http.StatusNoContent, nil, nil
+	return http.StatusOK, pcOutput(*spec, provisionedStatus(q)), nil
 }
 
 func (h *Handler) listProvisioned(c *call) (int, any, *invoke.Error) {
-	name, qual, e := parseFunctionName(c.r.PathValue("fn"))
+	name, page, next, e := provisionedConfigs.list(c, "ListProvisionedConcurrencyConfigs",
+		func(name string, it held[int32]) string { return h.arn(name, it.qual) })
 	if e != nil {
 		return 0, nil, e
 	}
-	if qual != "" {
-		return 0, nil, errInvalid("ListProvisionedConcurrencyConfigs takes an unqualified function name.")
+	items := []types.ProvisionedConcurrencyConfigListItem{}
+	for _, it := range page {
+		item := pcOutput(*it.cfg, provisionedStatus(it.q))
+		item.FunctionArn = aws.String(h.arn(name, it.qual))
+		items = append(items, item)
 	}
-	if e := c.authorize(Permission{"list", "versions", ""}, "ListProvisionedConcurrencyConfigs", h.arn(name, "")); e != nil {
-		return 0, nil, e
-	}
-	if e := c.authorize(Permission{"list", "aliases", ""}, "ListProvisionedConcurrencyConfigs", h.arn(name, "")); e != nil {
-		return 0, nil, e
-	}
-	if _, e := c.function(name); e != nil {
-		return 0, nil, e
-	}
-	vs, e := c.versionsOf(name)
-	if e != nil {
-		return 0, nil, e
-	}
-	as, e := c.aliasesOf(name)
-	if e != nil {
-		return 0, nil, e
-	}
-	var items []types.ProvisionedConcurrencyConfigListItem
-	for _, v := range publishedVersions(vs) {
-		if p := v.Spec.ProvisionedConcurrentExecutions; p != nil {
-			it := pcOutput(*p, v.Status.ProvisionedConcurrency)
-			it.FunctionArn = aws.String(h.arn(name, v.Status.Version))
-			items = append(items, it)
-		}
-	}
-	for i := range as {
-		if p := as[i].Spec.ProvisionedConcurrentExecutions; p != nil {
-			it := pcOutput(*p, as[i].Status.ProvisionedConcurrency)
-			it.FunctionArn = aws.String(h.arn(name, aliasName(&as[i])))
-			items = append(items, it)
-		}
-	}
-	sort.Slice(items, func(i, j int) bool { return *items[i].FunctionArn < *items[j].FunctionArn })
-	page, next, e := listPage(c, items, func(it types.ProvisionedConcurrencyConfigListItem) string { return *it.FunctionArn }, 50, 50)
-	if e != nil {
-		return 0, nil, e
-	}
-	if page == nil {
-		page = []types.ProvisionedConcurrencyConfigListItem{}
-	}
-	return http.StatusOK, map[string]any{"ProvisionedConcurrencyConfigs": page, "NextMarker": next}, nil
+	return http.StatusOK, map[string]any{"ProvisionedConcurrencyConfigs": items, "NextMarker": next}, nil
 }

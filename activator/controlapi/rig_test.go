@@ -2,17 +2,23 @@ package controlapi_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -23,6 +29,7 @@ import (
 	"github.com/klambda/klambda/internal/codestore"
 	"github.com/klambda/klambda/internal/codestore/registrytest"
 	"github.com/klambda/klambda/test/apiserver"
+	"github.com/klambda/klambda/test/ziptest"
 
 	"github.com/klambda/klambda/internal/sdkbody"
 )
@@ -126,4 +133,70 @@ func (r *rig) function(t *testing.T, name string) *lambdav1alpha1.Function {
 		t.Fatal(err)
 	}
 	return &f
+}
+
+// newAPIRig is newRig with aws-sdk-go-v2's client of its namespace (no token) and, unless
+// fn is "", function fn created from a zip through the API and Active.
+func newAPIRig(t *testing.T, fn string) (*rig, *lambda.Client) {
+	t.Helper()
+	r := newRig(t)
+	api := r.sdk("")
+	if fn != "" {
+		r.createActive(t, api, fn)
+	}
+	return r, api
+}
+
+// createActive creates a function from a zip through the API and waits for FunctionActiveV2.
+func (r *rig) createActive(t *testing.T, api *lambda.Client, name string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := api.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String(name), Role: aws.String(role),
+		Runtime: types.RuntimeProvidedal2023, Handler: aws.String("bootstrap"), Code: &types.FunctionCode{ZipFile: ziptest.Bootstrap(t, name)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lambda.NewFunctionActiveV2Waiter(api).Wait(ctx, &lambda.GetFunctionInput{FunctionName: aws.String(name)}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (r *rig) waitUpdated(t *testing.T, api *lambda.Client, name string) {
+	t.Helper()
+	if err := lambda.NewFunctionUpdatedV2Waiter(api).Wait(context.Background(), &lambda.GetFunctionInput{FunctionName: aws.String(name)}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// gitopsFunction is a function applied by another field manager (no API label).
+func (r *rig) gitopsFunction(t *testing.T, name string) {
+	t.Helper()
+	ctx := context.Background()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: r.ns, Name: name + "-code"}, BinaryData: map[string][]byte{"code.zip": ziptest.Bootstrap(t, name)}}
+	if err := k8s.Create(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	f := &lambdav1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Namespace: r.ns, Name: name}}
+	f.Spec.Runtime, f.Spec.Handler = "provided.al2023", "bootstrap"
+	f.Spec.Code.ConfigMapRef = &lambdav1alpha1.ConfigMapCodeSource{Name: cm.Name, Key: "code.zip"}
+	if err := k8s.Create(ctx, f, client.FieldOwner("argocd-controller")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wantErr fails unless err is the exception target points to, with status and a message
+// containing msg.
+func wantErr(t *testing.T, what string, err error, target any, code int, msg string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s: no error", what)
+	}
+	if !errors.As(err, target) {
+		t.Fatalf("%s: errors.As(%T) failed: %v", what, target, err)
+	}
+	if s := status(err); s != code {
+		t.Errorf("%s: status %d, want %d (%v)", what, s, code, err)
+	}
+	if !strings.Contains(err.Error(), msg) {
+		t.Errorf("%s: %q does not say %q", what, err.Error(), msg)
+	}
 }

@@ -2,7 +2,6 @@ package controlapi_test
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -11,76 +10,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/smithy-go"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
-	"github.com/klambda/klambda/test/ziptest"
 )
-
-// createActive creates a function from a zip through the API and waits for FunctionActiveV2.
-func (r *rig) createActive(t *testing.T, api *lambda.Client, name string) {
-	t.Helper()
-	ctx := context.Background()
-	if _, err := api.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String(name), Role: aws.String(role),
-		Runtime: types.RuntimeProvidedal2023, Handler: aws.String("bootstrap"), Code: &types.FunctionCode{ZipFile: ziptest.Bootstrap(t, name)}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := lambda.NewFunctionActiveV2Waiter(api).Wait(ctx, &lambda.GetFunctionInput{FunctionName: aws.String(name)}, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func (r *rig) waitUpdated(t *testing.T, api *lambda.Client, name string) {
-	t.Helper()
-	if err := lambda.NewFunctionUpdatedV2Waiter(api).Wait(context.Background(), &lambda.GetFunctionInput{FunctionName: aws.String(name)}, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// gitopsFunction is a function applied by another field manager (no API label).
-func (r *rig) gitopsFunction(t *testing.T, name string) {
-	t.Helper()
-	ctx := context.Background()
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: r.ns, Name: name + "-code"}, BinaryData: map[string][]byte{"code.zip": ziptest.Bootstrap(t, name)}}
-	if err := k8s.Create(ctx, cm); err != nil {
-		t.Fatal(err)
-	}
-	f := &lambdav1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Namespace: r.ns, Name: name}}
-	f.Spec.Runtime, f.Spec.Handler = "provided.al2023", "bootstrap"
-	f.Spec.Code.ConfigMapRef = &lambdav1alpha1.ConfigMapCodeSource{Name: cm.Name, Key: "code.zip"}
-	if err := k8s.Create(ctx, f, client.FieldOwner("argocd-controller")); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// wantErr fails unless err is the exception target points to, with status and a message
-// containing msg.
-func wantErr(t *testing.T, what string, err error, target any, code int, msg string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("%s: no error", what)
-	}
-	if !errors.As(err, target) {
-		t.Fatalf("%s: errors.As(%T) failed: %v", what, target, err)
-	}
-	if s := status(err); s != code {
-		t.Errorf("%s: status %d, want %d (%v)", what, s, code, err)
-	}
-	if !strings.Contains(err.Error(), msg) {
-		t.Errorf("%s: %q does not say %q", what, err.Error(), msg)
-	}
-}
 
 // Function URL configs over spec.functionUrlConfig of the Function ($LATEST) and of an
 // Alias (Qualifier): Create answers the URL the controller reports in status, Get/Update/
 // List/Delete, Lambda's errors, and a GitOps-owned function is not changed.
 func TestFunctionURLConfigs(t *testing.T) {
-	r := newRig(t)
+	r, api := newAPIRig(t, "web")
 	ctx := context.Background()
-	api := r.sdk("")
-	r.createActive(t, api, "web")
 
 	created, err := api.CreateFunctionUrlConfig(ctx, &lambda.CreateFunctionUrlConfigInput{FunctionName: aws.String("web"),
 		AuthType: types.FunctionUrlAuthTypeNone, Cors: &types.Cors{AllowOrigins: []string{"*"}, MaxAge: aws.Int32(60)}})
@@ -196,10 +136,8 @@ func TestFunctionURLConfigs(t *testing.T) {
 // Alias: Put replaces, Update merges, a function ARN is a Function destination, others are
 // refused; List, Delete and Lambda's errors.
 func TestEventInvokeConfigs(t *testing.T) {
-	r := newRig(t)
+	r, api := newAPIRig(t, "async")
 	ctx := context.Background()
-	api := r.sdk("")
-	r.createActive(t, api, "async")
 	const destARN = "arn:aws:lambda:us-east-1:000000000000:function:dest:live"
 
 	put, err := api.PutFunctionEventInvokeConfig(ctx, &lambda.PutFunctionEventInvokeConfigInput{FunctionName: aws.String("async"),

@@ -36,10 +36,8 @@ func (r *rig) esm(t *testing.T, uuid string) *lambdav1alpha1.EventSourceMapping 
 // (SelfManagedEventSource) and an SQS queue ARN; the UUID is the object's UID; Get, Update,
 // List with filters and pages, Delete; other sources and members are refused.
 func TestEventSourceMappings(t *testing.T) {
-	r := newRig(t)
+	r, api := newAPIRig(t, "consumer")
 	ctx := context.Background()
-	api := r.sdk("")
-	r.createActive(t, api, "consumer")
 
 	kafka, err := api.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("consumer"),
 		SelfManagedEventSource: &types.SelfManagedEventSource{Endpoints: map[string][]string{"KAFKA_BOOTSTRAP_SERVERS": {"kafka.kafka.svc:9092"}}},
@@ -172,9 +170,8 @@ func TestEventSourceMappings(t *testing.T) {
 // ListLayers, ListLayerVersions (newest first, paged), a function using a published layer,
 // DeleteLayerVersion (idempotent), and Lambda's errors.
 func TestLayers(t *testing.T) {
-	r := newRig(t)
+	r, api := newAPIRig(t, "")
 	ctx := context.Background()
-	api := r.sdk("")
 	zip1, zip2 := ziptest.Bootstrap(t, "lib v1"), ziptest.Bootstrap(t, "lib v2")
 	hex1, b641 := ziptest.Digest(zip1)
 

@@ -2,7 +2,6 @@ package controlapi
 
 import (
 	"net/http"
-	"sort"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -41,12 +40,20 @@ func (c *call) urlTarget(verb, action string) (string, string, *qualified, *invo
 	return name, qual, q, nil
 }
 
+// urlConfigs is the function URL config of the Function and Aliases (Versions have none).
+var urlConfigs = setting[lambdav1alpha1.FunctionURLConfig]{
+	fn:       func(f *lambdav1alpha1.Function) **lambdav1alpha1.FunctionURLConfig { return &f.Spec.FunctionURLConfig },
+	alias:    func(a *lambdav1alpha1.Alias) **lambdav1alpha1.FunctionURLConfig { return &a.Spec.FunctionURLConfig },
+	target:   (*call).urlTarget,
+	notFound: errURLNotFound,
+}
+
 // urlConfig is the object's URL config (to read or set) and its reported URL.
 func urlConfig(q *qualified) (**lambdav1alpha1.FunctionURLConfig, string) {
 	if q.fn != nil {
-		return &q.fn.Spec.FunctionURLConfig, q.fn.Status.FunctionURL
+		return urlConfigs.of(q), q.fn.Status.FunctionURL
 	}
-	return &q.alias.Spec.FunctionURLConfig, q.alias.Status.FunctionURL
+	return urlConfigs.of(q), q.alias.Status.FunctionURL
 }
 
 func errURLNotFound(arn string) *invoke.Error {
@@ -194,60 +201,24 @@ func (h *Handler) updateURL(c *call) (int, any, *invoke.Error) {
 	return http.StatusOK, h.urlOutput(name, qual, q.object(), *spec, url), nil
 }
 
-func (h *Handler) deleteURL(c *call) (int, any, *invoke.Error) {
-	name, qual, q, e := c.urlTarget("update", "DeleteFunctionUrlConfig")
-	if e != nil {
-		return 0, nil, e
-	}
-	spec, _ := urlConfig(q)
-	if *spec == nil {
-		return 0, nil, errURLNotFound(h.arn(name, qual))
-	}
-	*spec = nil
-	if err := h.Client.Update(c, q.object(), client.FieldOwner(FieldManager)); err != nil {
-		return 0, nil, fromAPI(err, q.kind())
-	}
-	return http.StatusNoContent, nil, nil
-}
-
 func (h *Handler) listURLs(c *call) (int, any, *invoke.Error) {
-	name, e := c.unqualified("ListFunctionUrlConfigs")
-	if e != nil {
-		return 0, nil, e
-	}
-	q, e := c.object("get", "ListFunctionUrlConfigs", name, "")
-	if e != nil {
-		return 0, nil, e
-	}
-	if e := c.authorize(Permission{"list", "aliases", ""}, "ListFunctionUrlConfigs", h.arn(name, "")); e != nil {
-		return 0, nil, e
-	}
-	as, e := c.aliasesOf(name)
-	if e != nil {
-		return 0, nil, e
-	}
-	type item struct {
-		key string
-		cfg types.FunctionUrlConfig
-	}
-	var items []item
-	if cfg := q.fn.Spec.FunctionURLConfig; cfg != nil {
-		items = append(items, item{"\x00", h.urlOutput(name, "", q.fn, cfg, q.fn.Status.FunctionURL)})
-	}
-	for i := range as {
-		a := &as[i]
-		if cfg := a.Spec.FunctionURLConfig; cfg != nil {
-			items = append(items, item{"\x01" + aliasName(a), h.urlOutput(name, aliasName(a), a, cfg, a.Status.FunctionURL)})
+	name, page, next, e := urlConfigs.list(c, "ListFunctionUrlConfigs", func(_ string, it held[lambdav1alpha1.FunctionURLConfig]) string {
+		if it.q.fn != nil {
+			return "\x00"
 		}
-	}
-	sort.Slice(items, func(i, j int) bool { return items[i].key < items[j].key })
-	page, next, e := listPage(c, items, func(it item) string { return it.key }, 50, 50)
+		return "\x01" + it.qual
+	})
 	if e != nil {
 		return 0, nil, e
 	}
 	out := []types.FunctionUrlConfig{}
 	for _, it := range page {
-		out = append(out, it.cfg)
+		qual := it.qual
+		if it.q.fn != nil {
+			qual = ""
+		}
+		_, url := urlConfig(it.q)
+		out = append(out, h.urlOutput(name, qual, it.q.object(), it.cfg, url))
 	}
 	return http.StatusOK, map[string]any{"FunctionUrlConfigs": out, "NextMarker": next}, nil
 }

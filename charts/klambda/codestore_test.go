@@ -1,6 +1,7 @@
 package klambda_test
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 )
 
 // TestChartCodeStore: codeStore values become the manager's codeStore configuration (which
@@ -173,5 +175,39 @@ func TestChartBundledCodeStore(t *testing.T) {
 	d := decode[appsv1.Deployment](t, objs, "Deployment/klambda-code-store")
 	if d.Spec.Template.Spec.Volumes[0].PersistentVolumeClaim.ClaimName != "mine" || d.Spec.Template.Spec.NodeSelector["disk"] != "ssd" || d.Spec.Template.Labels["team"] != "a" {
 		t.Errorf("existingClaim/nodeSelector/podLabels not applied: %+v", d.Spec.Template)
+	}
+}
+
+// TestChartCodeLocationKey: with the control-plane API and a code store, the activator
+// takes the key of its code links from Secret <release>-activator-code-location (created
+// by the first activator when missing), and a Role lets it get that Secret and create
+// Secrets, nothing more; without a code store neither flag nor Role.
+func TestChartCodeLocationKey(t *testing.T) {
+	set := []string{"activator.controlAPI.enabled=true", "codeStore.bundled.enabled=false", "codeStore.repository=registry.example.com:5000/klambda/code"}
+	if args := activatorArgs(t, set...); !slices.Contains(args, "--code-location-key-secret=klambda-activator-code-location") {
+		t.Fatalf("activator args %v", args)
+	}
+	objs, errOut := render(t, append([]string{"activator.enabled=true", "activator.tls.secretName=activator-tls"}, set...)...)
+	if errOut != "" {
+		t.Fatal(errOut)
+	}
+	role := decode[rbacv1.Role](t, objs, "Role/klambda-activator-code-location")
+	want := []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"klambda-activator-code-location"}, Verbs: []string{"get"}},
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create"}},
+	}
+	if !reflect.DeepEqual(role.Rules, want) || role.Namespace != releaseNS {
+		t.Fatalf("Role rules %+v in %s", role.Rules, role.Namespace)
+	}
+	rb := decode[rbacv1.RoleBinding](t, objs, "RoleBinding/klambda-activator-code-location")
+	if rb.RoleRef.Name != role.Name || len(rb.Subjects) != 1 || rb.Subjects[0].Name != "klambda-activator" || rb.Subjects[0].Namespace != releaseNS {
+		t.Fatalf("RoleBinding %+v", rb)
+	}
+	if args := activatorArgs(t, "activator.controlAPI.enabled=true", "codeStore.bundled.enabled=false"); slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--code-location-key-secret") }) {
+		t.Fatalf("without a code store: %v", args)
+	}
+	objs, _ = render(t, "activator.enabled=true", "activator.tls.secretName=activator-tls", "activator.controlAPI.enabled=true", "codeStore.bundled.enabled=false")
+	if _, ok := objs["Role/klambda-activator-code-location"]; ok {
+		t.Fatal("the code-location Role without a code store")
 	}
 }

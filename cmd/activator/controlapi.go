@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -27,15 +29,17 @@ type controlAPIOptions struct {
 	repository, credsDir *string
 	plainHTTP            *bool
 	maxUploads           *int
+	codeKeySecret        *string
 }
 
 func bindControlAPIFlags(fs *flag.FlagSet) *controlAPIOptions {
 	return &controlAPIOptions{
-		on:         fs.Bool("control-api", false, "Serve Lambda's control-plane API (CreateFunction, UpdateFunctionCode, PublishVersion, CreateAlias, ...) on the Invoke API's listener, authorized per operation by SubjectAccessReviews; the activator then needs write access to Functions, Versions, Aliases, EventSourceMappings and LayerVersions (chart activator.controlAPI.enabled)."),
-		repository: fs.String("code-store-repository", "", "The code store (registry/path, as the manager's codeStore.repository) that CreateFunction's and UpdateFunctionCode's ZipFile uploads go to; empty: ZipFile is refused."),
-		plainHTTP:  fs.Bool("code-store-plain-http", false, "Reach --code-store-repository without TLS (an in-cluster registry)."),
-		credsDir:   fs.String("code-store-credentials-dir", "", "Directory with files username and password: write credentials of --code-store-repository, read at every request."),
-		maxUploads: fs.Int("control-api-max-uploads", controlapi.DefaultMaxUploads, "Code uploads (each up to 50 MB zipped) served at once; past it TooManyRequestsException."),
+		on:            fs.Bool("control-api", false, "Serve Lambda's control-plane API (CreateFunction, UpdateFunctionCode, PublishVersion, CreateAlias, ...) on the Invoke API's listener, authorized per operation by SubjectAccessReviews; the activator then needs write access to Functions, Versions, Aliases, EventSourceMappings and LayerVersions (chart activator.controlAPI.enabled)."),
+		repository:    fs.String("code-store-repository", "", "The code store (registry/path, as the manager's codeStore.repository) that CreateFunction's and UpdateFunctionCode's ZipFile uploads go to; empty: ZipFile is refused."),
+		plainHTTP:     fs.Bool("code-store-plain-http", false, "Reach --code-store-repository without TLS (an in-cluster registry)."),
+		credsDir:      fs.String("code-store-credentials-dir", "", "Directory with files username and password: write credentials of --code-store-repository, read at every request."),
+		maxUploads:    fs.Int("control-api-max-uploads", controlapi.DefaultMaxUploads, "Code uploads (each up to 50 MB zipped) served at once; past it TooManyRequestsException."),
+		codeKeySecret: fs.String("code-location-key-secret", "", "Secret of $POD_NAMESPACE whose key \"key\" signs the 10-minute links of GetFunction's Code.Location and GetLayerVersion's Content.Location to the code store's archives; created with a random key when missing, so that every replica verifies the others' links. Empty: a key of this process (its links verify only on it, until it restarts)."),
 	}
 }
 
@@ -43,8 +47,8 @@ func bindControlAPIFlags(fs *flag.FlagSet) *controlAPIOptions {
 func (o *controlAPIOptions) wrap(next http.Handler, scheme *runtime.Scheme, cfg *rest.Config, cs kubernetes.Interface,
 	checker *auth.Checker, authOn bool, opts *options, log logr.Logger) (http.Handler, error) {
 	if !*o.on {
-		if *o.repository != "" {
-			return nil, errors.New("--code-store-repository is used by the control-plane API only: give --control-api too")
+		if *o.repository != "" || *o.codeKeySecret != "" {
+			return nil, errors.New("--code-store-repository and --code-location-key-secret are used by the control-plane API only: give --control-api too")
 		}
 		return next, nil
 	}
@@ -78,6 +82,20 @@ func (o *controlAPIOptions) wrap(next http.Handler, scheme *runtime.Scheme, cfg 
 		}
 		if h.Store, err = codestore.NewOCI(so); err != nil {
 			return nil, fmt.Errorf("--code-store-repository: %w", err)
+		}
+	}
+	if *o.codeKeySecret != "" {
+		ns := os.Getenv("POD_NAMESPACE")
+		switch {
+		case h.Store == nil:
+			return nil, errors.New("--code-location-key-secret signs links to the code store: give --code-store-repository too")
+		case ns == "":
+			return nil, errors.New("--code-location-key-secret needs $POD_NAMESPACE (the Secret's namespace)")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if h.CodeKey, err = controlapi.LoadCodeLocationKey(ctx, cs, ns, *o.codeKeySecret); err != nil {
+			return nil, fmt.Errorf("--code-location-key-secret: %w", err)
 		}
 	}
 	log.Info("serving the Lambda control-plane API", "codeStore", *o.repository)

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
@@ -59,6 +61,44 @@ func TestControlAPIFlags(t *testing.T) {
 	if !ok || c.ReviewRate != 3 || c.ReviewBurst != 7 || c.Authn != checker.Authn {
 		t.Fatalf("the control-plane API's authorization: %+v", api.Auth)
 	}
+	if api.CodeKey != nil {
+		t.Fatal("a code link key without --code-location-key-secret")
+	}
+
+	// The code link key: from (or into) the Secret of $POD_NAMESPACE, the same for each
+	// replica; refused without --control-api, the code store or $POD_NAMESPACE.
+	if _, err := parse("--code-location-key-secret=links").wrap(next, runtime.NewScheme(), cfg, cs, checker, true, opts, logr.Discard()); err == nil {
+		t.Fatal("--code-location-key-secret without --control-api accepted")
+	}
+	if _, err := parse("--control-api", "--code-location-key-secret=links").wrap(next, runtime.NewScheme(), cfg, cs, checker, true, opts, logr.Discard()); err == nil ||
+		!strings.Contains(err.Error(), "--code-store-repository") {
+		t.Fatalf("--code-location-key-secret without a code store: %v", err)
+	}
+	withKey := func() (*controlapi.Handler, error) {
+		h, err := parse("--control-api", "--code-store-repository=reg:5000/code", "--code-location-key-secret=links").wrap(next, runtime.NewScheme(), cfg, cs, checker, true, opts, logr.Discard())
+		if err != nil {
+			return nil, err
+		}
+		return h.(*controlapi.Handler), nil
+	}
+	t.Setenv("POD_NAMESPACE", "")
+	if _, err := withKey(); err == nil || !strings.Contains(err.Error(), "POD_NAMESPACE") {
+		t.Fatalf("--code-location-key-secret without $POD_NAMESPACE: %v", err)
+	}
+	t.Setenv("POD_NAMESPACE", "klambda-system")
+	one, err := withKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, err := withKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := cs.CoreV1().Secrets("klambda-system").Get(context.Background(), "links", metav1.GetOptions{})
+	if err != nil || len(one.CodeKey) != controlapi.CodeLocationKeyBytes || string(one.CodeKey) != string(two.CodeKey) || string(sec.Data["key"]) != string(one.CodeKey) {
+		t.Fatalf("the code link key: %x and %x, Secret %v (%v)", one.CodeKey, two.CodeKey, sec, err)
+	}
+
 	if _, err := parse("--control-api", "--control-api-max-uploads=0").wrap(next, runtime.NewScheme(), cfg, cs, checker, true, opts, logr.Discard()); err == nil {
 		t.Fatal("--control-api-max-uploads=0 accepted")
 	}
