@@ -113,12 +113,6 @@ func mustCreate(t *testing.T, o client.Object) {
 	}
 }
 
-// acquireLater acquires an environment of key in the background (30 s at most) and
-// releases it at once.
-func acquireLater(d *dispatch.Dispatcher, key fnkey.Key) chan acquired {
-	return acquireAsync(d, key)
-}
-
 // genericPod creates a Ready generic pod of poolKey's pool at ip.
 func genericPod(t *testing.T, ns, name, ip string) *corev1.Pod {
 	t.Helper()
@@ -276,7 +270,7 @@ func TestPoolMissScalesTheDeployment(t *testing.T) {
 	r := startPoolRig(t, ctx, ns, time.Hour)
 
 	key := fnkey.Key{Namespace: ns, Function: "f", Version: contract.Latest}
-	acquireLater(r.disp, key)
+	acquireAsync(r.disp, key)
 	eventually(t, "the Deployment scaled for the miss", func() bool { return replicasOf(t, ns, "f-latest") == 1 })
 	if m := testutil.ToFloat64(r.starter.Index.Metrics.Misses.WithLabelValues(ns, poolKey.LabelValue())); m < 1 {
 		t.Fatalf("misses %v", m)
@@ -289,7 +283,7 @@ func TestPoolMissScalesTheDeployment(t *testing.T) {
 	genericPod(t, ns, "generic-1", "10.0.0.8")
 	eventually(t, "the generic pod in the index", func() bool { return r.poolSize(ns) == 1 })
 	plain := fnkey.Key{Namespace: ns, Function: "plain", Version: contract.Latest}
-	acquireLater(r.disp, plain)
+	acquireAsync(r.disp, plain)
 	eventually(t, "the ineligible Deployment scaled", func() bool { return replicasOf(t, ns, "plain-latest") == 1 })
 	if r.poolSize(ns) != 1 || len(r.shim.specializations()) != 0 {
 		t.Fatalf("an ineligible version took a pool pod (size %v, specializations %d)", r.poolSize(ns), len(r.shim.specializations()))
@@ -366,7 +360,7 @@ func TestClaimedPodNeverServesAnotherFunction(t *testing.T) {
 		t.Fatalf("f ran on %s", lf.Env.Name)
 	}
 	lf.Release()
-	acquireLater(r.disp, gk)
+	acquireAsync(r.disp, gk)
 	eventually(t, "g's Deployment scaled", func() bool { return replicasOf(t, ns, "g-latest") == 1 })
 	time.Sleep(200 * time.Millisecond)
 	for _, e := range environmentsOf(r.disp, gk) {
