@@ -25,6 +25,13 @@ package activator
 // else (charts/klambda/files/activator-pod-policy.yaml).
 // +kubebuilder:rbac:groups="",resources=pods,verbs=patch
 //
+// pool.Starter (docs/pools.md): the claim of a generic pod (its pool label removed, the
+// version's labels, annotations and Deployment as owner) and the deletion of a claimed pod
+// (idle past the timeout, or its specialization failed). The same ValidatingAdmissionPolicy
+// admits the claim only on a pod labelled lambda.klambda.dev/pool, and the deletion only
+// of a pod carrying lambda.klambda.dev/specialized-from.
+// +kubebuilder:rbac:groups="",resources=pods,verbs=delete
+//
 // feeder.PodResizer: the CPU share of a ready environment (pods/resize changes only resources).
 // +kubebuilder:rbac:groups="",resources=pods/resize,verbs=patch
 //

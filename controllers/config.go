@@ -317,13 +317,7 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("reading the manager configuration: %w", err)
 	}
-	c, err := ParseConfig(data)
-	if err == nil && len(c.Pools) > 0 {
-		// The manager can keep pools, but no invocation takes a pool environment yet
-		// (docs/pools.md, "Status"): refused rather than kept as idle pods.
-		return Config{}, fmt.Errorf("pools: not available yet: the activator does not take pre-warmed environments (docs/pools.md)")
-	}
-	return c, err
+	return ParseConfig(data)
 }
 
 // ParseConfig parses the YAML (or JSON) of a configuration file and fills in defaults.

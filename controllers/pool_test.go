@@ -193,18 +193,19 @@ func TestPoolConfigValidation(t *testing.T) {
 	}
 }
 
-// The manager's configuration file refuses pools while no invocation takes a pool
-// environment: they would be idle pods.
-func TestLoadConfigRefusesPoolsUntilTheActivatorTakesThem(t *testing.T) {
+// The configuration file takes pools (the activator serves cold starts from them) with
+// their defaults filled in.
+func TestLoadConfigTakesPools(t *testing.T) {
 	p := t.TempDir() + "/config.yaml"
-	data := "embeddedShim: {provided.al2023: {path: /klambda/runtime-shim}}\npools:\n- {runtime: provided.al2023, architecture: x86_64, memorySize: 128, size: 1}\n"
+	data := "embeddedShim: {provided.al2023: {path: /klambda/runtime-shim}}\npools:\n- {runtime: provided.al2023, size: 2}\n"
 	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ParseConfig([]byte(data)); err != nil {
-		t.Fatalf("the entry itself should parse: %v", err)
+	c, err := LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := LoadConfig(p); err == nil || !strings.Contains(err.Error(), "docs/pools.md") {
-		t.Fatalf("LoadConfig: %v, want a refusal naming docs/pools.md", err)
+	if len(c.Pools) != 1 || c.Pools[0].Architecture != "x86_64" || c.Pools[0].MemorySize != 128 || c.Pools[0].Size != 2 {
+		t.Fatalf("pools %+v", c.Pools)
 	}
 }

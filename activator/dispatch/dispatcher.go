@@ -32,6 +32,9 @@ type Environment struct {
 	// Marked: the pod carries the scaler's removal mark (pod-deletion-cost), e.g. left by a
 	// previous activator; the scaler clears it from an environment it is not removing.
 	Marked bool
+	// Claimed: a pod taken from a pool (docs/pools.md), owned by the version's Deployment
+	// but not one of its replicas: the scaler deletes it instead of scaling down.
+	Claimed bool
 }
 
 // MaxInvocation bounds how long an invocation this dispatcher did not send may still run
@@ -109,6 +112,9 @@ type pool struct {
 	// starting and refused: what the cluster says of environments not ready yet (capacity.go).
 	starting int
 	refused  *CapacityError
+	// held: pods being specialized for this version (prewarmed.go), kept out of
+	// SetEnvironments until they join; a failed one (time set) stays out a while longer.
+	held map[string]time.Time
 }
 
 type env struct {
@@ -538,11 +544,15 @@ func (d *Dispatcher) SetEnvironments(key fnkey.Key, envs []Environment) {
 	defer f.mu.Unlock()
 	p := f.pool(key)
 	keep := make(map[string]struct{}, len(envs))
+	p.forgetFailed(now)
 	for _, ne := range envs {
+		if _, ok := p.held[ne.Name]; ok {
+			continue
+		}
 		keep[ne.Name] = struct{}{}
 		if e, ok := p.envs[ne.Name]; ok {
 			if e.Addr == ne.Addr {
-				e.Secret, e.Marked = ne.Secret, ne.Marked
+				e.Secret, e.Marked, e.Claimed = ne.Secret, ne.Marked, ne.Claimed
 				continue
 			}
 			p.drop(e) // same pod name, new address: a new environment
@@ -577,7 +587,9 @@ type EnvironmentStats struct {
 	BusyElsewhere bool
 	Draining      bool
 	// Marked: the pod carries the removal mark (Environment.Marked).
-	Marked    bool
+	Marked bool
+	// Claimed: taken from a pool (Environment.Claimed).
+	Claimed   bool
 	IdleSince time.Time
 }
 
@@ -609,7 +621,7 @@ func (d *Dispatcher) Stats() []PoolStats {
 				if e.elsewhere {
 					s.BusyElsewhere++
 				}
-				s.Environments = append(s.Environments, EnvironmentStats{Name: e.Name, Busy: e.busy, BusyElsewhere: e.elsewhere, Draining: e.draining, Marked: e.Marked, IdleSince: e.idleSince})
+				s.Environments = append(s.Environments, EnvironmentStats{Name: e.Name, Busy: e.busy, BusyElsewhere: e.elsewhere, Draining: e.draining, Marked: e.Marked, Claimed: e.Claimed, IdleSince: e.idleSince})
 			}
 			out = append(out, s)
 		}

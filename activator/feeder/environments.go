@@ -87,6 +87,7 @@ func (f *Feeder) syncLabel(ctx context.Context, ns, l string, changed *corev1.Po
 			// Creation times have whole seconds: a pod of the start's second counts as older.
 			Unverified: p.CreationTimestamp.Time.Before(f.started.Add(time.Second)),
 			Marked:     p.Annotations[scaleclient.PodDeletionCost] == scaleclient.RemovalCost,
+			Claimed:    p.Annotations[contract.AnnotationSpecializedFrom] != "",
 		})
 	}
 	f.retrySecrets(ctx, fnLabel{ns, l}, secretsMissing)

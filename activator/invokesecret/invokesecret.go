@@ -66,6 +66,13 @@ func (s *Reader) ForPod(ctx context.Context, p *corev1.Pod, owner types.UID) (st
 	return s.read(ctx, p.Namespace, name, contract.InvokeSecretKey, owner)
 }
 
+// Named answers the invoke secret in Secret name of namespace ns, which must be
+// controlled by the Function with UID owner (for a pod about to name it: a pool pod being
+// specialized, docs/pools.md).
+func (s *Reader) Named(ctx context.Context, ns, name string, owner types.UID) (string, error) {
+	return s.read(ctx, ns, name, contract.InvokeSecretKey, owner)
+}
+
 // pruneAt: the cache drops its expired entries when it holds this many.
 const pruneAt = 1024
 

@@ -4,7 +4,7 @@
 // function version's specialization template for that pod, claims the pod for the
 // version's Deployment, and specializes its shim.
 //
-// Not wired into the dispatcher and scaler yet (docs/pools.md, "Status").
+// Starter (starter.go) does this for the scaler's cold starts (scaler.Prewarmed).
 package pool
 
 import (
@@ -142,6 +142,22 @@ func (x *Index) Take(namespace string, key contract.PoolKey) *corev1.Pod {
 	x.Metrics.Hits.WithLabelValues(namespace, id.key).Inc()
 	x.Metrics.Size.WithLabelValues(namespace, id.key).Set(float64(len(ps) - 1))
 	return p
+}
+
+// Untake puts back a pod Take handed out that nothing was done to (not claimed, not
+// specialized): it is still generic.
+func (x *Index) Untake(p *corev1.Pod) {
+	id := poolID{p.Namespace, p.Labels[contract.LabelPool]}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.taken[p.UID] {
+		return
+	}
+	delete(x.taken, p.UID)
+	ps := append(x.ready[id], p)
+	sort.Slice(ps, func(i, j int) bool { return ps[i].CreationTimestamp.Before(&ps[j].CreationTimestamp) })
+	x.ready[id] = ps
+	x.Metrics.Size.WithLabelValues(id.namespace, id.key).Set(float64(len(ps)))
 }
 
 // SecretValue reads a key of a Secret in a namespace; ok is false when the Secret or the

@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	autoscalingv1ac "k8s.io/client-go/applyconfigurations/autoscaling/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -65,6 +66,16 @@ func (d *Deployments) find(ctx context.Context, key fnkey.Key) (*appsv1.Deployme
 		}
 	}
 	return nil, scaler.ErrNoDeployment
+}
+
+// Version answers key's Deployment (from the cache) and the UID of its Function.
+func (d *Deployments) Version(ctx context.Context, key fnkey.Key) (*appsv1.Deployment, types.UID, error) {
+	dep, err := d.find(ctx, key)
+	if err != nil {
+		return nil, "", err
+	}
+	_, fnUID, err := ownerchain.OfDeployment(ctx, d.Reader, dep)
+	return dep, fnUID, err
 }
 
 // Replicas answers spec.replicas (1 when unset: the API server's default).

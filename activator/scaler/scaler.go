@@ -53,6 +53,20 @@ type Deployments interface {
 	Unmark(ctx context.Context, key fnkey.Key, pods []string) error
 }
 
+// Prewarmed serves cold starts from pools of generic environments (activator/pool,
+// docs/pools.md). A pod it takes becomes one of the version's environments without being
+// one of its Deployment's replicas: the scaler counts it with them and removes it itself.
+type Prewarmed interface {
+	// Start takes up to n of key's pool pods for requests waiting now and prepares each in
+	// the background: it joins the dispatcher, or, failing, is removed and the scaler is
+	// woken (the next pass scales the Deployment instead). It answers how many it took.
+	Start(key fnkey.Key, n int) int
+	// Starting is how many of key's pool pods are being prepared.
+	Starting(key fnkey.Key) int
+	// Remove deletes claimed pods (drained, idle past the timeout).
+	Remove(ctx context.Context, key fnkey.Key, pods []string) error
+}
+
 // Scaler decides replicas.
 type Scaler struct {
 	Pools       Pools
@@ -68,8 +82,11 @@ type Scaler struct {
 	// (activator/ownership): the scaler sizes only their functions; the owners of the
 	// others size theirs.
 	Owns func(namespace string) bool
-	Log  logr.Logger
-	now  func() time.Time
+	// Prewarmed, when set, takes pool pods for waiting requests before the Deployment is
+	// scaled up.
+	Prewarmed Prewarmed
+	Log       logr.Logger
+	now       func() time.Time
 
 	wake    chan struct{}
 	buckets buckets
@@ -142,25 +159,41 @@ func (s *Scaler) owns(key fnkey.Key) bool { return s.Owns == nil || s.Owns(key.N
 
 // scaleOne sizes one version's Deployment: up to its demand (within its floor and
 // ceiling, at the scaling rate), or down by its environments idle past the
-// timeout.
+// timeout. Pool pods claimed for the version (or being prepared) count as capacity
+// beside the Deployment's replicas.
 func (s *Scaler) scaleOne(ctx context.Context, now time.Time, st *dispatch.PoolStats) {
 	key := st.Key
-	current, err := s.Deployments.Replicas(key)
+	replicas, err := s.Deployments.Replicas(key)
 	if err != nil {
 		if !errors.Is(err, ErrNoDeployment) {
 			s.Log.Error(err, "reading replicas", "key", key.String())
 		}
 		return
 	}
-	current = s.lastApplied(key, now, current)
+	replicas = s.lastApplied(key, now, replicas)
+	claimed := s.claimed(st)
 	s.unmarkStale(ctx, st)
 	lim := s.Floors.LimitsFor(key)
 	want := s.wanted(lim, st)
-	if want > current {
-		s.scaleUp(ctx, now, st, current, want)
+	if want > replicas+claimed {
+		s.scaleUp(ctx, now, st, replicas, claimed, want)
 		return
 	}
-	s.scaleDown(ctx, now, st, lim, current, want)
+	s.scaleDown(ctx, now, st, lim, replicas, claimed, want)
+}
+
+// claimed counts st's pool pods: environments and those being prepared.
+func (s *Scaler) claimed(st *dispatch.PoolStats) int32 {
+	if s.Prewarmed == nil {
+		return 0
+	}
+	n := int32(s.Prewarmed.Starting(st.Key))
+	for _, e := range st.Environments {
+		if e.Claimed {
+			n++
+		}
+	}
+	return n
 }
 
 // wanted is the replicas st's demand asks for, within the version's provisioned floor and
@@ -189,10 +222,12 @@ func (s *Scaler) wanted(lim router.Limits, st *dispatch.PoolStats) int32 {
 	return want
 }
 
-// scaleUp adds what the scaling rate allows of want-current replicas, and refuses the
-// requests waiting beyond it.
-func (s *Scaler) scaleUp(ctx context.Context, now time.Time, st *dispatch.PoolStats, current, want int32) {
+// scaleUp adds what the scaling rate allows of want-(replicas+claimed) environments, and
+// refuses the requests waiting beyond it. Pool pods serve waiting requests first; the
+// Deployment adds the rest.
+func (s *Scaler) scaleUp(ctx context.Context, now time.Time, st *dispatch.PoolStats, replicas, claimed, want int32) {
 	key := st.Key
+	current := replicas + claimed
 	granted := int32(s.buckets.take(s.Rate, key, now, int(want-current)))
 	if short := int(want - current - granted); short > 0 && st.Waiting > 0 {
 		s.refuse(key, min(short, st.Waiting))
@@ -200,28 +235,40 @@ func (s *Scaler) scaleUp(ctx context.Context, now time.Time, st *dispatch.PoolSt
 	if granted == 0 {
 		return
 	}
-	want = current + granted
+	var pooled int32
+	if s.Prewarmed != nil && st.Waiting > 0 {
+		pooled = int32(s.Prewarmed.Start(key, min(int(granted), st.Waiting)))
+	}
+	if pooled == granted {
+		s.Log.V(1).Info("took pool environments", "key", key.String(), "n", pooled, "waiting", st.Waiting)
+		return
+	}
+	want = replicas + granted - pooled
 	if err := s.Deployments.Scale(ctx, key, want); err != nil {
-		s.buckets.giveBack(s.Rate, key, int(granted))
-		s.Log.Error(err, "scaling up", "key", key.String(), "from", current, "to", want)
+		s.buckets.giveBack(s.Rate, key, int(granted-pooled))
+		s.Log.Error(err, "scaling up", "key", key.String(), "from", replicas, "to", want)
 		return
 	}
 	s.setApplied(key, want, now)
-	s.Log.V(1).Info("scaled up", "key", key.String(), "from", current, "to", want, "inFlight", st.InFlight, "waiting", st.Waiting)
+	s.Log.V(1).Info("scaled up", "key", key.String(), "from", replicas, "to", want, "pooled", pooled, "inFlight", st.InFlight, "waiting", st.Waiting)
 }
 
 // scaleDown removes environments idle past the timeout, the longest idle first, down to
-// want at the least: drained, marked for removal, then the replicas applied.
-func (s *Scaler) scaleDown(ctx context.Context, now time.Time, st *dispatch.PoolStats, lim router.Limits, current, want int32) {
+// want at the least: drained, then claimed pool pods deleted, and the others marked for
+// removal and the Deployment's replicas applied.
+func (s *Scaler) scaleDown(ctx context.Context, now time.Time, st *dispatch.PoolStats, lim router.Limits, replicas, claimed, want int32) {
 	key := st.Key
+	current := replicas + claimed
 	idle := s.IdleTimeout
 	if lim.IdleTimeout > 0 {
 		idle = lim.IdleTimeout
 	}
 	var expired []dispatch.EnvironmentStats
+	isClaimed := map[string]bool{}
 	for _, e := range st.Environments {
 		if !e.Busy && !e.Draining && !e.IdleSince.IsZero() && now.Sub(e.IdleSince) >= idle {
 			expired = append(expired, e)
+			isClaimed[e.Name] = e.Claimed
 		}
 	}
 	target := current - int32(len(expired))
@@ -237,25 +284,41 @@ func (s *Scaler) scaleDown(ctx context.Context, now time.Time, st *dispatch.Pool
 		names = append(names, e.Name)
 	}
 	drained := s.Pools.Drain(key, names)
-	if len(drained) == 0 {
+	var pooled, owned []string
+	for _, n := range drained {
+		if isClaimed[n] && s.Prewarmed != nil {
+			pooled = append(pooled, n)
+		} else {
+			owned = append(owned, n)
+		}
+	}
+	if len(pooled) > 0 {
+		if err := s.Prewarmed.Remove(ctx, key, pooled); err != nil {
+			s.Log.Error(err, "deleting idle pool environments", "key", key.String(), "pods", pooled)
+			s.Pools.Undrain(key, pooled)
+		} else {
+			s.Log.V(1).Info("deleted idle pool environments", "key", key.String(), "pods", pooled)
+		}
+	}
+	if len(owned) == 0 {
 		return
 	}
-	target = current - int32(len(drained))
-	if err := s.Deployments.MarkForRemoval(ctx, key, drained); err != nil {
-		s.Log.Error(err, "marking idle pods for removal", "key", key.String(), "pods", drained)
-		s.Pools.Undrain(key, drained)
+	target = replicas - int32(len(owned))
+	if err := s.Deployments.MarkForRemoval(ctx, key, owned); err != nil {
+		s.Log.Error(err, "marking idle pods for removal", "key", key.String(), "pods", owned)
+		s.Pools.Undrain(key, owned)
 		return
 	}
 	if err := s.Deployments.Scale(ctx, key, target); err != nil {
-		s.Log.Error(err, "scaling down", "key", key.String(), "from", current, "to", target)
-		s.Pools.Undrain(key, drained)
-		if err := s.Deployments.Unmark(ctx, key, drained); err != nil {
-			s.Log.Error(err, "unmarking pods that stay; the next pass tries again", "key", key.String(), "pods", drained)
+		s.Log.Error(err, "scaling down", "key", key.String(), "from", replicas, "to", target)
+		s.Pools.Undrain(key, owned)
+		if err := s.Deployments.Unmark(ctx, key, owned); err != nil {
+			s.Log.Error(err, "unmarking pods that stay; the next pass tries again", "key", key.String(), "pods", owned)
 		}
 		return
 	}
 	s.setApplied(key, target, now)
-	s.Log.V(1).Info("scaled down idle environments", "key", key.String(), "from", current, "to", target, "pods", drained)
+	s.Log.V(1).Info("scaled down idle environments", "key", key.String(), "from", replicas, "to", target, "pods", owned)
 }
 
 // unmarkStale clears the removal mark of environments that are not being removed: marks a

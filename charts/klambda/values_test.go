@@ -3,6 +3,7 @@ package klambda_test
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -38,6 +39,10 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		{[]string{"--set", "config.imagePullPolicy=Sometimes"}, "at '/config/imagePullPolicy'"},
 		{[]string{"--set-json", `config.embeddedShim={"provided.al2023":{"pth":"/klambda/runtime-shim"}}`}, "additional properties 'pth' not allowed"},
 		{[]string{"--set", "manager.image.digest=sha256:abc"}, "at '/manager/image/digest'"},
+		{[]string{"--set-json", `config.pools=[{"runtime":"provided.al2023","size":21}]`}, "at '/config/pools/0/size'"},
+		{[]string{"--set-json", `config.pools=[{"runtime":"provided.al2023","size":1,"memorySize":64}]`}, "at '/config/pools/0/memorySize'"},
+		{[]string{"--set-json", `config.pools=[{"runtime":"provided.al2023","size":1,"architecture":"x86"}]`}, "at '/config/pools/0/architecture'"},
+		{[]string{"--set-json", `config.pools=[{"runtime":"provided.al2023","sizes":1}]`}, "additional properties 'sizes' not allowed"},
 		{[]string{"--set", "eventsources.tokenExpirationSeconds=60"}, "at '/eventsources/tokenExpirationSeconds'"},
 		{[]string{"--set", "manager.podDisruptionBudget.minAvailable=half"}, "at '/manager/podDisruptionBudget/minAvailable'"},
 		{[]string{"--set", "activator.podLabels.team=1"}, "at '/activator/podLabels/team': got number, want string"},
@@ -71,12 +76,10 @@ func TestChartSchemaKnowsManagerConfig(t *testing.T) {
 	}
 	ty := reflect.TypeFor[controllers.Config]()
 	for i := range ty.NumField() {
-		if name, _, _ := strings.Cut(ty.Field(i).Tag.Get("json"), ","); name != "" && name != "-" && name != "shimImage" && name != "pools" {
+		if name, _, _ := strings.Cut(ty.Field(i).Tag.Get("json"), ","); name != "" && name != "-" && name != "shimImage" {
 			inConfig = append(inConfig, name)
 		}
 	}
-	// pools is not offered by the chart (the schema refuses it) nor taken by LoadConfig until
-	// the activator takes pool environments (docs/pools.md).
 	sort.Strings(inSchema)
 	sort.Strings(inConfig)
 	if !slices.Equal(inSchema, inConfig) {
@@ -282,5 +285,44 @@ func TestChartDefaultsInvoke(t *testing.T) {
 	// Pollers without an activator to call are refused.
 	if _, errOut := renderArgs(t, "--set", "activator.enabled=false"); !strings.Contains(errOut, "eventsources.enabled") {
 		t.Errorf("pollers without an activator: %q", errOut)
+	}
+}
+
+// config.pools: none by default; set, it reaches the manager's configuration, which takes
+// it (LoadConfig, with its defaults filled in); a runtime without the shim is the
+// manager's refusal.
+func TestChartPools(t *testing.T) {
+	objs, errOut := renderArgs(t)
+	if errOut != "" {
+		t.Fatal(errOut)
+	}
+	if p := managerConfig(t, objs).Pools; len(p) != 0 {
+		t.Errorf("pools by default: %+v", p)
+	}
+	objs, errOut = renderArgs(t, "--set-json", `config.pools=[{"runtime":"provided.al2023","size":2},{"runtime":"nodejs22.x","architecture":"arm64","memorySize":512,"size":1}]`)
+	if errOut != "" {
+		t.Fatal(errOut)
+	}
+	cm := decode[corev1.ConfigMap](t, objs, "ConfigMap/klambda-config")
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(cm.Data["config.yaml"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := controllers.LoadConfig(path)
+	if err != nil {
+		t.Fatalf("the manager refuses the chart's pools: %v", err)
+	}
+	want := []controllers.PoolConfig{{Runtime: "provided.al2023", Architecture: "x86_64", MemorySize: 128, Size: 2},
+		{Runtime: "nodejs22.x", Architecture: "arm64", MemorySize: 512, Size: 1}}
+	if !reflect.DeepEqual(cfg.Pools, want) {
+		t.Errorf("pools %+v, want %+v", cfg.Pools, want)
+	}
+	objs, errOut = renderArgs(t, "--set-json", `config.pools=[{"runtime":"java21","size":1}]`)
+	if errOut != "" {
+		t.Fatal(errOut)
+	}
+	cm = decode[corev1.ConfigMap](t, objs, "ConfigMap/klambda-config")
+	if _, err := controllers.ParseConfig([]byte(cm.Data["config.yaml"])); err == nil || !strings.Contains(err.Error(), "not in embeddedShim") {
+		t.Errorf("a pool of a runtime without the shim: %v", err)
 	}
 }

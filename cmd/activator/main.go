@@ -32,6 +32,7 @@ import (
 	"github.com/klambda/klambda/activator/invoke"
 	"github.com/klambda/klambda/activator/invokesecret"
 	"github.com/klambda/klambda/activator/metrics"
+	"github.com/klambda/klambda/activator/pool"
 	"github.com/klambda/klambda/activator/router"
 	"github.com/klambda/klambda/activator/scaleclient"
 	"github.com/klambda/klambda/activator/scaler"
@@ -69,7 +70,8 @@ func main() {
 	disp := dispatch.New(nil)
 	// The dispatcher owns every concurrency limit; the scaler reads the namespace's from it.
 	disp.SetNamespaceLimit(int32(*o.namespaceLimit), table)
-	sc := newScaler(o, disp, table, &scaleclient.Deployments{Reader: informers, Client: cs}, log)
+	deployments := &scaleclient.Deployments{Reader: informers, Client: cs}
+	sc := newScaler(o, disp, table, deployments, log)
 	core, h := newInvokePath(o, table, disp, cs, metrics.New(reg), log)
 	// Function URLs share the Invoke API's listener, authorization, bounds and invoker.
 	urls := &functionurl.Handler{Table: functionurl.NewTable(), API: h, AccountID: *o.accountID, Domain: *o.urlDomain, Reservations: table}
@@ -79,6 +81,7 @@ func main() {
 	rp, inv := startReplicas(ctx, o.replicas, cs, core, disp, sc, log)
 	h.Invoker, urls.Invoker = inv, inv
 	startFeeder(ctx, o, informers, table, urls.Table, disp, cs, log)
+	startPools(ctx, cfg, scheme, sc, disp, deployments, cs, reg, log)
 	if *o.async.on {
 		defer startAsync(ctx, &o.async, o, core, inv, informers, cs, reg, log)()
 	}
@@ -179,6 +182,28 @@ func startFeeder(ctx context.Context, o *options, informers cache.Cache, table *
 	if err := feed.Register(ctx); err != nil {
 		fatal(log, err, "registering informers")
 	}
+}
+
+// startPools lets the scaler take pre-warmed generic environments for cold starts
+// (docs/pools.md): an informer of the generic pods feeds the pools' index. Without pools
+// in the manager's configuration there are no such pods, and every cold start misses.
+func startPools(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, sc *scaler.Scaler, disp *dispatch.Dispatcher,
+	deployments *scaleclient.Deployments, cs kubernetes.Interface, reg prometheus.Registerer, log logr.Logger) {
+	podCache, err := pool.NewCache(cfg, scheme)
+	if err != nil {
+		fatal(log, err, "building the generic pods' cache")
+	}
+	idx := pool.NewIndex(pool.NewMetrics(reg))
+	if err := idx.Register(ctx, podCache); err != nil {
+		fatal(log, err, "registering the generic pods' informer")
+	}
+	sc.Prewarmed = &pool.Starter{Index: idx, Client: cs, HTTP: &http.Client{}, Versions: deployments,
+		InvokeSecrets: &invokesecret.Reader{Client: cs}, Environments: disp, Wake: sc.Wake, Log: log.WithName("pools")}
+	go func() {
+		if err := podCache.Start(ctx); err != nil {
+			fatal(log, err, "generic pods' cache stopped")
+		}
+	}()
 }
 
 // startInformers starts the informer cache; once it has synced, the activator is ready

@@ -6,7 +6,11 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -168,6 +172,22 @@ func TestAWSCLIDeployAndInvoke(t *testing.T) {
 	}
 	if seen["A"] == 0 || seen["B"] == 0 {
 		t.Errorf("alias live (1, and 2 at 0.5) answered %v: want both version 1 (B) and version 2 (A)", seen)
+	}
+
+	// GetFunction's Code.Location: a time-limited link to the code in the store, fetched
+	// with no credentials, as a deploy tool downloads a function's package.
+	got := must("get-function", "--function-name", "cli")
+	loc, _ := got["Code"].(map[string]any)["Location"].(string)
+	wantSha, _ := got["Configuration"].(map[string]any)["CodeSha256"].(string)
+	if resp, err := http.Get(loc); err != nil {
+		t.Errorf("GET Code.Location %q: %v", loc, err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		sum := sha256.Sum256(body)
+		if resp.StatusCode != http.StatusOK || base64.StdEncoding.EncodeToString(sum[:]) != wantSha {
+			t.Errorf("GET Code.Location %q: %d, %d bytes, sha256 %s; want 200 and CodeSha256 %s", loc, resp.StatusCode, len(body), base64.StdEncoding.EncodeToString(sum[:]), wantSha)
+		}
 	}
 
 	must("put-function-concurrency", "--function-name", "cli", "--reserved-concurrent-executions", "0")

@@ -36,6 +36,7 @@ import (
 	"github.com/klambda/klambda/activator/feeder"
 	"github.com/klambda/klambda/activator/fnkey"
 	"github.com/klambda/klambda/activator/invokesecret"
+	"github.com/klambda/klambda/activator/pool"
 	"github.com/klambda/klambda/activator/scaleclient"
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
@@ -199,7 +200,8 @@ func TestRolesGrantWhatTheCodeCallsAndNothingMore(t *testing.T) {
 		{"activator", "update", "apps", "deployments", "", tenant, false},
 		{"activator", "update", "", "pods", "", tenant, false},
 		{"activator", "create", "", "pods", "", tenant, false},
-		{"activator", "delete", "", "pods", "", tenant, false},
+		// (pods it took from a pool only: the ValidatingAdmissionPolicy, TestActivatorChangesOnlyTheDeletionCostOfPods)
+		{"activator", "delete", "", "pods", "", tenant, true},
 		{"activator", "patch", "", "pods", "ephemeralcontainers", tenant, false},
 		{"activator", "create", "", "pods", "exec", tenant, false},
 		{"activator", "list", "", "secrets", "", "", false},
@@ -345,6 +347,38 @@ func TestActivatorChangesOnlyTheDeletionCostOfPods(t *testing.T) {
 	if p.Spec.Containers[0].Image != "registry.test/fn:1" || p.Labels["lambda.klambda.dev/function"] != "f" || p.Annotations["keep"] != "me" {
 		t.Errorf("the pod changed: image %s labels %v annotations %v", p.Spec.Containers[0].Image, p.Labels, p.Annotations)
 	}
+	// A pool's generic pod: the claim (activator/pool Claim) is admitted, and then the
+	// deletion; neither on a function's own pod.
+	gen := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "generic",
+		Labels: map[string]string{contract.LabelPool: "0123456789abcdef"}, Annotations: map[string]string{contract.AnnotationPoolKey: "k"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "function", Image: "registry.test/runtime:1"}}}}
+	mustCreate(t, ctx, gen)
+	version := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "f-latest", UID: "5a1b0c3e-0000-4000-8000-000000000001"},
+		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"lambda.klambda.dev/function": "f"}}}}
+	tmpl := &contract.SpecializationTemplate{InvokeSecretName: "f-invoke"}
+	if err := act.CoreV1().Pods(tenant).Delete(ctx, "env", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
+		t.Errorf("activator deleting a function's own pod: %v, want Forbidden", err)
+	}
+	if _, err := pool.Claim(ctx, act, &p, version, tmpl); !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
+		t.Errorf("activator claiming a pod that is in no pool: %v, want Forbidden", err)
+	}
+	if err := act.CoreV1().Pods(tenant).Delete(ctx, "generic", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
+		t.Errorf("activator deleting a generic pod it did not claim: %v, want Forbidden", err)
+	}
+	if err := patch("generic", `{"metadata":{"labels":{"lambda.klambda.dev/pool":null},"annotations":{"lambda.klambda.dev/specialized-from":"k"}},"spec":{"containers":[{"name":"function","image":"evil.test/x:1"}]}}`); !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
+		t.Errorf("activator changing a generic pod's image with its claim: %v, want Forbidden", err)
+	}
+	claimed, err := pool.Claim(ctx, act, gen, version, tmpl)
+	if err != nil {
+		t.Fatalf("activator claiming a generic pod: %v", err)
+	}
+	if claimed.Labels["lambda.klambda.dev/function"] != "f" || claimed.Spec.Containers[0].Image != "registry.test/runtime:1" {
+		t.Errorf("claimed pod: labels %v image %s", claimed.Labels, claimed.Spec.Containers[0].Image)
+	}
+	if err := act.CoreV1().Pods(tenant).Delete(ctx, "generic", metav1.DeleteOptions{}); err != nil {
+		t.Errorf("activator deleting a pod it claimed: %v", err)
+	}
+
 	// Others (an administrator, the ReplicaSet controller) are not limited by the policy.
 	if _, err := cs.CoreV1().Pods(tenant).Patch(ctx, "env", types.StrategicMergePatchType, []byte(`{"metadata":{"labels":{"extra":"x"}}}`), metav1.PatchOptions{}); err != nil {
 		t.Errorf("an administrator's label change: %v", err)
@@ -358,7 +392,7 @@ func TestActivatorChangesOnlyTheDeletionCostOfPods(t *testing.T) {
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: lbl},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "function", Image: "registry.test/fn:1"}}}}}}
 	mustCreate(t, ctx, dep)
-	_, err := act.AppsV1().Deployments(tenant).Patch(ctx, "f-latest", types.StrategicMergePatchType,
+	_, err = act.AppsV1().Deployments(tenant).Patch(ctx, "f-latest", types.StrategicMergePatchType,
 		[]byte(`{"spec":{"template":{"spec":{"containers":[{"name":"function","image":"evil.test/x:1"}]}}}}`), metav1.PatchOptions{})
 	if !apierrors.IsForbidden(err) {
 		t.Errorf("activator patching a Deployment's template: %v, want Forbidden", err)

@@ -44,22 +44,40 @@ func getRef(ctx context.Context, r client.Reader, ns string, ref *metav1.OwnerRe
 	return nil
 }
 
-// OfPod follows p's owner chain to the version it belongs to, reading from r (the cache);
+// OfPod follows p's owner chain to the version it belongs to, reading from r (the cache)
+// (a pod claimed from a pool, contract.AnnotationSpecializedFrom: pod → Deployment → …);
 // it answers the version's key and its Function's UID (the invoke Secret's owner). The
 // pod's labels must be those of that version.
 func OfPod(ctx context.Context, r client.Reader, p *corev1.Pod) (fnkey.Key, types.UID, error) {
 	var none fnkey.Key
-	rsRef, err := ControllerRef(p, appsv1.GroupName, "ReplicaSet")
-	if err != nil {
-		return none, "", err
-	}
-	var rs appsv1.ReplicaSet
-	if err := getRef(ctx, r, p.Namespace, rsRef, &rs); err != nil {
-		return none, "", err
-	}
-	key, fnUID, err := OfReplicaSet(ctx, r, &rs)
-	if err != nil {
-		return none, "", err
+	var key fnkey.Key
+	var fnUID types.UID
+	if _, claimed := p.Annotations[contract.AnnotationSpecializedFrom]; claimed {
+		// A pod taken from a pool (docs/pools.md) is controlled by the version's
+		// Deployment itself, not by one of its ReplicaSets.
+		depRef, err := ControllerRef(p, appsv1.GroupName, "Deployment")
+		if err != nil {
+			return none, "", err
+		}
+		var dep appsv1.Deployment
+		if err := getRef(ctx, r, p.Namespace, depRef, &dep); err != nil {
+			return none, "", err
+		}
+		if key, fnUID, err = OfDeployment(ctx, r, &dep); err != nil {
+			return none, "", err
+		}
+	} else {
+		rsRef, err := ControllerRef(p, appsv1.GroupName, "ReplicaSet")
+		if err != nil {
+			return none, "", err
+		}
+		var rs appsv1.ReplicaSet
+		if err := getRef(ctx, r, p.Namespace, rsRef, &rs); err != nil {
+			return none, "", err
+		}
+		if key, fnUID, err = OfReplicaSet(ctx, r, &rs); err != nil {
+			return none, "", err
+		}
 	}
 	if p.Labels[contract.LabelFunction] != contract.FunctionLabelValue(key.Function) || p.Labels[contract.LabelVersion] != contract.VersionLabelValue(key.Version) {
 		return none, "", fmt.Errorf("labels %v are not those of %s", p.Labels, key.String())
