@@ -94,10 +94,15 @@ func (b *Builder) account() string {
 	return b.Account
 }
 
-// functionName strips an ARN to name[:qualifier].
+// functionName strips an ARN or a partial ARN (…function:name[:qualifier]) to
+// name[:qualifier]. "function" must be a whole field: a name ending in "function" followed
+// by a qualifier (my-function:live) is no ARN.
 func functionName(fn string) string {
-	if i := strings.Index(fn, "function:"); i >= 0 {
-		return fn[i+len("function:"):]
+	fields := strings.Split(fn, ":")
+	for i, f := range fields {
+		if rest := len(fields) - i - 1; f == "function" && (rest == 1 || rest == 2) {
+			return strings.Join(fields[i+1:], ":")
+		}
 	}
 	return fn
 }

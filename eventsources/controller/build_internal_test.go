@@ -33,3 +33,24 @@ func TestSQSMaxConcurrency(t *testing.T) {
 		}
 	}
 }
+
+// A mapping's functionName as a name, name:qualifier, ARN or partial ARN: the function and
+// qualifier the poller invokes (and whose invoke permission it checks). A name ending in
+// "function" with a qualifier is no ARN (it once read my-function:live as function "live").
+func TestFunctionName(t *testing.T) {
+	for in, want := range map[string]string{
+		"my-function":      "my-function",
+		"my-function:live": "my-function:live",
+		"my-function:1":    "my-function:1",
+		"function:live":    "live",
+		"arn:aws:lambda:us-east-1:123456789012:function:my-function":            "my-function",
+		"arn:aws:lambda:us-east-1:123456789012:function:my-function:live":       "my-function:live",
+		"arn:aws:lambda:us-east-1:123456789012:function:function:live":          "function:live",
+		"123456789012:function:my-function:$LATEST":                             "my-function:$LATEST",
+		"arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:fn-function": "fn-function",
+	} {
+		if got := functionName(in); got != want {
+			t.Errorf("functionName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
