@@ -81,6 +81,6 @@ echo "release $VERSION in $OUT:"
 cat "$OUT/images.txt"
 if [ -n "$REGISTRY" ]; then echo "pushed to $REGISTRY"; fi
 if [ -n "$notbuilt" ]; then
-	echo "the chart's runtime images not built here (the Dockerfile's runtime-image target builds them FROM Lambda's base images):"
+	echo "the chart's runtime images not built here (the Dockerfile's runtime-<name>-<tag> targets build them FROM Lambda's base images):"
 	echo "$notbuilt"
 fi
