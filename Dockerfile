@@ -9,13 +9,19 @@
 # the same layout; see hack/cluster/images.sh.)
 ARG BINARY=manager
 ARG GO_VERSION=1.26
-# A Lambda base image with the runtime-shim added, for the manager's embeddedShim (one
-# container per environment):
-#   docker build --target runtime-image --build-arg BINARY=runtime-shim \
-#     --build-arg RUNTIME_BASE=public.ecr.aws/lambda/nodejs:22 -t registry.example/klambda/nodejs:22 .
+# Any other Lambda base image with the runtime-shim added, for the manager's embeddedShim
+# (one container per environment; klambda's own runtime images are the runtime-* targets):
+#   docker build --target runtime-image \
+#     --build-arg RUNTIME_BASE=public.ecr.aws/lambda/java:21 -t registry.example/klambda/runtime-java:21 .
 ARG RUNTIME_BASE=public.ecr.aws/lambda/provided:al2023
 
-FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
+FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS src
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
+COPY . .
+
+FROM src AS build
 ARG BINARY
 ARG TARGETOS=linux
 ARG TARGETARCH=amd64
@@ -24,14 +30,21 @@ ARG TARGETARCH=amd64
 # commit Go stamps from .git when the build context has it (else "unknown").
 ARG VERSION=
 ARG COMMIT=
-WORKDIR /src
-COPY go.mod go.sum ./
-RUN --mount=type=cache,target=/go/pkg/mod go mod download
-COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
     go build -trimpath -ldflags="-s -w -X github.com/klambda/klambda/internal/buildinfo.version=${VERSION} -X github.com/klambda/klambda/internal/buildinfo.commit=${COMMIT}" \
       -o /out/${BINARY} ./cmd/${BINARY}
+
+# The runtime-shim for the runtime images, whatever BINARY says.
+FROM src AS shim-build
+ARG TARGETOS=linux
+ARG TARGETARCH=amd64
+ARG VERSION=
+ARG COMMIT=
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
+    go build -trimpath -ldflags="-s -w -X github.com/klambda/klambda/internal/buildinfo.version=${VERSION} -X github.com/klambda/klambda/internal/buildinfo.commit=${COMMIT}" \
+      -o /out/runtime-shim ./cmd/runtime-shim
 
 # distroless/static: CA certificates, /etc/passwd with nonroot (65532), no shell.
 FROM gcr.io/distroless/static-debian12:nonroot AS base
@@ -59,8 +72,35 @@ FROM base AS code-store
 COPY --from=build /out/code-store /code-store
 ENTRYPOINT ["/code-store"]
 
-# Not a default target: build it with --target runtime-image (and BINARY=runtime-shim).
+# klambda's runtime images, the ones the chart's config.runtimeImages name (with
+# embeddedShim path /klambda/runtime-shim): Lambda's public base image of each runtime, for
+# both platforms, with the runtime-shim added. Not default targets; for release x.y.z:
+#   docker buildx build --platform linux/amd64,linux/arm64 --build-arg VERSION=x.y.z \
+#     --target runtime-nodejs-22 -t ghcr.io/klambda/runtime-nodejs:22-x.y.z --push .
+# Target runtime-<name>-<tag without dots> is image runtime-<name>:<tag>-x.y.z;
+# charts/klambda's TestDockerfileBuildsTheChartsRuntimeImages keeps the two lists the same.
+# (`make release` builds only a stand-in of provided:al2023 without Docker: this machine
+# cannot pull Lambda's base images.)
+FROM public.ecr.aws/lambda/provided:al2023 AS runtime-provided-al2023
+COPY --from=shim-build /out/runtime-shim /klambda/runtime-shim
+
+FROM public.ecr.aws/lambda/provided:al2 AS runtime-provided-al2
+COPY --from=shim-build /out/runtime-shim /klambda/runtime-shim
+
+FROM public.ecr.aws/lambda/nodejs:20 AS runtime-nodejs-20
+COPY --from=shim-build /out/runtime-shim /klambda/runtime-shim
+
+FROM public.ecr.aws/lambda/nodejs:22 AS runtime-nodejs-22
+COPY --from=shim-build /out/runtime-shim /klambda/runtime-shim
+
+FROM public.ecr.aws/lambda/python:3.12 AS runtime-python-312
+COPY --from=shim-build /out/runtime-shim /klambda/runtime-shim
+
+FROM public.ecr.aws/lambda/python:3.13 AS runtime-python-313
+COPY --from=shim-build /out/runtime-shim /klambda/runtime-shim
+
+# Not a default target: build it with --target runtime-image and RUNTIME_BASE.
 FROM ${RUNTIME_BASE} AS runtime-image
-COPY --from=build /out/runtime-shim /klambda/runtime-shim
+COPY --from=shim-build /out/runtime-shim /klambda/runtime-shim
 
 FROM ${BINARY}

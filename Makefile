@@ -82,7 +82,7 @@ build: ## Build every binary into bin/.
 
 .PHONY: release
 release: $(HELM) ## Versioned artifacts in dist/release/VERSION: binaries (linux amd64+arm64), the chart package, install.yaml/crds.yaml with tags VERSION, SHA256SUMS (make release VERSION=x.y.z).
-	HELM=$(HELM) VERSION=$(VERSION) hack/release.sh
+	HELM=$(HELM) VERSION=$(VERSION) REGISTRY=$(REGISTRY) hack/release.sh
 
 ##@ Tools
 

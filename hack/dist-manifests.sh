@@ -5,7 +5,8 @@
 #   dist/install.yaml  Namespace klambda-system, the CRDs and everything the chart installs
 #                      in it: kubectl apply -f dist/install.yaml (no Helm needed)
 # HELM names the helm binary (the Makefile's pinned one). CHART_DIR and DIST (make release)
-# render another copy of the chart into another folder.
+# render another copy of the chart into another folder; arguments (make release: --set
+# <component>.image.digest=...) go to helm template for install.yaml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HELM=${HELM:-helm}
@@ -54,5 +55,5 @@ YAML
 	# NATS cluster: that cluster's passwords and the events' signing key are generated at
 	# install time, which a static file cannot do (Helm does).
 	"$HELM" template klambda "$CHART_DIR" --namespace "$NS" --kube-version "$KUBE_VERSION" --skip-crds \
-		--set activator.replicas=1 --set nats.enabled=false
+		--set activator.replicas=1 --set nats.enabled=false "$@"
 } >"$DIST/install.yaml"

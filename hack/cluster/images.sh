@@ -75,18 +75,8 @@ image nats "klambda.local/nats:${nats_version#v}" -base-files -layer -add "$BIN/
 
 busybox=/bin/busybox
 [ -x "$busybox" ] && "$busybox" --list >/dev/null 2>&1 || die "busybox-static is missing: apt-get install busybox-static"
-cat >"$OUT/lambda-entrypoint.sh" <<'EOF'
-#!/bin/sh
-# The entrypoint of klambda's local base images, like the public Lambda base images': run the
-# function's bootstrap with the handler (the container's arguments, or _HANDLER).
-export LAMBDA_TASK_ROOT=${LAMBDA_TASK_ROOT:-/var/task} LAMBDA_RUNTIME_DIR=${LAMBDA_RUNTIME_DIR:-/var/runtime}
-[ $# -gt 0 ] && export _HANDLER="$1"
-for b in /var/runtime/bootstrap /var/task/bootstrap /opt/bootstrap; do
-	if [ -x "$b" ]; then exec "$b" "$@"; fi
-done
-echo "klambda: no bootstrap in /var/runtime, /var/task or /opt" >&2
-exit 127
-EOF
+# The entrypoint make release's provided.al2023 stand-in has too (hack/release-images.sh).
+cp hack/runtimes/provided/lambda-entrypoint.sh "$OUT/lambda-entrypoint.sh"
 chmod 755 "$OUT/lambda-entrypoint.sh"
 provided=(-base-files -add "$busybox=/bin/busybox")
 for applet in $("$busybox" --list); do

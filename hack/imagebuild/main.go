@@ -17,7 +17,8 @@
 // Filesystem flags are applied in order; -layer starts a new layer. In an -add source,
 // {arch} is the platform's architecture (amd64, arm64): each platform's image gets its
 // own files. -o writes one platform's image (a single manifest, which containerd's CRI
-// runs whatever the node's platform); -oci writes an index of all the -platform images.
+// runs whatever the node's platform); -oci writes an index of all the -platform images,
+// with the -annotation K=V pairs on the index (org.opencontainers.image.version, ...).
 package main
 
 import (
@@ -124,6 +125,7 @@ func run() error {
 		env, cmd   stringsFlag
 		entrypoint stringsFlag
 		platforms  stringsFlag
+		annots     stringsFlag
 		tag        = flag.String("tag", "", "image reference to tag the image with (required)")
 		out        = flag.String("o", "", "docker-archive tarball to write (one platform)")
 		ociDir     = flag.String("oci", "", "OCI image layout directory to write: an index of every -platform image")
@@ -139,6 +141,7 @@ func run() error {
 	flag.Var(&env, "env", "K=V environment variable (repeatable)")
 	flag.Var(&entrypoint, "entrypoint", "entrypoint argument (repeatable, in order)")
 	flag.Var(&cmd, "cmd", "cmd argument (repeatable, in order)")
+	flag.Var(&annots, "annotation", "K=V annotation of the -oci index, e.g. org.opencontainers.image.version=1.2.3 (repeatable)")
 	flag.Var(&platforms, "platform", "os/arch[/variant] to build for (repeatable; default linux/amd64): linux/amd64, linux/arm64")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -160,6 +163,17 @@ func run() error {
 	}
 	if len(platforms) > 1 && *ociDir == "" {
 		return errors.New("several -platform images need -oci (a docker archive holds one image)")
+	}
+	if len(annots) > 0 && *ociDir == "" {
+		return errors.New("-annotation needs -oci (it annotates the image index; a docker archive has none)")
+	}
+	annotations := map[string]string{}
+	for _, a := range annots {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("-annotation wants K=V, got %q", a)
+		}
+		annotations[k] = v
 	}
 	cfg := imageConfig{env: env, entrypoint: entrypoint, cmd: cmd, user: *user, workdir: *workdir, oci: *ociDir != ""}
 	var imgs []v1.Image
@@ -194,6 +208,9 @@ func run() error {
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for i, img := range imgs {
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &plats[i]}})
+	}
+	if len(annotations) > 0 {
+		idx = mutate.Annotations(idx, annotations).(v1.ImageIndex)
 	}
 	dig, err := idx.Digest()
 	if err != nil {

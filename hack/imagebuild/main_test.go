@@ -93,8 +93,8 @@ func fileOf(t *testing.T, img v1.Image, name string) []byte {
 // per-architecture binaries ({arch} in -add) and reads it back with go-containerregistry:
 // two manifests with their platforms, each config saying its architecture, each image
 // holding the binary of its architecture (ELF machine), OCI media types, the tag as the
-// layout's ref.name, the same digest when built twice. The arm64 entrypoint then runs under
-// qemu-user where binfmt has it (shared/notes/arm64.md).
+// layout's ref.name, the -annotation on the index, the same digest when built twice. The
+// arm64 entrypoint then runs under qemu-user where binfmt has it (shared/notes/arm64.md).
 func TestMultiPlatformIndex(t *testing.T) {
 	dir := t.TempDir()
 	src := "package main\n\nimport (\n\t\"fmt\"\n\t\"runtime\"\n)\n\nfunc main() { fmt.Println(\"hello from\", runtime.GOARCH) }\n"
@@ -102,7 +102,8 @@ func TestMultiPlatformIndex(t *testing.T) {
 	build(t, dir, "arm64", src)
 	oci := filepath.Join(dir, "oci")
 	args := []string{"-tag", "example.local/hello:1.0.0", "-platform", "linux/amd64", "-platform", "linux/arm64",
-		"-base-files", "-layer", "-add", filepath.Join(dir, "hello-{arch}") + "=/hello", "-user", "65532:65532", "-entrypoint", "/hello"}
+		"-base-files", "-layer", "-add", filepath.Join(dir, "hello-{arch}") + "=/hello", "-user", "65532:65532", "-entrypoint", "/hello",
+		"-annotation", "org.opencontainers.image.version=1.0.0"}
 	dig, err := imagebuild(t, append(args, "-oci", oci)...)
 	if err != nil {
 		t.Fatalf("imagebuild: %v: %s", err, dig)
@@ -137,6 +138,9 @@ func TestMultiPlatformIndex(t *testing.T) {
 	}
 	if im.MediaType != types.OCIImageIndex || len(im.Manifests) != 2 {
 		t.Fatalf("index %s with %d manifests, want an OCI index of 2", im.MediaType, len(im.Manifests))
+	}
+	if v := im.Annotations["org.opencontainers.image.version"]; v != "1.0.0" {
+		t.Errorf("index annotation org.opencontainers.image.version %q, want 1.0.0 (-annotation)", v)
 	}
 	machine := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
 	for i, want := range []string{"amd64", "arm64"} {
@@ -198,6 +202,8 @@ func TestPlatformRefusals(t *testing.T) {
 		{[]string{"-platform", "windows/amd64", "-o", "x.tar"}, "want linux/ARCH"},
 		{[]string{"-platform", "linux/amd64", "-platform", "linux/arm64", "-o", "x.tar"}, "need -oci"},
 		{[]string{"-o", "x.tar", "-oci", "d"}, "give one"},
+		{[]string{"-o", "x.tar", "-annotation", "a=b"}, "-annotation needs -oci"},
+		{[]string{"-oci", "d", "-annotation", "novalue"}, "-annotation wants K=V"},
 	} {
 		out, err := imagebuild(t, append([]string{"-tag", "example.local/x:1", "-mkdir", "/x"}, tc.args...)...)
 		if err == nil || !strings.Contains(out, tc.want) {
