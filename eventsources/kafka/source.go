@@ -63,9 +63,10 @@ type Source struct {
 }
 
 var (
-	_ poller.Source        = (*Source)(nil)
-	_ poller.Rebalancer    = (*Source)(nil)
-	_ poller.EventAppender = (*Source)(nil)
+	_ poller.Source           = (*Source)(nil)
+	_ poller.Rebalancer       = (*Source)(nil)
+	_ poller.EventAppender    = (*Source)(nil)
+	_ poller.PartitionGrouper = (*Source)(nil)
 )
 
 // ClientOpts are the connection options (servers, SASL, TLS) for consumers and producers.
@@ -182,6 +183,11 @@ func (s *Source) rebalance(assigned bool, tps map[string][]int32) {
 		s.mu.Unlock()
 	}
 }
+
+// GroupsPartitions is true: the event's records are grouped by topic-partition, so one
+// invocation carries the records of every partition that has some ready and no batch in
+// flight (poller.PartitionGrouper), as Lambda's Kafka poller's.
+func (s *Source) GroupsPartitions() bool { return true }
 
 // Mode is Stream.
 func (s *Source) Mode() batch.Mode { return batch.Stream }
