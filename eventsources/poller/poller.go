@@ -485,9 +485,9 @@ func (p *Poller) tooLarge(ctx context.Context, e *batch.RecordTooLargeError) {
 
 // deliver runs a batch through Delivery until it is done; false when ctx ended first, or
 // stop was closed (a partition of the batch revoked) before the next invocation. settled,
-// when not nil, receives the records the batch's steps finished (the rest are the ones a
-// stopped batch leaves unsettled).
-func (p *Poller) deliver(ctx context.Context, stop <-chan struct{}, records []batch.Record, settled *[]batch.Record) bool {
+// when not nil, receives the records each step finished (the rest are the ones a stopped
+// batch leaves unsettled); the steps' slices, not copies.
+func (p *Poller) deliver(ctx context.Context, stop <-chan struct{}, records []batch.Record, settled *[][]batch.Record) bool {
 	d := batch.NewDeliveryOwning(records, p.cfg.Policy, nil) // a batch just cut, nobody else's
 	step := d.Start()
 	var lastResp invokeclient.Response
@@ -509,7 +509,7 @@ func (p *Poller) deliver(ctx context.Context, stop <-chan struct{}, records []ba
 			defer cancel()
 		}
 		if settled != nil && len(step.Committed) > 0 {
-			*settled = append(*settled, step.Committed...)
+			*settled = append(*settled, step.Committed)
 		}
 		if p.cfg.Policy.Mode == batch.Stream {
 			p.finish(settleCtx, step.Committed)

@@ -230,7 +230,7 @@ func (s *sharedBatches) start(j *job) {
 // meanwhile.
 func (s *sharedBatches) run(j *job) {
 	defer s.wg.Done()
-	var settled []batch.Record
+	var settled [][]batch.Record
 	ok := true
 	if j.tooLarge != nil {
 		s.p.tooLarge(s.ctx, j.tooLarge)
@@ -253,10 +253,12 @@ func (s *sharedBatches) run(j *job) {
 // stopped by a revocation that belong to partitions still held and that its invocations
 // did not settle: they go again in a later batch, in order (the function may see them
 // twice: at least once, as after any handover).
-func (s *sharedBatches) requeue(j *job, settled []batch.Record) {
-	done := make(map[string]bool, len(settled))
-	for _, r := range settled {
-		done[r.Partition+"\x00"+r.ID] = true
+func (s *sharedBatches) requeue(j *job, settled [][]batch.Record) {
+	done := map[string]bool{}
+	for _, recs := range settled {
+		for _, r := range recs {
+			done[r.Partition+"\x00"+r.ID] = true
+		}
 	}
 	back := map[*part][]Message{}
 	for _, r := range j.records {
