@@ -291,8 +291,12 @@ func (s *Source) message(key string, r *kgo.Record) poller.Message {
 			Timestamp: r.Timestamp,
 			Ref:       r,
 		},
-		View: func() filter.Record { return filter.FromKafka(eventRecord(r)) },
 	}
+}
+
+// FilterRecord is the record as filters see it (poller.Source).
+func (s *Source) FilterRecord(r batch.Record) filter.Record {
+	return filter.FromKafka(eventRecord(r.Ref.(*kgo.Record)))
 }
 
 // recordSize bounds a record's JSON from above without marshalling it: base64 payloads,

@@ -318,7 +318,7 @@ func (p *Poller) route(ctx context.Context, msgs []Message) (byLane map[string][
 	counts := map[string]int{}
 	var filtered []batch.Record
 	for i, m := range msgs {
-		if filtering && m.View != nil && !p.cfg.Filter.Match(m.View()) {
+		if filtering && !p.cfg.Filter.Match(p.src.FilterRecord(m.Record)) {
 			filtered = append(filtered, m.Record)
 			continue
 		}
