@@ -215,7 +215,10 @@ func (s *Source) Fetch(ctx context.Context) ([]poller.Message, error) {
 			size += len(p.Topic) + 32 + len(r.Key) // "<topic>-<partition>@<offset>" and the key
 		}
 	})
-	text := make([]byte, 0, size)
+	// A Builder: its String is the buffer itself, not a copy of it.
+	var text strings.Builder
+	text.Grow(size)
+	var num [20]byte
 	ends := make([]int, 0, 2*fs.NumRecords()) // per message, where its ID and its key end in text
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		key := events.KafkaPartitionKey(p.Topic, p.Partition)
@@ -228,12 +231,12 @@ func (s *Source) Fetch(ctx context.Context) ([]poller.Message, error) {
 				continue // refetched after a rebalance while still held here
 			}
 			h, seen = r.Offset, true
-			text = append(text, key...)
-			text = append(text, '@')
-			text = strconv.AppendInt(text, r.Offset, 10)
-			ends = append(ends, len(text))
-			text = append(text, r.Key...)
-			ends = append(ends, len(text))
+			text.WriteString(key)
+			text.WriteByte('@')
+			text.Write(strconv.AppendInt(num[:0], r.Offset, 10))
+			ends = append(ends, text.Len())
+			text.Write(r.Key)
+			ends = append(ends, text.Len())
 			out = append(out, s.message(key, r))
 		}
 		if seen {
@@ -246,7 +249,7 @@ func (s *Source) Fetch(ctx context.Context) ([]poller.Message, error) {
 	if len(out) == 0 && len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	all, start := string(text), 0
+	all, start := text.String(), 0
 	for i := range out {
 		idEnd, keyEnd := ends[2*i], ends[2*i+1]
 		out[i].Record.ID, out[i].Key = all[start:idEnd], all[idEnd:keyEnd]
