@@ -631,8 +631,8 @@ func (p *Poller) finish(ctx context.Context, recs []batch.Record) {
 func (p *Poller) settle(ctx context.Context, s Settlement) {
 	// A stream's checkpoints are marked one settlement at a time. A scaled queue's (SQS's)
 	// pollers settle at once: deletes are per message and the SDK's client is safe for
-	// concurrent use; one delete at a time across all pollers bounded the drain (2.5x
-	// slower than a plain receive/delete loop in bench/sqs).
+	// concurrent use; one delete at a time across all pollers would bound the drain by one
+	// DeleteMessageBatch round trip (TestScaledPollersDeleteConcurrently).
 	if p.scale == nil || p.cfg.Policy.Mode == batch.Stream {
 		p.settleMu.Lock()
 		defer p.settleMu.Unlock()
