@@ -173,6 +173,25 @@ func (b *Batcher) Add(r Record) ([]Batch, error) {
 	return out, nil
 }
 
+// Limit is the payload limit.
+func (b *Batcher) Limit() int { return b.cfg.MaxPayloadBytes }
+
+// FitsAlone tells whether r fits an invocation at all (false: Add would reject it with a
+// *RecordTooLargeError).
+func (b *Batcher) FitsAlone(r Record) bool {
+	return b.cfg.EnvelopeBytes+r.Size <= b.cfg.MaxPayloadBytes
+}
+
+// Fits tells whether r joins the pending batch without Add cutting that batch for the
+// payload limit first (a poller filling one batch from several partitions asks before it
+// takes a record off a partition).
+func (b *Batcher) Fits(r Record) bool {
+	if !b.FitsAlone(r) {
+		return false
+	}
+	return len(b.pending) == 0 || b.bytes+1+r.Size <= b.cfg.MaxPayloadBytes
+}
+
 // Ready returns the pending batch if its window has ended; with a zero window, any pending
 // records are ready at once.
 func (b *Batcher) Ready() (Batch, bool) {

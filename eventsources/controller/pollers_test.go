@@ -15,6 +15,7 @@ import (
 	"github.com/klambda/klambda/eventsources/batch"
 	"github.com/klambda/klambda/eventsources/controller"
 	"github.com/klambda/klambda/eventsources/events"
+	"github.com/klambda/klambda/eventsources/filter"
 	"github.com/klambda/klambda/eventsources/invokeclient/invoketest"
 	"github.com/klambda/klambda/eventsources/poller"
 )
@@ -32,6 +33,7 @@ func (idleSource) Event([]batch.Record) ([]byte, error)                    { ret
 func (idleSource) Settle(context.Context, poller.Settlement) error         { return nil }
 func (idleSource) DescribeFailure(*events.OnFailureRecord, []batch.Record) {}
 func (idleSource) Close() error                                            { return nil }
+func (idleSource) FilterRecord(batch.Record) filter.Record                 { return filter.Record{} }
 
 // A Kafka mapping runs on every replica (its consumer group spreads the partitions), one
 // Lease choosing the replica that writes its status; any other mapping runs on the Lease

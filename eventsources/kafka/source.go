@@ -63,9 +63,10 @@ type Source struct {
 }
 
 var (
-	_ poller.Source        = (*Source)(nil)
-	_ poller.Rebalancer    = (*Source)(nil)
-	_ poller.EventAppender = (*Source)(nil)
+	_ poller.Source           = (*Source)(nil)
+	_ poller.Rebalancer       = (*Source)(nil)
+	_ poller.EventAppender    = (*Source)(nil)
+	_ poller.PartitionGrouper = (*Source)(nil)
 )
 
 // ClientOpts are the connection options (servers, SASL, TLS) for consumers and producers.
@@ -183,6 +184,11 @@ func (s *Source) rebalance(assigned bool, tps map[string][]int32) {
 	}
 }
 
+// GroupsPartitions is true: the event's records are grouped by topic-partition, so one
+// invocation carries the records of every partition that has some ready and no batch in
+// flight (poller.PartitionGrouper), as Lambda's Kafka poller's.
+func (s *Source) GroupsPartitions() bool { return true }
+
 // Mode is Stream.
 func (s *Source) Mode() batch.Mode { return batch.Stream }
 
@@ -209,7 +215,10 @@ func (s *Source) Fetch(ctx context.Context) ([]poller.Message, error) {
 			size += len(p.Topic) + 32 + len(r.Key) // "<topic>-<partition>@<offset>" and the key
 		}
 	})
-	text := make([]byte, 0, size)
+	// A Builder: its String is the buffer itself, not a copy of it.
+	var text strings.Builder
+	text.Grow(size)
+	var num [20]byte
 	ends := make([]int, 0, 2*fs.NumRecords()) // per message, where its ID and its key end in text
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		key := events.KafkaPartitionKey(p.Topic, p.Partition)
@@ -222,12 +231,12 @@ func (s *Source) Fetch(ctx context.Context) ([]poller.Message, error) {
 				continue // refetched after a rebalance while still held here
 			}
 			h, seen = r.Offset, true
-			text = append(text, key...)
-			text = append(text, '@')
-			text = strconv.AppendInt(text, r.Offset, 10)
-			ends = append(ends, len(text))
-			text = append(text, r.Key...)
-			ends = append(ends, len(text))
+			text.WriteString(key)
+			text.WriteByte('@')
+			text.Write(strconv.AppendInt(num[:0], r.Offset, 10))
+			ends = append(ends, text.Len())
+			text.Write(r.Key)
+			ends = append(ends, text.Len())
 			out = append(out, s.message(key, r))
 		}
 		if seen {
@@ -240,7 +249,7 @@ func (s *Source) Fetch(ctx context.Context) ([]poller.Message, error) {
 	if len(out) == 0 && len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	all, start := string(text), 0
+	all, start := text.String(), 0
 	for i := range out {
 		idEnd, keyEnd := ends[2*i], ends[2*i+1]
 		out[i].Record.ID, out[i].Key = all[start:idEnd], all[idEnd:keyEnd]
@@ -285,8 +294,12 @@ func (s *Source) message(key string, r *kgo.Record) poller.Message {
 			Timestamp: r.Timestamp,
 			Ref:       r,
 		},
-		View: func() filter.Record { return filter.FromKafka(eventRecord(r)) },
 	}
+}
+
+// FilterRecord is the record as filters see it (poller.Source).
+func (s *Source) FilterRecord(r batch.Record) filter.Record {
+	return filter.FromKafka(eventRecord(r.Ref.(*kgo.Record)))
 }
 
 // recordSize bounds a record's JSON from above without marshalling it: base64 payloads,

@@ -169,7 +169,7 @@ func TestRecordsReachTheFunctionInLambdasShapeAndOffsetsAreCommitted(t *testing.
 	var b events.KafkaEvent
 	for _, ev := range e.batches {
 		if _, ok := ev.Records[events.KafkaPartitionKey(topic, 0)]; ok {
-			b = ev // partitions are separate lanes: batches hold one partition each
+			b = ev
 		}
 	}
 	e.mu.Unlock()

@@ -224,9 +224,21 @@ func (s *Source) message(m jetstream.Msg, md *jetstream.MsgMetadata) poller.Mess
 			Timestamp: md.Timestamp,
 			Ref:       m,
 		},
-		Key:  m.Subject(),
-		View: func() filter.Record { return filter.FromNATS(eventRecord(m, md)) },
+		Key: m.Subject(),
 	}
+}
+
+// FilterRecord is the record as filters see it (poller.Source): its metadata parsed again
+// from the message's reply subject, as Event does.
+func (s *Source) FilterRecord(r batch.Record) filter.Record {
+	m := r.Ref.(jetstream.Msg)
+	md, err := m.Metadata()
+	if err != nil {
+		// Not reached: Fetch kept only messages whose reply subject parsed, and it is parsed
+		// the same way again here.
+		return filter.FromNATS(events.NATSRecord{Subject: m.Subject(), Data: m.Data()})
+	}
+	return filter.FromNATS(eventRecord(m, md))
 }
 
 // EnvelopeBytes bounds the event around its records.

@@ -126,15 +126,6 @@ type lane struct {
 	drain chan struct{}
 }
 
-func (l *lane) stopped() bool {
-	select {
-	case <-l.stop:
-		return true
-	default:
-		return false
-	}
-}
-
 // lanes are the running lanes, and the partitions revoked from this poller (whose records
 // still in hand are dropped: another poller owns them now).
 type lanes struct {
@@ -162,6 +153,14 @@ func (p *Poller) Run(ctx context.Context) error {
 	}()
 	ls := &lanes{byKey: map[string]*lane{}, revoked: map[string]bool{}}
 	p.lanes = ls
+	var shared *sharedBatches
+	if p.sharesBatches() {
+		var err error
+		if shared, err = newSharedBatches(ctx, p, ls, &wg); err != nil {
+			return fmt.Errorf("invalid batching settings: %w", err)
+		}
+		defer shared.close() // before the deferred wait above: no batch starts after it
+	}
 	if r, ok := p.src.(Rebalancer); ok {
 		r.OnRebalance(func(assigned bool, partitions []string) {
 			if assigned {
@@ -170,6 +169,10 @@ func (p *Poller) Run(ctx context.Context) error {
 					delete(ls.revoked, part)
 				}
 				ls.mu.Unlock()
+				return
+			}
+			if shared != nil {
+				shared.revoke(partitions)
 				return
 			}
 			p.revoke(ls, partitions)
@@ -212,6 +215,12 @@ func (p *Poller) Run(ctx context.Context) error {
 		}
 		recordsInvoked.WithLabelValues(p.labels()...).Add(float64(len(msgs)))
 		byLane, order := p.route(ctx, msgs)
+		if shared != nil {
+			if !shared.push(byLane, order) {
+				return nil
+			}
+			continue
+		}
 		for _, k := range order {
 			part := byLane[k][0].Record.Partition
 			l := laneFor(k, part)
@@ -309,7 +318,7 @@ func (p *Poller) route(ctx context.Context, msgs []Message) (byLane map[string][
 	counts := map[string]int{}
 	var filtered []batch.Record
 	for i, m := range msgs {
-		if filtering && m.View != nil && !p.cfg.Filter.Match(m.View()) {
+		if filtering && !p.cfg.Filter.Match(p.src.FilterRecord(m.Record)) {
 			filtered = append(filtered, m.Record)
 			continue
 		}
@@ -411,12 +420,12 @@ func (p *Poller) runLane(ctx context.Context, l *lane) {
 						break more
 					}
 				}
-				if bt, ok := b.Ready(); ok && !p.deliver(ctx, l, bt.Records) {
+				if bt, ok := b.Ready(); ok && !p.deliver(ctx, l.stop, bt.Records, nil) {
 					return
 				}
 			}
 		case <-timer:
-			if bt, ok := b.Ready(); ok && !p.deliver(ctx, l, bt.Records) {
+			if bt, ok := b.Ready(); ok && !p.deliver(ctx, l.stop, bt.Records, nil) {
 				return
 			}
 		case <-l.drain:
@@ -432,7 +441,7 @@ func (p *Poller) runLane(ctx context.Context, l *lane) {
 				break
 			}
 			if bt, ok := b.Flush(); ok {
-				p.deliver(ctx, l, bt.Records)
+				p.deliver(ctx, l.stop, bt.Records, nil)
 			}
 			return
 		}
@@ -445,7 +454,7 @@ func (p *Poller) add(ctx context.Context, l *lane, b *batch.Batcher, msgs []Mess
 	for _, m := range msgs {
 		cut, err := b.Add(m.Record)
 		for _, bt := range cut {
-			if !p.deliver(ctx, l, bt.Records) {
+			if !p.deliver(ctx, l.stop, bt.Records, nil) {
 				return false
 			}
 		}
@@ -475,8 +484,10 @@ func (p *Poller) tooLarge(ctx context.Context, e *batch.RecordTooLargeError) {
 }
 
 // deliver runs a batch through Delivery until it is done; false when ctx ended first, or
-// the lane was stopped (its partition revoked) before the next invocation.
-func (p *Poller) deliver(ctx context.Context, l *lane, records []batch.Record) bool {
+// stop was closed (a partition of the batch revoked) before the next invocation. settled,
+// when not nil, receives the records each step finished (the rest are the ones a stopped
+// batch leaves unsettled); the steps' slices, not copies.
+func (p *Poller) deliver(ctx context.Context, stop <-chan struct{}, records []batch.Record, settled *[][]batch.Record) bool {
 	d := batch.NewDeliveryOwning(records, p.cfg.Policy, nil) // a batch just cut, nobody else's
 	step := d.Start()
 	var lastResp invokeclient.Response
@@ -497,6 +508,9 @@ func (p *Poller) deliver(ctx context.Context, l *lane, records []batch.Record) b
 			settleCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
 		}
+		if settled != nil && len(step.Committed) > 0 {
+			*settled = append(*settled, step.Committed)
+		}
 		if p.cfg.Policy.Mode == batch.Stream {
 			p.finish(settleCtx, step.Committed)
 		} else if len(step.Committed) > 0 || len(step.Released) > 0 {
@@ -510,7 +524,7 @@ func (p *Poller) deliver(ctx context.Context, l *lane, records []batch.Record) b
 			if p.scale != nil {
 				p.scale.backingOff.Add(1)
 			}
-			ok := sleepLane(ctx, l, step.Backoff)
+			ok := sleepStop(ctx, stop, step.Backoff)
 			if p.scale != nil {
 				p.scale.backingOff.Add(-1)
 			}
@@ -521,7 +535,7 @@ func (p *Poller) deliver(ctx context.Context, l *lane, records []batch.Record) b
 		if step.Done {
 			return true
 		}
-		if l != nil && l.stopped() {
+		if closed(stop) {
 			return false
 		}
 		res, resp := p.invoke(ctx, step.Invoke)
@@ -615,8 +629,14 @@ func (p *Poller) finish(ctx context.Context, recs []batch.Record) {
 }
 
 func (p *Poller) settle(ctx context.Context, s Settlement) {
-	p.settleMu.Lock()
-	defer p.settleMu.Unlock()
+	// A stream's checkpoints are marked one settlement at a time. A scaled queue's (SQS's)
+	// pollers settle at once: deletes are per message and the SDK's client is safe for
+	// concurrent use; one delete at a time across all pollers would bound the drain by one
+	// DeleteMessageBatch round trip (TestScaledPollersDeleteConcurrently).
+	if p.scale == nil || p.cfg.Policy.Mode == batch.Stream {
+		p.settleMu.Lock()
+		defer p.settleMu.Unlock()
+	}
 	if err := p.src.Settle(ctx, s); err != nil && ctx.Err() == nil {
 		// Not fatal: the records are redelivered and processed again (at least once).
 		p.log.Error(err, "settling records with the event source")
@@ -691,20 +711,28 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// sleepLane sleeps like sleep, and also ends (false) when the lane is stopped.
-func sleepLane(ctx context.Context, l *lane, d time.Duration) bool {
-	if l == nil {
-		return sleep(ctx, d)
-	}
+// sleepStop sleeps like sleep, and also ends (false) when stop is closed (a nil stop never
+// is).
+func sleepStop(ctx context.Context, stop <-chan struct{}, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
-	case <-l.stop:
+	case <-stop:
 		return false
 	case <-t.C:
 		return true
+	}
+}
+
+// closed tells whether stop is closed (a nil stop never is).
+func closed(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/klambda/klambda/api/contract"
 	"github.com/klambda/klambda/eventsources/batch"
 	"github.com/klambda/klambda/eventsources/events"
+	"github.com/klambda/klambda/eventsources/filter"
 	"github.com/klambda/klambda/eventsources/invokeclient/invoketest"
 )
 
@@ -62,6 +63,9 @@ func (m *memSource) DescribeFailure(rec *events.OnFailureRecord, _ []batch.Recor
 	m.mu.Unlock()
 }
 func (m *memSource) Close() error { return nil }
+func (m *memSource) FilterRecord(r batch.Record) filter.Record {
+	return filter.FromSQS(events.SQSMessage{MessageID: r.ID})
+}
 func (m *memSource) checkpoint() int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -155,7 +155,7 @@ func (p *Poller) worker(ctx context.Context, s *scaler) {
 		kept := msgs[:0:0]
 		var filtered []batch.Record
 		for _, m := range msgs {
-			if p.cfg.Filter != nil && p.cfg.Filter.Filters() > 0 && m.View != nil && !p.cfg.Filter.Match(m.View()) {
+			if p.cfg.Filter != nil && p.cfg.Filter.Filters() > 0 && !p.cfg.Filter.Match(p.src.FilterRecord(m.Record)) {
 				filtered = append(filtered, m.Record)
 				continue
 			}

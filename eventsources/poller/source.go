@@ -16,8 +16,6 @@ type Message struct {
 	// Key orders records within a partition when parallelizationFactor > 1 (the Kafka key,
 	// the NATS subject).
 	Key string
-	// View is the record as filters see it; called only when the mapping has filters.
-	View func() filter.Record
 }
 
 // Settlement is what a source must do with finished or failed records.
@@ -44,6 +42,9 @@ type Source interface {
 	Event(records []batch.Record) ([]byte, error)
 	// Settle commits, acks or releases records.
 	Settle(ctx context.Context, s Settlement) error
+	// FilterRecord is a record of Fetch as filters see it (from its Ref: no closure per
+	// fetched record); called only when the mapping has filters.
+	FilterRecord(r batch.Record) filter.Record
 	// DescribeFailure fills the source's *BatchInfo of an on-failure record.
 	DescribeFailure(rec *events.OnFailureRecord, records []batch.Record)
 	// Close releases the connection. Unsettled records are redelivered later (uncommitted

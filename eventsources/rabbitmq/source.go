@@ -214,8 +214,12 @@ func (s *Source) message(d amqp.Delivery) poller.Message {
 	}
 	return poller.Message{
 		Record: batch.Record{ID: id, Size: size, Timestamp: ts, Ref: d},
-		View:   func() filter.Record { return filter.FromRabbitMQ(eventMessage(d)) },
 	}
+}
+
+// FilterRecord is the message as filters see it (poller.Source).
+func (s *Source) FilterRecord(r batch.Record) filter.Record {
+	return filter.FromRabbitMQ(eventMessage(r.Ref.(amqp.Delivery)))
 }
 
 // EnvelopeBytes bounds the event around its messages.

@@ -3,6 +3,8 @@ package sqs_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -212,4 +214,38 @@ func newRealFIFOQueue(t *testing.T, h func([]events.SQSMessage) invoketest.Outco
 	})
 	q.startActivator(h)
 	return q
+}
+
+// A scaled mapping's pollers delete their batches at once, not one delete at a time across
+// all of them (which bounded the drain rate by one DeleteMessageBatch round trip).
+func TestScaledPollersDeleteConcurrently(t *testing.T) {
+	e := newEnv(t, nil)
+	var deleting, most atomic.Int32
+	inner := e.srv.Config.Handler
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".DeleteMessageBatch") {
+			n := deleting.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			time.Sleep(30 * time.Millisecond)
+			defer deleting.Add(-1)
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	e.endpoint = proxy.URL
+	var bodies []string
+	for i := range 200 {
+		bodies = append(bodies, strconv.Itoa(i))
+	}
+	e.send(bodies...)
+	e.runScaled(poller.Scaling{Start: 10, Max: 10, Interval: 200 * time.Millisecond, Step: 5})
+	eventually(t, "every message deleted", func() bool {
+		visible, inFlight := e.srv.Counts(e.url)
+		return visible == 0 && inFlight == 0
+	})
+	if m := most.Load(); m < 2 {
+		t.Errorf("at most %d DeleteMessageBatch at once from 10 pollers", m)
+	}
+	t.Logf("at most %d DeleteMessageBatch at once", most.Load())
 }

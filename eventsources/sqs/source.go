@@ -185,8 +185,12 @@ func (s *Source) message(m types.Message) poller.Message {
 	return poller.Message{
 		Record: batch.Record{ID: em.MessageID, Size: len(b), Timestamp: ts, Ref: em},
 		Key:    em.Attributes.MessageGroupID,
-		View:   func() filter.Record { return filter.FromSQS(em) },
 	}
+}
+
+// FilterRecord is the message as filters see it (poller.Source).
+func (s *Source) FilterRecord(r batch.Record) filter.Record {
+	return filter.FromSQS(r.Ref.(events.SQSMessage))
 }
 
 // EnvelopeBytes is {"Records":[]}.
