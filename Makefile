@@ -171,6 +171,10 @@ chart-check: $(HELM) ## helm lint and helm template the chart; fail when its CRD
 bench-coldstart: $(HELM) ## Cold start on the local cluster: first invocation from zero vs a plain pod of the same image becoming Ready (ROUNDS=5).
 	HELM=$(HELM) go test -tags e2e -count=1 -timeout 30m -run '^$$' -bench ColdStart -benchtime 1x -v ./test/e2e/ -args -coldstart.rounds=$(or $(ROUNDS),5)
 
+.PHONY: bench-coldstart-pool
+bench-coldstart-pool: $(HELM) ## Cold start from a pre-warmed pool on the local cluster (a pool of one, helm upgrade, restored) vs a plain pod's Ready (ROUNDS=10).
+	HELM=$(HELM) go test -tags e2e -count=1 -timeout 40m -run '^$$' -bench PoolColdStart -benchtime 1x -v ./test/e2e/ -args -poolcoldstart.rounds=$(or $(ROUNDS),10)
+
 .PHONY: bench-payload
 bench-payload: $(HELM) ## A 5 MB response on the local cluster, end to end: 128 MB against 1,769 MB in the same run (ROUNDS=10).
 	HELM=$(HELM) go test -tags e2e -count=1 -timeout 30m -run '^$$' -bench Payload5MB -benchtime 1x -v ./test/e2e/ -args -payload.rounds=$(or $(ROUNDS),10)

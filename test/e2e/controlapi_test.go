@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -24,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/test/ziptest"
 )
 
 // layerBootstrap answers every event with {"code":"<the layer's /opt/greeting>"}.
@@ -198,17 +198,7 @@ func TestAWSCLIDeployAndInvoke(t *testing.T) {
 	must("delete-function-concurrency", "--function-name", "cli")
 
 	// A layer from a zip, and a function that reads it in /opt.
-	var lz bytes.Buffer
-	zw := zip.NewWriter(&lz)
-	if w, err := zw.Create("greeting"); err != nil {
-		t.Fatal(err)
-	} else if _, err := w.Write([]byte("from-the-layer")); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	layer := must("publish-layer-version", "--layer-name", "greeting", "--zip-file", write("layer.zip", lz.Bytes()),
+	layer := must("publish-layer-version", "--layer-name", "greeting", "--zip-file", write("layer.zip", ziptest.Files(t, ziptest.File{Name: "greeting", Body: []byte("from-the-layer")})),
 		"--compatible-runtimes", "provided.al2023")
 	arn, _ := layer["LayerVersionArn"].(string)
 	if !strings.HasSuffix(arn, ":layer:greeting:1") {

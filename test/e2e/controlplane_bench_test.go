@@ -3,8 +3,6 @@
 package e2e
 
 import (
-	"archive/zip"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"flag"
@@ -22,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/test/ziptest"
 )
 
 var (
@@ -33,29 +32,10 @@ var (
 // random bytes stored uncompressed, so that every round moves a new archive of that size.
 func paddedZip(b testing.TB, code string, mb int) []byte {
 	b.Helper()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	h := &zip.FileHeader{Name: "bootstrap", Method: zip.Deflate}
-	h.SetMode(0o755)
-	w, err := zw.CreateHeader(h)
-	if err == nil {
-		_, err = w.Write([]byte(answerBootstrap(code)))
-	}
-	if err == nil {
-		w, err = zw.CreateHeader(&zip.FileHeader{Name: "padding.bin", Method: zip.Store})
-	}
-	if err == nil {
-		pad := make([]byte, mb<<20)
-		_, _ = rand.Read(pad)
-		_, err = w.Write(pad)
-	}
-	if err == nil {
-		err = zw.Close()
-	}
-	if err != nil {
-		b.Fatal(err)
-	}
-	return buf.Bytes()
+	pad := make([]byte, mb<<20)
+	_, _ = rand.Read(pad)
+	return ziptest.Files(b, ziptest.File{Name: "bootstrap", Body: []byte(answerBootstrap(code)), Mode: 0o755},
+		ziptest.File{Name: "padding.bin", Body: pad, Store: true})
 }
 
 // BenchmarkControlPlane: issue 20's figure. On the local cluster (the chart's bundled code

@@ -3,8 +3,6 @@
 package e2e
 
 import (
-	"archive/zip"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -25,6 +23,7 @@ import (
 
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/test/ziptest"
 )
 
 // TestGitOpsAliasVersionFunctionFromOneDirectory: a Function, the Version that pins its code
@@ -158,24 +157,6 @@ spec:
 // handler as function.sh.
 func shellZip(t *testing.T, handler string) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	for _, f := range []struct {
-		name, body string
-		mode       os.FileMode
-	}{{"bootstrap", probeBootstrap, 0o755}, {"function.sh", handler + "\n", 0o644}} {
-		h := &zip.FileHeader{Name: f.name, Method: zip.Deflate}
-		h.SetMode(f.mode)
-		w, err := zw.CreateHeader(h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.Write([]byte(f.body)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return ziptest.Files(t, ziptest.File{Name: "bootstrap", Body: []byte(probeBootstrap), Mode: 0o755},
+		ziptest.File{Name: "function.sh", Body: []byte(handler + "\n")})
 }

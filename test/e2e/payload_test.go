@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -51,19 +50,7 @@ func payloadFunction(ctx context.Context, t testing.TB, ns, name string, memory 
 	if err != nil {
 		t.Fatal(err)
 	}
-	var zb bytes.Buffer
-	zw := zip.NewWriter(&zb)
-	h := &zip.FileHeader{Name: "bootstrap", Method: zip.Deflate}
-	h.SetMode(0o755)
-	w, err := zw.CreateHeader(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = w.Write(exe)
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	url, sha, err := cluster.ServeCode(ns+"-"+name+".zip", zb.Bytes())
+	url, sha, err := cluster.ServeCode(ns+"-"+name+".zip", BootstrapZip(t, exe))
 	if err != nil {
 		t.Fatal(err)
 	}

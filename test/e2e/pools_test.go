@@ -3,8 +3,6 @@
 package e2e
 
 import (
-	"archive/zip"
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -45,21 +43,7 @@ done
 
 func poolZip(t *testing.T) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	h := &zip.FileHeader{Name: "bootstrap", Method: zip.Deflate}
-	h.SetMode(0o755)
-	w, err := zw.CreateHeader(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write([]byte(poolBootstrap)); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return BootstrapZip(t, []byte(poolBootstrap))
 }
 
 // TestPoolColdStart enables a pool (provided.al2023, 128 MB, size 1; helm upgrade, restored
@@ -142,27 +126,6 @@ func TestPoolColdStart(t *testing.T) {
 		t.Fatalf("a function with serviceAccountName is pool-eligible (annotations %v)", d.Annotations)
 	}
 
-	waitForGenericPod := func() {
-		t.Helper()
-		err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
-			var pods corev1.PodList
-			if err := cluster.Client.List(ctx, &pods, client.InNamespace(ns), client.HasLabels{contract.LabelPool}); err != nil {
-				return false, nil
-			}
-			for _, p := range pods.Items {
-				for _, c := range p.Status.Conditions {
-					if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && p.DeletionTimestamp == nil {
-						return true, nil
-					}
-				}
-			}
-			return false, nil
-		})
-		if err != nil {
-			t.Fatalf("no ready generic pod in %s: %v", ns, err)
-		}
-	}
-
 	sdk := cluster.LambdaClient(ctx, t, ns, cluster.InvokerToken(ctx, t, ns))
 	type answer struct {
 		Fn, Password, Init, Host, Tmp string
@@ -220,7 +183,7 @@ func TestPoolColdStart(t *testing.T) {
 	}
 
 	// A pool hit: the right code, variables and Secret value, a Lambda-shaped cold start.
-	waitForGenericPod()
+	waitForGenericPod(ctx, t, ns)
 	a1, tail := invoke("alpha")
 	if a1.Fn != "alpha" || a1.Password != "s3cret-"+ns || a1.Init != "on-demand" || a1.Tmp != "" {
 		t.Fatalf("alpha's first answer %+v", a1)
@@ -234,7 +197,7 @@ func TestPoolColdStart(t *testing.T) {
 	}
 
 	// beta, from zero: a pod of its own, never alpha's.
-	waitForGenericPod()
+	waitForGenericPod(ctx, t, ns)
 	b1, _ := invoke("beta")
 	if b1.Fn != "beta" || b1.Host == a1.Host || b1.Tmp != "" {
 		t.Fatalf("beta's first answer %+v (alpha ran on %s)", b1, a1.Host)
@@ -244,7 +207,7 @@ func TestPoolColdStart(t *testing.T) {
 	// alpha again from zero (its environment idled out and was deleted, never returned to
 	// the pool): a third pod, holding neither function's files.
 	waitGone(a1.Host)
-	waitForGenericPod()
+	waitForGenericPod(ctx, t, ns)
 	a2, _ := invoke("alpha")
 	if a2.Fn != "alpha" || a2.Host == a1.Host || a2.Host == b1.Host || a2.Tmp != "" {
 		t.Fatalf("alpha from zero again: %+v (before: alpha %s, beta %s)", a2, a1.Host, b1.Host)
@@ -252,7 +215,7 @@ func TestPoolColdStart(t *testing.T) {
 	servedFromPool("alpha", a2)
 
 	// A function a pool cannot serve cold-starts from its own Deployment.
-	waitForGenericPod()
+	waitForGenericPod(ctx, t, ns)
 	i1, _ := invoke("identity")
 	if i1.Fn != "identity" || i1.Password != "s3cret-"+ns {
 		t.Fatalf("identity's answer %+v", i1)
@@ -263,5 +226,25 @@ func TestPoolColdStart(t *testing.T) {
 	}
 	if p.Annotations[contract.AnnotationSpecializedFrom] != "" || p.Spec.ServiceAccountName != "own-identity" {
 		t.Fatalf("identity ran on %s (annotations %v, serviceAccountName %q)", p.Name, p.Annotations, p.Spec.ServiceAccountName)
+	}
+}
+
+// waitForGenericPod waits for a Ready generic (unclaimed) pool pod in ns.
+func waitForGenericPod(ctx context.Context, t testing.TB, ns string) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		var pods corev1.PodList
+		if err := cluster.Client.List(ctx, &pods, client.InNamespace(ns), client.HasLabels{contract.LabelPool}); err != nil {
+			return false, nil
+		}
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil && podReady(&p) {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("no ready generic pod in %s: %v", ns, err)
 	}
 }

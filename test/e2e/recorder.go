@@ -3,8 +3,6 @@
 package e2e
 
 import (
-	"archive/zip"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -20,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/test/ziptest"
 )
 
 // A Recorder is an HTTP server in the test process that recorder functions (see
@@ -216,21 +215,7 @@ func (c *Cluster) RecorderFunction(t testing.TB, r *Recorder, ns, name string) *
 // runtime for provided.al2023).
 func BootstrapZip(t testing.TB, bootstrap []byte) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	h := &zip.FileHeader{Name: "bootstrap", Method: zip.Deflate}
-	h.SetMode(0o755)
-	w, err := zw.CreateHeader(h)
-	if err == nil {
-		_, err = w.Write(bootstrap)
-	}
-	if err == nil {
-		err = zw.Close()
-	}
-	if err != nil {
-		t.Fatalf("zipping a bootstrap: %v", err)
-	}
-	return buf.Bytes()
+	return ziptest.Bootstrap(t, string(bootstrap))
 }
 
 // NodeIP is the local node's IP: pods reach servers of the test process there.

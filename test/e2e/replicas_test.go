@@ -172,7 +172,7 @@ func TestActivatorReplicas(t *testing.T) {
 
 // reinstall runs hack/cluster/install.sh (helm upgrade, then the rollouts' end) with an
 // extra values file (none: the usual install).
-func reinstall(ctx context.Context, t *testing.T, values string) {
+func reinstall(ctx context.Context, t testing.TB, values string) {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, filepath.Join(cluster.RepoRoot, "hack", "cluster", "install.sh"))
 	cmd.Dir = cluster.RepoRoot

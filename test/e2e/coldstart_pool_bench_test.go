@@ -1,0 +1,105 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+)
+
+var poolColdStartRounds = flag.Int("poolcoldstart.rounds", 10, "BenchmarkPoolColdStart: rounds (each: one plain pod, one cold invocation served by a pool)")
+
+// BenchmarkPoolColdStart: issue 23's figure. On the local cluster with a pool of one
+// generic environment (provided.al2023, x86_64, 128 MB; helm upgrade, restored at the end),
+// each round creates a new aws-lambda-go function (examples/hello-go) and times its first
+// invocation through the activator — a pool hit: the pool's pod is claimed, specialized
+// with the function's code and variables, and invoked (the function's Deployment stays at
+// zero, which the round checks) — against the floor of the same round: a plain pod of the
+// runtime image going from Create to Ready. Before each round the pool has refilled.
+// Targets: p50 ≤ 0.25× and p95 ≤ 0.4× the floor. (A pool miss is BenchmarkColdStart's
+// path: the activator finds no generic pod and scales the Deployment.)
+//
+//	make bench-coldstart-pool   # go test -tags e2e -run '^$' -bench PoolColdStart -benchtime 1x ./test/e2e/
+func BenchmarkPoolColdStart(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	if !cluster.Local {
+		b.Skip("needs the local cluster (it reinstalls klambda with a pool)")
+	}
+	values := filepath.Join(b.TempDir(), "pools.yaml")
+	if err := os.WriteFile(values, []byte("config:\n  pools:\n    - {runtime: provided.al2023, architecture: x86_64, memorySize: 128, size: 1}\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	reinstall(ctx, b, values)
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		reinstall(ctx, b, "")
+	})
+	ns := cluster.Namespace(b)
+	token := cluster.InvokerToken(ctx, b, ns)
+	image := ""
+
+	var hit, floor []time.Duration
+	for round := 0; round < *poolColdStartRounds; round++ {
+		fn := cluster.HelloGoFunction(ctx, b, ns, fmt.Sprintf("pool-%d", round))
+		fn.Spec.MemorySize = 128
+		if err := cluster.Client.Create(ctx, fn); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := cluster.WaitForFunctionActive(ctx, ns, fn.Name, 3*time.Minute); err != nil {
+			b.Fatal(err)
+		}
+		if image == "" {
+			d, err := cluster.FunctionDeployment(ctx, ns, fn.Name, VersionLatest)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, c := range d.Spec.Template.Spec.Containers {
+				if c.Name == "function" {
+					image = c.Image
+				}
+			}
+		}
+		waitForGenericPod(ctx, b, ns)
+		measureFloor := func() {
+			f, err := plainPodReady(ctx, ns, fmt.Sprintf("floor-%d", round), image)
+			if err != nil {
+				b.Fatal(err)
+			}
+			floor = append(floor, f)
+		}
+		if round%2 == 1 {
+			measureFloor()
+		}
+		c, err := coldInvoke(ctx, cluster.ActivatorURL(ctx, b, ns)+"/2015-03-31/functions/"+fn.Name+"/invocations", token)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n, err := replicas(ctx, ns, fn.Name, VersionLatest); err != nil || n != 0 {
+			b.Fatalf("round %d: the function's Deployment has %d replicas (%v): the cold start was not a pool hit", round, n, err)
+		}
+		hit = append(hit, c)
+		if round%2 == 0 {
+			measureFloor()
+		}
+		b.Logf("round %d: pool hit %v, plain pod Ready %v", round, c.Round(time.Millisecond), floor[len(floor)-1].Round(time.Millisecond))
+	}
+	pct := func(d []time.Duration, p float64) time.Duration {
+		s := append([]time.Duration(nil), d...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		return s[int(p*float64(len(s)-1)+0.5)]
+	}
+	h50, h95, f50, f95 := pct(hit, 0.5), pct(hit, 0.95), pct(floor, 0.5), pct(floor, 0.95)
+	b.Logf("%d rounds: pool hit p50 %v p95 %v; plain pod Ready p50 %v p95 %v", len(hit),
+		h50.Round(time.Millisecond), h95.Round(time.Millisecond), f50.Round(time.Millisecond), f95.Round(time.Millisecond))
+	b.Logf("ratios to the floor: p50 %.2f× (target ≤ 0.25×), p95 %.2f× (target ≤ 0.4×)", float64(h50)/float64(f50), float64(h95)/float64(f95))
+	b.ReportMetric(float64(h50.Milliseconds()), "hit-p50-ms")
+	b.ReportMetric(float64(f50.Milliseconds()), "pod-ready-p50-ms")
+}
