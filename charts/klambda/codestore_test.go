@@ -148,8 +148,8 @@ func TestChartBundledCodeStore(t *testing.T) {
 	if slices.Sort(writers); !slices.Equal(writers, []string{"activator", "manager"}) {
 		t.Errorf("write port admits %v, want the activator and the manager", writers)
 	}
-	if r := ports[5001]; len(r) != 1 || r[0].NamespaceSelector == nil || len(r[0].NamespaceSelector.MatchLabels) != 0 || r[0].PodSelector != nil {
-		t.Errorf("read port peers %+v: want every pod of every namespace", r)
+	if r, ok := ports[5001]; !ok || r != nil {
+		t.Errorf("read port peers %+v: want any source (a new function pod loads its code before an IP-set policy knows it)", r)
 	}
 
 	// Without persistence, an emptyDir of persistence.size and no claim; an existing claim

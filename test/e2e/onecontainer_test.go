@@ -151,6 +151,8 @@ func TestOneContainerEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	if now.UID != pod.UID || now.Status.ContainerStatuses[0].RestartCount != 0 {
-		t.Fatalf("the pod was replaced or its container restarted: %s", podSummary(&now))
+		cs := now.Status.ContainerStatuses[0]
+		t.Fatalf("the pod was replaced (UID %s, was %s) or its container restarted (%d restarts, last state %+v): %s",
+			now.UID, pod.UID, cs.RestartCount, cs.LastTerminationState.Terminated, podSummary(&now))
 	}
 }

@@ -144,11 +144,17 @@ func TestUpdateSwitchesWithoutMixedCode(t *testing.T) {
 	servingAfterUpdate := cur.Status.ServingDeployment
 
 	// A failed update: the package does not match its sha256. The new code keeps serving.
+	// The pinned digest is one no code ever had: with the code store, a digest the store
+	// already holds (shaA) is taken from the store without downloading the URL at all.
 	urlBad, _, err := cluster.ServeCode(ns+"-mix-bad.zip", BootstrapZip(t, []byte(answerBootstrap("BAD"))))
 	if err != nil {
 		t.Fatal(err)
 	}
-	patchFunction(ctx, t, ns, "mix", func(f *lambdav1alpha1.Function) { f.Spec.Code.URL, f.Spec.Code.SHA256 = urlBad, shaA })
+	_, shaNever, err := cluster.ServeCode(ns+"-mix-never.zip", BootstrapZip(t, []byte(answerBootstrap("NEVER"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	patchFunction(ctx, t, ns, "mix", func(f *lambdav1alpha1.Function) { f.Spec.Code.URL, f.Spec.Code.SHA256 = urlBad, shaNever })
 	waitFor("the failed update reported", 2*time.Minute, func() bool {
 		f := getE2EFunction(ctx, t, ns, "mix")
 		return f.Status.ObservedGeneration == f.Generation && f.Status.LastUpdateStatus == lambdav1alpha1.LastUpdateFailed
