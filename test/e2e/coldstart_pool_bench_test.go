@@ -6,8 +6,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"testing"
 	"time"
@@ -32,16 +30,7 @@ func BenchmarkPoolColdStart(b *testing.B) {
 	if !cluster.Local {
 		b.Skip("needs the local cluster (it reinstalls klambda with a pool)")
 	}
-	values := filepath.Join(b.TempDir(), "pools.yaml")
-	if err := os.WriteFile(values, []byte("config:\n  pools:\n    - {runtime: provided.al2023, architecture: x86_64, memorySize: 128, size: 1}\n"), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	reinstall(ctx, b, values)
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		reinstall(ctx, b, "")
-	})
+	installWith(ctx, b, "config:\n  pools:\n    - {runtime: provided.al2023, architecture: x86_64, memorySize: 128, size: 1}\n")
 	ns := cluster.Namespace(b)
 	token := cluster.InvokerToken(ctx, b, ns)
 	image := ""

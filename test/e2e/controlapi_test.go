@@ -27,17 +27,7 @@ import (
 )
 
 // layerBootstrap answers every event with {"code":"<the layer's /opt/greeting>"}.
-const layerBootstrap = `#!/bin/sh
-set -u
-api="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation"
-while true; do
-	headers=$(mktemp)
-	wget -q -S -O /dev/null "$api/next" 2>"$headers" || { rm -f "$headers"; sleep 0.2; continue; }
-	id=$(grep -i 'Lambda-Runtime-Aws-Request-Id:' "$headers" | sed 's/.*: *//' | tr -d '\r ')
-	wget -q -O /dev/null --post-data "{\"code\":\"$(cat /opt/greeting)\"}" "$api/$id/response"
-	rm -f "$headers"
-done
-`
+var layerBootstrap = replyBootstrap(`"{\"code\":\"$(cat /opt/greeting)\"}"`)
 
 // deployerToken is a token (audience klambda) of ServiceAccount deployer in ns, which may
 // do everything to klambda's resources there, invoke included: what a deploy job holds.

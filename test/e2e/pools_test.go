@@ -6,8 +6,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -61,16 +59,7 @@ func TestPoolColdStart(t *testing.T) {
 	if !cluster.Local {
 		t.Skip("needs the local cluster (it reinstalls klambda with pools)")
 	}
-	values := filepath.Join(t.TempDir(), "pools.yaml")
-	if err := os.WriteFile(values, []byte("config:\n  pools:\n    - {runtime: provided.al2023, architecture: x86_64, memorySize: 128, size: 1}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	reinstall(ctx, t, values)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		reinstall(ctx, t, "")
-	})
+	installWith(ctx, t, "config:\n  pools:\n    - {runtime: provided.al2023, architecture: x86_64, memorySize: 128, size: 1}\n")
 
 	ns := cluster.Namespace(t)
 	if err := cluster.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"},

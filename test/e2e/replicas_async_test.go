@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -43,17 +41,8 @@ func TestAsyncNothingLostOnReplicasAndNATS(t *testing.T) {
 	if !cluster.Local {
 		t.Skip("needs the local cluster (it reinstalls klambda and kills processes on this node)")
 	}
-	values := filepath.Join(t.TempDir(), "ha.yaml")
-	if err := os.WriteFile(values, []byte("activator:\n  replicas: 2\nnats:\n  enabled: true\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	installStart := time.Now()
-	reinstall(ctx, t, values)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		reinstall(ctx, t, "")
-	})
+	installWith(ctx, t, "activator:\n  replicas: 2\nnats:\n  enabled: true\n")
 	holders := waitForShardHolders(ctx, t, 2)
 	if n := len(natsPods(ctx, t)); n != 3 {
 		t.Fatalf("%d Ready NATS servers, want 3", n)

@@ -47,16 +47,7 @@ func TestActivatorReplicas(t *testing.T) {
 	if !cluster.Local {
 		t.Skip("needs the local cluster (it reinstalls klambda and kills an activator process on this node)")
 	}
-	values := filepath.Join(t.TempDir(), "replicas.yaml")
-	if err := os.WriteFile(values, []byte("activator:\n  replicas: 3\n  async: {enabled: false}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	reinstall(ctx, t, values)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		reinstall(ctx, t, "")
-	})
+	installWith(ctx, t, "activator:\n  replicas: 3\n  async: {enabled: false}\n")
 	holders := waitForShardHolders(ctx, t, 3)
 	t.Logf("three replicas hold the shards: %v", holders)
 
@@ -168,6 +159,22 @@ func TestActivatorReplicas(t *testing.T) {
 	if seen["200"] == 0 {
 		t.Errorf("no invocation succeeded: %v", seen)
 	}
+}
+
+// installWith reinstalls klambda with values (YAML over the local install's) for the rest
+// of the test, and restores the usual install when the test ends.
+func installWith(ctx context.Context, t testing.TB, values string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(file, []byte(values), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reinstall(ctx, t, file)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		reinstall(ctx, t, "")
+	})
 }
 
 // reinstall runs hack/cluster/install.sh (helm upgrade, then the rollouts' end) with an

@@ -24,6 +24,12 @@ import (
 
 // answerBootstrap is a custom runtime that answers every event with {"code":"<code>"}.
 func answerBootstrap(code string) string {
+	return replyBootstrap(`'{"code":"` + code + `"}'`)
+}
+
+// replyBootstrap is a custom runtime that answers every event with body, a shell word
+// (quoted as the shell should read it; it may expand, e.g. "$(cat /opt/file)").
+func replyBootstrap(body string) string {
 	return `#!/bin/sh
 set -u
 api="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation"
@@ -31,7 +37,7 @@ while true; do
 	headers=$(mktemp)
 	wget -q -S -O /dev/null "$api/next" 2>"$headers" || { rm -f "$headers"; sleep 0.2; continue; }
 	id=$(grep -i 'Lambda-Runtime-Aws-Request-Id:' "$headers" | sed 's/.*: *//' | tr -d '\r ')
-	wget -q -O /dev/null --post-data '{"code":"` + code + `"}' "$api/$id/response"
+	wget -q -O /dev/null --post-data ` + body + ` "$api/$id/response"
 	rm -f "$headers"
 done
 `
