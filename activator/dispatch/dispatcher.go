@@ -336,8 +336,9 @@ func (d *Dispatcher) wait(ctx context.Context, l *Lease, w *waiter, maxWait time
 }
 
 // Reassign is for a lease whose environment answered that it is busy (its shim runs an
-// invocation this dispatcher did not send: a previous activator's). That environment is
-// kept busy and watched until its shim is free; the lease gets another environment of
+// invocation this dispatcher did not send: a previous activator's), or could not be
+// reached at all (nothing was sent). That environment is kept busy and watched until its
+// shim is free (or, with no answer, until a back-off has passed); the lease gets another environment of
 // the same version, waiting (and waking the scaler) as Acquire does, at most maxWait
 // (0: until ctx ends). The request keeps its place in the concurrency counts. On an
 // error (ErrNoEnvironment, ctx's) the lease holds nothing and Release does nothing.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -222,4 +223,89 @@ func TestCoreBoundsTheShimCallByTheTimeoutAndGrace(t *testing.T) {
 	if took < 1100*time.Millisecond || took > 2*time.Second {
 		t.Fatalf("the call ended after %v, want about 1.2 s (timeout 1 s + grace 0.2 s)", took)
 	}
+}
+
+// An environment the invocation cannot be sent to (its connection refused, as a
+// NetworkPolicy's REJECT or a restarting container answers) costs the caller nothing:
+// nothing reached a shim, so the invocation goes to another environment.
+func TestCoreSendsAnUnreachableEnvironmentsInvocationToAnother(t *testing.T) {
+	r := testrig.New(testrig.Options{WaitDeadline: 5 * time.Second})
+	defer r.Close()
+	r.Function("f", -1, 0)
+	live := r.Environments("f", contract.Latest, 1)[0]
+	r.Endpoints("f", contract.Latest, refusedAddr(t), live.Addr())
+	ctx := context.Background()
+
+	// Two at once: one of them meets the unreachable environment first, and waits for
+	// the live one, which the other holds for 300 ms.
+	first, err := r.Core.Invoke(ctx, input("f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		out, err := r.Core.Invoke(ctx, input("f"))
+		if err == nil {
+			if b := readAll(t, out); b != `{"a":1}` {
+				err = errors.New("second answer " + b)
+			}
+		}
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if b := readAll(t, first); b != `{"a":1}` {
+		t.Fatalf("first answer %q", b)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := live.Calls.Load(); n != 2 {
+		t.Fatalf("the live environment ran %d invocations, want 2", n)
+	}
+}
+
+// The only environment refuses connections for a while (a specialized pool pod whose
+// NetworkPolicy has not caught up): the invocation runs there once it answers, within
+// the wait deadline, instead of failing with "could not be reached".
+func TestCoreWaitsForAnEnvironmentThatRefusesForAWhile(t *testing.T) {
+	r := testrig.New(testrig.Options{WaitDeadline: 10 * time.Second})
+	defer r.Close()
+	r.Function("f", -1, 0)
+	addr := refusedAddr(t)
+	r.Endpoints("f", contract.Latest, addr)
+	shim := r.Environments("f", "unused", 1)[0] // a fake shim to serve on addr later
+	srv := &http.Server{Handler: shim}
+	go func() {
+		time.Sleep(400 * time.Millisecond)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("listening on %s again: %v", addr, err)
+			return
+		}
+		_ = srv.Serve(ln)
+	}()
+	defer srv.Close()
+	start := time.Now()
+	out, err := r.Core.Invoke(context.Background(), input("f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := readAll(t, out); b != `{"a":1}` {
+		t.Fatalf("answer %q", b)
+	}
+	if took := time.Since(start); took < 400*time.Millisecond {
+		t.Fatalf("answered after %v, before the environment listened", took)
+	}
+}
+
+// refusedAddr is a loopback address where nothing listens (connections are refused).
+func refusedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }

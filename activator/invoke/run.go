@@ -121,20 +121,29 @@ func (c *Core) errNotReady(key fnkey.Key) *Error {
 	return ErrService("No execution environment of " + key.String() + " became ready within " + c.WaitDeadline.String() + "; the function is scaling up, retry.")
 }
 
-// callShim sends call with payload to the lease's environment (under shimCtx); an
-// environment busy with an invocation this activator did not send is traded for another
-// (waiting, under ctx, at most WaitDeadline for all the trades together).
+// callShim sends call with payload to the lease's environment (under shimCtx). An
+// environment busy with an invocation this activator did not send, or one the invocation
+// could not be sent to (a refused connection: a container restarting, or a NetworkPolicy
+// that has not yet caught up with a pod's new labels), is traded for another (waiting,
+// under ctx, at most WaitDeadline for all the trades together); the one left behind is
+// watched and serves again when its shim answers (dispatch.Lease.Reassign).
 func (c *Core) callShim(ctx, shimCtx context.Context, key fnkey.Key, lease *dispatch.Lease, call *shimclient.Call, payload []byte) (*http.Response, *Error) {
 	call.Addr, call.Secret = lease.Env.Addr, lease.Env.Secret
 	call.Body = bytes.NewReader(payload)
 	resp, err := c.Shim.Do(shimCtx, call)
 	busyUntil := time.Now().Add(c.WaitDeadline) // bounds all the moves below together
-	for err == nil && shimclient.IsBusy(resp) {
-		// The environment runs an invocation we did not send (a previous activator's): it
-		// counts as busy, and this request takes another environment (or waits for one).
-		c.Log.Info("environment busy with an invocation this activator did not send; trying another", "key", key.String(), "environment", lease.Env.Name, "requestId", call.RequestID)
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
+	for c.retryElsewhere(resp, err, call) {
+		if err != nil {
+			// Nothing reached the shim: another environment (or this one, once it
+			// answers again) runs the invocation.
+			c.Log.Info("the invocation could not be sent to the environment; trying another", "key", key.String(), "environment", lease.Env.Name, "requestId", call.RequestID, "error", err.Error())
+		} else {
+			// The environment runs an invocation we did not send (a previous activator's):
+			// it counts as busy, and this request takes another environment (or waits).
+			c.Log.Info("environment busy with an invocation this activator did not send; trying another", "key", key.String(), "environment", lease.Env.Name, "requestId", call.RequestID)
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+		}
 		wait := time.Duration(0)
 		if c.WaitDeadline > 0 {
 			if wait = time.Until(busyUntil); wait <= 0 {
@@ -159,6 +168,16 @@ func (c *Core) callShim(ctx, shimCtx context.Context, key fnkey.Key, lease *disp
 		return nil, ErrService("RequestId: " + call.RequestID + " The execution environment could not be reached.")
 	}
 	return resp, nil
+}
+
+// retryElsewhere tells whether the invocation goes to another environment: the shim
+// answered that it is busy with another invocation, or the invocation was not sent at all
+// and the function's timeout has not passed.
+func (c *Core) retryElsewhere(resp *http.Response, err error, call *shimclient.Call) bool {
+	if err != nil {
+		return shimclient.NotSent(err) && time.Now().Before(call.Deadline)
+	}
+	return shimclient.IsBusy(resp)
 }
 
 // shimError turns a refusal by the shim into an invocation error. Its caller errors

@@ -90,6 +90,11 @@ func IsBusy(resp *http.Response) bool {
 	return resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get(contract.HeaderErrorType) == "TooManyRequestsException"
 }
 
+// NotSent tells whether err, from Do, means the shim cannot have received the invocation
+// (the connection was refused — also how a NetworkPolicy's REJECT shows — or the request's
+// last bytes never left): it is safe to send it to another environment.
+func NotSent(err error) bool { return errors.Is(err, keepalive.ErrNotSent) }
+
 // Busy asks the shim at addr whether it is running an invocation (GET /healthz,
 // contract.HeaderBusy). ErrStateUnknown when the answer does not say; other errors when the shim
 // could not be asked.
