@@ -62,7 +62,7 @@ kr_bin=$(cat "$RUN/kube-router.bin" 2>/dev/null || true)
 kp_bin=$(cat "$RUN/kube-proxy.bin" 2>/dev/null || true)
 stop kube-router
 stop kube-proxy
-for name in code-server kube-scheduler kube-controller-manager kube-apiserver etcd containerd; do stop "$name"; done
+for name in registry code-server kube-scheduler kube-controller-manager kube-apiserver etcd containerd; do stop "$name"; done
 for pid in $(strays); do
 	log "stopping stray $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-60) (pid $pid)"
 	kill -9 "$pid" 2>/dev/null || true

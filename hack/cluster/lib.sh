@@ -15,6 +15,7 @@ KUBELET_HEALTHZ_PORT=${KUBELET_HEALTHZ_PORT:-10248}
 KCM_PORT=${KCM_PORT:-10257}
 SCHEDULER_PORT=${SCHEDULER_PORT:-10259}
 CODE_PORT=${CODE_PORT:-18080} # the node's static file server for example packages (code.url)
+REGISTRY_PORT=${REGISTRY_PORT:-15000} # the node's OCI registry (plain HTTP) for Image functions' images
 KUBE_ROUTER_HEALTH_PORT=${KUBE_ROUTER_HEALTH_PORT:-20244} # kube-router's /healthz (NetworkPolicy enforcement)
 KUBE_PROXY_HEALTH_PORT=${KUBE_PROXY_HEALTH_PORT:-10256}   # kube-proxy's /healthz
 KUBE_PROXY_METRICS_PORT=${KUBE_PROXY_METRICS_PORT:-10249} # kube-proxy's /metrics

@@ -56,6 +56,8 @@ check_port kube-scheduler "$SCHEDULER_PORT" SCHEDULER_PORT
 check_port kubelet "$KUBELET_PORT" KUBELET_PORT
 check_port kubelet "$KUBELET_HEALTHZ_PORT" KUBELET_HEALTHZ_PORT
 check_port code-server "$CODE_PORT" CODE_PORT
+check_port registry "$REGISTRY_PORT" REGISTRY_PORT
+check_port registry "$((REGISTRY_PORT + 1))" REGISTRY_PORT
 check_port kube-router "$KUBE_ROUTER_HEALTH_PORT" KUBE_ROUTER_HEALTH_PORT
 check_port kube-proxy "$KUBE_PROXY_HEALTH_PORT" KUBE_PROXY_HEALTH_PORT
 check_port kube-proxy "$KUBE_PROXY_METRICS_PORT" KUBE_PROXY_METRICS_PORT
@@ -195,6 +197,9 @@ state = "$D/containerd/state"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$D/cni/net.d"
+  # Registry hosts (hosts.toml per host:port): the node's own registry is plain HTTP.
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$D/containerd/certs.d"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -203,6 +208,16 @@ state = "$D/containerd/state"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         BinaryName = "$D/bin/runc-wrapper"
         SystemdCgroup = false
+EOF
+
+# The node's registry ($NODE_IP:$REGISTRY_PORT, below) speaks plain HTTP: containerd pulls
+# from it as from any registry, only without TLS (containerd reads hosts.toml per pull).
+rm -rf "$D/containerd/certs.d"
+mkdir -p "$D/containerd/certs.d/$NODE_IP:$REGISTRY_PORT"
+cat >"$D/containerd/certs.d/$NODE_IP:$REGISTRY_PORT/hosts.toml" <<EOF
+server = "http://$NODE_IP:$REGISTRY_PORT"
+[host."http://$NODE_IP:$REGISTRY_PORT"]
+  capabilities = ["pull", "resolve"]
 EOF
 
 cat >"$D/cni/net.d/10-klambda.conflist" <<EOF
@@ -284,6 +299,21 @@ if ! running code-server; then
 	log "starting the code server on :$CODE_PORT (serves $D/www)"
 	start code-server /bin/busybox httpd -f -p "$CODE_PORT" -h "$D/www"
 fi
+
+# An OCI registry on the node, plain HTTP (containerd's hosts.toml above): Image functions'
+# images are pushed here (test/e2e's image tests) and pulled by the kubelet; the manager
+# resolves their tags here (install.sh: config.plainHTTPRegistries). It is klambda's code
+# store binary (the CNCF distribution registry's handler over one directory); its
+# read-only port is not used here and stays on loopback.
+if ! running registry; then
+	log "starting the node's registry on :$REGISTRY_PORT (plain HTTP, content in $D/registry)"
+	(cd "$REPO_ROOT" && CGO_ENABLED=0 go build -trimpath -o "$D/bin/registry" ./cmd/code-store) ||
+		die "could not build the registry (cmd/code-store)"
+	start registry "$D/bin/registry" --root "$D/registry" --listen ":$REGISTRY_PORT" \
+		--read-listen "127.0.0.1:$((REGISTRY_PORT + 1))" --log-level warn
+fi
+wait_for registry 30 curl -fsS "http://127.0.0.1:$REGISTRY_PORT/v2/" ||
+	die "the node's registry did not answer in 30s; see $LOGS/registry.log"
 
 node_ready() { api "/api/v1/nodes/$NODE_NAME" | jq -e '.status.conditions[] | select(.type == "Ready") | .status == "True"'; }
 wait_for node "$READY_TIMEOUT" node_ready ||
