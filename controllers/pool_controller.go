@@ -170,7 +170,10 @@ func (r *PoolReconciler) ensureSecret(ctx context.Context, ns string) error {
 }
 
 // applyNetworkPolicy admits only the activator to the generic pods' invoke port, as
-// functionNetworkPolicy does for a function's pods (none when policies are off).
+// functionNetworkPolicy does for a function's pods (none when policies are off). It
+// selects every pod a pool made (contract.LabelPoolEnvironment), claimed ones too: a
+// claimed pod is admitted by this policy and its function's alike (the same rule), so no
+// moment of the claim's label change leaves it admitted by neither.
 func (r *PoolReconciler) applyNetworkPolicy(ctx context.Context, ns string) error {
 	cfg := r.Config.NetworkPolicy
 	if cfg.Enabled != nil && !*cfg.Enabled {
@@ -183,7 +186,7 @@ func (r *PoolReconciler) applyNetworkPolicy(ctx context.Context, ns string) erro
 		ObjectMeta: metav1.ObjectMeta{Name: PoolNetworkPolicyName, Namespace: ns,
 			Labels: map[string]string{contract.LabelComponent: LabelComponentPool}},
 		Spec: networkingv1.NetworkPolicySpec{
-			PodSelector: metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: contract.LabelPool, Operator: metav1.LabelSelectorOpExists}}},
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{contract.LabelPoolEnvironment: "true"}},
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
 			Ingress: []networkingv1.NetworkPolicyIngressRule{{
 				Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &port}},

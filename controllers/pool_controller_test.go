@@ -77,7 +77,8 @@ func TestPoolObjectsFollowTheVersionsThatUseThem(t *testing.T) {
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: PoolNetworkPolicyName}, &np); err != nil {
 		t.Fatal(err)
 	}
-	if e := np.Spec.PodSelector.MatchExpressions; len(e) != 1 || e[0].Key != contract.LabelPool || len(np.Spec.Ingress[0].From) != 1 {
+	// It selects every pod a pool made, claimed ones too (they keep LabelPoolEnvironment).
+	if sel := np.Spec.PodSelector; len(sel.MatchExpressions) != 0 || len(sel.MatchLabels) != 1 || sel.MatchLabels[contract.LabelPoolEnvironment] != "true" || len(np.Spec.Ingress[0].From) != 1 {
 		t.Fatalf("policy %+v", np.Spec)
 	}
 	token := string(secret.Data[contract.InvokeSecretKey])

@@ -168,7 +168,7 @@ func TestPoolPodTemplateIsGeneric(t *testing.T) {
 	if tpl.Spec.ServiceAccountName != "" || len(tpl.Spec.InitContainers) != 0 {
 		t.Fatalf("service account %q, init containers %d", tpl.Spec.ServiceAccountName, len(tpl.Spec.InitContainers))
 	}
-	if tpl.Labels[contract.LabelPool] != key.LabelValue() || tpl.Labels[contract.LabelFunction] != "" || tpl.Annotations[contract.AnnotationInvokeSecret] != contract.PoolSecretName {
+	if tpl.Labels[contract.LabelPool] != key.LabelValue() || tpl.Labels[contract.LabelPoolEnvironment] != "true" || tpl.Labels[contract.LabelFunction] != "" || tpl.Annotations[contract.AnnotationInvokeSecret] != contract.PoolSecretName {
 		t.Fatalf("labels %v annotations %v", tpl.Labels, tpl.Annotations)
 	}
 	if got := c.Resources.Limits.Memory().Value(); got != 128<<20+embeddedShimMemory {

@@ -31,7 +31,7 @@ func genericPod(name string, age time.Duration, ready bool) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", UID: types.UID("uid-" + name), ResourceVersion: "7",
 			CreationTimestamp: metav1.NewTime(time.Now().Add(-age)),
-			Labels:            map[string]string{contract.LabelPool: key.LabelValue()},
+			Labels:            map[string]string{contract.LabelPool: key.LabelValue(), contract.LabelPoolEnvironment: "true"},
 			Annotations:       map[string]string{contract.AnnotationPoolKey: key.String(), contract.AnnotationInvokeSecret: contract.PoolSecretName},
 			OwnerReferences:   []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "pool-rs", UID: "rs-uid"}}},
 		Status: corev1.PodStatus{PodIP: "10.0.0.1", Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: st}}},
@@ -118,7 +118,9 @@ func TestClaimMakesThePodTheVersions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := got.Labels[contract.LabelPool]; ok || got.Labels[contract.LabelFunction] != "fn" || got.Labels[contract.LabelVersion] != "latest" {
+	// It leaves the pool's ReplicaSet (LabelPool), and stays selected by the pool's
+	// NetworkPolicy (LabelPoolEnvironment) while its function's catches up.
+	if _, ok := got.Labels[contract.LabelPool]; ok || got.Labels[contract.LabelPoolEnvironment] != "true" || got.Labels[contract.LabelFunction] != "fn" || got.Labels[contract.LabelVersion] != "latest" {
 		t.Fatalf("labels %v", got.Labels)
 	}
 	if got.Annotations[contract.AnnotationInvokeSecret] != "fn-invoke" || got.Annotations[contract.AnnotationSpecializedFrom] != key.String() ||

@@ -27,6 +27,12 @@ const (
 	// LabelPool (value: PoolKey.LabelValue) marks a generic pod of a pool, and its
 	// Deployment. A specialized pod no longer carries it.
 	LabelPool = "lambda.klambda.dev/pool"
+	// LabelPoolEnvironment ("true") marks a pod made by a pool, generic or specialized: a
+	// claim keeps it, so that the pool's NetworkPolicy, which selects it, admits the
+	// activator without a gap while the pod's other labels change. (kube-router restores a
+	// sync's ipsets before its iptables rules: a pod that left the pool policy's selection
+	// refused connections until the rules caught up, ~60 ms.)
+	LabelPoolEnvironment = "lambda.klambda.dev/pool-environment"
 	// AnnotationPoolKey is the pool's key in full (PoolKey.String) on its pods.
 	AnnotationPoolKey = "lambda.klambda.dev/pool-key"
 	// AnnotationSpecializedFrom is set on a pod taken from a pool: the key it came from.
