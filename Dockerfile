@@ -21,6 +21,9 @@ COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 
+# One go build for every target: the binary BINARY names and the runtime-shim, which the
+# runtime images add to Lambda's base images (go builds a package named twice once), so
+# that every image's binaries are built the same way.
 FROM src AS build
 ARG BINARY
 ARG TARGETOS=linux
@@ -33,18 +36,7 @@ ARG COMMIT=
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
     go build -trimpath -ldflags="-s -w -X github.com/klambda/klambda/internal/buildinfo.version=${VERSION} -X github.com/klambda/klambda/internal/buildinfo.commit=${COMMIT}" \
-      -o /out/${BINARY} ./cmd/${BINARY}
-
-# The runtime-shim for the runtime images, whatever BINARY says.
-FROM src AS shim-build
-ARG TARGETOS=linux
-ARG TARGETARCH=amd64
-ARG VERSION=
-ARG COMMIT=
-RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags="-s -w -X github.com/klambda/klambda/internal/buildinfo.version=${VERSION} -X github.com/klambda/klambda/internal/buildinfo.commit=${COMMIT}" \
-      -o /out/runtime-shim ./cmd/runtime-shim
+      -o /out/ ./cmd/${BINARY} ./cmd/runtime-shim
 
 # distroless/static: CA certificates, /etc/passwd with nonroot (65532), no shell.
 FROM gcr.io/distroless/static-debian12:nonroot AS base
@@ -82,25 +74,25 @@ ENTRYPOINT ["/code-store"]
 # (`make release` builds only a stand-in of provided:al2023 without Docker: this machine
 # cannot pull Lambda's base images.)
 FROM public.ecr.aws/lambda/provided:al2023 AS runtime-provided-al2023
-COPY --from=shim-build /out/runtime-shim /klambda/runtime-shim
+COPY --from=build /out/runtime-shim /klambda/runtime-shim
 
 FROM public.ecr.aws/lambda/provided:al2 AS runtime-provided-al2
-COPY --from=shim-build /out/runtime-shim /klambda/runtime-shim
+COPY --from=build /out/runtime-shim /klambda/runtime-shim
 
 FROM public.ecr.aws/lambda/nodejs:20 AS runtime-nodejs-20
-COPY --from=shim-build /out/runtime-shim /klambda/runtime-shim
+COPY --from=build /out/runtime-shim /klambda/runtime-shim
 
 FROM public.ecr.aws/lambda/nodejs:22 AS runtime-nodejs-22
-COPY --from=shim-build /out/runtime-shim /klambda/runtime-shim
+COPY --from=build /out/runtime-shim /klambda/runtime-shim
 
 FROM public.ecr.aws/lambda/python:3.12 AS runtime-python-312
-COPY --from=shim-build /out/runtime-shim /klambda/runtime-shim
+COPY --from=build /out/runtime-shim /klambda/runtime-shim
 
 FROM public.ecr.aws/lambda/python:3.13 AS runtime-python-313
-COPY --from=shim-build /out/runtime-shim /klambda/runtime-shim
+COPY --from=build /out/runtime-shim /klambda/runtime-shim
 
 # Not a default target: build it with --target runtime-image and RUNTIME_BASE.
 FROM ${RUNTIME_BASE} AS runtime-image
-COPY --from=shim-build /out/runtime-shim /klambda/runtime-shim
+COPY --from=build /out/runtime-shim /klambda/runtime-shim
 
 FROM ${BINARY}

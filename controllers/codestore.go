@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -29,7 +30,11 @@ func NewCodeStore(cfg Config) (*codestore.OCI, error) {
 	if c.Repository == "" {
 		return nil, nil
 	}
-	opts := codestore.OCIOptions{Repository: c.Repository, PlainHTTP: c.PlainHTTP}
+	repo, err := name.NewRepository(c.Repository)
+	if err != nil {
+		return nil, fmt.Errorf("codeStore.repository: %w", err)
+	}
+	opts := codestore.OCIOptions{Repository: c.Repository, PlainHTTP: cfg.PlainHTTP(repo.RegistryStr())}
 	if c.CredentialsDir != "" {
 		if _, err := readCredentials(c.CredentialsDir); err != nil {
 			return nil, err

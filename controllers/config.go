@@ -2,7 +2,11 @@ package controllers
 
 import (
 	"fmt"
+	"net"
 	"os"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,6 +71,14 @@ type Config struct {
 	// ResolveImageTags asks the registry for the digest of an imageUri given by tag (default
 	// true). When the registry can't be reached the tag is used as is, with a Warning Event.
 	ResolveImageTags *bool `json:"resolveImageTags,omitempty"`
+	// PlainHTTPRegistries are the registries, host[:port] as an image reference spells
+	// them, that the manager reaches without TLS (go-containerregistry's name.Insecure:
+	// HTTPS is tried first, then plain HTTP): the registries of imageUri tags it resolves,
+	// and the code store's (codeStore.repository, readRepository). It is the one place the
+	// manager learns that a registry speaks plain HTTP.
+	//
+	//	plainHTTPRegistries: [registry.registry.svc:5000, klambda-code-store.klambda-system.svc:5000]
+	PlainHTTPRegistries []string `json:"plainHTTPRegistries,omitempty"`
 	// CodeFetch bounds the manager's downloads of code.url, s3 code and layer content.
 	CodeFetch CodeFetchConfig `json:"codeFetch,omitempty"`
 	// Egress is the address policy of every endpoint a tenant names that the manager dials
@@ -109,15 +121,15 @@ func (c FunctionURLsConfig) FunctionURL(id string) string {
 //	codeStore:
 //	  repository: klambda-code-store.klambda-system.svc:5000/klambda/code  # the manager writes
 //	  readRepository: klambda-code-store.klambda-system.svc:5001/klambda/code  # pods read (default: repository)
-//	  plainHTTP: true          # no TLS (an in-cluster registry)
 //	  credentialsDir: /etc/klambda/code-store   # files username and password (write access)
 //	  gcInterval: 10m          # how often unreferenced code is collected (0s: never)
 //	  gcGrace: 1h              # how long content stays unreferenced before it is deleted
 //	  gcMaxDeletes: 100        # deletions per collection at most
+//
+// A registry without TLS (an in-cluster one) is listed in plainHTTPRegistries.
 type CodeStoreConfig struct {
 	Repository     string           `json:"repository,omitempty"`
 	ReadRepository string           `json:"readRepository,omitempty"`
-	PlainHTTP      bool             `json:"plainHTTP,omitempty"`
 	CredentialsDir string           `json:"credentialsDir,omitempty"`
 	GCInterval     *metav1.Duration `json:"gcInterval,omitempty"`
 	GCGrace        *metav1.Duration `json:"gcGrace,omitempty"`
@@ -137,20 +149,53 @@ func (c *Config) codeStoreReadLocation() codestore.Location {
 	if r == "" {
 		r = c.CodeStore.Repository
 	}
-	var opts []name.Option
-	if c.CodeStore.PlainHTTP {
-		opts = append(opts, name.Insecure)
-	}
-	repo, err := name.NewRepository(r, opts...)
+	repo, err := name.NewRepository(r)
 	if err != nil {
 		return codestore.Location{} // refused by ParseConfig
 	}
-	return codestore.Location{Registry: repo.RegistryStr(), Repository: repo.RepositoryStr(), PlainHTTP: c.CodeStore.PlainHTTP}
+	return codestore.Location{Registry: repo.RegistryStr(), Repository: repo.RepositoryStr(), PlainHTTP: c.PlainHTTP(repo.RegistryStr())}
+}
+
+// PlainHTTP says whether registry (host[:port], as name.Registry.RegistryStr spells it)
+// is listed in plainHTTPRegistries.
+func (c *Config) PlainHTTP(registry string) bool {
+	return slices.ContainsFunc(c.PlainHTTPRegistries, func(e string) bool {
+		r, err := name.NewRegistry(e)
+		return err == nil && strings.EqualFold(r.RegistryStr(), registry)
+	})
+}
+
+// registryHost is host[:port]: a DNS name, an IPv4 address or a bracketed IPv6 address.
+var registryHost = regexp.MustCompile(`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?$`)
+
+func validatePlainHTTPRegistries(list []string) error {
+	for i, e := range list {
+		bad := func(why string) error {
+			return fmt.Errorf("plainHTTPRegistries[%d]: %q %s: list a registry as host[:port], e.g. registry.registry.svc:5000", i, e, why)
+		}
+		switch {
+		case strings.Contains(e, "://"):
+			return bad("has a scheme")
+		case strings.Contains(e, "/"):
+			return bad("has a path")
+		case !registryHost.MatchString(e):
+			return bad("is not a host[:port]")
+		}
+		if _, port, err := net.SplitHostPort(e); err == nil {
+			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+				return bad("has a port outside 1-65535")
+			}
+		}
+		if _, err := name.NewRegistry(e, name.StrictValidation); err != nil {
+			return bad("is not a registry")
+		}
+	}
+	return nil
 }
 
 func (c *CodeStoreConfig) validate() error {
 	if c.Repository == "" {
-		if c.ReadRepository != "" || c.CredentialsDir != "" || c.PlainHTTP || c.GCInterval != nil || c.GCGrace != nil || c.GCMaxDeletes != 0 {
+		if c.ReadRepository != "" || c.CredentialsDir != "" || c.GCInterval != nil || c.GCGrace != nil || c.GCMaxDeletes != 0 {
 			return fmt.Errorf("codeStore: repository is empty (no code store), but other codeStore fields are set")
 		}
 		return nil
@@ -351,6 +396,9 @@ func ParseConfig(data []byte) (Config, error) {
 		return Config{}, fmt.Errorf("codeFetch.minProgressBytes must not be negative, got %d", f.MinProgressBytes)
 	case f.Timeout != nil && f.Timeout.Duration <= 0, f.StallTimeout != nil && f.StallTimeout.Duration <= 0:
 		return Config{}, fmt.Errorf("codeFetch.timeout and codeFetch.stallTimeout must be positive durations")
+	}
+	if err := validatePlainHTTPRegistries(c.PlainHTTPRegistries); err != nil {
+		return Config{}, err
 	}
 	if c.egressPolicy, err = c.Egress.policy(); err != nil {
 		return Config{}, err

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -97,5 +98,57 @@ egress: {denyCIDRs: [10.0.0.0/8, 192.168.1.7], allowCIDRs: [10.96.5.0/24], allow
 		if _, err := ParseConfig([]byte(bad)); err == nil {
 			t.Errorf("%s: accepted", bad)
 		}
+	}
+}
+
+// plainHTTPRegistries: each entry is host[:port] (what an image reference names as its
+// registry); a scheme, a path or anything else is refused naming the entry. The code
+// store's registries are plain HTTP only when listed, as any registry is.
+func TestParseConfigPlainHTTPRegistries(t *testing.T) {
+	c, err := ParseConfig([]byte(`
+plainHTTPRegistries: [registry.registry.svc:5000, Store.Example:5001, "10.0.0.7", "[fd00::1]:5000", docker.io]
+codeStore: {repository: "store.example:5001/klambda/code", readRepository: "store-ro.example:5002/klambda/code"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for reg, want := range map[string]bool{
+		"registry.registry.svc:5000": true, "registry.registry.svc": false, "registry.registry.svc:5001": false,
+		"store.example:5001": true, "10.0.0.7": true, "[fd00::1]:5000": true, "index.docker.io": true, "ghcr.io": false,
+	} {
+		if got := c.PlainHTTP(reg); got != want {
+			t.Errorf("PlainHTTP(%q) = %v, want %v", reg, got, want)
+		}
+	}
+	// The write side is listed, the read side is not.
+	if loc := c.codeStoreReadLocation(); loc.Registry != "store-ro.example:5002" || loc.PlainHTTP {
+		t.Errorf("read location %+v: want TLS (store-ro.example:5002 is not listed)", loc)
+	}
+	if store, err := NewCodeStore(c); err != nil || !store.Location().PlainHTTP {
+		t.Errorf("code store %+v, %v: want plain HTTP (store.example:5001 is listed)", store, err)
+	}
+	if c := DefaultConfig(); c.PlainHTTP("localhost:5000") {
+		t.Error("the default configuration lists a plain-HTTP registry")
+	}
+	for entry, want := range map[string]string{
+		"http://registry:5000":   "has a scheme",
+		"registry:5000/team":     "has a path",
+		"registry:5000/":         "has a path",
+		"registry:port":          "is not a host[:port]",
+		"registry:99999":         "port outside 1-65535",
+		"registry:0":             "port outside 1-65535",
+		"*.example.com":          "is not a host[:port]",
+		"":                       "is not a host[:port]",
+		"user@registry:5000":     "is not a host[:port]",
+		"registry.example.com.-": "is not a host[:port]",
+	} {
+		_, err := ParseConfig([]byte("plainHTTPRegistries: [" + strconv.Quote(entry) + "]\n"))
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "plainHTTPRegistries[0]") {
+			t.Errorf("plainHTTPRegistries [%q]: %v, want a refusal saying %q", entry, err, want)
+		}
+	}
+	// The code store has no plainHTTP of its own any more: listing its registry is the way.
+	if _, err := ParseConfig([]byte(`codeStore: {repository: "s:5000/c", plainHTTP: true}`)); err == nil || !strings.Contains(err.Error(), "plainHTTP") {
+		t.Errorf("codeStore.plainHTTP accepted: %v", err)
 	}
 }

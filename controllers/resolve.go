@@ -385,7 +385,8 @@ type ImageResult struct {
 // keychain authenticates to the registry (the function's ServiceAccount's
 // imagePullSecrets; nil: anonymous). A tag that can't be resolved is a *ResolveError
 // (ImageAccessDenied, InvalidImage, or a transient InternalError), never a silently
-// unpinned tag; only resolveImageTags: false runs tags unpinned.
+// unpinned tag; only resolveImageTags: false runs tags unpinned. A registry listed in
+// plainHTTPRegistries is asked over plain HTTP.
 func (r *Resolver) ResolveImage(ctx context.Context, imageURI string, keychain authn.Keychain) (ImageResult, error) {
 	ref, err := name.ParseReference(imageURI)
 	if err != nil {
@@ -393,6 +394,10 @@ func (r *Resolver) ResolveImage(ctx context.Context, imageURI string, keychain a
 	}
 	if dg, ok := ref.(name.Digest); ok {
 		return imageResult(imageURI, dg.DigestStr())
+	}
+	if r.Config.PlainHTTP(ref.Context().RegistryStr()) {
+		// Parsed above, so parsed again without an error.
+		ref, _ = name.ParseReference(imageURI, name.Insecure)
 	}
 	if r.Config.ResolveImageTags == nil || !*r.Config.ResolveImageTags {
 		// Unpinned by the operator's choice: the digest of the reference stands in for codeSha256.

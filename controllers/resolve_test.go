@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -109,5 +110,48 @@ func TestResolveImageWithPullSecret(t *testing.T) {
 	got, err := r.ResolveImage(context.Background(), ref, kc)
 	if err != nil || got.URI != u.Host+"/private/fn@"+want.String() {
 		t.Fatalf("with the pull Secret: %+v, %v; want pinned to %s", got, err, want)
+	}
+}
+
+// A registry that speaks plain HTTP only, under a name go-containerregistry does not take
+// for a local one (127.0.0.2: loopback to the kernel, not "127.0.0.1" or "localhost" to the
+// name package): without plainHTTPRegistries the manager asks it over TLS and the tag
+// cannot be resolved (a clear, retried failure); listed, the tag is pinned to its digest.
+func TestResolveImageFromPlainHTTPRegistry(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Skipf("no 127.0.0.2 here: %v", err)
+	}
+	srv := httptest.NewUnstartedServer(registry.New())
+	srv.Listener = l
+	srv.Start()
+	defer srv.Close()
+	host := l.Addr().String()
+	img, err := random.Image(128, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, err := name.NewTag(host+"/team/fn:v1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(tag, img); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := img.Digest()
+	yes := true
+	cfg := func(plain ...string) Config {
+		return Config{ResolveImageTags: &yes, Egress: EgressConfig{AllowLoopback: true}, PlainHTTPRegistries: plain}
+	}
+	var rerr *ResolveError
+	for _, listed := range [][]string{nil, {"127.0.0.2"}, {"127.0.0.2:1"}} {
+		_, err := (&Resolver{Config: cfg(listed...)}).ResolveImage(context.Background(), host+"/team/fn:v1", nil)
+		if !errors.As(err, &rerr) || !rerr.Transient || !strings.Contains(rerr.Message, "could not be asked") {
+			t.Errorf("plainHTTPRegistries %v: %v; want the tag unresolved (asked over TLS)", listed, err)
+		}
+	}
+	got, err := (&Resolver{Config: cfg("registry.example:5000", host)}).ResolveImage(context.Background(), host+"/team/fn:v1", nil)
+	if err != nil || got.URI != host+"/team/fn@"+want.String() || got.Unpinned != "" {
+		t.Fatalf("plainHTTPRegistries [%s]: %+v, %v; want pinned to %s", host, got, err, want)
 	}
 }

@@ -22,8 +22,12 @@ func TestChartCodeStore(t *testing.T) {
 	if errOut != "" {
 		t.Fatal(errOut)
 	}
-	cs := managerConfig(t, objs).CodeStore
-	if cs.Repository != "registry.example.com:5000/klambda/code" || cs.ReadRepository != "registry-ro.example.com:5001/klambda/code" || !cs.PlainHTTP ||
+	cfg := managerConfig(t, objs)
+	cs := cfg.CodeStore
+	if !slices.Equal(cfg.PlainHTTPRegistries, []string{"registry.example.com:5000", "registry-ro.example.com:5001"}) {
+		t.Errorf("plainHTTPRegistries = %v; want both of the code store's registries", cfg.PlainHTTPRegistries)
+	}
+	if cs.Repository != "registry.example.com:5000/klambda/code" || cs.ReadRepository != "registry-ro.example.com:5001/klambda/code" ||
 		cs.CredentialsDir != "/etc/klambda/code-store" || cs.GCGrace.Duration != 2*time.Hour || cs.GCInterval.Duration != 10*time.Minute {
 		t.Fatalf("manager codeStore = %+v", cs)
 	}
@@ -79,9 +83,13 @@ func TestChartBundledCodeStore(t *testing.T) {
 		t.Fatal(errOut)
 	}
 	const svc = "klambda-code-store." + releaseNS + ".svc"
-	cs := managerConfig(t, objs).CodeStore
-	if cs.Repository != svc+":5000/klambda/code" || cs.ReadRepository != svc+":5001/klambda/code" || !cs.PlainHTTP || cs.CredentialsDir != "" {
+	cfg := managerConfig(t, objs)
+	cs := cfg.CodeStore
+	if cs.Repository != svc+":5000/klambda/code" || cs.ReadRepository != svc+":5001/klambda/code" || cs.CredentialsDir != "" {
 		t.Fatalf("manager codeStore = %+v", cs)
+	}
+	if !cfg.PlainHTTP(svc+":5000") || !cfg.PlainHTTP(svc+":5001") || len(cfg.PlainHTTPRegistries) != 2 {
+		t.Errorf("plainHTTPRegistries = %v; want the bundled store's two ports", cfg.PlainHTTPRegistries)
 	}
 	act := decode[appsv1.Deployment](t, objs, "Deployment/klambda-activator")
 	args := strings.Join(act.Spec.Template.Spec.Containers[0].Args, " ")
@@ -209,5 +217,32 @@ func TestChartCodeLocationKey(t *testing.T) {
 	objs, _ = render(t, "activator.enabled=true", "activator.tls.secretName=activator-tls", "activator.controlAPI.enabled=true", "codeStore.bundled.enabled=false")
 	if _, ok := objs["Role/klambda-activator-code-location"]; ok {
 		t.Fatal("the code-location Role without a code store")
+	}
+}
+
+// TestChartPlainHTTPRegistries: config.plainHTTPRegistries reaches the manager next to the
+// code store's registries (one list: the manager's only way to learn that a registry
+// speaks plain HTTP); a registry over TLS is not listed; an entry with a scheme or a path
+// is refused by the schema.
+func TestChartPlainHTTPRegistries(t *testing.T) {
+	objs, errOut := render(t, "config.plainHTTPRegistries={registry.registry.svc:5000,10.0.0.7}")
+	if errOut != "" {
+		t.Fatal(errOut)
+	}
+	const svc = "klambda-code-store." + releaseNS + ".svc"
+	if got := managerConfig(t, objs).PlainHTTPRegistries; !slices.Equal(got, []string{"registry.registry.svc:5000", "10.0.0.7", svc + ":5000", svc + ":5001"}) {
+		t.Errorf("plainHTTPRegistries = %v", got)
+	}
+	objs, errOut = render(t, "codeStore.bundled.enabled=false", "codeStore.repository=registry.example.com/klambda/code")
+	if errOut != "" {
+		t.Fatal(errOut)
+	}
+	if cfg := managerConfig(t, objs); len(cfg.PlainHTTPRegistries) != 0 || cfg.PlainHTTP("registry.example.com") {
+		t.Errorf("a code store over TLS: plainHTTPRegistries = %v", cfg.PlainHTTPRegistries)
+	}
+	for _, bad := range []string{"http://registry:5000", "registry:5000/team", "registry:port"} {
+		if _, errOut := render(t, "config.plainHTTPRegistries={"+bad+"}"); !strings.Contains(errOut, "plainHTTPRegistries") {
+			t.Errorf("config.plainHTTPRegistries={%s}: helm said %q, want a refusal", bad, errOut)
+		}
 	}
 }

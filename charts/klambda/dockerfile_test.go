@@ -18,7 +18,7 @@ func TestDockerfileBuildsTheChartsRuntimeImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	// target -> "FROM image" and the COPY that follows it.
-	stage := regexp.MustCompile(`(?m)^FROM (public\.ecr\.aws/lambda/[a-z]+:[0-9a-z.]+) AS (runtime-[a-z0-9-]+)\nCOPY --from=shim-build /out/runtime-shim (\S+)$`)
+	stage := regexp.MustCompile(`(?m)^FROM (public\.ecr\.aws/lambda/[a-z]+:[0-9a-z.]+) AS (runtime-[a-z0-9-]+)\nCOPY --from=build /out/runtime-shim (\S+)$`)
 	targets := map[string][2]string{}
 	for _, m := range stage.FindAllStringSubmatch(string(b), -1) {
 		targets[m[2]] = [2]string{m[1], m[3]}

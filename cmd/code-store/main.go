@@ -71,8 +71,14 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	return o, nil
 }
 
-// config is the distribution configuration of one of the two handlers over root.
+// config is the distribution configuration of one of the two handlers over root: the
+// read-write one on --listen, the read-only one on --read-listen (http.addr, where the
+// server of servers listens).
 func config(o *options, readOnly bool) (*configuration.Configuration, error) {
+	addr := o.listen
+	if readOnly {
+		addr = o.readListen
+	}
 	purge := fmt.Sprintf("uploadpurging: {enabled: true, age: %s, interval: 24h, dryrun: false}", o.uploadPurgeAge)
 	if readOnly {
 		// One purger is enough, and a read-only handler must not delete anything.
@@ -91,7 +97,7 @@ storage:
     readonly: {enabled: %t}
 http:
   addr: %q
-`, o.logLevel, o.root, !readOnly, purge, readOnly, o.listen)))
+`, o.logLevel, o.root, !readOnly, purge, readOnly, addr)))
 	if err != nil {
 		return nil, fmt.Errorf("registry configuration: %w", err)
 	}
@@ -103,23 +109,23 @@ func servers(ctx context.Context, o *options) (rw, ro *http.Server, err error) {
 	if err := os.MkdirAll(o.root, 0o750); err != nil {
 		return nil, nil, fmt.Errorf("--root: %w", err)
 	}
-	mk := func(addr string, readOnly bool) (*http.Server, error) {
+	mk := func(readOnly bool) (*http.Server, error) {
 		cfg, err := config(o, readOnly)
 		if err != nil {
 			return nil, err
 		}
 		return &http.Server{
-			Addr:              addr,
+			Addr:              cfg.HTTP.Addr,
 			Handler:           handlers.NewApp(ctx, cfg),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    64 << 10,
 		}, nil
 	}
-	if rw, err = mk(o.listen, false); err != nil {
+	if rw, err = mk(false); err != nil {
 		return nil, nil, err
 	}
-	if ro, err = mk(o.readListen, true); err != nil {
+	if ro, err = mk(true); err != nil {
 		return nil, nil, err
 	}
 	return rw, ro, nil

@@ -194,6 +194,33 @@ func TestFlagsRefused(t *testing.T) {
 	}
 }
 
+// Each handler's configuration names its own address (the read-only one --read-listen),
+// and the servers listen where their configuration says.
+func TestEachHandlerIsConfiguredForItsPort(t *testing.T) {
+	o, err := parseFlags(flag.NewFlagSet("t", flag.ContinueOnError), []string{"-root", t.TempDir(), "-listen", "127.0.0.1:6000", "-read-listen", "127.0.0.1:6001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, readOnly := range []bool{false, true} {
+		cfg, err := config(o, readOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]string{false: o.listen, true: o.readListen}[readOnly]; cfg.HTTP.Addr != want {
+			t.Errorf("read-only %v: http.addr %q, want %s", readOnly, cfg.HTTP.Addr, want)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rw, ro, err := servers(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rw.Addr != o.listen || ro.Addr != o.readListen {
+		t.Errorf("servers listen on %s and %s; want %s and %s", rw.Addr, ro.Addr, o.listen, o.readListen)
+	}
+}
+
 // A port already taken fails the start with the flag's name, and frees the other port.
 func TestListenFailureNamesTheFlag(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -56,11 +56,13 @@ func TestMain(m *testing.M) {
 // called (or the test ends): each start is a manager with nothing in memory.
 func startManager(t *testing.T, repo string) (stop func()) {
 	t.Helper()
+	host, _, _ := strings.Cut(repo, "/")
 	cfg, err := controllers.ParseConfig([]byte(fmt.Sprintf(`shimImage: registry.test/runtime-shim:test
 resolveImageTags: true
 egress: {allowLoopback: true}
-codeStore: {repository: %q, plainHTTP: true, gcInterval: 0s}
-`, repo)))
+plainHTTPRegistries: [%q]
+codeStore: {repository: %q, gcInterval: 0s}
+`, host, repo)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +375,10 @@ func TestGCDeletesOnlyUnreferenced(t *testing.T) {
 func TestImageDigestSurvivesRestart(t *testing.T) {
 	ctx := context.Background()
 	var manifestQueries atomic.Int64 // the manager's questions about team/fn's tags
-	host := registrytest.StartWith(t, func(h http.Handler) http.Handler {
+	// On 127.0.0.2, which go-containerregistry asks over TLS unless told otherwise: the
+	// manager reaches it (as code store and as the image's registry) only because
+	// startManager lists it in plainHTTPRegistries.
+	host := registrytest.StartOn(t, "127.0.0.2:0", func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if (r.Method == http.MethodHead || r.Method == http.MethodGet) && strings.HasPrefix(r.URL.Path, "/v2/team/fn/manifests/") {
 				manifestQueries.Add(1)
@@ -389,7 +394,7 @@ func TestImageDigestSurvivesRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tag, _ := name.NewTag(ref)
+		tag, _ := name.NewTag(ref, name.Insecure)
 		if err := remote.Write(tag, img); err != nil {
 			t.Fatal(err)
 		}

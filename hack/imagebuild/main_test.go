@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/klambda/klambda/test/binfmt"
 )
 
 // build compiles a Go program for linux/GOARCH.
@@ -172,8 +174,8 @@ func TestMultiPlatformIndex(t *testing.T) {
 			t.Errorf("linux/%s image holds a %s binary", want, f.Machine)
 		}
 		// Run each image's entrypoint: natively, or through binfmt for arm64.
-		if want == "arm64" && !binfmtARM64() {
-			t.Logf("linux/arm64 entrypoint not run: binfmt has no enabled qemu-aarch64 (apt-get install qemu-user-static binfmt-support; update-binfmts --enable qemu-aarch64)")
+		if err := binfmt.ARM64(); want == "arm64" && err != nil {
+			t.Logf("linux/arm64 entrypoint not run: %v", err)
 			continue
 		}
 		exe := filepath.Join(dir, "extracted-"+want)
@@ -185,11 +187,6 @@ func TestMultiPlatformIndex(t *testing.T) {
 			t.Errorf("linux/%s entrypoint: %q, %v", want, out, err)
 		}
 	}
-}
-
-func binfmtARM64() bool {
-	b, err := os.ReadFile("/proc/sys/fs/binfmt_misc/qemu-aarch64")
-	return err == nil && strings.HasPrefix(string(b), "enabled")
 }
 
 // Bad platform flags are refused with a message naming them.

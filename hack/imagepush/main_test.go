@@ -23,6 +23,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/klambda/klambda/internal/codestore/registrytest"
+	"github.com/klambda/klambda/test/binfmt"
 )
 
 var machine = map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
@@ -105,8 +106,8 @@ func TestReleaseImages(t *testing.T) {
 					t.Fatal(err)
 				}
 				root := checkImage(t, img, arch, w.entrypoint)
-				if arch == "arm64" && !binfmtARM64() {
-					t.Logf("linux/arm64 entrypoint not started: binfmt has no enabled qemu-aarch64 (apt-get install qemu-user-static binfmt-support; mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc; update-binfmts --enable qemu-aarch64)")
+				if err := binfmt.ARM64(); arch == "arm64" && err != nil {
+					t.Logf("linux/arm64 entrypoint not started: %v", err)
 					continue
 				}
 				startEntrypoint(t, root, arch, w.entrypoint)
@@ -281,11 +282,6 @@ func startEntrypoint(t *testing.T, root, arch, entrypoint string) {
 	if err != nil || strings.TrimSpace(string(out)) != "shim on "+arch {
 		t.Errorf("linux/%s /klambda/runtime-shim: %q, %v", arch, out, err)
 	}
-}
-
-func binfmtARM64() bool {
-	b, err := os.ReadFile("/proc/sys/fs/binfmt_misc/qemu-aarch64")
-	return err == nil && strings.HasPrefix(string(b), "enabled")
 }
 
 // A layout imagepush cannot push is refused with a message saying why.

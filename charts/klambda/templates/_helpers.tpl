@@ -127,12 +127,21 @@ NetworkPolicy of function pods (networkPolicy.enabled; the activator's namespace
 {{- end -}}
 {{- $store := include "klambda.codeStore" . | fromYaml -}}
 {{- if $store.repository -}}
-{{- $cs := dict "repository" $store.repository "plainHTTP" $store.plainHTTP -}}
+{{- $cs := dict "repository" $store.repository -}}
 {{- if $store.readRepository }}{{- $_ := set $cs "readRepository" $store.readRepository -}}{{- end -}}
 {{- if .Values.codeStore.credentialsSecret }}{{- $_ := set $cs "credentialsDir" "/etc/klambda/code-store" -}}{{- end -}}
 {{- range $k := list "gcInterval" "gcGrace" "gcMaxDeletes" }}{{- if hasKey $.Values.codeStore $k }}{{- $_ := set $cs $k (get $.Values.codeStore $k) -}}{{- end -}}{{- end -}}
 {{- $_ := set $cfg "codeStore" $cs -}}
 {{- end -}}
+{{- /* The manager learns that a registry speaks plain HTTP from plainHTTPRegistries only:
+the code store's registries are listed there. */ -}}
+{{- $plain := .Values.config.plainHTTPRegistries | default list -}}
+{{- if and $store.repository $store.plainHTTP -}}
+{{- range $r := list $store.repository $store.readRepository -}}
+{{- if $r }}{{- $plain = append $plain (first (splitList "/" $r)) -}}{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $plain }}{{- $_ := set $cfg "plainHTTPRegistries" (uniq $plain) -}}{{- else }}{{- $_ := unset $cfg "plainHTTPRegistries" -}}{{- end -}}
 {{- toYaml $cfg }}
 {{- end -}}
 

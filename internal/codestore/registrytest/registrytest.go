@@ -5,6 +5,7 @@ package registrytest
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -27,6 +28,14 @@ func Start(t testing.TB) string {
 // StartWith is Start with the registry's handler wrapped by wrap (nil: none), e.g. to count
 // the requests the code under test makes.
 func StartWith(t testing.TB, wrap func(http.Handler) http.Handler) string {
+	t.Helper()
+	return StartOn(t, "127.0.0.1:0", wrap)
+}
+
+// StartOn is StartWith listening on addr, e.g. 127.0.0.2:0: a loopback address that
+// go-containerregistry does not take for a local registry (127.0.0.1, localhost), so that
+// only a plain-HTTP setting makes a client reach it without TLS.
+func StartOn(t testing.TB, addr string, wrap func(http.Handler) http.Handler) string {
 	t.Helper()
 	// The registry exports traces to localhost:4318 unless told not to.
 	if os.Getenv("OTEL_TRACES_EXPORTER") == "" {
@@ -55,7 +64,13 @@ http:
 	if wrap != nil {
 		h = wrap(h)
 	}
-	srv := httptest.NewServer(h)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("registry: %v", err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener = l
+	srv.Start()
 	t.Cleanup(func() {
 		srv.Close()
 		cancel()
