@@ -69,7 +69,9 @@ type Config struct {
 	// initCPUMillis is InitCPU parsed.
 	initCPUMillis int64
 	// ResolveImageTags asks the registry for the digest of an imageUri given by tag (default
-	// true). When the registry can't be reached the tag is used as is, with a Warning Event.
+	// true). A tag that can't be resolved fails the deployment with Lambda's reason
+	// (InvalidImage, ImageAccessDenied; a transient failure is retried), never running the
+	// tag unpinned; false runs tags as they are (status says unpinned).
 	ResolveImageTags *bool `json:"resolveImageTags,omitempty"`
 	// PlainHTTPRegistries are the registries, host[:port] as an image reference spells
 	// them, that the manager reaches without TLS (go-containerregistry's name.Insecure:

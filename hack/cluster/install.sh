@@ -21,6 +21,9 @@ if [ "${CLUSTER:-local}" = local ]; then
 	# The node's code server (code.url in test/e2e and example.sh) is allowed explicitly:
 	# values-local.yaml's egress policy denies the cluster's ranges.
 	args+=(--set-json "config.egress.allowCIDRs=[\"$(node_ip)/32\"]")
+	# The node's registry (up.sh) speaks plain HTTP: the manager resolves Image functions'
+	# tags there over HTTP, as containerd pulls them (its hosts.toml).
+	args+=(--set-json "config.plainHTTPRegistries=[\"$(node_ip):$REGISTRY_PORT\"]")
 fi
 [ -z "${IMAGE_VALUES:-}" ] || args+=(-f "$IMAGE_VALUES")
 if [ ! -f "$D/images/manager.digest" ] && [ "${CLUSTER:-local}" = local ]; then
