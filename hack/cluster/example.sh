@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Applies the hello-go example (examples/hello-go: aws-lambda-go on provided.al2023), waits
-# for it, invokes it inside its pod and prints the response and how to go on.
+# Applies an example function, waits for it, invokes it through the activator and prints the
+# response and how to go on. On the local cluster: hello-go (examples/hello-go: aws-lambda-go
+# on provided.al2023; its 2.6 MB package is served from this node). On another cluster
+# (CLUSTER=existing), whose pods cannot reach this machine: hello-shell (provided.al2023, its
+# code a ConfigMap), invoked through a port-forward to the activator's Service, over its TLS
+# when it has its self-signed certificate (the chart's default), as NOTES.txt does.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 export KUBECONFIG=${KUBECONFIG:-$KUBECONFIG_FILE}
@@ -10,16 +14,24 @@ PAYLOAD=${PAYLOAD:-'{"name":"klambda"}'}
 INVOKER=klambda-invoker # the ServiceAccount whose token may invoke in $NS
 kubectl() { "$KUBE_BIN/kubectl" "$@"; }
 
-[ "${CLUSTER:-local}" = local ] || { log "CLUSTER=existing: skipping the example (its package is served from the local node)"; exit 0; }
-
-# The package is 2.6 MB, more than a ConfigMap holds (1 MiB): it is served from the node.
-mkdir -p "$D/www"
-"$REPO_ROOT/examples/hello-go/build.sh" "$D/www/$FN.zip"
-sha=$(sha256sum "$D/www/$FN.zip" | cut -d' ' -f1)
-url="http://$(node_ip):$CODE_PORT/$FN.zip"
-log "applying examples/hello-go (code $url)"
-sed -e "s|\${CODE_URL}|$url|" -e "s|\${CODE_SHA256}|$sha|" "$REPO_ROOT/examples/hello-go/function.yaml" >"$D/$FN.yaml"
-kubectl -n "$NS" apply -f "$D/$FN.yaml" >/dev/null
+local_cluster=true
+tls=() # curl's options for the activator's TLS (CLUSTER=existing)
+[ "${CLUSTER:-local}" = local ] || local_cluster=false
+mkdir -p "$D"
+if $local_cluster; then
+	# The package is 2.6 MB, more than a ConfigMap holds (1 MiB): it is served from the node.
+	mkdir -p "$D/www"
+	"$REPO_ROOT/examples/hello-go/build.sh" "$D/www/$FN.zip"
+	sha=$(sha256sum "$D/www/$FN.zip" | cut -d' ' -f1)
+	url="http://$(node_ip):$CODE_PORT/$FN.zip"
+	log "applying examples/hello-go (code $url)"
+	sed -e "s|\${CODE_URL}|$url|" -e "s|\${CODE_SHA256}|$sha|" "$REPO_ROOT/examples/hello-go/function.yaml" >"$D/$FN.yaml"
+	kubectl -n "$NS" apply -f "$D/$FN.yaml" >/dev/null
+else
+	FN=hello-shell
+	log "applying examples/hello-shell (its code is a ConfigMap) in namespace $NS"
+	kubectl -n "$NS" apply -f "$REPO_ROOT/examples/hello-shell/function.yaml" >/dev/null
+fi
 
 state() { kubectl -n "$NS" get function "$FN" -o jsonpath='{.status.state}'; }
 if ! wait_for "function Active" "$READY_TIMEOUT" sh -c "[ \"\$($KUBE_BIN/kubectl -n $NS get function $FN -o jsonpath='{.status.state}')\" = Active ]"; then
@@ -71,10 +83,30 @@ if $activator; then
 		subjects: [{kind: ServiceAccount, name: $INVOKER, namespace: $NS}]
 	EOF
 	token=$(kubectl -n "$NS" create token "$INVOKER" --audience klambda --duration 24h)
-	# The activator's Service: its ClusterIP routes from this node (kube-proxy), as from pods.
-	svc=$(kubectl -n klambda-system get service klambda-activator -o jsonpath='{.spec.clusterIP}:{.spec.ports[?(@.name=="http")].port}')
-	[[ $svc =~ ^[0-9.]+:[0-9]+$ ]] || die "Service klambda-system/klambda-activator has no ClusterIP and http port (got '$svc')"
-	endpoint="http://$svc/namespaces/$NS"
+	if $local_cluster; then
+		# The activator's Service: its ClusterIP routes from this node (kube-proxy), as from pods.
+		svc=$(kubectl -n klambda-system get service klambda-activator -o jsonpath='{.spec.clusterIP}:{.spec.ports[?(@.name=="http")].port}')
+		[[ $svc =~ ^[0-9.]+:[0-9]+$ ]] || die "Service klambda-system/klambda-activator has no ClusterIP and http port (got '$svc')"
+		endpoint="http://$svc/namespaces/$NS"
+	else
+		# From outside the cluster: a port-forward to the activator's Service (NOTES.txt).
+		port=$(kubectl -n klambda-system get service klambda-activator -o jsonpath='{.spec.ports[?(@.name=="http")].port}')
+		[[ $port =~ ^[0-9]+$ ]] || die "Service klambda-system/klambda-activator has no port named http (got '$port')"
+		lport=${FORWARD_PORT:-18443}
+		kubectl -n klambda-system port-forward service/klambda-activator "$lport:$port" >"$D/port-forward.log" 2>&1 &
+		forward=$!
+		trap 'kill "$forward" 2>/dev/null || true' EXIT
+		scheme=http
+		# The activator's self-signed certificate (the chart's default TLS): trust its CA.
+		ca=$(kubectl -n klambda-system get secret klambda-activator-tls -o jsonpath='{.data.ca\.crt}' 2>/dev/null || true)
+		if [ -n "$ca" ]; then
+			echo "$ca" | base64 -d >"$D/klambda-ca.crt"
+			scheme=https tls=(--cacert "$D/klambda-ca.crt")
+		fi
+		endpoint="$scheme://localhost:$lport/namespaces/$NS"
+		wait_for port-forward 30 curl -s "${tls[@]}" -o /dev/null "$scheme://localhost:$lport/" ||
+			die "the port-forward to the activator did not answer in 30s: $(cat "$D/port-forward.log")"
+	fi
 	invoke_url="$endpoint/2015-03-31/functions/$FN/invocations"
 	headers=(-H "Authorization: Bearer $token")
 else
@@ -95,7 +127,7 @@ fi
 
 log "invoking $FN: POST $invoke_url"
 out=$(mktemp)
-code=$(curl -sS -o "$out" -w '%{http_code}' -X POST "${headers[@]}" -H 'Content-Type: application/json' --data "$PAYLOAD" "$invoke_url") ||
+code=$(curl -sS "${tls[@]}" -o "$out" -w '%{http_code}' -X POST "${headers[@]}" -H 'Content-Type: application/json' --data "$PAYLOAD" "$invoke_url") ||
 	die "could not reach $invoke_url"
 [ "$code" = 200 ] || die "invoke answered HTTP $code: $(cat "$out")"
 echo
@@ -107,6 +139,10 @@ echo "kubectl:        export KUBECONFIG=$KUBECONFIG"
 echo "                kubectl get functions -A; kubectl get pods -A"
 if $activator; then
 	echo "token:          kubectl -n $NS create token $INVOKER --audience klambda   (ServiceAccount $INVOKER may invoke functions in $NS)"
+	if ! $local_cluster; then
+		echo "port-forward:   kubectl -n klambda-system port-forward service/klambda-activator $lport:$port &"
+		[ ${#tls[@]} -eq 0 ] || echo "                export AWS_CA_BUNDLE=$D/klambda-ca.crt"
+	fi
 	echo "invoke again:   AWS_ACCESS_KEY_ID=klambda AWS_SECRET_ACCESS_KEY=unused AWS_DEFAULT_REGION=us-east-1 \\"
 	echo "                AWS_SESSION_TOKEN=\"\$(kubectl -n $NS create token $INVOKER --audience klambda)\" /usr/bin/aws lambda invoke \\"
 	echo "                  --endpoint-url $endpoint --function-name $FN --cli-binary-format raw-in-base64-out --payload '$PAYLOAD' out.json && cat out.json"

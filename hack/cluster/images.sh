@@ -18,6 +18,10 @@
 #       comes from PyPI, unreachable here); built only when /usr/bin/python3.11 exists
 #
 # IMAGES_ONLY=1 builds the tarballs into $KLAMBDA_CLUSTER_DIR/images without importing.
+# PUSH_TO=host[:port][/path] pushes each image to that registry instead (klambda.local/X:T
+# becomes PUSH_TO/X:T; REGISTRY_PLAIN_HTTP=true for a registry without TLS) and records its
+# reference by digest in $KLAMBDA_CLUSTER_DIR/images/pushed/NAME (make dev CLUSTER=existing
+# REGISTRY=...): nothing is imported, no local containerd is needed.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -33,6 +37,15 @@ go build -o "$IMAGEBUILD" ./hack/imagebuild
 image() {
 	local name=$1 tag=$2 digest
 	shift 2
+	if [ -n "${PUSH_TO:-}" ]; then
+		local ref=$PUSH_TO/${tag#klambda.local/} plain=()
+		[ "${REGISTRY_PLAIN_HTTP:-false}" = true ] && plain=(-plain-http)
+		digest=$("$IMAGEBUILD" -tag "$ref" -push "${plain[@]}" "$@") || die "could not push $ref"
+		mkdir -p "$OUT/pushed"
+		echo "${ref%:*}@$digest" >"$OUT/pushed/$name"
+		log "image $ref pushed ($digest)"
+		return 0
+	fi
 	digest=$("$IMAGEBUILD" -tag "$tag" -digest "$@")
 	if [ "${IMAGES_ONLY:-}" != 1 ] && [ "$(cat "$OUT/$name.digest" 2>/dev/null)" = "$digest" ] &&
 		ctr_ -n k8s.io images ls -q "name==$tag" | grep -x "$tag" >/dev/null; then

@@ -25,6 +25,8 @@ if [ "${CLUSTER:-local}" = local ]; then
 	# tags there over HTTP, as containerd pulls them (its hosts.toml).
 	args+=(--set-json "config.plainHTTPRegistries=[\"$(node_ip):$REGISTRY_PORT\"]")
 fi
+# CLUSTER=existing REGISTRY=...: the images dev.sh pushed, by digest (registry-values.sh).
+[ -z "${REGISTRY_VALUES:-}" ] || args+=(-f "$REGISTRY_VALUES")
 [ -z "${IMAGE_VALUES:-}" ] || args+=(-f "$IMAGE_VALUES")
 if [ ! -f "$D/images/manager.digest" ] && [ "${CLUSTER:-local}" = local ]; then
 	die "no manager image (cmd/manager does not build?); see the messages above"

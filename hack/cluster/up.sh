@@ -281,6 +281,11 @@ authorization: {mode: Webhook}
 clusterDomain: $CLUSTER_DOMAIN
 clusterDNS: [$DNS_SERVICE_IP] # Service kube-dns (CoreDNS, below)
 serializeImagePulls: false
+# klambda's images are imported into containerd here, not pulled; the same image pulled once
+# from the node's registry (test/e2e TestDevOnAnExistingCluster) would otherwise make the
+# kubelet insist on pulling the imported name, which no registry serves (its
+# pulled-credentials check: KubeletEnsureSecretPulledImages).
+imagePullCredentialsVerificationPolicy: NeverVerify
 # A dev machine's disk is often fuller than the defaults allow; never evict for it.
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
 imageGCHighThresholdPercent: 100

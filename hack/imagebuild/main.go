@@ -10,6 +10,8 @@
 //
 //	imagebuild -tag klambda.local/manager:dev -o manager.tar \
 //	    -base-files -add bin/manager=/manager -user 65532:65532 -entrypoint /manager
+//	imagebuild -tag 10.0.0.5:5000/klambda/manager:dev -push -plain-http \
+//	    -base-files -add bin/manager=/manager -user 65532:65532 -entrypoint /manager
 //	imagebuild -tag ghcr.io/klambda/manager:1.2.3 -oci out/manager \
 //	    -platform linux/amd64 -platform linux/arm64 \
 //	    -base-files -add 'bin/manager-{arch}=/manager' -user 65532:65532 -entrypoint /manager
@@ -19,6 +21,9 @@
 // own files. -o writes one platform's image (a single manifest, which containerd's CRI
 // runs whatever the node's platform); -oci writes an index of all the -platform images,
 // with the -annotation K=V pairs on the index (org.opencontainers.image.version, ...).
+// -push sends one platform's image to the registry -tag names instead (credentials of
+// ~/.docker/config.json; -plain-http for a registry without TLS), for a cluster that pulls
+// from a registry (make dev CLUSTER=existing REGISTRY=...). Each prints the image's digest.
 package main
 
 import (
@@ -37,11 +42,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -107,6 +114,17 @@ func (b boolEntry) Set(string) error {
 	return nil
 }
 
+// countTrue counts the true values.
+func countTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
+}
+
 type stringsFlag []string
 
 func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
@@ -132,6 +150,8 @@ func run() error {
 		user       = flag.String("user", "", "user[:group] the image runs as")
 		workdir    = flag.String("workdir", "", "working directory")
 		digestOnly = flag.Bool("digest", false, "print the digest of the image (with -oci: of the index) and write nothing")
+		push       = flag.Bool("push", false, "push the image (one platform) to the registry -tag names, instead of writing it")
+		plainHTTP  = flag.Bool("plain-http", false, "with -push: the registry speaks plain HTTP (no TLS)")
 	)
 	flag.Var(listFlag{"add", &entries}, "add", "SRC=/DST: copy a file or a directory tree into the image ({arch} in SRC: the platform's architecture)")
 	flag.Var(listFlag{"mkdir", &entries}, "mkdir", "/DIR[:MODE]: create a directory (octal mode, default 755)")
@@ -147,14 +167,21 @@ func run() error {
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", flag.Args())
 	}
-	if *tag == "" || (*out == "" && *ociDir == "" && !*digestOnly) {
+	if *tag == "" || (*out == "" && *ociDir == "" && !*digestOnly && !*push) {
 		flag.Usage()
-		return errors.New("-tag and -o or -oci are required")
+		return errors.New("-tag and -o, -oci or -push are required")
 	}
-	if *out != "" && *ociDir != "" {
-		return errors.New("-o and -oci: give one")
+	if given := countTrue(*out != "", *ociDir != "", *push); given > 1 {
+		return errors.New("-o, -oci and -push: give one")
 	}
-	ref, err := name.NewTag(*tag)
+	if *plainHTTP && !*push {
+		return errors.New("-plain-http is for -push")
+	}
+	var refOpts []name.Option
+	if *plainHTTP {
+		refOpts = append(refOpts, name.Insecure)
+	}
+	ref, err := name.NewTag(*tag, refOpts...)
 	if err != nil {
 		return fmt.Errorf("parsing -tag: %w", err)
 	}
@@ -162,7 +189,7 @@ func run() error {
 		platforms = stringsFlag{"linux/amd64"}
 	}
 	if len(platforms) > 1 && *ociDir == "" {
-		return errors.New("several -platform images need -oci (a docker archive holds one image)")
+		return errors.New("several -platform images need -oci (a docker archive, or -push, holds one image)")
 	}
 	if len(annots) > 0 && *ociDir == "" {
 		return errors.New("-annotation needs -oci (it annotates the image index; a docker archive has none)")
@@ -196,6 +223,13 @@ func run() error {
 			return err
 		}
 		if *digestOnly {
+			fmt.Println(dig)
+			return nil
+		}
+		if *push {
+			if err := remote.Write(ref, imgs[0], remote.WithAuthFromKeychain(authn.DefaultKeychain)); err != nil {
+				return fmt.Errorf("pushing %s: %w", ref, err)
+			}
 			fmt.Println(dig)
 			return nil
 		}

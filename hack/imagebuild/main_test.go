@@ -13,11 +13,14 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/klambda/klambda/internal/codestore/registrytest"
 	"github.com/klambda/klambda/test/binfmt"
 )
 
@@ -205,6 +208,47 @@ func TestPlatformRefusals(t *testing.T) {
 		out, err := imagebuild(t, append([]string{"-tag", "example.local/x:1", "-mkdir", "/x"}, tc.args...)...)
 		if err == nil || !strings.Contains(out, tc.want) {
 			t.Errorf("%v: %v %q, want an error saying %q", tc.args, err, out, tc.want)
+		}
+	}
+}
+
+// TestPushToAPlainHTTPRegistry: -push sends the image to the registry -tag names and prints
+// the digest it has there; a registry without TLS needs -plain-http (the registry listens
+// on 127.0.0.2, which go-containerregistry does not take for a local one); -push with -o,
+// or -plain-http without -push, is refused.
+func TestPushToAPlainHTTPRegistry(t *testing.T) {
+	reg := registrytest.StartOn(t, "127.0.0.2:0", nil)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hello.txt")
+	if err := os.WriteFile(file, []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tag := reg + "/klambda/hello:dev"
+	args := []string{"-tag", tag, "-add", file + "=/hello.txt", "-entrypoint", "/hello"}
+	if out, err := imagebuild(t, append(args, "-push")...); err == nil {
+		t.Fatalf("a push over TLS to a plain-HTTP registry succeeded: %s", out)
+	}
+	out, err := imagebuild(t, append(args, "-push", "-plain-http")...)
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	ref, err := name.ParseReference(tag, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := img.Digest(); d.String() != out {
+		t.Fatalf("printed %s, the registry has %s", out, d)
+	}
+	if got := string(fileOf(t, img, "hello.txt")); got != "hello" {
+		t.Fatalf("hello.txt: %q", got)
+	}
+	for _, bad := range [][]string{append(args, "-push", "-o", filepath.Join(dir, "x.tar")), append(args, "-plain-http", "-o", filepath.Join(dir, "x.tar"))} {
+		if out, err := imagebuild(t, bad...); err == nil {
+			t.Fatalf("%v accepted: %s", bad, out)
 		}
 	}
 }

@@ -73,7 +73,7 @@ func TestInstallFromDistAlone(t *testing.T) {
 		return string(out)
 	}
 	kubectl := func(args ...string) string { t.Helper(); return run(6*time.Minute, kubectlPath(), args...) }
-	ctr := func(args ...string) error {
+	ctr := func(ctx context.Context, args ...string) error {
 		cmd := exec.CommandContext(ctx, "ctr", append([]string{"--address", filepath.Join(stateDir, "containerd", "containerd.sock"), "-n", "k8s.io"}, args...)...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("ctr %s: %v: %s", strings.Join(args, " "), err, out)
@@ -95,7 +95,7 @@ func TestInstallFromDistAlone(t *testing.T) {
 			_ = cluster.Client.Delete(ctx, &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: pv}})
 		}
 		for _, img := range tagged {
-			_ = ctr("images", "rm", img)
+			_ = ctr(ctx, "images", "rm", img)
 		}
 		reinstall(ctx, t, "")
 	})
@@ -125,7 +125,7 @@ func TestInstallFromDistAlone(t *testing.T) {
 			t.Logf("no local build of %s: that runtime is not invoked here", ref)
 			continue
 		}
-		if err := ctr("images", "tag", "--force", src, ref); err != nil {
+		if err := ctr(ctx, "images", "tag", "--force", src, ref); err != nil {
 			t.Fatal(err)
 		}
 		tagged = append(tagged, ref)
