@@ -110,7 +110,7 @@ func TestInstallFromDistAlone(t *testing.T) {
 	local := map[string]string{
 		"manager": "klambda.local/manager:dev", "activator": "klambda.local/activator:dev",
 		"eventsources": "klambda.local/eventsources:dev", "code-store": "klambda.local/code-store:dev",
-		"runtime-shim": "klambda.local/runtime-shim:dev",
+		"runtime-shim":            "klambda.local/runtime-shim:dev",
 		"runtime-provided:al2023": "klambda.local/provided:al2023", "runtime-provided:al2": "klambda.local/provided:al2023",
 		"runtime-nodejs:20": "klambda.local/nodejs:20",
 	}

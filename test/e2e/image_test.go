@@ -290,4 +290,3 @@ func (c *Cluster) Registry() (string, error) {
 	}
 	return ip + ":" + strings.TrimSpace(string(out)), nil
 }
-
