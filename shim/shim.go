@@ -14,7 +14,7 @@ import (
 	"github.com/klambda/klambda/api/contract"
 	"github.com/klambda/klambda/shim/internal/api"
 	"github.com/klambda/klambda/shim/internal/environment"
-	"github.com/klambda/klambda/shim/internal/transport"
+	"github.com/klambda/klambda/internal/transport"
 )
 
 // Mode is how the shim finds the runtime.

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/shim/internal/environment"
-	"github.com/klambda/klambda/shim/internal/transport"
+	"github.com/klambda/klambda/internal/transport"
 )
 
 // ExecSupervisor runs the runtime as a child process (runtime-shim exec), like the

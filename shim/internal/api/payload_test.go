@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/shim/internal/environment"
-	"github.com/klambda/klambda/shim/internal/transport"
+	"github.com/klambda/klambda/internal/transport"
 )
 
 // countingConn counts the reads and writes the server makes on a connection: with the

@@ -12,7 +12,7 @@ import (
 
 	"github.com/klambda/klambda/api/contract"
 	"github.com/klambda/klambda/shim/internal/environment"
-	"github.com/klambda/klambda/shim/internal/transport"
+	"github.com/klambda/klambda/internal/transport"
 )
 
 // Paths the `runtime-shim pipe` wrapper uses to reach the sidecar (on the Runtime API's

@@ -254,7 +254,7 @@ func (c *httpConn) serve() {
 		if p := recover(); p != nil {
 			buf := make([]byte, 64<<10)
 			buf = buf[:runtime.Stack(buf, false)]
-			fmt.Fprintf(os.Stderr, "runtime-shim: panic serving %s: %v\n%s", c.remoteAddr, p, buf)
+			fmt.Fprintf(os.Stderr, "transport: panic serving %s: %v\n%s", c.remoteAddr, p, buf)
 		}
 		c.nc.Close()
 		c.srv.forget(c)
