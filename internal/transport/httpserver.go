@@ -148,6 +148,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.shutdown.Load() {
 		s.mu.Unlock()
+		ln.Close()
 		return errServerClosed
 	}
 	s.ln = ln
@@ -727,6 +728,12 @@ func (b *requestBody) Read(p []byte) (int, error) {
 		b.sawEOF = true
 	case err != nil && !errors.Is(err, http.ErrBodyReadAfterClose):
 		b.failed = true
+	}
+	if b.deadline && (b.sawEOF || b.n == b.length) {
+		// The body is in: the rest of the request (a long invocation, a watcher of the
+		// client hanging up) runs without the deadline, as with net/http.
+		_ = b.conn.nc.SetReadDeadline(time.Time{})
+		b.deadline = false
 	}
 	return n, err
 }
