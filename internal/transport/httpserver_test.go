@@ -479,7 +479,6 @@ func TestHTTPServerIdleAndSilentConnectionsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
-	idleStart := time.Now()
 	// Still usable within the idle time.
 	time.Sleep(idle / 3)
 	_, _ = io.WriteString(kept, "GET /sized HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -487,7 +486,7 @@ func TestHTTPServerIdleAndSilentConnectionsClosed(t *testing.T) {
 		t.Fatalf("a request within the idle time: %v", err)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
-	idleStart = time.Now()
+	idleStart := time.Now()
 	if d := closedAfter(silent, silentStart); d < header {
 		t.Errorf("a silent connection was closed after %v, before ReadHeaderTimeout %v", d, header)
 	}
