@@ -17,8 +17,8 @@ import (
 
 	"github.com/klambda/klambda/api/contract"
 	"github.com/klambda/klambda/internal/codeloader"
+	"github.com/klambda/klambda/internal/transport"
 	"github.com/klambda/klambda/shim/internal/api"
-	"github.com/klambda/klambda/shim/internal/transport"
 )
 
 // GenericOptions configure a generic shim: a pre-warmed environment of a pool, up and

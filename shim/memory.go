@@ -5,7 +5,7 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/klambda/klambda/shim/internal/transport"
+	"github.com/klambda/klambda/internal/transport"
 )
 
 // peakRSSKB reads VmHWM (peak resident set size, kB) from /proc/<pid>/status.

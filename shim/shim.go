@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/internal/transport"
 	"github.com/klambda/klambda/shim/internal/api"
 	"github.com/klambda/klambda/shim/internal/environment"
-	"github.com/klambda/klambda/shim/internal/transport"
 )
 
 // Mode is how the shim finds the runtime.

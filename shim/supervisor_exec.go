@@ -13,8 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/klambda/klambda/internal/transport"
 	"github.com/klambda/klambda/shim/internal/environment"
-	"github.com/klambda/klambda/shim/internal/transport"
 )
 
 // ExecSupervisor runs the runtime as a child process (runtime-shim exec), like the

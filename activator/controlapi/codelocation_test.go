@@ -9,7 +9,6 @@ import (
 	"encoding/base64"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -26,6 +25,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/klambda/klambda/activator/controlapi"
+	"github.com/klambda/klambda/activator/testrig"
 	"github.com/klambda/klambda/internal/codestore"
 	"github.com/klambda/klambda/internal/sdkbody"
 	"github.com/klambda/klambda/test/ziptest"
@@ -234,7 +234,7 @@ func TestCodeLocation(t *testing.T) {
 	// code.url), and no link is served.
 	plain := &controlapi.Handler{DefaultNamespace: "default", Region: "us-east-1", AccountID: "000000000000", Client: k8s,
 		NamespaceConcurrency: 100, Log: logr.Discard(), Next: http.NotFoundHandler()}
-	ps := httptest.NewServer(plain)
+	ps := testrig.NewServer(plain)
 	t.Cleanup(ps.Close)
 	papi := lambda.New(lambda.Options{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("klambda", "unused", ""),
 		BaseEndpoint: aws.String(ps.URL + "/namespaces/" + r.ns), RetryMaxAttempts: 1, HTTPClient: sdkbody.Client(0)})

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -24,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/klambda/klambda/activator/controlapi"
+	"github.com/klambda/klambda/activator/testrig"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/controllers"
 	"github.com/klambda/klambda/internal/codestore"
@@ -56,13 +56,13 @@ func TestMain(m *testing.M) {
 
 // rig is the control-plane API in-process: the real controllers (klambda's manager, with
 // a code store in a real distribution registry) over a real kube-apiserver, the API's
-// Handler over the same apiserver, served by an httptest server, and aws-sdk-go-v2's
+// Handler over the same apiserver, served by testrig.Server (the lean server cmd/activator serves plain HTTP with), and aws-sdk-go-v2's
 // Lambda client pointed at it under /namespaces/<ns>.
 type rig struct {
 	ns      string
 	store   codestore.Store
 	handler *controlapi.Handler
-	server  *httptest.Server
+	server  *testrig.Server
 }
 
 var managerMu sync.Mutex
@@ -86,7 +86,7 @@ func newRig(t *testing.T) *rig {
 			w.WriteHeader(http.StatusNotFound)
 			_, _ = w.Write([]byte(`{"Type":"User","message":"unknown operation"}`))
 		})}
-	r.server = httptest.NewServer(r.handler)
+	r.server = testrig.NewServer(r.handler) // on the Invoke API's listener, as cmd/activator serves plain HTTP
 	t.Cleanup(r.server.Close)
 	return r
 }

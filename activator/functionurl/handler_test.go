@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -58,7 +57,7 @@ type rigURL struct {
 	rig   *testrig.Rig
 	table *Table
 	h     *Handler
-	srv   *httptest.Server
+	srv   *testrig.Server
 }
 
 // newRigURL: function URLs over an in-process activator (real core, fake shims that echo
@@ -70,7 +69,7 @@ func newRigURL(t *testing.T, o testrig.Options, inv invoke.Invoker) *rigURL {
 		inv = rig.Core
 	}
 	x.h = &Handler{Table: x.table, API: rig.Handler, Invoker: inv, AccountID: rig.Core.AccountID, Domain: "example.com"}
-	x.srv = httptest.NewServer(x.h.Wrap(rig.Handler))
+	x.srv = testrig.NewServer(x.h.Wrap(rig.Handler))
 	t.Cleanup(func() { x.srv.Close(); rig.Close() })
 	return x
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strings"
 	"sync"
@@ -60,9 +59,9 @@ func (o *owns) Owner(string) (string, bool) {
 }
 
 // peerServer is a replica's peer port with core behind it.
-func peerServer(t *testing.T, core invoke.Invoker, owned *atomic.Bool) *httptest.Server {
+func peerServer(t *testing.T, core invoke.Invoker, owned *atomic.Bool) *testrig.Server {
 	t.Helper()
-	s := httptest.NewServer(&Handler{Core: core, Owns: func(string) bool { return owned.Load() }, Verify: tokens{"peer-token": true}})
+	s := testrig.NewServer(&Handler{Core: core, Owns: func(string) bool { return owned.Load() }, Verify: tokens{"peer-token": true}})
 	t.Cleanup(s.Close)
 	return s
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -51,7 +50,7 @@ func (peerTokens) IsPeer(_ context.Context, tok string) (bool, error) { return t
 type replica struct {
 	rig    *testrig.Rig
 	wired  *replicas.Replica
-	peer   *httptest.Server
+	peer   *testrig.Server
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -93,10 +92,10 @@ func (c *cluster) start(i int, reserved int32) *replica {
 		envs = append(envs, dispatch.Environment{Name: "env-" + strconv.Itoa(j), Addr: s.Addr(), Secret: testrig.Secret})
 	}
 	rig.Dispatcher.SetEnvironments(fnkey.Key{Namespace: testrig.Namespace, Function: fn, Version: contract.Latest}, envs)
-	ps := httptest.NewUnstartedServer(nil)
+	ps := testrig.NewUnstartedServer() // the peer port, served as cmd/activator serves it
 	wired, err := replicas.New(replicas.Config{
 		Ownership: ownership.Config{Client: cs, Namespace: "default", Name: c.prefix, Identity: "r" + strconv.Itoa(i),
-			Address: ps.Listener.Addr().String(), Shards: 8, Members: func() int { return int(c.members.Load()) },
+			Address: ps.Addr, Shards: 8, Members: func() int { return int(c.members.Load()) },
 			LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 250 * time.Millisecond},
 		Core: rig.Core, Dispatcher: rig.Dispatcher,
 		Client: &peer.Client{
@@ -107,8 +106,7 @@ func (c *cluster) start(i int, reserved int32) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps.Config.Handler = wired.Peer
-	ps.Start()
+	ps.Start(wired.Peer)
 	t.Cleanup(ps.Close)
 	rig.Handler.Invoker = wired.Router
 	ctx, cancel := context.WithCancel(context.Background())

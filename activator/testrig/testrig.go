@@ -4,7 +4,6 @@ package testrig
 
 import (
 	"context"
-	"net/http/httptest"
 	"strconv"
 	"time"
 
@@ -35,8 +34,9 @@ type Rig struct {
 	// Core is the typed invoke core; Handler the Invoke API over it.
 	Core    *invoke.Core
 	Handler *invoke.Handler
-	Server  *httptest.Server
-	Shims   map[fnkey.Key][]*fakeshim.Shim
+	// Server serves Handler as cmd/activator serves plain HTTP (NewServer).
+	Server *Server
+	Shims  map[fnkey.Key][]*fakeshim.Shim
 }
 
 // Tokens maps a bearer token to a user allowed to invoke (the fake TokenReview and SAR).
@@ -99,7 +99,7 @@ func New(o Options) *Rig {
 		f := fakeAuth{o.Auth}
 		r.Handler.Auth = auth.NewChecker(f, f)
 	}
-	r.Server = httptest.NewServer(r.Handler)
+	r.Server = NewServer(r.Handler)
 	return r
 }
 

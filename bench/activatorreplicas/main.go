@@ -17,7 +17,6 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"runtime"
 	"strings"
@@ -60,7 +59,7 @@ func main() {
 	for _, s := range rigs[0].Environments("echo", contract.Latest, *callers) {
 		shims = append(shims, s.Addr())
 	}
-	ownerPeer := httptest.NewServer(&peer.Handler{Core: rigs[0].Core, Owns: func(string) bool { return true }, Verify: peerToken{}})
+	ownerPeer := testrig.NewServer(&peer.Handler{Core: rigs[0].Core, Owns: func(string) bool { return true }, Verify: peerToken{}})
 	defer ownerPeer.Close()
 	client := &peer.Client{Token: func() (string, error) { return "peer", nil }}
 	addr := strings.TrimPrefix(ownerPeer.URL, "http://")

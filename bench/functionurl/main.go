@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"runtime"
 	"strings"
@@ -41,7 +40,7 @@ func main() {
 	fn.Spec.FunctionURLConfig = &lambdav1alpha1.FunctionURLConfig{AuthType: lambdav1alpha1.FunctionURLAuthNone}
 	table.SetFunction(fn)
 	urls := &functionurl.Handler{Table: table, API: rig.Handler, Invoker: rig.Core, AccountID: rig.Core.AccountID, Reservations: rig.Table}
-	srv := httptest.NewServer(urls.Wrap(rig.Handler)) // one listener, as cmd/activator
+	srv := testrig.NewServer(urls.Wrap(rig.Handler)) // one listener, served as cmd/activator serves plain HTTP
 	defer srv.Close()
 	id := contract.FunctionURLID("bench", testrig.Namespace, "echo", "")
 

@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,7 +68,7 @@ func main() {
 	fn.Spec.FunctionURLConfig = &lambdav1alpha1.FunctionURLConfig{AuthType: lambdav1alpha1.FunctionURLAuthNone, InvokeMode: lambdav1alpha1.InvokeModeResponseStream}
 	urls := &functionurl.Handler{Table: functionurl.NewTable(), API: rig.Handler, Invoker: rig.Core, AccountID: rig.Core.AccountID}
 	urls.Table.SetFunction(fn)
-	urlSrv := httptest.NewServer(urls.Wrap(rig.Handler))
+	urlSrv := testrig.NewServer(urls.Wrap(rig.Handler))
 	defer urlSrv.Close()
 	streamURL := urlSrv.URL + contract.FunctionURLPathPrefix + contract.FunctionURLID("bench", testrig.Namespace, "streamer", "") + "/"
 	urlPayload := []byte(fmt.Sprintf(`{"op":"urlstream","n":2,"ms":%d}`, gap.Milliseconds()))

@@ -30,8 +30,13 @@ type drainer struct {
 // Draining tells the readiness probe to fail.
 func (d *drainer) Draining() bool { return d.draining.Load() }
 
+// shutdowner is a server that can stop gracefully (net/http's or the lean one).
+type shutdowner interface {
+	Shutdown(ctx context.Context) error
+}
+
 // run waits for ctx to end, then drains servers; it returns once they are shut down.
-func (d *drainer) run(ctx context.Context, servers ...*http.Server) {
+func (d *drainer) run(ctx context.Context, servers ...shutdowner) {
 	<-ctx.Done()
 	d.draining.Store(true)
 	d.log.Info("draining: readiness is false; still accepting while the endpoints update", "delay", d.delay, "timeout", d.timeout)

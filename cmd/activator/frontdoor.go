@@ -97,13 +97,12 @@ func (f *frontDoor) admission() (*invoke.Admission, error) {
 	return invoke.NewAdmission(f.requestBytes, f.requestBytesPerNamespace, f.maxWaiting)
 }
 
-// invokeServer is the Invoke API's http.Server. ReadTimeout bounds reading a request
-// (headers and body); there is no WriteTimeout, since a synchronous invocation answers
-// when its function ends (up to 15 minutes). net/http clears the read deadline once the
-// body is read, so a long invocation is not cut by ReadTimeout.
-func (f *frontDoor) invokeServer(addr string, h http.Handler) *http.Server {
-	return &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: f.readHeaderTimeout,
-		ReadTimeout: f.readTimeout, IdleTimeout: f.idleTimeout}
+// invokeServer is the Invoke API's listener, over TLS when tc is set. The read timeout
+// bounds reading a request (headers and body); there is no write timeout, since a
+// synchronous invocation answers when its function ends (up to 15 minutes). Both servers
+// stop the read deadline once the body is read, so a long invocation is not cut by it.
+func (f *frontDoor) invokeServer(addr string, h http.Handler, tc *tls.Config) *listener {
+	return newListener(addr, h, tc, httpTimeouts{readHeader: f.readHeaderTimeout, read: f.readTimeout, idle: f.idleTimeout})
 }
 
 // tlsConfig loads --tls-cert-file and watches it for changes (cert-manager renewals); nil
@@ -146,7 +145,7 @@ func (f *frontDoor) tlsConfig(ctx context.Context, authOn bool, cs kubernetes.In
 	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: w.GetCertificate}, nil
 }
 
-// serve serves srv on its address, over TLS when tc is set.
+// serve serves srv (the metrics endpoint) on its address, over TLS when tc is set.
 func serve(srv *http.Server, tc *tls.Config) error {
 	ln, err := net.Listen("tcp", srv.Addr)
 	if err != nil {

@@ -70,8 +70,11 @@ func TestInvokeAPIServesTLSAndReloadsTheCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := fd.invokeServer("", r.Handler)
-	go func() { _ = serveOn(ln, srv, tc) }()
+	srv := fd.invokeServer("", r.Handler, tc)
+	if srv.std == nil {
+		t.Fatal("TLS is not served by net/http's server (HTTP/2, hang-ups noticed)")
+	}
+	go func() { _ = srv.serveOn(ln) }()
 	defer func() { _ = srv.Close() }()
 	url := fmt.Sprintf("https://localhost:%d/2015-03-31/functions/f/invocations", ln.Addr().(*net.TCPAddr).Port)
 
@@ -151,8 +154,11 @@ func TestInvokeServerTimeouts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := fd.invokeServer("", r.Handler)
-	go func() { _ = serveOn(ln, srv, nil) }()
+	srv := fd.invokeServer("", r.Handler, nil)
+	if srv.lean == nil {
+		t.Fatal("plain HTTP is not served by the lean server")
+	}
+	go func() { _ = srv.serveOn(ln) }()
 	defer func() { _ = srv.Close() }()
 	base := "http://" + ln.Addr().String()
 
@@ -180,8 +186,13 @@ func TestInvokeServerTimeouts(t *testing.T) {
 	if el := time.Since(start); el > 5*time.Second {
 		t.Fatalf("a trickled body held its connection %v (read timeout %v)", el, fd.readTimeout)
 	}
-	if srv.ReadTimeout == 0 || srv.IdleTimeout == 0 || srv.ReadHeaderTimeout == 0 || srv.WriteTimeout != 0 {
-		t.Fatalf("server timeouts: %+v", srv)
+	if l := srv.lean; l.BodyTimeout != fd.readTimeout || l.IdleTimeout != fd.idleTimeout || l.ReadHeaderTimeout != fd.readHeaderTimeout {
+		t.Fatalf("server timeouts: %+v", l)
+	}
+	// Over TLS (net/http's server), the same flags.
+	if l := fd.invokeServer("", r.Handler, &tls.Config{}).std; l.ReadTimeout != fd.readTimeout || l.IdleTimeout != fd.idleTimeout ||
+		l.ReadHeaderTimeout != fd.readHeaderTimeout || l.WriteTimeout != 0 {
+		t.Fatalf("TLS server timeouts: %+v", l)
 	}
 }
 

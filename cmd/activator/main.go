@@ -239,11 +239,11 @@ func serveInvokeAPI(ctx context.Context, o *options, h http.Handler, urls *funct
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("/", h)
-	srv := fd.invokeServer(*o.listen, drain.Handler(urls.Wrap(mux)))
 	invokeTLS, err := fd.tlsConfig(ctx, *o.authOn, cs, os.Getenv("POD_NAMESPACE"), log)
 	if err != nil {
 		fatal(log, err, "serving the Invoke API")
 	}
+	srv := fd.invokeServer(*o.listen, drain.Handler(urls.Wrap(mux)), invokeTLS)
 	if *o.metricsAddr != "" {
 		ms, metricsTLS, err := fd.metricsServer(*o.metricsAddr, reg, cfg, invokeTLS, log.WithName("metrics"))
 		if err != nil {
@@ -258,7 +258,7 @@ func serveInvokeAPI(ctx context.Context, o *options, h http.Handler, urls *funct
 	drained := make(chan struct{})
 	go func() { drain.run(ctx, srv); close(drained) }()
 	log.Info("serving the Invoke API", "address", *o.listen, "defaultNamespace", *o.defaultNS, "auth", *o.authOn, "tls", invokeTLS != nil)
-	if err := serve(srv, invokeTLS); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := srv.serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		fatal(log, err, "Invoke API server stopped")
 	}
 	<-drained // Serve returns as the drain begins; the invocations in flight end first

@@ -94,7 +94,7 @@ func (r *replicaOptions) check(set map[string]bool) error {
 
 // replicaSet runs this replica's part in the shard ownership, and the peer port.
 type replicaSet struct {
-	peer *http.Server
+	peer *listener
 	mgr  *ownership.Manager
 	log  logr.Logger
 	done chan struct{}
@@ -151,9 +151,10 @@ func startReplicas(ctx context.Context, r *replicaOptions, cs kubernetes.Interfa
 		fatal(log, err, "--shards")
 	}
 	sc.Owns = wired.Manager.OwnsNamespace
-	srv := &http.Server{Addr: *r.peerListen, Handler: wired.Peer, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// Plain HTTP inside the cluster (README, "Several replicas"): the lean server.
+	srv := newListener(*r.peerListen, wired.Peer, nil, httpTimeouts{readHeader: 10 * time.Second, idle: 2 * time.Minute})
 	go func() {
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			fatal(log, err, "peer port")
 		}
 	}()

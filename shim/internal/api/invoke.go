@@ -13,8 +13,8 @@ import (
 
 	"github.com/klambda/klambda/api/contract"
 	"github.com/klambda/klambda/internal/jsonvalid"
+	"github.com/klambda/klambda/internal/transport"
 	"github.com/klambda/klambda/shim/internal/environment"
-	"github.com/klambda/klambda/shim/internal/transport"
 )
 
 // InvokeServer is the invoke endpoint (:9000) plus /healthz and /readyz.

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klambda/klambda/internal/transport"
 	"github.com/klambda/klambda/shim/internal/environment"
-	"github.com/klambda/klambda/shim/internal/transport"
 )
 
 // countingConn counts the reads and writes the server makes on a connection: with the

@@ -11,8 +11,8 @@ import (
 	"strings"
 
 	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/internal/transport"
 	"github.com/klambda/klambda/shim/internal/environment"
-	"github.com/klambda/klambda/shim/internal/transport"
 )
 
 // Paths the `runtime-shim pipe` wrapper uses to reach the sidecar (on the Runtime API's

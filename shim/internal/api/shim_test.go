@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/internal/transport"
 	"github.com/klambda/klambda/shim/internal/environment"
-	"github.com/klambda/klambda/shim/internal/transport"
 )
 
 // fakeSupervisor stands in for the runtime's processes: the test plays the runtime over

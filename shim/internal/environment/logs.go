@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/klambda/klambda/shim/internal/transport"
+	"github.com/klambda/klambda/internal/transport"
 )
 
 // LogSink is where every log line of the environment goes: the shim's stdout (the pod's

@@ -41,11 +41,24 @@ import (
 // arrive in one piece), Host checks, 501 for unknown transfer codings, a request body the
 // handler left unread is discarded up to 256 KB (else the connection is closed), no body
 // for HEAD, 204 and 304, Content-Length computed for short unsized answers and chunked
-// encoding for long ones, Content-Type sniffing, Date. What it does not do: HTTP/2,
-// TLS, Hijack, trailers in answers, 1xx answers from handlers.
+// encoding for long ones, Content-Type sniffing, Date, trailers in chunked answers
+// (declared in a Trailer header or set under http.TrailerPrefix), IdleTimeout, a handler's
+// panic(http.ErrAbortHandler) cutting the connection without a log. What it does not do:
+// HTTP/2, Hijack, 1xx answers from handlers, a snapshot of the header map at the first
+// Write (a header set after Write but before the head went out, i.e. before a Flush or
+// more than 2 KB of body, is sent, where net/http ignores it), and TLS well: over a listener whose
+// connections are not sockets (tls.Listener) a request's context is not canceled when the
+// client hangs up (there is no socket to watch), so serve TLS with net/http.
 type Server struct {
-	Handler           http.Handler
-	ReadHeaderTimeout time.Duration // 0: none
+	Handler http.Handler
+	// ReadHeaderTimeout bounds a request head's arrival (0: none), and how long a new
+	// connection may stay silent before its first request.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes a kept-alive connection that has been waiting for its next
+	// request this long (0: never). As with ReadHeaderTimeout for a silent new
+	// connection, no timer is armed per request: a sweep every
+	// sweepInterval closes the connections past their time.
+	IdleTimeout time.Duration
 	// MaxHeaderBytes bounds a request's head (0: net/http's 1 MB), with net/http's slack
 	// of 4096 bytes; a larger one is answered 431.
 	MaxHeaderBytes int
@@ -58,6 +71,53 @@ type Server struct {
 	ln       net.Listener
 	conns    map[*httpConn]struct{}
 	shutdown atomic.Bool
+	sweeping bool
+}
+
+// sweepInterval is how often idle connections are looked at: an eighth of the shortest
+// timeout, within [10 ms, 1 s], so a connection is closed at most that late.
+func (s *Server) sweepInterval() time.Duration {
+	d := s.IdleTimeout
+	if s.ReadHeaderTimeout > 0 && (d == 0 || s.ReadHeaderTimeout < d) {
+		d = s.ReadHeaderTimeout
+	}
+	return min(max(d/8, 10*time.Millisecond), time.Second)
+}
+
+// sweep closes the idle connections whose time has passed, until the server shuts down.
+func (s *Server) sweep() {
+	t := time.NewTicker(s.sweepInterval())
+	defer t.Stop()
+	for range t.C {
+		if s.shutdown.Load() {
+			return
+		}
+		now := time.Now().UnixNano()
+		s.mu.Lock()
+		for c := range s.conns {
+			if c.idle.Load() {
+				if until := c.idleUntil.Load(); until != 0 && now > until {
+					// The connection's goroutine sees its read fail and ends it (no answer,
+					// as net/http at an idle or header timeout).
+					c.nc.Close()
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// idleFor is when a connection entering the idle state may be closed: after
+// ReadHeaderTimeout for a new one, IdleTimeout for one that served a request (0: never).
+func (s *Server) idleFor(served bool) int64 {
+	d := s.IdleTimeout
+	if !served {
+		d = s.ReadHeaderTimeout
+	}
+	if d <= 0 {
+		return 0
+	}
+	return time.Now().Add(d).UnixNano()
 }
 
 const (
@@ -88,11 +148,16 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.shutdown.Load() {
 		s.mu.Unlock()
+		ln.Close()
 		return errServerClosed
 	}
 	s.ln = ln
 	if s.conns == nil {
 		s.conns = map[*httpConn]struct{}{}
+	}
+	if !s.sweeping && (s.IdleTimeout > 0 || s.ReadHeaderTimeout > 0) {
+		s.sweeping = true
+		go s.sweep()
 	}
 	s.mu.Unlock()
 	var delay time.Duration
@@ -189,7 +254,9 @@ type httpConn struct {
 	lr   limitedConnReader
 	br   *bufio.Reader
 	idle atomic.Bool // between requests (Shutdown may close it)
-	w    httpResponse
+	// idleUntil: when the sweep may close the idle connection (unix ns; 0: never).
+	idleUntil atomic.Int64
+	w         httpResponse
 	// lastMethod: after a POST, stray CR/LF before the next request line are skipped
 	// (RFC 7230 §3.5, as net/http).
 	lastMethod string
@@ -215,6 +282,7 @@ func newHTTPConn(s *Server, nc net.Conn) *httpConn {
 	c.lr.r = nc
 	c.br = bufio.NewReaderSize(&c.lr, connReadBuffer)
 	c.w.conn = c
+	c.idleUntil.Store(s.idleFor(false))
 	c.idle.Store(true)
 	return c
 }
@@ -251,23 +319,24 @@ const httpErrorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnect
 
 func (c *httpConn) serve() {
 	defer func() {
-		if p := recover(); p != nil {
+		if p := recover(); p != nil && p != http.ErrAbortHandler { //nolint:errorlint // net/http's own test of the sentinel
 			buf := make([]byte, 64<<10)
 			buf = buf[:runtime.Stack(buf, false)]
-			fmt.Fprintf(os.Stderr, "runtime-shim: panic serving %s: %v\n%s", c.remoteAddr, p, buf)
+			fmt.Fprintf(os.Stderr, "transport: panic serving %s: %v\n%s", c.remoteAddr, p, buf)
 		}
 		c.nc.Close()
 		c.srv.forget(c)
 	}()
 	for {
 		req, err := c.readRequest()
-		if c.srv.shutdown.Load() {
-			return
-		}
 		if err != nil {
-			c.answerBadRequest(err)
+			if !c.srv.shutdown.Load() {
+				c.answerBadRequest(err)
+			}
 			return
 		}
+		// A request read while Shutdown begins is served, with Connection: close (as
+		// net/http): dropping it would fail a request the client has sent.
 		if !c.serveRequest(req) {
 			if c.body.unread() {
 				// As net/http: the client may still be sending the body nobody reads;
@@ -276,6 +345,7 @@ func (c *httpConn) serve() {
 			}
 			return
 		}
+		c.idleUntil.Store(c.srv.idleFor(true))
 		c.idle.Store(true)
 		if c.srv.shutdown.Load() {
 			return
@@ -658,6 +728,12 @@ func (b *requestBody) Read(p []byte) (int, error) {
 		b.sawEOF = true
 	case err != nil && !errors.Is(err, http.ErrBodyReadAfterClose):
 		b.failed = true
+	}
+	if b.deadline && (b.sawEOF || b.n == b.length) {
+		// The body is in: the rest of the request (a long invocation, a watcher of the
+		// client hanging up) runs without the deadline, as with net/http.
+		_ = b.conn.nc.SetReadDeadline(time.Time{})
+		b.deadline = false
 	}
 	return n, err
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +39,9 @@ type httpResponse struct {
 	broken        bool // a write failed
 	// canWriteContinue: the client expects 100 Continue and nothing was answered yet.
 	canWriteContinue bool
+	// declared: the trailer names the handler declared in a Trailer header before the
+	// head went out (their values are sent after a chunked body, as net/http).
+	declared []string
 
 	head []byte // the head being built (reused)
 	body []byte // body buffered before the head went out (reused)
@@ -55,6 +59,7 @@ func (w *httpResponse) reset(req *http.Request) {
 	w.contentLength, w.written, w.chunked, w.noBody = -1, 0, false, false
 	w.isHEAD = req.Method == http.MethodHead
 	w.closeAfter, w.broken = false, false
+	w.declared = w.declared[:0]
 	w.canWriteContinue = req.ProtoAtLeast(1, 1) && req.ContentLength != 0 && req.Header.Get("Expect") != ""
 	w.head, w.body = w.head[:0], w.body[:0]
 	if cap(w.body) > 64<<10 {
@@ -214,7 +219,10 @@ func (w *httpResponse) decideKeepAlive(first []byte) (hasCL bool, te string) {
 	req, h := w.req, w.header
 	_, hasCL = h["Content-Length"]
 	te = h.Get("Transfer-Encoding")
-	if w.handlerDone && te == "" && BodyAllowedForStatus(w.status) && !hasCL && (req.Method != http.MethodHead || len(first) > 0) {
+	// An answer with trailers is not given a Content-Length: it goes chunked, so they can
+	// follow (net/http's rule).
+	trailers := w.declareTrailers()
+	if w.handlerDone && !trailers && te == "" && BodyAllowedForStatus(w.status) && !hasCL && (req.Method != http.MethodHead || len(first) > 0) {
 		w.contentLength = int64(len(first))
 		h["Content-Length"] = []string{strconv.Itoa(len(first))}
 		hasCL = true
@@ -323,20 +331,53 @@ func appendHeaderValue(b []byte, v string) []byte {
 	return b
 }
 
+// declareTrailers records the trailer names declared in the Trailer header (net/http's
+// declareTrailer: not Content-Length, Transfer-Encoding or Trailer) and tells whether the
+// answer has trailers (declared, or set under http.TrailerPrefix).
+func (w *httpResponse) declareTrailers() bool {
+	trailers := false
+	for k := range w.header {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			trailers = true
+			break
+		}
+	}
+	for _, v := range w.header["Trailer"] {
+		trailers = true
+		for _, name := range strings.Split(v, ",") {
+			name = http.CanonicalHeaderKey(textproto.TrimString(name))
+			switch name {
+			case "", "Content-Length", "Transfer-Encoding", "Trailer":
+				continue
+			}
+			w.declared = append(w.declared, name)
+		}
+	}
+	return trailers
+}
+
 // appendTrailers appends the trailers of a chunked answer: the header fields the handler
 // set under http.TrailerPrefix (net/http's convention; such names are never sent in the
-// head, as they are not valid field names).
+// head, as they are not valid field names), then those it declared.
 func (w *httpResponse) appendTrailers(b []byte) []byte {
-	for k, vv := range w.header {
-		name, ok := strings.CutPrefix(k, http.TrailerPrefix)
-		if !ok || !httpguts.ValidHeaderFieldName(name) {
-			continue
-		}
+	field := func(name string, vv []string) {
 		for _, v := range vv {
 			b = append(b, name...)
 			b = append(b, ": "...)
 			b = appendHeaderValue(b, v)
 			b = append(b, "\r\n"...)
+		}
+	}
+	for k, vv := range w.header {
+		name, ok := strings.CutPrefix(k, http.TrailerPrefix)
+		if !ok || !httpguts.ValidHeaderFieldName(name) {
+			continue
+		}
+		field(name, vv)
+	}
+	for _, name := range w.declared {
+		if httpguts.ValidHeaderFieldName(name) {
+			field(name, w.header[name])
 		}
 	}
 	return b

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -72,6 +73,25 @@ func diffHandler(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 		_, _ = io.WriteString(w, "bye")
 	case r.URL.Path == "/empty":
+	case r.URL.Path == "/trailer-prefix": // short, but a trailer makes it chunked
+		w.Header().Set(http.TrailerPrefix+"X-T", "t")
+		_, _ = io.WriteString(w, "body")
+	case r.URL.Path == "/trailer-declared":
+		// (Set after the head went out: net/http sends the header map as it was at the
+		// first Write, Server as it is when the head goes out.)
+		w.Header().Set("Trailer", "X-Declared, x-other")
+		_, _ = io.WriteString(w, "body")
+		w.(http.Flusher).Flush()
+		w.Header().Set("X-Declared", "d")
+		w.Header().Set("X-Other", "o")
+	case r.URL.Path == "/trailer-streamed":
+		_, _ = io.WriteString(w, "piece")
+		w.(http.Flusher).Flush()
+		w.Header().Set(http.TrailerPrefix+"X-Done", "true")
+	case r.URL.Path == "/abort": // a stream cut: the client must not see a whole body
+		_, _ = io.WriteString(w, "piece")
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
 	case r.URL.Path == "/badheader":
 		w.Header()["Bad Name"] = []string{"x"}
 		w.Header().Set("X-Split", "a\r\nInjected: yes")
@@ -147,6 +167,14 @@ func parseAnswers(stream, method string) []string {
 		} else {
 			b.Write(body)
 		}
+		tkeys := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			tkeys = append(tkeys, k)
+		}
+		sort.Strings(tkeys)
+		for _, k := range tkeys {
+			fmt.Fprintf(&b, "\ntrailer %s: %q", k, resp.Trailer[k])
+		}
 		out = append(out, b.String())
 	}
 }
@@ -216,6 +244,9 @@ func TestHTTPServerMatchesNetHTTP(t *testing.T) {
 		"large sized answer":          "GET /big-sized HTTP/1.1\r\n" + h + "\r\n",
 		"flush":                       "GET /flush HTTP/1.1\r\n" + h + "\r\nGET /flush-unsized HTTP/1.1\r\n" + h + "\r\nGET /empty HTTP/1.1\r\n" + h + "\r\n",
 		"header sanitising":           "GET /badheader HTTP/1.1\r\n" + h + "\r\n",
+		"trailers":                    "GET /trailer-prefix HTTP/1.1\r\n" + h + "\r\nGET /trailer-declared HTTP/1.1\r\n" + h + "\r\nGET /trailer-streamed HTTP/1.1\r\n" + h + "\r\n",
+		"trailers, HTTP/1.0":          "GET /trailer-prefix HTTP/1.0\r\n\r\n",
+		"handler aborts":              "GET /abort HTTP/1.1\r\n" + h + "\r\nGET /sized HTTP/1.1\r\n" + h + "\r\n",
 		"404":                         "DELETE /nope HTTP/1.1\r\n" + h + "\r\n",
 		"head split over writes":      "POST /echo HTTP/1.1\r\n" + h + "|PAUSE|Content-Length: 2\r\n|PAUSE|\r\nok",
 		"long header line":            "GET /echo HTTP/1.1\r\n" + h + "X-Long: " + strings.Repeat("v", 9000) + "\r\n\r\n",
@@ -404,5 +435,101 @@ func TestHTTPServerCloseCancelsWaitingHandlers(t *testing.T) {
 	_ = srv.Close()
 	if err := <-canceled; err != context.Canceled {
 		t.Fatalf("context after Close: %v, want canceled", err)
+	}
+}
+
+// TestHTTPServerIdleAndSilentConnectionsClosed: a kept-alive connection is closed once it
+// has waited IdleTimeout for its next request, and a new one that sends nothing once
+// ReadHeaderTimeout has passed; not before.
+func TestHTTPServerIdleAndSilentConnectionsClosed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const idle, header = 300 * time.Millisecond, 200 * time.Millisecond
+	srv := &Server{Handler: http.HandlerFunc(diffHandler), IdleTimeout: idle, ReadHeaderTimeout: header}
+	go func() { _ = srv.Serve(Listener{ln}) }()
+	defer srv.Close()
+	closedAfter := func(c net.Conn, start time.Time) time.Duration {
+		t.Helper()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := c.Read(make([]byte, 1))
+		var ne net.Error
+		if n != 0 || err == nil || errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("read %d bytes, %v: want the connection closed", n, err)
+		}
+		return time.Since(start)
+	}
+
+	kept, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+	silent, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	silentStart := time.Now()
+	_, _ = io.WriteString(kept, "GET /sized HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(kept)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	// Still usable within the idle time.
+	time.Sleep(idle / 3)
+	_, _ = io.WriteString(kept, "GET /sized HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, err = http.ReadResponse(br, nil); err != nil {
+		t.Fatalf("a request within the idle time: %v", err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	idleStart := time.Now()
+	if d := closedAfter(silent, silentStart); d < header {
+		t.Errorf("a silent connection was closed after %v, before ReadHeaderTimeout %v", d, header)
+	}
+	if d := closedAfter(kept, idleStart); d < idle {
+		t.Errorf("an idle connection was closed after %v, before IdleTimeout %v", d, idle)
+	}
+}
+
+// TestHTTPServerStreamsWithTrailersUntilTheHandlerEnds: a flushed answer reaches the
+// client piece by piece, and its trailers come after the last piece.
+func TestHTTPServerStreamsWithTrailersUntilTheHandlerEnds(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := make(chan struct{})
+	srv := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, p := range []string{"one", "two"} {
+			_, _ = io.WriteString(w, p)
+			w.(http.Flusher).Flush()
+			<-next
+		}
+		w.Header()[http.TrailerPrefix+"X-Outcome"] = []string{"done"}
+	})}
+	go func() { _ = srv.Serve(Listener{ln}) }()
+	defer srv.Close()
+	resp, err := http.Get("http://" + ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 16)
+	for _, want := range []string{"one", "two"} {
+		n, err := resp.Body.Read(buf)
+		if string(buf[:n]) != want || err != nil {
+			t.Fatalf("read %q, %v: want %q before the handler goes on", buf[:n], err, want)
+		}
+		next <- struct{}{}
+	}
+	if rest, err := io.ReadAll(resp.Body); len(rest) != 0 || err != nil {
+		t.Fatalf("after the pieces: %q, %v", rest, err)
+	}
+	if got := resp.Trailer.Get("X-Outcome"); got != "done" {
+		t.Fatalf("trailer X-Outcome = %q, want done", got)
 	}
 }
