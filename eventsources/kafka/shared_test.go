@@ -1,7 +1,6 @@
 package kafka_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -9,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/klambda/klambda/eventsources/batch"
 	"github.com/klambda/klambda/eventsources/destination"
@@ -194,21 +192,7 @@ func TestAFailingMultiPartitionBatchIsRetriedWholeThenDiscarded(t *testing.T) {
 			t.Errorf("invocation %d: %v, want both partitions' three records", i, got)
 		}
 	}
-	cons, err := kgo.NewClient(kgo.SeedBrokers(e.addrs...), kgo.ConsumeTopics("failures"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	fs := cons.PollFetches(ctx)
-	if fs.NumRecords() != 1 {
-		t.Fatalf("%d on-failure records, want 1 (%v)", fs.NumRecords(), fs.Errors())
-	}
-	var rec events.OnFailureRecord
-	if err := json.Unmarshal(fs.Records()[0].Value, &rec); err != nil {
-		t.Fatal(err)
-	}
+	rec := onFailureRecord(t, e.addrs)
 	info := rec.KafkaBatchInfo
 	if rec.RequestContext.Condition != "RetryAttemptsExhausted" || rec.RequestContext.ApproximateInvokeCount != 2 || info == nil || info.BatchSize != 6 ||
 		len(info.RecordsInfo) != 2 || info.RecordsInfo[pkey(0)].FirstRecordOffset != "0" || info.RecordsInfo[pkey(0)].LastRecordOffset != "2" ||
