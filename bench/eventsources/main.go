@@ -41,7 +41,7 @@ var (
 	partitions    = flag.Int("partitions", 4, "partitions of each topic")
 	size          = flag.Int("size", 256, "value size in bytes")
 	serveFunction = flag.Bool("serve-function", false, "internal: run the fake activator and function (a child process of the bench)")
-	cpuProfile    = flag.String("cpuprofile", "", "write a CPU profile of the poller's backlog drains (only those) here")
+	cpuProfile    = flag.String("cpuprofile", "", "write a CPU profile of the poller's backlog drains (only those) here, and the fake activator's and function's whole run in <file>.fn")
 	invoker       = flag.String("invoker", "conn", "the poller's and the HTTP floor's invoke client: conn (invokeclient.ConnInvoker, the pollers') or http (invokeclient.HTTPInvoker, net/http's client)")
 )
 
