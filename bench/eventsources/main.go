@@ -76,7 +76,7 @@ func (s *sink) add(ts []time.Time) {
 
 func (s *sink) reset() {
 	s.mu.Lock()
-	s.delays = nil
+	s.delays = s.delays[:0] // kept: a round's delays do not grow the slice again
 	s.mu.Unlock()
 	s.n.Store(0)
 }
@@ -163,11 +163,16 @@ func klambda(fake *remote) consumer {
 	}
 }
 
-var timestampField = []byte(`"timestamp":`)
+// timestampField starts with the comma before the key (the event's records have "offset"
+// before "timestamp"): bytes.Index finds a pattern's first byte with IndexByte, and a comma is
+// rare in an event (none in base64), whereas a quote opens every key and string, so many
+// false starts made Index fall back to its brute-force search: a third of the fake side's
+// CPU in the profile, for a trivial function.
+var timestampField = []byte(`,"timestamp":`)
 
 // timestamps are the records' "timestamp" fields (Unix ms) of a Kafka event, in order.
 func timestamps(ev []byte) []time.Time {
-	var ts []time.Time
+	ts := make([]time.Time, 0, 100)
 	for {
 		i := bytes.Index(ev, timestampField)
 		if i < 0 {
