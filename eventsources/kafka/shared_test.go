@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/klambda/klambda/eventsources/batch"
 	"github.com/klambda/klambda/eventsources/destination"
 	"github.com/klambda/klambda/eventsources/events"
