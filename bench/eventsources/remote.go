@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,14 +31,25 @@ import (
 // serveFake is the child: it prints "<invoke URL> <control URL>" and serves until its
 // standard input closes (the parent ended).
 func serveFake() {
+	if *cpuProfile != "" {
+		// The child's whole run (the poller's rounds and the HTTP floor's).
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	s := &sink{}
 	fake := invoketest.New(func(c invoketest.Call) invoketest.Outcome {
 		// A trivial function: it reads only each record's timestamp, scanning for the field
-		// rather than decoding the event.
+		// rather than decoding the event (and keeps neither the event nor its buffer).
 		s.add(timestamps(c.Payload))
 		return invoketest.Outcome{}
 	})
-	fake.Forget()
+	fake.ReusePayloads()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/count", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, s.count()) })
 	mux.HandleFunc("/calls", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, fake.CallCount()) })
@@ -70,7 +82,11 @@ type remote struct {
 }
 
 func startFake() *remote {
-	cmd := exec.Command(os.Args[0], "-serve-function")
+	args := []string{"-serve-function"}
+	if *cpuProfile != "" {
+		args = append(args, "-cpuprofile", *cpuProfile+".fn")
+	}
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {

@@ -84,6 +84,11 @@ type Record struct {
 	// (e.g. SQS "attributes" and "messageAttributes", Kafka "topic", "partition", "headers",
 	// Kinesis "partitionKey"). Empty or invalid means {}.
 	Metadata json.RawMessage
+	// Fields, when not nil, stands for Metadata already decoded, as Match would decode it
+	// (numbers as json.Number): FromKafka builds it without JSON, because a Kafka mapping
+	// with filters views every fetched record and marshalling, decoding and marshalling
+	// again cost tens of µs per record.
+	Fields map[string]any
 	// Data holds the decoded bytes of the data fields present (Kafka: base64-decoded key and
 	// value). A data field absent from Data is looked up in Metadata like any other field;
 	// a nil Kafka key should simply be left out.
@@ -140,8 +145,8 @@ func (d *dataValue) decode() {
 }
 
 func newRecordView(r Record) *recordView {
-	rv := &recordView{source: r.Source}
-	if len(r.Metadata) > 0 {
+	rv := &recordView{source: r.Source, metadata: r.Fields}
+	if r.Fields == nil && len(r.Metadata) > 0 {
 		if v, ok := decodeJSON(r.Metadata); ok {
 			rv.metadata, _ = v.(map[string]any)
 		}

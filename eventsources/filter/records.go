@@ -2,6 +2,7 @@ package filter
 
 import (
 	"encoding/json"
+	"strconv"
 
 	"github.com/klambda/klambda/eventsources/events"
 )
@@ -25,7 +26,28 @@ func FromKafka(r events.KafkaRecord) Record {
 	if r.Value != nil {
 		data["value"] = r.Value
 	}
-	return Record{Source: SourceKafka, Metadata: metadataOf(r, "key", "value"), Data: data}
+	return Record{Source: SourceKafka, Fields: kafkaFields(r), Data: data}
+}
+
+// kafkaFields is the decoded metadata of r, as metadataOf(r, "key", "value") decoded by
+// Match would be (TestKafkaFieldsAreTheDecodedMetadata), built without JSON.
+func kafkaFields(r events.KafkaRecord) map[string]any {
+	headers := make([]any, len(r.Headers))
+	for i, h := range r.Headers {
+		bytes := make([]any, len(h.Value))
+		for j, c := range h.Value {
+			bytes[j] = json.Number(strconv.Itoa(int(int8(c)))) // Java's signed bytes, as events.KafkaHeaders
+		}
+		headers[i] = map[string]any{h.Key: bytes}
+	}
+	return map[string]any{
+		"topic":         r.Topic,
+		"partition":     json.Number(strconv.FormatInt(int64(r.Partition), 10)),
+		"offset":        json.Number(strconv.FormatInt(r.Offset, 10)),
+		"timestamp":     json.Number(strconv.FormatInt(r.Timestamp, 10)),
+		"timestampType": r.TimestampType,
+		"headers":       headers,
+	}
 }
 
 // FromRabbitMQ views a RabbitMQ message: "data" is data.

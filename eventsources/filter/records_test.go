@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"reflect"
 	"testing"
 
 	"github.com/klambda/klambda/eventsources/events"
@@ -43,6 +44,25 @@ func TestFromEventShapes(t *testing.T) {
 				t.Errorf("Match = %v, want %v (metadata %s)", got, tc.want, tc.rec.Metadata)
 			}
 		})
+	}
+}
+
+// FromKafka builds the metadata's decoded form directly; it is what Match makes of the
+// metadata JSON the other sources' views carry.
+func TestKafkaFieldsAreTheDecodedMetadata(t *testing.T) {
+	for _, r := range []events.KafkaRecord{
+		{Topic: "orders", Partition: 3, Offset: 9, Timestamp: 1545084650987, TimestampType: events.KafkaCreateTime, Key: []byte("user-1"), Value: []byte(`{"total":12}`),
+			Headers: events.KafkaHeaders{{Key: "h", Value: []byte{'v', 0, 127, 128, 255}}, {Key: "empty", Value: []byte{}}, {Key: "h\"<é>", Value: []byte("x")}}},
+		{Topic: "t", TimestampType: events.KafkaLogAppendTime},
+		{Topic: "t", Partition: 2147483647, Offset: 1 << 62, Headers: events.KafkaHeaders{}},
+	} {
+		want, ok := decodeJSON(metadataOf(r, "key", "value"))
+		if !ok {
+			t.Fatalf("metadata of %+v does not decode", r)
+		}
+		if got := kafkaFields(r); !reflect.DeepEqual(got, want) {
+			t.Errorf("fields %#v\nwant   %#v", got, want)
+		}
 	}
 }
 

@@ -22,12 +22,7 @@ func appendEvent(b []byte, bootstrap string, recs []*kgo.Record) []byte {
 		if len(recs) > 0 {
 			b = appendString(b, events.KafkaPartitionKey(recs[0].Topic, recs[0].Partition))
 			b = append(b, ":["...)
-			for j, r := range recs {
-				if j > 0 {
-					b = append(b, ',')
-				}
-				b = appendRecord(b, r)
-			}
+			b = appendRecords(b, recs)
 			b = append(b, ']')
 		}
 		return append(b, "}}"...)
@@ -48,12 +43,7 @@ func appendEvent(b []byte, bootstrap string, recs []*kgo.Record) []byte {
 		}
 		b = appendString(b, k)
 		b = append(b, ":["...)
-		for j, r := range groups[k] {
-			if j > 0 {
-				b = append(b, ',')
-			}
-			b = appendRecord(b, r)
-		}
+		b = appendRecords(b, groups[k])
 		b = append(b, ']')
 	}
 	return append(b, "}}"...)
@@ -69,15 +59,42 @@ func single(recs []*kgo.Record) bool {
 	return true
 }
 
-func appendRecord(b []byte, r *kgo.Record) []byte {
-	b = append(b, `{"topic":`...)
-	b = appendString(b, r.Topic)
-	b = append(b, `,"partition":`...)
-	b = strconv.AppendInt(b, int64(r.Partition), 10)
-	b = append(b, `,"offset":`...)
-	b = strconv.AppendInt(b, r.Offset, 10)
-	b = append(b, `,"timestamp":`...)
-	b = strconv.AppendInt(b, r.Timestamp.UnixMilli(), 10)
+// appendRecords writes one partition's records, comma-separated. What repeats from record to
+// record is copied from the first one written rather than formatted again: the
+// `{"topic":...,"partition":...,"offset":` head, and the timestamp while it stays the same
+// millisecond (records produced together share it).
+func appendRecords(b []byte, recs []*kgo.Record) []byte {
+	var head, stamp [2]int // where in b the head and the last timestamp's digits are
+	lastMs := int64(-1)
+	for j, r := range recs {
+		if j > 0 {
+			b = append(b, ',')
+			b = append(b, b[head[0]:head[1]]...)
+		} else {
+			head[0] = len(b)
+			b = append(b, `{"topic":`...)
+			b = appendString(b, r.Topic)
+			b = append(b, `,"partition":`...)
+			b = strconv.AppendInt(b, int64(r.Partition), 10)
+			b = append(b, `,"offset":`...)
+			head[1] = len(b)
+		}
+		b = strconv.AppendInt(b, r.Offset, 10)
+		b = append(b, `,"timestamp":`...)
+		if ms := r.Timestamp.UnixMilli(); ms == lastMs {
+			b = append(b, b[stamp[0]:stamp[1]]...)
+		} else {
+			stamp[0] = len(b)
+			b = strconv.AppendInt(b, ms, 10)
+			stamp[1], lastMs = len(b), ms
+		}
+		b = appendRecordTail(b, r)
+	}
+	return b
+}
+
+// appendRecordTail writes what follows a record's timestamp, to its closing brace.
+func appendRecordTail(b []byte, r *kgo.Record) []byte {
 	if r.Attrs.TimestampType() == 1 {
 		b = append(b, `,"timestampType":"LOG_APPEND_TIME"`...)
 	} else {

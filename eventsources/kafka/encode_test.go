@@ -19,10 +19,14 @@ func TestAppendEventMatchesTheEventsPackage(t *testing.T) {
 			Headers: []kgo.RecordHeader{{Key: "h\"<é>", Value: []byte{0, 127, 128, 255}}, {Key: "empty"}}},
 		{Topic: "orders", Partition: 1, Offset: 3, Timestamp: ts, Value: nil},
 		{Topic: "orders", Partition: 0, Offset: 16, Timestamp: ts, Key: []byte{}, Value: []byte{}, Attrs: kgo.RecordAttrs{}},
+		// The timestamp changes, comes back, and stays (appendRecords copies a repeated one).
+		{Topic: "orders", Partition: 0, Offset: 17, Timestamp: ts.Add(time.Millisecond), Value: []byte("x")},
+		{Topic: "orders", Partition: 0, Offset: 1000, Timestamp: ts, Value: []byte("y")},
+		{Topic: "orders", Partition: 0, Offset: 1001, Timestamp: ts, Value: []byte("z")},
 	}
 	// Several partitions, one partition (the single-partition fast path), none; and
 	// appended after what a reused buffer held.
-	for _, rs := range [][]*kgo.Record{recs, {recs[0], recs[2]}, {recs[1]}, nil} {
+	for _, rs := range [][]*kgo.Record{recs, {recs[0], recs[2], recs[3], recs[4], recs[5]}, {recs[1]}, nil} {
 		got := appendEvent(nil, "h1:9092,h2:9092", rs)
 		e := events.NewSelfManagedKafkaEvent([]string{"h1:9092", "h2:9092"})
 		for _, r := range rs {

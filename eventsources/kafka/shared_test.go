@@ -1,15 +1,13 @@
 package kafka_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/klambda/klambda/eventsources/batch"
 	"github.com/klambda/klambda/eventsources/destination"
@@ -194,21 +192,7 @@ func TestAFailingMultiPartitionBatchIsRetriedWholeThenDiscarded(t *testing.T) {
 			t.Errorf("invocation %d: %v, want both partitions' three records", i, got)
 		}
 	}
-	cons, err := kgo.NewClient(kgo.SeedBrokers(e.addrs...), kgo.ConsumeTopics("failures"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	fs := cons.PollFetches(ctx)
-	if fs.NumRecords() != 1 {
-		t.Fatalf("%d on-failure records, want 1 (%v)", fs.NumRecords(), fs.Errors())
-	}
-	var rec events.OnFailureRecord
-	if err := json.Unmarshal(fs.Records()[0].Value, &rec); err != nil {
-		t.Fatal(err)
-	}
+	rec := onFailureRecord(t, e.addrs)
 	info := rec.KafkaBatchInfo
 	if rec.RequestContext.Condition != "RetryAttemptsExhausted" || rec.RequestContext.ApproximateInvokeCount != 2 || info == nil || info.BatchSize != 6 ||
 		len(info.RecordsInfo) != 2 || info.RecordsInfo[pkey(0)].FirstRecordOffset != "0" || info.RecordsInfo[pkey(0)].LastRecordOffset != "2" ||
@@ -226,5 +210,80 @@ func TestAFailingMultiPartitionBatchIsRetriedWholeThenDiscarded(t *testing.T) {
 	}
 	if got := batchValues(evs[2]); strings.Join(got[pkey(0)], ",") != "a3" || strings.Join(got[pkey(1)], ",") != "b3" {
 		t.Errorf("after the discard: %v, want a3 and b3 in one invocation", got)
+	}
+}
+
+// With parallelizationFactor the lanes of keys share batches as partitions do: records of
+// several idle lanes go in one invocation, yet a lane never has two batches in flight and
+// every key's records reach the function in order.
+func TestParallelizationFactorLanesShareBatchesOneInFlightPerLane(t *testing.T) {
+	const keys, lanes, perKey = 8, 4, 15
+	lane := func(key []byte) uint32 { // as the poller's laneKey
+		h := fnv.New32a()
+		_, _ = h.Write(key)
+		return h.Sum32() % lanes
+	}
+	var (
+		mu       sync.Mutex
+		inFlight = map[uint32]bool{}
+		overlaps []string
+	)
+	e := newEnv(t, 1, func(ev events.KafkaEvent) invoketest.Outcome {
+		mine := map[uint32]bool{}
+		mu.Lock()
+		for _, r := range ev.Records[pkey(0)] {
+			l := lane(r.Key)
+			if inFlight[l] && !mine[l] {
+				overlaps = append(overlaps, fmt.Sprintf("lane %d (record %s)", l, r.Value))
+			}
+			inFlight[l], mine[l] = true, true
+		}
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		for l := range mine {
+			inFlight[l] = false
+		}
+		mu.Unlock()
+		return invoketest.Outcome{}
+	})
+	distinct := map[uint32]bool{}
+	for k := range keys {
+		distinct[lane(fmt.Appendf(nil, "k%d", k))] = true
+		e.produceKeyed(0, fmt.Sprintf("k%d", k), fmt.Sprintf("k%d:0", k))
+	}
+	if len(distinct) < 2 {
+		t.Fatalf("the keys fall in %d lane: pick others", len(distinct))
+	}
+	e.run("lanes1", poller.Config{BatchSize: 100, Lanes: lanes, Window: 300 * time.Millisecond, Policy: batch.DefaultStreamPolicy()})
+	eventually(t, "the first records committed", func() bool { return e.committed("lanes1", 0) == keys })
+	if evs := e.events(); len(evs) != 1 || len(evs[0].Records[pkey(0)]) != keys {
+		t.Fatalf("%d invocations, want one holding the %d keys' first records (%d lanes): %v", len(evs), keys, len(distinct), e.values())
+	}
+	for i := 1; i < perKey; i++ {
+		for k := range keys {
+			e.produceKeyed(0, fmt.Sprintf("k%d", k), fmt.Sprintf("k%d:%d", k, i))
+		}
+	}
+	eventually(t, "all committed", func() bool { return e.committed("lanes1", 0) == keys*perKey })
+	next := map[string]int{}
+	for _, b := range e.values() {
+		for _, v := range b {
+			k, n, _ := strings.Cut(v, ":")
+			if want := fmt.Sprint(next[k]); n != want {
+				t.Errorf("key %s: record %s came when %s was next", k, n, want)
+			}
+			next[k]++
+		}
+	}
+	for k := range keys {
+		if n := next[fmt.Sprintf("k%d", k)]; n != perKey {
+			t.Errorf("key k%d: %d records delivered, want %d", k, n, perKey)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(overlaps) > 0 {
+		t.Errorf("a lane had two batches in flight: %v", overlaps)
 	}
 }

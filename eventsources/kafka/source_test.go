@@ -224,6 +224,28 @@ func TestReportBatchItemFailuresRetriesFromTheFailedRecord(t *testing.T) {
 	}
 }
 
+// onFailureRecord is the one on-failure record the tests' destination wrote to the
+// "failures" topic.
+func onFailureRecord(t *testing.T, addrs []string) events.OnFailureRecord {
+	t.Helper()
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics("failures"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fs := cons.PollFetches(ctx)
+	if fs.NumRecords() != 1 {
+		t.Fatalf("%d on-failure records, want 1 (%v)", fs.NumRecords(), fs.Errors())
+	}
+	var rec events.OnFailureRecord
+	if err := json.Unmarshal(fs.Records()[0].Value, &rec); err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
 func TestBisectSplitsAFailingBatchAndExhaustedRecordsGoToTheDestination(t *testing.T) {
 	e := newEnv(t, 1, func(ev events.KafkaEvent) invoketest.Outcome {
 		for _, r := range ev.Records[topic+"-0"] {
@@ -255,21 +277,7 @@ func TestBisectSplitsAFailingBatchAndExhaustedRecordsGoToTheDestination(t *testi
 		t.Errorf("batches %v, want %s", parts, want)
 	}
 	// The on-failure record points at the poison record.
-	cons, err := kgo.NewClient(kgo.SeedBrokers(e.addrs...), kgo.ConsumeTopics("failures"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	fs := cons.PollFetches(ctx)
-	if fs.NumRecords() != 1 {
-		t.Fatalf("%d on-failure records, want 1 (%v)", fs.NumRecords(), fs.Errors())
-	}
-	var rec events.OnFailureRecord
-	if err := json.Unmarshal(fs.Records()[0].Value, &rec); err != nil {
-		t.Fatal(err)
-	}
+	rec := onFailureRecord(t, e.addrs)
 	info := rec.KafkaBatchInfo
 	if rec.RequestContext.Condition != "RetryAttemptsExhausted" || info == nil || info.BatchSize != 1 ||
 		info.RecordsInfo[topic+"-0"].FirstRecordOffset != "2" || rec.ResponseContext == nil || rec.ResponseContext.FunctionError != "Unhandled" ||
@@ -384,24 +392,11 @@ func TestRecordsOlderThanTheMaximumAgeAreDiscardedToTheDestination(t *testing.T)
 	if n := e.seen(); n["stale1"] != 0 || n["stale2"] != 0 || n["fresh"] != 1 {
 		t.Errorf("function saw %v", n)
 	}
-	cons, err := kgo.NewClient(kgo.SeedBrokers(e.addrs...), kgo.ConsumeTopics("failures"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	fs := cons.PollFetches(ctx)
-	if fs.NumRecords() != 1 {
-		t.Fatalf("%d on-failure records, want 1", fs.NumRecords())
-	}
-	var rec events.OnFailureRecord
-	if err := json.Unmarshal(fs.Records()[0].Value, &rec); err != nil {
-		t.Fatal(err)
-	}
+	rec := onFailureRecord(t, e.addrs)
 	if rec.RequestContext.Condition != "RecordAgeExceeded" || rec.ResponseContext != nil || rec.KafkaBatchInfo.BatchSize != 2 ||
 		rec.KafkaBatchInfo.RecordsInfo[topic+"-0"].LastRecordOffset != "1" {
-		t.Errorf("on-failure record %s", fs.Records()[0].Value)
+		b, _ := json.Marshal(rec)
+		t.Errorf("on-failure record %s", b)
 	}
 }
 

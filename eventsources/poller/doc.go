@@ -11,10 +11,10 @@
 //     partition key);
 //   - queue sources (SQS, RabbitMQ): maximumConcurrency lanes fed round-robin.
 //
-// A PartitionGrouper source (Kafka, whose event groups records by topic-partition) without
-// parallelizationFactor has no lanes: its partitions queue their records, and the ones
-// with no batch in flight fill one batch together (shared.go), one batch in flight per
-// partition still.
+// A PartitionGrouper source (Kafka, whose event groups records by topic-partition) has no
+// lane goroutines: its lanes (partitions, or a partition's key hashes with
+// parallelizationFactor) queue their records, and the ones with no batch in flight fill one
+// batch together (shared.go), one batch in flight per lane still.
 //
 // Stream checkpoints are kept by a tracker per partition that moves the checkpoint only past
 // records that are finished (delivered, discarded or filtered out) with every record before

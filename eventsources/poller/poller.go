@@ -304,8 +304,24 @@ func (p *Poller) route(ctx context.Context, msgs []Message) (byLane map[string][
 	} else if p.cfg.Policy.Mode == batch.Stream {
 		p.track.FetchedAll(msgs)
 	}
-	filtering := p.cfg.Filter != nil && p.cfg.Filter.Filters() > 0
-	if p.cfg.Policy.Mode == batch.Stream && p.cfg.Lanes == 1 && !filtering {
+	if p.cfg.Filter != nil && p.cfg.Filter.Filters() > 0 {
+		// The records kept move up in msgs (the poll is the poller's), in order.
+		var filtered []batch.Record
+		kept := msgs[:0]
+		for _, m := range msgs {
+			if !p.cfg.Filter.Match(p.src.FilterRecord(m.Record)) {
+				filtered = append(filtered, m.Record)
+				continue
+			}
+			kept = append(kept, m)
+		}
+		msgs = kept
+		if len(filtered) > 0 {
+			recordsFiltered.WithLabelValues(p.labels()...).Add(float64(len(filtered)))
+			p.finish(ctx, filtered)
+		}
+	}
+	if p.cfg.Policy.Mode == batch.Stream && p.cfg.Lanes == 1 {
 		// A lane per partition, and a poll brings each partition's records together: the
 		// lanes get subslices of the poll, no copy.
 		if byLane, order, ok := partitionRuns(msgs); ok {
@@ -316,12 +332,7 @@ func (p *Poller) route(ctx context.Context, msgs []Message) (byLane map[string][
 	// grew slices record by record, the poller's largest cost per record).
 	keys := make([]string, len(msgs))
 	counts := map[string]int{}
-	var filtered []batch.Record
 	for i, m := range msgs {
-		if filtering && !p.cfg.Filter.Match(p.src.FilterRecord(m.Record)) {
-			filtered = append(filtered, m.Record)
-			continue
-		}
 		k := p.laneKey(m)
 		keys[i] = k
 		if _, ok := counts[k]; !ok {
@@ -334,13 +345,7 @@ func (p *Poller) route(ctx context.Context, msgs []Message) (byLane map[string][
 		byLane[k] = make([]Message, 0, counts[k])
 	}
 	for i, m := range msgs {
-		if k := keys[i]; k != "" {
-			byLane[k] = append(byLane[k], m)
-		}
-	}
-	if len(filtered) > 0 {
-		recordsFiltered.WithLabelValues(p.labels()...).Add(float64(len(filtered)))
-		p.finish(ctx, filtered)
+		byLane[keys[i]] = append(byLane[keys[i]], m)
 	}
 	return byLane, order
 }

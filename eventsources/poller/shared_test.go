@@ -119,6 +119,67 @@ func TestARevokedPartitionsBatchGivesTheOtherPartitionsRecordsBack(t *testing.T)
 	}
 }
 
+// With parallelizationFactor a partition's lanes share batches, and a revocation takes all
+// of them: a failing batch of two partitions, two lanes each, stopped by revoking one
+// partition, gives the other partition's records back to their own lanes, and they go
+// again.
+func TestARevokedPartitionsLanesInASharedBatch(t *testing.T) {
+	cfg := Config{BatchSize: 10, Lanes: 2, Window: 100 * time.Millisecond, Policy: batch.DefaultStreamPolicy()}
+	// Two keys in different lanes.
+	lanes := &Poller{cfg: cfg}
+	keys := []string{"k0"}
+	for i := 1; len(keys) < 2; i++ {
+		k := "k" + strconv.Itoa(i)
+		if lanes.laneKey(Message{Key: k, Record: batch.Record{Partition: "a"}}) != lanes.laneKey(Message{Key: keys[0], Record: batch.Record{Partition: "a"}}) {
+			keys = append(keys, k)
+		}
+	}
+	keyed := func(partition string, off int64, key string) Message {
+		m := gmsg(partition, off, 10)
+		m.Key = key
+		return m
+	}
+	release := make(chan struct{})
+	started := make(chan struct{})
+	var once sync.Once
+	fake := invoketest.New(func(c invoketest.Call) invoketest.Outcome {
+		first := false
+		once.Do(func() { first = true })
+		if first {
+			close(started)
+			<-release
+			return invoketest.Outcome{FunctionError: "Unhandled", Body: []byte(`{"errorMessage":"no"}`)}
+		}
+		return invoketest.Outcome{}
+	})
+	defer fake.Close()
+	src := &groupSource{memSource: memSource{pending: []Message{keyed("a", 0, keys[0]), keyed("a", 1, keys[1]), keyed("b", 0, keys[0]), keyed("b", 1, keys[1])}}, cpm: map[string]int64{}}
+	runPoller(t, cfg, src, fake)
+	<-started
+	revoked := make(chan struct{})
+	go func() { src.revoke("a"); close(revoked) }()
+	select {
+	case <-revoked:
+		t.Fatal("the revocation did not wait for the invocation in flight")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	<-revoked
+	wait(t, "b's checkpoint", func() bool { return src.checkpointOf("b") == 1 })
+	calls := fake.Calls()
+	var got []string
+	for _, c := range calls {
+		got = append(got, ids(c.Payload))
+	}
+	// b's two lanes are independent: their records may come back in either order.
+	if len(got) != 2 || got[0] != "a0,a1,b0,b1" || (got[1] != "b0,b1" && got[1] != "b1,b0") {
+		t.Errorf("invocations %v, want [a0,a1,b0,b1] then b0 and b1", got)
+	}
+	if cp := src.checkpointOf("a"); cp != -1 {
+		t.Errorf("revoked partition a checkpointed at %d", cp)
+	}
+}
+
 // A record too large for any invocation waits for its partition's earlier records' batch,
 // goes to the on-failure destination, and its partition goes on after it; other
 // partitions are not held back.

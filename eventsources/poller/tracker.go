@@ -74,11 +74,12 @@ func (t *tracker) Finished(recs []batch.Record) map[string]int64 {
 		touched []string // partitions of recs, each once (a batch holds a few)
 		last    string
 		p       *partitionTrack
+		j       = -1 // where the last record was found in p.offsets
 	)
 	for i := range recs {
 		r := &recs[i]
 		if p == nil || r.Partition != last {
-			last, p = r.Partition, t.parts[r.Partition]
+			last, p, j = r.Partition, t.parts[r.Partition], -1
 			if !slices.Contains(touched, last) {
 				touched = append(touched, last)
 			}
@@ -86,8 +87,18 @@ func (t *tracker) Finished(recs []batch.Record) map[string]int64 {
 		if p == nil {
 			continue // forgotten (revoked)
 		}
-		if j, ok := slices.BinarySearch(p.offsets, r.Offset); ok {
+		// A batch's records of a partition are mostly the next ones tracked: try there
+		// before searching.
+		if j >= 0 && j+1 < len(p.offsets) && p.offsets[j+1] == r.Offset {
+			j++
 			p.done[j] = true
+			continue
+		}
+		var ok bool
+		if j, ok = slices.BinarySearch(p.offsets, r.Offset); ok {
+			p.done[j] = true
+		} else {
+			j = -1
 		}
 	}
 	var out map[string]int64

@@ -50,6 +50,9 @@ type Server struct {
 	// forget: calls are counted, not kept (benchmarks: no payloads piling up).
 	forget bool
 	count  int
+	// reuse: payload buffers go back to payloads once the handler returned (benchmarks).
+	reuse    bool
+	payloads sync.Pool // of *[]byte
 }
 
 // Forget stops keeping calls (Calls returns none from now on; CallCount still counts).
@@ -57,6 +60,23 @@ func (s *Server) Forget() {
 	s.mu.Lock()
 	s.forget = true
 	s.mu.Unlock()
+}
+
+// ReusePayloads stops keeping calls, as Forget, and reuses a call's payload buffer for a
+// later call once the handler returned, so a benchmark's fake activator does not allocate
+// (and collect) a buffer per invocation: the handler must not keep Call.Payload.
+func (s *Server) ReusePayloads() {
+	s.mu.Lock()
+	s.forget, s.reuse = true, true
+	s.mu.Unlock()
+}
+
+// payload is a buffer of n bytes, a reused one if the server reuses payloads.
+func (s *Server) payload(n int) []byte {
+	if p, ok := s.payloads.Get().(*[]byte); ok && cap(*p) >= n {
+		return (*p)[:n]
+	}
+	return make([]byte, n)
 }
 
 // CallCount is the number of invocations so far.
@@ -118,8 +138,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	c.Function = parts[2]
 	var err error
+	s.mu.Lock()
+	reuse := s.reuse
+	s.mu.Unlock()
 	if r.ContentLength > 0 && r.ContentLength <= 7<<20 {
-		c.Payload = make([]byte, r.ContentLength)
+		if reuse {
+			buf := s.payload(int(r.ContentLength))
+			c.Payload = buf
+			defer s.payloads.Put(&buf)
+		} else {
+			c.Payload = make([]byte, r.ContentLength)
+		}
 		_, err = io.ReadFull(r.Body, c.Payload)
 	} else {
 		c.Payload, err = io.ReadAll(r.Body)
