@@ -93,11 +93,13 @@ func newRig(t *testing.T) *rig {
 
 func startManager(t *testing.T, repo string) {
 	t.Helper()
+	host, _, _ := strings.Cut(repo, "/")
 	cfg, err := controllers.ParseConfig([]byte(fmt.Sprintf(`shimImage: registry.test/runtime-shim:test
 resolveImageTags: false
 egress: {allowLoopback: true}
-codeStore: {repository: %q, plainHTTP: true, gcInterval: 0s}
-`, repo)))
+plainHTTPRegistries: [%q]
+codeStore: {repository: %q, gcInterval: 0s}
+`, host, repo)))
 	if err != nil {
 		t.Fatal(err)
 	}
