@@ -190,3 +190,7 @@ bench-scale: test-assets ## The activator with 1,000 functions at zero against a
 .PHONY: test-e2e
 test-e2e: $(HELM) ## End-to-end tests (build tag e2e) against the local cluster; starts it when none is up.
 	HELM=$(HELM) go test -tags e2e -count=1 -timeout 60m -v ./test/e2e/...
+
+.PHONY: test-e2e-install
+test-e2e-install: $(HELM) ## The e2e tests that replace klambda's install (dist/install.yaml alone, make dev CLUSTER=existing); run after test-e2e.
+	HELM=$(HELM) go test -tags e2e -count=1 -timeout 30m -v -run 'TestInstallFromDistAlone|TestDevOnAnExistingCluster' ./test/e2e/ -args -e2e.install

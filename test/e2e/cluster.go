@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -55,9 +54,6 @@ type Cluster struct {
 	RepoRoot string
 	stateDir string
 	lock     *os.File // held for the life of the process (lockCluster)
-
-	activatorMu  sync.Mutex
-	activatorURL string // ActivatorServiceURL's answer, once found
 }
 
 // RepoRoot is the repository's top folder (two up from this file).

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -24,6 +25,20 @@ import (
 	"github.com/klambda/klambda/api/contract"
 )
 
+// installTests runs the tests that replace klambda's install (TestInstallFromDistAlone,
+// TestDevOnAnExistingCluster): make test-e2e-install, after make test-e2e. A manager that
+// starts while the code store's pod is being replaced can keep failing its writes to the
+// store (docs/code-store.md, "Known issue"); these tests restart both, so they run after
+// every other test, not among them.
+var installTests = flag.Bool("e2e.install", false, "run the tests that replace klambda's install (make test-e2e-install)")
+
+func needInstallTests(t *testing.T) {
+	t.Helper()
+	if !*installTests {
+		t.Skip("replaces klambda's install: run by make test-e2e-install (-e2e.install)")
+	}
+}
+
 // TestInstallFromDistAlone: issue 16's install without Helm, on the local cluster. The Helm
 // release is removed; dist/install.yaml is applied with kubectl alone (the chart's
 // defaults: the activator's self-signed TLS, auth, the bundled code store, the pollers);
@@ -42,6 +57,7 @@ import (
 func TestInstallFromDistAlone(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
+	needInstallTests(t)
 	if !cluster.Local {
 		t.Skip("needs the local cluster (it removes and restores klambda's Helm release)")
 	}

@@ -26,6 +26,7 @@ import (
 func TestDevOnAnExistingCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
+	needInstallTests(t)
 	reg, err := cluster.Registry()
 	if err != nil {
 		t.Skip(err)

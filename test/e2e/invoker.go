@@ -121,14 +121,10 @@ func (c *Cluster) ActivatorURL(ctx context.Context, t testing.TB, ns string) str
 
 // ActivatorServiceURL is the base URL of the activator's Service, http://<ClusterIP>:<port
 // http>, which reaches whichever replica is Ready, as callers on any cluster do (on the local
-// cluster kube-proxy routes ClusterIPs from the node). Found once through the API, then
-// cached: a Service keeps its ClusterIP for life.
+// cluster kube-proxy routes ClusterIPs from the node). Read from the API at every call: a
+// test that removes and reinstalls klambda (TestInstallFromDistAlone) makes a new Service
+// with another ClusterIP.
 func (c *Cluster) ActivatorServiceURL(ctx context.Context) (string, error) {
-	c.activatorMu.Lock()
-	defer c.activatorMu.Unlock()
-	if c.activatorURL != "" {
-		return c.activatorURL, nil
-	}
 	var svcs corev1.ServiceList
 	if err := c.Client.List(ctx, &svcs, client.MatchingLabels{"app.kubernetes.io/component": "activator"}); err != nil {
 		return "", fmt.Errorf("listing the activator's Services: %w", err)
@@ -139,8 +135,7 @@ func (c *Cluster) ActivatorServiceURL(ctx context.Context) (string, error) {
 		}
 		for _, p := range s.Spec.Ports {
 			if p.Name == "http" {
-				c.activatorURL = fmt.Sprintf("http://%s:%d", s.Spec.ClusterIP, p.Port)
-				return c.activatorURL, nil
+				return fmt.Sprintf("http://%s:%d", s.Spec.ClusterIP, p.Port), nil
 			}
 		}
 	}
