@@ -123,6 +123,7 @@ func NewQueue(ctx context.Context, nc *nats.Conn, opts QueueOptions) (*Queue, er
 	if q.usage, err = q.scanUsage(ctx); err != nil {
 		return nil, fmt.Errorf("reading the usage of stream %s: %w", opts.Stream, err)
 	}
+	opts.Metrics.QueueOpen.Set(1)
 	return q, nil
 }
 
