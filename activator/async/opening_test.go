@@ -66,7 +66,7 @@ func TestQueueOpensWhenNATSStartsLater(t *testing.T) {
 		},
 		Queue:          QueueOptions{Metrics: m, SetupPatience: time.Second},
 		InitialBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-		Log:            testr.New(t),
+		Log: testr.New(t),
 	}, func(q *Queue) {
 		w := NewWorkers(q, inv, configs(map[string]Config{"fn": cfg(2, time.Hour)}), NewDeliverer(q, nil, testDestinations),
 			WorkerOptions{Concurrency: 4, AckWait: 5 * time.Second, ShutdownGrace: time.Second, Retry: fastRetry(), Log: testr.New(t)})
