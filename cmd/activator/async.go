@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go"
@@ -119,9 +121,40 @@ func startAsync(ctx context.Context, a *asyncOptions, o *options, core *invoke.C
 			log.Info("no NATS identity for tenants' destinations (--async-nats-destinations-*): NATS destinations without servers will fail")
 		}
 		run(queue, conns)
+		go moveEmbeddedStore(ctx, *a.store, queue, log.WithName("async"))
 	})
 	core.Async = opening // ServiceException until open, then 429 over a namespace's quota
 	return func() {}, opening.Err
+}
+
+// moveEmbeddedStore moves the events an embedded queue left in dir (an install switched
+// to an external NATS, the old store still mounted) into queue, trying again with backoff
+// until it succeeds or ctx ends.
+func moveEmbeddedStore(ctx context.Context, dir string, queue *async.Queue, log logr.Logger) {
+	log = log.WithValues("storeDir", dir)
+	for wait := time.Second; ; wait = min(2*wait, time.Minute) {
+		pending, err := async.EmbeddedStorePending(dir)
+		if err == nil && !pending {
+			return
+		}
+		if err == nil {
+			log.Info("The embedded queue's store may hold events: moving them into the external NATS")
+			var moved int
+			moved, err = async.MoveEmbeddedStore(ctx, dir, queue, log)
+			if err == nil {
+				log.Info("The embedded queue's store is drained: every event it held is in the external NATS", "moved", moved,
+					"marker", filepath.Join(dir, async.DrainedMarker))
+				return
+			}
+			log.Info("Events moved before the error", "moved", moved)
+		}
+		log.Error(err, "Moving the embedded queue's events into the external NATS failed; they stay in the store, trying again", "retryIn", wait.String())
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // embeddedNATS starts the NATS server in process and connects to its queue and
