@@ -68,6 +68,9 @@ func (oq *OpeningQueue) run(ctx context.Context, o OpenOptions, opened func(*Que
 	wait := o.InitialBackoff
 	for attempt := 1; ; attempt++ {
 		var err error
+		if nc != nil && nc.IsClosed() {
+			nc = nil // closed for good (e.g. refused credentials): dial again
+		}
 		if nc == nil {
 			if nc, err = o.Connect(); err != nil {
 				nc = nil
