@@ -122,7 +122,6 @@ func moveStream(ctx context.Context, js jetstream.JetStream, stream jetstream.St
 			return moved, err
 		}
 		if info.State.Msgs == 0 {
-			log.Info("Embedded queue's store drained into the external NATS", "moved", moved)
 			return moved, nil
 		}
 		batch, err := cons.Fetch(64, jetstream.FetchMaxWait(time.Second))
