@@ -87,7 +87,9 @@ func TestStartAsyncDoesNotWaitForNATS(t *testing.T) {
 	start := time.Now()
 	stop, ready := startAsync(ctx, &a, o, core, core, neverSynced{}, fake.NewClientset(), prometheus.NewRegistry(), testr.New(t))
 	defer stop()
-	if d := time.Since(start); d > 2*time.Second {
+	// Well under the 30 s NewQueue waits for JetStream to answer (a loaded machine and
+	// envtest starting beside this test have made it take 4 s).
+	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("startAsync took %s with NATS down", d)
 	}
 	ev := invoke.AsyncEvent{Namespace: "default", Function: "fn", Payload: []byte(`{}`), Received: time.Now()}
