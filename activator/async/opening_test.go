@@ -49,7 +49,8 @@ func startJetStreamOn(t *testing.T, port int, dir string) *server.Server {
 // TestQueueOpensWhenNATSStartsLater: the activator's queue is opened before its NATS runs
 // (the chart's NATS cluster starting after the activator). Meanwhile Event invocations get
 // a retryable ServiceException at once, not a hang; once the server is up the queue opens
-// by itself, and events are stored and run, with no restart.
+// by itself, and events are stored and run, with no restart; a server lost later shows in
+// Err again.
 func TestQueueOpensWhenNATSStartsLater(t *testing.T) {
 	port := freePort(t)
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)
@@ -96,7 +97,7 @@ func TestQueueOpensWhenNATSStartsLater(t *testing.T) {
 		t.Errorf("%d connection attempts in 300 ms; want the backoff to keep trying", n)
 	}
 
-	startJetStreamOn(t, port, t.TempDir())
+	ns := startJetStreamOn(t, port, t.TempDir())
 	select {
 	case <-oq.Opened():
 	case <-time.After(15 * time.Second):
@@ -118,5 +119,13 @@ func TestQueueOpensWhenNATSStartsLater(t *testing.T) {
 			t.Fatalf("the event %s was not run", id)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+
+	// NATS lost after opening: the queue says so (/readyz/async) while it reconnects.
+	ns.Shutdown()
+	for deadline := time.Now().Add(5 * time.Second); oq.Err() == nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Err() still nil 5 s after the NATS server stopped")
+		}
 	}
 }
