@@ -113,13 +113,13 @@ func startAsync(ctx context.Context, a *asyncOptions, o *options, core *invoke.C
 		// NATS answers: the destinations identity connects now, or keeps trying in the
 		// background (a delivery meanwhile fails and is counted).
 		dnc, err := ext.ConnectDestinations(natsErrors, nats.RetryOnFailedConnect(true))
-		if err != nil {
+		switch {
+		case err != nil:
 			log.Error(err, "connecting to NATS for tenants' destinations: NATS destinations without servers will fail", "url", *a.nats)
-		}
-		conns.destinations = dnc
-		if dnc == nil {
+		case dnc == nil:
 			log.Info("no NATS identity for tenants' destinations (--async-nats-destinations-*): NATS destinations without servers will fail")
 		}
+		conns.destinations = dnc
 		run(queue, conns)
 		go moveEmbeddedStore(ctx, *a.store, queue, log.WithName("async"))
 	})
