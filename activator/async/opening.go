@@ -43,9 +43,19 @@ type OpenOptions struct {
 // errNotOpenYet is Err's answer before the first attempt ended.
 var errNotOpenYet = errors.New("connecting to NATS")
 
-// OpenInBackground starts opening the queue and returns at once. opened runs once, with
-// the open queue, before Enqueue stores anything (the caller starts its workers there).
-func OpenInBackground(ctx context.Context, o OpenOptions, opened func(*Queue)) *OpeningQueue {
+// OpenInBackground checks the queue's options (limits, replicas: an error, as from
+// NewQueue, needs no NATS and no retry), starts opening the queue and returns at once.
+// opened runs once, with the open queue, before Enqueue stores anything (the caller starts
+// its workers there).
+func OpenInBackground(ctx context.Context, o OpenOptions, opened func(*Queue)) (*OpeningQueue, error) {
+	checked := o.Queue
+	checked.defaults()
+	if err := checked.Limits.validate(); err != nil {
+		return nil, err
+	}
+	if err := validateReplicas(checked.Replicas); err != nil {
+		return nil, err
+	}
 	if o.InitialBackoff <= 0 {
 		o.InitialBackoff = 500 * time.Millisecond
 	}
@@ -60,7 +70,7 @@ func OpenInBackground(ctx context.Context, o OpenOptions, opened func(*Queue)) *
 	oq := &OpeningQueue{opened: make(chan struct{}), lastErr: errNotOpenYet, metrics: m}
 	m.QueueOpen.Set(0)
 	go oq.run(ctx, o, opened)
-	return oq
+	return oq, nil
 }
 
 func (oq *OpeningQueue) run(ctx context.Context, o OpenOptions, opened func(*Queue)) {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -60,7 +61,7 @@ func TestQueueOpensWhenNATSStartsLater(t *testing.T) {
 	defer cancel()
 	workersDone := make(chan struct{})
 	var attempts atomic.Int32
-	oq := OpenInBackground(ctx, OpenOptions{
+	oq, err := OpenInBackground(ctx, OpenOptions{
 		Connect: func() (*nats.Conn, error) {
 			attempts.Add(1)
 			return nats.Connect(url, nats.MaxReconnects(-1))
@@ -73,13 +74,16 @@ func TestQueueOpensWhenNATSStartsLater(t *testing.T) {
 			WorkerOptions{Concurrency: 4, AckWait: 5 * time.Second, ShutdownGrace: time.Second, Retry: fastRetry(), Log: testr.New(t)})
 		go func() { defer close(workersDone); _ = w.Run(ctx) }()
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { cancel(); <-oq.Opened(); <-workersDone })
 
 	ev := invoke.AsyncEvent{Namespace: "default", Function: "fn", Payload: []byte(`{"n":1}`), Received: time.Now()}
 	// Before the server exists: refused at once, Lambda-shaped, retryable.
 	time.Sleep(300 * time.Millisecond)
 	start := time.Now()
-	_, err := oq.Enqueue(ctx, ev)
+	_, err = oq.Enqueue(ctx, ev)
 	var e *invoke.Error
 	if !errors.As(err, &e) || e.Status != http.StatusInternalServerError || e.Type != "ServiceException" || e.RetryAfterSeconds != 1 {
 		t.Fatalf("Enqueue before NATS runs = %v, want ServiceException 500 with Retry-After", err)
@@ -126,6 +130,20 @@ func TestQueueOpensWhenNATSStartsLater(t *testing.T) {
 	for deadline := time.Now().Add(5 * time.Second); oq.Err() == nil; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("Err() still nil 5 s after the NATS server stopped")
+		}
+	}
+}
+
+// Options that no NATS can make valid are refused at once, not retried.
+func TestOpenInBackgroundRefusesBadOptions(t *testing.T) {
+	connect := func() (*nats.Conn, error) { t.Error("dialled"); return nil, errors.New("no") }
+	for want, qo := range map[string]QueueOptions{
+		"JetStream allows 1 to 5":               {Replicas: 6},
+		"cannot exceed the whole queue's limit": {Limits: Limits{MaxMessages: 10, NamespaceMaxMessages: 20}},
+	} {
+		oq, err := OpenInBackground(context.Background(), OpenOptions{Connect: connect, Queue: qo, Log: testr.New(t)}, func(*Queue) {})
+		if oq != nil || err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%+v: %v, %v; want an error containing %q", qo, oq, err, want)
 		}
 	}
 }

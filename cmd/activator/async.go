@@ -104,7 +104,7 @@ func startAsync(ctx context.Context, a *asyncOptions, o *options, core *invoke.C
 	// down: synchronous invocations are served meanwhile, Event invocations get a
 	// retryable ServiceException, and the queue opens as soon as NATS answers.
 	ext := externalNATS(a, log)
-	opening := async.OpenInBackground(ctx, async.OpenOptions{
+	opening, err := async.OpenInBackground(ctx, async.OpenOptions{
 		Connect: func() (*nats.Conn, error) { return ext.ConnectQueue(natsErrors) },
 		Queue:   qopts,
 		Log:     log.WithName("async").WithValues("url", *a.nats),
@@ -123,6 +123,9 @@ func startAsync(ctx context.Context, a *asyncOptions, o *options, core *invoke.C
 		run(queue, conns)
 		go moveEmbeddedStore(ctx, *a.store, queue, log.WithName("async"))
 	})
+	if err != nil {
+		fatal(log, err, "async queue options")
+	}
 	core.Async = opening // ServiceException until open, then 429 over a namespace's quota
 	return func() {}, opening.Err
 }
