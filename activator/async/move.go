@@ -124,11 +124,15 @@ func moveStream(ctx context.Context, js jetstream.JetStream, stream jetstream.St
 		if info.State.Msgs == 0 {
 			return moved, nil
 		}
-		batch, err := cons.Fetch(64, jetstream.FetchMaxWait(time.Second))
+		// What is there now; none (still pending from a start that died mid-move, until
+		// AckWait): look again shortly.
+		batch, err := cons.FetchNoWait(64)
 		if err != nil {
 			return moved, err
 		}
+		got := 0
 		for msg := range batch.Messages() {
+			got++
 			ok, err := moveOne(ctx, msg, state, to, log)
 			if err != nil {
 				return moved, err
@@ -139,6 +143,13 @@ func moveStream(ctx context.Context, js jetstream.JetStream, stream jetstream.St
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return moved, err
+		}
+		if got == 0 {
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+				return moved, ctx.Err()
+			}
 		}
 	}
 }

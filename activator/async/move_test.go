@@ -122,10 +122,12 @@ func TestSwitchFromEmbeddedQueueMovesEveryEvent(t *testing.T) {
 	if _, err := q2.store(ctx, first, true); err != nil {
 		t.Fatal(err)
 	}
+	moveStart := time.Now()
 	moved, err := MoveEmbeddedStore(ctx, dir, q2, testr.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("moved %d events in %s", moved, time.Since(moveStart).Round(time.Millisecond))
 	if moved != delivered+undelivered+1 {
 		t.Errorf("moved %d events, want %d", moved, delivered+undelivered+1)
 	}
