@@ -51,6 +51,10 @@ const (
 	// hdrSignature is "v1 <base64url HMAC-SHA256>" over the subject, the headers above and
 	// the payload (eventSignature), with the queue's signing key.
 	hdrSignature = "Klambda-Signature"
+	// hdrMoved marks an event moved from an embedded queue's store (MoveEmbeddedStore):
+	// its attempts there are in the state bucket from its first delivery on. Not signed:
+	// it only makes a worker look the attempts up.
+	hdrMoved = "Klambda-Moved"
 )
 
 // signedHeaders are covered by the signature, in this order.

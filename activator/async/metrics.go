@@ -15,6 +15,8 @@ type Metrics struct {
 	// without a signature (QueueOptions.AcceptUnsigned).
 	Rejected *prometheus.CounterVec
 	Unsigned prometheus.Counter
+	// QueueOpen is 1 once the queue is open (OpeningQueue: an external NATS reached), else 0.
+	QueueOpen prometheus.Gauge
 }
 
 // series are an event's label values: its namespace and function once they resolved to a
@@ -60,12 +62,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "klambda_async_events_unsigned_total",
 			Help: "Async events run without a signature (--async-accept-unsigned, while an older queue drains).",
 		}),
+		QueueOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "klambda_async_queue_open",
+			Help: "1 once the asynchronous invocation queue is open (its NATS reached and the stream ready); 0 while Event invocations are refused with ServiceException.",
+		}),
 	}
 	for _, r := range []string{RejectMalformed, RejectSubjectMismatch, RejectUnsigned, RejectBadSignature} {
 		m.Rejected.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Received, m.Age, m.Dropped, m.DestinationFailures, m.DeadLetterErrors, m.Rejected, m.Unsigned)
+		reg.MustRegister(m.Received, m.Age, m.Dropped, m.DestinationFailures, m.DeadLetterErrors, m.Rejected, m.Unsigned, m.QueueOpen)
 	}
 	return m
 }

@@ -123,6 +123,7 @@ func NewQueue(ctx context.Context, nc *nats.Conn, opts QueueOptions) (*Queue, er
 	if q.usage, err = q.scanUsage(ctx); err != nil {
 		return nil, fmt.Errorf("reading the usage of stream %s: %w", opts.Stream, err)
 	}
+	opts.Metrics.QueueOpen.Set(1)
 	return q, nil
 }
 
@@ -168,6 +169,13 @@ func (q *Queue) Enqueue(ctx context.Context, ev Event) (string, error) {
 
 // enqueue has no payload limit below the server's, for records sent to Function destinations.
 func (q *Queue) enqueue(ctx context.Context, ev Event) (string, error) {
+	return q.store(ctx, ev, false)
+}
+
+// store publishes ev and waits for JetStream's ack. moved: ev was accepted before, by an
+// embedded queue (MoveEmbeddedStore): it is marked so (its workers read the attempts it
+// made there) and not counted as received again.
+func (q *Queue) store(ctx context.Context, ev Event, moved bool) (string, error) {
 	if ev.Namespace == "" || ev.Function == "" {
 		return "", errors.New("async event without namespace or function")
 	}
@@ -188,6 +196,9 @@ func (q *Queue) enqueue(ctx context.Context, ev Event) (string, error) {
 	}
 	subject := q.subject(ev.Namespace, ev.Function)
 	m := ev.toMsg(subject)
+	if moved {
+		m.Header.Set(hdrMoved, "1")
+	}
 	if q.opts.Signer != nil {
 		q.opts.Signer.sign(m)
 	}
@@ -203,7 +214,7 @@ func (q *Queue) enqueue(ctx context.Context, ev Event) (string, error) {
 		// A second copy of an event already stored (the caller sent it again). After a
 		// retry, the copy stored is most likely this call's own first attempt.
 		q.usage.release(ev.Namespace, size)
-	} else {
+	} else if !moved {
 		q.opts.Metrics.Received.WithLabelValues(ev.Namespace, ev.Function).Inc()
 	}
 	if n := q.notify.Load(); n != nil {

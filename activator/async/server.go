@@ -3,8 +3,11 @@ package async
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -67,6 +70,12 @@ const maxPayload = 4 << 20
 
 // StartServer runs nats-server in this process and waits until it is ready.
 func StartServer(o ServerOptions) (*Server, error) {
+	// This store is written to again: it is no longer drained into an external NATS.
+	if o.StoreDir != "" {
+		if err := os.Remove(filepath.Join(o.StoreDir, DrainedMarker)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("embedded NATS store %s: %w", o.StoreDir, err)
+		}
+	}
 	s := &Server{queuePass: randomPassword(), dstPass: o.DestinationsPassword}
 	if s.dstPass == "" {
 		s.dstPass = randomPassword()

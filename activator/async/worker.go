@@ -430,9 +430,10 @@ func (w *Workers) readOrRefuse(msg jetstream.Msg) (Event, bool) {
 }
 
 // history is the event's attempts so far, and whether they were stored; only an event
-// delivered before can have any.
+// delivered before (here, or on the embedded queue it was moved from) can have any.
 func (w *Workers) history(ctx context.Context, msg jetstream.Msg, ev Event) (st attemptState, stored bool) {
-	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 {
+	md, err := msg.Metadata()
+	if err == nil && (md.NumDelivered > 1 || msg.Headers().Get(hdrMoved) != "") {
 		if e, err := w.q.state.Get(ctx, ev.RequestID); err == nil {
 			stored = json.Unmarshal(e.Value(), &st) == nil
 		}

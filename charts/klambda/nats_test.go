@@ -180,3 +180,67 @@ func TestChartNATSImageIsGoModVersion(t *testing.T) {
 		t.Errorf("nats image %s, go.mod's nats-server %q: set nats.image.tag in values.yaml to it", img, version)
 	}
 }
+
+// Switching from the embedded queue to NATS with persistence.drainIntoNATS: the activator
+// keeps the embedded store's claim mounted (the chart's, still rendered so that the
+// upgrade does not delete it, or existingClaim) at its store directory, with a Recreate
+// strategy for the ReadWriteOnce volume, beside the NATS URL; without it the store is not
+// mounted. Refused where there is nothing to drain or the claim cannot be shared.
+func TestChartDrainIntoNATSKeepsTheEmbeddedStore(t *testing.T) {
+	base := []string{"activator.enabled=true", "activator.tls.plainHTTP=true", "activator.replicas=1"}
+	data := func(d *appsv1.Deployment) corev1.Volume {
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Name == "data" {
+				return v
+			}
+		}
+		t.Fatal("no data volume")
+		return corev1.Volume{}
+	}
+	for _, c := range []struct {
+		set        []string
+		claim      string
+		renderedPV bool
+	}{
+		{[]string{"activator.async.persistence.drainIntoNATS=true"}, "klambda-activator-async", true},
+		{[]string{"activator.async.persistence.drainIntoNATS=true", "activator.async.persistence.existingClaim=old-store"}, "old-store", false},
+		{[]string{"activator.async.persistence.drainIntoNATS=true", "nats.enabled=false", "activator.async.natsUrl=nats://n:4222"}, "klambda-activator-async", true},
+		{nil, "", false},
+	} {
+		objs, errOut := render(t, append(slices.Clone(base), c.set...)...)
+		if errOut != "" {
+			t.Fatalf("--set %v: %s", c.set, errOut)
+		}
+		d := decode[appsv1.Deployment](t, objs, "Deployment/klambda-activator")
+		args := strings.Join(d.Spec.Template.Spec.Containers[0].Args, " ")
+		v := data(d)
+		_, pvc := objs["PersistentVolumeClaim/klambda-activator-async"]
+		if c.claim == "" {
+			if v.PersistentVolumeClaim != nil || strings.Contains(args, "--async-store-dir") || pvc {
+				t.Errorf("--set %v: data volume %+v, store dir in %q, PVC rendered %v; want no store", c.set, v, args, pvc)
+			}
+			continue
+		}
+		if v.PersistentVolumeClaim == nil || v.PersistentVolumeClaim.ClaimName != c.claim {
+			t.Errorf("--set %v: data volume %+v, want claim %s", c.set, v.VolumeSource, c.claim)
+		}
+		if !strings.Contains(args, "--async-store-dir=/var/lib/klambda/async") || !strings.Contains(args, "--async-nats-url=") {
+			t.Errorf("--set %v: args %s, want the store dir and the NATS URL", c.set, args)
+		}
+		if d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+			t.Errorf("--set %v: strategy %s, want Recreate", c.set, d.Spec.Strategy.Type)
+		}
+		if pvc != c.renderedPV {
+			t.Errorf("--set %v: PVC klambda-activator-async rendered %v, want %v", c.set, pvc, c.renderedPV)
+		}
+	}
+	for want, set := range map[string][]string{
+		"set activator.replicas=1 until":            {"activator.replicas=2", "activator.async.persistence.drainIntoNATS=true"},
+		"with the embedded queue, leave it false":   {"nats.enabled=false", "activator.async.persistence.drainIntoNATS=true"},
+		"persistence.enabled=false), which did not": {"activator.async.persistence.enabled=false", "activator.async.persistence.drainIntoNATS=true"},
+	} {
+		if _, errOut := render(t, append(slices.Clone(base), set...)...); !strings.Contains(errOut, want) {
+			t.Errorf("--set %v: helm said %q, want an error containing %q", set, errOut, want)
+		}
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go"
@@ -30,20 +32,16 @@ type asyncQueueNATS struct {
 	shutdown func()
 }
 
-// startAsync connects (or starts) the queue's NATS and runs the workers that invoke
-// queued events through inv (the core, or the router to each namespace's owner) once the
-// informers have synced; it sets core.Async.
-// The returned func stops the embedded NATS.
-func startAsync(ctx context.Context, a *asyncOptions, o *options, core *invoke.Core, inv invoke.Invoker, informers cache.Cache, cs kubernetes.Interface, reg *prometheus.Registry, log logr.Logger) func() {
+// startAsync starts the embedded NATS and opens the queue on it, or starts opening the
+// queue on an external NATS in the background; once the queue is open it runs the workers
+// that invoke queued events through inv (the core, or the router to each namespace's
+// owner) once the informers have synced. It sets core.Async, and returns the func that
+// stops the embedded NATS and the queue's readiness (nil once Event invocations are
+// accepted; /readyz/async).
+func startAsync(ctx context.Context, a *asyncOptions, o *options, core *invoke.Core, inv invoke.Invoker, informers cache.Cache, cs kubernetes.Interface, reg *prometheus.Registry, log logr.Logger) (stop func(), ready func() error) {
 	natsErrors := nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		log.Error(err, "NATS")
 	})
-	var conns asyncQueueNATS
-	if *a.nats == "" {
-		conns = embeddedNATS(a, natsErrors, log)
-	} else {
-		conns = externalNATS(a, natsErrors, log)
-	}
 	signer := asyncSigner(a, log)
 	delays, err := async.ParseRetryDelays(*a.delays)
 	if err != nil {
@@ -58,42 +56,108 @@ func startAsync(ctx context.Context, a *asyncOptions, o *options, core *invoke.C
 	if err != nil {
 		fatal(log, err, "egress policy")
 	}
-	queue, err := async.NewQueue(ctx, conns.queue, async.QueueOptions{Metrics: am, Signer: signer, AcceptUnsigned: *a.unsigned,
-		Limits: limits, Shared: *a.nats != "", Replicas: *a.replicas})
-	if err != nil {
-		fatal(log, err, "creating the asynchronous invocation queue")
+	qopts := async.QueueOptions{Metrics: am, Signer: signer, AcceptUnsigned: *a.unsigned,
+		Limits: limits, Shared: *a.nats != "", Replicas: *a.replicas}
+	// run starts the deliverer and the workers of an open queue.
+	run := func(queue *async.Queue, conns asyncQueueNATS) {
+		secrets := func(ctx context.Context, ns, name string) (map[string][]byte, error) {
+			s, err := cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			return s.Data, nil
+		}
+		deliverer := async.NewDeliverer(queue, secrets,
+			async.DestinationOptions{Egress: egress, MaxClients: *a.destMaxClients, IdleTimeout: *a.destIdle})
+		if conns.destinations != nil {
+			deliverer.SetLocalNATS(conns.destinations, conns.destinationsJetStream)
+		}
+		if *o.authOn {
+			// A function destination is invoked only if the source function's own
+			// ServiceAccount may invoke it (not with the activator's authority).
+			deliverer.FunctionDestinations = &async.FunctionDestinationAuthorizer{Reader: informers, Review: async.KubeReview(cs)}
+		}
+		// The event was authorized when it was accepted: the workers call the core directly.
+		workers := async.NewWorkers(queue, async.CoreInvoker{Core: inv},
+			&async.KubeConfigSource{Client: informers, RetryDelayAnnotation: *a.delayAnn}, deliverer,
+			async.WorkerOptions{Concurrency: *a.workers, MaxPerFunction: *a.perFunction, Region: *o.region, AccountID: *o.accountID,
+				AckWait: *a.ackWait, Retry: async.RetryPolicy{FunctionErrorDelays: delays},
+				Log: log.WithName("async"), Metrics: am})
+		go func() {
+			if informers.WaitForCacheSync(ctx) {
+				_ = workers.Run(ctx)
+				deliverer.Close()
+			}
+		}()
 	}
-	secrets := func(ctx context.Context, ns, name string) (map[string][]byte, error) {
-		s, err := cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	if *a.nats == "" {
+		conns := embeddedNATS(a, natsErrors, log)
+		queue, err := async.NewQueue(ctx, conns.queue, qopts)
 		if err != nil {
-			return nil, err
+			fatal(log, err, "creating the asynchronous invocation queue")
 		}
-		return s.Data, nil
+		run(queue, conns)
+		core.Async = async.Acceptor{Queue: queue} // 429 over a namespace's quota
+		return conns.shutdown, func() error { return nil }
 	}
-	deliverer := async.NewDeliverer(queue, secrets,
-		async.DestinationOptions{Egress: egress, MaxClients: *a.destMaxClients, IdleTimeout: *a.destIdle})
-	if conns.destinations != nil {
-		deliverer.SetLocalNATS(conns.destinations, conns.destinationsJetStream)
-	}
-	if *o.authOn {
-		// A function destination is invoked only if the source function's own
-		// ServiceAccount may invoke it (not with the activator's authority).
-		deliverer.FunctionDestinations = &async.FunctionDestinationAuthorizer{Reader: informers, Review: async.KubeReview(cs)}
-	}
-	// The event was authorized when it was accepted: the workers call the core directly.
-	workers := async.NewWorkers(queue, async.CoreInvoker{Core: inv},
-		&async.KubeConfigSource{Client: informers, RetryDelayAnnotation: *a.delayAnn}, deliverer,
-		async.WorkerOptions{Concurrency: *a.workers, MaxPerFunction: *a.perFunction, Region: *o.region, AccountID: *o.accountID,
-			AckWait: *a.ackWait, Retry: async.RetryPolicy{FunctionErrorDelays: delays},
-			Log: log.WithName("async"), Metrics: am})
-	core.Async = async.Acceptor{Queue: queue} // 429 over a namespace's quota
-	go func() {
-		if informers.WaitForCacheSync(ctx) {
-			_ = workers.Run(ctx)
-			deliverer.Close()
+	// An external NATS may start after the activator (the chart's NATS cluster) or be
+	// down: synchronous invocations are served meanwhile, Event invocations get a
+	// retryable ServiceException, and the queue opens as soon as NATS answers.
+	ext := externalNATS(a, log)
+	opening, err := async.OpenInBackground(ctx, async.OpenOptions{
+		Connect: func() (*nats.Conn, error) { return ext.ConnectQueue(natsErrors) },
+		Queue:   qopts,
+		Log:     log.WithName("async").WithValues("url", *a.nats),
+	}, func(queue *async.Queue) {
+		conns := asyncQueueNATS{destinationsJetStream: true}
+		// NATS answers: the destinations identity connects now, or keeps trying in the
+		// background (a delivery meanwhile fails and is counted).
+		dnc, err := ext.ConnectDestinations(natsErrors, nats.RetryOnFailedConnect(true))
+		switch {
+		case err != nil:
+			log.Error(err, "connecting to NATS for tenants' destinations: NATS destinations without servers will fail", "url", *a.nats)
+		case dnc == nil:
+			log.Info("no NATS identity for tenants' destinations (--async-nats-destinations-*): NATS destinations without servers will fail")
 		}
-	}()
-	return conns.shutdown
+		conns.destinations = dnc
+		run(queue, conns)
+		go moveEmbeddedStore(ctx, *a.store, queue, log.WithName("async"))
+	})
+	if err != nil {
+		fatal(log, err, "async queue options")
+	}
+	core.Async = opening // ServiceException until open, then 429 over a namespace's quota
+	return func() {}, opening.Err
+}
+
+// moveEmbeddedStore moves the events an embedded queue left in dir (an install switched
+// to an external NATS, the old store still mounted) into queue, trying again with backoff
+// until it succeeds or ctx ends.
+func moveEmbeddedStore(ctx context.Context, dir string, queue *async.Queue, log logr.Logger) {
+	log = log.WithValues("storeDir", dir)
+	for wait := time.Second; ; wait = min(2*wait, time.Minute) {
+		pending, err := async.EmbeddedStorePending(dir)
+		if err == nil && !pending {
+			return
+		}
+		if err == nil {
+			log.Info("The embedded queue's store may hold events: moving them into the external NATS")
+			var moved int
+			moved, err = async.MoveEmbeddedStore(ctx, dir, queue, log)
+			if err == nil {
+				log.Info("The embedded queue's store is drained: every event it held is in the external NATS", "moved", moved,
+					"marker", filepath.Join(dir, async.DrainedMarker))
+				return
+			}
+			log.Info("Events moved before the error", "moved", moved)
+		}
+		log.Error(err, "Moving the embedded queue's events into the external NATS failed; they stay in the store, trying again", "retryIn", wait.String())
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // embeddedNATS starts the NATS server in process and connects to its queue and
@@ -134,9 +198,9 @@ func embeddedNATS(a *asyncOptions, natsErrors nats.Option, log logr.Logger) asyn
 	return conns
 }
 
-// externalNATS connects to --async-nats-url with the queue's and the destinations'
-// identities.
-func externalNATS(a *asyncOptions, natsErrors nats.Option, log logr.Logger) asyncQueueNATS {
+// externalNATS checks the flags of an external NATS (--async-nats-url): the queue's and
+// the destinations' identities, TLS, the stream's replicas and the signing key.
+func externalNATS(a *asyncOptions, log logr.Logger) async.ExternalNATS {
 	ext := a.ext
 	ext.URL, ext.Destinations.PasswordFile = *a.nats, a.dstPasswordFile
 	if err := ext.Validate(); err != nil {
@@ -148,18 +212,7 @@ func externalNATS(a *asyncOptions, natsErrors nats.Option, log logr.Logger) asyn
 	if *a.signingKey == "" {
 		fatal(log, errors.New("--async-nats-url needs --async-signing-key-file: whoever else can publish on that NATS must not run functions"), "async flags")
 	}
-	conns := asyncQueueNATS{destinationsJetStream: true, shutdown: func() {}}
-	var err error
-	if conns.queue, err = ext.ConnectQueue(natsErrors); err != nil {
-		fatal(log, err, "connecting to NATS for asynchronous invocations", "url", *a.nats)
-	}
-	if conns.destinations, err = ext.ConnectDestinations(natsErrors); err != nil {
-		fatal(log, err, "connecting to NATS for tenants' destinations", "url", *a.nats)
-	}
-	if conns.destinations == nil {
-		log.Info("no NATS identity for tenants' destinations (--async-nats-destinations-*): NATS destinations without servers will fail")
-	}
-	return conns
+	return ext
 }
 
 // asyncSigner reads --async-signing-key-file (nil without one).

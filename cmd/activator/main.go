@@ -82,8 +82,11 @@ func main() {
 	h.Invoker, urls.Invoker = inv, inv
 	startFeeder(ctx, o, informers, table, urls.Table, disp, cs, log)
 	startPools(ctx, cfg, scheme, sc, disp, deployments, cs, reg, log)
+	asyncReady := func() error { return errors.New("asynchronous invocation is off (--async=false)") }
 	if *o.async.on {
-		defer startAsync(ctx, &o.async, o, core, inv, informers, cs, reg, log)()
+		stopAsync, ready := startAsync(ctx, &o.async, o, core, inv, informers, cs, reg, log)
+		defer stopAsync()
+		asyncReady = ready
 	}
 	var ready atomic.Bool
 	startInformers(ctx, informers, func() { rp.start(ctx); sc.Run(ctx) }, &ready, log)
@@ -95,7 +98,7 @@ func main() {
 	if err != nil {
 		fatal(log, err, "--control-api")
 	}
-	serveInvokeAPI(ctx, o, api, urls, &ready, reg, cfg, cs, log)
+	serveInvokeAPI(ctx, o, api, urls, &ready, asyncReady, reg, cfg, cs, log)
 	// The drain is over: the shards go to the other replicas once this one's invocations
 	// have ended (already, but for the async workers'); the peer port closes last.
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -223,10 +226,10 @@ func startInformers(ctx context.Context, informers cache.Cache, synced func(), r
 	}()
 }
 
-// serveInvokeAPI serves the Invoke API (with /healthz and /readyz) and function URLs
+// serveInvokeAPI serves the Invoke API (with /healthz, /readyz and /readyz/async) and function URLs
 // (host-based ones before any path; path-based ones under /lambda-url/) and the metrics
 // endpoint until ctx ends.
-func serveInvokeAPI(ctx context.Context, o *options, h http.Handler, urls *functionurl.Handler, ready *atomic.Bool, reg *prometheus.Registry, cfg *rest.Config, cs kubernetes.Interface, log logr.Logger) {
+func serveInvokeAPI(ctx context.Context, o *options, h http.Handler, urls *functionurl.Handler, ready *atomic.Bool, asyncReady func() error, reg *prometheus.Registry, cfg *rest.Config, cs kubernetes.Interface, log logr.Logger) {
 	fd := o.frontDoor
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -234,6 +237,15 @@ func serveInvokeAPI(ctx context.Context, o *options, h http.Handler, urls *funct
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready.Load() || drain.Draining() {
 			http.Error(w, "informers not synced, or draining", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	// The pod's readiness is the synchronous path's: an unreachable NATS stops Event
+	// invocations only (ServiceException), reported here and by klambda_async_queue_open.
+	mux.HandleFunc("/readyz/async", func(w http.ResponseWriter, _ *http.Request) {
+		if err := asyncReady(); err != nil {
+			http.Error(w, "asynchronous invocation queue not open: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))
