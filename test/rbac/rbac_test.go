@@ -348,13 +348,17 @@ func TestActivatorChangesOnlyTheDeletionCostOfPods(t *testing.T) {
 		t.Errorf("the pod changed: image %s labels %v annotations %v", p.Spec.Containers[0].Image, p.Labels, p.Annotations)
 	}
 	// A pool's generic pod: the claim (activator/pool Claim) is admitted, and then the
-	// deletion; neither on a function's own pod.
+	// deletion; neither on a function's own pod. The claim gives the pod the version's
+	// recommended labels in place of the pool's (controllers/README.md, "Recommended labels").
 	gen := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "generic",
-		Labels: map[string]string{contract.LabelPool: "0123456789abcdef"}, Annotations: map[string]string{contract.AnnotationPoolKey: "k"}},
+		Labels: map[string]string{contract.LabelPool: "0123456789abcdef", "app.kubernetes.io/name": "klambda-pool", "app.kubernetes.io/component": "pool"},
+		Annotations: map[string]string{contract.AnnotationPoolKey: "k"}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "function", Image: "registry.test/runtime:1"}}}}
 	mustCreate(t, ctx, gen)
 	version := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "f-latest", UID: "5a1b0c3e-0000-4000-8000-000000000001"},
-		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"lambda.klambda.dev/function": "f"}}}}
+		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"lambda.klambda.dev/function": "f"}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"lambda.klambda.dev/function": "f",
+				"app.kubernetes.io/name": "klambda-function", "app.kubernetes.io/instance": "f", "app.kubernetes.io/component": "function"}}}}}
 	tmpl := &contract.SpecializationTemplate{InvokeSecretName: "f-invoke"}
 	if err := act.CoreV1().Pods(tenant).Delete(ctx, "env", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
 		t.Errorf("activator deleting a function's own pod: %v, want Forbidden", err)
@@ -372,7 +376,8 @@ func TestActivatorChangesOnlyTheDeletionCostOfPods(t *testing.T) {
 	if err != nil {
 		t.Fatalf("activator claiming a generic pod: %v", err)
 	}
-	if claimed.Labels["lambda.klambda.dev/function"] != "f" || claimed.Spec.Containers[0].Image != "registry.test/runtime:1" {
+	if claimed.Labels["lambda.klambda.dev/function"] != "f" || claimed.Labels["app.kubernetes.io/component"] != "function" ||
+		claimed.Labels["app.kubernetes.io/instance"] != "f" || claimed.Spec.Containers[0].Image != "registry.test/runtime:1" {
 		t.Errorf("claimed pod: labels %v image %s", claimed.Labels, claimed.Spec.Containers[0].Image)
 	}
 	if err := act.CoreV1().Pods(tenant).Delete(ctx, "generic", metav1.DeleteOptions{}); err != nil {
