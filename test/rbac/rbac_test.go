@@ -351,7 +351,7 @@ func TestActivatorChangesOnlyTheDeletionCostOfPods(t *testing.T) {
 	// deletion; neither on a function's own pod. The claim gives the pod the version's
 	// recommended labels in place of the pool's (controllers/README.md, "Recommended labels").
 	gen := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "generic",
-		Labels: map[string]string{contract.LabelPool: "0123456789abcdef", "app.kubernetes.io/name": "klambda-pool", "app.kubernetes.io/component": "pool"},
+		Labels:      map[string]string{contract.LabelPool: "0123456789abcdef", "app.kubernetes.io/name": "klambda-pool", "app.kubernetes.io/component": "pool"},
 		Annotations: map[string]string{contract.AnnotationPoolKey: "k"}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "function", Image: "registry.test/runtime:1"}}}}
 	mustCreate(t, ctx, gen)
