@@ -6,12 +6,8 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/klambda/klambda/activator/pool"
 	"github.com/klambda/klambda/api/contract"
 )
 
@@ -63,40 +59,29 @@ func TestWorkloadCarriesTheRecommendedLabels(t *testing.T) {
 	}
 }
 
-// A generic pod a function's version claims (activator/pool Claim, under the activator's
-// pod policy, which lets a claim change labels) ends with the recommended labels of the
-// version's own pods: every recommended label of a pool pod is one the claim overwrites.
-func TestAClaimedPoolPodCarriesTheFunctionsRecommendedLabels(t *testing.T) {
+// A pool's Deployment and its pods carry the pool's recommended labels, never in the
+// selector. (test/rbac TestActivatorChangesOnlyTheDeletionCostOfPods claims such a pod for
+// a version and checks it ends with the function's.)
+func TestPoolCarriesTheRecommendedLabels(t *testing.T) {
 	cfg := poolConfig(t, "- {runtime: provided.al2023, size: 1}")
 	key := contract.PoolKey{Runtime: "provided.al2023", Architecture: "x86_64", MemoryMB: 128}
 	d, err := PoolDeployment(cfg, key, "ns")
 	if err != nil {
 		t.Fatal(err)
 	}
-	poolWant := map[string]string{"app.kubernetes.io/name": "klambda-pool", "app.kubernetes.io/component": "pool",
+	want := map[string]string{"app.kubernetes.io/name": "klambda-pool", "app.kubernetes.io/component": "pool",
 		"app.kubernetes.io/part-of": "klambda", "app.kubernetes.io/managed-by": "klambda-manager"}
-	hasAppLabels(t, "pool Deployment", d.Labels, poolWant)
-	hasAppLabels(t, "pool pod template", d.Spec.Template.Labels, poolWant)
+	hasAppLabels(t, "pool Deployment", d.Labels, want)
+	hasAppLabels(t, "pool pod template", d.Spec.Template.Labels, want)
 	noAppLabelsIn(t, "pool Deployment", d.Spec.Selector.MatchLabels)
-
-	w := urlWorkload()
-	dep, err := w.Deployment(cfg, "ns")
-	if err != nil {
-		t.Fatal(err)
-	}
-	asRevision(dep, dep.Name, "r1", 30)
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "generic", Namespace: "ns", ResourceVersion: "1",
-		Labels: d.Spec.Template.Labels, Annotations: d.Spec.Template.Annotations}}
-	claimed, err := pool.Claim(context.Background(), fake.NewClientset(pod), pod, dep, &contract.SpecializationTemplate{Pool: key, InvokeSecretName: w.InvokeSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range claimed.Labels {
-		if strings.HasPrefix(k, "app.kubernetes.io/") && dep.Spec.Template.Labels[k] != v {
-			t.Errorf("claimed pod: label %s=%q, the version's pods have %q", k, v, dep.Spec.Template.Labels[k])
+	// Every recommended label of a generic pod is one a function's pod has too, so that the
+	// claim, which sets the version's template labels, leaves none of the pool's.
+	fn := functionAppLabels("fn")
+	for k := range d.Spec.Template.Labels {
+		if _, ok := fn[k]; strings.HasPrefix(k, "app.kubernetes.io/") && !ok {
+			t.Errorf("pool pods' label %s is not a function pod's", k)
 		}
 	}
-	hasAppLabels(t, "claimed pod", claimed.Labels, functionAppLabels(w.Function))
 }
 
 // getWithAppLabels reads obj and checks its recommended labels.
