@@ -506,7 +506,7 @@ func (r *FunctionReconciler) ensureInvokeSecret(ctx context.Context, fn *lambdav
 	}
 	s = corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: fn.Namespace,
-			Labels:      map[string]string{contract.LabelFunction: contract.FunctionLabelValue(fn.Name), contract.LabelComponent: "invoke-secret"},
+			Labels:      withLabels(functionAppLabels(fn.Name), map[string]string{contract.LabelFunction: contract.FunctionLabelValue(fn.Name), contract.LabelComponent: "invoke-secret"}),
 			Annotations: map[string]string{contract.AnnotationFunctionName: fn.Name}},
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{contract.InvokeSecretKey: []byte(randomToken())},

@@ -166,7 +166,7 @@ func (r *LayerVersionReconciler) nextNumber(ctx context.Context, ns, layer strin
 	err := r.Resolver.Reader.Get(ctx, types.NamespacedName{Namespace: ns, Name: LayerVersionCounterConfigMap}, &cm)
 	if apierrors.IsNotFound(err) {
 		cm = corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: LayerVersionCounterConfigMap, Namespace: ns,
-			Labels: map[string]string{contract.LabelComponent: "layer-version-counter"}}, Data: map[string]string{layer: "2"}}
+			Labels: withLabels(sharedAppLabels(appComponentLayer), map[string]string{contract.LabelComponent: "layer-version-counter"})}, Data: map[string]string{layer: "2"}}
 		if err := r.Create(ctx, &cm); err != nil {
 			return 0, fmt.Errorf("creating the layer version counter: %w", err)
 		}

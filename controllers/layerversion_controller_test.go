@@ -8,7 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -105,6 +107,9 @@ func TestLayersInOrderNumberingAndDeletion(t *testing.T) {
 	if len(vols) != 2 || vols[0].ConfigMap.Name != codeConfigMapName("tools-b", codeloader.DigestOf(z2).Hex) {
 		t.Errorf("layer volumes %+v", vols)
 	}
+	// The layers' objects carry the recommended labels of the layer component.
+	getWithAppLabels(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: codeConfigMapName("tools-b", codeloader.DigestOf(z2).Hex)}}, sharedAppLabels(appComponentLayer))
+	getWithAppLabels(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: LayerVersionCounterConfigMap}}, sharedAppLabels(appComponentLayer))
 
 	// A missing layer fails a new function.
 	create(t, zipFunction(ns, "nolayer", "code", "tools:9"))
@@ -191,6 +196,18 @@ func TestEverythingAFunctionMakesIsOwnedByIt(t *testing.T) {
 	owned(getDeployment(t, ns, "own-v1"), v)
 	d, _ := digestFromBase64(fn.Status.CodeSha256, 0)
 	owned(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: codeConfigMapName("own", d.Hex)}}, fn)
+	// And each carries the recommended labels of a function's objects (its pods too).
+	for _, obj := range []client.Object{
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "own-latest"}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "own-v1"}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "own-invoke"}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: codeConfigMapName("own", d.Hex)}},
+		&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: NetworkPolicyName("own")}},
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "own-latest"}},
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "own-v1"}},
+	} {
+		getWithAppLabels(t, obj, functionAppLabels("own"))
+	}
 
 	// Deleting the Function releases its versions' finalizer (nothing can use them any more).
 	if err := k8s.Delete(ctx, fn); err != nil {

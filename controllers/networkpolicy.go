@@ -85,7 +85,7 @@ func functionNetworkPolicy(fn *lambdav1alpha1.Function, cfg NetworkPolicyConfig)
 		TypeMeta: metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name: NetworkPolicyName(fn.Name), Namespace: fn.Namespace,
-			Labels:      map[string]string{contract.LabelFunction: contract.FunctionLabelValue(fn.Name), contract.LabelComponent: LabelComponentShimIngress},
+			Labels:      withLabels(functionAppLabels(fn.Name), map[string]string{contract.LabelFunction: contract.FunctionLabelValue(fn.Name), contract.LabelComponent: LabelComponentShimIngress}),
 			Annotations: map[string]string{contract.AnnotationFunctionName: fn.Name},
 		},
 		Spec: networkingv1.NetworkPolicySpec{

@@ -45,7 +45,7 @@ func (w *Workload) PodTemplate(cfg Config) (corev1.PodTemplateSpec, error) {
 		annotations[contract.AnnotationCPULimit] = cpu
 	}
 	return corev1.PodTemplateSpec{
-		ObjectMeta: metav1.ObjectMeta{Labels: selectorLabels(w.Function, w.Qualifier), Annotations: annotations},
+		ObjectMeta: metav1.ObjectMeta{Labels: withLabels(selectorLabels(w.Function, w.Qualifier), functionAppLabels(w.Function)), Annotations: annotations},
 		Spec:       b.podSpec(inits, fn, append(b.baseVolumes(), code.volumes...)),
 	}, nil
 }

@@ -149,7 +149,7 @@ func PoolPodTemplate(cfg Config, key contract.PoolKey) (corev1.PodTemplateSpec, 
 		annotations[contract.AnnotationCPULimit] = cpu
 	}
 	return corev1.PodTemplateSpec{
-		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{contract.LabelPool: key.LabelValue(), contract.LabelPoolEnvironment: "true"}, Annotations: annotations},
+		ObjectMeta: metav1.ObjectMeta{Labels: withLabels(sharedAppLabels(appComponentPool), map[string]string{contract.LabelPool: key.LabelValue(), contract.LabelPoolEnvironment: "true"}), Annotations: annotations},
 		Spec:       b.podSpec(nil, fn, volumes),
 	}, nil
 }

@@ -126,7 +126,7 @@ func PoolDeployment(cfg Config, key contract.PoolKey, namespace string) (*appsv1
 		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name: key.PoolWorkloadName(), Namespace: namespace,
-			Labels:      map[string]string{contract.LabelPool: key.LabelValue(), contract.LabelComponent: LabelComponentPool},
+			Labels:      withLabels(sharedAppLabels(appComponentPool), map[string]string{contract.LabelPool: key.LabelValue(), contract.LabelComponent: LabelComponentPool}),
 			Annotations: map[string]string{contract.AnnotationPoolKey: key.String()},
 		},
 		Spec: appsv1.DeploymentSpec{
@@ -160,7 +160,7 @@ func (r *PoolReconciler) ensureSecret(ctx context.Context, ns string) error {
 		return err
 	}
 	s = corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: contract.PoolSecretName, Namespace: ns, Labels: map[string]string{contract.LabelComponent: LabelComponentPool}},
+		ObjectMeta: metav1.ObjectMeta{Name: contract.PoolSecretName, Namespace: ns, Labels: withLabels(sharedAppLabels(appComponentPool), map[string]string{contract.LabelComponent: LabelComponentPool})},
 		Data:       map[string][]byte{contract.InvokeSecretKey: []byte(hex.EncodeToString(b))},
 	}
 	if err := r.Create(ctx, &s); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -184,7 +184,7 @@ func (r *PoolReconciler) applyNetworkPolicy(ctx context.Context, ns string) erro
 	np := &networkingv1.NetworkPolicy{
 		TypeMeta: metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
 		ObjectMeta: metav1.ObjectMeta{Name: PoolNetworkPolicyName, Namespace: ns,
-			Labels: map[string]string{contract.LabelComponent: LabelComponentPool}},
+			Labels: withLabels(sharedAppLabels(appComponentPool), map[string]string{contract.LabelComponent: LabelComponentPool})},
 		Spec: networkingv1.NetworkPolicySpec{
 			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{contract.LabelPoolEnvironment: "true"}},
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},

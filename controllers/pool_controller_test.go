@@ -81,6 +81,9 @@ func TestPoolObjectsFollowTheVersionsThatUseThem(t *testing.T) {
 	if sel := np.Spec.PodSelector; len(sel.MatchExpressions) != 0 || len(sel.MatchLabels) != 1 || sel.MatchLabels[contract.LabelPoolEnvironment] != "true" || len(np.Spec.Ingress[0].From) != 1 {
 		t.Fatalf("policy %+v", np.Spec)
 	}
+	for _, obj := range []client.Object{&pool, &secret, &np} {
+		getWithAppLabels(t, obj, sharedAppLabels(appComponentPool))
+	}
 	token := string(secret.Data[contract.InvokeSecretKey])
 	reconcileNS() // idempotent: the token stays
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: contract.PoolSecretName}, &secret); err != nil || string(secret.Data[contract.InvokeSecretKey]) != token {

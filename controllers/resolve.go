@@ -350,16 +350,16 @@ func (r *Resolver) resolveConfigMap(ctx context.Context, owner client.Object, wh
 // owners may share content but each has its own copy (the name starts with the owner's).
 func (r *Resolver) ensureCopy(ctx context.Context, owner client.Object, copyName string, data []byte) error {
 	immutable := true
+	labels := sharedAppLabels(appComponentLayer) // a LayerVersion's content
+	if f, ok := owner.(*lambdav1alpha1.Function); ok {
+		labels = functionAppLabels(f.Name)
+		labels[contract.LabelFunction] = contract.FunctionLabelValue(f.Name)
+	}
+	labels[contract.LabelComponent] = "code"
 	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: copyName, Namespace: owner.GetNamespace(),
-			Labels: map[string]string{contract.LabelComponent: "code"},
-		},
+		ObjectMeta: metav1.ObjectMeta{Name: copyName, Namespace: owner.GetNamespace(), Labels: labels},
 		Immutable:  &immutable,
 		BinaryData: map[string][]byte{codeZipKey: data},
-	}
-	if f, ok := owner.(*lambdav1alpha1.Function); ok {
-		cm.Labels[contract.LabelFunction] = contract.FunctionLabelValue(f.Name)
 	}
 	if err := controllerutil.SetOwnerReference(owner, cm, r.Client.Scheme()); err != nil {
 		return err

@@ -175,7 +175,7 @@ func (w *Workload) Deployment(cfg Config, namespace string) (*appsv1.Deployment,
 		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name: name, Namespace: namespace,
-			Labels:      selectorLabels(w.Function, w.Qualifier),
+			Labels:      withLabels(selectorLabels(w.Function, w.Qualifier), functionAppLabels(w.Function)),
 			Annotations: annotations,
 		},
 		Spec: appsv1.DeploymentSpec{
@@ -197,7 +197,7 @@ func (w *Workload) Service(namespace string) *corev1.Service {
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name: WorkloadName(w.Function, w.Qualifier), Namespace: namespace,
-			Labels:      selectorLabels(w.Function, w.Qualifier),
+			Labels:      withLabels(selectorLabels(w.Function, w.Qualifier), functionAppLabels(w.Function)),
 			Annotations: map[string]string{contract.AnnotationFunctionName: w.Function, contract.AnnotationQualifier: w.Qualifier},
 		},
 		Spec: corev1.ServiceSpec{

@@ -200,13 +200,18 @@ func Build(ctx context.Context, st *contract.SpecializationTemplate, pod *corev1
 
 // Claim makes pod one of dep's environments, only if nobody changed it since it was seen
 // (its resourceVersion): it leaves its pool (the pool's ReplicaSet releases it and starts
-// another), takes the version's labels and annotations, and is owned by dep, so that it
-// goes with the version's Deployment and is never anyone else's.
+// another), takes the version's labels (its pod template's: the selector's, and the
+// app.kubernetes.io/* labels, which then say "function" instead of "pool") and annotations,
+// and is owned by dep, so that it goes with the version's Deployment and is never anyone
+// else's. Its other labels stay (contract.LabelPoolEnvironment).
 func Claim(ctx context.Context, c kubernetes.Interface, pod *corev1.Pod, dep *appsv1.Deployment, st *contract.SpecializationTemplate) (*corev1.Pod, error) {
 	if dep.Spec.Selector == nil || len(dep.Spec.Selector.MatchLabels) == 0 {
 		return nil, errors.New("the version's Deployment has no selector labels")
 	}
 	labels := map[string]any{contract.LabelPool: nil}
+	for k, v := range dep.Spec.Template.Labels {
+		labels[k] = v
+	}
 	for k, v := range dep.Spec.Selector.MatchLabels {
 		labels[k] = v
 	}

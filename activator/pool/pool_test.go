@@ -103,14 +103,20 @@ func TestBuildFillsInTheTemplate(t *testing.T) {
 }
 
 // The claim takes the pod out of its pool and makes it the version's, owned by its
-// Deployment, with the version's invoke Secret.
+// Deployment, with the version's invoke Secret and its pod template's labels.
 func TestClaimMakesThePodTheVersions(t *testing.T) {
 	pod := genericPod("p", time.Minute, true)
+	pod.Labels["app.kubernetes.io/name"] = "klambda-pool"
+	pod.Labels["app.kubernetes.io/component"] = "pool"
+	pod.Labels["app.kubernetes.io/part-of"] = "klambda"
 	c := fake.NewClientset(pod)
+	selector := map[string]string{contract.LabelFunction: "fn", contract.LabelVersion: "latest", contract.LabelRevision: "r1"}
+	template := map[string]string{contract.LabelFunction: "fn", contract.LabelVersion: "latest", contract.LabelRevision: "r1",
+		"app.kubernetes.io/name": "klambda-function", "app.kubernetes.io/instance": "fn", "app.kubernetes.io/component": "function"}
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "fn-latest", Namespace: "ns", UID: "dep-uid"},
 		Spec: appsv1.DeploymentSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{contract.LabelFunction: "fn", contract.LabelVersion: "latest"}},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{
+			Selector: &metav1.LabelSelector{MatchLabels: selector},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: template, Annotations: map[string]string{
 				contract.AnnotationFunctionName: "fn", contract.AnnotationQualifier: "$LATEST", contract.AnnotationCodeSha256: "abc="}}},
 		}}
 	st := &contract.SpecializationTemplate{Pool: key, InvokeSecretName: "fn-invoke"}
@@ -122,6 +128,16 @@ func TestClaimMakesThePodTheVersions(t *testing.T) {
 	// NetworkPolicy (LabelPoolEnvironment) while its function's catches up.
 	if _, ok := got.Labels[contract.LabelPool]; ok || got.Labels[contract.LabelPoolEnvironment] != "true" || got.Labels[contract.LabelFunction] != "fn" || got.Labels[contract.LabelVersion] != "latest" {
 		t.Fatalf("labels %v", got.Labels)
+	}
+	// It looks like the template's pods: the recommended labels say function, not pool;
+	// those the template lacks stay.
+	for k, v := range template {
+		if got.Labels[k] != v {
+			t.Errorf("label %s=%q, want %q (the template's)", k, got.Labels[k], v)
+		}
+	}
+	if got.Labels["app.kubernetes.io/part-of"] != "klambda" {
+		t.Errorf("labels %v: app.kubernetes.io/part-of is gone", got.Labels)
 	}
 	if got.Annotations[contract.AnnotationInvokeSecret] != "fn-invoke" || got.Annotations[contract.AnnotationSpecializedFrom] != key.String() ||
 		got.Annotations[contract.AnnotationQualifier] != "$LATEST" || got.Annotations[contract.AnnotationCodeSha256] != "abc=" {

@@ -40,6 +40,8 @@ import (
 	"github.com/klambda/klambda/activator/scaleclient"
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/controllers"
+	"github.com/klambda/klambda/internal/codeloader"
 	"github.com/klambda/klambda/test/apiserver"
 )
 
@@ -348,13 +350,11 @@ func TestActivatorChangesOnlyTheDeletionCostOfPods(t *testing.T) {
 		t.Errorf("the pod changed: image %s labels %v annotations %v", p.Spec.Containers[0].Image, p.Labels, p.Annotations)
 	}
 	// A pool's generic pod: the claim (activator/pool Claim) is admitted, and then the
-	// deletion; neither on a function's own pod.
-	gen := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "generic",
-		Labels: map[string]string{contract.LabelPool: "0123456789abcdef"}, Annotations: map[string]string{contract.AnnotationPoolKey: "k"}},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "function", Image: "registry.test/runtime:1"}}}}
+	// deletion; neither on a function's own pod. The generic pod and the version's
+	// Deployment carry the manager's labels, so the claim also changes the pod's recommended
+	// labels from the pool's to the function's (controllers/README.md, "Recommended labels").
+	gen, version := managersPoolPodAndVersion(t)
 	mustCreate(t, ctx, gen)
-	version := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "f-latest", UID: "5a1b0c3e-0000-4000-8000-000000000001"},
-		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"lambda.klambda.dev/function": "f"}}}}
 	tmpl := &contract.SpecializationTemplate{InvokeSecretName: "f-invoke"}
 	if err := act.CoreV1().Pods(tenant).Delete(ctx, "env", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
 		t.Errorf("activator deleting a function's own pod: %v, want Forbidden", err)
@@ -374,6 +374,20 @@ func TestActivatorChangesOnlyTheDeletionCostOfPods(t *testing.T) {
 	}
 	if claimed.Labels["lambda.klambda.dev/function"] != "f" || claimed.Spec.Containers[0].Image != "registry.test/runtime:1" {
 		t.Errorf("claimed pod: labels %v image %s", claimed.Labels, claimed.Spec.Containers[0].Image)
+	}
+	// It looks like the version's own pods: every recommended label is the template's
+	// (none of the pool's stays behind), and it has them all.
+	recommended := 0
+	for k, v := range claimed.Labels {
+		if strings.HasPrefix(k, "app.kubernetes.io/") {
+			recommended++
+			if version.Spec.Template.Labels[k] != v {
+				t.Errorf("claimed pod: label %s=%q, the version's pods have %q", k, v, version.Spec.Template.Labels[k])
+			}
+		}
+	}
+	if recommended != 5 || claimed.Labels["app.kubernetes.io/component"] != "function" {
+		t.Errorf("claimed pod: labels %v, want the version's five recommended labels", claimed.Labels)
 	}
 	if err := act.CoreV1().Pods(tenant).Delete(ctx, "generic", metav1.DeleteOptions{}); err != nil {
 		t.Errorf("activator deleting a pod it claimed: %v", err)
@@ -470,4 +484,38 @@ func TestActivatorCodeRunsWithItsRole(t *testing.T) {
 	if err := srv.Client.Get(ctx, client.ObjectKey{Namespace: tenant, Name: "g-latest"}, &dep); err != nil || *dep.Spec.Replicas != 3 {
 		t.Fatalf("replicas after Scale: %v, %v", dep.Spec.Replicas, err)
 	}
+}
+
+// managersPoolPodAndVersion are a generic pod as the manager's pool makes it (labels and
+// annotations of controllers.PoolPodTemplate) and the $LATEST Deployment of function "f"
+// as the manager makes it, for a claim.
+func managersPoolPodAndVersion(t *testing.T) (*corev1.Pod, *appsv1.Deployment) {
+	t.Helper()
+	cfg, err := controllers.ParseConfig([]byte(`
+runtimeImages: {provided.al2023: registry.test/runtime:1}
+embeddedShim: {provided.al2023: {path: /klambda/runtime-shim}}
+pools: [{runtime: provided.al2023, size: 1}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := contract.PoolKey{Runtime: "provided.al2023", Architecture: "x86_64", MemoryMB: 128}
+	tpl, err := controllers.PoolPodTemplate(cfg, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &controllers.Workload{Function: "f", Qualifier: contract.Latest, InvokeSecret: "f-invoke", CodeDigest: codeloader.DigestOf([]byte("code"))}
+	w.Config.Runtime, w.Config.Handler, w.Config.MemorySize = "provided.al2023", "bootstrap", 128
+	w.Config.Code.URL = "https://code.test/f.zip"
+	version, err := w.Deployment(cfg, tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	version.UID = "5a1b0c3e-0000-4000-8000-000000000001"
+	if version.Spec.Template.Labels["app.kubernetes.io/component"] != "function" || tpl.Labels["app.kubernetes.io/component"] != "pool" {
+		t.Fatalf("the manager's labels: version %v, pool %v", version.Spec.Template.Labels, tpl.Labels)
+	}
+	gen := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "generic", Labels: tpl.Labels, Annotations: tpl.Annotations},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "function", Image: "registry.test/runtime:1"}}}}
+	return gen, version
 }
