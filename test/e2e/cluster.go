@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,6 +55,9 @@ type Cluster struct {
 	RepoRoot string
 	stateDir string
 	lock     *os.File // held for the life of the process (lockCluster)
+
+	activatorMu  sync.Mutex
+	activatorURL string // ActivatorServiceURL's answer, once found
 }
 
 // RepoRoot is the repository's top folder (two up from this file).

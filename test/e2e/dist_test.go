@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -182,15 +181,8 @@ func TestInstallFromDistAlone(t *testing.T) {
 
 	// 5. The user's commands: NOTES.txt for dist's values, then hello-shell the same way.
 	notes = notes[strings.Index(notes, "\nNOTES:\n")+1:]
-	var script strings.Builder
-	script.WriteString("set -euo pipefail\n")
-	for _, line := range strings.Split(notes, "\n") {
-		if strings.HasPrefix(line, "  ") {
-			script.WriteString(strings.TrimPrefix(line, "  ") + "\n")
-		}
-	}
 	ns := cluster.Namespace(t)
-	body := script.String()
+	body := notesCommands(notes)
 	for _, want := range []string{"FN_NS=default\n", "AWS_CA_BUNDLE", "https://localhost:", "aws lambda invoke"} {
 		if !strings.Contains(body, want) {
 			t.Fatalf("the default NOTES.txt's commands lack %q:\n%s", want, body)
@@ -205,23 +197,7 @@ func TestInstallFromDistAlone(t *testing.T) {
 kubectl -n "$FN_NS" wait function/hello-shell --for=jsonpath='{.status.state}'=Active --timeout=5m
 aws lambda invoke --endpoint-url %s --function-name hello-shell --payload fileb://event.json out-shell.json
 `, filepath.Join(cluster.RepoRoot, "examples", "hello-shell", "function.yaml"), endpoint)
-	dir := t.TempDir()
-	cmd := exec.CommandContext(ctx, "bash", "-c", body)
-	cmd.Dir = dir
-	cmd.Env = env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // the port-forward left in the background
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	outFile, err := os.Create(filepath.Join(t.TempDir(), "output"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer outFile.Close()
-	cmd.Stdout, cmd.Stderr = outFile, outFile
-	err = cmd.Run()
-	if cmd.Process != nil {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
-	out, _ := os.ReadFile(outFile.Name())
+	dir, out, err := runCommands(ctx, t, body, env)
 	if err != nil {
 		t.Fatalf("the commands failed: %v\n%s\noutput:\n%s", err, body, out)
 	}

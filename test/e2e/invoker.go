@@ -121,10 +121,15 @@ func (c *Cluster) ActivatorURL(ctx context.Context, t testing.TB, ns string) str
 
 // ActivatorServiceURL is the base URL of the activator's Service, http://<ClusterIP>:<port
 // http>, which reaches whichever replica is Ready, as callers on any cluster do (on the local
-// cluster kube-proxy routes ClusterIPs from the node). Read from the API at every call: a
-// test that removes and reinstalls klambda (TestInstallFromDistAlone) makes a new Service
-// with another ClusterIP.
+// cluster kube-proxy routes ClusterIPs from the node). Found once through the API, then
+// cached: a Service keeps its ClusterIP for life, and reinstall forgets it (a test that
+// removes klambda and installs it again makes a new Service).
 func (c *Cluster) ActivatorServiceURL(ctx context.Context) (string, error) {
+	c.activatorMu.Lock()
+	defer c.activatorMu.Unlock()
+	if c.activatorURL != "" {
+		return c.activatorURL, nil
+	}
 	var svcs corev1.ServiceList
 	if err := c.Client.List(ctx, &svcs, client.MatchingLabels{"app.kubernetes.io/component": "activator"}); err != nil {
 		return "", fmt.Errorf("listing the activator's Services: %w", err)
@@ -135,11 +140,19 @@ func (c *Cluster) ActivatorServiceURL(ctx context.Context) (string, error) {
 		}
 		for _, p := range s.Spec.Ports {
 			if p.Name == "http" {
-				return fmt.Sprintf("http://%s:%d", s.Spec.ClusterIP, p.Port), nil
+				c.activatorURL = fmt.Sprintf("http://%s:%d", s.Spec.ClusterIP, p.Port)
+				return c.activatorURL, nil
 			}
 		}
 	}
 	return "", fmt.Errorf("no activator Service (label app.kubernetes.io/component=activator) with a ClusterIP and a port named http among %d", len(svcs.Items))
+}
+
+// forgetActivatorURL drops ActivatorServiceURL's cached answer.
+func (c *Cluster) forgetActivatorURL() {
+	c.activatorMu.Lock()
+	c.activatorURL = ""
+	c.activatorMu.Unlock()
 }
 
 // LambdaClient is an aws-sdk-go-v2 Lambda client for the activator's namespace ns whose

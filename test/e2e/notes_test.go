@@ -42,43 +42,19 @@ func TestNotesWorkAsWritten(t *testing.T) {
 	if err != nil {
 		t.Fatalf("helm get notes: %v", err)
 	}
-	var script strings.Builder
-	script.WriteString("set -euo pipefail\n")
-	for _, line := range strings.Split(string(notes), "\n") {
-		if strings.HasPrefix(line, "  ") {
-			script.WriteString(strings.TrimPrefix(line, "  ") + "\n")
-		}
-	}
+	script := notesCommands(string(notes))
 	fnNS := regexp.MustCompile(`(?m)^FN_NS=default$`)
-	if !fnNS.MatchString(script.String()) {
-		t.Fatalf("NOTES.txt sets no FN_NS=default; its commands:\n%s", script.String())
+	if !fnNS.MatchString(script) {
+		t.Fatalf("NOTES.txt sets no FN_NS=default; its commands:\n%s", script)
 	}
-	body := fnNS.ReplaceAllString(script.String(), "FN_NS="+ns)
+	body := fnNS.ReplaceAllString(script, "FN_NS="+ns)
 	for _, want := range []string{"kind: Function", "create token klambda-invoker --audience klambda", "aws lambda invoke", "port-forward"} {
 		if !strings.Contains(body, want) {
 			t.Fatalf("NOTES.txt's commands lack %q:\n%s", want, body)
 		}
 	}
 
-	dir := t.TempDir()
-	cmd := exec.CommandContext(ctx, "bash", "-c", body)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+cluster.Kubeconfig, "PATH="+kubeBin+":"+os.Getenv("PATH"))
-	// The port-forward the notes start in the background is in this process group.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	// A file, not a pipe: the port-forward left in the background keeps its output open.
-	outFile, err := os.Create(filepath.Join(t.TempDir(), "output"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer outFile.Close()
-	cmd.Stdout, cmd.Stderr = outFile, outFile
-	err = cmd.Run()
-	if cmd.Process != nil {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
-	out, _ := os.ReadFile(outFile.Name())
+	dir, out, err := runCommands(ctx, t, body, append(os.Environ(), "KUBECONFIG="+cluster.Kubeconfig, "PATH="+kubeBin+":"+os.Getenv("PATH")))
 	t.Logf("NOTES.txt's commands:\n%s\noutput:\n%s", body, out)
 	if err != nil {
 		t.Fatalf("NOTES.txt's commands failed: %v", err)
@@ -90,4 +66,43 @@ func TestNotesWorkAsWritten(t *testing.T) {
 	if !strings.Contains(string(got), `"message":"Hello, klambda!"`) || !strings.Contains(string(got), `"requestId":"`) {
 		t.Fatalf("out.json: %s", got)
 	}
+}
+
+// notesCommands are NOTES.txt's commands: every line indented by two spaces, in order, as
+// one bash script that stops at the first failure.
+func notesCommands(notes string) string {
+	var script strings.Builder
+	script.WriteString("set -euo pipefail\n")
+	for _, line := range strings.Split(notes, "\n") {
+		if strings.HasPrefix(line, "  ") {
+			script.WriteString(strings.TrimPrefix(line, "  ") + "\n")
+		}
+	}
+	return script.String()
+}
+
+// runCommands runs a bash script in a new directory with env, and returns that directory
+// and what the script printed. A port-forward the script leaves in the background is in
+// its process group and killed with it; the output goes to a file, not a pipe, which such
+// a process would keep open.
+func runCommands(ctx context.Context, t *testing.T, script string, env []string) (dir string, output []byte, err error) {
+	t.Helper()
+	dir = t.TempDir()
+	cmd := exec.CommandContext(ctx, "bash", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	outFile, err := os.Create(filepath.Join(t.TempDir(), "output"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outFile.Close()
+	cmd.Stdout, cmd.Stderr = outFile, outFile
+	err = cmd.Run()
+	if cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	output, _ = os.ReadFile(outFile.Name())
+	return dir, output, err
 }

@@ -184,7 +184,9 @@ func reinstall(ctx context.Context, t testing.TB, values string) {
 	cmd := exec.CommandContext(ctx, filepath.Join(cluster.RepoRoot, "hack", "cluster", "install.sh"))
 	cmd.Dir = cluster.RepoRoot
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+cluster.Kubeconfig, "IMAGE_VALUES="+values)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	out, err := cmd.CombinedOutput()
+	cluster.forgetActivatorURL() // the install may have made a new Service
+	if err != nil {
 		t.Fatalf("hack/cluster/install.sh with %q: %v\n%s", values, err, out)
 	}
 }
