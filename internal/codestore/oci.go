@@ -67,6 +67,18 @@ func NewOCI(opts OCIOptions) (*OCI, error) {
 	return &OCI{repo: repo, opts: opts, timeout: t}, nil
 }
 
+// forgetConnections closes the transport's idle connections after a failed exchange, so
+// that the next one dials (and looks the registry's name up) again. Seen on the local
+// cluster: a manager started while the store's pod was replaced got the store's name
+// answered from outside the cluster once (the resolver tried the bare name after the
+// cluster's search domain timed out), and every later request reused that kept-alive
+// connection to another server until the process restarted (docs/code-store.md).
+func (s *OCI) forgetConnections() {
+	if t, ok := s.opts.Transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+}
+
 func (s *OCI) remoteOpts(ctx context.Context) []remote.Option {
 	return []remote.Option{remote.WithContext(ctx), remote.WithAuth(s.opts.Auth), remote.WithTransport(s.opts.Transport)}
 }
@@ -90,6 +102,7 @@ func (s *OCI) Stat(ctx context.Context, hexDigest string) (Ref, error) {
 		if isNotFound(err) {
 			return Ref{}, ErrNotFound
 		}
+		s.forgetConnections()
 		return Ref{}, fmt.Errorf("code store: reading %s: %w", s.tag(hexDigest), err)
 	}
 	m, err := v1.ParseManifest(strings.NewReader(string(desc.Manifest)))
@@ -125,6 +138,7 @@ func (s *OCI) Put(ctx context.Context, file, hexDigest string) (Ref, error) {
 	// The blob's digest is checked by the registry against what it received: a file that
 	// is not hexDigest fails the upload.
 	if err := remote.Write(s.tag(hexDigest), img, s.remoteOpts(ctx)...); err != nil {
+		s.forgetConnections()
 		return Ref{}, fmt.Errorf("code store: writing %s: %w", s.tag(hexDigest), err)
 	}
 	return s.Stat(ctx, hexDigest)
@@ -137,6 +151,7 @@ func (s *OCI) Get(ctx context.Context, hexDigest string) (io.ReadCloser, error) 
 	}
 	l, err := remote.Layer(s.repo.Digest("sha256:"+hexDigest), s.remoteOpts(ctx)...)
 	if err != nil {
+		s.forgetConnections()
 		return nil, err
 	}
 	rc, err := l.Compressed()
@@ -144,6 +159,7 @@ func (s *OCI) Get(ctx context.Context, hexDigest string) (io.ReadCloser, error) 
 		if isNotFound(err) {
 			return nil, ErrNotFound
 		}
+		s.forgetConnections()
 		return nil, fmt.Errorf("code store: reading sha256:%s: %w", hexDigest, err)
 	}
 	return rc, nil
@@ -164,6 +180,7 @@ func (s *OCI) Delete(ctx context.Context, hexDigest string) error {
 		return err
 	}
 	if err := remote.Delete(d, s.remoteOpts(ctx)...); err != nil && !isNotFound(err) {
+		s.forgetConnections()
 		return fmt.Errorf("code store: deleting %s: %w", ref.Artifact, err)
 	}
 	return s.deleteBlob(ctx, "sha256:"+hexDigest)

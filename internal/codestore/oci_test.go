@@ -6,9 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -135,5 +139,33 @@ func TestPutChecksDigest(t *testing.T) {
 	}
 	if _, err := s.Put(ctx, f, "not-hex"); err == nil {
 		t.Fatal("Put with a malformed digest succeeded")
+	}
+}
+
+// closeCounter is a transport that counts CloseIdleConnections.
+type closeCounter struct {
+	http.RoundTripper
+	closes atomic.Int32
+}
+
+func (c *closeCounter) CloseIdleConnections() { c.closes.Add(1) }
+
+// A failed exchange with the store drops the transport's idle connections, so that the next
+// one dials and looks the name up again instead of reusing a connection to whatever answered
+// wrongly (docs/code-store.md, "Known issue").
+func TestAFailedExchangeForgetsIdleConnections(t *testing.T) {
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadGateway) }))
+	defer bad.Close()
+	tr := &closeCounter{RoundTripper: http.DefaultTransport}
+	s, err := codestore.NewOCI(codestore.OCIOptions{Repository: strings.TrimPrefix(bad.URL, "http://") + "/klambda/code", PlainHTTP: true, Transport: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := strings.Repeat("ab", 32)
+	if _, err := s.Stat(context.Background(), digest); err == nil || errors.Is(err, codestore.ErrNotFound) {
+		t.Fatalf("Stat against a server that is no registry: %v", err)
+	}
+	if tr.closes.Load() == 0 {
+		t.Fatal("the failed exchange kept the idle connections")
 	}
 }
