@@ -62,6 +62,7 @@ type asyncAnswer struct {
 	RequestID string // X-Amzn-RequestId
 	ErrorType string // X-Amzn-ErrorType
 	Body      []byte
+	Header    http.Header
 }
 
 // asyncHTTP is the client of invokeAsync: no connection reuse across an activator restart
@@ -92,7 +93,7 @@ func invokeAsync(ctx context.Context, t testing.TB, ns, fn string, payload []byt
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	return asyncAnswer{Status: resp.StatusCode, RequestID: resp.Header.Get("X-Amzn-RequestId"),
-		ErrorType: resp.Header.Get("X-Amzn-ErrorType"), Body: body}, err
+		ErrorType: resp.Header.Get("X-Amzn-ErrorType"), Body: body, Header: resp.Header}, err
 }
 
 var asyncCLIRequestID = regexp.MustCompile(`(?i)'x-amzn-requestid': '([^']+)'`)

@@ -7,7 +7,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"reflect"
 	"sort"
 	"strings"
@@ -103,6 +105,7 @@ func TestAsyncInvocation(t *testing.T) {
 		if _, err := cluster.WaitForFunctionActive(ctx, ns, name, 3*time.Minute); err != nil {
 			t.Fatal(err)
 		}
+		activatorKnows(ctx, t, ns, name)
 	}
 	callsOf := func(fn string, calls []RecordedCall) []RecordedCall {
 		var out []RecordedCall
@@ -129,7 +132,7 @@ func TestAsyncInvocation(t *testing.T) {
 			t.Fatal(err)
 		}
 		if a.Status != 202 || a.RequestID == "" || len(a.Body) != 0 {
-			t.Fatalf("Event invocation of %s: HTTP %d, request id %q, body %q", fn, a.Status, a.RequestID, a.Body)
+			t.Fatalf("Event invocation of %s: HTTP %d, request id %q, body %q, header %v", fn, a.Status, a.RequestID, a.Body, a.Header)
 		}
 		return a.RequestID
 	}
@@ -465,5 +468,43 @@ func asyncJSONEqual(t *testing.T, what string, got json.RawMessage, want string)
 	}
 	if !reflect.DeepEqual(g, w) {
 		t.Errorf("%s: got %s, want %s", what, got, want)
+	}
+}
+
+// activatorKnows waits until the activator resolves function ns/name (a DryRun invocation
+// answered 204: nothing runs) and logs every other answer it met. Right after a previous
+// test SIGKILLed the activator, the first Event invocations of functions made meanwhile
+// were answered 404 with no body in 2 of 4 runs (not understood yet; the closing note of
+// 2026-12-03): the answers logged here are for finding out why.
+func activatorKnows(ctx context.Context, t *testing.T, ns, name string) {
+	t.Helper()
+	base, err := cluster.ActivatorServiceURL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := asyncCallerTokenCached(t, ns)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%s/namespaces/%s/2015-03-31/functions/%s/invocations", base, ns, name), strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(contract.HeaderInvocationType, contract.InvocationDryRun)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := asyncHTTP.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusNoContent {
+				return
+			}
+			t.Logf("DryRun of %s: HTTP %d, header %v, body %q", name, resp.StatusCode, resp.Header, body)
+		} else {
+			t.Logf("DryRun of %s: %v", name, err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the activator did not resolve %s/%s within a minute", ns, name)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
