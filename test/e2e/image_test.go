@@ -92,7 +92,9 @@ func TestImageFunctionKeepsItsDigestAcrossAManagerRestart(t *testing.T) {
 		t.Fatal("the two images have the same digest")
 	}
 	restartManager(ctx, t)
-	waitForZero(ctx, t, ns, fn.Name)
+	if err := waitAtZero(ctx, ns, fn.Name); err != nil {
+		t.Fatalf("function %s did not scale to zero: %v", fn.Name, err)
+	}
 	// The manager has reconciled the function since its restart (status written again).
 	if err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		var f lambdav1alpha1.Function
@@ -254,24 +256,6 @@ func restartManager(ctx context.Context, t *testing.T) {
 		return len(pods.Items) > 0, nil
 	}); err != nil {
 		t.Fatalf("the manager did not come back: %v", err)
-	}
-}
-
-// waitForZero waits until function name's $LATEST has no replicas and no pods.
-func waitForZero(ctx context.Context, t *testing.T, ns, name string) {
-	t.Helper()
-	if err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		d, err := cluster.FunctionDeployment(ctx, ns, name, VersionLatest)
-		if err != nil || d.Spec.Replicas == nil || *d.Spec.Replicas != 0 || d.Status.Replicas != 0 {
-			return false, nil
-		}
-		var pods corev1.PodList
-		if err := cluster.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{contract.LabelFunction: contract.FunctionLabelValue(name)}); err != nil {
-			return false, nil
-		}
-		return len(pods.Items) == 0, nil
-	}); err != nil {
-		t.Fatalf("function %s did not scale to zero: %v", name, err)
 	}
 }
 
