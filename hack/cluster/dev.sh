@@ -16,11 +16,17 @@ start_time=$(date +%s)
 CLUSTER=${CLUSTER:-local}
 case $CLUSTER in
 local)
+	[ -z "${REGISTRY:-}${REGISTRY_PLAIN_HTTP:-}" ] || die "REGISTRY and REGISTRY_PLAIN_HTTP are for CLUSTER=existing (the local cluster imports its images)"
 	"$here/up.sh"
 	export KUBECONFIG=$KUBECONFIG_FILE
 	"$here/images.sh"
 	;;
 existing)
+	case ${REGISTRY_PLAIN_HTTP:-false} in
+	true | false) ;;
+	*) die "REGISTRY_PLAIN_HTTP must be true or false, not '$REGISTRY_PLAIN_HTTP'" ;;
+	esac
+	[ -n "${REGISTRY:-}" ] || [ "${REGISTRY_PLAIN_HTTP:-false}" = false ] || die "REGISTRY_PLAIN_HTTP is for REGISTRY (the registry the images are pushed to)"
 	[ -n "${KUBECONFIG:-}" ] || die "CLUSTER=existing needs KUBECONFIG to point at the cluster"
 	"$REPO_ROOT/hack/kube-binaries.sh" kubectl >/dev/null
 	"$KUBE_BIN/kubectl" version >/dev/null 2>&1 || die "the cluster in KUBECONFIG=$KUBECONFIG is not reachable"
