@@ -153,7 +153,7 @@ func plainConsumer(ctx context.Context, addrs []string, topic, group string, s *
 
 func klambda(fake *remote) consumer {
 	return func(ctx context.Context, addrs []string, topic, group string) func() {
-		src, err := kafka.Open(kafka.Config{BootstrapServers: addrs, Topic: topic, Group: group, FromStart: true})
+		src, err := kafka.Open(kafka.Config{BootstrapServers: addrs, Topic: topic, Group: group, FromStart: true, BatchSize: 100})
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -245,7 +245,7 @@ func (b *Builder) openSource(ctx context.Context, esm *lambdav1alpha1.EventSourc
 		source, err = kafka.Open(kafka.Config{
 			BootstrapServers: spec.SelfManagedEventSource.Endpoints.KafkaBootstrapServers, Topic: spec.Topics[0], Group: group,
 			FromStart: spec.StartingPosition == lambdav1alpha1.StartingPositionTrimHorizon, Access: acc,
-			MaxPollRecords: kafkaPollRecords(cfg.BatchSize),
+			MaxPollRecords: kafkaPollRecords(cfg.BatchSize), BatchSize: cfg.BatchSize,
 		})
 	case spec.NATSJetStream != nil:
 		cfg.Lanes = intOr(spec.ParallelizationFactor, 1)

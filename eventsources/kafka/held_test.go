@@ -67,3 +67,29 @@ func TestARevokedPartitionsHeldRecordsAreDropped(t *testing.T) {
 		t.Errorf("held after revoking t-1: %+v, want nothing", s.held)
 	}
 }
+
+func TestTakeGivesWholeBatchesOfAPartitionWhenTheShareHoldsOne(t *testing.T) {
+	s := &Source{cfg: Config{MaxPollRecords: 10, BatchSize: 3}, held: []heldPart{
+		{key: "t-0", recs: heldRecords(0, 0, 8)},
+		{key: "t-1", recs: heldRecords(1, 0, 8)},
+	}}
+	// 10/2 = 5 per partition, rounded down to one batch of 3.
+	for i, want := range [][]int{{3, 3}, {3, 3}, {2, 2}} {
+		taken := s.take()
+		var got []int
+		for _, p := range taken {
+			got = append(got, len(p.recs))
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("take %d: %v records per partition, want %v", i, got, want)
+		}
+	}
+	// A share under one batch is not rounded (each partition still gets some).
+	s = &Source{cfg: Config{MaxPollRecords: 4, BatchSize: 3}, held: []heldPart{
+		{key: "t-0", recs: heldRecords(0, 0, 8)},
+		{key: "t-1", recs: heldRecords(1, 0, 8)},
+	}}
+	if taken := s.take(); len(taken) != 2 || len(taken[0].recs) != 2 || len(taken[1].recs) != 2 {
+		t.Errorf("share of 2 under a batch of 3: took %+v", taken)
+	}
+}

@@ -48,6 +48,10 @@ type Config struct {
 	// The client's fetches are taken whole and kept in the Source; each Fetch hands on a
 	// share of every partition's records, in order.
 	MaxPollRecords int
+	// BatchSize is the mapping's batch size: a Fetch's share of a partition is a multiple
+	// of it when the share holds one at least, so that the share's end does not cut the
+	// partition's next batch short (0: no rounding).
+	BatchSize int
 	// Extra options (tests: a faster session timeout).
 	Extra []kgo.Opt
 }
@@ -121,6 +125,9 @@ func Open(cfg Config) (*Source, error) {
 	}
 	if cfg.MaxPollRecords == 0 {
 		cfg.MaxPollRecords = DefaultMaxPollRecords
+	}
+	if cfg.BatchSize < 0 {
+		return nil, fmt.Errorf("kafka source: BatchSize %d is negative", cfg.BatchSize)
 	}
 	opts, err := ClientOpts(cfg.BootstrapServers, cfg.Access)
 	if err != nil {
@@ -317,12 +324,16 @@ func (s *Source) Fetch(ctx context.Context) ([]poller.Message, error) {
 }
 
 // take removes up to MaxPollRecords records from held, an equal share from each partition
-// (at least one record each), in order. Called with mu held.
+// (at least one record each; rounded down to whole batches when it holds one), in order.
+// Called with mu held.
 func (s *Source) take() []heldPart {
 	if len(s.held) == 0 {
 		return nil
 	}
 	per := max(1, s.cfg.MaxPollRecords/len(s.held))
+	if b := s.cfg.BatchSize; b > 0 && per > b {
+		per -= per % b
+	}
 	taken := make([]heldPart, 0, len(s.held))
 	left := s.cfg.MaxPollRecords
 	kept := s.held[:0]

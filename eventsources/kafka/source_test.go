@@ -576,4 +576,7 @@ func TestAFetchReturnsAtMostMaxPollRecordsTheRestInOrderLater(t *testing.T) {
 	if _, err := kafka.Open(kafka.Config{BootstrapServers: e.addrs, Topic: topic, Group: "gpoll2", MaxPollRecords: -1}); err == nil || !strings.Contains(err.Error(), "MaxPollRecords") {
 		t.Errorf("MaxPollRecords -1: %v, want an error naming it", err)
 	}
+	if _, err := kafka.Open(kafka.Config{BootstrapServers: e.addrs, Topic: topic, Group: "gpoll3", BatchSize: -1}); err == nil || !strings.Contains(err.Error(), "BatchSize") {
+		t.Errorf("BatchSize -1: %v, want an error naming it", err)
+	}
 }
