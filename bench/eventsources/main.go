@@ -4,7 +4,7 @@
 // consumer reading the same kind of topic in the same run, in the same process, from the
 // same in-process kfake cluster.
 //
-//	go run ./bench/eventsources [-records 50000] [-rate 2000] [-seconds 5] [-partitions 4] [-invoker conn|http] [-filter pattern]
+//	go run ./bench/eventsources [-records 50000] [-rate 2000] [-seconds 5] [-partitions 4] [-rounds 2] [-invoker conn|http] [-filter pattern]
 package main
 
 import (
@@ -44,6 +44,7 @@ var (
 	serveFunction = flag.Bool("serve-function", false, "internal: run the fake activator and function (a child process of the bench)")
 	cpuProfile    = flag.String("cpuprofile", "", "write a CPU profile of the poller's backlog drains (only those) here, and the fake activator's and function's whole run in <file>.fn")
 	filterPattern = flag.String("filter", "", "a filterCriteria pattern for the poller's mapping (e.g. '{\"partition\":[{\"numeric\":[\">=\",0]}]}', which keeps every record: the cost of viewing and matching each record)")
+	rounds        = flag.Int("rounds", 2, "alternating rounds (plain, poller, HTTP floor); each round's figures go to standard error, the best of each side to the table")
 	invoker       = flag.String("invoker", "conn", "the poller's and the HTTP floor's invoke client: conn (invokeclient.ConnInvoker, the pollers') or http (invokeclient.HTTPInvoker, net/http's client)")
 )
 
@@ -152,7 +153,7 @@ func plainConsumer(ctx context.Context, addrs []string, topic, group string, s *
 
 func klambda(fake *remote) consumer {
 	return func(ctx context.Context, addrs []string, topic, group string) func() {
-		src, err := kafka.Open(kafka.Config{BootstrapServers: addrs, Topic: topic, Group: group, FromStart: true})
+		src, err := kafka.Open(kafka.Config{BootstrapServers: addrs, Topic: topic, Group: group, FromStart: true, BatchSize: 100})
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -184,7 +185,9 @@ func matcher() *filter.Matcher {
 
 var timestampField = []byte(`,"timestamp":`)
 
-// timestamps are the records' "timestamp" fields (Unix ms) of a Kafka event, in order.
+// timestamps are the records' "timestamp" fields (Unix ms) of a Kafka event, in order: a
+// minimal honest function, which finds every record and reads one field of it, without
+// decoding the rest of the event (the plain consumer's handler reads the same field).
 func timestamps(ev []byte) []time.Time {
 	ts := make([]time.Time, 0, 100)
 	for {
@@ -193,13 +196,12 @@ func timestamps(ev []byte) []time.Time {
 			return ts
 		}
 		ev = ev[i+len(timestampField):]
-		j := bytes.IndexAny(ev, ",}")
-		if j < 0 {
-			log.Fatalf("bad event near %q", ev)
+		ms, j := int64(0), 0
+		for ; j < len(ev) && ev[j] >= '0' && ev[j] <= '9'; j++ {
+			ms = ms*10 + int64(ev[j]-'0')
 		}
-		ms, err := strconv.ParseInt(string(ev[:j]), 10, 64)
-		if err != nil {
-			log.Fatal(err)
+		if j == 0 || j > 18 || j == len(ev) || (ev[j] != ',' && ev[j] != '}') {
+			log.Fatalf("bad event near %q", ev[:min(len(ev), 40)])
 		}
 		ts = append(ts, time.UnixMilli(ms))
 		ev = ev[j:]
@@ -347,12 +349,22 @@ func main() {
 	defer fake.close()
 
 	// Alternating rounds so that background load hits all sides alike; the best round of each counts.
-	var base, kl, fl []result
-	for round := range 2 {
+	if *rounds < 1 {
+		log.Fatalf("-rounds %d: want at least 1", *rounds)
+	}
+	us := func(d time.Duration) string { return d.Round(10 * time.Nanosecond).String() }
+	var base, kl, fl, ev []result
+	for round := range *rounds {
 		s := &sink{}
 		base = append(base, measure(ctx, addrs, prod, "plain", plain(s), s, nil, round))
 		kl = append(kl, measure(ctx, addrs, prod, "klambda", klambda(fake), fake, fake, round))
 		fl = append(fl, httpFloor(fake))
+		ev = append(ev, eventCost())
+		b, k, f := base[round], kl[round], fl[round]
+		fmt.Fprintf(os.Stderr, "round %d (load %s): plain %.0f/s, poller %.0f/s (%.2fx), floor %.0f/s; CPU/record plain %s, poller %s + %s, floor %s + %s, event alone %s (ceiling %.2fx); %.1f records per invoke; p50 %s / %s\n",
+			round, loadAverage(), b.throughput, k.throughput, k.throughput/b.throughput, f.throughput,
+			us(b.cpuPerRecord), us(k.cpuPerRecord), us(k.fnCPUPerRecord), us(f.cpuPerRecord), us(f.fnCPUPerRecord), us(ev[round].cpuPerRecord),
+			ceiling(b, ev[round], f), k.perInvoke, b.p50.Round(10*time.Microsecond), k.p50.Round(10*time.Microsecond))
 	}
 	best := func(rs []result) result {
 		b := rs[0]
@@ -373,21 +385,79 @@ func main() {
 		}
 		return b
 	}
-	b, k, f := best(base), best(kl), best(fl)
+	b, k, f, e := best(base), best(kl), best(fl), best(ev)
 	w := io.Writer(os.Stdout)
-	us := func(d time.Duration) string { return d.Round(10 * time.Nanosecond).String() }
 	fmt.Fprintf(w, "Kafka (kfake, %d partitions, %d-byte values) to a trivial function, batch size 100, -invoker %s; host: %d cores\n", *partitions, *size, *invoker, runtime.NumCPU())
 	if *filterPattern != "" {
 		fmt.Fprintf(w, "the poller's mapping filters with %s (the plain consumer and the HTTP floor do not)\n", *filterPattern)
 	}
-	fmt.Fprintf(w, "throughput: %d-record backlog from a cold start; delay: %d records/s for %d s; best of 2 alternating rounds\n", *records, *rate, *seconds)
+	fmt.Fprintf(w, "throughput: %d-record backlog from a cold start; delay: %d records/s for %d s; best of %d alternating rounds\n", *records, *rate, *seconds, *rounds)
 	fmt.Fprintf(w, "HTTP floor: the same events (100 records) posted by %d callers, one invocation each in flight, no broker: what any poller invoking over HTTP pays\n\n", *partitions)
 	fmt.Fprintf(w, "%-34s %16s %16s %10s %16s %10s\n", "", "franz-go consumer", "klambda poller", "ratio", "HTTP floor", "poller/floor")
 	fmt.Fprintf(w, "%-34s %14.0f/s %14.0f/s %9.2fx %14.0f/s %9.2fx\n", "throughput (records)", b.throughput, k.throughput, k.throughput/b.throughput, f.throughput, k.throughput/f.throughput)
 	fmt.Fprintf(w, "%-34s %16s %16s %9.2fx\n", "produce-to-handler delay p50", b.p50.Round(10*time.Microsecond), k.p50.Round(10*time.Microsecond), float64(k.p50)/float64(b.p50))
 	fmt.Fprintf(w, "%-34s %16s %16s %9.2fx %16s %9.2fx\n", "CPU/record, consumer's process", us(b.cpuPerRecord), us(k.cpuPerRecord), float64(k.cpuPerRecord)/float64(b.cpuPerRecord), us(f.cpuPerRecord), float64(k.cpuPerRecord)/float64(f.cpuPerRecord))
 	fmt.Fprintf(w, "%-34s %16s %16s %10s %16s\n", "CPU/record, activator+function", "-", us(k.fnCPUPerRecord), "", us(f.fnCPUPerRecord))
+	fmt.Fprintf(w, "%-34s %16s %16s\n", "CPU/record, building the event alone", "", us(e.cpuPerRecord))
+	// What the CPU per record allows when the drain is CPU-bound (both processes share the
+	// machine's cores): the plain consumer's CPU over the poller's two processes', and the
+	// same for a poller with nothing of its own but the event: the plain consumer's work
+	// (the same fetch), building the event, and the HTTP floor's two processes (the same
+	// events delivered). The rate ratio can only beat the second when the plain consumer
+	// is not CPU-bound.
+	fmt.Fprintf(w, "%-34s %16s %16s %9.2fx\n", "CPU-bound ratio (plain / poller)", "", "", float64(b.cpuPerRecord)/float64(k.cpuPerRecord+k.fnCPUPerRecord))
+	fmt.Fprintf(w, "%-34s %16s %16s %9.2fx\n", "CPU-bound ceiling of any HTTP poller", "", "", ceiling(b, e, f))
 	fmt.Fprintf(w, "%-34s %16s %16.1f\n", "records per invoke (backlog)", "", k.perInvoke)
 	fmt.Fprintf(w, "%-34s %16s %16.1f\n", "records per invoke (paced)", "", k.pacedPerInvoke)
 	fmt.Fprintf(w, "%-34s %16s %16s %9.2fx\n", "produce-to-handler delay p99", b.p99.Round(10*time.Microsecond), k.p99.Round(10*time.Microsecond), float64(k.p99)/float64(b.p99))
+}
+
+// eventCost is the CPU per record of building the poller's Kafka events alone, in this
+// process, for as many records as the backlog, 100 per event (one partition's, as the
+// drain's batches mostly are, the producer's values and keys, a new millisecond every ten
+// records), in one reused buffer as the poller's: the part of the poller's cost that no
+// faster plumbing removes, since Lambda's event format asks for it (JSON, base64 values).
+func eventCost() result {
+	src := &kafka.Source{} // AppendEvent needs no connection; the bootstrap servers are left out
+	value := make([]byte, *size)
+	for i := range value {
+		value[i] = 'a' + byte(i%26)
+	}
+	recs := make([]batch.Record, 100)
+	now := time.Now()
+	for i := range recs {
+		r := &kgo.Record{Topic: "klambda-backlog-0", Partition: 1, Offset: int64(100000 + i), Key: fmt.Appendf(nil, "k%d", 100000+i), Value: value, Timestamp: now.Add(time.Duration(i/10) * time.Millisecond)}
+		recs[i] = batch.Record{Partition: "klambda-backlog-0-1", Offset: r.Offset, Size: 160 + 2*len(r.Topic) + (len(r.Key)+2)/3*4 + (len(r.Value)+2)/3*4, Ref: r}
+	}
+	var buf []byte
+	n := max(1, *records/100)
+	cpu := cpuTime()
+	for range n {
+		var err error
+		if buf, err = src.AppendEvent(buf[:0], recs); err != nil {
+			log.Fatal(err)
+		}
+	}
+	return result{cpuPerRecord: (cpuTime() - cpu) / time.Duration(n*100)}
+}
+
+// ceiling is the best rate ratio a poller invoking over HTTP could reach in a CPU-bound
+// drain: the plain consumer's CPU per record over what such a poller cannot avoid, the
+// plain consumer's own work (fetching the same records), building the event (ev) and the
+// HTTP floor's two processes (delivering it, the fake activator and function included).
+func ceiling(plain, ev, floor result) float64 {
+	return float64(plain.cpuPerRecord) / float64(plain.cpuPerRecord+ev.cpuPerRecord+floor.cpuPerRecord+floor.fnCPUPerRecord)
+}
+
+// loadAverage is the machine's 1-minute load average ("?" where /proc/loadavg is not).
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := bytes.Fields(b)
+	if len(f) == 0 {
+		return "?"
+	}
+	return string(f[0])
 }

@@ -245,6 +245,7 @@ func (b *Builder) openSource(ctx context.Context, esm *lambdav1alpha1.EventSourc
 		source, err = kafka.Open(kafka.Config{
 			BootstrapServers: spec.SelfManagedEventSource.Endpoints.KafkaBootstrapServers, Topic: spec.Topics[0], Group: group,
 			FromStart: spec.StartingPosition == lambdav1alpha1.StartingPositionTrimHorizon, Access: acc,
+			MaxPollRecords: kafkaPollRecords(cfg.BatchSize), BatchSize: cfg.BatchSize,
 		})
 	case spec.NATSJetStream != nil:
 		cfg.Lanes = intOr(spec.ParallelizationFactor, 1)
@@ -261,6 +262,13 @@ func (b *Builder) openSource(ctx context.Context, esm *lambdav1alpha1.EventSourc
 		return nil, fmt.Errorf("opening the event source: %w", err)
 	}
 	return source, nil
+}
+
+// kafkaPollRecords bounds a Kafka Fetch at two batches (at least
+// kafka.DefaultMaxPollRecords): the poller queues a few polls per partition, so a
+// partition's next full batch is in hand when its batch in flight ends.
+func kafkaPollRecords(batchSize int) int {
+	return max(kafka.DefaultMaxPollRecords, 2*batchSize)
 }
 
 // natsConfig is the JetStream consumer of a NATS mapping (durable name: the uuid unless set).

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/eventsources/kafka"
 )
 
 // An SQS mapping's poller cap: maximumConcurrency when set, else the pollers' flag (0: the
@@ -51,6 +52,14 @@ func TestFunctionName(t *testing.T) {
 	} {
 		if got := functionName(in); got != want {
 			t.Errorf("functionName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestKafkaPollsHoldTwoBatchesAtLeastTheDefault(t *testing.T) {
+	for _, c := range []struct{ batch, want int }{{1, kafka.DefaultMaxPollRecords}, {100, kafka.DefaultMaxPollRecords}, {500, 1000}, {10000, 20000}} {
+		if got := kafkaPollRecords(c.batch); got != c.want {
+			t.Errorf("batch size %d: polls of %d records, want %d", c.batch, got, c.want)
 		}
 	}
 }

@@ -44,9 +44,24 @@ type Config struct {
 	Access    access.Access
 	// CommitInterval between commits of finished offsets (default 1 s).
 	CommitInterval time.Duration
+	// MaxPollRecords bounds the records one Fetch returns (default DefaultMaxPollRecords).
+	// The client's fetches are taken whole and kept in the Source; each Fetch hands on a
+	// share of every partition's records, in order.
+	MaxPollRecords int
+	// BatchSize is the mapping's batch size: a Fetch's share of a partition is a multiple
+	// of it when the share holds one at least, so that the share's end does not cut the
+	// partition's next batch short (0: no rounding).
+	BatchSize int
 	// Extra options (tests: a faster session timeout).
 	Extra []kgo.Opt
 }
+
+// DefaultMaxPollRecords is Config.MaxPollRecords when it is 0. Without a bound a Fetch
+// turned whatever the client had fetched into poller messages at once: a backlog's first
+// poll held ~190,000 records in bench/eventsources (20 MB of messages, their IDs and tracker
+// entries, written at once and read again long after, out of the CPU's caches). The poller
+// queues a few polls per partition, so this also bounds how far ahead it converts.
+const DefaultMaxPollRecords = 1000
 
 // Source reads one topic.
 type Source struct {
@@ -57,6 +72,9 @@ type Source struct {
 	highest   map[string]int64 // per partition key, the highest offset fetched this session
 	lag       map[string]int64
 	owned     map[string]bool // partitions assigned to this member
+	// held are the records of the client's last poll not handed on by Fetch yet, per
+	// partition in the poll's order (MaxPollRecords).
+	held []heldPart
 
 	rebalanceMu sync.Mutex
 	onRebalance func(assigned bool, partitions []string)
@@ -101,6 +119,15 @@ func Open(cfg Config) (*Source, error) {
 	}
 	if cfg.CommitInterval <= 0 {
 		cfg.CommitInterval = time.Second
+	}
+	if cfg.MaxPollRecords < 0 {
+		return nil, fmt.Errorf("kafka source: MaxPollRecords %d is negative", cfg.MaxPollRecords)
+	}
+	if cfg.MaxPollRecords == 0 {
+		cfg.MaxPollRecords = DefaultMaxPollRecords
+	}
+	if cfg.BatchSize < 0 {
+		return nil, fmt.Errorf("kafka source: BatchSize %d is negative", cfg.BatchSize)
 	}
 	opts, err := ClientOpts(cfg.BootstrapServers, cfg.Access)
 	if err != nil {
@@ -173,15 +200,30 @@ func (s *Source) rebalance(assigned bool, tps map[string][]int32) {
 		f(assigned, keys)
 	}
 	if !assigned {
-		// A partition given back later is read again from its committed offset.
+		// A partition given back later is read again from its committed offset, and what
+		// Fetch still held of it is dropped (handed on after a new assignment, it would
+		// come before the records refetched from that offset).
 		s.mu.Lock()
 		for _, k := range keys {
 			delete(s.owned, k)
 			delete(s.highest, k)
 			delete(s.lag, k)
 		}
+		s.dropHeld(keys)
 		s.mu.Unlock()
 	}
+}
+
+// dropHeld forgets the held records of partitions. Called with mu held.
+func (s *Source) dropHeld(keys []string) {
+	kept := s.held[:0]
+	for _, p := range s.held {
+		if !slices.Contains(keys, p.key) {
+			kept = append(kept, p)
+		}
+	}
+	clear(s.held[len(kept):])
+	s.held = kept
 }
 
 // GroupsPartitions is true: the event's records are grouped by topic-partition, so one
@@ -192,41 +234,64 @@ func (s *Source) GroupsPartitions() bool { return true }
 // Mode is Stream.
 func (s *Source) Mode() batch.Mode { return batch.Stream }
 
-// Fetch polls the group's partitions.
+// heldPart is one partition's records of the client's last poll that Fetch has not handed
+// on yet, and the partition's high watermark in that poll.
+type heldPart struct {
+	key  string
+	hw   int64
+	recs []*kgo.Record
+}
+
+// Fetch returns at most MaxPollRecords records: the rest of the client's last poll while
+// some are held, else a new poll's. Each Fetch takes a share of every held partition's
+// records (in order), so that every partition has records queued in the poller.
 func (s *Source) Fetch(ctx context.Context) ([]poller.Message, error) {
-	fs := s.cl.PollFetches(ctx)
-	if fs.IsClientClosed() {
-		return nil, errors.New("kafka client closed")
-	}
+	s.mu.Lock()
+	empty := len(s.held) == 0
+	s.mu.Unlock()
 	var errs []error
-	fs.EachError(func(topic string, p int32, err error) {
-		if !errors.Is(err, context.Canceled) {
-			errs = append(errs, fmt.Errorf("%s: %w", events.KafkaPartitionKey(topic, p), err))
+	if empty {
+		fs := s.cl.PollFetches(ctx)
+		if fs.IsClientClosed() {
+			return nil, errors.New("kafka client closed")
 		}
-	})
+		fs.EachError(func(topic string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				errs = append(errs, fmt.Errorf("%s: %w", events.KafkaPartitionKey(topic, p), err))
+			}
+		})
+		s.mu.Lock()
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) > 0 {
+				s.held = append(s.held, heldPart{key: events.KafkaPartitionKey(p.Topic, p.Partition), hw: p.HighWatermark, recs: p.Records})
+			}
+		})
+		s.mu.Unlock()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]poller.Message, 0, fs.NumRecords())
+	taken := s.take()
+	out := make([]poller.Message, 0, s.cfg.MaxPollRecords)
 	// The poll's record IDs and keys are written into one buffer and become substrings of
 	// one string: two allocations per poll instead of two per record.
 	size := 0
-	fs.EachPartition(func(p kgo.FetchTopicPartition) {
-		for _, r := range p.Records {
-			size += len(p.Topic) + 32 + len(r.Key) // "<topic>-<partition>@<offset>" and the key
+	for _, p := range taken {
+		for _, r := range p.recs {
+			size += len(p.key) + 22 + len(r.Key) // "<topic>-<partition>@<offset>" and the key
 		}
-	})
+	}
 	// A Builder: its String is the buffer itself, not a copy of it.
 	var text strings.Builder
 	text.Grow(size)
 	var num [20]byte
-	ends := make([]int, 0, 2*fs.NumRecords()) // per message, where its ID and its key end in text
-	fs.EachPartition(func(p kgo.FetchTopicPartition) {
-		key := events.KafkaPartitionKey(p.Topic, p.Partition)
+	ends := make([]int, 0, 2*cap(out)) // per message, where its ID and its key end in text
+	for _, p := range taken {
+		key := p.key
 		if !s.owned[key] {
-			return // fetched before the partition was revoked: its next owner reads it
+			continue // fetched before the partition was revoked: its next owner reads it
 		}
 		h, seen := s.highest[key]
-		for _, r := range p.Records {
+		for _, r := range p.recs {
 			if seen && r.Offset <= h {
 				continue // refetched after a rebalance while still held here
 			}
@@ -241,11 +306,11 @@ func (s *Source) Fetch(ctx context.Context) ([]poller.Message, error) {
 		}
 		if seen {
 			s.highest[key] = h
-			if p.HighWatermark > 0 {
-				s.lag[key] = max(0, p.HighWatermark-h-1)
+			if p.hw > 0 {
+				s.lag[key] = max(0, p.hw-h-1)
 			}
 		}
-	})
+	}
 	if len(out) == 0 && len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -256,6 +321,35 @@ func (s *Source) Fetch(ctx context.Context) ([]poller.Message, error) {
 		start = keyEnd
 	}
 	return out, nil
+}
+
+// take removes up to MaxPollRecords records from held, an equal share from each partition
+// (at least one record each; rounded down to whole batches when it holds one), in order.
+// Called with mu held.
+func (s *Source) take() []heldPart {
+	if len(s.held) == 0 {
+		return nil
+	}
+	per := max(1, s.cfg.MaxPollRecords/len(s.held))
+	if b := s.cfg.BatchSize; b > 0 && per > b {
+		per -= per % b
+	}
+	taken := make([]heldPart, 0, len(s.held))
+	left := s.cfg.MaxPollRecords
+	kept := s.held[:0]
+	for _, p := range s.held {
+		if n := min(per, left, len(p.recs)); n > 0 {
+			taken = append(taken, heldPart{key: p.key, hw: p.hw, recs: p.recs[:n:n]})
+			p.recs = p.recs[n:]
+			left -= n
+		}
+		if len(p.recs) > 0 {
+			kept = append(kept, p)
+		}
+	}
+	clear(s.held[len(kept):])
+	s.held = kept
+	return taken
 }
 
 // Lag is the sum over partitions of records behind the high watermark.

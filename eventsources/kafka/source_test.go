@@ -532,3 +532,51 @@ func TestTwoPollersSharePartitionsAndHandOverWithoutSkipping(t *testing.T) {
 	}
 	t.Logf("partitions invoked by replica: %v; %d records reached the function for %d produced", replicas, n, parts*perPart)
 }
+
+func TestAFetchReturnsAtMostMaxPollRecordsTheRestInOrderLater(t *testing.T) {
+	e := newEnv(t, 2, nil)
+	var want []string
+	for i := range 25 {
+		v := fmt.Sprintf("r%02d", i)
+		e.produce(int32(i%2), v)
+		want = append(want, v)
+	}
+	src, err := kafka.Open(kafka.Config{BootstrapServers: e.addrs, Topic: topic, Group: "gpoll", FromStart: true, MaxPollRecords: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = src.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	got := map[string][]int64{} // offsets per partition, in the order fetched
+	n := 0
+	for n < len(want) {
+		msgs, err := src.Fetch(ctx)
+		if err != nil {
+			t.Fatalf("after %d records: %v", n, err)
+		}
+		if len(msgs) > 10 {
+			t.Fatalf("a fetch returned %d records, over MaxPollRecords 10", len(msgs))
+		}
+		for _, m := range msgs {
+			got[m.Record.Partition] = append(got[m.Record.Partition], m.Record.Offset)
+		}
+		n += len(msgs)
+	}
+	for p, offs := range got {
+		for i, o := range offs {
+			if o != int64(i) {
+				t.Fatalf("partition %s: offsets %v, want 0, 1, 2, ... each once", p, offs)
+			}
+		}
+	}
+	if len(got[events.KafkaPartitionKey(topic, 0)]) != 13 || len(got[events.KafkaPartitionKey(topic, 1)]) != 12 {
+		t.Errorf("records per partition %v, want 13 and 12", got)
+	}
+	if _, err := kafka.Open(kafka.Config{BootstrapServers: e.addrs, Topic: topic, Group: "gpoll2", MaxPollRecords: -1}); err == nil || !strings.Contains(err.Error(), "MaxPollRecords") {
+		t.Errorf("MaxPollRecords -1: %v, want an error naming it", err)
+	}
+	if _, err := kafka.Open(kafka.Config{BootstrapServers: e.addrs, Topic: topic, Group: "gpoll3", BatchSize: -1}); err == nil || !strings.Contains(err.Error(), "BatchSize") {
+		t.Errorf("BatchSize -1: %v, want an error naming it", err)
+	}
+}

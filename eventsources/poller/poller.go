@@ -67,6 +67,8 @@ type Poller struct {
 	robin    int
 	lanes    *lanes
 	scale    *scaler
+	// shared is the running sharedBatches, if the poller shares batches (tests).
+	shared atomic.Pointer[sharedBatches]
 }
 
 // New builds a poller; it does nothing until Run.
@@ -159,6 +161,7 @@ func (p *Poller) Run(ctx context.Context) error {
 		if shared, err = newSharedBatches(ctx, p, ls, &wg); err != nil {
 			return fmt.Errorf("invalid batching settings: %w", err)
 		}
+		p.shared.Store(shared)
 		defer shared.close() // before the deferred wait above: no batch starts after it
 	}
 	if r, ok := p.src.(Rebalancer); ok {

@@ -3,6 +3,7 @@ package poller
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klambda/klambda/eventsources/batch"
@@ -49,6 +50,12 @@ type sharedBatches struct {
 	closed  bool
 	// idle hands a job to a worker goroutine waiting for one (see work).
 	idle chan *job
+	// mine is set while a worker dispatches after its job (run): the first job started
+	// then goes there, for that worker to run next itself rather than hand it to another
+	// goroutine (and wake it) while it goes idle.
+	mine **job
+	// workers counts the worker goroutines started.
+	workers atomic.Int32
 }
 
 // workerIdle is how long a worker goroutine waits for its next job before it exits.
@@ -233,9 +240,14 @@ func (s *sharedBatches) start(j *job) {
 	for _, pt := range j.parts {
 		pt.job = j
 	}
+	if s.mine != nil && *s.mine == nil {
+		*s.mine = j // the dispatching worker runs it next
+		return
+	}
 	select {
 	case s.idle <- j: // a worker was waiting
 	default:
+		s.workers.Add(1)
 		s.wg.Add(1)
 		go s.work(j)
 	}
@@ -250,7 +262,10 @@ func (s *sharedBatches) work(j *job) {
 	defer s.wg.Done()
 	var wait *time.Timer
 	for {
-		s.run(j)
+		if next := s.run(j); next != nil {
+			j = next // dispatched by this run: no hand-off
+			continue
+		}
 		if wait == nil {
 			wait = time.NewTimer(workerIdle)
 		} else {
@@ -268,8 +283,8 @@ func (s *sharedBatches) work(j *job) {
 }
 
 // run delivers a job, then frees its partitions and dispatches what they gathered
-// meanwhile.
-func (s *sharedBatches) run(j *job) {
+// meanwhile; next is the first job that dispatch started, for this worker to run.
+func (s *sharedBatches) run(j *job) (next *job) {
 	var settled [][]batch.Record
 	ok := true
 	if j.tooLarge != nil {
@@ -286,7 +301,10 @@ func (s *sharedBatches) run(j *job) {
 		s.requeue(j, settled)
 	}
 	close(j.done)
+	s.mine = &next
 	s.dispatch()
+	s.mine = nil
+	return next
 }
 
 // requeue puts back, at the front of their lanes' queues, the records of a batch stopped

@@ -65,7 +65,7 @@ func ids(payload []byte) string {
 	return strings.Join(out, ",")
 }
 
-func runPoller(t *testing.T, cfg Config, src Source, fake *invoketest.Server) {
+func runPoller(t *testing.T, cfg Config, src Source, fake *invoketest.Server) *Poller {
 	t.Helper()
 	cfg.Namespace, cfg.Name, cfg.Function = "ns", "shared", "fn"
 	p := New(cfg, src, fake.Invoker(), testr.New(t))
@@ -73,6 +73,7 @@ func runPoller(t *testing.T, cfg Config, src Source, fake *invoketest.Server) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = p.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
+	return p
 }
 
 // A batch of two partitions whose first invocation fails while one partition is revoked is
@@ -220,4 +221,25 @@ func (d *orderDest) Send(ctx context.Context, b []byte) error {
 	d.callsBefore = append(d.callsBefore, d.calls())
 	d.mu.Unlock()
 	return d.memDest.Send(ctx, b)
+}
+
+// A worker that ends a partition's batch runs the partition's next batch itself (dispatched
+// as its batch ended) instead of handing it to another goroutine: one partition's backlog
+// of three batches takes one worker.
+func TestAWorkerRunsTheBatchItsEndDispatched(t *testing.T) {
+	fake := invoketest.New(nil)
+	defer fake.Close()
+	src := &groupSource{memSource: memSource{pending: []Message{gmsg("a", 0, 10), gmsg("a", 1, 10), gmsg("a", 2, 10), gmsg("a", 3, 10), gmsg("a", 4, 10), gmsg("a", 5, 10)}}, cpm: map[string]int64{}}
+	p := runPoller(t, Config{BatchSize: 2, Policy: batch.DefaultStreamPolicy()}, src, fake)
+	wait(t, "a's checkpoint", func() bool { return src.checkpointOf("a") == 5 })
+	var got []string
+	for _, c := range fake.Calls() {
+		got = append(got, ids(c.Payload))
+	}
+	if strings.Join(got, "|") != "a0,a1|a2,a3|a4,a5" {
+		t.Errorf("invocations %v, want [a0,a1] [a2,a3] [a4,a5]", got)
+	}
+	if n := p.shared.Load().workers.Load(); n != 1 {
+		t.Errorf("%d worker goroutines started for one partition's batches, want 1", n)
+	}
 }
