@@ -477,12 +477,12 @@ func (c *httpConn) parseHead() (req *http.Request, hosts int, hostValue string, 
 		c.lr.capture = append(c.lr.capture[:0], buffered...)
 		c.lr.capturing = true
 	}
-	hosts, hostValue = hostHeaders(head)
 	if complete {
-		if req := parsePlainRequest(c.br, head); req != nil {
-			return req, hosts, hostValue, nil
+		if req, hosts := parsePlainRequest(c.br, head); req != nil {
+			return req, hosts, req.Host, nil // (an origin-form target: req.Host is the Host header's)
 		}
 	}
+	hosts, hostValue = hostHeaders(head)
 	deadline := false
 	if d := c.srv.ReadHeaderTimeout; d > 0 && !complete {
 		_ = c.nc.SetReadDeadline(time.Now().Add(d))

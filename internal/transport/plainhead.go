@@ -20,29 +20,32 @@ import (
 // answers nil and consumes nothing: http.ReadRequest then reads it (and refuses it alike).
 // TestPlainRequestMatchesReadRequest and FuzzPlainRequest hold the two to the same
 // Request.
-func parsePlainRequest(br *bufio.Reader, head []byte) *http.Request {
+//
+// hosts is the number of Host header lines (0 or 1: more go to http.ReadRequest), for the
+// server's Host checks.
+func parsePlainRequest(br *bufio.Reader, head []byte) (req *http.Request, hosts int) {
 	if len(head) < 4 || string(head[len(head)-4:]) != "\r\n\r\n" {
-		return nil
+		return nil, 0
 	}
 	text := string(head[:len(head)-2]) // every line ends in CRLF; the blank one dropped
 	line, rest, ok := cutCRLF(text)
 	if !ok {
-		return nil
+		return nil, 0
 	}
 	method, target, ok1 := strings.Cut(line, " ")
 	target, proto, ok2 := strings.Cut(target, " ")
 	if !ok1 || !ok2 || proto != "HTTP/1.1" || method == "" || method == "CONNECT" || target == "" || target[0] != '/' {
-		return nil
+		return nil, 0
 	}
 	for i := 0; i < len(method); i++ {
 		if !httpguts.IsTokenRune(rune(method[i])) {
-			return nil
+			return nil, 0
 		}
 	}
 	n := 0
 	for r := rest; r != ""; n++ {
 		if _, r, ok = cutCRLF(r); !ok {
-			return nil
+			return nil, 0
 		}
 	}
 	h := make(http.Header, n)
@@ -53,31 +56,31 @@ func parsePlainRequest(br *bufio.Reader, head []byte) *http.Request {
 		line, rest, _ = cutCRLF(rest)
 		colon := strings.IndexByte(line, ':')
 		if colon <= 0 {
-			return nil
+			return nil, 0
 		}
 		name := line[:colon]
 		for j := 0; j < len(name); j++ {
 			if !httpguts.IsTokenRune(rune(name[j])) {
-				return nil
+				return nil, 0
 			}
 		}
 		value := textproto.TrimString(line[colon+1:])
 		for j := 0; j < len(value); j++ {
 			if c := value[j]; c < ' ' && c != '\t' || c == 0x7f {
-				return nil
+				return nil, 0
 			}
 		}
 		key := textproto.CanonicalMIMEHeaderKey(name)
 		switch key {
 		case "Transfer-Encoding", "Trailer", "Pragma":
-			return nil
+			return nil, 0
 		case "Content-Length":
 			if sized || value == "" || len(value) > 18 {
-				return nil
+				return nil, 0
 			}
 			for j := 0; j < len(value); j++ {
 				if value[j] < '0' || value[j] > '9' {
-					return nil
+					return nil, 0
 				}
 				length = length*10 + int64(value[j]-'0')
 			}
@@ -90,15 +93,15 @@ func parsePlainRequest(br *bufio.Reader, head []byte) *http.Request {
 			h[key] = vals[i : i+1 : i+1]
 		}
 	}
-	if len(h["Host"]) > 1 {
-		return nil
+	if hosts = len(h["Host"]); hosts > 1 {
+		return nil, 0
 	}
 	u, err := url.ParseRequestURI(target)
 	if err != nil {
-		return nil
+		return nil, 0
 	}
 	_, _ = br.Discard(len(head))
-	req := &http.Request{Method: method, URL: u, Proto: proto, ProtoMajor: 1, ProtoMinor: 1, Header: h,
+	req = &http.Request{Method: method, URL: u, Proto: proto, ProtoMajor: 1, ProtoMinor: 1, Header: h,
 		Body: http.NoBody, ContentLength: length, Host: u.Host, RequestURI: target}
 	if req.Host == "" {
 		if v := h["Host"]; len(v) > 0 {
@@ -110,7 +113,7 @@ func parsePlainRequest(br *bufio.Reader, head []byte) *http.Request {
 	if length > 0 {
 		req.Body = &sizedBody{r: br, n: length}
 	}
-	return req
+	return req, hosts
 }
 
 // cutCRLF splits s at its first CRLF; false when a CR or LF comes alone first, or there

@@ -89,7 +89,7 @@ func checkPlainRequest(t *testing.T, raw string) bool {
 	}
 	fast := bufio.NewReaderSize(strings.NewReader(raw), 64<<10)
 	buffered, _ := fast.Peek(len(raw))
-	got := parsePlainRequest(fast, buffered[:end])
+	got, hosts := parsePlainRequest(fast, buffered[:end])
 	if got == nil {
 		if fast.Buffered() != len(raw) {
 			t.Errorf("%q: refused by the plain parse after consuming %d bytes", raw, len(raw)-fast.Buffered())
@@ -118,6 +118,9 @@ func checkPlainRequest(t *testing.T, raw string) bool {
 			t.Errorf("%q: a read after Close: %v", raw, err)
 		}
 		r.Body = nil
+	}
+	if n, v := hostHeaders(buffered[:end]); n != hosts || n == 1 && v != got.Host {
+		t.Errorf("%q: %d Host lines (%q), hostHeaders: %d (%q)", raw, hosts, got.Host, n, v)
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("%q: requests differ\nplain:            %+v\nhttp.ReadRequest: %+v", raw, got, want)

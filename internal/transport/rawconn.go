@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -48,7 +49,9 @@ func newRawConn(tc *net.TCPConn) net.Conn {
 	if err != nil {
 		return tc
 	}
-	return &rawConn{TCPConn: tc, rc: rc}
+	c := &rawConn{TCPConn: tc, rc: rc}
+	c.writeFn = c.writeFD
+	return c
 }
 
 // rawConn is a *net.TCPConn with Read and Write replaced; everything else (deadlines,
@@ -56,6 +59,13 @@ func newRawConn(tc *net.TCPConn) net.Conn {
 type rawConn struct {
 	*net.TCPConn
 	rc syscall.RawConn
+	// Write's state, for its callback writeFn (a method value made once, so that a write
+	// allocates nothing); wmu serializes writers (the descriptor's own write lock would too).
+	wmu     sync.Mutex
+	wp      []byte
+	written int
+	werrno  syscall.Errno
+	writeFn func(fd uintptr) bool
 }
 
 func (c *rawConn) opError(op string, err error) error {
@@ -172,24 +182,12 @@ func (w *nowaitWriter) Write(p []byte) (int, error) {
 }
 
 func (c *rawConn) Write(p []byte) (int, error) {
-	written := 0
-	var errno syscall.Errno
-	err := c.rc.Write(func(fd uintptr) bool {
-		for written < len(p) {
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[written])), uintptr(len(p)-written))
-			switch e {
-			case 0:
-				written += int(r)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
-		}
-		return true
-	})
+	c.wmu.Lock()
+	c.wp, c.written, c.werrno = p, 0, 0
+	err := c.rc.Write(c.writeFn)
+	written, errno := c.written, c.werrno
+	c.wp = nil
+	c.wmu.Unlock()
 	switch {
 	case err != nil:
 		return written, c.opError("write", err)
@@ -197,6 +195,25 @@ func (c *rawConn) Write(p []byte) (int, error) {
 		return written, c.opError("write", errno)
 	}
 	return written, nil
+}
+
+// writeFD writes what is left of c.wp to fd; false when it must wait for room.
+func (c *rawConn) writeFD(fd uintptr) bool {
+	p := c.wp
+	for c.written < len(p) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[c.written])), uintptr(len(p)-c.written))
+		switch e {
+		case 0:
+			c.written += int(r)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.werrno = e
+			return true
+		}
+	}
+	return true
 }
 
 // RawPread reads from fd at offset 0 without the scheduler's system-call bookkeeping (see
