@@ -53,7 +53,7 @@ func (c *Core) run(ctx context.Context, in *Input, route *router.Route) (*Output
 		ResponseStream: in.ResponseStream,
 		ContentLength:  int64(len(in.Payload)),
 	}
-	resp, e := c.callShim(ctx, shimCtx, key, lease, &r.call, in.Payload)
+	resp, e := c.callShim(ctx, shimCtx, key, lease, &r.call, &r.payload, in.Payload)
 	if e != nil {
 		r.end()
 		return nil, e
@@ -121,15 +121,17 @@ func (c *Core) errNotReady(key fnkey.Key) *Error {
 	return ErrService("No execution environment of " + key.String() + " became ready within " + c.WaitDeadline.String() + "; the function is scaling up, retry.")
 }
 
-// callShim sends call with payload to the lease's environment (under shimCtx). An
+// callShim sends call with payload (read through body, the running invocation's reader)
+// to the lease's environment (under shimCtx). An
 // environment busy with an invocation this activator did not send, or one the invocation
 // could not be sent to (a refused connection: a container restarting, or a NetworkPolicy
 // that has not yet caught up with a pod's new labels), is traded for another (waiting,
 // under ctx, at most WaitDeadline for all the trades together); the one left behind is
 // watched and serves again when its shim answers (dispatch.Lease.Reassign).
-func (c *Core) callShim(ctx, shimCtx context.Context, key fnkey.Key, lease *dispatch.Lease, call *shimclient.Call, payload []byte) (*http.Response, *Error) {
+func (c *Core) callShim(ctx, shimCtx context.Context, key fnkey.Key, lease *dispatch.Lease, call *shimclient.Call, body *bytes.Reader, payload []byte) (*http.Response, *Error) {
 	call.Addr, call.Secret = lease.Env.Addr, lease.Env.Secret
-	call.Body = bytes.NewReader(payload)
+	body.Reset(payload)
+	call.Body = body
 	resp, err := c.Shim.Do(shimCtx, call)
 	busyUntil := time.Now().Add(c.WaitDeadline) // bounds all the moves below together
 	for c.retryElsewhere(resp, err, call) {
@@ -160,7 +162,8 @@ func (c *Core) callShim(ctx, shimCtx context.Context, key fnkey.Key, lease *disp
 			return nil, ErrService("request cancelled: " + err.Error())
 		}
 		call.Addr, call.Secret = lease.Env.Addr, lease.Env.Secret
-		call.Body = bytes.NewReader(payload)
+		body.Reset(payload)
+		call.Body = body
 		resp, err = c.Shim.Do(shimCtx, call)
 	}
 	if err != nil {
@@ -204,12 +207,13 @@ func (c *Core) shimError(resp *http.Response, key fnkey.Key, env, requestID stri
 // answer; it is the Output's Body (one allocation holds the Output, the call and the
 // state).
 type running struct {
-	out    Output
-	call   shimclient.Call
-	lease  *dispatch.Lease
-	ms     *metrics.Series
-	body   io.ReadCloser
-	closed bool
+	out     Output
+	call    shimclient.Call
+	payload bytes.Reader // the call's Body
+	lease   *dispatch.Lease
+	ms      *metrics.Series
+	body    io.ReadCloser
+	closed  bool
 	// resp is the shim's answer of a streamed response, whose trailers carry its outcome.
 	resp *http.Response
 }

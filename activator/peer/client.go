@@ -26,6 +26,14 @@ type Client struct {
 	conns *keepalive.Pool
 }
 
+// WatchCallerAfter is how long a forward runs before it watches its caller hanging up
+// (ctx's cancellation; its deadline bounds it from the start). Watching the caller of a
+// request the lean server serves (internal/transport) costs a goroutine parked on the
+// caller's socket and two deadline changes; most forwards are answered sooner, and a
+// caller's hang-up ends a longer one (waiting for an environment on the owner) at most
+// this late.
+const WatchCallerAfter = 10 * time.Millisecond
+
 // ErrUnreachable: the request could not be sent to the peer; nothing ran there.
 var ErrUnreachable = errors.New("peer: the owning replica could not be reached")
 
@@ -45,7 +53,8 @@ func (c *Client) Forward(ctx context.Context, addr string, in *invoke.Input) (*i
 	if !h.valid() {
 		return nil, invoke.ErrInvalidParameter("a header value of the invocation holds a control character")
 	}
-	resp, err := c.conns.Do(ctx, &keepalive.Request{Addr: addr, Head: &h, Body: bytes.NewReader(in.Payload), ContentLength: int64(len(in.Payload))}) //nolint:bodyclose // readOutput closes it, or hands it to the Output whose Close does
+	resp, err := c.conns.Do(ctx, &keepalive.Request{Addr: addr, Head: &h, Body: bytes.NewReader(in.Payload), ContentLength: int64(len(in.Payload)), //nolint:bodyclose // readOutput closes it, or hands it to the Output whose Close does
+		WatchAfter: WatchCallerAfter})
 	if err != nil {
 		if errors.Is(err, keepalive.ErrNotSent) {
 			return nil, errors.Join(ErrUnreachable, err)

@@ -10,8 +10,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/klambda/klambda/activator/invoke"
+	"github.com/klambda/klambda/activator/testrig"
 )
 
 // Forwards reuse one connection to the owner (read to their end, one at a time), and a
@@ -72,5 +74,55 @@ func TestForwardRefusesHeaderSplitting(t *testing.T) {
 	}
 	if len(core.ran) != 0 {
 		t.Fatalf("the owner ran %d invocations", len(core.ran))
+	}
+}
+
+// waitingCore waits for its context to end (an owner waiting for an environment) and
+// reports when it did.
+type waitingCore struct{ ended chan time.Time }
+
+func (c *waitingCore) Invoke(ctx context.Context, _ *invoke.Input) (*invoke.Output, error) {
+	select {
+	case <-ctx.Done():
+		c.ended <- time.Now()
+		return nil, invoke.ErrService("request cancelled")
+	case <-time.After(10 * time.Second):
+		return nil, invoke.ErrService("not canceled")
+	}
+}
+
+// A caller that hangs up while its forwarded invocation waits on the owner ends the wait
+// there, at most WatchCallerAfter (and the owner's own notice) later: the forwarding
+// replica's Invoke API and the owner's peer port are the lean server, as in cmd/activator.
+func TestACallerHangingUpEndsItsForward(t *testing.T) {
+	core := &waitingCore{ended: make(chan time.Time, 1)}
+	var owned atomic.Bool
+	owned.Store(true)
+	owner := peerServer(t, core, &owned)
+	c := client("peer-token")
+	forwarder := testrig.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		out, err := c.Forward(r.Context(), strings.TrimPrefix(owner.URL, "http://"), &invoke.Input{Namespace: "a", Function: "f"})
+		if err != nil {
+			invoke.AsError(err).Write(w)
+			return
+		}
+		out.Close()
+	}))
+	t.Cleanup(forwarder.Close)
+	conn, err := net.Dial("tcp", forwarder.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+	time.Sleep(50 * time.Millisecond) // the forward waits on the owner
+	hungUp := time.Now()
+	conn.Close()
+	select {
+	case at := <-core.ended:
+		if d := at.Sub(hungUp); d > WatchCallerAfter+2*time.Second {
+			t.Fatalf("the owner's wait ended %v after the caller hung up", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the owner still waits 5 s after the caller hung up")
 	}
 }

@@ -22,9 +22,10 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// Server is the shim's HTTP/1.1 server for the invoke endpoint and the Runtime API:
-// requests are parsed by net/http's own parser (http.ReadRequest) and served by ordinary
-// http.Handlers, but the connection loop is a lean one. net/http's server costs more than
+// Server is the shim's HTTP/1.1 server for the invoke endpoint and the Runtime API (and
+// the activator's for its plain-HTTP listeners): requests are parsed as net/http's own
+// parser (http.ReadRequest) parses them and served by ordinary http.Handlers, but the
+// connection loop is a lean one. net/http's server costs more than
 // the shim's own work on a warm invocation (three requests): a context with a cancel func
 // per request, a goroutine-parked background read per request (one more system call and
 // wake-up), read-deadline timers armed and disarmed per request, two layers of buffered
@@ -33,6 +34,10 @@ import (
 // request unless a handler asks for it: a request's context notices the client hanging up
 // only once the handler calls Done (the long-polls /next and event/next), through a
 // watcher that peeks at the socket.
+//
+// The common request head (HTTP/1.1, CRLF, no continuation lines or transfer codings) is
+// parsed by parsePlainRequest with one allocation for its text; any other by
+// http.ReadRequest. Both give the same Request (plainhead_test.go).
 //
 // What net/http's server does and this one keeps: keep-alive and Connection: close,
 // HTTP/1.0 (keep-alive on request), pipelined requests (answered in order), bodies by
@@ -454,8 +459,9 @@ func (c *httpConn) awaitRequest() error {
 	return nil
 }
 
-// parseHead parses a request head with http.ReadRequest, and counts its Host headers
-// (hosts, the value of the last) for checkRequest.
+// parseHead parses a request head (the common one by parsePlainRequest, any other with
+// http.ReadRequest), and counts its Host headers (hosts, the value of the last) for
+// checkRequest.
 //
 // The head usually arrives in one piece; a deadline (a timer) is armed only when it did
 // not, so that a client cannot hold the connection with half a head. The head's bytes are
@@ -470,6 +476,11 @@ func (c *httpConn) parseHead() (req *http.Request, hosts int, hostValue string, 
 	} else {
 		c.lr.capture = append(c.lr.capture[:0], buffered...)
 		c.lr.capturing = true
+	}
+	if complete {
+		if req, hosts := parsePlainRequest(c.br, head); req != nil {
+			return req, hosts, req.Host, nil // (an origin-form target: req.Host is the Host header's)
+		}
 	}
 	hosts, hostValue = hostHeaders(head)
 	deadline := false

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -48,7 +49,9 @@ func newRawConn(tc *net.TCPConn) net.Conn {
 	if err != nil {
 		return tc
 	}
-	return &rawConn{TCPConn: tc, rc: rc}
+	c := &rawConn{TCPConn: tc, rc: rc, r: newRawReader(rc)}
+	c.writeFn = c.writeFD
+	return c
 }
 
 // rawConn is a *net.TCPConn with Read and Write replaced; everything else (deadlines,
@@ -56,6 +59,14 @@ func newRawConn(tc *net.TCPConn) net.Conn {
 type rawConn struct {
 	*net.TCPConn
 	rc syscall.RawConn
+	r  *rawReader
+	// Write's state, for its callback writeFn (a method value made once, so that a write
+	// allocates nothing); wmu serializes writers (the descriptor's own write lock would too).
+	wmu     sync.Mutex
+	wp      []byte
+	written int
+	werrno  syscall.Errno
+	writeFn func(fd uintptr) bool
 }
 
 func (c *rawConn) opError(op string, err error) error {
@@ -63,33 +74,41 @@ func (c *rawConn) opError(op string, err error) error {
 }
 
 func (c *rawConn) Read(p []byte) (int, error) {
-	n, err := rawRead(c.rc, p)
+	n, err := c.r.read(p)
 	if err != nil && !errors.Is(err, io.EOF) {
 		err = c.opError("read", err)
 	}
 	return n, err
 }
 
-// rawRead reads from a non-blocking descriptor registered with the poller.
-func rawRead(rc syscall.RawConn, p []byte) (int, error) {
+// rawReader reads from a non-blocking descriptor registered with the poller. Its callback
+// is a method value made once (newRawReader), so that a read allocates nothing; mu
+// serializes readers (the descriptor's own read lock would too).
+type rawReader struct {
+	rc    syscall.RawConn
+	mu    sync.Mutex
+	p     []byte
+	n     int
+	errno syscall.Errno
+	fn    func(fd uintptr) bool
+}
+
+func newRawReader(rc syscall.RawConn) *rawReader {
+	r := &rawReader{rc: rc}
+	r.fn = r.readFD
+	return r
+}
+
+func (r *rawReader) read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // wait for the poller (edge-triggered: only after EAGAIN)
-			}
-			n, errno = int(r), e
-			return true
-		}
-	})
+	r.mu.Lock()
+	r.p, r.n, r.errno = p, 0, 0
+	err := r.rc.Read(r.fn)
+	n, errno := r.n, r.errno
+	r.p = nil
+	r.mu.Unlock()
 	switch {
 	case err != nil:
 		return 0, err
@@ -101,18 +120,33 @@ func rawRead(rc syscall.RawConn, p []byte) (int, error) {
 	return n, nil
 }
 
-// rawFileReader reads a pipe through rawRead (the runtime's output, exec mode).
-type rawFileReader struct{ rc syscall.RawConn }
+func (r *rawReader) readFD(fd uintptr) bool {
+	p := r.p
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false // wait for the poller (edge-triggered: only after EAGAIN)
+		}
+		r.n, r.errno = int(n), e
+		return true
+	}
+}
+
+// rawFileReader reads a pipe through a rawReader (the runtime's output, exec mode).
+type rawFileReader struct{ r *rawReader }
 
 func NewRawFileReader(f *os.File) io.Reader {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return f
 	}
-	return rawFileReader{rc}
+	return rawFileReader{newRawReader(rc)}
 }
 
-func (r rawFileReader) Read(p []byte) (int, error) { return rawRead(r.rc, p) }
+func (r rawFileReader) Read(p []byte) (int, error) { return r.r.read(p) }
 
 // nowaitWriter writes to a file (the shim's stdout: a pipe in a pod) with
 // pwritev2(RWF_NOWAIT), a write that fails with EAGAIN instead of blocking, without
@@ -172,24 +206,12 @@ func (w *nowaitWriter) Write(p []byte) (int, error) {
 }
 
 func (c *rawConn) Write(p []byte) (int, error) {
-	written := 0
-	var errno syscall.Errno
-	err := c.rc.Write(func(fd uintptr) bool {
-		for written < len(p) {
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[written])), uintptr(len(p)-written))
-			switch e {
-			case 0:
-				written += int(r)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
-		}
-		return true
-	})
+	c.wmu.Lock()
+	c.wp, c.written, c.werrno = p, 0, 0
+	err := c.rc.Write(c.writeFn)
+	written, errno := c.written, c.werrno
+	c.wp = nil
+	c.wmu.Unlock()
 	switch {
 	case err != nil:
 		return written, c.opError("write", err)
@@ -197,6 +219,25 @@ func (c *rawConn) Write(p []byte) (int, error) {
 		return written, c.opError("write", errno)
 	}
 	return written, nil
+}
+
+// writeFD writes what is left of c.wp to fd; false when it must wait for room.
+func (c *rawConn) writeFD(fd uintptr) bool {
+	p := c.wp
+	for c.written < len(p) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[c.written])), uintptr(len(p)-c.written))
+		switch e {
+		case 0:
+			c.written += int(r)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.werrno = e
+			return true
+		}
+	}
+	return true
 }
 
 // RawPread reads from fd at offset 0 without the scheduler's system-call bookkeeping (see

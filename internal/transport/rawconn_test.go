@@ -178,3 +178,21 @@ func TestNowaitWriterOnFilesAndOtherWriters(t *testing.T) {
 		t.Fatal("a writer that is not a file must be used as it is")
 	}
 }
+
+// A write and a read allocate nothing (their callbacks are made once per connection).
+func TestRawConnReadAndWriteDoNotAllocate(t *testing.T) {
+	rc, client := rawPair(t)
+	go func() { _, _ = io.Copy(client, client) }() // echoes
+	p := []byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	buf := make([]byte, 2*len(p))
+	if n := testing.AllocsPerRun(200, func() {
+		if _, err := rc.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(rc, buf[:len(p)]); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("%.1f allocations per write and read, want 0", n)
+	}
+}

@@ -42,6 +42,13 @@ type Request struct {
 	// Until, when not zero, bounds the exchange (body included) as a deadline of ctx
 	// would, without a context of its own.
 	Until time.Time
+	// WatchAfter, when not zero, puts off watching ctx for its cancellation until the
+	// exchange has lasted that long (its deadline bounds the exchange from the start, and
+	// a ctx already canceled sends nothing). A context whose Done is costly to call (the
+	// lean server's request context starts a goroutine that watches the client's socket)
+	// then costs nothing to an exchange answered sooner, and its cancellation ends a
+	// longer one at most WatchAfter late.
+	WatchAfter time.Duration
 }
 
 // HeadWriter writes a request's head into a buffered writer (which does not fail: an
@@ -176,6 +183,11 @@ func (p *Pool) Do(ctx context.Context, r *Request) (*http.Response, error) {
 	if r.Body != nil && r.ContentLength < 0 {
 		return nil, errors.New("keepalive: a body needs its ContentLength")
 	}
+	if r.WatchAfter > 0 {
+		if err := ctx.Err(); err != nil { // (nothing watches it before WatchAfter)
+			return nil, fmt.Errorf("%w: %w", ErrNotSent, err)
+		}
+	}
 	cn, err := p.get(ctx, r.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotSent, err)
@@ -185,9 +197,14 @@ func (p *Pool) Do(ctx context.Context, r *Request) (*http.Response, error) {
 		dl = r.Until
 	}
 	_ = cn.nc.SetDeadline(dl)
-	stop := notStopped
-	if ctx.Done() != nil { // a context that can end (else the deadline is all)
-		stop = context.AfterFunc(ctx, func() { _ = cn.nc.SetDeadline(time.Unix(1, 0)) })
+	var stop func() bool
+	switch {
+	case r.WatchAfter > 0:
+		stop = watchLater(ctx, cn.nc, r.WatchAfter)
+	case ctx.Done() != nil: // a context that can end (else the deadline is all)
+		stop = context.AfterFunc(ctx, func() { cutOff(cn.nc) })
+	default:
+		stop = notStopped
 	}
 	resp, err := cn.roundTrip(r)
 	if err != nil {
@@ -207,6 +224,44 @@ func (p *Pool) Do(ctx context.Context, r *Request) (*http.Response, error) {
 
 // notStopped is the stop of a context that cannot end: there is nothing to stop.
 func notStopped() bool { return true }
+
+// cutOff ends an exchange on nc at once: its reads and writes fail.
+func cutOff(nc net.Conn) { _ = nc.SetDeadline(time.Unix(1, 0)) }
+
+// lateWatch watches a context's cancellation once a timer has fired (Request.WatchAfter).
+type lateWatch struct {
+	ctx   context.Context
+	nc    net.Conn
+	timer *time.Timer
+	mu    sync.Mutex
+	ended bool        // stop was called: watch no more
+	stop  func() bool // the context.AfterFunc's, once the timer has fired
+}
+
+// watchLater cuts nc off when ctx ends, watching it only after d; the stop it returns
+// answers false when ctx cut the exchange off (as context.AfterFunc's).
+func watchLater(ctx context.Context, nc net.Conn, d time.Duration) func() bool {
+	w := &lateWatch{ctx: ctx, nc: nc}
+	w.timer = time.AfterFunc(d, w.arm)
+	return w.end
+}
+
+func (w *lateWatch) arm() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.ended && w.ctx.Done() != nil {
+		w.stop = context.AfterFunc(w.ctx, func() { cutOff(w.nc) })
+	}
+}
+
+func (w *lateWatch) end() bool {
+	w.timer.Stop()
+	w.mu.Lock()
+	w.ended = true
+	stop := w.stop
+	w.mu.Unlock()
+	return stop == nil || stop()
+}
 
 func (cn *conn) roundTrip(r *Request) (*http.Response, error) {
 	if err := cn.write(r); err != nil {
