@@ -10,9 +10,12 @@
 # The addon's C dependencies (curl, aws-lambda-cpp) build from the package's sources as its
 # npm install does, once per architecture ($KLAMBDA_CACHE/aws-lambda-ric-3.3.0-build-linux-ARCH;
 # about 8 minutes); arm64 with Debian's cross compiler (apt-get install g++-aarch64-linux-gnu).
+# node.sh --installed MAJOR ARCH prints the folders only when both are built (else exits 3).
 set -euo pipefail
-MAJOR=${1:?usage: node.sh MAJOR ARCH}
-ARCH=${2:?usage: node.sh MAJOR ARCH}
+installed=
+[ "${1:-}" = --installed ] && installed=1 && shift
+MAJOR=${1:?usage: node.sh [--installed] MAJOR ARCH}
+ARCH=${2:?usage: node.sh [--installed] MAJOR ARCH}
 RIC_VERSION=3.3.0
 case $MAJOR in
 20) NODE_VERSION=20.20.2 ;;
@@ -28,6 +31,12 @@ CACHE=${KLAMBDA_CACHE:-$HOME/.cache/klambda}
 node=$CACHE/node-v$NODE_VERSION-linux-$ARCH
 build=$CACHE/aws-lambda-ric-$RIC_VERSION-build-linux-$ARCH
 ric=$CACHE/aws-lambda-ric-$RIC_VERSION-node$NODE_VERSION-linux-$ARCH
+if [ -f "$node/.complete" ] && [ -f "$ric/.complete" ]; then
+	echo "$node"
+	echo "$ric"
+	exit 0
+fi
+[ -z "$installed" ] || { echo "node.sh: Node.js $NODE_VERSION for $ARCH is not built: run hack/runtimes/node/node.sh $MAJOR $ARCH" >&2; exit 3; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -38,7 +47,11 @@ if [ ! -f "$node/.complete" ]; then
 	[ -f "$node/include/node/node_api.h" ] || { echo "node.sh: node-linux-$npmarch@$NODE_VERSION has no include/node/node_api.h" >&2; exit 1; }
 	touch "$node/.complete"
 fi
-[ -f "$ric/.complete" ] && { echo "$node"; echo "$ric"; exit 0; }
+if [ -f "$ric/.complete" ]; then
+	echo "$node"
+	echo "$ric"
+	exit 0
+fi
 
 for tool in node npm cmake autoconf automake make python3 g++ ${cross:+$cross-g++}; do
 	command -v "$tool" >/dev/null || { echo "node.sh: missing $tool (apt-get install -y cmake autoconf automake libtool g++ make${cross:+ g++-$cross})" >&2; exit 1; }
