@@ -73,7 +73,7 @@ if [ ! -f "$build/.complete" ]; then
 		grep -q -- "--host=$cross" scripts/preinstall.sh && grep -q CMAKE_SYSTEM_PROCESSOR scripts/preinstall.sh ||
 			{ echo "node.sh: aws-lambda-ric's preinstall.sh changed: cannot cross-compile it" >&2; exit 1; }
 	fi
-	sh scripts/preinstall.sh
+	sh scripts/preinstall.sh >&2
 	touch "$build/.complete"
 fi
 
