@@ -107,7 +107,7 @@ func copyFile(src, dst string, compressed bool, perm fs.FileMode) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", src, err)
 		}
-		defer gz.Close()
+		defer func() { _ = gz.Close() }() // a reader: nothing to flush
 		r = gz
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
