@@ -8,17 +8,20 @@
 #                                   linux/amd64 and a linux/arm64 image (hack/release-images.sh):
 #                                   manager, activator, eventsources, runtime-shim, code-store at x.y.z and
 #                                   runtime-provided:al2023-x.y.z, a STAND-IN for Lambda's base
-#                                   image (Debian busybox-static + the shim)
+#                                   image (Debian busybox-static + the shim), and the STAND-INs
+#                                   runtime-python:{3.12,3.13}-x.y.z (python-build-standalone
+#                                   CPython, klambda's minimal RIC) and runtime-nodejs:{20,22}-x.y.z
+#                                   (npm's Node.js, aws-lambda-ric; skipped with a message unless
+#                                   hack/runtimes/node/node.sh ran for both architectures)
 #   images.txt                      "REFERENCE DIGEST" of each image
 #   install.yaml, crds.yaml         dist/'s manifests rendered from that chart: image tags x.y.z,
 #                                   and the five component images pinned by digest
 #   SHA256SUMS                      sha256sum of all the above (every file of every layout)
 # REGISTRY=host[:port]/path names the images REGISTRY/<name> instead of ghcr.io/klambda/<name>
 # (in the layouts, the chart and the manifests) and pushes them there (credentials from
-# ~/.docker/config.json). The chart's other klambda runtime images (provided.al2, nodejs,
-# python) are not built here: the Dockerfile's runtime-image target builds them FROM Lambda's
-# base images (docker buildx --platform linux/amd64,linux/arm64), as it builds the real
-# provided.al2023 image.
+# ~/.docker/config.json). The Dockerfile's runtime-image targets build the real runtime images
+# FROM Lambda's base images (docker buildx --platform linux/amd64,linux/arm64), as it builds
+# the real provided.al2023 image; provided.al2 has no stand-in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=${VERSION:?make release VERSION=x.y.z}

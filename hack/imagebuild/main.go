@@ -454,6 +454,10 @@ func (w *layerWriter) add(src, dst string) error {
 		}
 		return w.file(dst, st.Mode(), data)
 	}
+	// WalkDir does not descend into a root that is a symlink: walk what it points to.
+	if src, err = filepath.EvalSymlinks(src); err != nil {
+		return err
+	}
 	var paths []string
 	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {

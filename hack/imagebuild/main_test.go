@@ -252,3 +252,68 @@ func TestPushToAPlainHTTPRegistry(t *testing.T) {
 		}
 	}
 }
+
+// -add SRC=/DST where SRC is a symlink to a directory adds the directory's tree (the release
+// links each architecture's cached tree as NAME-{arch}); symlinks inside stay symlinks.
+func TestAddFollowsATopLevelDirectorySymlink(t *testing.T) {
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	if err := os.MkdirAll(filepath.Join(tree, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tree, "bin", "python3.12"), []byte("interpreter"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("python3.12", filepath.Join(tree, "bin", "python3")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(tree, filepath.Join(dir, "link-amd64")); err != nil {
+		t.Fatal(err)
+	}
+	oci := filepath.Join(dir, "oci")
+	if out, err := imagebuild(t, "-tag", "example.local/tree:1", "-oci", oci, "-add", filepath.Join(dir, "link-{arch}")+"=/var/lang"); err != nil {
+		t.Fatalf("imagebuild: %v: %s", err, out)
+	}
+	p, err := layout.FromPath(oci)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := p.ImageIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, err := idx.ImageIndex(im.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iim, err := inner.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := inner.Image(iim.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := fileOf(t, img, "var/lang/bin/python3.12"); string(b) != "interpreter" {
+		t.Fatalf("var/lang/bin/python3.12 = %q", b)
+	}
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("no symlink var/lang/bin/python3 -> python3.12: %v", err)
+		}
+		if h.Name == "var/lang/bin/python3" {
+			if h.Typeflag != tar.TypeSymlink || h.Linkname != "python3.12" {
+				t.Fatalf("var/lang/bin/python3: type %c -> %q", h.Typeflag, h.Linkname)
+			}
+			return
+		}
+	}
+}

@@ -33,8 +33,10 @@ var uname = map[string]string{"amd64": "x86_64", "arm64": "aarch64"}
 
 // TestReleaseImages runs the image step of `make release` (hack/release-images.sh) on a tiny
 // input: a small Go program for each architecture stands for the runtime-shim, and the
-// runtime-shim and provided.al2023 stand-in images are built and pushed (PUSH=1) to a real
-// registry (internal/codestore/registrytest). Each layout must hold one OCI index named by
+// runtime-shim and provided.al2023 stand-in images, and the python and nodejs stand-ins whose
+// inputs are cached here (releaseRuntimes), are built and pushed (PUSH=1) to a real
+// registry (internal/codestore/registrytest). A runtime image must run a handler through its
+// bootstrap and runtime interface client (startRuntime). Each layout must hold one OCI index named by
 // its tag, with the digest images.txt lists, the release's annotations and a linux/amd64 and
 // a linux/arm64 image whose every ELF file is of its architecture; the registry must serve
 // the same index under the reference; each platform's entrypoint must start, arm64 under
@@ -61,9 +63,15 @@ func TestReleaseImages(t *testing.T) {
 	}
 
 	images := "runtime-shim runtime-provided"
+	var runtimes []releaseRuntime
 	if _, err := exec.LookPath("apt-get"); err != nil {
 		images = "runtime-shim"
-		t.Logf("no apt-get: the provided.al2023 stand-in (Debian's busybox-static) is not built or checked")
+		t.Logf("no apt-get: the provided.al2023 stand-in (Debian's busybox-static) and the runtime images are not built or checked")
+	} else {
+		runtimes = releaseRuntimes(t)
+		for _, rt := range runtimes {
+			images += " " + rt.name
+		}
 	}
 	host := registrytest.Start(t)
 	// The registry logs every 404 at error level, and a push starts by asking for what it
@@ -83,10 +91,17 @@ func TestReleaseImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(listed)), "\n")
-	want := []struct{ layout, ref, entrypoint string }{
-		{"runtime-shim", repo + "/runtime-shim:0.0.0-test", "/runtime-shim"},
-		{"runtime-provided-al2023", repo + "/runtime-provided:al2023-0.0.0-test", "/lambda-entrypoint.sh"},
-	}[:len(strings.Fields(images))]
+	type wantImage struct {
+		layout, ref, entrypoint string
+		runtime                 *releaseRuntime
+	}
+	want := []wantImage{
+		{"runtime-shim", repo + "/runtime-shim:0.0.0-test", "/runtime-shim", nil},
+		{"runtime-provided-al2023", repo + "/runtime-provided:al2023-0.0.0-test", "/lambda-entrypoint.sh", nil},
+	}[:min(2, len(strings.Fields(images)))]
+	for i := range runtimes {
+		want = append(want, wantImage{runtimes[i].name, repo + "/" + runtimes[i].ref + "-0.0.0-test", "/lambda-entrypoint.sh", &runtimes[i]})
+	}
 	if len(lines) != len(want) {
 		t.Fatalf("images.txt:\n%s\nwant %d images", listed, len(want))
 	}
@@ -108,6 +123,10 @@ func TestReleaseImages(t *testing.T) {
 				root := checkImage(t, img, arch, w.entrypoint)
 				if err := binfmt.ARM64(); arch == "arm64" && err != nil {
 					t.Logf("linux/arm64 entrypoint not started: %v", err)
+					continue
+				}
+				if w.runtime != nil {
+					startRuntime(t, img, root, arch, *w.runtime)
 					continue
 				}
 				startEntrypoint(t, root, arch, w.entrypoint)

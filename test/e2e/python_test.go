@@ -5,6 +5,8 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,26 +29,48 @@ def handler(event, context):
             "function": context.function_name, "python": sys.version.split()[0]}
 `
 
-// TestPythonFunctionFromConfigMap: a python3.11 Function whose code is a ConfigMap runs in
-// the local Python image (Debian's python3.11 + klambda's minimal runtime interface client,
-// hack/runtimes/python) in the one-container shape, invoked through the activator.
+// TestPythonFunctionFromConfigMap: a Function on each Python runtime whose code is a
+// ConfigMap runs in the local Python image of that runtime in the one-container shape,
+// invoked through the activator: python3.11 (Debian's python3.11), python3.12 and python3.13
+// (python-build-standalone's CPython, hack/runtimes/python/standalone.sh), each with
+// klambda's minimal runtime interface client (hack/runtimes/python).
 func TestPythonFunctionFromConfigMap(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
 	if !cluster.Local {
-		t.Skip("needs the local cluster (its Python image)")
+		t.Skip("needs the local cluster (its Python images)")
 	}
 	ns := cluster.Namespace(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
 	if err := cluster.Client.Create(ctx, &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "py-code"},
 		Data:       map[string]string{"app.py": pythonHandler},
 	}); err != nil {
 		t.Fatal(err)
 	}
+	for _, minor := range []string{"3.11", "3.12", "3.13"} {
+		t.Run("python"+minor, func(t *testing.T) {
+			localImageBuilt(t, "python-"+minor)
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+			defer cancel()
+			testPythonFunction(ctx, t, ns, minor)
+		})
+	}
+}
+
+// localImageBuilt skips unless hack/cluster/images.sh imported its image NAME (which it
+// skips, with a log line saying why, when the image's inputs are missing).
+func localImageBuilt(t *testing.T, name string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(StateDir(), "images", name+".digest")); err != nil {
+		t.Skipf("hack/cluster/images.sh did not import its %s image (its log says why): %v", name, err)
+	}
+}
+
+func testPythonFunction(ctx context.Context, t *testing.T, ns, minor string) {
 	fn := &lambdav1alpha1.Function{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hello-python"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hello-python" + strings.ReplaceAll(minor, ".", "")},
 		Spec: lambdav1alpha1.FunctionSpec{FunctionConfiguration: lambdav1alpha1.FunctionConfiguration{
-			Runtime: "python3.11", Handler: "app.handler", Timeout: 10, MemorySize: 128,
+			Runtime: lambdav1alpha1.Runtime("python" + minor), Handler: "app.handler", Timeout: 10, MemorySize: 128,
 			Code: lambdav1alpha1.FunctionCode{CodeSource: lambdav1alpha1.CodeSource{ConfigMapRef: &lambdav1alpha1.ConfigMapCodeSource{Name: "py-code"}}},
 		}},
 	}
@@ -60,7 +84,7 @@ func TestPythonFunctionFromConfigMap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if spec := d.Spec.Template.Spec; len(spec.InitContainers) != 0 || len(spec.Containers) != 1 || spec.Containers[0].Image != "klambda.local/python:3.11" {
+	if spec := d.Spec.Template.Spec; len(spec.InitContainers) != 0 || len(spec.Containers) != 1 || spec.Containers[0].Image != "klambda.local/python:"+minor {
 		t.Fatalf("pod shape: %d init containers, containers %+v", len(spec.InitContainers), spec.Containers)
 	}
 	sdk := cluster.LambdaClient(ctx, t, ns, cluster.InvokerToken(ctx, t, ns))
@@ -72,7 +96,7 @@ func TestPythonFunctionFromConfigMap(t *testing.T) {
 		Hello, RequestID, Function, Python string
 	}
 	if out.FunctionError != nil || json.Unmarshal(out.Payload, &got) != nil || got.Hello != "py" || got.RequestID == "" ||
-		got.Function != "hello-python" || !strings.HasPrefix(got.Python, "3.11.") {
+		got.Function != fn.Name || !strings.HasPrefix(got.Python, minor+".") {
 		t.Fatalf("invoke: error %v, payload %s", aws.ToString(out.FunctionError), out.Payload)
 	}
 	out, err = sdk.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(fn.Name), Payload: []byte(`{"fail":true}`)})

@@ -6,6 +6,8 @@ exports.handler = async (event, context) => {
     case 'sleep':
       await new Promise((resolve) => setTimeout(resolve, event.ms));
       return { slept: true };
+    case 'runtime':
+      return { version: process.version, arch: process.arch, execPath: process.execPath };
     case 'context':
       return {
         requestId: context.awsRequestId,

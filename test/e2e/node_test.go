@@ -1,0 +1,87 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+)
+
+const nodeHandler = `exports.handler = async (event, context) => {
+  if (event.fail) {
+    throw new Error('asked to fail');
+  }
+  console.log('node handler got', JSON.stringify(event));
+  return { hello: event.name, requestId: context.awsRequestId, function: context.functionName, node: process.version };
+};
+`
+
+// TestNodeFunctionFromConfigMap: a nodejs22.x Function whose code is a ConfigMap runs in the
+// local Node.js 22 image (npm's Node.js 22 + the npm aws-lambda-ric built for it,
+// hack/runtimes/node/node.sh) in the one-container shape, invoked through the activator.
+func TestNodeFunctionFromConfigMap(t *testing.T) {
+	if !cluster.Local {
+		t.Skip("needs the local cluster (its Node.js image)")
+	}
+	localImageBuilt(t, "nodejs-22")
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	ns := cluster.Namespace(t)
+	if err := cluster.Client.Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "node-code"},
+		Data:       map[string]string{"index.js": nodeHandler},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	fn := &lambdav1alpha1.Function{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hello-node22"},
+		Spec: lambdav1alpha1.FunctionSpec{FunctionConfiguration: lambdav1alpha1.FunctionConfiguration{
+			Runtime: "nodejs22.x", Handler: "index.handler", Timeout: 10, MemorySize: 128,
+			Code: lambdav1alpha1.FunctionCode{CodeSource: lambdav1alpha1.CodeSource{ConfigMapRef: &lambdav1alpha1.ConfigMapCodeSource{Name: "node-code"}}},
+		}},
+	}
+	if err := cluster.Client.Create(ctx, fn); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cluster.WaitForFunctionActive(ctx, ns, fn.Name, 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	d, err := cluster.FunctionDeployment(ctx, ns, fn.Name, VersionLatest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec := d.Spec.Template.Spec; len(spec.InitContainers) != 0 || len(spec.Containers) != 1 || spec.Containers[0].Image != "klambda.local/nodejs:22" {
+		t.Fatalf("pod shape: %d init containers, containers %+v", len(spec.InitContainers), spec.Containers)
+	}
+	sdk := cluster.LambdaClient(ctx, t, ns, cluster.InvokerToken(ctx, t, ns))
+	out, err := sdk.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(fn.Name), Payload: []byte(`{"name":"node"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Hello, RequestID, Function, Node string
+	}
+	if out.FunctionError != nil || json.Unmarshal(out.Payload, &got) != nil || got.Hello != "node" || got.RequestID == "" ||
+		got.Function != fn.Name || !strings.HasPrefix(got.Node, "v22.") {
+		t.Fatalf("invoke: error %v, payload %s", aws.ToString(out.FunctionError), out.Payload)
+	}
+	out, err = sdk.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(fn.Name), Payload: []byte(`{"fail":true}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed struct{ ErrorType, ErrorMessage string }
+	if aws.ToString(out.FunctionError) != "Unhandled" || json.Unmarshal(out.Payload, &failed) != nil ||
+		failed.ErrorType != "Error" || failed.ErrorMessage != "asked to fail" {
+		t.Fatalf("failing invoke: error %v, payload %s", aws.ToString(out.FunctionError), out.Payload)
+	}
+}
