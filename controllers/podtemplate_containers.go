@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"fmt"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/derivedimage"
 )
 
 // loadCodeContainer is the init container that fetches, checks and unpacks the code and
@@ -88,6 +90,17 @@ func (b *podBuilder) functionContainer(fnEnv, shimEnv envList, code codeSetup) (
 			fn.Args = append([]string(nil), ic.Command...)
 			fn.WorkingDir = ic.WorkingDirectory
 		}
+		if b.embedded {
+			// The derived image's ENTRYPOINT is the shim's command, then the image's
+			// ENTRYPOINT; its CMD is the image's. An entryPoint override goes after the
+			// shim's command (and, as in Kubernetes, the image's CMD with it); a command
+			// override replaces CMD alone.
+			fn.Image = b.w.DerivedImageURI
+			if len(fn.Command) > 0 {
+				fn.Command = append(derivedimage.ShimEntrypoint(fmt.Sprintf(":%d", contract.ShimPort), runtimeAPIAddr), fn.Command...)
+			}
+			b.embedShim(&fn, fnEnv, shimEnv)
+		}
 		return fn, nil
 	}
 	img, ok := b.cfg.RuntimeImages[string(c.Runtime)]
@@ -98,16 +111,22 @@ func (b *podBuilder) functionContainer(fnEnv, shimEnv envList, code codeSetup) (
 	fn.Command, fn.Args = runtimeCommand(c)
 	if b.embedded {
 		fn.Command, fn.Args = embeddedCommand(b.embed, code.shimLoadArgs, fn.Command, fn.Args, c.Handler)
-		for _, v := range shimEnv {
-			if strings.HasPrefix(v.Name, "KLAMBDA_") {
-				fnEnv.set(v)
-			}
-		}
-		fn.Env = fnEnv
-		fn.Ports = shimPorts()
-		fn.ReadinessProbe, fn.LivenessProbe = shimProbe(contract.ReadyPath), shimLiveness()
+		b.embedShim(&fn, fnEnv, shimEnv)
 	}
 	return fn, nil
+}
+
+// embedShim makes fn the one container of its pod: the shim's own variables, its port and
+// probes.
+func (b *podBuilder) embedShim(fn *corev1.Container, fnEnv, shimEnv envList) {
+	for _, v := range shimEnv {
+		if strings.HasPrefix(v.Name, "KLAMBDA_") {
+			fnEnv.set(v)
+		}
+	}
+	fn.Env = fnEnv
+	fn.Ports = shimPorts()
+	fn.ReadinessProbe, fn.LivenessProbe = shimProbe(contract.ReadyPath), shimLiveness()
 }
 
 // runtimeCommand is how a managed runtime's image runs the handler.
