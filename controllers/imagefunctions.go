@@ -51,9 +51,9 @@ type ImageDeriver struct {
 	// controller watches it).
 	wake chan event.GenericEvent
 
-	mu     sync.Mutex
-	shims  map[string]derivedimage.Shim // by GOARCH, hashed once
-	byKey  map[string]*derivation
+	mu    sync.Mutex
+	shims map[string]derivedimage.Shim // by GOARCH, hashed once
+	byKey map[string]*derivation
 }
 
 type derivation struct {

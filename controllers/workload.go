@@ -30,7 +30,7 @@ type Workload struct {
 	// empty: the sidecar shape.
 	DerivedImageURI string
 	CodeDigest      Digest
-	CodeCopy   string
+	CodeCopy        string
 	// CodeStoreRef: the code is in the code store (pods read it there, by CodeDigest).
 	CodeStoreRef string
 	Layers       []WorkloadLayer
