@@ -168,7 +168,10 @@ func TestImageDeriverDerivesOnceAndReportsFailuresOnce(t *testing.T) {
 		t.Fatalf("once derived: %+v, %v", got, err)
 	}
 	restarted, _ := NewImageDeriver(cfg)
-	again, err := restarted.Derived(ctx, fn, res, "", func() (authn.Keychain, error) { t.Error("a restarted manager asked for credentials to derive again"); return nil, nil })
+	again, err := restarted.Derived(ctx, fn, res, "", func() (authn.Keychain, error) {
+		t.Error("a restarted manager asked for credentials to derive again")
+		return nil, nil
+	})
 	if err != nil || again.URI != got.URI {
 		t.Errorf("after a restart: %+v, %v; want %s", again, err, got.URI)
 	}
