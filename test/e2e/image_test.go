@@ -159,7 +159,7 @@ func TestImageFunctionKeepsItsDigestAcrossAManagerRestart(t *testing.T) {
 // image for this machine's architecture whose entrypoint is a shell custom runtime
 // answering {"code":code}: busybox-static as /bin/sh and its applets, the bootstrap at
 // /var/runtime/bootstrap. It returns the image's digest.
-func pushAnswerImage(t *testing.T, ref, code string) string {
+func pushAnswerImage(t testing.TB, ref, code string) string {
 	t.Helper()
 	busybox, err := os.ReadFile("/bin/busybox")
 	if err != nil {
