@@ -242,7 +242,7 @@ func (c *CodeStoreConfig) applyDefaults() {
 	}
 }
 
-// ImageFunctionsConfig is the one-container shape of Image functions (docs/pod-shapes.md).
+// ImageFunctionsConfig is the one-container shape of Image functions (controllers/README.md, "The pod").
 //
 //	imageFunctions:
 //	  repository: registry.example:5000/klambda/derived  # the manager writes, the nodes pull (anonymously)

@@ -409,7 +409,7 @@ type FunctionStatus struct {
 	// derivedImageUri is the image environments run (Image only, with the manager's
 	// imageFunctions configured): resolvedImageUri for the function's architecture with
 	// klambda's runtime-shim added, pinned by digest in klambda's repository, so that an
-	// environment starts one container (docs/pod-shapes.md). Empty: the sidecar shape runs
+	// environment starts one container (controllers/README.md, "The pod"). Empty: the sidecar shape runs
 	// resolvedImageUri itself.
 	// +optional
 	DerivedImageURI string `json:"derivedImageUri,omitempty"`

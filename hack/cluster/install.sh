@@ -26,7 +26,7 @@ if [ "${CLUSTER:-local}" = local ]; then
 	args+=(--set-json "config.plainHTTPRegistries=[\"$(node_ip):$REGISTRY_PORT\"]")
 	# Image functions run in one container: the manager adds the runtime-shim its image
 	# carries (images.sh) to their images and writes them to the node's registry, which
-	# containerd pulls from (docs/pod-shapes.md).
+	# containerd pulls from (controllers/README.md, "The pod").
 	arch=$(uname -m | sed 's/^aarch64$/arm64/')
 	args+=(--set-json "config.imageFunctions={\"repository\":\"$(node_ip):$REGISTRY_PORT/klambda/derived\",\"shims\":{\"$arch\":\"/klambda/shims/$arch/runtime-shim\"}}")
 fi
