@@ -257,6 +257,16 @@ func (d *ImageDeriver) start(ctx context.Context, key string, req derivedimage.R
 	}()
 }
 
+// forget drops what the deriver knows of key (its image is being deleted): the next
+// function that needs it derives it again.
+func (d *ImageDeriver) forget(key string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if job := d.byKey[key]; job != nil && job.done {
+		delete(d.byKey, key)
+	}
+}
+
 // shim hashes the shim binary of arch once.
 func (d *ImageDeriver) shim(arch, file string) (derivedimage.Shim, error) {
 	d.mu.Lock()

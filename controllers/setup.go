@@ -24,6 +24,11 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if deriver != nil {
+		if err := mgr.Add(NewDerivedImageGC(mgr.GetClient(), deriver)); err != nil {
+			return err
+		}
+	}
 	rec := mgr.GetEventRecorder
 	if err := (&FunctionReconciler{Client: mgr.GetClient(), Resolver: resolver, Recorder: rec("klambda-function"), Config: cfg, Deriver: deriver}).SetupWithManager(mgr); err != nil {
 		return err

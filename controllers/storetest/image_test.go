@@ -11,8 +11,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -46,7 +48,8 @@ func servingPod(t *testing.T, ns, fn string) *corev1.PodSpec {
 // back), then Active with status.derivedImageUri, which its one container runs (no init
 // containers); status.resolvedImageUri stays the user's digest. A restarted manager
 // (nothing in memory) keeps the same derived digest and writes nothing. A function whose
-// architecture has no shim configured keeps the sidecar shape.
+// architecture has no shim configured keeps the sidecar shape. The garbage collection of
+// derived images deletes an unreferenced one after the grace period, never the function's.
 func TestImageFunctionRunsItsDerivedImageInOneContainer(t *testing.T) {
 	ctx := context.Background()
 	var writes atomic.Int64 // writes into klambda/derived
@@ -150,6 +153,42 @@ func TestImageFunctionRunsItsDerivedImageInOneContainer(t *testing.T) {
 	}
 	if n := writes.Load(); n != 0 {
 		t.Errorf("the restarted manager wrote %d times into the derived repository", n)
+	}
+
+	// Garbage collection: an image in the repository that nothing references goes after
+	// the grace period; the function's derived image and other tags stay.
+	cfg, err := controllers.ParseConfig([]byte(fmt.Sprintf("plainHTTPRegistries: [%q]\n%s", host, imageFunctions)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deriver, err := controllers.NewImageDeriver(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbage, _ := random.Image(32, 1)
+	other, _ := random.Image(32, 1)
+	for tag, img := range map[string]v1.Image{derivedimage.TagPrefix + strings.Repeat("ab", 32): garbage, "kept-by-hand": other} {
+		ref, _ := name.NewTag(host+"/klambda/derived:"+tag, name.Insecure)
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gd, _ := garbage.Digest()
+	clock := time.Now()
+	gc := controllers.NewDerivedImageGC(k8s, deriver)
+	gc.Now = func() time.Time { return clock }
+	if d, err := gc.Collect(ctx); err != nil || len(d) != 0 {
+		t.Fatalf("first collection deleted %v, %v; want nothing before the grace period", d, err)
+	}
+	clock = clock.Add(61 * time.Minute)
+	if d, err := gc.Collect(ctx); err != nil || !slices.Equal(d, []string{gd.String()}) {
+		t.Fatalf("after the grace period deleted %v, %v; want the unreferenced %s", d, err, gd)
+	}
+	for _, ref := range []string{derived, host + "/klambda/derived:kept-by-hand"} {
+		r, _ := name.ParseReference(ref, name.Insecure)
+		if _, err := remote.Head(r); err != nil {
+			t.Errorf("%s after the collection: %v", ref, err)
+		}
 	}
 
 	// arm64 has no shim configured: the sidecar shape, with the user's image.

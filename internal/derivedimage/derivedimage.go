@@ -145,7 +145,7 @@ func Lookup(ctx context.Context, req Request) (v1.Hash, bool, error) {
 	tag := req.Tag()
 	desc, err := remote.Head(tag, req.TargetRegistry.options(ctx)...)
 	if err != nil {
-		if isNotFound(err) {
+		if IsNotFound(err) {
 			return v1.Hash{}, false, nil
 		}
 		return v1.Hash{}, false, err
@@ -283,7 +283,8 @@ func shimTar(s Shim) (io.ReadCloser, error) {
 	return pr, nil
 }
 
-func isNotFound(err error) bool {
+// IsNotFound: the registry has no such repository, manifest or tag.
+func IsNotFound(err error) bool {
 	var te *transport.Error
 	if errors.As(err, &te) {
 		if te.StatusCode == http.StatusNotFound {
