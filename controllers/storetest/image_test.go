@@ -48,7 +48,8 @@ func servingPod(t *testing.T, ns, fn string) *corev1.PodSpec {
 // back), then Active with status.derivedImageUri, which its one container runs (no init
 // containers); status.resolvedImageUri stays the user's digest. A restarted manager
 // (nothing in memory) keeps the same derived digest and writes nothing. A function whose
-// architecture has no shim configured keeps the sidecar shape. The garbage collection of
+// architecture has no shim configured keeps the sidecar shape. A published Version runs the
+// derived image (its status copies it). The garbage collection of
 // derived images deletes an unreferenced one after the grace period, never the function's.
 func TestImageFunctionRunsItsDerivedImageInOneContainer(t *testing.T) {
 	ctx := context.Background()
@@ -154,6 +155,25 @@ func TestImageFunctionRunsItsDerivedImageInOneContainer(t *testing.T) {
 	if n := writes.Load(); n != 0 {
 		t.Errorf("the restarted manager wrote %d times into the derived repository", n)
 	}
+
+	// A published Version runs the derived image too, in its own Deployment.
+	v := &lambdav1alpha1.Version{ObjectMeta: metav1.ObjectMeta{Name: "img-1", Namespace: ns}, Spec: lambdav1alpha1.VersionSpec{FunctionName: "img"}}
+	if err := k8s.Create(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "version 1 runs the derived image", func() (bool, string) {
+		var ver lambdav1alpha1.Version
+		if err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "img-1"}, &ver); err != nil || ver.Status.Version == "" {
+			return false, fmt.Sprintf("version %q: %v", ver.Status.Version, err)
+		}
+		var dep appsv1.Deployment
+		if err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: controllers.WorkloadName("img", ver.Status.Version)}, &dep); err != nil {
+			return false, err.Error()
+		}
+		pod := dep.Spec.Template.Spec
+		return ver.Status.DerivedImageURI == derived && ver.Status.ResolvedImageURI == resolved && len(pod.InitContainers) == 0 && pod.Containers[0].Image == derived,
+			fmt.Sprintf("derived %q resolved %q inits %d image %s", ver.Status.DerivedImageURI, ver.Status.ResolvedImageURI, len(pod.InitContainers), pod.Containers[0].Image)
+	})
 
 	// Garbage collection: an image in the repository that nothing references goes after
 	// the grace period; the function's derived image and other tags stay.
