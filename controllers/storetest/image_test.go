@@ -20,8 +20,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/controllers"
@@ -70,7 +72,8 @@ func TestImageFunctionRunsItsDerivedImageInOneContainer(t *testing.T) {
 	if err := os.WriteFile(shim, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	imageFunctions := fmt.Sprintf("imageFunctions: {repository: %q, shims: {x86_64: %q}}", host+"/klambda/derived", shim)
+	// arm64's shim is missing from the manager's container: its functions are not derived.
+	imageFunctions := fmt.Sprintf("imageFunctions: {repository: %q, shims: {x86_64: %q, arm64: /nonexistent/runtime-shim}}", host+"/klambda/derived", shim)
 	stop := startManager(t, host+"/klambda/code", imageFunctions)
 	ns := newNamespace(t)
 
@@ -211,17 +214,29 @@ func TestImageFunctionRunsItsDerivedImageInOneContainer(t *testing.T) {
 		}
 	}
 
-	// arm64 has no shim configured: the sidecar shape, with the user's image.
+	// arm64's shim can't be read: the sidecar shape, with the user's image, and a Warning
+	// Event saying why.
 	arm := fn.DeepCopy()
 	arm.ObjectMeta = metav1.ObjectMeta{Name: "img-arm", Namespace: ns}
 	arm.Spec.Architectures = []lambdav1alpha1.Architecture{lambdav1alpha1.ArchitectureArm64}
 	if err := k8s.Create(ctx, arm); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "arm64 without a shim: the sidecar shape", func() (bool, string) {
+	eventually(t, "arm64 without a shim: the sidecar shape, told", func() (bool, string) {
 		st := getFn(t, ns, "img-arm").Status
 		pod := servingPod(t, ns, "img-arm")
-		return st.State == lambdav1alpha1.StateActive && st.DerivedImageURI == "" && pod != nil && pod.Containers[0].Image == resolved && len(pod.InitContainers) == 1,
-			fmt.Sprintf("state %s derived %q", st.State, st.DerivedImageURI)
+		var evs eventsv1.EventList
+		if err := k8s.List(ctx, &evs, client.InNamespace(ns)); err != nil {
+			return false, err.Error()
+		}
+		told := ""
+		for _, ev := range evs.Items {
+			if ev.Regarding.Name == "img-arm" && ev.Reason == "ImageNotDerived" && ev.Type == corev1.EventTypeWarning {
+				told = ev.Note
+			}
+		}
+		return st.State == lambdav1alpha1.StateActive && st.DerivedImageURI == "" && pod != nil && pod.Containers[0].Image == resolved && len(pod.InitContainers) == 1 &&
+				strings.Contains(told, "runtime-shim for arm64") && strings.Contains(told, "sidecar"),
+			fmt.Sprintf("state %s derived %q event %q", st.State, st.DerivedImageURI, told)
 	})
 }
