@@ -382,11 +382,7 @@ func (r *FunctionReconciler) resolveImage(ctx context.Context, fn *lambdav1alpha
 // for the sidecar shape, with a Warning Event when its derivation failed. When the
 // repository can't be asked, the one this generation already runs (status) is kept.
 func (r *FunctionReconciler) derivedImage(ctx context.Context, fn *lambdav1alpha1.Function, img ImageResult) (string, error) {
-	known := ""
-	if st := &fn.Status; st.ResolvedImageURI == img.URI && resolvedThisGeneration(fn) {
-		known = st.DerivedImageURI
-	}
-	der, err := r.Deriver.Derived(ctx, fn, img, known, func() (authn.Keychain, error) { return r.pullKeychain(ctx, fn) })
+	der, err := r.Deriver.Derived(ctx, fn, img, func() (authn.Keychain, error) { return r.pullKeychain(ctx, fn) })
 	if err != nil {
 		return "", err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sync/semaphore"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -122,10 +123,14 @@ type DerivedImage struct {
 // architecture, an unpinned image) or its derivation failed. While it is being derived,
 // a waiting *ResolveError (the function stays Pending, or its update InProgress).
 // keychain gives the registry credentials of the function's pods, asked only when the
-// image is to be derived.
-// known is the derived image the function's status records for img (""): kept when the
-// repository can't be asked.
-func (d *ImageDeriver) Derived(ctx context.Context, fn *lambdav1alpha1.Function, img ImageResult, known string, keychain func() (authn.Keychain, error)) (DerivedImage, error) {
+// registry is.
+//
+// The derived image is pulled from klambda's repository, anonymously: a function gets one
+// only once its own credentials have read the source (the derivation, or a HEAD of the
+// source's manifest when the image was derived for another function), else any tenant
+// naming a digest another tenant derived would run that private image. What the
+// function's status already records for the same image is not asked again.
+func (d *ImageDeriver) Derived(ctx context.Context, fn *lambdav1alpha1.Function, img ImageResult, keychain func() (authn.Keychain, error)) (DerivedImage, error) {
 	if d == nil || img.Unpinned != "" || !strings.Contains(img.URI, "@sha256:") {
 		return DerivedImage{}, nil
 	}
@@ -134,7 +139,6 @@ func (d *ImageDeriver) Derived(ctx context.Context, fn *lambdav1alpha1.Function,
 	if !ok {
 		return DerivedImage{}, nil
 	}
-	fnKey := types.NamespacedName{Namespace: fn.Namespace, Name: fn.Name}
 	shim, err := d.shim(arch, shimFile)
 	if err != nil {
 		logf.FromContext(ctx).Error(err, "the runtime-shim for Image functions can't be read", "architecture", lambdaArch, "file", shimFile)
@@ -144,6 +148,51 @@ func (d *ImageDeriver) Derived(ctx context.Context, fn *lambdav1alpha1.Function,
 	if err != nil {
 		return DerivedImage{Failed: err.Error(), Tell: true}, nil
 	}
+	st := &fn.Status
+	sameImage := st.ResolvedImageURI == img.URI && st.DerivedImageURI != ""
+	known := ""
+	if sameImage && resolvedThisGeneration(fn) {
+		known = st.DerivedImageURI
+	}
+	res, err := d.derived(ctx, types.NamespacedName{Namespace: fn.Namespace, Name: fn.Name}, img, req, known, keychain)
+	if err != nil || res.URI == "" || sameImage && res.URI == st.DerivedImageURI {
+		return res, err
+	}
+	if err := d.mayPull(ctx, req, keychain); err != nil {
+		return DerivedImage{}, err
+	}
+	return res, nil
+}
+
+// mayPull asks the source's registry for its manifest with the function's credentials.
+func (d *ImageDeriver) mayPull(ctx context.Context, req derivedimage.Request, keychain func() (authn.Keychain, error)) error {
+	kc, err := keychain()
+	if err != nil {
+		return err
+	}
+	if kc != nil {
+		req.SourceRegistry.Keychain = kc
+	}
+	hctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
+	_, err = derivedimage.Head(hctx, req.Source, req.SourceRegistry)
+	if err == nil {
+		return nil
+	}
+	logf.FromContext(ctx).Info("image access check failed", "image", req.Source.String(), "detail", err.Error())
+	uri := req.Source.String()
+	var te *transport.Error
+	switch {
+	case errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden):
+		return &ResolveError{Reason: lambdav1alpha1.StateReasonImageAccessDenied, Message: fmt.Sprintf("code.imageUri %s: the registry refused access (the function's ServiceAccount's imagePullSecrets are used)", uri)}
+	case derivedimage.IsNotFound(err):
+		return &ResolveError{Reason: lambdav1alpha1.StateReasonInvalidImage, Message: fmt.Sprintf("code.imageUri %s: the registry has no such image", uri)}
+	}
+	return &ResolveError{Reason: lambdav1alpha1.StateReasonInternalError, Transient: true, Message: fmt.Sprintf("code.imageUri %s: the registry could not be asked", uri)}
+}
+
+// derived finds, waits for or starts the derivation of req.
+func (d *ImageDeriver) derived(ctx context.Context, fnKey types.NamespacedName, img ImageResult, req derivedimage.Request, known string, keychain func() (authn.Keychain, error)) (DerivedImage, error) {
 	key := req.Key()
 	d.mu.Lock()
 	job := d.byKey[key]

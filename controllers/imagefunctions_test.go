@@ -7,8 +7,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,10 +122,21 @@ func TestImageFunctionsConfig(t *testing.T) {
 }
 
 // The deriver: a waiting error while it derives, the derived image once done (the
-// function is woken), the same image from a new deriver (a restart) without writing, and a
+// function is woken), the same image from a new deriver (a restart) without writing or
+// asking the source, another function's access checked with its own credentials, and a
 // failed derivation reported once per function, with the sidecar shape meanwhile.
 func TestImageDeriverDerivesOnceAndReportsFailuresOnce(t *testing.T) {
-	reg := httptest.NewServer(registry.New())
+	// While locked, the function's repository answers only with credentials.
+	var locked atomic.Bool
+	inner := registry.New()
+	reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if user, pass, ok := r.BasicAuth(); locked.Load() && strings.HasPrefix(r.URL.Path, "/v2/team/") && (!ok || user != "puller" || pass != "s3cret") {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		inner.ServeHTTP(w, r)
+	}))
 	defer reg.Close()
 	u, _ := url.Parse(reg.URL)
 	host := u.Host // 127.0.0.1: go-containerregistry speaks plain HTTP to it
@@ -150,7 +163,7 @@ func TestImageDeriverDerivesOnceAndReportsFailuresOnce(t *testing.T) {
 	ctx := context.Background()
 
 	der, _ := NewImageDeriver(cfg)
-	got, err := der.Derived(ctx, fn, res, "", noKeys)
+	got, err := der.Derived(ctx, fn, res, noKeys)
 	var rerr *ResolveError
 	if !errors.As(err, &rerr) || !rerr.Waiting || got.URI != "" {
 		t.Fatalf("first ask: %+v, %v; want a waiting ResolveError", got, err)
@@ -163,30 +176,48 @@ func TestImageDeriverDerivesOnceAndReportsFailuresOnce(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the derivation did not wake the function")
 	}
-	got, err = der.Derived(ctx, fn, res, "", noKeys)
+	got, err = der.Derived(ctx, fn, res, noKeys)
 	if err != nil || !strings.HasPrefix(got.URI, host+"/klambda/derived@sha256:") {
 		t.Fatalf("once derived: %+v, %v", got, err)
 	}
+	// The function's status records it: a restarted manager finds it, asking neither for
+	// credentials nor the function's registry (locked now).
+	recorded := fn.DeepCopy()
+	recorded.Status.ResolvedImageURI, recorded.Status.DerivedImageURI = res.URI, got.URI
+	recorded.Status.Conditions = []metav1.Condition{{Type: contract.ConditionCodeResolved, Status: metav1.ConditionTrue, Reason: contract.ReasonResolved}}
+	locked.Store(true)
 	restarted, _ := NewImageDeriver(cfg)
-	again, err := restarted.Derived(ctx, fn, res, "", func() (authn.Keychain, error) {
+	again, err := restarted.Derived(ctx, recorded, res, func() (authn.Keychain, error) {
 		t.Error("a restarted manager asked for credentials to derive again")
 		return nil, nil
 	})
 	if err != nil || again.URI != got.URI {
 		t.Errorf("after a restart: %+v, %v; want %s", again, err, got.URI)
 	}
+	// Another function naming the same digest gets the derived image only if its own
+	// credentials read the source.
+	thief := &lambdav1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Name: "thief", Namespace: "other-tenant"}}
+	var rerr2 *ResolveError
+	if f, err := restarted.Derived(ctx, thief, res, noKeys); !errors.As(err, &rerr2) || rerr2.Reason != lambdav1alpha1.StateReasonImageAccessDenied || f.URI != "" {
+		t.Errorf("another function without access to the image: %+v, %v; want ImageAccessDenied", f, err)
+	}
+	withKeys := func() (authn.Keychain, error) { return staticKeychain{authn.AuthConfig{Username: "puller", Password: "s3cret"}}, nil }
+	if f, err := restarted.Derived(ctx, thief, res, withKeys); err != nil || f.URI != got.URI {
+		t.Errorf("another function with access: %+v, %v", f, err)
+	}
+	locked.Store(false)
 
 	// arm64's shim can't be read: the sidecar shape, told.
 	arm := fn.DeepCopy()
 	arm.Spec.Architectures = []lambdav1alpha1.Architecture{lambdav1alpha1.ArchitectureArm64}
-	if f, err := der.Derived(ctx, arm, res, "", noKeys); err != nil || f.URI != "" || !f.Tell || !strings.Contains(f.Failed, "arm64") {
+	if f, err := der.Derived(ctx, arm, res, noKeys); err != nil || f.URI != "" || !f.Tell || !strings.Contains(f.Failed, "arm64") {
 		t.Errorf("arm64 without a readable shim: %+v, %v", f, err)
 	}
 	// An image over maxBytes: fails once, told once per function.
 	small := cfg
 	small.ImageFunctions.Repository, small.ImageFunctions.MaxBytes = host+"/klambda/small", 10
 	sd, _ := NewImageDeriver(small)
-	if _, err := sd.Derived(ctx, fn, res, "", noKeys); err == nil {
+	if _, err := sd.Derived(ctx, fn, res, noKeys); err == nil {
 		t.Fatal("an image over maxBytes was not derived in the background")
 	}
 	select {
@@ -194,20 +225,26 @@ func TestImageDeriverDerivesOnceAndReportsFailuresOnce(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the failed derivation did not wake the function")
 	}
-	first, _ := sd.Derived(ctx, fn, res, "", noKeys)
-	second, _ := sd.Derived(ctx, fn, res, "", noKeys)
-	other, _ := sd.Derived(ctx, &lambdav1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: "tenant"}}, res, "", noKeys)
+	first, _ := sd.Derived(ctx, fn, res, noKeys)
+	second, _ := sd.Derived(ctx, fn, res, noKeys)
+	other, _ := sd.Derived(ctx, &lambdav1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: "tenant"}}, res, noKeys)
 	if first.URI != "" || !strings.Contains(first.Failed, "too large") || !first.Tell || second.Tell || !other.Tell {
 		t.Errorf("too large: first %+v, second %+v, another function %+v", first, second, other)
 	}
 	// The derived repository can't be asked: what the status records is kept.
 	down, _ := ParseConfig([]byte("egress: {allowLoopback: true}\nimageFunctions: {repository: 127.0.0.1:1/klambda/derived, shims: {x86_64: " + shim + "}}"))
 	dd, _ := NewImageDeriver(down)
-	if k, err := dd.Derived(ctx, fn, res, got.URI, noKeys); err != nil || k.URI != got.URI {
+	if k, err := dd.Derived(ctx, recorded, res, noKeys); err != nil || k.URI != got.URI {
 		t.Errorf("repository down, status known: %+v, %v", k, err)
 	}
 	// Unpinned images are not derived.
-	if u, err := der.Derived(ctx, fn, ImageResult{URI: host + "/team/fn:v1", Unpinned: "resolveImageTags is false"}, "", noKeys); err != nil || u != (DerivedImage{}) {
+	if u, err := der.Derived(ctx, fn, ImageResult{URI: host + "/team/fn:v1", Unpinned: "resolveImageTags is false"}, noKeys); err != nil || u != (DerivedImage{}) {
 		t.Errorf("unpinned: %+v, %v", u, err)
 	}
+}
+
+type staticKeychain struct{ cfg authn.AuthConfig }
+
+func (k staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
+	return authn.FromConfig(k.cfg), nil
 }

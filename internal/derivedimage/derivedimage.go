@@ -52,7 +52,7 @@ func ShimEntrypoint(listen, runtimeAPI string) []string {
 	return []string{ShimPath, "exec", "--listen=" + listen, "--runtime-api=" + runtimeAPI, "--"}
 }
 
-// Key names the derived image of source (a digest), for arch (GOARCH: amd64, arm64), with
+// Key names the derived image of source (repository@digest), for arch (GOARCH: amd64, arm64), with
 // the shim whose SHA-256 is shimSHA256, started by entrypoint.
 func Key(source, arch, shimSHA256 string, entrypoint []string) string {
 	h := sha256.Sum256([]byte(format + "\n" + source + "\n" + arch + "\n" + shimSHA256 + "\n" + strings.Join(entrypoint, "\x00")))
@@ -126,9 +126,11 @@ type Request struct {
 	Jobs int
 }
 
-// Key is the request's Key.
+// Key is the request's Key. The source is named with its repository, not by digest alone:
+// an image derived from one tenant's registry is never found for a function that names the
+// same digest in another repository (which would run it without that registry's consent).
 func (req Request) Key() string {
-	return Key(req.Source.DigestStr(), req.Arch, req.Shim.SHA256, req.Entrypoint)
+	return Key(req.Source.Context().Name()+"@"+req.Source.DigestStr(), req.Arch, req.Shim.SHA256, req.Entrypoint)
 }
 
 // Tag is where the derived image of req is (or will be) in the target.
@@ -151,6 +153,11 @@ func Lookup(ctx context.Context, req Request) (v1.Hash, bool, error) {
 		return v1.Hash{}, false, err
 	}
 	return desc.Digest, true, nil
+}
+
+// Head asks ref's registry for its manifest.
+func Head(ctx context.Context, ref name.Reference, reg Registry) (*v1.Descriptor, error) {
+	return remote.Head(ref, reg.options(ctx)...)
 }
 
 // Derive writes the derived image of req (unless the target holds it already) and returns

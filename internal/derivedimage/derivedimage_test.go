@@ -180,6 +180,16 @@ func TestDeriveAgainFindsTheSameImage(t *testing.T) {
 	if d, err := Derive(ctx, other); err != nil || d == first {
 		t.Errorf("with another shim: %s, %v", d, err)
 	}
+	// The same digest named in another repository is not the same source: that repository
+	// must serve it.
+	elsewhere := f.request("amd64")
+	elsewhere.Source, _ = name.NewDigest(f.host + "/other/fn@" + f.source.DigestStr())
+	if _, ok, _ := Lookup(ctx, elsewhere); ok {
+		t.Error("the digest named in another repository found the first repository's derived image")
+	}
+	if _, err := Derive(ctx, elsewhere); err == nil {
+		t.Error("derived from a repository that does not have the image")
+	}
 }
 
 func TestDeriveRefusesWhatItCannotDerive(t *testing.T) {
