@@ -3,11 +3,11 @@ package controllers
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
-	"net/http"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -201,7 +201,9 @@ func TestImageDeriverDerivesOnceAndReportsFailuresOnce(t *testing.T) {
 	if f, err := restarted.Derived(ctx, thief, res, noKeys); !errors.As(err, &rerr2) || rerr2.Reason != lambdav1alpha1.StateReasonImageAccessDenied || f.URI != "" {
 		t.Errorf("another function without access to the image: %+v, %v; want ImageAccessDenied", f, err)
 	}
-	withKeys := func() (authn.Keychain, error) { return staticKeychain{authn.AuthConfig{Username: "puller", Password: "s3cret"}}, nil }
+	withKeys := func() (authn.Keychain, error) {
+		return staticKeychain{authn.AuthConfig{Username: "puller", Password: "s3cret"}}, nil
+	}
 	if f, err := restarted.Derived(ctx, thief, res, withKeys); err != nil || f.URI != got.URI {
 		t.Errorf("another function with access: %+v, %v", f, err)
 	}
