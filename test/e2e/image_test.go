@@ -70,8 +70,8 @@ func TestImageFunctionKeepsItsDigestAcrossAManagerRestart(t *testing.T) {
 	if want := "@" + digestA; !strings.HasSuffix(active.Status.ResolvedImageURI, want) {
 		t.Fatalf("status.resolvedImageUri %q, want the tag's digest %s", active.Status.ResolvedImageURI, digestA)
 	}
-	// The local install derives Image functions' one-container images (values-local.yaml
-	// imageFunctions): the runtime-shim added to the image, in the node's registry.
+	// The local install derives Image functions' one-container images (hack/cluster/install.sh
+	// sets config.imageFunctions): the runtime-shim added to the image, in the node's registry.
 	derived := active.Status.DerivedImageURI
 	if derived == "" {
 		t.Fatalf("status.derivedImageUri is empty: the local install derives Image functions' images (imageFunctions); state %s %q", active.Status.State, active.Status.StateReason)
