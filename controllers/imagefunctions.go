@@ -244,6 +244,12 @@ func (d *ImageDeriver) derived(ctx context.Context, fnKey types.NamespacedName, 
 	return DerivedImage{}, waitingForDerivation(img.URI)
 }
 
+// derivedShimCommand starts a derived image's shim (its ENTRYPOINT's beginning): the
+// invoke port and Runtime API address of every function pod.
+func derivedShimCommand() []string {
+	return derivedimage.ShimEntrypoint(fmt.Sprintf(":%d", contract.ShimPort), runtimeAPIAddr)
+}
+
 func waitingForDerivation(uri string) error {
 	return &ResolveError{Reason: lambdav1alpha1.StateReasonCreating, Waiting: true,
 		Message: fmt.Sprintf("code.imageUri %s: the image is being prepared to start in one container (the runtime-shim added)", uri)}
@@ -345,7 +351,7 @@ func (d *ImageDeriver) request(uri, arch string, shim derivedimage.Shim) (derive
 	tr := &http.Transport{Proxy: nil, DialContext: d.cfg.Policy().DialContext, TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 30 * time.Second, MaxResponseHeaderBytes: 64 << 10}
 	return derivedimage.Request{
 		Source: ref, SourceRegistry: derivedimage.Registry{Keychain: authn.NewMultiKeychain(), Transport: tr},
-		Arch: arch, Shim: shim, Entrypoint: derivedimage.ShimEntrypoint(fmt.Sprintf(":%d", contract.ShimPort), runtimeAPIAddr),
+		Arch: arch, Shim: shim, Entrypoint: derivedShimCommand(),
 		Target: d.target, TargetRegistry: derivedimage.Registry{Auth: d.auth, Transport: remote.DefaultTransport},
 		MaxBytes: d.cfg.ImageFunctions.MaxBytes,
 		Jobs:     2,

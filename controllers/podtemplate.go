@@ -14,8 +14,8 @@ import (
 // container for zip code; or, for a runtime whose image embeds the shim (and an Image
 // function's derived image), one container whose command is the shim, which loads the
 // code (unless S3 credentials keep loading in an init container) and then runs the
-// runtime. PodTemplate puts the pieces together; the
-// builders below each make one piece: environment, volumes, containers, scheduling.
+// runtime. PodTemplate puts the pieces together; the builders below each make one piece:
+// environment, volumes, containers, scheduling.
 
 // PodTemplate builds the pod of a version: load-code init container, runtime-shim native
 // sidecar, function container.

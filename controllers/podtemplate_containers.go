@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"fmt"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
-	"github.com/klambda/klambda/internal/derivedimage"
 )
 
 // loadCodeContainer is the init container that fetches, checks and unpacks the code and
@@ -97,7 +95,7 @@ func (b *podBuilder) functionContainer(fnEnv, shimEnv envList, code codeSetup) (
 			// override replaces CMD alone.
 			fn.Image = b.w.DerivedImageURI
 			if len(fn.Command) > 0 {
-				fn.Command = append(derivedimage.ShimEntrypoint(fmt.Sprintf(":%d", contract.ShimPort), runtimeAPIAddr), fn.Command...)
+				fn.Command = append(derivedShimCommand(), fn.Command...)
 			}
 			b.embedShim(&fn, fnEnv, shimEnv)
 		}
