@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -33,7 +34,8 @@ import (
 // finds it there by its tag (the same digest, nothing rebuilt). While an image is being
 // derived its function is Pending (Lambda's state while it optimizes an image), or its
 // update InProgress. A derivation that fails leaves the function in the sidecar shape
-// with a Warning Event (ImageNotDerived), and is tried again after retryFailedDerivation.
+// with a Warning Event (ImageNotDerived), and is tried again after retryFailedDerivation
+// (the functions it left in the sidecar shape are then reconciled).
 
 // retryFailedDerivation is how long a failed derivation is remembered before a reconcile
 // tries it again (until then its functions run in the sidecar shape).
@@ -51,6 +53,8 @@ type ImageDeriver struct {
 	// wake has a Function for every waiter of a derivation that ended (the function
 	// controller watches it).
 	wake chan event.GenericEvent
+	// retryAfter is retryFailedDerivation (tests shorten it).
+	retryAfter time.Duration
 
 	mu    sync.Mutex
 	shims map[string]derivedimage.Shim // by GOARCH, hashed once
@@ -81,7 +85,7 @@ func NewImageDeriver(cfg Config) (*ImageDeriver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("imageFunctions.repository: %w", err)
 	}
-	d := &ImageDeriver{cfg: cfg, target: target, auth: authn.Anonymous, wake: make(chan event.GenericEvent, 256),
+	d := &ImageDeriver{cfg: cfg, target: target, auth: authn.Anonymous, wake: make(chan event.GenericEvent, 256), retryAfter: retryFailedDerivation,
 		shims: map[string]derivedimage.Shim{}, byKey: map[string]*derivation{}}
 	if c.CredentialsDir != "" {
 		if _, err := readCredentials(c.CredentialsDir); err != nil {
@@ -196,7 +200,7 @@ func (d *ImageDeriver) derived(ctx context.Context, fnKey types.NamespacedName, 
 	key := req.Key()
 	d.mu.Lock()
 	job := d.byKey[key]
-	if job != nil && job.done && job.err != nil && time.Since(job.ended) >= retryFailedDerivation {
+	if job != nil && job.done && job.err != nil && time.Since(job.ended) >= d.retryAfter {
 		delete(d.byKey, key)
 		job = nil
 	}
@@ -283,19 +287,17 @@ func (d *ImageDeriver) start(ctx context.Context, key string, req derivedimage.R
 	d.mu.Unlock()
 	log := logf.FromContext(ctx).WithValues("image", req.Source.String(), "architecture", req.Arch)
 	go func() {
+		// The timeout starts with the derivation, not while it waits for a slot: a queue
+		// behind a large image does not time out (it is bounded by the functions waiting).
+		_ = d.slots.Acquire(context.Background(), 1)
 		dctx, cancel := context.WithTimeout(context.Background(), d.cfg.ImageFunctions.Timeout.Duration)
-		defer cancel()
-		var digest v1.Hash
-		err := d.slots.Acquire(dctx, 1)
+		started := time.Now()
+		digest, err := derivedimage.Derive(dctx, req)
+		cancel()
+		d.slots.Release(1)
 		if err == nil {
-			started := time.Now()
-			digest, err = derivedimage.Derive(dctx, req)
-			d.slots.Release(1)
-			if err == nil {
-				log.Info("image derived", "derived", d.target.Digest(digest.String()).String(), "seconds", time.Since(started).Seconds())
-			}
-		}
-		if err != nil {
+			log.Info("image derived", "derived", d.target.Digest(digest.String()).String(), "seconds", time.Since(started).Seconds())
+		} else {
 			log.Info("image derivation failed", "detail", err.Error())
 		}
 		d.mu.Lock()
@@ -303,13 +305,27 @@ func (d *ImageDeriver) start(ctx context.Context, key string, req derivedimage.R
 		waiters := job.waiters
 		job.waiters = nil
 		d.mu.Unlock()
-		for w := range waiters {
-			select {
-			case d.wake <- event.GenericEvent{Object: &lambdav1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Name: w.Name}}}:
-			default: // the waiting function's own requeue brings it back
-			}
+		d.wakeAll(waiters)
+		if err != nil {
+			// The functions left in the sidecar shape come back to try again.
+			time.AfterFunc(d.retryAfter+time.Second/10, func() {
+				d.mu.Lock()
+				told := maps.Clone(job.told)
+				d.mu.Unlock()
+				d.wakeAll(told)
+			})
 		}
 	}()
+}
+
+// wakeAll sends the functions to the function controller.
+func (d *ImageDeriver) wakeAll(fns map[types.NamespacedName]bool) {
+	for w := range fns {
+		select {
+		case d.wake <- event.GenericEvent{Object: &lambdav1alpha1.Function{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Name: w.Name}}}:
+		default: // the waiting function's own requeue (30 s) brings it back
+		}
+	}
 }
 
 // forget drops what the deriver knows of key (its image is being deleted): the next

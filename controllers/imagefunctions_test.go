@@ -233,6 +233,26 @@ func TestImageDeriverDerivesOnceAndReportsFailuresOnce(t *testing.T) {
 	if first.URI != "" || !strings.Contains(first.Failed, "too large") || !first.Tell || second.Tell || !other.Tell {
 		t.Errorf("too large: first %+v, second %+v, another function %+v", first, second, other)
 	}
+	// After retryAfter, the functions told are woken and the derivation is tried again.
+	retry, _ := NewImageDeriver(small)
+	retry.retryAfter = 200 * time.Millisecond
+	_, _ = retry.Derived(ctx, fn, res, noKeys)
+	<-retry.Wake()
+	if f, _ := retry.Derived(ctx, fn, res, noKeys); !f.Tell {
+		t.Fatalf("not told: %+v", f)
+	}
+	select {
+	case ev := <-retry.Wake():
+		if ev.Object.GetName() != "fn" {
+			t.Errorf("woke %s", ev.Object.GetName())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a function left in the sidecar shape was not woken to try again")
+	}
+	var rerr3 *ResolveError
+	if _, err := retry.Derived(ctx, fn, res, noKeys); !errors.As(err, &rerr3) || !rerr3.Waiting {
+		t.Errorf("after retryAfter: %v, want the derivation started again (waiting)", err)
+	}
 	// The derived repository can't be asked: what the status records is kept.
 	down, _ := ParseConfig([]byte("egress: {allowLoopback: true}\nimageFunctions: {repository: 127.0.0.1:1/klambda/derived, shims: {x86_64: " + shim + "}}"))
 	dd, _ := NewImageDeriver(down)
