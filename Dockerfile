@@ -44,8 +44,21 @@ USER 65532:65532
 
 # ENTRYPOINT does not expand build arguments, so each binary has its stage; the last
 # stage picks one by BINARY (BuildKit builds only that one).
+# The runtime-shim of both architectures, for the manager's imageFunctions.shims: it adds
+# the shim to Image functions' images (one container per environment).
+FROM src AS shims
+ARG VERSION=
+ARG COMMIT=
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    for a in amd64:x86_64 arm64:arm64; do \
+      CGO_ENABLED=0 GOOS=linux GOARCH=${a%%:*} go build -trimpath \
+        -ldflags="-s -w -X github.com/klambda/klambda/internal/buildinfo.version=${VERSION} -X github.com/klambda/klambda/internal/buildinfo.commit=${COMMIT}" \
+        -o /out/shims/${a#*:}/runtime-shim ./cmd/runtime-shim || exit 1; \
+    done
+
 FROM base AS manager
 COPY --from=build /out/manager /manager
+COPY --from=shims /out/shims /klambda/shims
 ENTRYPOINT ["/manager"]
 
 FROM base AS activator

@@ -168,7 +168,7 @@ chart-check: $(HELM) ## helm lint and helm template the chart; fail when its CRD
 		--set activator.tls.secretName=activator-tls --set activator.async.nats.user=klambda-activator >/dev/null 2>&1 || { echo "activator.async.nats.* accepted without natsUrl"; exit 1; }
 
 .PHONY: bench-coldstart
-bench-coldstart: $(HELM) ## Cold start on the local cluster: first invocation from zero vs a plain pod of the same image becoming Ready (ROUNDS=5).
+bench-coldstart: $(HELM) ## Cold start on the local cluster: first invocation from zero (a Zip function, an Image function) vs a plain pod becoming Ready, same run (ROUNDS=5).
 	HELM=$(HELM) go test -tags e2e -count=1 -timeout 30m -run '^$$' -bench ColdStart -benchtime 1x -v ./test/e2e/ -args -coldstart.rounds=$(or $(ROUNDS),5)
 
 .PHONY: bench-coldstart-pool

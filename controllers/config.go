@@ -96,6 +96,11 @@ type Config struct {
 	// CodeStore: where code, layers and published versions' code are kept once resolved
 	// (internal/codestore). Off when repository is empty: pods then load from the source.
 	CodeStore CodeStoreConfig `json:"codeStore,omitempty"`
+	// ImageFunctions: Image functions in one container, from an image klambda derives
+	// (the function's image plus the runtime-shim) and keeps in a repository the nodes
+	// pull from (controllers/imagefunctions.go). Off when repository is empty: Image
+	// functions keep the sidecar shape.
+	ImageFunctions ImageFunctionsConfig `json:"imageFunctions,omitempty"`
 	// Pools of pre-warmed generic environments, per runtime, architecture and memory size
 	// (controllers/pool.go, docs/pools.md). None by default.
 	Pools []PoolConfig `json:"pools,omitempty"`
@@ -234,6 +239,84 @@ func (c *CodeStoreConfig) applyDefaults() {
 	}
 	if c.GCMaxDeletes == 0 {
 		c.GCMaxDeletes = DefaultCodeStoreGCMaxDeletes
+	}
+}
+
+// ImageFunctionsConfig is the one-container shape of Image functions (controllers/README.md, "The pod").
+//
+//	imageFunctions:
+//	  repository: registry.example:5000/klambda/derived  # the manager writes, the nodes pull (anonymously)
+//	  credentialsDir: /etc/klambda/derived   # files username and password (write access; default anonymous)
+//	  shims:                                 # the runtime-shim binary per architecture, files in the manager's container
+//	    x86_64: /klambda/shims/amd64/runtime-shim
+//	    arm64: /klambda/shims/arm64/runtime-shim
+//	  maxConcurrent: 1                       # derivations at once; the others wait (Pending)
+//	  timeout: 10m                           # one derivation (reading the image, writing it)
+//	  maxBytes: 10737418240                  # the image's config and layers as stored, at most 10 GiB
+//
+// A registry without TLS is listed in plainHTTPRegistries (for the manager; the nodes need
+// their own setting). An architecture without a shim keeps the sidecar shape.
+type ImageFunctionsConfig struct {
+	Repository     string            `json:"repository,omitempty"`
+	CredentialsDir string            `json:"credentialsDir,omitempty"`
+	Shims          map[string]string `json:"shims,omitempty"`
+	MaxConcurrent  int               `json:"maxConcurrent,omitempty"`
+	Timeout        *metav1.Duration  `json:"timeout,omitempty"`
+	MaxBytes       int64             `json:"maxBytes,omitempty"`
+}
+
+// Defaults and bounds of ImageFunctionsConfig.
+const (
+	DefaultImageFunctionsMaxConcurrent = 1
+	DefaultImageFunctionsTimeout       = 10 * time.Minute
+	// MaxImageBytes is Lambda's limit on an image (10 GB, uncompressed; here as stored).
+	MaxImageBytes = 10 << 30
+)
+
+func (c *ImageFunctionsConfig) validate() error {
+	if c.Repository == "" {
+		if c.CredentialsDir != "" || len(c.Shims) > 0 || c.MaxConcurrent != 0 || c.Timeout != nil || c.MaxBytes != 0 {
+			return fmt.Errorf("imageFunctions: repository is empty (Image functions keep the sidecar shape), but other imageFunctions fields are set")
+		}
+		return nil
+	}
+	if _, err := name.NewRepository(c.Repository, name.StrictValidation); err != nil {
+		return fmt.Errorf("imageFunctions.repository: %q is not a registry/repository: %w", c.Repository, err)
+	}
+	if len(c.Shims) == 0 {
+		return fmt.Errorf("imageFunctions.shims: list the runtime-shim binary of at least one architecture (x86_64, arm64)")
+	}
+	for arch, p := range c.Shims {
+		if arch != string(lambdav1alpha1.ArchitectureX8664) && arch != string(lambdav1alpha1.ArchitectureArm64) {
+			return fmt.Errorf("imageFunctions.shims: %q is not an architecture (x86_64, arm64)", arch)
+		}
+		if !strings.HasPrefix(p, "/") {
+			return fmt.Errorf("imageFunctions.shims[%s] must be an absolute path in the manager's container, got %q", arch, p)
+		}
+	}
+	switch {
+	case c.MaxConcurrent < 0:
+		return fmt.Errorf("imageFunctions.maxConcurrent must be at least 1, got %d", c.MaxConcurrent)
+	case c.Timeout != nil && c.Timeout.Duration <= 0:
+		return fmt.Errorf("imageFunctions.timeout must be a positive duration")
+	case c.MaxBytes < 0 || c.MaxBytes > MaxImageBytes:
+		return fmt.Errorf("imageFunctions.maxBytes must be between 1 and %d (Lambda's 10 GB), got %d", int64(MaxImageBytes), c.MaxBytes)
+	}
+	return nil
+}
+
+func (c *ImageFunctionsConfig) applyDefaults() {
+	if c.Repository == "" {
+		return
+	}
+	if c.MaxConcurrent == 0 {
+		c.MaxConcurrent = DefaultImageFunctionsMaxConcurrent
+	}
+	if c.Timeout == nil {
+		c.Timeout = &metav1.Duration{Duration: DefaultImageFunctionsTimeout}
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = MaxImageBytes
 	}
 }
 
@@ -414,6 +497,9 @@ func ParseConfig(data []byte) (Config, error) {
 	if err := validatePools(c.Pools, c.EmbeddedShim); err != nil {
 		return Config{}, err
 	}
+	if err := c.ImageFunctions.validate(); err != nil {
+		return Config{}, err
+	}
 	c.applyDefaults()
 	return c, nil
 }
@@ -457,4 +543,5 @@ func (c *Config) applyDefaults() {
 	}
 	c.NetworkPolicy.applyDefaults()
 	c.CodeStore.applyDefaults()
+	c.ImageFunctions.applyDefaults()
 }

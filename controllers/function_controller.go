@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
@@ -41,6 +42,8 @@ type FunctionReconciler struct {
 	Resolver *Resolver
 	Recorder events.EventRecorder
 	Config   Config
+	// Deriver makes Image functions' one-container images (nil: the sidecar shape).
+	Deriver *ImageDeriver
 }
 
 // retryResolve is how long a download that failed waits before it is tried again.
@@ -181,9 +184,9 @@ func (r *FunctionReconciler) reportActive(fn *lambdav1alpha1.Function, w *Worklo
 	st, gen := &fn.Status, fn.Generation
 	prevRevision := st.RevisionID
 	st.CodeSha256, st.CodeSize = w.CodeDigest.Base64, w.CodeDigest.Size
-	st.ResolvedImageURI, st.ImageURI = "", ""
+	st.ResolvedImageURI, st.ImageURI, st.DerivedImageURI = "", "", ""
 	if fn.Spec.PackageType == lambdav1alpha1.PackageTypeImage {
-		st.ResolvedImageURI, st.ImageURI = w.ImageURI, fn.Spec.Code.ImageURI
+		st.ResolvedImageURI, st.ImageURI, st.DerivedImageURI = w.ImageURI, fn.Spec.Code.ImageURI, w.DerivedImageURI
 	}
 	st.CodeStoreRef = w.CodeStoreRef
 	st.Layers = layers
@@ -307,6 +310,9 @@ func (r *FunctionReconciler) resolve(ctx context.Context, fn *lambdav1alpha1.Fun
 			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "ImageNotPinned", "Resolve", "%s: %s", fn.Spec.Code.ImageURI, img.Unpinned)
 		}
 		w.ImageURI, w.CodeDigest = img.URI, img.Digest
+		if w.DerivedImageURI, err = r.derivedImage(ctx, fn, img); err != nil {
+			return nil, nil, err
+		}
 		return w, nil, nil
 	}
 	if _, ok := r.Config.RuntimeImages[string(fn.Spec.Runtime)]; !ok {
@@ -370,6 +376,20 @@ func (r *FunctionReconciler) resolveImage(ctx context.Context, fn *lambdav1alpha
 		return ImageResult{}, err
 	}
 	return r.Resolver.ResolveImage(ctx, fn.Spec.Code.ImageURI, kc)
+}
+
+// derivedImage is the one-container image of $LATEST's image (imagefunctions.go): ""
+// for the sidecar shape, with a Warning Event when its derivation failed. When the
+// repository can't be asked, the one this generation already runs (status) is kept.
+func (r *FunctionReconciler) derivedImage(ctx context.Context, fn *lambdav1alpha1.Function, img ImageResult) (string, error) {
+	der, err := r.Deriver.Derived(ctx, fn, img, func() (authn.Keychain, error) { return r.pullKeychain(ctx, fn) })
+	if err != nil {
+		return "", err
+	}
+	if der.Failed != "" && der.Tell {
+		r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, "ImageNotDerived", "Derive", "%s: %s; the function runs in the sidecar shape (the runtime-shim beside the image)", img.URI, der.Failed)
+	}
+	return der.URI, nil
 }
 
 // pullKeychain is the registry credentials of the function's pods: the imagePullSecrets of
@@ -586,14 +606,18 @@ func (r *FunctionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&lambdav1alpha1.Function{}, ownObjectChanged).
 		Owns(&appsv1.Deployment{}, deploymentChanged).
 		Owns(&corev1.Service{}).
 		Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&lambdav1alpha1.LayerVersion{}, handler.EnqueueRequestsFromMapFunc(r.functionsUsingLayer)).
-		WatchesMetadata(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.functionsUsingConfigMap), builder.WithPredicates()).
-		Complete(r)
+		WatchesMetadata(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.functionsUsingConfigMap), builder.WithPredicates())
+	if r.Deriver != nil {
+		// A function whose image was being derived comes back when the derivation ends.
+		b = b.WatchesRawSource(source.Channel(r.Deriver.Wake(), &handler.EnqueueRequestForObject{}))
+	}
+	return b.Complete(r)
 }
 
 func (r *FunctionReconciler) functionsUsingConfigMap(ctx context.Context, o client.Object) []reconcile.Request {

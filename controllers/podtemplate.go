@@ -6,14 +6,16 @@ import (
 
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/derivedimage"
 )
 
 // A version's pod comes in two shapes: the runtime-shim as a native sidecar (an init
 // container that keeps running) beside the function's container, with a load-code init
-// container for zip code; or, for a runtime whose image embeds the shim, one container
-// whose command is the shim, which loads the code (unless S3 credentials keep loading in
-// an init container) and then runs the runtime. PodTemplate puts the pieces together; the
-// builders below each make one piece: environment, volumes, containers, scheduling.
+// container for zip code; or, for a runtime whose image embeds the shim (and an Image
+// function's derived image), one container whose command is the shim, which loads the
+// code (unless S3 credentials keep loading in an init container) and then runs the
+// runtime. PodTemplate puts the pieces together; the builders below each make one piece:
+// environment, volumes, containers, scheduling.
 
 // PodTemplate builds the pod of a version: load-code init container, runtime-shim native
 // sidecar, function container.
@@ -72,6 +74,9 @@ func newPodBuilder(w *Workload, cfg Config) *podBuilder {
 	b.isZip = b.c.PackageType != lambdav1alpha1.PackageTypeImage
 	if b.isZip {
 		b.embed, b.embedded = cfg.EmbeddedShim[string(b.c.Runtime)]
+	} else if w.DerivedImageURI != "" {
+		// The derived image carries the shim, in front of the image's ENTRYPOINT.
+		b.embed, b.embedded = EmbeddedShim{Path: derivedimage.ShimPath}, true
 	}
 	b.shimLoads = b.embedded && !w.needsCredentials()
 	return b

@@ -88,6 +88,17 @@ func (b *podBuilder) functionContainer(fnEnv, shimEnv envList, code codeSetup) (
 			fn.Args = append([]string(nil), ic.Command...)
 			fn.WorkingDir = ic.WorkingDirectory
 		}
+		if b.embedded {
+			// The derived image's ENTRYPOINT is the shim's command, then the image's
+			// ENTRYPOINT; its CMD is the image's. An entryPoint override goes after the
+			// shim's command (and, as in Kubernetes, the image's CMD with it); a command
+			// override replaces CMD alone.
+			fn.Image = b.w.DerivedImageURI
+			if len(fn.Command) > 0 {
+				fn.Command = append(derivedShimCommand(), fn.Command...)
+			}
+			b.embedShim(&fn, fnEnv, shimEnv)
+		}
 		return fn, nil
 	}
 	img, ok := b.cfg.RuntimeImages[string(c.Runtime)]
@@ -98,16 +109,22 @@ func (b *podBuilder) functionContainer(fnEnv, shimEnv envList, code codeSetup) (
 	fn.Command, fn.Args = runtimeCommand(c)
 	if b.embedded {
 		fn.Command, fn.Args = embeddedCommand(b.embed, code.shimLoadArgs, fn.Command, fn.Args, c.Handler)
-		for _, v := range shimEnv {
-			if strings.HasPrefix(v.Name, "KLAMBDA_") {
-				fnEnv.set(v)
-			}
-		}
-		fn.Env = fnEnv
-		fn.Ports = shimPorts()
-		fn.ReadinessProbe, fn.LivenessProbe = shimProbe(contract.ReadyPath), shimLiveness()
+		b.embedShim(&fn, fnEnv, shimEnv)
 	}
 	return fn, nil
+}
+
+// embedShim makes fn the one container of its pod: the shim's own variables, its port and
+// probes.
+func (b *podBuilder) embedShim(fn *corev1.Container, fnEnv, shimEnv envList) {
+	for _, v := range shimEnv {
+		if strings.HasPrefix(v.Name, "KLAMBDA_") {
+			fnEnv.set(v)
+		}
+	}
+	fn.Env = fnEnv
+	fn.Ports = shimPorts()
+	fn.ReadinessProbe, fn.LivenessProbe = shimProbe(contract.ReadyPath), shimLiveness()
 }
 
 // runtimeCommand is how a managed runtime's image runs the handler.

@@ -20,8 +20,17 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 			return err
 		}
 	}
+	deriver, err := NewImageDeriver(cfg)
+	if err != nil {
+		return err
+	}
+	if deriver != nil {
+		if err := mgr.Add(NewDerivedImageGC(mgr.GetClient(), deriver)); err != nil {
+			return err
+		}
+	}
 	rec := mgr.GetEventRecorder
-	if err := (&FunctionReconciler{Client: mgr.GetClient(), Resolver: resolver, Recorder: rec("klambda-function"), Config: cfg}).SetupWithManager(mgr); err != nil {
+	if err := (&FunctionReconciler{Client: mgr.GetClient(), Resolver: resolver, Recorder: rec("klambda-function"), Config: cfg, Deriver: deriver}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&VersionReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec("klambda-version"), Config: cfg}).SetupWithManager(mgr); err != nil {

@@ -230,6 +230,7 @@ func (r *VersionReconciler) recordPublished(v *lambdav1alpha1.Version, fn *lambd
 		CodeSize:           fs.CodeSize,
 		RevisionID:         revisionID(string(v.UID), num, fs.RevisionID),
 		ResolvedImageURI:   fs.ResolvedImageURI,
+		DerivedImageURI:    fs.DerivedImageURI,
 		CodeStoreRef:       fs.CodeStoreRef,
 		Layers:             append([]lambdav1alpha1.ResolvedLayer(nil), fs.Layers...),
 		LastModified:       &now,
@@ -397,7 +398,7 @@ func (r *VersionReconciler) workload(ctx context.Context, v *lambdav1alpha1.Vers
 	}
 	w := &Workload{Function: fn.Name, Qualifier: st.Version, Config: *st.Configuration.DeepCopy(), InvokeSecret: InvokeSecretName(fn.Name)}
 	if st.Configuration.PackageType == lambdav1alpha1.PackageTypeImage {
-		w.ImageURI = st.ResolvedImageURI
+		w.ImageURI, w.DerivedImageURI = st.ResolvedImageURI, st.DerivedImageURI
 		if d, err := digestFromBase64(st.CodeSha256, st.CodeSize); err == nil {
 			w.CodeDigest = d
 		}

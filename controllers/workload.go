@@ -25,9 +25,12 @@ type Workload struct {
 	Qualifier string // $LATEST or a version number
 	Config    lambdav1alpha1.FunctionConfiguration
 	// Code: the pinned image (Image) or the zip and, for ConfigMap code, its copy (Zip).
-	ImageURI   string
-	CodeDigest Digest
-	CodeCopy   string
+	ImageURI string
+	// DerivedImageURI: the Image function's one-container image (imagefunctions.go);
+	// empty: the sidecar shape.
+	DerivedImageURI string
+	CodeDigest      Digest
+	CodeCopy        string
 	// CodeStoreRef: the code is in the code store (pods read it there, by CodeDigest).
 	CodeStoreRef string
 	Layers       []WorkloadLayer

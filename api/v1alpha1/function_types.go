@@ -406,6 +406,14 @@ type FunctionStatus struct {
 	// +optional
 	ResolvedImageURI string `json:"resolvedImageUri,omitempty"`
 
+	// derivedImageUri is the image environments run (Image only, with the manager's
+	// imageFunctions configured): resolvedImageUri for the function's architecture with
+	// klambda's runtime-shim added, pinned by digest in klambda's repository, so that an
+	// environment starts one container (controllers/README.md, "The pod"). Empty: the sidecar shape runs
+	// resolvedImageUri itself.
+	// +optional
+	DerivedImageURI string `json:"derivedImageUri,omitempty"`
+
 	// imageUri is the code.imageUri that resolvedImageUri was resolved from (Image only).
 	// As Lambda resolves a tag only on a code update, the tag is resolved again only when
 	// code.imageUri changes, not on a configuration-only update or a manager restart.

@@ -85,6 +85,10 @@ type VersionStatus struct {
 	// resolvedImageUri: the image digest the version runs (Image only).
 	// +optional
 	ResolvedImageURI string `json:"resolvedImageUri,omitempty"`
+	// derivedImageUri: the one-container image the version runs, derived from
+	// resolvedImageUri (Image only; empty: the sidecar shape).
+	// +optional
+	DerivedImageURI string `json:"derivedImageUri,omitempty"`
 	// layers as resolved at publish time.
 	// +optional
 	// +listType=atomic

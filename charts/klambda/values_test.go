@@ -326,3 +326,19 @@ func TestChartPools(t *testing.T) {
 		t.Errorf("a pool of a runtime without the shim: %v", err)
 	}
 }
+
+// config.imageFunctions as hack/cluster/install.sh sets it reaches the manager, which
+// accepts it; the schema refuses an unknown architecture before the manager sees it.
+func TestChartPassesImageFunctions(t *testing.T) {
+	objs, errOut := renderArgs(t, "--set-json", `config.imageFunctions={"repository":"10.0.0.1:15000/klambda/derived","shims":{"x86_64":"/klambda/shims/x86_64/runtime-shim"}}`)
+	if errOut != "" {
+		t.Fatal(errOut)
+	}
+	c := managerConfig(t, objs).ImageFunctions
+	if c.Repository != "10.0.0.1:15000/klambda/derived" || c.Shims["x86_64"] != "/klambda/shims/x86_64/runtime-shim" {
+		t.Errorf("imageFunctions %+v", c)
+	}
+	if _, errOut := renderArgs(t, "--set-json", `config.imageFunctions={"repository":"r.test/d","shims":{"amd64":"/s"}}`); !strings.Contains(errOut, "imageFunctions") {
+		t.Errorf("an unknown architecture: %q", errOut)
+	}
+}

@@ -54,7 +54,7 @@ func TestMain(m *testing.M) {
 
 // startManager runs the controllers with a code store in repo until the returned stop is
 // called (or the test ends): each start is a manager with nothing in memory.
-func startManager(t *testing.T, repo string) (stop func()) {
+func startManager(t *testing.T, repo string, extra ...string) (stop func()) {
 	t.Helper()
 	host, _, _ := strings.Cut(repo, "/")
 	cfg, err := controllers.ParseConfig([]byte(fmt.Sprintf(`shimImage: registry.test/runtime-shim:test
@@ -62,7 +62,7 @@ resolveImageTags: true
 egress: {allowLoopback: true}
 plainHTTPRegistries: [%q]
 codeStore: {repository: %q, gcInterval: 0s}
-`, host, repo)))
+`, host, repo) + strings.Join(extra, "\n")))
 	if err != nil {
 		t.Fatal(err)
 	}

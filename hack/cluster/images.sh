@@ -5,7 +5,8 @@
 #
 #   klambda.local/manager:dev, klambda.local/runtime-shim:dev, klambda.local/activator:dev,
 #   klambda.local/eventsources:dev, klambda.local/code-store:dev
-#       static binaries from cmd/<name>, non-root (65532); built only when cmd/<name> exists
+#       static binaries from cmd/<name>, non-root (65532); built only when cmd/<name> exists;
+#       the manager's also has the runtime-shim at /klambda/shims/<arch>/runtime-shim
 #   klambda.local/nats:<version>   nats-server from the Go module klambda's go.mod pins, for
 #       the chart's NATS JetStream cluster (nats.enabled); entrypoint /nats-server, non-root
 #   klambda.local/provided:al2023   busybox-static as /bin/sh + Lambda's directory layout;
@@ -70,13 +71,19 @@ image() {
 # What --version and klambda_build_info report (internal/buildinfo).
 BUILDINFO=github.com/klambda/klambda/internal/buildinfo
 LDFLAGS="-s -w -X $BUILDINFO.version=${VERSION:-dev} -X $BUILDINFO.commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)"
-for cmd in manager runtime-shim activator eventsources code-store; do
+# The manager's image also carries this machine's runtime-shim at
+# /klambda/shims/<Lambda architecture>/runtime-shim (install.sh: config.imageFunctions), which
+# it adds to Image functions' images: so the shim is built first.
+LAMBDA_ARCH=$(go env GOARCH | sed 's/^amd64$/x86_64/')
+for cmd in runtime-shim manager activator eventsources code-store; do
 	if [ ! -d "cmd/$cmd" ] || ! ls cmd/$cmd/*.go >/dev/null 2>&1; then
 		log "cmd/$cmd does not exist yet: no klambda.local/$cmd:dev image"
 		continue
 	fi
 	CGO_ENABLED=0 go build -trimpath -ldflags "$LDFLAGS" -o "$BIN/$cmd" "./cmd/$cmd"
-	image "$cmd" "klambda.local/$cmd:dev" -base-files -layer -add "$BIN/$cmd=/$cmd" \
+	extra=()
+	[ "$cmd" = manager ] && extra=(-add "$BIN/runtime-shim=/klambda/shims/$LAMBDA_ARCH/runtime-shim")
+	image "$cmd" "klambda.local/$cmd:dev" -base-files -layer -add "$BIN/$cmd=/$cmd" "${extra[@]}" \
 		-user 65532:65532 -entrypoint "/$cmd"
 done
 

@@ -24,6 +24,11 @@ if [ "${CLUSTER:-local}" = local ]; then
 	# The node's registry (up.sh) speaks plain HTTP: the manager resolves Image functions'
 	# tags there over HTTP, as containerd pulls them (its hosts.toml).
 	args+=(--set-json "config.plainHTTPRegistries=[\"$(node_ip):$REGISTRY_PORT\"]")
+	# Image functions run in one container: the manager adds the runtime-shim its image
+	# carries (images.sh) to their images and writes them to the node's registry, which
+	# containerd pulls from (controllers/README.md, "The pod").
+	arch=$(uname -m | sed 's/^aarch64$/arm64/')
+	args+=(--set-json "config.imageFunctions={\"repository\":\"$(node_ip):$REGISTRY_PORT/klambda/derived\",\"shims\":{\"$arch\":\"/klambda/shims/$arch/runtime-shim\"}}")
 fi
 # CLUSTER=existing REGISTRY=...: the images dev.sh pushed, by digest (registry-values.sh).
 [ -z "${REGISTRY_VALUES:-}" ] || args+=(-f "$REGISTRY_VALUES")

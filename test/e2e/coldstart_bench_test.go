@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/api/contract"
+	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -25,8 +26,10 @@ var coldStartRounds = flag.Int("coldstart.rounds", 5, "BenchmarkColdStart: round
 // BenchmarkColdStart measures, on the local cluster, the first invocation of a function
 // at zero replicas through the activator (the aws-lambda-go example: scale-up, pod start,
 // code load, runtime init, the invocation) against the floor of the same run: a plain pod
-// of the function's runtime image (sleep, no probe) going from Create to Ready. Rounds
-// alternate which goes first. Target: cold invocation within 300 ms of the floor.
+// of the function's runtime image (sleep, no probe) going from Create to Ready. Each round
+// also cold-starts an Image function (a shell custom runtime's image in the node's
+// registry, run from the image the manager derived: one container). Rounds alternate
+// whether the floor goes first. Target: both cold invocations within 300 ms of the floor.
 //
 //	make bench-coldstart   # go test -tags e2e -run '^$' -bench ColdStart -benchtime 1x ./test/e2e/
 func BenchmarkColdStart(b *testing.B) {
@@ -58,18 +61,28 @@ func BenchmarkColdStart(b *testing.B) {
 	if image == "" {
 		b.Fatalf("no function container in %s", d.Name)
 	}
-	invokeURL := cluster.ActivatorURL(ctx, b, ns) + "/2015-03-31/functions/" + fn.Name + "/invocations"
+	activator := cluster.ActivatorURL(ctx, b, ns)
+	invokeURL := activator + "/2015-03-31/functions/" + fn.Name + "/invocations"
 	token := cluster.InvokerToken(ctx, b, ns)
 	// A first invocation pulls nothing new later (images are local) and authorizes once.
 	if _, err := coldInvoke(ctx, invokeURL, token); err != nil {
 		b.Fatal(err)
 	}
+	// An Image function (issue 23): a shell custom runtime's image in the node's registry,
+	// which the local install runs in one container (status.derivedImageUri).
+	imageFn := coldImageFunction(ctx, b, ns)
+	imageURL := activator + "/2015-03-31/functions/" + imageFn + "/invocations"
+	if _, err := coldInvoke(ctx, imageURL, token); err != nil { // pulls the derived image once
+		b.Fatal(err)
+	}
 
-	var cold, floor []time.Duration
+	var cold, coldImage, floor []time.Duration
 	b.ResetTimer()
 	for round := 0; round < *coldStartRounds; round++ {
-		if err := waitAtZero(ctx, ns, fn.Name); err != nil {
-			b.Fatal(err)
+		for _, f := range []string{fn.Name, imageFn} {
+			if err := waitAtZero(ctx, ns, f); err != nil {
+				b.Fatal(err)
+			}
 		}
 		measureFloor := func() {
 			f, err := plainPodReady(ctx, ns, fmt.Sprintf("floor-%d", round), image)
@@ -93,20 +106,68 @@ func BenchmarkColdStart(b *testing.B) {
 		}
 		cold = append(cold, c)
 		b.Logf("round %d: cold start as a watch saw it: %s; answered %v", round, timeline, c.Round(time.Millisecond))
+		wctx, stopWatch = context.WithCancel(ctx)
+		imageTimeline, err := watchPodStart(wctx, ns, imageFn, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		ci, err := coldInvoke(ctx, imageURL, token)
+		stopWatch()
+		if err != nil {
+			b.Fatal(err)
+		}
+		coldImage = append(coldImage, ci)
+		b.Logf("round %d: Image function cold start as a watch saw it: %s; answered %v", round, imageTimeline, ci.Round(time.Millisecond))
 		if round%2 == 0 {
 			measureFloor()
 		}
-		b.Logf("round %d: cold invocation %v, plain pod Ready %v, added %v", round, c.Round(time.Millisecond),
-			floor[len(floor)-1].Round(time.Millisecond), (c - floor[len(floor)-1]).Round(time.Millisecond))
+		fl := floor[len(floor)-1]
+		b.Logf("round %d: cold invocation %v, Image function %v, plain pod Ready %v: added %v, Image function added %v", round, c.Round(time.Millisecond),
+			ci.Round(time.Millisecond), fl.Round(time.Millisecond), (c - fl).Round(time.Millisecond), (ci - fl).Round(time.Millisecond))
 	}
 	b.StopTimer()
-	mc, mf := median(cold), median(floor)
+	mc, mi, mf := median(cold), median(coldImage), median(floor)
 	b.Logf("median of %d rounds: cold invocation %v, plain pod Ready %v: added %v (target ≤ 300ms), ratio %.2f",
 		len(cold), mc.Round(time.Millisecond), mf.Round(time.Millisecond), (mc - mf).Round(time.Millisecond), float64(mc)/float64(mf))
+	b.Logf("median of %d rounds: Image function cold invocation %v, plain pod Ready %v: added %v (target ≤ 300ms), ratio %.2f",
+		len(coldImage), mi.Round(time.Millisecond), mf.Round(time.Millisecond), (mi - mf).Round(time.Millisecond), float64(mi)/float64(mf))
 	b.ReportMetric(float64(mc.Milliseconds()), "cold-ms")
 	b.ReportMetric(float64(mf.Milliseconds()), "pod-ready-ms")
 	b.ReportMetric(float64((mc - mf).Milliseconds()), "added-ms")
 	b.ReportMetric(float64(mc)/float64(mf), "ratio")
+	b.ReportMetric(float64(mi.Milliseconds()), "image-cold-ms")
+	b.ReportMetric(float64((mi - mf).Milliseconds()), "image-added-ms")
+	b.ReportMetric(float64(mi)/float64(mf), "image-ratio")
+}
+
+// coldImageFunction creates an Image function of a shell custom runtime's image pushed to
+// the node's registry (pushAnswerImage), idle after 1 s, and waits until it is Active in
+// the one-container shape (its image derived); it returns its name.
+func coldImageFunction(ctx context.Context, b *testing.B, ns string) string {
+	b.Helper()
+	reg, err := cluster.Registry()
+	if err != nil {
+		b.Fatal(err)
+	}
+	tag := reg + "/e2e/" + ns + "-cold-image:v1"
+	pushAnswerImage(b, tag, "cold")
+	fn := &lambdav1alpha1.Function{}
+	fn.Namespace, fn.Name = ns, "cold-image"
+	fn.Annotations = map[string]string{contract.AnnotationIdleTimeout: "1s"}
+	fn.Spec.PackageType = lambdav1alpha1.PackageTypeImage
+	fn.Spec.Timeout = 5
+	fn.Spec.Code.ImageURI = tag
+	if err := cluster.Client.Create(ctx, fn); err != nil {
+		b.Fatal(err)
+	}
+	active, err := cluster.WaitForFunctionActive(ctx, ns, fn.Name, 3*time.Minute)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if active.Status.DerivedImageURI == "" {
+		b.Fatalf("Image function %s has no derived image (the local install sets imageFunctions): it would measure the sidecar shape", fn.Name)
+	}
+	return fn.Name
 }
 
 func median(d []time.Duration) time.Duration {

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -29,10 +30,13 @@ import (
 
 	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
+	"github.com/klambda/klambda/internal/derivedimage"
 )
 
 // TestImageFunctionKeepsItsDigestAcrossAManagerRestart: issue 18's "restart the manager
-// with a re-pointed image tag: $LATEST still runs the pinned digest", on the local cluster.
+// with a re-pointed image tag: $LATEST still runs the pinned digest", on the local cluster,
+// in the one-container shape (issue 23): the function runs the image the manager derived
+// from the pinned digest (status.derivedImageUri), and the restarted manager keeps it.
 // An Image function's tag is pushed to the node's registry (hack/cluster/up.sh: plain HTTP,
 // known to containerd and to the manager's plainHTTPRegistries) and resolved to its digest;
 // the tag is then re-pointed at an image that answers differently, the manager is
@@ -66,6 +70,13 @@ func TestImageFunctionKeepsItsDigestAcrossAManagerRestart(t *testing.T) {
 	if want := "@" + digestA; !strings.HasSuffix(active.Status.ResolvedImageURI, want) {
 		t.Fatalf("status.resolvedImageUri %q, want the tag's digest %s", active.Status.ResolvedImageURI, digestA)
 	}
+	// The local install derives Image functions' one-container images (hack/cluster/install.sh
+	// sets config.imageFunctions): the runtime-shim added to the image, in the node's registry.
+	derived := active.Status.DerivedImageURI
+	if derived == "" {
+		t.Fatalf("status.derivedImageUri is empty: the local install derives Image functions' images (imageFunctions); state %s %q", active.Status.State, active.Status.StateReason)
+	}
+	checkDerivedFrom(t, derived, active.Status.ResolvedImageURI)
 	lc := cluster.LambdaClient(ctx, t, ns, cluster.InvokerToken(ctx, t, ns))
 	invoke := func() string {
 		t.Helper()
@@ -109,10 +120,10 @@ func TestImageFunctionKeepsItsDigestAcrossAManagerRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range d.Spec.Template.Spec.Containers {
-		if c.Name == "function" && !strings.HasSuffix(c.Image, "@"+digestA) {
-			t.Fatalf("after the restart the function container's image is %q, want the pinned %s", c.Image, digestA)
-		}
+	// One container, the derived image recorded before the restart (made from digest A).
+	if pod := d.Spec.Template.Spec; len(pod.InitContainers) != 0 || len(pod.Containers) != 1 || pod.Containers[0].Image != derived {
+		t.Fatalf("after the restart the pod has %d init containers and %d containers, image %q; want one container of the derived image %s (from %s)",
+			len(pod.InitContainers), len(pod.Containers), pod.Containers[0].Image, derived, digestA)
 	}
 	if got := invoke(); got != "A" {
 		t.Fatalf("after the tag moved and the manager restarted, a cold start answered %q, want A (the pinned digest)", got)
@@ -121,8 +132,8 @@ func TestImageFunctionKeepsItsDigestAcrossAManagerRestart(t *testing.T) {
 	if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(fn), &f); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasSuffix(f.Status.ResolvedImageURI, "@"+digestA) {
-		t.Fatalf("status.resolvedImageUri moved to %q", f.Status.ResolvedImageURI)
+	if !strings.HasSuffix(f.Status.ResolvedImageURI, "@"+digestA) || f.Status.DerivedImageURI != derived {
+		t.Fatalf("status.resolvedImageUri moved to %q, derivedImageUri to %q (was %s)", f.Status.ResolvedImageURI, f.Status.DerivedImageURI, derived)
 	}
 
 	// A tag the registry does not have: Failed with Lambda's reason, no pod waiting for it.
@@ -148,7 +159,7 @@ func TestImageFunctionKeepsItsDigestAcrossAManagerRestart(t *testing.T) {
 // image for this machine's architecture whose entrypoint is a shell custom runtime
 // answering {"code":code}: busybox-static as /bin/sh and its applets, the bootstrap at
 // /var/runtime/bootstrap. It returns the image's digest.
-func pushAnswerImage(t *testing.T, ref, code string) string {
+func pushAnswerImage(t testing.TB, ref, code string) string {
 	t.Helper()
 	busybox, err := os.ReadFile("/bin/busybox")
 	if err != nil {
@@ -223,6 +234,41 @@ func pushAnswerImage(t *testing.T, ref, code string) string {
 		t.Fatal(err)
 	}
 	return d.String()
+}
+
+// checkDerivedFrom checks that the derived image (in the node's registry) was made from
+// source: its config's label says so, and it carries the runtime-shim's layer on top of
+// source's layers.
+func checkDerivedFrom(t testing.TB, derived, source string) {
+	t.Helper()
+	dref, err := name.NewDigest(derived, name.Insecure)
+	if err != nil {
+		t.Fatalf("status.derivedImageUri %q: %v", derived, err)
+	}
+	img, err := remote.Image(dref)
+	if err != nil {
+		t.Fatalf("reading the derived image %s: %v", derived, err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cf.Config.Labels[derivedimage.LabelSource]; got != source {
+		t.Fatalf("the derived image %s was made from %q, want %s", derived, got, source)
+	}
+	if len(cf.Config.Entrypoint) == 0 || cf.Config.Entrypoint[0] != derivedimage.ShimPath {
+		t.Fatalf("the derived image's entrypoint is %q, want the runtime-shim first", cf.Config.Entrypoint)
+	}
+	sref, _ := name.NewDigest(source, name.Insecure)
+	src, err := remote.Image(sref, remote.WithPlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := src.Layers()
+	got, _ := img.Layers()
+	if len(got) != len(want)+1 {
+		t.Fatalf("the derived image has %d layers, want the source's %d + the shim's", len(got), len(want))
+	}
 }
 
 // restartManager deletes the manager's pod and waits for its replacement to be Ready.
