@@ -122,8 +122,16 @@ for name in $IMAGES; do
 	case $name in
 	manager | activator | eventsources | runtime-shim | code-store)
 		binary "$name"
+		shims=()
+		if [ "$name" = manager ]; then
+			# The runtime-shim of both architectures, for the manager's imageFunctions.shims
+			# (the Dockerfile's manager stage has the same /klambda/shims).
+			binary runtime-shim
+			shims=(-layer -add "$BIN/runtime-shim-linux-amd64=/klambda/shims/x86_64/runtime-shim"
+				-add "$BIN/runtime-shim-linux-arm64=/klambda/shims/arm64/runtime-shim")
+		fi
 		image "$name" "$IMAGE_REPO/$name:$VERSION" "klambda $name" \
-			-base-files -layer -add "$BIN/$name-linux-{arch}=/$name" -user 65532:65532 -entrypoint "/$name"
+			-base-files -layer -add "$BIN/$name-linux-{arch}=/$name" "${shims[@]}" -user 65532:65532 -entrypoint "/$name"
 		;;
 	runtime-provided)
 		provided_args
