@@ -5,7 +5,8 @@
 # reference its io.containerd.image.name), and listed in $OUT/images.txt as "REFERENCE DIGEST":
 #   $IMAGE_REPO/{manager,activator,eventsources,runtime-shim,code-store}:$VERSION
 #       $BIN/<name>-linux-<arch> as /<name>, the entrypoint, on users, groups, CA certificates
-#       and /tmp, run as 65532 (the Dockerfile's stages on distroless/static)
+#       and /tmp, run as 65532 (the Dockerfile's stages on distroless/static); the manager also
+#       carries $BIN/runtime-shim-linux-{amd64,arm64} at /klambda/shims/{x86_64,arm64}/runtime-shim
 #   $IMAGE_REPO/runtime-provided:al2023-$VERSION
 #       klambda's STAND-IN for Lambda's provided.al2023 base image, which this machine cannot
 #       pull: Debian's busybox-static of each architecture as /bin/sh and its applets, Lambda's
