@@ -339,6 +339,38 @@ func TestFailedSpecializationFallsBack(t *testing.T) {
 	}
 }
 
+// A cold start whose Secrets cannot be read (here the namespace's pool Secret is gone)
+// claims the pod while it reads them (at once, to save a round trip), but never
+// specializes it: the claimed pod is deleted, the Deployment scales, and the shim never
+// received the function's secrets.
+func TestUnreadableSecretsFallBackWithoutSpecializing(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns := namespace(t, "pool-nosecret")
+	eligibleFunction(t, ns, "f")
+	r := startPoolRig(t, ctx, ns, time.Hour)
+	if err := cs.CoreV1().Secrets(ns).Delete(ctx, contract.PoolSecretName, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	genericPod(t, ns, "generic-1", "10.0.0.9")
+	eventually(t, "the generic pod in the index", func() bool { return r.poolSize(ns) == 1 })
+
+	key := fnkey.Key{Namespace: ns, Function: "f", Version: contract.Latest}
+	go func() {
+		if l, err := r.disp.AcquireWithin(ctx, key, -1, 30*time.Second); err == nil {
+			l.Release()
+		}
+	}()
+	eventually(t, "the Deployment scaled instead", func() bool { return replicasOf(t, ns, "f-latest") == 1 })
+	eventually(t, "the claimed pod deleted", func() bool {
+		_, err := cs.CoreV1().Pods(ns).Get(ctx, "generic-1", metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
+	if n := len(r.shim.specializations()); n != 0 {
+		t.Fatalf("%d specializations: the pod got the function without its Secrets read", n)
+	}
+}
+
 // A pod claimed for one function never serves another: f's cold start takes the pool's
 // only pod; g's (same pool key) finds the pool empty and scales its own Deployment, and
 // the pod never appears among g's environments; a claim of it for g (from the view before

@@ -168,30 +168,40 @@ func (s *Starter) prepare(key fnkey.Key, dep *appsv1.Deployment, fnUID types.UID
 	}
 }
 
-// specialize: Secrets read, template filled in, pod claimed, shim specialized. claimed
-// says whether the pod is the version's already.
+// specialize: Secrets read and template filled in while the pod is claimed (two API round
+// trips at once: neither needs the other), then the shim specialized — only once the pod is
+// the version's does it get the version's secrets. claimed says whether the pod is the
+// version's already (a claimed pod whose Secrets could not be read is deleted by prepare,
+// as one whose specialization failed: the pool makes another, and the key backs off).
 func (s *Starter) specialize(ctx context.Context, key fnkey.Key, dep *appsv1.Deployment, fnUID types.UID, st *contract.SpecializationTemplate,
 	pod *corev1.Pod) (env dispatch.Environment, claimed bool, err error) {
-	invoke, err := s.InvokeSecrets.Named(ctx, key.Namespace, st.InvokeSecretName, fnUID)
-	if err != nil {
-		return env, false, err
+	type prepared struct {
+		invoke, token string
+		spec          *contract.Specialization
+		err           error
 	}
-	token, err := s.poolToken(ctx, key.Namespace)
-	if err != nil {
-		return env, false, err
+	ready := make(chan prepared, 1)
+	go func() {
+		var p prepared
+		if p.invoke, p.err = s.InvokeSecrets.Named(ctx, key.Namespace, st.InvokeSecretName, fnUID); p.err == nil {
+			if p.token, p.err = s.poolToken(ctx, key.Namespace); p.err == nil {
+				p.spec, p.err = Build(ctx, st, pod, p.invoke, s.secretValue)
+			}
+		}
+		ready <- p
+	}()
+	got, claimErr := Claim(ctx, s.Client, pod, dep, st)
+	p := <-ready
+	if claimErr != nil {
+		return env, false, fmt.Errorf("claiming pod %s: %w", pod.Name, claimErr)
 	}
-	spec, err := Build(ctx, st, pod, invoke, s.secretValue)
-	if err != nil {
-		return env, false, err
+	if p.err != nil {
+		return env, true, p.err
 	}
-	got, err := Claim(ctx, s.Client, pod, dep, st)
-	if err != nil {
-		return env, false, fmt.Errorf("claiming pod %s: %w", pod.Name, err)
-	}
-	if err := Specialize(ctx, s.HTTP, got, token, spec); err != nil {
+	if err := Specialize(ctx, s.HTTP, got, p.token, p.spec); err != nil {
 		return env, true, err
 	}
-	return dispatch.Environment{Name: got.Name, Addr: net.JoinHostPort(got.Status.PodIP, strconv.Itoa(contract.ShimPort)), Secret: invoke, Claimed: true}, true, nil
+	return dispatch.Environment{Name: got.Name, Addr: net.JoinHostPort(got.Status.PodIP, strconv.Itoa(contract.ShimPort)), Secret: p.invoke, Claimed: true}, true, nil
 }
 
 // poolToken reads the namespace's pool Secret (what its generic shims want).
