@@ -192,5 +192,5 @@ test-e2e: $(HELM) ## End-to-end tests (build tag e2e) against the local cluster;
 	HELM=$(HELM) go test -tags e2e -count=1 -timeout 60m -v ./test/e2e/...
 
 .PHONY: test-e2e-install
-test-e2e-install: $(HELM) ## The e2e tests that replace klambda's install (dist/install.yaml alone, make dev CLUSTER=existing); run after test-e2e.
-	HELM=$(HELM) go test -tags e2e -count=1 -timeout 30m -v -run 'TestInstallFromDistAlone|TestDevOnAnExistingCluster' ./test/e2e/ -args -e2e.install
+test-e2e-install: $(HELM) ## The e2e tests that replace klambda's install (dist/install.yaml alone, make dev CLUSTER=existing, helm upgrade from the previous release under load); run after test-e2e.
+	HELM=$(HELM) go test -tags e2e -count=1 -timeout 45m -v -run 'TestInstallFromDistAlone|TestDevOnAnExistingCluster|TestHelmUpgradeFromPreviousReleaseUnderLoad' ./test/e2e/ -args -e2e.install

@@ -221,19 +221,5 @@ func TestPoolColdStart(t *testing.T) {
 // waitForGenericPod waits for a Ready generic (unclaimed) pool pod in ns.
 func waitForGenericPod(ctx context.Context, t testing.TB, ns string) {
 	t.Helper()
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
-		var pods corev1.PodList
-		if err := cluster.Client.List(ctx, &pods, client.InNamespace(ns), client.HasLabels{contract.LabelPool}); err != nil {
-			return false, nil
-		}
-		for _, p := range pods.Items {
-			if p.DeletionTimestamp == nil && podReady(&p) {
-				return true, nil
-			}
-		}
-		return false, nil
-	})
-	if err != nil {
-		t.Fatalf("no ready generic pod in %s: %v", ns, err)
-	}
+	waitForGenericPods(ctx, t, ns, 1)
 }
