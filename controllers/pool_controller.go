@@ -225,6 +225,29 @@ func (r *PoolReconciler) removeShared(ctx context.Context, ns string) error {
 	return r.deleteNetworkPolicy(ctx, ns)
 }
 
+// RemoveLeftoverPools reconciles every namespace that holds a pool Deployment: with no
+// pools configured (the manager then runs no PoolReconciler), it deletes the pool
+// Deployments and NetworkPolicies an earlier configuration left, so that removing every
+// pool from the configuration does not leave generic pods running. The manager runs it
+// once at start (leader only).
+func (r *PoolReconciler) RemoveLeftoverPools(ctx context.Context) error {
+	var pools appsv1.DeploymentList
+	if err := r.APIReader.List(ctx, &pools, client.MatchingLabels{contract.LabelComponent: LabelComponentPool}); err != nil {
+		return fmt.Errorf("listing pool Deployments: %w", err)
+	}
+	done := map[string]bool{}
+	for _, p := range pools.Items {
+		if done[p.Namespace] {
+			continue
+		}
+		done[p.Namespace] = true
+		if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Name: p.Namespace}}); err != nil {
+			return fmt.Errorf("removing the pools of namespace %s: %w", p.Namespace, err)
+		}
+	}
+	return nil
+}
+
 // SetupWithManager reconciles a namespace when one of its function Deployments is
 // created, deleted or changes its annotations or spec (not on every status change).
 func (r *PoolReconciler) SetupWithManager(mgr ctrl.Manager) error {

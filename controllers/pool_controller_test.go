@@ -131,3 +131,45 @@ func TestPoolRefusesAForeignSecret(t *testing.T) {
 		t.Fatalf("a pool was made with a foreign Secret: %d (%v)", len(pools.Items), err)
 	}
 }
+
+// With no pools configured, RemoveLeftoverPools (run once at the manager's start) deletes
+// the pool Deployments and NetworkPolicies an earlier configuration left, and nothing else.
+func TestRemoveLeftoverPoolsWithNoPoolsConfigured(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	before := poolConfig(t, "- {runtime: provided.al2023, size: 1}")
+	key := contract.PoolKey{Runtime: "provided.al2023", Architecture: "x86_64", MemoryMB: 128}
+	w := urlWorkload()
+	dep, err := w.Deployment(before, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Create(ctx, dep); err != nil {
+		t.Fatal(err)
+	}
+	r := &PoolReconciler{Client: k8s, APIReader: k8s, Config: before}
+	if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	var pool appsv1.Deployment
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: key.PoolWorkloadName()}, &pool); err != nil {
+		t.Fatalf("the pool Deployment was not made: %v", err)
+	}
+
+	after := &PoolReconciler{Client: k8s, APIReader: k8s, Config: poolConfig(t, "")}
+	if err := after.RemoveLeftoverPools(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: key.PoolWorkloadName()}, &pool); err == nil && pool.DeletionTimestamp == nil {
+		t.Fatal("the pool Deployment is still there")
+	} else if err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	var np networkingv1.NetworkPolicy
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: PoolNetworkPolicyName}, &np); !apierrors.IsNotFound(err) {
+		t.Fatalf("the pool NetworkPolicy: %v, want it gone", err)
+	}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(dep), &appsv1.Deployment{}); err != nil {
+		t.Fatalf("the function's own Deployment: %v", err)
+	}
+}

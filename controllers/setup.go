@@ -3,7 +3,11 @@
 package controllers
 
 import (
+	"context"
+
 	ctrl "sigs.k8s.io/controller-runtime"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 )
 
 // Setup registers every controller of the package with the manager.
@@ -39,10 +43,20 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	if err := (&AliasReconciler{Client: mgr.GetClient(), Recorder: rec("klambda-alias"), Config: cfg}).SetupWithManager(mgr); err != nil {
 		return err
 	}
+	pools := &PoolReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Config: cfg}
 	if len(cfg.Pools) > 0 {
-		// Only with pools configured: removing every pool from the configuration leaves the
-		// pool objects of earlier runs (docs/pools.md, "Operating").
-		if err := (&PoolReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Config: cfg}).SetupWithManager(mgr); err != nil {
+		if err := pools.SetupWithManager(mgr); err != nil {
+			return err
+		}
+	} else {
+		// Without pools no controller watches every function Deployment for them: once at
+		// start, the pool objects an earlier configuration left are removed.
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			if err := pools.RemoveLeftoverPools(ctx); err != nil {
+				logf.FromContext(ctx).Error(err, "removing the pools an earlier configuration left; they stay until the next start")
+			}
+			return nil
+		})); err != nil {
 			return err
 		}
 	}
