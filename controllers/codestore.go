@@ -88,18 +88,10 @@ func (g *CodeStoreGC) Start(ctx context.Context) error {
 	if g.Interval <= 0 {
 		return nil
 	}
-	t := time.NewTicker(g.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if _, err := g.Collect(ctx); err != nil {
-				logf.FromContext(ctx).Error(err, "code store garbage collection")
-			}
-		}
-	}
+	return collectEvery(ctx, g.Interval, "code store garbage collection", func(ctx context.Context) error {
+		_, err := g.Collect(ctx)
+		return err
+	})
 }
 
 // NeedLeaderElection: one manager collects.
@@ -113,18 +105,14 @@ func Referenced(ctx context.Context, r client.Reader) (map[string]bool, error) {
 			refs[hex.EncodeToString(raw)] = true
 		}
 	}
-	var fns lambdav1alpha1.FunctionList
-	if err := r.List(ctx, &fns); err != nil {
+	fns, vs, err := functionsAndVersions(ctx, r)
+	if err != nil {
 		return nil, err
 	}
-	for _, f := range fns.Items {
+	for _, f := range fns {
 		add(f.Status.CodeSha256)
 	}
-	var vs lambdav1alpha1.VersionList
-	if err := r.List(ctx, &vs); err != nil {
-		return nil, err
-	}
-	for _, v := range vs.Items {
+	for _, v := range vs {
 		add(v.Status.CodeSha256)
 	}
 	var lvs lambdav1alpha1.LayerVersionList
@@ -157,34 +145,13 @@ func (g *CodeStoreGC) Collect(ctx context.Context) ([]string, error) {
 	if g.unreferenced == nil {
 		g.unreferenced = map[string]time.Time{}
 	}
-	seen := map[string]bool{}
-	var deleted []string
-	for _, h := range stored {
-		seen[h] = true
-		if refs[h] {
-			delete(g.unreferenced, h)
-			continue
-		}
-		since, ok := g.unreferenced[h]
-		if !ok {
-			g.unreferenced[h] = now()
-			continue
-		}
-		if now().Sub(since) < g.Grace || len(deleted) >= g.MaxDeletes {
-			continue
-		}
+	deleted := sweepUnreferenced(g.unreferenced, stored, refs, now(), g.Grace, g.MaxDeletes, func(h string) bool {
 		if err := g.Store.Delete(ctx, h); err != nil && !isNotFound(err) {
 			logf.FromContext(ctx).Error(err, "deleting unreferenced code", "sha256", h)
-			continue
+			return false
 		}
-		delete(g.unreferenced, h)
-		deleted = append(deleted, h)
-	}
-	for h := range g.unreferenced {
-		if !seen[h] {
-			delete(g.unreferenced, h)
-		}
-	}
+		return true
+	})
 	if len(deleted) > 0 {
 		logf.FromContext(ctx).Info("code store: deleted unreferenced code", "count", len(deleted))
 	}

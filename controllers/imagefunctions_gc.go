@@ -10,7 +10,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/internal/derivedimage"
 )
 
@@ -48,18 +47,10 @@ func NewDerivedImageGC(r client.Reader, d *ImageDeriver) *DerivedImageGC {
 
 // Start runs a collection every Interval until ctx ends (manager.Runnable).
 func (g *DerivedImageGC) Start(ctx context.Context) error {
-	t := time.NewTicker(g.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if _, err := g.Collect(ctx); err != nil {
-				logf.FromContext(ctx).Error(err, "derived image garbage collection")
-			}
-		}
-	}
+	return collectEvery(ctx, g.Interval, "derived image garbage collection", func(ctx context.Context) error {
+		_, err := g.Collect(ctx)
+		return err
+	})
 }
 
 // NeedLeaderElection: one manager collects.
@@ -73,18 +64,14 @@ func referencedDerived(ctx context.Context, r client.Reader) (map[string]bool, e
 			refs[d] = true
 		}
 	}
-	var fns lambdav1alpha1.FunctionList
-	if err := r.List(ctx, &fns); err != nil {
+	fns, vs, err := functionsAndVersions(ctx, r)
+	if err != nil {
 		return nil, err
 	}
-	for _, f := range fns.Items {
+	for _, f := range fns {
 		add(f.Status.DerivedImageURI)
 	}
-	var vs lambdav1alpha1.VersionList
-	if err := r.List(ctx, &vs); err != nil {
-		return nil, err
-	}
-	for _, v := range vs.Items {
+	for _, v := range vs {
 		add(v.Status.DerivedImageURI)
 	}
 	return refs, nil
@@ -132,33 +119,18 @@ func (g *DerivedImageGC) Collect(ctx context.Context) ([]string, error) {
 	if g.unreferenced == nil {
 		g.unreferenced = map[string]time.Time{}
 	}
-	var deleted []string
-	for digest, key := range stored {
-		if refs[digest] {
-			delete(g.unreferenced, digest)
-			continue
-		}
-		since, ok := g.unreferenced[digest]
-		if !ok {
-			g.unreferenced[digest] = now()
-			continue
-		}
-		if now().Sub(since) < g.Grace || len(deleted) >= g.MaxDeletes {
-			continue
-		}
-		d.forget(key)
+	digests := make([]string, 0, len(stored))
+	for digest := range stored {
+		digests = append(digests, digest)
+	}
+	deleted := sweepUnreferenced(g.unreferenced, digests, refs, now(), g.Grace, g.MaxDeletes, func(digest string) bool {
+		d.forget(stored[digest])
 		if err := remote.Delete(d.target.Digest(digest), opts...); err != nil && !derivedimage.IsNotFound(err) {
 			logf.FromContext(ctx).Error(err, "deleting an unreferenced derived image", "digest", digest)
-			continue
+			return false
 		}
-		delete(g.unreferenced, digest)
-		deleted = append(deleted, digest)
-	}
-	for digest := range g.unreferenced {
-		if _, ok := stored[digest]; !ok {
-			delete(g.unreferenced, digest)
-		}
-	}
+		return true
+	})
 	if len(deleted) > 0 {
 		logf.FromContext(ctx).Info("deleted unreferenced derived images", "count", len(deleted))
 	}
