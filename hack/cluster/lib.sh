@@ -47,6 +47,18 @@ REPO_ROOT=$(cd "$here_lib/../.." && pwd)
 log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
+# debian_install LOGFILE PACKAGE...: apt-get install the packages (an update first only when
+# the install fails), its output in LOGFILE.
+debian_install() {
+	local logf=$1
+	shift
+	[ $# -gt 0 ] || return 0
+	log "installing from Debian: $*"
+	mkdir -p "$(dirname "$logf")"
+	{ apt-get install -y -qq "$@" || { apt-get update -qq && apt-get install -y -qq "$@"; }; } >"$logf" 2>&1 ||
+		die "could not install $* with apt-get (see $logf)"
+}
+
 need_root() {
 	[ "$(id -u)" -eq 0 ] || die "the local cluster runs containerd and a kubelet, which need root; run as root (sudo -E make dev)"
 }

@@ -26,11 +26,7 @@ command -v zip >/dev/null || missing+=(zip)
 command -v jq >/dev/null || missing+=(jq)
 command -v curl >/dev/null || missing+=(curl)
 command -v ipset >/dev/null || missing+=(ipset) # kube-router's NetworkPolicy sets
-if [ ${#missing[@]} -gt 0 ]; then
-	log "installing from Debian: ${missing[*]}"
-	{ apt-get install -y -qq "${missing[@]}" || { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; }; } >"$LOGS/apt.log" 2>&1 ||
-		die "could not install ${missing[*]} with apt-get (see $LOGS/apt.log)"
-fi
+debian_install "$LOGS/apt.log" "${missing[@]}"
 
 log "Kubernetes $KUBE_VERSION binaries (built once from the Go module proxy, cached in $KUBE_BIN)"
 "$REPO_ROOT/hack/kube-binaries.sh" kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy >/dev/null

@@ -5,7 +5,11 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -82,4 +86,83 @@ func TestHelloGoInvoked(t *testing.T) {
 	if err != nil {
 		t.Errorf("the function pod's log (pods/log, as kubectl logs) never showed its greeting and REPORT: %v", err)
 	}
+}
+
+// TestDevPrintsCommandsThatWorkAsPrinted runs what `make dev` prints at its end (example.sh's
+// "kubectl:", "token:" and "invoke again:" commands) as a user would: in that order, in a new
+// shell whose PATH has no kubectl and no other AWS CLI, from an empty folder.
+func TestDevPrintsCommandsThatWorkAsPrinted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if !cluster.Local {
+		t.Skip("needs the local cluster (make dev's own example)")
+	}
+	if _, err := os.Stat("/usr/bin/aws"); err != nil {
+		t.Skip("the printed commands use /usr/bin/aws, which make dev installs (apt-get install awscli): not installed here")
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(cluster.RepoRoot, "hack", "cluster", "example.sh"))
+	cmd.Dir = cluster.RepoRoot
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+cluster.Kubeconfig)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("hack/cluster/example.sh: %v\n%s\n%s", err, out, stderr.String())
+	}
+	script, err := printedCommands(string(out), "kubectl", "token", "invoke again")
+	if err != nil {
+		t.Fatalf("%v in what example.sh printed:\n%s", err, out)
+	}
+	t.Logf("the printed commands:\n%s", script)
+
+	dir := t.TempDir()
+	sh := exec.CommandContext(ctx, "/bin/bash", "-euo", "pipefail", "-c", script)
+	sh.Dir = dir
+	sh.Env = []string{"HOME=" + dir, "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}
+	res, err := sh.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the printed commands failed: %v\n%s", err, res)
+	}
+	if !strings.Contains(string(res), `"message":"Hello, klambda!"`) {
+		t.Errorf("the printed invocation did not print hello-go's answer:\n%s", res)
+	}
+}
+
+// printedCommands is the shell script the given labels' lines of example.sh's summary make:
+// a labelled line ("token:          CMD") and its continuation lines (16 spaces, then more of
+// the command) carry the command from column 16 on. It fails when a label is missing.
+func printedCommands(summary string, labels ...string) (string, error) {
+	const col = 16
+	want := map[string]bool{}
+	for _, l := range labels {
+		want[l] = true
+	}
+	var b strings.Builder
+	found := map[string]bool{}
+	in := false
+	for _, line := range strings.Split(summary, "\n") {
+		if len(line) <= col {
+			in = false
+			continue
+		}
+		head, rest := line[:col], line[col:]
+		if strings.TrimSpace(head) == "" {
+			if in {
+				b.WriteString(rest + "\n")
+			}
+			continue
+		}
+		label, ok := strings.CutSuffix(strings.TrimSpace(head), ":")
+		in = ok && want[label]
+		if in {
+			found[label] = true
+			b.WriteString(rest + "\n")
+		}
+	}
+	for _, l := range labels {
+		if !found[l] {
+			return "", fmt.Errorf("no %q line", l+":")
+		}
+	}
+	return b.String(), nil
 }
