@@ -8,17 +8,21 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-version=$(awk '$1 == "require" && $2 == "github.com/cloudnativelabs/kube-router/v2" {print $3}' "$here/kube-router/go.mod")
-[ -n "$version" ] || { echo "no kube-router version in $here/kube-router/go.mod" >&2; exit 1; }
+mod=$here/../kube # kube-router's module: the Kubernetes components' (hack/kube/go.mod)
+version=$(awk '$1 == "github.com/cloudnativelabs/kube-router/v2" {print $2; exit}' "$mod/go.mod")
+[ -n "$version" ] || { echo "no kube-router version in $mod/go.mod" >&2; exit 1; }
 cache=${KLAMBDA_CACHE:-$HOME/.cache/klambda}
 bin="$cache/kube-router-$version"
 mkdir -p "$bin"
 
 exec 9>"$bin/.lock"
 flock 9
-if [ ! -x "$bin/kube-router" ]; then
+# Built again when the module's versions change.
+stamp=$(cat "$mod/go.mod" "$mod/go.sum" "$mod/kuberouter.go" | sha256sum | cut -c1-16)
+if [ ! -x "$bin/kube-router" ] || [ "$(cat "$bin/.stamp" 2>/dev/null)" != "$stamp" ]; then
 	echo "building kube-router $version (first time only; a few minutes)" >&2
-	(cd "$here/kube-router" && CGO_ENABLED=0 go build -trimpath -o "$bin/kube-router.tmp" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router)
+	(cd "$mod" && CGO_ENABLED=0 go build -trimpath -o "$bin/kube-router.tmp" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router)
 	mv "$bin/kube-router.tmp" "$bin/kube-router"
+	echo "$stamp" >"$bin/.stamp"
 fi
 echo "$bin/kube-router"
