@@ -26,14 +26,21 @@ const nodeHandler = `exports.handler = async (event, context) => {
 };
 `
 
-// TestNodeFunctionFromConfigMap: a nodejs22.x Function whose code is a ConfigMap runs in the
-// local Node.js 22 image (npm's Node.js 22 + the npm aws-lambda-ric built for it,
-// hack/runtimes/node/node.sh) in the one-container shape, invoked through the activator.
+// TestNodeFunctionFromConfigMap: a nodejs20.x and a nodejs22.x Function whose code is a
+// ConfigMap run in the local Node.js images (npm's Node.js + the npm aws-lambda-ric built for
+// it, hack/runtimes/node/node.sh, which make dev builds) in the one-container shape, invoked
+// through the activator.
 func TestNodeFunctionFromConfigMap(t *testing.T) {
 	if !cluster.Local {
 		t.Skip("needs the local cluster (its Node.js image)")
 	}
-	localImageBuilt(t, "nodejs-22")
+	for _, major := range []string{"20", "22"} {
+		t.Run("nodejs"+major+".x", func(t *testing.T) { nodeFunctionFromConfigMap(t, major) })
+	}
+}
+
+func nodeFunctionFromConfigMap(t *testing.T, major string) {
+	localImageBuilt(t, "nodejs-"+major)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	ns := cluster.Namespace(t)
@@ -44,9 +51,9 @@ func TestNodeFunctionFromConfigMap(t *testing.T) {
 		t.Fatal(err)
 	}
 	fn := &lambdav1alpha1.Function{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hello-node22"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hello-node" + major},
 		Spec: lambdav1alpha1.FunctionSpec{FunctionConfiguration: lambdav1alpha1.FunctionConfiguration{
-			Runtime: "nodejs22.x", Handler: "index.handler", Timeout: 10, MemorySize: 128,
+			Runtime: lambdav1alpha1.Runtime("nodejs" + major + ".x"), Handler: "index.handler", Timeout: 10, MemorySize: 128,
 			Code: lambdav1alpha1.FunctionCode{CodeSource: lambdav1alpha1.CodeSource{ConfigMapRef: &lambdav1alpha1.ConfigMapCodeSource{Name: "node-code"}}},
 		}},
 	}
@@ -60,7 +67,7 @@ func TestNodeFunctionFromConfigMap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if spec := d.Spec.Template.Spec; len(spec.InitContainers) != 0 || len(spec.Containers) != 1 || spec.Containers[0].Image != "klambda.local/nodejs:22" {
+	if spec := d.Spec.Template.Spec; len(spec.InitContainers) != 0 || len(spec.Containers) != 1 || spec.Containers[0].Image != "klambda.local/nodejs:"+major {
 		t.Fatalf("pod shape: %d init containers, containers %+v", len(spec.InitContainers), spec.Containers)
 	}
 	sdk := cluster.LambdaClient(ctx, t, ns, cluster.InvokerToken(ctx, t, ns))
@@ -72,7 +79,7 @@ func TestNodeFunctionFromConfigMap(t *testing.T) {
 		Hello, RequestID, Function, Node string
 	}
 	if out.FunctionError != nil || json.Unmarshal(out.Payload, &got) != nil || got.Hello != "node" || got.RequestID == "" ||
-		got.Function != fn.Name || !strings.HasPrefix(got.Node, "v22.") {
+		got.Function != fn.Name || !strings.HasPrefix(got.Node, "v"+major+".") {
 		t.Fatalf("invoke: error %v, payload %s", aws.ToString(out.FunctionError), out.Payload)
 	}
 	out, err = sdk.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(fn.Name), Payload: []byte(`{"fail":true}`)})

@@ -9,7 +9,7 @@
 #       addon dist/rapid-client.node built by node-gyp against that Node's headers (--nodedir)
 # The addon's C dependencies (curl, aws-lambda-cpp) build from the package's sources as its
 # npm install does, once per architecture ($KLAMBDA_CACHE/aws-lambda-ric-3.3.0-build-linux-ARCH;
-# about 8 minutes); arm64 with Debian's cross compiler (apt-get install g++-aarch64-linux-gnu).
+# about 3 minutes on 2 cores, most of it configure scripts); arm64 with Debian's cross compiler (apt-get install g++-aarch64-linux-gnu).
 # node.sh --installed MAJOR ARCH prints the folders only when both are built (else exits 3).
 set -euo pipefail
 installed=
