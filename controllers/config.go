@@ -104,6 +104,15 @@ type Config struct {
 	// Pools of pre-warmed generic environments, per runtime, architecture and memory size
 	// (controllers/pool.go, docs/pools.md). None by default.
 	Pools []PoolConfig `json:"pools,omitempty"`
+	// Tolerations are added to the pods of the functions (and pools) of an architecture,
+	// Lambda's name (x86_64, arm64), so that they can run on tainted node pools, as arm64
+	// pools often are. Function pods already select their architecture's nodes
+	// (kubernetes.io/arch); a toleration only lets them onto the tainted ones:
+	//
+	//	tolerations:
+	//	  arm64:
+	//	    - {key: kubernetes.io/arch, operator: Equal, value: arm64, effect: NoSchedule}
+	Tolerations map[string][]corev1.Toleration `json:"tolerations,omitempty"`
 	// egressPolicy is Egress parsed.
 	egressPolicy *netguard.Policy
 }
@@ -498,6 +507,9 @@ func ParseConfig(data []byte) (Config, error) {
 		return Config{}, err
 	}
 	if err := c.ImageFunctions.validate(); err != nil {
+		return Config{}, err
+	}
+	if err := validateTolerations(c.Tolerations); err != nil {
 		return Config{}, err
 	}
 	c.applyDefaults()

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -186,9 +187,9 @@ func (b *podBuilder) resizedCPULimit() string {
 // podSpec places the containers: the function's service account, its architecture, the
 // restricted pod security context, and Lambda's shutdown grace.
 func (b *podBuilder) podSpec(inits []corev1.Container, fn corev1.Container, volumes []corev1.Volume) corev1.PodSpec {
-	arch := "amd64"
+	arch, lambdaArch := "amd64", lambdav1alpha1.ArchitectureX8664
 	if len(b.c.Architectures) > 0 && b.c.Architectures[0] == lambdav1alpha1.ArchitectureArm64 {
-		arch = "arm64"
+		arch, lambdaArch = "arm64", lambdav1alpha1.ArchitectureArm64
 	}
 	share, t, uid := true, true, b.cfg.RunAsUser
 	fsGroup := uid
@@ -196,6 +197,7 @@ func (b *podBuilder) podSpec(inits []corev1.Container, fn corev1.Container, volu
 		ServiceAccountName:    b.c.ServiceAccountName,
 		ShareProcessNamespace: &share,
 		NodeSelector:          map[string]string{corev1.LabelArchStable: arch, corev1.LabelOSStable: "linux"},
+		Tolerations:           slices.Clone(b.cfg.Tolerations[string(lambdaArch)]),
 		SecurityContext: &corev1.PodSecurityContext{
 			RunAsNonRoot: &t, RunAsUser: &uid, RunAsGroup: &uid, FSGroup: &fsGroup,
 			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},

@@ -342,3 +342,21 @@ func TestChartPassesImageFunctions(t *testing.T) {
 		t.Errorf("an unknown architecture: %q", errOut)
 	}
 }
+
+// config.tolerations reaches the manager, which puts them on the pods of that
+// architecture; the schema refuses an unknown architecture or operator before it.
+func TestChartPassesTolerations(t *testing.T) {
+	objs, errOut := renderArgs(t, "--set-json", `config.tolerations={"arm64":[{"key":"kubernetes.io/arch","operator":"Equal","value":"arm64","effect":"NoSchedule"}]}`)
+	if errOut != "" {
+		t.Fatal(errOut)
+	}
+	got := managerConfig(t, objs).Tolerations
+	if len(got) != 1 || len(got["arm64"]) != 1 || got["arm64"][0].Key != "kubernetes.io/arch" || got["arm64"][0].Value != "arm64" || got["arm64"][0].Effect != "NoSchedule" {
+		t.Errorf("tolerations %+v", got)
+	}
+	for _, bad := range []string{`config.tolerations={"amd64":[]}`, `config.tolerations={"arm64":[{"key":"a","operator":"In"}]}`} {
+		if _, errOut := renderArgs(t, "--set-json", bad); !strings.Contains(errOut, "tolerations") {
+			t.Errorf("%s: %q", bad, errOut)
+		}
+	}
+}
