@@ -298,8 +298,9 @@ EOF
 # images: the arm64 node's images, each a single linux/arm64 manifest under the name the
 # function pods use (containerd runs a single manifest whatever its platform; an index would
 # resolve to this host's amd64): the provided.al2023 stand-in (Debian's arm64
-# busybox-static, the arm64 runtime-shim) and the runtime-shim image. The pod sandbox
-# (pause) is the first node's amd64 image.
+# busybox-static, the arm64 runtime-shim), the runtime-shim image and, when
+# hack/runtimes/python/standalone.sh can, the python3.12 stand-in. The pod sandbox (pause) is
+# the first node's amd64 image.
 images() {
 	local bin=$A/images/bin busybox applet
 	mkdir -p "$bin"
@@ -328,6 +329,31 @@ images() {
 	arm64_image provided-al2023 klambda.local/provided:al2023 "${provided[@]}"
 	arm64_image runtime-shim klambda.local/runtime-shim:dev -platform linux/arm64 -base-files -layer \
 		-add "$bin/runtime-shim=/runtime-shim" -user 65532:65532 -entrypoint /runtime-shim
+
+	# python3.12: the provided image + Debian's arm64 glibc and libcrypt + CPython for arm64
+	# (hack/runtimes/python/standalone.sh) + klambda's minimal runtime interface client, as
+	# hack/release-images.sh builds the stand-in's arm64 half.
+	local tree libs deb d sub
+	if tree=$("$REPO_ROOT/hack/runtimes/python/standalone.sh" 3.12 arm64); then
+		libs=$A/images/libs-python3.12
+		rm -rf "$libs" && mkdir -p "$libs/usr/lib/aarch64-linux-gnu"
+		for d in libc6 libcrypt1; do
+			deb=$("$REPO_ROOT/hack/debian-package.sh" arm64 "$d") || die "could not fetch Debian's arm64 $d"
+			for sub in lib lib64; do [ ! -d "$deb/$sub" ] || cp -a "$deb/$sub" "$libs/"; done
+			[ ! -d "$deb/usr/lib/aarch64-linux-gnu" ] ||
+				find "$deb/usr/lib/aarch64-linux-gnu" -maxdepth 1 -name '*.so*' -exec cp -a {} "$libs/usr/lib/aarch64-linux-gnu/" \;
+		done
+		printf '%s\n' '#!/bin/sh' \
+			'# python3.12: klambda'"'"'s minimal runtime interface client runs the handler (module.function).' \
+			'export PYTHONPATH=/opt/python/lib/python3.12/site-packages:/opt/python:/var/runtime${PYTHONPATH:+:$PYTHONPATH}' \
+			'exec /var/lang/bin/python3 /var/runtime/klambda_ric.py "${_HANDLER:-$1}"' >"$bin/python-bootstrap-3.12"
+		chmod 755 "$bin/python-bootstrap-3.12"
+		arm64_image python-3.12 klambda.local/python:3.12 "${provided[@]}" -layer -add "$libs=/" -layer -add "$tree=/var/lang" \
+			-layer -add "$REPO_ROOT/hack/runtimes/python/klambda_ric.py=/var/runtime/klambda_ric.py" \
+			-add "$bin/python-bootstrap-3.12=/var/runtime/bootstrap" -env AWS_EXECUTION_ENV=AWS_Lambda_python3.12
+	else
+		log "no arm64 python3.12 image: hack/runtimes/python/standalone.sh 3.12 arm64 failed (above)"
+	fi
 }
 
 # arm64_image NAME TAG IMAGEBUILD-ARGS...: build, and import unless this digest is there.
