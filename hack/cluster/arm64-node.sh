@@ -105,6 +105,28 @@ spec: {policyName: klambda-dev-arm64-toleration}
 EOF
 }
 
+# dry_run METHOD PATH JSON: the apiserver's answer to a dry-run request (admission runs,
+# nothing is stored), as admin.
+dry_run() {
+	curl -fsS --max-time 5 --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(cat "$PKI/admin.token")" -X "$1" \
+		-H "Content-Type: $([ "$1" = PATCH ] && echo application/merge-patch+json || echo application/json)" \
+		"https://127.0.0.1:$APISERVER_PORT$2?dryRun=All" -d "$3"
+}
+
+# policies_active: server-side dry runs show both policies at work: a pod selecting arm64
+# gets the toleration, and the Node (created, or relabelled amd64) stays arm64.
+policies_active() {
+	dry_run POST /api/v1/namespaces/default/pods \
+		'{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "klambda-arm64-policy-check"},
+		  "spec": {"nodeSelector": {"kubernetes.io/arch": "arm64"}, "containers": [{"name": "c", "image": "'"$SANDBOX_IMAGE"'"}]}}' |
+		jq -e '[.spec.tolerations[]? | select(.key == "kubernetes.io/arch" and .value == "arm64")] | length == 1' >/dev/null || return 1
+	if api "/api/v1/nodes/$ARM64_NODE" >/dev/null 2>&1; then
+		dry_run PATCH "/api/v1/nodes/$ARM64_NODE" '{"metadata": {"labels": {"kubernetes.io/arch": "amd64"}}}'
+	else
+		dry_run POST /api/v1/nodes '{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "'"$ARM64_NODE"'", "labels": {"kubernetes.io/arch": "amd64"}}}'
+	fi | jq -e '.metadata.labels["kubernetes.io/arch"] == "arm64"' >/dev/null
+}
+
 # --- down ------------------------------------------------------------------------------------
 
 down() {
@@ -280,6 +302,10 @@ registerWithTaints:
 - {key: kubernetes.io/arch, value: arm64, effect: NoSchedule}
 EOF
 	policies | kubectl_ apply -f - >/dev/null || die "could not apply the arm64 node's admission policies"
+	# The apiserver loads new policies within moments; a kubelet that registers before then
+	# keeps amd64 until its next status update (up to 5 min later).
+	wait_for "admission policies" 30 policies_active ||
+		die "the klambda-dev-arm64-* MutatingAdmissionPolicies did not take effect in 30s (server-side dry runs of an arm64 pod and of the Node; see kubectl get mutatingadmissionpolicies)"
 	if ! running arm64-kubelet; then
 		log "starting the arm64 node's kubelet (node $ARM64_NODE, port $ARM64_KUBELET_PORT)"
 		start arm64-kubelet "$KUBE_BIN/kubelet" --config "$A/kubelet/config.yaml" --kubeconfig "$KUBECONFIG_FILE" \
@@ -287,8 +313,12 @@ EOF
 			--node-labels kubernetes.io/arch=arm64 --v=1
 	fi
 	node_ready() {
-		api "/api/v1/nodes/$ARM64_NODE" | jq -e '(.status.conditions[] | select(.type == "Ready") | .status == "True")
-			and .metadata.labels["kubernetes.io/arch"] == "arm64"'
+		local node
+		node=$(api "/api/v1/nodes/$ARM64_NODE") || return 1
+		# Registered as amd64 before the policy held (an older up): any update makes it arm64.
+		jq -e '.metadata.labels["kubernetes.io/arch"] == "arm64"' <<<"$node" >/dev/null ||
+			kubectl_ label node "$ARM64_NODE" kubernetes.io/arch=arm64 --overwrite >/dev/null
+		jq -e '(.status.conditions[] | select(.type == "Ready") | .status == "True") and .metadata.labels["kubernetes.io/arch"] == "arm64"' <<<"$node"
 	}
 	wait_for node "$READY_TIMEOUT" node_ready ||
 		die "node $ARM64_NODE did not become Ready (arm64) in ${READY_TIMEOUT}s; see $LOGS/arm64-kubelet.log and $LOGS/arm64-containerd.log"
