@@ -328,8 +328,8 @@ EOF
 # images: the arm64 node's images, each a single linux/arm64 manifest under the name the
 # function pods use (containerd runs a single manifest whatever its platform; an index would
 # resolve to this host's amd64): the provided.al2023 stand-in (Debian's arm64
-# busybox-static, the arm64 runtime-shim), the runtime-shim image and, when
-# hack/runtimes/python/standalone.sh can, the python3.12 stand-in. The pod sandbox (pause) is
+# busybox-static, the arm64 runtime-shim), the runtime-shim image and, when their inputs
+# are there, the python3.12 and nodejs22.x stand-ins. The pod sandbox (pause) is
 # the first node's amd64 image.
 images() {
 	local bin=$A/images/bin busybox applet
@@ -363,16 +363,9 @@ images() {
 	# python3.12: the provided image + Debian's arm64 glibc and libcrypt + CPython for arm64
 	# (hack/runtimes/python/standalone.sh) + klambda's minimal runtime interface client, as
 	# hack/release-images.sh builds the stand-in's arm64 half.
-	local tree libs deb d sub
+	local tree libs
 	if tree=$("$REPO_ROOT/hack/runtimes/python/standalone.sh" 3.12 arm64); then
-		libs=$A/images/libs-python3.12
-		rm -rf "$libs" && mkdir -p "$libs/usr/lib/aarch64-linux-gnu"
-		for d in libc6 libcrypt1; do
-			deb=$("$REPO_ROOT/hack/debian-package.sh" arm64 "$d") || die "could not fetch Debian's arm64 $d"
-			for sub in lib lib64; do [ ! -d "$deb/$sub" ] || cp -a "$deb/$sub" "$libs/"; done
-			[ ! -d "$deb/usr/lib/aarch64-linux-gnu" ] ||
-				find "$deb/usr/lib/aarch64-linux-gnu" -maxdepth 1 -name '*.so*' -exec cp -a {} "$libs/usr/lib/aarch64-linux-gnu/" \;
-		done
+		libs=$(debian_libs python3.12 libc6 libcrypt1)
 		printf '%s\n' '#!/bin/sh' \
 			'# python3.12: klambda'"'"'s minimal runtime interface client runs the handler (module.function).' \
 			'export PYTHONPATH=/opt/python/lib/python3.12/site-packages:/opt/python:/var/runtime${PYTHONPATH:+:$PYTHONPATH}' \
@@ -384,6 +377,40 @@ images() {
 	else
 		log "no arm64 python3.12 image: hack/runtimes/python/standalone.sh 3.12 arm64 failed (above)"
 	fi
+
+	# nodejs22.x: the provided image + Debian's arm64 glibc, libstdc++ and libgcc + npm's
+	# Node.js 22 for arm64 + the npm aws-lambda-ric with its addon built for it
+	# (hack/runtimes/node/node.sh 22 arm64, ~8 min once; not run from here).
+	local built node ric
+	if built=$("$REPO_ROOT/hack/runtimes/node/node.sh" --installed 22 arm64 2>/dev/null); then
+		{ read -r node; read -r ric; } <<<"$built"
+		libs=$(debian_libs node22 libc6 libstdc++6 libgcc-s1)
+		printf '%s\n' '#!/bin/sh' \
+			'# nodejs22.x: the npm aws-lambda-ric runs the handler (module.function) from /var/task.' \
+			'export NODE_PATH=/opt/nodejs/node22/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:/var/runtime:/var/task' \
+			'exec /var/lang/bin/node /var/runtime/node_modules/aws-lambda-ric/bin/index.mjs "${_HANDLER:-$1}"' >"$bin/node-bootstrap-22"
+		chmod 755 "$bin/node-bootstrap-22"
+		arm64_image nodejs-22 klambda.local/nodejs:22 "${provided[@]}" -layer -add "$libs=/" -layer -add "$node/bin/node=/var/lang/bin/node" \
+			-layer -add "$ric=/var/runtime/node_modules" -add "$bin/node-bootstrap-22=/var/runtime/bootstrap" \
+			-env AWS_EXECUTION_ENV=AWS_Lambda_nodejs22.x
+	else
+		log "no arm64 nodejs22.x image: needs hack/runtimes/node/node.sh 22 arm64 (~8 min once)"
+	fi
+}
+
+# debian_libs NAME PACKAGE...: Debian's arm64 PACKAGEs' shared libraries at their paths
+# (lib/, lib64/, usr/lib/aarch64-linux-gnu/*.so*) in a folder, printed.
+debian_libs() {
+	local name=$1 out=$A/images/libs-$1 pkg deb sub
+	shift
+	rm -rf "$out" && mkdir -p "$out/usr/lib/aarch64-linux-gnu"
+	for pkg in "$@"; do
+		deb=$("$REPO_ROOT/hack/debian-package.sh" arm64 "$pkg") || die "could not fetch Debian's arm64 $pkg"
+		for sub in lib lib64; do [ ! -d "$deb/$sub" ] || cp -a "$deb/$sub" "$out/"; done
+		[ ! -d "$deb/usr/lib/aarch64-linux-gnu" ] ||
+			find "$deb/usr/lib/aarch64-linux-gnu" -maxdepth 1 -name '*.so*' -exec cp -a {} "$out/usr/lib/aarch64-linux-gnu/" \;
+	done
+	echo "$out"
 }
 
 # arm64_image NAME TAG IMAGEBUILD-ARGS...: build, and import unless this digest is there.

@@ -58,6 +58,18 @@ def handler(event, context):
     return {"machine": platform.machine(), "program": elf(os.path.realpath(sys.executable)), "shim": elf("/klambda/runtime-shim")}
 `
 
+// machineNode is machineBootstrap's answer from Node.js: os.machine() (uname) and the ELF
+// machine of the node binary and of the shim.
+const machineNode = `const fs = require("fs"), os = require("os");
+function elf(path) {
+  const b = Buffer.alloc(20), fd = fs.openSync(path, "r");
+  fs.readSync(fd, b, 0, 20, 0);
+  fs.closeSync(fd);
+  return b.readUInt16LE(18);
+}
+exports.handler = async () => ({machine: os.machine(), program: elf(fs.realpathSync(process.execPath)), shim: elf("/klambda/runtime-shim")});
+`
+
 // binfmtArm64 says why arm64 programs cannot run here ("" when they can): qemu-aarch64
 // must be registered in binfmt_misc, enabled, with the F flag (containers have no qemu).
 func binfmtArm64() string {
@@ -80,9 +92,9 @@ func binfmtArm64() string {
 // TestArm64FunctionOnEmulatedNode: arm64 Functions run end to end on an arm64 node. The
 // test adds one (hack/cluster/arm64-node.sh up: a second kubelet and containerd whose arm64
 // images run under qemu-user), creates Functions with architectures [arm64] from ConfigMaps
-// (provided.al2023 with a shell bootstrap; python3.12 when the node has its image), invokes
-// them through the activator, and checks each answer came from an aarch64 process of an
-// arm64 program in a pod on that node; an x86_64 twin answers x86_64 from the first node.
+// (provided.al2023 with a shell bootstrap; python3.12 and nodejs22.x when the node has their
+// images), invokes them through the activator, and checks each answer came from an aarch64
+// process of an arm64 program in a pod on that node; an x86_64 twin answers x86_64 from the first node.
 // The node is removed at the end (arm64-node.sh down), so no other test sees it.
 func TestArm64FunctionOnEmulatedNode(t *testing.T) {
 	if !cluster.Local {
@@ -122,7 +134,7 @@ func TestArm64FunctionOnEmulatedNode(t *testing.T) {
 	ns := cluster.Namespace(t)
 	// Before the node goes: the function's pods leave it while it still runs.
 	t.Cleanup(func() { deleteFunctionsAndWait(t, ns) })
-	for name, data := range map[string]map[string]string{"sh-code": {"bootstrap": machineBootstrap}, "py-code": {"machine.py": machineHandler}} {
+	for name, data := range map[string]map[string]string{"sh-code": {"bootstrap": machineBootstrap}, "py-code": {"machine.py": machineHandler}, "js-code": {"index.js": machineNode}} {
 		if err := cluster.Client.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Data: data}); err != nil {
 			t.Fatal(err)
 		}
@@ -160,10 +172,11 @@ func TestArm64FunctionOnEmulatedNode(t *testing.T) {
 		{"sh-arm64", "provided.al2023", "bootstrap", "sh-code", "", lambdav1alpha1.ArchitectureArm64, arm64Node, "aarch64", 183},
 		{"sh-x86", "provided.al2023", "bootstrap", "sh-code", "", lambdav1alpha1.ArchitectureX8664, "klambda-dev", "x86_64", 62},
 		{"py-arm64", "python3.12", "machine.handler", "py-code", "klambda.local/python:3.12", lambdav1alpha1.ArchitectureArm64, arm64Node, "aarch64", 183},
+		{"js-arm64", "nodejs22.x", "index.handler", "js-code", "klambda.local/nodejs:22", lambdav1alpha1.ArchitectureArm64, arm64Node, "aarch64", 183},
 	} {
 		t.Run(tc.fn, func(t *testing.T) {
-			if tc.runtime == "python3.12" && !hasImage(tc.image) {
-				// arm64-node.sh builds its python image only when hack/runtimes/python/standalone.sh can.
+			if tc.image != "" && !hasImage(tc.image) {
+				// arm64-node.sh builds its python and nodejs images only when their inputs are there.
 				t.Skipf("node %s has no image %s (arm64-node.sh up said why)", arm64Node, tc.image)
 			}
 			fn := &lambdav1alpha1.Function{
