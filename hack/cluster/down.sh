@@ -38,6 +38,11 @@ strays() {
 	return 0
 }
 
+# The emulated arm64 node (arm64-node.sh), when it was added: its pods, shims, bridge and rules.
+if [ -d "$D/arm64" ]; then
+	"$(dirname "$0")/arm64-node.sh" down || log "arm64-node.sh down failed; cleaning up the rest"
+fi
+
 # The kubelet first, so that it does not restart what is being removed.
 stop kubelet
 for pid in $(strays); do
