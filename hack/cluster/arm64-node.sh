@@ -3,10 +3,11 @@
 # whose containers are arm64 programs run by qemu-user through binfmt_misc (opt-in; the
 # first node is left as it is). README.md, "An emulated arm64 node", says how and why.
 #   up    start its containerd and kubelet, bridge cni1 (10.244.1.0/24), import its arm64
-#         images, apply the admission policies that make the Node arm64 and let pods that
-#         select arm64 tolerate its taint; wait until the node is Ready. Idempotent.
+#         images, apply the admission policy that keeps the Node arm64; wait until the node
+#         is Ready. Idempotent. Function pods tolerate its taint through the manager's
+#         config.tolerations (values-local.yaml), as on a cluster with a tainted arm64 pool.
 #   down  remove all of it: pods' sandboxes, processes, shims, mounts, netns, cni1, its
-#         iptables rules, cgroups, the Node object, the policies and $ARM64_DIR.
+#         iptables rules, cgroups, the Node object, the policy and $ARM64_DIR.
 # Needs up.sh's cluster running and qemu-aarch64 registered in binfmt_misc with the F flag
 # (apt-get install qemu-user-static binfmt-support; update-binfmts --enable qemu-aarch64).
 set -euo pipefail
@@ -73,35 +74,6 @@ apiVersion: admissionregistration.k8s.io/v1
 kind: MutatingAdmissionPolicyBinding
 metadata: {name: klambda-dev-arm64-node}
 spec: {policyName: klambda-dev-arm64-node}
----
-# The node is tainted kubernetes.io/arch=arm64:NoSchedule (nothing else of the cluster goes
-# there); a pod whose nodeSelector asks for arm64 gets the toleration, as GKE adds it.
-apiVersion: admissionregistration.k8s.io/v1
-kind: MutatingAdmissionPolicy
-metadata: {name: klambda-dev-arm64-toleration}
-spec:
-  failurePolicy: Fail
-  reinvocationPolicy: Never
-  matchConstraints:
-    resourceRules:
-    - {apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}
-  matchConditions:
-  - name: selects-arm64
-    expression: 'has(object.spec.nodeSelector) && "kubernetes.io/arch" in object.spec.nodeSelector && object.spec.nodeSelector["kubernetes.io/arch"] == "arm64"'
-  - name: not-tolerated
-    expression: '!has(object.spec.tolerations) || !object.spec.tolerations.exists(t, has(t.key) && t.key == "kubernetes.io/arch")'
-  mutations:
-  - patchType: JSONPatch
-    jsonPatch:
-      expression: >-
-        has(object.spec.tolerations)
-        ? [JSONPatch{op: "add", path: "/spec/tolerations/-", value: Object.spec.tolerations{key: "kubernetes.io/arch", operator: "Equal", value: "arm64", effect: "NoSchedule"}}]
-        : [JSONPatch{op: "add", path: "/spec/tolerations", value: [Object.spec.tolerations{key: "kubernetes.io/arch", operator: "Equal", value: "arm64", effect: "NoSchedule"}]}]
----
-apiVersion: admissionregistration.k8s.io/v1
-kind: MutatingAdmissionPolicyBinding
-metadata: {name: klambda-dev-arm64-toleration}
-spec: {policyName: klambda-dev-arm64-toleration}
 EOF
 }
 
@@ -113,13 +85,9 @@ dry_run() {
 		"https://127.0.0.1:$APISERVER_PORT$2?dryRun=All" -d "$3"
 }
 
-# policies_active: server-side dry runs show both policies at work: a pod selecting arm64
-# gets the toleration, and the Node (created, or relabelled amd64) stays arm64.
+# policies_active: a server-side dry run shows the policy at work: the Node (created, or
+# relabelled amd64) stays arm64.
 policies_active() {
-	dry_run POST /api/v1/namespaces/default/pods \
-		'{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "klambda-arm64-policy-check"},
-		  "spec": {"nodeSelector": {"kubernetes.io/arch": "arm64"}, "containers": [{"name": "c", "image": "'"$SANDBOX_IMAGE"'"}]}}' |
-		jq -e '[.spec.tolerations[]? | select(.key == "kubernetes.io/arch" and .value == "arm64")] | length == 1' >/dev/null || return 1
 	if api "/api/v1/nodes/$ARM64_NODE" >/dev/null 2>&1; then
 		dry_run PATCH "/api/v1/nodes/$ARM64_NODE" '{"metadata": {"labels": {"kubernetes.io/arch": "amd64"}}}'
 	else
@@ -174,7 +142,7 @@ down() {
 		kubectl_ delete node "$ARM64_NODE" --ignore-not-found --wait=false >/dev/null
 		policies | kubectl_ delete --ignore-not-found -f - >/dev/null
 	else
-		log "the apiserver does not answer: Node $ARM64_NODE and the klambda-dev-arm64-* admission policies are left"
+		log "the apiserver does not answer: Node $ARM64_NODE and the klambda-dev-arm64-node admission policy are left"
 	fi
 	local left
 	left=$(awk -v d="$A" '$2 == d || index($2, d "/") == 1 {print $2}' /proc/self/mounts)
@@ -301,11 +269,11 @@ imageGCLowThresholdPercent: 99
 registerWithTaints:
 - {key: kubernetes.io/arch, value: arm64, effect: NoSchedule}
 EOF
-	policies | kubectl_ apply -f - >/dev/null || die "could not apply the arm64 node's admission policies"
-	# The apiserver loads new policies within moments; a kubelet that registers before then
+	policies | kubectl_ apply -f - >/dev/null || die "could not apply the arm64 node's admission policy"
+	# The apiserver loads a new policy within moments; a kubelet that registers before then
 	# keeps amd64 until its next status update (up to 5 min later).
-	wait_for "admission policies" 30 policies_active ||
-		die "the klambda-dev-arm64-* MutatingAdmissionPolicies did not take effect in 30s (server-side dry runs of an arm64 pod and of the Node; see kubectl get mutatingadmissionpolicies)"
+	wait_for "admission policy" 30 policies_active ||
+		die "the klambda-dev-arm64-node MutatingAdmissionPolicy did not take effect in 30s (a server-side dry run of the Node; see kubectl get mutatingadmissionpolicies)"
 	if ! running arm64-kubelet; then
 		log "starting the arm64 node's kubelet (node $ARM64_NODE, port $ARM64_KUBELET_PORT)"
 		start arm64-kubelet "$KUBE_BIN/kubelet" --config "$A/kubelet/config.yaml" --kubeconfig "$KUBECONFIG_FILE" \

@@ -220,6 +220,14 @@ func TestArm64FunctionOnEmulatedNode(t *testing.T) {
 				}
 				t.Fatalf("pods %v, want one on %s", where, tc.node)
 			}
+			// The pod tolerates the arm64 node's taint through the manager's
+			// config.tolerations (values-local.yaml), and only an arm64 function's does.
+			tolerated := slices.ContainsFunc(pods[0].Spec.Tolerations, func(tl corev1.Toleration) bool {
+				return tl.Key == corev1.LabelArchStable && tl.Value == "arm64" && tl.Effect == corev1.TaintEffectNoSchedule
+			})
+			if tolerated != (tc.arch == lambdav1alpha1.ArchitectureArm64) {
+				t.Fatalf("%s pod tolerations %+v", tc.arch, pods[0].Spec.Tolerations)
+			}
 			t.Logf("answered %s from pod %s on node %s (cold start and invoke: %v)", out.Payload, pods[0].Name, tc.node, time.Since(start).Round(time.Millisecond))
 		})
 	}
