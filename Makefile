@@ -183,6 +183,11 @@ bench-payload: $(HELM) ## A 5 MB response on the local cluster, end to end: 128 
 bench-controlplane: $(HELM) ## CreateFunction/UpdateFunctionCode (3 MB zip, control-plane API) to realized on the local cluster vs kubectl apply of the same change (ROUNDS=5).
 	HELM=$(HELM) go test -tags e2e -count=1 -timeout 40m -run '^$$' -bench ControlPlane -benchtime 1x -v ./test/e2e/ -args -controlplane.rounds=$(or $(ROUNDS),5)
 
+.PHONY: bench-eventsources-replicas
+bench-eventsources-replicas: $(HELM) ## A Kafka mapping drained by one poller replica, then by two, on the local cluster: records/s, ratio to twice one, CPU per record of each part (ROUNDS=2, RECORDS=1000000, PARTITIONS=4).
+	HELM=$(HELM) go test -tags e2e -count=1 -timeout 45m -run '^$$' -bench KafkaPollerReplicas -benchtime 1x -v ./test/e2e/ -args -esmreplicas.rounds=$(or $(ROUNDS),2) \
+		-esmreplicas.records=$(or $(RECORDS),1000000) -esmreplicas.partitions=$(or $(PARTITIONS),4)
+
 .PHONY: bench-scale
 bench-scale: test-assets ## The activator with 1,000 functions at zero against a real kube-apiserver: RSS, alias change to routing.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./bench/activatorscale

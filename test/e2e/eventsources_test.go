@@ -95,7 +95,7 @@ func (c *Cluster) WaitForPollers(ctx context.Context) error {
 // checkPollersMayInvoke asks the question the activator asks of every poller invocation
 // (auth is on, the local cluster's too): may the pollers' ServiceAccount invoke the
 // function? A failure here names the cause before the batches silently stop coming.
-func checkPollersMayInvoke(ctx context.Context, t *testing.T, ns, fn string) {
+func checkPollersMayInvoke(ctx context.Context, t testing.TB, ns, fn string) {
 	t.Helper()
 	var pods corev1.PodList
 	if err := cluster.Client.List(ctx, &pods, client.MatchingLabels{"app.kubernetes.io/component": "eventsources"}); err != nil || len(pods.Items) == 0 {
@@ -166,7 +166,7 @@ func sourceKey(event []byte) string {
 }
 
 // mapping creates an EventSourceMapping for the env's function and waits until it is Enabled.
-func (env *esmEnv) mapping(ctx context.Context, t *testing.T, name string, spec lambdav1alpha1.EventSourceMappingSpec) *lambdav1alpha1.EventSourceMapping {
+func (env *esmEnv) mapping(ctx context.Context, t testing.TB, name string, spec lambdav1alpha1.EventSourceMappingSpec) *lambdav1alpha1.EventSourceMapping {
 	t.Helper()
 	spec.FunctionName = env.fn
 	esm := &lambdav1alpha1.EventSourceMapping{ObjectMeta: metav1.ObjectMeta{Namespace: env.ns, Name: name}, Spec: spec}
@@ -176,7 +176,7 @@ func (env *esmEnv) mapping(ctx context.Context, t *testing.T, name string, spec 
 	return env.waitState(ctx, t, name, lambdav1alpha1.EventSourceMappingEnabled)
 }
 
-func (env *esmEnv) waitState(ctx context.Context, t *testing.T, name string, state lambdav1alpha1.EventSourceMappingState) *lambdav1alpha1.EventSourceMapping {
+func (env *esmEnv) waitState(ctx context.Context, t testing.TB, name string, state lambdav1alpha1.EventSourceMappingState) *lambdav1alpha1.EventSourceMapping {
 	t.Helper()
 	esm := &lambdav1alpha1.EventSourceMapping{}
 	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -271,12 +271,18 @@ type kafkaBroker struct {
 
 func startKafka(t *testing.T, ip string, topics ...string) *kafkaBroker {
 	t.Helper()
+	return startKafkaPartitions(t, ip, 1, topics...)
+}
+
+// startKafkaPartitions starts a kfake cluster on ip whose topics have partitions each.
+func startKafkaPartitions(t testing.TB, ip string, partitions int32, topics ...string) *kafkaBroker {
+	t.Helper()
 	// kfake listens on 127.0.0.1; pods need the node's IP, which the brokers then advertise.
 	listen := func(network, address string) (net.Listener, error) {
 		_, port, _ := net.SplitHostPort(address)
 		return net.Listen(network, net.JoinHostPort(ip, port))
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.ListenFn(listen), kfake.SeedTopics(1, topics...))
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.ListenFn(listen), kfake.SeedTopics(partitions, topics...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -812,7 +818,7 @@ func sorted(xs []string) []string {
 // grantMappings lets the namespace's default ServiceAccount, which mappings without
 // spec.serviceAccountName act as, invoke the function and read the namespace's Secrets:
 // the pollers start a mapping's poller only when its ServiceAccount may do both.
-func grantMappings(ctx context.Context, t *testing.T, ns, fn string) {
+func grantMappings(ctx context.Context, t testing.TB, ns, fn string) {
 	t.Helper()
 	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mappings"}, Rules: []rbacv1.PolicyRule{
 		{APIGroups: []string{lambdav1alpha1.GroupVersion.Group}, Resources: []string{"functions"}, Verbs: []string{"invoke"}, ResourceNames: []string{fn}},
