@@ -4,11 +4,15 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -152,38 +156,62 @@ func TestHelmUpgradeFromPreviousReleaseUnderLoad(t *testing.T) {
 	}
 
 	// 4. helm upgrade to this tree under the load.
+	tl, err := watchTimeline(ctx, "klambda-system", ns)
+	if err != nil {
+		t.Fatal(err)
+	}
 	const rate = 20
 	var upgraded time.Time
-	answers, took := steadyLoad(ctx, url, token, rate, func() {
+	calls, took := steadyLoad(ctx, url, token, rate, func() {
 		time.Sleep(5 * time.Second)
 		began := time.Now()
+		tl.add("helm upgrade begins")
 		reinstall(ctx, t, "")
 		upgraded = time.Now()
+		tl.add("helm upgrade and the rollouts are done")
 		t.Logf("helm upgrade and its rollouts took %v", upgraded.Sub(began).Round(time.Millisecond))
 		time.Sleep(15 * time.Second)
 	})
-	total, failed := 0, 0
-	var kinds []string
-	for k, n := range answers {
-		total += n
-		if k != "200" {
-			failed += n
-		}
-		kinds = append(kinds, fmt.Sprintf("%s: %d", k, n))
-	}
-	sort.Strings(kinds)
-	t.Logf("helm upgrade from %.7s under %d invocations/s: %d invocations in %v, %d failed (%.2f%%)\n  %s",
-		previousRelease, rate, total, took.Round(time.Second), failed, 100*float64(failed)/float64(max(total, 1)), strings.Join(kinds, "\n  "))
+	failed := reportLoad(t, tl, fmt.Sprintf("helm upgrade from %.7s under %d invocations/s", previousRelease, rate), calls, took)
 	if upgraded.IsZero() {
 		t.Fatal("the upgrade did not finish")
+	}
+	if len(failed) > 0 {
+		t.Errorf("%d of %d invocations failed during the upgrade (want none; each above with what happened around it)", len(failed), len(calls))
 	}
 	checkKlambdaImages(ctx, t, ":dev")
 	if got := replicaCall(ctx, url, token, `{"sleep":0}`); got != "200" {
 		t.Errorf("after the upgrade the function answered %s", got)
 	}
-	if answers["200"] == 0 {
-		t.Errorf("no invocation succeeded during the upgrade: %v", answers)
+}
+
+// reportLoad logs what a load saw (answers by kind) and, for each failed invocation, its
+// answer and the timeline's lines from 3 s before it to 1 s after; it returns the failed
+// ones. With any failure, the whole timeline is logged too.
+func reportLoad(t *testing.T, tl *timeline, what string, calls []invocation, took time.Duration) []invocation {
+	t.Helper()
+	kinds := map[string]int{}
+	var failed []invocation
+	for _, c := range calls {
+		kinds[c.Word()]++
+		if !c.OK() {
+			failed = append(failed, c)
+		}
 	}
+	var lines []string
+	for k, n := range kinds {
+		lines = append(lines, fmt.Sprintf("%s: %d", k, n))
+	}
+	sort.Strings(lines)
+	t.Logf("%s: %d invocations in %v, %d ok, %d failed (%.2f%%)\n  %s", what, len(calls), took.Round(time.Second),
+		len(calls)-len(failed), len(failed), 100*float64(len(failed))/float64(max(len(calls), 1)), strings.Join(lines, "\n  "))
+	for _, c := range failed {
+		t.Logf("failed at %.3fs: %s", tl.offset(c.At), c)
+	}
+	if len(failed) > 0 {
+		t.Logf("timeline:\n%s", tl)
+	}
+	return failed
 }
 
 // checkKlambdaImages fails unless every container of klambda's Deployments (manager,
@@ -213,11 +241,11 @@ func checkKlambdaImages(ctx context.Context, t *testing.T, suffix string) {
 }
 
 // steadyLoad invokes url at rate invocations a second (each on its own goroutine, at most
-// 256 in flight; beyond that a tick is counted as "skipped: too many in flight") until
-// during returns; it returns the answers (replicaCall's words) and how long it ran.
-func steadyLoad(ctx context.Context, url, token string, rate int, during func()) (map[string]int, time.Duration) {
+// 256 in flight; beyond that a tick is recorded as skipped) until during returns; it
+// returns every invocation, in the order they began, and how long it ran.
+func steadyLoad(ctx context.Context, url, token string, rate int, during func()) ([]invocation, time.Duration) {
 	var mu sync.Mutex
-	answers := map[string]int{}
+	var calls []*invocation
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, 256)
 	stop := make(chan struct{})
@@ -233,21 +261,24 @@ func steadyLoad(ctx context.Context, url, token string, rate int, during func())
 				return
 			case <-tick.C:
 			}
+			c := &invocation{At: time.Now()}
+			mu.Lock()
+			calls = append(calls, c)
+			mu.Unlock()
 			select {
 			case slots <- struct{}{}:
 			default:
-				mu.Lock()
-				answers["skipped: too many in flight"]++
-				mu.Unlock()
+				c.Err, c.Done = "skipped: too many in flight", c.At
 				continue
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				defer func() { <-slots }()
-				got := replicaCall(ctx, url, token, `{"sleep":0}`)
+				got := invokeOnce(ctx, url, token, `{"sleep":0}`)
+				got.At = c.At
 				mu.Lock()
-				answers[got]++
+				*c = got
 				mu.Unlock()
 			}()
 		}
@@ -256,5 +287,84 @@ func steadyLoad(ctx context.Context, url, token string, rate int, during func())
 	close(stop)
 	<-done
 	wg.Wait()
-	return answers, time.Since(start)
+	out := make([]invocation, len(calls))
+	for i, c := range calls {
+		out[i] = *c
+	}
+	return out, time.Since(start)
+}
+
+// invocation is one call of the Invoke API as a test saw it.
+type invocation struct {
+	At, Done time.Time
+	Status   int    // 0: no answer (Err)
+	Type     string // X-Amzn-ErrorType
+	Reason   string // a throttle's Reason
+	Message  string
+	// Activator is the answer's X-Klambda-Activator: the activator pod that decided it
+	// (empty from an activator that does not say, e.g. the previous release).
+	Activator     string
+	FunctionError string
+	Err           string
+}
+
+// OK: a 200 without a function error.
+func (c invocation) OK() bool {
+	return c.Status == http.StatusOK && c.FunctionError == "" && c.Err == ""
+}
+
+// Word is the answer as replicaCall words it.
+func (c invocation) Word() string {
+	switch {
+	case c.Err != "":
+		return c.Err
+	case c.Status == http.StatusOK && c.FunctionError != "":
+		return "200 function error: " + c.Message
+	case c.Status == http.StatusOK:
+		return "200"
+	case c.Status == http.StatusTooManyRequests:
+		return "429 " + c.Type
+	}
+	return strconv.Itoa(c.Status) + " " + c.Type + ": " + c.Message
+}
+
+// String is the answer in full, for a failure's log line.
+func (c invocation) String() string {
+	s := c.Word()
+	if c.Status == http.StatusTooManyRequests {
+		s += " Reason=" + c.Reason + " " + strconv.Quote(c.Message)
+	}
+	if c.Activator != "" {
+		s += " from " + c.Activator
+	} else if c.Status != 0 {
+		s += " from an activator that does not name itself"
+	}
+	return s + fmt.Sprintf(" (%v)", c.Done.Sub(c.At).Round(time.Millisecond))
+}
+
+// invokeOnce invokes url once with payload.
+func invokeOnce(ctx context.Context, url, token, payload string) invocation {
+	c := invocation{At: time.Now()}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(payload))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := replicaClient.Do(req)
+	if err != nil {
+		c.Err, c.Done = "error: "+err.Error(), time.Now()
+		return c
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	c.Done = time.Now()
+	c.Status, c.Type = resp.StatusCode, resp.Header.Get("X-Amzn-Errortype")
+	c.Activator, c.FunctionError = resp.Header.Get("X-Klambda-Activator"), resp.Header.Get("X-Amz-Function-Error")
+	if resp.StatusCode == http.StatusOK && c.FunctionError == "" {
+		return c
+	}
+	var body struct{ Message, Reason string }
+	if json.Unmarshal(b, &body) == nil && (body.Message != "" || body.Reason != "") {
+		c.Message, c.Reason = body.Message, body.Reason
+	} else {
+		c.Message = string(b)
+	}
+	return c
 }
