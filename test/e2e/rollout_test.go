@@ -9,16 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"k8s.io/apimachinery/pkg/util/wait"
-
-	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
 // TestActivatorRolloutRestartUnderLoad: issue 17's zero-downtime rollout with the local
 // install's one activator replica (TestActivatorReplicas covers three). A function with
-// reserved concurrency 4 is invoked at 20 requests a second (each near-instant, so it never
-// needs 4 environments) while `kubectl rollout restart` replaces the activator: the new
+// reserved concurrency 4 is invoked at 20 requests a second (steadyFunction: each takes a
+// few tens of ms, so the load stays well within 4 environments), warmed up first, while `kubectl rollout restart` replaces the activator: the new
 // pod starts beside the old one, the old one drains and hands its shards over. Every
 // invocation must succeed: an error, and a throttle too (the load never reaches the
 // function's limit, so a 429 there is capacity the hand-over lost), fails the test.
@@ -32,7 +29,7 @@ func TestActivatorRolloutRestartUnderLoad(t *testing.T) {
 		t.Skipf("the install runs %d activator replicas, not the local one", n)
 	}
 	ns := cluster.Namespace(t)
-	probeFunction(ctx, t, ns, "steady", func(f *lambdav1alpha1.Function) { f.Spec.ReservedConcurrentExecutions = aws.Int32(4) })
+	steadyFunction(ctx, t, ns)
 	url := cluster.ActivatorURL(ctx, t, ns) + "/2015-03-31/functions/steady/invocations"
 	token := cluster.InvokerToken(ctx, t, ns)
 	if err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -40,11 +37,12 @@ func TestActivatorRolloutRestartUnderLoad(t *testing.T) {
 	}); err != nil {
 		t.Fatal("the function never answered")
 	}
+	warmUp(ctx, t, url, token)
 	tl, err := watchTimeline(ctx, "klambda-system", ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const rate = 20
+	const rate = steadyRate
 	env := append(os.Environ(), "KUBECONFIG="+cluster.Kubeconfig)
 	kubectl := func(args ...string) {
 		cmd := exec.CommandContext(ctx, kubectlPath(), append([]string{"-n", "klambda-system"}, args...)...)
