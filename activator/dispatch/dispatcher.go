@@ -109,8 +109,8 @@ type function struct {
 	// slotWaiters: requests at the reserved limit during a hand-over's grace, waiting
 	// (FIFO) for active to drop below it (ownership.go).
 	slotWaiters []*slotWaiter
-	pools  map[string]*pool
-	ns     *atomic.Int32
+	pools       map[string]*pool
+	ns          *atomic.Int32
 }
 
 type pool struct {
