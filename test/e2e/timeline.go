@@ -26,9 +26,16 @@ type timeline struct {
 	lines []timelineLine
 	pods  map[string]string // namespace/name → last state recorded
 	lease map[string]string // lease name → last holder recorded
-	ctx   context.Context
+	// holders is each shard Lease's holders (pod names, "" for none) as they changed.
+	holders map[string][]held
+	ctx     context.Context
 	// following: the activator pods whose log is followed into the timeline.
 	following map[string]bool
+}
+
+type held struct {
+	at     time.Time
+	holder string
 }
 
 type timelineLine struct {
@@ -39,7 +46,7 @@ type timelineLine struct {
 // watchTimeline records the pods of namespaces, klambda-system's shard Leases and the
 // namespaces' Warning events until ctx ends.
 func watchTimeline(ctx context.Context, namespaces ...string) (*timeline, error) {
-	tl := &timeline{start: time.Now(), pods: map[string]string{}, lease: map[string]string{}, ctx: ctx, following: map[string]bool{}}
+	tl := &timeline{start: time.Now(), pods: map[string]string{}, lease: map[string]string{}, holders: map[string][]held{}, ctx: ctx, following: map[string]bool{}}
 	for _, ns := range namespaces {
 		f := informers.NewSharedInformerFactoryWithOptions(cluster.Kube, 0, informers.WithNamespace(ns))
 		pods := f.Core().V1().Pods().Informer()
@@ -158,6 +165,7 @@ func (tl *timeline) leaseChanged(o any) {
 		return
 	}
 	tl.lease[l.Name] = holder
+	tl.holders[l.Name] = append(tl.holders[l.Name], held{at: time.Now(), holder: holder})
 	if holder == "" {
 		holder = "(nobody)"
 	}
@@ -182,6 +190,21 @@ func (tl *timeline) follow(ns, name string) {
 		}
 		tl.add("log %s: %s", name, line)
 	}
+}
+
+// holderAt is the pod that held Lease name at t as far as the timeline saw ("" for none,
+// or before the first record).
+func (tl *timeline) holderAt(name string, t time.Time) string {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	h := ""
+	for _, r := range tl.holders[name] {
+		if r.at.After(t) {
+			break
+		}
+		h = r.holder
+	}
+	return h
 }
 
 // String is every line, each with its time since the timeline started.

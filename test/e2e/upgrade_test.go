@@ -23,6 +23,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/klambda/klambda/activator/ownership"
+	"github.com/klambda/klambda/api/contract"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 )
 
@@ -160,6 +162,12 @@ func TestHelmUpgradeFromPreviousReleaseUnderLoad(t *testing.T) {
 	}
 
 	warmUp(ctx, t, url, token)
+	prevActivator := ""
+	if pods := activatorPods(ctx, t); len(pods) == 1 {
+		prevActivator = pods[0].Name
+	} else {
+		t.Fatalf("%d previous release activator pods ready, want 1", len(pods))
+	}
 
 	// 4. helm upgrade to this tree under the load.
 	tl, err := watchTimeline(ctx, "klambda-system", ns)
@@ -182,13 +190,48 @@ func TestHelmUpgradeFromPreviousReleaseUnderLoad(t *testing.T) {
 	if upgraded.IsZero() {
 		t.Fatal("the upgrade did not finish")
 	}
-	if len(failed) > 0 {
-		t.Errorf("%d of %d invocations failed during the upgrade (want none; each above with what happened around it)", len(failed), len(calls))
+	// What the previous release decided is not this tree's to fix: a throttle at the
+	// reserved limit answered while its activator held the function's shard is Lambda's
+	// answer when the function really ran at its limit, i.e. when at least that many other
+	// invocations were outstanding (this side counts them: each one the activator counted
+	// was outstanding here too). It happens when the node's two cores are starved while this
+	// tree's pods start, and the function's invocations slow down (their latencies are in
+	// the report). Everything else fails the test: any error, any throttle decided by this
+	// tree's activator (the hand-over and after), or while no activator held the shard.
+	lease := ownership.LeaseName("klambda-activator", ownership.ShardOf(ns, ownership.DefaultShards))
+	var mine []invocation
+	tolerated := 0
+	for _, c := range failed {
+		holder := tl.holderAt(lease, c.Done)
+		if holder != "" && holder == prevActivator && c.Status == http.StatusTooManyRequests &&
+			c.Reason == contract.ReasonReservedConcurrency && outstanding(calls, c) >= 4 {
+			tolerated++
+			t.Logf("at %.3fs the previous release's activator %s throttled at the limit with %d other invocations outstanding: its answer", tl.offset(c.At), holder, outstanding(calls, c))
+			continue
+		}
+		mine = append(mine, c)
+		t.Logf("at %.3fs, while %q held the function's shard (%d other invocations outstanding): %s", tl.offset(c.At), holder, outstanding(calls, c), c)
+	}
+	t.Logf("%d failed invocations: %d throttles of the previous release's activator at the function's real limit, %d that this tree answers for", len(failed), tolerated, len(mine))
+	if len(mine) > 0 {
+		t.Errorf("%d of %d invocations failed that this tree answers for (want none; each above with what happened around it)", len(mine), len(calls))
 	}
 	checkKlambdaImages(ctx, t, ":dev")
 	if got := replicaCall(ctx, url, token, `{"sleep":0}`); got != "200" {
 		t.Errorf("after the upgrade the function answered %s", got)
 	}
+}
+
+// outstanding counts the other invocations of calls begun before c was answered and not
+// answered before it.
+func outstanding(calls []invocation, c invocation) int {
+	n := 0
+	for _, o := range calls {
+		if o.At != c.At && o.At.Before(c.Done) && o.Done.After(c.Done) {
+			n++
+		}
+	}
+	return n
 }
 
 // steadyFunction makes the function the rollout tests invoke at a steady rate: the shell
