@@ -92,6 +92,7 @@ func (p *pool) refusal() *CapacityError {
 // unwait undoes the counts of a lease that got no environment (f.mu held).
 func (l *Lease) unwait() {
 	l.f.active--
+	l.f.admitSlotWaiters()
 	if l.countedNS {
 		l.f.ns.Add(-1)
 	}

@@ -91,6 +91,13 @@ type Dispatcher struct {
 
 	// owns, when set, tells which namespaces this replica serves (ownership.go).
 	owns func(namespace string) bool
+
+	// HandoverGrace: how long after taking a namespace (Take) its requests past a
+	// concurrency limit wait for an environment instead of being throttled at once
+	// (default DefaultHandoverGrace). Set before use.
+	HandoverGrace time.Duration
+	graceMu       sync.Mutex
+	graces        []grace
 }
 
 type fnKey struct{ ns, name string }
@@ -99,8 +106,11 @@ type function struct {
 	mu sync.Mutex
 	// active is in-flight + waiting over all versions: Lambda's concurrency.
 	active int32
-	pools  map[string]*pool
-	ns     *atomic.Int32
+	// slotWaiters: requests at the reserved limit during a hand-over's grace, waiting
+	// (FIFO) for active to drop below it (ownership.go).
+	slotWaiters []*slotWaiter
+	pools       map[string]*pool
+	ns          *atomic.Int32
 }
 
 type pool struct {
@@ -253,8 +263,18 @@ func (d *Dispatcher) AcquireWithin(ctx context.Context, key fnkey.Key, reserved 
 		return nil, ErrNotOwner
 	}
 	if reserved >= 0 && f.active >= reserved {
-		f.mu.Unlock()
-		return nil, &ThrottleError{Reason: contract.ReasonReservedConcurrency}
+		// Throttled at once, unless the namespace changed hands moments ago (Take): then
+		// the request waits a while for another invocation of the function to end.
+		graceEnds, ok := d.handoverGrace(key.Namespace)
+		if !ok {
+			f.mu.Unlock()
+			return nil, &ThrottleError{Reason: contract.ReasonReservedConcurrency}
+		}
+		if err := d.waitForSlot(ctx, f, key.Namespace, reserved, graceEnds, maxWait); err != nil {
+			return nil, err // f.mu released
+		}
+		// f.mu held again, and the freed slot counted for this request (f.active).
+		f.active--
 	}
 	countedNS := false
 	if unreserved >= 0 {
@@ -476,6 +496,7 @@ func (l *Lease) Release() {
 	f.mu.Lock()
 	l.p.inflight--
 	f.active--
+	f.admitSlotWaiters()
 	if l.countedNS {
 		f.ns.Add(-1)
 	}

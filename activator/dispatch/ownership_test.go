@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/klambda/klambda/activator/fnkey"
+	"github.com/klambda/klambda/api/contract"
 )
 
 // Giving a namespace up: new requests are refused at once, waiting ones are refused
@@ -115,4 +116,102 @@ func TestTakeChecksTheEnvironmentsOfTheNamespace(t *testing.T) {
 	}
 	l.Release()
 	l2.Release()
+}
+
+// A namespace just taken (a rollout's hand-over): the requests its shard held back arrive
+// together, more at once than the function's reserved concurrency, though they came over
+// the hand-over at a rate the function serves easily. Within the grace they wait for the
+// environment and all run (never two at once in it); past the grace a request at the limit
+// is throttled at once again, and one that waits through the grace's end is throttled then.
+func TestTakeLetsTheHandOverBurstWaitWithinTheLimit(t *testing.T) {
+	d := New(nil)
+	d.HandoverGrace = 500 * time.Millisecond
+	d.SetEnvironments(key, envs("a")) // one environment; reserved concurrency 2
+	const reserved, burst = 2, 8
+	d.Take(func(ns string) bool { return ns == "ns" })
+	ctx := context.Background()
+	var running, most, counted atomic.Int32
+	sampling := make(chan struct{})
+	go func() { // the function's concurrency count never passes the limit
+		for {
+			select {
+			case <-sampling:
+				return
+			default:
+			}
+			if n := int32(d.Concurrency("ns", "f")); n > counted.Load() {
+				counted.Store(n)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	errs := make(chan error, burst)
+	for range burst {
+		go func() {
+			l, err := d.AcquireWithin(ctx, key, reserved, time.Second)
+			if err == nil {
+				n := running.Add(1)
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+				time.Sleep(5 * time.Millisecond)
+				running.Add(-1)
+				l.Release()
+			}
+			errs <- err
+		}()
+	}
+	for range burst {
+		if err := <-errs; err != nil {
+			t.Errorf("a request of the hand-over's burst: %v, want it run", err)
+		}
+	}
+	close(sampling)
+	if most.Load() != 1 {
+		t.Errorf("%d invocations ran at once in the one environment", most.Load())
+	}
+	if counted.Load() > reserved {
+		t.Errorf("the function's concurrency reached %d, past its reserved %d", counted.Load(), reserved)
+	}
+	if n := d.Concurrency("ns", "f"); n != 0 {
+		t.Errorf("concurrency %d after the burst, want 0", n)
+	}
+
+	// Still within the grace: a request past the limit whose environment never frees is
+	// throttled when the grace ends, with Lambda's reason.
+	hold1, err := d.Acquire(ctx, key, reserved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold2done := make(chan error, 1)
+	go func() { // waits for the busy environment (within the limit)
+		l, err := d.AcquireWithin(ctx, key, reserved, 5*time.Second)
+		if err == nil {
+			l.Release()
+		}
+		hold2done <- err
+	}()
+	for d.Concurrency("ns", "f") != 2 {
+		time.Sleep(time.Millisecond)
+	}
+	var te *ThrottleError
+	if _, err := d.AcquireWithin(ctx, key, reserved, 5*time.Second); !errors.As(err, &te) || te.Reason != contract.ReasonReservedConcurrency {
+		t.Errorf("past the limit at the grace's end: %v, want the reserved-concurrency throttle", err)
+	}
+	// After the grace: throttled at once.
+	start := time.Now()
+	if _, err := d.AcquireWithin(ctx, key, reserved, 5*time.Second); !errors.As(err, &te) || time.Since(start) > 50*time.Millisecond {
+		t.Errorf("past the limit after the grace: %v after %v, want a throttle at once", err, time.Since(start))
+	}
+	hold1.Release()
+	if err := <-hold2done; err != nil {
+		t.Errorf("the request within the limit: %v", err)
+	}
+	// Another namespace was never in a grace.
+	other := fnkey.Key{Namespace: "other", Function: "f", Version: "1"}
+	d.SetEnvironments(other, envs("b"))
+	l, _ := d.Acquire(ctx, other, 1)
+	if _, err := d.AcquireWithin(ctx, other, 1, time.Second); !errors.As(err, &te) {
+		t.Errorf("a namespace not taken: %v, want a throttle at once", err)
+	}
+	l.Release()
 }

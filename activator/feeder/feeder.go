@@ -69,6 +69,10 @@ type Feeder struct {
 	// started is when Register ran: a pod created before may run an invocation a previous
 	// activator sent (dispatch.Environment.Unverified).
 	started time.Time
+
+	// registrations are the handlers Register added, each synced once it has been given
+	// every object of its informer's first list (HasSynced).
+	registrations []toolscache.ResourceEventHandlerRegistration
 }
 
 // URLTable maps function URLs to their Function or Alias (functionurl.Table).
@@ -103,8 +107,27 @@ func (f *Feeder) addHandler(ctx context.Context, obj client.Object, h toolscache
 	if err != nil {
 		return fmt.Errorf("informer for %T: %w", obj, err)
 	}
-	_, err = inf.AddEventHandler(h)
-	return err
+	reg, err := inf.AddEventHandler(h)
+	if err != nil {
+		return err
+	}
+	f.registrations = append(f.registrations, reg)
+	return nil
+}
+
+// HasSynced tells whether every handler Register added has been given every object of
+// its informer's first list: the router's table then knows every Function, Version and
+// Alias, and the dispatcher every environment, that existed when the activator started.
+// An informer's own HasSynced (the cache's WaitForCacheSync) is not enough: it is true once
+// the list is in the informer's store, while its handlers are called afterwards, on their
+// own goroutines.
+func (f *Feeder) HasSynced() bool {
+	for _, r := range f.registrations {
+		if !r.HasSynced() {
+			return false
+		}
+	}
+	return len(f.registrations) > 0
 }
 
 // registerTable feeds the router's table with Functions, Versions and Aliases.

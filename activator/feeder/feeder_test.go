@@ -641,3 +641,57 @@ func TestFeederTakesTheSecretOfARecreatedFunction(t *testing.T) {
 	eventually(t, "the environment gone", func() bool { return envSecret() == "" })
 	round("t1k")
 }
+
+// HasSynced is what a starting activator waits for before it invokes (invoke.Core.Synced):
+// once it is true, every Function that existed when the informers started resolves in
+// the router's table, none is missing (a 404 for a function that exists). The cache's
+// own sync is reported too: it may come before the handlers have run.
+func TestHasSyncedMeansTheTableKnowsEveryFunction(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns := namespace(t, "feeder-synced")
+	const n = 150
+	for i := range n {
+		fn := mkFunction(t, ns, fmt.Sprintf("f-%03d", i))
+		fn.Status.State = lambdav1alpha1.StateActive
+		if err := srv.Client.Status().Update(ctx, fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := startCache(t, ctx)
+	table := router.NewTable()
+	f := &feeder.Feeder{Cache: c, Table: table, Dispatcher: dispatch.New(nil), Secrets: &invokesecret.Reader{Client: cs}, Log: logr.Discard()}
+	if f.HasSynced() {
+		t.Fatal("synced before any handler was registered")
+	}
+	if err := f.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if f.HasSynced() {
+		t.Fatal("synced before the cache started")
+	}
+	resolved := func() int {
+		k := 0
+		for i := range n {
+			if _, err := table.Resolve(ns, fmt.Sprintf("f-%03d", i), ""); err == nil {
+				k++
+			}
+		}
+		return k
+	}
+	go func() { _ = c.Start(ctx) }()
+	if !c.WaitForCacheSync(ctx) {
+		t.Fatal("the cache did not sync")
+	}
+	t.Logf("at the cache's sync the table resolved %d of %d functions", resolved(), n)
+	deadline := time.Now().Add(15 * time.Second)
+	for !f.HasSynced() {
+		if time.Now().After(deadline) {
+			t.Fatal("the feeder's handlers never synced")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if k := resolved(); k != n {
+		t.Fatalf("HasSynced, but the table resolves %d of %d functions", k, n)
+	}
+}

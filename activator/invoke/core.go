@@ -144,12 +144,48 @@ type Core struct {
 	Admission *Admission
 	Metrics   *metrics.Metrics
 	Log       logr.Logger
+	// Synced, when set, is closed once the router knows every Function, Version and Alias
+	// the activator's informers first listed. Until then an invocation waits for it (at
+	// most WaitDeadline, then ServiceException): a starting activator that is reached
+	// before it is Ready (the endpoints still name its pod after a container restart, or
+	// a caller uses its address) never answers 404 for a function that exists.
+	Synced <-chan struct{}
 }
 
 var _ Invoker = (*Core)(nil)
 
+// waitSynced waits until Synced is closed, ctx ends or WaitDeadline passes.
+func (c *Core) waitSynced(ctx context.Context) *Error {
+	if c.Synced == nil {
+		return nil
+	}
+	select {
+	case <-c.Synced:
+		return nil
+	default:
+	}
+	wait := c.WaitDeadline
+	if wait <= 0 {
+		wait = 30 * time.Second
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-c.Synced:
+		return nil
+	case <-ctx.Done():
+		return ErrService("request cancelled while the activator was starting: " + ctx.Err().Error())
+	case <-t.C:
+		return ErrService("The activator is starting: it does not know the functions yet; retry.")
+	}
+}
+
 // Invoke runs in. Errors are *Error.
 func (c *Core) Invoke(ctx context.Context, in *Input) (*Output, error) {
+	if err := c.waitSynced(ctx); err != nil {
+		c.countFailure(metrics.Unresolved, metrics.Unresolved, err)
+		return nil, err
+	}
 	route, err := c.resolve(in)
 	if err != nil {
 		c.countFailure(metrics.Unresolved, metrics.Unresolved, err)

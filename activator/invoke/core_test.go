@@ -309,3 +309,56 @@ func refusedAddr(t *testing.T) string {
 	ln.Close()
 	return addr
 }
+
+// An activator that has not fed its router yet (informers not synced: a container
+// restarted under endpoints that still name its pod) must not answer 404 for a function
+// that exists: the invocation waits until the router is synced, then runs; one still
+// waiting at the wait deadline is a ServiceException (retryable), never a 404.
+func TestCoreWaitsForTheRouterToSync(t *testing.T) {
+	r := testrig.New(testrig.Options{WaitDeadline: 2 * time.Second})
+	defer r.Close()
+	synced := make(chan struct{})
+	r.Core.Synced = synced
+	type result struct {
+		out *invoke.Output
+		err error
+	}
+	got := make(chan result, 2)
+	for _, typ := range []string{invoke.RequestResponse, invoke.DryRun} {
+		go func() {
+			in := input("f")
+			in.InvocationType = typ
+			out, err := r.Core.Invoke(context.Background(), in)
+			got <- result{out, err}
+		}()
+	}
+	select {
+	case res := <-got:
+		t.Fatalf("answered before the router was synced: %+v %v", res.out, res.err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	// The informers' first list reaches the router, then the activator says it is synced.
+	r.Function("f", -1, 0)
+	r.Environments("f", contract.Latest, 1)
+	close(synced)
+	for range 2 {
+		res := <-got
+		if res.err != nil {
+			t.Fatalf("after the sync: %v", res.err)
+		}
+		if res.out.StatusCode == http.StatusOK {
+			if b := readAll(t, res.out); b != `{"a":1}` {
+				t.Fatalf("answer %q", b)
+			}
+		} else if res.out.StatusCode != http.StatusNoContent {
+			t.Fatalf("status %d", res.out.StatusCode)
+		}
+	}
+
+	// Never synced within the wait deadline: a ServiceException, not a 404.
+	r2 := testrig.New(testrig.Options{WaitDeadline: 100 * time.Millisecond})
+	defer r2.Close()
+	r2.Core.Synced = make(chan struct{})
+	out, err := r2.Core.Invoke(context.Background(), input("f"))
+	wantCoreError(t, out, err, http.StatusInternalServerError, "ServiceException", "")
+}

@@ -116,6 +116,8 @@ type Manager struct {
 	electors map[int]*elector
 	leaving  bool
 	stopView context.CancelFunc
+	// kick asks Run for a balance step before the next retry period (Kick).
+	kick chan struct{}
 }
 
 // Close stops watching the Leases, once Run has returned and nothing asks Owner any more.
@@ -147,13 +149,29 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Log.GetSink() == nil {
 		cfg.Log = logr.Discard()
 	}
-	return &Manager{
+	m := &Manager{
 		cfg:      cfg,
 		holder:   cfg.Identity + "@" + cfg.Address,
 		owned:    make([]atomic.Bool, cfg.Shards),
 		view:     newLeaseView(cfg.Client, cfg.Namespace, cfg.Name),
 		electors: map[int]*elector{},
-	}, nil
+		kick:     make(chan struct{}, 1),
+	}
+	// A shard given up is taken at once, not at the next retry period: its namespaces'
+	// invocations wait for a holder meanwhile (a rollout's hand-over).
+	m.view.freed = m.Kick
+	return m, nil
+}
+
+// Kick asks for a balance step now rather than at the next retry period: a shard was
+// given up, or the replicas sharing the shards changed (Members would answer anew). While
+// a shard has no holder its invocations wait, and with them the callers; the wait is what
+// a rollout costs, so it is kept to the API's round trips.
+func (m *Manager) Kick() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Shards is the number of shards.
@@ -211,6 +229,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.stopAll()
 			return nil
 		case <-t.C:
+		case <-m.kick:
 		}
 	}
 }

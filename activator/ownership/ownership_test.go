@@ -45,9 +45,15 @@ type replica struct {
 // start runs a Manager for identity id over shards shards with prefix (one per test).
 func start(t *testing.T, prefix, id string, shards int, members *atomic.Int32, hooks Hooks, abandon bool) *replica {
 	t.Helper()
+	return startTimed(t, prefix, id, shards, members, hooks, abandon, testLease, testRenew, testRetry)
+}
+
+// startTimed is start with the given lease timings.
+func startTimed(t *testing.T, prefix, id string, shards int, members *atomic.Int32, hooks Hooks, abandon bool, lease, renew, retry time.Duration) *replica {
+	t.Helper()
 	m, err := New(Config{Client: cs, Namespace: "default", Name: prefix, Identity: id, Address: id + ".peer:8082",
 		Shards: shards, Members: func() int { return int(members.Load()) },
-		LeaseDuration: testLease, RenewDeadline: testRenew, RetryPeriod: testRetry, Hooks: hooks, abandon: abandon})
+		LeaseDuration: lease, RenewDeadline: renew, RetryPeriod: retry, Hooks: hooks, abandon: abandon})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,6 +221,50 @@ func TestLeaveReleasesAfterTheHookAndPeersTakeOver(t *testing.T) {
 	t.Logf("a leaving replica's shards moved %s after Leave returned (retry %s)", took, testRetry)
 	if took > testLease {
 		t.Errorf("handed-off shards took %s, as long as an expiry: the Leases were not given up", took)
+	}
+}
+
+// A shard given up is taken by a peer at once, not at the peer's next balance step (a
+// retry period later): while no replica holds it, its namespaces' invocations wait, and a
+// rollout's hand-over turns that wait into a burst at the next holder (issue 17: throttles
+// during `helm upgrade`). The retry period here is 4 s; the hand-over must take a few API
+// round trips.
+func TestGivenUpShardsAreTakenWithoutWaitingForARetryPeriod(t *testing.T) {
+	const lease, renew, retry = 12 * time.Second, 8 * time.Second, 4 * time.Second
+	var members atomic.Int32
+	members.Store(2)
+	const shards = 4
+	var mu sync.Mutex
+	releasedAt := map[int]time.Time{}
+	acquiredAt := map[int]time.Time{}
+	leaveHooks := Hooks{Releasing: func(s int) {
+		mu.Lock()
+		releasedAt[s] = time.Now() // the Lease is given up right after this returns
+		mu.Unlock()
+	}}
+	stayHooks := Hooks{Acquired: func(s int) {
+		mu.Lock()
+		acquiredAt[s] = time.Now()
+		mu.Unlock()
+	}}
+	stay := startTimed(t, "quick", "stay", shards, &members, stayHooks, false, lease, renew, retry)
+	leave := startTimed(t, "quick", "leave", shards, &members, leaveHooks, false, lease, renew, retry)
+	defer watchOwners(t, shards, stay, leave)()
+	eventually(t, 60*time.Second, "2 shards each", balanced(shards, []int{2, 2}, stay, leave))
+	had := leave.m.Owned()
+
+	members.Store(1) // the leaving replica's endpoint is no longer ready
+	leave.cancel()   // SIGTERM: Run gives every shard up
+	<-leave.done
+	eventually(t, 2*retry, "the peer holds every shard", balanced(shards, []int{shards}, stay))
+	mu.Lock()
+	defer mu.Unlock()
+	for _, s := range had {
+		gap := acquiredAt[s].Sub(releasedAt[s])
+		t.Logf("shard %d: held again %v after its holder gave it up (retry period %v)", s, gap.Round(time.Millisecond), retry)
+		if gap < 0 || gap > 500*time.Millisecond {
+			t.Errorf("shard %d had no holder for %v after it was given up (want well under the retry period %v)", s, gap, retry)
+		}
 	}
 }
 

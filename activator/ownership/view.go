@@ -24,6 +24,9 @@ type leaseView struct {
 
 	mu     sync.RWMutex
 	shards map[int]observed
+	// freed, when set, is called (without the lock) when a shard's Lease is given up
+	// (its holder cleared) or deleted: a replica may take it now.
+	freed func()
 }
 
 type observed struct {
@@ -82,11 +85,16 @@ func (v *leaseView) record(o any) {
 		holder = *l.Spec.HolderIdentity
 	}
 	v.mu.Lock()
-	defer v.mu.Unlock()
-	if prev, seen := v.shards[s]; seen && prev.resourceVersion == l.ResourceVersion {
+	prev, seen := v.shards[s]
+	if seen && prev.resourceVersion == l.ResourceVersion {
+		v.mu.Unlock()
 		return
 	}
 	v.shards[s] = observed{holder: holder, resourceVersion: l.ResourceVersion, at: time.Now()}
+	v.mu.Unlock()
+	if holder == "" && (!seen || prev.holder != "") && v.freed != nil {
+		v.freed()
+	}
 }
 
 func (v *leaseView) forget(o any) {
@@ -98,6 +106,9 @@ func (v *leaseView) forget(o any) {
 			v.mu.Lock()
 			delete(v.shards, s)
 			v.mu.Unlock()
+			if v.freed != nil {
+				v.freed()
+			}
 		}
 	}
 }

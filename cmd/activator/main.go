@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -80,7 +81,7 @@ func main() {
 	// With several replicas, each invocation goes to its namespace's owner.
 	rp, inv := startReplicas(ctx, o.replicas, cs, core, disp, sc, log)
 	h.Invoker, urls.Invoker = inv, inv
-	startFeeder(ctx, o, informers, table, urls.Table, disp, cs, log)
+	feed := startFeeder(ctx, o, informers, table, urls.Table, disp, cs, log)
 	startPools(ctx, cfg, scheme, sc, disp, deployments, cs, reg, log)
 	asyncReady := func() error { return errors.New("asynchronous invocation is off (--async=false)") }
 	if *o.async.on {
@@ -89,7 +90,9 @@ func main() {
 		asyncReady = ready
 	}
 	var ready atomic.Bool
-	startInformers(ctx, informers, func() { rp.start(ctx); sc.Run(ctx) }, &ready, log)
+	synced := make(chan struct{})
+	core.Synced = synced
+	startInformers(ctx, informers, feed.HasSynced, func() { close(synced); rp.start(ctx); sc.Run(ctx) }, &ready, log)
 	var checker *auth.Checker
 	if c, ok := h.Auth.(*auth.Checker); ok {
 		checker = c
@@ -172,7 +175,7 @@ func newInvokePath(o *options, table *router.Table, disp *dispatch.Dispatcher, c
 
 // startFeeder registers the informers' handlers that feed the router's table and the
 // dispatcher's environments.
-func startFeeder(ctx context.Context, o *options, informers cache.Cache, table *router.Table, urls *functionurl.Table, disp *dispatch.Dispatcher, cs kubernetes.Interface, log logr.Logger) {
+func startFeeder(ctx context.Context, o *options, informers cache.Cache, table *router.Table, urls *functionurl.Table, disp *dispatch.Dispatcher, cs kubernetes.Interface, log logr.Logger) *feeder.Feeder {
 	feed := &feeder.Feeder{Cache: informers, Table: table, URLs: urls, Dispatcher: disp, Secrets: &invokesecret.Reader{Client: cs},
 		Log: log.WithName("feeder")}
 	if *o.resizeAfterInit {
@@ -185,6 +188,7 @@ func startFeeder(ctx context.Context, o *options, informers cache.Cache, table *
 	if err := feed.Register(ctx); err != nil {
 		fatal(log, err, "registering informers")
 	}
+	return feed
 }
 
 // startPools lets the scaler take pre-warmed generic environments for cold starts
@@ -209,16 +213,18 @@ func startPools(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, s
 	}()
 }
 
-// startInformers starts the informer cache; once it has synced, the activator is ready
-// and synced runs (the scaler, the shard ownership).
-func startInformers(ctx context.Context, informers cache.Cache, synced func(), ready *atomic.Bool, log logr.Logger) {
+// startInformers starts the informer cache; once it has synced and fed has been given
+// every object the informers first listed (the feeder's handlers, which run after the
+// cache's own sync), the activator is ready and synced runs (invocations proceed, the
+// shard ownership and the scaler start; it may block).
+func startInformers(ctx context.Context, informers cache.Cache, fed func() bool, synced func(), ready *atomic.Bool, log logr.Logger) {
 	go func() {
 		if err := informers.Start(ctx); err != nil {
 			fatal(log, err, "informer cache stopped")
 		}
 	}()
 	go func() {
-		if informers.WaitForCacheSync(ctx) {
+		if informers.WaitForCacheSync(ctx) && toolscache.WaitForCacheSync(ctx.Done(), fed) {
 			ready.Store(true)
 			log.Info("informers synced; serving")
 			synced()

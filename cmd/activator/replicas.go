@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/transport"
 
 	"github.com/klambda/klambda/activator/auth"
@@ -126,7 +128,14 @@ func startReplicas(ctx context.Context, r *replicaOptions, cs kubernetes.Interfa
 		return nil, core
 	}
 	log = log.WithName("ownership")
-	members, err := endpointMembers(ctx, cs, *r.leaseNamespace, *r.membersService)
+	// The Manager balances again as soon as the replicas change (one becomes ready, or
+	// one leaves on SIGTERM and gives its shards up), not at its next retry period.
+	var mgr atomic.Pointer[ownership.Manager]
+	members, err := endpointMembers(ctx, cs, *r.leaseNamespace, *r.membersService, func() {
+		if m := mgr.Load(); m != nil {
+			m.Kick()
+		}
+	})
 	if err != nil {
 		fatal(log, err, "watching the activator's endpoints", "service", *r.membersService)
 	}
@@ -150,6 +159,7 @@ func startReplicas(ctx context.Context, r *replicaOptions, cs kubernetes.Interfa
 	if err != nil {
 		fatal(log, err, "--shards")
 	}
+	mgr.Store(wired.Manager)
 	sc.Owns = wired.Manager.OwnsNamespace
 	// Plain HTTP inside the cluster (README, "Several replicas"): the lean server.
 	srv := newListener(*r.peerListen, wired.Peer, nil, httpTimeouts{readHeader: 10 * time.Second, idle: 2 * time.Minute})
@@ -178,11 +188,20 @@ func (r *replicaSet) stop(ctx context.Context) {
 
 // endpointMembers counts the ready endpoints of service (its EndpointSlices in
 // namespace): the replicas sharing the shards. A replica that is not ready (starting, or
-// draining on SIGTERM) is not counted, so the others take its share.
-func endpointMembers(ctx context.Context, cs kubernetes.Interface, namespace, service string) (ownership.Members, error) {
+// draining on SIGTERM) is not counted, so the others take its share. changed is called
+// whenever a slice changes.
+func endpointMembers(ctx context.Context, cs kubernetes.Interface, namespace, service string, changed func()) (ownership.Members, error) {
 	f := informers.NewSharedInformerFactoryWithOptions(cs, 10*time.Minute, informers.WithNamespace(namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = discoveryv1.LabelServiceName + "=" + service }))
-	lister := f.Discovery().V1().EndpointSlices().Lister()
+	inf := f.Discovery().V1().EndpointSlices()
+	if _, err := inf.Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { changed() },
+		UpdateFunc: func(any, any) { changed() },
+		DeleteFunc: func(any) { changed() },
+	}); err != nil {
+		return nil, err
+	}
+	lister := inf.Lister()
 	f.Start(ctx.Done())
 	for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
 		if !ok {
