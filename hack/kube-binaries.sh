@@ -34,7 +34,7 @@ flock 9
 # Built again when the module (versions, the multi-call main) changes.
 stamp=$(cat "$here/kube/go.mod" "$here/kube/go.sum" "$here/kube/multicall/main.go" | sha256sum | cut -c1-16)
 if [ ! -x "$bin/kube" ] || [ "$(cat "$bin/.kube-stamp" 2>/dev/null)" != "$stamp" ]; then
-  echo "building the Kubernetes components $KUBE_VERSION, one binary (first time only; ~15-20 min on 2 idle cores)" >&2
+  echo "building the Kubernetes components $KUBE_VERSION, one binary (first time only; ~6 min on 2 idle cores)" >&2
   (cd "$here/kube" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ldflags" -o "$bin/kube.tmp" ./multicall)
   mv "$bin/kube.tmp" "$bin/kube"
   echo "$stamp" >"$bin/.kube-stamp"

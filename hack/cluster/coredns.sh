@@ -19,7 +19,7 @@ flock 9
 # Built again when the module's versions change.
 stamp=$(cat "$mod/go.mod" "$mod/go.sum" "$mod/coredns/main.go" | sha256sum | cut -c1-16)
 if [ ! -x "$bin/coredns" ] || [ "$(cat "$bin/.stamp" 2>/dev/null)" != "$stamp" ]; then
-	echo "building CoreDNS $version (first time only; ~7-10 min)" >&2
+	echo "building CoreDNS $version (first time only; seconds after the Kubernetes components, minutes without)" >&2
 	(cd "$mod" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$bin/coredns.tmp" ./coredns)
 	mv "$bin/coredns.tmp" "$bin/coredns"
 	echo "$stamp" >"$bin/.stamp"

@@ -20,7 +20,7 @@ flock 9
 # Built again when the module's versions change.
 stamp=$(cat "$mod/go.mod" "$mod/go.sum" "$mod/kuberouter.go" | sha256sum | cut -c1-16)
 if [ ! -x "$bin/kube-router" ] || [ "$(cat "$bin/.stamp" 2>/dev/null)" != "$stamp" ]; then
-	echo "building kube-router $version (first time only; a few minutes)" >&2
+	echo "building kube-router $version (first time only; about a minute after the Kubernetes components)" >&2
 	(cd "$mod" && CGO_ENABLED=0 go build -trimpath -o "$bin/kube-router.tmp" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router)
 	mv "$bin/kube-router.tmp" "$bin/kube-router"
 	echo "$stamp" >"$bin/.stamp"
