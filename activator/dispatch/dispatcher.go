@@ -10,6 +10,7 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -546,14 +547,16 @@ func (p *pool) removeIdle(e *env) bool {
 }
 
 func (p *pool) removeWaiter(w *waiter) {
-	for i, x := range p.waiters {
-		if x == w {
-			copy(p.waiters[i:], p.waiters[i+1:])
-			p.waiters[len(p.waiters)-1] = nil
-			p.waiters = p.waiters[:len(p.waiters)-1]
-			return
-		}
+	p.waiters = removeOne(p.waiters, w)
+}
+
+// removeOne removes x's first occurrence from s, in order, and clears the slot it leaves
+// (slices.Delete), so that a removed waiter is not kept alive by the backing array.
+func removeOne[T comparable](s []T, x T) []T {
+	if i := slices.Index(s, x); i >= 0 {
+		return slices.Delete(s, i, i+1)
 	}
+	return s
 }
 
 // SetEnvironments replaces version key's ready environments (from the pod informer).

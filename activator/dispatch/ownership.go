@@ -119,14 +119,7 @@ func (f *function) admitSlotWaiters() {
 }
 
 func (f *function) removeSlotWaiter(w *slotWaiter) {
-	for i, x := range f.slotWaiters {
-		if x == w {
-			copy(f.slotWaiters[i:], f.slotWaiters[i+1:])
-			f.slotWaiters[len(f.slotWaiters)-1] = nil
-			f.slotWaiters = f.slotWaiters[:len(f.slotWaiters)-1]
-			return
-		}
-	}
+	f.slotWaiters = removeOne(f.slotWaiters, w)
 }
 
 // functions lists the functions of the namespaces match selects.

@@ -101,17 +101,8 @@ down() {
 	stop arm64-kubelet
 	local pid child m ns netns=()
 	if running arm64-containerd; then
-		# Network namespaces of our sandboxes, to clean up if CRI cannot.
-		for id in $(ctr_arm64 -n k8s.io containers ls -q 2>/dev/null); do
-			ns=$(ctr_arm64 -n k8s.io containers info "$id" 2>/dev/null |
-				jq -r '.Spec.linux.namespaces[]? | select(.type == "network") | .path // empty' 2>/dev/null || true)
-			[ -z "$ns" ] || netns+=("$ns")
-		done
-		if [ -x "$CRICTL" ]; then
-			log "removing the arm64 node's pod sandboxes"
-			"$CRICTL" --runtime-endpoint "unix://$ARM64_SOCK" --timeout 60s rmp --all --force >/dev/null 2>&1 ||
-				log "crictl rmp did not finish; cleaning up by hand"
-		fi
+		remove_sandboxes "$ARM64_SOCK" "the arm64 node's pod sandboxes"
+		netns=("${SANDBOX_NETNS[@]}")
 	fi
 	stop arm64-containerd
 	for pid in $(shim_pids); do
@@ -171,35 +162,7 @@ up() {
 
 	# containerd: its own socket, root, state and runc root; the first node's runc wrapper
 	# (oom_score_adj) and registry hosts (the node's plain-HTTP registry).
-	cat >"$A/containerd/config.toml" <<EOF
-version = 2
-root = "$A/containerd/root"
-state = "$A/containerd/state"
-[grpc]
-  address = "$ARM64_SOCK"
-[ttrpc]
-  address = "$ARM64_SOCK.ttrpc"
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$A/containerd/opt"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "$SANDBOX_IMAGE"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "$A/cni/net.d"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "$D/containerd/certs.d"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        BinaryName = "$D/bin/runc-wrapper"
-        Root = "$A/runc"
-        SystemdCgroup = false
-EOF
+	containerd_config "$A/containerd" "$ARM64_SOCK" "$A/cni/net.d" "$A/runc" >"$A/containerd/config.toml"
 	cat >"$A/cni/net.d/10-klambda-arm64.conflist" <<EOF
 {
   "cniVersion": "0.4.0",

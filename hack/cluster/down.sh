@@ -51,17 +51,8 @@ done
 
 netns=()
 if running containerd; then
-	# Network namespaces of our sandboxes, to clean up if CRI cannot.
-	for id in $(ctr_ -n k8s.io containers ls -q 2>/dev/null); do
-		ns=$(ctr_ -n k8s.io containers info "$id" 2>/dev/null |
-			jq -r '.Spec.linux.namespaces[]? | select(.type == "network") | .path // empty' 2>/dev/null || true)
-		[ -z "$ns" ] || netns+=("$ns")
-	done
-	if [ -x "$CRICTL" ]; then
-		log "removing pod sandboxes"
-		"$CRICTL" --runtime-endpoint "unix://$CONTAINERD_SOCK" --timeout 60s rmp --all --force >/dev/null 2>&1 ||
-			log "crictl rmp did not finish; cleaning up by hand"
-	fi
+	remove_sandboxes "$CONTAINERD_SOCK" "pod sandboxes"
+	netns=("${SANDBOX_NETNS[@]}")
 fi
 kr_bin=$(cat "$RUN/kube-router.bin" 2>/dev/null || true)
 kp_bin=$(cat "$RUN/kube-proxy.bin" 2>/dev/null || true)

@@ -70,6 +70,63 @@ api() {
 kubectl_() { "$KUBE_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 ctr_() { ctr --address "$CONTAINERD_SOCK" "$@"; }
 
+# containerd_config DIR SOCK CNI_CONF_DIR [RUNC_ROOT]: the configuration of one of the local
+# cluster's containerds: root, state and opt under DIR, its socket SOCK, the CRI plugin with
+# the bridge CNI's configuration in CNI_CONF_DIR, the node registry's hosts
+# ($D/containerd/certs.d), and runc through the wrapper that clamps oomScoreAdj (with its
+# state in RUNC_ROOT when given, for a second containerd beside the first).
+containerd_config() {
+	local dir=$1 sock=$2 cni=$3 root_line=""
+	[ -z "${4:-}" ] || root_line=$'\n        Root = "'"$4"'"'
+	cat <<EOF
+version = 2
+root = "$dir/root"
+state = "$dir/state"
+[grpc]
+  address = "$sock"
+[ttrpc]
+  address = "$sock.ttrpc"
+[metrics]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$dir/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$SANDBOX_IMAGE"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$cni"
+  # Registry hosts (hosts.toml per host:port): the node's own registry is plain HTTP.
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$D/containerd/certs.d"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        BinaryName = "$D/bin/runc-wrapper"$root_line
+        SystemdCgroup = false
+EOF
+}
+
+# remove_sandboxes SOCK WHAT: removes the pod sandboxes of the containerd at SOCK through
+# CRI (crictl rmp; logged as WHAT), having first noted their network namespaces in the array
+# SANDBOX_NETNS, for the caller to remove by hand if CRI could not.
+remove_sandboxes() {
+	local sock=$1 what=$2 id ns
+	SANDBOX_NETNS=()
+	for id in $(ctr --address "$sock" -n k8s.io containers ls -q 2>/dev/null); do
+		ns=$(ctr --address "$sock" -n k8s.io containers info "$id" 2>/dev/null |
+			jq -r '.Spec.linux.namespaces[]? | select(.type == "network") | .path // empty' 2>/dev/null || true)
+		[ -z "$ns" ] || SANDBOX_NETNS+=("$ns")
+	done
+	if [ -x "$CRICTL" ]; then
+		log "removing $what"
+		"$CRICTL" --runtime-endpoint "unix://$sock" --timeout 60s rmp --all --force >/dev/null 2>&1 ||
+			log "crictl rmp did not finish; cleaning up by hand"
+	fi
+}
+
 # node_ip is the host's primary IPv4 address: the node's InternalIP and the apiserver's
 # advertise address (pods reach the apiserver there).
 node_ip() {

@@ -176,35 +176,7 @@ exec runc "$@"
 EOF
 chmod +x "$D/bin/runc-wrapper"
 
-cat >"$D/containerd/config.toml" <<EOF
-version = 2
-root = "$D/containerd/root"
-state = "$D/containerd/state"
-[grpc]
-  address = "$CONTAINERD_SOCK"
-[ttrpc]
-  address = "$D/containerd/containerd.sock.ttrpc"
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$D/containerd/opt"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "$SANDBOX_IMAGE"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "$D/cni/net.d"
-  # Registry hosts (hosts.toml per host:port): the node's own registry is plain HTTP.
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "$D/containerd/certs.d"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        BinaryName = "$D/bin/runc-wrapper"
-        SystemdCgroup = false
-EOF
+containerd_config "$D/containerd" "$CONTAINERD_SOCK" "$D/cni/net.d" >"$D/containerd/config.toml"
 
 # The node's registry ($NODE_IP:$REGISTRY_PORT, below) speaks plain HTTP: containerd pulls
 # from it as from any registry, only without TLS (containerd reads hosts.toml per pull).

@@ -8,8 +8,6 @@ import (
 	"os/exec"
 	"testing"
 	"time"
-
-	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // TestActivatorRolloutRestartUnderLoad: issue 17's zero-downtime rollout with the local
@@ -29,15 +27,7 @@ func TestActivatorRolloutRestartUnderLoad(t *testing.T) {
 		t.Skipf("the install runs %d activator replicas, not the local one", n)
 	}
 	ns := cluster.Namespace(t)
-	steadyFunction(ctx, t, ns)
-	url := cluster.ActivatorURL(ctx, t, ns) + "/2015-03-31/functions/steady/invocations"
-	token := cluster.InvokerToken(ctx, t, ns)
-	if err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		return replicaCall(ctx, url, token, `{"sleep":0}`) == "200", nil
-	}); err != nil {
-		t.Fatal("the function never answered")
-	}
-	warmUp(ctx, t, url, token)
+	url, token := readySteadyFunction(ctx, t, ns, "")
 	tl, err := watchTimeline(ctx, "klambda-system", ns)
 	if err != nil {
 		t.Fatal(err)

@@ -152,16 +152,7 @@ func TestHelmUpgradeFromPreviousReleaseUnderLoad(t *testing.T) {
 	// At most 4 environments: under this load the previous release's activator scaled a
 	// function without a limit until this tree's pods could not be scheduled during the
 	// upgrade ("Insufficient cpu, Too many pods" on the node's two cores).
-	steadyFunction(ctx, t, ns)
-	url := cluster.ActivatorURL(ctx, t, ns) + "/2015-03-31/functions/steady/invocations"
-	token := cluster.InvokerToken(ctx, t, ns)
-	if err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		return replicaCall(ctx, url, token, `{"sleep":0}`) == "200", nil
-	}); err != nil {
-		t.Fatal("the function never answered through the previous release")
-	}
-
-	warmUp(ctx, t, url, token)
+	url, token := readySteadyFunction(ctx, t, ns, " through the previous release")
 	prevActivator := ""
 	if pods := activatorPods(ctx, t); len(pods) == 1 {
 		prevActivator = pods[0].Name
@@ -234,18 +225,29 @@ func outstanding(calls []invocation, c invocation) int {
 	return n
 }
 
-// steadyFunction makes the function the rollout tests invoke at a steady rate: the shell
+// readySteadyFunction makes the function the rollout tests invoke at a steady rate: the shell
 // probe, with at most 4 environments (reserved concurrency) and 512 MB. Lambda's CPU share
 // of the default 128 MB is 72m: there one invocation of the probe (a shell forking wget,
 // grep, sed) took 100-300 ms, so 20 a second needed 2-6 environments and met the limit
 // without any rollout. At 512 MB (339m with the shim's allowance) it is a few tens of ms,
 // and 20 a second stay well within 4.
-func steadyFunction(ctx context.Context, t *testing.T, ns string) {
+// Once it answers through the activator (through, for the failure message), it is warmed
+// up at the steady rate; readySteadyFunction returns its invoke URL and a token.
+func readySteadyFunction(ctx context.Context, t *testing.T, ns, through string) (url, token string) {
 	t.Helper()
 	probeFunction(ctx, t, ns, "steady", func(f *lambdav1alpha1.Function) {
 		f.Spec.ReservedConcurrentExecutions = aws.Int32(4)
 		f.Spec.MemorySize = 512
 	})
+	url = cluster.ActivatorURL(ctx, t, ns) + "/2015-03-31/functions/steady/invocations"
+	token = cluster.InvokerToken(ctx, t, ns)
+	if err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		return replicaCall(ctx, url, token, `{"sleep":0}`) == "200", nil
+	}); err != nil {
+		t.Fatal("the function never answered" + through)
+	}
+	warmUp(ctx, t, url, token)
+	return url, token
 }
 
 // steadyRate is the rollout tests' load, invocations a second.
