@@ -50,28 +50,9 @@ func nodeFunctionFromConfigMap(t *testing.T, major string) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	fn := &lambdav1alpha1.Function{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hello-node" + major},
-		Spec: lambdav1alpha1.FunctionSpec{FunctionConfiguration: lambdav1alpha1.FunctionConfiguration{
-			Runtime: lambdav1alpha1.Runtime("nodejs" + major + ".x"), Handler: "index.handler", Timeout: 10, MemorySize: 128,
-			Code: lambdav1alpha1.FunctionCode{CodeSource: lambdav1alpha1.CodeSource{ConfigMapRef: &lambdav1alpha1.ConfigMapCodeSource{Name: "node-code"}}},
-		}},
-	}
-	if err := cluster.Client.Create(ctx, fn); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cluster.WaitForFunctionActive(ctx, ns, fn.Name, 3*time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	d, err := cluster.FunctionDeployment(ctx, ns, fn.Name, VersionLatest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if spec := d.Spec.Template.Spec; len(spec.InitContainers) != 0 || len(spec.Containers) != 1 || spec.Containers[0].Image != "klambda.local/nodejs:"+major {
-		t.Fatalf("pod shape: %d init containers, containers %+v", len(spec.InitContainers), spec.Containers)
-	}
-	sdk := cluster.LambdaClient(ctx, t, ns, cluster.InvokerToken(ctx, t, ns))
-	out, err := sdk.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(fn.Name), Payload: []byte(`{"name":"node"}`)})
+	name := "hello-node" + major
+	sdk := oneContainerFunction(ctx, t, ns, name, lambdav1alpha1.Runtime("nodejs"+major+".x"), "index.handler", "node-code", "klambda.local/nodejs:"+major)
+	out, err := sdk.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(name), Payload: []byte(`{"name":"node"}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,10 +60,10 @@ func nodeFunctionFromConfigMap(t *testing.T, major string) {
 		Hello, RequestID, Function, Node string
 	}
 	if out.FunctionError != nil || json.Unmarshal(out.Payload, &got) != nil || got.Hello != "node" || got.RequestID == "" ||
-		got.Function != fn.Name || !strings.HasPrefix(got.Node, "v"+major+".") {
+		got.Function != name || !strings.HasPrefix(got.Node, "v"+major+".") {
 		t.Fatalf("invoke: error %v, payload %s", aws.ToString(out.FunctionError), out.Payload)
 	}
-	out, err = sdk.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(fn.Name), Payload: []byte(`{"fail":true}`)})
+	out, err = sdk.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(name), Payload: []byte(`{"fail":true}`)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,11 +67,39 @@ func localImageBuilt(t *testing.T, name string) {
 }
 
 func testPythonFunction(ctx context.Context, t *testing.T, ns, minor string) {
+	name := "hello-python" + strings.ReplaceAll(minor, ".", "")
+	sdk := oneContainerFunction(ctx, t, ns, name, lambdav1alpha1.Runtime("python"+minor), "app.handler", "py-code", "klambda.local/python:"+minor)
+	out, err := sdk.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(name), Payload: []byte(`{"name":"py"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Hello, RequestID, Function, Python string
+	}
+	if out.FunctionError != nil || json.Unmarshal(out.Payload, &got) != nil || got.Hello != "py" || got.RequestID == "" ||
+		got.Function != name || !strings.HasPrefix(got.Python, minor+".") {
+		t.Fatalf("invoke: error %v, payload %s", aws.ToString(out.FunctionError), out.Payload)
+	}
+	out, err = sdk.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(name), Payload: []byte(`{"fail":true}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aws.ToString(out.FunctionError) != "Unhandled" || !strings.Contains(string(out.Payload), `"errorType": "RuntimeError"`) &&
+		!strings.Contains(string(out.Payload), `"errorType":"RuntimeError"`) {
+		t.Fatalf("failing invoke: error %v, payload %s", aws.ToString(out.FunctionError), out.Payload)
+	}
+}
+
+// oneContainerFunction creates Function name in ns (runtime and handler, its code the
+// ConfigMap codeMap), waits until it is Active, checks that its pods run in one container
+// of image (no init container), and returns a Lambda client with a token that may invoke it.
+func oneContainerFunction(ctx context.Context, t *testing.T, ns, name string, runtime lambdav1alpha1.Runtime, handler, codeMap, image string) *lambda.Client {
+	t.Helper()
 	fn := &lambdav1alpha1.Function{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hello-python" + strings.ReplaceAll(minor, ".", "")},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: lambdav1alpha1.FunctionSpec{FunctionConfiguration: lambdav1alpha1.FunctionConfiguration{
-			Runtime: lambdav1alpha1.Runtime("python" + minor), Handler: "app.handler", Timeout: 10, MemorySize: 128,
-			Code: lambdav1alpha1.FunctionCode{CodeSource: lambdav1alpha1.CodeSource{ConfigMapRef: &lambdav1alpha1.ConfigMapCodeSource{Name: "py-code"}}},
+			Runtime: runtime, Handler: handler, Timeout: 10, MemorySize: 128,
+			Code: lambdav1alpha1.FunctionCode{CodeSource: lambdav1alpha1.CodeSource{ConfigMapRef: &lambdav1alpha1.ConfigMapCodeSource{Name: codeMap}}},
 		}},
 	}
 	if err := cluster.Client.Create(ctx, fn); err != nil {
@@ -84,27 +112,8 @@ func testPythonFunction(ctx context.Context, t *testing.T, ns, minor string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if spec := d.Spec.Template.Spec; len(spec.InitContainers) != 0 || len(spec.Containers) != 1 || spec.Containers[0].Image != "klambda.local/python:"+minor {
+	if spec := d.Spec.Template.Spec; len(spec.InitContainers) != 0 || len(spec.Containers) != 1 || spec.Containers[0].Image != image {
 		t.Fatalf("pod shape: %d init containers, containers %+v", len(spec.InitContainers), spec.Containers)
 	}
-	sdk := cluster.LambdaClient(ctx, t, ns, cluster.InvokerToken(ctx, t, ns))
-	out, err := sdk.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(fn.Name), Payload: []byte(`{"name":"py"}`)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got struct {
-		Hello, RequestID, Function, Python string
-	}
-	if out.FunctionError != nil || json.Unmarshal(out.Payload, &got) != nil || got.Hello != "py" || got.RequestID == "" ||
-		got.Function != fn.Name || !strings.HasPrefix(got.Python, minor+".") {
-		t.Fatalf("invoke: error %v, payload %s", aws.ToString(out.FunctionError), out.Payload)
-	}
-	out, err = sdk.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(fn.Name), Payload: []byte(`{"fail":true}`)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if aws.ToString(out.FunctionError) != "Unhandled" || !strings.Contains(string(out.Payload), `"errorType": "RuntimeError"`) &&
-		!strings.Contains(string(out.Payload), `"errorType":"RuntimeError"`) {
-		t.Fatalf("failing invoke: error %v, payload %s", aws.ToString(out.FunctionError), out.Payload)
-	}
+	return cluster.LambdaClient(ctx, t, ns, cluster.InvokerToken(ctx, t, ns))
 }
