@@ -53,6 +53,19 @@ for d in manager activator eventsources code-store; do
 		die "klambda-$d did not become available in ${READY_TIMEOUT}s (its pods and log are above)"
 	fi
 done
+# The manager writes code to the store through its Service as soon as a Function exists: on
+# the local cluster, wait until the Service answers as the registry (its endpoints in
+# kube-proxy's rules), not only until the pod is Ready. A write before then left through the
+# machine's egress, which answered for the store, and the first Function went Failed
+# (InternalError, retried) - seen once in CI.
+if [ "${CLUSTER:-local}" = local ] && kubectl -n "$NAMESPACE" get service klambda-code-store >/dev/null 2>&1; then
+	store_ip=$(kubectl -n "$NAMESPACE" get service klambda-code-store -o jsonpath='{.spec.clusterIP}')
+	store_answers() {
+		curl -sS --max-time 2 -o /dev/null -D - "http://$store_ip:5000/v2/" | grep -qi '^docker-distribution-api-version: registry/2.0'
+	}
+	wait_for "the code store's Service" "$READY_TIMEOUT" store_answers ||
+		die "the code store's Service (http://$store_ip:5000) did not answer as a registry in ${READY_TIMEOUT}s"
+fi
 # The chart's NATS cluster (nats.enabled, in an IMAGE_VALUES file here): all servers Ready.
 if kubectl -n "$NAMESPACE" get statefulset klambda-nats >/dev/null 2>&1; then
 	if ! kubectl -n "$NAMESPACE" rollout status statefulset/klambda-nats --timeout "${READY_TIMEOUT}s" >/dev/null; then
