@@ -254,7 +254,8 @@ func readyAt(conds []metav1.Condition, gen int64) bool {
 // fail records a resolution failure. A function that never ran is Failed; an update that
 // fails leaves the last good Deployment alone, so the function stays Active on it. Either
 // is Stalled with Lambda's reason code (a transient failure is retried meanwhile). A
-// function waiting for a layer being published is Reconciling.
+// function waiting for a layer being published is Reconciling, and so is one whose code
+// store failed, for storeFailureGrace (storeretry.go).
 func (r *FunctionReconciler) fail(fn *lambdav1alpha1.Function, rerr *ResolveError) ctrl.Result {
 	st := &fn.Status
 	gen := fn.Generation
@@ -271,6 +272,18 @@ func (r *FunctionReconciler) fail(fn *lambdav1alpha1.Function, rerr *ResolveErro
 		}
 		readiness.Reconciling(&st.Conditions, gen, reason, rerr.Message)
 		return ctrl.Result{RequeueAfter: retryResolve}
+	}
+	if retrying, msg := retryingStore(&st.Conditions, gen, rerr, time.Now()); retrying {
+		if c := meta.FindStatusCondition(st.Conditions, contract.ConditionReconciling); c == nil || c.Reason != ReasonCodeStoreUnavailable {
+			r.Recorder.Eventf(fn, nil, corev1.EventTypeWarning, ReasonCodeStoreUnavailable, "Resolve", "%s", msg)
+		}
+		if st.State == lambdav1alpha1.StateActive {
+			st.LastUpdateStatus, st.LastUpdateStatusReasonCode, st.LastUpdateStatusReason = lambdav1alpha1.LastUpdateInProgress, "", msg
+		} else {
+			st.State, st.StateReasonCode, st.StateReason = lambdav1alpha1.StatePending, lambdav1alpha1.StateReasonCreating, msg
+		}
+		readiness.Reconciling(&st.Conditions, gen, ReasonCodeStoreUnavailable, msg)
+		return ctrl.Result{RequeueAfter: storeRetry}
 	}
 	if st.State == lambdav1alpha1.StateActive {
 		if st.LastUpdateStatus != lambdav1alpha1.LastUpdateFailed || st.LastUpdateStatusReason != rerr.Message {

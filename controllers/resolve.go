@@ -52,6 +52,9 @@ type ResolveError struct {
 	// Waiting: nothing is wrong yet, something the function needs (a layer) is still being
 	// published; the function stays Pending (or its update InProgress) until it is.
 	Waiting bool
+	// Service: klambda's own code store could not be used (Transient too): the function is
+	// retried, Pending, for storeFailureGrace before it is Failed (storeretry.go).
+	Service bool
 }
 
 func (e *ResolveError) Error() string { return e.Message }
@@ -100,7 +103,7 @@ type cachedDigest struct {
 // storeError is a code store that could not be used: retried, the function's previous code
 // keeps serving.
 func storeError(what string, err error) error {
-	return &ResolveError{Reason: lambdav1alpha1.StateReasonInternalError, Message: fmt.Sprintf("%s: the code store: %v", what, err), Transient: true}
+	return &ResolveError{Reason: lambdav1alpha1.StateReasonInternalError, Message: fmt.Sprintf("%s: the code store: %v", what, err), Transient: true, Service: true}
 }
 
 // Stored returns the code store's reference of stored content ("" and no error without a
