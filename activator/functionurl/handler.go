@@ -39,6 +39,12 @@ type Handler struct {
 	Reservations Reservations
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Synced, when set, is closed once Table holds every Function and Alias the
+	// informers first listed (the feeder's HasSynced); until then a url-id the table does
+	// not know waits for it (at most WaitDeadline, then 500 ServiceException) instead of
+	// a 404 for a URL that exists, as the Invoke API's core does (invoke.WaitSynced).
+	Synced       <-chan struct{}
+	WaitDeadline time.Duration
 
 	caps rateCaps
 }
@@ -82,8 +88,14 @@ func (h *Handler) Wrap(next http.Handler) http.Handler {
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id, rawPath, domain string) {
 	t, ok := h.Table.Lookup(id)
 	if !ok {
-		writeMessage(w, http.StatusNotFound, "", "Not Found")
-		return
+		if e := invoke.WaitSynced(r.Context(), h.Synced, h.WaitDeadline); e != nil {
+			writeMessage(w, e.Status, e.Type, e.Message)
+			return
+		}
+		if t, ok = h.Table.Lookup(id); !ok {
+			writeMessage(w, http.StatusNotFound, "", "Not Found")
+			return
+		}
 	}
 	if t.CORS != nil && IsPreflight(r) { // answered in front of the function
 		t.CORS.Preflight(w, r)

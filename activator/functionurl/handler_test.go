@@ -201,3 +201,65 @@ func TestURLLimits(t *testing.T) {
 		t.Errorf("refused requests invoked %d times", n)
 	}
 }
+
+// A starting activator whose table has not been given the informers' first list yet does
+// not answer 404 for a URL that exists: it waits for the sync, then serves it; past the
+// wait deadline it answers a retryable 500 ServiceException; once synced, an unknown
+// url-id is 404 at once.
+func TestURLWaitsForTheTableToSync(t *testing.T) {
+	x := newRigURL(t, testrig.Options{}, nil)
+	synced := make(chan struct{})
+	x.h.Synced, x.h.WaitDeadline = synced, 300*time.Millisecond
+	f := function("echo", &lambdav1alpha1.FunctionURLConfig{AuthType: lambdav1alpha1.FunctionURLAuthNone})
+
+	// Not synced, and the deadline passes: 500 ServiceException, never 404.
+	start := time.Now()
+	resp, b := do(t, mustRequest(t, http.MethodGet, urlOf(x.srv.URL, f)))
+	if resp.StatusCode != http.StatusInternalServerError || resp.Header.Get(contract.HeaderErrorType) != "ServiceException" {
+		t.Fatalf("before the sync, past the deadline: %d %s %s; want 500 ServiceException", resp.StatusCode, resp.Header.Get(contract.HeaderErrorType), b)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("answered after %v, before the wait deadline", d)
+	}
+
+	// Not synced: the request waits; the first list arrives and the sync is declared.
+	x.h.WaitDeadline = 10 * time.Second
+	got := make(chan int, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(mustRequest(t, http.MethodGet, urlOf(x.srv.URL, f)))
+		if err != nil {
+			got <- -1
+			return
+		}
+		_ = resp.Body.Close()
+		got <- resp.StatusCode
+	}()
+	select {
+	case code := <-got:
+		t.Fatalf("answered %d before the table was synced", code)
+	case <-time.After(200 * time.Millisecond):
+	}
+	x.rig.Function("echo", -1, 0)
+	x.rig.Environments("echo", "$LATEST", 1)
+	x.table.SetFunction(f)
+	close(synced)
+	if code := <-got; code != http.StatusOK {
+		t.Fatalf("after the sync: %d; want 200", code)
+	}
+
+	// Synced: an unknown url-id is 404 at once.
+	start = time.Now()
+	resp, _ = do(t, mustRequest(t, http.MethodGet, urlOf(x.srv.URL, function("nope", nil))))
+	if resp.StatusCode != http.StatusNotFound || time.Since(start) > 2*time.Second {
+		t.Fatalf("unknown url-id after the sync: %d after %v; want 404 at once", resp.StatusCode, time.Since(start))
+	}
+}
+
+func mustRequest(t *testing.T, method, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}

@@ -156,22 +156,27 @@ var _ Invoker = (*Core)(nil)
 
 // waitSynced waits until Synced is closed, ctx ends or WaitDeadline passes.
 func (c *Core) waitSynced(ctx context.Context) *Error {
-	if c.Synced == nil {
+	return WaitSynced(ctx, c.Synced, c.WaitDeadline)
+}
+
+// WaitSynced waits until synced is closed (nil: it does not wait), ctx ends or wait passes
+// (0: 30 s); then a retryable ServiceException says the activator is still starting.
+func WaitSynced(ctx context.Context, synced <-chan struct{}, wait time.Duration) *Error {
+	if synced == nil {
 		return nil
 	}
 	select {
-	case <-c.Synced:
+	case <-synced:
 		return nil
 	default:
 	}
-	wait := c.WaitDeadline
 	if wait <= 0 {
 		wait = 30 * time.Second
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
-	case <-c.Synced:
+	case <-synced:
 		return nil
 	case <-ctx.Done():
 		return ErrService("request cancelled while the activator was starting: " + ctx.Err().Error())

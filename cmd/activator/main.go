@@ -91,7 +91,7 @@ func main() {
 	}
 	var ready atomic.Bool
 	synced := make(chan struct{})
-	core.Synced = synced
+	core.Synced, urls.Synced, urls.WaitDeadline = synced, synced, core.WaitDeadline
 	startInformers(ctx, informers, feed.HasSynced, func() { close(synced); rp.start(ctx); sc.Run(ctx) }, &ready, log)
 	var checker *auth.Checker
 	if c, ok := h.Auth.(*auth.Checker); ok {
