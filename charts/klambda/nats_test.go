@@ -244,3 +244,25 @@ func TestChartDrainIntoNATSKeepsTheEmbeddedStore(t *testing.T) {
 		}
 	}
 }
+
+// Without shards (0) one activator counts concurrency in its memory, so a rolling update's
+// two overlapping pods would each count alone: the Deployment is Recreate. With shards the
+// replicas hand their shards over, and a rolling update (the default strategy) is kept.
+func TestChartActivatorWithoutShardsIsRecreated(t *testing.T) {
+	for _, c := range []struct {
+		set  []string
+		want appsv1.DeploymentStrategyType
+	}{
+		{[]string{"activator.shards=0", "activator.replicas=1", "nats.enabled=false", "activator.async.persistence.enabled=false"}, appsv1.RecreateDeploymentStrategyType},
+		{[]string{"activator.replicas=1", "nats.enabled=false", "activator.async.persistence.enabled=false"}, ""},
+		{nil, ""},
+	} {
+		objs, errOut := render(t, append([]string{"activator.enabled=true", "activator.tls.plainHTTP=true"}, c.set...)...)
+		if errOut != "" {
+			t.Fatalf("--set %v: %s", c.set, errOut)
+		}
+		if got := decode[appsv1.Deployment](t, objs, "Deployment/klambda-activator").Spec.Strategy.Type; got != c.want {
+			t.Errorf("--set %v: strategy %q, want %q", c.set, got, c.want)
+		}
+	}
+}
