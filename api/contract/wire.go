@@ -36,6 +36,10 @@ const (
 	HeaderFunctionErrorType = "X-Klambda-Function-Error-Type"
 	// HeaderBusy is on the shim's /healthz answer: "true" while an invocation runs.
 	HeaderBusy = "X-Klambda-Busy"
+	// BusyRefusalLog starts the line the shim writes to its log (followed by the request
+	// id) when it refuses an invocation because one is already running: two invocations
+	// sent to one environment at once, which the activator never does.
+	BusyRefusalLog = "KLAMBDA_BUSY_REFUSAL: a second invocation arrived while one was running; refused"
 )
 
 // Invocation types (X-Amz-Invocation-Type).

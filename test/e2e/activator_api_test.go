@@ -69,8 +69,14 @@ const probeHandler = `handler() {
 // until it is Active. Its Deployment is born at zero replicas.
 func probeFunction(ctx context.Context, t *testing.T, ns, name string, mutate func(*lambdav1alpha1.Function)) *lambdav1alpha1.Function {
 	t.Helper()
+	return shellFunction(ctx, t, ns, name, probeHandler, mutate)
+}
+
+// shellFunction is probeFunction with another handler (a shell function named handler).
+func shellFunction(ctx context.Context, t *testing.T, ns, name, handler string, mutate func(*lambdav1alpha1.Function)) *lambdav1alpha1.Function {
+	t.Helper()
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-code"},
-		Data: map[string]string{"bootstrap": probeBootstrap, "function.sh": probeHandler}}
+		Data: map[string]string{"bootstrap": probeBootstrap, "function.sh": handler}}
 	if err := cluster.Client.Create(ctx, cm); err != nil {
 		t.Fatal(err)
 	}

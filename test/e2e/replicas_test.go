@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -31,9 +33,12 @@ import (
 // async off, since the local cluster's queue is the embedded one, which belongs to one
 // replica) and invokes a function with reserved concurrency 4 from 16 callers through the
 // activator's Service, which spreads them over the replicas:
-//   - only successes and reserved-concurrency throttles come back, whichever replica a
-//     caller reaches (the exactness of the shared count is proven in-process, where
-//     nothing else caps it: activator/replicas; here the Deployment is capped at 4 too);
+//   - for 60 s, only successes and reserved-concurrency throttles come back, whichever
+//     replica a caller reaches; measured from the function's side (each invocation's
+//     start and end on the node's clock), at most 4 run at once, and no shim ever
+//     receives a second invocation while one runs (its log's refusal lines: 0). The
+//     exactness of the shared count is also proven in-process, where nothing else caps
+//     it (activator/replicas); here the Deployment is capped at 4 too;
 //   - a function at zero scales up whichever replica its first request reaches, and back
 //     to zero once idle;
 //   - a rolling restart of the activator fails no invocation;
@@ -53,7 +58,7 @@ func TestActivatorReplicas(t *testing.T) {
 
 	const reserved, sleep = 4, 1
 	ns := cluster.Namespace(t)
-	probeFunction(ctx, t, ns, "slow", func(f *lambdav1alpha1.Function) { f.Spec.ReservedConcurrentExecutions = aws.Int32(reserved) })
+	shellFunction(ctx, t, ns, "slow", timedHandler, func(f *lambdav1alpha1.Function) { f.Spec.ReservedConcurrentExecutions = aws.Int32(reserved) })
 	url := cluster.ActivatorURL(ctx, t, ns) + "/2015-03-31/functions/slow/invocations"
 	token := cluster.InvokerToken(ctx, t, ns)
 	// Warm: the first environments start from zero.
@@ -64,13 +69,33 @@ func TestActivatorReplicas(t *testing.T) {
 		t.Fatal("the function never answered through the replicas")
 	}
 
-	// 1. Steady: only successes and throttles, successes within what 4 environments run.
-	seen, took := replicaLoad(ctx, url, token, 16, 20*time.Second, nil)
+	// 1. Steady: only successes and throttles, successes within what 4 environments run,
+	// at most 4 at once as the function sees it, and no shim refused a second invocation.
+	var runs []timedRun
+	var runsMu sync.Mutex
+	seen, took := replicaLoad(ctx, url, token, 16, 60*time.Second, func(body []byte) {
+		var r timedRun
+		if err := json.Unmarshal(body, &r); err != nil || r.End < r.Start {
+			t.Errorf("the function's answer %q: %v", body, err)
+			return
+		}
+		runsMu.Lock()
+		runs = append(runs, r)
+		runsMu.Unlock()
+	}, nil)
 	t.Logf("steady, 16 callers for %v: %v", took.Round(time.Millisecond), seen)
 	checkReplicaAnswers(t, seen, 0)
 	if max := reserved*int(took/(sleep*time.Second)) + reserved; seen["200"] > max {
 		t.Errorf("%d invocations of %d s ran in %v with reserved concurrency %d (at most %d): the replicas did not share one count",
 			seen["200"], sleep, took, reserved, max)
+	}
+	peak := maxConcurrent(runs)
+	t.Logf("the function saw at most %d invocations at once (%d timed)", peak, len(runs))
+	if peak > reserved || peak < 2 {
+		t.Errorf("the function saw at most %d invocations at once with reserved concurrency %d (want 2 to %d)", peak, reserved, reserved)
+	}
+	if n := busyRefusals(ctx, t, ns, "slow"); n != 0 {
+		t.Errorf("the shims refused %d invocations sent while another ran in their environment: one environment was booked twice", n)
 	}
 
 	// Scale from zero whichever replica the first request reaches: one function born at
@@ -111,7 +136,7 @@ func TestActivatorReplicas(t *testing.T) {
 	}
 
 	// 2. A rolling restart of the activator while the callers go on: no invocation fails.
-	seen, took = replicaLoad(ctx, url, token, 16, 0, func() {
+	seen, took = replicaLoad(ctx, url, token, 16, 0, nil, func() {
 		restart := exec.CommandContext(ctx, kubectlPath(), "-n", "klambda-system", "rollout", "restart", "deployment/klambda-activator")
 		restart.Env = append(os.Environ(), "KUBECONFIG="+cluster.Kubeconfig)
 		if out, err := restart.CombinedOutput(); err != nil {
@@ -135,7 +160,7 @@ func TestActivatorReplicas(t *testing.T) {
 	owner := holders[ownership.ShardOf(ns, ownership.DefaultShards)]
 	var killedAt time.Time
 	const recovery = 20 * time.Second
-	seen, took = replicaLoad(ctx, url, token, 16, 0, func() {
+	seen, took = replicaLoad(ctx, url, token, 16, 0, nil, func() {
 		time.Sleep(3 * time.Second)
 		killedAt = time.Now()
 		killActivatorPod(ctx, t, owner)
@@ -282,24 +307,100 @@ func killActivatorPod(ctx context.Context, t *testing.T, name string) {
 // replicaCall invokes once; the answer as "200", "429 <type>", "<status> <type>: <body>"
 // or "error: ...".
 func replicaCall(ctx context.Context, url, token, payload string) string {
+	got, _ := replicaCallBody(ctx, url, token, payload)
+	return got
+}
+
+// replicaCallBody is replicaCall, with the function's answer when it succeeded.
+func replicaCallBody(ctx context.Context, url, token, payload string) (string, []byte) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(payload))
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := replicaClient.Do(req)
 	if err != nil {
-		return "error: " + err.Error()
+		return "error: " + err.Error(), nil
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	switch resp.StatusCode {
 	case http.StatusOK:
 		if resp.Header.Get("X-Amz-Function-Error") != "" {
-			return "200 function error: " + string(b)
+			return "200 function error: " + string(b), nil
 		}
-		return "200"
+		return "200", b
 	case http.StatusTooManyRequests:
-		return "429 " + resp.Header.Get("X-Amzn-Errortype")
+		return "429 " + resp.Header.Get("X-Amzn-Errortype"), nil
 	}
-	return strconv.Itoa(resp.StatusCode) + " " + resp.Header.Get("X-Amzn-Errortype") + ": " + string(b)
+	return strconv.Itoa(resp.StatusCode) + " " + resp.Header.Get("X-Amzn-Errortype") + ": " + string(b), nil
+}
+
+// timedHandler sleeps as probeHandler does and answers when it started and ended, in
+// seconds on the node's clock (/proc/uptime is not namespaced: every pod of the node reads
+// the same clock, in hundredths of a second).
+const timedHandler = `handler() {
+	read -r a _ < /proc/uptime
+	s=$(printf '%s' "$1" | sed -n 's/.*"sleep": *\([0-9][0-9]*\).*/\1/p')
+	[ -z "$s" ] || sleep "$s"
+	read -r b _ < /proc/uptime
+	printf '{"start":%s,"end":%s}' "$a" "$b"
+}
+`
+
+// timedRun is timedHandler's answer.
+type timedRun struct {
+	Start float64 `json:"start"`
+	End   float64 `json:"end"`
+}
+
+// maxConcurrent is the most runs that overlap at one moment. Each run is shortened by
+// 20 ms at both ends first, so that the clock's 10 ms steps never make an environment's
+// next run, or another environment's run that began as this one ended, look concurrent.
+func maxConcurrent(runs []timedRun) int {
+	type edge struct {
+		at    float64
+		delta int
+	}
+	var edges []edge
+	for _, r := range runs {
+		if s, e := r.Start+0.02, r.End-0.02; s < e {
+			edges = append(edges, edge{s, 1}, edge{e, -1})
+		}
+	}
+	sort.Slice(edges, func(i, j int) bool {
+		if edges[i].at != edges[j].at {
+			return edges[i].at < edges[j].at
+		}
+		return edges[i].delta < edges[j].delta // an end before a start at the same moment
+	})
+	n, peak := 0, 0
+	for _, e := range edges {
+		n += e.delta
+		peak = max(peak, n)
+	}
+	return peak
+}
+
+// busyRefusals counts the invocations the shims of function name refused because one was
+// already running in their environment (contract.BusyRefusalLog lines in the pods' logs).
+func busyRefusals(ctx context.Context, t *testing.T, ns, name string) int {
+	t.Helper()
+	pods, err := cluster.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: contract.LabelFunction + "=" + contract.FunctionLabelValue(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) == 0 {
+		t.Fatalf("no pod of %s to read the logs of", name)
+	}
+	n := 0
+	for _, p := range pods.Items {
+		for _, c := range p.Spec.Containers {
+			b, err := cluster.Kube.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: c.Name}).DoRaw(ctx)
+			if err != nil {
+				t.Fatalf("logs of %s/%s: %v", p.Name, c.Name, err)
+			}
+			n += strings.Count(string(b), contract.BusyRefusalLog)
+		}
+	}
+	return n
 }
 
 var replicaClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}, Timeout: time.Minute}
@@ -310,7 +411,7 @@ var lastFailure time.Time
 // replicaLoad runs callers invoking the function (1 s each) until d has passed, or, with
 // during, until during returns; it returns the answers seen and how long it ran, and sets
 // lastFailure.
-func replicaLoad(ctx context.Context, url, token string, callers int, d time.Duration, during func()) (map[string]int, time.Duration) {
+func replicaLoad(ctx context.Context, url, token string, callers int, d time.Duration, onSuccess func(body []byte), during func()) (map[string]int, time.Duration) {
 	stop := make(chan struct{})
 	var mu sync.Mutex
 	seen := map[string]int{}
@@ -327,7 +428,10 @@ func replicaLoad(ctx context.Context, url, token string, callers int, d time.Dur
 					return
 				default:
 				}
-				got := replicaCall(ctx, url, token, `{"sleep":1}`)
+				got, body := replicaCallBody(ctx, url, token, `{"sleep":1}`)
+				if body != nil && onSuccess != nil {
+					onSuccess(body)
+				}
 				mu.Lock()
 				seen[got]++
 				if got != "200" && got != "429 TooManyRequestsException" {

@@ -268,6 +268,9 @@ func (s *InvokeServer) fill(inv *environment.Invocation, h headerGetter, rawQuer
 func (s *InvokeServer) result(inv *environment.Invocation, err error) *answer {
 	switch {
 	case errors.Is(err, environment.ErrBusy):
+		// Never expected (the activator sends one invocation per environment): said in the
+		// environment's log, where the e2e tests count these lines (contract.BusyRefusalLog).
+		s.env.Logs().Platform(nil, contract.BusyRefusalLog+" "+inv.ID)
 		return invokeErrorReply(http.StatusTooManyRequests, "TooManyRequestsException",
 			"Rate Exceeded. This execution environment is already processing an invocation; klambda runs one invocation per environment at a time (the activator never sends a second one).")
 	case err != nil:

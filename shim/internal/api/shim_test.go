@@ -324,9 +324,16 @@ func TestInvokeEndpointRejections(t *testing.T) {
 	ev := h.next()
 	expect(t, "first event", ev.header.Get("Lambda-Runtime-Aws-Request-Id"), "only")
 	expect(t, "readyz while invoking", do(t, "GET", h.invoke.URL+"/readyz", nil, nil).status, 200)
-	busy := h.callInvoke(map[string]string{"X-Klambda-Invoke-Secret": "s3cret"}, `{}`)
+	busy := h.callInvoke(map[string]string{"X-Klambda-Invoke-Secret": "s3cret", "X-Amzn-RequestId": "second"}, `{}`)
 	expect(t, "busy", busy.status, 429)
 	expect(t, "busy type", busy.header.Get("X-Amzn-ErrorType"), "TooManyRequestsException")
+	// The refusal is said in the environment's log (the e2e tests count these lines).
+	for deadline := time.Now().Add(2 * time.Second); !strings.Contains(h.out.String(), contract.BusyRefusalLog+" second\n"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log does not say the refusal:\n%s", h.out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	h.post("/2018-06-01/runtime/invocation/only/response", nil, `{}`)
 	expect(t, "after busy", (<-resCh).status, 200)
 }
