@@ -83,7 +83,7 @@ func TestActivatorReplicas(t *testing.T) {
 		runs = append(runs, r)
 		runsMu.Unlock()
 	}, nil)
-	t.Logf("steady, 16 callers for %v: %v", took.Round(time.Millisecond), seen)
+	t.Logf("steady, 16 callers for %v (%s): %v", took.Round(time.Millisecond), perSecond(seen, took), seen)
 	checkReplicaAnswers(t, seen, 0)
 	if max := reserved*int(took/(sleep*time.Second)) + reserved; seen["200"] > max {
 		t.Errorf("%d invocations of %d s ran in %v with reserved concurrency %d (at most %d): the replicas did not share one count",
@@ -150,7 +150,7 @@ func TestActivatorReplicas(t *testing.T) {
 		}
 		time.Sleep(5 * time.Second) // the last replaced replica drains
 	})
-	t.Logf("rolling restart, 16 callers for %v: %v", took.Round(time.Millisecond), seen)
+	t.Logf("rolling restart, 16 callers for %v (%s): %v", took.Round(time.Millisecond), perSecond(seen, took), seen)
 	checkReplicaAnswers(t, seen, 0)
 	holders = waitForShardHolders(ctx, t, 3)
 
@@ -172,7 +172,7 @@ func TestActivatorReplicas(t *testing.T) {
 			failed += n
 		}
 	}
-	t.Logf("SIGKILL of the owner %s, 16 callers for %v: %v", owner, took.Round(time.Millisecond), seen)
+	t.Logf("SIGKILL of the owner %s, 16 callers for %v (%s): %v", owner, took.Round(time.Millisecond), perSecond(seen, took), seen)
 	switch {
 	case failed > 0 && lastFailure.Before(killedAt):
 		t.Errorf("answers failed before the kill: %v", seen)
@@ -439,7 +439,7 @@ func replicaLoad(ctx context.Context, url, token string, callers int, d time.Dur
 				}
 				mu.Unlock()
 				if got != "200" {
-					time.Sleep(100 * time.Millisecond) // a throttled caller retries, not spins
+					time.Sleep(50 * time.Millisecond) // a throttled caller retries, not spins: ~200-300 requests/s in all
 				}
 			}
 		}()
@@ -452,6 +452,15 @@ func replicaLoad(ctx context.Context, url, token string, callers int, d time.Dur
 	close(stop)
 	wg.Wait()
 	return seen, time.Since(start)
+}
+
+// perSecond says how many requests a second the answers in seen came at.
+func perSecond(seen map[string]int, took time.Duration) string {
+	n := 0
+	for _, c := range seen {
+		n += c
+	}
+	return strconv.FormatFloat(float64(n)/took.Seconds(), 'f', 0, 64) + " requests/s"
 }
 
 // checkReplicaAnswers fails unless the answers are successes and reserved-concurrency
