@@ -79,8 +79,9 @@ const (
 	// FetchPartitionTarget is about how many bytes of records (decompressed) one
 	// partition's part of a fetch should hold: a compressed bound of 1 MiB held ~50 MB of
 	// well-compressed records per partition (a value repeated), and the client decompresses
-	// a whole fetch at once, so 16 partitions' first fetch of a backlog was ~800 MB, which
-	// got the pollers' container (512 MiB) OOMKilled (bench/README.md, issue 22).
+	// a whole fetch at once: a 16-partition backlog of 1M such records took 627–756 MB of
+	// heap in process and got the pollers' container (512 MiB) OOMKilled (bench/README.md,
+	// issue 22).
 	FetchPartitionTarget = 2 << 20
 	// fetchPartitionFirst is the bound of the first fetches, before any batch was read.
 	fetchPartitionFirst = 64 << 10
@@ -256,11 +257,12 @@ func (f *fetchSizer) OnFetchBatchRead(_ kgo.BrokerMetadata, _ string, _ int32, m
 	}
 	c, u := f.compressed, f.uncompressed
 	f.compressed, f.uncompressed = 0, 0
+	f.resize(c, u) // under mu: the client's bound is the last one decided
 	f.mu.Unlock()
-	f.resize(c, u)
 }
 
-// resize sets the bound for records that decompressed from c bytes into u.
+// resize sets the bound for records that decompressed from c bytes into u. Called with mu
+// held.
 func (f *fetchSizer) resize(c, u int64) {
 	want := int32(min(max(FetchPartitionTarget*c/max(u, 1), fetchPartitionFloor), int64(f.ceiling)))
 	if f.part.Swap(want) == want {
