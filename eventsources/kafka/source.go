@@ -77,7 +77,7 @@ const DefaultFetchMaxPartitionBytes = 1 << 20
 // Fetch sizing by what the records decompress into (fetchSizer).
 const (
 	// FetchPartitionTarget is about how many bytes of records (decompressed) one
-	// partition's part of a fetch should hold: a compressed bound of 1 MiB held ~50 MB of
+	// partition's part of a fetch should hold: a compressed bound of 1 MiB held tens of MB of
 	// well-compressed records per partition (a value repeated), and the client decompresses
 	// a whole fetch at once: a 16-partition backlog of 1M such records took 627–756 MB of
 	// heap in process and got the pollers' container (512 MiB) OOMKilled (bench/README.md,
