@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -158,8 +159,8 @@ func BenchmarkKafkaPollerReplicas(b *testing.B) {
 		r := drainResult{partitions: parts, replicas: replicas, records: records, took: took, produced: produced, mid: midRate(samples, records), cpu: after.minus(before), load: loadAverage()}
 		// A poller that restarted mid-drain (OOMKilled, say) left its partitions to wait
 		// out its group session: the figure would measure that, not the pollers.
-		if now := pollerRestarts(ctx, b); now.count != restarts.count {
-			b.Errorf("%s: a poller container restarted during the drain (%d -> %d restarts; last: %s): this drain's figure is not valid", name, restarts.count, now.count, now.last)
+		if now := pollerRestarts(ctx, b); !maps.Equal(now.byPod, restarts.byPod) {
+			b.Errorf("%s: the poller pods' restarts went from %v to %v during the drain (last: %s): this drain's figure is not valid", name, restarts.byPod, now.byPod, now.last)
 		}
 		if err := cluster.Client.Delete(ctx, esm); err != nil {
 			b.Fatal(err)
@@ -262,23 +263,25 @@ func benchReport(b *testing.B, n, parts int, one, two []drainResult, only bool) 
 	b.ReportMetric(ratio, "ratio-to-twice-one"+suffix)
 }
 
-// restartCount is the poller containers' restarts so far, and the last one's reason.
+// restartCount is the restarts so far of each poller pod's containers (by pod name), and
+// the last termination's reason.
 type restartCount struct {
-	count int32
+	byPod map[string]int32
 	last  string
 }
 
-// pollerRestarts adds up the restarts of the poller pods' containers.
+// pollerRestarts reads the restarts of the poller pods' containers.
 func pollerRestarts(ctx context.Context, t testing.TB) restartCount {
 	t.Helper()
 	var pods corev1.PodList
 	if err := cluster.Client.List(ctx, &pods, client.MatchingLabels{"app.kubernetes.io/component": "eventsources"}); err != nil {
 		t.Fatal(err)
 	}
-	var rc restartCount
+	rc := restartCount{byPod: map[string]int32{}}
 	for _, p := range pods.Items {
+		rc.byPod[p.Name] = 0 // a pod without container statuses yet is listed too
 		for _, s := range p.Status.ContainerStatuses {
-			rc.count += s.RestartCount
+			rc.byPod[p.Name] += s.RestartCount
 			if term := s.LastTerminationState.Terminated; term != nil {
 				rc.last = fmt.Sprintf("%s/%s: %s, exit %d at %s", p.Name, s.Name, term.Reason, term.ExitCode, term.FinishedAt.UTC().Format(time.TimeOnly))
 			}
