@@ -184,7 +184,7 @@ bench-controlplane: $(HELM) ## CreateFunction/UpdateFunctionCode (3 MB zip, cont
 	HELM=$(HELM) go test -tags e2e -count=1 -timeout 40m -run '^$$' -bench ControlPlane -benchtime 1x -v ./test/e2e/ -args -controlplane.rounds=$(or $(ROUNDS),5)
 
 .PHONY: bench-eventsources-replicas
-bench-eventsources-replicas: $(HELM) ## A Kafka mapping drained by one poller replica, then by two, on the local cluster: records/s, ratio to twice one, CPU per record of each part (ROUNDS=2, RECORDS=1000000, PARTITIONS=4).
+bench-eventsources-replicas: $(HELM) ## A Kafka mapping drained by one poller replica, then by two, on the local cluster: records/s, ratio to twice one, CPU per record of each part (ROUNDS=2, RECORDS=1000000, PARTITIONS=4; several counts: PARTITIONS=4,16).
 	HELM=$(HELM) go test -tags e2e -count=1 -timeout 45m -run '^$$' -bench KafkaPollerReplicas -benchtime 1x -v ./test/e2e/ -args -esmreplicas.rounds=$(or $(ROUNDS),2) \
 		-esmreplicas.records=$(or $(RECORDS),1000000) -esmreplicas.partitions=$(or $(PARTITIONS),4)
 

@@ -14,11 +14,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -52,6 +54,11 @@ type Config struct {
 	// of it when the share holds one at least, so that the share's end does not cut the
 	// partition's next batch short (0: no rounding).
 	BatchSize int
+	// FetchMaxPartitionBytes bounds one partition's data in one fetch from the broker, as
+	// the broker stores it (compressed; default DefaultFetchMaxPartitionBytes). The bound
+	// asked for is lower while the topic's batches decompress to more than
+	// FetchPartitionTarget per fetch (see fetchSizer).
+	FetchMaxPartitionBytes int
 	// Extra options (tests: a faster session timeout).
 	Extra []kgo.Opt
 }
@@ -62,6 +69,28 @@ type Config struct {
 // entries, written at once and read again long after, out of the CPU's caches). The poller
 // queues a few polls per partition, so this also bounds how far ahead it converts.
 const DefaultMaxPollRecords = 1000
+
+// DefaultFetchMaxPartitionBytes is Config.FetchMaxPartitionBytes when it is 0 (Kafka's and
+// franz-go's default).
+const DefaultFetchMaxPartitionBytes = 1 << 20
+
+// Fetch sizing by what the records decompress into (fetchSizer).
+const (
+	// FetchPartitionTarget is about how many bytes of records (decompressed) one
+	// partition's part of a fetch should hold: a compressed bound of 1 MiB held tens of MB of
+	// well-compressed records per partition (a value repeated), and the client decompresses
+	// a whole fetch at once: a 16-partition backlog of 1M such records took 627–756 MB of
+	// heap in process and got the pollers' container (512 MiB) OOMKilled (bench/README.md,
+	// issue 22).
+	FetchPartitionTarget = 2 << 20
+	// fetchPartitionFirst is the bound of the first fetches, before any batch was read.
+	fetchPartitionFirst = 64 << 10
+	// fetchPartitionFloor is the least bound asked for.
+	fetchPartitionFloor = 16 << 10
+	// fetchSizerWindow is how many compressed bytes of batches are read between two
+	// decisions.
+	fetchSizerWindow = 256 << 10
+)
 
 // Source reads one topic.
 type Source struct {
@@ -75,6 +104,8 @@ type Source struct {
 	// held are the records of the client's last poll not handed on by Fetch yet, per
 	// partition in the poll's order (MaxPollRecords).
 	held []heldPart
+
+	sizer *fetchSizer
 
 	rebalanceMu sync.Mutex
 	onRebalance func(assigned bool, partitions []string)
@@ -137,7 +168,17 @@ func Open(cfg Config) (*Source, error) {
 	if cfg.FromStart {
 		reset = kgo.NewOffset().AtStart()
 	}
+	if cfg.FetchMaxPartitionBytes < 0 {
+		return nil, fmt.Errorf("kafka source: FetchMaxPartitionBytes %d is negative", cfg.FetchMaxPartitionBytes)
+	}
+	if cfg.FetchMaxPartitionBytes == 0 {
+		cfg.FetchMaxPartitionBytes = DefaultFetchMaxPartitionBytes
+	}
+	sizer := newFetchSizer(int32(min(cfg.FetchMaxPartitionBytes, math.MaxInt32)))
 	opts = append(opts,
+		kgo.FetchMaxBytes(fetchMaxBytes),
+		kgo.FetchMaxPartitionBytes(sizer.part.Load()),
+		kgo.WithHooks(sizer),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topic),
 		kgo.ConsumeResetOffset(reset),
@@ -166,7 +207,70 @@ func Open(cfg Config) (*Source, error) {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
 	s.cl = cl
+	s.sizer = sizer
+	sizer.cl.Store(cl)
 	return s, nil
+}
+
+// fetchMaxBytes bounds a whole fetch (franz-go's and Kafka's default, 50 MiB).
+const fetchMaxBytes = 50 << 20
+
+// fetchSizer is a franz-go hook that sizes the client's fetches by what the topic's record
+// batches decompress into: the per-partition bound of a fetch is FetchPartitionTarget over
+// the compression ratio of the batches read lately, between fetchPartitionFloor and the
+// configured bound (ceiling). franz-go decompresses a fetch whole when it arrives, and the
+// Source holds a poll until it has handed it all on, so what a fetch holds decompressed is
+// what the poller's memory holds (twice: one poll in the Source, the next fetch buffered
+// in the client). A topic of incompressible records is fetched with the ceiling, as before.
+// A batch over the bound is still returned whole by the broker (for the first partition of
+// a fetch at least), and the bound follows the ratio, so a batch of at most
+// FetchPartitionTarget bytes decompressed fits it.
+type fetchSizer struct {
+	cl      atomic.Pointer[kgo.Client] // set once the client exists
+	ceiling int32
+	part    atomic.Int32 // the bound asked for now
+
+	mu                       sync.Mutex
+	compressed, uncompressed int64 // batches read since the last decision
+}
+
+var _ kgo.HookFetchBatchRead = (*fetchSizer)(nil)
+
+func newFetchSizer(ceiling int32) *fetchSizer {
+	f := &fetchSizer{ceiling: ceiling}
+	f.part.Store(min(ceiling, fetchPartitionFirst))
+	return f
+}
+
+// OnFetchBatchRead implements kgo.HookFetchBatchRead: every fetchSizerWindow compressed
+// bytes read, the bound is set again from their ratio.
+func (f *fetchSizer) OnFetchBatchRead(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.FetchBatchMetrics) {
+	if m.CompressedBytes <= 0 || m.UncompressedBytes <= 0 {
+		return
+	}
+	f.mu.Lock()
+	f.compressed += int64(m.CompressedBytes)
+	f.uncompressed += int64(m.UncompressedBytes)
+	if f.compressed < fetchSizerWindow {
+		f.mu.Unlock()
+		return
+	}
+	c, u := f.compressed, f.uncompressed
+	f.compressed, f.uncompressed = 0, 0
+	f.resize(c, u) // under mu: the client's bound is the last one decided
+	f.mu.Unlock()
+}
+
+// resize sets the bound for records that decompressed from c bytes into u. Called with mu
+// held.
+func (f *fetchSizer) resize(c, u int64) {
+	want := int32(min(max(FetchPartitionTarget*c/max(u, 1), fetchPartitionFloor), int64(f.ceiling)))
+	if f.part.Swap(want) == want {
+		return
+	}
+	if cl := f.cl.Load(); cl != nil {
+		cl.UpdateFetchMaxBytes(fetchMaxBytes, want)
+	}
 }
 
 // OnRebalance implements poller.Rebalancer.

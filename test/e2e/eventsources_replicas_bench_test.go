@@ -10,9 +10,11 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,7 +36,7 @@ import (
 
 var (
 	esmReplicasRecords    = flag.Int("esmreplicas.records", 1000000, "BenchmarkKafkaPollerReplicas: records per drain")
-	esmReplicasPartitions = flag.Int("esmreplicas.partitions", 4, "BenchmarkKafkaPollerReplicas: partitions of each topic")
+	esmReplicasPartitions = flag.String("esmreplicas.partitions", "4", "BenchmarkKafkaPollerReplicas: partitions of each topic; several counts, comma-separated (e.g. 4,16), each drained in every round")
 	esmReplicasRounds     = flag.Int("esmreplicas.rounds", 2, "BenchmarkKafkaPollerReplicas: rounds (each: a drain by one poller replica and one by two, alternating which goes first)")
 )
 
@@ -61,9 +63,10 @@ func BenchmarkKafkaPollerReplicas(b *testing.B) {
 	if !cluster.Local {
 		b.Skip("needs the local cluster (the broker on the node's IP, pods' cgroups on this host)")
 	}
-	n, parts := *esmReplicasRecords, *esmReplicasPartitions
-	if n < 1000 || parts < 2 || *esmReplicasRounds < 1 {
-		b.Fatalf("-esmreplicas.records %d (at least 1000), -esmreplicas.partitions %d (at least 2), -esmreplicas.rounds %d (at least 1)", n, parts, *esmReplicasRounds)
+	n := *esmReplicasRecords
+	counts, err := partitionCounts(*esmReplicasPartitions)
+	if err != nil || n < 1000 || *esmReplicasRounds < 1 {
+		b.Fatalf("-esmreplicas.records %d (at least 1000), -esmreplicas.partitions %q (%v), -esmreplicas.rounds %d (at least 1)", n, *esmReplicasPartitions, err, *esmReplicasRounds)
 	}
 	if err := cluster.WaitForPollers(ctx); err != nil {
 		b.Fatal(err)
@@ -92,11 +95,16 @@ func BenchmarkKafkaPollerReplicas(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	topics := []string{"warm"}
-	for i := 0; i < 2**esmReplicasRounds; i++ {
-		topics = append(topics, fmt.Sprintf("drain-%d", i))
+	// Per partition count, a warm-up topic and one topic per drain.
+	topics := map[int32][]string{}
+	for _, parts := range counts {
+		ts := []string{fmt.Sprintf("p%d-warm", parts)}
+		for i := 0; i < 2**esmReplicasRounds; i++ {
+			ts = append(ts, fmt.Sprintf("p%d-drain-%d", parts, i))
+		}
+		topics[int32(parts)] = ts
 	}
-	k := startKafkaPartitions(b, ip, int32(parts), topics...)
+	k := startKafkaTopics(b, ip, topics)
 	prod, err := kgo.NewClient(kgo.SeedBrokers(k.addr), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.MaxBufferedRecords(20000))
 	if err != nil {
 		b.Fatal(err)
@@ -106,8 +114,9 @@ func BenchmarkKafkaPollerReplicas(b *testing.B) {
 	_, _ = rand.Read(value)
 	cpu := newCPUMeter()
 
-	drain := func(name, topic string, replicas int32, records int) drainResult {
+	drain := func(name, topic string, parts int, replicas int32, records int) drainResult {
 		scalePollers(ctx, b, replicas)
+		restarts := pollerRestarts(ctx, b)
 		spec := kafkaSpec(k, topic)
 		spec.BatchSize = ptr.To[int32](100)
 		spec.MaximumBatchingWindowInSeconds = ptr.To[int32](0)
@@ -147,7 +156,12 @@ func BenchmarkKafkaPollerReplicas(b *testing.B) {
 		}
 		took := time.Since(start)
 		after := cpu.sample(ctx, b, ns)
-		r := drainResult{replicas: replicas, records: records, took: took, produced: produced, mid: midRate(samples, records), cpu: after.minus(before), load: loadAverage()}
+		r := drainResult{partitions: parts, replicas: replicas, records: records, took: took, produced: produced, mid: midRate(samples, records), cpu: after.minus(before), load: loadAverage()}
+		// A poller that restarted mid-drain (OOMKilled, say) left its partitions to wait
+		// out its group session: the figure would measure that, not the pollers.
+		if now := pollerRestarts(ctx, b); !maps.Equal(now.byPod, restarts.byPod) {
+			b.Errorf("%s: the poller pods' restarts went from %v to %v during the drain (last: %s): this drain's figure is not valid", name, restarts.byPod, now.byPod, now.last)
+		}
 		if err := cluster.Client.Delete(ctx, esm); err != nil {
 			b.Fatal(err)
 		}
@@ -162,29 +176,68 @@ func BenchmarkKafkaPollerReplicas(b *testing.B) {
 	}
 
 	// Warm-up (not counted): the function's environments (one per partition's batch in
-	// flight) are started by the activator during the first drain.
-	drain("warm", "warm", 1, n/4)
-	var one, two []drainResult
+	// flight) are started by the activator during the first drain, of the most partitions.
+	most := slices.Max(counts)
+	drain(fmt.Sprintf("p%d-warm", most), fmt.Sprintf("p%d-warm", most), most, 1, n/4)
+	one, two := map[int][]drainResult{}, map[int][]drainResult{}
 	for round := 0; round < *esmReplicasRounds; round++ {
 		order := []int32{1, 2}
 		if round%2 == 1 {
 			order = []int32{2, 1}
 		}
-		for i, replicas := range order {
-			topic := fmt.Sprintf("drain-%d", 2*round+i)
-			r := drain(fmt.Sprintf("r%d-x%d", round, replicas), topic, replicas, n)
-			if replicas == 1 {
-				one = append(one, r)
-			} else {
-				two = append(two, r)
+		for c := range counts {
+			// Partition counts alternate too: round 1 goes from the last to the first.
+			parts := counts[c]
+			if round%2 == 1 {
+				parts = counts[len(counts)-1-c]
+			}
+			for i, replicas := range order {
+				topic := fmt.Sprintf("p%d-drain-%d", parts, 2*round+i)
+				r := drain(fmt.Sprintf("r%d-p%d-x%d", round, parts, replicas), topic, parts, replicas, n)
+				if replicas == 1 {
+					one[parts] = append(one[parts], r)
+				} else {
+					two[parts] = append(two[parts], r)
+				}
 			}
 		}
 	}
 
+	for _, parts := range counts {
+		benchReport(b, n, parts, one[parts], two[parts], len(counts) == 1)
+	}
+	if len(counts) > 1 {
+		for _, parts := range counts[1:] {
+			b.Logf("%d partitions / %d partitions, median records/s: one replica %.2fx, two replicas %.2fx", parts, counts[0],
+				medianRate(one[parts])/medianRate(one[counts[0]]), medianRate(two[parts])/medianRate(two[counts[0]]))
+		}
+	}
+}
+
+// partitionCounts parses -esmreplicas.partitions: counts of at least 2, comma-separated,
+// each once.
+func partitionCounts(s string) ([]int, error) {
+	var counts []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 2 {
+			return nil, fmt.Errorf("partition count %q: want a number of at least 2", f)
+		}
+		if slices.Contains(counts, n) {
+			return nil, fmt.Errorf("partition count %d given twice", n)
+		}
+		counts = append(counts, n)
+	}
+	return counts, nil
+}
+
+// benchReport logs one partition count's medians and CPU per record, and reports them as
+// metrics (suffixed with the partition count when the run has several).
+func benchReport(b *testing.B, n, parts int, one, two []drainResult, only bool) {
 	r1, r2 := medianRate(one), medianRate(two)
 	ratio := r2 / (2 * r1)
-	b.Logf("%d rounds of %d records over %d partitions (kfake in the test process), batch size 100, host: %d cores", len(one), n, parts, runtime.NumCPU())
-	b.Logf("one replica: median %.0f records/s; two replicas: median %.0f records/s (%.2fx one); two / (2 × one) = %.2fx (target ≥ 0.9x)", r1, r2, r2/r1, ratio)
+	b.Logf("%d partitions: %d rounds of %d records (kfake in the test process), batch size 100, host: %d cores", parts, len(one), n, runtime.NumCPU())
+	b.Logf("%d partitions: one replica: median %.0f records/s; two replicas: median %.0f records/s (%.2fx one); two / (2 × one) = %.2fx (target ≥ 0.9x)", parts, r1, r2, r2/r1, ratio)
 	for _, set := range []struct {
 		name string
 		rs   []drainResult
@@ -196,14 +249,45 @@ func BenchmarkKafkaPollerReplicas(b *testing.B) {
 		for i, r := range set.rs {
 			cores[i], busy[i] = r.cores(), r.cpu.busyCores()
 		}
-		b.Logf("%s, CPU per record (medians): pollers %s, activator %s, function %s, broker+producer %s: %s in all; the drains' parts used %.2f cores (median) while the host was busy %.2f of %d; "+
+		b.Logf("%d partitions, %s, CPU per record (medians): pollers %s, activator %s, function %s, broker+producer %s: %s in all; the drains' parts used %.2f cores (median) while the host was busy %.2f of %d; "+
 			"all %d cores at that cost: %.0f records/s = %.2fx twice one replica's rate, which needs %.2f cores",
-			set.name, perRecordString(c.pollers), perRecordString(c.activator), perRecordString(c.function), perRecordString(c.self), perRecordString(all),
+			parts, set.name, perRecordString(c.pollers), perRecordString(c.activator), perRecordString(c.function), perRecordString(c.self), perRecordString(all),
 			medianFloat(cores), medianFloat(busy), runtime.NumCPU(), runtime.NumCPU(), ceiling, ceiling/(2*r1), 2*r1*all.Seconds())
 	}
-	b.ReportMetric(r1, "records/s-1-replica")
-	b.ReportMetric(r2, "records/s-2-replicas")
-	b.ReportMetric(ratio, "ratio-to-twice-one")
+	suffix := ""
+	if !only {
+		suffix = fmt.Sprintf("-p%d", parts)
+	}
+	b.ReportMetric(r1, "records/s-1-replica"+suffix)
+	b.ReportMetric(r2, "records/s-2-replicas"+suffix)
+	b.ReportMetric(ratio, "ratio-to-twice-one"+suffix)
+}
+
+// restartCount is the restarts so far of each poller pod's containers (by pod name), and
+// the last termination's reason.
+type restartCount struct {
+	byPod map[string]int32
+	last  string
+}
+
+// pollerRestarts reads the restarts of the poller pods' containers.
+func pollerRestarts(ctx context.Context, t testing.TB) restartCount {
+	t.Helper()
+	var pods corev1.PodList
+	if err := cluster.Client.List(ctx, &pods, client.MatchingLabels{"app.kubernetes.io/component": "eventsources"}); err != nil {
+		t.Fatal(err)
+	}
+	rc := restartCount{byPod: map[string]int32{}}
+	for _, p := range pods.Items {
+		rc.byPod[p.Name] = 0 // a pod without container statuses yet is listed too
+		for _, s := range p.Status.ContainerStatuses {
+			rc.byPod[p.Name] += s.RestartCount
+			if term := s.LastTerminationState.Terminated; term != nil {
+				rc.last = fmt.Sprintf("%s/%s: %s, exit %d at %s", p.Name, s.Name, term.Reason, term.ExitCode, term.FinishedAt.UTC().Format(time.TimeOnly))
+			}
+		}
+	}
+	return rc
 }
 
 // pollerDeployment is the chart's pollers' Deployment.
@@ -352,6 +436,7 @@ func midRate(samples []commitSample, records int) float64 {
 }
 
 type drainResult struct {
+	partitions     int
 	replicas       int32
 	records        int
 	took, produced time.Duration
@@ -368,9 +453,9 @@ func (r drainResult) cores() float64 { return r.cpu.total().Seconds() / r.took.S
 
 func (r drainResult) String() string {
 	c := r.cpu.perRecord(r.records)
-	return fmt.Sprintf("%d replica(s): %d records committed in %v (produced in %v): %.0f records/s (%.0f/s from 10%% to 90%% committed); "+
+	return fmt.Sprintf("%d partitions, %d replica(s): %d records committed in %v (produced in %v): %.0f records/s (%.0f/s from 10%% to 90%% committed); "+
 		"CPU per record: pollers %s, activator %s, function %s, broker+producer %s (%s in all); these parts used %.2f cores, the host was busy %.2f of %d; load %s",
-		r.replicas, r.records, r.took.Round(time.Millisecond), r.produced.Round(time.Millisecond), r.rate(), r.mid,
+		r.partitions, r.replicas, r.records, r.took.Round(time.Millisecond), r.produced.Round(time.Millisecond), r.rate(), r.mid,
 		perRecordString(c.pollers), perRecordString(c.activator), perRecordString(c.function), perRecordString(c.self), perRecordString(c.total()),
 		r.cores(), r.cpu.busyCores(), runtime.NumCPU(), r.load)
 }

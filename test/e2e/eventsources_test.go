@@ -277,18 +277,36 @@ func startKafka(t *testing.T, ip string, topics ...string) *kafkaBroker {
 // startKafkaPartitions starts a kfake cluster on ip whose topics have partitions each.
 func startKafkaPartitions(t testing.TB, ip string, partitions int32, topics ...string) *kafkaBroker {
 	t.Helper()
+	return startKafkaTopics(t, ip, map[int32][]string{partitions: topics})
+}
+
+// startKafkaTopics starts a kfake cluster on ip with topics of several partition counts
+// (partition count → topics); at least one topic.
+func startKafkaTopics(t testing.TB, ip string, topics map[int32][]string) *kafkaBroker {
+	t.Helper()
 	// kfake listens on 127.0.0.1; pods need the node's IP, which the brokers then advertise.
 	listen := func(network, address string) (net.Listener, error) {
 		_, port, _ := net.SplitHostPort(address)
 		return net.Listen(network, net.JoinHostPort(ip, port))
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.ListenFn(listen), kfake.SeedTopics(partitions, topics...))
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.ListenFn(listen)}
+	first := ""
+	for partitions, names := range topics {
+		opts = append(opts, kfake.SeedTopics(partitions, names...))
+		if len(names) > 0 && first == "" {
+			first = names[0] // the producer's default topic; records name theirs
+		}
+	}
+	if first == "" {
+		t.Fatal("startKafkaTopics: no topic")
+	}
+	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
 	addr := c.ListenAddrs()[0]
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topics[0]))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(first))
 	if err != nil {
 		t.Fatal(err)
 	}
