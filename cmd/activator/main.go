@@ -40,12 +40,15 @@ import (
 	"github.com/klambda/klambda/activator/shimclient"
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/internal/buildinfo"
+	"github.com/klambda/klambda/internal/memlimit"
 )
 
 func main() {
 	o := parseFlags()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
 	log := ctrl.Log.WithName("activator")
+	// The Go heap stays under the container's memory limit (90 %; GOMEMLIMIT or AUTOMEMLIMIT win).
+	memlimit.Set(log, nil)
 	if err := o.applyConfigFile(); err != nil {
 		fatal(log, err, "--config")
 	}

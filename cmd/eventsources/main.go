@@ -28,6 +28,7 @@ import (
 	"github.com/klambda/klambda/eventsources/invokeclient"
 	"github.com/klambda/klambda/eventsources/poller"
 	"github.com/klambda/klambda/internal/buildinfo"
+	"github.com/klambda/klambda/internal/memlimit"
 	"github.com/klambda/klambda/internal/metricsauth"
 	"github.com/klambda/klambda/internal/netguard"
 )
@@ -56,6 +57,8 @@ func main() {
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
 	log := ctrl.Log.WithName("setup")
+	// The Go heap stays under the container's memory limit (90 %; GOMEMLIMIT or AUTOMEMLIMIT win).
+	memlimit.Set(log, nil)
 
 	cfg := ctrl.GetConfigOrDie()
 	mgr, err := newManager(cfg, o)

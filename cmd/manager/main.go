@@ -23,6 +23,7 @@ import (
 	lambdav1alpha1 "github.com/klambda/klambda/api/v1alpha1"
 	"github.com/klambda/klambda/controllers"
 	"github.com/klambda/klambda/internal/buildinfo"
+	"github.com/klambda/klambda/internal/memlimit"
 	"github.com/klambda/klambda/internal/metricsauth"
 )
 
@@ -44,6 +45,8 @@ func main() {
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
+	// The Go heap stays under the container's memory limit (90 %; GOMEMLIMIT or AUTOMEMLIMIT win).
+	memlimit.Set(log, nil)
 
 	functionLabel, err := labels.Parse(contract.LabelFunction)
 	if err != nil {
