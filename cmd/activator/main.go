@@ -263,7 +263,7 @@ func serveInvokeAPI(ctx context.Context, o *options, h http.Handler, urls *funct
 	if err != nil {
 		fatal(log, err, "serving the Invoke API")
 	}
-	var api http.Handler = urls.Wrap(mux)
+	api := urls.Wrap(mux)
 	if steer != nil { // several replicas: callers' connections move towards their namespace's owner
 		api = steer.Handler(api)
 	}
