@@ -28,6 +28,8 @@ type Router struct {
 	// Steer, if set, closes the connections of callers that keep reaching this replica
 	// for namespaces another owns (Steering).
 	Steer *Steering
+	// Forwarded, if set, is called for each invocation the owner answered (a metric).
+	Forwarded func()
 }
 
 var _ invoke.Invoker = (*Router)(nil)
@@ -52,6 +54,8 @@ func (r *Router) Invoke(ctx context.Context, in *invoke.Input) (*invoke.Output, 
 			if !errors.Is(err, ErrNotOwner) && !errors.Is(err, ErrUnreachable) {
 				if !answered {
 					addr = "" // this replica's own error: no reason to move
+				} else if r.Forwarded != nil {
+					r.Forwarded()
 				}
 				r.Steer.routed(ctx, addr)
 				return out, err

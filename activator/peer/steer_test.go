@@ -107,7 +107,9 @@ func TestRouterSteersAfterTheOwnersAnswersOnly(t *testing.T) {
 	o := &owns{}
 	o.owner.Store(addr)
 	local := &fakeCore{}
-	r := &Router{Local: local, Ownership: o, Client: client("peer-token"), Wait: 0, Retry: time.Millisecond, Steer: st}
+	var forwarded atomic.Int64
+	r := &Router{Local: local, Ownership: o, Client: client("peer-token"), Wait: 0, Retry: time.Millisecond, Steer: st,
+		Forwarded: func() { forwarded.Add(1) }}
 	call := func(in invoke.Input) func(context.Context) {
 		return func(ctx context.Context) {
 			out, err := r.Invoke(ctx, &in)
@@ -145,6 +147,9 @@ func TestRouterSteersAfterTheOwnersAnswersOnly(t *testing.T) {
 	}
 	if len(local.ran) != 1 {
 		t.Fatalf("ran %d here, want 1", len(local.ran))
+	}
+	if forwarded.Load() != 6 { // 2 echo, 2 throttled, 2 echo around the local one
+		t.Fatalf("%d counted forwarded, want the 6 the owner answered", forwarded.Load())
 	}
 }
 

@@ -81,7 +81,7 @@ func main() {
 	ctx := ctrl.SetupSignalHandler()
 	// With several replicas, each invocation goes to its namespace's owner.
 	steer := o.replicas.steering(reg)
-	rp, inv := startReplicas(ctx, o.replicas, cs, core, disp, sc, steer, log)
+	rp, inv := startReplicas(ctx, o.replicas, cs, core, disp, sc, steer, reg, log)
 	h.Invoker, urls.Invoker = inv, inv
 	feed := startFeeder(ctx, o, informers, table, urls.Table, disp, cs, log)
 	startPools(ctx, cfg, scheme, sc, disp, deployments, cs, reg, log)

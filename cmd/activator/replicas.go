@@ -149,7 +149,7 @@ func (r *replicaSet) start(ctx context.Context) {
 // Ownership runs from start until its context ends; then the replica gives its shards up,
 // each once the invocations it admitted have ended.
 func startReplicas(ctx context.Context, r *replicaOptions, cs kubernetes.Interface, core *invoke.Core, disp *dispatch.Dispatcher,
-	sc *scaler.Scaler, steer *peer.Steering, log logr.Logger) (*replicaSet, invoke.Invoker) {
+	sc *scaler.Scaler, steer *peer.Steering, reg prometheus.Registerer, log logr.Logger) (*replicaSet, invoke.Invoker) {
 	if *r.shards == 0 {
 		return nil, core
 	}
@@ -187,6 +187,12 @@ func startReplicas(ctx context.Context, r *replicaOptions, cs kubernetes.Interfa
 	}
 	mgr.Store(wired.Manager)
 	wired.Router.Steer = steer
+	forwarded := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "klambda_activator_forwarded_invocations_total",
+		Help: "Synchronous invocations this replica forwarded to the replica owning their namespace, answered by it (successes and its error answers).",
+	})
+	reg.MustRegister(forwarded)
+	wired.Router.Forwarded = forwarded.Inc
 	sc.Owns = wired.Manager.OwnsNamespace
 	// Plain HTTP inside the cluster (README, "Several replicas"): the lean server.
 	srv := newListener(*r.peerListen, wired.Peer, nil, httpTimeouts{readHeader: 10 * time.Second, idle: 2 * time.Minute})
