@@ -41,27 +41,35 @@ var ErrUnreachable = errors.New("peer: the owning replica could not be reached")
 // ran: look the owner up again), *invoke.Error (the invocation's answer), anything else (the
 // call failed after it was sent: the invocation may have run).
 func (c *Client) Forward(ctx context.Context, addr string, in *invoke.Input) (*invoke.Output, error) {
+	out, _, err := c.forward(ctx, addr, in)
+	return out, err
+}
+
+// forward is Forward; answered: the owner answered (out, or its error answer), as opposed
+// to this replica failing the forward.
+func (c *Client) forward(ctx context.Context, addr string, in *invoke.Input) (out *invoke.Output, answered bool, err error) {
 	c.once.Do(func() {
 		dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 		c.conns = keepalive.New(dialer.DialContext)
 	})
 	tok, err := c.Token()
 	if err != nil {
-		return nil, invoke.ErrService("this activator has no peer credential: " + err.Error())
+		return nil, false, invoke.ErrService("this activator has no peer credential: " + err.Error())
 	}
 	h := head{addr: addr, token: tok, in: in}
 	if !h.valid() {
-		return nil, invoke.ErrInvalidParameter("a header value of the invocation holds a control character")
+		return nil, false, invoke.ErrInvalidParameter("a header value of the invocation holds a control character")
 	}
 	resp, err := c.conns.Do(ctx, &keepalive.Request{Addr: addr, Head: &h, Body: bytes.NewReader(in.Payload), ContentLength: int64(len(in.Payload)), //nolint:bodyclose // readOutput closes it, or hands it to the Output whose Close does
 		WatchAfter: WatchCallerAfter})
 	if err != nil {
 		if errors.Is(err, keepalive.ErrNotSent) {
-			return nil, errors.Join(ErrUnreachable, err)
+			return nil, false, errors.Join(ErrUnreachable, err)
 		}
-		return nil, invoke.ErrService("the owning activator did not answer: " + err.Error())
+		return nil, false, invoke.ErrService("the owning activator did not answer: " + err.Error())
 	}
-	return readOutput(resp)
+	out, err = readOutput(resp)
+	return out, !errors.Is(err, ErrNotOwner), err
 }
 
 // head is a forwarded invocation's request head: the Input's fields as headers (the

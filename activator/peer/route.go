@@ -25,6 +25,11 @@ type Router struct {
 	Client    *Client
 	Wait      time.Duration
 	Retry     time.Duration
+	// Steer, if set, closes the connections of callers that keep reaching this replica
+	// for namespaces another owns (Steering).
+	Steer *Steering
+	// Forwarded, if set, is called for each invocation the owner answered (a metric).
+	Forwarded func()
 }
 
 var _ invoke.Invoker = (*Router)(nil)
@@ -40,12 +45,19 @@ func (r *Router) Invoke(ctx context.Context, in *invoke.Input) (*invoke.Output, 
 		if r.Ownership.OwnsNamespace(in.Namespace) {
 			out, err := r.Local.Invoke(ctx, in)
 			if !errors.Is(err, ErrNotOwner) {
+				r.Steer.routed(ctx, "")
 				return out, err
 			}
 			last = "this replica was giving its shard up"
 		} else if addr, ok := r.Ownership.Owner(in.Namespace); ok {
-			out, err := r.Client.Forward(ctx, addr, in)
+			out, answered, err := r.Client.forward(ctx, addr, in)
 			if !errors.Is(err, ErrNotOwner) && !errors.Is(err, ErrUnreachable) {
+				if !answered {
+					addr = "" // this replica's own error: no reason to move
+				} else if r.Forwarded != nil {
+					r.Forwarded()
+				}
+				r.Steer.routed(ctx, addr)
 				return out, err
 			}
 			last = "the holder at " + addr + ": " + err.Error()
@@ -53,10 +65,12 @@ func (r *Router) Invoke(ctx context.Context, in *invoke.Input) (*invoke.Output, 
 			last = "no live holder"
 		}
 		if !time.Now().Before(deadline) {
+			r.Steer.routed(ctx, "")
 			return nil, invoke.ErrService("No activator replica owns namespace " + in.Namespace + " yet (its shard is changing hands; " + last + "); retry.")
 		}
 		select {
 		case <-ctx.Done():
+			r.Steer.routed(ctx, "")
 			return nil, invoke.ErrService("request cancelled: " + ctx.Err().Error())
 		case <-time.After(r.Retry):
 		}

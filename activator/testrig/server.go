@@ -1,6 +1,7 @@
 package testrig
 
 import (
+	"context"
 	"net"
 	"net/http"
 
@@ -14,8 +15,10 @@ import (
 type Server struct {
 	URL  string // http://127.0.0.1:port
 	Addr string // 127.0.0.1:port
-	ln   net.Listener
-	srv  *transport.Server
+	// ConnContext, set before Start, is the server's (transport.Server.ConnContext).
+	ConnContext func(ctx context.Context, c net.Conn) context.Context
+	ln          net.Listener
+	srv         *transport.Server
 }
 
 // NewServer serves h.
@@ -36,7 +39,7 @@ func NewUnstartedServer() *Server {
 
 // Start serves h.
 func (s *Server) Start(h http.Handler) {
-	s.srv = &transport.Server{Handler: h}
+	s.srv = &transport.Server{Handler: h, ConnContext: s.ConnContext}
 	go func() { _ = s.srv.Serve(transport.Listener{Listener: s.ln}) }()
 }
 

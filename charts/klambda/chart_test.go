@@ -351,8 +351,41 @@ func TestChartRefusesSeveralActivatorsWithoutShards(t *testing.T) {
 	}
 	// One replica without shards renders no ownership at all.
 	for _, a := range activatorArgs(t, "activator.shards=0", "activator.replicas=1") {
-		if strings.HasPrefix(a, "--shards") || strings.HasPrefix(a, "--peer") {
+		if strings.HasPrefix(a, "--shards") || strings.HasPrefix(a, "--peer") || strings.HasPrefix(a, "--steer") {
 			t.Errorf("activator.shards=0 rendered %s", a)
+		}
+	}
+}
+
+// Connection steering: on by default with shards at 10 closes a second; the rate is given
+// only when steering is on (the activator refuses it otherwise); bad rates are refused.
+func TestChartConnectionSteering(t *testing.T) {
+	for set, want := range map[string][]string{
+		"":                                 {"--steer-connections=true", "--steer-rate=10"},
+		"activator.steerRate=2.5":          {"--steer-connections=true", "--steer-rate=2.5"},
+		"activator.steerConnections=false": {"--steer-connections=false"},
+	} {
+		args := []string{"--set", "activator.enabled=true", "--set", "activator.tls.secretName=activator-tls"}
+		if set != "" {
+			args = append(args, "--set-json", set) // a number as such (--set makes 2.5 a string)
+		}
+		objs, errOut := renderArgs(t, args...)
+		if errOut != "" {
+			t.Fatalf("%s: %s", set, errOut)
+		}
+		var got []string
+		for _, a := range decode[appsv1.Deployment](t, objs, "Deployment/klambda-activator").Spec.Template.Spec.Containers[0].Args {
+			if strings.HasPrefix(a, "--steer") {
+				got = append(got, a)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("--set-json %q: %v, want %v", set, got, want)
+		}
+	}
+	for _, bad := range []string{"activator.steerRate=0", "activator.steerRate=-1", "activator.steerRate=\"fast\"", "activator.steerConnections=\"maybe\""} {
+		if _, errOut := renderArgs(t, "--set", "activator.enabled=true", "--set", "activator.tls.secretName=activator-tls", "--set-json", bad); errOut == "" {
+			t.Errorf("--set-json %s: accepted", bad)
 		}
 	}
 }

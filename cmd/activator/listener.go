@@ -45,6 +45,16 @@ func newListener(addr string, h http.Handler, tc *tls.Config, t httpTimeouts) *l
 	return l
 }
 
+// setConnContext sets the server's ConnContext (before serve): the values of every
+// connection's requests.
+func (l *listener) setConnContext(f func(context.Context, net.Conn) context.Context) {
+	if l.std != nil {
+		l.std.ConnContext = f
+		return
+	}
+	l.lean.ConnContext = f
+}
+
 // serve listens on the listener's address and serves until Shutdown or Close
 // (http.ErrServerClosed).
 func (l *listener) serve() error {

@@ -33,6 +33,7 @@ import (
 	"github.com/klambda/klambda/activator/invoke"
 	"github.com/klambda/klambda/activator/invokesecret"
 	"github.com/klambda/klambda/activator/metrics"
+	"github.com/klambda/klambda/activator/peer"
 	"github.com/klambda/klambda/activator/pool"
 	"github.com/klambda/klambda/activator/router"
 	"github.com/klambda/klambda/activator/scaleclient"
@@ -82,7 +83,8 @@ func main() {
 
 	ctx := ctrl.SetupSignalHandler()
 	// With several replicas, each invocation goes to its namespace's owner.
-	rp, inv := startReplicas(ctx, o.replicas, cs, core, disp, sc, log)
+	steer := o.replicas.steering(reg)
+	rp, inv := startReplicas(ctx, o.replicas, cs, core, disp, sc, steer, reg, log)
 	h.Invoker, urls.Invoker = inv, inv
 	feed := startFeeder(ctx, o, informers, table, urls.Table, disp, cs, log)
 	startPools(ctx, cfg, scheme, sc, disp, deployments, cs, reg, log)
@@ -104,7 +106,7 @@ func main() {
 	if err != nil {
 		fatal(log, err, "--control-api")
 	}
-	serveInvokeAPI(ctx, o, api, urls, &ready, asyncReady, reg, cfg, cs, log)
+	serveInvokeAPI(ctx, o, api, urls, steer, &ready, asyncReady, reg, cfg, cs, log)
 	// The drain is over: the shards go to the other replicas once this one's invocations
 	// have ended (already, but for the async workers'); the peer port closes last.
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -238,7 +240,7 @@ func startInformers(ctx context.Context, informers cache.Cache, fed func() bool,
 // serveInvokeAPI serves the Invoke API (with /healthz, /readyz and /readyz/async) and function URLs
 // (host-based ones before any path; path-based ones under /lambda-url/) and the metrics
 // endpoint until ctx ends.
-func serveInvokeAPI(ctx context.Context, o *options, h http.Handler, urls *functionurl.Handler, ready *atomic.Bool, asyncReady func() error, reg *prometheus.Registry, cfg *rest.Config, cs kubernetes.Interface, log logr.Logger) {
+func serveInvokeAPI(ctx context.Context, o *options, h http.Handler, urls *functionurl.Handler, steer *peer.Steering, ready *atomic.Bool, asyncReady func() error, reg *prometheus.Registry, cfg *rest.Config, cs kubernetes.Interface, log logr.Logger) {
 	fd := o.frontDoor
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -264,7 +266,14 @@ func serveInvokeAPI(ctx context.Context, o *options, h http.Handler, urls *funct
 	if err != nil {
 		fatal(log, err, "serving the Invoke API")
 	}
-	srv := fd.invokeServer(*o.listen, drain.Handler(urls.Wrap(mux)), invokeTLS)
+	api := urls.Wrap(mux)
+	if steer != nil { // several replicas: callers' connections move towards their namespace's owner
+		api = steer.Handler(api)
+	}
+	srv := fd.invokeServer(*o.listen, drain.Handler(api), invokeTLS)
+	if steer != nil {
+		srv.setConnContext(steer.ConnContext)
+	}
 	if *o.metricsAddr != "" {
 		ms, metricsTLS, err := fd.metricsServer(*o.metricsAddr, reg, cfg, invokeTLS, log.WithName("metrics"))
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -43,6 +45,8 @@ type replicaOptions struct {
 	podName, podIP, membersService, peerAccount *string
 	peerTokenFile                               *string
 	handoffWait                                 *time.Duration
+	steer                                       *bool
+	steerRate                                   *float64
 }
 
 func bindReplicaFlags(fs *flag.FlagSet) *replicaOptions {
@@ -57,12 +61,14 @@ func bindReplicaFlags(fs *flag.FlagSet) *replicaOptions {
 		peerAccount:    fs.String("peer-service-account", "", "With --shards: the activators' ServiceAccount (system:serviceaccount:<namespace>:<name>); only its tokens may call the peer port."),
 		peerTokenFile:  fs.String("peer-token-file", "", "With --shards: this replica's token for the peer port (a projected ServiceAccount token with audience "+peer.Audience+"); re-read as the kubelet rotates it."),
 		handoffWait:    fs.Duration("shard-handoff-wait", 20*time.Second, "With --shards: how long an invocation waits for its namespace's shard to find an owner (a replica died: its Leases expire first)."),
+		steer:          fs.Bool("steer-connections", true, "With --shards: answer with \"Connection: close\" a caller's kept-alive connection whose requests keep being forwarded to the same owner (two in a row), so that its next connection may reach the owner through the Service; false: never."),
+		steerRate:      fs.Float64("steer-rate", 10, "With --steer-connections: at most this many such closes a second by this replica (a token bucket of as many; each costs the caller a new connection, over TLS a handshake)."),
 	}
 }
 
 // replicaFlags are the flags that mean something only with --shards.
 var replicaFlags = []string{"peer-listen-address", "lease-namespace", "lease-name", "pod-name", "pod-ip",
-	"members-service", "peer-service-account", "peer-token-file", "shard-handoff-wait"}
+	"members-service", "peer-service-account", "peer-token-file", "shard-handoff-wait", "steer-connections", "steer-rate"}
 
 // check refuses incomplete ownership settings (every one is needed once --shards is set),
 // and ownership flags given without --shards (set: the flags given explicitly).
@@ -91,7 +97,27 @@ func (r *replicaOptions) check(set map[string]bool) error {
 	if *r.handoffWait <= 0 {
 		return errors.New("--shard-handoff-wait must be positive")
 	}
+	if !*r.steer && set["steer-rate"] {
+		return errors.New("--steer-rate applies only with --steer-connections=true")
+	}
+	if *r.steer && !(*r.steerRate > 0 && *r.steerRate <= 1e6) {
+		return fmt.Errorf("--steer-rate %v: want closes per second, more than 0 and at most 1e6", *r.steerRate)
+	}
 	return nil
+}
+
+// steering is the connection steering of the Invoke API (nil: off, or one replica);
+// closes are counted in reg.
+func (r *replicaOptions) steering(reg prometheus.Registerer) *peer.Steering {
+	if *r.shards == 0 || !*r.steer {
+		return nil
+	}
+	closes := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "klambda_activator_steered_connections_total",
+		Help: "Caller connections this replica answered with Connection: close after their requests were forwarded twice in a row to the same owning replica, so that the caller reconnects through the Service, possibly to the owner (--steer-connections).",
+	})
+	reg.MustRegister(closes)
+	return peer.NewSteering(*r.steerRate, int(math.Ceil(*r.steerRate)), closes.Inc)
 }
 
 // replicaSet runs this replica's part in the shard ownership, and the peer port.
@@ -123,7 +149,7 @@ func (r *replicaSet) start(ctx context.Context) {
 // Ownership runs from start until its context ends; then the replica gives its shards up,
 // each once the invocations it admitted have ended.
 func startReplicas(ctx context.Context, r *replicaOptions, cs kubernetes.Interface, core *invoke.Core, disp *dispatch.Dispatcher,
-	sc *scaler.Scaler, log logr.Logger) (*replicaSet, invoke.Invoker) {
+	sc *scaler.Scaler, steer *peer.Steering, reg prometheus.Registerer, log logr.Logger) (*replicaSet, invoke.Invoker) {
 	if *r.shards == 0 {
 		return nil, core
 	}
@@ -160,6 +186,13 @@ func startReplicas(ctx context.Context, r *replicaOptions, cs kubernetes.Interfa
 		fatal(log, err, "--shards")
 	}
 	mgr.Store(wired.Manager)
+	wired.Router.Steer = steer
+	forwarded := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "klambda_activator_forwarded_invocations_total",
+		Help: "Synchronous invocations this replica forwarded to the replica owning their namespace, answered by it (successes and its error answers).",
+	})
+	reg.MustRegister(forwarded)
+	wired.Router.Forwarded = forwarded.Inc
 	sc.Owns = wired.Manager.OwnsNamespace
 	// Plain HTTP inside the cluster (README, "Several replicas"): the lean server.
 	srv := newListener(*r.peerListen, wired.Peer, nil, httpTimeouts{readHeader: 10 * time.Second, idle: 2 * time.Minute})

@@ -71,6 +71,10 @@ type Server struct {
 	// it (0: none): a read past it fails with os.ErrDeadlineExceeded. As with the head, a
 	// timer is armed only when the body has not all arrived already.
 	BodyTimeout time.Duration
+	// ConnContext, when set, is called once per accepted connection (as net/http's): the
+	// values of the context it returns are those of the connection's requests' contexts
+	// (their cancellation stays the server's).
+	ConnContext func(ctx context.Context, c net.Conn) context.Context
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -266,8 +270,9 @@ type httpConn struct {
 	// (RFC 7230 §3.5, as net/http).
 	lastMethod string
 	remoteAddr string
-	served     bool        // a request was read on this connection
-	body       requestBody // the current request's body
+	served     bool            // a request was read on this connection
+	body       requestBody     // the current request's body
+	values     context.Context // Server.ConnContext's, for its values; nil without one
 }
 
 // connReadBuffer is a connection's read buffer. A body with a Content-Length is read past
@@ -283,6 +288,9 @@ func newHTTPConn(s *Server, nc net.Conn) *httpConn {
 		c.rc = t.rc
 	case syscall.Conn:
 		c.rc, _ = t.SyscallConn()
+	}
+	if s.ConnContext != nil {
+		c.values = s.ConnContext(context.Background(), nc)
 	}
 	c.lr.r = nc
 	c.br = bufio.NewReaderSize(&c.lr, connReadBuffer)
@@ -580,7 +588,14 @@ type requestContext struct {
 }
 
 func (x *requestContext) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (x *requestContext) Value(any) any               { return nil }
+
+// Value answers the connection's values (Server.ConnContext), if any.
+func (x *requestContext) Value(k any) any {
+	if x.conn.values == nil {
+		return nil
+	}
+	return x.conn.values.Value(k)
+}
 
 func (x *requestContext) Err() error {
 	x.mu.Lock()

@@ -71,6 +71,10 @@ func TestActivatorReplicas(t *testing.T) {
 
 	// 1. Steady: only successes and throttles, successes within what 4 environments run,
 	// at most 4 at once as the function sees it, and no shim refused a second invocation.
+	// Connection steering (on by default) moves the callers' kept-alive connections to
+	// the namespace's owner: logged, from the replicas' metrics, as the share of answers
+	// that needed no forward.
+	fwd0, closes0 := replicasMetric(ctx, t, "klambda_activator_forwarded_invocations_total"), replicasMetric(ctx, t, "klambda_activator_steered_connections_total")
 	var runs []timedRun
 	var runsMu sync.Mutex
 	seen, took := replicaLoad(ctx, url, token, 16, 60*time.Second, func(body []byte) {
@@ -85,6 +89,13 @@ func TestActivatorReplicas(t *testing.T) {
 	}, nil)
 	t.Logf("steady, 16 callers for %v (%s): %v", took.Round(time.Millisecond), perSecond(seen, took), seen)
 	checkReplicaAnswers(t, seen, 0)
+	answers := 0
+	for _, n := range seen {
+		answers += n
+	}
+	fwd, closes := replicasMetric(ctx, t, "klambda_activator_forwarded_invocations_total")-fwd0, replicasMetric(ctx, t, "klambda_activator_steered_connections_total")-closes0
+	t.Logf("connection steering: %d of %d answers forwarded (%.1f %% answered by the owner without a forward; about 33 %% without steering), %d steering closes",
+		fwd, answers, 100-100*float64(fwd)/float64(max(answers, 1)), closes)
 	if max := reserved*int(took/(sleep*time.Second)) + reserved; seen["200"] > max {
 		t.Errorf("%d invocations of %d s ran in %v with reserved concurrency %d (at most %d): the replicas did not share one count",
 			seen["200"], sleep, took, reserved, max)
@@ -261,6 +272,34 @@ func waitForShardHolders(ctx context.Context, t *testing.T, n int) []string {
 		t.Fatalf("the shards are not held by %d replicas: %v", n, holders)
 	}
 	return holders
+}
+
+// replicasMetric sums a counter without labels over the Ready activator pods' metrics.
+func replicasMetric(ctx context.Context, t *testing.T, name string) int {
+	t.Helper()
+	sum := 0
+	for _, p := range activatorPods(ctx, t) {
+		resp, err := cluster.ActivatorMetrics(ctx, p.Status.PodIP)
+		if err != nil {
+			t.Fatalf("metrics of %s: %v", p.Name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		found := false
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, name+" "); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("%s of %s: %q", name, p.Name, l)
+				}
+				sum, found = sum+int(f), true
+			}
+		}
+		if !found {
+			t.Fatalf("%s has no %s", p.Name, name)
+		}
+	}
+	return sum
 }
 
 // activatorPods are the Ready activator pods.
