@@ -48,8 +48,12 @@ func parsePlainRequest(br *bufio.Reader, head []byte) (req *http.Request, hosts 
 			return nil, 0
 		}
 	}
+	pr := new(plainRequest) // the Request, its body and (most often) its header values: one allocation
+	vals := pr.vals[:]
+	if n > len(pr.vals) {
+		vals = make([]string, n)
+	}
 	h := make(http.Header, n)
-	vals := make([]string, n)
 	length := int64(0)
 	sized := false
 	for i := 0; rest != ""; i++ {
@@ -101,7 +105,8 @@ func parsePlainRequest(br *bufio.Reader, head []byte) (req *http.Request, hosts 
 		return nil, 0
 	}
 	_, _ = br.Discard(len(head))
-	req = &http.Request{Method: method, URL: u, Proto: proto, ProtoMajor: 1, ProtoMinor: 1, Header: h,
+	req = &pr.req
+	*req = http.Request{Method: method, URL: u, Proto: proto, ProtoMajor: 1, ProtoMinor: 1, Header: h,
 		Body: http.NoBody, ContentLength: length, Host: u.Host, RequestURI: target}
 	if req.Host == "" {
 		if v := h["Host"]; len(v) > 0 {
@@ -111,9 +116,17 @@ func parsePlainRequest(br *bufio.Reader, head []byte) (req *http.Request, hosts 
 	delete(h, "Host") // (as http.ReadRequest)
 	req.Close = httpguts.HeaderValuesContainsToken(h["Connection"], "close")
 	if length > 0 {
-		req.Body = &sizedBody{r: br, n: length}
+		pr.body = sizedBody{r: br, n: length}
+		req.Body = &pr.body
 	}
 	return req, hosts
+}
+
+// plainRequest holds what parsePlainRequest makes of a request, allocated together.
+type plainRequest struct {
+	req  http.Request
+	body sizedBody
+	vals [8]string // the header values of a request of up to 8 header lines
 }
 
 // cutCRLF splits s at its first CRLF; false when a CR or LF comes alone first, or there

@@ -80,6 +80,8 @@ type conn struct {
 	// connection allocates nothing.
 	peekErr error
 	peek    func(fd uintptr) bool
+	// body reads a request's body (write), kept here so that it allocates nothing.
+	body io.LimitedReader
 }
 
 // get returns a live idle connection to addr, or a new one.
@@ -206,7 +208,7 @@ func (p *Pool) Do(ctx context.Context, r *Request) (*http.Response, error) {
 	default:
 		stop = notStopped
 	}
-	resp, err := cn.roundTrip(r)
+	resp, b, err := cn.roundTrip(r)
 	if err != nil {
 		stop()
 		cn.nc.Close()
@@ -218,7 +220,11 @@ func (p *Pool) Do(ctx context.Context, r *Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	resp.Body = &body{r: resp.Body, p: p, c: cn, addr: r.Addr, stop: stop, reuse: !resp.Close}
+	if b == nil {
+		b = new(body)
+	}
+	*b = body{r: resp.Body, p: p, c: cn, addr: r.Addr, stop: stop, reuse: !resp.Close}
+	resp.Body = b
 	return resp, nil
 }
 
@@ -263,11 +269,13 @@ func (w *lateWatch) end() bool {
 	return stop == nil || stop()
 }
 
-func (cn *conn) roundTrip(r *Request) (*http.Response, error) {
+// roundTrip writes r and reads the answer's head; a plain one comes with room for its
+// pooled body (readAnswer).
+func (cn *conn) roundTrip(r *Request) (*http.Response, *body, error) {
 	if err := cn.write(r); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNotSent, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
-	return readResponse(cn.br)
+	return readAnswer(cn.br)
 }
 
 // write writes the request. An error means its last bytes were not sent.
@@ -282,7 +290,9 @@ func (cn *conn) write(r *Request) error {
 		_, err := br.WriteTo(cn.nc)
 		return err
 	} else if r.Body != nil {
-		n, err := io.Copy(cn.bw, io.LimitReader(r.Body, r.ContentLength))
+		cn.body = io.LimitedReader{R: r.Body, N: r.ContentLength}
+		n, err := io.Copy(cn.bw, &cn.body)
+		cn.body.R = nil
 		if err != nil {
 			return err
 		}
