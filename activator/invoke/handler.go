@@ -165,7 +165,7 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, c *call) {
 	in := &c.in
 	*in = Input{Namespace: c.req.Namespace, Function: c.req.FunctionName, Qualifier: c.req.Qualifier,
 		InvocationType: c.req.InvocationType, ClientContext: c.req.ClientContext,
-		TraceID: r.Header.Get(contract.HeaderTraceID), LogTail: c.req.LogTail, ResponseStream: c.req.ResponseStream}
+		TraceID: headerGet(r.Header, contract.HeaderTraceID), LogTail: c.req.LogTail, ResponseStream: c.req.ResponseStream}
 	if in.InvocationType != DryRun { // a DryRun's body is never read
 		p, e := h.readPayload(r, in.Namespace)
 		if e != nil {

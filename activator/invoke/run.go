@@ -226,10 +226,10 @@ type running struct {
 func (r *running) output(resp *http.Response, version, requestID string) *Output {
 	rh := resp.Header
 	r.out = Output{StatusCode: http.StatusOK, RequestID: requestID, ExecutedVersion: version,
-		FunctionError: rh.Get(contract.HeaderFunctionError), LogResult: rh.Get(contract.HeaderLogResult),
+		FunctionError: headerGet(rh, contract.HeaderFunctionError), LogResult: headerGet(rh, contract.HeaderLogResult),
 		ContentLength: resp.ContentLength, Body: r,
-		ContentType: rh.Get("Content-Type"), ErrorType: rh.Get(contract.HeaderFunctionErrorType)}
-	if rh.Get(contract.HeaderResponseStream) == contract.ResponseStreamMode {
+		ContentType: headerGet(rh, "Content-Type"), ErrorType: headerGet(rh, contract.HeaderFunctionErrorType)}
+	if headerGet(rh, contract.HeaderResponseStream) == contract.ResponseStreamMode {
 		r.out.Streamed = true
 		r.resp = resp
 		if d := shimclient.Millis(rh, contract.HeaderInitDuration); d > 0 && r.ms != nil {
@@ -308,6 +308,15 @@ func (r *running) end() {
 		r.ms.Concurrent.Dec()
 	}
 	r.lease.Release()
+}
+
+// headerGet is h.Get(key) for a key in canonical form (contract's names are:
+// TestHeaderNamesAreCanonical), without canonicalizing it again.
+func headerGet(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // detached is its parent context without its cancellation and deadline, as

@@ -69,9 +69,14 @@ func (cl *Client) Do(ctx context.Context, c *Call) (*http.Response, error) {
 	return do(ctx, cl.conns, c)
 }
 
-// Millis reads one of the shim's *-Ms headers as a duration; 0 when absent.
+// Millis reads one of the shim's *-Ms headers (or trailers) as a duration; 0 when absent.
+// name is one of contract's names, which are in canonical form, so it is looked up as is
+// (h.Get would canonicalize it again).
 func Millis(h http.Header, name string) time.Duration {
-	v := h.Get(name)
+	var v string
+	if vv := h[name]; len(vv) > 0 {
+		v = vv[0]
+	}
 	if v == "" {
 		return 0
 	}

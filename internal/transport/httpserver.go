@@ -268,6 +268,8 @@ type httpConn struct {
 	remoteAddr string
 	served     bool        // a request was read on this connection
 	body       requestBody // the current request's body
+	// ctxRoom is room for the next request's context, allocated with the request.
+	ctxRoom *requestContext
 }
 
 // connReadBuffer is a connection's read buffer. A body with a Content-Length is read past
@@ -478,8 +480,9 @@ func (c *httpConn) parseHead() (req *http.Request, hosts int, hostValue string, 
 		c.lr.capturing = true
 	}
 	if complete {
-		if req, hosts := parsePlainRequest(c.br, head); req != nil {
-			return req, hosts, req.Host, nil // (an origin-form target: req.Host is the Host header's)
+		if pr, hosts := parsePlain(c.br, head); pr != nil {
+			c.ctxRoom = &pr.ctx
+			return &pr.req, hosts, pr.req.Host, nil // (an origin-form target: req.Host is the Host header's)
 		}
 	}
 	hosts, hostValue = hostHeaders(head)
@@ -535,13 +538,18 @@ func checkRequest(req *http.Request, hosts int, hostValue string) error {
 func (c *httpConn) serveRequest(req *http.Request) bool {
 	w := &c.w
 	w.reset(req)
-	rctx := &requestContext{conn: c}
+	rctx := c.ctxRoom // allocated with the request, when the plain parse read it
+	c.ctxRoom = nil
+	if rctx == nil {
+		rctx = new(requestContext)
+	}
+	rctx.conn = c
 	req = req.WithContext(rctx)
 	w.req = req
 	c.body = requestBody{rc: req.Body, sized: len(req.TransferEncoding) == 0, conn: c, length: req.ContentLength}
 	w.reqBody = &c.body
 	req.Body = w.reqBody
-	if ex := req.Header.Get("Expect"); ex != "" {
+	if ex := headerGet(req.Header, "Expect"); ex != "" {
 		if !hasToken(ex, "100-continue") {
 			// As net/http: any other expectation cannot be met.
 			w.Header().Set("Connection", "close")
@@ -551,7 +559,7 @@ func (c *httpConn) serveRequest(req *http.Request) bool {
 			return false
 		}
 	}
-	if req.ProtoAtLeast(1, 1) && req.ContentLength != 0 && req.Header.Get("Expect") != "" {
+	if req.ProtoAtLeast(1, 1) && req.ContentLength != 0 && headerGet(req.Header, "Expect") != "" {
 		w.ecr = &expectContinueReader{body: w.reqBody, w: w}
 		req.Body = w.ecr
 	}

@@ -24,6 +24,16 @@ import (
 // hosts is the number of Host header lines (0 or 1: more go to http.ReadRequest), for the
 // server's Host checks.
 func parsePlainRequest(br *bufio.Reader, head []byte) (req *http.Request, hosts int) {
+	pr, hosts := parsePlain(br, head)
+	if pr == nil {
+		return nil, 0
+	}
+	return &pr.req, hosts
+}
+
+// parsePlain is parsePlainRequest, answering all it allocated (nil for a head it leaves
+// to http.ReadRequest).
+func parsePlain(br *bufio.Reader, head []byte) (pr *plainRequest, hosts int) {
 	if len(head) < 4 || string(head[len(head)-4:]) != "\r\n\r\n" {
 		return nil, 0
 	}
@@ -48,7 +58,7 @@ func parsePlainRequest(br *bufio.Reader, head []byte) (req *http.Request, hosts 
 			return nil, 0
 		}
 	}
-	pr := new(plainRequest) // the Request, its body and (most often) its header values: one allocation
+	pr = new(plainRequest) // the Request, its URL, body and context and (most often) its header values: one allocation
 	vals := pr.vals[:]
 	if n > len(pr.vals) {
 		vals = make([]string, n)
@@ -100,12 +110,16 @@ func parsePlainRequest(br *bufio.Reader, head []byte) (req *http.Request, hosts 
 	if hosts = len(h["Host"]); hosts > 1 {
 		return nil, 0
 	}
-	u, err := url.ParseRequestURI(target)
-	if err != nil {
-		return nil, 0
+	u := &pr.url
+	if !parsePlainTarget(target, u) {
+		parsed, err := url.ParseRequestURI(target)
+		if err != nil {
+			return nil, 0
+		}
+		u = parsed
 	}
 	_, _ = br.Discard(len(head))
-	req = &pr.req
+	req := &pr.req
 	*req = http.Request{Method: method, URL: u, Proto: proto, ProtoMajor: 1, ProtoMinor: 1, Header: h,
 		Body: http.NoBody, ContentLength: length, Host: u.Host, RequestURI: target}
 	if req.Host == "" {
@@ -119,15 +133,60 @@ func parsePlainRequest(br *bufio.Reader, head []byte) (req *http.Request, hosts 
 		pr.body = sizedBody{r: br, n: length}
 		req.Body = &pr.body
 	}
-	return req, hosts
+	return pr, hosts
 }
 
 // plainRequest holds what parsePlainRequest makes of a request, allocated together.
 type plainRequest struct {
 	req  http.Request
 	body sizedBody
+	url  url.URL
 	vals [8]string // the header values of a request of up to 8 header lines
+	// ctx is room for the request's context (the server's serveRequest).
+	ctx requestContext
 }
+
+// parsePlainTarget sets *u to url.ParseRequestURI(target) for the common origin-form
+// target (a path of characters that are never escaped, no %-escapes, and a query that is
+// not empty, of visible characters) and tells whether it did; for any other it leaves u
+// alone and answers false. TestPlainTargetMatchesParseRequestURI and FuzzPlainTarget hold
+// the two to the same URL.
+func parsePlainTarget(target string, u *url.URL) bool {
+	path, query, hasQuery := strings.Cut(target, "?")
+	if path == "" || path[0] != '/' || hasQuery && query == "" {
+		return false
+	}
+	for i := 0; i < len(path); i++ {
+		if !pathByte[path[i]] {
+			return false
+		}
+	}
+	for i := 0; i < len(query); i++ {
+		if c := query[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	*u = url.URL{Path: path, RawQuery: query}
+	return true
+}
+
+// pathByte: the characters of a path that net/url leaves as they are (unreserved, and
+// the sub-delimiters it does not escape in a path).
+var pathByte = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-_.~$&+,/:;=@" {
+		t[c] = true
+	}
+	return t
+}()
 
 // cutCRLF splits s at its first CRLF; false when a CR or LF comes alone first, or there
 // is no CRLF.
