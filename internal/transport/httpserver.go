@@ -427,7 +427,9 @@ func (c *httpConn) readRequest() (*http.Request, error) {
 	}
 	c.lr.remain = math.MaxInt64
 	c.lastMethod = req.Method
-	if err := checkRequest(req, hosts, hostValue); err != nil {
+	// (The plain parse took only header names that are tokens and values without control
+	// characters: what checkRequest's loop over the header would check again.)
+	if err := checkRequest(req, hosts, hostValue, c.ctxRoom != nil); err != nil {
 		return nil, err
 	}
 	req.RemoteAddr = c.remoteAddr
@@ -507,8 +509,9 @@ func (c *httpConn) parseHead() (req *http.Request, hosts int, hostValue string, 
 	return req, hosts, hostValue, err
 }
 
-// checkRequest makes the checks net/http's server makes after parsing.
-func checkRequest(req *http.Request, hosts int, hostValue string) error {
+// checkRequest makes the checks net/http's server makes after parsing (those of the
+// header fields unless fieldsValid).
+func checkRequest(req *http.Request, hosts int, hostValue string, fieldsValid bool) error {
 	if req.ProtoMajor != 1 && !(req.ProtoMajor == 2 && req.ProtoMinor == 0 && req.Method == "PRI" && req.RequestURI == "*") {
 		return statusError{http.StatusHTTPVersionNotSupported, "unsupported protocol version"}
 	}
@@ -519,6 +522,9 @@ func checkRequest(req *http.Request, hosts int, hostValue string) error {
 	}
 	if hosts == 1 && !httpguts.ValidHostHeader(hostValue) {
 		return statusError{http.StatusBadRequest, "malformed Host header"}
+	}
+	if fieldsValid {
+		return nil
 	}
 	for k, vv := range req.Header {
 		if !httpguts.ValidHeaderFieldName(k) {

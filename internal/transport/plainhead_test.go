@@ -179,3 +179,29 @@ func checkPlainTarget(t *testing.T, target string) bool {
 	}
 	return true
 }
+
+// FuzzPlainRequestFieldsValid: a head the plain parse takes passes checkRequest's checks of
+// the header fields, which the server therefore skips for it.
+func FuzzPlainRequestFieldsValid(f *testing.F) {
+	for _, c := range plainRequests {
+		f.Add(c.raw)
+	}
+	f.Add("GET /x HTTP/1.1\r\nHost: h\r\nX\x80: 1\r\n\r\n")
+	f.Add("GET /x HTTP/1.1\r\nHost: h\r\nX: caf\xc3\xa9\t\r\n\r\n")
+	f.Fuzz(func(t *testing.T, raw string) {
+		end := headEnd([]byte(raw))
+		if end < 0 {
+			return
+		}
+		br := bufio.NewReaderSize(strings.NewReader(raw), 64<<10)
+		buffered, _ := br.Peek(len(raw))
+		req, hosts := parsePlainRequest(br, buffered[:end])
+		if req == nil {
+			return
+		}
+		full, skipped := checkRequest(req, hosts, req.Host, false), checkRequest(req, hosts, req.Host, true)
+		if full != skipped {
+			t.Errorf("%q: checkRequest %v, without the fields' checks %v", raw, full, skipped)
+		}
+	})
+}
