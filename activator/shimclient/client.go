@@ -14,6 +14,7 @@ import (
 
 	"github.com/klambda/klambda/activator/internal/keepalive"
 	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/internal/transport"
 )
 
 // ErrStateUnknown: the shim's /healthz did not say whether it is busy (an older shim).
@@ -59,7 +60,9 @@ func New() *Client {
 		IdleConnTimeout:     keepalive.IdleTimeout,
 		DisableCompression:  true,
 	}
-	return &Client{HTTP: &http.Client{Transport: t}, conns: keepalive.New(dialer.DialContext)}
+	// The invocations' connections read and write as the lean server's do (raw system
+	// calls inside the poller: transport.RawDial).
+	return &Client{HTTP: &http.Client{Transport: t}, conns: keepalive.New(transport.RawDial(dialer.DialContext))}
 }
 
 // Do sends c and returns the shim's response; the caller closes its body (reading it to
