@@ -8,7 +8,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -446,20 +446,21 @@ func headerGet(h http.Header, key string) string {
 	return ""
 }
 
-// httpDate is the Date header value, formatted once per second.
+// httpDate is the Date header value, formatted once per second (read without a lock: the
+// connections' goroutines all ask for it).
 func httpDate() []string {
 	now := time.Now().Unix()
-	dateCache.Lock()
-	defer dateCache.Unlock()
-	if now != dateCache.unix {
-		dateCache.unix = now
-		dateCache.v = []string{time.Unix(now, 0).UTC().Format(http.TimeFormat)}
+	if d := dateCache.Load(); d != nil && d.unix == now {
+		return d.v
 	}
-	return dateCache.v
+	d := &formattedDate{unix: now, v: []string{time.Unix(now, 0).UTC().Format(http.TimeFormat)}}
+	dateCache.Store(d)
+	return d.v
 }
 
-var dateCache struct {
-	sync.Mutex
+type formattedDate struct {
 	unix int64
 	v    []string
 }
+
+var dateCache atomic.Pointer[formattedDate]
