@@ -36,8 +36,9 @@ import (
 // watcher that peeks at the socket.
 //
 // The common request head (HTTP/1.1, CRLF, no continuation lines or transfer codings) is
-// parsed by parsePlainRequest with one allocation for its text; any other by
-// http.ReadRequest. Both give the same Request (plainhead_test.go).
+// parsed by parsePlainRequest with one allocation for its text and one for the Request
+// and what it holds; any other by http.ReadRequest. Both give the same Request
+// (plainhead_test.go).
 //
 // What net/http's server does and this one keeps: keep-alive and Connection: close,
 // HTTP/1.0 (keep-alive on request), pipelined requests (answered in order), bodies by

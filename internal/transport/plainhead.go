@@ -13,7 +13,9 @@ import (
 
 // parsePlainRequest parses the common request head (what the activator's clients, its
 // peers and the shim's runtimes send) as http.ReadRequest would, with one allocation for
-// the head's text instead of one per line, key and value: an HTTP/1.1 request line with an
+// the head's text instead of one per line, key and value, and one for the Request with its
+// URL (parsePlainTarget), body, header values and the server's context for it (besides the
+// header map): an HTTP/1.1 request line with an
 // origin-form target, CRLF line ends, header names that are tokens, no continuation lines,
 // no Transfer-Encoding, Trailer or Pragma, at most one Content-Length of plain digits.
 // head is the whole head, through its blank line, still in br. For anything else it
