@@ -5,8 +5,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/sync/semaphore"
-
 	"github.com/klambda/klambda/api/contract"
 )
 
@@ -20,9 +18,11 @@ import (
 // A body of unknown length (chunked) reserves the largest payload (6 MB) for as long as
 // it is held; one with a Content-Length reserves that.
 type Admission struct {
-	bytes      *semaphore.Weighted
-	nsLimit    int64
+	// mu guards the bytes held over all namespaces (of at most bytesLimit) and by each.
 	mu         sync.Mutex
+	bytesLimit int64
+	bytesHeld  int64
+	nsLimit    int64
 	nsHeld     map[string]int64
 	maxWaiting int64
 	waiting    atomic.Int64
@@ -52,7 +52,7 @@ func NewAdmission(totalBytes, perNamespaceBytes int64, maxWaiting int) (*Admissi
 	if maxWaiting < 0 {
 		return nil, &configError{"the bound on waiting requests must not be negative"}
 	}
-	return &Admission{bytes: semaphore.NewWeighted(totalBytes), nsLimit: perNamespaceBytes,
+	return &Admission{bytesLimit: totalBytes, nsLimit: perNamespaceBytes,
 		nsHeld: map[string]int64{}, maxWaiting: int64(maxWaiting)}, nil
 }
 
@@ -63,26 +63,30 @@ func (e *configError) Error() string { return e.msg }
 // reserve takes n bytes for a request of namespace ns; false: over a budget.
 func (a *Admission) reserve(ns string, n int64) bool {
 	a.mu.Lock()
-	if a.nsHeld[ns]+n > a.nsLimit {
+	held := a.nsHeld[ns]
+	if held+n > a.nsLimit || a.bytesHeld+n > a.bytesLimit {
 		a.mu.Unlock()
 		return false
 	}
-	if !a.bytes.TryAcquire(n) {
-		a.mu.Unlock()
-		return false
-	}
-	a.nsHeld[ns] += n
+	a.nsHeld[ns] = held + n
+	a.bytesHeld += n
 	a.mu.Unlock()
 	return true
 }
 
 func (a *Admission) release(ns string, n int64) {
 	a.mu.Lock()
-	if a.nsHeld[ns] -= n; a.nsHeld[ns] <= 0 {
+	if held := a.nsHeld[ns] - n; held > 0 {
+		a.nsHeld[ns] = held
+	} else {
 		delete(a.nsHeld, ns) // the map holds only namespaces with requests in flight
 	}
+	a.bytesHeld -= n
+	held := a.bytesHeld
 	a.mu.Unlock()
-	a.bytes.Release(n)
+	if held < 0 {
+		panic("invoke: Admission released more bytes than it held")
+	}
 }
 
 // enterWait counts a request about to wait for an environment; false: too many wait.

@@ -48,17 +48,21 @@ type Handler struct {
 	Log     logr.Logger
 
 	once  sync.Once
-	chain http.Handler
+	chain step
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.once.Do(func() { h.chain = h.countRefusals(h.parse(h.authorize(http.HandlerFunc(h.invoke)))) })
-	h.chain.ServeHTTP(w, r)
+	h.once.Do(func() { h.chain = h.countRefusals(h.parse(h.authorize(h.invoke))) })
+	h.chain(w, r, nil)
 }
 
-// call is one request's state along the chain: its context, carried in the request.
+// step is a handler of the chain: it gets the request and the call's state, which the
+// first step (countRefusals) makes. (The state is handed along, not carried in the
+// request's context: that would copy the request.)
+type step func(w http.ResponseWriter, r *http.Request, c *call)
+
+// call is one request's state along the chain.
 type call struct {
-	context.Context
 	req     Request
 	in      Input
 	refused *Error // answered by a handler of the chain (not the Invoker)
@@ -66,18 +70,6 @@ type call struct {
 	// allocated per header.
 	headers [6]string
 }
-
-type callKey struct{}
-
-// Value answers the call itself for callKey.
-func (c *call) Value(k any) any {
-	if k == (callKey{}) {
-		return c
-	}
-	return c.Context.Value(k)
-}
-
-func callOf(r *http.Request) *call { return r.Context().Value(callKey{}).(*call) }
 
 // refuse answers e on behalf of a handler of the chain.
 func refuse(w http.ResponseWriter, c *call, e *Error) {
@@ -87,41 +79,39 @@ func refuse(w http.ResponseWriter, c *call, e *Error) {
 
 // countRefusals starts the call's state and counts the refusals of the handlers it wraps
 // (they name no function: it was not resolved).
-func (h *Handler) countRefusals(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := &call{Context: r.Context()}
-		next.ServeHTTP(w, r.WithContext(c))
+func (h *Handler) countRefusals(next step) step {
+	return func(w http.ResponseWriter, r *http.Request, _ *call) {
+		c := &call{}
+		next(w, r, c)
 		if c.refused != nil {
 			countFailure(h.Metrics, metrics.Unresolved, metrics.Unresolved, c.refused)
 		}
-	})
+	}
 }
 
 // parse reads the call's path, query and headers (ParseRequest).
-func (h *Handler) parse(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := callOf(r)
+func (h *Handler) parse(next step) step {
+	return func(w http.ResponseWriter, r *http.Request, c *call) {
 		req, e := ParseRequest(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, r.Header, h.DefaultNamespace)
 		if e != nil {
 			refuse(w, c, e)
 			return
 		}
 		c.req = req
-		next.ServeHTTP(w, r)
-	})
+		next(w, r, c)
+	}
 }
 
 // authorize reviews the caller's token and its permission to invoke the function (none
 // when the handler has no Auth).
-func (h *Handler) authorize(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := callOf(r)
+func (h *Handler) authorize(next step) step {
+	return func(w http.ResponseWriter, r *http.Request, c *call) {
 		if _, e := h.Authorize(r, c.req.Namespace, c.req.FunctionName, c.req.Qualifier); e != nil {
 			refuse(w, c, e)
 			return
 		}
-		next.ServeHTTP(w, r)
-	})
+		next(w, r, c)
+	}
 }
 
 // Authorize reviews r's caller (its token: Bearer, else the SigV4 session token) and its
@@ -171,12 +161,11 @@ func (h *Handler) CountRefusal(e *Error) {
 }
 
 // invoke reads the payload, runs the call and answers it.
-func (h *Handler) invoke(w http.ResponseWriter, r *http.Request) {
-	c := callOf(r)
+func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, c *call) {
 	in := &c.in
 	*in = Input{Namespace: c.req.Namespace, Function: c.req.FunctionName, Qualifier: c.req.Qualifier,
 		InvocationType: c.req.InvocationType, ClientContext: c.req.ClientContext,
-		TraceID: r.Header.Get(contract.HeaderTraceID), LogTail: c.req.LogTail, ResponseStream: c.req.ResponseStream}
+		TraceID: headerGet(r.Header, contract.HeaderTraceID), LogTail: c.req.LogTail, ResponseStream: c.req.ResponseStream}
 	if in.InvocationType != DryRun { // a DryRun's body is never read
 		p, e := h.readPayload(r, in.Namespace)
 		if e != nil {
@@ -233,6 +222,7 @@ func writeOutput(w http.ResponseWriter, out *Output, vals *[6]string) {
 type payload struct {
 	buf      *bytes.Buffer
 	reserved int64
+	limit    io.LimitedReader // the body's reader, kept here so that reading it allocates nothing
 }
 
 var bufPool = sync.Pool{New: func() any { return &payload{buf: bytes.NewBuffer(make([]byte, 0, 4096))} }}
@@ -263,7 +253,9 @@ func (h *Handler) readPayload(r *http.Request, ns string) (*payload, *Error) {
 		// past what was reserved.
 		p.buf.Grow(int(r.ContentLength) + bytes.MinRead)
 	}
-	_, err := p.buf.ReadFrom(io.LimitReader(r.Body, contract.MaxSyncPayload+1))
+	p.limit = io.LimitedReader{R: r.Body, N: contract.MaxSyncPayload + 1}
+	_, err := p.buf.ReadFrom(&p.limit)
+	p.limit.R = nil
 	switch {
 	case err != nil:
 		h.releasePayload(ns, p)
@@ -276,6 +268,7 @@ func (h *Handler) readPayload(r *http.Request, ns string) (*payload, *Error) {
 }
 
 func (h *Handler) releasePayload(ns string, p *payload) {
+	p.limit.R = nil
 	if p.reserved > 0 {
 		h.Admission.release(ns, p.reserved)
 	}

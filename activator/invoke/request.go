@@ -105,7 +105,7 @@ func ParseRequest(method, escapedPath, rawQuery string, h http.Header, defaultNa
 		}
 	}
 
-	switch t := h.Get(contract.HeaderInvocationType); t {
+	switch t := headerGet(h, contract.HeaderInvocationType); t {
 	case "", RequestResponse:
 		req.InvocationType = RequestResponse
 	case Event, DryRun:
@@ -119,14 +119,14 @@ func ParseRequest(method, escapedPath, rawQuery string, h http.Header, defaultNa
 		}
 		return req, errInvocationType(t)
 	}
-	switch t := h.Get(contract.HeaderLogType); t {
+	switch t := headerGet(h, contract.HeaderLogType); t {
 	case "", "None":
 	case contract.LogTypeTail:
 		req.LogTail = true
 	default:
 		return req, ErrValidation("1 validation error detected: Value '" + t + "' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]")
 	}
-	if cc := h.Get(contract.HeaderClientContext); cc != "" {
+	if cc := headerGet(h, contract.HeaderClientContext); cc != "" {
 		if len(cc) > contract.MaxClientContext {
 			return req, ErrInvalidParameter(clientContextMessage)
 		}

@@ -36,7 +36,7 @@ func (c *Core) run(ctx context.Context, in *Input, route *router.Route) (*Output
 	// The call to the shim outlives the caller: an environment is busy until its
 	// invocation ends, whether or not anyone waits for the answer. It is bounded by the
 	// function's timeout and a grace (Call.Until, without a timer of its own).
-	shimCtx := context.WithoutCancel(ctx)
+	r.shimCtx.parent = ctx
 	requestID := in.RequestID
 	if requestID == "" {
 		requestID = contract.NewRequestID()
@@ -53,7 +53,7 @@ func (c *Core) run(ctx context.Context, in *Input, route *router.Route) (*Output
 		ResponseStream: in.ResponseStream,
 		ContentLength:  int64(len(in.Payload)),
 	}
-	resp, e := c.callShim(ctx, shimCtx, key, lease, &r.call, &r.payload, in.Payload)
+	resp, e := c.callShim(ctx, &r.shimCtx, key, lease, &r.call, &r.payload, in.Payload)
 	if e != nil {
 		r.end()
 		return nil, e
@@ -133,8 +133,11 @@ func (c *Core) callShim(ctx, shimCtx context.Context, key fnkey.Key, lease *disp
 	body.Reset(payload)
 	call.Body = body
 	resp, err := c.Shim.Do(shimCtx, call)
-	busyUntil := time.Now().Add(c.WaitDeadline) // bounds all the moves below together
+	var busyUntil time.Time // bounds all the moves below together (from the first)
 	for c.retryElsewhere(resp, err, call) {
+		if busyUntil.IsZero() {
+			busyUntil = time.Now().Add(c.WaitDeadline)
+		}
 		if err != nil {
 			// Nothing reached the shim: another environment (or this one, once it
 			// answers again) runs the invocation.
@@ -208,6 +211,7 @@ func (c *Core) shimError(resp *http.Response, key fnkey.Key, env, requestID stri
 // state).
 type running struct {
 	out     Output
+	shimCtx detached // the call's context
 	call    shimclient.Call
 	payload bytes.Reader // the call's Body
 	lease   *dispatch.Lease
@@ -222,10 +226,10 @@ type running struct {
 func (r *running) output(resp *http.Response, version, requestID string) *Output {
 	rh := resp.Header
 	r.out = Output{StatusCode: http.StatusOK, RequestID: requestID, ExecutedVersion: version,
-		FunctionError: rh.Get(contract.HeaderFunctionError), LogResult: rh.Get(contract.HeaderLogResult),
+		FunctionError: headerGet(rh, contract.HeaderFunctionError), LogResult: headerGet(rh, contract.HeaderLogResult),
 		ContentLength: resp.ContentLength, Body: r,
-		ContentType: rh.Get("Content-Type"), ErrorType: rh.Get(contract.HeaderFunctionErrorType)}
-	if rh.Get(contract.HeaderResponseStream) == contract.ResponseStreamMode {
+		ContentType: headerGet(rh, "Content-Type"), ErrorType: headerGet(rh, contract.HeaderFunctionErrorType)}
+	if headerGet(rh, contract.HeaderResponseStream) == contract.ResponseStreamMode {
 		r.out.Streamed = true
 		r.resp = resp
 		if d := shimclient.Millis(rh, contract.HeaderInitDuration); d > 0 && r.ms != nil {
@@ -305,6 +309,25 @@ func (r *running) end() {
 	}
 	r.lease.Release()
 }
+
+// headerGet is h.Get(key) for a key in canonical form (contract's names are:
+// TestHeaderNamesAreCanonical), without canonicalizing it again.
+func headerGet(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// detached is its parent context without its cancellation and deadline, as
+// context.WithoutCancel's, held in the running invocation instead of allocated apart
+// (context.Cause, which nothing on this path asks, would see the parent's).
+type detached struct{ parent context.Context }
+
+func (d *detached) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (d *detached) Done() <-chan struct{}       { return nil }
+func (d *detached) Err() error                  { return nil }
+func (d *detached) Value(key any) any           { return d.parent.Value(key) }
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 

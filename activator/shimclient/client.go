@@ -14,6 +14,7 @@ import (
 
 	"github.com/klambda/klambda/activator/internal/keepalive"
 	"github.com/klambda/klambda/api/contract"
+	"github.com/klambda/klambda/internal/transport"
 )
 
 // ErrStateUnknown: the shim's /healthz did not say whether it is busy (an older shim).
@@ -59,7 +60,9 @@ func New() *Client {
 		IdleConnTimeout:     keepalive.IdleTimeout,
 		DisableCompression:  true,
 	}
-	return &Client{HTTP: &http.Client{Transport: t}, conns: keepalive.New(dialer.DialContext)}
+	// The invocations' connections read and write as the lean server's do (raw system
+	// calls inside the poller: transport.RawDial).
+	return &Client{HTTP: &http.Client{Transport: t}, conns: keepalive.New(transport.RawDial(dialer.DialContext))}
 }
 
 // Do sends c and returns the shim's response; the caller closes its body (reading it to
@@ -69,9 +72,14 @@ func (cl *Client) Do(ctx context.Context, c *Call) (*http.Response, error) {
 	return do(ctx, cl.conns, c)
 }
 
-// Millis reads one of the shim's *-Ms headers as a duration; 0 when absent.
+// Millis reads one of the shim's *-Ms headers (or trailers) as a duration; 0 when absent.
+// name is one of contract's names, which are in canonical form, so it is looked up as is
+// (h.Get would canonicalize it again).
 func Millis(h http.Header, name string) time.Duration {
-	v := h.Get(name)
+	var v string
+	if vv := h[name]; len(vv) > 0 {
+		v = vv[0]
+	}
 	if v == "" {
 		return 0
 	}

@@ -41,18 +41,18 @@ func validHeaders(c *Call) error {
 
 // WriteHead writes c's request line and headers into w (no allocation).
 func (c *Call) WriteHead(w *bufio.Writer) {
-	var num [20]byte
 	_, _ = w.WriteString("POST " + contract.InvokePath + " HTTP/1.1\r\nHost: ")
 	_, _ = w.WriteString(c.Addr)
 	_, _ = w.WriteString("\r\nContent-Type: application/json\r\nContent-Length: ")
-	_, _ = w.Write(strconv.AppendInt(num[:0], max(c.ContentLength, 0), 10))
+	// (Appended to the writer's free space: a number on the stack would escape.)
+	_, _ = w.Write(strconv.AppendInt(w.AvailableBuffer(), max(c.ContentLength, 0), 10))
 	_, _ = w.WriteString("\r\n")
 	keepalive.WriteHeader(w, contract.HeaderInvokeSecret, c.Secret)
 	keepalive.WriteHeader(w, contract.HeaderRequestID, c.RequestID)
 	keepalive.WriteHeader(w, contract.HeaderInvokedARN, c.InvokedARN)
 	if !c.Deadline.IsZero() {
 		_, _ = w.WriteString(contract.HeaderDeadlineMs + ": ")
-		_, _ = w.Write(strconv.AppendInt(num[:0], c.Deadline.UnixMilli(), 10))
+		_, _ = w.Write(strconv.AppendInt(w.AvailableBuffer(), c.Deadline.UnixMilli(), 10))
 		_, _ = w.WriteString("\r\n")
 	}
 	keepalive.WriteHeader(w, contract.HeaderClientContext, c.ClientContext)

@@ -19,7 +19,7 @@ func TestSetFollowsTheContainerLimitUnlessTheEnvironmentSays(t *testing.T) {
 		}
 	}
 
-	if got, want := Set(logr.Discard(), memlimit.Limit(512<<20)), int64(512 << 20 * 9 / 10); got != want || debug.SetMemoryLimit(-1) != want {
+	if got, want := Set(logr.Discard(), memlimit.Limit(512<<20)), int64(512<<20*9/10); got != want || debug.SetMemoryLimit(-1) != want {
 		t.Fatalf("512 MiB container: GOMEMLIMIT %d (in force %d); want %d", got, debug.SetMemoryLimit(-1), want)
 	}
 	if got := Set(logr.Discard(), func() (uint64, error) { return 0, memlimit.ErrNoLimit }); got != math.MaxInt64 {

@@ -8,7 +8,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -60,7 +60,7 @@ func (w *httpResponse) reset(req *http.Request) {
 	w.isHEAD = req.Method == http.MethodHead
 	w.closeAfter, w.broken = false, false
 	w.declared = w.declared[:0]
-	w.canWriteContinue = req.ProtoAtLeast(1, 1) && req.ContentLength != 0 && req.Header.Get("Expect") != ""
+	w.canWriteContinue = req.ProtoAtLeast(1, 1) && req.ContentLength != 0 && headerGet(req.Header, "Expect") != ""
 	w.head, w.body = w.head[:0], w.body[:0]
 	if cap(w.body) > 64<<10 {
 		w.body = nil
@@ -100,7 +100,7 @@ func (w *httpResponse) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	w.status = code
-	if cl := w.header.Get("Content-Length"); cl != "" {
+	if cl := headerGet(w.header, "Content-Length"); cl != "" {
 		if v, err := strconv.ParseInt(cl, 10, 64); err == nil && v >= 0 {
 			w.contentLength = v
 		} else {
@@ -218,7 +218,7 @@ func (w *httpResponse) sendHead(first []byte) {
 func (w *httpResponse) decideKeepAlive(first []byte) (hasCL bool, te string) {
 	req, h := w.req, w.header
 	_, hasCL = h["Content-Length"]
-	te = h.Get("Transfer-Encoding")
+	te = headerGet(h, "Transfer-Encoding")
 	// An answer with trailers is not given a Content-Length: it goes chunked, so they can
 	// follow (net/http's rule).
 	trailers := w.declareTrailers()
@@ -227,8 +227,9 @@ func (w *httpResponse) decideKeepAlive(first []byte) (hasCL bool, te string) {
 		h["Content-Length"] = []string{strconv.Itoa(len(first))}
 		hasCL = true
 	}
-	keepAlive10 := req.ProtoMajor == 1 && req.ProtoMinor == 0 && hasToken(req.Header.Get("Connection"), "keep-alive")
-	wantsClose := req.Close || hasToken(req.Header.Get("Connection"), "close")
+	conn := headerGet(req.Header, "Connection")
+	keepAlive10 := req.ProtoMajor == 1 && req.ProtoMinor == 0 && hasToken(conn, "keep-alive")
+	wantsClose := req.Close || hasToken(conn, "close")
 	if keepAlive10 && (req.Method == http.MethodHead || hasCL || !BodyAllowedForStatus(w.status)) {
 		if _, ok := h["Connection"]; !ok {
 			h["Connection"] = []string{"keep-alive"}
@@ -236,7 +237,7 @@ func (w *httpResponse) decideKeepAlive(first []byte) (hasCL bool, te string) {
 	} else if !req.ProtoAtLeast(1, 1) || wantsClose {
 		w.closeAfter = true
 	}
-	if h.Get("Connection") == "close" || w.conn.srv.shutdown.Load() || req.Method == "PRI" && req.ProtoMajor == 2 {
+	if headerGet(h, "Connection") == "close" || w.conn.srv.shutdown.Load() || req.Method == "PRI" && req.ProtoMajor == 2 {
 		w.closeAfter = true
 	}
 	return hasCL, te
@@ -247,7 +248,7 @@ func (w *httpResponse) decideKeepAlive(first []byte) (hasCL bool, te string) {
 func (w *httpResponse) frameBody(first []byte, hasCL bool, te string) {
 	req, h := w.req, w.header
 	if BodyAllowedForStatus(w.status) {
-		if _, ok := h["Content-Type"]; !ok && te == "" && h.Get("Content-Encoding") == "" && len(first) > 0 {
+		if _, ok := h["Content-Type"]; !ok && te == "" && headerGet(h, "Content-Encoding") == "" && len(first) > 0 {
 			h["Content-Type"] = []string{http.DetectContentType(first)}
 		}
 	} else {
@@ -278,7 +279,7 @@ func (w *httpResponse) frameBody(first []byte, hasCL bool, te string) {
 		w.closeAfter = true
 		delete(h, "Transfer-Encoding")
 	}
-	if w.closeAfter && !hasToken(h.Get("Connection"), "close") {
+	if w.closeAfter && !hasToken(headerGet(h, "Connection"), "close") {
 		if req.ProtoAtLeast(1, 1) {
 			h["Connection"] = []string{"close"}
 		} else {
@@ -436,20 +437,30 @@ func hasToken(v, token string) bool {
 
 func isTokenBoundary(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
 
-// httpDate is the Date header value, formatted once per second.
-func httpDate() []string {
-	now := time.Now().Unix()
-	dateCache.Lock()
-	defer dateCache.Unlock()
-	if now != dateCache.unix {
-		dateCache.unix = now
-		dateCache.v = []string{time.Unix(now, 0).UTC().Format(http.TimeFormat)}
+// headerGet is h.Get(key) for a key in canonical form (every one here is), without
+// canonicalizing it again.
+func headerGet(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
 	}
-	return dateCache.v
+	return ""
 }
 
-var dateCache struct {
-	sync.Mutex
+// httpDate is the Date header value, formatted once per second (read without a lock: the
+// connections' goroutines all ask for it).
+func httpDate() []string {
+	now := time.Now().Unix()
+	if d := dateCache.Load(); d != nil && d.unix == now {
+		return d.v
+	}
+	d := &formattedDate{unix: now, v: []string{time.Unix(now, 0).UTC().Format(http.TimeFormat)}}
+	dateCache.Store(d)
+	return d.v
+}
+
+type formattedDate struct {
 	unix int64
 	v    []string
 }
+
+var dateCache atomic.Pointer[formattedDate]

@@ -36,8 +36,9 @@ import (
 // watcher that peeks at the socket.
 //
 // The common request head (HTTP/1.1, CRLF, no continuation lines or transfer codings) is
-// parsed by parsePlainRequest with one allocation for its text; any other by
-// http.ReadRequest. Both give the same Request (plainhead_test.go).
+// parsed by parsePlainRequest with one allocation for its text and one for the Request
+// and what it holds; any other by http.ReadRequest. Both give the same Request
+// (plainhead_test.go).
 //
 // What net/http's server does and this one keeps: keep-alive and Connection: close,
 // HTTP/1.0 (keep-alive on request), pipelined requests (answered in order), bodies by
@@ -273,6 +274,8 @@ type httpConn struct {
 	served     bool            // a request was read on this connection
 	body       requestBody     // the current request's body
 	values     context.Context // Server.ConnContext's, for its values; nil without one
+	// ctxRoom is room for the next request's context, allocated with the request.
+	ctxRoom *requestContext
 }
 
 // connReadBuffer is a connection's read buffer. A body with a Content-Length is read past
@@ -433,7 +436,9 @@ func (c *httpConn) readRequest() (*http.Request, error) {
 	}
 	c.lr.remain = math.MaxInt64
 	c.lastMethod = req.Method
-	if err := checkRequest(req, hosts, hostValue); err != nil {
+	// (The plain parse took only header names that are tokens and values without control
+	// characters: what checkRequest's loop over the header would check again.)
+	if err := checkRequest(req, hosts, hostValue, c.ctxRoom != nil); err != nil {
 		return nil, err
 	}
 	req.RemoteAddr = c.remoteAddr
@@ -486,8 +491,9 @@ func (c *httpConn) parseHead() (req *http.Request, hosts int, hostValue string, 
 		c.lr.capturing = true
 	}
 	if complete {
-		if req, hosts := parsePlainRequest(c.br, head); req != nil {
-			return req, hosts, req.Host, nil // (an origin-form target: req.Host is the Host header's)
+		if pr, hosts := parsePlain(c.br, head); pr != nil {
+			c.ctxRoom = &pr.ctx
+			return &pr.req, hosts, pr.req.Host, nil // (an origin-form target: req.Host is the Host header's)
 		}
 	}
 	hosts, hostValue = hostHeaders(head)
@@ -512,8 +518,9 @@ func (c *httpConn) parseHead() (req *http.Request, hosts int, hostValue string, 
 	return req, hosts, hostValue, err
 }
 
-// checkRequest makes the checks net/http's server makes after parsing.
-func checkRequest(req *http.Request, hosts int, hostValue string) error {
+// checkRequest makes the checks net/http's server makes after parsing (those of the
+// header fields unless fieldsValid).
+func checkRequest(req *http.Request, hosts int, hostValue string, fieldsValid bool) error {
 	if req.ProtoMajor != 1 && !(req.ProtoMajor == 2 && req.ProtoMinor == 0 && req.Method == "PRI" && req.RequestURI == "*") {
 		return statusError{http.StatusHTTPVersionNotSupported, "unsupported protocol version"}
 	}
@@ -524,6 +531,9 @@ func checkRequest(req *http.Request, hosts int, hostValue string) error {
 	}
 	if hosts == 1 && !httpguts.ValidHostHeader(hostValue) {
 		return statusError{http.StatusBadRequest, "malformed Host header"}
+	}
+	if fieldsValid {
+		return nil
 	}
 	for k, vv := range req.Header {
 		if !httpguts.ValidHeaderFieldName(k) {
@@ -543,13 +553,18 @@ func checkRequest(req *http.Request, hosts int, hostValue string) error {
 func (c *httpConn) serveRequest(req *http.Request) bool {
 	w := &c.w
 	w.reset(req)
-	rctx := &requestContext{conn: c}
+	rctx := c.ctxRoom // allocated with the request, when the plain parse read it
+	c.ctxRoom = nil
+	if rctx == nil {
+		rctx = new(requestContext)
+	}
+	rctx.conn = c
 	req = req.WithContext(rctx)
 	w.req = req
 	c.body = requestBody{rc: req.Body, sized: len(req.TransferEncoding) == 0, conn: c, length: req.ContentLength}
 	w.reqBody = &c.body
 	req.Body = w.reqBody
-	if ex := req.Header.Get("Expect"); ex != "" {
+	if ex := headerGet(req.Header, "Expect"); ex != "" {
 		if !hasToken(ex, "100-continue") {
 			// As net/http: any other expectation cannot be met.
 			w.Header().Set("Connection", "close")
@@ -559,7 +574,7 @@ func (c *httpConn) serveRequest(req *http.Request) bool {
 			return false
 		}
 	}
-	if req.ProtoAtLeast(1, 1) && req.ContentLength != 0 && req.Header.Get("Expect") != "" {
+	if req.ProtoAtLeast(1, 1) && req.ContentLength != 0 && headerGet(req.Header, "Expect") != "" {
 		w.ecr = &expectContinueReader{body: w.reqBody, w: w}
 		req.Body = w.ecr
 	}

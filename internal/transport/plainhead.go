@@ -13,7 +13,9 @@ import (
 
 // parsePlainRequest parses the common request head (what the activator's clients, its
 // peers and the shim's runtimes send) as http.ReadRequest would, with one allocation for
-// the head's text instead of one per line, key and value: an HTTP/1.1 request line with an
+// the head's text instead of one per line, key and value, and one for the Request with its
+// URL (parsePlainTarget), body, header values and the server's context for it (besides the
+// header map): an HTTP/1.1 request line with an
 // origin-form target, CRLF line ends, header names that are tokens, no continuation lines,
 // no Transfer-Encoding, Trailer or Pragma, at most one Content-Length of plain digits.
 // head is the whole head, through its blank line, still in br. For anything else it
@@ -24,6 +26,16 @@ import (
 // hosts is the number of Host header lines (0 or 1: more go to http.ReadRequest), for the
 // server's Host checks.
 func parsePlainRequest(br *bufio.Reader, head []byte) (req *http.Request, hosts int) {
+	pr, hosts := parsePlain(br, head)
+	if pr == nil {
+		return nil, 0
+	}
+	return &pr.req, hosts
+}
+
+// parsePlain is parsePlainRequest, answering all it allocated (nil for a head it leaves
+// to http.ReadRequest).
+func parsePlain(br *bufio.Reader, head []byte) (pr *plainRequest, hosts int) {
 	if len(head) < 4 || string(head[len(head)-4:]) != "\r\n\r\n" {
 		return nil, 0
 	}
@@ -48,8 +60,12 @@ func parsePlainRequest(br *bufio.Reader, head []byte) (req *http.Request, hosts 
 			return nil, 0
 		}
 	}
+	pr = new(plainRequest) // the Request, its URL, body and context and (most often) its header values: one allocation
+	vals := pr.vals[:]
+	if n > len(pr.vals) {
+		vals = make([]string, n)
+	}
 	h := make(http.Header, n)
-	vals := make([]string, n)
 	length := int64(0)
 	sized := false
 	for i := 0; rest != ""; i++ {
@@ -96,12 +112,17 @@ func parsePlainRequest(br *bufio.Reader, head []byte) (req *http.Request, hosts 
 	if hosts = len(h["Host"]); hosts > 1 {
 		return nil, 0
 	}
-	u, err := url.ParseRequestURI(target)
-	if err != nil {
-		return nil, 0
+	u := &pr.url
+	if !parsePlainTarget(target, u) {
+		parsed, err := url.ParseRequestURI(target)
+		if err != nil {
+			return nil, 0
+		}
+		u = parsed
 	}
 	_, _ = br.Discard(len(head))
-	req = &http.Request{Method: method, URL: u, Proto: proto, ProtoMajor: 1, ProtoMinor: 1, Header: h,
+	req := &pr.req
+	*req = http.Request{Method: method, URL: u, Proto: proto, ProtoMajor: 1, ProtoMinor: 1, Header: h,
 		Body: http.NoBody, ContentLength: length, Host: u.Host, RequestURI: target}
 	if req.Host == "" {
 		if v := h["Host"]; len(v) > 0 {
@@ -111,10 +132,63 @@ func parsePlainRequest(br *bufio.Reader, head []byte) (req *http.Request, hosts 
 	delete(h, "Host") // (as http.ReadRequest)
 	req.Close = httpguts.HeaderValuesContainsToken(h["Connection"], "close")
 	if length > 0 {
-		req.Body = &sizedBody{r: br, n: length}
+		pr.body = sizedBody{r: br, n: length}
+		req.Body = &pr.body
 	}
-	return req, hosts
+	return pr, hosts
 }
+
+// plainRequest holds what parsePlainRequest makes of a request, allocated together.
+type plainRequest struct {
+	req  http.Request
+	body sizedBody
+	url  url.URL
+	vals [8]string // the header values of a request of up to 8 header lines
+	// ctx is room for the request's context (the server's serveRequest).
+	ctx requestContext
+}
+
+// parsePlainTarget sets *u to url.ParseRequestURI(target) for the common origin-form
+// target (a path of characters that are never escaped, no %-escapes, and a query that is
+// not empty, of visible characters) and tells whether it did; for any other it leaves u
+// alone and answers false. TestPlainTargetMatchesParseRequestURI and FuzzPlainTarget hold
+// the two to the same URL.
+func parsePlainTarget(target string, u *url.URL) bool {
+	path, query, hasQuery := strings.Cut(target, "?")
+	if path == "" || path[0] != '/' || hasQuery && query == "" {
+		return false
+	}
+	for i := 0; i < len(path); i++ {
+		if !pathByte[path[i]] {
+			return false
+		}
+	}
+	for i := 0; i < len(query); i++ {
+		if c := query[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	*u = url.URL{Path: path, RawQuery: query}
+	return true
+}
+
+// pathByte: the characters of a path that net/url leaves as they are (unreserved, and
+// the sub-delimiters it does not escape in a path).
+var pathByte = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-_.~$&+,/:;=@" {
+		t[c] = true
+	}
+	return t
+}()
 
 // cutCRLF splits s at its first CRLF; false when a CR or LF comes alone first, or there
 // is no CRLF.

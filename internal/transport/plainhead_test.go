@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -126,4 +127,81 @@ func checkPlainRequest(t *testing.T, raw string) bool {
 		t.Errorf("%q: requests differ\nplain:            %+v\nhttp.ReadRequest: %+v", raw, got, want)
 	}
 	return true
+}
+
+// plainTargets are request targets as the activator's and the shim's clients send them,
+// and variations.
+var plainTargets = []string{
+	"/2015-03-31/functions/echo/invocations", "/namespaces/team-a/2015-03-31/functions/echo/invocations?Qualifier=live",
+	"/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:f:1/invocations",
+	"/2018-06-01/runtime/invocation/next", "/", "//x", "/a?", "/a??", "/a?b?c", "/a?q=%41&x", "/a#b", "/a%20b",
+	"/a b", "/a!b", "/a(b)*'", "/$&+,/:;=@-_.~", "/a?b c", "/a?b\x7f", "/caf\xc3\xa9", "x", "", "?", "*",
+}
+
+// TestPlainTargetMatchesParseRequestURI: what parsePlainTarget takes, url.ParseRequestURI
+// reads into the same URL.
+func TestPlainTargetMatchesParseRequestURI(t *testing.T) {
+	took := 0
+	for _, target := range plainTargets {
+		if checkPlainTarget(t, target) {
+			took++
+		}
+	}
+	if took != 10 {
+		t.Errorf("the plain parse took %d targets, want 10", took)
+	}
+}
+
+// FuzzPlainTarget: whatever parsePlainTarget takes, url.ParseRequestURI reads alike.
+func FuzzPlainTarget(f *testing.F) {
+	for _, target := range plainTargets {
+		f.Add(target)
+	}
+	f.Fuzz(func(t *testing.T, target string) { checkPlainTarget(t, target) })
+}
+
+func checkPlainTarget(t *testing.T, target string) bool {
+	t.Helper()
+	var got url.URL
+	if !parsePlainTarget(target, &got) {
+		if got != (url.URL{}) {
+			t.Errorf("%q: refused, but the URL was set", target)
+		}
+		return false
+	}
+	want, err := url.ParseRequestURI(target)
+	if err != nil {
+		t.Errorf("%q: taken by the plain parse, refused by url.ParseRequestURI (%v)", target, err)
+		return true
+	}
+	if !reflect.DeepEqual(&got, want) {
+		t.Errorf("%q: %#v, url.ParseRequestURI: %#v", target, got, *want)
+	}
+	return true
+}
+
+// FuzzPlainRequestFieldsValid: a head the plain parse takes passes checkRequest's checks of
+// the header fields, which the server therefore skips for it.
+func FuzzPlainRequestFieldsValid(f *testing.F) {
+	for _, c := range plainRequests {
+		f.Add(c.raw)
+	}
+	f.Add("GET /x HTTP/1.1\r\nHost: h\r\nX\x80: 1\r\n\r\n")
+	f.Add("GET /x HTTP/1.1\r\nHost: h\r\nX: caf\xc3\xa9\t\r\n\r\n")
+	f.Fuzz(func(t *testing.T, raw string) {
+		end := headEnd([]byte(raw))
+		if end < 0 {
+			return
+		}
+		br := bufio.NewReaderSize(strings.NewReader(raw), 64<<10)
+		buffered, _ := br.Peek(len(raw))
+		req, hosts := parsePlainRequest(br, buffered[:end])
+		if req == nil {
+			return
+		}
+		full, skipped := checkRequest(req, hosts, req.Host, false), checkRequest(req, hosts, req.Host, true)
+		if full != skipped {
+			t.Errorf("%q: checkRequest %v, without the fields' checks %v", raw, full, skipped)
+		}
+	})
 }

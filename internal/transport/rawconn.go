@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -41,6 +42,19 @@ func (l Listener) Accept() (net.Conn, error) {
 		return newRawConn(tc), nil
 	}
 	return c, nil
+}
+
+// RawDial wraps a dial function so that the TCP connections it makes are rawConns (the
+// activator's keep-alive connections to environments: the client side of the same
+// loopback or pod-network hop).
+func RawDial(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if tc, ok := c.(*net.TCPConn); ok && err == nil {
+			return newRawConn(tc), nil
+		}
+		return c, err
+	}
 }
 
 // newRawConn is tc with rawConn's Read and Write (tc itself if it has no RawConn).

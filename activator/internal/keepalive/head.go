@@ -17,19 +17,35 @@ import (
 // header, all of the head already buffered) by a parse that allocates the head once,
 // anything else by http.ReadResponse. Both give the same Response (TestFastHeadMatches).
 func readResponse(br *bufio.Reader) (*http.Response, error) {
+	resp, _, err := readAnswer(br)
+	return resp, err
+}
+
+// readAnswer is readResponse that also answers, for a plain answer, room for the pooled
+// body that wraps its own (Pool.Do) in the same allocation; nil for any other.
+func readAnswer(br *bufio.Reader) (*http.Response, *body, error) {
 	// Wait for the answer's first bytes (an error is met again, and answered, by
 	// http.ReadResponse).
 	if _, err := br.Peek(1); err == nil {
-		if resp := parsePlainHead(br); resp != nil {
-			return resp, nil
+		if p := parsePlainHead(br); p != nil {
+			return &p.resp, &p.pooled, nil
 		}
 	}
-	return http.ReadResponse(br, nil)
+	resp, err := http.ReadResponse(br, nil)
+	return resp, nil, err
+}
+
+// plainResponse holds what parsePlainHead makes of an answer, allocated together.
+type plainResponse struct {
+	resp   http.Response
+	body   plainBody
+	pooled body      // Pool.Do's wrapper of body
+	vals   [8]string // the header values of an answer of up to 8 header lines
 }
 
 // parsePlainHead parses and consumes the head when it is plain (see readResponse), else
 // answers nil and consumes nothing.
-func parsePlainHead(br *bufio.Reader) *http.Response {
+func parsePlainHead(br *bufio.Reader) *plainResponse {
 	buf, _ := br.Peek(br.Buffered())
 	end := bytes.Index(buf, []byte("\r\n\r\n"))
 	if end < 0 {
@@ -55,8 +71,12 @@ func parsePlainHead(br *bufio.Reader) *http.Response {
 	for r := rest; r != ""; n++ {
 		_, r, _ = cutLine(r)
 	}
+	p := new(plainResponse)
+	vals := p.vals[:]
+	if n > len(p.vals) {
+		vals = make([]string, n)
+	}
 	h := make(http.Header, n)
-	vals := make([]string, n)
 	length := int64(-1)
 	for i := 0; rest != ""; i++ {
 		line, rest, _ = cutLine(rest)
@@ -99,12 +119,13 @@ func parsePlainHead(br *bufio.Reader) *http.Response {
 		return nil
 	}
 	_, _ = br.Discard(end + 4)
-	resp := &http.Response{Status: line0(head)[9:], StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+	p.resp = http.Response{Status: line0(head)[9:], StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: h, ContentLength: length, Body: http.NoBody}
 	if length > 0 {
-		resp.Body = &plainBody{r: br, n: length}
+		p.body = plainBody{r: br, n: length}
+		p.resp.Body = &p.body
 	}
-	return resp
+	return p
 }
 
 func line0(head string) string {

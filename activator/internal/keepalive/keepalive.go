@@ -5,8 +5,11 @@
 // the peer replica that owns a namespace (activator/peer). net/http's Transport does far
 // more for concurrent requests on shared connections (a reader and a writer goroutine per
 // connection, channels between them and the caller), which costs two goroutine hand-offs
-// per request. A plain answer's head is parsed with one allocation (head.go), any other by
-// http.ReadResponse.
+// per request. A plain answer's head is parsed with one allocation for its text and one for
+// the Response, its bodies and header values (head.go; besides the header map), any other
+// by http.ReadResponse. A connection's deadline is rounded up to deadlineStep and kept
+// while it is idle, so that the exchanges of a busy connection do not each arm and clear
+// a timer.
 package keepalive
 
 import (
@@ -27,6 +30,14 @@ import (
 // addresses not used for longer (environments or replicas that went away).
 const IdleTimeout = 30 * time.Second
 
+// deadlineStep is how late an exchange may be cut past its deadline: connections' deadlines
+// are rounded up to it. deadlineMargin: an idle connection whose deadline is nearer than
+// this has it cleared before it is reused (it would fail the next exchange's first read).
+const (
+	deadlineStep   = 100 * time.Millisecond
+	deadlineMargin = time.Second
+)
+
 // ErrNotSent marks an error of Do after which the server cannot have the whole request
 // (the connection could not be made, or a write of the request failed: its last bytes
 // never left): a server that acts only on a whole request did nothing.
@@ -40,7 +51,9 @@ type Request struct {
 	Body          io.Reader
 	ContentLength int64
 	// Until, when not zero, bounds the exchange (body included) as a deadline of ctx
-	// would, without a context of its own.
+	// would, without a context of its own. The connection's deadline is Until (or ctx's)
+	// rounded up to deadlineStep, so that the exchanges of a connection within one step
+	// share it instead of each moving a timer twice.
 	Until time.Time
 	// WatchAfter, when not zero, puts off watching ctx for its cancellation until the
 	// exchange has lasted that long (its deadline bounds the exchange from the start, and
@@ -76,10 +89,15 @@ type conn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
+	// deadline is the connection's read and write deadline (zero: none): kept past the
+	// exchange that set it, and moved only when the next one needs another.
+	deadline time.Time
 	// peekErr is the result of peek, a method value made once so that checking an idle
 	// connection allocates nothing.
 	peekErr error
 	peek    func(fd uintptr) bool
+	// body reads a request's body (write), kept here so that it allocates nothing.
+	body io.LimitedReader
 }
 
 // get returns a live idle connection to addr, or a new one.
@@ -120,8 +138,15 @@ func (p *Pool) get(ctx context.Context, addr string) (*conn, error) {
 // alive: the connection has not been idle too long, and the server has neither closed it
 // nor sent anything on it: a peek that must not block finds nothing to read yet.
 func (c *conn) alive() bool {
-	if time.Since(c.idleAt) > IdleTimeout || c.br.Buffered() > 0 {
+	now := time.Now()
+	if now.Sub(c.idleAt) > IdleTimeout || c.br.Buffered() > 0 {
 		return false
+	}
+	if !c.deadline.IsZero() && c.deadline.Sub(now) < deadlineMargin {
+		if c.nc.SetDeadline(time.Time{}) != nil {
+			return false
+		}
+		c.deadline = time.Time{}
 	}
 	if c.rc == nil {
 		return true
@@ -196,7 +221,10 @@ func (p *Pool) Do(ctx context.Context, r *Request) (*http.Response, error) {
 	if !r.Until.IsZero() && (!ok || r.Until.Before(dl)) {
 		dl = r.Until
 	}
-	_ = cn.nc.SetDeadline(dl)
+	if dl = roundDeadline(dl); !dl.Equal(cn.deadline) {
+		_ = cn.nc.SetDeadline(dl)
+		cn.deadline = dl
+	}
 	var stop func() bool
 	switch {
 	case r.WatchAfter > 0:
@@ -206,7 +234,7 @@ func (p *Pool) Do(ctx context.Context, r *Request) (*http.Response, error) {
 	default:
 		stop = notStopped
 	}
-	resp, err := cn.roundTrip(r)
+	resp, b, err := cn.roundTrip(r)
 	if err != nil {
 		stop()
 		cn.nc.Close()
@@ -218,8 +246,24 @@ func (p *Pool) Do(ctx context.Context, r *Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	resp.Body = &body{r: resp.Body, p: p, c: cn, addr: r.Addr, stop: stop, reuse: !resp.Close}
+	if b == nil {
+		b = new(body)
+	}
+	*b = body{r: resp.Body, p: p, c: cn, addr: r.Addr, stop: stop, reuse: !resp.Close}
+	resp.Body = b
 	return resp, nil
+}
+
+// roundDeadline rounds a deadline (not zero) up to a multiple of deadlineStep, keeping its
+// monotonic clock reading.
+func roundDeadline(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	if r := t.UnixNano() % int64(deadlineStep); r != 0 {
+		t = t.Add(deadlineStep - time.Duration(r))
+	}
+	return t
 }
 
 // notStopped is the stop of a context that cannot end: there is nothing to stop.
@@ -263,11 +307,13 @@ func (w *lateWatch) end() bool {
 	return stop == nil || stop()
 }
 
-func (cn *conn) roundTrip(r *Request) (*http.Response, error) {
+// roundTrip writes r and reads the answer's head; a plain one comes with room for its
+// pooled body (readAnswer).
+func (cn *conn) roundTrip(r *Request) (*http.Response, *body, error) {
 	if err := cn.write(r); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNotSent, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
-	return readResponse(cn.br)
+	return readAnswer(cn.br)
 }
 
 // write writes the request. An error means its last bytes were not sent.
@@ -282,7 +328,9 @@ func (cn *conn) write(r *Request) error {
 		_, err := br.WriteTo(cn.nc)
 		return err
 	} else if r.Body != nil {
-		n, err := io.Copy(cn.bw, io.LimitReader(r.Body, r.ContentLength))
+		cn.body = io.LimitedReader{R: r.Body, N: r.ContentLength}
+		n, err := io.Copy(cn.bw, &cn.body)
+		cn.body.R = nil
 		if err != nil {
 			return err
 		}
@@ -329,7 +377,8 @@ func (b *body) Close() error {
 func (b *body) finish(atEOF bool) {
 	b.done = true
 	// stop false: ctx ended and its func is setting a past deadline; the connection goes.
-	if b.stop() && atEOF && b.reuse && b.c.nc.SetDeadline(time.Time{}) == nil {
+	// The exchange's deadline stays on the idle connection (alive clears it when due).
+	if b.stop() && atEOF && b.reuse {
 		b.p.put(b.addr, b.c)
 		return
 	}
