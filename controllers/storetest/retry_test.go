@@ -1,7 +1,6 @@
 package storetest
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -24,7 +23,6 @@ import (
 // reason CodeStoreUnavailable (never Stalled, which GitOps tools read as a failed sync), and is tried
 // again every few seconds; once the store answers, it goes Active with its code stored.
 func TestCodeStoreOutageKeepsTheFunctionPending(t *testing.T) {
-	ctx := context.Background()
 	var down atomic.Bool
 	var refused atomic.Int64
 	down.Store(true)
@@ -45,16 +43,7 @@ func TestCodeStoreOutageKeepsTheFunctionPending(t *testing.T) {
 	zip := ziptest.Bootstrap(t, "#!/bin/sh\necho hi\n")
 	h, b := ziptest.Digest(zip)
 	src := newSource(t, zip)
-	fn := &lambdav1alpha1.Function{
-		ObjectMeta: metav1.ObjectMeta{Name: "patient", Namespace: ns},
-		Spec: lambdav1alpha1.FunctionSpec{FunctionConfiguration: lambdav1alpha1.FunctionConfiguration{
-			PackageType: lambdav1alpha1.PackageTypeZip, Runtime: "provided.al2023", Handler: "bootstrap",
-			Code: lambdav1alpha1.FunctionCode{CodeSource: lambdav1alpha1.CodeSource{URL: src.srv.URL + "/code.zip", SHA256: h}},
-		}},
-	}
-	if err := k8s.Create(ctx, fn); err != nil {
-		t.Fatal(err)
-	}
+	createURLFunction(t, ns, "patient", src, h)
 	eventually(t, "Pending, Reconciling with reason CodeStoreUnavailable, while the store is down", func() (bool, string) {
 		st := getFn(t, ns, "patient").Status
 		c := meta.FindStatusCondition(st.Conditions, contract.ConditionReconciling)

@@ -80,6 +80,22 @@ codeStore: {repository: %q, gcInterval: 0s}
 
 func ptr[T any](v T) *T { return &v }
 
+// createURLFunction creates Function ns/name (provided.al2023) whose code is src's
+// /code.zip with SHA-256 hex sha.
+func createURLFunction(t *testing.T, ns, name string, src *source, sha string) {
+	t.Helper()
+	fn := &lambdav1alpha1.Function{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: lambdav1alpha1.FunctionSpec{FunctionConfiguration: lambdav1alpha1.FunctionConfiguration{
+			PackageType: lambdav1alpha1.PackageTypeZip, Runtime: "provided.al2023", Handler: "bootstrap",
+			Code: lambdav1alpha1.FunctionCode{CodeSource: lambdav1alpha1.CodeSource{URL: src.srv.URL + "/code.zip", SHA256: sha}},
+		}},
+	}
+	if err := k8s.Create(context.Background(), fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func newNamespace(t *testing.T) string { return srv.NewNamespace(t, "store") }
 
 // source is an HTTP server whose /code.zip the test replaces or removes; it counts GETs.
@@ -185,16 +201,7 @@ func TestVersionCodeOutlivesItsSource(t *testing.T) {
 	v1zip := ziptest.Bootstrap(t, "#!/bin/sh\necho v1\n")
 	h1, b1 := ziptest.Digest(v1zip)
 	src := newSource(t, v1zip)
-	fn := &lambdav1alpha1.Function{
-		ObjectMeta: metav1.ObjectMeta{Name: "durable", Namespace: ns},
-		Spec: lambdav1alpha1.FunctionSpec{FunctionConfiguration: lambdav1alpha1.FunctionConfiguration{
-			PackageType: lambdav1alpha1.PackageTypeZip, Runtime: "provided.al2023", Handler: "bootstrap",
-			Code: lambdav1alpha1.FunctionCode{CodeSource: lambdav1alpha1.CodeSource{URL: src.srv.URL + "/code.zip", SHA256: h1}},
-		}},
-	}
-	if err := k8s.Create(ctx, fn); err != nil {
-		t.Fatal(err)
-	}
+	createURLFunction(t, ns, "durable", src, h1)
 	wantLoad := fmt.Sprintf("--code=oci://%s/klambda/code?plainHTTP=true#sha256=%s", host, h1)
 	eventually(t, "$LATEST Active with its code in the store", func() (bool, string) {
 		f := getFn(t, ns, "durable")
