@@ -54,8 +54,8 @@ func TestForwardReusesTheConnectionAndRedialsAClosedOne(t *testing.T) {
 	if n := conns.Load(); n != 2 {
 		t.Fatalf("%d connections, want a new one after the owner closed the first", n)
 	}
-	if len(core.ran) != 4 {
-		t.Fatalf("the owner ran %d invocations, want 4", len(core.ran))
+	if len(core.runs()) != 4 {
+		t.Fatalf("the owner ran %d invocations, want 4", len(core.runs()))
 	}
 }
 
@@ -72,8 +72,8 @@ func TestForwardRefusesHeaderSplitting(t *testing.T) {
 	if !errors.As(err, &e) || e.Type != "InvalidParameterValueException" {
 		t.Fatalf("a trace id with CR LF: %v", err)
 	}
-	if len(core.ran) != 0 {
-		t.Fatalf("the owner ran %d invocations", len(core.ran))
+	if len(core.runs()) != 0 {
+		t.Fatalf("the owner ran %d invocations", len(core.runs()))
 	}
 }
 

@@ -23,6 +23,13 @@ type fakeCore struct {
 	ran []invoke.Input
 }
 
+// runs is what it ran so far (read under its lock: the peer port's goroutines write it).
+func (c *fakeCore) runs() []invoke.Input {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]invoke.Input(nil), c.ran...)
+}
+
 func (c *fakeCore) Invoke(_ context.Context, in *invoke.Input) (*invoke.Output, error) {
 	c.mu.Lock()
 	cp := *in
@@ -87,7 +94,7 @@ func TestForwardCarriesTheInputAndTheOutput(t *testing.T) {
 		out.FunctionError != "Unhandled" || out.LogResult != "bG9n" {
 		t.Fatalf("output: %+v body %s", out, body)
 	}
-	got := core.ran[0]
+	got := core.runs()[0]
 	got.Payload = nil
 	want := *in
 	want.Payload = nil
@@ -132,8 +139,8 @@ func TestPeerPortRefusesStrangersAndMisdirectedCalls(t *testing.T) {
 	if _, err = client("peer-token").Forward(context.Background(), addr, &invoke.Input{Namespace: "a", Function: "f"}); !errors.Is(err, ErrNotOwner) {
 		t.Fatalf("a replica that does not own the namespace: %v", err)
 	}
-	if len(core.ran) != 0 {
-		t.Fatalf("ran %d invocations it should have refused", len(core.ran))
+	if len(core.runs()) != 0 {
+		t.Fatalf("ran %d invocations it should have refused", len(core.runs()))
 	}
 	if _, err = client("peer-token").Forward(context.Background(), "127.0.0.1:1", &invoke.Input{Namespace: "a", Function: "f"}); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("a closed port: %v", err)
@@ -149,14 +156,14 @@ func TestRouterRunsHereForwardsOrWaitsForAnOwner(t *testing.T) {
 	ctx := context.Background()
 
 	o.mine.Store(true)
-	if out, err := r.Invoke(ctx, &invoke.Input{Namespace: "a", Function: "f"}); err != nil || len(local.ran) != 1 {
-		t.Fatalf("owned here: %v, local ran %d", err, len(local.ran))
+	if out, err := r.Invoke(ctx, &invoke.Input{Namespace: "a", Function: "f"}); err != nil || len(local.runs()) != 1 {
+		t.Fatalf("owned here: %v, local ran %d", err, len(local.runs()))
 	} else {
 		out.Close()
 	}
 	// Events are stored by whichever replica accepts them.
 	o.mine.Store(false)
-	if out, err := r.Invoke(ctx, &invoke.Input{Namespace: "a", Function: "f", InvocationType: invoke.Event}); err != nil || len(local.ran) != 2 {
+	if out, err := r.Invoke(ctx, &invoke.Input{Namespace: "a", Function: "f", InvocationType: invoke.Event}); err != nil || len(local.runs()) != 2 {
 		t.Fatalf("event: %v", err)
 	} else {
 		out.Close()
@@ -173,8 +180,8 @@ func TestRouterRunsHereForwardsOrWaitsForAnOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	out.Close()
-	if len(remote.ran) != 1 || len(local.ran) != 2 {
-		t.Fatalf("after the handoff: remote ran %d, local %d", len(remote.ran), len(local.ran))
+	if len(remote.runs()) != 1 || len(local.runs()) != 2 {
+		t.Fatalf("after the handoff: remote ran %d, local %d", len(remote.runs()), len(local.runs()))
 	}
 	// Nobody ever owns it: a ServiceException after Wait, not a hang.
 	o.owner.Store("")

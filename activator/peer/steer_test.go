@@ -145,8 +145,8 @@ func TestRouterSteersAfterTheOwnersAnswersOnly(t *testing.T) {
 	if closesAny(serve, echo, 3) {
 		t.Fatal("closed while the owner is unknown")
 	}
-	if len(local.ran) != 1 {
-		t.Fatalf("ran %d here, want 1", len(local.ran))
+	if len(local.runs()) != 1 {
+		t.Fatalf("ran %d here, want 1", len(local.runs()))
 	}
 	if forwarded.Load() != 6 { // 2 echo, 2 throttled, 2 echo around the local one
 		t.Fatalf("%d counted forwarded, want the 6 the owner answered", forwarded.Load())
