@@ -99,13 +99,15 @@ func newTrio(t *testing.T, steer, h2 bool) *trio {
 }
 
 // dial connects to a random replica, whatever the address asked for: a Service's
-// ClusterIP (kube-proxy picks an endpoint per connection). With steering, until its first
-// close, connections go to a replica that forwards (as random could), so that steering
-// has to move them (over HTTP/2 the client keeps a single connection).
+// ClusterIP (kube-proxy picks an endpoint per connection). Until the first steering close
+// (without steering: always), connections go to a replica that forwards (as random
+// could), so that only steering can move them (over HTTP/2 the client keeps a single
+// connection); a random placement alone would make the share without steering depend on
+// the luck of a few dials.
 func (tr *trio) dial(ctx context.Context, network, _ string) (net.Conn, error) {
 	var d net.Dialer
 	i := rand.IntN(len(tr.fronts))
-	if tr.steer && tr.closes.Load() == 0 {
+	if tr.closes.Load() == 0 {
 		i = 1
 	}
 	return d.DialContext(ctx, network, tr.fronts[i])
@@ -158,8 +160,8 @@ func httpInvoke(c *http.Client, url string, wantProto int) func() error {
 
 // Callers that keep their connections, dialing a random replica for each new one, end up
 // on the owner: after a warm-up, at least 90 % of the invocations are served there
-// without a forward, and none fails across the closes. Without steering about a third
-// is (the test can fail).
+// without a forward, and none fails across the closes. Without steering, connections that
+// reached a forwarding replica stay there and none is (the test can fail).
 func TestSteeringMovesKeptConnectionsToTheOwner(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -186,8 +188,8 @@ func TestSteeringMovesKeptConnectionsToTheOwner(t *testing.T) {
 			switch {
 			case tc.steer && local < 0.9:
 				t.Fatalf("%.1f %% served by the owner after the warm-up, want ≥ 90 %%", 100*local)
-			case !tc.steer && local > 0.8:
-				t.Fatalf("%.1f %% served by the owner without steering: the test cannot tell", 100*local)
+			case !tc.steer && local > 0.1:
+				t.Fatalf("%.1f %% served by the owner without steering, whose connections all reached a forwarding replica: the test cannot tell", 100*local)
 			case tc.steer && tr.closes.Load() == 0:
 				t.Fatal("no steering close")
 			}
