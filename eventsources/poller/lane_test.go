@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr/testr"
 
@@ -33,6 +34,62 @@ func TestAnAnsweredBatchIsSettledWhenThePollerStopsMeanwhile(t *testing.T) {
 	_ = p.Run(ctx)
 	if cp := src.checkpoint(); cp != 1 {
 		t.Fatalf("checkpoint %d after the stop, want 1: the answered batch was not settled", cp)
+	}
+}
+
+// An invocation in flight when the poller stops (its replica shutting down) runs to its
+// answer within StopGrace, and the answer is settled before the source closes: the
+// partition's next owner neither replays the batch nor invokes the partition while the
+// function still runs it.
+func TestAnInvocationInFlightFinishesWhenThePollerStops(t *testing.T) {
+	src := &memSource{pending: []Message{msg(0, 10), msg(1, 10)}}
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan struct{})
+	var invErr error
+	inv := funcInvoker(func(ictx context.Context, _ invokeclient.Request) (invokeclient.Response, error) {
+		close(started)
+		select {
+		case <-ictx.Done(): // cut short: the answer would be lost
+			invErr = ictx.Err()
+			return invokeclient.Response{}, ictx.Err()
+		case <-time.After(300 * time.Millisecond): // the function takes a while
+		}
+		return invokeclient.Response{StatusCode: 200, Payload: []byte(`null`)}, nil
+	})
+	p := New(Config{Namespace: "ns", Name: "stop", Function: "fn", BatchSize: 10, Policy: batch.DefaultStreamPolicy()}, src, inv, testr.New(t))
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	<-started
+	cancel() // the replica stops while the function runs the batch
+	<-done
+	if invErr != nil {
+		t.Fatalf("the invocation in flight was cut short by the stop: %v", invErr)
+	}
+	if cp := src.checkpoint(); cp != 1 {
+		t.Fatalf("checkpoint %d after the stop, want 1: the finished batch was not settled", cp)
+	}
+}
+
+// finishOnStop's context ends grace after its parent, or when released.
+func TestFinishOnStopEndsAGraceAfterTheStop(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	inv, finished := finishOnStop(ctx, 50*time.Millisecond)
+	defer finished()
+	cancel()
+	select {
+	case <-inv.Done():
+		t.Fatal("ended with its parent, not a grace after it")
+	case <-time.After(20 * time.Millisecond):
+	}
+	select {
+	case <-inv.Done():
+	case <-time.After(2 * time.Second):
+		t.Fatal("did not end after the grace")
+	}
+	inv2, finished2 := finishOnStop(context.Background(), time.Hour)
+	finished2()
+	if inv2.Err() == nil {
+		t.Fatal("still running after it was released")
 	}
 }
 

@@ -136,8 +136,10 @@ type lanes struct {
 	revoked map[string]bool
 }
 
-// Run polls until ctx ends, then closes the source. Records being delivered when ctx ends
-// are left unsettled: the source redelivers them to the next poller.
+// Run polls until ctx ends, then closes the source. An invocation in flight when ctx ends
+// may finish within StopGrace and its answer is settled; records not yet invoked (or whose
+// invocation outlived the grace) are left unsettled: the source redelivers them to the next
+// poller.
 func (p *Poller) Run(ctx context.Context) error {
 	if p.scale != nil {
 		return p.runScaled(ctx)
@@ -546,12 +548,43 @@ func (p *Poller) deliver(ctx context.Context, stop <-chan struct{}, records []ba
 		if closed(stop) {
 			return false
 		}
-		res, resp := p.invoke(ctx, step.Invoke)
+		invCtx, finished := finishOnStop(ctx, StopGrace)
+		res, resp := p.invoke(invCtx, step.Invoke)
+		finished()
 		if ctx.Err() != nil && (res.Outcome == batch.OutcomeSystemError || res.Outcome == batch.OutcomeThrottled) {
 			return false // cut short by the stop, not an answer from the function
 		}
 		lastResp = resp
 		step = d.Report(res)
+	}
+}
+
+// StopGrace is how long an invocation in flight when the poller stops (its replica shutting
+// down, the mapping disabled) may still take: its answer is settled (committed) before the
+// source closes, so the partition's next owner neither replays it nor invokes the same
+// partition while the function still runs it. Past it the invocation is abandoned, its
+// records left unsettled for the next owner (at least once).
+const StopGrace = 10 * time.Second
+
+// finishOnStop is ctx for an invocation that outlives ctx's end by at most grace; finished
+// releases it.
+func finishOnStop(ctx context.Context, grace time.Duration) (_ context.Context, finished func()) {
+	inv, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var timer *time.Timer
+	var mu sync.Mutex
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		timer = time.AfterFunc(grace, cancel)
+		mu.Unlock()
+	})
+	return inv, func() {
+		stop()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel()
 	}
 }
 
