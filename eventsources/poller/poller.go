@@ -568,22 +568,12 @@ const StopGrace = 10 * time.Second
 
 // finishOnStop is ctx for an invocation that outlives ctx's end by at most grace; finished
 // releases it.
+// (A grace timer started by a stop may fire after finished: cancel is then a no-op.)
 func finishOnStop(ctx context.Context, grace time.Duration) (_ context.Context, finished func()) {
 	inv, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	var timer *time.Timer
-	var mu sync.Mutex
-	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		timer = time.AfterFunc(grace, cancel)
-		mu.Unlock()
-	})
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
 	return inv, func() {
 		stop()
-		mu.Lock()
-		if timer != nil {
-			timer.Stop()
-		}
-		mu.Unlock()
 		cancel()
 	}
 }
